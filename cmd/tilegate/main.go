@@ -1,0 +1,208 @@
+// Command tilegate serves tiles behind API keys and tile tokens, and bootstraps accounts.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/server"
+	"github.com/tilegate/tilegate/store"
+)
+
+type dbFlags struct {
+	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"postgres://… for PostgreSQL; sqlite:PATH or a path for SQLite (default ${default_sqlite})."`
+}
+
+func (f dbFlags) open(ctx context.Context) (*store.Store, error) {
+	st, err := store.Open(ctx, f.DatabaseURL, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+type cli struct {
+	Serve   serveCmd   `cmd:"" help:"Serve the API and tiles."`
+	Migrate migrateCmd `cmd:"" help:"Apply pending database migrations and exit."`
+	Admin   adminCmd   `cmd:"" help:"Bootstrap accounts and service tokens."`
+}
+
+type serveCmd struct {
+	dbFlags
+	Addr            string        `env:"TILEGATE_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
+	PublicURL       string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
+	AuthCacheTTL    time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
+	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM."`
+}
+
+func (c *serveCmd) Run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	st, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	public := c.PublicURL
+	if public == "" {
+		public = "http://" + ln.Addr().String()
+	}
+	srv, err := server.New(st, server.Config{PublicURL: public, AuthCacheTTL: c.AuthCacheTTL})
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute, // uploads stream large files
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	slog.Info("tilegate serving", "addr", ln.Addr().String(), "database", string(st.Dialect()), "docs", public+"/docs")
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	slog.Info("shutting down: finishing in-flight requests", "timeout", c.ShutdownTimeout)
+	shutCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	slog.Info("stopped")
+	return nil
+}
+
+type migrateCmd struct{ dbFlags }
+
+func (c *migrateCmd) Run() error {
+	st, err := c.open(context.Background())
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+type adminCmd struct {
+	CreateAccount createAccountCmd `cmd:"" name:"create-account" help:"Create an account with an admin service token; prints JSON."`
+	CreateToken   createTokenCmd   `cmd:"" name:"create-token" help:"Create a principal with a role and a service token; prints JSON."`
+	RevokeToken   revokeTokenCmd   `cmd:"" name:"revoke-token" help:"Revoke every service token of a principal."`
+}
+
+type createAccountCmd struct {
+	dbFlags
+	Name string `required:"" help:"Account name."`
+}
+
+func (c *createAccountCmd) Run() error {
+	ctx := context.Background()
+	st, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	issued, err := st.CreateAccount(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	return printJSON(issued)
+}
+
+type createTokenCmd struct {
+	dbFlags
+	Account string `required:"" help:"Account id."`
+	Role    string `required:"" enum:"admin,editor,viewer" help:"admin, editor or viewer."`
+	Name    string `help:"Principal name."`
+}
+
+func (c *createTokenCmd) Run() error {
+	ctx := context.Background()
+	accountID, err := uuid.Parse(c.Account)
+	if err != nil {
+		return fmt.Errorf("--account: %w", err)
+	}
+	st, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	name := c.Name
+	if name == "" {
+		name = c.Role
+	}
+	issued, err := st.CreatePrincipal(ctx, accountID, c.Role, name)
+	if err != nil {
+		return err
+	}
+	return printJSON(issued)
+}
+
+type revokeTokenCmd struct {
+	dbFlags
+	Principal string `required:"" help:"Principal id."`
+}
+
+func (c *revokeTokenCmd) Run() error {
+	ctx := context.Background()
+	id, err := uuid.Parse(c.Principal)
+	if err != nil {
+		return fmt.Errorf("--principal: %w", err)
+	}
+	st, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	n, err := st.RevokePrincipalTokens(ctx, id)
+	if err != nil {
+		return err
+	}
+	return printJSON(map[string]any{"principal_id": id, "revoked": n})
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	var c cli
+	k := kong.Parse(&c,
+		kong.Name("tilegate"),
+		kong.Description("Access control and delivery for map tiles."),
+		kong.Vars{"default_sqlite": store.DefaultSQLitePath},
+		kong.UsageOnError(),
+	)
+	if err := k.Run(); err != nil {
+		slog.Error("tilegate failed", "err", err)
+		os.Exit(1)
+	}
+}

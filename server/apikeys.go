@@ -1,0 +1,183 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/oapi-codegen/nullable"
+
+	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/origin"
+	"github.com/tilegate/tilegate/store"
+)
+
+const keyNotFound = "API key not found"
+
+func (s *Server) ListAPIKeys(ctx context.Context, req gen.ListAPIKeysRequestObject) (gen.ListAPIKeysResponseObject, error) {
+	p := principalFrom(ctx)
+	limit := 50
+	if req.Params.Limit != nil {
+		limit = *req.Params.Limit
+	}
+	cur, err := cursorParam(req.Params.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.store.ListAPIKeys(ctx, p.AccountID, cur, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := gen.ListAPIKeys200JSONResponse{TotalCount: int(page.Total), Items: make([]gen.APIKey, len(page.Items))}
+	for i, k := range page.Items {
+		out.Items[i] = apiKeyOut(k)
+	}
+	if page.Next != nil {
+		out.Cursor = nullable.NewNullableWithValue(page.Next.Encode())
+	} else {
+		out.Cursor = nullable.NewNullNullable[string]()
+	}
+	return out, nil
+}
+
+func cursorParam(c *string) (*store.Cursor, error) {
+	if c == nil || *c == "" {
+		return nil, nil
+	}
+	cur, err := store.DecodeCursor(*c)
+	if err != nil {
+		return nil, invalid([]any{"query", "cursor"}, *c, "invalid cursor")
+	}
+	return &cur, nil
+}
+
+func (s *Server) CreateAPIKey(ctx context.Context, req gen.CreateAPIKeyRequestObject) (gen.CreateAPIKeyResponseObject, error) {
+	p := principalFrom(ctx)
+	var k store.APIKey
+	var name *string
+	if err := applySettings(&k, &name, *req.Body); err != nil {
+		return nil, err
+	}
+	k, err := s.store.CreateAPIKey(ctx, p.AccountID, name, k)
+	if err != nil {
+		return nil, err
+	}
+	return gen.CreateAPIKey200JSONResponse(apiKeyOut(k)), nil
+}
+
+func (s *Server) GetAPIKey(ctx context.Context, req gen.GetAPIKeyRequestObject) (gen.GetAPIKeyResponseObject, error) {
+	k, err := s.store.GetAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.GetAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.GetAPIKey200JSONResponse(apiKeyOut(k)), nil
+}
+
+func (s *Server) DeleteAPIKey(ctx context.Context, req gen.DeleteAPIKeyRequestObject) (gen.DeleteAPIKeyResponseObject, error) {
+	err := s.store.DeleteAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.DeleteAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.DeleteAPIKey200Response{}, nil
+}
+
+func (s *Server) ChangeAPIKeySettings(ctx context.Context, req gen.ChangeAPIKeySettingsRequestObject) (gen.ChangeAPIKeySettingsResponseObject, error) {
+	// Validate before touching the database, so bad input changes nothing.
+	var probe store.APIKey
+	var probeName *string
+	if err := applySettings(&probe, &probeName, *req.Body); err != nil {
+		return nil, err
+	}
+	k, err := s.store.UpdateAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId, func(k *store.APIKey) bool {
+		name := &k.Name
+		_ = applySettings(k, &name, *req.Body)
+		return req.Body.Name.IsNull()
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.ChangeAPIKeySettings404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.ChangeAPIKeySettings200JSONResponse(apiKeyOut(k)), nil
+}
+
+// applySettings merges APIKeySettings into k: an absent field is left as it is, null clears it.
+// *name is set to the explicit name, or nil when the name is to be generated.
+func applySettings(k *store.APIKey, name **string, in gen.APIKeySettings) error {
+	if in.Name.IsSpecified() {
+		if in.Name.IsNull() {
+			*name = nil
+		} else {
+			v := in.Name.MustGet()
+			*name = &v
+			k.Name = v
+		}
+	}
+	if in.Description.IsSpecified() {
+		k.Description = optional(in.Description)
+	}
+	if in.UserAgent.IsSpecified() {
+		k.UserAgent = nil
+		if ua := optional(in.UserAgent); ua != nil && *ua != "" {
+			norm, err := origin.NormalizeUserAgent(*ua)
+			if err != nil {
+				return invalid([]any{"body", "user_agent"}, *ua, err.Error())
+			}
+			k.UserAgent = &norm
+		}
+	}
+	if in.Origins.IsSpecified() {
+		var list []string
+		if !in.Origins.IsNull() {
+			list = in.Origins.MustGet()
+		}
+		norm, err := origin.NormalizeRules(list)
+		if err != nil {
+			var re *origin.RuleError
+			if errors.As(err, &re) {
+				return invalid([]any{"body", "origins", re.Index}, re.Value, re.Reason)
+			}
+			return invalid([]any{"body", "origins"}, list, err.Error())
+		}
+		k.Origins = norm
+	}
+	return nil
+}
+
+func optional(n nullable.Nullable[string]) *string {
+	if !n.IsSpecified() || n.IsNull() {
+		return nil
+	}
+	v := n.MustGet()
+	return &v
+}
+
+func apiKeyOut(k store.APIKey) gen.APIKey {
+	out := gen.APIKey{
+		Id: k.ID, Token: k.Token, Name: k.Name, Origins: k.Origins,
+		Created: k.Created, Changed: k.Changed,
+		Description: nullableOf(k.Description), UserAgent: nullableOf(k.UserAgent),
+		LastUsed: nullable.NewNullNullable[time.Time](),
+	}
+	if out.Origins == nil {
+		out.Origins = []string{}
+	}
+	if k.LastUsed != nil {
+		out.LastUsed = nullable.NewNullableWithValue(*k.LastUsed)
+	}
+	return out
+}
+
+func nullableOf[T any](v *T) nullable.Nullable[T] {
+	if v == nil {
+		return nullable.NewNullNullable[T]()
+	}
+	return nullable.NewNullableWithValue(*v)
+}

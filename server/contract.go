@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/labstack/echo/v4"
+)
+
+// roleExtension names the least role an operation needs, declared next to it in openapi.yaml.
+const roleExtension = "x-tilegate-role"
+
+var roleRank = map[string]int{"viewer": 1, "editor": 2, "admin": 3}
+
+// contract runs before every API handler: it finds the operation in the spec (404/405 when there
+// is none), authenticates the caller and checks the operation's role (401/403), then validates
+// parameters and body against the spec (422), in that order, so an anonymous caller learns nothing
+// about the schema and a handler only ever sees valid input.
+func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		route, pathParams, err := s.router.FindRoute(r)
+		if err != nil {
+			if errors.Is(err, routers.ErrMethodNotAllowed) {
+				return detail(c, http.StatusMethodNotAllowed, "Method Not Allowed")
+			}
+			return detail(c, http.StatusNotFound, "Not Found")
+		}
+		ctx := r.Context()
+		if needsServiceToken(route) {
+			p, err := s.creds.authenticate(ctx, r.Header.Get("Authorization"))
+			if err != nil {
+				return s.authFailure(c, err)
+			}
+			if need, ok := route.Operation.Extensions[roleExtension].(string); ok && roleRank[p.Role] < roleRank[need] {
+				return detail(c, http.StatusForbidden, "This operation needs the "+need+" role or higher")
+			}
+			ctx = withPrincipal(ctx, p)
+		}
+		if err := s.validate(ctx, c, route, pathParams); err != nil {
+			return err
+		}
+		c.SetRequest(r.WithContext(ctx))
+		return next(c)
+	}
+}
+
+func needsServiceToken(route *routers.Route) bool {
+	reqs := route.Spec.Security
+	if route.Operation.Security != nil {
+		reqs = *route.Operation.Security
+	}
+	for _, req := range reqs {
+		if _, ok := req["ServiceToken"]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Route, pathParams map[string]string) error {
+	r := c.Request()
+	var body []byte
+	if route.Operation.RequestBody != nil {
+		if r.ContentLength > s.cfg.BodyLimit {
+			return detail(c, http.StatusRequestEntityTooLarge, "Request body too large")
+		}
+		var err error
+		if body, err = readBody(r, s.cfg.BodyLimit); err != nil {
+			return detail(c, http.StatusBadRequest, "Could not read the request body")
+		}
+		if int64(len(body)) > s.cfg.BodyLimit {
+			return detail(c, http.StatusRequestEntityTooLarge, "Request body too large")
+		}
+	}
+	input := &openapi3filter.RequestValidationInput{
+		Request:    r,
+		PathParams: pathParams,
+		Route:      route,
+		Options: &openapi3filter.Options{
+			MultiError:         true,
+			KeepValidatedValue: true,
+			// Authentication is the contract middleware's own step, done before validation.
+			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+		},
+	}
+	err := openapi3filter.ValidateRequest(ctx, input)
+	if err == nil {
+		return nil
+	}
+	fields := translate(err, r, pathParams, body)
+	if len(fields) == 0 {
+		fields = []fieldError{{Loc: []any{}, Msg: err.Error(), Type: "value_error"}}
+	}
+	return c.JSON(http.StatusUnprocessableEntity, validationBody{Detail: fields})
+}
+
+// invalid answers 422 for a rule the spec cannot express (a bad cursor, an origin entry).
+func invalid(loc []any, input any, msg string) error {
+	return &validationFailure{fields: []fieldError{{
+		Loc: loc, Input: input, Type: "value_error", Msg: "Value error, " + msg,
+		Ctx: map[string]any{"error": msg},
+	}}}
+}
+
+type validationFailure struct{ fields []fieldError }
+
+func (v *validationFailure) Error() string { return "validation failed: " + v.fields[0].Msg }

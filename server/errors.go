@@ -1,0 +1,53 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/store"
+)
+
+func detail(c echo.Context, status int, msg string) error {
+	return c.JSON(status, gen.Error{Detail: msg})
+}
+
+// handleError answers every error a handler or middleware returned: never a stack trace, and
+// never a 500 for something the client did.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var vf *validationFailure
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &vf):
+		_ = c.JSON(http.StatusUnprocessableEntity, validationBody{Detail: vf.fields})
+	case store.IsUnavailable(err):
+		s.log.Warn("database unavailable", "path", c.Path(), "err", err)
+		_ = detail(c, http.StatusServiceUnavailable, "The database is unavailable; retry shortly")
+	case errors.As(err, &he):
+		switch he.Code {
+		case http.StatusNotFound:
+			_ = detail(c, http.StatusNotFound, "Not Found")
+		case http.StatusMethodNotAllowed:
+			_ = detail(c, http.StatusMethodNotAllowed, "Method Not Allowed")
+		case http.StatusRequestEntityTooLarge:
+			_ = detail(c, http.StatusRequestEntityTooLarge, "Request body too large")
+		case http.StatusBadRequest:
+			// Binding failures: the validator lets nothing through that cannot bind, but if it
+			// ever does, the client hears it in the contract's validation shape.
+			_ = c.JSON(http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{
+				Loc: []any{"body"}, Type: "value_error", Msg: "Value error, the request could not be decoded",
+			}}})
+		default:
+			s.log.Error("request failed", "path", c.Path(), "status", he.Code, "err", err)
+			_ = detail(c, he.Code, http.StatusText(he.Code))
+		}
+	default:
+		s.log.Error("request failed", "path", c.Path(), "err", err)
+		_ = detail(c, http.StatusInternalServerError, "Internal Server Error")
+	}
+}

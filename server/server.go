@@ -1,0 +1,102 @@
+// Package server implements tilegate's HTTP API: the handlers of the generated strict-server
+// interface, and the middleware that routes, authenticates and validates every request against
+// the embedded openapi.yaml before a handler runs.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/swaggest/swgui/v5emb"
+
+	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/store"
+)
+
+// Config is what the server needs beyond the store.
+type Config struct {
+	// PublicURL is the absolute base of the URLs tilegate hands out (tile templates).
+	PublicURL string
+	// BodyLimit caps JSON request bodies (413 beyond).
+	BodyLimit int64
+	// AuthCacheTTL is how long a resolved service token is trusted before it is looked up again:
+	// the longest a revoked token keeps working.
+	AuthCacheTTL time.Duration
+	Logger       *slog.Logger
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	store  *store.Store
+	cfg    Config
+	log    *slog.Logger
+	spec   *openapi3.T
+	router routers.Router
+	creds  *credentials
+	yaml   []byte
+}
+
+var _ gen.StrictServerInterface = (*Server)(nil)
+
+// New builds a server on an open, migrated store.
+func New(st *store.Store, cfg Config) (*Server, error) {
+	if cfg.BodyLimit == 0 {
+		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.AuthCacheTTL == 0 {
+		cfg.AuthCacheTTL = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	spec, err := gen.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded spec: %w", err)
+	}
+	// Match requests on path alone, whatever host the service is reached by.
+	spec.Servers = nil
+	router, err := gorillamux.NewRouter(spec)
+	if err != nil {
+		return nil, fmt.Errorf("build router: %w", err)
+	}
+	yamlDoc, err := specYAML(spec)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		store:  st,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		spec:   spec,
+		router: router,
+		creds:  newCredentials(st, cfg.AuthCacheTTL),
+		yaml:   yamlDoc,
+	}, nil
+}
+
+// Handler returns the complete HTTP handler: operational routes, Swagger UI and the API.
+func (s *Server) Handler() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.Recover(), s.requestLog)
+
+	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
+	e.GET("/docs", echo.WrapHandler(docs))
+	e.GET("/docs/*", echo.WrapHandler(docs))
+
+	api := e.Group("", s.contract)
+	gen.RegisterHandlers(api, gen.NewStrictHandler(s, nil))
+	return e
+}
+
+// Ping reports whether the database answers (used by /readyz).
+func (s *Server) ping(ctx context.Context) error { return s.store.Ping(ctx) }

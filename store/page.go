@@ -1,0 +1,65 @@
+package store
+
+import (
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+)
+
+// Cursor is a position in a keyset walk over (created, id): the last row of the previous page.
+// Rows never change their created time, so a row that exists for a whole walk is seen exactly once
+// whatever is inserted or deleted meanwhile.
+type Cursor struct {
+	Created time.Time
+	ID      uuid.UUID
+}
+
+// ErrBadCursor: the cursor was not made by Encode.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// Encode makes the opaque, URL-safe form given to clients.
+func (c Cursor) Encode() string {
+	raw := strconv.FormatInt(c.Created.UnixMicro(), 36) + "." + c.ID.String()
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// DecodeCursor parses what Encode made; anything else is ErrBadCursor.
+func DecodeCursor(s string) (Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	ts, id, ok := strings.Cut(string(raw), ".")
+	if !ok {
+		return Cursor{}, ErrBadCursor
+	}
+	micros, err := strconv.ParseInt(ts, 36, 64)
+	if err != nil || micros < 0 {
+		return Cursor{}, ErrBadCursor
+	}
+	u, err := uuid.Parse(id)
+	if err != nil || len(id) != 36 {
+		return Cursor{}, ErrBadCursor
+	}
+	return Cursor{Created: time.UnixMicro(micros).UTC(), ID: u}, nil
+}
+
+// Page is one page of a keyset walk.
+type Page[T any] struct {
+	Items []T
+	Next  *Cursor // nil on the last page
+	Total int64
+}
+
+// after restricts a query to rows after the cursor, in (created, id) order.
+func after(q *gorm.DB, prefix string, c *Cursor) *gorm.DB {
+	if c == nil {
+		return q
+	}
+	return q.Where("("+prefix+"created > ? OR ("+prefix+"created = ? AND "+prefix+"id > ?))", c.Created, c.Created, c.ID)
+}

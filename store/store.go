@@ -1,0 +1,209 @@
+// Package store keeps tilegate's state in PostgreSQL (production) or an embedded SQLite file
+// (the default, so a fresh machine needs nothing installed), through GORM.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Dialect names the SQL engine behind a Store.
+type Dialect string
+
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// DefaultSQLitePath is used when DATABASE_URL is empty.
+const DefaultSQLitePath = "data/tilegate.db"
+
+// Store is the database handle shared by the whole process.
+type Store struct {
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	dialect Dialect
+	dsn     string
+}
+
+// Options tune the connection pool; zero values take the defaults.
+type Options struct {
+	MaxOpenConns     int
+	StatementTimeout time.Duration
+}
+
+// ParseURL tells which dialect a DATABASE_URL selects and the DSN its driver takes:
+// postgres:// and postgresql:// are PostgreSQL, sqlite:PATH or a bare path is SQLite.
+func ParseURL(databaseURL string) (Dialect, string) {
+	switch {
+	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
+		return Postgres, databaseURL
+	case databaseURL == "":
+		return SQLite, DefaultSQLitePath
+	default:
+		return SQLite, strings.TrimPrefix(strings.TrimPrefix(databaseURL, "sqlite://"), "sqlite:")
+	}
+}
+
+// Open connects to the database a DATABASE_URL names. It does not migrate; call Migrate.
+func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	if opts.MaxOpenConns == 0 {
+		opts.MaxOpenConns = 20
+	}
+	if opts.StatementTimeout == 0 {
+		opts.StatementTimeout = 10 * time.Second
+	}
+	dialect, dsn := ParseURL(databaseURL)
+	cfg := &gorm.Config{
+		Logger:                 logger.Discard,
+		NowFunc:                Now,
+		SkipDefaultTransaction: true,
+		TranslateError:         true,
+	}
+	var dialector gorm.Dialector
+	switch dialect {
+	case Postgres:
+		pgDSN, err := withStatementTimeout(dsn, opts.StatementTimeout)
+		if err != nil {
+			return nil, err
+		}
+		dsn = pgDSN
+		dialector = postgres.New(postgres.Config{DSN: dsn})
+	case SQLite:
+		if dir := filepath.Dir(dsn); dir != "." {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("create database directory %s: %w", dir, err)
+			}
+		}
+		dialector = sqlite.Open(sqliteDSN(dsn, opts.StatementTimeout))
+	}
+	db, err := gorm.Open(dialector, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	switch dialect {
+	case Postgres:
+		sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
+		sqlDB.SetMaxIdleConns(opts.MaxOpenConns)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+		sqlDB.SetConnMaxLifetime(time.Hour)
+	case SQLite:
+		// One writer at a time is SQLite's model; WAL lets readers proceed meanwhile.
+		sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
+		sqlDB.SetMaxIdleConns(opts.MaxOpenConns)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pingCtx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+	}
+	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, dsn: dsn}, nil
+}
+
+// withStatementTimeout adds statement_timeout (a PostgreSQL runtime parameter pgx passes on)
+// unless the URL already sets one.
+func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	q := u.Query()
+	if q.Get("statement_timeout") == "" {
+		q.Set("statement_timeout", fmt.Sprint(timeout.Milliseconds()))
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func sqliteDSN(path string, timeout time.Duration) string {
+	return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
+		path, timeout.Milliseconds())
+}
+
+// Dialect reports which engine the store runs on.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// DSN is the driver connection string (used by the PostgreSQL listener).
+func (s *Store) DSN() string { return s.dsn }
+
+// DB exposes the GORM handle for tests that count statements.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Close releases every connection.
+func (s *Store) Close() error { return s.sqlDB.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}
+
+// Migrate applies every pending migration of the store's dialect. On PostgreSQL a session
+// lock keeps replicas that start together from migrating twice.
+func (s *Store) Migrate(ctx context.Context) error {
+	sub, err := fs.Sub(migrations, "migrations/"+string(s.dialect))
+	if err != nil {
+		return fmt.Errorf("migrations for %s: %w", s.dialect, err)
+	}
+	gooseDialect := goose.DialectSQLite3
+	var opts []goose.ProviderOption
+	if s.dialect == Postgres {
+		gooseDialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return fmt.Errorf("migration lock: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	provider, err := goose.NewProvider(gooseDialect, s.sqlDB, sub, opts...)
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, r := range results {
+		slog.Info("migration applied", "version", r.Source.Version, "path", r.Source.Path)
+	}
+	return nil
+}
+
+// Now is the store's clock: UTC at microsecond precision, what both engines keep exactly.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+var (
+	// ErrNotFound: no such row in the caller's account.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique rule would be broken.
+	ErrConflict = errors.New("conflict")
+)
