@@ -1076,11 +1076,11 @@ type OpenapiYAMLResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *string
+	YAML200 *map[string]interface{}
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r OpenapiYAMLResponse) GetYAML200() *string {
+func (r OpenapiYAMLResponse) GetYAML200() *map[string]interface{} {
 	return r.YAML200
 }
 
@@ -1750,7 +1750,7 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest string
+		var dest map[string]interface{}
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -3231,17 +3231,17 @@ var swaggerSpec = []string{
 	"Yt33TAEJtcgYK4dCn7Xb7T67SUOoO+E8Vs50ZgmboLEhnLvtvXbXU64SFS8F67GDdrd9wBI/XPMJ3hl7",
 	"RP5EzyP0WEYo6O1wlLNeROxPbG14tt/tfr0mPRSFW+YIcTjgxwhlewWoWO/sPGG2KgpuatZjx2KCCi01",
 	"S44T2T5j72bKWHZOWzvRFu2ZiBuVfhcW/e3Du7dfqvg6zG7Uke4jvMh1VlHW3a3mKfEoD1FEpSg/oqBb",
-	"la55Ibcp/Y/DN8cPU3p2akPp5dHr11c6Cnqr0gZ5Xt8e2O/D6+8S1/5uQmUP1X4K9qx7cNt5cwE7y0O8",
-	"u4xF5wvKBNhxy6O4gGV29y6zTfY6vBQXVLputd2x8ND3mtYkK8P+s0bbwEcIoWv2XjPoKkNFLLbeaXiX",
-	"ziYOpcGJ0JWdDxf8x4DfKzT14mvAvAvfMP2PM4glDv9sb/9+MwgiYxukl6IQ7jZR/MsVSXIc8ko61nvW",
-	"9WKIoioWrfLsrw2ThvNvGItLo6AN8XjorT1zQSyVT/yUzyagZU4FciiMDeP2H7p794rVxRycNu3v32dT",
-	"cxb82cmxVBesW/CxAUqtRtQ3hkFCHOHMEmK2jjjytDUrrC2jfaGdCLxC3wKV2m7IjEBH4nAqkHC07ied",
-	"11/ZlfOJ0s0q2Y/9xzcOpNswXeEVGe8LouQ+nl58HvM7/rx9x/xbH23Yu8cV8y9K3zdyI7uNZr13lGIu",
-	"XPyKsYznnevwGfUmwJREh80I/tn/vhTBzUBam9tVfhg3rKSsIZyaP6r/f9i+Y/7V8vu6M9gWRsRTP8uh",
-	"yeZ6/Au6Ox32CJn/hVn/3+PDX9A9yHVLFWOVJ20SYLGkE/7ThB8GbczhTvgKdGGXPi183g2LWrbGChTw",
-	"gUVFpR9lTh2YxKGDSsUPUPOPQplEbiwIBzsp8aIehN9nHxgscBgatGOgt0lfpXGuP1sYJ/bLg2/gIy7U",
-	"buhz14qsv36tDv7/FduqzP3Hm0cvuA9N1v/lCv3RO+ELIH2tj1ufuZ6dU4LGI9czdDYXa5HQ3ImBxAXP",
-	"PTw5ai/6lLkwzSYn9KkJmHnXyFUe/rNN7LdBOItyuHTcUtt4c37znwAAAP//",
+	"la55Ibcp/Y/DN8cPU3p26iMrHQW9VWmDPK9vD+z34fV3iWt/N6Gyh2o/BXvWPbjtvLmAneUh3l3GovMF",
+	"ZQLsuOVRXMAyu3uX2SZ7HV6KCypdt9ruWHjoe01rkpVh/1mjbeAjhNA1e68ZdJWhIhZb7zS8S2cTh9Lg",
+	"ROjKzocL/mPA7xWaevE1YN6Fb5j+xxnEEod/trd/vxkEkbEN0ktRCHebKP7liiQ5DnklHes963oxRFEV",
+	"i1Z59teGScP5N4zFpVHQhng89NaeuSCWyid+ymcT0DKnAjkUxoZx+w/dvXvF6mIOTpv29++zqTkL/uzk",
+	"WKoL1i342AClViPqG8MgIY5wZgkxW0ccedqaFdaW0b7QTgReoW+BSm03ZEagI3E4FUg4WveTzuuv7Mr5",
+	"ROlmlezH/uMbB9JtmK7wioz3BVFyH08vPo/5HX/evmP+rY827N3jivkXpe8buZHdRrPeO0oxFy5+xVjG",
+	"8851+Ix6E2BKosNmBP/sf1+K4GYgrc3tKj+MG1ZS1hBOzR/V/z9s3zH/avl93RlsCyPiqZ/l0GRzPf4F",
+	"3Z0Oe4TM/8Ks/+/x4S/oHuS6pYqxypM2CbBY0gn/acIPgzbmcCd8BbqwS58WPu+GRS1bYwUK+MCiotKP",
+	"MqcOTOLQQaXiB6j5R6FMIjcWhIOdlHhRD8Lvsw8MFjgMDdox0Nukr9I4158tjBP75cE38BEXajf0uWtF",
+	"1l+/Vgf//4ptVeb+482jF9yHJuv/coX+6J3wBZC+1setz1zPzilB45HrGTqbi7VIaO7EQOKC5x6eHLUX",
+	"fcpcmGaTE/rUBMy8a+QqD//ZJvbbIJxFOVw6bqltvDm/+U8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

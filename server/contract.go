@@ -40,6 +40,7 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			ctx = withPrincipal(ctx, p)
 		}
+		// validate answers through errors only, so nothing past a failure can write or run.
 		if err := s.validate(ctx, c, route, pathParams); err != nil {
 			return err
 		}
@@ -66,14 +67,14 @@ func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Ro
 	var body []byte
 	if route.Operation.RequestBody != nil {
 		if r.ContentLength > s.cfg.BodyLimit {
-			return detail(c, http.StatusRequestEntityTooLarge, "Request body too large")
+			return echo.ErrStatusRequestEntityTooLarge
 		}
 		var err error
 		if body, err = readBody(r, s.cfg.BodyLimit); err != nil {
-			return detail(c, http.StatusBadRequest, "Could not read the request body")
+			return invalid([]any{"body"}, nil, "the request body could not be read")
 		}
 		if int64(len(body)) > s.cfg.BodyLimit {
-			return detail(c, http.StatusRequestEntityTooLarge, "Request body too large")
+			return echo.ErrStatusRequestEntityTooLarge
 		}
 	}
 	input := &openapi3filter.RequestValidationInput{
@@ -95,7 +96,7 @@ func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Ro
 	if len(fields) == 0 {
 		fields = []fieldError{{Loc: []any{}, Msg: err.Error(), Type: "value_error"}}
 	}
-	return c.JSON(http.StatusUnprocessableEntity, validationBody{Detail: fields})
+	return &validationFailure{fields: fields}
 }
 
 // invalid answers 422 for a rule the spec cannot express (a bad cursor, an origin entry).
