@@ -1,0 +1,5 @@
+//go:build !race
+
+package tiletoken
+
+const raceEnabled = false
