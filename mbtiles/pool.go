@@ -1,0 +1,264 @@
+package mbtiles
+
+import (
+	"container/list"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tileQuery reads one tile. MBTiles rows are TMS: tile_row counts from the
+// south.
+const tileQuery = `SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?`
+
+// connMaxIdle is how long an idle SQLite connection stays open. Each
+// connection holds a file descriptor and its own page cache, so connections of
+// files nobody is reading are let go; busy files keep theirs.
+const connMaxIdle = time.Minute
+
+var errPoolClosed = errors.New("mbtiles: pool closed")
+
+// Pool keeps read-only handles to MBTiles files open and shared between
+// goroutines. It holds at most maxOpen files open, closing the least recently
+// used beyond that.
+//
+// Handles are reference-counted: a handle dropped by Forget, eviction or
+// Close is closed only when the last read using it has finished, so in-flight
+// reads always complete against the file they started on.
+//
+// Create Pools with NewPool; the zero value is not usable.
+type Pool struct {
+	maxOpen int
+	conns   int // SQLite connections per file
+
+	mu     sync.Mutex
+	files  map[string]*list.Element // value *handle; guarded by mu
+	lru    *list.List               // front is most recently used; guarded by mu
+	closed bool                     // guarded by mu
+}
+
+// handle is one open MBTiles file.
+type handle struct {
+	path  string
+	ready chan struct{} // closed once db, stmt and err are set
+
+	db   *sql.DB
+	stmt *sql.Stmt
+	err  error // why the open failed
+
+	// refs counts the pool's own reference, held while the handle is in
+	// Pool.files, plus one per read in progress. New references are only
+	// taken under Pool.mu while the handle is in Pool.files, so once the
+	// pool has dropped its reference the count can only fall, and whoever
+	// brings it to zero closes the handle.
+	refs atomic.Int64
+}
+
+// NewPool returns a Pool that keeps at most maxOpen files open; values below
+// 1 mean 1.
+func NewPool(maxOpen int) *Pool {
+	return &Pool{
+		maxOpen: max(maxOpen, 1),
+		// SQLite reads are CPU-bound once pages are in the OS cache, and a
+		// few more connections than cores cover reads that wait for disk.
+		conns: runtime.GOMAXPROCS(0) * 2,
+		files: make(map[string]*list.Element),
+		lru:   list.New(),
+	}
+}
+
+// Tile returns the tile at XYZ z/x/y, or (nil, nil) when the file has no such
+// tile; coordinates outside the tile grid also yield (nil, nil). A tile stored
+// as empty or NULL is returned as a non-nil empty slice, so callers can tell
+// it from a missing one. Errors opening the file keep their cause, so
+// errors.Is(err, fs.ErrNotExist) works for a missing file.
+func (p *Pool) Tile(ctx context.Context, path string, z, x, y int) ([]byte, error) {
+	if z < 0 || z > maxTileZoom || x < 0 || y < 0 || x >= 1<<z || y >= 1<<z {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h, err := p.acquire(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer h.release()
+
+	// The query runs without ctx's cancellation. A point lookup is over in
+	// microseconds, so there is nothing worth interrupting, and with a
+	// cancellable context database/sql and the driver each start a goroutine
+	// per query to watch it, which halves throughput.
+	var data []byte
+	err = h.stmt.QueryRowContext(context.WithoutCancel(ctx), z, x, (1<<z)-1-y).Scan(&data)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read tile %d/%d/%d from %s: %w", z, x, y, path, err)
+	case data == nil:
+		return []byte{}, nil
+	}
+	return data, nil
+}
+
+// Forget closes and drops the handle of path, so the next Tile reopens the
+// file. Call it after the file has been replaced or deleted. Reads in
+// progress finish on the old handle.
+//
+// Until Forget is called after a replacement, reads may be served from
+// either file: connections opened before the rename keep the old inode,
+// connections the handle opens later get the new one.
+func (p *Pool) Forget(path string) {
+	p.mu.Lock()
+	h := p.removeLocked(path)
+	p.mu.Unlock()
+	if h != nil {
+		h.release()
+	}
+}
+
+// Close closes all handles and makes later Tile calls fail. Handles still in
+// use are closed when their reads finish; only errors from closing the others
+// are returned.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	var dropped []*handle
+	for e := p.lru.Front(); e != nil; e = e.Next() {
+		dropped = append(dropped, e.Value.(*handle))
+	}
+	p.files = make(map[string]*list.Element)
+	p.lru.Init()
+	p.mu.Unlock()
+
+	var errs []error
+	for _, h := range dropped {
+		errs = append(errs, h.release())
+	}
+	return errors.Join(errs...)
+}
+
+// acquire returns the ready handle of path with a reference the caller must
+// release, opening the file if it is not open.
+func (p *Pool) acquire(ctx context.Context, path string) (*handle, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errPoolClosed
+	}
+	var h *handle
+	if e, ok := p.files[path]; ok {
+		p.lru.MoveToFront(e)
+		h = e.Value.(*handle)
+		h.refs.Add(1)
+		p.mu.Unlock()
+	} else {
+		// Register the handle before opening so that concurrent readers
+		// of the same file wait for this open instead of starting their
+		// own, then open outside the lock.
+		h = &handle{path: path, ready: make(chan struct{})}
+		h.refs.Store(2) // the pool's and ours
+		p.files[path] = p.lru.PushFront(h)
+		evicted := p.evictLocked()
+		p.mu.Unlock()
+		for _, old := range evicted {
+			old.release()
+		}
+
+		// One reader's cancellation must not fail the open for the others
+		// waiting on it; opening a local file is quick anyway.
+		h.db, h.stmt, h.err = p.open(context.WithoutCancel(ctx), path)
+		close(h.ready)
+		if h.err != nil {
+			// Drop the failed handle so that the next call retries: the file
+			// may be about to appear.
+			p.mu.Lock()
+			if e, ok := p.files[path]; ok && e.Value.(*handle) == h {
+				p.removeLocked(path)
+				p.mu.Unlock()
+				h.release()
+			} else {
+				p.mu.Unlock()
+			}
+		}
+	}
+
+	select {
+	case <-h.ready:
+	case <-ctx.Done():
+		h.release()
+		return nil, ctx.Err()
+	}
+	if h.err != nil {
+		h.release()
+		return nil, h.err
+	}
+	return h, nil
+}
+
+// open opens path read-only with its tile statement prepared.
+func (p *Pool) open(ctx context.Context, path string) (*sql.DB, *sql.Stmt, error) {
+	// SQLite's "unable to open database file" hides the cause; stat first so
+	// that a missing file is reported as fs.ErrNotExist.
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(p.conns)
+	// database/sql keeps only 2 idle connections by default: under load it
+	// would close and reopen SQLite connections, losing their page caches.
+	db.SetMaxIdleConns(p.conns)
+	db.SetConnMaxIdleTime(connMaxIdle)
+	stmt, err := db.PrepareContext(ctx, tileQuery)
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, stmt, nil
+}
+
+// removeLocked takes path's handle out of the pool and returns it; the
+// caller must release the pool's reference after unlocking.
+func (p *Pool) removeLocked(path string) *handle {
+	e, ok := p.files[path]
+	if !ok {
+		return nil
+	}
+	delete(p.files, path)
+	p.lru.Remove(e)
+	return e.Value.(*handle)
+}
+
+// evictLocked removes least recently used handles beyond maxOpen and returns
+// them; the caller must release the pool's references after unlocking.
+func (p *Pool) evictLocked() []*handle {
+	var evicted []*handle
+	for p.lru.Len() > p.maxOpen {
+		h := p.lru.Back().Value.(*handle)
+		p.removeLocked(h.path)
+		evicted = append(evicted, h)
+	}
+	return evicted
+}
+
+// release drops one reference and closes the handle when it was the last.
+func (h *handle) release() error {
+	if h.refs.Add(-1) != 0 {
+		return nil
+	}
+	<-h.ready // refs cannot reach zero while the opener holds its reference
+	if h.db == nil {
+		return nil
+	}
+	return errors.Join(h.stmt.Close(), h.db.Close())
+}
