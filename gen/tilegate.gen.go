@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +26,207 @@ import (
 	"github.com/oapi-codegen/runtime"
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
+
+// Defines values for DatasetCreateFormat.
+const (
+	DatasetCreateFormatJpg  DatasetCreateFormat = "jpg"
+	DatasetCreateFormatPbf  DatasetCreateFormat = "pbf"
+	DatasetCreateFormatPng  DatasetCreateFormat = "png"
+	DatasetCreateFormatWebp DatasetCreateFormat = "webp"
+)
+
+// Valid indicates whether the value is a known member of the DatasetCreateFormat enum.
+func (e DatasetCreateFormat) Valid() bool {
+	switch e {
+	case DatasetCreateFormatJpg:
+		return true
+	case DatasetCreateFormatPbf:
+		return true
+	case DatasetCreateFormatPng:
+		return true
+	case DatasetCreateFormatWebp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DatasetCreateTileSize.
+const (
+	DatasetCreateTileSizeN256 DatasetCreateTileSize = 256
+	DatasetCreateTileSizeN512 DatasetCreateTileSize = 512
+)
+
+// Valid indicates whether the value is a known member of the DatasetCreateTileSize enum.
+func (e DatasetCreateTileSize) Valid() bool {
+	switch e {
+	case DatasetCreateTileSizeN256:
+		return true
+	case DatasetCreateTileSizeN512:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DatasetKind.
+const (
+	DatasetKindRaster DatasetKind = "raster"
+	DatasetKindVector DatasetKind = "vector"
+)
+
+// Valid indicates whether the value is a known member of the DatasetKind enum.
+func (e DatasetKind) Valid() bool {
+	switch e {
+	case DatasetKindRaster:
+		return true
+	case DatasetKindVector:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DatasetUpdateFormat.
+const (
+	DatasetUpdateFormatJpg  DatasetUpdateFormat = "jpg"
+	DatasetUpdateFormatPbf  DatasetUpdateFormat = "pbf"
+	DatasetUpdateFormatPng  DatasetUpdateFormat = "png"
+	DatasetUpdateFormatWebp DatasetUpdateFormat = "webp"
+)
+
+// Valid indicates whether the value is a known member of the DatasetUpdateFormat enum.
+func (e DatasetUpdateFormat) Valid() bool {
+	switch e {
+	case DatasetUpdateFormatJpg:
+		return true
+	case DatasetUpdateFormatPbf:
+		return true
+	case DatasetUpdateFormatPng:
+		return true
+	case DatasetUpdateFormatWebp:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DatasetUpdateTileSize.
+const (
+	DatasetUpdateTileSizeN256 DatasetUpdateTileSize = 256
+	DatasetUpdateTileSizeN512 DatasetUpdateTileSize = 512
+)
+
+// Valid indicates whether the value is a known member of the DatasetUpdateTileSize enum.
+func (e DatasetUpdateTileSize) Valid() bool {
+	switch e {
+	case DatasetUpdateTileSizeN256:
+		return true
+	case DatasetUpdateTileSizeN512:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RasterTileTokenKind.
+const (
+	RasterTileTokenKindRaster RasterTileTokenKind = "raster"
+)
+
+// Valid indicates whether the value is a known member of the RasterTileTokenKind enum.
+func (e RasterTileTokenKind) Valid() bool {
+	switch e {
+	case RasterTileTokenKindRaster:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TileJSONScheme.
+const (
+	Xyz TileJSONScheme = "xyz"
+)
+
+// Valid indicates whether the value is a known member of the TileJSONScheme enum.
+func (e TileJSONScheme) Valid() bool {
+	switch e {
+	case Xyz:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TileJSONTilejson.
+const (
+	N300 TileJSONTilejson = "3.0.0"
+)
+
+// Valid indicates whether the value is a known member of the TileJSONTilejson enum.
+func (e TileJSONTilejson) Valid() bool {
+	switch e {
+	case N300:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for TileTokenErrorStatus.
+const (
+	N403 TileTokenErrorStatus = 403
+	N404 TileTokenErrorStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the TileTokenErrorStatus enum.
+func (e TileTokenErrorStatus) Valid() bool {
+	switch e {
+	case N403:
+		return true
+	case N404:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for VectorTileTokenKind.
+const (
+	VectorTileTokenKindVector VectorTileTokenKind = "vector"
+)
+
+// Valid indicates whether the value is a known member of the VectorTileTokenKind enum.
+func (e VectorTileTokenKind) Valid() bool {
+	switch e {
+	case VectorTileTokenKindVector:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Visibility.
+const (
+	Private    Visibility = "private"
+	Public     Visibility = "public"
+	Restricted Visibility = "restricted"
+)
+
+// Valid indicates whether the value is a known member of the Visibility enum.
+func (e Visibility) Valid() bool {
+	switch e {
+	case Private:
+		return true
+	case Public:
+		return true
+	case Restricted:
+		return true
+	default:
+		return false
+	}
+}
 
 // APIKey defines model for APIKey.
 type APIKey struct {
@@ -72,10 +274,134 @@ type APIKeySettings struct {
 	UserAgent nullable.Nullable[string] `json:"user_agent,omitempty"`
 }
 
+// Bounds [west, south, east, north] in degrees.
+//
+// Example: [-180,-85.0511,180,85.0511]
+type Bounds = []float64
+
+// Center [longitude, latitude, zoom].
+type Center = []float64
+
+// Dataset defines model for Dataset.
+type Dataset struct {
+	// AccessVersion Bumped whenever who may read the dataset changes; part of every token's scope.
+	AccessVersion int64                     `json:"access_version"`
+	AccountId     openapi_types.UUID        `json:"account_id"`
+	Attribution   nullable.Nullable[string] `json:"attribution"`
+	Bounds        nullable.Nullable[Bounds] `json:"bounds"`
+	Center        nullable.Nullable[Center] `json:"center"`
+	Changed       time.Time                 `json:"changed"`
+	Created       time.Time                 `json:"created"`
+	Description   nullable.Nullable[string] `json:"description"`
+
+	// Format Example: pbf
+	Format string `json:"format"`
+
+	// HasTiles An MBTiles file has been uploaded.
+	HasTiles     bool                             `json:"has_tiles"`
+	Id           openapi_types.UUID               `json:"id"`
+	Kind         DatasetKind                      `json:"kind"`
+	Maxzoom      int                              `json:"maxzoom"`
+	Minzoom      int                              `json:"minzoom"`
+	Name         string                           `json:"name"`
+	TileSize     nullable.Nullable[int]           `json:"tile_size"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers"`
+
+	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
+	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	Visibility Visibility `json:"visibility"`
+}
+
+// DatasetCreate defines model for DatasetCreate.
+type DatasetCreate struct {
+	Attribution nullable.Nullable[string] `json:"attribution,omitempty"`
+	Bounds      nullable.Nullable[Bounds] `json:"bounds,omitempty"`
+	Center      nullable.Nullable[Center] `json:"center,omitempty"`
+	Description nullable.Nullable[string] `json:"description,omitempty"`
+
+	// Format Defaults to `pbf` for vector and `png` for raster.
+	Format  *DatasetCreateFormat `json:"format,omitempty"`
+	Kind    DatasetKind          `json:"kind"`
+	Maxzoom *int                 `json:"maxzoom,omitempty"`
+	Minzoom *int                 `json:"minzoom,omitempty"`
+	Name    string               `json:"name"`
+
+	// TileSize Raster only; defaults to 256.
+	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+
+	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
+	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	Visibility *Visibility `json:"visibility,omitempty"`
+}
+
+// DatasetCreateFormat Defaults to `pbf` for vector and `png` for raster.
+type DatasetCreateFormat string
+
+// DatasetCreateTileSize Raster only; defaults to 256.
+type DatasetCreateTileSize int
+
+// DatasetKind defines model for DatasetKind.
+type DatasetKind string
+
+// DatasetPage defines model for DatasetPage.
+type DatasetPage struct {
+	Cursor     nullable.Nullable[string] `json:"cursor"`
+	Items      []Dataset                 `json:"items"`
+	TotalCount int                       `json:"total_count"`
+}
+
+// DatasetUpdate An absent field is unchanged; `null` clears it (or restores its default).
+type DatasetUpdate struct {
+	Attribution  nullable.Nullable[string]                `json:"attribution,omitempty"`
+	Bounds       nullable.Nullable[Bounds]                `json:"bounds,omitempty"`
+	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
+	Description  nullable.Nullable[string]                `json:"description,omitempty"`
+	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
+	Maxzoom      *int                                     `json:"maxzoom,omitempty"`
+	Minzoom      *int                                     `json:"minzoom,omitempty"`
+	Name         *string                                  `json:"name,omitempty"`
+	TileSize     nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+
+	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
+	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	Visibility *Visibility `json:"visibility,omitempty"`
+}
+
+// DatasetUpdateFormat defines model for DatasetUpdate.Format.
+type DatasetUpdateFormat string
+
+// DatasetUpdateTileSize defines model for DatasetUpdate.TileSize.
+type DatasetUpdateTileSize int
+
 // Error defines model for Error.
 type Error struct {
 	// Detail Example: API key not found
 	Detail string `json:"detail"`
+}
+
+// Grant defines model for Grant.
+type Grant struct {
+	// AccountId The account the dataset is shared with.
+	AccountId nullable.Nullable[openapi_types.UUID] `json:"account_id"`
+	Created   time.Time                             `json:"created"`
+	DatasetId openapi_types.UUID                    `json:"dataset_id"`
+	Id        openapi_types.UUID                    `json:"id"`
+
+	// PrincipalId The principal that may use a restricted dataset.
+	PrincipalId nullable.Nullable[openapi_types.UUID] `json:"principal_id"`
+}
+
+// GrantCreate Exactly one of `account_id` (another account) or `principal_id` (a principal of the dataset's account).
+type GrantCreate struct {
+	AccountId   *openapi_types.UUID `json:"account_id,omitempty"`
+	PrincipalId *openapi_types.UUID `json:"principal_id,omitempty"`
+}
+
+// GrantList defines model for GrantList.
+type GrantList struct {
+	Items []Grant `json:"items"`
 }
 
 // HTTPValidationError defines model for HTTPValidationError.
@@ -88,6 +414,88 @@ type Health struct {
 	// Status Example: ok
 	Status string `json:"status"`
 }
+
+// RasterTileToken defines model for RasterTileToken.
+type RasterTileToken struct {
+	Attribution nullable.Nullable[string] `json:"attribution"`
+	Bounds      nullable.Nullable[Bounds] `json:"bounds"`
+	DatasetId   openapi_types.UUID        `json:"dataset_id"`
+	Exp         int64                     `json:"exp"`
+	ExpiresIn   int                       `json:"expires_in"`
+	Format      string                    `json:"format"`
+	Kind        RasterTileTokenKind       `json:"kind"`
+	Maxzoom     int                       `json:"maxzoom"`
+	Minzoom     int                       `json:"minzoom"`
+	Scope       string                    `json:"scope"`
+	Sig         string                    `json:"sig"`
+	TileSize    int                       `json:"tile_size"`
+
+	// TileUrl The signed tile URL template ({z}/{x}/{y}).
+	TileUrl string   `json:"tile_url"`
+	Tiles   []string `json:"tiles"`
+}
+
+// RasterTileTokenKind defines model for RasterTileToken.Kind.
+type RasterTileTokenKind string
+
+// TileJSON defines model for TileJSON.
+type TileJSON struct {
+	Attribution *string `json:"attribution,omitempty"`
+
+	// Bounds [west, south, east, north] in degrees.
+	//
+	// Example: [-180,-85.0511,180,85.0511]
+	Bounds *Bounds `json:"bounds,omitempty"`
+
+	// Center [longitude, latitude, zoom].
+	Center       *Center          `json:"center,omitempty"`
+	Description  *string          `json:"description,omitempty"`
+	Format       *string          `json:"format,omitempty"`
+	Maxzoom      int              `json:"maxzoom"`
+	Minzoom      int              `json:"minzoom"`
+	Name         *string          `json:"name,omitempty"`
+	Scheme       TileJSONScheme   `json:"scheme"`
+	Tilejson     TileJSONTilejson `json:"tilejson"`
+	Tiles        []string         `json:"tiles"`
+	VectorLayers *[]VectorLayer   `json:"vector_layers,omitempty"`
+}
+
+// TileJSONScheme defines model for TileJSON.Scheme.
+type TileJSONScheme string
+
+// TileJSONTilejson defines model for TileJSON.Tilejson.
+type TileJSONTilejson string
+
+// TileToken defines model for TileToken.
+type TileToken struct {
+	union json.RawMessage
+}
+
+// TileTokenBatchRequest Batch request for tile tokens — accepts up to 50 dataset IDs.
+type TileTokenBatchRequest struct {
+	// DatasetIds Dataset IDs to generate tokens for. Duplicates are removed server-side, keeping first-seen order.
+	DatasetIds []openapi_types.UUID `json:"dataset_ids"`
+}
+
+// TileTokenBatchResponse Maps each distinct dataset_id (lower-case) to a token or to an error.
+type TileTokenBatchResponse struct {
+	Tokens map[string]TileTokenBatchResponse_Tokens_AdditionalProperties `json:"tokens"`
+}
+
+// TileTokenBatchResponse_Tokens_AdditionalProperties defines model for TileTokenBatchResponse.tokens.AdditionalProperties.
+type TileTokenBatchResponse_Tokens_AdditionalProperties struct {
+	union json.RawMessage
+}
+
+// TileTokenError defines model for TileTokenError.
+type TileTokenError struct {
+	// Error Example: Dataset not found
+	Error  string               `json:"error"`
+	Status TileTokenErrorStatus `json:"status"`
+}
+
+// TileTokenErrorStatus defines model for TileTokenError.Status.
+type TileTokenErrorStatus int
 
 // ValidationError defines model for ValidationError.
 type ValidationError struct {
@@ -109,8 +517,64 @@ type ValidationError_Loc_Item struct {
 	union json.RawMessage
 }
 
+// VectorLayer defines model for VectorLayer.
+type VectorLayer struct {
+	Description          *string                `json:"description,omitempty"`
+	Fields               *map[string]string     `json:"fields,omitempty"`
+	Id                   string                 `json:"id"`
+	Maxzoom              *int                   `json:"maxzoom,omitempty"`
+	Minzoom              *int                   `json:"minzoom,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// VectorTileToken defines model for VectorTileToken.
+type VectorTileToken struct {
+	Attribution nullable.Nullable[string] `json:"attribution"`
+	Bounds      nullable.Nullable[Bounds] `json:"bounds"`
+	DatasetId   openapi_types.UUID        `json:"dataset_id"`
+	Exp         int64                     `json:"exp"`
+	ExpiresIn   int                       `json:"expires_in"`
+	Kind        VectorTileTokenKind       `json:"kind"`
+	Maxzoom     int                       `json:"maxzoom"`
+	Minzoom     int                       `json:"minzoom"`
+	Scope       string                    `json:"scope"`
+	Sig         string                    `json:"sig"`
+
+	// Tiles Absolute, signed tile URL templates.
+	Tiles        []string      `json:"tiles"`
+	VectorLayers []VectorLayer `json:"vector_layers"`
+}
+
+// VectorTileTokenKind defines model for VectorTileToken.Kind.
+type VectorTileTokenKind string
+
+// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
+// admins and principals granted it may use it. `public`: anyone, no credential needed.
+type Visibility string
+
+// Cursor defines model for Cursor.
+type Cursor = string
+
+// DatasetID defines model for DatasetID.
+type DatasetID = openapi_types.UUID
+
+// Exp defines model for Exp.
+type Exp = string
+
+// Key defines model for Key.
+type Key = string
+
 // KeyID defines model for KeyID.
 type KeyID = openapi_types.UUID
+
+// Limit defines model for Limit.
+type Limit = int
+
+// Scope defines model for Scope.
+type Scope = string
+
+// Sig defines model for Sig.
+type Sig = string
 
 // Conflict defines model for Conflict.
 type Conflict = Error
@@ -120,6 +584,12 @@ type Forbidden = Error
 
 // NotFound defines model for NotFound.
 type NotFound = Error
+
+// TileForbidden defines model for TileForbidden.
+type TileForbidden = Error
+
+// TileUnauthorized defines model for TileUnauthorized.
+type TileUnauthorized = Error
 
 // TooLarge defines model for TooLarge.
 type TooLarge = Error
@@ -133,20 +603,371 @@ type Unavailable = Error
 // UnprocessableEntity defines model for UnprocessableEntity.
 type UnprocessableEntity = HTTPValidationError
 
+// ListDatasetsParams defines parameters for ListDatasets.
+type ListDatasetsParams struct {
+	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Page limit.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// GetTileJSONParams defines parameters for GetTileJSON.
+type GetTileJSONParams struct {
+	// Key An API key's token.
+	Key *Key `form:"key,omitempty" json:"key,omitempty"`
+
+	// Sig Tile token signature.
+	Sig *Sig `form:"sig,omitempty" json:"sig,omitempty"`
+
+	// Exp Tile token expiry (unix seconds).
+	Exp *Exp `form:"exp,omitempty" json:"exp,omitempty"`
+
+	// Scope Tile token scope.
+	Scope *Scope `form:"scope,omitempty" json:"scope,omitempty"`
+}
+
 // ListAPIKeysParams defines parameters for ListAPIKeys.
 type ListAPIKeysParams struct {
 	// Cursor Page cursor, as returned in the `cursor` of the previous page.
-	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Limit Page limit.
-	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
+
+// CreateDatasetJSONRequestBody defines body for CreateDataset for application/json ContentType.
+type CreateDatasetJSONRequestBody = DatasetCreate
+
+// UpdateDatasetJSONRequestBody defines body for UpdateDataset for application/json ContentType.
+type UpdateDatasetJSONRequestBody = DatasetUpdate
+
+// CreateGrantJSONRequestBody defines body for CreateGrant for application/json ContentType.
+type CreateGrantJSONRequestBody = GrantCreate
+
+// GetTileTokensBatchJSONRequestBody defines body for GetTileTokensBatch for application/json ContentType.
+type GetTileTokensBatchJSONRequestBody = TileTokenBatchRequest
 
 // CreateAPIKeyJSONRequestBody defines body for CreateAPIKey for application/json ContentType.
 type CreateAPIKeyJSONRequestBody = APIKeySettings
 
 // ChangeAPIKeySettingsJSONRequestBody defines body for ChangeAPIKeySettings for application/json ContentType.
 type ChangeAPIKeySettingsJSONRequestBody = APIKeySettings
+
+// Getter for additional properties for VectorLayer. Returns the specified
+// element and whether it was found
+func (a VectorLayer) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for VectorLayer
+func (a *VectorLayer) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for VectorLayer to handle AdditionalProperties
+func (a *VectorLayer) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["description"]; found {
+		err = json.Unmarshal(raw, &a.Description)
+		if err != nil {
+			return fmt.Errorf("error reading 'description': %w", err)
+		}
+		delete(object, "description")
+	}
+
+	if raw, found := object["fields"]; found {
+		err = json.Unmarshal(raw, &a.Fields)
+		if err != nil {
+			return fmt.Errorf("error reading 'fields': %w", err)
+		}
+		delete(object, "fields")
+	}
+
+	if raw, found := object["id"]; found {
+		err = json.Unmarshal(raw, &a.Id)
+		if err != nil {
+			return fmt.Errorf("error reading 'id': %w", err)
+		}
+		delete(object, "id")
+	}
+
+	if raw, found := object["maxzoom"]; found {
+		err = json.Unmarshal(raw, &a.Maxzoom)
+		if err != nil {
+			return fmt.Errorf("error reading 'maxzoom': %w", err)
+		}
+		delete(object, "maxzoom")
+	}
+
+	if raw, found := object["minzoom"]; found {
+		err = json.Unmarshal(raw, &a.Minzoom)
+		if err != nil {
+			return fmt.Errorf("error reading 'minzoom': %w", err)
+		}
+		delete(object, "minzoom")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for VectorLayer to handle AdditionalProperties
+func (a VectorLayer) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Description != nil {
+		object["description"], err = json.Marshal(a.Description)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'description': %w", err)
+		}
+	}
+
+	if a.Fields != nil {
+		object["fields"], err = json.Marshal(a.Fields)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'fields': %w", err)
+		}
+	}
+
+	object["id"], err = json.Marshal(a.Id)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'id': %w", err)
+	}
+
+	if a.Maxzoom != nil {
+		object["maxzoom"], err = json.Marshal(a.Maxzoom)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'maxzoom': %w", err)
+		}
+	}
+
+	if a.Minzoom != nil {
+		object["minzoom"], err = json.Marshal(a.Minzoom)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'minzoom': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// AsVectorTileToken returns the union data inside the TileToken as a VectorTileToken
+func (t TileToken) AsVectorTileToken() (VectorTileToken, error) {
+	var body VectorTileToken
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromVectorTileToken overwrites any union data inside the TileToken as the provided VectorTileToken
+func (t *TileToken) FromVectorTileToken(v VectorTileToken) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"kind":"vector"}`))
+	t.union = b
+	return err
+}
+
+// MergeVectorTileToken performs a merge with any union data inside the TileToken, using the provided VectorTileToken
+func (t *TileToken) MergeVectorTileToken(v VectorTileToken) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"kind":"vector"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsRasterTileToken returns the union data inside the TileToken as a RasterTileToken
+func (t TileToken) AsRasterTileToken() (RasterTileToken, error) {
+	var body RasterTileToken
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromRasterTileToken overwrites any union data inside the TileToken as the provided RasterTileToken
+func (t *TileToken) FromRasterTileToken(v RasterTileToken) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"kind":"raster"}`))
+	t.union = b
+	return err
+}
+
+// MergeRasterTileToken performs a merge with any union data inside the TileToken, using the provided RasterTileToken
+func (t *TileToken) MergeRasterTileToken(v RasterTileToken) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"kind":"raster"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t TileToken) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"kind"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t TileToken) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "raster":
+		return t.AsRasterTileToken()
+	case "vector":
+		return t.AsVectorTileToken()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t TileToken) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *TileToken) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsVectorTileToken returns the union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties as a VectorTileToken
+func (t TileTokenBatchResponse_Tokens_AdditionalProperties) AsVectorTileToken() (VectorTileToken, error) {
+	var body VectorTileToken
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromVectorTileToken overwrites any union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties as the provided VectorTileToken
+func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) FromVectorTileToken(v VectorTileToken) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeVectorTileToken performs a merge with any union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties, using the provided VectorTileToken
+func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) MergeVectorTileToken(v VectorTileToken) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsRasterTileToken returns the union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties as a RasterTileToken
+func (t TileTokenBatchResponse_Tokens_AdditionalProperties) AsRasterTileToken() (RasterTileToken, error) {
+	var body RasterTileToken
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromRasterTileToken overwrites any union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties as the provided RasterTileToken
+func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) FromRasterTileToken(v RasterTileToken) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeRasterTileToken performs a merge with any union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties, using the provided RasterTileToken
+func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) MergeRasterTileToken(v RasterTileToken) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTileTokenError returns the union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties as a TileTokenError
+func (t TileTokenBatchResponse_Tokens_AdditionalProperties) AsTileTokenError() (TileTokenError, error) {
+	var body TileTokenError
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTileTokenError overwrites any union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties as the provided TileTokenError
+func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) FromTileTokenError(v TileTokenError) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeTileTokenError performs a merge with any union data inside the TileTokenBatchResponse_Tokens_AdditionalProperties, using the provided TileTokenError
+func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) MergeTileTokenError(v TileTokenError) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t TileTokenBatchResponse_Tokens_AdditionalProperties) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
 
 // AsValidationErrorLoc0 returns the union data inside the ValidationError_Loc_Item as a ValidationErrorLoc0
 func (t ValidationError_Loc_Item) AsValidationErrorLoc0() (ValidationErrorLoc0, error) {
@@ -284,6 +1105,127 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// ListDatasets List the datasets of the caller's account and those shared with it
+	//
+	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
+	ListDatasets(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateDatasetWithBody Create a dataset
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+	CreateDatasetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateDataset Create a dataset
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+	CreateDataset(ctx context.Context, body CreateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteDataset Delete a dataset, its grants and its tiles
+	//
+	// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
+	DeleteDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetDataset Get a dataset the caller sees
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
+	GetDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateDatasetWithBody Update a dataset
+	//
+	// An absent field is left unchanged; `null` clears it. A visibility change bumps
+	// `access_version`, which retires every outstanding tile token of the dataset.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+	UpdateDatasetWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateDataset Update a dataset
+	//
+	// An absent field is left unchanged; `null` clears it. A visibility change bumps
+	// `access_version`, which retires every outstanding tile token of the dataset.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+	UpdateDataset(ctx context.Context, datasetId DatasetID, body UpdateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListGrants List a dataset's grants
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
+	ListGrants(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateGrantWithBody Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+	CreateGrantWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+	CreateGrant(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteGrant Revoke a grant
+	//
+	// Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
+	DeleteGrant(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UploadTilesWithBody Upload the dataset's MBTiles file
+	//
+	// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
+	// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
+	// bounds, center, attribution and vector layers are taken from the file's metadata.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
+	UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTileToken Get a tile token for one dataset
+	//
+	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
+	GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTileTokensBatchWithBody Get Tile Tokens Batch
+	//
+	// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+	// should check each entry for the `error` key.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+	GetTileTokensBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTileTokensBatch Get Tile Tokens Batch
+	//
+	// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+	// should check each entry for the `error` key.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+	GetTileTokensBatch(ctx context.Context, body GetTileTokensBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetTileJSON TileJSON 3.0.0 for MapLibre
+	//
+	// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
+	// freshly minted tile token when called with a tile token or a service token.
+	//
+	// Corresponds with GET /api/tiles/{dataset_id}/tilejson.json (the `GetTileJSON` operationId).
+	GetTileJSON(ctx context.Context, datasetId DatasetID, params *GetTileJSONParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Healthz Liveness
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
@@ -352,6 +1294,287 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListDatasets List the datasets of the caller's account and those shared with it
+//
+// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
+func (c *Client) ListDatasets(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListDatasetsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateDatasetWithBody Create a dataset
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+func (c *Client) CreateDatasetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateDatasetRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateDataset Create a dataset
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+func (c *Client) CreateDataset(ctx context.Context, body CreateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateDatasetRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteDataset Delete a dataset, its grants and its tiles
+//
+// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
+func (c *Client) DeleteDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteDatasetRequest(c.Server, datasetId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDataset Get a dataset the caller sees
+//
+// Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
+func (c *Client) GetDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDatasetRequest(c.Server, datasetId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateDatasetWithBody Update a dataset
+//
+// An absent field is left unchanged; `null` clears it. A visibility change bumps
+// `access_version`, which retires every outstanding tile token of the dataset.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+func (c *Client) UpdateDatasetWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateDatasetRequestWithBody(c.Server, datasetId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateDataset Update a dataset
+//
+// An absent field is left unchanged; `null` clears it. A visibility change bumps
+// `access_version`, which retires every outstanding tile token of the dataset.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+func (c *Client) UpdateDataset(ctx context.Context, datasetId DatasetID, body UpdateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateDatasetRequest(c.Server, datasetId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListGrants List a dataset's grants
+//
+// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
+func (c *Client) ListGrants(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListGrantsRequest(c.Server, datasetId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateGrantWithBody Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+func (c *Client) CreateGrantWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateGrantRequestWithBody(c.Server, datasetId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+func (c *Client) CreateGrant(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateGrantRequest(c.Server, datasetId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteGrant Revoke a grant
+//
+// Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
+func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteGrantRequest(c.Server, datasetId, grantId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UploadTilesWithBody Upload the dataset's MBTiles file
+//
+// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
+// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
+// bounds, center, attribution and vector layers are taken from the file's metadata.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
+func (c *Client) UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUploadTilesRequestWithBody(c.Server, datasetId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTileToken Get a tile token for one dataset
+//
+// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
+func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTileTokenRequest(c.Server, datasetId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTileTokensBatchWithBody Get Tile Tokens Batch
+//
+// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+// should check each entry for the `error` key.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+func (c *Client) GetTileTokensBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTileTokensBatchRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTileTokensBatch Get Tile Tokens Batch
+//
+// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+// should check each entry for the `error` key.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+func (c *Client) GetTileTokensBatch(ctx context.Context, body GetTileTokensBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTileTokensBatchRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetTileJSON TileJSON 3.0.0 for MapLibre
+//
+// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
+// freshly minted tile token when called with a tile token or a service token.
+//
+// Corresponds with GET /api/tiles/{dataset_id}/tilejson.json (the `GetTileJSON` operationId).
+func (c *Client) GetTileJSON(ctx context.Context, datasetId DatasetID, params *GetTileJSONParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetTileJSONRequest(c.Server, datasetId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // Healthz Liveness
@@ -531,6 +1754,556 @@ func (c *Client) ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body Cha
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewListDatasetsRequest constructs an http.Request for the ListDatasets method
+func NewListDatasetsRequest(server string, params *ListDatasetsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateDatasetRequest calls the generic CreateDataset builder with application/json body
+func NewCreateDatasetRequest(server string, body CreateDatasetJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateDatasetRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateDatasetRequestWithBody constructs an http.Request for the CreateDataset method, with any body, and a specified content type
+func NewCreateDatasetRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteDatasetRequest constructs an http.Request for the DeleteDataset method
+func NewDeleteDatasetRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetDatasetRequest constructs an http.Request for the GetDataset method
+func NewGetDatasetRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateDatasetRequest calls the generic UpdateDataset builder with application/json body
+func NewUpdateDatasetRequest(server string, datasetId DatasetID, body UpdateDatasetJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateDatasetRequestWithBody(server, datasetId, "application/json", bodyReader)
+}
+
+// NewUpdateDatasetRequestWithBody constructs an http.Request for the UpdateDataset method, with any body, and a specified content type
+func NewUpdateDatasetRequestWithBody(server string, datasetId DatasetID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewListGrantsRequest constructs an http.Request for the ListGrants method
+func NewListGrantsRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/grants/", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateGrantRequest calls the generic CreateGrant builder with application/json body
+func NewCreateGrantRequest(server string, datasetId DatasetID, body CreateGrantJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateGrantRequestWithBody(server, datasetId, "application/json", bodyReader)
+}
+
+// NewCreateGrantRequestWithBody constructs an http.Request for the CreateGrant method, with any body, and a specified content type
+func NewCreateGrantRequestWithBody(server string, datasetId DatasetID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/grants/", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteGrantRequest constructs an http.Request for the DeleteGrant method
+func NewDeleteGrantRequest(server string, datasetId DatasetID, grantId openapi_types.UUID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "grant_id", grantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/grants/%s/", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUploadTilesRequestWithBody constructs an http.Request for the UploadTiles method, with any body, and a specified content type
+func NewUploadTilesRequestWithBody(server string, datasetId DatasetID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/tiles/", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetTileTokenRequest constructs an http.Request for the GetTileToken method
+func NewGetTileTokenRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/tiles/token/%s/", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetTileTokensBatchRequest calls the generic GetTileTokensBatch builder with application/json body
+func NewGetTileTokensBatchRequest(server string, body GetTileTokensBatchJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewGetTileTokensBatchRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewGetTileTokensBatchRequestWithBody constructs an http.Request for the GetTileTokensBatch method, with any body, and a specified content type
+func NewGetTileTokensBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/tiles/tokens/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetTileJSONRequest constructs an http.Request for the GetTileJSON method
+func NewGetTileJSONRequest(server string, datasetId DatasetID, params *GetTileJSONParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/tiles/%s/tilejson.json", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Key != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "key", *params.Key, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Sig != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "sig", *params.Sig, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Exp != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "exp", *params.Exp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Scope != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "scope", *params.Scope, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewHealthzRequest constructs an http.Request for the Healthz method
@@ -906,6 +2679,141 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
+	ListDatasetsWithResponse(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*ListDatasetsResponse, error)
+
+	// CreateDatasetWithBodyWithResponse Create a dataset
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+	CreateDatasetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error)
+
+	// CreateDatasetWithResponse Create a dataset
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+	CreateDatasetWithResponse(ctx context.Context, body CreateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error)
+
+	// DeleteDatasetWithResponse Delete a dataset, its grants and its tiles
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
+	DeleteDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*DeleteDatasetResponse, error)
+
+	// GetDatasetWithResponse Get a dataset the caller sees
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
+	GetDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*GetDatasetResponse, error)
+
+	// UpdateDatasetWithBodyWithResponse Update a dataset
+	//
+	// An absent field is left unchanged; `null` clears it. A visibility change bumps
+	// `access_version`, which retires every outstanding tile token of the dataset.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+	UpdateDatasetWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateDatasetResponse, error)
+
+	// UpdateDatasetWithResponse Update a dataset
+	//
+	// An absent field is left unchanged; `null` clears it. A visibility change bumps
+	// `access_version`, which retires every outstanding tile token of the dataset.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+	UpdateDatasetWithResponse(ctx context.Context, datasetId DatasetID, body UpdateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateDatasetResponse, error)
+
+	// ListGrantsWithResponse List a dataset's grants
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
+	ListGrantsWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*ListGrantsResponse, error)
+
+	// CreateGrantWithBodyWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+	CreateGrantWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateGrantResponse, error)
+
+	// CreateGrantWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+	CreateGrantWithResponse(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGrantResponse, error)
+
+	// DeleteGrantWithResponse Revoke a grant
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
+	DeleteGrantWithResponse(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteGrantResponse, error)
+
+	// UploadTilesWithBodyWithResponse Upload the dataset's MBTiles file
+	//
+	// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
+	// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
+	// bounds, center, attribution and vector layers are taken from the file's metadata.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
+	UploadTilesWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadTilesResponse, error)
+
+	// GetTileTokenWithResponse Get a tile token for one dataset
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
+	GetTileTokenWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*GetTileTokenResponse, error)
+
+	// GetTileTokensBatchWithBodyWithResponse Get Tile Tokens Batch
+	//
+	// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+	// should check each entry for the `error` key.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+	GetTileTokensBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GetTileTokensBatchResponse, error)
+
+	// GetTileTokensBatchWithResponse Get Tile Tokens Batch
+	//
+	// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+	// should check each entry for the `error` key.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+	GetTileTokensBatchWithResponse(ctx context.Context, body GetTileTokensBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*GetTileTokensBatchResponse, error)
+
+	// GetTileJSONWithResponse TileJSON 3.0.0 for MapLibre
+	//
+	// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
+	// freshly minted tile token when called with a tile token or a service token.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/tiles/{dataset_id}/tilejson.json (the `GetTileJSON` operationId).
+	GetTileJSONWithResponse(ctx context.Context, datasetId DatasetID, params *GetTileJSONParams, reqEditors ...RequestEditorFn) (*GetTileJSONResponse, error)
+
 	// HealthzWithResponse Liveness
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -988,6 +2896,920 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettingsWithResponse(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*ChangeAPIKeySettingsResponse, error)
+}
+
+type ListDatasetsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DatasetPage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListDatasetsResponse) GetJSON200() *DatasetPage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListDatasetsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListDatasetsResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListDatasetsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListDatasetsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListDatasetsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListDatasetsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Dataset
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateDatasetResponse) GetJSON201() *Dataset {
+	return r.JSON201
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateDatasetResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateDatasetResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateDatasetResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateDatasetResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteDatasetResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteDatasetResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteDatasetResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteDatasetResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Dataset
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDatasetResponse) GetJSON200() *Dataset {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetDatasetResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDatasetResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetDatasetResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDatasetResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UpdateDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Dataset
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateDatasetResponse) GetJSON200() *Dataset {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateDatasetResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateDatasetResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateDatasetResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateDatasetResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateDatasetResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListGrantsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *GrantList
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListGrantsResponse) GetJSON200() *GrantList {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListGrantsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListGrantsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListGrantsResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r ListGrantsResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListGrantsResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListGrantsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListGrantsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListGrantsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListGrantsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type CreateGrantResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Grant
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Conflict
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r CreateGrantResponse) GetJSON201() *Grant {
+	return r.JSON201
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateGrantResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateGrantResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreateGrantResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateGrantResponse) GetJSON409() *Conflict {
+	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateGrantResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CreateGrantResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateGrantResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateGrantResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateGrantResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateGrantResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateGrantResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteGrantResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteGrantResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteGrantResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteGrantResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteGrantResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteGrantResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteGrantResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteGrantResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteGrantResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UploadTilesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Dataset
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UploadTilesResponse) GetJSON200() *Dataset {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UploadTilesResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UploadTilesResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UploadTilesResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UploadTilesResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r UploadTilesResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UploadTilesResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UploadTilesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UploadTilesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UploadTilesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UploadTilesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetTileTokenResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TileToken
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTileTokenResponse) GetJSON200() *TileToken {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetTileTokenResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetTileTokenResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetTileTokenResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetTileTokenResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTileTokenResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTileTokenResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTileTokenResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTileTokenResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetTileTokensBatchResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TileTokenBatchResponse
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON200() *TileTokenBatchResponse {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTileTokensBatchResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTileTokensBatchResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTileTokensBatchResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTileTokensBatchResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetTileJSONResponse401Headers the declared response headers of an HTTP 401 response for GetTileJSON
+type GetTileJSONResponse401Headers struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+
+// GetTileJSONResponse403Headers the declared response headers of an HTTP 403 response for GetTileJSON
+type GetTileJSONResponse403Headers struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+
+type GetTileJSONResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *TileJSON
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *TileUnauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *TileForbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *GetTileJSONResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetTileJSONResponse403Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetTileJSONResponse) GetJSON200() *TileJSON {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetTileJSONResponse) GetJSON401() *TileUnauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetTileJSONResponse) GetJSON403() *TileForbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetTileJSONResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetTileJSONResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetTileJSONResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetTileJSONResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetTileJSONResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetTileJSONResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type HealthzResponse struct {
@@ -1534,6 +4356,237 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+// ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
+func (c *ClientWithResponses) ListDatasetsWithResponse(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*ListDatasetsResponse, error) {
+	rsp, err := c.ListDatasets(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListDatasetsResponse(rsp)
+}
+
+// CreateDatasetWithBodyWithResponse Create a dataset
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+func (c *ClientWithResponses) CreateDatasetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error) {
+	rsp, err := c.CreateDatasetWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateDatasetResponse(rsp)
+}
+
+// CreateDatasetWithResponse Create a dataset
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
+func (c *ClientWithResponses) CreateDatasetWithResponse(ctx context.Context, body CreateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error) {
+	rsp, err := c.CreateDataset(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateDatasetResponse(rsp)
+}
+
+// DeleteDatasetWithResponse Delete a dataset, its grants and its tiles
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
+func (c *ClientWithResponses) DeleteDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*DeleteDatasetResponse, error) {
+	rsp, err := c.DeleteDataset(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteDatasetResponse(rsp)
+}
+
+// GetDatasetWithResponse Get a dataset the caller sees
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
+func (c *ClientWithResponses) GetDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*GetDatasetResponse, error) {
+	rsp, err := c.GetDataset(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDatasetResponse(rsp)
+}
+
+// UpdateDatasetWithBodyWithResponse Update a dataset
+//
+// An absent field is left unchanged; `null` clears it. A visibility change bumps
+// `access_version`, which retires every outstanding tile token of the dataset.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+func (c *ClientWithResponses) UpdateDatasetWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateDatasetResponse, error) {
+	rsp, err := c.UpdateDatasetWithBody(ctx, datasetId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateDatasetResponse(rsp)
+}
+
+// UpdateDatasetWithResponse Update a dataset
+//
+// An absent field is left unchanged; `null` clears it. A visibility change bumps
+// `access_version`, which retires every outstanding tile token of the dataset.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/datasets/{dataset_id}/ (the `UpdateDataset` operationId).
+func (c *ClientWithResponses) UpdateDatasetWithResponse(ctx context.Context, datasetId DatasetID, body UpdateDatasetJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateDatasetResponse, error) {
+	rsp, err := c.UpdateDataset(ctx, datasetId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateDatasetResponse(rsp)
+}
+
+// ListGrantsWithResponse List a dataset's grants
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
+func (c *ClientWithResponses) ListGrantsWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*ListGrantsResponse, error) {
+	rsp, err := c.ListGrants(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListGrantsResponse(rsp)
+}
+
+// CreateGrantWithBodyWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+func (c *ClientWithResponses) CreateGrantWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateGrantResponse, error) {
+	rsp, err := c.CreateGrantWithBody(ctx, datasetId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateGrantResponse(rsp)
+}
+
+// CreateGrantWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
+func (c *ClientWithResponses) CreateGrantWithResponse(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGrantResponse, error) {
+	rsp, err := c.CreateGrant(ctx, datasetId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateGrantResponse(rsp)
+}
+
+// DeleteGrantWithResponse Revoke a grant
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
+func (c *ClientWithResponses) DeleteGrantWithResponse(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*DeleteGrantResponse, error) {
+	rsp, err := c.DeleteGrant(ctx, datasetId, grantId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteGrantResponse(rsp)
+}
+
+// UploadTilesWithBodyWithResponse Upload the dataset's MBTiles file
+//
+// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
+// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
+// bounds, center, attribution and vector layers are taken from the file's metadata.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
+func (c *ClientWithResponses) UploadTilesWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadTilesResponse, error) {
+	rsp, err := c.UploadTilesWithBody(ctx, datasetId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUploadTilesResponse(rsp)
+}
+
+// GetTileTokenWithResponse Get a tile token for one dataset
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
+func (c *ClientWithResponses) GetTileTokenWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*GetTileTokenResponse, error) {
+	rsp, err := c.GetTileToken(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTileTokenResponse(rsp)
+}
+
+// GetTileTokensBatchWithBodyWithResponse Get Tile Tokens Batch
+//
+// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+// should check each entry for the `error` key.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+func (c *ClientWithResponses) GetTileTokensBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*GetTileTokensBatchResponse, error) {
+	rsp, err := c.GetTileTokensBatchWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTileTokensBatchResponse(rsp)
+}
+
+// GetTileTokensBatchWithResponse Get Tile Tokens Batch
+//
+// Batch-generate tile tokens for up to 50 datasets in one request, answered by one database
+// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
+// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
+// should check each entry for the `error` key.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
+func (c *ClientWithResponses) GetTileTokensBatchWithResponse(ctx context.Context, body GetTileTokensBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*GetTileTokensBatchResponse, error) {
+	rsp, err := c.GetTileTokensBatch(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTileTokensBatchResponse(rsp)
+}
+
+// GetTileJSONWithResponse TileJSON 3.0.0 for MapLibre
+//
+// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
+// freshly minted tile token when called with a tile token or a service token.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/tiles/{dataset_id}/tilejson.json (the `GetTileJSON` operationId).
+func (c *ClientWithResponses) GetTileJSONWithResponse(ctx context.Context, datasetId DatasetID, params *GetTileJSONParams, reqEditors ...RequestEditorFn) (*GetTileJSONResponse, error) {
+	rsp, err := c.GetTileJSON(ctx, datasetId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetTileJSONResponse(rsp)
+}
+
 // HealthzWithResponse Liveness
 //
 // Returns a wrapper object for the known response body format(s).
@@ -1681,6 +4734,767 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseChangeAPIKeySettingsResponse(rsp)
+}
+
+// ParseListDatasetsResponse parses an HTTP response from a ListDatasetsWithResponse call
+func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListDatasetsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DatasetPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateDatasetResponse parses an HTTP response from a CreateDatasetWithResponse call
+func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Dataset
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteDatasetResponse parses an HTTP response from a DeleteDatasetWithResponse call
+func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDatasetResponse parses an HTTP response from a GetDatasetWithResponse call
+func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Dataset
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUpdateDatasetResponse parses an HTTP response from a UpdateDatasetWithResponse call
+func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Dataset
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListGrantsResponse parses an HTTP response from a ListGrantsWithResponse call
+func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListGrantsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest GrantList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateGrantResponse parses an HTTP response from a CreateGrantWithResponse call
+func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateGrantResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Grant
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteGrantResponse parses an HTTP response from a DeleteGrantWithResponse call
+func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteGrantResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUploadTilesResponse parses an HTTP response from a UploadTilesWithResponse call
+func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UploadTilesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Dataset
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetTileTokenResponse parses an HTTP response from a GetTileTokenWithResponse call
+func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTileTokenResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TileToken
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetTileTokensBatchResponse parses an HTTP response from a GetTileTokensBatchWithResponse call
+func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTileTokensBatchResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TileTokenBatchResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetTileJSONResponse parses an HTTP response from a GetTileJSONWithResponse call
+func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetTileJSONResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest TileJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest TileUnauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest TileForbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers GetTileJSONResponse401Headers
+		if values := rsp.Header.Values("Access-Control-Allow-Origin"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Access-Control-Allow-Origin", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AccessControlAllowOrigin = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers GetTileJSONResponse403Headers
+		if values := rsp.Header.Values("Access-Control-Allow-Origin"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Access-Control-Allow-Origin", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AccessControlAllowOrigin = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers403 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseHealthzResponse parses an HTTP response from a HealthzWithResponse call
@@ -2097,6 +5911,42 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListDatasets List the datasets of the caller's account and those shared with it
+	// (GET /api/datasets/)
+	ListDatasets(ctx echo.Context, params ListDatasetsParams) error
+	// CreateDataset Create a dataset
+	// (POST /api/datasets/)
+	CreateDataset(ctx echo.Context) error
+	// DeleteDataset Delete a dataset, its grants and its tiles
+	// (DELETE /api/datasets/{dataset_id}/)
+	DeleteDataset(ctx echo.Context, datasetId DatasetID) error
+	// GetDataset Get a dataset the caller sees
+	// (GET /api/datasets/{dataset_id}/)
+	GetDataset(ctx echo.Context, datasetId DatasetID) error
+	// UpdateDataset Update a dataset
+	// (PATCH /api/datasets/{dataset_id}/)
+	UpdateDataset(ctx echo.Context, datasetId DatasetID) error
+	// ListGrants List a dataset's grants
+	// (GET /api/datasets/{dataset_id}/grants/)
+	ListGrants(ctx echo.Context, datasetId DatasetID) error
+	// CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
+	// (POST /api/datasets/{dataset_id}/grants/)
+	CreateGrant(ctx echo.Context, datasetId DatasetID) error
+	// DeleteGrant Revoke a grant
+	// (DELETE /api/datasets/{dataset_id}/grants/{grant_id}/)
+	DeleteGrant(ctx echo.Context, datasetId DatasetID, grantId openapi_types.UUID) error
+	// UploadTiles Upload the dataset's MBTiles file
+	// (PUT /api/datasets/{dataset_id}/tiles/)
+	UploadTiles(ctx echo.Context, datasetId DatasetID) error
+	// GetTileToken Get a tile token for one dataset
+	// (GET /api/tiles/token/{dataset_id}/)
+	GetTileToken(ctx echo.Context, datasetId DatasetID) error
+	// GetTileTokensBatch Get Tile Tokens Batch
+	// (POST /api/tiles/tokens/)
+	GetTileTokensBatch(ctx echo.Context) error
+	// GetTileJSON TileJSON 3.0.0 for MapLibre
+	// (GET /api/tiles/{dataset_id}/tilejson.json)
+	GetTileJSON(ctx echo.Context, datasetId DatasetID, params GetTileJSONParams) error
 	// Healthz Liveness
 	// (GET /healthz)
 	Healthz(ctx echo.Context) error
@@ -2129,6 +5979,231 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// ListDatasets converts echo context to params.
+func (w *ServerInterfaceWrapper) ListDatasets(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListDatasetsParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListDatasets(ctx, params)
+	return err
+}
+
+// CreateDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateDataset(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateDataset(ctx)
+	return err
+}
+
+// DeleteDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteDataset(ctx, datasetId)
+	return err
+}
+
+// GetDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDataset(ctx, datasetId)
+	return err
+}
+
+// UpdateDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateDataset(ctx, datasetId)
+	return err
+}
+
+// ListGrants converts echo context to params.
+func (w *ServerInterfaceWrapper) ListGrants(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListGrants(ctx, datasetId)
+	return err
+}
+
+// CreateGrant converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateGrant(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateGrant(ctx, datasetId)
+	return err
+}
+
+// DeleteGrant converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteGrant(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// ------------- Path parameter "grant_id" -------------
+	var grantId openapi_types.UUID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "grant_id", ctx.Param("grant_id"), &grantId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter grant_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteGrant(ctx, datasetId, grantId)
+	return err
+}
+
+// UploadTiles converts echo context to params.
+func (w *ServerInterfaceWrapper) UploadTiles(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UploadTiles(ctx, datasetId)
+	return err
+}
+
+// GetTileToken converts echo context to params.
+func (w *ServerInterfaceWrapper) GetTileToken(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetTileToken(ctx, datasetId)
+	return err
+}
+
+// GetTileTokensBatch converts echo context to params.
+func (w *ServerInterfaceWrapper) GetTileTokensBatch(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetTileTokensBatch(ctx)
+	return err
+}
+
+// GetTileJSON converts echo context to params.
+func (w *ServerInterfaceWrapper) GetTileJSON(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetTileJSONParams
+	// ------------- Optional query parameter "key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "key", ctx.QueryParams(), &params.Key, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key: %s", err))
+	}
+
+	// ------------- Optional query parameter "sig" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "sig", ctx.QueryParams(), &params.Sig, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sig: %s", err))
+	}
+
+	// ------------- Optional query parameter "exp" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "exp", ctx.QueryParams(), &params.Exp, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter exp: %s", err))
+	}
+
+	// ------------- Optional query parameter "scope" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "scope", ctx.QueryParams(), &params.Scope, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter scope: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetTileJSON(ctx, datasetId, params)
+	return err
 }
 
 // Healthz converts echo context to params.
@@ -2301,6 +6376,18 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/v1/api_keys/:key_id", wrapper.DeleteAPIKey, options.OperationMiddlewares["deleteAPIKey"]...)
 	router.GET(options.BaseURL+"/v1/api_keys/:key_id", wrapper.GetAPIKey, options.OperationMiddlewares["getAPIKey"]...)
 	router.POST(options.BaseURL+"/v1/api_keys/:key_id/change_settings", wrapper.ChangeAPIKeySettings, options.OperationMiddlewares["changeAPIKeySettings"]...)
+	router.GET(options.BaseURL+"/api/datasets/", wrapper.ListDatasets, options.OperationMiddlewares["listDatasets"]...)
+	router.POST(options.BaseURL+"/api/datasets/", wrapper.CreateDataset, options.OperationMiddlewares["createDataset"]...)
+	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.DeleteDataset, options.OperationMiddlewares["deleteDataset"]...)
+	router.GET(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.GetDataset, options.OperationMiddlewares["getDataset"]...)
+	router.PATCH(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.UpdateDataset, options.OperationMiddlewares["updateDataset"]...)
+	router.PUT(options.BaseURL+"/api/datasets/:dataset_id/tiles/", wrapper.UploadTiles, options.OperationMiddlewares["uploadTiles"]...)
+	router.GET(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.ListGrants, options.OperationMiddlewares["listGrants"]...)
+	router.POST(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.CreateGrant, options.OperationMiddlewares["createGrant"]...)
+	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/grants/:grant_id/", wrapper.DeleteGrant, options.OperationMiddlewares["deleteGrant"]...)
+	router.GET(options.BaseURL+"/api/tiles/token/:dataset_id/", wrapper.GetTileToken, options.OperationMiddlewares["getTileToken"]...)
+	router.POST(options.BaseURL+"/api/tiles/tokens/", wrapper.GetTileTokensBatch, options.OperationMiddlewares["getTileTokensBatch"]...)
+	router.GET(options.BaseURL+"/api/tiles/:dataset_id/tilejson.json", wrapper.GetTileJSON, options.OperationMiddlewares["getTileJSON"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.OpenapiYAML, options.OperationMiddlewares["openapiYAML"]...)
@@ -2314,6 +6401,26 @@ type ForbiddenJSONResponse Error
 
 type NotFoundJSONResponse Error
 
+type TileForbiddenResponseHeaders struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+type TileForbiddenJSONResponse struct {
+	Body Error
+
+	Headers TileForbiddenResponseHeaders
+}
+
+type TileUnauthorizedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+type TileUnauthorizedJSONResponse struct {
+	Body Error
+
+	Headers TileUnauthorizedResponseHeaders
+}
+
 type TooLargeJSONResponse Error
 
 type UnauthorizedJSONResponse Error
@@ -2321,6 +6428,1147 @@ type UnauthorizedJSONResponse Error
 type UnavailableJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+
+type ListDatasetsRequestObject struct {
+	Params ListDatasetsParams
+}
+
+type ListDatasetsResponseObject interface {
+	VisitListDatasetsResponse(w http.ResponseWriter) error
+}
+
+type ListDatasets200JSONResponse DatasetPage
+
+func (response ListDatasets200JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListDatasets401JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response ListDatasets422JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDatasetRequestObject struct {
+	Body *CreateDatasetJSONRequestBody
+}
+
+type CreateDatasetResponseObject interface {
+	VisitCreateDatasetResponse(w http.ResponseWriter) error
+}
+
+type CreateDataset201JSONResponse Dataset
+
+func (response CreateDataset201JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CreateDataset401JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response CreateDataset422JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type DeleteDatasetResponseObject interface {
+	VisitDeleteDatasetResponse(w http.ResponseWriter) error
+}
+
+type DeleteDataset204Response struct {
+}
+
+func (response DeleteDataset204Response) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteDataset401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteDataset401JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response DeleteDataset422JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type GetDatasetResponseObject interface {
+	VisitGetDatasetResponse(w http.ResponseWriter) error
+}
+
+type GetDataset200JSONResponse Dataset
+
+func (response GetDataset200JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetDataset401JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetDataset422JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+	Body      *UpdateDatasetJSONRequestBody
+}
+
+type UpdateDatasetResponseObject interface {
+	VisitUpdateDatasetResponse(w http.ResponseWriter) error
+}
+
+type UpdateDataset200JSONResponse Dataset
+
+func (response UpdateDataset200JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateDataset401JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response UpdateDataset404JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response UpdateDataset422JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrantsRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type ListGrantsResponseObject interface {
+	VisitListGrantsResponse(w http.ResponseWriter) error
+}
+
+type ListGrants200JSONResponse GrantList
+
+func (response ListGrants200JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListGrants401JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response ListGrants422JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrantRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+	Body      *CreateGrantJSONRequestBody
+}
+
+type CreateGrantResponseObject interface {
+	VisitCreateGrantResponse(w http.ResponseWriter) error
+}
+
+type CreateGrant201JSONResponse Grant
+
+func (response CreateGrant201JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CreateGrant401JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response CreateGrant404JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
+
+func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response CreateGrant422JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrantRequestObject struct {
+	DatasetId DatasetID          `json:"dataset_id"`
+	GrantId   openapi_types.UUID `json:"grant_id"`
+}
+
+type DeleteGrantResponseObject interface {
+	VisitDeleteGrantResponse(w http.ResponseWriter) error
+}
+
+type DeleteGrant204Response struct {
+}
+
+func (response DeleteGrant204Response) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteGrant401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteGrant401JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response DeleteGrant422JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTilesRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+	Body      io.Reader
+}
+
+type UploadTilesResponseObject interface {
+	VisitUploadTilesResponse(w http.ResponseWriter) error
+}
+
+type UploadTiles200JSONResponse Dataset
+
+func (response UploadTiles200JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UploadTiles401JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response UploadTiles404JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokenRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type GetTileTokenResponseObject interface {
+	VisitGetTileTokenResponse(w http.ResponseWriter) error
+}
+
+type GetTileToken200JSONResponse TileToken
+
+func (t GetTileToken200JSONResponse) MarshalJSON() ([]byte, error) {
+	return TileToken(t).MarshalJSON()
+}
+
+func (t *GetTileToken200JSONResponse) UnmarshalJSON(b []byte) error {
+	return (*TileToken)(t).UnmarshalJSON(b)
+}
+
+func (response GetTileToken200JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetTileToken401JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetTileToken422JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatchRequestObject struct {
+	Body *GetTileTokensBatchJSONRequestBody
+}
+
+type GetTileTokensBatchResponseObject interface {
+	VisitGetTileTokensBatchResponse(w http.ResponseWriter) error
+}
+
+type GetTileTokensBatch200JSONResponse TileTokenBatchResponse
+
+func (response GetTileTokensBatch200JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetTileTokensBatch401JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetTileTokensBatch422JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSONRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+	Params    GetTileJSONParams
+}
+
+type GetTileJSONResponseObject interface {
+	VisitGetTileJSONResponse(w http.ResponseWriter) error
+}
+
+type GetTileJSON200JSONResponse TileJSON
+
+func (response GetTileJSON200JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON401JSONResponse struct{ TileUnauthorizedJSONResponse }
+
+func (response GetTileJSON401JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON403JSONResponse struct{ TileForbiddenJSONResponse }
+
+func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetTileJSON404JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetTileJSON422JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type HealthzRequestObject struct {
 }
@@ -2893,6 +8141,42 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListDatasets List the datasets of the caller's account and those shared with it
+	// (GET /api/datasets/)
+	ListDatasets(ctx context.Context, request ListDatasetsRequestObject) (ListDatasetsResponseObject, error)
+	// CreateDataset Create a dataset
+	// (POST /api/datasets/)
+	CreateDataset(ctx context.Context, request CreateDatasetRequestObject) (CreateDatasetResponseObject, error)
+	// DeleteDataset Delete a dataset, its grants and its tiles
+	// (DELETE /api/datasets/{dataset_id}/)
+	DeleteDataset(ctx context.Context, request DeleteDatasetRequestObject) (DeleteDatasetResponseObject, error)
+	// GetDataset Get a dataset the caller sees
+	// (GET /api/datasets/{dataset_id}/)
+	GetDataset(ctx context.Context, request GetDatasetRequestObject) (GetDatasetResponseObject, error)
+	// UpdateDataset Update a dataset
+	// (PATCH /api/datasets/{dataset_id}/)
+	UpdateDataset(ctx context.Context, request UpdateDatasetRequestObject) (UpdateDatasetResponseObject, error)
+	// ListGrants List a dataset's grants
+	// (GET /api/datasets/{dataset_id}/grants/)
+	ListGrants(ctx context.Context, request ListGrantsRequestObject) (ListGrantsResponseObject, error)
+	// CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
+	// (POST /api/datasets/{dataset_id}/grants/)
+	CreateGrant(ctx context.Context, request CreateGrantRequestObject) (CreateGrantResponseObject, error)
+	// DeleteGrant Revoke a grant
+	// (DELETE /api/datasets/{dataset_id}/grants/{grant_id}/)
+	DeleteGrant(ctx context.Context, request DeleteGrantRequestObject) (DeleteGrantResponseObject, error)
+	// UploadTiles Upload the dataset's MBTiles file
+	// (PUT /api/datasets/{dataset_id}/tiles/)
+	UploadTiles(ctx context.Context, request UploadTilesRequestObject) (UploadTilesResponseObject, error)
+	// GetTileToken Get a tile token for one dataset
+	// (GET /api/tiles/token/{dataset_id}/)
+	GetTileToken(ctx context.Context, request GetTileTokenRequestObject) (GetTileTokenResponseObject, error)
+	// GetTileTokensBatch Get Tile Tokens Batch
+	// (POST /api/tiles/tokens/)
+	GetTileTokensBatch(ctx context.Context, request GetTileTokensBatchRequestObject) (GetTileTokensBatchResponseObject, error)
+	// GetTileJSON TileJSON 3.0.0 for MapLibre
+	// (GET /api/tiles/{dataset_id}/tilejson.json)
+	GetTileJSON(ctx context.Context, request GetTileJSONRequestObject) (GetTileJSONResponseObject, error)
 	// Healthz Liveness
 	// (GET /healthz)
 	Healthz(ctx context.Context, request HealthzRequestObject) (HealthzResponseObject, error)
@@ -2932,6 +8216,398 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// ListDatasets operation middleware
+func (sh *strictHandler) ListDatasets(ctx echo.Context, params ListDatasetsParams) error {
+	var request ListDatasetsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListDatasets(ctx.Request().Context(), request.(ListDatasetsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListDatasets")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListDatasetsResponseObject); ok {
+		return validResponse.VisitListDatasetsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateDataset operation middleware
+func (sh *strictHandler) CreateDataset(ctx echo.Context) error {
+	var request CreateDatasetRequestObject
+
+	var body CreateDatasetJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateDataset(ctx.Request().Context(), request.(CreateDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateDatasetResponseObject); ok {
+		return validResponse.VisitCreateDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteDataset operation middleware
+func (sh *strictHandler) DeleteDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request DeleteDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteDataset(ctx.Request().Context(), request.(DeleteDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteDatasetResponseObject); ok {
+		return validResponse.VisitDeleteDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetDataset operation middleware
+func (sh *strictHandler) GetDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request GetDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetDataset(ctx.Request().Context(), request.(GetDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetDatasetResponseObject); ok {
+		return validResponse.VisitGetDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateDataset operation middleware
+func (sh *strictHandler) UpdateDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request UpdateDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	var body UpdateDatasetJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateDataset(ctx.Request().Context(), request.(UpdateDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateDatasetResponseObject); ok {
+		return validResponse.VisitUpdateDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ListGrants operation middleware
+func (sh *strictHandler) ListGrants(ctx echo.Context, datasetId DatasetID) error {
+	var request ListGrantsRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListGrants(ctx.Request().Context(), request.(ListGrantsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListGrants")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListGrantsResponseObject); ok {
+		return validResponse.VisitListGrantsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateGrant operation middleware
+func (sh *strictHandler) CreateGrant(ctx echo.Context, datasetId DatasetID) error {
+	var request CreateGrantRequestObject
+
+	request.DatasetId = datasetId
+
+	var body CreateGrantJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateGrant(ctx.Request().Context(), request.(CreateGrantRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateGrant")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateGrantResponseObject); ok {
+		return validResponse.VisitCreateGrantResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteGrant operation middleware
+func (sh *strictHandler) DeleteGrant(ctx echo.Context, datasetId DatasetID, grantId openapi_types.UUID) error {
+	var request DeleteGrantRequestObject
+
+	request.DatasetId = datasetId
+	request.GrantId = grantId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteGrant(ctx.Request().Context(), request.(DeleteGrantRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteGrant")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteGrantResponseObject); ok {
+		return validResponse.VisitDeleteGrantResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UploadTiles operation middleware
+func (sh *strictHandler) UploadTiles(ctx echo.Context, datasetId DatasetID) error {
+	var request UploadTilesRequestObject
+
+	request.DatasetId = datasetId
+
+	request.Body = ctx.Request().Body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UploadTiles(ctx.Request().Context(), request.(UploadTilesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UploadTiles")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UploadTilesResponseObject); ok {
+		return validResponse.VisitUploadTilesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetTileToken operation middleware
+func (sh *strictHandler) GetTileToken(ctx echo.Context, datasetId DatasetID) error {
+	var request GetTileTokenRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetTileToken(ctx.Request().Context(), request.(GetTileTokenRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetTileToken")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetTileTokenResponseObject); ok {
+		return validResponse.VisitGetTileTokenResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetTileTokensBatch operation middleware
+func (sh *strictHandler) GetTileTokensBatch(ctx echo.Context) error {
+	var request GetTileTokensBatchRequestObject
+
+	var body GetTileTokensBatchJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetTileTokensBatch(ctx.Request().Context(), request.(GetTileTokensBatchRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetTileTokensBatch")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetTileTokensBatchResponseObject); ok {
+		return validResponse.VisitGetTileTokensBatchResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetTileJSON operation middleware
+func (sh *strictHandler) GetTileJSON(ctx echo.Context, datasetId DatasetID, params GetTileJSONParams) error {
+	var request GetTileJSONRequestObject
+
+	request.DatasetId = datasetId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetTileJSON(ctx.Request().Context(), request.(GetTileJSONRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetTileJSON")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetTileJSONResponseObject); ok {
+		return validResponse.VisitGetTileJSONResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // Healthz operation middleware
@@ -3200,48 +8876,96 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"5Fp7bxu5Ef8qA7ZA7GD1sH0pUAXFwZdLrm6cxEicHgrL8FK7I4lnLrlHcmVtDAP9NP1g/STFkNRzZcvO",
-	"w0Hbv7LW8jHP3/xmNtcs00WpFSpnWe+aldzwAh0a/9drrI9+poccbWZE6YRWrMeOclRODAUa0EM4PDmC",
-	"11i3WcIEvS25G7OEKV4g67FLrC9EzhJm8PdKGMxZz5kKE2azMRacDh9qU3DHeqyq/EpXl7TTOiPUiN3c",
-	"3NBmW2pl0Uv1QquhFJmj50wrh8o/8rKUIuMkY+c3S4JeL13yR4ND1mN/6Cz07YS3tvPSGG3CRauKno4R",
-	"sjFXI4QsXmrhSrgxcAU4FdYJNQI9+A0z12Y3CXulzUDkOapHks2gdwWXICxMuBQ5DCoHBa9BaQe5BjcW",
-	"1ov2VrtXulL5t5fsrQZbZeNoFxAKHMnKpUTzxALPMl2pYK9TrY+5GeHjmItCEK2Dgc5rMpjTGiRd72X5",
-	"qHjlxtqIT5h/D/cVwlofTgaE8r6ciTXhQvKBfCQr5dzxAbdIMlXKIM/GdPlzMOhMDZI7NFGy0ugMraXX",
-	"L5UTrv5qEv719PTk72QDv/lWeRdLYLZmhiweKg5Pjl6jl6o0ukTjRICQkNT5Cvrk3GHLiQKbEJSwzCB3",
-	"D9mwIuc1U5WMLgzo11gv8ntAYcIkt+6iskGSVVv8OkYFHJyQi0in5ZBxYwTmHgrgEmvYMZhpk2PusUzQ",
-	"rkKoyuEugfhG/bbKH+D+uvlCGzESyltdOCzsxkXxB24Mr/3f+jJgaDM8y2ogReb1cBrKKgAMKf3x/bGF",
-	"nfTHS6z/knpVGvdUFs0FH8Xw3KLUzXLROmPBIV6wqO6ql1dOX+i9iJ1kHnbLfjyf3xvwksQMYXvCAzCu",
-	"hW5lrDZN27zwv1NBJrRVOHVQ8hE+h5TUTEEHGPYRQS9WXD2o3XYvJ2zaGulWM3Rnbp0/3JXZMSU3Ot1x",
-	"eeGLQ1O9t1UxCHzjEms7KyrzWjI/TSiHIzQN70Wzrd4yk/12H3xARzXea8XzXJA0XJ4seWTIpcVkzUlr",
-	"2V/w6TGqkRuz3l63231AOq2luJASBggjVGgopoBXThfcCaquNVRKorVQGj0RlN44JfwVTnp2tipFwgqh",
-	"5n/fQ6SlRF6V6kOJGbFBC1djkY2BsBviauAGgUuprwiANDmMJCTfHZ4ctSHFKS9Kie1MF2lYSG+566ux",
-	"ti6B9Gl7ZYlwFmw1yHXB6fgdojk+Ekqc7iaQjp0re52O1BmXdELvoNvtpv5I8CGISTgauMqh1MYl/in9",
-	"MZ2hpo2rUeWgULgxGkjfeX1SUNpA+h6HaNCkbXhZlK6OcvcVTtDUUfV2X7Gl3Fgy/v6zg3XjN4xd8OlR",
-	"2Lp3R7zMU2cV11bdcxKKNFrQStYLJa/GaNDb7qNF0zqk3cF3Y+Q5GqK8zhvZFw6c8swlfZVxiy2Lygon",
-	"Jki+CFK34Vch84ybPDidHGOrkiyM+fNwNwdiOBIhbCGGEWOj3VfHyCcI6A26Q1b2uLXro4YWLSQfGl0A",
-	"VzWQ2i2vdrD2ipH/lNwD4BtpH2hEA3VzdFxIeorRyHqEEL4MkaZDT623lZB4yia42UR47pDiXlDbIFDr",
-	"gfMA8ZBLMuu6RNZxV9lVu+jLrYaI2zbdtNUImZvejsbBz7f4fXGJUGW1gQIQwdLZin25qt8NWe+sSVqu",
-	"GyXnfENRK+zoDsZzvcVOJE04I+5oWowIL2aVEa7+4PHNi/0BzURkeLqZRx2CDe/B8xnYSd3IXvz7n/9K",
-	"d0NypUSoRtwh8LwQCgKFacVym1KPksbf/Alpu6/Sw9g+eef1wN8N/arbPcj8Iv+Iqc/6LMPS1y8LVyhl",
-	"SN+Az0RHkBs0iygiUA/0X6ihbuozl5Ygy2hJ4KZ9Fyw1z4ne8hJKyR0RnifW00XbA0GdsuIjDAUpMsuY",
-	"1rEKXOGgrwpeWsBigDns+PY/QLwvHAsMAlNJtLsJkWmqUmNtXEuKCeZgxUhRASSa6m1hYaiNb7UsOpv0",
-	"FR1FTsEoXQBMp9eKEnF5wtHQ6xP6aBNObPdVX73x6hQkDDECCwrJyA13r7nqJ2/vDb56Dhu92ldb3Oq0",
-	"Tsi3b3h5KiTVEinQG4WKqnC7bXjhwwe0Qt+F9NXdMQetFnEieHv45mXqdX0fe5zJogccciErg5F1KHuF",
-	"JjY58PTpD/v7T58ScXzFrTs8OXpCLuIl9tVOet2P4NenVO9T3vVZ0qfM8/9SHPoHDxz+KXPTPqV8uvsc",
-	"Yt33TAEJtcgYK4dCn7Xb7T67SUOoO+E8Vs50ZgmboLEhnLvtvXbXU64SFS8F67GDdrd9wBI/XPMJ3hl7",
-	"RP5EzyP0WEYo6O1wlLNeROxPbG14tt/tfr0mPRSFW+YIcTjgxwhlewWoWO/sPGG2KgpuatZjx2KCCi01",
-	"S44T2T5j72bKWHZOWzvRFu2ZiBuVfhcW/e3Du7dfqvg6zG7Uke4jvMh1VlHW3a3mKfEoD1FEpSg/oqBb",
-	"la55Ibcp/Y/DN8cPU3p26iMrHQW9VWmDPK9vD+z34fV3iWt/N6Gyh2o/BXvWPbjtvLmAneUh3l3GovMF",
-	"ZQLsuOVRXMAyu3uX2SZ7HV6KCypdt9ruWHjoe01rkpVh/1mjbeAjhNA1e68ZdJWhIhZb7zS8S2cTh9Lg",
-	"ROjKzocL/mPA7xWaevE1YN6Fb5j+xxnEEod/trd/vxkEkbEN0ktRCHebKP7liiQ5DnklHes963oxRFEV",
-	"i1Z59teGScP5N4zFpVHQhng89NaeuSCWyid+ymcT0DKnAjkUxoZx+w/dvXvF6mIOTpv29++zqTkL/uzk",
-	"WKoL1i342AClViPqG8MgIY5wZgkxW0ccedqaFdaW0b7QTgReoW+BSm03ZEagI3E4FUg4WveTzuuv7Mr5",
-	"ROlmlezH/uMbB9JtmK7wioz3BVFyH08vPo/5HX/evmP+rY827N3jivkXpe8buZHdRrPeO0oxFy5+xVjG",
-	"8851+Ix6E2BKosNmBP/sf1+K4GYgrc3tKj+MG1ZS1hBOzR/V/z9s3zH/avl93RlsCyPiqZ/l0GRzPf4F",
-	"3Z0Oe4TM/8Ks/+/x4S/oHuS6pYqxypM2CbBY0gn/acIPgzbmcCd8BbqwS58WPu+GRS1bYwUK+MCiotKP",
-	"MqcOTOLQQaXiB6j5R6FMIjcWhIOdlHhRD8Lvsw8MFjgMDdox0Nukr9I4158tjBP75cE38BEXajf0uWtF",
-	"1l+/Vgf//4ptVeb+482jF9yHJuv/coX+6J3wBZC+1setz1zPzilB45HrGTqbi7VIaO7EQOKC5x6eHLUX",
-	"fcpcmGaTE/rUBMy8a+QqD//ZJvbbIJxFOVw6bqltvDm/+U8AAAD//w==",
+	"7F39btu4ln8VQrtAk4HsOB8d3HVxMUg/ZiY7badoOnN3UQcRLR3bnEikLkklUbMB7kPsM+yD3SdZ8JD6",
+	"siXZSVO3ndt/Wtui+HE+f+fwkLnxQpGkggPXyhvfeCmVNAENEr89y6QS0nyKQIWSpZoJ7o29N3QOJMSH",
+	"PqGKSNCZ5BARxoleAAnss4CIGX5PJVwykSmS0jkMPd9jppe/ZyBzz/c4TcAbe/Ydz/dUuICEmlFnQiZU",
+	"e2NvmmvwfC+h1y+Bz/XCGz/eP/A9nafmTaUl43PP964HczFo/nh763vPqaYK9Mlz0ycOnVK9qEaO7PNz",
+	"Fnm+J+HvGZMQeWMtM2idTZZhy9WBXlynq8R6x2IgWlwAJ3CdMpmTnYyza6IgFDxSu130gOu0QYza4g8P",
+	"2kb/BfLV0Y85OX5zQi4gf6TsLLrGu4C8a7yDx993DGhp2hzyJAKu2YyBNPw3o/8CeTlqk/QXkH882V+y",
+	"hOkOKY3Ns64l48PGoiOY0SzW3vjxCMWNJVnijfdH5hvjxbdyEoxrmIPEWZyGwvzWw35lWnTNBR/ekQGn",
+	"bN4/IJtzqjPZPSib32nIW8MolQquwBoIwWcxC5H4oeAaOH6kaRqzkJoJ7f2hzKxuaoP8u4SZN/b+ba8y",
+	"PXv2qdp7IaWQdqClVS2AhAvKjeFxgypyxfSCUKNXTGnG50RM/4BQD71b3/tRyCmLIuBbmpsEFHsaE6bI",
+	"JY1ZRKaZJgnNCReaRILoBVM4tddC/ygyHn36mb0WRGXhwtGlMM8hjWOQjxShYSgybullxGaLNDt2NKrR",
+	"7Qo9ySxTEA1J8F8DM6M51TB4C1QJHhjCCg7GqARoSSEKfBJMaXReCnrgT3iAqmQeCcnmjJtPmQJ5TufA",
+	"NX7jF1xc8fPac/fLBeTBcMI931sAjZwbPA5DUGrwTHAtRTw4jmNxNfgV321SYlVDV1bR/8KtY8RvnGZ6",
+	"IST7ANuRkooNPhGSUJLQ2BheiJDkO23sUDRX5GrBwgX6sM9HMCFeUjmH7Si6cVSgNJmKKDcSqYUgsRke",
+	"tWi7jFs1PAlTCg2hJIyjhhXTuqQsptN4S1QykGpKFZg5ZVwCDRdm8CcGKsqcxFSDdDNLpTDSYh6/4Jrp",
+	"/MFm+PO7d29+NzTAlzvnWzUhRZvCJ1ppfnPioFUqRQpSM+v8rDuKGhglMoKrWQKrQMX3QglU3+WFxjxv",
+	"PJ7FjoUWI620Z9EGgMn3Yqr0uTGzq+DhbwvghBJtMEQh6aY5CamUDCJ0YgZNkh0JoZARROiFmXkrYTzT",
+	"gMagdX1r529Ryc3qA2uokepMQ6JaG7kfqJQ0x+8GA7XgIxOQZNOYhbgOLUiaWddoFv3b25eK7AQ/XED+",
+	"1wCXsjJO5Us2YMptHdq+9yxDcGJuuU0uN3qv1l3Jjl+KXZ2PZ+W41tObaVqxNSC4RXQ7Ajsb8BVhG4dr",
+	"jSHbExKYZQZEWACBElHEcstBWj9B2oM0v2Jr+aFPs51KtjJd0/gcYc3q8l5nydRGJReQqwIOlSioFdbX",
+	"uVeGqPVRirl38+AUtEGnuCoaRczMhsZvahyZ0ViBv8SkJe2vYfP9kQlINlanJRVncUymQObAQRqZIjTT",
+	"IqGaGVyYk4zHoBRJpbhkRr3h2thfpmOM4ZqzwKio/L7BlGqK3JzVaQqhiRkdoiDGdhPXmlAJhBoQYQyQ",
+	"MAwzMzS8O35zMjRokCZpDMNQJIFtaJ5SPeELobRPgu+GjSZMK6KyaSQSarrfMQAdJSGF612fBAut0/He",
+	"XixCGpsexoej0SjALgmKIPi2a0J5RFIhtY+fgh+Cwmoq1xp4RDgwvQBJAguBAsKFJMFbmIEEGQzJiyTV",
+	"uZv3hMMlyNwt3ULRUiUa4dnhMvFXiJ3Q6xP76n6PvJSq07RrS7G0ddJgEHicV4u8WoAEpN1vCuTg2Lxt",
+	"eWfhoAnWNBIZHQdc01D7Ex5SBQMFXDHNLsHwws56SP7G4iikMrJMN4xRWWooDNETOzYlBuHEQOwrBmE4",
+	"2RhO+Eugl0AACbpjqIx2axelxjSqZj6TIiGU58Qse4DLttRejoHXG/gVtX9qorsWIX9/BUYclcj0widA",
+	"zRcupF6cGVsUwVwCKKNlTlq98fvB/l9G/uAvj4ejx/v7vvniPp/V5KLytiIzMy2nxNHgNWXhCOWm+rIs",
+	"Bs+Aa2jxDe9jwedMZxH4Br+5Tx+ESM6G3n0nc1ifzOHqZFzqbtWDWRtwfglSOfvYnO3TLEkNNlkAKhS5",
+	"WgiMxSXQCOXVJf1cUkE9ISmV2rgGq3/oox+pKmdTLotx/f1Ri6/wPedIzjeEYVRryabZxuhuWkoVjeNf",
+	"Z974fb+TdFJ4e7YswwaKlkzerC8nFO19fXE4uOj1plIkL53O2rpeUHVugJ9qTZ2+emqiUUVmBhouqCJT",
+	"AE6yNBY0gqiGGKZCxED5HUD4BbMJoD6qO+n/xTS1amPUrQZ+a8KXMN79sBNYm6WfK/YBeuha6+cSQi3k",
+	"eUxzF+lvhNZ+x7dempdwMmv80CVTbMpiFwn2dly1bAXaNYXsQNvIhcaQpfRUJK0oXyphqUFNNV6mUJ3A",
+	"/rLNqgtfG8BvA5ROIp5h4zviySV7c3c8+aUaoG6gfLDZwip70bQAz+1ugDLwIUins4DMhCSWxRbwpXxu",
+	"f5RUYUrD94BniZFAa3BSjHn+SM2/VzBNa1x9KFtQ7lnsH9X2LA6OalsWI7/fYpRdjO7UQ2FWmhRfi0sb",
+	"RqdJ8bdIRgR6T0hUI//B4+9rxDXA7PH+wZm/LZvVgNKjLdkwZ7FQOnqMwS9OegrBswv2fM/KZKvEuVfX",
+	"ZQc+R2xfQL71wf1DR+tu5N/SaBPjugIW6FSZ6GfGII5s3tNZ8jJ9EsZApSJMY2wiQWkhQWE46mQdM07f",
+	"zPZdzfZ6m7u2s5pBvZ8N3bLd/NNbwhX1tMn5FWsVgaYsboJ9V/KA+YMZbrWuS8y6XtrMwk+S8vYItBbt",
+	"reaY3fNGsMkUUQsqXdK8EVa6OGGtnN49eKqqWzaJSzZslkrGQ5bSuHP9ZQubCTPBd6aAULR7koUaooIu",
+	"9yBEG9xv1PE0sH9jthUNO7m9Ib5uLvrFNQ11nJd71NUMArJDucAcoPtxlwhJgvq0TJsazVwK3i2p2qtv",
+	"cxB3Szssc259fU07jV4y1aIVd/P1VrVWPP0yczs9dtsOX4+B2MzeLe8Yrpldj+X4GWhsjPnyjJSmOlNN",
+	"kyUu1too91rbSBY3v2MxvCt2vXpRxFZBwx0tENgqug0SbrYKRJ3bsoLV5xVA6Ay5CuTQg5Xvn3ZRRUnY",
+	"Sp/KVm71u/jVDvFxJuN2i6vYnENU7mMSDUkaUw1k5+bD7d7N9e3eTX7bvqdZpsA23V5dEk2XR2lY4HKy",
+	"vqszKyoabaFbjXm1tEpbzqWeQymTM0XepC7YbZphdOI/T399vVYlelRgE8GvY+NNEPEK/u2Btw8okp2Z",
+	"QLuvVVeJ6/xDqz4YyheFGEXbw+FoOOpsfceN+wfBqb3iWi6hkqM2wXM06RKr0tRGzHAyYZxq64ASmqZm",
+	"ceObwrB0THrZbheL719k1f62BAP5a1dR6xJEgsMGZnu1v/72y/O9PavT4inV4eKt3WFr2ZIxT8uqkpmQ",
+	"1lLhTosi//zH/+LGbqoVyVKiBXk8KnHzyXO1insqY9OSvH9evWn6Kja7i9FmQg7J88xWFoHdbJSQiEuI",
+	"iAJ5CXKgWAQ+uQAwnCQzJpUeKABOhIxspm91y6vLpVVB0+NRfcdrfx22qC2xVwod5W1p7io1XtFUEaDh",
+	"gkRYKRtqUnVNdmJxBXIQUgV2p9SVDxsOCayvNUBolQGWlt0o+WZbQrimfdnSAbqzVUy7bB/synpJ3oE2",
+	"ofi5gnaFLPZEo34dE1qbejQ69I9GR2drq1LsiH4fPFyLkUN93c1HCxE7IGM1CONp1lISdet7sQgbZpzy",
+	"3InFMhlWXdZZi4NI1LzHkdysgdFmNrYP90YrxWreZA1heqt2Vr06gzjqVZou/1ijdPSgqGA1lu6myLcQ",
+	"o/n8oj35/iXEEW1b2lMl4kyD3xkrqIZj+wKgWltksTac6AN1ZaixvFW7LpL4vZHJbBI2SCW7pBqCcb2k",
+	"EPcI3WdM+2Pyz55bGZKgSoQFYxKzC8yZmV58PDoieJxPOI0SLIHjUZUdUmQuKdcQmT6LxBrTQxLYwtZg",
+	"TCjPBQef8HptP+EAEdZJ1fcp7Zh4BquYj3H12FOLIBupgzCTTOeniI+R3acgL1lYg8RLpz2Ufe6QxU6g",
+	"5+r8n//4v2DXFmIF2lX9E1wvsRm6gaNdgNky9xv2EAwnPDh2pfbo2MYExyaTbDQ6DLERfgQ8N2KRJUSE",
+	"KnIFcWxJUMQ83hSoxM18t9aF1qktFWd8JlbXU842tEccVFlfFAsa4fGJlBh9MhbmkUI1U2PLLU7nYIsX",
+	"XRWyS1a7isErmE54gngtmUJEdvCQky0HRCmo6tWIzGJQuz5JmJEvtRBSD2KGGLam3hXkLUCf8ifcdIVI",
+	"183OFtdpsVTAGFIpc0LdaZ0LyC0qvAA+nPAJf4XLScxkQhrHCiWM0BV2L7HqKdK7hVdPSCtXJ3wNW7UQ",
+	"eBL1FU2Nh5IkjBkgUYAbLdkdEpvTxeysIemE98scGQxMrExeH796EeBaXWBjSWHPC8woizPp4gfK1RUU",
+	"uX3y3XdHBwfffUcYJz9SpY/fnDzC5H8KE74T3Exc3nBi3N7EYJKJ508MKsH/jRziBwRV+CnU1xMDh4Ld",
+	"J65GzWaUEf4ZYjQ6JRNvOBxOvFt3nEkzjVi0WDPaP1c7542G+8MRBo0pcJoyb4wB/aExA1QvUMH3aMr2",
+	"CvnZM7/MbV2egQBIjZPIG3svmdIO7yp8vTpP3OHeqyZ77rxxF56vtbRHPg0UaJxHPBiNHuz0SH2LvPUA",
+	"W0rnmOgvlYqIOMLQ1sSKeLrlaLTfNUw5773GmSHz0sHBJi+tnpu59b3Ho8ONBixPA6E5z5KEytxxr77v",
+	"oIp9iOUjg2iJ9EIoqG9oETxNq+nccNsrxeDM964HheANpEBBvGRwZd1/KlSLIFl1LYoBLCYApZ+KKH9o",
+	"Frvdntsm9HDIckm+9h968K4TVByuqu2xe4vSJuJQnfo0b+xv8EZ54u7zSquz6LSg08ayBxHT7pxX06zd",
+	"VDDzds+6/RjsRmBTOp/j73XpbEjJUVstmXkjeoLVHnW/zAWJBZ+DJJcg2SzfKrftTPvfKI8rf15uWwJW",
+	"3PaRkgiELTwuCKvuLAd+uy/7CXQnh0fbsgMPYAO+Hh7/BLpicM3xEAV3YGvNtdwJflT3hBhgkVIdLlqr",
+	"wpcLvWKY6b5qryE5JlUZTHGNwTRLUjXhQbMqOPDdASgJ2sSzBdTLtNKUR4zPa8ZjqUrAIr2mDNtitq24",
+	"UVc3t5Eb3Zr6ZDip6LO40jsr3lfkey2zP5nvtWa9P8zA4hH1KU1zVefSb5wfFX7owUKAP7UnxyiDrhBv",
+	"2/a9J+ywdUmfxlrWC8y2HHK4cqvugAMZ8WWL7eg/1r9QXkv0lRnV0wXmkUoA5O43alQO4v0sMeKkqlqw",
+	"q7ByY5XCDNiGRvkG/98wRKo0aV2A9BYuxYWBTy4uShhmuDMegSRMf4uTNhQiS0dCrTLfVQI+wqb6rZfr",
+	"FcLyUXe8nfULJkZ9e8v3F97ZIWS6va6uvOpnAc0ToUwriGc+UVoCTezlBBFTF0NyoomENKZhkeovbkA0",
+	"70041SKx1y08IRSzyEbS8VgpiYFeLr9lM/SYVOfzIWlCD0s8exRb+RNuN7h8YuvRfFLb18I42Z1fs/te",
+	"mLnW1AQTuBFjhjVzfKRIApqaUdrDCjPXdy7a3sxNilCDHlhaNX1WdcyIcYr307VePPeFhBRl/qGILToJ",
+	"9y3YeKhgAzWjWRBf18R7Rx/WcqDHWU3+dSWF6uV6n0wIa+VNbZsPxQafaeFboICZAr1gfE4oeUXTl2wq",
+	"gSiRyRBwX059c5l9aadaXmUmJG4UrsKo6nbNTxictEinc2+is7ByUJU4Lm36LldT4sVHZnXObPvVzuU0",
+	"L5c9pQomXGmqcXu3s1qys0CSvAE5KJAsblIqsnM0OvLJ0ehwl0RiwrEgjrIYNXtqVjFeUnLgWubF5iZ2",
+	"Utvb9MnEFb2ZH49Gh/9zNDq6DYbkmd38nXC1EFkckXAB4YWtf7QdYvHpAkiAXQbkAvI2L1fXdYVU/kQx",
+	"YXsF7ZbdXkcxaYv5Oc0wZznLYlI1u69l+Yr8kLETaACsRJBCJO5sHJoKvoJlDd+GBfOcF1riAE3qVz8q",
+	"Qh1IdNd3NuovhnbSeLWdredobOkGF5AH9r0Jn0lQizgvoq+aTbxaALcvuc3ehsVsGbVbofA8xsdFGmsa",
+	"29vh1jY7ZfNNmr24TjfqDUvRPmlRQkm9Nmzqnm3u5Veumt3U0zcvC/46vL2rWTOiZnjZLFh7f2bYVml6",
+	"QUuCB1vQXxSIaknflXfWp861k1fDGxvn3HrjG/PGAk8HfuhEmj+7559QnNwBxY5AxxEf7zJIh8tUPGum",
+	"dC+Bg6rncH8tFlNQyBUXLRu25qJ/tY2chfiohS+X+Leu0Yx3/OaERCLMEOf0LvPdgilb80dDjQVnbqJr",
+	"F53TJF636P8+fvXybosuet3yot1EOxctgUZ5t2C/tY8/i1zj2AYPY+3j8CHMyVkz+0YjZjSB7Oj6PcgW",
+	"YqvdPrJd7hsrcn4Buerd+LK3in7l5XW162l7q+tq5dSP8ObhP02dXVn3OwW8WpHP3eWm7qKaQk6Kdh9T",
+	"R+cuzP000cvSLbdbDluKu4C7d7VMdLfVzMefeIvK1dw5sm4spfW8W83M7d3YPwBzu34jqSbBq4LUFZ7G",
+	"ObG9Rt8yX31FdXMD3+7F0O7SuV6GbUHzP1Lrv67s5V1Yd98Mpf1zTzY72abDe7aw7VzVrju/3wh+R6Lz",
+	"HrV3ZCfgNIExsb8XSVJFKMFUBzFP/Ql3fytGFQ3dLeL1y7gJnVPGd9vyGs9w+CU/+K/nbIsNsa073G9F",
+	"JCuVefc36cvZktZUieuy5aIBPH81MJOmmk1jqHDu8ZuTYVUYUE7GxCMtf8LMHqkpztUpgOL0mwkJEt+d",
+	"QAEmGzuBqjZCuRW4OsJpy1m5asek9pdAfgLxEriqrWe3NkI94du+DFuaXqSTfOyeln+Tr/pLIzaBWkuo",
+	"7gQ/KDb/6yQbjQ6+h+vUfcLjru4vk9Qm0Ta8DYJ9vPLchqSOZGUw7woYan3VYtLbs9v/DwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -30,7 +30,8 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 			return detail(c, http.StatusNotFound, "Not Found")
 		}
 		ctx := r.Context()
-		if needsServiceToken(route) {
+		required, optional := serviceTokenRule(route)
+		if required || optional && r.Header.Get("Authorization") != "" {
 			p, err := s.creds.authenticate(ctx, r.Header.Get("Authorization"))
 			if err != nil {
 				return s.authFailure(c, err)
@@ -49,23 +50,37 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func needsServiceToken(route *routers.Route) bool {
+// serviceTokenRule reads the operation's security: a service token is required, optional (an
+// alternative to anonymous access, as on TileJSON), or not used.
+func serviceTokenRule(route *routers.Route) (required, optional bool) {
 	reqs := route.Spec.Security
 	if route.Operation.Security != nil {
 		reqs = *route.Operation.Security
 	}
+	anonymous, token := false, false
 	for _, req := range reqs {
+		if len(req) == 0 {
+			anonymous = true
+		}
 		if _, ok := req["ServiceToken"]; ok {
-			return true
+			token = true
 		}
 	}
-	return false
+	return token && !anonymous, token && anonymous
+}
+
+// streamed reports whether the operation takes a raw byte stream (an MBTiles upload), which
+// the validator must not read: the handler streams it to disk.
+func streamed(route *routers.Route) bool {
+	rb := route.Operation.RequestBody
+	return rb != nil && rb.Value != nil && rb.Value.Content.Get("application/octet-stream") != nil
 }
 
 func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Route, pathParams map[string]string) error {
 	r := c.Request()
 	var body []byte
-	if route.Operation.RequestBody != nil {
+	stream := streamed(route)
+	if route.Operation.RequestBody != nil && !stream {
 		if r.ContentLength > s.cfg.BodyLimit {
 			return echo.ErrStatusRequestEntityTooLarge
 		}
@@ -84,6 +99,7 @@ func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Ro
 		Options: &openapi3filter.Options{
 			MultiError:         true,
 			KeepValidatedValue: true,
+			ExcludeRequestBody: stream,
 			// Authentication is the contract middleware's own step, done before validation.
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
 		},

@@ -18,7 +18,9 @@ import (
 	"github.com/swaggest/swgui/v5emb"
 
 	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tiletoken"
 )
 
 // Config is what the server needs beyond the store.
@@ -30,7 +32,13 @@ type Config struct {
 	// AuthCacheTTL is how long a resolved service token is trusted before it is looked up again:
 	// the longest a revoked token keeps working.
 	AuthCacheTTL time.Duration
-	Logger       *slog.Logger
+	// Signer mints and verifies tile tokens; nil loads SigningKeys("") from the store.
+	Signer *tiletoken.Signer
+	// DataDir holds the datasets' MBTiles files.
+	DataDir string
+	// MaxUpload caps an MBTiles upload (413 beyond).
+	MaxUpload int64
+	Logger    *slog.Logger
 }
 
 // Server holds the handlers' dependencies.
@@ -42,6 +50,8 @@ type Server struct {
 	router routers.Router
 	creds  *credentials
 	yaml   []byte
+	signer *tiletoken.Signer
+	tiles  *mbtiles.Pool
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -56,6 +66,21 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "data"
+	}
+	if cfg.MaxUpload == 0 {
+		cfg.MaxUpload = 2 << 30
+	}
+	if cfg.Signer == nil {
+		keys, err := SigningKeys(context.Background(), st, "")
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Signer, err = tiletoken.New(keys); err != nil {
+			return nil, err
+		}
 	}
 	spec, err := gen.GetSwagger()
 	if err != nil {
@@ -79,6 +104,8 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		router: router,
 		creds:  newCredentials(st, cfg.AuthCacheTTL),
 		yaml:   yamlDoc,
+		signer: cfg.Signer,
+		tiles:  mbtiles.NewPool(64),
 	}, nil
 }
 

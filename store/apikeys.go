@@ -89,10 +89,7 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 				return err
 			}
 		}
-		k.Changed = Now()
-		if !k.Changed.After(k.Created) {
-			k.Changed = k.Created.Add(1e3)
-		}
+		k.Changed = later(k.Changed)
 		res := tx.Model(&APIKey{}).Where("account_id = ? AND id = ?", accountID, id).Updates(map[string]any{
 			"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
 			"origins": k.Origins, "changed": k.Changed,

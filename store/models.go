@@ -90,3 +90,69 @@ func (l *StringList) Scan(src any) error {
 	*l = out
 	return nil
 }
+
+// JSON is a raw JSON column (jsonb on PostgreSQL, text on SQLite); nil is SQL NULL.
+type JSON []byte
+
+func (j JSON) Value() (driver.Value, error) {
+	if j == nil {
+		return nil, nil
+	}
+	return string(j), nil
+}
+
+func (j *JSON) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*j = nil
+	case string:
+		*j = JSON(v)
+	case []byte:
+		*j = append(JSON(nil), v...)
+	default:
+		return fmt.Errorf("scan json from %T", src)
+	}
+	return nil
+}
+
+// Dataset visibilities.
+const (
+	Private    = "private"
+	Restricted = "restricted"
+	Public     = "public"
+)
+
+type Dataset struct {
+	ID            uuid.UUID `gorm:"primaryKey"`
+	AccountID     uuid.UUID
+	Name          string
+	Description   *string
+	Kind          string
+	Visibility    string
+	Format        string
+	MinZoom       int `gorm:"column:minzoom"`
+	MaxZoom       int `gorm:"column:maxzoom"`
+	Bounds        JSON
+	Center        JSON
+	Attribution   *string
+	VectorLayers  JSON
+	TileSize      *int
+	AccessVersion int64
+	// TileFile is the MBTiles file's name under the data directory; nil before the first upload.
+	TileFile *string
+	Created  time.Time
+	Changed  time.Time
+}
+
+type Grant struct {
+	ID          uuid.UUID `gorm:"primaryKey"`
+	DatasetID   uuid.UUID
+	AccountID   *uuid.UUID
+	PrincipalID *uuid.UUID
+	Created     time.Time
+}
+
+type Setting struct {
+	Name  string `gorm:"primaryKey"`
+	Value string
+}

@@ -1,0 +1,413 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/oapi-codegen/nullable"
+
+	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/store"
+)
+
+const datasetNotFound = "Dataset not found"
+
+func callerOf(ctx context.Context) store.Caller {
+	p := principalFrom(ctx)
+	return store.Caller{AccountID: p.AccountID, PrincipalID: p.ID, Role: p.Role}
+}
+
+func notFound() gen.NotFoundJSONResponse { return gen.NotFoundJSONResponse{Detail: datasetNotFound} }
+
+func forbiddenOwner() gen.ForbiddenJSONResponse {
+	return gen.ForbiddenJSONResponse{Detail: "Only the dataset's own account may change it"}
+}
+
+func (s *Server) ListDatasets(ctx context.Context, req gen.ListDatasetsRequestObject) (gen.ListDatasetsResponseObject, error) {
+	limit := 50
+	if req.Params.Limit != nil {
+		limit = *req.Params.Limit
+	}
+	cur, err := cursorParam(req.Params.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	page, err := s.store.ListDatasets(ctx, callerOf(ctx).AccountID, cur, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := gen.ListDatasets200JSONResponse{TotalCount: int(page.Total), Items: make([]gen.Dataset, len(page.Items)), Cursor: nullable.NewNullNullable[string]()}
+	for i, d := range page.Items {
+		out.Items[i] = datasetOut(d)
+	}
+	if page.Next != nil {
+		out.Cursor = nullable.NewNullableWithValue(page.Next.Encode())
+	}
+	return out, nil
+}
+
+func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequestObject) (gen.CreateDatasetResponseObject, error) {
+	in := req.Body
+	d := store.Dataset{
+		AccountID:   callerOf(ctx).AccountID,
+		Name:        in.Name,
+		Description: optional(in.Description),
+		Kind:        string(in.Kind),
+		Visibility:  store.Private,
+		MinZoom:     0,
+		MaxZoom:     14,
+		Attribution: optional(in.Attribution),
+	}
+	if in.Visibility != nil {
+		d.Visibility = string(*in.Visibility)
+	}
+	if in.Format != nil {
+		d.Format = string(*in.Format)
+	}
+	if in.Minzoom != nil {
+		d.MinZoom = *in.Minzoom
+	}
+	if in.Maxzoom != nil {
+		d.MaxZoom = *in.Maxzoom
+	}
+	if v, err := in.Bounds.Get(); err == nil {
+		d.Bounds = mustJSON(v)
+	}
+	if v, err := in.Center.Get(); err == nil {
+		d.Center = mustJSON(v)
+	}
+	if v, err := in.VectorLayers.Get(); err == nil {
+		d.VectorLayers = mustJSON(v)
+	}
+	if v, err := in.TileSize.Get(); err == nil {
+		size := int(v)
+		d.TileSize = &size
+	}
+	if err := checkDataset(&d); err != nil {
+		return nil, err
+	}
+	d, err := s.store.CreateDataset(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return gen.CreateDataset201JSONResponse(datasetOut(d)), nil
+}
+
+func (s *Server) GetDataset(ctx context.Context, req gen.GetDatasetRequestObject) (gen.GetDatasetResponseObject, error) {
+	a, err := s.store.DatasetAccessOne(ctx, callerOf(ctx), req.DatasetId)
+	if errors.Is(err, store.ErrNotFound) || err == nil && !a.Sees(callerOf(ctx)) {
+		return gen.GetDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.GetDataset200JSONResponse(datasetOut(a.Dataset)), nil
+}
+
+// ownedDataset resolves a dataset for a change: 404 when the caller does not see it, 403 when
+// it sees it but it is another account's (public or shared).
+func (s *Server) ownedDataset(ctx context.Context, id uuid.UUID) (store.DatasetAccess, int, error) {
+	c := callerOf(ctx)
+	a, err := s.store.DatasetAccessOne(ctx, c, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return a, 404, nil
+	case err != nil:
+		return a, 0, err
+	case !a.Sees(c):
+		return a, 404, nil
+	case !a.Owns(c):
+		return a, 403, nil
+	}
+	return a, 0, nil
+}
+
+func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequestObject) (gen.UpdateDatasetResponseObject, error) {
+	_, status, err := s.ownedDataset(ctx, req.DatasetId)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case 404:
+		return gen.UpdateDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	case 403:
+		return gen.UpdateDataset403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+	}
+	in := req.Body
+	d, err := s.store.UpdateDataset(ctx, callerOf(ctx).AccountID, req.DatasetId, func(d *store.Dataset) (bool, error) {
+		accessChanged := false
+		if in.Name != nil {
+			d.Name = *in.Name
+		}
+		if in.Description.IsSpecified() {
+			d.Description = optional(in.Description)
+		}
+		if in.Visibility != nil && string(*in.Visibility) != d.Visibility {
+			d.Visibility = string(*in.Visibility)
+			accessChanged = true
+		}
+		if in.Format.IsSpecified() {
+			d.Format = ""
+			if v, err := in.Format.Get(); err == nil {
+				d.Format = string(v)
+			}
+		}
+		if in.Minzoom != nil {
+			d.MinZoom = *in.Minzoom
+		}
+		if in.Maxzoom != nil {
+			d.MaxZoom = *in.Maxzoom
+		}
+		if in.Bounds.IsSpecified() {
+			d.Bounds = nil
+			if v, err := in.Bounds.Get(); err == nil {
+				d.Bounds = mustJSON(v)
+			}
+		}
+		if in.Center.IsSpecified() {
+			d.Center = nil
+			if v, err := in.Center.Get(); err == nil {
+				d.Center = mustJSON(v)
+			}
+		}
+		if in.Attribution.IsSpecified() {
+			d.Attribution = optional(in.Attribution)
+		}
+		if in.VectorLayers.IsSpecified() {
+			d.VectorLayers = nil
+			if v, err := in.VectorLayers.Get(); err == nil {
+				d.VectorLayers = mustJSON(v)
+			}
+		}
+		if in.TileSize.IsSpecified() {
+			d.TileSize = nil
+			if v, err := in.TileSize.Get(); err == nil {
+				size := int(v)
+				d.TileSize = &size
+			}
+		}
+		return accessChanged, checkDataset(d)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.UpdateDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.UpdateDataset200JSONResponse(datasetOut(d)), nil
+}
+
+func (s *Server) DeleteDataset(ctx context.Context, req gen.DeleteDatasetRequestObject) (gen.DeleteDatasetResponseObject, error) {
+	_, status, err := s.ownedDataset(ctx, req.DatasetId)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case 404:
+		return gen.DeleteDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	case 403:
+		return gen.DeleteDataset403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+	}
+	d, err := s.store.DeleteDataset(ctx, callerOf(ctx).AccountID, req.DatasetId)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.DeleteDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.datasetGone(d)
+	return gen.DeleteDataset204Response{}, nil
+}
+
+// datasetGone forgets a deleted dataset's tiles: the open file handle and the file itself.
+func (s *Server) datasetGone(d store.Dataset) {
+	if d.TileFile == nil || s.cfg.DataDir == "" {
+		return
+	}
+	path := filepath.Join(s.cfg.DataDir, *d.TileFile)
+	if s.tiles != nil {
+		s.tiles.Forget(path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("remove tiles of deleted dataset", "dataset", d.ID, "err", err)
+	}
+}
+
+var rasterFormats = map[string]bool{"png": true, "jpg": true, "webp": true}
+
+// checkDataset applies defaults and the rules the schema cannot express, naming the field.
+func checkDataset(d *store.Dataset) error {
+	switch d.Kind {
+	case "vector":
+		if d.Format == "" {
+			d.Format = "pbf"
+		}
+		if d.Format != "pbf" {
+			return invalid([]any{"body", "format"}, d.Format, "a vector dataset's format is pbf")
+		}
+		if d.TileSize != nil {
+			return invalid([]any{"body", "tile_size"}, *d.TileSize, "tile_size applies to raster datasets only")
+		}
+	case "raster":
+		if d.Format == "" {
+			d.Format = "png"
+		}
+		if !rasterFormats[d.Format] {
+			return invalid([]any{"body", "format"}, d.Format, "a raster dataset's format is png, jpg or webp")
+		}
+		if d.TileSize == nil {
+			size := 256
+			d.TileSize = &size
+		}
+		if d.VectorLayers != nil {
+			return invalid([]any{"body", "vector_layers"}, nil, "vector_layers applies to vector datasets only")
+		}
+	}
+	if d.MinZoom > d.MaxZoom {
+		return invalid([]any{"body", "maxzoom"}, d.MaxZoom, fmt.Sprintf("maxzoom must be at least minzoom (%d)", d.MinZoom))
+	}
+	if d.Bounds != nil {
+		var b []float64
+		_ = json.Unmarshal(d.Bounds, &b)
+		limits := [4]float64{180, 90, 180, 90}
+		for i, v := range b {
+			if v < -limits[i] || v > limits[i] {
+				return invalid([]any{"body", "bounds", i}, v, fmt.Sprintf("must be between %g and %g", -limits[i], limits[i]))
+			}
+		}
+		if len(b) == 4 && b[1] > b[3] {
+			return invalid([]any{"body", "bounds", 3}, b[3], "north must not be south of south")
+		}
+	}
+	if d.Center != nil {
+		var c []float64
+		_ = json.Unmarshal(d.Center, &c)
+		if len(c) == 3 {
+			if c[0] < -180 || c[0] > 180 {
+				return invalid([]any{"body", "center", 0}, c[0], "longitude must be between -180 and 180")
+			}
+			if c[1] < -90 || c[1] > 90 {
+				return invalid([]any{"body", "center", 1}, c[1], "latitude must be between -90 and 90")
+			}
+			if c[2] < 0 || c[2] > 24 || c[2] != float64(int(c[2])) {
+				return invalid([]any{"body", "center", 2}, c[2], "zoom must be a whole number from 0 to 24")
+			}
+		}
+	}
+	return nil
+}
+
+func mustJSON(v any) store.JSON {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Values come from decoded JSON; they always encode.
+		panic(fmt.Sprintf("encode %T: %v", v, err))
+	}
+	return b
+}
+
+func datasetOut(d store.Dataset) gen.Dataset {
+	out := gen.Dataset{
+		Id: d.ID, AccountId: d.AccountID, Name: d.Name, Description: nullableOf(d.Description),
+		Kind: gen.DatasetKind(d.Kind), Visibility: gen.Visibility(d.Visibility), Format: d.Format,
+		Minzoom: d.MinZoom, Maxzoom: d.MaxZoom, Attribution: nullableOf(d.Attribution),
+		TileSize: nullableOf(d.TileSize), AccessVersion: d.AccessVersion, HasTiles: d.TileFile != nil,
+		Created: d.Created, Changed: d.Changed,
+		Bounds: nullableJSON[gen.Bounds](d.Bounds), Center: nullableJSON[gen.Center](d.Center),
+		VectorLayers: nullableJSON[[]gen.VectorLayer](d.VectorLayers),
+	}
+	return out
+}
+
+func nullableJSON[T any](raw store.JSON) nullable.Nullable[T] {
+	var v T
+	if raw == nil || json.Unmarshal(raw, &v) != nil {
+		return nullable.NewNullNullable[T]()
+	}
+	return nullable.NewNullableWithValue(v)
+}
+
+func (s *Server) ListGrants(ctx context.Context, req gen.ListGrantsRequestObject) (gen.ListGrantsResponseObject, error) {
+	_, status, err := s.ownedDataset(ctx, req.DatasetId)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case 404:
+		return gen.ListGrants404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	case 403:
+		return gen.ListGrants403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Detail: "Only the dataset's own account may see its grants"}}, nil
+	}
+	gs, err := s.store.ListGrants(ctx, req.DatasetId)
+	if err != nil {
+		return nil, err
+	}
+	out := gen.ListGrants200JSONResponse{Items: make([]gen.Grant, len(gs))}
+	for i, g := range gs {
+		out.Items[i] = grantOut(g)
+	}
+	return out, nil
+}
+
+func (s *Server) CreateGrant(ctx context.Context, req gen.CreateGrantRequestObject) (gen.CreateGrantResponseObject, error) {
+	in := req.Body
+	if (in.AccountId == nil) == (in.PrincipalId == nil) {
+		return nil, invalid([]any{"body"}, nil, "give exactly one of account_id and principal_id")
+	}
+	a, status, err := s.ownedDataset(ctx, req.DatasetId)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case 404:
+		return gen.CreateGrant404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	case 403:
+		return gen.CreateGrant403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+	}
+	g, err := s.store.CreateGrant(ctx, a.AccountID, req.DatasetId, in.AccountId, in.PrincipalId)
+	switch {
+	case errors.Is(err, store.ErrGrantTarget):
+		field := "account_id"
+		var input any = in.AccountId
+		if in.PrincipalId != nil {
+			field, input = "principal_id", in.PrincipalId
+		}
+		return nil, invalid([]any{"body", field}, input, strings.TrimPrefix(err.Error(), store.ErrGrantTarget.Error()+": "))
+	case errors.Is(err, store.ErrConflict):
+		return gen.CreateGrant409JSONResponse{ConflictJSONResponse: gen.ConflictJSONResponse{Detail: "That grant already exists"}}, nil
+	case err != nil:
+		return nil, err
+	}
+	return gen.CreateGrant201JSONResponse(grantOut(g)), nil
+}
+
+func (s *Server) DeleteGrant(ctx context.Context, req gen.DeleteGrantRequestObject) (gen.DeleteGrantResponseObject, error) {
+	_, status, err := s.ownedDataset(ctx, req.DatasetId)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case 404:
+		return gen.DeleteGrant404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	case 403:
+		return gen.DeleteGrant403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+	}
+	err = s.store.DeleteGrant(ctx, req.DatasetId, req.GrantId)
+	if errors.Is(err, store.ErrNotFound) {
+		return gen.DeleteGrant404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: "Grant not found"}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return gen.DeleteGrant204Response{}, nil
+}
+
+func grantOut(g store.Grant) gen.Grant {
+	return gen.Grant{Id: g.ID, DatasetId: g.DatasetID, AccountId: nullableOf(g.AccountID), PrincipalId: nullableOf(g.PrincipalID), Created: g.Created}
+}

@@ -1,0 +1,287 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Caller is who asks about datasets: a principal of an account with a role. An API key acts
+// as its account with no principal and no role.
+type Caller struct {
+	AccountID   uuid.UUID
+	PrincipalID uuid.UUID
+	Role        string
+}
+
+// DatasetAccess is a dataset together with the caller's grants on it.
+type DatasetAccess struct {
+	Dataset
+	AccountGrant   bool
+	PrincipalGrant bool
+}
+
+// Sees: the dataset is the caller's account's, public, or shared with the caller's account.
+func (a DatasetAccess) Sees(c Caller) bool {
+	return a.AccountID == c.AccountID || a.Visibility == Public || a.AccountGrant
+}
+
+// MayUse: the caller sees it and it is not restricted — or the caller is an admin of its
+// account, or holds a principal grant on it.
+func (a DatasetAccess) MayUse(c Caller) bool {
+	if !a.Sees(c) {
+		return false
+	}
+	if a.Visibility != Restricted {
+		return true
+	}
+	return (a.AccountID == c.AccountID && c.Role == RoleAdmin) || a.PrincipalGrant
+}
+
+// Owns: the caller's account is the dataset's.
+func (a DatasetAccess) Owns(c Caller) bool { return a.AccountID == c.AccountID }
+
+// DatasetsAccess loads the given datasets with the caller's grants on them in one statement:
+// metadata and every access check of a token batch cost a single round trip. Unknown ids are
+// absent from the map.
+func (s *Store) DatasetsAccess(ctx context.Context, c Caller, ids []uuid.UUID) (map[uuid.UUID]DatasetAccess, error) {
+	out := make(map[uuid.UUID]DatasetAccess, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var rows []DatasetAccess
+	err := s.db.WithContext(ctx).Table("datasets AS d").
+		Select(`d.*,
+			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.account_id = ?) AS account_grant,
+			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.principal_id = ?) AS principal_grant`,
+			c.AccountID, c.PrincipalID).
+		Where("d.id IN ?", ids).
+		Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("load datasets: %w", err)
+	}
+	for _, r := range rows {
+		out[r.ID] = r
+	}
+	return out, nil
+}
+
+// DatasetAccessOne is DatasetsAccess for one id; ErrNotFound when there is no such dataset.
+func (s *Store) DatasetAccessOne(ctx context.Context, c Caller, id uuid.UUID) (DatasetAccess, error) {
+	m, err := s.DatasetsAccess(ctx, c, []uuid.UUID{id})
+	if err != nil {
+		return DatasetAccess{}, err
+	}
+	a, ok := m[id]
+	if !ok {
+		return DatasetAccess{}, fmt.Errorf("dataset %s: %w", id, ErrNotFound)
+	}
+	return a, nil
+}
+
+// ListDatasets pages through the datasets of the account and those shared with it.
+func (s *Store) ListDatasets(ctx context.Context, accountID uuid.UUID, cur *Cursor, limit int) (Page[Dataset], error) {
+	var page Page[Dataset]
+	db := s.db.WithContext(ctx)
+	visible := func() *gorm.DB {
+		return db.Model(&Dataset{}).Where("account_id = ? OR id IN (SELECT dataset_id FROM grants WHERE account_id = ?)", accountID, accountID)
+	}
+	if err := visible().Count(&page.Total).Error; err != nil {
+		return page, fmt.Errorf("count datasets: %w", err)
+	}
+	if err := after(visible(), "", cur).Order("created, id").Limit(limit + 1).Find(&page.Items).Error; err != nil {
+		return page, fmt.Errorf("list datasets: %w", err)
+	}
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		last := page.Items[limit-1]
+		page.Next = &Cursor{Created: last.Created, ID: last.ID}
+	}
+	return page, nil
+}
+
+// CreateDataset stores a new dataset of the account.
+func (s *Store) CreateDataset(ctx context.Context, d Dataset) (Dataset, error) {
+	d.ID = uuid.New()
+	d.Created = Now()
+	d.Changed = d.Created
+	d.AccessVersion = 1
+	if err := s.db.WithContext(ctx).Create(&d).Error; err != nil {
+		return d, fmt.Errorf("create dataset: %w", err)
+	}
+	return d, nil
+}
+
+// UpdateDataset applies change to a dataset of the account inside a transaction. change returns
+// whether who may read the dataset changed; then access_version is bumped, which retires every
+// outstanding token. A change error aborts the update and is returned as it is.
+func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, change func(d *Dataset) (accessChanged bool, err error)) (Dataset, error) {
+	var d Dataset
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get dataset %s: %w", id, err)
+		}
+		bump, err := change(&d)
+		if err != nil {
+			return err
+		}
+		if bump {
+			d.AccessVersion++
+		}
+		d.Changed = later(d.Changed)
+		if err := tx.Select("*").Omit("id", "account_id", "created").Where("id = ?", id).Updates(&d).Error; err != nil {
+			return fmt.Errorf("update dataset %s: %w", id, err)
+		}
+		return s.notifyDatasetChange(tx, id)
+	})
+	return d, err
+}
+
+// DeleteDataset removes a dataset of the account with its grants, and returns it (its tile
+// file is the caller's to remove).
+func (s *Store) DeleteDataset(ctx context.Context, accountID, id uuid.UUID) (Dataset, error) {
+	var d Dataset
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get dataset %s: %w", id, err)
+		}
+		if err := tx.Where("dataset_id = ?", id).Delete(&Grant{}).Error; err != nil {
+			return fmt.Errorf("delete grants of %s: %w", id, err)
+		}
+		if err := tx.Where("id = ?", id).Delete(&Dataset{}).Error; err != nil {
+			return fmt.Errorf("delete dataset %s: %w", id, err)
+		}
+		return s.notifyDatasetChange(tx, id)
+	})
+	return d, err
+}
+
+// ListGrants returns a dataset's grants, oldest first.
+func (s *Store) ListGrants(ctx context.Context, datasetID uuid.UUID) ([]Grant, error) {
+	var gs []Grant
+	if err := s.db.WithContext(ctx).Where("dataset_id = ?", datasetID).Order("created, id").Find(&gs).Error; err != nil {
+		return nil, fmt.Errorf("list grants of %s: %w", datasetID, err)
+	}
+	return gs, nil
+}
+
+// ErrGrantTarget: the account or principal to grant to does not exist, or is not a valid target.
+var ErrGrantTarget = errors.New("invalid grant target")
+
+// CreateGrant shares a dataset of ownerID with another account, or lets one of ownerID's own
+// principals use it, and bumps the dataset's access_version.
+func (s *Store) CreateGrant(ctx context.Context, ownerID, datasetID uuid.UUID, accountID, principalID *uuid.UUID) (Grant, error) {
+	g := Grant{ID: uuid.New(), DatasetID: datasetID, AccountID: accountID, PrincipalID: principalID, Created: Now()}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		switch {
+		case accountID != nil:
+			if *accountID == ownerID {
+				return fmt.Errorf("%w: the dataset already belongs to that account", ErrGrantTarget)
+			}
+			if err := tx.Model(&Account{}).Where("id = ?", *accountID).Count(&n).Error; err != nil {
+				return fmt.Errorf("find account: %w", err)
+			}
+			if n == 0 {
+				return fmt.Errorf("%w: no such account", ErrGrantTarget)
+			}
+		case principalID != nil:
+			if err := tx.Model(&Principal{}).Where("id = ? AND account_id = ?", *principalID, ownerID).Count(&n).Error; err != nil {
+				return fmt.Errorf("find principal: %w", err)
+			}
+			if n == 0 {
+				return fmt.Errorf("%w: no such principal in the dataset's account", ErrGrantTarget)
+			}
+		}
+		if err := tx.Create(&g).Error; err != nil {
+			if errors.Is(err, gorm.ErrDuplicatedKey) {
+				return fmt.Errorf("grant: %w", ErrConflict)
+			}
+			return fmt.Errorf("create grant: %w", err)
+		}
+		return s.bumpAccess(tx, datasetID)
+	})
+	return g, err
+}
+
+// DeleteGrant revokes a grant of a dataset and bumps its access_version.
+func (s *Store) DeleteGrant(ctx context.Context, datasetID, grantID uuid.UUID) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Where("id = ? AND dataset_id = ?", grantID, datasetID).Delete(&Grant{})
+		if res.Error != nil {
+			return fmt.Errorf("delete grant %s: %w", grantID, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("grant %s: %w", grantID, ErrNotFound)
+		}
+		return s.bumpAccess(tx, datasetID)
+	})
+}
+
+func (s *Store) bumpAccess(tx *gorm.DB, datasetID uuid.UUID) error {
+	err := tx.Model(&Dataset{}).Where("id = ?", datasetID).
+		Updates(map[string]any{"access_version": gorm.Expr("access_version + 1"), "changed": Now()}).Error
+	if err != nil {
+		return fmt.Errorf("bump access version of %s: %w", datasetID, err)
+	}
+	return s.notifyDatasetChange(tx, datasetID)
+}
+
+// lockForUpdate serialises concurrent read-modify-write of one row on PostgreSQL; SQLite
+// transactions already hold the database's single write lock.
+func (s *Store) lockForUpdate(tx *gorm.DB) *gorm.DB {
+	if s.dialect == Postgres {
+		return tx.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return tx
+}
+
+// DatasetChannel is the PostgreSQL NOTIFY channel that carries changed dataset ids.
+const DatasetChannel = "tilegate_datasets"
+
+func (s *Store) notifyDatasetChange(tx *gorm.DB, id uuid.UUID) error {
+	if s.dialect != Postgres {
+		return nil
+	}
+	if err := tx.Exec("SELECT pg_notify(?, ?)", DatasetChannel, id.String()).Error; err != nil {
+		return fmt.Errorf("notify dataset change: %w", err)
+	}
+	return nil
+}
+
+// later returns now, or a microsecond after prev when the clock has not moved past it, so
+// `changed` always moves forward.
+func later(prev time.Time) time.Time {
+	now := Now()
+	if !now.After(prev) {
+		return prev.Add(1000)
+	}
+	return now
+}
+
+// GetOrCreateSetting returns the stored value of name, storing value first when there is none.
+// Replicas starting together agree: the first insert wins and everyone reads it back.
+func (s *Store) GetOrCreateSetting(ctx context.Context, name, value string) (string, error) {
+	db := s.db.WithContext(ctx)
+	if err := db.Clauses(clause.OnConflict{DoNothing: true}).Create(&Setting{Name: name, Value: value}).Error; err != nil {
+		return "", fmt.Errorf("store setting %s: %w", name, err)
+	}
+	var st Setting
+	if err := db.Where("name = ?", name).Take(&st).Error; err != nil {
+		return "", fmt.Errorf("read setting %s: %w", name, err)
+	}
+	return st.Value, nil
+}
