@@ -19,6 +19,7 @@ import (
 
 	"github.com/tilegate/tilegate/server"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tiletoken"
 )
 
 type dbFlags struct {
@@ -49,6 +50,8 @@ type serveCmd struct {
 	PublicURL       string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
 	AuthCacheTTL    time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM."`
+	SigningKeys     string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
+	DataDir         string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files."`
 }
 
 func (c *serveCmd) Run() error {
@@ -67,7 +70,17 @@ func (c *serveCmd) Run() error {
 	if public == "" {
 		public = "http://" + ln.Addr().String()
 	}
-	srv, err := server.New(st, server.Config{PublicURL: public, AuthCacheTTL: c.AuthCacheTTL})
+	keys, err := server.SigningKeys(ctx, st, c.SigningKeys)
+	if err != nil {
+		return err
+	}
+	signer, err := tiletoken.New(keys)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(st, server.Config{
+		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
+	})
 	if err != nil {
 		return err
 	}
