@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
 
@@ -77,26 +80,48 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 	}
 	// One exp for the whole batch: every token of a window is byte-identical anyway.
 	exp, expiresIn := s.signer.Expiry()
-	tokens := make(map[string]gen.TileTokenBatchResponse_Tokens_AdditionalProperties, len(ids))
-	for _, id := range ids {
-		var entry gen.TileTokenBatchResponse_Tokens_AdditionalProperties
+	out := batchResponse{ids: ids, entries: make([]any, len(ids))}
+	for i, id := range ids {
 		a, ok := access[id]
 		switch {
 		case !ok || !a.Sees(c):
-			err = entry.FromTileTokenError(gen.TileTokenError{Error: datasetNotFound, Status: 404})
+			out.entries[i] = gen.TileTokenError{Error: datasetNotFound, Status: 404}
 		case !a.MayUse(c):
-			err = entry.FromTileTokenError(gen.TileTokenError{Error: notUsable, Status: 403})
+			out.entries[i] = gen.TileTokenError{Error: notUsable, Status: 403}
 		case a.Kind == "raster":
-			err = entry.FromRasterTileToken(s.rasterToken(a.Dataset, exp, expiresIn))
+			out.entries[i] = s.rasterToken(a.Dataset, exp, expiresIn)
 		default:
-			err = entry.FromVectorTileToken(s.vectorToken(a.Dataset, exp, expiresIn))
+			out.entries[i] = s.vectorToken(a.Dataset, exp, expiresIn)
 		}
-		if err != nil {
-			return nil, err
-		}
-		tokens[id.String()] = entry
 	}
-	return gen.GetTileTokensBatch200JSONResponse{Tokens: tokens}, nil
+	return out, nil
+}
+
+// batchResponse writes {"tokens": {...}} with the datasets in first-seen order (a Go map would
+// sort them), each entry a VectorTileToken, a RasterTileToken or a TileTokenError.
+type batchResponse struct {
+	ids     []uuid.UUID
+	entries []any
+}
+
+func (b batchResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+	buf := bytes.NewBufferString(`{"tokens":{`)
+	for i, id := range b.ids {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`"` + id.String() + `":`)
+		entry, err := json.Marshal(b.entries[i])
+		if err != nil {
+			return fmt.Errorf("encode token of %s: %w", id, err)
+		}
+		buf.Write(entry)
+	}
+	buf.WriteString("}}\n")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 // distinct drops repeated ids, keeping the first-seen order.
@@ -146,5 +171,3 @@ func (s *Server) rasterToken(d store.Dataset, exp int64, expiresIn int) gen.Rast
 		Format: d.Format, Tiles: []string{tmpl}, Attribution: nullableOf(d.Attribution),
 	}
 }
-
-

@@ -178,28 +178,38 @@ func schemaErrors(err error, base []any, root any) []fieldError {
 			return []fieldError{{Loc: base, Msg: "Value error, " + err.Error(), Type: "value_error"}}
 		}
 	}
+	loc, _ := locate(base, root, se.JSONPointer())
+	// A nullable $ref is wrapped in allOf: report the inner rule that failed, where it failed.
+	if se.SchemaField == "allOf" || se.SchemaField == "anyOf" || se.SchemaField == "oneOf" {
+		var inner *openapi3.SchemaError
+		if errors.As(se.Origin, &inner) {
+			return schemaErrors(inner, base, root)
+		}
+	}
+	return []fieldError{describe(se, loc)}
+}
+
+// locate extends loc along a JSON pointer into root; array positions become integers, as
+// FastAPI reports them. It returns the value found there too.
+func locate(base []any, root any, pointer []string) ([]any, any) {
 	loc := append([]any(nil), base...)
 	cur := root
-	for _, key := range se.JSONPointer() {
+	for _, key := range pointer {
 		if arr, ok := cur.([]any); ok {
 			if i, err := strconv.Atoi(key); err == nil {
 				loc = append(loc, i)
+				cur = nil
 				if i >= 0 && i < len(arr) {
 					cur = arr[i]
-				} else {
-					cur = nil
 				}
 				continue
 			}
 		}
 		loc = append(loc, key)
-		if obj, ok := cur.(map[string]any); ok {
-			cur = obj[key]
-		} else {
-			cur = nil
-		}
+		obj, _ := cur.(map[string]any)
+		cur = obj[key]
 	}
-	return []fieldError{describe(se, loc)}
+	return loc, cur
 }
 
 func describe(se *openapi3.SchemaError, loc []any) fieldError {

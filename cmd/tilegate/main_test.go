@@ -341,8 +341,8 @@ func TestDatabaseOutage(t *testing.T) {
 		return n == 0, fmt.Sprintf("%d sessions", n)
 	})
 
-	// Every request class answers 503 {"detail": "..."}; the first round meets the killed pooled
-	// connections, later rounds fail to connect.
+	// Every request class answers 503 {"detail": "..."}: the first requests meet killed pooled
+	// connections (57P01), the later ones fail to connect (55000, connections not allowed).
 	calls := []struct {
 		name, method, path, token, body string
 	}{

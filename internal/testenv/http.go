@@ -19,6 +19,7 @@ import (
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/server"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tiletoken"
 )
 
 // Env is a running tilegate on one database.
@@ -42,6 +43,18 @@ func Start(t testing.TB, db *Database, cfg server.Config) *Env {
 	e.URL = e.HTTP.URL
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = e.URL
+	}
+	if cfg.Signer == nil {
+		key, err := tiletoken.GenerateKey("test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Signer, err = tiletoken.New([]tiletoken.Key{key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
 	}
 	srv, err := server.New(db.Store, cfg)
 	if err != nil {
