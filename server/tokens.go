@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -57,16 +57,17 @@ func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestOb
 		return gen.GetTileToken403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Detail: notUsable}}, nil
 	}
 	exp, expiresIn := s.signer.Expiry()
-	var out gen.TileToken
-	if a.Kind == "raster" {
-		err = out.FromRasterTileToken(s.rasterToken(a.Dataset, exp, expiresIn))
-	} else {
-		err = out.FromVectorTileToken(s.vectorToken(a.Dataset, exp, expiresIn))
-	}
-	if err != nil {
-		return nil, err
-	}
-	return gen.GetTileToken200JSONResponse(out), nil
+	return tokenResponse{s.token(a.Dataset, exp, expiresIn)}, nil
+}
+
+// tokenResponse writes one token (the generated union type would encode it twice).
+type tokenResponse struct{ tileToken }
+
+func (t tokenResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(append(t.appendJSON(nil), '\n'))
+	return err
 }
 
 const notUsable = "Not allowed to use this dataset"
@@ -88,39 +89,49 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 			out.entries[i] = gen.TileTokenError{Error: datasetNotFound, Status: 404}
 		case !a.MayUse(c):
 			out.entries[i] = gen.TileTokenError{Error: notUsable, Status: 403}
-		case a.Kind == "raster":
-			out.entries[i] = s.rasterToken(a.Dataset, exp, expiresIn)
 		default:
-			out.entries[i] = s.vectorToken(a.Dataset, exp, expiresIn)
+			out.entries[i] = s.token(a.Dataset, exp, expiresIn)
 		}
 	}
 	return out, nil
 }
 
 // batchResponse writes {"tokens": {...}} with the datasets in first-seen order (a Go map would
-// sort them), each entry a VectorTileToken, a RasterTileToken or a TileTokenError.
+// sort them), each entry a token or a TileTokenError.
 type batchResponse struct {
 	ids     []uuid.UUID
 	entries []any
 }
 
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
 func (b batchResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
-	buf := bytes.NewBufferString(`{"tokens":{`)
+	bp := bufPool.Get().(*[]byte)
+	buf := append((*bp)[:0], `{"tokens":{`...)
 	for i, id := range b.ids {
 		if i > 0 {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
-		buf.WriteString(`"` + id.String() + `":`)
-		entry, err := json.Marshal(b.entries[i])
-		if err != nil {
-			return fmt.Errorf("encode token of %s: %w", id, err)
+		buf = append(buf, '"')
+		buf = append(buf, id.String()...)
+		buf = append(buf, `":`...)
+		switch e := b.entries[i].(type) {
+		case tileToken:
+			buf = e.appendJSON(buf)
+		case gen.TileTokenError:
+			buf = append(buf, `{"error":`...)
+			buf = appendString(buf, e.Error)
+			buf = append(buf, `,"status":`...)
+			buf = strconv.AppendInt(buf, int64(e.Status), 10)
+			buf = append(buf, '}')
 		}
-		buf.Write(entry)
 	}
-	buf.WriteString("}}\n")
+	buf = append(buf, "}}\n"...)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(buf.Bytes())
+	_, err := w.Write(buf)
+	*bp = buf
+	bufPool.Put(bp)
 	return err
 }
 
@@ -146,28 +157,121 @@ func (s *Server) signed(d store.Dataset, exp int64) (scope, sig, template string
 	return scope, sig, template
 }
 
-func (s *Server) vectorToken(d store.Dataset, exp int64, expiresIn int) gen.VectorTileToken {
-	scope, sig, tmpl := s.signed(d, exp)
-	layers := []gen.VectorLayer{}
-	if v, err := nullableJSON[[]gen.VectorLayer](d.VectorLayers).Get(); err == nil && v != nil {
-		layers = v
-	}
-	return gen.VectorTileToken{
-		Kind: gen.VectorTileTokenKindVector, DatasetId: d.ID, Sig: sig, Exp: exp, Scope: scope, ExpiresIn: expiresIn,
-		Tiles: []string{tmpl}, Minzoom: d.MinZoom, Maxzoom: d.MaxZoom,
-		Bounds: nullableJSON[gen.Bounds](d.Bounds), VectorLayers: layers, Attribution: nullableOf(d.Attribution),
-	}
+// tileToken is the wire form of VectorTileToken and RasterTileToken (openapi.yaml; responses
+// are validated against it in tests). It is encoded directly, with the dataset's stored JSON
+// columns passed through raw: tokens are the hot path of map loads, and the generated types
+// (nullable maps, unions) cost more to encode than everything else a batch does.
+type tileToken struct {
+	Kind         string          `json:"kind"`
+	DatasetID    string          `json:"dataset_id"`
+	TileURL      string          `json:"tile_url,omitempty"`
+	Sig          string          `json:"sig"`
+	Exp          int64           `json:"exp"`
+	Scope        string          `json:"scope"`
+	ExpiresIn    int             `json:"expires_in"`
+	Tiles        []string        `json:"tiles"`
+	MinZoom      int             `json:"minzoom"`
+	MaxZoom      int             `json:"maxzoom"`
+	Bounds       json.RawMessage `json:"bounds"`
+	VectorLayers json.RawMessage `json:"vector_layers,omitempty"`
+	TileSize     int             `json:"tile_size,omitempty"`
+	Format       string          `json:"format,omitempty"`
+	Attribution  *string         `json:"attribution"`
 }
 
-func (s *Server) rasterToken(d store.Dataset, exp int64, expiresIn int) gen.RasterTileToken {
+var emptyList = json.RawMessage("[]")
+
+func (s *Server) token(d store.Dataset, exp int64, expiresIn int) tileToken {
 	scope, sig, tmpl := s.signed(d, exp)
-	size := 256
-	if d.TileSize != nil {
-		size = *d.TileSize
+	t := tileToken{
+		Kind: d.Kind, DatasetID: d.ID.String(), Sig: sig, Exp: exp, Scope: scope, ExpiresIn: expiresIn,
+		Tiles: []string{tmpl}, MinZoom: d.MinZoom, MaxZoom: d.MaxZoom,
+		Bounds: json.RawMessage(d.Bounds), Attribution: d.Attribution,
 	}
-	return gen.RasterTileToken{
-		Kind: gen.RasterTileTokenKindRaster, DatasetId: d.ID, TileUrl: tmpl, Sig: sig, Exp: exp, Scope: scope, ExpiresIn: expiresIn,
-		Bounds: nullableJSON[gen.Bounds](d.Bounds), Minzoom: d.MinZoom, Maxzoom: d.MaxZoom, TileSize: size,
-		Format: d.Format, Tiles: []string{tmpl}, Attribution: nullableOf(d.Attribution),
+	if d.Kind == "raster" {
+		t.TileURL, t.Format, t.TileSize = tmpl, d.Format, 256
+		if d.TileSize != nil {
+			t.TileSize = *d.TileSize
+		}
+	} else {
+		t.VectorLayers = json.RawMessage(d.VectorLayers)
+		if t.VectorLayers == nil {
+			t.VectorLayers = emptyList
+		}
 	}
+	return t
+}
+
+// appendJSON encodes the token by hand: it is the bulk of every batch response.
+func (t tileToken) appendJSON(b []byte) []byte {
+	b = append(b, `{"kind":`...)
+	b = appendString(b, t.Kind)
+	b = append(b, `,"dataset_id":`...)
+	b = appendString(b, t.DatasetID)
+	if t.TileURL != "" {
+		b = append(b, `,"tile_url":`...)
+		b = appendString(b, t.TileURL)
+	}
+	b = append(b, `,"sig":`...)
+	b = appendString(b, t.Sig)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, t.Exp, 10)
+	b = append(b, `,"scope":`...)
+	b = appendString(b, t.Scope)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, int64(t.ExpiresIn), 10)
+	b = append(b, `,"tiles":[`...)
+	for i, tile := range t.Tiles {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, tile)
+	}
+	b = append(b, `],"minzoom":`...)
+	b = strconv.AppendInt(b, int64(t.MinZoom), 10)
+	b = append(b, `,"maxzoom":`...)
+	b = strconv.AppendInt(b, int64(t.MaxZoom), 10)
+	b = append(b, `,"bounds":`...)
+	b = appendRaw(b, t.Bounds)
+	if t.VectorLayers != nil {
+		b = append(b, `,"vector_layers":`...)
+		b = appendRaw(b, t.VectorLayers)
+	}
+	if t.TileSize != 0 {
+		b = append(b, `,"tile_size":`...)
+		b = strconv.AppendInt(b, int64(t.TileSize), 10)
+	}
+	if t.Format != "" {
+		b = append(b, `,"format":`...)
+		b = appendString(b, t.Format)
+	}
+	b = append(b, `,"attribution":`...)
+	if t.Attribution == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendString(b, *t.Attribution)
+	}
+	return append(b, '}')
+}
+
+// appendRaw appends stored JSON (written by this service, so valid), or null.
+func appendRaw(b []byte, raw json.RawMessage) []byte {
+	if raw == nil {
+		return append(b, "null"...)
+	}
+	return append(b, raw...)
+}
+
+// appendString appends s as a JSON string. Ids, signatures and URLs need no escaping and take
+// the fast path; anything else goes through encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			enc, _ := json.Marshal(s)
+			return append(b, enc...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
