@@ -27,6 +27,7 @@ check-generate:
 build:
 	$(GO) build -o bin/tilegate ./cmd/tilegate
 
-## bench: benchmarks and loopback load comparisons (not part of make test)
+## bench: benchmarks and loopback load comparisons (not part of make test; needs PostgreSQL)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./tiletoken/ ./origin/ ./mbtiles/ ./server/
+	$(GO) run ./bench/tokens

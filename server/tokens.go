@@ -149,12 +149,23 @@ func distinct(ids []uuid.UUID) []uuid.UUID {
 }
 
 // signed computes a dataset's scope and signature for exp, and its signed tile URL template.
-func (s *Server) signed(d store.Dataset, exp int64) (scope, sig, template string) {
-	scope = tiletoken.Scope(d.AccountID.String(), d.ID.String(), d.AccessVersion)
+func (s *Server) signed(d store.Dataset, exp int64) (id, scope, sig, template string) {
+	id = d.ID.String()
+	scope = tiletoken.Scope(d.AccountID.String(), id, d.AccessVersion)
 	sig = s.signer.SignAt(scope, exp)
-	template = s.cfg.PublicURL + "/api/tiles/" + d.ID.String() + "/{z}/{x}/{y}." + d.Format +
-		"?sig=" + sig + "&exp=" + strconv.FormatInt(exp, 10) + "&scope=" + url.QueryEscape(scope)
-	return scope, sig, template
+	b := make([]byte, 0, len(s.cfg.PublicURL)+len(id)+len(d.Format)+len(sig)+len(scope)+80)
+	b = append(b, s.cfg.PublicURL...)
+	b = append(b, "/api/tiles/"...)
+	b = append(b, id...)
+	b = append(b, "/{z}/{x}/{y}."...)
+	b = append(b, d.Format...)
+	b = append(b, "?sig="...)
+	b = append(b, sig...)
+	b = append(b, "&exp="...)
+	b = strconv.AppendInt(b, exp, 10)
+	b = append(b, "&scope="...)
+	b = append(b, url.QueryEscape(scope)...)
+	return id, scope, sig, string(b)
 }
 
 // tileToken is the wire form of VectorTileToken and RasterTileToken (openapi.yaml; responses
@@ -182,9 +193,9 @@ type tileToken struct {
 var emptyList = json.RawMessage("[]")
 
 func (s *Server) token(d store.Dataset, exp int64, expiresIn int) tileToken {
-	scope, sig, tmpl := s.signed(d, exp)
+	id, scope, sig, tmpl := s.signed(d, exp)
 	t := tileToken{
-		Kind: d.Kind, DatasetID: d.ID.String(), Sig: sig, Exp: exp, Scope: scope, ExpiresIn: expiresIn,
+		Kind: d.Kind, DatasetID: id, Sig: sig, Exp: exp, Scope: scope, ExpiresIn: expiresIn,
 		Tiles: []string{tmpl}, MinZoom: d.MinZoom, MaxZoom: d.MaxZoom,
 		Bounds: json.RawMessage(d.Bounds), Attribution: d.Attribution,
 	}

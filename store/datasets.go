@@ -46,20 +46,27 @@ func (a DatasetAccess) MayUse(c Caller) bool {
 // Owns: the caller's account is the dataset's.
 func (a DatasetAccess) Owns(c Caller) bool { return a.AccountID == c.AccountID }
 
-// DatasetsAccess loads the given datasets with the caller's grants on them in one statement:
-// metadata and every access check of a token batch cost a single round trip. Unknown ids are
-// absent from the map.
+// DatasetsAccess loads the given datasets (the fields a tile token carries) with the caller's
+// grants on them in one statement: metadata and every access check of a token batch cost a
+// single round trip. Unknown ids are absent from the map.
 func (s *Store) DatasetsAccess(ctx context.Context, c Caller, ids []uuid.UUID) (map[uuid.UUID]DatasetAccess, error) {
+	return s.datasetsAccess(ctx, c, ids, false)
+}
+
+// datasetsAccess runs the access statement. Token batches (full=false) skip the columns a
+// token does not carry; this is their hot statement. It is scanned by hand (GORM's reflective
+// scan cost more than the query) but still runs through GORM, so statement counting and error
+// translation apply.
+func (s *Store) datasetsAccess(ctx context.Context, c Caller, ids []uuid.UUID, full bool) (map[uuid.UUID]DatasetAccess, error) {
 	out := make(map[uuid.UUID]DatasetAccess, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	// Raw SQL scanned by hand: this is the hot statement of token batches, and GORM's reflective
-	// scan of every column cost more than the query. It still runs through GORM (Rows), so
-	// statement counting and error translation apply.
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT d.id, d.account_id, d.name, d.description, d.kind, d.visibility,
-			d.format, d.minzoom, d.maxzoom, d.bounds, d.center, d.attribution, d.vector_layers, d.tile_size,
-			d.access_version, d.tile_file, d.created, d.changed,
+	cols := "d.id, d.account_id, d.kind, d.visibility, d.format, d.minzoom, d.maxzoom, d.bounds, d.attribution, d.vector_layers, d.tile_size, d.access_version"
+	if full {
+		cols += ", d.name, d.description, d.center, d.tile_file, d.created, d.changed"
+	}
+	rows, err := s.db.WithContext(ctx).Raw(`SELECT `+cols+`,
 			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.account_id = ?),
 			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.principal_id = ?)
 		FROM datasets d WHERE d.id IN ?`, c.AccountID.String(), c.PrincipalID.String(), idStrings(ids)).Rows()
@@ -70,9 +77,12 @@ func (s *Store) DatasetsAccess(ctx context.Context, c Caller, ids []uuid.UUID) (
 	for rows.Next() {
 		var a DatasetAccess
 		d := &a.Dataset
-		if err := rows.Scan(&d.ID, &d.AccountID, &d.Name, &d.Description, &d.Kind, &d.Visibility,
-			&d.Format, &d.MinZoom, &d.MaxZoom, &d.Bounds, &d.Center, &d.Attribution, &d.VectorLayers, &d.TileSize,
-			&d.AccessVersion, &d.TileFile, &d.Created, &d.Changed, &a.AccountGrant, &a.PrincipalGrant); err != nil {
+		dest := []any{&d.ID, &d.AccountID, &d.Kind, &d.Visibility, &d.Format, &d.MinZoom, &d.MaxZoom,
+			&d.Bounds, &d.Attribution, &d.VectorLayers, &d.TileSize, &d.AccessVersion}
+		if full {
+			dest = append(dest, &d.Name, &d.Description, &d.Center, &d.TileFile, &d.Created, &d.Changed)
+		}
+		if err := rows.Scan(append(dest, &a.AccountGrant, &a.PrincipalGrant)...); err != nil {
 			return nil, fmt.Errorf("scan dataset: %w", err)
 		}
 		out[d.ID] = a
@@ -93,9 +103,10 @@ func idStrings(ids []uuid.UUID) []string {
 	return out
 }
 
-// DatasetAccessOne is DatasetsAccess for one id; ErrNotFound when there is no such dataset.
+// DatasetAccessOne is DatasetsAccess for one id, with every field of the dataset; ErrNotFound
+// when there is no such dataset.
 func (s *Store) DatasetAccessOne(ctx context.Context, c Caller, id uuid.UUID) (DatasetAccess, error) {
-	m, err := s.DatasetsAccess(ctx, c, []uuid.UUID{id})
+	m, err := s.datasetsAccess(ctx, c, []uuid.UUID{id}, true)
 	if err != nil {
 		return DatasetAccess{}, err
 	}
