@@ -1,0 +1,300 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/internal/testenv"
+	"github.com/tilegate/tilegate/servicetoken"
+	"github.com/tilegate/tilegate/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	cases := map[string]struct {
+		dialect store.Dialect
+		dsn     string
+	}{
+		"":                         {store.SQLite, store.DefaultSQLitePath},
+		"postgres://u@h/db":        {store.Postgres, "postgres://u@h/db"},
+		"postgresql://u@h/db?x=1":  {store.Postgres, "postgresql://u@h/db?x=1"},
+		"sqlite:/var/lib/tg.db":    {store.SQLite, "/var/lib/tg.db"},
+		"sqlite:///var/lib/tg.db":  {store.SQLite, "/var/lib/tg.db"},
+		"./relative/path/tilegate": {store.SQLite, "./relative/path/tilegate"},
+	}
+	for in, want := range cases {
+		d, dsn := store.ParseURL(in)
+		if d != want.dialect || dsn != want.dsn {
+			t.Errorf("ParseURL(%q) = %s %q, want %s %q", in, d, dsn, want.dialect, want.dsn)
+		}
+	}
+}
+
+func TestCursorRoundTripAndRejects(t *testing.T) {
+	c := store.Cursor{Created: time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC), ID: uuid.New()}
+	got, err := store.DecodeCursor(c.Encode())
+	must(t, err)
+	if !got.Created.Equal(c.Created) || got.ID != c.ID {
+		t.Errorf("round trip: %+v != %+v", got, c)
+	}
+	for _, bad := range []string{"", "!!!", "bm9wZQ", "MTIzLm5vdC1hLXV1aWQ", "LTEuMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw"} {
+		if _, err := store.DecodeCursor(bad); !errors.Is(err, store.ErrBadCursor) {
+			t.Errorf("DecodeCursor(%q) = %v, want ErrBadCursor", bad, err)
+		}
+	}
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		must(t, db.Store.Migrate(context.Background()))
+		must(t, db.Store.Migrate(context.Background()))
+	})
+}
+
+func TestServiceTokenLookup(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		ctx := context.Background()
+		issued, err := db.Store.CreateAccount(ctx, "acme")
+		must(t, err)
+		lookupID, hash, err := servicetoken.Parse(issued.Token)
+		must(t, err)
+		cred, err := db.Store.LookupCredential(ctx, lookupID)
+		must(t, err)
+		if cred.AccountID != issued.AccountID || cred.PrincipalID != issued.PrincipalID || cred.Role != store.RoleAdmin || cred.Revoked {
+			t.Errorf("credential %+v for %+v", cred, issued)
+		}
+		if !servicetoken.Equal(cred.SecretHash, hash) {
+			t.Error("stored hash differs from the token's")
+		}
+		if _, err := db.Store.LookupCredential(ctx, "aaaaaaaaaaaaaaaa"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown id: %v", err)
+		}
+		n, err := db.Store.RevokePrincipalTokens(ctx, issued.PrincipalID)
+		must(t, err)
+		cred, err = db.Store.LookupCredential(ctx, lookupID)
+		must(t, err)
+		if n != 1 || !cred.Revoked {
+			t.Errorf("after revoke: n=%d revoked=%v", n, cred.Revoked)
+		}
+		if _, err := db.Store.CreatePrincipal(ctx, uuid.New(), store.RoleViewer, "x"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("principal in a missing account: %v", err)
+		}
+		if _, err := db.Store.CreatePrincipal(ctx, issued.AccountID, "owner", "x"); err == nil {
+			t.Error("unknown role accepted")
+		}
+		// The token itself is nowhere in the database, only its hash.
+		var count int64
+		must(t, db.Store.DB().Raw("SELECT COUNT(*) FROM service_tokens WHERE lookup_id = ? AND secret_hash = ?", lookupID, []byte(issued.Token)).Scan(&count).Error)
+		if count != 0 {
+			t.Error("the plain token is stored")
+		}
+	})
+}
+
+// The access predicates of DESIGN.md, evaluated on rows the one statement returns.
+func TestDatasetAccessRules(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		ctx := context.Background()
+		st := db.Store
+		owner, err := st.CreateAccount(ctx, "owner")
+		must(t, err)
+		viewer, err := st.CreatePrincipal(ctx, owner.AccountID, store.RoleViewer, "v")
+		must(t, err)
+		editor, err := st.CreatePrincipal(ctx, owner.AccountID, store.RoleEditor, "e")
+		must(t, err)
+		partner, err := st.CreateAccount(ctx, "partner")
+		must(t, err)
+		stranger, err := st.CreateAccount(ctx, "stranger")
+		must(t, err)
+		mk := func(vis string) store.Dataset {
+			d, err := st.CreateDataset(ctx, store.Dataset{AccountID: owner.AccountID, Name: vis, Kind: "vector", Visibility: vis, Format: "pbf", MaxZoom: 14})
+			must(t, err)
+			return d
+		}
+		private, restricted, public, shared := mk(store.Private), mk(store.Restricted), mk(store.Public), mk(store.Private)
+		_, err = st.CreateGrant(ctx, owner.AccountID, shared.ID, &partner.AccountID, nil)
+		must(t, err)
+		_, err = st.CreateGrant(ctx, owner.AccountID, restricted.ID, nil, &viewer.PrincipalID)
+		must(t, err)
+		if _, err := st.CreateGrant(ctx, owner.AccountID, shared.ID, &partner.AccountID, nil); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("duplicate grant: %v", err)
+		}
+		if _, err := st.CreateGrant(ctx, owner.AccountID, shared.ID, nil, &partner.PrincipalID); !errors.Is(err, store.ErrGrantTarget) {
+			t.Errorf("grant to another account's principal: %v", err)
+		}
+
+		callers := map[string]store.Caller{
+			"admin":    {AccountID: owner.AccountID, PrincipalID: owner.PrincipalID, Role: store.RoleAdmin},
+			"editor":   {AccountID: owner.AccountID, PrincipalID: editor.PrincipalID, Role: store.RoleEditor},
+			"viewer":   {AccountID: owner.AccountID, PrincipalID: viewer.PrincipalID, Role: store.RoleViewer},
+			"partner":  {AccountID: partner.AccountID, PrincipalID: partner.PrincipalID, Role: store.RoleAdmin},
+			"stranger": {AccountID: stranger.AccountID, PrincipalID: stranger.PrincipalID, Role: store.RoleAdmin},
+		}
+		ids := []uuid.UUID{private.ID, restricted.ID, public.ID, shared.ID, uuid.New()}
+		// sees/may use per caller for private, restricted, public, shared.
+		want := map[string]string{
+			"admin":    "SU SU SU SU",
+			"editor":   "SU S- SU SU",
+			"viewer":   "SU SU SU SU",
+			"partner":  "-- -- SU SU",
+			"stranger": "-- -- SU --",
+		}
+		for name, c := range callers {
+			before := db.Statements.Load()
+			got, err := st.DatasetsAccess(ctx, c, ids)
+			must(t, err)
+			if n := db.Statements.Load() - before; n != 1 {
+				t.Errorf("%s: %d statements", name, n)
+			}
+			if len(got) != 4 {
+				t.Fatalf("%s: %d rows, want 4 (the missing id absent)", name, len(got))
+			}
+			var s string
+			for i, id := range ids[:4] {
+				if i > 0 {
+					s += " "
+				}
+				a := got[id]
+				s += map[bool]string{true: "S", false: "-"}[a.Sees(c)] + map[bool]string{true: "U", false: "-"}[a.MayUse(c)]
+			}
+			if s != want[name] {
+				t.Errorf("%s: %s, want %s", name, s, want[name])
+			}
+		}
+	})
+}
+
+func TestAccessVersionBumps(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		ctx := context.Background()
+		st := db.Store
+		a, err := st.CreateAccount(ctx, "a")
+		must(t, err)
+		b, err := st.CreateAccount(ctx, "b")
+		must(t, err)
+		d, err := st.CreateDataset(ctx, store.Dataset{AccountID: a.AccountID, Name: "d", Kind: "vector", Visibility: store.Private, Format: "pbf"})
+		must(t, err)
+		version := func() int64 {
+			got, err := st.DatasetAccessOne(ctx, store.Caller{AccountID: a.AccountID}, d.ID)
+			must(t, err)
+			return got.AccessVersion
+		}
+		g, err := st.CreateGrant(ctx, a.AccountID, d.ID, &b.AccountID, nil)
+		must(t, err)
+		if v := version(); v != 2 {
+			t.Errorf("after grant: %d", v)
+		}
+		must(t, st.DeleteGrant(ctx, d.ID, g.ID))
+		if v := version(); v != 3 {
+			t.Errorf("after revoke: %d", v)
+		}
+		if err := st.DeleteGrant(ctx, d.ID, g.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("second revoke: %v", err)
+		}
+		_, err = st.UpdateDataset(ctx, a.AccountID, d.ID, func(d *store.Dataset) (bool, error) { d.Name = "renamed"; return false, nil })
+		must(t, err)
+		if v := version(); v != 3 {
+			t.Errorf("rename bumped: %d", v)
+		}
+		boom := errors.New("boom")
+		if _, err := st.UpdateDataset(ctx, a.AccountID, d.ID, func(d *store.Dataset) (bool, error) { d.Name = "lost"; return true, boom }); !errors.Is(err, boom) {
+			t.Errorf("failed change: %v", err)
+		}
+		got, _ := st.DatasetAccessOne(ctx, store.Caller{AccountID: a.AccountID}, d.ID)
+		if got.Name != "renamed" || got.AccessVersion != 3 {
+			t.Errorf("a failed change was applied: %+v", got.Dataset)
+		}
+		if _, err := st.UpdateDataset(ctx, b.AccountID, d.ID, func(*store.Dataset) (bool, error) { return true, nil }); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("another account updated it: %v", err)
+		}
+	})
+}
+
+// Replicas starting together agree on one generated setting.
+func TestGetOrCreateSettingConcurrently(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		name := "test-" + uuid.NewString()
+		var wg sync.WaitGroup
+		got := make([]string, 8)
+		errs := make([]error, 8)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = db.Store.GetOrCreateSetting(context.Background(), name, fmt.Sprint("value-", i))
+			}()
+		}
+		wg.Wait()
+		for i := range got {
+			must(t, errs[i])
+			if got[i] != got[0] {
+				t.Fatalf("replicas disagree: %q vs %q", got[i], got[0])
+			}
+		}
+	})
+}
+
+// Keyset pagination at the store: rows that exist throughout are seen once, in (created, id)
+// order, including rows that share a created time.
+func TestListAPIKeysKeyset(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		ctx := context.Background()
+		acct, err := db.Store.CreateAccount(ctx, "pager")
+		must(t, err)
+		same := store.Now()
+		for i := range 25 {
+			k := store.APIKey{ID: uuid.New(), AccountID: acct.AccountID, Token: uuid.NewString(), Name: fmt.Sprint("k", i), Created: same, Changed: same, Origins: store.StringList{}}
+			must(t, db.Store.DB().Create(&k).Error)
+		}
+		seen := map[uuid.UUID]bool{}
+		var cur *store.Cursor
+		var last store.APIKey
+		for range 10 {
+			page, err := db.Store.ListAPIKeys(ctx, acct.AccountID, cur, 10)
+			must(t, err)
+			if page.Total != 25 {
+				t.Fatalf("total %d", page.Total)
+			}
+			for _, k := range page.Items {
+				if seen[k.ID] {
+					t.Fatalf("%s seen twice", k.ID)
+				}
+				if last.ID != uuid.Nil && (k.Created.Before(last.Created) || k.Created.Equal(last.Created) && k.ID.String() <= last.ID.String()) {
+					t.Fatalf("out of order: %s after %s", k.ID, last.ID)
+				}
+				seen[k.ID], last = true, k
+			}
+			if page.Next == nil {
+				break
+			}
+			cur = page.Next
+		}
+		if len(seen) != 25 {
+			t.Errorf("saw %d of 25", len(seen))
+		}
+	})
+}
+
+func TestIsUnavailable(t *testing.T) {
+	if store.IsUnavailable(nil) || store.IsUnavailable(store.ErrNotFound) || store.IsUnavailable(errors.New("syntax error")) {
+		t.Error("ordinary errors classified as unavailable")
+	}
+	if !store.IsUnavailable(context.DeadlineExceeded) || !store.IsUnavailable(fmt.Errorf("wrap: %w", context.DeadlineExceeded)) {
+		t.Error("deadline not classified as unavailable")
+	}
+}
