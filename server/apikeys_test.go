@@ -383,6 +383,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{"bad cursor", "GET", "/v1/api_keys?cursor=bm90LWEtY3Vyc29y", "", 422, []any{"query", "cursor"}, "value_error"},
 			{"cursor with bad characters", "GET", "/v1/api_keys?cursor=%25%25", "", 422, []any{"query", "cursor"}, "value_error"},
 			{"missing body", "POST", "/v1/api_keys", "", 422, []any{"body"}, "missing"},
+			{"wrong content type", "POST", "/v1/api_keys", "text/plain:{}", 422, []any{"header", "Content-Type"}, "value_error"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -392,7 +393,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 				}
 				req, _ := http.NewRequest(tc.method, env.URL+tc.path, body)
 				req.Header.Set("Authorization", "Bearer "+acct.Token)
-				if tc.body != "" {
+				if ct, b, ok := strings.Cut(tc.body, ":{"); ok && ct == "text/plain" {
+					req, _ = http.NewRequest(tc.method, env.URL+tc.path, strings.NewReader("{"+b))
+					req.Header.Set("Authorization", "Bearer "+acct.Token)
+					req.Header.Set("Content-Type", ct)
+				} else if tc.body != "" {
 					req.Header.Set("Content-Type", "application/json")
 				}
 				res, err := hc.Do(req)

@@ -25,6 +25,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	switch {
 	case errors.As(err, &vf):
 		_ = c.JSON(http.StatusUnprocessableEntity, validationBody{Detail: vf.fields})
+	case errors.Is(err, store.ErrConflict):
+		_ = detail(c, http.StatusConflict, "The change conflicts with the current state; retry")
 	case store.IsUnavailable(err):
 		s.log.Warn("database unavailable", "path", c.Path(), "err", err)
 		_ = detail(c, http.StatusServiceUnavailable, "The database is unavailable; retry shortly")
