@@ -15,16 +15,11 @@ import (
 const keyNotFound = "API key not found"
 
 func (s *Server) ListAPIKeys(ctx context.Context, req gen.ListAPIKeysRequestObject) (gen.ListAPIKeysResponseObject, error) {
-	p := principalFrom(ctx)
-	limit := 50
-	if req.Params.Limit != nil {
-		limit = *req.Params.Limit
-	}
-	cur, err := cursorParam(req.Params.Cursor)
+	limit, cur, err := pageParams(req.Params.Limit, req.Params.Cursor)
 	if err != nil {
 		return nil, err
 	}
-	page, err := s.store.ListAPIKeys(ctx, p.AccountID, cur, limit)
+	page, err := s.store.ListAPIKeys(ctx, principalFrom(ctx).AccountID, cur, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -40,15 +35,21 @@ func (s *Server) ListAPIKeys(ctx context.Context, req gen.ListAPIKeysRequestObje
 	return out, nil
 }
 
-func cursorParam(c *string) (*store.Cursor, error) {
-	if c == nil || *c == "" {
-		return nil, nil
+// pageParams reads the paging parameters shared by every list: limit (default 50; the spec
+// bounds it) and the opaque cursor (422 when it was not made by this service).
+func pageParams(limit *int, cursor *string) (int, *store.Cursor, error) {
+	n := 50
+	if limit != nil {
+		n = *limit
 	}
-	cur, err := store.DecodeCursor(*c)
+	if cursor == nil || *cursor == "" {
+		return n, nil, nil
+	}
+	cur, err := store.DecodeCursor(*cursor)
 	if err != nil {
-		return nil, invalid([]any{"query", "cursor"}, *c, "invalid cursor")
+		return 0, nil, invalid([]any{"query", "cursor"}, *cursor, "invalid cursor")
 	}
-	return &cur, nil
+	return n, &cur, nil
 }
 
 func (s *Server) CreateAPIKey(ctx context.Context, req gen.CreateAPIKeyRequestObject) (gen.CreateAPIKeyResponseObject, error) {

@@ -30,11 +30,7 @@ func forbiddenOwner() gen.ForbiddenJSONResponse {
 }
 
 func (s *Server) ListDatasets(ctx context.Context, req gen.ListDatasetsRequestObject) (gen.ListDatasetsResponseObject, error) {
-	limit := 50
-	if req.Params.Limit != nil {
-		limit = *req.Params.Limit
-	}
-	cur, err := cursorParam(req.Params.Cursor)
+	limit, cur, err := pageParams(req.Params.Limit, req.Params.Cursor)
 	if err != nil {
 		return nil, err
 	}
