@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -38,7 +39,19 @@ type Config struct {
 	DataDir string
 	// MaxUpload caps an MBTiles upload (413 beyond).
 	MaxUpload int64
-	Logger    *slog.Logger
+	// TileCacheTTL is how long the tile path trusts a cached API key or dataset without hearing
+	// of a change: the fallback bound on staleness while PostgreSQL notifications cannot arrive.
+	TileCacheTTL time.Duration
+	// LastUsedInterval is how often the keys' last_used times are written.
+	LastUsedInterval time.Duration
+	// PublicTileMaxAge and PrivateTileMaxAge are the Cache-Control max-age of public datasets'
+	// tiles and of the others'.
+	PublicTileMaxAge, PrivateTileMaxAge time.Duration
+	// ReplacedTilesGrace is how long a replaced MBTiles file stays on disk for reads in flight,
+	// here and on replicas that have not heard of the upload yet (default 30s; negative: none).
+	ReplacedTilesGrace time.Duration
+
+	Logger *slog.Logger
 }
 
 // Server holds the handlers' dependencies.
@@ -48,10 +61,20 @@ type Server struct {
 	log    *slog.Logger
 	spec   *openapi3.T
 	router routers.Router
-	creds  *credentials
-	yaml   []byte
-	signer *tiletoken.Signer
-	tiles  *mbtiles.Pool
+	tileOp *routers.Route // getTile, resolved once (findRoute)
+	// tileQuery checks getTile's query parameters (contract), nil for the generic validation.
+	tileQuery queryRules
+	creds     *credentials
+	yaml      []byte
+	signer    *tiletoken.Signer
+	tiles     *mbtiles.Pool
+
+	// The tile path: cached keys and datasets, their invalidation, and key use.
+	cache     *tileCache
+	listener  *listener
+	lastUsed  *lastUsed
+	retired   *retiredFiles
+	closeOnce sync.Once
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -73,6 +96,21 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if cfg.MaxUpload == 0 {
 		cfg.MaxUpload = 2 << 30
 	}
+	if cfg.TileCacheTTL == 0 {
+		cfg.TileCacheTTL = time.Minute
+	}
+	if cfg.LastUsedInterval == 0 {
+		cfg.LastUsedInterval = 30 * time.Second
+	}
+	if cfg.PublicTileMaxAge == 0 {
+		cfg.PublicTileMaxAge = time.Hour
+	}
+	if cfg.PrivateTileMaxAge == 0 {
+		cfg.PrivateTileMaxAge = 10 * time.Minute
+	}
+	if cfg.ReplacedTilesGrace == 0 {
+		cfg.ReplacedTilesGrace = 30 * time.Second
+	}
 	if cfg.Signer == nil {
 		keys, err := SigningKeys(context.Background(), st, "")
 		if err != nil {
@@ -82,31 +120,44 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	spec, err := gen.GetSwagger()
+	spec, err := LoadSpec()
 	if err != nil {
-		return nil, fmt.Errorf("load embedded spec: %w", err)
+		return nil, err
 	}
-	// Match requests on path alone, whatever host the service is reached by.
-	spec.Servers = nil
 	router, err := gorillamux.NewRouter(spec)
 	if err != nil {
 		return nil, fmt.Errorf("build router: %w", err)
+	}
+	tileOp, err := tileOperation(router)
+	if err != nil {
+		return nil, err
 	}
 	yamlDoc, err := specYAML(spec)
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
-		store:  st,
-		cfg:    cfg,
-		log:    cfg.Logger,
-		spec:   spec,
-		router: router,
-		creds:  newCredentials(st, cfg.AuthCacheTTL),
-		yaml:   yamlDoc,
-		signer: cfg.Signer,
-		tiles:  mbtiles.NewPool(64),
-	}, nil
+	s := &Server{
+		store:     st,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		spec:      spec,
+		router:    router,
+		tileOp:    tileOp,
+		tileQuery: compileQueryRules(tileOp.Operation),
+		creds:     newCredentials(st, cfg.AuthCacheTTL),
+		yaml:      yamlDoc,
+		signer:    cfg.Signer,
+		tiles:     mbtiles.NewPool(64),
+		lastUsed:  newLastUsed(st, cfg.Logger, cfg.LastUsedInterval),
+	}
+	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
+	s.cache = newTileCache(st, cfg, s.tiles)
+	s.listener = newListener(st.DSN(), s.cache, cfg.Logger)
+	if st.Dialect() == store.Postgres {
+		s.cache.started = s.listener.start
+	}
+	s.sweepUploads()
+	return s, nil
 }
 
 // Handler returns the complete HTTP handler: operational routes, Swagger UI and the API.
@@ -114,6 +165,7 @@ func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.Pre(s.tileHeaders)
 	e.Use(middleware.Recover(), s.requestLog)
 
 	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
@@ -121,7 +173,10 @@ func (s *Server) Handler() http.Handler {
 	e.GET("/docs/*", echo.WrapHandler(docs))
 
 	api := e.Group("", s.contract)
-	gen.RegisterHandlers(api, gen.NewStrictHandler(s, nil))
+	gen.RegisterHandlers(api, gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{s.strictHooks}))
+	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
+	api.GET(tileRoute, s.getTile)
+	api.HEAD(tileRoute, s.getTile)
 	return e
 }
 

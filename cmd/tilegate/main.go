@@ -39,19 +39,26 @@ func (f dbFlags) open(ctx context.Context) (*store.Store, error) {
 }
 
 type cli struct {
-	Serve   serveCmd   `cmd:"" help:"Serve the API and tiles."`
-	Migrate migrateCmd `cmd:"" help:"Apply pending database migrations and exit."`
-	Admin   adminCmd   `cmd:"" help:"Bootstrap accounts and service tokens."`
+	Serve    serveCmd    `cmd:"" help:"Serve the API and tiles."`
+	Migrate  migrateCmd  `cmd:"" help:"Apply pending database migrations and exit."`
+	Admin    adminCmd    `cmd:"" help:"Bootstrap accounts and service tokens."`
+	Datasets datasetsCmd `cmd:"" help:"Datasets, through a running server's API (TILEGATE_URL, TILEGATE_TOKEN)."`
 }
 
 type serveCmd struct {
 	dbFlags
-	Addr            string        `env:"TILEGATE_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
-	PublicURL       string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
-	AuthCacheTTL    time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
-	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM."`
-	SigningKeys     string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
-	DataDir         string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files."`
+	Addr               string        `env:"TILEGATE_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
+	PublicURL          string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
+	AuthCacheTTL       time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
+	ShutdownTimeout    time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM."`
+	SigningKeys        string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
+	DataDir            string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas)."`
+	MaxUpload          int64         `name:"max-upload" env:"TILEGATE_MAX_UPLOAD" default:"2147483648" help:"Largest MBTiles upload, in bytes."`
+	TileCacheTTL       time.Duration `name:"tile-cache-ttl" env:"TILEGATE_TILE_CACHE_TTL" default:"60s" help:"How long the tile path trusts a cached API key or dataset when no change notification arrives (PostgreSQL LISTEN/NOTIFY invalidates at once; this bounds staleness while it is reconnecting)."`
+	LastUsedInterval   time.Duration `name:"last-used-interval" env:"TILEGATE_LAST_USED_INTERVAL" default:"30s" help:"How often API keys' last_used times are written."`
+	TileMaxAge         time.Duration `name:"tile-max-age" env:"TILEGATE_TILE_MAX_AGE" default:"1h" help:"Cache-Control max-age of public datasets' tiles."`
+	PrivateTileMaxAge  time.Duration `name:"private-tile-max-age" env:"TILEGATE_PRIVATE_TILE_MAX_AGE" default:"10m" help:"Cache-Control max-age (private) of other datasets' tiles."`
+	ReplacedTilesGrace time.Duration `name:"replaced-tiles-grace" env:"TILEGATE_REPLACED_TILES_GRACE" default:"30s" help:"How long a replaced MBTiles file stays on disk for reads in flight (here and on replicas)."`
 }
 
 func (c *serveCmd) Run() error {
@@ -80,10 +87,19 @@ func (c *serveCmd) Run() error {
 	}
 	srv, err := server.New(st, server.Config{
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
+		MaxUpload: c.MaxUpload, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
+		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
 	})
 	if err != nil {
 		return err
 	}
+	// After the HTTP server has stopped (deferred calls run in reverse, the store closes last):
+	// stop the cache listener, write pending last_used times, close the tile files.
+	defer func() {
+		if err := srv.Close(); err != nil {
+			slog.Warn("close server", "err", err)
+		}
+	}()
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,0 +1,444 @@
+// Command tiles measures tile throughput over loopback, side by side in one run: a public
+// dataset (no credential check), a private dataset read with a tile token, and a private dataset
+// read with an API key that has origin rules (the requests send a matching Origin). Rounds
+// interleave the modes so machine noise hits them alike; it prints tiles/second per mode, the
+// server's CPU per tile (when it runs as a process), and the ratios token/public and key/public.
+//
+//	go run ./bench/tiles [-rounds 3] [-duration 3s] [-concurrency 16] [-inprocess] [-cpuprofile f] [-sqlite]
+//
+// By default it builds and starts the real tilegate binary; on PostgreSQL when one answers at
+// TEST_DATABASE_URL (or the local default, in a scratch database dropped afterwards), else on
+// SQLite. -inprocess serves from this process instead (then -cpuprofile profiles server and
+// client together). Only 127.0.0.1 is ever contacted.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tilegate/tilegate/mbtiles"
+	"github.com/tilegate/tilegate/server"
+	"github.com/tilegate/tilegate/store"
+)
+
+type options struct {
+	rounds      int
+	duration    time.Duration
+	concurrency int
+	inProcess   bool
+	cpuProfile  string
+	sqlite      bool
+	pgURL       string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds per mode")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of one mode's run in a round")
+	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent requests")
+	flag.BoolVar(&o.inProcess, "inprocess", false, "serve from this process instead of the tilegate binary")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (with -inprocess)")
+	flag.BoolVar(&o.sqlite, "sqlite", false, "use SQLite even when PostgreSQL answers")
+	flag.StringVar(&o.pgURL, "postgres", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+		"PostgreSQL server to create a scratch database on")
+	flag.Parse()
+	if err := run(o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+type mode struct {
+	name    string
+	urls    []string
+	headers http.Header
+}
+
+type result struct {
+	n    int64
+	wall time.Duration
+	cpu  time.Duration
+}
+
+func run(o options) error {
+	ctx := context.Background()
+	tmp, err := os.MkdirTemp("", "tilegate-bench-tiles-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	dbURL, dbName := "sqlite:"+filepath.Join(tmp, "tilegate.db"), "SQLite"
+	if !o.sqlite {
+		if u, drop, err := scratchDB(ctx, o.pgURL); err == nil {
+			defer drop()
+			dbURL, dbName = u, "PostgreSQL"
+		} else {
+			fmt.Fprintf(os.Stderr, "PostgreSQL unavailable (%v): using SQLite\n", err)
+		}
+	}
+	st, err := store.Open(ctx, dbURL, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	acct, err := st.CreateAccount(ctx, "bench")
+	if err != nil {
+		return err
+	}
+
+	dataDir := filepath.Join(tmp, "data")
+	var base string
+	serverCPU := func() time.Duration { return 0 }
+	if o.inProcess {
+		srv, err := server.New(st, server.Config{
+			DataDir: dataDir, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		base = "http://" + ln.Addr().String()
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer hs.Close()
+	} else {
+		bin := filepath.Join(tmp, "tilegate")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tilegate").CombinedOutput(); err != nil {
+			return fmt.Errorf("build: %v\n%s", err, out)
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(bin, "serve")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "TILEGATE_ADDR="+addr, "TILEGATE_DATA_DIR="+dataDir)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the request log is still written, to a pipe
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+		base = "http://" + addr
+		pid := cmd.Process.Pid
+		serverCPU = func() time.Duration { d, _ := processCPU(pid); return d }
+	}
+
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency, DisableCompression: true,
+	}}
+	if err := waitReady(client, base); err != nil {
+		return err
+	}
+	auth := "Bearer " + acct.Token
+	file := filepath.Join(tmp, "bench.mbtiles")
+	coords, err := writeTiles(file)
+	if err != nil {
+		return err
+	}
+	body, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	ids := map[string]string{}
+	for _, vis := range []string{"public", "private"} {
+		var d struct{ ID string }
+		if err := call(client, "POST", base+"/api/datasets/", auth, "application/json",
+			`{"name":"bench `+vis+`","kind":"vector","visibility":"`+vis+`"}`, 201, &d); err != nil {
+			return err
+		}
+		if err := call(client, "PUT", base+"/api/datasets/"+d.ID+"/tiles/", auth, "application/octet-stream", string(body), 200, nil); err != nil {
+			return err
+		}
+		ids[vis] = d.ID
+	}
+	var key struct{ Token string }
+	if err := call(client, "POST", base+"/v1/api_keys", auth, "application/json",
+		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"]}`, 200, &key); err != nil {
+		return err
+	}
+	var tok struct{ Tiles []string }
+	if err := call(client, "GET", base+"/api/tiles/token/"+ids["private"]+"/", auth, "", "", 200, &tok); err != nil {
+		return err
+	}
+	tokenQuery := tok.Tiles[0][strings.IndexByte(tok.Tiles[0], '?'):]
+
+	urls := func(id, query string) []string {
+		out := make([]string, len(coords))
+		for i, c := range coords {
+			out[i] = fmt.Sprintf("%s/api/tiles/%s/%d/%d/%d.pbf%s", base, id, c[0], c[1], c[2], query)
+		}
+		return out
+	}
+	modes := []mode{
+		{name: "public (no check)", urls: urls(ids["public"], "")},
+		{name: "private, tile token", urls: urls(ids["private"], tokenQuery)},
+		{name: "private, API key + origin", urls: urls(ids["private"], "?key="+key.Token),
+			headers: http.Header{"Origin": {"https://www.bench.example"}}},
+	}
+	for _, m := range modes { // warm up connections, caches and the tile file
+		if _, err := load(client, m, o.concurrency, 300*time.Millisecond); err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+	}
+
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	totals := make([]result, len(modes))
+	perRound := make([][]float64, len(modes))
+	for r := range o.rounds {
+		for j := range modes {
+			i := (j + r) % len(modes) // rotate the order too
+			cpu0 := serverCPU()
+			start := time.Now()
+			n, err := load(client, modes[i], o.concurrency, o.duration)
+			if err != nil {
+				return fmt.Errorf("%s: %w", modes[i].name, err)
+			}
+			wall := time.Since(start)
+			totals[i].n += n
+			totals[i].wall += wall
+			totals[i].cpu += serverCPU() - cpu0
+			perRound[i] = append(perRound[i], float64(n)/wall.Seconds())
+		}
+	}
+
+	where := "the tilegate binary"
+	if o.inProcess {
+		where = "in process"
+	}
+	fmt.Printf("tilegate tiles on %s, %s, loopback; %d rounds x %v per mode, interleaved, concurrency %d, %d distinct tiles\n\n",
+		dbName, where, o.rounds, o.duration, o.concurrency, len(coords))
+	fmt.Printf("%-28s %12s %28s", "mode", "tiles/s", "per round")
+	if !o.inProcess {
+		fmt.Printf(" %18s", "server CPU/tile")
+	}
+	fmt.Println()
+	rate := make([]float64, len(modes))
+	cpuPer := make([]float64, len(modes))
+	for i, m := range modes {
+		t := totals[i]
+		rate[i] = float64(t.n) / t.wall.Seconds()
+		rounds := make([]string, len(perRound[i]))
+		for k, v := range perRound[i] {
+			rounds[k] = strconv.Itoa(int(math.Round(v)))
+		}
+		fmt.Printf("%-28s %12.0f %28s", m.name, rate[i], strings.Join(rounds, " "))
+		if !o.inProcess {
+			cpuPer[i] = float64(t.cpu.Microseconds()) / float64(t.n)
+			fmt.Printf(" %15.1f µs", cpuPer[i])
+		}
+		fmt.Println()
+	}
+	fmt.Printf("\ntoken/public: %.2f (target >= 0.90)\nkey/public:   %.2f (target >= 0.85)\n", rate[1]/rate[0], rate[2]/rate[0])
+	if !o.inProcess {
+		fmt.Printf("server CPU per tile, public/token: %.2f, public/key: %.2f\n", cpuPer[0]/cpuPer[1], cpuPer[0]/cpuPer[2])
+	}
+	return nil
+}
+
+// load runs concurrency workers requesting m's URLs in a shuffled cycle for d and returns how
+// many tiles they got; any answer but 200 is an error.
+func load(c *http.Client, m mode, concurrency int, d time.Duration) (int64, error) {
+	var n atomic.Int64
+	var firstErr error
+	var once sync.Once
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			order := mrand.Perm(len(m.urls))
+			buf := make([]byte, 32<<10)
+			for i := w; time.Now().Before(deadline); i++ {
+				req, _ := http.NewRequest("GET", m.urls[order[i%len(order)]], nil)
+				for k, v := range m.headers {
+					req.Header[k] = v
+				}
+				req.Header.Set("Accept-Encoding", "gzip")
+				res, err := c.Do(req)
+				if err == nil {
+					_, err = io.CopyBuffer(io.Discard, res.Body, buf)
+					res.Body.Close()
+					if err == nil && res.StatusCode != 200 {
+						err = fmt.Errorf("%s: status %d", req.URL.Path, res.StatusCode)
+					}
+				}
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return n.Load(), firstErr
+}
+
+// writeTiles writes an MBTiles file with every tile of zooms 0 to 5 (1365 tiles of about 2 KiB,
+// gzipped as vector tiles usually are) and returns their z/x/y.
+func writeTiles(path string) ([][3]int, error) {
+	tiles := map[[3]int][]byte{}
+	var coords [][3]int
+	for z := 0; z <= 5; z++ {
+		for x := 0; x < 1<<z; x++ {
+			for y := 0; y < 1<<z; y++ {
+				data := make([]byte, 2048)
+				_, _ = rand.Read(data)
+				data[0] = 0x1a
+				tiles[[3]int{z, x, y}] = data
+				coords = append(coords, [3]int{z, x, y})
+			}
+		}
+	}
+	slices.SortFunc(coords, func(a, b [3]int) int { return slices.Compare(a[:], b[:]) })
+	return coords, mbtiles.WriteTestFile(path, mbtiles.TestFile{Format: "pbf", MinZoom: 0, MaxZoom: 5, Tiles: tiles, Gzip: true})
+}
+
+func call(c *http.Client, method, url, auth, ctype, body string, want int, out any) error {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", auth)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != want {
+		return fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, raw)
+	}
+	if out != nil {
+		return json.NewDecoder(bytes.NewReader(raw)).Decode(out)
+	}
+	return nil
+}
+
+// processCPU reads a process's user+system CPU time from /proc.
+func processCPU(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	if len(fields) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitReady(c *http.Client, base string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := c.Get(base + "/readyz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("server at %s did not become ready", base)
+}
+
+// scratchDB creates a database on the PostgreSQL server at base and returns its URL and a
+// function that drops it.
+func scratchDB(ctx context.Context, base string) (string, func(), error) {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, base)
+	if err != nil {
+		return "", nil, err
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("tilegate_bench_tiles_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
+	}
+	drop := func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	}
+	i := strings.LastIndex(base, "/")
+	rest := base[i+1:]
+	q := ""
+	if j := strings.Index(rest, "?"); j >= 0 {
+		q = rest[j:]
+	}
+	return base[:i+1] + name + q, drop, nil
+}

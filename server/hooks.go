@@ -1,0 +1,88 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/gen"
+)
+
+type requestKey struct{}
+
+// requestFrom returns the HTTP request of handlers that need more of it than the generated
+// request object carries (headers); nil elsewhere.
+func requestFrom(ctx context.Context) *http.Request {
+	r, _ := ctx.Value(requestKey{}).(*http.Request)
+	return r
+}
+
+// strictHooks wraps the generated handlers. It hands UploadTiles and GetTileJSON their request,
+// and drops tile cache entries once a management call that may have changed a key or a dataset
+// has run (after its transaction committed, so a concurrent cache load cannot put the old row
+// back). On PostgreSQL the store's NOTIFY does the same on every replica; this makes the change
+// visible here without waiting for it, and is all there is on SQLite.
+func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.StrictHandlerFunc {
+	switch operationID {
+	case "UploadTiles", "GetTileJSON":
+		return func(c echo.Context, req any) (any, error) {
+			r := c.Request()
+			if operationID == "UploadTiles" {
+				extendUploadDeadline(c.Response().Writer)
+			}
+			c.SetRequest(r.WithContext(context.WithValue(r.Context(), requestKey{}, r)))
+			return f(c, req)
+		}
+	case "ChangeAPIKeySettings":
+		return func(c echo.Context, req any) (any, error) {
+			res, err := f(c, req)
+			if k, ok := res.(gen.ChangeAPIKeySettings200JSONResponse); ok {
+				s.cache.evictKey(k.Token)
+			}
+			return res, err
+		}
+	case "DeleteAPIKey":
+		return func(c echo.Context, req any) (any, error) {
+			res, err := f(c, req)
+			s.cache.evictKeyID(req.(gen.DeleteAPIKeyRequestObject).KeyId)
+			return res, err
+		}
+	case "UpdateDataset", "DeleteDataset", "CreateGrant", "DeleteGrant":
+		return func(c echo.Context, req any) (any, error) {
+			res, err := f(c, req)
+			switch r := req.(type) {
+			case gen.UpdateDatasetRequestObject:
+				s.cache.evictDataset(r.DatasetId)
+			case gen.DeleteDatasetRequestObject:
+				s.cache.evictDataset(r.DatasetId)
+			case gen.CreateGrantRequestObject:
+				s.cache.evictDataset(r.DatasetId)
+			case gen.DeleteGrantRequestObject:
+				s.cache.evictDataset(r.DatasetId)
+			}
+			return res, err
+		}
+	}
+	return f
+}
+
+// Close stops the cache invalidation listener and the last-used flusher, writes the pending
+// last-used times, removes replaced tile files still kept for in-flight reads, and closes the
+// tile files. Call it after the HTTP server has shut down; it
+// may be called more than once.
+func (s *Server) Close() error {
+	s.listener.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.lastUsed.close(ctx)
+	s.retired.close()
+	s.closeOnce.Do(func() { err = errors.Join(err, s.tiles.Close()) })
+	return err
+}
+
+// Listening reports whether the PostgreSQL cache invalidation listener is connected (always
+// false on SQLite, which needs none, and before the first tile request has cached anything).
+func (s *Server) Listening() bool { return s.listener != nil && s.listener.connected.Load() }

@@ -1,0 +1,299 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tilegate/tilegate/mbtiles"
+	"github.com/tilegate/tilegate/origin"
+	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tiletoken"
+)
+
+// tileCache keeps what the tile path needs of API keys and datasets in process, so a tile
+// request on a warm cache runs no SQL. Entries are dropped when this process changes a key or a
+// dataset (evictKey, evictDataset), when another replica's change arrives through PostgreSQL
+// LISTEN/NOTIFY (listener.go), all at once whenever that listener (re)connects, and in any case
+// after ttl: the bound on staleness while notifications cannot arrive.
+//
+// Unknown tokens and ids are cached too (negative entries), so a flood of made-up keys costs one
+// query per distinct key per ttl, not one per request.
+type tileCache struct {
+	store    *store.Store
+	keys     *expirable.LRU[string, *keyEntry]
+	datasets *expirable.LRU[uuid.UUID, *datasetEntry]
+	loads    singleflight.Group
+	dataDir  string
+	tiles    *mbtiles.Pool
+	// publicCC and privateCC are the Cache-Control of public and of other datasets' tiles.
+	publicCC, privateCC string
+
+	// mu orders loads against invalidations: a load that began before an invalidation must not
+	// store what it read, or a change could be undone until the ttl ran out.
+	mu    sync.Mutex
+	epoch uint64               // guarded by mu; bumped by every invalidation
+	keyID map[uuid.UUID]string // key id → token, to evict a deleted key; guarded by mu
+	paths map[uuid.UUID]string // dataset id → the tile file its last load saw; guarded by mu
+
+	// started is called after every load: the listener (PostgreSQL) starts with the first entry,
+	// as nothing needs invalidating before.
+	started func()
+}
+
+// keyEntry is an API key as the tile path sees it; found is false for a negative entry.
+type keyEntry struct {
+	found     bool
+	id        uuid.UUID
+	accountID uuid.UUID
+	policy    *origin.Policy
+}
+
+// datasetEntry is a dataset with everything a tile request derives from it precomputed.
+type datasetEntry struct {
+	found   bool
+	d       store.Dataset
+	granted []uuid.UUID // accounts the dataset is shared with
+	public  bool
+	// path is the MBTiles file (absolute or relative to the working directory); "" before the
+	// first upload.
+	path string
+	// etag is the quoted ETag prefix: the tile file's unique part; a tile's ETag appends z/x/y.
+	etag string
+	// scope is the scope a valid token must carry now; scopePrefix is its account:dataset part,
+	// which tells a stale token (403 scope) from one for another dataset (404).
+	scope, scopePrefix string
+	cacheControl       string
+	contentType        string
+}
+
+const (
+	keyCacheSize     = 100_000
+	datasetCacheSize = 20_000
+)
+
+func newTileCache(st *store.Store, cfg Config, tiles *mbtiles.Pool) *tileCache {
+	return &tileCache{
+		store:     st,
+		keys:      expirable.NewLRU[string, *keyEntry](keyCacheSize, nil, cfg.TileCacheTTL),
+		datasets:  expirable.NewLRU[uuid.UUID, *datasetEntry](datasetCacheSize, nil, cfg.TileCacheTTL),
+		dataDir:   cfg.DataDir,
+		tiles:     tiles,
+		publicCC:  "public, max-age=" + seconds(cfg.PublicTileMaxAge),
+		privateCC: "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
+		keyID:     map[uuid.UUID]string{},
+		paths:     map[uuid.UUID]string{},
+		started:   func() {},
+	}
+}
+
+func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
+
+// validKeyToken reports whether s can be a key token at all (store.newKeyToken: 18 random bytes,
+// base64url without padding), so garbage is refused without a query or a cache entry.
+func validKeyToken(s string) bool {
+	if len(s) != 24 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+var unknownKey = &keyEntry{}
+
+// key returns the key with that token; a negative entry when there is none.
+func (c *tileCache) key(ctx context.Context, token string) (*keyEntry, error) {
+	if e, ok := c.keys.Get(token); ok {
+		return e, nil
+	}
+	if !validKeyToken(token) {
+		return unknownKey, nil
+	}
+	v, err, _ := c.loads.Do("k"+token, func() (any, error) {
+		epoch := c.currentEpoch()
+		k, err := c.store.APIKeyByToken(context.WithoutCancel(ctx), token)
+		e := &keyEntry{}
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			ua := ""
+			if k.UserAgent != nil {
+				ua = *k.UserAgent
+			}
+			policy, err := origin.Compile(k.Origins, ua)
+			if err != nil {
+				// Rules are validated when written; one that no longer compiles refuses
+				// everything rather than allowing everything.
+				policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
+			}
+			e = &keyEntry{found: true, id: k.ID, accountID: k.AccountID, policy: policy}
+		}
+		c.mu.Lock()
+		if c.epoch == epoch {
+			c.keys.Add(token, e)
+			if e.found {
+				c.keyID[e.id] = token
+			}
+		}
+		c.mu.Unlock()
+		c.started()
+		return e, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*keyEntry), nil
+}
+
+// dataset returns the dataset's entry; a negative one when there is no such dataset.
+func (c *tileCache) dataset(ctx context.Context, id uuid.UUID) (*datasetEntry, error) {
+	if e, ok := c.datasets.Get(id); ok {
+		return e, nil
+	}
+	v, err, _ := c.loads.Do("d"+id.String(), func() (any, error) {
+		epoch := c.currentEpoch()
+		src, err := c.store.TileSource(context.WithoutCancel(ctx), id)
+		e := &datasetEntry{}
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			e = c.entry(src)
+		}
+		var stale string
+		c.mu.Lock()
+		if c.epoch == epoch {
+			c.datasets.Add(id, e)
+		}
+		// A replaced or deleted file stays open in the pool until told otherwise; whoever
+		// first sees the dataset without it lets it go (the uploading process already has).
+		if old, ok := c.paths[id]; ok && old != e.path {
+			stale = old
+		}
+		if e.path != "" {
+			c.paths[id] = e.path
+		} else {
+			delete(c.paths, id)
+		}
+		c.mu.Unlock()
+		if stale != "" {
+			c.tiles.Forget(stale)
+		}
+		c.started()
+		return e, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*datasetEntry), nil
+}
+
+func (c *tileCache) entry(src store.TileSource) *datasetEntry {
+	d := src.Dataset
+	e := &datasetEntry{
+		found: true, d: d, granted: src.GrantedAccounts, public: d.Visibility == store.Public,
+		scope:       tiletoken.Scope(d.AccountID.String(), d.ID.String(), d.AccessVersion),
+		contentType: mbtiles.ContentType(d.Format),
+	}
+	e.scopePrefix = e.scope[:strings.LastIndexByte(e.scope, ':')+1]
+	e.cacheControl = c.privateCC
+	if e.public {
+		e.cacheControl = c.publicCC
+	}
+	if d.TileFile != nil {
+		e.path = filepath.Join(c.dataDir, *d.TileFile)
+		// "<dataset>-<random>.mbtiles": the random part is unique per upload.
+		name := strings.TrimSuffix(*d.TileFile, filepath.Ext(*d.TileFile))
+		if i := strings.LastIndexByte(name, '-'); i >= 0 {
+			name = name[i+1:]
+		}
+		e.etag = `"` + name + "-"
+	}
+	return e
+}
+
+// sees: the key's account owns the dataset or was granted it (public datasets need no key).
+func (e *datasetEntry) sees(account uuid.UUID) bool {
+	if e.d.AccountID == account {
+		return true
+	}
+	for _, g := range e.granted {
+		if g == account {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *tileCache) currentEpoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// evictKey drops a key by token (a NOTIFY carries the token).
+func (c *tileCache) evictKey(token string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	if e, ok := c.keys.Peek(token); ok && e.found {
+		delete(c.keyID, e.id)
+	}
+	c.keys.Remove(token)
+}
+
+// evictKeyID drops a key by id (what the management API knows when it deletes one).
+func (c *tileCache) evictKeyID(id uuid.UUID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	if token, ok := c.keyID[id]; ok {
+		c.keys.Remove(token)
+		delete(c.keyID, id)
+	}
+}
+
+func (c *tileCache) evictDataset(id uuid.UUID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	c.datasets.Remove(id)
+}
+
+// evictDatasetEntry drops the dataset's entry if it is still e: a reader that found e stale
+// must not throw away a fresher entry another reader has loaded meanwhile.
+func (c *tileCache) evictDatasetEntry(id uuid.UUID, e *datasetEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.datasets.Peek(id); ok && cur != e {
+		return
+	}
+	c.epoch++
+	c.datasets.Remove(id)
+}
+
+// flush drops everything: after the listener (re)connects, notifications may have been missed.
+func (c *tileCache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	c.keys.Purge()
+	c.datasets.Purge()
+	clear(c.keyID)
+}

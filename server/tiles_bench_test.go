@@ -1,0 +1,53 @@
+package server_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/internal/testenv"
+	"github.com/tilegate/tilegate/server"
+)
+
+// BenchmarkTileRequest measures the server's work for one tile on a warm cache (handler called
+// directly, no network): a public dataset, a private one with a tile token, and a private one
+// with an API key that has origin rules. go run ./bench/tiles measures the same over loopback.
+func BenchmarkTileRequest(b *testing.B) {
+	db := testenv.Databases()[len(testenv.Databases())-1] // the tile path runs no SQL: any will do
+	e := tlStart(b, db, server.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	h := e.Server.Handler()
+	pub := e.dataset(b, e.c, gen.DatasetKindVector, gen.Public)
+	priv := e.dataset(b, e.c, gen.DatasetKindVector, gen.Private)
+	for _, d := range []gen.Dataset{pub, priv} {
+		e.uploadOK(b, d.Id, tlVectorFile())
+	}
+	key := e.key(b, e.c, []string{"https://maps.bench.example", "*.bench.example"}, "").Token
+	tok := e.token(b, e.c, priv.Id)
+	modes := []struct {
+		name, path, origin string
+	}{
+		{"public", tlTilePath(pub.Id, "1/1/1", "pbf", ""), ""},
+		{"token", tlTilePath(priv.Id, "1/1/1", "pbf", tok), ""},
+		{"key+origin", tlTilePath(priv.Id, "1/1/1", "pbf", "key="+key), "https://www.bench.example"},
+	}
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) {
+			req := httptest.NewRequest("GET", m.path, nil)
+			req.Header.Set("Accept-Encoding", "gzip")
+			if m.origin != "" {
+				req.Header.Set("Origin", m.origin)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("%s: %d %s", m.path, w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
