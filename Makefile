@@ -32,3 +32,4 @@ build:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./tiletoken/ ./origin/ ./mbtiles/ ./server/
 	$(GO) run ./bench/tokens
+	$(GO) run ./bench/tiles

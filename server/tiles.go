@@ -34,7 +34,7 @@ const tileRoute = "/api/tiles/:dataset_id/:z/:x/:tile"
 // findRoute finds the request's operation in the spec. Tiles, the hot path, take the operation
 // found for the route echo matched instead of the spec router's linear scan of regular
 // expressions: the template is the same, {y}.{format} split at the last dot as gorilla/mux
-// does, and HEAD is routed like GET (the spec lists GET; echo routes HEAD only here).
+// does; HEAD (headTile in the spec, the same parameters and rules) takes getTile's operation.
 func (s *Server) findRoute(c echo.Context) (*routers.Route, map[string]string, error) {
 	if c.Path() != tileRoute {
 		return s.router.FindRoute(c.Request())
