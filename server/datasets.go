@@ -149,9 +149,18 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 			accessChanged = true
 		}
 		if in.Format.IsSpecified() {
+			prev := d.Format
 			d.Format = ""
 			if v, err := in.Format.Get(); err == nil {
 				d.Format = string(v)
+			}
+			// Once a file is uploaded, the format is the file's: tiles could not be served as
+			// anything else. (null resets to the kind's default, which must match too.)
+			if d.TileFile != nil && d.Format != "" && d.Format != prev {
+				return false, invalid([]any{"body", "format"}, d.Format, "the format comes from the uploaded MBTiles file ("+prev+")")
+			}
+			if d.TileFile != nil && d.Format == "" {
+				d.Format = prev
 			}
 		}
 		if in.Minzoom != nil {

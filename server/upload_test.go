@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/oapi-codegen/nullable"
 	"io"
 	"net"
 	"os"
@@ -124,6 +125,17 @@ func TestUploadPublishesTheFile(t *testing.T) {
 			t.Errorf("webp Content-Type %q", w.header.Get("Content-Type"))
 		}
 		tlCheck(t, "old format", e.get(t, "GET", tlTilePath(rd.Id, "0/0/0", "png", key)), 404, "")
+
+		// Once tiles are uploaded, the format is the file's: a PATCH cannot contradict it.
+		d422 := doJSON(t, e.hc, e.URL, e.acct.Token, "PATCH", "/api/datasets/"+rd.Id.String()+"/", `{"format":"png"}`, 422)
+		if fmt.Sprint(d422[0].Loc) != "[body format]" {
+			t.Errorf("PATCH format over a file: %+v", d422)
+		}
+		kept, err := e.c.UpdateDatasetWithResponse(t.Context(), rd.Id, gen.DatasetUpdate{Format: nullable.NewNullNullable[gen.DatasetUpdateFormat]()})
+		must(t, err)
+		if kept.StatusCode() != 200 || kept.JSON200.Format != "webp" {
+			t.Errorf("PATCH format null over a webp file: %d %s", kept.StatusCode(), kept.Body)
+		}
 	})
 }
 
