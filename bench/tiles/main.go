@@ -13,11 +13,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,8 +35,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/tilegate/tilegate/bench/loadgen"
+	"github.com/tilegate/tilegate/internal/scratchdb"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/server"
 	"github.com/tilegate/tilegate/store"
@@ -100,9 +97,9 @@ func run(o options) error {
 
 	dbURL, dbName := "sqlite:"+filepath.Join(tmp, "tilegate.db"), "SQLite"
 	if !o.sqlite {
-		if u, drop, err := scratchDB(ctx, o.pgURL); err == nil {
-			defer drop()
-			dbURL, dbName = u, "PostgreSQL"
+		if db, err := scratchdb.Create(ctx, o.pgURL, "tilegate_bench_tiles"); err == nil {
+			defer db.Drop()
+			dbURL, dbName = db.URL, "PostgreSQL"
 		} else {
 			fmt.Fprintf(os.Stderr, "PostgreSQL unavailable (%v): using SQLite\n", err)
 		}
@@ -144,7 +141,7 @@ func run(o options) error {
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tilegate").CombinedOutput(); err != nil {
 			return fmt.Errorf("build: %v\n%s", err, out)
 		}
-		addr, err := freeAddr()
+		addr, err := loadgen.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -157,13 +154,13 @@ func run(o options) error {
 		defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
 		base = "http://" + addr
 		pid := cmd.Process.Pid
-		serverCPU = func() time.Duration { d, _ := processCPU(pid); return d }
+		serverCPU = func() time.Duration { d, _ := loadgen.ProcessCPU(pid); return d }
 	}
 
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency, DisableCompression: true,
 	}}
-	if err := waitReady(client, base); err != nil {
+	if err := loadgen.WaitReady(client, base); err != nil {
 		return err
 	}
 	auth := "Bearer " + acct.Token
@@ -179,22 +176,22 @@ func run(o options) error {
 	ids := map[string]string{}
 	for _, vis := range []string{"public", "private"} {
 		var d struct{ ID string }
-		if err := call(client, "POST", base+"/api/datasets/", auth, "application/json",
+		if err := loadgen.Call(client, "POST", base+"/api/datasets/", auth, "application/json",
 			`{"name":"bench `+vis+`","kind":"vector","visibility":"`+vis+`"}`, 201, &d); err != nil {
 			return err
 		}
-		if err := call(client, "PUT", base+"/api/datasets/"+d.ID+"/tiles/", auth, "application/octet-stream", string(body), 200, nil); err != nil {
+		if err := loadgen.Call(client, "PUT", base+"/api/datasets/"+d.ID+"/tiles/", auth, "application/octet-stream", string(body), 200, nil); err != nil {
 			return err
 		}
 		ids[vis] = d.ID
 	}
 	var key struct{ Token string }
-	if err := call(client, "POST", base+"/v1/api_keys", auth, "application/json",
+	if err := loadgen.Call(client, "POST", base+"/v1/api_keys", auth, "application/json",
 		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"]}`, 200, &key); err != nil {
 		return err
 	}
 	var tok struct{ Tiles []string }
-	if err := call(client, "GET", base+"/api/tiles/token/"+ids["private"]+"/", auth, "", "", 200, &tok); err != nil {
+	if err := loadgen.Call(client, "GET", base+"/api/tiles/token/"+ids["private"]+"/", auth, "", "", 200, &tok); err != nil {
 		return err
 	}
 	tokenQuery := tok.Tiles[0][strings.IndexByte(tok.Tiles[0], '?'):]
@@ -340,105 +337,4 @@ func writeTiles(path string) ([][3]int, error) {
 	}
 	slices.SortFunc(coords, func(a, b [3]int) int { return slices.Compare(a[:], b[:]) })
 	return coords, mbtiles.WriteTestFile(path, mbtiles.TestFile{Format: "pbf", MinZoom: 0, MaxZoom: 5, Tiles: tiles, Gzip: true})
-}
-
-func call(c *http.Client, method, url, auth, ctype, body string, want int, out any) error {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", auth)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, raw)
-	}
-	if out != nil {
-		return json.NewDecoder(bytes.NewReader(raw)).Decode(out)
-	}
-	return nil
-}
-
-// processCPU reads a process's user+system CPU time from /proc.
-func processCPU(pid int) (time.Duration, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	if len(fields) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticks, nil
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitReady(c *http.Client, base string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if res, err := c.Get(base + "/readyz"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("server at %s did not become ready", base)
-}
-
-// scratchDB creates a database on the PostgreSQL server at base and returns its URL and a
-// function that drops it.
-func scratchDB(ctx context.Context, base string) (string, func(), error) {
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, base)
-	if err != nil {
-		return "", nil, err
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("tilegate_bench_tiles_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	drop := func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}
-	i := strings.LastIndex(base, "/")
-	rest := base[i+1:]
-	q := ""
-	if j := strings.Index(rest, "?"); j >= 0 {
-		q = rest[j:]
-	}
-	return base[:i+1] + name + q, drop, nil
 }

@@ -7,24 +7,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/tilegate/tilegate/bench/loadgen"
+	"github.com/tilegate/tilegate/internal/scratchdb"
 )
 
 func main() {
@@ -61,11 +59,12 @@ func run(pgURL string, rounds, iters int) error {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tilegate").CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}
-	dbURL, drop, err := scratchDB(ctx, pgURL)
+	db, err := scratchdb.Create(ctx, pgURL, "tilegate_bench_tokens")
 	if err != nil {
 		return err
 	}
-	defer drop()
+	defer db.Drop()
+	dbURL := db.URL
 
 	env := append(os.Environ(), "DATABASE_URL="+dbURL, "TILEGATE_DATA_DIR="+tmp)
 	out, err := cmd(env, bin, "admin", "create-account", "--name", "bench").Output()
@@ -76,7 +75,7 @@ func run(pgURL string, rounds, iters int) error {
 	if err := json.Unmarshal(out, &acct); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
+	addr, err := loadgen.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -88,7 +87,7 @@ func run(pgURL string, rounds, iters int) error {
 	defer func() { _ = srv.Process.Signal(os.Interrupt); _ = srv.Wait() }()
 	base := "http://" + addr
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
-	if err := waitReady(client, base); err != nil {
+	if err := loadgen.WaitReady(client, base); err != nil {
 		return err
 	}
 	auth := "Bearer " + acct.Token
@@ -100,14 +99,16 @@ func run(pgURL string, rounds, iters int) error {
 		}
 		body := fmt.Sprintf(`{"name":"d%d","kind":"%s"}`, i, kind)
 		var d struct{ ID string }
-		if err := call(client, "POST", base+"/api/datasets/", auth, body, 201, &d); err != nil {
+		if err := loadgen.Call(client, "POST", base+"/api/datasets/", auth, "application/json", body, 201, &d); err != nil {
 			return err
 		}
 		ids = append(ids, d.ID)
 	}
 	batch := func(n int) func() error {
 		body := `{"dataset_ids":["` + strings.Join(ids[:n], `","`) + `"]}`
-		return func() error { return call(client, "POST", base+"/api/tiles/tokens/", auth, body, 200, nil) }
+		return func() error {
+			return loadgen.Call(client, "POST", base+"/api/tiles/tokens/", auth, "application/json", body, 200, nil)
+		}
 	}
 	singles := func(n int) func() error {
 		return func() error {
@@ -117,7 +118,7 @@ func run(pgURL string, rounds, iters int) error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					errs <- call(client, "GET", base+"/api/tiles/token/"+id+"/", auth, "", 200, nil)
+					errs <- loadgen.Call(client, "GET", base+"/api/tiles/token/"+id+"/", auth, "", "", 200, nil)
 				}()
 			}
 			wg.Wait()
@@ -149,7 +150,7 @@ func run(pgURL string, rounds, iters int) error {
 	totals := make([]result, len(modes))
 	for range rounds {
 		for i, m := range modes {
-			cpu0, err := processCPU(srv.Process.Pid)
+			cpu0, err := loadgen.ProcessCPU(srv.Process.Pid)
 			if err != nil {
 				return err
 			}
@@ -160,7 +161,7 @@ func run(pgURL string, rounds, iters int) error {
 				}
 			}
 			wall := time.Since(start)
-			cpu1, _ := processCPU(srv.Process.Pid)
+			cpu1, _ := loadgen.ProcessCPU(srv.Process.Pid)
 			totals[i].wall += wall
 			totals[i].cpu += cpu1 - cpu0
 			totals[i].n += iters
@@ -184,99 +185,4 @@ func cmd(env []string, bin string, args ...string) *exec.Cmd {
 	c := exec.Command(bin, args...)
 	c.Env = env
 	return c
-}
-
-func call(c *http.Client, method, url, auth, body string, want int, out any) error {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", auth)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, raw)
-	}
-	if out != nil {
-		return json.NewDecoder(bytes.NewReader(raw)).Decode(out)
-	}
-	return nil
-}
-
-// processCPU reads a process's user+system CPU time from /proc.
-func processCPU(pid int) (time.Duration, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name (which may hold spaces) start after the last ')'.
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticks, nil
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitReady(c *http.Client, base string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if res, err := c.Get(base + "/readyz"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("server at %s did not become ready", base)
-}
-
-func scratchDB(ctx context.Context, base string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("tilegate_bench_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	drop := func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}
-	i := strings.LastIndex(base, "/")
-	rest := base[i+1:]
-	q := ""
-	if j := strings.Index(rest, "?"); j >= 0 {
-		q = rest[j:]
-	}
-	return base[:i+1] + name + q, drop, nil
 }

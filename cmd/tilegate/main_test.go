@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tilegate/tilegate/internal/scratchdb"
 	"github.com/tilegate/tilegate/internal/testenv"
 )
 
@@ -422,10 +422,16 @@ type cliResult struct {
 
 func runCLI(t *testing.T, dbURL string, args ...string) cliResult {
 	t.Helper()
+	return runCLIEnv(t, environ(dbURL), args...)
+}
+
+// runCLIEnv runs the binary with exactly env.
+func runCLIEnv(t *testing.T, env []string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = environ(dbURL)
+	cmd.Env = env
 	cmd.Dir = t.TempDir()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -696,26 +702,14 @@ func postgresBase(t *testing.T) string {
 // freshPostgres creates a database for the test and drops it afterwards.
 func freshPostgres(t *testing.T) (dbURL, name string) {
 	t.Helper()
-	base := postgresBase(t)
-	name = "tilegate_test_cmd_" + randHex(4)
-	pgExec(t, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	db, err := scratchdb.Create(context.Background(), postgresBase(t), "tilegate_test_cmd")
+	must(t, err)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
+		if err := db.Drop(); err != nil {
+			t.Error(err)
 		}
 	})
-	u, err := url.Parse(base)
-	must(t, err)
-	u.Path = "/" + name
-	return u.String(), name
+	return db.URL, db.Name
 }
 
 func pgConnect(t *testing.T) (*pgx.Conn, context.Context, func()) {

@@ -4,13 +4,9 @@ package main_test
 // other's tile cache learns through LISTEN/NOTIFY within a second. And `tilegate datasets upload`.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,25 +19,8 @@ import (
 // repUploadCLI runs `tilegate datasets upload` against a server.
 func repUploadCLI(t *testing.T, serverURL, token, dataset, file string) cliResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	args := []string{"datasets", "upload", "--dataset", dataset, file}
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = environ("", "TILEGATE_URL="+serverURL, "TILEGATE_TOKEN="+token)
-	cmd.Dir = t.TempDir()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := cliResult{args: args, stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	default:
-		t.Fatalf("tilegate %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return runCLIEnv(t, environ("", "TILEGATE_URL="+serverURL, "TILEGATE_TOKEN="+token),
+		"datasets", "upload", "--dataset", dataset, file)
 }
 
 // repTilesFile writes an MBTiles fixture with one vector tile at z/x/y.

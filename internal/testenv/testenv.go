@@ -5,26 +5,22 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 
+	"github.com/tilegate/tilegate/internal/scratchdb"
 	"github.com/tilegate/tilegate/store"
 )
 
 // DefaultPostgres is where tests look for PostgreSQL when TEST_DATABASE_URL is unset.
-const DefaultPostgres = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+const DefaultPostgres = scratchdb.DefaultURL
 
 // Database is one engine the package's tests run against.
 type Database struct {
@@ -99,44 +95,16 @@ func add(ctx context.Context, name, dbURL string, cleanups *[]func()) error {
 
 // createPostgres makes a fresh database for this test package and returns its URL.
 func createPostgres(ctx context.Context) (string, func(), error) {
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		base = DefaultPostgres
-	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(cctx, base)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s: %w", redact(base), err)
-	}
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
 	wd, _ := os.Getwd()
-	name := "tilegate_test_" + sanitize(filepath.Base(wd)) + "_" + hex.EncodeToString(suffix)
-	if _, err := admin.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		_ = admin.Close(ctx)
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	_ = admin.Close(ctx)
-	u, err := url.Parse(base)
+	db, err := scratchdb.Create(ctx, scratchdb.BaseURL(), "tilegate_test_"+sanitize(filepath.Base(wd)))
 	if err != nil {
 		return "", nil, err
 	}
-	u.Path = "/" + name
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(dctx, base)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "testenv: drop %s: %v\n", name, err)
-			return
+	return db.URL, func() {
+		if err := db.Drop(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv:", err)
 		}
-		defer conn.Close(dctx)
-		if _, err := conn.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "testenv: drop %s: %v\n", name, err)
-		}
-	}
-	return u.String(), drop, nil
+	}, nil
 }
 
 func sanitize(s string) string {
@@ -147,14 +115,6 @@ func sanitize(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "TEST_DATABASE_URL"
-	}
-	return u.Redacted()
 }
 
 // Databases are the package's databases (PostgreSQL first when available).
