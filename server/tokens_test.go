@@ -288,6 +288,14 @@ func TestTokenBatchIsOneStatement(t *testing.T) {
 		if n != 1 {
 			t.Errorf("a batch of 50 ran %d statements, want 1", n)
 		}
+		for _, id := range []uuid.UUID{ids[0], ids[1], ids[4], ids[49]} { // own, restricted, foreign, missing
+			before := db.Statements.Load()
+			_, err := viewer.GetTileTokenWithResponse(ctx, id)
+			must(t, err)
+			if n := db.Statements.Load() - before; n != 1 {
+				t.Errorf("a single token for %s ran %d statements, want 1", id, n)
+			}
+		}
 		// Groups 1, 3, 5, 7 hold a restricted dataset without a grant (403); 9 foreign and 5
 		// missing ids are 404.
 		if n403, n404 := bytes.Count(res.Body, []byte(`"status":403`)), bytes.Count(res.Body, []byte(`"status":404`)); n403 != 4 || n404 != 14 {
