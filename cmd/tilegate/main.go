@@ -39,6 +39,8 @@ func (f dbFlags) open(ctx context.Context) (*store.Store, error) {
 }
 
 type cli struct {
+	LogLevel slog.Level `name:"log-level" env:"TILEGATE_LOG_LEVEL" default:"info" help:"debug, info, warn or error; served tiles are logged at debug."`
+
 	Serve    serveCmd    `cmd:"" help:"Serve the API and tiles."`
 	Migrate  migrateCmd  `cmd:"" help:"Apply pending database migrations and exit."`
 	Admin    adminCmd    `cmd:"" help:"Bootstrap accounts and service tokens."`
@@ -222,7 +224,6 @@ func printJSON(v any) error {
 }
 
 func main() {
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 	var c cli
 	k := kong.Parse(&c,
 		kong.Name("tilegate"),
@@ -230,6 +231,7 @@ func main() {
 		kong.Vars{"default_sqlite": store.DefaultSQLitePath},
 		kong.UsageOnError(),
 	)
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: c.LogLevel})))
 	if err := k.Run(); err != nil {
 		slog.Error("tilegate failed", "err", err)
 		os.Exit(1)
