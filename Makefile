@@ -1,5 +1,7 @@
 GO ?= go
 ADDR ?= 127.0.0.1:8080
+# The race detector needs cgo and a C compiler; a machine with only Go still runs the suite.
+RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
 .PHONY: run test generate check-generate build bench vet
 
@@ -10,7 +12,7 @@ run:
 ## test: the whole suite, on PostgreSQL (TEST_DATABASE_URL) and SQLite
 test:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test $(RACE) -count=1 ./...
 
 ## generate: regenerate gen/ from openapi.yaml
 generate:

@@ -47,13 +47,16 @@ func TestBrowserOnAnotherOrigin(t *testing.T) {
 	d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Private)
 	e.uploadOK(t, d.Id, tlVectorFile())
 
+	// The page is written before its server starts serving it (the browser is another process:
+	// nothing else orders the two).
 	var page string
-	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	site := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, page)
 	}))
 	defer site.Close()
-	listed := e.key(t, e.c, []string{site.URL}, "")
+	siteURL := "http://" + site.Listener.Addr().String()
+	listed := e.key(t, e.c, []string{siteURL}, "")
 	unlisted := e.key(t, e.c, []string{"https://maps.example.com"}, "")
 
 	tile := func(key string) string { return e.URL + tlTilePath(d.Id, "0/0/0", "pbf", "key="+url.QueryEscape(key)) }
@@ -83,12 +86,13 @@ const probes = ` + string(js) + `;
   document.getElementById("out").textContent = JSON.stringify(out);
 })();
 </script></body></html>`
+	site.Start()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=15000", "--dump-dom", site.URL+"/")
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=15000", "--dump-dom", siteURL+"/")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
