@@ -165,7 +165,7 @@ func TestAuthentication(t *testing.T) {
 		env := testenv.Start(t, db, server.Config{})
 		acct := env.NewAccount(t)
 		hc := env.HTTPClient(t)
-		garbled := acct.Token[:len(acct.Token)-1] + "x"
+		garbled := corrupt(acct.Token, len(acct.Token)-1)
 		unknown := env.NewAccount(t).Token
 		if _, err := db.Store.RevokePrincipalTokens(context.Background(), mustParse(t, "")); err == nil {
 			t.Fatal("revoking an unknown principal succeeded")
@@ -504,6 +504,16 @@ func TestOperationalEndpoints(t *testing.T) {
 			t.Errorf("/docs loads assets from a CDN")
 		}
 	})
+}
+
+// corrupt changes the character at i to a different one of the same alphabet class, so the
+// result always differs from s.
+func corrupt(s string, i int) string {
+	c := byte('a')
+	if s[i] == 'a' {
+		c = 'b'
+	}
+	return s[:i] + string(c) + s[i+1:]
 }
 
 func must(t testing.TB, err error) {

@@ -43,7 +43,7 @@ func TestRequestLog(t *testing.T) {
 	must(t, err)
 
 	tlCheck(t, "served", e.get(t, "GET", tlTilePath(d.Id, "0/0/0", "pbf", "key="+k.Token)), 200, "")
-	tlCheck(t, "refused", e.get(t, "GET", tlTilePath(d.Id, "0/0/0", "pbf", "key=x"+k.Token[1:])), 403, "unknown_key")
+	tlCheck(t, "refused", e.get(t, "GET", tlTilePath(d.Id, "0/0/0", "pbf", "key="+corrupt(k.Token, 0))), 403, "unknown_key")
 
 	lines := buf.String()
 	count := func(sub string) int { return strings.Count(lines, sub) }

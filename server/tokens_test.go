@@ -235,7 +235,7 @@ func TestTokenBatchRejects(t *testing.T) {
 		doJSON(t, hc, env.URL, acct.Token, "POST", "/api/tiles/tokens/", `{"dataset_ids":["2489E9AD-2EE2-8E00-8EC9-32D5F69181C0"]}`, 200)
 		// A missing or invalid credential fails the whole call.
 		doJSON(t, hc, env.URL, "", "POST", "/api/tiles/tokens/", `{"dataset_ids":["`+uuid.NewString()+`"]}`, 401)
-		doJSON(t, hc, env.URL, acct.Token[:20]+"x"+acct.Token[21:], "POST", "/api/tiles/tokens/", `{"dataset_ids":["`+uuid.NewString()+`"]}`, 401)
+		doJSON(t, hc, env.URL, corrupt(acct.Token, 20), "POST", "/api/tiles/tokens/", `{"dataset_ids":["`+uuid.NewString()+`"]}`, 401)
 		doJSON(t, hc, env.URL, "", "GET", "/api/tiles/token/"+uuid.NewString()+"/", "", 401)
 	})
 }
