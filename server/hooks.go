@@ -20,11 +20,8 @@ func requestFrom(ctx context.Context) *http.Request {
 	return r
 }
 
-// strictHooks wraps the generated handlers. It hands UploadTiles and GetTileJSON their request,
-// and drops tile cache entries once a management call that may have changed a key or a dataset
-// has run (after its transaction committed, so a concurrent cache load cannot put the old row
-// back). On PostgreSQL the store's NOTIFY does the same on every replica; this makes the change
-// visible here without waiting for it, and is all there is on SQLite.
+// strictHooks wraps the generated handlers: it hands UploadTiles and GetTileJSON their request.
+// (Tile cache entries are evicted by the store's changes, see Server.New.)
 func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.StrictHandlerFunc {
 	switch operationID {
 	case "UploadTiles", "GetTileJSON":
@@ -36,35 +33,6 @@ func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.St
 			c.SetRequest(r.WithContext(context.WithValue(r.Context(), requestKey{}, r)))
 			return f(c, req)
 		}
-	case "ChangeAPIKeySettings":
-		return func(c echo.Context, req any) (any, error) {
-			res, err := f(c, req)
-			if k, ok := res.(gen.ChangeAPIKeySettings200JSONResponse); ok {
-				s.cache.evictKey(k.Token)
-			}
-			return res, err
-		}
-	case "DeleteAPIKey":
-		return func(c echo.Context, req any) (any, error) {
-			res, err := f(c, req)
-			s.cache.evictKeyID(req.(gen.DeleteAPIKeyRequestObject).KeyId)
-			return res, err
-		}
-	case "UpdateDataset", "DeleteDataset", "CreateGrant", "DeleteGrant":
-		return func(c echo.Context, req any) (any, error) {
-			res, err := f(c, req)
-			switch r := req.(type) {
-			case gen.UpdateDatasetRequestObject:
-				s.cache.evictDataset(r.DatasetId)
-			case gen.DeleteDatasetRequestObject:
-				s.cache.evictDataset(r.DatasetId)
-			case gen.CreateGrantRequestObject:
-				s.cache.evictDataset(r.DatasetId)
-			case gen.DeleteGrantRequestObject:
-				s.cache.evictDataset(r.DatasetId)
-			}
-			return res, err
-		}
 	}
 	return f
 }
@@ -74,6 +42,7 @@ func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.St
 // tile files. Call it after the HTTP server has shut down; it
 // may be called more than once.
 func (s *Server) Close() error {
+	s.unsubscribe()
 	s.listener.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -155,15 +154,5 @@ func (l *listener) session(ctx context.Context) error {
 }
 
 func (l *listener) notified(n *pgconn.Notification) {
-	switch n.Channel {
-	case store.KeyChannel:
-		l.cache.evictKey(n.Payload)
-	case store.DatasetChannel:
-		id, err := uuid.Parse(n.Payload)
-		if err != nil {
-			l.log.Warn("ignoring malformed dataset notification", "payload", n.Payload)
-			return
-		}
-		l.cache.evictDataset(id)
-	}
+	l.cache.apply(store.Change{Channel: n.Channel, Payload: n.Payload})
 }

@@ -70,11 +70,14 @@ type Server struct {
 	tiles     *mbtiles.Pool
 
 	// The tile path: cached keys and datasets, their invalidation, and key use.
-	cache     *tileCache
-	listener  *listener
-	lastUsed  *lastUsed
-	retired   *retiredFiles
-	closeOnce sync.Once
+	cache    *tileCache
+	listener *listener
+	lastUsed *lastUsed
+	retired  *retiredFiles
+	// unsubscribe stops the store's change events, which evict tile cache entries at once here
+	// (other replicas hear of them through the listener).
+	unsubscribe func()
+	closeOnce   sync.Once
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -153,6 +156,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
 	s.cache = newTileCache(st, cfg, s.tiles)
 	s.listener = newListener(st.DSN(), s.cache, cfg.Logger)
+	s.unsubscribe = st.Subscribe(s.cache.apply)
 	if st.Dialect() == store.Postgres {
 		s.cache.started = s.listener.start
 	}

@@ -41,7 +41,6 @@ type tileCache struct {
 	// store what it read, or a change could be undone until the ttl ran out.
 	mu    sync.Mutex
 	epoch uint64               // guarded by mu; bumped by every invalidation
-	keyID map[uuid.UUID]string // key id → token, to evict a deleted key; guarded by mu
 	paths map[uuid.UUID]string // dataset id → the tile file its last load saw; guarded by mu
 
 	// started is called after every load: the listener (PostgreSQL) starts with the first entry,
@@ -89,7 +88,6 @@ func newTileCache(st *store.Store, cfg Config, tiles *mbtiles.Pool) *tileCache {
 		tiles:     tiles,
 		publicCC:  "public, max-age=" + seconds(cfg.PublicTileMaxAge),
 		privateCC: "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
-		keyID:     map[uuid.UUID]string{},
 		paths:     map[uuid.UUID]string{},
 		started:   func() {},
 	}
@@ -146,9 +144,6 @@ func (c *tileCache) key(ctx context.Context, token string) (*keyEntry, error) {
 		c.mu.Lock()
 		if c.epoch == epoch {
 			c.keys.Add(token, e)
-			if e.found {
-				c.keyID[e.id] = token
-			}
 		}
 		c.mu.Unlock()
 		c.started()
@@ -252,21 +247,7 @@ func (c *tileCache) evictKey(token string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
-	if e, ok := c.keys.Peek(token); ok && e.found {
-		delete(c.keyID, e.id)
-	}
 	c.keys.Remove(token)
-}
-
-// evictKeyID drops a key by id (what the management API knows when it deletes one).
-func (c *tileCache) evictKeyID(id uuid.UUID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.epoch++
-	if token, ok := c.keyID[id]; ok {
-		c.keys.Remove(token)
-		delete(c.keyID, id)
-	}
 }
 
 func (c *tileCache) evictDataset(id uuid.UUID) {
@@ -288,6 +269,18 @@ func (c *tileCache) evictDatasetEntry(id uuid.UUID, e *datasetEntry) {
 	c.datasets.Remove(id)
 }
 
+// apply evicts what a committed change (this process's, or another replica's NOTIFY) affects.
+func (c *tileCache) apply(ch store.Change) {
+	switch ch.Channel {
+	case store.KeyChannel:
+		c.evictKey(ch.Payload)
+	case store.DatasetChannel:
+		if id, err := uuid.Parse(ch.Payload); err == nil {
+			c.evictDataset(id)
+		}
+	}
+}
+
 // flush drops everything: after the listener (re)connects, notifications may have been missed.
 func (c *tileCache) flush() {
 	c.mu.Lock()
@@ -295,5 +288,4 @@ func (c *tileCache) flush() {
 	c.epoch++
 	c.keys.Purge()
 	c.datasets.Purge()
-	clear(c.keyID)
 }

@@ -144,8 +144,7 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 	if err != nil {
 		return nil, err
 	}
-	published = "" // the dataset's now: keep it
-	s.cache.evictDataset(req.DatasetId)
+	published = "" // the dataset's now: keep it (the store's change evicted the cache entry)
 	if old != nil && *old != name {
 		s.retired.retire(filepath.Join(s.cfg.DataDir, *old))
 	}

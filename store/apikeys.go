@@ -76,7 +76,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *str
 // a fresh unique name replaces the current one.
 func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, change func(k *APIKey) (regenerateName bool)) (APIKey, error) {
 	var k APIKey
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		err := tx.Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
@@ -97,14 +97,14 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 		if res.Error != nil {
 			return fmt.Errorf("update api key %s: %w", id, res.Error)
 		}
-		return s.notifyKeyChange(tx, k.Token)
+		return announce(keyChange(k.Token))
 	})
 	return k, err
 }
 
 // DeleteAPIKey removes a key of the account, or returns ErrNotFound.
 func (s *Store) DeleteAPIKey(ctx context.Context, accountID, id uuid.UUID) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		var k APIKey
 		err := tx.Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -116,24 +116,9 @@ func (s *Store) DeleteAPIKey(ctx context.Context, accountID, id uuid.UUID) error
 		if err := tx.Where("id = ?", id).Delete(&APIKey{}).Error; err != nil {
 			return fmt.Errorf("delete api key %s: %w", id, err)
 		}
-		return s.notifyKeyChange(tx, k.Token)
+		return announce(keyChange(k.Token))
 	})
 }
-
-// notifyKeyChange tells every replica's key cache to forget a key; on PostgreSQL the NOTIFY is
-// delivered only if the surrounding transaction commits. Issue "Tile delivery" adds the listener.
-func (s *Store) notifyKeyChange(tx *gorm.DB, token string) error {
-	if s.dialect != Postgres {
-		return nil
-	}
-	if err := tx.Exec("SELECT pg_notify(?, ?)", KeyChannel, token).Error; err != nil {
-		return fmt.Errorf("notify key change: %w", err)
-	}
-	return nil
-}
-
-// KeyChannel is the PostgreSQL NOTIFY channel that carries changed API key tokens.
-const KeyChannel = "tilegate_api_keys"
 
 // newKeyToken makes a public key token: 144 random bits, URL-safe.
 func newKeyToken() (string, error) {

@@ -155,7 +155,7 @@ func (s *Store) CreateDataset(ctx context.Context, d Dataset) (Dataset, error) {
 // outstanding token. A change error aborts the update and is returned as it is.
 func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, change func(d *Dataset) (accessChanged bool, err error)) (Dataset, error) {
 	var d Dataset
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
@@ -174,7 +174,7 @@ func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, chan
 		if err := tx.Select("*").Omit("id", "account_id", "created").Where("id = ?", id).Updates(&d).Error; err != nil {
 			return fmt.Errorf("update dataset %s: %w", id, err)
 		}
-		return s.notifyDatasetChange(tx, id)
+		return announce(datasetChange(id))
 	})
 	return d, err
 }
@@ -183,7 +183,7 @@ func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, chan
 // file is the caller's to remove).
 func (s *Store) DeleteDataset(ctx context.Context, accountID, id uuid.UUID) (Dataset, error) {
 	var d Dataset
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		err := tx.Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
@@ -197,7 +197,7 @@ func (s *Store) DeleteDataset(ctx context.Context, accountID, id uuid.UUID) (Dat
 		if err := tx.Where("id = ?", id).Delete(&Dataset{}).Error; err != nil {
 			return fmt.Errorf("delete dataset %s: %w", id, err)
 		}
-		return s.notifyDatasetChange(tx, id)
+		return announce(datasetChange(id))
 	})
 	return d, err
 }
@@ -218,7 +218,7 @@ var ErrGrantTarget = errors.New("invalid grant target")
 // principals use it, and bumps the dataset's access_version.
 func (s *Store) CreateGrant(ctx context.Context, ownerID, datasetID uuid.UUID, accountID, principalID *uuid.UUID) (Grant, error) {
 	g := Grant{ID: uuid.New(), DatasetID: datasetID, AccountID: accountID, PrincipalID: principalID, Created: Now()}
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		var n int64
 		switch {
 		case accountID != nil:
@@ -245,14 +245,14 @@ func (s *Store) CreateGrant(ctx context.Context, ownerID, datasetID uuid.UUID, a
 			}
 			return fmt.Errorf("create grant: %w", err)
 		}
-		return s.bumpAccess(tx, datasetID)
+		return s.bumpAccess(tx, announce, datasetID)
 	})
 	return g, err
 }
 
 // DeleteGrant revokes a grant of a dataset and bumps its access_version.
 func (s *Store) DeleteGrant(ctx context.Context, datasetID, grantID uuid.UUID) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		res := tx.Where("id = ? AND dataset_id = ?", grantID, datasetID).Delete(&Grant{})
 		if res.Error != nil {
 			return fmt.Errorf("delete grant %s: %w", grantID, res.Error)
@@ -260,17 +260,17 @@ func (s *Store) DeleteGrant(ctx context.Context, datasetID, grantID uuid.UUID) e
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("grant %s: %w", grantID, ErrNotFound)
 		}
-		return s.bumpAccess(tx, datasetID)
+		return s.bumpAccess(tx, announce, datasetID)
 	})
 }
 
-func (s *Store) bumpAccess(tx *gorm.DB, datasetID uuid.UUID) error {
+func (s *Store) bumpAccess(tx *gorm.DB, announce func(Change) error, datasetID uuid.UUID) error {
 	err := tx.Model(&Dataset{}).Where("id = ?", datasetID).
 		Updates(map[string]any{"access_version": gorm.Expr("access_version + 1"), "changed": Now()}).Error
 	if err != nil {
 		return fmt.Errorf("bump access version of %s: %w", datasetID, err)
 	}
-	return s.notifyDatasetChange(tx, datasetID)
+	return announce(datasetChange(datasetID))
 }
 
 // lockForUpdate serialises concurrent read-modify-write of one row on PostgreSQL; SQLite
@@ -280,19 +280,6 @@ func (s *Store) lockForUpdate(tx *gorm.DB) *gorm.DB {
 		return tx.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
 	return tx
-}
-
-// DatasetChannel is the PostgreSQL NOTIFY channel that carries changed dataset ids.
-const DatasetChannel = "tilegate_datasets"
-
-func (s *Store) notifyDatasetChange(tx *gorm.DB, id uuid.UUID) error {
-	if s.dialect != Postgres {
-		return nil
-	}
-	if err := tx.Exec("SELECT pg_notify(?, ?)", DatasetChannel, id.String()).Error; err != nil {
-		return fmt.Errorf("notify dataset change: %w", err)
-	}
-	return nil
 }
 
 // later returns now, or a microsecond after prev when the clock has not moved past it, so

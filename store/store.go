@@ -44,6 +44,7 @@ type Store struct {
 	sqlDB   *sql.DB
 	dialect Dialect
 	dsn     string
+	subs    subscribers
 }
 
 // Options tune the connection pool; zero values take the defaults.

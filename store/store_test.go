@@ -298,3 +298,72 @@ func TestIsUnavailable(t *testing.T) {
 		t.Error("deadline not classified as unavailable")
 	}
 }
+
+// Subscribers hear each committed change once, after commit; a rolled-back change is not heard.
+func TestChangesReachSubscribersAfterCommit(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		ctx := context.Background()
+		st := db.Store
+		var mu sync.Mutex
+		var heard []store.Change
+		unsubscribe := st.Subscribe(func(c store.Change) {
+			mu.Lock()
+			defer mu.Unlock()
+			heard = append(heard, c)
+		})
+		defer unsubscribe()
+		take := func() []store.Change {
+			mu.Lock()
+			defer mu.Unlock()
+			out := heard
+			heard = nil
+			return out
+		}
+		a, err := st.CreateAccount(ctx, "a")
+		must(t, err)
+		b, err := st.CreateAccount(ctx, "b")
+		must(t, err)
+		k, err := st.CreateAPIKey(ctx, a.AccountID, nil, store.APIKey{})
+		must(t, err)
+		d, err := st.CreateDataset(ctx, store.Dataset{AccountID: a.AccountID, Name: "d", Kind: "vector", Visibility: store.Private, Format: "pbf"})
+		must(t, err)
+		if got := take(); len(got) != 0 {
+			t.Errorf("creating announced %v", got)
+		}
+		keyCh := store.Change{Channel: store.KeyChannel, Payload: k.Token}
+		dsCh := store.Change{Channel: store.DatasetChannel, Payload: d.ID.String()}
+
+		_, err = st.UpdateDataset(ctx, a.AccountID, d.ID, func(*store.Dataset) (bool, error) { return true, errors.New("no") })
+		if err == nil || len(take()) != 0 {
+			t.Errorf("a rolled-back change was announced (err %v)", err)
+		}
+		steps := []struct {
+			name string
+			do   func() error
+			want store.Change
+		}{
+			{"update key", func() error {
+				_, err := st.UpdateAPIKey(ctx, a.AccountID, k.ID, func(*store.APIKey) bool { return false })
+				return err
+			}, keyCh},
+			{"update dataset", func() error {
+				_, err := st.UpdateDataset(ctx, a.AccountID, d.ID, func(*store.Dataset) (bool, error) { return false, nil })
+				return err
+			}, dsCh},
+			{"grant", func() error { _, err := st.CreateGrant(ctx, a.AccountID, d.ID, &b.AccountID, nil); return err }, dsCh},
+			{"delete key", func() error { return st.DeleteAPIKey(ctx, a.AccountID, k.ID) }, keyCh},
+			{"delete dataset", func() error { _, err := st.DeleteDataset(ctx, a.AccountID, d.ID); return err }, dsCh},
+		}
+		for _, s := range steps {
+			must(t, s.do())
+			if got := take(); len(got) != 1 || got[0] != s.want {
+				t.Errorf("%s announced %v, want [%v]", s.name, got, s.want)
+			}
+		}
+		unsubscribe()
+		_, err = st.UpdateAPIKey(ctx, a.AccountID, k.ID, func(*store.APIKey) bool { return false })
+		if !errors.Is(err, store.ErrNotFound) || len(take()) != 0 {
+			t.Errorf("after unsubscribing: err %v", err)
+		}
+	})
+}

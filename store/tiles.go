@@ -69,7 +69,7 @@ func (s *Store) TileSource(ctx context.Context, id uuid.UUID) (TileSource, error
 func (s *Store) ReplaceTiles(ctx context.Context, accountID, id uuid.UUID, change func(d *Dataset) error) (Dataset, *string, error) {
 	var d Dataset
 	var old *string
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID.String(), id.String()).Take(&d).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
@@ -90,7 +90,7 @@ func (s *Store) ReplaceTiles(ctx context.Context, accountID, id uuid.UUID, chang
 		if err != nil {
 			return fmt.Errorf("update tiles of dataset %s: %w", id, err)
 		}
-		return s.notifyDatasetChange(tx, id)
+		return announce(datasetChange(id))
 	})
 	if err != nil {
 		return Dataset{}, nil, err
