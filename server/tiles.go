@@ -487,15 +487,14 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 	credential := "" // the query every tile URL carries
 	mint := false
 	if p := principalFrom(ctx); p.AccountID != uuid.Nil {
-		c := callerOf(ctx)
-		a, err := s.store.DatasetAccessOne(ctx, c, req.DatasetId)
+		a, status, err := s.usableDataset(ctx, req.DatasetId)
 		switch {
-		case err != nil && !isNotFound(err):
+		case err != nil:
 			return nil, err
-		case err != nil || !a.Sees(c):
+		case status == http.StatusNotFound:
 			return tileJSONRefusal{refuseNotFound}, nil
-		case !a.MayUse(c):
-			return tileJSONRefusal{&refusal{403, reasonRestricted, "Not allowed to use this dataset"}}, nil
+		case status == http.StatusForbidden:
+			return tileJSONRefusal{&refusal{403, reasonRestricted, notUsable}}, nil
 		}
 		d, mint = a.Dataset, true
 	} else {

@@ -45,15 +45,30 @@ func SigningKeys(ctx context.Context, st *store.Store, configured string) ([]til
 	return keys, nil
 }
 
-func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestObject) (gen.GetTileTokenResponseObject, error) {
+// usableDataset resolves a dataset for the caller's own use (a token, TileJSON): 404 when the
+// caller does not see it, 403 when it sees it but may not use it.
+func (s *Server) usableDataset(ctx context.Context, id uuid.UUID) (store.DatasetAccess, int, error) {
 	c := callerOf(ctx)
-	a, err := s.store.DatasetAccessOne(ctx, c, req.DatasetId)
+	a, err := s.store.DatasetAccessOne(ctx, c, id)
 	switch {
 	case err != nil && !isNotFound(err):
-		return nil, err
+		return a, 0, err
 	case err != nil || !a.Sees(c):
-		return gen.GetTileToken404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return a, http.StatusNotFound, nil
 	case !a.MayUse(c):
+		return a, http.StatusForbidden, nil
+	}
+	return a, 0, nil
+}
+
+func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestObject) (gen.GetTileTokenResponseObject, error) {
+	a, status, err := s.usableDataset(ctx, req.DatasetId)
+	switch {
+	case err != nil:
+		return nil, err
+	case status == http.StatusNotFound:
+		return gen.GetTileToken404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	case status == http.StatusForbidden:
 		return gen.GetTileToken403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Detail: notUsable}}, nil
 	}
 	exp, expiresIn := s.signer.Expiry()
