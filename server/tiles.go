@@ -120,6 +120,8 @@ func (q queryRules) check(raw string) []fieldError {
 	return out
 }
 
+// firstQueryValue is url.Values.Get on a raw query, with presence: the first pair named name
+// counts, and a pair that does not unescape is ignored.
 func firstQueryValue(raw, name string) (string, bool) {
 	for raw != "" {
 		var part string
@@ -198,37 +200,12 @@ type tileCreds struct {
 func (c *tileCreds) token() bool { return c.hasSig || c.hasExp || c.hasScope }
 
 // parseCreds reads key, sig, exp and scope from a raw query without building a url.Values.
-// The first occurrence of a name wins, as with url.Values.Get.
 func parseCreds(raw string) tileCreds {
 	var c tileCreds
-	for raw != "" {
-		var part string
-		part, raw, _ = strings.Cut(raw, "&")
-		name, value, _ := strings.Cut(part, "=")
-		var dst *string
-		var has *bool
-		switch name {
-		case "key":
-			dst, has = &c.key, &c.hasKey
-		case "sig":
-			dst, has = &c.sig, &c.hasSig
-		case "exp":
-			dst, has = &c.exp, &c.hasExp
-		case "scope":
-			dst, has = &c.scope, &c.hasScope
-		default:
-			continue
-		}
-		if *has {
-			continue
-		}
-		if strings.ContainsAny(value, "%+") {
-			if v, err := url.QueryUnescape(value); err == nil {
-				value = v
-			}
-		}
-		*dst, *has = value, true
-	}
+	c.key, c.hasKey = firstQueryValue(raw, "key")
+	c.sig, c.hasSig = firstQueryValue(raw, "sig")
+	c.exp, c.hasExp = firstQueryValue(raw, "exp")
+	c.scope, c.hasScope = firstQueryValue(raw, "scope")
 	return c
 }
 
