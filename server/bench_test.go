@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -37,5 +36,4 @@ func BenchmarkTokenBatch(b *testing.B) {
 			})
 		}
 	}
-	_ = context.Background
 }

@@ -12,14 +12,12 @@ import (
 	"github.com/tilegate/tilegate/gen"
 )
 
-func specYAML(*openapi3.T) ([]byte, error) { return tilegate.OpenAPIYAML, nil }
-
 func (s *Server) Healthz(context.Context, gen.HealthzRequestObject) (gen.HealthzResponseObject, error) {
 	return gen.Healthz200JSONResponse{Status: "ok"}, nil
 }
 
 func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.ReadyzResponseObject, error) {
-	if err := s.ping(ctx); err != nil {
+	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("not ready", "err", err)
 		return gen.Readyz503JSONResponse{UnavailableJSONResponse: gen.UnavailableJSONResponse{Detail: "The database is unavailable"}}, nil
 	}
@@ -27,11 +25,17 @@ func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.Rea
 }
 
 func (s *Server) OpenapiYAML(context.Context, gen.OpenapiYAMLRequestObject) (gen.OpenapiYAMLResponseObject, error) {
-	return gen.OpenapiYAML200ApplicationyamlResponse{Body: bytes.NewReader(s.yaml), ContentLength: int64(len(s.yaml))}, nil
+	doc := tilegate.OpenAPIYAML
+	return gen.OpenapiYAML200ApplicationyamlResponse{Body: bytes.NewReader(doc), ContentLength: int64(len(doc))}, nil
 }
 
 func (s *Server) OpenapiJSON(context.Context, gen.OpenapiJSONRequestObject) (gen.OpenapiJSONResponseObject, error) {
-	b, err := json.Marshal(s.spec)
+	return gen.OpenapiJSON200JSONResponse(s.specJSON), nil
+}
+
+// specDocument is the loaded spec as the generic JSON value /openapi.json serves, built once.
+func specDocument(spec *openapi3.T) (map[string]any, error) {
+	b, err := json.Marshal(spec)
 	if err != nil {
 		return nil, fmt.Errorf("marshal spec: %w", err)
 	}
@@ -39,5 +43,5 @@ func (s *Server) OpenapiJSON(context.Context, gen.OpenapiJSONRequestObject) (gen
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("unmarshal spec: %w", err)
 	}
-	return gen.OpenapiJSON200JSONResponse(doc), nil
+	return doc, nil
 }

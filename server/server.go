@@ -65,7 +65,7 @@ type Server struct {
 	// tileQuery checks getTile's query parameters (contract), nil for the generic validation.
 	tileQuery queryRules
 	creds     *credentials
-	yaml      []byte
+	specJSON  map[string]any // /openapi.json
 	signer    *tiletoken.Signer
 	tiles     *mbtiles.Pool
 
@@ -135,7 +135,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	yamlDoc, err := specYAML(spec)
+	specJSON, err := specDocument(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileOp:    tileOp,
 		tileQuery: compileQueryRules(tileOp.Operation),
 		creds:     newCredentials(st, cfg.AuthCacheTTL),
-		yaml:      yamlDoc,
+		specJSON:  specJSON,
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
 		lastUsed:  newLastUsed(st, cfg.Logger, cfg.LastUsedInterval),
@@ -183,6 +183,3 @@ func (s *Server) Handler() http.Handler {
 	api.HEAD(tileRoute, s.getTile)
 	return e
 }
-
-// Ping reports whether the database answers (used by /readyz).
-func (s *Server) ping(ctx context.Context) error { return s.store.Ping(ctx) }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,7 +193,7 @@ func TestTokenBatch(t *testing.T) {
 		// The owner's admin may use its restricted dataset.
 		ares, err := admin.GetTileTokensBatchWithResponse(ctx, gen.TileTokenBatchRequest{DatasetIds: []uuid.UUID{restricted.Id}})
 		must(t, err)
-		if _, err := ares.JSON200.Tokens[restricted.Id.String()].AsTileTokenError(); err == nil && bytes.Contains(ares.Body, []byte(`"error"`)) {
+		if bytes.Contains(ares.Body, []byte(`"error"`)) || !bytes.Contains(ares.Body, []byte(`"sig"`)) {
 			t.Errorf("admin refused its restricted dataset: %s", ares.Body)
 		}
 	})
@@ -357,6 +356,5 @@ func TestTokensRetireOnAccessChange(t *testing.T) {
 		if s := mustStatus(pc.GetTileTokenWithResponse(ctx, d.Id)); s != 404 {
 			t.Errorf("partner after revoke: %d", s)
 		}
-		_ = http.StatusOK
 	})
 }
