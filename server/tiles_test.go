@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -416,6 +417,31 @@ func TestTileCORSPreflight(t *testing.T) {
 		r := e.get(t, "GET", "/api/tiles/token/"+d.Id.String()+"/", "Authorization: Bearer "+e.acct.Token)
 		if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "" {
 			t.Errorf("token endpoint: %d %v", r.status, r.header)
+		}
+	})
+}
+
+// Deleting a dataset retires its tokens and keys at once: the same URLs that served a tile are
+// refused, and the file is gone from the data directory.
+func TestDeletedDatasetStopsServing(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		e := tlStart(t, db, server.Config{ReplacedTilesGrace: -1})
+		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Private)
+		e.uploadOK(t, d.Id, tlVectorFile())
+		tokenURL := tlTilePath(d.Id, "0/0/0", "pbf", e.token(t, e.c, d.Id))
+		keyURL := tlTilePath(d.Id, "0/0/0", "pbf", "key="+e.key(t, e.c, nil, "").Token)
+		tlCheck(t, "token before", e.get(t, "GET", tokenURL), 200, "")
+		tlCheck(t, "key before", e.get(t, "GET", keyURL), 200, "")
+
+		del, err := e.c.DeleteDatasetWithResponse(t.Context(), d.Id)
+		must(t, err)
+		wantStatus(t, del.StatusCode(), 204, del.Body)
+		tlCheck(t, "token after", e.get(t, "GET", tokenURL), 404, "")
+		tlCheck(t, "key after", e.get(t, "GET", keyURL), 404, "")
+		files, err := filepath.Glob(filepath.Join(e.dataDir, "*.mbtiles"))
+		must(t, err)
+		if len(files) != 0 {
+			t.Errorf("files left after the delete: %v", files)
 		}
 	})
 }

@@ -367,3 +367,32 @@ func TestChangesReachSubscribersAfterCommit(t *testing.T) {
 		}
 	})
 }
+
+// The pool is bounded and statements cannot run forever: PostgreSQL gets statement_timeout,
+// SQLite a busy timeout (plus WAL and foreign keys).
+func TestConnectionSettings(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		sqlDB, err := db.Store.DB().DB()
+		must(t, err)
+		if n := sqlDB.Stats().MaxOpenConnections; n != 20 {
+			t.Errorf("pool allows %d connections, want 20", n)
+		}
+		get := func(q string) string {
+			var v string
+			must(t, db.Store.DB().Raw(q).Scan(&v).Error)
+			return v
+		}
+		switch db.Store.Dialect() {
+		case store.Postgres:
+			if v := get("SHOW statement_timeout"); v != "10s" {
+				t.Errorf("statement_timeout = %q, want 10s", v)
+			}
+		case store.SQLite:
+			for q, want := range map[string]string{"PRAGMA busy_timeout": "10000", "PRAGMA journal_mode": "wal", "PRAGMA foreign_keys": "1"} {
+				if v := get(q); v != want {
+					t.Errorf("%s = %q, want %s", q, v, want)
+				}
+			}
+		}
+	})
+}
