@@ -60,7 +60,7 @@ func main() {
 	flag.BoolVar(&o.inProcess, "inprocess", false, "serve from this process instead of the tilegate binary")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (with -inprocess)")
 	flag.BoolVar(&o.sqlite, "sqlite", false, "use SQLite even when PostgreSQL answers")
-	flag.StringVar(&o.pgURL, "postgres", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+	flag.StringVar(&o.pgURL, "postgres", scratchdb.BaseURL(),
 		"PostgreSQL server to create a scratch database on")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -68,12 +68,6 @@ func main() {
 	}
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
 
 type mode struct {
 	name    string

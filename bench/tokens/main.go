@@ -28,19 +28,13 @@ import (
 func main() {
 	rounds := flag.Int("rounds", 5, "interleaved rounds per mode")
 	iters := flag.Int("iters", 100, "requests (or request groups) per mode per round")
-	pgURL := flag.String("postgres", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "PostgreSQL server to create a scratch database on")
+	pgURL := flag.String("postgres", scratchdb.BaseURL(), "PostgreSQL server to create a scratch database on")
 	flag.Parse()
 	if err := run(*pgURL, *rounds, *iters); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
 
 type result struct {
 	wall time.Duration
