@@ -68,7 +68,6 @@ func main() {
 	}
 }
 
-
 type mode struct {
 	name    string
 	urls    []string

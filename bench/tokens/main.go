@@ -35,7 +35,6 @@ func main() {
 	}
 }
 
-
 type result struct {
 	wall time.Duration
 	cpu  time.Duration
@@ -167,11 +166,19 @@ func run(pgURL string, rounds, iters int) error {
 		t := totals[i]
 		fmt.Printf("%-24s %14s %18s\n", m.name, (t.wall / time.Duration(t.n)).Round(time.Microsecond), (t.cpu / time.Duration(t.n)).Round(time.Microsecond))
 	}
-	ratio := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
-	fmt.Printf("\n20 singles / batch of 20: wall %.1fx, server CPU %.1fx (target: CPU >= 5x)\n",
-		ratio(totals[1].wall, totals[0].wall), ratio(totals[1].cpu, totals[0].cpu))
-	fmt.Printf("batch of 50 / batch of 1: wall %.2fx, server CPU %.2fx (target: < 3x)\n",
-		ratio(totals[3].wall, totals[2].wall), ratio(totals[3].cpu, totals[2].cpu))
+	// /proc counts CPU in 10 ms ticks: a mode that used fewer than 20 of them has no ratio worth
+	// printing.
+	ratio := func(a, b time.Duration) string { return fmt.Sprintf("%.2fx", float64(a)/float64(b)) }
+	cpuRatio := func(a, b time.Duration) string {
+		if a < 200*time.Millisecond || b < 200*time.Millisecond {
+			return "n/a (too little CPU measured: raise -iters)"
+		}
+		return fmt.Sprintf("%.2fx", float64(a)/float64(b))
+	}
+	fmt.Printf("\n20 singles / batch of 20: wall %s, server CPU %s (target: CPU >= 5x)\n",
+		ratio(totals[1].wall, totals[0].wall), cpuRatio(totals[1].cpu, totals[0].cpu))
+	fmt.Printf("batch of 50 / batch of 1: wall %s, server CPU %s (target: < 3x)\n",
+		ratio(totals[3].wall, totals[2].wall), cpuRatio(totals[3].cpu, totals[2].cpu))
 	return nil
 }
 
