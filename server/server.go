@@ -66,6 +66,7 @@ type Server struct {
 	tileQuery queryRules
 	creds     *credentials
 	specJSON  map[string]any // /openapi.json
+	tileBase  string         // PublicURL, JSON-escaped, for token templates
 	signer    *tiletoken.Signer
 	tiles     *mbtiles.Pool
 
@@ -149,6 +150,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileQuery: compileQueryRules(tileOp.Operation),
 		creds:     newCredentials(st, cfg.AuthCacheTTL),
 		specJSON:  specJSON,
+		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
 		lastUsed:  newLastUsed(st, cfg.Logger, cfg.LastUsedInterval),

@@ -518,9 +518,8 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 	}
 	if mint {
 		exp, _ := s.signer.Expiry()
-		scope := tiletoken.Scope(d.AccountID.String(), d.ID.String(), d.AccessVersion)
-		credential = "?sig=" + s.signer.SignAt(scope, exp) + "&exp=" + strconv.FormatInt(exp, 10) +
-			"&scope=" + url.QueryEscape(scope)
+		scope, sig := s.mint(d, exp)
+		credential = string(appendTokenQuery(nil, sig, exp, scope))
 	}
 	return s.tileJSON(d, credential), nil
 }

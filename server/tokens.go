@@ -72,7 +72,7 @@ func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestOb
 		return gen.GetTileToken403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Detail: notUsable}}, nil
 	}
 	exp, expiresIn := s.signer.Expiry()
-	return tokenResponse{s.token(a.Dataset, exp, expiresIn)}, nil
+	return tokenResponse{s.token(&a.Dataset, exp, expiresIn)}, nil
 }
 
 // tokenResponse writes one token (the generated union type would encode it twice).
@@ -96,16 +96,18 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 	}
 	// One exp for the whole batch: every token of a window is byte-identical anyway.
 	exp, expiresIn := s.signer.Expiry()
-	out := batchResponse{ids: ids, entries: make([]any, len(ids))}
+	out := batchResponse{ids: ids, entries: make([]batchEntry, len(ids))}
+	datasets := make([]store.Dataset, len(ids)) // one allocation for every token's dataset
 	for i, id := range ids {
 		a, ok := access[id]
 		switch {
 		case !ok || !a.Sees(c):
-			out.entries[i] = gen.TileTokenError{Error: datasetNotFound, Status: 404}
+			out.entries[i].status = http.StatusNotFound
 		case !a.MayUse(c):
-			out.entries[i] = gen.TileTokenError{Error: notUsable, Status: 403}
+			out.entries[i].status = http.StatusForbidden
 		default:
-			out.entries[i] = s.token(a.Dataset, exp, expiresIn)
+			datasets[i] = a.Dataset
+			out.entries[i].token = s.token(&datasets[i], exp, expiresIn)
 		}
 	}
 	return out, nil
@@ -115,7 +117,18 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 // sort them), each entry a token or a TileTokenError.
 type batchResponse struct {
 	ids     []uuid.UUID
-	entries []any
+	entries []batchEntry
+}
+
+// batchEntry is a token, or the status (403, 404) of a dataset that gets none.
+type batchEntry struct {
+	token  tileToken
+	status int
+}
+
+var batchErrors = map[int]string{
+	http.StatusNotFound:  `{"error":"` + datasetNotFound + `","status":404}`,
+	http.StatusForbidden: `{"error":"` + notUsable + `","status":403}`,
 }
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
@@ -130,15 +143,10 @@ func (b batchResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) er
 		buf = append(buf, '"')
 		buf = append(buf, id.String()...)
 		buf = append(buf, `":`...)
-		switch e := b.entries[i].(type) {
-		case tileToken:
-			buf = e.appendJSON(buf)
-		case gen.TileTokenError:
-			buf = append(buf, `{"error":`...)
-			buf = appendString(buf, e.Error)
-			buf = append(buf, `,"status":`...)
-			buf = strconv.AppendInt(buf, int64(e.Status), 10)
-			buf = append(buf, '}')
+		if e := b.entries[i]; e.status != 0 {
+			buf = append(buf, batchErrors[e.status]...)
+		} else {
+			buf = e.token.appendJSON(buf)
 		}
 	}
 	buf = append(buf, "}}\n"...)
@@ -163,119 +171,104 @@ func distinct(ids []uuid.UUID) []uuid.UUID {
 	return out
 }
 
-// signed computes a dataset's scope and signature for exp, and its signed tile URL template.
-func (s *Server) signed(d store.Dataset, exp int64) (id, scope, sig, template string) {
-	id = d.ID.String()
-	scope = tiletoken.Scope(d.AccountID.String(), id, d.AccessVersion)
-	sig = s.signer.SignAt(scope, exp)
-	b := make([]byte, 0, len(s.cfg.PublicURL)+len(id)+len(d.Format)+len(sig)+len(scope)+80)
-	b = append(b, s.cfg.PublicURL...)
-	b = append(b, "/api/tiles/"...)
-	b = append(b, id...)
-	b = append(b, "/{z}/{x}/{y}."...)
-	b = append(b, d.Format...)
+// mint signs a dataset's current scope for exp.
+func (s *Server) mint(d store.Dataset, exp int64) (scope, sig string) {
+	scope = tiletoken.Scope(d.AccountID.String(), d.ID.String(), d.AccessVersion)
+	return scope, s.signer.SignAt(scope, exp)
+}
+
+// appendTokenQuery appends the query string that carries a tile token: ?sig=&exp=&scope=.
+func appendTokenQuery(b []byte, sig string, exp int64, scope string) []byte {
 	b = append(b, "?sig="...)
 	b = append(b, sig...)
 	b = append(b, "&exp="...)
 	b = strconv.AppendInt(b, exp, 10)
 	b = append(b, "&scope="...)
-	b = append(b, url.QueryEscape(scope)...)
-	return id, scope, sig, string(b)
+	return append(b, url.QueryEscape(scope)...)
 }
 
 // tileToken is the wire form of VectorTileToken and RasterTileToken (openapi.yaml; responses
-// are validated against it in tests). It is encoded directly, with the dataset's stored JSON
-// columns passed through raw: tokens are the hot path of map loads, and the generated types
-// (nullable maps, unions) cost more to encode than everything else a batch does.
+// are validated against it in tests). It is encoded by hand (appendJSON), with the dataset's
+// stored JSON columns passed through raw and the signed URL template written straight into the
+// response: tokens are the hot path of map loads, and the generated types (nullable maps,
+// unions) cost more to encode than everything else a batch does.
 type tileToken struct {
-	Kind         string          `json:"kind"`
-	DatasetID    string          `json:"dataset_id"`
-	TileURL      string          `json:"tile_url,omitempty"`
-	Sig          string          `json:"sig"`
-	Exp          int64           `json:"exp"`
-	Scope        string          `json:"scope"`
-	ExpiresIn    int             `json:"expires_in"`
-	Tiles        []string        `json:"tiles"`
-	MinZoom      int             `json:"minzoom"`
-	MaxZoom      int             `json:"maxzoom"`
-	Bounds       json.RawMessage `json:"bounds"`
-	VectorLayers json.RawMessage `json:"vector_layers,omitempty"`
-	TileSize     int             `json:"tile_size,omitempty"`
-	Format       string          `json:"format,omitempty"`
-	Attribution  *string         `json:"attribution"`
+	d         *store.Dataset
+	scope     string
+	sig       string
+	exp       int64
+	expiresIn int
+	base      string // the JSON-escaped public URL the template starts with
 }
 
-var emptyList = json.RawMessage("[]")
-
-func (s *Server) token(d store.Dataset, exp int64, expiresIn int) tileToken {
-	id, scope, sig, tmpl := s.signed(d, exp)
-	t := tileToken{
-		Kind: d.Kind, DatasetID: id, Sig: sig, Exp: exp, Scope: scope, ExpiresIn: expiresIn,
-		Tiles: []string{tmpl}, MinZoom: d.MinZoom, MaxZoom: d.MaxZoom,
-		Bounds: json.RawMessage(d.Bounds), Attribution: d.Attribution,
-	}
-	if d.Kind == "raster" {
-		t.TileURL, t.Format, t.TileSize = tmpl, d.Format, 256
-		if d.TileSize != nil {
-			t.TileSize = *d.TileSize
-		}
-	} else {
-		t.VectorLayers = json.RawMessage(d.VectorLayers)
-		if t.VectorLayers == nil {
-			t.VectorLayers = emptyList
-		}
-	}
-	return t
+func (s *Server) token(d *store.Dataset, exp int64, expiresIn int) tileToken {
+	scope, sig := s.mint(*d, exp)
+	return tileToken{d: d, scope: scope, sig: sig, exp: exp, expiresIn: expiresIn, base: s.tileBase}
 }
 
-// appendJSON encodes the token by hand: it is the bulk of every batch response.
+// appendTemplate appends the signed tile URL template as a JSON string.
+func (t tileToken) appendTemplate(b []byte) []byte {
+	b = append(b, '"')
+	b = append(b, t.base...)
+	b = append(b, "/api/tiles/"...)
+	b = append(b, t.d.ID.String()...)
+	b = append(b, "/{z}/{x}/{y}."...)
+	b = append(b, t.d.Format...)
+	b = appendTokenQuery(b, t.sig, t.exp, t.scope)
+	return append(b, '"')
+}
+
+// appendJSON encodes the token: VectorTileToken or RasterTileToken by the dataset's kind.
 func (t tileToken) appendJSON(b []byte) []byte {
+	d := t.d
+	raster := d.Kind == "raster"
 	b = append(b, `{"kind":`...)
-	b = appendString(b, t.Kind)
-	b = append(b, `,"dataset_id":`...)
-	b = appendString(b, t.DatasetID)
-	if t.TileURL != "" {
+	b = appendString(b, d.Kind)
+	b = append(b, `,"dataset_id":"`...)
+	b = append(b, d.ID.String()...)
+	b = append(b, '"')
+	if raster {
 		b = append(b, `,"tile_url":`...)
-		b = appendString(b, t.TileURL)
+		b = t.appendTemplate(b)
 	}
-	b = append(b, `,"sig":`...)
-	b = appendString(b, t.Sig)
-	b = append(b, `,"exp":`...)
-	b = strconv.AppendInt(b, t.Exp, 10)
+	b = append(b, `,"sig":"`...)
+	b = append(b, t.sig...)
+	b = append(b, `","exp":`...)
+	b = strconv.AppendInt(b, t.exp, 10)
 	b = append(b, `,"scope":`...)
-	b = appendString(b, t.Scope)
+	b = appendString(b, t.scope)
 	b = append(b, `,"expires_in":`...)
-	b = strconv.AppendInt(b, int64(t.ExpiresIn), 10)
+	b = strconv.AppendInt(b, int64(t.expiresIn), 10)
 	b = append(b, `,"tiles":[`...)
-	for i, tile := range t.Tiles {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, tile)
-	}
+	b = t.appendTemplate(b)
 	b = append(b, `],"minzoom":`...)
-	b = strconv.AppendInt(b, int64(t.MinZoom), 10)
+	b = strconv.AppendInt(b, int64(d.MinZoom), 10)
 	b = append(b, `,"maxzoom":`...)
-	b = strconv.AppendInt(b, int64(t.MaxZoom), 10)
+	b = strconv.AppendInt(b, int64(d.MaxZoom), 10)
 	b = append(b, `,"bounds":`...)
-	b = appendRaw(b, t.Bounds)
-	if t.VectorLayers != nil {
-		b = append(b, `,"vector_layers":`...)
-		b = appendRaw(b, t.VectorLayers)
-	}
-	if t.TileSize != 0 {
+	b = appendRaw(b, json.RawMessage(d.Bounds))
+	if raster {
+		size := 256
+		if d.TileSize != nil {
+			size = *d.TileSize
+		}
 		b = append(b, `,"tile_size":`...)
-		b = strconv.AppendInt(b, int64(t.TileSize), 10)
-	}
-	if t.Format != "" {
+		b = strconv.AppendInt(b, int64(size), 10)
 		b = append(b, `,"format":`...)
-		b = appendString(b, t.Format)
+		b = appendString(b, d.Format)
+	} else {
+		b = append(b, `,"vector_layers":`...)
+		if d.VectorLayers == nil {
+			b = append(b, "[]"...)
+		} else {
+			b = append(b, d.VectorLayers...)
+		}
 	}
 	b = append(b, `,"attribution":`...)
-	if t.Attribution == nil {
+	if d.Attribution == nil {
 		b = append(b, "null"...)
 	} else {
-		b = appendString(b, *t.Attribution)
+		b = appendString(b, *d.Attribution)
 	}
 	return append(b, '}')
 }
@@ -300,4 +293,10 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// jsonEscaped is s as it stands between the quotes of a JSON string.
+func jsonEscaped(s string) string {
+	b := appendString(nil, s)
+	return string(b[1 : len(b)-1])
 }
