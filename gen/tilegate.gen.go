@@ -230,18 +230,18 @@ func (e Visibility) Valid() bool {
 
 // APIKey defines model for APIKey.
 type APIKey struct {
-	Changed     time.Time                 `json:"changed"`
-	Created     time.Time                 `json:"created"`
+	Changed     time.Time                 `json:"changed,omitempty"`
+	Created     time.Time                 `json:"created,omitempty"`
 	Description nullable.Nullable[string] `json:"description"`
-	Id          openapi_types.UUID        `json:"id"`
+	Id          openapi_types.UUID        `json:"id,omitempty"`
 
 	// LastUsed When a tile request last carried this key (recorded within a minute).
-	LastUsed nullable.Nullable[time.Time] `json:"last_used"`
+	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
 	Name     string                       `json:"name"`
 	Origins  []string                     `json:"origins"`
 
 	// Token The public key to put in tile URLs (`?key=`).
-	Token     string                    `json:"token"`
+	Token     string                    `json:"token,omitempty"`
 	UserAgent nullable.Nullable[string] `json:"user_agent"`
 }
 
@@ -255,9 +255,23 @@ type APIKeyPage struct {
 	TotalCount int `json:"total_count"`
 }
 
-// APIKeySettings defines model for APIKeySettings.
+// APIKeySettings Settings of a key. Any other name is refused (422 `extra_forbidden`), except the read-only
+// fields of APIKey, which are accepted and ignored so that a key as fetched can be posted back
+// with its changes. (They are declared here without `readOnly`: validators such as kin-openapi
+// refuse a `readOnly` property present in a request.)
 type APIKeySettings struct {
+	// Changed A read-only field of the fetched object, accepted in a request and ignored.
+	Changed *IgnoredReadOnly `json:"changed,omitempty"`
+
+	// Created A read-only field of the fetched object, accepted in a request and ignored.
+	Created     *IgnoredReadOnly          `json:"created,omitempty"`
 	Description nullable.Nullable[string] `json:"description,omitempty"`
+
+	// Id A read-only field of the fetched object, accepted in a request and ignored.
+	Id *IgnoredReadOnly `json:"id,omitempty"`
+
+	// LastUsed A read-only field of the fetched object, accepted in a request and ignored.
+	LastUsed *IgnoredReadOnly `json:"last_used,omitempty"`
 
 	// Name Will be generated automatically unless provided explicitly.
 	Name nullable.Nullable[string] `json:"name,omitempty"`
@@ -267,6 +281,9 @@ type APIKeySettings struct {
 	// host and port, and `?` requests that send neither `Origin` nor `Referer`. Empty allows
 	// every origin.
 	Origins nullable.Nullable[[]string] `json:"origins,omitempty"`
+
+	// Token A read-only field of the fetched object, accepted in a request and ignored.
+	Token *IgnoredReadOnly `json:"token,omitempty"`
 
 	// UserAgent Processes only requests where the User-Agent HTTP header contains this exact,
 	// case-sensitive substring. Wildcards are not supported; only a single string is allowed.
@@ -288,11 +305,15 @@ type Dataset struct {
 	AccessVersion int64                     `json:"access_version"`
 	AccountId     openapi_types.UUID        `json:"account_id"`
 	Attribution   nullable.Nullable[string] `json:"attribution"`
-	Bounds        nullable.Nullable[Bounds] `json:"bounds"`
-	Center        nullable.Nullable[Center] `json:"center"`
-	Changed       time.Time                 `json:"changed"`
-	Created       time.Time                 `json:"created"`
-	Description   nullable.Nullable[string] `json:"description"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds nullable.Nullable[Bounds] `json:"bounds"`
+
+	// Center [longitude, latitude, zoom]; null when unknown.
+	Center      nullable.Nullable[Center] `json:"center"`
+	Changed     time.Time                 `json:"changed"`
+	Created     time.Time                 `json:"created"`
+	Description nullable.Nullable[string] `json:"description"`
 
 	// Format Example: pbf
 	Format string `json:"format"`
@@ -315,16 +336,24 @@ type Dataset struct {
 // DatasetCreate defines model for DatasetCreate.
 type DatasetCreate struct {
 	Attribution nullable.Nullable[string] `json:"attribution,omitempty"`
-	Bounds      nullable.Nullable[Bounds] `json:"bounds,omitempty"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
+
+	// Center [longitude, latitude, zoom]; null when unknown.
 	Center      nullable.Nullable[Center] `json:"center,omitempty"`
 	Description nullable.Nullable[string] `json:"description,omitempty"`
 
 	// Format Defaults to `pbf` for vector and `png` for raster.
-	Format  *DatasetCreateFormat `json:"format,omitempty"`
-	Kind    DatasetKind          `json:"kind"`
-	Maxzoom *int                 `json:"maxzoom,omitempty"`
-	Minzoom *int                 `json:"minzoom,omitempty"`
-	Name    string               `json:"name"`
+	Format *DatasetCreateFormat `json:"format,omitempty"`
+	Kind   DatasetKind          `json:"kind"`
+
+	// Maxzoom Defaults to 14.
+	Maxzoom *int `json:"maxzoom,omitempty"`
+
+	// Minzoom Defaults to 0.
+	Minzoom *int   `json:"minzoom,omitempty"`
+	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
 	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
@@ -353,8 +382,12 @@ type DatasetPage struct {
 
 // DatasetUpdate An absent field is unchanged; `null` clears it (or restores its default).
 type DatasetUpdate struct {
-	Attribution  nullable.Nullable[string]                `json:"attribution,omitempty"`
-	Bounds       nullable.Nullable[Bounds]                `json:"bounds,omitempty"`
+	Attribution nullable.Nullable[string] `json:"attribution,omitempty"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
+
+	// Center [longitude, latitude, zoom]; null when unknown.
 	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
 	Description  nullable.Nullable[string]                `json:"description,omitempty"`
 	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
@@ -415,20 +448,25 @@ type Health struct {
 	Status string `json:"status"`
 }
 
+// IgnoredReadOnly A read-only field of the fetched object, accepted in a request and ignored.
+type IgnoredReadOnly = interface{}
+
 // RasterTileToken defines model for RasterTileToken.
 type RasterTileToken struct {
 	Attribution nullable.Nullable[string] `json:"attribution"`
-	Bounds      nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId   openapi_types.UUID        `json:"dataset_id"`
-	Exp         int64                     `json:"exp"`
-	ExpiresIn   int                       `json:"expires_in"`
-	Format      string                    `json:"format"`
-	Kind        RasterTileTokenKind       `json:"kind"`
-	Maxzoom     int                       `json:"maxzoom"`
-	Minzoom     int                       `json:"minzoom"`
-	Scope       string                    `json:"scope"`
-	Sig         string                    `json:"sig"`
-	TileSize    int                       `json:"tile_size"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
+	DatasetId openapi_types.UUID        `json:"dataset_id"`
+	Exp       int64                     `json:"exp"`
+	ExpiresIn int                       `json:"expires_in"`
+	Format    string                    `json:"format"`
+	Kind      RasterTileTokenKind       `json:"kind"`
+	Maxzoom   int                       `json:"maxzoom"`
+	Minzoom   int                       `json:"minzoom"`
+	Scope     string                    `json:"scope"`
+	Sig       string                    `json:"sig"`
+	TileSize  int                       `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -530,15 +568,17 @@ type VectorLayer struct {
 // VectorTileToken defines model for VectorTileToken.
 type VectorTileToken struct {
 	Attribution nullable.Nullable[string] `json:"attribution"`
-	Bounds      nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId   openapi_types.UUID        `json:"dataset_id"`
-	Exp         int64                     `json:"exp"`
-	ExpiresIn   int                       `json:"expires_in"`
-	Kind        VectorTileTokenKind       `json:"kind"`
-	Maxzoom     int                       `json:"maxzoom"`
-	Minzoom     int                       `json:"minzoom"`
-	Scope       string                    `json:"scope"`
-	Sig         string                    `json:"sig"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
+	DatasetId openapi_types.UUID        `json:"dataset_id"`
+	Exp       int64                     `json:"exp"`
+	ExpiresIn int                       `json:"expires_in"`
+	Kind      VectorTileTokenKind       `json:"kind"`
+	Maxzoom   int                       `json:"maxzoom"`
+	Minzoom   int                       `json:"minzoom"`
+	Scope     string                    `json:"scope"`
+	Sig       string                    `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -559,7 +599,7 @@ type Cursor = string
 type DatasetID = openapi_types.UUID
 
 // Exp defines model for Exp.
-type Exp = string
+type Exp = int64
 
 // Key defines model for Key.
 type Key = string
@@ -620,7 +660,7 @@ type GetTileJSONParams struct {
 	// Sig Tile token signature.
 	Sig *Sig `form:"sig,omitempty" json:"sig,omitempty"`
 
-	// Exp Tile token expiry (unix seconds).
+	// Exp Tile token expiry (unix seconds), the token's `exp` as minted.
 	Exp *Exp `form:"exp,omitempty" json:"exp,omitempty"`
 
 	// Scope Tile token scope.
@@ -1253,12 +1293,18 @@ type ClientInterface interface {
 
 	// CreateAPIKeyWithBody Create new key
 	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
 	CreateAPIKeyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateAPIKey Create new key
+	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1278,7 +1324,9 @@ type ClientInterface interface {
 	// ChangeAPIKeySettingsWithBody Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1288,7 +1336,9 @@ type ClientInterface interface {
 	// ChangeAPIKeySettings Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1654,6 +1704,9 @@ func (c *Client) ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, req
 
 // CreateAPIKeyWithBody Create new key
 //
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
@@ -1670,6 +1723,9 @@ func (c *Client) CreateAPIKeyWithBody(ctx context.Context, contentType string, b
 }
 
 // CreateAPIKey Create new key
+//
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1719,7 +1775,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // ChangeAPIKeySettingsWithBody Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1739,7 +1797,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // ChangeAPIKeySettings Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2270,7 +2330,7 @@ func NewGetTileJSONRequest(server string, datasetId DatasetID, params *GetTileJS
 
 		if params.Exp != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "exp", *params.Exp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "exp", *params.Exp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -2851,12 +2911,18 @@ type ClientWithResponsesInterface interface {
 
 	// CreateAPIKeyWithBodyWithResponse Create new key
 	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
 	CreateAPIKeyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAPIKeyResponse, error)
 
 	// CreateAPIKeyWithResponse Create new key
+	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2880,7 +2946,9 @@ type ClientWithResponsesInterface interface {
 	// ChangeAPIKeySettingsWithBodyWithResponse Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2890,7 +2958,9 @@ type ClientWithResponsesInterface interface {
 	// ChangeAPIKeySettingsWithResponse Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3898,11 +3968,11 @@ type OpenapiYAMLResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *map[string]interface{}
+	YAML200 *string
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r OpenapiYAMLResponse) GetYAML200() *map[string]interface{} {
+func (r OpenapiYAMLResponse) GetYAML200() *string {
 	return r.YAML200
 }
 
@@ -4654,6 +4724,9 @@ func (c *ClientWithResponses) ListAPIKeysWithResponse(ctx context.Context, param
 
 // CreateAPIKeyWithBodyWithResponse Create new key
 //
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
@@ -4666,6 +4739,9 @@ func (c *ClientWithResponses) CreateAPIKeyWithBodyWithResponse(ctx context.Conte
 }
 
 // CreateAPIKeyWithResponse Create new key
+//
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -4707,7 +4783,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // ChangeAPIKeySettingsWithBodyWithResponse Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -4723,7 +4801,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // ChangeAPIKeySettingsWithResponse Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5564,7 +5644,7 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest map[string]interface{}
+		var dest string
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -6189,7 +6269,7 @@ func (w *ServerInterfaceWrapper) GetTileJSON(ctx echo.Context) error {
 
 	// ------------- Optional query parameter "exp" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "exp", ctx.QueryParams(), &params.Exp, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "exp", ctx.QueryParams(), &params.Exp, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter exp: %s", err))
 	}
@@ -8750,9 +8830,12 @@ func (sh *strictHandler) CreateAPIKey(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.CreateAPIKey(ctx.Request().Context(), request.(CreateAPIKeyRequestObject))
@@ -8876,98 +8959,108 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F3rbhs5ln4VonaB2I2SLF/SmFUwaDiX7vZ2kg7idM8uIsNFVR1JbFeRNSTLtuI1MA+xz7APNk+y4CHr",
-	"prpIdhwl6cmfxFKxeDnX7xweUjdeKJJUcOBaeeMbL6WSJqBB4qdnmVRCmr8iUKFkqWaCe2PvDZ0DCfGh",
-	"T6giEnQmOUSEcaIXQAL7LCBihp9TCZdMZIqkdA5Dz/eY6eXvGcil53ucJuCNPfuO53sqXEBCzagzIROq",
-	"vbE3XWrwfC+h1y+Bz/XCGz/eP/A9vUzNm0pLxuee710P5mJQ//L21veeU00V6JPnpk8cOqV6UY4c2efn",
-	"LPJ8T8LfMyYh8sZaZtA6myzDls2BXlynTWK9YzEQLS6AE7hOmVySnYyza6IgFDxSu130gOu0RozK4g8P",
-	"2kb/BZbN0Y85OX5zQi5g+UjZWXSNdwHLrvEOHn/fMaClaX3Ikwi4ZjMG0vDfjP4LLItR66S/gOXHk/0l",
-	"S5jukNLYPOtaMj6sLTqCGc1i7Y0fj1DcWJIl3nh/ZD4xnn8qJsG4hjlInMVpKMx3PexXpkXXXPDhHRlw",
-	"yub9A7I5pzqT3YOy+Z2GvDWMUqngCqyBEHwWsxCJHwqugeOfNE1jFlIzob0/lJnVTWWQf5cw88bev+2V",
-	"pmfPPlV7L6QU0g60sqoFkHBBuTE8blBFrpheEGr0iinN+JyI6R8Q6qF363s/CjllUQR8S3OTgGJPY8IU",
-	"uaQxi8g00yShS8KFJpEgesEUTu210D+KjEeffmavBVFZuHB0yc1zSOMY5CNFaBiKjFt6GbHZIs2OHY0q",
-	"dLtCTzLLFERDEvzXwMxoTjUM3gJVggeGsIKDMSoBWlKIAp8EUxqdF4Ie+BMeoCoFZMes1SpCKiGiGhSh",
-	"uRCJGblaCGSPBBohXZwf2PVJICSbM266zxTIczoHrrHvjF9wccXPXQM7yAUsScyUVsR+rQjltktj1kBp",
-	"sqCKcGB6AZIEv7p3uZATHryFGUiQgRk27/0ClmZsCUbzQg1RQHbKD/lEFdH0AoguFF75KGvO4Kvd4YR7",
-	"vrcAGjmHfhyGoNTgmeBainhwHMfiamCnU+dp09Y0+NH/wq0Tqd84zfRCSPYBtiPvFYHaaQrRmCRMKcbn",
-	"htxCEkoSGhsPAxHK1k5QfA7GJFBsbvgA12kw4YanuWwZMtM4JnN2Cdx0ZL64gjgm9mXbOSeQpHpJAsPP",
-	"z84NIV5SOYft2MNc8KciWhrF1UKQ2AyPxma7UtG0z04IDJMYR0OUT+uSsphO4y1RySjylCowc8q4BBou",
-	"zOBPDKKWSxJTDdLNLJXCSIt5/IJrppcPNsOf371787uhAb7cOd+yCcnb5NDBSvObE4dAUylSkJpZjGAN",
-	"blSDcsYYDzRLoInnfC+UQPVdXqjN88bjWexYaKFkoz2LNsCVvhdTpc+NN2pirL8tgBNqLW8u6aY5CamU",
-	"DCL09egWdiSEQkYQIVhh5q2E8UwD4v7W9a2dvwVvN80HzvtgmKMhUa2N3BdUSrrEz8ZztMBIE7dl05iF",
-	"uA4tSJpZBGEW/dvbl4rsBD9cwPKvAS6lMU7pODdgym01AnjvWYbgxNxy61yu9V6uu5QdvxC7Kh/PinEt",
-	"IDLTtGJrYoUW0e2If21cnEe3HK41RrZPSGCWGRBhcRZKRB7yrsay/QRpj2X9kq3FH32a7VSylemaxueI",
-	"/prLe50lUxu8GRSRo8YCLLZGP1XuFZF8dZR87t08OAVtQDyuikYRM7Oh8ZsKR2Y0VuCvMGlF+yshzP7I",
-	"xG0bq9OKirM4JlMgc+AgjUwRmmmRUM0MfF6SjMegFEmluGRGveHa2F+mYwx167PA4LH4vMGUKopcn9Vp",
-	"CqEJrRW5WrBwQYztLkGnBANKxJUxQMIwzMzQ8O74zcnQwBiapDEMQ5EEtqF5SvWEL4TSPgm+G9aaMK2I",
-	"yqaRSKjpfsdgHJSEFK4NWl1onY739mIR0tj0MD4cjUYBdklQBMG3XSMcToXUPv4V/BDkVlO51sCjVnxM",
-	"Cng8JC8QS9l5Tzhcgly6pVtkVahELYo9XCV+g9gJvT6xr+73yEuhOnW7tpJysE4aTKASL8tFXi1AAtLu",
-	"NwVycGzetryzcNDEtBqJjI4Drmmo/QkPqYKBAq6YZpdgeGFnPSR/Y3EUUhlZphvGqCw1FIboiR2bEoNw",
-	"YiD2FYMwnGwMJ/wl0Etw4HTHUBnt1i5KjWlUznwmRUIoXxKz7AEu21J7NVWw3sA31P6pCYJbhPz9FRhx",
-	"VCLTC58ANR+4kHpxZmxRBHMJoIyWOWn1xu8H+38Z+YO/PB6OHu/v++aD+/usIheltxWZmWkxJY4Gry4L",
-	"Ryg35YdVMXgGXEOLb3gfCz5nOovAN/jN/fVBiORs6N13MofVyRw2J+MynE0PZm3A+SVI5exjfbZPsyQ1",
-	"2GQBqFCdMbELm9UTklKpjWuw+oc++pEqU1vFshjX3x+1+Arfc47kfEMYRrWWbJptjO6mhVTROP515o3f",
-	"9ztJJ4W3Z6sybKBoweTN+nJC0d7XF4eD815vSkXy0umsresFVecG+KnWDPOrpyYaVWRmoOGCKjIF4CRL",
-	"Y0EjiCqIYSpEDJTfAYRfMJsn66O6k/5fTFOrNkbdKuC3InwJ490PO4G1Wfq5Yh+gh66Vfi4h1EKex3Tp",
-	"Iv2N0Nrv+NZL8xJOZo0fumSKTVnsIsHejsuWrUC7opAdaBu5UBuykJ6SpCXlCyUsNKiuxqsUqhLYX7VZ",
-	"VeFrA/htgNJJxDNsfEc8uWJv7o4nv1QD1A2UDzZbWGkv6hbgud00UQY+BOl0FpCZkMSy2AK+lM/tl5Iq",
-	"TGn4HvAsMRJoDU6KMc8fqfn3CqZphasPZQuKrZ39o8rWzsFRZWdn5PdbjKKL0Z16yM1KneJrcWnN6NQp",
-	"/hbJiEDvCYkq5D94/H2FuAaYPd4/OPO3ZbNqUHq0JRvmLBZKR48x+MVJTy54dsGe71mZbJU49+q67MDn",
-	"iO1zyLc+uH/oaN2N/FsabWJcG2CBTpWJfmYM4sjmPZ0lL9InYQxUKsI0xiYSlBYSFIajTtYx4/TNbN/V",
-	"bK+3uWs7qxjU+9nQLdvNP70lbKinTc43rFUEmrK4DvbdRiHmD2a4I70uMet6aTMLP0nK2yPQSrTXzDG7",
-	"57VgkymiFlS6pHktrHRxwlo5vXvwVBYBbRKXbNgslYyHLKVx5/qLFjYTZoLvTAGhpLnfew9CtMH9WrlT",
-	"DfvXZlvSsJPbG+Lr+qJfXNNQx8tiK7+cQUB2KBeYA3Rf7hIhSVCdlmlToZlLwbsllSUNbQ7ibmmHVc6t",
-	"L0Nqp9FLplq04m6+3qpWw9OvMrfTY7ft8PUYiM3s3eqO4ZrZ9ViOn4HGxpivzkhpqjNVN1niYq2Ncq+1",
-	"jWRx8zsWw7t816sXRWwVNNzRAoEtNtwg4WaLZdS5LStoPi8BQmfIlSOHHqx8/7SLyivnGn0qW+DW7+Kb",
-	"HeLjTMbtFlexOYeo2MckGpI0phrIzs2H272b69u9m+Vt+55mkQLbdHt1RTRdHqVmgYvJ+q4cLy/8tPWA",
-	"FeZV0iptOZdqDqVIzuR5k6pgt2mG0Yn/PP319VqV6FGBTQS/io03QcQN/NsDbx9QJDszgXZfq6oS18sP",
-	"rfpgKJ8XYuRtD4ej4aiz9R037h8Ep/aKa7GEUo7aBM/RpEusClMbMcPJhHGqrQNKaJqaxY1vcsPSMelV",
-	"u50vvn+RZfvbAgwsX7vCY5cgEhw2MNvN/vrbr8739qxKi6dUh4u3doetZUvGPC2qSmZCVgv8yD//8b+4",
-	"sZtqRbKUaEEejwrcfPJcNXFPaWxakvfPyzdNX/lmdz7aTMgheZ7ZyiKwm40SEnEJEVEgL0EOFIvAJxcA",
-	"hpNkxqTSAwVYFBfZTF9zy6vLpZVB0+NRdcdrfx22qCyxVwod5W0Fc5Mar2iqCNBwQSIsKA41KbsmO7G4",
-	"AjkIqQK7U+qKSw2HBBb7GSDUZIClZTdKvtmWEK5pX7R0gO6siWlX7YNdWS/JO9Am5F+X0C6XxZ5o1K9i",
-	"QmtTj0aH/tHo6GxtVYod0e+Dh2sxcqivu/loIWIHZCwHYTzNWkqibn0vFmHNjFO+dGKxSoamyzprcRCJ",
-	"mvc4kps1MNrMxvbh3milWMWbrCFMb9VO06sziKNepenyjxVKRw+KCpqxdDdFvoUY9ecX7cn3LyGOaNvS",
-	"nioRZxr8zlhB1RzbFwDV2iKLteFEH6grQo3Vrdp1kcTvtUxmnbBBKtkl1RCMqyWFuEfo/sa0Pyb/7PGe",
-	"Ye0UxJjE7AJzZqYXH0/YCB4vJ5xGSX7uosjcKDKXlGuITJ95Yo3pIQlsYWswJpQvBQef8NrBAQ4QYZ1U",
-	"dZ/SjolH1fL5GFePPbUIspE6CDPJ9PIU8TGy+xTkJQsrkHjlUIyyzx2y2An0XJ3/8x//F+zaQqxAu6p/",
-	"guslNkM3cLQLMFvmvsMeguGEB8eu1B4d25jg2GSSjUaHITbCPwGP11hkCRGhCk8zWBLkMY83BSpxM9+t",
-	"daF1akvFGZ+J5nqK2Yb2iIMq6otiQSM8fJESo0/GwjxSqGZqbLnF6Rxs8aKrQs5Ptdg86RVMJzxBvJZM",
-	"ISI7eBbMlgOiFJT1akRmMahdnyTMyJdaCKkHMUMMW1HvEvIW52t8e+gDka6bnS2u02KlgDGkUi4JdYea",
-	"LmBpUeEF8OGET/grXE5iJhPSOFYoYYQ22L3CqqdI7xZePSGtXJ3wNWzVQuCB3Vc0NR5KkjBmgEQBbrRk",
-	"d0hsThezs4akE94vc2QwMLEyeX386kWAa3WBjSWFPS8woyzOpIsfKFdXkOf2yXffHR0cfPcdYZz8SJU+",
-	"fnPyCJP/KUz4TnAzcXnDiXF7E4NJJp4/MagE/zdyiH8gqMK/Qn09MXAo2H3iatRsRhnhnyFGrVMy8YbD",
-	"4cS7Dayoa6YRi+ZrRvvnaue80XB/OMKgMQVOU+aNMaA/NGaA6gUq+B5N2V4uP3vmm7mtyzMQAKlxEnlj",
-	"7yVT2uFdha+Xx6473HvZZM8dy+7C85WW9mSsgQK1Y5sHo9GDnR6pbpG3nvNLqT1uVygVEXGEoa2JFfF0",
-	"y9Fov2uYYt57tTND5qWDg01eap6bufW9x6PDjQYsTgOhOc+ShMql415130Hl+xCrJyvdOUChoLqhRfDQ",
-	"saZzw22vEIMz37se5II3kAIF8ZLBlXX/qVAtgmTVNS8GsJgAlH4qouVDs9jt9tzWoYdDlivytf/Qg3ed",
-	"oOJwVW6P3VuUNhGH8nCseWN/gzeKE3efV1qdRac5nTaWPYiYdue86mbtpoSZt3vW7cdgNwLr0vkcv69K",
-	"Z01Kjtpqycwb0ROs9qj6ZS5ILPgcJLkEyWbLrXLbzrT/jeJU9+fltiVgyW0fKYlA2MLjnLDqznLgt/uy",
-	"n0B3cni0LTvwADbg6+HxT6BLBlccD1FwB7ZWXMud4Ed5nYoBFinV4aK1Kny10CuGme6r9hqSY1KWweQH",
-	"9adZkqoJD+pVwYHvDkBJ0CaezaFeppWmPGJ8XjEeK1UCFunVZdgWs23Fjbq6uY3c6NbUJ8NJRZ/Fld5Z",
-	"8b4i32uZ/cl8rzXr/WEGFo+oT2mayzqXfuP8KPdDDxYC/Kk9OUYZtEG8bdv3nrDD1iV9GmtZLTDbcsjh",
-	"yq26Aw5kxJcttqP/WP9CcXvTV2ZUTxeYRyoAkLsGqlY5iBewxIiTymrBrsLKjVUKM2AbGuUb/H/DEKnU",
-	"pHUB0lu4FBcGPrm4KGGY4c54BJIw/S1O2lCILB0Jtcp8Vwn4CJvqt95BmAvLR12Fd9YvmBj17a1e83hn",
-	"h5Dp9rq64qqfBdRPhDKtIJ75RGkJNLGXE0RMXQzJiSYS0piGeao/vyjSvDfhVIvEXrfwhFDMIhtJx2Ol",
-	"JAZ6ufqWzdBjUp3Ph6QOPSzx7FFs5U+43eDyia1H80llXwvjZHd+ze57YeZaUxNM4EaMGdbM8ZEiCWhq",
-	"RmkPK8xc37loezM3KUINemBpVfdZ5TEjxile49d6P98XElIU+Yc8tugk3Ldg46GCDdSMekF8VRPvHX1Y",
-	"y4Eep5n860oKVcv1PpkQVsqb2jYf8g0+08K3QAEzBXrB+JxQ8oqmL9lUAlEikyHgvpz65jL70k6VvMpM",
-	"SNwobMKo8hLSTxictEinc2+is7ByUJY4rmz6rlZT4sVHZnXObPvlzuV0WSx7ShVMuNJU4/ZuZ7VkZ4Ek",
-	"eQNykCNZ3KRUZOdodOSTo9HhLonEhGNBHGUxavbUrGK8ouTAtVzmm5vYSWVv0ycTV/RmvjwaHf7P0ejo",
-	"NhiSZ3bzd8LVQmRxRMIFhBe2/tF2iMWnCyABdhmQC1i2ebmqriuk8ieKCdsraLfs9jqKSVvMz2mGOctZ",
-	"FpOy2X0ty1fkh4ydQANgJYLkInFn41BX8AaWNXwb5sxzXmiFAzSpXv2oCHUg0V3+Wau/GNpJ49V2tp6j",
-	"tqUb2EtZzXsTPpOgFvEyj74qNvFqAdy+5DZ7axazZdRuhcLzGB8XaaxpbG+HW9vslM03afbiOt2oNyxF",
-	"+6RFCQX12rCpe7a5l2/cY7upp6/fqfx1eHtXs2ZEzfCyXrD2/sywrdT0nJYED7agv8gR1Yq+K++sT50r",
-	"J6+GNzbOufXGN+aNBZ4O/NCJNH92zz+hOLkDih2BjiM+3mWQDlepeFZP6V4CB1XN4f6aLyankCsuWjVs",
-	"9UX/ahs5C/FRC18t8W9doxnv+M0JiUSYIc7pXea7BVO25o+GGgvO3ETXLnpJk3jdov/7+NXLuy0673XL",
-	"i3YT7Vy0BBotuwX7rX38WeQaxzZ4GGsfhw9hTs7q2TcaMaMJ9gL14h5kC7HVbh/ZLveNFTm/gKXq3fiy",
-	"t4p+5eV1letpe6vrKuXUj/Dm4T9NnV1R9zsFvFqRz93lpu6imlxO8nYfU0fnLsz9NNHLyi23Ww5b8ruA",
-	"u3e1THS31czHn3iLytXcObJuLKXVvFvFzO3d2N/JuV2/kVSR4KYgdYWn8ZLYXqNvma++ojr7aw/3YWh3",
-	"6Vwvw7ag+R+p9V9X9vIurLtvhtL+KpbNTrbp8J4tbDtXlevO7zeC35HovEftHdkJOE1gTOz3eZJUEUow",
-	"1UHMU3/C3Q/jqLyhu0W8ehk3oXPK+G5bXuMZDr/iB//1nG2+IbZ1h/utiKRRmXd/k76aLWlNlbguWy4a",
-	"wPNXAzNpqtk0hhLnHr85GZaFAcVkTDzS8ktv9khNfq5OAeSn30xIkPj5L1ExWdsJVJURiq3A5ginLWfl",
-	"yh2Tyi+B/ATiJXBVWc9uZYRqwrd9GbY0PU8n+dg9LX66sPylEZtArSRUd4IfFJv/dZKNRgffw3Xq/sLj",
-	"ru6XSSqTaBveBsE+XnluQ9L8x7vyYN4VMFT6qsSkt2e3/x8AAP//",
+	"7H3tchs3suiroObeKlOpIUXJcmovXVtbSuxNdGMnLtvZvbdClQacaZJYzQCzAEYSo8OqfYjzDOfB9klO",
+	"oYH5/iBpy0qc4z82NYPP/u5GN+beC0WSCg5cK29276VU0gQ0SPzr20wqIc2vCFQoWaqZ4N7Me0NXQEJ8",
+	"6ROqiASdSQ4RYZzoNZDAvguIWOLfqYQbJjJFUrqCied7zIzyzwzkxvM9ThPwZp7t4/meCteQUDPrUsiE",
+	"am/mLTYaPN9L6N0r4Cu99mbPTk59T29S01NpyfjK87278UqM6w+3W997QTVVoC9emDFx6pTqdTlzZN9f",
+	"scjzPQn/zJiEyJtpmUHnarIMW7YnenmXtoH1nsVAtLgGTuAuZXJDRhlnd0RBKHikjnwEETZ4okgAd2lg",
+	"YJowriHqAxbcpd2QYlx/fWZAxThLssSbTYuFmgFXIHGlP8CmvdJzTs7fXJBr2DxRdkF901/DpjZ9BTGn",
+	"z77uAs0PsLHwr095EQHXbMlAGloxs/8Am2LWOpquYfPxKHrFEqZ7KDo27/q2jC9rm45gSbNYe7NnUyRN",
+	"C++T6bQC/ZNu8L8LhXk2QCrKtOhbC748EAHv2Gp4QrbiVGeyf1K2OmjKrUGUSgVXYIWJ4MuYhQj8UHAN",
+	"HH/SNI1ZSM2Cjv+hzKruK5P8bwlLb+b9r+NSTB3bt+r4pZRC2okau1oDCdeUGyHlJlXkluk1oYYHmdKM",
+	"r4hY/ANCPfG2vvdXIRcsioA/0tokINnTmDBFbmjMIrLINEnohnChSSSIXjOFS/tR6L+KjEeffmU/CqKy",
+	"cO3gkovykMYxyCeK0DAUGbfwMmTziDA7dzCqwO0Wtc4yUxBNSPD/xmZFK6ph/BaoEjwwgBUcjFAJUOpC",
+	"FPgkWNDoqiD0wJ/zAFkpIKNCBhtlFVENitCciMSS3K4FokcCjRAuTmcc+SQQkq0YN8NnCuQVXQHXOHbG",
+	"r7m45VeugZ3kGjYkZkorYh8rQrkd0og1UJqsqSIcmF6DJMFPri8Xcs6Dt7AECTIw0+ajX8PGzC3BcF6o",
+	"IQrIqPwjX6giml4D0QXDKx9pzQl8dTSZc8/31kAjp/zPwxCUGn8ruJYiHp/Hsbgd2+XUcdqWNS18DHfY",
+	"OpL6mdNMr4Vkv8Lj0HuFoEZtIpqRhCnF+MqAW0hCSUJjo2EgQtoaBcXfwYwEiq0MHoz+nnOD05y2DJhp",
+	"HJMVuwFuBjIPbiGOie1sB+cEklRvSGDw+ZtjQ4hXVK7gceRhTvgLEW0M42ohSGymR2HzuFTRls+OCAyS",
+	"GEdBlC/rhrKYLuJHgpJh5AVVYNaUcQk0XJvJnxvrW25ITDVIt7JUCkMt5vVLrpnePNgKv3///s3fDAyw",
+	"c+96yyYkb5ObDpaa31w4CzSVIgWpmbURrMCNaqacEcZjzRJAy49GP/F4k1t+vQ7AWF2zdCxwPTQep8JY",
+	"X9J22/peKIHqR5inBpV7j2exI5iuYbe+x6IuK/ahVhNTpa+Mymwbgn9fAyfUqoecHU1zElIpGURokKDu",
+	"GkkIhYwgQouKmV4J45mGI2M4dkKzue2H2o81TO/bYHSaFd09DYnqbOQeUCnpBv82WrHDRDb+a7aIWYjb",
+	"14KkmbWODKx+fvtKkVHwl2vY/DlACDzU5kpbYg/K2Vadol886/vgfhyU6qRYG70EV8kXfsGJVaq5LOa1",
+	"NqKBmuVk4z51cHNP+MCGFfLgAIc7jYGB5yQw2wyIsKYn0l8eMWiGAoYB0h0K8EtqKH4MCTsnpTppRdP4",
+	"Cg3i9vZ+zJKF9WeNYZUb0oX93OkQVrFXBEKqs+Rr78fBO9DGr8Fd0Shilq7eVDCypLGCpqjOu5n1UrPi",
+	"CTnnGyLQ/DS0Y/SNM7XJ6Oz01Jg4WtKrZe4AGPMI7kJItTNjaTQWPN7M+ZJBHCnn2f8AG5/crlm4JlQi",
+	"PCA1BqoxldiKCwkRUcbzodouhFBFlqDDNUQkpJwsgKRCmS4LGl7POXp0TCtnpqsJGb1fm24SSARhTM2I",
+	"a5CAkkpk2hjJljmDmXUpqBZSWbeHKnLN+FikwGnK5txumdBKJ+LIe2N8BAUcxQDN5eXkCG22XoU2RGkX",
+	"dv9vc9lRV1EH9mwonYqffjKdTv19tdCBs9aUy4F9c0He0Eksjg3SV8BBUiSVTIuEamac0g3JeAxKGaTc",
+	"MKOP4M5YNUzHGECqbxtDMsXfe8CgokIa/JJCyJYMlKNlYxGVrpwhbGOaG40pkMaVQq44f3MxMZxDkzSG",
+	"SSiSwDZUSPBzvhZK+yT4alJrYqhbZYtIJNQMPzKeAwqTFO6MD7jWOp0dH8cipLEZYfZ0Op0GlocQ3uDb",
+	"oZHLUiG1j7+CvwQ52SrXGnjU6XWSwumckJfoodh1zzncgNy4rVt/pZCqtdjQ0ybwW8BO6N2F7XoyQKBt",
+	"TX0gmdVVaiMAaE1mUMSIrhI4tyhADMx/ViDH56a3xbl1zogxqxE5aCHBHQ21P+chVTBWwBXT7AYMDu1u",
+	"J+TvLI5CKiNLLAahKksNZiB6buemxPgbMRDbxchfR1OTOX8F9Aacqzgy2EGVeYTUZhqVK19KkRDKN8Rs",
+	"e4zbtlhqBu522xYtjfONyHjUwRy/3IIhYyUyvfYJUPMHF1KvL42ojGAlAZThTkfl3uyX8cmfpv74T88m",
+	"02cnJ775w/2+rNBTaVaKzKy0WBJHXVunoTOkt/KPJvl8C9bQai0+FnzFdBaBb7wp9+tXIZLLifehi3la",
+	"XczT9mLc2UTbeLKy4+oGpHKCvL7ab7IkNUb4GpAReyNUuXZ8TlIqtdHFlm/zA4ci0Nw6QmiaKb7nbJir",
+	"bjelxdZUa8kW2d7ez+JjqOo5MeMjPIgLjX041pokNCiR6samYw2jwQ+nswfdRJP0DtiEY5Gtv9MjbyFx",
+	"l2vd6nCoj5yPel8KES9dLLuGXlN1Zdw01XnW9fqb9+YdWRpHbk0VWYABexoLGtmTNzfgQogYKO930FsT",
+	"XzO+0w5ynP+DaWrxZkig4qpWGC9hvP9lrxtstn6l2K8wANfKODcQaiGvYrpxMce9nKS/Ya9XphMuZofu",
+	"vmGKLVjsYlKDA5ctO/3bijDqcXIRC7UpC+opQVpCvhBABevWRVgTQlUA+015XSW+Lr+6y49zFPEtNt7p",
+	"xjXURV3WHm70fxG+vz/h2+/Jne6H1FJW1qHwwh5dK2M2BuliGZClkMSSt3UQUr6yDyVVGFj2PeBZYrjP",
+	"CtsUwyz/SM2/t7BIKxT9UHKwf80nZ87Fs6fsp2fDCQ81Ado/6vTAQXPBW8fLTm+nJpbrq3mLwEY34DmJ",
+	"Kks7ffZ1BQXGbH92cnrpP5ZUrzlo00eS8k6mIw0NiMsfHI3l5Gk37PmepdxOunRdd4Utf4ugY+4Q7I46",
+	"PnQY0c38cxrto35a5hRdYEgMY372jMrpuiKuG8ZApSJMo+cqQWkhQWGQw9E6RtC/KLYviu0AJ2CnVto5",
+	"WEXlfJhKeWSd8YfXAi3RZA+RW5I6Ak1ZXHcFXUILRtaWmDm167TMjdIlEr+TlHfHZipxkPZ5oXtfC8Mw",
+	"RdQajyRumV7XAi7Oi9xJp4e71mVi6z5e657NUsl4yFIa9+6/aGFjywnFICQelTTzkj4AEF3OYC2Ft+YZ",
+	"1lZbwrAX23t6X/VNv7yjoY43RcpZuYKAjCi3h2nu4RERkgTVZZk2FZi5c1G3pTL1rks5HhaQa2Jud7ps",
+	"N4xeMdXBFYfZOZa1WlZOE7m91kpXJsqAgNhP3jUzW3asbkByfA80NsK8uSKlqc5UXWSJ650yynXrmql5",
+	"0NEOdZVHss46cxSWH67asfzySLZ6rFk9n8X0IuujvGcxvM/PYQYttv9pBtqBQhdszcAe0Xebx6qubMZf",
+	"+31pE/X64bmxNOAafXgcUuVJ7a0xlc09H7Zq2gPi60zG3UpGsRWHqEjDIRqSNKYayOj+1+3x/d32+H6z",
+	"PZp4PdbUQdlBDW50gcWa0ikW67tM+bxEw6bqV5BXiTN2BSGrQcUiWpkHEqu81SUMDFv+33c//biTKwe4",
+	"cEhCdvkhQ+17Tf4Bi/4BSbI3NG4Px6sscbf5tZMfDOTzHMm87dPJdDLtbX1g3tmDmOaD5FpsoaSjLsJz",
+	"MOkjq0LaR8xgMmGcaqtzE5qmZnOz+1yw9Cy6qTryzQ9vsmy/LeyfzY+uJshFDQWHn5be7Jd9gFYdb7h9",
+	"c73byyosvqE6XL+1WrLjfNa8LZToUshq7j3597/+06lbRbKUaEGeTQtX4eKFapt6pbDpUJUvyp5mrDxj",
+	"Jp9tKeSEvMhs0i/YzAMJibiBiCiQNyDHikXgk2sAg0myZFLpsQLMV49s+LetUvtUWqlQn02rGvVklzlV",
+	"2eIgFTrI2+KiNjRe01QRoOGaRFjrE2pSDk1GsbgFOQ6pAps24eo+DIYE5uEb26+NAAvLfsfg/rGIcEf7",
+	"oqWzYS/bZnxTPtidDYK8x8CG/HFpzea0OOCA+1Uz2MrUs+lT/2x6drkzO9LO6A9ZxDvdglDf9ePRmno9",
+	"pl85CeNp1pGau/W9WIQ1MU75xpFFEwxtlXXZoSAStRpQJPc7PAezGjuG69EJsYo22QGYpoO1Q6tjBugQ",
+	"0/Tpxwqkowe1Ctrhg36IfPFyfndeznX3cc/vwZXpSjNZKBFnGvxed0XVEPk7sBa7nJudHs2QXVl4O830",
+	"iV3OzN9q8eM6YINUshuqIZhVs+sxWOF+40EThlxt8e+kViM5IzG7xkilGcXH+lubtE6jJK/KLOJliqwk",
+	"5RgaKcOZTE9IYEtDghmhfCM4GN6t1o9xgAjzNqvn53ZOrBXJ12OsDRypg5AN1UGYSaY379BER3S/A3nD",
+	"wopV3oj5KPveGTejQK/U1b//9V/BkU0MDbSrCSS4X2LjomMHuwBjlO4ZjhBM5jw4d4V4qFtnBOcm82w6",
+	"fRpiI/wJWHxbpvcrW+s4qi74e8yddVWOuS/mLYBKzLpxAFhrnRo6aPfsiQjQBBr7Zpy8pqkR4/KJylN2",
+	"jRSyZHND4wwLHMwft0JGJMBZAh9DuSqlIdhizrI+eNQNhgK+E/Lynxm7oTFwbSzK6urJyO7R7RzL7O2i",
+	"yjr72uglMGjKsBhli7bHUrRBUGA0tEWiqsgJjQWNsHw1JUbmmP0/USiK1MxSNKcrsFBwtU55XbCN4N/C",
+	"Ys4TNKuTBURkhLUXNvUbOaXMMSYyi0Ed+XiBhSJqLaQexwxdjYoILD2TokLZt5BGh8StziZEa9FIVg+p",
+	"lBtCXVn4NWys8X4NfDLnc/4at5OYxYQ0jhVyIaEtlmjg8RtETQc9PyedKJ/zHaSvhcDrUXIKJGHMAIEC",
+	"3EiSowmxpw1IbAakcz7Ml2Q8xpKcH89fvwxwr87/zMtZmOBkSVmcSefmUa5uIT91Il99dXZ6+tVXhi3+",
+	"SpU+f3PxBI+lUpjzUXA/dxHtubFW58Z0nHv+3BiP+L+hRPyBti/+CvXd3FitwdFzl1dszzrQSjfAqA1K",
+	"5t5kMpl728DSv2YaXYZ8z6gjXL6zN52cTKbo29uSHG+GcZenRlRSvUYheExTdpzTz7F5srK51MZSQ2hc",
+	"RN7Me8WUdm6Jwu7lJTc9zlrZ5NhdgtPndlVa2rtFtpeNiy9Op9MHq7+tJq503pSQUnthQcFURMQRRiCM",
+	"S48B/LPpSd80xbqPa1XXptPp6T6d2pXHW997Nn2614RFPTWqvCxJqNw47FVPxFR+ftG8m8LdpCAUVI9a",
+	"CV7bounKYNsryODSWLY54Y2lQEK8YXBrTaRUqA5Csuyap+hYuwmU/kZEm4dGsTuH3NbNM+diNujr5KEn",
+	"76tB53BbHtx+MCntQw7l9SKmx8kePYo7C35banUSneZw2pv2IGLaVcrXxdp9aYpvj63aj8EeUdep8wU+",
+	"r1JnjUrOurIfTY/oOeZgVfUyFyQWfAWS3IBky82jYtuudLhHcS/Ob4ttC8AS2z5CEp0F60LkgFUH04Hf",
+	"rcu+A92L4eljyYEHkAGfD46/A10iuKJ4iIID0FpRLQeZH+XldcawSKkO153VLM30yxiWeigHc0LOSZmg",
+	"lV91tMiSVM15UK9mCPLCbQna+Py5qZdppSmPGF9VhEcjf8VaenUatimmj6JGXTbrXmr00dgnw0VFv4kq",
+	"PZjxPiPda5H9yXSvFevDbgamNalPKZrLDKxh4fwk10MP5gL8oTU5ehm0BbzHlu8DbofNmPs00rKa+vjI",
+	"LodLBOx3OBARv2+ynf6f3R2K+y8/M6H6bo1xpMIAchdp1nJa8Qq7GO2kMo+1L+V3b5bCCNieQvke/9/T",
+	"RSo5aZeD9BZuxLUxn5xfZG/lJRmPQBKmv/hJexKRhSOhlpkPpYCPkKl+543PObF81GXCl8OEiV7fcfNS",
+	"7YMVQqa7DzuKyxLXUK9kZ1pBvPSJ0hJoYi+iiZi6npALTSSkMQ3zUH9+LbfpN+dUi8RerfOcUIwiG0rH",
+	"cngSA71p9rIRegyq89WE1E0PCzxbgKT8ObeHgD6xaYM+qZz9oZ/sak/t2SBGrjU1zgQeVmGyMovhiSIJ",
+	"aGpm6XYrzFrfO297PzUpQg16bGFV11ll8R/jFC9C7rzh+HfiUhTxh9y36AXcF2fjoZwN5Ix6qUaVEz/Y",
+	"+7CSAzVOO/jXFxSqZlV+MiKsZKF1HT7kB3ymhW8NBYwU6DXjK0LJa5q+YgsJRIlMhoDncuqLyhwKO1Xi",
+	"Kksh8aCwbUaV17h/QuekgzqdehO9+a/jMhO1cejbTHrFexLN7pzY9suTy8Wm2PaCKphzpanG493epNbe",
+	"PFbyBuQ4t2TxkFKR0dn0zCdn06dHJBJzjnmLlMXI2Quzi1mDyYFruckPN3GQytmmT+YuN9E8PJs+/Y+z",
+	"6dk2mJBv7eHvnKu1yOKIhGsIr22aqh0Qc4TXQAIcMsC7GDu0XJXXFUL5E/mE3YnOj6z2enJ+O8TPuwxj",
+	"lsssJmWzD5Usn5EeMnICBYClCJKTxMHCoc7gLVvW4G2SI89poQYGaFK9PFsR6oxEd316Lf9iYheNF+ja",
+	"fI7akW5gr7U3/eZ8KUGt403ufVVkImZEYid32FuTmB2z9jMUls18nKexo7G9THZns3dstU+zl3fpXqNh",
+	"ut4nTUoooNdlm7p3+2v51pcA9tX09a9SfB7a3uX1GVIzuKwn9f1y2XyWZ7/9cmkQWsqAHMoEK5NQk+S2",
+	"VkMSKO9yiNErpXOTe+sBbb3ZvemxxorWX3tt0O/d+09IaK6otscFcmjBu0fSSRO+l/Vg7w1wUNXo7k/5",
+	"ZnIIubSjpsirb/on28jJjo/aeLNGo3OPZr7zNxckEmGGFtDgNt+vmbLZgBTrexVxC9256Q1N4l2b/v/n",
+	"r18dtul81Oo3lPp2+HQyLXZpVm5mIxru9KTbE394WLn99cJKAo02/fzw1r7+TdgB5zYGNiZTTh5CPl3W",
+	"w3k0YoaB7Ddtik9TWJtdHQ2B7ebECJ+ra9iowZM0e2X4Z56vV7kefzBdr5LD/gS/s/CHSdwrEokXgDcU",
+	"8ZW7GdvdR5XTSd5u38S8VgKEvRMZw6Ijjqn4QpLgW4vFsb1cZ0amwZHLqVXulvkyTEGUvQufUE2Y8dTc",
+	"rVQoDYL7bUAiAarLhLQnZ+57AZ/GG2tc8r9tf2Dt4el26FTOeKePGrn5Ax+xuZxBB9a9maIaN6xI1eN7",
+	"+6XE7e6DsArFtgmpz72ON8SOGn2J3A0lBdrvfX0IQvtT/wYR9gic/5Fc/3lFXw9B3YdGWO13UW10tYuH",
+	"j21i3pWqfN3lw2YYUJ2H5g6SUcBpAjNin+dBXqNRMVSD343x59x9GlHlDd0XL6ofjiB0RRk/mpDz5idf",
+	"ErppfPIlT+dXc7c0rF5SzeuNFBkFDD/3qF0tl6tkw2duU+Zn8cmS4IhQCXPe9U2aTnWPYzQ08mOp/ceM",
+	"vg4Lg/yo8dFNgS/pOa2cxw9XNs041KFBKLw/xEqijpJMfJt/YsYW9hlHu/TJfQ9vePKOUUS5pXfc6IEV",
+	"dGMDHKrZIobSsTh/czGplE/mmzbL7vjasS2KyisjFUBev2h8sMTPv8bKZO0sV1VmKA5z2zO866h2LM+8",
+	"Kl+M+w7EK+Cqsp+jygzVkH33NmxxQR7283F4Wny+u/winQ2BV0Lio+Aviq3+PM+m09Ov4S51v7Co233B",
+	"rrKIrult1MFHqWtjAHl9bB49cSkolbEqQYDt5fa/AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -171,7 +171,7 @@ func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Pre(s.tileHeaders)
+	e.Pre(s.tileHeaders, headAsGet)
 	e.Use(middleware.Recover(), s.requestLog)
 
 	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
