@@ -260,18 +260,18 @@ type APIKeyPage struct {
 // with its changes. (They are declared here without `readOnly`: validators such as kin-openapi
 // refuse a `readOnly` property present in a request.)
 type APIKeySettings struct {
-	// Changed A read-only field of the fetched object, accepted in a request and ignored.
-	Changed *IgnoredReadOnly `json:"changed,omitempty"`
+	// Changed Read-only in APIKey: accepted and ignored.
+	Changed *time.Time `json:"changed,omitempty"`
 
-	// Created A read-only field of the fetched object, accepted in a request and ignored.
-	Created     *IgnoredReadOnly          `json:"created,omitempty"`
+	// Created Read-only in APIKey: accepted and ignored.
+	Created     *time.Time                `json:"created,omitempty"`
 	Description nullable.Nullable[string] `json:"description,omitempty"`
 
-	// Id A read-only field of the fetched object, accepted in a request and ignored.
-	Id *IgnoredReadOnly `json:"id,omitempty"`
+	// Id Read-only in APIKey: accepted and ignored.
+	Id *openapi_types.UUID `json:"id,omitempty"`
 
-	// LastUsed A read-only field of the fetched object, accepted in a request and ignored.
-	LastUsed *IgnoredReadOnly `json:"last_used,omitempty"`
+	// LastUsed Read-only in APIKey: accepted and ignored.
+	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
 
 	// Name Will be generated automatically unless provided explicitly.
 	Name nullable.Nullable[string] `json:"name,omitempty"`
@@ -282,8 +282,8 @@ type APIKeySettings struct {
 	// every origin.
 	Origins nullable.Nullable[[]string] `json:"origins,omitempty"`
 
-	// Token A read-only field of the fetched object, accepted in a request and ignored.
-	Token *IgnoredReadOnly `json:"token,omitempty"`
+	// Token Read-only in APIKey: accepted and ignored.
+	Token *string `json:"token,omitempty"`
 
 	// UserAgent Processes only requests where the User-Agent HTTP header contains this exact,
 	// case-sensitive substring. Wildcards are not supported; only a single string is allowed.
@@ -447,9 +447,6 @@ type Health struct {
 	// Status Example: ok
 	Status string `json:"status"`
 }
-
-// IgnoredReadOnly A read-only field of the fetched object, accepted in a request and ignored.
-type IgnoredReadOnly = interface{}
 
 // RasterTileToken defines model for RasterTileToken.
 type RasterTileToken struct {
@@ -3968,11 +3965,11 @@ type OpenapiYAMLResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *string
+	YAML200 *openapi_types.File
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r OpenapiYAMLResponse) GetYAML200() *string {
+func (r OpenapiYAMLResponse) GetYAML200() *openapi_types.File {
 	return r.YAML200
 }
 
@@ -5644,7 +5641,7 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest string
+		var dest openapi_types.File
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8959,108 +8956,108 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tchs3suiroObeKlOpIUXJcmovXVtbSuxNdGMnLtvZvbdClQacaZJYzQCzAEYSo8OqfYjzDOfB9klO",
-	"oYH5/iBpy0qc4z82NYPP/u5GN+beC0WSCg5cK29276VU0gQ0SPzr20wqIc2vCFQoWaqZ4N7Me0NXQEJ8",
-	"6ROqiASdSQ4RYZzoNZDAvguIWOLfqYQbJjJFUrqCied7zIzyzwzkxvM9ThPwZp7t4/meCteQUDPrUsiE",
-	"am/mLTYaPN9L6N0r4Cu99mbPTk59T29S01NpyfjK87278UqM6w+3W997QTVVoC9emDFx6pTqdTlzZN9f",
-	"scjzPQn/zJiEyJtpmUHnarIMW7YnenmXtoH1nsVAtLgGTuAuZXJDRhlnd0RBKHikjnwEETZ4okgAd2lg",
-	"YJowriHqAxbcpd2QYlx/fWZAxThLssSbTYuFmgFXIHGlP8CmvdJzTs7fXJBr2DxRdkF901/DpjZ9BTGn",
-	"z77uAs0PsLHwr095EQHXbMlAGloxs/8Am2LWOpquYfPxKHrFEqZ7KDo27/q2jC9rm45gSbNYe7NnUyRN",
-	"C++T6bQC/ZNu8L8LhXk2QCrKtOhbC748EAHv2Gp4QrbiVGeyf1K2OmjKrUGUSgVXYIWJ4MuYhQj8UHAN",
-	"HH/SNI1ZSM2Cjv+hzKruK5P8bwlLb+b9r+NSTB3bt+r4pZRC2okau1oDCdeUGyHlJlXkluk1oYYHmdKM",
-	"r4hY/ANCPfG2vvdXIRcsioA/0tokINnTmDBFbmjMIrLINEnohnChSSSIXjOFS/tR6L+KjEeffmU/CqKy",
-	"cO3gkovykMYxyCeK0DAUGbfwMmTziDA7dzCqwO0Wtc4yUxBNSPD/xmZFK6ph/BaoEjwwgBUcjFAJUOpC",
-	"FPgkWNDoqiD0wJ/zAFkpIKNCBhtlFVENitCciMSS3K4FokcCjRAuTmcc+SQQkq0YN8NnCuQVXQHXOHbG",
-	"r7m45VeugZ3kGjYkZkorYh8rQrkd0og1UJqsqSIcmF6DJMFPri8Xcs6Dt7AECTIw0+ajX8PGzC3BcF6o",
-	"IQrIqPwjX6giml4D0QXDKx9pzQl8dTSZc8/31kAjp/zPwxCUGn8ruJYiHp/Hsbgd2+XUcdqWNS18DHfY",
-	"OpL6mdNMr4Vkv8Lj0HuFoEZtIpqRhCnF+MqAW0hCSUJjo2EgQtoaBcXfwYwEiq0MHoz+nnOD05y2DJhp",
-	"HJMVuwFuBjIPbiGOie1sB+cEklRvSGDw+ZtjQ4hXVK7gceRhTvgLEW0M42ohSGymR2HzuFTRls+OCAyS",
-	"GEdBlC/rhrKYLuJHgpJh5AVVYNaUcQk0XJvJnxvrW25ITDVIt7JUCkMt5vVLrpnePNgKv3///s3fDAyw",
-	"c+96yyYkb5ObDpaa31w4CzSVIgWpmbURrMCNaqacEcZjzRJAy49GP/F4k1t+vQ7AWF2zdCxwPTQep8JY",
-	"X9J22/peKIHqR5inBpV7j2exI5iuYbe+x6IuK/ahVhNTpa+Mymwbgn9fAyfUqoecHU1zElIpGURokKDu",
-	"GkkIhYwgQouKmV4J45mGI2M4dkKzue2H2o81TO/bYHSaFd09DYnqbOQeUCnpBv82WrHDRDb+a7aIWYjb",
-	"14KkmbWODKx+fvtKkVHwl2vY/DlACDzU5kpbYg/K2Vadol886/vgfhyU6qRYG70EV8kXfsGJVaq5LOa1",
-	"NqKBmuVk4z51cHNP+MCGFfLgAIc7jYGB5yQw2wyIsKYn0l8eMWiGAoYB0h0K8EtqKH4MCTsnpTppRdP4",
-	"Cg3i9vZ+zJKF9WeNYZUb0oX93OkQVrFXBEKqs+Rr78fBO9DGr8Fd0Shilq7eVDCypLGCpqjOu5n1UrPi",
-	"CTnnGyLQ/DS0Y/SNM7XJ6Oz01Jg4WtKrZe4AGPMI7kJItTNjaTQWPN7M+ZJBHCnn2f8AG5/crlm4JlQi",
-	"PCA1BqoxldiKCwkRUcbzodouhFBFlqDDNUQkpJwsgKRCmS4LGl7POXp0TCtnpqsJGb1fm24SSARhTM2I",
-	"a5CAkkpk2hjJljmDmXUpqBZSWbeHKnLN+FikwGnK5txumdBKJ+LIe2N8BAUcxQDN5eXkCG22XoU2RGkX",
-	"dv9vc9lRV1EH9mwonYqffjKdTv19tdCBs9aUy4F9c0He0Eksjg3SV8BBUiSVTIuEamac0g3JeAxKGaTc",
-	"MKOP4M5YNUzHGECqbxtDMsXfe8CgokIa/JJCyJYMlKNlYxGVrpwhbGOaG40pkMaVQq44f3MxMZxDkzSG",
-	"SSiSwDZUSPBzvhZK+yT4alJrYqhbZYtIJNQMPzKeAwqTFO6MD7jWOp0dH8cipLEZYfZ0Op0GlocQ3uDb",
-	"oZHLUiG1j7+CvwQ52SrXGnjU6XWSwumckJfoodh1zzncgNy4rVt/pZCqtdjQ0ybwW8BO6N2F7XoyQKBt",
-	"TX0gmdVVaiMAaE1mUMSIrhI4tyhADMx/ViDH56a3xbl1zogxqxE5aCHBHQ21P+chVTBWwBXT7AYMDu1u",
-	"J+TvLI5CKiNLLAahKksNZiB6buemxPgbMRDbxchfR1OTOX8F9Aacqzgy2EGVeYTUZhqVK19KkRDKN8Rs",
-	"e4zbtlhqBu522xYtjfONyHjUwRy/3IIhYyUyvfYJUPMHF1KvL42ojGAlAZThTkfl3uyX8cmfpv74T88m",
-	"02cnJ775w/2+rNBTaVaKzKy0WBJHXVunoTOkt/KPJvl8C9bQai0+FnzFdBaBb7wp9+tXIZLLifehi3la",
-	"XczT9mLc2UTbeLKy4+oGpHKCvL7ab7IkNUb4GpAReyNUuXZ8TlIqtdHFlm/zA4ci0Nw6QmiaKb7nbJir",
-	"bjelxdZUa8kW2d7ez+JjqOo5MeMjPIgLjX041pokNCiR6samYw2jwQ+nswfdRJP0DtiEY5Gtv9MjbyFx",
-	"l2vd6nCoj5yPel8KES9dLLuGXlN1Zdw01XnW9fqb9+YdWRpHbk0VWYABexoLGtmTNzfgQogYKO930FsT",
-	"XzO+0w5ynP+DaWrxZkig4qpWGC9hvP9lrxtstn6l2K8wANfKODcQaiGvYrpxMce9nKS/Ya9XphMuZofu",
-	"vmGKLVjsYlKDA5ctO/3bijDqcXIRC7UpC+opQVpCvhBABevWRVgTQlUA+015XSW+Lr+6y49zFPEtNt7p",
-	"xjXURV3WHm70fxG+vz/h2+/Jne6H1FJW1qHwwh5dK2M2BuliGZClkMSSt3UQUr6yDyVVGFj2PeBZYrjP",
-	"CtsUwyz/SM2/t7BIKxT9UHKwf80nZ87Fs6fsp2fDCQ81Ado/6vTAQXPBW8fLTm+nJpbrq3mLwEY34DmJ",
-	"Kks7ffZ1BQXGbH92cnrpP5ZUrzlo00eS8k6mIw0NiMsfHI3l5Gk37PmepdxOunRdd4Utf4ugY+4Q7I46",
-	"PnQY0c38cxrto35a5hRdYEgMY372jMrpuiKuG8ZApSJMo+cqQWkhQWGQw9E6RtC/KLYviu0AJ2CnVto5",
-	"WEXlfJhKeWSd8YfXAi3RZA+RW5I6Ak1ZXHcFXUILRtaWmDm167TMjdIlEr+TlHfHZipxkPZ5oXtfC8Mw",
-	"RdQajyRumV7XAi7Oi9xJp4e71mVi6z5e657NUsl4yFIa9+6/aGFjywnFICQelTTzkj4AEF3OYC2Ft+YZ",
-	"1lZbwrAX23t6X/VNv7yjoY43RcpZuYKAjCi3h2nu4RERkgTVZZk2FZi5c1G3pTL1rks5HhaQa2Jud7ps",
-	"N4xeMdXBFYfZOZa1WlZOE7m91kpXJsqAgNhP3jUzW3asbkByfA80NsK8uSKlqc5UXWSJ650yynXrmql5",
-	"0NEOdZVHss46cxSWH67asfzySLZ6rFk9n8X0IuujvGcxvM/PYQYttv9pBtqBQhdszcAe0Xebx6qubMZf",
-	"+31pE/X64bmxNOAafXgcUuVJ7a0xlc09H7Zq2gPi60zG3UpGsRWHqEjDIRqSNKYayOj+1+3x/d32+H6z",
-	"PZp4PdbUQdlBDW50gcWa0ikW67tM+bxEw6bqV5BXiTN2BSGrQcUiWpkHEqu81SUMDFv+33c//biTKwe4",
-	"cEhCdvkhQ+17Tf4Bi/4BSbI3NG4Px6sscbf5tZMfDOTzHMm87dPJdDLtbX1g3tmDmOaD5FpsoaSjLsJz",
-	"MOkjq0LaR8xgMmGcaqtzE5qmZnOz+1yw9Cy6qTryzQ9vsmy/LeyfzY+uJshFDQWHn5be7Jd9gFYdb7h9",
-	"c73byyosvqE6XL+1WrLjfNa8LZToUshq7j3597/+06lbRbKUaEGeTQtX4eKFapt6pbDpUJUvyp5mrDxj",
-	"Jp9tKeSEvMhs0i/YzAMJibiBiCiQNyDHikXgk2sAg0myZFLpsQLMV49s+LetUvtUWqlQn02rGvVklzlV",
-	"2eIgFTrI2+KiNjRe01QRoOGaRFjrE2pSDk1GsbgFOQ6pAps24eo+DIYE5uEb26+NAAvLfsfg/rGIcEf7",
-	"oqWzYS/bZnxTPtidDYK8x8CG/HFpzea0OOCA+1Uz2MrUs+lT/2x6drkzO9LO6A9ZxDvdglDf9ePRmno9",
-	"pl85CeNp1pGau/W9WIQ1MU75xpFFEwxtlXXZoSAStRpQJPc7PAezGjuG69EJsYo22QGYpoO1Q6tjBugQ",
-	"0/Tpxwqkowe1Ctrhg36IfPFyfndeznX3cc/vwZXpSjNZKBFnGvxed0XVEPk7sBa7nJudHs2QXVl4O830",
-	"iV3OzN9q8eM6YINUshuqIZhVs+sxWOF+40EThlxt8e+kViM5IzG7xkilGcXH+lubtE6jJK/KLOJliqwk",
-	"5RgaKcOZTE9IYEtDghmhfCM4GN6t1o9xgAjzNqvn53ZOrBXJ12OsDRypg5AN1UGYSaY379BER3S/A3nD",
-	"wopV3oj5KPveGTejQK/U1b//9V/BkU0MDbSrCSS4X2LjomMHuwBjlO4ZjhBM5jw4d4V4qFtnBOcm82w6",
-	"fRpiI/wJWHxbpvcrW+s4qi74e8yddVWOuS/mLYBKzLpxAFhrnRo6aPfsiQjQBBr7Zpy8pqkR4/KJylN2",
-	"jRSyZHND4wwLHMwft0JGJMBZAh9DuSqlIdhizrI+eNQNhgK+E/Lynxm7oTFwbSzK6urJyO7R7RzL7O2i",
-	"yjr72uglMGjKsBhli7bHUrRBUGA0tEWiqsgJjQWNsHw1JUbmmP0/USiK1MxSNKcrsFBwtU55XbCN4N/C",
-	"Ys4TNKuTBURkhLUXNvUbOaXMMSYyi0Ed+XiBhSJqLaQexwxdjYoILD2TokLZt5BGh8StziZEa9FIVg+p",
-	"lBtCXVn4NWys8X4NfDLnc/4at5OYxYQ0jhVyIaEtlmjg8RtETQc9PyedKJ/zHaSvhcDrUXIKJGHMAIEC",
-	"3EiSowmxpw1IbAakcz7Ml2Q8xpKcH89fvwxwr87/zMtZmOBkSVmcSefmUa5uIT91Il99dXZ6+tVXhi3+",
-	"SpU+f3PxBI+lUpjzUXA/dxHtubFW58Z0nHv+3BiP+L+hRPyBti/+CvXd3FitwdFzl1dszzrQSjfAqA1K",
-	"5t5kMpl728DSv2YaXYZ8z6gjXL6zN52cTKbo29uSHG+GcZenRlRSvUYheExTdpzTz7F5srK51MZSQ2hc",
-	"RN7Me8WUdm6Jwu7lJTc9zlrZ5NhdgtPndlVa2rtFtpeNiy9Op9MHq7+tJq503pSQUnthQcFURMQRRiCM",
-	"S48B/LPpSd80xbqPa1XXptPp6T6d2pXHW997Nn2614RFPTWqvCxJqNw47FVPxFR+ftG8m8LdpCAUVI9a",
-	"CV7bounKYNsryODSWLY54Y2lQEK8YXBrTaRUqA5Csuyap+hYuwmU/kZEm4dGsTuH3NbNM+diNujr5KEn",
-	"76tB53BbHtx+MCntQw7l9SKmx8kePYo7C35banUSneZw2pv2IGLaVcrXxdp9aYpvj63aj8EeUdep8wU+",
-	"r1JnjUrOurIfTY/oOeZgVfUyFyQWfAWS3IBky82jYtuudLhHcS/Ob4ttC8AS2z5CEp0F60LkgFUH04Hf",
-	"rcu+A92L4eljyYEHkAGfD46/A10iuKJ4iIID0FpRLQeZH+XldcawSKkO153VLM30yxiWeigHc0LOSZmg",
-	"lV91tMiSVM15UK9mCPLCbQna+Py5qZdppSmPGF9VhEcjf8VaenUatimmj6JGXTbrXmr00dgnw0VFv4kq",
-	"PZjxPiPda5H9yXSvFevDbgamNalPKZrLDKxh4fwk10MP5gL8oTU5ehm0BbzHlu8DbofNmPs00rKa+vjI",
-	"LodLBOx3OBARv2+ynf6f3R2K+y8/M6H6bo1xpMIAchdp1nJa8Qq7GO2kMo+1L+V3b5bCCNieQvke/9/T",
-	"RSo5aZeD9BZuxLUxn5xfZG/lJRmPQBKmv/hJexKRhSOhlpkPpYCPkKl+543PObF81GXCl8OEiV7fcfNS",
-	"7YMVQqa7DzuKyxLXUK9kZ1pBvPSJ0hJoYi+iiZi6npALTSSkMQ3zUH9+LbfpN+dUi8RerfOcUIwiG0rH",
-	"cngSA71p9rIRegyq89WE1E0PCzxbgKT8ObeHgD6xaYM+qZz9oZ/sak/t2SBGrjU1zgQeVmGyMovhiSIJ",
-	"aGpm6XYrzFrfO297PzUpQg16bGFV11ll8R/jFC9C7rzh+HfiUhTxh9y36AXcF2fjoZwN5Ix6qUaVEz/Y",
-	"+7CSAzVOO/jXFxSqZlV+MiKsZKF1HT7kB3ymhW8NBYwU6DXjK0LJa5q+YgsJRIlMhoDncuqLyhwKO1Xi",
-	"Kksh8aCwbUaV17h/QuekgzqdehO9+a/jMhO1cejbTHrFexLN7pzY9suTy8Wm2PaCKphzpanG493epNbe",
-	"PFbyBuQ4t2TxkFKR0dn0zCdn06dHJBJzjnmLlMXI2Quzi1mDyYFruckPN3GQytmmT+YuN9E8PJs+/Y+z",
-	"6dk2mJBv7eHvnKu1yOKIhGsIr22aqh0Qc4TXQAIcMsC7GDu0XJXXFUL5E/mE3YnOj6z2enJ+O8TPuwxj",
-	"lsssJmWzD5Usn5EeMnICBYClCJKTxMHCoc7gLVvW4G2SI89poQYGaFK9PFsR6oxEd316Lf9iYheNF+ja",
-	"fI7akW5gr7U3/eZ8KUGt403ufVVkImZEYid32FuTmB2z9jMUls18nKexo7G9THZns3dstU+zl3fpXqNh",
-	"ut4nTUoooNdlm7p3+2v51pcA9tX09a9SfB7a3uX1GVIzuKwn9f1y2XyWZ7/9cmkQWsqAHMoEK5NQk+S2",
-	"VkMSKO9yiNErpXOTe+sBbb3ZvemxxorWX3tt0O/d+09IaK6otscFcmjBu0fSSRO+l/Vg7w1wUNXo7k/5",
-	"ZnIIubSjpsirb/on28jJjo/aeLNGo3OPZr7zNxckEmGGFtDgNt+vmbLZgBTrexVxC9256Q1N4l2b/v/n",
-	"r18dtul81Oo3lPp2+HQyLXZpVm5mIxru9KTbE394WLn99cJKAo02/fzw1r7+TdgB5zYGNiZTTh5CPl3W",
-	"w3k0YoaB7Ddtik9TWJtdHQ2B7ebECJ+ra9iowZM0e2X4Z56vV7kefzBdr5LD/gS/s/CHSdwrEokXgDcU",
-	"8ZW7GdvdR5XTSd5u38S8VgKEvRMZw6Ijjqn4QpLgW4vFsb1cZ0amwZHLqVXulvkyTEGUvQufUE2Y8dTc",
-	"rVQoDYL7bUAiAarLhLQnZ+57AZ/GG2tc8r9tf2Dt4el26FTOeKePGrn5Ax+xuZxBB9a9maIaN6xI1eN7",
-	"+6XE7e6DsArFtgmpz72ON8SOGn2J3A0lBdrvfX0IQvtT/wYR9gic/5Fc/3lFXw9B3YdGWO13UW10tYuH",
-	"j21i3pWqfN3lw2YYUJ2H5g6SUcBpAjNin+dBXqNRMVSD343x59x9GlHlDd0XL6ofjiB0RRk/mpDz5idf",
-	"ErppfPIlT+dXc7c0rF5SzeuNFBkFDD/3qF0tl6tkw2duU+Zn8cmS4IhQCXPe9U2aTnWPYzQ08mOp/ceM",
-	"vg4Lg/yo8dFNgS/pOa2cxw9XNs041KFBKLw/xEqijpJMfJt/YsYW9hlHu/TJfQ9vePKOUUS5pXfc6IEV",
-	"dGMDHKrZIobSsTh/czGplE/mmzbL7vjasS2KyisjFUBev2h8sMTPv8bKZO0sV1VmKA5z2zO866h2LM+8",
-	"Kl+M+w7EK+Cqsp+jygzVkH33NmxxQR7283F4Wny+u/winQ2BV0Lio+Aviq3+PM+m09Ov4S51v7Co233B",
-	"rrKIrult1MFHqWtjAHl9bB49cSkolbEqQYDt5fa/AwAA//8=",
+	"7H3tcttGsuirTOHeKkspkKJkObWXrq0tJfYmvrETl+3s3luhShgCTXJW4Ax2ZiCJ0WHVPsR5hvNg+ySn",
+	"umfwSYCkZFmJc/zHpoD57O/u6R7cBrFaZkqCtCYY3wYZ13wJFjT99W2ujdL4KwETa5FZoWQwDt7yObCY",
+	"XoaMG6bB5lpCwoRkdgEscu8ipmb0d6bhSqjcsIzPYRiEgcBR/pmDXgVhIPkSgnHg+gRhYOIFLDnOOlN6",
+	"yW0wDqYrC0EYLPnNa5BzuwjGz45PwsCuMuxprBZyHoTBzWCuBs2H63UYvOCWG7CvXuCYNHXG7aKaOXHv",
+	"L0QShIGGf+ZCQxKMrc6hczV5Ti03J3p5k20C64NIgVl1CZLBTSb0ih3kUtwwA7GSiTkMCUTU4IlhEdxk",
+	"EcJ0KaSFpA9YcJN1Q0pI+/UpgkpIscyXwXhULhQHnIOmlf4Aq82Vnkl29vYVu4TVE+MW1Df9Jawa09cQ",
+	"c/Ls6y7Q/AArB//mlK8SkFbMBGikFZz9B1iVszbRdAmrj0fRa7EUtoeiU3zXt2V62dh0AjOepzYYPxsR",
+	"aTp4H49GNegfd4P/fazw2RZSMdiiby308o4IeC/m2ycUc8ltrvsnFfM7TblGRJlMSQNOmCg5S0VMwI+V",
+	"tCDpJ8+yVMQcF3T0D4Oruq1N8r81zIJx8L+OKjF15N6ao5daK+0mau1qASxecIlCyk9q2LWwC8aRB4Wx",
+	"Qs6Zmv4DYjsM1mHwV6WnIklAPtLaNBDZ85QJw654KhI2zS1b8hWTyrJEMbsQhpb2o7J/VblMPv3KflTM",
+	"5PHCw6UQ5TFPU9BPDONxrHLp4IVk84gwO/MwqsHtmrTOLDeQDFn0/wa4ojm3MHgH3CgZIWCVBBQqEUld",
+	"SKKQRVOeXJSEHoUTGRErReyglMGorBJuwTBeEJGaseuFIvRo4AnBxeuMw5BFSou5kDh8bkBf8DlIS2Pn",
+	"8lKqa3nhG7hJLmHFUmGsYe6xYVy6IVGsgbFswQ2TIOwCNIt+8n2l0hMZvYMZaNARTluMfgkrnFsDcl5s",
+	"IYnYQfVHsVDDLL8EZkuGNyHRmhf45nA4kUEYLIAnXvmfxTEYM/hWSatVOjhLU3U9cMtp4nRT1mzgY3uH",
+	"tSepnyXP7UJp8Ss8Dr3XCOpgk4jGbCmMEXKO4FaacbbkKWoYSIi2DqLy72jMIiPmiAfU3xOJOC1oC8HM",
+	"05TNxRVIHAgfXEOaMtfZDS4ZLDO7YhHi8zfHhlKvuZ7D48jDgvCnKlkh41qlWIrTk7B5XKrYlM+eCBBJ",
+	"QpIgKpZ1xUXKp+kjQQkZecoN4JpyqYHHC5z8OVrfesVSbkH7lWVaIbXg65fSCrt6sBV+/+HD278hDKhz",
+	"73qrJqxoU5gOjprfvvIWaKZVBtoKZyM4gZs0TDkUxgMrlkCWH09+kumqsPx6HYCBuRTZQNF6eDrIFFpf",
+	"2nVbh0GsgdtHmKcBldtA5qknmK5h12Egki4r9qFWk3JjL1BlbhqCf1+AZNyph4IdsTmLudYCEjJISHcd",
+	"aIiVTiAhi0pgr6WQuYVDNBw7odne9kPtxxmmt5tg9JqV3D0LS9PZyD/gWvMV/Y1ascNERv81n6Yipu1b",
+	"xbLcWUcIq5/fvTbsIPrLJaz+HBEEHmpzlS2xB+Ws607RL4HzfWg/HkpNUmyMXoGr4ouw5MQ61ZyX8zob",
+	"EaHmOBndpw5u7gkfuLBCERyQcGMpMPCcRbjNiClnehL9FRGDdihgO0C6QwFhRQ3lj23CzkupTlqxPL0g",
+	"g3hzez/my6nzZ9GwKgzp0n7udAjr2CsDIfVZirX34+A9WPRraFc8SYSjq7c1jMx4aqAtqotuuF6OKx6y",
+	"M7liisxPpB3UN97UZgenJydo4ljNL2aFA4DmEdzEkFlvxvJkoGS6msiZgDQx3rP/AVYhu16IeMG4JnhA",
+	"hgYqmkpiLpWGhBn0fLh1C2HcsBnYeAEJi7lkU2CZMthlyuPLiSSPTljjzXQzZAcfFthNA0sgTjmOuAAN",
+	"JKlUbtFIdswZjZ1Lwa3Sxrk93LBLIQcqA8kzMZFuy4zXOjFP3iv0EQxIEgO8kJfDQ7LZehVaE+zvCijh",
+	"GA46406Y9ErVDeKuKbVPPldLsdViAcej0SjcV9M9xDq7Qz1btd3HA2Tn/grd1FKzIk2RjucgQXOaLLdq",
+	"ya1AP3vFcpmCMUhnVwJVLNygoSZsSjGxJpQpylT+vceSalqxJQIyiMVMgPHsiUZe5Z0ir6K3gUaAIigZ",
+	"Q4x+9vbVEIUBX2YpDGO1jFxDQzw8kQtlbMiir4aNJsiwJp8maslx+AN0hkg+ZnCDbu3C2mx8dJSqmKc4",
+	"wvjpaDSKnFggwQyhG5rwlCltQ/oV/SUqONH41iCTTkealX70kL0kp8uteyLhCvTKb925YKWiaIS7nraB",
+	"vwHsJb955boeb+GHXcbHnQh1Yw1NE6IV8HQuAhhGw5eQuyaBiQj52YAenGFvRxDOGWXoRhDmyCKEGx7b",
+	"cCJjbmBgQBphxRUggt0yhuzvIk1irhNHSYhtk2eINkieu7k5Q/8qBea6oL7xBDecyNfAr8C7xgeIOjIR",
+	"DokUsVG18plWS8bliuG2B7Rth8J2oHK3LbWhYb9RuUw6OOeXa0AaNyq3i5ABxz+k0nZxjghLYK4BDOLG",
+	"s0Aw/mVw/KdROPjTs+Ho2fFxiH/43+c1YqtkjspxpeWSJNkWTQI7JWKs/mjT1rfgDMuNxadKzoXNEwjR",
+	"e/S/flVqeT4M7ruYp/XFPN1cjD+L2TQWnWC5uAJtvFJprvabfJmh07EA4tLeiFxhDTxnGdcWbQ/H1MUB",
+	"SxlY3zgyaZtlYeBttotut2yD37i1Wkzzvb296cdQ1XOG4xM8mA8F3h9rbRLaKq6axrVnDbQ/7k5nD7qJ",
+	"NundYROeRdbhzgjENqvrXqbTTiopRr2thEiQTWddQy+4uUC31HSe7b355gO+YzN0XBfcsCkg2LNU8aSh",
+	"QaZKpcBlf0BiY+JL4U4otnlTnvN/wKYOb0gCNde8xnhLIftf9rr9uPULI36FLXCtjXMFsVX6IuUrH2Pd",
+	"yyn8G/V6jZ1oMTsU+5UwYipSH4PbOnDVstOfrwmjHqeesNCYsqSeCqQV5EsBVLJuU4S1IVQHcNiW13Xi",
+	"64ojdPmtniK+pcY73daWumjK2rs7IF+E7+9P+PZ7lSf7IbWSlU0ovHBH9QbNxiibziI2U5o58nbeQybn",
+	"7qHmhgLpYQAyXyL3OWGbUVjpHxn+ew3TrEbRDyUH+9d8fOr9P5dVcHK6PcGjIUD7Rx3dcdBC8DbxstMV",
+	"aojlln9DwCY34DlLaks7efZ1DQVotj87PjkPH0uqN7y30SNJeS/TiYa2iMsfPI0V5Ok2HISBo9xOuvRd",
+	"d4Vpf4sga+EQ7I6yPnTY1M/8c5bso342zCk+pRAgxTjdmZzXdWUcO06Ba8OEJc9Vg7FKg6EIiKd1OjH4",
+	"oti+KLY7OAE7tdLOwWoq534q5ZF1xh9eC2yIJndoviGpE7BcpE1X0CfwUGRtRpliu04H/ShdIvE7zWV3",
+	"bKYWB9k8H/XvG2EYYZhZ0BHMtbCLroj9Tjq9u2tdJfLu47Xu2SzTQsYi42nv/ssWLvC85BSEpKOhdh7W",
+	"PQDR5Qw2UpYbnmFjtRUMe7G9p/fV3PTLGx7bdFWm2FUriNgBl+7w0D88ZEqzqL4sbFODmT8H9luqUg27",
+	"lOPdAnJtzO1OD+6G0WthOrjibnaOY60NK6eN3F5rpSvzZouA2E/etTN5dqxui+T4HniKwry9ImO5zU1T",
+	"ZKnLnTLKd+uayfkMH0QKH4pDk60W1P80g+mOQhBczcIe0XCXR2suXMbh5vvKRun1iwvjZYurcv+4oCmS",
+	"6jfGNC73fbuVsTkgvc512i30jZhLSMo0IGZhmaXcAju4/XV9dHuzPrpdrQ87D+bKGO2+2Ukt7vCBvoYS",
+	"KBcb+kz9okTElQrUkFeL+3UFBetBvjJ6WAT26rzVxZzIlv/3/U8/7uTKLVy4TWJ1+QXb2vea4Fss7Ack",
+	"yd5QtTvJrrPEzerXTn5AyBc5mkXbp8PRcNTb+o55bw9iKm8l13ILFR11EZ6HSR9ZldI+EYjJpZDcOh24",
+	"5FmGmxvfFoKlZ9Ft1VFsfvsmq/br0h5Z/ehrknwUT0n4aRaMf9kHaPXxtrdvr3d9XofFN9zGi3fu+Lvj",
+	"vBTflrmcM6Xruf/s3//6T59HYFieMavYs1Fpur96YTZNr0rYdKjKF1VPHKtIbylmmyk9ZC9yl3QMLhNA",
+	"w1JdQcIM6CvQAyPQfb8EQEyymdDGDgxQvnziwrGbKrVPpVUK9dmorlGPd5k3tS1upUIPeVfctAmNNzwz",
+	"DHi8YAnVGsWWVUOzg1Rdgx7E3IBLY/B1J4ghRXUAaIttIsDBst9Qv30sItzRvmzpbcrzTbO6LR/czraC",
+	"vMfgheJxZV0WtLjFIQ7rZqmTqaejp+Hp6PR8Z3ammzHcZqHuNNNje9OPR2fq9Zh+1SRCZnlHavA6DFIV",
+	"N8Q4lytPFm0wbKqs8w4FsTTzLYrkdoclj6txY/genRCraZMdgGk7PDu0OmWgbmOaPv1Yg3TyoFbBpjvf",
+	"D5EvXs7vzsu57D5++T24Ml1pH1Oj0txC2OuumAYifwfWYpdzs9Oj2WZXlt5OO51hlzPzt0Y8twnYKNPi",
+	"iluIxvXsfjpL9r/p4IdCoK74eNio0RyzVFxS5BBHCan+1yXN82RZVIWW8SvD5ppLCwmOWYQXhR2yyJWm",
+	"RGPG5UpJQN6t169JgITyKOvn2W5OqlUp1oPWBo3UQchIdRDnWtjVezLRCd3vQV+JuGaVt0p2jXvvjZuD",
+	"yM7Nxb//9V/RoUvUjKyvSWS0X+bilAMPu4hihv4ZjRANJzI684WApFvHjOZmk3w0ehpTI/oJVPxbJcka",
+	"V2t5UF/w95TL6qssC18smALXlAXjAbCwNkM62OzZExHgS2jtW0j2hmcoxvUTU6TQohRyZHPF05wKLPCP",
+	"a6UTFtEsUUihVZPxGFwxaVWffNANhhK+Q/byn7m44ilIixZlffXswO3R75zK/N2iqjr/xugVMHgmqBhm",
+	"TbbHTG2CoMRo7IpUTZmjmSqeUPlsxlDm4P6fGBJFZuwoWvI5OCj4WquiLtlF1K9hOpFLMquXU0jYAdV+",
+	"uDxt4pQq55fpPAVzGNIFGoaZhdJ2kApyNWoisPJMygrp0EGaHBK/OpegbFUrszzmWq8Y92Xpl7Byxvsl",
+	"yOFETuQb2s4SFxPzNDXEhYxvsEQLj98Qajro+TnrRPlE7iB9qxRdz1JQIItTAQQUkChJDofMRf+J2BCk",
+	"E7mdL9lgQCVBP569eRnRXr3/WZTTCCXZjIs0197N49JcQ3EKxL766vTk5KuvkC3+yo09e/vqCR0TZTCR",
+	"B9HtxEeYJ2itTtB0nAThBI1H+h8pkX6Q7Uu/YnszQas1Onzu83zd2QNZ6QiMxqBsEgyHw0mwjhz9W2HJ",
+	"ZSj2TDrC5x8Ho+HxcES+vSsJCsYUd3mKopLbBQnBI56Jo4J+jvDJ3OU2o6VG0HiVBOPgtTDWuyWGuleX",
+	"7PQ4a1WTI38JT5/bVWvp7jZZn7cu3jgZjR6s/reeSNJ5U0PG3YUJJVMxlSYUgUCXnuqTT0fHfdOU6z5q",
+	"VH1jp5OTfTptVj6vw+DZ6OleE5b13KTy8uWS65XHXv2EyhQnVu27MfxNDspA/eiT0bUxls8R20FJBudo",
+	"2RaEN9CKCPFKwLUzkTJlOgjJsWuRMuPsJjD2G5WsHhrF/lxw3TTPvIvZoq/jh568rwZewnV1kHpvUtqH",
+	"HKrrTbDH8R49yjsTfltq9RKdF3Dam/YgEdZX6jfF2m1liq+PnNpPwR0ZN6nzBT2vU2eDSk67shGxR/Kc",
+	"cqLqelkqlio5B82uQIvZ6lGx7Va6vUd5L89vi20HwArbIUGSnAXnQhSANXemg7Bbl30HthfDo8eSAw8g",
+	"Az4fHH8HtkJwTfEwA3dAa0213Mn8qC7PQ8Mi4zZedFaXtNMhU5jZbTmRQ3bGqoSp4qqlab7MzERGzeqC",
+	"qCgc12DR5y9Mvdway2Ui5LwmPFr5JM7Sa9KwS/l8FDXqs0v3UqOPxj45LSr5TVTpnRnvM9K9DtmfTPc6",
+	"sb7dzaA0I/MpRXOVEbVdOD8p9NCDuQB/aE1OXgbfAN5jy/ctbofLYPs00rKeivjILodPzOt3OAgRv2+y",
+	"Hf2f3R3K+zc/M6H6fkFxpNIA8hd5NnJM6Qq9lOykKq+0LwV3b5aiCNieQvmW/t/TRao4aZeD9A6u1CWa",
+	"T94vcrcCs1wmoJmwX/ykPYnIwZFxx8x3pYCPkKlh543TBbF81GXG59sJk7y+o/al3ndWCLntPuwoL2tc",
+	"QLOyXFgD6SxkxmrgS3drTCLM5ZC9skxDlvK4CPUX14Jjv4nkVi3dPTjPGacoMlI6laezFPhVu5eL0FNQ",
+	"Xc6HrGl6OOC5giATTqQ7BAyZSxsMWe3sj/xkXwvqzgYpcm05OhN0WIXT4hqfGLYEy3GWbrcC1/rBe9v7",
+	"qUkVW7ADB6umzqqK8YTkdBFz5w3LvxOXoow/FL5FL+C+OBsP5WwQZzRLJ+qceG/vw0kO0jibwb++oFA9",
+	"q/KTEWEtC63r8KE44MMWoTMUKFJgF0LOGWdvePZaTDUwo3IdA53LmS8qc1vYqRZXmSlNB4WbZlR1jfwn",
+	"dE46qNOrN9Wb/zqoMlFbh77tpFe6pxF358V2WJ1cTlfltqfcwEQayy0d7/YmtfbmsbK3oAeFJUuHlIYd",
+	"nI5OQ3Y6enrIEjWRlLfIRUqcPcVdjFtMDtLqVXG4SYPUzjZDNvG5ifjwdPT0P05Hp+toyL51h78TaRYq",
+	"TxMWLyC+dGmqbkDKEV4Ai2jIiO6C7NBydV43BOVP5BN2Jzo/strryfntED/vc4pZzvKUVc3uK1k+Iz2E",
+	"coIEgKMIVpDEnYVDk8E3bFnE27BAntdCLQzwZf3ybsO4NxL99e2N/IuhWzRd4OvyORpHupG7Vh/7TeRM",
+	"g1mkq8L7qslEyoikTv6wtyExO2btZygqm/k4T2NHY3eZ7c5m78V8n2Yvb7K9RqN0vU+alFBCr8s29e/2",
+	"1/IbXyLYV9M3v4rxeWh7n9eHpIa4bCb1/XLeflZkv/1yjgitZEABZUaVSaRJClurJQlMcL6N0Wulc8Nb",
+	"5wGtg/Et9lhQhemvvTbo9/79JyQ0X+Ta4wJ5tNBdINmwDd/zZrD3CiSYenT3p2IzBYR82lFb5DU3/ZNr",
+	"5GXHR228XaPRuUec7+ztK5aoOCcLaOs2PyyEcdmAPLaUiuYXunPTK75Md236/5+9eX23TRej1r/h1LfD",
+	"p8NRuUtcOc7GLNw0K/i3+eYPDz2/417oaeDJqp9D3rnXvwmD0NxoclN65fAhJNZ5M8DHE4Es5b6yU34s",
+	"w1nx5nAb2K6OURxdXMLKbD1bcxfwfuYZfLUL+7cm8NWy2p/Qlx/+MKl8ZWrxFOgOITn3F1v7G6MKOina",
+	"7Zuqt5ES4W4tpkDpgaTkfKVZ9K3D4sBdfzNmo+jQZ9kaf+99Fbhgxt3Oz7hlAn03f28USYPodh2xRIHp",
+	"MirdWZr/gsGn8c9anx1Yb37y7eHpdts5HfqrjxrL+QMfuvksQg/WvZmiHkmsSdWjW/ftxvXuo7EaxW4S",
+	"Up/Dna6YGzX5EsvblibovkB2H4T2JwNuRdgjcP5Hcv3nFY+9C+ruG3N1X2p18dYuHj5yqXoXpva9mfvN",
+	"sEV13jWbkB1Eki9hzNzzIuyLGpWCN/Qlm3Ai/ccaTdHQf7Ci/t0HxudcyMMhO2t/hGbJV62P0BQJ/mbi",
+	"l0b1TKb6Bg7zn8A5iAR9gNL66i5f20bP/KbwZ/nNkuiQcQ0T2fmthy51T2O0NPJjqf3HjMduFwbF4eOj",
+	"mwJfEnY2siDvr2zakam7hqXoRhEniTqKNOlt8YUYV+qHjnblk4cB3fkUHJGI8kvvuOODauoGCBxuxTSF",
+	"yrE4e/tqWCuoLDaNy+74/rIrkypqJQ1AUdGIPtgyLL4PK3TjdNfUZiiPdzdneN9R/1idgtW+YfcdqNcg",
+	"TW0/h7UZ6kH87m24coMiEBjS8Lz8oHj1jTwXFK8FyQ+ivxgx//MkH41OvoabzP+iMm//Tb3aIrqmd1GH",
+	"kKSuiwEUFbNF9MQnpdTGqgUB1ufr/w4AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -57,8 +57,9 @@ func specDocument(spec *openapi3.T) (map[string]any, error) {
 }
 
 // headAsGet answers HEAD wherever GET is answered (uptime checkers probe with HEAD): the request
-// is routed, authenticated and validated as the GET it stands for, and net/http drops the body
-// because the connection still sees a HEAD. Tiles answer HEAD themselves (headTile).
+// is routed, authenticated and validated as the GET it stands for. echo routes on the request
+// the server handed it, so that one says GET until routing is done; restoreHead then gives it back
+// its HEAD, so net/http drops the body and keeps GET's headers. Tiles answer HEAD themselves.
 func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -66,6 +67,20 @@ func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
 			g := r.Clone(r.Context())
 			g.Method = http.MethodGet
 			c.SetRequest(g)
+			r.Method = http.MethodGet
+			c.Set(headRequestKey, r)
+		}
+		return next(c)
+	}
+}
+
+const headRequestKey = "tilegate.head"
+
+// restoreHead runs first after routing (see headAsGet).
+func restoreHead(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r, ok := c.Get(headRequestKey).(*http.Request); ok {
+			r.Method = http.MethodHead
 		}
 		return next(c)
 	}

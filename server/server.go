@@ -172,7 +172,7 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Pre(s.tileHeaders, headAsGet)
-	e.Use(middleware.Recover(), s.requestLog)
+	e.Use(restoreHead, middleware.Recover(), s.requestLog)
 
 	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
 	e.GET("/docs", echo.WrapHandler(docs))
