@@ -534,11 +534,33 @@ type TileTokenErrorStatus int
 
 // ValidationError defines model for ValidationError.
 type ValidationError struct {
-	Ctx   nullable.Nullable[map[string]interface{}] `json:"ctx,omitempty"`
-	Input nullable.Nullable[interface{}]            `json:"input,omitempty"`
-	Loc   []ValidationError_Loc_Item                `json:"loc"`
-	Msg   string                                    `json:"msg"`
-	Type  string                                    `json:"type"`
+	Ctx nullable.Nullable[map[string]interface{}] `json:"ctx,omitempty"`
+
+	// Input The offending input as sent, any JSON value; null when there was none.
+	Input *ValidationError_Input     `json:"input,omitempty"`
+	Loc   []ValidationError_Loc_Item `json:"loc"`
+	Msg   string                     `json:"msg"`
+	Type  string                     `json:"type"`
+}
+
+// ValidationErrorInput0 defines model for ValidationError.Input.0.
+type ValidationErrorInput0 = string
+
+// ValidationErrorInput1 defines model for ValidationError.Input.1.
+type ValidationErrorInput1 = float32
+
+// ValidationErrorInput2 defines model for ValidationError.Input.2.
+type ValidationErrorInput2 = bool
+
+// ValidationErrorInput3 defines model for ValidationError.Input.3.
+type ValidationErrorInput3 = []interface{}
+
+// ValidationErrorInput4 defines model for ValidationError.Input.4.
+type ValidationErrorInput4 = map[string]interface{}
+
+// ValidationError_Input The offending input as sent, any JSON value; null when there was none.
+type ValidationError_Input struct {
+	union json.RawMessage
 }
 
 // ValidationErrorLoc0 defines model for ValidationError.Loc.0.
@@ -1002,6 +1024,146 @@ func (t TileTokenBatchResponse_Tokens_AdditionalProperties) MarshalJSON() ([]byt
 }
 
 func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsValidationErrorInput0 returns the union data inside the ValidationError_Input as a ValidationErrorInput0
+func (t ValidationError_Input) AsValidationErrorInput0() (ValidationErrorInput0, error) {
+	var body ValidationErrorInput0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromValidationErrorInput0 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput0
+func (t *ValidationError_Input) FromValidationErrorInput0(v ValidationErrorInput0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeValidationErrorInput0 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput0
+func (t *ValidationError_Input) MergeValidationErrorInput0(v ValidationErrorInput0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsValidationErrorInput1 returns the union data inside the ValidationError_Input as a ValidationErrorInput1
+func (t ValidationError_Input) AsValidationErrorInput1() (ValidationErrorInput1, error) {
+	var body ValidationErrorInput1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromValidationErrorInput1 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput1
+func (t *ValidationError_Input) FromValidationErrorInput1(v ValidationErrorInput1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeValidationErrorInput1 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput1
+func (t *ValidationError_Input) MergeValidationErrorInput1(v ValidationErrorInput1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsValidationErrorInput2 returns the union data inside the ValidationError_Input as a ValidationErrorInput2
+func (t ValidationError_Input) AsValidationErrorInput2() (ValidationErrorInput2, error) {
+	var body ValidationErrorInput2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromValidationErrorInput2 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput2
+func (t *ValidationError_Input) FromValidationErrorInput2(v ValidationErrorInput2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeValidationErrorInput2 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput2
+func (t *ValidationError_Input) MergeValidationErrorInput2(v ValidationErrorInput2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsValidationErrorInput3 returns the union data inside the ValidationError_Input as a ValidationErrorInput3
+func (t ValidationError_Input) AsValidationErrorInput3() (ValidationErrorInput3, error) {
+	var body ValidationErrorInput3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromValidationErrorInput3 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput3
+func (t *ValidationError_Input) FromValidationErrorInput3(v ValidationErrorInput3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeValidationErrorInput3 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput3
+func (t *ValidationError_Input) MergeValidationErrorInput3(v ValidationErrorInput3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsValidationErrorInput4 returns the union data inside the ValidationError_Input as a ValidationErrorInput4
+func (t ValidationError_Input) AsValidationErrorInput4() (ValidationErrorInput4, error) {
+	var body ValidationErrorInput4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromValidationErrorInput4 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput4
+func (t *ValidationError_Input) FromValidationErrorInput4(v ValidationErrorInput4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeValidationErrorInput4 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput4
+func (t *ValidationError_Input) MergeValidationErrorInput4(v ValidationErrorInput4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ValidationError_Input) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ValidationError_Input) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -8956,108 +9118,109 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tcttGsuirTOHeKkspkKJkObWXrq0tJfYmvrETl+3s3luhShgCTXJW4Ax2ZiCJ0WHVPsR5hvNg+ySn",
-	"umfwSYCkZFmJc/zHpoD57O/u6R7cBrFaZkqCtCYY3wYZ13wJFjT99W2ujdL4KwETa5FZoWQwDt7yObCY",
-	"XoaMG6bB5lpCwoRkdgEscu8ipmb0d6bhSqjcsIzPYRiEgcBR/pmDXgVhIPkSgnHg+gRhYOIFLDnOOlN6",
-	"yW0wDqYrC0EYLPnNa5BzuwjGz45PwsCuMuxprBZyHoTBzWCuBs2H63UYvOCWG7CvXuCYNHXG7aKaOXHv",
-	"L0QShIGGf+ZCQxKMrc6hczV5Ti03J3p5k20C64NIgVl1CZLBTSb0ih3kUtwwA7GSiTkMCUTU4IlhEdxk",
-	"EcJ0KaSFpA9YcJN1Q0pI+/UpgkpIscyXwXhULhQHnIOmlf4Aq82Vnkl29vYVu4TVE+MW1Df9Jawa09cQ",
-	"c/Ls6y7Q/AArB//mlK8SkFbMBGikFZz9B1iVszbRdAmrj0fRa7EUtoeiU3zXt2V62dh0AjOepzYYPxsR",
-	"aTp4H49GNegfd4P/fazw2RZSMdiiby308o4IeC/m2ycUc8ltrvsnFfM7TblGRJlMSQNOmCg5S0VMwI+V",
-	"tCDpJ8+yVMQcF3T0D4Oruq1N8r81zIJx8L+OKjF15N6ao5daK+0mau1qASxecIlCyk9q2LWwC8aRB4Wx",
-	"Qs6Zmv4DYjsM1mHwV6WnIklAPtLaNBDZ85QJw654KhI2zS1b8hWTyrJEMbsQhpb2o7J/VblMPv3KflTM",
-	"5PHCw6UQ5TFPU9BPDONxrHLp4IVk84gwO/MwqsHtmrTOLDeQDFn0/wa4ojm3MHgH3CgZIWCVBBQqEUld",
-	"SKKQRVOeXJSEHoUTGRErReyglMGorBJuwTBeEJGaseuFIvRo4AnBxeuMw5BFSou5kDh8bkBf8DlIS2Pn",
-	"8lKqa3nhG7hJLmHFUmGsYe6xYVy6IVGsgbFswQ2TIOwCNIt+8n2l0hMZvYMZaNARTluMfgkrnFsDcl5s",
-	"IYnYQfVHsVDDLL8EZkuGNyHRmhf45nA4kUEYLIAnXvmfxTEYM/hWSatVOjhLU3U9cMtp4nRT1mzgY3uH",
-	"tSepnyXP7UJp8Ss8Dr3XCOpgk4jGbCmMEXKO4FaacbbkKWoYSIi2DqLy72jMIiPmiAfU3xOJOC1oC8HM",
-	"05TNxRVIHAgfXEOaMtfZDS4ZLDO7YhHi8zfHhlKvuZ7D48jDgvCnKlkh41qlWIrTk7B5XKrYlM+eCBBJ",
-	"QpIgKpZ1xUXKp+kjQQkZecoN4JpyqYHHC5z8OVrfesVSbkH7lWVaIbXg65fSCrt6sBV+/+HD278hDKhz",
-	"73qrJqxoU5gOjprfvvIWaKZVBtoKZyM4gZs0TDkUxgMrlkCWH09+kumqsPx6HYCBuRTZQNF6eDrIFFpf",
-	"2nVbh0GsgdtHmKcBldtA5qknmK5h12Egki4r9qFWk3JjL1BlbhqCf1+AZNyph4IdsTmLudYCEjJISHcd",
-	"aIiVTiAhi0pgr6WQuYVDNBw7odne9kPtxxmmt5tg9JqV3D0LS9PZyD/gWvMV/Y1ascNERv81n6Yipu1b",
-	"xbLcWUcIq5/fvTbsIPrLJaz+HBEEHmpzlS2xB+Ws607RL4HzfWg/HkpNUmyMXoGr4ouw5MQ61ZyX8zob",
-	"EaHmOBndpw5u7gkfuLBCERyQcGMpMPCcRbjNiClnehL9FRGDdihgO0C6QwFhRQ3lj23CzkupTlqxPL0g",
-	"g3hzez/my6nzZ9GwKgzp0n7udAjr2CsDIfVZirX34+A9WPRraFc8SYSjq7c1jMx4aqAtqotuuF6OKx6y",
-	"M7liisxPpB3UN97UZgenJydo4ljNL2aFA4DmEdzEkFlvxvJkoGS6msiZgDQx3rP/AVYhu16IeMG4JnhA",
-	"hgYqmkpiLpWGhBn0fLh1C2HcsBnYeAEJi7lkU2CZMthlyuPLiSSPTljjzXQzZAcfFthNA0sgTjmOuAAN",
-	"JKlUbtFIdswZjZ1Lwa3Sxrk93LBLIQcqA8kzMZFuy4zXOjFP3iv0EQxIEgO8kJfDQ7LZehVaE+zvCijh",
-	"GA46406Y9ErVDeKuKbVPPldLsdViAcej0SjcV9M9xDq7Qz1btd3HA2Tn/grd1FKzIk2RjucgQXOaLLdq",
-	"ya1AP3vFcpmCMUhnVwJVLNygoSZsSjGxJpQpylT+vceSalqxJQIyiMVMgPHsiUZe5Z0ir6K3gUaAIigZ",
-	"Q4x+9vbVEIUBX2YpDGO1jFxDQzw8kQtlbMiir4aNJsiwJp8maslx+AN0hkg+ZnCDbu3C2mx8dJSqmKc4",
-	"wvjpaDSKnFggwQyhG5rwlCltQ/oV/SUqONH41iCTTkealX70kL0kp8uteyLhCvTKb925YKWiaIS7nraB",
-	"vwHsJb955boeb+GHXcbHnQh1Yw1NE6IV8HQuAhhGw5eQuyaBiQj52YAenGFvRxDOGWXoRhDmyCKEGx7b",
-	"cCJjbmBgQBphxRUggt0yhuzvIk1irhNHSYhtk2eINkieu7k5Q/8qBea6oL7xBDecyNfAr8C7xgeIOjIR",
-	"DokUsVG18plWS8bliuG2B7Rth8J2oHK3LbWhYb9RuUw6OOeXa0AaNyq3i5ABxz+k0nZxjghLYK4BDOLG",
-	"s0Aw/mVw/KdROPjTs+Ho2fFxiH/43+c1YqtkjspxpeWSJNkWTQI7JWKs/mjT1rfgDMuNxadKzoXNEwjR",
-	"e/S/flVqeT4M7ruYp/XFPN1cjD+L2TQWnWC5uAJtvFJprvabfJmh07EA4tLeiFxhDTxnGdcWbQ/H1MUB",
-	"SxlY3zgyaZtlYeBttotut2yD37i1Wkzzvb296cdQ1XOG4xM8mA8F3h9rbRLaKq6axrVnDbQ/7k5nD7qJ",
-	"NundYROeRdbhzgjENqvrXqbTTiopRr2thEiQTWddQy+4uUC31HSe7b355gO+YzN0XBfcsCkg2LNU8aSh",
-	"QaZKpcBlf0BiY+JL4U4otnlTnvN/wKYOb0gCNde8xnhLIftf9rr9uPULI36FLXCtjXMFsVX6IuUrH2Pd",
-	"yyn8G/V6jZ1oMTsU+5UwYipSH4PbOnDVstOfrwmjHqeesNCYsqSeCqQV5EsBVLJuU4S1IVQHcNiW13Xi",
-	"64ojdPmtniK+pcY73daWumjK2rs7IF+E7+9P+PZ7lSf7IbWSlU0ovHBH9QbNxiibziI2U5o58nbeQybn",
-	"7qHmhgLpYQAyXyL3OWGbUVjpHxn+ew3TrEbRDyUH+9d8fOr9P5dVcHK6PcGjIUD7Rx3dcdBC8DbxstMV",
-	"aojlln9DwCY34DlLaks7efZ1DQVotj87PjkPH0uqN7y30SNJeS/TiYa2iMsfPI0V5Ok2HISBo9xOuvRd",
-	"d4Vpf4sga+EQ7I6yPnTY1M/8c5bso342zCk+pRAgxTjdmZzXdWUcO06Ba8OEJc9Vg7FKg6EIiKd1OjH4",
-	"oti+KLY7OAE7tdLOwWoq534q5ZF1xh9eC2yIJndoviGpE7BcpE1X0CfwUGRtRpliu04H/ShdIvE7zWV3",
-	"bKYWB9k8H/XvG2EYYZhZ0BHMtbCLroj9Tjq9u2tdJfLu47Xu2SzTQsYi42nv/ssWLvC85BSEpKOhdh7W",
-	"PQDR5Qw2UpYbnmFjtRUMe7G9p/fV3PTLGx7bdFWm2FUriNgBl+7w0D88ZEqzqL4sbFODmT8H9luqUg27",
-	"lOPdAnJtzO1OD+6G0WthOrjibnaOY60NK6eN3F5rpSvzZouA2E/etTN5dqxui+T4HniKwry9ImO5zU1T",
-	"ZKnLnTLKd+uayfkMH0QKH4pDk60W1P80g+mOQhBczcIe0XCXR2suXMbh5vvKRun1iwvjZYurcv+4oCmS",
-	"6jfGNC73fbuVsTkgvc512i30jZhLSMo0IGZhmaXcAju4/XV9dHuzPrpdrQ87D+bKGO2+2Ukt7vCBvoYS",
-	"KBcb+kz9okTElQrUkFeL+3UFBetBvjJ6WAT26rzVxZzIlv/3/U8/7uTKLVy4TWJ1+QXb2vea4Fss7Ack",
-	"yd5QtTvJrrPEzerXTn5AyBc5mkXbp8PRcNTb+o55bw9iKm8l13ILFR11EZ6HSR9ZldI+EYjJpZDcOh24",
-	"5FmGmxvfFoKlZ9Ft1VFsfvsmq/br0h5Z/ehrknwUT0n4aRaMf9kHaPXxtrdvr3d9XofFN9zGi3fu+Lvj",
-	"vBTflrmcM6Xruf/s3//6T59HYFieMavYs1Fpur96YTZNr0rYdKjKF1VPHKtIbylmmyk9ZC9yl3QMLhNA",
-	"w1JdQcIM6CvQAyPQfb8EQEyymdDGDgxQvnziwrGbKrVPpVUK9dmorlGPd5k3tS1upUIPeVfctAmNNzwz",
-	"DHi8YAnVGsWWVUOzg1Rdgx7E3IBLY/B1J4ghRXUAaIttIsDBst9Qv30sItzRvmzpbcrzTbO6LR/czraC",
-	"vMfgheJxZV0WtLjFIQ7rZqmTqaejp+Hp6PR8Z3ammzHcZqHuNNNje9OPR2fq9Zh+1SRCZnlHavA6DFIV",
-	"N8Q4lytPFm0wbKqs8w4FsTTzLYrkdoclj6txY/genRCraZMdgGk7PDu0OmWgbmOaPv1Yg3TyoFbBpjvf",
-	"D5EvXs7vzsu57D5++T24Ml1pH1Oj0txC2OuumAYifwfWYpdzs9Oj2WZXlt5OO51hlzPzt0Y8twnYKNPi",
-	"iluIxvXsfjpL9r/p4IdCoK74eNio0RyzVFxS5BBHCan+1yXN82RZVIWW8SvD5ppLCwmOWYQXhR2yyJWm",
-	"RGPG5UpJQN6t169JgITyKOvn2W5OqlUp1oPWBo3UQchIdRDnWtjVezLRCd3vQV+JuGaVt0p2jXvvjZuD",
-	"yM7Nxb//9V/RoUvUjKyvSWS0X+bilAMPu4hihv4ZjRANJzI684WApFvHjOZmk3w0ehpTI/oJVPxbJcka",
-	"V2t5UF/w95TL6qssC18smALXlAXjAbCwNkM62OzZExHgS2jtW0j2hmcoxvUTU6TQohRyZHPF05wKLPCP",
-	"a6UTFtEsUUihVZPxGFwxaVWffNANhhK+Q/byn7m44ilIixZlffXswO3R75zK/N2iqjr/xugVMHgmqBhm",
-	"TbbHTG2CoMRo7IpUTZmjmSqeUPlsxlDm4P6fGBJFZuwoWvI5OCj4WquiLtlF1K9hOpFLMquXU0jYAdV+",
-	"uDxt4pQq55fpPAVzGNIFGoaZhdJ2kApyNWoisPJMygrp0EGaHBK/OpegbFUrszzmWq8Y92Xpl7Byxvsl",
-	"yOFETuQb2s4SFxPzNDXEhYxvsEQLj98Qajro+TnrRPlE7iB9qxRdz1JQIItTAQQUkChJDofMRf+J2BCk",
-	"E7mdL9lgQCVBP569eRnRXr3/WZTTCCXZjIs0197N49JcQ3EKxL766vTk5KuvkC3+yo09e/vqCR0TZTCR",
-	"B9HtxEeYJ2itTtB0nAThBI1H+h8pkX6Q7Uu/YnszQas1Onzu83zd2QNZ6QiMxqBsEgyHw0mwjhz9W2HJ",
-	"ZSj2TDrC5x8Ho+HxcES+vSsJCsYUd3mKopLbBQnBI56Jo4J+jvDJ3OU2o6VG0HiVBOPgtTDWuyWGuleX",
-	"7PQ4a1WTI38JT5/bVWvp7jZZn7cu3jgZjR6s/reeSNJ5U0PG3YUJJVMxlSYUgUCXnuqTT0fHfdOU6z5q",
-	"VH1jp5OTfTptVj6vw+DZ6OleE5b13KTy8uWS65XHXv2EyhQnVu27MfxNDspA/eiT0bUxls8R20FJBudo",
-	"2RaEN9CKCPFKwLUzkTJlOgjJsWuRMuPsJjD2G5WsHhrF/lxw3TTPvIvZoq/jh568rwZewnV1kHpvUtqH",
-	"HKrrTbDH8R49yjsTfltq9RKdF3Dam/YgEdZX6jfF2m1liq+PnNpPwR0ZN6nzBT2vU2eDSk67shGxR/Kc",
-	"cqLqelkqlio5B82uQIvZ6lGx7Va6vUd5L89vi20HwArbIUGSnAXnQhSANXemg7Bbl30HthfDo8eSAw8g",
-	"Az4fHH8HtkJwTfEwA3dAa0213Mn8qC7PQ8Mi4zZedFaXtNMhU5jZbTmRQ3bGqoSp4qqlab7MzERGzeqC",
-	"qCgc12DR5y9Mvdway2Ui5LwmPFr5JM7Sa9KwS/l8FDXqs0v3UqOPxj45LSr5TVTpnRnvM9K9DtmfTPc6",
-	"sb7dzaA0I/MpRXOVEbVdOD8p9NCDuQB/aE1OXgbfAN5jy/ctbofLYPs00rKeivjILodPzOt3OAgRv2+y",
-	"Hf2f3R3K+zc/M6H6fkFxpNIA8hd5NnJM6Qq9lOykKq+0LwV3b5aiCNieQvmW/t/TRao4aZeD9A6u1CWa",
-	"T94vcrcCs1wmoJmwX/ykPYnIwZFxx8x3pYCPkKlh543TBbF81GXG59sJk7y+o/al3ndWCLntPuwoL2tc",
-	"QLOyXFgD6SxkxmrgS3drTCLM5ZC9skxDlvK4CPUX14Jjv4nkVi3dPTjPGacoMlI6laezFPhVu5eL0FNQ",
-	"Xc6HrGl6OOC5giATTqQ7BAyZSxsMWe3sj/xkXwvqzgYpcm05OhN0WIXT4hqfGLYEy3GWbrcC1/rBe9v7",
-	"qUkVW7ADB6umzqqK8YTkdBFz5w3LvxOXoow/FL5FL+C+OBsP5WwQZzRLJ+qceG/vw0kO0jibwb++oFA9",
-	"q/KTEWEtC63r8KE44MMWoTMUKFJgF0LOGWdvePZaTDUwo3IdA53LmS8qc1vYqRZXmSlNB4WbZlR1jfwn",
-	"dE46qNOrN9Wb/zqoMlFbh77tpFe6pxF358V2WJ1cTlfltqfcwEQayy0d7/YmtfbmsbK3oAeFJUuHlIYd",
-	"nI5OQ3Y6enrIEjWRlLfIRUqcPcVdjFtMDtLqVXG4SYPUzjZDNvG5ifjwdPT0P05Hp+toyL51h78TaRYq",
-	"TxMWLyC+dGmqbkDKEV4Ai2jIiO6C7NBydV43BOVP5BN2Jzo/strryfntED/vc4pZzvKUVc3uK1k+Iz2E",
-	"coIEgKMIVpDEnYVDk8E3bFnE27BAntdCLQzwZf3ybsO4NxL99e2N/IuhWzRd4OvyORpHupG7Vh/7TeRM",
-	"g1mkq8L7qslEyoikTv6wtyExO2btZygqm/k4T2NHY3eZ7c5m78V8n2Yvb7K9RqN0vU+alFBCr8s29e/2",
-	"1/IbXyLYV9M3v4rxeWh7n9eHpIa4bCb1/XLeflZkv/1yjgitZEABZUaVSaRJClurJQlMcL6N0Wulc8Nb",
-	"5wGtg/Et9lhQhemvvTbo9/79JyQ0X+Ta4wJ5tNBdINmwDd/zZrD3CiSYenT3p2IzBYR82lFb5DU3/ZNr",
-	"5GXHR228XaPRuUec7+ztK5aoOCcLaOs2PyyEcdmAPLaUiuYXunPTK75Md236/5+9eX23TRej1r/h1LfD",
-	"p8NRuUtcOc7GLNw0K/i3+eYPDz2/417oaeDJqp9D3rnXvwmD0NxoclN65fAhJNZ5M8DHE4Es5b6yU34s",
-	"w1nx5nAb2K6OURxdXMLKbD1bcxfwfuYZfLUL+7cm8NWy2p/Qlx/+MKl8ZWrxFOgOITn3F1v7G6MKOina",
-	"7Zuqt5ES4W4tpkDpgaTkfKVZ9K3D4sBdfzNmo+jQZ9kaf+99Fbhgxt3Oz7hlAn03f28USYPodh2xRIHp",
-	"MirdWZr/gsGn8c9anx1Yb37y7eHpdts5HfqrjxrL+QMfuvksQg/WvZmiHkmsSdWjW/ftxvXuo7EaxW4S",
-	"Up/Dna6YGzX5EsvblibovkB2H4T2JwNuRdgjcP5Hcv3nFY+9C+ruG3N1X2p18dYuHj5yqXoXpva9mfvN",
-	"sEV13jWbkB1Eki9hzNzzIuyLGpWCN/Qlm3Ai/ccaTdHQf7Ci/t0HxudcyMMhO2t/hGbJV62P0BQJ/mbi",
-	"l0b1TKb6Bg7zn8A5iAR9gNL66i5f20bP/KbwZ/nNkuiQcQ0T2fmthy51T2O0NPJjqf3HjMduFwbF4eOj",
-	"mwJfEnY2siDvr2zakam7hqXoRhEniTqKNOlt8YUYV+qHjnblk4cB3fkUHJGI8kvvuOODauoGCBxuxTSF",
-	"yrE4e/tqWCuoLDaNy+74/rIrkypqJQ1AUdGIPtgyLL4PK3TjdNfUZiiPdzdneN9R/1idgtW+YfcdqNcg",
-	"TW0/h7UZ6kH87m24coMiEBjS8Lz8oHj1jTwXFK8FyQ+ivxgx//MkH41OvoabzP+iMm//Tb3aIrqmd1GH",
-	"kKSuiwEUFbNF9MQnpdTGqgUB1ufr/w4AAP//",
+	"7H3tchs3suiroObeKkupIUXJcmovXVtbSuxNfGMnLtvZvbdClQacaZJYDYFZACOJ0WHVPsR5hvNg+ySn",
+	"uoH55AxJybIS5/iPTZEYoNHf3ejG3AaxWmZKgrQmGN8GGdd8CRY0/fVtro3S+CkBE2uRWaFkMA7e8jmw",
+	"mH4MGTdMg821hIQJyewCWOR+i5ia0d+ZhiuhcsMyPodhEAYCZ/lnDnoVhIHkSwjGgXsmCAMTL2DJcdWZ",
+	"0ktug3EwXVkIwmDJb16DnNtFMH52fBIGdpXhk8ZqIedBGNwM5mrQ/HK9DoMX3HID9tULnJOWzrhdVCsn",
+	"7vcLkQRhoOGfudCQBGOrc+iEJs9p5OZCL2+yTWR9ECkwqy5BMrjJhF6xg1yKG2YgVjIxhyGhiAY8MSyC",
+	"myxCnC6FtJD0IQtusm5MCWm/PkVUCSmW+TIYj0pAccI5aIL0B1htQnom2dnbV+wSVk+MA6hv+UtYNZav",
+	"Eebk2dddqPkBVg7/zSVfJSCtmAnQyCu4+g+wKldtkukSVh9PotdiKWwPR6f4W9+W6cfGphOY8Ty1wfjZ",
+	"iFjT4ft4NKph/7gb/e9jhd9tYRWDI/pgoR/vSID3Yr59QTGX3Oa6f1Exv9OSaySUyZQ04JSJkrNUxIT8",
+	"WEkLkj7yLEtFzBGgo38YhOq2tsj/1jALxsH/OqrU1JH71Ry91Fppt1BrVwtg8YJLVFJ+UcOuhV0wjjIo",
+	"jBVyztT0HxDbYbAOg78qPRVJAvKRYNNAbM9TJgy74qlI2DS3bMlXTCrLEsXsQhgC7Udl/6pymXx6yH5U",
+	"zOTxwuOlUOUxT1PQTwzjcaxy6fCFbPOIODvzOKrh7Zqsziw3kAxZ9P8GCNGcWxi8A26UjBCxSgIqlYi0",
+	"LiRRyKIpTy5KRo/CiYxIlCJ2UOpgNFYJt2AYL5hIzdj1QhF5NPCE8OJtxmHIIqXFXEicPjegL/gcpKW5",
+	"c3kp1bW88APcIpewYqkw1jD3tWFcuilRrYGxbMENkyDsAjSLfvLPSqUnMnoHM9CgI1y2mP0SVri2BpS8",
+	"2EISsYPqjwJQwyy/BGZLgTch8ZpX+OZwOJFBGCyAJ974n8UxGDP4VkmrVTo4S1N1PXDgNGm6qWs26LH9",
+	"gbVnqZ8lz+1CafErPA6/1xjqYJOJxmwpjBFyjuhWmnG25ClaGEiItw6i8u9ozCIj5kgHtN8TiTQteAvR",
+	"zNOUzcUVSJwIv7iGNGXuYTe5ZLDM7IpFSM/fnBpKveZ6Do+jDwvGn6pkhYJrlWIpLk/K5nG5YlM/eyZA",
+	"IglJiqgA64qLlE/TR8ISCvKUG0CYcqmBxwtc/Dl633rFUm5Be8gyrZBb8OeX0gq7ejAIv//w4e3fEAf0",
+	"cC+81RBWjClcB8fNb195DzTTKgNthfMRnMJNGq4cKuOBFUsgz48nP8l0VXh+vQHAwFyKbKAIHp4OMoXe",
+	"l3aPrcMg1sDtI6zTwMptIPPUM0zXtOswEEmXF/tQ0KTc2As0mZuO4N8XIBl35qEQRxzOYq61gIQcErJd",
+	"BxpipRNIyKMS+NRSyNzCITqOndhsb/uh9uMc09tNNHrLSuGehaXpHOS/4FrzFf2NVrHDRcb4NZ+mIqbt",
+	"W8Wy3HlHiKuf37027CD6yyWs/hwRBh5qc5UvsQfnrOtB0S+Bi31oPx5LTVZszF6hq5KLsJTEOtecl+s6",
+	"HxGx5iQZw6cOae5JH7i0QpEckHBjKTHwnEW4zYgp53oS/xUZg3YqYDtCulMBYcUN5Ydtys5rqU5esTy9",
+	"IId4c3s/5supi2fRsSoc6dJ/7gwI69QrEyH1VQrY+2nwHizGNbQrniTC8dXbGkVmPDXQVtXFYwgvR4iH",
+	"7EyumCL3E3kH7Y13tdnB6ckJujhW84tZEQCgewQ3MWTWu7E8GSiZriZyJiBNjI/sf4BVyK4XIl4wrgkf",
+	"kKGDiq6SmEulIWEGIx9uHSCMGzYDGy8gYTGXbAosUwYfmfL4ciIpohPWeDfdDNnBhwU+poElEKccZ1yA",
+	"BtJUKrfoJDvhjMYupOBWaePCHm7YpZADlYHkmZhIt2XGaw8xz94rjBEMSFIDvNCXw0Py2XoNWhPt7wos",
+	"4RwOO+NOnPRq1Q3mrhm1T75Wy7DVcgHHo9Eo3NfSPQSc3amerdbu4xGyc3+FbWqZWZGmyMdzkKA5LZZb",
+	"teRWYJy9YrlMwRjksyuBJhZu0FETNqWcWBPLlGUq/94DpJpVbKmADGIxE2C8eKKTV0WnKKsYbaAToAhL",
+	"xpCgn719NURlwJdZCsNYLSM30JAMT+RCGRuy6KthYwgKrMmniVpynP4AgyHSjxncYFi7sDYbHx2lKuYp",
+	"zjB+OhqNIqcWSDFD6KYmOmVK25A+RX+JCkk0fjTIpDOQZmUcPWQvKehycE8kXIFe+a27EKw0FI1019M2",
+	"8jeQveQ3r9yjx1vkYZfzcSdG3YCh6UK0Ep4uRADDaPoSc9ekMJEgPxvQgzN82jGEC0YZhhFEOfII4YbH",
+	"NpzImBsYGJBGWHEFSGAHxpD9XaRJzHXiOAmpbfIMyQbJc7c2ZxhfpcDcI2hvPMMNJ/I18CvwofEBko5c",
+	"hENiRRxUQT7Tasm4XDHc9oC27UjYTlTu9qU2LOw3KpdJh+T8cg3I40bldhEy4PiHVNouzpFgCcw1gEHa",
+	"eBEIxr8Mjv80Cgd/ejYcPTs+DvEP//m8xmyVzlE5QlqCJMm3aDLYKTFj9Uebt74F51huAJ8qORc2TyDE",
+	"6NF/+lWp5fkwuC8wT+vAPN0Exp/FbDqLTrFcXIE23qg0of0mX2YYdCyApLQ3I1d4A89ZxrVF38MJdXHA",
+	"UibWN45M2m5ZGHif7aI7LNuQN26tFtN872hv+jFc9Zzh/IQP5lOB96dam4W2qqumc+1FA/2Pu/PZg26i",
+	"zXp32IQXkXW4MwOxzeu6l+u0k0uKWW8rJRJk01nX1AtuLjAsNZ1ne2+++YC/sRkGrgtu2BQQ7VmqeNKw",
+	"IFOlUuCyPyGxsfClcCcU26IpL/k/4FBHN2SBWmheE7ylkP0/9ob9uPULI36FLXitzXMFsVX6IuUrn2Pd",
+	"Kyj8Gz31Gh8iYHYY9ithxFSkPge3deJqZGc8X1NGPUE9UaGxZMk9FUorzJcKqBTdpgprY6iO4LCtr+vM",
+	"15VH6IpbPUd8S4N3hq0tc9HUtXcPQL4o39+f8u2PKk/2I2qlK5tYeOGO6g26jVE2nUVspjRz7O2ih0zO",
+	"3ZeaG0qkhwHIfInS55RtRmmlf2T47zVMsxpHP5Qe7If5+NTHf66q4OR0e4FHQ4H2zzq646SF4m3SZWco",
+	"1FDLrfiGkE1hwHOW1EA7efZ1jQTotj87PjkPH0urN6K30SNpea/TiYe2qMsfPI8V7Ok2HISB49xOvvSP",
+	"7krT/hZJ1iIg2J1lfei0qV/55yzZx/xsuFN8SilAynG6Mzlv68o8dpwC14YJS5GrBmOVBkMZEM/rdGLw",
+	"xbB9MWx3CAJ2WqWdk9VMzv1MyiPbjD+8FdhQTe7QfENTJ2C5SJuhoC/goczajCrFdp0O+lm6VOJ3msvu",
+	"3EwtD7J5Pup/b6RhhGFmQUcw18IuujL2O/n07qF1Vci7T9S657BMCxmLjKe9+y9HuMTzklMSko6G2nVY",
+	"90BEVzDYKFluRIYNaCsc9lJ7z+iruemXNzy26aossasgiNgBl+7w0H95yJRmUR0sHFPDmT8H9luqSg27",
+	"jOPdEnJtyu0uD+7G0WthOqTibn6OE60NL6dN3F5vpavyZouC2E/ftSt5dkC3RXN8DzxFZd6GyFhuc9NU",
+	"Wepyp47yj3Wt5GKGDyKFD8WhyVYP6n+aw3RHJQiuZ2GPbLirozUXruJw8/fKR+mNiwvnZUuocv+8oCmK",
+	"6jfmNK72fbuXsTkh/ZzrtFvpGzGXkJRlQMzCMku5BXZw++v66PZmfXS7Wh92HsyVOdp9q5Na0uETfQ0j",
+	"UAIb+kr9okXEtQrUiFfL+3UlBetJvjJ7WCT26rLVJZwolv/3/U8/7pTKLVK4TWN1xQXbxve64Fs87Adk",
+	"yd5UtTvJrovEzerXTnlAzBc1msXYp8PRcNQ7+o51bw/iKm9l13ILFR91MZ7HSR9bldo+EUjJpZDcOhu4",
+	"5FmGmxvfFoqlB+i26Sg2v32T1fh16Y+sfvQ9ST6LpyT8NAvGv+yDtPp828e34V2f13HxDbfx4p07/u44",
+	"L8Vfy1rOmdL12n/273/9p68jMCzPmFXs2ah03V+9MJuuV6VsOkzli+pJnKsobylWmyk9ZC9yV3QMrhJA",
+	"w1JdQcIM6CvQAyMwfL8EQEqymdDGDgxQvXzi0rGbJrXPpFUG9dmoblGPd7k3tS1u5UKPedfctImNNzwz",
+	"DHi8YAn1GsWWVVOzg1Rdgx7E3IArY/B9J0ghRX0A6IttEsDhst9Rv30sJtwxvhzpfcrzTbe6rR/czrai",
+	"vMfhheLryrsseHFLQBzW3VKnU09HT8PT0en5zupMt2K4zUPd6abH9qafjs7V63H9qkWEzHJXzC9Xnuq7",
+	"PN3bDd/zdvPIt9L/m7bitg3GeVejgprNQCZUyYMwMm6YAUllWiuGzgG74mkOdc/ZujJNbphU0rV9pCpu",
+	"GKNqm73bKkl23mHmlma+xRze7ohHEBo3h3+ik+41m7iDvO2wbYdvQnW020S/z8rX+CV5UN9mMynRj5Ev",
+	"sdrvLla77D5E+j0EZF3FK1Oj0txC2Bt0mQYhfwc+b1eItjMu2+YdlzFbuyhjV0j2t0ZWuonYKNPiiluI",
+	"xvUeBToR95/p+IoSua6FetjoNB2zVFxS/hNnCamL2ZX+82RZ9LaWWTjD5ppLCwnOWSRJhR2yyDXYRGM0",
+	"EUoCym69C08CJFQNWj+Vd2tSx00BD/pMNFMHIyPXQZxrYVfvKdAgcr8HfSXiWmzRajw27nfvoh1Edm4u",
+	"/v2v/4oOXblpZH1nJaP9MpdtHXjcRZT59N/RDNFwIqMz385IHsKY0dpsko9GT2MaRB+BWpirUl/jOkYP",
+	"6gB/TxW5vle0iCiDKXBNtTweAQtrM+SDzSd78hp8Ca19C8ne8AzVuH5iikJg1EKObcicU+PmAti10gmL",
+	"aJUopASxyXgMriW26rI+6EZDid8he/nPXFzxFKRFv7gOPTtwe/Q7p8sKHFDVbQWN2Stk8ExQS8+aPKiZ",
+	"2kRBSdHYtdqastI0VTyhJuCMoc7B/T8xpIrM2HG05HNwWPAdY0V3tTsXuIbpRC4pOFhOIWEH1MHiqs1J",
+	"UqrKZabzFMxhSNeAGGYWSttBKihgqqnAKr4q+7xDh2kKqzx0rszaqlZ9fMy1XjHum+svYeVCkEuQw4mc",
+	"yDe0nSUCE/M0NSSFjG+IRIuO3xBpOvj5Oesk+UTuYH2rFF0yU3Agi1MBhBSQqEkOh8ydYRCzIUoncrtc",
+	"ssGAGpt+PHvzMqK9+ii6aAoSSrIZF2mufbDKpbmG4iyLffXV6cnJV1+hWPyVG3v29tUTOuzKYCIPotuJ",
+	"z5NP0FudoOs4CcIJOo/0P3IifSDvmD7F9maCXmt0+NxXK7sTFIo1EBmNSdkkGA6Hk2AdOf63wlLgU+yZ",
+	"bISvog5Gw+PhiDIUrrEpGFP26CmqSm4XpASPeCaOCv45wm/mrkIbPTXCxqskGAevhbE+uDL0eHVVUE/I",
+	"WQ058lcJ9QWPtZHuhhYMLRrXh5yMRg/WxVwvh+m8byLj7tqHUqiYShPKowht3B0Yp6PjvmVKuI8avev4",
+	"0MnJPg9t9m+vw+DZ6OleC5Zd6WTy8uWS65WnXv2czRTnbu0bPvx9FMpA/QCX0eU3ls+R2kHJBufo2RaM",
+	"N9CKGPFKwLVzkTJlOhjJiWtR+OP8JjD2G5WsHprE/nRz3XTPfItti7+OH3rxvk5+CdfVcfC9WWkfdqgu",
+	"acEnjvd4orz54bflVq/ReYGnvXkPEmH9fQNNtXZbueLrI2f2U3AH303ufEHf17mzwSWnXTWV+ETynCq7",
+	"6nZZKpYqOQfNrkCL2epRqe0g3f5EebvQb0tth8CK2iFhkoIFF0IUiDV35oOw25Z9B7aXwqPH0gMPoAM+",
+	"Hxp/B7YicM3wMAN3IGvNtNzJ/aiuAETHIuM2XnT2yLSLOlOY2W2VnUN2xqqyr+LCqGm+zMxERs0eiaho",
+	"f9dgMeYvXL3cGstdwrRSHq2qGOfpNXnYFa4+ihn1NbJ7mdFHE5+cgEp+E1N6Z8H7jGyvI/Yns71OrW8P",
+	"M6hYynxK1VzVdW1Xzk8KO/RgIcAf2pJTlME3kPfY+n1L2OHq8D6NtqwXVD5yyOHLC/sDDiLE75ttR/9n",
+	"9wPlLaKfmVJ9v6A8UukA+etIG5WydBFgSn5SVR3bV0i8t0hRBmxPpXxL/+8ZIlWStCtAegdX6hLdJx8X",
+	"ubuNWS4T0EzYL3HSnkzk8Mi4E+a7csBH6NSw897sglk+6krm8+2MSVHfUftq8jsbhNx2H3aUV04uoNkf",
+	"L6yBdBYyYzXwpbv7JhHmcsheWaYhS3lcpPqLy83xuYnkVi3dbT7PGacsMnI6NdmzFPhV+ymXoaekupwP",
+	"WdP1cMhzbU0mnEh3CBgyV/wYstrZH8XJvqPVnQ1S5tpyDCbosAqXRRifGLYEy3GV7rACYf3go+39zKSK",
+	"LdiBw1XTZlUthUJyuk66857o30lIUeYfitiiF3Ffgo2HCjZIMpoNIHVJvHf04TQHWZzN5F9fUqheG/rJ",
+	"mLBWS9d1+FAc8OGI0DkKlCmwCyHnjLM3PHstphqYUbmOgc7lzBeTuS3tVMurzJSmg8JNN6q6DP8TBicd",
+	"3OnNm+qt4h1U9bStQ9926S7dNom782o7rE4up6ty21NuYCKN5ZaOd3tLc3urcdlb0IPCk6VDSsMOTken",
+	"ITsdPT1kiZpIqr7kIiXJnuIuxi0hB2n1qjjcpElqZ5shm/gKS/zydPT0P05Hp+toyL51h78TaRYqTxMW",
+	"LyC+dMW2bkKqdF4Ai2jKiG607LBydVk3hOVPFBN2l2s/stnrqVzuUD/vc8pZzvKUVcPuq1k+IzuEeoIU",
+	"gOMIVrDEnZVDU8A3fFmk27AgnrdCLQrwZf0KcsO4dxL9JfSN+ouhA5quIXb1HI0j3ci9HACfm8iZBrNI",
+	"V0X0VdOJVBFJD/nD3obG7Fi1X6Co+efjIo0dg92VvDuHvRfzfYa9vMn2mo3K9T5pUUKJvS7f1P+2v5Xf",
+	"eJ/Cvpa++W6Pz8Pa+7o+ZDWkZbOo75fz9ndF9dsv50jQSgcUWGbUX0WWpPC1WprABOfbBL3WADi8dRHQ",
+	"2hXUHy2oT/bXXh/0e//7J2Q036rbEwJ5stCNJtmwjd/zZrL3CiSYenb3p2IzBYZ82VFb5TU3/ZMb5HXH",
+	"R2283WnSuUdc7+ztK5aoOCcPaOs2PyyEcdWAPLZUiuYB3bnpFV+muzb9/8/evL7bpotZ62+i6tvh0+Go",
+	"3CVCjqsxCzfNewi2xeYPjz2/417saeDJql9C3rmffxMBobXR5abyyuFDaKzzZoKPJwJFyr0rqHzlh/Pi",
+	"zeE2tF0dozq6uISV2Xq25q4R/swr+GqvHdhawFeran9C76/4w5TylaXFU6CbkOTcX8/t770q+KQYt2+p",
+	"3kZJhLt7mRKlB5KK85Vm0beOigN3ic+YjaJDX2Vr/O39VeKCGfeOAcYtExi7+duvSBtEt+uIJQpMl1Pp",
+	"ztL8exg+TXzWennCevPFdQ/Pt9vO6TBefdRczh/40M1XEXq07i0U9UxiTase3bo3UK53H43VOHaTkfoC",
+	"7nTF3KzJl1zetjJB9x61+xC0vxhwK8EeQfI/Uuo/r3zsXUh335yre9+sy7d2yfCRK9W7MLW35txvhS2m",
+	"867VhOwgknwJY+a+L9K+aFEpeUPv4wkn0r9y0hQD/Ws36m+vYHzOhTwcsrP2q3SWfNV6lU5R4G8mHjTq",
+	"ZzLVm3yYf5HPQSToNZrWd3f53jb6zm8KP5ZvXokOGdcwkZ1vrOgy9zRHyyI/ltl/zHzsdmVQHD4+uivw",
+	"pWBnowry/samnZm6a1qK7kVxmqijSZN+Ld5z41r9MNCuYvIwoJurgiNSUR70jptKqKdugMjhVkxTqAKL",
+	"s7evhrWGymLTCHbHW6Rdm1TRK2kAio5GjMGWYfGWW6Ebp7umtkJ5vLu5wvuO/sfqFKz2Jr7vQL0GaWr7",
+	"OaytUE/id2/DtRsUicCQpufla9GrN/25pHgtSX4Q/cWI+Z8n+Wh08jXcZP4TtXn7NwPWgOha3mUdQtK6",
+	"LgdQdMwW2RNflFKbq5YEWJ+v/zsAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
