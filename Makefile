@@ -35,7 +35,7 @@ contract/node_modules/.installed: contract/package-lock.json
 ## contract: Redocly lint (recommended rules, 0 errors), oasdiff breaking-change gate against
 ## contract/released.yaml, and every operation through Stoplight Prism against a real tilegate
 contract: contract/node_modules/.installed
-	cd contract && npx --no-install redocly lint ../openapi.yaml --config redocly.yaml
+	cd contract && npx --no-install redocly lint ../openapi.yaml --config redocly.yaml --format stylish
 	contract/breaking.sh
 	TILEGATE_CONTRACT=1 $(GO) test -count=1 -v -run TestEveryOperationThroughPrism ./contract/prism/
 

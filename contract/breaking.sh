@@ -21,7 +21,7 @@ if (( current < released )); then
 fi
 if (( current > released )); then
   echo "contract: major version $released -> $current: breaking changes are allowed until the next 'make release-contract'. They are:"
-  $OASDIFF breaking contract/released.yaml openapi.yaml
+  $OASDIFF breaking --format singleline contract/released.yaml openapi.yaml
   exit 0
 fi
 echo "contract: checking for breaking changes against the released contract (major $released)"
