@@ -291,6 +291,27 @@ type APIKeySettings struct {
 	UserAgent nullable.Nullable[string] `json:"user_agent,omitempty"`
 }
 
+// AnyValue Any JSON value, null included (the offending input as sent; null when there was none).
+// Spelt out as typed branches because OAS 3.0's `nullable` needs a `type` beside it.
+type AnyValue struct {
+	union json.RawMessage
+}
+
+// AnyValue0 defines model for AnyValue.0.
+type AnyValue0 = string
+
+// AnyValue1 defines model for AnyValue.1.
+type AnyValue1 = float32
+
+// AnyValue2 defines model for AnyValue.2.
+type AnyValue2 = bool
+
+// AnyValue3 defines model for AnyValue.3.
+type AnyValue3 = []AnyValue
+
+// AnyValue4 defines model for AnyValue.4.
+type AnyValue4 map[string]AnyValue
+
 // Bounds [west, south, east, north] in degrees.
 //
 // Example: [-180,-85.0511,180,85.0511]
@@ -536,31 +557,12 @@ type TileTokenErrorStatus int
 type ValidationError struct {
 	Ctx nullable.Nullable[map[string]interface{}] `json:"ctx,omitempty"`
 
-	// Input The offending input as sent, any JSON value; null when there was none.
-	Input *ValidationError_Input     `json:"input,omitempty"`
+	// Input Any JSON value, null included (the offending input as sent; null when there was none).
+	// Spelt out as typed branches because OAS 3.0's `nullable` needs a `type` beside it.
+	Input *AnyValue                  `json:"input,omitempty"`
 	Loc   []ValidationError_Loc_Item `json:"loc"`
 	Msg   string                     `json:"msg"`
 	Type  string                     `json:"type"`
-}
-
-// ValidationErrorInput0 defines model for ValidationError.Input.0.
-type ValidationErrorInput0 = string
-
-// ValidationErrorInput1 defines model for ValidationError.Input.1.
-type ValidationErrorInput1 = float32
-
-// ValidationErrorInput2 defines model for ValidationError.Input.2.
-type ValidationErrorInput2 = bool
-
-// ValidationErrorInput3 defines model for ValidationError.Input.3.
-type ValidationErrorInput3 = []interface{}
-
-// ValidationErrorInput4 defines model for ValidationError.Input.4.
-type ValidationErrorInput4 = map[string]interface{}
-
-// ValidationError_Input The offending input as sent, any JSON value; null when there was none.
-type ValidationError_Input struct {
-	union json.RawMessage
 }
 
 // ValidationErrorLoc0 defines model for ValidationError.Loc.0.
@@ -839,6 +841,146 @@ func (a VectorLayer) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// AsAnyValue0 returns the union data inside the AnyValue as a AnyValue0
+func (t AnyValue) AsAnyValue0() (AnyValue0, error) {
+	var body AnyValue0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue0 overwrites any union data inside the AnyValue as the provided AnyValue0
+func (t *AnyValue) FromAnyValue0(v AnyValue0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue0 performs a merge with any union data inside the AnyValue, using the provided AnyValue0
+func (t *AnyValue) MergeAnyValue0(v AnyValue0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue1 returns the union data inside the AnyValue as a AnyValue1
+func (t AnyValue) AsAnyValue1() (AnyValue1, error) {
+	var body AnyValue1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue1 overwrites any union data inside the AnyValue as the provided AnyValue1
+func (t *AnyValue) FromAnyValue1(v AnyValue1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue1 performs a merge with any union data inside the AnyValue, using the provided AnyValue1
+func (t *AnyValue) MergeAnyValue1(v AnyValue1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue2 returns the union data inside the AnyValue as a AnyValue2
+func (t AnyValue) AsAnyValue2() (AnyValue2, error) {
+	var body AnyValue2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue2 overwrites any union data inside the AnyValue as the provided AnyValue2
+func (t *AnyValue) FromAnyValue2(v AnyValue2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue2 performs a merge with any union data inside the AnyValue, using the provided AnyValue2
+func (t *AnyValue) MergeAnyValue2(v AnyValue2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue3 returns the union data inside the AnyValue as a AnyValue3
+func (t AnyValue) AsAnyValue3() (AnyValue3, error) {
+	var body AnyValue3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue3 overwrites any union data inside the AnyValue as the provided AnyValue3
+func (t *AnyValue) FromAnyValue3(v AnyValue3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue3 performs a merge with any union data inside the AnyValue, using the provided AnyValue3
+func (t *AnyValue) MergeAnyValue3(v AnyValue3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue4 returns the union data inside the AnyValue as a AnyValue4
+func (t AnyValue) AsAnyValue4() (AnyValue4, error) {
+	var body AnyValue4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue4 overwrites any union data inside the AnyValue as the provided AnyValue4
+func (t *AnyValue) FromAnyValue4(v AnyValue4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue4 performs a merge with any union data inside the AnyValue, using the provided AnyValue4
+func (t *AnyValue) MergeAnyValue4(v AnyValue4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t AnyValue) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *AnyValue) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // AsVectorTileToken returns the union data inside the TileToken as a VectorTileToken
 func (t TileToken) AsVectorTileToken() (VectorTileToken, error) {
 	var body VectorTileToken
@@ -1024,146 +1166,6 @@ func (t TileTokenBatchResponse_Tokens_AdditionalProperties) MarshalJSON() ([]byt
 }
 
 func (t *TileTokenBatchResponse_Tokens_AdditionalProperties) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	return err
-}
-
-// AsValidationErrorInput0 returns the union data inside the ValidationError_Input as a ValidationErrorInput0
-func (t ValidationError_Input) AsValidationErrorInput0() (ValidationErrorInput0, error) {
-	var body ValidationErrorInput0
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromValidationErrorInput0 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput0
-func (t *ValidationError_Input) FromValidationErrorInput0(v ValidationErrorInput0) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeValidationErrorInput0 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput0
-func (t *ValidationError_Input) MergeValidationErrorInput0(v ValidationErrorInput0) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsValidationErrorInput1 returns the union data inside the ValidationError_Input as a ValidationErrorInput1
-func (t ValidationError_Input) AsValidationErrorInput1() (ValidationErrorInput1, error) {
-	var body ValidationErrorInput1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromValidationErrorInput1 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput1
-func (t *ValidationError_Input) FromValidationErrorInput1(v ValidationErrorInput1) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeValidationErrorInput1 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput1
-func (t *ValidationError_Input) MergeValidationErrorInput1(v ValidationErrorInput1) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsValidationErrorInput2 returns the union data inside the ValidationError_Input as a ValidationErrorInput2
-func (t ValidationError_Input) AsValidationErrorInput2() (ValidationErrorInput2, error) {
-	var body ValidationErrorInput2
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromValidationErrorInput2 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput2
-func (t *ValidationError_Input) FromValidationErrorInput2(v ValidationErrorInput2) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeValidationErrorInput2 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput2
-func (t *ValidationError_Input) MergeValidationErrorInput2(v ValidationErrorInput2) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsValidationErrorInput3 returns the union data inside the ValidationError_Input as a ValidationErrorInput3
-func (t ValidationError_Input) AsValidationErrorInput3() (ValidationErrorInput3, error) {
-	var body ValidationErrorInput3
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromValidationErrorInput3 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput3
-func (t *ValidationError_Input) FromValidationErrorInput3(v ValidationErrorInput3) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeValidationErrorInput3 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput3
-func (t *ValidationError_Input) MergeValidationErrorInput3(v ValidationErrorInput3) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsValidationErrorInput4 returns the union data inside the ValidationError_Input as a ValidationErrorInput4
-func (t ValidationError_Input) AsValidationErrorInput4() (ValidationErrorInput4, error) {
-	var body ValidationErrorInput4
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromValidationErrorInput4 overwrites any union data inside the ValidationError_Input as the provided ValidationErrorInput4
-func (t *ValidationError_Input) FromValidationErrorInput4(v ValidationErrorInput4) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeValidationErrorInput4 performs a merge with any union data inside the ValidationError_Input, using the provided ValidationErrorInput4
-func (t *ValidationError_Input) MergeValidationErrorInput4(v ValidationErrorInput4) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-func (t ValidationError_Input) MarshalJSON() ([]byte, error) {
-	b, err := t.union.MarshalJSON()
-	return b, err
-}
-
-func (t *ValidationError_Input) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -9118,109 +9120,110 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tchs3suiroObeKkupIUXJcmovXVtbSuxNfGMnLtvZvbdClQacaZJYDYFZACOJ0WHVPsR5hvNg+ySn",
-	"uoH55AxJybIS5/iPTZEYoNHf3ejG3AaxWmZKgrQmGN8GGdd8CRY0/fVtro3S+CkBE2uRWaFkMA7e8jmw",
-	"mH4MGTdMg821hIQJyewCWOR+i5ia0d+ZhiuhcsMyPodhEAYCZ/lnDnoVhIHkSwjGgXsmCAMTL2DJcdWZ",
-	"0ktug3EwXVkIwmDJb16DnNtFMH52fBIGdpXhk8ZqIedBGNwM5mrQ/HK9DoMX3HID9tULnJOWzrhdVCsn",
-	"7vcLkQRhoOGfudCQBGOrc+iEJs9p5OZCL2+yTWR9ECkwqy5BMrjJhF6xg1yKG2YgVjIxhyGhiAY8MSyC",
-	"myxCnC6FtJD0IQtusm5MCWm/PkVUCSmW+TIYj0pAccI5aIL0B1htQnom2dnbV+wSVk+MA6hv+UtYNZav",
-	"Eebk2dddqPkBVg7/zSVfJSCtmAnQyCu4+g+wKldtkukSVh9PotdiKWwPR6f4W9+W6cfGphOY8Ty1wfjZ",
-	"iFjT4ft4NKph/7gb/e9jhd9tYRWDI/pgoR/vSID3Yr59QTGX3Oa6f1Exv9OSaySUyZQ04JSJkrNUxIT8",
-	"WEkLkj7yLEtFzBGgo38YhOq2tsj/1jALxsH/OqrU1JH71Ry91Fppt1BrVwtg8YJLVFJ+UcOuhV0wjjIo",
-	"jBVyztT0HxDbYbAOg78qPRVJAvKRYNNAbM9TJgy74qlI2DS3bMlXTCrLEsXsQhgC7Udl/6pymXx6yH5U",
-	"zOTxwuOlUOUxT1PQTwzjcaxy6fCFbPOIODvzOKrh7Zqsziw3kAxZ9P8GCNGcWxi8A26UjBCxSgIqlYi0",
-	"LiRRyKIpTy5KRo/CiYxIlCJ2UOpgNFYJt2AYL5hIzdj1QhF5NPCE8OJtxmHIIqXFXEicPjegL/gcpKW5",
-	"c3kp1bW88APcIpewYqkw1jD3tWFcuilRrYGxbMENkyDsAjSLfvLPSqUnMnoHM9CgI1y2mP0SVri2BpS8",
-	"2EISsYPqjwJQwyy/BGZLgTch8ZpX+OZwOJFBGCyAJ974n8UxGDP4VkmrVTo4S1N1PXDgNGm6qWs26LH9",
-	"gbVnqZ8lz+1CafErPA6/1xjqYJOJxmwpjBFyjuhWmnG25ClaGEiItw6i8u9ozCIj5kgHtN8TiTQteAvR",
-	"zNOUzcUVSJwIv7iGNGXuYTe5ZLDM7IpFSM/fnBpKveZ6Do+jDwvGn6pkhYJrlWIpLk/K5nG5YlM/eyZA",
-	"IglJiqgA64qLlE/TR8ISCvKUG0CYcqmBxwtc/Dl633rFUm5Be8gyrZBb8OeX0gq7ejAIv//w4e3fEAf0",
-	"cC+81RBWjClcB8fNb195DzTTKgNthfMRnMJNGq4cKuOBFUsgz48nP8l0VXh+vQHAwFyKbKAIHp4OMoXe",
-	"l3aPrcMg1sDtI6zTwMptIPPUM0zXtOswEEmXF/tQ0KTc2As0mZuO4N8XIBl35qEQRxzOYq61gIQcErJd",
-	"BxpipRNIyKMS+NRSyNzCITqOndhsb/uh9uMc09tNNHrLSuGehaXpHOS/4FrzFf2NVrHDRcb4NZ+mIqbt",
-	"W8Wy3HlHiKuf37027CD6yyWs/hwRBh5qc5UvsQfnrOtB0S+Bi31oPx5LTVZszF6hq5KLsJTEOtecl+s6",
-	"HxGx5iQZw6cOae5JH7i0QpEckHBjKTHwnEW4zYgp53oS/xUZg3YqYDtCulMBYcUN5Ydtys5rqU5esTy9",
-	"IId4c3s/5supi2fRsSoc6dJ/7gwI69QrEyH1VQrY+2nwHizGNbQrniTC8dXbGkVmPDXQVtXFYwgvR4iH",
-	"7EyumCL3E3kH7Y13tdnB6ckJujhW84tZEQCgewQ3MWTWu7E8GSiZriZyJiBNjI/sf4BVyK4XIl4wrgkf",
-	"kKGDiq6SmEulIWEGIx9uHSCMGzYDGy8gYTGXbAosUwYfmfL4ciIpohPWeDfdDNnBhwU+poElEKccZ1yA",
-	"BtJUKrfoJDvhjMYupOBWaePCHm7YpZADlYHkmZhIt2XGaw8xz94rjBEMSFIDvNCXw0Py2XoNWhPt7wos",
-	"4RwOO+NOnPRq1Q3mrhm1T75Wy7DVcgHHo9Eo3NfSPQSc3amerdbu4xGyc3+FbWqZWZGmyMdzkKA5LZZb",
-	"teRWYJy9YrlMwRjksyuBJhZu0FETNqWcWBPLlGUq/94DpJpVbKmADGIxE2C8eKKTV0WnKKsYbaAToAhL",
-	"xpCgn719NURlwJdZCsNYLSM30JAMT+RCGRuy6KthYwgKrMmniVpynP4AgyHSjxncYFi7sDYbHx2lKuYp",
-	"zjB+OhqNIqcWSDFD6KYmOmVK25A+RX+JCkk0fjTIpDOQZmUcPWQvKehycE8kXIFe+a27EKw0FI1019M2",
-	"8jeQveQ3r9yjx1vkYZfzcSdG3YCh6UK0Ep4uRADDaPoSc9ekMJEgPxvQgzN82jGEC0YZhhFEOfII4YbH",
-	"NpzImBsYGJBGWHEFSGAHxpD9XaRJzHXiOAmpbfIMyQbJc7c2ZxhfpcDcI2hvPMMNJ/I18CvwofEBko5c",
-	"hENiRRxUQT7Tasm4XDHc9oC27UjYTlTu9qU2LOw3KpdJh+T8cg3I40bldhEy4PiHVNouzpFgCcw1gEHa",
-	"eBEIxr8Mjv80Cgd/ejYcPTs+DvEP//m8xmyVzlE5QlqCJMm3aDLYKTFj9Uebt74F51huAJ8qORc2TyDE",
-	"6NF/+lWp5fkwuC8wT+vAPN0Exp/FbDqLTrFcXIE23qg0of0mX2YYdCyApLQ3I1d4A89ZxrVF38MJdXHA",
-	"UibWN45M2m5ZGHif7aI7LNuQN26tFtN872hv+jFc9Zzh/IQP5lOB96dam4W2qqumc+1FA/2Pu/PZg26i",
-	"zXp32IQXkXW4MwOxzeu6l+u0k0uKWW8rJRJk01nX1AtuLjAsNZ1ne2+++YC/sRkGrgtu2BQQ7VmqeNKw",
-	"IFOlUuCyPyGxsfClcCcU26IpL/k/4FBHN2SBWmheE7ylkP0/9ob9uPULI36FLXitzXMFsVX6IuUrn2Pd",
-	"Kyj8Gz31Gh8iYHYY9ithxFSkPge3deJqZGc8X1NGPUE9UaGxZMk9FUorzJcKqBTdpgprY6iO4LCtr+vM",
-	"15VH6IpbPUd8S4N3hq0tc9HUtXcPQL4o39+f8u2PKk/2I2qlK5tYeOGO6g26jVE2nUVspjRz7O2ih0zO",
-	"3ZeaG0qkhwHIfInS55RtRmmlf2T47zVMsxpHP5Qe7If5+NTHf66q4OR0e4FHQ4H2zzq646SF4m3SZWco",
-	"1FDLrfiGkE1hwHOW1EA7efZ1jQTotj87PjkPH0urN6K30SNpea/TiYe2qMsfPI8V7Ok2HISB49xOvvSP",
-	"7krT/hZJ1iIg2J1lfei0qV/55yzZx/xsuFN8SilAynG6Mzlv68o8dpwC14YJS5GrBmOVBkMZEM/rdGLw",
-	"xbB9MWx3CAJ2WqWdk9VMzv1MyiPbjD+8FdhQTe7QfENTJ2C5SJuhoC/goczajCrFdp0O+lm6VOJ3msvu",
-	"3EwtD7J5Pup/b6RhhGFmQUcw18IuujL2O/n07qF1Vci7T9S657BMCxmLjKe9+y9HuMTzklMSko6G2nVY",
-	"90BEVzDYKFluRIYNaCsc9lJ7z+iruemXNzy26aossasgiNgBl+7w0H95yJRmUR0sHFPDmT8H9luqSg27",
-	"jOPdEnJtyu0uD+7G0WthOqTibn6OE60NL6dN3F5vpavyZouC2E/ftSt5dkC3RXN8DzxFZd6GyFhuc9NU",
-	"Wepyp47yj3Wt5GKGDyKFD8WhyVYP6n+aw3RHJQiuZ2GPbLirozUXruJw8/fKR+mNiwvnZUuocv+8oCmK",
-	"6jfmNK72fbuXsTkh/ZzrtFvpGzGXkJRlQMzCMku5BXZw++v66PZmfXS7Wh92HsyVOdp9q5Na0uETfQ0j",
-	"UAIb+kr9okXEtQrUiFfL+3UlBetJvjJ7WCT26rLVJZwolv/3/U8/7pTKLVK4TWN1xQXbxve64Fs87Adk",
-	"yd5UtTvJrovEzerXTnlAzBc1msXYp8PRcNQ7+o51bw/iKm9l13ILFR91MZ7HSR9bldo+EUjJpZDcOhu4",
-	"5FmGmxvfFoqlB+i26Sg2v32T1fh16Y+sfvQ9ST6LpyT8NAvGv+yDtPp828e34V2f13HxDbfx4p07/u44",
-	"L8Vfy1rOmdL12n/273/9p68jMCzPmFXs2ah03V+9MJuuV6VsOkzli+pJnKsobylWmyk9ZC9yV3QMrhJA",
-	"w1JdQcIM6CvQAyMwfL8EQEqymdDGDgxQvXzi0rGbJrXPpFUG9dmoblGPd7k3tS1u5UKPedfctImNNzwz",
-	"DHi8YAn1GsWWVVOzg1Rdgx7E3IArY/B9J0ghRX0A6IttEsDhst9Rv30sJtwxvhzpfcrzTbe6rR/czrai",
-	"vMfhheLryrsseHFLQBzW3VKnU09HT8PT0en5zupMt2K4zUPd6abH9qafjs7V63H9qkWEzHJXzC9Xnuq7",
-	"PN3bDd/zdvPIt9L/m7bitg3GeVejgprNQCZUyYMwMm6YAUllWiuGzgG74mkOdc/ZujJNbphU0rV9pCpu",
-	"GKNqm73bKkl23mHmlma+xRze7ohHEBo3h3+ik+41m7iDvO2wbYdvQnW020S/z8rX+CV5UN9mMynRj5Ev",
-	"sdrvLla77D5E+j0EZF3FK1Oj0txC2Bt0mQYhfwc+b1eItjMu2+YdlzFbuyhjV0j2t0ZWuonYKNPiiluI",
-	"xvUeBToR95/p+IoSua6FetjoNB2zVFxS/hNnCamL2ZX+82RZ9LaWWTjD5ppLCwnOWSRJhR2yyDXYRGM0",
-	"EUoCym69C08CJFQNWj+Vd2tSx00BD/pMNFMHIyPXQZxrYVfvKdAgcr8HfSXiWmzRajw27nfvoh1Edm4u",
-	"/v2v/4oOXblpZH1nJaP9MpdtHXjcRZT59N/RDNFwIqMz385IHsKY0dpsko9GT2MaRB+BWpirUl/jOkYP",
-	"6gB/TxW5vle0iCiDKXBNtTweAQtrM+SDzSd78hp8Ca19C8ne8AzVuH5iikJg1EKObcicU+PmAti10gmL",
-	"aJUopASxyXgMriW26rI+6EZDid8he/nPXFzxFKRFv7gOPTtwe/Q7p8sKHFDVbQWN2Stk8ExQS8+aPKiZ",
-	"2kRBSdHYtdqastI0VTyhJuCMoc7B/T8xpIrM2HG05HNwWPAdY0V3tTsXuIbpRC4pOFhOIWEH1MHiqs1J",
-	"UqrKZabzFMxhSNeAGGYWSttBKihgqqnAKr4q+7xDh2kKqzx0rszaqlZ9fMy1XjHum+svYeVCkEuQw4mc",
-	"yDe0nSUCE/M0NSSFjG+IRIuO3xBpOvj5Oesk+UTuYH2rFF0yU3Agi1MBhBSQqEkOh8ydYRCzIUoncrtc",
-	"ssGAGpt+PHvzMqK9+ii6aAoSSrIZF2mufbDKpbmG4iyLffXV6cnJV1+hWPyVG3v29tUTOuzKYCIPotuJ",
-	"z5NP0FudoOs4CcIJOo/0P3IifSDvmD7F9maCXmt0+NxXK7sTFIo1EBmNSdkkGA6Hk2AdOf63wlLgU+yZ",
-	"bISvog6OKVW0DgPf2BSMKXv0FFUltwtSgkc8E0cF/xzhN3NXoY2eGmHjVRKMg9fCWB9cGXq8uiqoJ+Ss",
-	"hhz5q4T6gsfaSHdDC4YWjetDTkajB+tirpfDdN43kXF37UMpVEylCeVRhDbuDozT0XHfMiXcR43edXzo",
-	"5GSfhzb7t9dh8Gz0dK8Fy650Mnn5csn1ylOvfs5minO39g0f/j4KZaB+gMvo8hvL50jtoGSDc/RsC8Yb",
-	"aEWMeCXg2rlImTIdjOTEtSj8cX4TGPuNSlYPTWJ/urluume+xbbFX8cPvXhfJ7+E6+o4+N6stA87VJe0",
-	"4BPHezxR3vzw23Kr1+i8wNPevAeJsP6+gaZau61c8fWRM/spuIPvJne+oO/r3NngktOumkp8InlOlV11",
-	"uywVS5Wcg2ZXoMVs9ajUdpBuf6K8Xei3pbZDYEXtkDBJwYILIQrEmjvzQdhty74D20vh0WPpgQfQAZ8P",
-	"jb8DWxG4ZniYgTuQtWZa7uR+VFcAomORcRsvOntk2kWdKczstsrOITtjVdlXcWHUNF9mZiKjZo9EVLS/",
-	"a7AY8xeuXm6N5S5hWimPVlWM8/SaPOwKVx/FjPoa2b3M6KOJT05AJb+JKb2z4H1GttcR+5PZXqfWt4cZ",
-	"VCxlPqVqruq6tivnJ4UderAQ4A9tySnK4BvIe2z9viXscHV4n0Zb1gsqHznk8OWF/QEHEeL3zbaj/7P7",
-	"gfIW0c9Mqb5fUB6pdID8daSNSlm6CDAlP6mqju0rJN5bpCgDtqdSvqX/9wyRKknaFSC9gyt1ie6Tj4vc",
-	"3cYslwloJuyXOGlPJnJ4ZNwJ81054CN0ath5b3bBLB91JfP5dsakqO+ofTX5nQ1CbrsPO8orJxfQ7I8X",
-	"1kA6C5mxGvjS3X2TCHM5ZK8s05ClPC5S/cXl5vjcRHKrlu42n+eMUxYZOZ2a7FkK/Kr9lMvQU1Jdzoes",
-	"6Xo45Lm2JhNOpDsEDJkrfgxZ7eyP4mTf0erOBilzbTkGE3RYhcsijE8MW4LluEp3WIGwfvDR9n5mUsUW",
-	"7MDhqmmzqpZCITldJ915T/TvJKQo8w9FbNGLuC/BxkMFGyQZzQaQuiTeO/pwmoMszmbyry8pVK8N/WRM",
-	"WKul6zp8KA74cEToHAXKFNiFkHPG2RuevRZTDcyoXMdA53Lmi8nclnaq5VVmStNB4aYbVV2G/wmDkw7u",
-	"9OZN9VbxDqp62tahb7t0l26bxN15tR1WJ5fTVbntKTcwkcZyS8e7vaW5vdW47C3oQeHJ0iGlYQeno9OQ",
-	"nY6eHrJETSRVX3KRkmRPcRfjlpCDtHpVHG7SJLWzzZBNfIUlfnk6evofp6PTdTRk37rD34k0C5WnCYsX",
-	"EF+6Yls3IVU6L4BFNGVEN1p2WLm6rBvC8ieKCbvLtR/Z7PVULneon/c55SxnecqqYffVLJ+RHUI9QQrA",
-	"cQQrWOLOyqEp4Bu+LNJtWBDPW6EWBfiyfgW5Ydw7if4S+kb9xdABTdcQu3qOxpFu5F4OgM9N5EyDWaSr",
-	"Ivqq6USqiKSH/GFvQ2N2rNovUNT883GRxo7B7krencPei/k+w17eZHvNRuV6n7QoocRel2/qf9vfym+8",
-	"T2FfS998t8fnYe19XR+yGtKyWdT3y3n7u6L67ZdzJGilAwosM+qvIktS+FotTWCC822CXmsAHN66CGjt",
-	"CuqPFtQn+2uvD/q9//0TMppv1e0JgTxZ6EaTbNjG73kz2XsFEkw9u/tTsZkCQ77sqK3ympv+yQ3yuuOj",
-	"Nt7uNOncI6539vYVS1Sckwe0dZsfFsK4akAeWypF84Du3PSKL9Ndm/7/Z29e323Txaz1N1H17fDpcFTu",
-	"EiHH1ZiFm+Y9BNti84fHnt9xL/Y08GTVLyHv3M+/iYDQ2uhyU3nl8CE01nkzwccTgSLl3hVUvvLDefHm",
-	"cBvaro5RHV1cwspsPVtz1wh/5hV8tdcObC3gq1W1P6H3V/xhSvnK0uIp0E1Icu6v5/b3XhV8Uozbt1Rv",
-	"oyTC3b1MidIDScX5SrPoW0fFgbvEZ8xG0aGvsjX+9v4qccGMe8cA45YJjN387VekDaLbdcQSBabLqXRn",
-	"af49DJ8mPmu9PGG9+eK6h+fbbed0GK8+ai7nD3zo5qsIPVr3Fop6JrGmVY9u3Rso17uPxmocu8lIfQF3",
-	"umJu1uRLLm9bmaB7j9p9CNpfDLiVYI8g+R8p9Z9XPvYupLtvztW9b9blW7tk+MiV6l2Y2ltz7rfCFtN5",
-	"12pCdhBJvoQxc98XaV+0qJS8offxhBPpXzlpioH+tRv1t1cwPudCHg7ZWftVOku+ar1KpyjwNxMPGvUz",
-	"mepNPsy/yOcgEvQaTeu7u3xvG33nN4UfyzevRIeMa5jIzjdWdJl7mqNlkR/L7D9mPna7MigOHx/dFfhS",
-	"sLNRBXl/Y9POTN01LUX3ojhN1NGkSb8W77lxrX4YaFcxeRjQzVXBEakoD3rHTSXUUzdA5HArpilUgcXZ",
-	"21fDWkNlsWkEu+Mt0q5NquiVNABFRyPGYMuweMut0I3TXVNboTze3VzhfUf/Y3UKVnsT33egXoM0tf0c",
-	"1laoJ/G7t+HaDYpEYEjT8/K16NWb/lxSvJYkP4j+YsT8z5N8NDr5Gm4y/4navP2bAWtAdC3vsg4haV2X",
-	"Ayg6ZovsiS9Kqc1VSwKsz9f/HQAA//8=",
+	"7H3rcttGsvCrTOH7qiylQIqS5dR+dG1tKYk38ca3sp3sdypUCUOgSc4KnMHODCQxOqzahzjPcB5sn+RU",
+	"9wyuBEjKlpU4x39sCphr37une3AbxGqZKQnSmmB8G2Rc8yVY0PTXt7k2SuOvBEysRWaFksE4eMPnwGJ6",
+	"GTJumAabawkJE5LZBbDIvYuYmtHfmYYroXLDMj6HYRAGAkf5Zw56FYSB5EsIxoHrE4SBiRew5DjrTOkl",
+	"t8E4mK4sBGGw5DcvQM7tIhg/OT4JA7vKsKexWsh5EAY3g7kaNB+u12HwHbfcgH3+HY5JU2fcLqqZE/f+",
+	"QiRBGGj4Zy40JMHY6hw6V5Pn1HJzomc32Saw3osUmFWXIBncZEKv2EEuxQ0zECuZmMOQQEQNHhkWwU0W",
+	"IUyXQlpI+oAFN1k3pIS0X58iqIQUy3wZjEflQnHAOWha6Y+w2lzpmWRnb56zS1g9Mm5BfdNfwqoxfQ0x",
+	"J0++7gLNj7By8G9O+TwBacVMgEZawdl/hFU5axNNl7D6eBS9EEtheyg6xXd9W6aXjU0nMON5aoPxkxGR",
+	"poP38WhUg/5xN/jfxQqfbSEVgy361kIv74iAd2K+fUIxl9zmun9SMb/TlGtElMmUNOCEiZKzVMQE/FhJ",
+	"C5J+8ixLRcxxQUf/MLiq29ok/1fDLBgH/+eoElNH7q05eqa10m6i1q4WwOIFlyik/KSGXQu7YBx5UBgr",
+	"5Jyp6T8gtsNgHQZ/VXoqkgTkA61NA5E9T5kw7IqnImHT3LIlXzGpLEsUswthaGmvlP2rymXy6Vf2SjGT",
+	"xwsPl0KUxzxNQT8yjMexyqWDF5LNA8LszMOoBrdr0jqz3EAyZNH/H+CK5tzC4C1wo2SEgFUSUKhEJHUh",
+	"iUIWTXlyURJ6FE5kRKwUsYNSBqOySrgFw3hBRGrGrheK0KOBJwQXrzMOQxYpLeZC4vC5AX3B5yAtjZ3L",
+	"S6mu5YVv4Ca5hBVLhbGGuceGcemGRLEGxrIFN0yCsAvQLHrt+0qlJzJ6CzPQoCOcthj9ElY4twbkvNhC",
+	"ErGD6o9ioYZZfgnMlgxvQqI1L/DN4XAigzBYAE+88j+LYzBm8K2SVqt0cJam6nrgltPE6aas2cDH9g5r",
+	"T1I/SZ7bhdLiV3gYeq8R1MEmEY3ZUhgj5BzBrTTjbMlT1DCQEG0dROXf0ZhFRswRD6i/JxJxWtAWgpmn",
+	"KZuLK5A4ED64hjRlrrMbXDJYZnbFIsTnb44NpV5wPYeHkYcF4U9VskLGtUqxFKcnYfOwVLEpnz0RIJKE",
+	"JEFULOuKi5RP0weCEjLylBvANeVSA48XOPlTtL71iqXcgvYry7RCasHXz6QVdnVvK/zh/fs3PyMMqHPv",
+	"eqsmrGhTmA6Omt889xZoplUG2gpnIziBmzRMORTGAyuWQJYfT17LdFVYfr0OwMBcimygaD08HWQKrS/t",
+	"uq3DINbA7QPM04DKbSDz1BNM17DrMBBJlxV7X6tJubEXqDI3DcG/L0Ay7tRDwY7YnMVcawEJGSSkuw40",
+	"xEonkJBFJbDXUsjcwiEajp3QbG/7vvbjDNPbTTB6zUrunoWl6WzkH3Ct+Yr+Rq3YYSKj/5pPUxHT9q1i",
+	"We6sI4TVT29fGHYQ/eUSVn+OCAL3tbnKltiDctZ1p+iXwPk+tB8PpSYpNkavwFXxRVhyYp1qzst5nY2I",
+	"UHOcjO5TBzf3hA9cWKEIDki4sRQYeMoi3GbElDM9if6KiEE7FLAdIN2hgLCihvLHNmHnpVQnrVieXpBB",
+	"vLm9V/ly6vxZNKwKQ7q0nzsdwjr2ykBIfZZi7f04eAcW/RraFU8S4ejqTQ0jM54aaIvqohuul+OKh+xM",
+	"rpgi8xNpB/WNN7XZwenJCZo4VvOLWeEAoHkENzFk1puxPBkoma4mciYgTYz37H+EVciuFyJeMK4JHpCh",
+	"gYqmkphLpSFhBj0fbt1CGDdsBjZeQMJiLtkUWKYMdpny+HIiyaMT1ngz3QzZwfsFdtPAEohTjiMuQANJ",
+	"KpVbNJIdc0Zj51Jwq7Rxbg837FLIgcpA8kxMpNsy47VOzJP3Cn0EA5LEAC/k5fCQbLZehdYE+9sCSjiG",
+	"g864Eya9UnWDuGtK7ZPP1VJstVjA8Wg0CvfVdPexzu5Qz1Zt9/EA2bm/Qje11KxIU6TjOUjQnCbLrVpy",
+	"K9DPXrFcpmAM0tmVQBULN2ioCZtSTKwJZYoylX/vsaSaVmyJgAxiMRNgPHuikVd5p8ir6G2gEaAISsYQ",
+	"o5+9eT5EYcCXWQrDWC0j19AQD0/kQhkbsuirYaMJMqzJp4lachz+AJ0hko8Z3KBbu7A2Gx8dpSrmKY4w",
+	"fjwajSInFkgwQ+iGJjxlStuQfkV/iQpONL41yKTTkWalHz1kz8jpcuueSLgCvfJbdy5YqSga4a7HbeBv",
+	"AHvJb567rsdb+GGX8XEnQt1YQ9OEaAU8nYsAhtHwJeSuSWAiQn4yoAdn2NsRhHNGGboRhDmyCOGGxzac",
+	"yJgbGBiQRlhxBYhgt4wh+7tIk5jrxFESYtvkGaINkqdubs7Qv0qBuS6obzzBDSfyBfAr8K7xAaKOTIRD",
+	"IkVsVK18ptWScbliuO0BbduhsB2o3G1LbWpYufqZpzlxNJer17Ng/Mtuc740OiVZBPUnU6VS4JIe7WeL",
+	"FCvYtEb61P2dByz2e74RgJMr9rd3r1+h0swhZLhxJmSc5iikKKylZjOQCaFPooHMDfKfferaXqN7YZ0u",
+	"5oZJJeFwOJHvMkgtU645LiJhU81lvADDphBzVMCvz96xx8PRI+NQj/COmARAgmIRdorYFIxIgAlC+DoM",
+	"vlG5TDoE3S/XgCLJqNwuQgYc/5BK28U58lcCcw1gkJW8xArGvwyO/zQKB396Mhw9OT4O8Q//+7wmGyoV",
+	"oXKkh3AD8TV5cEqyo/qjLQq+BecHbCw+VXIubJ5AiM6+//WrUsvzYfChi3lcX8zjzcX4o7NN297pgYsr",
+	"0MbbAM3VfpMvEZ2IeBSqvQHUwnh7yjKuLZqKTgYX52HlOcjGCVfbig4Db2JfdHvRG+KRW6vFNN/bOZ9+",
+	"DFXVGcFHbj8ca20S2qpdmr6QZw00F+9OZ/e6iTbp3WETnkXW4c6A0TYj+YMs3Z1UUox6WwmRIJvOuoZe",
+	"cHNhRQqm8yj25Tfv8R2biRToTGAKCPYsVTxpKPxKlwR7Uv6lcAdK2/SD5/wfsanDG5JALZJSY7ylkP0v",
+	"e6M0uPULI36FLXCtjXMFsVX6IuUrHxLfS2/+TL1eYCdazA477EoYMRWpD5luHbhq2Rl+qQmjnhgMYaEx",
+	"ZUk9FUgryJcCqGTdpghrQ6gO4LAtr+vE1xX26QozeIr4lhrvjDK01EVT1t7dX/wifH9/wrc/CHCyH1Ir",
+	"WdmEwncus8KglR9l01nEZkozR97O2cvk3D3U3NC5RxiAzJfIfU7YZhQF/EeG/17DNKtR9H3Jwf41H596",
+	"d90lgZycbs/HaQjQ/lFHdxy0ELxNvOz0XBtiueWOErDJa3vKktrSTp58XUMBellPjk/Ow4eS6g1ne/RA",
+	"Ut7LdKKhLeLyR09jBXm6DQdh4Ci3ky59111R9d8iJl44BLuD4vcd5fYz/5Ql+6ifDXOKTyliSyFpd4Tq",
+	"dV157BCnwLVhwlKgQYOxSoOhgJWndTrg+aLYvii2OzgBO7XSzsFqKufDVMoD64w/vBbYEE0ux2FDUidg",
+	"uUibrqDPt6JA6IwS+3Yd5vpRukTi95rL7thMLQ6yeZzt3zfCMMIws6ATs2thF10HLDvp9O6udZV3vY/X",
+	"umezTAsZi4ynvfsvW7hzgiWnmDGd5LXT5j4AEF3OYCPDvOEZNlZbwbAX23t6X81NP7vhsU1XZUZktYKI",
+	"HXDpznr9w0OmNIvqy8I2NZj5Y3u/pSoztEs53i0g18bc7mzubhi9EKaDK+5m5zjW2rBy2sjttVa6EqW2",
+	"CIj95F078WrH6rZIjh+ApyjM2ysyltvcNEWWutwpo3y3rpmcz/BepPC+OOPaakH9bzOY7igEwZWY7BEN",
+	"d2nP5sIliG6+r2yUXr+4MF62uCofHhc0RQ3ExpjGlSpstzI2B6TXuU67hb4RcwlJmbXFLCyzlFtgB7e/",
+	"ro9ub9ZHt6v1Yec5ahmj3TeZrMUdPtDXUALlYkNfWFFU9LjKjhryanG/rqBgPchXRg+LwF6dt7qYE9ny",
+	"b+9ev9rJlVu4cJvE6vILtrXvNcG3WNj3SJK9oWqXeFBniZvVr538gJAvUmqLto+Ho+Got/Ud0xTvxVTe",
+	"Sq7lFio66iI8D5M+siqlfSIQk0shuXU6cMmzDDc3vi0ES8+i26qj2Pz2TVbt16U9snrlS8h8FE9J8Gf4",
+	"u4FWH297+/Z61+d1WHzDbbx467IVOs5L8W2ZejtTul6qwf79r//yaR+G5Rmzij0Zlab78+/MpulVCZsO",
+	"Vfld1RPHKrKRitlmSg/Zd7nLEQeXuKFhqa4gYQb0FeiBEei+XwIgJtlMaGMHBqi8IXHh2E2V2qfSKoX6",
+	"ZFTXqMe7zJvaFrdSoYe8q0XbhMZLnhkGPF6whErDYsuqodlBqq5BD2JuwGWd+DIhxJCisg20xTYR4GDZ",
+	"b6jfPhQR7mhftvQ25fmmWd2WD25nW0HeY/BC8biyLgta3OIQh3Wz1MnU09Hj8HR0er4zmdbNGG6zUHea",
+	"6bG96cejM/V6TL9qEsqKuUtOTqrihnSv0o5604xKGJx36I2lmW/RL7c7DHxcjRvD9+gEZE3J7IBX2w/a",
+	"oewpj3gbL/WpzRoCkns1Fja9/H6IfHF+fnfOz2X3qczvwcPpygaZGpXmFsJeL8Y0EPk7MCK7fJ6djs42",
+	"c7N0gtpZDrt8nJ8bYd4mYKNMiytuIRrXazToiNn/pvMgioy6EvJho9J2zFJxSQFFHCWkKm5X+sCTZVHb",
+	"W4a1DJtrLi0kOGYRdRR2yCJXYBSNGZcrJQF5t16FKAESyoatH3O7OaniqFgPGiE0UgchI9VBnGthV+/I",
+	"cid0vwN9JeKasd4qvDbuvbd5DiI7Nxf//td/R4cu3TayvrKU0X6ZC18OPOwiCiX6ZzRCNJzI6MyXc5LK",
+	"HTOam03y0ehxTI3oJ1AJd5XqbFzF7EF9wT9QRrKvlS1ctGAKXFNyjAfAwtoM6WCzZ0+ggC+htW8h2Uue",
+	"oRjXj0yRCI1SyJENZcVS4eoC2LXSCYtoliikiKvJeAyuJLiqMj/oBkMJ3yF79s9cXPEUpEVDs756duD2",
+	"6HdOlzW4RVW3NTRGr4DBM0ElTWsySWZqEwQlRmNXamzK1M1U8YSKoDOGMgf3/8iQKDJjR9GSz8FBwVfM",
+	"FdXlLtB+DdOJXJK1vZxCwg6ogsdl2xOnVJnbTOcpmMOQrkExzCyUtoNUkAdSE4GVw1LWuYcO0uSn+NW5",
+	"NHOrWvUBMdd6xbi/XOASVs6mvwQ5nMiJfEnbWeJiYp6mhriQ8Q2WaOHxG0JNBz0/ZZ0on8gdpG+Vokt2",
+	"CgpkcSqAgAISJcnhkLlDASI2BOlEbudLNhhQYders5fPItqrd0uLoiihJJtxkebae39cmmsoDofYV1+d",
+	"npx89RWyxV+5sWdvnj+i06MMJvIgup34wPMErdUJmo6TIJyg8Uj/IyXSDzKJ6VdsbyZotUaHT336rzuS",
+	"IOMdgdEYlE2C4XA4CdaRo38rLHkSxZ5JR/i05OCYYi/o8rvCrmBM4ZjHKCq5XZAQPOKZOCro5wifzF3K",
+	"M1pqBI3nSTAOXghjvbdiqHt1VVKPD1c1OfJXKfV5Y7WW7oaa9Xnr+pST0ejeqrjr+SWd921k3F17UTIV",
+	"U2lCgQn09KnK/HR03DdNue6jRu0+djo52afTZv36OgyejB7vNWFZlU8qL18uuV557NUPrkxxkNW+4cTf",
+	"x6EM1E9EGV3+Y/kcsR2UZHCOlm1BeAOtiBCvBFw7EylTpoOQHLsWmTTObgJjv1HJ6r5R7I8L103zzJcY",
+	"t+jr+L4n77vJQMJ1db76waS0DzlUl9Rgj+M9epQ3X/y21OolOi/gtDftQSKsv2+hKdZuK1N8feTUfgru",
+	"JLlJnd/R8zp1NqjktCtJEXskTylVqq6XpWKpknPQ7Aq0mK0eFNtupdt7lLcr/bbYdgCssB0SJMlZcC5E",
+	"AVhzZzoIu3XZ92B7MTx6KDlwDzLg88Hx92ArBNcUDzNwB7TWVMudzI/qCkQ0LDJu40Vn0Uk7SzKFmd2W",
+	"KjlkZ6zKoyouzJrmy8xMZNQsOoiK8n8NFn3+wtTLrbHc1Q5WwqOVZuIsvSYNu0zQB1GjPul0LzX6YOyT",
+	"06KS30SV3pnxPiPd65D9yXSvE+vb3QzKPjKfUjRXiVLbhfOjQg/dmwvwh9bk5GXwDeA9tHzf4na4xLZP",
+	"Iy3rGYoP7HL4fL1+h4MQ8fsm29H/292hvEX1MxOq7xYURyoNIH8dayP1lC5CTMlOqtJN+zJz92YpioDt",
+	"KZRv6f89XaSKk3Y5SG/hSl2i+eT9Ine3M8tlApoJ+8VP2pOIHBwZd8x8Vwr4CJkadt4bXhDLR11Jfb6d",
+	"MMnrO2pfzX5nhZDb7sOO8srNBTQLzoU1kM5CZqwGvnR3/yTCXA7Zc8s0ZCmPi1B/cbk79ptIbtXS3Wb0",
+	"lHGKIiOlU9U6S4FftXu5CD0F1eV8yJqmhwOeqxMy4US6Q8CQuWzCkNXO/shP9iWi7myQIteWozNBh1U4",
+	"La7xkWFLsBxn6XYrcK3vvbe9n5pUsQU7cLBq6qyqRk9ITtdpd96T/TtxKcr4Q+Fb9ALui7NxX84GcUaz",
+	"oqLOiR/sfTjJQRpnM/jXFxSqJ1t+MiKsJad1HT4UB3zYInSGAkUK7ELIOePsJc9eiKkGZlSuY3CXAX1R",
+	"mdvCTrW4ykxpOijcNKOqjwF8Quekgzq9elO9abGDKkG1dejbzoWl2zZxd15sh9XJ5XRVbnvKDUyksdzS",
+	"8W5vrmtveit7A3pQWLJ0SGnYwenoNGSno8eHLFETSemMXKTE2VPcxbjF5CCtXhWHmzRI7WwzZBOfsogP",
+	"T0eP//N0dLqOhuxbd/g7kWah8jRh8QLiS5e96gak1OEFsIiGjOhGzw4tV+d1Q1D+RD5hd/7zA6u9nlTg",
+	"DvHzLqeY5SxPWdXsQyXLZ6SHUE6QAHAUwQqSuLNwaDL4hi2LeBsWyPNaqIUBvqxfwW7objgczF/C38i/",
+	"GLpF0zXMLp+jcaQbuY8jYL+JnGkwi3RVeF81mUgZkdTJH/Y2JGbHrP0MRdU0H+dp7GjsriTe2eydmO/T",
+	"7NlNttdolK73SZMSSuh12ab+3f5afuN7Evtq+ua3TT4Pbe/z+pDUEJfNpL5fztvPiuy3X84RoZUMKKDM",
+	"qGCJNElha7UkgQnOtzF6raJueOs8oHUwvsUeCyo8/bXXBv3Bv/+EhOZrX3tcII8WuiIkG7bhe94M9l6B",
+	"BFOP7r4uNlNAyKcdtUVec9OvXSMvOz5q4+3Sjc494nxnb56zRMU5WUBbt/l+IYzLBuSxpVQ0v9Cdm17x",
+	"Zbpr0/9x9vLF3TZdjFr/ElffDh8PR+UuceU4G7Nw0yzs3+ab3z/0/I57oaeBJ6t+DnnrXv8mDEJzo8lN",
+	"6ZXD+5BY580AH08EspS7VLb85Imz4s3hNrBdHaM4uriEldl6tuauUf7MM/hqn13YmsBXy2p/RN/v+MOk",
+	"8pWpxVOgq4Xk3F9P7i+SKuikaLdvqt5GSoS7e5oCpQeSkvOVZtG3DosDdyvOmI2iQ59la/zXC6rABTPu",
+	"GwuMWybQd/PXSZE0iG7XEUsUmC6j0p2l+e9QfBr/rPXxiPXmh/vun263ndOhv/qgsZw/8KGbzyL0YN2b",
+	"KeqRxJpUPbp1X+Bc7z4aq1HsJiH1OdzpirlRky+xvG1pgu47ch+C0P5kwK0IewDO/0iu/7zisXdB3YfG",
+	"XN33dl28tYuHj1yq3oWpfTXow2bYojrvmk3IDiLJlzBm7nkR9kWNSsEb+h5ROJH+k5umaOg/O1L/egfj",
+	"cy7k4ZCdtT8ltOSr1qeEigR/M/FLo3omU33JiPkPGR1Egj4jan11l69to2d+U/iz/PJMdMi4hons/GJH",
+	"l7qnMVoa+aHU/kPGY7cLg+Lw8cFNgS8JOxtZkB+ubNqRqbuGpeiiESeJOoo06W3xnR9X6oeOduWThwFd",
+	"BRUckYjyS++4+oNq6gYIHG7FNIXKsTh783xYK6gsNo3L7viKtiuTKmolDUBR0Yg+2DIsvvIrdON019Rm",
+	"KI93N2d411H/WJ2C1b5E+D2oFyBNbT+HtRnqQfzubbhygyIQGNLwvPwsfPWlQxcUrwXJD6K/GDH/8yQf",
+	"jU6+hpvM/6Iyb/9lxNoiuqZ3UYeQpK6LARQVs0X0xCel1MaqBQHW5+v/CQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

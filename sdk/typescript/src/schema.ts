@@ -371,11 +371,17 @@ export interface components {
             loc: (string | number)[];
             msg: string;
             type: string;
-            /** @description The offending input as sent, any JSON value; null when there was none. */
-            input?: (string | null) | number | boolean | unknown[] | Record<string, never>;
+            input?: components["schemas"]["AnyValue"];
             ctx?: {
                 [key: string]: unknown;
             } | null;
+        };
+        /**
+         * @description Any JSON value, null included (the offending input as sent; null when there was none).
+         *     Spelt out as typed branches because OAS 3.0's `nullable` needs a `type` beside it.
+         */
+        AnyValue: (string | null) | number | boolean | components["schemas"]["AnyValue"][] | {
+            [key: string]: components["schemas"]["AnyValue"];
         };
         /**
          * @description [west, south, east, north] in degrees.
