@@ -342,3 +342,17 @@ func TestContractDeclaresWhatTheServerAccepts(t *testing.T) {
 		t.Errorf("/openapi.yaml: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
 }
+
+// A 422's input is any JSON value, nulls included at any depth the contract describes, and every
+// tool reads that the same way (typed anyOf branches, no `nullable` without a type).
+func TestValidationInputIsAnyJSON(t *testing.T) {
+	db := testenv.Databases()[0]
+	env := testenv.Start(t, db, server.Config{})
+	token := env.NewAccount(t).Token
+	for _, body := range []string{`{"extra":null}`, `{"extra":[null,[null],{"a":[null]}]}`, `{"extra":{"a":{"b":null}}}`, `{"extra":[1,"x",true,[[1]]]}`} {
+		items := doJSON(t, env.HTTPClient(t), env.URL, token, "POST", "/v1/api_keys", body, 422)
+		if items[0].Type != "extra_forbidden" {
+			t.Errorf("%s: %+v", body, items)
+		}
+	}
+}

@@ -380,7 +380,19 @@ export interface components {
          * @description Any JSON value, null included (the offending input as sent; null when there was none).
          *     Spelt out as typed branches because OAS 3.0's `nullable` needs a `type` beside it.
          */
-        AnyValue: (string | null) | number | boolean | components["schemas"]["AnyValue"][] | {
+        AnyValue: (string | null) | number | boolean | components["schemas"]["AnyElement"][] | {
+            [key: string]: components["schemas"]["AnyValue"];
+        };
+        /**
+         * @description An element of an AnyValue array: any JSON value, null included. Arrays directly inside
+         *     arrays are described two levels deep (AnyElement2), as generated TypeScript cannot
+         *     express recursion through arrays alone; objects recurse without limit.
+         */
+        AnyElement: (string | null) | number | boolean | components["schemas"]["AnyElement2"][] | {
+            [key: string]: components["schemas"]["AnyValue"];
+        };
+        /** @description An element of an array inside an AnyValue array (see AnyElement). */
+        AnyElement2: (string | null) | number | boolean | unknown[] | {
             [key: string]: components["schemas"]["AnyValue"];
         };
         /**
