@@ -86,7 +86,7 @@ func ensureIndex(ctx context.Context, db *sql.DB, table, name string, cols ...st
 // checkTilePlan refuses a file whose tile read would scan (a partial index, misleading
 // sqlite_stat tables): each tile read must be an index lookup.
 func checkTilePlan(ctx context.Context, db *sql.DB) error {
-	rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tileQuery)
+	rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+tileQuery, 0, 0, 0, 0)
 	if err != nil {
 		return invalid("plan a tile read", err)
 	}

@@ -297,7 +297,7 @@ func (s *Server) checkUploadLimits(md *mbtiles.Metadata) error {
 func schemaReason(err error) string {
 	var se *openapi3.SchemaError
 	if errors.As(err, &se) {
-		return se.Reason + " (the API's limit for this field)"
+		return se.Reason + " (the API's rule for this field)"
 	}
 	return err.Error()
 }
