@@ -159,7 +159,7 @@ func checkHeader(path string) error {
 
 // Inspect opens path read-only and checks it against the rules of what an uploaded file may be
 // (see rules.go and README "Reliability: uploaded files"): a readable, undamaged SQLite
-// database (PRAGMA quick_check) whose metadata and tiles are plain tables (or tiles the
+// database (PRAGMA integrity_check) whose metadata and tiles are plain tables (or tiles the
 // map/images layout), with at most lim.MaxMetadataRows metadata rows of at most
 // lim.MaxMetadataValueBytes each, no tile above lim.MaxTileBytes and no NUL in any string it
 // brings in. It then reads and validates the metadata. Problems with the file's content are

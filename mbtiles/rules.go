@@ -237,17 +237,19 @@ func execScan(ctx context.Context, conn *sql.Conn, table, query string, args ...
 	return err
 }
 
-// checkIntegrity runs PRAGMA quick_check: every page and b-tree of the file is read once (it
-// does not cross-check indexes against tables, which integrity_check does at several times the
-// cost). A damaged file is ErrInvalid.
+// checkIntegrity runs PRAGMA integrity_check: every page and b-tree of the file is read, and
+// every index is checked against its table — a damaged tile index would otherwise serve
+// "no tile" for tiles the file has, without any error. It costs about 1.5 times quick_check
+// (measured: 120,000 tiles, 354 MB, 0.43 s against 0.28 s; BenchmarkUploadChecks). A damaged
+// file is ErrInvalid.
 func checkIntegrity(ctx context.Context, conn *sql.Conn) error {
-	if err := execScan(ctx, conn, "tilegate_quick_check", `SELECT quick_check AS msg FROM pragma_quick_check WHERE schema = 'main' LIMIT 5`); err != nil {
+	if err := execScan(ctx, conn, "tilegate_integrity_check", `SELECT integrity_check AS msg FROM pragma_integrity_check WHERE schema = 'main' LIMIT 5`); err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
 		return invalid("integrity check", classify(err))
 	}
-	rows, err := conn.QueryContext(ctx, `SELECT msg FROM temp.tilegate_quick_check`)
+	rows, err := conn.QueryContext(ctx, `SELECT msg FROM temp.tilegate_integrity_check`)
 	if err != nil {
 		return err
 	}
@@ -266,7 +268,7 @@ func checkIntegrity(ctx context.Context, conn *sql.Conn) error {
 		return err
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: the file is damaged (SQLite quick_check: %s)", ErrInvalid, strings.Join(problems, "; "))
+		return fmt.Errorf("%w: the file is damaged (SQLite integrity_check: %s)", ErrInvalid, strings.Join(problems, "; "))
 	}
 	return nil
 }
