@@ -271,3 +271,22 @@ func TestExecScanInterrupts(t *testing.T) {
 		t.Errorf("the scan stopped after %v", d)
 	}
 }
+
+// SQL a file carries that only the integrity check runs (an index expression) stops at the
+// deadline.
+func TestInspectStopsAtDeadline(t *testing.T) {
+	f := vectorFixture()
+	f.Tiles = manyTiles(300)
+	f.SQL = HostileSlowIndex
+	path := writeFixture(t, "slow.mbtiles", f)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, err := Inspect(ctx, path, Limits{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Inspect: %v, want the deadline", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Inspect stopped after %v", d)
+	}
+}

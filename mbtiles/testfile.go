@@ -61,6 +61,13 @@ var (
 	// HostileVirtualTiles makes tiles a virtual (full-text) table.
 	HostileVirtualTiles = []string{`DROP TABLE tiles`,
 		`CREATE VIRTUAL TABLE tiles USING fts5(zoom_level, tile_column, tile_row, tile_data)`}
+	// HostileSlowIndex declares an index whose expression takes long to compute (a 40 MB
+	// string per row, multiplied by zero) and which the integrity check evaluates for every row.
+	// The index is built with a cheap expression of the same value, then its declaration is
+	// rewritten, as a hand-crafted file can be.
+	HostileSlowIndex = []string{`CREATE INDEX slow ON tiles (zoom_level + 0)`, `PRAGMA writable_schema = ON`,
+		`UPDATE sqlite_master SET sql = 'CREATE INDEX slow ON tiles (zoom_level + length(hex(zeroblob(20000000 + zoom_level))) * 0)' WHERE name = 'slow'`,
+		`PRAGMA writable_schema = OFF`}
 	// HostilePartialIndex leaves tiles with only an index that no tile read can use.
 	HostilePartialIndex = []string{`DROP INDEX tile_index`,
 		`CREATE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row) WHERE zoom_level > 99`}

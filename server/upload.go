@@ -100,10 +100,15 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 	}
 
 	// ctx ends when the client hangs up (net/http watches the connection once the body is
-	// read): every scan below then stops, and the deferred cleanup removes the file.
-	md, layout, err := mbtiles.Inspect(ctx, tmpPath, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
+	// read): every scan below then stops, and the deferred cleanup removes the file. The checks
+	// also have a time budget by size, well above what an honest file needs: SQL a file carries
+	// (index expressions, CHECK constraints) runs during the integrity check.
+	budget := checkBudget(n)
+	checkCtx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	md, layout, err := mbtiles.Inspect(checkCtx, tmpPath, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
 	if err != nil {
-		return nil, s.uploadError(ctx, req, err)
+		return nil, s.uploadError(ctx, checkCtx, budget, req, err)
 	}
 	if md.Kind != a.Kind {
 		return nil, invalid([]any{"body"}, nil, fmt.Sprintf("the file holds %s tiles (%s) but the dataset is %s", md.Kind, md.Format, a.Kind))
@@ -124,8 +129,8 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 				"the vector layers are %d bytes of JSON; the API accepts at most %d", len(layers), s.cfg.BodyLimit))
 		}
 	}
-	if err := mbtiles.Prepare(ctx, tmpPath, layout); err != nil {
-		return nil, s.uploadError(ctx, req, err)
+	if err := mbtiles.Prepare(checkCtx, tmpPath, layout); err != nil {
+		return nil, s.uploadError(ctx, checkCtx, budget, req, err)
 	}
 	if err := syncFile(tmpPath); err != nil {
 		return nil, err
@@ -245,18 +250,28 @@ func isBodyReadError(err error) bool {
 // uploadError maps a failure to inspect or prepare the file: a problem with the file is a 422
 // (at the value it names, when it names one); a client that hung up gets nothing (the answer
 // goes nowhere); the rest is the server's.
-func (s *Server) uploadError(ctx context.Context, req gen.UploadTilesRequestObject, err error) error {
+func (s *Server) uploadError(ctx, checkCtx context.Context, budget time.Duration, req gen.UploadTilesRequestObject, err error) error {
 	var fe *mbtiles.FieldError
 	switch {
 	case ctx.Err() != nil:
 		s.log.Info("upload abandoned by the client", "dataset", req.DatasetId, "err", err)
 		return invalid([]any{"body"}, nil, "the client went away")
+	case checkCtx.Err() != nil:
+		s.log.Warn("upload refused: checking the file took too long", "dataset", req.DatasetId, "budget", budget)
+		return invalid([]any{"body"}, nil, fmt.Sprintf(
+			"checking the file took longer than the %s allowed for its size; it may only hold plain tables and indexes", budget))
 	case errors.As(err, &fe):
 		return invalid(append([]any{"body"}, fe.Loc...), nil, fe.Msg)
 	case errors.Is(err, mbtiles.ErrInvalid):
 		return invalid([]any{"body"}, nil, invalidReason(err))
 	}
 	return err
+}
+
+// checkBudget is the time the checks of an n-byte upload may take: 30 s plus 30 s per GiB,
+// some 20 times what an honest file needs (BenchmarkUploadChecks: about 1.3 s per GB).
+func checkBudget(n int64) time.Duration {
+	return 30*time.Second + time.Duration(float64(n)/(1<<30)*float64(30*time.Second))
 }
 
 // checkUploadLimits holds what the file brings in to the limits the API sets on the same

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,3 +208,47 @@ func writeSweepFixture(t *testing.T, dir string) sweepFixture {
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// A client that hangs up once its file is sent stops the checks at once (SQLite interrupted),
+// and the upload's file is removed; the dataset does not change. The file carries an index
+// expression that makes the integrity check take minutes.
+func TestUploadStopsWhenClientLeaves(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		var logs syncBuffer
+		logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		e := tlStart(t, db, server.Config{Logger: logger})
+		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Private)
+		e.uploadOK(t, d.Id, tlVectorFile())
+		before := e.tlFiles(t)
+
+		f := tlVectorFile()
+		f.Gzip, f.Tiles, f.SQL = false, tlManyTiles(300), mbtiles.HostileSlowIndex
+		body := tlFile(t, f)
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
+		must(t, err)
+		defer conn.Close()
+		fmt.Fprintf(conn, "PUT /api/datasets/%s/tiles/ HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", d.Id, e.acct.Token, len(body))
+		_, err = conn.Write(body)
+		must(t, err)
+		// The whole body is sent; the server is checking the file.
+		_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if b, _ := io.ReadAll(conn); len(b) > 0 {
+			t.Fatalf("the server answered before the check could have ended: %.300s", b)
+		}
+		if fmt.Sprint(e.tlFiles(t)) == fmt.Sprint(before) {
+			t.Fatal("no upload in progress")
+		}
+		hungUp := time.Now()
+		must(t, conn.Close())
+		tlWaitFor(t, 10*time.Second, "the upload to stop and its file to be removed", func() bool {
+			return fmt.Sprint(e.tlFiles(t)) == fmt.Sprint(before) && strings.Contains(logs.String(), "upload abandoned by the client")
+		})
+		t.Logf("stopped %v after the client left", time.Since(hungUp))
+		got, err := e.c.GetDatasetWithResponse(context.Background(), d.Id)
+		must(t, err)
+		if got.JSON200.Maxzoom != 5 {
+			t.Errorf("the dataset changed: %s", got.Body)
+		}
+	})
+}
