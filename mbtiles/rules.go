@@ -211,10 +211,12 @@ func tableColumns(ctx context.Context, db *sql.DB, table string) (map[string]col
 	return out, nil
 }
 
-// tileSource is the FROM clause that reads the layout's tiles with tilegate's own SQL.
+// tileSource is what to read the layout's tiles FROM, with tilegate's own SQL: columns
+// zoom_level, tile_column, tile_row and tile_data.
 func (l Layout) tileSource() string {
 	if l == LayoutDeduplicated {
-		return `map JOIN images ON images.tile_id = map.tile_id`
+		return `(SELECT map.zoom_level AS zoom_level, map.tile_column AS tile_column, map.tile_row AS tile_row,
+			images.tile_data AS tile_data FROM map JOIN images ON images.tile_id = map.tile_id)`
 	}
 	return `tiles`
 }
@@ -283,12 +285,8 @@ func checkIntegrity(ctx context.Context, conn *sql.Conn) error {
 // checkTileSizes refuses a file with a tile above max. length() of a stored blob is read from
 // the record header: the tile data itself is not loaded.
 func checkTileSizes(ctx context.Context, conn *sql.Conn, l Layout, max int64) error {
-	q := `SELECT zoom_level AS z, tile_column AS x, tile_row AS y, length(tile_data) AS n FROM ` + l.tileSource() +
-		` WHERE length(tile_data) > ? LIMIT 1`
-	if l == LayoutDeduplicated {
-		q = `SELECT map.zoom_level AS z, map.tile_column AS x, map.tile_row AS y, length(images.tile_data) AS n FROM ` +
-			l.tileSource() + ` WHERE length(images.tile_data) > ? LIMIT 1`
-	}
+	q := `SELECT zoom_level AS z, tile_column AS x, tile_row AS y, octet_length(tile_data) AS n FROM ` + l.tileSource() +
+		` WHERE octet_length(tile_data) > ? LIMIT 1`
 	if err := execScan(ctx, conn, "tilegate_big_tile", q, max); err != nil {
 		if ctx.Err() != nil {
 			return err
