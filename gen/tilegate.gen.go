@@ -1183,6 +1183,11 @@ type ClientInterface interface {
 	// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 	// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 	// bounds, center, attribution and vector layers are taken from the file's metadata.
+	// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+	// and vector layers within the limits of `DatasetCreate`) is checked before it is
+	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1484,6 +1489,11 @@ func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId o
 // The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 // atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 // bounds, center, attribution and vector layers are taken from the file's metadata.
+// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+// and vector layers within the limits of `DatasetCreate`) is checked before it is
+// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2767,6 +2777,11 @@ type ClientWithResponsesInterface interface {
 	// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 	// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 	// bounds, center, attribution and vector layers are taken from the file's metadata.
+	// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+	// and vector layers within the limits of `DatasetCreate`) is checked before it is
+	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4510,6 +4525,11 @@ func (c *ClientWithResponses) DeleteGrantWithResponse(ctx context.Context, datas
 // The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 // atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 // bounds, center, attribution and vector layers are taken from the file's metadata.
+// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+// and vector layers within the limits of `DatasetCreate`) is checked before it is
+// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8876,98 +8896,102 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F3rbhs5ln4VonaB2I2SLF/SmFUwaDiX7vZ2kg7idM8uIsNFVR1JbFeRNSTLtuI1MA+xz7APNk+y4CHr",
-	"prpIdhwl6cmfxFKxeDnX7xweUjdeKJJUcOBaeeMbL6WSJqBB4qdnmVRCmr8iUKFkqWaCe2PvDZ0DCfGh",
-	"T6giEnQmOUSEcaIXQAL7LCBihp9TCZdMZIqkdA5Dz/eY6eXvGcil53ucJuCNPfuO53sqXEBCzagzIROq",
-	"vbE3XWrwfC+h1y+Bz/XCGz/eP/A9vUzNm0pLxuee710P5mJQ//L21veeU00V6JPnpk8cOqV6UY4c2efn",
-	"LPJ8T8LfMyYh8sZaZtA6myzDls2BXlynTWK9YzEQLS6AE7hOmVySnYyza6IgFDxSu130gOu0RozK4g8P",
-	"2kb/BZbN0Y85OX5zQi5g+UjZWXSNdwHLrvEOHn/fMaClaX3Ikwi4ZjMG0vDfjP4LLItR66S/gOXHk/0l",
-	"S5jukNLYPOtaMj6sLTqCGc1i7Y0fj1DcWJIl3nh/ZD4xnn8qJsG4hjlInMVpKMx3PexXpkXXXPDhHRlw",
-	"yub9A7I5pzqT3YOy+Z2GvDWMUqngCqyBEHwWsxCJHwqugeOfNE1jFlIzob0/lJnVTWWQf5cw88bev+2V",
-	"pmfPPlV7L6QU0g60sqoFkHBBuTE8blBFrpheEGr0iinN+JyI6R8Q6qF363s/CjllUQR8S3OTgGJPY8IU",
-	"uaQxi8g00yShS8KFJpEgesEUTu210D+KjEeffmavBVFZuHB0yc1zSOMY5CNFaBiKjFt6GbHZIs2OHY0q",
-	"dLtCTzLLFERDEvzXwMxoTjUM3gJVggeGsIKDMSoBWlKIAp8EUxqdF4Ie+BMeoCoFZMes1SpCKiGiGhSh",
-	"uRCJGblaCGSPBBohXZwf2PVJICSbM266zxTIczoHrrHvjF9wccXPXQM7yAUsScyUVsR+rQjltktj1kBp",
-	"sqCKcGB6AZIEv7p3uZATHryFGUiQgRk27/0ClmZsCUbzQg1RQHbKD/lEFdH0AoguFF75KGvO4Kvd4YR7",
-	"vrcAGjmHfhyGoNTgmeBainhwHMfiamCnU+dp09Y0+NH/wq0Tqd84zfRCSPYBtiPvFYHaaQrRmCRMKcbn",
-	"htxCEkoSGhsPAxHK1k5QfA7GJFBsbvgA12kw4YanuWwZMtM4JnN2Cdx0ZL64gjgm9mXbOSeQpHpJAsPP",
-	"z84NIV5SOYft2MNc8KciWhrF1UKQ2AyPxma7UtG0z04IDJMYR0OUT+uSsphO4y1RySjylCowc8q4BBou",
-	"zOBPDKKWSxJTDdLNLJXCSIt5/IJrppcPNsOf371787uhAb7cOd+yCcnb5NDBSvObE4dAUylSkJpZjGAN",
-	"blSDcsYYDzRLoInnfC+UQPVdXqjN88bjWexYaKFkoz2LNsCVvhdTpc+NN2pirL8tgBNqLW8u6aY5CamU",
-	"DCL09egWdiSEQkYQIVhh5q2E8UwD4v7W9a2dvwVvN80HzvtgmKMhUa2N3BdUSrrEz8ZztMBIE7dl05iF",
-	"uA4tSJpZBGEW/dvbl4rsBD9cwPKvAS6lMU7pODdgym01AnjvWYbgxNxy61yu9V6uu5QdvxC7Kh/PinEt",
-	"IDLTtGJrYoUW0e2If21cnEe3HK41RrZPSGCWGRBhcRZKRB7yrsay/QRpj2X9kq3FH32a7VSylemaxueI",
-	"/prLe50lUxu8GRSRo8YCLLZGP1XuFZF8dZR87t08OAVtQDyuikYRM7Oh8ZsKR2Y0VuCvMGlF+yshzP7I",
-	"xG0bq9OKirM4JlMgc+AgjUwRmmmRUM0MfF6SjMegFEmluGRGveHa2F+mYwx167PA4LH4vMGUKopcn9Vp",
-	"CqEJrRW5WrBwQYztLkGnBANKxJUxQMIwzMzQ8O74zcnQwBiapDEMQ5EEtqF5SvWEL4TSPgm+G9aaMK2I",
-	"yqaRSKjpfsdgHJSEFK4NWl1onY739mIR0tj0MD4cjUYBdklQBMG3XSMcToXUPv4V/BDkVlO51sCjVnxM",
-	"Cng8JC8QS9l5Tzhcgly6pVtkVahELYo9XCV+g9gJvT6xr+73yEuhOnW7tpJysE4aTKASL8tFXi1AAtLu",
-	"NwVycGzetryzcNDEtBqJjI4Drmmo/QkPqYKBAq6YZpdgeGFnPSR/Y3EUUhlZphvGqCw1FIboiR2bEoNw",
-	"YiD2FYMwnGwMJ/wl0Etw4HTHUBnt1i5KjWlUznwmRUIoXxKz7AEu21J7NVWw3sA31P6pCYJbhPz9FRhx",
-	"VCLTC58ANR+4kHpxZmxRBHMJoIyWOWn1xu8H+38Z+YO/PB6OHu/v++aD+/usIheltxWZmWkxJY4Gry4L",
-	"Ryg35YdVMXgGXEOLb3gfCz5nOovAN/jN/fVBiORs6N13MofVyRw2J+MynE0PZm3A+SVI5exjfbZPsyQ1",
-	"2GQBqFCdMbELm9UTklKpjWuw+oc++pEqU1vFshjX3x+1+Arfc47kfEMYRrWWbJptjO6mhVTROP515o3f",
-	"9ztJJ4W3Z6sybKBoweTN+nJC0d7XF4eD815vSkXy0umsresFVecG+KnWDPOrpyYaVWRmoOGCKjIF4CRL",
-	"Y0EjiCqIYSpEDJTfAYRfMJsn66O6k/5fTFOrNkbdKuC3InwJ490PO4G1Wfq5Yh+gh66Vfi4h1EKex3Tp",
-	"Iv2N0Nrv+NZL8xJOZo0fumSKTVnsIsHejsuWrUC7opAdaBu5UBuykJ6SpCXlCyUsNKiuxqsUqhLYX7VZ",
-	"VeFrA/htgNJJxDNsfEc8uWJv7o4nv1QD1A2UDzZbWGkv6hbgud00UQY+BOl0FpCZkMSy2AK+lM/tl5Iq",
-	"TGn4HvAsMRJoDU6KMc8fqfn3CqZphasPZQuKrZ39o8rWzsFRZWdn5PdbjKKL0Z16yM1KneJrcWnN6NQp",
-	"/hbJiEDvCYkq5D94/H2FuAaYPd4/OPO3ZbNqUHq0JRvmLBZKR48x+MVJTy54dsGe71mZbJU49+q67MDn",
-	"iO1zyLc+uH/oaN2N/FsabWJcG2CBTpWJfmYM4sjmPZ0lL9InYQxUKsI0xiYSlBYSFIajTtYx4/TNbN/V",
-	"bK+3uWs7qxjU+9nQLdvNP70lbKinTc43rFUEmrK4DvbdRiHmD2a4I70uMet6aTMLP0nK2yPQSrTXzDG7",
-	"57VgkymiFlS6pHktrHRxwlo5vXvwVBYBbRKXbNgslYyHLKVx5/qLFjYTZoLvTAGhpLnfew9CtMH9WrlT",
-	"DfvXZlvSsJPbG+Lr+qJfXNNQx8tiK7+cQUB2KBeYA3Rf7hIhSVCdlmlToZlLwbsllSUNbQ7ibmmHVc6t",
-	"L0Nqp9FLplq04m6+3qpWw9OvMrfTY7ft8PUYiM3s3eqO4ZrZ9ViOn4HGxpivzkhpqjNVN1niYq2Ncq+1",
-	"jWRx8zsWw7t816sXRWwVNNzRAoEtNtwg4WaLZdS5LStoPi8BQmfIlSOHHqx8/7SLyivnGn0qW+DW7+Kb",
-	"HeLjTMbtFlexOYeo2MckGpI0phrIzs2H272b69u9m+Vt+55mkQLbdHt1RTRdHqVmgYvJ+q4cLy/8tPWA",
-	"FeZV0iptOZdqDqVIzuR5k6pgt2mG0Yn/PP319VqV6FGBTQS/io03QcQN/NsDbx9QJDszgXZfq6oS18sP",
-	"rfpgKJ8XYuRtD4ej4aiz9R037h8Ep/aKa7GEUo7aBM/RpEusClMbMcPJhHGqrQNKaJqaxY1vcsPSMelV",
-	"u50vvn+RZfvbAgwsX7vCY5cgEhw2MNvN/vrbr8739qxKi6dUh4u3doetZUvGPC2qSmZCVgv8yD//8b+4",
-	"sZtqRbKUaEEejwrcfPJcNXFPaWxakvfPyzdNX/lmdz7aTMgheZ7ZyiKwm40SEnEJEVEgL0EOFIvAJxcA",
-	"hpNkxqTSAwVYFBfZTF9zy6vLpZVB0+NRdcdrfx22qCyxVwod5W0Fc5Mar2iqCNBwQSIsKA41KbsmO7G4",
-	"AjkIqQK7U+qKSw2HBBb7GSDUZIClZTdKvtmWEK5pX7R0gO6siWlX7YNdWS/JO9Am5F+X0C6XxZ5o1K9i",
-	"QmtTj0aH/tHo6GxtVYod0e+Dh2sxcqivu/loIWIHZCwHYTzNWkqibn0vFmHNjFO+dGKxSoamyzprcRCJ",
-	"mvc4kps1MNrMxvbh3milWMWbrCFMb9VO06sziKNepenyjxVKRw+KCpqxdDdFvoUY9ecX7cn3LyGOaNvS",
-	"nioRZxr8zlhB1RzbFwDV2iKLteFEH6grQo3Vrdp1kcTvtUxmnbBBKtkl1RCMqyWFuEfo/sa0Pyb/7PGe",
-	"Ye0UxJjE7AJzZqYXH0/YCB4vJ5xGSX7uosjcKDKXlGuITJ95Yo3pIQlsYWswJpQvBQef8NrBAQ4QYZ1U",
-	"dZ/SjolH1fL5GFePPbUIspE6CDPJ9PIU8TGy+xTkJQsrkHjlUIyyzx2y2An0XJ3/8x//F+zaQqxAu6p/",
-	"guslNkM3cLQLMFvmvsMeguGEB8eu1B4d25jg2GSSjUaHITbCPwGP11hkCRGhCk8zWBLkMY83BSpxM9+t",
-	"daF1akvFGZ+J5nqK2Yb2iIMq6otiQSM8fJESo0/GwjxSqGZqbLnF6Rxs8aKrQs5Ptdg86RVMJzxBvJZM",
-	"ISI7eBbMlgOiFJT1akRmMahdnyTMyJdaCKkHMUMMW1HvEvIW52t8e+gDka6bnS2u02KlgDGkUi4JdYea",
-	"LmBpUeEF8OGET/grXE5iJhPSOFYoYYQ22L3CqqdI7xZePSGtXJ3wNWzVQuCB3Vc0NR5KkjBmgEQBbrRk",
-	"d0hsThezs4akE94vc2QwMLEyeX386kWAa3WBjSWFPS8woyzOpIsfKFdXkOf2yXffHR0cfPcdYZz8SJU+",
-	"fnPyCJP/KUz4TnAzcXnDiXF7E4NJJp4/MagE/zdyiH8gqMK/Qn09MXAo2H3iatRsRhnhnyFGrVMy8YbD",
-	"4cS7Dayoa6YRi+ZrRvvnaue80XB/OMKgMQVOU+aNMaA/NGaA6gUq+B5N2V4uP3vmm7mtyzMQAKlxEnlj",
-	"7yVT2uFdha+Xx6473HvZZM8dy+7C85WW9mSsgQK1Y5sHo9GDnR6pbpG3nvNLqT1uVygVEXGEoa2JFfF0",
-	"y9Fov2uYYt57tTND5qWDg01eap6bufW9x6PDjQYsTgOhOc+ShMql415130Hl+xCrJyvdOUChoLqhRfDQ",
-	"saZzw22vEIMz37se5II3kAIF8ZLBlXX/qVAtgmTVNS8GsJgAlH4qouVDs9jt9tzWoYdDlivytf/Qg3ed",
-	"oOJwVW6P3VuUNhGH8nCseWN/gzeKE3efV1qdRac5nTaWPYiYdue86mbtpoSZt3vW7cdgNwLr0vkcv69K",
-	"Z01Kjtpqycwb0ROs9qj6ZS5ILPgcJLkEyWbLrXLbzrT/jeJU9+fltiVgyW0fKYlA2MLjnLDqznLgt/uy",
-	"n0B3cni0LTvwADbg6+HxT6BLBlccD1FwB7ZWXMud4Ed5nYoBFinV4aK1Kny10CuGme6r9hqSY1KWweQH",
-	"9adZkqoJD+pVwYHvDkBJ0CaezaFeppWmPGJ8XjEeK1UCFunVZdgWs23Fjbq6uY3c6NbUJ8NJRZ/Fld5Z",
-	"8b4i32uZ/cl8rzXr/WEGFo+oT2mayzqXfuP8KPdDDxYC/Kk9OUYZtEG8bdv3nrDD1iV9GmtZLTDbcsjh",
-	"yq26Aw5kxJcttqP/WP9CcXvTV2ZUTxeYRyoAkLsGqlY5iBewxIiTymrBrsLKjVUKM2AbGuUb/H/DEKnU",
-	"pHUB0lu4FBcGPrm4KGGY4c54BJIw/S1O2lCILB0Jtcp8Vwn4CJvqt95BmAvLR12Fd9YvmBj17a1e83hn",
-	"h5Dp9rq64qqfBdRPhDKtIJ75RGkJNLGXE0RMXQzJiSYS0piGeao/vyjSvDfhVIvEXrfwhFDMIhtJx2Ol",
-	"JAZ6ufqWzdBjUp3Ph6QOPSzx7FFs5U+43eDyia1H80llXwvjZHd+ze57YeZaUxNM4EaMGdbM8ZEiCWhq",
-	"RmkPK8xc37loezM3KUINemBpVfdZ5TEjxile49d6P98XElIU+Yc8tugk3Ldg46GCDdSMekF8VRPvHX1Y",
-	"y4Eep5n860oKVcv1PpkQVsqb2jYf8g0+08K3QAEzBXrB+JxQ8oqmL9lUAlEikyHgvpz65jL70k6VvMpM",
-	"SNwobMKo8hLSTxictEinc2+is7ByUJY4rmz6rlZT4sVHZnXObPvlzuV0WSx7ShVMuNJU4/ZuZ7VkZ4Ek",
-	"eQNykCNZ3KRUZOdodOSTo9HhLonEhGNBHGUxavbUrGK8ouTAtVzmm5vYSWVv0ycTV/RmvjwaHf7P0ejo",
-	"NhiSZ3bzd8LVQmRxRMIFhBe2/tF2iMWnCyABdhmQC1i2ebmqriuk8ieKCdsraLfs9jqKSVvMz2mGOctZ",
-	"FpOy2X0ty1fkh4ydQANgJYLkInFn41BX8AaWNXwb5sxzXmiFAzSpXv2oCHUg0V3+Wau/GNpJ49V2tp6j",
-	"tqUb2EtZzXsTPpOgFvEyj74qNvFqAdy+5DZ7axazZdRuhcLzGB8XaaxpbG+HW9vslM03afbiOt2oNyxF",
-	"+6RFCQX12rCpe7a5l2/cY7upp6/fqfx1eHtXs2ZEzfCyXrD2/sywrdT0nJYED7agv8gR1Yq+K++sT50r",
-	"J6+GNzbOufXGN+aNBZ4O/NCJNH92zz+hOLkDih2BjiM+3mWQDlepeFZP6V4CB1XN4f6aLyankCsuWjVs",
-	"9UX/ahs5C/FRC18t8W9doxnv+M0JiUSYIc7pXea7BVO25o+GGgvO3ETXLnpJk3jdov/7+NXLuy0673XL",
-	"i3YT7Vy0BBotuwX7rX38WeQaxzZ4GGsfhw9hTs7q2TcaMaMJ9gL14h5kC7HVbh/ZLveNFTm/gKXq3fiy",
-	"t4p+5eV1letpe6vrKuXUj/Dm4T9NnV1R9zsFvFqRz93lpu6imlxO8nYfU0fnLsz9NNHLyi23Ww5b8ruA",
-	"u3e1THS31czHn3iLytXcObJuLKXVvFvFzO3d2N/JuV2/kVSR4KYgdYWn8ZLYXqNvma++ojr7aw/3YWh3",
-	"6Vwvw7ag+R+p9V9X9vIurLtvhtL+KpbNTrbp8J4tbDtXlevO7zeC35HovEftHdkJOE1gTOz3eZJUEUow",
-	"1UHMU3/C3Q/jqLyhu0W8ehk3oXPK+G5bXuMZDr/iB//1nG2+IbZ1h/utiKRRmXd/k76aLWlNlbguWy4a",
-	"wPNXAzNpqtk0hhLnHr85GZaFAcVkTDzS8ktv9khNfq5OAeSn30xIkPj5L1ExWdsJVJURiq3A5ginLWfl",
-	"yh2Tyi+B/ATiJXBVWc9uZYRqwrd9GbY0PU8n+dg9LX66sPylEZtArSRUd4IfFJv/dZKNRgffw3Xq/sLj",
-	"ru6XSSqTaBveBsE+XnluQ9L8x7vyYN4VMFT6qsSkt2e3/x8AAP//",
+	"7H3/cts4kv+roPj9VsWeomTZcab25Nra8kyys7lJMqkks3tXkcuEyJaENQlwAdC2xueqfYh7hnuwfZKr",
+	"boC/JFKSHcczmcs/iSWC+NHd6P70D0A3QayyXEmQ1gTjmyDnmmdgQdOn7wttlMa/EjCxFrkVSgbj4C2f",
+	"A4vpYci4YRpsoSUkTEhmF8Ai9yxiakafcw2XQhWG5XwOwyAMBPbyjwL0MggDyTMIxoF7JwgDEy8g4zjq",
+	"TOmM22AcTJcWgjDI+PUrkHO7CMbPDo/CwC5zfNNYLeQ8CIPrwVwN2l/e3obBc265AfvyOfZJQ+fcLuqR",
+	"E/f8XCRBGGj4RyE0JMHY6gI6Z1MU1HJ9oBfX+TqxPogUmFUXIBlc50Iv2V4hxTUzECuZmP0+esB13iJG",
+	"Y/FPj7pG/xGW66OfSnb69iW7gOUT42bRN94FLPvGO3r2bc+AjqbtIV8mIK2YCdDIfxz9R1hWo7ZJfwHL",
+	"Tyf7K5EJ2yOlKT7rWzI9bC06gRkvUhuMn41I3ERWZMH4cISfhCw/VZMQ0sIcNM3ifazwuw3sN9iiby70",
+	"8I4MeC/mmwcUc8ltofsHFfM7DXmLjDK5kgacglByloqYiB8raUHSnzzPUxFznNDB3w3O6qYxyP/XMAvG",
+	"wf87qFXPgXtqDl5orbQbaGVVC2DxgktUPH5Qw66EXTCO+0oYK+ScqenfIbbD4DYM/qz0VCQJyEeamwYS",
+	"e54yYdglT0XCpoVlGV8yqSxLFLMLYWhqb5T9sypk8vln9kYxU8QLT5dSPcc8TUE/MYzHsSqkoxeKzSPS",
+	"7NTTqEG3K7Iks8JAMmTRfwxwRnNuYfAOuFEyQsIqCahUItKkkEQhi6Y8Oa8EPQonMqKtFLE9XKvbCLmG",
+	"hFswjJdCpGbsaqGIPRp4QnTxdmA/ZJHSYi4kdl8Y0Od8DtJS34W8kOpKnvsGbpALWLJUGGuY+9owLl2X",
+	"qNbAWLbghkkQdgGaRT/5d6XSExm9gxlo0BEOW/Z+AUscWwPuvNhCErG9+kM5UcMsvwBmqw1vQpI1r/DN",
+	"/nAigzBYAE+8QT+NYzBm8L2SVqt0cJqm6mrgptPm6bquWePH5hduvUj9LHlhF0qLX+Bx5L0hUHvrQjRm",
+	"mTBGyDmSW2nGWcZTtDCQkGztRdXnaMwiI+bIB7jOo4lEnpayhWTmacrm4hIkdoRfXEGaMvey61wyyHK7",
+	"ZBHy81fnhlKvuJ7D4+jDUvCnKlnixrVKsRSHJ2XzuFKxrp+9ECCThCRFVE7rkouUT9NHohJu5Ck3gHMq",
+	"pAYeL3DwE0TUeslSbkH7meVaobTg4xfSCrt8sBn+5cOHt39FGtDLvfOtm7CyTQkdnDS/fekRaK5VDtoK",
+	"hxGcwk1aUA6V8cCKDNbxXBjEGri9ywuted4Eskg9Cx2UXGsvkh1wZRik3NhztEbrGOtvC5CMO81bSjo2",
+	"ZzHXWkBCtp7Mwp6GWOkEEgIrAt/KhCwsEO7vXN/W+TvwdrP+wFsfcnMsZKazkf+Ca82X9BktRweMRL+t",
+	"mKYipnVYxfLCIQhc9M/vXhm2F/3pApZ/jGgpa+PUhnMHptw2PYCPgWMITcwvt83lVu/1umvZCSuxa/Lx",
+	"rBrXASKcphNb9BU6RLfH/3V+cendSri25NmesAiXGTHlcBZJROnyrvqymwnS7cuGNVurPzbtbL8lO5lu",
+	"eXpO6G99eW+KbOqcN0QRJWqswGKn99PkXuXJN0cp597Pg/dgEcTTqniSCJwNT982ODLjqYFwhUkru7/h",
+	"whyO0G/beTutbHGRpmwKbA4SNMoU44VVGbcC4fOSFTIFY1iu1aXA7Q3XqH+FTcnVbc+CnMfq8w5Tamzk",
+	"9qze5xCja23Y1ULEC4a6uwadGhCUqCtUQAoZhjNE3p2+fTlEGMOzPIVhrLLINcSn3E7kQhkbsuibYauJ",
+	"sIaZYpqojGP3e4hxSBJyuEa0urA2Hx8cpCrmKfYwfjoajSLqkpEIQui6JjicK21D+iv6U1RqTeNbg0w6",
+	"8TGr4PGQvSAs5eY9kXAJeumX7pBVtSVaXuzTVeKvETvj1y/dq4cb5KXaOm29thJycEYa0FFJl/Uirxag",
+	"gWj3swE9OMW3He8cHESf1hKRyXDANY9tOJExNzAwII2w4hKQF27WQ/Y3kSYx14ljOjLGFDlSGJITNzZn",
+	"iHBSYO4VRBheNoYT+Qr4JXhwuodUJr21T1KDjeqZz7TKGJdLhsse0LIdtVdDBdsV/Nq2/w6d4A4h/3gF",
+	"KI5GFXYRMuD4QSptF2eoixKYawCDu8xLazD+ODj8wygc/OHZcPTs8DDED/7vs4Zc1NZWFTjTakqSFF5b",
+	"Fo5JbuoPq2LwPUgLHbbhY6rkXNgigRDxm//rF6Wys2Fw38k8bU7m6fpkfIRz3YI5HXB+Cdp4/die7XdF",
+	"liM2WQBtqF6f2LvN5oTlXFs0DW7/kY1+YurQVrUsIe23xx22Igy8ITnfEYZxa7WYFjuju2klVTxNf5oF",
+	"44+bjaSXwtuzVRlGKFoxebe+vFB09/Wbw8Flrzf1Rgry6ayr6wU35wj8TGeE+fV36I0aNkNouOCGTQEk",
+	"K/JU8QSSBmKYKpUCl3cA4RfCxck2Ud1L/4/Y1G0b3G4N8NsQvkzI/oe9wBqXfm7EL7CBro1+LiG2Sp+n",
+	"fOk9/Z3Q2l/prVf4Ek1mix26FEZMReo9wY0d1y07gXZjQ/agbeJCa8hKemqS1pSvNmG1g9rbeJVCTQKH",
+	"qzqrKXxdAL8LUHqJ+J4a3xFPruibu+PJ36oC6gfKR7strNYXbQ3w3CVNDMKHKJ/OIjZTmjkWO8CXy7n7",
+	"UnNDIY0wAFlkKIFO4eTk8/w9x3+vYJo3uPpQuqBK7RweN1I7R8eNzM4o3Kwxqi5Gd+qhVCttim/FpS2l",
+	"06b4OyIjAb0TljTIf/Ts2wZxEZg9Ozw6Cx9LZ7Wg9OiRdJjXWCQdG5TBj156SsFzCw7CwMlkp8T5V7dF",
+	"B34N376EfNud+4f21v3IP+fJLsp1DSzwqUHvZyYgTVzc02vyKnwSp8C1YcKSb6LBWKXBkDvqZZ0iTl/V",
+	"9l3V9nadu7WzhkK9nw59ZL35u9eEa9vTBefXtFUClou0DfZ9opDiBzPKSG8LzPpeutTCD5rLbg+04e2t",
+	"x5j985azKQwzC6590LzlVno/Yauc3t15qouAdvFLdmyWayFjkfO0d/1VCxcJQ+e7MMA4W8/33oMQXXC/",
+	"Ve7Uwv6t2dY07OX2jvi6vegX1zy26bJK5dcziNgel4pigP7LfaY0i5rTwjYNmvkQvF9SXdLQZSDuFnZY",
+	"5dz2MqRuGr0SpmNX3M3Wu621ZulXmdtrsbsyfBsUxG76bjVjuGV2GzTHX4CnqMxXZ2Qst4Vpqyx1sVVH",
+	"+de6RnK4+YNI4UOZ9dqIIh4VNNxRA4ErNtwh4OaKZcy5KytYf14DhF6Xq0QOG7Dy/cMupqycW+vTuAK3",
+	"zSZ+vUN6XOi0W+MaMZeQVHlMZiHLU26B7d38cntwc317cLO87c5pViGwXdOrK6Lp4ygtDVxNNvTleGXh",
+	"p6sHbDCvEVbpirk0YyhVcKaMmzQFu2tn4J749/c/vdm6JTZsgV0Ev4mNd0HEa/h3A7x9QJHsjQS6vFZz",
+	"S1wvf+ncD0j5shCjbPt0OBqOelvfMXH/IDh1o7hWS6jlqEvwPE36xKpStYlATmZCcusMUMbzHBc3vikV",
+	"S8+kV/V2ufjNi6zb31ZgYPnGFx77AJGSsIPaXu9vc/vV+d6eNWnxHbfx4p3LsHWkZPBpVVUyU7pZ4Mf+",
+	"9c//psRubg0rcmYVezaqcPPL52Yd99TKpiN4/7x+E/sqk93laDOlh+x54SqLwCUbNWTqEhJmQF+CHhiR",
+	"QMguAJCTbCa0sQMDVBSXuEjfesqrz6TVTtOzUTPjdbgNWzSWuFEKPeVdBfM6NV7z3DDg8YIlVFAcW1Z3",
+	"zfZSdQV6EHMDLlPqi0uRQ4qK/RAIrTPA0bIfJd88lhBuaV+19IDubB3TruoHt7KNJO9Bm1B+XUO7UhY3",
+	"eKNhExM6nXo8ehoej47PtlaluBHDTfBwK0aO7XU/Hx1E7IGM9SBC5kVHSdRtGKQqbqlxLpdeLFbJsG6y",
+	"zjoMRGbmGwzJzRYYjbNxffg3OinWsCZbCLOxamfdqgtIk42bps8+NiidPCgqWPel+yny1cVoP7/oDr7/",
+	"FvyIrpT21Ki0sBD2+gqmZdh+A1Cty7PY6k5sAnWVq7Gaqt3mSfy1FclsEzbKtbjkFqJxs6SQcoT+bwr7",
+	"U/DPHe8Ztk5BjFkqLihmhr2EdMJGyXQ5kTzJynMXVeTGsLnm0kKCfZaBNWGHLHKFrdGYcblUEkImWwcH",
+	"JEBCdVLNPKUbk46qlfNBU089dQgySh3EhRZ2+Z7wMbH7PehLETcg8cqhGOOee2SxF9m5Of/XP/8n2neF",
+	"WJH1Vf+M1stchG7gaRdRtMx/Rz1Ew4mMTn2pPRm2MaOx2aQYjZ7G1Ij+BDpe45AlJIwbOs3gSFD6PMEU",
+	"uKZkvl/rwtrclYoLOVPr66lmG7sjDqaqL0oVT+jwRc5wP6GGeWJom5mx45bkc3DFi74KuTzV4uKkVzCd",
+	"yIzwWjaFhO3RWTBXDkhSUNerMV2kYPZDlgmUL7NQ2g5SQRi2sb1ryFudrwndoQ9Cun52rrjOqpUCxphr",
+	"vWTcH2q6gKVDhRcghxM5ka9pORlOJuZpakjCGF9j9wqrviN6d/DqhHVydSK3sNUqRQd2X/McLZRmcSqA",
+	"iAISd8n+kLmYLkVnkaQTuVnm2GCAvjJ7c/r6RURr9Y6NI4U7LzDjIi209x+4NFdQxvbZN98cHx198w0T",
+	"kv2ZG3v69uUTCv7nMJF70c3Exw0naPYmiEkmQThBVEL/oxzSHwSq6K/YXk8QDkX7J75GzUWUCf4hMVqd",
+	"skkwHA4nwW3kRN0KS1i0XDPpP187F4yGh8MROY05SJ6LYEwO/VNUA9wuaIMf8FwclPJzgN/MXV0eQgCi",
+	"xsskGAevhLEe7xp6vT523WPe6yYH/lh2H55vtHQnYxEKtI5tHo1GD3Z6pJki7zznl3N33K7aVEylCbm2",
+	"6CvS6Zbj0WHfMNW8D1pnhvClo6NdXlo/N3MbBs9GT3casDoNROq8yDKul557zbyDKfMQqycr/TlAZaCZ",
+	"0GJ06NjyOXI7qMTgLAyuB6XgDbQiQbwUcOXMf65MhyC57VoWAzhMAMZ+p5LlQ7PYZ3tu29DDI8sV+Tp8",
+	"6MH7TlBJuKrTY/cWpV3EoT4ci28c7vBGdeLu15VWr9F5SaedZQ8SYf05r7Zau6lh5u2BM/spuERgWzqf",
+	"0/dN6WxJyXFXLRm+kZxQtUfTLkvFUiXnoNklaDFbPiq33Uw3v1Gd6v51ue0IWHM7JEoSEHbwuCSsubMc",
+	"hN227AewvRwePZYeeAAd8OXw+AewNYMbhocZuANbG6blTvCjvk4FgUXObbzorApfLfRKYWY3VXsN2Smr",
+	"y2DKg/rTIsvNREbtquAo9AegNFj0Z0uoV1hjuUyEnDeUx0qVgEN6bRl2xWyPYkZ93dxOZvTRtk9Bk0p+",
+	"FVN65433Bdlex+zPZnudWt/sZlDxiPmcqrmuc9msnJ+UdujBXIDftSUnL4OvEe+x9fsGt8PVJX0ebdks",
+	"MHtkl8OXW/U7HMSI37bYjv5t+wvV7U1fmFJ9v6A4UgWA/DVQrcpBuoAlJZxUVwv2FVbuvKUoArajUr6h",
+	"/3d0keqdtM1BegeX6gLhk/eLMkER7kImoJmwX/2kHYXI0ZFxt5nvKgGfoFPDzjsIS2H5pKvwzjYLJnl9",
+	"B6vXPN7ZIBS2u66uuupnAe0TocIaSGchM1YDz9zlBIkwF0P20jINecrjMtRfXhSJ700ktypz1y2cME5R",
+	"ZJR0OlbKUuCXq2+5CD0F1eV8yNrQwxHPHcU24US6BFfIXD1ayBp5LfKT/fk1l/eiyLXl6ExQIgaHxTk+",
+	"MSwDy3GU4UT+bcFR4dCiM75kU2B7ecqFZFHZKnIH4mimEbMomIZ0Fd2bmfE8OohExuf4NOVLVdiTiZSK",
+	"JRy/TCiaak78SrGrsuPyfhm609CcoB548/MrRtmQpb8E4KS5SJfbaK/S90GXl1A/VKHdiv9F+8jjeAHx",
+	"BSRsCjOlkcNMmIks8wzjkgiUG5lq4BcGFW+R0k1HnB0fHbErCotGqYojZizX5X1+EcqRIxPuDTOROJ1L",
+	"nhbAuGV0/oftwXA+ZNHHSYCtJ0HIJkFJCfepudLgrLx9a9XrQ1H64IMhu6EYFVuwAyfKbUhRnwITktMt",
+	"i53XJ/5GPL4qPFS6fr1y/dUXfChfkBRX+7xCU1He2zl0ip0AwXpsti9m16ym/GxC2Kg+68oNlflXbBG6",
+	"7U+BHNRCc8bZa56/ElMNzKhCx0BpU/MV0WyKCjbCXjOlKY+7jnLrO2I/o+/YIZ0efajeutdBXYG6kpNf",
+	"LXale6lwdV5th3Viebqslj3lBibSWG4p+95bzNpbv8regh6UjgblkA3bOx4dh+x49HSfJQqtsyVsQjt7",
+	"iqsYr2xykFYvy9wzddJIPaOxcjWJ+OXx6Ol/HY+Ob6Mh+97l5ifSLFSRJs7muvJU1+GshA3UZcQuYNll",
+	"5Zp73RCVP5PL3l3g/Mhmr6fWt0P9vC8opDwrUlY3u69m+YLsEOoJUgBOIlgpEndWDu0NvuZqIN+GJfO8",
+	"FVrhAM+aN3Maxj2G93eztspjhm7SdPOgK7dpZdwjd2cuvjeRMw1mkS5L57ihE68WIN1LPhff0pgdo/Zv",
+	"KDou82mO4JbG7vK+rc3ei/kuzV5c5zv1RpWCn7VmpKJeFzb1z3a38mvXDO9q6dtXXn8Z1t6XFKKoIS/b",
+	"9YQfz5Bt9U4vacno3BHZixJRrex3E5xt2s6Ng3HDG+fn3AbjG3xjQYc3f+lFmn/xzz+jOPnzoz2Ojic+",
+	"XTWRD1epeNaOuF+CBNMMsf9ULqakkK/9WlVs7UX/5Bp5DfFJC189gdG5Rhzv9O1Llqi4IJyzcZkfFujB",
+	"K2k1jy3VA/qJbl30kmfptkX/5+nrV3dbdNnrIy/aT7R30Rp4suwX7Hfu8a8i1zQ24mEqTR0+hDo5awdH",
+	"eSJwJ7j77atrqh3ENvubyHZ5iFrk/AKWZmNe0l36+oVXPzZuD95Y/Niodn9CF0P/bsogq7LsKdDNl3Lu",
+	"75719wiVclK2+5QyR3+f8efxXlYuIX5kt6W8qrk/6Yje3aNGPn7HGURfEunJurOUNuNuDTV3cON+xuh2",
+	"e56vIcHrgtTnnqZL5npNvka+NtU8uh/juA9D+ysbNzLsEXb+J+76Lyt6eRfW3TdC6X60zEUnu/bwgas7",
+	"PDeN2+jvN0LYE+i8R2kk24skz2DM3PdlkNQwzijUQZmycCL97xaZsqG/5L15Vzrjcy5kZzrsexp+xQ7+",
+	"3zO2ZULs0Q3u1xqftcLJ+6v01WhJZ6jEd9lxDwQdjxvgpLkV0xRqnHv69uWwrtuoJoP+SMcP8bkTT+Wx",
+	"RwNQHk5ElyALyx8KE7qVCTSNEapU4PoI7zuOMtYZk8YPtfwA6hVI01jPfmOEZsC3exmu1KAMJ4XUPa9+",
+	"WbL+IRgXQG0EVPeiPxkx/+OkGI2OvoXr3P9Fp5H9D8c0JtE1vHOCQ7qR3rmk5W+rlc68ry9p9NXwSW/P",
+	"bv83AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
