@@ -141,8 +141,15 @@ func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
 	return u.String(), nil
 }
 
+// sqliteDSN configures every SQLite connection. _txlock=immediate makes each transaction begin
+// with BEGIN IMMEDIATE, taking the single write lock up front: a deferred transaction that reads
+// first and writes later cannot wait for that lock (SQLite answers SQLITE_BUSY or
+// SQLITE_BUSY_SNAPSHOT at once, without the busy handler, because waiting could deadlock or would
+// write over a stale snapshot), while BEGIN IMMEDIATE waits for up to busy_timeout. It also makes
+// a transaction's reads and writes one atomic step, which the read-modify-write of keys and
+// datasets relies on (see lockForUpdate).
 func sqliteDSN(path string, timeout time.Duration) string {
-	return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
+	return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate",
 		path, timeout.Milliseconds())
 }
 
