@@ -416,4 +416,3 @@ func enumText(values []any) string {
 	}
 	return strings.Join(parts[:len(parts)-1], ", ") + " or " + parts[len(parts)-1]
 }
-
