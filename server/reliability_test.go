@@ -54,3 +54,37 @@ func TestChangeSettingsConcurrentFieldsAllKept(t *testing.T) {
 		}
 	})
 }
+
+// Grants are admins only (issue #7 item 14): viewers and editors get 403 on every grant
+// operation, listing included; an admin lists them.
+func TestGrantsAdminsOnly(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		env := testenv.Start(t, db, server.Config{})
+		acct := env.NewAccount(t)
+		admin := env.Client(t, acct.Token)
+		ctx := context.Background()
+		ds := createDataset(t, admin, gen.DatasetCreate{Name: "shared", Kind: gen.DatasetKindVector})
+		partner := env.NewAccount(t)
+		g, err := admin.CreateGrantWithResponse(ctx, ds.Id, gen.GrantCreate{AccountId: &partner.ID})
+		must(t, err)
+		wantStatus(t, g.StatusCode(), 201, g.Body)
+		for _, role := range []string{"viewer", "editor"} {
+			c := env.Client(t, env.NewPrincipal(t, acct.ID, role).Token)
+			list, err := c.ListGrantsWithResponse(ctx, ds.Id)
+			must(t, err)
+			wantStatus(t, list.StatusCode(), 403, list.Body)
+			if s := mustStatus(c.CreateGrantWithResponse(ctx, ds.Id, gen.GrantCreate{AccountId: &partner.ID})); s != 403 {
+				t.Errorf("%s create grant: %d, want 403", role, s)
+			}
+			if s := mustStatus(c.DeleteGrantWithResponse(ctx, ds.Id, g.JSON201.Id)); s != 403 {
+				t.Errorf("%s delete grant: %d, want 403", role, s)
+			}
+		}
+		list, err := admin.ListGrantsWithResponse(ctx, ds.Id)
+		must(t, err)
+		wantStatus(t, list.StatusCode(), 200, list.Body)
+		if len(list.JSON200.Items) != 1 {
+			t.Errorf("admin lists %d grants, want 1", len(list.JSON200.Items))
+		}
+	})
+}
