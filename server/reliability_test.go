@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -85,6 +87,113 @@ func TestGrantsAdminsOnly(t *testing.T) {
 		wantStatus(t, list.StatusCode(), 200, list.Body)
 		if len(list.JSON200.Items) != 1 {
 			t.Errorf("admin lists %d grants, want 1", len(list.JSON200.Items))
+		}
+	})
+}
+
+// NUL in any string the API accepts is a 422 naming the field, and changes nothing (issue #7
+// item 4: it was a 500 on PostgreSQL, whose text cannot hold it).
+func TestNULRefusedEverywhere(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		env := testenv.Start(t, db, server.Config{})
+		acct := env.NewAccount(t)
+		c := env.Client(t, acct.Token)
+		ctx := context.Background()
+		key, err := c.CreateAPIKeyWithResponse(ctx, gen.APIKeySettings{Name: nullable.NewNullableWithValue("keep")})
+		must(t, err)
+		wantStatus(t, key.StatusCode(), 200, key.Body)
+		ds := createDataset(t, c, gen.DatasetCreate{Name: "keep", Kind: gen.DatasetKindVector})
+		keyPath := "/v1/api_keys/" + key.JSON200.Id.String()
+		dsPath := "/api/datasets/" + ds.Id.String() + "/"
+		const nul = `a\u0000b`
+		cases := []struct {
+			name, method, path, body string
+			loc                      []any
+		}{
+			{"key name", "POST", "/v1/api_keys", `{"name":"` + nul + `"}`, []any{"body", "name"}},
+			{"key description", "POST", "/v1/api_keys", `{"description":"` + nul + `"}`, []any{"body", "description"}},
+			{"key user_agent", "POST", "/v1/api_keys", `{"user_agent":"` + nul + `"}`, []any{"body", "user_agent"}},
+			{"key origin", "POST", "/v1/api_keys", `{"origins":["example.com","` + nul + `"]}`, []any{"body", "origins", float64(1)}},
+			{"change name", "POST", keyPath + "/change_settings", `{"name":"` + nul + `"}`, []any{"body", "name"}},
+			{"change description", "POST", keyPath + "/change_settings", `{"description":"` + nul + `"}`, []any{"body", "description"}},
+			{"change user_agent", "POST", keyPath + "/change_settings", `{"user_agent":"` + nul + `"}`, []any{"body", "user_agent"}},
+			{"change origin", "POST", keyPath + "/change_settings", `{"origins":["` + nul + `"]}`, []any{"body", "origins", float64(0)}},
+			{"dataset name", "POST", "/api/datasets/", `{"kind":"vector","name":"` + nul + `"}`, []any{"body", "name"}},
+			{"dataset description", "POST", "/api/datasets/", `{"kind":"vector","name":"x","description":"` + nul + `"}`, []any{"body", "description"}},
+			{"dataset attribution", "POST", "/api/datasets/", `{"kind":"vector","name":"x","attribution":"` + nul + `"}`, []any{"body", "attribution"}},
+			{"vector layer id", "POST", "/api/datasets/", `{"kind":"vector","name":"x","vector_layers":[{"id":"` + nul + `"}]}`, []any{"body", "vector_layers", float64(0), "id"}},
+			{"vector layer field", "POST", "/api/datasets/", `{"kind":"vector","name":"x","vector_layers":[{"id":"l","fields":{"f":"` + nul + `"}}]}`, []any{"body", "vector_layers", float64(0), "fields", "f"}},
+			{"vector layer field name", "POST", "/api/datasets/", `{"kind":"vector","name":"x","vector_layers":[{"id":"l","fields":{"` + nul + `":"String"}}]}`, []any{"body", "vector_layers", float64(0), "fields", "a\x00b"}},
+			{"vector layer extra member", "POST", "/api/datasets/", `{"kind":"vector","name":"x","vector_layers":[{"id":"l","note":"` + nul + `"}]}`, []any{"body", "vector_layers", float64(0), "note"}},
+			{"patch name", "PATCH", dsPath, `{"name":"` + nul + `"}`, []any{"body", "name"}},
+			{"patch attribution", "PATCH", dsPath, `{"attribution":"` + nul + `"}`, []any{"body", "attribution"}},
+			{"grant account", "POST", dsPath + "grants/", `{"account_id":"` + nul + `"}`, []any{"body", "account_id"}},
+			{"cursor", "GET", "/v1/api_keys?cursor=a%00b", "", []any{"query", "cursor"}},
+			{"dataset cursor", "GET", "/api/datasets/?cursor=a%00b", "", []any{"query", "cursor"}},
+			{"tile key", "GET", "/api/tiles/" + ds.Id.String() + "/0/0/0.pbf?key=a%00b", "", []any{"query", "key"}},
+			{"tilejson key", "GET", "/api/tiles/" + ds.Id.String() + "/tilejson.json?key=a%00b", "", []any{"query", "key"}},
+			{"tile format", "GET", "/api/tiles/" + ds.Id.String() + "/0/0/0.pbf%00", "", []any{"path", "format"}},
+		}
+		hc := env.HTTPClient(t)
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				items := doJSON(t, hc, env.URL, acct.Token, tc.method, tc.path, tc.body, 422)
+				if len(items) != 1 || !sameLoc(items[0].Loc, tc.loc) || items[0].Type != "value_error" || !strings.Contains(items[0].Msg, "NUL") {
+					t.Errorf("detail %+v, want one value_error at %v about NUL", items, tc.loc)
+				}
+			})
+		}
+		keys, err := c.ListAPIKeysWithResponse(ctx, nil)
+		must(t, err)
+		dss, err := c.ListDatasetsWithResponse(ctx, nil)
+		must(t, err)
+		if keys.JSON200.TotalCount != 1 || keys.JSON200.Items[0].Name != "keep" || dss.JSON200.TotalCount != 1 || dss.JSON200.Items[0].Name != "keep" {
+			t.Errorf("refused requests changed something: keys %s datasets %s", keys.Body, dss.Body)
+		}
+	})
+}
+
+func sameLoc(got, want []any) bool {
+	return fmt.Sprint(got) == fmt.Sprint(want) && len(got) == len(want)
+}
+
+// Query strings that do not decode, and single-valued parameters given twice, are 422 at
+// ["query", NAME] (issue #7 item 5: they answered 200 with the defaults, or 422 at ["body"]).
+func TestQueryDecodingAndRepeats(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		env := testenv.Start(t, db, server.Config{})
+		acct := env.NewAccount(t)
+		c := env.Client(t, acct.Token)
+		ds := createDataset(t, c, gen.DatasetCreate{Name: "d", Kind: gen.DatasetKindVector})
+		hc := env.HTTPClient(t)
+		cases := []struct {
+			name, path string
+			loc        []any
+		}{
+			{"cursor bad escapes", "/v1/api_keys?cursor=%%%", []any{"query", "cursor"}},
+			{"limit bad escape", "/v1/api_keys?limit=%zz", []any{"query", "limit"}},
+			{"limit trailing percent", "/v1/api_keys?limit=5%", []any{"query", "limit"}},
+			{"limit repeated", "/v1/api_keys?limit=10&limit=20", []any{"query", "limit"}},
+			{"limit repeated, one out of range", "/v1/api_keys?limit=5&limit=20", []any{"query", "limit"}},
+			{"cursor repeated", "/v1/api_keys?cursor=a&cursor=b", []any{"query", "cursor"}},
+			{"semicolon separator", "/v1/api_keys?limit=10;cursor=x", []any{"query", "limit"}},
+			{"datasets limit bad escape", "/api/datasets/?limit=1%G0", []any{"query", "limit"}},
+			{"datasets limit repeated", "/api/datasets/?limit=10&limit=10", []any{"query", "limit"}},
+			{"tile key bad escape", "/api/tiles/" + ds.Id.String() + "/0/0/0.pbf?key=%zz", []any{"query", "key"}},
+			{"tile key repeated", "/api/tiles/" + ds.Id.String() + "/0/0/0.pbf?key=a&key=b", []any{"query", "key"}},
+			{"tilejson key repeated", "/api/tiles/" + ds.Id.String() + "/tilejson.json?key=a&key=b", []any{"query", "key"}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				items := doJSON(t, hc, env.URL, acct.Token, "GET", tc.path, "", 422)
+				if len(items) != 1 || !sameLoc(items[0].Loc, tc.loc) || items[0].Type != "value_error" {
+					t.Errorf("detail %+v, want one value_error at %v", items, tc.loc)
+				}
+			})
+		}
+		// What decodes is fine: an escaped value, an unknown parameter given twice, an empty pair.
+		for _, ok := range []string{"/v1/api_keys?limit=1%30", "/v1/api_keys?x=1&x=2&&limit=10", "/api/datasets/?limit=%31%30"} {
+			doJSON(t, hc, env.URL, acct.Token, "GET", ok, "", 200)
 		}
 	})
 }
