@@ -86,7 +86,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	case Postgres:
 		pgDSN, err := withStatementTimeout(dsn, opts.StatementTimeout)
 		if err != nil {
-			return nil, err
+			return nil, err // never quotes the URL (urlParseError)
 		}
 		dsn = pgDSN
 		dialector = postgres.New(postgres.Config{DSN: dsn})
@@ -98,13 +98,14 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		}
 		dialector = sqlite.Open(sqliteDSN(dsn, opts.StatementTimeout))
 	}
+	// Errors past this point can quote the connection string: redact masks its password.
 	db, err := gorm.Open(dialector, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		return nil, redact(fmt.Errorf("open %s database: %w", dialect, err), dsn)
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
-		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		return nil, redact(fmt.Errorf("open %s database: %w", dialect, err), dsn)
 	}
 	switch dialect {
 	case Postgres:
@@ -121,7 +122,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	defer cancel()
 	if err := sqlDB.PingContext(pingCtx); err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+		return nil, redact(fmt.Errorf("connect to %s database: %w", dialect, err), dsn)
 	}
 	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, dsn: dsn}, nil
 }
@@ -131,7 +132,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return "", fmt.Errorf("parse DATABASE_URL: %w", err)
+		return "", urlParseError(err)
 	}
 	q := u.Query()
 	if q.Get("statement_timeout") == "" {
