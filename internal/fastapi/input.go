@@ -36,13 +36,15 @@ func Query(raw string, params openapi3.Parameters) []Error {
 			name = rawName
 		}
 		loc := func() []any { return []any{"query", name} }
-		value, valueErr := unescape(rawValue)
+		// The value is decoded only to be reported: a tile token's scope (%3A) costs nothing.
+		value := func() string { v, _ := unescape(rawValue); return v }
+		decodes, nul := scanEscapes(rawValue)
 		switch {
-		case nameErr != nil || valueErr != nil:
+		case nameErr != nil || !decodes:
 			out = append(out, ValueError(loc(), rawValue, "the query string could not be decoded: "+decodeReason(pair)))
 			continue
-		case strings.IndexByte(name, 0) >= 0 || strings.IndexByte(value, 0) >= 0:
-			out = append(out, nulError(loc(), value))
+		case nul || strings.IndexByte(name, 0) >= 0:
+			out = append(out, nulError(loc(), value()))
 			continue
 		}
 		for i, ref := range params {
@@ -51,7 +53,7 @@ func Query(raw string, params openapi3.Parameters) []Error {
 				continue
 			}
 			if seen[i] && !hasLoc(out, loc()) {
-				out = append(out, ValueError(loc(), value, "the parameter takes one value and was given more than once"))
+				out = append(out, ValueError(loc(), value(), "the parameter takes one value and was given more than once"))
 			}
 			seen[i] = true
 		}
@@ -70,6 +72,24 @@ func unescape(s string) (string, error) {
 		return s, nil
 	}
 	return url.QueryUnescape(s)
+}
+
+// scanEscapes reports, without decoding, whether url.QueryUnescape accepts s (and it holds no
+// ';'), and whether it decodes to a text holding NUL.
+func scanEscapes(s string) (ok, nul bool) {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ';':
+			return false, false
+		case '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false, false
+			}
+			nul = nul || s[i+1] == '0' && s[i+2] == '0'
+			i += 2
+		}
+	}
+	return true, nul
 }
 
 type decodeError string

@@ -22,6 +22,7 @@ func TestQuery(t *testing.T) {
 		{"empty", "", `null`},
 		{"plain", "limit=10&cursor=abc", `null`},
 		{"escaped", "limit=1%30&cursor=a%2Bb+c", `null`},
+		{"an escaped percent before 00 is not NUL", "cursor=%2500", `null`},
 		{"empty pairs and a name without value", "&&limit=10&&flag", `null`},
 		{"array parameter repeated", "tags=a&tags=b", `null`},
 		{"undeclared name repeated", "x=1&x=2", `null`},
@@ -52,7 +53,7 @@ func TestQuery(t *testing.T) {
 	}
 }
 
-// A tile request's query (no escapes) is checked without allocating.
+// A tile request's query (a token's scope is escaped) is checked without allocating.
 func TestQueryAllocatesNothingOnPlainQueries(t *testing.T) {
 	params := openapi3.Parameters{{Value: &openapi3.Parameter{In: "query", Name: "key", Schema: openapi3.NewSchemaRef("", openapi3.NewStringSchema())}}}
 	if n := testing.AllocsPerRun(100, func() { fastapi.Query("key=abcdefghijklmnopqrstuv&sig=00ff&exp=1", params) }); n != 0 {
