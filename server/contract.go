@@ -127,7 +127,7 @@ func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Ro
 	// a single-valued parameter once, and no string anywhere holds NUL.
 	inputFields := inputErrors(route, r.URL.RawQuery, pathParams, body)
 	if fastQuery {
-		inputFields = append(inputFields, s.tileQuery.check(r.URL.RawQuery)...)
+		inputFields = fastapi.Merge(inputFields, s.tileQuery.check(r.URL.RawQuery))
 	}
 	err := openapi3filter.ValidateRequest(ctx, input)
 	if err == nil && inputFields == nil {

@@ -148,7 +148,9 @@ func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
 // SQLITE_BUSY_SNAPSHOT at once, without the busy handler, because waiting could deadlock or would
 // write over a stale snapshot), while BEGIN IMMEDIATE waits for up to busy_timeout. It also makes
 // a transaction's reads and writes one atomic step, which the read-modify-write of keys and
-// datasets relies on (see lockForUpdate).
+// datasets relies on (see lockForUpdate). Do not add _time_format: go-sqlite v1.23 returns from
+// its DSN parsing right after it, so _txlock would be silently ignored (the concurrency tests in
+// store/concurrency_test.go fail when it is).
 func sqliteDSN(path string, timeout time.Duration) string {
 	return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate",
 		path, timeout.Milliseconds())
