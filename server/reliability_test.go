@@ -197,3 +197,32 @@ func TestQueryDecodingAndRepeats(t *testing.T) {
 		}
 	})
 }
+
+// change_settings racing delete: the change answers 200 (it landed first) or 404, the delete 200,
+// and the key is gone afterwards — never a 503 "database is locked" (SQLite) or a 500.
+func TestChangeSettingsRacingDelete(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		env := testenv.Start(t, db, server.Config{})
+		c := env.Client(t, env.NewAccount(t).Token)
+		ctx := context.Background()
+		for round := range 100 {
+			created, err := c.CreateAPIKeyWithResponse(ctx, gen.APIKeySettings{})
+			must(t, err)
+			wantStatus(t, created.StatusCode(), 200, created.Body)
+			id := created.JSON200.Id
+			var wg sync.WaitGroup
+			var change, del int
+			wg.Go(func() {
+				change = mustStatus(c.ChangeAPIKeySettingsWithResponse(ctx, id, gen.APIKeySettings{Name: nullable.NewNullableWithValue("late")}))
+			})
+			wg.Go(func() { del = mustStatus(c.DeleteAPIKeyWithResponse(ctx, id)) })
+			wg.Wait()
+			if (change != 200 && change != 404) || del != 200 {
+				t.Fatalf("round %d: change %d, delete %d", round, change, del)
+			}
+			if s := mustStatus(c.GetAPIKeyWithResponse(ctx, id)); s != 404 {
+				t.Fatalf("round %d: the deleted key answers %d", round, s)
+			}
+		}
+	})
+}
