@@ -291,6 +291,48 @@ type APIKeySettings struct {
 	UserAgent nullable.Nullable[string] `json:"user_agent,omitempty"`
 }
 
+// AnyElement An element of an AnyValue array: any JSON value, null included. Arrays directly inside
+// arrays are described two levels deep (AnyNestedElement), as generated TypeScript cannot
+// express recursion through arrays alone; objects recurse without limit.
+type AnyElement struct {
+	union json.RawMessage
+}
+
+// AnyElement0 defines model for AnyElement.0.
+type AnyElement0 = string
+
+// AnyElement1 defines model for AnyElement.1.
+type AnyElement1 = float32
+
+// AnyElement2 defines model for AnyElement.2.
+type AnyElement2 = bool
+
+// AnyElement3 defines model for AnyElement.3.
+type AnyElement3 = []AnyNestedElement
+
+// AnyElement4 defines model for AnyElement.4.
+type AnyElement4 map[string]AnyValue
+
+// AnyNestedElement An element of an array inside an AnyValue array (see AnyElement).
+type AnyNestedElement struct {
+	union json.RawMessage
+}
+
+// AnyNestedElement0 defines model for AnyNestedElement.0.
+type AnyNestedElement0 = string
+
+// AnyNestedElement1 defines model for AnyNestedElement.1.
+type AnyNestedElement1 = float32
+
+// AnyNestedElement2 defines model for AnyNestedElement.2.
+type AnyNestedElement2 = bool
+
+// AnyNestedElement3 defines model for AnyNestedElement.3.
+type AnyNestedElement3 = []interface{}
+
+// AnyNestedElement4 defines model for AnyNestedElement.4.
+type AnyNestedElement4 map[string]AnyValue
+
 // AnyValue Any JSON value, null included (the offending input as sent; null when there was none).
 // Spelt out as typed branches because OAS 3.0's `nullable` needs a `type` beside it.
 type AnyValue struct {
@@ -307,7 +349,7 @@ type AnyValue1 = float32
 type AnyValue2 = bool
 
 // AnyValue3 defines model for AnyValue.3.
-type AnyValue3 = []AnyValue
+type AnyValue3 = []AnyElement
 
 // AnyValue4 defines model for AnyValue.4.
 type AnyValue4 map[string]AnyValue
@@ -839,6 +881,286 @@ func (a VectorLayer) MarshalJSON() ([]byte, error) {
 		}
 	}
 	return json.Marshal(object)
+}
+
+// AsAnyElement0 returns the union data inside the AnyElement as a AnyElement0
+func (t AnyElement) AsAnyElement0() (AnyElement0, error) {
+	var body AnyElement0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement0 overwrites any union data inside the AnyElement as the provided AnyElement0
+func (t *AnyElement) FromAnyElement0(v AnyElement0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement0 performs a merge with any union data inside the AnyElement, using the provided AnyElement0
+func (t *AnyElement) MergeAnyElement0(v AnyElement0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement1 returns the union data inside the AnyElement as a AnyElement1
+func (t AnyElement) AsAnyElement1() (AnyElement1, error) {
+	var body AnyElement1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement1 overwrites any union data inside the AnyElement as the provided AnyElement1
+func (t *AnyElement) FromAnyElement1(v AnyElement1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement1 performs a merge with any union data inside the AnyElement, using the provided AnyElement1
+func (t *AnyElement) MergeAnyElement1(v AnyElement1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement2 returns the union data inside the AnyElement as a AnyElement2
+func (t AnyElement) AsAnyElement2() (AnyElement2, error) {
+	var body AnyElement2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement2 overwrites any union data inside the AnyElement as the provided AnyElement2
+func (t *AnyElement) FromAnyElement2(v AnyElement2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement2 performs a merge with any union data inside the AnyElement, using the provided AnyElement2
+func (t *AnyElement) MergeAnyElement2(v AnyElement2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement3 returns the union data inside the AnyElement as a AnyElement3
+func (t AnyElement) AsAnyElement3() (AnyElement3, error) {
+	var body AnyElement3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement3 overwrites any union data inside the AnyElement as the provided AnyElement3
+func (t *AnyElement) FromAnyElement3(v AnyElement3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement3 performs a merge with any union data inside the AnyElement, using the provided AnyElement3
+func (t *AnyElement) MergeAnyElement3(v AnyElement3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement4 returns the union data inside the AnyElement as a AnyElement4
+func (t AnyElement) AsAnyElement4() (AnyElement4, error) {
+	var body AnyElement4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement4 overwrites any union data inside the AnyElement as the provided AnyElement4
+func (t *AnyElement) FromAnyElement4(v AnyElement4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement4 performs a merge with any union data inside the AnyElement, using the provided AnyElement4
+func (t *AnyElement) MergeAnyElement4(v AnyElement4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t AnyElement) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *AnyElement) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsAnyNestedElement0 returns the union data inside the AnyNestedElement as a AnyNestedElement0
+func (t AnyNestedElement) AsAnyNestedElement0() (AnyNestedElement0, error) {
+	var body AnyNestedElement0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement0 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement0
+func (t *AnyNestedElement) FromAnyNestedElement0(v AnyNestedElement0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement0 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement0
+func (t *AnyNestedElement) MergeAnyNestedElement0(v AnyNestedElement0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement1 returns the union data inside the AnyNestedElement as a AnyNestedElement1
+func (t AnyNestedElement) AsAnyNestedElement1() (AnyNestedElement1, error) {
+	var body AnyNestedElement1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement1 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement1
+func (t *AnyNestedElement) FromAnyNestedElement1(v AnyNestedElement1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement1 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement1
+func (t *AnyNestedElement) MergeAnyNestedElement1(v AnyNestedElement1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement2 returns the union data inside the AnyNestedElement as a AnyNestedElement2
+func (t AnyNestedElement) AsAnyNestedElement2() (AnyNestedElement2, error) {
+	var body AnyNestedElement2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement2 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement2
+func (t *AnyNestedElement) FromAnyNestedElement2(v AnyNestedElement2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement2 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement2
+func (t *AnyNestedElement) MergeAnyNestedElement2(v AnyNestedElement2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement3 returns the union data inside the AnyNestedElement as a AnyNestedElement3
+func (t AnyNestedElement) AsAnyNestedElement3() (AnyNestedElement3, error) {
+	var body AnyNestedElement3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement3 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement3
+func (t *AnyNestedElement) FromAnyNestedElement3(v AnyNestedElement3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement3 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement3
+func (t *AnyNestedElement) MergeAnyNestedElement3(v AnyNestedElement3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement4 returns the union data inside the AnyNestedElement as a AnyNestedElement4
+func (t AnyNestedElement) AsAnyNestedElement4() (AnyNestedElement4, error) {
+	var body AnyNestedElement4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement4 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement4
+func (t *AnyNestedElement) FromAnyNestedElement4(v AnyNestedElement4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement4 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement4
+func (t *AnyNestedElement) MergeAnyNestedElement4(v AnyNestedElement4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t AnyNestedElement) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *AnyNestedElement) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
 }
 
 // AsAnyValue0 returns the union data inside the AnyValue as a AnyValue0
@@ -1384,6 +1706,11 @@ type ClientInterface interface {
 	// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 	// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 	// bounds, center, attribution and vector layers are taken from the file's metadata.
+	// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+	// and vector layers within the limits of `DatasetCreate`) is checked before it is
+	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1695,6 +2022,11 @@ func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId o
 // The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 // atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 // bounds, center, attribution and vector layers are taken from the file's metadata.
+// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+// and vector layers within the limits of `DatasetCreate`) is checked before it is
+// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 //
 // Takes any type of body and a specified content type.
 //
@@ -2988,6 +3320,11 @@ type ClientWithResponsesInterface interface {
 	// The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 	// atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 	// bounds, center, attribution and vector layers are taken from the file's metadata.
+	// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+	// and vector layers within the limits of `DatasetCreate`) is checked before it is
+	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4741,6 +5078,11 @@ func (c *ClientWithResponses) DeleteGrantWithResponse(ctx context.Context, datas
 // The body is the MBTiles file itself, streamed to disk. It replaces the previous file
 // atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
 // bounds, center, attribution and vector layers are taken from the file's metadata.
+// What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+// and vector layers within the limits of `DatasetCreate`) is checked before it is
+// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+// the value at fault (e.g. `["body", "metadata", "attribution"]`).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9120,110 +9462,116 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rcttGsvCrTOH7qiylQIqS5dR+dG1tKYk38ca3sp3sdypUCUOgSc4KnMHODCQxOqzahzjPcB5sn+RU",
-	"9wyuBEjKlpU4x39sCphr37une3AbxGqZKQnSmmB8G2Rc8yVY0PTXt7k2SuOvBEysRWaFksE4eMPnwGJ6",
-	"GTJumAabawkJE5LZBbDIvYuYmtHfmYYroXLDMj6HYRAGAkf5Zw56FYSB5EsIxoHrE4SBiRew5DjrTOkl",
-	"t8E4mK4sBGGw5DcvQM7tIhg/OT4JA7vKsKexWsh5EAY3g7kaNB+u12HwHbfcgH3+HY5JU2fcLqqZE/f+",
-	"QiRBGGj4Zy40JMHY6hw6V5Pn1HJzomc32Saw3osUmFWXIBncZEKv2EEuxQ0zECuZmMOQQEQNHhkWwU0W",
-	"IUyXQlpI+oAFN1k3pIS0X58iqIQUy3wZjEflQnHAOWha6Y+w2lzpmWRnb56zS1g9Mm5BfdNfwqoxfQ0x",
-	"J0++7gLNj7By8G9O+TwBacVMgEZawdl/hFU5axNNl7D6eBS9EEtheyg6xXd9W6aXjU0nMON5aoPxkxGR",
-	"poP38WhUg/5xN/jfxQqfbSEVgy361kIv74iAd2K+fUIxl9zmun9SMb/TlGtElMmUNOCEiZKzVMQE/FhJ",
-	"C5J+8ixLRcxxQUf/MLiq29ok/1fDLBgH/+eoElNH7q05eqa10m6i1q4WwOIFlyik/KSGXQu7YBx5UBgr",
-	"5Jyp6T8gtsNgHQZ/VXoqkgTkA61NA5E9T5kw7IqnImHT3LIlXzGpLEsUswthaGmvlP2rymXy6Vf2SjGT",
-	"xwsPl0KUxzxNQT8yjMexyqWDF5LNA8LszMOoBrdr0jqz3EAyZNH/H+CK5tzC4C1wo2SEgFUSUKhEJHUh",
-	"iUIWTXlyURJ6FE5kRKwUsYNSBqOySrgFw3hBRGrGrheK0KOBJwQXrzMOQxYpLeZC4vC5AX3B5yAtjZ3L",
-	"S6mu5YVv4Ca5hBVLhbGGuceGcemGRLEGxrIFN0yCsAvQLHrt+0qlJzJ6CzPQoCOcthj9ElY4twbkvNhC",
-	"ErGD6o9ioYZZfgnMlgxvQqI1L/DN4XAigzBYAE+88j+LYzBm8K2SVqt0cJam6nrgltPE6aas2cDH9g5r",
-	"T1I/SZ7bhdLiV3gYeq8R1MEmEY3ZUhgj5BzBrTTjbMlT1DCQEG0dROXf0ZhFRswRD6i/JxJxWtAWgpmn",
-	"KZuLK5A4ED64hjRlrrMbXDJYZnbFIsTnb44NpV5wPYeHkYcF4U9VskLGtUqxFKcnYfOwVLEpnz0RIJKE",
-	"JEFULOuKi5RP0weCEjLylBvANeVSA48XOPlTtL71iqXcgvYry7RCasHXz6QVdnVvK/zh/fs3PyMMqHPv",
-	"eqsmrGhTmA6Omt889xZoplUG2gpnIziBmzRMORTGAyuWQJYfT17LdFVYfr0OwMBcimygaD08HWQKrS/t",
-	"uq3DINbA7QPM04DKbSDz1BNM17DrMBBJlxV7X6tJubEXqDI3DcG/L0Ay7tRDwY7YnMVcawEJGSSkuw40",
-	"xEonkJBFJbDXUsjcwiEajp3QbG/7vvbjDNPbTTB6zUrunoWl6WzkH3Ct+Yr+Rq3YYSKj/5pPUxHT9q1i",
-	"We6sI4TVT29fGHYQ/eUSVn+OCAL3tbnKltiDctZ1p+iXwPk+tB8PpSYpNkavwFXxRVhyYp1qzst5nY2I",
-	"UHOcjO5TBzf3hA9cWKEIDki4sRQYeMoi3GbElDM9if6KiEE7FLAdIN2hgLCihvLHNmHnpVQnrVieXpBB",
-	"vLm9V/ly6vxZNKwKQ7q0nzsdwjr2ykBIfZZi7f04eAcW/RraFU8S4ejqTQ0jM54aaIvqohuul+OKh+xM",
-	"rpgi8xNpB/WNN7XZwenJCZo4VvOLWeEAoHkENzFk1puxPBkoma4mciYgTYz37H+EVciuFyJeMK4JHpCh",
-	"gYqmkphLpSFhBj0fbt1CGDdsBjZeQMJiLtkUWKYMdpny+HIiyaMT1ngz3QzZwfsFdtPAEohTjiMuQANJ",
-	"KpVbNJIdc0Zj51Jwq7Rxbg837FLIgcpA8kxMpNsy47VOzJP3Cn0EA5LEAC/k5fCQbLZehdYE+9sCSjiG",
-	"g864Eya9UnWDuGtK7ZPP1VJstVjA8Wg0CvfVdPexzu5Qz1Zt9/EA2bm/Qje11KxIU6TjOUjQnCbLrVpy",
-	"K9DPXrFcpmAM0tmVQBULN2ioCZtSTKwJZYoylX/vsaSaVmyJgAxiMRNgPHuikVd5p8ir6G2gEaAISsYQ",
-	"o5+9eT5EYcCXWQrDWC0j19AQD0/kQhkbsuirYaMJMqzJp4lachz+AJ0hko8Z3KBbu7A2Gx8dpSrmKY4w",
-	"fjwajSInFkgwQ+iGJjxlStuQfkV/iQpONL41yKTTkWalHz1kz8jpcuueSLgCvfJbdy5YqSga4a7HbeBv",
-	"AHvJb567rsdb+GGX8XEnQt1YQ9OEaAU8nYsAhtHwJeSuSWAiQn4yoAdn2NsRhHNGGboRhDmyCOGGxzac",
-	"yJgbGBiQRlhxBYhgt4wh+7tIk5jrxFESYtvkGaINkqdubs7Qv0qBuS6obzzBDSfyBfAr8K7xAaKOTIRD",
-	"IkVsVK18ptWScbliuO0BbduhsB2o3G1LbWpYufqZpzlxNJer17Ng/Mtuc740OiVZBPUnU6VS4JIe7WeL",
-	"FCvYtEb61P2dByz2e74RgJMr9rd3r1+h0swhZLhxJmSc5iikKKylZjOQCaFPooHMDfKfferaXqN7YZ0u",
-	"5oZJJeFwOJHvMkgtU645LiJhU81lvADDphBzVMCvz96xx8PRI+NQj/COmARAgmIRdorYFIxIgAlC+DoM",
-	"vlG5TDoE3S/XgCLJqNwuQgYc/5BK28U58lcCcw1gkJW8xArGvwyO/zQKB396Mhw9OT4O8Q//+7wmGyoV",
-	"oXKkh3AD8TV5cEqyo/qjLQq+BecHbCw+VXIubJ5AiM6+//WrUsvzYfChi3lcX8zjzcX4o7NN297pgYsr",
-	"0MbbAM3VfpMvEZ2IeBSqvQHUwnh7yjKuLZqKTgYX52HlOcjGCVfbig4Db2JfdHvRG+KRW6vFNN/bOZ9+",
-	"DFXVGcFHbj8ca20S2qpdmr6QZw00F+9OZ/e6iTbp3WETnkXW4c6A0TYj+YMs3Z1UUox6WwmRIJvOuoZe",
-	"cHNhRQqm8yj25Tfv8R2biRToTGAKCPYsVTxpKPxKlwR7Uv6lcAdK2/SD5/wfsanDG5JALZJSY7ylkP0v",
-	"e6M0uPULI36FLXCtjXMFsVX6IuUrHxLfS2/+TL1eYCdazA477EoYMRWpD5luHbhq2Rl+qQmjnhgMYaEx",
-	"ZUk9FUgryJcCqGTdpghrQ6gO4LAtr+vE1xX26QozeIr4lhrvjDK01EVT1t7dX/wifH9/wrc/CHCyH1Ir",
-	"WdmEwncus8KglR9l01nEZkozR97O2cvk3D3U3NC5RxiAzJfIfU7YZhQF/EeG/17DNKtR9H3Jwf41H596",
-	"d90lgZycbs/HaQjQ/lFHdxy0ELxNvOz0XBtiueWOErDJa3vKktrSTp58XUMBellPjk/Ow4eS6g1ne/RA",
-	"Ut7LdKKhLeLyR09jBXm6DQdh4Ci3ky59111R9d8iJl44BLuD4vcd5fYz/5Ql+6ifDXOKTyliSyFpd4Tq",
-	"dV157BCnwLVhwlKgQYOxSoOhgJWndTrg+aLYvii2OzgBO7XSzsFqKufDVMoD64w/vBbYEE0ux2FDUidg",
-	"uUibrqDPt6JA6IwS+3Yd5vpRukTi95rL7thMLQ6yeZzt3zfCMMIws6ATs2thF10HLDvp9O6udZV3vY/X",
-	"umezTAsZi4ynvfsvW7hzgiWnmDGd5LXT5j4AEF3OYCPDvOEZNlZbwbAX23t6X81NP7vhsU1XZUZktYKI",
-	"HXDpznr9w0OmNIvqy8I2NZj5Y3u/pSoztEs53i0g18bc7mzubhi9EKaDK+5m5zjW2rBy2sjttVa6EqW2",
-	"CIj95F078WrH6rZIjh+ApyjM2ysyltvcNEWWutwpo3y3rpmcz/BepPC+OOPaakH9bzOY7igEwZWY7BEN",
-	"d2nP5sIliG6+r2yUXr+4MF62uCofHhc0RQ3ExpjGlSpstzI2B6TXuU67hb4RcwlJmbXFLCyzlFtgB7e/",
-	"ro9ub9ZHt6v1Yec5ahmj3TeZrMUdPtDXUALlYkNfWFFU9LjKjhryanG/rqBgPchXRg+LwF6dt7qYE9ny",
-	"b+9ev9rJlVu4cJvE6vILtrXvNcG3WNj3SJK9oWqXeFBniZvVr538gJAvUmqLto+Ho+Got/Ud0xTvxVTe",
-	"Sq7lFio66iI8D5M+siqlfSIQk0shuXU6cMmzDDc3vi0ES8+i26qj2Pz2TVbt16U9snrlS8h8FE9J8Gf4",
-	"u4FWH297+/Z61+d1WHzDbbx467IVOs5L8W2ZejtTul6qwf79r//yaR+G5Rmzij0Zlab78+/MpulVCZsO",
-	"Vfld1RPHKrKRitlmSg/Zd7nLEQeXuKFhqa4gYQb0FeiBEei+XwIgJtlMaGMHBqi8IXHh2E2V2qfSKoX6",
-	"ZFTXqMe7zJvaFrdSoYe8q0XbhMZLnhkGPF6whErDYsuqodlBqq5BD2JuwGWd+DIhxJCisg20xTYR4GDZ",
-	"b6jfPhQR7mhftvQ25fmmWd2WD25nW0HeY/BC8biyLgta3OIQh3Wz1MnU09Hj8HR0er4zmdbNGG6zUHea",
-	"6bG96cejM/V6TL9qEsqKuUtOTqrihnSv0o5604xKGJx36I2lmW/RL7c7DHxcjRvD9+gEZE3J7IBX2w/a",
-	"oewpj3gbL/WpzRoCkns1Fja9/H6IfHF+fnfOz2X3qczvwcPpygaZGpXmFsJeL8Y0EPk7MCK7fJ6djs42",
-	"c7N0gtpZDrt8nJ8bYd4mYKNMiytuIRrXazToiNn/pvMgioy6EvJho9J2zFJxSQFFHCWkKm5X+sCTZVHb",
-	"W4a1DJtrLi0kOGYRdRR2yCJXYBSNGZcrJQF5t16FKAESyoatH3O7OaniqFgPGiE0UgchI9VBnGthV+/I",
-	"cid0vwN9JeKasd4qvDbuvbd5DiI7Nxf//td/R4cu3TayvrKU0X6ZC18OPOwiCiX6ZzRCNJzI6MyXc5LK",
-	"HTOam03y0ehxTI3oJ1AJd5XqbFzF7EF9wT9QRrKvlS1ctGAKXFNyjAfAwtoM6WCzZ0+ggC+htW8h2Uue",
-	"oRjXj0yRCI1SyJENZcVS4eoC2LXSCYtoliikiKvJeAyuJLiqMj/oBkMJ3yF79s9cXPEUpEVDs756duD2",
-	"6HdOlzW4RVW3NTRGr4DBM0ElTWsySWZqEwQlRmNXamzK1M1U8YSKoDOGMgf3/8iQKDJjR9GSz8FBwVfM",
-	"FdXlLtB+DdOJXJK1vZxCwg6ogsdl2xOnVJnbTOcpmMOQrkExzCyUtoNUkAdSE4GVw1LWuYcO0uSn+NW5",
-	"NHOrWvUBMdd6xbi/XOASVs6mvwQ5nMiJfEnbWeJiYp6mhriQ8Q2WaOHxG0JNBz0/ZZ0on8gdpG+Vokt2",
-	"CgpkcSqAgAISJcnhkLlDASI2BOlEbudLNhhQYders5fPItqrd0uLoiihJJtxkebae39cmmsoDofYV1+d",
-	"npx89RWyxV+5sWdvnj+i06MMJvIgup34wPMErdUJmo6TIJyg8Uj/IyXSDzKJ6VdsbyZotUaHT336rzuS",
-	"IOMdgdEYlE2C4XA4CdaRo38rLHkSxZ5JR/i05OCYYi/o8rvCrmBM4ZjHKCq5XZAQPOKZOCro5wifzF3K",
-	"M1pqBI3nSTAOXghjvbdiqHt1VVKPD1c1OfJXKfV5Y7WW7oaa9Xnr+pST0ejeqrjr+SWd921k3F17UTIV",
-	"U2lCgQn09KnK/HR03DdNue6jRu0+djo52afTZv36OgyejB7vNWFZlU8qL18uuV557NUPrkxxkNW+4cTf",
-	"x6EM1E9EGV3+Y/kcsR2UZHCOlm1BeAOtiBCvBFw7EylTpoOQHLsWmTTObgJjv1HJ6r5R7I8L103zzJcY",
-	"t+jr+L4n77vJQMJ1db76waS0DzlUl9Rgj+M9epQ3X/y21OolOi/gtDftQSKsv2+hKdZuK1N8feTUfgru",
-	"JLlJnd/R8zp1NqjktCtJEXskTylVqq6XpWKpknPQ7Aq0mK0eFNtupdt7lLcr/bbYdgCssB0SJMlZcC5E",
-	"AVhzZzoIu3XZ92B7MTx6KDlwDzLg88Hx92ArBNcUDzNwB7TWVMudzI/qCkQ0LDJu40Vn0Uk7SzKFmd2W",
-	"KjlkZ6zKoyouzJrmy8xMZNQsOoiK8n8NFn3+wtTLrbHc1Q5WwqOVZuIsvSYNu0zQB1GjPul0LzX6YOyT",
-	"06KS30SV3pnxPiPd65D9yXSvE+vb3QzKPjKfUjRXiVLbhfOjQg/dmwvwh9bk5GXwDeA9tHzf4na4xLZP",
-	"Iy3rGYoP7HL4fL1+h4MQ8fsm29H/292hvEX1MxOq7xYURyoNIH8dayP1lC5CTMlOqtJN+zJz92YpioDt",
-	"KZRv6f89XaSKk3Y5SG/hSl2i+eT9Ine3M8tlApoJ+8VP2pOIHBwZd8x8Vwr4CJkadt4bXhDLR11Jfb6d",
-	"MMnrO2pfzX5nhZDb7sOO8srNBTQLzoU1kM5CZqwGvnR3/yTCXA7Zc8s0ZCmPi1B/cbk79ptIbtXS3Wb0",
-	"lHGKIiOlU9U6S4FftXu5CD0F1eV8yJqmhwOeqxMy4US6Q8CQuWzCkNXO/shP9iWi7myQIteWozNBh1U4",
-	"La7xkWFLsBxn6XYrcK3vvbe9n5pUsQU7cLBq6qyqRk9ITtdpd96T/TtxKcr4Q+Fb9ALui7NxX84GcUaz",
-	"oqLOiR/sfTjJQRpnM/jXFxSqJ1t+MiKsJad1HT4UB3zYInSGAkUK7ELIOePsJc9eiKkGZlSuY3CXAX1R",
-	"mdvCTrW4ykxpOijcNKOqjwF8Quekgzq9elO9abGDKkG1dejbzoWl2zZxd15sh9XJ5XRVbnvKDUyksdzS",
-	"8W5vrmtveit7A3pQWLJ0SGnYwenoNGSno8eHLFETSemMXKTE2VPcxbjF5CCtXhWHmzRI7WwzZBOfsogP",
-	"T0eP//N0dLqOhuxbd/g7kWah8jRh8QLiS5e96gak1OEFsIiGjOhGzw4tV+d1Q1D+RD5hd/7zA6u9nlTg",
-	"DvHzLqeY5SxPWdXsQyXLZ6SHUE6QAHAUwQqSuLNwaDL4hi2LeBsWyPNaqIUBvqxfwW7objgczF/C38i/",
-	"GLpF0zXMLp+jcaQbuY8jYL+JnGkwi3RVeF81mUgZkdTJH/Y2JGbHrP0MRdU0H+dp7GjsriTe2eydmO/T",
-	"7NlNttdolK73SZMSSuh12ab+3f5afuN7Evtq+ua3TT4Pbe/z+pDUEJfNpL5fztvPiuy3X84RoZUMKKDM",
-	"qGCJNElha7UkgQnOtzF6raJueOs8oHUwvsUeCyo8/bXXBv3Bv/+EhOZrX3tcII8WuiIkG7bhe94M9l6B",
-	"BFOP7r4uNlNAyKcdtUVec9OvXSMvOz5q4+3Sjc494nxnb56zRMU5WUBbt/l+IYzLBuSxpVQ0v9Cdm17x",
-	"Zbpr0/9x9vLF3TZdjFr/ElffDh8PR+UuceU4G7Nw0yzs3+ab3z/0/I57oaeBJ6t+DnnrXv8mDEJzo8lN",
-	"6ZXD+5BY580AH08EspS7VLb85Imz4s3hNrBdHaM4uriEldl6tuauUf7MM/hqn13YmsBXy2p/RN/v+MOk",
-	"8pWpxVOgq4Xk3F9P7i+SKuikaLdvqt5GSoS7e5oCpQeSkvOVZtG3DosDdyvOmI2iQ59la/zXC6rABTPu",
-	"GwuMWybQd/PXSZE0iG7XEUsUmC6j0p2l+e9QfBr/rPXxiPXmh/vun263ndOhv/qgsZw/8KGbzyL0YN2b",
-	"KeqRxJpUPbp1X+Bc7z4aq1HsJiH1OdzpirlRky+xvG1pgu47ch+C0P5kwK0IewDO/0iu/7zisXdB3YfG",
-	"XN33dl28tYuHj1yq3oWpfTXow2bYojrvmk3IDiLJlzBm7nkR9kWNSsEb+h5ROJH+k5umaOg/O1L/egfj",
-	"cy7k4ZCdtT8ltOSr1qeEigR/M/FLo3omU33JiPkPGR1Egj4jan11l69to2d+U/iz/PJMdMi4hons/GJH",
-	"l7qnMVoa+aHU/kPGY7cLg+Lw8cFNgS8JOxtZkB+ubNqRqbuGpeiiESeJOoo06W3xnR9X6oeOduWThwFd",
-	"BRUckYjyS++4+oNq6gYIHG7FNIXKsTh783xYK6gsNo3L7viKtiuTKmolDUBR0Yg+2DIsvvIrdON019Rm",
-	"KI93N2d411H/WJ2C1b5E+D2oFyBNbT+HtRnqQfzubbhygyIQGNLwvPwsfPWlQxcUrwXJD6K/GDH/8yQf",
-	"jU6+hpvM/6Iyb/9lxNoiuqZ3UYeQpK6LARQVs0X0xCel1MaqBQHW5+v/CQAA//8=",
+	"7H3tchs3suiroObeKlOpIUXJcmovVVtbSuJNvHFsV+xk76lQpQFnmiRWQ2AWwEhidFS1D3Ge4TzYPsmp",
+	"bmA+OUNStiwnOf5jUzMYfHQ3+ruB2yBWq0xJkNYEk9sg45qvwIKmv77OtVEafyVgYi0yK5QMJsEbvgAW",
+	"08uQccM02FxLSJiQzC6BRe5dxNSc/s40XAmVG5bxBYyCMBDYyz9z0OsgDCRfQTAJ3DdBGJh4CSuOo86V",
+	"XnEbTILZ2kIQBit+8xLkwi6DybOj4zCw6wy/NFYLuQjC4Ga4UMPmw7u7MPiGW27AvvgG+6ShM26X1ciJ",
+	"e38hkiAMNPwzFxqSYGJ1Dp2zyXNquTnQ85tsE1jvRArMqkuQDG4yoddskEtxwwzESibmICQQUYMnhkVw",
+	"k0UI05WQFpI+YMFN1g0pIe2XJwgqIcUqXwWTcTlR7HABmmb6Paw3Z3om2dmbF+wS1k+Mm1Df8Jewbgxf",
+	"Q8zxsy+7QPM9rB38m0O+SEBaMRegkVZw9O9hXY7aRNMlrD8cRS/FStgeik7xXd+S6WVj0QnMeZ7aYPJs",
+	"TKTp4H00Htegf9QN/rexwmdbSMVgi7650Mt7IuCtWGwfUCwkt7nuH1Qs7jXkHSLKZEoacMxEyXkqYgJ+",
+	"rKQFST95lqUi5jihw38YnNVtbZD/q2EeTIL/c1ixqUP31hw+11ppN1BrVUtg8ZJLZFJ+UMOuhV0yjntQ",
+	"GCvkgqnZPyC2o+AuDP6q9EwkCchHmpsGInueMmHYFU9Fwma5ZSu+ZlJZlihml8LQ1F4p+1eVy+Tjz+yV",
+	"YiaPlx4uBSuPeZqCfmIYj2OVSwcvJJtHhNmZh1ENbtckdea5gWTEov8/xBktuIXhj8CNkhECVklAphIR",
+	"14UkClk048lFSehROJURbaWIDUoejMIq4RYM4wURqTm7XipCjwaeEFy8zDgIWaS0WAiJ3ecG9AVfgLTU",
+	"dy4vpbqWF76BG+QS1iwVxhrmHhvGpesS2RoYy5bcMAnCLkGz6LX/Vio9ldGPMAcNOsJhi94vYY1ja8Cd",
+	"F1tIIjao/igmapjll8BsueFNSLTmGb45GE1lEAZL4IkX/mdxDMYMv1bSapUOz9JUXQ/ddJo43eQ1G/jY",
+	"/sGdJ6mfJM/tUmnxKzwOvdcIarBJRBO2EsYIuUBwK804W/EUJQwkRFuDqPw7mrDIiAXiAeX3VCJOC9pC",
+	"MPM0ZQtxBRI7wgfXkKbMfew6lwxWmV2zCPH5ybGh1EuuF/A4/LAg/JlK1rhxrVIsxeGJ2TwuVWzyZ08E",
+	"iCQhiREV07riIuWz9JGghBt5xg3gnHKpgcdLHPwUtW+9Zim3oP3MMq2QWvD1c2mFXT/YDL979+7NzwgD",
+	"+rh3vlUTVrQpVAdHzW9eeA000yoDbYXTERzDTRqqHDLjoRUrIM2PJ69lui40v14DYGguRTZUNB+eDjOF",
+	"2pd2n92FQayB20cYpwGV20DmqSeYrm7vwkAkXVrsQ80m5cZeoMjcVAT/vgTJuBMPxXbE5izmWgtISCEh",
+	"2TXQECudQEIalcCvVkLmFg5QceyEZnvZD7Uep5jeboLRS1Yy9yysTGcj/4Brzdf0N0rFDhUZ7dd8loqY",
+	"lm8Vy3KnHSGsfvrxpWGD6C+XsP5zRBB4qMVVusQelHNXN4p+CZztQ+vxUGqSYqP3ClzVvgjLnVinmvNy",
+	"XKcjItTcTkbzqWM397gPnFuhcA5IuLHkGDhlES4zYsqpnkR/hceg7QrYDpBuV0BYUUP5Yxuz81yqk1Ys",
+	"Ty9IId5c3qt8NXP2LCpWhSJd6s+dBmEde6UjpD5KMfd+HLwFi3YNrYoniXB09aaGkTlPDbRZdfEZzpfj",
+	"jEfsTK6ZIvUTaQfljVe12eDk+BhVHKv5xbwwAFA9gpsYMuvVWJ4MlUzXUzkXkCbGW/bfwzpk10sRLxnX",
+	"BA/IUEFFVUkspNKQMIOWD7duIowbNgcbLyFhMZdsBixTBj+Z8fhyKsmiE9Z4Nd2M2ODdEj/TwBKIU449",
+	"LkEDcSqVW1SS3eaMJs6k4FZp48webtilkEOVgeSZmEq3ZMZrHzFP3mu0EQxIYgO84JejA9LZegVaE+w/",
+	"FlDCPhx0Jp0w6eWqG8RdE2offayWYKv5Ao7G43G4r6R7iHl2u3q2SrsPB8jO9RWyqSVmRZoiHS9AguY0",
+	"WG7ViluBdvaa5TIFY5DOrgSKWLhBRU3YlHxiTSiTl6n8e48p1aRiiwVkEIu5AOO3Jyp5lXWKexWtDVQC",
+	"FEHJGNroZ29ejJAZ8FWWwihWq8g1NLSHp3KpjA1Z9MWo0QQ3rMlniVpx7H6AxhDxxwxu0KxdWptNDg9T",
+	"FfMUe5g8HY/HkWMLxJghdF0TnjKlbUi/or9ExU40vjXIpNOQZqUdPWLPyehy855KuAK99kt3JlgpKBru",
+	"rqdt4G8Ae8VvXrhPj7bsh13Kx70IdWMOTRWi5fB0JgIYRt2XkLsmhokI+cmAHp7h144gnDHK0IwgzJFG",
+	"CDc8tuFUxtzA0IA0woorQAS7aYzY30WaxFwnjpIQ2ybPEG2QnLqxOUP7KgXmPkF54wluNJUvgV+BN40H",
+	"iDpSEQ6IFLFRNfO5VivG5Zrhsoe0bIfCtqNyty61KWHl+nkKq8J8kuvX82Dyy26FvlQ7JekE9SczpVLg",
+	"kh7tp43I9StA8VfMZFMv6RP8Ozv+mac5BJsrPw83QwTghid9QbLiY0ZzmBAC/vb29SuUrzmEDCHEhIzT",
+	"PIFkxM6wlWGJ0BBbImsjEphK7p470Y0DzpDdXCuWwhWkhiUAGRu0QXBA0aeKmb5bZ/CWZosKg1R2KuEG",
+	"ZTVqMKhWCVIttcoXS1YMmSoJp97rWbSrVAYXE5hKTwVNDHxMWvhNYJeG9kjaxDYbGABW7Y2DkYeSG/BT",
+	"7pRPu0e2bAHnBFbzOciEmJ1Ec5IblFb21LW9RmPcOs2VGyaVhIPRVL7NILVMueY4iYTNNJfxEgybQcxR",
+	"XX199pY9HY2fGMcoEeIRkwDIflmEH0VsBoTOkqy/UrlMOtSCX64BBbhRuV2GDDj+IZW2y3OURgksNIBB",
+	"wePlezD5ZXj0p3E4/NOz0fjZ0VGIf/jf5zVJWilUKkeKCDdQX5OeJyRpqz/agvNrcFbzxuRTJRfC5gmE",
+	"LOXW//pVqdX5KHjfyTytT+bp5mR8oHnTEnZa08UVEAvanO1X+QrRiYhHFaQ33FCYOqcs45o2qdNYiuhx",
+	"GTXciAe3bc4w8AbpRbfPaUOZ4NZqMcv3dmXNPoSq6hvBxzneH2ttEtqqizU9B35roHF1fzp70EW0Se8e",
+	"i/Bb5C7c6V7dZlK+l124k0qKXm8rJhJks3lX10tuLqxIwXQmLvzw1Tt8x+YiBYqgzQDBnqWKJw31uJIm",
+	"wZ6Ufylc+HWbfPA7/3ts6vCGJFDzO9Y23krI/pe9Pk1c+oURv8IWuNb6uYLYKn2R8rUPIO0lOX+mr17i",
+	"RzSZHVbLlTBiJlIfYNjacdWy01lZY0Y9HkvCQmPIknoqkFaQLxlQuXWbLKwNoTqAwza/rhNfl5O0yynn",
+	"KeJrarzTJ9cSF01ee3/vymfm+9tjvv0us+P9kFrxyiYUvnF5SAZt4iibzSM2V5o58naukUwu3EPNDUUJ",
+	"wwBkvsLd55htRj7zf2T47zXMshpFPxQf7J/z0Yl3brmUqeOT7dlrDQba3+v4np0WjLeJl51+ngZbbjlv",
+	"CNjk4zhlSW1qx8++rKHg+NmX4bOj4/Pwsbh6wzU1fiQu73k60dAWdvm9p7GCPN2CgzBwlNtJl/7TXTGo",
+	"TxFBKgyC3SGkh44J+ZF/ypJ9xM+GOsVnFN+gAI5LOPCyrgzSxSlwbZiw5JbTYKzSYMi962mdwqGfBdtn",
+	"wXYPI2CnVNrZWU3kvJ9IeWSZ8YeXAhusyWUEbXDqBCwXadMU9NmJFDaYUxrsrtQH30sXS/xWc9ntm6n5",
+	"QTaTP/z7hhtGGGaWFF++FnbZFY7cSaf3N62rKoV9rNY9m2VayFhkPO1df9nCRdVWnCIsFPduJ5m+ByC6",
+	"jMFGPUbDMmzMtoJhL7b3tL6ai35+wyk2UeQPVzOI2IBLlxnhHx4wpVlUnxa2qcHMJ7n4JVV51F3C8X4O",
+	"uTbmdtc+dMPopTAdu+J+eo7bWhtaThu5vdpKV1rhFgaxH79rpynumN0WzvEd8BSZeXtGxnKbmybLUpc7",
+	"eZT/rGskZzO8Eym8KyLCWzWo/20K0z2ZILiCrD284a5IwFy4dOrN95WO0msXF8rLFlPl/f2CpqgY2ujT",
+	"uMKe7VrGZof0OtdpN9M3YiEhKXMcmYVVlnILbHD7693h7c3d4e367qAz66D00e6betnaHd7R1xAC5WRD",
+	"X4ZU1L+5Oqga8mp+vy6nYN3JV3oPC8defW91bU7cln97+/rVzl25ZRdu41hddsG29r0q+BYN+wFJstdV",
+	"7dJ06lviZv1r535AyBcJ6EXbp6PxaNzb+p5JvQ+iKm8l13IJFR11EZ6HSR9Zldw+EYjJlZDcOhm44lmG",
+	"i5vcFoylZ9Jt0VEsfvsiq/Z3pT6yfuULLr0XT0nwUfzdQKv3t719e75353VYfMVtvPzR5fZ0xEvxbZmo",
+	"Ple6XtjE/v2v//JJUoblGbOKPRuXqvuLb8ym6lUxmw5R+U31JfZVpJsUo82VHrFvcldRAS6HRcNKXUHC",
+	"DOgr0EMj0Hy/BEBMsrnQxg4NUDFQ4tyxmyK1T6RVAvXZuC5Rj3apN7UlbqVCD3lXubkJjR94ZhjweMkS",
+	"KqSMLau6ZoNUXYMextyAy9HyRXWIIUVFTqiLbSLAwbJfUb99LCLc0b5s6XXK8021us0f3Mq2grxH4YXi",
+	"caVdFrS4xSAO62qp46kn46fhyfjkfGfquRsx3Kah7lTTY3vTj0en6vWoftUglBVzn5ycVMUN7l4lHvUm",
+	"GpUwOO+QGyuz2CJfbnco+Dgb14f/ohOQNSGzA15tO2iHsKes+217qU9s1hCQPKiysGnl90Pks/HzmzN+",
+	"LrujMr8FC6crG2RmVJpbCHutGNNA5G9AieyyeXYaOtvUzdIIamc57LJxfm64eZuAjTItrriFaFKvaKIQ",
+	"s/9N8SDyjLoDF0aNuvQJS8UlORSxl5DOPHCFQjxZFZXwpVvLsIXm0kKCfRZeR2FHLHLleBElGysJuHfr",
+	"NbsSIKHc8XqY241J9XnFfFAJoZ46CBmpDuJcC7t+S5o7ofst6CsR15T11jEFxr33Os8gsgtz8e9//Xd0",
+	"4JLTI+vrsBmtlzn35dDDLiJXon9GPUSjqYzOfPEzidwJo7HZNB+Pn8bUiH4CHXhQFQYYV18+qE/4O8rf",
+	"95XlhYkWzIBrSo7xAFhamyEdbH7Z4yjgK2itW0j2A8+QjesnpigbQC7kyIayYqnMewnsWumERTRKFJLH",
+	"1WQ8BldAX53JMOgGQwnfEXv+z1xc8RSkRUWzPns2cGv0K6ejTdykqrNNGr1XwOCZoALAO1JJ5moTBCVG",
+	"Y1eYb8rUzVTxhI4MyBjyHFz/E0OsyEwcRUu+AAcFX19anMXgHO3XMJvKFWnbqxkkbED1bq42hXZKVefA",
+	"dJ6COQjp0CDDzFJpO0wFWSA1FlgZLOWpEKGDNNkpfnauKMOqVjVNzLVeM+6P4riEtdPpL0GOpnIqf6Dl",
+	"UOp4zNPU0C5kfGNLtPD4FaGmg55PWSfKp3IH6VulqCigoEAWpwIIKCCRkxyMmAsKELEhSKdy+75kwyGV",
+	"Qb46++F5RGv1ZmlRQiiUZHMu0lx7649Lcw1FcIh98cXJ8fEXX+C2+Cs39uzNiycUPcpgKgfR7dQ7nqeo",
+	"rU5RdZwG4RSVR/ofKZF+kEpMv2J7M0WtNTo49em/LiRByjsCo9Epmwaj0Wga3EWO/q2wZEkUayYZ4dOS",
+	"gyPyvaDJ78oggwm5Y54iq+R2SUzwkGfisKCfQ3yycCnPqKkRNF4kwSR4KYz11oqhz6uDxXpsuKrJoT94",
+	"rM8aq7V05zndnbcOGzoejx/szIN6fknn6TQZd4fElJuKqTQhxwRa+lQUcTI+6humnPdh46QL/Oj4eJ+P",
+	"Nk97uAuDZ+Onew1YnmFBIi9frbhee+zVA1emCGS1zwPyp9coA/WIKKOjsixfILaDkgzOUbMtCG+oFRHi",
+	"lYBrpyJlynQQktuuRSaN05vA2K9Usn5oFPtw4V1TPfMF+S36OnrowfvO/ZBwXcVX35uU9iGH6kgn/OJo",
+	"jy/Kc2I+LbV6js4LOO1Ne5AI608nabK120oVvzt0Yj8FF0luUuc39LxOnQ0qOelKUsQvklNKlarLZalY",
+	"quQCNLsCLebrR8W2m+n2L8qzyD4tth0AK2yHBEkyFpwJUQDW3JsOwm5Z9i3YXgyPH4sPPAAP+P3g+Fuw",
+	"FYJrgocZuAdaa6LlXupHdWAoKhYZt/Gys+iknSWZwtxuS5UcsTNW5VEVx8vN8lVmpjJqFh1ExWEZGiza",
+	"/IWql1tjuasdrJhHK83EaXpNGnaZoI8iRn3S6V5i9NG2T06TSj6JKL33xvsdyV6H7I8mex1b325mUPaR",
+	"+ZisuUqU2s6cnxRy6MFMgD+0JCcrg28Ab28SInP9g9n7FqvD5bV9HGZZT1B8ZIvDp+v12xuEh9821Y7/",
+	"3+4PyiOHf2c89e2S3Eil/uPPLm5kntKpoSmpSVW2aV9i7n131F48+Zb+39NCqnbSLvvoR7hSl6g9ebPI",
+	"HYTOcpmAZsJ+NpP2JCIHR8bdZn5Enhp2HrJfEMsHnd9+vp0wyeg7bN9jcG+BkNvuWEd5Pu0SmvXmwhpI",
+	"5yEzVgNfuYOyEmEuR+yFZRqylMeFp7+4CQG/m0pu1cod/XXKODmRkdKpaJ2lwK/aXzkHPfnU5WLEmpqH",
+	"A54rEzLhVLoYYMhcMmHIaqE/MpN9hagLDZLj2nK0JShWhcPiHJ8YtgLLcZTRVP7dHc5Hi17xNZsBG2Qp",
+	"F5JFRavIlZzSTCNmkTAN8Sq6GGLFs+gwEiu+wLcpX6vcnk6lVCzh+DAhZ6o59SvFroqOi/NG6UQec4p8",
+	"4NVPL+kIPrn2Z0ed1hfpQhvNVfo+6HhJ6ocy/Bvuv+gAcRwvIb6EhM1grjRimAkzlUWYYVIAgUIjMw38",
+	"0iDjzVOKbHF2cnzMrskrGqUqjpixXBeH0EdIRw5MuDfMVFZhMW4Z1c6xAYwWIxb9Mg2w9TQI2TQoIOH+",
+	"qq80OC+OjG4bfUhK77wvZD8tRsUW7NCRclOlqCooheR0NUDnmf+/EYOv9A4Vll8vXX82BR/KFCTG1ax3",
+	"qTPK97YNHWMnhWDTNdvnsqunwn40IqylDnaFhorwK7YI3fYnPw5yoQXj7AeevRQzDcyoXMfgjmr6rNFs",
+	"cwrWvF5zpSmMu6nlVhebfETXYAd1eu1D9SYtD6v04VZIvp2pTCcH4+o82w6ruPJsXS57xg1MpbHcUvC9",
+	"NxO5N/mYvQE9LAwNCiEbNjgZn4TsZPz0gCUKpbMl3YR29gxXMWltcpBWr4vQM3VSizyjsHIJpfjwZPz0",
+	"P0/GJ3fRiH3tQvNTaZYqTxMnc11usetwXqgN1GVEpxN3SLn6XjcE5Y9ksndnpz+y2OtJ1O5gP29z8ijP",
+	"85RVzd6Xs/yO5BDyCWIAjiJYQRL3Zg7NDb5haiDeRgXyvBRqYYCv6tdJGDq5TxQacSs7ZuQmTUfKu2yb",
+	"RsA9che94HdTOddglum6MI5rPJHyVekjH4pvcMyOUfs3FNU6fZghuKOxO159Z7O3YrFPs+c32V69UTLl",
+	"R00ZKaHXpZv6d/tL+Y27cfaV9M17mn4f0t5nXSKpIS6bKZe/nLefFbmJv5wjQiseUECZUTkZSZJC12px",
+	"AhOcb9votXrH0a2zgO7c8ayHSyoL/rVXB/3Ov/+IhOYrk3tMII8WOsAlG7Xhe950xV+BBFP3vb8uFlNA",
+	"yCeFtVlec9GvXSPPOz5o4e3Cms414nhnb16wRMU5aUBbl/luiba9klbz2FKioJ/ozkWv+Srdtej/OPvh",
+	"5f0WXfRav1Wwb4VPR+NylThzHI1ZuGkeu7DNNn946PkV90JPA0/W/TvkR/f6k2wQGhtVbkp+HT0Exzpv",
+	"+l95InBLuSN/y+ubnBZvDraB7eoI2dHFJazN1sinOxL+d55fWbtCZmt6Za3m4AndRfSHSbQsE79nQAc/",
+	"yYW/asEf81XQSdFu30TKzdO96Rx98mMPJJVOKM2irx0Wh+7MogkbRwc+B9r4m1gqxwUz7r4Yxi0TaLv5",
+	"w76IG0S3dxFLFJgupdJ5V/2dOh/HPmtdhHO3eQnpw9PttjAq2quP6sv5A8dEfY6nB+vem6LuSaxx1cNb",
+	"d5vw3e7IZY1iNwmpz+BO18z1mnz25W1L4nR3Yr4PQvtTNbci7BF2/gfu+t+XP/Y+qHtfn6u7O9z5W7v2",
+	"8KFLpLwwtRvQ3m+ELaLzvrmebBBJvoIJc88Lty9KVHLeUOwvnEp/fbApGvorlOo3ETG+4EIejNhZ+1o0",
+	"H4OtXYtWlF+YqZ8aVZuZ6lY25i9lG0SCrkS2vvbOVx7SM78o/FneohUdMK6hCoE2bh/qEvfUR0siP5bY",
+	"f0x/7HZmUAQfH10V+JxPtZGj+v7Cpu2Zuq9bio6BcZyoo4SW3hZ3lrlCTDS0K5s8DOigruCQWJSfesfB",
+	"LFTxOETgcCtmKVSGxdmbF6NauWuxaJz2pneSuSK2opLVABT1pmiDrcLixnKhG9FdUxuhDO9ujvC2ozq1",
+	"ioLVblX9FtRLkKa2noPaCHUnfvcyXPpI4QgMqXsuC5hUt7Y6p3jNST6I/mLE4s/TfDw+/hJuMv+LivD9",
+	"La+1SXQN77wOIXFd5wMo6pkL74nPGar1VXMC3J3f/U8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

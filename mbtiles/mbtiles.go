@@ -19,6 +19,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -156,35 +157,36 @@ func checkHeader(path string) error {
 	return nil
 }
 
-// Inspect opens path read-only, checks that it is a readable SQLite database
-// with a tiles table (or view) and a metadata table, and reads and validates
-// its metadata. Problems with the file's content are reported as errors
-// wrapping ErrInvalid; a missing or unreadable file and a cancelled ctx are
-// not.
+// Inspect opens path read-only and checks it against the rules of what an uploaded file may be
+// (see rules.go and README "Reliability: uploaded files"): a readable, undamaged SQLite
+// database (PRAGMA integrity_check) whose metadata and tiles are plain tables (or tiles the
+// map/images layout), with at most lim.MaxMetadataRows metadata rows of at most
+// lim.MaxMetadataValueBytes each, no tile above lim.MaxTileBytes and no NUL in any string it
+// brings in. It then reads and validates the metadata. Problems with the file's content are
+// reported as errors wrapping ErrInvalid (a *FieldError when one value is to blame); a missing or
+// unreadable file and a cancelled ctx are not. Every read that can scan the file stops when ctx
+// ends.
 //
-// The format is taken from metadata or, when absent, inferred from the first
-// tile's magic bytes. Inspect does not scan the tiles table: zoom levels and
-// bounds absent from metadata stay nil rather than being computed, because a
-// scan over a tiles view can take minutes on a large file.
-func Inspect(ctx context.Context, path string) (*Metadata, error) {
+// The format is taken from metadata or, when absent, inferred from the first tile's magic bytes.
+func Inspect(ctx context.Context, path string, lim Limits) (*Metadata, Layout, error) {
 	if err := checkHeader(path); err != nil {
-		return nil, fmt.Errorf("inspect %s: %w", path, err)
+		return nil, 0, fmt.Errorf("inspect %s: %w", path, err)
 	}
 	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, 0, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 
-	md, err := inspect(ctx, db)
+	md, layout, err := inspect(ctx, db, lim.withDefaults())
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("inspect %s: %w", path, ctxErr)
+			return nil, 0, fmt.Errorf("inspect %s: %w", path, ctxErr)
 		}
-		return nil, fmt.Errorf("inspect %s: %w", path, err)
+		return nil, 0, fmt.Errorf("inspect %s: %w", path, err)
 	}
-	return md, nil
+	return md, layout, nil
 }
 
 // invalid wraps a SQLite error as ErrInvalid: once the header check has
@@ -194,9 +196,22 @@ func invalid(what string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrInvalid, what, err)
 }
 
-func inspect(ctx context.Context, db *sql.DB) (*Metadata, error) {
-	if err := checkTables(ctx, db); err != nil {
-		return nil, err
+func inspect(ctx context.Context, db *sql.DB, lim Limits) (*Metadata, Layout, error) {
+	layout, err := checkLayout(ctx, db)
+	if err != nil {
+		return nil, 0, err
+	}
+	// TEMP tables (execScan) live on one connection.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer conn.Close()
+	if err := checkIntegrity(ctx, conn); err != nil {
+		return nil, 0, err
+	}
+	if err := checkTileSizes(ctx, conn, layout, lim.MaxTileBytes); err != nil {
+		return nil, 0, err
 	}
 
 	// Selecting the columns by name checks that they exist; the first tile
@@ -206,20 +221,27 @@ func inspect(ctx context.Context, db *sql.DB) (*Metadata, error) {
 		firstTile []byte
 		hasTile   = true
 	)
-	err := db.QueryRowContext(ctx,
-		`SELECT zoom_level, tile_column, tile_row, tile_data FROM tiles LIMIT 1`).Scan(&z, &x, &y, &firstTile)
+	err = conn.QueryRowContext(ctx,
+		`SELECT zoom_level, tile_column, tile_row, tile_data FROM `+layout.tileSource()+` LIMIT 1`).Scan(&z, &x, &y, &firstTile)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		hasTile = false
 	case err != nil:
-		return nil, invalid("read tiles", err)
+		return nil, 0, invalid("read tiles", classify(err))
 	}
 
-	rows, err := readMetadata(ctx, db)
+	rows, err := readMetadata(ctx, conn, lim)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	md, err := parseMetadata(rows, hasTile, firstTile)
+	if err != nil {
+		return nil, 0, err
+	}
+	return md, layout, nil
+}
 
+func parseMetadata(rows map[string]string, hasTile bool, firstTile []byte) (*Metadata, error) {
 	md := &Metadata{Name: rows["name"], Attribution: rows["attribution"]}
 
 	md.Format = normaliseFormat(rows["format"])
@@ -241,6 +263,7 @@ func inspect(ctx context.Context, db *sql.DB) (*Metadata, error) {
 		return nil, fmt.Errorf("%w: unsupported format %q", ErrInvalid, md.Format)
 	}
 
+	var err error
 	if md.MinZoom, err = parseZoom("minzoom", rows); err != nil {
 		return nil, err
 	}
@@ -262,56 +285,57 @@ func inspect(ctx context.Context, db *sql.DB) (*Metadata, error) {
 	return md, nil
 }
 
-// checkTables looks for tiles and metadata in the schema. SQLite table names
-// are case-insensitive, hence lower().
-func checkTables(ctx context.Context, db *sql.DB) error {
-	rows, err := db.QueryContext(ctx,
-		`SELECT lower(name), type FROM sqlite_master WHERE lower(name) IN ('tiles', 'metadata') AND type IN ('table', 'view')`)
-	if err != nil {
-		return invalid("read schema", err)
-	}
-	defer rows.Close()
-	found := map[string]bool{}
-	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
-			return invalid("read schema", err)
-		}
-		found[name] = true
-	}
-	if err := rows.Err(); err != nil {
-		return invalid("read schema", err)
-	}
-	if !found["tiles"] {
-		return fmt.Errorf("%w: no tiles table", ErrInvalid)
-	}
-	if !found["metadata"] {
-		return fmt.Errorf("%w: no metadata table", ErrInvalid)
-	}
-	return nil
-}
-
 // readMetadata returns the metadata table as a map keyed by lower-case name.
-// When a name repeats, the first row wins. NULL values read as "".
-func readMetadata(ctx context.Context, db *sql.DB) (map[string]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name, value FROM metadata`)
+// When a name repeats, the first row wins. NULL values read as "". The row
+// count and every name and value are bounded by lim before anything is loaded
+// (octet_length of a stored value reads its record header only), and a NUL
+// in a name or value is refused.
+func readMetadata(ctx context.Context, conn *sql.Conn, lim Limits) (map[string]string, error) {
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM metadata LIMIT ?)`,
+		lim.MaxMetadataRows+1).Scan(&n); err != nil {
+		return nil, invalid("read metadata", classify(err))
+	}
+	if n > lim.MaxMetadataRows {
+		return nil, &FieldError{Loc: []any{"metadata"},
+			Msg: fmt.Sprintf("more than %d rows", lim.MaxMetadataRows)}
+	}
+	rows, err := conn.QueryContext(ctx, `SELECT
+		CASE WHEN octet_length(name) <= ? THEN name END, CASE WHEN octet_length(value) <= ? THEN value END,
+		coalesce(octet_length(name), 0), coalesce(octet_length(value), 0)
+		FROM metadata LIMIT ?`, lim.MaxMetadataValueBytes, lim.MaxMetadataValueBytes, lim.MaxMetadataRows)
 	if err != nil {
-		return nil, invalid("read metadata", err)
+		return nil, invalid("read metadata", classify(err))
 	}
 	defer rows.Close()
 	m := map[string]string{}
-	for rows.Next() {
+	for i := 0; rows.Next(); i++ {
 		var name, value sql.NullString
-		if err := rows.Scan(&name, &value); err != nil {
-			return nil, invalid("read metadata", err)
+		var nameLen, valueLen int64
+		if err := rows.Scan(&name, &value, &nameLen, &valueLen); err != nil {
+			return nil, invalid("read metadata", classify(err))
+		}
+		if nameLen > lim.MaxMetadataValueBytes {
+			return nil, &FieldError{Loc: []any{"metadata", i},
+				Msg: fmt.Sprintf("the name is %d bytes; the limit is %d", nameLen, lim.MaxMetadataValueBytes)}
 		}
 		key := strings.ToLower(strings.TrimSpace(name.String))
+		if strings.IndexByte(key, 0) >= 0 {
+			return nil, &FieldError{Loc: []any{"metadata", i}, Msg: "the name contains a NUL character"}
+		}
+		if valueLen > lim.MaxMetadataValueBytes {
+			return nil, &FieldError{Loc: []any{"metadata", key},
+				Msg: fmt.Sprintf("the value is %d bytes; the limit is %d", valueLen, lim.MaxMetadataValueBytes)}
+		}
+		if strings.IndexByte(value.String, 0) >= 0 {
+			return nil, &FieldError{Loc: []any{"metadata", key}, Msg: "the value contains a NUL character"}
+		}
 		if _, dup := m[key]; !dup {
 			m[key] = value.String
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, invalid("read metadata", err)
+		return nil, invalid("read metadata", classify(err))
 	}
 	return m, nil
 }
@@ -451,9 +475,47 @@ func parseVectorLayers(rows map[string]string) (json.RawMessage, error) {
 	if !ok || bytes.Equal(layers, []byte("null")) {
 		return nil, nil
 	}
-	var arr []json.RawMessage
-	if err := json.Unmarshal(layers, &arr); err != nil {
+	var arr []any
+	dec := json.NewDecoder(bytes.NewReader(layers))
+	dec.UseNumber()
+	if err := dec.Decode(&arr); err != nil {
 		return nil, fmt.Errorf("%w: metadata json: vector_layers is not an array", ErrInvalid)
 	}
+	if loc := findNUL(arr, []any{"metadata", "json", "vector_layers"}); loc != nil {
+		return nil, &FieldError{Loc: loc, Msg: "contains a NUL character"}
+	}
 	return layers, nil
+}
+
+// findNUL returns the location of the first string (or object key) in v that contains a NUL
+// character ("\u0000" in JSON), or nil.
+func findNUL(v any, loc []any) []any {
+	switch v := v.(type) {
+	case string:
+		if strings.IndexByte(v, 0) >= 0 {
+			return loc
+		}
+	case []any:
+		for i, e := range v {
+			if l := findNUL(e, append(loc[:len(loc):len(loc)], i)); l != nil {
+				return l
+			}
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // the same file always names the same place
+		for _, k := range keys {
+			at := append(loc[:len(loc):len(loc)], k)
+			if strings.IndexByte(k, 0) >= 0 {
+				return at
+			}
+			if l := findNUL(v[k], at); l != nil {
+				return l
+			}
+		}
+	}
+	return nil
 }

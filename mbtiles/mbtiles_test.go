@@ -77,7 +77,7 @@ func writeSQLite(t *testing.T, path string, stmts ...string) {
 
 func TestInspectVector(t *testing.T) {
 	path := writeFixture(t, "vector.mbtiles", vectorFixture())
-	md, err := Inspect(context.Background(), path)
+	md, _, err := Inspect(context.Background(), path, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestInspectVector(t *testing.T) {
 
 func TestInspectRaster(t *testing.T) {
 	path := writeFixture(t, "raster.mbtiles", rasterFixture())
-	md, err := Inspect(context.Background(), path)
+	md, _, err := Inspect(context.Background(), path, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestInspectFormat(t *testing.T) {
 				Format: tc.format, MaxZoom: 1, Gzip: tc.gzip,
 				Tiles: map[[3]int][]byte{{0, 0, 0}: tc.tile},
 			})
-			md, err := Inspect(context.Background(), path)
+			md, _, err := Inspect(context.Background(), path, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,7 +242,7 @@ func TestInspectInvalid(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "bad.mbtiles")
 			tc.write(t, path)
-			md, err := Inspect(context.Background(), path)
+			md, _, err := Inspect(context.Background(), path, Limits{})
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Inspect = %+v, %v; want ErrInvalid", md, err)
 			}
@@ -280,7 +280,7 @@ func TestCorruptNoPanic(t *testing.T) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Inspect(context.Background(), path); err != nil && !errors.Is(err, ErrInvalid) {
+		if _, _, err := Inspect(context.Background(), path, Limits{}); err != nil && !errors.Is(err, ErrInvalid) {
 			t.Errorf("Inspect: %v; want nil or ErrInvalid", err)
 		}
 		for zxy := range tiles {
@@ -296,7 +296,7 @@ func TestInspectLenient(t *testing.T) {
 		`CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB)`,
 		`INSERT INTO metadata VALUES ('format', 'png'), ('minzoom', 3), ('maxzoom', '7.0'),
 			('bounds', ' 170, -10, -170, 10 '), ('center', '180,0'), ('json', '{"other":1}'), ('name', NULL)`)
-	md, err := Inspect(context.Background(), path)
+	md, _, err := Inspect(context.Background(), path, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestWALModeFile(t *testing.T) {
 		`CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB)`,
 		`INSERT INTO metadata VALUES ('format', 'png')`,
 		`INSERT INTO tiles VALUES (0, 0, 0, 'x')`)
-	if _, err := Inspect(context.Background(), path); err != nil {
+	if _, _, err := Inspect(context.Background(), path, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	p := NewPool(1)
@@ -334,7 +334,7 @@ func TestWALModeFile(t *testing.T) {
 }
 
 func TestInspectNotInvalid(t *testing.T) {
-	_, err := Inspect(context.Background(), filepath.Join(t.TempDir(), "missing.mbtiles"))
+	_, _, err := Inspect(context.Background(), filepath.Join(t.TempDir(), "missing.mbtiles"), Limits{})
 	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrInvalid) {
 		t.Errorf("missing file: %v; want fs.ErrNotExist", err)
 	}
@@ -342,7 +342,7 @@ func TestInspectNotInvalid(t *testing.T) {
 	path := writeFixture(t, "ok.mbtiles", vectorFixture())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = Inspect(ctx, path)
+	_, _, err = Inspect(ctx, path, Limits{})
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrInvalid) {
 		t.Errorf("cancelled: %v; want context.Canceled", err)
 	}
@@ -436,7 +436,7 @@ func TestTileErrors(t *testing.T) {
 
 func TestTileSpecialPath(t *testing.T) {
 	path := writeFixture(t, "a?b#c%20 d&mode=rw.mbtiles", rasterFixture())
-	if _, err := Inspect(context.Background(), path); err != nil {
+	if _, _, err := Inspect(context.Background(), path, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	p := NewPool(1)
@@ -486,7 +486,7 @@ func TestForgetDuringRead(t *testing.T) {
 	}
 	p.Forget(path)
 	var data []byte
-	if err := h.stmt.QueryRowContext(ctx, 2, 1, 2).Scan(&data); err != nil || !bytes.Equal(data, pngTile) {
+	if err := h.stmt.QueryRowContext(ctx, DefaultMaxTileBytes, 2, 1, 2).Scan(&data, new(any)); err != nil || !bytes.Equal(data, pngTile) {
 		t.Fatalf("read on forgotten handle: %q, %v", data, err)
 	}
 	h.release()

@@ -15,7 +15,10 @@ import (
 
 // tileQuery reads one tile. MBTiles rows are TMS: tile_row counts from the
 // south.
-const tileQuery = `SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?`
+// A tile above the size limit is not loaded: octet_length of a stored blob comes from its record
+// header.
+const tileQuery = `SELECT CASE WHEN octet_length(tile_data) <= ? THEN tile_data END, octet_length(tile_data)
+	FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?`
 
 // connMaxIdle is how long an idle SQLite connection stays open. Each
 // connection holds a file descriptor and its own page cache, so connections of
@@ -36,6 +39,7 @@ var errPoolClosed = errors.New("mbtiles: pool closed")
 type Pool struct {
 	maxOpen int
 	conns   int // SQLite connections per file
+	maxTile atomic.Int64
 
 	mu     sync.Mutex
 	files  map[string]*list.Element // value *handle; guarded by mu
@@ -63,7 +67,7 @@ type handle struct {
 // NewPool returns a Pool that keeps at most maxOpen files open; values below
 // 1 mean 1.
 func NewPool(maxOpen int) *Pool {
-	return &Pool{
+	p := &Pool{
 		maxOpen: max(maxOpen, 1),
 		// SQLite reads are CPU-bound once pages are in the OS cache, and a
 		// few more connections than cores cover reads that wait for disk.
@@ -71,6 +75,18 @@ func NewPool(maxOpen int) *Pool {
 		files: make(map[string]*list.Element),
 		lru:   list.New(),
 	}
+	p.maxTile.Store(DefaultMaxTileBytes)
+	return p
+}
+
+// SetMaxTileBytes sets the largest tile Tile returns (DefaultMaxTileBytes until set; values
+// below 1 restore it). Uploads are checked against the same limit (Limits.MaxTileBytes); this
+// bounds reads of files accepted under a higher one.
+func (p *Pool) SetMaxTileBytes(n int64) {
+	if n < 1 {
+		n = DefaultMaxTileBytes
+	}
+	p.maxTile.Store(n)
 }
 
 // Tile returns the tile at XYZ z/x/y, or (nil, nil) when the file has no such
@@ -95,13 +111,19 @@ func (p *Pool) Tile(ctx context.Context, path string, z, x, y int) ([]byte, erro
 	// microseconds, so there is nothing worth interrupting, and with a
 	// cancellable context database/sql and the driver each start a goroutine
 	// per query to watch it, which halves throughput.
+	// It is bounded in time by what an upload may be (Inspect, Prepare): plain tables or
+	// tilegate's own view, read through an index.
 	var data []byte
-	err = h.stmt.QueryRowContext(context.WithoutCancel(ctx), z, x, (1<<z)-1-y).Scan(&data)
+	var size sql.NullInt64
+	limit := p.maxTile.Load()
+	err = h.stmt.QueryRowContext(context.WithoutCancel(ctx), limit, z, x, (1<<z)-1-y).Scan(&data, &size)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("read tile %d/%d/%d from %s: %w", z, x, y, path, err)
+		return nil, fmt.Errorf("read tile %d/%d/%d from %s: %w", z, x, y, path, classify(err))
+	case size.Int64 > limit:
+		return nil, fmt.Errorf("read tile %d/%d/%d from %s: %w: %d bytes, limit %d", z, x, y, path, ErrTileTooLarge, size.Int64, limit)
 	case data == nil:
 		return []byte{}, nil
 	}
@@ -222,7 +244,7 @@ func (p *Pool) open(ctx context.Context, path string) (*sql.DB, *sql.Stmt, error
 	stmt, err := db.PrepareContext(ctx, tileQuery)
 	if err != nil {
 		db.Close()
-		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, nil, fmt.Errorf("open %s: %w", path, classify(err))
 	}
 	return db, stmt, nil
 }

@@ -1,13 +1,18 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/internal/fastapi"
 )
 
 // roleExtension names the least role an operation needs, declared next to it in openapi.yaml.
@@ -118,12 +123,14 @@ func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Ro
 			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
 		},
 	}
-	var queryFields []fieldError
+	// What the schema cannot say, for every operation alike: the query string decodes and gives
+	// a single-valued parameter once, and no string anywhere holds NUL.
+	inputFields := inputErrors(route, r.URL.RawQuery, pathParams, body)
 	if fastQuery {
-		queryFields = s.tileQuery.check(r.URL.RawQuery)
+		inputFields = fastapi.Merge(inputFields, s.tileQuery.check(r.URL.RawQuery))
 	}
 	err := openapi3filter.ValidateRequest(ctx, input)
-	if err == nil && queryFields == nil {
+	if err == nil && inputFields == nil {
 		return nil
 	}
 	var fields []fieldError
@@ -132,15 +139,37 @@ func (s *Server) validate(ctx context.Context, c echo.Context, route *routers.Ro
 			fields = []fieldError{{Loc: []any{}, Msg: err.Error(), Type: "value_error"}}
 		}
 	}
-	return &validationFailure{fields: append(fields, queryFields...)}
+	return &validationFailure{fields: fastapi.Merge(inputFields, fields)}
+}
+
+// nulEscape is how NUL appears in a JSON text (a raw NUL byte is not valid JSON): bodies without
+// it, nearly all, are not decoded a second time.
+var nulEscape = []byte(`\u0000`)
+
+// inputErrors runs fastapi's generic input checks on a request: the raw query against the
+// operation's parameters, the path parameters, and a JSON body that may hold NUL.
+func inputErrors(route *routers.Route, rawQuery string, pathParams map[string]string, body []byte) []fieldError {
+	params := route.Operation.Parameters
+	if route.PathItem != nil && len(route.PathItem.Parameters) > 0 {
+		params = append(slices.Clone(params), route.PathItem.Parameters...)
+	}
+	var out []fieldError
+	if rawQuery != "" {
+		out = fastapi.Query(rawQuery, params)
+	}
+	out = append(out, fastapi.Path(pathParams)...)
+	if bytes.Contains(body, nulEscape) {
+		var v any
+		if json.Unmarshal(body, &v) == nil {
+			out = append(out, fastapi.NUL([]any{"body"}, v)...)
+		}
+	}
+	return out
 }
 
 // invalid answers 422 for a rule the spec cannot express (a bad cursor, an origin entry).
 func invalid(loc []any, input any, msg string) error {
-	return &validationFailure{fields: []fieldError{{
-		Loc: loc, Input: input, Type: "value_error", Msg: "Value error, " + msg,
-		Ctx: map[string]any{"error": msg},
-	}}}
+	return &validationFailure{fields: []fieldError{fastapi.ValueError(loc, input, msg)}}
 }
 
 type validationFailure struct{ fields []fieldError }

@@ -47,6 +47,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.lastUsed.close(ctx)
+	s.files.close()
 	s.retired.close()
 	s.closeOnce.Do(func() { err = errors.Join(err, s.tiles.Close()) })
 	return err

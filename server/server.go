@@ -50,6 +50,12 @@ type Config struct {
 	// ReplacedTilesGrace is how long a replaced MBTiles file stays on disk for reads in flight,
 	// here and on replicas that have not heard of the upload yet (default 30s; negative: none).
 	ReplacedTilesGrace time.Duration
+	// MaxTileBytes is the largest tile an upload may hold and a read returns (default
+	// mbtiles.DefaultMaxTileBytes).
+	MaxTileBytes int64
+	// FileSweepInterval is how often the data directory is swept of abandoned uploads and
+	// unreferenced tile files (default 5m; see tileFiles).
+	FileSweepInterval time.Duration
 
 	Logger *slog.Logger
 }
@@ -75,6 +81,7 @@ type Server struct {
 	listener *listener
 	lastUsed *lastUsed
 	retired  *retiredFiles
+	files    *tileFiles // sweeps of the data directory, unservable files logged
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
 	// (other replicas hear of them through the listener).
 	unsubscribe func()
@@ -114,6 +121,12 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.ReplacedTilesGrace == 0 {
 		cfg.ReplacedTilesGrace = 30 * time.Second
+	}
+	if cfg.MaxTileBytes <= 0 {
+		cfg.MaxTileBytes = mbtiles.DefaultMaxTileBytes
+	}
+	if cfg.FileSweepInterval <= 0 {
+		cfg.FileSweepInterval = 5 * time.Minute
 	}
 	if cfg.Signer == nil {
 		keys, err := SigningKeys(context.Background(), st, "")
@@ -162,7 +175,9 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if st.Dialect() == store.Postgres {
 		s.cache.started = s.listener.start
 	}
-	s.sweepUploads()
+	s.tiles.SetMaxTileBytes(cfg.MaxTileBytes)
+	s.files = newTileFiles(s, cfg.FileSweepInterval, cfg.ReplacedTilesGrace)
+	s.files.start()
 	return s, nil
 }
 

@@ -397,7 +397,7 @@ func (s *Server) getTile(c echo.Context) error {
 		return nil
 	}
 	data, err := s.tiles.Tile(ctx, e.path, z, x, y)
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !unservable(err) {
 		// The file may have been replaced or deleted meanwhile (by another replica whose
 		// notification has not arrived yet, or here): look at the dataset again.
 		s.cache.evictDatasetEntry(id, e)
@@ -416,6 +416,11 @@ func (s *Server) getTile(c echo.Context) error {
 			data, err = s.tiles.Tile(ctx, e.path, z, x, y)
 		}
 		// The same file: the error stands.
+	}
+	if err != nil && unservable(err) {
+		// The file will not get better by retrying: 410, logged once per file.
+		s.files.logUnservable(e.path, id, err)
+		return tileError(c, http.StatusGone, unservableDetail)
 	}
 	if err != nil {
 		if ctx.Err() == nil { // (else the client has gone)

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,13 +12,14 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/uuid"
 
 	"github.com/tilegate/tilegate/gen"
@@ -65,12 +65,23 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 	}
 	tmpPath := tmp.Name()
 	published := ""
+	// The lock marks the upload live for sweeps (tileFiles) until it has cleaned up.
+	lock, err := os.Open(tmpPath)
+	if err != nil {
+		_ = tmp.Close()
+		removeSQLiteFiles(tmpPath)
+		return nil, fmt.Errorf("open upload file: %w", err)
+	}
+	if err := lockUpload(lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn("lock upload file", "file", tmpPath, "err", err)
+	}
 	defer func() {
 		_ = tmp.Close()
 		removeSQLiteFiles(tmpPath)
 		if published != "" {
 			_ = os.Remove(published)
 		}
+		_ = lock.Close()
 	}()
 
 	n, err := io.Copy(tmp, io.LimitReader(req.Body, s.cfg.MaxUpload+1))
@@ -88,12 +99,16 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 		return nil, fmt.Errorf("write upload: %w", err)
 	}
 
-	md, err := mbtiles.Inspect(ctx, tmpPath)
-	if errors.Is(err, mbtiles.ErrInvalid) {
-		return nil, invalid([]any{"body"}, nil, invalidReason(err))
-	}
+	// ctx ends when the client hangs up (net/http watches the connection once the body is
+	// read): every scan below then stops, and the deferred cleanup removes the file. The checks
+	// also have a time budget by size, well above what an honest file needs: SQL a file carries
+	// (index expressions, CHECK constraints) runs during the integrity check.
+	budget := checkBudget(n)
+	checkCtx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	md, layout, err := mbtiles.Inspect(checkCtx, tmpPath, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
 	if err != nil {
-		return nil, err
+		return nil, s.uploadError(ctx, checkCtx, budget, req, err)
 	}
 	if md.Kind != a.Kind {
 		return nil, invalid([]any{"body"}, nil, fmt.Sprintf("the file holds %s tiles (%s) but the dataset is %s", md.Kind, md.Format, a.Kind))
@@ -101,17 +116,21 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 	if !servedFormats[md.Format] {
 		return nil, invalid([]any{"body"}, nil, fmt.Sprintf("tile format %s is not served; use pbf, png, jpg or webp", md.Format))
 	}
+	if err := s.checkUploadLimits(md); err != nil {
+		return nil, err
+	}
 	var layers store.JSON
 	if md.Kind == "vector" && md.VectorLayers != nil {
 		if layers, err = vectorLayers(md.VectorLayers); err != nil {
-			return nil, invalid([]any{"body"}, nil, err.Error())
+			return nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, err.Error())
+		}
+		if int64(len(layers)) > s.cfg.BodyLimit {
+			return nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, fmt.Sprintf(
+				"the vector layers are %d bytes of JSON; the API accepts at most %d", len(layers), s.cfg.BodyLimit))
 		}
 	}
-	if err := prepareTiles(ctx, tmpPath); err != nil {
-		if errors.Is(err, mbtiles.ErrInvalid) {
-			return nil, invalid([]any{"body"}, nil, invalidReason(err))
-		}
-		return nil, err
+	if err := mbtiles.Prepare(checkCtx, tmpPath, layout); err != nil {
+		return nil, s.uploadError(ctx, checkCtx, budget, req, err)
 	}
 	if err := syncFile(tmpPath); err != nil {
 		return nil, err
@@ -228,6 +247,76 @@ func isBodyReadError(err error) bool {
 	return !errors.As(err, &pe)
 }
 
+// uploadError maps a failure to inspect or prepare the file: a problem with the file is a 422
+// (at the value it names, when it names one); a client that hung up gets nothing (the answer
+// goes nowhere); the rest is the server's.
+func (s *Server) uploadError(ctx, checkCtx context.Context, budget time.Duration, req gen.UploadTilesRequestObject, err error) error {
+	var fe *mbtiles.FieldError
+	switch {
+	case ctx.Err() != nil:
+		s.log.Info("upload abandoned by the client", "dataset", req.DatasetId, "err", err)
+		return invalid([]any{"body"}, nil, "the client went away")
+	case checkCtx.Err() != nil:
+		s.log.Warn("upload refused: checking the file took too long", "dataset", req.DatasetId, "budget", budget)
+		return invalid([]any{"body"}, nil, fmt.Sprintf(
+			"checking the file took longer than the %s allowed for its size; it may only hold plain tables and indexes", budget))
+	case errors.As(err, &fe):
+		return invalid(append([]any{"body"}, fe.Loc...), nil, fe.Msg)
+	case errors.Is(err, mbtiles.ErrInvalid):
+		return invalid([]any{"body"}, nil, invalidReason(err))
+	}
+	return err
+}
+
+// checkBudget is the time the checks of an n-byte upload may take: 30 s plus 30 s per GiB,
+// some 20 times what an honest file needs (BenchmarkUploadChecks: about 1.3 s per GB).
+func checkBudget(n int64) time.Duration {
+	return 30*time.Second + time.Duration(float64(n)/(1<<30)*float64(30*time.Second))
+}
+
+// checkUploadLimits holds what the file brings in to the limits the API sets on the same
+// fields (DatasetCreate in openapi.yaml, read from the spec so the two cannot drift): a file
+// over them is refused, never clipped — an attribution is a licence obligation, and a clipped
+// layer list would silently break styles.
+func (s *Server) checkUploadLimits(md *mbtiles.Metadata) error {
+	props := s.spec.Components.Schemas["DatasetCreate"].Value.Properties
+	if md.Attribution != "" {
+		if err := props["attribution"].Value.VisitJSON(md.Attribution); err != nil {
+			return invalid([]any{"body", "metadata", "attribution"}, nil, schemaReason(err))
+		}
+	}
+	if md.VectorLayers != nil {
+		var v any
+		if err := json.Unmarshal(md.VectorLayers, &v); err != nil {
+			return invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, err.Error())
+		}
+		if err := props["vector_layers"].Value.VisitJSON(v); err != nil {
+			loc := []any{"body", "metadata", "json", "vector_layers"}
+			var se *openapi3.SchemaError
+			if errors.As(err, &se) {
+				for _, p := range se.JSONPointer() {
+					if i, err := strconv.Atoi(p); err == nil {
+						loc = append(loc, i)
+					} else {
+						loc = append(loc, p)
+					}
+				}
+			}
+			return invalid(loc, nil, schemaReason(err))
+		}
+	}
+	return nil
+}
+
+// schemaReason is a schema error's reason without the value (which may be megabytes).
+func schemaReason(err error) string {
+	var se *openapi3.SchemaError
+	if errors.As(err, &se) {
+		return se.Reason + " (the API's rule for this field)"
+	}
+	return err.Error()
+}
+
 // invalidReason is the client's part of an mbtiles.ErrInvalid error, without server paths.
 func invalidReason(err error) string {
 	msg := err.Error()
@@ -298,102 +387,6 @@ func tileFileName(id uuid.UUID) (string, error) {
 	return id.String() + "-" + hex.EncodeToString(b) + ".mbtiles", nil
 }
 
-// prepareTiles readies an uploaded file for serving: rollback journal mode (tiles are opened
-// read-only and immutable; a WAL-mode file would need its -wal and -shm), and an index on
-// (zoom_level, tile_column, tile_row) when tiles is a table without one, so no tile read scans.
-// A tiles view that cannot be read without a scan is refused (ErrInvalid).
-func prepareTiles(ctx context.Context, path string) error {
-	u := url.URL{Scheme: "file", Path: path, OmitHost: true, RawQuery: "mode=rw"}
-	db, err := sql.Open("sqlite", u.String())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, "PRAGMA journal_mode=DELETE"); err != nil {
-		return fmt.Errorf("%w: set journal mode: %v", mbtiles.ErrInvalid, err)
-	}
-	var typ string
-	if err := db.QueryRowContext(ctx, `SELECT type FROM sqlite_master WHERE lower(name) = 'tiles' AND type IN ('table', 'view')`).Scan(&typ); err != nil {
-		return fmt.Errorf("%w: find tiles: %v", mbtiles.ErrInvalid, err)
-	}
-	if typ == "table" {
-		indexed, err := hasTileIndex(ctx, db)
-		if err != nil {
-			return fmt.Errorf("%w: read the indexes of tiles: %v", mbtiles.ErrInvalid, err)
-		}
-		if !indexed {
-			if _, err := db.ExecContext(ctx, "CREATE INDEX tilegate_tile_index ON tiles (zoom_level, tile_column, tile_row)"); err != nil {
-				return fmt.Errorf("%w: index tiles: %v", mbtiles.ErrInvalid, err)
-			}
-		}
-		return nil
-	}
-	rows, err := db.QueryContext(ctx, "EXPLAIN QUERY PLAN SELECT tile_data FROM tiles WHERE zoom_level = 0 AND tile_column = 0 AND tile_row = 0")
-	if err != nil {
-		return fmt.Errorf("%w: plan a tile read: %v", mbtiles.ErrInvalid, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	vals := make([]any, len(cols))
-	for i := range vals {
-		vals[i] = new(any)
-	}
-	for rows.Next() {
-		if err := rows.Scan(vals...); err != nil {
-			return fmt.Errorf("%w: plan a tile read: %v", mbtiles.ErrInvalid, err)
-		}
-		detail := fmt.Sprint(*(vals[len(vals)-1].(*any)))
-		if strings.HasPrefix(detail, "SCAN ") {
-			return fmt.Errorf("%w: reading a tile from the tiles view scans %s; index its zoom_level, tile_column and tile_row",
-				mbtiles.ErrInvalid, strings.TrimPrefix(detail, "SCAN "))
-		}
-	}
-	return rows.Err()
-}
-
-// hasTileIndex reports whether an index of tiles starts with zoom_level, tile_column and
-// tile_row in any order (all three equality lookups then use it).
-func hasTileIndex(ctx context.Context, db *sql.DB) (bool, error) {
-	rows, err := db.QueryContext(ctx, "SELECT name FROM pragma_index_list('tiles')")
-	if err != nil {
-		return false, err
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return false, err
-		}
-		names = append(names, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return false, err
-	}
-	for _, n := range names {
-		cols, err := db.QueryContext(ctx, "SELECT lower(name) FROM pragma_index_info(?) ORDER BY seqno LIMIT 3", n)
-		if err != nil {
-			return false, err
-		}
-		seen := map[string]bool{}
-		for cols.Next() {
-			var c sql.NullString
-			if err := cols.Scan(&c); err != nil {
-				cols.Close()
-				return false, err
-			}
-			seen[c.String] = true
-		}
-		cols.Close()
-		if seen["zoom_level"] && seen["tile_column"] && seen["tile_row"] {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -409,26 +402,6 @@ func syncFile(path string) error {
 func removeSQLiteFiles(path string) {
 	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
 		_ = os.Remove(path + suffix)
-	}
-}
-
-// sweepUploads removes uploads a crashed process left behind. Only old ones: replicas sharing
-// the data directory may be receiving uploads right now.
-func (s *Server) sweepUploads() {
-	entries, err := os.ReadDir(s.cfg.DataDir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), uploadPrefix) {
-			continue
-		}
-		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
-			path := filepath.Join(s.cfg.DataDir, e.Name())
-			if err := os.Remove(path); err == nil {
-				s.log.Info("removed abandoned upload", "file", path)
-			}
-		}
 	}
 }
 

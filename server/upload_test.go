@@ -216,7 +216,7 @@ func TestUploadRefusals(t *testing.T) {
 			{"truncated file", e.c, vec.Id, "application/octet-stream", tlFile(t, tlVectorFile())[:2048], 422, "[body]"},
 			{"vector file on a raster dataset", e.c, ras.Id, "application/octet-stream", tlFile(t, tlVectorFile()), 422, "[body]"},
 			{"raster file on a vector dataset", e.c, vec.Id, "application/octet-stream", tlFile(t, tlRasterFile()), 422, "[body]"},
-			{"vector layer without id", e.c, vec.Id, "application/octet-stream", tlFile(t, noLayerID), 422, "[body]"},
+			{"vector layer without id", e.c, vec.Id, "application/octet-stream", tlFile(t, noLayerID), 422, "[body metadata json vector_layers 0 id]"},
 			{"unserved format", e.c, ras.Id, "application/octet-stream", tlFile(t, avif), 422, "[body]"},
 			{"json content type", e.c, vec.Id, "application/json", tlFile(t, tlVectorFile()), 422, "[header Content-Type]"},
 			{"too large", e.c, vec.Id, "application/octet-stream", tlFile(t, big), 413, ""},

@@ -72,12 +72,14 @@ func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *str
 	return k, err
 }
 
-// UpdateAPIKey applies change to a key inside a transaction. When change sets regenerateName,
-// a fresh unique name replaces the current one.
+// UpdateAPIKey applies change to a key inside a transaction that holds the key (lockForUpdate)
+// from read to write, so concurrent changes of different fields are all kept and a change racing
+// a delete either commits first or is ErrNotFound. When change sets regenerateName, a fresh
+// unique name replaces the current one.
 func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, change func(k *APIKey) (regenerateName bool)) (APIKey, error) {
 	var k APIKey
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
-		err := tx.Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
+		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
 		}
@@ -97,6 +99,10 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 		if res.Error != nil {
 			return fmt.Errorf("update api key %s: %w", id, res.Error)
 		}
+		if res.RowsAffected == 0 {
+			// Unreachable while the row is locked; kept so a lost lock can never answer success.
+			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
+		}
 		return announce(keyChange(k.Token))
 	})
 	return k, err
@@ -106,7 +112,7 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 func (s *Store) DeleteAPIKey(ctx context.Context, accountID, id uuid.UUID) error {
 	return s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		var k APIKey
-		err := tx.Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
+		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
 		}

@@ -171,8 +171,13 @@ func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, chan
 			d.AccessVersion++
 		}
 		d.Changed = later(d.Changed)
-		if err := tx.Select("*").Omit("id", "account_id", "created").Where("id = ?", id).Updates(&d).Error; err != nil {
-			return fmt.Errorf("update dataset %s: %w", id, err)
+		res := tx.Select("*").Omit("id", "account_id", "created").Where("id = ?", id).Updates(&d)
+		if res.Error != nil {
+			return fmt.Errorf("update dataset %s: %w", id, res.Error)
+		}
+		if res.RowsAffected == 0 {
+			// Unreachable while the row is locked; kept so a lost lock can never answer success.
+			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
 		}
 		return announce(datasetChange(id))
 	})
@@ -184,7 +189,7 @@ func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, chan
 func (s *Store) DeleteDataset(ctx context.Context, accountID, id uuid.UUID) (Dataset, error) {
 	var d Dataset
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
-		err := tx.Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
+		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
 		}
@@ -273,8 +278,13 @@ func (s *Store) bumpAccess(tx *gorm.DB, announce func(Change) error, datasetID u
 	return announce(datasetChange(datasetID))
 }
 
-// lockForUpdate serialises concurrent read-modify-write of one row on PostgreSQL; SQLite
-// transactions already hold the database's single write lock.
+// lockForUpdate is the one mechanism that makes read-modify-write of a row atomic: a read
+// through it, inside a transaction, holds the row until the transaction ends, so a concurrent
+// change waits and then reads what this one wrote, and a concurrent delete waits too. On
+// PostgreSQL that is SELECT … FOR UPDATE. SQLite has no row locks; there every transaction
+// begins with BEGIN IMMEDIATE (_txlock=immediate in sqliteDSN) and so holds the database's single
+// write lock from its first statement. A deferred transaction would not: it starts as a reader
+// and its later write fails with SQLITE_BUSY_SNAPSHOT when another writer committed in between.
 func (s *Store) lockForUpdate(tx *gorm.DB) *gorm.DB {
 	if s.dialect == Postgres {
 		return tx.Clauses(clause.Locking{Strength: "UPDATE"})

@@ -86,7 +86,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	case Postgres:
 		pgDSN, err := withStatementTimeout(dsn, opts.StatementTimeout)
 		if err != nil {
-			return nil, err
+			return nil, err // never quotes the URL (urlParseError)
 		}
 		dsn = pgDSN
 		dialector = postgres.New(postgres.Config{DSN: dsn})
@@ -98,13 +98,14 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		}
 		dialector = sqlite.Open(sqliteDSN(dsn, opts.StatementTimeout))
 	}
+	// Errors past this point can quote the connection string: redact masks its password.
 	db, err := gorm.Open(dialector, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		return nil, redact(fmt.Errorf("open %s database: %w", dialect, err), dsn)
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
-		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		return nil, redact(fmt.Errorf("open %s database: %w", dialect, err), dsn)
 	}
 	switch dialect {
 	case Postgres:
@@ -121,7 +122,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	defer cancel()
 	if err := sqlDB.PingContext(pingCtx); err != nil {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+		return nil, redact(fmt.Errorf("connect to %s database: %w", dialect, err), dsn)
 	}
 	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, dsn: dsn}, nil
 }
@@ -131,7 +132,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return "", fmt.Errorf("parse DATABASE_URL: %w", err)
+		return "", urlParseError(err)
 	}
 	q := u.Query()
 	if q.Get("statement_timeout") == "" {
@@ -141,8 +142,17 @@ func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
 	return u.String(), nil
 }
 
+// sqliteDSN configures every SQLite connection. _txlock=immediate makes each transaction begin
+// with BEGIN IMMEDIATE, taking the single write lock up front: a deferred transaction that reads
+// first and writes later cannot wait for that lock (SQLite answers SQLITE_BUSY or
+// SQLITE_BUSY_SNAPSHOT at once, without the busy handler, because waiting could deadlock or would
+// write over a stale snapshot), while BEGIN IMMEDIATE waits for up to busy_timeout. It also makes
+// a transaction's reads and writes one atomic step, which the read-modify-write of keys and
+// datasets relies on (see lockForUpdate). Do not add _time_format: go-sqlite v1.23 returns from
+// its DSN parsing right after it, so _txlock would be silently ignored (the concurrency tests in
+// store/concurrency_test.go fail when it is).
 func sqliteDSN(path string, timeout time.Duration) string {
-	return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
+	return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate",
 		path, timeout.Milliseconds())
 }
 

@@ -117,3 +117,16 @@ func (s *Store) TouchAPIKeys(ctx context.Context, used map[uuid.UUID]time.Time) 
 		return nil
 	})
 }
+
+// TileFiles returns the names of the tile files that datasets reference.
+func (s *Store) TileFiles(ctx context.Context) (map[string]bool, error) {
+	var names []string
+	if err := s.db.WithContext(ctx).Model(&Dataset{}).Where("tile_file IS NOT NULL").Pluck("tile_file", &names).Error; err != nil {
+		return nil, fmt.Errorf("list tile files: %w", err)
+	}
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out, nil
+}

@@ -61,6 +61,8 @@ type serveCmd struct {
 	TileMaxAge         time.Duration `name:"tile-max-age" env:"TILEGATE_TILE_MAX_AGE" default:"1h" help:"Cache-Control max-age of public datasets' tiles."`
 	PrivateTileMaxAge  time.Duration `name:"private-tile-max-age" env:"TILEGATE_PRIVATE_TILE_MAX_AGE" default:"10m" help:"Cache-Control max-age (private) of other datasets' tiles."`
 	ReplacedTilesGrace time.Duration `name:"replaced-tiles-grace" env:"TILEGATE_REPLACED_TILES_GRACE" default:"30s" help:"How long a replaced MBTiles file stays on disk for reads in flight (here and on replicas)."`
+	MaxTileBytes       int64         `name:"max-tile-bytes" env:"TILEGATE_MAX_TILE_BYTES" default:"4194304" help:"Largest tile an uploaded MBTiles file may hold (422 beyond) and a read returns."`
+	FileSweepInterval  time.Duration `name:"file-sweep-interval" env:"TILEGATE_FILE_SWEEP_INTERVAL" default:"5m" help:"How often the data directory is swept of abandoned uploads and tile files no dataset references."`
 }
 
 func (c *serveCmd) Run() error {
@@ -91,6 +93,7 @@ func (c *serveCmd) Run() error {
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
 		MaxUpload: c.MaxUpload, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
+		MaxTileBytes: c.MaxTileBytes, FileSweepInterval: c.FileSweepInterval,
 	})
 	if err != nil {
 		return err

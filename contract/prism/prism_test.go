@@ -99,13 +99,11 @@ func TestEveryOperationThroughPrism(t *testing.T) {
 	addr, err := loadgen.FreeAddr()
 	must(t, err)
 	base := "http://" + addr
-	serve := exec.Command(bin, "serve", "--addr", addr, "--database-url", proxied.String(),
+	srv := &tilegateProcess{t: t, bin: bin, addr: addr, args: []string{"--database-url", proxied.String(),
 		"--data-dir", filepath.Join(tmp, "data"), "--max-upload", "1048576", "--log-level", "error",
-		"--auth-cache-ttl", "1m")
-	serve.Stderr = os.Stderr
-	must(t, serve.Start())
-	t.Cleanup(func() { _ = serve.Process.Kill(); _ = serve.Wait() })
-	must(t, loadgen.WaitReady(http.DefaultClient, base))
+		"--auth-cache-ttl", "1m"}}
+	srv.start()
+	t.Cleanup(srv.stop)
 
 	paddr, err := loadgen.FreeAddr()
 	must(t, err)
@@ -133,7 +131,7 @@ func TestEveryOperationThroughPrism(t *testing.T) {
 
 	s := &scenario{t: t, tilegate: base, prism: pbase, hc: &http.Client{Timeout: 30 * time.Second},
 		counts: map[string]int{}, direct: map[string]int{}, statuses: map[string]map[int]bool{}}
-	s.run(a, b, "Bearer "+viewer.Token, "Token "+editor.Token, proxy)
+	s.run(a, b, "Bearer "+viewer.Token, "Token "+editor.Token, proxy, srv)
 	s.report()
 	s.coverage(filepath.Join(root, "openapi.yaml"))
 }
@@ -170,7 +168,7 @@ func (s *scenario) coverage(specPath string) {
 }
 
 // run is the scenario: every operation, its success and the error statuses it declares.
-func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy) {
+func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv *tilegateProcess) {
 	A, B := "Bearer "+a.Token, "Token "+b.Token // both header forms
 	const badToken = "Bearer tgs_not-a-real-token"
 	// Bodies past the 1 MiB limit. Prism re-encodes JSON before forwarding it, so padding is lost:
@@ -381,6 +379,19 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy) {
 	s.do(call{op: "deleteDataset", method: "DELETE", path: dp(ras.ID), auth: A, want: 204})
 	s.do(call{op: "deleteDataset", method: "DELETE", path: dp("x"), auth: A, want: 422, invalid: true})
 
+	// A tile over the server's size limit (a file accepted under a higher one) is 410: the same
+	// tilegate restarted with a lower --max-tile-bytes.
+	var big struct {
+		ID string `json:"id"`
+	}
+	s.decode(s.do(call{op: "createDataset", method: "POST", path: "/api/datasets/", auth: A, ctype: "application/json", body: []byte(`{"name":"big","kind":"vector","visibility":"public"}`), want: 201}), &big)
+	bigFile := mbtilesFile(s.t, mbtiles.TestFile{Format: "pbf", MinZoom: 0, MaxZoom: 0,
+		Tiles: map[[3]int][]byte{{0, 0, 0}: bytes.Repeat([]byte("t"), 4096)}})
+	s.do(call{op: "uploadTiles", method: "PUT", path: up(big.ID), auth: A, ctype: "application/octet-stream", body: bigFile, want: 200, direct: true})
+	srv.restart("--max-tile-bytes", "1024")
+	s.do(call{op: "getTile", method: "GET", path: tile(big.ID, "0/0/0", "pbf", ""), want: 410})
+	s.do(call{op: "headTile", method: "HEAD", path: tile(big.ID, "0/0/0", "pbf", ""), want: 410, direct: true})
+
 	// The database goes away: every operation that needs it answers 503.
 	proxy.cut()
 	other := "/api/datasets/" + restricted.ID + "/"
@@ -549,6 +560,38 @@ func canary(t *testing.T, root, prismBin, base string) {
 	if !strings.Contains(res.Header.Get("sl-violations"), "response") {
 		t.Fatalf("canary: Prism reported no response violation against a wrong contract (sl-violations %q)", res.Header.Get("sl-violations"))
 	}
+}
+
+// tilegateProcess is the `tilegate serve` under test.
+type tilegateProcess struct {
+	t         *testing.T
+	bin, addr string
+	args      []string
+	cmd       *exec.Cmd
+}
+
+func (p *tilegateProcess) start(extra ...string) {
+	p.cmd = exec.Command(p.bin, append(append([]string{"serve", "--addr", p.addr}, p.args...), extra...)...)
+	p.cmd.Stderr = &p.log // shown when the test fails (the 410 phase logs an error on purpose)
+	must(p.t, p.cmd.Start())
+	must(p.t, loadgen.WaitReady(http.DefaultClient, "http://"+p.addr))
+}
+
+func (p *tilegateProcess) stop() {
+	if p.t.Failed() && p.log.Len() > 0 {
+		p.t.Logf("tilegate log:\n%.4000s", p.log.String())
+		p.log.Reset()
+	}
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+func (p *tilegateProcess) restart(extra ...string) {
+	p.stop()
+	p.start(extra...)
 }
 
 type issued struct {

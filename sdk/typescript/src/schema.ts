@@ -131,6 +131,11 @@ export interface paths {
          * @description The body is the MBTiles file itself, streamed to disk. It replaces the previous file
          *     atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
          *     bounds, center, attribution and vector layers are taken from the file's metadata.
+         *     What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
+         *     no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
+         *     and vector layers within the limits of `DatasetCreate`) is checked before it is
+         *     accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
+         *     the value at fault (e.g. `["body", "metadata", "attribution"]`).
          */
         put: operations["uploadTiles"];
         post?: never;
@@ -385,14 +390,14 @@ export interface components {
         };
         /**
          * @description An element of an AnyValue array: any JSON value, null included. Arrays directly inside
-         *     arrays are described two levels deep (AnyElement2), as generated TypeScript cannot
+         *     arrays are described two levels deep (AnyNestedElement), as generated TypeScript cannot
          *     express recursion through arrays alone; objects recurse without limit.
          */
-        AnyElement: (string | null) | number | boolean | components["schemas"]["AnyElement2"][] | {
+        AnyElement: (string | null) | number | boolean | components["schemas"]["AnyNestedElement"][] | {
             [key: string]: components["schemas"]["AnyValue"];
         };
         /** @description An element of an array inside an AnyValue array (see AnyElement). */
-        AnyElement2: (string | null) | number | boolean | unknown[] | {
+        AnyNestedElement: (string | null) | number | boolean | unknown[] | {
             [key: string]: components["schemas"]["AnyValue"];
         };
         /**
@@ -1338,6 +1343,19 @@ export interface operations {
             401: components["responses"]["TileUnauthorized"];
             403: components["responses"]["TileForbidden"];
             404: components["responses"]["NotFound"];
+            /**
+             * @description The tile cannot be served and retrying will not help: the dataset's file is damaged
+             *     (SQLite reports it corrupt) or the tile is over the server's size limit. It lasts
+             *     until the dataset's owner uploads a file again; not cached (`Cache-Control: no-store`).
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1414,6 +1432,13 @@ export interface operations {
             };
             /** @description Unknown dataset, not seen by the credential's account, or another format. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tile cannot be served: a damaged file or a tile over the size limit (see GET). */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };

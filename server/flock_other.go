@@ -1,0 +1,14 @@
+//go:build !unix
+
+package server
+
+import (
+	"errors"
+	"os"
+)
+
+// Without flock the sweep cannot tell a live upload from an abandoned one: every upload counts
+// as live, and only the age limit (abandonedUploadAge) removes leftovers.
+func lockUpload(*os.File) error { return errors.ErrUnsupported }
+
+func isLocked(err error) bool { return errors.Is(err, errors.ErrUnsupported) }

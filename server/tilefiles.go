@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tilegate/tilegate/mbtiles"
+)
+
+// The data directory is shared by replicas and outlives processes. tileFiles sweeps what
+// crashed or stuck processes leave in it, at start and then every Config.FileSweepInterval:
+//
+//   - uploads (.upload-*): removed when no live upload holds their flock (lockUpload) and they
+//     are older than uploadMinAge (the window between creating a file and locking it); without
+//     flock support, when older than abandonedUploadAge;
+//   - tile files (<dataset>-<random>.mbtiles): removed when no dataset row references them on
+//     two sweeps at least the replaced-files grace period apart, so that reads in flight on a
+//     file just replaced (here or on a replica) finish, and a file published a moment before
+//     its row commits is not taken.
+//
+// It also remembers which files were logged as unservable, so that each is logged once.
+type tileFiles struct {
+	s        *Server
+	interval time.Duration
+	grace    time.Duration
+
+	mu         sync.Mutex
+	orphanSeen map[string]time.Time // tile file → first sweep that found it unreferenced
+	stop       chan struct{}
+	done       chan struct{}
+
+	logged sync.Map // path → struct{}: unservable files already logged
+}
+
+const (
+	uploadMinAge       = time.Minute
+	abandonedUploadAge = 24 * time.Hour
+)
+
+// tileFileRE matches the names tileFileName gives.
+var tileFileRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{16}\.mbtiles$`)
+
+func newTileFiles(s *Server, interval, grace time.Duration) *tileFiles {
+	return &tileFiles{s: s, interval: interval, grace: max(grace, 0), orphanSeen: map[string]time.Time{}}
+}
+
+// start sweeps uploads at once, then everything in the background every interval.
+func (f *tileFiles) start() {
+	f.sweepUploads()
+	f.stop, f.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(f.done)
+		t := time.NewTicker(f.interval)
+		defer t.Stop()
+		for {
+			f.sweep()
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (f *tileFiles) close() {
+	if f.stop == nil {
+		return
+	}
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	<-f.done
+}
+
+func (f *tileFiles) sweep() {
+	f.sweepUploads()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f.sweepTiles(ctx, time.Now())
+}
+
+// sweepUploads removes the upload files no live upload owns, with their SQLite side files.
+func (f *tileFiles) sweepUploads() {
+	dir := f.s.cfg.DataDir
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, uploadPrefix) || e.IsDir() {
+			continue
+		}
+		base := name
+		for _, suffix := range []string{"-journal", "-wal", "-shm"} {
+			base = strings.TrimSuffix(base, suffix)
+		}
+		if base != name {
+			// A side file goes with its upload; alone, once old.
+			if _, err := os.Stat(filepath.Join(dir, base)); err == nil {
+				continue
+			}
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < uploadMinAge {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if base == name && !f.abandoned(path, info.ModTime()) {
+			continue
+		}
+		if base == name {
+			removeSQLiteFiles(path)
+		} else {
+			_ = os.Remove(path)
+		}
+		f.s.log.Info("removed abandoned upload", "file", path)
+	}
+}
+
+// abandoned reports whether no live upload holds path's lock. The lock taken to find out is
+// released when the function returns (the caller then removes the file).
+func (f *tileFiles) abandoned(path string, modTime time.Time) bool {
+	file, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer file.Close()
+	err = lockUpload(file)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errors.ErrUnsupported):
+		return time.Since(modTime) > abandonedUploadAge
+	case isLocked(err):
+		return false
+	default:
+		f.s.log.Warn("lock upload file", "file", path, "err", err)
+		return false
+	}
+}
+
+// sweepTiles removes tile files no dataset references on two sweeps grace apart. The directory
+// is listed before the references are read, so a file published and committed meanwhile is
+// seen referenced.
+func (f *tileFiles) sweepTiles(ctx context.Context, now time.Time) {
+	dir := f.s.cfg.DataDir
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var names []string
+	for _, e := range entries {
+		if tileFileRE.MatchString(e.Name()) && e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	refs, err := f.s.store.TileFiles(ctx)
+	if err != nil {
+		f.s.log.Warn("sweep tile files: read the datasets' files", "err", err)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	present := map[string]bool{}
+	for _, name := range names {
+		present[name] = true
+		if refs[name] {
+			delete(f.orphanSeen, name)
+			continue
+		}
+		first, ok := f.orphanSeen[name]
+		if !ok {
+			f.orphanSeen[name] = now
+			continue
+		}
+		if now.Sub(first) < f.grace {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		f.s.tiles.Forget(path)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			f.s.log.Warn("remove unreferenced tile file", "file", path, "err", err)
+			continue
+		}
+		delete(f.orphanSeen, name)
+		f.logged.Delete(path)
+		f.s.log.Info("removed unreferenced tile file", "file", path)
+	}
+	for name := range f.orphanSeen {
+		if !present[name] {
+			delete(f.orphanSeen, name)
+		}
+	}
+}
+
+// logUnservable logs that a file cannot serve (damaged, or a tile over the size limit) once
+// per file and process, however many requests find out.
+func (f *tileFiles) logUnservable(path string, dataset any, err error) {
+	if _, seen := f.logged.LoadOrStore(path, struct{}{}); seen {
+		return
+	}
+	f.s.log.Error("tile file cannot be served; upload it again", "dataset", dataset, "file", path, "err", err)
+}
+
+// unservable tells read errors that retrying cannot cure (a damaged file, a tile over the size
+// limit) from passing ones.
+func unservable(err error) bool {
+	return errors.Is(err, mbtiles.ErrDamaged) || errors.Is(err, mbtiles.ErrTileTooLarge)
+}
+
+const unservableDetail = "This tile cannot be served: the dataset's file is damaged or the tile is over the size limit; the dataset's owner must upload the file again"
