@@ -568,6 +568,7 @@ type tilegateProcess struct {
 	bin, addr string
 	args      []string
 	cmd       *exec.Cmd
+	log       bytes.Buffer
 }
 
 func (p *tilegateProcess) start(extra ...string) {
