@@ -3,20 +3,53 @@ ADDR ?= 127.0.0.1:8080
 # The race detector needs cgo and a C compiler; a machine with only Go still runs the suite.
 RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test generate check-generate build bench vet
+.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test
 
 ## run: serve on an embedded SQLite database (./data/tilegate.db)
 run:
 	$(GO) run ./cmd/tilegate serve --addr $(ADDR)
 
-## test: the whole suite, on PostgreSQL (TEST_DATABASE_URL) and SQLite
+## test: the whole suite, on PostgreSQL (TEST_DATABASE_URL) and SQLite; the TypeScript SDK's tests when Node is present
 test:
 	$(GO) vet ./...
 	$(GO) test $(RACE) -count=1 ./...
+	@$(MAKE) --no-print-directory sdk-test
 
-## generate: regenerate gen/ from openapi.yaml
+## sdk-test: build the TypeScript SDK and run its tests (node --test) against a real tilegate serve
+sdk-test:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		echo "sdk-test: skipped, Node.js/npm not found (the TypeScript SDK tests need them; CI installs them)"; \
+	else \
+		$(MAKE) --no-print-directory sdk/typescript/node_modules/.installed && \
+		cd sdk/typescript && npm run --silent build && npm test; \
+	fi
+
+sdk/typescript/node_modules/.installed: sdk/typescript/package-lock.json
+	cd sdk/typescript && npm ci --no-audit --no-fund
+	@touch $@
+
+contract/node_modules/.installed: contract/package-lock.json
+	cd contract && npm ci --no-audit --no-fund
+	@touch $@
+
+## contract: Redocly lint (recommended rules, 0 errors), oasdiff breaking-change gate against
+## contract/released.yaml, and every operation through Stoplight Prism against a real tilegate
+contract: contract/node_modules/.installed
+	cd contract && npx --no-install redocly lint ../openapi.yaml --config redocly.yaml --format stylish
+	contract/breaking.sh
+	TILEGATE_CONTRACT=1 $(GO) test -count=1 -v -run TestEveryOperationThroughPrism ./contract/prism/
+
+## release-contract: make openapi.yaml the released contract that later changes are checked against
+release-contract: contract/node_modules/.installed
+	cd contract && npx --no-install redocly lint ../openapi.yaml --config redocly.yaml
+	cp openapi.yaml contract/released.yaml
+	@echo "contract/released.yaml is now info.version $$(awk '/^  version:/ {print $$2; exit}' openapi.yaml); commit it with the release"
+
+## generate: regenerate gen/ and the TypeScript SDK's types (sdk/typescript/src/schema.ts) from openapi.yaml
 generate:
 	$(GO) run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen -config gen/config.yaml openapi.yaml
+	$(MAKE) --no-print-directory sdk/typescript/node_modules/.installed
+	cd sdk/typescript && npm run --silent generate
 
 ## check-generate: fail when gen/ is not what openapi.yaml generates
 check-generate:
@@ -26,6 +59,12 @@ check-generate:
 	if ! cmp -s $$tmp/tilegate.gen.go gen/tilegate.gen.go; then \
 		echo "gen/ is stale: run 'make generate' and commit the result"; diff -u gen/tilegate.gen.go $$tmp/tilegate.gen.go | head -40; rm -rf $$tmp; exit 1; \
 	fi; rm -rf $$tmp; echo "gen/ is up to date"
+	@$(MAKE) --no-print-directory sdk/typescript/node_modules/.installed
+	@tmp=$$(mktemp -d) && \
+	(cd sdk/typescript && npx --no-install openapi-typescript ../../openapi.yaml -o $$tmp/schema.ts >/dev/null) && \
+	if ! cmp -s $$tmp/schema.ts sdk/typescript/src/schema.ts; then \
+		echo "sdk/typescript/src/schema.ts is stale: run 'make generate' and commit the result"; diff -u sdk/typescript/src/schema.ts $$tmp/schema.ts | head -40; rm -rf $$tmp; exit 1; \
+	fi; rm -rf $$tmp; echo "sdk/typescript/src/schema.ts is up to date"
 
 build:
 	$(GO) build -o bin/tilegate ./cmd/tilegate

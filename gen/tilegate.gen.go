@@ -230,18 +230,18 @@ func (e Visibility) Valid() bool {
 
 // APIKey defines model for APIKey.
 type APIKey struct {
-	Changed     time.Time                 `json:"changed"`
-	Created     time.Time                 `json:"created"`
+	Changed     time.Time                 `json:"changed,omitempty"`
+	Created     time.Time                 `json:"created,omitempty"`
 	Description nullable.Nullable[string] `json:"description"`
-	Id          openapi_types.UUID        `json:"id"`
+	Id          openapi_types.UUID        `json:"id,omitempty"`
 
 	// LastUsed When a tile request last carried this key (recorded within a minute).
-	LastUsed nullable.Nullable[time.Time] `json:"last_used"`
+	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
 	Name     string                       `json:"name"`
 	Origins  []string                     `json:"origins"`
 
 	// Token The public key to put in tile URLs (`?key=`).
-	Token     string                    `json:"token"`
+	Token     string                    `json:"token,omitempty"`
 	UserAgent nullable.Nullable[string] `json:"user_agent"`
 }
 
@@ -255,9 +255,23 @@ type APIKeyPage struct {
 	TotalCount int `json:"total_count"`
 }
 
-// APIKeySettings defines model for APIKeySettings.
+// APIKeySettings Settings of a key. Any other name is refused (422 `extra_forbidden`), except the read-only
+// fields of APIKey, which are accepted and ignored so that a key as fetched can be posted back
+// with its changes. (They are declared here without `readOnly`: validators such as kin-openapi
+// refuse a `readOnly` property present in a request.)
 type APIKeySettings struct {
+	// Changed Read-only in APIKey: accepted and ignored.
+	Changed *time.Time `json:"changed,omitempty"`
+
+	// Created Read-only in APIKey: accepted and ignored.
+	Created     *time.Time                `json:"created,omitempty"`
 	Description nullable.Nullable[string] `json:"description,omitempty"`
+
+	// Id Read-only in APIKey: accepted and ignored.
+	Id *openapi_types.UUID `json:"id,omitempty"`
+
+	// LastUsed Read-only in APIKey: accepted and ignored.
+	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
 
 	// Name Will be generated automatically unless provided explicitly.
 	Name nullable.Nullable[string] `json:"name,omitempty"`
@@ -268,11 +282,77 @@ type APIKeySettings struct {
 	// every origin.
 	Origins nullable.Nullable[[]string] `json:"origins,omitempty"`
 
+	// Token Read-only in APIKey: accepted and ignored.
+	Token *string `json:"token,omitempty"`
+
 	// UserAgent Processes only requests where the User-Agent HTTP header contains this exact,
 	// case-sensitive substring. Wildcards are not supported; only a single string is allowed.
 	// Leave empty (or `null`) to allow requests from any user-agent.
 	UserAgent nullable.Nullable[string] `json:"user_agent,omitempty"`
 }
+
+// AnyElement An element of an AnyValue array: any JSON value, null included. Arrays directly inside
+// arrays are described two levels deep (AnyNestedElement), as generated TypeScript cannot
+// express recursion through arrays alone; objects recurse without limit.
+type AnyElement struct {
+	union json.RawMessage
+}
+
+// AnyElement0 defines model for AnyElement.0.
+type AnyElement0 = string
+
+// AnyElement1 defines model for AnyElement.1.
+type AnyElement1 = float32
+
+// AnyElement2 defines model for AnyElement.2.
+type AnyElement2 = bool
+
+// AnyElement3 defines model for AnyElement.3.
+type AnyElement3 = []AnyNestedElement
+
+// AnyElement4 defines model for AnyElement.4.
+type AnyElement4 map[string]AnyValue
+
+// AnyNestedElement An element of an array inside an AnyValue array (see AnyElement).
+type AnyNestedElement struct {
+	union json.RawMessage
+}
+
+// AnyNestedElement0 defines model for AnyNestedElement.0.
+type AnyNestedElement0 = string
+
+// AnyNestedElement1 defines model for AnyNestedElement.1.
+type AnyNestedElement1 = float32
+
+// AnyNestedElement2 defines model for AnyNestedElement.2.
+type AnyNestedElement2 = bool
+
+// AnyNestedElement3 defines model for AnyNestedElement.3.
+type AnyNestedElement3 = []interface{}
+
+// AnyNestedElement4 defines model for AnyNestedElement.4.
+type AnyNestedElement4 map[string]AnyValue
+
+// AnyValue Any JSON value, null included (the offending input as sent; null when there was none).
+// Spelt out as typed branches because OAS 3.0's `nullable` needs a `type` beside it.
+type AnyValue struct {
+	union json.RawMessage
+}
+
+// AnyValue0 defines model for AnyValue.0.
+type AnyValue0 = string
+
+// AnyValue1 defines model for AnyValue.1.
+type AnyValue1 = float32
+
+// AnyValue2 defines model for AnyValue.2.
+type AnyValue2 = bool
+
+// AnyValue3 defines model for AnyValue.3.
+type AnyValue3 = []AnyElement
+
+// AnyValue4 defines model for AnyValue.4.
+type AnyValue4 map[string]AnyValue
 
 // Bounds [west, south, east, north] in degrees.
 //
@@ -288,11 +368,15 @@ type Dataset struct {
 	AccessVersion int64                     `json:"access_version"`
 	AccountId     openapi_types.UUID        `json:"account_id"`
 	Attribution   nullable.Nullable[string] `json:"attribution"`
-	Bounds        nullable.Nullable[Bounds] `json:"bounds"`
-	Center        nullable.Nullable[Center] `json:"center"`
-	Changed       time.Time                 `json:"changed"`
-	Created       time.Time                 `json:"created"`
-	Description   nullable.Nullable[string] `json:"description"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds nullable.Nullable[Bounds] `json:"bounds"`
+
+	// Center [longitude, latitude, zoom]; null when unknown.
+	Center      nullable.Nullable[Center] `json:"center"`
+	Changed     time.Time                 `json:"changed"`
+	Created     time.Time                 `json:"created"`
+	Description nullable.Nullable[string] `json:"description"`
 
 	// Format Example: pbf
 	Format string `json:"format"`
@@ -315,16 +399,24 @@ type Dataset struct {
 // DatasetCreate defines model for DatasetCreate.
 type DatasetCreate struct {
 	Attribution nullable.Nullable[string] `json:"attribution,omitempty"`
-	Bounds      nullable.Nullable[Bounds] `json:"bounds,omitempty"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
+
+	// Center [longitude, latitude, zoom]; null when unknown.
 	Center      nullable.Nullable[Center] `json:"center,omitempty"`
 	Description nullable.Nullable[string] `json:"description,omitempty"`
 
 	// Format Defaults to `pbf` for vector and `png` for raster.
-	Format  *DatasetCreateFormat `json:"format,omitempty"`
-	Kind    DatasetKind          `json:"kind"`
-	Maxzoom *int                 `json:"maxzoom,omitempty"`
-	Minzoom *int                 `json:"minzoom,omitempty"`
-	Name    string               `json:"name"`
+	Format *DatasetCreateFormat `json:"format,omitempty"`
+	Kind   DatasetKind          `json:"kind"`
+
+	// Maxzoom Defaults to 14.
+	Maxzoom *int `json:"maxzoom,omitempty"`
+
+	// Minzoom Defaults to 0.
+	Minzoom *int   `json:"minzoom,omitempty"`
+	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
 	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
@@ -353,8 +445,12 @@ type DatasetPage struct {
 
 // DatasetUpdate An absent field is unchanged; `null` clears it (or restores its default).
 type DatasetUpdate struct {
-	Attribution  nullable.Nullable[string]                `json:"attribution,omitempty"`
-	Bounds       nullable.Nullable[Bounds]                `json:"bounds,omitempty"`
+	Attribution nullable.Nullable[string] `json:"attribution,omitempty"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
+
+	// Center [longitude, latitude, zoom]; null when unknown.
 	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
 	Description  nullable.Nullable[string]                `json:"description,omitempty"`
 	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
@@ -418,17 +514,19 @@ type Health struct {
 // RasterTileToken defines model for RasterTileToken.
 type RasterTileToken struct {
 	Attribution nullable.Nullable[string] `json:"attribution"`
-	Bounds      nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId   openapi_types.UUID        `json:"dataset_id"`
-	Exp         int64                     `json:"exp"`
-	ExpiresIn   int                       `json:"expires_in"`
-	Format      string                    `json:"format"`
-	Kind        RasterTileTokenKind       `json:"kind"`
-	Maxzoom     int                       `json:"maxzoom"`
-	Minzoom     int                       `json:"minzoom"`
-	Scope       string                    `json:"scope"`
-	Sig         string                    `json:"sig"`
-	TileSize    int                       `json:"tile_size"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
+	DatasetId openapi_types.UUID        `json:"dataset_id"`
+	Exp       int64                     `json:"exp"`
+	ExpiresIn int                       `json:"expires_in"`
+	Format    string                    `json:"format"`
+	Kind      RasterTileTokenKind       `json:"kind"`
+	Maxzoom   int                       `json:"maxzoom"`
+	Minzoom   int                       `json:"minzoom"`
+	Scope     string                    `json:"scope"`
+	Sig       string                    `json:"sig"`
+	TileSize  int                       `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -499,11 +597,14 @@ type TileTokenErrorStatus int
 
 // ValidationError defines model for ValidationError.
 type ValidationError struct {
-	Ctx   nullable.Nullable[map[string]interface{}] `json:"ctx,omitempty"`
-	Input nullable.Nullable[interface{}]            `json:"input,omitempty"`
-	Loc   []ValidationError_Loc_Item                `json:"loc"`
-	Msg   string                                    `json:"msg"`
-	Type  string                                    `json:"type"`
+	Ctx nullable.Nullable[map[string]interface{}] `json:"ctx,omitempty"`
+
+	// Input Any JSON value, null included (the offending input as sent; null when there was none).
+	// Spelt out as typed branches because OAS 3.0's `nullable` needs a `type` beside it.
+	Input *AnyValue                  `json:"input,omitempty"`
+	Loc   []ValidationError_Loc_Item `json:"loc"`
+	Msg   string                     `json:"msg"`
+	Type  string                     `json:"type"`
 }
 
 // ValidationErrorLoc0 defines model for ValidationError.Loc.0.
@@ -530,15 +631,17 @@ type VectorLayer struct {
 // VectorTileToken defines model for VectorTileToken.
 type VectorTileToken struct {
 	Attribution nullable.Nullable[string] `json:"attribution"`
-	Bounds      nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId   openapi_types.UUID        `json:"dataset_id"`
-	Exp         int64                     `json:"exp"`
-	ExpiresIn   int                       `json:"expires_in"`
-	Kind        VectorTileTokenKind       `json:"kind"`
-	Maxzoom     int                       `json:"maxzoom"`
-	Minzoom     int                       `json:"minzoom"`
-	Scope       string                    `json:"scope"`
-	Sig         string                    `json:"sig"`
+
+	// Bounds [west, south, east, north] in degrees; null when unknown.
+	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
+	DatasetId openapi_types.UUID        `json:"dataset_id"`
+	Exp       int64                     `json:"exp"`
+	ExpiresIn int                       `json:"expires_in"`
+	Kind      VectorTileTokenKind       `json:"kind"`
+	Maxzoom   int                       `json:"maxzoom"`
+	Minzoom   int                       `json:"minzoom"`
+	Scope     string                    `json:"scope"`
+	Sig       string                    `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -559,7 +662,7 @@ type Cursor = string
 type DatasetID = openapi_types.UUID
 
 // Exp defines model for Exp.
-type Exp = string
+type Exp = int64
 
 // Key defines model for Key.
 type Key = string
@@ -620,7 +723,7 @@ type GetTileJSONParams struct {
 	// Sig Tile token signature.
 	Sig *Sig `form:"sig,omitempty" json:"sig,omitempty"`
 
-	// Exp Tile token expiry (unix seconds).
+	// Exp Tile token expiry (unix seconds), the token's `exp` as minted.
 	Exp *Exp `form:"exp,omitempty" json:"exp,omitempty"`
 
 	// Scope Tile token scope.
@@ -778,6 +881,426 @@ func (a VectorLayer) MarshalJSON() ([]byte, error) {
 		}
 	}
 	return json.Marshal(object)
+}
+
+// AsAnyElement0 returns the union data inside the AnyElement as a AnyElement0
+func (t AnyElement) AsAnyElement0() (AnyElement0, error) {
+	var body AnyElement0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement0 overwrites any union data inside the AnyElement as the provided AnyElement0
+func (t *AnyElement) FromAnyElement0(v AnyElement0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement0 performs a merge with any union data inside the AnyElement, using the provided AnyElement0
+func (t *AnyElement) MergeAnyElement0(v AnyElement0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement1 returns the union data inside the AnyElement as a AnyElement1
+func (t AnyElement) AsAnyElement1() (AnyElement1, error) {
+	var body AnyElement1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement1 overwrites any union data inside the AnyElement as the provided AnyElement1
+func (t *AnyElement) FromAnyElement1(v AnyElement1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement1 performs a merge with any union data inside the AnyElement, using the provided AnyElement1
+func (t *AnyElement) MergeAnyElement1(v AnyElement1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement2 returns the union data inside the AnyElement as a AnyElement2
+func (t AnyElement) AsAnyElement2() (AnyElement2, error) {
+	var body AnyElement2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement2 overwrites any union data inside the AnyElement as the provided AnyElement2
+func (t *AnyElement) FromAnyElement2(v AnyElement2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement2 performs a merge with any union data inside the AnyElement, using the provided AnyElement2
+func (t *AnyElement) MergeAnyElement2(v AnyElement2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement3 returns the union data inside the AnyElement as a AnyElement3
+func (t AnyElement) AsAnyElement3() (AnyElement3, error) {
+	var body AnyElement3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement3 overwrites any union data inside the AnyElement as the provided AnyElement3
+func (t *AnyElement) FromAnyElement3(v AnyElement3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement3 performs a merge with any union data inside the AnyElement, using the provided AnyElement3
+func (t *AnyElement) MergeAnyElement3(v AnyElement3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyElement4 returns the union data inside the AnyElement as a AnyElement4
+func (t AnyElement) AsAnyElement4() (AnyElement4, error) {
+	var body AnyElement4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyElement4 overwrites any union data inside the AnyElement as the provided AnyElement4
+func (t *AnyElement) FromAnyElement4(v AnyElement4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyElement4 performs a merge with any union data inside the AnyElement, using the provided AnyElement4
+func (t *AnyElement) MergeAnyElement4(v AnyElement4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t AnyElement) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *AnyElement) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsAnyNestedElement0 returns the union data inside the AnyNestedElement as a AnyNestedElement0
+func (t AnyNestedElement) AsAnyNestedElement0() (AnyNestedElement0, error) {
+	var body AnyNestedElement0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement0 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement0
+func (t *AnyNestedElement) FromAnyNestedElement0(v AnyNestedElement0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement0 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement0
+func (t *AnyNestedElement) MergeAnyNestedElement0(v AnyNestedElement0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement1 returns the union data inside the AnyNestedElement as a AnyNestedElement1
+func (t AnyNestedElement) AsAnyNestedElement1() (AnyNestedElement1, error) {
+	var body AnyNestedElement1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement1 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement1
+func (t *AnyNestedElement) FromAnyNestedElement1(v AnyNestedElement1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement1 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement1
+func (t *AnyNestedElement) MergeAnyNestedElement1(v AnyNestedElement1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement2 returns the union data inside the AnyNestedElement as a AnyNestedElement2
+func (t AnyNestedElement) AsAnyNestedElement2() (AnyNestedElement2, error) {
+	var body AnyNestedElement2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement2 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement2
+func (t *AnyNestedElement) FromAnyNestedElement2(v AnyNestedElement2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement2 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement2
+func (t *AnyNestedElement) MergeAnyNestedElement2(v AnyNestedElement2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement3 returns the union data inside the AnyNestedElement as a AnyNestedElement3
+func (t AnyNestedElement) AsAnyNestedElement3() (AnyNestedElement3, error) {
+	var body AnyNestedElement3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement3 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement3
+func (t *AnyNestedElement) FromAnyNestedElement3(v AnyNestedElement3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement3 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement3
+func (t *AnyNestedElement) MergeAnyNestedElement3(v AnyNestedElement3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyNestedElement4 returns the union data inside the AnyNestedElement as a AnyNestedElement4
+func (t AnyNestedElement) AsAnyNestedElement4() (AnyNestedElement4, error) {
+	var body AnyNestedElement4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyNestedElement4 overwrites any union data inside the AnyNestedElement as the provided AnyNestedElement4
+func (t *AnyNestedElement) FromAnyNestedElement4(v AnyNestedElement4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyNestedElement4 performs a merge with any union data inside the AnyNestedElement, using the provided AnyNestedElement4
+func (t *AnyNestedElement) MergeAnyNestedElement4(v AnyNestedElement4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t AnyNestedElement) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *AnyNestedElement) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsAnyValue0 returns the union data inside the AnyValue as a AnyValue0
+func (t AnyValue) AsAnyValue0() (AnyValue0, error) {
+	var body AnyValue0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue0 overwrites any union data inside the AnyValue as the provided AnyValue0
+func (t *AnyValue) FromAnyValue0(v AnyValue0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue0 performs a merge with any union data inside the AnyValue, using the provided AnyValue0
+func (t *AnyValue) MergeAnyValue0(v AnyValue0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue1 returns the union data inside the AnyValue as a AnyValue1
+func (t AnyValue) AsAnyValue1() (AnyValue1, error) {
+	var body AnyValue1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue1 overwrites any union data inside the AnyValue as the provided AnyValue1
+func (t *AnyValue) FromAnyValue1(v AnyValue1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue1 performs a merge with any union data inside the AnyValue, using the provided AnyValue1
+func (t *AnyValue) MergeAnyValue1(v AnyValue1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue2 returns the union data inside the AnyValue as a AnyValue2
+func (t AnyValue) AsAnyValue2() (AnyValue2, error) {
+	var body AnyValue2
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue2 overwrites any union data inside the AnyValue as the provided AnyValue2
+func (t *AnyValue) FromAnyValue2(v AnyValue2) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue2 performs a merge with any union data inside the AnyValue, using the provided AnyValue2
+func (t *AnyValue) MergeAnyValue2(v AnyValue2) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue3 returns the union data inside the AnyValue as a AnyValue3
+func (t AnyValue) AsAnyValue3() (AnyValue3, error) {
+	var body AnyValue3
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue3 overwrites any union data inside the AnyValue as the provided AnyValue3
+func (t *AnyValue) FromAnyValue3(v AnyValue3) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue3 performs a merge with any union data inside the AnyValue, using the provided AnyValue3
+func (t *AnyValue) MergeAnyValue3(v AnyValue3) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAnyValue4 returns the union data inside the AnyValue as a AnyValue4
+func (t AnyValue) AsAnyValue4() (AnyValue4, error) {
+	var body AnyValue4
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAnyValue4 overwrites any union data inside the AnyValue as the provided AnyValue4
+func (t *AnyValue) FromAnyValue4(v AnyValue4) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAnyValue4 performs a merge with any union data inside the AnyValue, using the provided AnyValue4
+func (t *AnyValue) MergeAnyValue4(v AnyValue4) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t AnyValue) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *AnyValue) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
 }
 
 // AsVectorTileToken returns the union data inside the TileToken as a VectorTileToken
@@ -1258,12 +1781,18 @@ type ClientInterface interface {
 
 	// CreateAPIKeyWithBody Create new key
 	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
 	CreateAPIKeyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateAPIKey Create new key
+	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1283,7 +1812,9 @@ type ClientInterface interface {
 	// ChangeAPIKeySettingsWithBody Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1293,7 +1824,9 @@ type ClientInterface interface {
 	// ChangeAPIKeySettings Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1664,6 +2197,9 @@ func (c *Client) ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, req
 
 // CreateAPIKeyWithBody Create new key
 //
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
@@ -1680,6 +2216,9 @@ func (c *Client) CreateAPIKeyWithBody(ctx context.Context, contentType string, b
 }
 
 // CreateAPIKey Create new key
+//
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1729,7 +2268,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // ChangeAPIKeySettingsWithBody Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes any type of body and a specified content type.
 //
@@ -1749,7 +2290,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // ChangeAPIKeySettings Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2280,7 +2823,7 @@ func NewGetTileJSONRequest(server string, datasetId DatasetID, params *GetTileJS
 
 		if params.Exp != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "exp", *params.Exp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "exp", *params.Exp, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -2866,12 +3409,18 @@ type ClientWithResponsesInterface interface {
 
 	// CreateAPIKeyWithBodyWithResponse Create new key
 	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
 	CreateAPIKeyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateAPIKeyResponse, error)
 
 	// CreateAPIKeyWithResponse Create new key
+	//
+	// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+	// default, as `{}` does.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2895,7 +3444,9 @@ type ClientWithResponsesInterface interface {
 	// ChangeAPIKeySettingsWithBodyWithResponse Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -2905,7 +3456,9 @@ type ClientWithResponsesInterface interface {
 	// ChangeAPIKeySettingsWithResponse Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again).
+	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3913,11 +4466,11 @@ type OpenapiYAMLResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// YAML200 the response for an HTTP 200 `application/yaml` response
-	YAML200 *map[string]interface{}
+	YAML200 *openapi_types.File
 }
 
 // GetYAML200 returns the response for an HTTP 200 `application/yaml` response
-func (r OpenapiYAMLResponse) GetYAML200() *map[string]interface{} {
+func (r OpenapiYAMLResponse) GetYAML200() *openapi_types.File {
 	return r.YAML200
 }
 
@@ -4674,6 +5227,9 @@ func (c *ClientWithResponses) ListAPIKeysWithResponse(ctx context.Context, param
 
 // CreateAPIKeyWithBodyWithResponse Create new key
 //
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/api_keys (the `CreateAPIKey` operationId).
@@ -4686,6 +5242,9 @@ func (c *ClientWithResponses) CreateAPIKeyWithBodyWithResponse(ctx context.Conte
 }
 
 // CreateAPIKeyWithResponse Create new key
+//
+// An empty body (none, or `Content-Length: 0`) creates a key with every setting at its
+// default, as `{}` does.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -4727,7 +5286,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // ChangeAPIKeySettingsWithBodyWithResponse Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -4743,7 +5304,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // ChangeAPIKeySettingsWithResponse Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again).
+// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// accepted and ignored.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5584,7 +6147,7 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "yaml") && rsp.StatusCode == 200:
-		var dest map[string]interface{}
+		var dest openapi_types.File
 		if err := yaml.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -6209,7 +6772,7 @@ func (w *ServerInterfaceWrapper) GetTileJSON(ctx echo.Context) error {
 
 	// ------------- Optional query parameter "exp" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "exp", ctx.QueryParams(), &params.Exp, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "exp", ctx.QueryParams(), &params.Exp, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter exp: %s", err))
 	}
@@ -8770,9 +9333,12 @@ func (sh *strictHandler) CreateAPIKey(ctx echo.Context) error {
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.CreateAPIKey(ctx.Request().Context(), request.(CreateAPIKeyRequestObject))
@@ -8896,102 +9462,116 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3/cts4kv+roPj9VsWeomTZcab25Nra8kyys7lJMqkks3tXkcuEyJaENQlwAdC2xueqfYh7hnuwfZKr",
-	"boC/JFKSHcczmcs/iSWC+NHd6P70D0A3QayyXEmQ1gTjmyDnmmdgQdOn7wttlMa/EjCxFrkVSgbj4C2f",
-	"A4vpYci4YRpsoSUkTEhmF8Ai9yxiakafcw2XQhWG5XwOwyAMBPbyjwL0MggDyTMIxoF7JwgDEy8g4zjq",
-	"TOmM22AcTJcWgjDI+PUrkHO7CMbPDo/CwC5zfNNYLeQ8CIPrwVwN2l/e3obBc265AfvyOfZJQ+fcLuqR",
-	"E/f8XCRBGGj4RyE0JMHY6gI6Z1MU1HJ9oBfX+TqxPogUmFUXIBlc50Iv2V4hxTUzECuZmP0+esB13iJG",
-	"Y/FPj7pG/xGW66OfSnb69iW7gOUT42bRN94FLPvGO3r2bc+AjqbtIV8mIK2YCdDIfxz9R1hWo7ZJfwHL",
-	"Tyf7K5EJ2yOlKT7rWzI9bC06gRkvUhuMn41I3ERWZMH4cISfhCw/VZMQ0sIcNM3ifazwuw3sN9iiby70",
-	"8I4MeC/mmwcUc8ltofsHFfM7DXmLjDK5kgacglByloqYiB8raUHSnzzPUxFznNDB3w3O6qYxyP/XMAvG",
-	"wf87qFXPgXtqDl5orbQbaGVVC2DxgktUPH5Qw66EXTCO+0oYK+ScqenfIbbD4DYM/qz0VCQJyEeamwYS",
-	"e54yYdglT0XCpoVlGV8yqSxLFLMLYWhqb5T9sypk8vln9kYxU8QLT5dSPcc8TUE/MYzHsSqkoxeKzSPS",
-	"7NTTqEG3K7Iks8JAMmTRfwxwRnNuYfAOuFEyQsIqCahUItKkkEQhi6Y8Oa8EPQonMqKtFLE9XKvbCLmG",
-	"hFswjJdCpGbsaqGIPRp4QnTxdmA/ZJHSYi4kdl8Y0Od8DtJS34W8kOpKnvsGbpALWLJUGGuY+9owLl2X",
-	"qNbAWLbghkkQdgGaRT/5d6XSExm9gxlo0BEOW/Z+AUscWwPuvNhCErG9+kM5UcMsvwBmqw1vQpI1r/DN",
-	"/nAigzBYAE+8QT+NYzBm8L2SVqt0cJqm6mrgptPm6bquWePH5hduvUj9LHlhF0qLX+Bx5L0hUHvrQjRm",
-	"mTBGyDmSW2nGWcZTtDCQkGztRdXnaMwiI+bIB7jOo4lEnpayhWTmacrm4hIkdoRfXEGaMvey61wyyHK7",
-	"ZBHy81fnhlKvuJ7D4+jDUvCnKlnixrVKsRSHJ2XzuFKxrp+9ECCThCRFVE7rkouUT9NHohJu5Ck3gHMq",
-	"pAYeL3DwE0TUeslSbkH7meVaobTg4xfSCrt8sBn+5cOHt39FGtDLvfOtm7CyTQkdnDS/fekRaK5VDtoK",
-	"hxGcwk1aUA6V8cCKDNbxXBjEGri9ywuted4Eskg9Cx2UXGsvkh1wZRik3NhztEbrGOtvC5CMO81bSjo2",
-	"ZzHXWkBCtp7Mwp6GWOkEEgIrAt/KhCwsEO7vXN/W+TvwdrP+wFsfcnMsZKazkf+Ca82X9BktRweMRL+t",
-	"mKYipnVYxfLCIQhc9M/vXhm2F/3pApZ/jGgpa+PUhnMHptw2PYCPgWMITcwvt83lVu/1umvZCSuxa/Lx",
-	"rBrXASKcphNb9BU6RLfH/3V+cendSri25NmesAiXGTHlcBZJROnyrvqymwnS7cuGNVurPzbtbL8lO5lu",
-	"eXpO6G99eW+KbOqcN0QRJWqswGKn99PkXuXJN0cp597Pg/dgEcTTqniSCJwNT982ODLjqYFwhUkru7/h",
-	"whyO0G/beTutbHGRpmwKbA4SNMoU44VVGbcC4fOSFTIFY1iu1aXA7Q3XqH+FTcnVbc+CnMfq8w5Tamzk",
-	"9qze5xCja23Y1ULEC4a6uwadGhCUqCtUQAoZhjNE3p2+fTlEGMOzPIVhrLLINcSn3E7kQhkbsuibYauJ",
-	"sIaZYpqojGP3e4hxSBJyuEa0urA2Hx8cpCrmKfYwfjoajSLqkpEIQui6JjicK21D+iv6U1RqTeNbg0w6",
-	"8TGr4PGQvSAs5eY9kXAJeumX7pBVtSVaXuzTVeKvETvj1y/dq4cb5KXaOm29thJycEYa0FFJl/Uirxag",
-	"gWj3swE9OMW3He8cHESf1hKRyXDANY9tOJExNzAwII2w4hKQF27WQ/Y3kSYx14ljOjLGFDlSGJITNzZn",
-	"iHBSYO4VRBheNoYT+Qr4JXhwuodUJr21T1KDjeqZz7TKGJdLhsse0LIdtVdDBdsV/Nq2/w6d4A4h/3gF",
-	"KI5GFXYRMuD4QSptF2eoixKYawCDu8xLazD+ODj8wygc/OHZcPTs8DDED/7vs4Zc1NZWFTjTakqSFF5b",
-	"Fo5JbuoPq2LwPUgLHbbhY6rkXNgigRDxm//rF6Wys2Fw38k8bU7m6fpkfIRz3YI5HXB+Cdp4/die7XdF",
-	"liM2WQBtqF6f2LvN5oTlXFs0DW7/kY1+YurQVrUsIe23xx22Igy8ITnfEYZxa7WYFjuju2klVTxNf5oF",
-	"44+bjaSXwtuzVRlGKFoxebe+vFB09/Wbw8Flrzf1Rgry6ayr6wU35wj8TGeE+fV36I0aNkNouOCGTQEk",
-	"K/JU8QSSBmKYKpUCl3cA4RfCxck2Ud1L/4/Y1G0b3G4N8NsQvkzI/oe9wBqXfm7EL7CBro1+LiG2Sp+n",
-	"fOk9/Z3Q2l/prVf4Ek1mix26FEZMReo9wY0d1y07gXZjQ/agbeJCa8hKemqS1pSvNmG1g9rbeJVCTQKH",
-	"qzqrKXxdAL8LUHqJ+J4a3xFPruibu+PJ36oC6gfKR7strNYXbQ3w3CVNDMKHKJ/OIjZTmjkWO8CXy7n7",
-	"UnNDIY0wAFlkKIFO4eTk8/w9x3+vYJo3uPpQuqBK7RweN1I7R8eNzM4o3Kwxqi5Gd+qhVCttim/FpS2l",
-	"06b4OyIjAb0TljTIf/Ts2wZxEZg9Ozw6Cx9LZ7Wg9OiRdJjXWCQdG5TBj156SsFzCw7CwMlkp8T5V7dF",
-	"B34N376EfNud+4f21v3IP+fJLsp1DSzwqUHvZyYgTVzc02vyKnwSp8C1YcKSb6LBWKXBkDvqZZ0iTl/V",
-	"9l3V9nadu7WzhkK9nw59ZL35u9eEa9vTBefXtFUClou0DfZ9opDiBzPKSG8LzPpeutTCD5rLbg+04e2t",
-	"x5j985azKQwzC6590LzlVno/Yauc3t15qouAdvFLdmyWayFjkfO0d/1VCxcJQ+e7MMA4W8/33oMQXXC/",
-	"Ve7Uwv6t2dY07OX2jvi6vegX1zy26bJK5dcziNgel4pigP7LfaY0i5rTwjYNmvkQvF9SXdLQZSDuFnZY",
-	"5dz2MqRuGr0SpmNX3M3Wu621ZulXmdtrsbsyfBsUxG76bjVjuGV2GzTHX4CnqMxXZ2Qst4Vpqyx1sVVH",
-	"+de6RnK4+YNI4UOZ9dqIIh4VNNxRA4ErNtwh4OaKZcy5KytYf14DhF6Xq0QOG7Dy/cMupqycW+vTuAK3",
-	"zSZ+vUN6XOi0W+MaMZeQVHlMZiHLU26B7d38cntwc317cLO87c5pViGwXdOrK6Lp4ygtDVxNNvTleGXh",
-	"p6sHbDCvEVbpirk0YyhVcKaMmzQFu2tn4J749/c/vdm6JTZsgV0Ev4mNd0HEa/h3A7x9QJHsjQS6vFZz",
-	"S1wvf+ncD0j5shCjbPt0OBqOelvfMXH/IDh1o7hWS6jlqEvwPE36xKpStYlATmZCcusMUMbzHBc3vikV",
-	"S8+kV/V2ufjNi6zb31ZgYPnGFx77AJGSsIPaXu9vc/vV+d6eNWnxHbfx4p3LsHWkZPBpVVUyU7pZ4Mf+",
-	"9c//psRubg0rcmYVezaqcPPL52Yd99TKpiN4/7x+E/sqk93laDOlh+x54SqLwCUbNWTqEhJmQF+CHhiR",
-	"QMguAJCTbCa0sQMDVBSXuEjfesqrz6TVTtOzUTPjdbgNWzSWuFEKPeVdBfM6NV7z3DDg8YIlVFAcW1Z3",
-	"zfZSdQV6EHMDLlPqi0uRQ4qK/RAIrTPA0bIfJd88lhBuaV+19IDubB3TruoHt7KNJO9Bm1B+XUO7UhY3",
-	"eKNhExM6nXo8ehoej47PtlaluBHDTfBwK0aO7XU/Hx1E7IGM9SBC5kVHSdRtGKQqbqlxLpdeLFbJsG6y",
-	"zjoMRGbmGwzJzRYYjbNxffg3OinWsCZbCLOxamfdqgtIk42bps8+NiidPCgqWPel+yny1cVoP7/oDr7/",
-	"FvyIrpT21Ki0sBD2+gqmZdh+A1Cty7PY6k5sAnWVq7Gaqt3mSfy1FclsEzbKtbjkFqJxs6SQcoT+bwr7",
-	"U/DPHe8Ztk5BjFkqLihmhr2EdMJGyXQ5kTzJynMXVeTGsLnm0kKCfZaBNWGHLHKFrdGYcblUEkImWwcH",
-	"JEBCdVLNPKUbk46qlfNBU089dQgySh3EhRZ2+Z7wMbH7PehLETcg8cqhGOOee2SxF9m5Of/XP/8n2neF",
-	"WJH1Vf+M1stchG7gaRdRtMx/Rz1Ew4mMTn2pPRm2MaOx2aQYjZ7G1Ij+BDpe45AlJIwbOs3gSFD6PMEU",
-	"uKZkvl/rwtrclYoLOVPr66lmG7sjDqaqL0oVT+jwRc5wP6GGeWJom5mx45bkc3DFi74KuTzV4uKkVzCd",
-	"yIzwWjaFhO3RWTBXDkhSUNerMV2kYPZDlgmUL7NQ2g5SQRi2sb1ryFudrwndoQ9Cun52rrjOqpUCxphr",
-	"vWTcH2q6gKVDhRcghxM5ka9pORlOJuZpakjCGF9j9wqrviN6d/DqhHVydSK3sNUqRQd2X/McLZRmcSqA",
-	"iAISd8n+kLmYLkVnkaQTuVnm2GCAvjJ7c/r6RURr9Y6NI4U7LzDjIi209x+4NFdQxvbZN98cHx198w0T",
-	"kv2ZG3v69uUTCv7nMJF70c3Exw0naPYmiEkmQThBVEL/oxzSHwSq6K/YXk8QDkX7J75GzUWUCf4hMVqd",
-	"skkwHA4nwW3kRN0KS1i0XDPpP187F4yGh8MROY05SJ6LYEwO/VNUA9wuaIMf8FwclPJzgN/MXV0eQgCi",
-	"xsskGAevhLEe7xp6vT523WPe6yYH/lh2H55vtHQnYxEKtI5tHo1GD3Z6pJki7zznl3N33K7aVEylCbm2",
-	"6CvS6Zbj0WHfMNW8D1pnhvClo6NdXlo/N3MbBs9GT3casDoNROq8yDKul557zbyDKfMQqycr/TlAZaCZ",
-	"0GJ06NjyOXI7qMTgLAyuB6XgDbQiQbwUcOXMf65MhyC57VoWAzhMAMZ+p5LlQ7PYZ3tu29DDI8sV+Tp8",
-	"6MH7TlBJuKrTY/cWpV3EoT4ci28c7vBGdeLu15VWr9F5SaedZQ8SYf05r7Zau6lh5u2BM/spuERgWzqf",
-	"0/dN6WxJyXFXLRm+kZxQtUfTLkvFUiXnoNklaDFbPiq33Uw3v1Gd6v51ue0IWHM7JEoSEHbwuCSsubMc",
-	"hN227AewvRwePZYeeAAd8OXw+AewNYMbhocZuANbG6blTvCjvk4FgUXObbzorApfLfRKYWY3VXsN2Smr",
-	"y2DKg/rTIsvNREbtquAo9AegNFj0Z0uoV1hjuUyEnDeUx0qVgEN6bRl2xWyPYkZ93dxOZvTRtk9Bk0p+",
-	"FVN65433Bdlex+zPZnudWt/sZlDxiPmcqrmuc9msnJ+UdujBXIDftSUnL4OvEW9nESJ3/ZPV+wavw5Ul",
-	"fR5l2awve2SPw1db9fsbxIffttSO/m37C9XlTV+YTn2/oDBShX/8LVCtwkG6fyUlmFQXC/bVVd51R+2k",
-	"k2/o/x09pHonbfOP3sGlukD05N2iTFCAu5AJaCbsVzdpRyFydGTcbeZH1Klh5xWEpbB80k14Z5sFk5y+",
-	"g9VbHu9sEArbXVZX3fSzgPaBUGENpLOQGauBZ+5ugkSYiyF7aZmGPOVxGekv74nE9yaSW5W52xZOGKcg",
-	"Mko6nSplKfDL1bdcgJ5i6nI+ZG3k4YjnTmKbcCJdfitkrhwtZI20FrnJ/viaS3tR4Npy9CUoD4PD4hyf",
-	"GJaB5TjKcCL/tuCocGjRGV+yKbC9POVCsqhsFbnzcDTTiFkUTEO6iq7NzHgeHUQi43N8mvKlKuzJRErF",
-	"Eo5fJhRMNSd+pdhV2XF5vQxdaWhOUA+8+fkVo2TI0t8BcNJcpEtttFfp+6C7S6gfKtBuhf+ifeRxvID4",
-	"AhI2hZnSyGEmzESWaYZxSQRKjUw18AuDirdI6aIjzo6PjtgVRUWjVMURM5br8jq/COXIkQn3hplInM4l",
-	"Twtg3DI6/sP2YDgfsujjJMDWkyBkk6CkhPvUXGlwVl6+ter0oSh98LGQ3VCMii3YgRPlNqSoD4EJyemS",
-	"xc7bE38jDl8VHSo9v165/uoKPpQrSIqrfVyhqSjv7Rs6xU6AYD002xeyaxZTfjYhbBSfdaWGyvQrtgjd",
-	"9qc4DmqhOePsNc9fiakGZlShY6CsqfmKaDYFBRtRr5nSlMZdR7n1FbGfMTTYIZ0efajestdBXYC6kpJf",
-	"rXWla6lwdV5th3Veebqslj3lBibSWG4p+d5by9pbvsregh6UjgalkA3bOx4dh+x49HSfJQqtsyVsQjt7",
-	"iqsYr2xykFYvy9QzddLIPKOxciWJ+OXx6Ol/HY+Ob6Mh+96l5ifSLFSRJs7muupU1+GshA3UZcQuYNll",
-	"5Zp73RCVP5PL3l3f/Mhmr6fUt0P9vC8oojwrUlY3u69m+YLsEOoJUgBOIlgpEndWDu0NvuZqIN+GJfO8",
-	"FVrhAM+aF3Maxj2G91eztqpjhm7SdPGgq7ZpJdwjd2UuvjeRMw1mkS5L57ihE68WIN1LPhXf0pgdo/Zv",
-	"KDot82mO4JbG7u6+rc3ei/kuzV5c5zv1RoWCn7VkpKJeFzb1z3a38mu3DO9q6ds3Xn8Z1t5XFKKoIS/b",
-	"5YQfz5Bt9U4vacno2BHZixJRrex3E5xt2s6Nc3HDG+fn3AbjG3xjQWc3f+lFmn/xzz+jOPnjoz2Ojic+",
-	"3TSRD1epeNYOuF+CBNOMsP9ULqakkC/9WlVs7UX/5Bp5DfFJC189gNG5Rhzv9O1Llqi4IJyzcZkfFujB",
-	"K2k1jy2VA/qJbl30kmfptkX/5+nrV3dbdNnrIy/aT7R30Rp4suwX7Hfu8a8i1zQ24mGqTB0+hDo5awdH",
-	"eSJwJ7jr7atbqh3ENvubyHZ5iFrk/AKWZmNa0t35+oUXPzYuD95Y+9godn9C90L/bqogq6rsKdDFl3Lu",
-	"r5711wiVclK2+5QqR3+d8efxXlbuIH5kt6W8qbk/6Yje3aNGPn7HGURfEenJurOUNuNuDTV3cON+xeh2",
-	"e56vIcHrgtTnnqZL5npNvka+NpU8ut/iuA9D+wsbNzLsEXb+J+76Lyt6eRfW3TdC6X6zzEUnu/bwgSs7",
-	"PDeNy+jvN0LYE+i8R2Uk24skz2DM3PdlkNQwzijUQZmycCL9zxaZsqG/4715VTrjcy5kZzrsexp+xQ7+",
-	"3zO2ZULs0Q3u1xqftbrJ+6v01WhJZ6jEd9lxDQSdjhvgpLkV0xRqnHv69uWwrtuoJoP+SMfv8LkDT+Wp",
-	"RwNQnk1ElyALy98JE7qVCTSNEapU4PoI7ztOMtYZk8bvtPwA6hVI01jPfmOEZsC3exmu1KAMJ4XUPa9+",
-	"WLL+HRgXQG0EVPeiPxkx/+OkGI2OvoXr3P9Fh5H978Y0JtE1vHOCQ7qQ3rmk5U+rlc68ry9p9NXwSW/P",
-	"bv83AAD//w==",
+	"7H3tchs3suiroObeKlOpIUXJcmovVVtbSuJNvHFsV+xk76lQpQFnmiRWQ2AWwEhidFS1D3Ge4TzYPsmp",
+	"bmA+OUNStiwnOf5jUzMYfHQ3+ruB2yBWq0xJkNYEk9sg45qvwIKmv77OtVEafyVgYi0yK5QMJsEbvgAW",
+	"08uQccM02FxLSJiQzC6BRe5dxNSc/s40XAmVG5bxBYyCMBDYyz9z0OsgDCRfQTAJ3DdBGJh4CSuOo86V",
+	"XnEbTILZ2kIQBit+8xLkwi6DybOj4zCw6wy/NFYLuQjC4Ga4UMPmw7u7MPiGW27AvvgG+6ShM26X1ciJ",
+	"e38hkiAMNPwzFxqSYGJ1Dp2zyXNquTnQ85tsE1jvRArMqkuQDG4yoddskEtxwwzESibmICQQUYMnhkVw",
+	"k0UI05WQFpI+YMFN1g0pIe2XJwgqIcUqXwWTcTlR7HABmmb6Paw3Z3om2dmbF+wS1k+Mm1Df8Jewbgxf",
+	"Q8zxsy+7QPM9rB38m0O+SEBaMRegkVZw9O9hXY7aRNMlrD8cRS/FStgeik7xXd+S6WVj0QnMeZ7aYPJs",
+	"TKTp4H00Htegf9QN/rexwmdbSMVgi7650Mt7IuCtWGwfUCwkt7nuH1Qs7jXkHSLKZEoacMxEyXkqYgJ+",
+	"rKQFST95lqUi5jihw38YnNVtbZD/q2EeTIL/c1ixqUP31hw+11ppN1BrVUtg8ZJLZFJ+UMOuhV0yjntQ",
+	"GCvkgqnZPyC2o+AuDP6q9EwkCchHmpsGInueMmHYFU9Fwma5ZSu+ZlJZlihml8LQ1F4p+1eVy+Tjz+yV",
+	"YiaPlx4uBSuPeZqCfmIYj2OVSwcvJJtHhNmZh1ENbtckdea5gWTEov8/xBktuIXhj8CNkhECVklAphIR",
+	"14UkClk048lFSehROJURbaWIDUoejMIq4RYM4wURqTm7XipCjwaeEFy8zDgIWaS0WAiJ3ecG9AVfgLTU",
+	"dy4vpbqWF76BG+QS1iwVxhrmHhvGpesS2RoYy5bcMAnCLkGz6LX/Vio9ldGPMAcNOsJhi94vYY1ja8Cd",
+	"F1tIIjao/igmapjll8BsueFNSLTmGb45GE1lEAZL4IkX/mdxDMYMv1bSapUOz9JUXQ/ddJo43eQ1G/jY",
+	"/sGdJ6mfJM/tUmnxKzwOvdcIarBJRBO2EsYIuUBwK804W/EUJQwkRFuDqPw7mrDIiAXiAeX3VCJOC9pC",
+	"MPM0ZQtxBRI7wgfXkKbMfew6lwxWmV2zCPH5ybGh1EuuF/A4/LAg/JlK1rhxrVIsxeGJ2TwuVWzyZ08E",
+	"iCQhiREV07riIuWz9JGghBt5xg3gnHKpgcdLHPwUtW+9Zim3oP3MMq2QWvD1c2mFXT/YDL979+7NzwgD",
+	"+rh3vlUTVrQpVAdHzW9eeA000yoDbYXTERzDTRqqHDLjoRUrIM2PJ69lui40v14DYGguRTZUNB+eDjOF",
+	"2pd2n92FQayB20cYpwGV20DmqSeYrm7vwkAkXVrsQ80m5cZeoMjcVAT/vgTJuBMPxXbE5izmWgtISCEh",
+	"2TXQECudQEIalcCvVkLmFg5QceyEZnvZD7Uep5jeboLRS1Yy9yysTGcj/4Brzdf0N0rFDhUZ7dd8loqY",
+	"lm8Vy3KnHSGsfvrxpWGD6C+XsP5zRBB4qMVVusQelHNXN4p+CZztQ+vxUGqSYqP3ClzVvgjLnVinmvNy",
+	"XKcjItTcTkbzqWM397gPnFuhcA5IuLHkGDhlES4zYsqpnkR/hceg7QrYDpBuV0BYUUP5Yxuz81yqk1Ys",
+	"Ty9IId5c3qt8NXP2LCpWhSJd6s+dBmEde6UjpD5KMfd+HLwFi3YNrYoniXB09aaGkTlPDbRZdfEZzpfj",
+	"jEfsTK6ZIvUTaQfljVe12eDk+BhVHKv5xbwwAFA9gpsYMuvVWJ4MlUzXUzkXkCbGW/bfwzpk10sRLxnX",
+	"BA/IUEFFVUkspNKQMIOWD7duIowbNgcbLyFhMZdsBixTBj+Z8fhyKsmiE9Z4Nd2M2ODdEj/TwBKIU449",
+	"LkEDcSqVW1SS3eaMJs6k4FZp48webtilkEOVgeSZmEq3ZMZrHzFP3mu0EQxIYgO84JejA9LZegVaE+w/",
+	"FlDCPhx0Jp0w6eWqG8RdE2offayWYKv5Ao7G43G4r6R7iHl2u3q2SrsPB8jO9RWyqSVmRZoiHS9AguY0",
+	"WG7ViluBdvaa5TIFY5DOrgSKWLhBRU3YlHxiTSiTl6n8e48p1aRiiwVkEIu5AOO3Jyp5lXWKexWtDVQC",
+	"FEHJGNroZ29ejJAZ8FWWwihWq8g1NLSHp3KpjA1Z9MWo0QQ3rMlniVpx7H6AxhDxxwxu0KxdWptNDg9T",
+	"FfMUe5g8HY/HkWMLxJghdF0TnjKlbUi/or9ExU40vjXIpNOQZqUdPWLPyehy855KuAK99kt3JlgpKBru",
+	"rqdt4G8Ae8VvXrhPj7bsh13Kx70IdWMOTRWi5fB0JgIYRt2XkLsmhokI+cmAHp7h144gnDHK0IwgzJFG",
+	"CDc8tuFUxtzA0IA0woorQAS7aYzY30WaxFwnjpIQ2ybPEG2QnLqxOUP7KgXmPkF54wluNJUvgV+BN40H",
+	"iDpSEQ6IFLFRNfO5VivG5Zrhsoe0bIfCtqNyty61KWHl+nkKq8J8kuvX82Dyy26FvlQ7JekE9SczpVLg",
+	"kh7tp43I9StA8VfMZFMv6RP8Ozv+mac5BJsrPw83QwTghid9QbLiY0ZzmBAC/vb29SuUrzmEDCHEhIzT",
+	"PIFkxM6wlWGJ0BBbImsjEphK7p470Y0DzpDdXCuWwhWkhiUAGRu0QXBA0aeKmb5bZ/CWZosKg1R2KuEG",
+	"ZTVqMKhWCVIttcoXS1YMmSoJp97rWbSrVAYXE5hKTwVNDHxMWvhNYJeG9kjaxDYbGABW7Y2DkYeSG/BT",
+	"7pRPu0e2bAHnBFbzOciEmJ1Ec5IblFb21LW9RmPcOs2VGyaVhIPRVL7NILVMueY4iYTNNJfxEgybQcxR",
+	"XX199pY9HY2fGMcoEeIRkwDIflmEH0VsBoTOkqy/UrlMOtSCX64BBbhRuV2GDDj+IZW2y3OURgksNIBB",
+	"wePlezD5ZXj0p3E4/NOz0fjZ0VGIf/jf5zVJWilUKkeKCDdQX5OeJyRpqz/agvNrcFbzxuRTJRfC5gmE",
+	"LOXW//pVqdX5KHjfyTytT+bp5mR8oHnTEnZa08UVEAvanO1X+QrRiYhHFaQ33FCYOqcs45o2qdNYiuhx",
+	"GTXciAe3bc4w8AbpRbfPaUOZ4NZqMcv3dmXNPoSq6hvBxzneH2ttEtqqizU9B35roHF1fzp70EW0Se8e",
+	"i/Bb5C7c6V7dZlK+l124k0qKXm8rJhJks3lX10tuLqxIwXQmLvzw1Tt8x+YiBYqgzQDBnqWKJw31uJIm",
+	"wZ6Ufylc+HWbfPA7/3ts6vCGJFDzO9Y23krI/pe9Pk1c+oURv8IWuNb6uYLYKn2R8rUPIO0lOX+mr17i",
+	"RzSZHVbLlTBiJlIfYNjacdWy01lZY0Y9HkvCQmPIknoqkFaQLxlQuXWbLKwNoTqAwza/rhNfl5O0yynn",
+	"KeJrarzTJ9cSF01ee3/vymfm+9tjvv0us+P9kFrxyiYUvnF5SAZt4iibzSM2V5o58naukUwu3EPNDUUJ",
+	"wwBkvsLd55htRj7zf2T47zXMshpFPxQf7J/z0Yl3brmUqeOT7dlrDQba3+v4np0WjLeJl51+ngZbbjlv",
+	"CNjk4zhlSW1qx8++rKHg+NmX4bOj4/Pwsbh6wzU1fiQu73k60dAWdvm9p7GCPN2CgzBwlNtJl/7TXTGo",
+	"TxFBKgyC3SGkh44J+ZF/ypJ9xM+GOsVnFN+gAI5LOPCyrgzSxSlwbZiw5JbTYKzSYMi962mdwqGfBdtn",
+	"wXYPI2CnVNrZWU3kvJ9IeWSZ8YeXAhusyWUEbXDqBCwXadMU9NmJFDaYUxrsrtQH30sXS/xWc9ntm6n5",
+	"QTaTP/z7hhtGGGaWFF++FnbZFY7cSaf3N62rKoV9rNY9m2VayFhkPO1df9nCRdVWnCIsFPduJ5m+ByC6",
+	"jMFGPUbDMmzMtoJhL7b3tL6ai35+wyk2UeQPVzOI2IBLlxnhHx4wpVlUnxa2qcHMJ7n4JVV51F3C8X4O",
+	"uTbmdtc+dMPopTAdu+J+eo7bWhtaThu5vdpKV1rhFgaxH79rpynumN0WzvEd8BSZeXtGxnKbmybLUpc7",
+	"eZT/rGskZzO8Eym8KyLCWzWo/20K0z2ZILiCrD284a5IwFy4dOrN95WO0msXF8rLFlPl/f2CpqgY2ujT",
+	"uMKe7VrGZof0OtdpN9M3YiEhKXMcmYVVlnILbHD7693h7c3d4e367qAz66D00e6betnaHd7R1xAC5WRD",
+	"X4ZU1L+5Oqga8mp+vy6nYN3JV3oPC8defW91bU7cln97+/rVzl25ZRdu41hddsG29r0q+BYN+wFJstdV",
+	"7dJ06lviZv1r535AyBcJ6EXbp6PxaNzb+p5JvQ+iKm8l13IJFR11EZ6HSR9Zldw+EYjJlZDcOhm44lmG",
+	"i5vcFoylZ9Jt0VEsfvsiq/Z3pT6yfuULLr0XT0nwUfzdQKv3t719e75353VYfMVtvPzR5fZ0xEvxbZmo",
+	"Ple6XtjE/v2v//JJUoblGbOKPRuXqvuLb8ym6lUxmw5R+U31JfZVpJsUo82VHrFvcldRAS6HRcNKXUHC",
+	"DOgr0EMj0Hy/BEBMsrnQxg4NUDFQ4tyxmyK1T6RVAvXZuC5Rj3apN7UlbqVCD3lXubkJjR94ZhjweMkS",
+	"KqSMLau6ZoNUXYMextyAy9HyRXWIIUVFTqiLbSLAwbJfUb99LCLc0b5s6XXK8021us0f3Mq2grxH4YXi",
+	"caVdFrS4xSAO62qp46kn46fhyfjkfGfquRsx3Kah7lTTY3vTj0en6vWoftUglBVzn5ycVMUN7l4lHvUm",
+	"GpUwOO+QGyuz2CJfbnco+Dgb14f/ohOQNSGzA15tO2iHsKes+217qU9s1hCQPKiysGnl90Pks/HzmzN+",
+	"LrujMr8FC6crG2RmVJpbCHutGNNA5G9AieyyeXYaOtvUzdIIamc57LJxfm64eZuAjTItrriFaFKvaKIQ",
+	"s/9N8SDyjLoDF0aNuvQJS8UlORSxl5DOPHCFQjxZFZXwpVvLsIXm0kKCfRZeR2FHLHLleBElGysJuHfr",
+	"NbsSIKHc8XqY241J9XnFfFAJoZ46CBmpDuJcC7t+S5o7ofst6CsR15T11jEFxr33Os8gsgtz8e9//Xd0",
+	"4JLTI+vrsBmtlzn35dDDLiJXon9GPUSjqYzOfPEzidwJo7HZNB+Pn8bUiH4CHXhQFQYYV18+qE/4O8rf",
+	"95XlhYkWzIBrSo7xAFhamyEdbH7Z4yjgK2itW0j2A8+QjesnpigbQC7kyIayYqnMewnsWumERTRKFJLH",
+	"1WQ8BldAX53JMOgGQwnfEXv+z1xc8RSkRUWzPns2cGv0K6ejTdykqrNNGr1XwOCZoALAO1JJ5moTBCVG",
+	"Y1eYb8rUzVTxhI4MyBjyHFz/E0OsyEwcRUu+AAcFX19anMXgHO3XMJvKFWnbqxkkbED1bq42hXZKVefA",
+	"dJ6COQjp0CDDzFJpO0wFWSA1FlgZLOWpEKGDNNkpfnauKMOqVjVNzLVeM+6P4riEtdPpL0GOpnIqf6Dl",
+	"UOp4zNPU0C5kfGNLtPD4FaGmg55PWSfKp3IH6VulqCigoEAWpwIIKCCRkxyMmAsKELEhSKdy+75kwyGV",
+	"Qb46++F5RGv1ZmlRQiiUZHMu0lx7649Lcw1FcIh98cXJ8fEXX+C2+Cs39uzNiycUPcpgKgfR7dQ7nqeo",
+	"rU5RdZwG4RSVR/ofKZF+kEpMv2J7M0WtNTo49em/LiRByjsCo9Epmwaj0Wga3EWO/q2wZEkUayYZ4dOS",
+	"gyPyvaDJ78oggwm5Y54iq+R2SUzwkGfisKCfQ3yycCnPqKkRNF4kwSR4KYz11oqhz6uDxXpsuKrJoT94",
+	"rM8aq7V05zndnbcOGzoejx/szIN6fknn6TQZd4fElJuKqTQhxwRa+lQUcTI+6humnPdh46QL/Oj4eJ+P",
+	"Nk97uAuDZ+Onew1YnmFBIi9frbhee+zVA1emCGS1zwPyp9coA/WIKKOjsixfILaDkgzOUbMtCG+oFRHi",
+	"lYBrpyJlynQQktuuRSaN05vA2K9Usn5oFPtw4V1TPfMF+S36OnrowfvO/ZBwXcVX35uU9iGH6kgn/OJo",
+	"jy/Kc2I+LbV6js4LOO1Ne5AI608nabK120oVvzt0Yj8FF0luUuc39LxOnQ0qOelKUsQvklNKlarLZalY",
+	"quQCNLsCLebrR8W2m+n2L8qzyD4tth0AK2yHBEkyFpwJUQDW3JsOwm5Z9i3YXgyPH4sPPAAP+P3g+Fuw",
+	"FYJrgocZuAdaa6LlXupHdWAoKhYZt/Gys+iknSWZwtxuS5UcsTNW5VEVx8vN8lVmpjJqFh1ExWEZGiza",
+	"/IWql1tjuasdrJhHK83EaXpNGnaZoI8iRn3S6V5i9NG2T06TSj6JKL33xvsdyV6H7I8mex1b325mUPaR",
+	"+ZisuUqU2s6cnxRy6MFMgD+0JCcrg28Ab28SInP9g9n7FqvD5bV9HGZZT1B8ZIvDp+v12xuEh9821Y7/",
+	"3+4PyiOHf2c89e2S3Eil/uPPLm5kntKpoSmpSVW2aV9i7n131F48+Zb+39NCqnbSLvvoR7hSl6g9ebPI",
+	"HYTOcpmAZsJ+NpP2JCIHR8bdZn5Enhp2HrJfEMsHnd9+vp0wyeg7bN9jcG+BkNvuWEd5Pu0SmvXmwhpI",
+	"5yEzVgNfuYOyEmEuR+yFZRqylMeFp7+4CQG/m0pu1cod/XXKODmRkdKpaJ2lwK/aXzkHPfnU5WLEmpqH",
+	"A54rEzLhVLoYYMhcMmHIaqE/MpN9hagLDZLj2nK0JShWhcPiHJ8YtgLLcZTRVP7dHc5Hi17xNZsBG2Qp",
+	"F5JFRavIlZzSTCNmkTAN8Sq6GGLFs+gwEiu+wLcpX6vcnk6lVCzh+DAhZ6o59SvFroqOi/NG6UQec4p8",
+	"4NVPL+kIPrn2Z0ed1hfpQhvNVfo+6HhJ6ocy/Bvuv+gAcRwvIb6EhM1grjRimAkzlUWYYVIAgUIjMw38",
+	"0iDjzVOKbHF2cnzMrskrGqUqjpixXBeH0EdIRw5MuDfMVFZhMW4Z1c6xAYwWIxb9Mg2w9TQI2TQoIOH+",
+	"qq80OC+OjG4bfUhK77wvZD8tRsUW7NCRclOlqCooheR0NUDnmf+/EYOv9A4Vll8vXX82BR/KFCTG1ax3",
+	"qTPK97YNHWMnhWDTNdvnsqunwn40IqylDnaFhorwK7YI3fYnPw5yoQXj7AeevRQzDcyoXMfgjmr6rNFs",
+	"cwrWvF5zpSmMu6nlVhebfETXYAd1eu1D9SYtD6v04VZIvp2pTCcH4+o82w6ruPJsXS57xg1MpbHcUvC9",
+	"NxO5N/mYvQE9LAwNCiEbNjgZn4TsZPz0gCUKpbMl3YR29gxXMWltcpBWr4vQM3VSizyjsHIJpfjwZPz0",
+	"P0/GJ3fRiH3tQvNTaZYqTxMnc11usetwXqgN1GVEpxN3SLn6XjcE5Y9ksndnpz+y2OtJ1O5gP29z8ijP",
+	"85RVzd6Xs/yO5BDyCWIAjiJYQRL3Zg7NDb5haiDeRgXyvBRqYYCv6tdJGDq5TxQacSs7ZuQmTUfKu2yb",
+	"RsA9che94HdTOddglum6MI5rPJHyVekjH4pvcMyOUfs3FNU6fZghuKOxO159Z7O3YrFPs+c32V69UTLl",
+	"R00ZKaHXpZv6d/tL+Y27cfaV9M17mn4f0t5nXSKpIS6bKZe/nLefFbmJv5wjQiseUECZUTkZSZJC12px",
+	"AhOcb9votXrH0a2zgO7c8ayHSyoL/rVXB/3Ov/+IhOYrk3tMII8WOsAlG7Xhe950xV+BBFP3vb8uFlNA",
+	"yCeFtVlec9GvXSPPOz5o4e3Cms414nhnb16wRMU5aUBbl/luiba9klbz2FKioJ/ozkWv+Srdtej/OPvh",
+	"5f0WXfRav1Wwb4VPR+NylThzHI1ZuGkeu7DNNn946PkV90JPA0/W/TvkR/f6k2wQGhtVbkp+HT0Exzpv",
+	"+l95InBLuSN/y+ubnBZvDraB7eoI2dHFJazN1sinOxL+d55fWbtCZmt6Za3m4AndRfSHSbQsE79nQAc/",
+	"yYW/asEf81XQSdFu30TKzdO96Rx98mMPJJVOKM2irx0Wh+7MogkbRwc+B9r4m1gqxwUz7r4Yxi0TaLv5",
+	"w76IG0S3dxFLFJgupdJ5V/2dOh/HPmtdhHO3eQnpw9PttjAq2quP6sv5A8dEfY6nB+vem6LuSaxx1cNb",
+	"d5vw3e7IZY1iNwmpz+BO18z1mnz25W1L4nR3Yr4PQvtTNbci7BF2/gfu+t+XP/Y+qHtfn6u7O9z5W7v2",
+	"8KFLpLwwtRvQ3m+ELaLzvrmebBBJvoIJc88Lty9KVHLeUOwvnEp/fbApGvorlOo3ETG+4EIejNhZ+1o0",
+	"H4OtXYtWlF+YqZ8aVZuZ6lY25i9lG0SCrkS2vvbOVx7SM78o/FneohUdMK6hCoE2bh/qEvfUR0siP5bY",
+	"f0x/7HZmUAQfH10V+JxPtZGj+v7Cpu2Zuq9bio6BcZyoo4SW3hZ3lrlCTDS0K5s8DOigruCQWJSfesfB",
+	"LFTxOETgcCtmKVSGxdmbF6NauWuxaJz2pneSuSK2opLVABT1pmiDrcLixnKhG9FdUxuhDO9ujvC2ozq1",
+	"ioLVblX9FtRLkKa2noPaCHUnfvcyXPpI4QgMqXsuC5hUt7Y6p3jNST6I/mLE4s/TfDw+/hJuMv+LivD9",
+	"La+1SXQN77wOIXFd5wMo6pkL74nPGar1VXMC3J3f/U8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

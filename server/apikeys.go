@@ -56,7 +56,12 @@ func (s *Server) CreateAPIKey(ctx context.Context, req gen.CreateAPIKeyRequestOb
 	p := principalFrom(ctx)
 	var k store.APIKey
 	var name *string
-	if err := applySettings(&k, &name, *req.Body); err != nil {
+	// An empty body (no body, Content-Length 0) is every setting at its default, as {} is.
+	var in gen.APIKeySettings
+	if req.Body != nil {
+		in = *req.Body
+	}
+	if err := applySettings(&k, &name, in); err != nil {
 		return nil, err
 	}
 	k, err := s.store.CreateAPIKey(ctx, p.AccountID, name, k)

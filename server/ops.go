@@ -5,12 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/labstack/echo/v4"
 
 	"github.com/tilegate/tilegate"
 	"github.com/tilegate/tilegate/gen"
 )
+
+func init() {
+	// The one YAML body in the contract is /openapi.yaml, declared as text (type: string):
+	// validate it as the string it is rather than as a parsed document.
+	openapi3filter.RegisterBodyDecoder("application/yaml", openapi3filter.PlainBodyDecoder)
+}
 
 func (s *Server) Healthz(context.Context, gen.HealthzRequestObject) (gen.HealthzResponseObject, error) {
 	return gen.Healthz200JSONResponse{Status: "ok"}, nil
@@ -44,4 +54,40 @@ func specDocument(spec *openapi3.T) (map[string]any, error) {
 		return nil, fmt.Errorf("unmarshal spec: %w", err)
 	}
 	return doc, nil
+}
+
+// headAsGet answers HEAD wherever GET is answered (uptime checkers probe with HEAD): the request
+// is routed, authenticated and validated as the GET it stands for. echo routes on the request
+// the server handed it, so that one says GET until routing is done; restoreHead then gives it back
+// its HEAD, so net/http drops the body and keeps GET's headers. Tiles answer HEAD themselves.
+func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Method == http.MethodHead && !isTileFilePath(r.URL.Path) {
+			g := r.Clone(r.Context())
+			g.Method = http.MethodGet
+			c.SetRequest(g)
+			r.Method = http.MethodGet
+			c.Set(headRequestKey, r)
+		}
+		return next(c)
+	}
+}
+
+const headRequestKey = "tilegate.head"
+
+// restoreHead runs first after routing (see headAsGet).
+func restoreHead(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if r, ok := c.Get(headRequestKey).(*http.Request); ok {
+			r.Method = http.MethodHead
+		}
+		return next(c)
+	}
+}
+
+// isTileFilePath matches /api/tiles/{dataset_id}/{z}/{x}/{y}.{format}.
+func isTileFilePath(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/api/tiles/")
+	return ok && strings.Count(rest, "/") == 3
 }

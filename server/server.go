@@ -186,8 +186,8 @@ func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Pre(s.tileHeaders)
-	e.Use(middleware.Recover(), s.requestLog)
+	e.Pre(s.tileHeaders, headAsGet)
+	e.Use(restoreHead, middleware.Recover(), s.requestLog)
 
 	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
 	e.GET("/docs", echo.WrapHandler(docs))

@@ -65,12 +65,14 @@ func tileOperation(router routers.Router) (*routers.Route, error) {
 
 // queryRules check an operation's query parameters as kin-openapi would, without its
 // per-parameter decoding machinery: compiled from the spec at start, and only when every query
-// parameter is an optional plain string whose one constraint is a maxLength.
+// parameter is an optional plain string whose one constraint is a maxLength, or an optional
+// integer whose one constraint is a minimum of 0 (the token's exp).
 type queryRules []queryRule
 
 type queryRule struct {
-	name   string
-	maxLen uint64 // 0: none
+	name    string
+	maxLen  uint64 // 0: none
+	integer bool   // a non-negative integer
 }
 
 // compileQueryRules returns nil when a query parameter of op needs the generic validation.
@@ -86,6 +88,12 @@ func compileQueryRules(op *openapi3.Operation) queryRules {
 			return nil
 		}
 		sc := p.Schema.Value
+		if sc.Type.Is(openapi3.TypeInteger) && (sc.Format == "" || sc.Format == "int64") && sc.Min != nil && *sc.Min == 0 &&
+			sc.Max == nil && !sc.ExclusiveMin.IsSet() && len(sc.Enum) == 0 && !sc.Nullable &&
+			len(sc.AllOf)+len(sc.AnyOf)+len(sc.OneOf) == 0 && sc.Not == nil && sc.MultipleOf == nil {
+			rules = append(rules, queryRule{name: p.Name, integer: true})
+			continue
+		}
 		if !sc.Type.Is(openapi3.TypeString) || sc.Format != "" || sc.Pattern != "" || len(sc.Enum) > 0 ||
 			sc.MinLength > 0 || sc.Nullable || len(sc.AllOf)+len(sc.AnyOf)+len(sc.OneOf) > 0 || sc.Not != nil {
 			return nil
@@ -105,6 +113,10 @@ func compileQueryRules(op *openapi3.Operation) queryRules {
 func (q queryRules) check(raw string) []fieldError {
 	var out []fieldError
 	for _, r := range q {
+		if r.integer {
+			out = append(out, r.checkInteger(raw)...)
+			continue
+		}
 		if r.maxLen == 0 {
 			continue
 		}
@@ -495,7 +507,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 			cr.sig, cr.hasSig = *v, true
 		}
 		if v := req.Params.Exp; v != nil {
-			cr.exp, cr.hasExp = *v, true
+			cr.exp, cr.hasExp = strconv.FormatInt(*v, 10), true
 		}
 		if v := req.Params.Scope; v != nil {
 			cr.scope, cr.hasScope = *v, true
@@ -593,4 +605,23 @@ func (t tileJSONRefusal) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 	w.WriteHeader(t.status)
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// checkInteger answers as kin-openapi does for an integer parameter with minimum 0.
+func (r queryRule) checkInteger(raw string) []fieldError {
+	v, ok := firstQueryValue(raw, r.name)
+	if !ok {
+		return nil
+	}
+	loc := []any{"query", r.name}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return []fieldError{{Loc: loc, Input: v, Type: "int_parsing",
+			Msg: "Input should be a valid integer, unable to parse string as an integer"}}
+	}
+	if n < 0 {
+		return []fieldError{{Loc: loc, Input: v, Type: "greater_than_equal",
+			Msg: "Input should be greater than or equal to 0", Ctx: map[string]any{"ge": 0}}}
+	}
+	return nil
 }

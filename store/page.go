@@ -22,15 +22,22 @@ type Cursor struct {
 // ErrBadCursor: the cursor was not made by Encode.
 var ErrBadCursor = errors.New("invalid cursor")
 
-// Encode makes the opaque, URL-safe form given to clients.
+// Encode makes the opaque form given to clients: standard, padded base64, as the contract's
+// `format: byte` says, so clients that decode byte strings (.NET, Java, Go) accept it.
 func (c Cursor) Encode() string {
 	raw := strconv.FormatInt(c.Created.UnixMicro(), 36) + "." + c.ID.String()
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+	return base64.StdEncoding.EncodeToString([]byte(raw))
 }
 
-// DecodeCursor parses what Encode made; anything else is ErrBadCursor.
+// DecodeCursor parses what Encode makes, and what it made before (unpadded base64url), so a
+// cursor handed out by an older version still works; anything else is ErrBadCursor. A '+' that
+// reached us as a space (a query string built without escaping) is taken back.
 func DecodeCursor(s string) (Cursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	s = strings.ReplaceAll(s, " ", "+")
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	}
 	if err != nil {
 		return Cursor{}, ErrBadCursor
 	}
