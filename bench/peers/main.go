@@ -1,8 +1,8 @@
 // Command peers measures tilegate's tile path side by side with consbio/mbtileserver, the
 // MBTiles server a user would pick instead, on the same files in one run (issue #9).
 //
-//	go run ./bench/peers [-rounds 3] [-duration 4s] [-connections 16] [-sizes small,large]
-//	                     [-backends sqlite,postgres] [-peer TARBALL] [-cache DIR]
+//	go run ./bench/peers [-rounds 3] [-duration 3s] [-connections 16] [-sizes small,large]
+//	                     [-backends sqlite,postgres] [-only token,public] [-peer TARBALL] [-cache DIR]
 //
 // It builds mbtileserver from its source tarball (into a cache directory, never the repo) and
 // tilegate from this checkout, generates two MBTiles files (about 9,300 small vector tiles of
@@ -11,7 +11,8 @@
 // dataset read with an API key that has origin rules, and one read with a tile token, on the
 // SQLite and the PostgreSQL metadata backends. Every server is pinned to CPU 0 with taskset;
 // the load generator (a child process of this program, GOMAXPROCS=1) to CPU 1. Each round
-// runs every mode once, in a rotated order, with credentials minted afresh for it, requesting
+// runs every mode once, in a rotated order, each right after a run of mbtileserver public on
+// the same file (its pair for the ratios), with credentials minted afresh for it, requesting
 // every tile in a new shuffled order over keep-alive connections; every answer must be 200 and
 // a sample of bodies must equal the file's bytes. It prints, per mode, medians over rounds of
 // tiles/s, server CPU per tile (from /proc utime+stime), p50/p99 latency as the client sees it,
@@ -49,6 +50,7 @@ type options struct {
 	pgURL       string
 	smallTiles  int
 	largeTiles  int
+	only        string
 }
 
 func main() {
@@ -62,7 +64,7 @@ func main() {
 	var sizes, backends string
 	cache, _ := os.UserCacheDir()
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; each runs every mode once")
-	flag.DurationVar(&o.duration, "duration", 4*time.Second, "measured length of one mode in a round")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured length of one mode in a round")
 	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured load before each measurement")
 	flag.IntVar(&o.connections, "connections", 16, "keep-alive connections of the load generator")
 	flag.IntVar(&o.checks, "checks", 512, "tiles per mode and round whose bodies are compared with the file")
@@ -73,6 +75,7 @@ func main() {
 	flag.StringVar(&o.pgURL, "postgres", scratchdb.BaseURL(), "PostgreSQL server to create a scratch database on")
 	flag.IntVar(&o.smallTiles, "small-tiles", 9348, "tiles in the small-tile file")
 	flag.IntVar(&o.largeTiles, "large-tiles", 600, "tiles in the large-tile file")
+	flag.StringVar(&o.only, "only", "", "measure only the modes whose name contains one of these comma-separated words (mbtileserver public is always kept)")
 	flag.Parse()
 	o.sizes = strings.Split(sizes, ",")
 	o.backends = strings.Split(backends, ",")
@@ -92,6 +95,7 @@ type mode struct {
 	mint     func() (string, error) // the query carrying a fresh credential ("" when none)
 	baseline bool                   // mbtileserver public: what the ratios divide by
 	results  []jobResult
+	pairs    []jobResult // the baseline's run just before each of results
 }
 
 func run(o options) error {
@@ -199,21 +203,48 @@ func run(o options) error {
 		modes = append(modes, tm...)
 	}
 
+	modes = slices.DeleteFunc(modes, func(m *mode) bool { return !m.baseline && !selected(o.only, m.name) })
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	for _, p := range procs {
+		fmt.Fprintf(os.Stderr, "%s: pid %d, http://%s\n", p.name, p.pid(), p.addr)
+	}
 	fmt.Fprintf(os.Stderr, "%d modes, %d rounds x %v (+%v warm-up) each\n", len(modes), o.rounds, o.duration, o.warmup)
+	// The machine is shared, so the load on CPU 0 drifts within a round: every mode is paired
+	// with a run of mbtileserver public on the same file just before it, and ratios are taken
+	// within pairs.
+	var measured []*mode
+	bases := map[string]*mode{}
+	for _, m := range modes {
+		if m.baseline {
+			bases[m.size] = m
+		} else {
+			measured = append(measured, m)
+		}
+	}
+	one := func(r int, m *mode) (jobResult, error) {
+		res, err := measure(self, o, m)
+		if err != nil {
+			return res, fmt.Errorf("round %d, %s (%s): %w", r+1, m.name, m.size, err)
+		}
+		m.results = append(m.results, res)
+		fmt.Fprintf(os.Stderr, "round %d %-32s %-5s %8.0f tiles/s %6.1f µs CPU/tile\n",
+			r+1, m.name, m.size, float64(res.N)/res.Wall.Seconds(), perTile(res.ServerCPU, res.N))
+		return res, nil
+	}
 	for r := range o.rounds {
-		for k := range modes {
-			m := modes[(k+r*7)%len(modes)] // a different order each round
-			res, err := measure(self, o, m)
+		for k := range measured {
+			m := measured[(k+r*5)%len(measured)] // a different order each round
+			base, err := one(r, bases[m.size])
 			if err != nil {
-				return fmt.Errorf("round %d, %s (%s): %w", r+1, m.name, m.size, err)
+				return err
 			}
-			m.results = append(m.results, res)
-			fmt.Fprintf(os.Stderr, "round %d %-32s %-5s %8.0f tiles/s %6.1f µs CPU/tile\n",
-				r+1, m.name, m.size, float64(res.N)/res.Wall.Seconds(), perTile(res.ServerCPU, res.N))
+			if _, err := one(r, m); err != nil {
+				return err
+			}
+			m.pairs = append(m.pairs, base)
 		}
 	}
 	report(os.Stdout, o, modes, sets)
@@ -273,4 +304,17 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// selected tells whether name contains one of the comma-separated words of only (all when empty).
+func selected(only, name string) bool {
+	if only == "" {
+		return true
+	}
+	for _, w := range strings.Split(only, ",") {
+		if w != "" && strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
 }

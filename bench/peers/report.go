@@ -8,21 +8,15 @@ import (
 	"time"
 )
 
-// report prints, per tile file, one line per mode: medians over rounds, and ratios to
-// mbtileserver public taken per round (the rounds interleave, so a round's noise hits the
-// mode and its baseline alike) and then the median of those.
+// report prints, per tile file, one line per mode: medians over rounds, and ratios to the
+// mbtileserver public run paired with each of its runs (seconds apart, so drifting load on the
+// shared machine hits both alike), then the median of those.
 func report(w io.Writer, o options, modes []*mode, sets map[string]*tileSet) {
 	fmt.Fprintf(w, "\ntilegate vs mbtileserver: servers pinned to CPU %s, load generator (Go, GOMAXPROCS=1, %d connections) to CPU %s;\n",
 		serverCPU, o.connections, loadCPU)
 	fmt.Fprintf(w, "%d interleaved rounds x %v per mode, every tile in shuffled order, fresh credentials per round\n", o.rounds, o.duration)
 	for _, size := range o.sizes {
 		ts := sets[size]
-		var base *mode
-		for _, m := range modes {
-			if m.size == size && m.baseline {
-				base = m
-			}
-		}
 		fmt.Fprintf(w, "\n%s tiles: %d tiles, %d B mean stored (gzipped) size\n", size, len(ts.coords), ts.avg)
 		fmt.Fprintf(w, "%-30s %9s %7s %8s %7s %8s %8s %8s %7s  %s\n",
 			"mode", "tiles/s", "x peer", "CPU/tile", "x peer", "p50", "p99", "RSS", "client", "target (x mbtileserver public)")
@@ -31,7 +25,7 @@ func report(w io.Writer, o options, modes []*mode, sets map[string]*tileSet) {
 				continue
 			}
 			rate, cpu, p50, p99, client := m.medians()
-			rRate, rCPU := m.ratios(base)
+			rRate, rCPU := m.ratios()
 			target, ok := targetOf(m, size, rRate, rCPU)
 			verdict := ""
 			if target != "" {
@@ -49,7 +43,7 @@ func report(w io.Writer, o options, modes []*mode, sets map[string]*tileSet) {
 		}
 		fmt.Fprintf(w, "  %-30s %-5s %s\n", m.name, m.size, strings.Join(rs, " "))
 	}
-	fmt.Fprintf(w, "\nx peer: median over rounds of (mode / mbtileserver public of the same round). CPU/tile: server\n"+
+	fmt.Fprintf(w, "\nx peer: median over rounds of (mode / the mbtileserver public run just before it). CPU/tile: server\n"+
 		"user+system CPU from /proc per tile served. p50/p99: client-side latency. RSS: the server process's\n"+
 		"VmHWM (tilegate serves all its modes from one process). client: the load generator's CPU share of\n"+
 		"the window (near 100%% means it, not the server, set the pace).\n")
@@ -69,14 +63,15 @@ func (m *mode) medians() (rate, cpu, p50, p99, client float64) {
 	return median(rates), median(cpus), median(p50s), median(p99s), median(clients)
 }
 
-// ratios returns the medians of m's per-round tiles/s and CPU-per-tile ratios to base.
-func (m *mode) ratios(base *mode) (rate, cpu float64) {
-	if base == nil {
-		return 0, 0
+// ratios returns the medians of m's tiles/s and CPU-per-tile ratios to the baseline run paired
+// with each of its runs.
+func (m *mode) ratios() (rate, cpu float64) {
+	if m.baseline {
+		return 1, 1
 	}
 	var rates, cpus []float64
 	for i, r := range m.results {
-		b := base.results[i]
+		b := m.pairs[i]
 		rates = append(rates, (float64(r.N)/r.Wall.Seconds())/(float64(b.N)/b.Wall.Seconds()))
 		if bc := perTile(b.ServerCPU, b.N); bc > 0 {
 			cpus = append(cpus, perTile(r.ServerCPU, r.N)/bc)
