@@ -90,7 +90,7 @@ const tileQuery = `SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_col
 // benchStmt reads tiles of f in a shuffled order through one *sql.Stmt on a one-connection
 // pool, as mbtiles.Pool does (QueryRow + Scan into []byte).
 func benchStmt(b *testing.B, f *tileFile) {
-	db, err := sql.Open("sqlite", "file:"+f.path+"?mode=ro")
+	db, err := sql.Open("sqlite", roURI(f.path))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func benchStmt(b *testing.B, f *tileFile) {
 // benchRawBytes reads through the same *sql.Stmt but with Rows and sql.RawBytes, so the tile is
 // not copied a second time by Scan (it is used before Rows.Close, as a handler writing it would).
 func benchRawBytes(b *testing.B, f *tileFile) {
-	db, err := sql.Open("sqlite", "file:"+f.path+"?mode=ro")
+	db, err := sql.Open("sqlite", roURI(f.path))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -164,3 +164,7 @@ func BenchmarkDriverRawBytes(b *testing.B) {
 		b.Run(n, func(b *testing.B) { benchRawBytes(b, files[n]) })
 	}
 }
+
+// roURI opens path as mbtiles.Pool does: read-only and immutable (tilegate never changes a
+// published file, so SQLite skips file locking and change detection on every read).
+func roURI(path string) string { return "file:" + path + "?mode=ro&immutable=1" }

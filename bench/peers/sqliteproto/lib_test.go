@@ -26,14 +26,14 @@ type libReader struct {
 
 func openLib(path string) (*libReader, error) {
 	r := &libReader{tls: libc.NewTLS()}
-	name, err := libc.CString(path)
+	name, err := libc.CString(roURI(path))
 	if err != nil {
 		return nil, err
 	}
 	defer libc.Xfree(r.tls, name)
 	pp := r.tls.Alloc(8)
 	defer r.tls.Free(8)
-	if rc := sqlite3.Xsqlite3_open_v2(r.tls, name, pp, sqlite3.SQLITE_OPEN_READONLY, 0); rc != sqlite3.SQLITE_OK {
+	if rc := sqlite3.Xsqlite3_open_v2(r.tls, name, pp, sqlite3.SQLITE_OPEN_READONLY|sqlite3.SQLITE_OPEN_URI, 0); rc != sqlite3.SQLITE_OK {
 		return nil, fmt.Errorf("open %s: rc %d", path, rc)
 	}
 	r.db = *(*uintptr)(ptr(pp))
