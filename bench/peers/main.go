@@ -29,6 +29,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,6 +52,8 @@ type options struct {
 	smallTiles  int
 	largeTiles  int
 	only        string
+	wrk         bool
+	tmp         string
 }
 
 func main() {
@@ -76,6 +79,7 @@ func main() {
 	flag.IntVar(&o.smallTiles, "small-tiles", 9348, "tiles in the small-tile file")
 	flag.IntVar(&o.largeTiles, "large-tiles", 600, "tiles in the large-tile file")
 	flag.StringVar(&o.only, "only", "", "measure only the modes whose name contains one of these comma-separated words (mbtileserver public is always kept)")
+	flag.BoolVar(&o.wrk, "wrk", false, "generate the load with wrk (must be installed) instead of the Go load generator")
 	flag.Parse()
 	o.sizes = strings.Split(sizes, ",")
 	o.backends = strings.Split(backends, ",")
@@ -108,6 +112,12 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	o.tmp = tmp
+	if o.wrk {
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return fmt.Errorf("-wrk: %w", err)
+		}
+	}
 
 	peerBin, err := buildPeer(o.peer, o.cache)
 	if err != nil {
@@ -268,6 +278,9 @@ func measure(self string, o options, m *mode) (jobResult, error) {
 	}
 	for _, i := range mrand.Perm(len(j.Paths))[:min(o.checks, len(j.Paths))] {
 		j.Checks[i] = m.set.stored[i]
+	}
+	if o.wrk {
+		return runWrk(o.tmp, j)
 	}
 	return runChild(self, j)
 }

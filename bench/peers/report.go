@@ -12,8 +12,12 @@ import (
 // mbtileserver public run paired with each of its runs (seconds apart, so drifting load on the
 // shared machine hits both alike), then the median of those.
 func report(w io.Writer, o options, modes []*mode, sets map[string]*tileSet) {
-	fmt.Fprintf(w, "\ntilegate vs mbtileserver: servers pinned to CPU %s, load generator (Go, GOMAXPROCS=1, %d connections) to CPU %s;\n",
-		serverCPU, o.connections, loadCPU)
+	gen := "Go, GOMAXPROCS=1"
+	if o.wrk {
+		gen = "wrk, one thread"
+	}
+	fmt.Fprintf(w, "\ntilegate vs mbtileserver: servers pinned to CPU %s, load generator (%s, %d connections) to CPU %s;\n",
+		serverCPU, gen, o.connections, loadCPU)
 	fmt.Fprintf(w, "%d interleaved rounds x %v per mode, every tile in shuffled order, fresh credentials per round\n", o.rounds, o.duration)
 	for _, size := range o.sizes {
 		ts := sets[size]
