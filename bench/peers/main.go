@@ -279,10 +279,15 @@ func measure(self string, o options, m *mode) (jobResult, error) {
 	for _, i := range mrand.Perm(len(j.Paths))[:min(o.checks, len(j.Paths))] {
 		j.Checks[i] = m.set.stored[i]
 	}
+	run := func() (jobResult, error) { return runChild(self, j) }
 	if o.wrk {
-		return runWrk(o.tmp, j)
+		run = func() (jobResult, error) { return runWrk(o.tmp, j) }
 	}
-	return runChild(self, j)
+	res, err := run()
+	if err == nil && (res.N == 0 || res.Checked == 0) {
+		err = fmt.Errorf("%d tiles served, %d sampled ones compared: run longer", res.N, res.Checked)
+	}
+	return res, err
 }
 
 func perTile(d time.Duration, n int64) float64 {
