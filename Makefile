@@ -36,7 +36,7 @@ bench:
 	$(GO) run ./bench/tokens
 	$(GO) run ./bench/tiles
 
-## bench-peers: tilegate vs mbtileserver, side by side, pinned to CPUs (needs taskset, a C compiler
-## for the peer, PostgreSQL); BENCH_PEERS_FLAGS="-rounds 1 -duration 2s" for a quick run
+## bench-peers: tilegate vs mbtileserver, side by side, pinned to CPUs (needs taskset and a C compiler
+## for the peer; PostgreSQL modes are skipped without one); BENCH_PEERS_FLAGS="-rounds 1 -duration 2s" for a quick run
 bench-peers:
 	$(GO) run ./bench/peers $(BENCH_PEERS_FLAGS)

@@ -207,6 +207,10 @@ func run(o options) error {
 		if p != nil {
 			procs = append(procs, p)
 		}
+		if errors.Is(err, errNoPostgres) {
+			fmt.Fprintf(os.Stderr, "skipping tilegate on PostgreSQL: %v\n", err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("tilegate on %s: %w", backend, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -33,7 +34,7 @@ func startTilegate(ctx context.Context, o options, backend, bin, tmp string, env
 	case "postgres":
 		db, err := scratchdb.Create(ctx, o.pgURL, "tilegate_bench_peers")
 		if err != nil {
-			return nil, nil, fmt.Errorf("scratch database: %w", err)
+			return nil, nil, fmt.Errorf("%w: %w", errNoPostgres, err)
 		}
 		dbURL = db.URL
 		scratchDrops = append(scratchDrops, db) // dropped by run once the servers have stopped
@@ -112,6 +113,9 @@ func startTilegate(ctx context.Context, o options, backend, bin, tmp string, env
 	}
 	return modes, p, nil
 }
+
+// errNoPostgres means no scratch database could be made: the PostgreSQL modes are skipped.
+var errNoPostgres = errors.New("PostgreSQL unavailable")
 
 // scratchDrops are the PostgreSQL scratch databases to drop once the servers have stopped.
 var scratchDrops []*scratchdb.DB
