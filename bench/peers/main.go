@@ -163,43 +163,10 @@ func run(o options) error {
 	}()
 	env := cleanEnv()
 
-	// mbtileserver: one process public, one signed, both serving every file of tilesDir.
-	secret := randomHex(24)
-	var modes []*mode
-	for _, signed := range []bool{false, true} {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		host, port, _ := strings.Cut(addr, ":")
-		args := []string{"--host", host, "-p", port, "-d", tilesDir, "--tiles-only"}
-		name := "mbtileserver public"
-		if signed {
-			args = append(args, "-s", secret)
-			name = "mbtileserver signed"
-		}
-		p, err := startPinned(name, addr, peerBin, env, args...)
-		if err != nil {
-			return err
-		}
-		procs = append(procs, p)
-		for _, size := range o.sizes {
-			ts := sets[size]
-			m := &mode{name: name, size: size, proc: p, set: ts, baseline: !signed,
-				prefix: "/services/" + ts.name + "/tiles/", mint: func() (string, error) { return "", nil }}
-			if signed {
-				m.mint = func() (string, error) { return peerSignature(secret, ts.name) }
-			}
-			q, err := m.mint()
-			if err != nil {
-				return err
-			}
-			c := ts.coords[0]
-			if err := waitFor(client, p, fmt.Sprintf("http://%s%s%d/%d/%d.pbf%s", addr, m.prefix, c[0], c[1], c[2], q)); err != nil {
-				return err
-			}
-			modes = append(modes, m)
-		}
+	modes, peers, err := startPeers(o, peerBin, tilesDir, env, sets, client)
+	procs = append(procs, peers...)
+	if err != nil {
+		return err
 	}
 
 	for _, backend := range o.backends {
@@ -226,9 +193,17 @@ func run(o options) error {
 		fmt.Fprintf(os.Stderr, "%s: pid %d, http://%s\n", p.name, p.pid(), p.addr)
 	}
 	fmt.Fprintf(os.Stderr, "%d modes, %d rounds x %v (+%v warm-up) each\n", len(modes), o.rounds, o.duration, o.warmup)
-	// The machine is shared, so the load on CPU 0 drifts within a round: every mode is paired
-	// with a run of mbtileserver public on the same file just before it, and ratios are taken
-	// within pairs.
+	if err := runRounds(self, o, modes); err != nil {
+		return err
+	}
+	report(os.Stdout, o, modes, sets)
+	return nil
+}
+
+// runRounds measures every mode once per round. The machine is shared, so the load on CPU 0
+// drifts within a round: every mode is paired with a run of mbtileserver public on the same
+// file just before it, and ratios are taken within pairs.
+func runRounds(self string, o options, modes []*mode) error {
 	var measured []*mode
 	bases := map[string]*mode{}
 	for _, m := range modes {
@@ -261,8 +236,53 @@ func run(o options) error {
 			m.pairs = append(m.pairs, base)
 		}
 	}
-	report(os.Stdout, o, modes, sets)
 	return nil
+}
+
+// startPeers starts mbtileserver twice, public and HMAC-signed, both serving every file of
+// tilesDir, and returns their modes once each answers a tile of every file.
+func startPeers(o options, bin, tilesDir string, env []string, sets map[string]*tileSet,
+	client *http.Client) ([]*mode, []*process, error) {
+	secret := randomHex(24)
+	var modes []*mode
+	var procs []*process
+	for _, signed := range []bool{false, true} {
+		addr, err := freeAddr()
+		if err != nil {
+			return modes, procs, err
+		}
+		host, port, _ := strings.Cut(addr, ":")
+		args := []string{"--host", host, "-p", port, "-d", tilesDir, "--tiles-only"}
+		name := "mbtileserver public"
+		if signed {
+			args = append(args, "-s", secret)
+			name = "mbtileserver signed"
+		}
+		p, err := startPinned(name, addr, bin, env, args...)
+		if err != nil {
+			return modes, procs, err
+		}
+		procs = append(procs, p)
+		for _, size := range o.sizes {
+			ts := sets[size]
+			m := &mode{name: name, size: size, proc: p, set: ts, baseline: !signed,
+				prefix: "/services/" + ts.name + "/tiles/", mint: func() (string, error) { return "", nil }}
+			if signed {
+				m.mint = func() (string, error) { return peerSignature(secret, ts.name) }
+			}
+			q, err := m.mint()
+			if err != nil {
+				return modes, procs, err
+			}
+			c := ts.coords[0]
+			if err := waitFor(client, p, fmt.Sprintf("http://%s%s%d/%d/%d.pbf%s", addr, m.prefix, c[0], c[1], c[2], q)); err != nil {
+				return modes, procs, err
+			}
+			modes = append(modes, m)
+		}
+	}
+
+	return modes, procs, nil
 }
 
 // measure mints m's credential and runs one load-generator child for it.
