@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 # The race detector needs cgo and a C compiler; a machine with only Go still runs the suite.
 RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test
+.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test bench-peers bench-faults
 
 ## run: serve on an embedded SQLite database (./data/tilegate.db)
 run:
@@ -74,3 +74,8 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./tiletoken/ ./origin/ ./mbtiles/ ./server/
 	$(GO) run ./bench/tokens
 	$(GO) run ./bench/tiles
+
+## bench-peers: tilegate vs mbtileserver, side by side, pinned to CPUs (needs taskset and a C compiler
+## for the peer; PostgreSQL modes are skipped without one); BENCH_PEERS_FLAGS="-rounds 1 -duration 2s" for a quick run
+bench-peers:
+	$(GO) run ./bench/peers $(BENCH_PEERS_FLAGS)

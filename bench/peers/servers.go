@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// serverCPU is the CPU every server is pinned to; the load generator gets loadCPU.
+const (
+	serverCPU = "0"
+	loadCPU   = "1"
+)
+
+// buildPeer extracts the mbtileserver source tarball and builds it into a cache directory
+// keyed by the tarball's hash, so later runs reuse the binary. Nothing of it enters the repo.
+func buildPeer(tarball, cacheDir string) (string, error) {
+	raw, err := os.ReadFile(tarball)
+	if err != nil {
+		return "", fmt.Errorf("read peer source: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	dir := filepath.Join(cacheDir, "mbtileserver-"+hex.EncodeToString(sum[:6]))
+	bin := filepath.Join(dir, "mbtileserver")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("tar", "-xzf", tarball, "-C", src).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("extract %s: %v\n%s", tarball, err, out)
+	}
+	mods, err := filepath.Glob(filepath.Join(src, "*", "go.mod"))
+	if err != nil || len(mods) != 1 {
+		return "", fmt.Errorf("extract %s: expected one module directory, found %v", tarball, mods)
+	}
+	fmt.Fprintf(os.Stderr, "building mbtileserver into %s (once)\n", dir)
+	cmd := exec.Command("go", "build", "-o", bin+".tmp", ".")
+	cmd.Dir = filepath.Dir(mods[0])
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build mbtileserver: %v\n%s", err, out)
+	}
+	return bin, os.Rename(bin+".tmp", bin)
+}
+
+// buildTilegate builds this checkout's tilegate binary into dir.
+func buildTilegate(dir string) (string, error) {
+	bin := filepath.Join(dir, "tilegate")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tilegate").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build tilegate: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// process is a server started pinned to serverCPU.
+type process struct {
+	name string
+	addr string
+	cmd  *exec.Cmd
+}
+
+// startPinned starts bin with args and env under taskset on serverCPU, output discarded
+// straight to /dev/null (a pipe would make this process copy the server's log).
+func startPinned(name, addr, bin string, env []string, args ...string) (*process, error) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	cmd := exec.Command("taskset", append([]string{"-c", serverCPU, bin}, args...)...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = null, null
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &process{name: name, addr: addr, cmd: cmd}, nil
+}
+
+// pid is the server's pid: taskset execs the server, so it is taskset's.
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// peakRSS is the process's VmHWM in bytes.
+func (p *process) peakRSS() int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid()))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// waitFor polls url until it answers 200, for at most 20 s; a server that exits fails at once.
+func waitFor(c *http.Client, p *process, url string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := c.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if p.cmd.ProcessState != nil {
+			return fmt.Errorf("%s exited", p.name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 at %s", p.name, url)
+}
+
+// peerSignature returns the query mbtileserver's -s mode accepts for tileset id, signed now:
+// signature = salt ":" base64url(HMAC-SHA1(SHA1(salt+secret), date ":" id)), date RFC 3339.
+// A fresh salt and date per call, as a client minting per session would.
+func peerSignature(secret, id string) (string, error) {
+	var s [12]byte
+	if _, err := rand.Read(s[:]); err != nil {
+		return "", err
+	}
+	salt := hex.EncodeToString(s[:])
+	date := time.Now().UTC().Format(time.RFC3339Nano)
+	key := sha1.Sum([]byte(salt + secret))
+	mac := hmac.New(sha1.New, key[:])
+	mac.Write([]byte(date + ":" + id))
+	sig := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	return "?signature=" + url.QueryEscape(salt+":"+sig) + "&date=" + url.QueryEscape(date), nil
+}
+
+// call sends one management request and decodes a JSON answer into out.
+func call(c *http.Client, method, url, auth, ctype string, body io.Reader, want int, out any) error {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", auth)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != want {
+		return fmt.Errorf("%s %s: %d %.300s", method, url, res.StatusCode, raw)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := jsonDecode(raw, out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	return nil
+}
+
+var errNoTiles = errors.New("token has no tile URL")
+
+// tokenQuery extracts the signed query of a tile token's first URL template.
+func tokenQuery(tiles []string) (string, error) {
+	if len(tiles) == 0 {
+		return "", errNoTiles
+	}
+	i := strings.IndexByte(tiles[0], '?')
+	if i < 0 {
+		return "", fmt.Errorf("token URL %q has no query", tiles[0])
+	}
+	return tiles[0][i:], nil
+}
+
+func jsonDecode(raw []byte, out any) error {
+	return json.NewDecoder(bytes.NewReader(raw)).Decode(out)
+}
