@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -28,7 +29,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case errors.Is(err, store.ErrConflict):
 		_ = detail(c, http.StatusConflict, "The change conflicts with the current state; retry")
 	case store.IsUnavailable(err):
-		s.log.Warn("database unavailable", "path", c.Path(), "err", err)
+		// Once per outage and error class, then counts: an outage fails every request.
+		reason := store.UnavailableReason(err)
+		s.outages.failure(reason, slog.String("reason", reason), slog.String("path", c.Path()), slog.String("err", err.Error()))
+		c.Response().Header().Set("Cache-Control", "no-store")
 		_ = detail(c, http.StatusServiceUnavailable, "The database is unavailable; retry shortly")
 	case errors.As(err, &he):
 		switch he.Code {

@@ -103,7 +103,9 @@ func (l *listener) run(ctx context.Context) {
 // session connects, listens on both channels, flushes the cache and then evicts what every
 // notification names until the connection fails or ctx ends.
 func (l *listener) session(ctx context.Context) error {
-	cfg, err := pgx.ParseConfig(l.dsn)
+	// The pool's settings: connect_timeout and TCP keepalives (a silently dropped connection
+	// is also caught by the idle ping below).
+	cfg, err := store.PostgresConfig(l.dsn)
 	if err != nil {
 		return err
 	}

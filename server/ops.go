@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/tilegate/tilegate"
 	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/store"
 )
 
 func (s *Server) Healthz(context.Context, gen.HealthzRequestObject) (gen.HealthzResponseObject, error) {
@@ -18,7 +20,12 @@ func (s *Server) Healthz(context.Context, gen.HealthzRequestObject) (gen.Healthz
 
 func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.ReadyzResponseObject, error) {
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("not ready", "err", err)
+		// Load balancers ask often: aggregated like the other 503s.
+		reason := store.UnavailableReason(err)
+		if reason == "" {
+			reason = "ping"
+		}
+		s.outages.failure(reason, slog.String("reason", reason), slog.String("path", "/readyz"), slog.String("err", err.Error()))
 		return gen.Readyz503JSONResponse{UnavailableJSONResponse: gen.UnavailableJSONResponse{Detail: "The database is unavailable"}}, nil
 	}
 	return gen.Readyz200JSONResponse{Status: "ok"}, nil
