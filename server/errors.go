@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -31,7 +32,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case store.IsUnavailable(err):
 		// Once per outage and error class, then counts: an outage fails every request.
 		reason := store.UnavailableReason(err)
-		s.outages.failure(reason, slog.String("reason", reason), slog.String("path", c.Path()), slog.String("err", err.Error()))
+		s.outages.failure(reason, s.requestBegan(c), slog.String("reason", reason), slog.String("path", c.Path()), slog.String("err", err.Error()))
 		c.Response().Header().Set("Cache-Control", "no-store")
 		_ = detail(c, http.StatusServiceUnavailable, "The database is unavailable; retry shortly")
 	case errors.As(err, &he):
@@ -56,4 +57,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("request failed", "path", c.Path(), "err", err)
 		_ = detail(c, http.StatusInternalServerError, "Internal Server Error")
 	}
+}
+
+// requestBegan is about when the request's database work began: its deadline less DBTimeout
+// (tiles, which have no deadline, waited at most TileLoadWait).
+func (s *Server) requestBegan(c echo.Context) time.Time {
+	if dl, ok := c.Request().Context().Deadline(); ok {
+		return dl.Add(-s.cfg.DBTimeout)
+	}
+	return time.Now().Add(-s.cfg.TileLoadWait)
 }

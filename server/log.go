@@ -53,6 +53,9 @@ type outageLog struct {
 
 	mu      sync.Mutex
 	open    map[string]*outage // guarded by mu
+	// recovered is when the last outage ended; failures of operations that began before it
+	// were in flight during that outage and do not open a new one. Guarded by mu.
+	recovered time.Time
 	running bool               // a watcher goroutine runs; guarded by mu
 	stop    chan struct{}
 	stopped sync.Once
@@ -74,9 +77,14 @@ func newOutageLog(log *slog.Logger, every time.Duration, probe func(context.Cont
 	return &outageLog{log: log, every: every, probe: probe, msgs: msgs, open: map[string]*outage{}, stop: make(chan struct{})}
 }
 
-// failure records one failure of kind; only the first of an outage is logged (with attrs).
-func (o *outageLog) failure(kind string, attrs ...slog.Attr) {
+// failure records one failure of kind, of an operation that began at began; only the first of
+// an outage is logged (with attrs).
+func (o *outageLog) failure(kind string, began time.Time, attrs ...slog.Attr) {
 	o.mu.Lock()
+	if began.Before(o.recovered) {
+		o.mu.Unlock()
+		return
+	}
 	if e := o.open[kind]; e != nil {
 		e.total++
 		e.sinceLastCount++
@@ -145,6 +153,7 @@ func (o *outageLog) recover() {
 	}
 	clear(o.open)
 	o.running = false
+	o.recovered = time.Now()
 }
 
 // close stops the watcher (at shutdown).

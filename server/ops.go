@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -25,7 +26,7 @@ func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.Rea
 		if reason == "" {
 			reason = "ping"
 		}
-		s.outages.failure(reason, slog.String("reason", reason), slog.String("path", "/readyz"), slog.String("err", err.Error()))
+		s.outages.failure(reason, time.Now().Add(-2*time.Second), slog.String("reason", reason), slog.String("path", "/readyz"), slog.String("err", err.Error()))
 		return gen.Readyz503JSONResponse{UnavailableJSONResponse: gen.UnavailableJSONResponse{Detail: "The database is unavailable"}}, nil
 	}
 	return gen.Readyz200JSONResponse{Status: "ok"}, nil

@@ -259,10 +259,11 @@ func (c *tileCache) usable(loaded time.Time) bool {
 // returns (nil, nil), and the caller serves the stale entry.
 func (c *tileCache) load(ctx context.Context, key string, haveStale bool, fn func(context.Context) (any, error)) (any, error) {
 	ch := c.loads.DoChan(key, func() (any, error) {
+		began := time.Now()
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.dbTimeout)
 		defer cancel()
 		v, err := fn(lctx)
-		c.loaded(err)
+		c.loaded(err, began)
 		return v, err
 	})
 	if haveStale && c.down.Load() {
@@ -282,13 +283,13 @@ func (c *tileCache) load(ctx context.Context, key string, haveStale bool, fn fun
 
 // loaded notes how a load went: refresh failures for want of a database start (or continue)
 // an outage, logged once, and make stale entries serve without waiting.
-func (c *tileCache) loaded(err error) {
+func (c *tileCache) loaded(err error, began time.Time) {
 	switch {
 	case err == nil:
 		c.down.Store(false)
 	case store.IsUnavailable(err):
 		c.down.Store(true)
-		c.outage.failure("refresh", slog.String("reason", store.UnavailableReason(err)),
+		c.outage.failure("refresh", began, slog.String("reason", store.UnavailableReason(err)),
 			slog.String("stale_if_error", c.staleIfError.String()), slog.String("err", err.Error()))
 	}
 }

@@ -200,7 +200,7 @@ func TestFaultTilesDuringOutage(t *testing.T) {
 	dbURL, _ := freshPostgres(t)
 	acct := createAccount(t, dbURL)
 	proxy, viaProxy := proxied(t, dbURL)
-	const ttl, stale = 300 * time.Millisecond, 8 * time.Second
+	const ttl, stale = 300 * time.Millisecond, 20 * time.Second
 	srv := startServer(t, viaProxy, "TILEGATE_AUTH_CACHE_TTL=1h", "TILEGATE_DB_TIMEOUT=2s",
 		"TILEGATE_TILE_CACHE_TTL="+ttl.String(), "TILEGATE_STALE_IF_ERROR="+stale.String(),
 		"TILEGATE_DATA_DIR="+t.TempDir())
@@ -268,7 +268,7 @@ func TestFaultTilesDuringOutage(t *testing.T) {
 	bad := map[string]int{}
 	for range 4 {
 		wg.Go(func() {
-			for range 10 {
+			for range 5 {
 				for _, p := range []string{byKey(kept), byToken} {
 					start := time.Now()
 					s, _ := tile(p)
@@ -285,8 +285,8 @@ func TestFaultTilesDuringOutage(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("warm tiles during the outage (entries past their TTL): %v, want all 200 within 5s", bad)
 	}
-	if time.Since(outage) > stale-2*time.Second {
-		t.Logf("warning: the stale window was nearly used up by the checks (%v); the machine is slow", time.Since(outage))
+	if el := time.Since(outage); el > stale/2 {
+		t.Fatalf("the checks took %v of the %v stale window: the machine is too slow for this test's timing", el, stale)
 	}
 	// The key deleted before the outage is never served again; an unknown key is 503, not 403.
 	if s, note := tile(byKey(deleted)); s == 200 {
