@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 # The race detector needs cgo and a C compiler; a machine with only Go still runs the suite.
 RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test generate check-generate build bench vet
+.PHONY: run test generate check-generate build bench bench-faults vet
 
 ## run: serve on an embedded SQLite database (./data/tilegate.db)
 run:
@@ -35,3 +35,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./tiletoken/ ./origin/ ./mbtiles/ ./server/
 	$(GO) run ./bench/tokens
 	$(GO) run ./bench/tiles
+
+## bench-faults: database faults (black hole, cut, restart) under a mixed load, through a TCP proxy (needs PostgreSQL)
+bench-faults:
+	$(GO) run ./bench/faults

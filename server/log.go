@@ -51,15 +51,15 @@ type outageLog struct {
 	probe func(context.Context) error
 	msgs  outageMessages
 
-	mu      sync.Mutex
-	open    map[string]*outage // guarded by mu
+	mu   sync.Mutex
+	open map[string]*outage // guarded by mu
 	// recovered is when the last outage ended; failures of operations that began before it
 	// were in flight during that outage and do not open a new one. Guarded by mu.
 	recovered time.Time
-	running bool               // a watcher goroutine runs; guarded by mu
-	stop    chan struct{}
-	stopped sync.Once
-	wg      sync.WaitGroup
+	running   bool // a watcher goroutine runs; guarded by mu
+	stop      chan struct{}
+	stopped   sync.Once
+	wg        sync.WaitGroup
 }
 
 // outageMessages are the log lines' msg: the first failure of a kind, the periodic count, and
