@@ -7,7 +7,7 @@
 // run the acknowledged writes lost (every key whose create was answered 200 must be in the
 // database afterwards) and the 500s. Both must be 0; the program exits non-zero otherwise.
 //
-//	go run ./bench/faults [-blackhole 10s] [-restart 5s] [-concurrency 8]
+//	go run ./bench/faults [-blackhole 10s] [-restart 5s] [-clients-per-op 2]
 //
 // Only 127.0.0.1 is contacted; the shared PostgreSQL server is never stopped or reconfigured.
 package main
@@ -52,7 +52,7 @@ func main() {
 	flag.DurationVar(&o.restart, "restart", 5*time.Second, "how long new connections are refused in the simulated restart")
 	flag.DurationVar(&o.settle, "settle", 10*time.Second, "normal load before the first fault and after each one")
 	flag.DurationVar(&o.ttl, "tile-cache-ttl", 2*time.Second, "the server's TILEGATE_TILE_CACHE_TTL (short, so outages outlast it)")
-	flag.IntVar(&o.concurrency, "concurrency", 8, "concurrent clients")
+	flag.IntVar(&o.concurrency, "clients-per-op", 2, "concurrent clients per kind of request")
 	flag.StringVar(&o.pgURL, "postgres", scratchdb.BaseURL(), "PostgreSQL server to create a scratch database on")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -156,7 +156,7 @@ func run(o options) error {
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
 	base := "http://" + addr
-	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency}}
+	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	if err := loadgen.WaitReady(client, base); err != nil {
 		return err
 	}
@@ -169,21 +169,21 @@ func run(o options) error {
 	rec := &recorder{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var n atomic.Int64
-	for w := range o.concurrency {
+	// Each client sends one kind of request, so requests that wait for the database do not
+	// slow the tiles down.
+	for w := range o.concurrency * len(ops) {
+		op := ops[w%len(ops)]
 		wg.Go(func() {
-			for i := w; ; i++ {
+			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				op := ops[i%len(ops)]
 				s := sample{op: op.name, db: op.db, start: time.Now()}
 				status, created := op.do(client)
 				s.end, s.status = time.Now(), status
 				rec.add(s, created)
-				n.Add(1)
 			}
 		})
 	}
@@ -319,7 +319,7 @@ func lostWrites(ctx context.Context, dbURL string, ids []string) (int, error) {
 func ok(status int) bool { return status >= 200 && status < 400 }
 
 func report(o options, rec *recorder, faults []fault, lost int, logPath string) error {
-	fmt.Printf("%d requests by %d clients; server TILEGATE_TILE_CACHE_TTL=%v, other settings default\n\n",
+	fmt.Printf("%d requests by %d clients per kind of request; server TILEGATE_TILE_CACHE_TTL=%v, other settings default\n\n",
 		len(rec.samples), o.concurrency, o.ttl)
 	fmt.Println("| fault | requests during it | failed (statuses) | tiles failed | slowest answer | DB requests recovered after | tiles recovered after |")
 	fmt.Println("|---|---|---|---|---|---|---|")
@@ -353,16 +353,27 @@ func report(o options, rec *recorder, faults []fault, lost int, logPath string) 
 	for _, s := range rec.samples {
 		all[s.status]++
 	}
-	logLines := 0
+	logLines, msgs := 0, map[string]int{}
 	if raw, err := os.ReadFile(logPath); err == nil {
 		for line := range strings.Lines(string(raw)) {
-			if !strings.Contains(line, `"msg":"request"`) {
-				logLines++
+			var l struct{ Level, Msg string }
+			if json.Unmarshal([]byte(line), &l) != nil || l.Msg == "request" {
+				continue
 			}
+			logLines++
+			msgs[l.Level+" "+l.Msg]++
 		}
 	}
 	fmt.Printf("\nall statuses: %s\nacknowledged key creates: %d, lost: %d\n500s: %d\nserver log lines other than the request log: %d\n",
 		statuses(all), len(rec.created), lost, all[500], logLines)
+	names := make([]string, 0, len(msgs))
+	for m := range msgs {
+		names = append(names, m)
+	}
+	slices.Sort(names)
+	for _, m := range names {
+		fmt.Printf("  %3d × %s\n", msgs[m], m)
+	}
 	if lost != 0 || all[500] != 0 {
 		return errors.New("acknowledged writes were lost or a request got a 500")
 	}
