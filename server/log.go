@@ -46,10 +46,11 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 // the database answers again (a probe, run only while an outage is open, checks every second).
 // Kinds are error classes (store.UnavailableReason), so a new kind of failure is still seen.
 type outageLog struct {
-	log   *slog.Logger
-	every time.Duration
-	probe func(context.Context) error
-	msgs  outageMessages
+	log        *slog.Logger
+	every      time.Duration
+	probe      func(context.Context) error
+	probeEvery time.Duration
+	msgs       outageMessages
 
 	mu   sync.Mutex
 	open map[string]*outage // guarded by mu
@@ -74,7 +75,8 @@ type outage struct {
 const outageProbeInterval = time.Second
 
 func newOutageLog(log *slog.Logger, every time.Duration, probe func(context.Context) error, msgs outageMessages) *outageLog {
-	return &outageLog{log: log, every: every, probe: probe, msgs: msgs, open: map[string]*outage{}, stop: make(chan struct{})}
+	return &outageLog{log: log, every: every, probe: probe, probeEvery: outageProbeInterval, msgs: msgs,
+		open: map[string]*outage{}, stop: make(chan struct{})}
 }
 
 // failure records one failure of kind, of an operation that began at began; only the first of
@@ -108,7 +110,7 @@ func (o *outageLog) failure(kind string, began time.Time, attrs ...slog.Attr) {
 // watch probes the database until it answers, logging counts meanwhile, then the recovery.
 func (o *outageLog) watch() {
 	defer o.wg.Done()
-	probe := time.NewTicker(outageProbeInterval)
+	probe := time.NewTicker(o.probeEvery)
 	defer probe.Stop()
 	lastCount := time.Now()
 	for {
@@ -117,7 +119,7 @@ func (o *outageLog) watch() {
 			return
 		case <-probe.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), outageProbeInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), o.probeEvery)
 		err := o.probe(ctx)
 		cancel()
 		if err == nil {
