@@ -82,3 +82,41 @@ func TestUnavailableReason(t *testing.T) {
 		}
 	}
 }
+
+// A PostgreSQL server that accepts connections and never answers (a black hole) costs a
+// connection attempt ConnectTimeout, not the caller's whole budget, and is "unavailable".
+func TestPostgresConnectTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	done := make(chan struct{})
+	defer func() { ln.Close(); <-done }()
+	go func() {
+		defer close(done)
+		var held []net.Conn // never read, never answered
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	start := time.Now()
+	st, err := store.Open(context.Background(), "postgres://u@"+ln.Addr().String()+"/db?sslmode=disable",
+		store.Options{ConnectTimeout: time.Second})
+	took := time.Since(start)
+	if err == nil {
+		st.Close()
+		t.Fatal("opened a database that never answers")
+	}
+	if !store.IsUnavailable(err) {
+		t.Errorf("%v: not classified as unavailable", err)
+	}
+	// Open's own ping allows 5s; the 1s connect timeout must end the attempt well before.
+	if took > 4*time.Second {
+		t.Errorf("connecting to a silent server took %v, want about the 1s connect timeout", took)
+	}
+}

@@ -89,6 +89,8 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		NowFunc:                Now,
 		SkipDefaultTransaction: true,
 		TranslateError:         true,
+		// Open pings below, with a deadline; GORM's own ping has none.
+		DisableAutomaticPing: true,
 	}
 	var dialector gorm.Dialector
 	switch dialect {
