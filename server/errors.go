@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.outages.failure(reason, s.requestBegan(c), slog.String("reason", reason), slog.String("path", c.Path()), slog.String("err", err.Error()))
 		c.Response().Header().Set("Cache-Control", "no-store")
 		_ = detail(c, http.StatusServiceUnavailable, "The database is unavailable; retry shortly")
+	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+		// The client went away (during an outage, often by its own timeout): nobody reads
+		// this answer, and it is no server error to log.
+		_ = detail(c, http.StatusServiceUnavailable, "The request was cancelled")
 	case errors.As(err, &he):
 		switch he.Code {
 		case http.StatusNotFound:

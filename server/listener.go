@@ -78,18 +78,29 @@ func (l *listener) close() {
 func (l *listener) run(ctx context.Context) {
 	defer close(l.done)
 	backoff := listenMinBackoff
+	failures := 0 // consecutive failed sessions
 	for {
 		began := time.Now()
 		err := l.session(ctx)
-		l.connected.Store(false)
+		wasConnected := l.connected.Swap(false)
 		if ctx.Err() != nil {
 			return
 		}
 		if time.Since(began) > time.Minute {
 			backoff = listenMinBackoff // it had been working: retry at once, quickly
 		}
-		l.log.Warn("cache invalidation listener disconnected; retrying (cache entries expire after the TTL meanwhile)",
-			"err", err, "retry_in", backoff)
+		if wasConnected {
+			failures = 0
+		}
+		failures++
+		// During an outage it retries every few seconds: the first failure and then about one
+		// a minute are worth a WARN line, the rest only at Debug.
+		level := slog.LevelDebug
+		if failures == 1 || failures%12 == 0 {
+			level = slog.LevelWarn
+		}
+		l.log.Log(ctx, level, "cache invalidation listener disconnected; retrying (cache entries expire after the TTL meanwhile)",
+			"err", err, "retry_in", backoff, "attempts", failures)
 		jitter := time.Duration(rand.Int64N(int64(backoff) / 2))
 		select {
 		case <-ctx.Done():
