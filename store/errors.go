@@ -41,6 +41,13 @@ func UnavailableReason(err error) string {
 	if err == nil {
 		return ""
 	}
+	// Whatever stopped a connection from being made (the server's own refusal included, such
+	// as 55000 "not currently accepting connections" or 57P03 "starting up") makes the database
+	// unavailable to this request.
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return ReasonConnection
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgReason(pgErr.Code)
@@ -56,8 +63,7 @@ func UnavailableReason(err error) string {
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return ReasonTimeout
 	}
-	var connectErr *pgconn.ConnectError
-	if errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
 		return ReasonConnection
 	}
 	// A connection that went away: refused or reset by the peer, closed under a query (the

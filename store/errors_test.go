@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
 
 	_ "github.com/glebarez/go-sqlite" // registers "sqlite"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/tilegate/tilegate/internal/scratchdb"
 	"github.com/tilegate/tilegate/store"
 )
 
@@ -59,8 +62,19 @@ func TestUnavailableReason(t *testing.T) {
 	}
 	expired, cancel2 := context.WithDeadline(ctx, time.Now().Add(-time.Second))
 	defer cancel2()
+	// The server's own refusal to connect (a PgError inside the connect error): no such
+	// database here; "not accepting connections" and "starting up" arrive the same way.
+	var serverRefused error
+	if u, err := url.Parse(scratchdb.BaseURL()); err == nil {
+		u.Path = "/tilegate_no_such_database"
+		_, serverRefused = pgx.Connect(cctx, u.String())
+		var pgErr *pgconn.PgError
+		if !errors.As(serverRefused, &pgErr) {
+			serverRefused = nil // PostgreSQL is not running here: the case is skipped
+		}
+	}
 
-	for _, c := range []struct {
+	cases := []struct {
 		name string
 		err  error
 		want string
@@ -70,10 +84,16 @@ func TestUnavailableReason(t *testing.T) {
 		{"sqlite unique", unique, ""},
 		{"pg connect refused", refused, store.ReasonConnection},
 		{"deadline", fmt.Errorf("list keys: %w", expired.Err()), store.ReasonTimeout},
+		{"pg server refused the connection", serverRefused, store.ReasonConnection},
 		{"the words without the type", errors.New("database is locked"), ""},
 		{"the words without the type", errors.New("failed to connect to `user=x`: conn closed"), ""},
 		{"nil", nil, ""},
-	} {
+	}
+	for _, c := range cases {
+		if c.err == nil && c.want != "" {
+			t.Logf("%s: skipped (no PostgreSQL)", c.name)
+			continue
+		}
 		if got := store.UnavailableReason(c.err); got != c.want {
 			t.Errorf("%s (%v): reason %q, want %q", c.name, c.err, got, c.want)
 		}
