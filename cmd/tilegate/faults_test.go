@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -387,5 +388,36 @@ func TestFaultOutageLogIsAggregated(t *testing.T) {
 	}
 	if total != requests {
 		t.Errorf("recovery lines count %d failures, want %d", total, requests)
+	}
+}
+
+// An upload streams for as long as its body takes: TILEGATE_DB_TIMEOUT bounds database work,
+// not the upload (whose body here arrives over more than twice that time).
+func TestUploadOutlastsDBTimeout(t *testing.T) {
+	t.Parallel()
+	dbURL := "sqlite:" + t.TempDir() + "/t.db"
+	acct := createAccount(t, dbURL)
+	srv := startServer(t, dbURL, "TILEGATE_DB_TIMEOUT=500ms", "TILEGATE_DATA_DIR="+t.TempDir())
+	dataset := repCreateDataset(t, srv, acct.Token)
+	file, err := os.ReadFile(repTilesFile(t, "slow.mbtiles", [3]int{0, 0, 0}, "\x1a\x04slow"))
+	must(t, err)
+	pr, pw := io.Pipe()
+	go func() {
+		half := len(file) / 2
+		_, _ = pw.Write(file[:half])
+		time.Sleep(1200 * time.Millisecond) // the slow client is the point of the test
+		_, _ = pw.Write(file[half:])
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest("PUT", srv.url+"/api/datasets/"+dataset+"/tiles/", pr)
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+acct.Token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	res, err := faultClient(t).Do(req)
+	must(t, err)
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("slow upload: %d %s, want 200", res.StatusCode, body)
 	}
 }
