@@ -104,12 +104,14 @@ func TestFaultConnectionDroppedMidQuery(t *testing.T) {
 	var key struct{ ID, Token string }
 	must(t, json.Unmarshal(body, &key))
 
-	for _, c := range []struct{ name, method, path, body string }{
+	dropped := 0 // cases whose query was in flight when its connection was cut
+	cases := []struct{ name, method, path, body string }{
 		{"list", "GET", "/v1/api_keys", ""},
 		{"get", "GET", "/v1/api_keys/" + key.ID, ""},
 		{"create", "POST", "/v1/api_keys", `{"name":"dropped"}`},
 		{"change", "POST", "/v1/api_keys/" + key.ID + "/change_settings", `{"description":"dropped"}`},
-	} {
+	}
+	for _, c := range cases {
 		// The query reaches the proxy and is held there; then every connection is closed.
 		proxy.SetMode(faultproxy.BlackHole)
 		held := proxy.Stats().Held
@@ -121,12 +123,25 @@ func TestFaultConnectionDroppedMidQuery(t *testing.T) {
 		proxy.Cut()
 		proxy.SetMode(faultproxy.Pass)
 		r := <-res
-		wantUnavailable(t, c.name+" with its connection dropped", r.status, r.body, r.took, 30*time.Second)
+		// The held bytes are the query, unless the pool first pinged a connection idle for
+		// over a second (pgx's session reset): then database/sql retries on a new connection
+		// and 200 is right. Anything else (500) is the bug.
+		if r.status == 200 {
+			t.Logf("%s: the dropped bytes were a session reset; retried and served", c.name)
+		} else {
+			wantUnavailable(t, c.name+" with its connection dropped", r.status, r.body, r.took, 30*time.Second)
+			dropped++
+		}
 		// The pool recovers by itself.
 		waitFor(t, 10*time.Second, c.name+" to work again", func() (bool, string) {
 			s, body := srv.do(t, hc, "GET", "/v1/api_keys", acct.Token, "")
 			return s == 200, fmt.Sprintf("%d %s", s, body)
 		})
+	}
+	// Each case follows a request on the same connection within milliseconds, so a session
+	// reset ping is the exception (a machine stalled for a second).
+	if dropped < len(cases)/2 {
+		t.Errorf("only %d of %d cases had their query cut in flight", dropped, len(cases))
 	}
 	if lines := srv.logsWith("request failed"); len(lines) > 0 {
 		t.Errorf("internal errors logged:\n%s", strings.Join(lines, "\n"))
