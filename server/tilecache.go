@@ -62,6 +62,8 @@ type tileCache struct {
 	down atomic.Bool
 	// outage logs refresh failures once per outage, with counts, and the recovery.
 	outage *outageLog
+	// flushed is when the cache was last flushed: entries loaded before are not fresh.
+	flushed atomic.Pointer[time.Time]
 }
 
 // keyEntry is an API key as the tile path sees it; found is false for a negative entry.
@@ -100,7 +102,7 @@ const (
 func newTileCache(st *store.Store, cfg Config, tiles *mbtiles.Pool, outage *outageLog) *tileCache {
 	// Entries stay in the LRU while they may still serve stale; freshness is checked on read.
 	keep := cfg.TileCacheTTL + cfg.StaleIfError
-	return &tileCache{
+	c := &tileCache{
 		store:        st,
 		keys:         expirable.NewLRU[string, *keyEntry](keyCacheSize, nil, keep),
 		datasets:     expirable.NewLRU[uuid.UUID, *datasetEntry](datasetCacheSize, nil, keep),
@@ -116,6 +118,8 @@ func newTileCache(st *store.Store, cfg Config, tiles *mbtiles.Pool, outage *outa
 		paths:        map[uuid.UUID]string{},
 		started:      func() {},
 	}
+	c.flushed.Store(&time.Time{})
+	return c
 }
 
 func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
@@ -247,8 +251,11 @@ func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*datasetEntr
 	return e, nil
 }
 
-// fresh: loaded within the ttl. usable: fresh, or stale by less than staleIfError.
-func (c *tileCache) fresh(loaded time.Time) bool { return time.Since(loaded) < c.ttl }
+// fresh: loaded within the ttl and after the last flush. usable: loaded within the ttl plus
+// staleIfError (what may serve when a refresh fails for want of a database).
+func (c *tileCache) fresh(loaded time.Time) bool {
+	return time.Since(loaded) < c.ttl && loaded.After(*c.flushed.Load())
+}
 func (c *tileCache) usable(loaded time.Time) bool {
 	return time.Since(loaded) < c.ttl+c.staleIfError
 }
@@ -376,11 +383,14 @@ func (c *tileCache) apply(ch store.Change) {
 	}
 }
 
-// flush drops everything: after the listener (re)connects, notifications may have been missed.
+// flush marks everything for a refresh: after the listener (re)connects, notifications may have
+// been missed. Entries are not dropped: should the database go away before they are refreshed,
+// they may still serve stale (as any entry past its ttl), rather than the reconnect having turned
+// a warm cache cold just before an outage.
 func (c *tileCache) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
-	c.keys.Purge()
-	c.datasets.Purge()
+	now := time.Now()
+	c.flushed.Store(&now)
 }

@@ -207,8 +207,9 @@ func TestFaultBlackHoleAnswersQuickly(t *testing.T) {
 	}
 }
 
-// Items 7 and 8: an outage longer than the tile cache's TTL. Warm keys and datasets keep serving
-// (stale-if-error) for TILEGATE_STALE_IF_ERROR, then are refused with 503; a key deleted before
+// Items 7 and 8: an outage longer than the tile cache's TTL, right after the cache listener
+// reconnected (and flushed the cache). Warm keys and datasets keep serving (stale-if-error) for
+// TILEGATE_STALE_IF_ERROR, then are refused with 503; a key deleted before
 // the outage stays refused; an unknown key is 503 (not "unknown key"); and the log says so once,
 // not once per request.
 func TestFaultTilesDuringOutage(t *testing.T) {
@@ -268,11 +269,19 @@ func TestFaultTilesDuringOutage(t *testing.T) {
 		t.Fatalf("deleted key before the outage: %s, want 403", note)
 	}
 	// Load everything once more right before the outage, so the entries are as fresh as can be.
+	srv.waitLog(t, "cache invalidation listener connected", 10*time.Second)
 	for _, p := range []string{byKey(kept), byToken} {
 		if s, note := tile(p); s != 200 {
 			t.Fatalf("tile before the outage: %s", note)
 		}
 	}
+	// The cache listener reconnects (a cut) and flushes the cache just before the outage: the
+	// entries must be refreshed, but while they cannot be, they still serve stale.
+	connected := len(srv.logsWith("cache invalidation listener connected"))
+	proxy.Cut()
+	waitFor(t, 10*time.Second, "the listener to reconnect", func() (bool, string) {
+		return len(srv.logsWith("cache invalidation listener connected")) > connected, ""
+	})
 	outage := time.Now()
 	proxy.SetMode(faultproxy.BlackHole)
 	// Let every entry pass its TTL (time itself is what is waited for here).
