@@ -79,3 +79,6 @@ bench:
 ## for the peer; PostgreSQL modes are skipped without one); BENCH_PEERS_FLAGS="-rounds 1 -duration 2s" for a quick run
 bench-peers:
 	$(GO) run ./bench/peers $(BENCH_PEERS_FLAGS)
+## bench-faults: database faults (black hole, cut, restart) under a mixed load, through a TCP proxy (needs PostgreSQL)
+bench-faults:
+	$(GO) run ./bench/faults

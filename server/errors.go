@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -28,8 +31,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case errors.Is(err, store.ErrConflict):
 		_ = detail(c, http.StatusConflict, "The change conflicts with the current state; retry")
 	case store.IsUnavailable(err):
-		s.log.Warn("database unavailable", "path", c.Path(), "err", err)
+		// Once per outage and error class, then counts: an outage fails every request.
+		reason := store.UnavailableReason(err)
+		s.outages.failure(reason, s.requestBegan(c), slog.String("reason", reason), slog.String("path", c.Path()), slog.String("err", err.Error()))
+		c.Response().Header().Set("Cache-Control", "no-store")
 		_ = detail(c, http.StatusServiceUnavailable, "The database is unavailable; retry shortly")
+	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+		// The client went away (during an outage, often by its own timeout): nobody reads
+		// this answer, and it is no server error to log.
+		_ = detail(c, http.StatusServiceUnavailable, "The request was cancelled")
 	case errors.As(err, &he):
 		switch he.Code {
 		case http.StatusNotFound:
@@ -52,4 +62,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("request failed", "path", c.Path(), "err", err)
 		_ = detail(c, http.StatusInternalServerError, "Internal Server Error")
 	}
+}
+
+// requestBegan is about when the request's database work began: its deadline less DBTimeout
+// (tiles, which have no deadline, waited at most TileLoadWait).
+func (s *Server) requestBegan(c echo.Context) time.Time {
+	if dl, ok := c.Request().Context().Deadline(); ok {
+		return dl.Add(-s.cfg.DBTimeout)
+	}
+	return time.Now().Add(-s.cfg.TileLoadWait)
 }

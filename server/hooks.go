@@ -44,6 +44,8 @@ func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.St
 func (s *Server) Close() error {
 	s.unsubscribe()
 	s.listener.close()
+	s.outages.close()
+	s.cacheOutage.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.lastUsed.close(ctx)

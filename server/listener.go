@@ -18,7 +18,8 @@ import (
 // listener evicts tile cache entries when any replica changes an API key or a dataset: on
 // PostgreSQL those changes send NOTIFY inside their transaction (store.KeyChannel with the key's
 // token, store.DatasetChannel with the dataset's id), delivered on commit. It holds one dedicated
-// connection, reconnects with backoff, and flushes the whole cache after every (re)connect since
+// connection, reconnects with backoff, and flushes the whole cache (every entry is refreshed on
+// its next use) after every (re)connect since
 // notifications sent meanwhile are lost. While it is down the cache's TTL bounds staleness.
 //
 // It starts with the first cached entry (nothing needs invalidating before), so servers that
@@ -78,18 +79,29 @@ func (l *listener) close() {
 func (l *listener) run(ctx context.Context) {
 	defer close(l.done)
 	backoff := listenMinBackoff
+	failures := 0 // consecutive failed sessions
 	for {
 		began := time.Now()
 		err := l.session(ctx)
-		l.connected.Store(false)
+		wasConnected := l.connected.Swap(false)
 		if ctx.Err() != nil {
 			return
 		}
 		if time.Since(began) > time.Minute {
 			backoff = listenMinBackoff // it had been working: retry at once, quickly
 		}
-		l.log.Warn("cache invalidation listener disconnected; retrying (cache entries expire after the TTL meanwhile)",
-			"err", err, "retry_in", backoff)
+		if wasConnected {
+			failures = 0
+		}
+		failures++
+		// During an outage it retries every few seconds: the first failure and then about one
+		// a minute are worth a WARN line, the rest only at Debug.
+		level := slog.LevelDebug
+		if failures == 1 || failures%12 == 0 {
+			level = slog.LevelWarn
+		}
+		l.log.Log(ctx, level, "cache invalidation listener disconnected; retrying (cache entries expire after the TTL meanwhile)",
+			"err", err, "retry_in", backoff, "attempts", failures)
 		jitter := time.Duration(rand.Int64N(int64(backoff) / 2))
 		select {
 		case <-ctx.Done():
@@ -103,7 +115,9 @@ func (l *listener) run(ctx context.Context) {
 // session connects, listens on both channels, flushes the cache and then evicts what every
 // notification names until the connection fails or ctx ends.
 func (l *listener) session(ctx context.Context) error {
-	cfg, err := pgx.ParseConfig(l.dsn)
+	// The pool's settings: connect_timeout and TCP keepalives (a silently dropped connection
+	// is also caught by the idle ping below).
+	cfg, err := store.PostgresConfig(l.dsn)
 	if err != nil {
 		return err
 	}

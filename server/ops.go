@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/tilegate/tilegate"
 	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/store"
 )
 
 func init() {
@@ -28,7 +31,12 @@ func (s *Server) Healthz(context.Context, gen.HealthzRequestObject) (gen.Healthz
 
 func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.ReadyzResponseObject, error) {
 	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("not ready", "err", err)
+		// Load balancers ask often: aggregated like the other 503s.
+		reason := store.UnavailableReason(err)
+		if reason == "" {
+			reason = "ping"
+		}
+		s.outages.failure(reason, time.Now().Add(-2*time.Second), slog.String("reason", reason), slog.String("path", "/readyz"), slog.String("err", err.Error()))
 		return gen.Readyz503JSONResponse{UnavailableJSONResponse: gen.UnavailableJSONResponse{Detail: "The database is unavailable"}}, nil
 	}
 	return gen.Readyz200JSONResponse{Status: "ok"}, nil

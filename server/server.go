@@ -56,6 +56,19 @@ type Config struct {
 	// FileSweepInterval is how often the data directory is swept of abandoned uploads and
 	// unreferenced tile files (default 5m; see tileFiles).
 	FileSweepInterval time.Duration
+	// DBTimeout is the deadline of a request's database work (default 3s): past it the
+	// request answers 503, so an unreachable database is a quick 503, never a hang. Uploads
+	// are exempt (their body streams for minutes).
+	DBTimeout time.Duration
+	// TileLoadWait is the longest a tile request waits for its key or dataset to be loaded
+	// (default 1s); the load itself goes on (once, shared) for up to DBTimeout.
+	TileLoadWait time.Duration
+	// StaleIfError is how long past TileCacheTTL a cached key or dataset keeps serving when it
+	// cannot be refreshed because the database is unavailable (default 10m; negative: not at all).
+	StaleIfError time.Duration
+	// OutageLogEvery is how often a continuing database outage logs its count of failures
+	// (default 10s).
+	OutageLogEvery time.Duration
 
 	Logger *slog.Logger
 }
@@ -86,6 +99,10 @@ type Server struct {
 	// (other replicas hear of them through the listener).
 	unsubscribe func()
 	closeOnce   sync.Once
+
+	// outages aggregates the 503s' log lines (per error class), cacheOutage the tile cache's
+	// refresh failures: one line per outage and a count every OutageLogEvery, not one a request.
+	outages, cacheOutage *outageLog
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -128,6 +145,21 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if cfg.FileSweepInterval <= 0 {
 		cfg.FileSweepInterval = 5 * time.Minute
 	}
+	if cfg.DBTimeout <= 0 {
+		cfg.DBTimeout = 3 * time.Second
+	}
+	if cfg.TileLoadWait <= 0 {
+		cfg.TileLoadWait = time.Second
+	}
+	switch {
+	case cfg.StaleIfError == 0:
+		cfg.StaleIfError = 10 * time.Minute
+	case cfg.StaleIfError < 0:
+		cfg.StaleIfError = 0
+	}
+	if cfg.OutageLogEvery <= 0 {
+		cfg.OutageLogEvery = 10 * time.Second
+	}
 	if cfg.Signer == nil {
 		keys, err := SigningKeys(context.Background(), st, "")
 		if err != nil {
@@ -169,7 +201,15 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		lastUsed:  newLastUsed(st, cfg.Logger, cfg.LastUsedInterval),
 	}
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
-	s.cache = newTileCache(st, cfg, s.tiles)
+	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
+		first: "database unavailable", still: "database still unavailable", recovered: "database available again",
+	})
+	s.cacheOutage = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
+		first:     "tile cache: serving stale entries, the database is unavailable",
+		still:     "tile cache: still cannot refresh entries",
+		recovered: "tile cache: database available again",
+	})
+	s.cache = newTileCache(st, cfg, s.tiles, s.cacheOutage)
 	s.listener = newListener(st.DSN(), s.cache, cfg.Logger)
 	s.unsubscribe = st.Subscribe(s.cache.apply)
 	if st.Dialect() == store.Postgres {
@@ -187,7 +227,7 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Pre(s.tileHeaders, headAsGet)
-	e.Use(restoreHead, middleware.Recover(), s.requestLog)
+	e.Use(restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline)
 
 	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
 	e.GET("/docs", echo.WrapHandler(docs))
@@ -199,4 +239,24 @@ func (s *Server) Handler() http.Handler {
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
 	return e
+}
+
+// uploadRoute streams a file for minutes: its database work is not under DBTimeout.
+const uploadRoute = "/api/datasets/:dataset_id/tiles/"
+
+// dbDeadline gives every request a deadline for its database work, so an unreachable or
+// silent database answers 503 within DBTimeout instead of holding the request. Tiles are
+// bounded by the tile cache instead (TileLoadWait), without a timer per tile.
+func (s *Server) dbDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		switch c.Path() {
+		case tileRoute, uploadRoute:
+			return next(c)
+		}
+		r := c.Request()
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DBTimeout)
+		defer cancel()
+		c.SetRequest(r.WithContext(ctx))
+		return next(c)
+	}
 }

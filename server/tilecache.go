@@ -3,10 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +30,12 @@ import (
 //
 // Unknown tokens and ids are cached too (negative entries), so a flood of made-up keys costs one
 // query per distinct key per ttl, not one per request.
+//
+// The database being away must not stop tiles: an entry past its ttl that cannot be refreshed
+// because the database is unavailable keeps serving (stale-if-error) for up to staleIfError
+// more; a load never holds a tile request longer than loadWait (concurrent loads of one entry
+// share one query, which has dbTimeout); and what cannot be loaded is an error (503), never a
+// negative entry. Invalidations still apply at once: an evicted entry is gone, stale or not.
 type tileCache struct {
 	store    *store.Store
 	keys     *expirable.LRU[string, *keyEntry]
@@ -46,10 +55,20 @@ type tileCache struct {
 	// started is called after every load: the listener (PostgreSQL) starts with the first entry,
 	// as nothing needs invalidating before.
 	started func()
+
+	ttl, staleIfError, loadWait, dbTimeout time.Duration
+	// down is set while refreshes fail because the database is unavailable: stale entries are
+	// then served at once (refreshed in the background) instead of each waiting loadWait.
+	down atomic.Bool
+	// outage logs refresh failures once per outage, with counts, and the recovery.
+	outage *outageLog
+	// flushed is when the cache was last flushed: entries loaded before are not fresh.
+	flushed atomic.Pointer[time.Time]
 }
 
 // keyEntry is an API key as the tile path sees it; found is false for a negative entry.
 type keyEntry struct {
+	loaded    time.Time
 	found     bool
 	id        uuid.UUID
 	accountID uuid.UUID
@@ -58,6 +77,7 @@ type keyEntry struct {
 
 // datasetEntry is a dataset with everything a tile request derives from it precomputed.
 type datasetEntry struct {
+	loaded  time.Time
 	found   bool
 	d       store.Dataset
 	granted []uuid.UUID // accounts the dataset is shared with
@@ -79,18 +99,27 @@ const (
 	datasetCacheSize = 20_000
 )
 
-func newTileCache(st *store.Store, cfg Config, tiles *mbtiles.Pool) *tileCache {
-	return &tileCache{
-		store:     st,
-		keys:      expirable.NewLRU[string, *keyEntry](keyCacheSize, nil, cfg.TileCacheTTL),
-		datasets:  expirable.NewLRU[uuid.UUID, *datasetEntry](datasetCacheSize, nil, cfg.TileCacheTTL),
-		dataDir:   cfg.DataDir,
-		tiles:     tiles,
-		publicCC:  "public, max-age=" + seconds(cfg.PublicTileMaxAge),
-		privateCC: "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
-		paths:     map[uuid.UUID]string{},
-		started:   func() {},
+func newTileCache(st *store.Store, cfg Config, tiles *mbtiles.Pool, outage *outageLog) *tileCache {
+	// Entries stay in the LRU while they may still serve stale; freshness is checked on read.
+	keep := cfg.TileCacheTTL + cfg.StaleIfError
+	c := &tileCache{
+		store:        st,
+		keys:         expirable.NewLRU[string, *keyEntry](keyCacheSize, nil, keep),
+		datasets:     expirable.NewLRU[uuid.UUID, *datasetEntry](datasetCacheSize, nil, keep),
+		ttl:          cfg.TileCacheTTL,
+		staleIfError: cfg.StaleIfError,
+		loadWait:     cfg.TileLoadWait,
+		dbTimeout:    cfg.DBTimeout,
+		outage:       outage,
+		dataDir:      cfg.DataDir,
+		tiles:        tiles,
+		publicCC:     "public, max-age=" + seconds(cfg.PublicTileMaxAge),
+		privateCC:    "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
+		paths:        map[uuid.UUID]string{},
+		started:      func() {},
 	}
+	c.flushed.Store(&time.Time{})
+	return c
 }
 
 func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
@@ -114,89 +143,162 @@ var unknownKey = &keyEntry{}
 
 // key returns the key with that token; a negative entry when there is none.
 func (c *tileCache) key(ctx context.Context, token string) (*keyEntry, error) {
-	if e, ok := c.keys.Get(token); ok {
+	e, ok := c.keys.Get(token)
+	if ok && c.fresh(e.loaded) {
 		return e, nil
 	}
 	if !validKeyToken(token) {
 		return unknownKey, nil
 	}
-	v, err, _ := c.loads.Do("k"+token, func() (any, error) {
-		epoch := c.currentEpoch()
-		k, err := c.store.APIKeyByToken(context.WithoutCancel(ctx), token)
-		e := &keyEntry{}
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return nil, err
-		default:
-			ua := ""
-			if k.UserAgent != nil {
-				ua = *k.UserAgent
-			}
-			policy, err := origin.Compile(k.Origins, ua)
-			if err != nil {
-				// Rules are validated when written; one that no longer compiles refuses
-				// everything rather than allowing everything.
-				policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
-			}
-			e = &keyEntry{found: true, id: k.ID, accountID: k.AccountID, policy: policy}
-		}
-		c.mu.Lock()
-		if c.epoch == epoch {
-			c.keys.Add(token, e)
-		}
-		c.mu.Unlock()
-		c.started()
-		return e, nil
+	v, err := c.load(ctx, "k"+token, ok && c.usable(e.loaded), func(lctx context.Context) (any, error) {
+		return c.loadKey(lctx, token)
 	})
 	if err != nil {
+		if ok && c.usable(e.loaded) && store.IsUnavailable(err) {
+			return e, nil
+		}
 		return nil, err
+	}
+	if v == nil { // served stale while the database is down; a refresh is under way
+		return e, nil
 	}
 	return v.(*keyEntry), nil
 }
 
+func (c *tileCache) loadKey(ctx context.Context, token string) (*keyEntry, error) {
+	epoch := c.currentEpoch()
+	k, err := c.store.APIKeyByToken(ctx, token)
+	e := &keyEntry{loaded: time.Now()}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("load API key: %w", err)
+	default:
+		ua := ""
+		if k.UserAgent != nil {
+			ua = *k.UserAgent
+		}
+		policy, err := origin.Compile(k.Origins, ua)
+		if err != nil {
+			// Rules are validated when written; one that no longer compiles refuses
+			// everything rather than allowing everything.
+			policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
+		}
+		e = &keyEntry{loaded: e.loaded, found: true, id: k.ID, accountID: k.AccountID, policy: policy}
+	}
+	c.mu.Lock()
+	if c.epoch == epoch {
+		c.keys.Add(token, e)
+	}
+	c.mu.Unlock()
+	c.started()
+	return e, nil
+}
+
 // dataset returns the dataset's entry; a negative one when there is no such dataset.
 func (c *tileCache) dataset(ctx context.Context, id uuid.UUID) (*datasetEntry, error) {
-	if e, ok := c.datasets.Get(id); ok {
+	e, ok := c.datasets.Get(id)
+	if ok && c.fresh(e.loaded) {
 		return e, nil
 	}
-	v, err, _ := c.loads.Do("d"+id.String(), func() (any, error) {
-		epoch := c.currentEpoch()
-		src, err := c.store.TileSource(context.WithoutCancel(ctx), id)
-		e := &datasetEntry{}
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return nil, err
-		default:
-			e = c.entry(src)
-		}
-		var stale string
-		c.mu.Lock()
-		if c.epoch == epoch {
-			c.datasets.Add(id, e)
-		}
-		// A replaced or deleted file stays open in the pool until told otherwise; whoever
-		// first sees the dataset without it lets it go (the uploading process already has).
-		if old, ok := c.paths[id]; ok && old != e.path {
-			stale = old
-		}
-		if e.path != "" {
-			c.paths[id] = e.path
-		} else {
-			delete(c.paths, id)
-		}
-		c.mu.Unlock()
-		if stale != "" {
-			c.tiles.Forget(stale)
-		}
-		c.started()
-		return e, nil
+	v, err := c.load(ctx, "d"+id.String(), ok && c.usable(e.loaded), func(lctx context.Context) (any, error) {
+		return c.loadDataset(lctx, id)
 	})
 	if err != nil {
+		if ok && c.usable(e.loaded) && store.IsUnavailable(err) {
+			return e, nil
+		}
 		return nil, err
 	}
+	if v == nil {
+		return e, nil
+	}
 	return v.(*datasetEntry), nil
+}
+
+func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*datasetEntry, error) {
+	epoch := c.currentEpoch()
+	src, err := c.store.TileSource(ctx, id)
+	e := &datasetEntry{}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("load dataset %s: %w", id, err)
+	default:
+		e = c.entry(src)
+	}
+	e.loaded = time.Now()
+	var stale string
+	c.mu.Lock()
+	if c.epoch == epoch {
+		c.datasets.Add(id, e)
+	}
+	// A replaced or deleted file stays open in the pool until told otherwise; whoever
+	// first sees the dataset without it lets it go (the uploading process already has).
+	if old, ok := c.paths[id]; ok && old != e.path {
+		stale = old
+	}
+	if e.path != "" {
+		c.paths[id] = e.path
+	} else {
+		delete(c.paths, id)
+	}
+	c.mu.Unlock()
+	if stale != "" {
+		c.tiles.Forget(stale)
+	}
+	c.started()
+	return e, nil
+}
+
+// fresh: loaded within the ttl and after the last flush. usable: loaded within the ttl plus
+// staleIfError (what may serve when a refresh fails for want of a database).
+func (c *tileCache) fresh(loaded time.Time) bool {
+	return time.Since(loaded) < c.ttl && loaded.After(*c.flushed.Load())
+}
+func (c *tileCache) usable(loaded time.Time) bool {
+	return time.Since(loaded) < c.ttl+c.staleIfError
+}
+
+// load runs fn (one call at a time per key, shared by every request that wants it) with
+// dbTimeout, and waits for it at most loadWait or until ctx ends. With a usable stale entry
+// while the database is known to be down it does not wait at all: it starts the refresh and
+// returns (nil, nil), and the caller serves the stale entry.
+func (c *tileCache) load(ctx context.Context, key string, haveStale bool, fn func(context.Context) (any, error)) (any, error) {
+	ch := c.loads.DoChan(key, func() (any, error) {
+		began := time.Now()
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.dbTimeout)
+		defer cancel()
+		v, err := fn(lctx)
+		c.loaded(err, began)
+		return v, err
+	})
+	if haveStale && c.down.Load() {
+		return nil, nil
+	}
+	t := time.NewTimer(c.loadWait)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-t.C:
+		return nil, fmt.Errorf("tile cache: no answer from the database within %v: %w", c.loadWait, context.DeadlineExceeded)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// loaded notes how a load went: refresh failures for want of a database start (or continue)
+// an outage, logged once, and make stale entries serve without waiting.
+func (c *tileCache) loaded(err error, began time.Time) {
+	switch {
+	case err == nil:
+		c.down.Store(false)
+	case store.IsUnavailable(err):
+		c.down.Store(true)
+		c.outage.failure("refresh", began, slog.String("reason", store.UnavailableReason(err)),
+			slog.String("stale_if_error", c.staleIfError.String()), slog.String("err", err.Error()))
+	}
 }
 
 func (c *tileCache) entry(src store.TileSource) *datasetEntry {
@@ -281,11 +383,14 @@ func (c *tileCache) apply(ch store.Change) {
 	}
 }
 
-// flush drops everything: after the listener (re)connects, notifications may have been missed.
+// flush marks everything for a refresh: after the listener (re)connects, notifications may have
+// been missed. Entries are not dropped: should the database go away before they are refreshed,
+// they may still serve stale (as any entry past its ttl), rather than the reconnect having turned
+// a warm cache cold just before an outage.
 func (c *tileCache) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
-	c.keys.Purge()
-	c.datasets.Purge()
+	now := time.Now()
+	c.flushed.Store(&now)
 }

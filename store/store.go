@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 	"gorm.io/driver/postgres"
@@ -51,6 +54,9 @@ type Store struct {
 type Options struct {
 	MaxOpenConns     int
 	StatementTimeout time.Duration
+	// ConnectTimeout bounds a new PostgreSQL connection, TCP and startup together (default
+	// 5s), unless the URL sets connect_timeout.
+	ConnectTimeout time.Duration
 }
 
 // ParseURL tells which dialect a DATABASE_URL selects and the DSN its driver takes:
@@ -74,22 +80,31 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.StatementTimeout == 0 {
 		opts.StatementTimeout = 10 * time.Second
 	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
 	dialect, dsn := ParseURL(databaseURL)
 	cfg := &gorm.Config{
 		Logger:                 logger.Discard,
 		NowFunc:                Now,
 		SkipDefaultTransaction: true,
 		TranslateError:         true,
+		// Open pings below, with a deadline; GORM's own ping has none.
+		DisableAutomaticPing: true,
 	}
 	var dialector gorm.Dialector
 	switch dialect {
 	case Postgres:
-		pgDSN, err := withStatementTimeout(dsn, opts.StatementTimeout)
+		pgDSN, err := withPostgresDefaults(dsn, opts)
 		if err != nil {
 			return nil, err // never quotes the URL (urlParseError)
 		}
 		dsn = pgDSN
-		dialector = postgres.New(postgres.Config{DSN: dsn})
+		pgCfg, err := PostgresConfig(dsn)
+		if err != nil {
+			return nil, err
+		}
+		dialector = postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pgCfg)})
 	case SQLite:
 		if dir := filepath.Dir(dsn); dir != "." {
 			if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -127,16 +142,19 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, dsn: dsn}, nil
 }
 
-// withStatementTimeout adds statement_timeout (a PostgreSQL runtime parameter pgx passes on)
-// unless the URL already sets one.
-func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
+// withPostgresDefaults adds statement_timeout (a PostgreSQL runtime parameter pgx passes on)
+// and connect_timeout (pgx's, whole seconds) unless the URL already sets them.
+func withPostgresDefaults(dsn string, opts Options) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return "", urlParseError(err)
 	}
 	q := u.Query()
 	if q.Get("statement_timeout") == "" {
-		q.Set("statement_timeout", fmt.Sprint(timeout.Milliseconds()))
+		q.Set("statement_timeout", fmt.Sprint(opts.StatementTimeout.Milliseconds()))
+	}
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", fmt.Sprint(max(1, int(opts.ConnectTimeout.Round(time.Second)/time.Second))))
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
@@ -151,6 +169,26 @@ func withStatementTimeout(dsn string, timeout time.Duration) (string, error) {
 // datasets relies on (see lockForUpdate). Do not add _time_format: go-sqlite v1.23 returns from
 // its DSN parsing right after it, so _txlock would be silently ignored (the concurrency tests in
 // store/concurrency_test.go fail when it is).
+// TCP keepalive of PostgreSQL connections: a peer that vanished without closing (a crashed host,
+// a dropped route) is noticed after about Idle + Count×Interval of silence, instead of the
+// kernel's default of hours; an idle pooled connection that died is then gone before a request
+// picks it up. (A connection whose peer still acknowledges packets but never answers is bounded
+// by the request deadlines instead.)
+var pgKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}
+
+// PostgresConfig parses a PostgreSQL DSN into the pgx configuration every tilegate connection
+// uses (the pool's and the cache listener's): connect_timeout bounds the dial and the startup
+// together, and connections keep TCP keepalives.
+func PostgresConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAliveConfig: pgKeepAlive}
+	cfg.DialFunc = dialer.DialContext
+	return cfg, nil
+}
+
 func sqliteDSN(path string, timeout time.Duration) string {
 	return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate",
 		path, timeout.Milliseconds())

@@ -63,6 +63,9 @@ type serveCmd struct {
 	ReplacedTilesGrace time.Duration `name:"replaced-tiles-grace" env:"TILEGATE_REPLACED_TILES_GRACE" default:"30s" help:"How long a replaced MBTiles file stays on disk for reads in flight (here and on replicas)."`
 	MaxTileBytes       int64         `name:"max-tile-bytes" env:"TILEGATE_MAX_TILE_BYTES" default:"4194304" help:"Largest tile an uploaded MBTiles file may hold (422 beyond) and a read returns."`
 	FileSweepInterval  time.Duration `name:"file-sweep-interval" env:"TILEGATE_FILE_SWEEP_INTERVAL" default:"5m" help:"How often the data directory is swept of abandoned uploads and tile files no dataset references."`
+	DBTimeout          time.Duration `name:"db-timeout" env:"TILEGATE_DB_TIMEOUT" default:"3s" help:"Deadline of a request's database work; past it the request answers 503 (uploads exempt)."`
+	TileLoadWait       time.Duration `name:"tile-load-wait" env:"TILEGATE_TILE_LOAD_WAIT" default:"1s" help:"Longest a tile request waits for its API key or dataset to be loaded from the database."`
+	StaleIfError       time.Duration `name:"stale-if-error" env:"TILEGATE_STALE_IF_ERROR" default:"10m" help:"How long past the tile cache TTL a cached API key or dataset keeps serving while the database is unavailable (0: not at all)."`
 }
 
 func (c *serveCmd) Run() error {
@@ -94,6 +97,7 @@ func (c *serveCmd) Run() error {
 		MaxUpload: c.MaxUpload, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
 		MaxTileBytes: c.MaxTileBytes, FileSweepInterval: c.FileSweepInterval,
+		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
 	})
 	if err != nil {
 		return err
@@ -131,6 +135,14 @@ func (c *serveCmd) Run() error {
 	}
 	slog.Info("stopped")
 	return nil
+}
+
+// staleIfError maps the flag's 0 ("not at all") to the server's negative (its 0 is the default).
+func staleIfError(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 type migrateCmd struct{ dbFlags }

@@ -1,0 +1,229 @@
+// Package faultproxy is a TCP proxy that tests and load programs put between tilegate and its
+// database to simulate network faults without touching the (shared) database server: a black
+// hole (connections stay open, nothing is forwarded), a cut (every connection closed) and
+// refusal (new connections closed at once, as while a server restarts).
+package faultproxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Mode is what the proxy does with traffic.
+type Mode int
+
+const (
+	// Pass forwards everything both ways.
+	Pass Mode = iota
+	// BlackHole accepts connections and keeps every connection open, but forwards nothing:
+	// what arrives is held (as TCP would keep retransmitting it) and delivered once the mode
+	// is Pass again, unless the connection is cut first.
+	BlackHole
+	// Refuse closes every new connection as soon as it is accepted; open ones keep passing.
+	Refuse
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Pass:
+		return "pass"
+	case BlackHole:
+		return "black hole"
+	case Refuse:
+		return "refuse"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Proxy listens on a loopback port and forwards to a target address.
+type Proxy struct {
+	ln     net.Listener
+	target string
+
+	mu       sync.Mutex
+	changed  *sync.Cond // broadcast when mode changes or a connection is cut
+	mode     Mode
+	conns    map[*link]struct{}
+	held     int // bytes read and not yet forwarded (black hole)
+	accepted int
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// link is one proxied connection: the client side and the upstream side.
+type link struct {
+	client, upstream net.Conn
+	cut              bool // guarded by Proxy.mu
+}
+
+// Start listens on 127.0.0.1 (a free port) and forwards to target ("host:port").
+func Start(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("faultproxy listen: %w", err)
+	}
+	p := &Proxy{ln: ln, target: target, conns: map[*link]struct{}{}}
+	p.changed = sync.NewCond(&p.mu)
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+// Addr is the proxy's "host:port".
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetMode switches the mode; connections held by a black hole resume on Pass.
+func (p *Proxy) SetMode(m Mode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mode = m
+	p.changed.Broadcast()
+}
+
+// Mode is the current mode.
+func (p *Proxy) Mode() Mode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode
+}
+
+// Cut closes every open connection (both sides) and reports how many there were. The mode is
+// unchanged: new connections are handled as it says.
+func (p *Proxy) Cut() int {
+	p.mu.Lock()
+	links := make([]*link, 0, len(p.conns))
+	for l := range p.conns {
+		l.cut = true
+		links = append(links, l)
+	}
+	clear(p.conns)
+	p.changed.Broadcast()
+	p.mu.Unlock()
+	for _, l := range links {
+		l.close()
+	}
+	return len(links)
+}
+
+// Stats are counters for tests to poll instead of sleeping.
+type Stats struct {
+	Open     int // connections open now
+	Accepted int // connections accepted since Start
+	Held     int // bytes a black hole is holding
+}
+
+// Stats returns the current counters.
+func (p *Proxy) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Open: len(p.conns), Accepted: p.accepted, Held: p.held}
+}
+
+// Close stops listening, cuts every connection and waits for the proxy's goroutines to end.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	err := p.ln.Close()
+	p.Cut()
+	p.wg.Wait()
+	return err
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // e.g. out of file descriptors: do not spin
+			continue
+		}
+		p.mu.Lock()
+		p.accepted++
+		refuse := p.mode == Refuse || p.closed
+		p.mu.Unlock()
+		if refuse {
+			_ = c.Close()
+			continue
+		}
+		p.wg.Add(1)
+		go p.serve(c)
+	}
+}
+
+func (p *Proxy) serve(client net.Conn) {
+	defer p.wg.Done()
+	// The database itself stays reachable from the proxy; faults are the proxy's doing.
+	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		_ = client.Close()
+		return
+	}
+	l := &link{client: client, upstream: up}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		l.close()
+		return
+	}
+	p.conns[l] = struct{}{}
+	p.mu.Unlock()
+	done := make(chan struct{}, 2)
+	go func() { p.pipe(l, up, client); done <- struct{}{} }()
+	go func() { p.pipe(l, client, up); done <- struct{}{} }()
+	<-done
+	// One direction ended (EOF, error or cut): close both, as a dropped connection would be.
+	p.drop(l)
+	<-done
+}
+
+// pipe copies src to dst, holding data while the mode is BlackHole.
+func (p *Proxy) pipe(l *link, dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !p.waitPass(l, n) {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// waitPass blocks while the mode is BlackHole; false when the link was cut meanwhile.
+func (p *Proxy) waitPass(l *link, n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held += n
+	for p.mode == BlackHole && !l.cut {
+		p.changed.Wait()
+	}
+	p.held -= n
+	return !l.cut
+}
+
+func (p *Proxy) drop(l *link) {
+	p.mu.Lock()
+	l.cut = true
+	delete(p.conns, l)
+	p.changed.Broadcast()
+	p.mu.Unlock()
+	l.close()
+}
+
+func (l *link) close() {
+	_ = l.client.Close()
+	_ = l.upstream.Close()
+}
