@@ -133,8 +133,12 @@ func (l *listener) session(ctx context.Context) error {
 		_ = conn.Close(cctx)
 		cancel()
 	}()
+	// LISTEN has a deadline too: a connection that went silent right after connecting must
+	// not keep the listener from reconnecting.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	for _, ch := range []string{store.KeyChannel, store.DatasetChannel} {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+		if _, err := conn.Exec(lctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
 			return err
 		}
 	}
