@@ -19,8 +19,8 @@ import (
 // PostgreSQL those changes send NOTIFY inside their transaction (store.KeyChannel with the key's
 // token, store.DatasetChannel with the dataset's id), delivered on commit. It holds one dedicated
 // connection, reconnects with backoff, and flushes the whole cache (every entry is refreshed on
-// its next use) after every (re)connect since
-// notifications sent meanwhile are lost. While it is down the cache's TTL bounds staleness.
+// its next use) after every (re)connect since notifications sent meanwhile are lost. While it is
+// down the cache's TTL bounds staleness.
 //
 // It starts with the first cached entry (nothing needs invalidating before), so servers that
 // never serve a tile hold no extra connection.
@@ -133,8 +133,12 @@ func (l *listener) session(ctx context.Context) error {
 		_ = conn.Close(cctx)
 		cancel()
 	}()
+	// LISTEN has a deadline too: a connection that went silent right after connecting must
+	// not keep the listener from reconnecting.
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	for _, ch := range []string{store.KeyChannel, store.DatasetChannel} {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+		if _, err := conn.Exec(lctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
 			return err
 		}
 	}
