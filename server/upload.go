@@ -37,7 +37,11 @@ const uploadPrefix = ".upload-"
 // way — a bad file, a client that hangs up mid-body — leaves the previous tiles serving and no
 // file behind.
 func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObject) (gen.UploadTilesResponseObject, error) {
-	a, status, err := s.ownedDataset(ctx, req.DatasetId)
+	// The route is outside dbDeadline (its body streams for minutes), so each database call
+	// takes its own DBTimeout.
+	dbCtx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
+	a, status, err := s.ownedDataset(dbCtx, req.DatasetId)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +153,9 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 		return nil, err
 	}
 
-	d, old, err := s.store.ReplaceTiles(ctx, a.AccountID, req.DatasetId, func(d *store.Dataset) error {
+	dbCtx, cancel = context.WithTimeout(ctx, s.cfg.DBTimeout)
+	defer cancel()
+	d, old, err := s.store.ReplaceTiles(dbCtx, a.AccountID, req.DatasetId, func(d *store.Dataset) error {
 		if d.Kind != md.Kind { // kind never changes, but the row is what counts
 			return invalid([]any{"body"}, nil, fmt.Sprintf("the file holds %s tiles but the dataset is %s", md.Kind, d.Kind))
 		}
