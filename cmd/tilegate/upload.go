@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -76,7 +77,7 @@ func (c *uploadCmd) Run() error {
 		_ = bar.Exit()
 	}
 	if err != nil {
-		return fmt.Errorf("upload to %s: %w", c.URL, err)
+		return fmt.Errorf("upload to %s: %w", redactedURL(c.URL), err)
 	}
 	if res.JSON200 == nil {
 		return fmt.Errorf("upload refused: %s", serverError(res.StatusCode(), res.Body))
@@ -112,4 +113,14 @@ func serverError(status int, body []byte) string {
 		return prefix + ": " + strings.TrimSpace(string(body))
 	}
 	return prefix
+}
+
+// redactedURL is TILEGATE_URL fit for a message: a password in it is masked, and a URL that does
+// not parse is not repeated at all (its text may be a password).
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "TILEGATE_URL"
+	}
+	return u.Redacted()
 }
