@@ -43,12 +43,11 @@ func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.St
 // may be called more than once.
 func (s *Server) Close() error {
 	s.unsubscribe()
-	s.listener.close()
-	s.outages.close()
-	s.cacheOutage.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := s.lastUsed.close(ctx)
+	err := s.access.Close(ctx)
+	s.outages.close()
+	s.cacheOutage.close()
 	s.files.close()
 	s.retired.close()
 	s.closeOnce.Do(func() { err = errors.Join(err, s.tiles.Close()) })
@@ -57,4 +56,4 @@ func (s *Server) Close() error {
 
 // Listening reports whether the PostgreSQL cache invalidation listener is connected (always
 // false on SQLite, which needs none, and before the first tile request has cached anything).
-func (s *Server) Listening() bool { return s.listener != nil && s.listener.connected.Load() }
+func (s *Server) Listening() bool { return s.access != nil && s.access.Listening() }

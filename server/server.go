@@ -19,6 +19,7 @@ import (
 	"github.com/swaggest/swgui/v5emb"
 
 	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
@@ -89,12 +90,10 @@ type Server struct {
 	signer    *tiletoken.Signer
 	tiles     *mbtiles.Pool
 
-	// The tile path: cached keys and datasets, their invalidation, and key use.
-	cache    *tileCache
-	listener *listener
-	lastUsed *lastUsed
-	retired  *retiredFiles
-	files    *tileFiles // sweeps of the data directory, unservable files logged
+	// The tile path: cached keys and datasets, their invalidation, access decisions, key use.
+	access  *tileaccess.Access
+	retired *retiredFiles
+	files   *tileFiles // sweeps of the data directory, unservable files logged
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
 	// (other replicas hear of them through the listener).
 	unsubscribe func()
@@ -198,7 +197,6 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
-		lastUsed:  newLastUsed(st, cfg.Logger, cfg.LastUsedInterval),
 	}
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
 	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
@@ -209,12 +207,15 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		still:     "tile cache: still cannot refresh entries",
 		recovered: "tile cache: database available again",
 	})
-	s.cache = newTileCache(st, cfg, s.tiles, s.cacheOutage)
-	s.listener = newListener(st.DSN(), s.cache, cfg.Logger)
-	s.unsubscribe = st.Subscribe(s.cache.apply)
-	if st.Dialect() == store.Postgres {
-		s.cache.started = s.listener.start
-	}
+	s.access = tileaccess.New(tileaccess.Config{
+		Store: st, Signer: cfg.Signer, Tiles: s.tiles, DataDir: cfg.DataDir,
+		TTL: cfg.TileCacheTTL, StaleIfError: cfg.StaleIfError,
+		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout,
+		PublicTileMaxAge: cfg.PublicTileMaxAge, PrivateTileMaxAge: cfg.PrivateTileMaxAge,
+		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
+		RefreshFailed: s.cacheOutage.failure,
+	})
+	s.unsubscribe = st.Subscribe(s.access.Apply)
 	s.tiles.SetMaxTileBytes(cfg.MaxTileBytes)
 	s.files = newTileFiles(s, cfg.FileSweepInterval, cfg.ReplacedTilesGrace)
 	s.files.start()

@@ -4,292 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers"
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/mbtiles"
-	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
-	"github.com/tilegate/tilegate/tiletoken"
 )
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
-
-// tileRoute is GET /api/tiles/{dataset_id}/{z}/{x}/{y}.{format} for echo, which cannot split one
-// segment into two parameters: the handler splits {y}.{format} at its last dot, as the spec's
-// router (gorilla/mux) does.
-const tileRoute = "/api/tiles/:dataset_id/:z/:x/:tile"
-
-// findRoute finds the request's operation in the spec. Tiles, the hot path, take the operation
-// found for the route echo matched instead of the spec router's linear scan of regular
-// expressions: the template is the same, {y}.{format} split at the last dot as gorilla/mux
-// does; HEAD (headTile in the spec, the same parameters and rules) takes getTile's operation.
-func (s *Server) findRoute(c echo.Context) (*routers.Route, map[string]string, error) {
-	if c.Path() != tileRoute {
-		return s.router.FindRoute(c.Request())
-	}
-	tile := c.Param("tile")
-	dot := strings.LastIndexByte(tile, '.')
-	if dot <= 0 || dot == len(tile)-1 {
-		return nil, nil, routers.ErrPathNotFound
-	}
-	return s.tileOp, map[string]string{
-		"dataset_id": c.Param("dataset_id"), "z": c.Param("z"), "x": c.Param("x"),
-		"y": tile[:dot], "format": tile[dot+1:],
-	}, nil
-}
-
-// tileOperation is getTile's route in the spec, found once.
-func tileOperation(router routers.Router) (*routers.Route, error) {
-	r, err := http.NewRequest(http.MethodGet, "/api/tiles/00000000-0000-0000-0000-000000000000/0/0/0.pbf", nil)
-	if err != nil {
-		return nil, err
-	}
-	route, _, err := router.FindRoute(r)
-	if err != nil {
-		return nil, fmt.Errorf("openapi.yaml has no getTile operation: %w", err)
-	}
-	return route, nil
-}
-
-// queryRules check an operation's query parameters as kin-openapi would, without its
-// per-parameter decoding machinery: compiled from the spec at start, and only when every query
-// parameter is an optional plain string whose one constraint is a maxLength, or an optional
-// integer whose one constraint is a minimum of 0 (the token's exp).
-type queryRules []queryRule
-
-type queryRule struct {
-	name    string
-	maxLen  uint64 // 0: none
-	integer bool   // a non-negative integer
-}
-
-// compileQueryRules returns nil when a query parameter of op needs the generic validation.
-func compileQueryRules(op *openapi3.Operation) queryRules {
-	var rules queryRules
-	for _, ref := range op.Parameters {
-		p := ref.Value
-		if p == nil || p.In != openapi3.ParameterInQuery {
-			continue
-		}
-		if p.Required || p.Content != nil || p.Schema == nil || p.Schema.Value == nil ||
-			(p.Style != "" && p.Style != openapi3.SerializationForm) || p.AllowEmptyValue {
-			return nil
-		}
-		sc := p.Schema.Value
-		if sc.Type.Is(openapi3.TypeInteger) && (sc.Format == "" || sc.Format == "int64") && sc.Min != nil && *sc.Min == 0 &&
-			sc.Max == nil && !sc.ExclusiveMin.IsSet() && len(sc.Enum) == 0 && !sc.Nullable &&
-			len(sc.AllOf)+len(sc.AnyOf)+len(sc.OneOf) == 0 && sc.Not == nil && sc.MultipleOf == nil {
-			rules = append(rules, queryRule{name: p.Name, integer: true})
-			continue
-		}
-		if !sc.Type.Is(openapi3.TypeString) || sc.Format != "" || sc.Pattern != "" || len(sc.Enum) > 0 ||
-			sc.MinLength > 0 || sc.Nullable || len(sc.AllOf)+len(sc.AnyOf)+len(sc.OneOf) > 0 || sc.Not != nil {
-			return nil
-		}
-		r := queryRule{name: p.Name}
-		if sc.MaxLength != nil {
-			r.maxLen = *sc.MaxLength
-		}
-		rules = append(rules, r)
-	}
-	return rules
-}
-
-// check returns the violations in the spec's parameter order, in the shape translate gives
-// kin-openapi's. As url.Values.Get does, the first occurrence of a name counts, and a pair
-// that does not unescape is ignored.
-func (q queryRules) check(raw string) []fieldError {
-	var out []fieldError
-	for _, r := range q {
-		if r.integer {
-			out = append(out, r.checkInteger(raw)...)
-			continue
-		}
-		if r.maxLen == 0 {
-			continue
-		}
-		v, ok := firstQueryValue(raw, r.name)
-		if ok && uint64(utf8.RuneCountInString(v)) > r.maxLen {
-			out = append(out, fieldError{
-				Loc: []any{"query", r.name}, Input: v, Type: "string_too_long",
-				Msg: fmt.Sprintf("String should have at most %d %s", r.maxLen, plural(r.maxLen, "character")),
-				Ctx: map[string]any{"max_length": r.maxLen},
-			})
-		}
-	}
-	return out
-}
-
-// firstQueryValue is url.Values.Get on a raw query, with presence: the first pair named name
-// counts, and a pair that does not unescape is ignored.
-func firstQueryValue(raw, name string) (string, bool) {
-	for raw != "" {
-		var part string
-		part, raw, _ = strings.Cut(raw, "&")
-		k, v, _ := strings.Cut(part, "=")
-		if strings.ContainsAny(k, "%+") {
-			var err error
-			if k, err = url.QueryUnescape(k); err != nil {
-				continue
-			}
-		}
-		if k != name {
-			continue
-		}
-		if strings.ContainsAny(v, "%+") {
-			var err error
-			if v, err = url.QueryUnescape(v); err != nil {
-				continue
-			}
-		}
-		return v, true
-	}
-	return "", false
-}
-
-// Reasons a tile request is refused, sent in X-Tilegate-Reason. 401: the request has no usable
-// credential; 403: a credential was understood and refused.
-const (
-	reasonMissing       = "missing"       // 401: no key and no token on a non-public dataset
-	reasonMalformed     = "malformed"     // 401: sig, exp and scope not all given, or not well formed
-	reasonExpired       = "expired"       // 403: token past its exp (or impossibly far ahead)
-	reasonBadSignature  = "bad_signature" // 403: token signature does not verify
-	reasonScope         = "scope"         // 403: token of an earlier access_version (access changed)
-	reasonUnknownKey    = "unknown_key"   // 403: no such API key
-	reasonRestricted    = "restricted"    // 403: restricted datasets take tile tokens, not API keys
-	reasonOrigin        = string(origin.ReasonOrigin)
-	reasonUnknownOrigin = string(origin.ReasonUnknownOrigin)
-	reasonUserAgent     = string(origin.ReasonUserAgent)
-)
-
-// refusal is why a tile or TileJSON request is not served: status 401 or 403 with a reason, or
-// 404 (the credential's account does not see the dataset; no reason, nothing revealed).
-type refusal struct {
-	status int
-	reason string
-	detail string
-}
-
-var (
-	refuseMissing = &refusal{401, reasonMissing,
-		"This dataset needs an API key (?key=) or a tile token (?sig=&exp=&scope=)"}
-	refuseMalformed = &refusal{401, reasonMalformed,
-		"Malformed tile token: sig, exp and scope must all be given as the token endpoint returned them"}
-	refuseExpired = &refusal{403, reasonExpired,
-		"The tile token has expired; fetch a new one"}
-	refuseBadSignature = &refusal{403, reasonBadSignature,
-		"The tile token's signature is not valid"}
-	refuseScope = &refusal{403, reasonScope,
-		"The tile token was issued before access to this dataset changed; fetch a new one"}
-	refuseUnknownKey = &refusal{403, reasonUnknownKey, "Unknown API key"}
-	refuseRestricted = &refusal{403, reasonRestricted,
-		"This dataset is restricted: API keys cannot read it, use a tile token"}
-	refuseUnknownOrigin = &refusal{403, reasonUnknownOrigin,
-		"This API key only allows listed origins, and the request has neither Origin nor Referer"}
-	refuseUserAgent = &refusal{403, reasonUserAgent,
-		"This API key does not allow the request's User-Agent"}
-	refuseNotFound = &refusal{status: 404, detail: datasetNotFound}
-)
-
-// tileCreds are a request's tile credentials; has* tells a parameter sent empty from an absent one.
-type tileCreds struct {
-	key, sig, exp, scope             string
-	hasKey, hasSig, hasExp, hasScope bool
-}
-
-func (c *tileCreds) token() bool { return c.hasSig || c.hasExp || c.hasScope }
-
-// parseCreds reads key, sig, exp and scope from a raw query without building a url.Values.
-func parseCreds(raw string) tileCreds {
-	var c tileCreds
-	c.key, c.hasKey = firstQueryValue(raw, "key")
-	c.sig, c.hasSig = firstQueryValue(raw, "sig")
-	c.exp, c.hasExp = firstQueryValue(raw, "exp")
-	c.scope, c.hasScope = firstQueryValue(raw, "scope")
-	return c
-}
-
-// authorize decides whether creds may read the dataset's tiles. It returns the key that was
-// used (uuid.Nil for a token or a public dataset), or why not. It runs no SQL on a warm cache.
-func (s *Server) authorize(ctx context.Context, e *datasetEntry, cr *tileCreds, h http.Header) (uuid.UUID, *refusal, error) {
-	if e.public {
-		return uuid.Nil, nil, nil
-	}
-	switch {
-	case cr.token():
-		if !cr.hasSig || !cr.hasExp || !cr.hasScope || cr.scope == "" {
-			return uuid.Nil, refuseMalformed, nil
-		}
-		if !strings.HasPrefix(cr.scope, e.scopePrefix) {
-			// A token for another dataset (or account): as far as its holder knows, this
-			// dataset does not exist.
-			return uuid.Nil, refuseNotFound, nil
-		}
-		switch err := s.signer.Verify(e.scope, cr.scope, cr.sig, cr.exp); {
-		case err == nil:
-			return uuid.Nil, nil, nil
-		case errors.Is(err, tiletoken.ErrMalformed):
-			return uuid.Nil, refuseMalformed, nil
-		case errors.Is(err, tiletoken.ErrExpired):
-			return uuid.Nil, refuseExpired, nil
-		case errors.Is(err, tiletoken.ErrScope):
-			return uuid.Nil, refuseScope, nil
-		default:
-			return uuid.Nil, refuseBadSignature, nil
-		}
-	case cr.hasKey:
-		if cr.key == "" {
-			return uuid.Nil, refuseMalformed, nil
-		}
-		k, err := s.cache.key(ctx, cr.key)
-		if err != nil {
-			return uuid.Nil, nil, err
-		}
-		if !k.found {
-			return uuid.Nil, refuseUnknownKey, nil
-		}
-		if !e.sees(k.accountID) {
-			return uuid.Nil, refuseNotFound, nil
-		}
-		if e.d.Visibility == store.Restricted {
-			return uuid.Nil, refuseRestricted, nil
-		}
-		originH, refererH := h.Get("Origin"), h.Get("Referer")
-		switch k.policy.Check(originH, refererH, h.Get("User-Agent")) {
-		case origin.Allowed:
-		case origin.ReasonOrigin:
-			return uuid.Nil, refuseOrigin(originH, refererH), nil
-		case origin.ReasonUnknownOrigin:
-			return uuid.Nil, refuseUnknownOrigin, nil
-		default:
-			return uuid.Nil, refuseUserAgent, nil
-		}
-		s.lastUsed.touch(k.id, time.Now().Unix())
-		return k.id, nil, nil
-	}
-	return uuid.Nil, refuseMissing, nil
-}
-
-func refuseOrigin(originH, refererH string) *refusal {
-	scheme, host, port, _ := origin.RequestOrigin(originH, refererH)
-	o := scheme + "://" + host
-	if port != "" {
-		o += ":" + port
-	}
-	return &refusal{403, reasonOrigin, "This API key does not allow the origin " + o}
-}
 
 // tileHeaders marks every tile and TileJSON response (errors included) readable by any web page,
 // and answers their CORS preflight before routing: the contract would answer OPTIONS with 405.
@@ -325,125 +55,198 @@ func tileError(c echo.Context, status int, msg string) error {
 	return detail(c, status, msg)
 }
 
-func (r *refusal) write(c echo.Context) error {
-	if r.reason != "" {
+// writeRefusal answers a refused tile request: its status and detail, and its reason in
+// X-Tilegate-Reason (exposed to scripts, so a browser shows the real reason).
+func writeRefusal(c echo.Context, r *tileaccess.Refusal) error {
+	if r.Reason != "" {
 		h := c.Response().Header()
-		h.Set("X-Tilegate-Reason", r.reason)
+		h.Set("X-Tilegate-Reason", r.Reason)
 		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason")
 	}
-	return tileError(c, r.status, r.detail)
+	return tileError(c, r.Status, r.Detail)
 }
 
 // maxZoom is the highest zoom a tile URL may name.
 const maxZoom = 30
 
+// tileRequest is a tile URL's dataset, coordinates and format.
+type tileRequest struct {
+	dataset uuid.UUID
+	z, x, y int
+	format  string
+}
+
 // getTile serves GET (and HEAD) /api/tiles/{dataset_id}/{z}/{x}/{y}.{format}. The contract
 // middleware has routed and validated the request (dataset_id a UUID, z, x, y integers).
+// Public, key and token requests take the same steps.
 func (s *Server) getTile(c echo.Context) error {
 	r := c.Request()
 	ctx := r.Context()
-	id, err := uuid.Parse(c.Param("dataset_id"))
+	// 1. parse
+	t, bad := parseTile(c)
+	if bad != nil {
+		return writeRefusal(c, bad)
+	}
+	// 2. dataset
+	e, err := s.access.Dataset(ctx, t.dataset)
 	if err != nil {
-		return tileError(c, http.StatusNotFound, datasetNotFound)
+		return err
+	}
+	if !e.Found {
+		return writeRefusal(c, tileaccess.RefuseNotFound)
+	}
+	// 3. authorize
+	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
+	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
+	if dec, err := s.access.Authorize(ctx, e, &creds, client, time.Now()); err != nil {
+		return err
+	} else if dec.Refusal != nil {
+		return writeRefusal(c, dec.Refusal)
+	}
+	if t.format != e.Dataset.Format {
+		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
+	}
+	if e.Path == "" {
+		return noTileYet(c)
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.z, t.x, t.y)) {
+		// The ETag names this very file (files are never changed in place) and tile, which
+		// the client had: no need to read it.
+		return notModified(c, e, t)
+	}
+	// 4. read
+	data, e, err := s.readTile(ctx, e, t)
+	if err != nil {
+		return s.readFailed(c, e, t, err)
+	}
+	// 5. write
+	return writeTile(c, e, t, data)
+}
+
+// parseTile reads the tile URL's parameters; a refusal (404 or 400, no reason) when they name
+// no tile.
+func parseTile(c echo.Context) (tileRequest, *tileaccess.Refusal) {
+	var t tileRequest
+	var err error
+	if t.dataset, err = uuid.Parse(c.Param("dataset_id")); err != nil {
+		return t, tileaccess.RefuseNotFound
 	}
 	yf := c.Param("tile")
 	dot := strings.LastIndexByte(yf, '.')
 	if dot < 0 {
-		return tileError(c, http.StatusNotFound, "Not Found")
+		return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 	}
-	format := yf[dot+1:]
-	z, errZ := strconv.Atoi(c.Param("z"))
-	x, errX := strconv.Atoi(c.Param("x"))
-	y, errY := strconv.Atoi(yf[:dot])
-	if errZ != nil || errX != nil || errY != nil || z < 0 || z > maxZoom {
-		return tileError(c, http.StatusBadRequest, "z must be 0 to 30")
+	t.format = yf[dot+1:]
+	var errZ, errX, errY error
+	t.z, errZ = strconv.Atoi(c.Param("z"))
+	t.x, errX = strconv.Atoi(c.Param("x"))
+	t.y, errY = strconv.Atoi(yf[:dot])
+	if errZ != nil || errX != nil || errY != nil || t.z < 0 || t.z > maxZoom {
+		return t, &tileaccess.Refusal{Status: http.StatusBadRequest, Detail: "z must be 0 to 30"}
 	}
-	if x < 0 || y < 0 || x >= 1<<z || y >= 1<<z {
-		return tileError(c, http.StatusBadRequest, "x and y must be 0 to 2^z-1 ("+strconv.Itoa(1<<z-1)+" at zoom "+strconv.Itoa(z)+")")
+	if t.x < 0 || t.y < 0 || t.x >= 1<<t.z || t.y >= 1<<t.z {
+		return t, &tileaccess.Refusal{Status: http.StatusBadRequest,
+			Detail: "x and y must be 0 to 2^z-1 (" + strconv.Itoa(1<<t.z-1) + " at zoom " + strconv.Itoa(t.z) + ")"}
 	}
+	return t, nil
+}
 
-	e, err := s.cache.dataset(ctx, id)
-	if err != nil {
-		return err
+// Why readTile read nothing after looking at the dataset again: it is gone, or has no file now.
+var (
+	errDatasetGone = errors.New("dataset deleted meanwhile")
+	errNoTileFile  = errors.New("dataset has no tile file now")
+)
+
+// reloadError is a failure to load the dataset again (the database: the error handler's 503).
+type reloadError struct{ err error }
+
+func (e reloadError) Error() string { return e.err.Error() }
+func (e reloadError) Unwrap() error { return e.err }
+
+// readTile reads the tile from e's file. A read that fails for a passing reason may have met a
+// file replaced or deleted meanwhile (by another replica whose notification has not arrived
+// yet, or here): it looks at the dataset again and, when its file has changed, reads from the
+// new one. It returns the entry it read with.
+func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t tileRequest) ([]byte, *tileaccess.DatasetEntry, error) {
+	data, err := s.tiles.Tile(ctx, e.Path, t.z, t.x, t.y)
+	if err == nil || ctx.Err() != nil || unservable(err) {
+		return data, e, err
 	}
-	if !e.found {
+	fresh, ferr := s.access.Reload(ctx, t.dataset, e)
+	switch {
+	case ferr != nil:
+		return nil, e, reloadError{ferr}
+	case !fresh.Found:
+		return nil, e, errDatasetGone
+	case fresh.Path == "":
+		return nil, e, errNoTileFile
+	case fresh.Path != e.Path:
+		data, err = s.tiles.Tile(ctx, fresh.Path, t.z, t.x, t.y)
+		return data, fresh, err
+	}
+	return nil, e, err // the same file: the error stands
+}
+
+// readFailed answers a tile whose read failed.
+func (s *Server) readFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, err error) error {
+	var re reloadError
+	switch {
+	case errors.As(err, &re):
+		return re.err
+	case errors.Is(err, errDatasetGone):
 		return tileError(c, http.StatusNotFound, datasetNotFound)
-	}
-	creds := parseCreds(r.URL.RawQuery)
-	if _, ref, err := s.authorize(ctx, e, &creds, r.Header); err != nil {
-		return err
-	} else if ref != nil {
-		return ref.write(c)
-	}
-	if format != e.d.Format {
-		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.d.Format)
-	}
-	w := c.Response()
-	h := w.Header()
-	if e.path == "" {
-		// Nothing uploaded yet: an empty tile for map clients, not cached, so tiles show up
-		// as soon as a file is.
-		h.Set("Cache-Control", "no-cache")
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	etag := tileETag(e.etag, z, x, y)
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag) {
-		// The ETag names this very file (files are never changed in place) and tile, which
-		// the client had: no need to read it.
-		h.Set("ETag", etag)
-		h.Set("Cache-Control", e.cacheControl)
-		w.WriteHeader(http.StatusNotModified)
-		return nil
-	}
-	data, err := s.tiles.Tile(ctx, e.path, z, x, y)
-	if err != nil && ctx.Err() == nil && !unservable(err) {
-		// The file may have been replaced or deleted meanwhile (by another replica whose
-		// notification has not arrived yet, or here): look at the dataset again.
-		s.cache.evictDatasetEntry(id, e)
-		fresh, ferr := s.cache.dataset(ctx, id)
-		switch {
-		case ferr != nil:
-			return ferr
-		case !fresh.found:
-			return tileError(c, http.StatusNotFound, datasetNotFound)
-		case fresh.path == "":
-			h.Set("Cache-Control", "no-cache")
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		case fresh.path != e.path:
-			e, etag = fresh, tileETag(fresh.etag, z, x, y)
-			data, err = s.tiles.Tile(ctx, e.path, z, x, y)
-		}
-		// The same file: the error stands.
-	}
-	if err != nil && unservable(err) {
+	case errors.Is(err, errNoTileFile):
+		return noTileYet(c)
+	case unservable(err):
 		// The file will not get better by retrying: 410, logged once per file.
-		s.files.logUnservable(e.path, id, err)
+		s.files.logUnservable(e.Path, t.dataset, err)
 		return tileError(c, http.StatusGone, unservableDetail)
 	}
-	if err != nil {
-		if ctx.Err() == nil { // (else the client has gone)
-			s.log.Error("read tile", "dataset", id, "err", err)
-		}
-		return tileError(c, http.StatusServiceUnavailable, "The tiles cannot be read right now; retry shortly")
+	if c.Request().Context().Err() == nil { // (else the client has gone)
+		s.log.Error("read tile", "dataset", t.dataset, "err", err)
 	}
-	h.Set("Cache-Control", e.cacheControl)
+	return tileError(c, http.StatusServiceUnavailable, "The tiles cannot be read right now; retry shortly")
+}
+
+// noTileYet answers a dataset with nothing uploaded yet: an empty tile for map clients, not
+// cached, so tiles show up as soon as a file is.
+func noTileYet(c echo.Context) error {
+	w := c.Response()
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// notModified answers 304 to a client that has the tile.
+func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) error {
+	w := c.Response()
+	h := w.Header()
+	h.Set("ETag", tileETag(e.ETag, t.z, t.x, t.y))
+	h.Set("Cache-Control", e.CacheControl)
+	w.WriteHeader(http.StatusNotModified)
+	return nil
+}
+
+// writeTile answers the tile: 204 for no tile at these coordinates.
+func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data []byte) error {
+	w := c.Response()
+	h := w.Header()
+	h.Set("Cache-Control", e.CacheControl)
 	if len(data) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	h.Set("Content-Type", e.contentType)
+	h.Set("Content-Type", e.ContentType)
 	if mbtiles.IsGzip(data) {
 		h.Set("Content-Encoding", "gzip")
 	}
-	h.Set("ETag", etag)
+	h.Set("ETag", tileETag(e.ETag, t.z, t.x, t.y))
 	h.Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
+	if c.Request().Method == http.MethodHead {
 		return nil
 	}
-	_, err = w.Write(data)
+	_, err := w.Write(data)
 	return err
 }
 
@@ -486,46 +289,34 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		case err != nil:
 			return nil, err
 		case status == http.StatusNotFound:
-			return tileJSONRefusal{refuseNotFound}, nil
+			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
 		case status == http.StatusForbidden:
-			return tileJSONRefusal{&refusal{403, reasonRestricted, notUsable}}, nil
+			return tileJSONRefusal{&tileaccess.Refusal{Status: 403, Reason: tileaccess.ReasonRestricted, Detail: notUsable}}, nil
 		}
 		d, mint = a.Dataset, true
 	} else {
-		e, err := s.cache.dataset(ctx, req.DatasetId)
+		e, err := s.access.Dataset(ctx, req.DatasetId)
 		if err != nil {
 			return nil, err
 		}
-		if !e.found {
-			return tileJSONRefusal{refuseNotFound}, nil
+		if !e.Found {
+			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
 		}
-		cr := tileCreds{}
-		if v := req.Params.Key; v != nil {
-			cr.key, cr.hasKey = *v, true
-		}
-		if v := req.Params.Sig; v != nil {
-			cr.sig, cr.hasSig = *v, true
-		}
-		if v := req.Params.Exp; v != nil {
-			cr.exp, cr.hasExp = strconv.FormatInt(*v, 10), true
-		}
-		if v := req.Params.Scope; v != nil {
-			cr.scope, cr.hasScope = *v, true
-		}
-		var header http.Header
+		cr := tileJSONCredentials(req.Params)
+		var client tileaccess.Client
 		if r := requestFrom(ctx); r != nil {
-			header = r.Header
+			client = tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 		}
-		keyID, ref, err := s.authorize(ctx, e, &cr, header)
+		dec, err := s.access.Authorize(ctx, e, &cr, client, time.Now())
 		if err != nil {
 			return nil, err
 		}
-		if ref != nil {
-			return tileJSONRefusal{ref}, nil
+		if dec.Refusal != nil {
+			return tileJSONRefusal{dec.Refusal}, nil
 		}
-		d = e.d
-		if keyID != uuid.Nil {
-			credential = "?key=" + url.QueryEscape(cr.key)
+		d = e.Dataset
+		if dec.KeyID != uuid.Nil {
+			credential = "?key=" + url.QueryEscape(cr.Key)
 		} else {
 			mint = true
 		}
@@ -539,6 +330,24 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		credential = string(appendTokenQuery(nil, sig, exp, scope))
 	}
 	return s.tileJSON(d, credential), nil
+}
+
+// tileJSONCredentials are the tile credentials of a TileJSON request.
+func tileJSONCredentials(p gen.GetTileJSONParams) tileaccess.Credentials {
+	var cr tileaccess.Credentials
+	if v := p.Key; v != nil {
+		cr.Key, cr.HasKey = *v, true
+	}
+	if v := p.Sig; v != nil {
+		cr.Sig, cr.HasSig = *v, true
+	}
+	if v := p.Exp; v != nil {
+		cr.Exp, cr.HasExp = strconv.FormatInt(*v, 10), true
+	}
+	if v := p.Scope; v != nil {
+		cr.Scope, cr.HasScope = *v, true
+	}
+	return cr
 }
 
 func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
@@ -587,10 +396,10 @@ func (t tileJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error 
 }
 
 // tileJSONRefusal is GetTileJSON's 401, 403 or 404 with the same headers as a refused tile.
-type tileJSONRefusal struct{ *refusal }
+type tileJSONRefusal struct{ *tileaccess.Refusal }
 
 func (t tileJSONRefusal) VisitGetTileJSONResponse(w http.ResponseWriter) error {
-	b, err := json.Marshal(gen.Error{Detail: t.detail})
+	b, err := json.Marshal(gen.Error{Detail: t.Detail})
 	if err != nil {
 		return err
 	}
@@ -598,30 +407,11 @@ func (t tileJSONRefusal) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h["Access-Control-Allow-Origin"] = allowAnyOrigin
-	if t.reason != "" {
-		h.Set("X-Tilegate-Reason", t.reason)
+	if t.Reason != "" {
+		h.Set("X-Tilegate-Reason", t.Reason)
 		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason")
 	}
-	w.WriteHeader(t.status)
+	w.WriteHeader(t.Status)
 	_, err = w.Write(append(b, '\n'))
 	return err
-}
-
-// checkInteger answers as kin-openapi does for an integer parameter with minimum 0.
-func (r queryRule) checkInteger(raw string) []fieldError {
-	v, ok := firstQueryValue(raw, r.name)
-	if !ok {
-		return nil
-	}
-	loc := []any{"query", r.name}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return []fieldError{{Loc: loc, Input: v, Type: "int_parsing",
-			Msg: "Input should be a valid integer, unable to parse string as an integer"}}
-	}
-	if n < 0 {
-		return []fieldError{{Loc: loc, Input: v, Type: "greater_than_equal",
-			Msg: "Input should be greater than or equal to 0", Ctx: map[string]any{"ge": 0}}}
-	}
-	return nil
 }

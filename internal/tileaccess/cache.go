@@ -1,4 +1,4 @@
-package server
+package tileaccess
 
 import (
 	"context"
@@ -38,8 +38,8 @@ import (
 // negative entry. Invalidations still apply at once: an evicted entry is gone, stale or not.
 type tileCache struct {
 	store    *store.Store
-	keys     *expirable.LRU[string, *keyEntry]
-	datasets *expirable.LRU[uuid.UUID, *datasetEntry]
+	keys     *expirable.LRU[string, *KeyEntry]
+	datasets *expirable.LRU[uuid.UUID, *DatasetEntry]
 	loads    singleflight.Group
 	dataDir  string
 	tiles    *mbtiles.Pool
@@ -60,38 +60,42 @@ type tileCache struct {
 	// down is set while refreshes fail because the database is unavailable: stale entries are
 	// then served at once (refreshed in the background) instead of each waiting loadWait.
 	down atomic.Bool
-	// outage logs refresh failures once per outage, with counts, and the recovery.
-	outage *outageLog
+	// refreshFailed is told of refresh failures for want of a database (an aggregated log).
+	refreshFailed func(kind string, began time.Time, attrs ...slog.Attr)
+	// observe is told how every lookup was answered (metrics).
+	observe func(Kind, Outcome)
 	// flushed is when the cache was last flushed: entries loaded before are not fresh.
 	flushed atomic.Pointer[time.Time]
 }
 
-// keyEntry is an API key as the tile path sees it; found is false for a negative entry.
-type keyEntry struct {
+// KeyEntry is an API key as the tile path sees it; Found is false for a negative entry.
+type KeyEntry struct {
 	loaded    time.Time
-	found     bool
-	id        uuid.UUID
-	accountID uuid.UUID
-	policy    *origin.Policy
+	Found     bool
+	ID        uuid.UUID
+	AccountID uuid.UUID
+	// Policy is the key's compiled origin and user agent rules.
+	Policy *origin.Policy
 }
 
-// datasetEntry is a dataset with everything a tile request derives from it precomputed.
-type datasetEntry struct {
+// DatasetEntry is a dataset with everything a tile request derives from it precomputed.
+type DatasetEntry struct {
 	loaded  time.Time
-	found   bool
-	d       store.Dataset
+	Found   bool
+	Dataset store.Dataset
 	granted []uuid.UUID // accounts the dataset is shared with
-	public  bool
-	// path is the MBTiles file (absolute or relative to the working directory); "" before the
+	Public  bool
+	// Path is the MBTiles file (absolute or relative to the working directory); "" before the
 	// first upload.
-	path string
-	// etag is the quoted ETag prefix: the tile file's unique part; a tile's ETag appends z/x/y.
-	etag string
+	Path string
+	// ETag is the quoted ETag prefix: the tile file's unique part; a tile's ETag appends z/x/y.
+	ETag string
 	// scope is the scope a valid token must carry now; scopePrefix is its account:dataset part,
 	// which tells a stale token (403 scope) from one for another dataset (404).
 	scope, scopePrefix string
-	cacheControl       string
-	contentType        string
+	// CacheControl and ContentType are the tile responses' headers.
+	CacheControl string
+	ContentType  string
 }
 
 const (
@@ -99,24 +103,31 @@ const (
 	datasetCacheSize = 20_000
 )
 
-func newTileCache(st *store.Store, cfg Config, tiles *mbtiles.Pool, outage *outageLog) *tileCache {
+func newTileCache(cfg Config) *tileCache {
 	// Entries stay in the LRU while they may still serve stale; freshness is checked on read.
-	keep := cfg.TileCacheTTL + cfg.StaleIfError
+	keep := cfg.TTL + cfg.StaleIfError
 	c := &tileCache{
-		store:        st,
-		keys:         expirable.NewLRU[string, *keyEntry](keyCacheSize, nil, keep),
-		datasets:     expirable.NewLRU[uuid.UUID, *datasetEntry](datasetCacheSize, nil, keep),
-		ttl:          cfg.TileCacheTTL,
-		staleIfError: cfg.StaleIfError,
-		loadWait:     cfg.TileLoadWait,
-		dbTimeout:    cfg.DBTimeout,
-		outage:       outage,
-		dataDir:      cfg.DataDir,
-		tiles:        tiles,
-		publicCC:     "public, max-age=" + seconds(cfg.PublicTileMaxAge),
-		privateCC:    "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
-		paths:        map[uuid.UUID]string{},
-		started:      func() {},
+		store:         cfg.Store,
+		keys:          expirable.NewLRU[string, *KeyEntry](keyCacheSize, nil, keep),
+		datasets:      expirable.NewLRU[uuid.UUID, *DatasetEntry](datasetCacheSize, nil, keep),
+		ttl:           cfg.TTL,
+		staleIfError:  cfg.StaleIfError,
+		loadWait:      cfg.LoadWait,
+		dbTimeout:     cfg.DBTimeout,
+		refreshFailed: cfg.RefreshFailed,
+		observe:       cfg.Observe,
+		dataDir:       cfg.DataDir,
+		tiles:         cfg.Tiles,
+		publicCC:      "public, max-age=" + seconds(cfg.PublicTileMaxAge),
+		privateCC:     "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
+		paths:         map[uuid.UUID]string{},
+		started:       func() {},
+	}
+	if c.refreshFailed == nil {
+		c.refreshFailed = func(string, time.Time, ...slog.Attr) {}
+	}
+	if c.observe == nil {
+		c.observe = func(Kind, Outcome) {}
 	}
 	c.flushed.Store(&time.Time{})
 	return c
@@ -139,15 +150,17 @@ func validKeyToken(s string) bool {
 	return true
 }
 
-var unknownKey = &keyEntry{}
+var unknownKey = &KeyEntry{}
 
 // key returns the key with that token; a negative entry when there is none.
-func (c *tileCache) key(ctx context.Context, token string) (*keyEntry, error) {
+func (c *tileCache) key(ctx context.Context, token string) (*KeyEntry, error) {
 	e, ok := c.keys.Get(token)
 	if ok && c.fresh(e.loaded) {
+		c.observe(KindKey, Hit)
 		return e, nil
 	}
 	if !validKeyToken(token) {
+		c.observe(KindKey, Invalid)
 		return unknownKey, nil
 	}
 	v, err := c.load(ctx, "k"+token, ok && c.usable(e.loaded), func(lctx context.Context) (any, error) {
@@ -155,20 +168,24 @@ func (c *tileCache) key(ctx context.Context, token string) (*keyEntry, error) {
 	})
 	if err != nil {
 		if ok && c.usable(e.loaded) && store.IsUnavailable(err) {
+			c.observe(KindKey, Stale)
 			return e, nil
 		}
+		c.observe(KindKey, Failed)
 		return nil, err
 	}
 	if v == nil { // served stale while the database is down; a refresh is under way
+		c.observe(KindKey, Stale)
 		return e, nil
 	}
-	return v.(*keyEntry), nil
+	c.observe(KindKey, Miss)
+	return v.(*KeyEntry), nil
 }
 
-func (c *tileCache) loadKey(ctx context.Context, token string) (*keyEntry, error) {
+func (c *tileCache) loadKey(ctx context.Context, token string) (*KeyEntry, error) {
 	epoch := c.currentEpoch()
 	k, err := c.store.APIKeyByToken(ctx, token)
-	e := &keyEntry{loaded: time.Now()}
+	e := &KeyEntry{loaded: time.Now()}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -184,7 +201,7 @@ func (c *tileCache) loadKey(ctx context.Context, token string) (*keyEntry, error
 			// everything rather than allowing everything.
 			policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
 		}
-		e = &keyEntry{loaded: e.loaded, found: true, id: k.ID, accountID: k.AccountID, policy: policy}
+		e = &KeyEntry{loaded: e.loaded, Found: true, ID: k.ID, AccountID: k.AccountID, Policy: policy}
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
@@ -196,9 +213,10 @@ func (c *tileCache) loadKey(ctx context.Context, token string) (*keyEntry, error
 }
 
 // dataset returns the dataset's entry; a negative one when there is no such dataset.
-func (c *tileCache) dataset(ctx context.Context, id uuid.UUID) (*datasetEntry, error) {
+func (c *tileCache) dataset(ctx context.Context, id uuid.UUID) (*DatasetEntry, error) {
 	e, ok := c.datasets.Get(id)
 	if ok && c.fresh(e.loaded) {
+		c.observe(KindDataset, Hit)
 		return e, nil
 	}
 	v, err := c.load(ctx, "d"+id.String(), ok && c.usable(e.loaded), func(lctx context.Context) (any, error) {
@@ -206,20 +224,24 @@ func (c *tileCache) dataset(ctx context.Context, id uuid.UUID) (*datasetEntry, e
 	})
 	if err != nil {
 		if ok && c.usable(e.loaded) && store.IsUnavailable(err) {
+			c.observe(KindDataset, Stale)
 			return e, nil
 		}
+		c.observe(KindDataset, Failed)
 		return nil, err
 	}
 	if v == nil {
+		c.observe(KindDataset, Stale)
 		return e, nil
 	}
-	return v.(*datasetEntry), nil
+	c.observe(KindDataset, Miss)
+	return v.(*DatasetEntry), nil
 }
 
-func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*datasetEntry, error) {
+func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*DatasetEntry, error) {
 	epoch := c.currentEpoch()
 	src, err := c.store.TileSource(ctx, id)
-	e := &datasetEntry{}
+	e := &DatasetEntry{}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -235,11 +257,11 @@ func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*datasetEntr
 	}
 	// A replaced or deleted file stays open in the pool until told otherwise; whoever
 	// first sees the dataset without it lets it go (the uploading process already has).
-	if old, ok := c.paths[id]; ok && old != e.path {
+	if old, ok := c.paths[id]; ok && old != e.Path {
 		stale = old
 	}
-	if e.path != "" {
-		c.paths[id] = e.path
+	if e.Path != "" {
+		c.paths[id] = e.Path
 	} else {
 		delete(c.paths, id)
 	}
@@ -296,38 +318,38 @@ func (c *tileCache) loaded(err error, began time.Time) {
 		c.down.Store(false)
 	case store.IsUnavailable(err):
 		c.down.Store(true)
-		c.outage.failure("refresh", began, slog.String("reason", store.UnavailableReason(err)),
+		c.refreshFailed("refresh", began, slog.String("reason", store.UnavailableReason(err)),
 			slog.String("stale_if_error", c.staleIfError.String()), slog.String("err", err.Error()))
 	}
 }
 
-func (c *tileCache) entry(src store.TileSource) *datasetEntry {
+func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 	d := src.Dataset
-	e := &datasetEntry{
-		found: true, d: d, granted: src.GrantedAccounts, public: d.Visibility == store.Public,
+	e := &DatasetEntry{
+		Found: true, Dataset: d, granted: src.GrantedAccounts, Public: d.Visibility == store.Public,
 		scope:       tiletoken.Scope(d.AccountID.String(), d.ID.String(), d.AccessVersion),
-		contentType: mbtiles.ContentType(d.Format),
+		ContentType: mbtiles.ContentType(d.Format),
 	}
 	e.scopePrefix = e.scope[:strings.LastIndexByte(e.scope, ':')+1]
-	e.cacheControl = c.privateCC
-	if e.public {
-		e.cacheControl = c.publicCC
+	e.CacheControl = c.privateCC
+	if e.Public {
+		e.CacheControl = c.publicCC
 	}
 	if d.TileFile != nil {
-		e.path = filepath.Join(c.dataDir, *d.TileFile)
+		e.Path = filepath.Join(c.dataDir, *d.TileFile)
 		// "<dataset>-<random>.mbtiles": the random part is unique per upload.
 		name := strings.TrimSuffix(*d.TileFile, filepath.Ext(*d.TileFile))
 		if i := strings.LastIndexByte(name, '-'); i >= 0 {
 			name = name[i+1:]
 		}
-		e.etag = `"` + name + "-"
+		e.ETag = `"` + name + "-"
 	}
 	return e
 }
 
-// sees: the key's account owns the dataset or was granted it (public datasets need no key).
-func (e *datasetEntry) sees(account uuid.UUID) bool {
-	if e.d.AccountID == account {
+// Sees reports whether account owns the dataset or was granted it (public datasets need no key).
+func (e *DatasetEntry) Sees(account uuid.UUID) bool {
+	if e.Dataset.AccountID == account {
 		return true
 	}
 	for _, g := range e.granted {
@@ -361,7 +383,7 @@ func (c *tileCache) evictDataset(id uuid.UUID) {
 
 // evictDatasetEntry drops the dataset's entry if it is still e: a reader that found e stale
 // must not throw away a fresher entry another reader has loaded meanwhile.
-func (c *tileCache) evictDatasetEntry(id uuid.UUID, e *datasetEntry) {
+func (c *tileCache) evictDatasetEntry(id uuid.UUID, e *DatasetEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cur, ok := c.datasets.Peek(id); ok && cur != e {

@@ -1,0 +1,126 @@
+// Package tileaccess is the tile path's decision and caching layer: it resolves a tile
+// request's dataset and API key from in-process caches (no SQL on a warm cache), decides whether
+// the request's credentials may read the dataset (Decide: the one place every key and token
+// rule lives, with refusals as values), keeps the caches in step with changes made here and on
+// other replicas (PostgreSQL LISTEN/NOTIFY), and records keys' last use without a write per
+// tile. The HTTP wiring (parsing, writing, headers) is the server's.
+package tileaccess
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/mbtiles"
+	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tiletoken"
+)
+
+// Config is what Access needs; every duration must be set (the server applies the defaults).
+type Config struct {
+	Store  *store.Store
+	Signer *tiletoken.Signer
+	// Tiles holds the MBTiles files open: a file a dataset no longer uses is forgotten there.
+	Tiles *mbtiles.Pool
+	// DataDir is where the datasets' tile files are (their names are relative to it).
+	DataDir string
+	// TTL is how long a cached key or dataset is trusted without hearing of a change;
+	// StaleIfError how long past it an entry keeps serving while the database is unavailable.
+	TTL, StaleIfError time.Duration
+	// LoadWait is the longest a request waits for an entry to load; DBTimeout the load's deadline.
+	LoadWait, DBTimeout time.Duration
+	// PublicTileMaxAge and PrivateTileMaxAge are the tiles' Cache-Control max-ages.
+	PublicTileMaxAge, PrivateTileMaxAge time.Duration
+	// LastUsedInterval is how often keys' last_used is written.
+	LastUsedInterval time.Duration
+	Logger           *slog.Logger
+	// RefreshFailed is told of every refresh that failed because the database is unavailable
+	// (an aggregated outage log); nil: nobody.
+	RefreshFailed func(kind string, began time.Time, attrs ...slog.Attr)
+	// Observe is told how every cache lookup was answered (metrics); nil: nobody. It runs on
+	// the hot path: it must be cheap and must not block.
+	Observe func(Kind, Outcome)
+}
+
+// Kind names a cache for Observe.
+type Kind uint8
+
+const (
+	KindKey Kind = iota
+	KindDataset
+)
+
+func (k Kind) String() string {
+	if k == KindKey {
+		return "key"
+	}
+	return "dataset"
+}
+
+// Outcome is how a cache lookup was answered.
+type Outcome uint8
+
+const (
+	Hit     Outcome = iota // a fresh entry
+	Miss                   // loaded from the database (new, expired or invalidated)
+	Stale                  // served past its TTL: the database is unavailable
+	Failed                 // nothing could be loaded (the request answers 503)
+	Invalid                // a key that cannot exist, refused without a lookup
+)
+
+func (o Outcome) String() string {
+	return [...]string{"hit", "miss", "stale", "failed", "invalid"}[o]
+}
+
+// Access resolves and authorises tile requests. Create it with New; Close it when done.
+type Access struct {
+	signer   *tiletoken.Signer
+	cache    *tileCache
+	listener *listener
+	lastUsed *lastUsed
+}
+
+// New builds an Access. On PostgreSQL its listener starts with the first cached entry.
+func New(cfg Config) *Access {
+	a := &Access{
+		signer:   cfg.Signer,
+		cache:    newTileCache(cfg),
+		lastUsed: newLastUsed(cfg.Store, cfg.Logger, cfg.LastUsedInterval),
+	}
+	a.listener = newListener(cfg.Store.DSN(), a.cache, cfg.Logger)
+	if cfg.Store.Dialect() == store.Postgres {
+		a.cache.started = a.listener.start
+	}
+	return a
+}
+
+// Dataset returns the dataset's entry: Found is false when there is no such dataset. The error
+// means it could not be loaded (the database is unavailable: 503).
+func (a *Access) Dataset(ctx context.Context, id uuid.UUID) (*DatasetEntry, error) {
+	return a.cache.dataset(ctx, id)
+}
+
+// Reload drops stale (if it is still the cached entry: a fresher one another request loaded
+// is kept) and returns the dataset as loaded now. For a read that failed on stale's file: it may
+// have been replaced or deleted by a replica whose notification has not arrived yet.
+func (a *Access) Reload(ctx context.Context, id uuid.UUID, stale *DatasetEntry) (*DatasetEntry, error) {
+	a.cache.evictDatasetEntry(id, stale)
+	return a.cache.dataset(ctx, id)
+}
+
+// Apply evicts what a committed change affects (this process's store events; other replicas'
+// arrive through the listener).
+func (a *Access) Apply(ch store.Change) { a.cache.apply(ch) }
+
+// Listening reports whether the PostgreSQL invalidation listener is connected (always false
+// on SQLite, which needs none, and before anything was cached).
+func (a *Access) Listening() bool { return a.listener.connected.Load() }
+
+// Close stops the listener and the last-used flusher and writes the pending last-used times.
+// It may be called more than once.
+func (a *Access) Close(ctx context.Context) error {
+	a.listener.close()
+	return a.lastUsed.close(ctx)
+}

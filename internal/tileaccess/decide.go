@@ -1,0 +1,140 @@
+package tileaccess
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/origin"
+	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tiletoken"
+)
+
+// Credentials are a request's tile credentials; Has* tells a parameter sent empty from an
+// absent one.
+type Credentials struct {
+	Key, Sig, Exp, Scope             string
+	HasKey, HasSig, HasExp, HasScope bool
+}
+
+// Token reports whether any tile token parameter was sent (a token wins over a key).
+func (c *Credentials) Token() bool { return c.HasSig || c.HasExp || c.HasScope }
+
+// ParseCredentials reads key, sig, exp and scope from a raw query without building a url.Values.
+func ParseCredentials(raw string) Credentials {
+	var c Credentials
+	c.Key, c.HasKey = QueryValue(raw, "key")
+	c.Sig, c.HasSig = QueryValue(raw, "sig")
+	c.Exp, c.HasExp = QueryValue(raw, "exp")
+	c.Scope, c.HasScope = QueryValue(raw, "scope")
+	return c
+}
+
+// Client is what a decision may look at of the request beyond its credentials.
+type Client struct {
+	// Header carries Origin, Referer and User-Agent (nil: none sent).
+	Header http.Header
+	// RemoteAddr is the connection's peer, "ip:port" as in http.Request.RemoteAddr.
+	RemoteAddr string
+}
+
+// Decision is the outcome of Decide: Refusal nil means served. Key is the API key that
+// authorised it (nil for a token or a public dataset), KeyID its id (uuid.Nil then).
+type Decision struct {
+	KeyID   uuid.UUID
+	Key     *KeyEntry
+	Refusal *Refusal
+}
+
+// Allowed reports whether the request may be served.
+func (d Decision) Allowed() bool { return d.Refusal == nil }
+
+// Decide is the single place where every tile credential rule is decided: may a request with
+// creds, from cl, at now, read dataset d's tiles? Tiles, TileJSON and a dry-run check all call
+// it, so they cannot disagree. It records nothing (Authorize does) and runs no SQL on a warm
+// cache; the error is the cache's (the database unavailable: 503), never a refusal.
+//
+// Tile tokens are verified against the signer's own clock (tiletoken.WithClock), not now.
+func (a *Access) Decide(ctx context.Context, d *DatasetEntry, creds *Credentials, cl Client, now time.Time) (Decision, error) {
+	if d.Public {
+		return Decision{}, nil
+	}
+	switch {
+	case creds.Token():
+		return Decision{Refusal: a.decideToken(d, creds)}, nil
+	case creds.HasKey:
+		return a.decideKey(ctx, d, creds, cl)
+	}
+	return Decision{Refusal: RefuseMissing}, nil
+}
+
+// decideToken checks a tile token against the scope the dataset has now.
+func (a *Access) decideToken(d *DatasetEntry, creds *Credentials) *Refusal {
+	if !creds.HasSig || !creds.HasExp || !creds.HasScope || creds.Scope == "" {
+		return RefuseMalformed
+	}
+	if !strings.HasPrefix(creds.Scope, d.scopePrefix) {
+		// A token for another dataset (or account): as far as its holder knows, this
+		// dataset does not exist.
+		return RefuseNotFound
+	}
+	switch err := a.signer.Verify(d.scope, creds.Scope, creds.Sig, creds.Exp); {
+	case err == nil:
+		return nil
+	case errors.Is(err, tiletoken.ErrMalformed):
+		return RefuseMalformed
+	case errors.Is(err, tiletoken.ErrExpired):
+		return RefuseExpired
+	case errors.Is(err, tiletoken.ErrScope):
+		return RefuseScope
+	default:
+		return RefuseBadSignature
+	}
+}
+
+// decideKey checks an API key: known, of an account that sees the dataset, not restricted,
+// and its origin and user agent rules.
+func (a *Access) decideKey(ctx context.Context, d *DatasetEntry, creds *Credentials, cl Client) (Decision, error) {
+	if creds.Key == "" {
+		return Decision{Refusal: RefuseMalformed}, nil
+	}
+	k, err := a.cache.key(ctx, creds.Key)
+	if err != nil {
+		return Decision{}, err
+	}
+	if !k.Found {
+		return Decision{Refusal: RefuseUnknownKey}, nil
+	}
+	if !d.Sees(k.AccountID) {
+		return Decision{Refusal: RefuseNotFound}, nil
+	}
+	if d.Dataset.Visibility == store.Restricted {
+		return Decision{Refusal: RefuseRestricted}, nil
+	}
+	h := cl.Header
+	originH, refererH := h.Get("Origin"), h.Get("Referer")
+	switch k.Policy.Check(originH, refererH, h.Get("User-Agent")) {
+	case origin.Allowed:
+	case origin.ReasonOrigin:
+		return Decision{Refusal: refuseOrigin(originH, refererH)}, nil
+	case origin.ReasonUnknownOrigin:
+		return Decision{Refusal: RefuseUnknownOrigin}, nil
+	default:
+		return Decision{Refusal: RefuseUserAgent}, nil
+	}
+	return Decision{KeyID: k.ID, Key: k}, nil
+}
+
+// Authorize is Decide for a request that is going to be answered: a key that authorised it is
+// recorded as used (last_used). The dry-run check calls Decide instead.
+func (a *Access) Authorize(ctx context.Context, d *DatasetEntry, creds *Credentials, cl Client, now time.Time) (Decision, error) {
+	dec, err := a.Decide(ctx, d, creds, cl, now)
+	if err == nil && dec.Refusal == nil && dec.Key != nil {
+		a.lastUsed.touch(dec.KeyID, now.Unix())
+	}
+	return dec, err
+}
