@@ -21,6 +21,7 @@ import (
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/mbtiles"
+	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
 )
@@ -74,6 +75,9 @@ type Config struct {
 	// OutageLogEvery is how often a continuing database outage logs its count of failures
 	// (default 10s).
 	OutageLogEvery time.Duration
+	// Metrics receives the server's Prometheus series (one Metrics per server); nil: a private
+	// one nobody scrapes.
+	Metrics *metrics.Metrics
 
 	Logger *slog.Logger
 }
@@ -113,6 +117,8 @@ type Server struct {
 	// outages aggregates the 503s' log lines (per error class), cacheOutage the tile cache's
 	// refresh failures: one line per outage and a count every OutageLogEvery, not one a request.
 	outages, cacheOutage *outageLog
+	// metrics are the series requests update, resolved once.
+	metrics *requestMetrics
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -176,6 +182,9 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if cfg.OutageLogEvery <= 0 {
 		cfg.OutageLogEvery = 10 * time.Second
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
 	if cfg.Signer == nil {
 		keys, err := SigningKeys(context.Background(), st, "")
 		if err != nil {
@@ -215,6 +224,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
+		metrics:   newRequestMetrics(cfg.Metrics, spec),
 	}
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
 	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
@@ -232,7 +242,12 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		PublicTileMaxAge: cfg.PublicTileMaxAge, PrivateTileMaxAge: cfg.PrivateTileMaxAge,
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
+		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
 	})
+	if err := s.registerMetrics(); err != nil {
+		_ = s.access.Close(context.Background())
+		return nil, err
+	}
 	s.unsubscribe = st.Subscribe(s.access.Apply)
 	s.tiles.SetMaxTileBytes(cfg.MaxTileBytes)
 	s.tiles.SetHotTileBytes(cfg.HotTileBytes)
