@@ -33,13 +33,18 @@ var errPoolClosed = errors.New("mbtiles: pool closed")
 // Close is closed only when the last read using it has finished, so in-flight
 // reads always complete against the file they started on.
 //
+// Tiles read are kept in memory up to a bound (SetHotTileBytes; none by default), dropped with
+// their file's handle.
+//
 // Create Pools with NewPool; the zero value is not usable.
 type Pool struct {
 	maxOpen int
 	conns   int // SQLite connections per file
 	maxTile atomic.Int64
+	hot     atomic.Pointer[hotTiles] // nil: no hot-tile cache
 
 	mu     sync.Mutex
+	nextID uint64                   // the last handle's id; guarded by mu
 	files  map[string]*list.Element // value *handle; guarded by mu
 	lru    *list.List               // front is most recently used; guarded by mu
 	closed bool                     // guarded by mu
@@ -47,6 +52,8 @@ type Pool struct {
 
 // handle is one open MBTiles file.
 type handle struct {
+	pool  *Pool
+	id    uint64 // unique in the pool: the hot-tile cache's file identity
 	path  string
 	ready chan struct{} // closed once db, stmt and err are set
 
@@ -84,19 +91,31 @@ func (p *Pool) SetMaxTileBytes(n int64) {
 		n = DefaultMaxTileBytes
 	}
 	p.maxTile.Store(n)
+	if hot := p.hot.Load(); hot != nil { // what it holds was read under the old limit
+		p.SetHotTileBytes(hot.maxBytes)
+	}
+}
+
+// SetHotTileBytes bounds the memory of tiles kept for reuse (tile bytes plus ~150 bytes per
+// tile; see hotTiles) to n, emptying it; n < 1 turns the cache off.
+func (p *Pool) SetHotTileBytes(n int64) {
+	p.hot.Store(newHotTiles(n))
+}
+
+// HotTileStats reports the hot-tile cache's counters (zero when it is off).
+func (p *Pool) HotTileStats() HotTileStats {
+	if hot := p.hot.Load(); hot != nil {
+		return hot.stats()
+	}
+	return HotTileStats{}
 }
 
 // Tile returns the tile at XYZ z/x/y, or (nil, nil) when the file has no such
 // tile; coordinates outside the tile grid also yield (nil, nil). A tile stored
 // as empty or NULL is returned as a non-nil empty slice, so callers can tell
 // it from a missing one. Errors opening the file keep their cause, so
-// errors.Is(err, fs.ErrNotExist) works for a missing file.
-//
-// Reads go through tileConn (a statement prepared once per connection) rather than
-// database/sql: go test ./mbtiles -run XXX -bench 'BenchmarkTile$' -benchmem -cpu 1 gave,
-// on glebarez/go-sqlite through database/sql, 12.3 µs and 21 allocs per 100 B tile and 40 µs,
-// 22 allocs, 99 KB per 48 KiB tile (the blob copied twice); on tileConn 2.05 µs and 1 alloc,
-// and 21 µs, 1 alloc, 48 KB (2 shared cores, 2026-11-24).
+// errors.Is(err, fs.ErrNotExist) works for a missing file. The returned slice may be shared
+// with other callers (the hot-tile cache): it must not be modified.
 func (p *Pool) Tile(ctx context.Context, path string, z, x, y int) ([]byte, error) {
 	if z < 0 || z > maxTileZoom || x < 0 || y < 0 || x >= 1<<z || y >= 1<<z {
 		return nil, nil
@@ -109,7 +128,29 @@ func (p *Pool) Tile(ctx context.Context, path string, z, x, y int) ([]byte, erro
 		return nil, err
 	}
 	defer h.release()
+	hot := p.hot.Load()
+	key := tileKey{file: h.id, z: uint32(z), x: uint32(x), y: uint32(y)}
+	if hot != nil {
+		if data, ok := hot.get(key); ok {
+			return data, nil
+		}
+	}
+	data, err := p.read(ctx, h, z, x, y)
+	if err == nil && hot != nil {
+		hot.put(key, data)
+	}
+	return data, err
+}
 
+// read reads the tile from h's file.
+//
+// Reads go through tileConn (a statement prepared once per connection) rather than
+// database/sql: go test ./mbtiles -run XXX -bench 'BenchmarkTile$' -benchmem -cpu 1 gave,
+// on glebarez/go-sqlite through database/sql, 12.3 µs and 21 allocs per 100 B tile and 40 µs,
+// 22 allocs, 99 KB per 48 KiB tile (the blob copied twice); on tileConn 2.05 µs and 1 alloc,
+// and 21 µs, 1 alloc, 48 KB (2 shared cores, 2026-11-24).
+func (p *Pool) read(ctx context.Context, h *handle, z, x, y int) ([]byte, error) {
+	path := h.path
 	// The query runs without ctx's cancellation (ctx only bounds the wait for a
 	// connection): a point lookup is over in microseconds, nothing worth
 	// interrupting. It is bounded in time by what an upload may be (Inspect, Prepare): plain tables or
@@ -187,7 +228,8 @@ func (p *Pool) acquire(ctx context.Context, path string) (*handle, error) {
 		// Register the handle before opening so that concurrent readers
 		// of the same file wait for this open instead of starting their
 		// own, then open outside the lock.
-		h = &handle{path: path, ready: make(chan struct{})}
+		p.nextID++
+		h = &handle{pool: p, id: p.nextID, path: path, ready: make(chan struct{})}
 		h.refs.Store(2) // the pool's and ours
 		p.files[path] = p.lru.PushFront(h)
 		evicted := p.evictLocked()
@@ -269,6 +311,10 @@ func (h *handle) release() error {
 	<-h.ready // refs cannot reach zero while the opener holds its reference
 	if h.conns == nil {
 		return nil
+	}
+	// Nobody reads through h any more, so nobody adds its tiles: drop them for good.
+	if hot := h.pool.hot.Load(); hot != nil {
+		hot.dropFile(h.id)
 	}
 	return h.conns.close()
 }

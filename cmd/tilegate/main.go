@@ -17,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/google/uuid"
 
+	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/server"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
@@ -62,9 +63,11 @@ type serveCmd struct {
 	PrivateTileMaxAge  time.Duration `name:"private-tile-max-age" env:"TILEGATE_PRIVATE_TILE_MAX_AGE" default:"10m" help:"Cache-Control max-age (private) of other datasets' tiles."`
 	ReplacedTilesGrace time.Duration `name:"replaced-tiles-grace" env:"TILEGATE_REPLACED_TILES_GRACE" default:"30s" help:"How long a replaced MBTiles file stays on disk for reads in flight (here and on replicas)."`
 	MaxTileBytes       int64         `name:"max-tile-bytes" env:"TILEGATE_MAX_TILE_BYTES" default:"4194304" help:"Largest tile an uploaded MBTiles file may hold (422 beyond) and a read returns."`
+	HotTileCacheBytes  int64         `name:"hot-tile-cache-bytes" env:"TILEGATE_HOT_TILE_CACHE_BYTES" default:"67108864" help:"Memory for recently served tiles kept for reuse, in bytes (tile bytes plus ~150 per tile); 0 turns it off."`
 	FileSweepInterval  time.Duration `name:"file-sweep-interval" env:"TILEGATE_FILE_SWEEP_INTERVAL" default:"5m" help:"How often the data directory is swept of abandoned uploads and tile files no dataset references."`
 	DBTimeout          time.Duration `name:"db-timeout" env:"TILEGATE_DB_TIMEOUT" default:"3s" help:"Deadline of a request's database work; past it the request answers 503 (uploads exempt)."`
 	TileLoadWait       time.Duration `name:"tile-load-wait" env:"TILEGATE_TILE_LOAD_WAIT" default:"1s" help:"Longest a tile request waits for its API key or dataset to be loaded from the database."`
+	AdminAddr          string        `name:"admin-addr" env:"TILEGATE_ADMIN_ADDR" default:"127.0.0.1:9464" help:"Listen address of /metrics (Prometheus) and /debug/pprof/; empty disables. Keep it off the public network."`
 	StaleIfError       time.Duration `name:"stale-if-error" env:"TILEGATE_STALE_IF_ERROR" default:"10m" help:"How long past the tile cache TTL a cached API key or dataset keeps serving while the database is unavailable (0: not at all)."`
 }
 
@@ -92,12 +95,14 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	m := metrics.New()
 	srv, err := server.New(st, server.Config{
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
 		MaxUpload: c.MaxUpload, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
-		MaxTileBytes: c.MaxTileBytes, FileSweepInterval: c.FileSweepInterval,
+		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
+		Metrics: m,
 	})
 	if err != nil {
 		return err
@@ -116,6 +121,8 @@ func (c *serveCmd) Run() error {
 		WriteTimeout:      5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
+	admin := startAdmin(c.AdminAddr, m)
+	defer admin.close()
 	slog.Info("tilegate serving", "addr", ln.Addr().String(), "database", string(st.Dialect()), "docs", public+"/docs")
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
@@ -143,6 +150,14 @@ func staleIfError(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// hotTileBytes maps the flag's 0 (off) to server.Config's "off", whose 0 means the default.
+func hotTileBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 type migrateCmd struct{ dbFlags }

@@ -45,6 +45,9 @@ type Config struct {
 	Observe func(Kind, Outcome)
 	// TrustedProxies are the peers whose X-Forwarded-For is believed (for keys' ip_ranges).
 	TrustedProxies []netip.Prefix
+	// Evicted is told of every entry dropped from a cache (invalidated, expired or over
+	// capacity); nil: nobody. Same constraints as Observe.
+	Evicted func(Kind)
 }
 
 // Kind names a cache for Observe.
@@ -123,6 +126,14 @@ func (a *Access) Apply(ch store.Change) { a.cache.apply(ch) }
 // Listening reports whether the PostgreSQL invalidation listener is connected (always false
 // on SQLite, which needs none, and before anything was cached).
 func (a *Access) Listening() bool { return a.listener.connected.Load() }
+
+// Reconnects is how many times the listener connected again after its first connection.
+func (a *Access) Reconnects() uint64 {
+	if n := a.listener.connects.Load(); n > 1 {
+		return n - 1
+	}
+	return 0
+}
 
 // Close stops the listener and the last-used flusher and writes the pending last-used times.
 // It may be called more than once.
