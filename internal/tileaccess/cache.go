@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/sync/singleflight"
 
+	usagemeter "github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
@@ -76,6 +77,9 @@ type KeyEntry struct {
 	AccountID uuid.UUID
 	// Policy is the key's compiled origin and user agent rules.
 	Policy *origin.Policy
+	// RateLimit and MonthlyQuota are the key's limits (nil: none), applied by the server.
+	RateLimit    *usagemeter.RateLimit
+	MonthlyQuota *int64
 }
 
 // DatasetEntry is a dataset with everything a tile request derives from it precomputed.
@@ -201,7 +205,11 @@ func (c *tileCache) loadKey(ctx context.Context, token string) (*KeyEntry, error
 			// everything rather than allowing everything.
 			policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
 		}
-		e = &KeyEntry{loaded: e.loaded, Found: true, ID: k.ID, AccountID: k.AccountID, Policy: policy}
+		e = &KeyEntry{loaded: e.loaded, Found: true, ID: k.ID, AccountID: k.AccountID, Policy: policy,
+			MonthlyQuota: k.MonthlyQuota}
+		if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
+			e.RateLimit = &usagemeter.RateLimit{RPS: *k.RateLimitRPS, Burst: *k.RateLimitBurst}
+		}
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
