@@ -485,13 +485,21 @@ func TestForgetDuringRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Forget(path)
-	var data []byte
-	if err := h.stmt.QueryRowContext(ctx, DefaultMaxTileBytes, 2, 1, 2).Scan(&data, new(any)); err != nil || !bytes.Equal(data, pngTile) {
+	c, err := h.conns.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, _, err := c.tile(DefaultMaxTileBytes, 2, 1, 2)
+	h.conns.put(c)
+	if err != nil || !bytes.Equal(data, pngTile) {
 		t.Fatalf("read on forgotten handle: %q, %v", data, err)
 	}
 	h.release()
-	if err := h.db.PingContext(ctx); err == nil {
-		t.Error("handle still open after last release")
+	if c.db != 0 || c.stmt != 0 {
+		t.Error("connection still open after the handle's last release")
+	}
+	if _, err := h.conns.get(ctx); !errors.Is(err, errPoolClosed) {
+		t.Errorf("get after close: %v, want errPoolClosed", err)
 	}
 }
 
@@ -532,11 +540,11 @@ func TestEviction(t *testing.T) {
 	if handleOf(1) != nil || handleOf(0) == nil || handleOf(2) == nil {
 		t.Fatalf("after eviction: open = %v, %v, %v", handleOf(0) != nil, handleOf(1) != nil, handleOf(2) != nil)
 	}
-	if err := h1.db.PingContext(ctx); err == nil {
+	if !h1.conns.isClosed() {
 		t.Error("evicted handle not closed")
 	}
-	if err := h0.db.PingContext(ctx); err != nil {
-		t.Errorf("kept handle closed: %v", err)
+	if h0.conns.isClosed() {
+		t.Error("kept handle closed")
 	}
 	read(1) // reopens, evicting 0
 	if handleOf(0) != nil {
@@ -547,18 +555,27 @@ func TestEviction(t *testing.T) {
 // TestConcurrent reads from many goroutines while files are forgotten and
 // evicted underneath them; run it with -race.
 func TestConcurrent(t *testing.T) {
+	// Without the hot-tile cache, with one so small it evicts all the time, and with one that
+	// holds everything.
+	for _, hot := range []int64{0, 4 << 10, 1 << 20} {
+		t.Run(fmt.Sprintf("hot=%d", hot), func(t *testing.T) { testConcurrent(t, hot) })
+	}
+}
+
+func testConcurrent(t *testing.T, hotBytes int64) {
 	dir := t.TempDir()
 	const files = 3
 	var paths []string
-	tiles := map[[3]int][]byte{}
-	for z := range 4 {
-		for x := range 1 << z {
-			for y := range 1 << z {
-				tiles[[3]int{z, x, y}] = fmt.Appendf(nil, "%d/%d/%d", z, x, y)
+	tile := func(file, z, x, y int) []byte { return fmt.Appendf(nil, "%d:%d/%d/%d", file, z, x, y) }
+	for i := range files {
+		tiles := map[[3]int][]byte{}
+		for z := range 4 {
+			for x := range 1 << z {
+				for y := range 1 << z {
+					tiles[[3]int{z, x, y}] = tile(i, z, x, y)
+				}
 			}
 		}
-	}
-	for i := range files {
 		path := filepath.Join(dir, fmt.Sprintf("%d.mbtiles", i))
 		if err := WriteTestFile(path, TestFile{Format: "pbf", MaxZoom: 3, Tiles: tiles}); err != nil {
 			t.Fatal(err)
@@ -566,6 +583,7 @@ func TestConcurrent(t *testing.T) {
 		paths = append(paths, path)
 	}
 	p := NewPool(files - 1) // force evictions
+	p.SetHotTileBytes(hotBytes)
 	defer p.Close()
 	ctx := context.Background()
 
@@ -577,11 +595,14 @@ func TestConcurrent(t *testing.T) {
 			for range 200 {
 				z := rng.IntN(5) // z=4 is missing
 				x, y := rng.IntN(1<<z), rng.IntN(1<<z)
-				path := paths[rng.IntN(files)]
-				got, err := p.Tile(ctx, path, z, x, y)
-				want := tiles[[3]int{z, x, y}]
+				i := rng.IntN(files)
+				got, err := p.Tile(ctx, paths[i], z, x, y)
+				var want []byte
+				if z < 4 {
+					want = tile(i, z, x, y)
+				}
 				if err != nil || !bytes.Equal(got, want) {
-					errc <- fmt.Errorf("%s %d/%d/%d = %q, %v; want %q", path, z, x, y, got, err, want)
+					errc <- fmt.Errorf("%s %d/%d/%d = %q, %v; want %q", paths[i], z, x, y, got, err, want)
 					return
 				}
 			}
@@ -596,6 +617,9 @@ func TestConcurrent(t *testing.T) {
 	close(errc)
 	for err := range errc {
 		t.Error(err)
+	}
+	if st := p.HotTileStats(); st.Bytes > st.MaxBytes {
+		t.Errorf("hot tiles hold %d bytes, bound %d", st.Bytes, st.MaxBytes)
 	}
 }
 
@@ -629,11 +653,21 @@ func TestContentType(t *testing.T) {
 	}
 }
 
-// BenchmarkTile reads random tiles of a file whose pages are in the OS cache,
-// from parallel goroutines, as a busy server does.
+// BenchmarkTile reads random tiles of a file whose pages are in the OS cache, from parallel
+// goroutines, as a busy server does: small tiles (100 B, where the per-read cost is all there
+// is) and large ones (48 KiB, where copying dominates); without the hot-tile cache and with a
+// 64 MiB one (which holds all 5,461 small tiles, and ~1,300 of the large ones).
 func BenchmarkTile(b *testing.B) {
+	for _, size := range []int{100, 48 << 10} {
+		for _, hot := range []int64{0, 64 << 20} {
+			b.Run(fmt.Sprintf("%dB/hot=%dMiB", size, hot>>20), func(b *testing.B) { benchmarkTile(b, size, hot) })
+		}
+	}
+}
+
+func benchmarkTile(b *testing.B, size int, hotBytes int64) {
 	const maxZoom = 6
-	tile := make([]byte, 16<<10) // a typical compressed vector tile
+	tile := make([]byte, size)
 	rand.NewChaCha8([32]byte{2}).Read(tile)
 	tiles := map[[3]int][]byte{}
 	for z := range maxZoom + 1 {
@@ -645,6 +679,7 @@ func BenchmarkTile(b *testing.B) {
 	}
 	path := writeFixture(b, "bench.mbtiles", TestFile{Format: "pbf", MaxZoom: maxZoom, Tiles: tiles})
 	p := NewPool(8)
+	p.SetHotTileBytes(hotBytes)
 	defer p.Close()
 	ctx, cancel := context.WithCancel(context.Background()) // cancellable, like a request's
 	defer cancel()

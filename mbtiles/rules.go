@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	sqlite "github.com/glebarez/go-sqlite"
 )
 
 // What an uploaded MBTiles file may be. A file is untrusted input: SQLite runs whatever SQL its
@@ -89,9 +87,10 @@ const (
 )
 
 // classify wraps err with ErrDamaged when SQLite's result code says the file is damaged. The
-// code is read from the driver's typed error, never from its message.
+// code is read from the typed error (the driver's *sqlite.Error, or the tile reader's
+// *sqliteError), never from its message.
 func classify(err error) error {
-	var se *sqlite.Error
+	var se interface{ Code() int }
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff { // extended codes keep the primary code in the low byte
 		case sqliteCorrupt, sqliteNotADB:

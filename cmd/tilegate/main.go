@@ -62,6 +62,7 @@ type serveCmd struct {
 	PrivateTileMaxAge  time.Duration `name:"private-tile-max-age" env:"TILEGATE_PRIVATE_TILE_MAX_AGE" default:"10m" help:"Cache-Control max-age (private) of other datasets' tiles."`
 	ReplacedTilesGrace time.Duration `name:"replaced-tiles-grace" env:"TILEGATE_REPLACED_TILES_GRACE" default:"30s" help:"How long a replaced MBTiles file stays on disk for reads in flight (here and on replicas)."`
 	MaxTileBytes       int64         `name:"max-tile-bytes" env:"TILEGATE_MAX_TILE_BYTES" default:"4194304" help:"Largest tile an uploaded MBTiles file may hold (422 beyond) and a read returns."`
+	HotTileCacheBytes  int64         `name:"hot-tile-cache-bytes" env:"TILEGATE_HOT_TILE_CACHE_BYTES" default:"67108864" help:"Memory for recently served tiles kept for reuse, in bytes (tile bytes plus ~150 per tile); 0 turns it off."`
 	FileSweepInterval  time.Duration `name:"file-sweep-interval" env:"TILEGATE_FILE_SWEEP_INTERVAL" default:"5m" help:"How often the data directory is swept of abandoned uploads and tile files no dataset references."`
 	DBTimeout          time.Duration `name:"db-timeout" env:"TILEGATE_DB_TIMEOUT" default:"3s" help:"Deadline of a request's database work; past it the request answers 503 (uploads exempt)."`
 	TileLoadWait       time.Duration `name:"tile-load-wait" env:"TILEGATE_TILE_LOAD_WAIT" default:"1s" help:"Longest a tile request waits for its API key or dataset to be loaded from the database."`
@@ -99,7 +100,7 @@ func (c *serveCmd) Run() error {
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
 		MaxUpload: c.MaxUpload, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
-		MaxTileBytes: c.MaxTileBytes, FileSweepInterval: c.FileSweepInterval,
+		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
 		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
 	})
@@ -147,6 +148,14 @@ func staleIfError(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// hotTileBytes maps the flag's 0 (off) to server.Config's "off", whose 0 means the default.
+func hotTileBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 type migrateCmd struct{ dbFlags }
