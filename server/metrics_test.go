@@ -131,11 +131,23 @@ func TestMetrics(t *testing.T) {
 			{"tilegate_cache_lookups_total", []string{"cache", "key", "outcome", "hit"}, 1},
 			{"tilegate_cache_evictions_total", []string{"cache", "key"}, 1}, // the key's change
 			{"tilegate_cache_evictions_total", []string{"cache", "dataset"}, 0},
+			// The hot-tile cache: 0/0/0 of both datasets was read while warming; 1/1/1, 2/0/0
+			// (no tile) and 1/0/0 are read now; 304 and the wrong format read nothing.
+			{"tilegate_cache_lookups_total", []string{"cache", "tile", "outcome", "hit"}, 3},
+			{"tilegate_cache_lookups_total", []string{"cache", "tile", "outcome", "miss"}, 3},
+			{"tilegate_cache_evictions_total", []string{"cache", "tile"}, 0},
+			{"tilegate_cache_entries", []string{"cache", "tile"}, 3},
 			{"tilegate_token_batch_size", nil, 1},
 		} {
 			if got := delta(c.name, c.labels...); got != c.want {
 				t.Errorf("%s%v grew by %v, want %v", c.name, c.labels, got, c.want)
 			}
+		}
+		if got, want := after.Value("tilegate_cache_max_bytes", "cache", "tile"), float64(server.DefaultHotTileBytes); got != want {
+			t.Errorf("tile cache bound = %v, want %v", got, want)
+		}
+		if got := after.Value("tilegate_cache_bytes", "cache", "tile"); got <= float64(servedBytes) || got > float64(server.DefaultHotTileBytes) {
+			t.Errorf("tile cache holds %v bytes", got)
 		}
 		if got := after.Sum("tilegate_token_batch_size") - before.Sum("tilegate_token_batch_size"); got != 2 {
 			t.Errorf("token batch size = %v, want 2 (distinct datasets)", got)
