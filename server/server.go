@@ -20,6 +20,7 @@ import (
 
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/store"
@@ -75,6 +76,15 @@ type Config struct {
 	// OutageLogEvery is how often a continuing database outage logs its count of failures
 	// (default 10s).
 	OutageLogEvery time.Duration
+	// UsageFlushInterval is how often tile usage counts are written (default 10s): what a crash
+	// loses at most. UsageRetention is how long usage is kept (default 400 days),
+	// UsageRetentionEvery how often older usage is deleted (default 1h, one replica at a time).
+	UsageFlushInterval, UsageRetention, UsageRetentionEvery time.Duration
+	// ReplicaHeartbeat is how often this replica tells the others it is alive (default 2s): each
+	// of N live replicas admits 1/N of a key's rate limit.
+	ReplicaHeartbeat time.Duration
+	// Now is the clock of usage hours, quota months and rate limits (default time.Now).
+	Now func() time.Time
 	// Metrics receives the server's Prometheus series (one Metrics per server); nil: a private
 	// one nobody scrapes.
 	Metrics *metrics.Metrics
@@ -107,6 +117,7 @@ type Server struct {
 
 	// The tile path: cached keys and datasets, their invalidation, access decisions, key use.
 	access  *tileaccess.Access
+	meter   *usage.Meter // tile usage counts, rate limits and quotas
 	retired *retiredFiles
 	files   *tileFiles // sweeps of the data directory, unservable files logged
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
@@ -243,6 +254,12 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
+	})
+	s.meter = usage.New(usage.Config{
+		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
+		RetentionEvery: cfg.UsageRetentionEvery, Heartbeat: cfg.ReplicaHeartbeat, Now: cfg.Now,
+		Logger: cfg.Logger, Flushed: func(at time.Time, rows int) { cfg.Metrics.UsageFlushed(rows, at) },
+		FlushFailed: cfg.Metrics.UsageFlushFailed,
 	})
 	if err := s.registerMetrics(); err != nil {
 		_ = s.access.Close(context.Background())

@@ -95,31 +95,51 @@ func (s *Server) getTile(c echo.Context) error {
 	if !e.Found {
 		return writeRefusal(c, tileaccess.RefuseNotFound)
 	}
-	// 3. authorize
+	// 3. authorize, then the key's limits
 	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
 	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
-	if dec, err := s.access.Authorize(ctx, e, &creds, client, time.Now()); err != nil {
+	now := s.meter.Now()
+	dec, err := s.access.Authorize(ctx, e, &creds, client, now)
+	if err != nil {
 		return err
-	} else if dec.Refusal != nil {
+	}
+	if dec.Refusal != nil {
+		s.countRefusal(now, e, &creds, dec.Refusal)
 		return writeRefusal(c, dec.Refusal)
 	}
+	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {
+		if v := s.meter.Admit(now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
+			s.meter.Refused(now, dec.KeyID, t.dataset, v.Reason)
+			return writeLimited(c, v)
+		}
+	}
+	u := tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec)}
 	if t.format != e.Dataset.Format {
+		u.notServed(dec)
 		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
 	}
 	if e.Path == "" {
+		u.served(0)
 		return noTileYet(c)
 	}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.z, t.x, t.y)) {
 		// The ETag names this very file (files are never changed in place) and tile, which
 		// the client had: no need to read it.
+		u.served(0)
 		return notModified(c, e, t)
 	}
 	// 4. read
 	data, e, err := s.readTile(ctx, e, t)
 	if err != nil {
+		u.notServed(dec)
 		return s.readFailed(c, e, t, err)
 	}
 	// 5. write
+	if r.Method == http.MethodGet {
+		u.served(len(data))
+	} else {
+		u.served(0)
+	}
 	return writeTile(c, e, t, data)
 }
 

@@ -95,6 +95,7 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 		res := tx.Model(&APIKey{}).Where("account_id = ? AND id = ?", accountID, id).Updates(map[string]any{
 			"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
 			"origins": k.Origins, "changed": k.Changed,
+			"rate_limit_rps": k.RateLimitRPS, "rate_limit_burst": k.RateLimitBurst, "monthly_quota": k.MonthlyQuota,
 		})
 		if res.Error != nil {
 			return fmt.Errorf("update api key %s: %w", id, res.Error)

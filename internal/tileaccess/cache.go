@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tilegate/tilegate/access"
+	usagemeter "github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
@@ -80,6 +81,9 @@ type KeyEntry struct {
 	Rules access.Key
 	// Policy is the key's compiled origin and user agent rules.
 	Policy *origin.Policy
+	// RateLimit and MonthlyQuota are the key's limits (nil: none), applied by the server.
+	RateLimit    *usagemeter.RateLimit
+	MonthlyQuota *int64
 }
 
 // DatasetEntry is a dataset with everything a tile request derives from it precomputed.
@@ -212,7 +216,10 @@ func (c *tileCache) loadKey(ctx context.Context, token string) (*KeyEntry, error
 			policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
 		}
 		e = &KeyEntry{loaded: e.loaded, Found: true, ID: k.ID, AccountID: k.AccountID, Policy: policy,
-			Rules: access.Key{Account: k.AccountID}}
+			Rules: access.Key{Account: k.AccountID}, MonthlyQuota: k.MonthlyQuota}
+		if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
+			e.RateLimit = &usagemeter.RateLimit{RPS: *k.RateLimitRPS, Burst: *k.RateLimitBurst}
+		}
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
