@@ -101,9 +101,11 @@ type DatasetEntry struct {
 	// scope is the scope a valid token must carry now; scopePrefix is its account:dataset part,
 	// which tells a stale token (403 scope) from one for another dataset (404).
 	scope, scopePrefix string
-	// CacheControl and ContentType are the tile responses' headers.
-	CacheControl string
-	ContentType  string
+	// CacheControl and ContentType are the tile responses' headers; the Values are the same
+	// as header values, built once and shared by every response (never modify them): setting
+	// a header from a string allocates its []string each time.
+	CacheControl, ContentType           string
+	CacheControlValue, ContentTypeValue []string
 }
 
 const (
@@ -351,6 +353,7 @@ func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 	if e.Public {
 		e.CacheControl = c.publicCC
 	}
+	e.CacheControlValue, e.ContentTypeValue = []string{e.CacheControl}, []string{e.ContentType}
 	if d.TileFile != nil {
 		e.Path = filepath.Join(c.dataDir, *d.TileFile)
 		// "<dataset>-<random>.mbtiles": the random part is unique per upload.
