@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -79,6 +80,15 @@ type Config struct {
 	// one nobody scrapes.
 	Metrics *metrics.Metrics
 
+	// TrustedProxies are the peers whose X-Forwarded-For tells the client address that keys'
+	// ip_ranges are checked against (TILEGATE_TRUSTED_PROXIES); none by default.
+	TrustedProxies []netip.Prefix
+	// AuditRetention is how long audit events are kept (default 400 days); AuditPruneInterval
+	// how often older ones are deleted (default 1h).
+	AuditRetention, AuditPruneInterval time.Duration
+	// Now is the clock of key expiry (tiles and writes); nil: time.Now. Tests move it.
+	Now func() time.Time
+
 	Logger *slog.Logger
 }
 
@@ -89,12 +99,13 @@ const DefaultHotTileBytes = 64 << 20
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	store  *store.Store
-	cfg    Config
-	log    *slog.Logger
-	spec   *openapi3.T
-	router routers.Router
-	tileOp *routers.Route // getTile, resolved once (findRoute)
+	store       *store.Store
+	auditPruner *auditPruner
+	cfg         Config
+	log         *slog.Logger
+	spec        *openapi3.T
+	router      routers.Router
+	tileOp      *routers.Route // getTile, resolved once (findRoute)
 	// tileQuery checks getTile's query parameters (contract), nil for the generic validation.
 	tileQuery queryRules
 	creds     *credentials
@@ -128,6 +139,15 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.AuthCacheTTL == 0 {
 		cfg.AuthCacheTTL = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AuditRetention == 0 {
+		cfg.AuditRetention = store.DefaultAuditRetention
+	}
+	if cfg.AuditPruneInterval == 0 {
+		cfg.AuditPruneInterval = time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -240,6 +260,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	if err := s.registerMetrics(); err != nil {
 		_ = s.access.Close(context.Background())
@@ -250,6 +271,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.tiles.SetHotTileBytes(cfg.HotTileBytes)
 	s.files = newTileFiles(s, cfg.FileSweepInterval, cfg.ReplacedTilesGrace)
 	s.files.start()
+	s.auditPruner = startAuditPruner(st, cfg.AuditRetention, cfg.AuditPruneInterval, cfg.Now, cfg.Logger)
 	return s, nil
 }
 

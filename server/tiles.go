@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -98,7 +97,7 @@ func (s *Server) getTile(c echo.Context) error {
 	// 3. authorize
 	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
 	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
-	if dec, err := s.access.Authorize(ctx, e, &creds, client, time.Now()); err != nil {
+	if dec, err := s.access.Authorize(ctx, e, &creds, client, s.now()); err != nil {
 		return err
 	} else if dec.Refusal != nil {
 		return writeRefusal(c, dec.Refusal)
@@ -307,7 +306,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		if r := requestFrom(ctx); r != nil {
 			client = tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 		}
-		dec, err := s.access.Authorize(ctx, e, &cr, client, time.Now())
+		dec, err := s.access.Authorize(ctx, e, &cr, client, s.now())
 		if err != nil {
 			return nil, err
 		}
