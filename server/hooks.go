@@ -38,7 +38,7 @@ func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.St
 }
 
 // Close stops the cache invalidation listener and the last-used flusher, writes the pending
-// last-used times, removes replaced tile files still kept for in-flight reads, and closes the
+// last-used times and usage counts, removes replaced tile files still kept for in-flight reads, and closes the
 // tile files. Call it after the HTTP server has shut down; it
 // may be called more than once.
 func (s *Server) Close() error {
@@ -46,6 +46,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.access.Close(ctx)
+	err = errors.Join(err, s.meter.Close(ctx))
 	s.outages.close()
 	s.cacheOutage.close()
 	s.files.close()
@@ -58,3 +59,13 @@ func (s *Server) Close() error {
 // Listening reports whether the PostgreSQL cache invalidation listener is connected (always
 // false on SQLite, which needs none, and before the first tile request has cached anything).
 func (s *Server) Listening() bool { return s.access != nil && s.access.Listening() }
+
+// FlushUsage writes the tile usage counted so far now, rather than at the next flush interval
+// (tests, and operators' tools).
+func (s *Server) FlushUsage(ctx context.Context) error { return s.meter.Flush(ctx) }
+
+// PurgeUsage runs the usage retention job now; it returns the rows deleted.
+func (s *Server) PurgeUsage(ctx context.Context) (int64, error) { return s.meter.Purge(ctx) }
+
+// LiveReplicas is the number of replicas this one shares keys' rate limits with.
+func (s *Server) LiveReplicas() int { return s.meter.Replicas() }

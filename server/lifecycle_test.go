@@ -157,7 +157,6 @@ func TestKeyLifecycleFields(t *testing.T) {
 	})
 }
 
-
 // Behind a trusted proxy the right-most untrusted X-Forwarded-For hop is the client.
 func TestKeyIPRangesBehindTrustedProxy(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
@@ -171,12 +170,12 @@ func TestKeyIPRangesBehindTrustedProxy(t *testing.T) {
 			xff    string
 			status int
 		}{
-			{"", 403},                                     // the trusted peer itself
-			{"203.0.113.9", 200},                          // the client, as the proxy saw it
-			{"203.0.113.9, 192.168.1.1", 200},             // through two trusted proxies
-			{"198.51.100.1", 403},                         // a client outside
-			{"203.0.113.9, 198.51.100.1", 403},            // a spoofed left hop does not count
-			{"not-an-ip", 403},                            // garbage trusts nothing
+			{"", 403},                                       // the trusted peer itself
+			{"203.0.113.9", 200},                            // the client, as the proxy saw it
+			{"203.0.113.9, 192.168.1.1", 200},               // through two trusted proxies
+			{"198.51.100.1", 403},                           // a client outside
+			{"203.0.113.9, 198.51.100.1", 403},              // a spoofed left hop does not count
+			{"not-an-ip", 403},                              // garbage trusts nothing
 			{"198.51.100.1, 203.0.113.9, 192.168.0.1", 200}, // right-most untrusted hop
 		} {
 			var h []string
@@ -361,7 +360,6 @@ func TestCheckAgreesWithTiles(t *testing.T) {
 		wantStatus(t, cr.StatusCode(), 404, cr.Body)
 	})
 }
-
 
 // Every audited action is in the trail with its actor and changes, newest first, keyset-paged,
 // and no key token appears anywhere in it.

@@ -6,8 +6,10 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/oapi-codegen/nullable"
 	dto "github.com/prometheus/client_model/go"
 
@@ -193,4 +195,42 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestMetricsListenerReconnect: killing the PostgreSQL listener's connection shows as one
+// reconnect once it is back.
+func TestMetricsListenerReconnect(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		if db.Name != "postgres" {
+			t.Skip("LISTEN/NOTIFY is PostgreSQL's")
+		}
+		m := metrics.New()
+		e := tlStart(t, db, server.Config{Metrics: m})
+		admin := httptest.NewServer(m.Handler())
+		t.Cleanup(admin.Close)
+		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Public)
+		e.uploadOK(t, d.Id, tlVectorFile())
+		wantStatus(t, e.get(t, "GET", tlTilePath(d.Id, "0/0/0", "pbf", "")).status, 200, nil)
+		e.tlListening(t)
+		s := testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		if up, re := s.Value("tilegate_cache_listener_connected"), s.Value("tilegate_cache_listener_reconnects_total"); up != 1 || re != 0 {
+			t.Fatalf("connected %v, reconnects %v; want 1, 0", up, re)
+		}
+
+		conn, err := pgx.Connect(context.Background(), db.URL)
+		must(t, err)
+		defer conn.Close(context.Background())
+		var killed int
+		must(t, conn.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'tilegate-listener'`).Scan(&killed))
+		if killed != 1 {
+			t.Fatalf("killed %d listener connections, want 1", killed)
+		}
+		tlWaitFor(t, 2*time.Second, "the listener to notice", func() bool { return !e.Server.Listening() })
+		tlWaitFor(t, 10*time.Second, "the listener to reconnect", e.Server.Listening)
+		s = testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		if up, re := s.Value("tilegate_cache_listener_connected"), s.Value("tilegate_cache_listener_reconnects_total"); up != 1 || re != 1 {
+			t.Errorf("connected %v, reconnects %v; want 1, 1", up, re)
+		}
+	})
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/store"
@@ -76,6 +77,16 @@ type Config struct {
 	// OutageLogEvery is how often a continuing database outage logs its count of failures
 	// (default 10s).
 	OutageLogEvery time.Duration
+	// UsageFlushInterval is how often tile usage counts are written (default 10s): what a crash
+	// loses at most. UsageRetention is how long usage is kept (default 400 days),
+	// UsageRetentionEvery how often older usage is deleted (default 1h, one replica at a time).
+	UsageFlushInterval, UsageRetention, UsageRetentionEvery time.Duration
+	// ReplicaHeartbeat is how often this replica tells the others it is alive (default 2s): each
+	// of N live replicas admits 1/N of a key's rate limit.
+	ReplicaHeartbeat time.Duration
+	// Now is the clock of usage hours, quota months and rate limits, and of keys' expiry and
+	// rotation grace (default time.Now).
+	Now func() time.Time
 	// Metrics receives the server's Prometheus series (one Metrics per server); nil: a private
 	// one nobody scrapes.
 	Metrics *metrics.Metrics
@@ -86,9 +97,6 @@ type Config struct {
 	// AuditRetention is how long audit events are kept (default 400 days); AuditPruneInterval
 	// how often older ones are deleted (default 1h).
 	AuditRetention, AuditPruneInterval time.Duration
-	// Now is the clock of key expiry (tiles and writes); nil: time.Now. Tests move it.
-	Now func() time.Time
-
 	Logger *slog.Logger
 }
 
@@ -108,6 +116,8 @@ type Server struct {
 	tileOp      *routers.Route // getTile, resolved once (findRoute)
 	// tileQuery checks getTile's query parameters (contract), nil for the generic validation.
 	tileQuery queryRules
+	// tileCheck accepts valid tile requests without kin-openapi (tilecheck.go); nil: never.
+	tileCheck *tileCheck
 	creds     *credentials
 	specJSON  map[string]any // /openapi.json
 	tileBase  string         // PublicURL, JSON-escaped, for token templates
@@ -116,6 +126,7 @@ type Server struct {
 
 	// The tile path: cached keys and datasets, their invalidation, access decisions, key use.
 	access  *tileaccess.Access
+	meter   *usage.Meter // tile usage counts, rate limits and quotas
 	retired *retiredFiles
 	files   *tileFiles // sweeps of the data directory, unservable files logged
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
@@ -236,6 +247,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		router:    router,
 		tileOp:    tileOp,
 		tileQuery: compileQueryRules(tileOp.Operation),
+		tileCheck: compileTileCheck(tileOp),
 		creds:     newCredentials(st, cfg.AuthCacheTTL),
 		specJSON:  specJSON,
 		tileBase:  jsonEscaped(cfg.PublicURL),
@@ -261,6 +273,12 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
 		TrustedProxies: cfg.TrustedProxies,
+	})
+	s.meter = usage.New(usage.Config{
+		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
+		RetentionEvery: cfg.UsageRetentionEvery, Heartbeat: cfg.ReplicaHeartbeat, Now: cfg.Now,
+		Logger: cfg.Logger, Flushed: func(at time.Time, rows int) { cfg.Metrics.UsageFlushed(rows, at) },
+		FlushFailed: cfg.Metrics.UsageFlushFailed,
 	})
 	if err := s.registerMetrics(); err != nil {
 		_ = s.access.Close(context.Background())

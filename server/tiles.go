@@ -94,31 +94,51 @@ func (s *Server) getTile(c echo.Context) error {
 	if !e.Found {
 		return writeRefusal(c, tileaccess.RefuseNotFound)
 	}
-	// 3. authorize
+	// 3. authorize, then the key's limits
 	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
 	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
-	if dec, err := s.access.Authorize(ctx, e, &creds, client, s.now()); err != nil {
+	now := s.meter.Now()
+	dec, err := s.access.Authorize(ctx, e, &creds, client, now)
+	if err != nil {
 		return err
-	} else if dec.Refusal != nil {
+	}
+	if dec.Refusal != nil {
+		s.countRefusal(now, e, &creds, dec.Refusal)
 		return writeRefusal(c, dec.Refusal)
 	}
+	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {
+		if v := s.meter.Admit(now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
+			s.meter.Refused(now, dec.KeyID, t.dataset, v.Reason)
+			return writeLimited(c, v)
+		}
+	}
+	u := tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec)}
 	if t.format != e.Dataset.Format {
+		u.notServed(dec)
 		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
 	}
 	if e.Path == "" {
+		u.served(0)
 		return noTileYet(c)
 	}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.z, t.x, t.y)) {
 		// The ETag names this very file (files are never changed in place) and tile, which
 		// the client had: no need to read it.
+		u.served(0)
 		return notModified(c, e, t)
 	}
 	// 4. read
 	data, e, err := s.readTile(ctx, e, t)
 	if err != nil {
+		u.notServed(dec)
 		return s.readFailed(c, e, t, err)
 	}
 	// 5. write
+	if r.Method == http.MethodGet {
+		u.served(len(data))
+	} else {
+		u.served(0)
+	}
 	return writeTile(c, e, t, data)
 }
 
@@ -227,20 +247,24 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 }
 
 // writeTile answers the tile: 204 for no tile at these coordinates.
+//
+// Headers are set from values built once (the dataset entry's, gzipValue) or in one allocation
+// (tileHeaderValues), not with Header.Set, which allocates a []string per header: a served
+// tile took 8 allocations for its headers, now 2 (go test ./server -run XXX -bench
+// BenchmarkTileRequest -benchmem: 23 → 18 allocs per public tile request, 2026-11-24).
 func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data []byte) error {
 	w := c.Response()
 	h := w.Header()
-	h.Set("Cache-Control", e.CacheControl)
+	h["Cache-Control"] = e.CacheControlValue
 	if len(data) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	h.Set("Content-Type", e.ContentType)
+	h["Content-Type"] = e.ContentTypeValue
 	if mbtiles.IsGzip(data) {
-		h.Set("Content-Encoding", "gzip")
+		h["Content-Encoding"] = gzipValue
 	}
-	h.Set("ETag", tileETag(e.ETag, t.z, t.x, t.y))
-	h.Set("Content-Length", strconv.Itoa(len(data)))
+	h["Etag"], h["Content-Length"] = tileHeaderValues(e.ETag, t, len(data))
 	w.WriteHeader(http.StatusOK)
 	if c.Request().Method == http.MethodHead {
 		return nil
@@ -249,17 +273,33 @@ func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data [
 	return err
 }
 
+var gzipValue = []string{"gzip"}
+
+// tileHeaderValues returns the ETag (see tileETag) and Content-Length header values, built in
+// one string and one []string.
+func tileHeaderValues(etagPrefix string, t tileRequest, size int) (etag, contentLength []string) {
+	var buf [128]byte
+	b := appendTileETag(buf[:0], etagPrefix, t.z, t.x, t.y)
+	n := len(b)
+	b = strconv.AppendInt(b, int64(size), 10)
+	s := string(b)
+	v := []string{s[:n], s[n:]}
+	return v[0:1:1], v[1:2:2]
+}
+
 // tileETag is `"<file's unique part>-z-x-y"`: cheap, and it changes with every upload.
 func tileETag(prefix string, z, x, y int) string {
-	b := make([]byte, 0, len(prefix)+24)
+	return string(appendTileETag(make([]byte, 0, len(prefix)+24), prefix, z, x, y))
+}
+
+func appendTileETag(b []byte, prefix string, z, x, y int) []byte {
 	b = append(b, prefix...)
 	b = strconv.AppendInt(b, int64(z), 10)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, int64(x), 10)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, int64(y), 10)
-	b = append(b, '"')
-	return string(b)
+	return append(b, '"')
 }
 
 // etagMatches applies If-None-Match's weak comparison: "*", or any listed tag (W/ or not).

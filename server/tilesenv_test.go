@@ -60,6 +60,9 @@ func tlStart(t testing.TB, db *testenv.Database, cfg server.Config) *tlEnv {
 	if cfg.Now == nil {
 		cfg.Now = clock.now // keys' expiry follows the same clock as tile tokens
 	}
+	if cfg.UsageFlushInterval == 0 {
+		cfg.UsageFlushInterval = time.Hour // the same: tests flush usage with FlushUsage
+	}
 	env := testenv.Start(t, db, cfg)
 	t.Cleanup(func() {
 		if err := env.Server.Close(); err != nil {

@@ -126,6 +126,7 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 			"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
 			"origins": k.Origins, "changed": k.Changed, "expires_at": k.ExpiresAt, "enabled": k.Enabled,
 			"dataset_scoped": k.DatasetScoped, "ip_ranges": k.IPRanges,
+			"rate_limit_rps": k.RateLimitRPS, "rate_limit_burst": k.RateLimitBurst, "monthly_quota": k.MonthlyQuota,
 		})
 		if res.Error != nil {
 			return fmt.Errorf("update api key %s: %w", id, res.Error)

@@ -65,6 +65,11 @@ type APIKey struct {
 	// until PreviousTokenExpiresAt.
 	PreviousTokenHash      []byte
 	PreviousTokenExpiresAt *time.Time
+	// RateLimitRPS and RateLimitBurst are the key's rate limit (both nil: none); MonthlyQuota
+	// the tiles it may serve per calendar month, UTC (nil: no quota).
+	RateLimitRPS   *int `gorm:"column:rate_limit_rps"`
+	RateLimitBurst *int
+	MonthlyQuota   *int64
 }
 
 func (APIKey) TableName() string { return "api_keys" }

@@ -73,6 +73,9 @@ type serveCmd struct {
 	TileLoadWait       time.Duration `name:"tile-load-wait" env:"TILEGATE_TILE_LOAD_WAIT" default:"1s" help:"Longest a tile request waits for its API key or dataset to be loaded from the database."`
 	AdminAddr          string        `name:"admin-addr" env:"TILEGATE_ADMIN_ADDR" default:"127.0.0.1:9464" help:"Listen address of /metrics (Prometheus) and /debug/pprof/; empty disables. Keep it off the public network."`
 	StaleIfError       time.Duration `name:"stale-if-error" env:"TILEGATE_STALE_IF_ERROR" default:"10m" help:"How long past the tile cache TTL a cached API key or dataset keeps serving while the database is unavailable (0: not at all)."`
+	UsageFlushInterval time.Duration `name:"usage-flush-interval" env:"TILEGATE_USAGE_FLUSH_INTERVAL" default:"10s" help:"How often tile usage counts are written to the database (one statement); a crash loses at most this much usage."`
+	UsageRetention     time.Duration `name:"usage-retention" env:"TILEGATE_USAGE_RETENTION" default:"9600h" help:"How long hourly usage rows are kept (default 400 days); older ones are deleted hourly by one replica at a time."`
+	ReplicaHeartbeat   time.Duration `name:"replica-heartbeat" env:"TILEGATE_REPLICA_HEARTBEAT" default:"2s" help:"How often a replica announces itself in PostgreSQL; each of N live replicas (seen within 3 heartbeats) admits 1/N of a key's rate limit."`
 }
 
 func (c *serveCmd) Run() error {
@@ -111,13 +114,14 @@ func (c *serveCmd) Run() error {
 		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
 		TrustedProxies: proxies, AuditRetention: c.AuditRetention,
+		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
 		Metrics: m,
 	})
 	if err != nil {
 		return err
 	}
 	// After the HTTP server has stopped (deferred calls run in reverse, the store closes last):
-	// stop the cache listener, write pending last_used times, close the tile files.
+	// stop the cache listener, write pending last_used times and usage counts, close the tile files.
 	defer func() {
 		if err := srv.Close(); err != nil {
 			slog.Warn("close server", "err", err)

@@ -119,6 +119,20 @@ func (a *Access) Reload(ctx context.Context, id uuid.UUID, stale *DatasetEntry) 
 	return a.cache.dataset(ctx, id)
 }
 
+// NamedKey is the id of the existing API key a request named (uuid.Nil: none, or no such key),
+// for counting its refusals. Decide has just looked the key up: it peeks at the cache without
+// counting a lookup.
+func (a *Access) NamedKey(d *DatasetEntry, creds *Credentials) uuid.UUID {
+	if d.Public || creds.Token() || !creds.HasKey || creds.Key == "" {
+		return uuid.Nil
+	}
+	k, ok := a.cache.keys.Peek(creds.Key)
+	if !ok || !k.Found {
+		return uuid.Nil
+	}
+	return k.ID
+}
+
 // Apply evicts what a committed change affects (this process's store events; other replicas'
 // arrive through the listener).
 func (a *Access) Apply(ch store.Change) { a.cache.apply(ch) }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tilegate/tilegate/access"
+	usagemeter "github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
@@ -83,6 +84,9 @@ type KeyEntry struct {
 	Rules access.Key
 	// Policy is the key's compiled origin and user agent rules.
 	Policy *origin.Policy
+	// RateLimit and MonthlyQuota are the key's limits (nil: none), applied by the server.
+	RateLimit    *usagemeter.RateLimit
+	MonthlyQuota *int64
 }
 
 // DatasetEntry is a dataset with everything a tile request derives from it precomputed.
@@ -100,9 +104,11 @@ type DatasetEntry struct {
 	// scope is the scope a valid token must carry now; scopePrefix is its account:dataset part,
 	// which tells a stale token (403 scope) from one for another dataset (404).
 	scope, scopePrefix string
-	// CacheControl and ContentType are the tile responses' headers.
-	CacheControl string
-	ContentType  string
+	// CacheControl and ContentType are the tile responses' headers; the Values are the same
+	// as header values, built once and shared by every response (never modify them): setting
+	// a header from a string allocates its []string each time.
+	CacheControl, ContentType           string
+	CacheControlValue, ContentTypeValue []string
 }
 
 const (
@@ -214,7 +220,10 @@ func (c *tileCache) loadKey(ctx context.Context, token string) (*KeyEntry, error
 			policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
 		}
 		e = &KeyEntry{loaded: e.loaded, Found: true, ID: k.ID, AccountID: k.AccountID, Policy: policy,
-			Rules: keyRules(k, previous)}
+			Rules: keyRules(k, previous), MonthlyQuota: k.MonthlyQuota}
+		if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
+			e.RateLimit = &usagemeter.RateLimit{RPS: *k.RateLimitRPS, Burst: *k.RateLimitBurst}
+		}
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
@@ -372,6 +381,7 @@ func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 	if e.Public {
 		e.CacheControl = c.publicCC
 	}
+	e.CacheControlValue, e.ContentTypeValue = []string{e.CacheControl}, []string{e.ContentType}
 	if d.TileFile != nil {
 		e.Path = filepath.Join(c.dataDir, *d.TileFile)
 		// "<dataset>-<random>.mbtiles": the random part is unique per upload.

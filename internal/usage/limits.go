@@ -1,0 +1,153 @@
+package usage
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Refusal reasons of the limits (X-Tilegate-Reason).
+const (
+	ReasonRateLimited   = "rate_limited"
+	ReasonQuotaExceeded = "quota_exceeded"
+)
+
+// RateLimit is a key's token bucket: RPS tokens a second, at most Burst saved up.
+type RateLimit struct {
+	RPS   int
+	Burst int
+}
+
+// Verdict is the limits' answer to a request: Reason "" admits it. A refusal carries when to
+// retry and what the IETF RateLimit headers say (draft-ietf-httpapi-ratelimit-headers-09:
+// `RateLimit-Policy: "<policy>";q=<quota>;w=<window>` and `RateLimit: "<policy>";r=<remaining>;t=<reset>`).
+type Verdict struct {
+	Reason string
+	// RetryAfter is in whole seconds (at least 1).
+	RetryAfter int64
+	// Policy is the policy's name; Quota per Window seconds; Remaining now, Reset seconds until
+	// the quota is (partly) restored.
+	Policy        string
+	Quota, Window int64
+	Remaining     int64
+	Reset         int64
+}
+
+// keyLimits is one key's limit state on this replica.
+type keyLimits struct {
+	mu sync.Mutex
+
+	// The token bucket: tokens at last (unix nanoseconds of the meter's clock), for the limit
+	// and replica share it was computed with.
+	tokens    float64
+	last      int64
+	rate      float64 // tokens per second (this replica's share)
+	capacity  float64
+	configRPS int
+	configBur int
+
+	// The monthly quota: month is year×12+month-1 of the counts; base the key's tiles this month
+	// as flushed by every replica when last read (synced says it was read this month); unflushed
+	// what this replica admitted since that is not in base yet.
+	month     int64
+	base      int64
+	unflushed int64
+	synced    bool
+	quota     bool // the key has (had) a quota: it is synced with the database
+}
+
+func monthIndex(t time.Time) int64 {
+	y, m, _ := t.UTC().Date()
+	return int64(y)*12 + int64(m) - 1
+}
+
+func monthStart(idx int64) time.Time {
+	return time.Date(int(idx/12), time.Month(idx%12+1), 1, 0, 0, 0, 0, time.UTC)
+}
+
+// admitRate takes a token from the bucket, refilled for the time since its last use. replicas
+// is the number of live replicas: this one takes 1/replicas of the limit.
+func (k *keyLimits) admitRate(now int64, rl RateLimit, replicas int) Verdict {
+	rate := float64(rl.RPS) / float64(replicas)
+	capacity := math.Max(1, float64(rl.Burst)/float64(replicas))
+	if k.configRPS != rl.RPS || k.configBur != rl.Burst || k.last == 0 {
+		// New, or the key's limit changed: start full.
+		k.configRPS, k.configBur = rl.RPS, rl.Burst
+		k.tokens, k.last = capacity, now
+	}
+	k.rate, k.capacity = rate, capacity
+	if now > k.last {
+		k.tokens = math.Min(capacity, k.tokens+float64(now-k.last)*rate/1e9)
+		k.last = now
+	}
+	if k.tokens > capacity {
+		k.tokens = capacity // the share shrank: another replica joined
+	}
+	if k.tokens >= 1 {
+		k.tokens--
+		return Verdict{}
+	}
+	wait := (1 - k.tokens) / rate // seconds until a token
+	secs := int64(math.Ceil(wait))
+	if secs < 1 {
+		secs = 1
+	}
+	return Verdict{Reason: ReasonRateLimited, RetryAfter: secs, Policy: "default",
+		Quota: int64(rl.RPS), Window: 1, Remaining: 0, Reset: secs}
+}
+
+// admitQuota reserves one tile of the month's quota; now is the meter's clock. It reports
+// whether the key's month was new here (its count must be read from the database).
+func (k *keyLimits) admitQuota(now time.Time, quota int64) (Verdict, bool) {
+	month := monthIndex(now)
+	fresh := false
+	if !k.quota || k.month != month {
+		k.quota, k.month, k.base, k.unflushed, k.synced = true, month, 0, 0, false
+		fresh = true
+	}
+	if k.base+k.unflushed >= quota {
+		next := monthStart(month + 1)
+		secs := int64(math.Ceil(next.Sub(now).Seconds()))
+		if secs < 1 {
+			secs = 1
+		}
+		window := int64(next.Sub(monthStart(month)) / time.Second)
+		return Verdict{Reason: ReasonQuotaExceeded, RetryAfter: secs, Policy: "monthly",
+			Quota: quota, Window: window, Remaining: 0, Reset: secs}, fresh
+	}
+	k.unflushed++
+	return Verdict{}, fresh
+}
+
+// release gives back a reservation of a request that was not served after all.
+func (k *keyLimits) release(now time.Time) {
+	if k.quota && k.month == monthIndex(now) && k.unflushed > 0 {
+		k.unflushed--
+	}
+}
+
+// used is the key's tiles this month as this replica knows them.
+func (k *keyLimits) used(month int64) (int64, bool) {
+	if !k.quota || k.month != month {
+		return 0, false
+	}
+	return k.base + k.unflushed, true
+}
+
+// quotaKeys returns the ids of the keys in m with a quota in month (only those not read from
+// the database yet when onlyUnsynced).
+func quotaKeys(m *sync.Map, month int64, onlyUnsynced bool) []uuid.UUID {
+	var out []uuid.UUID
+	m.Range(func(id, v any) bool {
+		k := v.(*keyLimits)
+		k.mu.Lock()
+		if k.quota && k.month == month && (!onlyUnsynced || !k.synced) {
+			out = append(out, id.(uuid.UUID))
+		}
+		k.mu.Unlock()
+		return true
+	})
+	return out
+}

@@ -1,0 +1,376 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/store"
+)
+
+// Config is what a Meter needs; zero durations take the defaults.
+type Config struct {
+	Store *store.Store
+	// FlushInterval is how often counts are written (default 10s): what a crash can lose.
+	FlushInterval time.Duration
+	// Retention is how long usage rows are kept (default 400 days); RetentionEvery how often
+	// the deletion runs (default 1h), on one replica at a time.
+	Retention, RetentionEvery time.Duration
+	// Heartbeat is how often this replica announces itself to the others (default 2s); a replica
+	// not heard of for 3 heartbeats no longer counts.
+	Heartbeat time.Duration
+	// Now is the clock of hours, months and token buckets (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Flushed is told of every successful flush: when, and how many rows it wrote (metrics).
+	Flushed func(at time.Time, rows int)
+	// FlushFailed is told of every flush that failed (its counts are kept for the next).
+	FlushFailed func()
+}
+
+// Meter counts tile traffic and enforces keys' limits. Create it with New; Close it when done.
+type Meter struct {
+	cfg     Config
+	store   *store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	counter *counter
+
+	keys     sync.Map // uuid.UUID → *keyLimits
+	replicas atomic.Int32
+	id       uuid.UUID // this replica in the replicas table
+
+	// flushMu serialises flushes (the loop's, Flush's and Close's); inflight are the rows a flush
+	// is writing, still counted by Pending.
+	flushMu  sync.Mutex
+	inflight atomic.Pointer[[]store.UsageRow]
+
+	loopOnce, beatOnce sync.Once
+	kick               chan struct{}
+	stop               chan struct{}
+	wg                 sync.WaitGroup
+	closed             atomic.Bool
+}
+
+// New builds a Meter. Its flusher starts with the first count, its heartbeat with the first
+// rate-limited request, its retention job now.
+func New(cfg Config) *Meter {
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 10 * time.Second
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 400 * 24 * time.Hour
+	}
+	if cfg.RetentionEvery <= 0 {
+		cfg.RetentionEvery = time.Hour
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Flushed == nil {
+		cfg.Flushed = func(time.Time, int) {}
+	}
+	if cfg.FlushFailed == nil {
+		cfg.FlushFailed = func() {}
+	}
+	m := &Meter{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, counter: newCounter(),
+		id: uuid.New(), kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	m.replicas.Store(1)
+	m.wg.Add(1)
+	go m.retentionLoop()
+	return m
+}
+
+// Now is the meter's clock.
+func (m *Meter) Now() time.Time { return m.now() }
+
+func hourOf(t time.Time) int64 {
+	u := t.Unix()
+	return u - u%3600
+}
+
+// Served counts a tile answered (bytes of body) for dataset, with key (uuid.Nil for none).
+func (m *Meter) Served(now time.Time, key, dataset uuid.UUID, cred Credential, bytes int) {
+	m.counter.add(cell{hour: hourOf(now), key: key, dataset: dataset, cred: cred}, 1, int64(bytes), 0)
+	m.loopOnce.Do(m.startLoop)
+}
+
+// Refused counts a refusal of a request that named the existing key.
+func (m *Meter) Refused(now time.Time, key, dataset uuid.UUID, reason string) {
+	m.counter.add(cell{hour: hourOf(now), key: key, dataset: dataset, cred: Key, reason: reason}, 0, 0, 1)
+	m.loopOnce.Do(m.startLoop)
+}
+
+func (m *Meter) limits(key uuid.UUID) *keyLimits {
+	if v, ok := m.keys.Load(key); ok {
+		return v.(*keyLimits)
+	}
+	v, _ := m.keys.LoadOrStore(key, &keyLimits{})
+	return v.(*keyLimits)
+}
+
+// Admit applies key's rate limit (nil: none) and monthly quota (nil: none) to a request at now.
+// An admitted request with a quota holds a reservation: Release it if it is not served after all.
+func (m *Meter) Admit(now time.Time, key uuid.UUID, rl *RateLimit, quota *int64) Verdict {
+	if rl == nil && quota == nil {
+		return Verdict{}
+	}
+	k := m.limits(key)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if rl != nil {
+		m.beatOnce.Do(m.startHeartbeat)
+		if v := k.admitRate(now.UnixNano(), *rl, int(m.replicas.Load())); v.Reason != "" {
+			return v
+		}
+	}
+	if quota != nil {
+		v, fresh := k.admitQuota(now, *quota)
+		if fresh {
+			// What this replica counted this month and has not flushed is not in the database.
+			k.unflushed += m.counter.served(key, monthStart(k.month).Unix()) + m.inflightServed(key, monthStart(k.month).Unix())
+			m.loopOnce.Do(m.startLoop)
+			select {
+			case m.kick <- struct{}{}:
+			default:
+			}
+		}
+		return v
+	}
+	return Verdict{}
+}
+
+// Release gives back the quota reservation of an admitted request that was not served.
+func (m *Meter) Release(now time.Time, key uuid.UUID) {
+	if v, ok := m.keys.Load(key); ok {
+		k := v.(*keyLimits)
+		k.mu.Lock()
+		k.release(now)
+		k.mu.Unlock()
+	}
+}
+
+// Pending is key's served tiles of hours from since on that this replica has not written yet.
+func (m *Meter) Pending(key uuid.UUID, since int64) int64 {
+	return m.counter.served(key, since) + m.inflightServed(key, since)
+}
+
+func (m *Meter) inflightServed(key uuid.UUID, since int64) int64 {
+	p := m.inflight.Load()
+	if p == nil {
+		return 0
+	}
+	var n int64
+	for _, r := range *p {
+		if r.KeyID == key && r.Reason == "" && r.Hour >= since {
+			n += r.Served
+		}
+	}
+	return n
+}
+
+// Replicas is the number of live replicas this one shares rate limits with (1 until known).
+func (m *Meter) Replicas() int { return int(m.replicas.Load()) }
+
+func (m *Meter) startLoop() {
+	if m.closed.Load() {
+		return
+	}
+	m.wg.Add(1)
+	go m.loop()
+}
+
+func (m *Meter) loop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.background(m.Flush)
+		case <-m.kick:
+			m.background(m.syncNew)
+		}
+	}
+}
+
+func (m *Meter) background(fn func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := fn(ctx); err != nil {
+		m.log.Warn("usage", "err", err)
+	}
+}
+
+// Flush writes the counts (one statement), then reads back the month's counts of the keys with
+// a quota (one more, only when there are any). On failure the counts stay for the next flush.
+func (m *Meter) Flush(ctx context.Context) error {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	rows := m.counter.take()
+	if len(rows) > 0 {
+		m.inflight.Store(&rows)
+		err := m.store.AddUsage(ctx, rows)
+		if err != nil {
+			m.counter.putBack(rows)
+			m.inflight.Store(nil)
+			m.cfg.FlushFailed()
+			return err
+		}
+		m.cfg.Flushed(m.now(), len(rows))
+	}
+	err := m.sync(ctx, rows, false)
+	m.inflight.Store(nil)
+	return err
+}
+
+// syncNew reads the month's counts of quota keys seen for the first time this month.
+func (m *Meter) syncNew(ctx context.Context) error {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	return m.sync(ctx, nil, true)
+}
+
+// sync sets the quota keys' base to the database's count of this month, and takes what flushed
+// (this replica's counts now in the database) out of their unflushed reservations.
+func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool) error {
+	month := monthIndex(m.now())
+	since := monthStart(month).Unix()
+	keys := quotaKeys(&m.keys, month, onlyNew)
+	written := map[uuid.UUID]int64{}
+	for _, r := range flushed {
+		if r.Reason == "" && r.KeyID != uuid.Nil && r.Hour >= since {
+			written[r.KeyID] += r.Served
+		}
+	}
+	read := map[uuid.UUID]bool{}
+	var totals map[uuid.UUID]int64
+	var err error
+	if len(keys) > 0 {
+		if totals, err = m.store.ServedSince(ctx, keys, since); err == nil {
+			for _, k := range keys {
+				read[k] = true
+			}
+		}
+	}
+	m.keys.Range(func(id, v any) bool {
+		k := v.(*keyLimits)
+		key := id.(uuid.UUID)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if !k.quota || k.month != month {
+			return true
+		}
+		w := written[key]
+		k.unflushed = max(0, k.unflushed-w)
+		if read[key] {
+			k.base, k.synced = totals[key], true
+		} else {
+			k.base += w // not read (or could not be): at least this replica's own counts
+		}
+		return true
+	})
+	return err
+}
+
+// Used is key's tiles this month: the database's count (read), plus this replica's unwritten.
+func (m *Meter) Used(key uuid.UUID, flushed int64) int64 {
+	return flushed + m.Pending(key, monthStart(monthIndex(m.now())).Unix())
+}
+
+// MonthStart is the start of the current month (UTC) by the meter's clock, unix seconds.
+func (m *Meter) MonthStart() int64 { return monthStart(monthIndex(m.now())).Unix() }
+
+func (m *Meter) startHeartbeat() {
+	if m.closed.Load() || m.store.Dialect() != store.Postgres {
+		return
+	}
+	m.wg.Add(1)
+	go m.heartbeatLoop()
+}
+
+func (m *Meter) heartbeatLoop() {
+	defer m.wg.Done()
+	beat := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Heartbeat)
+		defer cancel()
+		n, err := m.store.Heartbeat(ctx, m.id, 3*m.cfg.Heartbeat)
+		if err != nil {
+			// Keep the last known share: a database outage does not change who is alive.
+			m.log.Warn("usage: replica heartbeat", "err", err)
+			return
+		}
+		m.replicas.Store(int32(n))
+	}
+	beat()
+	t := time.NewTicker(m.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			beat()
+		}
+	}
+}
+
+func (m *Meter) retentionLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.RetentionEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.background(func(ctx context.Context) error {
+				_, err := m.Purge(ctx)
+				return err
+			})
+		}
+	}
+}
+
+// Purge deletes usage older than the retention, unless another replica is doing it; it returns
+// the rows deleted.
+func (m *Meter) Purge(ctx context.Context) (int64, error) {
+	before := hourOf(m.now().Add(-m.cfg.Retention))
+	var n int64
+	_, err := m.store.WithUsageLock(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = m.store.DeleteUsageBefore(ctx, before)
+		return err
+	})
+	return n, err
+}
+
+// Close stops the background work, writes what is counted, and leaves the replicas. It may be
+// called more than once.
+func (m *Meter) Close(ctx context.Context) error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.loopOnce.Do(func() {})
+	m.beatOnce.Do(func() {})
+	close(m.stop)
+	m.wg.Wait()
+	err := m.Flush(ctx)
+	if m.store.Dialect() == store.Postgres {
+		err = errors.Join(err, m.store.LeaveReplicas(ctx, m.id))
+	}
+	return err
+}

@@ -1,0 +1,77 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/internal/usage"
+)
+
+// tileUse counts one tile request's outcome in the usage meter.
+type tileUse struct {
+	s       *Server
+	now     time.Time
+	key     uuid.UUID
+	dataset uuid.UUID
+	cred    usage.Credential
+}
+
+// served counts the tile as served with a body of bytes (0 for 204, 304 and HEAD).
+func (u tileUse) served(bytes int) {
+	u.s.meter.Served(u.now, u.key, u.dataset, u.cred, bytes)
+}
+
+// notServed gives back a quota reservation of a request that was admitted and not served.
+func (u tileUse) notServed(dec tileaccess.Decision) {
+	if dec.Key != nil && dec.Key.MonthlyQuota != nil {
+		u.s.meter.Release(u.now, u.key)
+	}
+}
+
+func credentialOf(e *tileaccess.DatasetEntry, dec tileaccess.Decision) usage.Credential {
+	switch {
+	case dec.Key != nil:
+		return usage.Key
+	case e.Public:
+		return usage.Public
+	}
+	return usage.Token
+}
+
+// countRefusal counts a refusal of a request that named an existing API key (others are not
+// counted: there is no key to count them for).
+func (s *Server) countRefusal(now time.Time, e *tileaccess.DatasetEntry, creds *tileaccess.Credentials, r *tileaccess.Refusal) {
+	id := s.access.NamedKey(e, creds)
+	if id == uuid.Nil {
+		return
+	}
+	reason := r.Reason
+	if reason == "" {
+		reason = reasonNotFound // 404: the key's account does not see the dataset
+	}
+	s.meter.Refused(now, id, e.Dataset.ID, reason)
+}
+
+// limitedDetail are the {"detail"} texts of the limits' 429s.
+var limitedDetail = map[string]string{
+	usage.ReasonRateLimited:   "This API key's rate limit is exceeded; retry after Retry-After seconds",
+	usage.ReasonQuotaExceeded: "This API key's monthly quota is used up; it renews at the start of next month (UTC)",
+}
+
+// writeLimited answers 429 for a key over its rate limit or quota: Retry-After, the reason, and
+// the IETF RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers-09),
+// exposed to scripts as X-Tilegate-Reason is.
+func writeLimited(c echo.Context, v usage.Verdict) error {
+	h := c.Response().Header()
+	h.Set("Retry-After", strconv.FormatInt(v.RetryAfter, 10))
+	h.Set("RateLimit-Policy", `"`+v.Policy+`";q=`+strconv.FormatInt(v.Quota, 10)+";w="+strconv.FormatInt(v.Window, 10))
+	h.Set("RateLimit", `"`+v.Policy+`";r=`+strconv.FormatInt(v.Remaining, 10)+";t="+strconv.FormatInt(v.Reset, 10))
+	h.Set("X-Tilegate-Reason", v.Reason)
+	h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason, Retry-After, RateLimit, RateLimit-Policy")
+	return tileError(c, http.StatusTooManyRequests, limitedDetail[v.Reason])
+}
