@@ -310,7 +310,7 @@ func (s *Server) Handler() http.Handler {
 	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
-	return e
+	return &tileDispatch{e: e, tiles: s.tileChain()}
 }
 
 // uploadRoute streams a file for minutes: its database work is not under DBTimeout.
