@@ -27,6 +27,93 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AuditEventAction.
+const (
+	AuditEventActionApiKeyChange  AuditEventAction = "api_key.change"
+	AuditEventActionApiKeyCreate  AuditEventAction = "api_key.create"
+	AuditEventActionApiKeyDelete  AuditEventAction = "api_key.delete"
+	AuditEventActionApiKeyRotate  AuditEventAction = "api_key.rotate"
+	AuditEventActionDatasetChange AuditEventAction = "dataset.change"
+	AuditEventActionDatasetCreate AuditEventAction = "dataset.create"
+	AuditEventActionDatasetDelete AuditEventAction = "dataset.delete"
+	AuditEventActionDatasetUpload AuditEventAction = "dataset.upload"
+	AuditEventActionGrantCreate   AuditEventAction = "grant.create"
+	AuditEventActionGrantDelete   AuditEventAction = "grant.delete"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventAction enum.
+func (e AuditEventAction) Valid() bool {
+	switch e {
+	case AuditEventActionApiKeyChange:
+		return true
+	case AuditEventActionApiKeyCreate:
+		return true
+	case AuditEventActionApiKeyDelete:
+		return true
+	case AuditEventActionApiKeyRotate:
+		return true
+	case AuditEventActionDatasetChange:
+		return true
+	case AuditEventActionDatasetCreate:
+		return true
+	case AuditEventActionDatasetDelete:
+		return true
+	case AuditEventActionDatasetUpload:
+		return true
+	case AuditEventActionGrantCreate:
+		return true
+	case AuditEventActionGrantDelete:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AuditEventTargetType.
+const (
+	AuditEventTargetTypeApiKey  AuditEventTargetType = "api_key"
+	AuditEventTargetTypeDataset AuditEventTargetType = "dataset"
+	AuditEventTargetTypeGrant   AuditEventTargetType = "grant"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventTargetType enum.
+func (e AuditEventTargetType) Valid() bool {
+	switch e {
+	case AuditEventTargetTypeApiKey:
+		return true
+	case AuditEventTargetTypeDataset:
+		return true
+	case AuditEventTargetTypeGrant:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckResultStatus.
+const (
+	CheckResultStatusN200 CheckResultStatus = 200
+	CheckResultStatusN401 CheckResultStatus = 401
+	CheckResultStatusN403 CheckResultStatus = 403
+	CheckResultStatusN404 CheckResultStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the CheckResultStatus enum.
+func (e CheckResultStatus) Valid() bool {
+	switch e {
+	case CheckResultStatusN200:
+		return true
+	case CheckResultStatusN401:
+		return true
+	case CheckResultStatusN403:
+		return true
+	case CheckResultStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DatasetCreateFormat.
 const (
 	DatasetCreateFormatJpg  DatasetCreateFormat = "jpg"
@@ -176,16 +263,16 @@ func (e TileJSONTilejson) Valid() bool {
 
 // Defines values for TileTokenErrorStatus.
 const (
-	N403 TileTokenErrorStatus = 403
-	N404 TileTokenErrorStatus = 404
+	TileTokenErrorStatusN403 TileTokenErrorStatus = 403
+	TileTokenErrorStatusN404 TileTokenErrorStatus = 404
 )
 
 // Valid indicates whether the value is a known member of the TileTokenErrorStatus enum.
 func (e TileTokenErrorStatus) Valid() bool {
 	switch e {
-	case N403:
+	case TileTokenErrorStatusN403:
 		return true
-	case N404:
+	case TileTokenErrorStatusN404:
 		return true
 	default:
 		return false
@@ -230,15 +317,32 @@ func (e Visibility) Valid() bool {
 
 // APIKey defines model for APIKey.
 type APIKey struct {
-	Changed     time.Time                 `json:"changed,omitempty"`
-	Created     time.Time                 `json:"created,omitempty"`
-	Description nullable.Nullable[string] `json:"description"`
-	Id          openapi_types.UUID        `json:"id,omitempty"`
+	Changed time.Time `json:"changed,omitempty"`
+	Created time.Time `json:"created,omitempty"`
+
+	// DatasetIds The only datasets the key may read (others: `dataset_not_allowed`); `null` every
+	// dataset its account may use. A deleted dataset drops out of the list.
+	DatasetIds  nullable.Nullable[[]openapi_types.UUID] `json:"dataset_ids"`
+	Description nullable.Nullable[string]               `json:"description"`
+
+	// Enabled `false` refuses the key (`key_disabled`) until it is enabled again.
+	Enabled bool `json:"enabled"`
+
+	// ExpiresAt After this time the key is refused (`key_expired`); `null` never.
+	ExpiresAt nullable.Nullable[time.Time] `json:"expires_at"`
+	Id        openapi_types.UUID           `json:"id,omitempty"`
+
+	// IpRanges CIDRs (IPv4 and IPv6, normalised) the client address must fall in (otherwise `ip`);
+	// `null` any address.
+	IpRanges nullable.Nullable[[]string] `json:"ip_ranges"`
 
 	// LastUsed When a tile request last carried this key (recorded within a minute).
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
 	Name     string                       `json:"name"`
 	Origins  []string                     `json:"origins"`
+
+	// PreviousTokenExpiresAt Until when the token replaced by the last rotation still works; `null` when none does.
+	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
 	// Token The public key to put in tile URLs (`?key=`).
 	Token     string                    `json:"token,omitempty"`
@@ -264,11 +368,27 @@ type APIKeySettings struct {
 	Changed *time.Time `json:"changed,omitempty"`
 
 	// Created Read-only in APIKey: accepted and ignored.
-	Created     *time.Time                `json:"created,omitempty"`
-	Description nullable.Nullable[string] `json:"description,omitempty"`
+	Created *time.Time `json:"created,omitempty"`
+
+	// DatasetIds Limit the key to these datasets (each must be one the account sees); `null` every
+	// dataset the account may use; `[]` none.
+	DatasetIds  nullable.Nullable[[]openapi_types.UUID] `json:"dataset_ids,omitempty"`
+	Description nullable.Nullable[string]               `json:"description,omitempty"`
+
+	// Enabled `false` disables the key; `true` (or `null`) enables it as it was.
+	Enabled nullable.Nullable[bool] `json:"enabled,omitempty"`
+
+	// ExpiresAt When the key stops working (must be in the future); `null` never.
+	ExpiresAt nullable.Nullable[time.Time] `json:"expires_at,omitempty"`
 
 	// Id Read-only in APIKey: accepted and ignored.
 	Id *openapi_types.UUID `json:"id,omitempty"`
+
+	// IpRanges CIDRs the client address must fall in (`10.0.0.0/8`, `2001:db8::/32`; a bare address
+	// is that one address), normalised on write (`10.0.0.1/8` becomes `10.0.0.0/8`); `null`
+	// any address; `[]` none. The client address is the connection's peer, or, when the peer
+	// is in `TILEGATE_TRUSTED_PROXIES`, the right-most untrusted `X-Forwarded-For` hop.
+	IpRanges nullable.Nullable[[]string] `json:"ip_ranges,omitempty"`
 
 	// LastUsed Read-only in APIKey: accepted and ignored.
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
@@ -281,6 +401,9 @@ type APIKeySettings struct {
 	// host and port, and `?` requests that send neither `Origin` nor `Referer`. Empty allows
 	// every origin.
 	Origins nullable.Nullable[[]string] `json:"origins,omitempty"`
+
+	// PreviousTokenExpiresAt Read-only in APIKey: accepted and ignored.
+	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
 	// Token Read-only in APIKey: accepted and ignored.
 	Token *string `json:"token,omitempty"`
@@ -354,6 +477,42 @@ type AnyValue3 = []AnyElement
 // AnyValue4 defines model for AnyValue.4.
 type AnyValue4 map[string]AnyValue
 
+// AuditEvent defines model for AuditEvent.
+type AuditEvent struct {
+	Action AuditEventAction `json:"action"`
+
+	// Actor Who made the change; `null` for the server itself (the admin CLI).
+	Actor nullable.Nullable[struct {
+		Id   openapi_types.UUID `json:"id"`
+		Name string             `json:"name"`
+	}] `json:"actor"`
+
+	// Changes Each changed field, as `[before, after]` (`null` where it did not exist).
+	Changes map[string][]AnyValue `json:"changes"`
+	Id      openapi_types.UUID    `json:"id"`
+	Target  struct {
+		Id   openapi_types.UUID   `json:"id"`
+		Type AuditEventTargetType `json:"type"`
+	} `json:"target"`
+	Time time.Time `json:"time"`
+}
+
+// AuditEventAction defines model for AuditEvent.Action.
+type AuditEventAction string
+
+// AuditEventTargetType defines model for AuditEvent.Target.Type.
+type AuditEventTargetType string
+
+// AuditPage defines model for AuditPage.
+type AuditPage struct {
+	// Cursor Cursor of the next (older) page; `null` on the last page.
+	Cursor nullable.Nullable[string] `json:"cursor"`
+	Items  []AuditEvent              `json:"items"`
+
+	// TotalCount Number of events in the account's trail.
+	TotalCount int `json:"total_count"`
+}
+
 // Bounds [west, south, east, north] in degrees.
 //
 // Example: [-180,-85.0511,180,85.0511]
@@ -361,6 +520,37 @@ type Bounds = []float64
 
 // Center [longitude, latitude, zoom].
 type Center = []float64
+
+// CheckRequest defines model for CheckRequest.
+type CheckRequest struct {
+	DatasetId openapi_types.UUID `json:"dataset_id"`
+
+	// Ip The client address (IPv4 or IPv6).
+	Ip *string `json:"ip,omitempty"`
+
+	// Origin The request's Origin header.
+	Origin *string `json:"origin,omitempty"`
+
+	// Referer The request's Referer header.
+	Referer *string `json:"referer,omitempty"`
+
+	// UserAgent The request's User-Agent header.
+	UserAgent *string `json:"user_agent,omitempty"`
+}
+
+// CheckResult defines model for CheckResult.
+type CheckResult struct {
+	Allowed bool `json:"allowed"`
+
+	// Reason The `X-Tilegate-Reason` it would carry; `null` when allowed or 404.
+	Reason nullable.Nullable[string] `json:"reason"`
+
+	// Status The status the tile request would get (a tile that exists; 404 a dataset the key's account does not see).
+	Status CheckResultStatus `json:"status"`
+}
+
+// CheckResultStatus The status the tile request would get (a tile that exists; 404 a dataset the key's account does not see).
+type CheckResultStatus int
 
 // Dataset defines model for Dataset.
 type Dataset struct {
@@ -536,6 +726,12 @@ type RasterTileToken struct {
 // RasterTileTokenKind defines model for RasterTileToken.Kind.
 type RasterTileTokenKind string
 
+// RotateRequest defines model for RotateRequest.
+type RotateRequest struct {
+	// GraceSeconds How long the replaced token keeps working (0 revokes it now; at most 30 days).
+	GraceSeconds *int `json:"grace_seconds,omitempty"`
+}
+
 // TileJSON defines model for TileJSON.
 type TileJSON struct {
 	Attribution *string `json:"attribution,omitempty"`
@@ -706,6 +902,15 @@ type Unavailable = Error
 // UnprocessableEntity defines model for UnprocessableEntity.
 type UnprocessableEntity = HTTPValidationError
 
+// ListAuditParams defines parameters for ListAudit.
+type ListAuditParams struct {
+	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Page limit.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // ListDatasetsParams defines parameters for ListDatasets.
 type ListDatasetsParams struct {
 	// Cursor Page cursor, as returned in the `cursor` of the previous page.
@@ -756,6 +961,12 @@ type CreateAPIKeyJSONRequestBody = APIKeySettings
 
 // ChangeAPIKeySettingsJSONRequestBody defines body for ChangeAPIKeySettings for application/json ContentType.
 type ChangeAPIKeySettingsJSONRequestBody = APIKeySettings
+
+// CheckAPIKeyJSONRequestBody defines body for CheckAPIKey for application/json ContentType.
+type CheckAPIKeyJSONRequestBody = CheckRequest
+
+// RotateAPIKeyJSONRequestBody defines body for RotateAPIKey for application/json ContentType.
+type RotateAPIKeyJSONRequestBody = RotateRequest
 
 // Getter for additional properties for VectorLayer. Returns the specified
 // element and whether it was found
@@ -1628,6 +1839,17 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// ListAudit The account's audit trail, newest first
+	//
+	// Every create, change, rotation and deletion of an API key, and every create, change,
+	// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+	// maps each changed field to `[before, after]`; secrets are never included (a rotation
+	// records that it happened, not the tokens). Events are kept for
+	// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+	//
+	// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	//
 	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
@@ -1832,6 +2054,79 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CheckAPIKeyWithBody Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CheckAPIKey Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKey(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAPIKeyWithBody Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListAudit The account's audit trail, newest first
+//
+// Every create, change, rotation and deletion of an API key, and every create, change,
+// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+// maps each changed field to `[before, after]`; secrets are never included (a rotation
+// records that it happened, not the tokens). Events are kept for
+// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+//
+// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // ListDatasets List the datasets of the caller's account and those shared with it
@@ -2307,6 +2602,164 @@ func (c *Client) ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body Cha
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// CheckAPIKeyWithBody Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *Client) CheckAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCheckAPIKeyRequestWithBody(c.Server, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CheckAPIKey Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *Client) CheckAPIKey(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCheckAPIKeyRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAPIKeyWithBody Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *Client) RotateAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAPIKeyRequestWithBody(c.Server, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *Client) RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAPIKeyRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// NewListAuditRequest constructs an http.Request for the ListAudit method
+func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/audit/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewListDatasetsRequest constructs an http.Request for the ListDatasets method
@@ -3188,6 +3641,100 @@ func NewChangeAPIKeySettingsRequestWithBody(server string, keyId KeyID, contentT
 	return req, nil
 }
 
+// NewCheckAPIKeyRequest calls the generic CheckAPIKey builder with application/json body
+func NewCheckAPIKeyRequest(server string, keyId KeyID, body CheckAPIKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCheckAPIKeyRequestWithBody(server, keyId, "application/json", bodyReader)
+}
+
+// NewCheckAPIKeyRequestWithBody constructs an http.Request for the CheckAPIKey method, with any body, and a specified content type
+func NewCheckAPIKeyRequestWithBody(server string, keyId KeyID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/check", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRotateAPIKeyRequest calls the generic RotateAPIKey builder with application/json body
+func NewRotateAPIKeyRequest(server string, keyId KeyID, body RotateAPIKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRotateAPIKeyRequestWithBody(server, keyId, "application/json", bodyReader)
+}
+
+// NewRotateAPIKeyRequestWithBody constructs an http.Request for the RotateAPIKey method, with any body, and a specified content type
+func NewRotateAPIKeyRequestWithBody(server string, keyId KeyID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/rotate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -3231,6 +3778,19 @@ func WithBaseURL(baseURL string) ClientOption {
 
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
+
+	// ListAuditWithResponse The account's audit trail, newest first
+	//
+	// Every create, change, rotation and deletion of an API key, and every create, change,
+	// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+	// maps each changed field to `[before, after]`; secrets are never included (a rotation
+	// records that it happened, not the tokens). Events are kept for
+	// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
 
 	// ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 	//
@@ -3464,6 +4024,127 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettingsWithResponse(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*ChangeAPIKeySettingsResponse, error)
+
+	// CheckAPIKeyWithBodyWithResponse Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error)
+
+	// CheckAPIKeyWithResponse Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithResponse(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error)
+
+	// RotateAPIKeyWithBodyWithResponse Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error)
+
+	// RotateAPIKeyWithResponse Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithResponse(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error)
+}
+
+type ListAuditResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AuditPage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAuditResponse) GetJSON200() *AuditPage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListAuditResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListAuditResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListAuditResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAuditResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAuditResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAuditResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type ListDatasetsResponse struct {
@@ -4924,6 +5605,184 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+type CheckAPIKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CheckResult
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CheckAPIKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CheckAPIKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CheckAPIKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CheckAPIKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RotateAPIKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *APIKey
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateAPIKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateAPIKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateAPIKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateAPIKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListAuditWithResponse The account's audit trail, newest first
+//
+// Every create, change, rotation and deletion of an API key, and every create, change,
+// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+// maps each changed field to `[before, after]`; secrets are never included (a rotation
+// records that it happened, not the tokens). Events are kept for
+// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error) {
+	rsp, err := c.ListAudit(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAuditResponse(rsp)
+}
+
 // ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 //
 // Returns a wrapper object for the known response body format(s).
@@ -5317,6 +6176,136 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseChangeAPIKeySettingsResponse(rsp)
+}
+
+// CheckAPIKeyWithBodyWithResponse Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *ClientWithResponses) CheckAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error) {
+	rsp, err := c.CheckAPIKeyWithBody(ctx, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCheckAPIKeyResponse(rsp)
+}
+
+// CheckAPIKeyWithResponse Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *ClientWithResponses) CheckAPIKeyWithResponse(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error) {
+	rsp, err := c.CheckAPIKey(ctx, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCheckAPIKeyResponse(rsp)
+}
+
+// RotateAPIKeyWithBodyWithResponse Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *ClientWithResponses) RotateAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error) {
+	rsp, err := c.RotateAPIKeyWithBody(ctx, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAPIKeyResponse(rsp)
+}
+
+// RotateAPIKeyWithResponse Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *ClientWithResponses) RotateAPIKeyWithResponse(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error) {
+	rsp, err := c.RotateAPIKey(ctx, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAPIKeyResponse(rsp)
+}
+
+// ParseListAuditResponse parses an HTTP response from a ListAuditWithResponse call
+func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAuditResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AuditPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseListDatasetsResponse parses an HTTP response from a ListDatasetsWithResponse call
@@ -6492,8 +7481,140 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 	return response, nil
 }
 
+// ParseCheckAPIKeyResponse parses an HTTP response from a CheckAPIKeyWithResponse call
+func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CheckAPIKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CheckResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseRotateAPIKeyResponse parses an HTTP response from a RotateAPIKeyWithResponse call
+func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateAPIKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest APIKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListAudit The account's audit trail, newest first
+	// (GET /api/audit/)
+	ListAudit(ctx echo.Context, params ListAuditParams) error
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	// (GET /api/datasets/)
 	ListDatasets(ctx echo.Context, params ListDatasetsParams) error
@@ -6557,11 +7678,42 @@ type ServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) error
+	// CheckAPIKey Would a tile request with this key be served?
+	// (POST /v1/api_keys/{key_id}/check)
+	CheckAPIKey(ctx echo.Context, keyId KeyID) error
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	// (POST /v1/api_keys/{key_id}/rotate)
+	RotateAPIKey(ctx echo.Context, keyId KeyID) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// ListAudit converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAudit(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAuditParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAudit(ctx, params)
+	return err
 }
 
 // ListDatasets converts echo context to params.
@@ -6907,6 +8059,38 @@ func (w *ServerInterfaceWrapper) ChangeAPIKeySettings(ctx echo.Context) error {
 	return err
 }
 
+// CheckAPIKey converts echo context to params.
+func (w *ServerInterfaceWrapper) CheckAPIKey(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CheckAPIKey(ctx, keyId)
+	return err
+}
+
+// RotateAPIKey converts echo context to params.
+func (w *ServerInterfaceWrapper) RotateAPIKey(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RotateAPIKey(ctx, keyId)
+	return err
+}
+
 // This is a simple interface which specifies echo.Route addition functions which
 // are present on both echo.Echo and echo.Group, since we want to allow using
 // either of them for path registration
@@ -6959,6 +8143,9 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/v1/api_keys/:key_id", wrapper.DeleteAPIKey, options.OperationMiddlewares["deleteAPIKey"]...)
 	router.GET(options.BaseURL+"/v1/api_keys/:key_id", wrapper.GetAPIKey, options.OperationMiddlewares["getAPIKey"]...)
 	router.POST(options.BaseURL+"/v1/api_keys/:key_id/change_settings", wrapper.ChangeAPIKeySettings, options.OperationMiddlewares["changeAPIKeySettings"]...)
+	router.POST(options.BaseURL+"/v1/api_keys/:key_id/rotate", wrapper.RotateAPIKey, options.OperationMiddlewares["rotateAPIKey"]...)
+	router.POST(options.BaseURL+"/v1/api_keys/:key_id/check", wrapper.CheckAPIKey, options.OperationMiddlewares["checkAPIKey"]...)
+	router.GET(options.BaseURL+"/api/audit/", wrapper.ListAudit, options.OperationMiddlewares["listAudit"]...)
 	router.GET(options.BaseURL+"/api/datasets/", wrapper.ListDatasets, options.OperationMiddlewares["listDatasets"]...)
 	router.POST(options.BaseURL+"/api/datasets/", wrapper.CreateDataset, options.OperationMiddlewares["createDataset"]...)
 	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.DeleteDataset, options.OperationMiddlewares["deleteDataset"]...)
@@ -7011,6 +8198,86 @@ type UnauthorizedJSONResponse Error
 type UnavailableJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+
+type ListAuditRequestObject struct {
+	Params ListAuditParams
+}
+
+type ListAuditResponseObject interface {
+	VisitListAuditResponse(w http.ResponseWriter) error
+}
+
+type ListAudit200JSONResponse AuditPage
+
+func (response ListAudit200JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type ListDatasetsRequestObject struct {
 	Params ListDatasetsParams
@@ -8722,8 +9989,215 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type CheckAPIKeyRequestObject struct {
+	KeyId KeyID `json:"key_id"`
+	Body  *CheckAPIKeyJSONRequestBody
+}
+
+type CheckAPIKeyResponseObject interface {
+	VisitCheckAPIKeyResponse(w http.ResponseWriter) error
+}
+
+type CheckAPIKey200JSONResponse CheckResult
+
+func (response CheckAPIKey200JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKeyRequestObject struct {
+	KeyId KeyID `json:"key_id"`
+	Body  *RotateAPIKeyJSONRequestBody
+}
+
+type RotateAPIKeyResponseObject interface {
+	VisitRotateAPIKeyResponse(w http.ResponseWriter) error
+}
+
+type RotateAPIKey200JSONResponse APIKey
+
+func (response RotateAPIKey200JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListAudit The account's audit trail, newest first
+	// (GET /api/audit/)
+	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	// (GET /api/datasets/)
 	ListDatasets(ctx context.Context, request ListDatasetsRequestObject) (ListDatasetsResponseObject, error)
@@ -8787,6 +10261,12 @@ type StrictServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx context.Context, request ChangeAPIKeySettingsRequestObject) (ChangeAPIKeySettingsResponseObject, error)
+	// CheckAPIKey Would a tile request with this key be served?
+	// (POST /v1/api_keys/{key_id}/check)
+	CheckAPIKey(ctx context.Context, request CheckAPIKeyRequestObject) (CheckAPIKeyResponseObject, error)
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	// (POST /v1/api_keys/{key_id}/rotate)
+	RotateAPIKey(ctx context.Context, request RotateAPIKeyRequestObject) (RotateAPIKeyResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -8799,6 +10279,31 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// ListAudit operation middleware
+func (sh *strictHandler) ListAudit(ctx echo.Context, params ListAuditParams) error {
+	var request ListAuditRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAudit(ctx.Request().Context(), request.(ListAuditRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAudit")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAuditResponseObject); ok {
+		return validResponse.VisitListAuditResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // ListDatasets operation middleware
@@ -9457,121 +10962,252 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 	return nil
 }
 
+// CheckAPIKey operation middleware
+func (sh *strictHandler) CheckAPIKey(ctx echo.Context, keyId KeyID) error {
+	var request CheckAPIKeyRequestObject
+
+	request.KeyId = keyId
+
+	var body CheckAPIKeyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CheckAPIKey(ctx.Request().Context(), request.(CheckAPIKeyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CheckAPIKey")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CheckAPIKeyResponseObject); ok {
+		return validResponse.VisitCheckAPIKeyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RotateAPIKey operation middleware
+func (sh *strictHandler) RotateAPIKey(ctx echo.Context, keyId KeyID) error {
+	var request RotateAPIKeyRequestObject
+
+	request.KeyId = keyId
+
+	var body RotateAPIKeyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RotateAPIKey(ctx.Request().Context(), request.(RotateAPIKeyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RotateAPIKey")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RotateAPIKeyResponseObject); ok {
+		return validResponse.VisitRotateAPIKeyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tchs3suiroObeKlOpIUXJcmovVVtbSuJNvHFsV+xk76lQpQFnmiRWQ2AWwEhidFS1D3Ge4TzYPsmp",
-	"bmA+OUNStiwnOf5jUzMYfHQ3+ruB2yBWq0xJkNYEk9sg45qvwIKmv77OtVEafyVgYi0yK5QMJsEbvgAW",
-	"08uQccM02FxLSJiQzC6BRe5dxNSc/s40XAmVG5bxBYyCMBDYyz9z0OsgDCRfQTAJ3DdBGJh4CSuOo86V",
-	"XnEbTILZ2kIQBit+8xLkwi6DybOj4zCw6wy/NFYLuQjC4Ga4UMPmw7u7MPiGW27AvvgG+6ShM26X1ciJ",
-	"e38hkiAMNPwzFxqSYGJ1Dp2zyXNquTnQ85tsE1jvRArMqkuQDG4yoddskEtxwwzESibmICQQUYMnhkVw",
-	"k0UI05WQFpI+YMFN1g0pIe2XJwgqIcUqXwWTcTlR7HABmmb6Paw3Z3om2dmbF+wS1k+Mm1Df8Jewbgxf",
-	"Q8zxsy+7QPM9rB38m0O+SEBaMRegkVZw9O9hXY7aRNMlrD8cRS/FStgeik7xXd+S6WVj0QnMeZ7aYPJs",
-	"TKTp4H00Htegf9QN/rexwmdbSMVgi7650Mt7IuCtWGwfUCwkt7nuH1Qs7jXkHSLKZEoacMxEyXkqYgJ+",
-	"rKQFST95lqUi5jihw38YnNVtbZD/q2EeTIL/c1ixqUP31hw+11ppN1BrVUtg8ZJLZFJ+UMOuhV0yjntQ",
-	"GCvkgqnZPyC2o+AuDP6q9EwkCchHmpsGInueMmHYFU9Fwma5ZSu+ZlJZlihml8LQ1F4p+1eVy+Tjz+yV",
-	"YiaPlx4uBSuPeZqCfmIYj2OVSwcvJJtHhNmZh1ENbtckdea5gWTEov8/xBktuIXhj8CNkhECVklAphIR",
-	"14UkClk048lFSehROJURbaWIDUoejMIq4RYM4wURqTm7XipCjwaeEFy8zDgIWaS0WAiJ3ecG9AVfgLTU",
-	"dy4vpbqWF76BG+QS1iwVxhrmHhvGpesS2RoYy5bcMAnCLkGz6LX/Vio9ldGPMAcNOsJhi94vYY1ja8Cd",
-	"F1tIIjao/igmapjll8BsueFNSLTmGb45GE1lEAZL4IkX/mdxDMYMv1bSapUOz9JUXQ/ddJo43eQ1G/jY",
-	"/sGdJ6mfJM/tUmnxKzwOvdcIarBJRBO2EsYIuUBwK804W/EUJQwkRFuDqPw7mrDIiAXiAeX3VCJOC9pC",
-	"MPM0ZQtxBRI7wgfXkKbMfew6lwxWmV2zCPH5ybGh1EuuF/A4/LAg/JlK1rhxrVIsxeGJ2TwuVWzyZ08E",
-	"iCQhiREV07riIuWz9JGghBt5xg3gnHKpgcdLHPwUtW+9Zim3oP3MMq2QWvD1c2mFXT/YDL979+7NzwgD",
-	"+rh3vlUTVrQpVAdHzW9eeA000yoDbYXTERzDTRqqHDLjoRUrIM2PJ69lui40v14DYGguRTZUNB+eDjOF",
-	"2pd2n92FQayB20cYpwGV20DmqSeYrm7vwkAkXVrsQ80m5cZeoMjcVAT/vgTJuBMPxXbE5izmWgtISCEh",
-	"2TXQECudQEIalcCvVkLmFg5QceyEZnvZD7Uep5jeboLRS1Yy9yysTGcj/4Brzdf0N0rFDhUZ7dd8loqY",
-	"lm8Vy3KnHSGsfvrxpWGD6C+XsP5zRBB4qMVVusQelHNXN4p+CZztQ+vxUGqSYqP3ClzVvgjLnVinmvNy",
-	"XKcjItTcTkbzqWM397gPnFuhcA5IuLHkGDhlES4zYsqpnkR/hceg7QrYDpBuV0BYUUP5Yxuz81yqk1Ys",
-	"Ty9IId5c3qt8NXP2LCpWhSJd6s+dBmEde6UjpD5KMfd+HLwFi3YNrYoniXB09aaGkTlPDbRZdfEZzpfj",
-	"jEfsTK6ZIvUTaQfljVe12eDk+BhVHKv5xbwwAFA9gpsYMuvVWJ4MlUzXUzkXkCbGW/bfwzpk10sRLxnX",
-	"BA/IUEFFVUkspNKQMIOWD7duIowbNgcbLyFhMZdsBixTBj+Z8fhyKsmiE9Z4Nd2M2ODdEj/TwBKIU449",
-	"LkEDcSqVW1SS3eaMJs6k4FZp48webtilkEOVgeSZmEq3ZMZrHzFP3mu0EQxIYgO84JejA9LZegVaE+w/",
-	"FlDCPhx0Jp0w6eWqG8RdE2offayWYKv5Ao7G43G4r6R7iHl2u3q2SrsPB8jO9RWyqSVmRZoiHS9AguY0",
-	"WG7ViluBdvaa5TIFY5DOrgSKWLhBRU3YlHxiTSiTl6n8e48p1aRiiwVkEIu5AOO3Jyp5lXWKexWtDVQC",
-	"FEHJGNroZ29ejJAZ8FWWwihWq8g1NLSHp3KpjA1Z9MWo0QQ3rMlniVpx7H6AxhDxxwxu0KxdWptNDg9T",
-	"FfMUe5g8HY/HkWMLxJghdF0TnjKlbUi/or9ExU40vjXIpNOQZqUdPWLPyehy855KuAK99kt3JlgpKBru",
-	"rqdt4G8Ae8VvXrhPj7bsh13Kx70IdWMOTRWi5fB0JgIYRt2XkLsmhokI+cmAHp7h144gnDHK0IwgzJFG",
-	"CDc8tuFUxtzA0IA0woorQAS7aYzY30WaxFwnjpIQ2ybPEG2QnLqxOUP7KgXmPkF54wluNJUvgV+BN40H",
-	"iDpSEQ6IFLFRNfO5VivG5Zrhsoe0bIfCtqNyty61KWHl+nkKq8J8kuvX82Dyy26FvlQ7JekE9SczpVLg",
-	"kh7tp43I9StA8VfMZFMv6RP8Ozv+mac5BJsrPw83QwTghid9QbLiY0ZzmBAC/vb29SuUrzmEDCHEhIzT",
-	"PIFkxM6wlWGJ0BBbImsjEphK7p470Y0DzpDdXCuWwhWkhiUAGRu0QXBA0aeKmb5bZ/CWZosKg1R2KuEG",
-	"ZTVqMKhWCVIttcoXS1YMmSoJp97rWbSrVAYXE5hKTwVNDHxMWvhNYJeG9kjaxDYbGABW7Y2DkYeSG/BT",
-	"7pRPu0e2bAHnBFbzOciEmJ1Ec5IblFb21LW9RmPcOs2VGyaVhIPRVL7NILVMueY4iYTNNJfxEgybQcxR",
-	"XX199pY9HY2fGMcoEeIRkwDIflmEH0VsBoTOkqy/UrlMOtSCX64BBbhRuV2GDDj+IZW2y3OURgksNIBB",
-	"wePlezD5ZXj0p3E4/NOz0fjZ0VGIf/jf5zVJWilUKkeKCDdQX5OeJyRpqz/agvNrcFbzxuRTJRfC5gmE",
-	"LOXW//pVqdX5KHjfyTytT+bp5mR8oHnTEnZa08UVEAvanO1X+QrRiYhHFaQ33FCYOqcs45o2qdNYiuhx",
-	"GTXciAe3bc4w8AbpRbfPaUOZ4NZqMcv3dmXNPoSq6hvBxzneH2ttEtqqizU9B35roHF1fzp70EW0Se8e",
-	"i/Bb5C7c6V7dZlK+l124k0qKXm8rJhJks3lX10tuLqxIwXQmLvzw1Tt8x+YiBYqgzQDBnqWKJw31uJIm",
-	"wZ6Ufylc+HWbfPA7/3ts6vCGJFDzO9Y23krI/pe9Pk1c+oURv8IWuNb6uYLYKn2R8rUPIO0lOX+mr17i",
-	"RzSZHVbLlTBiJlIfYNjacdWy01lZY0Y9HkvCQmPIknoqkFaQLxlQuXWbLKwNoTqAwza/rhNfl5O0yynn",
-	"KeJrarzTJ9cSF01ee3/vymfm+9tjvv0us+P9kFrxyiYUvnF5SAZt4iibzSM2V5o58naukUwu3EPNDUUJ",
-	"wwBkvsLd55htRj7zf2T47zXMshpFPxQf7J/z0Yl3brmUqeOT7dlrDQba3+v4np0WjLeJl51+ngZbbjlv",
-	"CNjk4zhlSW1qx8++rKHg+NmX4bOj4/Pwsbh6wzU1fiQu73k60dAWdvm9p7GCPN2CgzBwlNtJl/7TXTGo",
-	"TxFBKgyC3SGkh44J+ZF/ypJ9xM+GOsVnFN+gAI5LOPCyrgzSxSlwbZiw5JbTYKzSYMi962mdwqGfBdtn",
-	"wXYPI2CnVNrZWU3kvJ9IeWSZ8YeXAhusyWUEbXDqBCwXadMU9NmJFDaYUxrsrtQH30sXS/xWc9ntm6n5",
-	"QTaTP/z7hhtGGGaWFF++FnbZFY7cSaf3N62rKoV9rNY9m2VayFhkPO1df9nCRdVWnCIsFPduJ5m+ByC6",
-	"jMFGPUbDMmzMtoJhL7b3tL6ai35+wyk2UeQPVzOI2IBLlxnhHx4wpVlUnxa2qcHMJ7n4JVV51F3C8X4O",
-	"uTbmdtc+dMPopTAdu+J+eo7bWhtaThu5vdpKV1rhFgaxH79rpynumN0WzvEd8BSZeXtGxnKbmybLUpc7",
-	"eZT/rGskZzO8Eym8KyLCWzWo/20K0z2ZILiCrD284a5IwFy4dOrN95WO0msXF8rLFlPl/f2CpqgY2ujT",
-	"uMKe7VrGZof0OtdpN9M3YiEhKXMcmYVVlnILbHD7693h7c3d4e367qAz66D00e6betnaHd7R1xAC5WRD",
-	"X4ZU1L+5Oqga8mp+vy6nYN3JV3oPC8defW91bU7cln97+/rVzl25ZRdu41hddsG29r0q+BYN+wFJstdV",
-	"7dJ06lviZv1r535AyBcJ6EXbp6PxaNzb+p5JvQ+iKm8l13IJFR11EZ6HSR9Zldw+EYjJlZDcOhm44lmG",
-	"i5vcFoylZ9Jt0VEsfvsiq/Z3pT6yfuULLr0XT0nwUfzdQKv3t719e75353VYfMVtvPzR5fZ0xEvxbZmo",
-	"Ple6XtjE/v2v//JJUoblGbOKPRuXqvuLb8ym6lUxmw5R+U31JfZVpJsUo82VHrFvcldRAS6HRcNKXUHC",
-	"DOgr0EMj0Hy/BEBMsrnQxg4NUDFQ4tyxmyK1T6RVAvXZuC5Rj3apN7UlbqVCD3lXubkJjR94ZhjweMkS",
-	"KqSMLau6ZoNUXYMextyAy9HyRXWIIUVFTqiLbSLAwbJfUb99LCLc0b5s6XXK8021us0f3Mq2grxH4YXi",
-	"caVdFrS4xSAO62qp46kn46fhyfjkfGfquRsx3Kah7lTTY3vTj0en6vWoftUglBVzn5ycVMUN7l4lHvUm",
-	"GpUwOO+QGyuz2CJfbnco+Dgb14f/ohOQNSGzA15tO2iHsKes+217qU9s1hCQPKiysGnl90Pks/HzmzN+",
-	"LrujMr8FC6crG2RmVJpbCHutGNNA5G9AieyyeXYaOtvUzdIIamc57LJxfm64eZuAjTItrriFaFKvaKIQ",
-	"s/9N8SDyjLoDF0aNuvQJS8UlORSxl5DOPHCFQjxZFZXwpVvLsIXm0kKCfRZeR2FHLHLleBElGysJuHfr",
-	"NbsSIKHc8XqY241J9XnFfFAJoZ46CBmpDuJcC7t+S5o7ofst6CsR15T11jEFxr33Os8gsgtz8e9//Xd0",
-	"4JLTI+vrsBmtlzn35dDDLiJXon9GPUSjqYzOfPEzidwJo7HZNB+Pn8bUiH4CHXhQFQYYV18+qE/4O8rf",
-	"95XlhYkWzIBrSo7xAFhamyEdbH7Z4yjgK2itW0j2A8+QjesnpigbQC7kyIayYqnMewnsWumERTRKFJLH",
-	"1WQ8BldAX53JMOgGQwnfEXv+z1xc8RSkRUWzPns2cGv0K6ejTdykqrNNGr1XwOCZoALAO1JJ5moTBCVG",
-	"Y1eYb8rUzVTxhI4MyBjyHFz/E0OsyEwcRUu+AAcFX19anMXgHO3XMJvKFWnbqxkkbED1bq42hXZKVefA",
-	"dJ6COQjp0CDDzFJpO0wFWSA1FlgZLOWpEKGDNNkpfnauKMOqVjVNzLVeM+6P4riEtdPpL0GOpnIqf6Dl",
-	"UOp4zNPU0C5kfGNLtPD4FaGmg55PWSfKp3IH6VulqCigoEAWpwIIKCCRkxyMmAsKELEhSKdy+75kwyGV",
-	"Qb46++F5RGv1ZmlRQiiUZHMu0lx7649Lcw1FcIh98cXJ8fEXX+C2+Cs39uzNiycUPcpgKgfR7dQ7nqeo",
-	"rU5RdZwG4RSVR/ofKZF+kEpMv2J7M0WtNTo49em/LiRByjsCo9Epmwaj0Wga3EWO/q2wZEkUayYZ4dOS",
-	"gyPyvaDJ78oggwm5Y54iq+R2SUzwkGfisKCfQ3yycCnPqKkRNF4kwSR4KYz11oqhz6uDxXpsuKrJoT94",
-	"rM8aq7V05zndnbcOGzoejx/szIN6fknn6TQZd4fElJuKqTQhxwRa+lQUcTI+6humnPdh46QL/Oj4eJ+P",
-	"Nk97uAuDZ+Onew1YnmFBIi9frbhee+zVA1emCGS1zwPyp9coA/WIKKOjsixfILaDkgzOUbMtCG+oFRHi",
-	"lYBrpyJlynQQktuuRSaN05vA2K9Usn5oFPtw4V1TPfMF+S36OnrowfvO/ZBwXcVX35uU9iGH6kgn/OJo",
-	"jy/Kc2I+LbV6js4LOO1Ne5AI608nabK120oVvzt0Yj8FF0luUuc39LxOnQ0qOelKUsQvklNKlarLZalY",
-	"quQCNLsCLebrR8W2m+n2L8qzyD4tth0AK2yHBEkyFpwJUQDW3JsOwm5Z9i3YXgyPH4sPPAAP+P3g+Fuw",
-	"FYJrgocZuAdaa6LlXupHdWAoKhYZt/Gys+iknSWZwtxuS5UcsTNW5VEVx8vN8lVmpjJqFh1ExWEZGiza",
-	"/IWql1tjuasdrJhHK83EaXpNGnaZoI8iRn3S6V5i9NG2T06TSj6JKL33xvsdyV6H7I8mex1b325mUPaR",
-	"+ZisuUqU2s6cnxRy6MFMgD+0JCcrg28Ab28SInP9g9n7FqvD5bV9HGZZT1B8ZIvDp+v12xuEh9821Y7/",
-	"3+4PyiOHf2c89e2S3Eil/uPPLm5kntKpoSmpSVW2aV9i7n131F48+Zb+39NCqnbSLvvoR7hSl6g9ebPI",
-	"HYTOcpmAZsJ+NpP2JCIHR8bdZn5Enhp2HrJfEMsHnd9+vp0wyeg7bN9jcG+BkNvuWEd5Pu0SmvXmwhpI",
-	"5yEzVgNfuYOyEmEuR+yFZRqylMeFp7+4CQG/m0pu1cod/XXKODmRkdKpaJ2lwK/aXzkHPfnU5WLEmpqH",
-	"A54rEzLhVLoYYMhcMmHIaqE/MpN9hagLDZLj2nK0JShWhcPiHJ8YtgLLcZTRVP7dHc5Hi17xNZsBG2Qp",
-	"F5JFRavIlZzSTCNmkTAN8Sq6GGLFs+gwEiu+wLcpX6vcnk6lVCzh+DAhZ6o59SvFroqOi/NG6UQec4p8",
-	"4NVPL+kIPrn2Z0ed1hfpQhvNVfo+6HhJ6ocy/Bvuv+gAcRwvIb6EhM1grjRimAkzlUWYYVIAgUIjMw38",
-	"0iDjzVOKbHF2cnzMrskrGqUqjpixXBeH0EdIRw5MuDfMVFZhMW4Z1c6xAYwWIxb9Mg2w9TQI2TQoIOH+",
-	"qq80OC+OjG4bfUhK77wvZD8tRsUW7NCRclOlqCooheR0NUDnmf+/EYOv9A4Vll8vXX82BR/KFCTG1ax3",
-	"qTPK97YNHWMnhWDTNdvnsqunwn40IqylDnaFhorwK7YI3fYnPw5yoQXj7AeevRQzDcyoXMfgjmr6rNFs",
-	"cwrWvF5zpSmMu6nlVhebfETXYAd1eu1D9SYtD6v04VZIvp2pTCcH4+o82w6ruPJsXS57xg1MpbHcUvC9",
-	"NxO5N/mYvQE9LAwNCiEbNjgZn4TsZPz0gCUKpbMl3YR29gxXMWltcpBWr4vQM3VSizyjsHIJpfjwZPz0",
-	"P0/GJ3fRiH3tQvNTaZYqTxMnc11usetwXqgN1GVEpxN3SLn6XjcE5Y9ksndnpz+y2OtJ1O5gP29z8ijP",
-	"85RVzd6Xs/yO5BDyCWIAjiJYQRL3Zg7NDb5haiDeRgXyvBRqYYCv6tdJGDq5TxQacSs7ZuQmTUfKu2yb",
-	"RsA9che94HdTOddglum6MI5rPJHyVekjH4pvcMyOUfs3FNU6fZghuKOxO159Z7O3YrFPs+c32V69UTLl",
-	"R00ZKaHXpZv6d/tL+Y27cfaV9M17mn4f0t5nXSKpIS6bKZe/nLefFbmJv5wjQiseUECZUTkZSZJC12px",
-	"AhOcb9votXrH0a2zgO7c8ayHSyoL/rVXB/3Ov/+IhOYrk3tMII8WOsAlG7Xhe950xV+BBFP3vb8uFlNA",
-	"yCeFtVlec9GvXSPPOz5o4e3Cms414nhnb16wRMU5aUBbl/luiba9klbz2FKioJ/ozkWv+Srdtej/OPvh",
-	"5f0WXfRav1Wwb4VPR+NylThzHI1ZuGkeu7DNNn946PkV90JPA0/W/TvkR/f6k2wQGhtVbkp+HT0Exzpv",
-	"+l95InBLuSN/y+ubnBZvDraB7eoI2dHFJazN1sinOxL+d55fWbtCZmt6Za3m4AndRfSHSbQsE79nQAc/",
-	"yYW/asEf81XQSdFu30TKzdO96Rx98mMPJJVOKM2irx0Wh+7MogkbRwc+B9r4m1gqxwUz7r4Yxi0TaLv5",
-	"w76IG0S3dxFLFJgupdJ5V/2dOh/HPmtdhHO3eQnpw9PttjAq2quP6sv5A8dEfY6nB+vem6LuSaxx1cNb",
-	"d5vw3e7IZY1iNwmpz+BO18z1mnz25W1L4nR3Yr4PQvtTNbci7BF2/gfu+t+XP/Y+qHtfn6u7O9z5W7v2",
-	"8KFLpLwwtRvQ3m+ELaLzvrmebBBJvoIJc88Lty9KVHLeUOwvnEp/fbApGvorlOo3ETG+4EIejNhZ+1o0",
-	"H4OtXYtWlF+YqZ8aVZuZ6lY25i9lG0SCrkS2vvbOVx7SM78o/FneohUdMK6hCoE2bh/qEvfUR0siP5bY",
-	"f0x/7HZmUAQfH10V+JxPtZGj+v7Cpu2Zuq9bio6BcZyoo4SW3hZ3lrlCTDS0K5s8DOigruCQWJSfesfB",
-	"LFTxOETgcCtmKVSGxdmbF6NauWuxaJz2pneSuSK2opLVABT1pmiDrcLixnKhG9FdUxuhDO9ujvC2ozq1",
-	"ioLVblX9FtRLkKa2noPaCHUnfvcyXPpI4QgMqXsuC5hUt7Y6p3jNST6I/mLE4s/TfDw+/hJuMv+LivD9",
-	"La+1SXQN77wOIXFd5wMo6pkL74nPGar1VXMC3J3f/U8AAAD//w==",
+	"7H2NbhtH0uCrNHgHmAxGFCXLQZbCIlBib6Ivjm3YymYPpqBpzhTJXg27Z7t7JDE+Ad9D3DPcg+2THKq6",
+	"55czJGVLcrxnBIgpsn+rq+u/qj/0IrVMlQRpTW/8oZdyzZdgQdNfP2baKI2fYjCRFqkVSvbGvTd8Diyi",
+	"HwPGDdNgMy0hZkIyuwAWut9Cpmb0d6rhSqjMsJTPYdgLegJH+VcGetULepIvoTfuuT69oGeiBSw5zjpT",
+	"esltb9ybriz0gt6S37wEObeL3vjZwWHQs6sUexqrhZz3gt7N3lzt1b+8vQ16z7nlBuzpcxyTpk65XZQz",
+	"x+73CxH3gp6Gf2VCQ9wbW51B62qyjFquT/TiJl0H1plIgFl1CZLBTSr0ivUzKW6YgUjJ2AwCAhE1eGJY",
+	"CDdpiDBdCmkh7gIW3KTtkBLSfnuEoBJSLLNlbzwqFooDzkHTSn+B1fpKTyQ7eXPKLmH1xLgFdU1/Cava",
+	"9JWDOXz2bRtofoGVg399ytMYpBUzARpxBWf/BVbFrPVjuoTVpx/RS7EUtgOjE/yta8v0Y23TMcx4ltje",
+	"+NmIUNPB+2A0qkD/oB387yKF321AFYMtutZCP97xAN6J+eYJxVxym+nuScX8TlPe4kGZVEkDjpgoOUtE",
+	"RMCPlLQg6SNP00REHBe0/0+Dq/pQmeR/apj1xr3/sV+SqX33q9l/obXSbqLGrhbAogWXSKT8pIZdC7tg",
+	"HO+gMFbIOVPTf0Jkh73boPc3pacijkE+0to0ENrzhAnDrngiYjbNLFvyFZPKslgxuxCGlvZK2b+pTMYP",
+	"v7JXipksWni45KQ84kkC+olhPIpUJh28EG0eEWYnHkYVuF0T15llBuIhC/+xhyuacwt7b4EbJUMErJKA",
+	"RCUkqgtxGLBwyuOLAtHDYCJDukoh6xc0GJlVzC0YxnMkUjN2vVB0PBp4THDxPGMQsFBpMRcSh88M6As+",
+	"B2lp7ExeSnUtL3wDN8klrFgijDXMfW0Yl25IJGtgLFtwwyQIuwDNwte+r1R6IsO3MAMNOsRp89EvYRWy",
+	"Pk+MYpxpZbmF2NPwgu/6nXFjmbCGzTWPYIBL1ID3NbIQh6xf/pFvzzDLL4HZgkyYgDDUswlkXiGS5RzE",
+	"xRYnUphyPn8E5oLbMO8SC8OnSbUPcT/pvxSGzXhi3CpzBi2VveBJoq6b3UoObkK8PrhGBHLzqETq+0WJ",
+	"AGknksexBmNwOiGZ9ChTGVmkFxqRwISD4UT2gt4CeOzFo5MoAmP2flTSapXsneDK9tyB1bF+nRqvYezm",
+	"Drf+0v0meWYXSos/4HEoQuXK9dev2ZgthTFCzvFUlWacLXmCPBhiun39sPg7HLPQiDneEpRwJhKxPr99",
+	"eFw8SdhcXIHEgfCLa0gS5jq7wSWDZWpXhD6f/zSUesn1HB6HY+SkYariFeKqVYolOD2R48fFinUO5pEA",
+	"D0lIItX5sq64SPBCP86q8KJPuQFcUyY18GiBkx+jfqJXLOEWtF9ZqhViC/78QlphV/e2wp/Pzt78HWFA",
+	"nTvXWzZheZtcuHLY/ObUy+ipViloK5wU5VhSXBN2kV3tWbEEko15/Fomq1w27lSR9sylSPcUrYcne6lC",
+	"+VS7brdBL9KAjOTB56lQ7hbxdAFMyWRVYUeegxa8uK+QT5oxa2USg2MWyixJQgZXoFcT6RsRV/ISDY2V",
+	"GRiyExZDAhX2x2KtUsNUZnOugEzFUR5hYWl20DmCHi7AXYIaqLjWfNVrIsaHrubleJ5HroMrJI4ZesGo",
+	"BFa/znAHLJNWJExYvCh+NMbnXJC+5+ebKpUAlzRhwb1bdMaZBU3iKkPMKOYUhXzmp89FhPJIJJ4JztiK",
+	"YFvBIOI26N8XXhZ8f33LP54+f2tY//TN1RHJbqdvrr5FsUgveSIMxANWShgsFzCWmbEo0SQoZzikvRYG",
+	"SCQZHE+khwmXq7xLA83ujFYJN/YCD2B9B78vQDLuxLqctWBzFnGtBcTuPAl1NERKxxCT/iSw11LIzMJg",
+	"54O7rxNxamgLILwcTcadTmg1oZOLxhck1l5sQvHf6LZcI8xKLUFDmvAIYjZdOcKA4CPpG0m6sSJJ2LXS",
+	"l6ZAdxqAJMxYgXl08NGy20lsmk0TEdF5W8XSzCl/iBy/vX1pWD/8/hJWfw3pyO9rOaWqtAPNu63afN73",
+	"HJml/Xi0qBPR2uglfpRMLSjYaPWa1AhdSWbrPKpKGTZh0XmxCadPI845nv6GO6mxwdc7TK3OBJuzHwk3",
+	"loyoBVYpWaJfbl1tmk03Q7fdbFqhPMWHTWKPl1dabppVlicXxGrXt/cqW06d7Q/VydzoUNgaWo1nVVQo",
+	"jMbVWfK1d5/BO7BWyDntisexcEj6pnIixEqbQlveDdfLccVDdiJXjKg5Q0Sssb2jw0NUdqzmF7PcWIKK",
+	"EtxEkFqv8vN4DyWciZwJSGLjraC/wCpg1wsRLRjXBA9IUS5BdiPmUmmImVHMLrh1C2HcsBnYaAExi7hk",
+	"U2CpMthlyqPLiSTrFwo9DvHNkPXPFthNA4shSjiOuAANROdR4Anzmx6OnfmFW6WNMxFxwy6F3FMpSJ6K",
+	"iXRbZrzSiXn0XrFUg0FOSMzDc5vhgJhbp2hbB/vbHEo4hoPOuBUmnUR1Dbkr4u2Dz7VRxCV7dCE1WTxT",
+	"MFAKvH3UYpz0MAVSqisXhBkA0ynjVht6GfeYhe/PQ+JCd5Vil/zm1DU+GI1Gd5ZqK9bijf3vIOZ6gbaQ",
+	"c49ZiEOFrK+0B8nAi7cGhV1O/7/mxHs7pt9R6v09Fwbw0IxFJQGZPSrB/fysPC2bZTbTcM9S733gbNdB",
+	"b5V8t0q34cFoSP/tfxcGLDwcjQ7G8fS78Xj/6WF4zDibElFzfclSSIQMkdt/OajK08jjrrWwUI58sP9d",
+	"yKYQqSUYVp2ugPNEVkTpKtqzs/XlC78pJSVEuNcnhqUAOmBKB6Xkh1/RcoVk4dnpyxc/nZy9uDh7+9u7",
+	"sxfPL968ff2P0xfvQufP02K+sHtLZSxqWzojWhz+Y+9vSl9zFKjxU8gWKm1cxMpFOfoLeZKKe7PtVn6S",
+	"TvDphG8r7uYSfOMuoag8BTYHCZqM1zyzasmtiHiSrFgmEzyjVKsrgYoI3KSJiIRNyE9YpytNeG1dUkV3",
+	"aLD6FCIxE2A8G/757OxNabFH9HUmBiTZnCyPdOwnb06HyPT5Mk1gGKll6Bo6FJ/IhTI2YOE3w1oTZMwm",
+	"m8ZqyXH4vlSeeqdwMwhYuLA2He/vJyriCY4wfjoajUJ3a0gAg8ANTeeUKm0D+hR+H+Yc198xAzJudS6w",
+	"wrcwZC/IzOrWPSF6tfJb78bVw2dP7xtZ76CiPQLyduhPd5p5bdC6FtRwSTsTJRhnAivO8ZrENESP3wzo",
+	"vRPs7dDTGcORjFnCI9Li4YZHNpjIiBvYMyCNsOIKEN3cMobsd5HEEdexw2vEPZOliEQQH7u5OTNCzhNg",
+	"rgvSS4/+w4l8CfwKvGm+ynnxYmCjcuUzrZZk4cBt79G2HUI1Xcnb1cF1uV6uXiSwzM23cvV61hu/325N",
+	"K0wFkjSR6jelLLCrDiRXrwAJfb6SdW2oS93YOvDfeZJBb33n58F6EAe46UlLkSzvzGgNYzqA/3r3+hVK",
+	"9RkEDCHEhIySLIZ4yE6wlWGx0BBZQmsjYphI7r53CgNOOEXid61YAleQGBYDpKzfBMGA4oNK0n62SuEd",
+	"rRbVFKnsRMJNSkxYAypzghRarbL5guVTJkrCsfdL5+1KRcVFbUykx4L6CTwkLvwpTpem9oe0ftqsbwBY",
+	"eTcGQw8lN+HnvCmf945suALOQaxmM5AxETuZZqQ8oBZ77NrmIiHqy9yQYDkYTuS7FBJL7gJuGC4iZlPN",
+	"ZbQAg9IqRyX59ck79nQ4emIcoUSIo1IASH5ZiJ1QsqXjLNE6i4V9ceURuq418yhXsUBmy974fY+n4uIS",
+	"VkOn4/aC8gtSsCtfuGiByhfO/1GavMoxii/yMfIv1rpkaaI4ahZzzWVlBPenb37ewgx5ZNssYL9T6EXs",
+	"WJ6bvlCmZkrT1wb0FWiUoyCZuQPk8VJI9uPL00GbuleHYbsroVN+3cE6SU3b7E/e/tJteNr9BhXoXspV",
+	"hySDlX9sVMp7L3i08BCNGdmfiFqH76cwUxoCxmcW9HnI+qUJWyNasljEJChQMNWgItqUG90RppbrObSg",
+	"9a7dVy6OroH7JTrmiNeCcY1zo19p3W3nRmJilzN0F3O1a+lwPMhvbbH/EjFajZZ4/z/ZbtxXSQx68Ce1",
+	"H5ck7uNtyID9m1bkJ4ZZzUXyENbkH1Qm26x6768B9TyjMrsIGHD8QyptF+e4uBjmGpwLyKuBvfH7vYPv",
+	"RsHed8+Go2cHBwH+4T+ft1npYpXhgQRrPLlCDI6qxOBoHag/gvPIrC0+UXIubBZDwBJu/ac/lFqeD3sf",
+	"u5in1cU8bVnMAqLLt05T2GqVr1+BSvj2LiRDpO1esIZNyPl3lSb37qBhajh61mlLaB/c60BPDHM6t9fV",
+	"GsMejo6+axlYO81828hegb/T0JsU0ProFWWzdYKD0eHRNkpYOam22+RxwFBQ9Zqc4xTOCv+t2Gp1EbW1",
+	"voXW6FDLrlWWxOTwXtVdtLlhR2l2NDoa7mIbMJbbrCN+xf3mPMdVf7ubfw6W9b0nngw0xFHNMU7NOKua",
+	"8l1AYm7QjxUYp6uD88V7Dng4GgVHo4PgaPQ0OBodnW+leTlci10U0Gw7Ip9K0SaGRmDMxRWQCrcOih+y",
+	"JYrDCGFAUa0roDZ3UB2zlGvribpeFfkRRVz8WsZDc5/IZAlWuxIGbq0W02znOJzppxD/qiLhI3k/nrg2",
+	"Kf1Gy1qdX3sOhpLp3dnBvW6iySHusAnPyW6DreFxmxyBO3rz7hitlY/6oeT1vXQ6axt6wc0FUgLTmprz",
+	"6w9IxgybIa1YcNQoEeykbdXMixW6uCPmXwqXYLBJQPM3/xds6s4NUaBCjisXbylk94+dcTy49Qsj/oAN",
+	"cK2McwUoS18kfOUDgHeSM/9OvV5ip12CqK6EEVOR+ADRjQOXLVsVgAox6ghaoVOoTVlgTwnSEvIFASqu",
+	"bp2ENSFUBXDQpNdV5GuLk9nAC350Cv7dZLYGrb27d/gr8f3zEd9ul//hboda0so6FJ67TDvDrGJhOp05",
+	"w49Db+foSuXcfam5sU42zU0CjtimpKn+M8X/X8M0bbVAfRod7F7zwZEXll1S4OHR5vzMGgHtHnV0x0Fz",
+	"wls/l61euxpZbji/CNjkIzpmcWVph8++rcqkz74Nnh0cngePRdXvGqtyL1Te03TCoQ3k8hePYzl6ug2j",
+	"1E3AbMVL33WbBehz2G1yhWC70ea+bS9+5t/SeBf2syZO8SlFpZHZ0yWMeF5XaINRAlxTzFAfCQsYqzRF",
+	"Epkc10nx+srYvjK2OygBW7nS1sEqLOfjWMoj84z/eC6wRppcRtcapY7BcpHUVUGfSUumnBklem81orlR",
+	"2kjiT+TpaLPNVOwg6yaq3KZUNcMIw8yCooKvhV20BQ5uxdO7q9Z3NOTu1izVQkYi5Unn/osWzgTnY2Up",
+	"WrmZEP0RgGhTBmsVR2qaYW21JQw7T3tH7avh+LvhFNuRZ8iXKwhZn0sXz+6/HDClWVhdFrapwMy7mPyW",
+	"ShNlG3O8m0GueXLbq3u0w+ilMG0exjvJOe5qrUk5zcPtlFba0kI3EIjd6F0zzXTL6jZQjp+BJ0jMmysq",
+	"LdslyVKXW2mU79Y2k9MZzkQCZ3lE3UYJ6v83gemORBBcyaEdrOF5/KRzUa3/XsoonXpxLrxsUFU+3i5o",
+	"8po46+4VV7pms5SxPiD9nOmkwy8j5hLiIs2NWVimCbfA+h/+uN3/cHO7/2F1O2iN2ixstLumGzZuhzf0",
+	"1ZhAsdjAF9rJKzy5Sj+Vw6vY/dqMglUjX2E9zA171bvVejkpIOjj3LBUVOTCV7Wq1Uf67tsjlL/qZ/Cz",
+	"umaoA/g8KJ9N6ZIrLwGqGRUjpuFKXbosDqmujxlyaWUsezpiMV+ZQd0S8uwvTizfUgNrbfdIlP7r3etX",
+	"W2nSBhq0iV63aUWb2ncqIBv0i3u8kJ2GehdyXiUIN6s/WqkB4l1ePiFv+3Q4Go46W98xjfdeFIWNl7XY",
+	"QnmL2q6dh8l5B1oVvC4WeJJLIbkPdlvyNMXNjT/kZLVj0U3GmW9+8ybL9rfFhV298gXVvA1TSfAxoNuB",
+	"Vh1vc/vmem/Pq7D4gdtoUSE0DW8x/lq4yinKryxBxP793//Hh9gblqXMKvZsVCgup8/NuuC5MQXvedkT",
+	"x8qDlfPZZkoP2fPM1QMBFwGtYamuIPZxh3tGxBAQ1UJ6NRPa2D0DVMrGB0p8TJ7ds1FVnjjYJtxVtrgR",
+	"Cz3kXWW2dWj8ylPDKOkwpkJpkWXl0KyfqGvQexE34CL8PcXGE1JUogcl0fUDcLDcFPX4SEi4pX3R0kvU",
+	"5+t8okkf3M42grxD3If861K2znFxgzmgGm7iaerOwR5uxmCTfL5VSYnsTfc5OkG3Q/CtBIfKNLN3CXFN",
+	"VFSj7mXYemeYegGD8xa+sTTzDfxlW4gvrsaN4Xu0ArLCZLbAq6kFbmH2lCm+6S51sc1mdO69CQvrNo5u",
+	"iHxV/f50qt9lu0/qz6DftcXCTI1KMgtBpw5nhhsr5zy+ENmm8W1V8zaJm4UK2Izx2Kbh/b1m5G4k1qda",
+	"XHEL4bhWO4DLOP9MGhjZhV1B1SGrVpAcs0RckjkVRwmopqkrbkHJGK7SZWHUozKU0kKMY+Y2V2GHLHT1",
+	"aEJKVVMS8O5WK85JgJgyD6tOfjcnBS/m60EhhEZqj/03EGVa2NU7ktzpuN+BvhJRRVhvlCE17ncv8/RD",
+	"OzcX//7v/xsOXGpjaH2cqU8+ccbbPQ+7kAyp/jsaIRxOZHjiS/cRyx0zmptNstHoaUSN6CNQQcwyrdS4",
+	"6oj96oJ/pqhcXxcxV9F6U+CaQoM8ABbWpogH6z07zCR8CY19C8l+5SmScf3E5EmnSIUc2lBOVZ5Sf610",
+	"zEKaJQzI3mxSHoEr/1hWU+q3g6GA75C9+FcmrngC0qKgWV0967s9+p1T6WK3qLJ2cW30Ehg8FVS05pZE",
+	"kplaB0FxopErK2mKwNVE8ZgKXqYMaQ7u/4khUmTGDqMln/viFL7AUl411bkZrmE6kUuStpdTiFmfarS4",
+	"IHK6KWWWLNNZAmYQUFFww8xCabuXCNJAKiSwVFiK+iGBgzTpKX51LqXXqkZmOEVCM+5L7V7Cysn0lyCH",
+	"EzmRv9J2KPEw4kli6BYyvnYlGuf4Ax1NCz4fs9Yjn8gtqG+VoiSlHAN92L5xme3CDobMuUQI2RCkE7n5",
+	"XrK9PSrd8+rk1xch7dWrpXnZG6Ekm3GRZNprf1yaa8hdY+ybb44OD7/5Bq/F37ixJ29On5DvLIWJ7Icf",
+	"Jt7sPkFpdYKi46QXTFB4pH8RE+kDicT0KbI3E5Raw8GxD352DhkS3hEYtUHZpDccDie929DhvxWWNIl8",
+	"z8QjfFB274BsL6jyu9I9vTGZY54iqeR2QURwn6din2exsPtk1oMW/fwFLcvBMfAh20FZ/gxRjhL98A+f",
+	"hexw39UlgLbuE+liWdd7F7o9/lLWZPaVjKU1gTsJvJqxiB0T8XHkYX7H1nLdKJismep2zAxEGqzPhadQ",
+	"9TIxlBdbnEhXGM9fHmHZgqcpSIhdgeSCtBmkXS4tCUe8hJTsGRNZFhA5+e356dnF2xdnL16dnb5+FbK+",
+	"t5yyo1Fu36SjRVGZZj+NqXKQsZQ1RYdXPtvQoUGXTfb9sw5dunClpauWf3veKOV+OBrdW73UMrettfJ3",
+	"yudFSWZK4wqYhGuyCgltXDnyo9FB1yzFsvdrRXKp09Ptncoi59jj8HCXadZLy94GvWe7zFYtmEsSSrZc",
+	"cr2qe+mfGEaXsw0alE84RxxwKYMo+Nzs5ZRgTyuiDEQEaQK66jmrqN72dUzzhgnzZSNbNZBuI7oV/JOp",
+	"JL4PbPt8uPOyUQfd5NepWdrfF6JXBqqhH0xU0apAg1bMuhJw7bShVJkWRHKc+XmRmeslkB9UvLrvI/Zx",
+	"Ebd1TcwXn2zg18F9T95VoFrCdRlI8oiE62CHHkVB88+LrV54K3j+zrgHsbC+jHadrH0ote7bfSfKUAmC",
+	"Nex8Tt9XsbOGJUdt0dhULvqYRJGqCC4V+TZBsyvQYrZ61NN2K93co3hW5POetgNgedpBRahzxZM8YM2d",
+	"8SBo52U/ge084dFj0YF7oAFfzhn/hIJ7LZPVMR4qXvkxrOVO4kf59hcKFim30aI1u64ZDp7AzG6KCR+y",
+	"E1YGjOZayTRbpmYiw3p2VZjXctVgBSqRXqvLrLHcFZkpiUcjnq5N8nch74/CRn10/U5s9NGuT0aLij8L",
+	"K73zxfuCeK877AfjvY6sb1YzKMzSPCRpLiNCNxPnJ6Vx4Z5UgP9oTk5aBl8D3s4o5JXSTyTvG7QOF8D7",
+	"MMSyGon9yBqHj0vu1jdc2a0/NdaO/rK9Q/F64BdGU98tyGJcyD/+GcJaiD09b5WQmFSG1XdlINz1Ru1E",
+	"kz/QvztqSOVN2qYfvaWwzfg4V4vcm6YskzEVa/uqJu2IRA6OjLvL/Ig0NWh9LzdHlk96ivV8M2KS0rff",
+	"fJL4zgwh66hrVDyktoB6YQ1XQjBgxmrgS1ffORbmcshObR6mbOqPGmO/ieRWLV3F6mPGyV+EmO48Ggnw",
+	"q2Yv54sj95mcu6rkJfN0wHP5kCaYSOfuD5iLGw5YxctParJPhXdRAORosBx1CXJLUxV6kcATw5ZgOc4y",
+	"nMjf3dsRtOklX7EpsH6acCFZmLcKXW49rTRklgrpE62iN56XPA33Q7Hkc/w14SuV2eOJlIrFHL+MyZhq",
+	"jv1Ocah84PwxISrdao6RDrz67SW9ECFXvsjwcXWTzotZ36Ufw73KheNQKlPN/BcO8IyjBUSXEDPn6nHP",
+	"Xk1k7lEc50AgR85UA780SHizhJzYnB0dHrJrsoqGiYpCZizX+XuyIeKRAxPeDTORpQecW+a8OH0Yzocs",
+	"fD/pYetJL2CTXg4J91d1p73zcNCu9CEqnXlbyG5SjIos2D2HynWRokwVF5LTK7+tz/f+SRS+wjqUa36d",
+	"eP1VFbwvVZAIVz2xr0ooP1o3dISdBIJ102yXya4a9f5gSFiJEm5zDeWRFtjCO5zJjoNUaM44+5WnL8VU",
+	"AzMq0xG4mr5fJZpNRsGK1WumNEVsrEu55RvlD2gabMFOL32ozvyEvTJToBF900xKoJKkuDtPtoMyhGS6",
+	"KrY95QYm0lhuKc6mM+mgM8+AvQG9lysaFC1iWP9odBSwo9HTAYsVcmdLsgnd7CnuYty45CCtXuVRJjRI",
+	"JcgEmZWLHccvj0ZP//fR6Og2HLIfXRTORJqFq6uIPNcFXbgB80rNIQ0Z0uNZLVyuetcNQfmBVPb2RJRH",
+	"ZnsdORkt5OddRhblWZawstnHUpYviA8hnSAC4DCC5ShxZ+JQv+Brqgae2zA/vNaQp3d8WX332FCJd5FL",
+	"xI1AuKFbND2f6ALrag53esHa9ZvImQazSFa5clyhiRSaTp28K75GMVtm7b5QlNb4aYrglsbu9b+tzd6J",
+	"+S7NXtykO41GcdMPGjJSQK9NNvW/7c7l1x5x35XTY8cvjdv7AGtENTzLenT1+/Pmd3kY8vtzPNBK8JOH",
+	"MqPMUeIkuazVoASmd77polcSu4cfnAZ0697x2F9Q/YM/OmXQn/3vD4hovgRDhwrkj4UqVaXDJnzP66b4",
+	"K5Bgqrb31/lmcgj5+M8myatv+rVr5GnHJ228mUPXukec7+TNKYtVlJEEtHGbZwvU7ZW0mkeWYoL9Qrdu",
+	"esWXybZN/6+TX1/ebdP5qOWmu3f4dDgqdokrx9mYhZt6fZlNuvn9Q8/vuBN6Gni86r4hb93Pn+WC0Nwo",
+	"clOc+/A+KNZ53f7KYyGpKnwuLKOw7qV4M9gEtquDff8ohdno+XRvh33h8ZWVF463RvOW8awIm/+UQMsi",
+	"x2MKVOFOzv0Lgb6eYRGf69vtGki5/gwUPbhGduy+pCwppVn4ozvFPVecbcxG4cDH2Rv/UHBpuGDGPWfM",
+	"KIDdTKQPO3ePwHy4Dd1D5S1CpbOu+iefH0Y/a7zTfOs1swfF201uVNRXH9WW8x/sE/Uxnh6sO1+KqiWx",
+	"QlX3P1zCCuW77Z7LCsauI1KXwp2sXDZKfpRfbXntQZxzFDs/6kC7QzU3Htgj3PxPvPVflj32Lkf3sTbX",
+	"X2BV2Fvb7vC+C6S8MJUH+j9uhg2s866xnqwfSr6EMXPf52Zf5KhkvCHfXzCRoX8fOG/oX/6tPqDL+JwL",
+	"ORiyk+ar/d4HW3m1P0+/MBO/NEosNfRkinty1lWCYP1QxGHAQuvTbH2SMX3nN4Ufi8efwwHjGkoXaO2Z",
+	"2jZ2T2M0OPJjsf3HtMduJga58/HRRYGv8VRrMaofz2w2UB6ILh+A3rBYr5jO5JhdL7gtH4ICGadKyPwl",
+	"qBgiEft345lU12Tn4kUNLLIikzaxEGYi3WNQUaa1y4i/BMnylHoHG5cC7+Iumk+b2TyxHyc1QkmXtMon",
+	"MlLpapzTqvwJfrpKAQu/DwNGFSpWAYsFnquQ86AIbaMiFjTf6RumiWANhuyVIgcpvZvvcmYhZv0KMSqf",
+	"slqqKxgMWShSyvl2ISzcv81f3wI3FMTR736GvxwW6cFqcFw8GCxsVRUKRXrhFkuTapjhqtrJIESXD6r0",
+	"1B7Be2TaV318rSsMw2PLY4pEXxBp+p3uMW8884Y4Rg+xI8ZN/VO18fd3lrQ66ZZ/xPfeCZeXf9mcsuFJ",
+	"W/MShotW88VAKlFxtbKdQb51T2qohEUwkZm0ImFh5+P+IeuHtVKioYv2kep6EOBwsnJNGTcTGfrqTQiX",
+	"cMiohimZNVDUYtcLPA5eCbxz6yafvM82i4ga+1x+eiXVtZpI/FtGMPYUY8FNUXvUXivveRyy+orHbBQW",
+	"JUvpMekkr2wq1fVwIl9T9C/CTUScSqhoV9CgGtRGaBTxaAFPcK2VYhQUDdhGoVz51gclUfUKsZ/VLFOQ",
+	"cDxFRE/nBP0aAnZPKqG4gvzhyULT8dFPeQhKjtxKgpdX3G1KQQsV3102a3gN7+oypGqcjvi1VDJyb4TT",
+	"Hc/r4SBdLv0lQY+qRff2iSr6pbfUx6TCM3sITm7FNIHS6Hvy5nRYqTqUbxqXve45Zq7AQF5QyADkZX8Q",
+	"rssgF+iErkXemcoMRejd+gzvWooElRFKtghP6P8E6iVIU9nPoDJDNcCifRtOxMydtIHDg6LgC+uH31/C",
+	"6q/hwAUsVAIY+uH3Rsz/OslGo8Nv4Sb1n0iM/GvYXETb9L8vVFHThYTr+svP1aOgchjrIzifUkA6tfPw",
+	"5FJ07hvzEeGVsSountvz2/8XAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -368,7 +367,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		if r := requestFrom(ctx); r != nil {
 			client = tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 		}
-		dec, err := s.access.Authorize(ctx, e, &cr, client, time.Now())
+		dec, err := s.access.Authorize(ctx, e, &cr, client, s.now())
 		if err != nil {
 			return nil, err
 		}
