@@ -129,6 +129,24 @@ func (e DatasetUpdateTileSize) Valid() bool {
 	}
 }
 
+// Defines values for Granularity.
+const (
+	Day  Granularity = "day"
+	Hour Granularity = "hour"
+)
+
+// Valid indicates whether the value is a known member of the Granularity enum.
+func (e Granularity) Valid() bool {
+	switch e {
+	case Day:
+		return true
+	case Hour:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RasterTileTokenKind.
 const (
 	RasterTileTokenKindRaster RasterTileTokenKind = "raster"
@@ -237,12 +255,22 @@ type APIKey struct {
 
 	// LastUsed When a tile request last carried this key (recorded within a minute).
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
-	Name     string                       `json:"name"`
-	Origins  []string                     `json:"origins"`
+
+	// MonthlyQuota Tiles the key may be served per calendar month (UTC); `null` for no quota.
+	MonthlyQuota nullable.Nullable[int64] `json:"monthly_quota"`
+	Name         string                   `json:"name"`
+	Origins      []string                 `json:"origins"`
+
+	// RateLimit The key's rate limit; `null` for none.
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit"`
 
 	// Token The public key to put in tile URLs (`?key=`).
-	Token     string                    `json:"token,omitempty"`
-	UserAgent nullable.Nullable[string] `json:"user_agent"`
+	Token string `json:"token,omitempty"`
+
+	// UsageThisMonth Tiles served with this key this calendar month (UTC): written usage of every replica
+	// plus what the answering replica has not written yet.
+	UsageThisMonth int64                     `json:"usage_this_month"`
+	UserAgent      nullable.Nullable[string] `json:"user_agent"`
 }
 
 // APIKeyPage defines model for APIKeyPage.
@@ -273,6 +301,9 @@ type APIKeySettings struct {
 	// LastUsed Read-only in APIKey: accepted and ignored.
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
 
+	// MonthlyQuota Tiles per calendar month (UTC); `null` removes the quota (0 refuses every tile).
+	MonthlyQuota nullable.Nullable[int64] `json:"monthly_quota,omitempty"`
+
 	// Name Will be generated automatically unless provided explicitly.
 	Name nullable.Nullable[string] `json:"name,omitempty"`
 
@@ -282,8 +313,14 @@ type APIKeySettings struct {
 	// every origin.
 	Origins nullable.Nullable[[]string] `json:"origins,omitempty"`
 
+	// RateLimit The key's rate limit; `null` removes it.
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
+
 	// Token Read-only in APIKey: accepted and ignored.
 	Token *string `json:"token,omitempty"`
+
+	// UsageThisMonth Read-only in APIKey: accepted and ignored.
+	UsageThisMonth *int64 `json:"usage_this_month,omitempty"`
 
 	// UserAgent Processes only requests where the User-Agent HTTP header contains this exact,
 	// case-sensitive substring. Wildcards are not supported; only a single string is allowed.
@@ -471,6 +508,37 @@ type DatasetUpdateFormat string
 // DatasetUpdateTileSize defines model for DatasetUpdate.TileSize.
 type DatasetUpdateTileSize int
 
+// DatasetUsage defines model for DatasetUsage.
+type DatasetUsage struct {
+	DatasetId   openapi_types.UUID `json:"dataset_id"`
+	Granularity Granularity        `json:"granularity"`
+	Items       []DatasetUsageItem `json:"items"`
+}
+
+// DatasetUsageItem defines model for DatasetUsageItem.
+type DatasetUsageItem struct {
+	// Bytes Bytes of tile bodies served.
+	Bytes int64 `json:"bytes"`
+
+	// Keys Tiles served per API key id.
+	Keys UsageCounts `json:"keys"`
+
+	// Public Tiles of a public dataset served without a key.
+	Public int64 `json:"public"`
+
+	// Refused Refused requests of API keys by reason.
+	Refused UsageCounts `json:"refused"`
+
+	// Served Tiles served (200
+	Served int64 `json:"served"`
+
+	// Start The bucket's start (UTC).
+	Start time.Time `json:"start"`
+
+	// Tokens Tiles served to tile tokens.
+	Tokens int64 `json:"tokens"`
+}
+
 // Error defines model for Error.
 type Error struct {
 	// Detail Example: API key not found
@@ -500,6 +568,9 @@ type GrantList struct {
 	Items []Grant `json:"items"`
 }
 
+// Granularity defines model for Granularity.
+type Granularity string
+
 // HTTPValidationError defines model for HTTPValidationError.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
@@ -509,6 +580,31 @@ type HTTPValidationError struct {
 type Health struct {
 	// Status Example: ok
 	Status string `json:"status"`
+}
+
+// KeyUsage defines model for KeyUsage.
+type KeyUsage struct {
+	Granularity Granularity        `json:"granularity"`
+	Items       []KeyUsageItem     `json:"items"`
+	KeyId       openapi_types.UUID `json:"key_id"`
+}
+
+// KeyUsageItem defines model for KeyUsageItem.
+type KeyUsageItem struct {
+	// Bytes Bytes of tile bodies served.
+	Bytes int64 `json:"bytes"`
+
+	// Datasets Tiles served per dataset id.
+	Datasets UsageCounts `json:"datasets"`
+
+	// Refused Refused requests by reason (`X-Tilegate-Reason`, or `not_found` for a 404).
+	Refused UsageCounts `json:"refused"`
+
+	// Served Tiles served (200
+	Served int64 `json:"served"`
+
+	// Start The bucket's start (UTC).
+	Start time.Time `json:"start"`
 }
 
 // RasterTileToken defines model for RasterTileToken.
@@ -535,6 +631,13 @@ type RasterTileToken struct {
 
 // RasterTileTokenKind defines model for RasterTileToken.Kind.
 type RasterTileTokenKind string
+
+// RateLimit A token bucket: `requests_per_second` tiles a second on average, up to `burst` at once.
+// Across N replicas each admits 1/N of it (see the README).
+type RateLimit struct {
+	Burst             int `json:"burst"`
+	RequestsPerSecond int `json:"requests_per_second"`
+}
 
 // TileJSON defines model for TileJSON.
 type TileJSON struct {
@@ -594,6 +697,9 @@ type TileTokenError struct {
 
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
+
+// UsageCounts defines model for UsageCounts.
+type UsageCounts map[string]int64
 
 // ValidationError defines model for ValidationError.
 type ValidationError struct {
@@ -679,6 +785,12 @@ type Scope = string
 // Sig defines model for Sig.
 type Sig = string
 
+// UsageFrom defines model for UsageFrom.
+type UsageFrom = time.Time
+
+// UsageTo defines model for UsageTo.
+type UsageTo = time.Time
+
 // Conflict defines model for Conflict.
 type Conflict = Error
 
@@ -715,6 +827,18 @@ type ListDatasetsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// GetDatasetUsageParams defines parameters for GetDatasetUsage.
+type GetDatasetUsageParams struct {
+	// From Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`.
+	From *UsageFrom `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the period (exclusive). Defaults to now.
+	To *UsageTo `form:"to,omitempty" json:"to,omitempty"`
+
+	// Granularity Bucket size; buckets start at whole hours or days, UTC.
+	Granularity *Granularity `form:"granularity,omitempty" json:"granularity,omitempty"`
+}
+
 // GetTileJSONParams defines parameters for GetTileJSON.
 type GetTileJSONParams struct {
 	// Key An API key's token.
@@ -737,6 +861,18 @@ type ListAPIKeysParams struct {
 
 	// Limit Page limit.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// GetAPIKeyUsageParams defines parameters for GetAPIKeyUsage.
+type GetAPIKeyUsageParams struct {
+	// From Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`.
+	From *UsageFrom `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the period (exclusive). Defaults to now.
+	To *UsageTo `form:"to,omitempty" json:"to,omitempty"`
+
+	// Granularity Bucket size; buckets start at whole hours or days, UTC.
+	Granularity *Granularity `form:"granularity,omitempty" json:"granularity,omitempty"`
 }
 
 // CreateDatasetJSONRequestBody defines body for CreateDataset for application/json ContentType.
@@ -1717,6 +1853,16 @@ type ClientInterface interface {
 	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 	UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetDatasetUsage What a dataset served, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+	// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+	// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+	// without traffic are omitted; at most 1,000 buckets (422 beyond).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+	GetDatasetUsage(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetTileToken Get a tile token for one dataset
 	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -1813,7 +1959,7 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 	// accepted and ignored.
 	//
 	// Takes any type of body and a specified content type.
@@ -1825,13 +1971,23 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 	// accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+	// Buckets without traffic are omitted. Usage is written every flush interval
+	// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+	// At most 1,000 buckets (422 beyond).
+	//
+	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+	GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // ListDatasets List the datasets of the caller's account and those shared with it
@@ -2033,6 +2189,26 @@ func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId o
 // Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 func (c *Client) UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUploadTilesRequestWithBody(c.Server, datasetId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDatasetUsage What a dataset served, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+// without traffic are omitted; at most 1,000 buckets (422 beyond).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDatasetUsageRequest(c.Server, datasetId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2269,7 +2445,7 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 // accepted and ignored.
 //
 // Takes any type of body and a specified content type.
@@ -2291,7 +2467,7 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 // accepted and ignored.
 //
 // Takes a body of the `application/json` content type.
@@ -2299,6 +2475,26 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 func (c *Client) ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewChangeAPIKeySettingsRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAPIKeyUsage What a key served and had refused, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+// Buckets without traffic are omitted. Usage is written every flush interval
+// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+// At most 1,000 buckets (422 beyond).
+//
+// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+func (c *Client) GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAPIKeyUsageRequest(c.Server, keyId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2684,6 +2880,91 @@ func NewUploadTilesRequestWithBody(server string, datasetId DatasetID, contentTy
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetDatasetUsageRequest constructs an http.Request for the GetDatasetUsage method
+func NewGetDatasetUsageRequest(server string, datasetId DatasetID, params *GetDatasetUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Granularity != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "granularity", *params.Granularity, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -3188,6 +3469,91 @@ func NewChangeAPIKeySettingsRequestWithBody(server string, keyId KeyID, contentT
 	return req, nil
 }
 
+// NewGetAPIKeyUsageRequest constructs an http.Request for the GetAPIKeyUsage method
+func NewGetAPIKeyUsageRequest(server string, keyId KeyID, params *GetAPIKeyUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Granularity != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "granularity", *params.Granularity, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -3331,6 +3697,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 	UploadTilesWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadTilesResponse, error)
 
+	// GetDatasetUsageWithResponse What a dataset served, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+	// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+	// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+	// without traffic are omitted; at most 1,000 buckets (422 beyond).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+	GetDatasetUsageWithResponse(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*GetDatasetUsageResponse, error)
+
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -3445,7 +3823,7 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 	// accepted and ignored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -3457,13 +3835,25 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 	// accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettingsWithResponse(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*ChangeAPIKeySettingsResponse, error)
+
+	// GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+	// Buckets without traffic are omitted. Usage is written every flush interval
+	// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+	// At most 1,000 buckets (422 beyond).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+	GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error)
 }
 
 type ListDatasetsResponse struct {
@@ -4137,6 +4527,75 @@ func (r UploadTilesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UploadTilesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDatasetUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DatasetUsage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDatasetUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDatasetUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDatasetUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDatasetUsageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4924,6 +5383,75 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+type GetAPIKeyUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *KeyUsage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAPIKeyUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAPIKeyUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAPIKeyUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAPIKeyUsageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 //
 // Returns a wrapper object for the known response body format(s).
@@ -5093,6 +5621,24 @@ func (c *ClientWithResponses) UploadTilesWithBodyWithResponse(ctx context.Contex
 		return nil, err
 	}
 	return ParseUploadTilesResponse(rsp)
+}
+
+// GetDatasetUsageWithResponse What a dataset served, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+// without traffic are omitted; at most 1,000 buckets (422 beyond).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*GetDatasetUsageResponse, error) {
+	rsp, err := c.GetDatasetUsage(ctx, datasetId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDatasetUsageResponse(rsp)
 }
 
 // GetTileTokenWithResponse Get a tile token for one dataset
@@ -5287,7 +5833,7 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 // accepted and ignored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -5305,7 +5851,7 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
 // accepted and ignored.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
@@ -5317,6 +5863,24 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseChangeAPIKeySettingsResponse(rsp)
+}
+
+// GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+// Buckets without traffic are omitted. Usage is written every flush interval
+// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+// At most 1,000 buckets (422 beyond).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+func (c *ClientWithResponses) GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error) {
+	rsp, err := c.GetAPIKeyUsage(ctx, keyId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAPIKeyUsageResponse(rsp)
 }
 
 // ParseListDatasetsResponse parses an HTTP response from a ListDatasetsWithResponse call
@@ -5847,6 +6411,60 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 			return nil, err
 		}
 		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDatasetUsageResponse parses an HTTP response from a GetDatasetUsageWithResponse call
+func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDatasetUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DatasetUsage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest UnprocessableEntity
@@ -6492,6 +7110,60 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 	return response, nil
 }
 
+// ParseGetAPIKeyUsageResponse parses an HTTP response from a GetAPIKeyUsageWithResponse call
+func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAPIKeyUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest KeyUsage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// ListDatasets List the datasets of the caller's account and those shared with it
@@ -6521,6 +7193,9 @@ type ServerInterface interface {
 	// UploadTiles Upload the dataset's MBTiles file
 	// (PUT /api/datasets/{dataset_id}/tiles/)
 	UploadTiles(ctx echo.Context, datasetId DatasetID) error
+	// GetDatasetUsage What a dataset served, per hour or day
+	// (GET /api/datasets/{dataset_id}/usage)
+	GetDatasetUsage(ctx echo.Context, datasetId DatasetID, params GetDatasetUsageParams) error
 	// GetTileToken Get a tile token for one dataset
 	// (GET /api/tiles/token/{dataset_id}/)
 	GetTileToken(ctx echo.Context, datasetId DatasetID) error
@@ -6557,6 +7232,9 @@ type ServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) error
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	// (GET /v1/api_keys/{key_id}/usage)
+	GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -6715,6 +7393,45 @@ func (w *ServerInterfaceWrapper) UploadTiles(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.UploadTiles(ctx, datasetId)
+	return err
+}
+
+// GetDatasetUsage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDatasetUsage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetDatasetUsageParams
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", ctx.QueryParams(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter to: %s", err))
+	}
+
+	// ------------- Optional query parameter "granularity" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "granularity", ctx.QueryParams(), &params.Granularity, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter granularity: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDatasetUsage(ctx, datasetId, params)
 	return err
 }
 
@@ -6907,6 +7624,45 @@ func (w *ServerInterfaceWrapper) ChangeAPIKeySettings(ctx echo.Context) error {
 	return err
 }
 
+// GetAPIKeyUsage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAPIKeyUsage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAPIKeyUsageParams
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", ctx.QueryParams(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter to: %s", err))
+	}
+
+	// ------------- Optional query parameter "granularity" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "granularity", ctx.QueryParams(), &params.Granularity, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter granularity: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAPIKeyUsage(ctx, keyId, params)
+	return err
+}
+
 // This is a simple interface which specifies echo.Route addition functions which
 // are present on both echo.Echo and echo.Group, since we want to allow using
 // either of them for path registration
@@ -6959,12 +7715,14 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/v1/api_keys/:key_id", wrapper.DeleteAPIKey, options.OperationMiddlewares["deleteAPIKey"]...)
 	router.GET(options.BaseURL+"/v1/api_keys/:key_id", wrapper.GetAPIKey, options.OperationMiddlewares["getAPIKey"]...)
 	router.POST(options.BaseURL+"/v1/api_keys/:key_id/change_settings", wrapper.ChangeAPIKeySettings, options.OperationMiddlewares["changeAPIKeySettings"]...)
+	router.GET(options.BaseURL+"/v1/api_keys/:key_id/usage", wrapper.GetAPIKeyUsage, options.OperationMiddlewares["getAPIKeyUsage"]...)
 	router.GET(options.BaseURL+"/api/datasets/", wrapper.ListDatasets, options.OperationMiddlewares["listDatasets"]...)
 	router.POST(options.BaseURL+"/api/datasets/", wrapper.CreateDataset, options.OperationMiddlewares["createDataset"]...)
 	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.DeleteDataset, options.OperationMiddlewares["deleteDataset"]...)
 	router.GET(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.GetDataset, options.OperationMiddlewares["getDataset"]...)
 	router.PATCH(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.UpdateDataset, options.OperationMiddlewares["updateDataset"]...)
 	router.PUT(options.BaseURL+"/api/datasets/:dataset_id/tiles/", wrapper.UploadTiles, options.OperationMiddlewares["uploadTiles"]...)
+	router.GET(options.BaseURL+"/api/datasets/:dataset_id/usage", wrapper.GetDatasetUsage, options.OperationMiddlewares["getDatasetUsage"]...)
 	router.GET(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.ListGrants, options.OperationMiddlewares["listGrants"]...)
 	router.POST(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.CreateGrant, options.OperationMiddlewares["createGrant"]...)
 	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/grants/:grant_id/", wrapper.DeleteGrant, options.OperationMiddlewares["deleteGrant"]...)
@@ -7864,6 +8622,87 @@ func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type GetDatasetUsageRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+	Params    GetDatasetUsageParams
+}
+
+type GetDatasetUsageResponseObject interface {
+	VisitGetDatasetUsageResponse(w http.ResponseWriter) error
+}
+
+type GetDatasetUsage200JSONResponse DatasetUsage
+
+func (response GetDatasetUsage200JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokenRequestObject struct {
 	DatasetId DatasetID `json:"dataset_id"`
 }
@@ -8722,6 +9561,87 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type GetAPIKeyUsageRequestObject struct {
+	KeyId  KeyID `json:"key_id"`
+	Params GetAPIKeyUsageParams
+}
+
+type GetAPIKeyUsageResponseObject interface {
+	VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error
+}
+
+type GetAPIKeyUsage200JSONResponse KeyUsage
+
+func (response GetAPIKeyUsage200JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// ListDatasets List the datasets of the caller's account and those shared with it
@@ -8751,6 +9671,9 @@ type StrictServerInterface interface {
 	// UploadTiles Upload the dataset's MBTiles file
 	// (PUT /api/datasets/{dataset_id}/tiles/)
 	UploadTiles(ctx context.Context, request UploadTilesRequestObject) (UploadTilesResponseObject, error)
+	// GetDatasetUsage What a dataset served, per hour or day
+	// (GET /api/datasets/{dataset_id}/usage)
+	GetDatasetUsage(ctx context.Context, request GetDatasetUsageRequestObject) (GetDatasetUsageResponseObject, error)
 	// GetTileToken Get a tile token for one dataset
 	// (GET /api/tiles/token/{dataset_id}/)
 	GetTileToken(ctx context.Context, request GetTileTokenRequestObject) (GetTileTokenResponseObject, error)
@@ -8787,6 +9710,9 @@ type StrictServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx context.Context, request ChangeAPIKeySettingsRequestObject) (ChangeAPIKeySettingsResponseObject, error)
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	// (GET /v1/api_keys/{key_id}/usage)
+	GetAPIKeyUsage(ctx context.Context, request GetAPIKeyUsageRequestObject) (GetAPIKeyUsageResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -9090,6 +10016,32 @@ func (sh *strictHandler) UploadTiles(ctx echo.Context, datasetId DatasetID) erro
 		return err
 	} else if validResponse, ok := response.(UploadTilesResponseObject); ok {
 		return validResponse.VisitUploadTilesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetDatasetUsage operation middleware
+func (sh *strictHandler) GetDatasetUsage(ctx echo.Context, datasetId DatasetID, params GetDatasetUsageParams) error {
+	var request GetDatasetUsageRequestObject
+
+	request.DatasetId = datasetId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetDatasetUsage(ctx.Request().Context(), request.(GetDatasetUsageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetDatasetUsage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetDatasetUsageResponseObject); ok {
+		return validResponse.VisitGetDatasetUsageResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -9457,121 +10409,167 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 	return nil
 }
 
+// GetAPIKeyUsage operation middleware
+func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error {
+	var request GetAPIKeyUsageRequestObject
+
+	request.KeyId = keyId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAPIKeyUsage(ctx.Request().Context(), request.(GetAPIKeyUsageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAPIKeyUsage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAPIKeyUsageResponseObject); ok {
+		return validResponse.VisitGetAPIKeyUsageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tchs3suiroObeKlOpIUXJcmovVVtbSuJNvHFsV+xk76lQpQFnmiRWQ2AWwEhidFS1D3Ge4TzYPsmp",
-	"bmA+OUNStiwnOf5jUzMYfHQ3+ruB2yBWq0xJkNYEk9sg45qvwIKmv77OtVEafyVgYi0yK5QMJsEbvgAW",
-	"08uQccM02FxLSJiQzC6BRe5dxNSc/s40XAmVG5bxBYyCMBDYyz9z0OsgDCRfQTAJ3DdBGJh4CSuOo86V",
-	"XnEbTILZ2kIQBit+8xLkwi6DybOj4zCw6wy/NFYLuQjC4Ga4UMPmw7u7MPiGW27AvvgG+6ShM26X1ciJ",
-	"e38hkiAMNPwzFxqSYGJ1Dp2zyXNquTnQ85tsE1jvRArMqkuQDG4yoddskEtxwwzESibmICQQUYMnhkVw",
-	"k0UI05WQFpI+YMFN1g0pIe2XJwgqIcUqXwWTcTlR7HABmmb6Paw3Z3om2dmbF+wS1k+Mm1Df8Jewbgxf",
-	"Q8zxsy+7QPM9rB38m0O+SEBaMRegkVZw9O9hXY7aRNMlrD8cRS/FStgeik7xXd+S6WVj0QnMeZ7aYPJs",
-	"TKTp4H00Htegf9QN/rexwmdbSMVgi7650Mt7IuCtWGwfUCwkt7nuH1Qs7jXkHSLKZEoacMxEyXkqYgJ+",
-	"rKQFST95lqUi5jihw38YnNVtbZD/q2EeTIL/c1ixqUP31hw+11ppN1BrVUtg8ZJLZFJ+UMOuhV0yjntQ",
-	"GCvkgqnZPyC2o+AuDP6q9EwkCchHmpsGInueMmHYFU9Fwma5ZSu+ZlJZlihml8LQ1F4p+1eVy+Tjz+yV",
-	"YiaPlx4uBSuPeZqCfmIYj2OVSwcvJJtHhNmZh1ENbtckdea5gWTEov8/xBktuIXhj8CNkhECVklAphIR",
-	"14UkClk048lFSehROJURbaWIDUoejMIq4RYM4wURqTm7XipCjwaeEFy8zDgIWaS0WAiJ3ecG9AVfgLTU",
-	"dy4vpbqWF76BG+QS1iwVxhrmHhvGpesS2RoYy5bcMAnCLkGz6LX/Vio9ldGPMAcNOsJhi94vYY1ja8Cd",
-	"F1tIIjao/igmapjll8BsueFNSLTmGb45GE1lEAZL4IkX/mdxDMYMv1bSapUOz9JUXQ/ddJo43eQ1G/jY",
-	"/sGdJ6mfJM/tUmnxKzwOvdcIarBJRBO2EsYIuUBwK804W/EUJQwkRFuDqPw7mrDIiAXiAeX3VCJOC9pC",
-	"MPM0ZQtxBRI7wgfXkKbMfew6lwxWmV2zCPH5ybGh1EuuF/A4/LAg/JlK1rhxrVIsxeGJ2TwuVWzyZ08E",
-	"iCQhiREV07riIuWz9JGghBt5xg3gnHKpgcdLHPwUtW+9Zim3oP3MMq2QWvD1c2mFXT/YDL979+7NzwgD",
-	"+rh3vlUTVrQpVAdHzW9eeA000yoDbYXTERzDTRqqHDLjoRUrIM2PJ69lui40v14DYGguRTZUNB+eDjOF",
-	"2pd2n92FQayB20cYpwGV20DmqSeYrm7vwkAkXVrsQ80m5cZeoMjcVAT/vgTJuBMPxXbE5izmWgtISCEh",
-	"2TXQECudQEIalcCvVkLmFg5QceyEZnvZD7Uep5jeboLRS1Yy9yysTGcj/4Brzdf0N0rFDhUZ7dd8loqY",
-	"lm8Vy3KnHSGsfvrxpWGD6C+XsP5zRBB4qMVVusQelHNXN4p+CZztQ+vxUGqSYqP3ClzVvgjLnVinmvNy",
-	"XKcjItTcTkbzqWM397gPnFuhcA5IuLHkGDhlES4zYsqpnkR/hceg7QrYDpBuV0BYUUP5Yxuz81yqk1Ys",
-	"Ty9IId5c3qt8NXP2LCpWhSJd6s+dBmEde6UjpD5KMfd+HLwFi3YNrYoniXB09aaGkTlPDbRZdfEZzpfj",
-	"jEfsTK6ZIvUTaQfljVe12eDk+BhVHKv5xbwwAFA9gpsYMuvVWJ4MlUzXUzkXkCbGW/bfwzpk10sRLxnX",
-	"BA/IUEFFVUkspNKQMIOWD7duIowbNgcbLyFhMZdsBixTBj+Z8fhyKsmiE9Z4Nd2M2ODdEj/TwBKIU449",
-	"LkEDcSqVW1SS3eaMJs6k4FZp48webtilkEOVgeSZmEq3ZMZrHzFP3mu0EQxIYgO84JejA9LZegVaE+w/",
-	"FlDCPhx0Jp0w6eWqG8RdE2offayWYKv5Ao7G43G4r6R7iHl2u3q2SrsPB8jO9RWyqSVmRZoiHS9AguY0",
-	"WG7ViluBdvaa5TIFY5DOrgSKWLhBRU3YlHxiTSiTl6n8e48p1aRiiwVkEIu5AOO3Jyp5lXWKexWtDVQC",
-	"FEHJGNroZ29ejJAZ8FWWwihWq8g1NLSHp3KpjA1Z9MWo0QQ3rMlniVpx7H6AxhDxxwxu0KxdWptNDg9T",
-	"FfMUe5g8HY/HkWMLxJghdF0TnjKlbUi/or9ExU40vjXIpNOQZqUdPWLPyehy855KuAK99kt3JlgpKBru",
-	"rqdt4G8Ae8VvXrhPj7bsh13Kx70IdWMOTRWi5fB0JgIYRt2XkLsmhokI+cmAHp7h144gnDHK0IwgzJFG",
-	"CDc8tuFUxtzA0IA0woorQAS7aYzY30WaxFwnjpIQ2ybPEG2QnLqxOUP7KgXmPkF54wluNJUvgV+BN40H",
-	"iDpSEQ6IFLFRNfO5VivG5Zrhsoe0bIfCtqNyty61KWHl+nkKq8J8kuvX82Dyy26FvlQ7JekE9SczpVLg",
-	"kh7tp43I9StA8VfMZFMv6RP8Ozv+mac5BJsrPw83QwTghid9QbLiY0ZzmBAC/vb29SuUrzmEDCHEhIzT",
-	"PIFkxM6wlWGJ0BBbImsjEphK7p470Y0DzpDdXCuWwhWkhiUAGRu0QXBA0aeKmb5bZ/CWZosKg1R2KuEG",
-	"ZTVqMKhWCVIttcoXS1YMmSoJp97rWbSrVAYXE5hKTwVNDHxMWvhNYJeG9kjaxDYbGABW7Y2DkYeSG/BT",
-	"7pRPu0e2bAHnBFbzOciEmJ1Ec5IblFb21LW9RmPcOs2VGyaVhIPRVL7NILVMueY4iYTNNJfxEgybQcxR",
-	"XX199pY9HY2fGMcoEeIRkwDIflmEH0VsBoTOkqy/UrlMOtSCX64BBbhRuV2GDDj+IZW2y3OURgksNIBB",
-	"wePlezD5ZXj0p3E4/NOz0fjZ0VGIf/jf5zVJWilUKkeKCDdQX5OeJyRpqz/agvNrcFbzxuRTJRfC5gmE",
-	"LOXW//pVqdX5KHjfyTytT+bp5mR8oHnTEnZa08UVEAvanO1X+QrRiYhHFaQ33FCYOqcs45o2qdNYiuhx",
-	"GTXciAe3bc4w8AbpRbfPaUOZ4NZqMcv3dmXNPoSq6hvBxzneH2ttEtqqizU9B35roHF1fzp70EW0Se8e",
-	"i/Bb5C7c6V7dZlK+l124k0qKXm8rJhJks3lX10tuLqxIwXQmLvzw1Tt8x+YiBYqgzQDBnqWKJw31uJIm",
-	"wZ6Ufylc+HWbfPA7/3ts6vCGJFDzO9Y23krI/pe9Pk1c+oURv8IWuNb6uYLYKn2R8rUPIO0lOX+mr17i",
-	"RzSZHVbLlTBiJlIfYNjacdWy01lZY0Y9HkvCQmPIknoqkFaQLxlQuXWbLKwNoTqAwza/rhNfl5O0yynn",
-	"KeJrarzTJ9cSF01ee3/vymfm+9tjvv0us+P9kFrxyiYUvnF5SAZt4iibzSM2V5o58naukUwu3EPNDUUJ",
-	"wwBkvsLd55htRj7zf2T47zXMshpFPxQf7J/z0Yl3brmUqeOT7dlrDQba3+v4np0WjLeJl51+ngZbbjlv",
-	"CNjk4zhlSW1qx8++rKHg+NmX4bOj4/Pwsbh6wzU1fiQu73k60dAWdvm9p7GCPN2CgzBwlNtJl/7TXTGo",
-	"TxFBKgyC3SGkh44J+ZF/ypJ9xM+GOsVnFN+gAI5LOPCyrgzSxSlwbZiw5JbTYKzSYMi962mdwqGfBdtn",
-	"wXYPI2CnVNrZWU3kvJ9IeWSZ8YeXAhusyWUEbXDqBCwXadMU9NmJFDaYUxrsrtQH30sXS/xWc9ntm6n5",
-	"QTaTP/z7hhtGGGaWFF++FnbZFY7cSaf3N62rKoV9rNY9m2VayFhkPO1df9nCRdVWnCIsFPduJ5m+ByC6",
-	"jMFGPUbDMmzMtoJhL7b3tL6ai35+wyk2UeQPVzOI2IBLlxnhHx4wpVlUnxa2qcHMJ7n4JVV51F3C8X4O",
-	"uTbmdtc+dMPopTAdu+J+eo7bWhtaThu5vdpKV1rhFgaxH79rpynumN0WzvEd8BSZeXtGxnKbmybLUpc7",
-	"eZT/rGskZzO8Eym8KyLCWzWo/20K0z2ZILiCrD284a5IwFy4dOrN95WO0msXF8rLFlPl/f2CpqgY2ujT",
-	"uMKe7VrGZof0OtdpN9M3YiEhKXMcmYVVlnILbHD7693h7c3d4e367qAz66D00e6betnaHd7R1xAC5WRD",
-	"X4ZU1L+5Oqga8mp+vy6nYN3JV3oPC8defW91bU7cln97+/rVzl25ZRdu41hddsG29r0q+BYN+wFJstdV",
-	"7dJ06lviZv1r535AyBcJ6EXbp6PxaNzb+p5JvQ+iKm8l13IJFR11EZ6HSR9Zldw+EYjJlZDcOhm44lmG",
-	"i5vcFoylZ9Jt0VEsfvsiq/Z3pT6yfuULLr0XT0nwUfzdQKv3t719e75353VYfMVtvPzR5fZ0xEvxbZmo",
-	"Ple6XtjE/v2v//JJUoblGbOKPRuXqvuLb8ym6lUxmw5R+U31JfZVpJsUo82VHrFvcldRAS6HRcNKXUHC",
-	"DOgr0EMj0Hy/BEBMsrnQxg4NUDFQ4tyxmyK1T6RVAvXZuC5Rj3apN7UlbqVCD3lXubkJjR94ZhjweMkS",
-	"KqSMLau6ZoNUXYMextyAy9HyRXWIIUVFTqiLbSLAwbJfUb99LCLc0b5s6XXK8021us0f3Mq2grxH4YXi",
-	"caVdFrS4xSAO62qp46kn46fhyfjkfGfquRsx3Kah7lTTY3vTj0en6vWoftUglBVzn5ycVMUN7l4lHvUm",
-	"GpUwOO+QGyuz2CJfbnco+Dgb14f/ohOQNSGzA15tO2iHsKes+217qU9s1hCQPKiysGnl90Pks/HzmzN+",
-	"LrujMr8FC6crG2RmVJpbCHutGNNA5G9AieyyeXYaOtvUzdIIamc57LJxfm64eZuAjTItrriFaFKvaKIQ",
-	"s/9N8SDyjLoDF0aNuvQJS8UlORSxl5DOPHCFQjxZFZXwpVvLsIXm0kKCfRZeR2FHLHLleBElGysJuHfr",
-	"NbsSIKHc8XqY241J9XnFfFAJoZ46CBmpDuJcC7t+S5o7ofst6CsR15T11jEFxr33Os8gsgtz8e9//Xd0",
-	"4JLTI+vrsBmtlzn35dDDLiJXon9GPUSjqYzOfPEzidwJo7HZNB+Pn8bUiH4CHXhQFQYYV18+qE/4O8rf",
-	"95XlhYkWzIBrSo7xAFhamyEdbH7Z4yjgK2itW0j2A8+QjesnpigbQC7kyIayYqnMewnsWumERTRKFJLH",
-	"1WQ8BldAX53JMOgGQwnfEXv+z1xc8RSkRUWzPns2cGv0K6ejTdykqrNNGr1XwOCZoALAO1JJ5moTBCVG",
-	"Y1eYb8rUzVTxhI4MyBjyHFz/E0OsyEwcRUu+AAcFX19anMXgHO3XMJvKFWnbqxkkbED1bq42hXZKVefA",
-	"dJ6COQjp0CDDzFJpO0wFWSA1FlgZLOWpEKGDNNkpfnauKMOqVjVNzLVeM+6P4riEtdPpL0GOpnIqf6Dl",
-	"UOp4zNPU0C5kfGNLtPD4FaGmg55PWSfKp3IH6VulqCigoEAWpwIIKCCRkxyMmAsKELEhSKdy+75kwyGV",
-	"Qb46++F5RGv1ZmlRQiiUZHMu0lx7649Lcw1FcIh98cXJ8fEXX+C2+Cs39uzNiycUPcpgKgfR7dQ7nqeo",
-	"rU5RdZwG4RSVR/ofKZF+kEpMv2J7M0WtNTo49em/LiRByjsCo9Epmwaj0Wga3EWO/q2wZEkUayYZ4dOS",
-	"gyPyvaDJ78oggwm5Y54iq+R2SUzwkGfisKCfQ3yycCnPqKkRNF4kwSR4KYz11oqhz6uDxXpsuKrJoT94",
-	"rM8aq7V05zndnbcOGzoejx/szIN6fknn6TQZd4fElJuKqTQhxwRa+lQUcTI+6humnPdh46QL/Oj4eJ+P",
-	"Nk97uAuDZ+Onew1YnmFBIi9frbhee+zVA1emCGS1zwPyp9coA/WIKKOjsixfILaDkgzOUbMtCG+oFRHi",
-	"lYBrpyJlynQQktuuRSaN05vA2K9Usn5oFPtw4V1TPfMF+S36OnrowfvO/ZBwXcVX35uU9iGH6kgn/OJo",
-	"jy/Kc2I+LbV6js4LOO1Ne5AI608nabK120oVvzt0Yj8FF0luUuc39LxOnQ0qOelKUsQvklNKlarLZalY",
-	"quQCNLsCLebrR8W2m+n2L8qzyD4tth0AK2yHBEkyFpwJUQDW3JsOwm5Z9i3YXgyPH4sPPAAP+P3g+Fuw",
-	"FYJrgocZuAdaa6LlXupHdWAoKhYZt/Gys+iknSWZwtxuS5UcsTNW5VEVx8vN8lVmpjJqFh1ExWEZGiza",
-	"/IWql1tjuasdrJhHK83EaXpNGnaZoI8iRn3S6V5i9NG2T06TSj6JKL33xvsdyV6H7I8mex1b325mUPaR",
-	"+ZisuUqU2s6cnxRy6MFMgD+0JCcrg28Ab28SInP9g9n7FqvD5bV9HGZZT1B8ZIvDp+v12xuEh9821Y7/",
-	"3+4PyiOHf2c89e2S3Eil/uPPLm5kntKpoSmpSVW2aV9i7n131F48+Zb+39NCqnbSLvvoR7hSl6g9ebPI",
-	"HYTOcpmAZsJ+NpP2JCIHR8bdZn5Enhp2HrJfEMsHnd9+vp0wyeg7bN9jcG+BkNvuWEd5Pu0SmvXmwhpI",
-	"5yEzVgNfuYOyEmEuR+yFZRqylMeFp7+4CQG/m0pu1cod/XXKODmRkdKpaJ2lwK/aXzkHPfnU5WLEmpqH",
-	"A54rEzLhVLoYYMhcMmHIaqE/MpN9hagLDZLj2nK0JShWhcPiHJ8YtgLLcZTRVP7dHc5Hi17xNZsBG2Qp",
-	"F5JFRavIlZzSTCNmkTAN8Sq6GGLFs+gwEiu+wLcpX6vcnk6lVCzh+DAhZ6o59SvFroqOi/NG6UQec4p8",
-	"4NVPL+kIPrn2Z0ed1hfpQhvNVfo+6HhJ6ocy/Bvuv+gAcRwvIb6EhM1grjRimAkzlUWYYVIAgUIjMw38",
-	"0iDjzVOKbHF2cnzMrskrGqUqjpixXBeH0EdIRw5MuDfMVFZhMW4Z1c6xAYwWIxb9Mg2w9TQI2TQoIOH+",
-	"qq80OC+OjG4bfUhK77wvZD8tRsUW7NCRclOlqCooheR0NUDnmf+/EYOv9A4Vll8vXX82BR/KFCTG1ax3",
-	"qTPK97YNHWMnhWDTNdvnsqunwn40IqylDnaFhorwK7YI3fYnPw5yoQXj7AeevRQzDcyoXMfgjmr6rNFs",
-	"cwrWvF5zpSmMu6nlVhebfETXYAd1eu1D9SYtD6v04VZIvp2pTCcH4+o82w6ruPJsXS57xg1MpbHcUvC9",
-	"NxO5N/mYvQE9LAwNCiEbNjgZn4TsZPz0gCUKpbMl3YR29gxXMWltcpBWr4vQM3VSizyjsHIJpfjwZPz0",
-	"P0/GJ3fRiH3tQvNTaZYqTxMnc11usetwXqgN1GVEpxN3SLn6XjcE5Y9ksndnpz+y2OtJ1O5gP29z8ijP",
-	"85RVzd6Xs/yO5BDyCWIAjiJYQRL3Zg7NDb5haiDeRgXyvBRqYYCv6tdJGDq5TxQacSs7ZuQmTUfKu2yb",
-	"RsA9che94HdTOddglum6MI5rPJHyVekjH4pvcMyOUfs3FNU6fZghuKOxO159Z7O3YrFPs+c32V69UTLl",
-	"R00ZKaHXpZv6d/tL+Y27cfaV9M17mn4f0t5nXSKpIS6bKZe/nLefFbmJv5wjQiseUECZUTkZSZJC12px",
-	"AhOcb9votXrH0a2zgO7c8ayHSyoL/rVXB/3Ov/+IhOYrk3tMII8WOsAlG7Xhe950xV+BBFP3vb8uFlNA",
-	"yCeFtVlec9GvXSPPOz5o4e3Cms414nhnb16wRMU5aUBbl/luiba9klbz2FKioJ/ozkWv+Srdtej/OPvh",
-	"5f0WXfRav1Wwb4VPR+NylThzHI1ZuGkeu7DNNn946PkV90JPA0/W/TvkR/f6k2wQGhtVbkp+HT0Exzpv",
-	"+l95InBLuSN/y+ubnBZvDraB7eoI2dHFJazN1sinOxL+d55fWbtCZmt6Za3m4AndRfSHSbQsE79nQAc/",
-	"yYW/asEf81XQSdFu30TKzdO96Rx98mMPJJVOKM2irx0Wh+7MogkbRwc+B9r4m1gqxwUz7r4Yxi0TaLv5",
-	"w76IG0S3dxFLFJgupdJ5V/2dOh/HPmtdhHO3eQnpw9PttjAq2quP6sv5A8dEfY6nB+vem6LuSaxx1cNb",
-	"d5vw3e7IZY1iNwmpz+BO18z1mnz25W1L4nR3Yr4PQvtTNbci7BF2/gfu+t+XP/Y+qHtfn6u7O9z5W7v2",
-	"8KFLpLwwtRvQ3m+ELaLzvrmebBBJvoIJc88Lty9KVHLeUOwvnEp/fbApGvorlOo3ETG+4EIejNhZ+1o0",
-	"H4OtXYtWlF+YqZ8aVZuZ6lY25i9lG0SCrkS2vvbOVx7SM78o/FneohUdMK6hCoE2bh/qEvfUR0siP5bY",
-	"f0x/7HZmUAQfH10V+JxPtZGj+v7Cpu2Zuq9bio6BcZyoo4SW3hZ3lrlCTDS0K5s8DOigruCQWJSfesfB",
-	"LFTxOETgcCtmKVSGxdmbF6NauWuxaJz2pneSuSK2opLVABT1pmiDrcLixnKhG9FdUxuhDO9ujvC2ozq1",
-	"ioLVblX9FtRLkKa2noPaCHUnfvcyXPpI4QgMqXsuC5hUt7Y6p3jNST6I/mLE4s/TfDw+/hJuMv+LivD9",
-	"La+1SXQN77wOIXFd5wMo6pkL74nPGar1VXMC3J3f/U8AAAD//w==",
+	"7H3tchu3suCroLhbZSo1oihZzt6l69QpxXYS3zi2y7JzditUacCZJomjITAHwEhitKq6D7HPsA92n2Sr",
+	"G8B8kDMkZctynOv8iEVyBmg0Gv3djZteoha5kiCt6Y1uejnXfAEWNH16VmijNP6Vgkm0yK1QsjfqveUz",
+	"YAn9GDFumAZbaAkpE5LZObDY/RYzNaXPuYZLoQrDcj6DQS/qCRzlXwXoZS/qSb6A3qjn3ulFPZPMYcFx",
+	"1qnSC257o95kaaEX9Rb8+hXImZ33Rk8Oj6KeXeb4prFayFkv6l3vz9R+88vb26j3nFtuwL58jmPS1Dm3",
+	"82rm1P1+LtJe1NPwr0JoSHsjqwtohaYo6Mn1iV5c5+vIei8yYFZdgGRwnQu9ZP1CimtmIFEyNXsRoYge",
+	"eGRYDNd5jDhdCGkh7UIWXOftmBLSfn+MqBJSLIpFbzQsAcUBZ6AJ0p80l0XGtbDLdYh/KJILsMyIP+Ap",
+	"m9AHw4zl2jJu2dVcZcDmqtCGKc1SvjQR+/D+WReos9pUdZD/u4Zpb9T7bwcVBR64X81BHTwE9xdoAfNE",
+	"spO3L9kFLB8Zh78uEC6gOXWNjo6efN+2k7/A0pFLc8qXKUgrpgI0kjbO/gssy1mbVHUBy0+nqFdiIWzH",
+	"Aczwt64l04+NRacw5UVme6MnQzpJjjwOh8MasRy2U8tpovC7DZRt8IkuWOjHO27AqZhtnlDMJLeF7p5U",
+	"zO445QfDZ/CjVov1iU+J+AM3Ay1UyvpCJllhxCU8ZcIaf1Ae+ZOyN2DPHcKRNtn/oHPCJjBVGlhsVdwF",
+	"9xQBaCWSlFvYt2IBvU7o36t12F/IdBVyuPaQr0Ap1VUXWFbdHahbpH2TK2nAiRMlp5lIiJ4TJS1I+pPn",
+	"eSYSjuAe/NMgzDc7sokXWivtJlohlDmwZM4liik/qWFXws4ZRy4sjBVyxtTkn5DYQe826v2o9ESkKcgH",
+	"gk0DcRKeMWHYJc9EyiaFZQu+ZFJZlipm58IQaK+V/VEVMv38kL1WzBTJ3OMlCPOEZxnoR4bxJFGFdPjC",
+	"k/iAODvxOKrh7Yr0jmlhIB2w+H/tI0QzJMZ3wI2SMSJWSUDSj0nuQhpHLJ7w9LzkHXE0ljFxp5j1SymM",
+	"6gqStWE8EJGaotij7dHAU8KL1xr2IhYrLWZC4vCFAX3OZyAtjV3IC6mu5Ll/wE1yAUuWCWNRfOLXhnHp",
+	"hkRJAcayOTdMgrBz0Cx+49+VSo9l/A6moEHHOG0Y/QKWOLcGPHmJhTRm/epDANQwyy+A2ZKHmohozctQ",
+	"szcYy17UmwNPvfp3kiRgzP4zJa1W2f5JlqmrfQdOc0/XudHafmx+4daT1AfJCztXWvwBD0PvNYLqrxPR",
+	"iC2EMULOEN1KM84WPEPWBynRVj8uP8cjFhsxw31ADW4scU8DbSGaeZaxmbgEiQPhF1eQZcy97AaXDBa5",
+	"XbIY9/OL74ZSr7iewcPww0D4E5Uu8eBapViG0xOzeViqWOfPnghwk4QkRhTAuuQi45PsgbCEB3nCDSBM",
+	"hdTAkzlO/hTtL71kGbegPWS5Vkgt+PMLab2Wfy8Q/vz+/dvfEAf0cie81SMsPBP0B0fNb196pT7XKgdt",
+	"hdMRHMNNO3UMZL9vZLYMynSnCbhvLkS+rwgenu3nChVa7V67jXqJBm4fYJ4GVm56ssg8wbQNexv1RNpm",
+	"GNwXNBk39hxF5rqa+I85SMadeAjHER9nCddaQEoKCcmuvoZE6RRS0qgEvrUQsrCwh8pjKzZXl31f61ko",
+	"aefZ8vxfhbK83V4wLMhclN4TYAb0JaSoC6NqAzLlmtE4rP/h/bO9pyxGaGNkzUwqRkM3FtZmYnfsa2lE",
+	"BT36Zn3HvRJAvgkLC9P6kP+Ca82X+FlzC+dZMA55lr2Z9ka/bz6577gFZ0/enrWxF2dI48jOtFzBhCRT",
+	"q7lQhAxViRbUo7lRTDKREO6tYnnhVEoksA/vXhnWj/9+Acu/xUQ290URBZpB50ir57SpXUThqYBsgpKy",
+	"6Y82ohixKy2sBclofNQH4RI0aoPER8cyzwrDrubcErlxaa4AIQ8POJUOpb4fZwnWSfg1surARCClHVGB",
+	"j6kFElSOzH/KM+PQE/TTHbjRbd138XvPuShouz05N6moMXpF1xWvjUruXudEDWJePdItG3pWwunsFDwO",
+	"Tpq85U5fWZEoHU5M59wMprGEa0vuyZLqlTN/iAcGv+WqQ3IzAtsdklF1zMs/Nh1bLylbmIBVlmfnZJSt",
+	"L+91sZg4NxUq98GYK224Vj9PfbdLd2x9lgB79x6cgkXbmlbF01Q42nxb2xEixVX+E15DeDlCPGAncskU",
+	"mUBIa6jzeHOP9Y+PjlDNtpqfT4MRiio6XCeQW29K8XRfyWw5llMBWWq8w+4XWEbsai6SOeOa8AE5Gkmo",
+	"rouZVBpSZtD65tYBwrhhU7DJHFKWcIkSJFcGX5nw5GIsiYMIa7ypaAas/36Or2lgKSQZxxHnoIF4jSos",
+	"GmruhMcjZ9Zyq7Rxpjc37ELIfZWD5LkYS7dkxmsvMU/eS7RTDUjiqjzI7MEecZVOpaqJ9ncBSziGw86o",
+	"FSedkn2NuGuK1Wefa0W5qrn4DofDYbSrtnUfcLZ7cDdqXJ+OkK3r20k/2qoJaVioS69I0UisP/SH0Xg5",
+	"iFJ9r11Lqnmaq/8+Vnta0VlFluGBnIEEFCIp44VVC25FwrNsyQqZgTF4YC4F6qtwjcJY2Ix89k1yIYjK",
+	"zzvgtqa3rfCyHBIxFWA8n0GLqXL1INNB0x01akXbbRxmT96+HCBX44s8g0GiFrF70BAzGsu5MjZi8XeD",
+	"xiPIeUwxSdWC4/B91DGI0edwvRexeG5tPjo4yFTCMxxh9Hg4HMaOv5GEgcgNTQSXK20j+iv+exxYivFP",
+	"g0xbvVKsdEoN2AvyYDi4x9LRhlu603ZKiddwxz9eRf46IfPrl+7Vww0H+8uox+F4uGDMrgrynU7/Gj62",
+	"q7kfx13CqV0/gU3NcSUc5bwNYBhNWNLNFck9JMcPBvT+Cb7tjoPza7FESUt0S5o3XPPERmOZcAP7BqQR",
+	"VlwCkrdb+ID9Q2RpwnXqzhHSuilyJFpIn7q5OTNCzjJg7hVUG/xxG4zlK+CX4L1sfSRc2sA9Ooj4UAX5",
+	"VKsF43LJcNn7tGxHwKthpO0q9LqiJJcvMlgET4xceuLcxnFKs1CSalf/ZqJUBlzSV7splXL5GlCLCZCs",
+	"q5dd+tvWgX/jWQG99ZWvnaoTycBNT2qfZOFlRjCMaAP+/fTNa1STCogYYohR2C2FdMBO8CnDUqEhsUTo",
+	"RqQwltx97zQwnHCCzPZKsQwuITMsBchZfxUFe5TKUImS98scTgla1PuksmMJ16hyoSKK2rEgC0GrYjZn",
+	"YcpMSXjqAyjhuUrzcxHbsfRU0NyBz0kLf4rdpan9Jq3vNusbAFadjb2Bx5Kb8EuelC97RjYcARdPUtMp",
+	"yJSYncwLi1SMZsFT9+zVHMj0QwOEfBAS9gZjeZpDZplyjyMQKZtoLpM5GDaBhKPV8ebklD0eDB8ZxygR",
+	"4zGTAMh+WYwvxWwCtJ0lWf+gCpm2KEW/XwGqL0YVdh4x4PhBKm3nZyifUphpAIOiyGs3vdHv+4f/Noz2",
+	"/+3JYPjk8DDCD/7vs5oeUenFqkCKiNa2vqY7HJOeUX1YVRuegXOgrAGfKTkTtkghYhm3/q8/lFqcDXof",
+	"C8zjOjCP14HxWUvrDg2nM55fArGgtvSdBW4nbjwqYJ2Ry2CxPmW5z27wurxPRSpzOnbQDrxf4bzdfb2m",
+	"vnBrtZgUO3vFJ59CVfWD4EOmH79rqyS0URNtOoD80UAb+e50dq+LWCW9OyzCH5HbaGukZpNn4KPM+61U",
+	"Eka9qZhIL59M24aec3OONqtpTSv79QdnGU9FBuS5nQCiPc8UTxsKeSVNejtS/oVwmRyb5IM/+b/go27f",
+	"kARqcYHawVsI2f1jZ8wBl35uxB+wAa+1cS4hsUqfZ3zpY9E7Sc7f6K1X+BIBs8VmuxRGTETmY5UbB66e",
+	"bPVR15hRh6OadqExZUk9FUorzJcMqDy6TRa2iqE6gqNVfl0nvjbfeJtv1VPEM3p4q2t1RVw0ee3dnWTf",
+	"mO+fj/l2ez6PdtvUilc2sVBPB4zzydRF/xx5O8dQLmfuS80NJRxEPZDFAk+fY7Y5hT7+meP/r2CS1yj6",
+	"vvhgN8yHx4O60/HoeHMqdIOBdo86vOOggfE292Wrl6vBllfcOYRs8nE8ZWkNtKMn39e24OjJ99GTw6Oz",
+	"6KG4esMxN3wgLu95OtHQBnb5i6exQJ5uwRRwRGS20qV/dVso8UsEAoNBsD0SeN+hPT/zhzzdRfysqVN8",
+	"QmEqisO53CUv60oXapIB14YJS245DcYqTR5VE2idggvfBNs3wXYHI2CrVNoeP6tEzseJlAeWGX95KdDJ",
+	"mkwrw65Vdu1inM2aVVE7Vyh9JCcnoBFv6yx9hWM3KtSaBVXbuXY5yxp6UHi18L8f8GtKjEH7d6JSUSZM",
+	"7egOuoCl2T3yRhA+Qylk2mJv9XytHHRIWGc+DddlmXUFtymfxCeiBb9XLfeLHKCUb7LbwnwKyn2t7Z3P",
+	"aCnjTr6qjFJ2JuSyM0rSMh3QOPHR8Jg08cf0r7kCbfYGvRGeuY246x8Nh7utkiqY2nP6mlVOLlFg94QN",
+	"V3ewJSfPqnqRwk4bs3JcHPwlziJP6NX2eQotASqpqO0cufzldd4Clous6W0KpCmVZVMq2tmWVOdHaZsX",
+	"WUy7+7fmal3fIf97w9MrDDNzykRCom9LXNkqCu/uvbsb793xsVwLmYicZ53rL59waQsLTkFcypBaLYn5",
+	"CES0+Zsa3LnhfGpAW+Gwc7d3dPCsFPhdcwp/hmqnCoKY9bl0OXT+yz2mNIvrYOEzNZz5dEi/pKrqq03/",
+	"vpvPf3Xnthe/tuPolTAtp+JuAtgdrW1St1u0rpVP+9La3lwVuuYQ8R9Tvmw1NttqKTbwmd00s9XajG2q",
+	"RTcD+hl45lJLmhAZy21hmpxPXWxldf61tpl+gWWHBvdQKlmAoF0di0I19050W190WQW+q9bWAOThNLZQ",
+	"JPjZtLZSFDmt7XMrUqXy1FbXF1PBXSyVPScp7fyZnB0Pj/f+KsrW3VWikgTayNL5H3GJ70M+20ZvzH81",
+	"58sdtR1wnUJ2IA9Xu2zOXZXn+u+Vv6PTxx6k0Qa358fHGE3oDbE2pnEtHDZ7LNYHpJ8LnbUfCSNmEm0E",
+	"X0XELCzyjFtg/Zs/bg9urm8Pbpa3e605k2W8d9cyq1VW7oKGDW2vBDbyDSdCYxbX8aK2ebUYYluAsR4w",
+	"LCORIUhYP1vthzOkrt7RN+sL3h2fGbE4sM/zHPS5a1ATE64N475hDVOS8UvQfAYRK3KKE00KbWzMuGVK",
+	"JjAYy5NEK2PY61D+ZBjwZM54uhDWsMOD1yirhHU5X6hvvntx8vzXF77oeUXk4eANX9rhWg75YbutvraY",
+	"lmE2j7JCAm1DRh7Cto1Bfvnvp29eb2WXG9jjJqHY5vzd9Hynn3WDG/UeeUVnPoLLRK/zquvlH62MCokx",
+	"FCyHZx8PhoNh59N3rKy8F3/oRj5SLqE64G0cweOki6xKMZwK3MmFkNw682HB8xwXN7oJHL8z470p08Pi",
+	"Ny+yev62PKrL177nkQ/VKgk7qHTr423L0G/Ce3tWx8UP3Cbzd+6AtmjI+GtZ2IzqXs3HxP7zP/6vz403",
+	"nqc9GZYa68vnZt34raRAiw7zvHoTxwo5xWG2qdID9rxwFfjgEpVdEUHq1Ee9b0QKEbsAwJ1kU6GN3TdA",
+	"zSNSF3Nf13W6dI1K03kyrKs6hzs7nc1mKvSYd51+1rHxK889/0+p8U5iWTU062fqCvR+wg24RHwvk3CH",
+	"FDXFQDN2fQMqV2JXCu4DEeGW58snvTl+tu7YWOUPbmUbUd7hK4DwdWWYB1rc4JKM6ha946nHw8fR8fD4",
+	"bKtEdDNGm4z7uuW2Ybt20IXXht7qPEnsdfecTr3vUPerSSir+i453ZlKGoKjSlzvTFQvF3nWIpIWZrZB",
+	"dN1ssfwQGjeGf6Ntj+ryawu+Vr1TW/QIKr7dtO9dErm2Aem96iHrLtxujHwzeP90Bu9Fe1bPn8Gqbcsm",
+	"nhiVFRaiTsvVNDbyT6Cfttm5W43bTZpsafiuZslus2t/a6QJNBEb51pccgvxqN7YgHx1/m/KJ6Kwl+v9",
+	"N2i0SBuxTFxQtAhHiaj9nusXgFaqb8pWxiwMm2kuLaQ4ZggpCTtgsQscxlSspiTg2a23j5IAKdUe1tMk",
+	"3ZzkfAvwtIUgawzdQFJoYZenZBTQdp+CvhRJzQ5YMe2N+92rU/3Yzsz5f/7H/4v3XHFjbL1PlKxyyVxs",
+	"at/jLiYHqf+ORogHYxmf+D5cJHJHjOZm42I4fJzQQ/QnUO+9qtTUuFZn/TrAP1P9p7f3g/XXmwDXlFzt",
+	"ETC3Nkc6WH+zwznEF7CybiHZrzxHNq4fmVB2ilzIkQ1VVVHHsTmwK6VTFtMscUThNJPzBFwvt6o9YL8d",
+	"DSV+B+zFvwpxyTOQFnXYOvSs79boV06dNh1QVavNxugVMnguqA/ILakk05ZOn+WOJq5HnClLfzLFU+pe",
+	"lzPkObj+R8Y5dkaOoiWf+Qp/nyxRpiFQFPUKJmO5IEV+MYGU9anthavsppNS1ckyXWRg9iLqYGyYmStt",
+	"9zNBxk2NBVa2UNmgMHKYJhPIQ+eKeq1aqUVPuNZLxn1XyAtYOnPhAuRgLMfyV1oOlR4mPMsMnULyYDWP",
+	"xMo+/kBb00LPT1nrlo/lFtK3SlFRaaBAlmQCCCkgkZPsDZiL+BKxIUrHcvO5ZPv71A3l9cmvL2Jaq7d4",
+	"QycRoSSbcpEV2huWLmgRWh19993x0dF33+Gx+JEbe/L25SNKDchhLPvxzdiHA8eorY5RdRz3ojEqj/Qv",
+	"UiL9QSox/ZXY6zFqrfHeU18+5uLNZBcgMhqDsnFvMBiMe7exo38rLBkpYc0kI3xZW++Q3Dq3Uc93Q+mN",
+	"yNPzGFklt3Niggc8FweBfg4oYOhK5lBTI2y8THuj3ith7PMQ3ogaXc47zMPqkQPfBb3L0Ks9WbUPaPS9",
+	"PRoO7639Xj0/ubVRau77U5WHiqksJZ+H0MY1bz0eHnZNU8J90Gi6iC8dHe3y0nrjwduo92T4eKcJy3aK",
+	"JPKKxYLrpd+9elaCCVkKq61pfSNVZaCe7sKor5TlM9zt3vNalOt6PxDevlZEiJcCrpyKlCvTQkjuuIZM",
+	"7NLH/INKl/e9xT4X5LapnvmmEiv0dXjfk3e1oJRwVSXPfDQp7UIOVXdhfONwhzfKlqVfllo9R+cBTzvT",
+	"HqTC+kaZTbZ2U6nitwdO7Gfg0oSa1Pmcvq9TZ4NKjtuKXPCN1HUwr8tlqVim5Aw0uwQtpssH3W0H6eY3",
+	"yrbYX3a3HQKr3Y4Ik2QsOBMiINbcmQ6idln2E9jOHR4+FB+4Bx7w9ezxT2CrDa4JHmbgDttaEy13Uj+q",
+	"20tQsci5TeatRcurVTYZTO2mUpsBO2FVHn7odD4pFrkZy7hZtBqHnnkaLNr8QdUrrLHc9Z6omMdKDqHT",
+	"9Jo07CqJHkSM+qKlncTogx2fgoBKv4govfPB+4pkr9vszyZ7HVvfbGZQaqn5nKy5yoLdzJwfBTl0bybA",
+	"X1qSk5XB15C3MwmRuf7J7H2D1eGSlj8Ps6xnnz+wxeFzsbvtDdqHPzfVDv/n9hfK22++Mp56Oic3Uqn/",
+	"+Gt0GmUFlE+bkZpUlRJ0VV3c9UTtxJNv6N8dLaTqJG2zj97BpbpA7cmbRe5WNlbIFDQT9puZtCMROTwy",
+	"7g7zA/LUqPXGv0Asn3Q729lmwiSj72D1UsU7C4SiKzc8XJUyh2a/ImENZNOIGauBL1w9XSrMxYC9tJSP",
+	"yZPg6Q/XMuJ7Y8mtWrjGuU8ZJycyUjo1PWIZ8MvVt2yZ7069OZuah0OeKzM30Vi6GGDEXJ5ixGqhPzKT",
+	"fYcRFxokx7XlaEtQrAqnRRgfGbYAy3GWwVj+w/XopkX7ux36ecaFZHF4KnYtSwjSmFkkTEO8im6pXPA8",
+	"PojFgs/w14wvVWGfjqVULOX4ZUrOVPM0ZMDKtJw+XH1BHR3NU+QDrz+8ok7ccul7jz6tL9KFNpqr9GNQ",
+	"l3kah8q3Gu6/eA/3OJlDcgFpuD5OWCbMWIYwwygggUIjEw38wiDjLTKKbHF2fHTErsgrGmcqiV01gb8P",
+	"LUY6cmjCs2HGsgqLccuoron1YTAbsPj3cQ+fHvciNu4FTLhP9ZX2zsLtRatGH5LSe+8L2U2LUYkFu+9I",
+	"ualSVB04hOR0U13r9XN/EoOv9A4Fy6+Trr+ZgvdlChLjahYz1hnlPduGRahf85bhhtogPGxUfkOFUS75",
+	"3hX3RK6tOs86KsFdb25bG2wsayXxkb/PpObHxef7rrqpWQW/V9W/y2UtY2HA3lDIdQ5jWSFOXckyyGIA",
+	"XKuW4+ExxW9JFTQRg0tqNaqMZ1H1IMzegLlrZY27MgEntppPpyIhbq8WwpIjmlu2UMayw2g4HJa3z9KV",
+	"DxNYKpm28pbKKerqCO+qMVR3f+4Q5gtXbe7waKMm8QHigm71W/0CRKylW8BT4Cd7B74eddSrDs2GEBEd",
+	"x7kqtL/X+EFdu4G7OLWRTu964KcrIFDP4f9sJFbLeW4LPIfkDnzCMyLyEqOOM2Oc/crzV2KigRlV6ARc",
+	"I+Fv9tKmkEPNp058VkKLDV1divyw1OltG9VZbbFf1T2sJPyslljQ9US4Oq8URlXWymRZLnvCDYylsdxS",
+	"ak9nCUVn1QR7C3o/nHlKUDEkxCJ2PHy8x1KFur8ly4f0hgmuYrSiQoC0ehkSW2iQWl4LqsIuEx6/PB4+",
+	"/j/Hw+PbeMCeucSfsTRzVWSp0+hdUYQbcBqMEhoyppY07XKuPIaGsPyZHILtZTUPrFR3VJi0sJ/TguJV",
+	"0yJj1WMfy1m+Ii0X+QQxAEcRLJDEnZlD84CvOTJw3wZh81o13FO+qN+baqivvAj29kru3cABTdcAuly+",
+	"RjpP7G40xvfGcqrBzLNlcL3VeCJlw9NLPtGnwTFbZu0+UFSk+Wlupi0Puzvctj52Kma7PPbiOt9pNErV",
+	"/qyKZ4m9NqXT/7a7lF+7BHpXSd+8kPzrkPY+pxtJDfeymdD9+9nqdyHz+fcz3NCKBwQsM6qDJUkSdK0V",
+	"TmB6Z5sOeq2CfnDj/Cu37vKQgzm1gvmjUwf92f/+GQnNd6PpsG38tlB70Xywit+zZqDvEiSYemTvTVhM",
+	"wJBPOV1lec1Fv3EPed7xSQtfrQhsXSPOh5Z+qpKCNKCNy3xPl5kqaTVPLKUhe0C3LnrJF9m2Rf/vk19f",
+	"3W3RYdRq0d0rfDwYlqtEyHE2ZuG62bFrk+fv/rHnV9yJPQ08XXafkHfu5y9yQGhuVLnJ0B3cB8c6a0Z3",
+	"eCrwSLkLacp7ykPDnE1ouzxEdnQeOkZ25lW4K8y+8uzt2j21G5O3axVNj+hq4r9MGnfl0wRqSyxn/hpE",
+	"34Q60El4btc07fW7p+iWN4qS9SUVZinN4mduF/ddR90RG8Z7vsLC+OteK8cFM+5SWsYtE2i7+TZvxA3i",
+	"m9uYpQpMm1LpYjf+4t7PY5+t3LZ76y2zz0q3m5I0qIXqQ/py/sIZFz6D3KN150NRj1PUuOrBjetBd7s9",
+	"L6JGseuE1GVwZ0vmRk2/+fI2pYjPUO38qA3tTgTfuGEPcPI/8dR/Xf7Yu2zdx/pcf4Fl6W9tO8MHLk37",
+	"3NSuWf+4GTaIzrtmkrN+LPkCRsx9H9y+KFHJeUOZBdFYxv4S5PCgv964fksw4zMu5N6Anazeve4zPGp3",
+	"r4fiLjP2oFEtq6mufmf+5vd+LNI4YrH1lb2+rpm+84vCP8uruvHD6gW78R7jGqqki8YNum0qAI27IqUf",
+	"ShV4SB/tZgYR0h0eXD34lsG5lhX/8QKokxvdd9LDhkSHehPZwVj6ZAK2IZdgwCgajhzsSuM30rOaaVaY",
+	"ORPSgr7k2Vj24/cvX7346eT9i/MPpyc/vTj/8dWH05/PX75+/+Ldbyev4ihcQsMOh8zsuYgQcgs2hSvf",
+	"FtEQg5LKIpMSErnikgA9+dh8Bnew/oumM5Qr71Y8vqUxhDQGlJS1UzbnKfNdfTelNHxmBWbFwX1X7za1",
+	"wXMztvT5oF9dvmPoFjEXpubai3rUQbZ3QGTql9zSmI7aMuzjUrgVkwwq/8TJ25eDWk+OgCwEe53LMVdp",
+	"H9ptGIDQFAN5xcJzszkI3UhBM7UZygyT9RlOW1poVMF0W0bS+j+BegXS1NazV5uhHgtsX4ZLFwvxhMh1",
+	"xZblhSv9+O8XsPxbvOdia7VYWz/+uxGzv42L4fDoe7jO/V/UKehv8SoQbdM752VEyptzJYamK8EJ6xOb",
+	"a2PVfIm3Z7f/PwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

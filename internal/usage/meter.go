@@ -280,11 +280,6 @@ func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool
 	return err
 }
 
-// Used is key's tiles this month: the database's count (read), plus this replica's unwritten.
-func (m *Meter) Used(key uuid.UUID, flushed int64) int64 {
-	return flushed + m.Pending(key, monthStart(monthIndex(m.now())).Unix())
-}
-
 // MonthStart is the start of the current month (UTC) by the meter's clock, unix seconds.
 func (m *Meter) MonthStart() int64 { return monthStart(monthIndex(m.now())).Unix() }
 
