@@ -10,18 +10,24 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// requestLog writes one structured line per request. It logs the route template, never the
+// requestLog writes one structured line per request, and records it in the metrics. It logs the route template, never the
 // query string: tile URLs carry keys and signatures. Tiles served (2xx, 304) are logged at Debug:
 // a map view loads dozens per second and an Info line each would drown everything else; refused
 // and failed tiles stay at Info.
 func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
+		upload := countUpload(c)
 		err := next(c)
 		if err != nil {
 			c.Error(err)
 		}
 		res := c.Response()
+		elapsed := time.Since(start)
+		s.metrics.observe(c, res.Status, res.Size, elapsed)
+		if upload != nil {
+			s.metrics.upload(upload, res.Status, elapsed)
+		}
 		level := slog.LevelInfo
 		if c.Path() == tileRoute && res.Status < http.StatusBadRequest {
 			level = slog.LevelDebug
@@ -35,7 +41,7 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("route", c.Path()),
 			slog.Int("status", res.Status),
 			slog.Int64("bytes", res.Size),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 		)
 		return nil
 	}

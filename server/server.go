@@ -22,6 +22,7 @@ import (
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
+	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
 )
@@ -84,8 +85,9 @@ type Config struct {
 	ReplicaHeartbeat time.Duration
 	// Now is the clock of usage hours, quota months and rate limits (default time.Now).
 	Now func() time.Time
-	// UsageFlushed is told of every usage flush: when, and how many rows it wrote (metrics).
-	UsageFlushed func(at time.Time, rows int)
+	// Metrics receives the server's Prometheus series (one Metrics per server); nil: a private
+	// one nobody scrapes.
+	Metrics *metrics.Metrics
 
 	Logger *slog.Logger
 }
@@ -124,6 +126,8 @@ type Server struct {
 	// outages aggregates the 503s' log lines (per error class), cacheOutage the tile cache's
 	// refresh failures: one line per outage and a count every OutageLogEvery, not one a request.
 	outages, cacheOutage *outageLog
+	// metrics are the series requests update, resolved once.
+	metrics *requestMetrics
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -187,6 +191,9 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if cfg.OutageLogEvery <= 0 {
 		cfg.OutageLogEvery = 10 * time.Second
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
 	if cfg.Signer == nil {
 		keys, err := SigningKeys(context.Background(), st, "")
 		if err != nil {
@@ -225,6 +232,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
+		metrics:   newRequestMetrics(cfg.Metrics, spec),
 	}
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
 	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
@@ -242,12 +250,18 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		PublicTileMaxAge: cfg.PublicTileMaxAge, PrivateTileMaxAge: cfg.PrivateTileMaxAge,
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
+		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
 	})
 	s.meter = usage.New(usage.Config{
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
 		RetentionEvery: cfg.UsageRetentionEvery, Heartbeat: cfg.ReplicaHeartbeat, Now: cfg.Now,
-		Logger: cfg.Logger, Flushed: cfg.UsageFlushed,
+		Logger: cfg.Logger, Flushed: func(at time.Time, rows int) { cfg.Metrics.UsageFlushed(rows, at) },
+		FlushFailed: cfg.Metrics.UsageFlushFailed,
 	})
+	if err := s.registerMetrics(); err != nil {
+		_ = s.access.Close(context.Background())
+		return nil, err
+	}
 	s.unsubscribe = st.Subscribe(s.access.Apply)
 	s.tiles.SetMaxTileBytes(cfg.MaxTileBytes)
 	s.tiles.SetHotTileBytes(cfg.HotTileBytes)

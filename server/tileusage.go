@@ -44,10 +44,6 @@ func credentialOf(e *tileaccess.DatasetEntry, dec tileaccess.Decision) usage.Cre
 	return usage.Token
 }
 
-// reasonNotFound counts a key's 404 refusals (the key's account does not see the dataset), which
-// carry no X-Tilegate-Reason.
-const reasonNotFound = "not_found"
-
 // countRefusal counts a refusal of a request that named an existing API key (others are not
 // counted: there is no key to count them for).
 func (s *Server) countRefusal(ctx context.Context, now time.Time, e *tileaccess.DatasetEntry, creds *tileaccess.Credentials, r *tileaccess.Refusal) {
@@ -57,7 +53,7 @@ func (s *Server) countRefusal(ctx context.Context, now time.Time, e *tileaccess.
 	}
 	reason := r.Reason
 	if reason == "" {
-		reason = reasonNotFound
+		reason = reasonNotFound // 404: the key's account does not see the dataset
 	}
 	s.meter.Refused(now, id, e.Dataset.ID, reason)
 }

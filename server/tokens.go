@@ -90,6 +90,7 @@ const notUsable = "Not allowed to use this dataset"
 func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBatchRequestObject) (gen.GetTileTokensBatchResponseObject, error) {
 	c := callerOf(ctx)
 	ids := distinct(req.Body.DatasetIds)
+	s.metrics.m.TokenBatch(len(ids))
 	access, err := s.store.DatasetsAccess(ctx, c, ids)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/google/uuid"
 
+	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/server"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
@@ -66,6 +67,7 @@ type serveCmd struct {
 	FileSweepInterval  time.Duration `name:"file-sweep-interval" env:"TILEGATE_FILE_SWEEP_INTERVAL" default:"5m" help:"How often the data directory is swept of abandoned uploads and tile files no dataset references."`
 	DBTimeout          time.Duration `name:"db-timeout" env:"TILEGATE_DB_TIMEOUT" default:"3s" help:"Deadline of a request's database work; past it the request answers 503 (uploads exempt)."`
 	TileLoadWait       time.Duration `name:"tile-load-wait" env:"TILEGATE_TILE_LOAD_WAIT" default:"1s" help:"Longest a tile request waits for its API key or dataset to be loaded from the database."`
+	AdminAddr          string        `name:"admin-addr" env:"TILEGATE_ADMIN_ADDR" default:"127.0.0.1:9464" help:"Listen address of /metrics (Prometheus) and /debug/pprof/; empty disables. Keep it off the public network."`
 	StaleIfError       time.Duration `name:"stale-if-error" env:"TILEGATE_STALE_IF_ERROR" default:"10m" help:"How long past the tile cache TTL a cached API key or dataset keeps serving while the database is unavailable (0: not at all)."`
 	UsageFlushInterval time.Duration `name:"usage-flush-interval" env:"TILEGATE_USAGE_FLUSH_INTERVAL" default:"10s" help:"How often tile usage counts are written to the database (one statement); a crash loses at most this much usage."`
 	UsageRetention     time.Duration `name:"usage-retention" env:"TILEGATE_USAGE_RETENTION" default:"9600h" help:"How long hourly usage rows are kept (default 400 days); older ones are deleted hourly by one replica at a time."`
@@ -96,6 +98,7 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	m := metrics.New()
 	srv, err := server.New(st, server.Config{
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
 		MaxUpload: c.MaxUpload, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
@@ -103,6 +106,7 @@ func (c *serveCmd) Run() error {
 		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
 		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
+		Metrics: m,
 	})
 	if err != nil {
 		return err
@@ -121,6 +125,8 @@ func (c *serveCmd) Run() error {
 		WriteTimeout:      5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
+	admin := startAdmin(c.AdminAddr, m)
+	defer admin.close()
 	slog.Info("tilegate serving", "addr", ln.Addr().String(), "database", string(st.Dialect()), "docs", public+"/docs")
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()

@@ -534,7 +534,8 @@ func startServer(t *testing.T, dbURL string, env ...string) *serverProc {
 	t.Helper()
 	p := &serverProc{stderr: &lineBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, "serve", "--addr", "127.0.0.1:0")
-	p.cmd.Env = environ(dbURL, env...)
+	// The admin listener on a port of its own (servers run in parallel); env may override it.
+	p.cmd.Env = environ(dbURL, append([]string{"TILEGATE_ADMIN_ADDR=127.0.0.1:0"}, env...)...)
 	p.cmd.Dir = t.TempDir()
 	p.cmd.Stdout = io.Discard
 	p.cmd.Stderr = p.stderr

@@ -42,6 +42,9 @@ type Config struct {
 	// Observe is told how every cache lookup was answered (metrics); nil: nobody. It runs on
 	// the hot path: it must be cheap and must not block.
 	Observe func(Kind, Outcome)
+	// Evicted is told of every entry dropped from a cache (invalidated, expired or over
+	// capacity); nil: nobody. Same constraints as Observe.
+	Evicted func(Kind)
 }
 
 // Kind names a cache for Observe.
@@ -130,6 +133,14 @@ func (a *Access) Apply(ch store.Change) { a.cache.apply(ch) }
 // Listening reports whether the PostgreSQL invalidation listener is connected (always false
 // on SQLite, which needs none, and before anything was cached).
 func (a *Access) Listening() bool { return a.listener.connected.Load() }
+
+// Reconnects is how many times the listener connected again after its first connection.
+func (a *Access) Reconnects() uint64 {
+	if n := a.listener.connects.Load(); n > 1 {
+		return n - 1
+	}
+	return 0
+}
 
 // Close stops the listener and the last-used flusher and writes the pending last-used times.
 // It may be called more than once.

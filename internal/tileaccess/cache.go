@@ -110,10 +110,14 @@ const (
 func newTileCache(cfg Config) *tileCache {
 	// Entries stay in the LRU while they may still serve stale; freshness is checked on read.
 	keep := cfg.TTL + cfg.StaleIfError
+	evicted := cfg.Evicted
+	if evicted == nil {
+		evicted = func(Kind) {}
+	}
 	c := &tileCache{
 		store:         cfg.Store,
-		keys:          expirable.NewLRU[string, *KeyEntry](keyCacheSize, nil, keep),
-		datasets:      expirable.NewLRU[uuid.UUID, *DatasetEntry](datasetCacheSize, nil, keep),
+		keys:          expirable.NewLRU(keyCacheSize, func(string, *KeyEntry) { evicted(KindKey) }, keep),
+		datasets:      expirable.NewLRU(datasetCacheSize, func(uuid.UUID, *DatasetEntry) { evicted(KindDataset) }, keep),
 		ttl:           cfg.TTL,
 		staleIfError:  cfg.StaleIfError,
 		loadWait:      cfg.LoadWait,

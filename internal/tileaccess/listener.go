@@ -30,6 +30,7 @@ type listener struct {
 	log   *slog.Logger
 
 	connected atomic.Bool
+	connects  atomic.Uint64 // sessions that got as far as listening (metrics)
 
 	mu      sync.Mutex
 	started bool
@@ -146,6 +147,7 @@ func (l *listener) session(ctx context.Context) error {
 	// is notified.
 	l.cache.flush()
 	l.connected.Store(true)
+	l.connects.Add(1)
 	l.log.Info("cache invalidation listener connected")
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenPing)

@@ -29,6 +29,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Flushed is told of every successful flush: when, and how many rows it wrote (metrics).
 	Flushed func(at time.Time, rows int)
+	// FlushFailed is told of every flush that failed (its counts are kept for the next).
+	FlushFailed func()
 }
 
 // Meter counts tile traffic and enforces keys' limits. Create it with New; Close it when done.
@@ -78,6 +80,9 @@ func New(cfg Config) *Meter {
 	}
 	if cfg.Flushed == nil {
 		cfg.Flushed = func(time.Time, int) {}
+	}
+	if cfg.FlushFailed == nil {
+		cfg.FlushFailed = func() {}
 	}
 	m := &Meter{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, counter: newCounter(),
 		id: uuid.New(), kick: make(chan struct{}, 1), stop: make(chan struct{})}
@@ -222,6 +227,7 @@ func (m *Meter) Flush(ctx context.Context) error {
 		if err != nil {
 			m.counter.putBack(rows)
 			m.inflight.Store(nil)
+			m.cfg.FlushFailed()
 			return err
 		}
 		m.cfg.Flushed(m.now(), len(rows))
