@@ -104,7 +104,7 @@ func (s *Server) getTile(c echo.Context) error {
 		return err
 	}
 	if dec.Refusal != nil {
-		s.countRefusal(ctx, now, e, &creds, dec.Refusal)
+		s.countRefusal(now, e, &creds, dec.Refusal)
 		return writeRefusal(c, dec.Refusal)
 	}
 	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {

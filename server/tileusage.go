@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -46,8 +45,8 @@ func credentialOf(e *tileaccess.DatasetEntry, dec tileaccess.Decision) usage.Cre
 
 // countRefusal counts a refusal of a request that named an existing API key (others are not
 // counted: there is no key to count them for).
-func (s *Server) countRefusal(ctx context.Context, now time.Time, e *tileaccess.DatasetEntry, creds *tileaccess.Credentials, r *tileaccess.Refusal) {
-	id := s.access.NamedKey(ctx, e, creds)
+func (s *Server) countRefusal(now time.Time, e *tileaccess.DatasetEntry, creds *tileaccess.Credentials, r *tileaccess.Refusal) {
+	id := s.access.NamedKey(e, creds)
 	if id == uuid.Nil {
 		return
 	}
