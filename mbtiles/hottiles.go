@@ -58,8 +58,8 @@ type hotShard struct {
 	items map[tileKey]*hotEntry // guarded by mu
 	files map[uint64]*hotEntry  // first entry of each file's list; guarded by mu
 	lru   hotEntry              // sentinel of the recency ring; guarded by mu
-	// hits and misses count lookups (under mu, so free).
-	hits, misses uint64
+	// hits and misses count lookups, evictions entries removed (under mu, so free).
+	hits, misses, evictions uint64
 }
 
 // newHotTiles returns a cache bounded to maxBytes, or nil (no cache) when maxBytes < 1.
@@ -143,9 +143,9 @@ func (c *hotTiles) dropFile(file uint64) {
 // HotTileStats are the hot-tile cache's counters: lookups answered from memory (Hits) or not
 // (Misses), and the bytes held (tiles plus per-entry overhead) against the bound.
 type HotTileStats struct {
-	Hits, Misses    uint64
-	Bytes, MaxBytes int64
-	Entries         int
+	Hits, Misses, Evictions uint64 // Evictions: over the bound, or dropped with their file
+	Bytes, MaxBytes         int64
+	Entries                 int
 }
 
 func (c *hotTiles) stats() HotTileStats {
@@ -155,6 +155,7 @@ func (c *hotTiles) stats() HotTileStats {
 		s.mu.Lock()
 		st.Hits += s.hits
 		st.Misses += s.misses
+		st.Evictions += s.evictions
 		st.Bytes += s.size
 		st.MaxBytes += s.max
 		st.Entries += len(s.items)
@@ -188,5 +189,6 @@ func (s *hotShard) remove(e *hotEntry) {
 		e.fnext.fprev = e.fprev
 	}
 	s.size -= e.cost
+	s.evictions++
 	e.prev, e.next, e.fprev, e.fnext = nil, nil, nil, nil
 }

@@ -43,8 +43,7 @@ type Metrics struct {
 	tileBytes    *prometheus.CounterVec
 	tilesRefused *prometheus.CounterVec
 
-	cacheLookups   *prometheus.CounterVec
-	cacheEvictions *prometheus.CounterVec
+	caches *caches
 
 	tokenBatch prometheus.Histogram
 
@@ -74,10 +73,8 @@ func New() *Metrics {
 	m.tileBytes = f.counterVec("tile_bytes_total", "Tile body bytes sent, by format.", "format")
 	m.tilesRefused = f.counterVec("tiles_refused_total",
 		"Tile requests refused, by reason (X-Tilegate-Reason; not_found and bad_request when it has none).", "reason")
-	m.cacheLookups = f.counterVec("cache_lookups_total",
-		"Tile path cache lookups, by cache and outcome (hit, miss, stale, failed, invalid).", "cache", "outcome")
-	m.cacheEvictions = f.counterVec("cache_evictions_total",
-		"Entries dropped from a tile path cache (invalidated, expired or over capacity), by cache.", "cache")
+	m.caches = newCaches()
+	m.reg.MustRegister(m.caches)
 	m.tokenBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace,
 		Name: "token_batch_size", Help: "Distinct datasets asked for in one POST /api/tiles/tokens/.", Buckets: batchBuckets})
 	m.uploadBytes = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace,
@@ -236,12 +233,12 @@ func (m *Metrics) TileRefused(reason string) prometheus.Counter {
 
 // CacheLookup returns the lookups series of a cache and outcome; keep it.
 func (m *Metrics) CacheLookup(cache, outcome string) prometheus.Counter {
-	return m.cacheLookups.WithLabelValues(cache, outcome)
+	return m.caches.lookups.WithLabelValues(cache, outcome)
 }
 
 // CacheEviction returns the evictions series of a cache; keep it.
 func (m *Metrics) CacheEviction(cache string) prometheus.Counter {
-	return m.cacheEvictions.WithLabelValues(cache)
+	return m.caches.evictions.WithLabelValues(cache)
 }
 
 // TokenBatch records a token batch of n distinct datasets.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/oapi-codegen/nullable"
 
+	"github.com/tilegate/tilegate/access"
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/store"
 )
@@ -97,11 +99,13 @@ func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequest
 
 func (s *Server) GetDataset(ctx context.Context, req gen.GetDatasetRequestObject) (gen.GetDatasetResponseObject, error) {
 	a, err := s.store.DatasetAccessOne(ctx, callerOf(ctx), req.DatasetId)
-	if errors.Is(err, store.ErrNotFound) || err == nil && !a.Sees(callerOf(ctx)) {
-		return gen.GetDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	if err == nil {
+		err = a.See(callerOf(ctx))
 	}
-	if err != nil {
+	if status, err := accessStatus(err); err != nil {
 		return nil, err
+	} else if status != 0 {
+		return gen.GetDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
 	}
 	return gen.GetDataset200JSONResponse(datasetOut(a.Dataset)), nil
 }
@@ -111,17 +115,25 @@ func (s *Server) GetDataset(ctx context.Context, req gen.GetDatasetRequestObject
 func (s *Server) ownedDataset(ctx context.Context, id uuid.UUID) (store.DatasetAccess, int, error) {
 	c := callerOf(ctx)
 	a, err := s.store.DatasetAccessOne(ctx, c, id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return a, 404, nil
-	case err != nil:
-		return a, 0, err
-	case !a.Sees(c):
-		return a, 404, nil
-	case !a.Owns(c):
-		return a, 403, nil
+	if err == nil {
+		err = a.Own(c)
 	}
-	return a, 0, nil
+	status, err := accessStatus(err)
+	return a, status, err
+}
+
+// accessStatus maps the access rules' refusals (and a dataset not found) to the HTTP status of
+// a management call, once for every handler: 0 when allowed, or (0, err) for any other error.
+func accessStatus(err error) (int, error) {
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, access.ErrNotVisible):
+		return http.StatusNotFound, nil
+	case errors.Is(err, access.ErrNotOwner), errors.Is(err, access.ErrRestricted):
+		return http.StatusForbidden, nil
+	}
+	return 0, err
 }
 
 func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequestObject) (gen.UpdateDatasetResponseObject, error) {

@@ -221,8 +221,8 @@ func (rm *requestMetrics) upload(b *uploadBody, status int, d time.Duration) {
 	rm.m.Upload(outcome, n, d)
 }
 
-// registerMetrics adds the collectors read at scrape time: the database pool and the cache
-// listener.
+// registerMetrics adds what is read at scrape time: the database pool, the cache listener and
+// the hot-tile cache (which counts its own lookups).
 func (s *Server) registerMetrics() error {
 	sqlDB, err := s.store.DB().DB()
 	if err != nil {
@@ -234,5 +234,10 @@ func (s *Server) registerMetrics() error {
 	if err := s.cfg.Metrics.Listener(s.access.Listening, s.access.Reconnects); err != nil {
 		return fmt.Errorf("metrics: cache listener: %w", err)
 	}
+	s.cfg.Metrics.CacheSource("tile", func() metrics.CacheStats {
+		st := s.tiles.HotTileStats()
+		return metrics.CacheStats{Hits: st.Hits, Misses: st.Misses, Evictions: st.Evictions,
+			Entries: st.Entries, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
+	})
 	return nil
 }

@@ -6,8 +6,10 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/oapi-codegen/nullable"
 	dto "github.com/prometheus/client_model/go"
 
@@ -131,11 +133,23 @@ func TestMetrics(t *testing.T) {
 			{"tilegate_cache_lookups_total", []string{"cache", "key", "outcome", "hit"}, 1},
 			{"tilegate_cache_evictions_total", []string{"cache", "key"}, 1}, // the key's change
 			{"tilegate_cache_evictions_total", []string{"cache", "dataset"}, 0},
+			// The hot-tile cache: 0/0/0 of both datasets was read while warming; 1/1/1, 2/0/0
+			// (no tile) and 1/0/0 are read now; 304 and the wrong format read nothing.
+			{"tilegate_cache_lookups_total", []string{"cache", "tile", "outcome", "hit"}, 3},
+			{"tilegate_cache_lookups_total", []string{"cache", "tile", "outcome", "miss"}, 3},
+			{"tilegate_cache_evictions_total", []string{"cache", "tile"}, 0},
+			{"tilegate_cache_entries", []string{"cache", "tile"}, 3},
 			{"tilegate_token_batch_size", nil, 1},
 		} {
 			if got := delta(c.name, c.labels...); got != c.want {
 				t.Errorf("%s%v grew by %v, want %v", c.name, c.labels, got, c.want)
 			}
+		}
+		if got, want := after.Value("tilegate_cache_max_bytes", "cache", "tile"), float64(server.DefaultHotTileBytes); got != want {
+			t.Errorf("tile cache bound = %v, want %v", got, want)
+		}
+		if got := after.Value("tilegate_cache_bytes", "cache", "tile"); got <= float64(servedBytes) || got > float64(server.DefaultHotTileBytes) {
+			t.Errorf("tile cache holds %v bytes", got)
 		}
 		if got := after.Sum("tilegate_token_batch_size") - before.Sum("tilegate_token_batch_size"); got != 2 {
 			t.Errorf("token batch size = %v, want 2 (distinct datasets)", got)
@@ -181,4 +195,42 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestMetricsListenerReconnect: killing the PostgreSQL listener's connection shows as one
+// reconnect once it is back.
+func TestMetricsListenerReconnect(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		if db.Name != "postgres" {
+			t.Skip("LISTEN/NOTIFY is PostgreSQL's")
+		}
+		m := metrics.New()
+		e := tlStart(t, db, server.Config{Metrics: m})
+		admin := httptest.NewServer(m.Handler())
+		t.Cleanup(admin.Close)
+		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Public)
+		e.uploadOK(t, d.Id, tlVectorFile())
+		wantStatus(t, e.get(t, "GET", tlTilePath(d.Id, "0/0/0", "pbf", "")).status, 200, nil)
+		e.tlListening(t)
+		s := testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		if up, re := s.Value("tilegate_cache_listener_connected"), s.Value("tilegate_cache_listener_reconnects_total"); up != 1 || re != 0 {
+			t.Fatalf("connected %v, reconnects %v; want 1, 0", up, re)
+		}
+
+		conn, err := pgx.Connect(context.Background(), db.URL)
+		must(t, err)
+		defer conn.Close(context.Background())
+		var killed int
+		must(t, conn.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'tilegate-listener'`).Scan(&killed))
+		if killed != 1 {
+			t.Fatalf("killed %d listener connections, want 1", killed)
+		}
+		tlWaitFor(t, 2*time.Second, "the listener to notice", func() bool { return !e.Server.Listening() })
+		tlWaitFor(t, 10*time.Second, "the listener to reconnect", e.Server.Listening)
+		s = testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		if up, re := s.Value("tilegate_cache_listener_connected"), s.Value("tilegate_cache_listener_reconnects_total"); up != 1 || re != 1 {
+			t.Errorf("connected %v, reconnects %v; want 1, 1", up, re)
+		}
+	})
 }

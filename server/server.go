@@ -107,6 +107,8 @@ type Server struct {
 	tileOp *routers.Route // getTile, resolved once (findRoute)
 	// tileQuery checks getTile's query parameters (contract), nil for the generic validation.
 	tileQuery queryRules
+	// tileCheck accepts valid tile requests without kin-openapi (tilecheck.go); nil: never.
+	tileCheck *tileCheck
 	creds     *credentials
 	specJSON  map[string]any // /openapi.json
 	tileBase  string         // PublicURL, JSON-escaped, for token templates
@@ -227,6 +229,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		router:    router,
 		tileOp:    tileOp,
 		tileQuery: compileQueryRules(tileOp.Operation),
+		tileCheck: compileTileCheck(tileOp),
 		creds:     newCredentials(st, cfg.AuthCacheTTL),
 		specJSON:  specJSON,
 		tileBase:  jsonEscaped(cfg.PublicURL),

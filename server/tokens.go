@@ -50,15 +50,11 @@ func SigningKeys(ctx context.Context, st *store.Store, configured string) ([]til
 func (s *Server) usableDataset(ctx context.Context, id uuid.UUID) (store.DatasetAccess, int, error) {
 	c := callerOf(ctx)
 	a, err := s.store.DatasetAccessOne(ctx, c, id)
-	switch {
-	case err != nil && !isNotFound(err):
-		return a, 0, err
-	case err != nil || !a.Sees(c):
-		return a, http.StatusNotFound, nil
-	case !a.MayUse(c):
-		return a, http.StatusForbidden, nil
+	if err == nil {
+		err = a.Use(c)
 	}
-	return a, 0, nil
+	status, err := accessStatus(err)
+	return a, status, err
 }
 
 func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestObject) (gen.GetTileTokenResponseObject, error) {
@@ -101,15 +97,18 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 	datasets := make([]store.Dataset, len(ids)) // one allocation for every token's dataset
 	for i, id := range ids {
 		a, ok := access[id]
-		switch {
-		case !ok || !a.Sees(c):
-			out.entries[i].status = http.StatusNotFound
-		case !a.MayUse(c):
-			out.entries[i].status = http.StatusForbidden
-		default:
-			datasets[i] = a.Dataset
-			out.entries[i].token = s.token(&datasets[i], exp, expiresIn)
+		var status int
+		if !ok {
+			status, _ = accessStatus(store.ErrNotFound)
+		} else if status, err = accessStatus(a.Use(c)); err != nil {
+			return nil, err
 		}
+		if status != 0 {
+			out.entries[i].status = status
+			continue
+		}
+		datasets[i] = a.Dataset
+		out.entries[i].token = s.token(&datasets[i], exp, expiresIn)
 	}
 	return out, nil
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/tilegate/tilegate/access"
 )
 
 // Caller is who asks about datasets: a principal of an account with a role. An API key acts
@@ -26,25 +28,24 @@ type DatasetAccess struct {
 	PrincipalGrant bool
 }
 
-// Sees: the dataset is the caller's account's, public, or shared with the caller's account.
-func (a DatasetAccess) Sees(c Caller) bool {
-	return a.AccountID == c.AccountID || a.Visibility == Public || a.AccountGrant
+// Policy is the caller as the access rules know it.
+func (c Caller) Policy() access.Caller {
+	return access.Caller{Account: c.AccountID, Principal: c.PrincipalID, Role: c.Role}
 }
 
-// MayUse: the caller sees it and it is not restricted — or the caller is an admin of its
-// account, or holds a principal grant on it.
-func (a DatasetAccess) MayUse(c Caller) bool {
-	if !a.Sees(c) {
-		return false
-	}
-	if a.Visibility != Restricted {
-		return true
-	}
-	return (a.AccountID == c.AccountID && c.Role == RoleAdmin) || a.PrincipalGrant
+// Facts is what the access rules need of the dataset (the grants are the caller's).
+func (a DatasetAccess) Facts() access.Dataset {
+	return access.Dataset{Owner: a.AccountID, Visibility: a.Visibility, AccountGrant: a.AccountGrant, PrincipalGrant: a.PrincipalGrant}
 }
 
-// Owns: the caller's account is the dataset's.
-func (a DatasetAccess) Owns(c Caller) bool { return a.AccountID == c.AccountID }
+// See, Use and Own are access.See, Use and Own for this dataset: nil, or why not.
+func (a DatasetAccess) See(c Caller) error { return access.See(c.Policy(), a.Facts()) }
+func (a DatasetAccess) Use(c Caller) error { return access.Use(c.Policy(), a.Facts()) }
+func (a DatasetAccess) Own(c Caller) error { return access.Own(c.Policy(), a.Facts()) }
+
+// Sees and MayUse are See and Use as booleans.
+func (a DatasetAccess) Sees(c Caller) bool   { return a.See(c) == nil }
+func (a DatasetAccess) MayUse(c Caller) bool { return a.Use(c) == nil }
 
 // DatasetsAccess loads the given datasets (the fields a tile token carries) with the caller's
 // grants on them in one statement: metadata and every access check of a token batch cost a
@@ -117,7 +118,8 @@ func (s *Store) DatasetAccessOne(ctx context.Context, c Caller, id uuid.UUID) (D
 	return a, nil
 }
 
-// ListDatasets pages through the datasets of the account and those shared with it.
+// ListDatasets pages through the datasets of the account and those shared with it: the rows
+// access.Listed admits (TestListDatasetsAgreesWithPolicy binds the two).
 func (s *Store) ListDatasets(ctx context.Context, accountID uuid.UUID, cur *Cursor, limit int) (Page[Dataset], error) {
 	var page Page[Dataset]
 	db := s.db.WithContext(ctx)

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/access"
 )
 
 // Roles a principal can hold, from most to least powerful.
 const (
-	RoleAdmin  = "admin"
+	RoleAdmin  = access.RoleAdmin
 	RoleEditor = "editor"
 	RoleViewer = "viewer"
 )
@@ -122,9 +124,9 @@ func (j *JSON) Scan(src any) error {
 
 // Dataset visibilities.
 const (
-	Private    = "private"
-	Restricted = "restricted"
-	Public     = "public"
+	Private    = access.Private
+	Restricted = access.Restricted
+	Public     = access.Public
 )
 
 type Dataset struct {

@@ -9,6 +9,7 @@ package tileaccess
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,6 +43,8 @@ type Config struct {
 	// Observe is told how every cache lookup was answered (metrics); nil: nobody. It runs on
 	// the hot path: it must be cheap and must not block.
 	Observe func(Kind, Outcome)
+	// TrustedProxies are the peers whose X-Forwarded-For is believed (for keys' ip_ranges).
+	TrustedProxies []netip.Prefix
 	// Evicted is told of every entry dropped from a cache (invalidated, expired or over
 	// capacity); nil: nobody. Same constraints as Observe.
 	Evicted func(Kind)
@@ -83,14 +86,17 @@ type Access struct {
 	cache    *tileCache
 	listener *listener
 	lastUsed *lastUsed
+	// trustedProxies: see Config.TrustedProxies.
+	trustedProxies []netip.Prefix
 }
 
 // New builds an Access. On PostgreSQL its listener starts with the first cached entry.
 func New(cfg Config) *Access {
 	a := &Access{
-		signer:   cfg.Signer,
-		cache:    newTileCache(cfg),
-		lastUsed: newLastUsed(cfg.Store, cfg.Logger, cfg.LastUsedInterval),
+		signer:         cfg.Signer,
+		cache:          newTileCache(cfg),
+		lastUsed:       newLastUsed(cfg.Store, cfg.Logger, cfg.LastUsedInterval),
+		trustedProxies: cfg.TrustedProxies,
 	}
 	a.listener = newListener(cfg.Store.DSN(), a.cache, cfg.Logger)
 	if cfg.Store.Dialect() == store.Postgres {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tilegate/tilegate/access"
 	usagemeter "github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/origin"
@@ -75,6 +77,8 @@ type KeyEntry struct {
 	Found     bool
 	ID        uuid.UUID
 	AccountID uuid.UUID
+	// Rules are the key's rules for access.UseKey.
+	Rules access.Key
 	// Policy is the key's compiled origin and user agent rules.
 	Policy *origin.Policy
 	// RateLimit and MonthlyQuota are the key's limits (nil: none), applied by the server.
@@ -210,7 +214,7 @@ func (c *tileCache) loadKey(ctx context.Context, token string) (*KeyEntry, error
 			policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
 		}
 		e = &KeyEntry{loaded: e.loaded, Found: true, ID: k.ID, AccountID: k.AccountID, Policy: policy,
-			MonthlyQuota: k.MonthlyQuota}
+			Rules: access.Key{Account: k.AccountID}, MonthlyQuota: k.MonthlyQuota}
 		if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
 			e.RateLimit = &usagemeter.RateLimit{RPS: *k.RateLimitRPS, Burst: *k.RateLimitBurst}
 		}
@@ -359,17 +363,9 @@ func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 	return e
 }
 
-// Sees reports whether account owns the dataset or was granted it (public datasets need no key).
-func (e *DatasetEntry) Sees(account uuid.UUID) bool {
-	if e.Dataset.AccountID == account {
-		return true
-	}
-	for _, g := range e.granted {
-		if g == account {
-			return true
-		}
-	}
-	return false
+// Facts is what the access rules need of the dataset, as account (an API key's) sees it.
+func (e *DatasetEntry) Facts(account uuid.UUID) access.Dataset {
+	return access.Dataset{Owner: e.Dataset.AccountID, Visibility: e.Dataset.Visibility, AccountGrant: slices.Contains(e.granted, account)}
 }
 
 func (c *tileCache) currentEpoch() uint64 {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/tilegate/tilegate/access"
 	"github.com/tilegate/tilegate/origin"
-	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
 )
 
@@ -67,7 +68,7 @@ func (a *Access) Decide(ctx context.Context, d *DatasetEntry, creds *Credentials
 	case creds.Token():
 		return Decision{Refusal: a.decideToken(d, creds)}, nil
 	case creds.HasKey:
-		return a.decideKey(ctx, d, creds, cl)
+		return a.decideKey(ctx, d, creds, cl, now)
 	}
 	return Decision{Refusal: RefuseMissing}, nil
 }
@@ -96,9 +97,9 @@ func (a *Access) decideToken(d *DatasetEntry, creds *Credentials) *Refusal {
 	}
 }
 
-// decideKey checks an API key: known, of an account that sees the dataset, not restricted,
-// and its origin and user agent rules.
-func (a *Access) decideKey(ctx context.Context, d *DatasetEntry, creds *Credentials, cl Client) (Decision, error) {
+// decideKey checks an API key: known, its rules (access.UseKey: state, the dataset as its
+// account sees it, dataset scope, client address), then its origin and user agent rules.
+func (a *Access) decideKey(ctx context.Context, d *DatasetEntry, creds *Credentials, cl Client, now time.Time) (Decision, error) {
 	if creds.Key == "" {
 		return Decision{Refusal: RefuseMalformed}, nil
 	}
@@ -109,11 +110,12 @@ func (a *Access) decideKey(ctx context.Context, d *DatasetEntry, creds *Credenti
 	if !k.Found {
 		return Decision{Refusal: RefuseUnknownKey}, nil
 	}
-	if !d.Sees(k.AccountID) {
-		return Decision{Refusal: RefuseNotFound}, nil
+	var ip netip.Addr
+	if k.Rules.NeedsIP() {
+		ip = a.clientIP(cl)
 	}
-	if d.Dataset.Visibility == store.Restricted {
-		return Decision{Refusal: RefuseRestricted}, nil
+	if err := access.UseKey(&k.Rules, d.Dataset.ID, d.Facts(k.Rules.Account), ip, now); err != nil {
+		return Decision{Refusal: keyRefusal(err)}, nil
 	}
 	h := cl.Header
 	originH, refererH := h.Get("Origin"), h.Get("Referer")
