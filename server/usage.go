@@ -85,13 +85,16 @@ func (s *Server) GetAPIKeyUsage(ctx context.Context, req gen.GetAPIKeyUsageReque
 }
 
 func (s *Server) GetDatasetUsage(ctx context.Context, req gen.GetDatasetUsageRequestObject) (gen.GetDatasetUsageResponseObject, error) {
-	a, err := s.store.DatasetAccessOne(ctx, callerOf(ctx), req.DatasetId)
-	switch {
-	case errors.Is(err, store.ErrNotFound) || err == nil && !a.Owns(callerOf(ctx)):
+	c := callerOf(ctx)
+	a, err := s.store.DatasetAccessOne(ctx, c, req.DatasetId)
+	if err == nil {
+		err = a.Own(c)
+	}
+	if status, err := accessStatus(err); err != nil {
+		return nil, err
+	} else if status != 0 {
 		// Only the owner sees usage; to every other account (shared with or not) it does not exist.
 		return gen.GetDatasetUsage404JSONResponse{NotFoundJSONResponse: notFound()}, nil
-	case err != nil:
-		return nil, err
 	}
 	q, gran, err := s.usagePeriod(req.Params.From, req.Params.To, req.Params.Granularity)
 	if err != nil {
