@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -23,8 +24,17 @@ type usageSums struct {
 
 func readUsage(t *testing.T, st *store.Store, q store.UsageQuery) usageSums {
 	t.Helper()
-	now := time.Now().Unix()
-	q.From, q.To, q.Bucket = now-86400, now+3600, 3600
+	return readUsageAt(t, st, q, time.Now())
+}
+
+// readUsageAt is readUsage of the day before at (from q.From when set).
+func readUsageAt(t *testing.T, st *store.Store, q store.UsageQuery, at time.Time) usageSums {
+	t.Helper()
+	now := at.Unix()
+	if q.From == 0 {
+		q.From = now - 86400
+	}
+	q.To, q.Bucket = now+3600, 3600
 	rows, err := st.Usage(t.Context(), q)
 	must(t, err)
 	s := usageSums{refused: map[string]int64{}, byCredential: map[string]int64{},
@@ -116,6 +126,8 @@ func TestUsageCountsAfterFlush(t *testing.T) {
 		}
 	})
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
 
 func equalCounts(a, b map[string]int64) bool {
 	if len(a) != len(b) {
