@@ -205,7 +205,7 @@ func TestUsageEndpoints(t *testing.T) {
 		// 422: more than 1,000 buckets, and an empty period; nothing is read.
 		longAgo := time.Now().Add(-1001 * time.Hour)
 		for name, p := range map[string]*gen.GetAPIKeyUsageParams{
-			"1001 hours": {From: &longAgo},
+			"1001 hours":     {From: &longAgo},
 			"to before from": {From: &from, To: &longAgo},
 		} {
 			r, err := viewer.GetAPIKeyUsageWithResponse(ctx, k.Id, p)

@@ -698,7 +698,7 @@ export interface components {
             start: string;
             /**
              * Format: int64
-             * @description Tiles served (200
+             * @description Tiles served (200, 204 and 304 answers).
              */
             served: number;
             /**
@@ -725,7 +725,7 @@ export interface components {
             start: string;
             /**
              * Format: int64
-             * @description Tiles served (200
+             * @description Tiles served (200, 204 and 304 answers).
              */
             served: number;
             /**
