@@ -236,3 +236,23 @@ func TestUsageEndpoints(t *testing.T) {
 		wantStatus(t, r7.StatusCode(), 404, r7.Body)
 	})
 }
+
+// The retention job runs periodically and deletes usage older than TILEGATE_USAGE_RETENTION.
+func TestUsageRetentionJob(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		e := tlStart(t, db, server.Config{UsageRetention: 48 * time.Hour, UsageRetentionEvery: 50 * time.Millisecond})
+		key := uuid.New()
+		now := time.Now().Unix()
+		hour := now - now%3600
+		must(t, db.Store.AddUsage(t.Context(), []store.UsageRow{
+			{Hour: hour - 72*3600, KeyID: key, DatasetID: uuid.New(), Credential: store.CredentialKey, Served: 5},
+			{Hour: hour - 24*3600, KeyID: key, DatasetID: uuid.New(), Credential: store.CredentialKey, Served: 2},
+		}))
+		tlWaitFor(t, 5*time.Second, "the retention job", func() bool {
+			left, err := db.Store.ServedSince(t.Context(), []uuid.UUID{key}, 0)
+			must(t, err)
+			return left[key] == 2
+		})
+		_ = e
+	})
+}

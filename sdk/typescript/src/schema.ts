@@ -749,8 +749,9 @@ export interface components {
             public: number;
         };
         /**
-         * @description A token bucket: `requests_per_second` tiles a second on average, up to `burst` at once.
-         *     Across N replicas each admits 1/N of it (see the README).
+         * @description A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
+         *     Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
+         *     tiles a second on average, up to `burst` at once.
          */
         RateLimit: {
             requests_per_second: number;
@@ -784,8 +785,11 @@ export interface components {
              * @description When a tile request last carried this key (recorded within a minute).
              */
             readonly last_used: string | null;
-            /** @description The key's rate limit; `null` for none. */
-            rate_limit: components["schemas"]["RateLimit"] | null;
+            /** @description The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none. */
+            rate_limit: {
+                requests_per_second: number;
+                burst: number;
+            } | null;
             /**
              * Format: int64
              * @description Tiles the key may be served per calendar month (UTC); `null` for no quota.
@@ -833,7 +837,10 @@ export interface components {
              */
             usage_this_month?: number;
             /** @description The key's rate limit; `null` removes it. */
-            rate_limit?: components["schemas"]["RateLimit"] | null;
+            rate_limit?: {
+                requests_per_second: number;
+                burst: number;
+            } | null;
             /**
              * Format: int64
              * @description Tiles per calendar month (UTC); `null` removes the quota (0 refuses every tile).
