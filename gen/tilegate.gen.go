@@ -27,6 +27,93 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AuditEventAction.
+const (
+	AuditEventActionApiKeyChange  AuditEventAction = "api_key.change"
+	AuditEventActionApiKeyCreate  AuditEventAction = "api_key.create"
+	AuditEventActionApiKeyDelete  AuditEventAction = "api_key.delete"
+	AuditEventActionApiKeyRotate  AuditEventAction = "api_key.rotate"
+	AuditEventActionDatasetChange AuditEventAction = "dataset.change"
+	AuditEventActionDatasetCreate AuditEventAction = "dataset.create"
+	AuditEventActionDatasetDelete AuditEventAction = "dataset.delete"
+	AuditEventActionDatasetUpload AuditEventAction = "dataset.upload"
+	AuditEventActionGrantCreate   AuditEventAction = "grant.create"
+	AuditEventActionGrantDelete   AuditEventAction = "grant.delete"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventAction enum.
+func (e AuditEventAction) Valid() bool {
+	switch e {
+	case AuditEventActionApiKeyChange:
+		return true
+	case AuditEventActionApiKeyCreate:
+		return true
+	case AuditEventActionApiKeyDelete:
+		return true
+	case AuditEventActionApiKeyRotate:
+		return true
+	case AuditEventActionDatasetChange:
+		return true
+	case AuditEventActionDatasetCreate:
+		return true
+	case AuditEventActionDatasetDelete:
+		return true
+	case AuditEventActionDatasetUpload:
+		return true
+	case AuditEventActionGrantCreate:
+		return true
+	case AuditEventActionGrantDelete:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AuditEventTargetType.
+const (
+	AuditEventTargetTypeApiKey  AuditEventTargetType = "api_key"
+	AuditEventTargetTypeDataset AuditEventTargetType = "dataset"
+	AuditEventTargetTypeGrant   AuditEventTargetType = "grant"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventTargetType enum.
+func (e AuditEventTargetType) Valid() bool {
+	switch e {
+	case AuditEventTargetTypeApiKey:
+		return true
+	case AuditEventTargetTypeDataset:
+		return true
+	case AuditEventTargetTypeGrant:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckResultStatus.
+const (
+	CheckResultStatusN200 CheckResultStatus = 200
+	CheckResultStatusN401 CheckResultStatus = 401
+	CheckResultStatusN403 CheckResultStatus = 403
+	CheckResultStatusN404 CheckResultStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the CheckResultStatus enum.
+func (e CheckResultStatus) Valid() bool {
+	switch e {
+	case CheckResultStatusN200:
+		return true
+	case CheckResultStatusN401:
+		return true
+	case CheckResultStatusN403:
+		return true
+	case CheckResultStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DatasetCreateFormat.
 const (
 	DatasetCreateFormatJpg  DatasetCreateFormat = "jpg"
@@ -194,16 +281,16 @@ func (e TileJSONTilejson) Valid() bool {
 
 // Defines values for TileTokenErrorStatus.
 const (
-	N403 TileTokenErrorStatus = 403
-	N404 TileTokenErrorStatus = 404
+	TileTokenErrorStatusN403 TileTokenErrorStatus = 403
+	TileTokenErrorStatusN404 TileTokenErrorStatus = 404
 )
 
 // Valid indicates whether the value is a known member of the TileTokenErrorStatus enum.
 func (e TileTokenErrorStatus) Valid() bool {
 	switch e {
-	case N403:
+	case TileTokenErrorStatusN403:
 		return true
-	case N404:
+	case TileTokenErrorStatusN404:
 		return true
 	default:
 		return false
@@ -248,10 +335,24 @@ func (e Visibility) Valid() bool {
 
 // APIKey defines model for APIKey.
 type APIKey struct {
-	Changed     time.Time                 `json:"changed,omitempty"`
-	Created     time.Time                 `json:"created,omitempty"`
-	Description nullable.Nullable[string] `json:"description"`
-	Id          openapi_types.UUID        `json:"id,omitempty"`
+	Changed time.Time `json:"changed,omitempty"`
+	Created time.Time `json:"created,omitempty"`
+
+	// DatasetIds The only datasets the key may read (others: `dataset_not_allowed`); `null` every
+	// dataset its account may use. A deleted dataset drops out of the list.
+	DatasetIds  nullable.Nullable[[]openapi_types.UUID] `json:"dataset_ids"`
+	Description nullable.Nullable[string]               `json:"description"`
+
+	// Enabled `false` refuses the key (`key_disabled`) until it is enabled again.
+	Enabled bool `json:"enabled"`
+
+	// ExpiresAt After this time the key is refused (`key_expired`); `null` never.
+	ExpiresAt nullable.Nullable[time.Time] `json:"expires_at"`
+	Id        openapi_types.UUID           `json:"id,omitempty"`
+
+	// IpRanges CIDRs (IPv4 and IPv6, normalised) the client address must fall in (otherwise `ip`);
+	// `null` any address.
+	IpRanges nullable.Nullable[[]string] `json:"ip_ranges"`
 
 	// LastUsed When a tile request last carried this key (recorded within a minute).
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
@@ -260,6 +361,9 @@ type APIKey struct {
 	MonthlyQuota nullable.Nullable[int64] `json:"monthly_quota"`
 	Name         string                   `json:"name"`
 	Origins      []string                 `json:"origins"`
+
+	// PreviousTokenExpiresAt Until when the token replaced by the last rotation still works; `null` when none does.
+	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
 	// RateLimit The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none.
 	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit"`
@@ -292,11 +396,27 @@ type APIKeySettings struct {
 	Changed *time.Time `json:"changed,omitempty"`
 
 	// Created Read-only in APIKey: accepted and ignored.
-	Created     *time.Time                `json:"created,omitempty"`
-	Description nullable.Nullable[string] `json:"description,omitempty"`
+	Created *time.Time `json:"created,omitempty"`
+
+	// DatasetIds Limit the key to these datasets (each must be one the account sees); `null` every
+	// dataset the account may use; `[]` none.
+	DatasetIds  nullable.Nullable[[]openapi_types.UUID] `json:"dataset_ids,omitempty"`
+	Description nullable.Nullable[string]               `json:"description,omitempty"`
+
+	// Enabled `false` disables the key; `true` (or `null`) enables it as it was.
+	Enabled nullable.Nullable[bool] `json:"enabled,omitempty"`
+
+	// ExpiresAt When the key stops working (must be in the future); `null` never.
+	ExpiresAt nullable.Nullable[time.Time] `json:"expires_at,omitempty"`
 
 	// Id Read-only in APIKey: accepted and ignored.
 	Id *openapi_types.UUID `json:"id,omitempty"`
+
+	// IpRanges CIDRs the client address must fall in (`10.0.0.0/8`, `2001:db8::/32`; a bare address
+	// is that one address), normalised on write (`10.0.0.1/8` becomes `10.0.0.0/8`); `null`
+	// any address; `[]` none. The client address is the connection's peer, or, when the peer
+	// is in `TILEGATE_TRUSTED_PROXIES`, the right-most untrusted `X-Forwarded-For` hop.
+	IpRanges nullable.Nullable[[]string] `json:"ip_ranges,omitempty"`
 
 	// LastUsed Read-only in APIKey: accepted and ignored.
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
@@ -312,6 +432,9 @@ type APIKeySettings struct {
 	// host and port, and `?` requests that send neither `Origin` nor `Referer`. Empty allows
 	// every origin.
 	Origins nullable.Nullable[[]string] `json:"origins,omitempty"`
+
+	// PreviousTokenExpiresAt Read-only in APIKey: accepted and ignored.
+	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
 	// RateLimit The key's rate limit; `null` removes it.
 	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
@@ -391,6 +514,42 @@ type AnyValue3 = []AnyElement
 // AnyValue4 defines model for AnyValue.4.
 type AnyValue4 map[string]AnyValue
 
+// AuditEvent defines model for AuditEvent.
+type AuditEvent struct {
+	Action AuditEventAction `json:"action"`
+
+	// Actor Who made the change; `null` for the server itself (the admin CLI).
+	Actor nullable.Nullable[struct {
+		Id   openapi_types.UUID `json:"id"`
+		Name string             `json:"name"`
+	}] `json:"actor"`
+
+	// Changes Each changed field, as `[before, after]` (`null` where it did not exist).
+	Changes map[string][]AnyValue `json:"changes"`
+	Id      openapi_types.UUID    `json:"id"`
+	Target  struct {
+		Id   openapi_types.UUID   `json:"id"`
+		Type AuditEventTargetType `json:"type"`
+	} `json:"target"`
+	Time time.Time `json:"time"`
+}
+
+// AuditEventAction defines model for AuditEvent.Action.
+type AuditEventAction string
+
+// AuditEventTargetType defines model for AuditEvent.Target.Type.
+type AuditEventTargetType string
+
+// AuditPage defines model for AuditPage.
+type AuditPage struct {
+	// Cursor Cursor of the next (older) page; `null` on the last page.
+	Cursor nullable.Nullable[string] `json:"cursor"`
+	Items  []AuditEvent              `json:"items"`
+
+	// TotalCount Number of events in the account's trail.
+	TotalCount int `json:"total_count"`
+}
+
 // Bounds [west, south, east, north] in degrees.
 //
 // Example: [-180,-85.0511,180,85.0511]
@@ -398,6 +557,37 @@ type Bounds = []float64
 
 // Center [longitude, latitude, zoom].
 type Center = []float64
+
+// CheckRequest defines model for CheckRequest.
+type CheckRequest struct {
+	DatasetId openapi_types.UUID `json:"dataset_id"`
+
+	// Ip The client address (IPv4 or IPv6).
+	Ip *string `json:"ip,omitempty"`
+
+	// Origin The request's Origin header.
+	Origin *string `json:"origin,omitempty"`
+
+	// Referer The request's Referer header.
+	Referer *string `json:"referer,omitempty"`
+
+	// UserAgent The request's User-Agent header.
+	UserAgent *string `json:"user_agent,omitempty"`
+}
+
+// CheckResult defines model for CheckResult.
+type CheckResult struct {
+	Allowed bool `json:"allowed"`
+
+	// Reason The `X-Tilegate-Reason` it would carry; `null` when allowed or 404.
+	Reason nullable.Nullable[string] `json:"reason"`
+
+	// Status The status the tile request would get (a tile that exists; 404 a dataset the key's account does not see).
+	Status CheckResultStatus `json:"status"`
+}
+
+// CheckResultStatus The status the tile request would get (a tile that exists; 404 a dataset the key's account does not see).
+type CheckResultStatus int
 
 // Dataset defines model for Dataset.
 type Dataset struct {
@@ -640,6 +830,12 @@ type RateLimit struct {
 	RequestsPerSecond int `json:"requests_per_second"`
 }
 
+// RotateRequest defines model for RotateRequest.
+type RotateRequest struct {
+	// GraceSeconds How long the replaced token keeps working (0 revokes it now; at most 30 days).
+	GraceSeconds *int `json:"grace_seconds,omitempty"`
+}
+
 // TileJSON defines model for TileJSON.
 type TileJSON struct {
 	Attribution *string `json:"attribution,omitempty"`
@@ -822,6 +1018,15 @@ type Unavailable = Error
 // UnprocessableEntity defines model for UnprocessableEntity.
 type UnprocessableEntity = HTTPValidationError
 
+// ListAuditParams defines parameters for ListAudit.
+type ListAuditParams struct {
+	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Page limit.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // ListDatasetsParams defines parameters for ListDatasets.
 type ListDatasetsParams struct {
 	// Cursor Page cursor, as returned in the `cursor` of the previous page.
@@ -896,6 +1101,12 @@ type CreateAPIKeyJSONRequestBody = APIKeySettings
 
 // ChangeAPIKeySettingsJSONRequestBody defines body for ChangeAPIKeySettings for application/json ContentType.
 type ChangeAPIKeySettingsJSONRequestBody = APIKeySettings
+
+// CheckAPIKeyJSONRequestBody defines body for CheckAPIKey for application/json ContentType.
+type CheckAPIKeyJSONRequestBody = CheckRequest
+
+// RotateAPIKeyJSONRequestBody defines body for RotateAPIKey for application/json ContentType.
+type RotateAPIKeyJSONRequestBody = RotateRequest
 
 // Getter for additional properties for VectorLayer. Returns the specified
 // element and whether it was found
@@ -1768,6 +1979,17 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// ListAudit The account's audit trail, newest first
+	//
+	// Every create, change, rotation and deletion of an API key, and every create, change,
+	// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+	// maps each changed field to `[before, after]`; secrets are never included (a rotation
+	// records that it happened, not the tokens). Events are kept for
+	// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+	//
+	// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	//
 	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
@@ -1963,8 +2185,8 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1975,13 +2197,65 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CheckAPIKeyWithBody Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CheckAPIKey Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKey(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAPIKeyWithBody Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetAPIKeyUsage What a key served and had refused, per hour or day
 	//
@@ -1992,6 +2266,27 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
 	GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListAudit The account's audit trail, newest first
+//
+// Every create, change, rotation and deletion of an API key, and every create, change,
+// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+// maps each changed field to `[before, after]`; secrets are never included (a rotation
+// records that it happened, not the tokens). Events are kept for
+// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+//
+// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // ListDatasets List the datasets of the caller's account and those shared with it
@@ -2449,8 +2744,8 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2471,14 +2766,106 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 func (c *Client) ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewChangeAPIKeySettingsRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CheckAPIKeyWithBody Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *Client) CheckAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCheckAPIKeyRequestWithBody(c.Server, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CheckAPIKey Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *Client) CheckAPIKey(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCheckAPIKeyRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAPIKeyWithBody Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *Client) RotateAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAPIKeyRequestWithBody(c.Server, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *Client) RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAPIKeyRequest(c.Server, keyId, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2507,6 +2894,72 @@ func (c *Client) GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPI
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewListAuditRequest constructs an http.Request for the ListAudit method
+func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/audit/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewListDatasetsRequest constructs an http.Request for the ListDatasets method
@@ -3473,6 +3926,100 @@ func NewChangeAPIKeySettingsRequestWithBody(server string, keyId KeyID, contentT
 	return req, nil
 }
 
+// NewCheckAPIKeyRequest calls the generic CheckAPIKey builder with application/json body
+func NewCheckAPIKeyRequest(server string, keyId KeyID, body CheckAPIKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCheckAPIKeyRequestWithBody(server, keyId, "application/json", bodyReader)
+}
+
+// NewCheckAPIKeyRequestWithBody constructs an http.Request for the CheckAPIKey method, with any body, and a specified content type
+func NewCheckAPIKeyRequestWithBody(server string, keyId KeyID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/check", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRotateAPIKeyRequest calls the generic RotateAPIKey builder with application/json body
+func NewRotateAPIKeyRequest(server string, keyId KeyID, body RotateAPIKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRotateAPIKeyRequestWithBody(server, keyId, "application/json", bodyReader)
+}
+
+// NewRotateAPIKeyRequestWithBody constructs an http.Request for the RotateAPIKey method, with any body, and a specified content type
+func NewRotateAPIKeyRequestWithBody(server string, keyId KeyID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/rotate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetAPIKeyUsageRequest constructs an http.Request for the GetAPIKeyUsage method
 func NewGetAPIKeyUsageRequest(server string, keyId KeyID, params *GetAPIKeyUsageParams) (*http.Request, error) {
 	var err error
@@ -3601,6 +4148,19 @@ func WithBaseURL(baseURL string) ClientOption {
 
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
+
+	// ListAuditWithResponse The account's audit trail, newest first
+	//
+	// Every create, change, rotation and deletion of an API key, and every create, change,
+	// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+	// maps each changed field to `[before, after]`; secrets are never included (a rotation
+	// records that it happened, not the tokens). Events are kept for
+	// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
 
 	// ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 	//
@@ -3827,8 +4387,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3839,13 +4399,65 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettingsWithResponse(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*ChangeAPIKeySettingsResponse, error)
+
+	// CheckAPIKeyWithBodyWithResponse Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error)
+
+	// CheckAPIKeyWithResponse Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithResponse(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error)
+
+	// RotateAPIKeyWithBodyWithResponse Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error)
+
+	// RotateAPIKeyWithResponse Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithResponse(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error)
 
 	// GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
 	//
@@ -3858,6 +4470,75 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
 	GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error)
+}
+
+type ListAuditResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AuditPage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAuditResponse) GetJSON200() *AuditPage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListAuditResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListAuditResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListAuditResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAuditResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAuditResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAuditResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type ListDatasetsResponse struct {
@@ -5387,6 +6068,165 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+type CheckAPIKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CheckResult
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CheckAPIKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CheckAPIKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CheckAPIKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CheckAPIKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RotateAPIKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *APIKey
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateAPIKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateAPIKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateAPIKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateAPIKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetAPIKeyUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5454,6 +6294,25 @@ func (r GetAPIKeyUsageResponse) ContentType() string {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
+}
+
+// ListAuditWithResponse The account's audit trail, newest first
+//
+// Every create, change, rotation and deletion of an API key, and every create, change,
+// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+// maps each changed field to `[before, after]`; secrets are never included (a rotation
+// records that it happened, not the tokens). Events are kept for
+// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error) {
+	rsp, err := c.ListAudit(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAuditResponse(rsp)
 }
 
 // ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
@@ -5837,8 +6696,8 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5855,8 +6714,8 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`, `usage_this_month`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5867,6 +6726,82 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseChangeAPIKeySettingsResponse(rsp)
+}
+
+// CheckAPIKeyWithBodyWithResponse Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *ClientWithResponses) CheckAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error) {
+	rsp, err := c.CheckAPIKeyWithBody(ctx, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCheckAPIKeyResponse(rsp)
+}
+
+// CheckAPIKeyWithResponse Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *ClientWithResponses) CheckAPIKeyWithResponse(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error) {
+	rsp, err := c.CheckAPIKey(ctx, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCheckAPIKeyResponse(rsp)
+}
+
+// RotateAPIKeyWithBodyWithResponse Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *ClientWithResponses) RotateAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error) {
+	rsp, err := c.RotateAPIKeyWithBody(ctx, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAPIKeyResponse(rsp)
+}
+
+// RotateAPIKeyWithResponse Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *ClientWithResponses) RotateAPIKeyWithResponse(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error) {
+	rsp, err := c.RotateAPIKey(ctx, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAPIKeyResponse(rsp)
 }
 
 // GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
@@ -5885,6 +6820,60 @@ func (c *ClientWithResponses) GetAPIKeyUsageWithResponse(ctx context.Context, ke
 		return nil, err
 	}
 	return ParseGetAPIKeyUsageResponse(rsp)
+}
+
+// ParseListAuditResponse parses an HTTP response from a ListAuditWithResponse call
+func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAuditResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AuditPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseListDatasetsResponse parses an HTTP response from a ListDatasetsWithResponse call
@@ -7114,6 +8103,135 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 	return response, nil
 }
 
+// ParseCheckAPIKeyResponse parses an HTTP response from a CheckAPIKeyWithResponse call
+func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CheckAPIKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CheckResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseRotateAPIKeyResponse parses an HTTP response from a RotateAPIKeyWithResponse call
+func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateAPIKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest APIKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetAPIKeyUsageResponse parses an HTTP response from a GetAPIKeyUsageWithResponse call
 func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -7170,6 +8288,9 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListAudit The account's audit trail, newest first
+	// (GET /api/audit/)
+	ListAudit(ctx echo.Context, params ListAuditParams) error
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	// (GET /api/datasets/)
 	ListDatasets(ctx echo.Context, params ListDatasetsParams) error
@@ -7236,6 +8357,12 @@ type ServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) error
+	// CheckAPIKey Would a tile request with this key be served?
+	// (POST /v1/api_keys/{key_id}/check)
+	CheckAPIKey(ctx echo.Context, keyId KeyID) error
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	// (POST /v1/api_keys/{key_id}/rotate)
+	RotateAPIKey(ctx echo.Context, keyId KeyID) error
 	// GetAPIKeyUsage What a key served and had refused, per hour or day
 	// (GET /v1/api_keys/{key_id}/usage)
 	GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error
@@ -7244,6 +8371,31 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// ListAudit converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAudit(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAuditParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAudit(ctx, params)
+	return err
 }
 
 // ListDatasets converts echo context to params.
@@ -7628,6 +8780,38 @@ func (w *ServerInterfaceWrapper) ChangeAPIKeySettings(ctx echo.Context) error {
 	return err
 }
 
+// CheckAPIKey converts echo context to params.
+func (w *ServerInterfaceWrapper) CheckAPIKey(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CheckAPIKey(ctx, keyId)
+	return err
+}
+
+// RotateAPIKey converts echo context to params.
+func (w *ServerInterfaceWrapper) RotateAPIKey(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RotateAPIKey(ctx, keyId)
+	return err
+}
+
 // GetAPIKeyUsage converts echo context to params.
 func (w *ServerInterfaceWrapper) GetAPIKeyUsage(ctx echo.Context) error {
 	var err error
@@ -7719,6 +8903,9 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/v1/api_keys/:key_id", wrapper.DeleteAPIKey, options.OperationMiddlewares["deleteAPIKey"]...)
 	router.GET(options.BaseURL+"/v1/api_keys/:key_id", wrapper.GetAPIKey, options.OperationMiddlewares["getAPIKey"]...)
 	router.POST(options.BaseURL+"/v1/api_keys/:key_id/change_settings", wrapper.ChangeAPIKeySettings, options.OperationMiddlewares["changeAPIKeySettings"]...)
+	router.POST(options.BaseURL+"/v1/api_keys/:key_id/rotate", wrapper.RotateAPIKey, options.OperationMiddlewares["rotateAPIKey"]...)
+	router.POST(options.BaseURL+"/v1/api_keys/:key_id/check", wrapper.CheckAPIKey, options.OperationMiddlewares["checkAPIKey"]...)
+	router.GET(options.BaseURL+"/api/audit/", wrapper.ListAudit, options.OperationMiddlewares["listAudit"]...)
 	router.GET(options.BaseURL+"/v1/api_keys/:key_id/usage", wrapper.GetAPIKeyUsage, options.OperationMiddlewares["getAPIKeyUsage"]...)
 	router.GET(options.BaseURL+"/api/datasets/", wrapper.ListDatasets, options.OperationMiddlewares["listDatasets"]...)
 	router.POST(options.BaseURL+"/api/datasets/", wrapper.CreateDataset, options.OperationMiddlewares["createDataset"]...)
@@ -7786,6 +8973,86 @@ type UnauthorizedJSONResponse Error
 type UnavailableJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+
+type ListAuditRequestObject struct {
+	Params ListAuditParams
+}
+
+type ListAuditResponseObject interface {
+	VisitListAuditResponse(w http.ResponseWriter) error
+}
+
+type ListAudit200JSONResponse AuditPage
+
+func (response ListAudit200JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type ListDatasetsRequestObject struct {
 	Params ListDatasetsParams
@@ -9578,6 +10845,210 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type CheckAPIKeyRequestObject struct {
+	KeyId KeyID `json:"key_id"`
+	Body  *CheckAPIKeyJSONRequestBody
+}
+
+type CheckAPIKeyResponseObject interface {
+	VisitCheckAPIKeyResponse(w http.ResponseWriter) error
+}
+
+type CheckAPIKey200JSONResponse CheckResult
+
+func (response CheckAPIKey200JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKeyRequestObject struct {
+	KeyId KeyID `json:"key_id"`
+	Body  *RotateAPIKeyJSONRequestBody
+}
+
+type RotateAPIKeyResponseObject interface {
+	VisitRotateAPIKeyResponse(w http.ResponseWriter) error
+}
+
+type RotateAPIKey200JSONResponse APIKey
+
+func (response RotateAPIKey200JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsageRequestObject struct {
 	KeyId  KeyID `json:"key_id"`
 	Params GetAPIKeyUsageParams
@@ -9661,6 +11132,9 @@ func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListAudit The account's audit trail, newest first
+	// (GET /api/audit/)
+	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	// (GET /api/datasets/)
 	ListDatasets(ctx context.Context, request ListDatasetsRequestObject) (ListDatasetsResponseObject, error)
@@ -9727,6 +11201,12 @@ type StrictServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx context.Context, request ChangeAPIKeySettingsRequestObject) (ChangeAPIKeySettingsResponseObject, error)
+	// CheckAPIKey Would a tile request with this key be served?
+	// (POST /v1/api_keys/{key_id}/check)
+	CheckAPIKey(ctx context.Context, request CheckAPIKeyRequestObject) (CheckAPIKeyResponseObject, error)
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	// (POST /v1/api_keys/{key_id}/rotate)
+	RotateAPIKey(ctx context.Context, request RotateAPIKeyRequestObject) (RotateAPIKeyResponseObject, error)
 	// GetAPIKeyUsage What a key served and had refused, per hour or day
 	// (GET /v1/api_keys/{key_id}/usage)
 	GetAPIKeyUsage(ctx context.Context, request GetAPIKeyUsageRequestObject) (GetAPIKeyUsageResponseObject, error)
@@ -9742,6 +11222,31 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// ListAudit operation middleware
+func (sh *strictHandler) ListAudit(ctx echo.Context, params ListAuditParams) error {
+	var request ListAuditRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAudit(ctx.Request().Context(), request.(ListAuditRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAudit")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAuditResponseObject); ok {
+		return validResponse.VisitListAuditResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // ListDatasets operation middleware
@@ -10426,6 +11931,105 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 	return nil
 }
 
+// CheckAPIKey operation middleware
+func (sh *strictHandler) CheckAPIKey(ctx echo.Context, keyId KeyID) error {
+	var request CheckAPIKeyRequestObject
+
+	request.KeyId = keyId
+
+	var body CheckAPIKeyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CheckAPIKey(ctx.Request().Context(), request.(CheckAPIKeyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CheckAPIKey")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CheckAPIKeyResponseObject); ok {
+		return validResponse.VisitCheckAPIKeyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RotateAPIKey operation middleware
+func (sh *strictHandler) RotateAPIKey(ctx echo.Context, keyId KeyID) error {
+	var request RotateAPIKeyRequestObject
+
+	request.KeyId = keyId
+
+	var body RotateAPIKeyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RotateAPIKey(ctx.Request().Context(), request.(RotateAPIKeyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RotateAPIKey")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RotateAPIKeyResponseObject); ok {
+		return validResponse.VisitRotateAPIKeyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // GetAPIKeyUsage operation middleware
 func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error {
 	var request GetAPIKeyUsageRequestObject
@@ -10457,141 +12061,173 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tchu3suCroGa3ylRqSFGynL1XqtQpJXYS3ziOy7JzditUacCZJomjITABMJIYraruQ+wz7IPdJ7nV",
-	"DcwnZ0jKlpX4HOdHLJIzQKPR6O9u3AaxWmZKgrQmOL4NMq75Eixo+vRdro3S+FcCJtYis0LJ4Dh4w+fA",
-	"YvoxZNwwDTbXEhImJLMLYJH7LWJqRp8zDVdC5YZlfA6jIAwEjvJ7DnoVhIHkSwiOA/dOEAYmXsCS46wz",
-	"pZfcBsfBdGUhCIMlv3kFcm4XwfGzg8MwsKsM3zRWCzkPwuBmOFfD5pd3d2HwnFtuwL58jmPS1Bm3i2rm",
-	"xP1+IZIgDDT8ngsNSXBsdQ6d0OQ5Pbk+0YubbB1Z70QKzKpLkAxuMqFXbJBLccMMxEomZi8kFNEDTwyL",
-	"4CaLEKdLIS0kfciCm6wbU0Lar48QVUKKZb4MjscloDjgHDRB+oPmMk+5Fna1DvG3eXwJlhnxB5ywKX0w",
-	"zFiuLeOWXS9UCmyhcm2Y0izhKxOy9+++6wN1XpuqDvL/1DALjoP/sV9R4L771ezXwUNwf4IOME8lO33z",
-	"kl3C6olx+OsD4RKaU9fo6PDZ1107+ROsHLk0p3yZgLRiJkAjaePsP8GqnLVJVZew+niKeiWWwvYcwBR/",
-	"61sy/dhYdAIznqc2OH42ppPkyONgPK4Ry0E3tZzFCr/bQNkGn+iDhX685wacifnmCcVccpvr/knF/J5T",
-	"vjd8Dt9rtVyf+IyIv+BmoIVK2EDIOM2NuIITJqzxB+WJPyl7I/bcIRxpk/0vOidsCjOlgUVWRX1wzxCA",
-	"TiJJuIWhFUsIeqF/p9ZhfyGTNuRw4yFvQSnVdR9YVt0fqDukfZMpacCJEyVnqYiJnmMlLUj6k2dZKmKO",
-	"4O7/wyDMtzuyiRdaK+0mahHKAli84BLFlJ/UsGthF4wjFxbGCjlnavoPiO0ouAuD75WeiiQB+UiwaSBO",
-	"wlMmDLviqUjYNLdsyVdMKssSxexCGALttbLfq1wmnx6y14qZPF54vBTCPOZpCvqJYTyOVS4dvvAkPiLO",
-	"Tj2Oani7Jr1jlhtIRiz630OEaI7E+Ba4UTJCxCoJSPoRyV1IopBFU55clLwjCicyIu4UsUEphVFdQbI2",
-	"jBdEpGYo9mh7NPCE8OK1hr2QRUqLuZA4fG5AX/A5SEtj5/JSqmt54R9wk1zCiqXCWBSf+LVhXLohUVKA",
-	"sWzBDZMg7AI0i37x70qlJzJ6CzPQoCOcthj9ElY4twY8ebGFJGKD6kMBqGGWXwKzJQ81IdGal6FmbzSR",
-	"QRgsgCde/TuNYzBm+J2SVqt0eJqm6nrowGnu6To3WtuPzS/ceZIicQfJ4xxCv3AilCvQxMQ1t16wssE6",
-	"UR3T7xepgzLaQ/0H31oqaRfpiv2eK8snchDRHxdwEwMkRHe5tCKlPZZwY90LTlA45WlvxKK3YPVqeDqz",
-	"oIl6hSx0xBPceG4deoZvVCriVURUU30dsZnCDWKJ5jM7FGBnw4W1Gc/EEKEmoId+d4fjf0cwJ4VSMAlO",
-	"fv9mko/HT2NPgwaFhZ+ffoCT628O/KT19/Q34xPr3/XguucRIO3ImluYSAIgxJc9umqTOsQV0zQGK9gQ",
-	"vVSM7KGoBtoMxUTiCDTJg1J5ifydH/Sbt/X5ihSaj1aaWqeituXYgcRXfwvqVByEQZNag/Ow93y+lzy3",
-	"C6XFH/A48qjG8DvP41IYI+Qc2aHSjLMlT1E1gYR4/yAqP0fHLDJijnwSLayJJBLyvB/ZIE9TNhdXIHEg",
-	"/OIa0pS5l93gksEysysWIb/907mlUq+4nsPjsMpCME1VQvzSKsVSnJ6UgcelinX9yRMBcWNJikIB1hUX",
-	"KZ+mj4QlFLRTbgBhyqUGHi9w8hOm8TizlFvQHrJMK6QW/PmFtN4KfxAIf3z37s2viAN6uRfe6hFWPFPo",
-	"946a37z0RnemVQbaCqfDO4Uo6bUBUD36RaarwtjtddEMzaXIhorg4ekwU8jHtHvtLgxiDdw+wjwNrNwG",
-	"Mk89wXQNexcGIuky3B8KmpQbe4Eq7boZ9/cFSMad+lYcR3ycxVxrAQkZDKTPDDTESieQkMUj8K2lkLmF",
-	"PTTuOrHZXvZDrccL6AuSMN32vGGFToza9RSYAX0FCakfMU9BJlx7fWmAitIJixBap11I5aR6Y2FdLrCe",
-	"fS1lZ2Hn3q7vuFfSyXdoYWk6H/JfcK35Cj9XEpZOc5IIh6E3tcM046mBLj7iPFp1VZR7y8T5GI5R13da",
-	"2kUG+sIpPBHRBhot7jNTkvEr0HwOIcsztO+jaa6NjRi3TMkYThiPtTKGvWYaiN8YhkyL8WSJau3B/uuQ",
-	"GQDaobcvTp///KKNfkn+lzZ2myyDJvUumNLphP+FG9UZ5zhrLbJjmHCbUlT5337rHDL0EFZ6jzOAWw7l",
-	"StnD/cbt6CDoBbAsn6YiJoq2imW5M6Tx2L5/+8qwQfS3S1h9E9FhfKhzlhs+hwvkABd0VPqOmj9b5Akp",
-	"+QX90XXUjtm1FtaCZDQ+WsFwBXpVUMtEZmlu2PWCWyIRLs01IOTFA86QRV3Kj7MC6/SmtcPag4liH3dE",
-	"BT6mUK1FRc2fMEJPYZXvwONbFOMcs7Tdnkk0j2xj9IpbVBIsLGVmnb83WESbUXZs6Bpx3oVeRr/hTgts",
-	"yeme0I0L6RQOQTJGMz6H8lgrZ22RZCmiNe0wzGYEdodhwop5ln9sUmO8/tHBWq2yPL0gV9T68l7ny6lz",
-	"zl/CqrQdS8/VVv5QBqHqsxSw9+/BGVgr5Nzck9kXryG8HCEesVO5YoocP0hrqEl6JxcbHB0eovFiNb+Y",
-	"Fa43NHzQcMusdyDxZKhkuprImYA0MT5M8ROsQna9EMjbNeEDMgsJ2dFiLpWGhBnFLJ5kAoRxw2Zg4wUk",
-	"LOYS5XKmDL4y5fHlRBIHQRnhaNuM2ODdAl/TwBKIU44jLkAD8RqVWxRZ7oRHx86Zx63SxjkcuWGXQg5V",
-	"BpJnYiLdkhmvvcQ8ea9YpsGAJK7KC01otEdcpVdVbaL9bYElHMNh57gTJ7360hpx19TVTz5XS2WtBTYO",
-	"SBzuqMM+BJzdcauNeuzHI2Tr+nbSOrfqlxqW6sqrpzQSG4z9YTReDqJU3+vWPVuqzprCcy+dtGUJiDTF",
-	"AzkHCShEEsZzq5bcipin6YrlMgVj8MBcCbQC4AaFsbApRSqb5EIQlZ93wG1NG27xsgxiMRNgPJ9BO7Ry",
-	"cCPTSVN1jXaKou02DrOnb16OkKvxZZbCKFbLyD1oiBlN5EIZG7Loq1HjEeQ8Jp8maslx+AHqGMToM7jZ",
-	"C1m0sDY73t9PVcxTHOH46Xg8jhx/IwkDoRuaCC5T2obOp/i3iJUOUPc0yKTTF89KV/yIvSC/kIN7Ih1t",
-	"uKU7baeUeI0g5NM28tcJmd+8dK8ebDjYn8boWDsHLtb8RdX/ED62trPbFfYP45MF/1nHcFMHbqUTOG8U",
-	"GEYTlifgmiQ4Hqz3BvTwFN92B9v5PVmspKUTSDYE3PDYhhMZcwNDA9IIK64AD6pb+Ij9XaRJzHXiOAKe",
-	"WpNnePwgOXFzc2aEnKfA3CuoAHnGMZrIV8CvwHthB3gEiUL3iKVQ7KOEfKbVknG5YrjsIS3bHcV2GsB2",
-	"Y2Bd5ZOrFyksC0+dXP0yC45/2+47Kt0GkpTU+jdTpVLgkr7aTT2Wq9eA+lgBybqi3McBtg78K09zCNZX",
-	"fh6uJ+CAm54UWMmKlxnBcEwb8B9nv7xGhS+HkCGGGKVNJJCM2Ck+ZVgiNMSWCN2IBCaSu++dLokTTlFs",
-	"XCuWwhWkhiUAGRu0UbBHqWiVUHy3yuCMoEUNVio7kXCDyiOq1KjnC7J1tMrnC1ZMmSoJJz4AXjxX6bAu",
-	"42YiPRU0d+BT0sJfYndpar9J67vNBgaAVWdjb+Sx5Cb8M0/Kn3tGNhwBlw+gZjOQCTE7meUWqRgNnBP3",
-	"7PUCyIhFU4q8KRL2RhN5lkFqmXKPIxAJm2ou4wUYNoWYo/30y+kZezoaPzGOUSLGIyYBkP2yCF+K2BRo",
-	"O0uy/lblMulQ7367BlTEjMrtImTA8YNU2i7OUT4lMNcABkWR19OC49+GB/82Dof/9mw0fnZwEOIH//d5",
-	"TSOqNHyVI0WEa1tf04KOSAGoPrQVoO9A+ohpC/hUybmweQIhS7n1f/2h1PJ8FHwoME/rwDxdB8Znna67",
-	"Zpz2e3EFxIK60i+XuJ248ahK9maeFLb3Cct8dpq3SnwqaZmTt4N24D0kF93hjTX1hVurxTTfOWoy/Riq",
-	"qh8En/Ly4bvWJqGNOnVTK/RHA639+9PZgy6iTXr3WIQ/Infh1kjeJh/HBzkqtlJJMeptxUSCbDrrGnrB",
-	"zQWFOzrTgn/+1tn4M5EC+aCngGjPUsWThkJeSZNgR8q/FM4y2SQf/Mn/CR91+4YkUIsb1Q7eUsj+H3tj",
-	"Urj0CyP+gA14rY1zBbFV+iLlK5+rsJPk/JXeeoUvETBbrM8rYcRUpD6WvXHg6slOb3uNGfW43GkXGlOW",
-	"1FOhtMJ8yYDKo9tkYW0M1REctvl1nfi6vPxdXmJPEd/Rw1uN85a4aPLa+7v7vjDfvx7z7ffhHu62qRWv",
-	"bGKhns4dZdOZC9Q68nYurkzO3ZeaG0pICcu8MMdsMwri/CPD/1/DNOtICPtYPtgP88HRqO4+PTzaXMrS",
-	"YKD9o47vOWjBeJv7stVf12DLLXcOIZt8HCcsqYF2+Ozr2hYcPvs6fHZweB4+FldvuBjHj8TlPU8nGtrA",
-	"Ln/yNFaQp1swhU4RmZ106V/dFhT9M0KahUGwPab50EFKP/P7LNlF/KypU3xKATeKKLrcNi/rSh9xnALX",
-	"hglLbjkNxipNLmNT0DqFSb4Iti+C7R5GwFaptD0SWImcDxMpjywz/umlQC9rMp0Mu1aZu4txNm9Wte5c",
-	"YfqBnJyARryts/QWx25UGDcLYrdz7XKWNfSg8Orgf9/i15Tig/bvVCWiTP3a0R10CSvHotPUu2w3oYMg",
-	"/A6lkOnwgDYyzzLQVd2NS9N2+XJ9YXrKjPEpdYXfq5bFRg5QypzZbWE+meah1vbW5+aUcSdfFUzJR1Ny",
-	"2RklaZkO6C2JeQPkGOxwfESq+lP611yDNns7ro9KirrzEpv1qS7ZYfekE1cxtgV8q+rlZTuB3DooDv4S",
-	"W6En8WrjPG2WAJX003WCXGb7OlcBy0Xa9DMVRCmVZTMqt9yWGOhH6ZoXmUu347fmZF3fIf97w8crDDML",
-	"yqZCcu9KvtkqBO/vt7sf193xsUwLGYuMp73rL59wqRdLTuFbyvJqFzN+ACK6PE0NvtxwOzWgrXDYu9s7",
-	"unZapdk3nAKfRZ1qBUHEBly6PED/JRUbRnWw8JkaznxKp19SVa/bpXnfz9vf3rntbQu6cfRKmI5TcT/R",
-	"647WNnnbL1TXGl/4pgjBQuW65grxHxO+6jQzu6psNvCZ3XSydtXONqWinwH9CDx1SSVNiIzlNjdNzqcu",
-	"t7I6/1rXTD/Bqkd3eyxlrICgWxELiz4cO9FtfdFl/45d9bUGII+nqxXl3Z9MXytFkdPXPrUKVapNXRWf",
-	"EZViRlLZC5LSzpPJ2dH4aO/zV7PurwyVm99FkM7niCt/V+SwbfTA/Ks5XO6p54Dr7rQDebh+E+bCVf6u",
-	"/175OHr96lWpdq+r88Pjiqbo57M2pnFtdzZ7KdYHpJ9znXYfCSPmEq0DXwPFLCyzlFtgg9s/7vZvb+72",
-	"b1d3e515kmWMd9fSuzYTd4HChp5XAhv6JkFFMy3Xpai2ebW4YVdQsR4kLKOPRWCwfra6D2etd8B9/LFd",
-	"5YFU6RK5LNFRlQYchT6FU1jDfEEI18BMmTzkU4Um8o0WZskSBa5gi1qF1LKGfJpQRBw/2jtmzYrEsLsi",
-	"cSLvW5I46qjj+GyTin3ThP84++X1Vt67gddukq1d3uNNz/c6ajf4YR+Q8fQmNLik/Drju1n90cn1kKKK",
-	"ivji2aej8Wjc+/Q9S3cfxKG6kSmVS6i4RRd78TjpI6tSpicCd3IpJLfOClnyLMPFHd8W4qMH6LaCUCx+",
-	"8yKr5+/Ko7p67Zve+VivkrCDZrg+3ubn2/Denddx8S238eKtO6Adijb+WlbOU2uaylXF/us//59Prjee",
-	"MT0bl4rvy+dm3YauREqHQvS8ehPHKpKSi9lmSo/Y89y1eADHk12ZReJUVD1EdhuySwDcSTYT2tihAepO",
-	"krig/bri1Ke4VGrTs3FdbzrY2WttNlOhx7xr9baOjZ955gvLE+q8FltWDc0GqboGPYy5AZfJ7yUL7pCi",
-	"ritoDa9vQOWR7MvhfSQi3PJ8+aS36s/X/SNt/uBWthHlPS4HKL6u7PuCFjd4NsO6Y8Dx1KPx0/BofHS+",
-	"VSK6GcNNPoK6Abhhu3ZQrNeG3uqDie1N/5zOVuixHapJKC37PknhqYobgqPKfO/NdC8Xed4hkpZmvkF0",
-	"3W4xIxEaN4Z/o2uP6vJrC77aTq4tegSpnZv2vU8i1zYgeVA9ZN0T3I+RL9bzX856vuxOC/ormMhd6chT",
-	"o9LcQthrBpvGRv4F9NMuo3mrpbxJky2t6Haa7TYj+ddGnkETsVGmxRW3EB3XezyQR8//TQlJFD1zzV9H",
-	"jR6ZxywVlxR0wlFC6r/qWifwZFl05SxDH4bNNZcWEhyziEwJO2KRiz9GVO2mJODZrfcnk9RUz9m1ZUaL",
-	"m5M8eQU8XZHMGkM3EOda2NUZGQW03Wegr0RcswNafgLjfvfq1CCyc3PxX//5/6M9Vx0ZWe9apXY/krkQ",
-	"19DjLiI/q/+ORohGExmd+kZvJHKPGc3NXNtFeqhouihMrVbVuF56gzrAP1IBqe+iV1h/wRS4puxsj4CF",
-	"tRnSwfqbPZ4mvoTWuoVkP/MM2bh+Yoq6VeRCjmyoLIta2i2AXSudsIhmiUKKypmMx+CaBVb9YQfdaCjx",
-	"O2Ivfs/FFU9BWtRh69CzgVujXzm1WnZAVb2WG6NXyOCZoJYod6SSzDpaPZc7GrsmhKasHUoVT6g9YsaQ",
-	"5+D6nxjXMOrYUbTkc9/swGdblHkMFIy9hulELkmRX04hYQPqAOKK3OmkVIW2TOcpmL2QWtgbZhZK22Eq",
-	"yLipscDKFio71IYO02QCeehcVbBVrbL8mGu9Yty3Bb6ElTMXLkGOJnIif6blUO1izNPU0CkkN1TzSLT2",
-	"8Vvamg56PmGdWz6RW0jfKkVVqQUFsjgVQEgBiZxkb8Rc4JiIDVE6kZvPJRsOqTHM69OfX0S0Vm/xFk1V",
-	"hJJsxkWaa29YutBG0fXpq6+ODg+/+gqPxffc2NM3L59QhkEGEzmIbic+qjhBbXWCquMkCCeoPNK/SIn0",
-	"B6nE9FdsbyaotUZ7J77+zIWtyS5AZDQGZZNgNBpNgrvI0b8VloyUYs0kI3xdXHBAbp27MPCNYYJj8vQ8",
-	"RVbJ7YKY4D7PxH5BP/sUd3Q1d6ipETZeJsFx8EoY+7yIlYSNay56zMPqkX1/DUafoVd70jcNOG81Pj8c",
-	"jx+sv2M9wbmzU3bmW3WVh4qpNCGfh9DGde8+Gh/0TVPCvd/o6okvHR7u8tJ6Z8u7MHg2frrThGW/ThJ5",
-	"+XLJ9crvXj25wRTJDu3e5L6TtjJQz5ph1GLL8jnudvC8FjK7GRaEN9SKCPFKwLVTkTJlOgjJHdcilbv0",
-	"MX+rktVDb7FPKblrqme+41uLvg4eevK+HqcSrqscnA8mpV3IoWovj28c7PBG2RP3z6VWz9F5gaedaQ8S",
-	"YX0n1iZbu61U8bt9J/ZTcNlGTep8Tt/XqbNBJUddVTL4RuKusKjLZalYquQcNLsCLWarR91tB+nmN8p7",
-	"Ef7c3XYIrHY7JEySseBMiAKx5t50EHbLsh/A9u7w+LH4wAPwgM9nj38AW21wTfAwA/fY1ppouZf6UV1f",
-	"hYpFxm286Kx6bpfppDCzm2p1RuyUVYn8xVUX03yZmYmMmlWvUdE+UINFm79Q9XJrLHfNKyrm0UpFdJpe",
-	"k4ZdKdKjiFFf9bSTGH2045MTUMmfIkrvffA+I9nrNvuTyV7H1jebGZShaj4la66SaTcz5yeFHHowE+Cf",
-	"WpKTlcHXkLczCZG5/tHsfYPV4XKfPw2zrCexP7LF4VO6++0N2oe/NtWO/337C+X1Z58ZTz1bkBup1H/8",
-	"PWqN6gRKy01JTaoqEvqKN+57onbiybf0744WUnWSttlHb+FKXaL25M0idy0ny2VCN0Z9MZN2JCKHR8bd",
-	"YX5Enhp2XvlaEMtHXc95vpkwyejbb9+qe2+BkPclmhd38Syg2fBIWAPpLGTGauBLV5aXCHM5Yi8tdebn",
-	"ceHpL+7lxfcmklu1dD2ETxgnJzJSOnVNYinwq/Zbtsypp+aeTc3DIc/VqZtwIl0MMGQuTzFktdAfmcm+",
-	"RYkLDZLj2nK0JShWhdMijE8MW4LlOMtoIv/u2pXTov3lIYMs5UKyqHjKXxVGkEbMImEa4lV0TfGSZ9F+",
-	"JJZ8jr+mfKVyezKRUrGE45cJOVPNSXGzhkzK6Yu7VSjP1pwgH3j9/hU1JZcr37z0pL5IF9portKPQQ33",
-	"aRyqAmu4/6I93ON4AfElJMX9ocIyYSayCDMcF0ig0MhUA780yHjzlCJbnB0dHrJr8opGqYojf/GcY+QR",
-	"0pFDE54N4+5Kc2ExbhmVR7EBjOYjFv02CfDpSRCySVBgwn2qrzQ4L67Haht9SErvvC9kNy1GxRbs0JFy",
-	"U6WoWngIyemq0s77R/8iBl/pHSosv166/mIKPpQpSIyrWRNZZ5QPbBvmRRmctww31B/hYaNaHqqvcin0",
-	"rlIodB3medpTSu7alNvaYBNZq6kP/dUuNT8uPj9wRVLNMvq9qoBermoZCyP2C4VcFzCRFeLUtSyDLAbA",
-	"9Xo5Gh9R/JZUQRMyuKJepcp4FlUPwuyNmLtX3LjbI3Biq/lsJmLi9mopLDmiuWVLZSw7CMfjcXn9ON1+",
-	"MYWVkkknb6mcoq4c8b4aQ3X58w5hvuKu5R0ebZQ2PkJc0K1+q1+AiLV0C3gK/GjvwOejjnrVodlRIqTj",
-	"uFC59hfbP6prt+AuTm2k07se+OkLCNRz+D8ZidVynrsCz0VyBz7hGRF5iVHHmTPOfubZKzHVwIzKdQyu",
-	"E/EXe2lTyKHmUyc+K6HDhq5uxX9c6vS2jeqtthhWdQ+thJ92iQXVr+HqvFIYVlkr01W57Ck3MJHGckup",
-	"Pb0lFL1VE+wN6GFx5ilBxZAQC9nR+OkeSxTq/pYsH9IbpriK45YKAdLqVZHYQoPU8lpQFXaZ8Pjl0fjp",
-	"/z0aH91FI/adS/yZSLNQeZo4jd4VRbgBi8uSIxoyop423XKuPIaGsPyJHILdZTWPrFT3VJh0sJ+znOJV",
-	"szxl1WMfylk+Iy0X+QQxAEcRrCCJezOH5gFfc2Tgvo2KzevUcM/4sn4xr6HG9KKwt1u5dyMHNN2I6HL5",
-	"Guk8kbvSHt+byJkGs0hXheutxhMpG55e8ok+DY7ZMWv/gaIizY9zM2152F1nt/WxMzHf5bEXN9lOo1Gq",
-	"9idVPEvsdSmd/rfdpfzaLeO7Snp88XOT9j6nG0kN97KZ0P3befu7IvP5t3Pc0IoHFFhmVAdLkqTQtVqc",
-	"wATnmw56rRx/dOv8K3fu9pH9BXWU+aNXB/3R//4JCc03temxbfy2UH/SbNTG73kz0HcFEkw9svdLsZgC",
-	"Qz7ltM3ymov+xT3kecdHLbxdEdi5RpwPLf1ExTlpQBuX+Y7udVXSah5bSkP2gG5d9Iov022L/j+nP7+6",
-	"36KLUatF96/w6WhcrhIhx9mYhZtm469Nnr+Hx55fcS/2NPBk1X9C3rqf/5QDQnOjyk2G7ughONZ5M7rD",
-	"E4FHyt1oU16EX7TV2YS2qwNkRxdFy8nevArX3eIzz96uXdm7MXm7VtH0hG5p/qdJ4658mkB9jeXc3wjp",
-	"u1gXdFI8t2ua9vrlVXRNHEXJBpIKs5Rm0XduF4euJe8xG0d7vsLC+JtvK8cFM+5+XsYtE2i7+W5xxA2i",
-	"27uI+qV0KZUuduPvMP409lnr4uE7b5l9UrrdlKRBPVgf05fzT5xx4TPIPVp3PhT1OEWNq+7fulZ2d9vz",
-	"ImoUu05IfQZ3umJu1OSLL29Tivgc1c4P2tD+RPCNG/YIJ/8jT/3n5Y+9z9Z9qM/1J1iV/tauM7zv0rQv",
-	"TO3G+Q+bYYPovG8mORtEki/hmLnvC7cvSlRy3lBmQTiRkb8PunjQ3/RcvzCZ8TkXcm/ETtvX0PsMj9o1",
-	"9EVxl5l40KiW1VS34Bc9zwaRSKKQRdZX9vq6ZvrOLwr/LG8txw/tG3qjPcY1VEkXjSt4u1QAGrclpR9L",
-	"FXhMH+1mBlGkOzy6evAlg3MtK/7DBVAvN3ropIcNiQ71XrSjifTJBGxDLsGIUTQcOdi1xm+kZzWzNDcL",
-	"JqQFfcXTiRxE716+evHD6bsXF+/PTn94cfH9q/dnP168fP3uxdtfT19FYXGLDTsYM7PnIkLILdgMrn1v",
-	"Q0MMSiqLTEpI5IorAvT0Q/MZ3MH6F01nKFfer3h8SWMo0hhQUtZO2YInzLcI3pTS8IkVmJaD+77ebWqD",
-	"52bs6PNBv7p8x6JbxEKYmmsvDKgdbbBPZOqX3NGYjtoyDHEp3IppCpV/4vTNy1GtJ0eBLAR7ncsxV2lf",
-	"tNswAEVTDOQVS8/NFiB0IwXN1GYoM0zWZzjraKFRBdNtGUkb/ADqFUhTW89ebYZ6LLB7GS5drIgnhK65",
-	"tixvbBlEf7uE1TfRnout1WJtg+hvRsy/meTj8eHXcJP5v6hT0DdRG4iu6Z3zMiTlzbkSi6YrhRPWJzbX",
-	"xqr5Eu/O7/47AAD//w==",
+	"7H2Lchs3tuCvoLhbZXKqSVGynM1IlUoptpLoxrFdljyZrVDFBrsPSYyaQAdAi2K8qrofsd+wH3a/ZAsH",
+	"QL/YzYcty/Fcz1TFIonnwcF5n4P3nUgsUsGBa9U5ed9JqaQL0CDx0/NMKiHNXzGoSLJUM8E7J503dAYk",
+	"wh8DQhWRoDPJISaMEz0HEtrfQiKm+DmVcMtEpkhKZzDoBB1mRvkjA7nqBB1OF9A56dg+naCjojksqJl1",
+	"KuSC6s5JZ7LS0Ak6C3r3EvhMzzsnzw6Pgo5epaan0pLxWSfo3PVnol/98v4+6LygmirQFy/MmDh1SvW8",
+	"mDm2v49Z3Ak6Ev7ImIS4c6JlBo2ryTJsuT7R+V26DqwrlgDR4gY4gbuUyRXpZpzdEQWR4LHqBQgibPBE",
+	"kRDu0tDAdMG4hrgNWHCXNkOKcf3NsQEV42yRLTonw3yhZsAZSFzpT5LyLKGS6dX6in/IohvQRLE/4ZRM",
+	"8IMiSlOpCdVkORcJkLnIpCJCkpiuVEDeXT1vW+qsNFV5yf9TwrRz0vkfBwUGHthf1UF5eWa5v0DDMs84",
+	"OXtzQW5g9URZ+LUt4QaqU5fw6OjZN00n+QusLLpUp7yIgWs2ZSANapvZf4FVPmsVq25g9fEY9ZItmG65",
+	"gIn5rW3L+GNl0zFMaZbozsmzId4kix6Hw2EJWQ6bseUyEua7DZitTIu2teCPex7AJZttnpDNONWZbJ+U",
+	"zfac8p2iM/hRisX6xJeI/J6agWQiJl3GoyRT7BZOCdPKXZQn7qb0BuSFBbjBTfK/8J6QCUyFBBJqEbat",
+	"e2oW0IgkMdXQ12wBndbVX4n1tZ/zuL5yuHMrr62Si2XbsrTYf1H3BvdVKrgCy04EnyYsQnyOBNfA8U+a",
+	"pgmLqFnuwb+UWfP7HcnEuZRC2olqiDIHEs0pN2zKTarIkuk5oYYKM6UZnxEx+RdEetC5Dzo/CjlhcQz8",
+	"kdYmASkJTQhT5JYmLCaTTJMFXREuNIkF0XOmcGmvhP5RZDz+9Ct7JYjKormDi2fmEU0SkE8UoVEkMm7h",
+	"ZW7iI8LszMGoBLclyh3TTEE8IOE/+2ZFM4OMb4EqwUMDWMHBoH6IfBfiMCDhhMbjnHaEwYiHSJ1C0s25",
+	"sBFXDForQj0Sialhe3g8EmiMcHFSQy8goZBsxrgZPlMgx3QGXOPYGb/hYsnHroGd5AZWJGFKG/ZpvlaE",
+	"cjuk4RSgNJlTRTgwPQdJwteuLxdyxMO3MAUJMjTT+tFvYBWSLk2UIJRIoamG2LHFXPJyO6NKI7GaSRpB",
+	"zyxRgrmvkYY4JN3ig9+eIpreANE55VUBYqjjvEZ8CQ2n8yDOtzjiTBXzuSNQY6pD3yVmik6Sch+Uf7j7",
+	"kikypYmyq/QiGhd6TJNELOvdChlOheb6mDUaINePiqWuX5Qw4HrEaRxLUMpMxzjhDmVKI7N0LA0SqLA3",
+	"GPFO0JkDjZ2AfBZFoFT/ueBaiqR/ZlbWtwdWxfp1er2GsZs73LtLhwIBxI9Dptwh41W6BYknKal2ogfp",
+	"rl+7E/x9nNhVhj0jIZpeC8H1PFmRPzKh6Yh3Q/xjDHcRQIw3M+OaJQh3DnfadrCs1IqXvQEJ34KWq/7Z",
+	"VIMM3YE5KfrUXA2qLXj6b0TColWI96r4OiRTYQ6IxJJOdZ+BnvbnWqc0ZX2zalx0351uf/h3s8yRF5tG",
+	"ndM/vhtlw+HTyN1SZdipmx9/gNPld4du0nI/+d3wVLu+brm2vVmQtBefahhxXEBgOjtwlSa1gPPTVAbz",
+	"hBo7+ZHdKoqBNq9ixM0IOMmDYnkO/J0busPb2r5AhWrTQpZtFGW3XDvgpuvvnTIWd4JOFVs710Hr/XzH",
+	"aabnQrI/4XE4doklNt7HBVOK8ZmhukISShY0McIbxMgdu2H+OTwhoWIzw8WMDjriiEKOOxpySpOEzNgt",
+	"cDOQ+WIJSUJsZzs4J7BI9QrJ++enlkK8pHIGj0MqPeueiBjppRaCJGZ6FJceFyvWJUyHBEiNOYpSflm3",
+	"lCWG4T7OqgwjnlAFZk0Zl0CjuZn8lEhznUlCNUi3slQKgy3m53OunZ3iQVb489XVm38YGGDn1vUWTYhv",
+	"4zUgi81vLpxZIpUiBamZ1XKsyBi3aklGgHzNk5U3B7QasfrqhqV9geuhST8Vho5J2+0+6EQSqH6EeUqS",
+	"VYNGPgcieLIqiYtOws1l5a4wcqw6IY1CXO+UhDxLkpDALcjViLtGKDU4jQPHyhQMyBmJIYGSeEpiKVJF",
+	"RJZr50bos5SHaVioHcwsQccswF6CCqiolHTVqSPG+7bmxXhOhl0HV4gSbegUlwJY3apA3HPSENPmorjR",
+	"CJ1RhiYuN99EiAQoxwlz6brBTGZ4JKqTxGBGPifL9Sc3vRfhiyPh5kzMjI0IthUMLG6C/kPhZS6Xr2/5",
+	"+cWLt4p0L97cHqMgdPHm9hujtsgFTZiCuEcKDYB4BWCRKW00jsTIUxZpl0wBqgw9I19amFC+8l1qaLY3",
+	"WiVU6bE5gPUd/DYHTqhVuzxrMc1JRKVkENvzRNSREAkZQ4z2DWZ6LRjPNPR2PriHOhEnbI5RWmq23lXp",
+	"wwSIAnkLMYrSEU2Ax1Q62b9rhP4cFacoc1gJtbKxJoN3C+BzOdBbtRrOzKnk6CloPdj6QXote4wa8njT",
+	"bXyHF3tpjrcwOEhIExpBTCYrS8PMSaMib7iP0ixJyFLIG5WDAwdAZTUWoB79pAvxGFlxHDPb8E2JEyKp",
+	"axICrF5d1iOpg4M1oZ6Q0KtY4xTk2GorIV4GRahTuYjghN6CpDMISJYSLUg4yaTSIaGaCB7BKaGRFEqR",
+	"VwhgFlFFjMRBaLww3OXw4FVAFFiK+Pb87MWv53V842herkOxyu9xUmdhzm3q5n/BRl3E+gVqm2wYJtim",
+	"0RTuhd8bhwzcCgulxdr3av6yQlMzCG6Oo5nbp9kkYRFeYS1Imlk7oaFT796+VKQbfn8Dq+9CpD4PhW6Z",
+	"ojMYG5I3RtrQRlscMUFDb04g8Y8m2nJClpJpDZzg+EaAQBnEY8uIp0mmyHJOrRWJcrUEs3LfwNrpjCLk",
+	"xlmBEz3WqFMLJPw57ggK00wYndRoWe6GIXi80XEH6aSGMVYgwuN2VLF6ZSujF+SxED+DXOAtM7SKSFII",
+	"RFVpsszDNxHRCr2ps5kG7FjD9PvASetvqNUHaxJ7i5vbur+9YIlmqZTOIKcRghfU2nu26y7rzafR7LIu",
+	"yRT5H5sUGqeJNDAmLTRNxihEr2/vVbaYWEfmDaxyK1Ju5d9KbHKHfXkWv/b2M7gErRmfqT05h+9m1kvN",
+	"igfkjK8IymnEIG5FoD0+OiIh3GlJx1Pvpgh7AYG7CFLtjO007hvdZcSnDJJYOZfuL7AKyHLODKOQCA9I",
+	"jcZhBEk240JCTJQg2pAFXAihikxBR3OISUS5kWpSoUyXCY1uRhzJkWE49qKoAelezU03CSSGKKFmxDlI",
+	"QMJlVJnQk4vwxDo+qBZSWecMVeSG8b5IgdOUjbjdMqGlTsSh94qkEpSRcVEsdMxh0EMS1aq0VsH+1kPJ",
+	"jGGhc9IIk1YZZA25S4rrJ59ro/KK7C4XSLU5U1BQqLJdlBZQL5gAmstKF8RIDqpVey03dNrrKQl/vw6t",
+	"ULGnfrqgdxe28SFKBHvqqyXX98b+eyiwTlXNxflTEpqhQtIV0oGk5xRXZdRYiv9dUjVop4k76rO/ednZ",
+	"HJrSRv03srHhy11/Vo6WTTOdSXhgffYhcLbtoLfqtFv11vBwOMD/H3wbBiQ8Gg4PT+LJtycnB0+PwlNC",
+	"yQSJmu2LPjokZAa53Ze9sqZseJyRbqAY+fDg25BMIBILUKQ8XQ7nES8pyWW0J1fry2duU4JziMxenyiS",
+	"AsiACBkUipL5CpfLOAmvLl6e/3R2dT6+evvu8ur8xfjN29f/vDi/DG0slWSzue4vhNIk41pmSIvDf/Z/",
+	"FHJJjaps/grJXKS1i1i6KMd/R8E7vzfbbuVHafsfT/i24u5OuvlWLVzCQty6W48jke4wN2ZZ4dmoAr1m",
+	"Db2mH61pSXtp7jWiYFTkCZAZcJDo/6aZFguqWUSTZEUynhhkS6W4ZTHEBO6MBM90gtFbVQJZP/itsC3Z",
+	"DGoySwoRmzJQTp74+erqTeH0N/fQWkEN76HoHEHInr25GBjphS7SBAaRWIS2ob2rIz4XSgck/Nug0sRI",
+	"GCqbxGJBzfBdo5ggG0rhrheQcK51enJwkIiIJmaEk6fD4TC01x8lSQjs0IhwqZA6sF7E70OSuzxta+Bx",
+	"Y3wCycMTBuQcPUF23SNuccNuvf3SHT17+tC3bg/TzCPcwge1m6zdShsN+NVa8SHnuXZU220OH4Yvnhqu",
+	"Q7iqxtcCPq03DJT1tuT3cYl6g7nm7xTI/pnpbcmM9bsavqqRHqAZBO5opIMRj6iCvgKumGa3YMiG3fiA",
+	"/MaSOKIytvTJ0BCVpYYYQHxq56ZEMT5LgNguhoE7MjYY8ZdAb8F5gcuioCFwGHuRr3wqxQKN6Wbbfdy2",
+	"JQz1QM3t9ox1RZOvzhNYeE8hX72edk5+3+64yU29HFXj8jeFcLqrUs5Xr8BIHn4l6+p5GwXYOvA/aJJB",
+	"Z33n18F6iDTY6VFt5sR3JriGEzyA/7h8/cqomRkExECIYGBrDPGAnJlWisRMQqQR0RWLYcSp/d5qsGbC",
+	"iWFiS0ESuIVEkRggJd06CHqYLFCw6KtVCpe4WqM3c6FHHO5SlAolRJlUDC0sUmSzOfFTJoLDqQtR9O0K",
+	"zdnGRI+4w4LqCXxKXPhLnC5O7Q5p/bRJVwGQ4m70Bg5KdsLPeVM+7x3ZcAVsrKCYToHHSOx4mqE2q4Dr",
+	"U9vW6ygSMCjVaDq9wYhfppBo9ExTRcwiYjKRlEdzUEZ9opkC8vrskjwdDJ8oSygNxI2WCob8ktB0MqoW",
+	"HmeB1lnM9PmtQ+gqd6eR1/l9IBNN2fgGVgNrdOkExRdo8Sl9YQNHS19YV3thsy3GyL/wY/gv1rpkaSKo",
+	"4eozSXlpBPvRNb9uYL800k0m2d8wCje2LM9OX3HZmK/RC4Bhh5BM7QHSeME4ef7yorddQmr2Wq87d5s9",
+	"iE3mdWzaZBB1BsF2WXD3G5SjeyEfH6EwVnzYaCXqnNNo7iAaEzSIIrUOf7c5CwGhUw3yOiTdwgUpDVqS",
+	"mMUoKGBcfa8kTBUb3RGmmsoZNKD1rt1XNkulhvsFOnrEawrgq54b/orrbjo3FPd3T81Y97fYlhbHA39r",
+	"8/0XiNFoRTf3/6MdGV2RxCB7f1GHRkHiPtypAaZ/3a3xRBEtKUs+hXvjB5HxJjPz70sw+roSmZ4HBKj5",
+	"wIXU82uzuBhmEqwL36nznZPf+4ffDoP+t88Gw2eHh4H54P6+bjIbxyIzBxKs8eQSMTguE4PjdaA+B+5C",
+	"aWuLTwSfMZ3FEJCEavfXn0IsrgedD13M0/JinjYsZg7RzVurKWxVlKtXoJTLuQvJYGmzl7tmpLShREJi",
+	"JFGvZjI6ftZqE2oe3OlATxSxthOnq9WGPRoef9tkQrAWlm0jO0PMXkNvUkCro5eUzcYJDodHx9soYemk",
+	"mm6TwwGFKYtrco5VOEv8t+Q8kHmA8PoWGhOFNFmKLIkxtmpVDbHxBjohyfHweLCLjUdpqrOWUEn7m438",
+	"KYd22flnYGNhMNdmTh1HVadmakJJ2bdkbUHewxQLsIEICqzt1XHAo+EwOB4eBsfDp8Hx8Ph6K83zcM13",
+	"kUOz6YhcXnWTGBqBUuNbQBWuKcF4YcRhA2EwolpbbpX3mJ6S1OVfOhuzS5bOs053sK44WO1KGKjWkk2y",
+	"nUM+Jx9D/MuKhEvq+nDiWqf0Gy2kVX7tOJiRTPdnBw+6iTqH2GMTjpPdB1sjsTd5pnd0L+8ZGOxHfV/w",
+	"+k46mTYNPadqjBFvjYnvv/5gPTZTQyvm1GiUBuyobVUMmiW6uCPm3zBr2d0koLmb/4tpas/NoECJHJcu",
+	"3oLx9h9b4zDN1seK/Qkb4Foa5xaMLD1O6MrlmuwkZ/4De700nXaJ171lik1Y4nIRNg5ctGxUAErEqCXq",
+	"Ck+hMmWOPQVIC8jnBCi/ulUSVodQGcBBnV6Xka8p0GsDL3huFfz9ZLYard0/XOEr8f3rEd/2GJSj3Q61",
+	"oJVVKJQLFoTpZGoNPxa9rcMy5TP7paRKW9nUmwQssU1RU/1Xav67hEnaaIH6ODrYvubD40HZGX50vLlY",
+	"S4WAto863HNQT3ir57LV+1ohyzV3GAIbfUSnJC4t7ejZN2WZ9Nk3wbPDo+vgsaj6vsFTD0LlHU1HHNpA",
+	"Ln9xOObR024YA14NMBvx0nXdZgH6HHYbrxBsN9o8tO3FzfwujXdhP2viFJ1gmCSaPW1uouN1uTYYJUAl",
+	"BrF1DWEBpYVEl7vyuI6K11fG9pWx7aEEbOVK2+O6CpbzYSzlkXnGvz0XaCVNqpFg72mvnFXrtu1cQ+0D",
+	"KTku2sBtnaS3W/OCWsm37VQ7n2UNPIZ5NdC/H8zX6M8w+u9ExCzP/tnRHHQDK29JdC7vTeDAFT43XEg1",
+	"eJAryUcpyKJuik2ztylTbUGXmM/gsqq83auUyIQOZMx32G1jLgXiofb21mVU5HE7ru4dpoxM0GSnBMdt",
+	"2kVvyc3qGopBjoY2Mfcp/quWIFVvx/1hSZhm62q1ApsNXd09VcBWN9qyfC3KpZB2WnLtotj159AKHIoX",
+	"B+dwM19Qjj9NN8hWJlinKqApS6p2Jo+UXGgyxYJiWy30dpSmeX9CN2qT4bdkZF0/IW+wLtt4mSJqjjkw",
+	"Bt2bwuS3MsH97XZ7eol2a5ZKxiOW0qR1/3kLa993mSGYm1MvvPUBgGiyNFXocsXsVFltAcPW097RtFOL",
+	"KrijGDjmK7EVKwhJl3KbveW+xGJRYXlZpk0JZs5/7bZU+D+aJO/9rP31k9temLMZRi+Zagpf2Iv12qu1",
+	"jd+2M9W10q6u7GdnLjJZMoW4jzFdNaqZTVVSNtCZ3WSyetWVbUJFOwH6GWhig3KrKyq8bwXlEzdbSZ3r",
+	"1jTTL7Bqkd0eSxjzK2gWxAJfaXYnvC1vOq9Qu6u8VlnI48lqPiHvk8lrOSuy8tqnFqFysampYleIpbRC",
+	"LvQYubS1ZFJyPDzuffli1v7CUH74TQhpbY5m51c+B2CjBea/m8FlTzkHbP3yHdDD59HYEJf13wsbR6td",
+	"vSi112rq/HC/ovIVq9fDM2xh6c1WivUB8edMJi1xHWzGjXbgymAQDYs0oRpI9/2f9wfv7+4P3q/ue415",
+	"JrmPd9dyM3Uibh2FFTkvX2zgymD7cvG2Dnfp8Ep+wyanYtlJmHsfvWOwfLeaL2ep9uM+9timCjE28dNm",
+	"2QyKNKowyONQFXFp/FQCUXnwtQu1HvE3kqlFESqDZW1LUdcuzDpEih/2Tki1KE3QXJRmxPetSjNoyL7/",
+	"YpOyzClj2PiHBethFWI3iaoIq99+c2zWXUWMn8WSJILPXPkGVzPJntINQDkRfEgk3Iobm3zOxfLUgB8z",
+	"gp8OsRR7r+ove/b3o7Vc1AZAre3esJ7/uHz9aivn2cBpNkkWTbbzTe1bzdQbrNAPSHZbwzlsgmmZ7N+t",
+	"/myk+eY++XqOvu3TwXAwbG29Z7GuBzEnbyTJ+RYKWtlEXB1MrlvQKpdoYmZOcsE4dSkRC5qmZnMn7z3z",
+	"bFl0XTzym9+8yaL9fX5hV6/coxbO0y047CAXr4+3uX19vffXZVj8QHU0LxGampphfs0DKjEXpDDUkf/6",
+	"z//rUjOVI8vPhrnYf/FCrVsQNlYOeVH0NGP5lDY/21TIAXmR2QKlYDmSTdKNXXZK3zCbAKmWoVdTJpXu",
+	"K8Daui6c9kPKgzwblqXGw51t9mozFjrI26cc1qHxK01dZbUYX1aINCmGJt1ELEH2I6rA5oE6im1OSGDN",
+	"YCmFXD+Awh7blhvzSEi4pX3e0tk0rtf5RJ0+2J1tBHmLwQX814V1w+PiBrtuOSjZ0dSdQ4LtjMEmC0lZ",
+	"/d1wXDuoFWtDb7VARfqufU6rKbVoTqXsJJ5mep8cq0REFcZR5E225knmm7xuYEkLNdvAurblmJnV2DFc",
+	"j6YzKvOvLfCqm/i2yBEodG869zaOXE8PezA5ZN0O3g6Rr7aDv5zt4KY5KOqvYCBoCsaeKJFkGoJWI4Aa",
+	"bKwS/PjyaZPJYKudYJMkm9sQ6kHG20wE/6hEWdRKjaWS3VIN4Umlmhrlsf8blTv0HdrHnQak/JrNCUnY",
+	"DbrczCgBvq9ky/1hNrB9dSd3/OCTOFxDbMb0fjmmByS03tcQayUIDubulqvrc3wSwmr1eTyPnRPtmH49",
+	"TX7cEkFXEGWS6dUlKgV43Jcgb1lU0gNqVhJlf3fiVDfUMzX+r//8f2HP1tYItTMsu+xn6+DrO9iFaGV2",
+	"3+EI4WDEwzP3TAGy3BOCcxP7aAg28k+GMFWqdKLsSxDd8oJ/xrQw9waE1/46E6ASY9MdAOZapwYP1nu2",
+	"2NnoAmr7Zpz8SlNDxuUT5aueGCpk0QaT+n2RsaWQMQlxljBAn6RKaQT2qYuiHHO3GQw5fAfk/I+M3dIE",
+	"uDYybHn1pGv36HaOT6nZRRVvqVVGL4BBU4ZlPO9RJJk2POWWn2hkn9BQeeZUImiMj3ukxNAcs/8nylZM",
+	"PrEYzenMFe5ysSZ5FAe6opcwGfEFCvKLCcSki1UrbRYj3pSiTAuRWQKqF+ATlYqouZC6nzBUbkoksNCF",
+	"8oqKgYU0qkBudbamjBa1ElOYikeoe/brBlZWXbgBPhjxEf8Vt4OVLyKaJApvIRrhqleido4/4NE04PMp",
+	"aTzyEd+C+loIzJL3GOjyRpUtkcV0b0Cs2xyRzYB0xDffS9LvYzHTV2e/noe4V6fx+kKgTHAypSzJpFMs",
+	"rWPHlz3+29+Oj47+9jdzLX6kSp+9uXiC8RUpjHg3fD9yPtWRkVZHRnQcdYKRER7xX4OJ+AeKxPhXpO9G",
+	"RmoNe6cu+8467VEvMMCoDEpGncFgMOrchxb/NdOopPg9I49wWYGdQzTr3AcdV8y0c4KWnqeGVFI9RyJ4",
+	"QFN2QLOY6QO0GEKD6n+Oy7JwDFzOYFDUTzcoh5UmzAdXBsfivi1wBk3dR9wmU633zs0G5pfifTj3qhrX",
+	"KrAnYa5mzGLLRFwiY+jv2FqxBbQU12stnBIFkQTtijFhrmRRmYTmWxxx+wiAuzxMkzlNU+AQ28factKm",
+	"DO2yefFmxBtItX39qSipePbuxcXV+O351fmrq4vXr0LSdUZZcjz0plM8WiMq4+wXMdZSVRrT9vHwikeE",
+	"W5TzosmBe2S4Tc0utXQFv65rz0oeDYcP9jZMUVyh8RXC1NUJR4BKypKAcFiiwYlJZZ9GPB4ets2SL/ug",
+	"8iAQdnq6vVPx4KLpcXS0yzTrz+jcB51nu8xWfhwIJZRssaByVY3keqIIXs4maGBBi5nBAVuzwgg+d31P",
+	"CfpSIGVAIogT4FX3rKJ829cx7YV3Cn/RyFbO5NiIbjn/JCKJHwLbPh/uvKy9yaj8dao/M+oexRQKyuGB",
+	"hJXR6kUpNmAds24ZLK02lArVgEiWM7/IS8M4CeQHEa8e+ohd7Nx9VRPzj2lU8evwoSdve4yLw7IINnxE",
+	"wnW4Q4/88bbPi61OeMt5/s64BzHT7smwKll7X2jd9wdWlMEaWGvY+QK/L2NnBUuOm9IB8Wks+xp1WQTn",
+	"At2mIMktSDZdPepp25Vu7pE/cfx5T9sCsDjtoCTU2XqeDrBqbzwImnnZT6BbT3j4WHTgAWjAl3PGPxnB",
+	"vVJKxTIeLOf/IaxlL/HDjXrxAgWLlOpo3ljeoZ6PmMBUb0pKHJAzUmQsea1kki1SNeJhNb0/9K9bSNBM",
+	"5nW7RaaVprbKYUE8ajHXTZK/zbl8FDbq0jt3YqOPdn0yXFT8WVjp3hfvC+K99rA/Ge+1ZH2zmoGh+OpT",
+	"kuYia2AzcX5SGBceSAX4t+bkqGXQNeDtjEJOKf1I8r5B67BJHp+GWJazdR5Z43C5K+36hq37+pfG2uHf",
+	"t3d4Lvg0YdaH9SXR1Ms5Woxz+QdV6loaFuYfJCgmFalXbVlq+96onWjye/x3Rw2puEnb9KO3GBEan3q1",
+	"aMHQ35fxGKsFf1WTdkQiC0dC7WV+RJoavLf+tJTqeeFN88jSqRO6oES0tiVGXW9GTFT6EBk/iiFkbRk1",
+	"/tH4OVQru9ka1gFRWgJd2PzjmKmbAbnQPgLaOfXcOyfYb8SpFgv79M0poegvMphuPRoJ0Nt6L50nD+Er",
+	"EFXJwwLPFuRQwYhbd39AbEhyQEpeflSTXS0mGwWAjgZNjS6Bbml8l4sl8ESRBWhqZhmM+G/2NT3ctHsZ",
+	"uJsmlHES+lahLe6EKw2JxqfFkFaZEcMFTcODkC3ozPya0JXI9OmIc0Fiar6M0ZiqTv0rsjzOp/cPJ2NC",
+	"gTo1dODVu5f4Zh5fuVcuTsubtF7M6i7dGPYFcnxeVkxJWDH/hT1zxtEcohuIiXX12Ce+R9x7FE88ENCR",
+	"M5FAb5QhvFmCTmxKjo+OyBKtomEiotDmYNnpSWjwyILJ3A014oUHnGpivThdGMwGJPx91DGtR52AjDoe",
+	"EvZTeaed67DXrPQZVLpytpDdpBgRadB9i8pVkaKoVcS4oTHr9/OvpPDl1iGv+bXi9VdV8KFUQSRc1eTv",
+	"MqF8YN0w8/m+je7mSqKluWyYtIiJpDZXyKZEBvZhNJq01MywzmddGmzES8VDnBe5bMc17bs2G7RaL6RX",
+	"VArhq1Jw0oC8xuiKOeQvUz5RRCx55RFLLGp1PDzGUA0UBVWA1dOd+4XVazT0BuQH3Kiyj5uaibWk0ymL",
+	"kNqLBdNoiPY5N4fBcDh0wFH2cdYJrASPG2lLYRS1edf7SgzY60cpFru4+bDxldilaSWH+xH8gnb3W+0C",
+	"iKy5WcBh4EdbB74ccdSJDtXSOQFex7nIJMH4o9WjmnY9dbFiI97edcdPm0OgnK7zyVCslN7Q5Hj2cVym",
+	"hSNEaCU2Ms6MUPIrTV+yiQSiRCYjsE/WfNWXNrkcSjZ1pLMcGnToq4LaPyp2Ot1GtCZW9YsUp1psXz2b",
+	"ChN1ze6cUBgUAWqTVb7tCVUw4kpTjVF8rdlSrQlS5A3Ivr/zGIumkIkF5Hj4tEdiYWR/jZoPyg0Ts4uT",
+	"mggBXMuVj2HDQUohbEYUtkkv5svj4dP/czw8vg8H5LmN8RtxNbfPBhiJ3oZ02QH9Q0QhDhli8a5mPpdf",
+	"Q4VQ/kQGweYMukcWqluSyRrIz2WG/qpplpCi2YdSli9IyjV0AgmAxQjiUWJv4lC94GuGDHNuA394jRLu",
+	"JV1ASYxU+IIZ8/p2Lcx2YBf97u1L5cJ2K+E84Q2sbE0TOuJTCWqerLzprUQTMfEFO7lAnwrFbJi1/UJh",
+	"PvbHmZm2NMYw7e3NLtlsl2bnd+lOo2FWxicVPHPoNQmd7rfdubzp8UGc3nT80ri9S98wqGbOspq78ft1",
+	"/Tuf5PD7tTnQUmilgzLBlHfkJF7WqlEC1bnedNFLdUcG76195d4+U3kwx9JZf7bKoD+73z8hornqXS26",
+	"jTsWLMScDurwva46+m6Bgyp79l77zXgIuejyOsmrbvq1beRox0dtvJ7827hHM5/R9GMRZSgBbdzm1Zwp",
+	"m/RBI40ZB26hWze9ootk26b/99mvL/fbtB+12HT7Dp8OhvkuzcrNbETDXbXC4SbL38NDz+24FXoSaLxq",
+	"vyFv7c+f5YLg3EbkRkV38BAU67rq3aEx4/jomReWjbCe1w/bBLbbwwP35qLaGFdhy/h84dHbdhO75QoU",
+	"0fIGNv8uYdyFTROwgDufYUWHyJfrz6P/Xbtdw7TXXznG98TRS9blmIMpJAmf21Ps29rjJ2QY9lwWj7IV",
+	"k0uGC6JAa7RdaMKM7uaSWuwbp+/vQywM1SRUWt+NPexPpJ/ZwS/tCpXBpvtPjrebgjSw2PRj2nL+jSMu",
+	"XAS5A+vOl6LspyhR1YP3tmbn/fa4iBLGriNSm8KdrGyumz/Kr7a85hDxmRE7P+hA2wPBNx7YI9z8j7z1",
+	"X5Y9dp+j+1Cb6y+wyu2tTXf4wIZpj5Un/HuHl/gZNrDOfSPJSTfkdAEnxH7vzb6Go6LxBiMLghEPbWq4",
+	"8g3x5dA8ltyljc8o470BwYKOhtFOQUdziH2Eh1k0xGRCoxuf3KVGbmmYtq7wRdA+poi74o7dkMVhQELt",
+	"kvhdCQP8zm3K/JlQpceZMh9GPPRhLmPsNfZ1Lag2TdF/NtZzpsYLwfU87Nm06ry8AY8Jm3EhfZWHmnyA",
+	"k9ZY+GPJCY9pwN1MPXwsxKPLDl/DO9dC5j+cO20gVRDdfAICRWK5IjLjJ2Q5p7p4GBl4nArG/cvIMUQs",
+	"BiLZbI7lPF1NbF/tD83OqH7MmRpxWz42yqS0BTpugBNf4cPCxlbksBEV9ae+ta8zYiZVTHCbQ09HPBLp",
+	"6sQTNy7kgiZM4VUKSPh9GBAkLKuAxMycK+OzoHBLRyIFnO/iDZFI4XoD8kqgR3XEmSF1kZCY2F+iXkW9",
+	"2oW4hd6AhCzFEhQ2oo7aML7aFqjCmLJukdR/9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPIGG6rDuFLB3b",
+	"xeKkrip3MxmE6OaTakmVR+EfmfaVHyNvC8hw2PKYMtQXRJp+w3tMa8+eY4TTnKFZxEgENnjj+71Fs1a6",
+	"hRUy4OEJlxOYyQyLc6B650QSGzzrahOVgnQrBYp9cJcnNVhRJxjxjGuWkA3yCumGlaLJoQ0+5GLZC8xw",
+	"vHRNCVUjHrpicgYu4YBgtWa0gxjZjCzn5jhoKQ7Yrhud+C75NUJq7EqLiCQGV4hnxF1F6xNHMeZU5RFf",
+	"ein8G0mkuuITMgzz4swGACLxNZy5WA5G/DUmIxi4sYhiRSdp66uUY2wRjSIazeGJWWupNg4GJzdRKFuo",
+	"+pOSqGot7M9qx8lJuDlFg57Wa/o1IvWBdEh2C4iIqNk41ciFS/mYFY/cgoOTV+xtSkEyET+cbPbQ0aob",
+	"IlTLr6UMRtxFgZINQaADgmGMhqQspfmGOx1xmmRqThjXIG9pUpFW3l2e/XQ+/vHlu8ufxxevrs7f/uPs",
+	"ZRj4d1bJ4ZCong3lMYISmcLSVd9XqFkasWYCloKRFS707EMDUe0l+28ah5rvvJ3GfI0/9fGnhhCUbtmc",
+	"xp4Pb4pF/cSWp1pkwr5hCViq3M7YUIsRf7Viga/oZ0S5wicbdPDBlM4BoqnbckPxcCyd1zdboZpNEigc",
+	"S2dvLgaluokeWGbZ61SO2BJJviSiAvCFCw2tWAReB2SykjugSjPkocHrM1w2lDksoiB1HgLV/QnES+Cq",
+	"tJ9eaYZyEFfzNqxW6gNBAss68pJ1pBt+fwOr78KeDYoqBUl1w+8Vm303yobDo2/gLnV/oeb5XVhfRNP0",
+	"v81FXpUO9XEnbTmXXvkosKDX+gjWbx2g3c56kb3i7f3vLqetNFbJjXx/ff//AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -161,4 +162,12 @@ func indexCovers(ctx context.Context, db *sql.DB, index string, cols []string) (
 		}
 	}
 	return true, nil
+}
+
+// RemoveFile removes an MBTiles file with the files SQLite may have left beside it (a rollback
+// journal, a WAL and its index), ignoring those that do not exist.
+func RemoveFile(path string) {
+	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
+		_ = os.Remove(path + suffix)
+	}
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// requestLog writes one structured line per request, and records it in the metrics. It logs the route template, never the
-// query string: tile URLs carry keys and signatures. Tiles served (2xx, 304) are logged at Debug:
-// a map view loads dozens per second and an Info line each would drown everything else; refused
-// and failed tiles stay at Info.
+// requestLog records every request in the metrics and writes one structured line for it. It
+// logs the route template, never the query string: tile URLs carry keys and signatures. Tiles
+// served (2xx, 304) are logged at Debug: a map view loads dozens per second and an Info line
+// each would drown everything else; refused and failed tiles stay at Info.
 func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()

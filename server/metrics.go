@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/metrics"
 )
 
@@ -42,7 +43,8 @@ var formatNames = [...]string{"pbf", "png", "jpg", "webp"}
 var refusalReasons = []string{
 	tileaccess.ReasonMissing, tileaccess.ReasonMalformed, tileaccess.ReasonExpired, tileaccess.ReasonBadSignature,
 	tileaccess.ReasonScope, tileaccess.ReasonUnknownKey, tileaccess.ReasonRestricted, tileaccess.ReasonOrigin,
-	tileaccess.ReasonUnknownOrigin, tileaccess.ReasonUserAgent, reasonNotFound, reasonBadRequest, reasonOther,
+	tileaccess.ReasonUnknownOrigin, tileaccess.ReasonUserAgent, usage.ReasonRateLimited, usage.ReasonQuotaExceeded,
+	reasonNotFound, reasonBadRequest, reasonOther,
 }
 
 // The refusal reasons of tile answers that carry no X-Tilegate-Reason.

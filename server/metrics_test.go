@@ -84,7 +84,8 @@ func TestMetrics(t *testing.T) {
 		tile("HEAD", tlTilePath(pub.Id, "0/0/0", "pbf", ""), 200)
 		tile("GET", tlTilePath(pub.Id, "0/0/0", "png", ""), 404)     // wrong format
 		tile("GET", tlTilePath(pub.Id, "1/5/0", "pbf", ""), 400)     // x out of range
-		tile("GET", tlTilePath(uuid.New(), "0/0/0", "pbf", ""), 404) // no such dataset
+		missing := uuid.New()
+		tile("GET", tlTilePath(missing, "0/0/0", "pbf", ""), 404) // no such dataset
 		tile("GET", tlTilePath(priv.Id, "0/0/0", "pbf", ""), 401)
 		tile("GET", tlTilePath(priv.Id, "0/0/0", "pbf", "key=AAAAAAAAAAAAAAAAAAAAAAAA"), 403)
 		tile("GET", tlTilePath(priv.Id, "0/0/0", "pbf", "key="+key.Token), 200) // key: miss
@@ -100,7 +101,19 @@ func TestMetrics(t *testing.T) {
 		must(t, err)
 		wantStatus(t, cr.StatusCode(), 200, cr.Body)
 
+		flushed := time.Now()
+		must(t, e.Server.FlushUsage(t.Context()))
+		var usageRows int64
+		must(t, db.Store.DB().Raw("SELECT count(*) FROM usage_hours WHERE dataset_id IN (?, ?, ?)",
+			pub.Id.String(), priv.Id.String(), missing.String()).Scan(&usageRows).Error)
+
 		after := scrape()
+		if usageRows == 0 || after.Value("tilegate_usage_last_flush_rows") != float64(usageRows) {
+			t.Errorf("last usage flush wrote %v rows; the table holds %d of this test's", after.Value("tilegate_usage_last_flush_rows"), usageRows)
+		}
+		if at := after.Value("tilegate_usage_last_flush_timestamp_seconds"); at < float64(flushed.UnixNano())/1e9 || at > float64(time.Now().UnixNano())/1e9 {
+			t.Errorf("last usage flush at %v, want between %v and now", at, flushed)
+		}
 		delta := func(name string, labels ...string) float64 {
 			return after.Value(name, labels...) - before.Value(name, labels...)
 		}
@@ -140,6 +153,9 @@ func TestMetrics(t *testing.T) {
 			{"tilegate_cache_evictions_total", []string{"cache", "tile"}, 0},
 			{"tilegate_cache_entries", []string{"cache", "tile"}, 3},
 			{"tilegate_token_batch_size", nil, 1},
+			{"tilegate_usage_flushes_total", nil, 1},
+			{"tilegate_usage_flushed_rows_total", nil, float64(usageRows)},
+			{"tilegate_usage_flush_failures_total", nil, 0},
 		} {
 			if got := delta(c.name, c.labels...); got != c.want {
 				t.Errorf("%s%v grew by %v, want %v", c.name, c.labels, got, c.want)

@@ -119,7 +119,7 @@ func (f *tileFiles) sweepUploads() {
 			continue
 		}
 		if base == name {
-			removeSQLiteFiles(path)
+			mbtiles.RemoveFile(path)
 		} else {
 			_ = os.Remove(path)
 		}

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -248,20 +247,24 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 }
 
 // writeTile answers the tile: 204 for no tile at these coordinates.
+//
+// Headers are set from values built once (the dataset entry's, gzipValue) or in one allocation
+// (tileHeaderValues), not with Header.Set, which allocates a []string per header: a served
+// tile took 8 allocations for its headers, now 2 (go test ./server -run XXX -bench
+// BenchmarkTileRequest -benchmem: 23 → 18 allocs per public tile request, 2026-11-24).
 func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data []byte) error {
 	w := c.Response()
 	h := w.Header()
-	h.Set("Cache-Control", e.CacheControl)
+	h["Cache-Control"] = e.CacheControlValue
 	if len(data) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	h.Set("Content-Type", e.ContentType)
+	h["Content-Type"] = e.ContentTypeValue
 	if mbtiles.IsGzip(data) {
-		h.Set("Content-Encoding", "gzip")
+		h["Content-Encoding"] = gzipValue
 	}
-	h.Set("ETag", tileETag(e.ETag, t.z, t.x, t.y))
-	h.Set("Content-Length", strconv.Itoa(len(data)))
+	h["Etag"], h["Content-Length"] = tileHeaderValues(e.ETag, t, len(data))
 	w.WriteHeader(http.StatusOK)
 	if c.Request().Method == http.MethodHead {
 		return nil
@@ -270,17 +273,33 @@ func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data [
 	return err
 }
 
+var gzipValue = []string{"gzip"}
+
+// tileHeaderValues returns the ETag (see tileETag) and Content-Length header values, built in
+// one string and one []string.
+func tileHeaderValues(etagPrefix string, t tileRequest, size int) (etag, contentLength []string) {
+	var buf [128]byte
+	b := appendTileETag(buf[:0], etagPrefix, t.z, t.x, t.y)
+	n := len(b)
+	b = strconv.AppendInt(b, int64(size), 10)
+	s := string(b)
+	v := []string{s[:n], s[n:]}
+	return v[0:1:1], v[1:2:2]
+}
+
 // tileETag is `"<file's unique part>-z-x-y"`: cheap, and it changes with every upload.
 func tileETag(prefix string, z, x, y int) string {
-	b := make([]byte, 0, len(prefix)+24)
+	return string(appendTileETag(make([]byte, 0, len(prefix)+24), prefix, z, x, y))
+}
+
+func appendTileETag(b []byte, prefix string, z, x, y int) []byte {
 	b = append(b, prefix...)
 	b = strconv.AppendInt(b, int64(z), 10)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, int64(x), 10)
 	b = append(b, '-')
 	b = strconv.AppendInt(b, int64(y), 10)
-	b = append(b, '"')
-	return string(b)
+	return append(b, '"')
 }
 
 // etagMatches applies If-None-Match's weak comparison: "*", or any listed tag (W/ or not).
@@ -327,7 +346,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		if r := requestFrom(ctx); r != nil {
 			client = tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 		}
-		dec, err := s.access.Authorize(ctx, e, &cr, client, time.Now())
+		dec, err := s.access.Authorize(ctx, e, &cr, client, s.now())
 		if err != nil {
 			return nil, err
 		}

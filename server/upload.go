@@ -36,126 +36,201 @@ const uploadPrefix = ".upload-"
 // transaction, and only after that commits is the previous file let go. Anything failing on the
 // way — a bad file, a client that hangs up mid-body — leaves the previous tiles serving and no
 // file behind.
+//
+// Each step answers the request itself when it stops it (a response, or an error the error
+// handler maps); the steps run in this order.
 func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObject) (gen.UploadTilesResponseObject, error) {
+	// 1. the dataset (its owner only) and the request's form
+	a, stop, err := s.uploadTarget(ctx, req)
+	if stop != nil || err != nil {
+		return stop, err
+	}
+	// 2. the body, to a temporary file
+	up, stop, err := s.receiveUpload(ctx, req)
+	if stop != nil || err != nil {
+		return stop, err
+	}
+	defer up.cleanup()
+	// 3. the file's checks, under a time budget by size (mbtiles.Inspect, and tilegate's own
+	// limits on what it brings in)
+	up.startChecks(ctx)
+	defer up.cancelChecks()
+	md, layout, layers, err := s.checkUpload(up, a)
+	if err != nil {
+		return nil, err
+	}
+	// 4. ready for serving (mbtiles.Prepare), synced, and published under a name of its own
+	name, err := s.publishUpload(up, layout)
+	if err != nil {
+		return nil, err
+	}
+	// 5. the dataset takes the file; the previous one retires
+	return s.commitUpload(up, a, md, layers, name)
+}
+
+// upload is one upload in progress: the temporary file, and where it stands.
+type upload struct {
+	ctx     context.Context // the request's: it ends when the client hangs up
+	dataset uuid.UUID
+	tmpPath string
+	lock    *os.File // held open (and locked) while the upload is live, for sweeps (tileFiles)
+	size    int64
+	// published is the final file while the dataset does not have it yet (removed on cleanup).
+	published string
+
+	// checkCtx bounds the checks and preparation: budget by size, and ctx.
+	checkCtx     context.Context
+	cancelChecks context.CancelFunc
+	budget       time.Duration
+}
+
+// uploadTarget finds the dataset (its owner only: 404/403) and checks the request's form.
+func (s *Server) uploadTarget(ctx context.Context, req gen.UploadTilesRequestObject) (store.DatasetAccess, gen.UploadTilesResponseObject, error) {
 	// The route is outside dbDeadline (its body streams for minutes), so each database call
 	// takes its own DBTimeout.
 	dbCtx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
 	a, status, err := s.ownedDataset(dbCtx, req.DatasetId)
 	cancel()
 	if err != nil {
-		return nil, err
+		return a, nil, err
 	}
 	switch status {
 	case 404:
-		return gen.UploadTiles404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return a, gen.UploadTiles404JSONResponse{NotFoundJSONResponse: notFound()}, nil
 	case 403:
-		return gen.UploadTiles403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+		return a, gen.UploadTiles403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
 	}
 	r := requestFrom(ctx)
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/octet-stream" {
-		return nil, invalid([]any{"header", "Content-Type"}, nullIfEmpty(r.Header.Get("Content-Type")),
+		return a, nil, invalid([]any{"header", "Content-Type"}, nullIfEmpty(r.Header.Get("Content-Type")),
 			"send the MBTiles file as application/octet-stream")
 	}
 	if r.ContentLength > s.cfg.MaxUpload {
-		return tooLarge(s.cfg.MaxUpload), nil
+		return a, tooLarge(s.cfg.MaxUpload), nil
 	}
+	return a, nil, nil
+}
 
+// receiveUpload streams the body to a temporary file in the data directory, at most MaxUpload
+// bytes. The caller must call cleanup on the upload returned.
+func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestObject) (*upload, gen.UploadTilesResponseObject, error) {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+		return nil, nil, fmt.Errorf("create data directory: %w", err)
 	}
 	tmp, err := os.CreateTemp(s.cfg.DataDir, uploadPrefix+req.DatasetId.String()+"-*.mbtiles")
 	if err != nil {
-		return nil, fmt.Errorf("create upload file: %w", err)
+		return nil, nil, fmt.Errorf("create upload file: %w", err)
 	}
-	tmpPath := tmp.Name()
-	published := ""
+	up := &upload{ctx: ctx, dataset: req.DatasetId, tmpPath: tmp.Name(), cancelChecks: func() {}}
 	// The lock marks the upload live for sweeps (tileFiles) until it has cleaned up.
-	lock, err := os.Open(tmpPath)
-	if err != nil {
+	if up.lock, err = os.Open(up.tmpPath); err != nil {
 		_ = tmp.Close()
-		removeSQLiteFiles(tmpPath)
-		return nil, fmt.Errorf("open upload file: %w", err)
+		mbtiles.RemoveFile(up.tmpPath)
+		return nil, nil, fmt.Errorf("open upload file: %w", err)
 	}
-	if err := lockUpload(lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		s.log.Warn("lock upload file", "file", tmpPath, "err", err)
+	if err := lockUpload(up.lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn("lock upload file", "file", up.tmpPath, "err", err)
 	}
-	defer func() {
-		_ = tmp.Close()
-		removeSQLiteFiles(tmpPath)
-		if published != "" {
-			_ = os.Remove(published)
-		}
-		_ = lock.Close()
-	}()
 
 	n, err := io.Copy(tmp, io.LimitReader(req.Body, s.cfg.MaxUpload+1))
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	up.size = n
 	switch {
 	case n > s.cfg.MaxUpload:
-		return tooLarge(s.cfg.MaxUpload), nil
+		up.cleanup()
+		return nil, tooLarge(s.cfg.MaxUpload), nil
 	case err != nil:
+		up.cleanup()
 		if ctx.Err() != nil || isBodyReadError(err) {
 			s.log.Info("upload interrupted", "dataset", req.DatasetId, "bytes", n, "err", err)
-			return nil, invalid([]any{"body"}, nil, "the request body could not be read to its end")
+			return nil, nil, invalid([]any{"body"}, nil, "the request body could not be read to its end")
 		}
-		return nil, fmt.Errorf("write upload: %w", err)
+		return nil, nil, fmt.Errorf("write upload: %w", err)
 	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("write upload: %w", err)
-	}
+	return up, nil, nil
+}
 
-	// ctx ends when the client hangs up (net/http watches the connection once the body is
-	// read): every scan below then stops, and the deferred cleanup removes the file. The checks
-	// also have a time budget by size, well above what an honest file needs: SQL a file carries
-	// (index expressions, CHECK constraints) runs during the integrity check.
-	budget := checkBudget(n)
-	checkCtx, cancel := context.WithTimeout(ctx, budget)
-	defer cancel()
-	md, layout, err := mbtiles.Inspect(checkCtx, tmpPath, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
+// cleanup removes the temporary file (and a published file the dataset did not take) and
+// lets the lock go.
+func (up *upload) cleanup() {
+	mbtiles.RemoveFile(up.tmpPath)
+	if up.published != "" {
+		_ = os.Remove(up.published)
+	}
+	_ = up.lock.Close()
+}
+
+// startChecks sets the time budget of the checks. ctx ends when the client hangs up (net/http
+// watches the connection once the body is read): every scan then stops, and cleanup removes
+// the file. The budget by size is well above what an honest file needs: SQL a file carries
+// (index expressions, CHECK constraints) runs during the integrity check.
+func (up *upload) startChecks(ctx context.Context) {
+	up.budget = checkBudget(up.size)
+	up.checkCtx, up.cancelChecks = context.WithTimeout(ctx, up.budget)
+}
+
+// checkUpload inspects the file (mbtiles.Inspect: a valid MBTiles file, within the upload
+// rules) and holds what it brings in to the dataset's kind, the served formats and the API's
+// limits. It returns the metadata, the tile layout and the vector layers (nil for none).
+func (s *Server) checkUpload(up *upload, a store.DatasetAccess) (*mbtiles.Metadata, mbtiles.Layout, store.JSON, error) {
+	md, layout, err := mbtiles.Inspect(up.checkCtx, up.tmpPath, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
 	if err != nil {
-		return nil, s.uploadError(ctx, checkCtx, budget, req, err)
+		return nil, 0, nil, s.uploadError(up, err)
 	}
 	if md.Kind != a.Kind {
-		return nil, invalid([]any{"body"}, nil, fmt.Sprintf("the file holds %s tiles (%s) but the dataset is %s", md.Kind, md.Format, a.Kind))
+		return nil, 0, nil, invalid([]any{"body"}, nil, fmt.Sprintf("the file holds %s tiles (%s) but the dataset is %s", md.Kind, md.Format, a.Kind))
 	}
 	if !servedFormats[md.Format] {
-		return nil, invalid([]any{"body"}, nil, fmt.Sprintf("tile format %s is not served; use pbf, png, jpg or webp", md.Format))
+		return nil, 0, nil, invalid([]any{"body"}, nil, fmt.Sprintf("tile format %s is not served; use pbf, png, jpg or webp", md.Format))
 	}
 	if err := s.checkUploadLimits(md); err != nil {
-		return nil, err
+		return nil, 0, nil, err
 	}
 	var layers store.JSON
 	if md.Kind == "vector" && md.VectorLayers != nil {
 		if layers, err = vectorLayers(md.VectorLayers); err != nil {
-			return nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, err.Error())
+			return nil, 0, nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, err.Error())
 		}
 		if int64(len(layers)) > s.cfg.BodyLimit {
-			return nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, fmt.Sprintf(
+			return nil, 0, nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, fmt.Sprintf(
 				"the vector layers are %d bytes of JSON; the API accepts at most %d", len(layers), s.cfg.BodyLimit))
 		}
 	}
-	if err := mbtiles.Prepare(checkCtx, tmpPath, layout); err != nil {
-		return nil, s.uploadError(ctx, checkCtx, budget, req, err)
-	}
-	if err := syncFile(tmpPath); err != nil {
-		return nil, err
-	}
+	return md, layout, layers, nil
+}
 
-	name, err := tileFileName(req.DatasetId)
+// publishUpload readies the file for serving (mbtiles.Prepare), syncs it and renames it to a
+// name of its own in the data directory, and returns that name.
+func (s *Server) publishUpload(up *upload, layout mbtiles.Layout) (string, error) {
+	if err := mbtiles.Prepare(up.checkCtx, up.tmpPath, layout); err != nil {
+		return "", s.uploadError(up, err)
+	}
+	if err := syncFile(up.tmpPath); err != nil {
+		return "", err
+	}
+	name, err := tileFileName(up.dataset)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	final := filepath.Join(s.cfg.DataDir, name)
-	if err := os.Rename(tmpPath, final); err != nil {
-		return nil, fmt.Errorf("publish upload: %w", err)
+	if err := os.Rename(up.tmpPath, final); err != nil {
+		return "", fmt.Errorf("publish upload: %w", err)
 	}
-	published = final
+	up.published = final
 	if err := syncFile(s.cfg.DataDir); err != nil {
-		return nil, err
+		return "", err
 	}
+	return name, nil
+}
 
-	dbCtx, cancel = context.WithTimeout(ctx, s.cfg.DBTimeout)
+// commitUpload gives the dataset the published file and its metadata in one transaction, then
+// retires the previous file (removed after ReplacedTilesGrace).
+func (s *Server) commitUpload(up *upload, a store.DatasetAccess, md *mbtiles.Metadata, layers store.JSON, name string) (gen.UploadTilesResponseObject, error) {
+	dbCtx, cancel := context.WithTimeout(up.ctx, s.cfg.DBTimeout)
 	defer cancel()
-	d, old, err := s.store.ReplaceTiles(dbCtx, a.AccountID, req.DatasetId, func(d *store.Dataset) error {
+	d, old, err := s.store.ReplaceTiles(dbCtx, a.AccountID, up.dataset, func(d *store.Dataset) error {
 		if d.Kind != md.Kind { // kind never changes, but the row is what counts
 			return invalid([]any{"body"}, nil, fmt.Sprintf("the file holds %s tiles but the dataset is %s", md.Kind, d.Kind))
 		}
@@ -169,11 +244,11 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 	if err != nil {
 		return nil, err
 	}
-	published = "" // the dataset's now: keep it (the store's change evicted the cache entry)
+	up.published = "" // the dataset's now: keep it (the store's change evicted the cache entry)
 	if old != nil && *old != name {
 		s.retired.retire(filepath.Join(s.cfg.DataDir, *old))
 	}
-	s.log.Info("tiles uploaded", "dataset", req.DatasetId, "file", name, "bytes", n, "format", md.Format)
+	s.log.Info("tiles uploaded", "dataset", up.dataset, "file", name, "bytes", up.size, "format", md.Format)
 	return gen.UploadTiles200JSONResponse(datasetOut(d)), nil
 }
 
@@ -256,16 +331,16 @@ func isBodyReadError(err error) bool {
 // uploadError maps a failure to inspect or prepare the file: a problem with the file is a 422
 // (at the value it names, when it names one); a client that hung up gets nothing (the answer
 // goes nowhere); the rest is the server's.
-func (s *Server) uploadError(ctx, checkCtx context.Context, budget time.Duration, req gen.UploadTilesRequestObject, err error) error {
+func (s *Server) uploadError(up *upload, err error) error {
 	var fe *mbtiles.FieldError
 	switch {
-	case ctx.Err() != nil:
-		s.log.Info("upload abandoned by the client", "dataset", req.DatasetId, "err", err)
+	case up.ctx.Err() != nil:
+		s.log.Info("upload abandoned by the client", "dataset", up.dataset, "err", err)
 		return invalid([]any{"body"}, nil, "the client went away")
-	case checkCtx.Err() != nil:
-		s.log.Warn("upload refused: checking the file took too long", "dataset", req.DatasetId, "budget", budget)
+	case up.checkCtx.Err() != nil:
+		s.log.Warn("upload refused: checking the file took too long", "dataset", up.dataset, "budget", up.budget)
 		return invalid([]any{"body"}, nil, fmt.Sprintf(
-			"checking the file took longer than the %s allowed for its size; it may only hold plain tables and indexes", budget))
+			"checking the file took longer than the %s allowed for its size; it may only hold plain tables and indexes", up.budget))
 	case errors.As(err, &fe):
 		return invalid(append([]any{"body"}, fe.Loc...), nil, fe.Msg)
 	case errors.Is(err, mbtiles.ErrInvalid):
@@ -403,12 +478,6 @@ func syncFile(path string) error {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
-}
-
-func removeSQLiteFiles(path string) {
-	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
-		_ = os.Remove(path + suffix)
-	}
 }
 
 // extendUploadDeadline lets an upload take longer than the server's read and write timeouts

@@ -38,10 +38,10 @@ func TestUpdateAPIKeyConcurrentFieldsAllKept(t *testing.T) {
 		errs := make([]error, len(changes))
 		for i, change := range changes {
 			wg.Go(func() {
-				_, errs[i] = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) bool {
+				_, errs[i] = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) (bool, error) {
 					time.Sleep(50 * time.Millisecond)
 					change(k)
-					return false
+					return false, nil
 				})
 			})
 		}
@@ -73,7 +73,7 @@ func TestUpdateAPIKeyRacingDelete(t *testing.T) {
 		var deleteErr error
 		var wg sync.WaitGroup
 		var deletedBeforeCommit bool
-		_, err = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) bool {
+		_, err = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) (bool, error) {
 			wg.Go(func() {
 				deleteErr = st.DeleteAPIKey(ctx, acct.AccountID, k.ID)
 				deleted.Store(true)
@@ -82,7 +82,7 @@ func TestUpdateAPIKeyRacingDelete(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			deletedBeforeCommit = deleted.Load()
 			k.Name = "changed"
-			return false
+			return false, nil
 		})
 		wg.Wait()
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -96,7 +96,7 @@ func TestUpdateAPIKeyRacingDelete(t *testing.T) {
 			t.Errorf("after delete: %v", err)
 		}
 		// A change of a key already deleted is ErrNotFound.
-		if _, err := st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(*store.APIKey) bool { return false }); !errors.Is(err, store.ErrNotFound) {
+		if _, err := st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(*store.APIKey) (bool, error) { return false, nil }); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("change of a deleted key: %v", err)
 		}
 	})
@@ -218,7 +218,7 @@ func TestConcurrentWritersNoErrors(t *testing.T) {
 					var inner sync.WaitGroup
 					var changeErr, deleteErr error
 					inner.Go(func() {
-						_, changeErr = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) bool { k.Name = name; return false })
+						_, changeErr = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) (bool, error) { k.Name = name; return false, nil })
 					})
 					inner.Go(func() { deleteErr = st.DeleteAPIKey(ctx, acct.AccountID, k.ID) })
 					inner.Wait()

@@ -382,6 +382,38 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(ras.ID, ""), auth: B, want: 404})
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(vec.ID, "?exp=-5"), want: 422, invalid: true})
 
+	// Key lifecycle: the new settings, a dry run, rotation with grace, the audit trail.
+	life := []byte(`{"expires_at":"2999-01-01T00:00:00Z","enabled":true,"dataset_ids":["` + vec.ID + `"],"ip_ranges":["10.0.0.1/8","0.0.0.0/0","::/0"]}`)
+	s.do(call{op: "changeAPIKeySettings", method: "POST", path: cp, auth: A, ctype: "application/json", body: life, want: 200})
+	s.do(call{op: "changeAPIKeySettings", method: "POST", path: cp, auth: A, ctype: "application/json", body: []byte(`{"ip_ranges":["not-a-range"]}`), want: 422})
+	chk := kp + "/check"
+	checkBody := []byte(`{"dataset_id":"` + vec.ID + `","origin":"https://maps.example.com","user_agent":"prism","ip":"10.1.2.3"}`)
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: viewer, ctype: "application/json", body: checkBody, want: 200})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"` + ras.ID + `","origin":"https://evil.test"}`), want: 200})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, ctype: "application/json", body: checkBody, want: 401, invalid: true})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: B, ctype: "application/json", body: checkBody, want: 404})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"` + vec.ID + `","origin":"` + huge + `"}`), want: 413, invalid: true})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"x"}`), want: 422, invalid: true})
+	rp := kp + "/rotate"
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: A, ctype: "application/json", body: []byte(`{"grace_seconds":3600}`), want: 200})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: editor, want: 200})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, ctype: "application/json", body: []byte(`{}`), want: 401, invalid: true})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: viewer, ctype: "application/json", body: []byte(`{}`), want: 403})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: B, ctype: "application/json", body: []byte(`{}`), want: 404})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: A, ctype: "application/json", body: []byte(`{"grace_seconds":1,"pad":"` + huge + `"}`), want: 413, invalid: true})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: A, ctype: "application/json", body: []byte(`{"grace_seconds":-1}`), want: 422, invalid: true})
+	var trail struct {
+		Cursor *string `json:"cursor"`
+	}
+	s.decode(s.do(call{op: "listAudit", method: "GET", path: "/api/audit/?limit=10", auth: A, want: 200}), &trail)
+	if trail.Cursor == nil {
+		s.t.Fatal("the audit trail's first page of 10 has no cursor")
+	}
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/?limit=10&cursor=" + url.QueryEscape(*trail.Cursor), auth: A, want: 200})
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/", want: 401, invalid: true})
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/", auth: editor, want: 403})
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/?limit=5", auth: A, want: 422, invalid: true})
+
 	// Deletions.
 	s.do(call{op: "deleteGrant", method: "DELETE", path: gp(vec.ID) + grant.ID + "/", auth: badToken, want: 401})
 	s.do(call{op: "deleteGrant", method: "DELETE", path: gp(vec.ID) + grant.ID + "/", auth: editor, want: 403})
@@ -425,6 +457,9 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 		{op: "getAPIKey", method: "GET", path: kp, auth: A},
 		{op: "changeAPIKeySettings", method: "POST", path: cp, auth: A, ctype: "application/json", body: []byte(`{}`)},
 		{op: "deleteAPIKey", method: "DELETE", path: kp, auth: A},
+		{op: "rotateAPIKey", method: "POST", path: kp + "/rotate", auth: A, ctype: "application/json", body: []byte(`{}`)},
+		{op: "checkAPIKey", method: "POST", path: kp + "/check", auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"` + vec.ID + `"}`)},
+		{op: "listAudit", method: "GET", path: "/api/audit/", auth: A},
 		{op: "listDatasets", method: "GET", path: "/api/datasets/", auth: A},
 		{op: "createDataset", method: "POST", path: "/api/datasets/", auth: A, ctype: "application/json", body: []byte(`{"name":"x","kind":"vector"}`)},
 		{op: "getDataset", method: "GET", path: other, auth: A},
