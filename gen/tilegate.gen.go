@@ -216,6 +216,24 @@ func (e DatasetUpdateTileSize) Valid() bool {
 	}
 }
 
+// Defines values for Granularity.
+const (
+	Day  Granularity = "day"
+	Hour Granularity = "hour"
+)
+
+// Valid indicates whether the value is a known member of the Granularity enum.
+func (e Granularity) Valid() bool {
+	switch e {
+	case Day:
+		return true
+	case Hour:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RasterTileTokenKind.
 const (
 	RasterTileTokenKindRaster RasterTileTokenKind = "raster"
@@ -338,15 +356,25 @@ type APIKey struct {
 
 	// LastUsed When a tile request last carried this key (recorded within a minute).
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
-	Name     string                       `json:"name"`
-	Origins  []string                     `json:"origins"`
+
+	// MonthlyQuota Tiles the key may be served per calendar month (UTC); `null` for no quota.
+	MonthlyQuota nullable.Nullable[int64] `json:"monthly_quota"`
+	Name         string                   `json:"name"`
+	Origins      []string                 `json:"origins"`
 
 	// PreviousTokenExpiresAt Until when the token replaced by the last rotation still works; `null` when none does.
 	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
+	// RateLimit The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none.
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit"`
+
 	// Token The public key to put in tile URLs (`?key=`).
-	Token     string                    `json:"token,omitempty"`
-	UserAgent nullable.Nullable[string] `json:"user_agent"`
+	Token string `json:"token,omitempty"`
+
+	// UsageThisMonth Tiles served with this key this calendar month (UTC): written usage of every replica
+	// plus what the answering replica has not written yet.
+	UsageThisMonth int64                     `json:"usage_this_month"`
+	UserAgent      nullable.Nullable[string] `json:"user_agent"`
 }
 
 // APIKeyPage defines model for APIKeyPage.
@@ -393,6 +421,9 @@ type APIKeySettings struct {
 	// LastUsed Read-only in APIKey: accepted and ignored.
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
 
+	// MonthlyQuota Tiles per calendar month (UTC); `null` removes the quota (0 refuses every tile).
+	MonthlyQuota nullable.Nullable[int64] `json:"monthly_quota,omitempty"`
+
 	// Name Will be generated automatically unless provided explicitly.
 	Name nullable.Nullable[string] `json:"name,omitempty"`
 
@@ -405,8 +436,14 @@ type APIKeySettings struct {
 	// PreviousTokenExpiresAt Read-only in APIKey: accepted and ignored.
 	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
+	// RateLimit The key's rate limit; `null` removes it.
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
+
 	// Token Read-only in APIKey: accepted and ignored.
 	Token *string `json:"token,omitempty"`
+
+	// UsageThisMonth Read-only in APIKey: accepted and ignored.
+	UsageThisMonth *int64 `json:"usage_this_month,omitempty"`
 
 	// UserAgent Processes only requests where the User-Agent HTTP header contains this exact,
 	// case-sensitive substring. Wildcards are not supported; only a single string is allowed.
@@ -661,6 +698,37 @@ type DatasetUpdateFormat string
 // DatasetUpdateTileSize defines model for DatasetUpdate.TileSize.
 type DatasetUpdateTileSize int
 
+// DatasetUsage defines model for DatasetUsage.
+type DatasetUsage struct {
+	DatasetId   openapi_types.UUID `json:"dataset_id"`
+	Granularity Granularity        `json:"granularity"`
+	Items       []DatasetUsageItem `json:"items"`
+}
+
+// DatasetUsageItem defines model for DatasetUsageItem.
+type DatasetUsageItem struct {
+	// Bytes Bytes of tile bodies served.
+	Bytes int64 `json:"bytes"`
+
+	// Keys Tiles served per API key id.
+	Keys UsageCounts `json:"keys"`
+
+	// Public Tiles of a public dataset served without a key.
+	Public int64 `json:"public"`
+
+	// Refused Refused requests of API keys by reason.
+	Refused UsageCounts `json:"refused"`
+
+	// Served Tiles served (200, 204 and 304 answers).
+	Served int64 `json:"served"`
+
+	// Start The bucket's start (UTC).
+	Start time.Time `json:"start"`
+
+	// Tokens Tiles served to tile tokens.
+	Tokens int64 `json:"tokens"`
+}
+
 // Error defines model for Error.
 type Error struct {
 	// Detail Example: API key not found
@@ -690,6 +758,9 @@ type GrantList struct {
 	Items []Grant `json:"items"`
 }
 
+// Granularity defines model for Granularity.
+type Granularity string
+
 // HTTPValidationError defines model for HTTPValidationError.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
@@ -699,6 +770,31 @@ type HTTPValidationError struct {
 type Health struct {
 	// Status Example: ok
 	Status string `json:"status"`
+}
+
+// KeyUsage defines model for KeyUsage.
+type KeyUsage struct {
+	Granularity Granularity        `json:"granularity"`
+	Items       []KeyUsageItem     `json:"items"`
+	KeyId       openapi_types.UUID `json:"key_id"`
+}
+
+// KeyUsageItem defines model for KeyUsageItem.
+type KeyUsageItem struct {
+	// Bytes Bytes of tile bodies served.
+	Bytes int64 `json:"bytes"`
+
+	// Datasets Tiles served per dataset id.
+	Datasets UsageCounts `json:"datasets"`
+
+	// Refused Refused requests by reason (`X-Tilegate-Reason`, or `not_found` for a 404).
+	Refused UsageCounts `json:"refused"`
+
+	// Served Tiles served (200, 204 and 304 answers).
+	Served int64 `json:"served"`
+
+	// Start The bucket's start (UTC).
+	Start time.Time `json:"start"`
 }
 
 // RasterTileToken defines model for RasterTileToken.
@@ -725,6 +821,14 @@ type RasterTileToken struct {
 
 // RasterTileTokenKind defines model for RasterTileToken.Kind.
 type RasterTileTokenKind string
+
+// RateLimit A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
+// Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
+// tiles a second on average, up to `burst` at once.
+type RateLimit struct {
+	Burst             int `json:"burst"`
+	RequestsPerSecond int `json:"requests_per_second"`
+}
 
 // RotateRequest defines model for RotateRequest.
 type RotateRequest struct {
@@ -790,6 +894,9 @@ type TileTokenError struct {
 
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
+
+// UsageCounts defines model for UsageCounts.
+type UsageCounts map[string]int64
 
 // ValidationError defines model for ValidationError.
 type ValidationError struct {
@@ -875,6 +982,12 @@ type Scope = string
 // Sig defines model for Sig.
 type Sig = string
 
+// UsageFrom defines model for UsageFrom.
+type UsageFrom = time.Time
+
+// UsageTo defines model for UsageTo.
+type UsageTo = time.Time
+
 // Conflict defines model for Conflict.
 type Conflict = Error
 
@@ -886,6 +999,9 @@ type NotFound = Error
 
 // TileForbidden defines model for TileForbidden.
 type TileForbidden = Error
+
+// TileLimited defines model for TileLimited.
+type TileLimited = Error
 
 // TileUnauthorized defines model for TileUnauthorized.
 type TileUnauthorized = Error
@@ -920,6 +1036,18 @@ type ListDatasetsParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// GetDatasetUsageParams defines parameters for GetDatasetUsage.
+type GetDatasetUsageParams struct {
+	// From Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`.
+	From *UsageFrom `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the period (exclusive). Defaults to now.
+	To *UsageTo `form:"to,omitempty" json:"to,omitempty"`
+
+	// Granularity Bucket size; buckets start at whole hours or days, UTC.
+	Granularity *Granularity `form:"granularity,omitempty" json:"granularity,omitempty"`
+}
+
 // GetTileJSONParams defines parameters for GetTileJSON.
 type GetTileJSONParams struct {
 	// Key An API key's token.
@@ -942,6 +1070,18 @@ type ListAPIKeysParams struct {
 
 	// Limit Page limit.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// GetAPIKeyUsageParams defines parameters for GetAPIKeyUsage.
+type GetAPIKeyUsageParams struct {
+	// From Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`.
+	From *UsageFrom `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the period (exclusive). Defaults to now.
+	To *UsageTo `form:"to,omitempty" json:"to,omitempty"`
+
+	// Granularity Bucket size; buckets start at whole hours or days, UTC.
+	Granularity *Granularity `form:"granularity,omitempty" json:"granularity,omitempty"`
 }
 
 // CreateDatasetJSONRequestBody defines body for CreateDataset for application/json ContentType.
@@ -1939,6 +2079,16 @@ type ClientInterface interface {
 	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 	UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetDatasetUsage What a dataset served, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+	// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+	// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+	// without traffic are omitted; at most 1,000 buckets (422 beyond).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+	GetDatasetUsage(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetTileToken Get a tile token for one dataset
 	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -2035,8 +2185,8 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2047,8 +2197,8 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2106,6 +2256,16 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
 	RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+	// Buckets without traffic are omitted. Usage is written every flush interval
+	// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+	// At most 1,000 buckets (422 beyond).
+	//
+	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+	GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // ListAudit The account's audit trail, newest first
@@ -2328,6 +2488,26 @@ func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId o
 // Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 func (c *Client) UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUploadTilesRequestWithBody(c.Server, datasetId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDatasetUsage What a dataset served, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+// without traffic are omitted; at most 1,000 buckets (422 beyond).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDatasetUsageRequest(c.Server, datasetId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2564,8 +2744,8 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2586,8 +2766,8 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2686,6 +2866,26 @@ func (c *Client) RotateAPIKeyWithBody(ctx context.Context, keyId KeyID, contentT
 // Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
 func (c *Client) RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRotateAPIKeyRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAPIKeyUsage What a key served and had refused, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+// Buckets without traffic are omitted. Usage is written every flush interval
+// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+// At most 1,000 buckets (422 beyond).
+//
+// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+func (c *Client) GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAPIKeyUsageRequest(c.Server, keyId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3137,6 +3337,91 @@ func NewUploadTilesRequestWithBody(server string, datasetId DatasetID, contentTy
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetDatasetUsageRequest constructs an http.Request for the GetDatasetUsage method
+func NewGetDatasetUsageRequest(server string, datasetId DatasetID, params *GetDatasetUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Granularity != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "granularity", *params.Granularity, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -3735,6 +4020,91 @@ func NewRotateAPIKeyRequestWithBody(server string, keyId KeyID, contentType stri
 	return req, nil
 }
 
+// NewGetAPIKeyUsageRequest constructs an http.Request for the GetAPIKeyUsage method
+func NewGetAPIKeyUsageRequest(server string, keyId KeyID, params *GetAPIKeyUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Granularity != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "granularity", *params.Granularity, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -3891,6 +4261,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 	UploadTilesWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadTilesResponse, error)
 
+	// GetDatasetUsageWithResponse What a dataset served, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+	// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+	// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+	// without traffic are omitted; at most 1,000 buckets (422 beyond).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+	GetDatasetUsageWithResponse(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*GetDatasetUsageResponse, error)
+
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -4005,8 +4387,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4017,8 +4399,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4076,6 +4458,18 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
 	RotateAPIKeyWithResponse(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error)
+
+	// GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+	// Buckets without traffic are omitted. Usage is written every flush interval
+	// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+	// At most 1,000 buckets (422 beyond).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+	GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error)
 }
 
 type ListAuditResponse struct {
@@ -4818,6 +5212,75 @@ func (r UploadTilesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UploadTilesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDatasetUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DatasetUsage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDatasetUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDatasetUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDatasetUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDatasetUsageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5764,6 +6227,75 @@ func (r RotateAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+type GetAPIKeyUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *KeyUsage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAPIKeyUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAPIKeyUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAPIKeyUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAPIKeyUsageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ListAuditWithResponse The account's audit trail, newest first
 //
 // Every create, change, rotation and deletion of an API key, and every create, change,
@@ -5952,6 +6484,24 @@ func (c *ClientWithResponses) UploadTilesWithBodyWithResponse(ctx context.Contex
 		return nil, err
 	}
 	return ParseUploadTilesResponse(rsp)
+}
+
+// GetDatasetUsageWithResponse What a dataset served, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+// without traffic are omitted; at most 1,000 buckets (422 beyond).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*GetDatasetUsageResponse, error) {
+	rsp, err := c.GetDatasetUsage(ctx, datasetId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDatasetUsageResponse(rsp)
 }
 
 // GetTileTokenWithResponse Get a tile token for one dataset
@@ -6146,8 +6696,8 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6164,8 +6714,8 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6252,6 +6802,24 @@ func (c *ClientWithResponses) RotateAPIKeyWithResponse(ctx context.Context, keyI
 		return nil, err
 	}
 	return ParseRotateAPIKeyResponse(rsp)
+}
+
+// GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+// Buckets without traffic are omitted. Usage is written every flush interval
+// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+// At most 1,000 buckets (422 beyond).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+func (c *ClientWithResponses) GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error) {
+	rsp, err := c.GetAPIKeyUsage(ctx, keyId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAPIKeyUsageResponse(rsp)
 }
 
 // ParseListAuditResponse parses an HTTP response from a ListAuditWithResponse call
@@ -6836,6 +7404,60 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 			return nil, err
 		}
 		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDatasetUsageResponse parses an HTTP response from a GetDatasetUsageWithResponse call
+func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDatasetUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DatasetUsage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest UnprocessableEntity
@@ -7610,6 +8232,60 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 	return response, nil
 }
 
+// ParseGetAPIKeyUsageResponse parses an HTTP response from a GetAPIKeyUsageWithResponse call
+func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAPIKeyUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest KeyUsage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// ListAudit The account's audit trail, newest first
@@ -7642,6 +8318,9 @@ type ServerInterface interface {
 	// UploadTiles Upload the dataset's MBTiles file
 	// (PUT /api/datasets/{dataset_id}/tiles/)
 	UploadTiles(ctx echo.Context, datasetId DatasetID) error
+	// GetDatasetUsage What a dataset served, per hour or day
+	// (GET /api/datasets/{dataset_id}/usage)
+	GetDatasetUsage(ctx echo.Context, datasetId DatasetID, params GetDatasetUsageParams) error
 	// GetTileToken Get a tile token for one dataset
 	// (GET /api/tiles/token/{dataset_id}/)
 	GetTileToken(ctx echo.Context, datasetId DatasetID) error
@@ -7684,6 +8363,9 @@ type ServerInterface interface {
 	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
 	// (POST /v1/api_keys/{key_id}/rotate)
 	RotateAPIKey(ctx echo.Context, keyId KeyID) error
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	// (GET /v1/api_keys/{key_id}/usage)
+	GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -7867,6 +8549,45 @@ func (w *ServerInterfaceWrapper) UploadTiles(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.UploadTiles(ctx, datasetId)
+	return err
+}
+
+// GetDatasetUsage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDatasetUsage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetDatasetUsageParams
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", ctx.QueryParams(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter to: %s", err))
+	}
+
+	// ------------- Optional query parameter "granularity" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "granularity", ctx.QueryParams(), &params.Granularity, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter granularity: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDatasetUsage(ctx, datasetId, params)
 	return err
 }
 
@@ -8091,6 +8812,45 @@ func (w *ServerInterfaceWrapper) RotateAPIKey(ctx echo.Context) error {
 	return err
 }
 
+// GetAPIKeyUsage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAPIKeyUsage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAPIKeyUsageParams
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", ctx.QueryParams(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter to: %s", err))
+	}
+
+	// ------------- Optional query parameter "granularity" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "granularity", ctx.QueryParams(), &params.Granularity, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter granularity: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAPIKeyUsage(ctx, keyId, params)
+	return err
+}
+
 // This is a simple interface which specifies echo.Route addition functions which
 // are present on both echo.Echo and echo.Group, since we want to allow using
 // either of them for path registration
@@ -8146,12 +8906,14 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/v1/api_keys/:key_id/rotate", wrapper.RotateAPIKey, options.OperationMiddlewares["rotateAPIKey"]...)
 	router.POST(options.BaseURL+"/v1/api_keys/:key_id/check", wrapper.CheckAPIKey, options.OperationMiddlewares["checkAPIKey"]...)
 	router.GET(options.BaseURL+"/api/audit/", wrapper.ListAudit, options.OperationMiddlewares["listAudit"]...)
+	router.GET(options.BaseURL+"/v1/api_keys/:key_id/usage", wrapper.GetAPIKeyUsage, options.OperationMiddlewares["getAPIKeyUsage"]...)
 	router.GET(options.BaseURL+"/api/datasets/", wrapper.ListDatasets, options.OperationMiddlewares["listDatasets"]...)
 	router.POST(options.BaseURL+"/api/datasets/", wrapper.CreateDataset, options.OperationMiddlewares["createDataset"]...)
 	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.DeleteDataset, options.OperationMiddlewares["deleteDataset"]...)
 	router.GET(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.GetDataset, options.OperationMiddlewares["getDataset"]...)
 	router.PATCH(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.UpdateDataset, options.OperationMiddlewares["updateDataset"]...)
 	router.PUT(options.BaseURL+"/api/datasets/:dataset_id/tiles/", wrapper.UploadTiles, options.OperationMiddlewares["uploadTiles"]...)
+	router.GET(options.BaseURL+"/api/datasets/:dataset_id/usage", wrapper.GetDatasetUsage, options.OperationMiddlewares["getDatasetUsage"]...)
 	router.GET(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.ListGrants, options.OperationMiddlewares["listGrants"]...)
 	router.POST(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.CreateGrant, options.OperationMiddlewares["createGrant"]...)
 	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/grants/:grant_id/", wrapper.DeleteGrant, options.OperationMiddlewares["deleteGrant"]...)
@@ -8179,6 +8941,19 @@ type TileForbiddenJSONResponse struct {
 	Body Error
 
 	Headers TileForbiddenResponseHeaders
+}
+
+type TileLimitedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+	RateLimit                *string
+	RateLimitPolicy          *string
+	RetryAfter               *int
+	XTilegateReason          *string
+}
+type TileLimitedJSONResponse struct {
+	Body Error
+
+	Headers TileLimitedResponseHeaders
 }
 
 type TileUnauthorizedResponseHeaders struct {
@@ -9120,6 +9895,87 @@ func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.Respo
 type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsageRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+	Params    GetDatasetUsageParams
+}
+
+type GetDatasetUsageResponseObject interface {
+	VisitGetDatasetUsageResponse(w http.ResponseWriter) error
+}
+
+type GetDatasetUsage200JSONResponse DatasetUsage
+
+func (response GetDatasetUsage200JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -10193,6 +11049,87 @@ func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type GetAPIKeyUsageRequestObject struct {
+	KeyId  KeyID `json:"key_id"`
+	Params GetAPIKeyUsageParams
+}
+
+type GetAPIKeyUsageResponseObject interface {
+	VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error
+}
+
+type GetAPIKeyUsage200JSONResponse KeyUsage
+
+func (response GetAPIKeyUsage200JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// ListAudit The account's audit trail, newest first
@@ -10225,6 +11162,9 @@ type StrictServerInterface interface {
 	// UploadTiles Upload the dataset's MBTiles file
 	// (PUT /api/datasets/{dataset_id}/tiles/)
 	UploadTiles(ctx context.Context, request UploadTilesRequestObject) (UploadTilesResponseObject, error)
+	// GetDatasetUsage What a dataset served, per hour or day
+	// (GET /api/datasets/{dataset_id}/usage)
+	GetDatasetUsage(ctx context.Context, request GetDatasetUsageRequestObject) (GetDatasetUsageResponseObject, error)
 	// GetTileToken Get a tile token for one dataset
 	// (GET /api/tiles/token/{dataset_id}/)
 	GetTileToken(ctx context.Context, request GetTileTokenRequestObject) (GetTileTokenResponseObject, error)
@@ -10267,6 +11207,9 @@ type StrictServerInterface interface {
 	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
 	// (POST /v1/api_keys/{key_id}/rotate)
 	RotateAPIKey(ctx context.Context, request RotateAPIKeyRequestObject) (RotateAPIKeyResponseObject, error)
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	// (GET /v1/api_keys/{key_id}/usage)
+	GetAPIKeyUsage(ctx context.Context, request GetAPIKeyUsageRequestObject) (GetAPIKeyUsageResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -10595,6 +11538,32 @@ func (sh *strictHandler) UploadTiles(ctx echo.Context, datasetId DatasetID) erro
 		return err
 	} else if validResponse, ok := response.(UploadTilesResponseObject); ok {
 		return validResponse.VisitUploadTilesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetDatasetUsage operation middleware
+func (sh *strictHandler) GetDatasetUsage(ctx echo.Context, datasetId DatasetID, params GetDatasetUsageParams) error {
+	var request GetDatasetUsageRequestObject
+
+	request.DatasetId = datasetId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetDatasetUsage(ctx.Request().Context(), request.(GetDatasetUsageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetDatasetUsage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetDatasetUsageResponseObject); ok {
+		return validResponse.VisitGetDatasetUsageResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -11061,153 +12030,204 @@ func (sh *strictHandler) RotateAPIKey(ctx echo.Context, keyId KeyID) error {
 	return nil
 }
 
+// GetAPIKeyUsage operation middleware
+func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error {
+	var request GetAPIKeyUsageRequestObject
+
+	request.KeyId = keyId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAPIKeyUsage(ctx.Request().Context(), request.(GetAPIKeyUsageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAPIKeyUsage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAPIKeyUsageResponseObject); ok {
+		return validResponse.VisitGetAPIKeyUsageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2NbhtH0uCrNHgHmAxGFCXLQZbCIlBib6Ivjm3YymYPpqBpzhTJXg27Z7t7JDE+Ad9D3DPcg+2THKq6",
-	"55czJGVLcrxnBIgpsn+rq+u/qj/0IrVMlQRpTW/8oZdyzZdgQdNfP2baKI2fYjCRFqkVSvbGvTd8Diyi",
-	"HwPGDdNgMy0hZkIyuwAWut9Cpmb0d6rhSqjMsJTPYdgLegJH+VcGetULepIvoTfuuT69oGeiBSw5zjpT",
-	"esltb9ybriz0gt6S37wEObeL3vjZwWHQs6sUexqrhZz3gt7N3lzt1b+8vQ16z7nlBuzpcxyTpk65XZQz",
-	"x+73CxH3gp6Gf2VCQ9wbW51B62qyjFquT/TiJl0H1plIgFl1CZLBTSr0ivUzKW6YgUjJ2AwCAhE1eGJY",
-	"CDdpiDBdCmkh7gIW3KTtkBLSfnuEoBJSLLNlbzwqFooDzkHTSn+B1fpKTyQ7eXPKLmH1xLgFdU1/Cava",
-	"9JWDOXz2bRtofoGVg399ytMYpBUzARpxBWf/BVbFrPVjuoTVpx/RS7EUtgOjE/yta8v0Y23TMcx4ltje",
-	"+NmIUNPB+2A0qkD/oB387yKF321AFYMtutZCP97xAN6J+eYJxVxym+nuScX8TlPe4kGZVEkDjpgoOUtE",
-	"RMCPlLQg6SNP00REHBe0/0+Dq/pQmeR/apj1xr3/sV+SqX33q9l/obXSbqLGrhbAogWXSKT8pIZdC7tg",
-	"HO+gMFbIOVPTf0Jkh73boPc3pacijkE+0to0ENrzhAnDrngiYjbNLFvyFZPKslgxuxCGlvZK2b+pTMYP",
-	"v7JXipksWni45KQ84kkC+olhPIpUJh28EG0eEWYnHkYVuF0T15llBuIhC/+xhyuacwt7b4EbJUMErJKA",
-	"RCUkqgtxGLBwyuOLAtHDYCJDukoh6xc0GJlVzC0YxnMkUjN2vVB0PBp4THDxPGMQsFBpMRcSh88M6As+",
-	"B2lp7ExeSnUtL3wDN8klrFgijDXMfW0Yl25IJGtgLFtwwyQIuwDNwte+r1R6IsO3MAMNOsRp89EvYRWy",
-	"Pk+MYpxpZbmF2NPwgu/6nXFjmbCGzTWPYIBL1ID3NbIQh6xf/pFvzzDLL4HZgkyYgDDUswlkXiGS5RzE",
-	"xRYnUphyPn8E5oLbMO8SC8OnSbUPcT/pvxSGzXhi3CpzBi2VveBJoq6b3UoObkK8PrhGBHLzqETq+0WJ",
-	"AGknksexBmNwOiGZ9ChTGVmkFxqRwISD4UT2gt4CeOzFo5MoAmP2flTSapXsneDK9tyB1bF+nRqvYezm",
-	"Drf+0v0meWYXSos/4HEoQuXK9dev2ZgthTFCzvFUlWacLXmCPBhiun39sPg7HLPQiDneEpRwJhKxPr99",
-	"eFw8SdhcXIHEgfCLa0gS5jq7wSWDZWpXhD6f/zSUesn1HB6HY+SkYariFeKqVYolOD2R48fFinUO5pEA",
-	"D0lIItX5sq64SPBCP86q8KJPuQFcUyY18GiBkx+jfqJXLOEWtF9ZqhViC/78QlphV/e2wp/Pzt78HWFA",
-	"nTvXWzZheZtcuHLY/ObUy+ipViloK5wU5VhSXBN2kV3tWbEEko15/Fomq1w27lSR9sylSPcUrYcne6lC",
-	"+VS7brdBL9KAjOTB56lQ7hbxdAFMyWRVYUeegxa8uK+QT5oxa2USg2MWyixJQgZXoFcT6RsRV/ISDY2V",
-	"GRiyExZDAhX2x2KtUsNUZnOugEzFUR5hYWl20DmCHi7AXYIaqLjWfNVrIsaHrubleJ5HroMrJI4ZesGo",
-	"BFa/znAHLJNWJExYvCh+NMbnXJC+5+ebKpUAlzRhwb1bdMaZBU3iKkPMKOYUhXzmp89FhPJIJJ4JztiK",
-	"YFvBIOI26N8XXhZ8f33LP54+f2tY//TN1RHJbqdvrr5FsUgveSIMxANWShgsFzCWmbEo0SQoZzikvRYG",
-	"SCQZHE+khwmXq7xLA83ujFYJN/YCD2B9B78vQDLuxLqctWBzFnGtBcTuPAl1NERKxxCT/iSw11LIzMJg",
-	"54O7rxNxamgLILwcTcadTmg1oZOLxhck1l5sQvHf6LZcI8xKLUFDmvAIYjZdOcKA4CPpG0m6sSJJ2LXS",
-	"l6ZAdxqAJMxYgXl08NGy20lsmk0TEdF5W8XSzCl/iBy/vX1pWD/8/hJWfw3pyO9rOaWqtAPNu63afN73",
-	"HJml/Xi0qBPR2uglfpRMLSjYaPWa1AhdSWbrPKpKGTZh0XmxCadPI845nv6GO6mxwdc7TK3OBJuzHwk3",
-	"loyoBVYpWaJfbl1tmk03Q7fdbFqhPMWHTWKPl1dabppVlicXxGrXt/cqW06d7Q/VydzoUNgaWo1nVVQo",
-	"jMbVWfK1d5/BO7BWyDntisexcEj6pnIixEqbQlveDdfLccVDdiJXjKg5Q0Sssb2jw0NUdqzmF7PcWIKK",
-	"EtxEkFqv8vN4DyWciZwJSGLjraC/wCpg1wsRLRjXBA9IUS5BdiPmUmmImVHMLrh1C2HcsBnYaAExi7hk",
-	"U2CpMthlyqPLiSTrFwo9DvHNkPXPFthNA4shSjiOuAANROdR4Anzmx6OnfmFW6WNMxFxwy6F3FMpSJ6K",
-	"iXRbZrzSiXn0XrFUg0FOSMzDc5vhgJhbp2hbB/vbHEo4hoPOuBUmnUR1Dbkr4u2Dz7VRxCV7dCE1WTxT",
-	"MFAKvH3UYpz0MAVSqisXhBkA0ynjVht6GfeYhe/PQ+JCd5Vil/zm1DU+GI1Gd5ZqK9bijf3vIOZ6gbaQ",
-	"c49ZiEOFrK+0B8nAi7cGhV1O/7/mxHs7pt9R6v09Fwbw0IxFJQGZPSrB/fysPC2bZTbTcM9S733gbNdB",
-	"b5V8t0q34cFoSP/tfxcGLDwcjQ7G8fS78Xj/6WF4zDibElFzfclSSIQMkdt/OajK08jjrrWwUI58sP9d",
-	"yKYQqSUYVp2ugPNEVkTpKtqzs/XlC78pJSVEuNcnhqUAOmBKB6Xkh1/RcoVk4dnpyxc/nZy9uDh7+9u7",
-	"sxfPL968ff2P0xfvQufP02K+sHtLZSxqWzojWhz+Y+9vSl9zFKjxU8gWKm1cxMpFOfoLeZKKe7PtVn6S",
-	"TvDphG8r7uYSfOMuoag8BTYHCZqM1zyzasmtiHiSrFgmEzyjVKsrgYoI3KSJiIRNyE9YpytNeG1dUkV3",
-	"aLD6FCIxE2A8G/757OxNabFH9HUmBiTZnCyPdOwnb06HyPT5Mk1gGKll6Bo6FJ/IhTI2YOE3w1oTZMwm",
-	"m8ZqyXH4vlSeeqdwMwhYuLA2He/vJyriCY4wfjoajUJ3a0gAg8ANTeeUKm0D+hR+H+Yc198xAzJudS6w",
-	"wrcwZC/IzOrWPSF6tfJb78bVw2dP7xtZ76CiPQLyduhPd5p5bdC6FtRwSTsTJRhnAivO8ZrENESP3wzo",
-	"vRPs7dDTGcORjFnCI9Li4YZHNpjIiBvYMyCNsOIKEN3cMobsd5HEEdexw2vEPZOliEQQH7u5OTNCzhNg",
-	"rgvSS4/+w4l8CfwKvGm+ynnxYmCjcuUzrZZk4cBt79G2HUI1Xcnb1cF1uV6uXiSwzM23cvV61hu/325N",
-	"K0wFkjSR6jelLLCrDiRXrwAJfb6SdW2oS93YOvDfeZJBb33n58F6EAe46UlLkSzvzGgNYzqA/3r3+hVK",
-	"9RkEDCHEhIySLIZ4yE6wlWGx0BBZQmsjYphI7r53CgNOOEXid61YAleQGBYDpKzfBMGA4oNK0n62SuEd",
-	"rRbVFKnsRMJNSkxYAypzghRarbL5guVTJkrCsfdL5+1KRcVFbUykx4L6CTwkLvwpTpem9oe0ftqsbwBY",
-	"eTcGQw8lN+HnvCmf945suALOQaxmM5AxETuZZqQ8oBZ77NrmIiHqy9yQYDkYTuS7FBJL7gJuGC4iZlPN",
-	"ZbQAg9IqRyX59ck79nQ4emIcoUSIo1IASH5ZiJ1QsqXjLNE6i4V9ceURuq418yhXsUBmy974fY+n4uIS",
-	"VkOn4/aC8gtSsCtfuGiByhfO/1GavMoxii/yMfIv1rpkaaI4ahZzzWVlBPenb37ewgx5ZNssYL9T6EXs",
-	"WJ6bvlCmZkrT1wb0FWiUoyCZuQPk8VJI9uPL00GbuleHYbsroVN+3cE6SU3b7E/e/tJteNr9BhXoXspV",
-	"hySDlX9sVMp7L3i08BCNGdmfiFqH76cwUxoCxmcW9HnI+qUJWyNasljEJChQMNWgItqUG90RppbrObSg",
-	"9a7dVy6OroH7JTrmiNeCcY1zo19p3W3nRmJilzN0F3O1a+lwPMhvbbH/EjFajZZ4/z/ZbtxXSQx68Ce1",
-	"H5ck7uNtyID9m1bkJ4ZZzUXyENbkH1Qm26x6768B9TyjMrsIGHD8QyptF+e4uBjmGpwLyKuBvfH7vYPv",
-	"RsHed8+Go2cHBwH+4T+ft1npYpXhgQRrPLlCDI6qxOBoHag/gvPIrC0+UXIubBZDwBJu/ac/lFqeD3sf",
-	"u5in1cU8bVnMAqLLt05T2GqVr1+BSvj2LiRDpO1esIZNyPl3lSb37qBhajh61mlLaB/c60BPDHM6t9fV",
-	"GsMejo6+axlYO81828hegb/T0JsU0ProFWWzdYKD0eHRNkpYOam22+RxwFBQ9Zqc4xTOCv+t2Gp1EbW1",
-	"voXW6FDLrlWWxOTwXtVdtLlhR2l2NDoa7mIbMJbbrCN+xf3mPMdVf7ubfw6W9b0nngw0xFHNMU7NOKua",
-	"8l1AYm7QjxUYp6uD88V7Dng4GgVHo4PgaPQ0OBodnW+leTlci10U0Gw7Ip9K0SaGRmDMxRWQCrcOih+y",
-	"JYrDCGFAUa0roDZ3UB2zlGvribpeFfkRRVz8WsZDc5/IZAlWuxIGbq0W02znOJzppxD/qiLhI3k/nrg2",
-	"Kf1Gy1qdX3sOhpLp3dnBvW6iySHusAnPyW6DreFxmxyBO3rz7hitlY/6oeT1vXQ6axt6wc0FUgLTmprz",
-	"6w9IxgybIa1YcNQoEeykbdXMixW6uCPmXwqXYLBJQPM3/xds6s4NUaBCjisXbylk94+dcTy49Qsj/oAN",
-	"cK2McwUoS18kfOUDgHeSM/9OvV5ip12CqK6EEVOR+ADRjQOXLVsVgAox6ghaoVOoTVlgTwnSEvIFASqu",
-	"bp2ENSFUBXDQpNdV5GuLk9nAC350Cv7dZLYGrb27d/gr8f3zEd9ul//hboda0so6FJ67TDvDrGJhOp05",
-	"w49Db+foSuXcfam5sU42zU0CjtimpKn+M8X/X8M0bbVAfRod7F7zwZEXll1S4OHR5vzMGgHtHnV0x0Fz",
-	"wls/l61euxpZbji/CNjkIzpmcWVph8++rcqkz74Nnh0cngePRdXvGqtyL1Te03TCoQ3k8hePYzl6ug2j",
-	"1E3AbMVL33WbBehz2G1yhWC70ea+bS9+5t/SeBf2syZO8SlFpZHZ0yWMeF5XaINRAlxTzFAfCQsYqzRF",
-	"Epkc10nx+srYvjK2OygBW7nS1sEqLOfjWMoj84z/eC6wRppcRtcapY7BcpHUVUGfSUumnBklem81orlR",
-	"2kjiT+TpaLPNVOwg6yaq3KZUNcMIw8yCooKvhV20BQ5uxdO7q9Z3NOTu1izVQkYi5Unn/osWzgTnY2Up",
-	"WrmZEP0RgGhTBmsVR2qaYW21JQw7T3tH7avh+LvhFNuRZ8iXKwhZn0sXz+6/HDClWVhdFrapwMy7mPyW",
-	"ShNlG3O8m0GueXLbq3u0w+ilMG0exjvJOe5qrUk5zcPtlFba0kI3EIjd6F0zzXTL6jZQjp+BJ0jMmysq",
-	"LdslyVKXW2mU79Y2k9MZzkQCZ3lE3UYJ6v83gemORBBcyaEdrOF5/KRzUa3/XsoonXpxLrxsUFU+3i5o",
-	"8po46+4VV7pms5SxPiD9nOmkwy8j5hLiIs2NWVimCbfA+h/+uN3/cHO7/2F1O2iN2ixstLumGzZuhzf0",
-	"1ZhAsdjAF9rJKzy5Sj+Vw6vY/dqMglUjX2E9zA171bvVejkpIOjj3LBUVOTCV7Wq1Uf67tsjlL/qZ/Cz",
-	"umaoA/g8KJ9N6ZIrLwGqGRUjpuFKXbosDqmujxlyaWUsezpiMV+ZQd0S8uwvTizfUgNrbfdIlP7r3etX",
-	"W2nSBhq0iV63aUWb2ncqIBv0i3u8kJ2GehdyXiUIN6s/WqkB4l1ePiFv+3Q4Go46W98xjfdeFIWNl7XY",
-	"QnmL2q6dh8l5B1oVvC4WeJJLIbkPdlvyNMXNjT/kZLVj0U3GmW9+8ybL9rfFhV298gXVvA1TSfAxoNuB",
-	"Vh1vc/vmem/Pq7D4gdtoUSE0DW8x/lq4yinKryxBxP793//Hh9gblqXMKvZsVCgup8/NuuC5MQXvedkT",
-	"x8qDlfPZZkoP2fPM1QMBFwGtYamuIPZxh3tGxBAQ1UJ6NRPa2D0DVMrGB0p8TJ7ds1FVnjjYJtxVtrgR",
-	"Cz3kXWW2dWj8ylPDKOkwpkJpkWXl0KyfqGvQexE34CL8PcXGE1JUogcl0fUDcLDcFPX4SEi4pX3R0kvU",
-	"5+t8okkf3M42grxD3If861K2znFxgzmgGm7iaerOwR5uxmCTfL5VSYnsTfc5OkG3Q/CtBIfKNLN3CXFN",
-	"VFSj7mXYemeYegGD8xa+sTTzDfxlW4gvrsaN4Xu0ArLCZLbAq6kFbmH2lCm+6S51sc1mdO69CQvrNo5u",
-	"iHxV/f50qt9lu0/qz6DftcXCTI1KMgtBpw5nhhsr5zy+ENmm8W1V8zaJm4UK2Izx2Kbh/b1m5G4k1qda",
-	"XHEL4bhWO4DLOP9MGhjZhV1B1SGrVpAcs0RckjkVRwmopqkrbkHJGK7SZWHUozKU0kKMY+Y2V2GHLHT1",
-	"aEJKVVMS8O5WK85JgJgyD6tOfjcnBS/m60EhhEZqj/03EGVa2NU7ktzpuN+BvhJRRVhvlCE17ncv8/RD",
-	"OzcX//7v/xsOXGpjaH2cqU8+ccbbPQ+7kAyp/jsaIRxOZHjiS/cRyx0zmptNstHoaUSN6CNQQcwyrdS4",
-	"6oj96oJ/pqhcXxcxV9F6U+CaQoM8ABbWpogH6z07zCR8CY19C8l+5SmScf3E5EmnSIUc2lBOVZ5Sf610",
-	"zEKaJQzI3mxSHoEr/1hWU+q3g6GA75C9+FcmrngC0qKgWV0967s9+p1T6WK3qLJ2cW30Ehg8FVS05pZE",
-	"kplaB0FxopErK2mKwNVE8ZgKXqYMaQ7u/4khUmTGDqMln/viFL7AUl411bkZrmE6kUuStpdTiFmfarS4",
-	"IHK6KWWWLNNZAmYQUFFww8xCabuXCNJAKiSwVFiK+iGBgzTpKX51LqXXqkZmOEVCM+5L7V7Cysn0lyCH",
-	"EzmRv9J2KPEw4kli6BYyvnYlGuf4Ax1NCz4fs9Yjn8gtqG+VoiSlHAN92L5xme3CDobMuUQI2RCkE7n5",
-	"XrK9PSrd8+rk1xch7dWrpXnZG6Ekm3GRZNprf1yaa8hdY+ybb44OD7/5Bq/F37ixJ29On5DvLIWJ7Icf",
-	"Jt7sPkFpdYKi46QXTFB4pH8RE+kDicT0KbI3E5Raw8GxD352DhkS3hEYtUHZpDccDie929DhvxWWNIl8",
-	"z8QjfFB274BsL6jyu9I9vTGZY54iqeR2QURwn6din2exsPtk1oMW/fwFLcvBMfAh20FZ/gxRjhL98A+f",
-	"hexw39UlgLbuE+liWdd7F7o9/lLWZPaVjKU1gTsJvJqxiB0T8XHkYX7H1nLdKJismep2zAxEGqzPhadQ",
-	"9TIxlBdbnEhXGM9fHmHZgqcpSIhdgeSCtBmkXS4tCUe8hJTsGRNZFhA5+e356dnF2xdnL16dnb5+FbK+",
-	"t5yyo1Fu36SjRVGZZj+NqXKQsZQ1RYdXPtvQoUGXTfb9sw5dunClpauWf3veKOV+OBrdW73UMrettfJ3",
-	"yudFSWZK4wqYhGuyCgltXDnyo9FB1yzFsvdrRXKp09Ptncoi59jj8HCXadZLy94GvWe7zFYtmEsSSrZc",
-	"cr2qe+mfGEaXsw0alE84RxxwKYMo+Nzs5ZRgTyuiDEQEaQK66jmrqN72dUzzhgnzZSNbNZBuI7oV/JOp",
-	"JL4PbPt8uPOyUQfd5NepWdrfF6JXBqqhH0xU0apAg1bMuhJw7bShVJkWRHKc+XmRmeslkB9UvLrvI/Zx",
-	"Ebd1TcwXn2zg18F9T95VoFrCdRlI8oiE62CHHkVB88+LrV54K3j+zrgHsbC+jHadrH0ote7bfSfKUAmC",
-	"Nex8Tt9XsbOGJUdt0dhULvqYRJGqCC4V+TZBsyvQYrZ61NN2K93co3hW5POetgNgedpBRahzxZM8YM2d",
-	"8SBo52U/ge084dFj0YF7oAFfzhn/hIJ7LZPVMR4qXvkxrOVO4kf59hcKFim30aI1u64ZDp7AzG6KCR+y",
-	"E1YGjOZayTRbpmYiw3p2VZjXctVgBSqRXqvLrLHcFZkpiUcjnq5N8nch74/CRn10/U5s9NGuT0aLij8L",
-	"K73zxfuCeK877AfjvY6sb1YzKMzSPCRpLiNCNxPnJ6Vx4Z5UgP9oTk5aBl8D3s4o5JXSTyTvG7QOF8D7",
-	"MMSyGon9yBqHj0vu1jdc2a0/NdaO/rK9Q/F64BdGU98tyGJcyD/+GcJaiD09b5WQmFSG1XdlINz1Ru1E",
-	"kz/QvztqSOVN2qYfvaWwzfg4V4vcm6YskzEVa/uqJu2IRA6OjLvL/Ig0NWh9LzdHlk96ivV8M2KS0rff",
-	"fJL4zgwh66hrVDyktoB6YQ1XQjBgxmrgS1ffORbmcshObR6mbOqPGmO/ieRWLV3F6mPGyV+EmO48Ggnw",
-	"q2Yv54sj95mcu6rkJfN0wHP5kCaYSOfuD5iLGw5YxctParJPhXdRAORosBx1CXJLUxV6kcATw5ZgOc4y",
-	"nMjf3dsRtOklX7EpsH6acCFZmLcKXW49rTRklgrpE62iN56XPA33Q7Hkc/w14SuV2eOJlIrFHL+MyZhq",
-	"jv1Ocah84PwxISrdao6RDrz67SW9ECFXvsjwcXWTzotZ36Ufw73KheNQKlPN/BcO8IyjBUSXEDPn6nHP",
-	"Xk1k7lEc50AgR85UA780SHizhJzYnB0dHrJrsoqGiYpCZizX+XuyIeKRAxPeDTORpQecW+a8OH0Yzocs",
-	"fD/pYetJL2CTXg4J91d1p73zcNCu9CEqnXlbyG5SjIos2D2HynWRokwVF5LTK7+tz/f+SRS+wjqUa36d",
-	"eP1VFbwvVZAIVz2xr0ooP1o3dISdBIJ102yXya4a9f5gSFiJEm5zDeWRFtjCO5zJjoNUaM44+5WnL8VU",
-	"AzMq0xG4mr5fJZpNRsGK1WumNEVsrEu55RvlD2gabMFOL32ozvyEvTJToBF900xKoJKkuDtPtoMyhGS6",
-	"KrY95QYm0lhuKc6mM+mgM8+AvQG9lysaFC1iWP9odBSwo9HTAYsVcmdLsgnd7CnuYty45CCtXuVRJjRI",
-	"JcgEmZWLHccvj0ZP//fR6Og2HLIfXRTORJqFq6uIPNcFXbgB80rNIQ0Z0uNZLVyuetcNQfmBVPb2RJRH",
-	"ZnsdORkt5OddRhblWZawstnHUpYviA8hnSAC4DCC5ShxZ+JQv+Brqgae2zA/vNaQp3d8WX332FCJd5FL",
-	"xI1AuKFbND2f6ALrag53esHa9ZvImQazSFa5clyhiRSaTp28K75GMVtm7b5QlNb4aYrglsbu9b+tzd6J",
-	"+S7NXtykO41GcdMPGjJSQK9NNvW/7c7l1x5x35XTY8cvjdv7AGtENTzLenT1+/Pmd3kY8vtzPNBK8JOH",
-	"MqPMUeIkuazVoASmd77polcSu4cfnAZ0697x2F9Q/YM/OmXQn/3vD4hovgRDhwrkj4UqVaXDJnzP66b4",
-	"K5Bgqrb31/lmcgj5+M8myatv+rVr5GnHJ228mUPXukec7+TNKYtVlJEEtHGbZwvU7ZW0mkeWYoL9Qrdu",
-	"esWXybZN/6+TX1/ebdP5qOWmu3f4dDgqdokrx9mYhZt6fZlNuvn9Q8/vuBN6Gni86r4hb93Pn+WC0Nwo",
-	"clOc+/A+KNZ53f7KYyGpKnwuLKOw7qV4M9gEtquDff8ohdno+XRvh33h8ZWVF463RvOW8awIm/+UQMsi",
-	"x2MKVOFOzv0Lgb6eYRGf69vtGki5/gwUPbhGduy+pCwppVn4ozvFPVecbcxG4cDH2Rv/UHBpuGDGPWfM",
-	"KIDdTKQPO3ePwHy4Dd1D5S1CpbOu+iefH0Y/a7zTfOs1swfF201uVNRXH9WW8x/sE/Uxnh6sO1+KqiWx",
-	"QlX3P1zCCuW77Z7LCsauI1KXwp2sXDZKfpRfbXntQZxzFDs/6kC7QzU3Htgj3PxPvPVflj32Lkf3sTbX",
-	"X2BV2Fvb7vC+C6S8MJUH+j9uhg2s866xnqwfSr6EMXPf52Zf5KhkvCHfXzCRoX8fOG/oX/6tPqDL+JwL",
-	"ORiyk+ar/d4HW3m1P0+/MBO/NEosNfRkinty1lWCYP1QxGHAQuvTbH2SMX3nN4Ufi8efwwHjGkoXaO2Z",
-	"2jZ2T2M0OPJjsf3HtMduJga58/HRRYGv8VRrMaofz2w2UB6ILh+A3rBYr5jO5JhdL7gtH4ICGadKyPwl",
-	"qBgiEft345lU12Tn4kUNLLIikzaxEGYi3WNQUaa1y4i/BMnylHoHG5cC7+Iumk+b2TyxHyc1QkmXtMon",
-	"MlLpapzTqvwJfrpKAQu/DwNGFSpWAYsFnquQ86AIbaMiFjTf6RumiWANhuyVIgcpvZvvcmYhZv0KMSqf",
-	"slqqKxgMWShSyvl2ISzcv81f3wI3FMTR736GvxwW6cFqcFw8GCxsVRUKRXrhFkuTapjhqtrJIESXD6r0",
-	"1B7Be2TaV318rSsMw2PLY4pEXxBp+p3uMW8884Y4Rg+xI8ZN/VO18fd3lrQ66ZZ/xPfeCZeXf9mcsuFJ",
-	"W/MShotW88VAKlFxtbKdQb51T2qohEUwkZm0ImFh5+P+IeuHtVKioYv2kep6EOBwsnJNGTcTGfrqTQiX",
-	"cMiohimZNVDUYtcLPA5eCbxz6yafvM82i4ga+1x+eiXVtZpI/FtGMPYUY8FNUXvUXivveRyy+orHbBQW",
-	"JUvpMekkr2wq1fVwIl9T9C/CTUScSqhoV9CgGtRGaBTxaAFPcK2VYhQUDdhGoVz51gclUfUKsZ/VLFOQ",
-	"cDxFRE/nBP0aAnZPKqG4gvzhyULT8dFPeQhKjtxKgpdX3G1KQQsV3102a3gN7+oypGqcjvi1VDJyb4TT",
-	"Hc/r4SBdLv0lQY+qRff2iSr6pbfUx6TCM3sITm7FNIHS6Hvy5nRYqTqUbxqXve45Zq7AQF5QyADkZX8Q",
-	"rssgF+iErkXemcoMRejd+gzvWooElRFKtghP6P8E6iVIU9nPoDJDNcCifRtOxMydtIHDg6LgC+uH31/C",
-	"6q/hwAUsVAIY+uH3Rsz/OslGo8Nv4Sb1n0iM/GvYXETb9L8vVFHThYTr+svP1aOgchjrIzifUkA6tfPw",
-	"5FJ07hvzEeGVsSountvz2/8XAAD//w==",
+	"7H2Lchs3tuCvoLhbZXKqSVGynM1IlUoptpLoxrFdljyZrVDFBrsPSYyaQAdAi2K8qrofsd+wH3a/ZAsH",
+	"QL/YzYcty/Fcz1TFIonnwcF5n4P3nUgsUsGBa9U5ed9JqaQL0CDx0/NMKiHNXzGoSLJUM8E7J503dAYk",
+	"wh8DQhWRoDPJISaMEz0HEtrfQiKm+DmVcMtEpkhKZzDoBB1mRvkjA7nqBB1OF9A56dg+naCjojksqJl1",
+	"KuSC6s5JZ7LS0Ak6C3r3EvhMzzsnzw6Pgo5epaan0pLxWSfo3PVnol/98v4+6LygmirQFy/MmDh1SvW8",
+	"mDm2v49Z3Ak6Ev7ImIS4c6JlBo2ryTJsuT7R+V26DqwrlgDR4gY4gbuUyRXpZpzdEQWR4LHqBQgibPBE",
+	"kRDu0tDAdMG4hrgNWHCXNkOKcf3NsQEV42yRLTonw3yhZsAZSFzpT5LyLKGS6dX6in/IohvQRLE/4ZRM",
+	"8IMiSlOpCdVkORcJkLnIpCJCkpiuVEDeXT1vW+qsNFV5yf9TwrRz0vkfBwUGHthf1UF5eWa5v0DDMs84",
+	"OXtzQW5g9URZ+LUt4QaqU5fw6OjZN00n+QusLLpUp7yIgWs2ZSANapvZf4FVPmsVq25g9fEY9ZItmG65",
+	"gIn5rW3L+GNl0zFMaZbozsmzId4kix6Hw2EJWQ6bseUyEua7DZitTIu2teCPex7AJZttnpDNONWZbJ+U",
+	"zfac8p2iM/hRisX6xJeI/J6agWQiJl3GoyRT7BZOCdPKXZQn7qb0BuSFBbjBTfK/8J6QCUyFBBJqEbat",
+	"e2oW0IgkMdXQ12wBndbVX4n1tZ/zuL5yuHMrr62Si2XbsrTYf1H3BvdVKrgCy04EnyYsQnyOBNfA8U+a",
+	"pgmLqFnuwb+UWfP7HcnEuZRC2olqiDIHEs0pN2zKTarIkuk5oYYKM6UZnxEx+RdEetC5Dzo/CjlhcQz8",
+	"kdYmASkJTQhT5JYmLCaTTJMFXREuNIkF0XOmcGmvhP5RZDz+9Ct7JYjKormDi2fmEU0SkE8UoVEkMm7h",
+	"ZW7iI8LszMGoBLclyh3TTEE8IOE/+2ZFM4OMb4EqwUMDWMHBoH6IfBfiMCDhhMbjnHaEwYiHSJ1C0s25",
+	"sBFXDForQj0Sialhe3g8EmiMcHFSQy8goZBsxrgZPlMgx3QGXOPYGb/hYsnHroGd5AZWJGFKG/ZpvlaE",
+	"cjuk4RSgNJlTRTgwPQdJwteuLxdyxMO3MAUJMjTT+tFvYBWSLk2UIJRIoamG2LHFXPJyO6NKI7GaSRpB",
+	"zyxRgrmvkYY4JN3ig9+eIpreANE55VUBYqjjvEZ8CQ2n8yDOtzjiTBXzuSNQY6pD3yVmik6Sch+Uf7j7",
+	"kikypYmyq/QiGhd6TJNELOvdChlOheb6mDUaINePiqWuX5Qw4HrEaRxLUMpMxzjhDmVKI7N0LA0SqLA3",
+	"GPFO0JkDjZ2AfBZFoFT/ueBaiqR/ZlbWtwdWxfp1er2GsZs73LtLhwIBxI9Dptwh41W6BYknKal2ogfp",
+	"rl+7E/x9nNhVhj0jIZpeC8H1PFmRPzKh6Yh3Q/xjDHcRQIw3M+OaJQh3DnfadrCs1IqXvQEJ34KWq/7Z",
+	"VIMM3YE5KfrUXA2qLXj6b0TColWI96r4OiRTYQ6IxJJOdZ+BnvbnWqc0ZX2zalx0351uf/h3s8yRF5tG",
+	"ndM/vhtlw+HTyN1SZdipmx9/gNPld4du0nI/+d3wVLu+brm2vVmQtBefahhxXEBgOjtwlSa1gPPTVAbz",
+	"hBo7+ZHdKoqBNq9ixM0IOMmDYnkO/J0busPb2r5AhWrTQpZtFGW3XDvgpuvvnTIWd4JOFVs710Hr/XzH",
+	"aabnQrI/4XE4doklNt7HBVOK8ZmhukISShY0McIbxMgdu2H+OTwhoWIzw8WMDjriiEKOOxpySpOEzNgt",
+	"cDOQ+WIJSUJsZzs4J7BI9QrJ++enlkK8pHIGj0MqPeueiBjppRaCJGZ6FJceFyvWJUyHBEiNOYpSflm3",
+	"lCWG4T7OqgwjnlAFZk0Zl0CjuZn8lEhznUlCNUi3slQKgy3m53OunZ3iQVb489XVm38YGGDn1vUWTYhv",
+	"4zUgi81vLpxZIpUiBamZ1XKsyBi3aklGgHzNk5U3B7QasfrqhqV9geuhST8Vho5J2+0+6EQSqH6EeUqS",
+	"VYNGPgcieLIqiYtOws1l5a4wcqw6IY1CXO+UhDxLkpDALcjViLtGKDU4jQPHyhQMyBmJIYGSeEpiKVJF",
+	"RJZr50bos5SHaVioHcwsQccswF6CCqiolHTVqSPG+7bmxXhOhl0HV4gSbegUlwJY3apA3HPSENPmorjR",
+	"CJ1RhiYuN99EiAQoxwlz6brBTGZ4JKqTxGBGPifL9Sc3vRfhiyPh5kzMjI0IthUMLG6C/kPhZS6Xr2/5",
+	"+cWLt4p0L97cHqMgdPHm9hujtsgFTZiCuEcKDYB4BWCRKW00jsTIUxZpl0wBqgw9I19amFC+8l1qaLY3",
+	"WiVU6bE5gPUd/DYHTqhVuzxrMc1JRKVkENvzRNSREAkZQ4z2DWZ6LRjPNPR2PriHOhEnbI5RWmq23lXp",
+	"wwSIAnkLMYrSEU2Ax1Q62b9rhP4cFacoc1gJtbKxJoN3C+BzOdBbtRrOzKnk6CloPdj6QXote4wa8njT",
+	"bXyHF3tpjrcwOEhIExpBTCYrS8PMSaMib7iP0ixJyFLIG5WDAwdAZTUWoB79pAvxGFlxHDPb8E2JEyKp",
+	"axICrF5d1iOpg4M1oZ6Q0KtY4xTk2GorIV4GRahTuYjghN6CpDMISJYSLUg4yaTSIaGaCB7BKaGRFEqR",
+	"VwhgFlFFjMRBaLww3OXw4FVAFFiK+Pb87MWv53V842herkOxyu9xUmdhzm3q5n/BRl3E+gVqm2wYJtim",
+	"0RTuhd8bhwzcCgulxdr3av6yQlMzCG6Oo5nbp9kkYRFeYS1Imlk7oaFT796+VKQbfn8Dq+9CpD4PhW6Z",
+	"ojMYG5I3RtrQRlscMUFDb04g8Y8m2nJClpJpDZzg+EaAQBnEY8uIp0mmyHJOrRWJcrUEs3LfwNrpjCLk",
+	"xlmBEz3WqFMLJPw57ggK00wYndRoWe6GIXi80XEH6aSGMVYgwuN2VLF6ZSujF+SxED+DXOAtM7SKSFII",
+	"RFVpsszDNxHRCr2ps5kG7FjD9PvASetvqNUHaxJ7i5vbur+9YIlmqZTOIKcRghfU2nu26y7rzafR7LIu",
+	"yRT5H5sUGqeJNDAmLTRNxihEr2/vVbaYWEfmDaxyK1Ju5d9KbHKHfXkWv/b2M7gErRmfqT05h+9m1kvN",
+	"igfkjK8IymnEIG5FoD0+OiIh3GlJx1Pvpgh7AYG7CFLtjO007hvdZcSnDJJYOZfuL7AKyHLODKOQCA9I",
+	"jcZhBEk240JCTJQg2pAFXAihikxBR3OISUS5kWpSoUyXCY1uRhzJkWE49qKoAelezU03CSSGKKFmxDlI",
+	"QMJlVJnQk4vwxDo+qBZSWecMVeSG8b5IgdOUjbjdMqGlTsSh94qkEpSRcVEsdMxh0EMS1aq0VsH+1kPJ",
+	"jGGhc9IIk1YZZA25S4rrJ59ro/KK7C4XSLU5U1BQqLJdlBZQL5gAmstKF8RIDqpVey03dNrrKQl/vw6t",
+	"ULGnfrqgdxe28SFKBHvqqyXX98b+eyiwTlXNxflTEpqhQtIV0oGk5xRXZdRYiv9dUjVop4k76rO/ednZ",
+	"HJrSRv03srHhy11/Vo6WTTOdSXhgffYhcLbtoLfqtFv11vBwOMD/H3wbBiQ8Gg4PT+LJtycnB0+PwlNC",
+	"yQSJmu2LPjokZAa53Ze9sqZseJyRbqAY+fDg25BMIBILUKQ8XQ7nES8pyWW0J1fry2duU4JziMxenyiS",
+	"AsiACBkUipL5CpfLOAmvLl6e/3R2dT6+evvu8ur8xfjN29f/vDi/DG0slWSzue4vhNIk41pmSIvDf/Z/",
+	"FHJJjaps/grJXKS1i1i6KMd/R8E7vzfbbuVHafsfT/i24u5OuvlWLVzCQty6W48jke4wN2ZZ4dmoAr1m",
+	"Db2mH61pSXtp7jWiYFTkCZAZcJDo/6aZFguqWUSTZEUynhhkS6W4ZTHEBO6MBM90gtFbVQJZP/itsC3Z",
+	"DGoySwoRmzJQTp74+erqTeH0N/fQWkEN76HoHEHInr25GBjphS7SBAaRWIS2ob2rIz4XSgck/Nug0sRI",
+	"GCqbxGJBzfBdo5ggG0rhrheQcK51enJwkIiIJmaEk6fD4TC01x8lSQjs0IhwqZA6sF7E70OSuzxta+Bx",
+	"Y3wCycMTBuQcPUF23SNuccNuvf3SHT17+tC3bg/TzCPcwge1m6zdShsN+NVa8SHnuXZU220OH4Yvnhqu",
+	"Q7iqxtcCPq03DJT1tuT3cYl6g7nm7xTI/pnpbcmM9bsavqqRHqAZBO5opIMRj6iCvgKumGa3YMiG3fiA",
+	"/MaSOKIytvTJ0BCVpYYYQHxq56ZEMT5LgNguhoE7MjYY8ZdAb8F5gcuioCFwGHuRr3wqxQKN6Wbbfdy2",
+	"JQz1QM3t9ox1RZOvzhNYeE8hX72edk5+3+64yU29HFXj8jeFcLqrUs5Xr8BIHn4l6+p5GwXYOvA/aJJB",
+	"Z33n18F6iDTY6VFt5sR3JriGEzyA/7h8/cqomRkExECIYGBrDPGAnJlWisRMQqQR0RWLYcSp/d5qsGbC",
+	"iWFiS0ESuIVEkRggJd06CHqYLFCw6KtVCpe4WqM3c6FHHO5SlAolRJlUDC0sUmSzOfFTJoLDqQtR9O0K",
+	"zdnGRI+4w4LqCXxKXPhLnC5O7Q5p/bRJVwGQ4m70Bg5KdsLPeVM+7x3ZcAVsrKCYToHHSOx4mqE2q4Dr",
+	"U9vW6ygSMCjVaDq9wYhfppBo9ExTRcwiYjKRlEdzUEZ9opkC8vrskjwdDJ8oSygNxI2WCob8ktB0MqoW",
+	"HmeB1lnM9PmtQ+gqd6eR1/l9IBNN2fgGVgNrdOkExRdo8Sl9YQNHS19YV3thsy3GyL/wY/gv1rpkaSKo",
+	"4eozSXlpBPvRNb9uYL800k0m2d8wCje2LM9OX3HZmK/RC4Bhh5BM7QHSeME4ef7yorddQmr2Wq87d5s9",
+	"iE3mdWzaZBB1BsF2WXD3G5SjeyEfH6EwVnzYaCXqnNNo7iAaEzSIIrUOf7c5CwGhUw3yOiTdwgUpDVqS",
+	"mMUoKGBcfa8kTBUb3RGmmsoZNKD1rt1XNkulhvsFOnrEawrgq54b/orrbjo3FPd3T81Y97fYlhbHA39r",
+	"8/0XiNFoRTf3/6MdGV2RxCB7f1GHRkHiPtypAaZ/3a3xRBEtKUs+hXvjB5HxJjPz70sw+roSmZ4HBKj5",
+	"wIXU82uzuBhmEqwL36nznZPf+4ffDoP+t88Gw2eHh4H54P6+bjIbxyIzBxKs8eQSMTguE4PjdaA+B+5C",
+	"aWuLTwSfMZ3FEJCEavfXn0IsrgedD13M0/JinjYsZg7RzVurKWxVlKtXoJTLuQvJYGmzl7tmpLShREJi",
+	"JFGvZjI6ftZqE2oe3OlATxSxthOnq9WGPRoef9tkQrAWlm0jO0PMXkNvUkCro5eUzcYJDodHx9soYemk",
+	"mm6TwwGFKYtrco5VOEv8t+Q8kHmA8PoWGhOFNFmKLIkxtmpVDbHxBjohyfHweLCLjUdpqrOWUEn7m438",
+	"KYd22flnYGNhMNdmTh1HVadmakJJ2bdkbUHewxQLsIEICqzt1XHAo+EwOB4eBsfDp8Hx8Ph6K83zcM13",
+	"kUOz6YhcXnWTGBqBUuNbQBWuKcF4YcRhA2EwolpbbpX3mJ6S1OVfOhuzS5bOs053sK44WO1KGKjWkk2y",
+	"nUM+Jx9D/MuKhEvq+nDiWqf0Gy2kVX7tOJiRTPdnBw+6iTqH2GMTjpPdB1sjsTd5pnd0L+8ZGOxHfV/w",
+	"+k46mTYNPadqjBFvjYnvv/5gPTZTQyvm1GiUBuyobVUMmiW6uCPm3zBr2d0koLmb/4tpas/NoECJHJcu",
+	"3oLx9h9b4zDN1seK/Qkb4Foa5xaMLD1O6MrlmuwkZ/4De700nXaJ171lik1Y4nIRNg5ctGxUAErEqCXq",
+	"Ck+hMmWOPQVIC8jnBCi/ulUSVodQGcBBnV6Xka8p0GsDL3huFfz9ZLYard0/XOEr8f3rEd/2GJSj3Q61",
+	"oJVVKJQLFoTpZGoNPxa9rcMy5TP7paRKW9nUmwQssU1RU/1Xav67hEnaaIH6ODrYvubD40HZGX50vLlY",
+	"S4WAto863HNQT3ir57LV+1ohyzV3GAIbfUSnJC4t7ejZN2WZ9Nk3wbPDo+vgsaj6vsFTD0LlHU1HHNpA",
+	"Ln9xOObR024YA14NMBvx0nXdZgH6HHYbrxBsN9o8tO3FzfwujXdhP2viFJ1gmCSaPW1uouN1uTYYJUAl",
+	"BrF1DWEBpYVEl7vyuI6K11fG9pWx7aEEbOVK2+O6CpbzYSzlkXnGvz0XaCVNqpFg72mvnFXrtu1cQ+0D",
+	"KTku2sBtnaS3W/OCWsm37VQ7n2UNPIZ5NdC/H8zX6M8w+u9ExCzP/tnRHHQDK29JdC7vTeDAFT43XEg1",
+	"eJAryUcpyKJuik2ztylTbUGXmM/gsqq83auUyIQOZMx32G1jLgXiofb21mVU5HE7ru4dpoxM0GSnBMdt",
+	"2kVvyc3qGopBjoY2Mfcp/quWIFVvx/1hSZhm62q1ApsNXd09VcBWN9qyfC3KpZB2WnLtotj159AKHIoX",
+	"B+dwM19Qjj9NN8hWJlinKqApS6p2Jo+UXGgyxYJiWy30dpSmeX9CN2qT4bdkZF0/IW+wLtt4mSJqjjkw",
+	"Bt2bwuS3MsH97XZ7eol2a5ZKxiOW0qR1/3kLa993mSGYm1MvvPUBgGiyNFXocsXsVFltAcPW097RtFOL",
+	"KrijGDjmK7EVKwhJl3KbveW+xGJRYXlZpk0JZs5/7bZU+D+aJO/9rP31k9temLMZRi+Zagpf2Iv12qu1",
+	"jd+2M9W10q6u7GdnLjJZMoW4jzFdNaqZTVVSNtCZ3WSyetWVbUJFOwH6GWhig3KrKyq8bwXlEzdbSZ3r",
+	"1jTTL7Bqkd0eSxjzK2gWxAJfaXYnvC1vOq9Qu6u8VlnI48lqPiHvk8lrOSuy8tqnFqFysampYleIpbRC",
+	"LvQYubS1ZFJyPDzuffli1v7CUH74TQhpbY5m51c+B2CjBea/m8FlTzkHbP3yHdDD59HYEJf13wsbR6td",
+	"vSi112rq/HC/ovIVq9fDM2xh6c1WivUB8edMJi1xHWzGjXbgymAQDYs0oRpI9/2f9wfv7+4P3q/ue415",
+	"JrmPd9dyM3Uibh2FFTkvX2zgymD7cvG2Dnfp8Ep+wyanYtlJmHsfvWOwfLeaL2ep9uM+9timCjE28dNm",
+	"2QyKNKowyONQFXFp/FQCUXnwtQu1HvE3kqlFESqDZW1LUdcuzDpEih/2Tki1KE3QXJRmxPetSjNoyL7/",
+	"YpOyzClj2PiHBethFWI3iaoIq99+c2zWXUWMn8WSJILPXPkGVzPJntINQDkRfEgk3Iobm3zOxfLUgB8z",
+	"gp8OsRR7r+ove/b3o7Vc1AZAre3esJ7/uHz9aivn2cBpNkkWTbbzTe1bzdQbrNAPSHZbwzlsgmmZ7N+t",
+	"/myk+eY++XqOvu3TwXAwbG29Z7GuBzEnbyTJ+RYKWtlEXB1MrlvQKpdoYmZOcsE4dSkRC5qmZnMn7z3z",
+	"bFl0XTzym9+8yaL9fX5hV6/coxbO0y047CAXr4+3uX19vffXZVj8QHU0LxGampphfs0DKjEXpDDUkf/6",
+	"z//rUjOVI8vPhrnYf/FCrVsQNlYOeVH0NGP5lDY/21TIAXmR2QKlYDmSTdKNXXZK3zCbAKmWoVdTJpXu",
+	"K8Daui6c9kPKgzwblqXGw51t9mozFjrI26cc1qHxK01dZbUYX1aINCmGJt1ELEH2I6rA5oE6im1OSGDN",
+	"YCmFXD+Awh7blhvzSEi4pX3e0tk0rtf5RJ0+2J1tBHmLwQX814V1w+PiBrtuOSjZ0dSdQ4LtjMEmC0lZ",
+	"/d1wXDuoFWtDb7VARfqufU6rKbVoTqXsJJ5mep8cq0REFcZR5E225knmm7xuYEkLNdvAurblmJnV2DFc",
+	"j6YzKvOvLfCqm/i2yBEodG869zaOXE8PezA5ZN0O3g6Rr7aDv5zt4KY5KOqvYCBoCsaeKJFkGoJWI4Aa",
+	"bKwS/PjyaZPJYKudYJMkm9sQ6kHG20wE/6hEWdRKjaWS3VIN4Umlmhrlsf8blTv0HdrHnQak/JrNCUnY",
+	"DbrczCgBvq9ky/1hNrB9dSd3/OCTOFxDbMb0fjmmByS03tcQayUIDubulqvrc3wSwmr1eTyPnRPtmH49",
+	"TX7cEkFXEGWS6dUlKgV43Jcgb1lU0gNqVhJlf3fiVDfUMzX+r//8f2HP1tYItTMsu+xn6+DrO9iFaGV2",
+	"3+EI4WDEwzP3TAGy3BOCcxP7aAg28k+GMFWqdKLsSxDd8oJ/xrQw9waE1/46E6ASY9MdAOZapwYP1nu2",
+	"2NnoAmr7Zpz8SlNDxuUT5aueGCpk0QaT+n2RsaWQMQlxljBAn6RKaQT2qYuiHHO3GQw5fAfk/I+M3dIE",
+	"uDYybHn1pGv36HaOT6nZRRVvqVVGL4BBU4ZlPO9RJJk2POWWn2hkn9BQeeZUImiMj3ukxNAcs/8nylZM",
+	"PrEYzenMFe5ysSZ5FAe6opcwGfEFCvKLCcSki1UrbRYj3pSiTAuRWQKqF+ATlYqouZC6nzBUbkoksNCF",
+	"8oqKgYU0qkBudbamjBa1ElOYikeoe/brBlZWXbgBPhjxEf8Vt4OVLyKaJApvIRrhqleido4/4NE04PMp",
+	"aTzyEd+C+loIzJL3GOjyRpUtkcV0b0Cs2xyRzYB0xDffS9LvYzHTV2e/noe4V6fx+kKgTHAypSzJpFMs",
+	"rWPHlz3+29+Oj47+9jdzLX6kSp+9uXiC8RUpjHg3fD9yPtWRkVZHRnQcdYKRER7xX4OJ+AeKxPhXpO9G",
+	"RmoNe6cu+8467VEvMMCoDEpGncFgMOrchxb/NdOopPg9I49wWYGdQzTr3AcdV8y0c4KWnqeGVFI9RyJ4",
+	"QFN2QLOY6QO0GEKD6n+Oy7JwDFzOYFDUTzcoh5UmzAdXBsfivi1wBk3dR9wmU633zs0G5pfifTj3qhrX",
+	"KrAnYa5mzGLLRFwiY+jv2FqxBbQU12stnBIFkQTtijFhrmRRmYTmWxxx+wiAuzxMkzlNU+AQ28factKm",
+	"DO2yefFmxBtItX39qSipePbuxcXV+O351fmrq4vXr0LSdUZZcjz0plM8WiMq4+wXMdZSVRrT9vHwikeE",
+	"W5TzosmBe2S4Tc0utXQFv65rz0oeDYcP9jZMUVyh8RXC1NUJR4BKypKAcFiiwYlJZZ9GPB4ets2SL/ug",
+	"8iAQdnq6vVPx4KLpcXS0yzTrz+jcB51nu8xWfhwIJZRssaByVY3keqIIXs4maGBBi5nBAVuzwgg+d31P",
+	"CfpSIGVAIogT4FX3rKJ829cx7YV3Cn/RyFbO5NiIbjn/JCKJHwLbPh/uvKy9yaj8dao/M+oexRQKyuGB",
+	"hJXR6kUpNmAds24ZLK02lArVgEiWM7/IS8M4CeQHEa8e+ohd7Nx9VRPzj2lU8evwoSdve4yLw7IINnxE",
+	"wnW4Q4/88bbPi61OeMt5/s64BzHT7smwKll7X2jd9wdWlMEaWGvY+QK/L2NnBUuOm9IB8Wks+xp1WQTn",
+	"At2mIMktSDZdPepp25Vu7pE/cfx5T9sCsDjtoCTU2XqeDrBqbzwImnnZT6BbT3j4WHTgAWjAl3PGPxnB",
+	"vVJKxTIeLOf/IaxlL/HDjXrxAgWLlOpo3ljeoZ6PmMBUb0pKHJAzUmQsea1kki1SNeJhNb0/9K9bSNBM",
+	"5nW7RaaVprbKYUE8ajHXTZK/zbl8FDbq0jt3YqOPdn0yXFT8WVjp3hfvC+K99rA/Ge+1ZH2zmoGh+OpT",
+	"kuYia2AzcX5SGBceSAX4t+bkqGXQNeDtjEJOKf1I8r5B67BJHp+GWJazdR5Z43C5K+36hq37+pfG2uHf",
+	"t3d4Lvg0YdaH9SXR1Ms5Woxz+QdV6loaFuYfJCgmFalXbVlq+96onWjye/x3Rw2puEnb9KO3GBEan3q1",
+	"aMHQ35fxGKsFf1WTdkQiC0dC7WV+RJoavLf+tJTqeeFN88jSqRO6oES0tiVGXW9GTFT6EBk/iiFkbRk1",
+	"/tH4OVQru9ka1gFRWgJd2PzjmKmbAbnQPgLaOfXcOyfYb8SpFgv79M0poegvMphuPRoJ0Nt6L50nD+Er",
+	"EFXJwwLPFuRQwYhbd39AbEhyQEpeflSTXS0mGwWAjgZNjS6Bbml8l4sl8ESRBWhqZhmM+G/2NT3ctHsZ",
+	"uJsmlHES+lahLe6EKw2JxqfFkFaZEcMFTcODkC3ozPya0JXI9OmIc0Fiar6M0ZiqTv0rsjzOp/cPJ2NC",
+	"gTo1dODVu5f4Zh5fuVcuTsubtF7M6i7dGPYFcnxeVkxJWDH/hT1zxtEcohuIiXX12Ce+R9x7FE88ENCR",
+	"M5FAb5QhvFmCTmxKjo+OyBKtomEiotDmYNnpSWjwyILJ3A014oUHnGpivThdGMwGJPx91DGtR52AjDoe",
+	"EvZTeaed67DXrPQZVLpytpDdpBgRadB9i8pVkaKoVcS4oTHr9/OvpPDl1iGv+bXi9VdV8KFUQSRc1eTv",
+	"MqF8YN0w8/m+je7mSqKluWyYtIiJpDZXyKZEBvZhNJq01MywzmddGmzES8VDnBe5bMc17bs2G7RaL6RX",
+	"VArhq1Jw0oC8xuiKOeQvUz5RRCx55RFLLGp1PDzGUA0UBVWA1dOd+4XVazT0BuQH3Kiyj5uaibWk0ymL",
+	"kNqLBdNoiPY5N4fBcDh0wFH2cdYJrASPG2lLYRS1edf7SgzY60cpFru4+bDxldilaSWH+xH8gnb3W+0C",
+	"iKy5WcBh4EdbB74ccdSJDtXSOQFex7nIJMH4o9WjmnY9dbFiI97edcdPm0OgnK7zyVCslN7Q5Hj2cVym",
+	"hSNEaCU2Ms6MUPIrTV+yiQSiRCYjsE/WfNWXNrkcSjZ1pLMcGnToq4LaPyp2Ot1GtCZW9YsUp1psXz2b",
+	"ChN1ze6cUBgUAWqTVb7tCVUw4kpTjVF8rdlSrQlS5A3Ivr/zGIumkIkF5Hj4tEdiYWR/jZoPyg0Ts4uT",
+	"mggBXMuVj2HDQUohbEYUtkkv5svj4dP/czw8vg8H5LmN8RtxNbfPBhiJ3oZ02QH9Q0QhDhli8a5mPpdf",
+	"Q4VQ/kQGweYMukcWqluSyRrIz2WG/qpplpCi2YdSli9IyjV0AgmAxQjiUWJv4lC94GuGDHNuA394jRLu",
+	"JV1ASYxU+IIZ8/p2Lcx2YBf97u1L5cJ2K+E84Q2sbE0TOuJTCWqerLzprUQTMfEFO7lAnwrFbJi1/UJh",
+	"PvbHmZm2NMYw7e3NLtlsl2bnd+lOo2FWxicVPHPoNQmd7rfdubzp8UGc3nT80ri9S98wqGbOspq78ft1",
+	"/Tuf5PD7tTnQUmilgzLBlHfkJF7WqlEC1bnedNFLdUcG76195d4+U3kwx9JZf7bKoD+73z8hornqXS26",
+	"jTsWLMScDurwva46+m6Bgyp79l77zXgIuejyOsmrbvq1beRox0dtvJ7827hHM5/R9GMRZSgBbdzm1Zwp",
+	"m/RBI40ZB26hWze9ootk26b/99mvL/fbtB+12HT7Dp8OhvkuzcrNbETDXbXC4SbL38NDz+24FXoSaLxq",
+	"vyFv7c+f5YLg3EbkRkV38BAU67rq3aEx4/jomReWjbCe1w/bBLbbwwP35qLaGFdhy/h84dHbdhO75QoU",
+	"0fIGNv8uYdyFTROwgDufYUWHyJfrz6P/Xbtdw7TXXznG98TRS9blmIMpJAmf21Ps29rjJ2QY9lwWj7IV",
+	"k0uGC6JAa7RdaMKM7uaSWuwbp+/vQywM1SRUWt+NPexPpJ/ZwS/tCpXBpvtPjrebgjSw2PRj2nL+jSMu",
+	"XAS5A+vOl6LspyhR1YP3tmbn/fa4iBLGriNSm8KdrGyumz/Kr7a85hDxmRE7P+hA2wPBNx7YI9z8j7z1",
+	"X5Y9dp+j+1Cb6y+wyu2tTXf4wIZpj5Un/HuHl/gZNrDOfSPJSTfkdAEnxH7vzb6Go6LxBiMLghEPbWq4",
+	"8g3x5dA8ltyljc8o470BwYKOhtFOQUdziH2Eh1k0xGRCoxuf3KVGbmmYtq7wRdA+poi74o7dkMVhQELt",
+	"kvhdCQP8zm3K/JlQpceZMh9GPPRhLmPsNfZ1Lag2TdF/NtZzpsYLwfU87Nm06ry8AY8Jm3EhfZWHmnyA",
+	"k9ZY+GPJCY9pwN1MPXwsxKPLDl/DO9dC5j+cO20gVRDdfAICRWK5IjLjJ2Q5p7p4GBl4nArG/cvIMUQs",
+	"BiLZbI7lPF1NbF/tD83OqH7MmRpxWz42yqS0BTpugBNf4cPCxlbksBEV9ae+ta8zYiZVTHCbQ09HPBLp",
+	"6sQTNy7kgiZM4VUKSPh9GBAkLKuAxMycK+OzoHBLRyIFnO/iDZFI4XoD8kqgR3XEmSF1kZCY2F+iXkW9",
+	"2oW4hd6AhCzFEhQ2oo7aML7aFqjCmLJukdR/9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPIGG6rDuFLB3b",
+	"xeKkrip3MxmE6OaTakmVR+EfmfaVHyNvC8hw2PKYMtQXRJp+w3tMa8+eY4TTnKFZxEgENnjj+71Fs1a6",
+	"hRUy4OEJlxOYyQyLc6B650QSGzzrahOVgnQrBYp9cJcnNVhRJxjxjGuWkA3yCumGlaLJoQ0+5GLZC8xw",
+	"vHRNCVUjHrpicgYu4YBgtWa0gxjZjCzn5jhoKQ7Yrhud+C75NUJq7EqLiCQGV4hnxF1F6xNHMeZU5RFf",
+	"ein8G0mkuuITMgzz4swGACLxNZy5WA5G/DUmIxi4sYhiRSdp66uUY2wRjSIazeGJWWupNg4GJzdRKFuo",
+	"+pOSqGot7M9qx8lJuDlFg57Wa/o1IvWBdEh2C4iIqNk41ciFS/mYFY/cgoOTV+xtSkEyET+cbPbQ0aob",
+	"IlTLr6UMRtxFgZINQaADgmGMhqQspfmGOx1xmmRqThjXIG9pUpFW3l2e/XQ+/vHlu8ufxxevrs7f/uPs",
+	"ZRj4d1bJ4ZCong3lMYISmcLSVd9XqFkasWYCloKRFS707EMDUe0l+28ah5rvvJ3GfI0/9fGnhhCUbtmc",
+	"xp4Pb4pF/cSWp1pkwr5hCViq3M7YUIsRf7Viga/oZ0S5wicbdPDBlM4BoqnbckPxcCyd1zdboZpNEigc",
+	"S2dvLgaluokeWGbZ61SO2BJJviSiAvCFCw2tWAReB2SykjugSjPkocHrM1w2lDksoiB1HgLV/QnES+Cq",
+	"tJ9eaYZyEFfzNqxW6gNBAss68pJ1pBt+fwOr78KeDYoqBUl1w+8Vm303yobDo2/gLnV/oeb5XVhfRNP0",
+	"v81FXpUO9XEnbTmXXvkosKDX+gjWbx2g3c56kb3i7f3vLqetNFbJjXx/ff//AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

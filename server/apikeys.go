@@ -25,9 +25,13 @@ func (s *Server) ListAPIKeys(ctx context.Context, req gen.ListAPIKeysRequestObje
 	if err != nil {
 		return nil, err
 	}
+	used, err := s.keysUsedThisMonth(ctx, page.Items)
+	if err != nil {
+		return nil, err
+	}
 	out := gen.ListAPIKeys200JSONResponse{TotalCount: int(page.Total), Items: make([]gen.APIKey, len(page.Items))}
 	for i, k := range page.Items {
-		out.Items[i] = apiKeyOut(k)
+		out.Items[i] = apiKeyOut(k, used[k.ID])
 	}
 	if page.Next != nil {
 		out.Cursor = nullable.NewNullableWithValue(page.Next.Encode())
@@ -70,7 +74,7 @@ func (s *Server) CreateAPIKey(ctx context.Context, req gen.CreateAPIKeyRequestOb
 	if err != nil {
 		return nil, keyError(err)
 	}
-	return gen.CreateAPIKey200JSONResponse(apiKeyOut(k)), nil
+	return gen.CreateAPIKey200JSONResponse(apiKeyOut(k, 0)), nil
 }
 
 // keyError turns the store's refusal of a key's dataset scope into the 422 naming the entry.
@@ -90,7 +94,11 @@ func (s *Server) GetAPIKey(ctx context.Context, req gen.GetAPIKeyRequestObject) 
 	if err != nil {
 		return nil, err
 	}
-	return gen.GetAPIKey200JSONResponse(apiKeyOut(k)), nil
+	used, err := s.keysUsedThisMonth(ctx, []store.APIKey{k})
+	if err != nil {
+		return nil, err
+	}
+	return gen.GetAPIKey200JSONResponse(apiKeyOut(k, used[k.ID])), nil
 }
 
 func (s *Server) DeleteAPIKey(ctx context.Context, req gen.DeleteAPIKeyRequestObject) (gen.DeleteAPIKeyResponseObject, error) {
@@ -122,7 +130,11 @@ func (s *Server) ChangeAPIKeySettings(ctx context.Context, req gen.ChangeAPIKeyS
 	if err != nil {
 		return nil, keyError(err)
 	}
-	return gen.ChangeAPIKeySettings200JSONResponse(apiKeyOut(k)), nil
+	used, err := s.keysUsedThisMonth(ctx, []store.APIKey{k})
+	if err != nil {
+		return nil, err
+	}
+	return gen.ChangeAPIKeySettings200JSONResponse(apiKeyOut(k, used[k.ID])), nil
 }
 
 func (s *Server) RotateAPIKey(ctx context.Context, req gen.RotateAPIKeyRequestObject) (gen.RotateAPIKeyResponseObject, error) {
@@ -137,7 +149,11 @@ func (s *Server) RotateAPIKey(ctx context.Context, req gen.RotateAPIKeyRequestOb
 	if err != nil {
 		return nil, err
 	}
-	return gen.RotateAPIKey200JSONResponse(apiKeyOut(k)), nil
+	used, err := s.keysUsedThisMonth(ctx, []store.APIKey{k})
+	if err != nil {
+		return nil, err
+	}
+	return gen.RotateAPIKey200JSONResponse(apiKeyOut(k, used[k.ID])), nil
 }
 
 // applySettings merges APIKeySettings into k: an absent field is left as it is, null clears it.
@@ -180,6 +196,7 @@ func applySettings(k *store.APIKey, name **string, in gen.APIKeySettings, now ti
 		}
 		k.Origins = norm
 	}
+	applyLimits(k, in)
 	return applyLifecycle(k, in, now)
 }
 
@@ -222,6 +239,24 @@ func applyLifecycle(k *store.APIKey, in gen.APIKeySettings, now time.Time) error
 	return nil
 }
 
+// applyLimits merges the rate limit and monthly quota of APIKeySettings into k (the spec bounds
+// their values): absent is unchanged, null is none.
+func applyLimits(k *store.APIKey, in gen.APIKeySettings) {
+	if in.RateLimit.IsSpecified() {
+		k.RateLimitRPS, k.RateLimitBurst = nil, nil
+		if rl, err := in.RateLimit.Get(); err == nil {
+			rps, burst := rl.RequestsPerSecond, rl.Burst
+			k.RateLimitRPS, k.RateLimitBurst = &rps, &burst
+		}
+	}
+	if in.MonthlyQuota.IsSpecified() {
+		k.MonthlyQuota = nil
+		if q, err := in.MonthlyQuota.Get(); err == nil {
+			k.MonthlyQuota = &q
+		}
+	}
+}
+
 func optional(n nullable.Nullable[string]) *string {
 	if !n.IsSpecified() || n.IsNull() {
 		return nil
@@ -230,7 +265,8 @@ func optional(n nullable.Nullable[string]) *string {
 	return &v
 }
 
-func apiKeyOut(k store.APIKey) gen.APIKey {
+// apiKeyOut is a key as the API shows it; used is its usage this month.
+func apiKeyOut(k store.APIKey, used int64) gen.APIKey {
 	out := gen.APIKey{
 		Id: k.ID, Token: k.Token, Name: k.Name, Origins: k.Origins,
 		Created: k.Created, Changed: k.Changed,
@@ -240,6 +276,11 @@ func apiKeyOut(k store.APIKey) gen.APIKey {
 		DatasetIds:             nullable.NewNullNullable[[]uuid.UUID](),
 		IpRanges:               nullable.NewNullNullable[[]string](),
 		PreviousTokenExpiresAt: nullable.NewNullNullable[time.Time](),
+		RateLimit:              nullable.NewNullNullable[gen.RateLimit](),
+		MonthlyQuota:           nullableOf(k.MonthlyQuota), UsageThisMonth: used,
+	}
+	if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
+		out.RateLimit = nullable.NewNullableWithValue(gen.RateLimit{RequestsPerSecond: *k.RateLimitRPS, Burst: *k.RateLimitBurst})
 	}
 	if out.Origins == nil {
 		out.Origins = []string{}

@@ -63,6 +63,9 @@ func tlStart(t testing.TB, db *testenv.Database, cfg server.Config) *tlEnv {
 	if cfg.UsageFlushInterval == 0 {
 		cfg.UsageFlushInterval = time.Hour // the same: tests flush usage with FlushUsage
 	}
+	if cfg.ReplicaHeartbeat == 0 {
+		cfg.ReplicaHeartbeat = time.Hour // one heartbeat, with the first rate-limited request
+	}
 	env := testenv.Start(t, db, cfg)
 	t.Cleanup(func() {
 		if err := env.Server.Close(); err != nil {

@@ -77,7 +77,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *str
 		if err := tx.Omit("DatasetIDs").Create(&k).Error; err != nil {
 			return fmt.Errorf("create api key: %w", err)
 		}
-		if err := s.writeScope(tx, &k); err != nil {
+		if err := s.writeScope(tx, &k, false); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, accountID, ActionKeyCreate, TargetKey, k.ID, keyDiff(APIKey{}, k))
@@ -136,10 +136,7 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
 		}
 		if !slices.Equal(before.DatasetIDs, k.DatasetIDs) || (before.DatasetIDs == nil) != (k.DatasetIDs == nil) {
-			if err := tx.Where("key_id = ?", id).Delete(&APIKeyDataset{}).Error; err != nil {
-				return fmt.Errorf("clear dataset scope of api key %s: %w", id, err)
-			}
-			if err := s.writeScope(tx, &k); err != nil {
+			if err := s.writeScope(tx, &k, true); err != nil {
 				return err
 			}
 		}
@@ -161,9 +158,27 @@ func (e *InvalidDatasetError) Error() string {
 	return fmt.Sprintf("dataset_ids[%d]: %s is not a dataset of the key's account", e.Index, e.ID)
 }
 
-// writeScope stores k's dataset scope (none when unscoped), after checking with the access rules
-// that the key's account sees every dataset it names. Duplicates are dropped (first kept).
-func (s *Store) writeScope(tx *gorm.DB, k *APIKey) error {
+// writeScope stores k's dataset scope (none when unscoped), replacing the stored one when
+// replace, after checking with the access rules that the key's account sees every dataset it
+// names. Duplicates are dropped (first kept).
+//
+// Lock order, against a racing dataset delete (which locks its dataset row, then cascades to
+// the scope rows naming it, and never locks a key): the key row (the caller's), then the named
+// datasets' rows in KEY SHARE mode, and only then the scope rows. Taking the scope rows first
+// would deadlock with a delete of a dataset the key already names.
+func (s *Store) writeScope(tx *gorm.DB, k *APIKey, replace bool) error {
+	if k.DatasetIDs != nil && s.dialect == Postgres && len(k.DatasetIDs) > 0 {
+		var locked []string
+		err := tx.Raw("SELECT id FROM datasets WHERE id IN ? ORDER BY id FOR KEY SHARE", idStrings(k.DatasetIDs)).Scan(&locked).Error
+		if err != nil {
+			return fmt.Errorf("lock datasets of api key %s: %w", k.ID, err)
+		}
+	}
+	if replace {
+		if err := tx.Where("key_id = ?", k.ID).Delete(&APIKeyDataset{}).Error; err != nil {
+			return fmt.Errorf("clear dataset scope of api key %s: %w", k.ID, err)
+		}
+	}
 	if k.DatasetIDs == nil {
 		return nil
 	}
@@ -185,7 +200,7 @@ func (s *Store) writeScope(tx *gorm.DB, k *APIKey) error {
 		row := APIKeyDataset{KeyID: k.ID, DatasetID: id, Position: len(ids)}
 		if err := tx.Create(&row).Error; err != nil {
 			if errors.Is(err, gorm.ErrForeignKeyViolated) {
-				// Deleted since it was read (see UpdateAPIKey).
+				// Deleted since it was read (unreachable on PostgreSQL while it is locked).
 				return &InvalidDatasetError{Index: i, ID: id}
 			}
 			return fmt.Errorf("scope api key %s to dataset %s: %w", k.ID, id, err)
@@ -240,6 +255,10 @@ func (s *Store) RotateAPIKey(ctx context.Context, accountID, id uuid.UUID, grace
 			return err
 		}
 		now := Now()
+		endedGrace := k.PreviousTokenExpiresAt
+		if endedGrace != nil && !endedGrace.After(now) {
+			endedGrace = nil // long over: nothing ends now
+		}
 		k.PreviousTokenHash, k.PreviousTokenExpiresAt = nil, nil
 		if grace > 0 {
 			until := now.Add(grace)
@@ -259,7 +278,9 @@ func (s *Store) RotateAPIKey(ctx context.Context, accountID, id uuid.UUID, grace
 			return err
 		}
 		k = keys[0]
-		changes := map[string][2]any{"token": {"(rotated)", "(rotated)"}, "grace_seconds": {nil, int64(grace / time.Second)}}
+		// That it happened and the grace it gave, never the tokens.
+		changes := diff(map[string]any{"previous_token_expires_at": endedGrace},
+			map[string]any{"grace_seconds": int64(grace / time.Second), "previous_token_expires_at": k.PreviousTokenExpiresAt})
 		if err := s.audit(ctx, tx, accountID, ActionKeyRotate, TargetKey, id, changes); err != nil {
 			return err
 		}

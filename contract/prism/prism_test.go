@@ -351,6 +351,28 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "headTile", method: "HEAD", path: tile(ras.ID, "0/0/0", "png", "?key=nope"), want: 403, direct: true})
 	s.do(call{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "png", tok), want: 404, direct: true})
 
+	// A key over its monthly quota (1 tile): 429 quota_exceeded, GET and HEAD.
+	var spent struct {
+		Token string `json:"token"`
+	}
+	s.decode(s.do(call{op: "createAPIKey", method: "POST", path: "/v1/api_keys", auth: A, ctype: "application/json",
+		body: []byte(`{"name":"metered","monthly_quota":1,"rate_limit":{"requests_per_second":1000,"burst":1000}}`), want: 200}), &spent)
+	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 200})
+	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429})
+	s.do(call{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429, direct: true})
+
+	// Usage of a key and of a dataset.
+	kup := "/v1/api_keys/" + key.ID + "/usage"
+	dup := "/api/datasets/" + vec.ID + "/usage"
+	for _, u := range []struct{ op, path string }{{"getAPIKeyUsage", kup}, {"getDatasetUsage", dup}} {
+		s.do(call{op: u.op, method: "GET", path: u.path, auth: viewer, want: 200})
+		s.do(call{op: u.op, method: "GET", path: u.path + "?granularity=day&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", auth: A, want: 200})
+		s.do(call{op: u.op, method: "GET", path: u.path, auth: badToken, want: 401})
+		s.do(call{op: u.op, method: "GET", path: u.path, auth: B, want: 404})
+		s.do(call{op: u.op, method: "GET", path: u.path + "?granularity=week", auth: A, want: 422, invalid: true})
+		s.do(call{op: u.op, method: "GET", path: u.path + "?from=2000-01-01T00:00:00Z", auth: A, want: 422})
+	}
+
 	tj := func(id, q string) string { return "/api/tiles/" + id + "/tilejson.json" + q }
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(vec.ID, keyQ), header: origin, want: 200})
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(vec.ID, ""), auth: A, want: 200})
@@ -453,6 +475,8 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 		{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key"), header: origin},
 		{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key-2"), header: origin, direct: true},
 		{op: "getTileJSON", method: "GET", path: tj(vec.ID, "?key=uncached-key-3"), header: origin},
+		{op: "getAPIKeyUsage", method: "GET", path: kup, auth: A},
+		{op: "getDatasetUsage", method: "GET", path: dup, auth: A},
 	} {
 		c.want = 503
 		s.do(c)

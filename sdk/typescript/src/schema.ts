@@ -63,8 +63,8 @@ export interface paths {
          * Update given key
          * @description An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
          *     `origins: null` allows every origin again). A key as fetched may be posted back with its
-         *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-         *     accepted and ignored.
+         *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
          */
         post: operations["changeAPIKeySettings"];
         delete?: never;
@@ -151,6 +151,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/api_keys/{key_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * What a key served and had refused, per hour or day
+         * @description Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+         *     Buckets without traffic are omitted. Usage is written every flush interval
+         *     (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+         *     At most 1,000 buckets (422 beyond).
+         */
+        get: operations["getAPIKeyUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/datasets/": {
         parameters: {
             query?: never;
@@ -216,6 +242,31 @@ export interface paths {
          *     the value at fault (e.g. `["body", "metadata", "attribution"]`).
          */
         put: operations["uploadTiles"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/datasets/{dataset_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                dataset_id: components["parameters"]["DatasetID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * What a dataset served, per hour or day
+         * @description Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+         *     per API key, with tile tokens and (for a public dataset) without any credential. Only the
+         *     dataset's own account sees it (404 for others, even those it is shared with). Buckets
+         *     without traffic are omitted; at most 1,000 buckets (422 beyond).
+         */
+        get: operations["getDatasetUsage"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -703,6 +754,87 @@ export interface components {
             /** @example ok */
             status: string;
         };
+        /**
+         * @default hour
+         * @enum {string}
+         */
+        Granularity: "hour" | "day";
+        UsageCounts: {
+            [key: string]: number;
+        };
+        KeyUsage: {
+            /** Format: uuid */
+            key_id: string;
+            granularity: components["schemas"]["Granularity"];
+            items: components["schemas"]["KeyUsageItem"][];
+        };
+        KeyUsageItem: {
+            /**
+             * Format: date-time
+             * @description The bucket's start (UTC).
+             */
+            start: string;
+            /**
+             * Format: int64
+             * @description Tiles served (200, 204 and 304 answers).
+             */
+            served: number;
+            /**
+             * Format: int64
+             * @description Bytes of tile bodies served.
+             */
+            bytes: number;
+            /** @description Refused requests by reason (`X-Tilegate-Reason`, or `not_found` for a 404). */
+            refused: components["schemas"]["UsageCounts"];
+            /** @description Tiles served per dataset id. */
+            datasets: components["schemas"]["UsageCounts"];
+        };
+        DatasetUsage: {
+            /** Format: uuid */
+            dataset_id: string;
+            granularity: components["schemas"]["Granularity"];
+            items: components["schemas"]["DatasetUsageItem"][];
+        };
+        DatasetUsageItem: {
+            /**
+             * Format: date-time
+             * @description The bucket's start (UTC).
+             */
+            start: string;
+            /**
+             * Format: int64
+             * @description Tiles served (200, 204 and 304 answers).
+             */
+            served: number;
+            /**
+             * Format: int64
+             * @description Bytes of tile bodies served.
+             */
+            bytes: number;
+            /** @description Refused requests of API keys by reason. */
+            refused: components["schemas"]["UsageCounts"];
+            /** @description Tiles served per API key id. */
+            keys: components["schemas"]["UsageCounts"];
+            /**
+             * Format: int64
+             * @description Tiles served to tile tokens.
+             */
+            tokens: number;
+            /**
+             * Format: int64
+             * @description Tiles of a public dataset served without a key.
+             */
+            public: number;
+        };
+        /**
+         * @description A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
+         *     Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
+         *     tiles a second on average, up to `burst` at once.
+         */
+        RateLimit: {
+            requests_per_second: number;
+            burst: number;
+        };
         APIKeyPage: {
             /**
              * Format: byte
@@ -753,6 +885,22 @@ export interface components {
              * @description Until when the token replaced by the last rotation still works; `null` when none does.
              */
             readonly previous_token_expires_at: string | null;
+            /** @description The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none. */
+            rate_limit: {
+                requests_per_second: number;
+                burst: number;
+            } | null;
+            /**
+             * Format: int64
+             * @description Tiles the key may be served per calendar month (UTC); `null` for no quota.
+             */
+            monthly_quota: number | null;
+            /**
+             * Format: int64
+             * @description Tiles served with this key this calendar month (UTC): written usage of every replica
+             *     plus what the answering replica has not written yet.
+             */
+            readonly usage_this_month: number;
         };
         /**
          * @description Settings of a key. Any other name is refused (422 `extra_forbidden`), except the read-only
@@ -788,6 +936,21 @@ export interface components {
              * @description Read-only in APIKey: accepted and ignored.
              */
             previous_token_expires_at?: string | null;
+            /**
+             * Format: int64
+             * @description Read-only in APIKey: accepted and ignored.
+             */
+            usage_this_month?: number;
+            /** @description The key's rate limit; `null` removes it. */
+            rate_limit?: {
+                requests_per_second: number;
+                burst: number;
+            } | null;
+            /**
+             * Format: int64
+             * @description Tiles per calendar month (UTC); `null` removes the quota (0 refuses every tile).
+             */
+            monthly_quota?: number | null;
             /** @description Will be generated automatically unless provided explicitly. */
             name?: string | null;
             description?: string | null;
@@ -923,6 +1086,27 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description The API key is over its rate limit (`X-Tilegate-Reason: rate_limited`) or its monthly quota
+         *     (`quota_exceeded`, until the next month starts, UTC). `Retry-After` is in seconds;
+         *     `RateLimit-Policy` and `RateLimit` follow draft-ietf-httpapi-ratelimit-headers-09
+         *     (`"default";q=<requests per second>;w=1` and `"default";r=0;t=<seconds>` for the rate
+         *     limit, `"monthly";q=<quota>;w=<seconds in the month>` and `"monthly";r=0;t=<seconds>` for
+         *     the quota).
+         */
+        TileLimited: {
+            headers: {
+                "Retry-After"?: number;
+                "RateLimit-Policy"?: string;
+                RateLimit?: string;
+                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded";
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The credential is missing or invalid. */
         Unauthorized: {
             headers: {
@@ -1001,6 +1185,12 @@ export interface components {
         Exp: number;
         /** @description Tile token scope. */
         Scope: string;
+        /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
+        UsageFrom: string;
+        /** @description End of the period (exclusive). Defaults to now. */
+        UsageTo: string;
+        /** @description Bucket size; buckets start at whole hours or days, UTC. */
+        Granularity: components["schemas"]["Granularity"];
         /** @description Identifier of API Key. */
         KeyID: string;
     };
@@ -1249,6 +1439,40 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    getAPIKeyUsage: {
+        parameters: {
+            query?: {
+                /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
+                from?: components["parameters"]["UsageFrom"];
+                /** @description End of the period (exclusive). Defaults to now. */
+                to?: components["parameters"]["UsageTo"];
+                /** @description Bucket size; buckets start at whole hours or days, UTC. */
+                granularity?: components["parameters"]["Granularity"];
+            };
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key's usage, oldest bucket first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyUsage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableEntity"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     listDatasets: {
         parameters: {
             query?: {
@@ -1417,6 +1641,39 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
+            422: components["responses"]["UnprocessableEntity"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getDatasetUsage: {
+        parameters: {
+            query?: {
+                /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
+                from?: components["parameters"]["UsageFrom"];
+                /** @description End of the period (exclusive). Defaults to now. */
+                to?: components["parameters"]["UsageTo"];
+                /** @description Bucket size; buckets start at whole hours or days, UTC. */
+                granularity?: components["parameters"]["Granularity"];
+            };
+            header?: never;
+            path: {
+                dataset_id: components["parameters"]["DatasetID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The dataset's usage, oldest bucket first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetUsage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1642,6 +1899,7 @@ export interface operations {
                 };
             };
             422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TileLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1732,6 +1990,15 @@ export interface operations {
             /** @description A query parameter is too long or not an integer where one is expected. */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The API key's rate limit or monthly quota is exceeded (see GET). */
+            429: {
+                headers: {
+                    "Retry-After"?: number;
+                    "X-Tilegate-Reason"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
