@@ -151,3 +151,43 @@ func inRanges(ranges []netip.Prefix, ip netip.Addr) bool {
 	}
 	return false
 }
+
+// MaxIPRanges is the most ranges a key may list.
+const MaxIPRanges = 100
+
+// RangeError names the entry of a range list that is not a CIDR or an address.
+type RangeError struct {
+	Index int
+	Value string
+}
+
+func (e *RangeError) Error() string {
+	return "not a CIDR range or an IP address (such as 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7)"
+}
+
+// NormalizeRanges parses a key's ip_ranges: each a CIDR (its host bits cleared: 10.0.0.1/8 is
+// 10.0.0.0/8) or a bare address (that address alone); IPv4-mapped IPv6 is written as IPv4.
+// Duplicates are dropped, the first kept.
+func NormalizeRanges(list []string) ([]string, error) {
+	out := make([]string, 0, len(list))
+	seen := map[netip.Prefix]bool{}
+	for i, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, &RangeError{Index: i, Value: s}
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		p = p.Masked()
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p.String())
+		}
+	}
+	return out, nil
+}

@@ -27,6 +27,93 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AuditEventAction.
+const (
+	AuditEventActionApiKeyChange  AuditEventAction = "api_key.change"
+	AuditEventActionApiKeyCreate  AuditEventAction = "api_key.create"
+	AuditEventActionApiKeyDelete  AuditEventAction = "api_key.delete"
+	AuditEventActionApiKeyRotate  AuditEventAction = "api_key.rotate"
+	AuditEventActionDatasetChange AuditEventAction = "dataset.change"
+	AuditEventActionDatasetCreate AuditEventAction = "dataset.create"
+	AuditEventActionDatasetDelete AuditEventAction = "dataset.delete"
+	AuditEventActionDatasetUpload AuditEventAction = "dataset.upload"
+	AuditEventActionGrantCreate   AuditEventAction = "grant.create"
+	AuditEventActionGrantDelete   AuditEventAction = "grant.delete"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventAction enum.
+func (e AuditEventAction) Valid() bool {
+	switch e {
+	case AuditEventActionApiKeyChange:
+		return true
+	case AuditEventActionApiKeyCreate:
+		return true
+	case AuditEventActionApiKeyDelete:
+		return true
+	case AuditEventActionApiKeyRotate:
+		return true
+	case AuditEventActionDatasetChange:
+		return true
+	case AuditEventActionDatasetCreate:
+		return true
+	case AuditEventActionDatasetDelete:
+		return true
+	case AuditEventActionDatasetUpload:
+		return true
+	case AuditEventActionGrantCreate:
+		return true
+	case AuditEventActionGrantDelete:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AuditEventTargetType.
+const (
+	AuditEventTargetTypeApiKey  AuditEventTargetType = "api_key"
+	AuditEventTargetTypeDataset AuditEventTargetType = "dataset"
+	AuditEventTargetTypeGrant   AuditEventTargetType = "grant"
+)
+
+// Valid indicates whether the value is a known member of the AuditEventTargetType enum.
+func (e AuditEventTargetType) Valid() bool {
+	switch e {
+	case AuditEventTargetTypeApiKey:
+		return true
+	case AuditEventTargetTypeDataset:
+		return true
+	case AuditEventTargetTypeGrant:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CheckResultStatus.
+const (
+	CheckResultStatusN200 CheckResultStatus = 200
+	CheckResultStatusN401 CheckResultStatus = 401
+	CheckResultStatusN403 CheckResultStatus = 403
+	CheckResultStatusN404 CheckResultStatus = 404
+)
+
+// Valid indicates whether the value is a known member of the CheckResultStatus enum.
+func (e CheckResultStatus) Valid() bool {
+	switch e {
+	case CheckResultStatusN200:
+		return true
+	case CheckResultStatusN401:
+		return true
+	case CheckResultStatusN403:
+		return true
+	case CheckResultStatusN404:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DatasetCreateFormat.
 const (
 	DatasetCreateFormatJpg  DatasetCreateFormat = "jpg"
@@ -129,6 +216,24 @@ func (e DatasetUpdateTileSize) Valid() bool {
 	}
 }
 
+// Defines values for Granularity.
+const (
+	Day  Granularity = "day"
+	Hour Granularity = "hour"
+)
+
+// Valid indicates whether the value is a known member of the Granularity enum.
+func (e Granularity) Valid() bool {
+	switch e {
+	case Day:
+		return true
+	case Hour:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for RasterTileTokenKind.
 const (
 	RasterTileTokenKindRaster RasterTileTokenKind = "raster"
@@ -176,16 +281,16 @@ func (e TileJSONTilejson) Valid() bool {
 
 // Defines values for TileTokenErrorStatus.
 const (
-	N403 TileTokenErrorStatus = 403
-	N404 TileTokenErrorStatus = 404
+	TileTokenErrorStatusN403 TileTokenErrorStatus = 403
+	TileTokenErrorStatusN404 TileTokenErrorStatus = 404
 )
 
 // Valid indicates whether the value is a known member of the TileTokenErrorStatus enum.
 func (e TileTokenErrorStatus) Valid() bool {
 	switch e {
-	case N403:
+	case TileTokenErrorStatusN403:
 		return true
-	case N404:
+	case TileTokenErrorStatusN404:
 		return true
 	default:
 		return false
@@ -230,19 +335,46 @@ func (e Visibility) Valid() bool {
 
 // APIKey defines model for APIKey.
 type APIKey struct {
-	Changed     time.Time                 `json:"changed,omitempty"`
-	Created     time.Time                 `json:"created,omitempty"`
-	Description nullable.Nullable[string] `json:"description"`
-	Id          openapi_types.UUID        `json:"id,omitempty"`
+	Changed time.Time `json:"changed,omitempty"`
+	Created time.Time `json:"created,omitempty"`
+
+	// DatasetIds The only datasets the key may read (others: `dataset_not_allowed`); `null` every
+	// dataset its account may use. A deleted dataset drops out of the list.
+	DatasetIds  nullable.Nullable[[]openapi_types.UUID] `json:"dataset_ids"`
+	Description nullable.Nullable[string]               `json:"description"`
+
+	// Enabled `false` refuses the key (`key_disabled`) until it is enabled again.
+	Enabled bool `json:"enabled"`
+
+	// ExpiresAt After this time the key is refused (`key_expired`); `null` never.
+	ExpiresAt nullable.Nullable[time.Time] `json:"expires_at"`
+	Id        openapi_types.UUID           `json:"id,omitempty"`
+
+	// IpRanges CIDRs (IPv4 and IPv6, normalised) the client address must fall in (otherwise `ip`);
+	// `null` any address.
+	IpRanges nullable.Nullable[[]string] `json:"ip_ranges"`
 
 	// LastUsed When a tile request last carried this key (recorded within a minute).
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
-	Name     string                       `json:"name"`
-	Origins  []string                     `json:"origins"`
+
+	// MonthlyQuota Tiles the key may be served per calendar month (UTC); `null` for no quota.
+	MonthlyQuota nullable.Nullable[int64] `json:"monthly_quota"`
+	Name         string                   `json:"name"`
+	Origins      []string                 `json:"origins"`
+
+	// PreviousTokenExpiresAt Until when the token replaced by the last rotation still works; `null` when none does.
+	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
+
+	// RateLimit The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none.
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit"`
 
 	// Token The public key to put in tile URLs (`?key=`).
-	Token     string                    `json:"token,omitempty"`
-	UserAgent nullable.Nullable[string] `json:"user_agent"`
+	Token string `json:"token,omitempty"`
+
+	// UsageThisMonth Tiles served with this key this calendar month (UTC): written usage of every replica
+	// plus what the answering replica has not written yet.
+	UsageThisMonth int64                     `json:"usage_this_month"`
+	UserAgent      nullable.Nullable[string] `json:"user_agent"`
 }
 
 // APIKeyPage defines model for APIKeyPage.
@@ -264,14 +396,33 @@ type APIKeySettings struct {
 	Changed *time.Time `json:"changed,omitempty"`
 
 	// Created Read-only in APIKey: accepted and ignored.
-	Created     *time.Time                `json:"created,omitempty"`
-	Description nullable.Nullable[string] `json:"description,omitempty"`
+	Created *time.Time `json:"created,omitempty"`
+
+	// DatasetIds Limit the key to these datasets (each must be one the account sees); `null` every
+	// dataset the account may use; `[]` none.
+	DatasetIds  nullable.Nullable[[]openapi_types.UUID] `json:"dataset_ids,omitempty"`
+	Description nullable.Nullable[string]               `json:"description,omitempty"`
+
+	// Enabled `false` disables the key; `true` (or `null`) enables it as it was.
+	Enabled nullable.Nullable[bool] `json:"enabled,omitempty"`
+
+	// ExpiresAt When the key stops working (must be in the future); `null` never.
+	ExpiresAt nullable.Nullable[time.Time] `json:"expires_at,omitempty"`
 
 	// Id Read-only in APIKey: accepted and ignored.
 	Id *openapi_types.UUID `json:"id,omitempty"`
 
+	// IpRanges CIDRs the client address must fall in (`10.0.0.0/8`, `2001:db8::/32`; a bare address
+	// is that one address), normalised on write (`10.0.0.1/8` becomes `10.0.0.0/8`); `null`
+	// any address; `[]` none. The client address is the connection's peer, or, when the peer
+	// is in `TILEGATE_TRUSTED_PROXIES`, the right-most untrusted `X-Forwarded-For` hop.
+	IpRanges nullable.Nullable[[]string] `json:"ip_ranges,omitempty"`
+
 	// LastUsed Read-only in APIKey: accepted and ignored.
 	LastUsed nullable.Nullable[time.Time] `json:"last_used,omitempty"`
+
+	// MonthlyQuota Tiles per calendar month (UTC); `null` removes the quota (0 refuses every tile).
+	MonthlyQuota nullable.Nullable[int64] `json:"monthly_quota,omitempty"`
 
 	// Name Will be generated automatically unless provided explicitly.
 	Name nullable.Nullable[string] `json:"name,omitempty"`
@@ -282,8 +433,17 @@ type APIKeySettings struct {
 	// every origin.
 	Origins nullable.Nullable[[]string] `json:"origins,omitempty"`
 
+	// PreviousTokenExpiresAt Read-only in APIKey: accepted and ignored.
+	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
+
+	// RateLimit The key's rate limit; `null` removes it.
+	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
+
 	// Token Read-only in APIKey: accepted and ignored.
 	Token *string `json:"token,omitempty"`
+
+	// UsageThisMonth Read-only in APIKey: accepted and ignored.
+	UsageThisMonth *int64 `json:"usage_this_month,omitempty"`
 
 	// UserAgent Processes only requests where the User-Agent HTTP header contains this exact,
 	// case-sensitive substring. Wildcards are not supported; only a single string is allowed.
@@ -354,6 +514,42 @@ type AnyValue3 = []AnyElement
 // AnyValue4 defines model for AnyValue.4.
 type AnyValue4 map[string]AnyValue
 
+// AuditEvent defines model for AuditEvent.
+type AuditEvent struct {
+	Action AuditEventAction `json:"action"`
+
+	// Actor Who made the change; `null` for the server itself (the admin CLI).
+	Actor nullable.Nullable[struct {
+		Id   openapi_types.UUID `json:"id"`
+		Name string             `json:"name"`
+	}] `json:"actor"`
+
+	// Changes Each changed field, as `[before, after]` (`null` where it did not exist).
+	Changes map[string][]AnyValue `json:"changes"`
+	Id      openapi_types.UUID    `json:"id"`
+	Target  struct {
+		Id   openapi_types.UUID   `json:"id"`
+		Type AuditEventTargetType `json:"type"`
+	} `json:"target"`
+	Time time.Time `json:"time"`
+}
+
+// AuditEventAction defines model for AuditEvent.Action.
+type AuditEventAction string
+
+// AuditEventTargetType defines model for AuditEvent.Target.Type.
+type AuditEventTargetType string
+
+// AuditPage defines model for AuditPage.
+type AuditPage struct {
+	// Cursor Cursor of the next (older) page; `null` on the last page.
+	Cursor nullable.Nullable[string] `json:"cursor"`
+	Items  []AuditEvent              `json:"items"`
+
+	// TotalCount Number of events in the account's trail.
+	TotalCount int `json:"total_count"`
+}
+
 // Bounds [west, south, east, north] in degrees.
 //
 // Example: [-180,-85.0511,180,85.0511]
@@ -361,6 +557,37 @@ type Bounds = []float64
 
 // Center [longitude, latitude, zoom].
 type Center = []float64
+
+// CheckRequest defines model for CheckRequest.
+type CheckRequest struct {
+	DatasetId openapi_types.UUID `json:"dataset_id"`
+
+	// Ip The client address (IPv4 or IPv6).
+	Ip *string `json:"ip,omitempty"`
+
+	// Origin The request's Origin header.
+	Origin *string `json:"origin,omitempty"`
+
+	// Referer The request's Referer header.
+	Referer *string `json:"referer,omitempty"`
+
+	// UserAgent The request's User-Agent header.
+	UserAgent *string `json:"user_agent,omitempty"`
+}
+
+// CheckResult defines model for CheckResult.
+type CheckResult struct {
+	Allowed bool `json:"allowed"`
+
+	// Reason The `X-Tilegate-Reason` it would carry; `null` when allowed or 404.
+	Reason nullable.Nullable[string] `json:"reason"`
+
+	// Status The status the tile request would get (a tile that exists; 404 a dataset the key's account does not see).
+	Status CheckResultStatus `json:"status"`
+}
+
+// CheckResultStatus The status the tile request would get (a tile that exists; 404 a dataset the key's account does not see).
+type CheckResultStatus int
 
 // Dataset defines model for Dataset.
 type Dataset struct {
@@ -471,6 +698,37 @@ type DatasetUpdateFormat string
 // DatasetUpdateTileSize defines model for DatasetUpdate.TileSize.
 type DatasetUpdateTileSize int
 
+// DatasetUsage defines model for DatasetUsage.
+type DatasetUsage struct {
+	DatasetId   openapi_types.UUID `json:"dataset_id"`
+	Granularity Granularity        `json:"granularity"`
+	Items       []DatasetUsageItem `json:"items"`
+}
+
+// DatasetUsageItem defines model for DatasetUsageItem.
+type DatasetUsageItem struct {
+	// Bytes Bytes of tile bodies served.
+	Bytes int64 `json:"bytes"`
+
+	// Keys Tiles served per API key id.
+	Keys UsageCounts `json:"keys"`
+
+	// Public Tiles of a public dataset served without a key.
+	Public int64 `json:"public"`
+
+	// Refused Refused requests of API keys by reason.
+	Refused UsageCounts `json:"refused"`
+
+	// Served Tiles served (200, 204 and 304 answers).
+	Served int64 `json:"served"`
+
+	// Start The bucket's start (UTC).
+	Start time.Time `json:"start"`
+
+	// Tokens Tiles served to tile tokens.
+	Tokens int64 `json:"tokens"`
+}
+
 // Error defines model for Error.
 type Error struct {
 	// Detail Example: API key not found
@@ -500,6 +758,9 @@ type GrantList struct {
 	Items []Grant `json:"items"`
 }
 
+// Granularity defines model for Granularity.
+type Granularity string
+
 // HTTPValidationError defines model for HTTPValidationError.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
@@ -509,6 +770,31 @@ type HTTPValidationError struct {
 type Health struct {
 	// Status Example: ok
 	Status string `json:"status"`
+}
+
+// KeyUsage defines model for KeyUsage.
+type KeyUsage struct {
+	Granularity Granularity        `json:"granularity"`
+	Items       []KeyUsageItem     `json:"items"`
+	KeyId       openapi_types.UUID `json:"key_id"`
+}
+
+// KeyUsageItem defines model for KeyUsageItem.
+type KeyUsageItem struct {
+	// Bytes Bytes of tile bodies served.
+	Bytes int64 `json:"bytes"`
+
+	// Datasets Tiles served per dataset id.
+	Datasets UsageCounts `json:"datasets"`
+
+	// Refused Refused requests by reason (`X-Tilegate-Reason`, or `not_found` for a 404).
+	Refused UsageCounts `json:"refused"`
+
+	// Served Tiles served (200, 204 and 304 answers).
+	Served int64 `json:"served"`
+
+	// Start The bucket's start (UTC).
+	Start time.Time `json:"start"`
 }
 
 // RasterTileToken defines model for RasterTileToken.
@@ -535,6 +821,20 @@ type RasterTileToken struct {
 
 // RasterTileTokenKind defines model for RasterTileToken.Kind.
 type RasterTileTokenKind string
+
+// RateLimit A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
+// Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
+// tiles a second on average, up to `burst` at once.
+type RateLimit struct {
+	Burst             int `json:"burst"`
+	RequestsPerSecond int `json:"requests_per_second"`
+}
+
+// RotateRequest defines model for RotateRequest.
+type RotateRequest struct {
+	// GraceSeconds How long the replaced token keeps working (0 revokes it now; at most 30 days).
+	GraceSeconds *int `json:"grace_seconds,omitempty"`
+}
 
 // TileJSON defines model for TileJSON.
 type TileJSON struct {
@@ -594,6 +894,9 @@ type TileTokenError struct {
 
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
+
+// UsageCounts defines model for UsageCounts.
+type UsageCounts map[string]int64
 
 // ValidationError defines model for ValidationError.
 type ValidationError struct {
@@ -679,6 +982,12 @@ type Scope = string
 // Sig defines model for Sig.
 type Sig = string
 
+// UsageFrom defines model for UsageFrom.
+type UsageFrom = time.Time
+
+// UsageTo defines model for UsageTo.
+type UsageTo = time.Time
+
 // Conflict defines model for Conflict.
 type Conflict = Error
 
@@ -690,6 +999,9 @@ type NotFound = Error
 
 // TileForbidden defines model for TileForbidden.
 type TileForbidden = Error
+
+// TileLimited defines model for TileLimited.
+type TileLimited = Error
 
 // TileUnauthorized defines model for TileUnauthorized.
 type TileUnauthorized = Error
@@ -706,6 +1018,15 @@ type Unavailable = Error
 // UnprocessableEntity defines model for UnprocessableEntity.
 type UnprocessableEntity = HTTPValidationError
 
+// ListAuditParams defines parameters for ListAudit.
+type ListAuditParams struct {
+	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// Limit Page limit.
+	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // ListDatasetsParams defines parameters for ListDatasets.
 type ListDatasetsParams struct {
 	// Cursor Page cursor, as returned in the `cursor` of the previous page.
@@ -713,6 +1034,18 @@ type ListDatasetsParams struct {
 
 	// Limit Page limit.
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// GetDatasetUsageParams defines parameters for GetDatasetUsage.
+type GetDatasetUsageParams struct {
+	// From Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`.
+	From *UsageFrom `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the period (exclusive). Defaults to now.
+	To *UsageTo `form:"to,omitempty" json:"to,omitempty"`
+
+	// Granularity Bucket size; buckets start at whole hours or days, UTC.
+	Granularity *Granularity `form:"granularity,omitempty" json:"granularity,omitempty"`
 }
 
 // GetTileJSONParams defines parameters for GetTileJSON.
@@ -739,6 +1072,18 @@ type ListAPIKeysParams struct {
 	Limit *Limit `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// GetAPIKeyUsageParams defines parameters for GetAPIKeyUsage.
+type GetAPIKeyUsageParams struct {
+	// From Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`.
+	From *UsageFrom `form:"from,omitempty" json:"from,omitempty"`
+
+	// To End of the period (exclusive). Defaults to now.
+	To *UsageTo `form:"to,omitempty" json:"to,omitempty"`
+
+	// Granularity Bucket size; buckets start at whole hours or days, UTC.
+	Granularity *Granularity `form:"granularity,omitempty" json:"granularity,omitempty"`
+}
+
 // CreateDatasetJSONRequestBody defines body for CreateDataset for application/json ContentType.
 type CreateDatasetJSONRequestBody = DatasetCreate
 
@@ -756,6 +1101,12 @@ type CreateAPIKeyJSONRequestBody = APIKeySettings
 
 // ChangeAPIKeySettingsJSONRequestBody defines body for ChangeAPIKeySettings for application/json ContentType.
 type ChangeAPIKeySettingsJSONRequestBody = APIKeySettings
+
+// CheckAPIKeyJSONRequestBody defines body for CheckAPIKey for application/json ContentType.
+type CheckAPIKeyJSONRequestBody = CheckRequest
+
+// RotateAPIKeyJSONRequestBody defines body for RotateAPIKey for application/json ContentType.
+type RotateAPIKeyJSONRequestBody = RotateRequest
 
 // Getter for additional properties for VectorLayer. Returns the specified
 // element and whether it was found
@@ -1628,6 +1979,17 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// ListAudit The account's audit trail, newest first
+	//
+	// Every create, change, rotation and deletion of an API key, and every create, change,
+	// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+	// maps each changed field to `[before, after]`; secrets are never included (a rotation
+	// records that it happened, not the tokens). Events are kept for
+	// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+	//
+	// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	//
 	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
@@ -1716,6 +2078,16 @@ type ClientInterface interface {
 	//
 	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 	UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetDatasetUsage What a dataset served, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+	// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+	// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+	// without traffic are omitted; at most 1,000 buckets (422 beyond).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+	GetDatasetUsage(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetTileToken Get a tile token for one dataset
 	//
@@ -1813,8 +2185,8 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1825,13 +2197,96 @@ type ClientInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CheckAPIKeyWithBody Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CheckAPIKey Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKey(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAPIKeyWithBody Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+	// Buckets without traffic are omitted. Usage is written every flush interval
+	// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+	// At most 1,000 buckets (422 beyond).
+	//
+	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+	GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListAudit The account's audit trail, newest first
+//
+// Every create, change, rotation and deletion of an API key, and every create, change,
+// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+// maps each changed field to `[before, after]`; secrets are never included (a rotation
+// records that it happened, not the tokens). Events are kept for
+// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+//
+// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // ListDatasets List the datasets of the caller's account and those shared with it
@@ -2033,6 +2488,26 @@ func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId o
 // Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 func (c *Client) UploadTilesWithBody(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUploadTilesRequestWithBody(c.Server, datasetId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDatasetUsage What a dataset served, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+// without traffic are omitted; at most 1,000 buckets (422 beyond).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDatasetUsageRequest(c.Server, datasetId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2269,8 +2744,8 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2291,8 +2766,8 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2307,6 +2782,184 @@ func (c *Client) ChangeAPIKeySettings(ctx context.Context, keyId KeyID, body Cha
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// CheckAPIKeyWithBody Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *Client) CheckAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCheckAPIKeyRequestWithBody(c.Server, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CheckAPIKey Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *Client) CheckAPIKey(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCheckAPIKeyRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAPIKeyWithBody Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *Client) RotateAPIKeyWithBody(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAPIKeyRequestWithBody(c.Server, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *Client) RotateAPIKey(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAPIKeyRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAPIKeyUsage What a key served and had refused, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+// Buckets without traffic are omitted. Usage is written every flush interval
+// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+// At most 1,000 buckets (422 beyond).
+//
+// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+func (c *Client) GetAPIKeyUsage(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAPIKeyUsageRequest(c.Server, keyId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// NewListAuditRequest constructs an http.Request for the ListAudit method
+func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/audit/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewListDatasetsRequest constructs an http.Request for the ListDatasets method
@@ -2684,6 +3337,91 @@ func NewUploadTilesRequestWithBody(server string, datasetId DatasetID, contentTy
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetDatasetUsageRequest constructs an http.Request for the GetDatasetUsage method
+func NewGetDatasetUsageRequest(server string, datasetId DatasetID, params *GetDatasetUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/datasets/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Granularity != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "granularity", *params.Granularity, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -3188,6 +3926,185 @@ func NewChangeAPIKeySettingsRequestWithBody(server string, keyId KeyID, contentT
 	return req, nil
 }
 
+// NewCheckAPIKeyRequest calls the generic CheckAPIKey builder with application/json body
+func NewCheckAPIKeyRequest(server string, keyId KeyID, body CheckAPIKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCheckAPIKeyRequestWithBody(server, keyId, "application/json", bodyReader)
+}
+
+// NewCheckAPIKeyRequestWithBody constructs an http.Request for the CheckAPIKey method, with any body, and a specified content type
+func NewCheckAPIKeyRequestWithBody(server string, keyId KeyID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/check", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewRotateAPIKeyRequest calls the generic RotateAPIKey builder with application/json body
+func NewRotateAPIKeyRequest(server string, keyId KeyID, body RotateAPIKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRotateAPIKeyRequestWithBody(server, keyId, "application/json", bodyReader)
+}
+
+// NewRotateAPIKeyRequestWithBody constructs an http.Request for the RotateAPIKey method, with any body, and a specified content type
+func NewRotateAPIKeyRequestWithBody(server string, keyId KeyID, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/rotate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetAPIKeyUsageRequest constructs an http.Request for the GetAPIKeyUsage method
+func NewGetAPIKeyUsageRequest(server string, keyId KeyID, params *GetAPIKeyUsageParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/api_keys/%s/usage", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.From != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "from", *params.From, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.To != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "to", *params.To, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "date-time"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Granularity != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "granularity", *params.Granularity, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -3231,6 +4148,19 @@ func WithBaseURL(baseURL string) ClientOption {
 
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
+
+	// ListAuditWithResponse The account's audit trail, newest first
+	//
+	// Every create, change, rotation and deletion of an API key, and every create, change,
+	// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+	// maps each changed field to `[before, after]`; secrets are never included (a rotation
+	// records that it happened, not the tokens). Events are kept for
+	// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
 
 	// ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 	//
@@ -3330,6 +4260,18 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PUT /api/datasets/{dataset_id}/tiles/ (the `UploadTiles` operationId).
 	UploadTilesWithBodyWithResponse(ctx context.Context, datasetId DatasetID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadTilesResponse, error)
+
+	// GetDatasetUsageWithResponse What a dataset served, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+	// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+	// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+	// without traffic are omitted; at most 1,000 buckets (422 beyond).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+	GetDatasetUsageWithResponse(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*GetDatasetUsageResponse, error)
 
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
@@ -3445,8 +4387,8 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3457,13 +4399,146 @@ type ClientWithResponsesInterface interface {
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 	// `origins: null` allows every origin again). A key as fetched may be posted back with its
-	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-	// accepted and ignored.
+	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/api_keys/{key_id}/change_settings (the `ChangeAPIKeySettings` operationId).
 	ChangeAPIKeySettingsWithResponse(ctx context.Context, keyId KeyID, body ChangeAPIKeySettingsJSONRequestBody, reqEditors ...RequestEditorFn) (*ChangeAPIKeySettingsResponse, error)
+
+	// CheckAPIKeyWithBodyWithResponse Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error)
+
+	// CheckAPIKeyWithResponse Would a tile request with this key be served?
+	//
+	// A dry run: what the tile endpoint would decide right now for a request carrying this
+	// key's current token and the given headers and client address (the same decision, not a
+	// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+	// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+	// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+	CheckAPIKeyWithResponse(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error)
+
+	// RotateAPIKeyWithBodyWithResponse Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error)
+
+	// RotateAPIKeyWithResponse Give the key a fresh token, keeping the old one for a grace period
+	//
+	// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+	// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+	// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+	// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+	// Other replicas hear of it within the tile cache's invalidation bound.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+	RotateAPIKeyWithResponse(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error)
+
+	// GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
+	//
+	// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+	// Buckets without traffic are omitted. Usage is written every flush interval
+	// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+	// At most 1,000 buckets (422 beyond).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+	GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error)
+}
+
+type ListAuditResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AuditPage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAuditResponse) GetJSON200() *AuditPage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListAuditResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListAuditResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListAuditResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAuditResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAuditResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAuditResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type ListDatasetsResponse struct {
@@ -4137,6 +5212,75 @@ func (r UploadTilesResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UploadTilesResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDatasetUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DatasetUsage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDatasetUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDatasetUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDatasetUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDatasetUsageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -4924,6 +6068,253 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+type CheckAPIKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CheckResult
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CheckAPIKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CheckAPIKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CheckAPIKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CheckAPIKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type RotateAPIKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *APIKey
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *TooLarge
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+	return r.JSON413
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateAPIKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateAPIKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateAPIKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateAPIKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetAPIKeyUsageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *KeyUsage
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntity
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+	return r.JSON422
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAPIKeyUsageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAPIKeyUsageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAPIKeyUsageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAPIKeyUsageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ListAuditWithResponse The account's audit trail, newest first
+//
+// Every create, change, rotation and deletion of an API key, and every create, change,
+// upload and deletion of a dataset and change of its grants, with who did it. `changes`
+// maps each changed field to `[before, after]`; secrets are never included (a rotation
+// records that it happened, not the tokens). Events are kept for
+// `TILEGATE_AUDIT_RETENTION` (default 400 days).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/audit/ (the `ListAudit` operationId).
+func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error) {
+	rsp, err := c.ListAudit(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAuditResponse(rsp)
+}
+
 // ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 //
 // Returns a wrapper object for the known response body format(s).
@@ -5093,6 +6484,24 @@ func (c *ClientWithResponses) UploadTilesWithBodyWithResponse(ctx context.Contex
 		return nil, err
 	}
 	return ParseUploadTilesResponse(rsp)
+}
+
+// GetDatasetUsageWithResponse What a dataset served, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+// per API key, with tile tokens and (for a public dataset) without any credential. Only the
+// dataset's own account sees it (404 for others, even those it is shared with). Buckets
+// without traffic are omitted; at most 1,000 buckets (422 beyond).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/datasets/{dataset_id}/usage (the `GetDatasetUsage` operationId).
+func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, datasetId DatasetID, params *GetDatasetUsageParams, reqEditors ...RequestEditorFn) (*GetDatasetUsageResponse, error) {
+	rsp, err := c.GetDatasetUsage(ctx, datasetId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDatasetUsageResponse(rsp)
 }
 
 // GetTileTokenWithResponse Get a tile token for one dataset
@@ -5287,8 +6696,8 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5305,8 +6714,8 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
 // `origins: null` allows every origin again). A key as fetched may be posted back with its
-// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-// accepted and ignored.
+// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -5317,6 +6726,154 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseChangeAPIKeySettingsResponse(rsp)
+}
+
+// CheckAPIKeyWithBodyWithResponse Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *ClientWithResponses) CheckAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error) {
+	rsp, err := c.CheckAPIKeyWithBody(ctx, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCheckAPIKeyResponse(rsp)
+}
+
+// CheckAPIKeyWithResponse Would a tile request with this key be served?
+//
+// A dry run: what the tile endpoint would decide right now for a request carrying this
+// key's current token and the given headers and client address (the same decision, not a
+// copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+// is recorded (`last_used` does not move). `ip` is taken as the client address as is
+// (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/check (the `CheckAPIKey` operationId).
+func (c *ClientWithResponses) CheckAPIKeyWithResponse(ctx context.Context, keyId KeyID, body CheckAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CheckAPIKeyResponse, error) {
+	rsp, err := c.CheckAPIKey(ctx, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCheckAPIKeyResponse(rsp)
+}
+
+// RotateAPIKeyWithBodyWithResponse Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *ClientWithResponses) RotateAPIKeyWithBodyWithResponse(ctx context.Context, keyId KeyID, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error) {
+	rsp, err := c.RotateAPIKeyWithBody(ctx, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAPIKeyResponse(rsp)
+}
+
+// RotateAPIKeyWithResponse Give the key a fresh token, keeping the old one for a grace period
+//
+// The key gets a new `token`. The token it replaces keeps working, with the same rules,
+// until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+// `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+// at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+// Other replicas hear of it within the tile cache's invalidation bound.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/api_keys/{key_id}/rotate (the `RotateAPIKey` operationId).
+func (c *ClientWithResponses) RotateAPIKeyWithResponse(ctx context.Context, keyId KeyID, body RotateAPIKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAPIKeyResponse, error) {
+	rsp, err := c.RotateAPIKey(ctx, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAPIKeyResponse(rsp)
+}
+
+// GetAPIKeyUsageWithResponse What a key served and had refused, per hour or day
+//
+// Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+// Buckets without traffic are omitted. Usage is written every flush interval
+// (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+// At most 1,000 buckets (422 beyond).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/api_keys/{key_id}/usage (the `GetAPIKeyUsage` operationId).
+func (c *ClientWithResponses) GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error) {
+	rsp, err := c.GetAPIKeyUsage(ctx, keyId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAPIKeyUsageResponse(rsp)
+}
+
+// ParseListAuditResponse parses an HTTP response from a ListAuditWithResponse call
+func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAuditResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AuditPage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseListDatasetsResponse parses an HTTP response from a ListDatasetsWithResponse call
@@ -5847,6 +7404,60 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 			return nil, err
 		}
 		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDatasetUsageResponse parses an HTTP response from a GetDatasetUsageWithResponse call
+func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDatasetUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DatasetUsage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest UnprocessableEntity
@@ -6492,8 +8103,194 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 	return response, nil
 }
 
+// ParseCheckAPIKeyResponse parses an HTTP response from a CheckAPIKeyWithResponse call
+func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CheckAPIKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CheckResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseRotateAPIKeyResponse parses an HTTP response from a RotateAPIKeyWithResponse call
+func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateAPIKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest APIKey
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetAPIKeyUsageResponse parses an HTTP response from a GetAPIKeyUsageWithResponse call
+func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAPIKeyUsageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest KeyUsage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest UnprocessableEntity
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListAudit The account's audit trail, newest first
+	// (GET /api/audit/)
+	ListAudit(ctx echo.Context, params ListAuditParams) error
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	// (GET /api/datasets/)
 	ListDatasets(ctx echo.Context, params ListDatasetsParams) error
@@ -6521,6 +8318,9 @@ type ServerInterface interface {
 	// UploadTiles Upload the dataset's MBTiles file
 	// (PUT /api/datasets/{dataset_id}/tiles/)
 	UploadTiles(ctx echo.Context, datasetId DatasetID) error
+	// GetDatasetUsage What a dataset served, per hour or day
+	// (GET /api/datasets/{dataset_id}/usage)
+	GetDatasetUsage(ctx echo.Context, datasetId DatasetID, params GetDatasetUsageParams) error
 	// GetTileToken Get a tile token for one dataset
 	// (GET /api/tiles/token/{dataset_id}/)
 	GetTileToken(ctx echo.Context, datasetId DatasetID) error
@@ -6557,11 +8357,45 @@ type ServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) error
+	// CheckAPIKey Would a tile request with this key be served?
+	// (POST /v1/api_keys/{key_id}/check)
+	CheckAPIKey(ctx echo.Context, keyId KeyID) error
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	// (POST /v1/api_keys/{key_id}/rotate)
+	RotateAPIKey(ctx echo.Context, keyId KeyID) error
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	// (GET /v1/api_keys/{key_id}/usage)
+	GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// ListAudit converts echo context to params.
+func (w *ServerInterfaceWrapper) ListAudit(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListAuditParams
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListAudit(ctx, params)
+	return err
 }
 
 // ListDatasets converts echo context to params.
@@ -6715,6 +8549,45 @@ func (w *ServerInterfaceWrapper) UploadTiles(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.UploadTiles(ctx, datasetId)
+	return err
+}
+
+// GetDatasetUsage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDatasetUsage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetDatasetUsageParams
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", ctx.QueryParams(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter to: %s", err))
+	}
+
+	// ------------- Optional query parameter "granularity" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "granularity", ctx.QueryParams(), &params.Granularity, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter granularity: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDatasetUsage(ctx, datasetId, params)
 	return err
 }
 
@@ -6907,6 +8780,77 @@ func (w *ServerInterfaceWrapper) ChangeAPIKeySettings(ctx echo.Context) error {
 	return err
 }
 
+// CheckAPIKey converts echo context to params.
+func (w *ServerInterfaceWrapper) CheckAPIKey(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CheckAPIKey(ctx, keyId)
+	return err
+}
+
+// RotateAPIKey converts echo context to params.
+func (w *ServerInterfaceWrapper) RotateAPIKey(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.RotateAPIKey(ctx, keyId)
+	return err
+}
+
+// GetAPIKeyUsage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetAPIKeyUsage(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "key_id" -------------
+	var keyId KeyID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "key_id", ctx.Param("key_id"), &keyId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter key_id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetAPIKeyUsageParams
+	// ------------- Optional query parameter "from" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "from", ctx.QueryParams(), &params.From, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter from: %s", err))
+	}
+
+	// ------------- Optional query parameter "to" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "to", ctx.QueryParams(), &params.To, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter to: %s", err))
+	}
+
+	// ------------- Optional query parameter "granularity" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "granularity", ctx.QueryParams(), &params.Granularity, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter granularity: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetAPIKeyUsage(ctx, keyId, params)
+	return err
+}
+
 // This is a simple interface which specifies echo.Route addition functions which
 // are present on both echo.Echo and echo.Group, since we want to allow using
 // either of them for path registration
@@ -6959,12 +8903,17 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/v1/api_keys/:key_id", wrapper.DeleteAPIKey, options.OperationMiddlewares["deleteAPIKey"]...)
 	router.GET(options.BaseURL+"/v1/api_keys/:key_id", wrapper.GetAPIKey, options.OperationMiddlewares["getAPIKey"]...)
 	router.POST(options.BaseURL+"/v1/api_keys/:key_id/change_settings", wrapper.ChangeAPIKeySettings, options.OperationMiddlewares["changeAPIKeySettings"]...)
+	router.POST(options.BaseURL+"/v1/api_keys/:key_id/rotate", wrapper.RotateAPIKey, options.OperationMiddlewares["rotateAPIKey"]...)
+	router.POST(options.BaseURL+"/v1/api_keys/:key_id/check", wrapper.CheckAPIKey, options.OperationMiddlewares["checkAPIKey"]...)
+	router.GET(options.BaseURL+"/api/audit/", wrapper.ListAudit, options.OperationMiddlewares["listAudit"]...)
+	router.GET(options.BaseURL+"/v1/api_keys/:key_id/usage", wrapper.GetAPIKeyUsage, options.OperationMiddlewares["getAPIKeyUsage"]...)
 	router.GET(options.BaseURL+"/api/datasets/", wrapper.ListDatasets, options.OperationMiddlewares["listDatasets"]...)
 	router.POST(options.BaseURL+"/api/datasets/", wrapper.CreateDataset, options.OperationMiddlewares["createDataset"]...)
 	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.DeleteDataset, options.OperationMiddlewares["deleteDataset"]...)
 	router.GET(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.GetDataset, options.OperationMiddlewares["getDataset"]...)
 	router.PATCH(options.BaseURL+"/api/datasets/:dataset_id/", wrapper.UpdateDataset, options.OperationMiddlewares["updateDataset"]...)
 	router.PUT(options.BaseURL+"/api/datasets/:dataset_id/tiles/", wrapper.UploadTiles, options.OperationMiddlewares["uploadTiles"]...)
+	router.GET(options.BaseURL+"/api/datasets/:dataset_id/usage", wrapper.GetDatasetUsage, options.OperationMiddlewares["getDatasetUsage"]...)
 	router.GET(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.ListGrants, options.OperationMiddlewares["listGrants"]...)
 	router.POST(options.BaseURL+"/api/datasets/:dataset_id/grants/", wrapper.CreateGrant, options.OperationMiddlewares["createGrant"]...)
 	router.DELETE(options.BaseURL+"/api/datasets/:dataset_id/grants/:grant_id/", wrapper.DeleteGrant, options.OperationMiddlewares["deleteGrant"]...)
@@ -6994,6 +8943,19 @@ type TileForbiddenJSONResponse struct {
 	Headers TileForbiddenResponseHeaders
 }
 
+type TileLimitedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+	RateLimit                *string
+	RateLimitPolicy          *string
+	RetryAfter               *int
+	XTilegateReason          *string
+}
+type TileLimitedJSONResponse struct {
+	Body Error
+
+	Headers TileLimitedResponseHeaders
+}
+
 type TileUnauthorizedResponseHeaders struct {
 	AccessControlAllowOrigin *string
 	XTilegateReason          *string
@@ -7011,6 +8973,86 @@ type UnauthorizedJSONResponse Error
 type UnavailableJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+
+type ListAuditRequestObject struct {
+	Params ListAuditParams
+}
+
+type ListAuditResponseObject interface {
+	VisitListAuditResponse(w http.ResponseWriter) error
+}
+
+type ListAudit200JSONResponse AuditPage
+
+func (response ListAudit200JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type ListDatasetsRequestObject struct {
 	Params ListDatasetsParams
@@ -7853,6 +9895,87 @@ func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.Respo
 type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsageRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+	Params    GetDatasetUsageParams
+}
+
+type GetDatasetUsageResponseObject interface {
+	VisitGetDatasetUsageResponse(w http.ResponseWriter) error
+}
+
+type GetDatasetUsage200JSONResponse DatasetUsage
+
+func (response GetDatasetUsage200JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -8722,8 +10845,296 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type CheckAPIKeyRequestObject struct {
+	KeyId KeyID `json:"key_id"`
+	Body  *CheckAPIKeyJSONRequestBody
+}
+
+type CheckAPIKeyResponseObject interface {
+	VisitCheckAPIKeyResponse(w http.ResponseWriter) error
+}
+
+type CheckAPIKey200JSONResponse CheckResult
+
+func (response CheckAPIKey200JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKeyRequestObject struct {
+	KeyId KeyID `json:"key_id"`
+	Body  *RotateAPIKeyJSONRequestBody
+}
+
+type RotateAPIKeyResponseObject interface {
+	VisitRotateAPIKeyResponse(w http.ResponseWriter) error
+}
+
+type RotateAPIKey200JSONResponse APIKey
+
+func (response RotateAPIKey200JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
+
+func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsageRequestObject struct {
+	KeyId  KeyID `json:"key_id"`
+	Params GetAPIKeyUsageParams
+}
+
+type GetAPIKeyUsageResponseObject interface {
+	VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error
+}
+
+type GetAPIKeyUsage200JSONResponse KeyUsage
+
+func (response GetAPIKeyUsage200JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
+
+func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListAudit The account's audit trail, newest first
+	// (GET /api/audit/)
+	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	// (GET /api/datasets/)
 	ListDatasets(ctx context.Context, request ListDatasetsRequestObject) (ListDatasetsResponseObject, error)
@@ -8751,6 +11162,9 @@ type StrictServerInterface interface {
 	// UploadTiles Upload the dataset's MBTiles file
 	// (PUT /api/datasets/{dataset_id}/tiles/)
 	UploadTiles(ctx context.Context, request UploadTilesRequestObject) (UploadTilesResponseObject, error)
+	// GetDatasetUsage What a dataset served, per hour or day
+	// (GET /api/datasets/{dataset_id}/usage)
+	GetDatasetUsage(ctx context.Context, request GetDatasetUsageRequestObject) (GetDatasetUsageResponseObject, error)
 	// GetTileToken Get a tile token for one dataset
 	// (GET /api/tiles/token/{dataset_id}/)
 	GetTileToken(ctx context.Context, request GetTileTokenRequestObject) (GetTileTokenResponseObject, error)
@@ -8787,6 +11201,15 @@ type StrictServerInterface interface {
 	// ChangeAPIKeySettings Update given key
 	// (POST /v1/api_keys/{key_id}/change_settings)
 	ChangeAPIKeySettings(ctx context.Context, request ChangeAPIKeySettingsRequestObject) (ChangeAPIKeySettingsResponseObject, error)
+	// CheckAPIKey Would a tile request with this key be served?
+	// (POST /v1/api_keys/{key_id}/check)
+	CheckAPIKey(ctx context.Context, request CheckAPIKeyRequestObject) (CheckAPIKeyResponseObject, error)
+	// RotateAPIKey Give the key a fresh token, keeping the old one for a grace period
+	// (POST /v1/api_keys/{key_id}/rotate)
+	RotateAPIKey(ctx context.Context, request RotateAPIKeyRequestObject) (RotateAPIKeyResponseObject, error)
+	// GetAPIKeyUsage What a key served and had refused, per hour or day
+	// (GET /v1/api_keys/{key_id}/usage)
+	GetAPIKeyUsage(ctx context.Context, request GetAPIKeyUsageRequestObject) (GetAPIKeyUsageResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -8799,6 +11222,31 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// ListAudit operation middleware
+func (sh *strictHandler) ListAudit(ctx echo.Context, params ListAuditParams) error {
+	var request ListAuditRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAudit(ctx.Request().Context(), request.(ListAuditRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAudit")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListAuditResponseObject); ok {
+		return validResponse.VisitListAuditResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // ListDatasets operation middleware
@@ -9090,6 +11538,32 @@ func (sh *strictHandler) UploadTiles(ctx echo.Context, datasetId DatasetID) erro
 		return err
 	} else if validResponse, ok := response.(UploadTilesResponseObject); ok {
 		return validResponse.VisitUploadTilesResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetDatasetUsage operation middleware
+func (sh *strictHandler) GetDatasetUsage(ctx echo.Context, datasetId DatasetID, params GetDatasetUsageParams) error {
+	var request GetDatasetUsageRequestObject
+
+	request.DatasetId = datasetId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetDatasetUsage(ctx.Request().Context(), request.(GetDatasetUsageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetDatasetUsage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetDatasetUsageResponseObject); ok {
+		return validResponse.VisitGetDatasetUsageResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -9457,121 +11931,303 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 	return nil
 }
 
+// CheckAPIKey operation middleware
+func (sh *strictHandler) CheckAPIKey(ctx echo.Context, keyId KeyID) error {
+	var request CheckAPIKeyRequestObject
+
+	request.KeyId = keyId
+
+	var body CheckAPIKeyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CheckAPIKey(ctx.Request().Context(), request.(CheckAPIKeyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CheckAPIKey")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CheckAPIKeyResponseObject); ok {
+		return validResponse.VisitCheckAPIKeyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// RotateAPIKey operation middleware
+func (sh *strictHandler) RotateAPIKey(ctx echo.Context, keyId KeyID) error {
+	var request RotateAPIKeyRequestObject
+
+	request.KeyId = keyId
+
+	var body RotateAPIKeyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
+	}
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.RotateAPIKey(ctx.Request().Context(), request.(RotateAPIKeyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RotateAPIKey")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(RotateAPIKeyResponseObject); ok {
+		return validResponse.VisitRotateAPIKeyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetAPIKeyUsage operation middleware
+func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params GetAPIKeyUsageParams) error {
+	var request GetAPIKeyUsageRequestObject
+
+	request.KeyId = keyId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetAPIKeyUsage(ctx.Request().Context(), request.(GetAPIKeyUsageRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetAPIKeyUsage")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetAPIKeyUsageResponseObject); ok {
+		return validResponse.VisitGetAPIKeyUsageResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tchs3suiroObeKlOpIUXJcmovVVtbSuJNvHFsV+xk76lQpQFnmiRWQ2AWwEhidFS1D3Ge4TzYPsmp",
-	"bmA+OUNStiwnOf5jUzMYfHQ3+ruB2yBWq0xJkNYEk9sg45qvwIKmv77OtVEafyVgYi0yK5QMJsEbvgAW",
-	"08uQccM02FxLSJiQzC6BRe5dxNSc/s40XAmVG5bxBYyCMBDYyz9z0OsgDCRfQTAJ3DdBGJh4CSuOo86V",
-	"XnEbTILZ2kIQBit+8xLkwi6DybOj4zCw6wy/NFYLuQjC4Ga4UMPmw7u7MPiGW27AvvgG+6ShM26X1ciJ",
-	"e38hkiAMNPwzFxqSYGJ1Dp2zyXNquTnQ85tsE1jvRArMqkuQDG4yoddskEtxwwzESibmICQQUYMnhkVw",
-	"k0UI05WQFpI+YMFN1g0pIe2XJwgqIcUqXwWTcTlR7HABmmb6Paw3Z3om2dmbF+wS1k+Mm1Df8Jewbgxf",
-	"Q8zxsy+7QPM9rB38m0O+SEBaMRegkVZw9O9hXY7aRNMlrD8cRS/FStgeik7xXd+S6WVj0QnMeZ7aYPJs",
-	"TKTp4H00Htegf9QN/rexwmdbSMVgi7650Mt7IuCtWGwfUCwkt7nuH1Qs7jXkHSLKZEoacMxEyXkqYgJ+",
-	"rKQFST95lqUi5jihw38YnNVtbZD/q2EeTIL/c1ixqUP31hw+11ppN1BrVUtg8ZJLZFJ+UMOuhV0yjntQ",
-	"GCvkgqnZPyC2o+AuDP6q9EwkCchHmpsGInueMmHYFU9Fwma5ZSu+ZlJZlihml8LQ1F4p+1eVy+Tjz+yV",
-	"YiaPlx4uBSuPeZqCfmIYj2OVSwcvJJtHhNmZh1ENbtckdea5gWTEov8/xBktuIXhj8CNkhECVklAphIR",
-	"14UkClk048lFSehROJURbaWIDUoejMIq4RYM4wURqTm7XipCjwaeEFy8zDgIWaS0WAiJ3ecG9AVfgLTU",
-	"dy4vpbqWF76BG+QS1iwVxhrmHhvGpesS2RoYy5bcMAnCLkGz6LX/Vio9ldGPMAcNOsJhi94vYY1ja8Cd",
-	"F1tIIjao/igmapjll8BsueFNSLTmGb45GE1lEAZL4IkX/mdxDMYMv1bSapUOz9JUXQ/ddJo43eQ1G/jY",
-	"/sGdJ6mfJM/tUmnxKzwOvdcIarBJRBO2EsYIuUBwK804W/EUJQwkRFuDqPw7mrDIiAXiAeX3VCJOC9pC",
-	"MPM0ZQtxBRI7wgfXkKbMfew6lwxWmV2zCPH5ybGh1EuuF/A4/LAg/JlK1rhxrVIsxeGJ2TwuVWzyZ08E",
-	"iCQhiREV07riIuWz9JGghBt5xg3gnHKpgcdLHPwUtW+9Zim3oP3MMq2QWvD1c2mFXT/YDL979+7NzwgD",
-	"+rh3vlUTVrQpVAdHzW9eeA000yoDbYXTERzDTRqqHDLjoRUrIM2PJ69lui40v14DYGguRTZUNB+eDjOF",
-	"2pd2n92FQayB20cYpwGV20DmqSeYrm7vwkAkXVrsQ80m5cZeoMjcVAT/vgTJuBMPxXbE5izmWgtISCEh",
-	"2TXQECudQEIalcCvVkLmFg5QceyEZnvZD7Uep5jeboLRS1Yy9yysTGcj/4Brzdf0N0rFDhUZ7dd8loqY",
-	"lm8Vy3KnHSGsfvrxpWGD6C+XsP5zRBB4qMVVusQelHNXN4p+CZztQ+vxUGqSYqP3ClzVvgjLnVinmvNy",
-	"XKcjItTcTkbzqWM397gPnFuhcA5IuLHkGDhlES4zYsqpnkR/hceg7QrYDpBuV0BYUUP5Yxuz81yqk1Ys",
-	"Ty9IId5c3qt8NXP2LCpWhSJd6s+dBmEde6UjpD5KMfd+HLwFi3YNrYoniXB09aaGkTlPDbRZdfEZzpfj",
-	"jEfsTK6ZIvUTaQfljVe12eDk+BhVHKv5xbwwAFA9gpsYMuvVWJ4MlUzXUzkXkCbGW/bfwzpk10sRLxnX",
-	"BA/IUEFFVUkspNKQMIOWD7duIowbNgcbLyFhMZdsBixTBj+Z8fhyKsmiE9Z4Nd2M2ODdEj/TwBKIU449",
-	"LkEDcSqVW1SS3eaMJs6k4FZp48webtilkEOVgeSZmEq3ZMZrHzFP3mu0EQxIYgO84JejA9LZegVaE+w/",
-	"FlDCPhx0Jp0w6eWqG8RdE2offayWYKv5Ao7G43G4r6R7iHl2u3q2SrsPB8jO9RWyqSVmRZoiHS9AguY0",
-	"WG7ViluBdvaa5TIFY5DOrgSKWLhBRU3YlHxiTSiTl6n8e48p1aRiiwVkEIu5AOO3Jyp5lXWKexWtDVQC",
-	"FEHJGNroZ29ejJAZ8FWWwihWq8g1NLSHp3KpjA1Z9MWo0QQ3rMlniVpx7H6AxhDxxwxu0KxdWptNDg9T",
-	"FfMUe5g8HY/HkWMLxJghdF0TnjKlbUi/or9ExU40vjXIpNOQZqUdPWLPyehy855KuAK99kt3JlgpKBru",
-	"rqdt4G8Ae8VvXrhPj7bsh13Kx70IdWMOTRWi5fB0JgIYRt2XkLsmhokI+cmAHp7h144gnDHK0IwgzJFG",
-	"CDc8tuFUxtzA0IA0woorQAS7aYzY30WaxFwnjpIQ2ybPEG2QnLqxOUP7KgXmPkF54wluNJUvgV+BN40H",
-	"iDpSEQ6IFLFRNfO5VivG5Zrhsoe0bIfCtqNyty61KWHl+nkKq8J8kuvX82Dyy26FvlQ7JekE9SczpVLg",
-	"kh7tp43I9StA8VfMZFMv6RP8Ozv+mac5BJsrPw83QwTghid9QbLiY0ZzmBAC/vb29SuUrzmEDCHEhIzT",
-	"PIFkxM6wlWGJ0BBbImsjEphK7p470Y0DzpDdXCuWwhWkhiUAGRu0QXBA0aeKmb5bZ/CWZosKg1R2KuEG",
-	"ZTVqMKhWCVIttcoXS1YMmSoJp97rWbSrVAYXE5hKTwVNDHxMWvhNYJeG9kjaxDYbGABW7Y2DkYeSG/BT",
-	"7pRPu0e2bAHnBFbzOciEmJ1Ec5IblFb21LW9RmPcOs2VGyaVhIPRVL7NILVMueY4iYTNNJfxEgybQcxR",
-	"XX199pY9HY2fGMcoEeIRkwDIflmEH0VsBoTOkqy/UrlMOtSCX64BBbhRuV2GDDj+IZW2y3OURgksNIBB",
-	"wePlezD5ZXj0p3E4/NOz0fjZ0VGIf/jf5zVJWilUKkeKCDdQX5OeJyRpqz/agvNrcFbzxuRTJRfC5gmE",
-	"LOXW//pVqdX5KHjfyTytT+bp5mR8oHnTEnZa08UVEAvanO1X+QrRiYhHFaQ33FCYOqcs45o2qdNYiuhx",
-	"GTXciAe3bc4w8AbpRbfPaUOZ4NZqMcv3dmXNPoSq6hvBxzneH2ttEtqqizU9B35roHF1fzp70EW0Se8e",
-	"i/Bb5C7c6V7dZlK+l124k0qKXm8rJhJks3lX10tuLqxIwXQmLvzw1Tt8x+YiBYqgzQDBnqWKJw31uJIm",
-	"wZ6Ufylc+HWbfPA7/3ts6vCGJFDzO9Y23krI/pe9Pk1c+oURv8IWuNb6uYLYKn2R8rUPIO0lOX+mr17i",
-	"RzSZHVbLlTBiJlIfYNjacdWy01lZY0Y9HkvCQmPIknoqkFaQLxlQuXWbLKwNoTqAwza/rhNfl5O0yynn",
-	"KeJrarzTJ9cSF01ee3/vymfm+9tjvv0us+P9kFrxyiYUvnF5SAZt4iibzSM2V5o58naukUwu3EPNDUUJ",
-	"wwBkvsLd55htRj7zf2T47zXMshpFPxQf7J/z0Yl3brmUqeOT7dlrDQba3+v4np0WjLeJl51+ngZbbjlv",
-	"CNjk4zhlSW1qx8++rKHg+NmX4bOj4/Pwsbh6wzU1fiQu73k60dAWdvm9p7GCPN2CgzBwlNtJl/7TXTGo",
-	"TxFBKgyC3SGkh44J+ZF/ypJ9xM+GOsVnFN+gAI5LOPCyrgzSxSlwbZiw5JbTYKzSYMi962mdwqGfBdtn",
-	"wXYPI2CnVNrZWU3kvJ9IeWSZ8YeXAhusyWUEbXDqBCwXadMU9NmJFDaYUxrsrtQH30sXS/xWc9ntm6n5",
-	"QTaTP/z7hhtGGGaWFF++FnbZFY7cSaf3N62rKoV9rNY9m2VayFhkPO1df9nCRdVWnCIsFPduJ5m+ByC6",
-	"jMFGPUbDMmzMtoJhL7b3tL6ai35+wyk2UeQPVzOI2IBLlxnhHx4wpVlUnxa2qcHMJ7n4JVV51F3C8X4O",
-	"uTbmdtc+dMPopTAdu+J+eo7bWhtaThu5vdpKV1rhFgaxH79rpynumN0WzvEd8BSZeXtGxnKbmybLUpc7",
-	"eZT/rGskZzO8Eym8KyLCWzWo/20K0z2ZILiCrD284a5IwFy4dOrN95WO0msXF8rLFlPl/f2CpqgY2ujT",
-	"uMKe7VrGZof0OtdpN9M3YiEhKXMcmYVVlnILbHD7693h7c3d4e367qAz66D00e6betnaHd7R1xAC5WRD",
-	"X4ZU1L+5Oqga8mp+vy6nYN3JV3oPC8defW91bU7cln97+/rVzl25ZRdu41hddsG29r0q+BYN+wFJstdV",
-	"7dJ06lviZv1r535AyBcJ6EXbp6PxaNzb+p5JvQ+iKm8l13IJFR11EZ6HSR9Zldw+EYjJlZDcOhm44lmG",
-	"i5vcFoylZ9Jt0VEsfvsiq/Z3pT6yfuULLr0XT0nwUfzdQKv3t719e75353VYfMVtvPzR5fZ0xEvxbZmo",
-	"Ple6XtjE/v2v//JJUoblGbOKPRuXqvuLb8ym6lUxmw5R+U31JfZVpJsUo82VHrFvcldRAS6HRcNKXUHC",
-	"DOgr0EMj0Hy/BEBMsrnQxg4NUDFQ4tyxmyK1T6RVAvXZuC5Rj3apN7UlbqVCD3lXubkJjR94ZhjweMkS",
-	"KqSMLau6ZoNUXYMextyAy9HyRXWIIUVFTqiLbSLAwbJfUb99LCLc0b5s6XXK8021us0f3Mq2grxH4YXi",
-	"caVdFrS4xSAO62qp46kn46fhyfjkfGfquRsx3Kah7lTTY3vTj0en6vWoftUglBVzn5ycVMUN7l4lHvUm",
-	"GpUwOO+QGyuz2CJfbnco+Dgb14f/ohOQNSGzA15tO2iHsKes+217qU9s1hCQPKiysGnl90Pks/HzmzN+",
-	"LrujMr8FC6crG2RmVJpbCHutGNNA5G9AieyyeXYaOtvUzdIIamc57LJxfm64eZuAjTItrriFaFKvaKIQ",
-	"s/9N8SDyjLoDF0aNuvQJS8UlORSxl5DOPHCFQjxZFZXwpVvLsIXm0kKCfRZeR2FHLHLleBElGysJuHfr",
-	"NbsSIKHc8XqY241J9XnFfFAJoZ46CBmpDuJcC7t+S5o7ofst6CsR15T11jEFxr33Os8gsgtz8e9//Xd0",
-	"4JLTI+vrsBmtlzn35dDDLiJXon9GPUSjqYzOfPEzidwJo7HZNB+Pn8bUiH4CHXhQFQYYV18+qE/4O8rf",
-	"95XlhYkWzIBrSo7xAFhamyEdbH7Z4yjgK2itW0j2A8+QjesnpigbQC7kyIayYqnMewnsWumERTRKFJLH",
-	"1WQ8BldAX53JMOgGQwnfEXv+z1xc8RSkRUWzPns2cGv0K6ejTdykqrNNGr1XwOCZoALAO1JJ5moTBCVG",
-	"Y1eYb8rUzVTxhI4MyBjyHFz/E0OsyEwcRUu+AAcFX19anMXgHO3XMJvKFWnbqxkkbED1bq42hXZKVefA",
-	"dJ6COQjp0CDDzFJpO0wFWSA1FlgZLOWpEKGDNNkpfnauKMOqVjVNzLVeM+6P4riEtdPpL0GOpnIqf6Dl",
-	"UOp4zNPU0C5kfGNLtPD4FaGmg55PWSfKp3IH6VulqCigoEAWpwIIKCCRkxyMmAsKELEhSKdy+75kwyGV",
-	"Qb46++F5RGv1ZmlRQiiUZHMu0lx7649Lcw1FcIh98cXJ8fEXX+C2+Cs39uzNiycUPcpgKgfR7dQ7nqeo",
-	"rU5RdZwG4RSVR/ofKZF+kEpMv2J7M0WtNTo49em/LiRByjsCo9Epmwaj0Wga3EWO/q2wZEkUayYZ4dOS",
-	"gyPyvaDJ78oggwm5Y54iq+R2SUzwkGfisKCfQ3yycCnPqKkRNF4kwSR4KYz11oqhz6uDxXpsuKrJoT94",
-	"rM8aq7V05zndnbcOGzoejx/szIN6fknn6TQZd4fElJuKqTQhxwRa+lQUcTI+6humnPdh46QL/Oj4eJ+P",
-	"Nk97uAuDZ+Onew1YnmFBIi9frbhee+zVA1emCGS1zwPyp9coA/WIKKOjsixfILaDkgzOUbMtCG+oFRHi",
-	"lYBrpyJlynQQktuuRSaN05vA2K9Usn5oFPtw4V1TPfMF+S36OnrowfvO/ZBwXcVX35uU9iGH6kgn/OJo",
-	"jy/Kc2I+LbV6js4LOO1Ne5AI608nabK120oVvzt0Yj8FF0luUuc39LxOnQ0qOelKUsQvklNKlarLZalY",
-	"quQCNLsCLebrR8W2m+n2L8qzyD4tth0AK2yHBEkyFpwJUQDW3JsOwm5Z9i3YXgyPH4sPPAAP+P3g+Fuw",
-	"FYJrgocZuAdaa6LlXupHdWAoKhYZt/Gys+iknSWZwtxuS5UcsTNW5VEVx8vN8lVmpjJqFh1ExWEZGiza",
-	"/IWql1tjuasdrJhHK83EaXpNGnaZoI8iRn3S6V5i9NG2T06TSj6JKL33xvsdyV6H7I8mex1b325mUPaR",
-	"+ZisuUqU2s6cnxRy6MFMgD+0JCcrg28Ab28SInP9g9n7FqvD5bV9HGZZT1B8ZIvDp+v12xuEh9821Y7/",
-	"3+4PyiOHf2c89e2S3Eil/uPPLm5kntKpoSmpSVW2aV9i7n131F48+Zb+39NCqnbSLvvoR7hSl6g9ebPI",
-	"HYTOcpmAZsJ+NpP2JCIHR8bdZn5Enhp2HrJfEMsHnd9+vp0wyeg7bN9jcG+BkNvuWEd5Pu0SmvXmwhpI",
-	"5yEzVgNfuYOyEmEuR+yFZRqylMeFp7+4CQG/m0pu1cod/XXKODmRkdKpaJ2lwK/aXzkHPfnU5WLEmpqH",
-	"A54rEzLhVLoYYMhcMmHIaqE/MpN9hagLDZLj2nK0JShWhcPiHJ8YtgLLcZTRVP7dHc5Hi17xNZsBG2Qp",
-	"F5JFRavIlZzSTCNmkTAN8Sq6GGLFs+gwEiu+wLcpX6vcnk6lVCzh+DAhZ6o59SvFroqOi/NG6UQec4p8",
-	"4NVPL+kIPrn2Z0ed1hfpQhvNVfo+6HhJ6ocy/Bvuv+gAcRwvIb6EhM1grjRimAkzlUWYYVIAgUIjMw38",
-	"0iDjzVOKbHF2cnzMrskrGqUqjpixXBeH0EdIRw5MuDfMVFZhMW4Z1c6xAYwWIxb9Mg2w9TQI2TQoIOH+",
-	"qq80OC+OjG4bfUhK77wvZD8tRsUW7NCRclOlqCooheR0NUDnmf+/EYOv9A4Vll8vXX82BR/KFCTG1ax3",
-	"qTPK97YNHWMnhWDTNdvnsqunwn40IqylDnaFhorwK7YI3fYnPw5yoQXj7AeevRQzDcyoXMfgjmr6rNFs",
-	"cwrWvF5zpSmMu6nlVhebfETXYAd1eu1D9SYtD6v04VZIvp2pTCcH4+o82w6ruPJsXS57xg1MpbHcUvC9",
-	"NxO5N/mYvQE9LAwNCiEbNjgZn4TsZPz0gCUKpbMl3YR29gxXMWltcpBWr4vQM3VSizyjsHIJpfjwZPz0",
-	"P0/GJ3fRiH3tQvNTaZYqTxMnc11usetwXqgN1GVEpxN3SLn6XjcE5Y9ksndnpz+y2OtJ1O5gP29z8ijP",
-	"85RVzd6Xs/yO5BDyCWIAjiJYQRL3Zg7NDb5haiDeRgXyvBRqYYCv6tdJGDq5TxQacSs7ZuQmTUfKu2yb",
-	"RsA9che94HdTOddglum6MI5rPJHyVekjH4pvcMyOUfs3FNU6fZghuKOxO159Z7O3YrFPs+c32V69UTLl",
-	"R00ZKaHXpZv6d/tL+Y27cfaV9M17mn4f0t5nXSKpIS6bKZe/nLefFbmJv5wjQiseUECZUTkZSZJC12px",
-	"AhOcb9votXrH0a2zgO7c8ayHSyoL/rVXB/3Ov/+IhOYrk3tMII8WOsAlG7Xhe950xV+BBFP3vb8uFlNA",
-	"yCeFtVlec9GvXSPPOz5o4e3Cms414nhnb16wRMU5aUBbl/luiba9klbz2FKioJ/ozkWv+Srdtej/OPvh",
-	"5f0WXfRav1Wwb4VPR+NylThzHI1ZuGkeu7DNNn946PkV90JPA0/W/TvkR/f6k2wQGhtVbkp+HT0Exzpv",
-	"+l95InBLuSN/y+ubnBZvDraB7eoI2dHFJazN1sinOxL+d55fWbtCZmt6Za3m4AndRfSHSbQsE79nQAc/",
-	"yYW/asEf81XQSdFu30TKzdO96Rx98mMPJJVOKM2irx0Wh+7MogkbRwc+B9r4m1gqxwUz7r4Yxi0TaLv5",
-	"w76IG0S3dxFLFJgupdJ5V/2dOh/HPmtdhHO3eQnpw9PttjAq2quP6sv5A8dEfY6nB+vem6LuSaxx1cNb",
-	"d5vw3e7IZY1iNwmpz+BO18z1mnz25W1L4nR3Yr4PQvtTNbci7BF2/gfu+t+XP/Y+qHtfn6u7O9z5W7v2",
-	"8KFLpLwwtRvQ3m+ELaLzvrmebBBJvoIJc88Lty9KVHLeUOwvnEp/fbApGvorlOo3ETG+4EIejNhZ+1o0",
-	"H4OtXYtWlF+YqZ8aVZuZ6lY25i9lG0SCrkS2vvbOVx7SM78o/FneohUdMK6hCoE2bh/qEvfUR0siP5bY",
-	"f0x/7HZmUAQfH10V+JxPtZGj+v7Cpu2Zuq9bio6BcZyoo4SW3hZ3lrlCTDS0K5s8DOigruCQWJSfesfB",
-	"LFTxOETgcCtmKVSGxdmbF6NauWuxaJz2pneSuSK2opLVABT1pmiDrcLixnKhG9FdUxuhDO9ujvC2ozq1",
-	"ioLVblX9FtRLkKa2noPaCHUnfvcyXPpI4QgMqXsuC5hUt7Y6p3jNST6I/mLE4s/TfDw+/hJuMv+LivD9",
-	"La+1SXQN77wOIXFd5wMo6pkL74nPGar1VXMC3J3f/U8AAAD//w==",
+	"7H2Lchs3tuCvoLhbZXKqSVGynM1IlUoptpLoxrFdljyZrVDFBrsPSYyaQAdAi2K8qrofsd+wH3a/ZAsH",
+	"QL/YzYcty/Fcz1TFIonnwcF5n4P3nUgsUsGBa9U5ed9JqaQL0CDx0/NMKiHNXzGoSLJUM8E7J503dAYk",
+	"wh8DQhWRoDPJISaMEz0HEtrfQiKm+DmVcMtEpkhKZzDoBB1mRvkjA7nqBB1OF9A56dg+naCjojksqJl1",
+	"KuSC6s5JZ7LS0Ak6C3r3EvhMzzsnzw6Pgo5epaan0pLxWSfo3PVnol/98v4+6LygmirQFy/MmDh1SvW8",
+	"mDm2v49Z3Ak6Ev7ImIS4c6JlBo2ryTJsuT7R+V26DqwrlgDR4gY4gbuUyRXpZpzdEQWR4LHqBQgibPBE",
+	"kRDu0tDAdMG4hrgNWHCXNkOKcf3NsQEV42yRLTonw3yhZsAZSFzpT5LyLKGS6dX6in/IohvQRLE/4ZRM",
+	"8IMiSlOpCdVkORcJkLnIpCJCkpiuVEDeXT1vW+qsNFV5yf9TwrRz0vkfBwUGHthf1UF5eWa5v0DDMs84",
+	"OXtzQW5g9URZ+LUt4QaqU5fw6OjZN00n+QusLLpUp7yIgWs2ZSANapvZf4FVPmsVq25g9fEY9ZItmG65",
+	"gIn5rW3L+GNl0zFMaZbozsmzId4kix6Hw2EJWQ6bseUyEua7DZitTIu2teCPex7AJZttnpDNONWZbJ+U",
+	"zfac8p2iM/hRisX6xJeI/J6agWQiJl3GoyRT7BZOCdPKXZQn7qb0BuSFBbjBTfK/8J6QCUyFBBJqEbat",
+	"e2oW0IgkMdXQ12wBndbVX4n1tZ/zuL5yuHMrr62Si2XbsrTYf1H3BvdVKrgCy04EnyYsQnyOBNfA8U+a",
+	"pgmLqFnuwb+UWfP7HcnEuZRC2olqiDIHEs0pN2zKTarIkuk5oYYKM6UZnxEx+RdEetC5Dzo/CjlhcQz8",
+	"kdYmASkJTQhT5JYmLCaTTJMFXREuNIkF0XOmcGmvhP5RZDz+9Ct7JYjKormDi2fmEU0SkE8UoVEkMm7h",
+	"ZW7iI8LszMGoBLclyh3TTEE8IOE/+2ZFM4OMb4EqwUMDWMHBoH6IfBfiMCDhhMbjnHaEwYiHSJ1C0s25",
+	"sBFXDForQj0Sialhe3g8EmiMcHFSQy8goZBsxrgZPlMgx3QGXOPYGb/hYsnHroGd5AZWJGFKG/ZpvlaE",
+	"cjuk4RSgNJlTRTgwPQdJwteuLxdyxMO3MAUJMjTT+tFvYBWSLk2UIJRIoamG2LHFXPJyO6NKI7GaSRpB",
+	"zyxRgrmvkYY4JN3ig9+eIpreANE55VUBYqjjvEZ8CQ2n8yDOtzjiTBXzuSNQY6pD3yVmik6Sch+Uf7j7",
+	"kikypYmyq/QiGhd6TJNELOvdChlOheb6mDUaINePiqWuX5Qw4HrEaRxLUMpMxzjhDmVKI7N0LA0SqLA3",
+	"GPFO0JkDjZ2AfBZFoFT/ueBaiqR/ZlbWtwdWxfp1er2GsZs73LtLhwIBxI9Dptwh41W6BYknKal2ogfp",
+	"rl+7E/x9nNhVhj0jIZpeC8H1PFmRPzKh6Yh3Q/xjDHcRQIw3M+OaJQh3DnfadrCs1IqXvQEJ34KWq/7Z",
+	"VIMM3YE5KfrUXA2qLXj6b0TColWI96r4OiRTYQ6IxJJOdZ+BnvbnWqc0ZX2zalx0351uf/h3s8yRF5tG",
+	"ndM/vhtlw+HTyN1SZdipmx9/gNPld4du0nI/+d3wVLu+brm2vVmQtBefahhxXEBgOjtwlSa1gPPTVAbz",
+	"hBo7+ZHdKoqBNq9ixM0IOMmDYnkO/J0busPb2r5AhWrTQpZtFGW3XDvgpuvvnTIWd4JOFVs710Hr/XzH",
+	"aabnQrI/4XE4doklNt7HBVOK8ZmhukISShY0McIbxMgdu2H+OTwhoWIzw8WMDjriiEKOOxpySpOEzNgt",
+	"cDOQ+WIJSUJsZzs4J7BI9QrJ++enlkK8pHIGj0MqPeueiBjppRaCJGZ6FJceFyvWJUyHBEiNOYpSflm3",
+	"lCWG4T7OqgwjnlAFZk0Zl0CjuZn8lEhznUlCNUi3slQKgy3m53OunZ3iQVb489XVm38YGGDn1vUWTYhv",
+	"4zUgi81vLpxZIpUiBamZ1XKsyBi3aklGgHzNk5U3B7QasfrqhqV9geuhST8Vho5J2+0+6EQSqH6EeUqS",
+	"VYNGPgcieLIqiYtOws1l5a4wcqw6IY1CXO+UhDxLkpDALcjViLtGKDU4jQPHyhQMyBmJIYGSeEpiKVJF",
+	"RJZr50bos5SHaVioHcwsQccswF6CCqiolHTVqSPG+7bmxXhOhl0HV4gSbegUlwJY3apA3HPSENPmorjR",
+	"CJ1RhiYuN99EiAQoxwlz6brBTGZ4JKqTxGBGPifL9Sc3vRfhiyPh5kzMjI0IthUMLG6C/kPhZS6Xr2/5",
+	"+cWLt4p0L97cHqMgdPHm9hujtsgFTZiCuEcKDYB4BWCRKW00jsTIUxZpl0wBqgw9I19amFC+8l1qaLY3",
+	"WiVU6bE5gPUd/DYHTqhVuzxrMc1JRKVkENvzRNSREAkZQ4z2DWZ6LRjPNPR2PriHOhEnbI5RWmq23lXp",
+	"wwSIAnkLMYrSEU2Ax1Q62b9rhP4cFacoc1gJtbKxJoN3C+BzOdBbtRrOzKnk6CloPdj6QXote4wa8njT",
+	"bXyHF3tpjrcwOEhIExpBTCYrS8PMSaMib7iP0ixJyFLIG5WDAwdAZTUWoB79pAvxGFlxHDPb8E2JEyKp",
+	"axICrF5d1iOpg4M1oZ6Q0KtY4xTk2GorIV4GRahTuYjghN6CpDMISJYSLUg4yaTSIaGaCB7BKaGRFEqR",
+	"VwhgFlFFjMRBaLww3OXw4FVAFFiK+Pb87MWv53V842herkOxyu9xUmdhzm3q5n/BRl3E+gVqm2wYJtim",
+	"0RTuhd8bhwzcCgulxdr3av6yQlMzCG6Oo5nbp9kkYRFeYS1Imlk7oaFT796+VKQbfn8Dq+9CpD4PhW6Z",
+	"ojMYG5I3RtrQRlscMUFDb04g8Y8m2nJClpJpDZzg+EaAQBnEY8uIp0mmyHJOrRWJcrUEs3LfwNrpjCLk",
+	"xlmBEz3WqFMLJPw57ggK00wYndRoWe6GIXi80XEH6aSGMVYgwuN2VLF6ZSujF+SxED+DXOAtM7SKSFII",
+	"RFVpsszDNxHRCr2ps5kG7FjD9PvASetvqNUHaxJ7i5vbur+9YIlmqZTOIKcRghfU2nu26y7rzafR7LIu",
+	"yRT5H5sUGqeJNDAmLTRNxihEr2/vVbaYWEfmDaxyK1Ju5d9KbHKHfXkWv/b2M7gErRmfqT05h+9m1kvN",
+	"igfkjK8IymnEIG5FoD0+OiIh3GlJx1Pvpgh7AYG7CFLtjO007hvdZcSnDJJYOZfuL7AKyHLODKOQCA9I",
+	"jcZhBEk240JCTJQg2pAFXAihikxBR3OISUS5kWpSoUyXCY1uRhzJkWE49qKoAelezU03CSSGKKFmxDlI",
+	"QMJlVJnQk4vwxDo+qBZSWecMVeSG8b5IgdOUjbjdMqGlTsSh94qkEpSRcVEsdMxh0EMS1aq0VsH+1kPJ",
+	"jGGhc9IIk1YZZA25S4rrJ59ro/KK7C4XSLU5U1BQqLJdlBZQL5gAmstKF8RIDqpVey03dNrrKQl/vw6t",
+	"ULGnfrqgdxe28SFKBHvqqyXX98b+eyiwTlXNxflTEpqhQtIV0oGk5xRXZdRYiv9dUjVop4k76rO/ednZ",
+	"HJrSRv03srHhy11/Vo6WTTOdSXhgffYhcLbtoLfqtFv11vBwOMD/H3wbBiQ8Gg4PT+LJtycnB0+PwlNC",
+	"yQSJmu2LPjokZAa53Ze9sqZseJyRbqAY+fDg25BMIBILUKQ8XQ7nES8pyWW0J1fry2duU4JziMxenyiS",
+	"AsiACBkUipL5CpfLOAmvLl6e/3R2dT6+evvu8ur8xfjN29f/vDi/DG0slWSzue4vhNIk41pmSIvDf/Z/",
+	"FHJJjaps/grJXKS1i1i6KMd/R8E7vzfbbuVHafsfT/i24u5OuvlWLVzCQty6W48jke4wN2ZZ4dmoAr1m",
+	"Db2mH61pSXtp7jWiYFTkCZAZcJDo/6aZFguqWUSTZEUynhhkS6W4ZTHEBO6MBM90gtFbVQJZP/itsC3Z",
+	"DGoySwoRmzJQTp74+erqTeH0N/fQWkEN76HoHEHInr25GBjphS7SBAaRWIS2ob2rIz4XSgck/Nug0sRI",
+	"GCqbxGJBzfBdo5ggG0rhrheQcK51enJwkIiIJmaEk6fD4TC01x8lSQjs0IhwqZA6sF7E70OSuzxta+Bx",
+	"Y3wCycMTBuQcPUF23SNuccNuvf3SHT17+tC3bg/TzCPcwge1m6zdShsN+NVa8SHnuXZU220OH4Yvnhqu",
+	"Q7iqxtcCPq03DJT1tuT3cYl6g7nm7xTI/pnpbcmM9bsavqqRHqAZBO5opIMRj6iCvgKumGa3YMiG3fiA",
+	"/MaSOKIytvTJ0BCVpYYYQHxq56ZEMT5LgNguhoE7MjYY8ZdAb8F5gcuioCFwGHuRr3wqxQKN6Wbbfdy2",
+	"JQz1QM3t9ox1RZOvzhNYeE8hX72edk5+3+64yU29HFXj8jeFcLqrUs5Xr8BIHn4l6+p5GwXYOvA/aJJB",
+	"Z33n18F6iDTY6VFt5sR3JriGEzyA/7h8/cqomRkExECIYGBrDPGAnJlWisRMQqQR0RWLYcSp/d5qsGbC",
+	"iWFiS0ESuIVEkRggJd06CHqYLFCw6KtVCpe4WqM3c6FHHO5SlAolRJlUDC0sUmSzOfFTJoLDqQtR9O0K",
+	"zdnGRI+4w4LqCXxKXPhLnC5O7Q5p/bRJVwGQ4m70Bg5KdsLPeVM+7x3ZcAVsrKCYToHHSOx4mqE2q4Dr",
+	"U9vW6ygSMCjVaDq9wYhfppBo9ExTRcwiYjKRlEdzUEZ9opkC8vrskjwdDJ8oSygNxI2WCob8ktB0MqoW",
+	"HmeB1lnM9PmtQ+gqd6eR1/l9IBNN2fgGVgNrdOkExRdo8Sl9YQNHS19YV3thsy3GyL/wY/gv1rpkaSKo",
+	"4eozSXlpBPvRNb9uYL800k0m2d8wCje2LM9OX3HZmK/RC4Bhh5BM7QHSeME4ef7yorddQmr2Wq87d5s9",
+	"iE3mdWzaZBB1BsF2WXD3G5SjeyEfH6EwVnzYaCXqnNNo7iAaEzSIIrUOf7c5CwGhUw3yOiTdwgUpDVqS",
+	"mMUoKGBcfa8kTBUb3RGmmsoZNKD1rt1XNkulhvsFOnrEawrgq54b/orrbjo3FPd3T81Y97fYlhbHA39r",
+	"8/0XiNFoRTf3/6MdGV2RxCB7f1GHRkHiPtypAaZ/3a3xRBEtKUs+hXvjB5HxJjPz70sw+roSmZ4HBKj5",
+	"wIXU82uzuBhmEqwL36nznZPf+4ffDoP+t88Gw2eHh4H54P6+bjIbxyIzBxKs8eQSMTguE4PjdaA+B+5C",
+	"aWuLTwSfMZ3FEJCEavfXn0IsrgedD13M0/JinjYsZg7RzVurKWxVlKtXoJTLuQvJYGmzl7tmpLShREJi",
+	"JFGvZjI6ftZqE2oe3OlATxSxthOnq9WGPRoef9tkQrAWlm0jO0PMXkNvUkCro5eUzcYJDodHx9soYemk",
+	"mm6TwwGFKYtrco5VOEv8t+Q8kHmA8PoWGhOFNFmKLIkxtmpVDbHxBjohyfHweLCLjUdpqrOWUEn7m438",
+	"KYd22flnYGNhMNdmTh1HVadmakJJ2bdkbUHewxQLsIEICqzt1XHAo+EwOB4eBsfDp8Hx8Ph6K83zcM13",
+	"kUOz6YhcXnWTGBqBUuNbQBWuKcF4YcRhA2EwolpbbpX3mJ6S1OVfOhuzS5bOs053sK44WO1KGKjWkk2y",
+	"nUM+Jx9D/MuKhEvq+nDiWqf0Gy2kVX7tOJiRTPdnBw+6iTqH2GMTjpPdB1sjsTd5pnd0L+8ZGOxHfV/w",
+	"+k46mTYNPadqjBFvjYnvv/5gPTZTQyvm1GiUBuyobVUMmiW6uCPm3zBr2d0koLmb/4tpas/NoECJHJcu",
+	"3oLx9h9b4zDN1seK/Qkb4Foa5xaMLD1O6MrlmuwkZ/4De700nXaJ171lik1Y4nIRNg5ctGxUAErEqCXq",
+	"Ck+hMmWOPQVIC8jnBCi/ulUSVodQGcBBnV6Xka8p0GsDL3huFfz9ZLYard0/XOEr8f3rEd/2GJSj3Q61",
+	"oJVVKJQLFoTpZGoNPxa9rcMy5TP7paRKW9nUmwQssU1RU/1Xav67hEnaaIH6ODrYvubD40HZGX50vLlY",
+	"S4WAto863HNQT3ir57LV+1ohyzV3GAIbfUSnJC4t7ejZN2WZ9Nk3wbPDo+vgsaj6vsFTD0LlHU1HHNpA",
+	"Ln9xOObR024YA14NMBvx0nXdZgH6HHYbrxBsN9o8tO3FzfwujXdhP2viFJ1gmCSaPW1uouN1uTYYJUAl",
+	"BrF1DWEBpYVEl7vyuI6K11fG9pWx7aEEbOVK2+O6CpbzYSzlkXnGvz0XaCVNqpFg72mvnFXrtu1cQ+0D",
+	"KTku2sBtnaS3W/OCWsm37VQ7n2UNPIZ5NdC/H8zX6M8w+u9ExCzP/tnRHHQDK29JdC7vTeDAFT43XEg1",
+	"eJAryUcpyKJuik2ztylTbUGXmM/gsqq83auUyIQOZMx32G1jLgXiofb21mVU5HE7ru4dpoxM0GSnBMdt",
+	"2kVvyc3qGopBjoY2Mfcp/quWIFVvx/1hSZhm62q1ApsNXd09VcBWN9qyfC3KpZB2WnLtotj159AKHIoX",
+	"B+dwM19Qjj9NN8hWJlinKqApS6p2Jo+UXGgyxYJiWy30dpSmeX9CN2qT4bdkZF0/IW+wLtt4mSJqjjkw",
+	"Bt2bwuS3MsH97XZ7eol2a5ZKxiOW0qR1/3kLa993mSGYm1MvvPUBgGiyNFXocsXsVFltAcPW097RtFOL",
+	"KrijGDjmK7EVKwhJl3KbveW+xGJRYXlZpk0JZs5/7bZU+D+aJO/9rP31k9temLMZRi+Zagpf2Iv12qu1",
+	"jd+2M9W10q6u7GdnLjJZMoW4jzFdNaqZTVVSNtCZ3WSyetWVbUJFOwH6GWhig3KrKyq8bwXlEzdbSZ3r",
+	"1jTTL7Bqkd0eSxjzK2gWxAJfaXYnvC1vOq9Qu6u8VlnI48lqPiHvk8lrOSuy8tqnFqFysampYleIpbRC",
+	"LvQYubS1ZFJyPDzuffli1v7CUH74TQhpbY5m51c+B2CjBea/m8FlTzkHbP3yHdDD59HYEJf13wsbR6td",
+	"vSi112rq/HC/ovIVq9fDM2xh6c1WivUB8edMJi1xHWzGjXbgymAQDYs0oRpI9/2f9wfv7+4P3q/ue415",
+	"JrmPd9dyM3Uibh2FFTkvX2zgymD7cvG2Dnfp8Ep+wyanYtlJmHsfvWOwfLeaL2ep9uM+9timCjE28dNm",
+	"2QyKNKowyONQFXFp/FQCUXnwtQu1HvE3kqlFESqDZW1LUdcuzDpEih/2Tki1KE3QXJRmxPetSjNoyL7/",
+	"YpOyzClj2PiHBethFWI3iaoIq99+c2zWXUWMn8WSJILPXPkGVzPJntINQDkRfEgk3Iobm3zOxfLUgB8z",
+	"gp8OsRR7r+ove/b3o7Vc1AZAre3esJ7/uHz9aivn2cBpNkkWTbbzTe1bzdQbrNAPSHZbwzlsgmmZ7N+t",
+	"/myk+eY++XqOvu3TwXAwbG29Z7GuBzEnbyTJ+RYKWtlEXB1MrlvQKpdoYmZOcsE4dSkRC5qmZnMn7z3z",
+	"bFl0XTzym9+8yaL9fX5hV6/coxbO0y047CAXr4+3uX19vffXZVj8QHU0LxGampphfs0DKjEXpDDUkf/6",
+	"z//rUjOVI8vPhrnYf/FCrVsQNlYOeVH0NGP5lDY/21TIAXmR2QKlYDmSTdKNXXZK3zCbAKmWoVdTJpXu",
+	"K8Daui6c9kPKgzwblqXGw51t9mozFjrI26cc1qHxK01dZbUYX1aINCmGJt1ELEH2I6rA5oE6im1OSGDN",
+	"YCmFXD+Awh7blhvzSEi4pX3e0tk0rtf5RJ0+2J1tBHmLwQX814V1w+PiBrtuOSjZ0dSdQ4LtjMEmC0lZ",
+	"/d1wXDuoFWtDb7VARfqufU6rKbVoTqXsJJ5mep8cq0REFcZR5E225knmm7xuYEkLNdvAurblmJnV2DFc",
+	"j6YzKvOvLfCqm/i2yBEodG869zaOXE8PezA5ZN0O3g6Rr7aDv5zt4KY5KOqvYCBoCsaeKJFkGoJWI4Aa",
+	"bKwS/PjyaZPJYKudYJMkm9sQ6kHG20wE/6hEWdRKjaWS3VIN4Umlmhrlsf8blTv0HdrHnQak/JrNCUnY",
+	"DbrczCgBvq9ky/1hNrB9dSd3/OCTOFxDbMb0fjmmByS03tcQayUIDubulqvrc3wSwmr1eTyPnRPtmH49",
+	"TX7cEkFXEGWS6dUlKgV43Jcgb1lU0gNqVhJlf3fiVDfUMzX+r//8f2HP1tYItTMsu+xn6+DrO9iFaGV2",
+	"3+EI4WDEwzP3TAGy3BOCcxP7aAg28k+GMFWqdKLsSxDd8oJ/xrQw9waE1/46E6ASY9MdAOZapwYP1nu2",
+	"2NnoAmr7Zpz8SlNDxuUT5aueGCpk0QaT+n2RsaWQMQlxljBAn6RKaQT2qYuiHHO3GQw5fAfk/I+M3dIE",
+	"uDYybHn1pGv36HaOT6nZRRVvqVVGL4BBU4ZlPO9RJJk2POWWn2hkn9BQeeZUImiMj3ukxNAcs/8nylZM",
+	"PrEYzenMFe5ysSZ5FAe6opcwGfEFCvKLCcSki1UrbRYj3pSiTAuRWQKqF+ATlYqouZC6nzBUbkoksNCF",
+	"8oqKgYU0qkBudbamjBa1ElOYikeoe/brBlZWXbgBPhjxEf8Vt4OVLyKaJApvIRrhqleido4/4NE04PMp",
+	"aTzyEd+C+loIzJL3GOjyRpUtkcV0b0Cs2xyRzYB0xDffS9LvYzHTV2e/noe4V6fx+kKgTHAypSzJpFMs",
+	"rWPHlz3+29+Oj47+9jdzLX6kSp+9uXiC8RUpjHg3fD9yPtWRkVZHRnQcdYKRER7xX4OJ+AeKxPhXpO9G",
+	"RmoNe6cu+8467VEvMMCoDEpGncFgMOrchxb/NdOopPg9I49wWYGdQzTr3AcdV8y0c4KWnqeGVFI9RyJ4",
+	"QFN2QLOY6QO0GEKD6n+Oy7JwDFzOYFDUTzcoh5UmzAdXBsfivi1wBk3dR9wmU633zs0G5pfifTj3qhrX",
+	"KrAnYa5mzGLLRFwiY+jv2FqxBbQU12stnBIFkQTtijFhrmRRmYTmWxxx+wiAuzxMkzlNU+AQ28factKm",
+	"DO2yefFmxBtItX39qSipePbuxcXV+O351fmrq4vXr0LSdUZZcjz0plM8WiMq4+wXMdZSVRrT9vHwikeE",
+	"W5TzosmBe2S4Tc0utXQFv65rz0oeDYcP9jZMUVyh8RXC1NUJR4BKypKAcFiiwYlJZZ9GPB4ets2SL/ug",
+	"8iAQdnq6vVPx4KLpcXS0yzTrz+jcB51nu8xWfhwIJZRssaByVY3keqIIXs4maGBBi5nBAVuzwgg+d31P",
+	"CfpSIGVAIogT4FX3rKJ829cx7YV3Cn/RyFbO5NiIbjn/JCKJHwLbPh/uvKy9yaj8dao/M+oexRQKyuGB",
+	"hJXR6kUpNmAds24ZLK02lArVgEiWM7/IS8M4CeQHEa8e+ohd7Nx9VRPzj2lU8evwoSdve4yLw7IINnxE",
+	"wnW4Q4/88bbPi61OeMt5/s64BzHT7smwKll7X2jd9wdWlMEaWGvY+QK/L2NnBUuOm9IB8Wks+xp1WQTn",
+	"At2mIMktSDZdPepp25Vu7pE/cfx5T9sCsDjtoCTU2XqeDrBqbzwImnnZT6BbT3j4WHTgAWjAl3PGPxnB",
+	"vVJKxTIeLOf/IaxlL/HDjXrxAgWLlOpo3ljeoZ6PmMBUb0pKHJAzUmQsea1kki1SNeJhNb0/9K9bSNBM",
+	"5nW7RaaVprbKYUE8ajHXTZK/zbl8FDbq0jt3YqOPdn0yXFT8WVjp3hfvC+K99rA/Ge+1ZH2zmoGh+OpT",
+	"kuYia2AzcX5SGBceSAX4t+bkqGXQNeDtjEJOKf1I8r5B67BJHp+GWJazdR5Z43C5K+36hq37+pfG2uHf",
+	"t3d4Lvg0YdaH9SXR1Ms5Woxz+QdV6loaFuYfJCgmFalXbVlq+96onWjye/x3Rw2puEnb9KO3GBEan3q1",
+	"aMHQ35fxGKsFf1WTdkQiC0dC7WV+RJoavLf+tJTqeeFN88jSqRO6oES0tiVGXW9GTFT6EBk/iiFkbRk1",
+	"/tH4OVQru9ka1gFRWgJd2PzjmKmbAbnQPgLaOfXcOyfYb8SpFgv79M0poegvMphuPRoJ0Nt6L50nD+Er",
+	"EFXJwwLPFuRQwYhbd39AbEhyQEpeflSTXS0mGwWAjgZNjS6Bbml8l4sl8ESRBWhqZhmM+G/2NT3ctHsZ",
+	"uJsmlHES+lahLe6EKw2JxqfFkFaZEcMFTcODkC3ozPya0JXI9OmIc0Fiar6M0ZiqTv0rsjzOp/cPJ2NC",
+	"gTo1dODVu5f4Zh5fuVcuTsubtF7M6i7dGPYFcnxeVkxJWDH/hT1zxtEcohuIiXX12Ce+R9x7FE88ENCR",
+	"M5FAb5QhvFmCTmxKjo+OyBKtomEiotDmYNnpSWjwyILJ3A014oUHnGpivThdGMwGJPx91DGtR52AjDoe",
+	"EvZTeaed67DXrPQZVLpytpDdpBgRadB9i8pVkaKoVcS4oTHr9/OvpPDl1iGv+bXi9VdV8KFUQSRc1eTv",
+	"MqF8YN0w8/m+je7mSqKluWyYtIiJpDZXyKZEBvZhNJq01MywzmddGmzES8VDnBe5bMc17bs2G7RaL6RX",
+	"VArhq1Jw0oC8xuiKOeQvUz5RRCx55RFLLGp1PDzGUA0UBVWA1dOd+4XVazT0BuQH3Kiyj5uaibWk0ymL",
+	"kNqLBdNoiPY5N4fBcDh0wFH2cdYJrASPG2lLYRS1edf7SgzY60cpFru4+bDxldilaSWH+xH8gnb3W+0C",
+	"iKy5WcBh4EdbB74ccdSJDtXSOQFex7nIJMH4o9WjmnY9dbFiI97edcdPm0OgnK7zyVCslN7Q5Hj2cVym",
+	"hSNEaCU2Ms6MUPIrTV+yiQSiRCYjsE/WfNWXNrkcSjZ1pLMcGnToq4LaPyp2Ot1GtCZW9YsUp1psXz2b",
+	"ChN1ze6cUBgUAWqTVb7tCVUw4kpTjVF8rdlSrQlS5A3Ivr/zGIumkIkF5Hj4tEdiYWR/jZoPyg0Ts4uT",
+	"mggBXMuVj2HDQUohbEYUtkkv5svj4dP/czw8vg8H5LmN8RtxNbfPBhiJ3oZ02QH9Q0QhDhli8a5mPpdf",
+	"Q4VQ/kQGweYMukcWqluSyRrIz2WG/qpplpCi2YdSli9IyjV0AgmAxQjiUWJv4lC94GuGDHNuA394jRLu",
+	"JV1ASYxU+IIZ8/p2Lcx2YBf97u1L5cJ2K+E84Q2sbE0TOuJTCWqerLzprUQTMfEFO7lAnwrFbJi1/UJh",
+	"PvbHmZm2NMYw7e3NLtlsl2bnd+lOo2FWxicVPHPoNQmd7rfdubzp8UGc3nT80ri9S98wqGbOspq78ft1",
+	"/Tuf5PD7tTnQUmilgzLBlHfkJF7WqlEC1bnedNFLdUcG76195d4+U3kwx9JZf7bKoD+73z8hornqXS26",
+	"jTsWLMScDurwva46+m6Bgyp79l77zXgIuejyOsmrbvq1beRox0dtvJ7827hHM5/R9GMRZSgBbdzm1Zwp",
+	"m/RBI40ZB26hWze9ootk26b/99mvL/fbtB+12HT7Dp8OhvkuzcrNbETDXbXC4SbL38NDz+24FXoSaLxq",
+	"vyFv7c+f5YLg3EbkRkV38BAU67rq3aEx4/jomReWjbCe1w/bBLbbwwP35qLaGFdhy/h84dHbdhO75QoU",
+	"0fIGNv8uYdyFTROwgDufYUWHyJfrz6P/Xbtdw7TXXznG98TRS9blmIMpJAmf21Ps29rjJ2QY9lwWj7IV",
+	"k0uGC6JAa7RdaMKM7uaSWuwbp+/vQywM1SRUWt+NPexPpJ/ZwS/tCpXBpvtPjrebgjSw2PRj2nL+jSMu",
+	"XAS5A+vOl6LspyhR1YP3tmbn/fa4iBLGriNSm8KdrGyumz/Kr7a85hDxmRE7P+hA2wPBNx7YI9z8j7z1",
+	"X5Y9dp+j+1Cb6y+wyu2tTXf4wIZpj5Un/HuHl/gZNrDOfSPJSTfkdAEnxH7vzb6Go6LxBiMLghEPbWq4",
+	"8g3x5dA8ltyljc8o470BwYKOhtFOQUdziH2Eh1k0xGRCoxuf3KVGbmmYtq7wRdA+poi74o7dkMVhQELt",
+	"kvhdCQP8zm3K/JlQpceZMh9GPPRhLmPsNfZ1Lag2TdF/NtZzpsYLwfU87Nm06ry8AY8Jm3EhfZWHmnyA",
+	"k9ZY+GPJCY9pwN1MPXwsxKPLDl/DO9dC5j+cO20gVRDdfAICRWK5IjLjJ2Q5p7p4GBl4nArG/cvIMUQs",
+	"BiLZbI7lPF1NbF/tD83OqH7MmRpxWz42yqS0BTpugBNf4cPCxlbksBEV9ae+ta8zYiZVTHCbQ09HPBLp",
+	"6sQTNy7kgiZM4VUKSPh9GBAkLKuAxMycK+OzoHBLRyIFnO/iDZFI4XoD8kqgR3XEmSF1kZCY2F+iXkW9",
+	"2oW4hd6AhCzFEhQ2oo7aML7aFqjCmLJukdR/9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPIGG6rDuFLB3b",
+	"xeKkrip3MxmE6OaTakmVR+EfmfaVHyNvC8hw2PKYMtQXRJp+w3tMa8+eY4TTnKFZxEgENnjj+71Fs1a6",
+	"hRUy4OEJlxOYyQyLc6B650QSGzzrahOVgnQrBYp9cJcnNVhRJxjxjGuWkA3yCumGlaLJoQ0+5GLZC8xw",
+	"vHRNCVUjHrpicgYu4YBgtWa0gxjZjCzn5jhoKQ7Yrhud+C75NUJq7EqLiCQGV4hnxF1F6xNHMeZU5RFf",
+	"ein8G0mkuuITMgzz4swGACLxNZy5WA5G/DUmIxi4sYhiRSdp66uUY2wRjSIazeGJWWupNg4GJzdRKFuo",
+	"+pOSqGot7M9qx8lJuDlFg57Wa/o1IvWBdEh2C4iIqNk41ciFS/mYFY/cgoOTV+xtSkEyET+cbPbQ0aob",
+	"IlTLr6UMRtxFgZINQaADgmGMhqQspfmGOx1xmmRqThjXIG9pUpFW3l2e/XQ+/vHlu8ufxxevrs7f/uPs",
+	"ZRj4d1bJ4ZCong3lMYISmcLSVd9XqFkasWYCloKRFS707EMDUe0l+28ah5rvvJ3GfI0/9fGnhhCUbtmc",
+	"xp4Pb4pF/cSWp1pkwr5hCViq3M7YUIsRf7Viga/oZ0S5wicbdPDBlM4BoqnbckPxcCyd1zdboZpNEigc",
+	"S2dvLgaluokeWGbZ61SO2BJJviSiAvCFCw2tWAReB2SykjugSjPkocHrM1w2lDksoiB1HgLV/QnES+Cq",
+	"tJ9eaYZyEFfzNqxW6gNBAss68pJ1pBt+fwOr78KeDYoqBUl1w+8Vm303yobDo2/gLnV/oeb5XVhfRNP0",
+	"v81FXpUO9XEnbTmXXvkosKDX+gjWbx2g3c56kb3i7f3vLqetNFbJjXx/ff//AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

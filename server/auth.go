@@ -20,11 +20,14 @@ type Principal struct {
 	ID        uuid.UUID
 	AccountID uuid.UUID
 	Role      string
+	Name      string
 }
 
 type principalKey struct{}
 
 func withPrincipal(ctx context.Context, p Principal) context.Context {
+	// The store records who changed what in the audit trail.
+	ctx = store.WithActor(ctx, store.Actor{ID: p.ID, Name: p.Name})
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
@@ -79,7 +82,7 @@ func (c *credentials) authenticate(ctx context.Context, header string) (Principa
 	if !entry.found || !servicetoken.Equal(entry.cred.SecretHash, hash) || entry.cred.Revoked {
 		return Principal{}, errUnauthenticated
 	}
-	return Principal{ID: entry.cred.PrincipalID, AccountID: entry.cred.AccountID, Role: entry.cred.Role}, nil
+	return Principal{ID: entry.cred.PrincipalID, AccountID: entry.cred.AccountID, Role: entry.cred.Role, Name: entry.cred.Name}, nil
 }
 
 func (s *Server) authFailure(c echo.Context, err error) error {

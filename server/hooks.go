@@ -50,6 +50,7 @@ func (s *Server) Close() error {
 	s.outages.close()
 	s.cacheOutage.close()
 	s.files.close()
+	s.auditPruner.close()
 	s.retired.close()
 	s.closeOnce.Do(func() { err = errors.Join(err, s.tiles.Close()) })
 	return err

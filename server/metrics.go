@@ -44,6 +44,7 @@ var refusalReasons = []string{
 	tileaccess.ReasonMissing, tileaccess.ReasonMalformed, tileaccess.ReasonExpired, tileaccess.ReasonBadSignature,
 	tileaccess.ReasonScope, tileaccess.ReasonUnknownKey, tileaccess.ReasonRestricted, tileaccess.ReasonOrigin,
 	tileaccess.ReasonUnknownOrigin, tileaccess.ReasonUserAgent, usage.ReasonRateLimited, usage.ReasonQuotaExceeded,
+	tileaccess.ReasonKeyExpired, tileaccess.ReasonKeyDisabled, tileaccess.ReasonDatasetScope, tileaccess.ReasonIP,
 	reasonNotFound, reasonBadRequest, reasonOther,
 }
 

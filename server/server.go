@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -83,12 +84,19 @@ type Config struct {
 	// ReplicaHeartbeat is how often this replica tells the others it is alive (default 2s): each
 	// of N live replicas admits 1/N of a key's rate limit.
 	ReplicaHeartbeat time.Duration
-	// Now is the clock of usage hours, quota months and rate limits (default time.Now).
+	// Now is the clock of usage hours, quota months and rate limits, and of keys' expiry and
+	// rotation grace (default time.Now).
 	Now func() time.Time
 	// Metrics receives the server's Prometheus series (one Metrics per server); nil: a private
 	// one nobody scrapes.
 	Metrics *metrics.Metrics
 
+	// TrustedProxies are the peers whose X-Forwarded-For tells the client address that keys'
+	// ip_ranges are checked against (TILEGATE_TRUSTED_PROXIES); none by default.
+	TrustedProxies []netip.Prefix
+	// AuditRetention is how long audit events are kept (default 400 days); AuditPruneInterval
+	// how often older ones are deleted (default 1h).
+	AuditRetention, AuditPruneInterval time.Duration
 	Logger *slog.Logger
 }
 
@@ -99,12 +107,13 @@ const DefaultHotTileBytes = 64 << 20
 
 // Server holds the handlers' dependencies.
 type Server struct {
-	store  *store.Store
-	cfg    Config
-	log    *slog.Logger
-	spec   *openapi3.T
-	router routers.Router
-	tileOp *routers.Route // getTile, resolved once (findRoute)
+	store       *store.Store
+	auditPruner *auditPruner
+	cfg         Config
+	log         *slog.Logger
+	spec        *openapi3.T
+	router      routers.Router
+	tileOp      *routers.Route // getTile, resolved once (findRoute)
 	// tileQuery checks getTile's query parameters (contract), nil for the generic validation.
 	tileQuery queryRules
 	// tileCheck accepts valid tile requests without kin-openapi (tilecheck.go); nil: never.
@@ -141,6 +150,15 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.AuthCacheTTL == 0 {
 		cfg.AuthCacheTTL = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AuditRetention == 0 {
+		cfg.AuditRetention = store.DefaultAuditRetention
+	}
+	if cfg.AuditPruneInterval == 0 {
+		cfg.AuditPruneInterval = time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -254,6 +272,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
+		TrustedProxies: cfg.TrustedProxies,
 	})
 	s.meter = usage.New(usage.Config{
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
@@ -270,6 +289,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.tiles.SetHotTileBytes(cfg.HotTileBytes)
 	s.files = newTileFiles(s, cfg.FileSweepInterval, cfg.ReplacedTilesGrace)
 	s.files.start()
+	s.auditPruner = startAuditPruner(st, cfg.AuditRetention, cfg.AuditPruneInterval, cfg.Now, cfg.Logger)
 	return s, nil
 }
 
@@ -290,7 +310,7 @@ func (s *Server) Handler() http.Handler {
 	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
-	return e
+	return &tileDispatch{e: e, tiles: s.tileChain()}
 }
 
 // uploadRoute streams a file for minutes: its database work is not under DBTimeout.

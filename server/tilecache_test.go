@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/oapi-codegen/nullable"
 
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/testenv"
@@ -23,15 +25,32 @@ func TestTileHotPathRunsNoSQL(t *testing.T) {
 		e.uploadOK(t, pub.Id, tlVectorFile())
 		key := "key=" + e.key(t, e.c, []string{"example.com"}, "").Token
 		tok := e.token(t, e.c, priv.Id)
+		// Keys with a rate limit and a monthly quota: counted, limited and refused in memory.
+		quota := int64(1_000_000)
+		limited := "key=" + e.limitKey(t, &gen.RateLimit{RequestsPerSecond: 100000, Burst: 1000000}, &quota).Token
+		spent := int64(0)
+		overQuota := "key=" + e.limitKey(t, nil, &spent).Token
+		// A key with every rule (issue #10) costs no statement either.
+		all := e.key(t, e.c, []string{"example.com"}, "tile-tests")
+		r, err := e.c.ChangeAPIKeySettingsWithResponse(t.Context(), all.Id, gen.APIKeySettings{
+			ExpiresAt:  nullable.NewNullableWithValue(time.Now().Add(time.Hour)),
+			DatasetIds: nullable.NewNullableWithValue([]uuid.UUID{pub.Id, priv.Id}),
+			IpRanges:   tlList([]string{"10.0.0.0/8", "127.0.0.0/8", "::1"}),
+		})
+		must(t, err)
+		wantStatus(t, r.StatusCode(), 200, r.Body)
 		requests := []struct {
 			path   string
 			status int
 		}{
 			{tlTilePath(priv.Id, "1/1/1", "pbf", key), 200},
 			{tlTilePath(priv.Id, "1/0/0", "pbf", tok), 200},
+			{tlTilePath(priv.Id, "1/0/0", "pbf", "key="+all.Token), 200},
 			{tlTilePath(priv.Id, "3/0/0", "pbf", key), 204},
 			{tlTilePath(pub.Id, "0/0/0", "pbf", ""), 200},
 			{tlTilePath(priv.Id, "0/0/0", "pbf", "key=AAAAAAAAAAAAAAAAAAAAAAAA"), 403}, // a negative entry
+			{tlTilePath(priv.Id, "1/1/1", "pbf", limited), 200},
+			{tlTilePath(priv.Id, "1/1/1", "pbf", overQuota), 429},
 			{"/api/tiles/" + priv.Id.String() + "/tilejson.json?" + key, 200},
 		}
 		warm := func() {
@@ -44,6 +63,10 @@ func TestTileHotPathRunsNoSQL(t *testing.T) {
 		warm()
 		e.tlListening(t) // connecting flushed the cache
 		warm()
+		// The first rate-limited request starts the replica heartbeat, the first request with a
+		// quota reads the month's count: both in the background, done before counting.
+		tlWaitFor(t, 5*time.Second, "the replica heartbeat", func() bool { return e.Server.LiveReplicas() > 0 })
+		must(t, e.Server.FlushUsage(t.Context()))
 
 		before := db.Statements.Load()
 		for range 20 {

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -80,14 +79,13 @@ type tileRequest struct {
 // middleware has routed and validated the request (dataset_id a UUID, z, x, y integers).
 // Public, key and token requests take the same steps.
 func (s *Server) getTile(c echo.Context) error {
-	r := c.Request()
-	ctx := r.Context()
-	// 1. parse
+	ctx := c.Request().Context()
+	// 1. parse the URL
 	t, bad := parseTile(c)
 	if bad != nil {
 		return writeRefusal(c, bad)
 	}
-	// 2. dataset
+	// 2. the dataset
 	e, err := s.access.Dataset(ctx, t.dataset)
 	if err != nil {
 		return err
@@ -95,52 +93,74 @@ func (s *Server) getTile(c echo.Context) error {
 	if !e.Found {
 		return writeRefusal(c, tileaccess.RefuseNotFound)
 	}
-	// 3. authorize, then the key's limits
-	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
-	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
-	now := s.meter.Now()
-	dec, err := s.access.Authorize(ctx, e, &creds, client, now)
-	if err != nil {
+	// 3. may the request read it: its credential, then the key's limits
+	u, answered, err := s.admitTile(c, e, t)
+	if answered {
 		return err
 	}
-	if dec.Refusal != nil {
-		s.countRefusal(now, e, &creds, dec.Refusal)
-		return writeRefusal(c, dec.Refusal)
+	// 4. the answers that need no read: another format, no file yet, the client's own copy
+	if answered, err := answerUnread(c, e, t, u); answered {
+		return err
 	}
-	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {
-		if v := s.meter.Admit(now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
-			s.meter.Refused(now, dec.KeyID, t.dataset, v.Reason)
-			return writeLimited(c, v)
-		}
-	}
-	u := tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec)}
-	if t.format != e.Dataset.Format {
-		u.notServed(dec)
-		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
-	}
-	if e.Path == "" {
-		u.served(0)
-		return noTileYet(c)
-	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.z, t.x, t.y)) {
-		// The ETag names this very file (files are never changed in place) and tile, which
-		// the client had: no need to read it.
-		u.served(0)
-		return notModified(c, e, t)
-	}
-	// 4. read
+	// 5. read
 	data, e, err := s.readTile(ctx, e, t)
 	if err != nil {
-		u.notServed(dec)
+		u.notServed()
 		return s.readFailed(c, e, t, err)
 	}
-	// 5. write
-	if r.Method == http.MethodGet {
+	// 6. write
+	if c.Request().Method == http.MethodGet {
 		u.served(len(data))
 	} else {
 		u.served(0)
 	}
 	return writeTile(c, e, t, data)
+}
+
+// admitTile decides whether the request may read the dataset's tiles (tileaccess: the one
+// decision for public, key and token requests alike) and, for a key with limits, whether it is
+// within them. answered is true when it has answered the request (a refusal, 429, or err).
+func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) (u tileUse, answered bool, err error) {
+	r := c.Request()
+	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
+	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
+	now := s.meter.Now()
+	dec, err := s.access.Authorize(r.Context(), e, &creds, client, now)
+	if err != nil {
+		return u, true, err
+	}
+	if dec.Refusal != nil {
+		s.countRefusal(now, e, &creds, dec.Refusal)
+		return u, true, writeRefusal(c, dec.Refusal)
+	}
+	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {
+		if v := s.meter.Admit(now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
+			s.meter.Refused(now, dec.KeyID, t.dataset, v.Reason)
+			return u, true, writeLimited(c, v)
+		}
+	}
+	return tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec), dec: dec}, false, nil
+}
+
+// answerUnread answers what needs no read of the file: a format other than the dataset's
+// (404), a dataset without a file yet (204), a client that has the tile (304). answered is
+// false when the tile must be read.
+func answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u tileUse) (answered bool, err error) {
+	switch {
+	case t.format != e.Dataset.Format:
+		u.notServed()
+		return true, tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
+	case e.Path == "":
+		u.served(0)
+		return true, noTileYet(c)
+	}
+	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.z, t.x, t.y)) {
+		// The ETag names this very file (files are never changed in place) and tile, which
+		// the client had: no need to read it.
+		u.served(0)
+		return true, notModified(c, e, t)
+	}
+	return false, nil
 }
 
 // parseTile reads the tile URL's parameters; a refusal (404 or 400, no reason) when they name
@@ -347,7 +367,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		if r := requestFrom(ctx); r != nil {
 			client = tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 		}
-		dec, err := s.access.Authorize(ctx, e, &cr, client, time.Now())
+		dec, err := s.access.Authorize(ctx, e, &cr, client, s.now())
 		if err != nil {
 			return nil, err
 		}

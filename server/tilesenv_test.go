@@ -57,8 +57,14 @@ func tlStart(t testing.TB, db *testenv.Database, cfg server.Config) *tlEnv {
 	if cfg.LastUsedInterval == 0 {
 		cfg.LastUsedInterval = time.Hour // tests that count statements must not see a flush
 	}
+	if cfg.Now == nil {
+		cfg.Now = clock.now // keys' expiry follows the same clock as tile tokens
+	}
 	if cfg.UsageFlushInterval == 0 {
 		cfg.UsageFlushInterval = time.Hour // the same: tests flush usage with FlushUsage
+	}
+	if cfg.ReplicaHeartbeat == 0 {
+		cfg.ReplicaHeartbeat = time.Hour // one heartbeat, with the first rate-limited request
 	}
 	env := testenv.Start(t, db, cfg)
 	t.Cleanup(func() {

@@ -19,6 +19,7 @@ type tileUse struct {
 	key     uuid.UUID
 	dataset uuid.UUID
 	cred    usage.Credential
+	dec     tileaccess.Decision // what admitted the request
 }
 
 // served counts the tile as served with a body of bytes (0 for 204, 304 and HEAD).
@@ -27,8 +28,8 @@ func (u tileUse) served(bytes int) {
 }
 
 // notServed gives back a quota reservation of a request that was admitted and not served.
-func (u tileUse) notServed(dec tileaccess.Decision) {
-	if dec.Key != nil && dec.Key.MonthlyQuota != nil {
+func (u tileUse) notServed() {
+	if dec := u.dec; dec.Key != nil && dec.Key.MonthlyQuota != nil {
 		u.s.meter.Release(u.now, u.key)
 	}
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -23,8 +24,17 @@ type usageSums struct {
 
 func readUsage(t *testing.T, st *store.Store, q store.UsageQuery) usageSums {
 	t.Helper()
-	now := time.Now().Unix()
-	q.From, q.To, q.Bucket = now-86400, now+3600, 3600
+	return readUsageAt(t, st, q, time.Now())
+}
+
+// readUsageAt is readUsage of the day before at (from q.From when set).
+func readUsageAt(t *testing.T, st *store.Store, q store.UsageQuery, at time.Time) usageSums {
+	t.Helper()
+	now := at.Unix()
+	if q.From == 0 {
+		q.From = now - 86400
+	}
+	q.To, q.Bucket = now+3600, 3600
 	rows, err := st.Usage(t.Context(), q)
 	must(t, err)
 	s := usageSums{refused: map[string]int64{}, byCredential: map[string]int64{},
@@ -117,6 +127,8 @@ func TestUsageCountsAfterFlush(t *testing.T) {
 	})
 }
 
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
 func equalCounts(a, b map[string]int64) bool {
 	if len(a) != len(b) {
 		return false
@@ -127,4 +139,120 @@ func equalCounts(a, b map[string]int64) bool {
 		}
 	}
 	return true
+}
+
+// The usage endpoints: a viewer reads them; hour and day buckets; refusals by reason; per
+// dataset and per key; empty buckets omitted; another account's key or dataset is 404 (a
+// dataset shared with it too); more than 1,000 buckets is 422.
+func TestUsageEndpoints(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		e := tlStart(t, db, server.Config{})
+		ctx := t.Context()
+		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Private)
+		e.uploadOK(t, d.Id, tlVectorFile())
+		k := e.key(t, e.c, []string{"example.com"}, "")
+		other := e.key(t, e.c, nil, "")
+		tok := e.token(t, e.c, d.Id)
+		for range 3 {
+			tlCheck(t, "key", e.get(t, "GET", tlTilePath(d.Id, "0/0/0", "pbf", "key="+k.Token), "Origin: https://example.com"), 200, "")
+		}
+		tlCheck(t, "origin", e.get(t, "GET", tlTilePath(d.Id, "0/0/0", "pbf", "key="+k.Token), "Origin: https://evil.test"), 403, "origin")
+		tlCheck(t, "other key", e.get(t, "GET", tlTilePath(d.Id, "1/0/0", "pbf", "key="+other.Token)), 200, "")
+		tlCheck(t, "token", e.get(t, "GET", tlTilePath(d.Id, "1/0/0", "pbf", tok)), 200, "")
+		must(t, e.Server.FlushUsage(ctx))
+
+		viewer := e.Env.Client(t, e.Env.NewPrincipal(t, e.acct.ID, "viewer").Token)
+		r, err := viewer.GetAPIKeyUsageWithResponse(ctx, k.Id, nil)
+		must(t, err)
+		wantStatus(t, r.StatusCode(), 200, r.Body)
+		if r.JSON200.KeyId != k.Id || r.JSON200.Granularity != gen.Hour || len(r.JSON200.Items) != 1 {
+			t.Fatalf("key usage: %s", r.Body)
+		}
+		it := r.JSON200.Items[0]
+		hour := time.Now().UTC().Truncate(time.Hour)
+		if !it.Start.Equal(hour) || it.Served != 3 || it.Refused["origin"] != 1 || it.Datasets[d.Id.String()] != 3 || it.Bytes <= 0 {
+			t.Errorf("key usage item: %s (want start %v, served 3, refused origin 1, dataset 3)", r.Body, hour)
+		}
+
+		day := gen.Day
+		from := time.Now().Add(-72 * time.Hour)
+		rd, err := viewer.GetAPIKeyUsageWithResponse(ctx, k.Id, &gen.GetAPIKeyUsageParams{Granularity: &day, From: &from})
+		must(t, err)
+		wantStatus(t, rd.StatusCode(), 200, rd.Body)
+		if len(rd.JSON200.Items) != 1 || !rd.JSON200.Items[0].Start.Equal(hour.Truncate(24*time.Hour)) || rd.JSON200.Items[0].Served != 3 {
+			t.Errorf("daily key usage: %s", rd.Body)
+		}
+		// A period before the traffic has no buckets at all.
+		past := time.Now().Add(-48 * time.Hour)
+		re, err := viewer.GetAPIKeyUsageWithResponse(ctx, k.Id, &gen.GetAPIKeyUsageParams{To: &past})
+		must(t, err)
+		wantStatus(t, re.StatusCode(), 200, re.Body)
+		if len(re.JSON200.Items) != 0 {
+			t.Errorf("usage of a period without traffic: %s", re.Body)
+		}
+
+		rs, err := viewer.GetDatasetUsageWithResponse(ctx, d.Id, nil)
+		must(t, err)
+		wantStatus(t, rs.StatusCode(), 200, rs.Body)
+		if len(rs.JSON200.Items) != 1 {
+			t.Fatalf("dataset usage: %s", rs.Body)
+		}
+		di := rs.JSON200.Items[0]
+		if di.Served != 5 || di.Tokens != 1 || di.Public != 0 || di.Keys[k.Id.String()] != 3 || di.Keys[other.Id.String()] != 1 || di.Refused["origin"] != 1 {
+			t.Errorf("dataset usage item: %s", rs.Body)
+		}
+
+		// 422: more than 1,000 buckets, and an empty period; nothing is read.
+		longAgo := time.Now().Add(-1001 * time.Hour)
+		for name, p := range map[string]*gen.GetAPIKeyUsageParams{
+			"1001 hours":     {From: &longAgo},
+			"to before from": {From: &from, To: &longAgo},
+		} {
+			r, err := viewer.GetAPIKeyUsageWithResponse(ctx, k.Id, p)
+			must(t, err)
+			wantStatus(t, r.StatusCode(), 422, r.Body)
+			_ = name
+		}
+		longAgoDay := time.Now().Add(-1001 * 24 * time.Hour)
+		r4, err := viewer.GetDatasetUsageWithResponse(ctx, d.Id, &gen.GetDatasetUsageParams{From: &longAgoDay, Granularity: &day})
+		must(t, err)
+		wantStatus(t, r4.StatusCode(), 422, r4.Body)
+		ok1000 := time.Now().Add(-999 * 24 * time.Hour)
+		r5, err := viewer.GetDatasetUsageWithResponse(ctx, d.Id, &gen.GetDatasetUsageParams{From: &ok1000, Granularity: &day})
+		must(t, err)
+		wantStatus(t, r5.StatusCode(), 200, r5.Body)
+
+		// Another account: 404 for the key and the dataset, even once the dataset is shared with it.
+		b := e.Env.NewAccount(t)
+		bc := e.Env.Client(t, b.Token)
+		r6, err := bc.GetAPIKeyUsageWithResponse(ctx, k.Id, nil)
+		must(t, err)
+		wantStatus(t, r6.StatusCode(), 404, r6.Body)
+		g, err := e.c.CreateGrantWithResponse(ctx, d.Id, gen.GrantCreate{AccountId: &b.ID})
+		must(t, err)
+		wantStatus(t, g.StatusCode(), 201, g.Body)
+		r7, err := bc.GetDatasetUsageWithResponse(ctx, d.Id, nil)
+		must(t, err)
+		wantStatus(t, r7.StatusCode(), 404, r7.Body)
+	})
+}
+
+// The retention job runs periodically and deletes usage older than TILEGATE_USAGE_RETENTION.
+func TestUsageRetentionJob(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		e := tlStart(t, db, server.Config{UsageRetention: 48 * time.Hour, UsageRetentionEvery: 50 * time.Millisecond})
+		key := uuid.New()
+		now := time.Now().Unix()
+		hour := now - now%3600
+		must(t, db.Store.AddUsage(t.Context(), []store.UsageRow{
+			{Hour: hour - 72*3600, KeyID: key, DatasetID: uuid.New(), Credential: store.CredentialKey, Served: 5},
+			{Hour: hour - 24*3600, KeyID: key, DatasetID: uuid.New(), Credential: store.CredentialKey, Served: 2},
+		}))
+		tlWaitFor(t, 5*time.Second, "the retention job", func() bool {
+			left, err := db.Store.ServedSince(t.Context(), []uuid.UUID{key}, 0)
+			must(t, err)
+			return left[key] == 2
+		})
+		_ = e
+	})
 }

@@ -16,6 +16,7 @@ type Credential struct {
 	PrincipalID uuid.UUID
 	AccountID   uuid.UUID
 	Role        string
+	Name        string
 	SecretHash  servicetoken.Hash
 	Revoked     bool
 }
@@ -107,11 +108,12 @@ func (s *Store) LookupCredential(ctx context.Context, lookupID string) (Credenti
 		PrincipalID uuid.UUID
 		AccountID   uuid.UUID
 		Role        string
+		Name        string
 		SecretHash  []byte
 		Revoked     *string
 	}
 	err := s.db.WithContext(ctx).Table("service_tokens AS t").
-		Select("t.principal_id, p.account_id, p.role, t.secret_hash, CASE WHEN t.revoked IS NULL THEN NULL ELSE 'y' END AS revoked").
+		Select("t.principal_id, p.account_id, p.role, p.name, t.secret_hash, CASE WHEN t.revoked IS NULL THEN NULL ELSE 'y' END AS revoked").
 		Joins("JOIN principals p ON p.id = t.principal_id").
 		Where("t.lookup_id = ?", lookupID).
 		Take(&row).Error
@@ -121,7 +123,7 @@ func (s *Store) LookupCredential(ctx context.Context, lookupID string) (Credenti
 	if err != nil {
 		return Credential{}, fmt.Errorf("look up service token: %w", err)
 	}
-	c := Credential{PrincipalID: row.PrincipalID, AccountID: row.AccountID, Role: row.Role, Revoked: row.Revoked != nil}
+	c := Credential{PrincipalID: row.PrincipalID, AccountID: row.AccountID, Role: row.Role, Name: row.Name, Revoked: row.Revoked != nil}
 	copy(c.SecretHash[:], row.SecretHash)
 	return c, nil
 }

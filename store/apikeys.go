@@ -3,10 +3,13 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
@@ -22,6 +25,9 @@ func (s *Store) ListAPIKeys(ctx context.Context, accountID uuid.UUID, cur *Curso
 	q := after(db.Where("account_id = ?", accountID), "", cur).Order("created, id").Limit(limit + 1)
 	if err := q.Find(&page.Items).Error; err != nil {
 		return page, fmt.Errorf("list api keys: %w", err)
+	}
+	if err := loadScopes(db, page.Items); err != nil {
+		return page, err
 	}
 	if len(page.Items) > limit {
 		page.Items = page.Items[:limit]
@@ -41,10 +47,13 @@ func (s *Store) GetAPIKey(ctx context.Context, accountID, id uuid.UUID) (APIKey,
 	if err != nil {
 		return k, fmt.Errorf("get api key %s: %w", id, err)
 	}
-	return k, nil
+	keys := []APIKey{k}
+	err = loadScopes(s.db.WithContext(ctx), keys)
+	return keys[0], err
 }
 
 // CreateAPIKey stores a new key. A nil name gets a generated one, unique within the account.
+// k.DatasetIDs (nil: unscoped) must all be datasets the account sees (InvalidDatasetError).
 func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *string, k APIKey) (APIKey, error) {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		k.ID = uuid.New()
@@ -64,10 +73,14 @@ func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *str
 		} else if k.Name, err = uniqueName(tx, accountID); err != nil {
 			return err
 		}
-		if err := tx.Create(&k).Error; err != nil {
+		k.DatasetScoped = k.DatasetIDs != nil
+		if err := tx.Omit("DatasetIDs").Create(&k).Error; err != nil {
 			return fmt.Errorf("create api key: %w", err)
 		}
-		return nil
+		if err := s.writeScope(tx, &k, false); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, accountID, ActionKeyCreate, TargetKey, k.ID, keyDiff(APIKey{}, k))
 	})
 	return k, err
 }
@@ -75,8 +88,14 @@ func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *str
 // UpdateAPIKey applies change to a key inside a transaction that holds the key (lockForUpdate)
 // from read to write, so concurrent changes of different fields are all kept and a change racing
 // a delete either commits first or is ErrNotFound. When change sets regenerateName, a fresh
-// unique name replaces the current one.
-func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, change func(k *APIKey) (regenerateName bool)) (APIKey, error) {
+// unique name replaces the current one. change returns an error to refuse (it is returned as it
+// is, and nothing is written).
+//
+// Lock order: the key row first, then the dataset scope's rows; the datasets a new scope names
+// are read without locks, and their foreign keys make a racing dataset delete either commit
+// first (the insert fails: InvalidDatasetError) or wait for this change (its cascade then drops
+// the id). A dataset delete never locks key rows, so the two cannot deadlock.
+func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, change func(k *APIKey) (regenerateName bool, err error)) (APIKey, error) {
 	var k APIKey
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
@@ -86,15 +105,27 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 		if err != nil {
 			return fmt.Errorf("get api key %s: %w", id, err)
 		}
-		if change(&k) {
+		keys := []APIKey{k}
+		if err := loadScopes(tx, keys); err != nil {
+			return err
+		}
+		k = keys[0]
+		before := k
+		regenerate, err := change(&k)
+		if err != nil {
+			return err
+		}
+		if regenerate {
 			if k.Name, err = uniqueName(tx, accountID); err != nil {
 				return err
 			}
 		}
 		k.Changed = later(k.Changed)
+		k.DatasetScoped = k.DatasetIDs != nil
 		res := tx.Model(&APIKey{}).Where("account_id = ? AND id = ?", accountID, id).Updates(map[string]any{
 			"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
-			"origins": k.Origins, "changed": k.Changed,
+			"origins": k.Origins, "changed": k.Changed, "expires_at": k.ExpiresAt, "enabled": k.Enabled,
+			"dataset_scoped": k.DatasetScoped, "ip_ranges": k.IPRanges,
 			"rate_limit_rps": k.RateLimitRPS, "rate_limit_burst": k.RateLimitBurst, "monthly_quota": k.MonthlyQuota,
 		})
 		if res.Error != nil {
@@ -104,9 +135,158 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 			// Unreachable while the row is locked; kept so a lost lock can never answer success.
 			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
 		}
-		return announce(keyChange(k.Token))
+		if !slices.Equal(before.DatasetIDs, k.DatasetIDs) || (before.DatasetIDs == nil) != (k.DatasetIDs == nil) {
+			if err := s.writeScope(tx, &k, true); err != nil {
+				return err
+			}
+		}
+		if err := s.audit(ctx, tx, accountID, ActionKeyChange, TargetKey, id, keyDiff(before, k)); err != nil {
+			return err
+		}
+		return announce(keyChange(k.ID))
 	})
 	return k, err
+}
+
+// InvalidDatasetError: a key's dataset_ids names a dataset its account does not see (or none).
+type InvalidDatasetError struct {
+	Index int
+	ID    uuid.UUID
+}
+
+func (e *InvalidDatasetError) Error() string {
+	return fmt.Sprintf("dataset_ids[%d]: %s is not a dataset of the key's account", e.Index, e.ID)
+}
+
+// writeScope stores k's dataset scope (none when unscoped), replacing the stored one when
+// replace, after checking with the access rules that the key's account sees every dataset it
+// names. Duplicates are dropped (first kept).
+//
+// Lock order, against a racing dataset delete (which locks its dataset row, then cascades to
+// the scope rows naming it, and never locks a key): the key row (the caller's), then the named
+// datasets' rows in KEY SHARE mode, and only then the scope rows. Taking the scope rows first
+// would deadlock with a delete of a dataset the key already names.
+func (s *Store) writeScope(tx *gorm.DB, k *APIKey, replace bool) error {
+	if k.DatasetIDs != nil && s.dialect == Postgres && len(k.DatasetIDs) > 0 {
+		var locked []string
+		err := tx.Raw("SELECT id FROM datasets WHERE id IN ? ORDER BY id FOR KEY SHARE", idStrings(k.DatasetIDs)).Scan(&locked).Error
+		if err != nil {
+			return fmt.Errorf("lock datasets of api key %s: %w", k.ID, err)
+		}
+	}
+	if replace {
+		if err := tx.Where("key_id = ?", k.ID).Delete(&APIKeyDataset{}).Error; err != nil {
+			return fmt.Errorf("clear dataset scope of api key %s: %w", k.ID, err)
+		}
+	}
+	if k.DatasetIDs == nil {
+		return nil
+	}
+	facts, err := s.datasetsAccess(tx, Caller{AccountID: k.AccountID}, k.DatasetIDs, false)
+	if err != nil {
+		return err
+	}
+	seen := make(map[uuid.UUID]bool, len(k.DatasetIDs))
+	ids := make([]uuid.UUID, 0, len(k.DatasetIDs))
+	for i, id := range k.DatasetIDs {
+		a, ok := facts[id]
+		if !ok || a.See(Caller{AccountID: k.AccountID}) != nil {
+			return &InvalidDatasetError{Index: i, ID: id}
+		}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		row := APIKeyDataset{KeyID: k.ID, DatasetID: id, Position: len(ids)}
+		if err := tx.Create(&row).Error; err != nil {
+			if errors.Is(err, gorm.ErrForeignKeyViolated) {
+				// Deleted since it was read (unreachable on PostgreSQL while it is locked).
+				return &InvalidDatasetError{Index: i, ID: id}
+			}
+			return fmt.Errorf("scope api key %s to dataset %s: %w", k.ID, id, err)
+		}
+		ids = append(ids, id)
+	}
+	k.DatasetIDs = ids
+	return nil
+}
+
+// loadScopes fills the DatasetIDs of the scoped keys among keys, in one statement.
+func loadScopes(db *gorm.DB, keys []APIKey) error {
+	var scoped []string
+	at := map[uuid.UUID]int{}
+	for i := range keys {
+		keys[i].DatasetIDs = nil
+		if keys[i].DatasetScoped {
+			keys[i].DatasetIDs = []uuid.UUID{}
+			scoped = append(scoped, keys[i].ID.String())
+			at[keys[i].ID] = i
+		}
+	}
+	if len(scoped) == 0 {
+		return nil
+	}
+	var rows []APIKeyDataset
+	if err := db.Where("key_id IN ?", scoped).Order("key_id, position").Find(&rows).Error; err != nil {
+		return fmt.Errorf("load dataset scopes: %w", err)
+	}
+	for _, r := range rows {
+		k := &keys[at[r.KeyID]]
+		k.DatasetIDs = append(k.DatasetIDs, r.DatasetID)
+	}
+	return nil
+}
+
+// RotateAPIKey gives a key a fresh token. The replaced token keeps working, with the key's
+// rules, for grace (0: not at all); a previous token still in its grace from an earlier
+// rotation ends now (a key has at most two tokens).
+func (s *Store) RotateAPIKey(ctx context.Context, accountID, id uuid.UUID, grace time.Duration) (APIKey, error) {
+	var k APIKey
+	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
+		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get api key %s: %w", id, err)
+		}
+		token, err := newKeyToken()
+		if err != nil {
+			return err
+		}
+		now := Now()
+		k.PreviousTokenHash, k.PreviousTokenExpiresAt = nil, nil
+		if grace > 0 {
+			until := now.Add(grace)
+			k.PreviousTokenHash, k.PreviousTokenExpiresAt = TokenHash(k.Token), &until
+		}
+		k.Token = token
+		k.Changed = later(k.Changed)
+		err = tx.Model(&APIKey{}).Where("id = ?", id).Updates(map[string]any{
+			"token": k.Token, "previous_token_hash": k.PreviousTokenHash,
+			"previous_token_expires_at": k.PreviousTokenExpiresAt, "changed": k.Changed,
+		}).Error
+		if err != nil {
+			return fmt.Errorf("rotate api key %s: %w", id, err)
+		}
+		keys := []APIKey{k}
+		if err := loadScopes(tx, keys); err != nil {
+			return err
+		}
+		k = keys[0]
+		changes := map[string][2]any{"token": {"(rotated)", "(rotated)"}, "grace_seconds": {nil, int64(grace / time.Second)}}
+		if err := s.audit(ctx, tx, accountID, ActionKeyRotate, TargetKey, id, changes); err != nil {
+			return err
+		}
+		return announce(keyChange(k.ID))
+	})
+	return k, err
+}
+
+// TokenHash is what is kept of a previous key token.
+func TokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
 }
 
 // DeleteAPIKey removes a key of the account, or returns ErrNotFound.
@@ -120,10 +300,17 @@ func (s *Store) DeleteAPIKey(ctx context.Context, accountID, id uuid.UUID) error
 		if err != nil {
 			return fmt.Errorf("get api key %s: %w", id, err)
 		}
+		keys := []APIKey{k}
+		if err := loadScopes(tx, keys); err != nil {
+			return err
+		}
 		if err := tx.Where("id = ?", id).Delete(&APIKey{}).Error; err != nil {
 			return fmt.Errorf("delete api key %s: %w", id, err)
 		}
-		return announce(keyChange(k.Token))
+		if err := s.audit(ctx, tx, accountID, ActionKeyDelete, TargetKey, id, keyDiff(keys[0], APIKey{})); err != nil {
+			return err
+		}
+		return announce(keyChange(k.ID))
 	})
 }
 

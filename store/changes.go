@@ -11,7 +11,8 @@ import (
 
 // Channels of the changes caches must hear of; on PostgreSQL they are also NOTIFY channels.
 const (
-	// KeyChannel carries the token of a changed or deleted API key.
+	// KeyChannel carries the id of a changed, rotated or deleted API key (caches hold a key
+	// under each of its tokens, which the id reaches).
 	KeyChannel = "tilegate_api_keys"
 	// DatasetChannel carries the id of a dataset whose access, metadata or tiles changed.
 	DatasetChannel = "tilegate_datasets"
@@ -23,7 +24,7 @@ type Change struct {
 	Payload string
 }
 
-func keyChange(token string) Change     { return Change{KeyChannel, token} }
+func keyChange(id uuid.UUID) Change     { return Change{KeyChannel, id.String()} }
 func datasetChange(id uuid.UUID) Change { return Change{DatasetChannel, id.String()} }
 
 // subscribers hear of this process's changes once they are committed.

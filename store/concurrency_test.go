@@ -38,10 +38,10 @@ func TestUpdateAPIKeyConcurrentFieldsAllKept(t *testing.T) {
 		errs := make([]error, len(changes))
 		for i, change := range changes {
 			wg.Go(func() {
-				_, errs[i] = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) bool {
+				_, errs[i] = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) (bool, error) {
 					time.Sleep(50 * time.Millisecond)
 					change(k)
-					return false
+					return false, nil
 				})
 			})
 		}
@@ -73,7 +73,7 @@ func TestUpdateAPIKeyRacingDelete(t *testing.T) {
 		var deleteErr error
 		var wg sync.WaitGroup
 		var deletedBeforeCommit bool
-		_, err = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) bool {
+		_, err = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) (bool, error) {
 			wg.Go(func() {
 				deleteErr = st.DeleteAPIKey(ctx, acct.AccountID, k.ID)
 				deleted.Store(true)
@@ -82,7 +82,7 @@ func TestUpdateAPIKeyRacingDelete(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			deletedBeforeCommit = deleted.Load()
 			k.Name = "changed"
-			return false
+			return false, nil
 		})
 		wg.Wait()
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -96,7 +96,7 @@ func TestUpdateAPIKeyRacingDelete(t *testing.T) {
 			t.Errorf("after delete: %v", err)
 		}
 		// A change of a key already deleted is ErrNotFound.
-		if _, err := st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(*store.APIKey) bool { return false }); !errors.Is(err, store.ErrNotFound) {
+		if _, err := st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(*store.APIKey) (bool, error) { return false, nil }); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("change of a deleted key: %v", err)
 		}
 	})
@@ -218,7 +218,7 @@ func TestConcurrentWritersNoErrors(t *testing.T) {
 					var inner sync.WaitGroup
 					var changeErr, deleteErr error
 					inner.Go(func() {
-						_, changeErr = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) bool { k.Name = name; return false })
+						_, changeErr = st.UpdateAPIKey(ctx, acct.AccountID, k.ID, func(k *store.APIKey) (bool, error) { k.Name = name; return false, nil })
 					})
 					inner.Go(func() { deleteErr = st.DeleteAPIKey(ctx, acct.AccountID, k.ID) })
 					inner.Wait()
@@ -263,6 +263,74 @@ func TestConcurrentWritersNoErrors(t *testing.T) {
 		}
 		if len(all) != len(created)-len(deleted) {
 			t.Errorf("%d keys stored, want %d", len(all), len(created)-len(deleted))
+		}
+	})
+}
+
+// Writing a key's dataset_ids races deleting a dataset it names, in both orders, many times:
+// neither deadlocks (the lock order is key row, then scope rows; a delete never locks keys),
+// and whatever commits, no key is left naming a deleted dataset.
+func TestKeyScopeRacingDatasetDelete(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		st := db.Store
+		acct, err := st.CreateAccount(ctx, "scope")
+		must(t, err)
+		keep, err := st.CreateDataset(ctx, store.Dataset{AccountID: acct.AccountID, Name: "keep", Kind: "vector", Visibility: store.Private, Format: "pbf"})
+		must(t, err)
+		keys := make([]store.APIKey, 4)
+		for i := range keys {
+			keys[i], err = st.CreateAPIKey(ctx, acct.AccountID, nil, store.APIKey{Enabled: true})
+			must(t, err)
+		}
+		for round := range 15 {
+			d, err := st.CreateDataset(ctx, store.Dataset{AccountID: acct.AccountID, Name: fmt.Sprint("gone", round), Kind: "vector", Visibility: store.Private, Format: "pbf"})
+			must(t, err)
+			// One key already names it (the delete's cascade must find it), the others are
+			// being changed to name it while it is deleted.
+			_, err = st.UpdateAPIKey(ctx, acct.AccountID, keys[0].ID, func(k *store.APIKey) (bool, error) {
+				k.DatasetIDs = []uuid.UUID{keep.ID, d.ID}
+				return false, nil
+			})
+			must(t, err)
+			var wg sync.WaitGroup
+			errs := make([]error, len(keys))
+			// The key that names it is rewritten too (its scope rows are what the delete's
+			// cascade must lock).
+			wg.Go(func() {
+				_, errs[0] = st.UpdateAPIKey(ctx, acct.AccountID, keys[0].ID, func(k *store.APIKey) (bool, error) {
+					k.DatasetIDs = []uuid.UUID{d.ID}
+					return false, nil
+				})
+			})
+			for i := 1; i < len(keys); i++ {
+				wg.Go(func() {
+					_, errs[i] = st.UpdateAPIKey(ctx, acct.AccountID, keys[i].ID, func(k *store.APIKey) (bool, error) {
+						k.DatasetIDs = []uuid.UUID{d.ID, keep.ID}
+						return false, nil
+					})
+				})
+			}
+			var delErr error
+			wg.Go(func() { _, delErr = st.DeleteDataset(ctx, acct.AccountID, d.ID) })
+			wg.Wait()
+			must(t, delErr)
+			for i, err := range errs {
+				var de *store.InvalidDatasetError
+				if err != nil && !(errors.As(err, &de) && de.Index == 0) {
+					t.Fatalf("round %d key %d: %v", round, i, err)
+				}
+			}
+			for _, k := range keys {
+				got, err := st.GetAPIKey(ctx, acct.AccountID, k.ID)
+				must(t, err)
+				for _, id := range got.DatasetIDs {
+					if id == d.ID {
+						t.Fatalf("round %d: key %s still names the deleted dataset", round, k.ID)
+					}
+				}
+			}
 		}
 	})
 }

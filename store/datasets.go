@@ -51,14 +51,14 @@ func (a DatasetAccess) MayUse(c Caller) bool { return a.Use(c) == nil }
 // grants on them in one statement: metadata and every access check of a token batch cost a
 // single round trip. Unknown ids are absent from the map.
 func (s *Store) DatasetsAccess(ctx context.Context, c Caller, ids []uuid.UUID) (map[uuid.UUID]DatasetAccess, error) {
-	return s.datasetsAccess(ctx, c, ids, false)
+	return s.datasetsAccess(s.db.WithContext(ctx), c, ids, false)
 }
 
 // datasetsAccess runs the access statement. Token batches (full=false) skip the columns a
 // token does not carry; this is their hot statement. It is scanned by hand (GORM's reflective
 // scan cost more than the query) but still runs through GORM, so statement counting and error
 // translation apply.
-func (s *Store) datasetsAccess(ctx context.Context, c Caller, ids []uuid.UUID, full bool) (map[uuid.UUID]DatasetAccess, error) {
+func (s *Store) datasetsAccess(db *gorm.DB, c Caller, ids []uuid.UUID, full bool) (map[uuid.UUID]DatasetAccess, error) {
 	out := make(map[uuid.UUID]DatasetAccess, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -67,7 +67,7 @@ func (s *Store) datasetsAccess(ctx context.Context, c Caller, ids []uuid.UUID, f
 	if full {
 		cols += ", d.name, d.description, d.center, d.tile_file, d.created, d.changed"
 	}
-	rows, err := s.db.WithContext(ctx).Raw(`SELECT `+cols+`,
+	rows, err := db.Raw(`SELECT `+cols+`,
 			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.account_id = ?),
 			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.principal_id = ?)
 		FROM datasets d WHERE d.id IN ?`, c.AccountID.String(), c.PrincipalID.String(), idStrings(ids)).Rows()
@@ -107,7 +107,7 @@ func idStrings(ids []uuid.UUID) []string {
 // DatasetAccessOne is DatasetsAccess for one id, with every field of the dataset; ErrNotFound
 // when there is no such dataset.
 func (s *Store) DatasetAccessOne(ctx context.Context, c Caller, id uuid.UUID) (DatasetAccess, error) {
-	m, err := s.datasetsAccess(ctx, c, []uuid.UUID{id}, true)
+	m, err := s.datasetsAccess(s.db.WithContext(ctx), c, []uuid.UUID{id}, true)
 	if err != nil {
 		return DatasetAccess{}, err
 	}
@@ -146,10 +146,13 @@ func (s *Store) CreateDataset(ctx context.Context, d Dataset) (Dataset, error) {
 	d.Created = Now()
 	d.Changed = d.Created
 	d.AccessVersion = 1
-	if err := s.db.WithContext(ctx).Create(&d).Error; err != nil {
-		return d, fmt.Errorf("create dataset: %w", err)
-	}
-	return d, nil
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&d).Error; err != nil {
+			return fmt.Errorf("create dataset: %w", err)
+		}
+		return s.audit(ctx, tx, d.AccountID, ActionDatasetCreate, TargetDataset, d.ID, datasetDiff(Dataset{}, d))
+	})
+	return d, err
 }
 
 // UpdateDataset applies change to a dataset of the account inside a transaction. change returns
@@ -165,6 +168,7 @@ func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, chan
 		if err != nil {
 			return fmt.Errorf("get dataset %s: %w", id, err)
 		}
+		before := d
 		bump, err := change(&d)
 		if err != nil {
 			return err
@@ -180,6 +184,9 @@ func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, chan
 		if res.RowsAffected == 0 {
 			// Unreachable while the row is locked; kept so a lost lock can never answer success.
 			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
+		}
+		if err := s.audit(ctx, tx, accountID, ActionDatasetChange, TargetDataset, id, datasetDiff(before, d)); err != nil {
+			return err
 		}
 		return announce(datasetChange(id))
 	})
@@ -203,6 +210,9 @@ func (s *Store) DeleteDataset(ctx context.Context, accountID, id uuid.UUID) (Dat
 		}
 		if err := tx.Where("id = ?", id).Delete(&Dataset{}).Error; err != nil {
 			return fmt.Errorf("delete dataset %s: %w", id, err)
+		}
+		if err := s.audit(ctx, tx, accountID, ActionDatasetDelete, TargetDataset, id, datasetDiff(d, Dataset{})); err != nil {
+			return err
 		}
 		return announce(datasetChange(id))
 	})
@@ -252,6 +262,9 @@ func (s *Store) CreateGrant(ctx context.Context, ownerID, datasetID uuid.UUID, a
 			}
 			return fmt.Errorf("create grant: %w", err)
 		}
+		if err := s.audit(ctx, tx, ownerID, ActionGrantCreate, TargetGrant, g.ID, grantDiff(Grant{}, g)); err != nil {
+			return err
+		}
 		return s.bumpAccess(tx, announce, datasetID)
 	})
 	return g, err
@@ -260,12 +273,27 @@ func (s *Store) CreateGrant(ctx context.Context, ownerID, datasetID uuid.UUID, a
 // DeleteGrant revokes a grant of a dataset and bumps its access_version.
 func (s *Store) DeleteGrant(ctx context.Context, datasetID, grantID uuid.UUID) error {
 	return s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
+		var g Grant
+		err := tx.Where("id = ? AND dataset_id = ?", grantID, datasetID).Take(&g).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fmt.Errorf("grant %s: %w", grantID, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("get grant %s: %w", grantID, err)
+		}
 		res := tx.Where("id = ? AND dataset_id = ?", grantID, datasetID).Delete(&Grant{})
 		if res.Error != nil {
 			return fmt.Errorf("delete grant %s: %w", grantID, res.Error)
 		}
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("grant %s: %w", grantID, ErrNotFound)
+		}
+		var owner Dataset
+		if err := tx.Select("account_id").Where("id = ?", datasetID).Take(&owner).Error; err != nil {
+			return fmt.Errorf("owner of dataset %s: %w", datasetID, err)
+		}
+		if err := s.audit(ctx, tx, owner.AccountID, ActionGrantDelete, TargetGrant, grantID, grantDiff(g, Grant{})); err != nil {
+			return err
 		}
 		return s.bumpAccess(tx, announce, datasetID)
 	})

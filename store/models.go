@@ -51,6 +51,20 @@ type APIKey struct {
 	Created     time.Time
 	Changed     time.Time
 	LastUsed    *time.Time
+	// ExpiresAt is when the key stops working; nil: never.
+	ExpiresAt *time.Time
+	Enabled   bool
+	// DatasetScoped limits the key to DatasetIDs (kept in api_key_datasets, in their order);
+	// unscoped keys may read every dataset their account may use. Reads fill DatasetIDs
+	// (nil when unscoped); writes take it as the whole list (nil: unscoped).
+	DatasetScoped bool
+	DatasetIDs    []uuid.UUID `gorm:"-"`
+	// IPRanges are normalised CIDRs; nil: any client address.
+	IPRanges *StringList
+	// PreviousTokenHash is the SHA-256 of the token a rotation replaced, which keeps working
+	// until PreviousTokenExpiresAt.
+	PreviousTokenHash      []byte
+	PreviousTokenExpiresAt *time.Time
 	// RateLimitRPS and RateLimitBurst are the key's rate limit (both nil: none); MonthlyQuota
 	// the tiles it may serve per calendar month, UTC (nil: no quota).
 	RateLimitRPS   *int `gorm:"column:rate_limit_rps"`
@@ -59,6 +73,15 @@ type APIKey struct {
 }
 
 func (APIKey) TableName() string { return "api_keys" }
+
+// APIKeyDataset is one dataset of a key's dataset scope.
+type APIKeyDataset struct {
+	KeyID     uuid.UUID `gorm:"primaryKey"`
+	DatasetID uuid.UUID `gorm:"primaryKey"`
+	Position  int
+}
+
+func (APIKeyDataset) TableName() string { return "api_key_datasets" }
 
 // StringList is a JSON array column (jsonb on PostgreSQL, text on SQLite).
 type StringList []string

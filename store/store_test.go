@@ -330,7 +330,7 @@ func TestChangesReachSubscribersAfterCommit(t *testing.T) {
 		if got := take(); len(got) != 0 {
 			t.Errorf("creating announced %v", got)
 		}
-		keyCh := store.Change{Channel: store.KeyChannel, Payload: k.Token}
+		keyCh := store.Change{Channel: store.KeyChannel, Payload: k.ID.String()}
 		dsCh := store.Change{Channel: store.DatasetChannel, Payload: d.ID.String()}
 
 		_, err = st.UpdateDataset(ctx, a.AccountID, d.ID, func(*store.Dataset) (bool, error) { return true, errors.New("no") })
@@ -343,7 +343,7 @@ func TestChangesReachSubscribersAfterCommit(t *testing.T) {
 			want store.Change
 		}{
 			{"update key", func() error {
-				_, err := st.UpdateAPIKey(ctx, a.AccountID, k.ID, func(*store.APIKey) bool { return false })
+				_, err := st.UpdateAPIKey(ctx, a.AccountID, k.ID, func(*store.APIKey) (bool, error) { return false, nil })
 				return err
 			}, keyCh},
 			{"update dataset", func() error {
@@ -361,7 +361,7 @@ func TestChangesReachSubscribersAfterCommit(t *testing.T) {
 			}
 		}
 		unsubscribe()
-		_, err = st.UpdateAPIKey(ctx, a.AccountID, k.ID, func(*store.APIKey) bool { return false })
+		_, err = st.UpdateAPIKey(ctx, a.AccountID, k.ID, func(*store.APIKey) (bool, error) { return false, nil })
 		if !errors.Is(err, store.ErrNotFound) || len(take()) != 0 {
 			t.Errorf("after unsubscribing: err %v", err)
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -14,17 +15,31 @@ import (
 // statements here run on a cache miss only. Ids are passed as text: pgx otherwise probes several
 // encode plans for uuid.UUID per parameter.
 
-// APIKeyByToken returns the key with that public token, or ErrNotFound.
-func (s *Store) APIKeyByToken(ctx context.Context, token string) (APIKey, error) {
-	var k APIKey
-	err := s.db.WithContext(ctx).Where("token = ?", token).Take(&k).Error
+// APIKeyByToken returns the key whose current or previous token is token (previous tells
+// which: the previous token works until the key's PreviousTokenExpiresAt), with its dataset
+// scope; ErrNotFound when there is none. Only the previous token's hash is stored.
+func (s *Store) APIKeyByToken(ctx context.Context, token string) (k APIKey, previous bool, err error) {
+	db := s.db.WithContext(ctx)
+	hash := TokenHash(token)
+	err = db.Where("token = ? OR previous_token_hash = ?", token, hash).Take(&k).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return k, fmt.Errorf("api key: %w", ErrNotFound)
+		return k, false, fmt.Errorf("api key: %w", ErrNotFound)
 	}
 	if err != nil {
-		return k, fmt.Errorf("look up api key: %w", err)
+		return k, false, fmt.Errorf("look up api key: %w", err)
 	}
-	return k, nil
+	switch {
+	case subtle.ConstantTimeCompare([]byte(k.Token), []byte(token)) == 1:
+	case subtle.ConstantTimeCompare(k.PreviousTokenHash, hash) == 1:
+		previous = true
+	default:
+		return APIKey{}, false, fmt.Errorf("api key: %w", ErrNotFound)
+	}
+	keys := []APIKey{k}
+	if err := loadScopes(db, keys); err != nil {
+		return k, false, err
+	}
+	return keys[0], previous, nil
 }
 
 // TileSource is a dataset with the accounts it is shared with: everything needed to decide, with
@@ -78,6 +93,7 @@ func (s *Store) ReplaceTiles(ctx context.Context, accountID, id uuid.UUID, chang
 			return fmt.Errorf("get dataset %s: %w", id, err)
 		}
 		old = d.TileFile
+		before := d
 		if err := change(&d); err != nil {
 			return err
 		}
@@ -89,6 +105,9 @@ func (s *Store) ReplaceTiles(ctx context.Context, accountID, id uuid.UUID, chang
 		}).Error
 		if err != nil {
 			return fmt.Errorf("update tiles of dataset %s: %w", id, err)
+		}
+		if err := s.audit(ctx, tx, accountID, ActionDatasetUpload, TargetDataset, id, datasetDiff(before, d)); err != nil {
+			return err
 		}
 		return announce(datasetChange(id))
 	})

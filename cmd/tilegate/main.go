@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,6 +55,8 @@ type serveCmd struct {
 	Addr               string        `env:"TILEGATE_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
 	PublicURL          string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
 	AuthCacheTTL       time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
+	TrustedProxies     []string      `name:"trusted-proxies" env:"TILEGATE_TRUSTED_PROXIES" sep:"," help:"CIDRs of proxies whose X-Forwarded-For gives the client address for keys' ip_ranges (default none: the peer address)."`
+	AuditRetention     time.Duration `name:"audit-retention" env:"TILEGATE_AUDIT_RETENTION" default:"9600h" help:"How long audit events are kept (default 400 days)."`
 	ShutdownTimeout    time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM."`
 	SigningKeys        string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
 	DataDir            string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas)."`
@@ -98,6 +102,10 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	proxies, err := trustedProxies(c.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	m := metrics.New()
 	srv, err := server.New(st, server.Config{
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
@@ -105,6 +113,7 @@ func (c *serveCmd) Run() error {
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
 		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
+		TrustedProxies: proxies, AuditRetention: c.AuditRetention,
 		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
 		Metrics: m,
 	})
@@ -149,6 +158,27 @@ func (c *serveCmd) Run() error {
 }
 
 // staleIfError maps the flag's 0 ("not at all") to the server's negative (its 0 is the default).
+// trustedProxies parses TILEGATE_TRUSTED_PROXIES: CIDRs or single addresses.
+func trustedProxies(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("TILEGATE_TRUSTED_PROXIES: %q is not a CIDR or an IP address", s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
 func staleIfError(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1

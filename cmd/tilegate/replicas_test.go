@@ -161,3 +161,82 @@ func TestDatasetsUploadCLI(t *testing.T) {
 		}
 	}
 }
+
+// Rotation and key settings changed through replica A reach replica B's warm tile cache within
+// a second: the token a rotation ended is refused there, the grace token works, the new one works.
+func TestReplicasShareRotation(t *testing.T) {
+	dbURL, _ := freshPostgres(t)
+	acct := createAccount(t, dbURL)
+	env := []string{"TILEGATE_DATA_DIR=" + t.TempDir(), "TILEGATE_TILE_CACHE_TTL=1h"}
+	a := startServer(t, dbURL, env...)
+	b := startServer(t, dbURL, env...)
+	hc := validatingClient(t)
+	dataset := repCreateDataset(t, a, acct.Token)
+	if up := repUploadCLI(t, a.url, acct.Token, dataset, repTilesFile(t, "t.mbtiles", [3]int{0, 0, 0}, "\x1a\x02ok")); up.code != 0 {
+		t.Fatalf("upload: exit %d\n%s", up.code, up.stderr)
+	}
+	status, body := a.do(t, hc, "POST", "/v1/api_keys", acct.Token, `{}`)
+	if status != 200 {
+		t.Fatalf("create key: %d %s", status, body)
+	}
+	var key struct{ ID, Token string }
+	must(t, json.Unmarshal(body, &key))
+	tile := func(p *serverProc, token string) int {
+		status, _ := p.do(t, hc, "GET", "/api/tiles/"+dataset+"/0/0/0.pbf?key="+url.QueryEscape(token), "", "")
+		return status
+	}
+	rotate := func(grace int) string {
+		t.Helper()
+		status, body := a.do(t, hc, "POST", "/v1/api_keys/"+key.ID+"/rotate", acct.Token, `{"grace_seconds":`+strconv.Itoa(grace)+`}`)
+		if status != 200 {
+			t.Fatalf("rotate: %d %s", status, body)
+		}
+		var k struct{ Token string }
+		must(t, json.Unmarshal(body, &k))
+		return k.Token
+	}
+	wantOn := func(p *serverProc, token string, want int, what string) {
+		t.Helper()
+		waitFor(t, time.Second, what, func() (bool, string) {
+			s := tile(p, token)
+			return s == want, "status " + strconv.Itoa(s)
+		})
+	}
+	// Warm B (its listener connects with the first entry and flushes the cache).
+	for range 2 {
+		if s := tile(b, key.Token); s != 200 {
+			t.Fatalf("tile on B: %d", s)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// With grace: both tokens work on B.
+	t1 := rotate(3600)
+	wantOn(b, t1, 200, "B to serve the new token")
+	if s := tile(b, key.Token); s != 200 {
+		t.Errorf("the token in grace on B: %d", s)
+	}
+	// Rotating again ends the older token at once, on B too.
+	t2 := rotate(3600)
+	wantOn(b, key.Token, 403, "B to refuse the token a second rotation ended")
+	for _, tok := range []string{t1, t2} {
+		if s := tile(b, tok); s != 200 {
+			t.Errorf("token on B after the second rotation: %d", s)
+		}
+	}
+	// Disabling through A refuses every token of the key on B.
+	if status, body := a.do(t, hc, "POST", "/v1/api_keys/"+key.ID+"/change_settings", acct.Token, `{"enabled":false}`); status != 200 {
+		t.Fatalf("disable: %d %s", status, body)
+	}
+	wantOn(b, t1, 403, "B to refuse the disabled key's grace token")
+	wantOn(b, t2, 403, "B to refuse the disabled key")
+	if status, body := a.do(t, hc, "POST", "/v1/api_keys/"+key.ID+"/change_settings", acct.Token, `{"enabled":true}`); status != 200 {
+		t.Fatalf("enable: %d %s", status, body)
+	}
+	wantOn(b, t2, 200, "B to serve the re-enabled key")
+	// Without grace: the old token is refused on B within a second.
+	t3 := rotate(0)
+	wantOn(b, t2, 403, "B to refuse the token revoked by a rotation without grace")
+	wantOn(b, t1, 403, "B to refuse the older token")
+	wantOn(b, t3, 200, "B to serve the newest token")
+}

@@ -351,6 +351,28 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "headTile", method: "HEAD", path: tile(ras.ID, "0/0/0", "png", "?key=nope"), want: 403, direct: true})
 	s.do(call{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "png", tok), want: 404, direct: true})
 
+	// A key over its monthly quota (1 tile): 429 quota_exceeded, GET and HEAD.
+	var spent struct {
+		Token string `json:"token"`
+	}
+	s.decode(s.do(call{op: "createAPIKey", method: "POST", path: "/v1/api_keys", auth: A, ctype: "application/json",
+		body: []byte(`{"name":"metered","monthly_quota":1,"rate_limit":{"requests_per_second":1000,"burst":1000}}`), want: 200}), &spent)
+	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 200})
+	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429})
+	s.do(call{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429, direct: true})
+
+	// Usage of a key and of a dataset.
+	kup := "/v1/api_keys/" + key.ID + "/usage"
+	dup := "/api/datasets/" + vec.ID + "/usage"
+	for _, u := range []struct{ op, path string }{{"getAPIKeyUsage", kup}, {"getDatasetUsage", dup}} {
+		s.do(call{op: u.op, method: "GET", path: u.path, auth: viewer, want: 200})
+		s.do(call{op: u.op, method: "GET", path: u.path + "?granularity=day&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z", auth: A, want: 200})
+		s.do(call{op: u.op, method: "GET", path: u.path, auth: badToken, want: 401})
+		s.do(call{op: u.op, method: "GET", path: u.path, auth: B, want: 404})
+		s.do(call{op: u.op, method: "GET", path: u.path + "?granularity=week", auth: A, want: 422, invalid: true})
+		s.do(call{op: u.op, method: "GET", path: u.path + "?from=2000-01-01T00:00:00Z", auth: A, want: 422})
+	}
+
 	tj := func(id, q string) string { return "/api/tiles/" + id + "/tilejson.json" + q }
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(vec.ID, keyQ), header: origin, want: 200})
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(vec.ID, ""), auth: A, want: 200})
@@ -359,6 +381,38 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(vec.ID, keyQ), header: map[string]string{"Origin": "https://evil.test"}, want: 403})
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(ras.ID, ""), auth: B, want: 404})
 	s.do(call{op: "getTileJSON", method: "GET", path: tj(vec.ID, "?exp=-5"), want: 422, invalid: true})
+
+	// Key lifecycle: the new settings, a dry run, rotation with grace, the audit trail.
+	life := []byte(`{"expires_at":"2999-01-01T00:00:00Z","enabled":true,"dataset_ids":["` + vec.ID + `"],"ip_ranges":["10.0.0.1/8","0.0.0.0/0","::/0"]}`)
+	s.do(call{op: "changeAPIKeySettings", method: "POST", path: cp, auth: A, ctype: "application/json", body: life, want: 200})
+	s.do(call{op: "changeAPIKeySettings", method: "POST", path: cp, auth: A, ctype: "application/json", body: []byte(`{"ip_ranges":["not-a-range"]}`), want: 422})
+	chk := kp + "/check"
+	checkBody := []byte(`{"dataset_id":"` + vec.ID + `","origin":"https://maps.example.com","user_agent":"prism","ip":"10.1.2.3"}`)
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: viewer, ctype: "application/json", body: checkBody, want: 200})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"` + ras.ID + `","origin":"https://evil.test"}`), want: 200})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, ctype: "application/json", body: checkBody, want: 401, invalid: true})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: B, ctype: "application/json", body: checkBody, want: 404})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"` + vec.ID + `","origin":"` + huge + `"}`), want: 413, invalid: true})
+	s.do(call{op: "checkAPIKey", method: "POST", path: chk, auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"x"}`), want: 422, invalid: true})
+	rp := kp + "/rotate"
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: A, ctype: "application/json", body: []byte(`{"grace_seconds":3600}`), want: 200})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: editor, want: 200})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, ctype: "application/json", body: []byte(`{}`), want: 401, invalid: true})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: viewer, ctype: "application/json", body: []byte(`{}`), want: 403})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: B, ctype: "application/json", body: []byte(`{}`), want: 404})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: A, ctype: "application/json", body: []byte(`{"grace_seconds":1,"pad":"` + huge + `"}`), want: 413, invalid: true})
+	s.do(call{op: "rotateAPIKey", method: "POST", path: rp, auth: A, ctype: "application/json", body: []byte(`{"grace_seconds":-1}`), want: 422, invalid: true})
+	var trail struct {
+		Cursor *string `json:"cursor"`
+	}
+	s.decode(s.do(call{op: "listAudit", method: "GET", path: "/api/audit/?limit=10", auth: A, want: 200}), &trail)
+	if trail.Cursor == nil {
+		s.t.Fatal("the audit trail's first page of 10 has no cursor")
+	}
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/?limit=10&cursor=" + url.QueryEscape(*trail.Cursor), auth: A, want: 200})
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/", want: 401, invalid: true})
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/", auth: editor, want: 403})
+	s.do(call{op: "listAudit", method: "GET", path: "/api/audit/?limit=5", auth: A, want: 422, invalid: true})
 
 	// Deletions.
 	s.do(call{op: "deleteGrant", method: "DELETE", path: gp(vec.ID) + grant.ID + "/", auth: badToken, want: 401})
@@ -403,6 +457,9 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 		{op: "getAPIKey", method: "GET", path: kp, auth: A},
 		{op: "changeAPIKeySettings", method: "POST", path: cp, auth: A, ctype: "application/json", body: []byte(`{}`)},
 		{op: "deleteAPIKey", method: "DELETE", path: kp, auth: A},
+		{op: "rotateAPIKey", method: "POST", path: kp + "/rotate", auth: A, ctype: "application/json", body: []byte(`{}`)},
+		{op: "checkAPIKey", method: "POST", path: kp + "/check", auth: A, ctype: "application/json", body: []byte(`{"dataset_id":"` + vec.ID + `"}`)},
+		{op: "listAudit", method: "GET", path: "/api/audit/", auth: A},
 		{op: "listDatasets", method: "GET", path: "/api/datasets/", auth: A},
 		{op: "createDataset", method: "POST", path: "/api/datasets/", auth: A, ctype: "application/json", body: []byte(`{"name":"x","kind":"vector"}`)},
 		{op: "getDataset", method: "GET", path: other, auth: A},
@@ -418,6 +475,8 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 		{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key"), header: origin},
 		{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key-2"), header: origin, direct: true},
 		{op: "getTileJSON", method: "GET", path: tj(vec.ID, "?key=uncached-key-3"), header: origin},
+		{op: "getAPIKeyUsage", method: "GET", path: kup, auth: A},
+		{op: "getDatasetUsage", method: "GET", path: dup, auth: A},
 	} {
 		c.want = 503
 		s.do(c)

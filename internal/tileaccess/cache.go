@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -54,6 +55,8 @@ type tileCache struct {
 	mu    sync.Mutex
 	epoch uint64               // guarded by mu; bumped by every invalidation
 	paths map[uuid.UUID]string // dataset id → the tile file its last load saw; guarded by mu
+	// tokens: key id → the tokens its entries are cached under (evictKey); guarded by mu.
+	tokens map[uuid.UUID][]string
 
 	// started is called after every load: the listener (PostgreSQL) starts with the first entry,
 	// as nothing needs invalidating before.
@@ -135,6 +138,7 @@ func newTileCache(cfg Config) *tileCache {
 		publicCC:      "public, max-age=" + seconds(cfg.PublicTileMaxAge),
 		privateCC:     "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
 		paths:         map[uuid.UUID]string{},
+		tokens:        map[uuid.UUID][]string{},
 		started:       func() {},
 	}
 	if c.refreshFailed == nil {
@@ -198,7 +202,7 @@ func (c *tileCache) key(ctx context.Context, token string) (*KeyEntry, error) {
 
 func (c *tileCache) loadKey(ctx context.Context, token string) (*KeyEntry, error) {
 	epoch := c.currentEpoch()
-	k, err := c.store.APIKeyByToken(ctx, token)
+	k, previous, err := c.store.APIKeyByToken(ctx, token)
 	e := &KeyEntry{loaded: time.Now()}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -216,18 +220,42 @@ func (c *tileCache) loadKey(ctx context.Context, token string) (*KeyEntry, error
 			policy, _ = origin.Compile([]string{"invalid.invalid"}, "")
 		}
 		e = &KeyEntry{loaded: e.loaded, Found: true, ID: k.ID, AccountID: k.AccountID, Policy: policy,
-			Rules: access.Key{Account: k.AccountID}, MonthlyQuota: k.MonthlyQuota}
+			Rules: keyRules(k, previous), MonthlyQuota: k.MonthlyQuota}
 		if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
 			e.RateLimit = &usagemeter.RateLimit{RPS: *k.RateLimitRPS, Burst: *k.RateLimitBurst}
 		}
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
-		c.keys.Add(token, e)
+		c.addKey(token, e)
 	}
 	c.mu.Unlock()
 	c.started()
 	return e, nil
+}
+
+// keyRules are k's rules for access.UseKey, as looked up by its previous token or its current one.
+func keyRules(k store.APIKey, previous bool) access.Key {
+	r := access.Key{Account: k.AccountID, Disabled: !k.Enabled, Datasets: k.DatasetIDs}
+	if k.ExpiresAt != nil {
+		r.Expires = *k.ExpiresAt
+	}
+	if k.IPRanges != nil {
+		r.IPRanges = make([]netip.Prefix, 0, len(*k.IPRanges))
+		for _, s := range *k.IPRanges {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				r.IPRanges = append(r.IPRanges, p)
+			}
+			// Ranges are validated when written; one that no longer parses allows nothing.
+		}
+	}
+	if previous {
+		r.TokenUntil = time.Unix(0, 0) // no grace recorded: retired
+		if k.PreviousTokenExpiresAt != nil {
+			r.TokenUntil = *k.PreviousTokenExpiresAt
+		}
+	}
+	return r
 }
 
 // dataset returns the dataset's entry; a negative one when there is no such dataset.
@@ -377,12 +405,32 @@ func (c *tileCache) currentEpoch() uint64 {
 	return c.epoch
 }
 
-// evictKey drops a key by token (a NOTIFY carries the token).
-func (c *tileCache) evictKey(token string) {
+// evictKey drops every cached token of a key (its current token and, after a rotation, its
+// previous one): a change NOTIFY carries the key's id.
+func (c *tileCache) evictKey(id uuid.UUID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.epoch++
-	c.keys.Remove(token)
+	for _, token := range c.tokens[id] {
+		c.keys.Remove(token)
+	}
+	delete(c.tokens, id)
+}
+
+// addKey caches e under token and indexes it by the key's id; the caller holds mu. Tokens the
+// LRU has let go are dropped from the index on the way, so it holds a key's live tokens only.
+func (c *tileCache) addKey(token string, e *KeyEntry) {
+	c.keys.Add(token, e)
+	if !e.Found {
+		return
+	}
+	list := c.tokens[e.ID][:0:0]
+	for _, t := range c.tokens[e.ID] {
+		if _, ok := c.keys.Peek(t); ok && t != token {
+			list = append(list, t)
+		}
+	}
+	c.tokens[e.ID] = append(list, token)
 }
 
 func (c *tileCache) evictDataset(id uuid.UUID) {
@@ -408,7 +456,9 @@ func (c *tileCache) evictDatasetEntry(id uuid.UUID, e *DatasetEntry) {
 func (c *tileCache) apply(ch store.Change) {
 	switch ch.Channel {
 	case store.KeyChannel:
-		c.evictKey(ch.Payload)
+		if id, err := uuid.Parse(ch.Payload); err == nil {
+			c.evictKey(id)
+		}
 	case store.DatasetChannel:
 		if id, err := uuid.Parse(ch.Payload); err == nil {
 			c.evictDataset(id)

@@ -17,7 +17,7 @@ import (
 
 // listener evicts tile cache entries when any replica changes an API key or a dataset: on
 // PostgreSQL those changes send NOTIFY inside their transaction (store.KeyChannel with the key's
-// token, store.DatasetChannel with the dataset's id), delivered on commit. It holds one dedicated
+// id, store.DatasetChannel with the dataset's id), delivered on commit. It holds one dedicated
 // connection, reconnects with backoff, and flushes the whole cache (every entry is refreshed on
 // its next use) after every (re)connect since notifications sent meanwhile are lost. While it is
 // down the cache's TTL bounds staleness.

@@ -86,7 +86,6 @@ func New(cfg Config) *Meter {
 	}
 	m := &Meter{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, counter: newCounter(),
 		id: uuid.New(), kick: make(chan struct{}, 1), stop: make(chan struct{})}
-	m.replicas.Store(1)
 	m.wg.Add(1)
 	go m.retentionLoop()
 	return m
@@ -131,7 +130,7 @@ func (m *Meter) Admit(now time.Time, key uuid.UUID, rl *RateLimit, quota *int64)
 	defer k.mu.Unlock()
 	if rl != nil {
 		m.beatOnce.Do(m.startHeartbeat)
-		if v := k.admitRate(now.UnixNano(), *rl, int(m.replicas.Load())); v.Reason != "" {
+		if v := k.admitRate(now.UnixNano(), *rl, max(1, int(m.replicas.Load()))); v.Reason != "" {
 			return v
 		}
 	}
@@ -180,8 +179,15 @@ func (m *Meter) inflightServed(key uuid.UUID, since int64) int64 {
 	return n
 }
 
-// Replicas is the number of live replicas this one shares rate limits with (1 until known).
-func (m *Meter) Replicas() int { return int(m.replicas.Load()) }
+// Replicas is the number of live replicas this one shares rate limits with: always 1 on SQLite;
+// on PostgreSQL 0 until the first heartbeat (which starts with the first rate-limited request)
+// has answered, during which the replica takes the whole limit.
+func (m *Meter) Replicas() int {
+	if m.store.Dialect() != store.Postgres {
+		return 1
+	}
+	return int(m.replicas.Load())
+}
 
 func (m *Meter) startLoop() {
 	if m.closed.Load() {
@@ -284,11 +290,6 @@ func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool
 		return true
 	})
 	return err
-}
-
-// Used is key's tiles this month: the database's count (read), plus this replica's unwritten.
-func (m *Meter) Used(key uuid.UUID, flushed int64) int64 {
-	return flushed + m.Pending(key, monthStart(monthIndex(m.now())).Unix())
 }
 
 // MonthStart is the start of the current month (UTC) by the meter's clock, unix seconds.

@@ -63,10 +63,114 @@ export interface paths {
          * Update given key
          * @description An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
          *     `origins: null` allows every origin again). A key as fetched may be posted back with its
-         *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`) are
-         *     accepted and ignored.
+         *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
+         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
          */
         post: operations["changeAPIKeySettings"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/api_keys/{key_id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give the key a fresh token, keeping the old one for a grace period
+         * @description The key gets a new `token`. The token it replaces keeps working, with the same rules,
+         *     until `previous_token_expires_at` (`grace_seconds` from now), then is refused as
+         *     `unknown_key`. Rotating again while a previous token is in its grace ends that older token
+         *     at once: a key has at most two tokens. `grace_seconds: 0` revokes the old token now.
+         *     Other replicas hear of it within the tile cache's invalidation bound.
+         */
+        post: operations["rotateAPIKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/api_keys/{key_id}/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Would a tile request with this key be served?
+         * @description A dry run: what the tile endpoint would decide right now for a request carrying this
+         *     key's current token and the given headers and client address (the same decision, not a
+         *     copy: origin normalisation, `?`, expiry, disabling, dataset scope and IP ranges). Nothing
+         *     is recorded (`last_used` does not move). `ip` is taken as the client address as is
+         *     (`TILEGATE_TRUSTED_PROXIES` does not apply); without it a key with `ip_ranges` is refused.
+         */
+        post: operations["checkAPIKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account's audit trail, newest first
+         * @description Every create, change, rotation and deletion of an API key, and every create, change,
+         *     upload and deletion of a dataset and change of its grants, with who did it. `changes`
+         *     maps each changed field to `[before, after]`; secrets are never included (a rotation
+         *     records that it happened, not the tokens). Events are kept for
+         *     `TILEGATE_AUDIT_RETENTION` (default 400 days).
+         */
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/api_keys/{key_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * What a key served and had refused, per hour or day
+         * @description Tiles served and bytes per bucket (UTC), refusals by reason, and tiles served per dataset.
+         *     Buckets without traffic are omitted. Usage is written every flush interval
+         *     (`TILEGATE_USAGE_FLUSH_INTERVAL`, default 10 s): the last few seconds may not be in it yet.
+         *     At most 1,000 buckets (422 beyond).
+         */
+        get: operations["getAPIKeyUsage"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -138,6 +242,31 @@ export interface paths {
          *     the value at fault (e.g. `["body", "metadata", "attribution"]`).
          */
         put: operations["uploadTiles"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/datasets/{dataset_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                dataset_id: components["parameters"]["DatasetID"];
+            };
+            cookie?: never;
+        };
+        /**
+         * What a dataset served, per hour or day
+         * @description Tiles served and bytes per bucket (UTC), refusals of API keys by reason, and tiles served
+         *     per API key, with tile tokens and (for a public dataset) without any credential. Only the
+         *     dataset's own account sees it (404 for others, even those it is shared with). Buckets
+         *     without traffic are omitted; at most 1,000 buckets (422 beyond).
+         */
+        get: operations["getDatasetUsage"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -625,6 +754,87 @@ export interface components {
             /** @example ok */
             status: string;
         };
+        /**
+         * @default hour
+         * @enum {string}
+         */
+        Granularity: "hour" | "day";
+        UsageCounts: {
+            [key: string]: number;
+        };
+        KeyUsage: {
+            /** Format: uuid */
+            key_id: string;
+            granularity: components["schemas"]["Granularity"];
+            items: components["schemas"]["KeyUsageItem"][];
+        };
+        KeyUsageItem: {
+            /**
+             * Format: date-time
+             * @description The bucket's start (UTC).
+             */
+            start: string;
+            /**
+             * Format: int64
+             * @description Tiles served (200, 204 and 304 answers).
+             */
+            served: number;
+            /**
+             * Format: int64
+             * @description Bytes of tile bodies served.
+             */
+            bytes: number;
+            /** @description Refused requests by reason (`X-Tilegate-Reason`, or `not_found` for a 404). */
+            refused: components["schemas"]["UsageCounts"];
+            /** @description Tiles served per dataset id. */
+            datasets: components["schemas"]["UsageCounts"];
+        };
+        DatasetUsage: {
+            /** Format: uuid */
+            dataset_id: string;
+            granularity: components["schemas"]["Granularity"];
+            items: components["schemas"]["DatasetUsageItem"][];
+        };
+        DatasetUsageItem: {
+            /**
+             * Format: date-time
+             * @description The bucket's start (UTC).
+             */
+            start: string;
+            /**
+             * Format: int64
+             * @description Tiles served (200, 204 and 304 answers).
+             */
+            served: number;
+            /**
+             * Format: int64
+             * @description Bytes of tile bodies served.
+             */
+            bytes: number;
+            /** @description Refused requests of API keys by reason. */
+            refused: components["schemas"]["UsageCounts"];
+            /** @description Tiles served per API key id. */
+            keys: components["schemas"]["UsageCounts"];
+            /**
+             * Format: int64
+             * @description Tiles served to tile tokens.
+             */
+            tokens: number;
+            /**
+             * Format: int64
+             * @description Tiles of a public dataset served without a key.
+             */
+            public: number;
+        };
+        /**
+         * @description A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
+         *     Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
+         *     tiles a second on average, up to `burst` at once.
+         */
+        RateLimit: {
+            requests_per_second: number;
+            burst: number;
+        };
         APIKeyPage: {
             /**
              * Format: byte
@@ -653,6 +863,44 @@ export interface components {
              * @description When a tile request last carried this key (recorded within a minute).
              */
             readonly last_used: string | null;
+            /**
+             * Format: date-time
+             * @description After this time the key is refused (`key_expired`); `null` never.
+             */
+            expires_at: string | null;
+            /** @description `false` refuses the key (`key_disabled`) until it is enabled again. */
+            enabled: boolean;
+            /**
+             * @description The only datasets the key may read (others: `dataset_not_allowed`); `null` every
+             *     dataset its account may use. A deleted dataset drops out of the list.
+             */
+            dataset_ids: string[] | null;
+            /**
+             * @description CIDRs (IPv4 and IPv6, normalised) the client address must fall in (otherwise `ip`);
+             *     `null` any address.
+             */
+            ip_ranges: string[] | null;
+            /**
+             * Format: date-time
+             * @description Until when the token replaced by the last rotation still works; `null` when none does.
+             */
+            readonly previous_token_expires_at: string | null;
+            /** @description The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none. */
+            rate_limit: {
+                requests_per_second: number;
+                burst: number;
+            } | null;
+            /**
+             * Format: int64
+             * @description Tiles the key may be served per calendar month (UTC); `null` for no quota.
+             */
+            monthly_quota: number | null;
+            /**
+             * Format: int64
+             * @description Tiles served with this key this calendar month (UTC): written usage of every replica
+             *     plus what the answering replica has not written yet.
+             */
+            readonly usage_this_month: number;
         };
         /**
          * @description Settings of a key. Any other name is refused (422 `extra_forbidden`), except the read-only
@@ -683,6 +931,26 @@ export interface components {
              * @description Read-only in APIKey: accepted and ignored.
              */
             last_used?: string | null;
+            /**
+             * Format: date-time
+             * @description Read-only in APIKey: accepted and ignored.
+             */
+            previous_token_expires_at?: string | null;
+            /**
+             * Format: int64
+             * @description Read-only in APIKey: accepted and ignored.
+             */
+            usage_this_month?: number;
+            /** @description The key's rate limit; `null` removes it. */
+            rate_limit?: {
+                requests_per_second: number;
+                burst: number;
+            } | null;
+            /**
+             * Format: int64
+             * @description Tiles per calendar month (UTC); `null` removes the quota (0 refuses every tile).
+             */
+            monthly_quota?: number | null;
             /** @description Will be generated automatically unless provided explicitly. */
             name?: string | null;
             description?: string | null;
@@ -699,6 +967,88 @@ export interface components {
              *     every origin.
              */
             origins?: string[] | null;
+            /**
+             * Format: date-time
+             * @description When the key stops working (must be in the future); `null` never.
+             */
+            expires_at?: string | null;
+            /** @description `false` disables the key; `true` (or `null`) enables it as it was. */
+            enabled?: boolean | null;
+            /**
+             * @description Limit the key to these datasets (each must be one the account sees); `null` every
+             *     dataset the account may use; `[]` none.
+             */
+            dataset_ids?: string[] | null;
+            /**
+             * @description CIDRs the client address must fall in (`10.0.0.0/8`, `2001:db8::/32`; a bare address
+             *     is that one address), normalised on write (`10.0.0.1/8` becomes `10.0.0.0/8`); `null`
+             *     any address; `[]` none. The client address is the connection's peer, or, when the peer
+             *     is in `TILEGATE_TRUSTED_PROXIES`, the right-most untrusted `X-Forwarded-For` hop.
+             */
+            ip_ranges?: string[] | null;
+        };
+        RotateRequest: {
+            /**
+             * @description How long the replaced token keeps working (0 revokes it now; at most 30 days).
+             * @default 86400
+             */
+            grace_seconds: number;
+        };
+        CheckRequest: {
+            /** Format: uuid */
+            dataset_id: string;
+            /** @description The request's Origin header. */
+            origin?: string;
+            /** @description The request's Referer header. */
+            referer?: string;
+            /** @description The request's User-Agent header. */
+            user_agent?: string;
+            /** @description The client address (IPv4 or IPv6). */
+            ip?: string;
+        };
+        CheckResult: {
+            allowed: boolean;
+            /**
+             * @description The status the tile request would get (a tile that exists; 404 a dataset the key's account does not see).
+             * @enum {integer}
+             */
+            status: 200 | 401 | 403 | 404;
+            /** @description The `X-Tilegate-Reason` it would carry; `null` when allowed or 404. */
+            reason: string | null;
+        };
+        AuditPage: {
+            /**
+             * Format: byte
+             * @description Cursor of the next (older) page; `null` on the last page.
+             */
+            cursor: string | null;
+            /** @description Number of events in the account's trail. */
+            total_count: number;
+            items: components["schemas"]["AuditEvent"][];
+        };
+        AuditEvent: {
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            time: string;
+            /** @description Who made the change; `null` for the server itself (the admin CLI). */
+            actor: {
+                /** Format: uuid */
+                id: string;
+                name: string;
+            } | null;
+            /** @enum {string} */
+            action: "api_key.create" | "api_key.change" | "api_key.rotate" | "api_key.delete" | "dataset.create" | "dataset.change" | "dataset.delete" | "dataset.upload" | "grant.create" | "grant.delete";
+            target: {
+                /** @enum {string} */
+                type: "api_key" | "dataset" | "grant";
+                /** Format: uuid */
+                id: string;
+            };
+            /** @description Each changed field, as `[before, after]` (`null` where it did not exist). */
+            changes: {
+                [key: string]: components["schemas"]["AnyValue"][];
+            };
         };
     };
     responses: {
@@ -720,11 +1070,36 @@ export interface components {
          * @description A valid credential was refused. `X-Tilegate-Reason` is one of `expired`, `bad_signature`,
          *     `scope` (the token predates a change of who may read the dataset), `origin`, `user_agent`,
          *     `unknown_origin` (the key lists origins and the request has neither `Origin` nor
-         *     `Referer`), `unknown_key`, `restricted` (restricted datasets take tile tokens, not API keys).
+         *     `Referer`), `unknown_key` (also a rotated key's previous token past its grace),
+         *     `restricted` (restricted datasets take tile tokens, not API keys), `key_expired` (the key
+         *     is past its `expires_at`), `key_disabled` (the key's `enabled` is false),
+         *     `dataset_not_allowed` (the key's `dataset_ids` do not list the dataset), `ip` (the client
+         *     address is in none of the key's `ip_ranges`).
          */
         TileForbidden: {
             headers: {
                 "X-Tilegate-Reason"?: string;
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description The API key is over its rate limit (`X-Tilegate-Reason: rate_limited`) or its monthly quota
+         *     (`quota_exceeded`, until the next month starts, UTC). `Retry-After` is in seconds;
+         *     `RateLimit-Policy` and `RateLimit` follow draft-ietf-httpapi-ratelimit-headers-09
+         *     (`"default";q=<requests per second>;w=1` and `"default";r=0;t=<seconds>` for the rate
+         *     limit, `"monthly";q=<quota>;w=<seconds in the month>` and `"monthly";r=0;t=<seconds>` for
+         *     the quota).
+         */
+        TileLimited: {
+            headers: {
+                "Retry-After"?: number;
+                "RateLimit-Policy"?: string;
+                RateLimit?: string;
+                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded";
                 "Access-Control-Allow-Origin"?: string;
                 [name: string]: unknown;
             };
@@ -810,6 +1185,12 @@ export interface components {
         Exp: number;
         /** @description Tile token scope. */
         Scope: string;
+        /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
+        UsageFrom: string;
+        /** @description End of the period (exclusive). Defaults to now. */
+        UsageTo: string;
+        /** @description Bucket size; buckets start at whole hours or days, UTC. */
+        Granularity: components["schemas"]["Granularity"];
         /** @description Identifier of API Key. */
         KeyID: string;
     };
@@ -960,6 +1341,134 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
+            422: components["responses"]["UnprocessableEntity"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rotateAPIKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RotateRequest"];
+            };
+        };
+        responses: {
+            /** @description The key with its new token. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKey"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["UnprocessableEntity"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    checkAPIKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckRequest"];
+            };
+        };
+        responses: {
+            /** @description The decision. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckResult"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["UnprocessableEntity"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listAudit: {
+        parameters: {
+            query?: {
+                /** @description Page cursor, as returned in the `cursor` of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+                /** @description Page limit. */
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of the trail, newest first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["UnprocessableEntity"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAPIKeyUsage: {
+        parameters: {
+            query?: {
+                /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
+                from?: components["parameters"]["UsageFrom"];
+                /** @description End of the period (exclusive). Defaults to now. */
+                to?: components["parameters"]["UsageTo"];
+                /** @description Bucket size; buckets start at whole hours or days, UTC. */
+                granularity?: components["parameters"]["Granularity"];
+            };
+            header?: never;
+            path: {
+                /** @description Identifier of API Key. */
+                key_id: components["parameters"]["KeyID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key's usage, oldest bucket first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyUsage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1132,6 +1641,39 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
+            422: components["responses"]["UnprocessableEntity"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getDatasetUsage: {
+        parameters: {
+            query?: {
+                /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
+                from?: components["parameters"]["UsageFrom"];
+                /** @description End of the period (exclusive). Defaults to now. */
+                to?: components["parameters"]["UsageTo"];
+                /** @description Bucket size; buckets start at whole hours or days, UTC. */
+                granularity?: components["parameters"]["Granularity"];
+            };
+            header?: never;
+            path: {
+                dataset_id: components["parameters"]["DatasetID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The dataset's usage, oldest bucket first. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetUsage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1357,6 +1899,7 @@ export interface operations {
                 };
             };
             422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TileLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1447,6 +1990,15 @@ export interface operations {
             /** @description A query parameter is too long or not an integer where one is expected. */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The API key's rate limit or monthly quota is exceeded (see GET). */
+            429: {
+                headers: {
+                    "Retry-After"?: number;
+                    "X-Tilegate-Reason"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;

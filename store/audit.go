@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+)
+
+// Audited actions and their targets.
+const (
+	ActionKeyCreate     = "api_key.create"
+	ActionKeyChange     = "api_key.change"
+	ActionKeyRotate     = "api_key.rotate"
+	ActionKeyDelete     = "api_key.delete"
+	ActionDatasetCreate = "dataset.create"
+	ActionDatasetChange = "dataset.change"
+	ActionDatasetDelete = "dataset.delete"
+	ActionDatasetUpload = "dataset.upload"
+	ActionGrantCreate   = "grant.create"
+	ActionGrantDelete   = "grant.delete"
+
+	TargetKey     = "api_key"
+	TargetDataset = "dataset"
+	TargetGrant   = "grant"
+)
+
+// DefaultAuditRetention is how long audit events are kept unless configured.
+const DefaultAuditRetention = 400 * 24 * time.Hour
+
+// AuditEvent is one entry of an account's audit trail. Changes maps a field to [before, after];
+// secrets (key tokens) never appear in it.
+type AuditEvent struct {
+	ID         uuid.UUID `gorm:"primaryKey"`
+	AccountID  uuid.UUID
+	At         time.Time
+	ActorID    *uuid.UUID
+	ActorName  *string
+	Action     string
+	TargetType string
+	TargetID   uuid.UUID
+	Changes    JSON
+}
+
+func (AuditEvent) TableName() string { return "audit_events" }
+
+// Actor is who makes a change: the principal of the request.
+type Actor struct {
+	ID   uuid.UUID
+	Name string
+}
+
+type actorKey struct{}
+
+// WithActor tells the store who makes the changes done with ctx (for the audit trail).
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// audit records a change in tx, the transaction that makes it: the trail holds exactly what
+// was committed. Without an actor in ctx (the admin CLI, tests) the actor is null.
+func (s *Store) audit(ctx context.Context, tx *gorm.DB, accountID uuid.UUID, action, targetType string, targetID uuid.UUID, changes map[string][2]any) error {
+	if changes == nil {
+		changes = map[string][2]any{}
+	}
+	b, err := json.Marshal(changes)
+	if err != nil {
+		return fmt.Errorf("audit %s: encode changes: %w", action, err)
+	}
+	e := AuditEvent{ID: uuid.New(), AccountID: accountID, At: Now(), Action: action,
+		TargetType: targetType, TargetID: targetID, Changes: b}
+	if a, ok := ctx.Value(actorKey{}).(Actor); ok {
+		e.ActorID, e.ActorName = &a.ID, &a.Name
+	}
+	if err := tx.Create(&e).Error; err != nil {
+		return fmt.Errorf("audit %s: %w", action, err)
+	}
+	return nil
+}
+
+// ListAudit pages through an account's audit trail, newest first.
+func (s *Store) ListAudit(ctx context.Context, accountID uuid.UUID, cur *Cursor, limit int) (Page[AuditEvent], error) {
+	var page Page[AuditEvent]
+	db := s.db.WithContext(ctx)
+	if err := db.Model(&AuditEvent{}).Where("account_id = ?", accountID).Count(&page.Total).Error; err != nil {
+		return page, fmt.Errorf("count audit events: %w", err)
+	}
+	q := db.Where("account_id = ?", accountID)
+	if cur != nil {
+		q = q.Where("(at < ? OR (at = ? AND id < ?))", cur.Created, cur.Created, cur.ID)
+	}
+	if err := q.Order("at DESC, id DESC").Limit(limit + 1).Find(&page.Items).Error; err != nil {
+		return page, fmt.Errorf("list audit events: %w", err)
+	}
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		last := page.Items[limit-1]
+		page.Next = &Cursor{Created: last.At, ID: last.ID}
+	}
+	return page, nil
+}
+
+// PruneAudit deletes the audit events older than before, and returns how many.
+func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
+	res := s.db.WithContext(ctx).Where("at < ?", before.UTC()).Delete(&AuditEvent{})
+	if res.Error != nil {
+		return 0, fmt.Errorf("prune audit events: %w", res.Error)
+	}
+	return res.RowsAffected, nil
+}
+
+// keyFields is what the audit trail shows of a key: every setting, never the token.
+func keyFields(k APIKey) map[string]any {
+	if k.ID == uuid.Nil {
+		return map[string]any{}
+	}
+	m := map[string]any{
+		"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
+		"origins": []string(k.Origins), "expires_at": k.ExpiresAt, "enabled": k.Enabled,
+		"dataset_ids": k.DatasetIDs, "ip_ranges": k.IPRanges,
+	}
+	return m
+}
+
+func keyDiff(before, after APIKey) map[string][2]any {
+	return diff(keyFields(before), keyFields(after))
+}
+
+// datasetFields is what the audit trail shows of a dataset.
+func datasetFields(d Dataset) map[string]any {
+	if d.ID == uuid.Nil {
+		return map[string]any{}
+	}
+	return map[string]any{
+		"name": d.Name, "description": d.Description, "kind": d.Kind, "visibility": d.Visibility,
+		"format": d.Format, "minzoom": d.MinZoom, "maxzoom": d.MaxZoom, "bounds": d.Bounds,
+		"center": d.Center, "attribution": d.Attribution, "vector_layers": d.VectorLayers,
+		"tile_size": d.TileSize, "access_version": d.AccessVersion, "has_tiles": d.TileFile != nil,
+	}
+}
+
+// grantFields is what the audit trail shows of a grant.
+func grantFields(g Grant) map[string]any {
+	if g.ID == uuid.Nil {
+		return map[string]any{}
+	}
+	return map[string]any{"dataset_id": g.DatasetID, "account_id": g.AccountID, "principal_id": g.PrincipalID}
+}
+
+func grantDiff(before, after Grant) map[string][2]any {
+	return diff(grantFields(before), grantFields(after))
+}
+
+func datasetDiff(before, after Dataset) map[string][2]any {
+	return diff(datasetFields(before), datasetFields(after))
+}
+
+// diff lists the fields whose JSON form differs between before and after (a field absent on
+// one side is null there), as [before, after].
+func diff(before, after map[string]any) map[string][2]any {
+	out := map[string][2]any{}
+	for _, m := range []map[string]any{before, after} {
+		for name := range m {
+			if _, done := out[name]; done {
+				continue
+			}
+			b, a := jsonValue(before[name]), jsonValue(after[name])
+			if !reflect.DeepEqual(b, a) {
+				out[name] = [2]any{b, a}
+			}
+		}
+	}
+	return out
+}
+
+// jsonValue is v as it will read back from JSON, so equal values compare equal whatever their
+// Go types (a nil pointer and a missing field are both null).
+func jsonValue(v any) any {
+	var b []byte
+	if j, ok := v.(JSON); ok {
+		b = j // already JSON (json.Marshal would base64 it)
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return nil
+		}
+	}
+	var out any
+	if len(b) == 0 || json.Unmarshal(b, &out) != nil {
+		return nil
+	}
+	return out
+}
