@@ -5,6 +5,13 @@
 // server's CPU per tile (when it runs as a process), and the ratios token/public and key/public.
 //
 //	go run ./bench/tiles [-rounds 3] [-duration 3s] [-concurrency 16] [-inprocess] [-cpuprofile f] [-sqlite]
+//	    [-usage-baseline] [-server-cpus 1]
+//
+// The API key has a rate limit and a monthly quota that never bind, so its mode pays for the
+// limits as well as for usage counting. -usage-baseline also starts a second tilegate on the same
+// database with TILEGATE_USAGE_OFF=true (no counting, no limits) and runs every mode against both,
+// interleaved, printing the throughput with usage over without. -server-cpus pins the server
+// processes with taskset (run the bench itself pinned elsewhere: taskset -c 0 go run ./bench/tiles).
 //
 // By default it builds and starts the real tilegate binary; on PostgreSQL when one answers at
 // TEST_DATABASE_URL (or the local default, in a scratch database dropped afterwards), else on
@@ -50,6 +57,8 @@ type options struct {
 	cpuProfile  string
 	sqlite      bool
 	pgURL       string
+	baseline    bool
+	serverCPUs  string
 }
 
 func main() {
@@ -60,6 +69,8 @@ func main() {
 	flag.BoolVar(&o.inProcess, "inprocess", false, "serve from this process instead of the tilegate binary")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (with -inprocess)")
 	flag.BoolVar(&o.sqlite, "sqlite", false, "use SQLite even when PostgreSQL answers")
+	flag.BoolVar(&o.baseline, "usage-baseline", false, "also run every mode against a tilegate with TILEGATE_USAGE_OFF=true")
+	flag.StringVar(&o.serverCPUs, "server-cpus", "", "pin the tilegate processes to these CPUs (taskset -c)")
 	flag.StringVar(&o.pgURL, "postgres", scratchdb.BaseURL(),
 		"PostgreSQL server to create a scratch database on")
 	flag.Parse()
@@ -72,6 +83,8 @@ type mode struct {
 	name    string
 	urls    []string
 	headers http.Header
+	// server is the index of the tilegate process the mode's URLs go to (1: usage off).
+	server int
 }
 
 type result struct {
@@ -112,7 +125,12 @@ func run(o options) error {
 
 	dataDir := filepath.Join(tmp, "data")
 	var base string
+	var bases []string                    // every server, the measured one first
+	var serverCPUs []func() time.Duration // their CPU time
 	serverCPU := func() time.Duration { return 0 }
+	if o.inProcess && o.baseline {
+		return fmt.Errorf("-usage-baseline needs the tilegate binary (not -inprocess)")
+	}
 	if o.inProcess {
 		srv, err := server.New(st, server.Config{
 			DataDir: dataDir, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
@@ -134,27 +152,33 @@ func run(o options) error {
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tilegate").CombinedOutput(); err != nil {
 			return fmt.Errorf("build: %v\n%s", err, out)
 		}
-		addr, err := loadgen.FreeAddr()
+		env := []string{"DATABASE_URL=" + dbURL, "TILEGATE_DATA_DIR=" + dataDir, "TILEGATE_ADMIN_ADDR="}
+		var stop func()
+		base, serverCPU, stop, err = startBinary(bin, o.serverCPUs, env)
 		if err != nil {
 			return err
 		}
-		cmd := exec.Command(bin, "serve")
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "TILEGATE_ADDR="+addr, "TILEGATE_DATA_DIR="+dataDir)
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the request log is still written, to a pipe
-		if err := cmd.Start(); err != nil {
-			return err
+		defer stop()
+		if o.baseline {
+			offBase, offCPU, offStop, err := startBinary(bin, o.serverCPUs, append(env, "TILEGATE_USAGE_OFF=true"))
+			if err != nil {
+				return err
+			}
+			defer offStop()
+			bases = append(bases, offBase)
+			serverCPUs = append(serverCPUs, offCPU)
 		}
-		defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-		base = "http://" + addr
-		pid := cmd.Process.Pid
-		serverCPU = func() time.Duration { d, _ := loadgen.ProcessCPU(pid); return d }
 	}
+	bases = append([]string{base}, bases...)
+	serverCPUs = append([]func() time.Duration{serverCPU}, serverCPUs...)
 
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency, DisableCompression: true,
 	}}
-	if err := loadgen.WaitReady(client, base); err != nil {
-		return err
+	for _, b := range bases {
+		if err := loadgen.WaitReady(client, b); err != nil {
+			return err
+		}
 	}
 	auth := "Bearer " + acct.Token
 	file := filepath.Join(tmp, "bench.mbtiles")
@@ -179,8 +203,10 @@ func run(o options) error {
 		ids[vis] = d.ID
 	}
 	var key struct{ Token string }
+	// Limits that never bind: the key's requests pay for the rate limit and quota checks.
 	if err := loadgen.Call(client, "POST", base+"/v1/api_keys", auth, "application/json",
-		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"]}`, 200, &key); err != nil {
+		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"],`+
+			`"rate_limit":{"requests_per_second":100000,"burst":1000000},"monthly_quota":1000000000000}`, 200, &key); err != nil {
 		return err
 	}
 	var tok struct{ Tiles []string }
@@ -189,18 +215,25 @@ func run(o options) error {
 	}
 	tokenQuery := tok.Tiles[0][strings.IndexByte(tok.Tiles[0], '?'):]
 
-	urls := func(id, query string) []string {
+	urls := func(b, id, query string) []string {
 		out := make([]string, len(coords))
 		for i, c := range coords {
-			out[i] = fmt.Sprintf("%s/api/tiles/%s/%d/%d/%d.pbf%s", base, id, c[0], c[1], c[2], query)
+			out[i] = fmt.Sprintf("%s/api/tiles/%s/%d/%d/%d.pbf%s", b, id, c[0], c[1], c[2], query)
 		}
 		return out
 	}
-	modes := []mode{
-		{name: "public (no check)", urls: urls(ids["public"], "")},
-		{name: "private, tile token", urls: urls(ids["private"], tokenQuery)},
-		{name: "private, API key + origin", urls: urls(ids["private"], "?key="+key.Token),
-			headers: http.Header{"Origin": {"https://www.bench.example"}}},
+	var modes []mode
+	for si, b := range bases {
+		suffix := ""
+		if si == 1 {
+			suffix = " [usage off]"
+		}
+		modes = append(modes,
+			mode{name: "public (no check)" + suffix, urls: urls(b, ids["public"], ""), server: si},
+			mode{name: "private, tile token" + suffix, urls: urls(b, ids["private"], tokenQuery), server: si},
+			mode{name: "private, API key + origin" + suffix, urls: urls(b, ids["private"], "?key="+key.Token),
+				headers: http.Header{"Origin": {"https://www.bench.example"}}, server: si},
+		)
 	}
 	for _, m := range modes { // warm up connections, caches and the tile file
 		if _, err := load(client, m, o.concurrency, 300*time.Millisecond); err != nil {
@@ -224,7 +257,7 @@ func run(o options) error {
 	for r := range o.rounds {
 		for j := range modes {
 			i := (j + r) % len(modes) // rotate the order too
-			cpu0 := serverCPU()
+			cpu0 := serverCPUs[modes[i].server]()
 			start := time.Now()
 			n, err := load(client, modes[i], o.concurrency, o.duration)
 			if err != nil {
@@ -233,7 +266,7 @@ func run(o options) error {
 			wall := time.Since(start)
 			totals[i].n += n
 			totals[i].wall += wall
-			totals[i].cpu += serverCPU() - cpu0
+			totals[i].cpu += serverCPUs[modes[i].server]() - cpu0
 			perRound[i] = append(perRound[i], float64(n)/wall.Seconds())
 		}
 	}
@@ -244,7 +277,7 @@ func run(o options) error {
 	}
 	fmt.Printf("tilegate tiles on %s, %s, loopback; %d rounds x %v per mode, interleaved, concurrency %d, %d distinct tiles\n\n",
 		dbName, where, o.rounds, o.duration, o.concurrency, len(coords))
-	fmt.Printf("%-28s %12s %28s", "mode", "tiles/s", "per round")
+	fmt.Printf("%-40s %12s %28s", "mode", "tiles/s", "per round")
 	if !o.inProcess {
 		fmt.Printf(" %18s", "server CPU/tile")
 	}
@@ -258,7 +291,7 @@ func run(o options) error {
 		for k, v := range perRound[i] {
 			rounds[k] = strconv.Itoa(int(math.Round(v)))
 		}
-		fmt.Printf("%-28s %12.0f %28s", m.name, rate[i], strings.Join(rounds, " "))
+		fmt.Printf("%-40s %12.0f %28s", m.name, rate[i], strings.Join(rounds, " "))
 		if !o.inProcess {
 			cpuPer[i] = float64(t.cpu.Microseconds()) / float64(t.n)
 			fmt.Printf(" %15.1f µs", cpuPer[i])
@@ -269,7 +302,34 @@ func run(o options) error {
 	if !o.inProcess {
 		fmt.Printf("server CPU per tile, public/token: %.2f, public/key: %.2f\n", cpuPer[0]/cpuPer[1], cpuPer[0]/cpuPer[2])
 	}
+	if o.baseline {
+		fmt.Println("\nwith usage counting and limits ÷ usage off (target >= 0.95):")
+		for i := range 3 {
+			fmt.Printf("  %-28s tiles/s %.3f, server CPU per tile %.3f\n", modes[i].name, rate[i]/rate[i+3], cpuPer[i]/cpuPer[i+3])
+		}
+	}
 	return nil
+}
+
+// startBinary starts `tilegate serve` on a free loopback port with env (pinned to cpus with
+// taskset when given) and returns its base URL, a reader of its CPU time, and its stop.
+func startBinary(bin, cpus string, env []string) (string, func() time.Duration, func(), error) {
+	addr, err := loadgen.FreeAddr()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cmd := exec.Command(bin, "serve")
+	if cpus != "" {
+		cmd = exec.Command("taskset", "-c", cpus, bin, "serve") // taskset execs: the pid is tilegate's
+	}
+	cmd.Env = append(append(os.Environ(), env...), "TILEGATE_ADDR="+addr)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the request log is still written, to a pipe
+	if err := cmd.Start(); err != nil {
+		return "", nil, nil, err
+	}
+	pid := cmd.Process.Pid
+	cpu := func() time.Duration { d, _ := loadgen.ProcessCPU(pid); return d }
+	return "http://" + addr, cpu, func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }, nil
 }
 
 // load runs concurrency workers requesting m's URLs in a shuffled cycle for d and returns how
