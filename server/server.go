@@ -99,6 +99,7 @@ type Config struct {
 	// AuditRetention is how long audit events are kept (default 400 days); AuditPruneInterval
 	// how often older ones are deleted (default 1h).
 	AuditRetention, AuditPruneInterval time.Duration
+
 	Logger *slog.Logger
 }
 

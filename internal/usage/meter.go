@@ -115,7 +115,7 @@ func (m *Meter) Refused(now time.Time, key, dataset uuid.UUID, reason string) {
 	if m.cfg.Off {
 		return
 	}
-	m.counter.add(cell{hour: hourOf(now), key: key, dataset: dataset, cred: Key, reason: reason}, 0, 0, 1)
+	m.counter.add(cell{hour: hourOf(now), key: key, dataset: dataset, cred: Key, reason: m.counter.reasons.code(reason)}, 0, 0, 1)
 	m.loopOnce.Do(m.startLoop)
 }
 
@@ -244,11 +244,10 @@ func (m *Meter) Flush(ctx context.Context) error {
 			m.cfg.FlushFailed()
 			return err
 		}
+		m.inflight.Store(nil) // written: in the database now, not pending
 		m.cfg.Flushed(m.now(), len(rows))
 	}
-	err := m.sync(ctx, rows, false)
-	m.inflight.Store(nil)
-	return err
+	return m.sync(ctx, rows, false)
 }
 
 // syncNew reads the month's counts of quota keys seen for the first time this month.
