@@ -92,3 +92,32 @@ func TestKeyRules(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkUseKey is the cost of a key's rules on the tile path: none beyond its account, and
+// every rule (10 datasets and 10 IP ranges, the matching ones last, and an expiry).
+func BenchmarkUseKey(b *testing.B) {
+	acct, id := uuid.New(), uuid.New()
+	d := access.Dataset{Owner: acct, Visibility: access.Private}
+	ip := netip.MustParseAddr("192.0.2.7")
+	now := time.Now()
+	all := access.Key{Account: acct, Expires: now.Add(time.Hour)}
+	for i := range 9 {
+		all.Datasets = append(all.Datasets, uuid.New())
+		all.IPRanges = append(all.IPRanges, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i), 0, 0}), 16))
+	}
+	all.Datasets = append(all.Datasets, id)
+	all.IPRanges = append(all.IPRanges, netip.MustParsePrefix("192.0.2.0/24"))
+	for _, k := range []struct {
+		name string
+		key  access.Key
+	}{{"plain", access.Key{Account: acct}}, {"all-rules", all}} {
+		b.Run(k.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := access.UseKey(&k.key, id, d, ip, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -250,3 +250,40 @@ func TestMetricsListenerReconnect(t *testing.T) {
 		}
 	})
 }
+
+// TestMetricsCountsLimits: a key over its rate limit is counted as refused (rate_limited), by
+// the tile series and the HTTP series alike.
+func TestMetricsCountsLimits(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		clock := &fakeClock{t: time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)}
+		m := metrics.New()
+		e := tlStart(t, db, server.Config{Now: clock.now, Metrics: m})
+		admin := httptest.NewServer(m.Handler())
+		t.Cleanup(admin.Close)
+		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Private)
+		e.uploadOK(t, d.Id, tlVectorFile())
+		k := e.limitKey(t, &gen.RateLimit{RequestsPerSecond: 1, Burst: 1}, nil)
+		path := tlTilePath(d.Id, "0/0/0", "pbf", "key="+k.Token)
+
+		before := testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		tlCheck(t, "within the burst", e.get(t, "GET", path), 200, "")
+		for range 2 {
+			tlCheck(t, "over it", e.get(t, "GET", path), 429, "rate_limited")
+		}
+		after := testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		for _, c := range []struct {
+			name   string
+			labels []string
+			want   float64
+		}{
+			{"tilegate_tiles_refused_total", []string{"reason", "rate_limited"}, 2},
+			{"tilegate_tiles_served_total", []string{"format", "pbf"}, 1},
+			{"tilegate_http_requests_total", []string{"operation", "getTile", "status", "429"}, 2},
+			{"tilegate_http_requests_total", []string{"operation", "getTile", "status", "200"}, 1},
+		} {
+			if got := after.Value(c.name, c.labels...) - before.Value(c.name, c.labels...); got != c.want {
+				t.Errorf("%s%v grew by %v, want %v", c.name, c.labels, got, c.want)
+			}
+		}
+	})
+}

@@ -255,6 +255,10 @@ func (s *Store) RotateAPIKey(ctx context.Context, accountID, id uuid.UUID, grace
 			return err
 		}
 		now := Now()
+		endedGrace := k.PreviousTokenExpiresAt
+		if endedGrace != nil && !endedGrace.After(now) {
+			endedGrace = nil // long over: nothing ends now
+		}
 		k.PreviousTokenHash, k.PreviousTokenExpiresAt = nil, nil
 		if grace > 0 {
 			until := now.Add(grace)
@@ -274,7 +278,9 @@ func (s *Store) RotateAPIKey(ctx context.Context, accountID, id uuid.UUID, grace
 			return err
 		}
 		k = keys[0]
-		changes := map[string][2]any{"token": {"(rotated)", "(rotated)"}, "grace_seconds": {nil, int64(grace / time.Second)}}
+		// That it happened and the grace it gave, never the tokens.
+		changes := diff(map[string]any{"previous_token_expires_at": endedGrace},
+			map[string]any{"grace_seconds": int64(grace / time.Second), "previous_token_expires_at": k.PreviousTokenExpiresAt})
 		if err := s.audit(ctx, tx, accountID, ActionKeyRotate, TargetKey, id, changes); err != nil {
 			return err
 		}

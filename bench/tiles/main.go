@@ -3,15 +3,20 @@
 // read with an API key that has origin rules (the requests send a matching Origin). Rounds
 // interleave the modes so machine noise hits them alike; it prints tiles/second per mode, the
 // server's CPU per tile (when it runs as a process), and the ratios token/public and key/public.
+// A fourth mode reads the private dataset with a key that has every rule (issue #10: origins, a
+// user agent, 10 datasets, 10 IP ranges and an expiry; the one that matches is listed last) and
+// prints its ratio to the origins-only key; -mode key-all-rules runs just those two.
 //
-//	go run ./bench/tiles [-rounds 3] [-duration 3s] [-concurrency 16] [-inprocess] [-cpuprofile f] [-sqlite]
-//	    [-usage-baseline] [-server-cpus 1]
+//	go run ./bench/tiles [-mode all|key-all-rules] [-rounds 3] [-duration 3s] [-concurrency 16] [-inprocess] [-cpuprofile f] [-sqlite] [-server-cpu 0]
 //
-// The API key has a rate limit and a monthly quota that never bind, so its mode pays for the
+// -server-cpu starts the server under taskset on that CPU; pin this process to another one
+// (taskset -c 1 go run ./bench/tiles -server-cpu 0) so server and load do not share a core.
+//
+// The API keys have a rate limit and a monthly quota that never bind, so their modes pay for the
 // limits as well as for usage counting. -usage-baseline also starts a second tilegate on the same
-// database with TILEGATE_USAGE_OFF=true (no counting, no limits) and runs every mode against both,
-// interleaved, printing the throughput with usage over without. -server-cpus pins the server
-// processes with taskset (run the bench itself pinned elsewhere: taskset -c 0 go run ./bench/tiles).
+// database with TILEGATE_USAGE_OFF=true (no counting, no limits; pinned like the first) and runs
+// every mode against both, interleaved, printing throughput and server CPU with usage over
+// without (issue #11: counting and limits cost at most 5%).
 //
 // By default it builds and starts the real tilegate binary; on PostgreSQL when one answers at
 // TEST_DATABASE_URL (or the local default, in a scratch database dropped afterwards), else on
@@ -57,8 +62,9 @@ type options struct {
 	cpuProfile  string
 	sqlite      bool
 	pgURL       string
+	mode        string
+	serverCPU   string
 	baseline    bool
-	serverCPUs  string
 }
 
 func main() {
@@ -69,10 +75,11 @@ func main() {
 	flag.BoolVar(&o.inProcess, "inprocess", false, "serve from this process instead of the tilegate binary")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured rounds (with -inprocess)")
 	flag.BoolVar(&o.sqlite, "sqlite", false, "use SQLite even when PostgreSQL answers")
-	flag.BoolVar(&o.baseline, "usage-baseline", false, "also run every mode against a tilegate with TILEGATE_USAGE_OFF=true")
-	flag.StringVar(&o.serverCPUs, "server-cpus", "", "pin the tilegate processes to these CPUs (taskset -c)")
 	flag.StringVar(&o.pgURL, "postgres", scratchdb.BaseURL(),
 		"PostgreSQL server to create a scratch database on")
+	flag.StringVar(&o.mode, "mode", "all", "all: every mode; key-all-rules: the origins-only key against the key with every rule")
+	flag.StringVar(&o.serverCPU, "server-cpu", "", "run the server under taskset -c on this CPU list")
+	flag.BoolVar(&o.baseline, "usage-baseline", false, "also run every mode against a tilegate with TILEGATE_USAGE_OFF=true")
 	flag.Parse()
 	if err := run(o); err != nil {
 		log.Fatal(err)
@@ -154,13 +161,13 @@ func run(o options) error {
 		}
 		env := []string{"DATABASE_URL=" + dbURL, "TILEGATE_DATA_DIR=" + dataDir, "TILEGATE_ADMIN_ADDR="}
 		var stop func()
-		base, serverCPU, stop, err = startBinary(bin, o.serverCPUs, env)
+		base, serverCPU, stop, err = startBinary(bin, o.serverCPU, env)
 		if err != nil {
 			return err
 		}
 		defer stop()
 		if o.baseline {
-			offBase, offCPU, offStop, err := startBinary(bin, o.serverCPUs, append(env, "TILEGATE_USAGE_OFF=true"))
+			offBase, offCPU, offStop, err := startBinary(bin, o.serverCPU, append(env, "TILEGATE_USAGE_OFF=true"))
 			if err != nil {
 				return err
 			}
@@ -203,10 +210,8 @@ func run(o options) error {
 		ids[vis] = d.ID
 	}
 	var key struct{ Token string }
-	// Limits that never bind: the key's requests pay for the rate limit and quota checks.
 	if err := loadgen.Call(client, "POST", base+"/v1/api_keys", auth, "application/json",
-		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"],`+
-			`"rate_limit":{"requests_per_second":100000,"burst":1000000},"monthly_quota":1000000000000}`, 200, &key); err != nil {
+		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"],`+limits+`}`, 200, &key); err != nil {
 		return err
 	}
 	var tok struct{ Tiles []string }
@@ -222,18 +227,32 @@ func run(o options) error {
 		}
 		return out
 	}
-	var modes []mode
-	for si, b := range bases {
-		suffix := ""
+	allRules, err := allRulesKey(client, base, auth, ids["private"])
+	if err != nil {
+		return err
+	}
+	modesOf := func(si int) []mode {
+		b, suffix := bases[si], ""
 		if si == 1 {
 			suffix = " [usage off]"
 		}
-		modes = append(modes,
-			mode{name: "public (no check)" + suffix, urls: urls(b, ids["public"], ""), server: si},
-			mode{name: "private, tile token" + suffix, urls: urls(b, ids["private"], tokenQuery), server: si},
-			mode{name: "private, API key + origin" + suffix, urls: urls(b, ids["private"], "?key="+key.Token),
-				headers: http.Header{"Origin": {"https://www.bench.example"}}, server: si},
-		)
+		keyMode := mode{name: "private, API key + origin" + suffix, urls: urls(b, ids["private"], "?key="+key.Token),
+			headers: http.Header{"Origin": {"https://www.bench.example"}}, server: si}
+		allMode := mode{name: "private, API key, all rules" + suffix, urls: urls(b, ids["private"], "?key="+allRules),
+			headers: http.Header{"Origin": {"https://www.bench.example"}, "User-Agent": {"bench-map/1.0 (Go)"}}, server: si}
+		if o.mode == "key-all-rules" {
+			return []mode{keyMode, allMode}
+		}
+		return []mode{
+			{name: "public (no check)" + suffix, urls: urls(b, ids["public"], ""), server: si},
+			{name: "private, tile token" + suffix, urls: urls(b, ids["private"], tokenQuery), server: si},
+			keyMode, allMode,
+		}
+	}
+	modes := modesOf(0)
+	measured := len(modes) // the modes of the first server; with -usage-baseline the second's follow
+	if o.baseline {
+		modes = append(modes, modesOf(1)...)
 	}
 	for _, m := range modes { // warm up connections, caches and the tile file
 		if _, err := load(client, m, o.concurrency, 300*time.Millisecond); err != nil {
@@ -298,21 +317,33 @@ func run(o options) error {
 		}
 		fmt.Println()
 	}
-	fmt.Printf("\ntoken/public: %.2f (target >= 0.90)\nkey/public:   %.2f (target >= 0.85)\n", rate[1]/rate[0], rate[2]/rate[0])
+	k, a := measured-2, measured-1
+	if o.mode != "key-all-rules" {
+		fmt.Printf("\ntoken/public: %.2f (target >= 0.90)\nkey/public:   %.2f (target >= 0.85)\n", rate[1]/rate[0], rate[2]/rate[0])
+		if !o.inProcess {
+			fmt.Printf("server CPU per tile, public/token: %.2f, public/key: %.2f\n", cpuPer[0]/cpuPer[1], cpuPer[0]/cpuPer[2])
+		}
+	}
+	fmt.Printf("key all rules/key origins: %.3f tiles/s (target >= 0.95)\n", rate[a]/rate[k])
 	if !o.inProcess {
-		fmt.Printf("server CPU per tile, public/token: %.2f, public/key: %.2f\n", cpuPer[0]/cpuPer[1], cpuPer[0]/cpuPer[2])
+		fmt.Printf("server CPU per tile, key origins/key all rules: %.3f\n", cpuPer[k]/cpuPer[a])
 	}
 	if o.baseline {
-		fmt.Println("\nwith usage counting and limits ÷ usage off (target >= 0.95):")
-		for i := range 3 {
-			fmt.Printf("  %-28s tiles/s %.3f, server CPU per tile %.3f\n", modes[i].name, rate[i]/rate[i+3], cpuPer[i]/cpuPer[i+3])
+		fmt.Println("\nwith usage counting and limits vs usage off (target: at most 5% of throughput):")
+		for i := range measured {
+			fmt.Printf("  %-28s tiles/s %.3f, server CPU per tile %.3f\n", modes[i].name, rate[i]/rate[i+measured], cpuPer[i]/cpuPer[i+measured])
 		}
 	}
 	return nil
 }
 
-// startBinary starts `tilegate serve` on a free loopback port with env (pinned to cpus with
-// taskset when given) and returns its base URL, a reader of its CPU time, and its stop.
+// limits are the API keys' rate limit and monthly quota: they never bind, but every request of
+// the keys' modes pays for checking them.
+const limits = `"rate_limit":{"requests_per_second":100000,"burst":1000000},"monthly_quota":1000000000000`
+
+// startBinary starts `tilegate serve` on a free loopback port with env (under taskset -c cpus when
+// given: taskset execs it, so the pid stays the server's) and returns its base URL, a reader of
+// its CPU time, and its stop.
 func startBinary(bin, cpus string, env []string) (string, func() time.Duration, func(), error) {
 	addr, err := loadgen.FreeAddr()
 	if err != nil {
@@ -320,7 +351,7 @@ func startBinary(bin, cpus string, env []string) (string, func() time.Duration, 
 	}
 	cmd := exec.Command(bin, "serve")
 	if cpus != "" {
-		cmd = exec.Command("taskset", "-c", cpus, bin, "serve") // taskset execs: the pid is tilegate's
+		cmd = exec.Command("taskset", "-c", cpus, bin, "serve")
 	}
 	cmd.Env = append(append(os.Environ(), env...), "TILEGATE_ADDR="+addr)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the request log is still written, to a pipe
@@ -330,6 +361,35 @@ func startBinary(bin, cpus string, env []string) (string, func() time.Duration, 
 	pid := cmd.Process.Pid
 	cpu := func() time.Duration { d, _ := loadgen.ProcessCPU(pid); return d }
 	return "http://" + addr, cpu, func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }, nil
+}
+
+// allRulesKey creates a key with every rule of issue #10 that still admits the benchmark's
+// requests to dataset: the origins of the origins-only key, a user agent, 10 datasets and 10 IP
+// ranges (the matching one listed last, so every rule is checked in full) and an expiry.
+func allRulesKey(c *http.Client, base, auth, dataset string) (string, error) {
+	var datasets []string
+	for i := range 9 {
+		var d struct{ ID string }
+		if err := loadgen.Call(c, "POST", base+"/api/datasets/", auth, "application/json",
+			fmt.Sprintf(`{"name":"bench other %d","kind":"vector"}`, i), 201, &d); err != nil {
+			return "", err
+		}
+		datasets = append(datasets, `"`+d.ID+`"`)
+	}
+	datasets = append(datasets, `"`+dataset+`"`)
+	var ranges []string
+	for i := range 9 {
+		ranges = append(ranges, fmt.Sprintf(`"10.%d.0.0/16"`, i))
+	}
+	ranges = append(ranges, `"127.0.0.0/8"`)
+	body := fmt.Sprintf(`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"],`+
+		`"user_agent":"bench-map/","dataset_ids":[%s],"ip_ranges":[%s],"expires_at":"%s",`+limits+`}`,
+		strings.Join(datasets, ","), strings.Join(ranges, ","), time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
+	var key struct{ Token string }
+	if err := loadgen.Call(c, "POST", base+"/v1/api_keys", auth, "application/json", body, 200, &key); err != nil {
+		return "", err
+	}
+	return key.Token, nil
 }
 
 // load runs concurrency workers requesting m's URLs in a shuffled cycle for d and returns how
