@@ -82,8 +82,8 @@ func TestMetrics(t *testing.T) {
 		tile("GET", tlTilePath(pub.Id, "2/0/0", "pbf", ""), 204) // no tile there
 		tile("GET", tlTilePath(pub.Id, "0/0/0", "pbf", ""), 304, "If-None-Match: "+first.header.Get("ETag"))
 		tile("HEAD", tlTilePath(pub.Id, "0/0/0", "pbf", ""), 200)
-		tile("GET", tlTilePath(pub.Id, "0/0/0", "png", ""), 404)     // wrong format
-		tile("GET", tlTilePath(pub.Id, "1/5/0", "pbf", ""), 400)     // x out of range
+		tile("GET", tlTilePath(pub.Id, "0/0/0", "png", ""), 404) // wrong format
+		tile("GET", tlTilePath(pub.Id, "1/5/0", "pbf", ""), 400) // x out of range
 		missing := uuid.New()
 		tile("GET", tlTilePath(missing, "0/0/0", "pbf", ""), 404) // no such dataset
 		tile("GET", tlTilePath(priv.Id, "0/0/0", "pbf", ""), 401)
@@ -152,6 +152,10 @@ func TestMetrics(t *testing.T) {
 			{"tilegate_cache_lookups_total", []string{"cache", "tile", "outcome", "miss"}, 3},
 			{"tilegate_cache_evictions_total", []string{"cache", "tile"}, 0},
 			{"tilegate_cache_entries", []string{"cache", "tile"}, 3},
+			// Entries: the made-up dataset (negative) is new; the new key and the unknown one
+			// came and the renamed key went.
+			{"tilegate_cache_entries", []string{"cache", "dataset"}, 1},
+			{"tilegate_cache_entries", []string{"cache", "key"}, 1},
 			{"tilegate_token_batch_size", nil, 1},
 			{"tilegate_usage_flushes_total", nil, 1},
 			{"tilegate_usage_flushed_rows_total", nil, float64(usageRows)},
@@ -247,6 +251,43 @@ func TestMetricsListenerReconnect(t *testing.T) {
 		s = testenv.ScrapeMetrics(t, admin.URL+"/metrics")
 		if up, re := s.Value("tilegate_cache_listener_connected"), s.Value("tilegate_cache_listener_reconnects_total"); up != 1 || re != 1 {
 			t.Errorf("connected %v, reconnects %v; want 1, 1", up, re)
+		}
+	})
+}
+
+// TestMetricsCountsLimits: a key over its rate limit is counted as refused (rate_limited), by
+// the tile series and the HTTP series alike.
+func TestMetricsCountsLimits(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		clock := &fakeClock{t: time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)}
+		m := metrics.New()
+		e := tlStart(t, db, server.Config{Now: clock.now, Metrics: m})
+		admin := httptest.NewServer(m.Handler())
+		t.Cleanup(admin.Close)
+		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Private)
+		e.uploadOK(t, d.Id, tlVectorFile())
+		k := e.limitKey(t, &gen.RateLimit{RequestsPerSecond: 1, Burst: 1}, nil)
+		path := tlTilePath(d.Id, "0/0/0", "pbf", "key="+k.Token)
+
+		before := testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		tlCheck(t, "within the burst", e.get(t, "GET", path), 200, "")
+		for range 2 {
+			tlCheck(t, "over it", e.get(t, "GET", path), 429, "rate_limited")
+		}
+		after := testenv.ScrapeMetrics(t, admin.URL+"/metrics")
+		for _, c := range []struct {
+			name   string
+			labels []string
+			want   float64
+		}{
+			{"tilegate_tiles_refused_total", []string{"reason", "rate_limited"}, 2},
+			{"tilegate_tiles_served_total", []string{"format", "pbf"}, 1},
+			{"tilegate_http_requests_total", []string{"operation", "getTile", "status", "429"}, 2},
+			{"tilegate_http_requests_total", []string{"operation", "getTile", "status", "200"}, 1},
+		} {
+			if got := after.Value(c.name, c.labels...) - before.Value(c.name, c.labels...); got != c.want {
+				t.Errorf("%s%v grew by %v, want %v", c.name, c.labels, got, c.want)
+			}
 		}
 	})
 }
