@@ -23,7 +23,7 @@ func TestClientIP(t *testing.T) {
 		{"10.1.1.1:80", []string{"203.0.113.5", "198.51.100.7,10.2.2.2"}, "198.51.100.7"}, // several header lines
 		{"[fd00::1]:80", []string{"2001:db8::9"}, "2001:db8::9"},
 		{"10.1.1.1:80", []string{"10.3.3.3, 10.2.2.2"}, "10.3.3.3"}, // only proxies: the left-most
-		{"10.1.1.1:80", []string{"198.51.100.7, junk"}, ""},           // garbage trusts nothing
+		{"10.1.1.1:80", []string{"198.51.100.7, junk"}, ""},         // garbage trusts nothing
 		{"not an address", nil, ""},
 	} {
 		h := http.Header{}
