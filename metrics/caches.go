@@ -25,6 +25,7 @@ type caches struct {
 
 	mu      sync.Mutex
 	sources map[string]func() CacheStats // by cache name; guarded by mu
+	sizes   map[string]func() int        // caches counted here whose size is read at scrape; guarded by mu
 }
 
 func newCaches() *caches {
@@ -42,6 +43,7 @@ func newCaches() *caches {
 		maxBytes: prometheus.NewDesc(namespace+"_cache_max_bytes", "The bound of cache_bytes (TILEGATE_HOT_TILE_CACHE_BYTES for the tile cache).",
 			[]string{"cache"}, nil),
 		sources: map[string]func() CacheStats{},
+		sizes:   map[string]func() int{},
 	}
 }
 
@@ -58,6 +60,9 @@ func (c *caches) Collect(ch chan<- prometheus.Metric) {
 	c.evictions.Collect(ch)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for name, entries := range c.sizes {
+		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(entries()), name)
+	}
 	lookups, evictions := desc(c.lookups), desc(c.evictions)
 	for name, read := range c.sources {
 		st := read()
@@ -85,4 +90,12 @@ func (m *Metrics) CacheSource(name string, read func() CacheStats) {
 	m.caches.mu.Lock()
 	defer m.caches.mu.Unlock()
 	m.caches.sources[name] = read
+}
+
+// CacheSize adds the size of a cache counted through CacheLookup, read at every scrape as
+// tilegate_cache_entries{cache=name}.
+func (m *Metrics) CacheSize(name string, entries func() int) {
+	m.caches.mu.Lock()
+	defer m.caches.mu.Unlock()
+	m.caches.sizes[name] = entries
 }

@@ -237,6 +237,8 @@ func (s *Server) registerMetrics() error {
 	if err := s.cfg.Metrics.Listener(s.access.Listening, s.access.Reconnects); err != nil {
 		return fmt.Errorf("metrics: cache listener: %w", err)
 	}
+	s.cfg.Metrics.CacheSize("key", func() int { k, _ := s.access.CacheEntries(); return k })
+	s.cfg.Metrics.CacheSize("dataset", func() int { _, d := s.access.CacheEntries(); return d })
 	s.cfg.Metrics.CacheSource("tile", func() metrics.CacheStats {
 		st := s.tiles.HotTileStats()
 		return metrics.CacheStats{Hits: st.Hits, Misses: st.Misses, Evictions: st.Evictions,

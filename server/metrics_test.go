@@ -82,8 +82,8 @@ func TestMetrics(t *testing.T) {
 		tile("GET", tlTilePath(pub.Id, "2/0/0", "pbf", ""), 204) // no tile there
 		tile("GET", tlTilePath(pub.Id, "0/0/0", "pbf", ""), 304, "If-None-Match: "+first.header.Get("ETag"))
 		tile("HEAD", tlTilePath(pub.Id, "0/0/0", "pbf", ""), 200)
-		tile("GET", tlTilePath(pub.Id, "0/0/0", "png", ""), 404)     // wrong format
-		tile("GET", tlTilePath(pub.Id, "1/5/0", "pbf", ""), 400)     // x out of range
+		tile("GET", tlTilePath(pub.Id, "0/0/0", "png", ""), 404) // wrong format
+		tile("GET", tlTilePath(pub.Id, "1/5/0", "pbf", ""), 400) // x out of range
 		missing := uuid.New()
 		tile("GET", tlTilePath(missing, "0/0/0", "pbf", ""), 404) // no such dataset
 		tile("GET", tlTilePath(priv.Id, "0/0/0", "pbf", ""), 401)
@@ -152,6 +152,10 @@ func TestMetrics(t *testing.T) {
 			{"tilegate_cache_lookups_total", []string{"cache", "tile", "outcome", "miss"}, 3},
 			{"tilegate_cache_evictions_total", []string{"cache", "tile"}, 0},
 			{"tilegate_cache_entries", []string{"cache", "tile"}, 3},
+			// Entries: the made-up dataset (negative) is new; the new key and the unknown one
+			// came and the renamed key went.
+			{"tilegate_cache_entries", []string{"cache", "dataset"}, 1},
+			{"tilegate_cache_entries", []string{"cache", "key"}, 1},
 			{"tilegate_token_batch_size", nil, 1},
 			{"tilegate_usage_flushes_total", nil, 1},
 			{"tilegate_usage_flushed_rows_total", nil, float64(usageRows)},

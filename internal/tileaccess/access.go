@@ -141,6 +141,11 @@ func (a *Access) Apply(ch store.Change) { a.cache.apply(ch) }
 // on SQLite, which needs none, and before anything was cached).
 func (a *Access) Listening() bool { return a.listener.connected.Load() }
 
+// CacheEntries is how many keys and datasets the caches hold (negative entries included).
+func (a *Access) CacheEntries() (keys, datasets int) {
+	return a.cache.keys.Len(), a.cache.datasets.Len()
+}
+
 // Reconnects is how many times the listener connected again after its first connection.
 func (a *Access) Reconnects() uint64 {
 	if n := a.listener.connects.Load(); n > 1 {
