@@ -2184,7 +2184,10 @@ type ClientInterface interface {
 	// ChangeAPIKeySettingsWithBody Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+	// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
@@ -2196,7 +2199,10 @@ type ClientInterface interface {
 	// ChangeAPIKeySettings Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+	// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
@@ -2743,7 +2749,10 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // ChangeAPIKeySettingsWithBody Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 // `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
@@ -2765,7 +2774,10 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // ChangeAPIKeySettings Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 // `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
@@ -4386,7 +4398,10 @@ type ClientWithResponsesInterface interface {
 	// ChangeAPIKeySettingsWithBodyWithResponse Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+	// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
@@ -4398,7 +4413,10 @@ type ClientWithResponsesInterface interface {
 	// ChangeAPIKeySettingsWithResponse Update given key
 	//
 	// An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-	// `origins: null` allows every origin again). A key as fetched may be posted back with its
+	// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+	// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 	//
@@ -6695,7 +6713,10 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // ChangeAPIKeySettingsWithBodyWithResponse Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 // `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
@@ -6713,7 +6734,10 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // ChangeAPIKeySettingsWithResponse Update given key
 //
 // An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-// `origins: null` allows every origin again). A key as fetched may be posted back with its
+// `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+// enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
 // `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
 //
@@ -12211,23 +12235,25 @@ var swaggerSpec = []string{
 	"k0uGC6JAa7RdaMKM7uaSWuwbp+/vQywM1SRUWt+NPexPpJ/ZwS/tCpXBpvtPjrebgjSw2PRj2nL+jSMu",
 	"XAS5A+vOl6LspyhR1YP3tmbn/fa4iBLGriNSm8KdrGyumz/Kr7a85hDxmRE7P+hA2wPBNx7YI9z8j7z1",
 	"X5Y9dp+j+1Cb6y+wyu2tTXf4wIZpj5Un/HuHl/gZNrDOfSPJSTfkdAEnxH7vzb6Go6LxBiMLghEPbWq4",
-	"8g3x5dA8ltyljc8o470BwYKOhtFOQUdziH2Eh1k0xGRCoxuf3KVGbmmYtq7wRdA+poi74o7dkMVhQELt",
-	"kvhdCQP8zm3K/JlQpceZMh9GPPRhLmPsNfZ1Lag2TdF/NtZzpsYLwfU87Nm06ry8AY8Jm3EhfZWHmnyA",
-	"k9ZY+GPJCY9pwN1MPXwsxKPLDl/DO9dC5j+cO20gVRDdfAICRWK5IjLjJ2Q5p7p4GBl4nArG/cvIMUQs",
-	"BiLZbI7lPF1NbF/tD83OqH7MmRpxWz42yqS0BTpugBNf4cPCxlbksBEV9ae+ta8zYiZVTHCbQ09HPBLp",
-	"6sQTNy7kgiZM4VUKSPh9GBAkLKuAxMycK+OzoHBLRyIFnO/iDZFI4XoD8kqgR3XEmSF1kZCY2F+iXkW9",
-	"2oW4hd6AhCzFEhQ2oo7aML7aFqjCmLJukdR/9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPIGG6rDuFLB3b",
-	"xeKkrip3MxmE6OaTakmVR+EfmfaVHyNvC8hw2PKYMtQXRJp+w3tMa8+eY4TTnKFZxEgENnjj+71Fs1a6",
-	"hRUy4OEJlxOYyQyLc6B650QSGzzrahOVgnQrBYp9cJcnNVhRJxjxjGuWkA3yCumGlaLJoQ0+5GLZC8xw",
-	"vHRNCVUjHrpicgYu4YBgtWa0gxjZjCzn5jhoKQ7Yrhud+C75NUJq7EqLiCQGV4hnxF1F6xNHMeZU5RFf",
-	"ein8G0mkuuITMgzz4swGACLxNZy5WA5G/DUmIxi4sYhiRSdp66uUY2wRjSIazeGJWWupNg4GJzdRKFuo",
-	"+pOSqGot7M9qx8lJuDlFg57Wa/o1IvWBdEh2C4iIqNk41ciFS/mYFY/cgoOTV+xtSkEyET+cbPbQ0aob",
-	"IlTLr6UMRtxFgZINQaADgmGMhqQspfmGOx1xmmRqThjXIG9pUpFW3l2e/XQ+/vHlu8ufxxevrs7f/uPs",
-	"ZRj4d1bJ4ZCong3lMYISmcLSVd9XqFkasWYCloKRFS707EMDUe0l+28ah5rvvJ3GfI0/9fGnhhCUbtmc",
-	"xp4Pb4pF/cSWp1pkwr5hCViq3M7YUIsRf7Viga/oZ0S5wicbdPDBlM4BoqnbckPxcCyd1zdboZpNEigc",
-	"S2dvLgaluokeWGbZ61SO2BJJviSiAvCFCw2tWAReB2SykjugSjPkocHrM1w2lDksoiB1HgLV/QnES+Cq",
-	"tJ9eaYZyEFfzNqxW6gNBAss68pJ1pBt+fwOr78KeDYoqBUl1w+8Vm303yobDo2/gLnV/oeb5XVhfRNP0",
-	"v81FXpUO9XEnbTmXXvkosKDX+gjWbx2g3c56kb3i7f3vLqetNFbJjXx/ff//AwAA//8=",
+	"8g3x5dA8ltyljc8o4wEJfR0Jqn1rm8rqvjctuDmn2P084vaz+aVUo6pxqnIkv3dquvINAQlZOpaYeJuP",
+	"TPnKv+rbG5AzXl5d6B+LTrFGC63MHjrjbnmi8rurNiiE8tKkRReKLlTTkpLnFy/eoo37+OgoMOBkrqKh",
+	"PaOuTzRhPIY7s0YUZagiU9DRHGIfH2OOHGIyodGNT41TI3ewmPSv8D3VPibYu9KY3ZDFYUBC7UoguAIQ",
+	"+J1DCfNnQpUeZ8p8GPHQBwmNsde4BK+AhOh9HOs5U+OF4Hoe9mxSel4cwuxmxoX0NTJq0hVOWhOAHkvK",
+	"ekzz92ba6yNJHl3y+hocu5Zw8OG8fQOhh+jmE5B3EssVkRk/IUtDYvJnpYHHqWDcvysdQ8RiIJLN5lgM",
+	"1VUU97US0WhviRBTI26L70aZlLa8yQ1w4uujWNjYeiY2HqX+ULr2VVrMpIoJbisQ0BGPRLo68ayBC7mg",
+	"CVN4lQISfh8Glh2sAhIzc66Mz4LCqR+JFHC+izfEEtfegLwS6I8ecWZIXSQklkUoUa+CQC/ELfQGhjZj",
+	"AQ8bj0htEGRtC1RhRF63KIlw9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPv2G6rHmWOQEuEWuaN5NBiG4+",
+	"qY5ZeVL/kWlf+Sn3tnAWhy2PKYF+QaTpN7zHtPZoPMaHzRkalYxEYENfvt9bsG2lW1hfBB6ecDl1g8yw",
+	"tAkqx04ksaHHrrJTKcS5Ut7Zh8Z5UoP1iIIRz7hmCdkgr5BuWCk5HdrQTS6WvcAMx0vXlFA14qErxWfg",
+	"Eg4I1rpGK5KRbMlybo6DlqKo7boxBMKlDkdIjV1hFpHE4MoYjbirB37iKMacqjxeTi+Ff2GKVFd8QoZh",
+	"XtraAEAkvgI2F8vBiL/GVA4DNxZRrIclbXWacoQyolFEozk8MWstVRbC0O4mCmXLfH9SElWtJP5ZrWA5",
+	"CTenaNDT+py/xvM+kAbObgERETUbp1i6YDMf8eORW3Bw8oq9TSlIJuKHk80eOtZ3Q3xv+a2ZwYi7GFqy",
+	"IYR2QDAI1JCUpTTfcKf2TpNMzQnjGuQtTSrSyrvLs5/Oxz++fHf58/ji1dX523+cvQwD/0otORwS1bOB",
+	"UEZQIlNYurcLFGqWRqyZgKVgZIULPfvQMF57yf6bRvHmO2+nMV+jd330riEEpVs2p7Hnw5sieT+x3a4W",
+	"17FvUAcWerczNlSyxF+tWODrIRpRrvBoBx18bqZzgGjqttxQeh0LD/bNVqhmkwQKt9zZm4tBqeqkB5ZZ",
+	"9jqVI7bAlC8oqQB82UdDKxaB1wGZrGReqNIMeWD1+gyXDUUiixhSnQeQdX8C8RK4Ku2nV5qhHALXvA2r",
+	"lfowmsCyjrzgH+mG39/A6ruwZ0PKSiFm3fB7xWbfjbLh8OgbuEvdX6h5fhfWF9E0/W9zkdf0Q33cSVvO",
+	"Wlg+CiyHtj6C9foHaLezPnivePvoBZcRWBqr5IS/v77//wEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -87,6 +87,8 @@ type Config struct {
 	// Now is the clock of usage hours, quota months and rate limits, and of keys' expiry and
 	// rotation grace (default time.Now).
 	Now func() time.Time
+	// UsageOff counts no usage and enforces no rate limits or quotas (benchmark baselines).
+	UsageOff bool
 	// Metrics receives the server's Prometheus series (one Metrics per server); nil: a private
 	// one nobody scrapes.
 	Metrics *metrics.Metrics
@@ -279,7 +281,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
 		RetentionEvery: cfg.UsageRetentionEvery, Heartbeat: cfg.ReplicaHeartbeat, Now: cfg.Now,
 		Logger: cfg.Logger, Flushed: func(at time.Time, rows int) { cfg.Metrics.UsageFlushed(rows, at) },
-		FlushFailed: cfg.Metrics.UsageFlushFailed,
+		FlushFailed: cfg.Metrics.UsageFlushFailed, Off: cfg.UsageOff,
 	})
 	if err := s.registerMetrics(); err != nil {
 		_ = s.access.Close(context.Background())

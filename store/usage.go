@@ -46,6 +46,7 @@ func (s *Store) AddUsage(ctx context.Context, rows []UsageRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	rows = append([]UsageRow(nil), rows...) // sorted here; the caller's slice may be read meanwhile
 	sort.Slice(rows, func(i, j int) bool { return usageLess(&rows[i], &rows[j]) })
 	if len(rows) <= maxUsageRowsPerStatement {
 		return addUsage(s.db.WithContext(ctx), rows)

@@ -12,6 +12,12 @@
 // -server-cpu starts the server under taskset on that CPU; pin this process to another one
 // (taskset -c 1 go run ./bench/tiles -server-cpu 0) so server and load do not share a core.
 //
+// The API keys have a rate limit and a monthly quota that never bind, so their modes pay for the
+// limits as well as for usage counting. -usage-baseline also starts a second tilegate on the same
+// database with TILEGATE_USAGE_OFF=true (no counting, no limits; pinned like the first) and runs
+// every mode against both, interleaved, printing throughput and server CPU with usage over
+// without (issue #11: counting and limits cost at most 5%).
+//
 // By default it builds and starts the real tilegate binary; on PostgreSQL when one answers at
 // TEST_DATABASE_URL (or the local default, in a scratch database dropped afterwards), else on
 // SQLite. -inprocess serves from this process instead (then -cpuprofile profiles server and
@@ -58,6 +64,7 @@ type options struct {
 	pgURL       string
 	mode        string
 	serverCPU   string
+	baseline    bool
 }
 
 func main() {
@@ -72,6 +79,7 @@ func main() {
 		"PostgreSQL server to create a scratch database on")
 	flag.StringVar(&o.mode, "mode", "all", "all: every mode; key-all-rules: the origins-only key against the key with every rule")
 	flag.StringVar(&o.serverCPU, "server-cpu", "", "run the server under taskset -c on this CPU list")
+	flag.BoolVar(&o.baseline, "usage-baseline", false, "also run every mode against a tilegate with TILEGATE_USAGE_OFF=true")
 	flag.Parse()
 	if err := run(o); err != nil {
 		log.Fatal(err)
@@ -82,6 +90,8 @@ type mode struct {
 	name    string
 	urls    []string
 	headers http.Header
+	// server is the index of the tilegate process the mode's URLs go to (1: usage off).
+	server int
 }
 
 type result struct {
@@ -122,7 +132,12 @@ func run(o options) error {
 
 	dataDir := filepath.Join(tmp, "data")
 	var base string
+	var bases []string                    // every server, the measured one first
+	var serverCPUs []func() time.Duration // their CPU time
 	serverCPU := func() time.Duration { return 0 }
+	if o.inProcess && o.baseline {
+		return fmt.Errorf("-usage-baseline needs the tilegate binary (not -inprocess)")
+	}
 	if o.inProcess {
 		srv, err := server.New(st, server.Config{
 			DataDir: dataDir, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
@@ -144,31 +159,33 @@ func run(o options) error {
 		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tilegate").CombinedOutput(); err != nil {
 			return fmt.Errorf("build: %v\n%s", err, out)
 		}
-		addr, err := loadgen.FreeAddr()
+		env := []string{"DATABASE_URL=" + dbURL, "TILEGATE_DATA_DIR=" + dataDir, "TILEGATE_ADMIN_ADDR="}
+		var stop func()
+		base, serverCPU, stop, err = startBinary(bin, o.serverCPU, env)
 		if err != nil {
 			return err
 		}
-		cmd := exec.Command(bin, "serve")
-		if o.serverCPU != "" {
-			// taskset execs the server: the pid stays the server's.
-			cmd = exec.Command("taskset", "-c", o.serverCPU, bin, "serve")
+		defer stop()
+		if o.baseline {
+			offBase, offCPU, offStop, err := startBinary(bin, o.serverCPU, append(env, "TILEGATE_USAGE_OFF=true"))
+			if err != nil {
+				return err
+			}
+			defer offStop()
+			bases = append(bases, offBase)
+			serverCPUs = append(serverCPUs, offCPU)
 		}
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "TILEGATE_ADDR="+addr, "TILEGATE_DATA_DIR="+dataDir)
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the request log is still written, to a pipe
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-		base = "http://" + addr
-		pid := cmd.Process.Pid
-		serverCPU = func() time.Duration { d, _ := loadgen.ProcessCPU(pid); return d }
 	}
+	bases = append([]string{base}, bases...)
+	serverCPUs = append([]func() time.Duration{serverCPU}, serverCPUs...)
 
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency, DisableCompression: true,
 	}}
-	if err := loadgen.WaitReady(client, base); err != nil {
-		return err
+	for _, b := range bases {
+		if err := loadgen.WaitReady(client, b); err != nil {
+			return err
+		}
 	}
 	auth := "Bearer " + acct.Token
 	file := filepath.Join(tmp, "bench.mbtiles")
@@ -194,7 +211,7 @@ func run(o options) error {
 	}
 	var key struct{ Token string }
 	if err := loadgen.Call(client, "POST", base+"/v1/api_keys", auth, "application/json",
-		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"]}`, 200, &key); err != nil {
+		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"],`+limits+`}`, 200, &key); err != nil {
 		return err
 	}
 	var tok struct{ Tiles []string }
@@ -203,10 +220,10 @@ func run(o options) error {
 	}
 	tokenQuery := tok.Tiles[0][strings.IndexByte(tok.Tiles[0], '?'):]
 
-	urls := func(id, query string) []string {
+	urls := func(b, id, query string) []string {
 		out := make([]string, len(coords))
 		for i, c := range coords {
-			out[i] = fmt.Sprintf("%s/api/tiles/%s/%d/%d/%d.pbf%s", base, id, c[0], c[1], c[2], query)
+			out[i] = fmt.Sprintf("%s/api/tiles/%s/%d/%d/%d.pbf%s", b, id, c[0], c[1], c[2], query)
 		}
 		return out
 	}
@@ -214,17 +231,28 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	keyMode := mode{name: "private, API key + origin", urls: urls(ids["private"], "?key="+key.Token),
-		headers: http.Header{"Origin": {"https://www.bench.example"}}}
-	allMode := mode{name: "private, API key, all rules", urls: urls(ids["private"], "?key="+allRules),
-		headers: http.Header{"Origin": {"https://www.bench.example"}, "User-Agent": {"bench-map/1.0 (Go)"}}}
-	modes := []mode{
-		{name: "public (no check)", urls: urls(ids["public"], "")},
-		{name: "private, tile token", urls: urls(ids["private"], tokenQuery)},
-		keyMode, allMode,
+	modesOf := func(si int) []mode {
+		b, suffix := bases[si], ""
+		if si == 1 {
+			suffix = " [usage off]"
+		}
+		keyMode := mode{name: "private, API key + origin" + suffix, urls: urls(b, ids["private"], "?key="+key.Token),
+			headers: http.Header{"Origin": {"https://www.bench.example"}}, server: si}
+		allMode := mode{name: "private, API key, all rules" + suffix, urls: urls(b, ids["private"], "?key="+allRules),
+			headers: http.Header{"Origin": {"https://www.bench.example"}, "User-Agent": {"bench-map/1.0 (Go)"}}, server: si}
+		if o.mode == "key-all-rules" {
+			return []mode{keyMode, allMode}
+		}
+		return []mode{
+			{name: "public (no check)" + suffix, urls: urls(b, ids["public"], ""), server: si},
+			{name: "private, tile token" + suffix, urls: urls(b, ids["private"], tokenQuery), server: si},
+			keyMode, allMode,
+		}
 	}
-	if o.mode == "key-all-rules" {
-		modes = []mode{keyMode, allMode}
+	modes := modesOf(0)
+	measured := len(modes) // the modes of the first server; with -usage-baseline the second's follow
+	if o.baseline {
+		modes = append(modes, modesOf(1)...)
 	}
 	for _, m := range modes { // warm up connections, caches and the tile file
 		if _, err := load(client, m, o.concurrency, 300*time.Millisecond); err != nil {
@@ -248,7 +276,7 @@ func run(o options) error {
 	for r := range o.rounds {
 		for j := range modes {
 			i := (j + r) % len(modes) // rotate the order too
-			cpu0 := serverCPU()
+			cpu0 := serverCPUs[modes[i].server]()
 			start := time.Now()
 			n, err := load(client, modes[i], o.concurrency, o.duration)
 			if err != nil {
@@ -257,7 +285,7 @@ func run(o options) error {
 			wall := time.Since(start)
 			totals[i].n += n
 			totals[i].wall += wall
-			totals[i].cpu += serverCPU() - cpu0
+			totals[i].cpu += serverCPUs[modes[i].server]() - cpu0
 			perRound[i] = append(perRound[i], float64(n)/wall.Seconds())
 		}
 	}
@@ -268,7 +296,7 @@ func run(o options) error {
 	}
 	fmt.Printf("tilegate tiles on %s, %s, loopback; %d rounds x %v per mode, interleaved, concurrency %d, %d distinct tiles\n\n",
 		dbName, where, o.rounds, o.duration, o.concurrency, len(coords))
-	fmt.Printf("%-28s %12s %28s", "mode", "tiles/s", "per round")
+	fmt.Printf("%-40s %12s %28s", "mode", "tiles/s", "per round")
 	if !o.inProcess {
 		fmt.Printf(" %18s", "server CPU/tile")
 	}
@@ -282,14 +310,14 @@ func run(o options) error {
 		for k, v := range perRound[i] {
 			rounds[k] = strconv.Itoa(int(math.Round(v)))
 		}
-		fmt.Printf("%-28s %12.0f %28s", m.name, rate[i], strings.Join(rounds, " "))
+		fmt.Printf("%-40s %12.0f %28s", m.name, rate[i], strings.Join(rounds, " "))
 		if !o.inProcess {
 			cpuPer[i] = float64(t.cpu.Microseconds()) / float64(t.n)
 			fmt.Printf(" %15.1f µs", cpuPer[i])
 		}
 		fmt.Println()
 	}
-	k, a := len(modes)-2, len(modes)-1
+	k, a := measured-2, measured-1
 	if o.mode != "key-all-rules" {
 		fmt.Printf("\ntoken/public: %.2f (target >= 0.90)\nkey/public:   %.2f (target >= 0.85)\n", rate[1]/rate[0], rate[2]/rate[0])
 		if !o.inProcess {
@@ -300,7 +328,39 @@ func run(o options) error {
 	if !o.inProcess {
 		fmt.Printf("server CPU per tile, key origins/key all rules: %.3f\n", cpuPer[k]/cpuPer[a])
 	}
+	if o.baseline {
+		fmt.Println("\nwith usage counting and limits vs usage off (target: at most 5% of throughput):")
+		for i := range measured {
+			fmt.Printf("  %-28s tiles/s %.3f, server CPU per tile %.3f\n", modes[i].name, rate[i]/rate[i+measured], cpuPer[i]/cpuPer[i+measured])
+		}
+	}
 	return nil
+}
+
+// limits are the API keys' rate limit and monthly quota: they never bind, but every request of
+// the keys' modes pays for checking them.
+const limits = `"rate_limit":{"requests_per_second":100000,"burst":1000000},"monthly_quota":1000000000000`
+
+// startBinary starts `tilegate serve` on a free loopback port with env (under taskset -c cpus when
+// given: taskset execs it, so the pid stays the server's) and returns its base URL, a reader of
+// its CPU time, and its stop.
+func startBinary(bin, cpus string, env []string) (string, func() time.Duration, func(), error) {
+	addr, err := loadgen.FreeAddr()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cmd := exec.Command(bin, "serve")
+	if cpus != "" {
+		cmd = exec.Command("taskset", "-c", cpus, bin, "serve")
+	}
+	cmd.Env = append(append(os.Environ(), env...), "TILEGATE_ADDR="+addr)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard // the request log is still written, to a pipe
+	if err := cmd.Start(); err != nil {
+		return "", nil, nil, err
+	}
+	pid := cmd.Process.Pid
+	cpu := func() time.Duration { d, _ := loadgen.ProcessCPU(pid); return d }
+	return "http://" + addr, cpu, func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }, nil
 }
 
 // allRulesKey creates a key with every rule of issue #10 that still admits the benchmark's
@@ -323,7 +383,7 @@ func allRulesKey(c *http.Client, base, auth, dataset string) (string, error) {
 	}
 	ranges = append(ranges, `"127.0.0.0/8"`)
 	body := fmt.Sprintf(`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"],`+
-		`"user_agent":"bench-map/","dataset_ids":[%s],"ip_ranges":[%s],"expires_at":"%s"}`,
+		`"user_agent":"bench-map/","dataset_ids":[%s],"ip_ranges":[%s],"expires_at":"%s",`+limits+`}`,
 		strings.Join(datasets, ","), strings.Join(ranges, ","), time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
 	var key struct{ Token string }
 	if err := loadgen.Call(c, "POST", base+"/v1/api_keys", auth, "application/json", body, 200, &key); err != nil {

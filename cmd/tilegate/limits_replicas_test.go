@@ -5,12 +5,16 @@ package main_test
 // of a flush interval); their usage counts add up.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // limitedKey creates a key with the given settings (JSON) and returns its id and token.
@@ -155,4 +159,48 @@ func TestReplicasShareQuota(t *testing.T) {
 	if status != 200 || served != admitted || quotaRefused != refused {
 		t.Errorf("usage: %d %s; want served %d, quota_exceeded %d", status, body, admitted, refused)
 	}
+}
+
+// Usage counted since the last flush is written on a graceful shutdown (SIGTERM), however long
+// the flush interval.
+func TestUsageWrittenOnShutdown(t *testing.T) {
+	dbURL, _ := freshPostgres(t)
+	acct := createAccount(t, dbURL)
+	srv := startServer(t, dbURL, "TILEGATE_DATA_DIR="+t.TempDir(), "TILEGATE_USAGE_FLUSH_INTERVAL=1h")
+	dataset := repCreateDataset(t, srv, acct.Token)
+	if up := repUploadCLI(t, srv.url, acct.Token, dataset, repTilesFile(t, "t.mbtiles", [3]int{0, 0, 0}, "\x1a\x05tile")); up.code != 0 {
+		t.Fatalf("upload: exit %d\n%s", up.code, up.stderr)
+	}
+	id, key := limitedKey(t, srv, acct.Token, `{}`)
+	hc := validatingClient(t)
+	for range 7 {
+		if s, body := srv.do(t, hc, "GET", "/api/tiles/"+dataset+"/0/0/0.pbf?key="+key, "", ""); s != 200 {
+			t.Fatalf("tile: %d %s", s, body)
+		}
+	}
+	must(t, srv.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-srv.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server did not stop")
+	}
+	conn, ctx, closeConn := pgConnectTo(t, dbURL)
+	defer closeConn()
+	var served int64
+	must(t, conn.QueryRow(ctx, "SELECT COALESCE(SUM(served), 0) FROM usage_hours WHERE key_id = $1", id).Scan(&served))
+	if served != 7 {
+		t.Errorf("after shutdown the key has %d tiles written, want 7", served)
+	}
+}
+
+// pgConnectTo connects to the database at dbURL.
+func pgConnectTo(t *testing.T, dbURL string) (*pgx.Conn, context.Context, func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		cancel()
+		t.Fatalf("connect to PostgreSQL: %v", err)
+	}
+	return conn, ctx, func() { _ = conn.Close(ctx); cancel() }
 }

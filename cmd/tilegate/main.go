@@ -75,6 +75,7 @@ type serveCmd struct {
 	StaleIfError       time.Duration `name:"stale-if-error" env:"TILEGATE_STALE_IF_ERROR" default:"10m" help:"How long past the tile cache TTL a cached API key or dataset keeps serving while the database is unavailable (0: not at all)."`
 	UsageFlushInterval time.Duration `name:"usage-flush-interval" env:"TILEGATE_USAGE_FLUSH_INTERVAL" default:"10s" help:"How often tile usage counts are written to the database (one statement); a crash loses at most this much usage."`
 	UsageRetention     time.Duration `name:"usage-retention" env:"TILEGATE_USAGE_RETENTION" default:"9600h" help:"How long hourly usage rows are kept (default 400 days); older ones are deleted hourly by one replica at a time."`
+	UsageOff           bool          `name:"usage-off" env:"TILEGATE_USAGE_OFF" help:"Count no usage and enforce no rate limits or monthly quotas (a baseline for benchmarks; not for production)."`
 	ReplicaHeartbeat   time.Duration `name:"replica-heartbeat" env:"TILEGATE_REPLICA_HEARTBEAT" default:"2s" help:"How often a replica announces itself in PostgreSQL; each of N live replicas (seen within 3 heartbeats) admits 1/N of a key's rate limit."`
 }
 
@@ -115,7 +116,8 @@ func (c *serveCmd) Run() error {
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
 		TrustedProxies: proxies, AuditRetention: c.AuditRetention,
 		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
-		Metrics: m,
+		UsageOff: c.UsageOff,
+		Metrics:  m,
 	})
 	if err != nil {
 		return err

@@ -26,13 +26,50 @@ func (c Credential) String() string {
 }
 
 // cell names one counter: an hour, a key (uuid.Nil: none), a dataset, a credential, and a
-// refusal reason ("" for served tiles).
+// refusal reason (0 for served tiles; see reasons). No string in it: hashing stays a memhash.
 type cell struct {
 	hour    int64
 	key     uuid.UUID
 	dataset uuid.UUID
 	cred    Credential
-	reason  string
+	reason  uint8
+}
+
+// reasons numbers the refusal reasons cells carry (0 is "": served); a reason is numbered when
+// first counted. Refusals are few compared to tiles, and their reasons fewer still.
+type reasons struct {
+	mu    sync.RWMutex
+	codes map[string]uint8
+	names []string
+}
+
+func newReasons() *reasons { return &reasons{codes: map[string]uint8{"": 0}, names: []string{""}} }
+
+// code returns reason's number; reasons past 255 share the last one ("other").
+func (r *reasons) code(reason string) uint8 {
+	r.mu.RLock()
+	c, ok := r.codes[reason]
+	r.mu.RUnlock()
+	if ok {
+		return c
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.codes[reason]; ok {
+		return c
+	}
+	if len(r.names) > 255 {
+		return 255
+	}
+	c = uint8(len(r.names))
+	r.codes[reason], r.names = c, append(r.names, reason)
+	return c
+}
+
+func (r *reasons) name(c uint8) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.names[c]
 }
 
 type counts struct{ served, bytes, refused int64 }
@@ -40,7 +77,8 @@ type counts struct{ served, bytes, refused int64 }
 // counter is the in-memory counts since the last flush, sharded so that concurrent tile requests
 // rarely meet on a lock: a request locks one shard for a map update.
 type counter struct {
-	shards [counterShards]shard
+	shards  [counterShards]shard
+	reasons *reasons
 }
 
 const counterShards = 32
@@ -52,7 +90,7 @@ type shard struct {
 }
 
 func newCounter() *counter {
-	c := &counter{}
+	c := &counter{reasons: newReasons()}
 	for i := range c.shards {
 		c.shards[i].m = map[cell]*counts{}
 	}
@@ -90,7 +128,7 @@ func (c *counter) take() []store.UsageRow {
 		s.mu.Unlock()
 		for k, n := range m {
 			rows = append(rows, store.UsageRow{Hour: k.hour, KeyID: k.key, DatasetID: k.dataset,
-				Credential: k.cred.String(), Reason: k.reason, Served: n.served, Bytes: n.bytes, Refused: n.refused})
+				Credential: k.cred.String(), Reason: c.reasons.name(k.reason), Served: n.served, Bytes: n.bytes, Refused: n.refused})
 		}
 	}
 	return rows
@@ -99,7 +137,7 @@ func (c *counter) take() []store.UsageRow {
 // putBack adds rows that could not be written back into the counter, for the next flush.
 func (c *counter) putBack(rows []store.UsageRow) {
 	for _, r := range rows {
-		c.add(cell{hour: r.Hour, key: r.KeyID, dataset: r.DatasetID, cred: credentialOf(r.Credential), reason: r.Reason},
+		c.add(cell{hour: r.Hour, key: r.KeyID, dataset: r.DatasetID, cred: credentialOf(r.Credential), reason: c.reasons.code(r.Reason)},
 			r.Served, r.Bytes, r.Refused)
 	}
 }
@@ -121,7 +159,7 @@ func (c *counter) served(key uuid.UUID, since int64) int64 {
 		s := &c.shards[i]
 		s.mu.Lock()
 		for k, v := range s.m {
-			if k.key == key && k.reason == "" && k.hour >= since {
+			if k.key == key && k.reason == 0 && k.hour >= since {
 				n += v.served
 			}
 		}

@@ -52,6 +52,8 @@ type keyLimits struct {
 	// as flushed by every replica when last read (synced says it was read this month); unflushed
 	// what this replica admitted since that is not in base yet.
 	month     int64
+	monthFrom int64 // the month's first and next month's first second (unix): month without a date computation
+	monthTo   int64
 	base      int64
 	unflushed int64
 	synced    bool
@@ -101,21 +103,19 @@ func (k *keyLimits) admitRate(now int64, rl RateLimit, replicas int) Verdict {
 // admitQuota reserves one tile of the month's quota; now is the meter's clock. It reports
 // whether the key's month was new here (its count must be read from the database).
 func (k *keyLimits) admitQuota(now time.Time, quota int64) (Verdict, bool) {
-	month := monthIndex(now)
 	fresh := false
-	if !k.quota || k.month != month {
-		k.quota, k.month, k.base, k.unflushed, k.synced = true, month, 0, 0, false
-		fresh = true
+	if u := now.Unix(); !k.quota || u < k.monthFrom || u >= k.monthTo {
+		month := monthIndex(now)
+		fresh = !k.quota || month != k.month
+		if fresh {
+			k.quota, k.month, k.base, k.unflushed, k.synced = true, month, 0, 0, false
+		}
+		k.monthFrom, k.monthTo = monthStart(month).Unix(), monthStart(month+1).Unix()
 	}
 	if k.base+k.unflushed >= quota {
-		next := monthStart(month + 1)
-		secs := int64(math.Ceil(next.Sub(now).Seconds()))
-		if secs < 1 {
-			secs = 1
-		}
-		window := int64(next.Sub(monthStart(month)) / time.Second)
+		secs := max(1, k.monthTo-now.Unix())
 		return Verdict{Reason: ReasonQuotaExceeded, RetryAfter: secs, Policy: "monthly",
-			Quota: quota, Window: window, Remaining: 0, Reset: secs}, fresh
+			Quota: quota, Window: k.monthTo - k.monthFrom, Remaining: 0, Reset: secs}, fresh
 	}
 	k.unflushed++
 	return Verdict{}, fresh

@@ -31,6 +31,8 @@ type Config struct {
 	Flushed func(at time.Time, rows int)
 	// FlushFailed is told of every flush that failed (its counts are kept for the next).
 	FlushFailed func()
+	// Off counts nothing and admits everything (no rate limits, no quotas): for comparisons.
+	Off bool
 }
 
 // Meter counts tile traffic and enforces keys' limits. Create it with New; Close it when done.
@@ -101,13 +103,19 @@ func hourOf(t time.Time) int64 {
 
 // Served counts a tile answered (bytes of body) for dataset, with key (uuid.Nil for none).
 func (m *Meter) Served(now time.Time, key, dataset uuid.UUID, cred Credential, bytes int) {
+	if m.cfg.Off {
+		return
+	}
 	m.counter.add(cell{hour: hourOf(now), key: key, dataset: dataset, cred: cred}, 1, int64(bytes), 0)
 	m.loopOnce.Do(m.startLoop)
 }
 
 // Refused counts a refusal of a request that named the existing key.
 func (m *Meter) Refused(now time.Time, key, dataset uuid.UUID, reason string) {
-	m.counter.add(cell{hour: hourOf(now), key: key, dataset: dataset, cred: Key, reason: reason}, 0, 0, 1)
+	if m.cfg.Off {
+		return
+	}
+	m.counter.add(cell{hour: hourOf(now), key: key, dataset: dataset, cred: Key, reason: m.counter.reasons.code(reason)}, 0, 0, 1)
 	m.loopOnce.Do(m.startLoop)
 }
 
@@ -122,7 +130,7 @@ func (m *Meter) limits(key uuid.UUID) *keyLimits {
 // Admit applies key's rate limit (nil: none) and monthly quota (nil: none) to a request at now.
 // An admitted request with a quota holds a reservation: Release it if it is not served after all.
 func (m *Meter) Admit(now time.Time, key uuid.UUID, rl *RateLimit, quota *int64) Verdict {
-	if rl == nil && quota == nil {
+	if rl == nil && quota == nil || m.cfg.Off {
 		return Verdict{}
 	}
 	k := m.limits(key)
@@ -236,11 +244,10 @@ func (m *Meter) Flush(ctx context.Context) error {
 			m.cfg.FlushFailed()
 			return err
 		}
+		m.inflight.Store(nil) // written: in the database now, not pending
 		m.cfg.Flushed(m.now(), len(rows))
 	}
-	err := m.sync(ctx, rows, false)
-	m.inflight.Store(nil)
-	return err
+	return m.sync(ctx, rows, false)
 }
 
 // syncNew reads the month's counts of quota keys seen for the first time this month.

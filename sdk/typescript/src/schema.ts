@@ -62,7 +62,10 @@ export interface paths {
         /**
          * Update given key
          * @description An absent field is left unchanged; `null` clears it (`name: null` generates a fresh name,
-         *     `origins: null` allows every origin again). A key as fetched may be posted back with its
+         *     `origins: null` allows every origin again, `expires_at: null` never expires, `enabled: null`
+         *     enables, `dataset_ids: null` allows every dataset the account may use, `ip_ranges: null`
+         *     any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
+         *     and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
          *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
          *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
          */
