@@ -18,7 +18,10 @@ import (
 )
 
 // requestMetrics holds every series a request updates, resolved once at start: a tile request
-// then costs a few atomic adds and no label lookup (see BenchmarkTileRequest's allocs/op).
+// then costs a few atomic adds and no label lookup. Measured (2-core machine, busy): what a
+// served tile adds is ~80-150 ns and 0 allocs (go test ./server -run '^$' -bench ObserveTile
+// -benchmem -cpu 1), and BenchmarkTileRequest's allocs/op are the same with and without it
+// (55 public, 59 token, 55 key+origin).
 type requestMetrics struct {
 	m *metrics.Metrics
 	// ops maps an echo route (method, template) to its operationId's series; other is for

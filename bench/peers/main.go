@@ -54,6 +54,8 @@ type options struct {
 	only        string
 	wrk         bool
 	tmp         string
+	// hotTiles is tilegate's TILEGATE_HOT_TILE_CACHE_BYTES; negative: its default.
+	hotTiles int64
 }
 
 func main() {
@@ -78,6 +80,7 @@ func main() {
 	flag.StringVar(&o.pgURL, "postgres", scratchdb.BaseURL(), "PostgreSQL server to create a scratch database on")
 	flag.IntVar(&o.smallTiles, "small-tiles", 9348, "tiles in the small-tile file")
 	flag.IntVar(&o.largeTiles, "large-tiles", 600, "tiles in the large-tile file")
+	flag.Int64Var(&o.hotTiles, "hot-tile-cache-bytes", -1, "tilegate's TILEGATE_HOT_TILE_CACHE_BYTES (0: no hot-tile cache; negative: tilegate's default)")
 	flag.StringVar(&o.only, "only", "", "measure only the modes whose name contains one of these comma-separated words (mbtileserver public is always kept)")
 	flag.BoolVar(&o.wrk, "wrk", false, "generate the load with wrk (must be installed) instead of the Go load generator")
 	flag.Parse()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/tilegate/tilegate/bench/loadgen"
@@ -57,9 +58,12 @@ func startTilegate(ctx context.Context, o options, backend, bin, tmp string, env
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := startPinned("tilegate "+backend, addr, bin, append(env,
-		"DATABASE_URL="+dbURL, "TILEGATE_ADDR="+addr,
-		"TILEGATE_DATA_DIR="+filepath.Join(tmp, "data-"+backend)), "serve")
+	env = append(env[:len(env):len(env)], "DATABASE_URL="+dbURL, "TILEGATE_ADDR="+addr,
+		"TILEGATE_DATA_DIR="+filepath.Join(tmp, "data-"+backend))
+	if o.hotTiles >= 0 {
+		env = append(env, "TILEGATE_HOT_TILE_CACHE_BYTES="+strconv.FormatInt(o.hotTiles, 10))
+	}
+	p, err := startPinned("tilegate "+backend, addr, bin, env, "serve")
 	if err != nil {
 		return nil, nil, err
 	}
