@@ -22,7 +22,7 @@ import (
 // in the OS page cache (bench/peers/sqliteproto: cd bench/peers/sqliteproto && go test
 // -bench . -benchmem): database/sql on glebarez 8.3 µs and 17 allocs per read; this shape,
 // on modernc.org/sqlite/lib (the C SQLite glebarez itself is built on, already in the module
-// graph), 1.9 µs and 1 alloc (the returned slice). Pool.Tile's comment has the
+// graph), 1.9 µs and 1 alloc (the returned slice). Pool.read's comment has the
 // figures through the pool.
 //
 // A tileConn is used by one goroutine at a time (the pool hands it out), so SQLite's own

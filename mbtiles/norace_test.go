@@ -1,0 +1,5 @@
+//go:build !race
+
+package mbtiles
+
+const raceEnabled = false
