@@ -373,7 +373,8 @@ export interface paths {
          *     wins when both are sent. A refusal carries `Access-Control-Allow-Origin: *` and an
          *     `X-Tilegate-Reason` header. Tiles stored gzipped are sent as stored, with
          *     `Content-Encoding: gzip`. An unknown dataset, one the credential's account does not see and
-         *     a format other than the dataset's are 404.
+         *     a format other than the dataset's are 404. An API key over its rate limit or monthly quota is
+         *     answered 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`).
          */
         get: operations["getTile"];
         put?: never;
