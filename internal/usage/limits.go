@@ -58,6 +58,8 @@ type keyLimits struct {
 	unflushed int64
 	synced    bool
 	quota     bool // the key has (had) a quota: it is synced with the database
+
+	lastAdmit int64 // unix seconds of the last request (idle state is forgotten)
 }
 
 func monthIndex(t time.Time) int64 {

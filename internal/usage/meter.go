@@ -96,6 +96,9 @@ func New(cfg Config) *Meter {
 // Now is the meter's clock.
 func (m *Meter) Now() time.Time { return m.now() }
 
+// idleForget is how long a key's limit state outlives its last request.
+const idleForget = time.Hour
+
 func hourOf(t time.Time) int64 {
 	u := t.Unix()
 	return u - u%3600
@@ -136,6 +139,7 @@ func (m *Meter) Admit(now time.Time, key uuid.UUID, rl *RateLimit, quota *int64)
 	k := m.limits(key)
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.lastAdmit = now.Unix()
 	if rl != nil {
 		m.beatOnce.Do(m.startHeartbeat)
 		if v := k.admitRate(now.UnixNano(), *rl, max(1, int(m.replicas.Load()))); v.Reason != "" {
@@ -279,11 +283,18 @@ func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool
 			}
 		}
 	}
+	idleSince := m.now().Add(-idleForget).Unix()
 	m.keys.Range(func(id, v any) bool {
 		k := v.(*keyLimits)
 		key := id.(uuid.UUID)
 		k.mu.Lock()
 		defer k.mu.Unlock()
+		if !onlyNew && k.lastAdmit < idleSince && k.unflushed == 0 {
+			// Not used for long (or deleted): forget it; a later request starts afresh (a full
+			// bucket, the month's count read again).
+			m.keys.CompareAndDelete(id, v)
+			return true
+		}
 		if !k.quota || k.month != month {
 			return true
 		}

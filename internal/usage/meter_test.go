@@ -106,3 +106,34 @@ func TestFailedFlushKeepsCounts(t *testing.T) {
 	m.counter.putBack(rows)
 	_ = m.Close(ctx) // its final flush fails too, and says so
 }
+
+// A key's limit state is forgotten an hour after its last request (deleted keys do not pile up);
+// a key still in use keeps it.
+func TestIdleLimitsForgotten(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2027, 5, 1, 12, 0, 0, 0, time.UTC)
+	m := New(Config{Store: st, FlushInterval: time.Hour, Now: func() time.Time { return now }})
+	defer m.Close(ctx)
+	idle, busy := uuid.New(), uuid.New()
+	rl := &RateLimit{RPS: 1, Burst: 1}
+	m.Admit(now, idle, rl, nil)
+	now = now.Add(2 * time.Hour)
+	m.Admit(now, busy, rl, nil)
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.keys.Load(idle); ok {
+		t.Error("a key idle for two hours is still held")
+	}
+	if _, ok := m.keys.Load(busy); !ok {
+		t.Error("a key in use was forgotten")
+	}
+}
