@@ -302,19 +302,22 @@ func (s *Server) Handler() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Pre(s.tileHeaders, headAsGet)
-	e.Use(restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline)
+	// The tile dispatch runs the same middleware, in the same order (tileChain).
+	pre := []echo.MiddlewareFunc{s.tileHeaders, headAsGet}
+	use := []echo.MiddlewareFunc{restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline}
+	e.Pre(pre...)
+	e.Use(use...)
 
 	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
 	e.GET("/docs", echo.WrapHandler(docs))
 	e.GET("/docs/*", echo.WrapHandler(docs))
 
-	api := e.Group("", s.contract)
+	api := e.Group("", s.contract) // tileChain applies s.contract too
 	gen.RegisterHandlers(api, gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{s.strictHooks}))
 	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
-	return &tileDispatch{e: e, tiles: s.tileChain()}
+	return &tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}
 }
 
 // uploadRoute streams a file for minutes: its database work is not under DBTimeout.

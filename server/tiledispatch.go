@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 )
 
 // tileDispatch serves tile requests through the same middleware and handler as echo would, but
@@ -68,14 +67,14 @@ func tileSegments(p string) (segs [4]string, ok bool) {
 }
 
 // tileChain is what echo runs for a request routed to tileRoute, in the same order: the
-// pre-routing middleware (Handler's e.Pre), the middleware of every route (e.Use), the API
-// group's contract, and getTile. Keep it in step with Handler.
-func (s *Server) tileChain() echo.HandlerFunc {
-	h := s.contract(s.getTile)
-	h = s.dbDeadline(h)
-	h = s.requestLog(h)
-	h = middleware.Recover()(h)
-	h = restoreHead(h)
-	h = headAsGet(h)
-	return s.tileHeaders(h)
+// pre-routing middleware (e.Pre), the middleware of every route (e.Use), around h (the API
+// group's contract and getTile). Handler passes the very lists it gives echo.
+func tileChain(h echo.HandlerFunc, pre, use []echo.MiddlewareFunc) echo.HandlerFunc {
+	for i := len(use) - 1; i >= 0; i-- {
+		h = use[i](h)
+	}
+	for i := len(pre) - 1; i >= 0; i-- {
+		h = pre[i](h)
+	}
+	return h
 }
