@@ -92,6 +92,9 @@ type mode struct {
 	headers http.Header
 	// server is the index of the tilegate process the mode's URLs go to (1: usage off).
 	server int
+	// refresh, when set, gives the mode new URLs before each measurement: a tile token is
+	// valid only to the end of its 900 s window, which a long run crosses.
+	refresh func() ([]string, error)
 }
 
 type result struct {
@@ -214,11 +217,13 @@ func run(o options) error {
 		`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"],`+limits+`}`, 200, &key); err != nil {
 		return err
 	}
-	var tok struct{ Tiles []string }
-	if err := loadgen.Call(client, "GET", base+"/api/tiles/token/"+ids["private"]+"/", auth, "", "", 200, &tok); err != nil {
-		return err
+	tokenQuery := func() (string, error) {
+		var tok struct{ Tiles []string }
+		if err := loadgen.Call(client, "GET", base+"/api/tiles/token/"+ids["private"]+"/", auth, "", "", 200, &tok); err != nil {
+			return "", err
+		}
+		return tok.Tiles[0][strings.IndexByte(tok.Tiles[0], '?'):], nil
 	}
-	tokenQuery := tok.Tiles[0][strings.IndexByte(tok.Tiles[0], '?'):]
 
 	urls := func(b, id, query string) []string {
 		out := make([]string, len(coords))
@@ -243,10 +248,13 @@ func run(o options) error {
 		if o.mode == "key-all-rules" {
 			return []mode{keyMode, allMode}
 		}
+		tokenMode := mode{name: "private, tile token" + suffix, server: si, refresh: func() ([]string, error) {
+			q, err := tokenQuery()
+			return urls(b, ids["private"], q), err
+		}}
 		return []mode{
 			{name: "public (no check)" + suffix, urls: urls(b, ids["public"], ""), server: si},
-			{name: "private, tile token" + suffix, urls: urls(b, ids["private"], tokenQuery), server: si},
-			keyMode, allMode,
+			tokenMode, keyMode, allMode,
 		}
 	}
 	modes := modesOf(0)
@@ -254,8 +262,23 @@ func run(o options) error {
 	if o.baseline {
 		modes = append(modes, modesOf(1)...)
 	}
-	for _, m := range modes { // warm up connections, caches and the tile file
-		if _, err := load(client, m, o.concurrency, 300*time.Millisecond); err != nil {
+	refresh := func(m *mode) error {
+		if m.refresh == nil {
+			return nil
+		}
+		u, err := m.refresh()
+		if err != nil {
+			return fmt.Errorf("%s: new credentials: %w", m.name, err)
+		}
+		m.urls = u
+		return nil
+	}
+	for i := range modes { // warm up connections, caches and the tile file
+		m := &modes[i]
+		if err := refresh(m); err != nil {
+			return err
+		}
+		if _, err := load(client, *m, o.concurrency, 300*time.Millisecond); err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
 	}
@@ -276,6 +299,9 @@ func run(o options) error {
 	for r := range o.rounds {
 		for j := range modes {
 			i := (j + r) % len(modes) // rotate the order too
+			if err := refresh(&modes[i]); err != nil {
+				return err
+			}
 			cpu0 := serverCPUs[modes[i].server]()
 			start := time.Now()
 			n, err := load(client, modes[i], o.concurrency, o.duration)
