@@ -48,7 +48,12 @@ func Call(c *http.Client, method, url, auth, ctype, body string, want int, out a
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, url, rd)
+	return CallReader(c, method, url, auth, ctype, rd, want, out)
+}
+
+// CallReader is Call with the body streamed from a reader (an MBTiles upload), nil for none.
+func CallReader(c *http.Client, method, url, auth, ctype string, body io.Reader, want int, out any) error {
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		return err
 	}
@@ -66,10 +71,13 @@ func Call(c *http.Client, method, url, auth, ctype, body string, want int, out a
 		return err
 	}
 	if res.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, raw)
+		return fmt.Errorf("%s %s: %d %.300s", method, url, res.StatusCode, raw)
 	}
-	if out != nil {
-		return json.NewDecoder(bytes.NewReader(raw)).Decode(out)
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	return nil
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -162,37 +160,6 @@ func peerSignature(secret, id string) (string, error) {
 	return "?signature=" + url.QueryEscape(salt+":"+sig) + "&date=" + url.QueryEscape(date), nil
 }
 
-// call sends one management request and decodes a JSON answer into out.
-func call(c *http.Client, method, url, auth, ctype string, body io.Reader, want int, out any) error {
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", auth)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %.300s", method, url, res.StatusCode, raw)
-	}
-	if out == nil {
-		return nil
-	}
-	if err := jsonDecode(raw, out); err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	return nil
-}
-
 var errNoTiles = errors.New("token has no tile URL")
 
 // tokenQuery extracts the signed query of a tile token's first URL template.
@@ -205,8 +172,4 @@ func tokenQuery(tiles []string) (string, error) {
 		return "", fmt.Errorf("token URL %q has no query", tiles[0])
 	}
 	return tiles[0][i:], nil
-}
-
-func jsonDecode(raw []byte, out any) error {
-	return json.NewDecoder(bytes.NewReader(raw)).Decode(out)
 }

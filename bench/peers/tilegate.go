@@ -78,7 +78,7 @@ func startTilegate(ctx context.Context, o options, backend, bin, tmp string, env
 		ids := map[string]string{}
 		for _, vis := range []string{"public", "private"} {
 			var d struct{ ID string }
-			if err := call(client, "POST", base+"/api/datasets/", auth, "application/json",
+			if err := loadgen.CallReader(client, "POST", base+"/api/datasets/", auth, "application/json",
 				strings.NewReader(`{"name":"bench `+size+` `+vis+`","kind":"vector","visibility":"`+vis+`"}`), 201, &d); err != nil {
 				return nil, p, err
 			}
@@ -86,7 +86,7 @@ func startTilegate(ctx context.Context, o options, backend, bin, tmp string, env
 			if err != nil {
 				return nil, p, err
 			}
-			err = call(client, "PUT", base+"/api/datasets/"+d.ID+"/tiles/", auth, "application/octet-stream", f, 200, nil)
+			err = loadgen.CallReader(client, "PUT", base+"/api/datasets/"+d.ID+"/tiles/", auth, "application/octet-stream", f, 200, nil)
 			f.Close()
 			if err != nil {
 				return nil, p, err
@@ -100,7 +100,7 @@ func startTilegate(ctx context.Context, o options, backend, bin, tmp string, env
 			prefix: "/api/tiles/" + ids["private"] + "/", headers: [][2]string{{"Origin", benchOrigin}},
 			mint: func() (string, error) {
 				var k struct{ Token string }
-				err := call(client, "POST", base+"/v1/api_keys", auth, "application/json", strings.NewReader(
+				err := loadgen.CallReader(client, "POST", base+"/v1/api_keys", auth, "application/json", strings.NewReader(
 					`{"origins":["https://maps.bench.example","*.bench.example","http://localhost:3000"]}`), 200, &k)
 				return "?key=" + k.Token, err
 			}}
@@ -108,7 +108,7 @@ func startTilegate(ctx context.Context, o options, backend, bin, tmp string, env
 			prefix: "/api/tiles/" + ids["private"] + "/",
 			mint: func() (string, error) {
 				var t struct{ Tiles []string }
-				if err := call(client, "GET", base+"/api/tiles/token/"+ids["private"]+"/", auth, "", nil, 200, &t); err != nil {
+				if err := loadgen.CallReader(client, "GET", base+"/api/tiles/token/"+ids["private"]+"/", auth, "", nil, 200, &t); err != nil {
 					return "", err
 				}
 				return tokenQuery(t.Tiles)
