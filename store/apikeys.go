@@ -98,12 +98,8 @@ func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *str
 func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, change func(k *APIKey) (regenerateName bool, err error)) (APIKey, error) {
 	var k APIKey
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
-		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("get api key %s: %w", id, err)
+		if err := s.lockOwned(tx, "api key", accountID, id, &k); err != nil {
+			return err
 		}
 		keys := []APIKey{k}
 		if err := loadScopes(tx, keys); err != nil {
@@ -243,12 +239,8 @@ func loadScopes(db *gorm.DB, keys []APIKey) error {
 func (s *Store) RotateAPIKey(ctx context.Context, accountID, id uuid.UUID, grace time.Duration) (APIKey, error) {
 	var k APIKey
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
-		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("get api key %s: %w", id, err)
+		if err := s.lockOwned(tx, "api key", accountID, id, &k); err != nil {
+			return err
 		}
 		token, err := newKeyToken()
 		if err != nil {
@@ -299,12 +291,8 @@ func TokenHash(token string) []byte {
 func (s *Store) DeleteAPIKey(ctx context.Context, accountID, id uuid.UUID) error {
 	return s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
 		var k APIKey
-		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&k).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("api key %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("get api key %s: %w", id, err)
+		if err := s.lockOwned(tx, "api key", accountID, id, &k); err != nil {
+			return err
 		}
 		keys := []APIKey{k}
 		if err := loadScopes(tx, keys); err != nil {

@@ -161,12 +161,8 @@ func (s *Store) CreateDataset(ctx context.Context, d Dataset) (Dataset, error) {
 func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, change func(d *Dataset) (accessChanged bool, err error)) (Dataset, error) {
 	var d Dataset
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
-		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("get dataset %s: %w", id, err)
+		if err := s.lockOwned(tx, "dataset", accountID, id, &d); err != nil {
+			return err
 		}
 		before := d
 		bump, err := change(&d)
@@ -198,12 +194,8 @@ func (s *Store) UpdateDataset(ctx context.Context, accountID, id uuid.UUID, chan
 func (s *Store) DeleteDataset(ctx context.Context, accountID, id uuid.UUID) (Dataset, error) {
 	var d Dataset
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
-		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(&d).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("get dataset %s: %w", id, err)
+		if err := s.lockOwned(tx, "dataset", accountID, id, &d); err != nil {
+			return err
 		}
 		if err := tx.Where("dataset_id = ?", id).Delete(&Grant{}).Error; err != nil {
 			return fmt.Errorf("delete grants of %s: %w", id, err)
@@ -320,6 +312,19 @@ func (s *Store) lockForUpdate(tx *gorm.DB) *gorm.DB {
 		return tx.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
 	return tx
+}
+
+// lockOwned reads the account's row id (an API key or a dataset) into out and locks it for the
+// rest of the transaction; ErrNotFound when the account has no such row.
+func (s *Store) lockOwned(tx *gorm.DB, what string, accountID, id uuid.UUID, out any) error {
+	err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID, id).Take(out).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return fmt.Errorf("%s %s: %w", what, id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("get %s %s: %w", what, id, err)
+	}
+	return nil
 }
 
 // later returns now, or a microsecond after prev when the clock has not moved past it, so

@@ -85,12 +85,8 @@ func (s *Store) ReplaceTiles(ctx context.Context, accountID, id uuid.UUID, chang
 	var d Dataset
 	var old *string
 	err := s.changing(ctx, func(tx *gorm.DB, announce func(Change) error) error {
-		err := s.lockForUpdate(tx).Where("account_id = ? AND id = ?", accountID.String(), id.String()).Take(&d).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fmt.Errorf("dataset %s: %w", id, ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("get dataset %s: %w", id, err)
+		if err := s.lockOwned(tx, "dataset", accountID, id, &d); err != nil {
+			return err
 		}
 		old = d.TileFile
 		before := d
@@ -98,7 +94,7 @@ func (s *Store) ReplaceTiles(ctx context.Context, accountID, id uuid.UUID, chang
 			return err
 		}
 		d.Changed = later(d.Changed)
-		err = tx.Model(&Dataset{}).Where("id = ?", id.String()).Updates(map[string]any{
+		err := tx.Model(&Dataset{}).Where("id = ?", id.String()).Updates(map[string]any{
 			"format": d.Format, "minzoom": d.MinZoom, "maxzoom": d.MaxZoom, "bounds": d.Bounds,
 			"center": d.Center, "attribution": d.Attribution, "vector_layers": d.VectorLayers,
 			"tile_file": d.TileFile, "changed": d.Changed,
