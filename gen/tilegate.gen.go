@@ -620,6 +620,7 @@ type Dataset struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility Visibility `json:"visibility"`
 }
 
@@ -651,6 +652,7 @@ type DatasetCreate struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -689,6 +691,7 @@ type DatasetUpdate struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -1010,6 +1013,7 @@ type VectorTileTokenKind string
 
 // Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 // admins and principals granted it may use it. `public`: anyone, no credential needed.
+// Only admins make a dataset `public` or move it into or out of `restricted`.
 type Visibility string
 
 // Cursor defines model for Cursor.
@@ -2081,12 +2085,18 @@ type ClientInterface interface {
 
 	// CreateDatasetWithBody Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateDataset Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2106,7 +2116,9 @@ type ClientInterface interface {
 	// UpdateDatasetWithBody Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2116,7 +2128,9 @@ type ClientInterface interface {
 	// UpdateDataset Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2396,6 +2410,9 @@ func (c *Client) ListDatasets(ctx context.Context, params *ListDatasetsParams, r
 
 // CreateDatasetWithBody Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -2412,6 +2429,9 @@ func (c *Client) CreateDatasetWithBody(ctx context.Context, contentType string, 
 }
 
 // CreateDataset Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2461,7 +2481,9 @@ func (c *Client) GetDataset(ctx context.Context, datasetId DatasetID, reqEditors
 // UpdateDatasetWithBody Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2481,7 +2503,9 @@ func (c *Client) UpdateDatasetWithBody(ctx context.Context, datasetId DatasetID,
 // UpdateDataset Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4267,12 +4291,18 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDatasetWithBodyWithResponse Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error)
 
 	// CreateDatasetWithResponse Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4296,7 +4326,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithBodyWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4306,7 +4338,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7195,6 +7229,9 @@ func (c *ClientWithResponses) ListDatasetsWithResponse(ctx context.Context, para
 
 // CreateDatasetWithBodyWithResponse Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -7207,6 +7244,9 @@ func (c *ClientWithResponses) CreateDatasetWithBodyWithResponse(ctx context.Cont
 }
 
 // CreateDatasetWithResponse Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7248,7 +7288,9 @@ func (c *ClientWithResponses) GetDatasetWithResponse(ctx context.Context, datase
 // UpdateDatasetWithBodyWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7264,7 +7306,9 @@ func (c *ClientWithResponses) UpdateDatasetWithBodyWithResponse(ctx context.Cont
 // UpdateDatasetWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15582,74 +15626,76 @@ var swaggerSpec = []string{
 	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
 	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
 	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
-	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwuRVl8EI9Kc6FLI19MUhFIh6AaiTAu7uEClAI/7AvStiCp6",
-	"wJKVxNDvXpzqhnZirv/rP/9f2KPCQKH1Ph5fuoE8/3sediE6fPx3OELYH8rw1L8qgyz3mOHcjN6ewkb5",
-	"y1PCVMo0GXoEqFtd8C+Y0+qf/8m1v84IuMbEGg+AqbWpw4PVni12Nj6DpX0LyX7jqSPj+onJSzY5KkRo",
-	"gxVJcmP/XOmYhThLGGCwgkl5BORfKWvJd5vBUMC3z87+mYlbnoC0Toatrp51aY9+5/gaKi2qfA61NnoJ",
-	"DJ4KrEF8jyLJuOE11uJEI3o9yRRpn4niMb7rlDJHc9z+nxgq935MGC35xFcd9IFyRQiapfik0VDOUJCf",
-	"jSBmXfSDUwo23pSyxhTTWQKmF+Ar04aZqdJ2LxGo3FRIYKkLFeVgA4I0qkB+dVQQy6ql+niYR5zHJWEg",
-	"IKoLNyD7QzmUv+F2sGxPxJPE4C1EI1z9Siyd4494NA34fMIaj3woN6C+VQpLfOQYWDjQsL6fsL0+o3ga",
-	"RDYH0qFcfy/Z3h5WYn51+ttZiHs9W3UYuiVItuJu7JL/MMhdhQELSWoPexTWUMQ6DGXuJzxeEx9Bius3",
-	"3xwdHn7zTRkYkTsLE2HsUHbD90MfjzF0IvDQyaPDTjB0Ein+6xaFf6CcjX9F9m7Yub8KWL/fv8ei0lTc",
-	"EOOEaKtT7lZZHZsNO/1+f9i5D/vk2KT1bfJIFi5Ibm6Mr3DjvZBD2d3BD9nzxRxXfij9k6wrlaOim/2T",
-	"RJ2aPZHeA1hcd2SsPg+8c4C2sPug48tXd47RPPbU8Rdup8g59nkq9nkWC7uPZlZosJcQWhHyBT5LPChf",
-	"zHA7xdpC7oMvfEYEg6AATd2HktJnV3sXthb3S/nOq38dVVoTEH45ehaLmDivT10Pc8K0Ul4HzevL1XVO",
-	"mIFIg/Xl9zA7vqxFxYstDiU9++IpjrBsytMUJMT06GrBD4wj+FQJxY14A6mllxfLIrqn716cX16/Pbs8",
-	"e3V5/vpVyLreks2OBrm9GY/W6Rc4+3mM1bONxUIteHiaz8CizNdi0Sib7FM5mlbbRKWlL/F4tfSc9uFg",
-	"8GDvjJXldBpfE079yxAIUM1FEjAJc7TSCW3oueSjwUHbLMWy92uP3mGnp5s7lY8wux6Hh9tMs/ok233Q",
-	"ebbNbNVH61Csy2Yzrhf1uNgnhuHlbIIGljCaOBygKkVOWrzbyynBnlbkTXecAyfAq57z1+ptX8W0F3lQ",
-	"yxeNbNXcvbXoVggdTCXxQ2Db58Odl0tvK5v8Oi0/Pe4ft1YGqsHWTFTR6kUltmkVs24FzEmFTJVpQCQS",
-	"Z14UxcC89PCjihcPfcQ+Evm+rr7mzyfV8evgoSdve9hRwrwM3X5EwnWwRY/isdPPi61e4i14/ta4B7Gw",
-	"/pHIOll7X5oq7vdJlMGqhyvY+QK/r2JnDUuOmhLA8THEExRFqnqLVOhrBs1uQYvx4lFPm1a6vscrZSnA",
-	"6/OeNgGwPO2gItRRBWcPWLMzHgTNvOxnsK0nPHgsOvAANODLOeOfneBeK55FjAcfcPkQ1rKT+OFHPX+B",
-	"gkXKbTRtLOiznIGewNiuS0Pvs1NW5qjmWskom6VO86wXdAnz94w0WKGLlxpUZjEKE+MkC+KxlMHSJPlT",
-	"lv2jsFGf0L8VG32065PhouLPwkp3vnhfEO+lw/5kvJfI+no1AxObzKckzWUO1nri/KQ0LjyQCvAvzclR",
-	"y+ArwNsahbxS+pHkfY3WQSlzn4ZYVnMfH1nj8JmA7foGVfr+S2Pt4PvNHZ4rOU4EOf6+JJp6McV3hgr5",
-	"B1XqpaRWzJ9KUEwqE1nbcn53vVFb0eT3+O+WGlJ5kzbpR28xjDY+ydWimUAnaSZjrA//VU3aEokIjozT",
-	"ZX5Emhq8Jydkyu20dEHmyNJZJnRBhWhtSuy8Wo+YqPQhMn4UQ8jaMgIrvpNaLU96tSBgxmrgM6o4EQtz",
-	"02fnNg8b955Q/7IV9htKbtWMHjs7YRydYA7TyaORAL9d7mWL5Ed896cueRDwqASTCYaSYiQCRnHcAauE",
-	"RqCa7KvvUegEOhosd7oE+vIpfzCBJ4bNwHI3S38of6f3U3HT/i34bppwIVmYtwqZTx1MwITM4mOSSKvc",
-	"iOGMp+F+KGZ84n5N+EJl9mQopWIxd1/GaEw1J/m74TIups+fyscsDHPi6MCrdy/xlVS58O8anVQ3Sa7f",
-	"+i79GFgwH8fB4gE181/Yc2ccTSG6gZiRq8fRHWGGMnfDHudAQEfOSAO/MY7wZgl6/jk7Ojxkc7SKhomK",
-	"QsohpelZ6PCIwIQ5ikNZhg1wy8iL04X+pM/CP4Yd13rYCdiwk0OCPlV32rkKe81Kn0OlS28L2U6KUZEF",
-	"u0eoXBcpyup0Qjoas3o//0oKX2EdyjW/Vrz+qgo+lCqIhKteSqNKKB9YN8zyegWN7uZaori7bJh0jYnw",
-	"lGBFKd0BPYXJk5YqSeR8tpXBhrJSLsp7kat2XNe+6yvu1CpE9craUHJRiejqs9cYkjKF4i3iJ4apuaw9",
-	"W4xlDI8GRxhQgKKgwSgG6d0vYrniTa/PfsSNGnrO2k1sNR+PRYTUXs2ERUN0nqh0EAwGAw8cQ89xU5Jt",
-	"I20pjaJUN2JXiQF7/aTVbBs3Hza+VNs0rdWgeAS/IO1+o10AkbUwC3gM/GjrwJcjjnrRoV4sLcDrOFWZ",
-	"Zhi0tXhU025OXUhsxNu76vhpcwhUc5w+GYpVckKaHM958Jtr4QkRWomdjDNhnP3G05dipIEZlekI6JGy",
-	"r/rSOpdDxaaOdFZCgw59WVL7R8VOr9uo1my0vTIvbCkgcjkFDbOb3e68UBj4SD8n8i6KbY+4gaE0llsM",
-	"fWxNMWvNKmNvQO/ldx4ohM4xsYAdDZ72WKyc7G9R86HwNLeL4yURAqTVqHiF74eUHVSJzXOiMMUcui+P",
-	"Bk//z9Hg6D7ss+cUGDmUZkoPxTiJnkK6aMD86bkQhwyxXGMznyuuoUEofyKDYHPa4SML1S0ZeA3k5yJD",
-	"f9U4S1jZ7EMpyxck5To6gQSAMILlKLEzcahf8BVDhju3fn54jRLuBZ9BRYw0+GalyPXtpdjkPi363duX",
-	"xsc618J5whtYUE0mPpRjDWaaLHLTW4UmYnwrdvKBPjWK2TBr+4XCJPaPMzNtaIyx7ZubXYjJNs3O7tKt",
-	"RsNUlk8qeBbQaxI6/W/bc3nX44M4vev4pXF7n/PiUM2dZT3h5Y+r5e/yzJA/rtyBVkIrPZQZ1glATpLL",
-	"WkuUwHSu1l30SrGW/nuyr9zTw8T7Uyz992erDPqL//0TIpqvPtii2/hjwdL7aX8Zvld1R98tSDBVz97r",
-	"fDM5hHx0+TLJq2/6NTXytOOjNr6cMd24Rzef0/RjFWUoAa3d5uVUGMqU4ZHFNA2/0I2bXvBZsmnT//v0",
-	"t5e7bToftdx0+w6f9gfFLt3K3WzMwl29Xuw6y9/DQ8/vuBV6Gni8aL8hb+nnz3JBcG4ncqOi238IinVV",
-	"9+7wWEh85jIXlp2wXtQ/XAe224N9/8quWRtXQbWPvvDobdrEdrkCZbS8g82/Shh3adMEfLJDTrAMRpQ/",
-	"0FJE//t224Zprxb7nqV2QV4yLNFHJT6f0ynu0WsTx2wQ9nwWj6Ea+RXDBTNgLdouLBNOd/NJLfSq9fv7",
-	"EKtpNQmV5Luhw/5E+hkNfkErNA6b7j853q4L0sDnBR7TlvMvHHHhI8g9WLe+FFU/RYWq7r+nmsP3m+Mi",
-	"Khi7ikhtCneyoFy3/Ci/2vKaQ8QnTuz8oANtDwRfe2CPcPM/8tZ/WfbYXY7uQ22uv8KisLc23eF9CtO+",
-	"Njnh3zm8JJ9hDevcNZKcdUPJZ3DM6Pvc7Os4KhpvMLIgGMqQ8ulN3hDfii5iyX2u/YQLGbAwL77Bbd6a",
-	"Uln9966FdOcU+5+Hkj67XyqFvRqnqkby505NX/MiYKFIrzUm3hYjc7nI33HvYVnoyupC5iM4Uixsw2uz",
-	"h964W52o+tI2BYVwWZm07MLRhepacvb8/MVbtHEfHR4G1crEdEbdPNFEyBju3BpRlOGGjcFGU4jz+Bh3",
-	"5BCzEY9u8tQ4M/QHi5USqPb1HlYl8PVEu6GIMane143wVTPwO48S7s+EG3udGfdhKMM8SOgae11X4BWw",
-	"EL2P13YqzPVMSTsNe7i3sqKG281EKp0XFlmSrnDSJQHosaSsxzR/r6e9eSTJo0teX4NjVxIOPpy3ryH0",
-	"EN18AvLOYr1gOpPHDEvfY1a6SICBjFMlpGVzdFDFEIkYmBaTKVaQ9S8i5NUy0GhPREiYoaSKxVGmNdWE",
-	"uQHJ8qIyBBsqAkPxKFQlJCepZDPA0jZuUiOUpAoEfCgjlS6Oc9YglZ7xRBi8SgEL/xYGxA4WAYuFO1ch",
-	"J0Hp1I9UCjjf+RtGxLXXZ68U+qOHUjhSFymNZREq1Ksk0DN1C72+o81Y9YTiETkFQS5tgRuMyOuWJREu",
-	"3767uDx7cf3m7et/nJ9dVIZ19GDROynCb4Stap5VToBLxDcZmskgRDefVMfEGT6T68/PbbKkPabOY8tj",
-	"SqBfEGn6He+xd4nl99ZXsRFoVHISAYW+/G1nwbaVbmF9EXh4wuXVDTbB0iaoHHuRhEKPfTmsSohzrSZ2",
-	"UBbwQVKDRZyCocykFQlbI6+wblir0x1S6KZU8x4+bCIr15Rh0R5fv9DBJewzLBCOViQn2bL51B0Hr0RR",
-	"07oxBMKnDkdIjX1hFpXE4Gs/DaUvon7sKcaUmyJezs5V/qYgq6/4mA3Coh64A4BK8rLhUs37Q/kaUzkc",
-	"3ETEsYiYpuo01QhlRKOIR1N44tZaKZeEod1NFIpqo39SElUvv/5ZrWAFCXen6NCTfM5f43kfSAMXt4CI",
-	"iJqNVyx9sFke8ZMjt5Lg5RW6TSlooeKHk80eOtZ3TXxv9a2s/lD6GFq2JoS2zzAI1JGUuXbfSK/2jpPM",
-	"TJmQFvQtT2rSyruL05/Prn96+e7il+vzV5dnb/9++jIM8nfJ2cGAGV+yywlKbAxz/+CDQc3SiTUjIArG",
-	"FrjQ0w8N46VL9t80irfYeTuN+Rq9m0fvOkJQuWVTHud8eF0k7ye22y3Fdewa1IHV8WnGhvKf+CuJBXkR",
-	"SSfKlR7toINv9HT2EU39lhvq1WO1xj23FW7FKIHSLXf65rxfKdWZA8ste5XKMSowlVfhNAB5rUxHK2ZB",
-	"rgMKXcu8MJUZisDq1RkuGiprljGktggg6/4M6iVIU9lPrzJDNQSueRukleZhNP6B4qLgH+uGf7uBxQ9h",
-	"j0LKKiFm3fBvRkx+GGaDweG3cJf6v1Dz/CFcXkTT9L9PVVHTD/VxL215a2H1KLAc2uoI5PUP0G5HPvhc",
-	"8c6jF3xGYGWsihP+/ur+/wcAAP//",
+	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
+	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
+	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
+	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
+	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
+	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
+	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
+	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
+	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
+	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
+	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
+	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
+	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
+	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
+	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
+	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
+	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
+	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
+	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
+	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
+	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
+	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
+	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
+	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
+	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
+	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
+	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
+	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
+	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
+	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
+	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
+	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
+	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
+	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
+	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
+	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
+	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmIj3t5V11WbS6OadPbJUKySpNPkvM8DCF0LT4jQzk2WZM5+",
+	"4+lLMdLAjMp0BGSR/qovrXOaVLwCSGclNOjQlyW1f1Ts9LqNak0P3CsT9ZaCSpdzAjHd3O3OC4WBj5Z0",
+	"Iu+i2PaIGxhKY7nF8NHWnL/WND/2BvRefueBwhAdEwvY0eBpj8XKyf4WNR8K8XO7OF4SIUBajYpX+H5I",
+	"6VqV+EYnClPcpvvyaPD0/xwNju7DPntOwaVDaab0co+T6CksjgbM3wIMccgQ62c287niGhqE8icyCDbn",
+	"gT6yUN2SEtlAfi4y9LiNs4SVzT6UsnxBUq6jE0gACCNYjhI7E4f6BV8xZLhz6+eH1yjhXvAZVMRIg4+I",
+	"ilzfXorv7tOi3719aXy8eC0kKryBBXk3+VCONZhpsshNbxWaiDHC2MkHS9UoZsOs7RcKqwp8nJlpQ2PM",
+	"D9jc7EJMtml2dpduNRrmFn1SwbOAXpPQ6X/bnsu7Hh/E6V3HL43b+7whh2ruLOtJQ39cLX+XZ9f8ceUO",
+	"tBKe6qHMsHADcpJc1lqiBKZzte6iV6rn9N+TfeWeXoren2Itxj9bZdBf/O+fENF8OcgW3cYfC76FkPaX",
+	"4XtVd/TdggRT9ey9zjeTQ8hH6C+TvPqmX1MjTzs+auPLKeyNe3TzOU0/VlGGEtDabV5OhaFsIx5ZTHXx",
+	"C9246QWfJZs2/b9Pf3u526bzUctNt+/waX9Q7NKt3M3GLNzVC/ius/w9PPT8jluhp4HHi/Yb8pZ+/iwX",
+	"BOd2Ijcquv2HoFhXde8Oj4XEd0dzYdkJ60VBynVguz3Y988em7VxFVSM6guPgKdNbJdvUWYcONj8q4TC",
+	"lzZNwDdU5ATrkkT5izlFBoVv92Gh7qeSwSy1C/KSYc1Eqrn6nE5xj57/OGaDsOfj4Q09WlAxXDADFoPh",
+	"McXIDKVPDKJnxt/fh1jerD3OnQ77E+lnNPgFrdA4bLr/5Hi7LkgD33t4TFvOv3DEhY+B92Dd+lJU/RQV",
+	"qrr/nopA32+Oi6hg7CoitSncyYLyBfOj/GrLaw5ynzix84MOtD2Ufe2BPcLN/8hb/2XZY3c5ug+1uf4K",
+	"i8Le2nSH9ykc+9rkhH/n8JJ8hjWsc9dYeNYNJZ/BMaPvc7Ov46hovMHIgmAoQ6pJYPKG+Hh3EQ3v6xVM",
+	"uJABC/NqKNzmrSkd2H/vWkh3TrH/eSjps/ulUmmtcapqLkLu1PRFSAIWivRaY/JyMTKXi/xh/R7W6a6s",
+	"LmQ+giPFSkO8NnvojbvViapPn1NQCJeVScsuHF2oriVnz89fvEUb99HhYVAtFU1n1M1TZYSM4c6tEUUZ",
+	"btgYbDSFOI+PcUcOMcXo+/RCM/QHi9UmqBj5HlZ28AVeu6GIsTCBr73hK4/gdx4l3J8JN/Y6M+7DUIZ5",
+	"kNA19rquwCtgIXofr+1UmOuZknYa9nBvZVUSt5uJVBorvaxKVzjpkgD0WFLWY5q/19PePJLk0SWvr8Gx",
+	"KwkHH87b1xB6iG4+AXlnsV4wncljhm8RYGa/SICBjFMlpGVzdFDFEIkYmBaTKZb09U9U5BVH0GhPREiY",
+	"oaQS0lGmNdXVuQHJ8sI8BBsqpEPxKFRpJSepZDPA8kBuUiOUpCoOfCgjlS6Oc9YglZ7xRBi8SgEL/xYG",
+	"xA4WAYuFO1chJ0Hp1I9UCjjf+RtGxLXXZ68os2kohSN1kdJYWqJCvUoCPVO30Os72oyVYygekVMQ5NIW",
+	"uMGIvG5ZVuLy7buLy7MX12/evv7H+dlFZVhHDxa9kyL8Rtiq5lnlBLhEfCSjmQxCdPNJdUyc4TO5/vzc",
+	"JkvaY+o8tjymBPoFkabf8R57l1h+b30lIIFGJScRUOjL33YWbFvpFtZogYcnXF7dYBMsD4PKsRdJKPTY",
+	"lxSrhDjXipQHZREkJDVYCCsYykxakbA18grrhrXC6SGFbko17+FLM7JyTRkWPvIFJR1cwj7Diu1oRXKS",
+	"LZtP3XHwShQ1rRtDIHzyc4TU2Be3UUkMvn7WUPqq9seeYky5KeLl7Fzljzyy+oqP2SAsCrQ7AKgkr+Mu",
+	"1bw/lK8xlcPBTUQcC7FpqvBTjVBGNIp4NIUnbq2VklMY2t1EoahY/SclUfV6+J/VClaQcHeKDj3J5/w1",
+	"nveBNHBxC4iIqNl4xdIHm+URPzlyKwleXqHblIIWKn442eyhY33XxPdWHy/rD6WPoWVrQmj7DINAHUmZ",
+	"a/eN9GrvOMnMlAlpQd/ypCatvLs4/fns+qeX7y5+uT5/dXn29u+nL8MgfyieHQyY8WXPnKDExjD3L3AY",
+	"1CydWDMComBsgQs9/dAwXrpk/02jeIudt9OYr9G7efSuIwSVWzblcc6H10XyfmK73VJcx65BHfhcAc3Y",
+	"UEIVfyWxIC/E6US50qMddPDRpM4+oqnfcsMDAljxcs9thVsxSqB0y52+Oe9Xyp3mwHLLXqVyjIp05ZVM",
+	"DUBeb9TRilmQ64BC1zIvTGWGIrB6dYaLhuqkZQypLQLIuj+DegnSVPbTq8xQDYFr3gZppXkYjX8xuiia",
+	"yLrh325g8UPYo5CySohZN/ybEZMfhtlgcPgt3KX+L9Q8fwiXF9E0/e9TVdRFRH3cS1veWlg9CiwptzoC",
+	"ef0DtNuRDz5XvPPoBZ8RWBmr4oS/v7r//wEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
