@@ -2287,7 +2287,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2302,7 +2304,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2862,7 +2866,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2887,7 +2893,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4521,7 +4529,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4536,7 +4546,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7609,7 +7621,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7630,7 +7644,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15364,9 +15380,12 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangeAPIKeySettings(ctx.Request().Context(), request.(ChangeAPIKeySettingsRequestObject))
@@ -15680,22 +15699,23 @@ var swaggerSpec = []string{
 	"uJABC/NqKNzmrSkd2H/vWkh3TrH/eSjps/ulUmmtcapqLkLu1PRFSAIWivRaY/JyMTKXi/xh/R7W6a6s",
 	"LmQ+giPFSkO8NnvojbvViapPn1NQCJeVScsuHF2oriVnz89fvEUb99HhYVAtFU1n1M1TZYSM4c6tEUUZ",
 	"btgYbDSFOI+PcUcOMcXo+/RCM/QHi9UmqBj5HlZ28AVeu6GIsTCBr73hK4/gdx4l3J8JN/Y6M+7DUIZ5",
-	"kNA19rquwCtgIXofr+1UmOuZknYa9nBvZVUSt5uJVBorvaxKVzjpkgD0WFLWY5q/19PePJLk0SWvr8Gx",
-	"KwkHH87b1xB6iG4+AXlnsV4wncljhm8RYGa/SICBjFMlpGVzdFDFEIkYmBaTKZb09U9U5BVH0GhPREiY",
-	"oaQS0lGmNdXVuQHJ8sI8BBsqpEPxKFRpJSepZDPA8kBuUiOUpCoOfCgjlS6Oc9YglZ7xRBi8SgEL/xYG",
-	"xA4WAYuFO1chJ0Hp1I9UCjjf+RtGxLXXZ68os2kohSN1kdJYWqJCvUoCPVO30Os72oyVYygekVMQ5NIW",
-	"uMGIvG5ZVuLy7buLy7MX12/evv7H+dlFZVhHDxa9kyL8Rtiq5lnlBLhEfCSjmQxCdPNJdUyc4TO5/vzc",
-	"JkvaY+o8tjymBPoFkabf8R57l1h+b30lIIFGJScRUOjL33YWbFvpFtZogYcnXF7dYBMsD4PKsRdJKPTY",
-	"lxSrhDjXipQHZREkJDVYCCsYykxakbA18grrhrXC6SGFbko17+FLM7JyTRkWPvIFJR1cwj7Diu1oRXKS",
-	"LZtP3XHwShQ1rRtDIHzyc4TU2Be3UUkMvn7WUPqq9seeYky5KeLl7Fzljzyy+oqP2SAsCrQ7AKgkr+Mu",
-	"1bw/lK8xlcPBTUQcC7FpqvBTjVBGNIp4NIUnbq2VklMY2t1EoahY/SclUfV6+J/VClaQcHeKDj3J5/w1",
-	"nveBNHBxC4iIqNl4xdIHm+URPzlyKwleXqHblIIWKn442eyhY33XxPdWHy/rD6WPoWVrQmj7DINAHUmZ",
-	"a/eN9GrvOMnMlAlpQd/ypCatvLs4/fns+qeX7y5+uT5/dXn29u+nL8MgfyieHQyY8WXPnKDExjD3L3AY",
-	"1CydWDMComBsgQs9/dAwXrpk/02jeIudt9OYr9G7efSuIwSVWzblcc6H10XyfmK73VJcx65BHfhcAc3Y",
-	"UEIVfyWxIC/E6US50qMddPDRpM4+oqnfcsMDAljxcs9thVsxSqB0y52+Oe9Xyp3mwHLLXqVyjIp05ZVM",
-	"DUBeb9TRilmQ64BC1zIvTGWGIrB6dYaLhuqkZQypLQLIuj+DegnSVPbTq8xQDYFr3gZppXkYjX8xuiia",
-	"yLrh325g8UPYo5CySohZN/ybEZMfhtlgcPgt3KX+L9Q8fwiXF9E0/e9TVdRFRH3cS1veWlg9CiwptzoC",
-	"ef0DtNuRDz5XvPPoBZ8RWBmr4oS/v7r//wEAAP//",
+	"kNA19rquwCtgIXofr+1UmOuZknYa9nBvZVUSt5uJVBriPnulUIgbym6lVoiay1I/nHFfeVSlVBCrFzQJ",
+	"eij/OanNbzdPcjimkBd8/sqUjgduyIkdVB61chy52DMaGKVPB4Zbp1E2iYLYekla+9cXCfMwl0cXC79G",
+	"7q5kQ3y44LGGC0F08wl4D4v1gulMHjN8KAHLDogEGMg4VUJaNkfvWQyRiIFpMZlivWH/fkZeDgU9CkQh",
+	"hRlKqm8dZVpT0Z8bkCyvGkSwoSo/FCxDZWByek8GDaxd5CY1QkkqMcGHMlLp4jjnW1LpGU+EwasUsPBv",
+	"YUC8ahGwWLhzFXISlBEHkUoB5zt/w4jy9xytQ4o0lMLR4UhprHtRIa0l95ipW+j1HePAsjYULMkpQnNp",
+	"C46SmaHsljUvLt++u7g8e3H95u3rf5yfXVSGdfRg0TspaJ6wVbW4yqZwifiCRzPZg+jmkyrAOMNn8kv6",
+	"uU2WtAf8eWx5TPH4CyJNv+M99v66/N76MkUCLV5OXKG4nL/tLHW30i0sIAMPT7i8LsQmWLuG5ARfmQ3j",
+	"on29s0r8da2CelBWaEJSg1W6gqHMpBUJWyNMsW5Yq+oeUlypVPMePoMjK9eUYVUmX+3SwSXsMywnjyYu",
+	"J3az+dQdB6+EeNO6MT7DZ2ZHSI195R2VxOCLew2lL7l/7CnGlJsimM/OVf4CJauvGCWzvHq8A4BK8iLz",
+	"Us37Q/ka80wc3ETEsUqcpvJD1fBpRKOIR1N44tZaqYeFcedNFIoq6X9SElUv1v9Z5bGChLtTdOhJDvGv",
+	"wcYPZB4Qt8ByLSLXen0kXB6OlCO3kuDlFbpNKWih4oeTzR46EHlN8HH1ZbX+UPoAX7YmvrfPMELVkZS5",
+	"dt9Ir5OPk8xMmZAW9C1PatLKu4vTn8+uf3r57uKX6/NXl2dv/376MgzyV+zZwYAZX5PNCUpsDHP/PIhB",
+	"tdeJNSMgCsYWuNDTD40xpkv23zTEuNh5O435GlqchxY7QlC5ZVMe53x4XZjxJzYqLgWd7Bpxgm8p0IwN",
+	"9V3xVxIL8iqhTpQr3e1BB1906uwjmvotN7xugEaePbcVbsUogdJnePrmvF+pxZoDyy17lcoxqiCWl1k1",
+	"AHkxVEcrZkGuAwpdSwsxlRmKqO/VGS4aSqeWAa62iG7r/gzqJUhT2U+vMkM1Pq95G6SV5jE+/jnroqIj",
+	"64Z/u4HFD2GP4t0q8W/d8G9GTH4YZoPB4bdwl/q/UPP8IVxeRNP0v09VUbQR9XEvbXlTZvUosN7d6ggU",
+	"khCgUZECBHLFOw+t8OmKlbEqEQL3V/f/PwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
