@@ -732,10 +732,27 @@ type DatasetUsageItem struct {
 	Tokens int64 `json:"tokens"`
 }
 
-// Error defines model for Error.
+// Error An error answer other than a validation failure.
 type Error struct {
-	// Detail Example: API key not found
+	// Detail What went wrong, for a person.
+	//
+	// Example: Dataset not found
 	Detail string `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Grant defines model for Grant.
@@ -764,9 +781,24 @@ type GrantList struct {
 // Granularity defines model for Granularity.
 type Granularity string
 
-// HTTPValidationError defines model for HTTPValidationError.
+// HTTPValidationError A request validation failure, in FastAPI's shape with the problem fields.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Health defines model for Health.
@@ -798,6 +830,28 @@ type KeyUsageItem struct {
 
 	// Start The bucket's start (UTC).
 	Start time.Time `json:"start"`
+}
+
+// Problem RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+// and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+// what FastAPI clients read. An error is sent as `application/problem+json` when the
+// request's `Accept` names that type at least as preferred as `application/json`; otherwise
+// (no `Accept`, `*/*`, `application/json`) as `application/json`. The body is the same.
+type Problem struct {
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // RasterTileToken defines model for RasterTileToken.
@@ -992,35 +1046,65 @@ type UsageFrom = time.Time
 // UsageTo defines model for UsageTo.
 type UsageTo = time.Time
 
-// Conflict defines model for Conflict.
-type Conflict = Error
+// ConflictApplicationJSON An error answer other than a validation failure.
+type ConflictApplicationJSON = Error
 
-// Forbidden defines model for Forbidden.
-type Forbidden = Error
+// ConflictApplicationProblemPlusJSON An error answer other than a validation failure.
+type ConflictApplicationProblemPlusJSON = Error
 
-// NotFound defines model for NotFound.
-type NotFound = Error
+// ForbiddenApplicationJSON An error answer other than a validation failure.
+type ForbiddenApplicationJSON = Error
 
-// TileForbidden defines model for TileForbidden.
-type TileForbidden = Error
+// ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type ForbiddenApplicationProblemPlusJSON = Error
 
-// TileLimited defines model for TileLimited.
-type TileLimited = Error
+// NotFoundApplicationJSON An error answer other than a validation failure.
+type NotFoundApplicationJSON = Error
 
-// TileUnauthorized defines model for TileUnauthorized.
-type TileUnauthorized = Error
+// NotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type NotFoundApplicationProblemPlusJSON = Error
 
-// TooLarge defines model for TooLarge.
-type TooLarge = Error
+// TileForbiddenApplicationJSON An error answer other than a validation failure.
+type TileForbiddenApplicationJSON = Error
 
-// Unauthorized defines model for Unauthorized.
-type Unauthorized = Error
+// TileForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileForbiddenApplicationProblemPlusJSON = Error
 
-// Unavailable defines model for Unavailable.
-type Unavailable = Error
+// TileLimitedApplicationJSON An error answer other than a validation failure.
+type TileLimitedApplicationJSON = Error
 
-// UnprocessableEntity defines model for UnprocessableEntity.
-type UnprocessableEntity = HTTPValidationError
+// TileLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileLimitedApplicationProblemPlusJSON = Error
+
+// TileUnauthorizedApplicationJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationJSON = Error
+
+// TileUnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationProblemPlusJSON = Error
+
+// TooLargeApplicationJSON An error answer other than a validation failure.
+type TooLargeApplicationJSON = Error
+
+// TooLargeApplicationProblemPlusJSON An error answer other than a validation failure.
+type TooLargeApplicationProblemPlusJSON = Error
+
+// UnauthorizedApplicationJSON An error answer other than a validation failure.
+type UnauthorizedApplicationJSON = Error
+
+// UnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnauthorizedApplicationProblemPlusJSON = Error
+
+// UnavailableApplicationJSON An error answer other than a validation failure.
+type UnavailableApplicationJSON = Error
+
+// UnavailableApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnavailableApplicationProblemPlusJSON = Error
+
+// UnprocessableEntityApplicationJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationJSON = HTTPValidationError
+
+// UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -4530,13 +4614,21 @@ type ListAuditResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4545,23 +4637,43 @@ func (r ListAuditResponse) GetJSON200() *AuditPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAuditResponse) GetJSON401() *Unauthorized {
+func (r ListAuditResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListAuditResponse) GetJSON403() *Forbidden {
+func (r ListAuditResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAuditResponse) GetJSON503() *Unavailable {
+func (r ListAuditResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4599,11 +4711,17 @@ type ListDatasetsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4612,18 +4730,33 @@ func (r ListDatasetsResponse) GetJSON200() *DatasetPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListDatasetsResponse) GetJSON401() *Unauthorized {
+func (r ListDatasetsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListDatasetsResponse) GetJSON503() *Unavailable {
+func (r ListDatasetsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4661,15 +4794,25 @@ type CreateDatasetResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4678,28 +4821,53 @@ func (r CreateDatasetResponse) GetJSON201() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateDatasetResponse) GetJSON401() *Unauthorized {
+func (r CreateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateDatasetResponse) GetJSON403() *Forbidden {
+func (r CreateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateDatasetResponse) GetJSON413() *TooLarge {
+func (r CreateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateDatasetResponse) GetJSON503() *Unavailable {
+func (r CreateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4735,40 +4903,75 @@ type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteDatasetResponse) GetJSON401() *Unauthorized {
+func (r DeleteDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteDatasetResponse) GetJSON403() *Forbidden {
+func (r DeleteDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteDatasetResponse) GetJSON404() *NotFound {
+func (r DeleteDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteDatasetResponse) GetJSON503() *Unavailable {
+func (r DeleteDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4806,13 +5009,21 @@ type GetDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4821,23 +5032,43 @@ func (r GetDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetResponse) GetJSON404() *NotFound {
+func (r GetDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetResponse) GetJSON503() *Unavailable {
+func (r GetDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4875,17 +5106,29 @@ type UpdateDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4894,33 +5137,63 @@ func (r UpdateDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UpdateDatasetResponse) GetJSON401() *Unauthorized {
+func (r UpdateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UpdateDatasetResponse) GetJSON403() *Forbidden {
+func (r UpdateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UpdateDatasetResponse) GetJSON404() *NotFound {
+func (r UpdateDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UpdateDatasetResponse) GetJSON413() *TooLarge {
+func (r UpdateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UpdateDatasetResponse) GetJSON503() *Unavailable {
+func (r UpdateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4958,15 +5231,25 @@ type ListGrantsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *GrantList
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4975,28 +5258,53 @@ func (r ListGrantsResponse) GetJSON200() *GrantList {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListGrantsResponse) GetJSON401() *Unauthorized {
+func (r ListGrantsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListGrantsResponse) GetJSON403() *Forbidden {
+func (r ListGrantsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ListGrantsResponse) GetJSON404() *NotFound {
+func (r ListGrantsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListGrantsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListGrantsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListGrantsResponse) GetJSON503() *Unavailable {
+func (r ListGrantsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5034,19 +5342,33 @@ type CreateGrantResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Grant
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5055,38 +5377,73 @@ func (r CreateGrantResponse) GetJSON201() *Grant {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateGrantResponse) GetJSON401() *Unauthorized {
+func (r CreateGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateGrantResponse) GetJSON403() *Forbidden {
+func (r CreateGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CreateGrantResponse) GetJSON404() *NotFound {
+func (r CreateGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateGrantResponse) GetJSON409() *Conflict {
+func (r CreateGrantResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateGrantResponse) GetJSON413() *TooLarge {
+func (r CreateGrantResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateGrantResponse) GetJSON503() *Unavailable {
+func (r CreateGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5122,40 +5479,75 @@ type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteGrantResponse) GetJSON401() *Unauthorized {
+func (r DeleteGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteGrantResponse) GetJSON403() *Forbidden {
+func (r DeleteGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteGrantResponse) GetJSON404() *NotFound {
+func (r DeleteGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteGrantResponse) GetJSON503() *Unavailable {
+func (r DeleteGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5193,17 +5585,29 @@ type UploadTilesResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5212,33 +5616,63 @@ func (r UploadTilesResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UploadTilesResponse) GetJSON401() *Unauthorized {
+func (r UploadTilesResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UploadTilesResponse) GetJSON403() *Forbidden {
+func (r UploadTilesResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UploadTilesResponse) GetJSON404() *NotFound {
+func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UploadTilesResponse) GetJSON413() *TooLarge {
+func (r UploadTilesResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UploadTilesResponse) GetJSON422() *UnprocessableEntity {
+func (r UploadTilesResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UploadTilesResponse) GetJSON503() *Unavailable {
+func (r UploadTilesResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5276,13 +5710,21 @@ type GetDatasetUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5291,23 +5733,43 @@ func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+func (r GetDatasetUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+func (r GetDatasetUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5345,15 +5807,25 @@ type GetTileTokenResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileToken
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5362,28 +5834,53 @@ func (r GetTileTokenResponse) GetJSON200() *TileToken {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokenResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokenResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *Forbidden {
+func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileTokenResponse) GetJSON404() *NotFound {
+func (r GetTileTokenResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokenResponse) GetJSON503() *Unavailable {
+func (r GetTileTokenResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5421,13 +5918,21 @@ type GetTileTokensBatchResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileTokenBatchResponse
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5436,23 +5941,43 @@ func (r GetTileTokensBatchResponse) GetJSON200() *TileTokenBatchResponse {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokensBatchResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON413() *TooLarge {
+func (r GetTileTokensBatchResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON503() *Unavailable {
+func (r GetTileTokensBatchResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5502,15 +6027,25 @@ type GetTileJSONResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileJSON
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *TileUnauthorized
+	JSON401 *TileUnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *TileUnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *TileForbidden
+	JSON403 *TileForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5523,28 +6058,53 @@ func (r GetTileJSONResponse) GetJSON200() *TileJSON {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileJSONResponse) GetJSON401() *TileUnauthorized {
+func (r GetTileJSONResponse) GetJSON401() *TileUnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON401() *TileUnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileJSONResponse) GetJSON403() *TileForbidden {
+func (r GetTileJSONResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileJSONResponse) GetJSON404() *NotFound {
+func (r GetTileJSONResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileJSONResponse) GetJSON503() *Unavailable {
+func (r GetTileJSONResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5705,7 +6265,9 @@ type ReadyzResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5714,8 +6276,13 @@ func (r ReadyzResponse) GetJSON200() *Health {
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Unavailable {
+func (r ReadyzResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5753,11 +6320,17 @@ type ListAPIKeysResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKeyPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5766,18 +6339,33 @@ func (r ListAPIKeysResponse) GetJSON200() *APIKeyPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAPIKeysResponse) GetJSON401() *Unauthorized {
+func (r ListAPIKeysResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAPIKeysResponse) GetJSON503() *Unavailable {
+func (r ListAPIKeysResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5815,17 +6403,29 @@ type CreateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5834,33 +6434,63 @@ func (r CreateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CreateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r CreateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON409() *Conflict {
+func (r CreateAPIKeyResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CreateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CreateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5896,40 +6526,75 @@ type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r DeleteAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON403() *Forbidden {
+func (r DeleteAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON404() *NotFound {
+func (r DeleteAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON503() *Unavailable {
+func (r DeleteAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5967,13 +6632,21 @@ type GetAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5982,23 +6655,43 @@ func (r GetAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6036,19 +6729,33 @@ type ChangeAPIKeySettingsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6057,38 +6764,73 @@ func (r ChangeAPIKeySettingsResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON401() *Unauthorized {
+func (r ChangeAPIKeySettingsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON403() *Forbidden {
+func (r ChangeAPIKeySettingsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFound {
+func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON409() *Conflict {
+func (r ChangeAPIKeySettingsResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLarge {
+func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntity {
+func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON503() *Unavailable {
+func (r ChangeAPIKeySettingsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6126,15 +6868,25 @@ type CheckAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CheckResult
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6143,28 +6895,53 @@ func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CheckAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+func (r CheckAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CheckAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CheckAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6202,17 +6979,29 @@ type RotateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6221,33 +7010,63 @@ func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r RotateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r RotateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+func (r RotateAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r RotateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r RotateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6285,13 +7104,21 @@ type GetAPIKeyUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *KeyUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6300,23 +7127,43 @@ func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6911,33 +7758,61 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6965,26 +7840,47 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7012,40 +7908,75 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7069,40 +8000,75 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7130,33 +8096,61 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7184,47 +8178,89 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7252,40 +8288,75 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7313,54 +8384,103 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7384,40 +8504,75 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7445,47 +8600,89 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7513,33 +8710,61 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7567,40 +8792,75 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7628,33 +8888,61 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7682,40 +8970,75 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest TileUnauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest TileForbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7858,12 +9181,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7891,26 +9221,47 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7938,47 +9289,89 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8002,40 +9395,75 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 	case rsp.StatusCode == 200:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8063,33 +9491,61 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8117,54 +9573,103 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8192,40 +9697,75 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8253,47 +9793,89 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8321,33 +9903,61 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8996,16 +10606,24 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 }
 
 type ConflictJSONResponse Error
+type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
+type ForbiddenApplicationProblemPlusJSONResponse Error
 
 type NotFoundJSONResponse Error
+type NotFoundApplicationProblemPlusJSONResponse Error
 
 type TileForbiddenResponseHeaders struct {
 	AccessControlAllowOrigin *string
 	XTilegateReason          *string
 }
 type TileForbiddenJSONResponse struct {
+	Body Error
+
+	Headers TileForbiddenResponseHeaders
+}
+type TileForbiddenApplicationProblemPlusJSONResponse struct {
 	Body Error
 
 	Headers TileForbiddenResponseHeaders
@@ -9023,6 +10641,11 @@ type TileLimitedJSONResponse struct {
 
 	Headers TileLimitedResponseHeaders
 }
+type TileLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileLimitedResponseHeaders
+}
 
 type TileUnauthorizedResponseHeaders struct {
 	AccessControlAllowOrigin *string
@@ -9033,14 +10656,23 @@ type TileUnauthorizedJSONResponse struct {
 
 	Headers TileUnauthorizedResponseHeaders
 }
+type TileUnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileUnauthorizedResponseHeaders
+}
 
 type TooLargeJSONResponse Error
+type TooLargeApplicationProblemPlusJSONResponse Error
 
 type UnauthorizedJSONResponse Error
+type UnauthorizedApplicationProblemPlusJSONResponse Error
 
 type UnavailableJSONResponse Error
+type UnavailableApplicationProblemPlusJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -9078,6 +10710,22 @@ func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9087,6 +10735,22 @@ func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9108,6 +10772,22 @@ func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit422ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9117,6 +10797,22 @@ func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9158,6 +10854,22 @@ func (response ListDatasets401JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets401ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -9174,6 +10886,22 @@ func (response ListDatasets422JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets422ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
@@ -9183,6 +10911,22 @@ func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9224,6 +10968,22 @@ func (response CreateDataset401JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset401ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9238,6 +10998,22 @@ func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset403ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9247,6 +11023,22 @@ func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset413ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9268,6 +11060,22 @@ func (response CreateDataset422JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset422ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9277,6 +11085,22 @@ func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9312,6 +11136,22 @@ func (response DeleteDataset401JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset401ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9326,6 +11166,22 @@ func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset403ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9335,6 +11191,22 @@ func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset404ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9356,6 +11228,22 @@ func (response DeleteDataset422JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset422ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9365,6 +11253,22 @@ func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9406,6 +11310,22 @@ func (response GetDataset401JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset401ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9415,6 +11335,22 @@ func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset404ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9436,6 +11372,22 @@ func (response GetDataset422JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset422ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9445,6 +11397,22 @@ func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9487,6 +11455,22 @@ func (response UpdateDataset401JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset401ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9496,6 +11480,22 @@ func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset403ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9515,6 +11515,22 @@ func (response UpdateDataset404JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset404ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9524,6 +11540,22 @@ func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset413ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9545,6 +11577,22 @@ func (response UpdateDataset422JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset422ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9554,6 +11602,22 @@ func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9595,6 +11659,22 @@ func (response ListGrants401JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants401ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9609,6 +11689,22 @@ func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants403ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9618,6 +11714,22 @@ func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants404ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9639,6 +11751,22 @@ func (response ListGrants422JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants422ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9648,6 +11776,22 @@ func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9690,6 +11834,22 @@ func (response CreateGrant401JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant401ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9699,6 +11859,22 @@ func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant403ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9718,6 +11894,22 @@ func (response CreateGrant404JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant404ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
 
 func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9732,6 +11924,22 @@ func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant409ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9741,6 +11949,22 @@ func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant413ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9762,6 +11986,22 @@ func (response CreateGrant422JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant422ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9771,6 +12011,22 @@ func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9807,6 +12063,22 @@ func (response DeleteGrant401JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant401ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9821,6 +12093,22 @@ func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9830,6 +12118,22 @@ func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant404ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9851,6 +12155,22 @@ func (response DeleteGrant422JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant422ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9860,6 +12180,22 @@ func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9902,6 +12238,22 @@ func (response UploadTiles401JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles401ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9911,6 +12263,22 @@ func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles403ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9930,6 +12298,22 @@ func (response UploadTiles404JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9939,6 +12323,22 @@ func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles413ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9960,6 +12360,22 @@ func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles422ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9969,6 +12385,22 @@ func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10011,6 +12443,22 @@ func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage401ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10020,6 +12468,22 @@ func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage404ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10041,6 +12505,22 @@ func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage422ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10050,6 +12530,22 @@ func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10099,6 +12595,22 @@ func (response GetTileToken401JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10113,6 +12625,22 @@ func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10122,6 +12650,22 @@ func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken404ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10143,6 +12687,22 @@ func (response GetTileToken422JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10152,6 +12712,22 @@ func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10193,6 +12769,22 @@ func (response GetTileTokensBatch401JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch401ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10202,6 +12794,22 @@ func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch413ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10223,6 +12831,22 @@ func (response GetTileTokensBatch422JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10232,6 +12856,22 @@ func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10280,6 +12920,28 @@ func (response GetTileJSON401JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON401ApplicationProblemPlusJSONResponse struct {
+	TileUnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON401ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10289,6 +12951,28 @@ func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON403ApplicationProblemPlusJSONResponse struct {
+	TileForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON403ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	if response.Headers.AccessControlAllowOrigin != nil {
 		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
 	}
@@ -10314,6 +12998,22 @@ func (response GetTileJSON404JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON404ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10330,6 +13030,22 @@ func (response GetTileJSON422JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON422ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10339,6 +13055,22 @@ func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10448,6 +13180,22 @@ func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	return err
 }
 
+type Readyz503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeysRequestObject struct {
 	Params ListAPIKeysParams
 }
@@ -10484,6 +13232,22 @@ func (response ListAPIKeys401JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys401ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10500,6 +13264,22 @@ func (response ListAPIKeys422JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys422ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
@@ -10509,6 +13289,22 @@ func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10550,6 +13346,22 @@ func (response CreateAPIKey401JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey401ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10559,6 +13371,22 @@ func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey403ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10578,6 +13406,22 @@ func (response CreateAPIKey409JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey409ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10587,6 +13431,22 @@ func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey413ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10608,6 +13468,22 @@ func (response CreateAPIKey422JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey422ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10617,6 +13493,22 @@ func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10652,6 +13544,22 @@ func (response DeleteAPIKey401JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey401ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10666,6 +13574,22 @@ func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10675,6 +13599,22 @@ func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey404ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10696,6 +13636,22 @@ func (response DeleteAPIKey422JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey422ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10705,6 +13661,22 @@ func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10746,6 +13718,22 @@ func (response GetAPIKey401JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10755,6 +13743,22 @@ func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10776,6 +13780,22 @@ func (response GetAPIKey422JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10785,6 +13805,22 @@ func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10827,6 +13863,22 @@ func (response ChangeAPIKeySettings401JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10836,6 +13888,22 @@ func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10855,6 +13923,22 @@ func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings409JSONResponse struct{ ConflictJSONResponse }
 
 func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10869,6 +13953,22 @@ func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10878,6 +13978,22 @@ func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10899,6 +14015,22 @@ func (response ChangeAPIKeySettings422JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10908,6 +14040,22 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10950,6 +14098,22 @@ func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey401ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10964,6 +14128,22 @@ func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey404ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10973,6 +14153,22 @@ func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey413ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10994,6 +14190,22 @@ func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey422ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -11003,6 +14215,22 @@ func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11045,6 +14273,22 @@ func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey401ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11054,6 +14298,22 @@ func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11073,6 +14333,22 @@ func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey404ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11082,6 +14358,22 @@ func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey413ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11103,6 +14395,22 @@ func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey422ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11112,6 +14420,22 @@ func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11154,6 +14478,22 @@ func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11163,6 +14503,22 @@ func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11184,6 +14540,22 @@ func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11193,6 +14565,22 @@ func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12129,177 +15517,185 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2NbhtH0uCrNHgHmFwMKUqWc1kJQaDYSqIvjm1Y8mYPoaBpzhTJXg27J909khifgO8h7hnuwb4nOVR1",
-	"zx85wx9bluP9vAvEItm/1dX1X9XvO5Gap0qCtKZz9L6Tcs3nYEHTp+eZNkrjXzGYSIvUCiU7R503fAos",
-	"oh8Dxg3TYDMtIWZCMjsDFrrfQqYm9DnVcCNUZljKpzDoBB2Bo/yRgV50go7kc+gcdVyfTtAx0QzmHGed",
-	"KD3ntnPUGS8sdILOnN+9BDm1s87Rs/2DoGMXKfY0Vgs57QSdu/5U9etf3t8HnRfccgP27AWOSVOn3M7K",
-	"mWP3+5WIO0FHwx+Z0BB3jqzOoHE1WUYtVyc6vUtXgXUhEmBWXYNkcJcKvWDdTIo7ZiBSMja9gEBEDZ4Y",
-	"FsJdGiJM50JaiNuABXdpM6SEtN8cIqiEFPNs3jkaFgvFAaegaaU/aS6zhGthF6sr/iGLrsEyI/6EYzam",
-	"D4YZy7Vl3LLbmUqAzVSmDVOaxXxhAvbu4nnbUqeVqapL/p8aJp2jzv/YKzFwz/1q9qrLw+X+Ag3LPJHs",
-	"5M0Zu4bFE+Pg17aEa6hPXcGjg2ffNJ3kL7Bw6FKf8iwGacVEgEbUxtl/gUUxax2rrmHx8Rj1UsyFbbmA",
-	"Cf7WtmX6sbbpGCY8S2zn6NmQbpJDj/3hsIIs+83Ych4p/G4NZhts0bYW+nHHAzgX0/UTiqnkNtPtk4rp",
-	"jlO+M3wKP2o1X534nJA/p2aghYpZV8goyYy4gWMmrPEX5Ym/Kb0Be+EAjrjJ/hfdEzaGidLAQqvCtnVP",
-	"cAGNSBJzC30r5tBpXf2FWl37qYyXVw53fuVLq5Tqtm1ZVu2+qHvEfZMqacCxEyUniYgInyMlLUj6k6dp",
-	"IiKOy937l8E1v9+STJxqrbSbaAlRZsCiGZfIpvykht0KO2McqbAwVsgpU+N/QWQHnfug86PSYxHHIB9p",
-	"bRqIkvCECcNueCJiNs4sm/MFk8qyWDE7E4aW9krZH1Um40+/sleKmSyaebjkzDziSQL6iWE8ilQmHbzw",
-	"Jj4izE48jCpwuyW5Y5IZiAcs/GcfVzRFZHwL3CgZImCVBET9kPguxGHAwjGPrwraEQYjGRJ1Clm34MIo",
-	"riBaG8ZzJFITZHt0PBp4THDxUkMvYKHSYiokDp8Z0Fd8CtLS2Jm8lupWXvkGbpJrWLBEGIvsE782jEs3",
-	"JHIKMJbNuGEShJ2BZuFr31cqPZLhW5iABh3itPno17AIWZcnRjHOtLLcQuzZYiF5+Z1xY4lYTTWPoIdL",
-	"1ID3NbIQh6xbfsi3Z5jl18BsQXlNQBjqOS+KLyFyuhzExRZHUphyPn8E5orbMO8SC8PHSbUPyT/SfykM",
-	"m/DEuFXmIppU9oonibpd7lbKcCbE64NrRCAvH5VIfb8oESDtSPI41mAMTickkx5lKiOL9EojEpiwNxjJ",
-	"TtCZAY+9gHwSRWBM/7mSVqukf4Ir67sDq2P9Kr1ewdj1He79pSOBAOLHIVP+kOkq3YCmk9TcetGDdVev",
-	"3RH9fpW4VYY9lBCx11xJO0sW7I9MWT6S3ZD+uIK7CCCmm5lJKxKCu4Q76zo4VurEy96AhW/B6kX/ZGJB",
-	"h/7AvBR9jFeDWwee/huViGgR0r0qvw7ZROEBsVjzie0LsJP+zNqUp6KPq6ZF9/3p9od/x2WOcrFp1Dn+",
-	"47tRNhw+jfwtNchO/fz0AxzffrfvJ632098Nj63v65fr2uOCtLv43MJI0gIC7OzBVZnUAS6fpjZYTqip",
-	"Uz6yX0U50PpVjCSOQJM8KJYXwN+6oT+8je1LVKg3LWXZRlF2w7UDiV1/71SxuBN06tjauQxa7+c7yTM7",
-	"U1r8CY/DsSsssfE+zoUxQk6R6irNOJvzBIU3iIk7dsPic3jEQiOmyMVQBx1JQiHPHZGc8iRhU3EDEgfC",
-	"L24hSZjr7AaXDOapXRB5//zUUqmXXE/hcUhlzrrHKiZ6aZViCU5P4tLjYsWqhOmRgKixJFEqX9YNFwky",
-	"3MdZFTLiMTeAa8qkBh7NcPJjpvE6s4Rb0H5lqVaILfjzqbTeTvEgK/z54uLNPxAG1Ll1vWUTlrfJNSCH",
-	"zW/OvFki1SoFbYXTcpzIGLdqSShAvpbJIjcHtBqx+uZapH1F6+FJP1VIx7Trdh90Ig3cPsI8FcmqQSOf",
-	"AVMyWVTERS/hFrJyV6Eca45YoxDXO2ahzJIkZHADejGSvhFJDV7joLEyAwN2wmJIoCKeslir1DCVFdo5",
-	"Cn2O8ggLc7OFmSXo4ALcJaiBimvNF51lxHjf1rwcz8uwq+AKSaINveJSAqtbF4h7XhoSFi+KH43xKRdk",
-	"4vLzjZVKgEuasJCuG8xkyCNJnWSIGcWcotCf/PS5CF8eicQzwRkbEWwjGETcBP2HwstCLl/d8vOzF28N",
-	"6569uTkkQejszc03qLboOU+EgbjHSg2A5QrAPDMWNY4E5SmHtLfCAKkMPZQvHUy4XORdltBsZ7RKuLFX",
-	"eACrO/htBpJxp3blrAWbs4hrLSB250mooyFSOoaY7BsCe82FzCz0tj64hzoRL2xekbTUbL2r04cxMAP6",
-	"BmISpSOegIy59rJ/F4X+AhUnJHM4CbW2sSaDdwvgCzkwt2o1nJlXyclT0HqwyweZa9lXpCFfrbuN7+hi",
-	"3+LxlgYHDWnCI4jZeOFoGJ40KfLIfYwVScJulb42BThoAFJWYwXm0U+6FI+JFcexcA3fVDghkbomIcDp",
-	"1VU9kns4OBPqEQtzFesqBX3ltJWQLoNh3KtcTEnGb0DzKQQsS5lVLBxn2tiQccuUjOCY8UgrY9grArCI",
-	"uGEocTAez5G77O+9CpgBRxHfnp68+PV0Gd8kmZeXoVjn9zSptzAXNnX8X7BWF3F+gaVNNgwTbNJoSvfC",
-	"741DBn6FpdLi7HtL/rJSU0MEx+No5vZpNk5ERFfYKpZmzk6IdOrd25eGdcPvr2HxXUjU56HQLTN8CldI",
-	"8q6INrTRFk9MyNBbEEj6o4m2HLFbLawFyWh8FCBIBsmxZSTTJDPsdsadFYlLcwu48ryBs9OhIuTHWYAX",
-	"PVaoUwsk8nPcEhTYTKFOilqWv2EEntzouIV0soQxTiCi4/ZUsX5la6OX5LEUP4NC4K0ytJpIUgpEdWmy",
-	"ysPXEdEavVlmMw3YsYLp94GX1t9wpw8uSewtbm7n/s4FSzJLpXwKBY1QsqTWuWd72WW9/jSaXdYVmaL4",
-	"Y51C4zWRBsZkleXJFQnRq9t7lc3HzpF5DYvCilRY+TcSm8JhX50lX3v7GZyDtUJOzY6cI++G6+W44gE7",
-	"kQtGchpDxK0JtIcHByyEO6v51SR3U4S9gMFdBKn1xnYe91F3GcmJgCQ23qX7CywCdjsTyCg0wQNS1DhQ",
-	"kBRTqTTEzChmkSzQQhg3bAI2mkHMIi5RqkmVwS5jHl2PJJEjZDjuopgB617MsJsGFkOUcBxxBhqIcKEq",
-	"E+bkIjxyjg9ulTbOOcMNuxayr1KQPBUj6bbMeKUT8+i9YKkGgzIuiYWeOQx6RKJaldY62N/mUMIxHHSO",
-	"GmHSKoOsIHdFcf3kc61VXondFQKpxTMFA6Uq2yVpgfSCMZC5rHJBUHIwrdprtaHXXo9Z+Ptl6ISKHfXT",
-	"Ob87c433SSLYUV+tuL7X9t9BgfWqaiHOH7MQhwpZV2kPkp5XXA2qsZz+e8vNoJ0mbqnP/pbLznhoxqL6",
-	"j7Ix8uVuflaelk0ym2l4YH32IXC27aA36rQb9dZwfzig/+99GwYsPBgO94/i8bdHR3tPD8JjxtmYiJrr",
-	"Sz46ImSI3P7LXlVTRh6H0g2UI+/vfRuyMURqDoZVpyvgPJIVJbmK9uxidfnCb0pJCRHu9YlhKYAOmNJB",
-	"qSjhV7RcIVl4cfby9KeTi9Ori7fvzi9OX1y9efv6n2en56GLpdJiOrP9uTKWZdLqjGhx+M/+j0rfclSV",
-	"8a+QzVS6dBErF+Xw7yR4F/dm0638KG3/4wnfRtzdSjffqIVrmKsbf+tpJNYdFsYsJzyjKtBr1tCX9KMV",
-	"LWknzX2JKKCKPAY2BQma/N88s2rOrYh4kixYJhNEtlSrGxFDzOAOJXhhE4reqhPI5YPfCNuKzWBJZkkh",
-	"EhMBxssTP19cvCmd/ngPnRUUeQ8n5whB9uTN2QClFz5PExhEah66hu6ujuRMGRuw8G+DWhOUMEw2jtWc",
-	"4/BdVEyIDaVw1wtYOLM2PdrbS1TEExzh6OlwOAzd9SdJEgI3NCFcqrQNnBfx+5AVLk/XGmTcGJ/AivCE",
-	"ATslT5Bb90g63HBbb790B8+ePvSt28E08wi38EHtJiu30kUDfrVWfMh5rhzVZpvDh+FLTg1XIVxX45cC",
-	"Pp03DIzzthT38Zb0Brzm7wzo/gn2dmTG+V2Rr1qiB2QGgTse2WAkI26gb0AaYcUNINlwGx+w30QSR1zH",
-	"jj4hDTFZisQA4mM3N2dGyGkCzHVBBu7J2GAkXwK/Ae8FroqCSOAo9qJY+USrORnTcdt92rYjDMuBmpvt",
-	"GauKplycJjDPPYVy8XrSOfp9s+OmMPVKUo2r35TC6bZKuVy8ApQ88pWsqudtFGDjwP/gSQad1Z1fBqsh",
-	"0uCmJ7VZsrwzozUc0QH8x/nrV6hmZhAwhBCjwNYY4gE7wVaGxUJDZAnRjYhhJLn73mmwOOEYmditYgnc",
-	"QGJYDJCy7jIIepQsULLoi0UK57Ra1JulsiMJdylJhRqiTBtBFhatsumM5VMmSsKxD1HM25Was4uJHkmP",
-	"BfUT+JS48Jc4XZraH9LqabOuAWDl3egNPJTchJ/zpnzeO7LmCrhYQTWZgIyJ2Mk0I23WgLTHrm2uo2ig",
-	"oFTUdHqDkTxPIbHkmeaG4SJiNtZcRjMwqD7xzAB7fXLOng6GT4wjlAhx1FIByS8LsROqWnScJVpnsbCn",
-	"Nx6h69ydR7nOnwcy8VRcXcNi4IwunaD8giw+lS9c4GjlC+dqL2225RjFF/kY+RcrXbI0URy5+lRzWRnB",
-	"ffTNLxvYL49sk0n2N4rCjR3Lc9PXXDb4NXkBKOwQkok7QB7PhWTPX571NktIzV7rVeduswexybxOTZsM",
-	"ot4g2C4Lbn+DCnQv5eMDEsbKD2utRJ1THs08RGNGBlGi1uHvLmchYHxiQV+GrFu6IDWiJYtFTIICxdX3",
-	"KsJUudEtYWq5nkIDWm/bfeGyVJZwv0THHPGaAvjq50a/0rqbzo3E/e1TM1b9La6lw/Egv7XF/kvEaLSi",
-	"4/3/aEdGVyUx6N5f1KFRkrgPd2oA9l92azwxzGoukk/h3vhBZbLJzPz7LaC+blRmZwEDjh+k0nZ2iYuL",
-	"YarBufC9Ot85+r2//+0w6H/7bDB8tr8f4Af/92WT2ThWGR5IsMKTK8TgsEoMDleB+hykD6VdWnyi5FTY",
-	"LIaAJdz6v/5Uan456HzoYp5WF/O0YTEziK7fOk1ho6JcvwKVXM5tSIZIm73cS0ZKF0qkNEUS9ZZMRofP",
-	"Wm1CzYN7HeiJYc524nW1pWEPhoffNpkQnIVl08jeELPT0OsU0ProFWWzcYL94cHhJkpYOamm2+RxwFDK",
-	"4oqc4xTOCv+tOA90ESC8uoXGRCHLblWWxBRbtaiH2OQGOqXZ4fBwsI2Nx1hus5ZQSfebi/yphna5+afg",
-	"YmEo12bGPUc1xzg146zqW3K2oNzDFCtwgQgGnO3Vc8CD4TA4HO4Hh8OnweHw8HIjzcvhWuyigGbTEfm8",
-	"6iYxNAJjrm6AVLimBOM5isMIYUBRrS23KveYHrPU5196G7NPli6yTrewrnhYbUsYuLVajLOtQz7HH0P8",
-	"q4qET+r6cOK6TOnXWkjr/NpzMJRMd2cHD7qJZQ6xwyY8J7sPNkZir/NMb+le3jEwOB/1fcnrO+l40jT0",
-	"jJsrinhrTHz/9QfnsZkgrZhx1CgR7KRt1QyaFbq4JeZfC2fZXSeg+Zv/CzZ154YoUCHHlYs3F7L9x9Y4",
-	"TNz6lRF/whq4Vsa5AZSlrxK+8LkmW8mZ/6BeL7HTNvG6N8KIsUh8LsLagcuWjQpAhRi1RF3RKdSmLLCn",
-	"BGkJ+YIAFVe3TsKWIVQFcLBMr6vI1xTotYYXPHcK/m4y2xKt3T1c4Svx/esR3/YYlIPtDrWklXUoVAsW",
-	"hOl44gw/Dr2dwzKVU/el5sY62TQ3CThim5Km+q8U/3sL47TRAvVxdLB9zfuHg6oz/OBwfbGWGgFtH3W4",
-	"46A54a2fy0bva40sL7nDCNjkIzpmcWVpB8++qcqkz74Jnu0fXAaPRdV3DZ56ECrvaTrh0Bpy+YvHsRw9",
-	"3YYp4BWB2YiXvusmC9DnsNvkCsFmo81D2178zO/SeBv2syJO8TGFSZLZ0+Umel5XaINRAlxTEFsXCQsY",
-	"qzS53E2O66R4fWVsXxnbDkrARq60Oa6rZDkfxlIemWf823OBVtJkGgn2jvbKab1u29Y11D6QktOiEW6r",
-	"JL3dmhcslXzbTLWLWVbAg8yrgf79gF+TPwP137GKRZH9s6U56BoWuSXRu7zXgYNW+By5kGnwINeSj1LQ",
-	"Zd0Ul2bvUqbagi4pn8FnVeV2r0oiEzmQKd9hu435FIiH2ttbn1FRxO34uneUMjImk51RkrbpFr0hN6uL",
-	"FIMdDF1i7lP619yCNr0t90clYZqtq/UKbC50dftUAVfdaMPyraqWQtpqyUsXxa2/gFbgUbw8OI+bxYIK",
-	"/Gm6Qa4ywSpVActFUrcz5UgplWUTKii20ULvRmma9ydyozYZfitG1tUTyg3WVRuvMMzMKAcG0b0pTH4j",
-	"E9zdbrejl2i7ZqkWMhIpT1r3X7Rw9n2fGUK5OcuFtz4AEE2WphpdrpmdaqstYdh62luadpaiCu44BY7l",
-	"ldjKFYSsy6XL3vJfUrGosLosbFOBmfdf+y2V/o8myXs3a//yyW0uzNkMo5fCNIUv7MR63dXaxG/bmepK",
-	"aVdf9rMzU5mumEL8x5gvGtXMpiopa+jMdjLZctWVTUJFOwH6GXjignLrKyq9byXlU9cbSZ3v1jTTL7Bo",
-	"kd0eSxjLV9AsiAV5pdmt8La66aJC7bbyWm0hjyer5Ql5n0xeK1iRk9c+tQhViE1NFbtCKqUVSmWviEs7",
-	"SyZnh8PD3pcvZu0uDBWH34SQzuaIO7/IcwDWWmD+uxlcdpRzwNUv3wI98jwaF+Ky+ntp42i1q5el9lpN",
-	"nR/uVzR5xerV8AxXWHq9lWJ1QPo500lLXIeYStQOfBkMZmGeJtwC677/837v/d393vvFfa8xz6Tw8W5b",
-	"bmaZiDtHYU3OKxYb+DLYebl4V4e7cngVv2GTU7HqJCy8j7ljsHq3mi9npfbjLvbYpgoxLvHTZdkMyjSq",
-	"MCjiUA3zafxcAzNF8LUPtR7JN1qYeRkqQ2VtK1HXPsw6JIof9o5YvShN0FyUZiR3rUozaMi+/2KTsvCU",
-	"KWz8w4L1qAqxn8TUhNVvvznEddcR42d1yxIlp758g6+Z5E7pGqCaCD5kGm7UtUs+l+r2GMFPGcFPh1SK",
-	"vVf3lz37+8FKLmoDoFZ2j6znP85fv9rIedZwmnWSRZPtfF37VjP1Giv0A5Ld1nAOl2BaJft3iz8baT7e",
-	"p7yeY9726WA4GLa23rFY14OYk9eS5GILJa1sIq4eJpctaFVINLHAk5wLyX1KxJynKW7u6H3OPFsWvSwe",
-	"5Ztfv8my/X1xYRev/KMW3tOtJGwhF6+Ot7798nrvL6uw+IHbaFYhNEtqBv5aBFRSLkhpqGP/9Z//16dm",
-	"Gk+Wnw0Lsf/shVm1IKytHPKi7Ilj5Slt+WwTpQfsReYKlILjSC5JN/bZKX1kNgFRLaRXE6GN7Rug2ro+",
-	"nPZDyoM8G1alxv2tbfZmPRZ6yLunHFah8StPfWW1mF5WiCwrh2bdRN2C7kfcgMsD9RQbT0hRzWCtlV49",
-	"gNIe25Yb80hIuKF90dLbNC5X+cQyfXA7WwvyFoML5F+X1o0cF9fYdatByZ6mbh0S7GYM1llIqurvmuPa",
-	"Qq1YGXqjBSqyd+1zOk2pRXOqZCfJNLO75FglKqoxjjJvsjVPstjkZQNLmpvpGta1KccMV+PG8D2azqjK",
-	"vzbAa9nEt0GOIKF73bm3ceTl9LAHk0NW7eDtEPlqO/jL2Q6um4Oi/goGgqZg7LFRSWYhaDUCmMHaKsGP",
-	"L582mQw22gnWSbKFDWE5yHiTieAftSiLpVJjqRY33EJ4VKumxmWc/03KHfkO3eNOA1Z9zeaIJeKaXG44",
-	"SkDvK7lyf5QN7F7dKRw/9CSOtBDjmLlfTtgBC533NaRaCUoC3t1qdX1JT0IMRvI1FcdwQ8/5NVQydvIx",
-	"UOZBKZAKe0ur8LMvXV5duTMRFMFBbgNkFM2bNDmFK9zBQJRpYRfnpGEQ7pyDvhFRRalYMrkY97uXzbqh",
-	"nZqr//rP/xf2XKGO0HortU+ldt7Cvj8I2ljov6MRcA/hiX/zgPj3EaO5mXuBhBrl748IUymbYtyzEt3q",
-	"gn+mHDP/oESuSnbGwDUFunsAzKxNEalWe7YY7fgclvYtJPuVp8gT9BOTl1BBkuZwkCoE5BXLbpWOWUiz",
-	"hAE5OE3KI3DvZpS1nbvNYCjgO2Cnf2TihicgLQrE1dWzrtuj3zm9y+YWVT7MVhu9BAZPBdUEvSf5ZtLw",
-	"LlxxopF7j8MUaViJ4jG9FJIyJGC4/yfGlV8+ctdD8qmvAuYDV4qQEPJr38J4JOekFczHELMulcB0KZF0",
-	"7cqaL0xnCZheQO9dGmZmStt+IkhTqtDTUrEqyjMGDtKkT/nVuQI1Vi3Vq6K8Psb9G2LXsHC6xzXIwUiO",
-	"5K+0HSqjEfEkMXSlyaJXvxJL5/gDHU0DPh+zxiMfyQ2ob5WilPscA30SqnH1toTtDZjzwROyIUhHcv29",
-	"ZP0+VUZ9dfLraUh79epzXlVUKMkmXCSZ9lqq8xLlNZT/9rfDg4O//Q2vxY/c2JM3Z08oWCOFkeyG70fe",
-	"QTtC0XeEcuioE4xQEqV/ERPpD5Kv6a/I3o1QBA57xz6Vz0UAkJKBwKgNykadwWAw6tx7imiFJY0n3zMx",
-	"HJ9i2NknG9F90PGVUTtHZDZ6iqSS2xkRwT2eij2excLukfkRGuwIp7QsB8fAJyAGZTF2RDkqW4EffE0d",
-	"h/uuWho0dR9Jl5m12rtgEfhL+dicf6JNWhO4k8CrGYvYcSSfFRnmd2ylcgOZnZcLNxwzA5EG6ys7UeJl",
-	"WeaEF1scSfeigL88wrIZT1OQELuX3wrSZpB2uSR7HPEaUuuekirrM568e3F2cfX29OL01cXZ61ch63oL",
-	"Lzsc5nZYOlqUu2n2s5gKsxpLNQDo8MoXiVs0/bLJnn+xuE1nr7T01cMul96oPBgOH+yhmbJSQ+OThqkv",
-	"Ok4A1VwkAZNwS9YroY17Z/FwuN82S7HsvdrrQtTp6eZO5euN2OPgYJtpVt/kuQ86z7aZrfrSEEko2XzO",
-	"9aIeFvbEMLqcTdCg6hhTxAFXAAMFn7t+Tgn6WhFlICJIE9BVz1lF9bavYtqL3MP8RSNbNS1kLboV/JOp",
-	"JH4IbPt8uPNy6YFHk1+n5TdL/QubykA11pCJKlq9qAQarGLWjYBbp1qlqsn8fBoLqtHtKD8rlJdiacfu",
-	"J3qFS0JNJai9wemqPxVFi0YSF8C6h8OnrHiTppFoOtngRVHpxstAP6h48dBI5kMB7+uKZf42SB3D9x96",
-	"8ra3xSTclrGTj0g697foUbxF93nvixcfC6lja+wHwu4Gwvq+NCLc77lbQSW9VgjtC/q+ip01LDlsym6k",
-	"l77c49pVJUAq8gKDZjegxWTxqKftVrq+R/Fi8+c9bQfA8rSDiljpypN6wJqd8SBo5qY/gW094eFj0YEH",
-	"oAFfzhn/hKpDrTKMY330OsGHMLedBCA/6tkLEm1SbqNZY7WK5fTKBCZ2XY7lgJ2wMgEr14vG2Tw1IxnW",
-	"qxWE+WMdGqzQRRlylVljuSvaWBKPpRDyAfuVU7wIL19uyBlz4I11VPVxrbkuWObZrGTZpA9xydzFcSqi",
-	"VHbmC+d6CPSOWdGGLDDW2Q8LISFf3JhH1y7v3YsXTYKAS4J9FEHA59tuJQg8GgHIaFHxZxEGdiYdX5D0",
-	"4A77k0kPjjGtV9UoN8J8SuZSpnGsZy9PSgPNA6lR/9ayCGlqfAV4W6OQV+w/kkF5za1Jb3JZN5+GWFbT",
-	"px5ZZ/LJRO0akyvE+5fG2uHfN3d4ruQkEc6p+CXR1PMZWd0LBk9miaW8OJJEEhL0yly4trTBXW/UVjT5",
-	"Pf27pY5X3qRNGt5bCtGNj3PFbi7IAZvJmMo3f1X0tkQiB0fG3WV+RJoavHc+yZTbWemRzJGls0zoggrR",
-	"2pSpdrkeMUltJWT8KIaQtaU45a/4z6Beas8VFQ+YsRr43CWEx8JcD9iZzUPSvWPUPzxD/UaSWzV3bxEd",
-	"M04+N8R05xVKgN8s97JFNhc9y1GXPBzwXIUUE4yki78ImIsRD1gl7II0Dl8cy4VlkLMGFQzpXPv0UJpI",
-	"4Ilhc7AcZxmM5G/ueUPatH+quZsmXEgW5q1CV22LVhoyS2+9Ea3CEcM5T8O9UMz5FH9N+EJl9ngkpWIx",
-	"xy9jMkib4/xZXxkX0+cvWVOGhzlGOvDq3Ut6xFAu/LMjx9VNOk9wfZd+DPckPL33i2pbzYAZ9pwOBtE1",
-	"xMy5y9yb6yOZe2WPciCQM2ysgV8bJLxZQoEAnB0eHLBbsiyHiYpClxTnpmch4pEDE94NM5JlFAG3zHnC",
-	"ujCYDlj4+6iDrUedgI06OSTcp+pOO5dhr1npQ1S68Nac7aQYFVmwfYfKdZGiLB4lJNKY1fv5V1L4CvtW",
-	"rvm14vVXVfChVEEiXPVs/CqhfGDdMMsTsBtd9rXMV7xslEVKmb0uecvlqAbupTqetBQxcdYZWxlsJCvV",
-	"XLwnvmqJxvZdl55bL+DSK0u3yEUlWmzAKErMzqAwOD0xTN3K2quiVGXscHhI4S4kCpqAytl7F5ZYLprR",
-	"G7AfaKPGvTaLE1vNJxMREbVXc2HJlJ4nQe0Hw+HQA8e413LHsFAybqQtpVnXJcLvKjFQrx+1mm/jKqXG",
-	"F2qbprWk+kfwrbrdb7QLELIWZgGPgR9tHfhyxFEvOtRrGQV0HWcq04xiuBaPapzOqYsTGxG07smmypd0",
-	"pVf9WW1+jmpS1SfDu0oSSpNHPw+QwxaeOpHx25mXOfuVpy/FWAMzKtMRODP1VyVqnSel4iog4iuhQbG+",
-	"KFnAY6Gsm80pPKo1/a1fJqItBU0u57xROjXuzkuKQRn5N14U2x5zAyNpLLcUHtma09aaxsbegO7nhICC",
-	"/AxxtoAdDp/2WKxQIbCkDpEwMcZdHC3JFSCtXuTBgTRIJTYQ5WOXmoRfHg6f/p/D4eF9OGDPXfDkSJqZ",
-	"e9wBxXwXK+cGzJ+LCmnIkEqsNTO/4hoagvInshI25zk+sqTdkvLXQH7OM3LDTbKElc0+lLJ8QaIv0gki",
-	"AA4jWI4SOxOH+gVfsW7guQ3yw2sUe8/5HCqypaF35kSuhC/FLw/cot+9fWl8PHQtTiq8hoVzefKRnGgw",
-	"s2SR2+MqNJHSk6iTj6CqUcyGWdsvFGXNf5ztaUNjin/f3OxcTLdpdnqXbjUa5c58Umm0gF6TJOp/257L",
-	"Y48P4vTY8Uvj9j4vBlENz7KeFPP75fJ3efbI75d4oJWYVQ9lRoUJiJPkstYSJTCdy3UXvVIdZvDeGV3u",
-	"vWQ6owJnf7bKoD/73z8hovkaay0Kjz8WKpedDpbhe1n3/t2ABFN1973ON5NDyIftL5O8+qZfu0aednzU",
-	"xpdTtBv3iPOh+h+rKCMJaO02L2bCuGwaHllK5fAL3bjpBZ8nmzb9v09+fbnbpvNRy0237/DpYFjsEleO",
-	"szELd/U6lOvMgQ8PPb/jVuhp4PGi/Ya8dT9/lgtCc6PITdrv4CEo1mXd5cNjIelpulxYRmG9qPK2Dmw3",
-	"+3v+ZUyzNtjCFVv6wsPi3Sa2S8Io0xAQNv8u8fGloROozL6cUt2NKH9UoUir8O0+LP79RPpX38l11pWU",
-	"Kas0C5+7U+y7CvFHbBj2fJC8cXWtK4YLZsBShDzlHZmR9NlC7iXa9/chle9qD353h/2J9DM3+LlboUFs",
-	"uv/keLsucoNKgj+mLeffOAzDB8Z7sG59KarOiwpV3XvvKqvebw6WqGDsKiK1KdzJwiUR5kf51ZbXHPk+",
-	"RbHzgw60Pb597YE9ws3/yFv/Zdljdzm6D7W5/gKLwt7adIf3XIz2lckJ/84xJ/kMa1jnrgHyrBtKPocj",
-	"5r7Pzb7IUcl4Q+EGwUiGLufe5A3pfdciRN7n40+5kAEL82of3OatXY6w/x5bSDyn2P88ku4z/lKpJNY4",
-	"VTVBIfd0+iIbAQtFeqUpo7kYmctF/vZyb8BOZHV1Yf6kd0qVdHht9tAbd6sTVV/HdZEiXFYmLbtw8qti",
-	"S86en714Szbuw4ODAMEpfN1Jd0bdPH9GyBjucI0kynDDJmCjGcR50AweOcQucN/nHJqRP1iqpmDo1ds+",
-	"VS7wBUy7oYjDgIXW15bwlTXoO48S+GfCjb3KDH4YyTCPHLqiXlcVeAUsJJfklZ0JczVX0s7Cnsv2L6pu",
-	"4G6mUmmqZLIqXdGkSwLQY0lZj2n+Xk978/CSR5e8vkbMrmQhfDhvX0PoIbr+BOSdxXrBdCaP2C2SmOLx",
-	"b5BxqoTMX/+OIRIxMC2mMypZ6+u+5xUtyWjviJAwI+lKJEeZ1q5uzDVIlheecbBxhWJckMryc/Y2L3+D",
-	"kxqhpCvtwEcyUuniKGcNUuk5T4ShqxSw8PswcOxgEbBY4LkKOQ1KT3+kUqD5zt4wR1x7A/bKpTuNpEBS",
-	"FylN9SYq1Ksk0HN1A70B0maqjOKCFLmLjFzaAjcUptcta01cvH13fnH64urN29f/PDs9rwyL9GDROy5i",
-	"coStap5VTkBLpMrzzWQQoutPqmP6R+8/i+uv+uB+W4yLx5bHlEC/INL0G91jvvS0PwWNzQQZlVAicPEw",
-	"3+8s2LbSLSrcAg9PuLy6waZUM4aUYy+SuHhkXzKrEvdcK8Kdx8vlpIYKPQUjmUkrErZGXmHdsFYYPHTx",
-	"nFLd9gIcTlauKeNmJENfMBHhEg4YVSQnKxJKtux2hsfBK6HVbt0UAuEzoiOixr7ijUpi8PWhRtJXbT/y",
-	"FGPGTRFEZ29V/g4Yq6/4iA3DogA5AkAleZ1yqW4HI/ma8jsQbiLiVGhMu7I/1bBlQqOIRzN4gmutlGyi",
-	"eO8mCuWKsX9SElWv9/5ZrWAFCcdTRPR0PuevQb4PpIGLGyBEJM3GK5Y+2CyP+MmRW0nw8oq7TSlooeKH",
-	"k80eOgB4TdBv9UWgwUj6wFq2Jq52wCgyFEnKrcZvpFd7J0lmZkxIC/qGJzVp5d35yU+nVz++fHf+89XZ",
-	"q4vTt/84eRkG+VvCbH/ITM8FQqGgxCZw61+YMKRZolgzBkfB2IIWevKhsb3ukv03De0tdt5OY76G9OYh",
-	"vUgIKrdsxuOcD68L7/3EdruluI5dgzqoHL+bsaFEKP3qxIK80CSKcqVHO+jQo0CdPUJTv+WGAvlU0bGP",
-	"W+FWjBMo3XInb84GlXKeObBw2atUjrnKXXmlTgOQ19NEWjEPch1Q6Fo6hqnMUERbr85w3lB9s4whtUUA",
-	"WfcnUC9Bmsp+epUZqiFwzdtwWmkeRhM41lFUUmTd8PtrWHwX9lxIWSXErBt+b8T0u1E2HB58A3ep/4s0",
-	"z+/C5UU0Tf/bTBXFEkkf99KWtxZWj4LqzK2O4Lz+AdntnA8+V7zz6AWfJlgZq+KEv7+8//8BAAD//w==",
+	"7H2Lchu3suCvoLhbZTI7oihZzk2kSp1SbCXRjWO7LPnkbIUqDTjTJHE1BOYAGFGMV1X3I/Yb9sPul2yh",
+	"G/MiZ/iwZTk+1+dUxSKJZ6PR726870RqlioJ0prO8ftOyjWfgQWNn55n2ijt/orBRFqkVijZOe684RNg",
+	"Ef4YMG6YBptpCTETktkpsJB+C5ka4+dUw61QmWEpn0C/E3SEG+WfGehFJ+hIPoPOcYf6dIKOiaYw427W",
+	"sdIzbjvHndHCQifozPjdS5ATO+0cPzs4DDp2kbqexmohJ52gc7c3UXv1L+/vg84LbrkBe/7CjYlTp9xO",
+	"y5lj+v1axJ2go+GfmdAQd46tzqBxNVmGLVcnOrtLV4F1KRJgVt2AZHCXCr1g3UyKO2YgUjI2vQBBhA2e",
+	"GBbCXRo6mM6EtBC3AQvu0mZICWm/PXKgElLMslnneFAs1A04AY0r/VlzmSVcC7tYXfGPWXQDlhnxJ5yw",
+	"EX4wzFiuLeOWzacqATZVmTZMaRbzhQnYu8vnbUudVKaqLvl/ahh3jjv/Y7/EwH361exXl+eW+ys0LPNU",
+	"stM35+wGFk8Mwa9tCTdQn7qCR4fPvm06yV9hQehSn/I8BmnFWIB2qO1m/xUWxax1rLqBxcdj1EsxE7bl",
+	"Aibut7Yt44+1Tccw5lliO8fPBniTCD0OBoMKshw0Y8tFpNx3azDbuBZta8EfdzyACzFZP6GYSG4z3T6p",
+	"mOw45TvDJ/CTVrPViS8Q+XNqBlqomHWFjJLMiFs4YcIaf1Ge+JvS67MXBHCHm+zf8J6wEYyVBhZaFbat",
+	"e+wW0IgkMbewZ8UMOq2rv1Sraz+T8fLK4c6vfGmVUs3blmXV7ou6d7hvUiUNEDtRcpyICPE5UtKCxD95",
+	"miYi4m65+/9h3Jrfb0kmzrRWhKHVMVKtRgnM/teHjXUfLCPdFFg05dKxPL8Bw+bCThl3FF0YK+SEqdF/",
+	"QGT7nfug85PSIxHHIL/AfWpACscTJgy75YmI2SizbMYXTCrLYsXsVBjc5itlf1KZjL+sXb5SzGTR1J9X",
+	"LrBEPElAPzGMR5HKJJ2jozZf6Fme+rOrnOcc5bRxZiDus/Afe253E3d53wI3SobuwJUERypClFMgDgMW",
+	"jnh8XdDaMBjKEKl5yLqF1OLEO0cGDOP5RVFjJyYg2mjgMcLYS1m9gIVKi4mQbvjMgL7mE5AWx87kjVRz",
+	"ee0b0CQ3sGCJMNaJG+5rw7ikIR1nBWPZlBsmQdgpaBa+9n2l0kMZvoUxaNChmzYf/QYWIevyxCjGmVaW",
+	"W4i9GFFIqn5n3Fgk7hPNI+i5JWpw9C2yEIesW37It2eY5TfAbMGpTIA3x0sqTtwLnWSQg7jY4lAKU87n",
+	"j8BccxvmXWJh+Cip9kF5UfovhWFjnhhaZS7SSmWveZKo+XK3UuY1obvWbo0OyMtHJVLfL0oESDuUPI41",
+	"GOOmE5JJjzKVkUV6rR0SmLDXH8pO0JkCj71CcRpFYMzecyWtVsneqVvZHh1YHetX+dsKxq7vcO8vMApQ",
+	"EH95pNgjDF7LW9CIFZpbL/ax7uoVPsbfrxPacdhz0rnrNVPSTpMF+2emLB/Kboh/XMNdBBDjLc+kFQme",
+	"oYQ7Sx1IjCHRvtdn4VuwerF3OragQ3/4XoM5cdeMWwL13huViGgR4h0tvw7ZWLnDZrHmY7snwI73ptam",
+	"PBV7btW46D2PKXuD790yh7nIOuyc/POHYTYYPI38jTdOlPHz4w9wMv/hwE9a7ad/GJxY39cvl9q7BWki",
+	"ItzCUOICAtfZg6syKQEun6Y2WM5AsFM+sl9FOdD6VQylGwEnedAbUwB/64b+8Da2L1Gh3rTUIxrViA1X",
+	"GKTr+kenisWdoFPH1s5V0HrX30me2anS4k/48qSSCqtuvNszYYyQE8cNlGaczXjihHCIkWt3w+JzeMxC",
+	"IyaOu8JdGg4loqPn2o7M8yRhE3EL0g3kvphDkjDqTINLBrPULpDtfH4qrtRLrifw5ZHwXDwZqRjpuFWK",
+	"JW4rKF5+udi6qil45ESOI1H0zLd4y0XiBJQvb4dOCBpxA25/mdTAo6nbyAnTjvyxhFvQfpepVu5GuJ/P",
+	"pPU2tQfZ7S+Xl2/+7uCJnR9y780jr0CibMLK2f0YSAvenHvjXKpVCtoK0vVJEYhbbQVOLXgtk0VuFGs1",
+	"5e6ZG5HuKVwPT/ZS5TiKpm73QSfSwO0jzFORlxvsUlNgSiaLihLg9ZZCA+oqp52YY9YomvdOWCizJAkZ",
+	"3IJeDKVvhPKb10lxrMxAn52yGBKoKB0s1io1TGWFjcqJ8kS3hYWZ2cLYGHTcAuiq1kDFteaLzjJivG9r",
+	"Xo7nNZNVcIWop4ReHS2B1a2rOT0vlwrrrqAfjfEJF2jo9fONlEqAS5yw0JkajMVOWkHjBXOYUcwpCq3Y",
+	"T58rZuWRSHcmbsZGBNsIBhE3Qf+h8LLQtla3/Pz8xVvDuudvbo9QJD1/c/utU0b1jCfCQNxjpV7HcrVu",
+	"lhnr9MjESbaEtHNhABXBnpP0CSZcLvIuS2i2M1ol3NhrdwCrO/h9CpJxUqZzZuqas4hrLSCm80TU0RAp",
+	"HUOMljnhes2EzCz0tj64hzoRL/Zfo9zabMOu04cRMAP6FmJUaiKegIy59lpY16lfBSqOUWIjXaG2sSa3",
+	"TwvgC4k8t+02nJk3tKC/rPVglw8yt51co93jet1tfIcXe+6OtzQjaUgTHkHMRguiYe6k0TzjuI+xIknY",
+	"XOkbU4ADB0ATRKzAPPpJl4oKMvk4FtTwTYUTIqlrEi/IWlLV6LmHAzkSjlmYK7vXKehr0htDvAyGca/8",
+	"MiUZvwXNJxCwLGVWsXCUaWNDxi1TMoITxiOtjGGvEMAi4oY5WYbxeOa4y8H+q4AZIIr49uz0xW9ny/gm",
+	"0cmyDMU6v8dJvZ+l8Cy5/wVrtULyji1tsmGYYJNuWTrZ/mgcMvArLNVHsgAveY1LndkhuDuOZm6fZqNE",
+	"RHiFrWJpRpZkR6fevX1pWDf82w0sfgiR+jwUumWGT+DakbxrpA1ttMUTE3RRFAQS/2iiLcdsroW1IBmO",
+	"7wQIlEFybBnKNMkMm0852Qa5NHNwK88bkPXVqZF+nAV40WOFOrVAIj/HLUHhmqmZo0upk7TxhiF4clPy",
+	"FtLJEsaQQITH7ali/crWRi/JYyl+BoXAW2VoNZGkFIjq0mSVh68jojV6s8xmGrBjBdPvAy+tv+GkTS9J",
+	"7C3BHhQEkguWaCBM+QQKGqFkSa3z+I7lwI31p9EcuFGRKYo/1ik0XhNpYExWWZ5coxC9ur1X2WxE7vwb",
+	"WBT2vMIPtJHYFGEr1VnytbefwQVYK+TE7Mg58m5uvdytuM9O5YKhnMYc4tYE2qPDQxbCndX8epw7ssJe",
+	"wOAugtR6FwqP95zuMpRjAUlsfGDDr7AI2HwqHKPQCA9IncbhBEkxkUpDzIxi1pEFXAjjho3BRlOIWcSl",
+	"k2pSZVyXEY9uhhLJkWM4dFFMn3Uvp66bBhZDlHA34hQ0IOFyqkyYk4vwmNxZ3CptyH3HDbsRck+lIHkq",
+	"hpK2zHilE/PovWCpBuNkXBQLPXPo95BEtSqtdbC/zaHkxiDoHDfCpFUGWUHuiuL6yedaq7wiuysEUuvO",
+	"FAyUqmwXpQXUC0aAxsbKBXGSg2nVXqsNvfZ6wsI/rkISKnbUT2f87pwaH6BEsKO+WgkAWdt/BwXWq6qF",
+	"OH/CQjdUyLpKe5D0vOJqnBrL8b9zbvrtNHFLffb3XHZ2h2asU/+dbOz4cjc/K0/LxpnNNDywPvsQONt2",
+	"0Bt12o16a3gw6OP/978LAxYeDgYHx/Hou+Pj/aeH4QnjbIREjfqi5xUJmUNu/2Wvqik7HuekGyhHPtj/",
+	"LmQjiNQMDKtOV8B5KCtKchXt2eXq8oXflJISIrfXJ4alADpgSgelouS+wuUKycLL85dnP59enl1fvn13",
+	"cXn24vrN29f/OD+7CCmiUIvJ1O7NlLEsk1ZnSIvDf+z9pPScO1XZ/RWyqUqXLmLlohx9j4J3cW823cqP",
+	"0vY/nvBtxN2tdPONWriGmbr1tx5HYt1BYcwi4dmpAr1mDX1JP1rRknbS3JeIglORR8AmIEFjVAPPrJpx",
+	"KyKeJAuWycQhW6rVrYghZnDnJHhhE4xhrBPI5YPfCNuKzWBJZkkhEmMBxssTv1xevilDOdw9JCuo4z0c",
+	"XUsI2dM3530nvfBZmkA/UrOQGtJdHcqpMjZg4Tf9WhMnYZhsFKsZd8N3nWKCbCiFu17Awqm16fH+fqIi",
+	"nrgRjp8OBoOQrj9KkhDQ0IhwqdI2IH/u30JWOJ+pNci4MeqEFUEnfXaGfjRa91ASbtDW2y/d4bOnD33r",
+	"djDNPMItfFC7ycqtpJjYr9aKDznPlaPabHP4MHzJqeEqhOtq/FLYM/nZwJC3pbiPc9Qb3DV/Z0Dvnbre",
+	"RGbIa+34qkV6gGYQuOORDYYy4gb2DEgjrLgFRzZo4332u0jiiOuY6JOjISZLHTGA+ITm5swIOUmAURfH",
+	"wD0Z6w/lS+C34H3oVVHQETiMgilWPtZqhsZ0t+093DYRhuVw5c32jFVFUy7OEpjlPki5eD3uHP+x2XFT",
+	"mHolqsbVb0rhdFulXC5egZM88pWsqudtFGDjwH/nSQad1Z1fBauJAkDTo9osWd6Z4RqO8QD+/eL1K6dm",
+	"ZhAwByGG4d0xxH126loZFgsNkUVENyKGoeT0PWmwbsKRY2JzxRK4hcSwGCBl3WUQ9DBlpmTRl4sULnC1",
+	"Tm+Wyg4l3KUoFWqIMm0EWli0yiZTlk+ZKAknPog1b1dqzpQZMJQeC+on8Clx4S9xuji1P6TV02ZdA8DK",
+	"u9HreyjRhJ/zpnzeO7LmClAEqBqPQcZI7GSaoTZrQNoTapvrKBow1NhpOr3+UF6kkFj0THPD3CJiNtJc",
+	"RlMwTn3imQH2+vSCPe0PnhgilA7iTksFR35Z6Do5VQuPs0TrLBb27NYjdJ278yjX+fOQMp6K6xtY9Mno",
+	"0gnKL9DiU/mCwoErX5CrvbTZlmMUX+Rj5F+sdMnSRHHH1Seay8oI9NE3v2pgvzyyTSbZ3zG2OiaWR9PX",
+	"XDbua/QCYAAoJGM6QB7PhGTPX573NktIzV7rVeduswexybyOTZsMot4g2C4Lbn+DCnQv5eNDFMbKD2ut",
+	"RJ0zHk09RGOGBlGk1uEflLkTMD62oK9C1i1dkNqhJYtFjIICZoT0KsJUudEtYWq5nkADWm/bfUG5Wku4",
+	"X6JjjnhNoZT1c8Nfcd1N54bi/vYJSqv+FmpJOB7kt7bYf4kYjVZ0d/8/2pHRVUkMuvcXdWiUJO7DnRrg",
+	"+i+7NZ4YZjUXyadwb/yoMtlkZv5jDk5fNyqz04ABdx+k0nZ65RYXw0QDufC9Ot85/mPv4LtBsPfds/7g",
+	"2cFB4D74v6+azMaxytyBBCs8uUIMjqrE4GgVqM9B+qDmpcUnSk6EzWIIWMKt/+tPpWZX/c6HLuZpdTFP",
+	"GxYzhejmLWkKGxXl+hWoZDRvQzJE2uzlXjJSUiiR0hhJ1FsyGR09a7UJNQ/udaAnhpHtxOtqS8MeDo6+",
+	"azIhkIVl08jeELPT0OsU0ProFWWzcYKDweHRJkpYOamm2+RxwGDi7oqcQwpnhf9WnAe6CK9e3UJj+pdl",
+	"c5UlMcZWLeohNrmBTml2NDjqb2PjMZbbrCVUkn6jyJ9qaBfNPwGKhcEMqin3HNWcuKkZZ1XfEtmCcg9T",
+	"rIACEQyQ7dVzwMPBIDgaHARHg6fB0eDoaiPNy+Fa7KKAZtMR+eoCTWJoBMZc3wKqcE1p9jMnDjsIgxPV",
+	"2jLmco/pCUt9FrK3MfuSAUXu9RbWFQ+rbQkDt1aLUbZ1yOfoY4h/VZHwqXofTlyXKf1aC2mdX3sO5iTT",
+	"3dnBg25imUPssAnPye6DjZHY6zzTW7qXdwwMzkd9X/L6TjoaNw095eYaI94ayz/89iN5bMaOVky50ygd",
+	"2FHbqhk0K3RxS8y/EWTZXSeg+Zv/q2tK5+ZQoEKOKxdvJmT7j61xmG7r10b8CWvgWhnnFpwsfZ3whc/U",
+	"2UrO/Dv2euk6bROveyuMGInEZzmsHbhs2agAVIhRS9QVnkJtygJ7SpCWkC8IUHF16yRsGUJVAAfL9LqK",
+	"fE2BXmt4wXNS8HeT2ZZo7e7hCl+J71+P+LbHoBxud6glraxDoVq2I0xHYzL8EHqTwzKVE/pSc2NJNs1N",
+	"AkRsU9RU/yN1/53DKG20QH0cHWxf88FRv+oMPzxaX7KoRkDbRx3sOGhOeOvnstH7WiPLS+4wBDb6iE5Y",
+	"XFna4bNvqzLps2+DZweHV8FjUfVdg6cehMp7mo44tIZc/upxLEdP2jAGvDpgNuKl77rJAvQ57Da5QrDZ",
+	"aPPQthc/87s03ob9rIhTfIRhkmj2pKxHz+sKbTBKgGsMYus6wgLGKo0ud5PjOipeXxnbV8a2gxKwkStt",
+	"jusqWc6HsZRH5hn/8lyglTSZRoK9o71yUq9euHUlwQ+k5LhoB7dVkt5uzQuWCh9uptrFLCvgccyrgf79",
+	"6L5Gf4bTf0cqFkX2z5bmoBtY5JZE7/JeBw5c4XPHhUyDB7mWfJSCLivYUDEASplqC7rEfAafVZXbvSqJ",
+	"TOhAxnyH7TbmUyAeam9vfUZFEbfjqz9iysgITXZGSdwmLXpDblbXUQx2OKDE3Kf4r5mDNr0t94fFeZqt",
+	"q/U6hBS6un2qANWs2rB8q6oFrrZa8tJFofUX0Ao8ipcH53GzWFCBP003iCoTbH3Wb6hgAsZVLNEhsFwk",
+	"TQ53btncCUdzreQkQL2KOyzHY684rfLbjIboMdbH2+gCoEmvtgt1cVv12OLTfuyUS8bzFBmhJBtzkWBp",
+	"TF/ptdk4XTEEr2JRblSv2qGFYWaKeTruSjaF8m9k1LvbFnf0ZG3XLNVCRiLlSev+ixbkg/DZK5g/tFzy",
+	"7QMA0WQNq/GOmmmsttoShk03AU97S/PTUuTDHcfgtrwGYLmCkHW5JFTzX2JpsbC6LNemAjPvY/dbKn00",
+	"TdrBbh6J5ZPbXEK3GUYvhWkKsdhJPKCrtUkmaGf8K0WYfYHezlRlumKu8R9jvmhUhZsquTwoLdxO0lyu",
+	"JbNJVNqe6hUOwlUSFzhN7ydu7Omb8ydInlLIM5/dJcbNkUZLVUt/AZ5QGHN9t6W/siTl6mYj7fbdmk73",
+	"V1i0SLuPJb7mK2gWXYO8QvVWt6i66aKy9bYSbm0hjyfd5imMn0zCLRgjSbifWugsBM2mCnEhlm4LpbLX",
+	"KHaEXkY5Ghz1vnzBdHfxsTj8JoTMqd6q+fan5+z7o2f/VpAOIlOGUup8hjS532uSGBWkMf08XFUYFvKR",
+	"yuzxKOHyJq/CZ4VNIKT4TKQcBA0Zcx2zdKo5JsjSnCFFKp/5aWLWQOd7TJihxNoMngj6mB2DUQR9VkiM",
+	"goJ1MZixrXhYWATxDmUZ5RKeYjJHiOnlPvfJbZJxyxLgBsdMMSDHiYbLE+DAJ6yoJDSUXamKQQMWfrP/",
+	"jftnpU+veShKnyxK6jlI8pnPJW4j6au4iMkhPg4lUnFRw5aOsybRHw2OKj6FZ99/XzEQHQ0aTUR4zBsn",
+	"Xj37uibxSln2U7MGUUZ5LrPKd2/PGQVHyQjckQk5qfFC1/GkjpysizV0RrBQvrAyLbBXX0+lS2fLyFEC",
+	"RLCOTZLDxBGhyzyBaa35+L+btXhHBQjoCZItKHWeBEjxeau/lwbaVqdgWbG11U/z4UERJn90YjW2jN6G",
+	"WG9ibbqVCVxnOmkJShMTCXFRw4dZmKUJt8C67/+8339/d7//fnHfa0ySKwJUtq2VtSxPUZRDTQEsFhv4",
+	"lyzyF1/oKY3K4VWCHpoiIqoRDkXoRB7VUL1bzZezUkJ4F2dSU3krylqnFMF+mQMaBkUQvck5LNfATJE5",
+	"4vNEhvKNFmZWxvlhpfVKyojPEQlR+Ap7x6xeUStorqg1lLuW1GpiNl9sRqk7Zcx5+bBIYyyM7ycxNS32",
+	"u2+RO9YR4xc1Z4nyLKko+EandANQrWIxYBpu1Q1VzpBqfuLAj+UMng7wNZVe3dn/7PvDlUT6BkCt7N6x",
+	"nn+/eP1qI+dZw2nWCflNjr917Vt9bGtcaA9Idltj0Sg7vkr27xZ/NtJ8d5/yYrR526f9QX/Q2nrHSoMP",
+	"4gtbS5KLLZS0som4ephctaBVIdHEwp3kTEju87lmPE3d5o7f58yzZdHL4lG++fWbLNvfFxd28cq/S+XD",
+	"dJSELVTU1fHWt19e7/1VFRY/chtNK4RmSeN3vxbGHkxkK70M7L/+8//6vHLjyfKzQaGBn78wq6bFtWWP",
+	"XpQ93Vh5Pm4+21jpPnuRkfIBxJGowkDsU+v2HLMJkGo5ejUW2tg9A1hW3ecCfEhto2eDqtR4sLXD0azH",
+	"Qg95eo1pFRq/8dSXhYzxQaPIsnJo1k3UHPRexA1QErun2O6EFJaLdzrm6gGUzqS2xL5HQsIN7YuW3nR5",
+	"tconlukD7WwtyAtLbB0okH+9k8+omlHhaerW+Qw041otrGqJWnNcW6gVK0M3mKaXorXsXfucpCm1aE6V",
+	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
+	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
+	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
+	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
+	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
+	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
+	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
+	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
+	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
+	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
+	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
+	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
+	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
+	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
+	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
+	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
+	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
+	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
+	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
+	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
+	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
+	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
+	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
+	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
+	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
+	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
+	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
+	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
+	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
+	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
+	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
+	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
+	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
+	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
+	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
+	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
+	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
+	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
+	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
+	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmKjAy090lf5Eq/0qj+rzc9RzUT7ZHhXydxp8ujnUYWuhadO",
+	"aPwm8zJnv/H0pRhpYEZlOgIyU39VotZ5UiquAiS+EhoU68uSBTwWytJspPCo1pzBvTJ7bynSdDlREHPQ",
+	"3e68pBj4EEonBy+KbY+4gaE0lluMKW1NBGzN/WNvQO/lhAAoNtFxtoAdDZ72WKycQmBRHaK4P7eL4yW5",
+	"AqTVqI2F74eUw1UJenTyMQVzui+PBk//z9Hg6D7ss+cUcTqUZkrP+Tgxn2LlaMD8gcAQhwyxqGYz8yuu",
+	"oUEofyIrYXNy6CNL2i15kg3k5yJDN9w4S1jZ7EMpyxck+jo6gQSAMILlKLEzcahf8BXrhju3fn54jWLv",
+	"BZ9BRbY0+LKoyJXwpaDvPi363duXxgeR1+KkwhtYkMuTD+VYg5kmi9weV6GJGDiMnXwEVY1iNszafqGw",
+	"1MDH2Z42NMakgc3NLsRkm2Znd+lWo2HC0SeVRgvoNUmi/rftubzr8UGc3nX80ri9TyZyqObOsp5J9MfV",
+	"8nd5ys0fV+5AKzGrHsoMqzkgJ8llrSVKYDpX6y56paRO/z0ZXe69ZDrFAo1/tsqgv/jfPyGi+RqRLQqP",
+	"PxZ8ICHtL8P3qu79uwUJpurue51vJoeQD9tfJnn1Tb+mRp52fNTGl/PaG/fo5nPqf6yiDCWgtdu8nApD",
+	"KUg8spj/4he6cdMLPks2bfp/n/72crdN56OWm27f4dP+oNilW7mbjVm4q1f1XWcOfHjo+R23Qk8Djxft",
+	"N+Qt/fxZLgjO7URu1H77D0GxruouHx4LiY+R5sKyE9aLKpXrwHZ7sO/fQjZrgy2oQtUXHhZPm9guCaNM",
+	"Q3Cw+VeJjy8NnYAPq8gJFiuJ8md0irQK3+7D4t9PJYNZahfkOsNCilSI9Tmd4h69CXLMBmHPB8kbesmg",
+	"YrhgBixGyGPekRlKny1Eb4+/vw+x5ll78Dsd9ifSz2jwC1qhcdh0/8nxdl3kBj4C8Zi2nH/hMAwfGO/B",
+	"uvWlqDovKlR1/z1Vhr7fHCxRwdhVRGpTuJMFJRHmR/nVltcc+T5xYucHHWh7fPvaA3uEm/+Rt/7Lssfu",
+	"cnQfanP9FRaFvbXpDu9TjPa1yQn/zjEn+QxrWOeuAfKsG0o+g2NG3+dmX8dR0XiD4QbBUIZUqMDkDfFF",
+	"7yJE3hcxmHAhAxbmJVK4zVtTjrD/3rWQ7pxi//NQ0mf3S6X8WuNU1QSF3NPpK5MELBTptcaM5mJkLhf5",
+	"a/s9LN5dWV3IfFhHiuWHeG320Bt3qxNV30OnSBEuK5OWXTj6VV1Lzp6fv3iLNu6jw8OgWj+azqib588I",
+	"GcOdWyOKMtywMdhoCnEeNOOOHGIK3Pc5h2boDxZLUFCF8j0s9+CrvnZDEWO1Al+Qw5cjwe88Srg/E27s",
+	"dWbch6EM88iha+x1XYFXwEJ0SV7bqTDXMyXtNOzh3spSJW43E6k0ln9Zla5w0iUB6LGkrMc0f6+nvXl4",
+	"yaNLXl8jZleyED6ct68h9BDdfALyzmK9YDqTxwwfKMB0f5EAAxmnSkjL5uigiiESMTAtJlOs8+vfrcjL",
+	"kKDRnoiQMENJdaWjTGsqtnMDkuXVegg2VF2HglSo/EpOUslmgDWD3KRGKEmlHfhQRipdHOesQSo944kw",
+	"eJUCFv4tDIgdLAIWC3euQk6C0tMfqRRwvvM3jIhrr89eUbrTUApH6iKlsd5EhXqVBHqmbqHXd7QZy8lQ",
+	"kCKnyMilLXCDYXrdstbE5dt3F5dnL67fvH39j/Ozi8qwjh4seidFTI6wVc2zyglwifhyRjMZhOjmk+qY",
+	"OMNncv35uU2WtAfaeWx5TAn0CyJNv+M99i6x/N768kACjUpOIqB4mL/tLNi20i0s3AIPT7i8usEmWDMG",
+	"lWMvklA8sq8zVol7rlUuD8rKSEhqsDpWMJSZtCJha+QV1g1r1dRDiueUat7D52dk5ZoyrIbkq0w6uIR9",
+	"hmXc0YrkJFs2n7rj4JXQalo3hkD4jOgIqbGveKOSGHxRraH0pe6PPcWYclME0dm5yl9+ZPUVH7NBWFRt",
+	"dwBQSV7cXap5fyhfY36Hg5uIOFZn01T2pxq2jGgU8WgKT9xaK3WoMN67iUJRBftPSqLqRfI/qxWsIOHu",
+	"FB16ks/5a5DvA2ng4hYQEVGz8YqlDzbLI35y5FYSvLxCtykFLVT8cLLZQwcArwn6rb5o1h9KH1jL1sTV",
+	"9hlGhjqSMtfuG+nV3nGSmSkT0oK+5UlNWnl3cfrz2fVPL99d/HJ9/ury7O3fT1+GQf56PDsYMONroTlB",
+	"iY1h7p/lMKhZOrFmBETB2AIXevqhsb10yf6bhvYWO2+nMV9DevOQXkcIKrdsyuOcD68L7/3EdruluI5d",
+	"gzrwDQOasaGuKv5KYkFendOJcqVHO+jgS0qdfURTv+WGVwWwDOae2wq3YpRA6ZY7fXPer9RAzYHllr1K",
+	"5RhV7srLmxqAvAipoxWzINcBha6lY5jKDEW09eoMFw0lS8sYUlsEkHV/BvUSpKnsp1eZoRoC17wN0krz",
+	"MBr/jHRRSZF1w7/dwOKHsEchZZUQs274NyMmPwyzweDwW7hL/V+oef4QLi+iafrfp6ooloj6uJe2vLWw",
+	"ehRYZ251BPL6B2i3Ix98rnjn0Qs+TbAyVsUJf391//8DAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
