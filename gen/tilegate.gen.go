@@ -1058,6 +1058,12 @@ type ForbiddenApplicationJSON = Error
 // ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
 type ForbiddenApplicationProblemPlusJSON = Error
 
+// MintLimitedApplicationJSON An error answer other than a validation failure.
+type MintLimitedApplicationJSON = Error
+
+// MintLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type MintLimitedApplicationProblemPlusJSON = Error
+
 // NotFoundApplicationJSON An error answer other than a validation failure.
 type NotFoundApplicationJSON = Error
 
@@ -2189,6 +2195,15 @@ type ClientInterface interface {
 
 	// GetTileToken Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 	GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2198,6 +2213,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2210,6 +2232,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2638,6 +2667,15 @@ func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, param
 
 // GetTileToken Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTileTokenRequest(c.Server, datasetId)
@@ -2657,6 +2695,13 @@ func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEdito
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2679,6 +2724,13 @@ func (c *Client) GetTileTokensBatchWithBody(ctx context.Context, contentType str
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4413,6 +4465,15 @@ type ClientWithResponsesInterface interface {
 
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -4425,6 +4486,13 @@ type ClientWithResponsesInterface interface {
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
 	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -4436,6 +4504,13 @@ type ClientWithResponsesInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5813,6 +5888,20 @@ func (r GetDatasetUsageResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokenResponse403Headers the declared response headers of an HTTP 403 response for GetTileToken
+type GetTileTokenResponse403Headers struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+
+// GetTileTokenResponse429Headers the declared response headers of an HTTP 429 response for GetTileToken
+type GetTileTokenResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5823,9 +5912,9 @@ type GetTileTokenResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *TileForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5834,10 +5923,18 @@ type GetTileTokenResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetTileTokenResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokenResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5856,12 +5953,12 @@ func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r GetTileTokenResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5883,6 +5980,16 @@ func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokenResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -5924,6 +6031,14 @@ func (r GetTileTokenResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokensBatchResponse429Headers the declared response headers of an HTTP 429 response for GetTileTokensBatch
+type GetTileTokensBatchResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokensBatchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5941,10 +6056,16 @@ type GetTileTokensBatchResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokensBatchResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5980,6 +6101,16 @@ func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplication
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -7427,6 +7558,15 @@ func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, d
 
 // GetTileTokenWithResponse Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -7445,6 +7585,13 @@ func (c *ClientWithResponses) GetTileTokenWithResponse(ctx context.Context, data
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
 //
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -7462,6 +7609,13 @@ func (c *ClientWithResponses) GetTileTokensBatchWithBodyWithResponse(ctx context
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8823,14 +8977,14 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest TileForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8864,6 +9018,20 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8878,6 +9046,57 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 403:
+		var headers GetTileTokenResponse403Headers
+		if values := rsp.Header.Values("Access-Control-Allow-Origin"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Access-Control-Allow-Origin", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AccessControlAllowOrigin = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTileTokenResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -8946,6 +9165,20 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8960,6 +9193,40 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetTileTokensBatchResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -10626,6 +10893,23 @@ type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
 type ForbiddenApplicationProblemPlusJSONResponse Error
+
+type MintLimitedResponseHeaders struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+type MintLimitedJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
+type MintLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
 
 type NotFoundJSONResponse Error
 type NotFoundApplicationProblemPlusJSONResponse Error
@@ -12627,31 +12911,43 @@ func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	return err
 }
 
-type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
+type GetTileToken403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
 type GetTileToken403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	TileForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12715,6 +13011,60 @@ func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileToken429JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken429ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -12859,6 +13209,60 @@ func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGet
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileTokensBatch429JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch429ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -15536,186 +15940,196 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchu3suCvoLhbZTI7oihZzk2kSp1SbCXRjWO7LPnkbIUqDTjTJHE1BOYAGFGMV1X3I/Yb9sPul2yh",
-	"G/MiZ/iwZTk+1+dUxSKJZ6PR726870RqlioJ0prO8ftOyjWfgQWNn55n2ijt/orBRFqkVijZOe684RNg",
-	"Ef4YMG6YBptpCTETktkpsJB+C5ka4+dUw61QmWEpn0C/E3SEG+WfGehFJ+hIPoPOcYf6dIKOiaYw427W",
-	"sdIzbjvHndHCQifozPjdS5ATO+0cPzs4DDp2kbqexmohJ52gc7c3UXv1L+/vg84LbrkBe/7CjYlTp9xO",
-	"y5lj+v1axJ2go+GfmdAQd46tzqBxNVmGLVcnOrtLV4F1KRJgVt2AZHCXCr1g3UyKO2YgUjI2vQBBhA2e",
-	"GBbCXRo6mM6EtBC3AQvu0mZICWm/PXKgElLMslnneFAs1A04AY0r/VlzmSVcC7tYXfGPWXQDlhnxJ5yw",
-	"EX4wzFiuLeOWzacqATZVmTZMaRbzhQnYu8vnbUudVKaqLvl/ahh3jjv/Y7/EwH361exXl+eW+ys0LPNU",
-	"stM35+wGFk8Mwa9tCTdQn7qCR4fPvm06yV9hQehSn/I8BmnFWIB2qO1m/xUWxax1rLqBxcdj1EsxE7bl",
-	"Aibut7Yt44+1Tccw5lliO8fPBniTCD0OBoMKshw0Y8tFpNx3azDbuBZta8EfdzyACzFZP6GYSG4z3T6p",
-	"mOw45TvDJ/CTVrPViS8Q+XNqBlqomHWFjJLMiFs4YcIaf1Ge+JvS67MXBHCHm+zf8J6wEYyVBhZaFbat",
-	"e+wW0IgkMbewZ8UMOq2rv1Sraz+T8fLK4c6vfGmVUs3blmXV7ou6d7hvUiUNEDtRcpyICPE5UtKCxD95",
-	"miYi4m65+/9h3Jrfb0kmzrRWhKHVMVKtRgnM/teHjXUfLCPdFFg05dKxPL8Bw+bCThl3FF0YK+SEqdF/",
-	"QGT7nfug85PSIxHHIL/AfWpACscTJgy75YmI2SizbMYXTCrLYsXsVBjc5itlf1KZjL+sXb5SzGTR1J9X",
-	"LrBEPElAPzGMR5HKJJ2jozZf6Fme+rOrnOcc5bRxZiDus/Afe253E3d53wI3SobuwJUERypClFMgDgMW",
-	"jnh8XdDaMBjKEKl5yLqF1OLEO0cGDOP5RVFjJyYg2mjgMcLYS1m9gIVKi4mQbvjMgL7mE5AWx87kjVRz",
-	"ee0b0CQ3sGCJMNaJG+5rw7ikIR1nBWPZlBsmQdgpaBa+9n2l0kMZvoUxaNChmzYf/QYWIevyxCjGmVaW",
-	"W4i9GFFIqn5n3Fgk7hPNI+i5JWpw9C2yEIesW37It2eY5TfAbMGpTIA3x0sqTtwLnWSQg7jY4lAKU87n",
-	"j8BccxvmXWJh+Cip9kF5UfovhWFjnhhaZS7SSmWveZKo+XK3UuY1obvWbo0OyMtHJVLfL0oESDuUPI41",
-	"GOOmE5JJjzKVkUV6rR0SmLDXH8pO0JkCj71CcRpFYMzecyWtVsneqVvZHh1YHetX+dsKxq7vcO8vMApQ",
-	"EH95pNgjDF7LW9CIFZpbL/ax7uoVPsbfrxPacdhz0rnrNVPSTpMF+2emLB/Kboh/XMNdBBDjLc+kFQme",
-	"oYQ7Sx1IjCHRvtdn4VuwerF3OragQ3/4XoM5cdeMWwL13huViGgR4h0tvw7ZWLnDZrHmY7snwI73ptam",
-	"PBV7btW46D2PKXuD790yh7nIOuyc/POHYTYYPI38jTdOlPHz4w9wMv/hwE9a7ad/GJxY39cvl9q7BWki",
-	"ItzCUOICAtfZg6syKQEun6Y2WM5AsFM+sl9FOdD6VQylGwEnedAbUwB/64b+8Da2L1Gh3rTUIxrViA1X",
-	"GKTr+kenisWdoFPH1s5V0HrX30me2anS4k/48qSSCqtuvNszYYyQE8cNlGaczXjihHCIkWt3w+JzeMxC",
-	"IyaOu8JdGg4loqPn2o7M8yRhE3EL0g3kvphDkjDqTINLBrPULpDtfH4qrtRLrifw5ZHwXDwZqRjpuFWK",
-	"JW4rKF5+udi6qil45ESOI1H0zLd4y0XiBJQvb4dOCBpxA25/mdTAo6nbyAnTjvyxhFvQfpepVu5GuJ/P",
-	"pPU2tQfZ7S+Xl2/+7uCJnR9y780jr0CibMLK2f0YSAvenHvjXKpVCtoK0vVJEYhbbQVOLXgtk0VuFGs1",
-	"5e6ZG5HuKVwPT/ZS5TiKpm73QSfSwO0jzFORlxvsUlNgSiaLihLg9ZZCA+oqp52YY9YomvdOWCizJAkZ",
-	"3IJeDKVvhPKb10lxrMxAn52yGBKoKB0s1io1TGWFjcqJ8kS3hYWZ2cLYGHTcAuiq1kDFteaLzjJivG9r",
-	"Xo7nNZNVcIWop4ReHS2B1a2rOT0vlwrrrqAfjfEJF2jo9fONlEqAS5yw0JkajMVOWkHjBXOYUcwpCq3Y",
-	"T58rZuWRSHcmbsZGBNsIBhE3Qf+h8LLQtla3/Pz8xVvDuudvbo9QJD1/c/utU0b1jCfCQNxjpV7HcrVu",
-	"lhnr9MjESbaEtHNhABXBnpP0CSZcLvIuS2i2M1ol3NhrdwCrO/h9CpJxUqZzZuqas4hrLSCm80TU0RAp",
-	"HUOMljnhes2EzCz0tj64hzoRL/Zfo9zabMOu04cRMAP6FmJUaiKegIy59lpY16lfBSqOUWIjXaG2sSa3",
-	"TwvgC4k8t+02nJk3tKC/rPVglw8yt51co93jet1tfIcXe+6OtzQjaUgTHkHMRguiYe6k0TzjuI+xIknY",
-	"XOkbU4ADB0ATRKzAPPpJl4oKMvk4FtTwTYUTIqlrEi/IWlLV6LmHAzkSjlmYK7vXKehr0htDvAyGca/8",
-	"MiUZvwXNJxCwLGVWsXCUaWNDxi1TMoITxiOtjGGvEMAi4oY5WYbxeOa4y8H+q4AZIIr49uz0xW9ny/gm",
-	"0cmyDMU6v8dJvZ+l8Cy5/wVrtULyji1tsmGYYJNuWTrZ/mgcMvArLNVHsgAveY1LndkhuDuOZm6fZqNE",
-	"RHiFrWJpRpZkR6fevX1pWDf82w0sfgiR+jwUumWGT+DakbxrpA1ttMUTE3RRFAQS/2iiLcdsroW1IBmO",
-	"7wQIlEFybBnKNMkMm0852Qa5NHNwK88bkPXVqZF+nAV40WOFOrVAIj/HLUHhmqmZo0upk7TxhiF4clPy",
-	"FtLJEsaQQITH7ali/crWRi/JYyl+BoXAW2VoNZGkFIjq0mSVh68jojV6s8xmGrBjBdPvAy+tv+GkTS9J",
-	"7C3BHhQEkguWaCBM+QQKGqFkSa3z+I7lwI31p9EcuFGRKYo/1ik0XhNpYExWWZ5coxC9ur1X2WxE7vwb",
-	"WBT2vMIPtJHYFGEr1VnytbefwQVYK+TE7Mg58m5uvdytuM9O5YKhnMYc4tYE2qPDQxbCndX8epw7ssJe",
-	"wOAugtR6FwqP95zuMpRjAUlsfGDDr7AI2HwqHKPQCA9IncbhBEkxkUpDzIxi1pEFXAjjho3BRlOIWcSl",
-	"k2pSZVyXEY9uhhLJkWM4dFFMn3Uvp66bBhZDlHA34hQ0IOFyqkyYk4vwmNxZ3CptyH3HDbsRck+lIHkq",
-	"hpK2zHilE/PovWCpBuNkXBQLPXPo95BEtSqtdbC/zaHkxiDoHDfCpFUGWUHuiuL6yedaq7wiuysEUuvO",
-	"FAyUqmwXpQXUC0aAxsbKBXGSg2nVXqsNvfZ6wsI/rkISKnbUT2f87pwaH6BEsKO+WgkAWdt/BwXWq6qF",
-	"OH/CQjdUyLpKe5D0vOJqnBrL8b9zbvrtNHFLffb3XHZ2h2asU/+dbOz4cjc/K0/LxpnNNDywPvsQONt2",
-	"0Bt12o16a3gw6OP/978LAxYeDgYHx/Hou+Pj/aeH4QnjbIREjfqi5xUJmUNu/2Wvqik7HuekGyhHPtj/",
-	"LmQjiNQMDKtOV8B5KCtKchXt2eXq8oXflJISIrfXJ4alADpgSgelouS+wuUKycLL85dnP59enl1fvn13",
-	"cXn24vrN29f/OD+7CCmiUIvJ1O7NlLEsk1ZnSIvDf+z9pPScO1XZ/RWyqUqXLmLlohx9j4J3cW823cqP",
-	"0vY/nvBtxN2tdPONWriGmbr1tx5HYt1BYcwi4dmpAr1mDX1JP1rRknbS3JeIglORR8AmIEFjVAPPrJpx",
-	"KyKeJAuWycQhW6rVrYghZnDnJHhhE4xhrBPI5YPfCNuKzWBJZkkhEmMBxssTv1xevilDOdw9JCuo4z0c",
-	"XUsI2dM3530nvfBZmkA/UrOQGtJdHcqpMjZg4Tf9WhMnYZhsFKsZd8N3nWKCbCiFu17Awqm16fH+fqIi",
-	"nrgRjp8OBoOQrj9KkhDQ0IhwqdI2IH/u30JWOJ+pNci4MeqEFUEnfXaGfjRa91ASbtDW2y/d4bOnD33r",
-	"djDNPMItfFC7ycqtpJjYr9aKDznPlaPabHP4MHzJqeEqhOtq/FLYM/nZwJC3pbiPc9Qb3DV/Z0Dvnbre",
-	"RGbIa+34qkV6gGYQuOORDYYy4gb2DEgjrLgFRzZo4332u0jiiOuY6JOjISZLHTGA+ITm5swIOUmAURfH",
-	"wD0Z6w/lS+C34H3oVVHQETiMgilWPtZqhsZ0t+093DYRhuVw5c32jFVFUy7OEpjlPki5eD3uHP+x2XFT",
-	"mHolqsbVb0rhdFulXC5egZM88pWsqudtFGDjwH/nSQad1Z1fBauJAkDTo9osWd6Z4RqO8QD+/eL1K6dm",
-	"ZhAwByGG4d0xxH126loZFgsNkUVENyKGoeT0PWmwbsKRY2JzxRK4hcSwGCBl3WUQ9DBlpmTRl4sULnC1",
-	"Tm+Wyg4l3KUoFWqIMm0EWli0yiZTlk+ZKAknPog1b1dqzpQZMJQeC+on8Clx4S9xuji1P6TV02ZdA8DK",
-	"u9HreyjRhJ/zpnzeO7LmClAEqBqPQcZI7GSaoTZrQNoTapvrKBow1NhpOr3+UF6kkFj0THPD3CJiNtJc",
-	"RlMwTn3imQH2+vSCPe0PnhgilA7iTksFR35Z6Do5VQuPs0TrLBb27NYjdJ278yjX+fOQMp6K6xtY9Mno",
-	"0gnKL9DiU/mCwoErX5CrvbTZlmMUX+Rj5F+sdMnSRHHH1Seay8oI9NE3v2pgvzyyTSbZ3zG2OiaWR9PX",
-	"XDbua/QCYAAoJGM6QB7PhGTPX573NktIzV7rVeduswexybyOTZsMot4g2C4Lbn+DCnQv5eNDFMbKD2ut",
-	"RJ0zHk09RGOGBlGk1uEflLkTMD62oK9C1i1dkNqhJYtFjIICZoT0KsJUudEtYWq5nkADWm/bfUG5Wku4",
-	"X6JjjnhNoZT1c8Nfcd1N54bi/vYJSqv+FmpJOB7kt7bYf4kYjVZ0d/8/2pHRVUkMuvcXdWiUJO7DnRrg",
-	"+i+7NZ4YZjUXyadwb/yoMtlkZv5jDk5fNyqz04ABdx+k0nZ65RYXw0QDufC9Ot85/mPv4LtBsPfds/7g",
-	"2cFB4D74v6+azMaxytyBBCs8uUIMjqrE4GgVqM9B+qDmpcUnSk6EzWIIWMKt/+tPpWZX/c6HLuZpdTFP",
-	"GxYzhejmLWkKGxXl+hWoZDRvQzJE2uzlXjJSUiiR0hhJ1FsyGR09a7UJNQ/udaAnhpHtxOtqS8MeDo6+",
-	"azIhkIVl08jeELPT0OsU0ProFWWzcYKDweHRJkpYOamm2+RxwGDi7oqcQwpnhf9WnAe6CK9e3UJj+pdl",
-	"c5UlMcZWLeohNrmBTml2NDjqb2PjMZbbrCVUkn6jyJ9qaBfNPwGKhcEMqin3HNWcuKkZZ1XfEtmCcg9T",
-	"rIACEQyQ7dVzwMPBIDgaHARHg6fB0eDoaiPNy+Fa7KKAZtMR+eoCTWJoBMZc3wKqcE1p9jMnDjsIgxPV",
-	"2jLmco/pCUt9FrK3MfuSAUXu9RbWFQ+rbQkDt1aLUbZ1yOfoY4h/VZHwqXofTlyXKf1aC2mdX3sO5iTT",
-	"3dnBg25imUPssAnPye6DjZHY6zzTW7qXdwwMzkd9X/L6TjoaNw095eYaI94ayz/89iN5bMaOVky50ygd",
-	"2FHbqhk0K3RxS8y/EWTZXSeg+Zv/q2tK5+ZQoEKOKxdvJmT7j61xmG7r10b8CWvgWhnnFpwsfZ3whc/U",
-	"2UrO/Dv2euk6bROveyuMGInEZzmsHbhs2agAVIhRS9QVnkJtygJ7SpCWkC8IUHF16yRsGUJVAAfL9LqK",
-	"fE2BXmt4wXNS8HeT2ZZo7e7hCl+J71+P+LbHoBxud6glraxDoVq2I0xHYzL8EHqTwzKVE/pSc2NJNs1N",
-	"AkRsU9RU/yN1/53DKG20QH0cHWxf88FRv+oMPzxaX7KoRkDbRx3sOGhOeOvnstH7WiPLS+4wBDb6iE5Y",
-	"XFna4bNvqzLps2+DZweHV8FjUfVdg6cehMp7mo44tIZc/upxLEdP2jAGvDpgNuKl77rJAvQ57Da5QrDZ",
-	"aPPQthc/87s03ob9rIhTfIRhkmj2pKxHz+sKbTBKgGsMYus6wgLGKo0ud5PjOipeXxnbV8a2gxKwkStt",
-	"jusqWc6HsZRH5hn/8lyglTSZRoK9o71yUq9euHUlwQ+k5LhoB7dVkt5uzQuWCh9uptrFLCvgccyrgf79",
-	"6L5Gf4bTf0cqFkX2z5bmoBtY5JZE7/JeBw5c4XPHhUyDB7mWfJSCLivYUDEASplqC7rEfAafVZXbvSqJ",
-	"TOhAxnyH7TbmUyAeam9vfUZFEbfjqz9iysgITXZGSdwmLXpDblbXUQx2OKDE3Kf4r5mDNr0t94fFeZqt",
-	"q/U6hBS6un2qANWs2rB8q6oFrrZa8tJFofUX0Ao8ipcH53GzWFCBP003iCoTbH3Wb6hgAsZVLNEhsFwk",
-	"TQ53btncCUdzreQkQL2KOyzHY684rfLbjIboMdbH2+gCoEmvtgt1cVv12OLTfuyUS8bzFBmhJBtzkWBp",
-	"TF/ptdk4XTEEr2JRblSv2qGFYWaKeTruSjaF8m9k1LvbFnf0ZG3XLNVCRiLlSev+ixbkg/DZK5g/tFzy",
-	"7QMA0WQNq/GOmmmsttoShk03AU97S/PTUuTDHcfgtrwGYLmCkHW5JFTzX2JpsbC6LNemAjPvY/dbKn00",
-	"TdrBbh6J5ZPbXEK3GUYvhWkKsdhJPKCrtUkmaGf8K0WYfYHezlRlumKu8R9jvmhUhZsquTwoLdxO0lyu",
-	"JbNJVNqe6hUOwlUSFzhN7ydu7Omb8ydInlLIM5/dJcbNkUZLVUt/AZ5QGHN9t6W/siTl6mYj7fbdmk73",
-	"V1i0SLuPJb7mK2gWXYO8QvVWt6i66aKy9bYSbm0hjyfd5imMn0zCLRgjSbifWugsBM2mCnEhlm4LpbLX",
-	"KHaEXkY5Ghz1vnzBdHfxsTj8JoTMqd6q+fan5+z7o2f/VpAOIlOGUup8hjS532uSGBWkMf08XFUYFvKR",
-	"yuzxKOHyJq/CZ4VNIKT4TKQcBA0Zcx2zdKo5JsjSnCFFKp/5aWLWQOd7TJihxNoMngj6mB2DUQR9VkiM",
-	"goJ1MZixrXhYWATxDmUZ5RKeYjJHiOnlPvfJbZJxyxLgBsdMMSDHiYbLE+DAJ6yoJDSUXamKQQMWfrP/",
-	"jftnpU+veShKnyxK6jlI8pnPJW4j6au4iMkhPg4lUnFRw5aOsybRHw2OKj6FZ99/XzEQHQ0aTUR4zBsn",
-	"Xj37uibxSln2U7MGUUZ5LrPKd2/PGQVHyQjckQk5qfFC1/GkjpysizV0RrBQvrAyLbBXX0+lS2fLyFEC",
-	"RLCOTZLDxBGhyzyBaa35+L+btXhHBQjoCZItKHWeBEjxeau/lwbaVqdgWbG11U/z4UERJn90YjW2jN6G",
-	"WG9ibbqVCVxnOmkJShMTCXFRw4dZmKUJt8C67/+8339/d7//fnHfa0ySKwJUtq2VtSxPUZRDTQEsFhv4",
-	"lyzyF1/oKY3K4VWCHpoiIqoRDkXoRB7VUL1bzZezUkJ4F2dSU3krylqnFMF+mQMaBkUQvck5LNfATJE5",
-	"4vNEhvKNFmZWxvlhpfVKyojPEQlR+Ap7x6xeUStorqg1lLuW1GpiNl9sRqk7Zcx5+bBIYyyM7ycxNS32",
-	"u2+RO9YR4xc1Z4nyLKko+EandANQrWIxYBpu1Q1VzpBqfuLAj+UMng7wNZVe3dn/7PvDlUT6BkCt7N6x",
-	"nn+/eP1qI+dZw2nWCflNjr917Vt9bGtcaA9Idltj0Sg7vkr27xZ/NtJ8d5/yYrR526f9QX/Q2nrHSoMP",
-	"4gtbS5KLLZS0som4ephctaBVIdHEwp3kTEju87lmPE3d5o7f58yzZdHL4lG++fWbLNvfFxd28cq/S+XD",
-	"dJSELVTU1fHWt19e7/1VFRY/chtNK4RmSeN3vxbGHkxkK70M7L/+8//6vHLjyfKzQaGBn78wq6bFtWWP",
-	"XpQ93Vh5Pm4+21jpPnuRkfIBxJGowkDsU+v2HLMJkGo5ejUW2tg9A1hW3ecCfEhto2eDqtR4sLXD0azH",
-	"Qg95eo1pFRq/8dSXhYzxQaPIsnJo1k3UHPRexA1QErun2O6EFJaLdzrm6gGUzqS2xL5HQsIN7YuW3nR5",
-	"tconlukD7WwtyAtLbB0okH+9k8+omlHhaerW+Qw041otrGqJWnNcW6gVK0M3mKaXorXsXfucpCm1aE6V",
-	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
-	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
-	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
-	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
-	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
-	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
-	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
-	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
-	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
-	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
-	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
-	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
-	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
-	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
-	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
-	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
-	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
-	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
-	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
-	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
-	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
-	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
-	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
-	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
-	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
-	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
-	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
-	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
-	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
-	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
-	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
-	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
-	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
-	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
-	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
-	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
-	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
-	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
-	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
-	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmKjAy090lf5Eq/0qj+rzc9RzUT7ZHhXydxp8ujnUYWuhadO",
-	"aPwm8zJnv/H0pRhpYEZlOgIyU39VotZ5UiquAiS+EhoU68uSBTwWytJspPCo1pzBvTJ7bynSdDlREHPQ",
-	"3e68pBj4EEonBy+KbY+4gaE0lluMKW1NBGzN/WNvQO/lhAAoNtFxtoAdDZ72WKycQmBRHaK4P7eL4yW5",
-	"AqTVqI2F74eUw1UJenTyMQVzui+PBk//z9Hg6D7ss+cUcTqUZkrP+Tgxn2LlaMD8gcAQhwyxqGYz8yuu",
-	"oUEofyIrYXNy6CNL2i15kg3k5yJDN9w4S1jZ7EMpyxck+jo6gQSAMILlKLEzcahf8BXrhju3fn54jWLv",
-	"BZ9BRbY0+LKoyJXwpaDvPi363duXxgeR1+KkwhtYkMuTD+VYg5kmi9weV6GJGDiMnXwEVY1iNszafqGw",
-	"1MDH2Z42NMakgc3NLsRkm2Znd+lWo2HC0SeVRgvoNUmi/rftubzr8UGc3nX80ri9TyZyqObOsp5J9MfV",
-	"8nd5ys0fV+5AKzGrHsoMqzkgJ8llrSVKYDpX6y56paRO/z0ZXe69ZDrFAo1/tsqgv/jfPyGi+RqRLQqP",
-	"PxZ8ICHtL8P3qu79uwUJpurue51vJoeQD9tfJnn1Tb+mRp52fNTGl/PaG/fo5nPqf6yiDCWgtdu8nApD",
-	"KUg8spj/4he6cdMLPks2bfp/n/72crdN56OWm27f4dP+oNilW7mbjVm4q1f1XWcOfHjo+R23Qk8Djxft",
-	"N+Qt/fxZLgjO7URu1H77D0GxruouHx4LiY+R5sKyE9aLKpXrwHZ7sO/fQjZrgy2oQtUXHhZPm9guCaNM",
-	"Q3Cw+VeJjy8NnYAPq8gJFiuJ8md0irQK3+7D4t9PJYNZahfkOsNCilSI9Tmd4h69CXLMBmHPB8kbesmg",
-	"YrhgBixGyGPekRlKny1Eb4+/vw+x5ll78Dsd9ifSz2jwC1qhcdh0/8nxdl3kBj4C8Zi2nH/hMAwfGO/B",
-	"uvWlqDovKlR1/z1Vhr7fHCxRwdhVRGpTuJMFJRHmR/nVltcc+T5xYucHHWh7fPvaA3uEm/+Rt/7Lssfu",
-	"cnQfanP9FRaFvbXpDu9TjPa1yQn/zjEn+QxrWOeuAfKsG0o+g2NG3+dmX8dR0XiD4QbBUIZUqMDkDfFF",
-	"7yJE3hcxmHAhAxbmJVK4zVtTjrD/3rWQ7pxi//NQ0mf3S6X8WuNU1QSF3NPpK5MELBTptcaM5mJkLhf5",
-	"a/s9LN5dWV3IfFhHiuWHeG320Bt3qxNV30OnSBEuK5OWXTj6VV1Lzp6fv3iLNu6jw8OgWj+azqib588I",
-	"GcOdWyOKMtywMdhoCnEeNOOOHGIK3Pc5h2boDxZLUFCF8j0s9+CrvnZDEWO1Al+Qw5cjwe88Srg/E27s",
-	"dWbch6EM88iha+x1XYFXwEJ0SV7bqTDXMyXtNOzh3spSJW43E6k0xH32SqEQN5TdSgERNZelfjjjvhyp",
-	"SqlKVi9oEvRQ/nNSm99unvlwTHEw+CaWKR0P3JBnO6i8dOU4crFnNDBKnyMMt06jbBIFsfWStPavLxLm",
-	"sS+PLhZ+DeddSZH4cMFjDReC6OYT8B4W6wXTmTxm+HoC1iIQCTCQcaqEtGyO3rMYIhED02IyxSLE/lGN",
-	"vEYKehSIQgozlFT0Osq0pkpANyBZXkqIYEOlfyiChmrD5PSeDBpY0MhNaoSSVHeCD2Wk0sVxzrek0jOe",
-	"CINXKWDh38KAeNUiYLFw5yrkJCjDECKVAs53/oYR5e85WocUaSiFo8OR0lgMo0JaS+4xU7fQ6zvGgbVu",
-	"KIKSU9jm0hYcJTND2S0LYVy+fXdxefbi+s3b1/84P7uoDOvowaJ3UtA8YatqcZVN4RLxWY9msgfRzSdV",
-	"gHGGz+SX9HObLGmPAvTY8pji8RdEmn7He+z9dfm99bWLBFq8nLhCwTp/21nqbqVbWFUGHp5weV2ITbCg",
-	"DckJvlwbBkv7ImiVoOxaWfWgLNuEpAZLdwVDmUkrErZGmGLdsFbqPaRgU6nmPXwbR1auKcNSTb4EpoNL",
-	"2GdYYx5NXE7sZvOpOw5eifumdWN8hk/XjpAa+3I8KonBV/waSl+H/9hTjCk3RYSfnav8WUpWXzFKZnlJ",
-	"eQcAleSV56Wa94fyNSafOLiJiGPpOE01iaox1YhGEY+m8MSttVIkC4PRmygUldf/pCSqXsH/s8pjBQl3",
-	"p+jQkxziXyOQH8g8IG6B5VpErvX6SLg8HClHbiXByyt0m1LQQsUPJ5s9dHTymojk6nNr/aH0Ub9sTdBv",
-	"n2HYqiMpc+2+kV4nHyeZmTIhLehbntSklXcXpz+fXf/08t3FL9fnry7P3v799GUY5E/bs4MBM75QmxOU",
-	"2Bjm/s0Qg2qvE2tGQBSMLXChpx8aeEyX7L9p3HGx83Ya8zXeOI83doSgcsumPM758LrY409sVFwKOtk1",
-	"4gQfWKAZG4q+4q8kFuSlQ50oV7rbgw4+89TZRzT1W2548gCNPHtuK9yKUQKlz/D0zXm/UqA1B5Zb9iqV",
-	"Y1RWLK+9agDyCqmOVsyCXAcUupYrYiozFKHgqzNcNNRTLQNcbRHd1v0Z1EuQprKfXmWGanxe8zZIK81j",
-	"fPwb10WZR9YN/3YDix/CHsW7VeLfuuHfjJj8MMwGg8Nv4S71f6Hm+UO4vIim6X+fqqKSI+rjXtrypszq",
-	"UWARvNURKCQhQKMiBQjkinceWuFzGCtjVSIE7q/u/38AAAD//w==",
+	"7L2Nctu2tij8Khh930ykXlqWHaentafTcRO39Wma5MbO7r5TeUyIhCUcUwA3AVpWcz1zHuI+w32w8yR3",
+	"1loA/0RKcuI4TU/3nmksicTPwsL6/3nfi/Q81Uooa3qH73spz/hcWJHhp+d5ZnQGf8XCRJlMrdSqd9h7",
+	"w6eCRfhjwLhhmbB5pkTMpGJ2JlhIv4VMX+HnNBM3UueGpXwqhr2gJ2GUf+UiW/aCnuJz0Tvs0Tu9oGei",
+	"mZhzmPVKZ3Nue4e9ydKKXtCb89uXQk3trHf4bG8/6NllCm8am0k17QW9252p3ql/eXcX9F5wy42wpy9g",
+	"TJw65XZWzhzT75cy7gW9TPwrl5mIe4c2y0XravIcn1yd6OQ2XQXWuUwEs/paKCZuU5ktWT9X8pYZEWkV",
+	"m0GAIMIHnhgWits0BJjOpbIi7gKWuE3bISWV/foAQCWVnOfz3uGoWCgMOBUZrvSnjKs84Zm0y9UV/5BH",
+	"18IyI/8QR2yCHwwzlmeWccsWM50INtN5ZpjOWMyXJmDvzp93LXVamaq65P8/E1e9w97/t1ti4C79anar",
+	"y4Pl/iJalnms2PGbU3Ytlk8Mwa9rCdeiPnUFj/affd12kr+IJaFLfcrTWCgrr6TIALVh9l/Espi1jlXX",
+	"YvnxGPVSzqXtuIAJ/Na1ZfyxtulYXPE8sb3DZyO8SYQee6NRBVn22rHlLNLw3RrMNvBE11rwx3sewJmc",
+	"rp9QThW3edY9qZzec8p3hk/Fj5mer058hsjvqZnIpI5ZX6ooyY28EUdMWuMuyhN3UwZD9oIADrjJ/g3v",
+	"CZuIK50JFloddq37ChbQiiQxt2LHyrnoda7+XK+u/UTFzZWLW7fyxiqVXnQty+r7L+oOcN+kWhlB7ESr",
+	"q0RGiM+RVlYo/JOnaSIjDsvd/Q8Da36/JZk4yTJNGFodI830JBHz//FhY90FTaSbCRbNuAKW5zZg2ELa",
+	"GeNA0aWxUk2ZnvyHiOywdxf0ftTZRMaxUF/gPjOBFI4nTBp2wxMZs0lu2ZwvmdKWxZrZmTS4zV+lskie",
+	"gLJ9SRuFhcORZeIqNyJmVzoDzD/EK+I4Cmxf34gMb3bGraO2wPDmWtlZsmT/yrXlY9UP/7kDdGkKF+Gt",
+	"4EarkIXwymVC0AnhrRAfvxS3kRCxiMOAUAilpbfcCoRkyK6kSGID/F+rsbIyESAg6AxwjSutlnMQoyKe",
+	"JCJ7YhiP40wYU6wWhisfm/uNcitgocUvl7XlDYbsrbDZkvErKzIW4oedY/gQeillOFa9oDcTPHaiYbHm",
+	"+oGs0qXiwZ03OpHRcuPz5ez1R0sm1cqjVk6h/rZQ8OrvverOe0Gvfiq9oNcOo95FC3W7C3qvtP1R5+oL",
+	"uwCvNDN5NHM0ywvtJVJFkc4V0TKA6RdKz44d/arQtAXqKnjrh6zt3sI9UgLYZYiyOl7UcMLjy0LeCIOx",
+	"ClGiCVm/kNxBxQFWaBj3zEJfgaiMpDMTPEYYO01jELBQZ3IqFQyfG5Fd8qlQFsfO1bXSC3XpHqBJgCQl",
+	"0lgQueFrw7iiIUG6FMayGTdMCWlncIVfu3eVzsYqfCuuRCayEKb1o1+LZcj6PDGacZZpy62InShdaGtu",
+	"Z9xYJIPTjEdiAEvMBNyCCGlbv/zgt2eY5deC2UJaMwFyD0dbgaKFIB17EBdbHCtpyvncEZhLbkP/SiwN",
+	"nyTVd1BnUu5LadgVTwyt0qt1SttLniR60Xyt1PtMCKwN1ghAbh6VTN17USKFsmNVIbtSMeVQpjKyTC8z",
+	"QAITDlYo53EUCWN2nmtlM53sHMPKdujANtHGDTSujULBC18klz7fzIxbWO8hq7M2YJ3w1grTXmHHOXBb",
+	"PEMlbi29QKI8qbeDYYMz0uE7/ngE16zB6UK8ozXuruGwWZzxK7sjhb3amVmb8lTuwKpx0TsOU3ZG38Iy",
+	"x15tG/eO/vXdOB+NnkbuxhsQ5938+IM4Wny35yatvpd9Nzqy7l23XHo+RNEHiQhKCLiAAF524KpMSoDz",
+	"09QG8wwEX/Iju1WUA61fxVjBCDjJg96Yv6aY0iGNwMjvFM/tTGfyD/HlSSUVVt16t+fSGKmmoROJ2Zwn",
+	"oIiKGLl2Pyw+h4csNHIK3FXcpuFYITo6rg1knicJm8oboRgK/5YtRJIwetnL22Ke2iWync9PxbV+ybOp",
+	"+PJIuBdPJjpGOm61ZglsBcXLLxdbV7Vlh5zIcRSKnn6LN1wmIKB8eTsEIWjCjYD95SoTPJrBRo5Yhgpj",
+	"wq3I3C7TTMONgJ9PlHV25QfZ7c/n52/+AfDElx9y7+0jr0CifISVs7sxkBa8OXUG6jTTqcisJHsXKQJx",
+	"p70M1ILXKll6w3CnO2PHXMt0R+N6eLKTauAoGb12F/SiTHD7CPNU5OUW2+xMMK2SZUUJcHpLoQH1NWgn",
+	"5pC1iuaDIxaqPElCJm5Ethwr9xDKb04nxbFyI4bsmMUiERWlg8WZTg3TeWGnBVGe6La0Ym62MLgHPVgA",
+	"XdUaqHiW8WWviRjvux4vx3OaySq4QtRTQqeOlsDq19WcgZNLpYUr6EZjfMolOjvcfBOtE8EVTljoTC0O",
+	"E7Tv2BmQYTkXxZyy0Ird9F4xK49EwZnAjK0IthEMMm6D/kPhZaFtrW75+emLt4b1T9/cHKBIevrm5mtQ",
+	"RrM5T6QR8YCVel1hTZvnxoIemYBkS0i7kEagIjgASZ9gwtXSv9JAs3ujVcKNvYQDWN3BbzOhGCdl2jNT",
+	"eJxFPMukiOk8EXUyEeksFjGaFiW8NZcqt2Kw9cE91Ik4sf8S5dZ2P06dPkwEMyK7ETEqNRFPhIq5s7Wy",
+	"PqhfBSqSuZZ0hdrG2lyfHYAvJHLv32g5M2doQZ9x58E2D9LbTi7R7nG57ja+w4u9gOMtzUiZSBMeiZhN",
+	"lkTD4KTRPAPcx1iZJGyhs2tTgAMHQBNErIV59JMuFRVk8nEs6cE3FU6IpK5NvCBrSVWj5w4O5Ew7ZKFX",
+	"di9TkV2S3hjiZTCMO+WXacX4jcj4VAQsT5nVLJzkmbEh45ZpFYkjxqNMG8NeIYBlxA0DWYbxeA7cZW/3",
+	"VcCMIIr49uT4xa8nTXxT6GhsQrHO73FS52ssvKvwv2CtVkge4sYmW4YJNumWpaP599YhA7fCUn0kC3Aj",
+	"cqLUmQHB4TjauX2aTxIZ4RW2mqU5WZKBTr17+9Kwfvj9tVh+FyL1eSh0yw2fiksgeZdIG7poiyMmzsfi",
+	"CCT+0UZbDtkik9YKxXB8ECBQBvHYMlZpkhu2mHHrXCxmITLyIeEDZH0FNdKNsxRO9FihTh2Q8Oe4JSjg",
+	"MT0HupSCpI03DMHjTclbSCcNjCGBCI/bUcX6la2NXpLHUvwMCoG3ytBqIkkpENWlySoPX0dEa/SmyWZa",
+	"sGMF0+8CJ62/4aRNNyT2joAnCoTygiUaCFM+FQWN0Kqk1j7GqRm8tP402oOXKjJF8cc6hcZpIi2MyWrL",
+	"k0sUole39yqfTyik5VosC3te4QfaSGyK0K3qLH7t3WdwJqyVamruyTn8a7BeDisesmO1ZCinMUDcmkB7",
+	"sL/PQnFrM3555R1Z4SBg4jYSqXUuFB7vgO4yVs7/SsE9v4hlwBYzCYwiQ3iIFDQOECTlVOlMxMxoZoEs",
+	"4EIYN+xK2GgmYhZxBVJNqg28MuHR9VghOQKGQxfFDFn/fAavZYLFIko4jDgTmUDCBapM6MlFeEjuLG51",
+	"Zsh9xw27lmpHp0LxVI4VbZnxykvMofeSpZkwIOOiWOiYw3CAJKpTaa2D/a2HEoxB0DlshUmnDLKC3BXF",
+	"9ZPPtVZ5RXZXCKQWzlQYUaqyfZQWUC+YCDQ2Vi4ISA6mU3utPui01yMW/n4RklBxT/10zm9P6eE9lAju",
+	"qa9WgqDWvn8PBdapqoU4f8RCGCpkfZ05kAyc4mpAjeX43wU3w26auKU++5uXneHQjAX1H2Rj4Mt9f1aO",
+	"ll3lNs/EA+uzD4GzXQe9UafdqLeGe6Mh/n/3mzBg4f5otHcYT745PNx9uh8eMc4mSNToXfS8IiED5HZf",
+	"DqqaMvA4kG5EOfLe7jchm4hIz4Vh1ekKOI9VRUmuoj07X12+dJvSSokI9vrEsFSILGA6C0pFCb7C5UrF",
+	"wvPTlyc/HZ+fXJ6/fXd2fvLi8s3b1/88PTkLKao2k9OZ3ZlrY1mubJYjLQ7/ufOjzhYcVGX4K2QznTYu",
+	"YuWiHHyLgndxbzbdyo/S9j+e8G3E3a10841aeCbm+sbdehyJ9UeFMYuEZ1AFBu0aekM/WtGS7qW5N4gC",
+	"qMgTwaZCiQyjGnhu9ZxbGfEkWbJcJYBsaaZvZCxiJm5Bgpc2wTjeOoFsHvxG2FZsBg2ZJRWRvJLCOHni",
+	"5/PzN2UoB9xDsoIC7+HoWvLRaEOQXvg8TcQw0vOQHqS7OlYzbWzAwq+GtUdAwjD5JNZzDsP3QTFBNpSK",
+	"20HAwpm16eHubqIjnsAIh09Ho1FI1x8lSRHQ0Ihwqc5sQP7c70NWOJ/paaHi1qgTVgSdDNkJ+tFo3WNF",
+	"uEFb7750+8+ePvStu4dp5hFu4YPaTVZuJcWF/22t+JDzXDmqzTaHD8MXTw1XIVxX4xuh/+RnE4a8LcV9",
+	"XKDeANf8nRHZzjG8TWSGvNbAVy3SAzSDiFse2WCsIm7EjhHKSCtvBJAN2viQ/SaTOOJZTPQJaIjJUyAG",
+	"Ij6iuTkzUk0TwegVYOCOjA3H6qXgN8L50KuiIBA4jIIpVn6V6Tka02HbO7htIgzNkP3N9oxVRVMtTxIx",
+	"9z5ItXx91Tv8fbPjpjD1KlSNq9+Uwum2SrlavhIgefiVrKrnXRRg48D/4Ekueqs7vwhWk2UETY9qs2L+",
+	"ZYZrOMQD+Pez169AzcxFwABCDFMcYhEP2TE8ZVgsMxFZRHQjYzFWnL4nDRYmnAATW2iWiBuRGBYLkbJ+",
+	"EwQDTBsrWfT5MhVnuFrQm5W2YyVuU5QKMxHlmZFoYcl0Pp0xP2WilThyQaz+uVJzpuyYsXJYUD+BT4kL",
+	"f4rTxandIa2eNusbIVh5NwZDByWa8HPelM97R9ZcAYoA1VdXQsVI7FSaozZrhLJH9KzXUTKBocag6QyG",
+	"Y3WWisSiZ5obBouI2STjKpoJA+oTz41gr4/P2NPh6IkhQgkQBy1VAPllIbwEqhYeZ4nWeSztyY1D6Dp3",
+	"55HX+X1IGU/l5bVYDsno0gvKL9DiU/mCwoErX5CrvbTZlmMUX/gx/Bcrr+Rpojlw9WnGVWUE+ugev2hh",
+	"vzyybSbZ3zC2OiaWR9PXXDbwNXoBMABUJFd0gDyeS8WevzwdbJaQ2r3Wq87ddg9im3kdH20ziDqDYLcs",
+	"uP0NKtC9lI/3URgrP6y1EvVOeDRzEI0pIQWpdfg7Za8FlCdyEbJ+6YLMAC1ZLGMUFDAralARpsqNbglT",
+	"y7OpaEHrbV9fUr5iA/dLdPSI1xZKWT83/BXX3XZuKO5vn6S36m+hJwnHA39ri/2XiNFqRYf7/9GOjL5O",
+	"YpEN/qQOjZLEfbhTQ8D7TbfGE8NsxmXyKdwbP+hctZmZf18I0NeNzu0sYILDB6UzO7uAxcVimgly4Tt1",
+	"vnf4+87eN6Ng55tnw9Gzvb0APri/L9rMxrHO4UCCFZ5cIQYHVWJwsArU50K5oObG4hOtptLmsQhYwq37",
+	"6w+t5xfD3ocu5ml1MU9bFjMT0fVb0hQ2Ksr1K1DJ6t+GZMi03cvdMFJSKJHOMJJo0DAZHTzrtAm1D+50",
+	"oCeGke3E6WqNYfdHB9+0mRDIwrJpZGeIudfQ6xTQ+ugVZbN1gr3R/sEmSlg5qbbb5HDAYPL6ipxDCmeF",
+	"/1acB1kRXr26hdb0L8sWOk9ijK1a1kNsvIFOZ+xgdDDcxsZjLLd5R6gk/UaRP9XQLpp/KigWBjOoZtxx",
+	"VHMEUzPOqr4lsgV5D1OsBQUiGEG2V8cB90ej4GC0FxyMngYHo4OLjTTPw7XYRQHNtiNyFTbaxNBIGHN5",
+	"I1CFays1MQdxGCAsQFTrypjzHtMjlrpMfGdjdmUzivoDW1hXHKy2JQzc2kxO8q1DPicfQ/yrioRL1ftw",
+	"4tqk9GstpHV+7TgYSKb3ZwcPuokmh7jHJhwnuws2RmKv80xv6V6+Z2CwH/V9yet76eSqbegZN5cY8dZa",
+	"AuXXH8hjcwW0YsZBowSwo7ZVM2hW6OKWmH8tybK7TkBzN/8XeJTODVCgQo4rF28uVfePnXGYsPVLI/8Q",
+	"a+BaGedGgCx9mfCly9TZSs78B771El7aJl73Rho5kYnLclg7cPlkqwJQIUYdUVd4CrUpC+wpQVpCviBA",
+	"xdWtk7AmhKoADpr0uop8bYFea3jBc1Lw7yezNWjt/cMV/ia+fz7i2x2Dsr/doZa0sg6FaumaMJ1ckeGH",
+	"0Jsclqma0pcZN5ZkU28SIGKboqb6Hyn8dyEmaasF6uPoYPea9w6GVWf4/sH6sl01Ato96uieg3rCWz+X",
+	"jd7XGlluuMMQ2OgjOmJxZWn7z76uyqTPvg6e7e1fBI9F1e8bPPUgVN7RdMShNeTyF4djHj1pwxjwCsBs",
+	"xUv36iYL0Oew23iFYLPR5qFtL27md2m8DftZEaf4BMMk0exJWY+O1xXaYJQInmEQWx8IizBWZ+hyNx7X",
+	"UfH6m7H9zdjuoQRs5Eqb47pKlvNhLOWRecZfngt0kibTSrDvaa+c1it4bl1N8wMpOS4a4LZK0ruteUGj",
+	"+Odmql3MsgIeYF4t9O8H+Br9GaD/TnQsi+yfLc1B12LpLYnO5b0OHLjC58CFTIsHuZZ8lIqsrGBDxQAo",
+	"Zaor6BLzGVxWlbd7VRKZ0IGM+Q7bbcylQDzU3t66jIoibsdVQMWUkQma7IxWuE1a9IbcrD5QDLY/osTc",
+	"p/ivWYjMDLbcHxbnabeu1mtxUujq9qkCVLNqw/Ktrha42mrJjYtC6y+gFTgULw/O4WaxoAJ/2m4QVSbY",
+	"+qzfUMEEjKto0CFhuUzaHO7csgUIR4tMq2mAehUHLMdjrzit/G1GQ/QV1sfb6AKgSS+2C3WBrTpscWk/",
+	"dsYV4z5FRmrFrrhMsDysq3bcbpyuGIJXscgb1at2aGmYmWGeDlzJtlD+jYz6/rbFe3qytnsszaSKZMqT",
+	"zv0XT5APwmWvYP5Qs+TbBwCizRpW4x0101httSUM224CnvaW5qdG5MMtx+A2XwOwXEHI+lwRqrkvsbRY",
+	"WF0WPFOBmfOxuy2VPpo27eB+HonmyW0uI90Oo5fStIVY3Es8oKu1SSboZvwrhchdkereTOdZxVzjPsZ8",
+	"2aoKt1VyeVBauJ2k2awls0lU2p7qFQ7CVRIXgKb3Izf2+M3pEyRPqSiry7rKOK6yLJLDnwVPKIy5vtvS",
+	"X1mScn29kXa719pO9xex7JB2H0t89StoF10DX6V9q1tU3XRR3X1bCbe2kMeTbn0K4yeTcAvGSBLupxY6",
+	"C0GzrUJciKXbQqXtJYodoZNRDkYHgy9fML2/+FgcfhtCeqq3ar798Tn79uDZvxWkg8iUoZQ6lyFN7vea",
+	"JEYFaczQh6tKw0I+0bk9nCRcXfsqfFbaRIQUn4mUg6ChYp7FLJ1lHBNkac6QIpVP3DQxa6HzAybNWGFt",
+	"BkcEXcyOwSiCISskRknBuhjM2FU8LCyCeMeqjHIJjzGZI8T0cpf7BJtk3LJEcINjphiQA6JhcwIc+IgV",
+	"lYTGqq90MWjAwq92v4J/Vt4ZtA9F6ZNFST2AJJ+7XOIukr6Ki5gc4uJQIh0XNWzpOGsS/cHooOJTePbt",
+	"txUD0cGo1USEx7xx4tWzr2sSr7RlP7ZrEGWUZ5NVvnt7yig4SkUCjkyqaY0XwotHdeRkfayhMxFL7Qor",
+	"0wIH9fVUXultGTlKgAjWsUlymAAROvcJTGvNx//drMX3VIAEteHZglL7JECKz1v9vTTQdjoFy4qtnX6a",
+	"Dw+KML7xympsGfVHWW9ibbuVibjMs6QjKE1OlYiLGj7MinmacCtY//0fd7vvb+923y/vBq1JckWAyra1",
+	"spryFEU51BTAYrGB6+biux5RO5nK4VWCHtoiIqoRDkXohI9qqN6t9stZKSF8H2dSW3krylqnFMFhmQMa",
+	"BkUQvSl6QGSCmSJzxOWJjNWbTJp5GeeHldYrKSMuRyRE4SscHLJ6Ra2gvaKWazVxj5Jabczmi80ohVPG",
+	"nJcPizTGwvhuElPTYr/5GrljHTF+1guWaMeSioJvdErXQlSrWIxYJm70NVXOUHpxBODHcgZPR9hRaFB3",
+	"9j/7dn8lkb4FUCu7B9bz72evX23kPGs4zTohv83xt+75Th/bGhfaA5Ldzlg0yo6vkv3b5R+tNB/uky9G",
+	"6599OhwNR51P37PS4IP4wtaS5GILJa1sI64OJhcdaFVINLGEk5xLxV0+15ynKWzu8L1nnh2LbopHfvPr",
+	"N1k+f1dc2OUr15vNheloJbZQUVfHW/98c713F1VY/MBtNKsQmobGD78Wxh5MZCu9DOy//vP/uLxy48jy",
+	"s1GhgZ++MKumxbVlj16Ub8JYPh/Xz3alsyF7kZPyIYgjUYWB2KXW7QCzCZBqAb26kpmxO0ZgWXWXC/Ah",
+	"tY2ejapS497WDkezHgsd5Kkj2So0fuWpKwsZY1OvyLJyaNZP9EJkOxE3gpLYHcWGE9JYLh50zNUDKJ1J",
+	"XYl9j4SEG54vnnSmy4tVPtGkD7SztSAvLLF1oAj/9b18RtWMCkdTt85noBnXamFVS9Sa49pCrVgZusU0",
+	"3YjWsrfdc5Km1KE5VVIrVZrb+ySIJjqqMY4y6bszybvY5EULS5qb6RrWtSlBFlZDY7g32s6oyr82wKtp",
+	"yd8gR6DQve7cuzhyM7f1weSQVQdZN0T+th386WwH1+0RnX8GA0FbJsnE6CS3Iug0Apjh2hLnjy+ftpkM",
+	"NtoJ1kmyhQ2hmSGxyUTwj1qIWKNOYprJG25FeFgrBclV7P9G5Q6DCqiv6JBVG6wdskReoy8eRgmwHSfV",
+	"KsVSBtQIrvAIY5c2ZUUMY3qHvbRDFlLoSIiFXrQScHerDUwUdhYajtVrrOxDQ8/5taikG/oxqAvmDab8",
+	"S2U1fHZ9F6orJxNBEdlIG0D/hH+kLaKlwh2MiPJM2uUZahjUaiOVv4jlz5hpuk1HaIpS8Y0wq6J0/yeh",
+	"XwplnlBtaEpeHZBl3RlucjSJpCkC22BOPGCPq1oGE9JbZZfcf+4cp3LnF6w04HEXV4zp+vjX/8S+ulss",
+	"nXHDOMM2vKxoyx6w6kLWtrtemf9MZDcyqihkDXOVod/d7P3QTs3lf/3n/w0HVKEptM7Z5mpoUAjGjkNi",
+	"anLqvsMR4PzDY9feB2WfQ4ZzM2oChg/5FmDSVOplGerG1K8u+Gd3Pgh7r4b3JoJnCH+32Zm1aXOrXchy",
+	"7twmjX1LxX7lKfDT7InxtbOAHdD9xdIw3uuy0FnMQpwlDDBqxKQ8EuToKov699vBUMB3yE7+lcsbnghl",
+	"QZmorp71aY+DNVhXG3315O9QNrxqaQ1dnGhEbaxMkX+baB5jg62UAfGH/QNeAtYdEmlRfOrKP7qIxSIW",
+	"0FKg2GSs5qhRzSciZn0MSKBceCRZZbEvumiDAK+pYWamM7uTSNQyK7yoVEqLurwBQRp1Ubc6qkxmdaNQ",
+	"ISZ0+wAxvPCot10LNRyrsfoVt4P1kyKeJAbJIVpD61eicY4/4NG04PMRaz3ysdqA+lZrvOEeAwtPJhZa",
+	"lHYwZBTYhMgGIB2r9feS7exgSexXx7+ehLjXk1XPLSxBsRW/b58cuYH32QYsJPUpHFB8SRF0MlbeYXu4",
+	"JlCFLAhffXWwv//VV2WEivfaJtLYseqH78cuMGYMusgYFINxLxiDaoD/wqLwD1R48K/I3o57dxcBGw6H",
+	"d1jdm6pMYsAWbXXGYZXVsdm4NxwOx727cEgeZlrfJtdw4Qvm5tq4UkPOHTxW/Xs4hAeuqubKD6WjmPWV",
+	"Biq62VFM1KndJexcscV1RwnHJeT39tAoeRf0XB3x3iHaKZ8Cb+Z2hlx3l6dyl+extLto7xYthitCK0K+",
+	"wKXrB2XrEtgpFnmCD64CHREMgoJoe32sKI959e1CJoFfyoa7rk2tssb11wZ6FsuYRCBXQyD0hGmlzhH6",
+	"OZpljo6YEVEmrKuDiGUKyqJgvNjiWFH/HUdxpGUznqZCiZi63xb8wADBp5I0MOK1SC21wCyrGR+/e3F6",
+	"fvn25Pzk1fnp61ch6zuXAjsYecM/Hi0oejj7aYxlzI3Fijl4eE5kMJ2mpfKRXaoL1Gkkqjzpam1eNHr7",
+	"749GD9bwraxr1NrWOXUtOhCgGZdJwJRYoLlUZob6Vh+M9rpmKZa9W+s+iC893fxS2Q0b3tjf32aa1d54",
+	"d0Hv2TazVbsHokicz+cc5MdqgPITw/BytkEDa0lNAQeoXBRI2rc7nhLsZJrCGoBz4AR41T1/rd72VUx7",
+	"4aOLvmhkqyZRrkW3QuhgOokfAts+H+68bDS5Nv46NXvAuy7j2ohq1DuTVbR6UQkyW8WsGykWpMunus3f",
+	"cRJL7GhBlJ8V2nKxtCP6CTtrKlHTQWt9yKlWYlHib6xgAax/MHpastNWokkC1YuiLpyTX37Q8fKhkcwF",
+	"pd/VLRm+k1Ydw/ceevKuHp9KLMoo/kcknXtbvFH0vf2898XJ3IXUsTX2C8TuFsL6vrRa3e3SrcACmCuE",
+	"9gV+X8XOGpYctNUCwL6YRygMVTUnpTHsQGTsRmTyavmop00rXf/GK20p1u/znjYBsDztoCJWUjFvB1hz",
+	"bzwI2rnpT8J2nvDosejAA9CAL+eMfwLVoVZHjVgf9vL5EOZ2LwHIjXr6AkWblNto1moRbBYjSMSVXVeR",
+	"YMiOWZmu7PWiST5PQfet1/YJfWurTFiZFU07dG4xILduLm0kMw3ZrxwDlHjZ58gz5sBZh7FG8lr7cNDk",
+	"2axk2agPccXo4pCKqLSduTLzDgKDI1Y8g2YrSwbrQkjwi5vw6JqqxDjxok0QoJIRjyIIuOoUWwkCj0YA",
+	"clxU/FmEgXuTji9IeqDD/mTSAzGm9aoaZumZT8lcyoTC9ezlSWmgeSA16i8ti6CmxleAtzUKOcX+IxmU",
+	"09za9CbK//w0xLKayPvIOpNLa+3WmKhs/Z8aa0ffbn7huVZXiSQv9pdEU89m2DSrYPBolmhkaKMkkqCg",
+	"V2ZldyWw3/dGbUWT3+O/W+p45U3apOG9xZjw+MgrdnOJHv9cxdjs4G9Fb0skIjgyTpf5EWlq8J4cuSm3",
+	"s9KN65Gl1yR0QYVobcpSvliPmKi2IjJ+FEPIu9JbK/6nWmFaasERMGMzwedUPiWW5nrITq3PgXDeZNem",
+	"Dd8bK271nDr3HTGOjkTAdPIKJYLfNN+yRSYvNrGqSx4EPKonZoKxooCfgFFSQsAqcT6ocbhSkhQHhM4a",
+	"UDAUxUNQMmwinhg2F5bDLMOx+o2aAeOmQSOZCNZPEy4VC/1TIXN5sIkwIbPYGRVpFYwYznka7oZyzqfw",
+	"a8KXOrdHY6U0izl8GaNB2hz5JvgqLqZHKigVJRuZI6ADr969xJa/aumadB1VN0nu8/ou3RjY/QHHQbWt",
+	"ZsAMB6SDiehaxIzcZajrmbHyruxDDwR0hk0ywa8NEN48wegJzg7299kCLcthoqOQEqJpehYCHhGYMOF2",
+	"rMrQC24ZecL6YjgdsvD3cQ+eHvcCNu55SNCn6k57F+GgXekDVDp31pztpBgdWWF3CJXrIkVZalEqni1b",
+	"7uefSeEr7Fte8+vE679VwYdSBZFw1evCVAnlA+uGuS++0eqyr1U9gMuGFQSwqgNlC1J9goD6uvKko+QX",
+	"WWdsZbCxqtQ+c574qiUanu+78lG1cmeDstCZWlbCE4cMwxIxK78EnF6oWg9urMl5MDrAoAwUBQ1Ggijn",
+	"wpLN8k2DIfsBN2qoNztMbDN+dSUjpPZ6Li2a0n3W3V4wGo0ccAz1lqeM8VbaUpp1qQjKfSUGfOvHTM+3",
+	"cZXiw+d6m0drBVUewbdKu99oF0BkLcwCDgM/2jrw5YijTnSoV/4L8DrOdJ4xDHxbPqpx2lMXEhsBtNTg",
+	"sPIlXulVf1YrwfnNRReCwnK4Gl4Hd74oJ2NNRWtzkcxk73V0Zaz6YRFvG/pITZ2x8PtrsfwuHARFH7jC",
+	"zY3CyLVY+gEdbSLTN8omZOgeK3gIEZ+it3zILeu7ps0BBjAyDGAM2OkbRt3ag/L4Ip2KwHW+jwOGUejL",
+	"YKwq+eBAB7F59uCIYTQeRWbDsut00bA+vLaDr7nCO/XGRECAfiuKRNYB2+roAAgobanTijTsYHQQUHOb",
+	"pz6wsKVDDrXCqcYqI9RcyRnngqiElVMoFIbCoStjkmOG11hRIGafF2kiLhSMTXhcX/6AVrc3ZM8xNNOp",
+	"+kVpTZ1ho0Ug2CDPmoUo4hSev3575hCDIvUmmV4YkZkjF+ZJ0mYtVDN0IV48Ex00vZqI+slIZyVxry0o",
+	"xQfGUox7icTkIeHsV56+lJNMMKPzLBLkafnEYhws+fPZAg72tzB3/SqVfUl36MMJtstKQFpaj6n//QK4",
+	"b1vwOf1Sz16ofueyAvArYMlNT2XFFYfCjRIthqvzUsR6LJZAs5FBQXfmM++UmcWNSO5mEjPWx4DdOU0s",
+	"YMWNniyLbU+4EWNlLLcYs92ZpNyZl8zeiGzHE0VBsb99pIAHo6cDFmtQuC2aGyiuFnZx2JDbhbIZWjvC",
+	"92PKL60EFYP+ScHS8OXB6On/Phgd3IVD9pwiusfKzKjVGKjRFItKA3qmFeKQIRb8HauxqjJPVKFNgQoI",
+	"0BWGGlSpZI1XlkzyaKwo49nBIhaRjAnYtpkIU3LBQVCyqzZuNWSOFY1Vkxc12HE7O4IzBDkeACKFIZew",
+	"/+BY0Fh18CA7E/NB4Kk4cI4CpIuZTtxhHjFe5VMV/kRHT/zJc55adk4bA2dlpVjYEJZIAWFFq+Vc54bY",
+	"zVghcq5n5KBVfDsYEu9qnvEmjmTwun0id0x7BYNHNml0JPO3MMmzHOMdrvKElY99KP97TBvDX5mTIYsi",
+	"VGUeV+/NvuosaMW+DQg19FjVqoec8bmo3H6kbTgY0bU6yRrSot+9fWlcGlEtUja8FksKeuFjdZUJM0uW",
+	"3iNT4dpItfAlJ5vWeHrLrN03HQv1fJz3YcPDlDC48bEzOd3msZPbdKvRMF33k9ojCui12SLcb9sLyfDG",
+	"FygofzSpaFKGDdSiRgM8lBnWQkLm5lWVBiUwvYt1F71SkG74nszud842McPyxn90BsT87H7/hIjmKix3",
+	"mLzcsWB7oXTYhO9FPf7jRihhqgEfr/1mPIRc4laT5NU3/ZoecrTjozberArTukeYD0SmWEc5yuhrt3k+",
+	"k4aSUHlkMQPSLXTjppd8nmza9P86/vXl/TbtRy033b3Dp8NRsUtYOczGrLit18Rf5xB6eOi5HXdCD6Ts",
+	"ZfcNeUs/f5YLgnODUoj2z+FDUKyLutOfx1KhoO11EVAnixrP68B2swfk6NJ3jOkMt6P6jl94YhRtYrs0",
+	"vDIRDWDzV8mQKl1dAtuSqSmW+op8E7oisc4992EZUMeKiXlqlxQ8gWWIqYz5czrFHeqodchG4cClSRnq",
+	"A1Q1XhthMUcKM0/NWLl8UaQG4fu7ECuGdqc/0WF/IsWRBj+jFRrAprtPjrfrYvewhdJjerT/woF4LjXK",
+	"gXXrS1F1X1eo6u576qtwtzlcroKxq4jUZQlIlpRG7o/y75C49tynKYidH3Sg3RlOaw/sEW7+R976Lyu3",
+	"6T5H96FegV/EsvAItN3hXcrSuTSe8N876tDPsIZ13jdFivVDxefikNH33jEBHBWNNxhwFoxV6Py8/kGe",
+	"JHpRJEm5MjZTLlXAQl9gjFv/NBmf3ffwBHmB3c9jRZ/hl0rx0tapqp5bH+tSOK9DmV6S37kYmatl6RJm",
+	"x6q6upC5wL4Ui/fx2uyhcz9UJyqqjBvhihpxVZm0fIWcvPAkZ89PX7wlC/7+flDtvkBn1PcZlFLF4hbW",
+	"iKIMN+xK2GgmYh82CUcuYkrdclnnZuwOFosQUX+PHSz442qm90MZY70aV5LJFaTC7xxKwJ8JN/YyN/Bh",
+	"rEIfO3qJb11W4BWwEINSLu1Mmsu5VnYWDnBvZbEq2M1U6UzEQ/ZKoxA3Vv1KCSm9UKV+OOeumLdOqcbk",
+	"IGgT9FD+A6nNbdfnvh1SJCR2lDSla4wbim0KKn0igSMXeyZ3jasSIW5Ao2wTBfHphrT21xcJffTjo4uF",
+	"fyd0rCTJfbjgsYYLiej6E/AeFmPMkDpk2HsIq9HIRDCh4lRLZdkC/bvkUWWZnM6whL9rSeWrZKFHgSik",
+	"NBh29MSwKM8yqgWH4TuumBzBxoezYOGjhufQl33CSY3UiioP8bGKdLo89HxL6WzOE2nwKgUs/D4swpNY",
+	"LOFcpZo2IplwviLMaQC0DinSWEmgw5HOsBxShbSW3GOub8RgCIwDq51RDD137t/6FoCSmbHql6WQzt++",
+	"Ozs/eXH55u3rf56enFWGxcqMg6OC5klbVYurbAqXiN7hdrInoutPqgDjDJ/JYermNnnSHQfusOUxxeMv",
+	"iDT9hvfY+ev8vXXV6yRVD50IF675/b2l7k66hXXFxMMTLqcLsSmWNCM5wRXsxHQZVwazkpZTa0oSlIX7",
+	"kNRgcEgwVrmyMmFrhCnWD2uNUkJKN1B6McDOcqpyTRkW63ORgQCXcMiwQwuauEDsZosZHAevZP7QujGC",
+	"yBXsiJAau7BPncTC1XwcK9fF5tBRjBk3RYy3XWjf1JnVV4ySmW/IAgDQie/bovRiOFavMf0Q4CYjjsVD",
+	"M6pKV82qQTSKeDQTT2CtlTKJmI7URqGoOc0nJVH1/jefVR4rSDicIqAnOcT/zkF5IPOAvBE+uKvQel3A",
+	"mA+Y88jt47u4u02pyKSOH042e+j8lDU5KdVmpcOxcnkfbE3ax5Bh4gKQlEUG3yink18luZkxqazIbnhS",
+	"k1benR3/dHL548t3Zz9fnr46P3n7j+OXYcB89ca9ETOuVCcISuxKLFzHLVNEwE0EUTC2xIUef2jqCV2y",
+	"/6aZJ8XOu2nM3xknPuMECEHlls147PnwuuyTT2xU/Ij4tAvXFNfN2FL2G38lscAXjwZRrnS3Bz1sktjb",
+	"RTR1W25pGIRGnh3YCrdykojSZ3j85nRYKdHtgQXLXqVyjApL+urbRghfIxvDWQOvA8qsli1oKjMUyUCr",
+	"M5y1VNQuQ7BtEd3mS+JX9jOozFCNz2vfBmmlPsaHEllqMcguM4fi3Srxb/3weyOn343z0Wj/a3Gbur9Q",
+	"8/wubC6ibfrfZrqo5Yv6uJO2nCmzehRYBnV1BApJCNCoSAECXvH2oRUui70yViVC4O7i7v8FAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

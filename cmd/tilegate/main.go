@@ -77,6 +77,8 @@ type serveCmd struct {
 	UsageRetention     time.Duration `name:"usage-retention" env:"TILEGATE_USAGE_RETENTION" default:"9600h" help:"How long hourly usage rows are kept (default 400 days); older ones are deleted hourly by one replica at a time."`
 	UsageOff           bool          `name:"usage-off" env:"TILEGATE_USAGE_OFF" help:"Count no usage and enforce no rate limits or monthly quotas (a baseline for benchmarks; not for production)."`
 	ReplicaHeartbeat   time.Duration `name:"replica-heartbeat" env:"TILEGATE_REPLICA_HEARTBEAT" default:"2s" help:"How often a replica announces itself in PostgreSQL; each of N live replicas (seen within 3 heartbeats) admits 1/N of a key's rate limit."`
+	AnonMintRate       float64       `name:"anonymous-mint-rate" env:"TILEGATE_ANONYMOUS_MINT_RATE" default:"5" help:"Tile token calls without a credential (public datasets) one client address may make per second on each replica; negative: unlimited."`
+	AnonMintBurst      int           `name:"anonymous-mint-burst" env:"TILEGATE_ANONYMOUS_MINT_BURST" default:"50" help:"How many such calls one address may make at once."`
 }
 
 func (c *serveCmd) Run() error {
@@ -116,8 +118,8 @@ func (c *serveCmd) Run() error {
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
 		TrustedProxies: proxies, AuditRetention: c.AuditRetention,
 		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
-		UsageOff: c.UsageOff,
-		Metrics:  m,
+		UsageOff: c.UsageOff, AnonymousMintRate: c.AnonMintRate, AnonymousMintBurst: c.AnonMintBurst,
+		Metrics: m,
 	})
 	if err != nil {
 		return err
