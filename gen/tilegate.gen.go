@@ -800,22 +800,31 @@ type KeyUsageItem struct {
 	Start time.Time `json:"start"`
 }
 
-// RasterTileToken defines model for RasterTileToken.
+// RasterTileToken A tile token that is also a MapLibre raster source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none. `tileSize` (what MapLibre reads)
+// and `tile_size` (the tile-token document's name) carry the same value.
 type RasterTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Format    string                    `json:"format"`
-	Kind      RasterTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
-	TileSize  int                       `json:"tile_size"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Format    string              `json:"format"`
+	Kind      RasterTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
+
+	// MapLibreTileSize Tile edge in pixels, as MapLibre reads it (same value as tile_size).
+	MapLibreTileSize int `json:"tileSize"`
+
+	// TileSize Tile edge in pixels (the tile-token document's name).
+	TileSize int `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -849,13 +858,16 @@ type TileJSON struct {
 	Bounds *Bounds `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom].
-	Center       *Center          `json:"center,omitempty"`
-	Description  *string          `json:"description,omitempty"`
-	Format       *string          `json:"format,omitempty"`
-	Maxzoom      int              `json:"maxzoom"`
-	Minzoom      int              `json:"minzoom"`
-	Name         *string          `json:"name,omitempty"`
-	Scheme       TileJSONScheme   `json:"scheme"`
+	Center      *Center        `json:"center,omitempty"`
+	Description *string        `json:"description,omitempty"`
+	Format      *string        `json:"format,omitempty"`
+	Maxzoom     int            `json:"maxzoom"`
+	Minzoom     int            `json:"minzoom"`
+	Name        *string        `json:"name,omitempty"`
+	Scheme      TileJSONScheme `json:"scheme"`
+
+	// TileSize Raster datasets: the tile edge in pixels, as MapLibre reads it.
+	TileSize     *int             `json:"tileSize,omitempty"`
 	Tilejson     TileJSONTilejson `json:"tilejson"`
 	Tiles        []string         `json:"tiles"`
 	VectorLayers *[]VectorLayer   `json:"vector_layers,omitempty"`
@@ -934,20 +946,23 @@ type VectorLayer struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// VectorTileToken defines model for VectorTileToken.
+// VectorTileToken A tile token that is also a MapLibre vector source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none.
 type VectorTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Kind      VectorTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Kind      VectorTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -12129,177 +12144,182 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2NbhtH0uCrNHgHmFwMKUqWc1kJQaDYSqIvjm1Y8mYPoaBpzhTJXg27J909khifgO8h7hnuwb4nOVR1",
-	"zx85wx9bluP9vAvEItm/1dX1X9XvO5Gap0qCtKZz9L6Tcs3nYEHTp+eZNkrjXzGYSIvUCiU7R503fAos",
-	"oh8Dxg3TYDMtIWZCMjsDFrrfQqYm9DnVcCNUZljKpzDoBB2Bo/yRgV50go7kc+gcdVyfTtAx0QzmHGed",
-	"KD3ntnPUGS8sdILOnN+9BDm1s87Rs/2DoGMXKfY0Vgs57QSdu/5U9etf3t8HnRfccgP27AWOSVOn3M7K",
-	"mWP3+5WIO0FHwx+Z0BB3jqzOoHE1WUYtVyc6vUtXgXUhEmBWXYNkcJcKvWDdTIo7ZiBSMja9gEBEDZ4Y",
-	"FsJdGiJM50JaiNuABXdpM6SEtN8cIqiEFPNs3jkaFgvFAaegaaU/aS6zhGthF6sr/iGLrsEyI/6EYzam",
-	"D4YZy7Vl3LLbmUqAzVSmDVOaxXxhAvbu4nnbUqeVqapL/p8aJp2jzv/YKzFwz/1q9qrLw+X+Ag3LPJHs",
-	"5M0Zu4bFE+Pg17aEa6hPXcGjg2ffNJ3kL7Bw6FKf8iwGacVEgEbUxtl/gUUxax2rrmHx8Rj1UsyFbbmA",
-	"Cf7WtmX6sbbpGCY8S2zn6NmQbpJDj/3hsIIs+83Ych4p/G4NZhts0bYW+nHHAzgX0/UTiqnkNtPtk4rp",
-	"jlO+M3wKP2o1X534nJA/p2aghYpZV8goyYy4gWMmrPEX5Ym/Kb0Be+EAjrjJ/hfdEzaGidLAQqvCtnVP",
-	"cAGNSBJzC30r5tBpXf2FWl37qYyXVw53fuVLq5Tqtm1ZVu2+qHvEfZMqacCxEyUniYgInyMlLUj6k6dp",
-	"IiKOy937l8E1v9+STJxqrbSbaAlRZsCiGZfIpvykht0KO2McqbAwVsgpU+N/QWQHnfug86PSYxHHIB9p",
-	"bRqIkvCECcNueCJiNs4sm/MFk8qyWDE7E4aW9krZH1Um40+/sleKmSyaebjkzDziSQL6iWE8ilQmHbzw",
-	"Jj4izE48jCpwuyW5Y5IZiAcs/GcfVzRFZHwL3CgZImCVBET9kPguxGHAwjGPrwraEQYjGRJ1Clm34MIo",
-	"riBaG8ZzJFITZHt0PBp4THDxUkMvYKHSYiokDp8Z0Fd8CtLS2Jm8lupWXvkGbpJrWLBEGIvsE782jEs3",
-	"JHIKMJbNuGEShJ2BZuFr31cqPZLhW5iABh3itPno17AIWZcnRjHOtLLcQuzZYiF5+Z1xY4lYTTWPoIdL",
-	"1ID3NbIQh6xbfsi3Z5jl18BsQXlNQBjqOS+KLyFyuhzExRZHUphyPn8E5orbMO8SC8PHSbUPyT/SfykM",
-	"m/DEuFXmIppU9oonibpd7lbKcCbE64NrRCAvH5VIfb8oESDtSPI41mAMTickkx5lKiOL9EojEpiwNxjJ",
-	"TtCZAY+9gHwSRWBM/7mSVqukf4Ir67sDq2P9Kr1ewdj1He79pSOBAOLHIVP+kOkq3YCmk9TcetGDdVev",
-	"3RH9fpW4VYY9lBCx11xJO0sW7I9MWT6S3ZD+uIK7CCCmm5lJKxKCu4Q76zo4VurEy96AhW/B6kX/ZGJB",
-	"h/7AvBR9jFeDWwee/huViGgR0r0qvw7ZROEBsVjzie0LsJP+zNqUp6KPq6ZF9/3p9od/x2WOcrFp1Dn+",
-	"47tRNhw+jfwtNchO/fz0AxzffrfvJ632098Nj63v65fr2uOCtLv43MJI0gIC7OzBVZnUAS6fpjZYTqip",
-	"Uz6yX0U50PpVjCSOQJM8KJYXwN+6oT+8je1LVKg3LWXZRlF2w7UDiV1/71SxuBN06tjauQxa7+c7yTM7",
-	"U1r8CY/DsSsssfE+zoUxQk6R6irNOJvzBIU3iIk7dsPic3jEQiOmyMVQBx1JQiHPHZGc8iRhU3EDEgfC",
-	"L24hSZjr7AaXDOapXRB5//zUUqmXXE/hcUhlzrrHKiZ6aZViCU5P4tLjYsWqhOmRgKixJFEqX9YNFwky",
-	"3MdZFTLiMTeAa8qkBh7NcPJjpvE6s4Rb0H5lqVaILfjzqbTeTvEgK/z54uLNPxAG1Ll1vWUTlrfJNSCH",
-	"zW/OvFki1SoFbYXTcpzIGLdqSShAvpbJIjcHtBqx+uZapH1F6+FJP1VIx7Trdh90Ig3cPsI8FcmqQSOf",
-	"AVMyWVTERS/hFrJyV6Eca45YoxDXO2ahzJIkZHADejGSvhFJDV7joLEyAwN2wmJIoCKeslir1DCVFdo5",
-	"Cn2O8ggLc7OFmSXo4ALcJaiBimvNF51lxHjf1rwcz8uwq+AKSaINveJSAqtbF4h7XhoSFi+KH43xKRdk",
-	"4vLzjZVKgEuasJCuG8xkyCNJnWSIGcWcotCf/PS5CF8eicQzwRkbEWwjGETcBP2HwstCLl/d8vOzF28N",
-	"6569uTkkQejszc03qLboOU+EgbjHSg2A5QrAPDMWNY4E5SmHtLfCAKkMPZQvHUy4XORdltBsZ7RKuLFX",
-	"eACrO/htBpJxp3blrAWbs4hrLSB250mooyFSOoaY7BsCe82FzCz0tj64hzoRL2xekbTUbL2r04cxMAP6",
-	"BmISpSOegIy59rJ/F4X+AhUnJHM4CbW2sSaDdwvgCzkwt2o1nJlXyclT0HqwyweZa9lXpCFfrbuN7+hi",
-	"3+LxlgYHDWnCI4jZeOFoGJ40KfLIfYwVScJulb42BThoAFJWYwXm0U+6FI+JFcexcA3fVDghkbomIcDp",
-	"1VU9kns4OBPqEQtzFesqBX3ltJWQLoNh3KtcTEnGb0DzKQQsS5lVLBxn2tiQccuUjOCY8UgrY9grArCI",
-	"uGEocTAez5G77O+9CpgBRxHfnp68+PV0Gd8kmZeXoVjn9zSptzAXNnX8X7BWF3F+gaVNNgwTbNJoSvfC",
-	"741DBn6FpdLi7HtL/rJSU0MEx+No5vZpNk5ERFfYKpZmzk6IdOrd25eGdcPvr2HxXUjU56HQLTN8CldI",
-	"8q6INrTRFk9MyNBbEEj6o4m2HLFbLawFyWh8FCBIBsmxZSTTJDPsdsadFYlLcwu48ryBs9OhIuTHWYAX",
-	"PVaoUwsk8nPcEhTYTKFOilqWv2EEntzouIV0soQxTiCi4/ZUsX5la6OX5LEUP4NC4K0ytJpIUgpEdWmy",
-	"ysPXEdEavVlmMw3YsYLp94GX1t9wpw8uSewtbm7n/s4FSzJLpXwKBY1QsqTWuWd72WW9/jSaXdYVmaL4",
-	"Y51C4zWRBsZkleXJFQnRq9t7lc3HzpF5DYvCilRY+TcSm8JhX50lX3v7GZyDtUJOzY6cI++G6+W44gE7",
-	"kQtGchpDxK0JtIcHByyEO6v51SR3U4S9gMFdBKn1xnYe91F3GcmJgCQ23qX7CywCdjsTyCg0wQNS1DhQ",
-	"kBRTqTTEzChmkSzQQhg3bAI2mkHMIi5RqkmVwS5jHl2PJJEjZDjuopgB617MsJsGFkOUcBxxBhqIcKEq",
-	"E+bkIjxyjg9ulTbOOcMNuxayr1KQPBUj6bbMeKUT8+i9YKkGgzIuiYWeOQx6RKJaldY62N/mUMIxHHSO",
-	"GmHSKoOsIHdFcf3kc61VXondFQKpxTMFA6Uq2yVpgfSCMZC5rHJBUHIwrdprtaHXXo9Z+Ptl6ISKHfXT",
-	"Ob87c433SSLYUV+tuL7X9t9BgfWqaiHOH7MQhwpZV2kPkp5XXA2qsZz+e8vNoJ0mbqnP/pbLznhoxqL6",
-	"j7Ix8uVuflaelk0ym2l4YH32IXC27aA36rQb9dZwfzig/+99GwYsPBgO94/i8bdHR3tPD8JjxtmYiJrr",
-	"Sz46ImSI3P7LXlVTRh6H0g2UI+/vfRuyMURqDoZVpyvgPJIVJbmK9uxidfnCb0pJCRHu9YlhKYAOmNJB",
-	"qSjhV7RcIVl4cfby9KeTi9Ori7fvzi9OX1y9efv6n2en56GLpdJiOrP9uTKWZdLqjGhx+M/+j0rfclSV",
-	"8a+QzVS6dBErF+Xw7yR4F/dm0638KG3/4wnfRtzdSjffqIVrmKsbf+tpJNYdFsYsJzyjKtBr1tCX9KMV",
-	"LWknzX2JKKCKPAY2BQma/N88s2rOrYh4kixYJhNEtlSrGxFDzOAOJXhhE4reqhPI5YPfCNuKzWBJZkkh",
-	"EhMBxssTP19cvCmd/ngPnRUUeQ8n5whB9uTN2QClFz5PExhEah66hu6ujuRMGRuw8G+DWhOUMEw2jtWc",
-	"4/BdVEyIDaVw1wtYOLM2PdrbS1TEExzh6OlwOAzd9SdJEgI3NCFcqrQNnBfx+5AVLk/XGmTcGJ/AivCE",
-	"ATslT5Bb90g63HBbb790B8+ePvSt28E08wi38EHtJiu30kUDfrVWfMh5rhzVZpvDh+FLTg1XIVxX45cC",
-	"Pp03DIzzthT38Zb0Brzm7wzo/gn2dmTG+V2Rr1qiB2QGgTse2WAkI26gb0AaYcUNINlwGx+w30QSR1zH",
-	"jj4hDTFZisQA4mM3N2dGyGkCzHVBBu7J2GAkXwK/Ae8FroqCSOAo9qJY+USrORnTcdt92rYjDMuBmpvt",
-	"GauKplycJjDPPYVy8XrSOfp9s+OmMPVKUo2r35TC6bZKuVy8ApQ88pWsqudtFGDjwP/gSQad1Z1fBqsh",
-	"0uCmJ7VZsrwzozUc0QH8x/nrV6hmZhAwhBCjwNYY4gE7wVaGxUJDZAnRjYhhJLn73mmwOOEYmditYgnc",
-	"QGJYDJCy7jIIepQsULLoi0UK57Ra1JulsiMJdylJhRqiTBtBFhatsumM5VMmSsKxD1HM25Was4uJHkmP",
-	"BfUT+JS48Jc4XZraH9LqabOuAWDl3egNPJTchJ/zpnzeO7LmCrhYQTWZgIyJ2Mk0I23WgLTHrm2uo2ig",
-	"oFTUdHqDkTxPIbHkmeaG4SJiNtZcRjMwqD7xzAB7fXLOng6GT4wjlAhx1FIByS8LsROqWnScJVpnsbCn",
-	"Nx6h69ydR7nOnwcy8VRcXcNi4IwunaD8giw+lS9c4GjlC+dqL2225RjFF/kY+RcrXbI0URy5+lRzWRnB",
-	"ffTNLxvYL49sk0n2N4rCjR3Lc9PXXDb4NXkBKOwQkok7QB7PhWTPX571NktIzV7rVeduswexybxOTZsM",
-	"ot4g2C4Lbn+DCnQv5eMDEsbKD2utRJ1THs08RGNGBlGi1uHvLmchYHxiQV+GrFu6IDWiJYtFTIICxdX3",
-	"KsJUudEtYWq5nkIDWm/bfeGyVJZwv0THHPGaAvjq50a/0rqbzo3E/e1TM1b9La6lw/Egv7XF/kvEaLSi",
-	"4/3/aEdGVyUx6N5f1KFRkrgPd2oA9l92azwxzGoukk/h3vhBZbLJzPz7LaC+blRmZwEDjh+k0nZ2iYuL",
-	"YarBufC9Ot85+r2//+0w6H/7bDB8tr8f4Af/92WT2ThWGR5IsMKTK8TgsEoMDleB+hykD6VdWnyi5FTY",
-	"LIaAJdz6v/5Uan456HzoYp5WF/O0YTEziK7fOk1ho6JcvwKVXM5tSIZIm73cS0ZKF0qkNEUS9ZZMRofP",
-	"Wm1CzYN7HeiJYc524nW1pWEPhoffNpkQnIVl08jeELPT0OsU0ProFWWzcYL94cHhJkpYOamm2+RxwFDK",
-	"4oqc4xTOCv+tOA90ESC8uoXGRCHLblWWxBRbtaiH2OQGOqXZ4fBwsI2Nx1hus5ZQSfebi/yphna5+afg",
-	"YmEo12bGPUc1xzg146zqW3K2oNzDFCtwgQgGnO3Vc8CD4TA4HO4Hh8OnweHw8HIjzcvhWuyigGbTEfm8",
-	"6iYxNAJjrm6AVLimBOM5isMIYUBRrS23KveYHrPU5196G7NPli6yTrewrnhYbUsYuLVajLOtQz7HH0P8",
-	"q4qET+r6cOK6TOnXWkjr/NpzMJRMd2cHD7qJZQ6xwyY8J7sPNkZir/NMb+le3jEwOB/1fcnrO+l40jT0",
-	"jJsrinhrTHz/9QfnsZkgrZhx1CgR7KRt1QyaFbq4JeZfC2fZXSeg+Zv/CzZ154YoUCHHlYs3F7L9x9Y4",
-	"TNz6lRF/whq4Vsa5AZSlrxK+8LkmW8mZ/6BeL7HTNvG6N8KIsUh8LsLagcuWjQpAhRi1RF3RKdSmLLCn",
-	"BGkJ+YIAFVe3TsKWIVQFcLBMr6vI1xTotYYXPHcK/m4y2xKt3T1c4Svx/esR3/YYlIPtDrWklXUoVAsW",
-	"hOl44gw/Dr2dwzKVU/el5sY62TQ3CThim5Km+q8U/3sL47TRAvVxdLB9zfuHg6oz/OBwfbGWGgFtH3W4",
-	"46A54a2fy0bva40sL7nDCNjkIzpmcWVpB8++qcqkz74Jnu0fXAaPRdV3DZ56ECrvaTrh0Bpy+YvHsRw9",
-	"3YYp4BWB2YiXvusmC9DnsNvkCsFmo81D2178zO/SeBv2syJO8TGFSZLZ0+Umel5XaINRAlxTEFsXCQsY",
-	"qzS53E2O66R4fWVsXxnbDkrARq60Oa6rZDkfxlIemWf823OBVtJkGgn2jvbKab1u29Y11D6QktOiEW6r",
-	"JL3dmhcslXzbTLWLWVbAg8yrgf79gF+TPwP137GKRZH9s6U56BoWuSXRu7zXgYNW+By5kGnwINeSj1LQ",
-	"Zd0Ul2bvUqbagi4pn8FnVeV2r0oiEzmQKd9hu435FIiH2ttbn1FRxO34uneUMjImk51RkrbpFr0hN6uL",
-	"FIMdDF1i7lP619yCNr0t90clYZqtq/UKbC50dftUAVfdaMPyraqWQtpqyUsXxa2/gFbgUbw8OI+bxYIK",
-	"/Gm6Qa4ywSpVActFUrcz5UgplWUTKii20ULvRmma9ydyozYZfitG1tUTyg3WVRuvMMzMKAcG0b0pTH4j",
-	"E9zdbrejl2i7ZqkWMhIpT1r3X7Rw9n2fGUK5OcuFtz4AEE2WphpdrpmdaqstYdh62luadpaiCu44BY7l",
-	"ldjKFYSsy6XL3vJfUrGosLosbFOBmfdf+y2V/o8myXs3a//yyW0uzNkMo5fCNIUv7MR63dXaxG/bmepK",
-	"aVdf9rMzU5mumEL8x5gvGtXMpiopa+jMdjLZctWVTUJFOwH6GXjignLrKyq9byXlU9cbSZ3v1jTTL7Bo",
-	"kd0eSxjLV9AsiAV5pdmt8La66aJC7bbyWm0hjyer5Ql5n0xeK1iRk9c+tQhViE1NFbtCKqUVSmWviEs7",
-	"SyZnh8PD3pcvZu0uDBWH34SQzuaIO7/IcwDWWmD+uxlcdpRzwNUv3wI98jwaF+Ky+ntp42i1q5el9lpN",
-	"nR/uVzR5xerV8AxXWHq9lWJ1QPo500lLXIeYStQOfBkMZmGeJtwC677/837v/d393vvFfa8xz6Tw8W5b",
-	"bmaZiDtHYU3OKxYb+DLYebl4V4e7cngVv2GTU7HqJCy8j7ljsHq3mi9npfbjLvbYpgoxLvHTZdkMyjSq",
-	"MCjiUA3zafxcAzNF8LUPtR7JN1qYeRkqQ2VtK1HXPsw6JIof9o5YvShN0FyUZiR3rUozaMi+/2KTsvCU",
-	"KWz8w4L1qAqxn8TUhNVvvznEddcR42d1yxIlp758g6+Z5E7pGqCaCD5kGm7UtUs+l+r2GMFPGcFPh1SK",
-	"vVf3lz37+8FKLmoDoFZ2j6znP85fv9rIedZwmnWSRZPtfF37VjP1Giv0A5Ld1nAOl2BaJft3iz8baT7e",
-	"p7yeY9726WA4GLa23rFY14OYk9eS5GILJa1sIq4eJpctaFVINLHAk5wLyX1KxJynKW7u6H3OPFsWvSwe",
-	"5Ztfv8my/X1xYRev/KMW3tOtJGwhF6+Ot7798nrvL6uw+IHbaFYhNEtqBv5aBFRSLkhpqGP/9Z//16dm",
-	"Gk+Wnw0Lsf/shVm1IKytHPKi7Ilj5Slt+WwTpQfsReYKlILjSC5JN/bZKX1kNgFRLaRXE6GN7Rug2ro+",
-	"nPZDyoM8G1alxv2tbfZmPRZ6yLunHFah8StPfWW1mF5WiCwrh2bdRN2C7kfcgMsD9RQbT0hRzWCtlV49",
-	"gNIe25Yb80hIuKF90dLbNC5X+cQyfXA7WwvyFoML5F+X1o0cF9fYdatByZ6mbh0S7GYM1llIqurvmuPa",
-	"Qq1YGXqjBSqyd+1zOk2pRXOqZCfJNLO75FglKqoxjjJvsjVPstjkZQNLmpvpGta1KccMV+PG8D2azqjK",
-	"vzbAa9nEt0GOIKF73bm3ceTl9LAHk0NW7eDtEPlqO/jL2Q6um4Oi/goGgqZg7LFRSWYhaDUCmMHaKsGP",
-	"L582mQw22gnWSbKFDWE5yHiTieAftSiLpVJjqRY33EJ4VKumxmWc/03KHfkO3eNOA1Z9zeaIJeKaXG44",
-	"SkDvK7lyf5QN7F7dKRw/9CSOtBDjmLlfTtgBC533NaRaCUoC3t1qdX1JT0IMRvI1FcdwQ8/5NVQydvIx",
-	"UOZBKZAKe0ur8LMvXV5duTMRFMFBbgNkFM2bNDmFK9zBQJRpYRfnpGEQ7pyDvhFRRalYMrkY97uXzbqh",
-	"nZqr//rP/xf2XKGO0HortU+ldt7Cvj8I2ljov6MRcA/hiX/zgPj3EaO5mXuBhBrl748IUymbYtyzEt3q",
-	"gn+mHDP/oESuSnbGwDUFunsAzKxNEalWe7YY7fgclvYtJPuVp8gT9BOTl1BBkuZwkCoE5BXLbpWOWUiz",
-	"hAE5OE3KI3DvZpS1nbvNYCjgO2Cnf2TihicgLQrE1dWzrtuj3zm9y+YWVT7MVhu9BAZPBdUEvSf5ZtLw",
-	"LlxxopF7j8MUaViJ4jG9FJIyJGC4/yfGlV8+ctdD8qmvAuYDV4qQEPJr38J4JOekFczHELMulcB0KZF0",
-	"7cqaL0xnCZheQO9dGmZmStt+IkhTqtDTUrEqyjMGDtKkT/nVuQI1Vi3Vq6K8Psb9G2LXsHC6xzXIwUiO",
-	"5K+0HSqjEfEkMXSlyaJXvxJL5/gDHU0DPh+zxiMfyQ2ob5WilPscA30SqnH1toTtDZjzwROyIUhHcv29",
-	"ZP0+VUZ9dfLraUh79epzXlVUKMkmXCSZ9lqq8xLlNZT/9rfDg4O//Q2vxY/c2JM3Z08oWCOFkeyG70fe",
-	"QTtC0XeEcuioE4xQEqV/ERPpD5Kv6a/I3o1QBA57xz6Vz0UAkJKBwKgNykadwWAw6tx7imiFJY0n3zMx",
-	"HJ9i2NknG9F90PGVUTtHZDZ6iqSS2xkRwT2eij2excLukfkRGuwIp7QsB8fAJyAGZTF2RDkqW4EffE0d",
-	"h/uuWho0dR9Jl5m12rtgEfhL+dicf6JNWhO4k8CrGYvYcSSfFRnmd2ylcgOZnZcLNxwzA5EG6ys7UeJl",
-	"WeaEF1scSfeigL88wrIZT1OQELuX3wrSZpB2uSR7HPEaUuuekirrM568e3F2cfX29OL01cXZ61ch63oL",
-	"Lzsc5nZYOlqUu2n2s5gKsxpLNQDo8MoXiVs0/bLJnn+xuE1nr7T01cMul96oPBgOH+yhmbJSQ+OThqkv",
-	"Ok4A1VwkAZNwS9YroY17Z/FwuN82S7HsvdrrQtTp6eZO5euN2OPgYJtpVt/kuQ86z7aZrfrSEEko2XzO",
-	"9aIeFvbEMLqcTdCg6hhTxAFXAAMFn7t+Tgn6WhFlICJIE9BVz1lF9bavYtqL3MP8RSNbNS1kLboV/JOp",
-	"JH4IbPt8uPNy6YFHk1+n5TdL/QubykA11pCJKlq9qAQarGLWjYBbp1qlqsn8fBoLqtHtKD8rlJdiacfu",
-	"J3qFS0JNJai9wemqPxVFi0YSF8C6h8OnrHiTppFoOtngRVHpxstAP6h48dBI5kMB7+uKZf42SB3D9x96",
-	"8ra3xSTclrGTj0g697foUbxF93nvixcfC6lja+wHwu4Gwvq+NCLc77lbQSW9VgjtC/q+ip01LDlsym6k",
-	"l77c49pVJUAq8gKDZjegxWTxqKftVrq+R/Fi8+c9bQfA8rSDiljpypN6wJqd8SBo5qY/gW094eFj0YEH",
-	"oAFfzhn/hKpDrTKMY330OsGHMLedBCA/6tkLEm1SbqNZY7WK5fTKBCZ2XY7lgJ2wMgEr14vG2Tw1IxnW",
-	"qxWE+WMdGqzQRRlylVljuSvaWBKPpRDyAfuVU7wIL19uyBlz4I11VPVxrbkuWObZrGTZpA9xydzFcSqi",
-	"VHbmC+d6CPSOWdGGLDDW2Q8LISFf3JhH1y7v3YsXTYKAS4J9FEHA59tuJQg8GgHIaFHxZxEGdiYdX5D0",
-	"4A77k0kPjjGtV9UoN8J8SuZSpnGsZy9PSgPNA6lR/9ayCGlqfAV4W6OQV+w/kkF5za1Jb3JZN5+GWFbT",
-	"px5ZZ/LJRO0akyvE+5fG2uHfN3d4ruQkEc6p+CXR1PMZWd0LBk9miaW8OJJEEhL0yly4trTBXW/UVjT5",
-	"Pf27pY5X3qRNGt5bCtGNj3PFbi7IAZvJmMo3f1X0tkQiB0fG3WV+RJoavHc+yZTbWemRzJGls0zoggrR",
-	"2pSpdrkeMUltJWT8KIaQtaU45a/4z6Beas8VFQ+YsRr43CWEx8JcD9iZzUPSvWPUPzxD/UaSWzV3bxEd",
-	"M04+N8R05xVKgN8s97JFNhc9y1GXPBzwXIUUE4yki78ImIsRD1gl7II0Dl8cy4VlkLMGFQzpXPv0UJpI",
-	"4Ilhc7AcZxmM5G/ueUPatH+quZsmXEgW5q1CV22LVhoyS2+9Ea3CEcM5T8O9UMz5FH9N+EJl9ngkpWIx",
-	"xy9jMkib4/xZXxkX0+cvWVOGhzlGOvDq3Ut6xFAu/LMjx9VNOk9wfZd+DPckPL33i2pbzYAZ9pwOBtE1",
-	"xMy5y9yb6yOZe2WPciCQM2ysgV8bJLxZQoEAnB0eHLBbsiyHiYpClxTnpmch4pEDE94NM5JlFAG3zHnC",
-	"ujCYDlj4+6iDrUedgI06OSTcp+pOO5dhr1npQ1S68Nac7aQYFVmwfYfKdZGiLB4lJNKY1fv5V1L4CvtW",
-	"rvm14vVXVfChVEEiXPVs/CqhfGDdMMsTsBtd9rXMV7xslEVKmb0uecvlqAbupTqetBQxcdYZWxlsJCvV",
-	"XLwnvmqJxvZdl55bL+DSK0u3yEUlWmzAKErMzqAwOD0xTN3K2quiVGXscHhI4S4kCpqAytl7F5ZYLprR",
-	"G7AfaKPGvTaLE1vNJxMREbVXc2HJlJ4nQe0Hw+HQA8e413LHsFAybqQtpVnXJcLvKjFQrx+1mm/jKqXG",
-	"F2qbprWk+kfwrbrdb7QLELIWZgGPgR9tHfhyxFEvOtRrGQV0HWcq04xiuBaPapzOqYsTG+n2rrqu2lwa",
-	"1fypT4ZilXyTJud9HguHLTwhIju3syRz9itPX4qxBmZUpiNwFumv+tI6p0nFK0B0VkKDDn1RUvtHxU6v",
-	"26jWTLd+mXO2FB+5nN5GmdO4Oy8UBmWQ33hRbHvMDYyksdxSJGRr+lprxhp7A7qf33mK5zPExAJ2OHza",
-	"Y7FC2d+S5kNywxh3cbQkQoC0epHHAdIglTBAFIVdFhJ+eTh8+n8Oh4f34YA9d3GSI2lm7h0HlOhdWJwb",
-	"MH8ZKqQhQ6qm1sznimtoCMqfyCDYnNL4yEJ1S3ZfA/k5z8jjNskSVjb7UMryBUm5SCeIADiMYDlK7Ewc",
-	"6hd8xZCB5zbID69Rwj3nc6iIkYaelBO5vr0Uqjxwi3739qXxoc+1kKjwGhbOu8lHcqLBzJJFbnqr0ETK",
-	"RKJOPliqRjEbZm2/UJQg/3Fmpg2NKdR9c7NzMd2m2eldutVolCbzSQXPAnpNQqf/bXsujz0+iNNjxy+N",
-	"2/sUGEQ1PMt6/svvl8vf5Ykiv1/igVbCUz2UGdUgIE6Sy1pLlMB0Ltdd9EohmMF7Z1+5d++G7s2oltmf",
-	"rTLoz/73T4hovpxai27jj4UqY6eDZfhe1h19NyDBVD17r/PN5BDyEfrLJK++6deukacdH7Xx5Wzsxj3i",
-	"fKjpxyrKSAJau82LmTAucYZHlrI2/EI3bnrB58mmTf/vk19f7rbpfNRy0+07fDoYFrvEleNszMJdveTk",
-	"Osvfw0PP77gVehp4vGi/IW/dz5/lgtDcKHKTojt4CIp1Wffu8FhIeoUuF5ZRWC8Kuq0D283+nn8E06yN",
-	"q3B1lb7wCHi3ie3yLcqMA4TNv0sofGnTBKqoL6dUYiPK308oMih8uw8LdT+R/oF38pJ1JSXFKs3C5+4U",
-	"+64Y/BEbhj0fD29cCeuK4YIZsBQMTylGZiR9YpB7dPb9fUiVutrj3N1hfyL9zA1+7lZoEJvuPznergvS",
-	"oOrfj2nL+TeOuPAx8B6sW1+Kqp+iQlX33rsiqveb4yIqGLuKSG0Kd7Jw+YL5UX615TUHuU9R7PygA20P",
-	"ZV97YI9w8z/y1n9Z9thdju5Dba6/wKKwtzbd4T0Xjn1lcsK/c3hJPsMa1rlrLDzrhpLP4Yi573OzL3JU",
-	"Mt5QZEEwkqFLrzd5Q3rKtYiG96n3Uy5kwMK8sAe3eWuXDuy/xxYSzyn2P4+k+4y/VIqGNU5VzUXInZq+",
-	"nkbAQpFeaUpeLkbmcpE/s9wbsBNZXV2Yv96dUtEcXps99Mbd6kTVh3BdUAiXlUnLLpxcqNiSs+dnL96S",
-	"jfvw4CBAcApfYtKdUTdPlREyhjtcI4ky3LAJ2GgGcR4fg0cOsYvR9+mFZuQPlgonGHrgtk9FCnyt0m4o",
-	"4jBgofVlJHwRDfrOowT+mXBjrzKDH0YyzIOErqjXVQVeAQvJ+3hlZ8JczZW0s7DnEvuLAhu4m6lUmoqW",
-	"rEpXNOmSAPRYUtZjmr/X0948kuTRJa+vwbErCQcfztvXEHqIrj8BeWexXjCdySN2iySmeOcbZJwqIfOH",
-	"vmOIRAxMi+mMqtP6Eu958Uoy2jsiJMxIumrIUaa1KxFzDZLlNWYcbFxNGBePsvxyvc0r3eCkRijpqjjw",
-	"kYxUujjKWYNUes4TYegqBSz8PgwcO1gELBZ4rkJOg9KpH6kUaL6zN8wR196AvXKZTSMpkNRFSlNpiQr1",
-	"Kgn0XN1Ab4C0mYqguHhE7oIgl7bADUXkdcuyEhdv351fnL64evP29T/PTs8rwyI9WPSOi/AbYauaZ5UT",
-	"0BKpyHwzGYTo+pPqmP59+8/i+qu+rd8WzuKx5TEl0C+INP1G95gvveJP8WEzQUYllAhc6Mv3Owu2rXSL",
-	"arTAwxMur26wKZWHIeXYiyQu9NhXx6qEONfqbeehcTmpoZpOwUhm0oqErZFXWDes1QAPXeimVLe9AIeT",
-	"lWvKuBnJ0NdGRLiEA0bFx8mKhJItu53hcfBKFLVbN4VA+OTniKixL26jkhh8KaiR9AXajzzFmHFTxMvZ",
-	"W5U/+cXqKz5iw7CoNY4AUEleklyq28FIvqZUDoSbiDjVFNOuwk81QpnQKOLRDJ7gWivVmSi0u4lCubrr",
-	"n5RE1Uu7f1YrWEHC8RQRPZ3P+Ws87wNp4OIGCBFJs/GKpQ82yyN+cuRWEry84m5TClqo+OFks4eO9V0T",
-	"31t9/Gcwkj6Glq0JoR0wCgJFknKr8Rvp1d5JkpkZE9KCvuFJTVp5d37y0+nVjy/fnf98dfbq4vTtP05e",
-	"hkH+bDDbHzLTc4FQKCixCdz6xyQMaZYo1ozBUTC2oIWefGgYr7tk/02jeIudt9OYr9G7efQuEoLKLZvx",
-	"OOfD6yJ5P7HdbimuY9egDqq872ZsqAZKvzqxIK8piaJc6dEOOvT+T2eP0NRvuaEWPhVv7ONWuBXjBEq3",
-	"3Mmbs0GlcmcOLFz2KpVjrkhXXpTTAOSlM5FWzINcBxS6lnlhKjMUgdWrM5w3FNosY0htEUDW/QnUS5Cm",
-	"sp9eZYZqCFzzNpxWmofRBI51FEUTWTf8/hoW34U9F1JWCTHrht8bMf1ulA2HB9/AXer/Is3zu3B5EU3T",
-	"/zZTRV1E0se9tOWthdWjoJJyqyM4r39Adjvng88V7zx6wWcEVsaqOOHvL+//fwAAAP//",
+	"7H2Nchs30uCroHhXZXJrRFGynMtSlUoptpLoi2O7LHmzV6FKA840SayGwATASGJ8qvoe4p7hHux7kit0",
+	"Y/7IGf7Yshzv592qWCRngEaj0f/deN+J1DxVEqQ1neH7Tso1n4MFjZ+eZ9oo7f6KwURapFYo2Rl23vAp",
+	"sAh/DBg3TIPNtISYCcnsDFhIv4VMTfBzquFGqMywlE+h3wk6wo3yRwZ60Qk6ks+hM+zQO52gY6IZzLmb",
+	"daL0nNvOsDNeWOgEnTm/ewlyamed4bODw6BjF6l701gt5LQTdO72pmqv/uX9fdB5wS03YM9euDFx6pTb",
+	"WTlzTL9fibgTdDT8kQkNcWdodQaN0GQZPrk60elduoqsC5EAs+oaJIO7VOgF62ZS3DEDkZKx6QWIInzg",
+	"iWEh3KWhw+lcSAtxG7LgLm3GlJD2myOHKiHFPJt3hoMCUDfgFDRC+pPmMku4FnaxCvEPWXQNlhnxJxyz",
+	"MX4wzFiuLeOW3c5UAmymMm2Y0izmCxOwdxfP20CdVqaqgvw/NUw6w87/2C8pcJ9+NftV8By4v0ADmCeS",
+	"nbw5Y9eweGIIf20gXEN96godHT77pmknf4EFkUt9yrMYpBUTAdqRtpv9F1gUs9ap6hoWH09RL8Vc2JYD",
+	"mLjf2paMP9YWHcOEZ4ntDJ8N8CQReRwMBhViOWimlvNIue/WULZxT7TBgj/uuAHnYrp+QjGV3Ga6fVIx",
+	"3XHKd4ZP4Uet5qsTnyPx59wMtFAx6woZJZkRN3DMhDX+oDzxJ6XXZy8I4Y422f/Cc8LGMFEaWGhV2Ab3",
+	"xAHQSCQxt7BnxRw6rdBfqFXYT2W8DDnceciXoJTqtg0sq3YH6t7RvkmVNEDiRMlJIiKk50hJCxL/5Gma",
+	"iIg7cPf/ZRzM77dkE6daK00TLRHKDFg049KJKT+pYbfCzhh3XFgYK+SUqfG/ILL9zn3Q+VHpsYhjkI8E",
+	"mwbkJDxhwrAbnoiYjTPL5nzBpLIsVszOhEHQXin7o8pk/Okhe6WYyaKZx0suzCOeJKCfGMajSGWS8OVO",
+	"4iPi7MTjqIK3W9Q7JpmBuM/Cf+45iKaOGN8CN0qGDrFKgiP9EOUuxGHAwjGPrwreEQYjGSJ3Clm3kMJO",
+	"XXFkbRjPiUhNnNjD7dHAY8SL1xp6AQuVFlMh3fCZAX3FpyAtjp3Ja6lu5ZV/gCa5hgVLhLFOfLqvDeOS",
+	"hnSSAoxlM26YBGFnoFn42r8rlR7J8C1MQIMO3bT56NewCFmXJ0YxzrSy3ELsxWKhefmVcWORWU01j6Dn",
+	"QNTgzmtkIQ5Zt/yQL88wy6+B2YLzmgAp1Etep76ETtLlKC6WOJLClPP5LTBX3Ib5K7EwfJxU30H9R/ov",
+	"hWETnhiCMlfRpLJXPEnU7fJrpQ5nQnd8HIwOyctbJVL/XpQIkHYkeRxrMMZNJySTnmQqI4v0SjsiMGGv",
+	"P5KdoDMDHnsF+SSKwJi950parZK9EwfZHm1YnepX+fUKxa5/4d4fOlQIIH4cNuU3GY/SDWjcSc2tVz1Y",
+	"d/XYDfH3q4SgDHtOQ3RvzZW0s2TB/siU5SPZDfGPK7iLAGI8mZm0IkG8S7iz9AKJUlIve30WvgWrF3sn",
+	"Ews69BvmtehjdzS4JfTsvVGJiBYhnqvy65BNlNsgFms+sXsC7GRvZm3KU7HnoEag9/zu7g3+7sAc5WrT",
+	"qHP8x3ejbDB4GvlTapw49fPjD3B8+92Bn7T6nv5ucGz9ux5cet4BpOngcwsjiQAE7mWPrsqkhLh8mtpg",
+	"OaPGl/KRPRTlQOuhGEk3Ak7yoFReIH/rB/3mbXy+JIX6o6Uu26jKbjh2IN2rv3eqVNwJOnVq7VwGrefz",
+	"neSZnSkt/oTHkdgVkdh4HufCGCGnjusqzTib88QpbxCjdOyGxedwyEIjpk6KORt0JJGEvHR07JQnCZuK",
+	"G5BuIPfFLSQJo5dpcMlgntoFsvfPzy2Vesn1FB6HVeaie6xi5JdWKZa46VFdelyqWNUwPREgN5aoSuVg",
+	"3XCROIH7OFA5QTzmBhxMmdTAo5mb/Jhpd5xZwi1oD1mqlaMW9/OptN5P8SAQ/nxx8eYfDgf4ciu85SMs",
+	"fya3gIia35x5t0SqVQraCrJySGWMW60kp0C+lskidwe0OrH2zLVI9xTCw5O9VDk+pum1+6ATaeD2Eeap",
+	"aFYNFvkMmJLJoqIueg230JW7yumxZsgalbjeMQtlliQhgxvQi5H0D6HW4C0OHCsz0GcnLIYEKuopi7VK",
+	"DVNZYZ07pY84j7AwN1u4WYKOA4AOQQ1VXGu+6CwTxvu2x8vxvA67iq4QNdrQGy4lsrp1hbjntSFh3UHx",
+	"ozE+5QJdXH6+sVIJcIkTFtp1g5vMyUg0J5mjjGJOUdhPfvpchS+3RLo9cTM2EthGNIi4CfsPRZeFXr66",
+	"5OdnL94a1j17c3OEitDZm5tvnNmi5zwRBuIeKy0AlhsA88xYZ3EkTp8ior0VBtBk6Dn9knDC5SJ/ZYnM",
+	"diarhBt75TZgdQW/zUAyTmZXLlrc4yziWguIaT+RdDRESscQo39DuLfmQmYWeltv3EPtiFc2r1Bbavbe",
+	"1fnDGJgBfQMxqtIRT0DGXHvdv+uU/oIUJ6hzkIZaW1iTw7sF8YUemHu1GvbMm+QYKWjd2OWNzK3sK7SQ",
+	"r9adxnd4sG/d9pYOBw1pwiOI2XhBPMztNBryTvoYK5KE3Sp9bQp04ABorMYKzKPvdKkeoyiOY0EPvqlI",
+	"QmR1TUoA2dVVO5J7PJALdcjC3MS6SkFfkbUS4mEwjHuTiynJ+A1oPoWAZSmzioXjTBsbMm6ZkhEcMx5p",
+	"ZQx7hQgWETfMaRyMx3MnXQ72XwXMAHHEt6cnL349XaY3ie7lZSzW5T1O6j3MhU/d/S9Ya4tQXGBpkQ3D",
+	"BJssmjK88HvjkIGHsDRayL+3FC8rLTVH4G47mqV9mo0TEeERtoqlGfkJHZ969/alYd3w+2tYfBci93ko",
+	"cssMn8KVY3lXyBvaeItnJujoLRgk/tHEW4bsVgtrQTIc3ykQqIPk1DKSaZIZdjvj5EXi0tyCgzx/gPx0",
+	"zhDy4yzAqx4r3KkFE/k+bokK95hyNqmzsvwJQ/TkTscttJMliiGFCLfbc8X6ka2NXrLHUv0MCoW3KtBq",
+	"KkmpENW1yaoMX8dEa/xmWcw0UMcKpd8HXlt/w8keXNLYW8LcFP7OFUt0S6V8CgWPULLk1nlkezlkvX43",
+	"mkPWFZ2i+GOdQeMtkQbBZJXlyRUq0avLe5XNxxTIvIZF4UUqvPwbmU0RsK/OksPevgfnYK2QU7Oj5Mhf",
+	"c/ByB3GfncgFQz2NOcKtKbRHh4cshDur+dUkD1OEvYDBXQSp9c52Hu8522UkJwKS2PiQ7i+wCNjtTDhB",
+	"oREfkDqLwymSYiqVhpgZxaxjCwgI44ZNwEYziFnEpdNqUmXcK2MeXY8ksiMncOigmD7rXszcaxpYDFHC",
+	"3Ygz0ICMy5kyYc4uwiEFPrhV2lBwhht2LeSeSkHyVIwkLZnxykvMk/eCpRqM03FRLfTCod9DFtVqtNbR",
+	"/jbHkhuDsDNsxEmrDrJC3BXD9ZPPtdZ4RXFXKKTW7SkYKE3ZLmoLaBeMAd1llQPiNAfTar1WH/TW6zEL",
+	"f78MSanY0T6d87szevgANYId7dVK6Hvt+zsYsN5ULdT5Yxa6oULWVdqjpOcNV+PMWI7/veWm384Tt7Rn",
+	"f8t1Z7dpxjrz3+nGTi53873yvGyS2UzDA9uzD0GzbRu90abdaLeGB4M+/n//2zBg4eFgcDCMx98Oh/tP",
+	"D8NjxtkYmRq9izE6ZGSOuP2Xvaql7GSc026gHPlg/9uQjSFSczCsOl2B55GsGMlVsmcXq+ALvyglJURu",
+	"rU8MSwF0wJQOSkPJfYXgCsnCi7OXpz+dXJxeXbx9d35x+uLqzdvX/zw7PQ8pl0qL6czuzZWxLJNWZ8iL",
+	"w3/u/aj0LXemsvsrZDOVLh3EykE5+jsq3sW52XQqP8ra/3jGt5F2t7LNN1rhGubqxp96HIl1B4Uzi5Rn",
+	"Zwr0mi30JftoxUrayXJfYgrORB4Dm4IEjfFvnlk151ZEPEkWLJOJI7ZUqxsRQ8zgzmnwwiaYvVVnkMsb",
+	"vxG3FZ/Bks6SQiQmAozXJ36+uHhTBv3dOSQvqJM9HIMjiNmTN2d9p73weZpAP1LzkB6kszqSM2VswMK/",
+	"9WuPOA3DZONYzbkbvusMExRDKdz1AhbOrE2H+/uJinjiRhg+HQwGIR1/1CQhoKGR4FKlbUBRxO9DVoQ8",
+	"6WmQcWN+AivSE/rsFCNBBPdIEm3Q0tsP3eGzpw996nZwzTzCKXxQv8nKqaRswK/eig/Zz5Wt2uxz+DB6",
+	"ybnhKobrZvxSwidFw8BQtKU4j7doN7hj/s6A3jtxbxObobirk6sW+QG6QeCORzYYyYgb2DMgjbDiBhzb",
+	"oIX32W8iiSOuY+JPjoeYLHXMAOJjmpszI+Q0AUavOAHu2Vh/JF8CvwEfBa6qgo7BYe5FAflEqzk6092y",
+	"93DZxBiWEzU3+zNWDU25OE1gnkcK5eL1pDP8fXPgpnD1SjSNq9+Uyum2RrlcvAKneeSQrJrnbRxg48D/",
+	"4EkGndWVXwarKdJA06PZLFn+MkMYhrgB/3H++pUzMzMImMMQw8TWGOI+O3FPGRYLDZFFQjcihpHk9D1Z",
+	"sG7CsRNit4olcAOJYTFAyrrLKOhhsUApoi8WKZwjtM5ulsqOJNylqBVqiDJtBHpYtMqmM5ZPmSgJxz5F",
+	"MX+utJwpJ3okPRXUd+BT0sJfYndxar9Jq7vNugaAlWej1/dYogk/50n5vGdkzRGgXEE1mYCMkdnJNENr",
+	"1oC0x/RsbqNowKRUZ+n0+iN5nkJiMTLNDXNAxGysuYxmYJz5xDMD7PXJOXvaHzwxxCgdxp2VCo79stC9",
+	"5Ewt3M6SrLNY2NMbT9B16c6j3ObPE5l4Kq6uYdEnp0snKL9Aj0/lC0ocrXxBofbSZ1uOUXyRj5F/sfJK",
+	"liaKO6k+1VxWRqCP/vHLBvHLI9vkkv0Ns3BjEnk0fS1k477GKACmHUIyoQ3k8VxI9vzlWW+zhtQctV4N",
+	"7jZHEJvc6/hok0PUOwTbdcHtT1BB7qV+fIjKWPlhrZeoc8qjmcdozNAhitw6/J1qFgLGJxb0Zci6ZQhS",
+	"O7JksYhRUcC8+l5FmSoXuiVOLddTaCDrbV9fUJXKEu2X5JgTXlMCX33f8FeEu2nfUN3fvjRjNd5CTxKN",
+	"B/mpLdZfEkajF92d/48OZHRVEoPu/UUDGiWL+/CgBrj3l8MaTwyzmovkU4Q3flCZbHIz/34Lzl43KrOz",
+	"gAF3H6TSdnbpgIthqoFC+N6c7wx/3zv4dhDsffusP3h2cBC4D/7vyya3cawytyHBikyuMIOjKjM4WkXq",
+	"c5A+lXYJ+ETJqbBZDAFLuPV//anU/LLf+VBgnlaBedoAzAyi67dkKWw0lOtHoFLLuQ3LEGlzlHvJSUmp",
+	"REpjJlFvyWV09KzVJ9Q8uLeBnhhGvhNvqy0Nezg4+rbJhUAelk0je0fMTkOvM0Dro1eMzcYJDgaHR5s4",
+	"YWWnmk6TpwGDJYsreg4ZnBX5Wwke6CJBeHUJjYVClt2qLIkxt2pRT7HJHXRKs6PBUX8bH4+x3GYtqZL0",
+	"G2X+VFO7aP4pUC4M1trMuJeo5thNzTirxpbIF5RHmGIFlIhggHyvXgIeDgbB0eAgOBo8DY4GR5cbeV6O",
+	"12IVBTabtsjXVTepoREYc3UDaMI1FRjPnTrsMAxOVWurrcojpscs9fWX3sfsi6WLqtMtvCseV9syBm6t",
+	"FuNs65TP8ccw/6oh4Yu6Ppy5LnP6tR7Surz2EsxppruLgwddxLKE2GERXpLdBxszsddFprcML++YGJyP",
+	"+r6U9Z10PGkaesbNFWa8NRa+//oDRWwmjlfMuLMoHdrR2qo5NCt8cUvKvxbk2V2noPmT/4t7lPbNkUCF",
+	"HVcO3lzI9h9b8zDd0q+M+BPW4LUyzg04Xfoq4Qtfa7KVnvkPfOule2mbfN0bYcRYJL4WYe3A5ZONBkCF",
+	"GbVkXeEu1KYsqKdEaYn5ggEVR7fOwpYxVEVwsMyvq8TXlOi1RhY8JwN/N51tidfunq7wlfn+9Zhvew7K",
+	"4XabWvLKOhaqDQvCdDwhxw+RNwUsUzmlLzU3lnTT3CVAzDZFS/VfqfvvLYzTRg/Ux/HBdpgPjvrVYPjh",
+	"0fpmLTUG2j7qYMdBc8Zb35eN0dcaW14KhyGyMUZ0zOIKaIfPvqnqpM++CZ4dHF4Gj8XVd02eehAu73k6",
+	"0tAadvmLp7GcPGnBmPDqkNlIl/7VTR6gz+G3yQ2CzU6bh/a9+JnfpfE24mdFneJjTJNEtyfVJnpZV1iD",
+	"UQJcYxJb1zEWMFZpDLmbnNbR8Poq2L4Kth2MgI1SaXNeVylyPkykPLLM+LeXAq2syTQy7B39ldN637at",
+	"e6h9ICdHoB3eVll6uzcvWGr5tplrF7OsoMcJrwb+94P7GuMZzv4dq1gU1T9buoOuYZF7En3Iex06EMLn",
+	"TgqZhghyrfgoBV32TaEyeyqZaku6xHoGX1WV+70qhUwYQMZ6h+0W5ksgHmptb31FRZG34/veYcnIGF12",
+	"RklcJgG9oTar6zgGOxxQYe5T/Nfcgja9LdeHLWGavav1DmyUurp9qQB1N9oAvlXVVkhbgbx0UAj+AluB",
+	"J/Fy4zxtFgAV9NN0gqgzwSpXActFUvcz5UQplWUTbCi20UNPozTN+xOGUZscvxUn6+oO5Q7rqo9XGGZm",
+	"WAPjyL0pTX6jENzdb7djlGi7x1ItZCRSnrSuv3iC/Pu+MgRrc5Ybb30AIpo8TTW+XHM71aAtcdi621u6",
+	"dpayCu44Jo7lndhKCELW5ZKqt/yX2CwqrILlnqngzMev/ZLK+EeT5r2bt3955zY35mzG0UthmtIXdhK9",
+	"dLQ2ydt2obrS2tW3/ezMVKYrrhD/MeaLRjOzqUvKGj6znU623HVlk1LRzoB+Bp5QUm4dojL6VnI+db2R",
+	"1fnXmmb6BRYtuttjKWM5BM2KWJB3mt2KbquLLjrUbquv1QB5PF0tL8j7ZPpaIYpIX/vUKlShNjV17Aqx",
+	"lVYolb1CKU2eTM6OBke9L1/N2l0ZKja/iSDJ5+hWftFcA3BSUddI5mK6OnbK/JWnL8VYg3cTM6MyHYEv",
+	"VRRmOJLhnKd9Hsfn+EtXxAF772AYMtu/FjIOWL/ft/e9sM9eqbLqVlAtFHouhiyseIGwa2ECEzuSTq8v",
+	"qttyApz5/NE+Cx3c5+JPCFkXOxCU0AKPTc+3Zyts67yBqUhgj1YbqyibA6Y8OcO9R+kNlCHJ50Dprv2G",
+	"WuAlr1UdoT9f/PqSVZ5gXQt3VDKUCHltese5M619cZ2H93S5eagx+W8wZr+CjrhVmt0qncRtkDCak3Ud",
+	"/fzH+etXT+q+vE+QaNXmGNtRHwXqM7/FMc7rnSgVafX30hfVGv8oWyK2uqQ/PP5r8s7iq2k01AC80Zt0",
+	"3hiAwO7gEE+x/DcVd5AYTGGtnxx04ZYHAJOz80PUa0gL9Fvm22DnY13kUKyPiTSAtPGc9hs3EifJdNKS",
+	"VySm0lmnvg0LszBPE26Bdd//eb///u5+//3ivtd48Iocg23bHS0rERSortkZBbCBb8OeX1dAfeArRFmJ",
+	"WzcFtatB6mLjK4FwAr5ZMlQaj+4SDGhqT0RVx1Ti1S9r+MKgSII2zPeQ4BqYKTL/fZ7/SL7RwszLPC3s",
+	"qVxJ+fc5/iGqG2FvyOodkYLmjkgjuWtLpCZ2/8VWBLpdxpqFD8sUxRbYfhJTs5S+/ebIwb0k+NQtS5Sc",
+	"+t4hvmEX7dI1QLULwYBpuFHX1PlAqttjh34sR386wHsAevVg7bO/H64UQjcgamX1udxq8MPURfgaabtO",
+	"rW0K3Kx7vjVGsiYE8oCypDWXiKqbq7LsbvFnoyBrFy4+up1ro8Myh3MbidPO0/PWpTlkT/uD/qAVth37",
+	"0j1I5GQt9y+WkMPXzMf9Dly2EHGpvAuH87mQ3Ff/zHmausUN3+f6RwvQy5ZAvvj1iyyfvy/Yw+KVv7/F",
+	"J3UoCVuYgKvjrX9+Gd77yyoufuA2mlXY2pJF7X4tcoex7Kn0SbP/+s//66uQjRcCzwaF5nv2wqw6y9Y2",
+	"yXlRvunGyqs389kmSvfZi4x68QLJP6pHj30h1p4TbQHySMcdJ0Ibu2cA20j7zPEP6YTzbFBVtA+2Dk+Z",
+	"9VToMU+3lqxi41ee+iaCMV4iEllWDs26iboFvRdxA1Ty7OWD2yGF7bG1Vnp1A8rQQ1sZ2CMR4Ybniye9",
+	"++5yVSot8wda2VqUt/gWIf+6dOTltLgmhFHNv/c8devsd5oxWOcMrHp61mzXFpbZytAbna2RvWufkwIC",
+	"LQGCSiGeTDO7SzlhoqKa4ChLhFtLgotFXjaIpLmZrhFdm8opHTQ0hn+jaY+q8msDvpa92Ru0FlTx1+17",
+	"m0ReroR8MK1nNeTTjpGPdZP5FMu/kpvsq/fqv7X36ro5ffKv4KJqKtsYG5VkFoJWd43pr+0n/vjqfZNz",
+	"Z6NHZ50hUHh76rA3Mq1aBtZSG8JUixtuIRzWOi26c+z/Ru6EeQV08VufVW+6GrJEXGM43o0S4N1r1AoU",
+	"OwXQjVxFUBivy5IWYjdmHrMXts9CyswIsY+KkuAOd/XmDYnXxfRH8jU2zqGh5/waKtV8+RhOSXRqM3JV",
+	"aZX77K81qEJOLK9IHKQFYMAkf6QpYaQiTg1EmRZ2cY4mGVLLOegbEbXLBkO/e/HQDe3UXP3Xf/6/sEdN",
+	"fDAIMXU2AbVZoEyCPb8RuLDQf4cjuDWEJ/4+FFR4hgznZnQ7ET6U300kTKWlkqErZ7pVgH/G+lN/2Uxu",
+	"6XfGwDU6bz0CZtamjqhW32xxqPI5LK1bSCcKHbfVT0zeXskxMaJB8ib7boa3SscsxFnCAJMfTMojoKBN",
+	"2fe924yGAr99dvpHJm544iSSVawKPevSGv3K8c5GAqq8tLE2eokMngrsF3yPCuGk4c7IYkcjuqvHFCWa",
+	"ieIx3iKUMsey3PqfkAfdDOl4SD71HQJ9UluRLoaKxS2MR3KOZtR8DDHrYntcKpfGY1f2g2I6S8D0ArwL",
+	"1zAzU9ruJQJNywoHLS3Rwj0TEKbRAPXQUfMqq5Z62VFQjPv7Ba9hQcbaNcj+SI7kr7gcbLET8SQxeKTR",
+	"4Vo/Ekv7+ANuTQM9H7PGLR/JDaRvlco9S0iBvkDdUC8+YXt9Rvk5SGwOpSO5/lyyPYxpsFcnv56GuFbv",
+	"b8g7Djv1aMJFkmlv1lMEOe+v/re/HR0e/u1v7lj8yI09eXP2BBO5UhjJbvh+5JM3Rs5WGDnFfdQJRk51",
+	"x38dJeIfaJDgX5G9GzmbIewd+zJfyg5Cq8whozYoG3X6/f6oc+85ohUWTcR8zShifPlx5wCdavdBx3dN",
+	"7gzRz/bUsUpuZ8gE93kq9nkWC7uP3mFocLycIliEx8AXJwflRQ2O5LCljfvg+20R7VMnRWh6fSSpanP1",
+	"7UJEuF/Kiyj99Y3SmoB2wh3NWMQkkXzFdJifsZWuLhgVWG7qcswMRBqs7/qGannZAokXSxxJum3EHx7h",
+	"lNE0BQkx3QpZsDbjeBc14HAjXkNq6Zq5snfrybsXZxdXb08vTl9dnL1+FbKuV1/Z0SB3k+PWOu0eZz+L",
+	"sWmzsdgfBDevvK28xTVSPrLvbzNvc3JUnvSdBS+X7q89HAwe7BKqsotL43Wnqb+QABGquUgCJuEW3X1C",
+	"G7qD9Whw0DZLAfZ+7eYxfOnp5pfKm13dG4eH20yzel/XfdB5ts1s1VvIUEPJ5nOuF/WU0SeG4eFswgZ2",
+	"zpk6GqDmOE7xudvLOcGeVsgZkAniBHjUc1FRPe2rlPYizz75oomtWjK2ltwK+clUEj8EtX0+2nm5dPmr",
+	"yY/T8n3G/vZdZaCah8xElaxeVJKQVinrRsAtGVOpavLXn8YC+/cT52eF8VKAdkw/4Q19EmomQe1+XuoM",
+	"VzQ0G0kHAOseDZ6y4r6qRqZJusGLoguW14F+UPHioYnMpwnf103J/N6gOoUfPPTkbfcOSrgt86ofkXUe",
+	"bPFGcU/l5z0vXn0stI6tqR+QuhsY6/vSbXC/T6cC2/2tMNoX+H2VOmtUctRU+Yy3ANLF+1UjQCoM0oNm",
+	"N6DFZPGou02Qrn+juM398+42IbDc7aCiVlLrYo9YszMdBM3S9CewrTs8eCw+8AA84MvZ45+c6VDrGkWi",
+	"D28u+RDhtpMC5Ec9e4GqTcptNGvsZLNcep3AxK6rv+6zE1YWZ+Z20Tibp2Ykw3onkzC/yEeDFbq4okBl",
+	"1lhODV0rcY96eUmf/coxnYeXt7rkgjnwzjrsCLvWXRcsy2xWimy0h7hkdHDIRJTKznxTbY+B3jErnkEP",
+	"jCX/YaEk5MCNeXRNPTG8etGkCFCB/KMoAr4WfytF4NEYQIZAxZ9FGdiZdXxB2gNt9ifTHkgwrTfVsG7K",
+	"fErhUpZ4rRcvT0oHzQOZUf/WughaanwFeVuTkDfsP1JAecutyW6iirxPwyyrpZWPbDP5QsN2i4madP+l",
+	"qXbw980vPFdykggKKn5JPPV8hl73QsCjW2KpZhY1kQQVvbJOtq2keNcTtRVPfo//bmnjlSdpk4X3FjOo",
+	"4+PcsJsLDMBmMsbW7l8NvS2JiPDIOB3mR+SpwXuKSabczsqIZE4snWVGF1SY1qYq1sv1hIlmKxLjRwmE",
+	"rK38UcWLPM5ba8NJFw4EzFgNfE7NImJhrvvszOYVAz4w6i+lwvdGkls1p3vKjhnHmJujdIoKJcBvlt+y",
+	"RaUnXtlT1zwIedQ9yQQjSRkXAaMU/qCW/eQsDp/VRYkYGKxxBoak0D5eoigSeGLYHCx3s/RH8je6+hQX",
+	"7a9x76YJF5KF+VMhK8oTTcgs3gOJvMqNGM55Gu6HYs6n7teEL1Rmj0dSKhZz92WMDmlznF/5LeNi+vyW",
+	"eyzAMceOD7x69xIvOJULfyXRcXWRFAmur9KPgb3ucRw022oOzLBHNhhE1xAzCpdRwttI5lHZYY4EDIaN",
+	"NfBr4xhvlmAiAGdHh4fsFj3LYaKikApmaXoWOjoiNLmzYUayzCLgllEkrAv9aZ+Fv4867ulRJ2CjTo4J",
+	"+lRdaecy7DUbfY6ULrw3ZzstRkUW7B6Rcl2lKBvLCel4zOr5/CsZfIV/K7f8Wun6qyn4UKYgMq56p44q",
+	"o3xg2zDLmzM0huxrVfHusGGFOVb9U20d1a8HdIslT1oaHJF3xlYGG8lKpycfia96ot3zXSrdrzd36pVt",
+	"neSiki3WZ5glZmdQOJyeGKZuZe3GYSxfPRocYboLqoImwKsufAhLLDfU6fXZD7hQQzdRu4mt5pOJiJDb",
+	"q7mw6ErPa9QOgsFg4JFj6CbtMSyUjBt5S+nWpSYZu2oM+NaPWs23CZXiwxdqm0drDTceIbZKq9/oF0Bi",
+	"LdwCngI/2jvw5aijXnWo9zkL8DjOVKYZ5nAtHtU5nXMXUhvx9K6GrtpCGtWCs09GYpUCnabgfZ4L557w",
+	"jAj93ORJriTw+8x99Eh/tZfWBU0qUQHksxIabOiLkts/KnV620a1lgbulUV6S/mRy/WAWNjuVueVwqBM",
+	"8hsvimWPuYGRNJZbzIRsrfdrLfFjb0Dv5Wce8/kMCrGAHQ2e9lisnO5v0fJBvWHsVjFcUiFAWr3I8wBx",
+	"kEoaoFOFqWzLfXk0ePp/jgZH92GfPac8yZE0M7rjxWn0lBZHA+a3xoU4ZIidFpvlXHEMDWL5EzkEm2tA",
+	"H1mpbimHbGA/5xlG3CZZwsrHPpSzfEFaruMTyACIIlhOEjszh/oBX3FkuH3r55vXqOGe8zlU1EiTdzQh",
+	"e3spVblPQL97+9JU+gEVKVHhNSwouslHcqLBzJJF7nqr8EQsScKXfLJUjWM2zNp+oLB/wce5mTY8jKnu",
+	"mx87F9NtHju9S7caDQtjPqniWWCvSen0v20v5d0bHyTp3YtfmrT3JTCO1Nxe1utffr9c/i4vFPn90m1o",
+	"JT3VY5lh0waUJLmutcQJTOdy3UGvNOnpvyf/yj3dKbw/wz6Hf7bqoD/73z8hoflWiy22jd8W7Jqf9pfx",
+	"e1kP9N2ABFON7L3OF5NjyGfoL7O8+qJf00Oed3zUwpfL1xvX6OZzln7eqmn9Mi9mwlDhDI8sVm14QDcu",
+	"esHnyaZF/++TX1/utuh81HLR7St82h8Uq3SQu9mYhbt6O9p1nr+Hx55fcSv2NPB40X5C3tLPn+WA4NxO",
+	"5UZDt/8QHOuyHt3hsZB4Q2WuLDtlvWj2uA5tNwf7/oJcszavgtpefeEZ8LSI7eotyooDh5t/l1T40qcJ",
+	"eNuGnGJPkii/W6WooPDPfViq+4lkME/tgqJkXYlFsUqz8Dnt4h5dFDFkg7Dn8+ENtbevOC6YAYvJ8Fhi",
+	"ZEbSFwbRhdTv70NspNae506b/YnsMxr8nCA0jpruPzndrkvSwJsBHtOX82+cceFz4D1atz4U1ThFhavu",
+	"v6cGy/eb8yIqFLtKSG0Gd7KgesF8K7/68pqT3KdO7fygDW1PZV+7YY9w8j/y1H9Z/thdtu5Dfa6/wKLw",
+	"tzad4X1Kx74yOePfOb0kn2GN6Nw1F551Q8nnMGT0fe72dRIVnTeYWRCMZEjl9SZ/EK95LrLhfen9lAsZ",
+	"sDBv5cFt/jSVA/vv3RPS7VPsfx5J+ux+qXRZa5yqWouQBzV9P42AhSK90li8XIzM5SK/gr3XZyeyCl2Y",
+	"3+yfYlcdXps99M7d6kTVS7IpKYTLyqTlK9T9yD3J2fOzF2/Rx310eBg4dArfAZT2qJuXyggZw52DEVUZ",
+	"btgEbDSDOM+PcVsOMeXo+/JCM/Ibi40TDPaK3MMmBb6VbDcUcRiw0Po2Er6JBn7nScL9mXBjrzLjPoxk",
+	"mCcJXeFbVxV8BSzE6OOVnQlzNVfSzsIeFfYXDTbcaqZSaWxasqpd4aRLCtBjaVmP6f5ez3vzTJJH17y+",
+	"JseuFBx8uGxfw+ghuv4E7J3FesF0JocM+/mX/WNlnCohLbvFAFUMkYiBaTGdYfNgf/1D3u0TnfbEhIQZ",
+	"SWpWHWVaU4uYa5As7zFDuKGeMJSPQk1DcpZKPgPsdOMmNUJJ6uLARzJS6WKYiwap9JwnwuBRClj4fRiQ",
+	"OFgELBZuX4WcBmVQP1Ip4Hxnbxgx116fvaLKppEUjtVFSmNriQr3Khn0XN1Ar+94MzZBoXxETkmQS0vg",
+	"BjPyumVbiYu3784vTl9cvXn7+p9np+eVYR0/WPSOi/QbYauWZ1USIIh4AUUzG4To+pPamDjDZwr9+blN",
+	"lrTn1HlqeUwN9AtiTb/hOfYhsfzcUn7YTKBTyWkElPry/c6KbSvfwh4t8PCMy5sbbIrtYdA49ioJpR77",
+	"7liVFOdaO/Q8NS5nNdjTKRjJTFqRsDX6CuuGtRbtIaVuSnXbC9xwsnJMGTcjGfr7YR1ewj7D3vDoRXKa",
+	"Lbudue3glSxqghtTIHzxc4Tc2De3UUkMvhXUSPr++UPPMWbcFPly9lbl1wGyOsRDNgiLVvAOASrJO8ZL",
+	"ddsfyddYyuHwJiKOPcU0dfipZigjGUU8msETB2ulOxOmdjdxKGqL/0lZVL3z/mf1ghUs3O2iI0+KOX/N",
+	"530gC1zcABIiWjbesPTJZnnGT07cSoLXV+g0paCFih9ON3voXN81+b3Vi8H6I+lzaNmaFNo+wyRQx1Ju",
+	"tftGerN3kmRmxoS0oG94UtNW3p2f/HR69ePLd+c/X529ujh9+4+Tl2GQN3JlBwNmepQI5RQlNoFbf9eH",
+	"QcvSqTVjIA7GFgjoyYem8dIh+2+axVusvJ3HfM3ezbN3HSOonLIZj3M5vC6T9xP77ZbyOnZN6sCrCmjG",
+	"hm6g+CupBXlPSafKlRHtoIN3M3X2kUz9khsuD8DmjXtuKdyKcQJlWO7kzVm/0rkzR5YDu+FOKWrSlTfl",
+	"NAB560zHK+ZBbgMKXau8MJUZisTq1RnOGxptljmktkgg6/4E6iVIU1lPrzJDNQWueRlkleZpNAGJjqJp",
+	"IuuG31/D4ruwRylllRSzbvi9EdPvRtlgcPgN3KX+L7Q8vwuXgWia/reZKvoioj3utS3vLaxuBbaUWx2B",
+	"ov4B+u0oBp8b3nn2gq8IrIxVCcLfX97//wAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
