@@ -732,10 +732,27 @@ type DatasetUsageItem struct {
 	Tokens int64 `json:"tokens"`
 }
 
-// Error defines model for Error.
+// Error An error answer other than a validation failure.
 type Error struct {
-	// Detail Example: API key not found
+	// Detail What went wrong, for a person.
+	//
+	// Example: Dataset not found
 	Detail string `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Grant defines model for Grant.
@@ -764,9 +781,24 @@ type GrantList struct {
 // Granularity defines model for Granularity.
 type Granularity string
 
-// HTTPValidationError defines model for HTTPValidationError.
+// HTTPValidationError A request validation failure, in FastAPI's shape with the problem fields.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Health defines model for Health.
@@ -798,6 +830,28 @@ type KeyUsageItem struct {
 
 	// Start The bucket's start (UTC).
 	Start time.Time `json:"start"`
+}
+
+// Problem RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+// and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+// what FastAPI clients read. An error is sent as `application/problem+json` when the
+// request's `Accept` names that type at least as preferred as `application/json`; otherwise
+// (no `Accept`, `*/*`, `application/json`) as `application/json`. The body is the same.
+type Problem struct {
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // RasterTileToken A tile token that is also a MapLibre raster source as it is:
@@ -1007,35 +1061,65 @@ type UsageFrom = time.Time
 // UsageTo defines model for UsageTo.
 type UsageTo = time.Time
 
-// Conflict defines model for Conflict.
-type Conflict = Error
+// ConflictApplicationJSON An error answer other than a validation failure.
+type ConflictApplicationJSON = Error
 
-// Forbidden defines model for Forbidden.
-type Forbidden = Error
+// ConflictApplicationProblemPlusJSON An error answer other than a validation failure.
+type ConflictApplicationProblemPlusJSON = Error
 
-// NotFound defines model for NotFound.
-type NotFound = Error
+// ForbiddenApplicationJSON An error answer other than a validation failure.
+type ForbiddenApplicationJSON = Error
 
-// TileForbidden defines model for TileForbidden.
-type TileForbidden = Error
+// ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type ForbiddenApplicationProblemPlusJSON = Error
 
-// TileLimited defines model for TileLimited.
-type TileLimited = Error
+// NotFoundApplicationJSON An error answer other than a validation failure.
+type NotFoundApplicationJSON = Error
 
-// TileUnauthorized defines model for TileUnauthorized.
-type TileUnauthorized = Error
+// NotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type NotFoundApplicationProblemPlusJSON = Error
 
-// TooLarge defines model for TooLarge.
-type TooLarge = Error
+// TileForbiddenApplicationJSON An error answer other than a validation failure.
+type TileForbiddenApplicationJSON = Error
 
-// Unauthorized defines model for Unauthorized.
-type Unauthorized = Error
+// TileForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileForbiddenApplicationProblemPlusJSON = Error
 
-// Unavailable defines model for Unavailable.
-type Unavailable = Error
+// TileLimitedApplicationJSON An error answer other than a validation failure.
+type TileLimitedApplicationJSON = Error
 
-// UnprocessableEntity defines model for UnprocessableEntity.
-type UnprocessableEntity = HTTPValidationError
+// TileLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileLimitedApplicationProblemPlusJSON = Error
+
+// TileUnauthorizedApplicationJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationJSON = Error
+
+// TileUnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationProblemPlusJSON = Error
+
+// TooLargeApplicationJSON An error answer other than a validation failure.
+type TooLargeApplicationJSON = Error
+
+// TooLargeApplicationProblemPlusJSON An error answer other than a validation failure.
+type TooLargeApplicationProblemPlusJSON = Error
+
+// UnauthorizedApplicationJSON An error answer other than a validation failure.
+type UnauthorizedApplicationJSON = Error
+
+// UnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnauthorizedApplicationProblemPlusJSON = Error
+
+// UnavailableApplicationJSON An error answer other than a validation failure.
+type UnavailableApplicationJSON = Error
+
+// UnavailableApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnavailableApplicationProblemPlusJSON = Error
+
+// UnprocessableEntityApplicationJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationJSON = HTTPValidationError
+
+// UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -4545,13 +4629,21 @@ type ListAuditResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4560,23 +4652,43 @@ func (r ListAuditResponse) GetJSON200() *AuditPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAuditResponse) GetJSON401() *Unauthorized {
+func (r ListAuditResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListAuditResponse) GetJSON403() *Forbidden {
+func (r ListAuditResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAuditResponse) GetJSON503() *Unavailable {
+func (r ListAuditResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4614,11 +4726,17 @@ type ListDatasetsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4627,18 +4745,33 @@ func (r ListDatasetsResponse) GetJSON200() *DatasetPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListDatasetsResponse) GetJSON401() *Unauthorized {
+func (r ListDatasetsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListDatasetsResponse) GetJSON503() *Unavailable {
+func (r ListDatasetsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4676,15 +4809,25 @@ type CreateDatasetResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4693,28 +4836,53 @@ func (r CreateDatasetResponse) GetJSON201() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateDatasetResponse) GetJSON401() *Unauthorized {
+func (r CreateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateDatasetResponse) GetJSON403() *Forbidden {
+func (r CreateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateDatasetResponse) GetJSON413() *TooLarge {
+func (r CreateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateDatasetResponse) GetJSON503() *Unavailable {
+func (r CreateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4750,40 +4918,75 @@ type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteDatasetResponse) GetJSON401() *Unauthorized {
+func (r DeleteDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteDatasetResponse) GetJSON403() *Forbidden {
+func (r DeleteDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteDatasetResponse) GetJSON404() *NotFound {
+func (r DeleteDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteDatasetResponse) GetJSON503() *Unavailable {
+func (r DeleteDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4821,13 +5024,21 @@ type GetDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4836,23 +5047,43 @@ func (r GetDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetResponse) GetJSON404() *NotFound {
+func (r GetDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetResponse) GetJSON503() *Unavailable {
+func (r GetDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4890,17 +5121,29 @@ type UpdateDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4909,33 +5152,63 @@ func (r UpdateDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UpdateDatasetResponse) GetJSON401() *Unauthorized {
+func (r UpdateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UpdateDatasetResponse) GetJSON403() *Forbidden {
+func (r UpdateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UpdateDatasetResponse) GetJSON404() *NotFound {
+func (r UpdateDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UpdateDatasetResponse) GetJSON413() *TooLarge {
+func (r UpdateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UpdateDatasetResponse) GetJSON503() *Unavailable {
+func (r UpdateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4973,15 +5246,25 @@ type ListGrantsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *GrantList
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4990,28 +5273,53 @@ func (r ListGrantsResponse) GetJSON200() *GrantList {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListGrantsResponse) GetJSON401() *Unauthorized {
+func (r ListGrantsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListGrantsResponse) GetJSON403() *Forbidden {
+func (r ListGrantsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ListGrantsResponse) GetJSON404() *NotFound {
+func (r ListGrantsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListGrantsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListGrantsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListGrantsResponse) GetJSON503() *Unavailable {
+func (r ListGrantsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5049,19 +5357,33 @@ type CreateGrantResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Grant
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5070,38 +5392,73 @@ func (r CreateGrantResponse) GetJSON201() *Grant {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateGrantResponse) GetJSON401() *Unauthorized {
+func (r CreateGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateGrantResponse) GetJSON403() *Forbidden {
+func (r CreateGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CreateGrantResponse) GetJSON404() *NotFound {
+func (r CreateGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateGrantResponse) GetJSON409() *Conflict {
+func (r CreateGrantResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateGrantResponse) GetJSON413() *TooLarge {
+func (r CreateGrantResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateGrantResponse) GetJSON503() *Unavailable {
+func (r CreateGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5137,40 +5494,75 @@ type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteGrantResponse) GetJSON401() *Unauthorized {
+func (r DeleteGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteGrantResponse) GetJSON403() *Forbidden {
+func (r DeleteGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteGrantResponse) GetJSON404() *NotFound {
+func (r DeleteGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteGrantResponse) GetJSON503() *Unavailable {
+func (r DeleteGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5208,17 +5600,29 @@ type UploadTilesResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5227,33 +5631,63 @@ func (r UploadTilesResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UploadTilesResponse) GetJSON401() *Unauthorized {
+func (r UploadTilesResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UploadTilesResponse) GetJSON403() *Forbidden {
+func (r UploadTilesResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UploadTilesResponse) GetJSON404() *NotFound {
+func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UploadTilesResponse) GetJSON413() *TooLarge {
+func (r UploadTilesResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UploadTilesResponse) GetJSON422() *UnprocessableEntity {
+func (r UploadTilesResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UploadTilesResponse) GetJSON503() *Unavailable {
+func (r UploadTilesResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5291,13 +5725,21 @@ type GetDatasetUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5306,23 +5748,43 @@ func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+func (r GetDatasetUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+func (r GetDatasetUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5360,15 +5822,25 @@ type GetTileTokenResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileToken
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5377,28 +5849,53 @@ func (r GetTileTokenResponse) GetJSON200() *TileToken {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokenResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokenResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *Forbidden {
+func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileTokenResponse) GetJSON404() *NotFound {
+func (r GetTileTokenResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokenResponse) GetJSON503() *Unavailable {
+func (r GetTileTokenResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5436,13 +5933,21 @@ type GetTileTokensBatchResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileTokenBatchResponse
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5451,23 +5956,43 @@ func (r GetTileTokensBatchResponse) GetJSON200() *TileTokenBatchResponse {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokensBatchResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON413() *TooLarge {
+func (r GetTileTokensBatchResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON503() *Unavailable {
+func (r GetTileTokensBatchResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5517,15 +6042,25 @@ type GetTileJSONResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileJSON
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *TileUnauthorized
+	JSON401 *TileUnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *TileUnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *TileForbidden
+	JSON403 *TileForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5538,28 +6073,53 @@ func (r GetTileJSONResponse) GetJSON200() *TileJSON {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileJSONResponse) GetJSON401() *TileUnauthorized {
+func (r GetTileJSONResponse) GetJSON401() *TileUnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON401() *TileUnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileJSONResponse) GetJSON403() *TileForbidden {
+func (r GetTileJSONResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileJSONResponse) GetJSON404() *NotFound {
+func (r GetTileJSONResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileJSONResponse) GetJSON503() *Unavailable {
+func (r GetTileJSONResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5720,7 +6280,9 @@ type ReadyzResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5729,8 +6291,13 @@ func (r ReadyzResponse) GetJSON200() *Health {
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Unavailable {
+func (r ReadyzResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5768,11 +6335,17 @@ type ListAPIKeysResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKeyPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5781,18 +6354,33 @@ func (r ListAPIKeysResponse) GetJSON200() *APIKeyPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAPIKeysResponse) GetJSON401() *Unauthorized {
+func (r ListAPIKeysResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAPIKeysResponse) GetJSON503() *Unavailable {
+func (r ListAPIKeysResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5830,17 +6418,29 @@ type CreateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5849,33 +6449,63 @@ func (r CreateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CreateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r CreateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON409() *Conflict {
+func (r CreateAPIKeyResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CreateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CreateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5911,40 +6541,75 @@ type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r DeleteAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON403() *Forbidden {
+func (r DeleteAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON404() *NotFound {
+func (r DeleteAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON503() *Unavailable {
+func (r DeleteAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5982,13 +6647,21 @@ type GetAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5997,23 +6670,43 @@ func (r GetAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6051,19 +6744,33 @@ type ChangeAPIKeySettingsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6072,38 +6779,73 @@ func (r ChangeAPIKeySettingsResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON401() *Unauthorized {
+func (r ChangeAPIKeySettingsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON403() *Forbidden {
+func (r ChangeAPIKeySettingsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFound {
+func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON409() *Conflict {
+func (r ChangeAPIKeySettingsResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLarge {
+func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntity {
+func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON503() *Unavailable {
+func (r ChangeAPIKeySettingsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6141,15 +6883,25 @@ type CheckAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CheckResult
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6158,28 +6910,53 @@ func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CheckAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+func (r CheckAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CheckAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CheckAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6217,17 +6994,29 @@ type RotateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6236,33 +7025,63 @@ func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r RotateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r RotateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+func (r RotateAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r RotateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r RotateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6300,13 +7119,21 @@ type GetAPIKeyUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *KeyUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6315,23 +7142,43 @@ func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6926,33 +7773,61 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6980,26 +7855,47 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7027,40 +7923,75 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7084,40 +8015,75 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7145,33 +8111,61 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7199,47 +8193,89 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7267,40 +8303,75 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7328,54 +8399,103 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7399,40 +8519,75 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7460,47 +8615,89 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7528,33 +8725,61 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7582,40 +8807,75 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7643,33 +8903,61 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7697,40 +8985,75 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest TileUnauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest TileForbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7873,12 +9196,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7906,26 +9236,47 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7953,47 +9304,89 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8017,40 +9410,75 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 	case rsp.StatusCode == 200:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8078,33 +9506,61 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8132,54 +9588,103 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8207,40 +9712,75 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8268,47 +9808,89 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8336,33 +9918,61 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -9011,16 +10621,24 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 }
 
 type ConflictJSONResponse Error
+type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
+type ForbiddenApplicationProblemPlusJSONResponse Error
 
 type NotFoundJSONResponse Error
+type NotFoundApplicationProblemPlusJSONResponse Error
 
 type TileForbiddenResponseHeaders struct {
 	AccessControlAllowOrigin *string
 	XTilegateReason          *string
 }
 type TileForbiddenJSONResponse struct {
+	Body Error
+
+	Headers TileForbiddenResponseHeaders
+}
+type TileForbiddenApplicationProblemPlusJSONResponse struct {
 	Body Error
 
 	Headers TileForbiddenResponseHeaders
@@ -9038,6 +10656,11 @@ type TileLimitedJSONResponse struct {
 
 	Headers TileLimitedResponseHeaders
 }
+type TileLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileLimitedResponseHeaders
+}
 
 type TileUnauthorizedResponseHeaders struct {
 	AccessControlAllowOrigin *string
@@ -9048,14 +10671,23 @@ type TileUnauthorizedJSONResponse struct {
 
 	Headers TileUnauthorizedResponseHeaders
 }
+type TileUnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileUnauthorizedResponseHeaders
+}
 
 type TooLargeJSONResponse Error
+type TooLargeApplicationProblemPlusJSONResponse Error
 
 type UnauthorizedJSONResponse Error
+type UnauthorizedApplicationProblemPlusJSONResponse Error
 
 type UnavailableJSONResponse Error
+type UnavailableApplicationProblemPlusJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -9093,6 +10725,22 @@ func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9102,6 +10750,22 @@ func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9123,6 +10787,22 @@ func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit422ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9132,6 +10812,22 @@ func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9173,6 +10869,22 @@ func (response ListDatasets401JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets401ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -9189,6 +10901,22 @@ func (response ListDatasets422JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets422ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
@@ -9198,6 +10926,22 @@ func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9239,6 +10983,22 @@ func (response CreateDataset401JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset401ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9253,6 +11013,22 @@ func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset403ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9262,6 +11038,22 @@ func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset413ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9283,6 +11075,22 @@ func (response CreateDataset422JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset422ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9292,6 +11100,22 @@ func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9327,6 +11151,22 @@ func (response DeleteDataset401JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset401ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9341,6 +11181,22 @@ func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset403ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9350,6 +11206,22 @@ func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset404ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9371,6 +11243,22 @@ func (response DeleteDataset422JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset422ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9380,6 +11268,22 @@ func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9421,6 +11325,22 @@ func (response GetDataset401JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset401ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9430,6 +11350,22 @@ func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset404ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9451,6 +11387,22 @@ func (response GetDataset422JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset422ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9460,6 +11412,22 @@ func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9502,6 +11470,22 @@ func (response UpdateDataset401JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset401ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9511,6 +11495,22 @@ func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset403ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9530,6 +11530,22 @@ func (response UpdateDataset404JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset404ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9539,6 +11555,22 @@ func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset413ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9560,6 +11592,22 @@ func (response UpdateDataset422JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset422ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9569,6 +11617,22 @@ func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9610,6 +11674,22 @@ func (response ListGrants401JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants401ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9624,6 +11704,22 @@ func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants403ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9633,6 +11729,22 @@ func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants404ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9654,6 +11766,22 @@ func (response ListGrants422JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants422ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9663,6 +11791,22 @@ func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9705,6 +11849,22 @@ func (response CreateGrant401JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant401ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9714,6 +11874,22 @@ func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant403ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9733,6 +11909,22 @@ func (response CreateGrant404JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant404ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
 
 func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9747,6 +11939,22 @@ func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant409ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9756,6 +11964,22 @@ func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant413ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9777,6 +12001,22 @@ func (response CreateGrant422JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant422ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9786,6 +12026,22 @@ func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9822,6 +12078,22 @@ func (response DeleteGrant401JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant401ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9836,6 +12108,22 @@ func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9845,6 +12133,22 @@ func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant404ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9866,6 +12170,22 @@ func (response DeleteGrant422JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant422ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9875,6 +12195,22 @@ func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9917,6 +12253,22 @@ func (response UploadTiles401JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles401ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9926,6 +12278,22 @@ func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles403ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9945,6 +12313,22 @@ func (response UploadTiles404JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9954,6 +12338,22 @@ func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles413ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9975,6 +12375,22 @@ func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles422ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9984,6 +12400,22 @@ func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10026,6 +12458,22 @@ func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage401ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10035,6 +12483,22 @@ func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage404ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10056,6 +12520,22 @@ func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage422ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10065,6 +12545,22 @@ func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10114,6 +12610,22 @@ func (response GetTileToken401JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10128,6 +12640,22 @@ func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10137,6 +12665,22 @@ func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken404ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10158,6 +12702,22 @@ func (response GetTileToken422JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10167,6 +12727,22 @@ func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10208,6 +12784,22 @@ func (response GetTileTokensBatch401JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch401ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10217,6 +12809,22 @@ func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch413ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10238,6 +12846,22 @@ func (response GetTileTokensBatch422JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10247,6 +12871,22 @@ func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10295,6 +12935,28 @@ func (response GetTileJSON401JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON401ApplicationProblemPlusJSONResponse struct {
+	TileUnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON401ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10304,6 +12966,28 @@ func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON403ApplicationProblemPlusJSONResponse struct {
+	TileForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON403ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	if response.Headers.AccessControlAllowOrigin != nil {
 		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
 	}
@@ -10329,6 +13013,22 @@ func (response GetTileJSON404JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON404ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10345,6 +13045,22 @@ func (response GetTileJSON422JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON422ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10354,6 +13070,22 @@ func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10463,6 +13195,22 @@ func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	return err
 }
 
+type Readyz503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeysRequestObject struct {
 	Params ListAPIKeysParams
 }
@@ -10499,6 +13247,22 @@ func (response ListAPIKeys401JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys401ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10515,6 +13279,22 @@ func (response ListAPIKeys422JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys422ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
@@ -10524,6 +13304,22 @@ func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10565,6 +13361,22 @@ func (response CreateAPIKey401JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey401ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10574,6 +13386,22 @@ func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey403ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10593,6 +13421,22 @@ func (response CreateAPIKey409JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey409ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10602,6 +13446,22 @@ func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey413ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10623,6 +13483,22 @@ func (response CreateAPIKey422JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey422ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10632,6 +13508,22 @@ func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10667,6 +13559,22 @@ func (response DeleteAPIKey401JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey401ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10681,6 +13589,22 @@ func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10690,6 +13614,22 @@ func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey404ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10711,6 +13651,22 @@ func (response DeleteAPIKey422JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey422ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10720,6 +13676,22 @@ func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10761,6 +13733,22 @@ func (response GetAPIKey401JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10770,6 +13758,22 @@ func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10791,6 +13795,22 @@ func (response GetAPIKey422JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10800,6 +13820,22 @@ func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10842,6 +13878,22 @@ func (response ChangeAPIKeySettings401JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10851,6 +13903,22 @@ func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10870,6 +13938,22 @@ func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings409JSONResponse struct{ ConflictJSONResponse }
 
 func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10884,6 +13968,22 @@ func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10893,6 +13993,22 @@ func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10914,6 +14030,22 @@ func (response ChangeAPIKeySettings422JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10923,6 +14055,22 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10965,6 +14113,22 @@ func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey401ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10979,6 +14143,22 @@ func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey404ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10988,6 +14168,22 @@ func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey413ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11009,6 +14205,22 @@ func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey422ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -11018,6 +14230,22 @@ func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11060,6 +14288,22 @@ func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey401ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11069,6 +14313,22 @@ func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11088,6 +14348,22 @@ func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey404ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11097,6 +14373,22 @@ func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey413ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11118,6 +14410,22 @@ func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey422ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11127,6 +14435,22 @@ func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11169,6 +14493,22 @@ func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11178,6 +14518,22 @@ func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11199,6 +14555,22 @@ func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11208,6 +14580,22 @@ func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12144,182 +15532,190 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Nchs30uCroHhXZXJrRFGynMtSlUoptpLoi2O7LHmzV6FKA840SayGwATASGJ8qvoe4p7hHux7kit0",
-	"Y/7IGf7Yshzv592qWCRngEaj0f/deN+J1DxVEqQ1neH7Tso1n4MFjZ+eZ9oo7f6KwURapFYo2Rl23vAp",
-	"sAh/DBg3TIPNtISYCcnsDFhIv4VMTfBzquFGqMywlE+h3wk6wo3yRwZ60Qk6ks+hM+zQO52gY6IZzLmb",
-	"daL0nNvOsDNeWOgEnTm/ewlyamed4bODw6BjF6l701gt5LQTdO72pmqv/uX9fdB5wS03YM9euDFx6pTb",
-	"WTlzTL9fibgTdDT8kQkNcWdodQaN0GQZPrk60elduoqsC5EAs+oaJIO7VOgF62ZS3DEDkZKx6QWIInzg",
-	"iWEh3KWhw+lcSAtxG7LgLm3GlJD2myOHKiHFPJt3hoMCUDfgFDRC+pPmMku4FnaxCvEPWXQNlhnxJxyz",
-	"MX4wzFiuLeOW3c5UAmymMm2Y0izmCxOwdxfP20CdVqaqgvw/NUw6w87/2C8pcJ9+NftV8By4v0ADmCeS",
-	"nbw5Y9eweGIIf20gXEN96godHT77pmknf4EFkUt9yrMYpBUTAdqRtpv9F1gUs9ap6hoWH09RL8Vc2JYD",
-	"mLjf2paMP9YWHcOEZ4ntDJ8N8CQReRwMBhViOWimlvNIue/WULZxT7TBgj/uuAHnYrp+QjGV3Ga6fVIx",
-	"3XHKd4ZP4Uet5qsTnyPx59wMtFAx6woZJZkRN3DMhDX+oDzxJ6XXZy8I4Y422f/Cc8LGMFEaWGhV2Ab3",
-	"xAHQSCQxt7BnxRw6rdBfqFXYT2W8DDnceciXoJTqtg0sq3YH6t7RvkmVNEDiRMlJIiKk50hJCxL/5Gma",
-	"iIg7cPf/ZRzM77dkE6daK00TLRHKDFg049KJKT+pYbfCzhh3XFgYK+SUqfG/ILL9zn3Q+VHpsYhjkI8E",
-	"mwbkJDxhwrAbnoiYjTPL5nzBpLIsVszOhEHQXin7o8pk/Okhe6WYyaKZx0suzCOeJKCfGMajSGWS8OVO",
-	"4iPi7MTjqIK3W9Q7JpmBuM/Cf+45iKaOGN8CN0qGDrFKgiP9EOUuxGHAwjGPrwreEQYjGSJ3Clm3kMJO",
-	"XXFkbRjPiUhNnNjD7dHAY8SL1xp6AQuVFlMh3fCZAX3FpyAtjp3Ja6lu5ZV/gCa5hgVLhLFOfLqvDeOS",
-	"hnSSAoxlM26YBGFnoFn42r8rlR7J8C1MQIMO3bT56NewCFmXJ0YxzrSy3ELsxWKhefmVcWORWU01j6Dn",
-	"QNTgzmtkIQ5Zt/yQL88wy6+B2YLzmgAp1Etep76ETtLlKC6WOJLClPP5LTBX3Ib5K7EwfJxU30H9R/ov",
-	"hWETnhiCMlfRpLJXPEnU7fJrpQ5nQnd8HIwOyctbJVL/XpQIkHYkeRxrMMZNJySTnmQqI4v0SjsiMGGv",
-	"P5KdoDMDHnsF+SSKwJi950parZK9EwfZHm1YnepX+fUKxa5/4d4fOlQIIH4cNuU3GY/SDWjcSc2tVz1Y",
-	"d/XYDfH3q4SgDHtOQ3RvzZW0s2TB/siU5SPZDfGPK7iLAGI8mZm0IkG8S7iz9AKJUlIve30WvgWrF3sn",
-	"Ews69BvmtehjdzS4JfTsvVGJiBYhnqvy65BNlNsgFms+sXsC7GRvZm3KU7HnoEag9/zu7g3+7sAc5WrT",
-	"qHP8x3ejbDB4GvlTapw49fPjD3B8+92Bn7T6nv5ucGz9ux5cet4BpOngcwsjiQAE7mWPrsqkhLh8mtpg",
-	"OaPGl/KRPRTlQOuhGEk3Ak7yoFReIH/rB/3mbXy+JIX6o6Uu26jKbjh2IN2rv3eqVNwJOnVq7VwGrefz",
-	"neSZnSkt/oTHkdgVkdh4HufCGCGnjusqzTib88QpbxCjdOyGxedwyEIjpk6KORt0JJGEvHR07JQnCZuK",
-	"G5BuIPfFLSQJo5dpcMlgntoFsvfPzy2Vesn1FB6HVeaie6xi5JdWKZa46VFdelyqWNUwPREgN5aoSuVg",
-	"3XCROIH7OFA5QTzmBhxMmdTAo5mb/Jhpd5xZwi1oD1mqlaMW9/OptN5P8SAQ/nxx8eYfDgf4ciu85SMs",
-	"fya3gIia35x5t0SqVQraCrJySGWMW60kp0C+lskidwe0OrH2zLVI9xTCw5O9VDk+pum1+6ATaeD2Eeap",
-	"aFYNFvkMmJLJoqIueg230JW7yumxZsgalbjeMQtlliQhgxvQi5H0D6HW4C0OHCsz0GcnLIYEKuopi7VK",
-	"DVNZYZ07pY84j7AwN1u4WYKOA4AOQQ1VXGu+6CwTxvu2x8vxvA67iq4QNdrQGy4lsrp1hbjntSFh3UHx",
-	"ozE+5QJdXH6+sVIJcIkTFtp1g5vMyUg0J5mjjGJOUdhPfvpchS+3RLo9cTM2EthGNIi4CfsPRZeFXr66",
-	"5OdnL94a1j17c3OEitDZm5tvnNmi5zwRBuIeKy0AlhsA88xYZ3EkTp8ior0VBtBk6Dn9knDC5SJ/ZYnM",
-	"diarhBt75TZgdQW/zUAyTmZXLlrc4yziWguIaT+RdDRESscQo39DuLfmQmYWeltv3EPtiFc2r1Bbavbe",
-	"1fnDGJgBfQMxqtIRT0DGXHvdv+uU/oIUJ6hzkIZaW1iTw7sF8YUemHu1GvbMm+QYKWjd2OWNzK3sK7SQ",
-	"r9adxnd4sG/d9pYOBw1pwiOI2XhBPMztNBryTvoYK5KE3Sp9bQp04ABorMYKzKPvdKkeoyiOY0EPvqlI",
-	"QmR1TUoA2dVVO5J7PJALdcjC3MS6SkFfkbUS4mEwjHuTiynJ+A1oPoWAZSmzioXjTBsbMm6ZkhEcMx5p",
-	"ZQx7hQgWETfMaRyMx3MnXQ72XwXMAHHEt6cnL349XaY3ie7lZSzW5T1O6j3MhU/d/S9Ya4tQXGBpkQ3D",
-	"BJssmjK88HvjkIGHsDRayL+3FC8rLTVH4G47mqV9mo0TEeERtoqlGfkJHZ969/alYd3w+2tYfBci93ko",
-	"cssMn8KVY3lXyBvaeItnJujoLRgk/tHEW4bsVgtrQTIc3ykQqIPk1DKSaZIZdjvj5EXi0tyCgzx/gPx0",
-	"zhDy4yzAqx4r3KkFE/k+bokK95hyNqmzsvwJQ/TkTscttJMliiGFCLfbc8X6ka2NXrLHUv0MCoW3KtBq",
-	"KkmpENW1yaoMX8dEa/xmWcw0UMcKpd8HXlt/w8keXNLYW8LcFP7OFUt0S6V8CgWPULLk1nlkezlkvX43",
-	"mkPWFZ2i+GOdQeMtkQbBZJXlyRUq0avLe5XNxxTIvIZF4UUqvPwbmU0RsK/OksPevgfnYK2QU7Oj5Mhf",
-	"c/ByB3GfncgFQz2NOcKtKbRHh4cshDur+dUkD1OEvYDBXQSp9c52Hu8522UkJwKS2PiQ7i+wCNjtTDhB",
-	"oREfkDqLwymSYiqVhpgZxaxjCwgI44ZNwEYziFnEpdNqUmXcK2MeXY8ksiMncOigmD7rXszcaxpYDFHC",
-	"3Ygz0ICMy5kyYc4uwiEFPrhV2lBwhht2LeSeSkHyVIwkLZnxykvMk/eCpRqM03FRLfTCod9DFtVqtNbR",
-	"/jbHkhuDsDNsxEmrDrJC3BXD9ZPPtdZ4RXFXKKTW7SkYKE3ZLmoLaBeMAd1llQPiNAfTar1WH/TW6zEL",
-	"f78MSanY0T6d87szevgANYId7dVK6Hvt+zsYsN5ULdT5Yxa6oULWVdqjpOcNV+PMWI7/veWm384Tt7Rn",
-	"f8t1Z7dpxjrz3+nGTi53873yvGyS2UzDA9uzD0GzbRu90abdaLeGB4M+/n//2zBg4eFgcDCMx98Oh/tP",
-	"D8NjxtkYmRq9izE6ZGSOuP2Xvaql7GSc026gHPlg/9uQjSFSczCsOl2B55GsGMlVsmcXq+ALvyglJURu",
-	"rU8MSwF0wJQOSkPJfYXgCsnCi7OXpz+dXJxeXbx9d35x+uLqzdvX/zw7PQ8pl0qL6czuzZWxLJNWZ8iL",
-	"w3/u/aj0LXemsvsrZDOVLh3EykE5+jsq3sW52XQqP8ra/3jGt5F2t7LNN1rhGubqxp96HIl1B4Uzi5Rn",
-	"Zwr0mi30JftoxUrayXJfYgrORB4Dm4IEjfFvnlk151ZEPEkWLJOJI7ZUqxsRQ8zgzmnwwiaYvVVnkMsb",
-	"vxG3FZ/Bks6SQiQmAozXJ36+uHhTBv3dOSQvqJM9HIMjiNmTN2d9p73weZpAP1LzkB6kszqSM2VswMK/",
-	"9WuPOA3DZONYzbkbvusMExRDKdz1AhbOrE2H+/uJinjiRhg+HQwGIR1/1CQhoKGR4FKlbUBRxO9DVoQ8",
-	"6WmQcWN+AivSE/rsFCNBBPdIEm3Q0tsP3eGzpw996nZwzTzCKXxQv8nKqaRswK/eig/Zz5Wt2uxz+DB6",
-	"ybnhKobrZvxSwidFw8BQtKU4j7doN7hj/s6A3jtxbxObobirk6sW+QG6QeCORzYYyYgb2DMgjbDiBhzb",
-	"oIX32W8iiSOuY+JPjoeYLHXMAOJjmpszI+Q0AUavOAHu2Vh/JF8CvwEfBa6qgo7BYe5FAflEqzk6092y",
-	"93DZxBiWEzU3+zNWDU25OE1gnkcK5eL1pDP8fXPgpnD1SjSNq9+Uyum2RrlcvAKneeSQrJrnbRxg48D/",
-	"4EkGndWVXwarKdJA06PZLFn+MkMYhrgB/3H++pUzMzMImMMQw8TWGOI+O3FPGRYLDZFFQjcihpHk9D1Z",
-	"sG7CsRNit4olcAOJYTFAyrrLKOhhsUApoi8WKZwjtM5ulsqOJNylqBVqiDJtBHpYtMqmM5ZPmSgJxz5F",
-	"MX+utJwpJ3okPRXUd+BT0sJfYndxar9Jq7vNugaAlWej1/dYogk/50n5vGdkzRGgXEE1mYCMkdnJNENr",
-	"1oC0x/RsbqNowKRUZ+n0+iN5nkJiMTLNDXNAxGysuYxmYJz5xDMD7PXJOXvaHzwxxCgdxp2VCo79stC9",
-	"5Ewt3M6SrLNY2NMbT9B16c6j3ObPE5l4Kq6uYdEnp0snKL9Aj0/lC0ocrXxBofbSZ1uOUXyRj5F/sfJK",
-	"liaKO6k+1VxWRqCP/vHLBvHLI9vkkv0Ns3BjEnk0fS1k477GKACmHUIyoQ3k8VxI9vzlWW+zhtQctV4N",
-	"7jZHEJvc6/hok0PUOwTbdcHtT1BB7qV+fIjKWPlhrZeoc8qjmcdozNAhitw6/J1qFgLGJxb0Zci6ZQhS",
-	"O7JksYhRUcC8+l5FmSoXuiVOLddTaCDrbV9fUJXKEu2X5JgTXlMCX33f8FeEu2nfUN3fvjRjNd5CTxKN",
-	"B/mpLdZfEkajF92d/48OZHRVEoPu/UUDGiWL+/CgBrj3l8MaTwyzmovkU4Q3flCZbHIz/34Lzl43KrOz",
-	"gAF3H6TSdnbpgIthqoFC+N6c7wx/3zv4dhDsffusP3h2cBC4D/7vyya3cawytyHBikyuMIOjKjM4WkXq",
-	"c5A+lXYJ+ETJqbBZDAFLuPV//anU/LLf+VBgnlaBedoAzAyi67dkKWw0lOtHoFLLuQ3LEGlzlHvJSUmp",
-	"REpjJlFvyWV09KzVJ9Q8uLeBnhhGvhNvqy0Nezg4+rbJhUAelk0je0fMTkOvM0Dro1eMzcYJDgaHR5s4",
-	"YWWnmk6TpwGDJYsreg4ZnBX5Wwke6CJBeHUJjYVClt2qLIkxt2pRT7HJHXRKs6PBUX8bH4+x3GYtqZL0",
-	"G2X+VFO7aP4pUC4M1trMuJeo5thNzTirxpbIF5RHmGIFlIhggHyvXgIeDgbB0eAgOBo8DY4GR5cbeV6O",
-	"12IVBTabtsjXVTepoREYc3UDaMI1FRjPnTrsMAxOVWurrcojpscs9fWX3sfsi6WLqtMtvCseV9syBm6t",
-	"FuNs65TP8ccw/6oh4Yu6Ppy5LnP6tR7Surz2EsxppruLgwddxLKE2GERXpLdBxszsddFprcML++YGJyP",
-	"+r6U9Z10PGkaesbNFWa8NRa+//oDRWwmjlfMuLMoHdrR2qo5NCt8cUvKvxbk2V2noPmT/4t7lPbNkUCF",
-	"HVcO3lzI9h9b8zDd0q+M+BPW4LUyzg04Xfoq4Qtfa7KVnvkPfOule2mbfN0bYcRYJL4WYe3A5ZONBkCF",
-	"GbVkXeEu1KYsqKdEaYn5ggEVR7fOwpYxVEVwsMyvq8TXlOi1RhY8JwN/N51tidfunq7wlfn+9Zhvew7K",
-	"4XabWvLKOhaqDQvCdDwhxw+RNwUsUzmlLzU3lnTT3CVAzDZFS/VfqfvvLYzTRg/Ux/HBdpgPjvrVYPjh",
-	"0fpmLTUG2j7qYMdBc8Zb35eN0dcaW14KhyGyMUZ0zOIKaIfPvqnqpM++CZ4dHF4Gj8XVd02eehAu73k6",
-	"0tAadvmLp7GcPGnBmPDqkNlIl/7VTR6gz+G3yQ2CzU6bh/a9+JnfpfE24mdFneJjTJNEtyfVJnpZV1iD",
-	"UQJcYxJb1zEWMFZpDLmbnNbR8Poq2L4Kth2MgI1SaXNeVylyPkykPLLM+LeXAq2syTQy7B39ldN637at",
-	"e6h9ICdHoB3eVll6uzcvWGr5tplrF7OsoMcJrwb+94P7GuMZzv4dq1gU1T9buoOuYZF7En3Iex06EMLn",
-	"TgqZhghyrfgoBV32TaEyeyqZaku6xHoGX1WV+70qhUwYQMZ6h+0W5ksgHmptb31FRZG34/veYcnIGF12",
-	"RklcJgG9oTar6zgGOxxQYe5T/Nfcgja9LdeHLWGavav1DmyUurp9qQB1N9oAvlXVVkhbgbx0UAj+AluB",
-	"J/Fy4zxtFgAV9NN0gqgzwSpXActFUvcz5UQplWUTbCi20UNPozTN+xOGUZscvxUn6+oO5Q7rqo9XGGZm",
-	"WAPjyL0pTX6jENzdb7djlGi7x1ItZCRSnrSuv3iC/Pu+MgRrc5Ybb30AIpo8TTW+XHM71aAtcdi621u6",
-	"dpayCu44Jo7lndhKCELW5ZKqt/yX2CwqrILlnqngzMev/ZLK+EeT5r2bt3955zY35mzG0UthmtIXdhK9",
-	"dLQ2ydt2obrS2tW3/ezMVKYrrhD/MeaLRjOzqUvKGj6znU623HVlk1LRzoB+Bp5QUm4dojL6VnI+db2R",
-	"1fnXmmb6BRYtuttjKWM5BM2KWJB3mt2KbquLLjrUbquv1QB5PF0tL8j7ZPpaIYpIX/vUKlShNjV17Aqx",
-	"lVYolb1CKU2eTM6OBke9L1/N2l0ZKja/iSDJ5+hWftFcA3BSUddI5mK6OnbK/JWnL8VYg3cTM6MyHYEv",
-	"VRRmOJLhnKd9Hsfn+EtXxAF772AYMtu/FjIOWL/ft/e9sM9eqbLqVlAtFHouhiyseIGwa2ECEzuSTq8v",
-	"qttyApz5/NE+Cx3c5+JPCFkXOxCU0AKPTc+3Zyts67yBqUhgj1YbqyibA6Y8OcO9R+kNlCHJ50Dprv2G",
-	"WuAlr1UdoT9f/PqSVZ5gXQt3VDKUCHltese5M619cZ2H93S5eagx+W8wZr+CjrhVmt0qncRtkDCak3Ud",
-	"/fzH+etXT+q+vE+QaNXmGNtRHwXqM7/FMc7rnSgVafX30hfVGv8oWyK2uqQ/PP5r8s7iq2k01AC80Zt0",
-	"3hiAwO7gEE+x/DcVd5AYTGGtnxx04ZYHAJOz80PUa0gL9Fvm22DnY13kUKyPiTSAtPGc9hs3EifJdNKS",
-	"VySm0lmnvg0LszBPE26Bdd//eb///u5+//3ivtd48Iocg23bHS0rERSortkZBbCBb8OeX1dAfeArRFmJ",
-	"WzcFtatB6mLjK4FwAr5ZMlQaj+4SDGhqT0RVx1Ti1S9r+MKgSII2zPeQ4BqYKTL/fZ7/SL7RwszLPC3s",
-	"qVxJ+fc5/iGqG2FvyOodkYLmjkgjuWtLpCZ2/8VWBLpdxpqFD8sUxRbYfhJTs5S+/ebIwb0k+NQtS5Sc",
-	"+t4hvmEX7dI1QLULwYBpuFHX1PlAqttjh34sR386wHsAevVg7bO/H64UQjcgamX1udxq8MPURfgaabtO",
-	"rW0K3Kx7vjVGsiYE8oCypDWXiKqbq7LsbvFnoyBrFy4+up1ro8Myh3MbidPO0/PWpTlkT/uD/qAVth37",
-	"0j1I5GQt9y+WkMPXzMf9Dly2EHGpvAuH87mQ3Ff/zHmausUN3+f6RwvQy5ZAvvj1iyyfvy/Yw+KVv7/F",
-	"J3UoCVuYgKvjrX9+Gd77yyoufuA2mlXY2pJF7X4tcoex7Kn0SbP/+s//66uQjRcCzwaF5nv2wqw6y9Y2",
-	"yXlRvunGyqs389kmSvfZi4x68QLJP6pHj30h1p4TbQHySMcdJ0Ibu2cA20j7zPEP6YTzbFBVtA+2Dk+Z",
-	"9VToMU+3lqxi41ee+iaCMV4iEllWDs26iboFvRdxA1Ty7OWD2yGF7bG1Vnp1A8rQQ1sZ2CMR4Ybniye9",
-	"++5yVSot8wda2VqUt/gWIf+6dOTltLgmhFHNv/c8devsd5oxWOcMrHp61mzXFpbZytAbna2RvWufkwIC",
-	"LQGCSiGeTDO7SzlhoqKa4ChLhFtLgotFXjaIpLmZrhFdm8opHTQ0hn+jaY+q8msDvpa92Ru0FlTx1+17",
-	"m0ReroR8MK1nNeTTjpGPdZP5FMu/kpvsq/fqv7X36ro5ffKv4KJqKtsYG5VkFoJWd43pr+0n/vjqfZNz",
-	"Z6NHZ50hUHh76rA3Mq1aBtZSG8JUixtuIRzWOi26c+z/Ru6EeQV08VufVW+6GrJEXGM43o0S4N1r1AoU",
-	"OwXQjVxFUBivy5IWYjdmHrMXts9CyswIsY+KkuAOd/XmDYnXxfRH8jU2zqGh5/waKtV8+RhOSXRqM3JV",
-	"aZX77K81qEJOLK9IHKQFYMAkf6QpYaQiTg1EmRZ2cY4mGVLLOegbEbXLBkO/e/HQDe3UXP3Xf/6/sEdN",
-	"fDAIMXU2AbVZoEyCPb8RuLDQf4cjuDWEJ/4+FFR4hgznZnQ7ET6U300kTKWlkqErZ7pVgH/G+lN/2Uxu",
-	"6XfGwDU6bz0CZtamjqhW32xxqPI5LK1bSCcKHbfVT0zeXskxMaJB8ib7boa3SscsxFnCAJMfTMojoKBN",
-	"2fe924yGAr99dvpHJm544iSSVawKPevSGv3K8c5GAqq8tLE2eokMngrsF3yPCuGk4c7IYkcjuqvHFCWa",
-	"ieIx3iKUMsey3PqfkAfdDOl4SD71HQJ9UluRLoaKxS2MR3KOZtR8DDHrYntcKpfGY1f2g2I6S8D0ArwL",
-	"1zAzU9ruJQJNywoHLS3Rwj0TEKbRAPXQUfMqq5Z62VFQjPv7Ba9hQcbaNcj+SI7kr7gcbLET8SQxeKTR",
-	"4Vo/Ekv7+ANuTQM9H7PGLR/JDaRvlco9S0iBvkDdUC8+YXt9Rvk5SGwOpSO5/lyyPYxpsFcnv56GuFbv",
-	"b8g7Djv1aMJFkmlv1lMEOe+v/re/HR0e/u1v7lj8yI09eXP2BBO5UhjJbvh+5JM3Rs5WGDnFfdQJRk51",
-	"x38dJeIfaJDgX5G9GzmbIewd+zJfyg5Cq8whozYoG3X6/f6oc+85ohUWTcR8zShifPlx5wCdavdBx3dN",
-	"7gzRz/bUsUpuZ8gE93kq9nkWC7uP3mFocLycIliEx8AXJwflRQ2O5LCljfvg+20R7VMnRWh6fSSpanP1",
-	"7UJEuF/Kiyj99Y3SmoB2wh3NWMQkkXzFdJifsZWuLhgVWG7qcswMRBqs7/qGannZAokXSxxJum3EHx7h",
-	"lNE0BQkx3QpZsDbjeBc14HAjXkNq6Zq5snfrybsXZxdXb08vTl9dnL1+FbKuV1/Z0SB3k+PWOu0eZz+L",
-	"sWmzsdgfBDevvK28xTVSPrLvbzNvc3JUnvSdBS+X7q89HAwe7BKqsotL43Wnqb+QABGquUgCJuEW3X1C",
-	"G7qD9Whw0DZLAfZ+7eYxfOnp5pfKm13dG4eH20yzel/XfdB5ts1s1VvIUEPJ5nOuF/WU0SeG4eFswgZ2",
-	"zpk6GqDmOE7xudvLOcGeVsgZkAniBHjUc1FRPe2rlPYizz75oomtWjK2ltwK+clUEj8EtX0+2nm5dPmr",
-	"yY/T8n3G/vZdZaCah8xElaxeVJKQVinrRsAtGVOpavLXn8YC+/cT52eF8VKAdkw/4Q19EmomQe1+XuoM",
-	"VzQ0G0kHAOseDZ6y4r6qRqZJusGLoguW14F+UPHioYnMpwnf103J/N6gOoUfPPTkbfcOSrgt86ofkXUe",
-	"bPFGcU/l5z0vXn0stI6tqR+QuhsY6/vSbXC/T6cC2/2tMNoX+H2VOmtUctRU+Yy3ANLF+1UjQCoM0oNm",
-	"N6DFZPGou02Qrn+juM398+42IbDc7aCiVlLrYo9YszMdBM3S9CewrTs8eCw+8AA84MvZ45+c6VDrGkWi",
-	"D28u+RDhtpMC5Ec9e4GqTcptNGvsZLNcep3AxK6rv+6zE1YWZ+Z20Tibp2Ykw3onkzC/yEeDFbq4okBl",
-	"1lhODV0rcY96eUmf/coxnYeXt7rkgjnwzjrsCLvWXRcsy2xWimy0h7hkdHDIRJTKznxTbY+B3jErnkEP",
-	"jCX/YaEk5MCNeXRNPTG8etGkCFCB/KMoAr4WfytF4NEYQIZAxZ9FGdiZdXxB2gNt9ifTHkgwrTfVsG7K",
-	"fErhUpZ4rRcvT0oHzQOZUf/WughaanwFeVuTkDfsP1JAecutyW6iirxPwyyrpZWPbDP5QsN2i4madP+l",
-	"qXbw980vPFdykggKKn5JPPV8hl73QsCjW2KpZhY1kQQVvbJOtq2keNcTtRVPfo//bmnjlSdpk4X3FjOo",
-	"4+PcsJsLDMBmMsbW7l8NvS2JiPDIOB3mR+SpwXuKSabczsqIZE4snWVGF1SY1qYq1sv1hIlmKxLjRwmE",
-	"rK38UcWLPM5ba8NJFw4EzFgNfE7NImJhrvvszOYVAz4w6i+lwvdGkls1p3vKjhnHmJujdIoKJcBvlt+y",
-	"RaUnXtlT1zwIedQ9yQQjSRkXAaMU/qCW/eQsDp/VRYkYGKxxBoak0D5eoigSeGLYHCx3s/RH8je6+hQX",
-	"7a9x76YJF5KF+VMhK8oTTcgs3gOJvMqNGM55Gu6HYs6n7teEL1Rmj0dSKhZz92WMDmlznF/5LeNi+vyW",
-	"eyzAMceOD7x69xIvOJULfyXRcXWRFAmur9KPgb3ucRw022oOzLBHNhhE1xAzCpdRwttI5lHZYY4EDIaN",
-	"NfBr4xhvlmAiAGdHh4fsFj3LYaKikApmaXoWOjoiNLmzYUayzCLgllEkrAv9aZ+Fv4867ulRJ2CjTo4J",
-	"+lRdaecy7DUbfY6ULrw3ZzstRkUW7B6Rcl2lKBvLCel4zOr5/CsZfIV/K7f8Wun6qyn4UKYgMq56p44q",
-	"o3xg2zDLmzM0huxrVfHusGGFOVb9U20d1a8HdIslT1oaHJF3xlYGG8lKpycfia96ot3zXSrdrzd36pVt",
-	"neSiki3WZ5glZmdQOJyeGKZuZe3GYSxfPRocYboLqoImwKsufAhLLDfU6fXZD7hQQzdRu4mt5pOJiJDb",
-	"q7mw6ErPa9QOgsFg4JFj6CbtMSyUjBt5S+nWpSYZu2oM+NaPWs23CZXiwxdqm0drDTceIbZKq9/oF0Bi",
-	"LdwCngI/2jvw5aijXnWo9zkL8DjOVKYZ5nAtHtU5nXMXUhvx9K6GrtpCGtWCs09GYpUCnabgfZ4L557w",
-	"jAj93ORJriTw+8x99Eh/tZfWBU0qUQHksxIabOiLkts/KnV620a1lgbulUV6S/mRy/WAWNjuVueVwqBM",
-	"8hsvimWPuYGRNJZbzIRsrfdrLfFjb0Dv5Wce8/kMCrGAHQ2e9lisnO5v0fJBvWHsVjFcUiFAWr3I8wBx",
-	"kEoaoFOFqWzLfXk0ePp/jgZH92GfPac8yZE0M7rjxWn0lBZHA+a3xoU4ZIidFpvlXHEMDWL5EzkEm2tA",
-	"H1mpbimHbGA/5xlG3CZZwsrHPpSzfEFaruMTyACIIlhOEjszh/oBX3FkuH3r55vXqOGe8zlU1EiTdzQh",
-	"e3spVblPQL97+9JU+gEVKVHhNSwouslHcqLBzJJF7nqr8EQsScKXfLJUjWM2zNp+oLB/wce5mTY8jKnu",
-	"mx87F9NtHju9S7caDQtjPqniWWCvSen0v20v5d0bHyTp3YtfmrT3JTCO1Nxe1utffr9c/i4vFPn90m1o",
-	"JT3VY5lh0waUJLmutcQJTOdy3UGvNOnpvyf/yj3dKbw/wz6Hf7bqoD/73z8hoflWiy22jd8W7Jqf9pfx",
-	"e1kP9N2ABFON7L3OF5NjyGfoL7O8+qJf00Oed3zUwpfL1xvX6OZzln7eqmn9Mi9mwlDhDI8sVm14QDcu",
-	"esHnyaZF/++TX1/utuh81HLR7St82h8Uq3SQu9mYhbt6O9p1nr+Hx55fcSv2NPB40X5C3tLPn+WA4NxO",
-	"5UZDt/8QHOuyHt3hsZB4Q2WuLDtlvWj2uA5tNwf7/oJcszavgtpefeEZ8LSI7eotyooDh5t/l1T40qcJ",
-	"eNuGnGJPkii/W6WooPDPfViq+4lkME/tgqJkXYlFsUqz8Dnt4h5dFDFkg7Dn8+ENtbevOC6YAYvJ8Fhi",
-	"ZEbSFwbRhdTv70NspNae506b/YnsMxr8nCA0jpruPzndrkvSwJsBHtOX82+cceFz4D1atz4U1ThFhavu",
-	"v6cGy/eb8yIqFLtKSG0Gd7KgesF8K7/68pqT3KdO7fygDW1PZV+7YY9w8j/y1H9Z/thdtu5Dfa6/wKLw",
-	"tzad4X1Kx74yOePfOb0kn2GN6Nw1F551Q8nnMGT0fe72dRIVnTeYWRCMZEjl9SZ/EK95LrLhfen9lAsZ",
-	"sDBv5cFt/jSVA/vv3RPS7VPsfx5J+ux+qXRZa5yqWouQBzV9P42AhSK90li8XIzM5SK/gr3XZyeyCl2Y",
-	"3+yfYlcdXps99M7d6kTVS7IpKYTLyqTlK9T9yD3J2fOzF2/Rx310eBg4dArfAZT2qJuXyggZw52DEVUZ",
-	"btgEbDSDOM+PcVsOMeXo+/JCM/Ibi40TDPaK3MMmBb6VbDcUcRiw0Po2Er6JBn7nScL9mXBjrzLjPoxk",
-	"mCcJXeFbVxV8BSzE6OOVnQlzNVfSzsIeFfYXDTbcaqZSaWxasqpd4aRLCtBjaVmP6f5ez3vzTJJH17y+",
-	"JseuFBx8uGxfw+ghuv4E7J3FesF0JocM+/mX/WNlnCohLbvFAFUMkYiBaTGdYfNgf/1D3u0TnfbEhIQZ",
-	"SWpWHWVaU4uYa5As7zFDuKGeMJSPQk1DcpZKPgPsdOMmNUJJ6uLARzJS6WKYiwap9JwnwuBRClj4fRiQ",
-	"OFgELBZuX4WcBmVQP1Ip4Hxnbxgx116fvaLKppEUjtVFSmNriQr3Khn0XN1Ar+94MzZBoXxETkmQS0vg",
-	"BjPyumVbiYu3784vTl9cvXn7+p9np+eVYR0/WPSOi/QbYauWZ1USIIh4AUUzG4To+pPamDjDZwr9+blN",
-	"lrTn1HlqeUwN9AtiTb/hOfYhsfzcUn7YTKBTyWkElPry/c6KbSvfwh4t8PCMy5sbbIrtYdA49ioJpR77",
-	"7liVFOdaO/Q8NS5nNdjTKRjJTFqRsDX6CuuGtRbtIaVuSnXbC9xwsnJMGTcjGfr7YR1ewj7D3vDoRXKa",
-	"Lbudue3glSxqghtTIHzxc4Tc2De3UUkMvhXUSPr++UPPMWbcFPly9lbl1wGyOsRDNgiLVvAOASrJO8ZL",
-	"ddsfyddYyuHwJiKOPcU0dfipZigjGUU8msETB2ulOxOmdjdxKGqL/0lZVL3z/mf1ghUs3O2iI0+KOX/N",
-	"530gC1zcABIiWjbesPTJZnnGT07cSoLXV+g0paCFih9ON3voXN81+b3Vi8H6I+lzaNmaFNo+wyRQx1Ju",
-	"tftGerN3kmRmxoS0oG94UtNW3p2f/HR69ePLd+c/X529ujh9+4+Tl2GQN3JlBwNmepQI5RQlNoFbf9eH",
-	"QcvSqTVjIA7GFgjoyYem8dIh+2+axVusvJ3HfM3ezbN3HSOonLIZj3M5vC6T9xP77ZbyOnZN6sCrCmjG",
-	"hm6g+CupBXlPSafKlRHtoIN3M3X2kUz9khsuD8DmjXtuKdyKcQJlWO7kzVm/0rkzR5YDu+FOKWrSlTfl",
-	"NAB560zHK+ZBbgMKXau8MJUZisTq1RnOGxptljmktkgg6/4E6iVIU1lPrzJDNQWueRlkleZpNAGJjqJp",
-	"IuuG31/D4ruwRylllRSzbvi9EdPvRtlgcPgN3KX+L7Q8vwuXgWia/reZKvoioj3utS3vLaxuBbaUWx2B",
-	"ov4B+u0oBp8b3nn2gq8IrIxVCcLfX97//wAAAP//",
+	"7H2NbhtHtuarFLgLmMy2KEqWcxMKwUCxlUQ3jm1Y8mQWoaAudh+SddWs6qmqlsR4BdyH2GfYB7tPsqhz",
+	"qv/Ibv7YshzP9QwQi2R3/Z46v9859b4TqXmqJEhrOsP3nZRrPgcLGj89z7RR2v0Vg4m0SK1QsjPsvOFT",
+	"YBH+GDBumAabaQkxE5LZGbCQfguZmuDnVMONUJlhKZ9CvxN0hGvlnxnoRSfoSD6HzrBD73SCjolmMOeu",
+	"14nSc247w854YaETdOb87iXIqZ11hs8ODoOOXaTuTWO1kNNO0Lnbm6q9+pf390HnBbfcgD174drErlNu",
+	"Z2XPMf1+JeJO0NHwz0xoiDtDqzNoHE2W4ZOrHZ3epauLdSESYFZdg2Rwlwq9YN1MijtmIFIyNr0Alwgf",
+	"eGJYCHdp6NZ0LqSFuG2x4C5tXikh7bdHbqmEFPNs3hkOioG6BqegcaQ/ay6zhGthF6sj/jGLrsEyI/6E",
+	"YzbGD4YZy7Vl3LLbmUqAzVSmDVOaxXxhAvbu4nnbUKeVrqpD/p8aJp1h53/slxS4T7+a/erw3HB/hYZh",
+	"nkh28uaMXcPiiaH1axvCNdS7rtDR4bNvm3byV1gQudS7PItBWjERoB1pu95/hUXRa52qrmHx8RT1UsyF",
+	"bTmAifutbcr4Y23SMUx4ltjO8NkATxKRx8FgUCGWg2ZqOY+U+24NZRv3RNtY8McdN+BcTNd3KKaS20y3",
+	"dyqmO3b5zvAp/KTVfLXjcyT+nJuBFipmXSGjJDPiBo6ZsMYflCf+pPT67AUtuKNN9m94TtgYJkoDC60K",
+	"28Y9cQNoJJKYW9izYg6d1tFfqNWxn8p4eeRw50e+NEqpbtuGZdXug7p3tG9SJQ2QOFFykogI6TlS0oLE",
+	"P3maJiLibrj7/2HcmN9vySZOtVZEodU2Uq3GCcz/14e1dR8sE90MWDTj0ok8PwHDboWdMe44ujBWyClT",
+	"4/+AyPY790HnJ6XHIo5BfoHz1IAcjidMGHbDExGzcWbZnC+YVJbFitmZMDjNV8r+pDIZf1mzfKWYyaKZ",
+	"369cYYl4koB+YhiPIpVJ2kfHbb7QvTzxe1fZz1vU0yaZgbjPwn/sudlN3eF9C9woGboNVxIcqwhRT4E4",
+	"DFg45vFVwWvDYCRD5OYh6xZai1PvHBswjOcHRU2cmoBko4HHuMZey+oFLFRaTIV0zWcG9BWfgrTYdiav",
+	"pbqVV/4B6uQaFiwRxjp1w31tGJfUpJOsYCybccMkCDsDzcLX/l2p9EiGb2ECGnTous1bv4ZFyLo8MYpx",
+	"ppXlFmKvRhSaqp8ZNxaZ+1TzCHpuiBocf4ssxCHrlh/y6Rlm+TUwW0gqE+DJ8ZqKU/dCpxnkS1xMcSSF",
+	"KfvzW2CuuA3zV2Jh+DipvoP6ovRfCsMmPDE0ylyllcpe8SRRt8uvlTqvCd2xdmN0i7y8VSL170WJAGlH",
+	"ksexBmNcd0Iy6Umm0rJIr7QjAhP2+iPZCToz4LE3KE6iCIzZe66k1SrZO3Ej26MNq1P9qnxbodj1L9z7",
+	"A4wKFMRfHiv2BIPH8gY0UoXm1qt9rLt6hIf4+1VCMw57Tjt3b82VtLNkwf6ZKctHshviH1dwFwHEeMoz",
+	"aUWCeyjhztILpMaQat/rs/AtWL3YO5lY0KHffG/BHLtjxi0t9d4blYhoEeIZLb8O2US5zWax5hO7J8BO",
+	"9mbWpjwVe27UOOg9Tyl7g+/dMEe5yjrqHP/zh1E2GDyN/Ik3TpXx/eMPcHz7w4HvtPqe/mFwbP27frj0",
+	"vBuQJibCLYwkDiBwL/vlqnRKC5d3U2ssFyD4Ut6yH0XZ0PpRjKRrATt50BNTLP7WD/rN2/h8SQr1R0s7",
+	"otGM2HCEQbpX/+hUqbgTdOrU2rkMWs/6O8kzO1Na/AlfnlZSEdWNZ3sujBFy6qSB0oyzOU+cEg4xSu1u",
+	"WHwOhyw0YuqkK9yl4UgiOXqp7dg8TxI2FTcgXUPui1tIEkYvU+OSwTy1CxQ7n5+LK/WS6yl8eSw8V0/G",
+	"KkY+bpViiZsKqpdfLrWuWgqeOFHiSFQ98ynecJE4BeXLm6FTgsbcgJtfJjXwaOYmcsy0Y38s4Ra0n2Wq",
+	"lTsR7udTab1P7UFm+8vFxZu/u/XElx9y7s0tr6xE+Qgre/dtIC94c+adc6lWKWgryNYnQyBu9RU4s+C1",
+	"TBa5U6zVlbtnrkW6p3A8PNlLlZMoml67DzqRBm4foZ+Kvtzgl5oBUzJZVIwAb7cUFlBXOevEDFmjat47",
+	"ZqHMkiRkcAN6MZL+IdTfvE2KbWUG+uyExZBAxehgsVapYSorfFROlSe+LSzMzRbOxqDjBkBHtbZUXGu+",
+	"6CwTxvu2x8v2vGWyulwh2imhN0fLxerWzZye10uFdUfQt8b4lAt09Pr+xkolwCV2WNhMDc5ip62g84I5",
+	"yij6FIVV7LvPDbNyS6TbE9djI4FtXAYRN63+Q9FlYW2tTvn52Yu3hnXP3twcoUp69ubmW2eM6jlPhIG4",
+	"x0q7juVm3Twz1tmRidNsiWhvhQE0BHtO06c14XKRv7JEZjuTVcKNvXIbsDqD32cgGSdjOhem7nEWca0F",
+	"xLSfSDoaIqVjiNEzJ9xbcyEzC72tN+6hdsSr/Veotzb7sOv8YQzMgL6BGI2aiCcgY669FdZ15ldBihPU",
+	"2MhWqE2sKezTsvCFRp77dhv2zDtaMF7WurHLG5n7Tq7Q73G17jS+w4N967a3dCNpSBMeQczGC+JhbqfR",
+	"PeOkj7EiSdit0temWA5sAF0QsQLz6DtdGioo5ONY0INvKpIQWV2TekHekqpFz/06UCBhyMLc2L1KQV+R",
+	"3RjiYTCMe+OXKcn4DWg+hYBlKbOKheNMGxsybpmSERwzHmllDHuFCywibpjTZRiP5066HOy/CpgB4ohv",
+	"T09e/Ha6TG8SgyzLq1iX99ipj7MUkSX3v2CtVUjRsaVJNjQTbLItyyDbH41NBn6EpflIHuClqHFpMzsC",
+	"d9vRLO3TbJyICI+wVSzNyJPs+NS7ty8N64Z/u4bFDyFyn4cit8zwKVw5lneFvKGNt3hmgiGKgkHiH028",
+	"ZchutbAWJMP2nQKBOkhOLSOZJplhtzNOvkEuzS24kecPkPfVmZG+nQV41WOFO7WsRL6PWy6Fe0zNHV9K",
+	"naaNJwyXJ3clb6GdLFEMKUS43Z4r1o9srfWSPZbqZ1AovFWBVlNJSoWork1WZfg6JlrjN8tipoE6Vij9",
+	"PvDa+htO1vSSxt4C9iAQSK5YooMw5VMoeISSJbfO8R3LwI31u9EM3KjoFMUf6wwab4k0CCarLE+uUIle",
+	"nd6rbD6mcP41LAp/XhEH2shsCthKtZd87O17cA7WCjk1O0qO/DU3Xu5G3GcncsFQT2OOcGsK7dHhIQvh",
+	"zmp+NckDWWEvYHAXQWp9CIXHe852GcmJgCQ2HtjwKywCdjsTTlBoXA9IncXhFEkxlUpDzIxi1rEFHAjj",
+	"hk3ARjOIWcSl02pSZdwrYx5djySyIydw6KCYPutezNxrGlgMUcJdizPQgIzLmTJhzi7CIYWzuFXaUPiO",
+	"G3Yt5J5KQfJUjCRNmfHKS8yT94KlGozTcVEt9MKh30MW1Wq01pf9bb5Krg1anWHjmrTqICvEXTFcP3lf",
+	"a41XFHeFQmrdnoKB0pTtoraAdsEY0NlYOSBOczCt1mv1QW+9HrPwj8uQlIod7dM5vzujhw9QI9jRXq0A",
+	"QNa+v4MB603VQp0/ZqFrKmRdpf2S9LzhapwZy/G/t9z023nilvbs77nu7DbNWGf+O93YyeVuvleel00y",
+	"m2l4YHv2IWi2baM32rQb7dbwYNDH/+9/FwYsPBwMDobx+LvhcP/pYXjMOBsjU6N3MfKKjMwRt/+yV7WU",
+	"nYxz2g2ULR/sfxeyMURqDoZVuyvWeSQrRnKV7NnF6vCFn5SSEiI31yeGpQA6YEoHpaHkvsLhCsnCi7OX",
+	"pz+fXJxeXbx9d35x+uLqzdvX/zg7PQ8JUajFdGb35spYlkmrM+TF4T/2flL6ljtT2f0VsplKlw5i5aAc",
+	"fY+Kd3FuNp3Kj7L2P57xbaTdrWzzjVa4hrm68aceW2LdQeHMIuXZmQK9Zgt9yT5asZJ2styXmIIzkcfA",
+	"piBBI6qBZ1bNuRURT5IFy2TiiC3V6kbEEDO4cxq8sAliGOsMcnnjN65txWewpLOkEImJAOP1iV8uLt6U",
+	"UA53DskL6mQPx9ASruzJm7O+0174PE2gH6l5SA/SWR3JmTI2YOE3/dojTsMw2ThWc+6a7zrDBMVQCne9",
+	"gIUza9Ph/n6iIp64FoZPB4NBSMcfNUkIqGkkuFRpG1A8928hK4LP9DTIuBF1wgrQSZ+dYhyNxj2SRBs0",
+	"9fZDd/js6UOfuh1cM49wCh/Ub7JyKgkT+9Vb8SH7ubJVm30OH0YvOTdcXeG6Gb8Ee6Y4GxiKthTn8Rbt",
+	"BnfM3xnQeyfubWIzFLV2ctUiP0A3CNzxyAYjGXEDewakEVbcgGMbNPE++10kccR1TPzJ8RCTpY4ZQHxM",
+	"fXNmhJwmwOgVJ8A9G+uP5EvgN+Bj6FVV0DE4RMEUI59oNUdnupv2Hk6bGMMyXHmzP2PV0JSL0wTmeQxS",
+	"Ll5POsM/NgduClevRNO4+k2pnG5rlMvFK3CaRz6SVfO8jQNsbPjvPMmgszrzy2A1UQCoezSbJctfZjiG",
+	"IW7Av5+/fuXMzAwC5laIIbw7hrjPTtxThsVCQ2SR0I2IYSQ5fU8WrOtw7ITYrWIJ3EBiWAyQsu7yEvQw",
+	"ZaYU0ReLFM5xtM5ulsqOJNylqBVqiDJtBHpYtMqmM5Z3mSgJxx7Emj9XWs6UGTCSngrqO/ApaeEvsbvY",
+	"td+k1d1mXQPAyrPR6/tVog4/50n5vGdkzREgBKiaTEDGyOxkmqE1a0DaY3o2t1E0INTYWTq9/kiep5BY",
+	"jExzw9wgYjbWXEYzMM584pkB9vrknD3tD54YYpRuxZ2VCo79stC95Ewt3M6SrLNY2NMbT9B16c6j3ObP",
+	"IWU8FVfXsOiT06UTlF+gx6fyBcGBK19QqL302ZZtFF/kbeRfrLySpYniTqpPNZeVFuijf/yyQfzyyDa5",
+	"ZH9HbHVMIo+6r4Vs3NcYBUAAKCQT2kAez4Vkz1+e9TZrSM1R69XgbnMEscm9jo82OUS9Q7BdF9z+BBXk",
+	"XurHh6iMlR/Weok6pzya+RWNGTpEkVuHf1DmTsD4xIK+DFm3DEFqR5YsFjEqCpgR0qsoU+VEt1xTy/UU",
+	"Gsh629cXlKu1RPslOeaE1wSlrO8b/orjbto3VPe3T1BajbfQk0TjQX5qi/mXhNHoRXfn/6MDGV2VxKB7",
+	"f9GARsniPjyoAe795bDGE8Os5iL5FOGNH1Umm9zMf9yCs9eNyuwsYMDdB6m0nV26wcUw1UAhfG/Od4Z/",
+	"7B18Nwj2vnvWHzw7OAjcB//3ZZPbOFaZ25BgRSZXmMFRlRkcrS7qc5Ae1Lw0+ETJqbBZDAFLuPV//anU",
+	"/LLf+dDBPK0O5mnDYGYQXb8lS2GjoVw/ApWM5m1Yhkibo9xLTkqCEimNSKLeksvo6FmrT6i5cW8DPTGM",
+	"fCfeVltq9nBw9F2TC4E8LJta9o6YnZpeZ4DWW68Ym40dHAwOjzZxwspONZ0mTwMGE3dX9BwyOCvytxI8",
+	"0AW8enUKjelflt2qLIkRW7WoQ2xyB53S7Ghw1N/Gx2Mst1kLVJJ+I+RPFdpF/U+BsDCYQTXjXqKaY9c1",
+	"46waWyJfUB5hihUQEMEA+V69BDwcDIKjwUFwNHgaHA2OLjfyvHxdi1kUq9m0Rb66QJMaGoExVzeAJlxT",
+	"mv3cqcNuhcGpam0Zc3nE9JilPgvZ+5h9yYAi93oL74pfq20ZA7dWi3G2NeRz/DHMv2pI+FS9D2euy5x+",
+	"rYe0Lq+9BHOa6e7i4EEnsSwhdpiEl2T3wUYk9rrI9Jbh5R2BwXmr70tZ30nHk6amZ9xcIeKtsfzDbz9S",
+	"xGbieMWMO4vSLTtaWzWHZoUvbkn514I8u+sUNH/yf3WP0r45Eqiw48rBmwvZ/mMrDtNN/cqIP2HNulba",
+	"uQGnS18lfOEzdbbSM/+Ob710L22D170RRoxF4rMc1jZcPtloAFSYUQvqCneh1mVBPeWSlitfMKDi6NZZ",
+	"2PIKVRc4WObXVeJrAnqtkQXPycDfTWdb4rW7wxW+Mt+/HvNtx6AcbrepJa+sr0K1bEeYjifk+CHypoBl",
+	"Kqf0pebGkm6auwSI2aZoqf5H6v57C+O00QP1cXywfcwHR/1qMPzwaH3JohoDbW91sGOjOeOt78vG6GuN",
+	"LS+Fw3CxMUZ0zOLK0A6ffVvVSZ99Gzw7OLwMHour7wqeehAu73k60tAadvmrp7GcPGnCCHh1i9lIl/7V",
+	"TR6gz+G3yQ2CzU6bh/a9+J7fpfE24mdFneJjhEmi25OyHr2sK6zBKAGuEcTWdYwFjFUaQ+4mp3U0vL4K",
+	"tq+CbQcjYKNU2ozrKkXOh4mUR5YZ//JSoJU1mUaGvaO/clqvXrh1JcEP5OQ4aLduqyy93ZsXLBU+3My1",
+	"i15WlscJrwb+96P7GuMZzv4dq1gU2T9buoOuYZF7En3Ie91y4AifOylkGiLIteSjFHRZwYaKAVDKVBvo",
+	"EvMZfFZV7veqJDJhABnzHbabmE+BeKi5vfUZFQVux1d/xJSRMbrsjJI4TRr0htysruMY7HBAiblP8V9z",
+	"C9r0tpwfFudp9q7W6xASdHX7VAGqWbVh+FZVC1xtNeSlg0LjL1Yr8CRebpynzWJABf00nSCqTLD1Xr+h",
+	"ggmIq1jiQ2C5SJoC7tyyW6cc3WolpwHaVdxROW57JWiVn2Z0RE+wPt7GEAB1erkd1MVN1VOLT/uxMy4Z",
+	"z1NkhJJswkWCpTF9pddm53TFEbxKRblTveqHFoaZGebpuCPZBOXfKKh39y3uGMna7rFUCxmJlCet8y+e",
+	"oBiEz17B/KHlkm8fsBBN3rCa7Ki5xmqjLdew6STgbm/pflpCPtxxBLflNQDLEYSsyyWRmv8SS4uF1WG5",
+	"Zypr5mPsfkpljKbJOtgtIrG8c5tL6Dav0UthmiAWO6kHdLQ26QTtgn+lCLMv0NuZqUxX3DX+Y8wXjaZw",
+	"UyWXB+WF22may7VkNqlK23O9IkC4yuICZ+n9xI09eXP2BNlTCnnmszvEODmyaKlq6S/AE4Ix12dbxitL",
+	"Vq6uN/Ju/1rT7v4KixZt97HU13wEzaprkFeo3uoUVSddVLbeVsOtDeTxtNs8hfGTabiFYCQN91MrnYWi",
+	"2VQhLsTSbaFU9grVjtDrKEeDo96Xr5jurj4Wm99EkDnXW3Xf/vScfX/07N8K1kFsylBKnc+QpvB7TROj",
+	"gjSmn8NVhWEhH6vMDscJl9d5FT4rbAIh4TORc9BqyJjrmKUzzTFBlvoMCal86ruJWQOf7zFhRhJrM3gm",
+	"6DE7BlEEfVZojILAughmbCseFhYg3pEsUS7hCSZzhJhe7nOf3CQZtywBbrDNFAE5TjVc7gAbPmZFJaGR",
+	"7EpVNBqw8Jv9b9w/K+/0mpui9MmipJ5bST73ucRtLH2VFjE5xONQIhUXNWxpO2sa/dHgqBJTePb99xUH",
+	"0dGg0UWE27yx49W9r1sSr5RlPzVbECXKc1lUvnt7xggcJSNwWybktCYL3YvHdeJkXayhM4aF8oWVaYC9",
+	"+ngqr3S2RI7SQgTrxCQFTBwTumhOYDqp2JpEfZhrg8Wbf+PpSzHW4GNczKhMR+DzrIUZjmQ452mfx/E5",
+	"/tIVccDeuzEMme1fCxkHrN/v2/te2GevVFkyQNApR7frkIUVFzae7QQmdiRVZsvU3FwWzDz43bECkcC5",
+	"+BNC1sUjWo4WeGx6BU/wjsG8prZIYI9mG6somwPiNd3h6xE2qyB6wuo3kf6Sy72+oL9c/PaSVZ5gXQt3",
+	"lO+YCHltesd5JKB9cp2Hd9O7fuhukd9hzH4DHXGrNLtVOonbRsKoT9Z19PPv569fPakHIj4BSrTNq7+j",
+	"oQp0VcwWEjVP1iQc5ervpSO9NXhbVtZtjad9OHjF5JeDrGIA6Q6PRlf4eWP0FC/4gHiKtQtScQdO8nKz",
+	"dHIw/lQeAMwsyQ9RrwHT7LfM32SRt3WRj2J9QLdhSBvPab/TLBUSuMp00gKKFFMJcVFDilmYpwm3wLrv",
+	"/7zff393v/9+cd9rPHgFQGrbWm3L+jyhbGoOiGKwgb9JJb9xiK5yqRBlBXTThMipImyKja+geGjwzZKh",
+	"Ur96l0hmU201KplA+an9MgE5DIoMDpOrd1wDM0Xakk9SGsk3Wph5CTLFMv+VfCWfoBSi5h/2hqxezi1o",
+	"Luc2krvWc2ti919sOrPbZUy4+jCYO97K4DsxNRfKd9+iarYk+NQtS5TXh4pqg7RL1wDVEioDpuFGXVPZ",
+	"Fqluj93yYy2NpwO8yqdXR5o8+/5wpYpDw0KtzD6XWw0O2roIXyNt11mYTVHndc+3BnjXxG8fUJa0AiGp",
+	"NENVlt0t/mwUZO3CxUNzcsNwWALQt5E47Tw9r7ucj+xpf9AftI5tx6KaDxL2Xcv9iynk42vm434HLluI",
+	"uFTehVvzuZDcpy7OeZq6yQ3f5/pHy6CXLYF88usnWT5/X7CHxSt/BZtHpCkJW3hjVttb//zyeO8vq2vx",
+	"I7fRrMLWlpxb7tfCr4k5m2VAjf3Xf/5fX0LBeCHwbFBovmcvzKoXfW2Frxflm66tPPU8722idJ+9yMjO",
+	"BpJ/VEwj9lmke060BcgjHXecCG3sngG8QcCnvXxIGa9ng6qifbB1bN2sp0K/8nTx2Opq/MZTXwE1xru7",
+	"IsvKplk3Ubeg9yJugOo1ePngdkjhzQhaK726AWXctC2H9ZGIcMPzxZPeS3+5KpWW+QPNbO2SF0GH+qJA",
+	"/vVO4dFq8pDnqVun7lCPax0OVafrmu3awjJbabohCrMETLR37X1SpLAlcljJIpZpZnfJhU5UVBMcZX2D",
+	"1noGxSQvG0TS3EzXiK5NueBuNNSGf6Npj6rya8N6LQetNmgtqOKv2/c2ibycxv1gWs9qLLh9RT7WTebx",
+	"4X8lN9lX79V/a+/VdTP2+6/gomrKORsblWQWglZ3jemvvQzh8dX7JufORo/OOkOg8PbUx97ItGrw0aUa",
+	"qqkWN9xCOKyViXXn2P+N3AkBR3Tfap9VL18cskRcI07HtRLgNaVUxxjLnNAlkQVaBG9wlBZi12YO5hG2",
+	"z0KClYVYBEpJcIe7ermRxFvH+iP5Gqt+UdNzfg2VVOS8DackOrUZuaq0yn32d7JUR04sr0A90wQwdpk/",
+	"0oR2q4hTA1GmhV2co0mG1HIO+kZE7bLB0O9ePHRDOzVX//Wf/y/sUQUyDEJMnU1ANWIIYrTnNwInFvrv",
+	"sAU3h/DEX1+FCs+QYd+MLrnDh/Ir7oSp1IMzdNtYtzrgXzB53t8zllv6nTFwjc5bvwAza1NHVKtvtjhU",
+	"+RyW5i2kE4WO2+onJq8N55gY0SB5k31U8VbpmIXYSxggKsqkPAIK2pSXVnSbl6FY3z47/WcmbnjiJJJV",
+	"rDp61qU5+pnjtcs0qPLe5Vrr5WLwVGCx83tUCCcN1z4XOxrRNW2myC9PFI/xArmUOZbl5v+EPOhmSMdD",
+	"8qkvb+oRuQXW1RIQcjySczSj5mOIWRcBN1TrAY9dWcyO6SwB0wvwOnvDzExpu5cINC0rHLS0RAv3TEAr",
+	"jQaoHx1V3rNqqRAnBcU8ABIRx2isXYPsj+RI/obTwfpgEU8Sg0caHa71I7G0jz/i1jTQ8zFr3PKR3ED6",
+	"Vqncs4QUWETqsZCosL0+I+AeEptb0pFcfy7ZHsY02KuT305DnOvpKjLBDUGyFVxDl4AKQY5JCFhINlPY",
+	"I/xUAaoayRyQMFwDxCK3wTffHB0efvNNicDKUQmJMHYku+H7kQd+jZwBMnLWwKgTjJw9gP+6QeEfaOXg",
+	"X5G9G3XuL1EDvcfq9VRFFQGJNNUZd6Osts1GnX6/P+rch31CUND4NkEfCqwDN9fGl9LycIeR7O4AeOj5",
+	"qrErP5RACNaVynHRzUAI4k7NkAcPNSiOO8plX3Cic4CeyPug4+vkd4bonHzq5Au3M5Qc+zwV+zyLhd1H",
+	"lzo0eKuIrIj4Al+OIiiv5nEzxSJm7oOvsEgMg1YBml4fScrTX327kKvul/JCaX8Ns7QmIPpy/CwWMYlx",
+	"XyMjzBnTSh0vDKUsl/E6ZgYiDdbX+URbpix6x4spjiTdL+U5jnAafJqChJhudy7kgXEMn0ouuRavIbV0",
+	"xWtZrfvk3Yuzi6u3pxenry7OXr8KWdfr/OxokMcWcGudSYS9n8VYpt9YrAiFm6f5HCyqjC3+pPKRfap7",
+	"1eoZqjzpa8leLt3bfzgYPNiFhmXdrsZry1N/BQ0uqOYiCZiEW/SRCm3oXvajwUFbL8Ww92u3a+JLTze/",
+	"VN727t44PNymm9W7H++DzrNteqvejolqXTafc72oA/CfGIaHs2k1sFba1NEAlUNz2uLdXs4J9rQi2I6T",
+	"HNgBHvVcvlZP+yqlvcjRc180sVWThNeSW6F0MJXED0Ftn492Xi5d4m7y4+SUH9R7q6aWnSkD1awOJqpk",
+	"9aIColylrBsBt2SBpqopyHEaC7yxhTg/Kyy+YmjH9BPeHCuhZkfV7tmnWqBFCcuRdANg3aPB01KcNjJN",
+	"UqheFHUPvf7yo4oXD01kPunivm5/5zfF1Sn84KE7b7vDVsJtmaXyiKzzYIs3inudP+958Tp3oXVsTf2A",
+	"1N3AWN+Xvpb7fToVWOB1hdG+wO+r1FmjkqOmWhd47+sxKkNVy0kqRDaAZjegxWTxqLtNI13/xitlCcv6",
+	"eXebFrDc7aCiVlKxer+wZmc6CJql6c9gW3d48Fh84AF4wJezxz8706FWJ5BEH95V9SHCbScFyLd69gJV",
+	"m5TbaNZYu2y52EYCE7uu4kafnbAyHT+3i8bZPHW2b712VZhf3abBCl1cSqMyi4BzhISXwaJ6sl6f/cYR",
+	"A8XLe7xywRx4DyfWAF/r4wyWZTYrRTbaQ1wyOjhkIkplZ/4aBb8CvWNWPINuK0tO10JJyAc35tE1VUHy",
+	"6kWTIkAlUR5FEfDVV7ZSBB6NAWQ4qPizKAM7s44vSHugzf5k2gMJpvWmGmahmk8pXMqE2fXi5UnpoHkg",
+	"M+pfWhdBS42vLN7WJOQN+48UUN5ya7KbKL/50zDLaqL6I9tMPm273WKiaxn+0lQ7+H7zC8+VnCSCIrFf",
+	"Ek89n+GlcIWAR7fEUgUC1EQSVPTKqgNtBRp2PVFb8eT3+O+WNl55kjZZeG8Rdh4f54bdXGDUOpMxXubx",
+	"1dDbkohoHRmnw/yIPDV4T4HclNtZGcbNiaWzzOiCCtPalIV/uZ4w0WxFYvwogZC1pW9X4k+1wst0xUzA",
+	"jNXA51QeKBbmus/ObJ5m4aPJ/hpCfG8kuVVzupnymHEMJDpKp6hQAvxm+S1bZKrjJW11zYMWj+rlmWAk",
+	"CaYSMMp7CGqQMWdxeCgcoVcwWOMMDEl4CEr2TuCJYXOw3PXSH8nf6bJrnLSzSMbAumnChWRh/lTIipxO",
+	"EzKLN/8ir3IthnOehvuhmPOp+zXhC5XZ45GUisXcfRmjQ9oc+5m6pvKGkQsKSflM5tjxgVfvXuKV1nLh",
+	"L6E7rk6Swuf1Wfo28HYTbAfNtpoDM+yRDQbRNcSMwmWEEhzJPJQ9zBcBg2FjDfzaOMabJYie4Ozo8JDd",
+	"omc5TFQUUsI/dc9CR0e0TJhQPpIl9IJbRpGwLvSnfRb+Meq4p0edgI06+UrQp+pMO5dhr9noc6R04b05",
+	"22kxKrJg94iU6ypFWUpUSMdjVs/nX8ngK/xbueXXStdfTcGHMgWRcdXrHlUZ5QPbhlleXKYxZF+r6uEO",
+	"G1bIwKollJBI9TcCureYJy0l7cg7YyuNjWSltp+PxFc90e75ri+PVivn1ysL+clFBWLXZwitw6oT5cKp",
+	"W1m7Yx5zfo8GRwjKQFXQIBJE+hCWWC5P1uuzH3GiZiTzjq3mk4mIkNurubDoSs8T+w6CwWDgF8ewruNh",
+	"VBGhkbeUbl0q8rOrxoBv/aTVfJtQKT58obZ5tFYw6BFiqzT7jX4BJNbCLeAp8KO9A1+OOupVh3plywCP",
+	"40xlmiHwbfGozumcu5DaiKd3NXTVFtKoZul9MhKrZDU1Be9zAKF7wjMi9HOTJ7mS9eDTHdAj/dVeWhc0",
+	"qUQFkM9KaLChL0pu/6jU6W0b1ZpPuVdmNi6BSpeTKLEagJudVwoDj5Z0Ku+imPaYGxhJY7lF+GhrkmRr",
+	"XiR7A3ovP/NAMEQnxAJ2NHjaY7Fyur9Fy4cgfm4WwyUVAqTVaHiF70eU31bBNzpVmHCb7sujwdP/czQ4",
+	"ug/77DmBS0fSzOhWL6fREyyOGszvCQ2xyRBr6zbLueIYGlzlT+QQbE6cfWSluiWHtIH9nGcYcZtkCSsf",
+	"+1DO8gVpuY5PIAMgimA5SezMHOoHfMWR4fatn29eo4Z7zudQUSNNXgaG7O0lfHefBv3u7UtTKaJUQKLC",
+	"a1hQdJOP5ESDmSWL3PVW4YmIEcaXPFiqxjEbem0/UFj04ePcTBsexvyAzY+di+k2j53epVu1htlEn1Tx",
+	"LFavSen0v20v5d0bHyTp3YtfmrT3eUOO1Nxe1pOG/rhc/i7Prvnj0m1oBZ7qV5lhpQuUJLmutcQJTOdy",
+	"3UGvVDbqvyf/yj3dIr8/wzqtf7bqoL/43z8hoflSsS22jd8WvCcl7S+v72U90HcDEkw1svc6n0y+Qh6h",
+	"v8zy6pN+TQ953vFRE1/O+W+co+vPWfp5fav107yYCUPZRjyymOriB7px0gs+TzZN+n+f/PZyt0nnrZaT",
+	"bp/h0/6gmKUbueuNWbirF/de5/l7+NXzM25dPQ08XrSfkLf082c5INi3U7nR0O0/BMe6rEd3eCwk3kmc",
+	"K8tOWS+K1a5btpuDfX8lulmLq6BaYV84Ap4msV2+RZlx4NbmXwUKX/o0Ae9XklMs5BLlt2kVGRT+uQ+D",
+	"up9IBvPULihKhvVUqR7zc9rFPboaaMgGYc/j4Q1daFJxXDADFsHwmGJkRtInBiE3CN/fh1h9rh3nTpv9",
+	"iewzavycRmgcNd1/crpdB9LAu2Ae05fzL4y48Bh4v6xbH4pqnKLCVfffU4H4+824iArFrhJSm8GdLChf",
+	"MN/Kr768ZpD71KmdH7Sh7VD2tRv2CCf/I0/9l+WP3WXrPtTn+issCn9r0xneJzj2lckZ/87wkryHNaJz",
+	"Vyw864aSz2HI6Pvc7eskKjpvEFkQjGRINQlM/iBe7F+g4X29gikXMmBhXv+E2/xpSgf237snpNun2P88",
+	"kvTZ/VIpTdfYVTUXIQ9q+iIkAQtFeqUxeblomcsF43GswZge1vCvjC5kHsGRYikiXus99M7dakdFxVoD",
+	"vnoFl5VOy1eoZJR7krPnZy/eoo/76PAwqJaRpz3q5qkyQsZw58aIqgw3bAI2mkGc42PclkNMGH2fXmhG",
+	"fmOx2gRdVLCHlR18/d1uKGIsTOBrb/jKI/idJwn3Z8KNvcqM+zCSYQ4SusK3rirrFbAQo49XdibM1VxJ",
+	"Owt7OLeyKombzVQqjZVeVrUr7HRJAXosLesx3d/reW+OJHl0zesrOHYl4eDDZfsaRg/R9Sdg7yzWC6Yz",
+	"OWR4CUJZdFfGqRLSslsMUMUQiRiYFtMZVlz219fkFUfQaU9MSJiRpArfUaY11dW5Bsnywjy0NlRIh/Ao",
+	"VGklZ6nkM8DyQK5TI5SkKg58JCOVLoa5aJBKz3kiDB6lgIV/CwMSB4uAxcLtq5DToAzqRyoF7O/sDSPm",
+	"2uuzV5TZNJLCsbpIaSwtUeFeJYOeqxvo9R1vxsoxhEfkBIJcmgI3iMjrlmUlLt6+O784fXH15u3rf5yd",
+	"nleadfxg0Tsu4DfCVi3PqiTAIeIFOs1sEKLrT2pjYg+fKfTn+zZZ0o6p89TymBroF8Safsdz7ENi+bn1",
+	"lYAEOpWcRkDQl7/trNi28i2s0QIPz7i8ucGmWB4GjWOvkhD02JcUq0CcazXkg7IIErIaLIQVjGQmrUjY",
+	"Gn2FdcNaXfuQoJtS3fbwFipZOaYMCx/5G8HduoR9hgX10YvkNFt2O3PbwSsoaho3QiB88nOE3NgXt1FJ",
+	"DL5+1kj6SweGnmPMuCnwcvZW5RfAsvqIh2wQFvXz3QKoJC+zL9VtfyRfYyqHWzcRcSzEpqnCTxWhjGQU",
+	"8WgGT9xYKyWnENrdxKHoLoFPyqLq1xV8Vi9YwcLdLjrypJjzVzzvA1ng4gaQENGy8YalB5vliJ+cuJUE",
+	"r6/QaUpBCxU/nG720FjfNfje6sWG/ZH0GFq2BkLbZwgCdSzlVrtvpDd7J0lmZkxIC/qGJzVt5d35yc+n",
+	"Vz+9fHf+y9XZq4vTt38/eRkGefVbdjBgxpc9c4oSm8CtvyDFoGXp1JoxEAdjCxzoyYfCeOmQ/TdF8RYz",
+	"b+cxX9G7OXrXMYLKKZvxOJfD65C8n9hvt4Tr2BXUgfc7UI8NJVTxV1IL8kKcTpUrI9pBBy+06uwjmfop",
+	"N9y4gBUv99xUuBXjBMqw3Mmbs36l3Gm+WG7YDRdxUZGuvJKpAcjrjTpeMQ9yG1DoWuaFqfRQAKtXezhv",
+	"qE5aYkhtASDr/gzqJUhTmU+v0kMVAtc8DbJKcxiNv02+KJrIuuHfrmHxQ9gjSFkFYtYN/2bE9IdRNhgc",
+	"fgt3qf8LLc8fwuVBNHX/+0wVdRHRHvfalvcWVrcCS8qttkBR/wD9dhSDzw3vHL3gMwIrbVWC8PeX9/8/",
+	"AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -41,16 +41,17 @@ func Binary() (string, error) {
 	return "", errors.New("nginx not found (Debian package nginx; .ci/run installs it)")
 }
 
-// Launch starts nginx with servers, the contents of the http block, in which every
-// {{LISTEN}} is replaced by the address it listens on.
-func Launch(ctx context.Context, dir, servers string) (*Server, error) {
+// Launch starts nginx with main, lines of the main context (load_module), and servers, the
+// contents of the http block; every {{LISTEN}} in servers is replaced by the address nginx
+// listens on.
+func Launch(ctx context.Context, dir, main, servers string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
 	var last error
 	for range 3 { // a free port may be taken before nginx binds it
-		s, err := launch(ctx, bin, dir, servers)
+		s, err := launch(ctx, bin, dir, main, servers)
 		if err == nil {
 			return s, nil
 		}
@@ -59,7 +60,7 @@ func Launch(ctx context.Context, dir, servers string) (*Server, error) {
 	return nil, last
 }
 
-func launch(ctx context.Context, bin, dir, servers string) (*Server, error) {
+func launch(ctx context.Context, bin, dir, main, servers string) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -80,6 +81,7 @@ func launch(ctx context.Context, bin, dir, servers string) (*Server, error) {
 		user = "user root;" // the workers read the test's private temporary directory
 	}
 	conf := fmt.Sprintf(`%s
+%[4]s
 worker_processes 1;
 pid %[2]s/nginx.pid;
 error_log %[2]s/logs/error.log warn;
@@ -93,7 +95,7 @@ http {
   scgi_temp_path %[2]s/tmp/scgi;
 %[3]s
 }
-`, user, prefix, strings.ReplaceAll(servers, "{{LISTEN}}", addr))
+`, user, prefix, strings.ReplaceAll(servers, "{{LISTEN}}", addr), main)
 	confPath := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -142,6 +144,15 @@ func (s *Server) ErrorLog() string {
 	return string(b)
 }
 
+// JSModule is the load_module line for Debian's njs module, or "" when it is not installed.
+func JSModule() string {
+	const p = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return "load_module " + p + ";"
+}
+
 // Close stops nginx (QUIT, then KILL) and waits for it.
 func (s *Server) Close() {
 	s.once.Do(func() {
@@ -155,10 +166,17 @@ func (s *Server) Close() {
 	})
 }
 
-// Start launches nginx for tb, stopped when tb ends; skipped without nginx except in CI.
+// Start launches nginx for tb with servers in its http block, stopped when tb ends; skipped
+// without nginx except in CI.
 func Start(tb testing.TB, servers string) *Server {
 	tb.Helper()
-	s, err := Launch(context.Background(), tb.TempDir(), servers)
+	return StartWith(tb, "", servers)
+}
+
+// StartWith is Start with lines for the main context too (load_module).
+func StartWith(tb testing.TB, main, servers string) *Server {
+	tb.Helper()
+	s, err := Launch(context.Background(), tb.TempDir(), main, servers)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			tb.Fatalf("nginx fixture unavailable (required in CI): %v", err)
