@@ -395,6 +395,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tiles/auth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Forward-auth decision for a proxy in front of a tile server
+         * @description For nginx `auth_request`, Envoy `ext_authz` (HTTP service, with `x-original-uri` added from
+         *     `%REQ(:PATH)%`) and Traefik ForwardAuth. The proxy passes the original tile URL (path and
+         *     query) in `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik), and the original
+         *     request's `Origin`, `Referer`, `User-Agent` and client address (`X-Forwarded-For`, honoured
+         *     from `TILEGATE_TRUSTED_PROXIES` only). The answer is the decision a tile request would get
+         *     from tilegate — same credentials, rules, reasons (`X-Tilegate-Reason`), rate limits and
+         *     usage counting (an allowed decision counts the tile once, as served) — with no body on 200.
+         *     Token decisions may be cached by the proxy until the token's `exp` (`Cache-Control`), public
+         *     ones for a minute; API-key decisions depend on the caller's headers and address and are
+         *     `no-store`.
+         */
+        get: operations["authorizeTile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/tiles/{dataset_id}/tilejson.json": {
         parameters: {
             query?: never;
@@ -2129,6 +2158,71 @@ export interface operations {
                 };
                 content?: never;
             };
+        };
+    };
+    authorizeTile: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The original request's path and query (nginx). */
+                "X-Original-URI"?: string;
+                /** @description The original request's path and query (Traefik); used when X-Original-URI is absent. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The original request's method; GET or HEAD are tile requests. */
+                "X-Original-Method"?: string;
+                /** @description The original request's method (Traefik). */
+                "X-Forwarded-Method"?: string;
+                /**
+                 * @description `nginx`: answer every refusal as 401 or 403 with the real status in `X-Tilegate-Status`.
+                 *     nginx's `auth_request` passes on only 401 and 403 and turns other statuses (404, 429) into
+                 *     500; the README's nginx configuration reads `X-Tilegate-Status` and answers the real one.
+                 */
+                "X-Tilegate-Auth-Request"?: "nginx";
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed. The proxy serves the tile. */
+            200: {
+                headers: {
+                    "Cache-Control"?: string;
+                    /** @description The dataset the URL names. */
+                    "X-Tilegate-Dataset"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The proxy sent no original URI, or one that is not a tile URL of tilegate's form. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["TileUnauthorized"];
+            /**
+             * @description A valid credential was refused (`X-Tilegate-Reason` as for tiles), or, with
+             *     `X-Tilegate-Auth-Request: nginx`, any refusal, its real status in `X-Tilegate-Status`.
+             */
+            403: {
+                headers: {
+                    "X-Tilegate-Reason"?: string;
+                    "X-Tilegate-Status"?: number;
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TileLimited"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getTileJSON: {
