@@ -2302,7 +2302,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2317,7 +2319,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2877,7 +2881,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2902,7 +2908,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4536,7 +4544,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4551,7 +4561,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7624,7 +7636,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7645,7 +7659,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15379,9 +15395,12 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangeAPIKeySettings(ctx.Request().Context(), request.(ChangeAPIKeySettingsRequestObject))
@@ -15700,22 +15719,23 @@ var swaggerSpec = []string{
 	"PSHdPsX+55Gkz+6XSr26xq6qCQp5pNNXJglYKNIrjRnNRctcLhiPYw3G9LCwf2V0IfOwjhTrE/Fa76F3",
 	"7lY7KsrYGvAlLbisdFq+QnWk3JOcPT978RZ93EeHh0G1tjztUTfPnxEyhjs3RlRluGETsNEM4hw047Yc",
 	"YgLu+5xDM/IbiyUo6PaCPSz34IvydkMRY7UCX5DDlyPB7zxJuD8TbuxVZtyHkQxz5NAVvnVVWa+AhRiS",
-	"vLIzYa7mStpZ2MO5laVK3GymUmks/7KqXWGnSwrQY2lZj+n+Xs97c3jJo2teXxGzK1kIHy7b1zB6iK4/",
-	"AXtnsV4wnckhw5sRykq8Mk6VkJbdYoAqhkjEwLSYzrAMs7/TJi9Dgk57YkLCjCSV/Y4yranYzjVIllfr",
-	"obWh6joEUqHyKzlLJZ8B1gxynRqhJJV24CMZqXQxzEWDVHrOE2HwKAUs/FsYkDhYBCwWbl+FnAZlpD9S",
-	"KWB/Z28YMdden72idKeRFI7VRUpjvYkK9yoZ9FzdQK/veDOWkyGQIidk5NIUuEGYXresNXHx9t35xemL",
-	"qzdvX//j7PS80qzjB4vecYHJEbZqeVYlAQ4Rb9VpZoMQXX9SGxN7+EyhP9+3yZJ2oJ2nlsfUQL8g1vQ7",
-	"nmMfEsvPrS8PJNCp5DQCwsP8bWfFtpVvYeEWeHjG5c0NNsWaMWgce5WE8Mi+zlgF91wrLB+UlZGQ1WB1",
-	"rGAkM2lFwtboK6wb1ordh4TnlOq2h1dTycoxZVgNyV8T7tYl7DOsso9eJKfZstuZ2w5egVbTuBEC4TOi",
-	"I+TGvuKNSmLwRbVG0t9EMPQcY8ZNAaKztyq/FZbVRzxkg7Aoqu8WQCV57X2pbvsj+RrzO9y6iYhjdTZN",
-	"ZX+qsGUko4hHM3jixlqpQ4V47yYORRcMfFIWVb/D4LN6wQoW7nbRkSfFnL+CfB/IAhc3gISIlo03LD3Y",
-	"LEf85MStJHh9hU5TClqo+OF0s4cGAK8B/VZvO+yPpAfWsjW42j5DZKhjKbfafSO92TtJMjNjQlrQNzyp",
-	"aSvvzk9+Pr366eW781+uzl5dnL79+8nLMMhL4rKDATO+FppTlNgEbv2tKQYtS6fWjIE4GFvgQE8+FNtL",
-	"h+y/KbS3mHk7j/kK6c0hvY4RVE7ZjMe5HF4H7/3EfrslXMeuoA689IF6bKirir+SWpBX53SqXBnRDjp4",
-	"y1VnH8nUT7nhGgYsg7nnpsKtGCdQhuVO3pz1KzVQ88Vyw264nYsqd+XlTQ1AXoTU8Yp5kNuAQtfSMUyl",
-	"hwJtvdrDeUPJ0hJDagsAWfdnUC9Bmsp8epUeqhC45mmQVZrDaPwV80UlRdYN/3YNix/CHkHKKhCzbvg3",
-	"I6Y/jLLB4PBbuEv9X2h5/hAuD6Kp+99nqiiWiPa417a8t7C6FVhnbrUFivoH6LejGHxueOfoBZ8mWGmr",
-	"EoS/v7z//wEAAP//",
+	"vLIzYa7mStpZ2MO5laVK3GymUmmIsegVIlFkt1JARN2WpZ+xJgySoUqprFgvaFL0UP9zWpufbp75MCQc",
+	"DN6XZ8rAQ16iK6jcguckcjFndDBKnyMMN86ibFIF8eklbe1fXyXMsS+PrhZ+hfOupEh8uOKxRgpBdP0J",
+	"ZA+L9YLpTA4ZXttQlgmWcaqEtOwWo2cxRCIGpsV0hjWi/YU7eY0UjCgQhxRmJKkmeZRpTZWArkGyvJQQ",
+	"rQ2V/iEEDdWGyfk9OTSwoJHr1Aglqe4EH8lIpYthLrek0nOeCINHKWDh38KAZNUiYLFw+yrkNChhCJFK",
+	"Afs7e8OI8/ccr0OONJLC8eFIaSyGUWGtpfSYqxvo9Z3gwFo3hKDkBNtcmoLjZGYku2UhjIu3784vTl9c",
+	"vXn7+h9np+eVZh0/WPSOC54nbNUsroopHCJe+dPM9iC6/qQGMPbwmeKSvm+TJe0oQE8tj6kef0Gs6Xc8",
+	"xz5el59bX7tIoMfLqSsE1vnbzlp3K9/CqjLw8IzL20JsigVtSE/w5doQLO2LoFVA2bWq90FZtglZDZbu",
+	"CkYyk1YkbI0yxbphrRJ/SGBTqW57eG+WrBxThqWa/B3mbl3CPsMrANDF5dRudjtz28EruG8aN+IzfLp2",
+	"hNzYl+NRSQy+4tdI+msShp5jzLgpEH72VuVX1rL6iFEzyyv+uwVQSX4xgFS3/ZF8jcknbt1ExLF0nKaa",
+	"RFVMNZJRxKMZPHFjrRTJQjB6E4ei2w8+KYuqX7DwWfWxgoW7XXTkSQHxrwjkB3IPiBtguRWRW70eCZfD",
+	"kXLiVhK8vkKnKQUtVPxwutlDo5PXIJKrVzH2R9Kjftka0G+fIWzVsZRb7b6R3iafJJmZMSEt6Bue1LSV",
+	"d+cnP59e/fTy3fkvV2evLk7f/v3kZRjk9XrZwYAZX6jNKUpsArf+SheDZq9Ta8ZAHIwtcKAnHwo8pkP2",
+	"3xR3XMy8ncd8xRvneGPHCCqnbMbjXA6vwx5/YqfiEuhkV8QJ3khBPTYUfcVfSS3IS4c6Va4MtwcdvIKr",
+	"s49k6qfccEcEOnn23FS4FeMEypjhyZuzfqVAa75YbtgNV4dRWbG89qoByCukOl4xD3IbUOharoip9FBA",
+	"wVd7OG+op1oCXG2Bbuv+DOolSFOZT6/SQxWf1zwNskpzjI+//74o88i64d+uYfFD2CO8WwX/1g3/ZsT0",
+	"h1E2GBx+C3ep/wstzx/C5UE0df/7TBWVHNEe99qWd2VWtwKL4K22QJCEAJ2KBBDIDe8cWuFzGCttVRAC",
+	"95f3/z8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -67,7 +67,9 @@ export interface paths {
          *     any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
          *     and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
          *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+         *     (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+         *     the key is answered as it is, without a new `changed` or an audit event.
          */
         post: operations["changeAPIKeySettings"];
         delete?: never;
@@ -1467,7 +1469,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["APIKeySettings"];
             };
