@@ -59,6 +59,7 @@ type serveCmd struct {
 	AuditRetention     time.Duration `name:"audit-retention" env:"TILEGATE_AUDIT_RETENTION" default:"9600h" help:"How long audit events are kept (default 400 days)."`
 	ShutdownTimeout    time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM."`
 	SigningKeys        string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
+	TokenWindow        time.Duration `name:"token-window" env:"TILEGATE_TOKEN_WINDOW" default:"900s" help:"Tile tokens' alignment window (10s to 24h): exp is the next multiple of it, or the one after when less than window/15 remains."`
 	DataDir            string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas)."`
 	MaxUpload          int64         `name:"max-upload" env:"TILEGATE_MAX_UPLOAD" default:"2147483648" help:"Largest MBTiles upload, in bytes."`
 	TileCacheTTL       time.Duration `name:"tile-cache-ttl" env:"TILEGATE_TILE_CACHE_TTL" default:"60s" help:"How long the tile path trusts a cached API key or dataset when no change notification arrives (PostgreSQL LISTEN/NOTIFY invalidates at once; this bounds staleness while it is reconnecting)."`
@@ -99,9 +100,9 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	signer, err := tiletoken.New(keys)
+	signer, err := tiletoken.New(keys, tiletoken.WithWindow(c.TokenWindow))
 	if err != nil {
-		return err
+		return fmt.Errorf("TILEGATE_TOKEN_WINDOW: %w", err)
 	}
 	proxies, err := trustedProxies(c.TrustedProxies)
 	if err != nil {
