@@ -297,6 +297,24 @@ func (e TileTokenErrorStatus) Valid() bool {
 	}
 }
 
+// Defines values for UpstreamMissing.
+const (
+	Empty    UpstreamMissing = "empty"
+	NotFound UpstreamMissing = "not_found"
+)
+
+// Valid indicates whether the value is a known member of the UpstreamMissing enum.
+func (e UpstreamMissing) Valid() bool {
+	switch e {
+	case Empty:
+		return true
+	case NotFound:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VectorTileTokenKind.
 const (
 	VectorTileTokenKindVector VectorTileTokenKind = "vector"
@@ -609,13 +627,16 @@ type Dataset struct {
 	Format string `json:"format"`
 
 	// HasTiles An MBTiles file has been uploaded.
-	HasTiles     bool                             `json:"has_tiles"`
-	Id           openapi_types.UUID               `json:"id"`
-	Kind         DatasetKind                      `json:"kind"`
-	Maxzoom      int                              `json:"maxzoom"`
-	Minzoom      int                              `json:"minzoom"`
-	Name         string                           `json:"name"`
-	TileSize     nullable.Nullable[int]           `json:"tile_size"`
+	HasTiles bool                   `json:"has_tiles"`
+	Id       openapi_types.UUID     `json:"id"`
+	Kind     DatasetKind            `json:"kind"`
+	Maxzoom  int                    `json:"maxzoom"`
+	Minzoom  int                    `json:"minzoom"`
+	Name     string                 `json:"name"`
+	TileSize nullable.Nullable[int] `json:"tile_size"`
+
+	// Upstream The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream"`
 	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
@@ -647,8 +668,11 @@ type DatasetCreate struct {
 	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
-	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	TileSize nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409).
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -680,14 +704,17 @@ type DatasetUpdate struct {
 	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom]; null when unknown.
-	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
-	Description  nullable.Nullable[string]                `json:"description,omitempty"`
-	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
-	Maxzoom      *int                                     `json:"maxzoom,omitempty"`
-	Minzoom      *int                                     `json:"minzoom,omitempty"`
-	Name         *string                                  `json:"name,omitempty"`
-	TileSize     nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	Center      nullable.Nullable[Center]                `json:"center,omitempty"`
+	Description nullable.Nullable[string]                `json:"description,omitempty"`
+	Format      nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
+	Maxzoom     *int                                     `json:"maxzoom,omitempty"`
+	Minzoom     *int                                     `json:"minzoom,omitempty"`
+	Name        *string                                  `json:"name,omitempty"`
+	TileSize    nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server; `null` makes it a file dataset again.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -952,6 +979,17 @@ type TileTokenError struct {
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
 
+// Upstream A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+// because Prism does not take `nullable` beside `allOf`).
+type Upstream struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+	Missing *UpstreamMissing   `json:"missing,omitempty"`
+	Url     string             `json:"url"`
+}
+
+// UpstreamMissing defines model for Upstream.Missing.
+type UpstreamMissing string
+
 // UsageCounts defines model for UsageCounts.
 type UsageCounts map[string]int64
 
@@ -1105,6 +1143,18 @@ type UnprocessableEntityApplicationJSON = HTTPValidationError
 
 // UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
 type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
+
+// UpstreamFailedApplicationJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationJSON = Error
+
+// UpstreamFailedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationProblemPlusJSON = Error
+
+// UpstreamTimeoutApplicationJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationJSON = Error
+
+// UpstreamTimeoutApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -5596,6 +5646,10 @@ type UploadTilesResponse struct {
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Error
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5643,6 +5697,16 @@ func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UploadTilesResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON409() *Error {
+	return r.ApplicationproblemJSON409
 }
 
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
@@ -8642,6 +8706,20 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
 		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10674,6 +10752,34 @@ type UnavailableApplicationProblemPlusJSONResponse Error
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
+type UpstreamFailedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamFailedJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+type UpstreamFailedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+
+type UpstreamTimeoutResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamTimeoutJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+type UpstreamTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+
 type ListAuditRequestObject struct {
 	Params ListAuditParams
 }
@@ -12310,6 +12416,34 @@ func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTile
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409JSONResponse Error
+
+func (response UploadTiles409JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409ApplicationProblemPlusJSONResponse Error
+
+func (response UploadTiles409ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -15517,185 +15651,198 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchu3suCvoLhbZTI7oihZzk2kSp1SbCXRjWO7LPnkbIUqDTjTJHE1BOYAGFGMV1X3I/Yb9sPul2yh",
-	"G/MiZ/iwZTk+1+dUxSKJZ6PR726870RqlioJ0prO8ftOyjWfgQWNn55n2ijt/orBRFqkVijZOe684RNg",
-	"Ef4YMG6YBptpCTETktkpsJB+C5ka4+dUw61QmWEpn0C/E3SEG+WfGehFJ+hIPoPOcYf6dIKOiaYw427W",
-	"sdIzbjvHndHCQifozPjdS5ATO+0cPzs4DDp2kbqexmohJ52gc7c3UXv1L+/vg84LbrkBe/7CjYlTp9xO",
-	"y5lj+v1axJ2go+GfmdAQd46tzqBxNVmGLVcnOrtLV4F1KRJgVt2AZHCXCr1g3UyKO2YgUjI2vQBBhA2e",
-	"GBbCXRo6mM6EtBC3AQvu0mZICWm/PXKgElLMslnneFAs1A04AY0r/VlzmSVcC7tYXfGPWXQDlhnxJ5yw",
-	"EX4wzFiuLeOWzacqATZVmTZMaRbzhQnYu8vnbUudVKaqLvl/ahh3jjv/Y7/EwH361exXl+eW+ys0LPNU",
-	"stM35+wGFk8Mwa9tCTdQn7qCR4fPvm06yV9hQehSn/I8BmnFWIB2qO1m/xUWxax1rLqBxcdj1EsxE7bl",
-	"Aibut7Yt44+1Tccw5lliO8fPBniTCD0OBoMKshw0Y8tFpNx3azDbuBZta8EfdzyACzFZP6GYSG4z3T6p",
-	"mOw45TvDJ/CTVrPViS8Q+XNqBlqomHWFjJLMiFs4YcIaf1Ge+JvS67MXBHCHm+zf8J6wEYyVBhZaFbat",
-	"e+wW0IgkMbewZ8UMOq2rv1Sraz+T8fLK4c6vfGmVUs3blmXV7ou6d7hvUiUNEDtRcpyICPE5UtKCxD95",
-	"miYi4m65+/9h3Jrfb0kmzrRWhKHVMVKtRgnM/teHjXUfLCPdFFg05dKxPL8Bw+bCThl3FF0YK+SEqdF/",
-	"QGT7nfug85PSIxHHIL/AfWpACscTJgy75YmI2SizbMYXTCrLYsXsVBjc5itlf1KZjL+sXb5SzGTR1J9X",
-	"LrBEPElAPzGMR5HKJJ2jozZf6Fme+rOrnOcc5bRxZiDus/Afe253E3d53wI3SobuwJUERypClFMgDgMW",
-	"jnh8XdDaMBjKEKl5yLqF1OLEO0cGDOP5RVFjJyYg2mjgMcLYS1m9gIVKi4mQbvjMgL7mE5AWx87kjVRz",
-	"ee0b0CQ3sGCJMNaJG+5rw7ikIR1nBWPZlBsmQdgpaBa+9n2l0kMZvoUxaNChmzYf/QYWIevyxCjGmVaW",
-	"W4i9GFFIqn5n3Fgk7hPNI+i5JWpw9C2yEIesW37It2eY5TfAbMGpTIA3x0sqTtwLnWSQg7jY4lAKU87n",
-	"j8BccxvmXWJh+Cip9kF5UfovhWFjnhhaZS7SSmWveZKo+XK3UuY1obvWbo0OyMtHJVLfL0oESDuUPI41",
-	"GOOmE5JJjzKVkUV6rR0SmLDXH8pO0JkCj71CcRpFYMzecyWtVsneqVvZHh1YHetX+dsKxq7vcO8vMApQ",
-	"EH95pNgjDF7LW9CIFZpbL/ax7uoVPsbfrxPacdhz0rnrNVPSTpMF+2emLB/Kboh/XMNdBBDjLc+kFQme",
-	"oYQ7Sx1IjCHRvtdn4VuwerF3OragQ3/4XoM5cdeMWwL13huViGgR4h0tvw7ZWLnDZrHmY7snwI73ptam",
-	"PBV7btW46D2PKXuD790yh7nIOuyc/POHYTYYPI38jTdOlPHz4w9wMv/hwE9a7ad/GJxY39cvl9q7BWki",
-	"ItzCUOICAtfZg6syKQEun6Y2WM5AsFM+sl9FOdD6VQylGwEnedAbUwB/64b+8Da2L1Gh3rTUIxrViA1X",
-	"GKTr+kenisWdoFPH1s5V0HrX30me2anS4k/48qSSCqtuvNszYYyQE8cNlGaczXjihHCIkWt3w+JzeMxC",
-	"IyaOu8JdGg4loqPn2o7M8yRhE3EL0g3kvphDkjDqTINLBrPULpDtfH4qrtRLrifw5ZHwXDwZqRjpuFWK",
-	"JW4rKF5+udi6qil45ESOI1H0zLd4y0XiBJQvb4dOCBpxA25/mdTAo6nbyAnTjvyxhFvQfpepVu5GuJ/P",
-	"pPU2tQfZ7S+Xl2/+7uCJnR9y780jr0CibMLK2f0YSAvenHvjXKpVCtoK0vVJEYhbbQVOLXgtk0VuFGs1",
-	"5e6ZG5HuKVwPT/ZS5TiKpm73QSfSwO0jzFORlxvsUlNgSiaLihLg9ZZCA+oqp52YY9YomvdOWCizJAkZ",
-	"3IJeDKVvhPKb10lxrMxAn52yGBKoKB0s1io1TGWFjcqJ8kS3hYWZ2cLYGHTcAuiq1kDFteaLzjJivG9r",
-	"Xo7nNZNVcIWop4ReHS2B1a2rOT0vlwrrrqAfjfEJF2jo9fONlEqAS5yw0JkajMVOWkHjBXOYUcwpCq3Y",
-	"T58rZuWRSHcmbsZGBNsIBhE3Qf+h8LLQtla3/Pz8xVvDuudvbo9QJD1/c/utU0b1jCfCQNxjpV7HcrVu",
-	"lhnr9MjESbaEtHNhABXBnpP0CSZcLvIuS2i2M1ol3NhrdwCrO/h9CpJxUqZzZuqas4hrLSCm80TU0RAp",
-	"HUOMljnhes2EzCz0tj64hzoRL/Zfo9zabMOu04cRMAP6FmJUaiKegIy59lpY16lfBSqOUWIjXaG2sSa3",
-	"TwvgC4k8t+02nJk3tKC/rPVglw8yt51co93jet1tfIcXe+6OtzQjaUgTHkHMRguiYe6k0TzjuI+xIknY",
-	"XOkbU4ADB0ATRKzAPPpJl4oKMvk4FtTwTYUTIqlrEi/IWlLV6LmHAzkSjlmYK7vXKehr0htDvAyGca/8",
-	"MiUZvwXNJxCwLGVWsXCUaWNDxi1TMoITxiOtjGGvEMAi4oY5WYbxeOa4y8H+q4AZIIr49uz0xW9ny/gm",
-	"0cmyDMU6v8dJvZ+l8Cy5/wVrtULyji1tsmGYYJNuWTrZ/mgcMvArLNVHsgAveY1LndkhuDuOZm6fZqNE",
-	"RHiFrWJpRpZkR6fevX1pWDf82w0sfgiR+jwUumWGT+DakbxrpA1ttMUTE3RRFAQS/2iiLcdsroW1IBmO",
-	"7wQIlEFybBnKNMkMm0852Qa5NHNwK88bkPXVqZF+nAV40WOFOrVAIj/HLUHhmqmZo0upk7TxhiF4clPy",
-	"FtLJEsaQQITH7ali/crWRi/JYyl+BoXAW2VoNZGkFIjq0mSVh68jojV6s8xmGrBjBdPvAy+tv+GkTS9J",
-	"7C3BHhQEkguWaCBM+QQKGqFkSa3z+I7lwI31p9EcuFGRKYo/1ik0XhNpYExWWZ5coxC9ur1X2WxE7vwb",
-	"WBT2vMIPtJHYFGEr1VnytbefwQVYK+TE7Mg58m5uvdytuM9O5YKhnMYc4tYE2qPDQxbCndX8epw7ssJe",
-	"wOAugtR6FwqP95zuMpRjAUlsfGDDr7AI2HwqHKPQCA9IncbhBEkxkUpDzIxi1pEFXAjjho3BRlOIWcSl",
-	"k2pSZVyXEY9uhhLJkWM4dFFMn3Uvp66bBhZDlHA34hQ0IOFyqkyYk4vwmNxZ3CptyH3HDbsRck+lIHkq",
-	"hpK2zHilE/PovWCpBuNkXBQLPXPo95BEtSqtdbC/zaHkxiDoHDfCpFUGWUHuiuL6yedaq7wiuysEUuvO",
-	"FAyUqmwXpQXUC0aAxsbKBXGSg2nVXqsNvfZ6wsI/rkISKnbUT2f87pwaH6BEsKO+WgkAWdt/BwXWq6qF",
-	"OH/CQjdUyLpKe5D0vOJqnBrL8b9zbvrtNHFLffb3XHZ2h2asU/+dbOz4cjc/K0/LxpnNNDywPvsQONt2",
-	"0Bt12o16a3gw6OP/978LAxYeDgYHx/Hou+Pj/aeH4QnjbIREjfqi5xUJmUNu/2Wvqik7HuekGyhHPtj/",
-	"LmQjiNQMDKtOV8B5KCtKchXt2eXq8oXflJISIrfXJ4alADpgSgelouS+wuUKycLL85dnP59enl1fvn13",
-	"cXn24vrN29f/OD+7CCmiUIvJ1O7NlLEsk1ZnSIvDf+z9pPScO1XZ/RWyqUqXLmLlohx9j4J3cW823cqP",
-	"0vY/nvBtxN2tdPONWriGmbr1tx5HYt1BYcwi4dmpAr1mDX1JP1rRknbS3JeIglORR8AmIEFjVAPPrJpx",
-	"KyKeJAuWycQhW6rVrYghZnDnJHhhE4xhrBPI5YPfCNuKzWBJZkkhEmMBxssTv1xevilDOdw9JCuo4z0c",
-	"XUsI2dM3530nvfBZmkA/UrOQGtJdHcqpMjZg4Tf9WhMnYZhsFKsZd8N3nWKCbCiFu17Awqm16fH+fqIi",
-	"nrgRjp8OBoOQrj9KkhDQ0IhwqdI2IH/u30JWOJ+pNci4MeqEFUEnfXaGfjRa91ASbtDW2y/d4bOnD33r",
-	"djDNPMItfFC7ycqtpJjYr9aKDznPlaPabHP4MHzJqeEqhOtq/FLYM/nZwJC3pbiPc9Qb3DV/Z0Dvnbre",
-	"RGbIa+34qkV6gGYQuOORDYYy4gb2DEgjrLgFRzZo4332u0jiiOuY6JOjISZLHTGA+ITm5swIOUmAURfH",
-	"wD0Z6w/lS+C34H3oVVHQETiMgilWPtZqhsZ0t+093DYRhuVw5c32jFVFUy7OEpjlPki5eD3uHP+x2XFT",
-	"mHolqsbVb0rhdFulXC5egZM88pWsqudtFGDjwH/nSQad1Z1fBauJAkDTo9osWd6Z4RqO8QD+/eL1K6dm",
-	"ZhAwByGG4d0xxH126loZFgsNkUVENyKGoeT0PWmwbsKRY2JzxRK4hcSwGCBl3WUQ9DBlpmTRl4sULnC1",
-	"Tm+Wyg4l3KUoFWqIMm0EWli0yiZTlk+ZKAknPog1b1dqzpQZMJQeC+on8Clx4S9xuji1P6TV02ZdA8DK",
-	"u9HreyjRhJ/zpnzeO7LmClAEqBqPQcZI7GSaoTZrQNoTapvrKBow1NhpOr3+UF6kkFj0THPD3CJiNtJc",
-	"RlMwTn3imQH2+vSCPe0PnhgilA7iTksFR35Z6Do5VQuPs0TrLBb27NYjdJ278yjX+fOQMp6K6xtY9Mno",
-	"0gnKL9DiU/mCwoErX5CrvbTZlmMUX+Rj5F+sdMnSRHHH1Seay8oI9NE3v2pgvzyyTSbZ3zG2OiaWR9PX",
-	"XDbua/QCYAAoJGM6QB7PhGTPX573NktIzV7rVeduswexybyOTZsMot4g2C4Lbn+DCnQv5eNDFMbKD2ut",
-	"RJ0zHk09RGOGBlGk1uEflLkTMD62oK9C1i1dkNqhJYtFjIICZoT0KsJUudEtYWq5nkADWm/bfUG5Wku4",
-	"X6JjjnhNoZT1c8Nfcd1N54bi/vYJSqv+FmpJOB7kt7bYf4kYjVZ0d/8/2pHRVUkMuvcXdWiUJO7DnRrg",
-	"+i+7NZ4YZjUXyadwb/yoMtlkZv5jDk5fNyqz04ABdx+k0nZ65RYXw0QDufC9Ot85/mPv4LtBsPfds/7g",
-	"2cFB4D74v6+azMaxytyBBCs8uUIMjqrE4GgVqM9B+qDmpcUnSk6EzWIIWMKt/+tPpWZX/c6HLuZpdTFP",
-	"GxYzhejmLWkKGxXl+hWoZDRvQzJE2uzlXjJSUiiR0hhJ1FsyGR09a7UJNQ/udaAnhpHtxOtqS8MeDo6+",
-	"azIhkIVl08jeELPT0OsU0ProFWWzcYKDweHRJkpYOamm2+RxwGDi7oqcQwpnhf9WnAe6CK9e3UJj+pdl",
-	"c5UlMcZWLeohNrmBTml2NDjqb2PjMZbbrCVUkn6jyJ9qaBfNPwGKhcEMqin3HNWcuKkZZ1XfEtmCcg9T",
-	"rIACEQyQ7dVzwMPBIDgaHARHg6fB0eDoaiPNy+Fa7KKAZtMR+eoCTWJoBMZc3wKqcE1p9jMnDjsIgxPV",
-	"2jLmco/pCUt9FrK3MfuSAUXu9RbWFQ+rbQkDt1aLUbZ1yOfoY4h/VZHwqXofTlyXKf1aC2mdX3sO5iTT",
-	"3dnBg25imUPssAnPye6DjZHY6zzTW7qXdwwMzkd9X/L6TjoaNw095eYaI94ayz/89iN5bMaOVky50ygd",
-	"2FHbqhk0K3RxS8y/EWTZXSeg+Zv/q2tK5+ZQoEKOKxdvJmT7j61xmG7r10b8CWvgWhnnFpwsfZ3whc/U",
-	"2UrO/Dv2euk6bROveyuMGInEZzmsHbhs2agAVIhRS9QVnkJtygJ7SpCWkC8IUHF16yRsGUJVAAfL9LqK",
-	"fE2BXmt4wXNS8HeT2ZZo7e7hCl+J71+P+LbHoBxud6glraxDoVq2I0xHYzL8EHqTwzKVE/pSc2NJNs1N",
-	"AkRsU9RU/yN1/53DKG20QH0cHWxf88FRv+oMPzxaX7KoRkDbRx3sOGhOeOvnstH7WiPLS+4wBDb6iE5Y",
-	"XFna4bNvqzLps2+DZweHV8FjUfVdg6cehMp7mo44tIZc/upxLEdP2jAGvDpgNuKl77rJAvQ57Da5QrDZ",
-	"aPPQthc/87s03ob9rIhTfIRhkmj2pKxHz+sKbTBKgGsMYus6wgLGKo0ud5PjOipeXxnbV8a2gxKwkStt",
-	"jusqWc6HsZRH5hn/8lyglTSZRoK9o71yUq9euHUlwQ+k5LhoB7dVkt5uzQuWCh9uptrFLCvgccyrgf79",
-	"6L5Gf4bTf0cqFkX2z5bmoBtY5JZE7/JeBw5c4XPHhUyDB7mWfJSCLivYUDEASplqC7rEfAafVZXbvSqJ",
-	"TOhAxnyH7TbmUyAeam9vfUZFEbfjqz9iysgITXZGSdwmLXpDblbXUQx2OKDE3Kf4r5mDNr0t94fFeZqt",
-	"q/U6hBS6un2qANWs2rB8q6oFrrZa8tJFofUX0Ao8ipcH53GzWFCBP003iCoTbH3Wb6hgAsZVLNEhsFwk",
-	"TQ53btncCUdzreQkQL2KOyzHY684rfLbjIboMdbH2+gCoEmvtgt1cVv12OLTfuyUS8bzFBmhJBtzkWBp",
-	"TF/ptdk4XTEEr2JRblSv2qGFYWaKeTruSjaF8m9k1LvbFnf0ZG3XLNVCRiLlSev+ixbkg/DZK5g/tFzy",
-	"7QMA0WQNq/GOmmmsttoShk03AU97S/PTUuTDHcfgtrwGYLmCkHW5JFTzX2JpsbC6LNemAjPvY/dbKn00",
-	"TdrBbh6J5ZPbXEK3GUYvhWkKsdhJPKCrtUkmaGf8K0WYfYHezlRlumKu8R9jvmhUhZsquTwoLdxO0lyu",
-	"JbNJVNqe6hUOwlUSFzhN7ydu7Omb8ydInlLIM5/dJcbNkUZLVUt/AZ5QGHN9t6W/siTl6mYj7fbdmk73",
-	"V1i0SLuPJb7mK2gWXYO8QvVWt6i66aKy9bYSbm0hjyfd5imMn0zCLRgjSbifWugsBM2mCnEhlm4LpbLX",
-	"KHaEXkY5Ghz1vnzBdHfxsTj8JoTMqd6q+fan5+z7o2f/VpAOIlOGUup8hjS532uSGBWkMf08XFUYFvKR",
-	"yuzxKOHyJq/CZ4VNIKT4TKQcBA0Zcx2zdKo5JsjSnCFFKp/5aWLWQOd7TJihxNoMngj6mB2DUQR9VkiM",
-	"goJ1MZixrXhYWATxDmUZ5RKeYjJHiOnlPvfJbZJxyxLgBsdMMSDHiYbLE+DAJ6yoJDSUXamKQQMWfrP/",
-	"jftnpU+veShKnyxK6jlI8pnPJW4j6au4iMkhPg4lUnFRw5aOsybRHw2OKj6FZ99/XzEQHQ0aTUR4zBsn",
-	"Xj37uibxSln2U7MGUUZ5LrPKd2/PGQVHyQjckQk5qfFC1/GkjpysizV0RrBQvrAyLbBXX0+lS2fLyFEC",
-	"RLCOTZLDxBGhyzyBaa35+L+btXhHBQjoCZItKHWeBEjxeau/lwbaVqdgWbG11U/z4UERJn90YjW2jN6G",
-	"WG9ibbqVCVxnOmkJShMTCXFRw4dZmKUJt8C67/+8339/d7//fnHfa0ySKwJUtq2VtSxPUZRDTQEsFhv4",
-	"lyzyF1/oKY3K4VWCHpoiIqoRDkXoRB7VUL1bzZezUkJ4F2dSU3krylqnFMF+mQMaBkUQvck5LNfATJE5",
-	"4vNEhvKNFmZWxvlhpfVKyojPEQlR+Ap7x6xeUStorqg1lLuW1GpiNl9sRqk7Zcx5+bBIYyyM7ycxNS32",
-	"u2+RO9YR4xc1Z4nyLKko+EandANQrWIxYBpu1Q1VzpBqfuLAj+UMng7wNZVe3dn/7PvDlUT6BkCt7N6x",
-	"nn+/eP1qI+dZw2nWCflNjr917Vt9bGtcaA9Idltj0Sg7vkr27xZ/NtJ8d5/yYrR526f9QX/Q2nrHSoMP",
-	"4gtbS5KLLZS0som4ephctaBVIdHEwp3kTEju87lmPE3d5o7f58yzZdHL4lG++fWbLNvfFxd28cq/S+XD",
-	"dJSELVTU1fHWt19e7/1VFRY/chtNK4RmSeN3vxbGHkxkK70M7L/+8//6vHLjyfKzQaGBn78wq6bFtWWP",
-	"XpQ93Vh5Pm4+21jpPnuRkfIBxJGowkDsU+v2HLMJkGo5ejUW2tg9A1hW3ecCfEhto2eDqtR4sLXD0azH",
-	"Qg95eo1pFRq/8dSXhYzxQaPIsnJo1k3UHPRexA1QErun2O6EFJaLdzrm6gGUzqS2xL5HQsIN7YuW3nR5",
-	"tconlukD7WwtyAtLbB0okH+9k8+omlHhaerW+Qw041otrGqJWnNcW6gVK0M3mKaXorXsXfucpCm1aE6V",
-	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
-	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
-	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
-	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
-	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
-	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
-	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
-	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
-	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
-	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
-	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
-	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
-	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
-	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
-	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
-	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
-	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
-	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
-	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
-	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
-	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
-	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
-	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
-	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
-	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
-	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
-	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
-	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
-	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
-	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
-	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
-	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
-	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
-	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
-	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
-	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
-	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
-	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
-	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
-	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmKjAy090lf5Eq/0qj+rzc9RzUT7ZHhXydxp8ujnUYWuhadO",
-	"aPwm8zJnv/H0pRhpYEZlOgIyU39VotZ5UiquAiS+EhoU68uSBTwWytJspPCo1pzBvTJ7bynSdDlREHPQ",
-	"3e68pBj4EEonBy+KbY+4gaE0lluMKW1NBGzN/WNvQO/lhAAoNtFxtoAdDZ72WKycQmBRHaK4P7eL4yW5",
-	"AqTVqI2F74eUw1UJenTyMQVzui+PBk//z9Hg6D7ss+cUcTqUZkrP+Tgxn2LlaMD8gcAQhwyxqGYz8yuu",
-	"oUEofyIrYXNy6CNL2i15kg3k5yJDN9w4S1jZ7EMpyxck+jo6gQSAMILlKLEzcahf8BXrhju3fn54jWLv",
-	"BZ9BRbY0+LKoyJXwpaDvPi363duXxgeR1+KkwhtYkMuTD+VYg5kmi9weV6GJGDiMnXwEVY1iNszafqGw",
-	"1MDH2Z42NMakgc3NLsRkm2Znd+lWo2HC0SeVRgvoNUmi/rftubzr8UGc3nX80ri9TyZyqObOsp5J9MfV",
-	"8nd5ys0fV+5AKzGrHsoMqzkgJ8llrSVKYDpX6y56paRO/z0ZXe69ZDrFAo1/tsqgv/jfPyGi+RqRLQqP",
-	"PxZ8ICHtL8P3qu79uwUJpurue51vJoeQD9tfJnn1Tb+mRp52fNTGl/PaG/fo5nPqf6yiDCWgtdu8nApD",
-	"KUg8spj/4he6cdMLPks2bfp/n/72crdN56OWm27f4dP+oNilW7mbjVm4q1f1XWcOfHjo+R23Qk8Djxft",
-	"N+Qt/fxZLgjO7URu1H77D0GxruouHx4LiY+R5sKyE9aLKpXrwHZ7sO/fQjZrgy2oQtUXHhZPm9guCaNM",
-	"Q3Cw+VeJjy8NnYAPq8gJFiuJ8md0irQK3+7D4t9PJYNZahfkOsNCilSI9Tmd4h69CXLMBmHPB8kbesmg",
-	"YrhgBixGyGPekRlKny1Eb4+/vw+x5ll78Dsd9ifSz2jwC1qhcdh0/8nxdl3kBj4C8Zi2nH/hMAwfGO/B",
-	"uvWlqDovKlR1/z1Vhr7fHCxRwdhVRGpTuJMFJRHmR/nVltcc+T5xYucHHWh7fPvaA3uEm/+Rt/7Lssfu",
-	"cnQfanP9FRaFvbXpDu9TjPa1yQn/zjEn+QxrWOeuAfKsG0o+g2NG3+dmX8dR0XiD4QbBUIZUqMDkDfFF",
-	"7yJE3hcxmHAhAxbmJVK4zVtTjrD/3rWQ7pxi//NQ0mf3S6X8WuNU1QSF3NPpK5MELBTptcaM5mJkLhf5",
-	"a/s9LN5dWV3IfFhHiuWHeG320Bt3qxNV30OnSBEuK5OWXTj6VV1Lzp6fv3iLNu6jw8OgWj+azqib588I",
-	"GcOdWyOKMtywMdhoCnEeNOOOHGIK3Pc5h2boDxZLUFCF8j0s9+CrvnZDEWO1Al+Qw5cjwe88Srg/E27s",
-	"dWbch6EM88iha+x1XYFXwEJ0SV7bqTDXMyXtNOzh3spSJW43E6k0ln9Zla5w0iUB6LGkrMc0f6+nvXl4",
-	"yaNLXl8jZleyED6ct68h9BDdfALyzmK9YDqTxwwfKMB0f5EAAxmnSkjL5uigiiESMTAtJlOs8+vfrcjL",
-	"kKDRnoiQMENJdaWjTGsqtnMDkuXVegg2VF2HglSo/EpOUslmgDWD3KRGKEmlHfhQRipdHOesQSo944kw",
-	"eJUCFv4tDIgdLAIWC3euQk6C0tMfqRRwvvM3jIhrr89eUbrTUApH6iKlsd5EhXqVBHqmbqHXd7QZy8lQ",
-	"kCKnyMilLXCDYXrdstbE5dt3F5dnL67fvH39j/Ozi8qwjh4seidFTI6wVc2zyglwifhyRjMZhOjmk+qY",
-	"OMNncv35uU2WtAfaeWx5TAn0CyJNv+M99i6x/N768kACjUpOIqB4mL/tLNi20i0s3AIPT7i8usEmWDMG",
-	"lWMvklA8sq8zVol7rlUuD8rKSEhqsDpWMJSZtCJha+QV1g1r1dRDiueUat7D52dk5ZoyrIbkq0w6uIR9",
-	"hmXc0YrkJFs2n7rj4JXQalo3hkD4jOgIqbGveKOSGHxRraH0pe6PPcWYclME0dm5yl9+ZPUVH7NBWFRt",
-	"dwBQSV7cXap5fyhfY36Hg5uIOFZn01T2pxq2jGgU8WgKT9xaK3WoMN67iUJRBftPSqLqRfI/qxWsIOHu",
-	"FB16ks/5a5DvA2ng4hYQEVGz8YqlDzbLI35y5FYSvLxCtykFLVT8cLLZQwcArwn6rb5o1h9KH1jL1sTV",
-	"9hlGhjqSMtfuG+nV3nGSmSkT0oK+5UlNWnl3cfrz2fVPL99d/HJ9/ury7O3fT1+GQf56PDsYMONroTlB",
-	"iY1h7p/lMKhZOrFmBETB2AIXevqhsb10yf6bhvYWO2+nMV9DevOQXkcIKrdsyuOcD68L7/3EdruluI5d",
-	"gzrwDQOasaGuKv5KYkFendOJcqVHO+jgS0qdfURTv+WGVwWwDOae2wq3YpRA6ZY7fXPer9RAzYHllr1K",
-	"5RhV7srLmxqAvAipoxWzINcBha6lY5jKDEW09eoMFw0lS8sYUlsEkHV/BvUSpKnsp1eZoRoC17wN0krz",
-	"MBr/jHRRSZF1w7/dwOKHsEchZZUQs274NyMmPwyzweDwW7hL/V+oef4QLi+iafrfp6ooloj6uJe2vLWw",
-	"ehRYZ251BPL6B2i3Ix98rnjn0Qs+TbAyVsUJf391//8DAAD//w==",
+	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQiTH3mMw2IXuAlDLRlVPVzVJWIcR+xDnGfbB5klO",
+	"ZGZVX4DGjaJoc1YzERYBdNc1K/PLa31qRXqaaiWUNa3+p1bKMz4VVmT46WWeGZ3BX7EwUSZTK7Vq9Vsf",
+	"+FiwCH8MGDcsEzbPlIiZVMxOBAvpt5DpEX5OM3EtdW5Yysei2wpaElr5Ry6yWStoKT4VrX6L3mkFLRNN",
+	"xJRDryOdTblt9VvDmRWtoDXlt2+EGttJq/9ibz9o2VkKbxqbSTVuBa3bnbHeqX95dxe0XnHLjbAnr6BN",
+	"7DrldlL2HNPvlzJuBa1M/COXmYhbfZvlonE0eY5PLnZ0fJsuLtaZTASz+kooJm5Tmc1YO1fylhkRaRWb",
+	"ToBLhA88MywUt2kIazqVyop42WKJ27R5paSy3x7AUkklp/m01e8VA4UGxyLDkf6UcZUnPJN2tjjiH/Po",
+	"Slhm5B/ikA3xg2HG8swybtnNRCeCTXSeGaYzFvOZCdj52ctlQx1XuqoO+f/PxKjVb/1/uyUF7tKvZrc6",
+	"PBjuL6JhmEeKHX04YVdi9szQ+i0bwpWod12ho/0X3zbt5C9iRuRS7/IkFsrKkRQZkDb0/ouYFb3WqepK",
+	"zD6fot7IqbRLDmACvy2bMv5Ym3QsRjxPbKv/oocnichjr9erEMteM7WcRhq+W0HZBp5YNhb8ccsNOJXj",
+	"1R3KseI2z5Z3Ksdbdnlu+Fi8zvR0seNTJH7PzUQmdczaUkVJbuS1OGTSGndQnrmT0umyV7TgQJvs3/Cc",
+	"sKEY6Uyw0Opw2bhHMIBGIom5FTtWTkVr6ejP9OLYj1U8P3Jx60Y+N0qlb5YNy+rtB3UHtG9SrYwgcaLV",
+	"KJER0nOklRUK/+RpmsiIw3B3/9PAmD9tyCaOs0wThVbbSDM9TMT0f92vrbtgnugmgkUTrkDkuQkYdiPt",
+	"hHHg6NJYqcZMD/9TRLbbugtar3U2lHEs1BOcZyaQw/GEScOueSJjNswtm/IZU9qyWDM7kQan+U7b1zpX",
+	"8dOa5TvNTB5N3H55wBLxJBHZM8N4FOlc0T4Ct3mie3nk9q6ynzeI00a5EXGXhb/twOzGcHg/Cm60CmHD",
+	"tRLAKkLEKSIOAxYOeXxZ8NowGKgQuXnI2gVqAXgHbMAw7g+KHgFMQLLJBI9xjR3K6gQs1JkcSwXN50Zk",
+	"l3wslMW2c3Wl9I26dA9QJ1dixhJpLMAN+NowrqhJkKzCWDbhhikh7URkLHzv3lU6G6jwoxiJTGQhdOtb",
+	"vxKzkLV5YjTjLNOWWxE7GFEgVTczbiwy93HGI9GBIWYC+FtkRRyydvnBT88wy68Es4WkMgGeHIdUAO6F",
+	"gAz8EhdTHChpyv7cFphLbkP/SiwNHybVdxAvKvelNGzEE0Oj9JBWaXvJk0TfzL9WYl4TwrGGMcIiz2+V",
+	"TN17USKFsgPF4zgTxkB3UjHlSKbSskwvMyACE3a6A9UKWhPBY6dQHEWRMGbnpVY208nOEYxshzasTvWL",
+	"8m2BYle/cOcOMAIoET89VuwIBo/ltciQKjJuHexj7cUj3MffLxOacdgBdA5vTbWyk2TG/pFryweqHeIf",
+	"l+I2EiLGU54rKxPcQyVuLb1AMIagfafLwo/CZrOdo5EVWeg232kwh3DMuKWl3vmgExnNQjyj5dchG2nY",
+	"bBZnfGR3pLCjnYm1KU/lDowaB73jKGWn9z0Mc+Ah66B1+I8fBnmv9zxyJ94AlHH94w/i8OaHPddp9b3s",
+	"h96hde+64dLzMKCMmAi3YqBwAAG87Jar0iktnO+m1pgXIPiSb9mNomxo9SgGClrATjpd9lpnACzy1NhM",
+	"8Kk/i8C+3FeXw9zMwj7uLfIZIzKgEJ4Ar50BNxyos5M3xz8dnR1fnn84Pft4fPT28u3Rb5cn7y5fvzn5",
+	"6eczViykVGyUyPEESKq2x1olswc9wQUxbPygI6a1z5fDrj9a6jWNas0aliIUvPp7q3qqWkGrfnpaQau2",
+	"L62LYCkvOlc8txOdyT/E00NNFSjRyHum0hipxiCtgILZlCegJIgYUUU7LD6HfRYaOQbpL27TcKDwuDhU",
+	"AWKIJwkby2uhoCH44kYkCaOXqXHFxDS1MxSLf76U0foNz8bi6YkYD5+GOkY5Y7VmCUwF4e/TpdZFTcYR",
+	"J0pEhdDYT/GaywQA1NObIQiGITcC5perTPBoAhM5ZBmwQ5ZwKzI3yzTTcCLg52Nlnc3vQWb789nZh7/D",
+	"euLLDzn35pYXVqJ8hLlngta5Y8ivuUyeGu0eLYr+Z3NiXpkbkYkY2SA0EzCjp8JOkMBRB7ITrhintwic",
+	"D1TZGNluguKBa0FAyMg/HLpELhvpPImR/w6BVfBoImLW1llhDBiKPuOq1AgWIcfRmzfvf2WxFsYzdn3T",
+	"6TKgXj/JZ4bpG+UmBaSsBIwn5cag6Hg45n5XoYwzORU6t/9qpBFL2jC3mjcSiKJhX85O3h6/Pz/rPtjK",
+	"3nnbIDX04cQZ7NNMpyKzkux/ZByIl9oPAb6+V8nMG8qXund2zJVMdzQuDE92Ug2oLqPX7oJWlAluH6Gf",
+	"ig7dYKueCITQFcOAs2UUVpE2nlbTZ43qeueQhSpPkpDBiZgVJxhxv7NTYVu5EV12xGKRiIohgsWZTg3T",
+	"eWG3BvWejpO0Ymo2cEAELRgAicfaUvEs47PWPIV+WvZ42Z6zViwuV4i2i9CZqMrFatdNHx2nq0oLvMK1",
+	"xviYS3T+uP6GWieCK+ywsKM0OJBAY0CDJgPKKPqUhaXMde+NNeWWIJeCHhsJbO0yyLhp9R+KLgsLzOKU",
+	"X568+mhY++TD9QGqqScfrr8NmIKBJNKIuMNKWw/zjH2aG8tGAMulckR7I41A41AHtH9aE65m/pU5Mtua",
+	"rBJu7CVswOIMfp2IQrZ5AAuPs4hnmRQx7SeSTiYincUi9oyQs6lUuRWdjTfuoXbEmQIuUXds9mvV+cPQ",
+	"8fQYDR0RT4SKeeYsM+3zs5clKY5QSyL7QW1iTa7gJQtfaMXe39OwZ874ij70pRs7v5HennqJttDLVafx",
+	"HA/2DWxvaVrORJrwSMRsOCMeBjuNJltAfMbKJGE3OrsyxXJgA2iWBNzx6DtdGgsQUcSxpAc/VCQhsrom",
+	"SE8W1KqVj7t1IOdin4XebnOZiuySbEkhHgbDuDOIMa0YvxYZH4uA5SmzmoXDPDM2ZNwyrSJxyHiUaWPY",
+	"O1xgGXHDAOAxHk9BuuztvguYEcQRPx4fvXp7PE9vCh2v86tYl/fYqfO9Ft5m+F+w0jJDHvO5STY0E6yz",
+	"75SO998bmwzcCEuTDXmF5iJJSrsVEDhsR7O0T/NhIiM8wlazNCfvEvCp849vDGuHf7sSsx9C5D4PRW65",
+	"4WNxCSzvEnnDMt7imAm6LQsGiX808ZY+u8mktUIxbB8ABGIQTy0DlSa5YTcTTv4Cwpugf7gHyCOjbdHO",
+	"TDjoscCdlqyE38cNlwIe01PgSylot3jCcHm8e2kDdDJHMQSIcLsdV6wf2VrrJXss4WdQAN6qQKtBkhIQ",
+	"1dFkVYavYqI1fjMvZhqoY4HS7wKH1j9wsmDNIfYlAWAUGOaBJToNUj4WBY/QquTWPuZrPphr9W40B3NV",
+	"MEXxxypdymkiDYLJasuTSwTRi9N7l0+HFOJzJWaFjb/wDa9lNkUoW7UXP/ble3AqrJVqbLaUHP41GC+H",
+	"EXfZkZo5UwAQbg3QHuzvs1Dc2oxfjrxzO+wETNxGIrXOrcrjHdBdBmokRRIbF+z0i5gF7GYiQVBkuB4i",
+	"tWiIiJkcK52JmBnNLLAFHAjjho2ERctBxBWgmlQbeGXIo6uBQnYEAocOiumy9tkEXssEi0WUcGhxIjKB",
+	"jAtUmdCzi7BPLm5udWbIpc8Nu5JqR6dC8VQOFE2Z8cpLzJH3jKWZMIBxERY64dDtIItaqrTWl/2jXyVo",
+	"g1an37gmSzHIAnFXFNcv3tdK5RXFXQFILeypMKJUZduIFlAvGAo08FcOCCAHs1R7rT7otNdDFv5+ERKo",
+	"2FI/nfLbE3p4DxHBlvpqJShs5ftbKLBOVS3g/CELoakQTWe0JB2nuBpQYzn+94ab7nKeuKE++6vHzrBp",
+	"xoL6D9gY5HLb75XjZaPc5pl4YH32IWh22Uav1WnX6q3hXq+L/9/9LgxYuN/r7fXj4Xf9/u7z/fCQcTZE",
+	"pkbvYjQGMjIgbvdlp6opg4wDdCPKlvd2vwvZUER6Kgyrdles80BVlOQq2aNNdG740k1KKyUimOszw1Ih",
+	"soDpLCgVJfgKhysVCwtb39nH89Oz41eXHz6+/+3k+DSkKONMjid2Z6qNZbmyWY68OPxt57XObjioyvBX",
+	"yCY6nTuIlYNy8D0C7+LcrDuVn6Xtfz7jW0u7G+nma7XwTEz1tTv12BJr9wpjFoFnUAU6zRr6nH60oCVt",
+	"pbnPMQVQkYeCjYUSGUY68dzqKbcy4kkyY7lKgNjSTF/LWMRM3AKClzbBuOY6g5zf+LVrW7EZzGGWVERy",
+	"JIVxeOLns7MPZXgXnEOygoLs4WiXxpU9+nDSBfTCp2kiupGehvQgndWBmmhjAxZ+0609AgjD5MNYTzk0",
+	"3wbFBMVQKm47AQsn1qb93d1ERzyBFvrPe71eSMcfkaQIqGkkuFRnNqAYj7+FZRwFPS1U3BiJxopAtC47",
+	"Rt81jXugiDZo6ssP3f6L5w996rYwzTzCKXxQu8nCqaQ4+a/Wivvs58JWrbc53I9ePDdcXOG6Gj+XCkG+",
+	"bWHI21KcxxvUG+CYnxuR7RzB28RmyOUFctUiP0AziLjlkQ0GKuJG7BihjLTyWgDboIl32a8yiSOexcSf",
+	"gIeYPAVmIOJD6pszI9U4EYxeAQHu2Fh3oN4Ifi1c3EoVCgKDw8i4YuSjTE/RmA7T3sFpE2OYT2FYb89Y",
+	"VDTV7DgRU+/wVLP3o1b/9/WOm8LUq1A1rn5TgtNNlXI1eycAefiRLKrnyzjA2ob/zpNctBZnftHgTBXU",
+	"ParNivmXGY6hjxvw76fv34GamYuAwQoxTPmIRdxlR/CUYbHMRGSR0I2MxUBx+p40WOhwCELsRrNEXIvE",
+	"sFiIlLXnl6CDaXSliD6bpeIURwt6s9J2oMRtiqgwE1GeGYkWlkzn4wnzXSZaiUMX2O6fKzVnyhYaKEcF",
+	"9R34krTwl9hd7Npt0uJus7YRgpVno9N1q0Qd/pkn5c89IyuOAEWF69FIqBiZnUpz1GaNUPaQnvU6SiYw",
+	"/QA0nU53oE5TkVj0THPDYBAxG2ZcRRNhQH3iuRHs/dEpe97tPTPEKGHFQUsVwH5ZCC+BqoXbWZJ1Hkt7",
+	"fO0Iui7deeR1fh/WyVN5eSVmXTK6tILyC7T4VL6gFIHKF+RqL222ZRvFF74N/8XCK3maaA5SfZxxVWmB",
+	"PrrHLxrEL49sk0n2V8y3iEnkUfc1lw1G+FCYiLRGJCPaQB5PpWIv35x01iOkZq/1onO32YPYZF7HR5sM",
+	"os4guBwLbn6CCnIv8fE+grHyw0orUeuYRxO3ojFDgyhy6/B3yuYLGB9ZkV2ErF26IDMgyyIeB7PEOhUw",
+	"VU50wzW1PBuLBrLe9PUZ5W/O0X5Jjp7wmsKX6/uGv+K4m/YN4f7mSYuL/hZ6kmg88Ke2mH9JGI1WdDj/",
+	"n+3IaOskFlnnL+rQKFnc/Z0aAt6fd2s8M8xmXCZfwr3xo85Vk5n59xsB+rrRuZ0ETHD4oHRmJxcwuFiM",
+	"M0EufKfOt/q/7+x91wt2vnvR7b3Y2wvgg/v7oslsHOscNiRYkMkVZnBQZQYHi4v6UiiXWDA3+ESrsbR5",
+	"LAKWcOv++kPr6UW3dd/BPK8O5nnDYCYiuvpImsJaRbl+BCpVDjZhGTJt9nLPGSkplEhnGEnUmTMZHbxY",
+	"ahNqbtzpQM8MI9uJ09Xmmt3vHXzXZEIgC8u6lp0hZqumVymg9dYrymZjB3u9/YN1nLCyU02nydGAwWT+",
+	"BZxDCmdF/lacB1mR0rA4hcaUUMtuMAo44lk2q4fYeAOdzthB76C7iY3HWG7zJaGS9BtF/lRDu6j/saBY",
+	"GMyqnHAnUc0hdM04q/qWyBbkPUxF7LERZHt1EnC/1wsOenvBQe95cNA7uFjL8/y6FrMoVrNpi1zFkSYY",
+	"GgljLq8FqnBNpTemAIdhhTEOelkWrfeYHrLUVSZwNmZXRqSox7CBdcWt1aaMgVubyWG+ccjn8HOYf1WR",
+	"cOm792eu85x+pYW0Lq+dBANkur04eNBJzEuILSbhJNldsDYSe5VnekP38paBwb7VT6Wsb6XDUVPTE24u",
+	"MeKtsSTM2x/JYzMCXjHhoFHCsqO2VTNoVvjihpR/JcmyuwqguZP/CzxK+wYkUGHHlYM3lWr5j0vjMGHq",
+	"l0b+IVasa9V26lIG7mFWL7INqjkGnkMbFumpIGOlVMYCgyJbi19r2oK2M7eiDcGwKTdXIq5HE3J60mvG",
+	"a/XQSs7CMuWwCkJ633+7jkBbpyCwMRyF+GgxdS+HUFmeS1q5ErOAGT7rdNmpiDJhTZ8ZS2EwgiciDgaK",
+	"2HhRIOuf//V/XbScYWaibyjsEoN0XGyeoJVi4TfffBO652OXFZPo8VjE0BvaXAaKHuKGcffWlRApSVE3",
+	"EK0E8NiKkERRAm362Lwhj67ci9IaB1tcCHdxGD+1jlw2IPeiSnCAUf/8r/92hF7dgb1vG6Siy8Jrsl1w",
+	"W0t6BrGuM7bfO/D+9D4L0XYesvZ+7yCgOSPZeAMn4gKgzEMSlJQDjlnwodL2cgQsPGTtg95BFQm0KGQw",
+	"aBXPNFpd8ixpZDe//cf/Zucf3zArpmnCrQjYxNoUOoV/TUDb+umPu4B9ur3Ddf80u8MoXBdyC7tbTa9F",
+	"xYwcViUrxMb6u7t48roY+Kh4sptpHpvdT3/c7X66vdv9NLvrEs9ch2jnwA1Mbo1byWdOwVpcC1DPLxM+",
+	"c6dwI9X17/jWG3hpkxSAa2nkUCYuWXFlw+WTjTaFCr5ZEsiJjL3WZSGQSi5dMvMC0xRooI6K5leoyrOD",
+	"eQhYlWcVbt0URroCab4k8+F2GuEckts+GOortPvrQbvlEW77m21qicTqq1AtFBamwxHJbqJ0CodI1Zi+",
+	"zLixpPl6JktsKUU72H+m8N8bMUwbOe3noazlY9476FZDbfYPVhdJrMGz5a32tmzUw7r6vqyN7aiBvjln",
+	"Oy42eqAPvdTDoe2/+Laq8b74Nnixt38RfDnMeAoIsQIQnSO7GUe2RSwxdhdIB70QpnPoAnlLhZ5fof7u",
+	"MCUI7+87XwHiV4D4FSD+ywPEbUO7HwQwOniIMmgF3PrFyShPIjRhTMcBZtxIIO7Vdf6pP8Or5M2V611K",
+	"D+0Zcj2fp/Em8HXhcPEhJnGgU5bqoDisXNgXokTwDEPs2wBMBHI94mOeAXRbX4HxV2C8lYlyLapdH3Ve",
+	"Qtb7QdJHxpx/TRRZHPMpAkVp52yJZWWIr4DxK2D8Chi/AsaHAIxLUYxpxHZbBl6M61czbHxNwj1BHw4a",
+	"1m0R/S0PSwjmbnVYD/CKXhaWB3BuA1T6Eb7GwCw4kkMdy6KMwYZ+7Ssx8yERLnZ31XLgCF8CYDUNobC1",
+	"KgqpyMryvFRJkGo/LMsew8RsVx7CM81KRQaMhMXE7c0m5nK5H2puH11qeJGA4K62wNz3IcYeGK1wmjTo",
+	"NUUm2gAukNMCJ3qO/6J86mw4P6w83BwmUr9kgXLwNs95poLca4ZvdbV690ZDnjsoNP5itQJH4uXGOdos",
+	"BlTQT9MJonpwG+/1Byo6hwHic3xIWC6TJbLyBuFKptU4cD7ZVGS47VWh4U4zRtSQZFsby0SdXmwWsw9T",
+	"9dXraqUMr8syjyMuE7z3w11j0xxlU4loWaQiHx1UDaiRAJ+w4AAcyaac5LWYfvsgiS1D8jZ7LM2kimTK",
+	"k6XzL54giOPS8LEQwnw9+3ssRJMPriY7ag652mjLNWw6CbjbG3q65kK4bzlm6fgLDsoRhKzNFZGa+5Lw",
+	"XXVY8ExlzVywcFmC0b/YYEjYLrRqfufW3w/UvEZvpGmKFd8KHtDRWocJlgv+hRum3O1DrYnOswpYdh9j",
+	"PmtEyU1lYB+UF26GNOcL0a6DSptzvUIfXGRxAeD219zYow8nz5A9pRWlzlUXJeMXXcnys+AJ5WPWZ1sG",
+	"XpasXF+t5d3utabd/UXMlqDdx4KvfgTN0DXw129tdIqqky6u7doU4dYG8njo1tdi+WIItxCMhHC/NOgs",
+	"gGZTefkwmFe6CaOQ5v3Ugen28LHY/CaC9Fxv0VP8+iX7/uDFvxWsg9iUodogrtQTWatqSIwqa5quz7uT",
+	"hoV8qHPbHyZcXfkS/lbaRITOVAScg1ZDxTyLWTrJOFb6oT5DSrk8dt3ErIHPd5g0A4VF5hwTdMkHBi1O",
+	"XVYgRklZh5iVtawAc1hkIw5UGa4fHmFWeogGM1fEASbJuGWJ4AbbTDGzAEtuz3WADR+yoiTqQLWVLhoN",
+	"WPjN7jfwz8I7neamqA5MUY8fVpJPXVGkZSx9kRYxy90F1Ec6Li7ooe2sIfqD3kElfOHF999XbMkHvUZr",
+	"Mm7z2o4X976uSbzTlr1u1iDKdLV5UXn+8YRRloeKBGyZVOOaLIQXD+vEydpYDHQoZtrdGkUD7NTHU3ml",
+	"tWEKHC1EsEpMUmwGMKEzX4lhpafpf5pjaUsFSND9qhtwal/NhBKNFn8vfTlL44/K61+WunTvH91t/I2a",
+	"i0kydPHlam9M06lMxGWjSRmza+RYibgoRlrYllm7YuntNFb7KCLtNy36O4+nKLaypgAWgw3cNZ3+Olu6",
+	"J7SyeZVQy6Y4zGpcZRGw6WMpq2er+XBW7iPaxu/cVKeXym9RrZNuWcwmDIpsYOMlLM8EM0UKvEt4H6gP",
+	"mTTTMmEJr5Gr5L67ZPcQwVfY6bN6aeCguTTwQG1bG7hJ2DzZ0jiwy5i8f7+USbz1z3Vialrsd9+idKwT",
+	"xs/6hiXaiaSicjXtEnnDinJ8PZaJa+18lkrfHMLyY1225z28KrZTjyt88f3+QkWwhoVamD2Inn8/ff9u",
+	"reRZIWlWgfymGIFVzy91x6/wtj8g212aVENlvqps/3b2RyPPh/PkL/Twzz7v9rq9pU9vWTL9QXxhK1ly",
+	"MYWSVzYxV7cmF0vIqkA0sYSdnErFXWGKKU9T55V1wnPJoOfhkZ/86kmWz98VB3b2zl267SKCtRIbqKiL",
+	"7a1+fn68dxfVtfiR22hSYTRzGj/8Whh7sCJH6WUgrzxqDcax5Re9QgM/eWUWTYsr67e+Kt+EtnxhId/b",
+	"SGdd9ion5UOQRKJSabELrNgBYRMg1wJ+NZKZsTtG4J1sLqn5PkVaX/SqqHFvY4ejWU2FbuXpqunF1XjL",
+	"U1ffPsbbmiPLyqZZO9E3ItuJuBFUjctxbNghXVyytLgBpTNpWcjIIxHhmueLJ53p8mJRTszzB5rZyiUv",
+	"LLH1RRH+6618RtXUcMdTN07Mph5XamHn9wtEOqqY+JtD2B3qe1WU9KGH1oK+gfJljrYDfU3Y7EFCl7aM",
+	"tblXoMtDRJD4e+6dWXHFnDfQEReabvAzzEXp2tvlfZLau0QNrhT8USldPLZp2aJERzUUUJYiW1p6rJjk",
+	"RQO+mJrxChyyrmwTjIbacG807VEVjKxZr3m3zBpQiIdp1b4vg1fzFZceDFQuejuXr8hXQ9BfzhB01RzJ",
+	"/1ew9jTVNxganeRWBEstOqa78uKtx1c2muw/a40+q9SSwiA0n2S7zt7z91q831z1/jST19yKsF+7oABz",
+	"0+hv1NQxQsRQhAgLy2iJsM8SeYWBFdcYsjnMLaMbNCi1jSpHe/e+YVhsTcTQpo++kLbLQooDCrH8KAba",
+	"1gI5sQAiVpN9j/VmqekpgIYyGte3AQAWID3elaeshs/uNsDqyF1Uro9opwmgs8k/0hSeVJEORkR5Ju3s",
+	"FNVFpJ1TkV3LqKIhzuEqQ787oN0O7dhc/vO//jvsULB3aJ33z1UnpJiQHbcROLHQfYctwBzCWjBxn2Hf",
+	"jK5cx4f8hevSVCoRG7pbul0d8M8IqBzW8naB1hBjk0sWM7E2BaJafHOJBZZPxdy8pWJveQoyIXvmg6Tx",
+	"ctZ+JWjbuYFudBazEHsJAwxjMSmPBHneyuvS2s3LUKxvlx3/I5fXPBHKgnZTHT1r0xzdzIFhOnDp0+b7",
+	"cxHb5clPJV6zc4f4ZqQXl6DY0YhuFzVFZSPM6+RsylMGDAzm7241NX06HoqPXWF9F0JZBCdailwbDtQU",
+	"VbzpUMSsjRESVGUMj11ZRplleSJMJ2BTCQfaTHRmdxKJam+Fn5ZacnHjSUArjcDfjY5qPls9VwIeS2X5",
+	"iDUMEUVF8kqo7kAN1FucDlamjXiSGDzSaJ6tH4m5fXSh8Yv0fMgat3yg1pC+1RpD3j0FFq5VLGEvbafL",
+	"KNIKiQ2WdKBWn0u2s4NZB++O3h6HONfjRVcyDEGxBUd0mzzLgXciBywkfS7sUMBLEQUzUN6D3F8ROUP6",
+	"1jffHOzvf/NNGTLj3ciJNHag2uGngYvUGQCeHgC4HbSCAcBb/BcGhX8gaMe/Ins7aN1dBKzb7d7hvUlU",
+	"vx8jyGiqEw6jrLbNBq1utzto3YVdcnnT+Nb5qgvnNDdXxhVxdf7pgWpv4aHuuPsKFn4oPdesrTRw0fWe",
+	"a+JOzT5q5xsujjtKaVfqrLWHVtK7oOVuaGr10XD6HOQLtxOUHLs8lbs8j6XdRQO8aLCkEVkR8QWuEFpQ",
+	"XgoJM8XyufDB1fYmhkGrIJpeHyiXYb7wdplKpGL3NHwPqj0KcZ+QAfwsljGJcVedLfSMaaGCLDpe5gvI",
+	"HjJDST9UYR4TdMpyy7yY4kDRzaaO40jLJjxNhRJxwPzdFsTDgOFTsU9o8UqkaHkcqPKemKPzVydnlx+P",
+	"z47fnZ28fxeytvNxsIOe90Tg1oKygr2fxHhBlLFYixQ3L+NTYRFALrF1lY/sUsXVpVarypPuFoMLxCJo",
+	"2kMS2e/1Huze7rJibNN921jp1QdPYHHUgClxg/ZbmRmLkUcHvb1lvRTD3j1X3DFpEdNLz9e/9Npfz4Zv",
+	"7O9v0s3iTf93QevFJr2dK37NJWluCOvy6ZRns3rE9DPD8HA2rQZW6R0DDVAhXkCLtzueE+xkmuIsQHJg",
+	"B3jUvXytnvZFSnvlw52eNLFVE8BXklsBOphO4oegtj+PdmD3qtHSxh8nAD+Ie6uqlp1oI6ph+ExWyepV",
+	"JeptkbKupbghfTTVTQ6YY1dvhDg/KzS+YmiH9JNUY8Q8VT2qqjC5KvRF8fSBggGw9kHveSlOG5kmAapX",
+	"RcVth19+1PHsoYnMRcnf1bVxf0dxncL3HrrzJuo+w/LaN2VawSOyzr0N3jjT+g3PxuJPPi8OcxeoY2Pq",
+	"p2o6DYz1U2l5udulU4FXCyww2lf4fZU6a1Ry0FQHCd6IDxEMVTUnpTEOQmTsWmRyNHvU3aaRrn7jnbYU",
+	"fPjn7jYtYLnbQQVW0jVJbmHN1nQQNEvTn4RdusO9x+IDD8ADns4e/wSqQ61CNYk+vCX1PsJtKwDkWj15",
+	"hdAm5TaaNCadzxdSScTIrqqm0mVHrMyf9nrRMJ+moPvWSxyG/tLgTFiZFdch6txihDDG8BbMYy67qsve",
+	"coyY4uUNsl4wB87CibfPrLRxBvMym5UiG/UhrhgdnMBlz9uJu8DLrUDnkBXPoNnKktG1AAl+cFj6ACvk",
+	"OXjRBASo3M2jAAFXWWcjIPBoDCDHQcV/ChjYmnU8IfRAm/3F0AMJptWqGqYNmi8pXMoMx9Xi5VlpoHkg",
+	"NepfGougpsYXFm9jEnKK/WcKKKe5NelNlJD6ZZhlNbP4kXUml2e7XGOiC8H+0lTb+379Cy+1GiWSPLFP",
+	"iaeeTvA64kLAo1liLmUckUiCQK9ME1+WUb/tidqIJ3/CfzfU8cqTtE7D+4hB6vGhV+ymEr3WuYrxGrmv",
+	"it6GRETryDgd5kfkqcEncuSm3E5KN64nltY8owsqTGtd2vTFasJEtRWJ8bMEQr4s37bif6pd+UGXGwaM",
+	"QjGpnksszVWXnViflOG8ye4CbHxvoLjVU7oT/ZBxdCQCpZNXKBH8ev4tW6QW4/XAdeRBi0e1EE0wUBS0",
+	"EjDKkghYJVYFNQ5XRptiWdBZAwqGongIys5NxDPDpsJy6KU7UFTijCYNGslQsHaacKlY6J8KmUvMTYQJ",
+	"mQXCNMiroMVwytNwN5RTPoZfEz7TuT0cKKVZzOHLGA3S5tDNFJryDSMXlIqyn8wh8IF3528YOtxn7vrj",
+	"w+okyX1en6VrA+/Vw3ZQbasZMMMO6WAiuhIxI3cZ6npmoLwru+8XAZ1hw0zwKwOMN08weoKzg/19doOW",
+	"5TDRUUgZ2tQ9C4GOaJkwA3igytALbhl5wtqiO+6y8PdBC54etAI2aPmVoE/VmbYuwk6z0gekdOasOZuh",
+	"GB1ZYXfK6OWG0zmUCnjM4vn8Kyl8hX3La35L6foJ4JwHWTAXjH8XtJYFAWzf1hptaOHWHluJa2+jZaWI",
+	"YAeuiTGiqDNRjYWnpQkj367X6anKiQdWjXNfDKUxYqFWhQJ4DVZ0wCoblL1J9SIChhUeeLKkBBsZp2yl",
+	"sYGq1KJzgQhVQzw833blvGrl5zpl4Tk1q0QYdhlGFmKVhHLh9I0q/HRGUNJi+6B3gDEpiIQNBsIo58GT",
+	"8+W0Ol32I07UDFRRXTPjo5GMUNjpqbToSfBZkHtBr9dzi2NYG1g4ZfA3stbSqk1FabYFTPjW60xPN/EU",
+	"48NnepNHawVuHsG1TLNfywiQWAuriKPAzzaOPB007pBTvRJjgMdxovOMYdzf7FFt8567EGqGpaWb8ytf",
+	"4pFedOctc/NUsyq/GN1VstCaAhp8UCU8EVSKIZN1nbO3PH0jh5lgRudZJMhK/1WHXOVIqnhKkPkq0WBX",
+	"OCtFwGORLPVG+p5emv+6U2aizgXazie9YmYdzM4B5cBFkIIaMCumPeRGDJSx3GJI7dKk1qV5rOyDyHY8",
+	"IxAUmgmSLWAHvecdFmvQhyxqgxT2CLPoz+EKoWyGymj4aUD5iJWYT1APKJYVvjzoPf8/B72Du7DLXlLA",
+	"7UCZCd2xC1oOhQpSg/7W/hCbDLFAbLPwK46hwVX+QkbS5kTnR1Y0luT8NrCf0xy9kKM8YeVj9+UsTwj6",
+	"Ap9ABkAUwTxJbM0c6gd8wbgD+9b1m9cIe0/5VNTKkHOnhKANYi7mvUuDPv/4xrgY+lqYWHglZuTx5QM1",
+	"yoSZJDNvjqzwRIybxpdcAFmNYzb0uvxAYdmMzzO9rXkYcybWP3Yqx5s8dnybbtQa5lt9UTRarF4TEnW/",
+	"bS7l4Y17SXp48alJe5dLBaQGe1lPpPr9Yv47n3H0+wVsaCVk160yw8okKEk81prjBKZ1seqgVy8C+EQ2",
+	"pzuHTCdYbPSPpRj0Z/f7FyQ0V+90icLjtgXvBUq78+t7UXd+XgslTNXb+d5Pxq+Qy1qYZ3n1Sb+nhxzv",
+	"+KyJz9doaJwj9Afqf6yjHBHQymmeTaShDCweWUz/cQNdO+kZnybrJv0fR2/fbDdp32o56eUzfN7tFbOE",
+	"kUNvzIrbeoXqVdbQh189N+Olq5cJHs+Wn5CP9POfckCwb4DcqP12H4JjXdQ9XjyWcKTonhsP1ouKq6uW",
+	"7XoP2NGlv79haawJVVt74lkBNInNclDKLAxYm3+V9IDS0CnwPjE1xsI7kb89rsgqcc/dL/z/SDEsV0Ke",
+	"QywKSkWFX9Iu7lBxkj7rhR2XI2DoVo7qLU5GWEwQwLQrM1AuWQq5QfjpLsRSLstj/2mzv5B+Ro2f0ggN",
+	"UNPdF6fbVYEreKHJY9py/oWjUFxegFvWjQ9F1XlR4aq7n6jK+d36WJEKxS4S0jKFO5lRDqXfyq+2vObA",
+	"/zHAzntt6PLw/pUb9ggn/zNP/dOyx26zdfe1uf4iZoW9tekM71KI+qXxjH/rkBvfwwrRuW1+AGuHik9F",
+	"n9H33uyLV+xlwtAFhcFAhVSnwfgHeZLomyJDwNVwGHOpAhb6CjHc+qcpRdp9D08o2KfY/TxQ9Bl+qZQS",
+	"bOyqmp/hPZ2uMEvAQpleZpjQXbTM1YzxOM6EMR0sRF8ZXchcVEuK1Zd4rffQGXerHRXl34xwFT24qnRa",
+	"vsLRrwpPcvby5NVHtHEf7O8H1VrotEdtnz4kVSxuYYwIZbhhI2GjiYh9zBBsuYgpb8GlXJqB21iswEHV",
+	"9new2oUrZtcOZYzFGlw9EleNBb9zJAF/JtzYy9zAh4EKfeDUJb51WVmvgIXokry0E2kup1rZSdjBuZWV",
+	"WmA2Y6UzrH6ziK6w0zkA9Fgo6zHN36t5r4+ueXTk9TVgeCEJ4/6yfQWjF9HVF2DvLM5mLMtVn+FlG/7q",
+	"XSZUnGqpLLtBB1UsIhkLlsnxBGtWuztYfBUWNNoTE5JmoKhGepRnGdUauhKK+WJFtDauciUV1kBnmGep",
+	"ZDPAkknQqZFaUWULPlCRTmd9LxqUzqY8kQaPUsDCv4UBiYNZwGIJ+yrVOCg9/ZFOBfZ38oERc+102TvK",
+	"9hooCawu0hmW26hwr5JBT/W16HSBN2M1HYrR5BQYOjcFbjBKsV2W2jj7eH56dvzq8sPH97+dHJ9WmgV+",
+	"MOscFjE50lY1z6okwCHiLTDNbFBEV19Ux8Qe/iTXn+vb5MnyOENHLY+JQJ8Qa/oVz7Fziflz66ojSTQq",
+	"ASKgeJi/bQ1sl/ItrFsjHp5xOXWDjbFkDirHDpJQOLYrs1YJ+65V4Q/KwlDIarA4WDBQubIyYSvwCmuH",
+	"tZsBQoqnVPqmg1cpqcoxZVgMyhXZhHUJuwyvJEArEiBbdjOB7eCVyHIat7u2GTOxIuTGruCPTmLhaooN",
+	"lLu2oe84xoSbIojO3mh/iymrj7jPemFxAwEsgE78RQVK33QH6j2mt8C6yYhjcbqMqh5Vo7aRjCIeTcQz",
+	"GGulDBeGuzdxKLqN4YuyqPqFD3+qFaxg4bCLQJ7kc/6a7vpAGri8FkiIqNk4xdIFm/mIH0/cWgmHV+g0",
+	"pSKTOn44bPbQAcArgn6rt/N1B8oF1rIVcbVdhpGhwFL8Ff2k9o6S3EwYXv5+zZMaWjk/Pfrp+PL1m/PT",
+	"ny9P3p0df/z70Zsw8Jfgs70eM64UHAAlNhI37ooZg5olwJqhIA7GZjjQo/vG9tIh+x8a2lvMfDmP+RrS",
+	"60N6gRFUTtmEx14Orwrv/cJ2u7m4jm2DOvCuAeqxoaws3USAsMAXJwUoV3q0Xf391i6SqZtyww0ZWAV0",
+	"B6bCrRwmonTLHX046VZKwPrFgmEvcjlGhct8dVcjhK/BCrxiGngdUGa1dAxT6aGItl7s4bShYmsZQ2qL",
+	"ALL2T0K/EcpU5tOp9FANgWueBmmlPozGXYleFJJk7fBvV2L2Q9ihkLJKiFk7/JuR4x8Gea+3/624Td1f",
+	"qHn+EM4Poqn7Xye6qBWJ+rhDW85aWN0KLLO32AJ5/QO025EP3ivePnrBZUlW2qo44e8u7v5fAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
