@@ -881,22 +881,31 @@ type Problem struct {
 	Type string `json:"type"`
 }
 
-// RasterTileToken defines model for RasterTileToken.
+// RasterTileToken A tile token that is also a MapLibre raster source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none. `tileSize` (what MapLibre reads)
+// and `tile_size` (the tile-token document's name) carry the same value.
 type RasterTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Format    string                    `json:"format"`
-	Kind      RasterTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
-	TileSize  int                       `json:"tile_size"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Format    string              `json:"format"`
+	Kind      RasterTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
+
+	// MapLibreTileSize Tile edge in pixels, as MapLibre reads it (same value as tile_size).
+	MapLibreTileSize int `json:"tileSize"`
+
+	// TileSize Tile edge in pixels (the tile-token document's name).
+	TileSize int `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -930,13 +939,16 @@ type TileJSON struct {
 	Bounds *Bounds `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom].
-	Center       *Center          `json:"center,omitempty"`
-	Description  *string          `json:"description,omitempty"`
-	Format       *string          `json:"format,omitempty"`
-	Maxzoom      int              `json:"maxzoom"`
-	Minzoom      int              `json:"minzoom"`
-	Name         *string          `json:"name,omitempty"`
-	Scheme       TileJSONScheme   `json:"scheme"`
+	Center      *Center        `json:"center,omitempty"`
+	Description *string        `json:"description,omitempty"`
+	Format      *string        `json:"format,omitempty"`
+	Maxzoom     int            `json:"maxzoom"`
+	Minzoom     int            `json:"minzoom"`
+	Name        *string        `json:"name,omitempty"`
+	Scheme      TileJSONScheme `json:"scheme"`
+
+	// TileSize Raster datasets: the tile edge in pixels, as MapLibre reads it.
+	TileSize     *int             `json:"tileSize,omitempty"`
 	Tilejson     TileJSONTilejson `json:"tilejson"`
 	Tiles        []string         `json:"tiles"`
 	VectorLayers *[]VectorLayer   `json:"vector_layers,omitempty"`
@@ -1026,20 +1038,23 @@ type VectorLayer struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// VectorTileToken defines model for VectorTileToken.
+// VectorTileToken A tile token that is also a MapLibre vector source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none.
 type VectorTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Kind      VectorTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Kind      VectorTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -2337,7 +2352,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2352,7 +2369,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2912,7 +2931,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2937,7 +2958,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4571,7 +4594,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4586,7 +4611,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -7673,7 +7700,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7694,7 +7723,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -15498,9 +15529,12 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangeAPIKeySettings(ctx.Request().Context(), request.(ChangeAPIKeySettingsRequestObject))
@@ -15651,198 +15685,204 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQiTH3mMw2IXuAlDLRlVPVzVJWIcR+xDnGfbB5klO",
-	"ZGZVX4DGjaJoc1YzERYBdNc1K/PLa31qRXqaaiWUNa3+p1bKMz4VVmT46WWeGZ3BX7EwUSZTK7Vq9Vsf",
-	"+FiwCH8MGDcsEzbPlIiZVMxOBAvpt5DpEX5OM3EtdW5Yysei2wpaElr5Ry6yWStoKT4VrX6L3mkFLRNN",
-	"xJRDryOdTblt9VvDmRWtoDXlt2+EGttJq/9ibz9o2VkKbxqbSTVuBa3bnbHeqX95dxe0XnHLjbAnr6BN",
-	"7DrldlL2HNPvlzJuBa1M/COXmYhbfZvlonE0eY5PLnZ0fJsuLtaZTASz+kooJm5Tmc1YO1fylhkRaRWb",
-	"ToBLhA88MywUt2kIazqVyop42WKJ27R5paSy3x7AUkklp/m01e8VA4UGxyLDkf6UcZUnPJN2tjjiH/Po",
-	"Slhm5B/ikA3xg2HG8swybtnNRCeCTXSeGaYzFvOZCdj52ctlQx1XuqoO+f/PxKjVb/1/uyUF7tKvZrc6",
-	"PBjuL6JhmEeKHX04YVdi9szQ+i0bwpWod12ho/0X3zbt5C9iRuRS7/IkFsrKkRQZkDb0/ouYFb3WqepK",
-	"zD6fot7IqbRLDmACvy2bMv5Ym3QsRjxPbKv/oocnichjr9erEMteM7WcRhq+W0HZBp5YNhb8ccsNOJXj",
-	"1R3KseI2z5Z3Ksdbdnlu+Fi8zvR0seNTJH7PzUQmdczaUkVJbuS1OGTSGndQnrmT0umyV7TgQJvs3/Cc",
-	"sKEY6Uyw0Opw2bhHMIBGIom5FTtWTkVr6ejP9OLYj1U8P3Jx60Y+N0qlb5YNy+rtB3UHtG9SrYwgcaLV",
-	"KJER0nOklRUK/+RpmsiIw3B3/9PAmD9tyCaOs0wThVbbSDM9TMT0f92vrbtgnugmgkUTrkDkuQkYdiPt",
-	"hHHg6NJYqcZMD/9TRLbbugtar3U2lHEs1BOcZyaQw/GEScOueSJjNswtm/IZU9qyWDM7kQan+U7b1zpX",
-	"8dOa5TvNTB5N3H55wBLxJBHZM8N4FOlc0T4Ct3mie3nk9q6ynzeI00a5EXGXhb/twOzGcHg/Cm60CmHD",
-	"tRLAKkLEKSIOAxYOeXxZ8NowGKgQuXnI2gVqAXgHbMAw7g+KHgFMQLLJBI9xjR3K6gQs1JkcSwXN50Zk",
-	"l3wslMW2c3Wl9I26dA9QJ1dixhJpLMAN+NowrqhJkKzCWDbhhikh7URkLHzv3lU6G6jwoxiJTGQhdOtb",
-	"vxKzkLV5YjTjLNOWWxE7GFEgVTczbiwy93HGI9GBIWYC+FtkRRyydvnBT88wy68Es4WkMgGeHIdUAO6F",
-	"gAz8EhdTHChpyv7cFphLbkP/SiwNHybVdxAvKvelNGzEE0Oj9JBWaXvJk0TfzL9WYl4TwrGGMcIiz2+V",
-	"TN17USKFsgPF4zgTxkB3UjHlSKbSskwvMyACE3a6A9UKWhPBY6dQHEWRMGbnpVY208nOEYxshzasTvWL",
-	"8m2BYle/cOcOMAIoET89VuwIBo/ltciQKjJuHexj7cUj3MffLxOacdgBdA5vTbWyk2TG/pFryweqHeIf",
-	"l+I2EiLGU54rKxPcQyVuLb1AMIagfafLwo/CZrOdo5EVWeg232kwh3DMuKWl3vmgExnNQjyj5dchG2nY",
-	"bBZnfGR3pLCjnYm1KU/lDowaB73jKGWn9z0Mc+Ah66B1+I8fBnmv9zxyJ94AlHH94w/i8OaHPddp9b3s",
-	"h96hde+64dLzMKCMmAi3YqBwAAG87Jar0iktnO+m1pgXIPiSb9mNomxo9SgGClrATjpd9lpnACzy1NhM",
-	"8Kk/i8C+3FeXw9zMwj7uLfIZIzKgEJ4Ar50BNxyos5M3xz8dnR1fnn84Pft4fPT28u3Rb5cn7y5fvzn5",
-	"6eczViykVGyUyPEESKq2x1olswc9wQUxbPygI6a1z5fDrj9a6jWNas0aliIUvPp7q3qqWkGrfnpaQau2",
-	"L62LYCkvOlc8txOdyT/E00NNFSjRyHum0hipxiCtgILZlCegJIgYUUU7LD6HfRYaOQbpL27TcKDwuDhU",
-	"AWKIJwkby2uhoCH44kYkCaOXqXHFxDS1MxSLf76U0foNz8bi6YkYD5+GOkY5Y7VmCUwF4e/TpdZFTcYR",
-	"J0pEhdDYT/GaywQA1NObIQiGITcC5perTPBoAhM5ZBmwQ5ZwKzI3yzTTcCLg52Nlnc3vQWb789nZh7/D",
-	"euLLDzn35pYXVqJ8hLlngta5Y8ivuUyeGu0eLYr+Z3NiXpkbkYkY2SA0EzCjp8JOkMBRB7ITrhintwic",
-	"D1TZGNluguKBa0FAyMg/HLpELhvpPImR/w6BVfBoImLW1llhDBiKPuOq1AgWIcfRmzfvf2WxFsYzdn3T",
-	"6TKgXj/JZ4bpG+UmBaSsBIwn5cag6Hg45n5XoYwzORU6t/9qpBFL2jC3mjcSiKJhX85O3h6/Pz/rPtjK",
-	"3nnbIDX04cQZ7NNMpyKzkux/ZByIl9oPAb6+V8nMG8qXund2zJVMdzQuDE92Ug2oLqPX7oJWlAluH6Gf",
-	"ig7dYKueCITQFcOAs2UUVpE2nlbTZ43qeueQhSpPkpDBiZgVJxhxv7NTYVu5EV12xGKRiIohgsWZTg3T",
-	"eWG3BvWejpO0Ymo2cEAELRgAicfaUvEs47PWPIV+WvZ42Z6zViwuV4i2i9CZqMrFatdNHx2nq0oLvMK1",
-	"xviYS3T+uP6GWieCK+ywsKM0OJBAY0CDJgPKKPqUhaXMde+NNeWWIJeCHhsJbO0yyLhp9R+KLgsLzOKU",
-	"X568+mhY++TD9QGqqScfrr8NmIKBJNKIuMNKWw/zjH2aG8tGAMulckR7I41A41AHtH9aE65m/pU5Mtua",
-	"rBJu7CVswOIMfp2IQrZ5AAuPs4hnmRQx7SeSTiYincUi9oyQs6lUuRWdjTfuoXbEmQIuUXds9mvV+cPQ",
-	"8fQYDR0RT4SKeeYsM+3zs5clKY5QSyL7QW1iTa7gJQtfaMXe39OwZ874ij70pRs7v5HennqJttDLVafx",
-	"HA/2DWxvaVrORJrwSMRsOCMeBjuNJltAfMbKJGE3OrsyxXJgA2iWBNzx6DtdGgsQUcSxpAc/VCQhsrom",
-	"SE8W1KqVj7t1IOdin4XebnOZiuySbEkhHgbDuDOIMa0YvxYZH4uA5SmzmoXDPDM2ZNwyrSJxyHiUaWPY",
-	"O1xgGXHDAOAxHk9BuuztvguYEcQRPx4fvXp7PE9vCh2v86tYl/fYqfO9Ft5m+F+w0jJDHvO5STY0E6yz",
-	"75SO998bmwzcCEuTDXmF5iJJSrsVEDhsR7O0T/NhIiM8wlazNCfvEvCp849vDGuHf7sSsx9C5D4PRW65",
-	"4WNxCSzvEnnDMt7imAm6LQsGiX808ZY+u8mktUIxbB8ABGIQTy0DlSa5YTcTTv4Cwpugf7gHyCOjbdHO",
-	"TDjoscCdlqyE38cNlwIe01PgSylot3jCcHm8e2kDdDJHMQSIcLsdV6wf2VrrJXss4WdQAN6qQKtBkhIQ",
-	"1dFkVYavYqI1fjMvZhqoY4HS7wKH1j9wsmDNIfYlAWAUGOaBJToNUj4WBY/QquTWPuZrPphr9W40B3NV",
-	"MEXxxypdymkiDYLJasuTSwTRi9N7l0+HFOJzJWaFjb/wDa9lNkUoW7UXP/ble3AqrJVqbLaUHP41GC+H",
-	"EXfZkZo5UwAQbg3QHuzvs1Dc2oxfjrxzO+wETNxGIrXOrcrjHdBdBmokRRIbF+z0i5gF7GYiQVBkuB4i",
-	"tWiIiJkcK52JmBnNLLAFHAjjho2ERctBxBWgmlQbeGXIo6uBQnYEAocOiumy9tkEXssEi0WUcGhxIjKB",
-	"jAtUmdCzi7BPLm5udWbIpc8Nu5JqR6dC8VQOFE2Z8cpLzJH3jKWZMIBxERY64dDtIItaqrTWl/2jXyVo",
-	"g1an37gmSzHIAnFXFNcv3tdK5RXFXQFILeypMKJUZduIFlAvGAo08FcOCCAHs1R7rT7otNdDFv5+ERKo",
-	"2FI/nfLbE3p4DxHBlvpqJShs5ftbKLBOVS3g/CELoakQTWe0JB2nuBpQYzn+94ab7nKeuKE++6vHzrBp",
-	"xoL6D9gY5HLb75XjZaPc5pl4YH32IWh22Uav1WnX6q3hXq+L/9/9LgxYuN/r7fXj4Xf9/u7z/fCQcTZE",
-	"pkbvYjQGMjIgbvdlp6opg4wDdCPKlvd2vwvZUER6Kgyrdles80BVlOQq2aNNdG740k1KKyUimOszw1Ih",
-	"soDpLCgVJfgKhysVCwtb39nH89Oz41eXHz6+/+3k+DSkKONMjid2Z6qNZbmyWY68OPxt57XObjioyvBX",
-	"yCY6nTuIlYNy8D0C7+LcrDuVn6Xtfz7jW0u7G+nma7XwTEz1tTv12BJr9wpjFoFnUAU6zRr6nH60oCVt",
-	"pbnPMQVQkYeCjYUSGUY68dzqKbcy4kkyY7lKgNjSTF/LWMRM3AKClzbBuOY6g5zf+LVrW7EZzGGWVERy",
-	"JIVxeOLns7MPZXgXnEOygoLs4WiXxpU9+nDSBfTCp2kiupGehvQgndWBmmhjAxZ+0609AgjD5MNYTzk0",
-	"3wbFBMVQKm47AQsn1qb93d1ERzyBFvrPe71eSMcfkaQIqGkkuFRnNqAYj7+FZRwFPS1U3BiJxopAtC47",
-	"Rt81jXugiDZo6ssP3f6L5w996rYwzTzCKXxQu8nCqaQ4+a/Wivvs58JWrbc53I9ePDdcXOG6Gj+XCkG+",
-	"bWHI21KcxxvUG+CYnxuR7RzB28RmyOUFctUiP0AziLjlkQ0GKuJG7BihjLTyWgDboIl32a8yiSOexcSf",
-	"gIeYPAVmIOJD6pszI9U4EYxeAQHu2Fh3oN4Ifi1c3EoVCgKDw8i4YuSjTE/RmA7T3sFpE2OYT2FYb89Y",
-	"VDTV7DgRU+/wVLP3o1b/9/WOm8LUq1A1rn5TgtNNlXI1eycAefiRLKrnyzjA2ob/zpNctBZnftHgTBXU",
-	"ParNivmXGY6hjxvw76fv34GamYuAwQoxTPmIRdxlR/CUYbHMRGSR0I2MxUBx+p40WOhwCELsRrNEXIvE",
-	"sFiIlLXnl6CDaXSliD6bpeIURwt6s9J2oMRtiqgwE1GeGYkWlkzn4wnzXSZaiUMX2O6fKzVnyhYaKEcF",
-	"9R34krTwl9hd7Npt0uJus7YRgpVno9N1q0Qd/pkn5c89IyuOAEWF69FIqBiZnUpz1GaNUPaQnvU6SiYw",
-	"/QA0nU53oE5TkVj0THPDYBAxG2ZcRRNhQH3iuRHs/dEpe97tPTPEKGHFQUsVwH5ZCC+BqoXbWZJ1Hkt7",
-	"fO0Iui7deeR1fh/WyVN5eSVmXTK6tILyC7T4VL6gFIHKF+RqL222ZRvFF74N/8XCK3maaA5SfZxxVWmB",
-	"PrrHLxrEL49sk0n2V8y3iEnkUfc1lw1G+FCYiLRGJCPaQB5PpWIv35x01iOkZq/1onO32YPYZF7HR5sM",
-	"os4guBwLbn6CCnIv8fE+grHyw0orUeuYRxO3ojFDgyhy6/B3yuYLGB9ZkV2ErF26IDMgyyIeB7PEOhUw",
-	"VU50wzW1PBuLBrLe9PUZ5W/O0X5Jjp7wmsKX6/uGv+K4m/YN4f7mSYuL/hZ6kmg88Ke2mH9JGI1WdDj/",
-	"n+3IaOskFlnnL+rQKFnc/Z0aAt6fd2s8M8xmXCZfwr3xo85Vk5n59xsB+rrRuZ0ETHD4oHRmJxcwuFiM",
-	"M0EufKfOt/q/7+x91wt2vnvR7b3Y2wvgg/v7oslsHOscNiRYkMkVZnBQZQYHi4v6UiiXWDA3+ESrsbR5",
-	"LAKWcOv++kPr6UW3dd/BPK8O5nnDYCYiuvpImsJaRbl+BCpVDjZhGTJt9nLPGSkplEhnGEnUmTMZHbxY",
-	"ahNqbtzpQM8MI9uJ09Xmmt3vHXzXZEIgC8u6lp0hZqumVymg9dYrymZjB3u9/YN1nLCyU02nydGAwWT+",
-	"BZxDCmdF/lacB1mR0rA4hcaUUMtuMAo44lk2q4fYeAOdzthB76C7iY3HWG7zJaGS9BtF/lRDu6j/saBY",
-	"GMyqnHAnUc0hdM04q/qWyBbkPUxF7LERZHt1EnC/1wsOenvBQe95cNA7uFjL8/y6FrMoVrNpi1zFkSYY",
-	"GgljLq8FqnBNpTemAIdhhTEOelkWrfeYHrLUVSZwNmZXRqSox7CBdcWt1aaMgVubyWG+ccjn8HOYf1WR",
-	"cOm792eu85x+pYW0Lq+dBANkur04eNBJzEuILSbhJNldsDYSe5VnekP38paBwb7VT6Wsb6XDUVPTE24u",
-	"MeKtsSTM2x/JYzMCXjHhoFHCsqO2VTNoVvjihpR/JcmyuwqguZP/CzxK+wYkUGHHlYM3lWr5j0vjMGHq",
-	"l0b+IVasa9V26lIG7mFWL7INqjkGnkMbFumpIGOlVMYCgyJbi19r2oK2M7eiDcGwKTdXIq5HE3J60mvG",
-	"a/XQSs7CMuWwCkJ633+7jkBbpyCwMRyF+GgxdS+HUFmeS1q5ErOAGT7rdNmpiDJhTZ8ZS2EwgiciDgaK",
-	"2HhRIOuf//V/XbScYWaibyjsEoN0XGyeoJVi4TfffBO652OXFZPo8VjE0BvaXAaKHuKGcffWlRApSVE3",
-	"EK0E8NiKkERRAm362Lwhj67ci9IaB1tcCHdxGD+1jlw2IPeiSnCAUf/8r/92hF7dgb1vG6Siy8Jrsl1w",
-	"W0t6BrGuM7bfO/D+9D4L0XYesvZ+7yCgOSPZeAMn4gKgzEMSlJQDjlnwodL2cgQsPGTtg95BFQm0KGQw",
-	"aBXPNFpd8ixpZDe//cf/Zucf3zArpmnCrQjYxNoUOoV/TUDb+umPu4B9ur3Ddf80u8MoXBdyC7tbTa9F",
-	"xYwcViUrxMb6u7t48roY+Kh4sptpHpvdT3/c7X66vdv9NLvrEs9ch2jnwA1Mbo1byWdOwVpcC1DPLxM+",
-	"c6dwI9X17/jWG3hpkxSAa2nkUCYuWXFlw+WTjTaFCr5ZEsiJjL3WZSGQSi5dMvMC0xRooI6K5leoyrOD",
-	"eQhYlWcVbt0URroCab4k8+F2GuEckts+GOortPvrQbvlEW77m21qicTqq1AtFBamwxHJbqJ0CodI1Zi+",
-	"zLixpPl6JktsKUU72H+m8N8bMUwbOe3noazlY9476FZDbfYPVhdJrMGz5a32tmzUw7r6vqyN7aiBvjln",
-	"Oy42eqAPvdTDoe2/+Laq8b74Nnixt38RfDnMeAoIsQIQnSO7GUe2RSwxdhdIB70QpnPoAnlLhZ5fof7u",
-	"MCUI7+87XwHiV4D4FSD+ywPEbUO7HwQwOniIMmgF3PrFyShPIjRhTMcBZtxIIO7Vdf6pP8Or5M2V611K",
-	"D+0Zcj2fp/Em8HXhcPEhJnGgU5bqoDisXNgXokTwDEPs2wBMBHI94mOeAXRbX4HxV2C8lYlyLapdH3Ve",
-	"Qtb7QdJHxpx/TRRZHPMpAkVp52yJZWWIr4DxK2D8Chi/AsaHAIxLUYxpxHZbBl6M61czbHxNwj1BHw4a",
-	"1m0R/S0PSwjmbnVYD/CKXhaWB3BuA1T6Eb7GwCw4kkMdy6KMwYZ+7Ssx8yERLnZ31XLgCF8CYDUNobC1",
-	"KgqpyMryvFRJkGo/LMsew8RsVx7CM81KRQaMhMXE7c0m5nK5H2puH11qeJGA4K62wNz3IcYeGK1wmjTo",
-	"NUUm2gAukNMCJ3qO/6J86mw4P6w83BwmUr9kgXLwNs95poLca4ZvdbV690ZDnjsoNP5itQJH4uXGOdos",
-	"BlTQT9MJonpwG+/1Byo6hwHic3xIWC6TJbLyBuFKptU4cD7ZVGS47VWh4U4zRtSQZFsby0SdXmwWsw9T",
-	"9dXraqUMr8syjyMuE7z3w11j0xxlU4loWaQiHx1UDaiRAJ+w4AAcyaac5LWYfvsgiS1D8jZ7LM2kimTK",
-	"k6XzL54giOPS8LEQwnw9+3ssRJMPriY7ag652mjLNWw6CbjbG3q65kK4bzlm6fgLDsoRhKzNFZGa+5Lw",
-	"XXVY8ExlzVywcFmC0b/YYEjYLrRqfufW3w/UvEZvpGmKFd8KHtDRWocJlgv+hRum3O1DrYnOswpYdh9j",
-	"PmtEyU1lYB+UF26GNOcL0a6DSptzvUIfXGRxAeD219zYow8nz5A9pRWlzlUXJeMXXcnys+AJ5WPWZ1sG",
-	"XpasXF+t5d3utabd/UXMlqDdx4KvfgTN0DXw129tdIqqky6u7doU4dYG8njo1tdi+WIItxCMhHC/NOgs",
-	"gGZTefkwmFe6CaOQ5v3Ugen28LHY/CaC9Fxv0VP8+iX7/uDFvxWsg9iUodogrtQTWatqSIwqa5quz7uT",
-	"hoV8qHPbHyZcXfkS/lbaRITOVAScg1ZDxTyLWTrJOFb6oT5DSrk8dt3ErIHPd5g0A4VF5hwTdMkHBi1O",
-	"XVYgRklZh5iVtawAc1hkIw5UGa4fHmFWeogGM1fEASbJuGWJ4AbbTDGzAEtuz3WADR+yoiTqQLWVLhoN",
-	"WPjN7jfwz8I7neamqA5MUY8fVpJPXVGkZSx9kRYxy90F1Ec6Li7ooe2sIfqD3kElfOHF999XbMkHvUZr",
-	"Mm7z2o4X976uSbzTlr1u1iDKdLV5UXn+8YRRloeKBGyZVOOaLIQXD+vEydpYDHQoZtrdGkUD7NTHU3ml",
-	"tWEKHC1EsEpMUmwGMKEzX4lhpafpf5pjaUsFSND9qhtwal/NhBKNFn8vfTlL44/K61+WunTvH91t/I2a",
-	"i0kydPHlam9M06lMxGWjSRmza+RYibgoRlrYllm7YuntNFb7KCLtNy36O4+nKLaypgAWgw3cNZ3+Olu6",
-	"J7SyeZVQy6Y4zGpcZRGw6WMpq2er+XBW7iPaxu/cVKeXym9RrZNuWcwmDIpsYOMlLM8EM0UKvEt4H6gP",
-	"mTTTMmEJr5Gr5L67ZPcQwVfY6bN6aeCguTTwQG1bG7hJ2DzZ0jiwy5i8f7+USbz1z3Vialrsd9+idKwT",
-	"xs/6hiXaiaSicjXtEnnDinJ8PZaJa+18lkrfHMLyY1225z28KrZTjyt88f3+QkWwhoVamD2Inn8/ff9u",
-	"reRZIWlWgfymGIFVzy91x6/wtj8g212aVENlvqps/3b2RyPPh/PkL/Twzz7v9rq9pU9vWTL9QXxhK1ly",
-	"MYWSVzYxV7cmF0vIqkA0sYSdnErFXWGKKU9T55V1wnPJoOfhkZ/86kmWz98VB3b2zl267SKCtRIbqKiL",
-	"7a1+fn68dxfVtfiR22hSYTRzGj/8Whh7sCJH6WUgrzxqDcax5Re9QgM/eWUWTYsr67e+Kt+EtnxhId/b",
-	"SGdd9ion5UOQRKJSabELrNgBYRMg1wJ+NZKZsTtG4J1sLqn5PkVaX/SqqHFvY4ejWU2FbuXpqunF1XjL",
-	"U1ffPsbbmiPLyqZZO9E3ItuJuBFUjctxbNghXVyytLgBpTNpWcjIIxHhmueLJ53p8mJRTszzB5rZyiUv",
-	"LLH1RRH+6618RtXUcMdTN07Mph5XamHn9wtEOqqY+JtD2B3qe1WU9KGH1oK+gfJljrYDfU3Y7EFCl7aM",
-	"tblXoMtDRJD4e+6dWXHFnDfQEReabvAzzEXp2tvlfZLau0QNrhT8USldPLZp2aJERzUUUJYiW1p6rJjk",
-	"RQO+mJrxChyyrmwTjIbacG807VEVjKxZr3m3zBpQiIdp1b4vg1fzFZceDFQuejuXr8hXQ9BfzhB01RzJ",
-	"/1ew9jTVNxganeRWBEstOqa78uKtx1c2muw/a40+q9SSwiA0n2S7zt7z91q831z1/jST19yKsF+7oABz",
-	"0+hv1NQxQsRQhAgLy2iJsM8SeYWBFdcYsjnMLaMbNCi1jSpHe/e+YVhsTcTQpo++kLbLQooDCrH8KAba",
-	"1gI5sQAiVpN9j/VmqekpgIYyGte3AQAWID3elaeshs/uNsDqyF1Uro9opwmgs8k/0hSeVJEORkR5Ju3s",
-	"FNVFpJ1TkV3LqKIhzuEqQ787oN0O7dhc/vO//jvsULB3aJ33z1UnpJiQHbcROLHQfYctwBzCWjBxn2Hf",
-	"jK5cx4f8hevSVCoRG7pbul0d8M8IqBzW8naB1hBjk0sWM7E2BaJafHOJBZZPxdy8pWJveQoyIXvmg6Tx",
-	"ctZ+JWjbuYFudBazEHsJAwxjMSmPBHneyuvS2s3LUKxvlx3/I5fXPBHKgnZTHT1r0xzdzIFhOnDp0+b7",
-	"cxHb5clPJV6zc4f4ZqQXl6DY0YhuFzVFZSPM6+RsylMGDAzm7241NX06HoqPXWF9F0JZBCdailwbDtQU",
-	"VbzpUMSsjRESVGUMj11ZRplleSJMJ2BTCQfaTHRmdxKJam+Fn5ZacnHjSUArjcDfjY5qPls9VwIeS2X5",
-	"iDUMEUVF8kqo7kAN1FucDlamjXiSGDzSaJ6tH4m5fXSh8Yv0fMgat3yg1pC+1RpD3j0FFq5VLGEvbafL",
-	"KNIKiQ2WdKBWn0u2s4NZB++O3h6HONfjRVcyDEGxBUd0mzzLgXciBywkfS7sUMBLEQUzUN6D3F8ROUP6",
-	"1jffHOzvf/NNGTLj3ciJNHag2uGngYvUGQCeHgC4HbSCAcBb/BcGhX8gaMe/Ins7aN1dBKzb7d7hvUlU",
-	"vx8jyGiqEw6jrLbNBq1utzto3YVdcnnT+Nb5qgvnNDdXxhVxdf7pgWpv4aHuuPsKFn4oPdesrTRw0fWe",
-	"a+JOzT5q5xsujjtKaVfqrLWHVtK7oOVuaGr10XD6HOQLtxOUHLs8lbs8j6XdRQO8aLCkEVkR8QWuEFpQ",
-	"XgoJM8XyufDB1fYmhkGrIJpeHyiXYb7wdplKpGL3NHwPqj0KcZ+QAfwsljGJcVedLfSMaaGCLDpe5gvI",
-	"HjJDST9UYR4TdMpyy7yY4kDRzaaO40jLJjxNhRJxwPzdFsTDgOFTsU9o8UqkaHkcqPKemKPzVydnlx+P",
-	"z47fnZ28fxeytvNxsIOe90Tg1oKygr2fxHhBlLFYixQ3L+NTYRFALrF1lY/sUsXVpVarypPuFoMLxCJo",
-	"2kMS2e/1Huze7rJibNN921jp1QdPYHHUgClxg/ZbmRmLkUcHvb1lvRTD3j1X3DFpEdNLz9e/9Npfz4Zv",
-	"7O9v0s3iTf93QevFJr2dK37NJWluCOvy6ZRns3rE9DPD8HA2rQZW6R0DDVAhXkCLtzueE+xkmuIsQHJg",
-	"B3jUvXytnvZFSnvlw52eNLFVE8BXklsBOphO4oegtj+PdmD3qtHSxh8nAD+Ie6uqlp1oI6ph+ExWyepV",
-	"JeptkbKupbghfTTVTQ6YY1dvhDg/KzS+YmiH9JNUY8Q8VT2qqjC5KvRF8fSBggGw9kHveSlOG5kmAapX",
-	"RcVth19+1PHsoYnMRcnf1bVxf0dxncL3HrrzJuo+w/LaN2VawSOyzr0N3jjT+g3PxuJPPi8OcxeoY2Pq",
-	"p2o6DYz1U2l5udulU4FXCyww2lf4fZU6a1Ry0FQHCd6IDxEMVTUnpTEOQmTsWmRyNHvU3aaRrn7jnbYU",
-	"fPjn7jYtYLnbQQVW0jVJbmHN1nQQNEvTn4RdusO9x+IDD8ADns4e/wSqQ61CNYk+vCX1PsJtKwDkWj15",
-	"hdAm5TaaNCadzxdSScTIrqqm0mVHrMyf9nrRMJ+moPvWSxyG/tLgTFiZFdch6txihDDG8BbMYy67qsve",
-	"coyY4uUNsl4wB87CibfPrLRxBvMym5UiG/UhrhgdnMBlz9uJu8DLrUDnkBXPoNnKktG1AAl+cFj6ACvk",
-	"OXjRBASo3M2jAAFXWWcjIPBoDCDHQcV/ChjYmnU8IfRAm/3F0AMJptWqGqYNmi8pXMoMx9Xi5VlpoHkg",
-	"NepfGougpsYXFm9jEnKK/WcKKKe5NelNlJD6ZZhlNbP4kXUml2e7XGOiC8H+0lTb+379Cy+1GiWSPLFP",
-	"iaeeTvA64kLAo1liLmUckUiCQK9ME1+WUb/tidqIJ3/CfzfU8cqTtE7D+4hB6vGhV+ymEr3WuYrxGrmv",
-	"it6GRETryDgd5kfkqcEncuSm3E5KN64nltY8owsqTGtd2vTFasJEtRWJ8bMEQr4s37bif6pd+UGXGwaM",
-	"QjGpnksszVWXnViflOG8ye4CbHxvoLjVU7oT/ZBxdCQCpZNXKBH8ev4tW6QW4/XAdeRBi0e1EE0wUBS0",
-	"EjDKkghYJVYFNQ5XRptiWdBZAwqGongIys5NxDPDpsJy6KU7UFTijCYNGslQsHaacKlY6J8KmUvMTYQJ",
-	"mQXCNMiroMVwytNwN5RTPoZfEz7TuT0cKKVZzOHLGA3S5tDNFJryDSMXlIqyn8wh8IF3528YOtxn7vrj",
-	"w+okyX1en6VrA+/Vw3ZQbasZMMMO6WAiuhIxI3cZ6npmoLwru+8XAZ1hw0zwKwOMN08weoKzg/19doOW",
-	"5TDRUUgZ2tQ9C4GOaJkwA3igytALbhl5wtqiO+6y8PdBC54etAI2aPmVoE/VmbYuwk6z0gekdOasOZuh",
-	"GB1ZYXfK6OWG0zmUCnjM4vn8Kyl8hX3La35L6foJ4JwHWTAXjH8XtJYFAWzf1hptaOHWHluJa2+jZaWI",
-	"YAeuiTGiqDNRjYWnpQkj367X6anKiQdWjXNfDKUxYqFWhQJ4DVZ0wCoblL1J9SIChhUeeLKkBBsZp2yl",
-	"sYGq1KJzgQhVQzw833blvGrl5zpl4Tk1q0QYdhlGFmKVhHLh9I0q/HRGUNJi+6B3gDEpiIQNBsIo58GT",
-	"8+W0Ol32I07UDFRRXTPjo5GMUNjpqbToSfBZkHtBr9dzi2NYG1g4ZfA3stbSqk1FabYFTPjW60xPN/EU",
-	"48NnepNHawVuHsG1TLNfywiQWAuriKPAzzaOPB007pBTvRJjgMdxovOMYdzf7FFt8567EGqGpaWb8ytf",
-	"4pFedOctc/NUsyq/GN1VstCaAhp8UCU8EVSKIZN1nbO3PH0jh5lgRudZJMhK/1WHXOVIqnhKkPkq0WBX",
-	"OCtFwGORLPVG+p5emv+6U2aizgXazie9YmYdzM4B5cBFkIIaMCumPeRGDJSx3GJI7dKk1qV5rOyDyHY8",
-	"IxAUmgmSLWAHvecdFmvQhyxqgxT2CLPoz+EKoWyGymj4aUD5iJWYT1APKJYVvjzoPf8/B72Du7DLXlLA",
-	"7UCZCd2xC1oOhQpSg/7W/hCbDLFAbLPwK46hwVX+QkbS5kTnR1Y0luT8NrCf0xy9kKM8YeVj9+UsTwj6",
-	"Ap9ABkAUwTxJbM0c6gd8wbgD+9b1m9cIe0/5VNTKkHOnhKANYi7mvUuDPv/4xrgY+lqYWHglZuTx5QM1",
-	"yoSZJDNvjqzwRIybxpdcAFmNYzb0uvxAYdmMzzO9rXkYcybWP3Yqx5s8dnybbtQa5lt9UTRarF4TEnW/",
-	"bS7l4Y17SXp48alJe5dLBaQGe1lPpPr9Yv47n3H0+wVsaCVk160yw8okKEk81prjBKZ1seqgVy8C+EQ2",
-	"pzuHTCdYbPSPpRj0Z/f7FyQ0V+90icLjtgXvBUq78+t7UXd+XgslTNXb+d5Pxq+Qy1qYZ3n1Sb+nhxzv",
-	"+KyJz9doaJwj9Afqf6yjHBHQymmeTaShDCweWUz/cQNdO+kZnybrJv0fR2/fbDdp32o56eUzfN7tFbOE",
-	"kUNvzIrbeoXqVdbQh189N+Olq5cJHs+Wn5CP9POfckCwb4DcqP12H4JjXdQ9XjyWcKTonhsP1ouKq6uW",
-	"7XoP2NGlv79haawJVVt74lkBNInNclDKLAxYm3+V9IDS0CnwPjE1xsI7kb89rsgqcc/dL/z/SDEsV0Ke",
-	"QywKSkWFX9Iu7lBxkj7rhR2XI2DoVo7qLU5GWEwQwLQrM1AuWQq5QfjpLsRSLstj/2mzv5B+Ro2f0ggN",
-	"UNPdF6fbVYEreKHJY9py/oWjUFxegFvWjQ9F1XlR4aq7n6jK+d36WJEKxS4S0jKFO5lRDqXfyq+2vObA",
-	"/zHAzntt6PLw/pUb9ggn/zNP/dOyx26zdfe1uf4iZoW9tekM71KI+qXxjH/rkBvfwwrRuW1+AGuHik9F",
-	"n9H33uyLV+xlwtAFhcFAhVSnwfgHeZLomyJDwNVwGHOpAhb6CjHc+qcpRdp9D08o2KfY/TxQ9Bl+qZQS",
-	"bOyqmp/hPZ2uMEvAQpleZpjQXbTM1YzxOM6EMR0sRF8ZXchcVEuK1Zd4rffQGXerHRXl34xwFT24qnRa",
-	"vsLRrwpPcvby5NVHtHEf7O8H1VrotEdtnz4kVSxuYYwIZbhhI2GjiYh9zBBsuYgpb8GlXJqB21iswEHV",
-	"9new2oUrZtcOZYzFGlw9EleNBb9zJAF/JtzYy9zAh4EKfeDUJb51WVmvgIXokry0E2kup1rZSdjBuZWV",
-	"WmA2Y6UzrH6ziK6w0zkA9Fgo6zHN36t5r4+ueXTk9TVgeCEJ4/6yfQWjF9HVF2DvLM5mLMtVn+FlG/7q",
-	"XSZUnGqpLLtBB1UsIhkLlsnxBGtWuztYfBUWNNoTE5JmoKhGepRnGdUauhKK+WJFtDauciUV1kBnmGep",
-	"ZDPAkknQqZFaUWULPlCRTmd9LxqUzqY8kQaPUsDCv4UBiYNZwGIJ+yrVOCg9/ZFOBfZ38oERc+102TvK",
-	"9hooCawu0hmW26hwr5JBT/W16HSBN2M1HYrR5BQYOjcFbjBKsV2W2jj7eH56dvzq8sPH97+dHJ9WmgV+",
-	"MOscFjE50lY1z6okwCHiLTDNbFBEV19Ux8Qe/iTXn+vb5MnyOENHLY+JQJ8Qa/oVz7Fziflz66ojSTQq",
-	"ASKgeJi/bQ1sl/ItrFsjHp5xOXWDjbFkDirHDpJQOLYrs1YJ+65V4Q/KwlDIarA4WDBQubIyYSvwCmuH",
-	"tZsBQoqnVPqmg1cpqcoxZVgMyhXZhHUJuwyvJEArEiBbdjOB7eCVyHIat7u2GTOxIuTGruCPTmLhaooN",
-	"lLu2oe84xoSbIojO3mh/iymrj7jPemFxAwEsgE78RQVK33QH6j2mt8C6yYhjcbqMqh5Vo7aRjCIeTcQz",
-	"GGulDBeGuzdxKLqN4YuyqPqFD3+qFaxg4bCLQJ7kc/6a7vpAGri8FkiIqNk4xdIFm/mIH0/cWgmHV+g0",
-	"pSKTOn44bPbQAcArgn6rt/N1B8oF1rIVcbVdhpGhwFL8Ff2k9o6S3EwYXv5+zZMaWjk/Pfrp+PL1m/PT",
-	"ny9P3p0df/z70Zsw8Jfgs70eM64UHAAlNhI37ooZg5olwJqhIA7GZjjQo/vG9tIh+x8a2lvMfDmP+RrS",
-	"60N6gRFUTtmEx14Orwrv/cJ2u7m4jm2DOvCuAeqxoaws3USAsMAXJwUoV3q0Xf391i6SqZtyww0ZWAV0",
-	"B6bCrRwmonTLHX046VZKwPrFgmEvcjlGhct8dVcjhK/BCrxiGngdUGa1dAxT6aGItl7s4bShYmsZQ2qL",
-	"ALL2T0K/EcpU5tOp9FANgWueBmmlPozGXYleFJJk7fBvV2L2Q9ihkLJKiFk7/JuR4x8Gea+3/624Td1f",
-	"qHn+EM4Poqn7Xye6qBWJ+rhDW85aWN0KLLO32AJ5/QO025EP3ivePnrBZUlW2qo44e8u7v5fAAAA//8=",
+	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQqTGs8dgsAvdBaCWjaqermqCsA4j9iHOM+yDzZOc",
+	"yMyqvgDdAChRsuXVTIRFAN11zcr88lrvO5Gep1oJZU1n+L6T8ozPhRUZfnqaZ0Zn8FcsTJTJ1EqtOsPO",
+	"Gz4VLMIfA8YNy4TNMyViJhWzM8FC+i1keoKf00zcSJ0blvKp6HeCjoRW/pmLbNkJOorPRWfYoXc6QcdE",
+	"MzHn0OtEZ3NuO8POeGlFJ+jM+e0LoaZ21hk+OTgMOnaZwpvGZlJNO0Hndm+q9+pf3t0FnWfcciPs2TNo",
+	"E7tOuZ2VPcf0+5WMO0EnE//MZSbiztBmuWgcTZ7jk+sdnd6m64t1IRPBrL4WionbVGZL1s2VvGVGRFrF",
+	"phfgEuEDjwwLxW0awprOpbIiblsscZs2r5RU9tsjWCqp5Dyfd4aDYqDQ4FRkONKfMq7yhGfSLtdH/GMe",
+	"XQvLjPxdHLMxfjDMWJ5Zxi1bzHQi2EznmWE6YzFfmoC9u3jaNtRppavqkP//TEw6w87/t19S4D79avar",
+	"w4Ph/iIahnmi2MmbM3Ytlo8MrV/bEK5FvesKHR0++bZpJ38RSyKXepdnsVBWTqTIgLSh91/Esui1TlXX",
+	"YvnxFPVCzqVtOYAJ/NY2ZfyxNulYTHie2M7wyQBPEpHHwWBQIZaDZmo5jzR8t4GyDTzRNhb88Z4bcC6n",
+	"mzuUU8VtnrV3Kqf37PKd4VPxPNPz9Y7Pkfg9NxOZ1DHrShUluZE34phJa9xBeeROSq/PntGCA22yf8Nz",
+	"wsZiojPBQqvDtnFPYACNRBJzK/asnItO6+gv9PrYT1W8OnJx60a+MkqlF23Dsvr+g7oD2jepVkaQONFq",
+	"ksgI6TnSygqFf/I0TWTEYbj7/2lgzO93ZBOnWaaJQqttpJkeJ2L+vz6srbtglehmgkUzrkDkuQkYtpB2",
+	"xjhwdGmsVFOmx/8pItvv3AWd5zobyzgW6gucZyaQw/GEScNueCJjNs4tm/MlU9qyWDM7kwan+Urb5zpX",
+	"8Zc1y1eamTyauf3ygCXiSSKyR4bxKNK5on0EbvOF7uWJ27vKfi4Qp01yI+I+C/+xB7ObwuF9K7jRKoQN",
+	"10oAqwgRp4g4DFg45vFVwWvDYKRC5OYh6xaoBeAdsAHDuD8oegIwAckmEzzGNXYoqxewUGdyKhU0nxuR",
+	"XfGpUBbbztW10gt15R6gTq7FkiXSWIAb8LVhXFGTIFmFsWzGDVNC2pnIWPjavat0NlLhWzERmchC6Na3",
+	"fi2WIevyxGjGWaYttyJ2MKJAqm5m3Fhk7tOMR6IHQ8wE8LfIijhk3fKDn55hll8LZgtJZQI8OQ6pANwL",
+	"ARn4JS6mOFLSlP25LTBX3Ib+lVgaPk6q7yBeVO5LadiEJ4ZG6SGt0vaKJ4lerL5WYl4TwrGGMcIir26V",
+	"TN17USKFsiPF4zgTxkB3UjHlSKbSskyvMiACE/b6I9UJOjPBY6dQnESRMGbvqVY208neCYxsjzasTvXr",
+	"8m2NYje/cOcOMAIoEX95rNgRDB7LG5EhVWTcOtjHuutHeIi/XyU047AH6BzemmtlZ8mS/TPXlo9UN8Q/",
+	"rsRtJESMpzxXVia4h0rcWnqBYAxB+16fhW+FzZZ7JxMrstBtvtNgjuGYcUtLvfdGJzJahnhGy69DNtGw",
+	"2SzO+MTuSWEnezNrU57KPRg1DnrPUcre4HsY5shD1lHn+J8/jPLB4HHkTrwBKOP6xx/E8eKHA9dp9b3s",
+	"h8Gxde+64dLzMKCMmAi3YqRwAAG87Jar0iktnO+m1pgXIPiSb9mNomxo8yhGClrATnp99lxnACzy1NhM",
+	"8Lk/i8C+3FdX49wswyHuLfIZIzKgEJ4Ar10CNxypi7MXpz+dXJxevXtzfvH29OTl1cuTf1ydvbp6/uLs",
+	"p58vWLGQUrFJIqczIKnaHmuVLB/0BBfEsPODjpi2Pl8Ou/5oqdc0qjVbWIpQ8Opvneqp6gSd+unpBJ3a",
+	"vnQug1Ze9E7x3M50Jn8XXx5qqkCJRt4zl8ZINQVpBRTM5jwBJUHEiCq6YfE5HLLQyClIf3GbhiOFx8Wh",
+	"ChBDPEnYVN4IBQ3BFwuRJIxepsYVE/PULlEs/vFSRusXPJuKL0/EePg01jHKGas1S2AqCH+/XGpd12Qc",
+	"caJEVAiN/RRvuEwAQH15MwTBMOZGwPxylQkezWAixywDdsgSbkXmZplmGk4E/HyqrLP5Pchsf764ePN3",
+	"WE98+SHn3tzy2kqUjzD3TNB55xjycy6TL412T9ZF/6MVMa/MQmQiRjYIzQTM6LmwMyRw1IHsjCvG6S0C",
+	"5yNVNka2m6B44EYQEDLyd4cukctGOk9i5L9jYBU8momYdXVWGAPGYsi4KjWCdchx8uLF619ZrIXxjF0v",
+	"en0G1Osn+cgwvVBuUkDKSsB4Um4Mio6HY+53Fcq4kHOhc/tXI41Y0oa51VxIIIqGfbk4e3n6+t1F/8FW",
+	"9s7bBqmhN2fOYJ9mOhWZlWT/I+NA3Go/BPj6WiVLbyhvde/smWuZ7mlcGJ7spRpQXUav3QWdKBPcfoZ+",
+	"Kjp0g616JhBCVwwDzpZRWEW6eFrNkDWq671jFqo8SUIGJ2JZnGDE/c5OhW3lRvTZCYtFIiqGCBZnOjVM",
+	"54XdGtR7Ok7SirnZwQERdGAAJB5rS8WzjC87qxT6vu3xsj1nrVhfrhBtF6EzUZWL1a2bPnpOV5UWeIVr",
+	"jfEpl+j8cf2NtU4EV9hhYUdpcCCBxoAGTQaUUfQpC0uZ694ba8otQS4FPTYS2NZlkHHT6j8UXRYWmPUp",
+	"Pz179taw7tmbmyNUU8/e3HwbMAUDSaQRcY+Vth7mGfs8N5ZNAJZL5Yh2IY1A41APtH9aE66W/pUVMrs3",
+	"WSXc2CvYgPUZ/DoThWzzABYeZxHPMili2k8knUxEOotF7BkhZ3Opcit6O2/cQ+2IMwVcoe7Y7Neq84ex",
+	"4+kxGjoinggV88xZZrrvLp6WpDhBLYnsB7WJNbmCWxa+0Iq9v6dhz5zxFX3orRu7upHennqFttCrTafx",
+	"HR7sBWxvaVrORJrwSMRsvCQeBjuNJltAfMbKJGELnV2bYjmwATRLAu747DtdGgsQUcSxpAffVCQhsrom",
+	"SE8W1KqVj7t1IOfikIXebnOViuyKbEkhHgbDuDOIMa0YvxEZn4qA5SmzmoXjPDM2ZNwyrSJxzHiUaWPY",
+	"K1xgGXHDAOAxHs9BuhzsvwqYEcQR356ePHt5ukpvCh2vq6tYl/fYqfO9Ft5m+F+w0TJDHvOVSTY0E2yz",
+	"75SO998amwzcCEuTDXmFViJJSrsVEDhsR7O0T/NxIiM8wlazNCfvEvCpd29fGNYN/3Ytlj+EyH0eitxy",
+	"w6fiCljeFfKGNt7imAm6LQsGiX808ZYhW2TSWqEYtg8AAjGIp5aRSpPcsMWMk7+A8CboH+4B8shoW7Sz",
+	"FA56rHGnlpXw+7jjUsBjeg58KQXtFk8YLo93L+2ATlYohgARbrfjivUjW2u9ZI8l/AwKwFsVaDVIUgKi",
+	"OpqsyvBNTLTGb1bFTAN1rFH6XeDQ+htOFqwVxN4SAEaBYR5YotMg5VNR8AitSm7tY75Wg7k270ZzMFcF",
+	"UxR/bNKlnCbSIJistjy5QhC9Pr1X+XxMIT7XYlnY+Avf8FZmU4SyVXvxY2/fg3NhrVRTc0/J4V+D8XIY",
+	"cZ+dqKUzBQDh1gDt0eEhC8WtzfjVxDu3w17AxG0kUuvcqjzeA91lpCZSJLFxwU6/iGXAFjMJgiLD9RCp",
+	"RUNEzORU6UzEzGhmgS3gQBg3bCIsWg4irgDVpNrAK2MeXY8UsiMQOHRQTJ91L2bwWiZYLKKEQ4szkQlk",
+	"XKDKhJ5dhENycXOrM0MufW7YtVR7OhWKp3KkaMqMV15ijryXLM2EAYyLsNAJh34PWVSr0lpf9rd+laAN",
+	"Wp1h45q0YpA14q4orp+8r43KK4q7ApBa2FNhRKnKdhEtoF4wFmjgrxwQQA6mVXutPui012MW/nYZEqi4",
+	"p34657dn9PABIoJ76quVoLCN799DgXWqagHnj1kITYVoOqMl6TnF1YAay/G/C2767TxxR332V4+dYdOM",
+	"BfUfsDHI5a7fK8fLJrnNM/HA+uxD0GzbRm/VabfqreHBoI//3/8uDFh4OBgcDOPxd8Ph/uPD8JhxNkam",
+	"Ru9iNAYyMiBu92WvqimDjAN0I8qWD/a/C9lYRHouDKt2V6zzSFWU5CrZo010ZfjSTUorJSKY6yPDUiGy",
+	"gOksKBUl+AqHKxULC1vfxdt35xenz67evH39j7PT85CijDM5ndm9uTaW5cpmOfLi8B97z3W24KAqw18h",
+	"m+l05SBWDsrR9wi8i3Oz7VR+lLb/8YxvK+3upJtv1cIzMdc37tRjS6w7KIxZBJ5BFeg1a+gr+tGalnQv",
+	"zX2FKYCKPBZsKpTIMNKJ51bPuZURT5Ily1UCxJZm+kbGImbiFhC8tAnGNdcZ5OrGb13bis1gBbOkIpIT",
+	"KYzDEz9fXLwpw7vgHJIVFGQPR7s0ruzJm7M+oBc+TxPRj/Q8pAfprI7UTBsbsPCbfu0RQBgmH8d6zqH5",
+	"LigmKIZScdsLWDizNh3u7yc64gm0MHw8GAxCOv6IJEVATSPBpTqzAcV4/C0s4yjoaaHixkg0VgSi9dkp",
+	"+q5p3CNFtEFTbz90h08eP/Spu4dp5jOcwge1m6ydSoqT/2qt+JD9XNuq7TaHD6MXzw3XV7iuxq+kQpBv",
+	"WxjythTncYF6Axzzd0ZkeyfwNrEZcnmBXLXID9AMIm55ZIORirgRe0YoI628EcA2aOJ99qtM4ohnMfEn",
+	"4CEmT4EZiPiY+ubMSDVNBKNXQIA7NtYfqReC3wgXt1KFgsDgMDKuGPkk03M0psO093DaxBhWUxi22zPW",
+	"FU21PE3E3Ds81fL1pDP8bbvjpjD1KlSNq9+U4HRXpVwtXwlAHn4k6+p5GwfY2vDfeZKLzvrMLxucqYK6",
+	"R7VZMf8ywzEMcQP+/fz1K1AzcxEwWCGGKR+xiPvsBJ4yLJaZiCwSupGxGClO35MGCx2OQYgtNEvEjUgM",
+	"i4VIWXd1CXqYRleK6ItlKs5xtKA3K21HStymiAozEeWZkWhhyXQ+nTHfZaKVOHaB7f65UnOmbKGRclRQ",
+	"34FPSQt/it3Frt0mre826xohWHk2en23StThH3lS/tgzsuEIUFS4nkyEipHZqTRHbdYIZY/pWa+jZALT",
+	"D0DT6fVH6jwViUXPNDcMBhGzccZVNBMG1CeeG8Fen5yzx/3BI0OMElYctFQB7JeF8BKoWridJVnnsbSn",
+	"N46g69KdR17n92GdPJVX12LZJ6NLJyi/QItP5QtKEah8Qa720mZbtlF84dvwX6y9kqeJ5iDVpxlXlRbo",
+	"o3v8skH88sg2mWR/xXyLmEQedV9z2WCED4WJSGtEMqEN5PFcKvb0xVlvO0Jq9lqvO3ebPYhN5nV8tMkg",
+	"6gyC7Vhw9xNUkHuJjw8RjJUfNlqJOqc8mrkVjRkaRJFbh79RNl/A+MSK7DJk3dIFmQFZFvE4mCXWq4Cp",
+	"cqI7rqnl2VQ0kPWury8pf3OF9kty9ITXFL5c3zf8FcfdtG8I93dPWlz3t9CTROOBP7XF/EvCaLSiw/n/",
+	"aEdGVyexyHp/UodGyeI+3Kkh4P1Vt8Yjw2zGZfIp3Bs/6lw1mZl/WwjQ143O7SxggsMHpTM7u4TBxWKa",
+	"CXLhO3W+M/xt7+C7QbD33ZP+4MnBQQAf3N+XTWbjWOewIcGaTK4wg6MqMzhaX9SnQrnEgpXBJ1pNpc1j",
+	"EbCEW/fX71rPL/udDx3M4+pgHjcMZiai67ekKWxVlOtHoFLlYBeWIdNmL/eKkZJCiXSGkUS9FZPR0ZNW",
+	"m1Bz404HemQY2U6crrbS7OHg6LsmEwJZWLa17Awx92p6kwJab72ibDZ2cDA4PNrGCSs71XSaHA0YTOZf",
+	"wzmkcFbkb8V5kBUpDetTaEwJtWyBUcARz7JlPcTGG+h0xo4GR/1dbDzGcpu3hErSbxT5Uw3tov6ngmJh",
+	"MKtyxp1ENcfQNeOs6lsiW5D3MBWxx0aQ7dVJwMPBIDgaHARHg8fB0eDocivP8+tazKJYzaYtchVHmmBo",
+	"JIy5uhGowjWV3pgDHIYVxjjotixa7zE9ZqmrTOBszK6MSFGPYQfrilurXRkDtzaT43znkM/xxzD/qiLh",
+	"0nc/nLmucvqNFtK6vHYSDJDp/cXBg05iVULcYxJOkt0FWyOxN3mmd3Qv3zMw2Lf6vpT1nXQ8aWp6xs0V",
+	"Rrw1loR5+SN5bCbAK2YcNEpYdtS2agbNCl/ckfKvJVl2NwE0d/J/gUdp34AEKuy4cvDmUrX/2BqHCVO/",
+	"MvJ3sWFdq7ZTlzLwAWb1ItugmmPgObRhkZ4LMlZKZSwwKLK1+LWmLeg6cyvaEAybc3Mt4no0IacnvWa8",
+	"VQ+t5Cy0KYdVEDL4/tttBNo5B4GN4SjER4upezmEyvJK0sq1WAbM8GWvz85FlAlrhsxYCoMRPBFxMFLE",
+	"xosCWf/6r//rouUMMzO9oLBLDNJxsXmCVoqF33zzTeiej11WTKKnUxFDb2hzGSl6iBvG3VvXQqQkRd1A",
+	"tBLAYytCEkUJtOlj88Y8unYvSmscbHEh3MVhfN85cdmA3IsqwQFG/eu//tsRenUHDr5tkIouC6/JdsFt",
+	"LekZxLrO2OHgyPvThyxE23nIuoeDo4DmjGTjDZyIC4Ayj0lQUg44ZsGHSturCbDwkHWPBkdVJNChkMGg",
+	"UzzTaHXJs6SR3fzjP/43e/f2BbNinibcioDNrE2hU/jXBLSt73+/C9j72ztc9/fLO4zCdSG3sLvV9FpU",
+	"zMhhVbJCbGy4v48nr4+Bj4on+5nmsdl///vd/vvbu/33y7s+8cxtiHYF3MDktriVfOYUrMWNAPX8KuFL",
+	"dwp3Ul3/jm+9gJd2SQG4kUaOZeKSFTc2XD7ZaFOo4JuWQE5k7LUuC4FUcumSmReYpkADdVS0ukJVnh2s",
+	"QsCqPKtw66Yw0g1I8ymZD++nEa4gufsHQ32Fdn8+aNce4Xa426aWSKy+CtVCYWE6npDsJkqncIhUTenL",
+	"jBtLmq9nssSWUrSD/WcK/12IcdrIaT8OZbWP+eCoXw21OTzaXCSxBs/aWx3cs1EP6+r7sjW2owb6Vpzt",
+	"uNjogT72Ug+Hdvjk26rG++Tb4MnB4WXw6TDjOSDECkB0juxmHNkVscTYXSAd9EKY3rEL5C0Ven6N+rvD",
+	"lCC8v+99BYhfAeJXgPiXB4j3De1+EMDo4CHKoA1w6xcnozyJ0IQxHQeYcSOBuFe3+af+CK+SN1dudyk9",
+	"tGfI9fwujXeBr2uHi48xiQOdslQHxWHlwr4QJYJnGGLfBWAikOsRH/MMoN/5Coy/AuN7mSi3otrtUecl",
+	"ZP0wSPqZMeefE0UWx3yOQFHaFVtiWRniK2D8Chi/AsavgPEhAGMrijGN2O6egRfT+tUMO1+T8IGgDwcN",
+	"67aO/trDEoKVWx22A7yil7XlAZzbAJV+hK8xMAuO5FjHsihjsKNf+1osfUiEi93dtBw4wqcAWE1DKGyt",
+	"ikIqsrI8L1USpNoPbdljmJjtykN4plmpyICRsJi4vdvEXC73Q83trUsNLxIQ3NUWmPs+xtgDoxVOkwa9",
+	"pchEF8AFclrgRI/xX5RPvR3nh5WHm8NE6pcsUA7e7jnPVJB7y/Ctrlbv3mnIKweFxl+sVuBIvNw4R5vF",
+	"gAr6aTpBVA9u571+Q0XnMEB8hQ8Jy2XSIisXCFcyraaB88mmIsNtrwoNd5oxooYk29ZYJur0creYfZiq",
+	"r15XK2V4U5Z5nHCZ4L0f7hqb5iibSkTLOhX56KBqQI0E+IQFB+BINuUkb8X09w+SuGdI3m6PpZlUkUx5",
+	"0jr/4gmCOC4NHwshrNaz/4CFaPLB1WRHzSFXG225hk0nAXd7R0/XSgj3LccsHX/BQTmCkHW5IlJzXxK+",
+	"qw4LnqmsmQsWLksw+hcbDAn3C61a3bnt9wM1r9ELaZpixe8FD+hobcME7YJ/7YYpd/tQZ6bzrAKW3ceY",
+	"LxtRclMZ2AflhbshzdVCtNug0u5cr9AH11lcALj9OTf25M3ZI2RPaUWpc9VFyfhFV7L8LHhC+Zj12ZaB",
+	"lyUr19dbebd7rWl3fxHLFrT7ueCrH0EzdA389Vs7naLqpItru3ZFuLWBfD5062uxfDKEWwhGQrifGnQW",
+	"QLOpvHwYrCrdhFFI8/7Sgen94WOx+U0E6bneuqf4+VP2/dGTfytYB7EpQ7VBXKknslbVkBhV1jR9n3cn",
+	"DQv5WOd2OE64uvYl/K20iQidqQg4B62GinkWs3SWcaz0Q32GlHJ56rqJWQOf7zFpRgqLzDkm6JIPDFqc",
+	"+qxAjJKyDjErq60Ac1hkI45UGa4fnmBWeogGM1fEASbJuGWJ4AbbTDGzAEtur3SADR+zoiTqSHWVLhoN",
+	"WPjN/jfwz9o7veamqA5MUY8fVpLPXVGkNpa+TouY5e4C6iMdFxf00HbWEP3R4KgSvvDk++8rtuSjQaM1",
+	"Gbd5a8fre1/XJF5py543axBlutqqqHz39oxRloeKBGyZVNOaLIQXj+vEybpYDHQsltrdGkUD7NXHU3ml",
+	"s2MKHC1EsElMUmwGMKGL5koMJxVdk6gPiwagefUlT1/IcSZcOA0zOs8i4QpGSTMcqXDO0z6P43P8pSvj",
+	"gL2HMQyZ7V9LFQes3+/bu17YZ690WftM0ilHD82QhRVvF57tREzsSOncljWGvCyYuSxeYAUyEefydxGy",
+	"Lh7RcrSCx6ZX8ATnQ/AXhslE7NFsYx3lc4GJZ3D4epRkUhA9mZ+bSH/FO1df0J8vXr5glSdY14pbKtyS",
+	"SHVtesfeadg+uc7De/SgH7o49VcxZi9FFnGrM7bQWRK3jYRRn6wL9PPv569fPar7LD9BulubA/Ceiqqg",
+	"e3B3kKi+6gwlhK3/XvrcWuPEymt6Wl3vHx6Fb/zNp+vJTHRBaaPX7LwxUAtvLxXxFIuwpfJWgOTlZuXk",
+	"oKu6PACYIu8PUa8hOdNtmbum07d14UexOXasYUhbz2m/0ywVEnHV6NLA7C45VSIuiuEWvg3WrXgaeo0H",
+	"r8j02LXo9Cqep9jemgGiGGzgron11ynTPbUVoqyE+jbFAVfjeouNr8QO0+CbJUPlMqz7BD00FYmm2m9U",
+	"aKdfVlIKgyIV3Xh4xzPBTFF/wVVbGKk3mTTzMlsO7zCsFF5wlRZCRP5hb8jqdamD5rrUI3XfwtRN7P6L",
+	"rcsEu4yVIz4sXxevnHSdmJoJ5btvEZqtCD69YIl2eKgom067RK7YohbkgGXiRjuHudKLY1h+LAr4eID3",
+	"FPfqQa1Pvj9cK0fXsFBrs/dyq8FAWxfhG6TtJg2zKUBl0/OtsSAbQj0eUJa0ZnRRjbmqLLtd/t4oyNqF",
+	"i4sC9orhsMyk3UXitPN0f3eNH9nj/qA/aB3bPW8HeBC370buX0zBj6+Zj7sduGwh4hK8S1jzuVTc1WCZ",
+	"8zR1AQgOf7QMelUT8JPfPMny+buCPSxfufvlXfC7VmIHa8x6e5ufXx3v3WV1LX7kNppV2NqKcQt+Leya",
+	"WHymdKhRAAoqyMYJgSeDAvmePTPrVvSNpYqflW9CW76Glu9torM+e5aTni1I/lFVwNjFEO2BaAuQRwJ3",
+	"nMjM2D0j8PpBl7//IfWInwyqQPtgZ9+62UyFbuXpVvX11XjJU3eVQ4wXk0eWlU2zbqIXItuLuBFUeM7J",
+	"B9ghXdwntr4Bpd+0LTrqMxHhlueLJ52V/nJdKq3yB5rZxiUvnA71RRH+63u5R6tVEBxP3bkGAfW40eDw",
+	"7sNi7k4q3qzmbA2HMZ8V1avooa0Qc6R8Ra/7QcwmJPggUXr3DCv7oJiuhwiWgs2sWNA3zHkHNXut6QaX",
+	"2kpAur1t75Pcvi1u4EptK5XSHXu7VuhKdFRDAWXVvdYqe8UkLxvwxdxMN+CQbRXKYDTUhnujaY+qYGTL",
+	"eq16ILdAUDxMm/a9DV6tFhd7MAi77thvX5GPtXm6vMI/k83zqynyf7Qp8ro55+fPYG9sqoQyNjrJrQha",
+	"bW+mv/GKvs+vqzVZ6raa5zZpdYXprj72RqZViwVeudkjzeQNtyIc1i4vwbxV+hu5E0aPGYoeY2EZSRUO",
+	"WSKvMejqBsO5x7lldLsOpb1SVXkf+mMYFmIUMbTpI7Ok7bOQYgRDLE2MQfi1IG8sjoqVpl9jLWpqeg4o",
+	"q4zU920A4gcdCLmqsho+u5tCqyN3Efs+24UmgI5o/0hT6GJFnBoR5Zm0y3PUr5FazkV2I6N22WDodyce",
+	"uqGdmqt//dd/hz1KBEGP0hQUPKpcSvFie24jcGKh+w5bgDmEtUSDIcO+2SgfDB5H+BD+SY7tskq5oXvn",
+	"u9UB/4wI1IFTb7bpjDFvoWQqM2tTIKr1N1us43wuVuYtFYhC4LbZI59AgRc3DysJHc5FvNBZzELsJQww",
+	"xM2kPBLkgSuvUuw2L0Oxvn12+s9c3vAEJJLVrDp61qU5upkDi3Ro3JfUGK5kc5RnPZV4BdcdAsKJXl+C",
+	"YkcjunnYFFXPMOebszlPGbAsmL+78dgM6XgoPnWXbrjw6iJw2VJU63ik5qgTz8ciZl2MnqIKhHjsyhLr",
+	"LMsTYXoBm0s40GamM7uXSLQTVDhoaVYobG0BrTRqSm50VA/e6pXrIcjD6aJZMXwcNe9rofojNVIvcTpY",
+	"tTriSWLwSKP1vH4kVvbRpc2s0/Mxa9zykdpC+lZrbyZECizCLvB6C2l7fUZRmEhssKQjtflcsj10ULFX",
+	"Jy9PQ5zr6XqYCQxBsbUglS5FnQQ+wCRgISnAYY+C4YoIuZHy0SXDDVF1pKB+883R4eE335ThdD7EJJHG",
+	"jlQ3fD9yUXwjUEBGoA2MOsEI9AH8FwaFf6CWg39F9nbUubtEBHqHd6rR3R4YXUpTnXEYZbVtNur0+/1R",
+	"5y7sUzgMjW9bHEsRuMLNtXEFnl3sykh17xG90nN3maz9UEa1sK7SwEW3R7UQd2qOX3FxI8VxR7nsyiB2",
+	"DtCsfBd03O1tnSFamh+DfOF2hpJjn6dyn+extPvoHxENpkciKyK+wBVJDMoLY2GmWFobPri6/8QwaBVE",
+	"0+sj5apPrL1dphmq2D0N30vrhLhP1gJ+FsuYxLir3Bh6xrRWXRr9YqvFpY+ZoYRAun0CdZmyFDsvpjhS",
+	"dOux4zgSEHyaCiXigPl7b4iHAcOnQsDQ4rVI0VQ7UuUdUifvnp1dXL09vTh9dXH2+lXIug7zs6OBdxTh",
+	"1oJKhL2fxXh5nLFYpxg3L+NzYREythgHy0f2qRpzq5mv8qS74eQSsQjaQpFEDgeDB7vTv6wm3XQXP1aB",
+	"9oFVWDg5YEos0OAtM2MxKvFocNDWSzHs/XeKOyYtYnrp8faXnvurG/GNw8NduknpphQ+TsSpsi7o9sku",
+	"vb1T/IZLMvYgrMvnc54t69kUjwzDw9m0GljBewo0QEW6AS3e7nlOsJdpisECyYEd4FH38rV62tcp7ZkP",
+	"hfyiia1aHGIjuRWgg+kkfghq++NoB3avamsw/jgB+EHcW1W17EwbUU3RYbJKVs8qEbHrlHUjxYI00FQ3",
+	"eaxOXS0i4vys0PiKoR3TT1JNEfNU9aiqwuRuqCguVhgpGADrHg0el+K0kWkSoHpWVON3+OVHHS8fmshc",
+	"Bs1dXf/295fXKfzgoTtvou4LLL2/KFOOPiPrPNjhjQutX/BsKv7g8+Iwd4E6dqZ+qrTVwFjfl7aWu306",
+	"FXjtyBqjfYbfV6mzRiVHTTXS4I34GMFQVXNSGsNURMZuRCYny8+62zTSzW+80pYCk//Y3aYFLHc7qMBK",
+	"ukLNLay5Nx0EzdL0J2Fbd3jwufjAA/CAL2ePfwLVoVa9nkQf3qD8IcLtXgDItXr2DKFNym00ayxIsVpk",
+	"KRETu6nSUp+dsLK2gteLxvk8Bd23Xv409BeKZ8LKrLgqVecWswcwvr90FtUzL/vsJceANl7eLu0Fc+As",
+	"nHgz1UYbZ7Aqs1kpslEf4orRwQlcZQ07c5f7uRXoHbPiGTRbWTK6FiDBDw7LomD1TAcvmoAAlcL6LEDA",
+	"Vd3aCQh8NgaQ46DiPwQM3Jt1fEHogTb7k6EHEkybVTVMKTafUriU2c+bxcuj0kDzQGrUXxqLoKbG1xZv",
+	"ZxJyiv1HCiinuTXpTZSs/mmYZbXqwGfWmVwOfrvGRJcF/qmpdvD99heeajVJJHlivySeej7Dq8oLAY9m",
+	"iZVyEohEEgR6ZQmJtmob9z1RO/Hk9/jvjjpeeZK2aXhvMYcgPvaK3Vyi1zpXMV4x+VXR25GIaB0Zp8P8",
+	"GXlq8J4cuSm3s9KN64mls8roggrT2lZS4XIzYaLaisT4UQIhb8vFr/ifatcB0cWnAaPYVar1FEtz3Wdn",
+	"1ufMOG+yuxwf3xspbvVcgm62PGYcHYlA6eQVSgS/WX3LFmUH8OrwOvKgxaM6qSYYKQpTCRglsQS1kDHQ",
+	"OFwoHEWvoLMGFAxF8RCUuZ+IR4bNheXQS3+kqPwhTRo0krFg3TThUrHQPxWyIkHXhMwCYRrkVdBiOOdp",
+	"uB/KOZ/Crwlf6twej5TSLObwZYwGaXPsZgpN+YaRC0pFyWnmGPjAq3cvGDrcl+5q9OPqJMl9Xp+lawPv",
+	"3MR2UG2rGTDDHulgIroWMSN3GUUJjpR3ZQ/9IqAzbJwJfm2A8eYJRk9wdnR4yBZoWQ4THYVUvYG6ZyHQ",
+	"ES0TVgcYqTL0gltGnrCu6E/7LPxt1IGnR52AjTp+JehTdaady7DXrPQBKV04a85uKEZHVti9Mty74XSO",
+	"pQIes34+/0wKX2Hf8ppfK11/ATjnQRbMZS/cBZ22IID7t7VFG1q70ctWEgG6aFkpQv6Ba2JxZ9SZqP7K",
+	"l6UJI9+u1/CqyokHVo1zXyipMWKhVqEGeA1We8EKPJRcS7VkAobVX3jSUp6RjFO20thIVepUukCEqiEe",
+	"nu+6Un+10pS9siilWlYiDPsMIwuxgkq5cHqhCj+dEZRT2j0aHGFMCiJhg4Ewynnw5GqpvV6f/YgTNSNV",
+	"VN7N+GQiIxR2ei4tehJ8kupBMBgM3OIY1gUWTtU9GllradWmglX3BUz41vNMz3fxFOPDF3qXR2vFrz6D",
+	"a5lmv5URILEWVhFHgR9tHPly0LhDTvUqrQEex5nOM4Zxf8vPapv33IVQMyxtZ/i+/iUe6XV3Xpubp5qG",
+	"+snorpK21xTQ4IMq4YmgUiidrOuVTBCXAoJW+q865CZHUsVTgsxXiQa7wkUpAj4XyVJvpO/p1oThvTJ1",
+	"dyXQdjVLGFMRYXYOKAcughTUgGUx7TE3YqSM5RZDaluzgFsTf9kbke15RiAoNBMkW8COBo97LNagD1nU",
+	"BinsEWYxXMEVQtkMldHw/YgSOCsxn6AeUCwrfHk0ePx/jgZHd2GfPaWA25EyM7p/G7QcChWkBideUcMm",
+	"Qywe3Sz8imNocJU/kZG0OTP8MysaLUnSDeznPEcv5CRPWPnYh3KWLwj6Ap9ABkAUwTxJ3Js51A/4mnEH",
+	"9q3vN68R9p7zuahdUeDqHJENYiXmvU+Dfvf2halUCSvCxMJrsSSPLx+pSSbMLFl6c2SFJ2LcNL7kAshq",
+	"HLOh1/YDhVVNPs70tuVhzJnY/ti5nO7y2OltulNrmGH1SdFosXpNSNT9truUhzc+SNLDi1+atHe5VEBq",
+	"sJf1RKrfLle/8xlHv13ChlZCdt0qMyzlgpLEY60VTmA6l5sOevWSkPdkc7pzyHSGhYh/b8WgP7vfPyGh",
+	"uVrILQqP2xa8Myztr67vZd35eSOUMFVv52s/Gb9CLmthleXVJ/2aHnK846MmvlrUonGO0B+o/76A2+Zp",
+	"XsykoQwsHllM/3ED3TrpJZ8n2yb9HycvX9xv0r7VctLtM3zcHxSzhJFDb8yK23r1+k3W0IdfPTfj1tXL",
+	"BI+X7SfkLf38hxwQ7BsgN2q//YfgWJd1jxePJRwpqjXowXpRjXnTst0cADu68ne7tMaaUDG8LzwrgCax",
+	"Ww5KmYUBa/NXSQ8oDZ0C7xpUU6xUFPmbJYusEvfch4X/nyiG9V3Ic4gFg6ng+FPaxT2q5jJkg7DncgQM",
+	"3dhTveHNCIsJAph2ZUbKJUshNwjf34VY+6Y99p82+xPpZ9T4OY3QADXdfXK63RS4gpcdfU5bzl84CsXl",
+	"Bbhl3flQVJ0XFa66/55uQLjbHitSodh1QmpTuJMl5VD6rfxqy2sO/J8C7PygDW0P79+4YZ/h5H/kqf+y",
+	"7LH32boPtbn+IpaFvbXpDO9TiPqV8Yz/3iE3vocNovO++QGsGyo+F0NG33uzL16/mQlDl5cGIxVSnQbj",
+	"H+RJohdFhoCr4TDlUgUs9DVhuPVPU4q0+x6eULBPsft5pOgz/FKpvdjYVTU/w3s6XWGWgIUyvcowobto",
+	"masl43GcCWN6eElFZXQhc1EtKZZn4rXeQ2fcrXZU1MszwlX04KrSafkKldGCJzl7evbsLdq4jw4Pg+o9",
+	"CbRHXZ8+JFUsbmGMCGW4YRNho5mIfcwQbLmIKW/BpVyakdtYrMBBN3HsYbULV/2vG8oYizW4eiSuGgt+",
+	"50gC/ky4sVe5gQ8jFfrAqSt866qyXgEL0SV5ZWfSXM21srOwh3MrK7XAbKZKZyLGml8YiKO6lfopelGW",
+	"MS+vCtYpVVXrBU1AD/EfoDY3XZ/4MaQwILz70ZSOB1+hLKjc6AgSuZgzGhiVS5EWN6BRNkFBfHoFrf31",
+	"IaEP/fnssPBrNPNahsiHA48NUkhE159A9rA4W7IsV0OGV5CUJa9VnGqpLFug9ywWkYwFy+R0hvXO3eVR",
+	"vkQMehSIQ0ozUlRfP8qzjAohXQvFfCUlWhtXh5SqfqCnzvN7MmhgPSfo1EitqOwGH6lIp8uhl1tKZ3Oe",
+	"SINHKWDh38KAZNUyYLGEfZVqGpRhCJFOBfZ39oYR5+8Br0OONFIS+HCkM6wFUmGtpfSY6xvR64PgwFI/",
+	"FEDKKWp1ZQrAycxIdcs6IBdv351fnD67evP29T/OTs8rzQI/WPaOC54nbVUtroopHCJeX9XM9kR0/UkV",
+	"YOzhD/JLur5NnrQHQTpq+Zzw+AtiTb/iOXb+On9uXekmiRYvgCsUrPO3e6PuVr6FRXXEwzMupwuxKdbz",
+	"IZzgqtVhrLirAVeJSa/d4BCUVauQ1WDlsmCkcmVlwjaAKdYNa7dKhBTsqfSih3fAqcoxZVipKlfXSi8U",
+	"rEvYZ3idBZq4AHazxQy2g1fC3mnc7r55TBOLkBu7akQ6iYUreDZS7sqPoeMYM26KCD+70P76ZVYfMSIz",
+	"f3sFLIBO/CUXSi/6I/Uac29g3WTEsXJeRiWZqiHlSEYRj2biEYy1UiMMY/GbOBTd5PFJWVT9spA/FI8V",
+	"LBx2EciTHOJfc3EfyDwgbwTzWoTXel0knA9H8sStlXB4hU5TKjKp44fDZg8dnbwhIrl6rWh/pFzUL9sQ",
+	"9NtnGLYKLGWRwTfK6eSTJDczJpUV2Q1Pamjl3fnJT6dXz1+8O//56uzVxenbv5+8CANfrpgdDJhxdeoA",
+	"KLGJWLjriQyqvQBrxoI4GFviQE8+NPCYDtn/0LjjYubtPOZrvLGPNwZGUDllMx57Obwp9vgTGxVXgk7u",
+	"G3GCN0dQjw01b+leCYQFvnIqQLnS3e5uU+jsI5m6KTfcd4JGnj2YCrdynIjSZ3jy5qxfqU/rFwuG3XAN",
+	"HlVV86VnjRC+QCzwinngdUCZ1XJFTKWHIhR8vYfzhnKyZYCrLaLbuj8J/UIoU5lPr9JDNT6veRqklfoY",
+	"n4BER1HlknXDv12L5Q9hj+LdKvFv3fBvRk5/GOWDweG34jZ1f6Hm+UO4Ooim7n+d6aKQJerjDm05U2Z1",
+	"K7AG4HoLFJIQoFGRAgS84u1DK1wKZ6WtSoTA3eXd/wsAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

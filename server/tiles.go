@@ -432,6 +432,10 @@ func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
 	if v, err := nullableJSON[gen.Center](d.Center).Get(); err == nil {
 		tj.Center = &v
 	}
+	if d.Kind == "raster" {
+		size := tileSize(&d)
+		tj.TileSize = &size
+	}
 	if d.Kind == "vector" {
 		layers := []gen.VectorLayer{}
 		if v, err := nullableJSON[[]gen.VectorLayer](d.VectorLayers).Get(); err == nil && v != nil {

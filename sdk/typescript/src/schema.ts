@@ -67,7 +67,9 @@ export interface paths {
          *     any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
          *     and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
          *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+         *     (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+         *     the key is answered as it is, without a new `changed` or an audit event.
          */
         post: operations["changeAPIKeySettings"];
         delete?: never;
@@ -606,9 +608,18 @@ export interface components {
          *       85.0511
          *     ]
          */
-        Bounds: number[];
+        Bounds: [
+            number,
+            number,
+            number,
+            number
+        ];
         /** @description [longitude, latitude, zoom]. */
-        Center: number[];
+        Center: [
+            number,
+            number,
+            number
+        ];
         VectorLayer: {
             id: string;
             description?: string;
@@ -643,9 +654,18 @@ export interface components {
             minzoom: number;
             maxzoom: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center: number[] | null;
+            center: [
+                number,
+                number,
+                number
+            ] | null;
             attribution: string | null;
             vector_layers: components["schemas"]["VectorLayer"][] | null;
             tile_size: number | null;
@@ -700,9 +720,18 @@ export interface components {
             /** @description Defaults to 14. */
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /**
@@ -745,9 +774,18 @@ export interface components {
             minzoom?: number;
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /** @enum {integer|null} */
@@ -811,6 +849,11 @@ export interface components {
         GrantList: {
             items: components["schemas"]["Grant"][];
         };
+        /**
+         * @description A tile token that is also a MapLibre vector source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none.
+         */
         VectorTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -828,11 +871,23 @@ export interface components {
             tiles: string[];
             minzoom: number;
             maxzoom: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             vector_layers: components["schemas"]["VectorLayer"][];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
+        /**
+         * @description A tile token that is also a MapLibre raster source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none. `tileSize` (what MapLibre reads)
+         *     and `tile_size` (the tile-token document's name) carry the same value.
+         */
         RasterTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -848,14 +903,23 @@ export interface components {
             exp: number;
             scope: string;
             expires_in: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             minzoom: number;
             maxzoom: number;
+            /** @description Tile edge in pixels (the tile-token document's name). */
             tile_size: number;
+            /** @description Tile edge in pixels, as MapLibre reads it (same value as tile_size). */
+            tileSize: number;
             format: string;
             tiles: string[];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
         TileToken: components["schemas"]["VectorTileToken"] | components["schemas"]["RasterTileToken"];
         TileTokenError: {
@@ -889,6 +953,8 @@ export interface components {
             /** @enum {string} */
             scheme: "xyz";
             format?: string;
+            /** @description Raster datasets: the tile edge in pixels, as MapLibre reads it. */
+            tileSize?: number;
             vector_layers?: components["schemas"]["VectorLayer"][];
         };
         Health: {
@@ -1200,7 +1266,10 @@ export interface components {
             };
             /** @description Each changed field, as `[before, after]` (`null` where it did not exist). */
             changes: {
-                [key: string]: components["schemas"]["AnyValue"][];
+                [key: string]: [
+                    components["schemas"]["AnyValue"],
+                    components["schemas"]["AnyValue"]
+                ];
             };
         };
     };
@@ -1511,7 +1580,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["APIKeySettings"];
             };
