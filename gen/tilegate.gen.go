@@ -297,6 +297,24 @@ func (e TileTokenErrorStatus) Valid() bool {
 	}
 }
 
+// Defines values for UpstreamMissing.
+const (
+	Empty    UpstreamMissing = "empty"
+	NotFound UpstreamMissing = "not_found"
+)
+
+// Valid indicates whether the value is a known member of the UpstreamMissing enum.
+func (e UpstreamMissing) Valid() bool {
+	switch e {
+	case Empty:
+		return true
+	case NotFound:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VectorTileTokenKind.
 const (
 	VectorTileTokenKindVector VectorTileTokenKind = "vector"
@@ -609,13 +627,16 @@ type Dataset struct {
 	Format string `json:"format"`
 
 	// HasTiles An MBTiles file has been uploaded.
-	HasTiles     bool                             `json:"has_tiles"`
-	Id           openapi_types.UUID               `json:"id"`
-	Kind         DatasetKind                      `json:"kind"`
-	Maxzoom      int                              `json:"maxzoom"`
-	Minzoom      int                              `json:"minzoom"`
-	Name         string                           `json:"name"`
-	TileSize     nullable.Nullable[int]           `json:"tile_size"`
+	HasTiles bool                   `json:"has_tiles"`
+	Id       openapi_types.UUID     `json:"id"`
+	Kind     DatasetKind            `json:"kind"`
+	Maxzoom  int                    `json:"maxzoom"`
+	Minzoom  int                    `json:"minzoom"`
+	Name     string                 `json:"name"`
+	TileSize nullable.Nullable[int] `json:"tile_size"`
+
+	// Upstream The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream"`
 	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
@@ -647,8 +668,11 @@ type DatasetCreate struct {
 	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
-	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	TileSize nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409).
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -680,14 +704,17 @@ type DatasetUpdate struct {
 	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom]; null when unknown.
-	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
-	Description  nullable.Nullable[string]                `json:"description,omitempty"`
-	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
-	Maxzoom      *int                                     `json:"maxzoom,omitempty"`
-	Minzoom      *int                                     `json:"minzoom,omitempty"`
-	Name         *string                                  `json:"name,omitempty"`
-	TileSize     nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	Center      nullable.Nullable[Center]                `json:"center,omitempty"`
+	Description nullable.Nullable[string]                `json:"description,omitempty"`
+	Format      nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
+	Maxzoom     *int                                     `json:"maxzoom,omitempty"`
+	Minzoom     *int                                     `json:"minzoom,omitempty"`
+	Name        *string                                  `json:"name,omitempty"`
+	TileSize    nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server; `null` makes it a file dataset again.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -964,6 +991,17 @@ type TileTokenError struct {
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
 
+// Upstream A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+// because Prism does not take `nullable` beside `allOf`).
+type Upstream struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+	Missing *UpstreamMissing   `json:"missing,omitempty"`
+	Url     string             `json:"url"`
+}
+
+// UpstreamMissing defines model for Upstream.Missing.
+type UpstreamMissing string
+
 // UsageCounts defines model for UsageCounts.
 type UsageCounts map[string]int64
 
@@ -1120,6 +1158,18 @@ type UnprocessableEntityApplicationJSON = HTTPValidationError
 
 // UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
 type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
+
+// UpstreamFailedApplicationJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationJSON = Error
+
+// UpstreamFailedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationProblemPlusJSON = Error
+
+// UpstreamTimeoutApplicationJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationJSON = Error
+
+// UpstreamTimeoutApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -5623,6 +5673,10 @@ type UploadTilesResponse struct {
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Error
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5670,6 +5724,16 @@ func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UploadTilesResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON409() *Error {
+	return r.ApplicationproblemJSON409
 }
 
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
@@ -8673,6 +8737,20 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
 		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10705,6 +10783,34 @@ type UnavailableApplicationProblemPlusJSONResponse Error
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
+type UpstreamFailedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamFailedJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+type UpstreamFailedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+
+type UpstreamTimeoutResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamTimeoutJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+type UpstreamTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+
 type ListAuditRequestObject struct {
 	Params ListAuditParams
 }
@@ -12341,6 +12447,34 @@ func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTile
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409JSONResponse Error
+
+func (response UploadTiles409JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409ApplicationProblemPlusJSONResponse Error
+
+func (response UploadTiles409ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -15551,191 +15685,204 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2NbhtHtuarFLgLmMy2KEqWcxMKwUCxlUQ3jm1Y8mQWoaAudh+SddWs6qmqlsR4BdyH2GfYB7tPsqhz",
-	"qv/Ibv7YshzP9QwQi2R3/Z46v9859b4TqXmqJEhrOsP3nZRrPgcLGj89z7RR2v0Vg4m0SK1QsjPsvOFT",
-	"YBH+GDBumAabaQkxE5LZGbCQfguZmuDnVMONUJlhKZ9CvxN0hGvlnxnoRSfoSD6HzrBD73SCjolmMOeu",
-	"14nSc247w854YaETdOb87iXIqZ11hs8ODoOOXaTuTWO1kNNO0Lnbm6q9+pf390HnBbfcgD174drErlNu",
-	"Z2XPMf1+JeJO0NHwz0xoiDtDqzNoHE2W4ZOrHZ3epauLdSESYFZdg2Rwlwq9YN1MijtmIFIyNr0Alwgf",
-	"eGJYCHdp6NZ0LqSFuG2x4C5tXikh7bdHbqmEFPNs3hkOioG6BqegcaQ/ay6zhGthF6sj/jGLrsEyI/6E",
-	"YzbGD4YZy7Vl3LLbmUqAzVSmDVOaxXxhAvbu4nnbUKeVrqpD/p8aJp1h53/slxS4T7+a/erw3HB/hYZh",
-	"nkh28uaMXcPiiaH1axvCNdS7rtDR4bNvm3byV1gQudS7PItBWjERoB1pu95/hUXRa52qrmHx8RT1UsyF",
-	"bTmAifutbcr4Y23SMUx4ltjO8NkATxKRx8FgUCGWg2ZqOY+U+24NZRv3RNtY8McdN+BcTNd3KKaS20y3",
-	"dyqmO3b5zvAp/KTVfLXjcyT+nJuBFipmXSGjJDPiBo6ZsMYflCf+pPT67AUtuKNN9m94TtgYJkoDC60K",
-	"28Y9cQNoJJKYW9izYg6d1tFfqNWxn8p4eeRw50e+NEqpbtuGZdXug7p3tG9SJQ2QOFFykogI6TlS0oLE",
-	"P3maJiLibrj7/2HcmN9vySZOtVZEodU2Uq3GCcz/14e1dR8sE90MWDTj0ok8PwHDboWdMe44ujBWyClT",
-	"4/+AyPY790HnJ6XHIo5BfoHz1IAcjidMGHbDExGzcWbZnC+YVJbFitmZMDjNV8r+pDIZf1mzfKWYyaKZ",
-	"369cYYl4koB+YhiPIpVJ2kfHbb7QvTzxe1fZz1vU0yaZgbjPwn/sudlN3eF9C9woGboNVxIcqwhRT4E4",
-	"DFg45vFVwWvDYCRD5OYh6xZai1PvHBswjOcHRU2cmoBko4HHuMZey+oFLFRaTIV0zWcG9BWfgrTYdiav",
-	"pbqVV/4B6uQaFiwRxjp1w31tGJfUpJOsYCybccMkCDsDzcLX/l2p9EiGb2ECGnTous1bv4ZFyLo8MYpx",
-	"ppXlFmKvRhSaqp8ZNxaZ+1TzCHpuiBocf4ssxCHrlh/y6Rlm+TUwW0gqE+DJ8ZqKU/dCpxnkS1xMcSSF",
-	"KfvzW2CuuA3zV2Jh+DipvoP6ovRfCsMmPDE0ylyllcpe8SRRt8uvlTqvCd2xdmN0i7y8VSL170WJAGlH",
-	"ksexBmNcd0Iy6Umm0rJIr7QjAhP2+iPZCToz4LE3KE6iCIzZe66k1SrZO3Ej26MNq1P9qnxbodj1L9z7",
-	"A4wKFMRfHiv2BIPH8gY0UoXm1qt9rLt6hIf4+1VCMw57Tjt3b82VtLNkwf6ZKctHshviH1dwFwHEeMoz",
-	"aUWCeyjhztILpMaQat/rs/AtWL3YO5lY0KHffG/BHLtjxi0t9d4blYhoEeIZLb8O2US5zWax5hO7J8BO",
-	"9mbWpjwVe27UOOg9Tyl7g+/dMEe5yjrqHP/zh1E2GDyN/Ik3TpXx/eMPcHz7w4HvtPqe/mFwbP27frj0",
-	"vBuQJibCLYwkDiBwL/vlqnRKC5d3U2ssFyD4Ut6yH0XZ0PpRjKRrATt50BNTLP7WD/rN2/h8SQr1R0s7",
-	"otGM2HCEQbpX/+hUqbgTdOrU2rkMWs/6O8kzO1Na/AlfnlZSEdWNZ3sujBFy6qSB0oyzOU+cEg4xSu1u",
-	"WHwOhyw0YuqkK9yl4UgiOXqp7dg8TxI2FTcgXUPui1tIEkYvU+OSwTy1CxQ7n5+LK/WS6yl8eSw8V0/G",
-	"KkY+bpViiZsKqpdfLrWuWgqeOFHiSFQ98ynecJE4BeXLm6FTgsbcgJtfJjXwaOYmcsy0Y38s4Ra0n2Wq",
-	"lTsR7udTab1P7UFm+8vFxZu/u/XElx9y7s0tr6xE+Qgre/dtIC94c+adc6lWKWgryNYnQyBu9RU4s+C1",
-	"TBa5U6zVlbtnrkW6p3A8PNlLlZMoml67DzqRBm4foZ+Kvtzgl5oBUzJZVIwAb7cUFlBXOevEDFmjat47",
-	"ZqHMkiRkcAN6MZL+IdTfvE2KbWUG+uyExZBAxehgsVapYSorfFROlSe+LSzMzRbOxqDjBkBHtbZUXGu+",
-	"6CwTxvu2x8v2vGWyulwh2imhN0fLxerWzZye10uFdUfQt8b4lAt09Pr+xkolwCV2WNhMDc5ip62g84I5",
-	"yij6FIVV7LvPDbNyS6TbE9djI4FtXAYRN63+Q9FlYW2tTvn52Yu3hnXP3twcoUp69ubmW2eM6jlPhIG4",
-	"x0q7juVm3Twz1tmRidNsiWhvhQE0BHtO06c14XKRv7JEZjuTVcKNvXIbsDqD32cgGSdjOhem7nEWca0F",
-	"xLSfSDoaIqVjiNEzJ9xbcyEzC72tN+6hdsSr/Veotzb7sOv8YQzMgL6BGI2aiCcgY669FdZ15ldBihPU",
-	"2MhWqE2sKezTsvCFRp77dhv2zDtaMF7WurHLG5n7Tq7Q73G17jS+w4N967a3dCNpSBMeQczGC+JhbqfR",
-	"PeOkj7EiSdit0temWA5sAF0QsQLz6DtdGioo5ONY0INvKpIQWV2TekHekqpFz/06UCBhyMLc2L1KQV+R",
-	"3RjiYTCMe+OXKcn4DWg+hYBlKbOKheNMGxsybpmSERwzHmllDHuFCywibpjTZRiP5066HOy/CpgB4ohv",
-	"T09e/Ha6TG8SgyzLq1iX99ipj7MUkSX3v2CtVUjRsaVJNjQTbLItyyDbH41NBn6EpflIHuClqHFpMzsC",
-	"d9vRLO3TbJyICI+wVSzNyJPs+NS7ty8N64Z/u4bFDyFyn4cit8zwKVw5lneFvKGNt3hmgiGKgkHiH028",
-	"ZchutbAWJMP2nQKBOkhOLSOZJplhtzNOvkEuzS24kecPkPfVmZG+nQV41WOFO7WsRL6PWy6Fe0zNHV9K",
-	"naaNJwyXJ3clb6GdLFEMKUS43Z4r1o9srfWSPZbqZ1AovFWBVlNJSoWork1WZfg6JlrjN8tipoE6Vij9",
-	"PvDa+htO1vSSxt4C9iAQSK5YooMw5VMoeISSJbfO8R3LwI31u9EM3KjoFMUf6wwab4k0CCarLE+uUIle",
-	"nd6rbD6mcP41LAp/XhEH2shsCthKtZd87O17cA7WCjk1O0qO/DU3Xu5G3GcncsFQT2OOcGsK7dHhIQvh",
-	"zmp+NckDWWEvYHAXQWp9CIXHe852GcmJgCQ2HtjwKywCdjsTTlBoXA9IncXhFEkxlUpDzIxi1rEFHAjj",
-	"hk3ARjOIWcSl02pSZdwrYx5djySyIydw6KCYPutezNxrGlgMUcJdizPQgIzLmTJhzi7CIYWzuFXaUPiO",
-	"G3Yt5J5KQfJUjCRNmfHKS8yT94KlGozTcVEt9MKh30MW1Wq01pf9bb5Krg1anWHjmrTqICvEXTFcP3lf",
-	"a41XFHeFQmrdnoKB0pTtoraAdsEY0NlYOSBOczCt1mv1QW+9HrPwj8uQlIod7dM5vzujhw9QI9jRXq0A",
-	"QNa+v4MB603VQp0/ZqFrKmRdpf2S9LzhapwZy/G/t9z023nilvbs77nu7DbNWGf+O93YyeVuvleel00y",
-	"m2l4YHv2IWi2baM32rQb7dbwYNDH/+9/FwYsPBwMDobx+LvhcP/pYXjMOBsjU6N3MfKKjMwRt/+yV7WU",
-	"nYxz2g2ULR/sfxeyMURqDoZVuyvWeSQrRnKV7NnF6vCFn5SSEiI31yeGpQA6YEoHpaHkvsLhCsnCi7OX",
-	"pz+fXJxeXbx9d35x+uLqzdvX/zg7PQ8JUajFdGb35spYlkmrM+TF4T/2flL6ljtT2f0VsplKlw5i5aAc",
-	"fY+Kd3FuNp3Kj7L2P57xbaTdrWzzjVa4hrm68aceW2LdQeHMIuXZmQK9Zgt9yT5asZJ2styXmIIzkcfA",
-	"piBBI6qBZ1bNuRURT5IFy2TiiC3V6kbEEDO4cxq8sAliGOsMcnnjN65txWewpLOkEImJAOP1iV8uLt6U",
-	"UA53DskL6mQPx9ASruzJm7O+0174PE2gH6l5SA/SWR3JmTI2YOE3/dojTsMw2ThWc+6a7zrDBMVQCne9",
-	"gIUza9Ph/n6iIp64FoZPB4NBSMcfNUkIqGkkuFRpG1A8928hK4LP9DTIuBF1wgrQSZ+dYhyNxj2SRBs0",
-	"9fZDd/js6UOfuh1cM49wCh/Ub7JyKgkT+9Vb8SH7ubJVm30OH0YvOTdcXeG6Gb8Ee6Y4GxiKthTn8Rbt",
-	"BnfM3xnQeyfubWIzFLV2ctUiP0A3CNzxyAYjGXEDewakEVbcgGMbNPE++10kccR1TPzJ8RCTpY4ZQHxM",
-	"fXNmhJwmwOgVJ8A9G+uP5EvgN+Bj6FVV0DE4RMEUI59oNUdnupv2Hk6bGMMyXHmzP2PV0JSL0wTmeQxS",
-	"Ll5POsM/NgduClevRNO4+k2pnG5rlMvFK3CaRz6SVfO8jQNsbPjvPMmgszrzy2A1UQCoezSbJctfZjiG",
-	"IW7Av5+/fuXMzAwC5laIIbw7hrjPTtxThsVCQ2SR0I2IYSQ5fU8WrOtw7ITYrWIJ3EBiWAyQsu7yEvQw",
-	"ZaYU0ReLFM5xtM5ulsqOJNylqBVqiDJtBHpYtMqmM5Z3mSgJxx7Emj9XWs6UGTCSngrqO/ApaeEvsbvY",
-	"td+k1d1mXQPAyrPR6/tVog4/50n5vGdkzREgBKiaTEDGyOxkmqE1a0DaY3o2t1E0INTYWTq9/kiep5BY",
-	"jExzw9wgYjbWXEYzMM584pkB9vrknD3tD54YYpRuxZ2VCo79stC95Ewt3M6SrLNY2NMbT9B16c6j3ObP",
-	"IWU8FVfXsOiT06UTlF+gx6fyBcGBK19QqL302ZZtFF/kbeRfrLySpYniTqpPNZeVFuijf/yyQfzyyDa5",
-	"ZH9HbHVMIo+6r4Vs3NcYBUAAKCQT2kAez4Vkz1+e9TZrSM1R69XgbnMEscm9jo82OUS9Q7BdF9z+BBXk",
-	"XurHh6iMlR/Weok6pzya+RWNGTpEkVuHf1DmTsD4xIK+DFm3DEFqR5YsFjEqCpgR0qsoU+VEt1xTy/UU",
-	"Gsh629cXlKu1RPslOeaE1wSlrO8b/orjbto3VPe3T1BajbfQk0TjQX5qi/mXhNHoRXfn/6MDGV2VxKB7",
-	"f9GARsniPjyoAe795bDGE8Os5iL5FOGNH1Umm9zMf9yCs9eNyuwsYMDdB6m0nV26wcUw1UAhfG/Od4Z/",
-	"7B18Nwj2vnvWHzw7OAjcB//3ZZPbOFaZ25BgRSZXmMFRlRkcrS7qc5Ae1Lw0+ETJqbBZDAFLuPV//anU",
-	"/LLf+dDBPK0O5mnDYGYQXb8lS2GjoVw/ApWM5m1Yhkibo9xLTkqCEimNSKLeksvo6FmrT6i5cW8DPTGM",
-	"fCfeVltq9nBw9F2TC4E8LJta9o6YnZpeZ4DWW68Ym40dHAwOjzZxwspONZ0mTwMGE3dX9BwyOCvytxI8",
-	"0AW8enUKjelflt2qLIkRW7WoQ2xyB53S7Ghw1N/Gx2Mst1kLVJJ+I+RPFdpF/U+BsDCYQTXjXqKaY9c1",
-	"46waWyJfUB5hihUQEMEA+V69BDwcDIKjwUFwNHgaHA2OLjfyvHxdi1kUq9m0Rb66QJMaGoExVzeAJlxT",
-	"mv3cqcNuhcGpam0Zc3nE9JilPgvZ+5h9yYAi93oL74pfq20ZA7dWi3G2NeRz/DHMv2pI+FS9D2euy5x+",
-	"rYe0Lq+9BHOa6e7i4EEnsSwhdpiEl2T3wUYk9rrI9Jbh5R2BwXmr70tZ30nHk6amZ9xcIeKtsfzDbz9S",
-	"xGbieMWMO4vSLTtaWzWHZoUvbkn514I8u+sUNH/yf3WP0r45Eqiw48rBmwvZ/mMrDtNN/cqIP2HNulba",
-	"uQGnS18lfOEzdbbSM/+Ob710L22D170RRoxF4rMc1jZcPtloAFSYUQvqCneh1mVBPeWSlitfMKDi6NZZ",
-	"2PIKVRc4WObXVeJrAnqtkQXPycDfTWdb4rW7wxW+Mt+/HvNtx6AcbrepJa+sr0K1bEeYjifk+CHypoBl",
-	"Kqf0pebGkm6auwSI2aZoqf5H6v57C+O00QP1cXywfcwHR/1qMPzwaH3JohoDbW91sGOjOeOt78vG6GuN",
-	"LS+Fw3CxMUZ0zOLK0A6ffVvVSZ99Gzw7OLwMHour7wqeehAu73k60tAadvmrp7GcPGnCCHh1i9lIl/7V",
-	"TR6gz+G3yQ2CzU6bh/a9+J7fpfE24mdFneJjhEmi25OyHr2sK6zBKAGuEcTWdYwFjFUaQ+4mp3U0vL4K",
-	"tq+CbQcjYKNU2ozrKkXOh4mUR5YZ//JSoJU1mUaGvaO/clqvXrh1JcEP5OQ4aLduqyy93ZsXLBU+3My1",
-	"i15WlscJrwb+96P7GuMZzv4dq1gU2T9buoOuYZF7En3Ie91y4AifOylkGiLIteSjFHRZwYaKAVDKVBvo",
-	"EvMZfFZV7veqJDJhABnzHbabmE+BeKi5vfUZFQVux1d/xJSRMbrsjJI4TRr0htysruMY7HBAiblP8V9z",
-	"C9r0tpwfFudp9q7W6xASdHX7VAGqWbVh+FZVC1xtNeSlg0LjL1Yr8CRebpynzWJABf00nSCqTLD1Xr+h",
-	"ggmIq1jiQ2C5SJoC7tyyW6cc3WolpwHaVdxROW57JWiVn2Z0RE+wPt7GEAB1erkd1MVN1VOLT/uxMy4Z",
-	"z1NkhJJswkWCpTF9pddm53TFEbxKRblTveqHFoaZGebpuCPZBOXfKKh39y3uGMna7rFUCxmJlCet8y+e",
-	"oBiEz17B/KHlkm8fsBBN3rCa7Ki5xmqjLdew6STgbm/pflpCPtxxBLflNQDLEYSsyyWRmv8SS4uF1WG5",
-	"Zypr5mPsfkpljKbJOtgtIrG8c5tL6Dav0UthmiAWO6kHdLQ26QTtgn+lCLMv0NuZqUxX3DX+Y8wXjaZw",
-	"UyWXB+WF22may7VkNqlK23O9IkC4yuICZ+n9xI09eXP2BNlTCnnmszvEODmyaKlq6S/AE4Ix12dbxitL",
-	"Vq6uN/Ju/1rT7v4KixZt97HU13wEzaprkFeo3uoUVSddVLbeVsOtDeTxtNs8hfGTabiFYCQN91MrnYWi",
-	"2VQhLsTSbaFU9grVjtDrKEeDo96Xr5jurj4Wm99EkDnXW3Xf/vScfX/07N8K1kFsylBKnc+QpvB7TROj",
-	"gjSmn8NVhWEhH6vMDscJl9d5FT4rbAIh4TORc9BqyJjrmKUzzTFBlvoMCal86ruJWQOf7zFhRhJrM3gm",
-	"6DE7BlEEfVZojILAughmbCseFhYg3pEsUS7hCSZzhJhe7nOf3CQZtywBbrDNFAE5TjVc7gAbPmZFJaGR",
-	"7EpVNBqw8Jv9b9w/K+/0mpui9MmipJ5bST73ucRtLH2VFjE5xONQIhUXNWxpO2sa/dHgqBJTePb99xUH",
-	"0dGg0UWE27yx49W9r1sSr5RlPzVbECXKc1lUvnt7xggcJSNwWybktCYL3YvHdeJkXayhM4aF8oWVaYC9",
-	"+ngqr3S2RI7SQgTrxCQFTBwTumhOYDqp2JpEfZhrg8Wbf+PpSzHW4GNczKhMR+DzrIUZjmQ452mfx/E5",
-	"/tIVccDeuzEMme1fCxkHrN/v2/te2GevVFkyQNApR7frkIUVFzae7QQmdiRVZsvU3FwWzDz43bECkcC5",
-	"+BNC1sUjWo4WeGx6BU/wjsG8prZIYI9mG6somwPiNd3h6xE2qyB6wuo3kf6Sy72+oL9c/PaSVZ5gXQt3",
-	"lO+YCHltesd5JKB9cp2Hd9O7fuhukd9hzH4DHXGrNLtVOonbRsKoT9Z19PPv569fPakHIj4BSrTNq7+j",
-	"oQp0VcwWEjVP1iQc5ervpSO9NXhbVtZtjad9OHjF5JeDrGIA6Q6PRlf4eWP0FC/4gHiKtQtScQdO8nKz",
-	"dHIw/lQeAMwsyQ9RrwHT7LfM32SRt3WRj2J9QLdhSBvPab/TLBUSuMp00gKKFFMJcVFDilmYpwm3wLrv",
-	"/7zff393v/9+cd9rPHgFQGrbWm3L+jyhbGoOiGKwgb9JJb9xiK5yqRBlBXTThMipImyKja+geGjwzZKh",
-	"Ur96l0hmU201KplA+an9MgE5DIoMDpOrd1wDM0Xakk9SGsk3Wph5CTLFMv+VfCWfoBSi5h/2hqxezi1o",
-	"Luc2krvWc2ti919sOrPbZUy4+jCYO97K4DsxNRfKd9+iarYk+NQtS5TXh4pqg7RL1wDVEioDpuFGXVPZ",
-	"Fqluj93yYy2NpwO8yqdXR5o8+/5wpYpDw0KtzD6XWw0O2roIXyNt11mYTVHndc+3BnjXxG8fUJa0AiGp",
-	"NENVlt0t/mwUZO3CxUNzcsNwWALQt5E47Tw9r7ucj+xpf9AftI5tx6KaDxL2Xcv9iynk42vm434HLluI",
-	"uFTehVvzuZDcpy7OeZq6yQ3f5/pHy6CXLYF88usnWT5/X7CHxSt/BZtHpCkJW3hjVttb//zyeO8vq2vx",
-	"I7fRrMLWlpxb7tfCr4k5m2VAjf3Xf/5fX0LBeCHwbFBovmcvzKoXfW2Frxflm66tPPU8722idJ+9yMjO",
-	"BpJ/VEwj9lmke060BcgjHXecCG3sngG8QcCnvXxIGa9ng6qifbB1bN2sp0K/8nTx2Opq/MZTXwE1xru7",
-	"IsvKplk3Ubeg9yJugOo1ePngdkjhzQhaK726AWXctC2H9ZGIcMPzxZPeS3+5KpWW+QPNbO2SF0GH+qJA",
-	"/vVO4dFq8pDnqVun7lCPax0OVafrmu3awjJbabohCrMETLR37X1SpLAlcljJIpZpZnfJhU5UVBMcZX2D",
-	"1noGxSQvG0TS3EzXiK5NueBuNNSGf6Npj6rya8N6LQetNmgtqOKv2/c2ibycxv1gWs9qLLh9RT7WTebx",
-	"4X8lN9lX79V/a+/VdTP2+6/gomrKORsblWQWglZ3jemvvQzh8dX7JufORo/OOkOg8PbUx97ItGrw0aUa",
-	"qqkWN9xCOKyViXXn2P+N3AkBR3Tfap9VL18cskRcI07HtRLgNaVUxxjLnNAlkQVaBG9wlBZi12YO5hG2",
-	"z0KClYVYBEpJcIe7ermRxFvH+iP5Gqt+UdNzfg2VVOS8DackOrUZuaq0yn32d7JUR04sr0A90wQwdpk/",
-	"0oR2q4hTA1GmhV2co0mG1HIO+kZE7bLB0O9ePHRDOzVX//Wf/y/sUQUyDEJMnU1ANWIIYrTnNwInFvrv",
-	"sAU3h/DEX1+FCs+QYd+MLrnDh/Ir7oSp1IMzdNtYtzrgXzB53t8zllv6nTFwjc5bvwAza1NHVKtvtjhU",
-	"+RyW5i2kE4WO2+onJq8N55gY0SB5k31U8VbpmIXYSxggKsqkPAIK2pSXVnSbl6FY3z47/WcmbnjiJJJV",
-	"rDp61qU5+pnjtcs0qPLe5Vrr5WLwVGCx83tUCCcN1z4XOxrRNW2myC9PFI/xArmUOZbl5v+EPOhmSMdD",
-	"8qkvb+oRuQXW1RIQcjySczSj5mOIWRcBN1TrAY9dWcyO6SwB0wvwOnvDzExpu5cINC0rHLS0RAv3TEAr",
-	"jQaoHx1V3rNqqRAnBcU8ABIRx2isXYPsj+RI/obTwfpgEU8Sg0caHa71I7G0jz/i1jTQ8zFr3PKR3ED6",
-	"Vqncs4QUWETqsZCosL0+I+AeEptb0pFcfy7ZHsY02KuT305DnOvpKjLBDUGyFVxDl4AKQY5JCFhINlPY",
-	"I/xUAaoayRyQMFwDxCK3wTffHB0efvNNicDKUQmJMHYku+H7kQd+jZwBMnLWwKgTjJw9gP+6QeEfaOXg",
-	"X5G9G3XuL1EDvcfq9VRFFQGJNNUZd6Osts1GnX6/P+rch31CUND4NkEfCqwDN9fGl9LycIeR7O4AeOj5",
-	"qrErP5RACNaVynHRzUAI4k7NkAcPNSiOO8plX3Cic4CeyPug4+vkd4bonHzq5Au3M5Qc+zwV+zyLhd1H",
-	"lzo0eKuIrIj4Al+OIiiv5nEzxSJm7oOvsEgMg1YBml4fScrTX327kKvul/JCaX8Ns7QmIPpy/CwWMYlx",
-	"XyMjzBnTSh0vDKUsl/E6ZgYiDdbX+URbpix6x4spjiTdL+U5jnAafJqChJhudy7kgXEMn0ouuRavIbV0",
-	"xWtZrfvk3Yuzi6u3pxenry7OXr8KWdfr/OxokMcWcGudSYS9n8VYpt9YrAiFm6f5HCyqjC3+pPKRfap7",
-	"1eoZqjzpa8leLt3bfzgYPNiFhmXdrsZry1N/BQ0uqOYiCZiEW/SRCm3oXvajwUFbL8Ww92u3a+JLTze/",
-	"VN727t44PNymm9W7H++DzrNteqvejolqXTafc72oA/CfGIaHs2k1sFba1NEAlUNz2uLdXs4J9rQi2I6T",
-	"HNgBHvVcvlZP+yqlvcjRc180sVWThNeSW6F0MJXED0Ftn492Xi5d4m7y4+SUH9R7q6aWnSkD1awOJqpk",
-	"9aIColylrBsBt2SBpqopyHEaC7yxhTg/Kyy+YmjH9BPeHCuhZkfV7tmnWqBFCcuRdANg3aPB01KcNjJN",
-	"UqheFHUPvf7yo4oXD01kPunivm5/5zfF1Sn84KE7b7vDVsJtmaXyiKzzYIs3inudP+958Tp3oXVsTf2A",
-	"1N3AWN+Xvpb7fToVWOB1hdG+wO+r1FmjkqOmWhd47+sxKkNVy0kqRDaAZjegxWTxqLtNI13/xitlCcv6",
-	"eXebFrDc7aCiVlKxer+wZmc6CJql6c9gW3d48Fh84AF4wJezxz8706FWJ5BEH95V9SHCbScFyLd69gJV",
-	"m5TbaNZYu2y52EYCE7uu4kafnbAyHT+3i8bZPHW2b712VZhf3abBCl1cSqMyi4BzhISXwaJ6sl6f/cYR",
-	"A8XLe7xywRx4DyfWAF/r4wyWZTYrRTbaQ1wyOjhkIkplZ/4aBb8CvWNWPINuK0tO10JJyAc35tE1VUHy",
-	"6kWTIkAlUR5FEfDVV7ZSBB6NAWQ4qPizKAM7s44vSHugzf5k2gMJpvWmGmahmk8pXMqE2fXi5UnpoHkg",
-	"M+pfWhdBS42vLN7WJOQN+48UUN5ya7KbKL/50zDLaqL6I9tMPm273WKiaxn+0lQ7+H7zC8+VnCSCIrFf",
-	"Ek89n+GlcIWAR7fEUgUC1EQSVPTKqgNtBRp2PVFb8eT3+O+WNl55kjZZeG8Rdh4f54bdXGDUOpMxXubx",
-	"1dDbkohoHRmnw/yIPDV4T4HclNtZGcbNiaWzzOiCCtPalIV/uZ4w0WxFYvwogZC1pW9X4k+1wst0xUzA",
-	"jNXA51QeKBbmus/ObJ5m4aPJ/hpCfG8kuVVzupnymHEMJDpKp6hQAvxm+S1bZKrjJW11zYMWj+rlmWAk",
-	"CaYSMMp7CGqQMWdxeCgcoVcwWOMMDEl4CEr2TuCJYXOw3PXSH8nf6bJrnLSzSMbAumnChWRh/lTIipxO",
-	"EzKLN/8ir3IthnOehvuhmPOp+zXhC5XZ45GUisXcfRmjQ9oc+5m6pvKGkQsKSflM5tjxgVfvXuKV1nLh",
-	"L6E7rk6Swuf1Wfo28HYTbAfNtpoDM+yRDQbRNcSMwmWEEhzJPJQ9zBcBg2FjDfzaOMabJYie4Ozo8JDd",
-	"omc5TFQUUsI/dc9CR0e0TJhQPpIl9IJbRpGwLvSnfRb+Meq4p0edgI06+UrQp+pMO5dhr9noc6R04b05",
-	"22kxKrJg94iU6ypFWUpUSMdjVs/nX8ngK/xbueXXStdfTcGHMgWRcdXrHlUZ5QPbhlleXKYxZF+r6uEO",
-	"G1bIwKollJBI9TcCureYJy0l7cg7YyuNjWSltp+PxFc90e75ri+PVivn1ysL+clFBWLXZwitw6oT5cKp",
-	"W1m7Yx5zfo8GRwjKQFXQIBJE+hCWWC5P1uuzH3GiZiTzjq3mk4mIkNurubDoSs8T+w6CwWDgF8ewruNh",
-	"VBGhkbeUbl0q8rOrxoBv/aTVfJtQKT58obZ5tFYw6BFiqzT7jX4BJNbCLeAp8KO9A1+OOupVh3plywCP",
-	"40xlmiHwbfGozumcu5Da6JaWLvCsfIlHejWe1RbnqKbufTK6q6Q6NUX0c1She8JzJ3R+k3u5kgrhcyDQ",
-	"Tf3ViFoXSamECpD5SmgwrC9KEfBYJEu9kcGjWpMs98p0xyWk6XJmJZYIcLPzmmLgIZROD14U0x5zAyNp",
-	"LLeIKW3NnGxNlmRvQO/ljAAIm+gkW8COBk97LFbOILBoDhHuz81iuKRXgLQarbHw/YiS3iqgR6cfE5jT",
-	"fXk0ePp/jgZH92GfPSfE6UiaGV315dR8wspRg/nloSE2GWLB3WbhVxxDg6v8ibyEzdm0j6xptySWNrCf",
-	"8wzDcJMsYeVjH8pZviDV1/EJZABEESwniZ2ZQ/2Ar3g33L71881rVHvP+RwquqXJa8OQEb4E+u7ToN+9",
-	"fWkqlZUKnFR4DQsKefKRnGgws2SR++MqPBGBw/iSR1DVOGZDr+0HCitBfJzvacPDmDSw+bFzMd3msdO7",
-	"dKvWMMXok2qjxeo1aaL+t+2lvHvjgyS9e/FLk/Y+mciRmtvLeibRH5fL3+UpN39cug2tYFb9KjMsf4GS",
-	"JNe1ljiB6VyuO+iVckf99+R0ufea6QyLt/7ZqoP+4n//hITm68e2GDx+W/DylLS/vL6X9ejfDUgw1XDf",
-	"63wy+Qp52P4yy6tP+jU95HnHR018uRBA4xxdf878z4terZ/mxUwYSkHikcX8Fz/QjZNe8HmyadL/++S3",
-	"l7tNOm+1nHT7DJ/2B8Us3chdb8zCXb3i9zp34MOvnp9x6+pp4PGi/YS8pZ8/ywHBvp3KjdZv/yE41mU9",
-	"5MNjIfGi4lxZdsp6UcF23bLdHOz7e9LNWrAFFRD7wmHxNIntkjDKNAS3Nv8q+PjS0Ql46ZKcYnWXKL9i",
-	"q0ir8M99GP79RDKYp3ZBoTMsskpFmp/TLu7RfUFDNgh7HiRv6JaTiuOCGbCIkMe8IzOSPlsIuUH4/j7E",
-	"knTt4Hfa7E9kn1Hj5zRC46jp/pPT7TrkBl4Q85i+nH9hGIYHxvtl3fpQVIMXFa66/56qxt9vBktUKHaV",
-	"kNoM7mRBSYT5Vn715TUj36dO7fygDW3Ht6/dsEc4+R956r8sf+wuW/ehPtdfYVH4W5vO8D5htK9Mzvh3",
-	"xpzkPawRnbsC5Fk3lHwOQ0bf525fJ1HReYNwg2AkQypUYPIH8bb/AiLvixhMuZABC/OiKNzmT1OOsP/e",
-	"PSHdPsX+55Gkz+6XSr26xq6qCQp5pNNXJglYKNIrjRnNRctcLhiPYw3G9LCwf2V0IfOwjhTrE/Fa76F3",
-	"7lY7KsrYGvAlLbisdFq+QnWk3JOcPT978RZ93EeHh0G1tjztUTfPnxEyhjs3RlRluGETsNEM4hw047Yc",
-	"YgLu+5xDM/IbiyUo6PaCPSz34IvydkMRY7UCX5DDlyPB7zxJuD8TbuxVZtyHkQxz5NAVvnVVWa+AhRiS",
-	"vLIzYa7mStpZ2MO5laVK3GymUmmIsegVIlFkt1JARN2WpZ+xJgySoUqprFgvaFL0UP9zWpufbp75MCQc",
-	"DN6XZ8rAQ16iK6jcguckcjFndDBKnyMMN86ibFIF8eklbe1fXyXMsS+PrhZ+hfOupEh8uOKxRgpBdP0J",
-	"ZA+L9YLpTA4ZXttQlgmWcaqEtOwWo2cxRCIGpsV0hjWi/YU7eY0UjCgQhxRmJKkmeZRpTZWArkGyvJQQ",
-	"rQ2V/iEEDdWGyfk9OTSwoJHr1Aglqe4EH8lIpYthLrek0nOeCINHKWDh38KAZNUiYLFw+yrkNChhCJFK",
-	"Afs7e8OI8/ccr0OONJLC8eFIaSyGUWGtpfSYqxvo9Z3gwFo3hKDkBNtcmoLjZGYku2UhjIu3784vTl9c",
-	"vXn7+h9np+eVZh0/WPSOC54nbNUsroopHCJe+dPM9iC6/qQGMPbwmeKSvm+TJe0oQE8tj6kef0Gs6Xc8",
-	"xz5el59bX7tIoMfLqSsE1vnbzlp3K9/CqjLw8IzL20JsigVtSE/w5doQLO2LoFVA2bWq90FZtglZDZbu",
-	"CkYyk1YkbI0yxbphrRJ/SGBTqW57eG+WrBxThqWa/B3mbl3CPsMrANDF5dRudjtz28EruG8aN+IzfLp2",
-	"hNzYl+NRSQy+4tdI+msShp5jzLgpEH72VuVX1rL6iFEzyyv+uwVQSX4xgFS3/ZF8jcknbt1ExLF0nKaa",
-	"RFVMNZJRxKMZPHFjrRTJQjB6E4ei2w8+KYuqX7DwWfWxgoW7XXTkSQHxrwjkB3IPiBtguRWRW70eCZfD",
-	"kXLiVhK8vkKnKQUtVPxwutlDo5PXIJKrVzH2R9Kjftka0G+fIWzVsZRb7b6R3iafJJmZMSEt6Bue1LSV",
-	"d+cnP59e/fTy3fkvV2evLk7f/v3kZRjk9XrZwYAZX6jNKUpsArf+SheDZq9Ta8ZAHIwtcKAnHwo8pkP2",
-	"3xR3XMy8ncd8xRvneGPHCCqnbMbjXA6vwx5/YqfiEuhkV8QJ3khBPTYUfcVfSS3IS4c6Va4MtwcdvIKr",
-	"s49k6qfccEcEOnn23FS4FeMEypjhyZuzfqVAa75YbtgNV4dRWbG89qoByCukOl4xD3IbUOharoip9FBA",
-	"wVd7OG+op1oCXG2Bbuv+DOolSFOZT6/SQxWf1zwNskpzjI+//74o88i64d+uYfFD2CO8WwX/1g3/ZsT0",
-	"h1E2GBx+C3ep/wstzx/C5UE0df/7TBWVHNEe99qWd2VWtwKL4K22QJCEAJ2KBBDIDe8cWuFzGCttVRAC",
-	"95f3/z8AAP//",
+	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQqTGs8dgsAvdBaCWjaqermqCsA4j9iHOM+yDzZOc",
+	"yMyqvgDdAChRsuXVTIRFAN11zcr88lrvO5Gep1oJZU1n+L6T8ozPhRUZfnqaZ0Zn8FcsTJTJ1EqtOsPO",
+	"Gz4VLMIfA8YNy4TNMyViJhWzM8FC+i1keoKf00zcSJ0blvKp6HeCjoRW/pmLbNkJOorPRWfYoXc6QcdE",
+	"MzHn0OtEZ3NuO8POeGlFJ+jM+e0LoaZ21hk+OTgMOnaZwpvGZlJNO0Hndm+q9+pf3t0FnWfcciPs2TNo",
+	"E7tOuZ2VPcf0+5WMO0EnE//MZSbiztBmuWgcTZ7jk+sdnd6m64t1IRPBrL4WionbVGZL1s2VvGVGRFrF",
+	"phfgEuEDjwwLxW0awprOpbIiblsscZs2r5RU9tsjWCqp5Dyfd4aDYqDQ4FRkONKfMq7yhGfSLtdH/GMe",
+	"XQvLjPxdHLMxfjDMWJ5Zxi1bzHQi2EznmWE6YzFfmoC9u3jaNtRppavqkP//TEw6w87/t19S4D79avar",
+	"w4Ph/iIahnmi2MmbM3Ytlo8MrV/bEK5FvesKHR0++bZpJ38RSyKXepdnsVBWTqTIgLSh91/Esui1TlXX",
+	"YvnxFPVCzqVtOYAJ/NY2ZfyxNulYTHie2M7wyQBPEpHHwWBQIZaDZmo5jzR8t4GyDTzRNhb88Z4bcC6n",
+	"mzuUU8VtnrV3Kqf37PKd4VPxPNPz9Y7Pkfg9NxOZ1DHrShUluZE34phJa9xBeeROSq/PntGCA22yf8Nz",
+	"wsZiojPBQqvDtnFPYACNRBJzK/asnItO6+gv9PrYT1W8OnJx60a+MkqlF23Dsvr+g7oD2jepVkaQONFq",
+	"ksgI6TnSygqFf/I0TWTEYbj7/2lgzO93ZBOnWaaJQqttpJkeJ2L+vz6srbtglehmgkUzrkDkuQkYtpB2",
+	"xjhwdGmsVFOmx/8pItvv3AWd5zobyzgW6gucZyaQw/GEScNueCJjNs4tm/MlU9qyWDM7kwan+Urb5zpX",
+	"8Zc1y1eamTyauf3ygCXiSSKyR4bxKNK5on0EbvOF7uWJ27vKfi4Qp01yI+I+C/+xB7ObwuF9K7jRKoQN",
+	"10oAqwgRp4g4DFg45vFVwWvDYKRC5OYh6xaoBeAdsAHDuD8oegIwAckmEzzGNXYoqxewUGdyKhU0nxuR",
+	"XfGpUBbbztW10gt15R6gTq7FkiXSWIAb8LVhXFGTIFmFsWzGDVNC2pnIWPjavat0NlLhWzERmchC6Na3",
+	"fi2WIevyxGjGWaYttyJ2MKJAqm5m3Fhk7tOMR6IHQ8wE8LfIijhk3fKDn55hll8LZgtJZQI8OQ6pANwL",
+	"ARn4JS6mOFLSlP25LTBX3Ib+lVgaPk6q7yBeVO5LadiEJ4ZG6SGt0vaKJ4lerL5WYl4TwrGGMcIir26V",
+	"TN17USKFsiPF4zgTxkB3UjHlSKbSskyvMiACE/b6I9UJOjPBY6dQnESRMGbvqVY208neCYxsjzasTvXr",
+	"8m2NYje/cOcOMAIoEX95rNgRDB7LG5EhVWTcOtjHuutHeIi/XyU047AH6BzemmtlZ8mS/TPXlo9UN8Q/",
+	"rsRtJESMpzxXVia4h0rcWnqBYAxB+16fhW+FzZZ7JxMrstBtvtNgjuGYcUtLvfdGJzJahnhGy69DNtGw",
+	"2SzO+MTuSWEnezNrU57KPRg1DnrPUcre4HsY5shD1lHn+J8/jPLB4HHkTrwBKOP6xx/E8eKHA9dp9b3s",
+	"h8Gxde+64dLzMKCMmAi3YqRwAAG87Jar0iktnO+m1pgXIPiSb9mNomxo8yhGClrATnp99lxnACzy1NhM",
+	"8Lk/i8C+3FdX49wswyHuLfIZIzKgEJ4Ar10CNxypi7MXpz+dXJxevXtzfvH29OTl1cuTf1ydvbp6/uLs",
+	"p58vWLGQUrFJIqczIKnaHmuVLB/0BBfEsPODjpi2Pl8Ou/5oqdc0qjVbWIpQ8Opvneqp6gSd+unpBJ3a",
+	"vnQug1Ze9E7x3M50Jn8XXx5qqkCJRt4zl8ZINQVpBRTM5jwBJUHEiCq6YfE5HLLQyClIf3GbhiOFx8Wh",
+	"ChBDPEnYVN4IBQ3BFwuRJIxepsYVE/PULlEs/vFSRusXPJuKL0/EePg01jHKGas1S2AqCH+/XGpd12Qc",
+	"caJEVAiN/RRvuEwAQH15MwTBMOZGwPxylQkezWAixywDdsgSbkXmZplmGk4E/HyqrLP5Pchsf764ePN3",
+	"WE98+SHn3tzy2kqUjzD3TNB55xjycy6TL412T9ZF/6MVMa/MQmQiRjYIzQTM6LmwMyRw1IHsjCvG6S0C",
+	"5yNVNka2m6B44EYQEDLyd4cukctGOk9i5L9jYBU8momYdXVWGAPGYsi4KjWCdchx8uLF619ZrIXxjF0v",
+	"en0G1Osn+cgwvVBuUkDKSsB4Um4Mio6HY+53Fcq4kHOhc/tXI41Y0oa51VxIIIqGfbk4e3n6+t1F/8FW",
+	"9s7bBqmhN2fOYJ9mOhWZlWT/I+NA3Go/BPj6WiVLbyhvde/smWuZ7mlcGJ7spRpQXUav3QWdKBPcfoZ+",
+	"Kjp0g616JhBCVwwDzpZRWEW6eFrNkDWq671jFqo8SUIGJ2JZnGDE/c5OhW3lRvTZCYtFIiqGCBZnOjVM",
+	"54XdGtR7Ok7SirnZwQERdGAAJB5rS8WzjC87qxT6vu3xsj1nrVhfrhBtF6EzUZWL1a2bPnpOV5UWeIVr",
+	"jfEpl+j8cf2NtU4EV9hhYUdpcCCBxoAGTQaUUfQpC0uZ694ba8otQS4FPTYS2NZlkHHT6j8UXRYWmPUp",
+	"Pz179taw7tmbmyNUU8/e3HwbMAUDSaQRcY+Vth7mGfs8N5ZNAJZL5Yh2IY1A41APtH9aE66W/pUVMrs3",
+	"WSXc2CvYgPUZ/DoThWzzABYeZxHPMili2k8knUxEOotF7BkhZ3Opcit6O2/cQ+2IMwVcoe7Y7Neq84ex",
+	"4+kxGjoinggV88xZZrrvLp6WpDhBLYnsB7WJNbmCWxa+0Iq9v6dhz5zxFX3orRu7upHennqFttCrTafx",
+	"HR7sBWxvaVrORJrwSMRsvCQeBjuNJltAfMbKJGELnV2bYjmwATRLAu747DtdGgsQUcSxpAffVCQhsrom",
+	"SE8W1KqVj7t1IOfikIXebnOViuyKbEkhHgbDuDOIMa0YvxEZn4qA5SmzmoXjPDM2ZNwyrSJxzHiUaWPY",
+	"K1xgGXHDAOAxHs9BuhzsvwqYEcQR356ePHt5ukpvCh2vq6tYl/fYqfO9Ft5m+F+w0TJDHvOVSTY0E2yz",
+	"75SO998amwzcCEuTDXmFViJJSrsVEDhsR7O0T/NxIiM8wlazNCfvEvCpd29fGNYN/3Ytlj+EyH0eitxy",
+	"w6fiCljeFfKGNt7imAm6LQsGiX808ZYhW2TSWqEYtg8AAjGIp5aRSpPcsMWMk7+A8CboH+4B8shoW7Sz",
+	"FA56rHGnlpXw+7jjUsBjeg58KQXtFk8YLo93L+2ATlYohgARbrfjivUjW2u9ZI8l/AwKwFsVaDVIUgKi",
+	"OpqsyvBNTLTGb1bFTAN1rFH6XeDQ+htOFqwVxN4SAEaBYR5YotMg5VNR8AitSm7tY75Wg7k270ZzMFcF",
+	"UxR/bNKlnCbSIJistjy5QhC9Pr1X+XxMIT7XYlnY+Avf8FZmU4SyVXvxY2/fg3NhrVRTc0/J4V+D8XIY",
+	"cZ+dqKUzBQDh1gDt0eEhC8WtzfjVxDu3w17AxG0kUuvcqjzeA91lpCZSJLFxwU6/iGXAFjMJgiLD9RCp",
+	"RUNEzORU6UzEzGhmgS3gQBg3bCIsWg4irgDVpNrAK2MeXY8UsiMQOHRQTJ91L2bwWiZYLKKEQ4szkQlk",
+	"XKDKhJ5dhENycXOrM0MufW7YtVR7OhWKp3KkaMqMV15ijryXLM2EAYyLsNAJh34PWVSr0lpf9rd+laAN",
+	"Wp1h45q0YpA14q4orp+8r43KK4q7ApBa2FNhRKnKdhEtoF4wFmjgrxwQQA6mVXutPui012MW/nYZEqi4",
+	"p34657dn9PABIoJ76quVoLCN799DgXWqagHnj1kITYVoOqMl6TnF1YAay/G/C2767TxxR332V4+dYdOM",
+	"BfUfsDHI5a7fK8fLJrnNM/HA+uxD0GzbRm/VabfqreHBoI//3/8uDFh4OBgcDOPxd8Ph/uPD8JhxNkam",
+	"Ru9iNAYyMiBu92WvqimDjAN0I8qWD/a/C9lYRHouDKt2V6zzSFWU5CrZo010ZfjSTUorJSKY6yPDUiGy",
+	"gOksKBUl+AqHKxULC1vfxdt35xenz67evH39j7PT85CijDM5ndm9uTaW5cpmOfLi8B97z3W24KAqw18h",
+	"m+l05SBWDsrR9wi8i3Oz7VR+lLb/8YxvK+3upJtv1cIzMdc37tRjS6w7KIxZBJ5BFeg1a+gr+tGalnQv",
+	"zX2FKYCKPBZsKpTIMNKJ51bPuZURT5Ily1UCxJZm+kbGImbiFhC8tAnGNdcZ5OrGb13bis1gBbOkIpIT",
+	"KYzDEz9fXLwpw7vgHJIVFGQPR7s0ruzJm7M+oBc+TxPRj/Q8pAfprI7UTBsbsPCbfu0RQBgmH8d6zqH5",
+	"LigmKIZScdsLWDizNh3u7yc64gm0MHw8GAxCOv6IJEVATSPBpTqzAcV4/C0s4yjoaaHixkg0VgSi9dkp",
+	"+q5p3CNFtEFTbz90h08eP/Spu4dp5jOcwge1m6ydSoqT/2qt+JD9XNuq7TaHD6MXzw3XV7iuxq+kQpBv",
+	"WxjythTncYF6Axzzd0ZkeyfwNrEZcnmBXLXID9AMIm55ZIORirgRe0YoI628EcA2aOJ99qtM4ohnMfEn",
+	"4CEmT4EZiPiY+ubMSDVNBKNXQIA7NtYfqReC3wgXt1KFgsDgMDKuGPkk03M0psO093DaxBhWUxi22zPW",
+	"FU21PE3E3Ds81fL1pDP8bbvjpjD1KlSNq9+U4HRXpVwtXwlAHn4k6+p5GwfY2vDfeZKLzvrMLxucqYK6",
+	"R7VZMf8ywzEMcQP+/fz1K1AzcxEwWCGGKR+xiPvsBJ4yLJaZiCwSupGxGClO35MGCx2OQYgtNEvEjUgM",
+	"i4VIWXd1CXqYRleK6ItlKs5xtKA3K21HStymiAozEeWZkWhhyXQ+nTHfZaKVOHaB7f65UnOmbKGRclRQ",
+	"34FPSQt/it3Frt0mre826xohWHk2en23StThH3lS/tgzsuEIUFS4nkyEipHZqTRHbdYIZY/pWa+jZALT",
+	"D0DT6fVH6jwViUXPNDcMBhGzccZVNBMG1CeeG8Fen5yzx/3BI0OMElYctFQB7JeF8BKoWridJVnnsbSn",
+	"N46g69KdR17n92GdPJVX12LZJ6NLJyi/QItP5QtKEah8Qa720mZbtlF84dvwX6y9kqeJ5iDVpxlXlRbo",
+	"o3v8skH88sg2mWR/xXyLmEQedV9z2WCED4WJSGtEMqEN5PFcKvb0xVlvO0Jq9lqvO3ebPYhN5nV8tMkg",
+	"6gyC7Vhw9xNUkHuJjw8RjJUfNlqJOqc8mrkVjRkaRJFbh79RNl/A+MSK7DJk3dIFmQFZFvE4mCXWq4Cp",
+	"cqI7rqnl2VQ0kPWury8pf3OF9kty9ITXFL5c3zf8FcfdtG8I93dPWlz3t9CTROOBP7XF/EvCaLSiw/n/",
+	"aEdGVyexyHp/UodGyeI+3Kkh4P1Vt8Yjw2zGZfIp3Bs/6lw1mZl/WwjQ143O7SxggsMHpTM7u4TBxWKa",
+	"CXLhO3W+M/xt7+C7QbD33ZP+4MnBQQAf3N+XTWbjWOewIcGaTK4wg6MqMzhaX9SnQrnEgpXBJ1pNpc1j",
+	"EbCEW/fX71rPL/udDx3M4+pgHjcMZiai67ekKWxVlOtHoFLlYBeWIdNmL/eKkZJCiXSGkUS9FZPR0ZNW",
+	"m1Bz404HemQY2U6crrbS7OHg6LsmEwJZWLa17Awx92p6kwJab72ibDZ2cDA4PNrGCSs71XSaHA0YTOZf",
+	"wzmkcFbkb8V5kBUpDetTaEwJtWyBUcARz7JlPcTGG+h0xo4GR/1dbDzGcpu3hErSbxT5Uw3tov6ngmJh",
+	"MKtyxp1ENcfQNeOs6lsiW5D3MBWxx0aQ7dVJwMPBIDgaHARHg8fB0eDocivP8+tazKJYzaYtchVHmmBo",
+	"JIy5uhGowjWV3pgDHIYVxjjotixa7zE9ZqmrTOBszK6MSFGPYQfrilurXRkDtzaT43znkM/xxzD/qiLh",
+	"0nc/nLmucvqNFtK6vHYSDJDp/cXBg05iVULcYxJOkt0FWyOxN3mmd3Qv3zMw2Lf6vpT1nXQ8aWp6xs0V",
+	"Rrw1loR5+SN5bCbAK2YcNEpYdtS2agbNCl/ckfKvJVl2NwE0d/J/gUdp34AEKuy4cvDmUrX/2BqHCVO/",
+	"MvJ3sWFdq7ZTlzLwAWb1ItugmmPgObRhkZ4LMlZKZSwwKLK1+LWmLeg6cyvaEAybc3Mt4no0IacnvWa8",
+	"VQ+t5Cy0KYdVEDL4/tttBNo5B4GN4SjER4upezmEyvJK0sq1WAbM8GWvz85FlAlrhsxYCoMRPBFxMFLE",
+	"xosCWf/6r//rouUMMzO9oLBLDNJxsXmCVoqF33zzTeiej11WTKKnUxFDb2hzGSl6iBvG3VvXQqQkRd1A",
+	"tBLAYytCEkUJtOlj88Y8unYvSmscbHEh3MVhfN85cdmA3IsqwQFG/eu//tsRenUHDr5tkIouC6/JdsFt",
+	"LekZxLrO2OHgyPvThyxE23nIuoeDo4DmjGTjDZyIC4Ayj0lQUg44ZsGHSturCbDwkHWPBkdVJNChkMGg",
+	"UzzTaHXJs6SR3fzjP/43e/f2BbNinibcioDNrE2hU/jXBLSt73+/C9j72ztc9/fLO4zCdSG3sLvV9FpU",
+	"zMhhVbJCbGy4v48nr4+Bj4on+5nmsdl///vd/vvbu/33y7s+8cxtiHYF3MDktriVfOYUrMWNAPX8KuFL",
+	"dwp3Ul3/jm+9gJd2SQG4kUaOZeKSFTc2XD7ZaFOo4JuWQE5k7LUuC4FUcumSmReYpkADdVS0ukJVnh2s",
+	"QsCqPKtw66Yw0g1I8ymZD++nEa4gufsHQ32Fdn8+aNce4Xa426aWSKy+CtVCYWE6npDsJkqncIhUTenL",
+	"jBtLmq9nssSWUrSD/WcK/12IcdrIaT8OZbWP+eCoXw21OTzaXCSxBs/aWx3cs1EP6+r7sjW2owb6Vpzt",
+	"uNjogT72Ug+Hdvjk26rG++Tb4MnB4WXw6TDjOSDECkB0juxmHNkVscTYXSAd9EKY3rEL5C0Ven6N+rvD",
+	"lCC8v+99BYhfAeJXgPiXB4j3De1+EMDo4CHKoA1w6xcnozyJ0IQxHQeYcSOBuFe3+af+CK+SN1dudyk9",
+	"tGfI9fwujXeBr2uHi48xiQOdslQHxWHlwr4QJYJnGGLfBWAikOsRH/MMoN/5Coy/AuN7mSi3otrtUecl",
+	"ZP0wSPqZMeefE0UWx3yOQFHaFVtiWRniK2D8Chi/AsavgPEhAGMrijGN2O6egRfT+tUMO1+T8IGgDwcN",
+	"67aO/trDEoKVWx22A7yil7XlAZzbAJV+hK8xMAuO5FjHsihjsKNf+1osfUiEi93dtBw4wqcAWE1DKGyt",
+	"ikIqsrI8L1USpNoPbdljmJjtykN4plmpyICRsJi4vdvEXC73Q83trUsNLxIQ3NUWmPs+xtgDoxVOkwa9",
+	"pchEF8AFclrgRI/xX5RPvR3nh5WHm8NE6pcsUA7e7jnPVJB7y/Ctrlbv3mnIKweFxl+sVuBIvNw4R5vF",
+	"gAr6aTpBVA9u571+Q0XnMEB8hQ8Jy2XSIisXCFcyraaB88mmIsNtrwoNd5oxooYk29ZYJur0creYfZiq",
+	"r15XK2V4U5Z5nHCZ4L0f7hqb5iibSkTLOhX56KBqQI0E+IQFB+BINuUkb8X09w+SuGdI3m6PpZlUkUx5",
+	"0jr/4gmCOC4NHwshrNaz/4CFaPLB1WRHzSFXG225hk0nAXd7R0/XSgj3LccsHX/BQTmCkHW5IlJzXxK+",
+	"qw4LnqmsmQsWLksw+hcbDAn3C61a3bnt9wM1r9ELaZpixe8FD+hobcME7YJ/7YYpd/tQZ6bzrAKW3ceY",
+	"LxtRclMZ2AflhbshzdVCtNug0u5cr9AH11lcALj9OTf25M3ZI2RPaUWpc9VFyfhFV7L8LHhC+Zj12ZaB",
+	"lyUr19dbebd7rWl3fxHLFrT7ueCrH0EzdA389Vs7naLqpItru3ZFuLWBfD5062uxfDKEWwhGQrifGnQW",
+	"QLOpvHwYrCrdhFFI8/7Sgen94WOx+U0E6bneuqf4+VP2/dGTfytYB7EpQ7VBXKknslbVkBhV1jR9n3cn",
+	"DQv5WOd2OE64uvYl/K20iQidqQg4B62GinkWs3SWcaz0Q32GlHJ56rqJWQOf7zFpRgqLzDkm6JIPDFqc",
+	"+qxAjJKyDjErq60Ac1hkI45UGa4fnmBWeogGM1fEASbJuGWJ4AbbTDGzAEtur3SADR+zoiTqSHWVLhoN",
+	"WPjN/jfwz9o7veamqA5MUY8fVpLPXVGkNpa+TouY5e4C6iMdFxf00HbWEP3R4KgSvvDk++8rtuSjQaM1",
+	"Gbd5a8fre1/XJF5py543axBlutqqqHz39oxRloeKBGyZVNOaLIQXj+vEybpYDHQsltrdGkUD7NXHU3ml",
+	"s2MKHC1EsElMUmwGMKGL5koMJxVdk6gPiwagefUlT1/IcSZcOA0zOs8i4QpGSTMcqXDO0z6P43P8pSvj",
+	"gL2HMQyZ7V9LFQes3+/bu17YZ690WftM0ilHD82QhRVvF57tREzsSOncljWGvCyYuSxeYAUyEefydxGy",
+	"Lh7RcrSCx6ZX8ATnQ/AXhslE7NFsYx3lc4GJZ3D4epRkUhA9mZ+bSH/FO1df0J8vXr5glSdY14pbKtyS",
+	"SHVtesfeadg+uc7De/SgH7o49VcxZi9FFnGrM7bQWRK3jYRRn6wL9PPv569fPar7LD9BulubA/Ceiqqg",
+	"e3B3kKi+6gwlhK3/XvrcWuPEymt6Wl3vHx6Fb/zNp+vJTHRBaaPX7LwxUAtvLxXxFIuwpfJWgOTlZuXk",
+	"oKu6PACYIu8PUa8hOdNtmbum07d14UexOXasYUhbz2m/0ywVEnHV6NLA7C45VSIuiuEWvg3WrXgaeo0H",
+	"r8j02LXo9Cqep9jemgGiGGzgron11ynTPbUVoqyE+jbFAVfjeouNr8QO0+CbJUPlMqz7BD00FYmm2m9U",
+	"aKdfVlIKgyIV3Xh4xzPBTFF/wVVbGKk3mTTzMlsO7zCsFF5wlRZCRP5hb8jqdamD5rrUI3XfwtRN7P6L",
+	"rcsEu4yVIz4sXxevnHSdmJoJ5btvEZqtCD69YIl2eKgom067RK7YohbkgGXiRjuHudKLY1h+LAr4eID3",
+	"FPfqQa1Pvj9cK0fXsFBrs/dyq8FAWxfhG6TtJg2zKUBl0/OtsSAbQj0eUJa0ZnRRjbmqLLtd/t4oyNqF",
+	"i4sC9orhsMyk3UXitPN0f3eNH9nj/qA/aB3bPW8HeBC370buX0zBj6+Zj7sduGwh4hK8S1jzuVTc1WCZ",
+	"8zR1AQgOf7QMelUT8JPfPMny+buCPSxfufvlXfC7VmIHa8x6e5ufXx3v3WV1LX7kNppV2NqKcQt+Leya",
+	"WHymdKhRAAoqyMYJgSeDAvmePTPrVvSNpYqflW9CW76Glu9torM+e5aTni1I/lFVwNjFEO2BaAuQRwJ3",
+	"nMjM2D0j8PpBl7//IfWInwyqQPtgZ9+62UyFbuXpVvX11XjJU3eVQ4wXk0eWlU2zbqIXItuLuBFUeM7J",
+	"B9ghXdwntr4Bpd+0LTrqMxHhlueLJ52V/nJdKq3yB5rZxiUvnA71RRH+63u5R6tVEBxP3bkGAfW40eDw",
+	"7sNi7k4q3qzmbA2HMZ8V1avooa0Qc6R8Ra/7QcwmJPggUXr3DCv7oJiuhwiWgs2sWNA3zHkHNXut6QaX",
+	"2kpAur1t75Pcvi1u4EptK5XSHXu7VuhKdFRDAWXVvdYqe8UkLxvwxdxMN+CQbRXKYDTUhnujaY+qYGTL",
+	"eq16ILdAUDxMm/a9DV6tFhd7MAi77thvX5GPtXm6vMI/k83zqynyf7Qp8ro55+fPYG9sqoQyNjrJrQha",
+	"bW+mv/GKvs+vqzVZ6raa5zZpdYXprj72RqZViwVeudkjzeQNtyIc1i4vwbxV+hu5E0aPGYoeY2EZSRUO",
+	"WSKvMejqBsO5x7lldLsOpb1SVXkf+mMYFmIUMbTpI7Ok7bOQYgRDLE2MQfi1IG8sjoqVpl9jLWpqeg4o",
+	"q4zU920A4gcdCLmqsho+u5tCqyN3Efs+24UmgI5o/0hT6GJFnBoR5Zm0y3PUr5FazkV2I6N22WDodyce",
+	"uqGdmqt//dd/hz1KBEGP0hQUPKpcSvFie24jcGKh+w5bgDmEtUSDIcO+2SgfDB5H+BD+SY7tskq5oXvn",
+	"u9UB/4wI1IFTb7bpjDFvoWQqM2tTIKr1N1us43wuVuYtFYhC4LbZI59AgRc3DysJHc5FvNBZzELsJQww",
+	"xM2kPBLkgSuvUuw2L0Oxvn12+s9c3vAEJJLVrDp61qU5upkDi3Ro3JfUGK5kc5RnPZV4BdcdAsKJXl+C",
+	"YkcjunnYFFXPMOebszlPGbAsmL+78dgM6XgoPnWXbrjw6iJw2VJU63ik5qgTz8ciZl2MnqIKhHjsyhLr",
+	"LMsTYXoBm0s40GamM7uXSLQTVDhoaVYobG0BrTRqSm50VA/e6pXrIcjD6aJZMXwcNe9rofojNVIvcTpY",
+	"tTriSWLwSKP1vH4kVvbRpc2s0/Mxa9zykdpC+lZrbyZECizCLvB6C2l7fUZRmEhssKQjtflcsj10ULFX",
+	"Jy9PQ5zr6XqYCQxBsbUglS5FnQQ+wCRgISnAYY+C4YoIuZHy0SXDDVF1pKB+883R4eE335ThdD7EJJHG",
+	"jlQ3fD9yUXwjUEBGoA2MOsEI9AH8FwaFf6CWg39F9nbUubtEBHqHd6rR3R4YXUpTnXEYZbVtNur0+/1R",
+	"5y7sUzgMjW9bHEsRuMLNtXEFnl3sykh17xG90nN3maz9UEa1sK7SwEW3R7UQd2qOX3FxI8VxR7nsyiB2",
+	"DtCsfBd03O1tnSFamh+DfOF2hpJjn6dyn+extPvoHxENpkciKyK+wBVJDMoLY2GmWFobPri6/8QwaBVE",
+	"0+sj5apPrL1dphmq2D0N30vrhLhP1gJ+FsuYxLir3Bh6xrRWXRr9YqvFpY+ZoYRAun0CdZmyFDsvpjhS",
+	"dOux4zgSEHyaCiXigPl7b4iHAcOnQsDQ4rVI0VQ7UuUdUifvnp1dXL09vTh9dXH2+lXIug7zs6OBdxTh",
+	"1oJKhL2fxXh5nLFYpxg3L+NzYREythgHy0f2qRpzq5mv8qS74eQSsQjaQpFEDgeDB7vTv6wm3XQXP1aB",
+	"9oFVWDg5YEos0OAtM2MxKvFocNDWSzHs/XeKOyYtYnrp8faXnvurG/GNw8NduknpphQ+TsSpsi7o9sku",
+	"vb1T/IZLMvYgrMvnc54t69kUjwzDw9m0GljBewo0QEW6AS3e7nlOsJdpisECyYEd4FH38rV62tcp7ZkP",
+	"hfyiia1aHGIjuRWgg+kkfghq++NoB3avamsw/jgB+EHcW1W17EwbUU3RYbJKVs8qEbHrlHUjxYI00FQ3",
+	"eaxOXS0i4vys0PiKoR3TT1JNEfNU9aiqwuRuqCguVhgpGADrHg0el+K0kWkSoHpWVON3+OVHHS8fmshc",
+	"Bs1dXf/295fXKfzgoTtvou4LLL2/KFOOPiPrPNjhjQutX/BsKv7g8+Iwd4E6dqZ+qrTVwFjfl7aWu306",
+	"FXjtyBqjfYbfV6mzRiVHTTXS4I34GMFQVXNSGsNURMZuRCYny8+62zTSzW+80pYCk//Y3aYFLHc7qMBK",
+	"ukLNLay5Nx0EzdL0J2Fbd3jwufjAA/CAL2ePfwLVoVa9nkQf3qD8IcLtXgDItXr2DKFNym00ayxIsVpk",
+	"KRETu6nSUp+dsLK2gteLxvk8Bd23Xv409BeKZ8LKrLgqVecWswcwvr90FtUzL/vsJceANl7eLu0Fc+As",
+	"nHgz1UYbZ7Aqs1kpslEf4orRwQlcZQ07c5f7uRXoHbPiGTRbWTK6FiDBDw7LomD1TAcvmoAAlcL6LEDA",
+	"Vd3aCQh8NgaQ46DiPwQM3Jt1fEHogTb7k6EHEkybVTVMKTafUriU2c+bxcuj0kDzQGrUXxqLoKbG1xZv",
+	"ZxJyiv1HCiinuTXpTZSs/mmYZbXqwGfWmVwOfrvGRJcF/qmpdvD99heeajVJJHlivySeej7Dq8oLAY9m",
+	"iZVyEohEEgR6ZQmJtmob9z1RO/Hk9/jvjjpeeZK2aXhvMYcgPvaK3Vyi1zpXMV4x+VXR25GIaB0Zp8P8",
+	"GXlq8J4cuSm3s9KN64mls8roggrT2lZS4XIzYaLaisT4UQIhb8vFr/ifatcB0cWnAaPYVar1FEtz3Wdn",
+	"1ufMOG+yuxwf3xspbvVcgm62PGYcHYlA6eQVSgS/WX3LFmUH8OrwOvKgxaM6qSYYKQpTCRglsQS1kDHQ",
+	"OFwoHEWvoLMGFAxF8RCUuZ+IR4bNheXQS3+kqPwhTRo0krFg3TThUrHQPxWyIkHXhMwCYRrkVdBiOOdp",
+	"uB/KOZ/Crwlf6twej5TSLObwZYwGaXPsZgpN+YaRC0pFyWnmGPjAq3cvGDrcl+5q9OPqJMl9Xp+lawPv",
+	"3MR2UG2rGTDDHulgIroWMSN3GUUJjpR3ZQ/9IqAzbJwJfm2A8eYJRk9wdnR4yBZoWQ4THYVUvYG6ZyHQ",
+	"ES0TVgcYqTL0gltGnrCu6E/7LPxt1IGnR52AjTp+JehTdaady7DXrPQBKV04a85uKEZHVti9Mty74XSO",
+	"pQIes34+/0wKX2Hf8ppfK11/ATjnQRbMZS/cBZ22IID7t7VFG1q70ctWEgG6aFkpQv6Ba2JxZ9SZqP7K",
+	"l6UJI9+u1/CqyokHVo1zXyipMWKhVqEGeA1We8EKPJRcS7VkAobVX3jSUp6RjFO20thIVepUukCEqiEe",
+	"nu+6Un+10pS9siilWlYiDPsMIwuxgkq5cHqhCj+dEZRT2j0aHGFMCiJhg4Ewynnw5GqpvV6f/YgTNSNV",
+	"VN7N+GQiIxR2ei4tehJ8kupBMBgM3OIY1gUWTtU9GllradWmglX3BUz41vNMz3fxFOPDF3qXR2vFrz6D",
+	"a5lmv5URILEWVhFHgR9tHPly0LhDTvUqrQEex5nOM4Zxf8vPapv33IVQMyxtZ/i+/iUe6XV3Xpubp5qG",
+	"+snorpK21xTQ4IMq4YmgUiidrOuVTBCXAoJW+q865CZHUsVTgsxXiQa7wkUpAj4XyVJvpO/p1oThvTJ1",
+	"dyXQdjVLGFMRYXYOKAcughTUgGUx7TE3YqSM5RZDaluzgFsTf9kbke15RiAoNBMkW8COBo97LNagD1nU",
+	"BinsEWYxXMEVQtkMldHw/YgSOCsxn6AeUCwrfHk0ePx/jgZHd2GfPaWA25EyM7p/G7QcChWkBideUcMm",
+	"Qywe3Sz8imNocJU/kZG0OTP8MysaLUnSDeznPEcv5CRPWPnYh3KWLwj6Ap9ABkAUwTxJ3Js51A/4mnEH",
+	"9q3vN68R9p7zuahdUeDqHJENYiXmvU+Dfvf2halUCSvCxMJrsSSPLx+pSSbMLFl6c2SFJ2LcNL7kAshq",
+	"HLOh1/YDhVVNPs70tuVhzJnY/ti5nO7y2OltulNrmGH1SdFosXpNSNT9truUhzc+SNLDi1+atHe5VEBq",
+	"sJf1RKrfLle/8xlHv13ChlZCdt0qMyzlgpLEY60VTmA6l5sOevWSkPdkc7pzyHSGhYh/b8WgP7vfPyGh",
+	"uVrILQqP2xa8Myztr67vZd35eSOUMFVv52s/Gb9CLmthleXVJ/2aHnK846MmvlrUonGO0B+o/76A2+Zp",
+	"XsykoQwsHllM/3ED3TrpJZ8n2yb9HycvX9xv0r7VctLtM3zcHxSzhJFDb8yK23r1+k3W0IdfPTfj1tXL",
+	"BI+X7SfkLf38hxwQ7BsgN2q//YfgWJd1jxePJRwpqjXowXpRjXnTst0cADu68ne7tMaaUDG8LzwrgCax",
+	"Ww5KmYUBa/NXSQ8oDZ0C7xpUU6xUFPmbJYusEvfch4X/nyiG9V3Ic4gFg6ng+FPaxT2q5jJkg7DncgQM",
+	"3dhTveHNCIsJAph2ZUbKJUshNwjf34VY+6Y99p82+xPpZ9T4OY3QADXdfXK63RS4gpcdfU5bzl84CsXl",
+	"Bbhl3flQVJ0XFa66/55uQLjbHitSodh1QmpTuJMl5VD6rfxqy2sO/J8C7PygDW0P79+4YZ/h5H/kqf+y",
+	"7LH32boPtbn+IpaFvbXpDO9TiPqV8Yz/3iE3vocNovO++QGsGyo+F0NG33uzL16/mQlDl5cGIxVSnQbj",
+	"H+RJohdFhoCr4TDlUgUs9DVhuPVPU4q0+x6eULBPsft5pOgz/FKpvdjYVTU/w3s6XWGWgIUyvcowobto",
+	"masl43GcCWN6eElFZXQhc1EtKZZn4rXeQ2fcrXZU1MszwlX04KrSafkKldGCJzl7evbsLdq4jw4Pg+o9",
+	"CbRHXZ8+JFUsbmGMCGW4YRNho5mIfcwQbLmIKW/BpVyakdtYrMBBN3HsYbULV/2vG8oYizW4eiSuGgt+",
+	"50gC/ky4sVe5gQ8jFfrAqSt866qyXgEL0SV5ZWfSXM21srOwh3MrK7XAbKZKZyLGml8YiKO6lfopelGW",
+	"MS+vCtYpVVXrBU1AD/EfoDY3XZ/4MaQwILz70ZSOB1+hLKjc6AgSuZgzGhiVS5EWN6BRNkFBfHoFrf31",
+	"IaEP/fnssPBrNPNahsiHA48NUkhE159A9rA4W7IsV0OGV5CUJa9VnGqpLFug9ywWkYwFy+R0hvXO3eVR",
+	"vkQMehSIQ0ozUlRfP8qzjAohXQvFfCUlWhtXh5SqfqCnzvN7MmhgPSfo1EitqOwGH6lIp8uhl1tKZ3Oe",
+	"SINHKWDh38KAZNUyYLGEfZVqGpRhCJFOBfZ39oYR5+8Br0OONFIS+HCkM6wFUmGtpfSY6xvR64PgwFI/",
+	"FEDKKWp1ZQrAycxIdcs6IBdv351fnD67evP29T/OTs8rzQI/WPaOC54nbVUtroopHCJeX9XM9kR0/UkV",
+	"YOzhD/JLur5NnrQHQTpq+Zzw+AtiTb/iOXb+On9uXekmiRYvgCsUrPO3e6PuVr6FRXXEwzMupwuxKdbz",
+	"IZzgqtVhrLirAVeJSa/d4BCUVauQ1WDlsmCkcmVlwjaAKdYNa7dKhBTsqfSih3fAqcoxZVipKlfXSi8U",
+	"rEvYZ3idBZq4AHazxQy2g1fC3mnc7r55TBOLkBu7akQ6iYUreDZS7sqPoeMYM26KCD+70P76ZVYfMSIz",
+	"f3sFLIBO/CUXSi/6I/Uac29g3WTEsXJeRiWZqiHlSEYRj2biEYy1UiMMY/GbOBTd5PFJWVT9spA/FI8V",
+	"LBx2EciTHOJfc3EfyDwgbwTzWoTXel0knA9H8sStlXB4hU5TKjKp44fDZg8dnbwhIrl6rWh/pFzUL9sQ",
+	"9NtnGLYKLGWRwTfK6eSTJDczJpUV2Q1Pamjl3fnJT6dXz1+8O//56uzVxenbv5+8CANfrpgdDJhxdeoA",
+	"KLGJWLjriQyqvQBrxoI4GFviQE8+NPCYDtn/0LjjYubtPOZrvLGPNwZGUDllMx57Obwp9vgTGxVXgk7u",
+	"G3GCN0dQjw01b+leCYQFvnIqQLnS3e5uU+jsI5m6KTfcd4JGnj2YCrdynIjSZ3jy5qxfqU/rFwuG3XAN",
+	"HlVV86VnjRC+QCzwinngdUCZ1XJFTKWHIhR8vYfzhnKyZYCrLaLbuj8J/UIoU5lPr9JDNT6veRqklfoY",
+	"n4BER1HlknXDv12L5Q9hj+LdKvFv3fBvRk5/GOWDweG34jZ1f6Hm+UO4Ooim7n+d6aKQJerjDm05U2Z1",
+	"K7AG4HoLFJIQoFGRAgS84u1DK1wKZ6WtSoTA3eXd/wsAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
