@@ -297,6 +297,24 @@ func (e TileTokenErrorStatus) Valid() bool {
 	}
 }
 
+// Defines values for UpstreamMissing.
+const (
+	Empty    UpstreamMissing = "empty"
+	NotFound UpstreamMissing = "not_found"
+)
+
+// Valid indicates whether the value is a known member of the UpstreamMissing enum.
+func (e UpstreamMissing) Valid() bool {
+	switch e {
+	case Empty:
+		return true
+	case NotFound:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VectorTileTokenKind.
 const (
 	VectorTileTokenKindVector VectorTileTokenKind = "vector"
@@ -609,13 +627,16 @@ type Dataset struct {
 	Format string `json:"format"`
 
 	// HasTiles An MBTiles file has been uploaded.
-	HasTiles     bool                             `json:"has_tiles"`
-	Id           openapi_types.UUID               `json:"id"`
-	Kind         DatasetKind                      `json:"kind"`
-	Maxzoom      int                              `json:"maxzoom"`
-	Minzoom      int                              `json:"minzoom"`
-	Name         string                           `json:"name"`
-	TileSize     nullable.Nullable[int]           `json:"tile_size"`
+	HasTiles bool                   `json:"has_tiles"`
+	Id       openapi_types.UUID     `json:"id"`
+	Kind     DatasetKind            `json:"kind"`
+	Maxzoom  int                    `json:"maxzoom"`
+	Minzoom  int                    `json:"minzoom"`
+	Name     string                 `json:"name"`
+	TileSize nullable.Nullable[int] `json:"tile_size"`
+
+	// Upstream The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream"`
 	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
@@ -647,8 +668,11 @@ type DatasetCreate struct {
 	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
-	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	TileSize nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409).
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -680,14 +704,17 @@ type DatasetUpdate struct {
 	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom]; null when unknown.
-	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
-	Description  nullable.Nullable[string]                `json:"description,omitempty"`
-	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
-	Maxzoom      *int                                     `json:"maxzoom,omitempty"`
-	Minzoom      *int                                     `json:"minzoom,omitempty"`
-	Name         *string                                  `json:"name,omitempty"`
-	TileSize     nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	Center      nullable.Nullable[Center]                `json:"center,omitempty"`
+	Description nullable.Nullable[string]                `json:"description,omitempty"`
+	Format      nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
+	Maxzoom     *int                                     `json:"maxzoom,omitempty"`
+	Minzoom     *int                                     `json:"minzoom,omitempty"`
+	Name        *string                                  `json:"name,omitempty"`
+	TileSize    nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server; `null` makes it a file dataset again.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -854,22 +881,31 @@ type Problem struct {
 	Type string `json:"type"`
 }
 
-// RasterTileToken defines model for RasterTileToken.
+// RasterTileToken A tile token that is also a MapLibre raster source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none. `tileSize` (what MapLibre reads)
+// and `tile_size` (the tile-token document's name) carry the same value.
 type RasterTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Format    string                    `json:"format"`
-	Kind      RasterTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
-	TileSize  int                       `json:"tile_size"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Format    string              `json:"format"`
+	Kind      RasterTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
+
+	// MapLibreTileSize Tile edge in pixels, as MapLibre reads it (same value as tile_size).
+	MapLibreTileSize int `json:"tileSize"`
+
+	// TileSize Tile edge in pixels (the tile-token document's name).
+	TileSize int `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -903,13 +939,16 @@ type TileJSON struct {
 	Bounds *Bounds `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom].
-	Center       *Center          `json:"center,omitempty"`
-	Description  *string          `json:"description,omitempty"`
-	Format       *string          `json:"format,omitempty"`
-	Maxzoom      int              `json:"maxzoom"`
-	Minzoom      int              `json:"minzoom"`
-	Name         *string          `json:"name,omitempty"`
-	Scheme       TileJSONScheme   `json:"scheme"`
+	Center      *Center        `json:"center,omitempty"`
+	Description *string        `json:"description,omitempty"`
+	Format      *string        `json:"format,omitempty"`
+	Maxzoom     int            `json:"maxzoom"`
+	Minzoom     int            `json:"minzoom"`
+	Name        *string        `json:"name,omitempty"`
+	Scheme      TileJSONScheme `json:"scheme"`
+
+	// TileSize Raster datasets: the tile edge in pixels, as MapLibre reads it.
+	TileSize     *int             `json:"tileSize,omitempty"`
 	Tilejson     TileJSONTilejson `json:"tilejson"`
 	Tiles        []string         `json:"tiles"`
 	VectorLayers *[]VectorLayer   `json:"vector_layers,omitempty"`
@@ -952,6 +991,17 @@ type TileTokenError struct {
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
 
+// Upstream A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+// because Prism does not take `nullable` beside `allOf`).
+type Upstream struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+	Missing *UpstreamMissing   `json:"missing,omitempty"`
+	Url     string             `json:"url"`
+}
+
+// UpstreamMissing defines model for Upstream.Missing.
+type UpstreamMissing string
+
 // UsageCounts defines model for UsageCounts.
 type UsageCounts map[string]int64
 
@@ -988,20 +1038,23 @@ type VectorLayer struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// VectorTileToken defines model for VectorTileToken.
+// VectorTileToken A tile token that is also a MapLibre vector source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none.
 type VectorTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Kind      VectorTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Kind      VectorTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -1111,6 +1164,18 @@ type UnprocessableEntityApplicationJSON = HTTPValidationError
 
 // UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
 type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
+
+// UpstreamFailedApplicationJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationJSON = Error
+
+// UpstreamFailedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationProblemPlusJSON = Error
+
+// UpstreamTimeoutApplicationJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationJSON = Error
+
+// UpstreamTimeoutApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -5683,6 +5748,10 @@ type UploadTilesResponse struct {
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Error
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5730,6 +5799,16 @@ func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UploadTilesResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON409() *Error {
+	return r.ApplicationproblemJSON409
 }
 
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
@@ -8812,6 +8891,20 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
 		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10974,6 +11067,34 @@ type UnavailableApplicationProblemPlusJSONResponse Error
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
+type UpstreamFailedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamFailedJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+type UpstreamFailedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+
+type UpstreamTimeoutResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamTimeoutJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+type UpstreamTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+
 type ListAuditRequestObject struct {
 	Params ListAuditParams
 }
@@ -12610,6 +12731,34 @@ func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTile
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409JSONResponse Error
+
+func (response UploadTiles409JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409ApplicationProblemPlusJSONResponse Error
+
+func (response UploadTiles409ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -15940,196 +16089,215 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Nctu2tij8Khh930ykXlqWHaentafTcRO39Wma5MbO7r5TeUyIhCUcUwA3AVpWcz1zHuI+w32w8yR3",
-	"1loA/0RKcuI4TU/3nmksicTPwsL6/3nfi/Q81Uooa3qH73spz/hcWJHhp+d5ZnQGf8XCRJlMrdSqd9h7",
-	"w6eCRfhjwLhhmbB5pkTMpGJ2JlhIv4VMX+HnNBM3UueGpXwqhr2gJ2GUf+UiW/aCnuJz0Tvs0Tu9oGei",
-	"mZhzmPVKZ3Nue4e9ydKKXtCb89uXQk3trHf4bG8/6NllCm8am0k17QW9252p3ql/eXcX9F5wy42wpy9g",
-	"TJw65XZWzhzT75cy7gW9TPwrl5mIe4c2y0XravIcn1yd6OQ2XQXWuUwEs/paKCZuU5ktWT9X8pYZEWkV",
-	"m0GAIMIHnhgWits0BJjOpbIi7gKWuE3bISWV/foAQCWVnOfz3uGoWCgMOBUZrvSnjKs84Zm0y9UV/5BH",
-	"18IyI/8QR2yCHwwzlmeWccsWM50INtN5ZpjOWMyXJmDvzp93LXVamaq65P8/E1e9w97/t1ti4C79anar",
-	"y4Pl/iJalnms2PGbU3Ytlk8Mwa9rCdeiPnUFj/affd12kr+IJaFLfcrTWCgrr6TIALVh9l/Espi1jlXX",
-	"YvnxGPVSzqXtuIAJ/Na1ZfyxtulYXPE8sb3DZyO8SYQee6NRBVn22rHlLNLw3RrMNvBE11rwx3sewJmc",
-	"rp9QThW3edY9qZzec8p3hk/Fj5mer058hsjvqZnIpI5ZX6ooyY28EUdMWuMuyhN3UwZD9oIADrjJ/g3v",
-	"CZuIK50JFloddq37ChbQiiQxt2LHyrnoda7+XK+u/UTFzZWLW7fyxiqVXnQty+r7L+oOcN+kWhlB7ESr",
-	"q0RGiM+RVlYo/JOnaSIjDsvd/Q8Da36/JZk4yTJNGFodI830JBHz//FhY90FTaSbCRbNuAKW5zZg2ELa",
-	"GeNA0aWxUk2ZnvyHiOywdxf0ftTZRMaxUF/gPjOBFI4nTBp2wxMZs0lu2ZwvmdKWxZrZmTS4zV+lskie",
-	"gLJ9SRuFhcORZeIqNyJmVzoDzD/EK+I4Cmxf34gMb3bGraO2wPDmWtlZsmT/yrXlY9UP/7kDdGkKF+Gt",
-	"4EarkIXwymVC0AnhrRAfvxS3kRCxiMOAUAilpbfcCoRkyK6kSGID/F+rsbIyESAg6AxwjSutlnMQoyKe",
-	"JCJ7YhiP40wYU6wWhisfm/uNcitgocUvl7XlDYbsrbDZkvErKzIW4oedY/gQeillOFa9oDcTPHaiYbHm",
-	"+oGs0qXiwZ03OpHRcuPz5ez1R0sm1cqjVk6h/rZQ8OrvverOe0Gvfiq9oNcOo95FC3W7C3qvtP1R5+oL",
-	"uwCvNDN5NHM0ywvtJVJFkc4V0TKA6RdKz44d/arQtAXqKnjrh6zt3sI9UgLYZYiyOl7UcMLjy0LeCIOx",
-	"ClGiCVm/kNxBxQFWaBj3zEJfgaiMpDMTPEYYO01jELBQZ3IqFQyfG5Fd8qlQFsfO1bXSC3XpHqBJgCQl",
-	"0lgQueFrw7iiIUG6FMayGTdMCWlncIVfu3eVzsYqfCuuRCayEKb1o1+LZcj6PDGacZZpy62InShdaGtu",
-	"Z9xYJIPTjEdiAEvMBNyCCGlbv/zgt2eY5deC2UJaMwFyD0dbgaKFIB17EBdbHCtpyvncEZhLbkP/SiwN",
-	"nyTVd1BnUu5LadgVTwyt0qt1SttLniR60Xyt1PtMCKwN1ghAbh6VTN17USKFsmNVIbtSMeVQpjKyTC8z",
-	"QAITDlYo53EUCWN2nmtlM53sHMPKdujANtHGDTSujULBC18klz7fzIxbWO8hq7M2YJ3w1grTXmHHOXBb",
-	"PEMlbi29QKI8qbeDYYMz0uE7/ngE16zB6UK8ozXuruGwWZzxK7sjhb3amVmb8lTuwKpx0TsOU3ZG38Iy",
-	"x15tG/eO/vXdOB+NnkbuxhsQ5938+IM4Wny35yatvpd9Nzqy7l23XHo+RNEHiQhKCLiAAF524KpMSoDz",
-	"09QG8wwEX/Iju1WUA61fxVjBCDjJg96Yv6aY0iGNwMjvFM/tTGfyD/HlSSUVVt16t+fSGKmmoROJ2Zwn",
-	"oIiKGLl2Pyw+h4csNHIK3FXcpuFYITo6rg1knicJm8oboRgK/5YtRJIwetnL22Ke2iWync9PxbV+ybOp",
-	"+PJIuBdPJjpGOm61ZglsBcXLLxdbV7Vlh5zIcRSKnn6LN1wmIKB8eTsEIWjCjYD95SoTPJrBRo5Yhgpj",
-	"wq3I3C7TTMONgJ9PlHV25QfZ7c/n52/+AfDElx9y7+0jr0CifISVs7sxkBa8OXUG6jTTqcisJHsXKQJx",
-	"p70M1ILXKll6w3CnO2PHXMt0R+N6eLKTauAoGb12F/SiTHD7CPNU5OUW2+xMMK2SZUUJcHpLoQH1NWgn",
-	"5pC1iuaDIxaqPElCJm5Ethwr9xDKb04nxbFyI4bsmMUiERWlg8WZTg3TeWGnBVGe6La0Ym62MLgHPVgA",
-	"XdUaqHiW8WWviRjvux4vx3OaySq4QtRTQqeOlsDq19WcgZNLpYUr6EZjfMolOjvcfBOtE8EVTljoTC0O",
-	"E7Tv2BmQYTkXxZyy0Ird9F4xK49EwZnAjK0IthEMMm6D/kPhZaFtrW75+emLt4b1T9/cHKBIevrm5mtQ",
-	"RrM5T6QR8YCVel1hTZvnxoIemYBkS0i7kEagIjgASZ9gwtXSv9JAs3ujVcKNvYQDWN3BbzOhGCdl2jNT",
-	"eJxFPMukiOk8EXUyEeksFjGaFiW8NZcqt2Kw9cE91Ik4sf8S5dZ2P06dPkwEMyK7ETEqNRFPhIq5s7Wy",
-	"PqhfBSqSuZZ0hdrG2lyfHYAvJHLv32g5M2doQZ9x58E2D9LbTi7R7nG57ja+w4u9gOMtzUiZSBMeiZhN",
-	"lkTD4KTRPAPcx1iZJGyhs2tTgAMHQBNErIV59JMuFRVk8nEs6cE3FU6IpK5NvCBrSVWj5w4O5Ew7ZKFX",
-	"di9TkV2S3hjiZTCMO+WXacX4jcj4VAQsT5nVLJzkmbEh45ZpFYkjxqNMG8NeIYBlxA0DWYbxeA7cZW/3",
-	"VcCMIIr49uT4xa8nTXxT6GhsQrHO73FS52ssvKvwv2CtVkge4sYmW4YJNumWpaP599YhA7fCUn0kC3Aj",
-	"cqLUmQHB4TjauX2aTxIZ4RW2mqU5WZKBTr17+9Kwfvj9tVh+FyL1eSh0yw2fiksgeZdIG7poiyMmzsfi",
-	"CCT+0UZbDtkik9YKxXB8ECBQBvHYMlZpkhu2mHHrXCxmITLyIeEDZH0FNdKNsxRO9FihTh2Q8Oe4JSjg",
-	"MT0HupSCpI03DMHjTclbSCcNjCGBCI/bUcX6la2NXpLHUvwMCoG3ytBqIkkpENWlySoPX0dEa/SmyWZa",
-	"sGMF0+8CJ62/4aRNNyT2joAnCoTygiUaCFM+FQWN0Kqk1j7GqRm8tP402oOXKjJF8cc6hcZpIi2MyWrL",
-	"k0sUole39yqfTyik5VosC3te4QfaSGyK0K3qLH7t3WdwJqyVamruyTn8a7BeDisesmO1ZCinMUDcmkB7",
-	"sL/PQnFrM3555R1Z4SBg4jYSqXUuFB7vgO4yVs7/SsE9v4hlwBYzCYwiQ3iIFDQOECTlVOlMxMxoZoEs",
-	"4EIYN+xK2GgmYhZxBVJNqg28MuHR9VghOQKGQxfFDFn/fAavZYLFIko4jDgTmUDCBapM6MlFeEjuLG51",
-	"Zsh9xw27lmpHp0LxVI4VbZnxykvMofeSpZkwIOOiWOiYw3CAJKpTaa2D/a2HEoxB0DlshUmnDLKC3BXF",
-	"9ZPPtVZ5RXZXCKQWzlQYUaqyfZQWUC+YCDQ2Vi4ISA6mU3utPui01yMW/n4RklBxT/10zm9P6eE9lAju",
-	"qa9WgqDWvn8PBdapqoU4f8RCGCpkfZ05kAyc4mpAjeX43wU3w26auKU++5uXneHQjAX1H2Rj4Mt9f1aO",
-	"ll3lNs/EA+uzD4GzXQe9UafdqLeGe6Mh/n/3mzBg4f5otHcYT745PNx9uh8eMc4mSNToXfS8IiED5HZf",
-	"DqqaMvA4kG5EOfLe7jchm4hIz4Vh1ekKOI9VRUmuoj07X12+dJvSSokI9vrEsFSILGA6C0pFCb7C5UrF",
-	"wvPTlyc/HZ+fXJ6/fXd2fvLi8s3b1/88PTkLKao2k9OZ3ZlrY1mubJYjLQ7/ufOjzhYcVGX4K2QznTYu",
-	"YuWiHHyLgndxbzbdyo/S9j+e8G3E3a10841aeCbm+sbdehyJ9UeFMYuEZ1AFBu0aekM/WtGS7qW5N4gC",
-	"qMgTwaZCiQyjGnhu9ZxbGfEkWbJcJYBsaaZvZCxiJm5Bgpc2wTjeOoFsHvxG2FZsBg2ZJRWRvJLCOHni",
-	"5/PzN2UoB9xDsoIC7+HoWvLRaEOQXvg8TcQw0vOQHqS7OlYzbWzAwq+GtUdAwjD5JNZzDsP3QTFBNpSK",
-	"20HAwpm16eHubqIjnsAIh09Ho1FI1x8lSRHQ0Ihwqc5sQP7c70NWOJ/paaHi1qgTVgSdDNkJ+tFo3WNF",
-	"uEFb7750+8+ePvStu4dp5hFu4YPaTVZuJcWF/22t+JDzXDmqzTaHD8MXTw1XIVxX4xuh/+RnE4a8LcV9",
-	"XKDeANf8nRHZzjG8TWSGvNbAVy3SAzSDiFse2WCsIm7EjhHKSCtvBJAN2viQ/SaTOOJZTPQJaIjJUyAG",
-	"Ij6iuTkzUk0TwegVYOCOjA3H6qXgN8L50KuiIBA4jIIpVn6V6Tka02HbO7htIgzNkP3N9oxVRVMtTxIx",
-	"9z5ItXx91Tv8fbPjpjD1KlSNq9+Uwum2SrlavhIgefiVrKrnXRRg48D/4Ekueqs7vwhWk2UETY9qs2L+",
-	"ZYZrOMQD+Pez169AzcxFwABCDFMcYhEP2TE8ZVgsMxFZRHQjYzFWnL4nDRYmnAATW2iWiBuRGBYLkbJ+",
-	"EwQDTBsrWfT5MhVnuFrQm5W2YyVuU5QKMxHlmZFoYcl0Pp0xP2WilThyQaz+uVJzpuyYsXJYUD+BT4kL",
-	"f4rTxandIa2eNusbIVh5NwZDByWa8HPelM97R9ZcAYoA1VdXQsVI7FSaozZrhLJH9KzXUTKBocag6QyG",
-	"Y3WWisSiZ5obBouI2STjKpoJA+oTz41gr4/P2NPh6IkhQgkQBy1VAPllIbwEqhYeZ4nWeSztyY1D6Dp3",
-	"55HX+X1IGU/l5bVYDsno0gvKL9DiU/mCwoErX5CrvbTZlmMUX/gx/Bcrr+Rpojlw9WnGVWUE+ugev2hh",
-	"vzyybSbZ3zC2OiaWR9PXXDbwNXoBMABUJFd0gDyeS8WevzwdbJaQ2r3Wq87ddg9im3kdH20ziDqDYLcs",
-	"uP0NKtC9lI/3URgrP6y1EvVOeDRzEI0pIQWpdfg7Za8FlCdyEbJ+6YLMAC1ZLGMUFDAralARpsqNbglT",
-	"y7OpaEHrbV9fUr5iA/dLdPSI1xZKWT83/BXX3XZuKO5vn6S36m+hJwnHA39ri/2XiNFqRYf7/9GOjL5O",
-	"YpEN/qQOjZLEfbhTQ8D7TbfGE8NsxmXyKdwbP+hctZmZf18I0NeNzu0sYILDB6UzO7uAxcVimgly4Tt1",
-	"vnf4+87eN6Ng55tnw9Gzvb0APri/L9rMxrHO4UCCFZ5cIQYHVWJwsArU50K5oObG4hOtptLmsQhYwq37",
-	"6w+t5xfD3ocu5ml1MU9bFjMT0fVb0hQ2Ksr1K1DJ6t+GZMi03cvdMFJSKJHOMJJo0DAZHTzrtAm1D+50",
-	"oCeGke3E6WqNYfdHB9+0mRDIwrJpZGeIudfQ6xTQ+ugVZbN1gr3R/sEmSlg5qbbb5HDAYPL6ipxDCmeF",
-	"/1acB1kRXr26hdb0L8sWOk9ijK1a1kNsvIFOZ+xgdDDcxsZjLLd5R6gk/UaRP9XQLpp/KigWBjOoZtxx",
-	"VHMEUzPOqr4lsgV5D1OsBQUiGEG2V8cB90ej4GC0FxyMngYHo4OLjTTPw7XYRQHNtiNyFTbaxNBIGHN5",
-	"I1CFays1MQdxGCAsQFTrypjzHtMjlrpMfGdjdmUzivoDW1hXHKy2JQzc2kxO8q1DPicfQ/yrioRL1ftw",
-	"4tqk9GstpHV+7TgYSKb3ZwcPuokmh7jHJhwnuws2RmKv80xv6V6+Z2CwH/V9yet76eSqbegZN5cY8dZa",
-	"AuXXH8hjcwW0YsZBowSwo7ZVM2hW6OKWmH8tybK7TkBzN/8XeJTODVCgQo4rF28uVfePnXGYsPVLI/8Q",
-	"a+BaGedGgCx9mfCly9TZSs78B771El7aJl73Rho5kYnLclg7cPlkqwJQIUYdUVd4CrUpC+wpQVpCviBA",
-	"xdWtk7AmhKoADpr0uop8bYFea3jBc1Lw7yezNWjt/cMV/ia+fz7i2x2Dsr/doZa0sg6FaumaMJ1ckeGH",
-	"0Jsclqma0pcZN5ZkU28SIGKboqb6Hyn8dyEmaasF6uPoYPea9w6GVWf4/sH6sl01Ato96uieg3rCWz+X",
-	"jd7XGlluuMMQ2OgjOmJxZWn7z76uyqTPvg6e7e1fBI9F1e8bPPUgVN7RdMShNeTyF4djHj1pwxjwCsBs",
-	"xUv36iYL0Oew23iFYLPR5qFtL27md2m8DftZEaf4BMMk0exJWY+O1xXaYJQInmEQWx8IizBWZ+hyNx7X",
-	"UfH6m7H9zdjuoQRs5Eqb47pKlvNhLOWRecZfngt0kibTSrDvaa+c1it4bl1N8wMpOS4a4LZK0ruteUGj",
-	"+Odmql3MsgIeYF4t9O8H+Br9GaD/TnQsi+yfLc1B12LpLYnO5b0OHLjC58CFTIsHuZZ8lIqsrGBDxQAo",
-	"Zaor6BLzGVxWlbd7VRKZ0IGM+Q7bbcylQDzU3t66jIoibsdVQMWUkQma7IxWuE1a9IbcrD5QDLY/osTc",
-	"p/ivWYjMDLbcHxbnabeu1mtxUujq9qkCVLNqw/Ktrha42mrJjYtC6y+gFTgULw/O4WaxoAJ/2m4QVSbY",
-	"+qzfUMEEjKto0CFhuUzaHO7csgUIR4tMq2mAehUHLMdjrzit/G1GQ/QV1sfb6AKgSS+2C3WBrTpscWk/",
-	"dsYV4z5FRmrFrrhMsDysq3bcbpyuGIJXscgb1at2aGmYmWGeDlzJtlD+jYz6/rbFe3qytnsszaSKZMqT",
-	"zv0XT5APwmWvYP5Qs+TbBwCizRpW4x0101httSUM224CnvaW5qdG5MMtx+A2XwOwXEHI+lwRqrkvsbRY",
-	"WF0WPFOBmfOxuy2VPpo27eB+HonmyW0uI90Oo5fStIVY3Es8oKu1SSboZvwrhchdkereTOdZxVzjPsZ8",
-	"2aoKt1VyeVBauJ2k2awls0lU2p7qFQ7CVRIXgKb3Izf2+M3pEyRPqSiry7rKOK6yLJLDnwVPKIy5vtvS",
-	"X1mScn29kXa719pO9xex7JB2H0t89StoF10DX6V9q1tU3XRR3X1bCbe2kMeTbn0K4yeTcAvGSBLupxY6",
-	"C0GzrUJciKXbQqXtJYodoZNRDkYHgy9fML2/+FgcfhtCeqq3ar798Tn79uDZvxWkg8iUoZQ6lyFN7vea",
-	"JEYFaczQh6tKw0I+0bk9nCRcXfsqfFbaRIQUn4mUg6ChYp7FLJ1lHBNkac6QIpVP3DQxa6HzAybNWGFt",
-	"BkcEXcyOwSiCISskRknBuhjM2FU8LCyCeMeqjHIJjzGZI8T0cpf7BJtk3LJEcINjphiQA6JhcwIc+IgV",
-	"lYTGqq90MWjAwq92v4J/Vt4ZtA9F6ZNFST2AJJ+7XOIukr6Ki5gc4uJQIh0XNWzpOGsS/cHooOJTePbt",
-	"txUD0cGo1USEx7xx4tWzr2sSr7RlP7ZrEGWUZ5NVvnt7yig4SkUCjkyqaY0XwotHdeRkfayhMxFL7Qor",
-	"0wIH9fVUXultGTlKgAjWsUlymAAROvcJTGvNx//drMX3VIAEteHZglL7JECKz1v9vTTQdjoFy4qtnX6a",
-	"Dw+KML7xympsGfVHWW9ibbuVibjMs6QjKE1OlYiLGj7MinmacCtY//0fd7vvb+923y/vBq1JckWAyra1",
-	"spryFEU51BTAYrGB6+biux5RO5nK4VWCHtoiIqoRDkXohI9qqN6t9stZKSF8H2dSW3krylqnFMFhmQMa",
-	"BkUQvSl6QGSCmSJzxOWJjNWbTJp5GeeHldYrKSMuRyRE4SscHLJ6Ra2gvaKWazVxj5Jabczmi80ohVPG",
-	"nJcPizTGwvhuElPTYr/5GrljHTF+1guWaMeSioJvdErXQlSrWIxYJm70NVXOUHpxBODHcgZPR9hRaFB3",
-	"9j/7dn8lkb4FUCu7B9bz72evX23kPGs4zTohv83xt+75Th/bGhfaA5Ldzlg0yo6vkv3b5R+tNB/uky9G",
-	"6599OhwNR51P37PS4IP4wtaS5GILJa1sI64OJhcdaFVINLGEk5xLxV0+15ynKWzu8L1nnh2LbopHfvPr",
-	"N1k+f1dc2OUr15vNheloJbZQUVfHW/98c713F1VY/MBtNKsQmobGD78Wxh5MZCu9DOy//vP/uLxy48jy",
-	"s1GhgZ++MKumxbVlj16Ub8JYPh/Xz3alsyF7kZPyIYgjUYWB2KXW7QCzCZBqAb26kpmxO0ZgWXWXC/Ah",
-	"tY2ejapS497WDkezHgsd5Kkj2So0fuWpKwsZY1OvyLJyaNZP9EJkOxE3gpLYHcWGE9JYLh50zNUDKJ1J",
-	"XYl9j4SEG54vnnSmy4tVPtGkD7SztSAvLLF1oAj/9b18RtWMCkdTt85noBnXamFVS9Sa49pCrVgZusU0",
-	"3YjWsrfdc5Km1KE5VVIrVZrb+ySIJjqqMY4y6bszybvY5EULS5qb6RrWtSlBFlZDY7g32s6oyr82wKtp",
-	"yd8gR6DQve7cuzhyM7f1weSQVQdZN0T+th386WwH1+0RnX8GA0FbJsnE6CS3Iug0Apjh2hLnjy+ftpkM",
-	"NtoJ1kmyhQ2hmSGxyUTwj1qIWKNOYprJG25FeFgrBclV7P9G5Q6DCqiv6JBVG6wdskReoy8eRgmwHSfV",
-	"KsVSBtQIrvAIY5c2ZUUMY3qHvbRDFlLoSIiFXrQScHerDUwUdhYajtVrrOxDQ8/5taikG/oxqAvmDab8",
-	"S2U1fHZ9F6orJxNBEdlIG0D/hH+kLaKlwh2MiPJM2uUZahjUaiOVv4jlz5hpuk1HaIpS8Y0wq6J0/yeh",
-	"XwplnlBtaEpeHZBl3RlucjSJpCkC22BOPGCPq1oGE9JbZZfcf+4cp3LnF6w04HEXV4zp+vjX/8S+ulss",
-	"nXHDOMM2vKxoyx6w6kLWtrtemf9MZDcyqihkDXOVod/d7P3QTs3lf/3n/w0HVKEptM7Z5mpoUAjGjkNi",
-	"anLqvsMR4PzDY9feB2WfQ4ZzM2oChg/5FmDSVOplGerG1K8u+Gd3Pgh7r4b3JoJnCH+32Zm1aXOrXchy",
-	"7twmjX1LxX7lKfDT7InxtbOAHdD9xdIw3uuy0FnMQpwlDDBqxKQ8EuToKov699vBUMB3yE7+lcsbnghl",
-	"QZmorp71aY+DNVhXG3315O9QNrxqaQ1dnGhEbaxMkX+baB5jg62UAfGH/QNeAtYdEmlRfOrKP7qIxSIW",
-	"0FKg2GSs5qhRzSciZn0MSKBceCRZZbEvumiDAK+pYWamM7uTSNQyK7yoVEqLurwBQRp1Ubc6qkxmdaNQ",
-	"ISZ0+wAxvPCot10LNRyrsfoVt4P1kyKeJAbJIVpD61eicY4/4NG04PMRaz3ysdqA+lZrvOEeAwtPJhZa",
-	"lHYwZBTYhMgGIB2r9feS7exgSexXx7+ehLjXk1XPLSxBsRW/b58cuYH32QYsJPUpHFB8SRF0MlbeYXu4",
-	"JlCFLAhffXWwv//VV2WEivfaJtLYseqH78cuMGYMusgYFINxLxiDaoD/wqLwD1R48K/I3o57dxcBGw6H",
-	"d1jdm6pMYsAWbXXGYZXVsdm4NxwOx727cEgeZlrfJtdw4Qvm5tq4UkPOHTxW/Xs4hAeuqubKD6WjmPWV",
-	"Biq62VFM1KndJexcscV1RwnHJeT39tAoeRf0XB3x3iHaKZ8Cb+Z2hlx3l6dyl+extLto7xYthitCK0K+",
-	"wKXrB2XrEtgpFnmCD64CHREMgoJoe32sKI959e1CJoFfyoa7rk2tssb11wZ6FsuYRCBXQyD0hGmlzhH6",
-	"OZpljo6YEVEmrKuDiGUKyqJgvNjiWFH/HUdxpGUznqZCiZi63xb8wADBp5I0MOK1SC21wCyrGR+/e3F6",
-	"fvn25Pzk1fnp61ch6zuXAjsYecM/Hi0oejj7aYxlzI3Fijl4eE5kMJ2mpfKRXaoL1Gkkqjzpam1eNHr7",
-	"749GD9bwraxr1NrWOXUtOhCgGZdJwJRYoLlUZob6Vh+M9rpmKZa9W+s+iC893fxS2Q0b3tjf32aa1d54",
-	"d0Hv2TazVbsHokicz+cc5MdqgPITw/BytkEDa0lNAQeoXBRI2rc7nhLsZJrCGoBz4AR41T1/rd72VUx7",
-	"4aOLvmhkqyZRrkW3QuhgOokfAts+H+68bDS5Nv46NXvAuy7j2ohq1DuTVbR6UQkyW8WsGykWpMunus3f",
-	"cRJL7GhBlJ8V2nKxtCP6CTtrKlHTQWt9yKlWYlHib6xgAax/MHpastNWokkC1YuiLpyTX37Q8fKhkcwF",
-	"pd/VLRm+k1Ydw/ceevKuHp9KLMoo/kcknXtbvFH0vf2898XJ3IXUsTX2C8TuFsL6vrRa3e3SrcACmCuE",
-	"9gV+X8XOGpYctNUCwL6YRygMVTUnpTHsQGTsRmTyavmop00rXf/GK20p1u/znjYBsDztoCJWUjFvB1hz",
-	"bzwI2rnpT8J2nvDosejAA9CAL+eMfwLVoVZHjVgf9vL5EOZ2LwHIjXr6AkWblNto1moRbBYjSMSVXVeR",
-	"YMiOWZmu7PWiST5PQfet1/YJfWurTFiZFU07dG4xILduLm0kMw3ZrxwDlHjZ58gz5sBZh7FG8lr7cNDk",
-	"2axk2agPccXo4pCKqLSduTLzDgKDI1Y8g2YrSwbrQkjwi5vw6JqqxDjxok0QoJIRjyIIuOoUWwkCj0YA",
-	"clxU/FmEgXuTji9IeqDD/mTSAzGm9aoaZumZT8lcyoTC9ezlSWmgeSA16i8ti6CmxleAtzUKOcX+IxmU",
-	"09za9CbK//w0xLKayPvIOpNLa+3WmKhs/Z8aa0ffbn7huVZXiSQv9pdEU89m2DSrYPBolmhkaKMkkqCg",
-	"V2ZldyWw3/dGbUWT3+O/W+p45U3apOG9xZjw+MgrdnOJHv9cxdjs4G9Fb0skIjgyTpf5EWlq8J4cuSm3",
-	"s9KN65Gl1yR0QYVobcpSvliPmKi2IjJ+FEPIu9JbK/6nWmFaasERMGMzwedUPiWW5nrITq3PgXDeZNem",
-	"Dd8bK271nDr3HTGOjkTAdPIKJYLfNN+yRSYvNrGqSx4EPKonZoKxooCfgFFSQsAqcT6ocbhSkhQHhM4a",
-	"UDAUxUNQMmwinhg2F5bDLMOx+o2aAeOmQSOZCNZPEy4VC/1TIXN5sIkwIbPYGRVpFYwYznka7oZyzqfw",
-	"a8KXOrdHY6U0izl8GaNB2hz5JvgqLqZHKigVJRuZI6ADr969xJa/aumadB1VN0nu8/ou3RjY/QHHQbWt",
-	"ZsAMB6SDiehaxIzcZajrmbHyruxDDwR0hk0ywa8NEN48wegJzg7299kCLcthoqOQEqJpehYCHhGYMOF2",
-	"rMrQC24ZecL6YjgdsvD3cQ+eHvcCNu55SNCn6k57F+GgXekDVDp31pztpBgdWWF3CJXrIkVZalEqni1b",
-	"7uefSeEr7Fte8+vE679VwYdSBZFw1evCVAnlA+uGuS++0eqyr1U9gMuGFQSwqgNlC1J9goD6uvKko+QX",
-	"WWdsZbCxqtQ+c574qiUanu+78lG1cmeDstCZWlbCE4cMwxIxK78EnF6oWg9urMl5MDrAoAwUBQ1Ggijn",
-	"wpLN8k2DIfsBN2qoNztMbDN+dSUjpPZ6Li2a0n3W3V4wGo0ccAz1lqeM8VbaUpp1qQjKfSUGfOvHTM+3",
-	"cZXiw+d6m0drBVUewbdKu99oF0BkLcwCDgM/2jrw5YijTnSoV/4L8DrOdJ4xDHxbPqpx2lMXEhsBtNTg",
-	"sPIlXulVf1YrwfnNRReCwnK4Gl4Hd74oJ2NNRWtzkcxk73V0Zaz6YRFvG/pITZ2x8PtrsfwuHARFH7jC",
-	"zY3CyLVY+gEdbSLTN8omZOgeK3gIEZ+it3zILeu7ps0BBjAyDGAM2OkbRt3ag/L4Ip2KwHW+jwOGUejL",
-	"YKwq+eBAB7F59uCIYTQeRWbDsut00bA+vLaDr7nCO/XGRECAfiuKRNYB2+roAAgobanTijTsYHQQUHOb",
-	"pz6wsKVDDrXCqcYqI9RcyRnngqiElVMoFIbCoStjkmOG11hRIGafF2kiLhSMTXhcX/6AVrc3ZM8xNNOp",
-	"+kVpTZ1ho0Ug2CDPmoUo4hSev3575hCDIvUmmV4YkZkjF+ZJ0mYtVDN0IV48Ex00vZqI+slIZyVxry0o",
-	"xQfGUox7icTkIeHsV56+lJNMMKPzLBLkafnEYhws+fPZAg72tzB3/SqVfUl36MMJtstKQFpaj6n//QK4",
-	"b1vwOf1Sz16ofueyAvArYMlNT2XFFYfCjRIthqvzUsR6LJZAs5FBQXfmM++UmcWNSO5mEjPWx4DdOU0s",
-	"YMWNniyLbU+4EWNlLLcYs92ZpNyZl8zeiGzHE0VBsb99pIAHo6cDFmtQuC2aGyiuFnZx2JDbhbIZWjvC",
-	"92PKL60EFYP+ScHS8OXB6On/Phgd3IVD9pwiusfKzKjVGKjRFItKA3qmFeKQIRb8HauxqjJPVKFNgQoI",
-	"0BWGGlSpZI1XlkzyaKwo49nBIhaRjAnYtpkIU3LBQVCyqzZuNWSOFY1Vkxc12HE7O4IzBDkeACKFIZew",
-	"/+BY0Fh18CA7E/NB4Kk4cI4CpIuZTtxhHjFe5VMV/kRHT/zJc55adk4bA2dlpVjYEJZIAWFFq+Vc54bY",
-	"zVghcq5n5KBVfDsYEu9qnvEmjmTwun0id0x7BYNHNml0JPO3MMmzHOMdrvKElY99KP97TBvDX5mTIYsi",
-	"VGUeV+/NvuosaMW+DQg19FjVqoec8bmo3H6kbTgY0bU6yRrSot+9fWlcGlEtUja8FksKeuFjdZUJM0uW",
-	"3iNT4dpItfAlJ5vWeHrLrN03HQv1fJz3YcPDlDC48bEzOd3msZPbdKvRMF33k9ojCui12SLcb9sLyfDG",
-	"FygofzSpaFKGDdSiRgM8lBnWQkLm5lWVBiUwvYt1F71SkG74nszud842McPyxn90BsT87H7/hIjmKix3",
-	"mLzcsWB7oXTYhO9FPf7jRihhqgEfr/1mPIRc4laT5NU3/ZoecrTjozberArTukeYD0SmWEc5yuhrt3k+",
-	"k4aSUHlkMQPSLXTjppd8nmza9P86/vXl/TbtRy033b3Dp8NRsUtYOczGrLit18Rf5xB6eOi5HXdCD6Ts",
-	"ZfcNeUs/f5YLgnODUoj2z+FDUKyLutOfx1KhoO11EVAnixrP68B2swfk6NJ3jOkMt6P6jl94YhRtYrs0",
-	"vDIRDWDzV8mQKl1dAtuSqSmW+op8E7oisc4992EZUMeKiXlqlxQ8gWWIqYz5czrFHeqodchG4cClSRnq",
-	"A1Q1XhthMUcKM0/NWLl8UaQG4fu7ECuGdqc/0WF/IsWRBj+jFRrAprtPjrfrYvewhdJjerT/woF4LjXK",
-	"gXXrS1F1X1eo6u576qtwtzlcroKxq4jUZQlIlpRG7o/y75C49tynKYidH3Sg3RlOaw/sEW7+R976Lyu3",
-	"6T5H96FegV/EsvAItN3hXcrSuTSe8N876tDPsIZ13jdFivVDxefikNH33jEBHBWNNxhwFoxV6Py8/kGe",
-	"JHpRJEm5MjZTLlXAQl9gjFv/NBmf3ffwBHmB3c9jRZ/hl0rx0tapqp5bH+tSOK9DmV6S37kYmatl6RJm",
-	"x6q6upC5wL4Ui/fx2uyhcz9UJyqqjBvhihpxVZm0fIWcvPAkZ89PX7wlC/7+flDtvkBn1PcZlFLF4hbW",
-	"iKIMN+xK2GgmYh82CUcuYkrdclnnZuwOFosQUX+PHSz442qm90MZY70aV5LJFaTC7xxKwJ8JN/YyN/Bh",
-	"rEIfO3qJb11W4BWwEINSLu1Mmsu5VnYWDnBvZbEq2M1U6UzEQ/ZKoxA3Vv1KCSm9UKV+OOeumLdOqcbk",
-	"IGgT9FD+A6nNbdfnvh1SJCR2lDSla4wbim0KKn0igSMXeyZ3jasSIW5Ao2wTBfHphrT21xcJffTjo4uF",
-	"fyd0rCTJfbjgsYYLiej6E/AeFmPMkDpk2HsIq9HIRDCh4lRLZdkC/bvkUWWZnM6whL9rSeWrZKFHgSik",
-	"NBh29MSwKM8yqgWH4TuumBzBxoezYOGjhufQl33CSY3UiioP8bGKdLo89HxL6WzOE2nwKgUs/D4swpNY",
-	"LOFcpZo2IplwviLMaQC0DinSWEmgw5HOsBxShbSW3GOub8RgCIwDq51RDD137t/6FoCSmbHql6WQzt++",
-	"Ozs/eXH55u3rf56enFWGxcqMg6OC5klbVYurbAqXiN7hdrInoutPqgDjDJ/JYermNnnSHQfusOUxxeMv",
-	"iDT9hvfY+ev8vXXV6yRVD50IF675/b2l7k66hXXFxMMTLqcLsSmWNCM5wRXsxHQZVwazkpZTa0oSlIX7",
-	"kNRgcEgwVrmyMmFrhCnWD2uNUkJKN1B6McDOcqpyTRkW63ORgQCXcMiwQwuauEDsZosZHAevZP7QujGC",
-	"yBXsiJAau7BPncTC1XwcK9fF5tBRjBk3RYy3XWjf1JnVV4ySmW/IAgDQie/bovRiOFavMf0Q4CYjjsVD",
-	"M6pKV82qQTSKeDQTT2CtlTKJmI7URqGoOc0nJVH1/jefVR4rSDicIqAnOcT/zkF5IPOAvBE+uKvQel3A",
-	"mA+Y88jt47u4u02pyKSOH042e+j8lDU5KdVmpcOxcnkfbE3ax5Bh4gKQlEUG3yink18luZkxqazIbnhS",
-	"k1benR3/dHL548t3Zz9fnr46P3n7j+OXYcB89ca9ETOuVCcISuxKLFzHLVNEwE0EUTC2xIUef2jqCV2y",
-	"/6aZJ8XOu2nM3xknPuMECEHlls147PnwuuyTT2xU/Ij4tAvXFNfN2FL2G38lscAXjwZRrnS3Bz1sktjb",
-	"RTR1W25pGIRGnh3YCrdykojSZ3j85nRYKdHtgQXLXqVyjApL+urbRghfIxvDWQOvA8qsli1oKjMUyUCr",
-	"M5y1VNQuQ7BtEd3mS+JX9jOozFCNz2vfBmmlPsaHEllqMcguM4fi3Srxb/3weyOn343z0Wj/a3Gbur9Q",
-	"8/wubC6ibfrfZrqo5Yv6uJO2nCmzehRYBnV1BApJCNCoSAECXvH2oRUui70yViVC4O7i7v8FAAD//w==",
+	"7H2LcttGl+ardHG3ymQWoihZziRUpf5SbDnRxLe15D+ZDVVCE2iRPQK7EXRDFONV1TzEPsM82DzJ1jmn",
+	"GxcSIClbluOM/78qFkmgr6fP9Tun33ciPUu1EsqazvB9J+UZnwkrMvz0NM+MzuCvWJgok6mVWnWGnTd8",
+	"IliEPwaMG5YJm2dKxEwqZqeChfRbyPQlfk4zcS11bljKJ6LfCToSWvkjF9miE3QUn4nOsEPvdIKOiaZi",
+	"xqHXS53NuO0MO+OFFZ2gM+M3L4Sa2Gln+GRvP+jYRQpvGptJNekEnZudid6pf3l7G3SeccuNsCfPoE3s",
+	"OuV2WvYc0+8XMu4EnUz8kctMxJ2hzXLROJo8xydXOzq+SVcX60wmgll9JRQTN6nMFqybK3nDjIi0ik0v",
+	"wCXCBx4ZFoqbNIQ1nUllRdy2WOImbV4pqey3B7BUUslZPusMB8VAocGJyHCkP2Vc5QnPpF2sjvjHPLoS",
+	"lhn5pzhkY/xgmLE8s4xbNp/qRLCpzjPDdMZivjABe3f2tG2ok0pX1SH/z0xcdoad/7FbUuAu/Wp2q8OD",
+	"4f4iGoZ5pNjRmxN2JRaPDK1f2xCuRL3rCh3tP/m2aSd/EQsil3qXJ7FQVl5KkQFpQ++/iEXRa52qrsTi",
+	"4ynqhZxJ23IAE/itbcr4Y23SsbjkeWI7wycDPElEHnuDQYVY9pqp5TTS8N0ayjbwRNtY8Mc7bsCpnKzv",
+	"UE4Ut3nW3qmc3LHLd4ZPxPNMz1Y7PkXi99xMZFLHrCtVlORGXotDJq1xB+WROym9PntGCw60yf4Fzwkb",
+	"i0udCRZaHbaN+xIG0EgkMbdix8qZ6LSO/kyvjv1YxcsjFzdu5EujVHreNiyr7z6oW6B9k2plBIkTrS4T",
+	"GSE9R1pZofBPnqaJjDgMd/ffDYz5/ZZs4jjLNFFotY000+NEzP7Xh7V1GywT3VSwaMoViDw3AcPm0k4Z",
+	"B44ujZVqwvT430Vk+53boPNcZ2MZx0J9gfPMBHI4njBp2DVPZMzGuWUzvmBKWxZrZqfS4DRfSmWRPQFn",
+	"+5ImCgOHLcvEZW5EzC51BpQ/xCPiJApMX1+LDE92xq3jtiDwZlrZabJgf+Ta8pHqhr/tAF+awEF4K7jR",
+	"KmQhvHKR0OqE8FaIj1+Im0iIWMRhQCSE2tJbbgWuZMgupUhiA/Jfq5GyMhGgIOgMaI0rrRYzUKMiniQi",
+	"e2QYj+NMGFOMFporH5v5iXIrYKDFLxe14fX67K2w2YLxSysyFuKHnSP4EHotpT9SnaAzFTx2qmEx5vqG",
+	"rPKl4sGdNzqR0WLj82Xv9UdLIdUoo1Z2of62UPDq753qzDtBp74rnaDTvEad8wbudht0Xmn7XOfqCzsA",
+	"rzQzeTR1PMsr7SVRRZHOFfEyWNMvlJ8dOf5V4WlztFXw1PdZ07mFc6QEiMsQdXU8qOGYxxeFvhEGIxWi",
+	"RhOybqG5g4kDotAw7oWFvgRVGVlnJniMa+wsjV7AQp3JiVTQfG5EdsEnQllsO1dXSs/VhXuAOgGWlEhj",
+	"QeWGrw3jipoE7VIYy6bcMCWkncIRfu3eVTobqfCtuBSZyELo1rd+JRYh6/LEaMZZpi23InaqdGGtuZlx",
+	"Y5ENTjIeiR4MMRNwCiLkbd3yg5+eYZZfCWYLbc0EKD0cbwWOFoJ27Je4mOJISVP257bAXHAb+ldiafg4",
+	"qb6DNpNyX0rDLnliaJTerFPaXvAk0fPl10q7z4Qg2mCMsMjLWyVT916USKHsSFXYrlRMOZKptCzTiwyI",
+	"wIS9Fc55FEXCmJ2nWtlMJztHMLId2rBNvHEDj2viUPDCFymlzzYL4wbRO2R10QaiE95aEdor4jgHaYt7",
+	"qMSNpRdIlSfzttdfkoy0+U4+HsIxW5J0IZ7RmnTXsNkszvil3ZHCXu5MrU15Kndg1DjoHUcpO4PvYZgj",
+	"b7aNOod//DDKB4PHkTvxBtR51z/+IA7nP+y5TqvvZT8MDq171w2Xng9R9UEmghoCDiCAl91yVTqlhfPd",
+	"1BrzAgRf8i27UZQNrR/FSEEL2Emvz56TwpOnxmaCz/xZBPblvroY52YRDnFvkc8YkQGF8AR47QK44Uid",
+	"nbw4/uno7Pji3ZvTs7fHRy8vXh79dnHy6uL5i5Offj5jxUJKxS4TOZkCSdX2WKtkca8n+O+qNtX2pU1b",
+	"gp7eKZ7bqc7kn+LL05oqqkQj75lJY6SahE5lZzOegKEsYtQqumHxORyy0MgJSH9xk4YjhcfFaRUghniS",
+	"sIm8FoqhcWLZXCQJo5e9PSBmqV2gWPz8UkbrFzybiC9PxHj1aaxjlDNWa5bAVFD9/XKpddWad8SJElGh",
+	"auyneM1lAgrUlzdDEAxjbgTML1eZ4NEUJnLIMjRoE25F5maZZhpOBPx8rKzze9/LbH8+O3vzT1hPfPk+",
+	"597c8spKlI8w90zQeecY8nMuky+Ndo9WRf+jJTGvzFxkIkY2CM0EzOiZsFMkcLSB7JQrxuktUs5HqmyM",
+	"/JdB8YB3nhj5p9MukctGOk9i5L9jYBU8moqYdXVWOMTGYsi4Ki2CVZXj6MWL17+yWAvjGbue9/oMqNdP",
+	"8pFheq7cpICUlYDxpNwYFB33x9xvK5RxJmdC5/bvRhqxpA1zqzmXQBQN+3J28vL49buz/r2t7K33j1ND",
+	"b05c0CrNdCoyK8kHTs6BuNWHDurra5UsfLCoNcS5Y65kuqNxYXiyk2rQ6jJ67TboRJng9gH6qdjQDfGa",
+	"qUAVuuIYcL6MwivSxdNqhqzRXO8dslDlSRIyOBGL4gSj3u/8VNhWbkSfHbFYJKLiiGBxplPDdF7EbsC8",
+	"p+MkrZiZLYJwQQcGQOKxtlQ8y/iis0yh79seL9tz3orV5QrRdxE6F1W5WN2666PnbFVpgVe41hifcIkB",
+	"UNffWOtEcIUdFn6UhiAq+nztFFQfORNFn7LwlLnuvbOm3BLkUtBjI4FtXAYZN63+fdFl4YFZnfLTk2dv",
+	"DeuevLk+QDP15M31twFTMJBEGhH3WOnrKTzss9xYdglquVSOaOfSCHQO9cD6pzXhauFfWSKzO5NVwo29",
+	"gA1YncGvU1HINq/AwuMs4lkmRUz7iaSTiUhnsYg9I+RsJlVuRW/rjbuvHXGugAu0HZtju3X+MHY8PUZH",
+	"R8QToWLu4i+s++7saUmKFMIh/0FtYk1wiJaFL6xiH/Ns2DPnfEUcSevGLm+k96deoC/0Yt1pfIcHew7b",
+	"W7qWM5EmPBIxGy+Ih8FOo8sWND5jZZKwuc6uTLEc2AC6JUHvePCdLp0FqFHEsaQH31QkIbK6JpWePKhV",
+	"Lx9360AB9iELvd/mIhXZBfmSQjwMhnHnEGNaMX4tMj4RActTZjULx3lmbMi4ZVpF4pDxKNPGsFe4wDLi",
+	"hoGCx3g8A+myt/sqYEYQR3x7fPTs5fEyvSkEHyyvYl3eY6cOf1AgLuB/wVrPDKFGlibZ0Eywyb9Tgk9+",
+	"b2wycCMsXTYUFVpCU5V+KyBw2I5maZ/m40RGeIStZmlO0SXgU+/evjCsG/7jSix+CJH73Be55YZPxAWw",
+	"vAvkDW28xTETF3d1DBL/aOItQzbPpLVCMWwfFAjUQTy1jFSa5IbNp9y6sCvomxRXxgcoIqNt0c5CONVj",
+	"hTu1rITfxy2XAh7TM+BLKVi3eMJweXx4aQvtZIliSCHC7XZcsX5ka62X7LFUP4NC4a0KtJpKUipEdW2y",
+	"KsPXMdEav1kWMw3UsULpt4HT1t9w8mAtaewtIEgCR3rFEoMGKZ+IgkdoVXJrj3tcBjSu341mQGNFpyj+",
+	"WGdLOUukQTBZbXlygUr06vRe5bMxwdyuxKLw8Rex4Y3MpoBzVnvxY2/fg1NhrVQTc0fJ4V+D8XIYcZ8d",
+	"qYVzBQDh1hTag/19Foobm/GLSx/cDnsBEzeRSK0Lq/J4B2yXkXKYDAL8/SIWAZtPJQiKDNdDpBYdETGT",
+	"E6UzETOjmQW2gANh3LBLYdFzEHEFWk2qDbwy5tHVSCE7AoFDB8X0WfdsCq9lgsUiSji0OBWZQMYFpkzo",
+	"2UU4pBA3tzozFNLnhl1JtaNToXgqR4qmzHjlJebIe8HSTBjQcVEtdMKh30MW1Wq01pf9rV8laINWZ9i4",
+	"Jq06yApxVwzXT97XWuMVxV2hkFrYU2FEacp2UVtAu2As0MFfOSCgOZhW67X6oLNeD1n4+3lISsUd7dMZ",
+	"vzmhh/dQI7ijvVoBRq59/w4GrDNVC3X+kIXQVIiuM1qSnjNcDZixHP8756bfzhO3tGd/9bozbJqxYP6D",
+	"bgxyuev3yvGyy9zmmbhne/Y+aLZtozfatBvt1nBv0Mf/734XBizcHwz2hvH4u+Fw9/F+eMg4GyNTo3cR",
+	"jYGMDIjbfdmrWsog40C7EWXLe7vfhWwsIj0ThlW7K9Z5pCpGcpXs0Se6NHzpJqWVEhHM9ZFhqRBZwHQW",
+	"lIYSfIXDlYqFha/v7O2707PjZxdv3r7+7eT4NCSkfSYnU7sz08ayXNksR14c/rbzXGdzDqYy/BWyqU6X",
+	"DmLloBx8j4p3cW42ncqPsvY/nvFtpN2tbPONVngmZvranXpsiXUHhTOLlGcwBXrNFvqSfbRiJd3Jcl9i",
+	"CmAijwWbCCUyRDrx3OoZtzLiSbJguUqA2NJMX8tYxEzcgAYvbYLY/jqDXN74jWtb8Rks6SypiOSlFMbp",
+	"Ez+fnb0p4V1wDskLCrKHo1/aI1T7oL3wWZqIfqRnIT1IZ3WkptrYgIXf9GuPgIZh8nGsZxya74JhgmIo",
+	"FTe9gIVTa9Ph7m6iI55AC8PHg8EgpOOPmqQIqGkkuFRnNiCMxz/CEkdBTwsVNyLRWAFE67NjjF3TuEeK",
+	"aIOm3n7o9p88vu9TdwfXzAOcwnv1m6ycSsoV+eqt+JD9XNmqzT6HD6MXzw1XV7huxi+lA1FsWxiKthTn",
+	"cY52Axzzd0ZkO0fwNrEZCnmBXLXID9ANIm54ZIORirgRO0YoI628FsA2aOJ99qtM4ohnMfEn4CEmT4EZ",
+	"iPiQ+ubMSDVJBKNXQIA7NtYfqReCXwuHW6mqgsDgEBlXjPwy0zN0psO0d3DaxBiW03g2+zNWDU21OE7E",
+	"zAc81eL1ZWf4++bATeHqVWgaV78pldNtjXK1eCVA8/AjWTXP2zjAxob/yZNcdFZnft4QTBXUPZrNivmX",
+	"GY5hiBvwr6evX4GZmYuAwQoxTHuKRdxnR/CUYbHMRGSR0I2MxUhx+p4sWOhwDEJsrlkirkViWCxEyrrL",
+	"S9DDVNJSRJ8tUnGKowW7WWk7UuImRa0wE1GeGYkelkznkynzXSZaiUMHbPfPlZYzZcyNlKOC+g58Slr4",
+	"S+wudu02aXW3WdcIwcqz0eu7VaIOP+dJ+bxnZM0RIFS4vrwUKkZmp9IcrVkjlD2kZ72NkglMPwBLp9cf",
+	"qdNUJBYj09wwGETMxhlX0VQYMJ94bgR7fXTKHvcHjwwxSlhxsFIFsF8WwktgauF2lmSdx9IeXzuCrkt3",
+	"Hnmb38M6eSovrsSiT06XTlB+gR6fyheUIlD5gkLtpc+2bKP4wrfhv1h5JU8TzUGqTzKuKi3QR/f4eYP4",
+	"5ZFtcsn+ivkWMYk86r4WskGED8FEpDUiuaQN5PFMKvb0xUlvs4bUHLVeDe42RxCb3Ov4aJND1DkE23XB",
+	"7U9QQe6lfryPylj5Ya2XqHPMo6lb0ZiS1JBbh79TRmtAuWPnIeuWIcgMyLLA42CmZK+iTJUT3XJNLc8m",
+	"ooGst319QTnMS7RfkqMnvCb4cn3f8Fccd9O+obq/feLuaryFniQaD/ypLeZfEkajFx3O/0cHMro6iUXW",
+	"+4sGNEoW9+FBDQHvL4c1HhlmMy6TTxHe+FHnqsnN/PtcgL1udG6nARMcPiid2ek5DC4Wk0xQCN+Z853h",
+	"7zt73w2Cne+e9AdP9vYC+OD+Pm9yG8c6hw0JVmRyhRkcVJnBweqiPhXKJRYsDT7RaiJtHouAJdy6v/7U",
+	"enbe73zoYB5XB/O4YTBTEV29JUtho6FcPwKVSh/bsAyZNke5l5yUBCXSGSKJeksuo4MnrT6h5sadDfTI",
+	"MPKdOFttqdn9wcF3TS4E8rBsatk5Yu7U9DoDtN56xdhs7GBvsH+wiRNWdqrpNDkaMFjQYkXPIYOzIn8r",
+	"wYOsSGlYnUJjSqhlc0QBRzzLFnWIjXfQ6YwdDA762/h4jOU2b4FK0m+E/KlCu6j/iSAsDGZVTrmTqOYQ",
+	"umacVWNL5AvyEaYCe2wE+V6dBNwfDIKDwV5wMHgcHAwOzjfyPL+uxSyK1WzaIld1p0kNjYQxF9cCTbim",
+	"8jMzUIdhhREH3ZZF6yOmhyx11Tmcj9mV0ilqkmzhXXFrtS1j4NZmcpxvDfkcfwzzrxoSLn33w5nrMqdf",
+	"6yGty2snwUAzvbs4uNdJLEuIO0zCSbLbYCMSe11kesvw8h2Bwb7V96Ws76Tjy6amp9xcIOKtsSzSyx8p",
+	"YnMJvGLKwaKEZUdrq+bQrPDFLSn/SpJnd52C5k7+L/Ao7RuQQIUdVw7eTKr2H1txmDD1CyP/FGvWteo7",
+	"dSkDH+BWL7INqjkGnkMbFumZIGelVMYCgyJfi19r2oKuc7eiD8GwGTdXIq6jCTk96S3jjXZoJWehzTis",
+	"KiGD77/dRKCdUxDYCEchPlpM3cshNJaXklauxCJghi96fXYqokxYM2TGEgxG8ETEwUgRGy+KxP3Xf/w/",
+	"h5YzzEz1nGCXCNIpaqLgSrHwm2++Cd3zscuKSfRkImLoDX0uI0UPccO4e+tKiJSkqBuIVgJ4bEVIoiiB",
+	"Nj02b8yjK/eitMapLQ7CXRzG950jlw3IvagSHNSo//qP/3SEXt2BvW8bpKLLwmvyXXBbS3oGsa4ztj84",
+	"8PH0IQvRdx6y7v7gIKA5I9l4ByfqBUCZhyQoKQccs+BDpe3FJbDwkHUPBgdVTaBDkMGgUzzT6HXJs6SR",
+	"3fz2b/+HvXv7glkxSxNuRcCm1qbQKfxrXKmb93/eBuz9zS2u+/vFLaJwHeQWdreaXouGGQWsSlaIjQ13",
+	"d/Hk9RH4qHiym2kem933f97uvr+53X2/uO0Tz9yk0S4pNzC5DWElnzkFa3EtwDy/SPjCncKtTNd/4lsv",
+	"4KVtUgCupZFjmbhkxbUNl082+hQq+k0LkBMZe63LQiCVXLpk5oVOU2gDda1oeYWqPDtYVgGr8qzCrZtg",
+	"pGs0zafkPrybRbikyd0dDPVVtfvrqXbtCLf97Ta11MTqq1Atlhem40uS3UTpBIdI1YS+zLixZPl6Jkts",
+	"KUU/2L+n8N+5GKeNnPbjtKz2Me8d9KtQm/2D9YVCa+pZe6uDOzbq1br6vmzEdtSUvqVgOy42RqAPvdTD",
+	"oe0/+bZq8T75Nniyt38efDqd8RQ0xIqC6ALZzXpkV8QSsbtAOhiFML1DB+QtDXp+hfa70ylBeH/f+6og",
+	"flUQvyqIf3sF8a7Q7ntRGJ16iDJojbr1i5NRnkRowpiOA8y4kUDcq5viU58jquTdlZtDSvcdGXI9v0vj",
+	"bdTXlcPFx5jEgUFZqoPidOXCvxAlgmcIse+CYiKQ6xEf8wyg3/mqGH9VjO/kotyo1W5GnZcq64eppA+s",
+	"c/41tcjimM9QUZR2yZdYVob4qjB+VRi/KoxfFcb7UBhbtRjTqNvdEXgxqV9PsvVVIR+o9OGgYd1Wtb92",
+	"WEKwdLPJZgWv6GVleUDPbVCVfoSvEZgFR3KsY1mUMdgyrn0lFh4S4bC765YDR/gUFFbTAIWtVVFIRVaW",
+	"56VKglT7oS17DBOzXXkIzzQrFRkQCYuJ29tNzOVy39fc3rrU8CIBwV3vgrnvY8QeGK1wmjToDUUmuqBc",
+	"IKcFTvQY/0X51Ntyflh5uBkmUr9ohHLwts95poLcG4ZvdbV691ZDXjooNP5itQJH4uXGOdosBlTQT9MJ",
+	"onpwW+/1Gyo6hwDxJT4kLJdJi6yco7qSaTUJXEw2FRlue1VouNOMiBqSbBuxTNTp+XaYfZiqr15XK2V4",
+	"XZZ5vOQywbtv3FVOzSibCqJllYo8OqgKqJGgPmHBATiSTTnJG3X6u4Mk7gjJ2+6xNJMqkilPWudfPEEq",
+	"jkvDx0IIy/XsP2AhmmJwNdlRC8jVRluuYdNJwN3eMtK1BOG+4Zil4y84KEcQsi5XRGruS9LvqsOCZypr",
+	"5sDCZQlG/2KDI+Fu0Krlndt8R1bzGr2Qpgkrfif1gI7WJp2gXfCv3LLmbuDqTHWeVZRl9zHmi0YtuakM",
+	"7L3ywu00zeVCtJtUpe25XmEPrrK4APT259zYozcnj5A9pRWjzlUXddfmIDv8WfCE8jHrsy2BlyUr11cb",
+	"ebd7rWl3fxGLFm33odRXP4Jm1TXwV9BtdYqqky6urttWw60N5OG0W1+L5ZNpuIVgJA33UyudhaLZVF4+",
+	"DJaNbtJRyPL+0hXTu6uPxeY3EaTnequR4udP2fcHT/6lYB3EpgzVBnGlnshbVdPEqLKm6fu8O2lYyMc6",
+	"t8NxwtWVL+FvpU1E6FxFwDloNVTMs5il04xjpR/qM6SUy2PXTcwa+HyPSTNSWGTOMUGXfGDQ49RnhcYo",
+	"KesQs7LaCjCHRTbiSJVw/fAIs9JDdJi5Ig4wScYtSwQ32GaKmQVYcnupA2z4kBUlUUeqq3TRaMDCb3a/",
+	"gX9W3uk1N0V1YIp6/LCSfOaKIrWx9FVaxCx3B6iPdFxc0EPbWdPoDwYHFfjCk++/r/iSDwaN3mTc5o0d",
+	"r+593ZJ4pS173mxBlOlqy6Ly3dsTRlkeKhKwZVJNarIQXjysEyfrYjHQsVhod2sUDbBXH0/llc6WKXC0",
+	"EME6MUnYDGBCZ82VGI4qtiZRHxYNQPfqS56+kONMODgNMzrPIuEKRkkzHKlwxtM+j+NT/KUr44C9hzEM",
+	"me1fSRUHrN/v29te2GevdFn7TNIpxwjNkIWVaBee7URc2pHSuS1rDHlZMHVZvMAKZCJO5Z8iZF08ouVo",
+	"BY9Nr+AJLobgLwyTidih2cY6ymcCE8/g8PUoyaQgenI/N5H+UnSuvqA/n718wSpPsK4VN1S4JZHqyvQO",
+	"fdCwfXKd+4/oQT90efCvYsxeiiziVmdsrrMkbhsJoz5ZF+jnX09fv3pUj1l+gnS3tgDgHQ1VQXdBbyFR",
+	"fdUZSghb/b2MubXixMprelpD7x+Owjf+9t/VZCa6pLcxanbaCNTCG3xFPMEibKm8ESB5uVk6ORiqLg8A",
+	"psj7Q9RrSM50W+auqvVtnflRrMeONQxp4zntd5qlQiIuGkMamN0lJ0rERTHcIrbBupVIQ6/x4BWZHtsW",
+	"nV7W5wnbW3NAFIMN3FXJ/kpxuqu5QpQVqG8TDriK6y02voIdpsE3S4bKZVh3AT00FYmm2m9UaKdfVlIK",
+	"gyIV3RS3q2aCmaL+gqu2MFJvMmlmZbYc3mFYKbzgKi2EqPmHvSGr16UOmutSu0tc71CYuondf7F1mWCX",
+	"sXLEh+Xr4pWTrhNTc6F89y2qZkuCT89Zop0+VJRNp12iUGxRC3LAMnGtXcBc6fkhLD8WBXw8wLu6e3VQ",
+	"65Pv91fK0TUs1MrsvdxqcNDWRfgaabvOwmwCqKx7vhULsgbqcY+ypDWji2rMVWXZzeLPRkHWLlwcCtgb",
+	"hsMyk3YbidPO0/3dNX5kj/uD/qB1bHe8HeBewr5ruX8xBT++Zj7uduC8hYhL5V3Cms+k4q4Gy4ynqQMg",
+	"OP2jZdDLloCf/PpJls/fFuxh8YpE/ZUDv2sltvDGrLa3/vnl8d6eV9fiR26jaYWtLTm34NfCr4nFZ8qA",
+	"GgFQ0EA2Tgg8GRSa78kzs+pFX1uq+Fn5JrTla2j53i511mfPcrKzBck/qgoYOwzRDoi2AHkkcMdLmRm7",
+	"YwReP+jy9z+kHvGTQVXR3ts6tm7WU6FbeZNqZRrYwEueuqscYrycP7KsbJp1Ez0X2U7EjaDCc04+wA7p",
+	"4j6x1Q0o46Zt6KgHIsINzxdPOi/9+apUWuYPNLO1S14EHeqLIvzXdwqPVqsgOJ66dQ0C6nGtw+Hdh2Hu",
+	"jirRrOZsDadjPiuqV9FDG1XMkfIVve6mYjZpgveC0rsjrOyDMF33AZaCzax40NfMeQsze6XphpDaEiDd",
+	"3rT3SWHfljBwpbaVSumOvW0rdCU6qmkBZdW91ip7xSTPG/SLmZms0UM2VSiD0VAb7o2mPaoqIxvWazkC",
+	"uUEFxcO0bt/b1Kvl4mL3psKuBvbbV+RjfZ4ur/Cv5PP86or8b+2KvGrO+fkr+BubKqGMjU5yK4JW35vp",
+	"r72i7+FttSZP3Ub33DqrrnDd1cfeyLRqWOClmz3STF5zK8Jh7fISzFulv5E7IXrMEHqMhSWSKhyyRF4h",
+	"6Ooa4dzj3DK6XYfSXqmqvIf+GIaFGEUMbXpklrR9FhJGMMTSxAjCr4G8sTgqVpp+jbWoqekZaFklUt+3",
+	"ARo/2EDIVZXV8NndFFoduUPs+2wXmgAGov0jTdDFijg1IsozaRenaF/T5bCp/EUsfkZVrhH/7qCnjwxJ",
+	"CIIjzqSyGOyrGJLdn4R+IZR5RLeZkXborhd2TtIc3Y9piottsIojwt2pzj50SG/5whDDzm87R6nc+QVr",
+	"Y3pqxRFjgUn863/nIltsM3RKKfgDHmcpz/hMWJGhA6YYiB8GPlSO4qq5/1ORXcuoXa4a+t313g3txFz8",
+	"13/8Z9ijJBqMxk3AOKaqr4S123FEjEQRuu+wBdj/sJakMWTYNxvlg8HjCB/CPwkUUFZ4N3Rnf7c64J/d",
+	"/uDae5dXZ4w5H+Vkp9amy1NtI5YzHyqsz1sqUCNAUmWPfPIJXno9rCTDuPD6XGcxC7GXMEB4oEl5JCh6",
+	"WV5D2W1ehmJ9++z4j1xe8wSkudWsOnrWpTn21lBdPRNmZedvUZm+1KtLUOxoRLc2m6JiHObLczbjKQN2",
+	"D/N3t0WbIbEWxSfuwhIHTS9A35YQweORmqE/YTYWMesi8oyqNyLLKsvT00HrBXhMMQ0pszuJRB9LRfqU",
+	"LpnCTxnQSqOV6UZHtfStXrpag6LDDgmMBx69FldC9UdqpF7idLDid8STxCA7xMhD/Ugs7aNLOVql50PW",
+	"uOUjtYH0rdbexYoUWEBW8GoQaXt9RghWJDZY0pFafy7ZDgb32Kujl8chzvV4FaIDQ1BsBeDTJcRO4ME5",
+	"AQvJeRD2CEhYoAtHyiNzhmsQiWTcf/PNwf7+N9+UUEQPz0mksSPVDd+PHAJyBMbbCCypUScYgS2F/8Kg",
+	"8A+0EPGvyN6MOrfnqL3f4n10dC8KInNpqlMOo6y2zUadfr8/6tyGfYIS0fg2YYAK0A83V8YVx3a4n5Hq",
+	"3gH503P3wKz8UCKCWFdp4KKbEUHEnZqxPw5zUxx31GlcCcnOHrrkb4OOu/muM0Qv/WOQzdxOUeru8lTu",
+	"8jyWdhdjS6LBbUtkRcQXuAKTQXnZLswUy5LDB3dnAjEMWgXR9PpIucodK2+XKZoqdk/D99I6BcgnugE/",
+	"i2VMKpCrehl6xrRSmRtjisuFuQ+ZoWRKurkD7cCyjD0vpjhSdGO04zgSrJ80FUrEAfN3BhEPA4ZPRZSh",
+	"xSuRopt7pMr7t47ePTs5u3h7fHb86uzk9auQdZ29xA4GPsiGWwvmJPZ+EuPFe8ZijWfcPKcymFbHavnI",
+	"LlWybnWRVp50t8Ocox6HfmQkkf3BAB0/Wll/JcQSjSLuDBX7rcpUY6UDlF3LekrqLpXFBc24TAKmxByD",
+	"BTIzFhGdB4O9tl6KYe++U9wxaRHTS483v/TcX3uJb+zvb9NNSrfM8HEijpV1gOUn2/T2TvFrLslRhipx",
+	"Pptx0B+rmSiPDMPD2bQaWP18AjRABc5B077Z8ZxgJ9OEXwPJgR3gUffytXraVyntmYeRftHEVi2ssZbc",
+	"CqWD6SS+D2r7fLQDu1f10xh/nED5Qb23aqbaqTaimt7EZJWsnlXQxKuUdS3FnKz3VDdF+45dHSfi/Kyw",
+	"louhHdJPYL6BzlO1QavGprvdo7iUYqRgAKx7MHhcitNGpkkK1bPiJgOnv/yo48V9E5nLPrqt+y783e91",
+	"Ct+7786bqPsMry2Yl+laD8g697Z440zrFzybiM98XpzOXWgdW1M/VSlrYKzvSz/V7S6dCryyZYXRPsPv",
+	"q9RZo5KDpvpy8EZ8iMpQ1XJSGiE+ImPXIpOXiwfdbRrp+jdeaUug7s+727SA5W4HFbWSrp9zC2vuTAdB",
+	"szT9SdjWHR48FB+4Bx7w5ezxT2A61Cr/k+jD26c/RLjdSQFyrZ48Q9Um5TaaNnoElwtUJeLSrqtS1WdH",
+	"rKxL4e2icT5Lwfatl44N/WXsmbAyK66Z1bnFzIu6u3Qpa7XPXnIEA/LyZm4vmAPnHcZbvdb6h4Nlmc1K",
+	"kY32EFeMDk7gqpLYqbsY0a1A75AVz6DbypLDulAS/OCwpAxWHnXqRZMiQGXEHkQRcBXLtlIEHowB5Dio",
+	"+LMoA3dmHV+Q9kCb/cm0BxJM6001TMc2n1K4lJnj68XLo9JBc09m1N9aF0FLja8s3tYk5Az7jxRQznJr",
+	"spso0f/TMMtqxYYHtplc/YJ2i4kuWvxLU+3g+80vPNXqMpEUxf6SeOrpFK95LwQ8uiWWSnGgJpKgoleW",
+	"32irVHLXE7UVT36P/25p45UnaZOF9xbzL+JDb9jNJEb8cxXj9ZxfDb0tiYjWkXE6zA/IU4P3FMhNuZ2W",
+	"YVxPLJ1lRhdUmNamchTn6wkTzVYkxo8SCHlbHYNK/Kl2lRJdGhswwv1SnaxYmqs+O7E+38hFkzNxLXVO",
+	"740Ut3omwTZbHDKOgUSgdIoKJYJfL79li5INeO16XfOgxaMasyYYKYL4BIwSgIIa3A4sDgcjJOQPBmvA",
+	"wFCEh6CqB4l4ZNhMWA699EeKSkfSpMEiGQvWTRMuFQv9UyErkptNyCwQpkFeBS2GM56Gu6Gc8Qn8mvCF",
+	"zu3hSCnNYg5fxuiQNoduptCUbxi5oFSU2GcOgQ+8eveCYcB94a6VP6xOksLn9Vm6NvC+UmwHzbaaAzPs",
+	"kQ0moisRMwqXEcJypHwoe+gXAYNh40zwKwOMN08QPcHZwf4+m6NnOUx0FFLlC+qehUBHtExYWWGkSugF",
+	"t4wiYV3Rn/RZ+PuoA0+POgEbdfxK0KfqTDvnYa/Z6ANSOnPenO20GB1ZYXdKqHzD6RxLxbNFw/n8Kxl8",
+	"hX/LW36tdP0F6Dn3smAu8+M26LSBAO7e1gZraOU2NFtJouiiZ6VIlwCuiYWx0Wai2jVfliWMfLte/6wq",
+	"J+7ZNM59kalGxEKtug/wGqyUg9WLKDGZ6vAEDCvn8KSltCU5p2ylsZGq1Ph0QISqIx6e77oyibWynr2y",
+	"oKdaVNCZfYaoTKw+Uy6cnqsiTmcE5eN2DwYHiElBTdggEEa5CJ5cLlPY67MfcaJmpIqqxRm/vJQRCjs9",
+	"kxYjCT7Bdy8YDAZucQzrAgunyiiNrLX0alOxr7sqTPjW80zPtokU48NneptHa4XDHiC0TLPfyAiQWAuv",
+	"iKPAj3aOfDnauNOc6hVuAzyOU51nDHF/iwf1zXvuQlozLG1n+L7+JR7p1XBeI8P51YErwV4brqIL4cwX",
+	"ZdOsqRitDshN7m7HV0aqGxZw49ADVXXGwn9cicUPYS9w2LRKlB91sSux8A0G1RLzqJqRn3+k4CEkfAKv",
+	"ecQx6xKC0wSI32SI3wzYyRuWIbQqKLcv0qkImFCw03HAEHa/CEaqUnoC+OAfuba8d8gQjEjAdBh2nS8a",
+	"1oXXdvA1V2CufpM4MKBfi2LI9YVtjPPACijtqs9Lww4GBwHdRv3Y4yobrrSmu6urUG1cNVdazUVgKqh6",
+	"n5+UZgIjOeMc0ztHinCoXV5cb+GQcGzM4/rwezS6vT57ishU5+koSkjrDHN9gGGDOm/mooBpPH399tSX",
+	"z8dVHWd6bkRmDh3KlZTtGlI1dAg3nokWnl7NQv9krLOStduEyfG4YIL4l0RMAaJKIpjLAMNA0yfWYmHI",
+	"n88VcrC/hbfvpVT2BZ2hD2fYLikDeWk9peD3c5C+Tdh7+qWevFH9ziVF4FcgkpcDtZVIJCo3SjT47c5K",
+	"FeuhRAL1Rv4U3VrMYKcsK7AEZF+uYIBp0jA7Z4gGrDjR40Ux7TE3YqSM5RYh660VClqLErA3ItvxTFEQ",
+	"9LmLHPBg8LjHYj1SmITOZUKwYpjFcElvF8pm6OwJ348oubyCqQbzm7Di8OXB4PH/PRgc3IZ99pQA7SNl",
+	"png3P3oRCIpLDXqhFWKTIRa2H6mRqgpP9CCYghRwQVcEalDlkjVZWQrJw5GicgduLWIRyZgW2y7nAZVS",
+	"sBeU4qpJWvWZE0UjtSyLlsRxsziCPQQ9HhZECkMRcf/BiaCRapFBdipmvcBzcZAcxZJS3iZu5iHjVTlV",
+	"kU+09SSfvOSpJSc1CXBWVkSHCWE1JlBWtFrMdG5I3IwUEud6QQ5Wxfe9Psmu5T3eJJEMHrdPFI1qLl/y",
+	"wB6dlkoeDULyNEe4x2WesPKxD5V/D+lj+DtLMhRRRKrM0+qdxVddBK2494Gg+p6qGu2QUz4TtQt+XJVA",
+	"8kIvsaw+Dfrd2xemUmOzAAqHV2JBmB8+UpeZMNNk4QNSFamNXAtfcrppTaY39Np+0rEm2McFXzY8TPmS",
+	"Gx87lZNtHju+SbdqDfOTP6k/oli9Jl+E+217JRne+AIV5Y9mFcucYQO3qPEAv8oMC6GhcPOmyhInMJ3z",
+	"dQe9esXWe4o63DrfxBTL+P/Zigf62f3+CQnN3STQ4vJy24I3bqb95fU9r8NfroUSpop3ee0n41fI5a0t",
+	"s7z6pF/TQ453fNTEl0tCNc4R+gOVyZc/XT/Ns6k0lIPLI4sJoG6gGye94LNk06T/7ejli7tN2rdaTrp9",
+	"ho/7g2KWMHLojVlxU7/7ZV087P5Xz824dfVAy160n5C39PNnOSDYNxiF6P/s3wfHOq9jHngsFSra3hYB",
+	"c7K4y2Ddsl3vATu68DejtaINqZTsF54XRpPYLguxzMODtfm7JIiVoS6BN/WqCdb5i/y9zEVeoXvuwxLA",
+	"jhTD6miEHcFy+3Rdx1PaxR2qhTZkg7DnssQM3XdXdV4bYTFFDBNvzUi5dFnkBuH72xArx7Vnf9FmfyLD",
+	"kRo/pREaoKbbT06366CLeFXgQwb0/8Y4RJcZ5pZ160NRDV9XuOrue7o/6HYzWrBCsauE1OYJSBaURe+3",
+	"8isisDn1awJq5wdtaHuC19oNe4CT/5Gn/stK7brL1n1oVOAXsSgiAk1neJeSlC6MZ/x3Bl36HtaIzrtm",
+	"iLFuqPhMDBl97wMTeHl1Jgxd/R2MVOjivP5BniR6XuSIuSo+Ey5VwEJfUY1b/zQ5n9338ARFgd3PI0Wf",
+	"4ZdK5eLGrqqRW491KYLXoUwvKO5ctMzVogwJsyNVHV3IHK4xxeKGvNZ76MIP1Y6KarNGuJpOXFU6LV+h",
+	"IC88ydnTk2dvyYO/vx9UbxmiPer6BFKpYnEDY0RVhht2KWw0FbFHjcKWi5gy11zSvRm5jcUaTHSP1Q7W",
+	"O3K1c7uhjLFcj6tI5epx4XeOJODPhBt7kRv4MFKhh85e4FsXlfUKWIiglAs7leZippWdhj2cW1mrC2Yz",
+	"UToTMVbMRCim6lYqaOl5eQlIedG+TqkmaS9oUvRQ/wOtzU3Xp/4NCQiKNyebMjTm63sGlfuQQSIXc6Zw",
+	"jSuSIa7BomxSBfHpJW3t768SevDng6uFX/NZVnIEP1zxWCOFRHT1CWQPixEzpIYML/AqL4xQcaqlsmyO",
+	"8V2KqLJMTqZ4W4i7etEXCcOIAnFIaRB29MiwKM8yKoWH8B1XS4/WxsNZsO7TUuSwuPwLOjVSKyq8xEcq",
+	"0uli6OWW0tmMJ9LgUQpY+I+wgCexWMK+SjVZQjJhfwXMqQe8DjnSSEngw5HOsBpUhbWW0mOmr0WvD4ID",
+	"i71RCgF34d/6FICTmZHqlpWgzt6+Oz07fnbx5u3r306OTyvNYmHK3mHB86StmsVVMYVDxOhwM9sT0dUn",
+	"NYCxh88UMHV9mzxph8E7anlI9fgLYk2/4jl28Tp/bl3xPknFU8eu0n/8jztr3a18C8uqiftnXM4WYhOs",
+	"6EZ6gqtXitlCrgpoJSupdv9RUNYtRFaD4JBgpHJlZcLWKFOsG9buZAoJ7q/0vIc3qKrKMWVYq9AhA2Fd",
+	"wj7Dy6DQxQVqN5tPYTt4JfGJxo0IIlevJEJu7GCfOomFK3k5Uu7CrKHjGFNuCoy3nWsXhe6z+ohRM/N3",
+	"P8EC6MRfEaX0vD9SrzH7EtZNRhxrp2ZUlK+aVIRkFPFoKh7BWCtVIjEbq4lD0T1Yn5RF1a/a+qz6WMHC",
+	"YReBPCkg/rUawz25B+S18OCuwup1gDEPmPPE7fFd3J2mVGRSx/enm913fsqanJTqpdz9kXJ5H2xN2kef",
+	"YeICsJR5Bt8oZ5NfJrmZMqmsyK55UtNW3p0e/XR88fzFu9OfL05enR2//efRizDwxf7Z3oAZV6kUFCV2",
+	"Kebucj9TIODGgjgYW+BAjz409YQO2X/TzJNi5u085mvGic84AUZQOWVTHns5vC775BM7FT8Cn3buLn93",
+	"PTZUPadbmVAt8LWzQZUrw+3uLqLOLpKpm3LDbWHo5NmBqXArx4koY4ZHb076lQrlfrFg2A2XyFJdTV98",
+	"3AjhS4QjnDXwNqDMatmCptJDkQy02sNpQ0HxEoJtC3SbvxGgMp9epYcqPq95GmSVeowPJbLUMMguM4fw",
+	"bhX8Wzf8h5GTH0b5YLD/rbhJ3V9oef4QLg+iqftfp7ooZYz2uNO2nCuzuhVYBXa1BYIkBOhUJICAN7w9",
+	"tMIl8VfaqiAEbs9v/38AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

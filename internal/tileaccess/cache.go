@@ -24,6 +24,7 @@ import (
 	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // tileCache keeps what the tile path needs of API keys and datasets in process, so a tile
@@ -47,6 +48,7 @@ type tileCache struct {
 	loads    singleflight.Group
 	dataDir  string
 	tiles    *mbtiles.Pool
+	upstream func(store.Dataset) (*upstream.Source, error)
 	// publicCC and privateCC are the Cache-Control of public and of other datasets' tiles.
 	publicCC, privateCC string
 
@@ -109,7 +111,14 @@ type DatasetEntry struct {
 	// a header from a string allocates its []string each time.
 	CacheControl, ContentType           string
 	CacheControlValue, ContentTypeValue []string
+	// Upstream is where an upstream dataset's tiles come from; UpstreamErr why it could not be
+	// opened (its headers sealed under a key no longer configured). Both nil for a file dataset.
+	Upstream    *upstream.Source
+	UpstreamErr error
 }
+
+// HasUpstream: the dataset's tiles come from an upstream server, not a file.
+func (e *DatasetEntry) HasUpstream() bool { return e.Dataset.UpstreamURL != nil }
 
 const (
 	keyCacheSize     = 100_000
@@ -135,6 +144,7 @@ func newTileCache(cfg Config) *tileCache {
 		observe:       cfg.Observe,
 		dataDir:       cfg.DataDir,
 		tiles:         cfg.Tiles,
+		upstream:      cfg.Upstream,
 		publicCC:      "public, max-age=" + seconds(cfg.PublicTileMaxAge),
 		privateCC:     "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
 		paths:         map[uuid.UUID]string{},
@@ -382,6 +392,12 @@ func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 		e.CacheControl = c.publicCC
 	}
 	e.CacheControlValue, e.ContentTypeValue = []string{e.CacheControl}, []string{e.ContentType}
+	if d.UpstreamURL != nil && c.upstream != nil {
+		e.Upstream, e.UpstreamErr = c.upstream(d)
+		if e.UpstreamErr != nil {
+			e.Upstream = nil
+		}
+	}
 	if d.TileFile != nil {
 		e.Path = filepath.Join(c.dataDir, *d.TileFile)
 		// "<dataset>-<random>.mbtiles": the random part is unique per upload.
