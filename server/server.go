@@ -362,7 +362,7 @@ func (s *Server) Handler() http.Handler {
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
 	api.GET(authRoute, s.authorizeTile)
-	return &tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}
+	return geolensAlias{&tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}}
 }
 
 // uploadRoute streams a file for minutes: its database work is not under DBTimeout.

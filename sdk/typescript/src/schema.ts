@@ -400,6 +400,13 @@ export interface paths {
          *     `Content-Encoding: gzip`. An unknown dataset, one the credential's account does not see and
          *     a format other than the dataset's are 404. An API key over its rate limit or monthly quota is
          *     answered 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`).
+         *
+         *     GeoLens's vector tile URL, `/api/tiles/data.<table>/{z}/{x}/{y}.pbf?sig=&exp=&scope=` (its
+         *     front end builds it from a dataset's table name, which a single-tenant GeoLens also uses as
+         *     the token's scope), is served as this operation: tilegate datasets have no table names, so
+         *     `<table>` is the dataset id, or a tile token's `scope` (which names the dataset). The
+         *     credential is checked against that dataset exactly as here, so the alias grants nothing
+         *     more; any other `<table>` is a 422 on `dataset_id`.
          */
         get: operations["getTile"];
         put?: never;
