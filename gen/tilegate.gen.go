@@ -620,6 +620,7 @@ type Dataset struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility Visibility `json:"visibility"`
 }
 
@@ -651,6 +652,7 @@ type DatasetCreate struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -689,6 +691,7 @@ type DatasetUpdate struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -729,10 +732,27 @@ type DatasetUsageItem struct {
 	Tokens int64 `json:"tokens"`
 }
 
-// Error defines model for Error.
+// Error An error answer other than a validation failure.
 type Error struct {
-	// Detail Example: API key not found
+	// Detail What went wrong, for a person.
+	//
+	// Example: Dataset not found
 	Detail string `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Grant defines model for Grant.
@@ -761,9 +781,24 @@ type GrantList struct {
 // Granularity defines model for Granularity.
 type Granularity string
 
-// HTTPValidationError defines model for HTTPValidationError.
+// HTTPValidationError A request validation failure, in FastAPI's shape with the problem fields.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Health defines model for Health.
@@ -795,6 +830,28 @@ type KeyUsageItem struct {
 
 	// Start The bucket's start (UTC).
 	Start time.Time `json:"start"`
+}
+
+// Problem RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+// and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+// what FastAPI clients read. An error is sent as `application/problem+json` when the
+// request's `Accept` names that type at least as preferred as `application/json`; otherwise
+// (no `Accept`, `*/*`, `application/json`) as `application/json`. The body is the same.
+type Problem struct {
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // RasterTileToken defines model for RasterTileToken.
@@ -956,6 +1013,7 @@ type VectorTileTokenKind string
 
 // Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 // admins and principals granted it may use it. `public`: anyone, no credential needed.
+// Only admins make a dataset `public` or move it into or out of `restricted`.
 type Visibility string
 
 // Cursor defines model for Cursor.
@@ -988,35 +1046,65 @@ type UsageFrom = time.Time
 // UsageTo defines model for UsageTo.
 type UsageTo = time.Time
 
-// Conflict defines model for Conflict.
-type Conflict = Error
+// ConflictApplicationJSON An error answer other than a validation failure.
+type ConflictApplicationJSON = Error
 
-// Forbidden defines model for Forbidden.
-type Forbidden = Error
+// ConflictApplicationProblemPlusJSON An error answer other than a validation failure.
+type ConflictApplicationProblemPlusJSON = Error
 
-// NotFound defines model for NotFound.
-type NotFound = Error
+// ForbiddenApplicationJSON An error answer other than a validation failure.
+type ForbiddenApplicationJSON = Error
 
-// TileForbidden defines model for TileForbidden.
-type TileForbidden = Error
+// ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type ForbiddenApplicationProblemPlusJSON = Error
 
-// TileLimited defines model for TileLimited.
-type TileLimited = Error
+// NotFoundApplicationJSON An error answer other than a validation failure.
+type NotFoundApplicationJSON = Error
 
-// TileUnauthorized defines model for TileUnauthorized.
-type TileUnauthorized = Error
+// NotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type NotFoundApplicationProblemPlusJSON = Error
 
-// TooLarge defines model for TooLarge.
-type TooLarge = Error
+// TileForbiddenApplicationJSON An error answer other than a validation failure.
+type TileForbiddenApplicationJSON = Error
 
-// Unauthorized defines model for Unauthorized.
-type Unauthorized = Error
+// TileForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileForbiddenApplicationProblemPlusJSON = Error
 
-// Unavailable defines model for Unavailable.
-type Unavailable = Error
+// TileLimitedApplicationJSON An error answer other than a validation failure.
+type TileLimitedApplicationJSON = Error
 
-// UnprocessableEntity defines model for UnprocessableEntity.
-type UnprocessableEntity = HTTPValidationError
+// TileLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileLimitedApplicationProblemPlusJSON = Error
+
+// TileUnauthorizedApplicationJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationJSON = Error
+
+// TileUnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationProblemPlusJSON = Error
+
+// TooLargeApplicationJSON An error answer other than a validation failure.
+type TooLargeApplicationJSON = Error
+
+// TooLargeApplicationProblemPlusJSON An error answer other than a validation failure.
+type TooLargeApplicationProblemPlusJSON = Error
+
+// UnauthorizedApplicationJSON An error answer other than a validation failure.
+type UnauthorizedApplicationJSON = Error
+
+// UnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnauthorizedApplicationProblemPlusJSON = Error
+
+// UnavailableApplicationJSON An error answer other than a validation failure.
+type UnavailableApplicationJSON = Error
+
+// UnavailableApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnavailableApplicationProblemPlusJSON = Error
+
+// UnprocessableEntityApplicationJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationJSON = HTTPValidationError
+
+// UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -1997,12 +2085,18 @@ type ClientInterface interface {
 
 	// CreateDatasetWithBody Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateDataset Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2022,7 +2116,9 @@ type ClientInterface interface {
 	// UpdateDatasetWithBody Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2032,7 +2128,9 @@ type ClientInterface interface {
 	// UpdateDataset Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2189,7 +2287,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2204,7 +2304,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2312,6 +2414,9 @@ func (c *Client) ListDatasets(ctx context.Context, params *ListDatasetsParams, r
 
 // CreateDatasetWithBody Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -2328,6 +2433,9 @@ func (c *Client) CreateDatasetWithBody(ctx context.Context, contentType string, 
 }
 
 // CreateDataset Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2377,7 +2485,9 @@ func (c *Client) GetDataset(ctx context.Context, datasetId DatasetID, reqEditors
 // UpdateDatasetWithBody Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2397,7 +2507,9 @@ func (c *Client) UpdateDatasetWithBody(ctx context.Context, datasetId DatasetID,
 // UpdateDataset Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2754,7 +2866,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2779,7 +2893,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4183,12 +4299,18 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDatasetWithBodyWithResponse Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error)
 
 	// CreateDatasetWithResponse Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4212,7 +4334,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithBodyWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4222,7 +4346,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4403,7 +4529,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4418,7 +4546,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4496,13 +4626,21 @@ type ListAuditResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4511,23 +4649,43 @@ func (r ListAuditResponse) GetJSON200() *AuditPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAuditResponse) GetJSON401() *Unauthorized {
+func (r ListAuditResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListAuditResponse) GetJSON403() *Forbidden {
+func (r ListAuditResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAuditResponse) GetJSON503() *Unavailable {
+func (r ListAuditResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4565,11 +4723,17 @@ type ListDatasetsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4578,18 +4742,33 @@ func (r ListDatasetsResponse) GetJSON200() *DatasetPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListDatasetsResponse) GetJSON401() *Unauthorized {
+func (r ListDatasetsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListDatasetsResponse) GetJSON503() *Unavailable {
+func (r ListDatasetsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4627,15 +4806,25 @@ type CreateDatasetResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4644,28 +4833,53 @@ func (r CreateDatasetResponse) GetJSON201() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateDatasetResponse) GetJSON401() *Unauthorized {
+func (r CreateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateDatasetResponse) GetJSON403() *Forbidden {
+func (r CreateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateDatasetResponse) GetJSON413() *TooLarge {
+func (r CreateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateDatasetResponse) GetJSON503() *Unavailable {
+func (r CreateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4701,40 +4915,75 @@ type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteDatasetResponse) GetJSON401() *Unauthorized {
+func (r DeleteDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteDatasetResponse) GetJSON403() *Forbidden {
+func (r DeleteDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteDatasetResponse) GetJSON404() *NotFound {
+func (r DeleteDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteDatasetResponse) GetJSON503() *Unavailable {
+func (r DeleteDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4772,13 +5021,21 @@ type GetDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4787,23 +5044,43 @@ func (r GetDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetResponse) GetJSON404() *NotFound {
+func (r GetDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetResponse) GetJSON503() *Unavailable {
+func (r GetDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4841,17 +5118,29 @@ type UpdateDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4860,33 +5149,63 @@ func (r UpdateDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UpdateDatasetResponse) GetJSON401() *Unauthorized {
+func (r UpdateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UpdateDatasetResponse) GetJSON403() *Forbidden {
+func (r UpdateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UpdateDatasetResponse) GetJSON404() *NotFound {
+func (r UpdateDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UpdateDatasetResponse) GetJSON413() *TooLarge {
+func (r UpdateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UpdateDatasetResponse) GetJSON503() *Unavailable {
+func (r UpdateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4924,15 +5243,25 @@ type ListGrantsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *GrantList
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4941,28 +5270,53 @@ func (r ListGrantsResponse) GetJSON200() *GrantList {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListGrantsResponse) GetJSON401() *Unauthorized {
+func (r ListGrantsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListGrantsResponse) GetJSON403() *Forbidden {
+func (r ListGrantsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ListGrantsResponse) GetJSON404() *NotFound {
+func (r ListGrantsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListGrantsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListGrantsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListGrantsResponse) GetJSON503() *Unavailable {
+func (r ListGrantsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5000,19 +5354,33 @@ type CreateGrantResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Grant
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5021,38 +5389,73 @@ func (r CreateGrantResponse) GetJSON201() *Grant {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateGrantResponse) GetJSON401() *Unauthorized {
+func (r CreateGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateGrantResponse) GetJSON403() *Forbidden {
+func (r CreateGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CreateGrantResponse) GetJSON404() *NotFound {
+func (r CreateGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateGrantResponse) GetJSON409() *Conflict {
+func (r CreateGrantResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateGrantResponse) GetJSON413() *TooLarge {
+func (r CreateGrantResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateGrantResponse) GetJSON503() *Unavailable {
+func (r CreateGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5088,40 +5491,75 @@ type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteGrantResponse) GetJSON401() *Unauthorized {
+func (r DeleteGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteGrantResponse) GetJSON403() *Forbidden {
+func (r DeleteGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteGrantResponse) GetJSON404() *NotFound {
+func (r DeleteGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteGrantResponse) GetJSON503() *Unavailable {
+func (r DeleteGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5159,17 +5597,29 @@ type UploadTilesResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5178,33 +5628,63 @@ func (r UploadTilesResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UploadTilesResponse) GetJSON401() *Unauthorized {
+func (r UploadTilesResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UploadTilesResponse) GetJSON403() *Forbidden {
+func (r UploadTilesResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UploadTilesResponse) GetJSON404() *NotFound {
+func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UploadTilesResponse) GetJSON413() *TooLarge {
+func (r UploadTilesResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UploadTilesResponse) GetJSON422() *UnprocessableEntity {
+func (r UploadTilesResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UploadTilesResponse) GetJSON503() *Unavailable {
+func (r UploadTilesResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5242,13 +5722,21 @@ type GetDatasetUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5257,23 +5745,43 @@ func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+func (r GetDatasetUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+func (r GetDatasetUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5311,15 +5819,25 @@ type GetTileTokenResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileToken
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5328,28 +5846,53 @@ func (r GetTileTokenResponse) GetJSON200() *TileToken {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokenResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokenResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *Forbidden {
+func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileTokenResponse) GetJSON404() *NotFound {
+func (r GetTileTokenResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokenResponse) GetJSON503() *Unavailable {
+func (r GetTileTokenResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5387,13 +5930,21 @@ type GetTileTokensBatchResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileTokenBatchResponse
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5402,23 +5953,43 @@ func (r GetTileTokensBatchResponse) GetJSON200() *TileTokenBatchResponse {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokensBatchResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON413() *TooLarge {
+func (r GetTileTokensBatchResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON503() *Unavailable {
+func (r GetTileTokensBatchResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5468,15 +6039,25 @@ type GetTileJSONResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileJSON
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *TileUnauthorized
+	JSON401 *TileUnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *TileUnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *TileForbidden
+	JSON403 *TileForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5489,28 +6070,53 @@ func (r GetTileJSONResponse) GetJSON200() *TileJSON {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileJSONResponse) GetJSON401() *TileUnauthorized {
+func (r GetTileJSONResponse) GetJSON401() *TileUnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON401() *TileUnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileJSONResponse) GetJSON403() *TileForbidden {
+func (r GetTileJSONResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileJSONResponse) GetJSON404() *NotFound {
+func (r GetTileJSONResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileJSONResponse) GetJSON503() *Unavailable {
+func (r GetTileJSONResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5671,7 +6277,9 @@ type ReadyzResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5680,8 +6288,13 @@ func (r ReadyzResponse) GetJSON200() *Health {
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Unavailable {
+func (r ReadyzResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5719,11 +6332,17 @@ type ListAPIKeysResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKeyPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5732,18 +6351,33 @@ func (r ListAPIKeysResponse) GetJSON200() *APIKeyPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAPIKeysResponse) GetJSON401() *Unauthorized {
+func (r ListAPIKeysResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAPIKeysResponse) GetJSON503() *Unavailable {
+func (r ListAPIKeysResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5781,17 +6415,29 @@ type CreateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5800,33 +6446,63 @@ func (r CreateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CreateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r CreateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON409() *Conflict {
+func (r CreateAPIKeyResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CreateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CreateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5862,40 +6538,75 @@ type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r DeleteAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON403() *Forbidden {
+func (r DeleteAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON404() *NotFound {
+func (r DeleteAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON503() *Unavailable {
+func (r DeleteAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5933,13 +6644,21 @@ type GetAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5948,23 +6667,43 @@ func (r GetAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6002,19 +6741,33 @@ type ChangeAPIKeySettingsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6023,38 +6776,73 @@ func (r ChangeAPIKeySettingsResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON401() *Unauthorized {
+func (r ChangeAPIKeySettingsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON403() *Forbidden {
+func (r ChangeAPIKeySettingsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFound {
+func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON409() *Conflict {
+func (r ChangeAPIKeySettingsResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLarge {
+func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntity {
+func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON503() *Unavailable {
+func (r ChangeAPIKeySettingsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6092,15 +6880,25 @@ type CheckAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CheckResult
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6109,28 +6907,53 @@ func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CheckAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+func (r CheckAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CheckAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CheckAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6168,17 +6991,29 @@ type RotateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6187,33 +7022,63 @@ func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r RotateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r RotateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+func (r RotateAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r RotateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r RotateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6251,13 +7116,21 @@ type GetAPIKeyUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *KeyUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6266,23 +7139,43 @@ func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6348,6 +7241,9 @@ func (c *ClientWithResponses) ListDatasetsWithResponse(ctx context.Context, para
 
 // CreateDatasetWithBodyWithResponse Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -6360,6 +7256,9 @@ func (c *ClientWithResponses) CreateDatasetWithBodyWithResponse(ctx context.Cont
 }
 
 // CreateDatasetWithResponse Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6401,7 +7300,9 @@ func (c *ClientWithResponses) GetDatasetWithResponse(ctx context.Context, datase
 // UpdateDatasetWithBodyWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6417,7 +7318,9 @@ func (c *ClientWithResponses) UpdateDatasetWithBodyWithResponse(ctx context.Cont
 // UpdateDatasetWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6718,7 +7621,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6739,7 +7644,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6867,33 +7774,61 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6921,26 +7856,47 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6968,40 +7924,75 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7025,40 +8016,75 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7086,33 +8112,61 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7140,47 +8194,89 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7208,40 +8304,75 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7269,54 +8400,103 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7340,40 +8520,75 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7401,47 +8616,89 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7469,33 +8726,61 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7523,40 +8808,75 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7584,33 +8904,61 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7638,40 +8986,75 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest TileUnauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest TileForbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7814,12 +9197,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7847,26 +9237,47 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7894,47 +9305,89 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7958,40 +9411,75 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 	case rsp.StatusCode == 200:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8019,33 +9507,61 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8073,54 +9589,103 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8148,40 +9713,75 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8209,47 +9809,89 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8277,33 +9919,61 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8952,16 +10622,24 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 }
 
 type ConflictJSONResponse Error
+type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
+type ForbiddenApplicationProblemPlusJSONResponse Error
 
 type NotFoundJSONResponse Error
+type NotFoundApplicationProblemPlusJSONResponse Error
 
 type TileForbiddenResponseHeaders struct {
 	AccessControlAllowOrigin *string
 	XTilegateReason          *string
 }
 type TileForbiddenJSONResponse struct {
+	Body Error
+
+	Headers TileForbiddenResponseHeaders
+}
+type TileForbiddenApplicationProblemPlusJSONResponse struct {
 	Body Error
 
 	Headers TileForbiddenResponseHeaders
@@ -8979,6 +10657,11 @@ type TileLimitedJSONResponse struct {
 
 	Headers TileLimitedResponseHeaders
 }
+type TileLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileLimitedResponseHeaders
+}
 
 type TileUnauthorizedResponseHeaders struct {
 	AccessControlAllowOrigin *string
@@ -8989,14 +10672,23 @@ type TileUnauthorizedJSONResponse struct {
 
 	Headers TileUnauthorizedResponseHeaders
 }
+type TileUnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileUnauthorizedResponseHeaders
+}
 
 type TooLargeJSONResponse Error
+type TooLargeApplicationProblemPlusJSONResponse Error
 
 type UnauthorizedJSONResponse Error
+type UnauthorizedApplicationProblemPlusJSONResponse Error
 
 type UnavailableJSONResponse Error
+type UnavailableApplicationProblemPlusJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -9034,6 +10726,22 @@ func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9043,6 +10751,22 @@ func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9064,6 +10788,22 @@ func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit422ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9073,6 +10813,22 @@ func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9114,6 +10870,22 @@ func (response ListDatasets401JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets401ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -9130,6 +10902,22 @@ func (response ListDatasets422JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets422ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
@@ -9139,6 +10927,22 @@ func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9180,6 +10984,22 @@ func (response CreateDataset401JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset401ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9194,6 +11014,22 @@ func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset403ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9203,6 +11039,22 @@ func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset413ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9224,6 +11076,22 @@ func (response CreateDataset422JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset422ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9233,6 +11101,22 @@ func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9268,6 +11152,22 @@ func (response DeleteDataset401JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset401ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9282,6 +11182,22 @@ func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset403ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9291,6 +11207,22 @@ func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset404ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9312,6 +11244,22 @@ func (response DeleteDataset422JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset422ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9321,6 +11269,22 @@ func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9362,6 +11326,22 @@ func (response GetDataset401JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset401ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9371,6 +11351,22 @@ func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset404ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9392,6 +11388,22 @@ func (response GetDataset422JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset422ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9401,6 +11413,22 @@ func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9443,6 +11471,22 @@ func (response UpdateDataset401JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset401ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9452,6 +11496,22 @@ func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset403ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9471,6 +11531,22 @@ func (response UpdateDataset404JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset404ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9480,6 +11556,22 @@ func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset413ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9501,6 +11593,22 @@ func (response UpdateDataset422JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset422ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9510,6 +11618,22 @@ func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9551,6 +11675,22 @@ func (response ListGrants401JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants401ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9565,6 +11705,22 @@ func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants403ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9574,6 +11730,22 @@ func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants404ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9595,6 +11767,22 @@ func (response ListGrants422JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants422ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9604,6 +11792,22 @@ func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9646,6 +11850,22 @@ func (response CreateGrant401JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant401ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9655,6 +11875,22 @@ func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant403ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9674,6 +11910,22 @@ func (response CreateGrant404JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant404ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
 
 func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9688,6 +11940,22 @@ func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant409ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9697,6 +11965,22 @@ func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant413ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9718,6 +12002,22 @@ func (response CreateGrant422JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant422ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9727,6 +12027,22 @@ func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9763,6 +12079,22 @@ func (response DeleteGrant401JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant401ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9777,6 +12109,22 @@ func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9786,6 +12134,22 @@ func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant404ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9807,6 +12171,22 @@ func (response DeleteGrant422JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant422ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9816,6 +12196,22 @@ func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9858,6 +12254,22 @@ func (response UploadTiles401JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles401ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9867,6 +12279,22 @@ func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles403ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9886,6 +12314,22 @@ func (response UploadTiles404JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9895,6 +12339,22 @@ func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles413ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9916,6 +12376,22 @@ func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles422ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9925,6 +12401,22 @@ func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9967,6 +12459,22 @@ func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage401ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -9976,6 +12484,22 @@ func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage404ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9997,6 +12521,22 @@ func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage422ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10006,6 +12546,22 @@ func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10055,6 +12611,22 @@ func (response GetTileToken401JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10069,6 +12641,22 @@ func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10078,6 +12666,22 @@ func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken404ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10099,6 +12703,22 @@ func (response GetTileToken422JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10108,6 +12728,22 @@ func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10149,6 +12785,22 @@ func (response GetTileTokensBatch401JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch401ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10158,6 +12810,22 @@ func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch413ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10179,6 +12847,22 @@ func (response GetTileTokensBatch422JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10188,6 +12872,22 @@ func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10236,6 +12936,28 @@ func (response GetTileJSON401JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON401ApplicationProblemPlusJSONResponse struct {
+	TileUnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON401ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10245,6 +12967,28 @@ func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON403ApplicationProblemPlusJSONResponse struct {
+	TileForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON403ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	if response.Headers.AccessControlAllowOrigin != nil {
 		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
 	}
@@ -10270,6 +13014,22 @@ func (response GetTileJSON404JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON404ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10286,6 +13046,22 @@ func (response GetTileJSON422JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON422ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10295,6 +13071,22 @@ func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10404,6 +13196,22 @@ func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	return err
 }
 
+type Readyz503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeysRequestObject struct {
 	Params ListAPIKeysParams
 }
@@ -10440,6 +13248,22 @@ func (response ListAPIKeys401JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys401ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10456,6 +13280,22 @@ func (response ListAPIKeys422JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys422ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
@@ -10465,6 +13305,22 @@ func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10506,6 +13362,22 @@ func (response CreateAPIKey401JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey401ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10515,6 +13387,22 @@ func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey403ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10534,6 +13422,22 @@ func (response CreateAPIKey409JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey409ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10543,6 +13447,22 @@ func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey413ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10564,6 +13484,22 @@ func (response CreateAPIKey422JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey422ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10573,6 +13509,22 @@ func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10608,6 +13560,22 @@ func (response DeleteAPIKey401JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey401ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10622,6 +13590,22 @@ func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10631,6 +13615,22 @@ func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey404ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10652,6 +13652,22 @@ func (response DeleteAPIKey422JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey422ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10661,6 +13677,22 @@ func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10702,6 +13734,22 @@ func (response GetAPIKey401JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10711,6 +13759,22 @@ func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10732,6 +13796,22 @@ func (response GetAPIKey422JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10741,6 +13821,22 @@ func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10783,6 +13879,22 @@ func (response ChangeAPIKeySettings401JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10792,6 +13904,22 @@ func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10811,6 +13939,22 @@ func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings409JSONResponse struct{ ConflictJSONResponse }
 
 func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10825,6 +13969,22 @@ func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10834,6 +13994,22 @@ func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10855,6 +14031,22 @@ func (response ChangeAPIKeySettings422JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10864,6 +14056,22 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10906,6 +14114,22 @@ func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey401ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10920,6 +14144,22 @@ func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey404ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10929,6 +14169,22 @@ func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey413ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10950,6 +14206,22 @@ func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey422ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10959,6 +14231,22 @@ func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11001,6 +14289,22 @@ func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey401ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11010,6 +14314,22 @@ func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11029,6 +14349,22 @@ func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey404ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11038,6 +14374,22 @@ func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey413ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11059,6 +14411,22 @@ func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey422ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11068,6 +14436,22 @@ func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11110,6 +14494,22 @@ func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11119,6 +14519,22 @@ func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11140,6 +14556,22 @@ func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11149,6 +14581,22 @@ func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11932,9 +15380,12 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangeAPIKeySettings(ctx.Request().Context(), request.(ChangeAPIKeySettingsRequestObject))
@@ -12085,175 +15536,186 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchs3tuCvoLhbZXKqSVGynM1IlUoptpLoxrFdljyZrVDFBrsPSYyaQAdAi2K8qrofsd+wH3a/ZAsH",
-	"QL/YzYcty/Fcz1TFIonnwcF5n4P3nUgsUsGBa9U5ed9JqaQL0CDx0/NMKiHNXzGoSLJUM8E7J503dAYk",
-	"wh8DQhWRoDPJISaMEz0HEtrfQiKm+DmVcMtEpkhKZzDoBB1mRvkjA7nqBB1OF9A56dg+naCjojksqJl1",
-	"KuSC6s5JZ7LS0Ak6C3r3EvhMzzsnzw6Pgo5epaan0pLxWSfo3PVnol/98v4+6LygmirQFy/MmDh1SvW8",
-	"mDm2v49Z3Ak6Ev7ImIS4c6JlBo2ryTJsuT7R+V26DqwrlgDR4gY4gbuUyRXpZpzdEQWR4LHqBQgibPBE",
-	"kRDu0tDAdMG4hrgNWHCXNkOKcf3NsQEV42yRLTonw3yhZsAZSFzpT5LyLKGS6dX6in/IohvQRLE/4ZRM",
-	"8IMiSlOpCdVkORcJkLnIpCJCkpiuVEDeXT1vW+qsNFV5yf9TwrRz0vkfBwUGHthf1UF5eWa5v0DDMs84",
-	"OXtzQW5g9URZ+LUt4QaqU5fw6OjZN00n+QusLLpUp7yIgWs2ZSANapvZf4FVPmsVq25g9fEY9ZItmG65",
-	"gIn5rW3L+GNl0zFMaZbozsmzId4kix6Hw2EJWQ6bseUyEua7DZitTIu2teCPex7AJZttnpDNONWZbJ+U",
-	"zfac8p2iM/hRisX6xJeI/J6agWQiJl3GoyRT7BZOCdPKXZQn7qb0BuSFBbjBTfK/8J6QCUyFBBJqEbat",
-	"e2oW0IgkMdXQ12wBndbVX4n1tZ/zuL5yuHMrr62Si2XbsrTYf1H3BvdVKrgCy04EnyYsQnyOBNfA8U+a",
-	"pgmLqFnuwb+UWfP7HcnEuZRC2olqiDIHEs0pN2zKTarIkuk5oYYKM6UZnxEx+RdEetC5Dzo/CjlhcQz8",
-	"kdYmASkJTQhT5JYmLCaTTJMFXREuNIkF0XOmcGmvhP5RZDz+9Ct7JYjKormDi2fmEU0SkE8UoVEkMm7h",
-	"ZW7iI8LszMGoBLclyh3TTEE8IOE/+2ZFM4OMb4EqwUMDWMHBoH6IfBfiMCDhhMbjnHaEwYiHSJ1C0s25",
-	"sBFXDForQj0Sialhe3g8EmiMcHFSQy8goZBsxrgZPlMgx3QGXOPYGb/hYsnHroGd5AZWJGFKG/ZpvlaE",
-	"cjuk4RSgNJlTRTgwPQdJwteuLxdyxMO3MAUJMjTT+tFvYBWSLk2UIJRIoamG2LHFXPJyO6NKI7GaSRpB",
-	"zyxRgrmvkYY4JN3ig9+eIpreANE55VUBYqjjvEZ8CQ2n8yDOtzjiTBXzuSNQY6pD3yVmik6Sch+Uf7j7",
-	"kikypYmyq/QiGhd6TJNELOvdChlOheb6mDUaINePiqWuX5Qw4HrEaRxLUMpMxzjhDmVKI7N0LA0SqLA3",
-	"GPFO0JkDjZ2AfBZFoFT/ueBaiqR/ZlbWtwdWxfp1er2GsZs73LtLhwIBxI9Dptwh41W6BYknKal2ogfp",
-	"rl+7E/x9nNhVhj0jIZpeC8H1PFmRPzKh6Yh3Q/xjDHcRQIw3M+OaJQh3DnfadrCs1IqXvQEJ34KWq/7Z",
-	"VIMM3YE5KfrUXA2qLXj6b0TColWI96r4OiRTYQ6IxJJOdZ+BnvbnWqc0ZX2zalx0351uf/h3s8yRF5tG",
-	"ndM/vhtlw+HTyN1SZdipmx9/gNPld4du0nI/+d3wVLu+brm2vVmQtBefahhxXEBgOjtwlSa1gPPTVAbz",
-	"hBo7+ZHdKoqBNq9ixM0IOMmDYnkO/J0busPb2r5AhWrTQpZtFGW3XDvgpuvvnTIWd4JOFVs710Hr/XzH",
-	"aabnQrI/4XE4doklNt7HBVOK8ZmhukISShY0McIbxMgdu2H+OTwhoWIzw8WMDjriiEKOOxpySpOEzNgt",
-	"cDOQ+WIJSUJsZzs4J7BI9QrJ++enlkK8pHIGj0MqPeueiBjppRaCJGZ6FJceFyvWJUyHBEiNOYpSflm3",
-	"lCWG4T7OqgwjnlAFZk0Zl0CjuZn8lEhznUlCNUi3slQKgy3m53OunZ3iQVb489XVm38YGGDn1vUWTYhv",
-	"4zUgi81vLpxZIpUiBamZ1XKsyBi3aklGgHzNk5U3B7QasfrqhqV9geuhST8Vho5J2+0+6EQSqH6EeUqS",
-	"VYNGPgcieLIqiYtOws1l5a4wcqw6IY1CXO+UhDxLkpDALcjViLtGKDU4jQPHyhQMyBmJIYGSeEpiKVJF",
-	"RJZr50bos5SHaVioHcwsQccswF6CCqiolHTVqSPG+7bmxXhOhl0HV4gSbegUlwJY3apA3HPSENPmorjR",
-	"CJ1RhiYuN99EiAQoxwlz6brBTGZ4JKqTxGBGPifL9Sc3vRfhiyPh5kzMjI0IthUMLG6C/kPhZS6Xr2/5",
-	"+cWLt4p0L97cHqMgdPHm9hujtsgFTZiCuEcKDYB4BWCRKW00jsTIUxZpl0wBqgw9I19amFC+8l1qaLY3",
-	"WiVU6bE5gPUd/DYHTqhVuzxrMc1JRKVkENvzRNSREAkZQ4z2DWZ6LRjPNPR2PriHOhEnbI5RWmq23lXp",
-	"wwSIAnkLMYrSEU2Ax1Q62b9rhP4cFacoc1gJtbKxJoN3C+BzOdBbtRrOzKnk6CloPdj6QXote4wa8njT",
-	"bXyHF3tpjrcwOEhIExpBTCYrS8PMSaMib7iP0ixJyFLIG5WDAwdAZTUWoB79pAvxGFlxHDPb8E2JEyKp",
-	"axICrF5d1iOpg4M1oZ6Q0KtY4xTk2GorIV4GRahTuYjghN6CpDMISJYSLUg4yaTSIaGaCB7BKaGRFEqR",
-	"VwhgFlFFjMRBaLww3OXw4FVAFFiK+Pb87MWv53V842herkOxyu9xUmdhzm3q5n/BRl3E+gVqm2wYJtim",
-	"0RTuhd8bhwzcCgulxdr3av6yQlMzCG6Oo5nbp9kkYRFeYS1Imlk7oaFT796+VKQbfn8Dq+9CpD4PhW6Z",
-	"ojMYG5I3RtrQRlscMUFDb04g8Y8m2nJClpJpDZzg+EaAQBnEY8uIp0mmyHJOrRWJcrUEs3LfwNrpjCLk",
-	"xlmBEz3WqFMLJPw57ggK00wYndRoWe6GIXi80XEH6aSGMVYgwuN2VLF6ZSujF+SxED+DXOAtM7SKSFII",
-	"RFVpsszDNxHRCr2ps5kG7FjD9PvASetvqNUHaxJ7i5vbur+9YIlmqZTOIKcRghfU2nu26y7rzafR7LIu",
-	"yRT5H5sUGqeJNDAmLTRNxihEr2/vVbaYWEfmDaxyK1Ju5d9KbHKHfXkWv/b2M7gErRmfqT05h+9m1kvN",
-	"igfkjK8IymnEIG5FoD0+OiIh3GlJx1Pvpgh7AYG7CFLtjO007hvdZcSnDJJYOZfuL7AKyHLODKOQCA9I",
-	"jcZhBEk240JCTJQg2pAFXAihikxBR3OISUS5kWpSoUyXCY1uRhzJkWE49qKoAelezU03CSSGKKFmxDlI",
-	"QMJlVJnQk4vwxDo+qBZSWecMVeSG8b5IgdOUjbjdMqGlTsSh94qkEpSRcVEsdMxh0EMS1aq0VsH+1kPJ",
-	"jGGhc9IIk1YZZA25S4rrJ59ro/KK7C4XSLU5U1BQqLJdlBZQL5gAmstKF8RIDqpVey03dNrrKQl/vw6t",
-	"ULGnfrqgdxe28SFKBHvqqyXX98b+eyiwTlXNxflTEpqhQtIV0oGk5xRXZdRYiv9dUjVop4k76rO/ednZ",
-	"HJrSRv03srHhy11/Vo6WTTOdSXhgffYhcLbtoLfqtFv11vBwOMD/H3wbBiQ8Gg4PT+LJtycnB0+PwlNC",
-	"yQSJmu2LPjokZAa53Ze9sqZseJyRbqAY+fDg25BMIBILUKQ8XQ7nES8pyWW0J1fry2duU4JziMxenyiS",
-	"AsiACBkUipL5CpfLOAmvLl6e/3R2dT6+evvu8ur8xfjN29f/vDi/DG0slWSzue4vhNIk41pmSIvDf/Z/",
-	"FHJJjaps/grJXKS1i1i6KMd/R8E7vzfbbuVHafsfT/i24u5OuvlWLVzCQty6W48jke4wN2ZZ4dmoAr1m",
-	"Db2mH61pSXtp7jWiYFTkCZAZcJDo/6aZFguqWUSTZEUynhhkS6W4ZTHEBO6MBM90gtFbVQJZP/itsC3Z",
-	"DGoySwoRmzJQTp74+erqTeH0N/fQWkEN76HoHEHInr25GBjphS7SBAaRWIS2ob2rIz4XSgck/Nug0sRI",
-	"GCqbxGJBzfBdo5ggG0rhrheQcK51enJwkIiIJmaEk6fD4TC01x8lSQjs0IhwqZA6sF7E70OSuzxta+Bx",
-	"Y3wCycMTBuQcPUF23SNuccNuvf3SHT17+tC3bg/TzCPcwge1m6zdShsN+NVa8SHnuXZU220OH4Yvnhqu",
-	"Q7iqxtcCPq03DJT1tuT3cYl6g7nm7xTI/pnpbcmM9bsavqqRHqAZBO5opIMRj6iCvgKumGa3YMiG3fiA",
-	"/MaSOKIytvTJ0BCVpYYYQHxq56ZEMT5LgNguhoE7MjYY8ZdAb8F5gcuioCFwGHuRr3wqxQKN6Wbbfdy2",
-	"JQz1QM3t9ox1RZOvzhNYeE8hX72edk5+3+64yU29HFXj8jeFcLqrUs5Xr8BIHn4l6+p5GwXYOvA/aJJB",
-	"Z33n18F6iDTY6VFt5sR3JriGEzyA/7h8/cqomRkExECIYGBrDPGAnJlWisRMQqQR0RWLYcSp/d5qsGbC",
-	"iWFiS0ESuIVEkRggJd06CHqYLFCw6KtVCpe4WqM3c6FHHO5SlAolRJlUDC0sUmSzOfFTJoLDqQtR9O0K",
-	"zdnGRI+4w4LqCXxKXPhLnC5O7Q5p/bRJVwGQ4m70Bg5KdsLPeVM+7x3ZcAVsrKCYToHHSOx4mqE2q4Dr",
-	"U9vW6ygSMCjVaDq9wYhfppBo9ExTRcwiYjKRlEdzUEZ9opkC8vrskjwdDJ8oSygNxI2WCob8ktB0MqoW",
-	"HmeB1lnM9PmtQ+gqd6eR1/l9IBNN2fgGVgNrdOkExRdo8Sl9YQNHS19YV3thsy3GyL/wY/gv1rpkaSKo",
-	"4eozSXlpBPvRNb9uYL800k0m2d8wCje2LM9OX3HZmK/RC4Bhh5BM7QHSeME4ef7yorddQmr2Wq87d5s9",
-	"iE3mdWzaZBB1BsF2WXD3G5SjeyEfH6EwVnzYaCXqnNNo7iAaEzSIIrUOf7c5CwGhUw3yOiTdwgUpDVqS",
-	"mMUoKGBcfa8kTBUb3RGmmsoZNKD1rt1XNkulhvsFOnrEawrgq54b/orrbjo3FPd3T81Y97fYlhbHA39r",
-	"8/0XiNFoRTf3/6MdGV2RxCB7f1GHRkHiPtypAaZ/3a3xRBEtKUs+hXvjB5HxJjPz70sw+roSmZ4HBKj5",
-	"wIXU82uzuBhmEqwL36nznZPf+4ffDoP+t88Gw2eHh4H54P6+bjIbxyIzBxKs8eQSMTguE4PjdaA+B+5C",
-	"aWuLTwSfMZ3FEJCEavfXn0IsrgedD13M0/JinjYsZg7RzVurKWxVlKtXoJTLuQvJYGmzl7tmpLShREJi",
-	"JFGvZjI6ftZqE2oe3OlATxSxthOnq9WGPRoef9tkQrAWlm0jO0PMXkNvUkCro5eUzcYJDodHx9soYemk",
-	"mm6TwwGFKYtrco5VOEv8t+Q8kHmA8PoWGhOFNFmKLIkxtmpVDbHxBjohyfHweLCLjUdpqrOWUEn7m438",
-	"KYd22flnYGNhMNdmTh1HVadmakJJ2bdkbUHewxQLsIEICqzt1XHAo+EwOB4eBsfDp8Hx8Ph6K83zcM13",
-	"kUOz6YhcXnWTGBqBUuNbQBWuKcF4YcRhA2EwolpbbpX3mJ6S1OVfOhuzS5bOs053sK44WO1KGKjWkk2y",
-	"nUM+Jx9D/MuKhEvq+nDiWqf0Gy2kVX7tOJiRTPdnBw+6iTqH2GMTjpPdB1sjsTd5pnd0L+8ZGOxHfV/w",
-	"+k46mTYNPadqjBFvjYnvv/5gPTZTQyvm1GiUBuyobVUMmiW6uCPm3zBr2d0koLmb/4tpas/NoECJHJcu",
-	"3oLx9h9b4zDN1seK/Qkb4Foa5xaMLD1O6MrlmuwkZ/4De700nXaJ171lik1Y4nIRNg5ctGxUAErEqCXq",
-	"Ck+hMmWOPQVIC8jnBCi/ulUSVodQGcBBnV6Xka8p0GsDL3huFfz9ZLYard0/XOEr8f3rEd/2GJSj3Q61",
-	"oJVVKJQLFoTpZGoNPxa9rcMy5TP7paRKW9nUmwQssU1RU/1Xav67hEnaaIH6ODrYvubD40HZGX50vLlY",
-	"S4WAto863HNQT3ir57LV+1ohyzV3GAIbfUSnJC4t7ejZN2WZ9Nk3wbPDo+vgsaj6vsFTD0LlHU1HHNpA",
-	"Ln9xOObR024YA14NMBvx0nXdZgH6HHYbrxBsN9o8tO3FzfwujXdhP2viFJ1gmCSaPW1uouN1uTYYJUAl",
-	"BrF1DWEBpYVEl7vyuI6K11fG9pWx7aEEbOVK2+O6CpbzYSzlkXnGvz0XaCVNqpFg72mvnFXrtu1cQ+0D",
-	"KTku2sBtnaS3W/OCWsm37VQ7n2UNPIZ5NdC/H8zX6M8w+u9ExCzP/tnRHHQDK29JdC7vTeDAFT43XEg1",
-	"eJAryUcpyKJuik2ztylTbUGXmM/gsqq83auUyIQOZMx32G1jLgXiofb21mVU5HE7ru4dpoxM0GSnBMdt",
-	"2kVvyc3qGopBjoY2Mfcp/quWIFVvx/1hSZhm62q1ApsNXd09VcBWN9qyfC3KpZB2WnLtotj159AKHIoX",
-	"B+dwM19Qjj9NN8hWJlinKqApS6p2Jo+UXGgyxYJiWy30dpSmeX9CN2qT4bdkZF0/IW+wLtt4mSJqjjkw",
-	"Bt2bwuS3MsH97XZ7eol2a5ZKxiOW0qR1/3kLa993mSGYm1MvvPUBgGiyNFXocsXsVFltAcPW097RtFOL",
-	"KrijGDjmK7EVKwhJl3KbveW+xGJRYXlZpk0JZs5/7bZU+D+aJO/9rP31k9temLMZRi+Zagpf2Iv12qu1",
-	"jd+2M9W10q6u7GdnLjJZMoW4jzFdNaqZTVVSNtCZ3WSyetWVbUJFOwH6GWhig3KrKyq8bwXlEzdbSZ3r",
-	"1jTTL7Bqkd0eSxjzK2gWxAJfaXYnvC1vOq9Qu6u8VlnI48lqPiHvk8lrOSuy8tqnFqFysampYleIpbRC",
-	"LvQYubS1ZFJyPDzuffli1v7CUH74TQhpbY5m51c+B2CjBea/m8FlTzkHbP3yHdDD59HYEJf13wsbR6td",
-	"vSi112rq/HC/ovIVq9fDM2xh6c1WivUB8edMJi1xHWzGjXbgymAQDYs0oRpI9/2f9wfv7+4P3q/ue415",
-	"JrmPd9dyM3Uibh2FFTkvX2zgymD7cvG2Dnfp8Ep+wyanYtlJmHsfvWOwfLeaL2ep9uM+9timCjE28dNm",
-	"2QyKNKowyONQFXFp/FQCUXnwtQu1HvE3kqlFESqDZW1LUdcuzDpEih/2Tki1KE3QXJRmxPetSjNoyL7/",
-	"YpOyzClj2PiHBethFWI3iaoIq99+c2zWXUWMn8WSJILPXPkGVzPJntINQDkRfEgk3Iobm3zOxfLUgB8z",
-	"gp8OsRR7r+ove/b3o7Vc1AZAre3esJ7/uHz9aivn2cBpNkkWTbbzTe1bzdQbrNAPSHZbwzlsgmmZ7N+t",
-	"/myk+eY++XqOvu3TwXAwbG29Z7GuBzEnbyTJ+RYKWtlEXB1MrlvQKpdoYmZOcsE4dSkRC5qmZnMn7z3z",
-	"bFl0XTzym9+8yaL9fX5hV6/coxbO0y047CAXr4+3uX19vffXZVj8QHU0LxGampphfs0DKjEXpDDUkf/6",
-	"z//rUjOVI8vPhrnYf/FCrVsQNlYOeVH0NGP5lDY/21TIAXmR2QKlYDmSTdKNXXZK3zCbAKmWoVdTJpXu",
-	"K8Daui6c9kPKgzwblqXGw51t9mozFjrI26cc1qHxK01dZbUYX1aINCmGJt1ELEH2I6rA5oE6im1OSGDN",
-	"YCmFXD+Awh7blhvzSEi4pX3e0tk0rtf5RJ0+2J1tBHmLwQX814V1w+PiBrtuOSjZ0dSdQ4LtjMEmC0lZ",
-	"/d1wXDuoFWtDb7VARfqufU6rKbVoTqXsJJ5mep8cq0REFcZR5E225knmm7xuYEkLNdvAurblmJnV2DFc",
-	"j6YzKvOvLfCqm/i2yBEodG869zaOXE8PezA5ZN0O3g6Rr7aDv5zt4KY5KOqvYCBoCsaeKJFkGoJWI4Aa",
-	"bKwS/PjyaZPJYKudYJMkm9sQ6kHG20wE/6hEWdRKjaWS3VIN4Umlmhrlsf8blTv0HdrHnQak/JrNCUnY",
-	"DbrczCgBvq9ky/1hNrB9dSd3/OCTOFxDbMb0fjmmByS03tcQayUIDubulqvrc3wSwmr1eTyPnRPtmH49",
-	"TX7cEkFXEGWS6dUlKgV43Jcgb1lU0gNqVhJlf3fiVDfUMzX+r//8f2HP1tYItTMsu+xn6+DrO9iFaGV2",
-	"3+EI4WDEwzP3TAGy3BOCcxP7aAg28k+GMFWqdKLsSxDd8oJ/xrQw9waE1/46E6ASY9MdAOZapwYP1nu2",
-	"2NnoAmr7Zpz8SlNDxuUT5aueGCpk0QaT+n2RsaWQMQlxljBAn6RKaQT2qYuiHHO3GQw5fAfk/I+M3dIE",
-	"uDYybHn1pGv36HaOT6nZRRVvqVVGL4BBU4ZlPO9RJJk2POWWn2hkn9BQeeZUImiMj3ukxNAcs/8nylZM",
-	"PrEYzenMFe5ysSZ5FAe6opcwGfEFCvKLCcSki1UrbRYj3pSiTAuRWQKqF+ATlYqouZC6nzBUbkoksNCF",
-	"8oqKgYU0qkBudbamjBa1ElOYikeoe/brBlZWXbgBPhjxEf8Vt4OVLyKaJApvIRrhqleido4/4NE04PMp",
-	"aTzyEd+C+loIzJL3GOjyRpUtkcV0b0Cs2xyRzYB0xDffS9LvYzHTV2e/noe4V6fx+kKgTHAypSzJpFMs",
-	"rWPHlz3+29+Oj47+9jdzLX6kSp+9uXiC8RUpjHg3fD9yPtWRkVZHRnQcdYKRER7xX4OJ+AeKxPhXpO9G",
-	"RmoNe6cu+8467VEvMMCoDEpGncFgMOrchxb/NdOopPg9I49wWYGdQzTr3AcdV8y0c4KWnqeGVFI9RyJ4",
-	"QFN2QLOY6QO0GEKD6n+Oy7JwDFzOYFDUTzcoh5UmzAdXBsfivi1wBk3dR9wmU633zs0G5pfifTj3qhrX",
-	"KrAnYa5mzGLLRFwiY+jv2FqxBbQU12stnBIFkQTtijFhrmRRmYTmWxxx+wiAuzxMkzlNU+AQ28factKm",
-	"DO2yefFmxBtItX39qSipePbuxcXV+O351fmrq4vXr0LSdUZZcjz0plM8WiMq4+wXMdZSVRrT9vHwikeE",
-	"W5TzosmBe2S4Tc0utXQFv65rz0oeDYcP9jZMUVyh8RXC1NUJR4BKypKAcFiiwYlJZZ9GPB4ets2SL/ug",
-	"8iAQdnq6vVPx4KLpcXS0yzTrz+jcB51nu8xWfhwIJZRssaByVY3keqIIXs4maGBBi5nBAVuzwgg+d31P",
-	"CfpSIGVAIogT4FX3rKJ829cx7YV3Cn/RyFbO5NiIbjn/JCKJHwLbPh/uvKy9yaj8dao/M+oexRQKyuGB",
-	"hJXR6kUpNmAds24ZLK02lArVgEiWM7/IS8M4CeQHEa8e+ohd7Nx9VRPzj2lU8evwoSdve4yLw7IINnxE",
-	"wnW4Q4/88bbPi61OeMt5/s64BzHT7smwKll7X2jd9wdWlMEaWGvY+QK/L2NnBUuOm9IB8Wks+xp1WQTn",
-	"At2mIMktSDZdPepp25Vu7pE/cfx5T9sCsDjtoCTU2XqeDrBqbzwImnnZT6BbT3j4WHTgAWjAl3PGPxnB",
-	"vVJKxTIeLOf/IaxlL/HDjXrxAgWLlOpo3ljeoZ6PmMBUb0pKHJAzUmQsea1kki1SNeJhNb0/9K9bSNBM",
-	"5nW7RaaVprbKYUE8ajHXTZK/zbl8FDbq0jt3YqOPdn0yXFT8WVjp3hfvC+K99rA/Ge+1ZH2zmoGh+OpT",
-	"kuYia2AzcX5SGBceSAX4t+bkqGXQNeDtjEJOKf1I8r5B67BJHp+GWJazdR5Z43C5K+36hq37+pfG2uHf",
-	"t3d4Lvg0YdaH9SXR1Ms5Woxz+QdV6loaFuYfJCgmFalXbVlq+96onWjye/x3Rw2puEnb9KO3GBEan3q1",
-	"aMHQ35fxGKsFf1WTdkQiC0dC7WV+RJoavLf+tJTqeeFN88jSqRO6oES0tiVGXW9GTFT6EBk/iiFkbRk1",
-	"/tH4OVQru9ka1gFRWgJd2PzjmKmbAbnQPgLaOfXcOyfYb8SpFgv79M0poegvMphuPRoJ0Nt6L50nD+Er",
-	"EFXJwwLPFuRQwYhbd39AbEhyQEpeflSTXS0mGwWAjgZNjS6Bbml8l4sl8ESRBWhqZhmM+G/2NT3ctHsZ",
-	"uJsmlHES+lahLe6EKw2JxqfFkFaZEcMFTcODkC3ozPya0JXI9OmIc0Fiar6M0ZiqTv0rsjzOp/cPJ2NC",
-	"gTo1dODVu5f4Zh5fuVcuTsubtF7M6i7dGPYFcnxeVkxJWDH/hT1zxtEcohuIiXX12Ce+R9x7FE88ENCR",
-	"M5FAb5QhvFmCTmxKjo+OyBKtomEiotDmYNnpSWjwyILJ3A014oUHnGpivThdGMwGJPx91DGtR52AjDoe",
-	"EvZTeaed67DXrPQZVLpytpDdpBgRadB9i8pVkaKoVcS4oTHr9/OvpPDl1iGv+bXi9VdV8KFUQSRc1eTv",
-	"MqF8YN0w8/m+je7mSqKluWyYtIiJpDZXyKZEBvZhNJq01MywzmddGmzES8VDnBe5bMc17bs2G7RaL6RX",
-	"VArhq1Jw0oC8xuiKOeQvUz5RRCx55RFLLGp1PDzGUA0UBVWA1dOd+4XVazT0BuQH3Kiyj5uaibWk0ymL",
-	"kNqLBdNoiPY5N4fBcDh0wFH2cdYJrASPG2lLYRS1edf7SgzY60cpFru4+bDxldilaSWH+xH8gnb3W+0C",
-	"iKy5WcBh4EdbB74ccdSJDtXSOQFex7nIJMH4o9WjmnY9dbFiI97edcdPm0OgnK7zyVCslN7Q5Hj2cVym",
-	"hSNEaCU2Ms6MUPIrTV+yiQSiRCYjsE/WfNWXNrkcSjZ1pLMcGnToq4LaPyp2Ot1GtCZW9YsUp1psXz2b",
-	"ChN1ze6cUBgUAWqTVb7tCVUw4kpTjVF8rdlSrQlS5A3Ivr/zGIumkIkF5Hj4tEdiYWR/jZoPyg0Ts4uT",
-	"mggBXMuVj2HDQUohbEYUtkkv5svj4dP/czw8vg8H5LmN8RtxNbfPBhiJ3oZ02QH9Q0QhDhli8a5mPpdf",
-	"Q4VQ/kQGweYMukcWqluSyRrIz2WG/qpplpCi2YdSli9IyjV0AgmAxQjiUWJv4lC94GuGDHNuA394jRLu",
-	"JV1ASYxU+IIZ8/p2Lcx2YBf97u1L5cJ2K+E84Q2sbE0TOuJTCWqerLzprUQTMfEFO7lAnwrFbJi1/UJh",
-	"PvbHmZm2NMYw7e3NLtlsl2bnd+lOo2FWxicVPHPoNQmd7rfdubzp8UGc3nT80ri9S98wqGbOspq78ft1",
-	"/Tuf5PD7tTnQUmilgzLBlHfkJF7WqlEC1bnedNFLdUcG76195d4+U3kwx9JZf7bKoD+73z8hornqXS26",
-	"jTsWLMScDurwva46+m6Bgyp79l77zXgIuejyOsmrbvq1beRox0dtvJ7827hHM5/R9GMRZSgBbdzm1Zwp",
-	"m/RBI40ZB26hWze9ootk26b/99mvL/fbtB+12HT7Dp8OhvkuzcrNbETDXbXC4SbL38NDz+24FXoSaLxq",
-	"vyFv7c+f5YLg3EbkRkV38BAU67rq3aEx4/jomReWjbCe1w/bBLbbwwP35qLaGFdhy/h84dHbdhO75QoU",
-	"0fIGNv8uYdyFTROwgDufYUWHyJfrz6P/Xbtdw7TXXznG98TRS9blmIMpJAmf21Ps29rjJ2QY9lwWj7IV",
-	"k0uGC6JAa7RdaMKM7uaSWuwbp+/vQywM1SRUWt+NPexPpJ/ZwS/tCpXBpvtPjrebgjSw2PRj2nL+jSMu",
-	"XAS5A+vOl6LspyhR1YP3tmbn/fa4iBLGriNSm8KdrGyumz/Kr7a85hDxmRE7P+hA2wPBNx7YI9z8j7z1",
-	"X5Y9dp+j+1Cb6y+wyu2tTXf4wIZpj5Un/HuHl/gZNrDOfSPJSTfkdAEnxH7vzb6Go6LxBiMLghEPbWq4",
-	"8g3x5dA8ltyljc8o4wEJfR0Jqn1rm8rqvjctuDmn2P084vaz+aVUo6pxqnIkv3dquvINAQlZOpaYeJuP",
-	"TPnKv+rbG5AzXl5d6B+LTrFGC63MHjrjbnmi8rurNiiE8tKkRReKLlTTkpLnFy/eoo37+OgoMOBkrqKh",
-	"PaOuTzRhPIY7s0YUZagiU9DRHGIfH2OOHGIyodGNT41TI3ewmPSv8D3VPibYu9KY3ZDFYUBC7UoguAIQ",
-	"+J1DCfNnQpUeZ8p8GPHQBwmNsde4BK+AhOh9HOs5U+OF4Hoe9mxSel4cwuxmxoX0NTJq0hVOWhOAHkvK",
-	"ekzz92ba6yNJHl3y+hocu5Zw8OG8fQOhh+jmE5B3EssVkRk/IUtDYvJnpYHHqWDcvysdQ8RiIJLN5lgM",
-	"1VUU97US0WhviRBTI26L70aZlLa8yQ1w4uujWNjYeiY2HqX+ULr2VVrMpIoJbisQ0BGPRLo68ayBC7mg",
-	"CVN4lQISfh8Glh2sAhIzc66Mz4LCqR+JFHC+izfEEtfegLwS6I8ecWZIXSQklkUoUa+CQC/ELfQGhjZj",
-	"AQ8bj0htEGRtC1RhRF63KIlw9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPv2G6rHmWOQEuEWuaN5NBiG4+",
-	"qY5ZeVL/kWlf+Sn3tnAWhy2PKYF+QaTpN7zHtPZoPMaHzRkalYxEYENfvt9bsG2lW1hfBB6ecDl1g8yw",
-	"tAkqx04ksaHHrrJTKcS5Ut7Zh8Z5UoP1iIIRz7hmCdkgr5BuWCk5HdrQTS6WvcAMx0vXlFA14qErxWfg",
-	"Eg4I1rpGK5KRbMlybo6DlqKo7boxBMKlDkdIjV1hFpHE4MoYjbirB37iKMacqjxeTi+Ff2GKVFd8QoZh",
-	"XtraAEAkvgI2F8vBiL/GVA4DNxZRrIclbXWacoQyolFEozk8MWstVRbC0O4mCmXLfH9SElWtJP5ZrWA5",
-	"CTenaNDT+py/xvM+kAbObgERETUbp1i6YDMf8eORW3Bw8oq9TSlIJuKHk80eOtZ3Q3xv+a2ZwYi7GFqy",
-	"IYR2QDAI1JCUpTTfcKf2TpNMzQnjGuQtTSrSyrvLs5/Oxz++fHf58/ji1dX523+cvQwD/0otORwS1bOB",
-	"UEZQIlNYurcLFGqWRqyZgKVgZIULPfvQMF57yf6bRvHmO2+nMV+jd330riEEpVs2p7Hnw5sieT+x3a4W",
-	"17FvUAcWerczNlSyxF+tWODrIRpRrvBoBx18bqZzgGjqttxQeh0LD/bNVqhmkwQKt9zZm4tBqeqkB5ZZ",
-	"9jqVI7bAlC8oqQB82UdDKxaB1wGZrGReqNIMeWD1+gyXDUUiixhSnQeQdX8C8RK4Ku2nV5qhHALXvA2r",
-	"lfowmsCyjrzgH+mG39/A6ruwZ0PKSiFm3fB7xWbfjbLh8OgbuEvdX6h5fhfWF9E0/W9zkdf0Q33cSVvO",
-	"Wlg+CiyHtj6C9foHaLezPnivePvoBZcRWBqr5IS/v77//wEAAP//",
+	"7H2Lchu3suCvoLhbZTI7oihZzk2kSp1SbCXRjWO7LPnkbIUqDTjTJHE1BOYAGFGMV1X3I/Yb9sPul2yh",
+	"G/MiZ/iwZTk+1+dUxSKJZ6PR726870RqlioJ0prO8ftOyjWfgQWNn55n2ijt/orBRFqkVijZOe684RNg",
+	"Ef4YMG6YBptpCTETktkpsJB+C5ka4+dUw61QmWEpn0C/E3SEG+WfGehFJ+hIPoPOcYf6dIKOiaYw427W",
+	"sdIzbjvHndHCQifozPjdS5ATO+0cPzs4DDp2kbqexmohJ52gc7c3UXv1L+/vg84LbrkBe/7CjYlTp9xO",
+	"y5lj+v1axJ2go+GfmdAQd46tzqBxNVmGLVcnOrtLV4F1KRJgVt2AZHCXCr1g3UyKO2YgUjI2vQBBhA2e",
+	"GBbCXRo6mM6EtBC3AQvu0mZICWm/PXKgElLMslnneFAs1A04AY0r/VlzmSVcC7tYXfGPWXQDlhnxJ5yw",
+	"EX4wzFiuLeOWzacqATZVmTZMaRbzhQnYu8vnbUudVKaqLvl/ahh3jjv/Y7/EwH361exXl+eW+ys0LPNU",
+	"stM35+wGFk8Mwa9tCTdQn7qCR4fPvm06yV9hQehSn/I8BmnFWIB2qO1m/xUWxax1rLqBxcdj1EsxE7bl",
+	"Aibut7Yt44+1Tccw5lliO8fPBniTCD0OBoMKshw0Y8tFpNx3azDbuBZta8EfdzyACzFZP6GYSG4z3T6p",
+	"mOw45TvDJ/CTVrPViS8Q+XNqBlqomHWFjJLMiFs4YcIaf1Ge+JvS67MXBHCHm+zf8J6wEYyVBhZaFbat",
+	"e+wW0IgkMbewZ8UMOq2rv1Sraz+T8fLK4c6vfGmVUs3blmXV7ou6d7hvUiUNEDtRcpyICPE5UtKCxD95",
+	"miYi4m65+/9h3Jrfb0kmzrRWhKHVMVKtRgnM/teHjXUfLCPdFFg05dKxPL8Bw+bCThl3FF0YK+SEqdF/",
+	"QGT7nfug85PSIxHHIL/AfWpACscTJgy75YmI2SizbMYXTCrLYsXsVBjc5itlf1KZjL+sXb5SzGTR1J9X",
+	"LrBEPElAPzGMR5HKJJ2jozZf6Fme+rOrnOcc5bRxZiDus/Afe253E3d53wI3SobuwJUERypClFMgDgMW",
+	"jnh8XdDaMBjKEKl5yLqF1OLEO0cGDOP5RVFjJyYg2mjgMcLYS1m9gIVKi4mQbvjMgL7mE5AWx87kjVRz",
+	"ee0b0CQ3sGCJMNaJG+5rw7ikIR1nBWPZlBsmQdgpaBa+9n2l0kMZvoUxaNChmzYf/QYWIevyxCjGmVaW",
+	"W4i9GFFIqn5n3Fgk7hPNI+i5JWpw9C2yEIesW37It2eY5TfAbMGpTIA3x0sqTtwLnWSQg7jY4lAKU87n",
+	"j8BccxvmXWJh+Cip9kF5UfovhWFjnhhaZS7SSmWveZKo+XK3UuY1obvWbo0OyMtHJVLfL0oESDuUPI41",
+	"GOOmE5JJjzKVkUV6rR0SmLDXH8pO0JkCj71CcRpFYMzecyWtVsneqVvZHh1YHetX+dsKxq7vcO8vMApQ",
+	"EH95pNgjDF7LW9CIFZpbL/ax7uoVPsbfrxPacdhz0rnrNVPSTpMF+2emLB/Kboh/XMNdBBDjLc+kFQme",
+	"oYQ7Sx1IjCHRvtdn4VuwerF3OragQ3/4XoM5cdeMWwL13huViGgR4h0tvw7ZWLnDZrHmY7snwI73ptam",
+	"PBV7btW46D2PKXuD790yh7nIOuyc/POHYTYYPI38jTdOlPHz4w9wMv/hwE9a7ad/GJxY39cvl9q7BWki",
+	"ItzCUOICAtfZg6syKQEun6Y2WM5AsFM+sl9FOdD6VQylGwEnedAbUwB/64b+8Da2L1Gh3rTUIxrViA1X",
+	"GKTr+kenisWdoFPH1s5V0HrX30me2anS4k/48qSSCqtuvNszYYyQE8cNlGaczXjihHCIkWt3w+JzeMxC",
+	"IyaOu8JdGg4loqPn2o7M8yRhE3EL0g3kvphDkjDqTINLBrPULpDtfH4qrtRLrifw5ZHwXDwZqRjpuFWK",
+	"JW4rKF5+udi6qil45ESOI1H0zLd4y0XiBJQvb4dOCBpxA25/mdTAo6nbyAnTjvyxhFvQfpepVu5GuJ/P",
+	"pPU2tQfZ7S+Xl2/+7uCJnR9y780jr0CibMLK2f0YSAvenHvjXKpVCtoK0vVJEYhbbQVOLXgtk0VuFGs1",
+	"5e6ZG5HuKVwPT/ZS5TiKpm73QSfSwO0jzFORlxvsUlNgSiaLihLg9ZZCA+oqp52YY9YomvdOWCizJAkZ",
+	"3IJeDKVvhPKb10lxrMxAn52yGBKoKB0s1io1TGWFjcqJ8kS3hYWZ2cLYGHTcAuiq1kDFteaLzjJivG9r",
+	"Xo7nNZNVcIWop4ReHS2B1a2rOT0vlwrrrqAfjfEJF2jo9fONlEqAS5yw0JkajMVOWkHjBXOYUcwpCq3Y",
+	"T58rZuWRSHcmbsZGBNsIBhE3Qf+h8LLQtla3/Pz8xVvDuudvbo9QJD1/c/utU0b1jCfCQNxjpV7HcrVu",
+	"lhnr9MjESbaEtHNhABXBnpP0CSZcLvIuS2i2M1ol3NhrdwCrO/h9CpJxUqZzZuqas4hrLSCm80TU0RAp",
+	"HUOMljnhes2EzCz0tj64hzoRL/Zfo9zabMOu04cRMAP6FmJUaiKegIy59lpY16lfBSqOUWIjXaG2sSa3",
+	"TwvgC4k8t+02nJk3tKC/rPVglw8yt51co93jet1tfIcXe+6OtzQjaUgTHkHMRguiYe6k0TzjuI+xIknY",
+	"XOkbU4ADB0ATRKzAPPpJl4oKMvk4FtTwTYUTIqlrEi/IWlLV6LmHAzkSjlmYK7vXKehr0htDvAyGca/8",
+	"MiUZvwXNJxCwLGVWsXCUaWNDxi1TMoITxiOtjGGvEMAi4oY5WYbxeOa4y8H+q4AZIIr49uz0xW9ny/gm",
+	"0cmyDMU6v8dJvZ+l8Cy5/wVrtULyji1tsmGYYJNuWTrZ/mgcMvArLNVHsgAveY1LndkhuDuOZm6fZqNE",
+	"RHiFrWJpRpZkR6fevX1pWDf82w0sfgiR+jwUumWGT+DakbxrpA1ttMUTE3RRFAQS/2iiLcdsroW1IBmO",
+	"7wQIlEFybBnKNMkMm0852Qa5NHNwK88bkPXVqZF+nAV40WOFOrVAIj/HLUHhmqmZo0upk7TxhiF4clPy",
+	"FtLJEsaQQITH7ali/crWRi/JYyl+BoXAW2VoNZGkFIjq0mSVh68jojV6s8xmGrBjBdPvAy+tv+GkTS9J",
+	"7C3BHhQEkguWaCBM+QQKGqFkSa3z+I7lwI31p9EcuFGRKYo/1ik0XhNpYExWWZ5coxC9ur1X2WxE7vwb",
+	"WBT2vMIPtJHYFGEr1VnytbefwQVYK+TE7Mg58m5uvdytuM9O5YKhnMYc4tYE2qPDQxbCndX8epw7ssJe",
+	"wOAugtR6FwqP95zuMpRjAUlsfGDDr7AI2HwqHKPQCA9IncbhBEkxkUpDzIxi1pEFXAjjho3BRlOIWcSl",
+	"k2pSZVyXEY9uhhLJkWM4dFFMn3Uvp66bBhZDlHA34hQ0IOFyqkyYk4vwmNxZ3CptyH3HDbsRck+lIHkq",
+	"hpK2zHilE/PovWCpBuNkXBQLPXPo95BEtSqtdbC/zaHkxiDoHDfCpFUGWUHuiuL6yedaq7wiuysEUuvO",
+	"FAyUqmwXpQXUC0aAxsbKBXGSg2nVXqsNvfZ6wsI/rkISKnbUT2f87pwaH6BEsKO+WgkAWdt/BwXWq6qF",
+	"OH/CQjdUyLpKe5D0vOJqnBrL8b9zbvrtNHFLffb3XHZ2h2asU/+dbOz4cjc/K0/LxpnNNDywPvsQONt2",
+	"0Bt12o16a3gw6OP/978LAxYeDgYHx/Hou+Pj/aeH4QnjbIREjfqi5xUJmUNu/2Wvqik7HuekGyhHPtj/",
+	"LmQjiNQMDKtOV8B5KCtKchXt2eXq8oXflJISIrfXJ4alADpgSgelouS+wuUKycLL85dnP59enl1fvn13",
+	"cXn24vrN29f/OD+7CCmiUIvJ1O7NlLEsk1ZnSIvDf+z9pPScO1XZ/RWyqUqXLmLlohx9j4J3cW823cqP",
+	"0vY/nvBtxN2tdPONWriGmbr1tx5HYt1BYcwi4dmpAr1mDX1JP1rRknbS3JeIglORR8AmIEFjVAPPrJpx",
+	"KyKeJAuWycQhW6rVrYghZnDnJHhhE4xhrBPI5YPfCNuKzWBJZkkhEmMBxssTv1xevilDOdw9JCuo4z0c",
+	"XUsI2dM3530nvfBZmkA/UrOQGtJdHcqpMjZg4Tf9WhMnYZhsFKsZd8N3nWKCbCiFu17Awqm16fH+fqIi",
+	"nrgRjp8OBoOQrj9KkhDQ0IhwqdI2IH/u30JWOJ+pNci4MeqEFUEnfXaGfjRa91ASbtDW2y/d4bOnD33r",
+	"djDNPMItfFC7ycqtpJjYr9aKDznPlaPabHP4MHzJqeEqhOtq/FLYM/nZwJC3pbiPc9Qb3DV/Z0Dvnbre",
+	"RGbIa+34qkV6gGYQuOORDYYy4gb2DEgjrLgFRzZo4332u0jiiOuY6JOjISZLHTGA+ITm5swIOUmAURfH",
+	"wD0Z6w/lS+C34H3oVVHQETiMgilWPtZqhsZ0t+093DYRhuVw5c32jFVFUy7OEpjlPki5eD3uHP+x2XFT",
+	"mHolqsbVb0rhdFulXC5egZM88pWsqudtFGDjwH/nSQad1Z1fBauJAkDTo9osWd6Z4RqO8QD+/eL1K6dm",
+	"ZhAwByGG4d0xxH126loZFgsNkUVENyKGoeT0PWmwbsKRY2JzxRK4hcSwGCBl3WUQ9DBlpmTRl4sULnC1",
+	"Tm+Wyg4l3KUoFWqIMm0EWli0yiZTlk+ZKAknPog1b1dqzpQZMJQeC+on8Clx4S9xuji1P6TV02ZdA8DK",
+	"u9HreyjRhJ/zpnzeO7LmClAEqBqPQcZI7GSaoTZrQNoTapvrKBow1NhpOr3+UF6kkFj0THPD3CJiNtJc",
+	"RlMwTn3imQH2+vSCPe0PnhgilA7iTksFR35Z6Do5VQuPs0TrLBb27NYjdJ278yjX+fOQMp6K6xtY9Mno",
+	"0gnKL9DiU/mCwoErX5CrvbTZlmMUX+Rj5F+sdMnSRHHH1Seay8oI9NE3v2pgvzyyTSbZ3zG2OiaWR9PX",
+	"XDbua/QCYAAoJGM6QB7PhGTPX573NktIzV7rVeduswexybyOTZsMot4g2C4Lbn+DCnQv5eNDFMbKD2ut",
+	"RJ0zHk09RGOGBlGk1uEflLkTMD62oK9C1i1dkNqhJYtFjIICZoT0KsJUudEtYWq5nkADWm/bfUG5Wku4",
+	"X6JjjnhNoZT1c8Nfcd1N54bi/vYJSqv+FmpJOB7kt7bYf4kYjVZ0d/8/2pHRVUkMuvcXdWiUJO7DnRrg",
+	"+i+7NZ4YZjUXyadwb/yoMtlkZv5jDk5fNyqz04ABdx+k0nZ65RYXw0QDufC9Ot85/mPv4LtBsPfds/7g",
+	"2cFB4D74v6+azMaxytyBBCs8uUIMjqrE4GgVqM9B+qDmpcUnSk6EzWIIWMKt/+tPpWZX/c6HLuZpdTFP",
+	"GxYzhejmLWkKGxXl+hWoZDRvQzJE2uzlXjJSUiiR0hhJ1FsyGR09a7UJNQ/udaAnhpHtxOtqS8MeDo6+",
+	"azIhkIVl08jeELPT0OsU0ProFWWzcYKDweHRJkpYOamm2+RxwGDi7oqcQwpnhf9WnAe6CK9e3UJj+pdl",
+	"c5UlMcZWLeohNrmBTml2NDjqb2PjMZbbrCVUkn6jyJ9qaBfNPwGKhcEMqin3HNWcuKkZZ1XfEtmCcg9T",
+	"rIACEQyQ7dVzwMPBIDgaHARHg6fB0eDoaiPNy+Fa7KKAZtMR+eoCTWJoBMZc3wKqcE1p9jMnDjsIgxPV",
+	"2jLmco/pCUt9FrK3MfuSAUXu9RbWFQ+rbQkDt1aLUbZ1yOfoY4h/VZHwqXofTlyXKf1aC2mdX3sO5iTT",
+	"3dnBg25imUPssAnPye6DjZHY6zzTW7qXdwwMzkd9X/L6TjoaNw095eYaI94ayz/89iN5bMaOVky50ygd",
+	"2FHbqhk0K3RxS8y/EWTZXSeg+Zv/q2tK5+ZQoEKOKxdvJmT7j61xmG7r10b8CWvgWhnnFpwsfZ3whc/U",
+	"2UrO/Dv2euk6bROveyuMGInEZzmsHbhs2agAVIhRS9QVnkJtygJ7SpCWkC8IUHF16yRsGUJVAAfL9LqK",
+	"fE2BXmt4wXNS8HeT2ZZo7e7hCl+J71+P+LbHoBxud6glraxDoVq2I0xHYzL8EHqTwzKVE/pSc2NJNs1N",
+	"AkRsU9RU/yN1/53DKG20QH0cHWxf88FRv+oMPzxaX7KoRkDbRx3sOGhOeOvnstH7WiPLS+4wBDb6iE5Y",
+	"XFna4bNvqzLps2+DZweHV8FjUfVdg6cehMp7mo44tIZc/upxLEdP2jAGvDpgNuKl77rJAvQ57Da5QrDZ",
+	"aPPQthc/87s03ob9rIhTfIRhkmj2pKxHz+sKbTBKgGsMYus6wgLGKo0ud5PjOipeXxnbV8a2gxKwkStt",
+	"jusqWc6HsZRH5hn/8lyglTSZRoK9o71yUq9euHUlwQ+k5LhoB7dVkt5uzQuWCh9uptrFLCvgccyrgf79",
+	"6L5Gf4bTf0cqFkX2z5bmoBtY5JZE7/JeBw5c4XPHhUyDB7mWfJSCLivYUDEASplqC7rEfAafVZXbvSqJ",
+	"TOhAxnyH7TbmUyAeam9vfUZFEbfjqz9iysgITXZGSdwmLXpDblbXUQx2OKDE3Kf4r5mDNr0t94fFeZqt",
+	"q/U6hBS6un2qANWs2rB8q6oFrrZa8tJFofUX0Ao8ipcH53GzWFCBP003iCoTbH3Wb6hgAsZVLNEhsFwk",
+	"TQ53btncCUdzreQkQL2KOyzHY684rfLbjIboMdbH2+gCoEmvtgt1cVv12OLTfuyUS8bzFBmhJBtzkWBp",
+	"TF/ptdk4XTEEr2JRblSv2qGFYWaKeTruSjaF8m9k1LvbFnf0ZG3XLNVCRiLlSev+ixbkg/DZK5g/tFzy",
+	"7QMA0WQNq/GOmmmsttoShk03AU97S/PTUuTDHcfgtrwGYLmCkHW5JFTzX2JpsbC6LNemAjPvY/dbKn00",
+	"TdrBbh6J5ZPbXEK3GUYvhWkKsdhJPKCrtUkmaGf8K0WYfYHezlRlumKu8R9jvmhUhZsquTwoLdxO0lyu",
+	"JbNJVNqe6hUOwlUSFzhN7ydu7Omb8ydInlLIM5/dJcbNkUZLVUt/AZ5QGHN9t6W/siTl6mYj7fbdmk73",
+	"V1i0SLuPJb7mK2gWXYO8QvVWt6i66aKy9bYSbm0hjyfd5imMn0zCLRgjSbifWugsBM2mCnEhlm4LpbLX",
+	"KHaEXkY5Ghz1vnzBdHfxsTj8JoTMqd6q+fan5+z7o2f/VpAOIlOGUup8hjS532uSGBWkMf08XFUYFvKR",
+	"yuzxKOHyJq/CZ4VNIKT4TKQcBA0Zcx2zdKo5JsjSnCFFKp/5aWLWQOd7TJihxNoMngj6mB2DUQR9VkiM",
+	"goJ1MZixrXhYWATxDmUZ5RKeYjJHiOnlPvfJbZJxyxLgBsdMMSDHiYbLE+DAJ6yoJDSUXamKQQMWfrP/",
+	"jftnpU+veShKnyxK6jlI8pnPJW4j6au4iMkhPg4lUnFRw5aOsybRHw2OKj6FZ99/XzEQHQ0aTUR4zBsn",
+	"Xj37uibxSln2U7MGUUZ5LrPKd2/PGQVHyQjckQk5qfFC1/GkjpysizV0RrBQvrAyLbBXX0+lS2fLyFEC",
+	"RLCOTZLDxBGhyzyBaa35+L+btXhHBQjoCZItKHWeBEjxeau/lwbaVqdgWbG11U/z4UERJn90YjW2jN6G",
+	"WG9ibbqVCVxnOmkJShMTCXFRw4dZmKUJt8C67/+8339/d7//fnHfa0ySKwJUtq2VtSxPUZRDTQEsFhv4",
+	"lyzyF1/oKY3K4VWCHpoiIqoRDkXoRB7VUL1bzZezUkJ4F2dSU3krylqnFMF+mQMaBkUQvck5LNfATJE5",
+	"4vNEhvKNFmZWxvlhpfVKyojPEQlR+Ap7x6xeUStorqg1lLuW1GpiNl9sRqk7Zcx5+bBIYyyM7ycxNS32",
+	"u2+RO9YR4xc1Z4nyLKko+EandANQrWIxYBpu1Q1VzpBqfuLAj+UMng7wNZVe3dn/7PvDlUT6BkCt7N6x",
+	"nn+/eP1qI+dZw2nWCflNjr917Vt9bGtcaA9Idltj0Sg7vkr27xZ/NtJ8d5/yYrR526f9QX/Q2nrHSoMP",
+	"4gtbS5KLLZS0som4ephctaBVIdHEwp3kTEju87lmPE3d5o7f58yzZdHL4lG++fWbLNvfFxd28cq/S+XD",
+	"dJSELVTU1fHWt19e7/1VFRY/chtNK4RmSeN3vxbGHkxkK70M7L/+8//6vHLjyfKzQaGBn78wq6bFtWWP",
+	"XpQ93Vh5Pm4+21jpPnuRkfIBxJGowkDsU+v2HLMJkGo5ejUW2tg9A1hW3ecCfEhto2eDqtR4sLXD0azH",
+	"Qg95eo1pFRq/8dSXhYzxQaPIsnJo1k3UHPRexA1QErun2O6EFJaLdzrm6gGUzqS2xL5HQsIN7YuW3nR5",
+	"tconlukD7WwtyAtLbB0okH+9k8+omlHhaerW+Qw041otrGqJWnNcW6gVK0M3mKaXorXsXfucpCm1aE6V",
+	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
+	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
+	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
+	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
+	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
+	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
+	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
+	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
+	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
+	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
+	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
+	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
+	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
+	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
+	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
+	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
+	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
+	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
+	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
+	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
+	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
+	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
+	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
+	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
+	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
+	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
+	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
+	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
+	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
+	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
+	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
+	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
+	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
+	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
+	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
+	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
+	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
+	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
+	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
+	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmKjAy090lf5Eq/0qj+rzc9RzUT7ZHhXydxp8ujnUYWuhadO",
+	"aPwm8zJnv/H0pRhpYEZlOgIyU39VotZ5UiquAiS+EhoU68uSBTwWytJspPCo1pzBvTJ7bynSdDlREHPQ",
+	"3e68pBj4EEonBy+KbY+4gaE0lluMKW1NBGzN/WNvQO/lhAAoNtFxtoAdDZ72WKycQmBRHaK4P7eL4yW5",
+	"AqTVqI2F74eUw1UJenTyMQVzui+PBk//z9Hg6D7ss+cUcTqUZkrP+Tgxn2LlaMD8gcAQhwyxqGYz8yuu",
+	"oUEofyIrYXNy6CNL2i15kg3k5yJDN9w4S1jZ7EMpyxck+jo6gQSAMILlKLEzcahf8BXrhju3fn54jWLv",
+	"BZ9BRbY0+LKoyJXwpaDvPi363duXxgeR1+KkwhtYkMuTD+VYg5kmi9weV6GJGDiMnXwEVY1iNszafqGw",
+	"1MDH2Z42NMakgc3NLsRkm2Znd+lWo2HC0SeVRgvoNUmi/rftubzr8UGc3nX80ri9TyZyqObOsp5J9MfV",
+	"8nd5ys0fV+5AKzGrHsoMqzkgJ8llrSVKYDpX6y56paRO/z0ZXe69ZDrFAo1/tsqgv/jfPyGi+RqRLQqP",
+	"PxZ8ICHtL8P3qu79uwUJpurue51vJoeQD9tfJnn1Tb+mRp52fNTGl/PaG/fo5nPqf6yiDCWgtdu8nApD",
+	"KUg8spj/4he6cdMLPks2bfp/n/72crdN56OWm27f4dP+oNilW7mbjVm4q1f1XWcOfHjo+R23Qk8Djxft",
+	"N+Qt/fxZLgjO7URu1H77D0GxruouHx4LiY+R5sKyE9aLKpXrwHZ7sO/fQjZrgy2oQtUXHhZPm9guCaNM",
+	"Q3Cw+VeJjy8NnYAPq8gJFiuJ8md0irQK3+7D4t9PJYNZahfkOsNCilSI9Tmd4h69CXLMBmHPB8kbesmg",
+	"YrhgBixGyGPekRlKny1Eb4+/vw+x5ll78Dsd9ifSz2jwC1qhcdh0/8nxdl3kBj4C8Zi2nH/hMAwfGO/B",
+	"uvWlqDovKlR1/z1Vhr7fHCxRwdhVRGpTuJMFJRHmR/nVltcc+T5xYucHHWh7fPvaA3uEm/+Rt/7Lssfu",
+	"cnQfanP9FRaFvbXpDu9TjPa1yQn/zjEn+QxrWOeuAfKsG0o+g2NG3+dmX8dR0XiD4QbBUIZUqMDkDfFF",
+	"7yJE3hcxmHAhAxbmJVK4zVtTjrD/3rWQ7pxi//NQ0mf3S6X8WuNU1QSF3NPpK5MELBTptcaM5mJkLhf5",
+	"a/s9LN5dWV3IfFhHiuWHeG320Bt3qxNV30OnSBEuK5OWXTj6VV1Lzp6fv3iLNu6jw8OgWj+azqib588I",
+	"GcOdWyOKMtywMdhoCnEeNOOOHGIK3Pc5h2boDxZLUFCF8j0s9+CrvnZDEWO1Al+Qw5cjwe88Srg/E27s",
+	"dWbch6EM88iha+x1XYFXwEJ0SV7bqTDXMyXtNOzh3spSJW43E6k0xH32SqEQN5TdSgERNZelfjjjvhyp",
+	"SqlKVi9oEvRQ/nNSm99unvlwTHEw+CaWKR0P3JBnO6i8dOU4crFnNDBKnyMMt06jbBIFsfWStPavLxLm",
+	"sS+PLhZ+DeddSZH4cMFjDReC6OYT8B4W6wXTmTxm+HoC1iIQCTCQcaqEtGyO3rMYIhED02IyxSLE/lGN",
+	"vEYKehSIQgozlFT0Osq0pkpANyBZXkqIYEOlfyiChmrD5PSeDBpY0MhNaoSSVHeCD2Wk0sVxzrek0jOe",
+	"CINXKWDh38KAeNUiYLFw5yrkJCjDECKVAs53/oYR5e85WocUaSiFo8OR0lgMo0JaS+4xU7fQ6zvGgbVu",
+	"KIKSU9jm0hYcJTND2S0LYVy+fXdxefbi+s3b1/84P7uoDOvowaJ3UtA8YatqcZVN4RLxWY9msgfRzSdV",
+	"gHGGz+SX9HObLGmPAvTY8pji8RdEmn7He+z9dfm99bWLBFq8nLhCwTp/21nqbqVbWFUGHp5weV2ITbCg",
+	"DckJvlwbBkv7ImiVoOxaWfWgLNuEpAZLdwVDmUkrErZGmGLdsFbqPaRgU6nmPXwbR1auKcNSTb4EpoNL",
+	"2GdYYx5NXE7sZvOpOw5eifumdWN8hk/XjpAa+3I8KonBV/waSl+H/9hTjCk3RYSfnav8WUpWXzFKZnlJ",
+	"eQcAleSV56Wa94fyNSafOLiJiGPpOE01iaox1YhGEY+m8MSttVIkC4PRmygUldf/pCSqXsH/s8pjBQl3",
+	"p+jQkxziXyOQH8g8IG6B5VpErvX6SLg8HClHbiXByyt0m1LQQsUPJ5s9dHTymojk6nNr/aH0Ub9sTdBv",
+	"n2HYqiMpc+2+kV4nHyeZmTIhLehbntSklXcXpz+fXf/08t3FL9fnry7P3v799GUY5E/bs4MBM75QmxOU",
+	"2Bjm/s0Qg2qvE2tGQBSMLXChpx8aeEyX7L9p3HGx83Ya8zXeOI83doSgcsumPM758LrY409sVFwKOtk1",
+	"4gQfWKAZG4q+4q8kFuSlQ50oV7rbgw4+89TZRzT1W2548gCNPHtuK9yKUQKlz/D0zXm/UqA1B5Zb9iqV",
+	"Y1RWLK+9agDyCqmOVsyCXAcUupYrYiozFKHgqzNcNNRTLQNcbRHd1v0Z1EuQprKfXmWGanxe8zZIK81j",
+	"fPwb10WZR9YN/3YDix/CHsW7VeLfuuHfjJj8MMwGg8Nv4S71f6Hm+UO4vIim6X+fqqKSI+rjXtrypszq",
+	"UWARvNURKCQhQKMiBQjkinceWuFzGCtjVSIE7q/u/38AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

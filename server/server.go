@@ -321,6 +321,7 @@ func (s *Server) Handler() http.Handler {
 	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
+	api.GET(authRoute, s.authorizeTile)
 	return &tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}
 }
 

@@ -48,7 +48,7 @@ func isTilePath(p string) bool {
 	return ok && !strings.HasPrefix(rest, "token/") && !strings.HasPrefix(rest, "tokens/")
 }
 
-// tileError answers a tile request with {"detail"}; errors are never cached.
+// tileError answers a tile request with an error; errors are never cached.
 func tileError(c echo.Context, status int, msg string) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return detail(c, status, msg)
@@ -94,7 +94,7 @@ func (s *Server) getTile(c echo.Context) error {
 		return writeRefusal(c, tileaccess.RefuseNotFound)
 	}
 	// 3. may the request read it: its credential, then the key's limits
-	u, answered, err := s.admitTile(c, e, t)
+	u, answered, err := s.admitTile(c, e, t, c.Request().URL.RawQuery)
 	if answered {
 		return err
 	}
@@ -120,9 +120,10 @@ func (s *Server) getTile(c echo.Context) error {
 // admitTile decides whether the request may read the dataset's tiles (tileaccess: the one
 // decision for public, key and token requests alike) and, for a key with limits, whether it is
 // within them. answered is true when it has answered the request (a refusal, 429, or err).
-func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) (u tileUse, answered bool, err error) {
+// query is the tile URL's query: the request's own, or the original request's for forward auth.
+func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, query string) (u tileUse, answered bool, err error) {
 	r := c.Request()
-	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
+	creds := tileaccess.ParseCredentials(query)
 	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 	now := s.meter.Now()
 	dec, err := s.access.Authorize(r.Context(), e, &creds, client, now)
@@ -166,20 +167,24 @@ func answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u t
 // parseTile reads the tile URL's parameters; a refusal (404 or 400, no reason) when they name
 // no tile.
 func parseTile(c echo.Context) (tileRequest, *tileaccess.Refusal) {
+	return parseTileSegments(c.Param("dataset_id"), c.Param("z"), c.Param("x"), c.Param("tile"))
+}
+
+// parseTileSegments reads a tile URL's four segments: dataset id, z, x and y.format.
+func parseTileSegments(dataset, z, x, yf string) (tileRequest, *tileaccess.Refusal) {
 	var t tileRequest
 	var err error
-	if t.dataset, err = uuid.Parse(c.Param("dataset_id")); err != nil {
+	if t.dataset, err = uuid.Parse(dataset); err != nil {
 		return t, tileaccess.RefuseNotFound
 	}
-	yf := c.Param("tile")
 	dot := strings.LastIndexByte(yf, '.')
 	if dot < 0 {
 		return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 	}
 	t.format = yf[dot+1:]
 	var errZ, errX, errY error
-	t.z, errZ = strconv.Atoi(c.Param("z"))
-	t.x, errX = strconv.Atoi(c.Param("x"))
+	t.z, errZ = strconv.Atoi(z)
+	t.x, errX = strconv.Atoi(x)
 	t.y, errY = strconv.Atoi(yf[:dot])
 	if errZ != nil || errX != nil || errY != nil || t.z < 0 || t.z > maxZoom {
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest, Detail: "z must be 0 to 30"}
@@ -349,9 +354,9 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		case err != nil:
 			return nil, err
 		case status == http.StatusNotFound:
-			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
+			return nil, refused{tileaccess.RefuseNotFound}
 		case status == http.StatusForbidden:
-			return tileJSONRefusal{&tileaccess.Refusal{Status: 403, Reason: tileaccess.ReasonRestricted, Detail: notUsable}}, nil
+			return nil, refused{&tileaccess.Refusal{Status: 403, Reason: tileaccess.ReasonRestricted, Detail: notUsable}}
 		}
 		d, mint = a.Dataset, true
 	} else {
@@ -360,7 +365,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 			return nil, err
 		}
 		if !e.Found {
-			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
+			return nil, refused{tileaccess.RefuseNotFound}
 		}
 		cr := tileJSONCredentials(req.Params)
 		var client tileaccess.Client
@@ -372,7 +377,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 			return nil, err
 		}
 		if dec.Refusal != nil {
-			return tileJSONRefusal{dec.Refusal}, nil
+			return nil, refused{dec.Refusal}
 		}
 		d = e.Dataset
 		if dec.KeyID != uuid.Nil {
@@ -451,27 +456,6 @@ func (t tileJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error 
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", t.cacheControl)
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
-
-// tileJSONRefusal is GetTileJSON's 401, 403 or 404 with the same headers as a refused tile.
-type tileJSONRefusal struct{ *tileaccess.Refusal }
-
-func (t tileJSONRefusal) VisitGetTileJSONResponse(w http.ResponseWriter) error {
-	b, err := json.Marshal(gen.Error{Detail: t.Detail})
-	if err != nil {
-		return err
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h["Access-Control-Allow-Origin"] = allowAnyOrigin
-	if t.Reason != "" {
-		h.Set("X-Tilegate-Reason", t.Reason)
-		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason")
-	}
-	w.WriteHeader(t.Status)
 	_, err = w.Write(append(b, '\n'))
 	return err
 }

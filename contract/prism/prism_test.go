@@ -361,6 +361,23 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429})
 	s.do(call{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429, direct: true})
 
+	// Forward auth: the decision a tile request would get, for the URI a proxy passes on.
+	fa := func(uri string, h map[string]string) map[string]string {
+		out := map[string]string{"X-Original-URI": uri}
+		for k, v := range h {
+			out[k] = v
+		}
+		return out
+	}
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", tok), nil), want: 200})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", keyQ), origin), want: 200})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", want: 400})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", ""), nil), want: 401})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", keyQ), map[string]string{"Origin": "https://evil.test"}), want: 403})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(ras.ID, "0/0/0", "pbf", keyQ), origin), want: 404})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), nil), want: 429})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", tok), map[string]string{"X-Original-Method": "GETGETGETGETGETGETGET"}), want: 422, invalid: true})
+
 	// Usage of a key and of a dataset.
 	kup := "/v1/api_keys/" + key.ID + "/usage"
 	dup := "/api/datasets/" + vec.ID + "/usage"
@@ -475,6 +492,7 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 		{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key"), header: origin},
 		{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key-2"), header: origin, direct: true},
 		{op: "getTileJSON", method: "GET", path: tj(vec.ID, "?key=uncached-key-3"), header: origin},
+		{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: map[string]string{"X-Original-URI": tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key-4"), "Origin": "https://maps.example.com"}},
 		{op: "getAPIKeyUsage", method: "GET", path: kup, auth: A},
 		{op: "getDatasetUsage", method: "GET", path: dup, auth: A},
 	} {

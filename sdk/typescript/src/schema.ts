@@ -67,7 +67,9 @@ export interface paths {
          *     any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
          *     and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
          *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+         *     (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+         *     the key is answered as it is, without a new `changed` or an audit event.
          */
         post: operations["changeAPIKeySettings"];
         delete?: never;
@@ -190,7 +192,11 @@ export interface paths {
         /** List the datasets of the caller's account and those shared with it */
         get: operations["listDatasets"];
         put?: never;
-        /** Create a dataset */
+        /**
+         * Create a dataset
+         * @description Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+         *     role (403 otherwise).
+         */
         post: operations["createDataset"];
         delete?: never;
         options?: never;
@@ -218,7 +224,9 @@ export interface paths {
         /**
          * Update a dataset
          * @description An absent field is left unchanged; `null` clears it. A visibility change bumps
-         *     `access_version`, which retires every outstanding tile token of the dataset.
+         *     `access_version`, which retires every outstanding tile token of the dataset. Making a
+         *     dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+         *     an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
          */
         patch: operations["updateDataset"];
         trace?: never;
@@ -389,6 +397,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tiles/auth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Forward-auth decision for a proxy in front of a tile server
+         * @description For nginx `auth_request`, Envoy `ext_authz` (HTTP service, with `x-original-uri` added from
+         *     `%REQ(:PATH)%`) and Traefik ForwardAuth. The proxy passes the original tile URL (path and
+         *     query) in `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik), and the original
+         *     request's `Origin`, `Referer`, `User-Agent` and client address (`X-Forwarded-For`, honoured
+         *     from `TILEGATE_TRUSTED_PROXIES` only). The answer is the decision a tile request would get
+         *     from tilegate — same credentials, rules, reasons (`X-Tilegate-Reason`), rate limits and
+         *     usage counting (an allowed decision counts the tile once, as served) — with no body on 200.
+         *     Token decisions may be cached by the proxy until the token's `exp` (`Cache-Control`), public
+         *     ones for a minute; API-key decisions depend on the caller's headers and address and are
+         *     `no-store`.
+         */
+        get: operations["authorizeTile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/tiles/{dataset_id}/tilejson.json": {
         parameters: {
             query?: never;
@@ -498,11 +535,40 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        Error: {
-            /** @example API key not found */
+        /**
+         * @description RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+         *     and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+         *     what FastAPI clients read. An error is sent as `application/problem+json` when the
+         *     request's `Accept` names that type at least as preferred as `application/json`; otherwise
+         *     (no `Accept`, `*\/*`, `application/json`) as `application/json`. The body is the same.
+         */
+        Problem: {
+            /**
+             * @description A URI reference naming the problem type; `about:blank` (none beyond the status).
+             * @example about:blank
+             */
+            type: string;
+            /**
+             * @description The HTTP status's standard phrase.
+             * @example Not Found
+             */
+            title: string;
+            /**
+             * @description The HTTP status code of the answer.
+             * @example 404
+             */
+            status: number;
+        };
+        /** @description An error answer other than a validation failure. */
+        Error: components["schemas"]["Problem"] & {
+            /**
+             * @description What went wrong, for a person.
+             * @example Dataset not found
+             */
             detail: string;
         };
-        HTTPValidationError: {
+        /** @description A request validation failure, in FastAPI's shape with the problem fields. */
+        HTTPValidationError: components["schemas"]["Problem"] & {
             detail: components["schemas"]["ValidationError"][];
         };
         ValidationError: {
@@ -561,6 +627,7 @@ export interface components {
         /**
          * @description `private`: the account and accounts it shares with. `restricted`: like private, but only
          *     admins and principals granted it may use it. `public`: anyone, no credential needed.
+         *     Only admins make a dataset `public` or move it into or out of `restricted`.
          * @enum {string}
          */
         Visibility: "private" | "restricted" | "public";
@@ -1068,6 +1135,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /**
@@ -1088,6 +1156,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /**
@@ -1109,6 +1178,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The credential is missing or invalid. */
@@ -1118,6 +1188,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The credential is valid but may not do this. */
@@ -1127,6 +1198,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description No such object in the caller's account. */
@@ -1136,6 +1208,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The change conflicts with an existing object. */
@@ -1145,6 +1218,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The request body is too large. */
@@ -1154,6 +1228,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description Validation Error */
@@ -1163,6 +1238,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["HTTPValidationError"];
+                "application/problem+json": components["schemas"]["HTTPValidationError"];
             };
         };
         /** @description The database is unreachable; retry later. */
@@ -1172,6 +1248,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
     };
@@ -1325,7 +1402,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["APIKeySettings"];
             };
@@ -1884,6 +1961,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             401: components["responses"]["TileUnauthorized"];
@@ -1900,6 +1978,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             422: components["responses"]["UnprocessableEntity"];
@@ -2014,6 +2093,71 @@ export interface operations {
                 };
                 content?: never;
             };
+        };
+    };
+    authorizeTile: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The original request's path and query (nginx). */
+                "X-Original-URI"?: string;
+                /** @description The original request's path and query (Traefik); used when X-Original-URI is absent. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The original request's method; GET or HEAD are tile requests. */
+                "X-Original-Method"?: string;
+                /** @description The original request's method (Traefik). */
+                "X-Forwarded-Method"?: string;
+                /**
+                 * @description `nginx`: answer every refusal as 401 or 403 with the real status in `X-Tilegate-Status`.
+                 *     nginx's `auth_request` passes on only 401 and 403 and turns other statuses (404, 429) into
+                 *     500; the README's nginx configuration reads `X-Tilegate-Status` and answers the real one.
+                 */
+                "X-Tilegate-Auth-Request"?: "nginx";
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed. The proxy serves the tile. */
+            200: {
+                headers: {
+                    "Cache-Control"?: string;
+                    /** @description The dataset the URL names. */
+                    "X-Tilegate-Dataset"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The proxy sent no original URI, or one that is not a tile URL of tilegate's form. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["TileUnauthorized"];
+            /**
+             * @description A valid credential was refused (`X-Tilegate-Reason` as for tiles), or, with
+             *     `X-Tilegate-Auth-Request: nginx`, any refusal, its real status in `X-Tilegate-Status`.
+             */
+            403: {
+                headers: {
+                    "X-Tilegate-Reason"?: string;
+                    "X-Tilegate-Status"?: number;
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TileLimited"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getTileJSON: {
