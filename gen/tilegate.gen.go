@@ -297,6 +297,24 @@ func (e TileTokenErrorStatus) Valid() bool {
 	}
 }
 
+// Defines values for UpstreamMissing.
+const (
+	Empty    UpstreamMissing = "empty"
+	NotFound UpstreamMissing = "not_found"
+)
+
+// Valid indicates whether the value is a known member of the UpstreamMissing enum.
+func (e UpstreamMissing) Valid() bool {
+	switch e {
+	case Empty:
+		return true
+	case NotFound:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VectorTileTokenKind.
 const (
 	VectorTileTokenKindVector VectorTileTokenKind = "vector"
@@ -609,13 +627,16 @@ type Dataset struct {
 	Format string `json:"format"`
 
 	// HasTiles An MBTiles file has been uploaded.
-	HasTiles     bool                             `json:"has_tiles"`
-	Id           openapi_types.UUID               `json:"id"`
-	Kind         DatasetKind                      `json:"kind"`
-	Maxzoom      int                              `json:"maxzoom"`
-	Minzoom      int                              `json:"minzoom"`
-	Name         string                           `json:"name"`
-	TileSize     nullable.Nullable[int]           `json:"tile_size"`
+	HasTiles bool                   `json:"has_tiles"`
+	Id       openapi_types.UUID     `json:"id"`
+	Kind     DatasetKind            `json:"kind"`
+	Maxzoom  int                    `json:"maxzoom"`
+	Minzoom  int                    `json:"minzoom"`
+	Name     string                 `json:"name"`
+	TileSize nullable.Nullable[int] `json:"tile_size"`
+
+	// Upstream The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream"`
 	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
@@ -647,8 +668,11 @@ type DatasetCreate struct {
 	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
-	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	TileSize nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409).
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -680,14 +704,17 @@ type DatasetUpdate struct {
 	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom]; null when unknown.
-	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
-	Description  nullable.Nullable[string]                `json:"description,omitempty"`
-	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
-	Maxzoom      *int                                     `json:"maxzoom,omitempty"`
-	Minzoom      *int                                     `json:"minzoom,omitempty"`
-	Name         *string                                  `json:"name,omitempty"`
-	TileSize     nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	Center      nullable.Nullable[Center]                `json:"center,omitempty"`
+	Description nullable.Nullable[string]                `json:"description,omitempty"`
+	Format      nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
+	Maxzoom     *int                                     `json:"maxzoom,omitempty"`
+	Minzoom     *int                                     `json:"minzoom,omitempty"`
+	Name        *string                                  `json:"name,omitempty"`
+	TileSize    nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server; `null` makes it a file dataset again.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -854,22 +881,31 @@ type Problem struct {
 	Type string `json:"type"`
 }
 
-// RasterTileToken defines model for RasterTileToken.
+// RasterTileToken A tile token that is also a MapLibre raster source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none. `tileSize` (what MapLibre reads)
+// and `tile_size` (the tile-token document's name) carry the same value.
 type RasterTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Format    string                    `json:"format"`
-	Kind      RasterTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
-	TileSize  int                       `json:"tile_size"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Format    string              `json:"format"`
+	Kind      RasterTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
+
+	// MapLibreTileSize Tile edge in pixels, as MapLibre reads it (same value as tile_size).
+	MapLibreTileSize int `json:"tileSize"`
+
+	// TileSize Tile edge in pixels (the tile-token document's name).
+	TileSize int `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -903,13 +939,16 @@ type TileJSON struct {
 	Bounds *Bounds `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom].
-	Center       *Center          `json:"center,omitempty"`
-	Description  *string          `json:"description,omitempty"`
-	Format       *string          `json:"format,omitempty"`
-	Maxzoom      int              `json:"maxzoom"`
-	Minzoom      int              `json:"minzoom"`
-	Name         *string          `json:"name,omitempty"`
-	Scheme       TileJSONScheme   `json:"scheme"`
+	Center      *Center        `json:"center,omitempty"`
+	Description *string        `json:"description,omitempty"`
+	Format      *string        `json:"format,omitempty"`
+	Maxzoom     int            `json:"maxzoom"`
+	Minzoom     int            `json:"minzoom"`
+	Name        *string        `json:"name,omitempty"`
+	Scheme      TileJSONScheme `json:"scheme"`
+
+	// TileSize Raster datasets: the tile edge in pixels, as MapLibre reads it.
+	TileSize     *int             `json:"tileSize,omitempty"`
 	Tilejson     TileJSONTilejson `json:"tilejson"`
 	Tiles        []string         `json:"tiles"`
 	VectorLayers *[]VectorLayer   `json:"vector_layers,omitempty"`
@@ -952,6 +991,17 @@ type TileTokenError struct {
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
 
+// Upstream A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+// because Prism does not take `nullable` beside `allOf`).
+type Upstream struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+	Missing *UpstreamMissing   `json:"missing,omitempty"`
+	Url     string             `json:"url"`
+}
+
+// UpstreamMissing defines model for Upstream.Missing.
+type UpstreamMissing string
+
 // UsageCounts defines model for UsageCounts.
 type UsageCounts map[string]int64
 
@@ -988,20 +1038,23 @@ type VectorLayer struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// VectorTileToken defines model for VectorTileToken.
+// VectorTileToken A tile token that is also a MapLibre vector source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none.
 type VectorTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Kind      VectorTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Kind      VectorTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -1105,6 +1158,18 @@ type UnprocessableEntityApplicationJSON = HTTPValidationError
 
 // UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
 type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
+
+// UpstreamFailedApplicationJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationJSON = Error
+
+// UpstreamFailedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationProblemPlusJSON = Error
+
+// UpstreamTimeoutApplicationJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationJSON = Error
+
+// UpstreamTimeoutApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -5608,6 +5673,10 @@ type UploadTilesResponse struct {
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Error
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5655,6 +5724,16 @@ func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UploadTilesResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON409() *Error {
+	return r.ApplicationproblemJSON409
 }
 
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
@@ -8658,6 +8737,20 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
 		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10690,6 +10783,34 @@ type UnavailableApplicationProblemPlusJSONResponse Error
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
+type UpstreamFailedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamFailedJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+type UpstreamFailedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+
+type UpstreamTimeoutResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamTimeoutJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+type UpstreamTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+
 type ListAuditRequestObject struct {
 	Params ListAuditParams
 }
@@ -12326,6 +12447,34 @@ func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTile
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409JSONResponse Error
+
+func (response UploadTiles409JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409ApplicationProblemPlusJSONResponse Error
+
+func (response UploadTiles409ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -15536,186 +15685,204 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchu3suCvoLhbZTI7oihZzk2kSp1SbCXRjWO7LPnkbIUqDTjTJHE1BOYAGFGMV1X3I/Yb9sPul2yh",
-	"G/MiZ/iwZTk+1+dUxSKJZ6PR726870RqlioJ0prO8ftOyjWfgQWNn55n2ijt/orBRFqkVijZOe684RNg",
-	"Ef4YMG6YBptpCTETktkpsJB+C5ka4+dUw61QmWEpn0C/E3SEG+WfGehFJ+hIPoPOcYf6dIKOiaYw427W",
-	"sdIzbjvHndHCQifozPjdS5ATO+0cPzs4DDp2kbqexmohJ52gc7c3UXv1L+/vg84LbrkBe/7CjYlTp9xO",
-	"y5lj+v1axJ2go+GfmdAQd46tzqBxNVmGLVcnOrtLV4F1KRJgVt2AZHCXCr1g3UyKO2YgUjI2vQBBhA2e",
-	"GBbCXRo6mM6EtBC3AQvu0mZICWm/PXKgElLMslnneFAs1A04AY0r/VlzmSVcC7tYXfGPWXQDlhnxJ5yw",
-	"EX4wzFiuLeOWzacqATZVmTZMaRbzhQnYu8vnbUudVKaqLvl/ahh3jjv/Y7/EwH361exXl+eW+ys0LPNU",
-	"stM35+wGFk8Mwa9tCTdQn7qCR4fPvm06yV9hQehSn/I8BmnFWIB2qO1m/xUWxax1rLqBxcdj1EsxE7bl",
-	"Aibut7Yt44+1Tccw5lliO8fPBniTCD0OBoMKshw0Y8tFpNx3azDbuBZta8EfdzyACzFZP6GYSG4z3T6p",
-	"mOw45TvDJ/CTVrPViS8Q+XNqBlqomHWFjJLMiFs4YcIaf1Ge+JvS67MXBHCHm+zf8J6wEYyVBhZaFbat",
-	"e+wW0IgkMbewZ8UMOq2rv1Sraz+T8fLK4c6vfGmVUs3blmXV7ou6d7hvUiUNEDtRcpyICPE5UtKCxD95",
-	"miYi4m65+/9h3Jrfb0kmzrRWhKHVMVKtRgnM/teHjXUfLCPdFFg05dKxPL8Bw+bCThl3FF0YK+SEqdF/",
-	"QGT7nfug85PSIxHHIL/AfWpACscTJgy75YmI2SizbMYXTCrLYsXsVBjc5itlf1KZjL+sXb5SzGTR1J9X",
-	"LrBEPElAPzGMR5HKJJ2jozZf6Fme+rOrnOcc5bRxZiDus/Afe253E3d53wI3SobuwJUERypClFMgDgMW",
-	"jnh8XdDaMBjKEKl5yLqF1OLEO0cGDOP5RVFjJyYg2mjgMcLYS1m9gIVKi4mQbvjMgL7mE5AWx87kjVRz",
-	"ee0b0CQ3sGCJMNaJG+5rw7ikIR1nBWPZlBsmQdgpaBa+9n2l0kMZvoUxaNChmzYf/QYWIevyxCjGmVaW",
-	"W4i9GFFIqn5n3Fgk7hPNI+i5JWpw9C2yEIesW37It2eY5TfAbMGpTIA3x0sqTtwLnWSQg7jY4lAKU87n",
-	"j8BccxvmXWJh+Cip9kF5UfovhWFjnhhaZS7SSmWveZKo+XK3UuY1obvWbo0OyMtHJVLfL0oESDuUPI41",
-	"GOOmE5JJjzKVkUV6rR0SmLDXH8pO0JkCj71CcRpFYMzecyWtVsneqVvZHh1YHetX+dsKxq7vcO8vMApQ",
-	"EH95pNgjDF7LW9CIFZpbL/ax7uoVPsbfrxPacdhz0rnrNVPSTpMF+2emLB/Kboh/XMNdBBDjLc+kFQme",
-	"oYQ7Sx1IjCHRvtdn4VuwerF3OragQ3/4XoM5cdeMWwL13huViGgR4h0tvw7ZWLnDZrHmY7snwI73ptam",
-	"PBV7btW46D2PKXuD790yh7nIOuyc/POHYTYYPI38jTdOlPHz4w9wMv/hwE9a7ad/GJxY39cvl9q7BWki",
-	"ItzCUOICAtfZg6syKQEun6Y2WM5AsFM+sl9FOdD6VQylGwEnedAbUwB/64b+8Da2L1Gh3rTUIxrViA1X",
-	"GKTr+kenisWdoFPH1s5V0HrX30me2anS4k/48qSSCqtuvNszYYyQE8cNlGaczXjihHCIkWt3w+JzeMxC",
-	"IyaOu8JdGg4loqPn2o7M8yRhE3EL0g3kvphDkjDqTINLBrPULpDtfH4qrtRLrifw5ZHwXDwZqRjpuFWK",
-	"JW4rKF5+udi6qil45ESOI1H0zLd4y0XiBJQvb4dOCBpxA25/mdTAo6nbyAnTjvyxhFvQfpepVu5GuJ/P",
-	"pPU2tQfZ7S+Xl2/+7uCJnR9y780jr0CibMLK2f0YSAvenHvjXKpVCtoK0vVJEYhbbQVOLXgtk0VuFGs1",
-	"5e6ZG5HuKVwPT/ZS5TiKpm73QSfSwO0jzFORlxvsUlNgSiaLihLg9ZZCA+oqp52YY9YomvdOWCizJAkZ",
-	"3IJeDKVvhPKb10lxrMxAn52yGBKoKB0s1io1TGWFjcqJ8kS3hYWZ2cLYGHTcAuiq1kDFteaLzjJivG9r",
-	"Xo7nNZNVcIWop4ReHS2B1a2rOT0vlwrrrqAfjfEJF2jo9fONlEqAS5yw0JkajMVOWkHjBXOYUcwpCq3Y",
-	"T58rZuWRSHcmbsZGBNsIBhE3Qf+h8LLQtla3/Pz8xVvDuudvbo9QJD1/c/utU0b1jCfCQNxjpV7HcrVu",
-	"lhnr9MjESbaEtHNhABXBnpP0CSZcLvIuS2i2M1ol3NhrdwCrO/h9CpJxUqZzZuqas4hrLSCm80TU0RAp",
-	"HUOMljnhes2EzCz0tj64hzoRL/Zfo9zabMOu04cRMAP6FmJUaiKegIy59lpY16lfBSqOUWIjXaG2sSa3",
-	"TwvgC4k8t+02nJk3tKC/rPVglw8yt51co93jet1tfIcXe+6OtzQjaUgTHkHMRguiYe6k0TzjuI+xIknY",
-	"XOkbU4ADB0ATRKzAPPpJl4oKMvk4FtTwTYUTIqlrEi/IWlLV6LmHAzkSjlmYK7vXKehr0htDvAyGca/8",
-	"MiUZvwXNJxCwLGVWsXCUaWNDxi1TMoITxiOtjGGvEMAi4oY5WYbxeOa4y8H+q4AZIIr49uz0xW9ny/gm",
-	"0cmyDMU6v8dJvZ+l8Cy5/wVrtULyji1tsmGYYJNuWTrZ/mgcMvArLNVHsgAveY1LndkhuDuOZm6fZqNE",
-	"RHiFrWJpRpZkR6fevX1pWDf82w0sfgiR+jwUumWGT+DakbxrpA1ttMUTE3RRFAQS/2iiLcdsroW1IBmO",
-	"7wQIlEFybBnKNMkMm0852Qa5NHNwK88bkPXVqZF+nAV40WOFOrVAIj/HLUHhmqmZo0upk7TxhiF4clPy",
-	"FtLJEsaQQITH7ali/crWRi/JYyl+BoXAW2VoNZGkFIjq0mSVh68jojV6s8xmGrBjBdPvAy+tv+GkTS9J",
-	"7C3BHhQEkguWaCBM+QQKGqFkSa3z+I7lwI31p9EcuFGRKYo/1ik0XhNpYExWWZ5coxC9ur1X2WxE7vwb",
-	"WBT2vMIPtJHYFGEr1VnytbefwQVYK+TE7Mg58m5uvdytuM9O5YKhnMYc4tYE2qPDQxbCndX8epw7ssJe",
-	"wOAugtR6FwqP95zuMpRjAUlsfGDDr7AI2HwqHKPQCA9IncbhBEkxkUpDzIxi1pEFXAjjho3BRlOIWcSl",
-	"k2pSZVyXEY9uhhLJkWM4dFFMn3Uvp66bBhZDlHA34hQ0IOFyqkyYk4vwmNxZ3CptyH3HDbsRck+lIHkq",
-	"hpK2zHilE/PovWCpBuNkXBQLPXPo95BEtSqtdbC/zaHkxiDoHDfCpFUGWUHuiuL6yedaq7wiuysEUuvO",
-	"FAyUqmwXpQXUC0aAxsbKBXGSg2nVXqsNvfZ6wsI/rkISKnbUT2f87pwaH6BEsKO+WgkAWdt/BwXWq6qF",
-	"OH/CQjdUyLpKe5D0vOJqnBrL8b9zbvrtNHFLffb3XHZ2h2asU/+dbOz4cjc/K0/LxpnNNDywPvsQONt2",
-	"0Bt12o16a3gw6OP/978LAxYeDgYHx/Hou+Pj/aeH4QnjbIREjfqi5xUJmUNu/2Wvqik7HuekGyhHPtj/",
-	"LmQjiNQMDKtOV8B5KCtKchXt2eXq8oXflJISIrfXJ4alADpgSgelouS+wuUKycLL85dnP59enl1fvn13",
-	"cXn24vrN29f/OD+7CCmiUIvJ1O7NlLEsk1ZnSIvDf+z9pPScO1XZ/RWyqUqXLmLlohx9j4J3cW823cqP",
-	"0vY/nvBtxN2tdPONWriGmbr1tx5HYt1BYcwi4dmpAr1mDX1JP1rRknbS3JeIglORR8AmIEFjVAPPrJpx",
-	"KyKeJAuWycQhW6rVrYghZnDnJHhhE4xhrBPI5YPfCNuKzWBJZkkhEmMBxssTv1xevilDOdw9JCuo4z0c",
-	"XUsI2dM3530nvfBZmkA/UrOQGtJdHcqpMjZg4Tf9WhMnYZhsFKsZd8N3nWKCbCiFu17Awqm16fH+fqIi",
-	"nrgRjp8OBoOQrj9KkhDQ0IhwqdI2IH/u30JWOJ+pNci4MeqEFUEnfXaGfjRa91ASbtDW2y/d4bOnD33r",
-	"djDNPMItfFC7ycqtpJjYr9aKDznPlaPabHP4MHzJqeEqhOtq/FLYM/nZwJC3pbiPc9Qb3DV/Z0Dvnbre",
-	"RGbIa+34qkV6gGYQuOORDYYy4gb2DEgjrLgFRzZo4332u0jiiOuY6JOjISZLHTGA+ITm5swIOUmAURfH",
-	"wD0Z6w/lS+C34H3oVVHQETiMgilWPtZqhsZ0t+093DYRhuVw5c32jFVFUy7OEpjlPki5eD3uHP+x2XFT",
-	"mHolqsbVb0rhdFulXC5egZM88pWsqudtFGDjwH/nSQad1Z1fBauJAkDTo9osWd6Z4RqO8QD+/eL1K6dm",
-	"ZhAwByGG4d0xxH126loZFgsNkUVENyKGoeT0PWmwbsKRY2JzxRK4hcSwGCBl3WUQ9DBlpmTRl4sULnC1",
-	"Tm+Wyg4l3KUoFWqIMm0EWli0yiZTlk+ZKAknPog1b1dqzpQZMJQeC+on8Clx4S9xuji1P6TV02ZdA8DK",
-	"u9HreyjRhJ/zpnzeO7LmClAEqBqPQcZI7GSaoTZrQNoTapvrKBow1NhpOr3+UF6kkFj0THPD3CJiNtJc",
-	"RlMwTn3imQH2+vSCPe0PnhgilA7iTksFR35Z6Do5VQuPs0TrLBb27NYjdJ278yjX+fOQMp6K6xtY9Mno",
-	"0gnKL9DiU/mCwoErX5CrvbTZlmMUX+Rj5F+sdMnSRHHH1Seay8oI9NE3v2pgvzyyTSbZ3zG2OiaWR9PX",
-	"XDbua/QCYAAoJGM6QB7PhGTPX573NktIzV7rVeduswexybyOTZsMot4g2C4Lbn+DCnQv5eNDFMbKD2ut",
-	"RJ0zHk09RGOGBlGk1uEflLkTMD62oK9C1i1dkNqhJYtFjIICZoT0KsJUudEtYWq5nkADWm/bfUG5Wku4",
-	"X6JjjnhNoZT1c8Nfcd1N54bi/vYJSqv+FmpJOB7kt7bYf4kYjVZ0d/8/2pHRVUkMuvcXdWiUJO7DnRrg",
-	"+i+7NZ4YZjUXyadwb/yoMtlkZv5jDk5fNyqz04ABdx+k0nZ65RYXw0QDufC9Ot85/mPv4LtBsPfds/7g",
-	"2cFB4D74v6+azMaxytyBBCs8uUIMjqrE4GgVqM9B+qDmpcUnSk6EzWIIWMKt/+tPpWZX/c6HLuZpdTFP",
-	"GxYzhejmLWkKGxXl+hWoZDRvQzJE2uzlXjJSUiiR0hhJ1FsyGR09a7UJNQ/udaAnhpHtxOtqS8MeDo6+",
-	"azIhkIVl08jeELPT0OsU0ProFWWzcYKDweHRJkpYOamm2+RxwGDi7oqcQwpnhf9WnAe6CK9e3UJj+pdl",
-	"c5UlMcZWLeohNrmBTml2NDjqb2PjMZbbrCVUkn6jyJ9qaBfNPwGKhcEMqin3HNWcuKkZZ1XfEtmCcg9T",
-	"rIACEQyQ7dVzwMPBIDgaHARHg6fB0eDoaiPNy+Fa7KKAZtMR+eoCTWJoBMZc3wKqcE1p9jMnDjsIgxPV",
-	"2jLmco/pCUt9FrK3MfuSAUXu9RbWFQ+rbQkDt1aLUbZ1yOfoY4h/VZHwqXofTlyXKf1aC2mdX3sO5iTT",
-	"3dnBg25imUPssAnPye6DjZHY6zzTW7qXdwwMzkd9X/L6TjoaNw095eYaI94ayz/89iN5bMaOVky50ygd",
-	"2FHbqhk0K3RxS8y/EWTZXSeg+Zv/q2tK5+ZQoEKOKxdvJmT7j61xmG7r10b8CWvgWhnnFpwsfZ3whc/U",
-	"2UrO/Dv2euk6bROveyuMGInEZzmsHbhs2agAVIhRS9QVnkJtygJ7SpCWkC8IUHF16yRsGUJVAAfL9LqK",
-	"fE2BXmt4wXNS8HeT2ZZo7e7hCl+J71+P+LbHoBxud6glraxDoVq2I0xHYzL8EHqTwzKVE/pSc2NJNs1N",
-	"AkRsU9RU/yN1/53DKG20QH0cHWxf88FRv+oMPzxaX7KoRkDbRx3sOGhOeOvnstH7WiPLS+4wBDb6iE5Y",
-	"XFna4bNvqzLps2+DZweHV8FjUfVdg6cehMp7mo44tIZc/upxLEdP2jAGvDpgNuKl77rJAvQ57Da5QrDZ",
-	"aPPQthc/87s03ob9rIhTfIRhkmj2pKxHz+sKbTBKgGsMYus6wgLGKo0ud5PjOipeXxnbV8a2gxKwkStt",
-	"jusqWc6HsZRH5hn/8lyglTSZRoK9o71yUq9euHUlwQ+k5LhoB7dVkt5uzQuWCh9uptrFLCvgccyrgf79",
-	"6L5Gf4bTf0cqFkX2z5bmoBtY5JZE7/JeBw5c4XPHhUyDB7mWfJSCLivYUDEASplqC7rEfAafVZXbvSqJ",
-	"TOhAxnyH7TbmUyAeam9vfUZFEbfjqz9iysgITXZGSdwmLXpDblbXUQx2OKDE3Kf4r5mDNr0t94fFeZqt",
-	"q/U6hBS6un2qANWs2rB8q6oFrrZa8tJFofUX0Ao8ipcH53GzWFCBP003iCoTbH3Wb6hgAsZVLNEhsFwk",
-	"TQ53btncCUdzreQkQL2KOyzHY684rfLbjIboMdbH2+gCoEmvtgt1cVv12OLTfuyUS8bzFBmhJBtzkWBp",
-	"TF/ptdk4XTEEr2JRblSv2qGFYWaKeTruSjaF8m9k1LvbFnf0ZG3XLNVCRiLlSev+ixbkg/DZK5g/tFzy",
-	"7QMA0WQNq/GOmmmsttoShk03AU97S/PTUuTDHcfgtrwGYLmCkHW5JFTzX2JpsbC6LNemAjPvY/dbKn00",
-	"TdrBbh6J5ZPbXEK3GUYvhWkKsdhJPKCrtUkmaGf8K0WYfYHezlRlumKu8R9jvmhUhZsquTwoLdxO0lyu",
-	"JbNJVNqe6hUOwlUSFzhN7ydu7Omb8ydInlLIM5/dJcbNkUZLVUt/AZ5QGHN9t6W/siTl6mYj7fbdmk73",
-	"V1i0SLuPJb7mK2gWXYO8QvVWt6i66aKy9bYSbm0hjyfd5imMn0zCLRgjSbifWugsBM2mCnEhlm4LpbLX",
-	"KHaEXkY5Ghz1vnzBdHfxsTj8JoTMqd6q+fan5+z7o2f/VpAOIlOGUup8hjS532uSGBWkMf08XFUYFvKR",
-	"yuzxKOHyJq/CZ4VNIKT4TKQcBA0Zcx2zdKo5JsjSnCFFKp/5aWLWQOd7TJihxNoMngj6mB2DUQR9VkiM",
-	"goJ1MZixrXhYWATxDmUZ5RKeYjJHiOnlPvfJbZJxyxLgBsdMMSDHiYbLE+DAJ6yoJDSUXamKQQMWfrP/",
-	"jftnpU+veShKnyxK6jlI8pnPJW4j6au4iMkhPg4lUnFRw5aOsybRHw2OKj6FZ99/XzEQHQ0aTUR4zBsn",
-	"Xj37uibxSln2U7MGUUZ5LrPKd2/PGQVHyQjckQk5qfFC1/GkjpysizV0RrBQvrAyLbBXX0+lS2fLyFEC",
-	"RLCOTZLDxBGhyzyBaa35+L+btXhHBQjoCZItKHWeBEjxeau/lwbaVqdgWbG11U/z4UERJn90YjW2jN6G",
-	"WG9ibbqVCVxnOmkJShMTCXFRw4dZmKUJt8C67/+8339/d7//fnHfa0ySKwJUtq2VtSxPUZRDTQEsFhv4",
-	"lyzyF1/oKY3K4VWCHpoiIqoRDkXoRB7VUL1bzZezUkJ4F2dSU3krylqnFMF+mQMaBkUQvck5LNfATJE5",
-	"4vNEhvKNFmZWxvlhpfVKyojPEQlR+Ap7x6xeUStorqg1lLuW1GpiNl9sRqk7Zcx5+bBIYyyM7ycxNS32",
-	"u2+RO9YR4xc1Z4nyLKko+EandANQrWIxYBpu1Q1VzpBqfuLAj+UMng7wNZVe3dn/7PvDlUT6BkCt7N6x",
-	"nn+/eP1qI+dZw2nWCflNjr917Vt9bGtcaA9Idltj0Sg7vkr27xZ/NtJ8d5/yYrR526f9QX/Q2nrHSoMP",
-	"4gtbS5KLLZS0som4ephctaBVIdHEwp3kTEju87lmPE3d5o7f58yzZdHL4lG++fWbLNvfFxd28cq/S+XD",
-	"dJSELVTU1fHWt19e7/1VFRY/chtNK4RmSeN3vxbGHkxkK70M7L/+8//6vHLjyfKzQaGBn78wq6bFtWWP",
-	"XpQ93Vh5Pm4+21jpPnuRkfIBxJGowkDsU+v2HLMJkGo5ejUW2tg9A1hW3ecCfEhto2eDqtR4sLXD0azH",
-	"Qg95eo1pFRq/8dSXhYzxQaPIsnJo1k3UHPRexA1QErun2O6EFJaLdzrm6gGUzqS2xL5HQsIN7YuW3nR5",
-	"tconlukD7WwtyAtLbB0okH+9k8+omlHhaerW+Qw041otrGqJWnNcW6gVK0M3mKaXorXsXfucpCm1aE6V",
-	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
-	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
-	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
-	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
-	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
-	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
-	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
-	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
-	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
-	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
-	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
-	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
-	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
-	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
-	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
-	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
-	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
-	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
-	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
-	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
-	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
-	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
-	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
-	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
-	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
-	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
-	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
-	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
-	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
-	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
-	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
-	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
-	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
-	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
-	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
-	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
-	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
-	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
-	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
-	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmKjAy090lf5Eq/0qj+rzc9RzUT7ZHhXydxp8ujnUYWuhadO",
-	"aPwm8zJnv/H0pRhpYEZlOgIyU39VotZ5UiquAiS+EhoU68uSBTwWytJspPCo1pzBvTJ7bynSdDlREHPQ",
-	"3e68pBj4EEonBy+KbY+4gaE0lluMKW1NBGzN/WNvQO/lhAAoNtFxtoAdDZ72WKycQmBRHaK4P7eL4yW5",
-	"AqTVqI2F74eUw1UJenTyMQVzui+PBk//z9Hg6D7ss+cUcTqUZkrP+Tgxn2LlaMD8gcAQhwyxqGYz8yuu",
-	"oUEofyIrYXNy6CNL2i15kg3k5yJDN9w4S1jZ7EMpyxck+jo6gQSAMILlKLEzcahf8BXrhju3fn54jWLv",
-	"BZ9BRbY0+LKoyJXwpaDvPi363duXxgeR1+KkwhtYkMuTD+VYg5kmi9weV6GJGDiMnXwEVY1iNszafqGw",
-	"1MDH2Z42NMakgc3NLsRkm2Znd+lWo2HC0SeVRgvoNUmi/rftubzr8UGc3nX80ri9TyZyqObOsp5J9MfV",
-	"8nd5ys0fV+5AKzGrHsoMqzkgJ8llrSVKYDpX6y56paRO/z0ZXe69ZDrFAo1/tsqgv/jfPyGi+RqRLQqP",
-	"PxZ8ICHtL8P3qu79uwUJpurue51vJoeQD9tfJnn1Tb+mRp52fNTGl/PaG/fo5nPqf6yiDCWgtdu8nApD",
-	"KUg8spj/4he6cdMLPks2bfp/n/72crdN56OWm27f4dP+oNilW7mbjVm4q1f1XWcOfHjo+R23Qk8Djxft",
-	"N+Qt/fxZLgjO7URu1H77D0GxruouHx4LiY+R5sKyE9aLKpXrwHZ7sO/fQjZrgy2oQtUXHhZPm9guCaNM",
-	"Q3Cw+VeJjy8NnYAPq8gJFiuJ8md0irQK3+7D4t9PJYNZahfkOsNCilSI9Tmd4h69CXLMBmHPB8kbesmg",
-	"YrhgBixGyGPekRlKny1Eb4+/vw+x5ll78Dsd9ifSz2jwC1qhcdh0/8nxdl3kBj4C8Zi2nH/hMAwfGO/B",
-	"uvWlqDovKlR1/z1Vhr7fHCxRwdhVRGpTuJMFJRHmR/nVltcc+T5xYucHHWh7fPvaA3uEm/+Rt/7Lssfu",
-	"cnQfanP9FRaFvbXpDu9TjPa1yQn/zjEn+QxrWOeuAfKsG0o+g2NG3+dmX8dR0XiD4QbBUIZUqMDkDfFF",
-	"7yJE3hcxmHAhAxbmJVK4zVtTjrD/3rWQ7pxi//NQ0mf3S6X8WuNU1QSF3NPpK5MELBTptcaM5mJkLhf5",
-	"a/s9LN5dWV3IfFhHiuWHeG320Bt3qxNV30OnSBEuK5OWXTj6VV1Lzp6fv3iLNu6jw8OgWj+azqib588I",
-	"GcOdWyOKMtywMdhoCnEeNOOOHGIK3Pc5h2boDxZLUFCF8j0s9+CrvnZDEWO1Al+Qw5cjwe88Srg/E27s",
-	"dWbch6EM88iha+x1XYFXwEJ0SV7bqTDXMyXtNOzh3spSJW43E6k0xH32SqEQN5TdSgERNZelfjjjvhyp",
-	"SqlKVi9oEvRQ/nNSm99unvlwTHEw+CaWKR0P3JBnO6i8dOU4crFnNDBKnyMMt06jbBIFsfWStPavLxLm",
-	"sS+PLhZ+DeddSZH4cMFjDReC6OYT8B4W6wXTmTxm+HoC1iIQCTCQcaqEtGyO3rMYIhED02IyxSLE/lGN",
-	"vEYKehSIQgozlFT0Osq0pkpANyBZXkqIYEOlfyiChmrD5PSeDBpY0MhNaoSSVHeCD2Wk0sVxzrek0jOe",
-	"CINXKWDh38KAeNUiYLFw5yrkJCjDECKVAs53/oYR5e85WocUaSiFo8OR0lgMo0JaS+4xU7fQ6zvGgbVu",
-	"KIKSU9jm0hYcJTND2S0LYVy+fXdxefbi+s3b1/84P7uoDOvowaJ3UtA8YatqcZVN4RLxWY9msgfRzSdV",
-	"gHGGz+SX9HObLGmPAvTY8pji8RdEmn7He+z9dfm99bWLBFq8nLhCwTp/21nqbqVbWFUGHp5weV2ITbCg",
-	"DckJvlwbBkv7ImiVoOxaWfWgLNuEpAZLdwVDmUkrErZGmGLdsFbqPaRgU6nmPXwbR1auKcNSTb4EpoNL",
-	"2GdYYx5NXE7sZvOpOw5eifumdWN8hk/XjpAa+3I8KonBV/waSl+H/9hTjCk3RYSfnav8WUpWXzFKZnlJ",
-	"eQcAleSV56Wa94fyNSafOLiJiGPpOE01iaox1YhGEY+m8MSttVIkC4PRmygUldf/pCSqXsH/s8pjBQl3",
-	"p+jQkxziXyOQH8g8IG6B5VpErvX6SLg8HClHbiXByyt0m1LQQsUPJ5s9dHTymojk6nNr/aH0Ub9sTdBv",
-	"n2HYqiMpc+2+kV4nHyeZmTIhLehbntSklXcXpz+fXf/08t3FL9fnry7P3v799GUY5E/bs4MBM75QmxOU",
-	"2Bjm/s0Qg2qvE2tGQBSMLXChpx8aeEyX7L9p3HGx83Ya8zXeOI83doSgcsumPM758LrY409sVFwKOtk1",
-	"4gQfWKAZG4q+4q8kFuSlQ50oV7rbgw4+89TZRzT1W2548gCNPHtuK9yKUQKlz/D0zXm/UqA1B5Zb9iqV",
-	"Y1RWLK+9agDyCqmOVsyCXAcUupYrYiozFKHgqzNcNNRTLQNcbRHd1v0Z1EuQprKfXmWGanxe8zZIK81j",
-	"fPwb10WZR9YN/3YDix/CHsW7VeLfuuHfjJj8MMwGg8Nv4S71f6Hm+UO4vIim6X+fqqKSI+rjXtrypszq",
-	"UWARvNURKCQhQKMiBQjkinceWuFzGCtjVSIE7q/u/38AAAD//w==",
+	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQqTGs8dgsAvdBaCWjaqermqCsA4j9iHOM+yDzZOc",
+	"yMyqvgDdAChRsuXVTIRFAN11zcr88lrvO5Gep1oJZU1n+L6T8ozPhRUZfnqaZ0Zn8FcsTJTJ1EqtOsPO",
+	"Gz4VLMIfA8YNy4TNMyViJhWzM8FC+i1keoKf00zcSJ0blvKp6HeCjoRW/pmLbNkJOorPRWfYoXc6QcdE",
+	"MzHn0OtEZ3NuO8POeGlFJ+jM+e0LoaZ21hk+OTgMOnaZwpvGZlJNO0Hndm+q9+pf3t0FnWfcciPs2TNo",
+	"E7tOuZ2VPcf0+5WMO0EnE//MZSbiztBmuWgcTZ7jk+sdnd6m64t1IRPBrL4WionbVGZL1s2VvGVGRFrF",
+	"phfgEuEDjwwLxW0awprOpbIiblsscZs2r5RU9tsjWCqp5Dyfd4aDYqDQ4FRkONKfMq7yhGfSLtdH/GMe",
+	"XQvLjPxdHLMxfjDMWJ5Zxi1bzHQi2EznmWE6YzFfmoC9u3jaNtRppavqkP//TEw6w87/t19S4D79avar",
+	"w4Ph/iIahnmi2MmbM3Ytlo8MrV/bEK5FvesKHR0++bZpJ38RSyKXepdnsVBWTqTIgLSh91/Esui1TlXX",
+	"YvnxFPVCzqVtOYAJ/NY2ZfyxNulYTHie2M7wyQBPEpHHwWBQIZaDZmo5jzR8t4GyDTzRNhb88Z4bcC6n",
+	"mzuUU8VtnrV3Kqf37PKd4VPxPNPz9Y7Pkfg9NxOZ1DHrShUluZE34phJa9xBeeROSq/PntGCA22yf8Nz",
+	"wsZiojPBQqvDtnFPYACNRBJzK/asnItO6+gv9PrYT1W8OnJx60a+MkqlF23Dsvr+g7oD2jepVkaQONFq",
+	"ksgI6TnSygqFf/I0TWTEYbj7/2lgzO93ZBOnWaaJQqttpJkeJ2L+vz6srbtglehmgkUzrkDkuQkYtpB2",
+	"xjhwdGmsVFOmx/8pItvv3AWd5zobyzgW6gucZyaQw/GEScNueCJjNs4tm/MlU9qyWDM7kwan+Urb5zpX",
+	"8Zc1y1eamTyauf3ygCXiSSKyR4bxKNK5on0EbvOF7uWJ27vKfi4Qp01yI+I+C/+xB7ObwuF9K7jRKoQN",
+	"10oAqwgRp4g4DFg45vFVwWvDYKRC5OYh6xaoBeAdsAHDuD8oegIwAckmEzzGNXYoqxewUGdyKhU0nxuR",
+	"XfGpUBbbztW10gt15R6gTq7FkiXSWIAb8LVhXFGTIFmFsWzGDVNC2pnIWPjavat0NlLhWzERmchC6Na3",
+	"fi2WIevyxGjGWaYttyJ2MKJAqm5m3Fhk7tOMR6IHQ8wE8LfIijhk3fKDn55hll8LZgtJZQI8OQ6pANwL",
+	"ARn4JS6mOFLSlP25LTBX3Ib+lVgaPk6q7yBeVO5LadiEJ4ZG6SGt0vaKJ4lerL5WYl4TwrGGMcIir26V",
+	"TN17USKFsiPF4zgTxkB3UjHlSKbSskyvMiACE/b6I9UJOjPBY6dQnESRMGbvqVY208neCYxsjzasTvXr",
+	"8m2NYje/cOcOMAIoEX95rNgRDB7LG5EhVWTcOtjHuutHeIi/XyU047AH6BzemmtlZ8mS/TPXlo9UN8Q/",
+	"rsRtJESMpzxXVia4h0rcWnqBYAxB+16fhW+FzZZ7JxMrstBtvtNgjuGYcUtLvfdGJzJahnhGy69DNtGw",
+	"2SzO+MTuSWEnezNrU57KPRg1DnrPUcre4HsY5shD1lHn+J8/jPLB4HHkTrwBKOP6xx/E8eKHA9dp9b3s",
+	"h8Gxde+64dLzMKCMmAi3YqRwAAG87Jar0iktnO+m1pgXIPiSb9mNomxo8yhGClrATnp99lxnACzy1NhM",
+	"8Lk/i8C+3FdX49wswyHuLfIZIzKgEJ4Ar10CNxypi7MXpz+dXJxevXtzfvH29OTl1cuTf1ydvbp6/uLs",
+	"p58vWLGQUrFJIqczIKnaHmuVLB/0BBfEsPODjpi2Pl8Ou/5oqdc0qjVbWIpQ8Opvneqp6gSd+unpBJ3a",
+	"vnQug1Ze9E7x3M50Jn8XXx5qqkCJRt4zl8ZINQVpBRTM5jwBJUHEiCq6YfE5HLLQyClIf3GbhiOFx8Wh",
+	"ChBDPEnYVN4IBQ3BFwuRJIxepsYVE/PULlEs/vFSRusXPJuKL0/EePg01jHKGas1S2AqCH+/XGpd12Qc",
+	"caJEVAiN/RRvuEwAQH15MwTBMOZGwPxylQkezWAixywDdsgSbkXmZplmGk4E/HyqrLP5Pchsf764ePN3",
+	"WE98+SHn3tzy2kqUjzD3TNB55xjycy6TL412T9ZF/6MVMa/MQmQiRjYIzQTM6LmwMyRw1IHsjCvG6S0C",
+	"5yNVNka2m6B44EYQEDLyd4cukctGOk9i5L9jYBU8momYdXVWGAPGYsi4KjWCdchx8uLF619ZrIXxjF0v",
+	"en0G1Osn+cgwvVBuUkDKSsB4Um4Mio6HY+53Fcq4kHOhc/tXI41Y0oa51VxIIIqGfbk4e3n6+t1F/8FW",
+	"9s7bBqmhN2fOYJ9mOhWZlWT/I+NA3Go/BPj6WiVLbyhvde/smWuZ7mlcGJ7spRpQXUav3QWdKBPcfoZ+",
+	"Kjp0g616JhBCVwwDzpZRWEW6eFrNkDWq671jFqo8SUIGJ2JZnGDE/c5OhW3lRvTZCYtFIiqGCBZnOjVM",
+	"54XdGtR7Ok7SirnZwQERdGAAJB5rS8WzjC87qxT6vu3xsj1nrVhfrhBtF6EzUZWL1a2bPnpOV5UWeIVr",
+	"jfEpl+j8cf2NtU4EV9hhYUdpcCCBxoAGTQaUUfQpC0uZ694ba8otQS4FPTYS2NZlkHHT6j8UXRYWmPUp",
+	"Pz179taw7tmbmyNUU8/e3HwbMAUDSaQRcY+Vth7mGfs8N5ZNAJZL5Yh2IY1A41APtH9aE66W/pUVMrs3",
+	"WSXc2CvYgPUZ/DoThWzzABYeZxHPMili2k8knUxEOotF7BkhZ3Opcit6O2/cQ+2IMwVcoe7Y7Neq84ex",
+	"4+kxGjoinggV88xZZrrvLp6WpDhBLYnsB7WJNbmCWxa+0Iq9v6dhz5zxFX3orRu7upHennqFttCrTafx",
+	"HR7sBWxvaVrORJrwSMRsvCQeBjuNJltAfMbKJGELnV2bYjmwATRLAu747DtdGgsQUcSxpAffVCQhsrom",
+	"SE8W1KqVj7t1IOfikIXebnOViuyKbEkhHgbDuDOIMa0YvxEZn4qA5SmzmoXjPDM2ZNwyrSJxzHiUaWPY",
+	"K1xgGXHDAOAxHs9BuhzsvwqYEcQR356ePHt5ukpvCh2vq6tYl/fYqfO9Ft5m+F+w0TJDHvOVSTY0E2yz",
+	"75SO998amwzcCEuTDXmFViJJSrsVEDhsR7O0T/NxIiM8wlazNCfvEvCpd29fGNYN/3Ytlj+EyH0eitxy",
+	"w6fiCljeFfKGNt7imAm6LQsGiX808ZYhW2TSWqEYtg8AAjGIp5aRSpPcsMWMk7+A8CboH+4B8shoW7Sz",
+	"FA56rHGnlpXw+7jjUsBjeg58KQXtFk8YLo93L+2ATlYohgARbrfjivUjW2u9ZI8l/AwKwFsVaDVIUgKi",
+	"OpqsyvBNTLTGb1bFTAN1rFH6XeDQ+htOFqwVxN4SAEaBYR5YotMg5VNR8AitSm7tY75Wg7k270ZzMFcF",
+	"UxR/bNKlnCbSIJistjy5QhC9Pr1X+XxMIT7XYlnY+Avf8FZmU4SyVXvxY2/fg3NhrVRTc0/J4V+D8XIY",
+	"cZ+dqKUzBQDh1gDt0eEhC8WtzfjVxDu3w17AxG0kUuvcqjzeA91lpCZSJLFxwU6/iGXAFjMJgiLD9RCp",
+	"RUNEzORU6UzEzGhmgS3gQBg3bCIsWg4irgDVpNrAK2MeXY8UsiMQOHRQTJ91L2bwWiZYLKKEQ4szkQlk",
+	"XKDKhJ5dhENycXOrM0MufW7YtVR7OhWKp3KkaMqMV15ijryXLM2EAYyLsNAJh34PWVSr0lpf9rd+laAN",
+	"Wp1h45q0YpA14q4orp+8r43KK4q7ApBa2FNhRKnKdhEtoF4wFmjgrxwQQA6mVXutPui012MW/nYZEqi4",
+	"p34657dn9PABIoJ76quVoLCN799DgXWqagHnj1kITYVoOqMl6TnF1YAay/G/C2767TxxR332V4+dYdOM",
+	"BfUfsDHI5a7fK8fLJrnNM/HA+uxD0GzbRm/VabfqreHBoI//3/8uDFh4OBgcDOPxd8Ph/uPD8JhxNkam",
+	"Ru9iNAYyMiBu92WvqimDjAN0I8qWD/a/C9lYRHouDKt2V6zzSFWU5CrZo010ZfjSTUorJSKY6yPDUiGy",
+	"gOksKBUl+AqHKxULC1vfxdt35xenz67evH39j7PT85CijDM5ndm9uTaW5cpmOfLi8B97z3W24KAqw18h",
+	"m+l05SBWDsrR9wi8i3Oz7VR+lLb/8YxvK+3upJtv1cIzMdc37tRjS6w7KIxZBJ5BFeg1a+gr+tGalnQv",
+	"zX2FKYCKPBZsKpTIMNKJ51bPuZURT5Ily1UCxJZm+kbGImbiFhC8tAnGNdcZ5OrGb13bis1gBbOkIpIT",
+	"KYzDEz9fXLwpw7vgHJIVFGQPR7s0ruzJm7M+oBc+TxPRj/Q8pAfprI7UTBsbsPCbfu0RQBgmH8d6zqH5",
+	"LigmKIZScdsLWDizNh3u7yc64gm0MHw8GAxCOv6IJEVATSPBpTqzAcV4/C0s4yjoaaHixkg0VgSi9dkp",
+	"+q5p3CNFtEFTbz90h08eP/Spu4dp5jOcwge1m6ydSoqT/2qt+JD9XNuq7TaHD6MXzw3XV7iuxq+kQpBv",
+	"WxjythTncYF6Axzzd0ZkeyfwNrEZcnmBXLXID9AMIm55ZIORirgRe0YoI628EcA2aOJ99qtM4ohnMfEn",
+	"4CEmT4EZiPiY+ubMSDVNBKNXQIA7NtYfqReC3wgXt1KFgsDgMDKuGPkk03M0psO093DaxBhWUxi22zPW",
+	"FU21PE3E3Ds81fL1pDP8bbvjpjD1KlSNq9+U4HRXpVwtXwlAHn4k6+p5GwfY2vDfeZKLzvrMLxucqYK6",
+	"R7VZMf8ywzEMcQP+/fz1K1AzcxEwWCGGKR+xiPvsBJ4yLJaZiCwSupGxGClO35MGCx2OQYgtNEvEjUgM",
+	"i4VIWXd1CXqYRleK6ItlKs5xtKA3K21HStymiAozEeWZkWhhyXQ+nTHfZaKVOHaB7f65UnOmbKGRclRQ",
+	"34FPSQt/it3Frt0mre826xohWHk2en23StThH3lS/tgzsuEIUFS4nkyEipHZqTRHbdYIZY/pWa+jZALT",
+	"D0DT6fVH6jwViUXPNDcMBhGzccZVNBMG1CeeG8Fen5yzx/3BI0OMElYctFQB7JeF8BKoWridJVnnsbSn",
+	"N46g69KdR17n92GdPJVX12LZJ6NLJyi/QItP5QtKEah8Qa720mZbtlF84dvwX6y9kqeJ5iDVpxlXlRbo",
+	"o3v8skH88sg2mWR/xXyLmEQedV9z2WCED4WJSGtEMqEN5PFcKvb0xVlvO0Jq9lqvO3ebPYhN5nV8tMkg",
+	"6gyC7Vhw9xNUkHuJjw8RjJUfNlqJOqc8mrkVjRkaRJFbh79RNl/A+MSK7DJk3dIFmQFZFvE4mCXWq4Cp",
+	"cqI7rqnl2VQ0kPWury8pf3OF9kty9ITXFL5c3zf8FcfdtG8I93dPWlz3t9CTROOBP7XF/EvCaLSiw/n/",
+	"aEdGVyexyHp/UodGyeI+3Kkh4P1Vt8Yjw2zGZfIp3Bs/6lw1mZl/WwjQ143O7SxggsMHpTM7u4TBxWKa",
+	"CXLhO3W+M/xt7+C7QbD33ZP+4MnBQQAf3N+XTWbjWOewIcGaTK4wg6MqMzhaX9SnQrnEgpXBJ1pNpc1j",
+	"EbCEW/fX71rPL/udDx3M4+pgHjcMZiai67ekKWxVlOtHoFLlYBeWIdNmL/eKkZJCiXSGkUS9FZPR0ZNW",
+	"m1Bz404HemQY2U6crrbS7OHg6LsmEwJZWLa17Awx92p6kwJab72ibDZ2cDA4PNrGCSs71XSaHA0YTOZf",
+	"wzmkcFbkb8V5kBUpDetTaEwJtWyBUcARz7JlPcTGG+h0xo4GR/1dbDzGcpu3hErSbxT5Uw3tov6ngmJh",
+	"MKtyxp1ENcfQNeOs6lsiW5D3MBWxx0aQ7dVJwMPBIDgaHARHg8fB0eDocivP8+tazKJYzaYtchVHmmBo",
+	"JIy5uhGowjWV3pgDHIYVxjjotixa7zE9ZqmrTOBszK6MSFGPYQfrilurXRkDtzaT43znkM/xxzD/qiLh",
+	"0nc/nLmucvqNFtK6vHYSDJDp/cXBg05iVULcYxJOkt0FWyOxN3mmd3Qv3zMw2Lf6vpT1nXQ8aWp6xs0V",
+	"Rrw1loR5+SN5bCbAK2YcNEpYdtS2agbNCl/ckfKvJVl2NwE0d/J/gUdp34AEKuy4cvDmUrX/2BqHCVO/",
+	"MvJ3sWFdq7ZTlzLwAWb1ItugmmPgObRhkZ4LMlZKZSwwKLK1+LWmLeg6cyvaEAybc3Mt4no0IacnvWa8",
+	"VQ+t5Cy0KYdVEDL4/tttBNo5B4GN4SjER4upezmEyvJK0sq1WAbM8GWvz85FlAlrhsxYCoMRPBFxMFLE",
+	"xosCWf/6r//rouUMMzO9oLBLDNJxsXmCVoqF33zzTeiej11WTKKnUxFDb2hzGSl6iBvG3VvXQqQkRd1A",
+	"tBLAYytCEkUJtOlj88Y8unYvSmscbHEh3MVhfN85cdmA3IsqwQFG/eu//tsRenUHDr5tkIouC6/JdsFt",
+	"LekZxLrO2OHgyPvThyxE23nIuoeDo4DmjGTjDZyIC4Ayj0lQUg44ZsGHSturCbDwkHWPBkdVJNChkMGg",
+	"UzzTaHXJs6SR3fzjP/43e/f2BbNinibcioDNrE2hU/jXBLSt73+/C9j72ztc9/fLO4zCdSG3sLvV9FpU",
+	"zMhhVbJCbGy4v48nr4+Bj4on+5nmsdl///vd/vvbu/33y7s+8cxtiHYF3MDktriVfOYUrMWNAPX8KuFL",
+	"dwp3Ul3/jm+9gJd2SQG4kUaOZeKSFTc2XD7ZaFOo4JuWQE5k7LUuC4FUcumSmReYpkADdVS0ukJVnh2s",
+	"QsCqPKtw66Yw0g1I8ymZD++nEa4gufsHQ32Fdn8+aNce4Xa426aWSKy+CtVCYWE6npDsJkqncIhUTenL",
+	"jBtLmq9nssSWUrSD/WcK/12IcdrIaT8OZbWP+eCoXw21OTzaXCSxBs/aWx3cs1EP6+r7sjW2owb6Vpzt",
+	"uNjogT72Ug+Hdvjk26rG++Tb4MnB4WXw6TDjOSDECkB0juxmHNkVscTYXSAd9EKY3rEL5C0Ven6N+rvD",
+	"lCC8v+99BYhfAeJXgPiXB4j3De1+EMDo4CHKoA1w6xcnozyJ0IQxHQeYcSOBuFe3+af+CK+SN1dudyk9",
+	"tGfI9fwujXeBr2uHi48xiQOdslQHxWHlwr4QJYJnGGLfBWAikOsRH/MMoN/5Coy/AuN7mSi3otrtUecl",
+	"ZP0wSPqZMeefE0UWx3yOQFHaFVtiWRniK2D8Chi/AsavgPEhAGMrijGN2O6egRfT+tUMO1+T8IGgDwcN",
+	"67aO/trDEoKVWx22A7yil7XlAZzbAJV+hK8xMAuO5FjHsihjsKNf+1osfUiEi93dtBw4wqcAWE1DKGyt",
+	"ikIqsrI8L1USpNoPbdljmJjtykN4plmpyICRsJi4vdvEXC73Q83trUsNLxIQ3NUWmPs+xtgDoxVOkwa9",
+	"pchEF8AFclrgRI/xX5RPvR3nh5WHm8NE6pcsUA7e7jnPVJB7y/Ctrlbv3mnIKweFxl+sVuBIvNw4R5vF",
+	"gAr6aTpBVA9u571+Q0XnMEB8hQ8Jy2XSIisXCFcyraaB88mmIsNtrwoNd5oxooYk29ZYJur0creYfZiq",
+	"r15XK2V4U5Z5nHCZ4L0f7hqb5iibSkTLOhX56KBqQI0E+IQFB+BINuUkb8X09w+SuGdI3m6PpZlUkUx5",
+	"0jr/4gmCOC4NHwshrNaz/4CFaPLB1WRHzSFXG225hk0nAXd7R0/XSgj3LccsHX/BQTmCkHW5IlJzXxK+",
+	"qw4LnqmsmQsWLksw+hcbDAn3C61a3bnt9wM1r9ELaZpixe8FD+hobcME7YJ/7YYpd/tQZ6bzrAKW3ceY",
+	"LxtRclMZ2AflhbshzdVCtNug0u5cr9AH11lcALj9OTf25M3ZI2RPaUWpc9VFyfhFV7L8LHhC+Zj12ZaB",
+	"lyUr19dbebd7rWl3fxHLFrT7ueCrH0EzdA389Vs7naLqpItru3ZFuLWBfD5062uxfDKEWwhGQrifGnQW",
+	"QLOpvHwYrCrdhFFI8/7Sgen94WOx+U0E6bneuqf4+VP2/dGTfytYB7EpQ7VBXKknslbVkBhV1jR9n3cn",
+	"DQv5WOd2OE64uvYl/K20iQidqQg4B62GinkWs3SWcaz0Q32GlHJ56rqJWQOf7zFpRgqLzDkm6JIPDFqc",
+	"+qxAjJKyDjErq60Ac1hkI45UGa4fnmBWeogGM1fEASbJuGWJ4AbbTDGzAEtur3SADR+zoiTqSHWVLhoN",
+	"WPjN/jfwz9o7veamqA5MUY8fVpLPXVGkNpa+TouY5e4C6iMdFxf00HbWEP3R4KgSvvDk++8rtuSjQaM1",
+	"Gbd5a8fre1/XJF5py543axBlutqqqHz39oxRloeKBGyZVNOaLIQXj+vEybpYDHQsltrdGkUD7NXHU3ml",
+	"s2MKHC1EsElMUmwGMKGL5koMJxVdk6gPiwagefUlT1/IcSZcOA0zOs8i4QpGSTMcqXDO0z6P43P8pSvj",
+	"gL2HMQyZ7V9LFQes3+/bu17YZ690WftM0ilHD82QhRVvF57tREzsSOncljWGvCyYuSxeYAUyEefydxGy",
+	"Lh7RcrSCx6ZX8ATnQ/AXhslE7NFsYx3lc4GJZ3D4epRkUhA9mZ+bSH/FO1df0J8vXr5glSdY14pbKtyS",
+	"SHVtesfeadg+uc7De/SgH7o49VcxZi9FFnGrM7bQWRK3jYRRn6wL9PPv569fPar7LD9BulubA/Ceiqqg",
+	"e3B3kKi+6gwlhK3/XvrcWuPEymt6Wl3vHx6Fb/zNp+vJTHRBaaPX7LwxUAtvLxXxFIuwpfJWgOTlZuXk",
+	"oKu6PACYIu8PUa8hOdNtmbum07d14UexOXasYUhbz2m/0ywVEnHV6NLA7C45VSIuiuEWvg3WrXgaeo0H",
+	"r8j02LXo9Cqep9jemgGiGGzgron11ynTPbUVoqyE+jbFAVfjeouNr8QO0+CbJUPlMqz7BD00FYmm2m9U",
+	"aKdfVlIKgyIV3Xh4xzPBTFF/wVVbGKk3mTTzMlsO7zCsFF5wlRZCRP5hb8jqdamD5rrUI3XfwtRN7P6L",
+	"rcsEu4yVIz4sXxevnHSdmJoJ5btvEZqtCD69YIl2eKgom067RK7YohbkgGXiRjuHudKLY1h+LAr4eID3",
+	"FPfqQa1Pvj9cK0fXsFBrs/dyq8FAWxfhG6TtJg2zKUBl0/OtsSAbQj0eUJa0ZnRRjbmqLLtd/t4oyNqF",
+	"i4sC9orhsMyk3UXitPN0f3eNH9nj/qA/aB3bPW8HeBC370buX0zBj6+Zj7sduGwh4hK8S1jzuVTc1WCZ",
+	"8zR1AQgOf7QMelUT8JPfPMny+buCPSxfufvlXfC7VmIHa8x6e5ufXx3v3WV1LX7kNppV2NqKcQt+Leya",
+	"WHymdKhRAAoqyMYJgSeDAvmePTPrVvSNpYqflW9CW76Glu9torM+e5aTni1I/lFVwNjFEO2BaAuQRwJ3",
+	"nMjM2D0j8PpBl7//IfWInwyqQPtgZ9+62UyFbuXpVvX11XjJU3eVQ4wXk0eWlU2zbqIXItuLuBFUeM7J",
+	"B9ghXdwntr4Bpd+0LTrqMxHhlueLJ52V/nJdKq3yB5rZxiUvnA71RRH+63u5R6tVEBxP3bkGAfW40eDw",
+	"7sNi7k4q3qzmbA2HMZ8V1avooa0Qc6R8Ra/7QcwmJPggUXr3DCv7oJiuhwiWgs2sWNA3zHkHNXut6QaX",
+	"2kpAur1t75Pcvi1u4EptK5XSHXu7VuhKdFRDAWXVvdYqe8UkLxvwxdxMN+CQbRXKYDTUhnujaY+qYGTL",
+	"eq16ILdAUDxMm/a9DV6tFhd7MAi77thvX5GPtXm6vMI/k83zqynyf7Qp8ro55+fPYG9sqoQyNjrJrQha",
+	"bW+mv/GKvs+vqzVZ6raa5zZpdYXprj72RqZViwVeudkjzeQNtyIc1i4vwbxV+hu5E0aPGYoeY2EZSRUO",
+	"WSKvMejqBsO5x7lldLsOpb1SVXkf+mMYFmIUMbTpI7Ok7bOQYgRDLE2MQfi1IG8sjoqVpl9jLWpqeg4o",
+	"q4zU920A4gcdCLmqsho+u5tCqyN3Efs+24UmgI5o/0hT6GJFnBoR5Zm0y3PUr5FazkV2I6N22WDodyce",
+	"uqGdmqt//dd/hz1KBEGP0hQUPKpcSvFie24jcGKh+w5bgDmEtUSDIcO+2SgfDB5H+BD+SY7tskq5oXvn",
+	"u9UB/4wI1IFTb7bpjDFvoWQqM2tTIKr1N1us43wuVuYtFYhC4LbZI59AgRc3DysJHc5FvNBZzELsJQww",
+	"xM2kPBLkgSuvUuw2L0Oxvn12+s9c3vAEJJLVrDp61qU5upkDi3Ro3JfUGK5kc5RnPZV4BdcdAsKJXl+C",
+	"YkcjunnYFFXPMOebszlPGbAsmL+78dgM6XgoPnWXbrjw6iJw2VJU63ik5qgTz8ciZl2MnqIKhHjsyhLr",
+	"LMsTYXoBm0s40GamM7uXSLQTVDhoaVYobG0BrTRqSm50VA/e6pXrIcjD6aJZMXwcNe9rofojNVIvcTpY",
+	"tTriSWLwSKP1vH4kVvbRpc2s0/Mxa9zykdpC+lZrbyZECizCLvB6C2l7fUZRmEhssKQjtflcsj10ULFX",
+	"Jy9PQ5zr6XqYCQxBsbUglS5FnQQ+wCRgISnAYY+C4YoIuZHy0SXDDVF1pKB+883R4eE335ThdD7EJJHG",
+	"jlQ3fD9yUXwjUEBGoA2MOsEI9AH8FwaFf6CWg39F9nbUubtEBHqHd6rR3R4YXUpTnXEYZbVtNur0+/1R",
+	"5y7sUzgMjW9bHEsRuMLNtXEFnl3sykh17xG90nN3maz9UEa1sK7SwEW3R7UQd2qOX3FxI8VxR7nsyiB2",
+	"DtCsfBd03O1tnSFamh+DfOF2hpJjn6dyn+extPvoHxENpkciKyK+wBVJDMoLY2GmWFobPri6/8QwaBVE",
+	"0+sj5apPrL1dphmq2D0N30vrhLhP1gJ+FsuYxLir3Bh6xrRWXRr9YqvFpY+ZoYRAun0CdZmyFDsvpjhS",
+	"dOux4zgSEHyaCiXigPl7b4iHAcOnQsDQ4rVI0VQ7UuUdUifvnp1dXL09vTh9dXH2+lXIug7zs6OBdxTh",
+	"1oJKhL2fxXh5nLFYpxg3L+NzYREythgHy0f2qRpzq5mv8qS74eQSsQjaQpFEDgeDB7vTv6wm3XQXP1aB",
+	"9oFVWDg5YEos0OAtM2MxKvFocNDWSzHs/XeKOyYtYnrp8faXnvurG/GNw8NduknpphQ+TsSpsi7o9sku",
+	"vb1T/IZLMvYgrMvnc54t69kUjwzDw9m0GljBewo0QEW6AS3e7nlOsJdpisECyYEd4FH38rV62tcp7ZkP",
+	"hfyiia1aHGIjuRWgg+kkfghq++NoB3avamsw/jgB+EHcW1W17EwbUU3RYbJKVs8qEbHrlHUjxYI00FQ3",
+	"eaxOXS0i4vys0PiKoR3TT1JNEfNU9aiqwuRuqCguVhgpGADrHg0el+K0kWkSoHpWVON3+OVHHS8fmshc",
+	"Bs1dXf/295fXKfzgoTtvou4LLL2/KFOOPiPrPNjhjQutX/BsKv7g8+Iwd4E6dqZ+qrTVwFjfl7aWu306",
+	"FXjtyBqjfYbfV6mzRiVHTTXS4I34GMFQVXNSGsNURMZuRCYny8+62zTSzW+80pYCk//Y3aYFLHc7qMBK",
+	"ukLNLay5Nx0EzdL0J2Fbd3jwufjAA/CAL2ePfwLVoVa9nkQf3qD8IcLtXgDItXr2DKFNym00ayxIsVpk",
+	"KRETu6nSUp+dsLK2gteLxvk8Bd23Xv409BeKZ8LKrLgqVecWswcwvr90FtUzL/vsJceANl7eLu0Fc+As",
+	"nHgz1UYbZ7Aqs1kpslEf4orRwQlcZQ07c5f7uRXoHbPiGTRbWTK6FiDBDw7LomD1TAcvmoAAlcL6LEDA",
+	"Vd3aCQh8NgaQ46DiPwQM3Jt1fEHogTb7k6EHEkybVTVMKTafUriU2c+bxcuj0kDzQGrUXxqLoKbG1xZv",
+	"ZxJyiv1HCiinuTXpTZSs/mmYZbXqwGfWmVwOfrvGRJcF/qmpdvD99heeajVJJHlivySeej7Dq8oLAY9m",
+	"iZVyEohEEgR6ZQmJtmob9z1RO/Hk9/jvjjpeeZK2aXhvMYcgPvaK3Vyi1zpXMV4x+VXR25GIaB0Zp8P8",
+	"GXlq8J4cuSm3s9KN64mls8roggrT2lZS4XIzYaLaisT4UQIhb8vFr/ifatcB0cWnAaPYVar1FEtz3Wdn",
+	"1ufMOG+yuxwf3xspbvVcgm62PGYcHYlA6eQVSgS/WX3LFmUH8OrwOvKgxaM6qSYYKQpTCRglsQS1kDHQ",
+	"OFwoHEWvoLMGFAxF8RCUuZ+IR4bNheXQS3+kqPwhTRo0krFg3TThUrHQPxWyIkHXhMwCYRrkVdBiOOdp",
+	"uB/KOZ/Crwlf6twej5TSLObwZYwGaXPsZgpN+YaRC0pFyWnmGPjAq3cvGDrcl+5q9OPqJMl9Xp+lawPv",
+	"3MR2UG2rGTDDHulgIroWMSN3GUUJjpR3ZQ/9IqAzbJwJfm2A8eYJRk9wdnR4yBZoWQ4THYVUvYG6ZyHQ",
+	"ES0TVgcYqTL0gltGnrCu6E/7LPxt1IGnR52AjTp+JehTdaady7DXrPQBKV04a85uKEZHVti9Mty74XSO",
+	"pQIes34+/0wKX2Hf8ppfK11/ATjnQRbMZS/cBZ22IID7t7VFG1q70ctWEgG6aFkpQv6Ba2JxZ9SZqP7K",
+	"l6UJI9+u1/CqyokHVo1zXyipMWKhVqEGeA1We8EKPJRcS7VkAobVX3jSUp6RjFO20thIVepUukCEqiEe",
+	"nu+6Un+10pS9siilWlYiDPsMIwuxgkq5cHqhCj+dEZRT2j0aHGFMCiJhg4Ewynnw5GqpvV6f/YgTNSNV",
+	"VN7N+GQiIxR2ei4tehJ8kupBMBgM3OIY1gUWTtU9GllradWmglX3BUz41vNMz3fxFOPDF3qXR2vFrz6D",
+	"a5lmv5URILEWVhFHgR9tHPly0LhDTvUqrQEex5nOM4Zxf8vPapv33IVQMyxtZ/i+/iUe6XV3Xpubp5qG",
+	"+snorpK21xTQ4IMq4YmgUiidrOuVTBCXAoJW+q865CZHUsVTgsxXiQa7wkUpAj4XyVJvpO/p1oThvTJ1",
+	"dyXQdjVLGFMRYXYOKAcughTUgGUx7TE3YqSM5RZDaluzgFsTf9kbke15RiAoNBMkW8COBo97LNagD1nU",
+	"BinsEWYxXMEVQtkMldHw/YgSOCsxn6AeUCwrfHk0ePx/jgZHd2GfPaWA25EyM7p/G7QcChWkBideUcMm",
+	"Qywe3Sz8imNocJU/kZG0OTP8MysaLUnSDeznPEcv5CRPWPnYh3KWLwj6Ap9ABkAUwTxJ3Js51A/4mnEH",
+	"9q3vN68R9p7zuahdUeDqHJENYiXmvU+Dfvf2halUCSvCxMJrsSSPLx+pSSbMLFl6c2SFJ2LcNL7kAshq",
+	"HLOh1/YDhVVNPs70tuVhzJnY/ti5nO7y2OltulNrmGH1SdFosXpNSNT9truUhzc+SNLDi1+atHe5VEBq",
+	"sJf1RKrfLle/8xlHv13ChlZCdt0qMyzlgpLEY60VTmA6l5sOevWSkPdkc7pzyHSGhYh/b8WgP7vfPyGh",
+	"uVrILQqP2xa8Myztr67vZd35eSOUMFVv52s/Gb9CLmthleXVJ/2aHnK846MmvlrUonGO0B+o/76A2+Zp",
+	"XsykoQwsHllM/3ED3TrpJZ8n2yb9HycvX9xv0r7VctLtM3zcHxSzhJFDb8yK23r1+k3W0IdfPTfj1tXL",
+	"BI+X7SfkLf38hxwQ7BsgN2q//YfgWJd1jxePJRwpqjXowXpRjXnTst0cADu68ne7tMaaUDG8LzwrgCax",
+	"Ww5KmYUBa/NXSQ8oDZ0C7xpUU6xUFPmbJYusEvfch4X/nyiG9V3Ic4gFg6ng+FPaxT2q5jJkg7DncgQM",
+	"3dhTveHNCIsJAph2ZUbKJUshNwjf34VY+6Y99p82+xPpZ9T4OY3QADXdfXK63RS4gpcdfU5bzl84CsXl",
+	"Bbhl3flQVJ0XFa66/55uQLjbHitSodh1QmpTuJMl5VD6rfxqy2sO/J8C7PygDW0P79+4YZ/h5H/kqf+y",
+	"7LH32boPtbn+IpaFvbXpDO9TiPqV8Yz/3iE3vocNovO++QGsGyo+F0NG33uzL16/mQlDl5cGIxVSnQbj",
+	"H+RJohdFhoCr4TDlUgUs9DVhuPVPU4q0+x6eULBPsft5pOgz/FKpvdjYVTU/w3s6XWGWgIUyvcowobto",
+	"masl43GcCWN6eElFZXQhc1EtKZZn4rXeQ2fcrXZU1MszwlX04KrSafkKldGCJzl7evbsLdq4jw4Pg+o9",
+	"CbRHXZ8+JFUsbmGMCGW4YRNho5mIfcwQbLmIKW/BpVyakdtYrMBBN3HsYbULV/2vG8oYizW4eiSuGgt+",
+	"50gC/ky4sVe5gQ8jFfrAqSt866qyXgEL0SV5ZWfSXM21srOwh3MrK7XAbKZKZyLGml8YiKO6lfopelGW",
+	"MS+vCtYpVVXrBU1AD/EfoDY3XZ/4MaQwILz70ZSOB1+hLKjc6AgSuZgzGhiVS5EWN6BRNkFBfHoFrf31",
+	"IaEP/fnssPBrNPNahsiHA48NUkhE159A9rA4W7IsV0OGV5CUJa9VnGqpLFug9ywWkYwFy+R0hvXO3eVR",
+	"vkQMehSIQ0ozUlRfP8qzjAohXQvFfCUlWhtXh5SqfqCnzvN7MmhgPSfo1EitqOwGH6lIp8uhl1tKZ3Oe",
+	"SINHKWDh38KAZNUyYLGEfZVqGpRhCJFOBfZ39oYR5+8Br0OONFIS+HCkM6wFUmGtpfSY6xvR64PgwFI/",
+	"FEDKKWp1ZQrAycxIdcs6IBdv351fnD67evP29T/OTs8rzQI/WPaOC54nbVUtroopHCJeX9XM9kR0/UkV",
+	"YOzhD/JLur5NnrQHQTpq+Zzw+AtiTb/iOXb+On9uXekmiRYvgCsUrPO3e6PuVr6FRXXEwzMupwuxKdbz",
+	"IZzgqtVhrLirAVeJSa/d4BCUVauQ1WDlsmCkcmVlwjaAKdYNa7dKhBTsqfSih3fAqcoxZVipKlfXSi8U",
+	"rEvYZ3idBZq4AHazxQy2g1fC3mnc7r55TBOLkBu7akQ6iYUreDZS7sqPoeMYM26KCD+70P76ZVYfMSIz",
+	"f3sFLIBO/CUXSi/6I/Uac29g3WTEsXJeRiWZqiHlSEYRj2biEYy1UiMMY/GbOBTd5PFJWVT9spA/FI8V",
+	"LBx2EciTHOJfc3EfyDwgbwTzWoTXel0knA9H8sStlXB4hU5TKjKp44fDZg8dnbwhIrl6rWh/pFzUL9sQ",
+	"9NtnGLYKLGWRwTfK6eSTJDczJpUV2Q1Pamjl3fnJT6dXz1+8O//56uzVxenbv5+8CANfrpgdDJhxdeoA",
+	"KLGJWLjriQyqvQBrxoI4GFviQE8+NPCYDtn/0LjjYubtPOZrvLGPNwZGUDllMx57Obwp9vgTGxVXgk7u",
+	"G3GCN0dQjw01b+leCYQFvnIqQLnS3e5uU+jsI5m6KTfcd4JGnj2YCrdynIjSZ3jy5qxfqU/rFwuG3XAN",
+	"HlVV86VnjRC+QCzwinngdUCZ1XJFTKWHIhR8vYfzhnKyZYCrLaLbuj8J/UIoU5lPr9JDNT6veRqklfoY",
+	"n4BER1HlknXDv12L5Q9hj+LdKvFv3fBvRk5/GOWDweG34jZ1f6Hm+UO4Ooim7n+d6aKQJerjDm05U2Z1",
+	"K7AG4HoLFJIQoFGRAgS84u1DK1wKZ6WtSoTA3eXd/wsAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

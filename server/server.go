@@ -24,8 +24,10 @@ import (
 	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/metrics"
+	"github.com/tilegate/tilegate/sealed"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // Config is what the server needs beyond the store.
@@ -100,6 +102,12 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For tells the client address that keys'
 	// ip_ranges are checked against (TILEGATE_TRUSTED_PROXIES); none by default.
 	TrustedProxies []netip.Prefix
+	// SecretKeys seal what datasets store of their upstreams' credentials (package sealed); the
+	// first seals, all open. nil: derived from the signing keys stored in the database.
+	SecretKeys []sealed.Key
+	// Upstream bounds the fetches from upstream tile servers; its Guard decides which addresses
+	// they may reach (nil: the defaults, which refuse loopback and link-local addresses).
+	Upstream upstream.Config
 	// AuditRetention is how long audit events are kept (default 400 days); AuditPruneInterval
 	// how often older ones are deleted (default 1h).
 	AuditRetention, AuditPruneInterval time.Duration
@@ -131,6 +139,8 @@ type Server struct {
 	tileBase  string         // PublicURL, JSON-escaped, for token templates
 	signer    *tiletoken.Signer
 	tiles     *mbtiles.Pool
+	box       *sealed.Box       // opens and seals upstream headers
+	upstream  *upstream.Fetcher // upstream datasets' tiles
 
 	// The tile path: cached keys and datasets, their invalidation, access decisions, key use.
 	access  *tileaccess.Access
@@ -231,6 +241,23 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if cfg.SecretKeys == nil {
+		keys, err := SigningKeys(context.Background(), st, "")
+		if err != nil {
+			return nil, err
+		}
+		cfg.SecretKeys = SecretKeys(keys)
+	}
+	box, err := sealed.New(cfg.SecretKeys)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Upstream.Guard == nil {
+		cfg.Upstream.Guard = upstream.NewGuard(nil, nil)
+	}
+	if cfg.Upstream.MaxTileBytes == 0 {
+		cfg.Upstream.MaxTileBytes = cfg.MaxTileBytes
+	}
 	spec, err := LoadSpec()
 	if err != nil {
 		return nil, err
@@ -261,6 +288,8 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
+		box:       box,
+		upstream:  upstream.New(cfg.Upstream),
 		metrics:   newRequestMetrics(cfg.Metrics, spec),
 	}
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
@@ -281,6 +310,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
 		TrustedProxies: cfg.TrustedProxies,
+		Upstream:       s.upstreamSource,
 	})
 	s.meter = usage.New(usage.Config{
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,

@@ -98,6 +98,10 @@ func (s *Server) getTile(c echo.Context) error {
 	if answered {
 		return err
 	}
+	// an upstream dataset's tiles come from its upstream server
+	if e.HasUpstream() {
+		return s.serveUpstream(c, e, t, u)
+	}
 	// 4. the answers that need no read: another format, no file yet, the client's own copy
 	if answered, err := answerUnread(c, e, t, u); answered {
 		return err
@@ -427,6 +431,10 @@ func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
 	}
 	if v, err := nullableJSON[gen.Center](d.Center).Get(); err == nil {
 		tj.Center = &v
+	}
+	if d.Kind == "raster" {
+		size := tileSize(&d)
+		tj.TileSize = &size
 	}
 	if d.Kind == "vector" {
 		layers := []gen.VectorLayer{}

@@ -140,6 +140,8 @@ func TestEveryOperationThroughPrism(t *testing.T) {
 var notProducible = map[string]string{
 	"createAPIKey 409":         "only when generating a unique key name fails repeatedly",
 	"changeAPIKeySettings 409": "only when generating a unique key name (name: null) fails repeatedly",
+	"getTile 504":              "needs an upstream that does not answer (server TestUpstreamFaults black-holes one)",
+	"headTile 504":             "needs an upstream that does not answer (server TestUpstreamFaults black-holes one)",
 }
 
 // coverage fails when an operation of the contract was not driven, or a status it declares
@@ -282,6 +284,17 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "uploadTiles", method: "PUT", path: up(vec.ID), auth: B, ctype: "application/octet-stream", body: vecFile, want: 404, direct: true})
 	s.do(call{op: "uploadTiles", method: "PUT", path: up(vec.ID), auth: A, ctype: "application/octet-stream", body: bytes.Repeat([]byte{0}, 2<<20), want: 413, direct: true})
 	s.do(call{op: "uploadTiles", method: "PUT", path: up(vec.ID), auth: A, ctype: "application/octet-stream", body: []byte("not an mbtiles file"), want: 422, direct: true})
+
+	// An upstream dataset takes no upload; its upstream here is on loopback, which the default
+	// address rule refuses: 502.
+	var live struct {
+		ID string `json:"id"`
+	}
+	s.decode(s.do(call{op: "createDataset", method: "POST", path: "/api/datasets/", auth: A, ctype: "application/json",
+		body: []byte(`{"name":"live","kind":"vector","visibility":"public","upstream":{"url":"http://127.0.0.1:9/{z}/{x}/{y}.pbf","headers":{"Authorization":"Bearer x"}}}`), want: 201}), &live)
+	s.do(call{op: "uploadTiles", method: "PUT", path: up(live.ID), auth: A, ctype: "application/octet-stream", body: vecFile, want: 409, direct: true})
+	s.do(call{op: "getTile", method: "GET", path: "/api/tiles/" + live.ID + "/0/0/0.pbf", want: 502})
+	s.do(call{op: "headTile", method: "HEAD", path: "/api/tiles/" + live.ID + "/0/0/0.pbf", want: 502, direct: true})
 
 	// Grants.
 	gp := func(id string) string { return "/api/datasets/" + id + "/grants/" }

@@ -17,6 +17,7 @@ import (
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // Config is what Access needs; every duration must be set (the server applies the defaults).
@@ -53,6 +54,9 @@ type Config struct {
 	// Evicted is told of every entry dropped from a cache (invalidated, expired or over
 	// capacity); nil: nobody. Same constraints as Observe.
 	Evicted func(Kind)
+	// Upstream opens a dataset's upstream setting (its sealed headers) when the entry is built,
+	// once per load rather than per tile; nil: datasets have no upstream.
+	Upstream func(store.Dataset) (*upstream.Source, error)
 }
 
 // Entries are the tile caches' sizes: Keys and Datasets found (defaults 100,000 and 20,000),

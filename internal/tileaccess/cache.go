@@ -25,6 +25,7 @@ import (
 	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // tileCache keeps what the tile path needs of API keys and datasets in process, so a tile
@@ -59,9 +60,10 @@ type tileCache struct {
 	missingDatasets *expirable.LRU[uuid.UUID, *DatasetEntry]
 	loads           singleflight.Group
 	// loading holds a slot per load under way (at most maxLoads).
-	loading chan struct{}
-	dataDir string
-	tiles   *mbtiles.Pool
+	loading  chan struct{}
+	dataDir  string
+	tiles    *mbtiles.Pool
+	upstream func(store.Dataset) (*upstream.Source, error)
 	// publicCC and privateCC are the Cache-Control of public and of other datasets' tiles.
 	publicCC, privateCC string
 
@@ -121,7 +123,14 @@ type DatasetEntry struct {
 	// a header from a string allocates its []string each time.
 	CacheControl, ContentType           string
 	CacheControlValue, ContentTypeValue []string
+	// Upstream is where an upstream dataset's tiles come from; UpstreamErr why it could not be
+	// opened (its headers sealed under a key no longer configured). Both nil for a file dataset.
+	Upstream    *upstream.Source
+	UpstreamErr error
 }
+
+// HasUpstream: the dataset's tiles come from an upstream server, not a file.
+func (e *DatasetEntry) HasUpstream() bool { return e.Dataset.UpstreamURL != nil }
 
 // The caches' default sizes (Config.Entries) and the default bound on concurrent loads.
 const (
@@ -168,6 +177,7 @@ func newTileCache(cfg Config) *tileCache {
 		observe:         cfg.Observe,
 		dataDir:         cfg.DataDir,
 		tiles:           cfg.Tiles,
+		upstream:        cfg.Upstream,
 		publicCC:        "public, max-age=" + seconds(cfg.PublicTileMaxAge),
 		privateCC:       "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
 		paths:           map[uuid.UUID]string{},
@@ -422,6 +432,12 @@ func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 		e.CacheControl = c.publicCC
 	}
 	e.CacheControlValue, e.ContentTypeValue = []string{e.CacheControl}, []string{e.ContentType}
+	if d.UpstreamURL != nil && c.upstream != nil {
+		e.Upstream, e.UpstreamErr = c.upstream(d)
+		if e.UpstreamErr != nil {
+			e.Upstream = nil
+		}
+	}
 	if d.TileFile != nil {
 		e.Path = filepath.Join(c.dataDir, *d.TileFile)
 		// "<dataset>-<random>.mbtiles": the random part is unique per upload.

@@ -608,9 +608,18 @@ export interface components {
          *       85.0511
          *     ]
          */
-        Bounds: number[];
+        Bounds: [
+            number,
+            number,
+            number,
+            number
+        ];
         /** @description [longitude, latitude, zoom]. */
-        Center: number[];
+        Center: [
+            number,
+            number,
+            number
+        ];
         VectorLayer: {
             id: string;
             description?: string;
@@ -645,9 +654,18 @@ export interface components {
             minzoom: number;
             maxzoom: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center: number[] | null;
+            center: [
+                number,
+                number,
+                number
+            ] | null;
             attribution: string | null;
             vector_layers: components["schemas"]["VectorLayer"][] | null;
             tile_size: number | null;
@@ -658,6 +676,30 @@ export interface components {
             access_version: number;
             /** @description An MBTiles file has been uploaded. */
             has_tiles: boolean;
+            /** @description The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset. */
+            upstream: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
             /** Format: date-time */
             created: string;
             /** Format: date-time */
@@ -678,9 +720,18 @@ export interface components {
             /** @description Defaults to 14. */
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /**
@@ -688,6 +739,30 @@ export interface components {
              * @enum {integer|null}
              */
             tile_size?: 256 | 512 | null;
+            /** @description Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409). */
+            upstream?: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
         };
         /** @description An absent field is unchanged; `null` clears it (or restores its default). */
         DatasetUpdate: {
@@ -699,13 +774,46 @@ export interface components {
             minzoom?: number;
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /** @enum {integer|null} */
             tile_size?: 256 | 512 | null;
+            /** @description Serve the tiles from an upstream tile server; `null` makes it a file dataset again. */
+            upstream?: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
         };
         DatasetPage: {
             /** Format: byte */
@@ -741,6 +849,11 @@ export interface components {
         GrantList: {
             items: components["schemas"]["Grant"][];
         };
+        /**
+         * @description A tile token that is also a MapLibre vector source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none.
+         */
         VectorTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -758,11 +871,23 @@ export interface components {
             tiles: string[];
             minzoom: number;
             maxzoom: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             vector_layers: components["schemas"]["VectorLayer"][];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
+        /**
+         * @description A tile token that is also a MapLibre raster source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none. `tileSize` (what MapLibre reads)
+         *     and `tile_size` (the tile-token document's name) carry the same value.
+         */
         RasterTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -778,14 +903,23 @@ export interface components {
             exp: number;
             scope: string;
             expires_in: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             minzoom: number;
             maxzoom: number;
+            /** @description Tile edge in pixels (the tile-token document's name). */
             tile_size: number;
+            /** @description Tile edge in pixels, as MapLibre reads it (same value as tile_size). */
+            tileSize: number;
             format: string;
             tiles: string[];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
         TileToken: components["schemas"]["VectorTileToken"] | components["schemas"]["RasterTileToken"];
         TileTokenError: {
@@ -819,6 +953,8 @@ export interface components {
             /** @enum {string} */
             scheme: "xyz";
             format?: string;
+            /** @description Raster datasets: the tile edge in pixels, as MapLibre reads it. */
+            tileSize?: number;
             vector_layers?: components["schemas"]["VectorLayer"][];
         };
         Health: {
@@ -896,6 +1032,18 @@ export interface components {
              * @description Tiles of a public dataset served without a key.
              */
             public: number;
+        };
+        /**
+         * @description A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+         *     because Prism does not take `nullable` beside `allOf`).
+         */
+        Upstream: {
+            url: string;
+            headers?: {
+                [key: string]: string;
+            };
+            /** @enum {string} */
+            missing?: "empty" | "not_found";
         };
         /**
          * @description A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
@@ -1118,7 +1266,10 @@ export interface components {
             };
             /** @description Each changed field, as `[before, after]` (`null` where it did not exist). */
             changes: {
-                [key: string]: components["schemas"]["AnyValue"][];
+                [key: string]: [
+                    components["schemas"]["AnyValue"],
+                    components["schemas"]["AnyValue"]
+                ];
             };
         };
     };
@@ -1165,14 +1316,15 @@ export interface components {
          *     `RateLimit-Policy` and `RateLimit` follow draft-ietf-httpapi-ratelimit-headers-09
          *     (`"default";q=<requests per second>;w=1` and `"default";r=0;t=<seconds>` for the rate
          *     limit, `"monthly";q=<quota>;w=<seconds in the month>` and `"monthly";r=0;t=<seconds>` for
-         *     the quota).
+         *     the quota). For an upstream dataset, `upstream_busy`: its tile server already has
+         *     TILEGATE_UPSTREAM_MAX_IN_FLIGHT requests in flight (`Retry-After` only).
          */
         TileLimited: {
             headers: {
                 "Retry-After"?: number;
                 "RateLimit-Policy"?: string;
                 RateLimit?: string;
-                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded";
+                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded" | "upstream_busy";
                 "Access-Control-Allow-Origin"?: string;
                 [name: string]: unknown;
             };
@@ -1239,6 +1391,32 @@ export interface components {
             content: {
                 "application/json": components["schemas"]["HTTPValidationError"];
                 "application/problem+json": components["schemas"]["HTTPValidationError"];
+            };
+        };
+        /**
+         * @description An upstream dataset's tile server answered an error, something other than a tile of the
+         *     dataset's format, a tile over the size limit, or could not be reached (or may not be: an
+         *     address TILEGATE_UPSTREAM_ALLOW does not allow). The upstream's own answer is never passed on.
+         */
+        UpstreamFailed: {
+            headers: {
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description An upstream dataset's tile server did not answer within TILEGATE_UPSTREAM_TIMEOUT. */
+        UpstreamTimeout: {
+            headers: {
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The database is unreachable; retry later. */
@@ -1721,6 +1899,16 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            /** @description The dataset's tiles come from its upstream (set `upstream` to null first). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -1983,7 +2171,9 @@ export interface operations {
             };
             422: components["responses"]["UnprocessableEntity"];
             429: components["responses"]["TileLimited"];
+            502: components["responses"]["UpstreamFailed"];
             503: components["responses"]["Unavailable"];
+            504: components["responses"]["UpstreamTimeout"];
         };
     };
     headTile: {
@@ -2086,8 +2276,22 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description An upstream dataset's upstream failed (see GET). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The database is unavailable. */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An upstream dataset's upstream did not answer in time (see GET). */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };
