@@ -5,10 +5,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/testenv"
+	"github.com/tilegate/tilegate/internal/testnginx"
+	"github.com/tilegate/tilegate/internal/testpeer"
+	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/server"
 	"github.com/tilegate/tilegate/upstream"
 )
@@ -69,6 +75,51 @@ func BenchmarkUpstreamTiles(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				get(b, m.url, m.header...)
+			}
+		})
+	}
+}
+
+// BenchmarkNginxForwardAuth compares nginx in front of a real tile server (mbtileserver) alone
+// with the same nginx asking tilegate for every request (examples/forward-auth/nginx.conf), over
+// loopback: go test ./server -run '^$' -bench BenchmarkNginxForwardAuth -benchtime 3s
+func BenchmarkNginxForwardAuth(b *testing.B) {
+	db := testenv.Databases()[len(testenv.Databases())-1]
+	e := tlStart(b, db, server.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), UsageOff: true})
+	d := e.dataset(b, e.c, gen.DatasetKindVector, gen.Private)
+	dir := b.TempDir()
+	must(b, mbtiles.WriteTestFile(filepath.Join(dir, d.Id.String()+".mbtiles"), mbtiles.TestFile{
+		Format: "pbf", MaxZoom: 5, Gzip: true, Tiles: tlVectorTiles}))
+	peer := testpeer.Start(b, dir)
+	conf, err := os.ReadFile("../examples/forward-auth/nginx.conf")
+	must(b, err)
+	// The same server, plus a location that skips tilegate: the baseline.
+	direct := "\n  location /direct/ { proxy_pass http://tiles/services/; proxy_http_version 1.1; proxy_set_header Connection \"\"; }\n"
+	c := strings.NewReplacer(
+		"127.0.0.1:8090", strings.TrimPrefix(peer.URL, "http://"),
+		"127.0.0.1:8080", strings.TrimPrefix(e.URL, "http://"),
+		"listen 80;", "listen {{LISTEN}};"+direct,
+	).Replace(string(conf))
+	edge := testnginx.Start(b, c)
+	tok := e.token(b, e.c, d.Id)
+	k := e.key(b, e.c, nil, "")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	for _, m := range []struct{ name, url string }{
+		{"nginx-alone", edge.URL + "/direct/" + d.Id.String() + "/tiles/1/1/1.pbf"},
+		{"nginx+auth-token", edge.URL + tlTilePath(d.Id, "1/1/1", "pbf", tok)},
+		{"nginx+auth-key", edge.URL + tlTilePath(d.Id, "1/1/1", "pbf", "key="+k.Token)},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			for b.Loop() {
+				res, err := client.Get(m.url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				_ = res.Body.Close()
+				if res.StatusCode != 200 {
+					b.Fatalf("%s: %d", m.url, res.StatusCode)
+				}
 			}
 		})
 	}
