@@ -73,6 +73,10 @@ type Config struct {
 	// TileLoadWait is the longest a tile request waits for its key or dataset to be loaded
 	// (default 1s); the load itself goes on (once, shared) for up to DBTimeout.
 	TileLoadWait time.Duration
+	// TileMaxLoads bounds the tile path's key and dataset loads under way at once (default 4):
+	// each holds a database connection, and made-up keys or ids must not take the connections
+	// management calls need. Beyond it a tile that needs a load is 503 with Retry-After.
+	TileMaxLoads int
 	// StaleIfError is how long past TileCacheTTL a cached key or dataset keeps serving when it
 	// cannot be refreshed because the database is unavailable (default 10m; negative: not at all).
 	StaleIfError time.Duration
@@ -300,7 +304,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.access = tileaccess.New(tileaccess.Config{
 		Store: st, Signer: cfg.Signer, Tiles: s.tiles, DataDir: cfg.DataDir,
 		TTL: cfg.TileCacheTTL, StaleIfError: cfg.StaleIfError,
-		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout,
+		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout, MaxLoads: cfg.TileMaxLoads,
 		PublicTileMaxAge: cfg.PublicTileMaxAge, PrivateTileMaxAge: cfg.PrivateTileMaxAge,
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
