@@ -297,6 +297,24 @@ func (e TileTokenErrorStatus) Valid() bool {
 	}
 }
 
+// Defines values for UpstreamMissing.
+const (
+	Empty    UpstreamMissing = "empty"
+	NotFound UpstreamMissing = "not_found"
+)
+
+// Valid indicates whether the value is a known member of the UpstreamMissing enum.
+func (e UpstreamMissing) Valid() bool {
+	switch e {
+	case Empty:
+		return true
+	case NotFound:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VectorTileTokenKind.
 const (
 	VectorTileTokenKindVector VectorTileTokenKind = "vector"
@@ -609,17 +627,21 @@ type Dataset struct {
 	Format string `json:"format"`
 
 	// HasTiles An MBTiles file has been uploaded.
-	HasTiles     bool                             `json:"has_tiles"`
-	Id           openapi_types.UUID               `json:"id"`
-	Kind         DatasetKind                      `json:"kind"`
-	Maxzoom      int                              `json:"maxzoom"`
-	Minzoom      int                              `json:"minzoom"`
-	Name         string                           `json:"name"`
-	TileSize     nullable.Nullable[int]           `json:"tile_size"`
+	HasTiles bool                   `json:"has_tiles"`
+	Id       openapi_types.UUID     `json:"id"`
+	Kind     DatasetKind            `json:"kind"`
+	Maxzoom  int                    `json:"maxzoom"`
+	Minzoom  int                    `json:"minzoom"`
+	Name     string                 `json:"name"`
+	TileSize nullable.Nullable[int] `json:"tile_size"`
+
+	// Upstream The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream"`
 	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility Visibility `json:"visibility"`
 }
 
@@ -646,11 +668,15 @@ type DatasetCreate struct {
 	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
-	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	TileSize nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409).
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -678,17 +704,21 @@ type DatasetUpdate struct {
 	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom]; null when unknown.
-	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
-	Description  nullable.Nullable[string]                `json:"description,omitempty"`
-	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
-	Maxzoom      *int                                     `json:"maxzoom,omitempty"`
-	Minzoom      *int                                     `json:"minzoom,omitempty"`
-	Name         *string                                  `json:"name,omitempty"`
-	TileSize     nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	Center      nullable.Nullable[Center]                `json:"center,omitempty"`
+	Description nullable.Nullable[string]                `json:"description,omitempty"`
+	Format      nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
+	Maxzoom     *int                                     `json:"maxzoom,omitempty"`
+	Minzoom     *int                                     `json:"minzoom,omitempty"`
+	Name        *string                                  `json:"name,omitempty"`
+	TileSize    nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server; `null` makes it a file dataset again.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -729,10 +759,27 @@ type DatasetUsageItem struct {
 	Tokens int64 `json:"tokens"`
 }
 
-// Error defines model for Error.
+// Error An error answer other than a validation failure.
 type Error struct {
-	// Detail Example: API key not found
+	// Detail What went wrong, for a person.
+	//
+	// Example: Dataset not found
 	Detail string `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Grant defines model for Grant.
@@ -761,9 +808,24 @@ type GrantList struct {
 // Granularity defines model for Granularity.
 type Granularity string
 
-// HTTPValidationError defines model for HTTPValidationError.
+// HTTPValidationError A request validation failure, in FastAPI's shape with the problem fields.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Health defines model for Health.
@@ -797,22 +859,53 @@ type KeyUsageItem struct {
 	Start time.Time `json:"start"`
 }
 
-// RasterTileToken defines model for RasterTileToken.
-type RasterTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+// Problem RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+// and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+// what FastAPI clients read. An error is sent as `application/problem+json` when the
+// request's `Accept` names that type at least as preferred as `application/json`; otherwise
+// (no `Accept`, `*/*`, `application/json`) as `application/json`. The body is the same.
+type Problem struct {
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Format    string                    `json:"format"`
-	Kind      RasterTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
-	TileSize  int                       `json:"tile_size"`
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
+}
+
+// RasterTileToken A tile token that is also a MapLibre raster source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none. `tileSize` (what MapLibre reads)
+// and `tile_size` (the tile-token document's name) carry the same value.
+type RasterTileToken struct {
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
+
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Format    string              `json:"format"`
+	Kind      RasterTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
+
+	// MapLibreTileSize Tile edge in pixels, as MapLibre reads it (same value as tile_size).
+	MapLibreTileSize int `json:"tileSize"`
+
+	// TileSize Tile edge in pixels (the tile-token document's name).
+	TileSize int `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -846,13 +939,16 @@ type TileJSON struct {
 	Bounds *Bounds `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom].
-	Center       *Center          `json:"center,omitempty"`
-	Description  *string          `json:"description,omitempty"`
-	Format       *string          `json:"format,omitempty"`
-	Maxzoom      int              `json:"maxzoom"`
-	Minzoom      int              `json:"minzoom"`
-	Name         *string          `json:"name,omitempty"`
-	Scheme       TileJSONScheme   `json:"scheme"`
+	Center      *Center        `json:"center,omitempty"`
+	Description *string        `json:"description,omitempty"`
+	Format      *string        `json:"format,omitempty"`
+	Maxzoom     int            `json:"maxzoom"`
+	Minzoom     int            `json:"minzoom"`
+	Name        *string        `json:"name,omitempty"`
+	Scheme      TileJSONScheme `json:"scheme"`
+
+	// TileSize Raster datasets: the tile edge in pixels, as MapLibre reads it.
+	TileSize     *int             `json:"tileSize,omitempty"`
 	Tilejson     TileJSONTilejson `json:"tilejson"`
 	Tiles        []string         `json:"tiles"`
 	VectorLayers *[]VectorLayer   `json:"vector_layers,omitempty"`
@@ -895,6 +991,17 @@ type TileTokenError struct {
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
 
+// Upstream A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+// because Prism does not take `nullable` beside `allOf`).
+type Upstream struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+	Missing *UpstreamMissing   `json:"missing,omitempty"`
+	Url     string             `json:"url"`
+}
+
+// UpstreamMissing defines model for Upstream.Missing.
+type UpstreamMissing string
+
 // UsageCounts defines model for UsageCounts.
 type UsageCounts map[string]int64
 
@@ -931,20 +1038,23 @@ type VectorLayer struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// VectorTileToken defines model for VectorTileToken.
+// VectorTileToken A tile token that is also a MapLibre vector source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none.
 type VectorTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Kind      VectorTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Kind      VectorTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -956,6 +1066,7 @@ type VectorTileTokenKind string
 
 // Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 // admins and principals granted it may use it. `public`: anyone, no credential needed.
+// Only admins make a dataset `public` or move it into or out of `restricted`.
 type Visibility string
 
 // Cursor defines model for Cursor.
@@ -966,6 +1077,9 @@ type DatasetID = openapi_types.UUID
 
 // Exp defines model for Exp.
 type Exp = int64
+
+// FileVersion defines model for FileVersion.
+type FileVersion = string
 
 // Key defines model for Key.
 type Key = string
@@ -988,35 +1102,83 @@ type UsageFrom = time.Time
 // UsageTo defines model for UsageTo.
 type UsageTo = time.Time
 
-// Conflict defines model for Conflict.
-type Conflict = Error
+// ConflictApplicationJSON An error answer other than a validation failure.
+type ConflictApplicationJSON = Error
 
-// Forbidden defines model for Forbidden.
-type Forbidden = Error
+// ConflictApplicationProblemPlusJSON An error answer other than a validation failure.
+type ConflictApplicationProblemPlusJSON = Error
 
-// NotFound defines model for NotFound.
-type NotFound = Error
+// ForbiddenApplicationJSON An error answer other than a validation failure.
+type ForbiddenApplicationJSON = Error
 
-// TileForbidden defines model for TileForbidden.
-type TileForbidden = Error
+// ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type ForbiddenApplicationProblemPlusJSON = Error
 
-// TileLimited defines model for TileLimited.
-type TileLimited = Error
+// MintLimitedApplicationJSON An error answer other than a validation failure.
+type MintLimitedApplicationJSON = Error
 
-// TileUnauthorized defines model for TileUnauthorized.
-type TileUnauthorized = Error
+// MintLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type MintLimitedApplicationProblemPlusJSON = Error
 
-// TooLarge defines model for TooLarge.
-type TooLarge = Error
+// NotFoundApplicationJSON An error answer other than a validation failure.
+type NotFoundApplicationJSON = Error
 
-// Unauthorized defines model for Unauthorized.
-type Unauthorized = Error
+// NotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type NotFoundApplicationProblemPlusJSON = Error
 
-// Unavailable defines model for Unavailable.
-type Unavailable = Error
+// TileForbiddenApplicationJSON An error answer other than a validation failure.
+type TileForbiddenApplicationJSON = Error
 
-// UnprocessableEntity defines model for UnprocessableEntity.
-type UnprocessableEntity = HTTPValidationError
+// TileForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileForbiddenApplicationProblemPlusJSON = Error
+
+// TileLimitedApplicationJSON An error answer other than a validation failure.
+type TileLimitedApplicationJSON = Error
+
+// TileLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileLimitedApplicationProblemPlusJSON = Error
+
+// TileUnauthorizedApplicationJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationJSON = Error
+
+// TileUnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationProblemPlusJSON = Error
+
+// TooLargeApplicationJSON An error answer other than a validation failure.
+type TooLargeApplicationJSON = Error
+
+// TooLargeApplicationProblemPlusJSON An error answer other than a validation failure.
+type TooLargeApplicationProblemPlusJSON = Error
+
+// UnauthorizedApplicationJSON An error answer other than a validation failure.
+type UnauthorizedApplicationJSON = Error
+
+// UnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnauthorizedApplicationProblemPlusJSON = Error
+
+// UnavailableApplicationJSON An error answer other than a validation failure.
+type UnavailableApplicationJSON = Error
+
+// UnavailableApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnavailableApplicationProblemPlusJSON = Error
+
+// UnprocessableEntityApplicationJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationJSON = HTTPValidationError
+
+// UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
+
+// UpstreamFailedApplicationJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationJSON = Error
+
+// UpstreamFailedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationProblemPlusJSON = Error
+
+// UpstreamTimeoutApplicationJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationJSON = Error
+
+// UpstreamTimeoutApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -1997,12 +2159,18 @@ type ClientInterface interface {
 
 	// CreateDatasetWithBody Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateDataset Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2022,7 +2190,9 @@ type ClientInterface interface {
 	// UpdateDatasetWithBody Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2032,7 +2202,9 @@ type ClientInterface interface {
 	// UpdateDataset Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2091,6 +2263,15 @@ type ClientInterface interface {
 
 	// GetTileToken Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 	GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2100,6 +2281,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2112,6 +2300,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2189,7 +2384,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2204,7 +2401,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2312,6 +2511,9 @@ func (c *Client) ListDatasets(ctx context.Context, params *ListDatasetsParams, r
 
 // CreateDatasetWithBody Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -2328,6 +2530,9 @@ func (c *Client) CreateDatasetWithBody(ctx context.Context, contentType string, 
 }
 
 // CreateDataset Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2377,7 +2582,9 @@ func (c *Client) GetDataset(ctx context.Context, datasetId DatasetID, reqEditors
 // UpdateDatasetWithBody Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2397,7 +2604,9 @@ func (c *Client) UpdateDatasetWithBody(ctx context.Context, datasetId DatasetID,
 // UpdateDataset Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2526,6 +2735,15 @@ func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, param
 
 // GetTileToken Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTileTokenRequest(c.Server, datasetId)
@@ -2545,6 +2763,13 @@ func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEdito
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2567,6 +2792,13 @@ func (c *Client) GetTileTokensBatchWithBody(ctx context.Context, contentType str
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2754,7 +2986,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2779,7 +3013,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4183,12 +4419,18 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDatasetWithBodyWithResponse Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error)
 
 	// CreateDatasetWithResponse Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4212,7 +4454,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithBodyWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4222,7 +4466,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4287,6 +4533,15 @@ type ClientWithResponsesInterface interface {
 
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -4299,6 +4554,13 @@ type ClientWithResponsesInterface interface {
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
 	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -4310,6 +4572,13 @@ type ClientWithResponsesInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4403,7 +4672,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4418,7 +4689,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4496,13 +4769,21 @@ type ListAuditResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4511,23 +4792,43 @@ func (r ListAuditResponse) GetJSON200() *AuditPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAuditResponse) GetJSON401() *Unauthorized {
+func (r ListAuditResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListAuditResponse) GetJSON403() *Forbidden {
+func (r ListAuditResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAuditResponse) GetJSON503() *Unavailable {
+func (r ListAuditResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4565,11 +4866,17 @@ type ListDatasetsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4578,18 +4885,33 @@ func (r ListDatasetsResponse) GetJSON200() *DatasetPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListDatasetsResponse) GetJSON401() *Unauthorized {
+func (r ListDatasetsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListDatasetsResponse) GetJSON503() *Unavailable {
+func (r ListDatasetsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4627,15 +4949,25 @@ type CreateDatasetResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4644,28 +4976,53 @@ func (r CreateDatasetResponse) GetJSON201() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateDatasetResponse) GetJSON401() *Unauthorized {
+func (r CreateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateDatasetResponse) GetJSON403() *Forbidden {
+func (r CreateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateDatasetResponse) GetJSON413() *TooLarge {
+func (r CreateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateDatasetResponse) GetJSON503() *Unavailable {
+func (r CreateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4701,40 +5058,75 @@ type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteDatasetResponse) GetJSON401() *Unauthorized {
+func (r DeleteDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteDatasetResponse) GetJSON403() *Forbidden {
+func (r DeleteDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteDatasetResponse) GetJSON404() *NotFound {
+func (r DeleteDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteDatasetResponse) GetJSON503() *Unavailable {
+func (r DeleteDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4772,13 +5164,21 @@ type GetDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4787,23 +5187,43 @@ func (r GetDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetResponse) GetJSON404() *NotFound {
+func (r GetDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetResponse) GetJSON503() *Unavailable {
+func (r GetDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4841,17 +5261,29 @@ type UpdateDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4860,33 +5292,63 @@ func (r UpdateDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UpdateDatasetResponse) GetJSON401() *Unauthorized {
+func (r UpdateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UpdateDatasetResponse) GetJSON403() *Forbidden {
+func (r UpdateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UpdateDatasetResponse) GetJSON404() *NotFound {
+func (r UpdateDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UpdateDatasetResponse) GetJSON413() *TooLarge {
+func (r UpdateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UpdateDatasetResponse) GetJSON503() *Unavailable {
+func (r UpdateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4924,15 +5386,25 @@ type ListGrantsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *GrantList
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4941,28 +5413,53 @@ func (r ListGrantsResponse) GetJSON200() *GrantList {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListGrantsResponse) GetJSON401() *Unauthorized {
+func (r ListGrantsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListGrantsResponse) GetJSON403() *Forbidden {
+func (r ListGrantsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ListGrantsResponse) GetJSON404() *NotFound {
+func (r ListGrantsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListGrantsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListGrantsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListGrantsResponse) GetJSON503() *Unavailable {
+func (r ListGrantsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5000,19 +5497,33 @@ type CreateGrantResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Grant
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5021,38 +5532,73 @@ func (r CreateGrantResponse) GetJSON201() *Grant {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateGrantResponse) GetJSON401() *Unauthorized {
+func (r CreateGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateGrantResponse) GetJSON403() *Forbidden {
+func (r CreateGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CreateGrantResponse) GetJSON404() *NotFound {
+func (r CreateGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateGrantResponse) GetJSON409() *Conflict {
+func (r CreateGrantResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateGrantResponse) GetJSON413() *TooLarge {
+func (r CreateGrantResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateGrantResponse) GetJSON503() *Unavailable {
+func (r CreateGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5088,40 +5634,75 @@ type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteGrantResponse) GetJSON401() *Unauthorized {
+func (r DeleteGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteGrantResponse) GetJSON403() *Forbidden {
+func (r DeleteGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteGrantResponse) GetJSON404() *NotFound {
+func (r DeleteGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteGrantResponse) GetJSON503() *Unavailable {
+func (r DeleteGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5159,17 +5740,33 @@ type UploadTilesResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Error
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5178,33 +5775,73 @@ func (r UploadTilesResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UploadTilesResponse) GetJSON401() *Unauthorized {
+func (r UploadTilesResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UploadTilesResponse) GetJSON403() *Forbidden {
+func (r UploadTilesResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UploadTilesResponse) GetJSON404() *NotFound {
+func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UploadTilesResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON409() *Error {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UploadTilesResponse) GetJSON413() *TooLarge {
+func (r UploadTilesResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UploadTilesResponse) GetJSON422() *UnprocessableEntity {
+func (r UploadTilesResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UploadTilesResponse) GetJSON503() *Unavailable {
+func (r UploadTilesResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5242,13 +5879,21 @@ type GetDatasetUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5257,23 +5902,43 @@ func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+func (r GetDatasetUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+func (r GetDatasetUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5305,21 +5970,53 @@ func (r GetDatasetUsageResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokenResponse403Headers the declared response headers of an HTTP 403 response for GetTileToken
+type GetTileTokenResponse403Headers struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+
+// GetTileTokenResponse429Headers the declared response headers of an HTTP 429 response for GetTileToken
+type GetTileTokenResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileToken
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *TileForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetTileTokenResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokenResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5328,28 +6025,63 @@ func (r GetTileTokenResponse) GetJSON200() *TileToken {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokenResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokenResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *Forbidden {
+func (r GetTileTokenResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileTokenResponse) GetJSON404() *NotFound {
+func (r GetTileTokenResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokenResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokenResponse) GetJSON503() *Unavailable {
+func (r GetTileTokenResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5381,19 +6113,41 @@ func (r GetTileTokenResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokensBatchResponse429Headers the declared response headers of an HTTP 429 response for GetTileTokensBatch
+type GetTileTokensBatchResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokensBatchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileTokenBatchResponse
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokensBatchResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5402,23 +6156,53 @@ func (r GetTileTokensBatchResponse) GetJSON200() *TileTokenBatchResponse {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokensBatchResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON413() *TooLarge {
+func (r GetTileTokensBatchResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON503() *Unavailable {
+func (r GetTileTokensBatchResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5468,15 +6252,25 @@ type GetTileJSONResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileJSON
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *TileUnauthorized
+	JSON401 *TileUnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *TileUnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *TileForbidden
+	JSON403 *TileForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5489,28 +6283,53 @@ func (r GetTileJSONResponse) GetJSON200() *TileJSON {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileJSONResponse) GetJSON401() *TileUnauthorized {
+func (r GetTileJSONResponse) GetJSON401() *TileUnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON401() *TileUnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileJSONResponse) GetJSON403() *TileForbidden {
+func (r GetTileJSONResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileJSONResponse) GetJSON404() *NotFound {
+func (r GetTileJSONResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileJSONResponse) GetJSON503() *Unavailable {
+func (r GetTileJSONResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5671,7 +6490,9 @@ type ReadyzResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5680,8 +6501,13 @@ func (r ReadyzResponse) GetJSON200() *Health {
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Unavailable {
+func (r ReadyzResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5719,11 +6545,17 @@ type ListAPIKeysResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKeyPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5732,18 +6564,33 @@ func (r ListAPIKeysResponse) GetJSON200() *APIKeyPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAPIKeysResponse) GetJSON401() *Unauthorized {
+func (r ListAPIKeysResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAPIKeysResponse) GetJSON503() *Unavailable {
+func (r ListAPIKeysResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5781,17 +6628,29 @@ type CreateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5800,33 +6659,63 @@ func (r CreateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CreateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r CreateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON409() *Conflict {
+func (r CreateAPIKeyResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CreateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CreateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5862,40 +6751,75 @@ type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r DeleteAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON403() *Forbidden {
+func (r DeleteAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON404() *NotFound {
+func (r DeleteAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON503() *Unavailable {
+func (r DeleteAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5933,13 +6857,21 @@ type GetAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5948,23 +6880,43 @@ func (r GetAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6002,19 +6954,33 @@ type ChangeAPIKeySettingsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6023,38 +6989,73 @@ func (r ChangeAPIKeySettingsResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON401() *Unauthorized {
+func (r ChangeAPIKeySettingsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON403() *Forbidden {
+func (r ChangeAPIKeySettingsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFound {
+func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON409() *Conflict {
+func (r ChangeAPIKeySettingsResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLarge {
+func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntity {
+func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON503() *Unavailable {
+func (r ChangeAPIKeySettingsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6092,15 +7093,25 @@ type CheckAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CheckResult
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6109,28 +7120,53 @@ func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CheckAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+func (r CheckAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CheckAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CheckAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6168,17 +7204,29 @@ type RotateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6187,33 +7235,63 @@ func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r RotateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r RotateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+func (r RotateAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r RotateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r RotateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6251,13 +7329,21 @@ type GetAPIKeyUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *KeyUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6266,23 +7352,43 @@ func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6348,6 +7454,9 @@ func (c *ClientWithResponses) ListDatasetsWithResponse(ctx context.Context, para
 
 // CreateDatasetWithBodyWithResponse Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -6360,6 +7469,9 @@ func (c *ClientWithResponses) CreateDatasetWithBodyWithResponse(ctx context.Cont
 }
 
 // CreateDatasetWithResponse Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6401,7 +7513,9 @@ func (c *ClientWithResponses) GetDatasetWithResponse(ctx context.Context, datase
 // UpdateDatasetWithBodyWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6417,7 +7531,9 @@ func (c *ClientWithResponses) UpdateDatasetWithBodyWithResponse(ctx context.Cont
 // UpdateDatasetWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6524,6 +7640,15 @@ func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, d
 
 // GetTileTokenWithResponse Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -6542,6 +7667,13 @@ func (c *ClientWithResponses) GetTileTokenWithResponse(ctx context.Context, data
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
 //
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -6559,6 +7691,13 @@ func (c *ClientWithResponses) GetTileTokensBatchWithBodyWithResponse(ctx context
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6718,7 +7857,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6739,7 +7880,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6867,33 +8010,61 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6921,26 +8092,47 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6968,40 +8160,75 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7025,40 +8252,75 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7086,33 +8348,61 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7140,47 +8430,89 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7208,40 +8540,75 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7269,54 +8636,103 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7340,40 +8756,75 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7401,47 +8852,103 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7469,33 +8976,61 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7523,41 +9058,141 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 403:
+		var headers GetTileTokenResponse403Headers
+		if values := rsp.Header.Values("Access-Control-Allow-Origin"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Access-Control-Allow-Origin", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AccessControlAllowOrigin = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTileTokenResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -7584,34 +9219,110 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetTileTokensBatchResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -7638,40 +9349,75 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest TileUnauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest TileForbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7814,12 +9560,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7847,26 +9600,47 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7894,47 +9668,89 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7958,40 +9774,75 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 	case rsp.StatusCode == 200:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8019,33 +9870,61 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8073,54 +9952,103 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8148,40 +10076,75 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8209,47 +10172,89 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8277,33 +10282,61 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8952,16 +10985,41 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 }
 
 type ConflictJSONResponse Error
+type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
+type ForbiddenApplicationProblemPlusJSONResponse Error
+
+type MintLimitedResponseHeaders struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+type MintLimitedJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
+type MintLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
 
 type NotFoundJSONResponse Error
+type NotFoundApplicationProblemPlusJSONResponse Error
 
 type TileForbiddenResponseHeaders struct {
 	AccessControlAllowOrigin *string
 	XTilegateReason          *string
 }
 type TileForbiddenJSONResponse struct {
+	Body Error
+
+	Headers TileForbiddenResponseHeaders
+}
+type TileForbiddenApplicationProblemPlusJSONResponse struct {
 	Body Error
 
 	Headers TileForbiddenResponseHeaders
@@ -8979,6 +11037,11 @@ type TileLimitedJSONResponse struct {
 
 	Headers TileLimitedResponseHeaders
 }
+type TileLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileLimitedResponseHeaders
+}
 
 type TileUnauthorizedResponseHeaders struct {
 	AccessControlAllowOrigin *string
@@ -8989,14 +11052,51 @@ type TileUnauthorizedJSONResponse struct {
 
 	Headers TileUnauthorizedResponseHeaders
 }
+type TileUnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileUnauthorizedResponseHeaders
+}
 
 type TooLargeJSONResponse Error
+type TooLargeApplicationProblemPlusJSONResponse Error
 
 type UnauthorizedJSONResponse Error
+type UnauthorizedApplicationProblemPlusJSONResponse Error
 
 type UnavailableJSONResponse Error
+type UnavailableApplicationProblemPlusJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
+
+type UpstreamFailedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamFailedJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+type UpstreamFailedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+
+type UpstreamTimeoutResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamTimeoutJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+type UpstreamTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -9034,6 +11134,22 @@ func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9043,6 +11159,22 @@ func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9064,6 +11196,22 @@ func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit422ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9073,6 +11221,22 @@ func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9114,6 +11278,22 @@ func (response ListDatasets401JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets401ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -9130,6 +11310,22 @@ func (response ListDatasets422JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets422ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
@@ -9139,6 +11335,22 @@ func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9180,6 +11392,22 @@ func (response CreateDataset401JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset401ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9194,6 +11422,22 @@ func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset403ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9203,6 +11447,22 @@ func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset413ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9224,6 +11484,22 @@ func (response CreateDataset422JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset422ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9233,6 +11509,22 @@ func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9268,6 +11560,22 @@ func (response DeleteDataset401JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset401ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9282,6 +11590,22 @@ func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset403ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9291,6 +11615,22 @@ func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset404ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9312,6 +11652,22 @@ func (response DeleteDataset422JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset422ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9321,6 +11677,22 @@ func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9362,6 +11734,22 @@ func (response GetDataset401JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset401ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9371,6 +11759,22 @@ func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset404ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9392,6 +11796,22 @@ func (response GetDataset422JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset422ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9401,6 +11821,22 @@ func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9443,6 +11879,22 @@ func (response UpdateDataset401JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset401ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9452,6 +11904,22 @@ func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset403ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9471,6 +11939,22 @@ func (response UpdateDataset404JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset404ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9480,6 +11964,22 @@ func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset413ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9501,6 +12001,22 @@ func (response UpdateDataset422JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset422ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9510,6 +12026,22 @@ func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9551,6 +12083,22 @@ func (response ListGrants401JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants401ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9565,6 +12113,22 @@ func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants403ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9574,6 +12138,22 @@ func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants404ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9595,6 +12175,22 @@ func (response ListGrants422JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants422ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9604,6 +12200,22 @@ func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9646,6 +12258,22 @@ func (response CreateGrant401JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant401ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9655,6 +12283,22 @@ func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant403ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9674,6 +12318,22 @@ func (response CreateGrant404JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant404ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
 
 func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9688,6 +12348,22 @@ func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant409ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9697,6 +12373,22 @@ func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant413ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9718,6 +12410,22 @@ func (response CreateGrant422JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant422ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9727,6 +12435,22 @@ func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9763,6 +12487,22 @@ func (response DeleteGrant401JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant401ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9777,6 +12517,22 @@ func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9786,6 +12542,22 @@ func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant404ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9807,6 +12579,22 @@ func (response DeleteGrant422JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant422ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9816,6 +12604,22 @@ func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9858,6 +12662,22 @@ func (response UploadTiles401JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles401ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9867,6 +12687,22 @@ func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles403ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9886,6 +12722,50 @@ func (response UploadTiles404JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409JSONResponse Error
+
+func (response UploadTiles409JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409ApplicationProblemPlusJSONResponse Error
+
+func (response UploadTiles409ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9895,6 +12775,22 @@ func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles413ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9916,6 +12812,22 @@ func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles422ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9925,6 +12837,22 @@ func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9967,6 +12895,22 @@ func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage401ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -9976,6 +12920,22 @@ func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage404ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9997,6 +12957,22 @@ func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage422ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10006,6 +12982,22 @@ func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10055,15 +13047,59 @@ func (response GetTileToken401JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
-type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
+type GetTileToken401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
 
-func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
 		return err
 	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken403JSONResponse struct{ TileForbiddenJSONResponse }
+
+func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken403ApplicationProblemPlusJSONResponse struct {
+	TileForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10078,6 +13114,22 @@ func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken404ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10099,6 +13151,76 @@ func (response GetTileToken422JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileToken429JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken429ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10108,6 +13230,22 @@ func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10149,6 +13287,22 @@ func (response GetTileTokensBatch401JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch401ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10158,6 +13312,22 @@ func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch413ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10179,6 +13349,76 @@ func (response GetTileTokensBatch422JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileTokensBatch429JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch429ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10188,6 +13428,22 @@ func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10236,6 +13492,28 @@ func (response GetTileJSON401JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON401ApplicationProblemPlusJSONResponse struct {
+	TileUnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON401ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10245,6 +13523,28 @@ func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON403ApplicationProblemPlusJSONResponse struct {
+	TileForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON403ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	if response.Headers.AccessControlAllowOrigin != nil {
 		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
 	}
@@ -10270,6 +13570,22 @@ func (response GetTileJSON404JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON404ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10286,6 +13602,22 @@ func (response GetTileJSON422JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON422ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10295,6 +13627,22 @@ func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10404,6 +13752,22 @@ func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	return err
 }
 
+type Readyz503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeysRequestObject struct {
 	Params ListAPIKeysParams
 }
@@ -10440,6 +13804,22 @@ func (response ListAPIKeys401JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys401ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10456,6 +13836,22 @@ func (response ListAPIKeys422JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys422ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
@@ -10465,6 +13861,22 @@ func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10506,6 +13918,22 @@ func (response CreateAPIKey401JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey401ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10515,6 +13943,22 @@ func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey403ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10534,6 +13978,22 @@ func (response CreateAPIKey409JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey409ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10543,6 +14003,22 @@ func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey413ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10564,6 +14040,22 @@ func (response CreateAPIKey422JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey422ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10573,6 +14065,22 @@ func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10608,6 +14116,22 @@ func (response DeleteAPIKey401JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey401ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10622,6 +14146,22 @@ func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10631,6 +14171,22 @@ func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey404ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10652,6 +14208,22 @@ func (response DeleteAPIKey422JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey422ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10661,6 +14233,22 @@ func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10702,6 +14290,22 @@ func (response GetAPIKey401JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10711,6 +14315,22 @@ func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10732,6 +14352,22 @@ func (response GetAPIKey422JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10741,6 +14377,22 @@ func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10783,6 +14435,22 @@ func (response ChangeAPIKeySettings401JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10792,6 +14460,22 @@ func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10811,6 +14495,22 @@ func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings409JSONResponse struct{ ConflictJSONResponse }
 
 func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10825,6 +14525,22 @@ func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10834,6 +14550,22 @@ func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10855,6 +14587,22 @@ func (response ChangeAPIKeySettings422JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10864,6 +14612,22 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10906,6 +14670,22 @@ func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey401ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10920,6 +14700,22 @@ func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey404ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10929,6 +14725,22 @@ func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey413ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10950,6 +14762,22 @@ func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey422ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10959,6 +14787,22 @@ func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11001,6 +14845,22 @@ func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey401ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11010,6 +14870,22 @@ func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11029,6 +14905,22 @@ func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey404ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11038,6 +14930,22 @@ func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey413ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11059,6 +14967,22 @@ func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey422ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11068,6 +14992,22 @@ func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11110,6 +15050,22 @@ func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11119,6 +15075,22 @@ func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11140,6 +15112,22 @@ func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11149,6 +15137,22 @@ func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11932,9 +15936,12 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangeAPIKeySettings(ctx.Request().Context(), request.(ChangeAPIKeySettingsRequestObject))
@@ -12085,175 +16092,219 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchs3tuCvoLhbZXKqSVGynM1IlUoptpLoxrFdljyZrVDFBrsPSYyaQAdAi2K8qrofsd+wH3a/ZAsH",
-	"QL/YzYcty/Fcz1TFIonnwcF5n4P3nUgsUsGBa9U5ed9JqaQL0CDx0/NMKiHNXzGoSLJUM8E7J503dAYk",
-	"wh8DQhWRoDPJISaMEz0HEtrfQiKm+DmVcMtEpkhKZzDoBB1mRvkjA7nqBB1OF9A56dg+naCjojksqJl1",
-	"KuSC6s5JZ7LS0Ak6C3r3EvhMzzsnzw6Pgo5epaan0pLxWSfo3PVnol/98v4+6LygmirQFy/MmDh1SvW8",
-	"mDm2v49Z3Ak6Ev7ImIS4c6JlBo2ryTJsuT7R+V26DqwrlgDR4gY4gbuUyRXpZpzdEQWR4LHqBQgibPBE",
-	"kRDu0tDAdMG4hrgNWHCXNkOKcf3NsQEV42yRLTonw3yhZsAZSFzpT5LyLKGS6dX6in/IohvQRLE/4ZRM",
-	"8IMiSlOpCdVkORcJkLnIpCJCkpiuVEDeXT1vW+qsNFV5yf9TwrRz0vkfBwUGHthf1UF5eWa5v0DDMs84",
-	"OXtzQW5g9URZ+LUt4QaqU5fw6OjZN00n+QusLLpUp7yIgWs2ZSANapvZf4FVPmsVq25g9fEY9ZItmG65",
-	"gIn5rW3L+GNl0zFMaZbozsmzId4kix6Hw2EJWQ6bseUyEua7DZitTIu2teCPex7AJZttnpDNONWZbJ+U",
-	"zfac8p2iM/hRisX6xJeI/J6agWQiJl3GoyRT7BZOCdPKXZQn7qb0BuSFBbjBTfK/8J6QCUyFBBJqEbat",
-	"e2oW0IgkMdXQ12wBndbVX4n1tZ/zuL5yuHMrr62Si2XbsrTYf1H3BvdVKrgCy04EnyYsQnyOBNfA8U+a",
-	"pgmLqFnuwb+UWfP7HcnEuZRC2olqiDIHEs0pN2zKTarIkuk5oYYKM6UZnxEx+RdEetC5Dzo/CjlhcQz8",
-	"kdYmASkJTQhT5JYmLCaTTJMFXREuNIkF0XOmcGmvhP5RZDz+9Ct7JYjKormDi2fmEU0SkE8UoVEkMm7h",
-	"ZW7iI8LszMGoBLclyh3TTEE8IOE/+2ZFM4OMb4EqwUMDWMHBoH6IfBfiMCDhhMbjnHaEwYiHSJ1C0s25",
-	"sBFXDForQj0Sialhe3g8EmiMcHFSQy8goZBsxrgZPlMgx3QGXOPYGb/hYsnHroGd5AZWJGFKG/ZpvlaE",
-	"cjuk4RSgNJlTRTgwPQdJwteuLxdyxMO3MAUJMjTT+tFvYBWSLk2UIJRIoamG2LHFXPJyO6NKI7GaSRpB",
-	"zyxRgrmvkYY4JN3ig9+eIpreANE55VUBYqjjvEZ8CQ2n8yDOtzjiTBXzuSNQY6pD3yVmik6Sch+Uf7j7",
-	"kikypYmyq/QiGhd6TJNELOvdChlOheb6mDUaINePiqWuX5Qw4HrEaRxLUMpMxzjhDmVKI7N0LA0SqLA3",
-	"GPFO0JkDjZ2AfBZFoFT/ueBaiqR/ZlbWtwdWxfp1er2GsZs73LtLhwIBxI9Dptwh41W6BYknKal2ogfp",
-	"rl+7E/x9nNhVhj0jIZpeC8H1PFmRPzKh6Yh3Q/xjDHcRQIw3M+OaJQh3DnfadrCs1IqXvQEJ34KWq/7Z",
-	"VIMM3YE5KfrUXA2qLXj6b0TColWI96r4OiRTYQ6IxJJOdZ+BnvbnWqc0ZX2zalx0351uf/h3s8yRF5tG",
-	"ndM/vhtlw+HTyN1SZdipmx9/gNPld4du0nI/+d3wVLu+brm2vVmQtBefahhxXEBgOjtwlSa1gPPTVAbz",
-	"hBo7+ZHdKoqBNq9ixM0IOMmDYnkO/J0busPb2r5AhWrTQpZtFGW3XDvgpuvvnTIWd4JOFVs710Hr/XzH",
-	"aabnQrI/4XE4doklNt7HBVOK8ZmhukISShY0McIbxMgdu2H+OTwhoWIzw8WMDjriiEKOOxpySpOEzNgt",
-	"cDOQ+WIJSUJsZzs4J7BI9QrJ++enlkK8pHIGj0MqPeueiBjppRaCJGZ6FJceFyvWJUyHBEiNOYpSflm3",
-	"lCWG4T7OqgwjnlAFZk0Zl0CjuZn8lEhznUlCNUi3slQKgy3m53OunZ3iQVb489XVm38YGGDn1vUWTYhv",
-	"4zUgi81vLpxZIpUiBamZ1XKsyBi3aklGgHzNk5U3B7QasfrqhqV9geuhST8Vho5J2+0+6EQSqH6EeUqS",
-	"VYNGPgcieLIqiYtOws1l5a4wcqw6IY1CXO+UhDxLkpDALcjViLtGKDU4jQPHyhQMyBmJIYGSeEpiKVJF",
-	"RJZr50bos5SHaVioHcwsQccswF6CCqiolHTVqSPG+7bmxXhOhl0HV4gSbegUlwJY3apA3HPSENPmorjR",
-	"CJ1RhiYuN99EiAQoxwlz6brBTGZ4JKqTxGBGPifL9Sc3vRfhiyPh5kzMjI0IthUMLG6C/kPhZS6Xr2/5",
-	"+cWLt4p0L97cHqMgdPHm9hujtsgFTZiCuEcKDYB4BWCRKW00jsTIUxZpl0wBqgw9I19amFC+8l1qaLY3",
-	"WiVU6bE5gPUd/DYHTqhVuzxrMc1JRKVkENvzRNSREAkZQ4z2DWZ6LRjPNPR2PriHOhEnbI5RWmq23lXp",
-	"wwSIAnkLMYrSEU2Ax1Q62b9rhP4cFacoc1gJtbKxJoN3C+BzOdBbtRrOzKnk6CloPdj6QXote4wa8njT",
-	"bXyHF3tpjrcwOEhIExpBTCYrS8PMSaMib7iP0ixJyFLIG5WDAwdAZTUWoB79pAvxGFlxHDPb8E2JEyKp",
-	"axICrF5d1iOpg4M1oZ6Q0KtY4xTk2GorIV4GRahTuYjghN6CpDMISJYSLUg4yaTSIaGaCB7BKaGRFEqR",
-	"VwhgFlFFjMRBaLww3OXw4FVAFFiK+Pb87MWv53V842herkOxyu9xUmdhzm3q5n/BRl3E+gVqm2wYJtim",
-	"0RTuhd8bhwzcCgulxdr3av6yQlMzCG6Oo5nbp9kkYRFeYS1Imlk7oaFT796+VKQbfn8Dq+9CpD4PhW6Z",
-	"ojMYG5I3RtrQRlscMUFDb04g8Y8m2nJClpJpDZzg+EaAQBnEY8uIp0mmyHJOrRWJcrUEs3LfwNrpjCLk",
-	"xlmBEz3WqFMLJPw57ggK00wYndRoWe6GIXi80XEH6aSGMVYgwuN2VLF6ZSujF+SxED+DXOAtM7SKSFII",
-	"RFVpsszDNxHRCr2ps5kG7FjD9PvASetvqNUHaxJ7i5vbur+9YIlmqZTOIKcRghfU2nu26y7rzafR7LIu",
-	"yRT5H5sUGqeJNDAmLTRNxihEr2/vVbaYWEfmDaxyK1Ju5d9KbHKHfXkWv/b2M7gErRmfqT05h+9m1kvN",
-	"igfkjK8IymnEIG5FoD0+OiIh3GlJx1Pvpgh7AYG7CFLtjO007hvdZcSnDJJYOZfuL7AKyHLODKOQCA9I",
-	"jcZhBEk240JCTJQg2pAFXAihikxBR3OISUS5kWpSoUyXCY1uRhzJkWE49qKoAelezU03CSSGKKFmxDlI",
-	"QMJlVJnQk4vwxDo+qBZSWecMVeSG8b5IgdOUjbjdMqGlTsSh94qkEpSRcVEsdMxh0EMS1aq0VsH+1kPJ",
-	"jGGhc9IIk1YZZA25S4rrJ59ro/KK7C4XSLU5U1BQqLJdlBZQL5gAmstKF8RIDqpVey03dNrrKQl/vw6t",
-	"ULGnfrqgdxe28SFKBHvqqyXX98b+eyiwTlXNxflTEpqhQtIV0oGk5xRXZdRYiv9dUjVop4k76rO/ednZ",
-	"HJrSRv03srHhy11/Vo6WTTOdSXhgffYhcLbtoLfqtFv11vBwOMD/H3wbBiQ8Gg4PT+LJtycnB0+PwlNC",
-	"yQSJmu2LPjokZAa53Ze9sqZseJyRbqAY+fDg25BMIBILUKQ8XQ7nES8pyWW0J1fry2duU4JziMxenyiS",
-	"AsiACBkUipL5CpfLOAmvLl6e/3R2dT6+evvu8ur8xfjN29f/vDi/DG0slWSzue4vhNIk41pmSIvDf/Z/",
-	"FHJJjaps/grJXKS1i1i6KMd/R8E7vzfbbuVHafsfT/i24u5OuvlWLVzCQty6W48jke4wN2ZZ4dmoAr1m",
-	"Db2mH61pSXtp7jWiYFTkCZAZcJDo/6aZFguqWUSTZEUynhhkS6W4ZTHEBO6MBM90gtFbVQJZP/itsC3Z",
-	"DGoySwoRmzJQTp74+erqTeH0N/fQWkEN76HoHEHInr25GBjphS7SBAaRWIS2ob2rIz4XSgck/Nug0sRI",
-	"GCqbxGJBzfBdo5ggG0rhrheQcK51enJwkIiIJmaEk6fD4TC01x8lSQjs0IhwqZA6sF7E70OSuzxta+Bx",
-	"Y3wCycMTBuQcPUF23SNuccNuvf3SHT17+tC3bg/TzCPcwge1m6zdShsN+NVa8SHnuXZU220OH4Yvnhqu",
-	"Q7iqxtcCPq03DJT1tuT3cYl6g7nm7xTI/pnpbcmM9bsavqqRHqAZBO5opIMRj6iCvgKumGa3YMiG3fiA",
-	"/MaSOKIytvTJ0BCVpYYYQHxq56ZEMT5LgNguhoE7MjYY8ZdAb8F5gcuioCFwGHuRr3wqxQKN6Wbbfdy2",
-	"JQz1QM3t9ox1RZOvzhNYeE8hX72edk5+3+64yU29HFXj8jeFcLqrUs5Xr8BIHn4l6+p5GwXYOvA/aJJB",
-	"Z33n18F6iDTY6VFt5sR3JriGEzyA/7h8/cqomRkExECIYGBrDPGAnJlWisRMQqQR0RWLYcSp/d5qsGbC",
-	"iWFiS0ESuIVEkRggJd06CHqYLFCw6KtVCpe4WqM3c6FHHO5SlAolRJlUDC0sUmSzOfFTJoLDqQtR9O0K",
-	"zdnGRI+4w4LqCXxKXPhLnC5O7Q5p/bRJVwGQ4m70Bg5KdsLPeVM+7x3ZcAVsrKCYToHHSOx4mqE2q4Dr",
-	"U9vW6ygSMCjVaDq9wYhfppBo9ExTRcwiYjKRlEdzUEZ9opkC8vrskjwdDJ8oSygNxI2WCob8ktB0MqoW",
-	"HmeB1lnM9PmtQ+gqd6eR1/l9IBNN2fgGVgNrdOkExRdo8Sl9YQNHS19YV3thsy3GyL/wY/gv1rpkaSKo",
-	"4eozSXlpBPvRNb9uYL800k0m2d8wCje2LM9OX3HZmK/RC4Bhh5BM7QHSeME4ef7yorddQmr2Wq87d5s9",
-	"iE3mdWzaZBB1BsF2WXD3G5SjeyEfH6EwVnzYaCXqnNNo7iAaEzSIIrUOf7c5CwGhUw3yOiTdwgUpDVqS",
-	"mMUoKGBcfa8kTBUb3RGmmsoZNKD1rt1XNkulhvsFOnrEawrgq54b/orrbjo3FPd3T81Y97fYlhbHA39r",
-	"8/0XiNFoRTf3/6MdGV2RxCB7f1GHRkHiPtypAaZ/3a3xRBEtKUs+hXvjB5HxJjPz70sw+roSmZ4HBKj5",
-	"wIXU82uzuBhmEqwL36nznZPf+4ffDoP+t88Gw2eHh4H54P6+bjIbxyIzBxKs8eQSMTguE4PjdaA+B+5C",
-	"aWuLTwSfMZ3FEJCEavfXn0IsrgedD13M0/JinjYsZg7RzVurKWxVlKtXoJTLuQvJYGmzl7tmpLShREJi",
-	"JFGvZjI6ftZqE2oe3OlATxSxthOnq9WGPRoef9tkQrAWlm0jO0PMXkNvUkCro5eUzcYJDodHx9soYemk",
-	"mm6TwwGFKYtrco5VOEv8t+Q8kHmA8PoWGhOFNFmKLIkxtmpVDbHxBjohyfHweLCLjUdpqrOWUEn7m438",
-	"KYd22flnYGNhMNdmTh1HVadmakJJ2bdkbUHewxQLsIEICqzt1XHAo+EwOB4eBsfDp8Hx8Ph6K83zcM13",
-	"kUOz6YhcXnWTGBqBUuNbQBWuKcF4YcRhA2EwolpbbpX3mJ6S1OVfOhuzS5bOs053sK44WO1KGKjWkk2y",
-	"nUM+Jx9D/MuKhEvq+nDiWqf0Gy2kVX7tOJiRTPdnBw+6iTqH2GMTjpPdB1sjsTd5pnd0L+8ZGOxHfV/w",
-	"+k46mTYNPadqjBFvjYnvv/5gPTZTQyvm1GiUBuyobVUMmiW6uCPm3zBr2d0koLmb/4tpas/NoECJHJcu",
-	"3oLx9h9b4zDN1seK/Qkb4Foa5xaMLD1O6MrlmuwkZ/4De700nXaJ171lik1Y4nIRNg5ctGxUAErEqCXq",
-	"Ck+hMmWOPQVIC8jnBCi/ulUSVodQGcBBnV6Xka8p0GsDL3huFfz9ZLYard0/XOEr8f3rEd/2GJSj3Q61",
-	"oJVVKJQLFoTpZGoNPxa9rcMy5TP7paRKW9nUmwQssU1RU/1Xav67hEnaaIH6ODrYvubD40HZGX50vLlY",
-	"S4WAto863HNQT3ir57LV+1ohyzV3GAIbfUSnJC4t7ejZN2WZ9Nk3wbPDo+vgsaj6vsFTD0LlHU1HHNpA",
-	"Ln9xOObR024YA14NMBvx0nXdZgH6HHYbrxBsN9o8tO3FzfwujXdhP2viFJ1gmCSaPW1uouN1uTYYJUAl",
-	"BrF1DWEBpYVEl7vyuI6K11fG9pWx7aEEbOVK2+O6CpbzYSzlkXnGvz0XaCVNqpFg72mvnFXrtu1cQ+0D",
-	"KTku2sBtnaS3W/OCWsm37VQ7n2UNPIZ5NdC/H8zX6M8w+u9ExCzP/tnRHHQDK29JdC7vTeDAFT43XEg1",
-	"eJAryUcpyKJuik2ztylTbUGXmM/gsqq83auUyIQOZMx32G1jLgXiofb21mVU5HE7ru4dpoxM0GSnBMdt",
-	"2kVvyc3qGopBjoY2Mfcp/quWIFVvx/1hSZhm62q1ApsNXd09VcBWN9qyfC3KpZB2WnLtotj159AKHIoX",
-	"B+dwM19Qjj9NN8hWJlinKqApS6p2Jo+UXGgyxYJiWy30dpSmeX9CN2qT4bdkZF0/IW+wLtt4mSJqjjkw",
-	"Bt2bwuS3MsH97XZ7eol2a5ZKxiOW0qR1/3kLa993mSGYm1MvvPUBgGiyNFXocsXsVFltAcPW097RtFOL",
-	"KrijGDjmK7EVKwhJl3KbveW+xGJRYXlZpk0JZs5/7bZU+D+aJO/9rP31k9temLMZRi+Zagpf2Iv12qu1",
-	"jd+2M9W10q6u7GdnLjJZMoW4jzFdNaqZTVVSNtCZ3WSyetWVbUJFOwH6GWhig3KrKyq8bwXlEzdbSZ3r",
-	"1jTTL7Bqkd0eSxjzK2gWxAJfaXYnvC1vOq9Qu6u8VlnI48lqPiHvk8lrOSuy8tqnFqFysampYleIpbRC",
-	"LvQYubS1ZFJyPDzuffli1v7CUH74TQhpbY5m51c+B2CjBea/m8FlTzkHbP3yHdDD59HYEJf13wsbR6td",
-	"vSi112rq/HC/ovIVq9fDM2xh6c1WivUB8edMJi1xHWzGjXbgymAQDYs0oRpI9/2f9wfv7+4P3q/ue415",
-	"JrmPd9dyM3Uibh2FFTkvX2zgymD7cvG2Dnfp8Ep+wyanYtlJmHsfvWOwfLeaL2ep9uM+9timCjE28dNm",
-	"2QyKNKowyONQFXFp/FQCUXnwtQu1HvE3kqlFESqDZW1LUdcuzDpEih/2Tki1KE3QXJRmxPetSjNoyL7/",
-	"YpOyzClj2PiHBethFWI3iaoIq99+c2zWXUWMn8WSJILPXPkGVzPJntINQDkRfEgk3Iobm3zOxfLUgB8z",
-	"gp8OsRR7r+ove/b3o7Vc1AZAre3esJ7/uHz9aivn2cBpNkkWTbbzTe1bzdQbrNAPSHZbwzlsgmmZ7N+t",
-	"/myk+eY++XqOvu3TwXAwbG29Z7GuBzEnbyTJ+RYKWtlEXB1MrlvQKpdoYmZOcsE4dSkRC5qmZnMn7z3z",
-	"bFl0XTzym9+8yaL9fX5hV6/coxbO0y047CAXr4+3uX19vffXZVj8QHU0LxGampphfs0DKjEXpDDUkf/6",
-	"z//rUjOVI8vPhrnYf/FCrVsQNlYOeVH0NGP5lDY/21TIAXmR2QKlYDmSTdKNXXZK3zCbAKmWoVdTJpXu",
-	"K8Daui6c9kPKgzwblqXGw51t9mozFjrI26cc1qHxK01dZbUYX1aINCmGJt1ELEH2I6rA5oE6im1OSGDN",
-	"YCmFXD+Awh7blhvzSEi4pX3e0tk0rtf5RJ0+2J1tBHmLwQX814V1w+PiBrtuOSjZ0dSdQ4LtjMEmC0lZ",
-	"/d1wXDuoFWtDb7VARfqufU6rKbVoTqXsJJ5mep8cq0REFcZR5E225knmm7xuYEkLNdvAurblmJnV2DFc",
-	"j6YzKvOvLfCqm/i2yBEodG869zaOXE8PezA5ZN0O3g6Rr7aDv5zt4KY5KOqvYCBoCsaeKJFkGoJWI4Aa",
-	"bKwS/PjyaZPJYKudYJMkm9sQ6kHG20wE/6hEWdRKjaWS3VIN4Umlmhrlsf8blTv0HdrHnQak/JrNCUnY",
-	"DbrczCgBvq9ky/1hNrB9dSd3/OCTOFxDbMb0fjmmByS03tcQayUIDubulqvrc3wSwmr1eTyPnRPtmH49",
-	"TX7cEkFXEGWS6dUlKgV43Jcgb1lU0gNqVhJlf3fiVDfUMzX+r//8f2HP1tYItTMsu+xn6+DrO9iFaGV2",
-	"3+EI4WDEwzP3TAGy3BOCcxP7aAg28k+GMFWqdKLsSxDd8oJ/xrQw9waE1/46E6ASY9MdAOZapwYP1nu2",
-	"2NnoAmr7Zpz8SlNDxuUT5aueGCpk0QaT+n2RsaWQMQlxljBAn6RKaQT2qYuiHHO3GQw5fAfk/I+M3dIE",
-	"uDYybHn1pGv36HaOT6nZRRVvqVVGL4BBU4ZlPO9RJJk2POWWn2hkn9BQeeZUImiMj3ukxNAcs/8nylZM",
-	"PrEYzenMFe5ysSZ5FAe6opcwGfEFCvKLCcSki1UrbRYj3pSiTAuRWQKqF+ATlYqouZC6nzBUbkoksNCF",
-	"8oqKgYU0qkBudbamjBa1ElOYikeoe/brBlZWXbgBPhjxEf8Vt4OVLyKaJApvIRrhqleido4/4NE04PMp",
-	"aTzyEd+C+loIzJL3GOjyRpUtkcV0b0Cs2xyRzYB0xDffS9LvYzHTV2e/noe4V6fx+kKgTHAypSzJpFMs",
-	"rWPHlz3+29+Oj47+9jdzLX6kSp+9uXiC8RUpjHg3fD9yPtWRkVZHRnQcdYKRER7xX4OJ+AeKxPhXpO9G",
-	"RmoNe6cu+8467VEvMMCoDEpGncFgMOrchxb/NdOopPg9I49wWYGdQzTr3AcdV8y0c4KWnqeGVFI9RyJ4",
-	"QFN2QLOY6QO0GEKD6n+Oy7JwDFzOYFDUTzcoh5UmzAdXBsfivi1wBk3dR9wmU633zs0G5pfifTj3qhrX",
-	"KrAnYa5mzGLLRFwiY+jv2FqxBbQU12stnBIFkQTtijFhrmRRmYTmWxxx+wiAuzxMkzlNU+AQ28factKm",
-	"DO2yefFmxBtItX39qSipePbuxcXV+O351fmrq4vXr0LSdUZZcjz0plM8WiMq4+wXMdZSVRrT9vHwikeE",
-	"W5TzosmBe2S4Tc0utXQFv65rz0oeDYcP9jZMUVyh8RXC1NUJR4BKypKAcFiiwYlJZZ9GPB4ets2SL/ug",
-	"8iAQdnq6vVPx4KLpcXS0yzTrz+jcB51nu8xWfhwIJZRssaByVY3keqIIXs4maGBBi5nBAVuzwgg+d31P",
-	"CfpSIGVAIogT4FX3rKJ829cx7YV3Cn/RyFbO5NiIbjn/JCKJHwLbPh/uvKy9yaj8dao/M+oexRQKyuGB",
-	"hJXR6kUpNmAds24ZLK02lArVgEiWM7/IS8M4CeQHEa8e+ohd7Nx9VRPzj2lU8evwoSdve4yLw7IINnxE",
-	"wnW4Q4/88bbPi61OeMt5/s64BzHT7smwKll7X2jd9wdWlMEaWGvY+QK/L2NnBUuOm9IB8Wks+xp1WQTn",
-	"At2mIMktSDZdPepp25Vu7pE/cfx5T9sCsDjtoCTU2XqeDrBqbzwImnnZT6BbT3j4WHTgAWjAl3PGPxnB",
-	"vVJKxTIeLOf/IaxlL/HDjXrxAgWLlOpo3ljeoZ6PmMBUb0pKHJAzUmQsea1kki1SNeJhNb0/9K9bSNBM",
-	"5nW7RaaVprbKYUE8ajHXTZK/zbl8FDbq0jt3YqOPdn0yXFT8WVjp3hfvC+K99rA/Ge+1ZH2zmoGh+OpT",
-	"kuYia2AzcX5SGBceSAX4t+bkqGXQNeDtjEJOKf1I8r5B67BJHp+GWJazdR5Z43C5K+36hq37+pfG2uHf",
-	"t3d4Lvg0YdaH9SXR1Ms5Woxz+QdV6loaFuYfJCgmFalXbVlq+96onWjye/x3Rw2puEnb9KO3GBEan3q1",
-	"aMHQ35fxGKsFf1WTdkQiC0dC7WV+RJoavLf+tJTqeeFN88jSqRO6oES0tiVGXW9GTFT6EBk/iiFkbRk1",
-	"/tH4OVQru9ka1gFRWgJd2PzjmKmbAbnQPgLaOfXcOyfYb8SpFgv79M0poegvMphuPRoJ0Nt6L50nD+Er",
-	"EFXJwwLPFuRQwYhbd39AbEhyQEpeflSTXS0mGwWAjgZNjS6Bbml8l4sl8ESRBWhqZhmM+G/2NT3ctHsZ",
-	"uJsmlHES+lahLe6EKw2JxqfFkFaZEcMFTcODkC3ozPya0JXI9OmIc0Fiar6M0ZiqTv0rsjzOp/cPJ2NC",
-	"gTo1dODVu5f4Zh5fuVcuTsubtF7M6i7dGPYFcnxeVkxJWDH/hT1zxtEcohuIiXX12Ce+R9x7FE88ENCR",
-	"M5FAb5QhvFmCTmxKjo+OyBKtomEiotDmYNnpSWjwyILJ3A014oUHnGpivThdGMwGJPx91DGtR52AjDoe",
-	"EvZTeaed67DXrPQZVLpytpDdpBgRadB9i8pVkaKoVcS4oTHr9/OvpPDl1iGv+bXi9VdV8KFUQSRc1eTv",
-	"MqF8YN0w8/m+je7mSqKluWyYtIiJpDZXyKZEBvZhNJq01MywzmddGmzES8VDnBe5bMc17bs2G7RaL6RX",
-	"VArhq1Jw0oC8xuiKOeQvUz5RRCx55RFLLGp1PDzGUA0UBVWA1dOd+4XVazT0BuQH3Kiyj5uaibWk0ymL",
-	"kNqLBdNoiPY5N4fBcDh0wFH2cdYJrASPG2lLYRS1edf7SgzY60cpFru4+bDxldilaSWH+xH8gnb3W+0C",
-	"iKy5WcBh4EdbB74ccdSJDtXSOQFex7nIJMH4o9WjmnY9dbFiI97edcdPm0OgnK7zyVCslN7Q5Hj2cVym",
-	"hSNEaCU2Ms6MUPIrTV+yiQSiRCYjsE/WfNWXNrkcSjZ1pLMcGnToq4LaPyp2Ot1GtCZW9YsUp1psXz2b",
-	"ChN1ze6cUBgUAWqTVb7tCVUw4kpTjVF8rdlSrQlS5A3Ivr/zGIumkIkF5Hj4tEdiYWR/jZoPyg0Ts4uT",
-	"mggBXMuVj2HDQUohbEYUtkkv5svj4dP/czw8vg8H5LmN8RtxNbfPBhiJ3oZ02QH9Q0QhDhli8a5mPpdf",
-	"Q4VQ/kQGweYMukcWqluSyRrIz2WG/qpplpCi2YdSli9IyjV0AgmAxQjiUWJv4lC94GuGDHNuA394jRLu",
-	"JV1ASYxU+IIZ8/p2Lcx2YBf97u1L5cJ2K+E84Q2sbE0TOuJTCWqerLzprUQTMfEFO7lAnwrFbJi1/UJh",
-	"PvbHmZm2NMYw7e3NLtlsl2bnd+lOo2FWxicVPHPoNQmd7rfdubzp8UGc3nT80ri9S98wqGbOspq78ft1",
-	"/Tuf5PD7tTnQUmilgzLBlHfkJF7WqlEC1bnedNFLdUcG76195d4+U3kwx9JZf7bKoD+73z8hornqXS26",
-	"jTsWLMScDurwva46+m6Bgyp79l77zXgIuejyOsmrbvq1beRox0dtvJ7827hHM5/R9GMRZSgBbdzm1Zwp",
-	"m/RBI40ZB26hWze9ootk26b/99mvL/fbtB+12HT7Dp8OhvkuzcrNbETDXbXC4SbL38NDz+24FXoSaLxq",
-	"vyFv7c+f5YLg3EbkRkV38BAU67rq3aEx4/jomReWjbCe1w/bBLbbwwP35qLaGFdhy/h84dHbdhO75QoU",
-	"0fIGNv8uYdyFTROwgDufYUWHyJfrz6P/Xbtdw7TXXznG98TRS9blmIMpJAmf21Ps29rjJ2QY9lwWj7IV",
-	"k0uGC6JAa7RdaMKM7uaSWuwbp+/vQywM1SRUWt+NPexPpJ/ZwS/tCpXBpvtPjrebgjSw2PRj2nL+jSMu",
-	"XAS5A+vOl6LspyhR1YP3tmbn/fa4iBLGriNSm8KdrGyumz/Kr7a85hDxmRE7P+hA2wPBNx7YI9z8j7z1",
-	"X5Y9dp+j+1Cb6y+wyu2tTXf4wIZpj5Un/HuHl/gZNrDOfSPJSTfkdAEnxH7vzb6Go6LxBiMLghEPbWq4",
-	"8g3x5dA8ltyljc8o4wEJfR0Jqn1rm8rqvjctuDmn2P084vaz+aVUo6pxqnIkv3dquvINAQlZOpaYeJuP",
-	"TPnKv+rbG5AzXl5d6B+LTrFGC63MHjrjbnmi8rurNiiE8tKkRReKLlTTkpLnFy/eoo37+OgoMOBkrqKh",
-	"PaOuTzRhPIY7s0YUZagiU9DRHGIfH2OOHGIyodGNT41TI3ewmPSv8D3VPibYu9KY3ZDFYUBC7UoguAIQ",
-	"+J1DCfNnQpUeZ8p8GPHQBwmNsde4BK+AhOh9HOs5U+OF4Hoe9mxSel4cwuxmxoX0NTJq0hVOWhOAHkvK",
-	"ekzz92ba6yNJHl3y+hocu5Zw8OG8fQOhh+jmE5B3EssVkRk/IUtDYvJnpYHHqWDcvysdQ8RiIJLN5lgM",
-	"1VUU97US0WhviRBTI26L70aZlLa8yQ1w4uujWNjYeiY2HqX+ULr2VVrMpIoJbisQ0BGPRLo68ayBC7mg",
-	"CVN4lQISfh8Glh2sAhIzc66Mz4LCqR+JFHC+izfEEtfegLwS6I8ecWZIXSQklkUoUa+CQC/ELfQGhjZj",
-	"AQ8bj0htEGRtC1RhRF63KIlw9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPv2G6rHmWOQEuEWuaN5NBiG4+",
-	"qY5ZeVL/kWlf+Sn3tnAWhy2PKYF+QaTpN7zHtPZoPMaHzRkalYxEYENfvt9bsG2lW1hfBB6ecDl1g8yw",
-	"tAkqx04ksaHHrrJTKcS5Ut7Zh8Z5UoP1iIIRz7hmCdkgr5BuWCk5HdrQTS6WvcAMx0vXlFA14qErxWfg",
-	"Eg4I1rpGK5KRbMlybo6DlqKo7boxBMKlDkdIjV1hFpHE4MoYjbirB37iKMacqjxeTi+Ff2GKVFd8QoZh",
-	"XtraAEAkvgI2F8vBiL/GVA4DNxZRrIclbXWacoQyolFEozk8MWstVRbC0O4mCmXLfH9SElWtJP5ZrWA5",
-	"CTenaNDT+py/xvM+kAbObgERETUbp1i6YDMf8eORW3Bw8oq9TSlIJuKHk80eOtZ3Q3xv+a2ZwYi7GFqy",
-	"IYR2QDAI1JCUpTTfcKf2TpNMzQnjGuQtTSrSyrvLs5/Oxz++fHf58/ji1dX523+cvQwD/0otORwS1bOB",
-	"UEZQIlNYurcLFGqWRqyZgKVgZIULPfvQMF57yf6bRvHmO2+nMV+jd330riEEpVs2p7Hnw5sieT+x3a4W",
-	"17FvUAcWerczNlSyxF+tWODrIRpRrvBoBx18bqZzgGjqttxQeh0LD/bNVqhmkwQKt9zZm4tBqeqkB5ZZ",
-	"9jqVI7bAlC8oqQB82UdDKxaB1wGZrGReqNIMeWD1+gyXDUUiixhSnQeQdX8C8RK4Ku2nV5qhHALXvA2r",
-	"lfowmsCyjrzgH+mG39/A6ruwZ0PKSiFm3fB7xWbfjbLh8OgbuEvdX6h5fhfWF9E0/W9zkdf0Q33cSVvO",
-	"Wlg+CiyHtj6C9foHaLezPnivePvoBZcRWBqr5IS/v77//wEAAP//",
+	"7H2LcttGl+ardHG3yqQXoihZziRUpf5SbDnRxLe15D+ZDVxCE2iRPQK7EXRDEuNV1TzEPsM82DzJ1jmn",
+	"GxcSIClbduKM/78qFkmg732u3znnfS/W80wroazpjd/3Mp7zubAix09PitzoHP5KhIlzmVmpVW/ce82n",
+	"gsX4Y8C4YbmwRa5EwqRidiZYRL9FTF/g5ywXV1IXhmV8Koa9oCehld8LkS96QU/xueiNe/ROL+iZeCbm",
+	"HHq90Pmc2964N1lY0Qt6c37zXKipnfXGj/f2g55dZPCmsblU017Qu9mZ6p3ml7e3Qe8pt9wIe/IU2sSu",
+	"M25nVc8J/X4uk17Qy8XvhcxF0hvbvBCtoykKfHK1o+ObbHWxzmQqmNWXQjFxk8l8wfqFkjfMiFirxAwC",
+	"XCJ84IFhkbjJIljTuVRWJF2LJW6y9pWSyn5zAEsllZwX8954VA4UGpyKHEf6TKbinyI3OMSVEc8Ec2vy",
+	"wLALGP8VPRuw65mMZ8zCd2/fPDdsxlUiEqYLyyYL/H7KrWB9mPW/nr56GdDMzIDFPM8XzOhQ2Rm3jLNc",
+	"7BRZqnnC4hlXU2GYuBL5omyccZUwzp48fckU/MKMyK+EweXSaYIDe2DwcTNkL7UNVTwT8aVIxoxjA9fS",
+	"zmBk0gZM5/iRcQUvi5xpJQI2FZYajIs8F8rWGx2GqmP1rxprXzuV3xy0HYsfc66KlOfSLlYX+4civhSW",
+	"GfmHOGQT/GCYsTy3jFt2PdOpYDNd5AZmkPCFCdjbsydd52Ja66o+xv+Zi4veuPc/dqvrvku/mt368GC4",
+	"P4uWYR4pdvT6hF2KBawObGnXEC7Fomt59h9/07Y+P4sF3c1mlyeJUFZeSNirC+z9Z7Eoe21e4Uux+Pjr",
+	"+1zOpe2gdin81jVl/LEx6URc8CK1vfHjEZItuot7o1HtZu61X83TWMN3a8iIgSe6xoI/3nEDTuV0fYdy",
+	"qrgt8u5O5fSOXb41fCqe5Xq+2vEpHn7POkQudcL6UsVpYeSVOGTSGndRHribMhiyp7TgcDbZv+A9YRNx",
+	"oXPBIqujrnFfwABaD0nCrdixci56naM/06tjP1bJ8sjFjRv50iiVvu4altV3H9QtnH2TaWUE8W6tLlIZ",
+	"43mOtbJC4Z88y1IZcxju7r8bov7bkYnjPNd0QuttZLmepGL+vz6srdughfUQN2Cxm4Ap6ba4kcZKNWV6",
+	"8u8itsMeMDKdT2SSCPUFzjMXSOF4yqRhVzyVCZsUls35giltWaKZnUmD03whlUXyBJTtS5ooDBy2LBcX",
+	"hREJu9A5nPwxXhHHUWD6Ghg83OwcxAckqMDw5lrZWbpgvxfa8lD1o193zpyMsfNGcKNVxCJ45Tyl1Yng",
+	"rQgfPxc3sRCJSKKAjhCKpm+4FbiSEbuQIk0MCFtahQrliAEKClwxrrRazEFmjXmaivyBYTxJcmFMOVpo",
+	"rnps7ifKrYCBlr+cN4Y3GLI3wuYLxi+syFmEH3aO4EPkRUISPGaCJ04OL8fc3JBVulQ+uPNapzJebHy+",
+	"6r35aMWkWnnUyi403xYKXv2tV595L+g1d6UX9NrXqPeuhbrdBr2X2j7ThfrCLsBLzUwRzxzN8hpSdaji",
+	"WBeKaBms6RdKz44c/arRtGtUDPHWD1nbvYV7pASwywgVI7yo0YQn56W8EQWhilCiiVi/VJNAnwRWaBj3",
+	"zEJfgKiMpDMXPME1dirMIGCRzuVUKmi+MCI/51OhLLZdqEulr9W5e4A6AZKUSmNB5IavDWoi8AtIl8JY",
+	"NuOGKSHtDK7wK/eu0nmoojfiQuQij6Bb3/qlWESsz1OjQe3RlluROFG6VI3dzLixSAanOY/FAIaYC7gF",
+	"MdK2fvXBT88wyy8FKU2kagXIPRxtBYoWgXTsl7icYqikqfpzW2DOuY38K4k0fJLW30EFVbkvpWEXPDU0",
+	"Sq9DK23PeZrq6+XXKiXbRMDaYIywyMtbJTP3XpxKoWyoamRXKqbckam1LLPzHPXHaLBCOY/iWBiz80Qr",
+	"m+t05whGtkMbtok2bqBxbRQKXvgiufTZZmbcwnrHrMnagHXCWytMe4UdF8BtcQ+VuLH0AonypN4Ohkuc",
+	"kTbf8cdDuGZLnC7CO9rg7ho2myU5v7A7UtiLnZm1Gc/kDowaB73jTsrO6DsYZujVtrB3+Pv3YTEaPYrd",
+	"jTcgzrv+8QdxeP39nuu0/l7+/ejQunfdcOn5CEUfJCIoIeAAAnjZLVetU1o4302jMc9A8CXfshtF1dD6",
+	"UYQKWsBOBkP2jASeIjM2F3zu7yKQL/fV+aQwi2iMe4t0Bg0xOeMp0NoFUMNQnZ08P/7x6Oz4/O3r07M3",
+	"x0cvzl8c/Xp+8vL82fOTH386Y+VCSsUuUjmdwZFq7LFW6eJeb/DfVWxq7EuXtAQ9vVW8sDOdyz/Elyc1",
+	"1USJVtozl8ZINY2cyM7mPAVFWSQoVfSj8nM0ZpGRU+D+4iaLQoXXxUkVwIZ4mrKpvBKKoXJi2bVIU0Yv",
+	"e31AzDO7QLb453MZrZ/zfCq+PBbjxaeJTpDPWK1ZClNB8ffLPa2r2rw7nMgRFYrGfopXXKYgQH15MwTG",
+	"MOFGwPwKlQsez2AihyxHhTblVuRullmu4UbAz8fKOrv3vcz2p7Oz1/+E9cSX73Pu7S2vrET1CHPPBL23",
+	"jiA/4zL90s7u0Srrf7DE5pW5FrlIkAxCMwEzei7sDA846kB2xhXj9BYJ56GqeZDQfhmUD3jjiZF/OOkS",
+	"qWysizRB+jsBUsHjmUhYX+elQWwixoyrSiNYFTmOnj9/9QtLtDCesOvrwZDB6fWTfGCYvlZuUnCUybeU",
+	"cWOQddwfcb+tnYwzORe6sH+3o5FI2jC3mtcSDkXLvpydvDh+9fZseG8re+vt49TQ6xPntMpynYncSrKB",
+	"k3Eg6bShg/j6SqUL7yzq9CfvmEuZ7WhcGJ7uZBqkupxeuw16cS64/Qz91HTodq8tiNA1w4CzZZRWkT7e",
+	"VjNmrer64JBFqkjTiPyw5Q1Gud/ZqbCtwoghO2KJSEXNEMGSXGcGPcFOPwf13jlRrZibLZxwQQ8GQOyx",
+	"sVQ8z/mit3xC33c9XrXnrBWryxWh7SJyJqpqsfpN08fA6arSAq1wrTE+5RIdoK6/idap4Ao7LO0oLU5U",
+	"tPnaGYg+ci7KPmVpKXPde2NNtSVIpaDH1gO2cRlk0rb693UuSwvM6pSfnDx9Y1j/5PXVAaqpJ6+vvgmY",
+	"goGk0ohkwCpbT2lhnxfGsgsQy6Vyh/ZaGoHGoQFo/7QmXC38K0vH7M7HKuXGnsMGrM7gl5koeZsXYOFx",
+	"BDRIkdB+4tHJRazzRCSeEHI2l6qwYrD1xt3XjjhTwDnqju2+3SZ9mDianqChI+apUAl3/hfWf3v2pDqK",
+	"5MIh+0FjYm3Yk46FL7Vi7/Ns2TNnfEXQTufGLm+kt6eeoy30fN1tfIsX+xq2tzIt5yJLeSwSRLMADYOd",
+	"RpMtSHzGyjRl1zq/NOVyYANolgS547PvdGUsQIkiSSQ9+LrGCZHUtYn0ZEGtW/m4WwdysI9Z5O0255nI",
+	"z8mWFBHmhnFnEGNaMX4lcj4VASsyZjWLJkVubMS4ZVrF4pDxONfGsJe4wDLmhoGAx3gyB+6yt/syYEYQ",
+	"RXxzfPT0xfHyeVMIPlhexSa/x04d/qBEXMD/grWWGUKNLE2ypZlgk32nAp/81tpk4EZYmWzIK7QEXavs",
+	"VnDAYTvauX1WTFIZ4xW2mmUFeZdKaFY/+selWHwfIfW5r+NWGD4V50DyzpE2dNEWR0yc39URSPyjjbaM",
+	"2XUurRWKYfsgQBAWzJ2WUGVpYdj1jFvndgV5k/zK+AB5ZLQt21kIJ3qsUKeOlfD7uOVSwGN6DnQpA+0W",
+	"bxguj3cvbSGdLJ0YEohwux1VbF7ZRusVeazEz6AUeOsMrSGSVAJRU5qs8/B1RLRBb5bZTMvpWDnpt4GT",
+	"1l9zsmAtSewdiFNConrBEp0GGZ+KkkZoVVFrDzJdRo+u34129GhNpij/WKdLOU2khTFZbXl6jkL06vRe",
+	"FvMJwdwuxaK08Ze+4Y3EpsTO1nvxY+/eg1NhrVRTc0fO4V+D8XIY8ZAdqYUzBcDBbQi0B/v7LBI3Nufn",
+	"F965HQ0CJm5ikVnnVuXJDuguoXKYDAL8/SwWHnHKc1wPkVk0RCRMTpXORcKMZg5PChSGG3YhLFoOYq5A",
+	"qsm0gVcmPL4MFZIjYDgOcTpk/bMZvJYLlog45dDiTOSihI5GnlxEY3Jxc6tzQy59btilVDs6E4pnMlQ0",
+	"ZcZrLzF3vBcsy4UBGRfFQscchgMkUZ1Ka3PZ3/hVgjZodcata9Ipg6wc7pri+sn7Wqu8IrsrBVILeyqM",
+	"qFTZPkoLqBdMBBr4axcEJAfTqb3WH3Ta6yGLfnsXkVBxR/10zm9O6OE9lAjuqK/WgJFr37+DAutU1VKc",
+	"P2QRNBWh6YyWZOAUVwNqLMf/XnMz7KaJW+qzv3jZGTbNWFD/QTYGvtz3e+Vo2UVhi1zcsz57H2e2a6M3",
+	"6rQb9dZobzTE/+9+GwUs2h+N9sbJ5NvxePfRfnTIOJsgUaN3EY2BhAwOt/tyUNeUgceBdCOqlvd2v43Y",
+	"RMR6Lgyrd1euc6hqSnL92KNNdGn40k1KKyVimOsDwzIh8oDpPKgUJfgKhysVi0pb39mbt6dnx0/PX795",
+	"9evJ8WlEYQ25nM7szlwbywpl8wJpcfTrzjOdX3NQleGviM10tnQRaxfl4DsUvMt7s+lWfpS2//GEb+PZ",
+	"3Uo336iF52KufTQEtsT6o9KYVQVSDNo19CX9aEVLupPmvkQUQEWeCDYVSuSIdOKF1XNuZczTdMEKlcJh",
+	"y3J9JRORMHEDEry0KWL7mwRyeeM3rm3NZrAks2QilhdSGCdP/HR29rqCd8E9JCso8B6OdmmPUB2C9MLn",
+	"WSqGsZ5H9CDd1VDNtLEBix4OG4+AhGGKSaLnHJrvg2KCbCgTN4OARTNrs/HubqpjnkIL40ej0Sii64+S",
+	"pAioaTxwmc5tQBiPf0QVjoKeFippRaKxEog2ZMfou6Zxh4rOBk29+9LtP35037fuDqaZz3AL79VusnIr",
+	"KVbkq7XiQ/ZzZas22xw+7Lx4ari6wk01fikciHzbwpC3pbyP16g3wDV/a0S+cwRvE5khlxfwVYv0AM0g",
+	"4obHNghVzI3YMUIZaeWVALJBEx+yX2SaxDxPiD4BDTFFBsRAJIfUN2dGqmkqGL0CDNyRsWGongt+JRxu",
+	"pS4KAoFDZFw58otcz9GYDtPewWkTYVgO49lsz1hVNNXiOBVz7/BUi1cXvfFvmx03palXoWpc/6YSTrdV",
+	"ytXipQDJw49kVT3vogAbG/4nTwvRW535uxZnqqDuUW1WzL/McAxj3IB/PX31EtTMQgQMVohh2FMikiE7",
+	"gqcMS2QuYosH3chEhIrT96TBQocTYGLXmqXiSqSGJUJkrL+8BAOM261Y9NkiE6c4WtCblbahEjcZSoW5",
+	"iAsM/mR2lutiOmO+y1QrceiA7f65SnOmiLlQuVPQ3IFPeRb+EruLXbtNWt1t1jdCsOpuDIZulajDP/Om",
+	"/Ll3ZM0VIFS4vrgQKkFip7ICtVkjlD2kZ72OkgsMPwBNZzAM1WkmUoueaW4YDCJhk5yreCYMqE+8MIK9",
+	"Ojplj4ajB4YIJaw4aKkCyC+L4CVQtXA7q2NdJNIeX7kD3eTuPPY6v4d18kyeX4rFkIwuvaD6Ai0+tS8o",
+	"RKD2BbnaK5tt1Ub5hW/Df7HyCsVa9wKMEa61QB/d4+9a2C+PbZtJ9heMt0iI5VH3DZcNInwIJiKtEekF",
+	"bSBP5lKxJ89PBpslpHav9apzt92D2GZex0fbDKLOINgtC25/g8rjXsnH+yiMVR/WWol6xzyeuRVNKEgN",
+	"qXX0G0W0BhQ79i5i/coFmcOxLPE4GCk5qAlT1US3XFPL86loOdbbvr6gGOals18dR3/w2uDLzX3DX3Hc",
+	"bfuG4v72gbur/hZ6ks544G9tOf/qYLRa0eH+f7Qjo4/5CAZ/UYdGReI+3Kkh4P1lt8YDw2zOZfop3Bs/",
+	"6EK1mZl/uxagrxtd2FnABIcPSud29g4Gl4hpLsiF79T53vi3nb1vR8HOt4+Ho8d7ewF8cH+/azMbJ7qA",
+	"DQlWeHKNGBzUicHB6qI+EcoFFiwNPtVqKm2RiICl3Lq//tB6/m7Y+9DBPKoP5lHLYGYivnxDmsJGRbl5",
+	"BWppVbYhGTJr93IvGSkJSqRzRBINlkxGB487bULtjTsd6IFhZDtxutpSs/ujg2/bTAhkYdnUsjPE3Knp",
+	"dQpos/Wastnawd5o/2ATJaztVNttcmfAYEKLFTmHFM4a/605D/IypGF1Cq0hoZZdIwoYk8U0ITbeQKdz",
+	"djA6GG5j4zGW26IDKkm/EfKnDu2i/qeCsDAYVTnjjqOaQ+iacVb3LZEtyHuYSuyxEWR7dRxwfzQKDkZ7",
+	"wcHoUXAwOni3keb5dS1nUa5m2xa5FEdtYmgsjDm/6sr180MxB3EYVhhx0F1RtN5jesgyl53D2Zhd3qIy",
+	"J8kW1hW3VtsSBm5tLifF1pDPyccQ/7oi4cJ3P5y4LlP6tRbSJr92HAwk07uzg3udxDKHuMMkHCe7DTYi",
+	"sdd5prd0L98RGOxbfV/x+l42uWhresbNOSLeWtMivfiBPDaYJ2vGQaOEZUdtq2HQrNHFLU/+pSTL7joB",
+	"zd38n+FR2jc4AjVyXLt4c6m6f+zEYcLUz438Q6xZ17rt1IUMfIBZvYw2qMcYeAptWKzngoyVUhkLBIps",
+	"LX6taQv6ztyKNgTD5txciqSJJuT0pNeMN+qhtZiFLuWwLoSMvvtm0wHtnQLDRjgK0dFy6p4PobK8FLRy",
+	"KRYBM3wxGLJTEefCmjEzlmAwgqciCUJFZLzMyPdf//H/HFrOMDPT1wS7RJBOmRMFV4pFDx8+jNzziYuK",
+	"SfV0KhLoDW0uoaKHuGHcvXUpREZc1A0E06phogPPOZCVQJsemzfh8aV7UVrjxBYH4S4v4/vekYsG5J5V",
+	"CQ5i1H/9x3+6g17fgb1vWriii8Jrs11w2wh6Brauc7Y/OvD+9DGL0HYesf7+6CCgOeOx8QZOlAvgZB4S",
+	"o6QYcIyCj5S25xdAwiPWPxgd1CWBHkEGg175TKvVpcjTVnLz67/9H8xtZ8U8S7kVAZtZm0Gn8K9xqW7e",
+	"/3EbsPc3t7ju7xe3iMJ1kFvY3Xp4LSpm5LCqSCE2Nt7dpex6CHxUPN3NNU/M7vs/bnff39zuvl/cDolm",
+	"bpJol4QbmNwGt5KPnIK1uBKgnp+nfOFu4Vaq6z/xrefw0jYhAFfSyIlMXbDi2oarJ1ttCjX5pgPIiYS9",
+	"0WXJkCoqXRHzUqYppYGmVLS8QnWaHSyLgHV+VqPWbTDSNZLmEzIf3k0jXJLk7g6G+ira/fVEu26E2/52",
+	"m1pJYs1VqCfLi7LJBfFuOukEh8jUlL7MubGk+XoiS2QpQzvYv2fw32sxyVop7cdJWd1j3jsY1qE2+wfr",
+	"s7I2xLPuVkd3bNSLdc192YjtaAh9S852XGz0QB96rodD23/8TV3jffxN8Hhv/13w6WTGU5AQawKic2S3",
+	"y5F9kUjE7mJa2WQulRkcOiBvpdDzS9TfnUwJzPu7wVcB8auA+FVA/NsLiHeFdt+LwOjEQ+RBa8Stnx2P",
+	"8keEJozhOECMWw+Ie3WTf+rP8Cp5c+Vml9J9e4Zcz2+zZBvxdeVy8YmhLOEiTSgPipOVS/tCnAqeI8S+",
+	"D4KJQKpHdMwTgGHvq2D8VTC+k4lyo1S7GXVeiawfJpJ+ZpnzrylFltd8joKitEu2xCozxFeB8avA+FVg",
+	"/Cow3ofA2CnFmFbZ7o7Ai2mzPMnWpUI+UOjDQcO6rUp/3bCEYKmyyWYBr+xlZXlAzm0RlX6ArxGYBVdy",
+	"ohNZpjHY0q99KRYeEuGwu+uWA0f4BARW0wKFbWRRyERepeelTIKU+6EregwDs116CE80axkZEAmLgdvb",
+	"TczFct/X3N640PAyAMGVd8HY9wliD4xWOE0a9IYkE30QLpDSAiV6hP8ifxpsOT/MPNwOE2kWGqEYvO1j",
+	"nikh94bhW13P3r3VkJcuCo2/XK3AHfFq49zZLAdUnp+2G0T54Lbe69eUdA4B4kt0SFgu0w5eeY3iSq7V",
+	"NHA+2UzkuO11puFuMyJqiLNtxDJRp++2w+zDVH32ukYqw6sqzeMFlynWvnGlnNpRNjVEy+op8uigOqBG",
+	"gviECQfgSrbFJG+U6e8OkrgjJG+7x7JcqlhmPO2cf/kEiTguDB8TISzns/+AhWjzwTV4R8Mh1xhttYZt",
+	"NwF3e0tP1xKE+4ZjlI4vcFCNIGJ9ruiouS9JvqsPC56prZkDC1cpGP2LLYaEu0Grlnduc42s9jV6Lk0b",
+	"VvxO4gFdrU0yQTfjX6my5ipw9Wa6yGvCsvuY8EWrlNyWBvZeaeF2kuZyItpNotL2VK/UB1dJXABy+zNu",
+	"7NHrkwdInrKaUueyi7qyOUgOfxI8pXjM5mwr4GVFyvXlRtrtXmvb3Z/FokPa/Vziqx9Bu+ga+BJ0W92i",
+	"+qTL0nXbSriNgXw+6dbnYvlkEm7JGEnC/dRCZylotqWXj4JlpZtkFNK8v3TB9O7iY7n5bQfSU71VT/Gz",
+	"J+y7g8f/UpIOIlOGcoO4VE9krWpIYpRZ0wx93J00LOITXdjxJOXq0qfwt9KmInKmIqActBoq4XnCslnO",
+	"MdMP9RlRyOWx6yZhLXR+wKQJFSaZc0TQBR8YtDgNWSkxSoo6xKisrgTMURmNGKoKrh8dYVR6hAYzl8QB",
+	"Jsm4ZangBtvMMLIAU24vdYANH7IyJWqo+kqXjQYserj7EP5ZeWfQ3hTlgSnz8cNK8rlLitRF0lfPIka5",
+	"O0B9rJOyQA9tZ0OiPxgd1OALj7/7rmZLPhi1WpNxmzd2vLr3TU3ipbbsWbsGUYWrLbPKt29OGEV5qFjA",
+	"lkk1bfBCePGweThZH5OBTsRCu6pRNMBBczy1V3pbhsDRQgTr2CRhM4AInbVnYjiq6Zp0+jBpAJpXX/Ds",
+	"uZzkwsFpmNFFHguXMEqacaiiOc+GPElO8Ze+TAL2HsYwZnZ4KVUSsOFwaG8H0ZC91FXuM0m3HD00YxbV",
+	"vF14t1NxYUOlC1vlGPK8YOaieIEUyFScyj9ExPp4RavRCp6YQUkTnA/BFwyTqdih2SY6LuYCA8/g8vmK",
+	"xP7Qk/m57egveeeaC/rT2YvnrPYE61txQ4lbUqkuzeDQOw27J9e7f48e9EPFg38RE/ZC5DG3OmfXOk+T",
+	"rpEw6rMq3vyg6bP8BOFuXQ7AOyqqggpvb8FRfdYZCghb/b3yuXXixKoyPZ2u9w9H4Rtf/Xc1mImK9LZ6",
+	"zU5bgVpYwVckU0zClskbAZyXm6Wbg67q6gJgiLy/RIOW4Ey3Za5UrW/rzI9iPXasZUgb7+mw184VUnHe",
+	"6tLA6C45VSKpSol73wbr1zwNg9aLV0Z6bJt0elmeJ2xvwwBRDjZwpZJ9/Xaq1Vw7lDWobxsOuI7rLTe+",
+	"hh2mwbdzhloxrLuAHtqSRFPuN0q0M6wyKUVBGYpuyuqquWCmzL/gsi2E6nUuzbyKlsMahrXECy7TQoSS",
+	"fzQYs2Ze6qA9L7Ur4nqHxNRt5P6LzcsEu4yZIz4sXhdLTrpOTMOE8u03KJotMT59zVLt5KEybTrtErli",
+	"y1yQI5aLK+0c5kpfH8LyY1LARyOs1T1ogloff7e/ko6uZaFWZu/5VouBtsnC13DbdRpmG0Bl3fOdWJA1",
+	"UI975CWdEV2UY67Oy24Wf7Qysm7m4lDAXjEcV5G023Ccbprua9f4kT0ajoajzrHdsTrAvbh911L/cgp+",
+	"fO103O3Au45DXAnvEtZ8LhV3OVjmPMscAMHJHx2DXtYE/OTXT7J6/rYkD4uXxOovHfhdK7GFNWa1vfXP",
+	"L4/39l19LX7gNp7VyNqScQt+Le2amHymcqgRAAUVZOOYwONRKfmePDWrVvS1qYqfVm9CWz6Hlu/tQudD",
+	"9rQgPVsQ/6OsgInDEO0AawuQRgJ1vJC5sTtGYPlBF7//IfmIH4/qgvbe1r51s/4UupU3mVamhQy84Jkr",
+	"5ZBgcf7Ysqpp1k/1tch3Ym4EJZ5z/AF2SJf1xFY3oPKbdqGjPtMh3PB8+aSz0r9b5UrL9IFmtnbJS6dD",
+	"c1GE//pO7tF6FgRHU7fOQUA9rjU4vP0wzN1RzZvVHq3hZMynZfYqemijiBkqn9HrbiJmmyR4Lyi9O8LK",
+	"PgjTdR9gKdjMmgV9zZy3ULNXmm5xqS0B0u1Nd5/k9u1wA9dyW6mMauxtm6Er1XFDCqiy7nVm2Ssn+a5F",
+	"vpib6Ro5ZFOGMhgNteHeaNujujCyYb2WPZAbRFC8TOv2vUu8Wk4udm8i7Kpjv3tFPtbm6eIK/0o2z6+m",
+	"yP/WpsjL9pifv4K9sS0TysTotLAi6LS9meHaEn2fX1drs9RtNM+t0+pK011z7K1Eq4EFXqrskeXyilsR",
+	"jRvFSzBulf5G6oToMUPoMRZVSKpozFJ5iaCrK4RzTwrLqLoOhb1SVnkP/TEMEzGKBNr0yCxphywijGCE",
+	"qYkRhN8AeWNyVMw0/QpzUVPTc5CyKqS+bwMkftCBkKoqq+GzqxRaH7lD7PtoF5oAOqL9I23QxRo7NSIu",
+	"cmkXp6hfU3HYTP4sFj+hKNeKf3fQ0weGOATBEedSWXT21RTJ/o9CPxfKPKBqZiQduvLCzkhaoPkxy3Cx",
+	"DWZxRLg75dmHDuktnxhi3Pt15yiTOz9jbkx/WnHEmGAS//rfhcgX2wydQgp+h8dZxnM+F1bkaIApB+KH",
+	"gQ9Vo7hs7/9U5Fcy7uarhn53vfcjOzXn//Uf/xkNKIgGvXFTUI4p6yth7XbcIcZDEbnvsAXY/6gRpDFm",
+	"2DcLi9HoUYwP4Z8ECqgyvBuq2d+vD/gntz+49t7k1ZtgzEc12Zm12fJUuw7LmXcVNuctFYgRwKnyBz74",
+	"BItej2vBMM69fq3zhEXYSxQgPNBkPBbkvazKUPbbl6Fc3yE7/r2QVzwFbm41q4+e9WmOgzWnrhkJs7Lz",
+	"tyhMX+jVJSh3NKaqzabMGIfx8pzNecaA3MP8XbVoMybSovjUFSxx0PQS9G0JETwJ1RztCfOJSFgfkWeU",
+	"vRFJVpWeni7aIMBrimFIud1JJdpYatynMsmUdsqAVhq1TDc6yqVv9VJpDfIOOyQwXni0WlwKNQxVqF7g",
+	"dDDjd8zT1CA5RM9D80os7aMLOVo9z4esdctDteHoW629iRVPYAlZwdIg0g6GjBCseNhgSUO1/l6yHXTu",
+	"sZdHL44jnOvxKkQHhqDYCsCnT4idwINzAhaR8SAaEJCwRBeGyiNzxmsQiaTcP3x4sL//8GEFRfTwnFQa",
+	"G6p+9D50CMgQlLcQNKmwF4SgS+G/MCj8AzVE/Cu2N2Hv9h1K77dYj47qoiAyl6Y64zDKetss7A2Hw7B3",
+	"Gw0JSkTj24QBKkE/3Fwalxzb4X5C1b8D8mfg6sCs/FAhglhfaaCimxFBRJ1asD+vuZ1VVpWUBkPpvEVS",
+	"umcN/Qo/wL7vXu3tuizPZvc9gRpvd7F0R1QFnYQKc/4CZzUpN7OARfDWrr+eu/Qsw8TtyFhpQ7AreAsz",
+	"vgF3s7MyCvHhw0ejbx8+ZFaHCpORc6WVjHlKoYPED12JjEuRWdZ/NPq2Fmc4F3amKaAQVsPRTQc7Kike",
+	"inUui2ZvD70St0HPFf/rjdFR8QjEE1g9IJw4MV4k0u6ie020WK7pZtH9C1yOzaCqNwxDwszs8MGVjSCa",
+	"SQdBtL0eKpe8ZOXtKkpVJe5p+F5aJwP6WD8g6YlMSAp0iT8jT5tXkpOjW3U5N/khMxRPSsVLUBWuMvnz",
+	"coqhoqLZjuhKUACzTCiRBMyXTSIyDjyP8khDi7iPFzoPVVWC7Ojt05Oz8zfHZ8cvz05evYxY36mM7GDk",
+	"/Yy4taBRY+8nCdYeNBbTXOPmOanJdNqWq0d2KZl3p5W49qQrkPMORVk0peMR2R+N0PallfVVMZauKULv",
+	"ULfZKlM3JntA9r0sqmWuri4uKNzBgClxjf4SmRuLoNaD0V5XL+Wwd98q7viUSOilR5tfeuYrf+Ib+/vb",
+	"dJNRoR0+ScWxsg6z/Xib3t4qfsUl2QpRKyjmcw4idD0Y54FheDnbVgMTwE/hDFCOd1A2bnY8JdjJNUH4",
+	"gHliB00aVrvtqyftqUfSftGHrZ5bZO1xK+UuptPkPk7bn3d2YPfqpirjrxPIfyj61zV1O9NG1CO8mKwf",
+	"q6c1QPXqybqS4poMGJluc3geu1RWRPlZaTAoh3ZIPyHHVKKhhtf1bVfgpKzLESoYAOsfjB5VEkUr0SSZ",
+	"8mlZzMGJcD/oZHHfh8wFYN02zTe+/H3zhO/dd+dtp/sMKzdcVxFrn5F07m3xxpnWz3k+FX/yfXFqRyl1",
+	"bH36KVFbC2F9X5nqbnfpVmDVmhVC+xS/r5/Oxik5aEuxB28khygM1ZVHpRHlJHJ2JXJ5sfisu00jXf/G",
+	"S20J1/7n7jYtYLXbQU2spAp8bmHNnc9B0M5NfxS2c4dHn4sO3AMN+HL2+EdQHRrFD4j1YQHuD2FudxKA",
+	"XKsnT1G0ybiNZ61G0eUcXam4sOsSdQ3ZEatSc3i9aFLMM1D/m9lzI1+PPhdW5mWlXV1YDD5pWoyXAneH",
+	"7AVHPCSvipN7xhw4AzkWNltrIg+WeTarWDbqQ1wxujiBS8xiZ642pFuBwSErn0HLnSWbfSkk+MFhVh1M",
+	"vurEizZBgDKpfRZBwCVt20oQ+GwEoMBBJX+KMHBn0vEFSQ+02Z9MeiDGtF5Vw4h08ymZSxU8v569PKgM",
+	"NPekRv2tZRHU1PjK4m19hJxi/5EMymlubXoT5Tr4NMSynrTiM+tMLoVDt8ZEtSb/0qd29N3mF55odZFK",
+	"cuR/STT1dIaV7ksGj2aJpWwkKImkKOhVGUi6krXc9UZtRZPf479b6njVTdqk4b3BEJTk0Ct2c4mgh0Il",
+	"WKH0q6K35SGidWScLvNnpKnBe/JlZ9zOKk+2Pyy9ZUIX1IjWpowc79YfTFRb8TB+FEMoulI51FxwjWpS",
+	"VDc3YAR9plRhiTSXQ3ZifciVc6jn4krqgt4LFbd6LkE3Wxwyjr5UOOnkFUoFv1p+y5ZZK7DyfFPyoMWj",
+	"NLsmCBWhnAJGMVBBA3EIGodDUhL4CZ01oGAogoRQ4odUPDBsLiyHXoahouyZNGnQSCaC9bOUS8Ui/1TE",
+	"yvhuEzELB9MgrYIWoznPot1IzvkUfk35Qhf2MFRKs4TDlwkapM2hmyk05RtGKigVxTaaQ6ADL98+Z4g5",
+	"8G7Dw/okCUHQnKVrA0u2YjuotjUMmNGAdDARX4qEkbuMQKah8t78sV8EdIZNcsEvDRDeIkUACWcH+/vs",
+	"Gi3LUarjiJJ/UPcsgnNEy4TJJcgZ6oJ6LSNPWF8Mp0MW/Rb24OmwF7Cw51eCPtVn2nsXDdqVPjhKZ86a",
+	"s50Uo2Mr7E4VLdByOydS8XzRcj//Sgpfad/yml/nuf4C5Jx7WTAX/HIb9LpwEHdva4M2tFIQztbiSPpo",
+	"WSkjRoBqYm5w1Jkofc+XpQkj3W6mgKvziXtWjQufZ6sVsdBIcISQCcwslYncxWZTKqKAYfIgnnZk9yTj",
+	"lK01FqpamlMHRKgb4uH5vssU2chsOqjgJWpRA6gOGQJTMQFPtXD6WpV+OiMoJLl/MDpAWA5KwgaxQMp5",
+	"8ORypsbBkP2AEzWhKhM35/ziQsbI7PRcWvQk+BjnvWA0GrnFMawPJJySw7SS1sqqTfnO7iow4VvPcj3f",
+	"xlOMD5/pbR5t5E77DK5lmv1GQoCHtbSKuBP40caRL0cad5JTM8lvgNdxpoucIfRx8Vlt8566kNQMS9sb",
+	"v29+iVd61Z3XSnB+cfhS0NfGqwBLuPNl5jhrakqrw7KTudvRlVD1oxJxHXmsrs5Z9I9Lsfg+GgQOnlfz",
+	"8qMsdikWvsGgnmUfRTOy84cKHsKDT5A5D7pmfQKxmgAhrAwhrAE7ec1yhFYF1fbFOhMBEwp2OgkYRh4s",
+	"glDVsm8AHfy90JYPDhniMQmbD8Nu0kXD+vDaDr7mcuw1i6kDAfqlzAfdXNhWPw+sgNIuAb807GB0EFBB",
+	"7kceWtpS1ZvKd9fR6rhqLruc88DUAgt8iFaWC/TkTAqMcA0VQXH7vKzw4ZBwbMKT5vAHNLq9IXuC4Fxn",
+	"6SizaOscw52AYIM4b65FCdN48urNqa8ggKs6yfW1Ebk5dEBfErYbYN3IIdx4Ljpoej0Q/5ORzlrgchsm",
+	"x0OjKcqhOsTkIKrFwrkgOHQ0fWIpFob855lCDva3sPa9kMo+pzv04QTbxaUgLW1GVfz2DrhvW/gB/dKM",
+	"X6l/5+JC8CtgycuO2ponEoUbJVrsdmeViPW5WAL1RvYU3ZnPYafKrLCE5V9O4oCR4jA7p4gGrLzRk0U5",
+	"7Qk3IlTGcouo/c4kDZ15Gdhrke94oigI/d1HCngwejRgiQ4VxuFzmRKyGmYxXpLbhbI5Gnui9yHF19dg",
+	"5aB+E1wevjwYPfq/B6OD22jInhCmP1Rmpos0ISsCQXGpQc+0Imwywtz+oQpVnXmiBcGURwEXdIWhBnUq",
+	"2eCVFZM8DBVlfHBrkYhYJrTYdjkUquKCg6BiV23casgcKwrVMi9aYsft7Aj2EOR4WBApDHnE/QfHgkLV",
+	"wYPsTMwHgafiwDnKJaXQVdzMQ8brfKrGn2jriT95ztOIz2pj4KxKCg8TwoRUIKxotZjrwhC7CRUezvWM",
+	"HLSK7wZD4l3Le7yJIxm8bp/IG9WeweUzW3Q6kpm0MMnTAuEeF0XKqsc+lP99ThvD35mTIYuio8r8Wb0z",
+	"+2qyoBXzPhyooT9VrXrIKZ+LRo0jlyiRrNBLJGtIg3775rmppRktgcLRpVgQ5oeH6iIXZpYuvEOqxrWR",
+	"auFLTjZt8PSWXrtvOqZF+zjny4aHKWR042OncrrNY8c32VatYYj2J7VHlKvXZotwv20vJMMbX6Cg/NGk",
+	"YpkybKAWDRrgV5lhLjhkbl5VWaIEpvdu3UWvVxl7T16HW2ebmGElgz868UA/ud8/4UFzxRQ6TF5uW7Do",
+	"aDZcXt93TfjLlVDC1PEur/xk/Aq5uLVlktec9Ct6yNGOj5r4clas1jlCfyAy+RDD9dM8m0lDYcg8thgD",
+	"6wa6cdILPk83Tfrfjl48v9ukfavVpLtn+Gg4KmcJI4femBU3zfI36/xh9796bsadqwdS9qL7hryhn/+U",
+	"C4J9g1KI9s/hfVCsd03MA0+kQkHb6yKgTpblHNYtWy0udi3akLLpfuFxYTSJ7aIQqzg8WJu/S4BY5eoS",
+	"WKxYTTHVYexLU5dxhe65DwsAO1IME8QRdgQrDlDFkie0izuUDm7MRtHARYkZKvlXN14bYTFEDANvTahc",
+	"uCxSg+j9bYTJ87qjv2izP5HiSI2f0ggNnKbbT35u10EXsVri53To/41xiC4yzC3r1pei7r5uyzawGS1Y",
+	"O7GrB6nLEpAuKIreb+VXRGB76NcUxM4P2tDuAK+1G/YZbv5H3vovK7TrLlv3oV6Bn8Wi9Ai0ZgyhIKVz",
+	"4wn/nUGXvoc1rPOuEWKsHyk+F2NG33vHBNbvzoWh6udBqCLn5/UP8jTV12WMmEtkNOVSBSzySeW49U+T",
+	"8dl9D0+QF9j9HCr6DL/Ukje3dlX33HqsS+m8jmR2Tn7nsmWuFpVLmB2p+ugi5nCNGeZ35I3eI+d+qHdU",
+	"Jtw1wqW14qrWafUKOXnhSc6enDx9Qxb8/f2gXmiJ9qjvA0ilSsQNjBFFGW7YhbDxTCQeNQpbLhKKXHNB",
+	"9yZ0G4tpqKiU1w6mfHLpg/uRTDBjkUvK5VKS4XfuSMCfKTf2vDDwIVSRh86e41vntfUKWISglHM7k+Z8",
+	"rpWdRQOcW5WuDGYzVToXCSYNRSim6teSiOnrqg4K5tTDY6gzSss6CNoEPZT/QGpz0/Whf2MCgmLxaFO5",
+	"xnyK06BWEho4cjlncte4JBniCjTKNlEQn16S1v7+IqEHf352sfBrPMtKjOCHCx5ruJCILz8B72EJYobU",
+	"mGENs6pmhkoyLZVl1+jfJY8qy+V0hgVTXPVJnycNPQpEIaVB2NEDw+IizykbIMJ3XDpBWhsPZ8G8T0ue",
+	"w7L+GXRqpFaUeImHKtbZYuz5ltL5nKfS4FUKWPSPqIQnsUTCvko1XUIyYX8lzGkAtA4pUqgk0OFY55gN",
+	"qkZaK+4x11diMATGgfnuKITA5SFbmgJQMhOqfpUJ6uzN29Oz46fnr9+8+vXk+LTWLObmHByWNE/aulpc",
+	"Z1M4RPQOt5M9EV9+UgUYe/iTHKaub1Ok3TB4d1o+p3j8BZGmX/AeO3+dv7cuf6Gk/LETV+wg+cedpe5O",
+	"uoVp1cT9Ey6nC7EpZnQjOcGlbMVoIZcItRaV1CgBFVSpG5HUIDgkCFWhrEzZGmGK9aNGWaqI4P5KXw+w",
+	"iKyqXVOG6RodMhDWJRoyrIeFJi4Qu9n1DLaD1wKfaNyIIHL5SmKkxg72qdNEuKyfoXI1w8aOYsy4KTHe",
+	"9lo7L/SQNUeMkpkvfwULoFNfJUvp62GoXmH0JaybjDmmj80pKV89qAiPUczjmXgAY60lysRorDYKRaXA",
+	"PimJalYb+1PlsZKEwy7C8SSH+NdsDPdkHpBXwoO7Sq3XAcY8YM4fbo/v4u42ZSKXOrk/2ey+41PWxKTU",
+	"65IPQ+XiPtiasI8hw8AFICnXOXyjnE5+kRZmxqSyIr/iaUNaeXt69OPx+bPnb09/Oj95eXb85p9Hz6PA",
+	"1ztgeyNmXLJWEJTYhbh29Q1NiYCbCKJgbIEDPfrQ0BO6ZP9NI0/KmXfTmK8RJz7iBAhB7ZbNeOL58Lro",
+	"k09sVPwIfNo7V//e9diS+J0KU6FY4NOHgyhXudtdOabeLh5TN+WWgmlo5NmBqXArJ6mofIZHr0+GtSTt",
+	"frFg2C11dCmvps+/boTwWdIRzhp4HVDmjWhBU+uhDAZa7eG0Jad6BcG2JbrNF0WozWdQ66GOz2ufBmml",
+	"HuNDgSwNDLKLzCG8Ww3/1o/+YeT0+7AYjfa/ETeZ+ws1z++j5UG0df/LTJepjFEfd9KWM2XWtwKzwK62",
+	"QJCEAI2KBBDwireHVrgg/lpbNYTA7bvb/x8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,7 +91,7 @@ func keyError(err error) error {
 func (s *Server) GetAPIKey(ctx context.Context, req gen.GetAPIKeyRequestObject) (gen.GetAPIKeyResponseObject, error) {
 	k, err := s.store.GetAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -104,7 +106,7 @@ func (s *Server) GetAPIKey(ctx context.Context, req gen.GetAPIKeyRequestObject) 
 func (s *Server) DeleteAPIKey(ctx context.Context, req gen.DeleteAPIKeyRequestObject) (gen.DeleteAPIKeyResponseObject, error) {
 	err := s.store.DeleteAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.DeleteAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -113,6 +115,15 @@ func (s *Server) DeleteAPIKey(ctx context.Context, req gen.DeleteAPIKeyRequestOb
 }
 
 func (s *Server) ChangeAPIKeySettings(ctx context.Context, req gen.ChangeAPIKeySettingsRequestObject) (gen.ChangeAPIKeySettingsResponseObject, error) {
+	if req.Body == nil || reflect.DeepEqual(*req.Body, gen.APIKeySettings{}) {
+		// No body (MapTiler's document makes it optional), or no field in it, changes nothing:
+		// the key as it is, without a write, a new `changed` or an audit event.
+		k, err := s.GetAPIKey(ctx, gen.GetAPIKeyRequestObject{KeyId: req.KeyId})
+		if err != nil {
+			return nil, err
+		}
+		return gen.ChangeAPIKeySettings200JSONResponse(k.(gen.GetAPIKey200JSONResponse)), nil
+	}
 	// Validate before touching the database, so bad input changes nothing.
 	now := s.now()
 	var probe store.APIKey
@@ -125,7 +136,7 @@ func (s *Server) ChangeAPIKeySettings(ctx context.Context, req gen.ChangeAPIKeyS
 		return req.Body.Name.IsNull(), applySettings(k, &name, *req.Body, now)
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.ChangeAPIKeySettings404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, keyError(err)
@@ -144,7 +155,7 @@ func (s *Server) RotateAPIKey(ctx context.Context, req gen.RotateAPIKeyRequestOb
 	}
 	k, err := s.store.RotateAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId, time.Duration(grace)*time.Second)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.RotateAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, err

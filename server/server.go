@@ -24,8 +24,10 @@ import (
 	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/metrics"
+	"github.com/tilegate/tilegate/sealed"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // Config is what the server needs beyond the store.
@@ -71,6 +73,10 @@ type Config struct {
 	// TileLoadWait is the longest a tile request waits for its key or dataset to be loaded
 	// (default 1s); the load itself goes on (once, shared) for up to DBTimeout.
 	TileLoadWait time.Duration
+	// TileMaxLoads bounds the tile path's key and dataset loads under way at once (default 4):
+	// each holds a database connection, and made-up keys or ids must not take the connections
+	// management calls need. Beyond it a tile that needs a load is 503 with Retry-After.
+	TileMaxLoads int
 	// StaleIfError is how long past TileCacheTTL a cached key or dataset keeps serving when it
 	// cannot be refreshed because the database is unavailable (default 10m; negative: not at all).
 	StaleIfError time.Duration
@@ -93,9 +99,21 @@ type Config struct {
 	// one nobody scrapes.
 	Metrics *metrics.Metrics
 
+	// AnonymousMintRate is how many tile token calls without a credential one client address
+	// may make per second on this replica (default 5; negative: unlimited), AnonymousMintBurst how
+	// many at once (default 50). The address follows TrustedProxies.
+	AnonymousMintRate  float64
+	AnonymousMintBurst int
+
 	// TrustedProxies are the peers whose X-Forwarded-For tells the client address that keys'
 	// ip_ranges are checked against (TILEGATE_TRUSTED_PROXIES); none by default.
 	TrustedProxies []netip.Prefix
+	// SecretKeys seal what datasets store of their upstreams' credentials (package sealed); the
+	// first seals, all open. nil: derived from the signing keys stored in the database.
+	SecretKeys []sealed.Key
+	// Upstream bounds the fetches from upstream tile servers; its Guard decides which addresses
+	// they may reach (nil: the defaults, which refuse loopback and link-local addresses).
+	Upstream upstream.Config
 	// AuditRetention is how long audit events are kept (default 400 days); AuditPruneInterval
 	// how often older ones are deleted (default 1h).
 	AuditRetention, AuditPruneInterval time.Duration
@@ -127,12 +145,15 @@ type Server struct {
 	tileBase  string         // PublicURL, JSON-escaped, for token templates
 	signer    *tiletoken.Signer
 	tiles     *mbtiles.Pool
+	box       *sealed.Box       // opens and seals upstream headers
+	upstream  *upstream.Fetcher // upstream datasets' tiles
 
 	// The tile path: cached keys and datasets, their invalidation, access decisions, key use.
-	access  *tileaccess.Access
-	meter   *usage.Meter // tile usage counts, rate limits and quotas
-	retired *retiredFiles
-	files   *tileFiles // sweeps of the data directory, unservable files logged
+	access   *tileaccess.Access
+	meter    *usage.Meter // tile usage counts, rate limits and quotas
+	anonMint *anonLimiter // token calls without a credential, per client address
+	retired  *retiredFiles
+	files    *tileFiles // sweeps of the data directory, unservable files logged
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
 	// (other replicas hear of them through the listener).
 	unsubscribe func()
@@ -212,6 +233,12 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	case cfg.StaleIfError < 0:
 		cfg.StaleIfError = 0
 	}
+	if cfg.AnonymousMintRate == 0 {
+		cfg.AnonymousMintRate = DefaultAnonymousMintRate
+	}
+	if cfg.AnonymousMintBurst <= 0 {
+		cfg.AnonymousMintBurst = DefaultAnonymousMintBurst
+	}
 	if cfg.OutageLogEvery <= 0 {
 		cfg.OutageLogEvery = 10 * time.Second
 	}
@@ -226,6 +253,23 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		if cfg.Signer, err = tiletoken.New(keys); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.SecretKeys == nil {
+		keys, err := SigningKeys(context.Background(), st, "")
+		if err != nil {
+			return nil, err
+		}
+		cfg.SecretKeys = SecretKeys(keys)
+	}
+	box, err := sealed.New(cfg.SecretKeys)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Upstream.Guard == nil {
+		cfg.Upstream.Guard = upstream.NewGuard(nil, nil)
+	}
+	if cfg.Upstream.MaxTileBytes == 0 {
+		cfg.Upstream.MaxTileBytes = cfg.MaxTileBytes
 	}
 	spec, err := LoadSpec()
 	if err != nil {
@@ -257,8 +301,11 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
+		box:       box,
+		upstream:  upstream.New(cfg.Upstream),
 		metrics:   newRequestMetrics(cfg.Metrics, spec),
 	}
+	s.anonMint = newAnonLimiter(cfg.AnonymousMintRate, cfg.AnonymousMintBurst)
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
 	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
 		first: "database unavailable", still: "database still unavailable", recovered: "database available again",
@@ -271,12 +318,13 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.access = tileaccess.New(tileaccess.Config{
 		Store: st, Signer: cfg.Signer, Tiles: s.tiles, DataDir: cfg.DataDir,
 		TTL: cfg.TileCacheTTL, StaleIfError: cfg.StaleIfError,
-		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout,
+		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout, MaxLoads: cfg.TileMaxLoads,
 		PublicTileMaxAge: cfg.PublicTileMaxAge, PrivateTileMaxAge: cfg.PrivateTileMaxAge,
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
 		TrustedProxies: cfg.TrustedProxies,
+		Upstream:       s.upstreamSource,
 	})
 	s.meter = usage.New(usage.Config{
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
@@ -303,7 +351,7 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// The tile dispatch runs the same middleware, in the same order (tileChain).
-	pre := []echo.MiddlewareFunc{s.tileHeaders, headAsGet}
+	pre := []echo.MiddlewareFunc{s.tileHeaders, s.tokenHeaders, headAsGet}
 	use := []echo.MiddlewareFunc{restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline}
 	e.Pre(pre...)
 	e.Use(use...)
@@ -317,7 +365,8 @@ func (s *Server) Handler() http.Handler {
 	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
-	return &tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}
+	api.GET(authRoute, s.authorizeTile)
+	return geolensAlias{&tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}}
 }
 
 // uploadRoute streams a file for minutes: its database work is not under DBTimeout.

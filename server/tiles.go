@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/tilegate/tilegate/internal/usage"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -48,7 +50,7 @@ func isTilePath(p string) bool {
 	return ok && !strings.HasPrefix(rest, "token/") && !strings.HasPrefix(rest, "tokens/")
 }
 
-// tileError answers a tile request with {"detail"}; errors are never cached.
+// tileError answers a tile request with an error; errors are never cached.
 func tileError(c echo.Context, status int, msg string) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return detail(c, status, msg)
@@ -94,9 +96,13 @@ func (s *Server) getTile(c echo.Context) error {
 		return writeRefusal(c, tileaccess.RefuseNotFound)
 	}
 	// 3. may the request read it: its credential, then the key's limits
-	u, answered, err := s.admitTile(c, e, t)
+	u, answered, err := s.admitTile(c, e, t, c.Request().URL.RawQuery)
 	if answered {
 		return err
+	}
+	// an upstream dataset's tiles come from its upstream server
+	if e.HasUpstream() {
+		return s.serveUpstream(c, e, t, u)
 	}
 	// 4. the answers that need no read: another format, no file yet, the client's own copy
 	if answered, err := answerUnread(c, e, t, u); answered {
@@ -120,9 +126,10 @@ func (s *Server) getTile(c echo.Context) error {
 // admitTile decides whether the request may read the dataset's tiles (tileaccess: the one
 // decision for public, key and token requests alike) and, for a key with limits, whether it is
 // within them. answered is true when it has answered the request (a refusal, 429, or err).
-func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) (u tileUse, answered bool, err error) {
+// query is the tile URL's query: the request's own, or the original request's for forward auth.
+func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, query string) (u tileUse, answered bool, err error) {
 	r := c.Request()
-	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
+	creds := tileaccess.ParseCredentials(query)
 	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 	now := s.meter.Now()
 	dec, err := s.access.Authorize(r.Context(), e, &creds, client, now)
@@ -139,7 +146,11 @@ func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileReq
 			return u, true, writeLimited(c, v)
 		}
 	}
-	return tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec), dec: dec}, false, nil
+	u = tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec), dec: dec}
+	if u.cred == usage.Token {
+		setTokenCacheControl(c.Response().Header(), &creds, now)
+	}
+	return u, false, nil
 }
 
 // answerUnread answers what needs no read of the file: a format other than the dataset's
@@ -166,20 +177,24 @@ func answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u t
 // parseTile reads the tile URL's parameters; a refusal (404 or 400, no reason) when they name
 // no tile.
 func parseTile(c echo.Context) (tileRequest, *tileaccess.Refusal) {
+	return parseTileSegments(c.Param("dataset_id"), c.Param("z"), c.Param("x"), c.Param("tile"))
+}
+
+// parseTileSegments reads a tile URL's four segments: dataset id, z, x and y.format.
+func parseTileSegments(dataset, z, x, yf string) (tileRequest, *tileaccess.Refusal) {
 	var t tileRequest
 	var err error
-	if t.dataset, err = uuid.Parse(c.Param("dataset_id")); err != nil {
+	if t.dataset, err = uuid.Parse(dataset); err != nil {
 		return t, tileaccess.RefuseNotFound
 	}
-	yf := c.Param("tile")
 	dot := strings.LastIndexByte(yf, '.')
 	if dot < 0 {
 		return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 	}
 	t.format = yf[dot+1:]
 	var errZ, errX, errY error
-	t.z, errZ = strconv.Atoi(c.Param("z"))
-	t.x, errX = strconv.Atoi(c.Param("x"))
+	t.z, errZ = strconv.Atoi(z)
+	t.x, errX = strconv.Atoi(x)
 	t.y, errY = strconv.Atoi(yf[:dot])
 	if errZ != nil || errX != nil || errY != nil || t.z < 0 || t.z > maxZoom {
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest, Detail: "z must be 0 to 30"}
@@ -262,7 +277,9 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 	w := c.Response()
 	h := w.Header()
 	h.Set("ETag", tileETag(e.ETag, t.z, t.x, t.y))
-	h.Set("Cache-Control", e.CacheControl)
+	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
+		h.Set("Cache-Control", e.CacheControl)
+	}
 	w.WriteHeader(http.StatusNotModified)
 	return nil
 }
@@ -276,7 +293,9 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data []byte) error {
 	w := c.Response()
 	h := w.Header()
-	h["Cache-Control"] = e.CacheControlValue
+	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
+		h["Cache-Control"] = e.CacheControlValue
+	}
 	if len(data) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -349,9 +368,9 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		case err != nil:
 			return nil, err
 		case status == http.StatusNotFound:
-			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
+			return nil, refused{tileaccess.RefuseNotFound}
 		case status == http.StatusForbidden:
-			return tileJSONRefusal{&tileaccess.Refusal{Status: 403, Reason: tileaccess.ReasonRestricted, Detail: notUsable}}, nil
+			return nil, refused{&tileaccess.Refusal{Status: 403, Reason: tileaccess.ReasonRestricted, Detail: notUsable}}
 		}
 		d, mint = a.Dataset, true
 	} else {
@@ -360,7 +379,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 			return nil, err
 		}
 		if !e.Found {
-			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
+			return nil, refused{tileaccess.RefuseNotFound}
 		}
 		cr := tileJSONCredentials(req.Params)
 		var client tileaccess.Client
@@ -372,7 +391,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 			return nil, err
 		}
 		if dec.Refusal != nil {
-			return tileJSONRefusal{dec.Refusal}, nil
+			return nil, refused{dec.Refusal}
 		}
 		d = e.Dataset
 		if dec.KeyID != uuid.Nil {
@@ -417,11 +436,20 @@ func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
 		Minzoom: d.MinZoom, Maxzoom: d.MaxZoom, Attribution: d.Attribution,
 		Tiles: []string{s.cfg.PublicURL + "/api/tiles/" + d.ID.String() + "/{z}/{x}/{y}." + d.Format + credential},
 	}
+	sep := byte('&')
+	if credential == "" {
+		sep = '?'
+	}
+	tj.Tiles[0] = string(appendFileVersion([]byte(tj.Tiles[0]), sep, &d))
 	if v, err := nullableJSON[gen.Bounds](d.Bounds).Get(); err == nil {
 		tj.Bounds = &v
 	}
 	if v, err := nullableJSON[gen.Center](d.Center).Get(); err == nil {
 		tj.Center = &v
+	}
+	if d.Kind == "raster" {
+		size := tileSize(&d)
+		tj.TileSize = &size
 	}
 	if d.Kind == "vector" {
 		layers := []gen.VectorLayer{}
@@ -455,23 +483,21 @@ func (t tileJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error 
 	return err
 }
 
-// tileJSONRefusal is GetTileJSON's 401, 403 or 404 with the same headers as a refused tile.
-type tileJSONRefusal struct{ *tileaccess.Refusal }
-
-func (t tileJSONRefusal) VisitGetTileJSONResponse(w http.ResponseWriter) error {
-	b, err := json.Marshal(gen.Error{Detail: t.Detail})
+// setTokenCacheControl lets shared caches (CDNs) keep a tile served for a tile token until the
+// token's exp: every token minted for a dataset in a window is byte-identical, so the URL (the
+// cache key) is the same for everyone the owner gave access to, and it stops working at exp. What
+// that costs revocation: a CDN may serve a retired token's URL for the rest of its window (at most
+// the token window plus the minimum remaining). Tiles for API keys stay private (the key's origin
+// rules depend on the browser's headers, which a shared cache does not see); public datasets'
+// tiles are public already.
+func setTokenCacheControl(h http.Header, creds *tileaccess.Credentials, now time.Time) {
+	exp, err := strconv.ParseInt(creds.Exp, 10, 64)
 	if err != nil {
-		return err
+		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h["Access-Control-Allow-Origin"] = allowAnyOrigin
-	if t.Reason != "" {
-		h.Set("X-Tilegate-Reason", t.Reason)
-		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason")
+	left := exp - now.Unix()
+	if left <= 0 {
+		return
 	}
-	w.WriteHeader(t.Status)
-	_, err = w.Write(append(b, '\n'))
-	return err
+	h["Cache-Control"] = []string{"public, max-age=" + strconv.FormatInt(left, 10)}
 }

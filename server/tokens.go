@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/google/uuid"
 
 	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
 )
@@ -58,14 +61,28 @@ func (s *Server) usableDataset(ctx context.Context, id uuid.UUID) (store.Dataset
 }
 
 func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestObject) (gen.GetTileTokenResponseObject, error) {
+	if principalFrom(ctx).AccountID == uuid.Nil {
+		entries := make([]batchEntry, 1)
+		if err := s.openMint(ctx, requestFrom(ctx), []uuid.UUID{req.DatasetId}, entries); err != nil {
+			return nil, err
+		}
+		switch ref := entries[0].refusal; {
+		case ref == nil:
+			return tokenResponse{entries[0].token}, nil
+		case ref.Status == http.StatusNotFound:
+			return nil, notFound()
+		default:
+			return nil, refused{ref}
+		}
+	}
 	a, status, err := s.usableDataset(ctx, req.DatasetId)
 	switch {
 	case err != nil:
 		return nil, err
 	case status == http.StatusNotFound:
-		return gen.GetTileToken404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	case status == http.StatusForbidden:
-		return gen.GetTileToken403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Detail: notUsable}}, nil
+		return nil, fail(http.StatusForbidden, notUsable)
 	}
 	exp, expiresIn := s.signer.Expiry()
 	return tokenResponse{s.token(&a.Dataset, exp, expiresIn)}, nil
@@ -87,6 +104,13 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 	c := callerOf(ctx)
 	ids := distinct(req.Body.DatasetIds)
 	s.metrics.m.TokenBatch(len(ids))
+	if c.AccountID == uuid.Nil {
+		out := batchResponse{ids: ids, entries: make([]batchEntry, len(ids))}
+		if err := s.openMint(ctx, requestFrom(ctx), ids, out.entries); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	access, err := s.store.DatasetsAccess(ctx, c, ids)
 	if err != nil {
 		return nil, err
@@ -104,7 +128,7 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 			return nil, err
 		}
 		if status != 0 {
-			out.entries[i].status = status
+			out.entries[i].refusal = batchRefusals[status]
 			continue
 		}
 		datasets[i] = a.Dataset
@@ -120,15 +144,16 @@ type batchResponse struct {
 	entries []batchEntry
 }
 
-// batchEntry is a token, or the status (403, 404) of a dataset that gets none.
+// batchEntry is a token, or the refusal (403, 404) of a dataset that gets none.
 type batchEntry struct {
-	token  tileToken
-	status int
+	token   tileToken
+	refusal *tileaccess.Refusal
 }
 
-var batchErrors = map[int]string{
-	http.StatusNotFound:  `{"error":"` + datasetNotFound + `","status":404}`,
-	http.StatusForbidden: `{"error":"` + notUsable + `","status":403}`,
+// batchRefusals are the service token path's refusals by status.
+var batchRefusals = map[int]*tileaccess.Refusal{
+	http.StatusNotFound:  tileaccess.RefuseNotFound,
+	http.StatusForbidden: {Status: http.StatusForbidden, Detail: notUsable},
 }
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
@@ -143,10 +168,14 @@ func (b batchResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) er
 		buf = append(buf, '"')
 		buf = append(buf, id.String()...)
 		buf = append(buf, `":`...)
-		if e := b.entries[i]; e.status != 0 {
-			buf = append(buf, batchErrors[e.status]...)
+		if ref := b.entries[i].refusal; ref != nil {
+			buf = append(buf, `{"error":`...)
+			buf = appendString(buf, ref.Detail)
+			buf = append(buf, `,"status":`...)
+			buf = strconv.AppendInt(buf, int64(ref.Status), 10)
+			buf = append(buf, '}')
 		} else {
-			buf = e.token.appendJSON(buf)
+			buf = b.entries[i].token.appendJSON(buf)
 		}
 	}
 	buf = append(buf, "}}\n"...)
@@ -215,7 +244,38 @@ func (t tileToken) appendTemplate(b []byte) []byte {
 	b = append(b, "/{z}/{x}/{y}."...)
 	b = append(b, t.d.Format...)
 	b = appendTokenQuery(b, t.sig, t.exp, t.scope)
+	b = appendFileVersion(b, '&', t.d)
 	return append(b, '"')
+}
+
+// appendFileVersion appends v=<the dataset's file version> to a tile URL's query (sep is '?' or
+// '&'): a re-upload changes every tile URL handed out, so a CDN never serves the old file's
+// tiles under them. Nothing for a dataset without a file.
+func appendFileVersion(b []byte, sep byte, d *store.Dataset) []byte {
+	v := fileVersion(d)
+	if v == "" {
+		return b
+	}
+	b = append(b, sep, 'v', '=')
+	return append(b, v...)
+}
+
+// fileVersion is the unique part of the dataset's tile file name ("<dataset>-<random>.mbtiles"),
+// the part its tiles' ETags carry too; "" without a file.
+func fileVersion(d *store.Dataset) string {
+	if d.TileFile == nil {
+		return ""
+	}
+	name := strings.TrimSuffix(*d.TileFile, filepath.Ext(*d.TileFile))
+	if i := strings.LastIndexByte(name, '-'); i >= 0 {
+		name = name[i+1:]
+	}
+	if len(name) > 64 || strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_')
+	}) {
+		return "" // not a name tilegate made: no version rather than an unsafe one
+	}
+	return name
 }
 
 // appendJSON encodes the token: VectorTileToken or RasterTileToken by the dataset's kind.
@@ -246,14 +306,17 @@ func (t tileToken) appendJSON(b []byte) []byte {
 	b = append(b, `,"maxzoom":`...)
 	b = strconv.AppendInt(b, int64(d.MaxZoom), 10)
 	b = append(b, `,"bounds":`...)
-	b = appendRaw(b, json.RawMessage(d.Bounds))
+	if d.Bounds == nil {
+		b = append(b, worldBounds...)
+	} else {
+		b = append(b, d.Bounds...)
+	}
 	if raster {
-		size := 256
-		if d.TileSize != nil {
-			size = *d.TileSize
-		}
+		size := strconv.AppendInt(nil, int64(tileSize(d)), 10)
 		b = append(b, `,"tile_size":`...)
-		b = strconv.AppendInt(b, int64(size), 10)
+		b = append(b, size...)
+		b = append(b, `,"tileSize":`...) // what MapLibre reads; tile_size is the GeoLens name
+		b = append(b, size...)
 		b = append(b, `,"format":`...)
 		b = appendString(b, d.Format)
 	} else {
@@ -264,21 +327,25 @@ func (t tileToken) appendJSON(b []byte) []byte {
 			b = append(b, d.VectorLayers...)
 		}
 	}
-	b = append(b, `,"attribution":`...)
-	if d.Attribution == nil {
-		b = append(b, "null"...)
-	} else {
+	// Never null: MapLibre refuses a source whose attribution is null.
+	if d.Attribution != nil {
+		b = append(b, `,"attribution":`...)
 		b = appendString(b, *d.Attribution)
 	}
 	return append(b, '}')
 }
 
-// appendRaw appends stored JSON (written by this service, so valid), or null.
-func appendRaw(b []byte, raw json.RawMessage) []byte {
-	if raw == nil {
-		return append(b, "null"...)
+// worldBounds is what a token says for a dataset without bounds: TileJSON's default, which is
+// what MapLibre assumes without any. The tile-token document's bounds is always a list, and
+// MapLibre refuses a null one.
+const worldBounds = `[-180,-85.0511287798066,180,85.0511287798066]`
+
+// tileSize is a raster dataset's tile edge in pixels: the stored one, or 256 (MBTiles' usual).
+func tileSize(d *store.Dataset) int {
+	if d.TileSize != nil {
+		return *d.TileSize
 	}
-	return append(b, raw...)
+	return 256
 }
 
 // appendString appends s as a JSON string. Ids, signatures and URLs need no escaping and take

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -116,12 +118,18 @@ func keyFields(k APIKey) map[string]any {
 	if k.ID == uuid.Nil {
 		return map[string]any{}
 	}
-	m := map[string]any{
+	// Named and shaped as APIKey in the API, so a change reads as the setting it was
+	// (TestAuditListsEverySetting holds this list to the spec's settable fields).
+	var rateLimit any
+	if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
+		rateLimit = map[string]int{"requests_per_second": *k.RateLimitRPS, "burst": *k.RateLimitBurst}
+	}
+	return map[string]any{
 		"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
 		"origins": []string(k.Origins), "expires_at": k.ExpiresAt, "enabled": k.Enabled,
 		"dataset_ids": k.DatasetIDs, "ip_ranges": k.IPRanges,
+		"rate_limit": rateLimit, "monthly_quota": k.MonthlyQuota,
 	}
-	return m
 }
 
 func keyDiff(before, after APIKey) map[string][2]any {
@@ -138,7 +146,21 @@ func datasetFields(d Dataset) map[string]any {
 		"format": d.Format, "minzoom": d.MinZoom, "maxzoom": d.MaxZoom, "bounds": d.Bounds,
 		"center": d.Center, "attribution": d.Attribution, "vector_layers": d.VectorLayers,
 		"tile_size": d.TileSize, "access_version": d.AccessVersion, "has_tiles": d.TileFile != nil,
+		// The upstream's headers are secrets: the trail shows that they changed (their sealed
+		// form changes), never what they are.
+		"upstream_url": d.UpstreamURL, "upstream_missing": d.UpstreamMissing,
+		"upstream_headers": sealedMarker(d.UpstreamHeaders),
 	}
+}
+
+// sealedMarker stands for a sealed secret in the audit trail: a short digest of its sealed
+// form (which changes with every new value), or nil.
+func sealedMarker(sealed *string) any {
+	if sealed == nil {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(*sealed))
+	return "sealed:" + hex.EncodeToString(sum[:4])
 }
 
 // grantFields is what the audit trail shows of a grant.

@@ -67,7 +67,9 @@ export interface paths {
          *     any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
          *     and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
          *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+         *     (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+         *     the key is answered as it is, without a new `changed` or an audit event.
          */
         post: operations["changeAPIKeySettings"];
         delete?: never;
@@ -190,7 +192,11 @@ export interface paths {
         /** List the datasets of the caller's account and those shared with it */
         get: operations["listDatasets"];
         put?: never;
-        /** Create a dataset */
+        /**
+         * Create a dataset
+         * @description Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+         *     role (403 otherwise).
+         */
         post: operations["createDataset"];
         delete?: never;
         options?: never;
@@ -218,7 +224,9 @@ export interface paths {
         /**
          * Update a dataset
          * @description An absent field is left unchanged; `null` clears it. A visibility change bumps
-         *     `access_version`, which retires every outstanding tile token of the dataset.
+         *     `access_version`, which retires every outstanding tile token of the dataset. Making a
+         *     dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+         *     an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
          */
         patch: operations["updateDataset"];
         trace?: never;
@@ -326,7 +334,17 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Get a tile token for one dataset */
+        /**
+         * Get a tile token for one dataset
+         * @description Who may mint: a service token (any dataset its principal may use); an API key
+         *     (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+         *     key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+         *     rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+         *     Without a service token a dataset the caller may not read is 404, or 403 with
+         *     `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+         *     valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+         *     answered with CORS headers for browsers; calls with `Authorization` never are.
+         */
         get: operations["getTileToken"];
         put?: never;
         post?: never;
@@ -351,6 +369,13 @@ export interface paths {
          *     statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
          *     not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
          *     should check each entry for the `error` key.
+         *
+         *     Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+         *     each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+         *     a service token the datasets the caller may not read are 404 entries (403 entries when an
+         *     API key's rule refused them), never a 401 for the whole batch; a credential present but
+         *     not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+         *     are rate-limited per client address (429). CORS as for one token.
          */
         post: operations["getTileTokensBatch"];
         delete?: never;
@@ -375,6 +400,13 @@ export interface paths {
          *     `Content-Encoding: gzip`. An unknown dataset, one the credential's account does not see and
          *     a format other than the dataset's are 404. An API key over its rate limit or monthly quota is
          *     answered 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`).
+         *
+         *     GeoLens's vector tile URL, `/api/tiles/data.<table>/{z}/{x}/{y}.pbf?sig=&exp=&scope=` (its
+         *     front end builds it from a dataset's table name, which a single-tenant GeoLens also uses as
+         *     the token's scope), is served as this operation: tilegate datasets have no table names, so
+         *     `<table>` is the dataset id, or a tile token's `scope` (which names the dataset). The
+         *     credential is checked against that dataset exactly as here, so the alias grants nothing
+         *     more; any other `<table>` is a 422 on `dataset_id`.
          */
         get: operations["getTile"];
         put?: never;
@@ -386,6 +418,35 @@ export interface paths {
          * @description Answers as GET would, without the body.
          */
         head: operations["headTile"];
+        patch?: never;
+        trace?: never;
+    };
+    "/api/tiles/auth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Forward-auth decision for a proxy in front of a tile server
+         * @description For nginx `auth_request`, Envoy `ext_authz` (HTTP service, with `x-original-uri` added from
+         *     `%REQ(:PATH)%`) and Traefik ForwardAuth. The proxy passes the original tile URL (path and
+         *     query) in `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik), and the original
+         *     request's `Origin`, `Referer`, `User-Agent` and client address (`X-Forwarded-For`, honoured
+         *     from `TILEGATE_TRUSTED_PROXIES` only). The answer is the decision a tile request would get
+         *     from tilegate — same credentials, rules, reasons (`X-Tilegate-Reason`), rate limits and
+         *     usage counting (an allowed decision counts the tile once, as served) — with no body on 200.
+         *     Token decisions may be cached by the proxy until the token's `exp` (`Cache-Control`), public
+         *     ones for a minute; API-key decisions depend on the caller's headers and address and are
+         *     `no-store`.
+         */
+        get: operations["authorizeTile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -498,11 +559,40 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        Error: {
-            /** @example API key not found */
+        /**
+         * @description RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+         *     and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+         *     what FastAPI clients read. An error is sent as `application/problem+json` when the
+         *     request's `Accept` names that type at least as preferred as `application/json`; otherwise
+         *     (no `Accept`, `*\/*`, `application/json`) as `application/json`. The body is the same.
+         */
+        Problem: {
+            /**
+             * @description A URI reference naming the problem type; `about:blank` (none beyond the status).
+             * @example about:blank
+             */
+            type: string;
+            /**
+             * @description The HTTP status's standard phrase.
+             * @example Not Found
+             */
+            title: string;
+            /**
+             * @description The HTTP status code of the answer.
+             * @example 404
+             */
+            status: number;
+        };
+        /** @description An error answer other than a validation failure. */
+        Error: components["schemas"]["Problem"] & {
+            /**
+             * @description What went wrong, for a person.
+             * @example Dataset not found
+             */
             detail: string;
         };
-        HTTPValidationError: {
+        /** @description A request validation failure, in FastAPI's shape with the problem fields. */
+        HTTPValidationError: components["schemas"]["Problem"] & {
             detail: components["schemas"]["ValidationError"][];
         };
         ValidationError: {
@@ -542,9 +632,18 @@ export interface components {
          *       85.0511
          *     ]
          */
-        Bounds: number[];
+        Bounds: [
+            number,
+            number,
+            number,
+            number
+        ];
         /** @description [longitude, latitude, zoom]. */
-        Center: number[];
+        Center: [
+            number,
+            number,
+            number
+        ];
         VectorLayer: {
             id: string;
             description?: string;
@@ -561,6 +660,7 @@ export interface components {
         /**
          * @description `private`: the account and accounts it shares with. `restricted`: like private, but only
          *     admins and principals granted it may use it. `public`: anyone, no credential needed.
+         *     Only admins make a dataset `public` or move it into or out of `restricted`.
          * @enum {string}
          */
         Visibility: "private" | "restricted" | "public";
@@ -578,9 +678,18 @@ export interface components {
             minzoom: number;
             maxzoom: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center: number[] | null;
+            center: [
+                number,
+                number,
+                number
+            ] | null;
             attribution: string | null;
             vector_layers: components["schemas"]["VectorLayer"][] | null;
             tile_size: number | null;
@@ -591,6 +700,30 @@ export interface components {
             access_version: number;
             /** @description An MBTiles file has been uploaded. */
             has_tiles: boolean;
+            /** @description The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset. */
+            upstream: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
             /** Format: date-time */
             created: string;
             /** Format: date-time */
@@ -611,9 +744,18 @@ export interface components {
             /** @description Defaults to 14. */
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /**
@@ -621,6 +763,30 @@ export interface components {
              * @enum {integer|null}
              */
             tile_size?: 256 | 512 | null;
+            /** @description Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409). */
+            upstream?: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
         };
         /** @description An absent field is unchanged; `null` clears it (or restores its default). */
         DatasetUpdate: {
@@ -632,13 +798,46 @@ export interface components {
             minzoom?: number;
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /** @enum {integer|null} */
             tile_size?: 256 | 512 | null;
+            /** @description Serve the tiles from an upstream tile server; `null` makes it a file dataset again. */
+            upstream?: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
         };
         DatasetPage: {
             /** Format: byte */
@@ -674,6 +873,11 @@ export interface components {
         GrantList: {
             items: components["schemas"]["Grant"][];
         };
+        /**
+         * @description A tile token that is also a MapLibre vector source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none.
+         */
         VectorTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -691,11 +895,23 @@ export interface components {
             tiles: string[];
             minzoom: number;
             maxzoom: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             vector_layers: components["schemas"]["VectorLayer"][];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
+        /**
+         * @description A tile token that is also a MapLibre raster source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none. `tileSize` (what MapLibre reads)
+         *     and `tile_size` (the tile-token document's name) carry the same value.
+         */
         RasterTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -711,14 +927,23 @@ export interface components {
             exp: number;
             scope: string;
             expires_in: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             minzoom: number;
             maxzoom: number;
+            /** @description Tile edge in pixels (the tile-token document's name). */
             tile_size: number;
+            /** @description Tile edge in pixels, as MapLibre reads it (same value as tile_size). */
+            tileSize: number;
             format: string;
             tiles: string[];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
         TileToken: components["schemas"]["VectorTileToken"] | components["schemas"]["RasterTileToken"];
         TileTokenError: {
@@ -752,6 +977,8 @@ export interface components {
             /** @enum {string} */
             scheme: "xyz";
             format?: string;
+            /** @description Raster datasets: the tile edge in pixels, as MapLibre reads it. */
+            tileSize?: number;
             vector_layers?: components["schemas"]["VectorLayer"][];
         };
         Health: {
@@ -829,6 +1056,18 @@ export interface components {
              * @description Tiles of a public dataset served without a key.
              */
             public: number;
+        };
+        /**
+         * @description A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+         *     because Prism does not take `nullable` beside `allOf`).
+         */
+        Upstream: {
+            url: string;
+            headers?: {
+                [key: string]: string;
+            };
+            /** @enum {string} */
+            missing?: "empty" | "not_found";
         };
         /**
          * @description A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
@@ -1051,7 +1290,10 @@ export interface components {
             };
             /** @description Each changed field, as `[before, after]` (`null` where it did not exist). */
             changes: {
-                [key: string]: components["schemas"]["AnyValue"][];
+                [key: string]: [
+                    components["schemas"]["AnyValue"],
+                    components["schemas"]["AnyValue"]
+                ];
             };
         };
     };
@@ -1068,6 +1310,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /**
@@ -1088,6 +1331,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /**
@@ -1096,19 +1340,40 @@ export interface components {
          *     `RateLimit-Policy` and `RateLimit` follow draft-ietf-httpapi-ratelimit-headers-09
          *     (`"default";q=<requests per second>;w=1` and `"default";r=0;t=<seconds>` for the rate
          *     limit, `"monthly";q=<quota>;w=<seconds in the month>` and `"monthly";r=0;t=<seconds>` for
-         *     the quota).
+         *     the quota). For an upstream dataset, `upstream_busy`: its tile server already has
+         *     TILEGATE_UPSTREAM_MAX_IN_FLIGHT requests in flight (`Retry-After` only).
          */
         TileLimited: {
             headers: {
                 "Retry-After"?: number;
                 "RateLimit-Policy"?: string;
                 RateLimit?: string;
-                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded";
+                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded" | "upstream_busy";
                 "Access-Control-Allow-Origin"?: string;
                 [name: string]: unknown;
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description Minting refused for now: the API key is over its rate limit or monthly quota
+         *     (`X-Tilegate-Reason` `rate_limited` or `quota_exceeded`, with the `RateLimit` fields as on
+         *     tiles), or an anonymous caller's address is over the anonymous minting rate
+         *     (`anonymous_rate_limited`). Retry after `Retry-After` seconds.
+         */
+        MintLimited: {
+            headers: {
+                "Retry-After"?: number;
+                "RateLimit-Policy"?: string;
+                RateLimit?: string;
+                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded" | "anonymous_rate_limited";
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The credential is missing or invalid. */
@@ -1118,6 +1383,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The credential is valid but may not do this. */
@@ -1127,6 +1393,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description No such object in the caller's account. */
@@ -1136,6 +1403,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The change conflicts with an existing object. */
@@ -1145,6 +1413,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The request body is too large. */
@@ -1154,6 +1423,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description Validation Error */
@@ -1163,6 +1433,33 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["HTTPValidationError"];
+                "application/problem+json": components["schemas"]["HTTPValidationError"];
+            };
+        };
+        /**
+         * @description An upstream dataset's tile server answered an error, something other than a tile of the
+         *     dataset's format, a tile over the size limit, or could not be reached (or may not be: an
+         *     address TILEGATE_UPSTREAM_ALLOW does not allow). The upstream's own answer is never passed on.
+         */
+        UpstreamFailed: {
+            headers: {
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description An upstream dataset's tile server did not answer within TILEGATE_UPSTREAM_TIMEOUT. */
+        UpstreamTimeout: {
+            headers: {
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The database is unreachable; retry later. */
@@ -1172,6 +1469,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
     };
@@ -1189,6 +1487,12 @@ export interface components {
         Exp: number;
         /** @description Tile token scope. */
         Scope: string;
+        /**
+         * @description The dataset's file version, which tile URLs handed out by tilegate (TileJSON, tokens) carry so
+         *     that a re-upload changes every tile URL and a CDN never serves the old file's tiles. Not
+         *     checked: a URL without it, or with an older one, gets the current file's tile.
+         */
+        FileVersion: string;
         /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
         UsageFrom: string;
         /** @description End of the period (exclusive). Defaults to now. */
@@ -1325,7 +1629,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["APIKeySettings"];
             };
@@ -1644,6 +1948,16 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            /** @description The dataset's tiles come from its upstream (set `upstream` to null first). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -1789,9 +2103,10 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["TileForbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["MintLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1820,6 +2135,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["MintLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1834,6 +2150,12 @@ export interface operations {
                 exp?: components["parameters"]["Exp"];
                 /** @description Tile token scope. */
                 scope?: components["parameters"]["Scope"];
+                /**
+                 * @description The dataset's file version, which tile URLs handed out by tilegate (TileJSON, tokens) carry so
+                 *     that a re-upload changes every tile URL and a CDN never serves the old file's tiles. Not
+                 *     checked: a URL without it, or with an older one, gets the current file's tile.
+                 */
+                v?: components["parameters"]["FileVersion"];
             };
             header?: {
                 "If-None-Match"?: string;
@@ -1884,6 +2206,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             401: components["responses"]["TileUnauthorized"];
@@ -1900,11 +2223,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             422: components["responses"]["UnprocessableEntity"];
             429: components["responses"]["TileLimited"];
+            502: components["responses"]["UpstreamFailed"];
             503: components["responses"]["Unavailable"];
+            504: components["responses"]["UpstreamTimeout"];
         };
     };
     headTile: {
@@ -1918,6 +2244,12 @@ export interface operations {
                 exp?: components["parameters"]["Exp"];
                 /** @description Tile token scope. */
                 scope?: components["parameters"]["Scope"];
+                /**
+                 * @description The dataset's file version, which tile URLs handed out by tilegate (TileJSON, tokens) carry so
+                 *     that a re-upload changes every tile URL and a CDN never serves the old file's tiles. Not
+                 *     checked: a URL without it, or with an older one, gets the current file's tile.
+                 */
+                v?: components["parameters"]["FileVersion"];
             };
             header?: {
                 "If-None-Match"?: string;
@@ -2007,6 +2339,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description An upstream dataset's upstream failed (see GET). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The database is unavailable. */
             503: {
                 headers: {
@@ -2014,6 +2353,78 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description An upstream dataset's upstream did not answer in time (see GET). */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    authorizeTile: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The original request's path and query (nginx). */
+                "X-Original-URI"?: string;
+                /** @description The original request's path and query (Traefik); used when X-Original-URI is absent. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The original request's method; GET or HEAD are tile requests. */
+                "X-Original-Method"?: string;
+                /** @description The original request's method (Traefik). */
+                "X-Forwarded-Method"?: string;
+                /**
+                 * @description `nginx`: answer every refusal as 401 or 403 with the real status in `X-Tilegate-Status`.
+                 *     nginx's `auth_request` passes on only 401 and 403 and turns other statuses (404, 429) into
+                 *     500; the README's nginx configuration reads `X-Tilegate-Status` and answers the real one.
+                 */
+                "X-Tilegate-Auth-Request"?: "nginx";
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed. The proxy serves the tile. */
+            200: {
+                headers: {
+                    "Cache-Control"?: string;
+                    /** @description The dataset the URL names. */
+                    "X-Tilegate-Dataset"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The proxy sent no original URI, or one that is not a tile URL of tilegate's form. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["TileUnauthorized"];
+            /**
+             * @description A valid credential was refused (`X-Tilegate-Reason` as for tiles), or, with
+             *     `X-Tilegate-Auth-Request: nginx`, any refusal, its real status in `X-Tilegate-Status`.
+             */
+            403: {
+                headers: {
+                    "X-Tilegate-Reason"?: string;
+                    "X-Tilegate-Status"?: number;
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TileLimited"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getTileJSON: {
