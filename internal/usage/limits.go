@@ -65,12 +65,15 @@ type keyLimits struct {
 	// wait for the first read of its count until syncDone is closed (the read was tried), but
 	// never past waitUntil (SyncWait after freshAt: a database away is waited for once); and
 	// while capped (until a read at least a flush interval after freshAt, which sees what other
-	// replicas admitted meanwhile) this replica admits at most its share of what is left,
-	// ceil((quota-base)/N); sinceFresh counts what it admitted since freshAt (monotonic clock).
+	// replicas admitted meanwhile) this replica admits at most its share of what was left,
+	// ceil((quota-freshBase)/N), freshBase being the count as first read (0 until then);
+	// sinceFresh counts what it admitted since freshAt (monotonic clock).
 	syncDone   chan struct{}
 	capped     bool
 	freshAt    time.Duration
 	waitUntil  time.Duration
+	freshBase  int64
+	freshRead  bool
 	sinceFresh int64
 
 	lastAdmit int64 // unix seconds of the last request (idle state is forgotten)
@@ -152,9 +155,10 @@ func (k *keyLimits) admitQuota(now time.Time, quota, share, retry int64) Verdict
 	return Verdict{}
 }
 
-// shareOf is a replica's share of what is left of quota while capped: ceil((quota-base)/n).
+// shareOf is a replica's share of what was left of quota when it became fresh here:
+// ceil((quota-freshBase)/n).
 func (k *keyLimits) shareOf(quota int64, n int) int64 {
-	left := max(0, quota-k.base)
+	left := max(0, quota-k.freshBase)
 	return (left + int64(n) - 1) / int64(n)
 }
 

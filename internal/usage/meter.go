@@ -217,7 +217,7 @@ func (m *Meter) awaitCount(ctx context.Context, k *keyLimits, key uuid.UUID, now
 func (m *Meter) fresh(k *keyLimits, key uuid.UUID) {
 	// What this replica counted this month and has not flushed is not in the database.
 	k.unflushed += m.counter.served(key, monthStart(k.month).Unix()) + m.inflightServed(key, monthStart(k.month).Unix())
-	k.capped, k.freshAt, k.sinceFresh = true, m.elapsed(), 0
+	k.capped, k.freshAt, k.sinceFresh, k.freshBase, k.freshRead = true, m.elapsed(), 0, 0, false
 	k.waitUntil = k.freshAt + m.cfg.SyncWait
 	if k.syncDone == nil {
 		k.syncDone = make(chan struct{})
@@ -377,6 +377,9 @@ func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool
 		k.unflushed = max(0, k.unflushed-w)
 		if read[key] {
 			k.base, k.synced = totals[key], true
+			if !k.freshRead {
+				k.freshBase, k.freshRead = k.base, true
+			}
 			if k.capped && m.elapsed()-k.freshAt >= m.cfg.FlushInterval {
 				k.capped = false // this count includes what the others admitted meanwhile
 			}
