@@ -1114,6 +1114,12 @@ type ForbiddenApplicationJSON = Error
 // ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
 type ForbiddenApplicationProblemPlusJSON = Error
 
+// MintLimitedApplicationJSON An error answer other than a validation failure.
+type MintLimitedApplicationJSON = Error
+
+// MintLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type MintLimitedApplicationProblemPlusJSON = Error
+
 // NotFoundApplicationJSON An error answer other than a validation failure.
 type NotFoundApplicationJSON = Error
 
@@ -2257,6 +2263,15 @@ type ClientInterface interface {
 
 	// GetTileToken Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 	GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2266,6 +2281,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2278,6 +2300,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2706,6 +2735,15 @@ func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, param
 
 // GetTileToken Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTileTokenRequest(c.Server, datasetId)
@@ -2725,6 +2763,13 @@ func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEdito
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2747,6 +2792,13 @@ func (c *Client) GetTileTokensBatchWithBody(ctx context.Context, contentType str
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4481,6 +4533,15 @@ type ClientWithResponsesInterface interface {
 
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -4493,6 +4554,13 @@ type ClientWithResponsesInterface interface {
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
 	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -4504,6 +4572,13 @@ type ClientWithResponsesInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5895,6 +5970,20 @@ func (r GetDatasetUsageResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokenResponse403Headers the declared response headers of an HTTP 403 response for GetTileToken
+type GetTileTokenResponse403Headers struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+
+// GetTileTokenResponse429Headers the declared response headers of an HTTP 429 response for GetTileToken
+type GetTileTokenResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5905,9 +5994,9 @@ type GetTileTokenResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *TileForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5916,10 +6005,18 @@ type GetTileTokenResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetTileTokenResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokenResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5938,12 +6035,12 @@ func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r GetTileTokenResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5965,6 +6062,16 @@ func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokenResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -6006,6 +6113,14 @@ func (r GetTileTokenResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokensBatchResponse429Headers the declared response headers of an HTTP 429 response for GetTileTokensBatch
+type GetTileTokensBatchResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokensBatchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6023,10 +6138,16 @@ type GetTileTokensBatchResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokensBatchResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6062,6 +6183,16 @@ func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplication
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -7509,6 +7640,15 @@ func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, d
 
 // GetTileTokenWithResponse Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -7527,6 +7667,13 @@ func (c *ClientWithResponses) GetTileTokenWithResponse(ctx context.Context, data
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
 //
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -7544,6 +7691,13 @@ func (c *ClientWithResponses) GetTileTokensBatchWithBodyWithResponse(ctx context
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8919,14 +9073,14 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest TileForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8960,6 +9114,20 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -8974,6 +9142,57 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 403:
+		var headers GetTileTokenResponse403Headers
+		if values := rsp.Header.Values("Access-Control-Allow-Origin"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Access-Control-Allow-Origin", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AccessControlAllowOrigin = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTileTokenResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -9042,6 +9261,20 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9056,6 +9289,40 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetTileTokensBatchResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -10722,6 +10989,23 @@ type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
 type ForbiddenApplicationProblemPlusJSONResponse Error
+
+type MintLimitedResponseHeaders struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+type MintLimitedJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
+type MintLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
 
 type NotFoundJSONResponse Error
 type NotFoundApplicationProblemPlusJSONResponse Error
@@ -12779,31 +13063,43 @@ func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	return err
 }
 
-type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
+type GetTileToken403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
 type GetTileToken403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	TileForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12867,6 +13163,60 @@ func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileToken429JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken429ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -13011,6 +13361,60 @@ func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGet
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileTokensBatch429JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch429ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -15688,206 +16092,219 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQqTGs8dgsAvdCaCWjaqermqCsA4j9iHOM+yDzZOc",
-	"qMyqvgDdAChRsuXVTIRFAN11zcr88lrvO5Gap0qCNLozfN9JecbnYCDDT0/zTKvM/hWDjjKRGqFkZ9h5",
-	"w6fAIvwxYFyzDEyeSYiZkMzMgIX0W8jUBD+nGdwIlWuW8in0O0FH2Fb+mUO27AQdyefQGXbonU7Q0dEM",
-	"5tz2OlHZnJvOsDNeGugEnTm/fQFyamad4ZODw6Bjlql9U5tMyGkn6NzuTdVe/cu7u6DzjBuuwZw9s21i",
-	"1yk3s7LnmH6/EnEn6GTwz1xkEHeGJsuhcTR5jk+ud3R6m64v1oVIgBl1DZLBbSqyJevmUtwyDZGSse4F",
-	"uET4wCPNQrhNQ7umcyENxG2LBbdp80oJab49skslpJjn885wUAzUNjiFDEf6XCTwd8g0DnFtxDNgbk0e",
-	"aTax47+hZwO2mIloxoz97t3bF5rNuIwhZio3bLzE76fcAOvaWf/7+etXAc1M91jEs2zJtBpJM+OGcZbB",
-	"Xp4miscsmnE5Bc3gBrJl0TjjMmacPX32ikn7C9OQ3YDG5VJJjAN7pPFx3WevlBnJaAbRNcRDxrGBhTAz",
-	"OzJhAqYy/Mi4tC9DxpSEgE3BUINRnmUgTbXR/ki2rP5Nbe0rVPntURNZ/JRxmSc8E2a5vtg/5tE1GKbF",
-	"73DMxvhBM214Zhg3bDFTCbCZyjNtZxDzpQ7Yu4unbXQxrXRVHeP/n8GkM+z8f/vlcd+nX/V+dXh2uL9A",
-	"wzBPJDt5c8auYWlXx25p2xCuYdm2PIdPvm1an19gSWez3uVZDNKIibB7NcHef4Fl0Wv9CF/D8uOP7wsx",
-	"F6aF2yX2t7Yp44+1Sccw4XliOsMnA2RbdBYPBoPKyTxoPprnkbLfbWAj2j7RNhb88Z4bcC6mmzsUU8lN",
-	"nrV3Kqb37PKd5lN4nqn5esfnSPxedEAmVMy6QkZJrsUNHDNhtDsoj9xJ6fXZM1pwS5vs3/CcsDFMVAYs",
-	"NCpsG/fEDqCRSGJuYM+IOXRaR3+h1sd+KuPVkcOtG/nKKKVatA3LqPsP6s7Svk6V1ECyW8lJIiKk50hJ",
-	"AxL/5GmaiIjb4e7/pybuvxubOM0yRRRabSPN1DiB+f/6sLbuggbRQ9KARW4CuuDbcCu0EXLK1Pg/ITL9",
-	"jhVkKhuLOAb5Bc4zA+RwPGFCsxueiJiNc8PmfMmkMixWzMyExmm+Uua5ymX8Zc3ylWI6j2Zuvzw6jHiS",
-	"QPZIMx5FKpe0j5bbfKF7eeL2rrKfCwTFk1xD3GfhP/YuHC7aewtcKxnaDVcSLKsIERRCHAYsHPP4quC1",
-	"YTCSIXLzkHULiGixtGUDmnF/UNTEwgQkmwx4jGvs4FsvYKHKxFRI23yuIbviU5AG287ltVQLeeUeoE6u",
-	"YckSoY2FG/ZrjSjM/mIlK2jDZlwzCcLMIGPha/euVNlIhm9hAhlkoe3Wt34Ny5B1eaKVhXzKcAOxgxGF",
-	"WuBmxrVB5j7NeAQ9O8QMLH+LDMQh65Yf/PQ0M/waCDASzAzw5DikYrF1aJGBX+JiiiMpdNmf2wJ9xU3o",
-	"X4mF5uOk+g6Cc+m+FJpNeKJplF5/kMpc8SRRi9XXSgVDh/ZY2zHaRV7dKpG696JEgDQjyeM4A61td0Iy",
-	"6Uim0rJIrzLEzmGP4OoMeOy0t5MoAq33nippMpXsndiR7dGG1al+Xb6tUezmF+7cAUYABfGXx4odweCx",
-	"tJqGpYrM6jGI7Fh3/QgP8ferhGYc9iw6t2/NlTSzZMn+mSvDR7Ib4h9XcBsBxHjKc2lEgnso4dbQCwRj",
-	"CNr3+ix8CyZb7p1MDGSh23ynLh7bY8YNLfXeG5WIaBniGS2/DtlE2c1mccYnZk+AmezNjEl5KvbsqHHQ",
-	"e45S9gbf22GOPGQddY7/+cMoHwweR+7EawtlXP/4AxwvfjhwnVbfy34YHBv3rhsuPW8HlBET4QZGEgcQ",
-	"2JfdclU6pYXz3dQa8wIEX/Itu1GUDW0ehdU+gXan12fPVWaBRZ5qkwGf+7No2Zf76mqc62U4xL1FPoNK",
-	"aMZ4Ynnt0nLDkbw4e3H608nF6dW7N+cXb09PXl69PPnH1dmrq+cvzn76+YIVCykkmyRiOrMkVdtjJZPl",
-	"g57gghh2ftAR09bny2HXHy31mka1ZgtLAWlf/a1TPVWdoFM/PZ2gU9uXzmXQyoveSZ6bmcrE7/DloaYK",
-	"lGjkPXOhtZBTK60sBbM5T6ySADGiim5YfA6HLNRiaqU/3KbhSOJxcajCiiGeJGwqbkDahuwXC0gSRi9T",
-	"45LBPDVLFIt/vJRR6gXPpvDliRgPn8YqRjljlGKJnQrC3y+XWtc1GUecKBElQmM/xRsuEgugvrwZWsEw",
-	"5hrs/HKZAY9mdiLHLLPskCXcQOZmmWbKngj786k0zub3ILP9+eLizd/teuLLDzn35pbXVqJ8hLlngs47",
-	"x5Cfc5F8abR7si76H62IeakXkEGMbNA2EzCt5mBmSOCoA5kZl4zTWwTOR7JiPUfbTVA8cAMEhLT43aFL",
-	"5LKRypMY+e/YsgoezSBmXZUVxoAxDBmXpUawDjlOXrx4/SuLFWjP2NWi12eWev0kH2mmFtJNypIy2dVT",
-	"rjWKjodj7ncVyrgQc1C5+auRRixow9xqLoQlioZ9uTh7efr63UX/wVb2ztsGqaE3Z85gn2YqhcwIsv+R",
-	"cSButR9a+PpaJktvKG/1pe3pa5HuKVwYnuylyqK6jF67CzpRBtx8hn4qOnSzx8pC6IphwNkyCqtIF0+r",
-	"HrJGdb13zEKZJ0lIPqjiBCPud3YqbCvX0GcnLIYEKoYIFmcq1egFc/q5Ve+dA8nAXO/ggAg6dgAkHmtL",
-	"xbOMLzurFPq+7fGyPWetWF+uEG0XoTNRlYvVrZs+ek5XFcbyCtca41Mu0Pnj+hsrlQCX2GFhR2lwIFmN",
-	"AQ2azFJG0acoLGWue2+sKbcEuZTtsZHAti6DiJtW/6HosrDArE/56dmzt5p1z97cHKGaevbm5tuASTuQ",
-	"RGiIe6y09TDP2Oe5NmxiYbmQjmgXQgMah3pW+6c14XLpX1khs3uTVcK1ubIbsD6DX2dQyDYPYO3j6MwV",
-	"ENN+IulkEKkshtgzQs7mQuYGejtv3EPtiDMFXKHu2OzXqvOHsePpMRo6Ip6AjHnmLDPddxdPS1KcoJZE",
-	"9oPaxJr87i0LX2jF3t/TsGfO+IoBC60bu7qR3p56hbbQq02n8R0e7IXd3tK0nEGa8Ahi9ORbHmZ3Gk22",
-	"FvFpI5KELVR2rYvlwAbQLGlxx2ff6dJYgIgijgU9+KYiCZHVNUF6sqBWrXzcrQM5F4cs9HabqxSyK7Il",
-	"hRRvwLgziDElGb+BjE8hYHnKjGLhOM+0CRk3TMkIjhmPMqU1e4ULLCKumQV4jMdzK10O9l8FTANxxLen",
-	"J89enq7Sm0TH6+oq1uU9dup8r4W32f4v2GiZIY/5yiQbmgm22XdKx/tvjU0GboSlyYa8QithO6XdyhK4",
-	"3Y5maZ/m40REeISNYmlO3qUiLKUb/u0alj+EyH0eitxyzadwZVneFfKGNt7imAm6LQsGiX808ZYhW2TC",
-	"GJAM27cAguJgHLWMZJrkmi1mnPwFhDet/uEeII+MMkU7S3DQY407tayE38cdl8I+puaWL6VWu8UThsvj",
-	"3Us7oJMViiFAhNvtuGL9yNZaL9ljCT+DAvBWBVoNkpSAqI4mqzJ8ExOt8ZtVMdNAHWuUfhc4tP6GkwVr",
-	"BbG3RNtRFJ4Hlug0SPkUCh6hZMmtfYDdauTc5t1ojpyrYIrij026lNNEGgSTUYYnVwii16f3Kp+PKcTn",
-	"GpaFjb/wDW9lNkXcYLUXP/b2PTgHY4Sc6ntKDv+aHS+3I+6zE7l0pgBLuDVAe3R4yEK4NRm/mnjndtgL",
-	"GNxGkBrnVuXxntVdRnIiIIm1C3b6BZY+2o5nuB6QGjRExExMpcogZloxF0tnOQzXbAIGLQcRlxbVpErb",
-	"V8Y8uh5JZEdW4Lhouz7rXszsaxmwGKKE2xZnkEERNhd6dhEOycXNjco0ufS5ZtdC7qkUJE/FSNKUGa+8",
-	"xBx5L1magbYYF2GhEw79HrKoVqW1vuxv/SrZNmh1ho1r0opB1oi7orh+8r42Kq8o7gpAauyegoZSle0i",
-	"WkC9YAxo4K8cEIscdKv2Wn3Qaa/HLPztMiRQcU/9dM5vz+jhA0QE99RXK0FhG9+/hwLrVNUCzh+z0DYV",
-	"oumMlqTnFFdt1ViO/11w3W/niTvqs7967Gw3TRur/ltsbOVy1++V42WT3OQZPLA++xA027bRW3XarXpr",
-	"eDDo4//3vwsDFh4OBgfDePzdcLj/+DA8ZpyNkanRuxiNgYzMErf7slfVlK2Ms+gGypYP9r8L2RgiNQfN",
-	"qt0V6zySFSW5SvZoE10ZvnCTUlJCZOf6SLMUIAuYyoJSUbJf4XCFZGFh67t4++784vTZ1Zu3r/9xdnoe",
-	"Ukh3JqYzszdX2rBcmixHXhz+Y++5yhbcqsr2r5DNVLpyECsH5eh7BN7Fudl2Kj9K2/94xreVdnfSzbdq",
-	"4RnMlY8Ex5ZYd1AYs8og8l6zhr6iH61pSffS3FeYglWRx8CmICHDSCeeGzXnRkQ8SZYsl4kltjRTNyKG",
-	"mMGtRfDCJBjXXGeQqxu/dW0rNoMVzJJCJCYCtMMTP19cvCnDu+w5JCuolT0c7dK4sidvzvoWvfB5mkA/",
-	"UvOQHqSzOpIzpU3Awm/6tUcswtD5OFZzbpvvWsUExVAKt72AhTNj0uH+fqIintgWho8Hg0FIxx+RJATU",
-	"NBJcqjITUIzH38IyjoKeBhk3RqKxIhCtz07Rd03jHkmiDZp6+6E7fPL4oU/dPUwzn+EUPqjdZO1UUpz8",
-	"V2vFh+zn2lZttzl8GL14bri+wnU1fiUVgnzboMnbUpzHBeoN9pi/05Dtndi3ic2Qy8vKVYP8AM0gcMsj",
-	"E4xkxDXsaZBaGHEDlm3QxPvsV5HEEc9i4k+Wh+g8tcwA4mPqmzMt5DQBRq9YAe7YWH8kXwC/ARe3UoWC",
-	"lsFhZFwx8kmm5mhMt9Pew2kTY1hNYdhuz1hXNOXyNIG5d3jK5etJZ/jbdsdNYeqVqBpXvynB6a5KuVy+",
-	"Aos8/EjW1fM2DrC14b/zJIfO+swvG5ypQN2j2iyZf5nhGIa4Af9+/vqVVTNzCJhdIYYpHzHEfXZin9Is",
-	"FhlEBgldixhGktP3pMHaDsdWiC0US+AGEs1igJR1V5eghzmLpYi+WKZwjqO1erNUZiThNkVUmEGUY+Ib",
-	"M7NM5dMZ810mSsKxC2z3z5WaM2ULjaSjgvoOfEpa+FPsLnbtNml9t1lXA7DybPT6bpWowz/ypPyxZ2TD",
-	"EaCocDWZgIyR2ck0R21WgzTH9KzXUTLA9AOr6fT6I3meQmLQM801s4OI2TjjMpqBtuoTzzWw1yfn7HF/",
-	"8EgTo7QrbrVUsOyXhfYlq2rhdpZkncfCnN44gq5Ldx55nd+HdfJUXF3Dsk9Gl05QfoEWn8oXlCJQ+YJc",
-	"7aXNtmyj+MK34b9Ye4XyTDsB5kdWWqCP7vHLBvHLI9Nkkv0V8y1iEnnUfc1lgxE+FCYijIZkQhvI47mQ",
-	"7OmLs952hNTstV537jZ7EJvM6/hok0HUGQTbseDuJ6gg9xIfHyIYKz9stBJ1Tnk0cysaMzSIIrcOf6Ns",
-	"voDxiYHsMmTd0gWZWbIs4nEwS6xXAVPlRHdcU8OzKTSQ9a6vLyl/c4X2S3L0hNcUvlzfN/wVx920bwj3",
-	"d09aXPe30JNE44E/tcX8S8JotKLb8//Rjowu5mL3/qQOjZLFfbhTA+z7q26NR5qZjIvkU7g3flS5bDIz",
-	"/7YAq69rlZtZwIDbD1JlZnZpBxfDNANy4Tt1vjP8be/gu0Gw992T/uDJwUFgP7i/L5vMxrHK7YYEazK5",
-	"wgyOqszgaH1Rn4J0iQUrg0+UnAqTxxCwhBv31+9KzS/7nQ8dzOPqYB43DGYG0fVb0hS2Ksr1I1ApKbEL",
-	"yxBps5d7xUhJoUQqw0ii3orJ6OhJq02ouXGnAz3SjGwnTldbafZwcPRdkwmBLCzbWnaGmHs1vUkBrbde",
-	"UTYbOzgYHB5t44SVnWo6TY4GNCbzr+EcUjgr8rfiPMiKlIb1KTSmhBq2wChgLJRRD7HxBjqVsaPBUX8X",
-	"G4823OQtoZL0G0X+VEO7qP8pUCwMZlXOuJOo+th2zTir+pbIFuQ9TEXssQayvToJeDgYBEeDg+Bo8Dg4",
-	"GhxdbuV5fl2LWRSr2bRFrrxLEwyNQOurm7Y6Jz/mcwuH7QpjHHRbFq33mB6z1FUmcDZmV7OlqMewg3XF",
-	"rdWujIEbk4lxvnPI5/hjmH9VkXDpux/OXFc5/UYLaV1eOwlmken9xcGDTmJVQtxjEk6S3QVbI7E3eaZ3",
-	"dC/fMzDYt/q+lPWddDxpanrG9RVGvDWWhHn5I3lssEbQjFuN0i47als1g2aFL+5I+deCLLubAJo7+b/Y",
-	"R2nfLAlU2HHl4M2FbP+xNQ7TTv1Ki99hw7pWbacuZeADzOpFtkE1x8BzaM0iNQcyVgqpjWVQZGvxa01b",
-	"0HXmVrQhaDbn+hriejQhpye9ZrxVD63kLLQph1UQMvj+220E2jm3AhvDUYiPFlP3cgiV5ZWklWtYBkzz",
-	"Za/PziHKwOgh04bCYIAnEAcjSWy8qEb2r//6vy5aTjM9UwsKu8QgHRebB7RSLPzmm29C93zssmISNZ1C",
-	"bHtDm8tI0kNcM+7eugZISYq6gWBJKSx04CUHihLbpo/NG/Po2r0ojHawxYVwF4fxfefEZQNyL6qAWxj1",
-	"r//6b0fo1R04+LZBKrosvCbbBTe1pGcr1lXGDgdH3p8+ZCHazkPWPRwcBTRnJBtv4ERcYCnzmAQl5YBj",
-	"FnwolbmaWBYesu7R4KiKBDoUMhh0imcarS55ljSym3/8x//Gul4G5mnCDQRsZkxqO7X/6oC29f3vdwF7",
-	"f3uH6/5+eYdRuC7k1u5uNb0WFTNyWJWsEBsb7u9TZTEMfJQ82c8Uj/X++9/v9t/f3u2/X971iWduQ7Qr",
-	"4MZObotbyWdO2bW4AaueXyV86U7hTqrr3/GtF/alXVIAboQWY5G4ZMWNDZdPNtoUKvimJZATGXuty0Ig",
-	"lVy6ZOYFpinQQB0Vra5QlWcHqxCwKs8q3LopjHQD0nxK5sP7aYQrSO7+wVBfod2fD9q1R7gd7rapJRKr",
-	"r0K1UFiYjicku4nSKRwilVP6MuPakObrmSyxpRTtYP+Z2v8uYJw2ctqPQ1ntYz446ldDbQ6PNlekrMGz",
-	"9lYH92zUw7r6vmyN7aiBvhVnOy42eqCPvdTDoR0++baq8T75NnhycHgZfDrMeG4RYgUgOkd2M47sQiww",
-	"dhdLasZzIXXv2AXylgo9v0b93WFKK7y/730FiF8B4leA+JcHiPcN7X4QwOjgIcqgDXDrFyejPInQhDEd",
-	"xzLjRgJxr27zT/0RXiVvrtzuUnpoz5Dr+V0a7wJf1w4XH2uqkAxJTHVQHFYu7AtRAjzDEPuuBSaAXI/4",
-	"mGcA/c5XYPwVGN/LRLkV1W6POi8h64dB0s+MOf+cKLI45nMEisKs2BLLyhBfAeNXwPgVMH4FjA8BGFtR",
-	"jG7EdvcMvJjWr2bY+ZqEDwR9OGi7buvorz0sIVi51WE7wCt6WVsei3MboNKP9msMzLJHcqxiUZQx2NGv",
-	"fQ1LHxLhYnc3LQeO8KkFrLohFLZWRSGFrCzPS5UEqfZDW/YYJma78hCeaVYqMmAkLCZu7zYxl8v9UHN7",
-	"61LDiwQEd7UF5r6PMfZAK4nTpEFvKTLRteACOa3lRI/xX5RPvR3nh5WHm8NE6pcsUA7e7jnPVJB7y/CN",
-	"qlbv3mnIKweFxl+sVuBIvNw4R5vFgAr6aTpBVA9u571+Q0XnMEB8hQ+B4SJpkZULhCuZktPA+WRTyHDb",
-	"q0LDnWaMqCHJtjWWiTq93C1m307VV6+rlTK8Kcs8TrhI8N4Pd41Nc5RNJaJlnYp8dFA1oEZY+IQFB+yR",
-	"bMpJ3orp7x8kcc+QvN0eSzMhI5HypHX+xRMEcVwaPhZCWK1n/wEL0eSDq8mOmkOuNtpyDZtOAu72jp6u",
-	"lRDuW45ZOv6Cg3IEIetySaTmviR8Vx2WfaayZi5YuCzB6F9sMCTcL7Rqdee23w/UvEYvhG6KFb8XPKCj",
-	"tQ0TtAv+tRum3O1DnZnKswpYdh9jvmxEyU1lYB+UF+6GNFcL0W6DSrtzvUIfXGdxgcXtz7k2J2/OHiF7",
-	"SitKnasuSsYvupLlZ+AJ5WPWZ1sGXpasXF1v5d3utabd/QWWLWj3c8FXP4Jm6Br467d2OkXVSRfXdu2K",
-	"cGsD+Xzo1tdi+WQItxCMhHA/NegsgGZTefkwWFW6CaOQ5v2lA9P7w8di85sI0nO9dU/x86fs+6Mn/1aw",
-	"DmJTmmqDuFJPZK2qITGqrKn7Pu9OaBbyscrNcJxwee1L+BthEgidqchyDloNGfMsZuks41jph/oMKeXy",
-	"1HUTswY+32NCjyQWmXNM0CUfaLQ49VmBGAVlHWJWVlsB5rDIRhzJMlw/PMGs9BANZq6Ig50k44YlwDW2",
-	"mWJmAZbcXukAGz5mRUnUkexKVTQasPCb/W/sP2vv9JqbojowRT1+u5J87ooitbH0dVrELHcXUB+puLig",
-	"h7azhuiPBkeV8IUn339fsSUfDRqtybjNWzte3/u6JvFKGfa8WYMo09VWReW7t2eMsjxkBHbLhJzWZKF9",
-	"8bhOnKyLxUDHsFTu1igaYK8+nsornR1T4Gghgk1ikmIzLBO6aK7EcFLRNYn6sGgAmldf8vSFGGfgwmmY",
-	"VnkWgSsYJfRwJMM5T/s8js/xl66IA/bejmHITP9ayDhg/X7f3PXCPnulytpngk45emiGLKx4u/BsJzAx",
-	"I6lyU9YY8rJg5rJ4LSsQCZyL3yFkXTyi5WiBx7pX8ATnQ/AXhokE9mi2sYryOWDimT18/jZWT/Rkfm4i",
-	"/RXvXH1Bf754+YJVnmBdA7dUuCUR8lr3jr3TsH1ynYf36Nl+6OLUX2HMXkIWcaMytlBZEreNhFGf5cW1",
-	"j+o+y0+Q7tbmALynogp06fAOEtVXnaGEsPXfS59ba5xYeU1Pq+v9w6Pwtb/5dD2ZiS4obfSanTcGauHt",
-	"pRBPsQhbKm7BSl6uV04OuqrLA4Ap8v4Q9RqSM92WuWs6fVsXfhSbY8cahrT1nPY7zVIhgatGlwZmd4mp",
-	"hLi8Rtn7Nli34mnoNR68ItNj16LTq3ieYntrBohisIG7JtbfXU331FaIshLq2xQHXI3rLTa+EjtMg2+W",
-	"DJXLsO4T9NBUJJpqv1GhnX5ZSSkMilR07eEdz4Dpov6Cq7Ywkm8yoedlthzeYVgpvOAqLYSI/MPekNXr",
-	"UgfNdalH8r6FqZvY/Rdbl8nuMlaO+LB8Xbxy0nWiayaU775FaLYi+NSCJcrhoaJsOu0SuWKLWpADlsGN",
-	"cg5zqRbHdvmxKODjAd5T3KsHtT75/nCtHF3DQq3N3sutBgNtXYRvkLabNMymAJVNz7fGgmwI9XhAWdKa",
-	"0UU15qqy7Hb5e6MgaxcuLgrYK4bDMpN2F4nTztP93TV+ZI/7g/6gdWz3vB3gQdy+G7l/MQU/vmY+7nbg",
-	"soWIS/Au7JrPheSuBsucp6kLQHD4o2XQq5qAn/zmSZbP3xXsYfnK3S/vgt+VhB2sMevtbX5+dbx3l9W1",
-	"+JGbaFZhayvGLftrYdfE4jOlQ40CUFBB1k4IPBkUyPfsmV63om8sVfysfNO25Wto+d4mKuuzZznp2UDy",
-	"j6oCxi6GaM+KtgB5pOWOE5Fps6cBrx90+fsfUo/4yaAKtA929q3rzVToVp5uVV9fjZc8dVc5xHgxeWRY",
-	"2TTrJmoB2V7ENVDhOScf7A6p4j6x9Q0o/aZt0VGfiQi3PF886az0l+tSaZU/0Mw2LnnhdKgvCviv7+Ue",
-	"rVZBcDx15xoE1ONGg8O7D4u5O6l4s5qzNRzGfFZUr6KHtkLMkfQVve4HMZuQ4INE6d0zrOyDYroeIljK",
-	"bmbFgr5hzjuo2WtNN7jUVgLSzW17n+T2bXEDV2pbyZTu2Nu1QleiohoKKKvutVbZKyZ52YAv5nq6AYds",
-	"q1BmR0NtuDea9qgKRras16oHcgsExcO0ad/b4NVqcbEHg7Drjv32FflYm6fLK/wz2Ty/miL/R5sir5tz",
-	"fv4M9samSihjrZLcQNBqe9P9jVf0fX5drclSt9U8t0mrK0x39bE3Mq1aLPDKzR5pJm64gXBYu7wE81bp",
-	"b+ROGD2mKXqMhWUkVThkibjGoKsbDOce54bR7TqU9kpV5X3oj2ZYiBFi26aPzBKmz0KKEQyxNDEG4deC",
-	"vLE4Klaafo21qKnpuUVZZaS+b8MifqsDIVeVRtnP7qbQ6shdxL7PdqEJoCPaP9IUulgRpxqiPBNmeY76",
-	"NVLLOWQ3ImqXDZp+d+KhG5qpvvrXf/132KNEEPQoTa2CR5VLKV5sz20ETix032ELdg5hLdFgyLBvNsoH",
-	"g8cRPoR/kmO7rFKu6d75bnXAPyMCdeDUm206Y8xbKJnKzJjUEtX6my3WcT6HlXkLaUWh5bbZI59AgRc3",
-	"DysJHc5FvFBZzELsJQwwxE2nPALywJVXKXabl6FY3z47/WcubnhiJZJRrDp61qU5uplbFunQuC+pMVzJ",
-	"5ijPeirwCq47BIQTtb4ExY5GdPOwLqqeYc43Z3OeMsuy7Pzdjcd6SMdD8qm7dMOFVxeBy4aiWscjOUed",
-	"eD6GmHUxeooqEOKxK0ussyxPQPcCNhf2QOuZysxeItBOUOGgpVmhsLUFtNKoKbnRUT14o1auhyAPp4tm",
-	"xfBx1LyvQfZHciRf4nSwanXEk0TjkUbref1IrOyjS5tZp+dj1rjlI7mF9I1S3kyIFFiEXeD1FsL0+oyi",
-	"MJHY7JKO5OZzyfbQQcVenbw8DXGup+thJnYIkq0FqXQp6iTwASYBC0kBDnsUDFdEyI2kjy4ZboiqIwX1",
-	"m2+ODg+/+aYMp/MhJonQZiS74fuRi+IbWQVkZLWBUScYWX0A/7WDwj9Qy8G/InM76txdIgK9wzvV6G4P",
-	"jC6lqc64HWW1bTbq9Pv9Uecu7FM4DI1vWxxLEbjC9bV2BZ5d7MpIdu8RvdJzd5ms/VBGtbCuVJaLbo9q",
-	"Ie7UHL/i4kaK445y2ZVB7BygWfku6Ljb2zpDtDQ/tvKFmxlKjn2ein2ex8Lso38EGkyPRFZEfIErkhiU",
-	"F8bamWJpbfvB1f0nhkGrAE2vj6SrPrH2dplmKGP3tP1eGCfEfbKW5WexiEmMu8qNoWdMa9Wl0S+2Wlz6",
-	"mGlKCKTbJ1CXKUux82KKI0m3HjuOIyyCT1OQEAfM33tDPMwyfCoEbFu8hhRNtSNZ3iF18u7Z2cXV29OL",
-	"01cXZ69fhazrMD87GnhHEW6tVYmw97MYL4/TBusU4+ZlfA4GIWOLcbB8ZJ+qMbea+SpPuhtOLhGLoC0U",
-	"SeRwMHiwO/3LatJNd/FjFWgfWIWFkwMmYYEGb5Fpg1GJR4ODtl6KYe+/k9wxaYjppcfbX3rur27ENw4P",
-	"d+kmpZtS+DiBU2lc0O2TXXp7J/kNF2TsQViXz+c8W9azKR5phoezaTWwgvfU0gAV6bZo8XbPc4K9TFEM",
-	"lpUc2AEedS9fq6d9ndKe+VDIL5rYqsUhNpJbATqYSuKHoLY/jnbs7lVtDdofJwt+EPdWVS0zUxqqKTpM",
-	"VMnqWSUidp2ybgQsSANNVZPH6tTVIiLOzwqNrxjaMf0k5BQxT1WPqipM7oaK4mKFkbQDYN2jweNSnDYy",
-	"TQJUz4pq/A6//Kji5UMTmcuguavr3/7+8jqFHzx0503UfYGl9xdlytFnZJ0HO7xxodQLnk3hDz4vDnMX",
-	"qGNn6qdKWw2M9X1pa7nbp1OB146sMdpn+H2VOmtUctRUI82+ER8jGKpqTlJhmApk7AYyMVl+1t2mkW5+",
-	"45UyFJj8x+42LWC520EFVtIVam5h9b3pIGiWpj+Bad3hwefiAw/AA76cPf7Jqg616vUk+vAG5Q8RbvcC",
-	"QK7Vs2cIbVJuolljQYrVIksJTMymSkt9dsLK2gpeLxrn89TqvvXyp6G/UDwDI7LiqlSVG8wewPj+0llU",
-	"z7zss5ccA9p4ebu0F8yBs3DizVQbbZzBqsxmpchGfYhLRgcncJU1zMxd7udWoHfMimfQbGXI6FqABD84",
-	"LIuC1TMdvGgCAlQK67MAAVd1aycg8NkYQI6Div8QMHBv1vEFoQfa7E+GHkgwbVbVMKVYf0rhUmY/bxYv",
-	"j0oDzQOpUX9pLIKaGl9bvJ1JyCn2HymgnObWpDdRsvqnYZbVqgOfWWdyOfjtGhNdFvinptrB99tfeKrk",
-	"JBHkif2SeOr5DK8qLwQ8miVWykkgEkkQ6JUlJNqqbdz3RO3Ek9/jvzvqeOVJ2qbhvcUcgvjYK3ZzgV7r",
-	"XMZ4xeRXRW9HIqJ1ZJwO82fkqcF7cuSm3MxKN64nls4qowsqTGtbSYXLzYSJaisS40cJhLwtF7/if6pd",
-	"B0QXnwaMYlep1lMs9HWfnRmfM+O8ye5yfHxvJLlRc2F1s+Ux4+hItJROXqEE+M3qW6YoO4BXh9eRBy0e",
-	"1UnVwUhSmErAKIklqIWMWY3DhcJR9Ao6a6yCISkegjL3E3ik2RwMt730R5LKH9KkrUYyBtZNEy4kC/1T",
-	"ISsSdHXIjCVMjbzKthjOeRruh2LOp/bXhC9Vbo5HUioWc/tljAZpfexmapvyDSMXFJKS0/Sx5QOv3r1g",
-	"6HBfuqvRj6uTJPd5fZauDbxzE9tBta1mwAx7pINBdA0xI3cZRQmOpHdlD/0ioDNsnAG/1pbx5glGT3B2",
-	"dHjIFmhZDhMVhVS9gbpnoaUjWiasDjCSZegFN4w8YV3oT/ss/G3UsU+POgEbdfxK0KfqTDuXYa9Z6bOk",
-	"dOGsObuhGBUZMHtluHfD6RwLaXnM+vn8Myl8hX3La36tdP0F4JwHWTCXvXAXdNqCAO7f1hZtaO1GL1NJ",
-	"BOiiZaUI+bdcE4s7o85E9Ve+LE0Y+Xa9hldVTjywapz7QkmNEQu1CjWW12C1F6zAQ8m1VEsmYFj9hSct",
-	"5RnJOGUqjY1kpU6lC0SoGuLt811X6q9WmrJXFqWUy0qEYZ9hZCFWUCkXTi1k4afTQDml3aPBEcakIBLW",
-	"GAgjnQdPrJba6/XZjzhRPZJF5d2MTyYiQmGn5sKgJ8EnqR4Eg8HALY5mXcvCqbpHI2strdpUsOq+gAnf",
-	"ep6p+S6eYnz4Qu3yaK341WdwLdPstzICJNbCKuIo8KONI18OGnfIqV6lNcDjOFN5xjDub/lZbfOeuxBq",
-	"tkvbGb6vf4lHet2d1+bmqaahfjK6q6TtNQU0+KBK+0RQKZRO1vVKJohLAUEr/VcdcpMjqeIpQeYrocGu",
-	"cFGKgM9FstQb6XuqNWF4r0zdXQm0Xc0SxlREOzsHlAMXQWrVgGUx7THXMJLacIMhta1ZwK2Jv+wNZHue",
-	"EQCFZlrJFrCjweMei5XVhwxqgxT2aGcxXMEVIE2Gymj4fkQJnJWYT6seUCyr/fJo8Pj/HA2O7sI+e0oB",
-	"tyOpZ3T/ttVyKFSQGpx4RQ2bDLF4dLPwK46hxlX+REbS5szwz6xotCRJN7Cf8xy9kJM8YeVjH8pZviDo",
-	"a/kEMgCiCOZJ4t7MoX7A14w7dt/6fvMaYe85n0PtigJX54hsECsx730a9Lu3L3SlSlgRJhZew5I8vnwk",
-	"JxnoWbL05sgKT8S4aXzJBZDVOGZDr+0HCquafJzpbcvDmDOx/bFzMd3lsdPbdKfWMMPqk6LRYvWakKj7",
-	"bXcpb9/4IElvX/zSpL3LpbKkZveynkj12+Xqdz7j6LdLu6GVkF23ygxLuaAk8VhrhRPozuWmg169JOQ9",
-	"2ZzuHDKdYSHi31sx6M/u909IaK4WcovC47YF7wxL+6vre1l3ft6ABF31dr72k/Er5LIWVllefdKv6SHH",
-	"Oz5q4qtFLRrnaPuz6r8v4LZ5mhczoSkDi0cG03/cQLdOesnnybZJ/8fJyxf3m7RvtZx0+wwf9wfFLO3I",
-	"bW/MwG29ev0ma+jDr56bcevqZcDjZfsJeUs//yEHBPu2kBu13/5DcKzLuseLx8IeKao16MF6UY1507Ld",
-	"HFh2dOXvdmmNNaFieF94VgBNYrcclDILw67NXyU9oDR0At41KKdYqSjyN0sWWSXuuQ8L/z+RDOu7kOcQ",
-	"CwZTwfGntIt7VM1lyAZhz+UIaLqxp3rDmwaDCQKYdqVH0iVLITcI39+FWPumPfafNvsT6WfU+DmNUFtq",
-	"uvvkdLspcAUvO/qctpy/cBSKywtwy7rzoag6Lypcdf893YBwtz1WpEKx64TUpnAnS8qh9Fv51ZbXHPg/",
-	"tbDzgza0Pbx/44Z9hpP/kaf+y7LH3mfrPtTm+gssC3tr0xnepxD1K+0Z/71DbnwPG0TnffMDWDeUfA5D",
-	"Rt97sy9ev5mBpstLg5EMqU6D9g/yJFGLIkPA1XCYciEDFvqaMNz4pylF2n1vn5B2n2L380jSZ/tLpfZi",
-	"Y1fV/Azv6XSFWQIWivQqw4TuomUul4zHcQZa9/CSisroQuaiWlIsz8RrvYfOuFvtqKiXp8FV9OCy0mn5",
-	"CpXRsk9y9vTs2Vu0cR8dHgbVexJoj7o+fUjIGG7tGBHKcM0mYKIZxD5myG45xJS34FIu9chtLFbgoJs4",
-	"9rDahav+1w1FjMUaXD0SV40Fv3MkYf9MuDZXubYfRjL0gVNX+NZVZb0CFqJL8srMhL6aK2lmYQ/nVlZq",
-	"sbOZSpVBjDW/MBBHdiv1U9SiLGNeXhWsUqqq1guagB7iP4va3HR94seQwoDw7kddOh58hbKgcqOjlcjF",
-	"nNHAKF2KNNxYjbIJCuLTK2jtrw8JfejPZ4eFX6OZ1zJEPhx4bJBCEF1/AtnD4mzJslwOGV5BUpa8lnGq",
-	"hDRsgd6zGCIRA8vEdIb1zt3lUb5EDHoUiEMKPZJUXz/Ks4wKIV2DZL6SEq2Nq0NKVT/QU+f5PRk0sJ6T",
-	"7VQLJansBh/JSKXLoZdbUmVzngiNRylg4d/CgGTVMmCxsPsq5DQowxAilQL2d/aGEefvWV6HHGkkheXD",
-	"kcqwFkiFtZbSY65uoNe3ggNL/VAAKaeo1ZUpWE6mR7Jb1gG5ePvu/OL02dWbt6//cXZ6XmnW8oNl77jg",
-	"ecJU1eKqmMIh4vVVzWwPoutPqgBjD3+QX9L1rfOkPQjSUcvnhMdfEGv6Fc+x89f5c+tKNwm0eFm4QsE6",
-	"f7s36m7lW1hUBx6ecTldiE2xng/hBFetDmPFXQ24Skx67QaHoKxahawGK5cFI5lLIxK2AUyxbli7VSKk",
-	"YE+pFj28A05WjinDSlW5vJZqIe26hH2G11mgicvCbraY2e3glbB3Gre7bx7TxCLkxq4akUpicAXPRtJd",
-	"+TF0HGPGdRHhZxbKX7/M6iNGZOZvr7ALoBJ/yYVUi/5IvsbcG7tuIuJYOS+jkkzVkHIko4hHM3hkx1qp",
-	"EYax+E0cim7y+KQsqn5ZyB+KxwoWbnfRkic5xL/m4j6QeUDcAPNahNd6XSScD0fyxK0kOLxCpymFTKj4",
-	"4bDZQ0cnb4hIrl4r2h9JF/XLNgT99hmGrVqWssjsN9Lp5JMk1zMmpIHshic1tPLu/OSn06vnL96d/3x1",
-	"9uri9O3fT16EgS9XzA4GTLs6dRYosQks3PVEGtVeC2vGQByMLXGgJx8aeEyH7H9o3HEx83Ye8zXe2Mcb",
-	"W0ZQOWUzHns5vCn2+BMbFVeCTu4bcYI3R1CPDTVv6V4JhAW+cqqFcqW73d2m0NlHMnVTbrjvBI08e3Yq",
-	"3IhxAqXP8OTNWb9Sn9Yvlh12wzV4VFXNl57VAL5ArOUV88DrgCKr5YroSg9FKPh6D+cN5WTLAFdTRLd1",
-	"fwL1AqSuzKdX6aEan9c8DdJKfYxPQKKjqHLJuuHfrmH5Q9ijeLdK/Fs3/JsW0x9G+WBw+C3cpu4v1Dx/",
-	"CFcH0dT9rzNVFLJEfdyhLWfKrG4F1gBcb4FCEgI0KlKAgFe8fWiFS+GstFWJELi7vPt/AQAA//8=",
+	"7H2LcttGl+ardHG3yqQXoihZziRUpf5SbDnRxLe15D+ZDVxCE2iRPQK7EXRDEuNV1TzEPsM82DzJ1jmn",
+	"GxcSIClbduKM/78qFkmg732u3znnfS/W80wroazpjd/3Mp7zubAix09PitzoHP5KhIlzmVmpVW/ce82n",
+	"gsX4Y8C4YbmwRa5EwqRidiZYRL9FTF/g5ywXV1IXhmV8Koa9oCehld8LkS96QU/xueiNe/ROL+iZeCbm",
+	"HHq90Pmc2964N1lY0Qt6c37zXKipnfXGj/f2g55dZPCmsblU017Qu9mZ6p3ml7e3Qe8pt9wIe/IU2sSu",
+	"M25nVc8J/X4uk17Qy8XvhcxF0hvbvBCtoykKfHK1o+ObbHWxzmQqmNWXQjFxk8l8wfqFkjfMiFirxAwC",
+	"XCJ84IFhkbjJIljTuVRWJF2LJW6y9pWSyn5zAEsllZwX8954VA4UGpyKHEf6TKbinyI3OMSVEc8Ec2vy",
+	"wLALGP8VPRuw65mMZ8zCd2/fPDdsxlUiEqYLyyYL/H7KrWB9mPW/nr56GdDMzIDFPM8XzOhQ2Rm3jLNc",
+	"7BRZqnnC4hlXU2GYuBL5omyccZUwzp48fckU/MKMyK+EweXSaYIDe2DwcTNkL7UNVTwT8aVIxoxjA9fS",
+	"zmBk0gZM5/iRcQUvi5xpJQI2FZYajIs8F8rWGx2GqmP1rxprXzuV3xy0HYsfc66KlOfSLlYX+4civhSW",
+	"GfmHOGQT/GCYsTy3jFt2PdOpYDNd5AZmkPCFCdjbsydd52Ja66o+xv+Zi4veuPc/dqvrvku/mt368GC4",
+	"P4uWYR4pdvT6hF2KBawObGnXEC7Fomt59h9/07Y+P4sF3c1mlyeJUFZeSNirC+z9Z7Eoe21e4Uux+Pjr",
+	"+1zOpe2gdin81jVl/LEx6URc8CK1vfHjEZItuot7o1HtZu61X83TWMN3a8iIgSe6xoI/3nEDTuV0fYdy",
+	"qrgt8u5O5fSOXb41fCqe5Xq+2vEpHn7POkQudcL6UsVpYeSVOGTSGndRHribMhiyp7TgcDbZv+A9YRNx",
+	"oXPBIqujrnFfwABaD0nCrdixci56naM/06tjP1bJ8sjFjRv50iiVvu4altV3H9QtnH2TaWUE8W6tLlIZ",
+	"43mOtbJC4Z88y1IZcxju7r8bov7bkYnjPNd0QuttZLmepGL+vz6srdughfUQN2Cxm4Ap6ba4kcZKNWV6",
+	"8u8itsMeMDKdT2SSCPUFzjMXSOF4yqRhVzyVCZsUls35giltWaKZnUmD03whlUXyBJTtS5ooDBy2LBcX",
+	"hREJu9A5nPwxXhHHUWD6Ghg83OwcxAckqMDw5lrZWbpgvxfa8lD1o193zpyMsfNGcKNVxCJ45Tyl1Yng",
+	"rQgfPxc3sRCJSKKAjhCKpm+4FbiSEbuQIk0MCFtahQrliAEKClwxrrRazEFmjXmaivyBYTxJcmFMOVpo",
+	"rnps7ifKrYCBlr+cN4Y3GLI3wuYLxi+syFmEH3aO4EPkRUISPGaCJ04OL8fc3JBVulQ+uPNapzJebHy+",
+	"6r35aMWkWnnUyi403xYKXv2tV595L+g1d6UX9NrXqPeuhbrdBr2X2j7ThfrCLsBLzUwRzxzN8hpSdaji",
+	"WBeKaBms6RdKz44c/arRtGtUDPHWD1nbvYV7pASwywgVI7yo0YQn56W8EQWhilCiiVi/VJNAnwRWaBj3",
+	"zEJfgKiMpDMXPME1dirMIGCRzuVUKmi+MCI/51OhLLZdqEulr9W5e4A6AZKUSmNB5IavDWoi8AtIl8JY",
+	"NuOGKSHtDK7wK/eu0nmoojfiQuQij6Bb3/qlWESsz1OjQe3RlluROFG6VI3dzLixSAanOY/FAIaYC7gF",
+	"MdK2fvXBT88wyy8FKU2kagXIPRxtBYoWgXTsl7icYqikqfpzW2DOuY38K4k0fJLW30EFVbkvpWEXPDU0",
+	"Sq9DK23PeZrq6+XXKiXbRMDaYIywyMtbJTP3XpxKoWyoamRXKqbckam1LLPzHPXHaLBCOY/iWBiz80Qr",
+	"m+t05whGtkMbtok2bqBxbRQKXvgiufTZZmbcwnrHrMnagHXCWytMe4UdF8BtcQ+VuLH0AonypN4Ohkuc",
+	"kTbf8cdDuGZLnC7CO9rg7ho2myU5v7A7UtiLnZm1Gc/kDowaB73jTsrO6DsYZujVtrB3+Pv3YTEaPYrd",
+	"jTcgzrv+8QdxeP39nuu0/l7+/ejQunfdcOn5CEUfJCIoIeAAAnjZLVetU1o4302jMc9A8CXfshtF1dD6",
+	"UYQKWsBOBkP2jASeIjM2F3zu7yKQL/fV+aQwi2iMe4t0Bg0xOeMp0NoFUMNQnZ08P/7x6Oz4/O3r07M3",
+	"x0cvzl8c/Xp+8vL82fOTH386Y+VCSsUuUjmdwZFq7LFW6eJeb/DfVWxq7EuXtAQ9vVW8sDOdyz/Elyc1",
+	"1USJVtozl8ZINY2cyM7mPAVFWSQoVfSj8nM0ZpGRU+D+4iaLQoXXxUkVwIZ4mrKpvBKKoXJi2bVIU0Yv",
+	"e31AzDO7QLb453MZrZ/zfCq+PBbjxaeJTpDPWK1ZClNB8ffLPa2r2rw7nMgRFYrGfopXXKYgQH15MwTG",
+	"MOFGwPwKlQsez2AihyxHhTblVuRullmu4UbAz8fKOrv3vcz2p7Oz1/+E9cSX73Pu7S2vrET1CHPPBL23",
+	"jiA/4zL90s7u0Srrf7DE5pW5FrlIkAxCMwEzei7sDA846kB2xhXj9BYJ56GqeZDQfhmUD3jjiZF/OOkS",
+	"qWysizRB+jsBUsHjmUhYX+elQWwixoyrSiNYFTmOnj9/9QtLtDCesOvrwZDB6fWTfGCYvlZuUnCUybeU",
+	"cWOQddwfcb+tnYwzORe6sH+3o5FI2jC3mtcSDkXLvpydvDh+9fZseG8re+vt49TQ6xPntMpynYncSrKB",
+	"k3Eg6bShg/j6SqUL7yzq9CfvmEuZ7WhcGJ7uZBqkupxeuw16cS64/Qz91HTodq8tiNA1w4CzZZRWkT7e",
+	"VjNmrer64JBFqkjTiPyw5Q1Gud/ZqbCtwoghO2KJSEXNEMGSXGcGPcFOPwf13jlRrZibLZxwQQ8GQOyx",
+	"sVQ8z/mit3xC33c9XrXnrBWryxWh7SJyJqpqsfpN08fA6arSAq1wrTE+5RIdoK6/idap4Ao7LO0oLU5U",
+	"tPnaGYg+ci7KPmVpKXPde2NNtSVIpaDH1gO2cRlk0rb693UuSwvM6pSfnDx9Y1j/5PXVAaqpJ6+vvgmY",
+	"goGk0ohkwCpbT2lhnxfGsgsQy6Vyh/ZaGoHGoQFo/7QmXC38K0vH7M7HKuXGnsMGrM7gl5koeZsXYOFx",
+	"BDRIkdB+4tHJRazzRCSeEHI2l6qwYrD1xt3XjjhTwDnqju2+3SZ9mDianqChI+apUAl3/hfWf3v2pDqK",
+	"5MIh+0FjYm3Yk46FL7Vi7/Ns2TNnfEXQTufGLm+kt6eeoy30fN1tfIsX+xq2tzIt5yJLeSwSRLMADYOd",
+	"RpMtSHzGyjRl1zq/NOVyYANolgS547PvdGUsQIkiSSQ9+LrGCZHUtYn0ZEGtW/m4WwdysI9Z5O0255nI",
+	"z8mWFBHmhnFnEGNaMX4lcj4VASsyZjWLJkVubMS4ZVrF4pDxONfGsJe4wDLmhoGAx3gyB+6yt/syYEYQ",
+	"RXxzfPT0xfHyeVMIPlhexSa/x04d/qBEXMD/grWWGUKNLE2ypZlgk32nAp/81tpk4EZYmWzIK7QEXavs",
+	"VnDAYTvauX1WTFIZ4xW2mmUFeZdKaFY/+selWHwfIfW5r+NWGD4V50DyzpE2dNEWR0yc39URSPyjjbaM",
+	"2XUurRWKYfsgQBAWzJ2WUGVpYdj1jFvndgV5k/zK+AB5ZLQt21kIJ3qsUKeOlfD7uOVSwGN6DnQpA+0W",
+	"bxguj3cvbSGdLJ0YEohwux1VbF7ZRusVeazEz6AUeOsMrSGSVAJRU5qs8/B1RLRBb5bZTMvpWDnpt4GT",
+	"1l9zsmAtSewdiFNConrBEp0GGZ+KkkZoVVFrDzJdRo+u34129GhNpij/WKdLOU2khTFZbXl6jkL06vRe",
+	"FvMJwdwuxaK08Ze+4Y3EpsTO1nvxY+/eg1NhrVRTc0fO4V+D8XIY8ZAdqYUzBcDBbQi0B/v7LBI3Nufn",
+	"F965HQ0CJm5ikVnnVuXJDuguoXKYDAL8/SwWHnHKc1wPkVk0RCRMTpXORcKMZg5PChSGG3YhLFoOYq5A",
+	"qsm0gVcmPL4MFZIjYDgOcTpk/bMZvJYLlog45dDiTOSihI5GnlxEY3Jxc6tzQy59btilVDs6E4pnMlQ0",
+	"ZcZrLzF3vBcsy4UBGRfFQscchgMkUZ1Ka3PZ3/hVgjZodcata9Ipg6wc7pri+sn7Wqu8IrsrBVILeyqM",
+	"qFTZPkoLqBdMBBr4axcEJAfTqb3WH3Ta6yGLfnsXkVBxR/10zm9O6OE9lAjuqK/WgJFr37+DAutU1VKc",
+	"P2QRNBWh6YyWZOAUVwNqLMf/XnMz7KaJW+qzv3jZGTbNWFD/QTYGvtz3e+Vo2UVhi1zcsz57H2e2a6M3",
+	"6rQb9dZobzTE/+9+GwUs2h+N9sbJ5NvxePfRfnTIOJsgUaN3EY2BhAwOt/tyUNeUgceBdCOqlvd2v43Y",
+	"RMR6Lgyrd1euc6hqSnL92KNNdGn40k1KKyVimOsDwzIh8oDpPKgUJfgKhysVi0pb39mbt6dnx0/PX795",
+	"9evJ8WlEYQ25nM7szlwbywpl8wJpcfTrzjOdX3NQleGviM10tnQRaxfl4DsUvMt7s+lWfpS2//GEb+PZ",
+	"3Uo336iF52KufTQEtsT6o9KYVQVSDNo19CX9aEVLupPmvkQUQEWeCDYVSuSIdOKF1XNuZczTdMEKlcJh",
+	"y3J9JRORMHEDEry0KWL7mwRyeeM3rm3NZrAks2QilhdSGCdP/HR29rqCd8E9JCso8B6OdmmPUB2C9MLn",
+	"WSqGsZ5H9CDd1VDNtLEBix4OG4+AhGGKSaLnHJrvg2KCbCgTN4OARTNrs/HubqpjnkIL40ej0Sii64+S",
+	"pAioaTxwmc5tQBiPf0QVjoKeFippRaKxEog2ZMfou6Zxh4rOBk29+9LtP35037fuDqaZz3AL79VusnIr",
+	"KVbkq7XiQ/ZzZas22xw+7Lx4ari6wk01fikciHzbwpC3pbyP16g3wDV/a0S+cwRvE5khlxfwVYv0AM0g",
+	"4obHNghVzI3YMUIZaeWVALJBEx+yX2SaxDxPiD4BDTFFBsRAJIfUN2dGqmkqGL0CDNyRsWGongt+JRxu",
+	"pS4KAoFDZFw58otcz9GYDtPewWkTYVgO49lsz1hVNNXiOBVz7/BUi1cXvfFvmx03palXoWpc/6YSTrdV",
+	"ytXipQDJw49kVT3vogAbG/4nTwvRW535uxZnqqDuUW1WzL/McAxj3IB/PX31EtTMQgQMVohh2FMikiE7",
+	"gqcMS2QuYosH3chEhIrT96TBQocTYGLXmqXiSqSGJUJkrL+8BAOM261Y9NkiE6c4WtCblbahEjcZSoW5",
+	"iAsM/mR2lutiOmO+y1QrceiA7f65SnOmiLlQuVPQ3IFPeRb+EruLXbtNWt1t1jdCsOpuDIZulajDP/Om",
+	"/Ll3ZM0VIFS4vrgQKkFip7ICtVkjlD2kZ72OkgsMPwBNZzAM1WkmUoueaW4YDCJhk5yreCYMqE+8MIK9",
+	"Ojplj4ajB4YIJaw4aKkCyC+L4CVQtXA7q2NdJNIeX7kD3eTuPPY6v4d18kyeX4rFkIwuvaD6Ai0+tS8o",
+	"RKD2BbnaK5tt1Ub5hW/Df7HyCsVa9wKMEa61QB/d4+9a2C+PbZtJ9heMt0iI5VH3DZcNInwIJiKtEekF",
+	"bSBP5lKxJ89PBpslpHav9apzt92D2GZex0fbDKLOINgtC25/g8rjXsnH+yiMVR/WWol6xzyeuRVNKEgN",
+	"qXX0G0W0BhQ79i5i/coFmcOxLPE4GCk5qAlT1US3XFPL86loOdbbvr6gGOals18dR3/w2uDLzX3DX3Hc",
+	"bfuG4v72gbur/hZ6ks544G9tOf/qYLRa0eH+f7Qjo4/5CAZ/UYdGReI+3Kkh4P1lt8YDw2zOZfop3Bs/",
+	"6EK1mZl/uxagrxtd2FnABIcPSud29g4Gl4hpLsiF79T53vi3nb1vR8HOt4+Ho8d7ewF8cH+/azMbJ7qA",
+	"DQlWeHKNGBzUicHB6qI+EcoFFiwNPtVqKm2RiICl3Lq//tB6/m7Y+9DBPKoP5lHLYGYivnxDmsJGRbl5",
+	"BWppVbYhGTJr93IvGSkJSqRzRBINlkxGB487bULtjTsd6IFhZDtxutpSs/ujg2/bTAhkYdnUsjPE3Knp",
+	"dQpos/Wastnawd5o/2ATJaztVNttcmfAYEKLFTmHFM4a/605D/IypGF1Cq0hoZZdIwoYk8U0ITbeQKdz",
+	"djA6GG5j4zGW26IDKkm/EfKnDu2i/qeCsDAYVTnjjqOaQ+iacVb3LZEtyHuYSuyxEWR7dRxwfzQKDkZ7",
+	"wcHoUXAwOni3keb5dS1nUa5m2xa5FEdtYmgsjDm/6sr180MxB3EYVhhx0F1RtN5jesgyl53D2Zhd3qIy",
+	"J8kW1hW3VtsSBm5tLifF1pDPyccQ/7oi4cJ3P5y4LlP6tRbSJr92HAwk07uzg3udxDKHuMMkHCe7DTYi",
+	"sdd5prd0L98RGOxbfV/x+l42uWhresbNOSLeWtMivfiBPDaYJ2vGQaOEZUdtq2HQrNHFLU/+pSTL7joB",
+	"zd38n+FR2jc4AjVyXLt4c6m6f+zEYcLUz438Q6xZ17rt1IUMfIBZvYw2qMcYeAptWKzngoyVUhkLBIps",
+	"LX6taQv6ztyKNgTD5txciqSJJuT0pNeMN+qhtZiFLuWwLoSMvvtm0wHtnQLDRjgK0dFy6p4PobK8FLRy",
+	"KRYBM3wxGLJTEefCmjEzlmAwgqciCUJFZLzMyPdf//H/HFrOMDPT1wS7RJBOmRMFV4pFDx8+jNzziYuK",
+	"SfV0KhLoDW0uoaKHuGHcvXUpREZc1A0E06phogPPOZCVQJsemzfh8aV7UVrjxBYH4S4v4/vekYsG5J5V",
+	"CQ5i1H/9x3+6g17fgb1vWriii8Jrs11w2wh6Brauc7Y/OvD+9DGL0HYesf7+6CCgOeOx8QZOlAvgZB4S",
+	"o6QYcIyCj5S25xdAwiPWPxgd1CWBHkEGg175TKvVpcjTVnLz67/9H8xtZ8U8S7kVAZtZm0Gn8K9xqW7e",
+	"/3EbsPc3t7ju7xe3iMJ1kFvY3Xp4LSpm5LCqSCE2Nt7dpex6CHxUPN3NNU/M7vs/bnff39zuvl/cDolm",
+	"bpJol4QbmNwGt5KPnIK1uBKgnp+nfOFu4Vaq6z/xrefw0jYhAFfSyIlMXbDi2oarJ1ttCjX5pgPIiYS9",
+	"0WXJkCoqXRHzUqYppYGmVLS8QnWaHSyLgHV+VqPWbTDSNZLmEzIf3k0jXJLk7g6G+ira/fVEu26E2/52",
+	"m1pJYs1VqCfLi7LJBfFuOukEh8jUlL7MubGk+XoiS2QpQzvYv2fw32sxyVop7cdJWd1j3jsY1qE2+wfr",
+	"s7I2xLPuVkd3bNSLdc192YjtaAh9S852XGz0QB96rodD23/8TV3jffxN8Hhv/13w6WTGU5AQawKic2S3",
+	"y5F9kUjE7mJa2WQulRkcOiBvpdDzS9TfnUwJzPu7wVcB8auA+FVA/NsLiHeFdt+LwOjEQ+RBa8Stnx2P",
+	"8keEJozhOECMWw+Ie3WTf+rP8Cp5c+Vml9J9e4Zcz2+zZBvxdeVy8YmhLOEiTSgPipOVS/tCnAqeI8S+",
+	"D4KJQKpHdMwTgGHvq2D8VTC+k4lyo1S7GXVeiawfJpJ+ZpnzrylFltd8joKitEu2xCozxFeB8avA+FVg",
+	"/Cow3ofA2CnFmFbZ7o7Ai2mzPMnWpUI+UOjDQcO6rUp/3bCEYKmyyWYBr+xlZXlAzm0RlX6ArxGYBVdy",
+	"ohNZpjHY0q99KRYeEuGwu+uWA0f4BARW0wKFbWRRyERepeelTIKU+6EregwDs116CE80axkZEAmLgdvb",
+	"TczFct/X3N640PAyAMGVd8HY9wliD4xWOE0a9IYkE30QLpDSAiV6hP8ifxpsOT/MPNwOE2kWGqEYvO1j",
+	"nikh94bhW13P3r3VkJcuCo2/XK3AHfFq49zZLAdUnp+2G0T54Lbe69eUdA4B4kt0SFgu0w5eeY3iSq7V",
+	"NHA+2UzkuO11puFuMyJqiLNtxDJRp++2w+zDVH32ukYqw6sqzeMFlynWvnGlnNpRNjVEy+op8uigOqBG",
+	"gviECQfgSrbFJG+U6e8OkrgjJG+7x7JcqlhmPO2cf/kEiTguDB8TISzns/+AhWjzwTV4R8Mh1xhttYZt",
+	"NwF3e0tP1xKE+4ZjlI4vcFCNIGJ9ruiouS9JvqsPC56prZkDC1cpGP2LLYaEu0Grlnduc42s9jV6Lk0b",
+	"VvxO4gFdrU0yQTfjX6my5ipw9Wa6yGvCsvuY8EWrlNyWBvZeaeF2kuZyItpNotL2VK/UB1dJXABy+zNu",
+	"7NHrkwdInrKaUueyi7qyOUgOfxI8pXjM5mwr4GVFyvXlRtrtXmvb3Z/FokPa/Vziqx9Bu+ga+BJ0W92i",
+	"+qTL0nXbSriNgXw+6dbnYvlkEm7JGEnC/dRCZylotqWXj4JlpZtkFNK8v3TB9O7iY7n5bQfSU71VT/Gz",
+	"J+y7g8f/UpIOIlOGcoO4VE9krWpIYpRZ0wx93J00LOITXdjxJOXq0qfwt9KmInKmIqActBoq4XnCslnO",
+	"MdMP9RlRyOWx6yZhLXR+wKQJFSaZc0TQBR8YtDgNWSkxSoo6xKisrgTMURmNGKoKrh8dYVR6hAYzl8QB",
+	"Jsm4ZangBtvMMLIAU24vdYANH7IyJWqo+kqXjQYserj7EP5ZeWfQ3hTlgSnz8cNK8rlLitRF0lfPIka5",
+	"O0B9rJOyQA9tZ0OiPxgd1OALj7/7rmZLPhi1WpNxmzd2vLr3TU3ipbbsWbsGUYWrLbPKt29OGEV5qFjA",
+	"lkk1bfBCePGweThZH5OBTsRCu6pRNMBBczy1V3pbhsDRQgTr2CRhM4AInbVnYjiq6Zp0+jBpAJpXX/Ds",
+	"uZzkwsFpmNFFHguXMEqacaiiOc+GPElO8Ze+TAL2HsYwZnZ4KVUSsOFwaG8H0ZC91FXuM0m3HD00YxbV",
+	"vF14t1NxYUOlC1vlGPK8YOaieIEUyFScyj9ExPp4RavRCp6YQUkTnA/BFwyTqdih2SY6LuYCA8/g8vmK",
+	"xP7Qk/m57egveeeaC/rT2YvnrPYE61txQ4lbUqkuzeDQOw27J9e7f48e9EPFg38RE/ZC5DG3OmfXOk+T",
+	"rpEw6rMq3vyg6bP8BOFuXQ7AOyqqggpvb8FRfdYZCghb/b3yuXXixKoyPZ2u9w9H4Rtf/Xc1mImK9LZ6",
+	"zU5bgVpYwVckU0zClskbAZyXm6Wbg67q6gJgiLy/RIOW4Ey3Za5UrW/rzI9iPXasZUgb7+mw184VUnHe",
+	"6tLA6C45VSKpSol73wbr1zwNg9aLV0Z6bJt0elmeJ2xvwwBRDjZwpZJ9/Xaq1Vw7lDWobxsOuI7rLTe+",
+	"hh2mwbdzhloxrLuAHtqSRFPuN0q0M6wyKUVBGYpuyuqquWCmzL/gsi2E6nUuzbyKlsMahrXECy7TQoSS",
+	"fzQYs2Ze6qA9L7Ur4nqHxNRt5P6LzcsEu4yZIz4sXhdLTrpOTMOE8u03KJotMT59zVLt5KEybTrtErli",
+	"y1yQI5aLK+0c5kpfH8LyY1LARyOs1T1ogloff7e/ko6uZaFWZu/5VouBtsnC13DbdRpmG0Bl3fOdWJA1",
+	"UI975CWdEV2UY67Oy24Wf7Qysm7m4lDAXjEcV5G023Ccbprua9f4kT0ajoajzrHdsTrAvbh911L/cgp+",
+	"fO103O3Au45DXAnvEtZ8LhV3OVjmPMscAMHJHx2DXtYE/OTXT7J6/rYkD4uXxOovHfhdK7GFNWa1vfXP",
+	"L4/39l19LX7gNp7VyNqScQt+Le2amHymcqgRAAUVZOOYwONRKfmePDWrVvS1qYqfVm9CWz6Hlu/tQudD",
+	"9rQgPVsQ/6OsgInDEO0AawuQRgJ1vJC5sTtGYPlBF7//IfmIH4/qgvbe1r51s/4UupU3mVamhQy84Jkr",
+	"5ZBgcf7Ysqpp1k/1tch3Ym4EJZ5z/AF2SJf1xFY3oPKbdqGjPtMh3PB8+aSz0r9b5UrL9IFmtnbJS6dD",
+	"c1GE//pO7tF6FgRHU7fOQUA9rjU4vP0wzN1RzZvVHq3hZMynZfYqemijiBkqn9HrbiJmmyR4Lyi9O8LK",
+	"PgjTdR9gKdjMmgV9zZy3ULNXmm5xqS0B0u1Nd5/k9u1wA9dyW6mMauxtm6Er1XFDCqiy7nVm2Ssn+a5F",
+	"vpib6Ro5ZFOGMhgNteHeaNujujCyYb2WPZAbRFC8TOv2vUu8Wk4udm8i7Kpjv3tFPtbm6eIK/0o2z6+m",
+	"yP/WpsjL9pifv4K9sS0TysTotLAi6LS9meHaEn2fX1drs9RtNM+t0+pK011z7K1Eq4EFXqrskeXyilsR",
+	"jRvFSzBulf5G6oToMUPoMRZVSKpozFJ5iaCrK4RzTwrLqLoOhb1SVnkP/TEMEzGKBNr0yCxphywijGCE",
+	"qYkRhN8AeWNyVMw0/QpzUVPTc5CyKqS+bwMkftCBkKoqq+GzqxRaH7lD7PtoF5oAOqL9I23QxRo7NSIu",
+	"cmkXp6hfU3HYTP4sFj+hKNeKf3fQ0weGOATBEedSWXT21RTJ/o9CPxfKPKBqZiQduvLCzkhaoPkxy3Cx",
+	"DWZxRLg75dmHDuktnxhi3Pt15yiTOz9jbkx/WnHEmGAS//rfhcgX2wydQgp+h8dZxnM+F1bkaIApB+KH",
+	"gQ9Vo7hs7/9U5Fcy7uarhn53vfcjOzXn//Uf/xkNKIgGvXFTUI4p6yth7XbcIcZDEbnvsAXY/6gRpDFm",
+	"2DcLi9HoUYwP4Z8ECqgyvBuq2d+vD/gntz+49t7k1ZtgzEc12Zm12fJUuw7LmXcVNuctFYgRwKnyBz74",
+	"BItej2vBMM69fq3zhEXYSxQgPNBkPBbkvazKUPbbl6Fc3yE7/r2QVzwFbm41q4+e9WmOgzWnrhkJs7Lz",
+	"tyhMX+jVJSh3NKaqzabMGIfx8pzNecaA3MP8XbVoMybSovjUFSxx0PQS9G0JETwJ1RztCfOJSFgfkWeU",
+	"vRFJVpWeni7aIMBrimFIud1JJdpYatynMsmUdsqAVhq1TDc6yqVv9VJpDfIOOyQwXni0WlwKNQxVqF7g",
+	"dDDjd8zT1CA5RM9D80os7aMLOVo9z4esdctDteHoW629iRVPYAlZwdIg0g6GjBCseNhgSUO1/l6yHXTu",
+	"sZdHL44jnOvxKkQHhqDYCsCnT4idwINzAhaR8SAaEJCwRBeGyiNzxmsQiaTcP3x4sL//8GEFRfTwnFQa",
+	"G6p+9D50CMgQlLcQNKmwF4SgS+G/MCj8AzVE/Cu2N2Hv9h1K77dYj47qoiAyl6Y64zDKetss7A2Hw7B3",
+	"Gw0JSkTj24QBKkE/3Fwalxzb4X5C1b8D8mfg6sCs/FAhglhfaaCimxFBRJ1asD+vuZ1VVpWUBkPpvEVS",
+	"umcN/Qo/wL7vXu3tuizPZvc9gRpvd7F0R1QFnYQKc/4CZzUpN7OARfDWrr+eu/Qsw8TtyFhpQ7AreAsz",
+	"vgF3s7MyCvHhw0ejbx8+ZFaHCpORc6WVjHlKoYPED12JjEuRWdZ/NPq2Fmc4F3amKaAQVsPRTQc7Kike",
+	"inUui2ZvD70St0HPFf/rjdFR8QjEE1g9IJw4MV4k0u6ie020WK7pZtH9C1yOzaCqNwxDwszs8MGVjSCa",
+	"SQdBtL0eKpe8ZOXtKkpVJe5p+F5aJwP6WD8g6YlMSAp0iT8jT5tXkpOjW3U5N/khMxRPSsVLUBWuMvnz",
+	"coqhoqLZjuhKUACzTCiRBMyXTSIyDjyP8khDi7iPFzoPVVWC7Ojt05Oz8zfHZ8cvz05evYxY36mM7GDk",
+	"/Yy4taBRY+8nCdYeNBbTXOPmOanJdNqWq0d2KZl3p5W49qQrkPMORVk0peMR2R+N0PallfVVMZauKULv",
+	"ULfZKlM3JntA9r0sqmWuri4uKNzBgClxjf4SmRuLoNaD0V5XL+Wwd98q7viUSOilR5tfeuYrf+Ib+/vb",
+	"dJNRoR0+ScWxsg6z/Xib3t4qfsUl2QpRKyjmcw4idD0Y54FheDnbVgMTwE/hDFCOd1A2bnY8JdjJNUH4",
+	"gHliB00aVrvtqyftqUfSftGHrZ5bZO1xK+UuptPkPk7bn3d2YPfqpirjrxPIfyj61zV1O9NG1CO8mKwf",
+	"q6c1QPXqybqS4poMGJluc3geu1RWRPlZaTAoh3ZIPyHHVKKhhtf1bVfgpKzLESoYAOsfjB5VEkUr0SSZ",
+	"8mlZzMGJcD/oZHHfh8wFYN02zTe+/H3zhO/dd+dtp/sMKzdcVxFrn5F07m3xxpnWz3k+FX/yfXFqRyl1",
+	"bH36KVFbC2F9X5nqbnfpVmDVmhVC+xS/r5/Oxik5aEuxB28khygM1ZVHpRHlJHJ2JXJ5sfisu00jXf/G",
+	"S20J1/7n7jYtYLXbQU2spAp8bmHNnc9B0M5NfxS2c4dHn4sO3AMN+HL2+EdQHRrFD4j1YQHuD2FudxKA",
+	"XKsnT1G0ybiNZ61G0eUcXam4sOsSdQ3ZEatSc3i9aFLMM1D/m9lzI1+PPhdW5mWlXV1YDD5pWoyXAneH",
+	"7AVHPCSvipN7xhw4AzkWNltrIg+WeTarWDbqQ1wxujiBS8xiZ642pFuBwSErn0HLnSWbfSkk+MFhVh1M",
+	"vurEizZBgDKpfRZBwCVt20oQ+GwEoMBBJX+KMHBn0vEFSQ+02Z9MeiDGtF5Vw4h08ymZSxU8v569PKgM",
+	"NPekRv2tZRHU1PjK4m19hJxi/5EMymlubXoT5Tr4NMSynrTiM+tMLoVDt8ZEtSb/0qd29N3mF55odZFK",
+	"cuR/STT1dIaV7ksGj2aJpWwkKImkKOhVGUi6krXc9UZtRZPf479b6njVTdqk4b3BEJTk0Ct2c4mgh0Il",
+	"WKH0q6K35SGidWScLvNnpKnBe/JlZ9zOKk+2Pyy9ZUIX1IjWpowc79YfTFRb8TB+FEMoulI51FxwjWpS",
+	"VDc3YAR9plRhiTSXQ3ZifciVc6jn4krqgt4LFbd6LkE3Wxwyjr5UOOnkFUoFv1p+y5ZZK7DyfFPyoMWj",
+	"NLsmCBWhnAJGMVBBA3EIGodDUhL4CZ01oGAogoRQ4odUPDBsLiyHXoahouyZNGnQSCaC9bOUS8Ui/1TE",
+	"yvhuEzELB9MgrYIWoznPot1IzvkUfk35Qhf2MFRKs4TDlwkapM2hmyk05RtGKigVxTaaQ6ADL98+Z4g5",
+	"8G7Dw/okCUHQnKVrA0u2YjuotjUMmNGAdDARX4qEkbuMQKah8t78sV8EdIZNcsEvDRDeIkUACWcH+/vs",
+	"Gi3LUarjiJJ/UPcsgnNEy4TJJcgZ6oJ6LSNPWF8Mp0MW/Rb24OmwF7Cw51eCPtVn2nsXDdqVPjhKZ86a",
+	"s50Uo2Mr7E4VLdByOydS8XzRcj//Sgpfad/yml/nuf4C5Jx7WTAX/HIb9LpwEHdva4M2tFIQztbiSPpo",
+	"WSkjRoBqYm5w1Jkofc+XpQkj3W6mgKvziXtWjQufZ6sVsdBIcISQCcwslYncxWZTKqKAYfIgnnZk9yTj",
+	"lK01FqpamlMHRKgb4uH5vssU2chsOqjgJWpRA6gOGQJTMQFPtXD6WpV+OiMoJLl/MDpAWA5KwgaxQMp5",
+	"8ORypsbBkP2AEzWhKhM35/ziQsbI7PRcWvQk+BjnvWA0GrnFMawPJJySw7SS1sqqTfnO7iow4VvPcj3f",
+	"xlOMD5/pbR5t5E77DK5lmv1GQoCHtbSKuBP40caRL0cad5JTM8lvgNdxpoucIfRx8Vlt8566kNQMS9sb",
+	"v29+iVd61Z3XSnB+cfhS0NfGqwBLuPNl5jhrakqrw7KTudvRlVD1oxJxHXmsrs5Z9I9Lsfg+GgQOnlfz",
+	"8qMsdikWvsGgnmUfRTOy84cKHsKDT5A5D7pmfQKxmgAhrAwhrAE7ec1yhFYF1fbFOhMBEwp2OgkYRh4s",
+	"glDVsm8AHfy90JYPDhniMQmbD8Nu0kXD+vDaDr7mcuw1i6kDAfqlzAfdXNhWPw+sgNIuAb807GB0EFBB",
+	"7kceWtpS1ZvKd9fR6rhqLruc88DUAgt8iFaWC/TkTAqMcA0VQXH7vKzw4ZBwbMKT5vAHNLq9IXuC4Fxn",
+	"6SizaOscw52AYIM4b65FCdN48urNqa8ggKs6yfW1Ebk5dEBfErYbYN3IIdx4Ljpoej0Q/5ORzlrgchsm",
+	"x0OjKcqhOsTkIKrFwrkgOHQ0fWIpFob855lCDva3sPa9kMo+pzv04QTbxaUgLW1GVfz2DrhvW/gB/dKM",
+	"X6l/5+JC8CtgycuO2ponEoUbJVrsdmeViPW5WAL1RvYU3ZnPYafKrLCE5V9O4oCR4jA7p4gGrLzRk0U5",
+	"7Qk3IlTGcouo/c4kDZ15Gdhrke94oigI/d1HCngwejRgiQ4VxuFzmRKyGmYxXpLbhbI5Gnui9yHF19dg",
+	"5aB+E1wevjwYPfq/B6OD22jInhCmP1Rmpos0ISsCQXGpQc+0Imwywtz+oQpVnXmiBcGURwEXdIWhBnUq",
+	"2eCVFZM8DBVlfHBrkYhYJrTYdjkUquKCg6BiV23casgcKwrVMi9aYsft7Aj2EOR4WBApDHnE/QfHgkLV",
+	"wYPsTMwHgafiwDnKJaXQVdzMQ8brfKrGn2jriT95ztOIz2pj4KxKCg8TwoRUIKxotZjrwhC7CRUezvWM",
+	"HLSK7wZD4l3Le7yJIxm8bp/IG9WeweUzW3Q6kpm0MMnTAuEeF0XKqsc+lP99ThvD35mTIYuio8r8Wb0z",
+	"+2qyoBXzPhyooT9VrXrIKZ+LRo0jlyiRrNBLJGtIg3775rmppRktgcLRpVgQ5oeH6iIXZpYuvEOqxrWR",
+	"auFLTjZt8PSWXrtvOqZF+zjny4aHKWR042OncrrNY8c32VatYYj2J7VHlKvXZotwv20vJMMbX6Cg/NGk",
+	"YpkybKAWDRrgV5lhLjhkbl5VWaIEpvdu3UWvVxl7T16HW2ebmGElgz868UA/ud8/4UFzxRQ6TF5uW7Do",
+	"aDZcXt93TfjLlVDC1PEur/xk/Aq5uLVlktec9Ct6yNGOj5r4clas1jlCfyAy+RDD9dM8m0lDYcg8thgD",
+	"6wa6cdILPk83Tfrfjl48v9ukfavVpLtn+Gg4KmcJI4femBU3zfI36/xh9796bsadqwdS9qL7hryhn/+U",
+	"C4J9g1KI9s/hfVCsd03MA0+kQkHb6yKgTpblHNYtWy0udi3akLLpfuFxYTSJ7aIQqzg8WJu/S4BY5eoS",
+	"WKxYTTHVYexLU5dxhe65DwsAO1IME8QRdgQrDlDFkie0izuUDm7MRtHARYkZKvlXN14bYTFEDANvTahc",
+	"uCxSg+j9bYTJ87qjv2izP5HiSI2f0ggNnKbbT35u10EXsVri53To/41xiC4yzC3r1pei7r5uyzawGS1Y",
+	"O7GrB6nLEpAuKIreb+VXRGB76NcUxM4P2tDuAK+1G/YZbv5H3vovK7TrLlv3oV6Bn8Wi9Ai0ZgyhIKVz",
+	"4wn/nUGXvoc1rPOuEWKsHyk+F2NG33vHBNbvzoWh6udBqCLn5/UP8jTV12WMmEtkNOVSBSzySeW49U+T",
+	"8dl9D0+QF9j9HCr6DL/Ukje3dlX33HqsS+m8jmR2Tn7nsmWuFpVLmB2p+ugi5nCNGeZ35I3eI+d+qHdU",
+	"Jtw1wqW14qrWafUKOXnhSc6enDx9Qxb8/f2gXmiJ9qjvA0ilSsQNjBFFGW7YhbDxTCQeNQpbLhKKXHNB",
+	"9yZ0G4tpqKiU1w6mfHLpg/uRTDBjkUvK5VKS4XfuSMCfKTf2vDDwIVSRh86e41vntfUKWISglHM7k+Z8",
+	"rpWdRQOcW5WuDGYzVToXCSYNRSim6teSiOnrqg4K5tTDY6gzSss6CNoEPZT/QGpz0/Whf2MCgmLxaFO5",
+	"xnyK06BWEho4cjlncte4JBniCjTKNlEQn16S1v7+IqEHf352sfBrPMtKjOCHCx5ruJCILz8B72EJYobU",
+	"mGENs6pmhkoyLZVl1+jfJY8qy+V0hgVTXPVJnycNPQpEIaVB2NEDw+IizykbIMJ3XDpBWhsPZ8G8T0ue",
+	"w7L+GXRqpFaUeImHKtbZYuz5ltL5nKfS4FUKWPSPqIQnsUTCvko1XUIyYX8lzGkAtA4pUqgk0OFY55gN",
+	"qkZaK+4x11diMATGgfnuKITA5SFbmgJQMhOqfpUJ6uzN29Oz46fnr9+8+vXk+LTWLObmHByWNE/aulpc",
+	"Z1M4RPQOt5M9EV9+UgUYe/iTHKaub1Ok3TB4d1o+p3j8BZGmX/AeO3+dv7cuf6Gk/LETV+wg+cedpe5O",
+	"uoVp1cT9Ey6nC7EpZnQjOcGlbMVoIZcItRaV1CgBFVSpG5HUIDgkCFWhrEzZGmGK9aNGWaqI4P5KXw+w",
+	"iKyqXVOG6RodMhDWJRoyrIeFJi4Qu9n1DLaD1wKfaNyIIHL5SmKkxg72qdNEuKyfoXI1w8aOYsy4KTHe",
+	"9lo7L/SQNUeMkpkvfwULoFNfJUvp62GoXmH0JaybjDmmj80pKV89qAiPUczjmXgAY60lysRorDYKRaXA",
+	"PimJalYb+1PlsZKEwy7C8SSH+NdsDPdkHpBXwoO7Sq3XAcY8YM4fbo/v4u42ZSKXOrk/2ey+41PWxKTU",
+	"65IPQ+XiPtiasI8hw8AFICnXOXyjnE5+kRZmxqSyIr/iaUNaeXt69OPx+bPnb09/Oj95eXb85p9Hz6PA",
+	"1ztgeyNmXLJWEJTYhbh29Q1NiYCbCKJgbIEDPfrQ0BO6ZP9NI0/KmXfTmK8RJz7iBAhB7ZbNeOL58Lro",
+	"k09sVPwIfNo7V//e9diS+J0KU6FY4NOHgyhXudtdOabeLh5TN+WWgmlo5NmBqXArJ6mofIZHr0+GtSTt",
+	"frFg2C11dCmvps+/boTwWdIRzhp4HVDmjWhBU+uhDAZa7eG0Jad6BcG2JbrNF0WozWdQ66GOz2ufBmml",
+	"HuNDgSwNDLKLzCG8Ww3/1o/+YeT0+7AYjfa/ETeZ+ws1z++j5UG0df/LTJepjFEfd9KWM2XWtwKzwK62",
+	"QJCEAI2KBBDwireHVrgg/lpbNYTA7bvb/x8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
