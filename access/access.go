@@ -32,6 +32,8 @@ var (
 	ErrNotOwner = errors.New("dataset belongs to another account")
 	// ErrRestricted: the caller sees a restricted dataset it may not use.
 	ErrRestricted = errors.New("dataset is restricted")
+	// ErrVisibilityNeedsAdmin: the visibility change is for the account's admins to make.
+	ErrVisibilityNeedsAdmin = errors.New("this visibility change needs the admin role")
 
 	ErrKeyRetired        = errors.New("key token retired") // a previous token past its grace
 	ErrKeyDisabled       = errors.New("key disabled")
@@ -84,6 +86,21 @@ func Own(c Caller, d Dataset) error {
 	}
 	if d.Owner != c.Account {
 		return ErrNotOwner
+	}
+	return nil
+}
+
+// SetVisibility: whether caller c may move a dataset of its own account from one visibility to
+// another (a new dataset moves from private, the default). Publishing a dataset to everyone and
+// deciding which of the account's own members may use it (restricted) are the admins' calls:
+// an editor who could lift restricted would mint the tokens it was just refused. Everything
+// else — no change, or public back to private — any writer may do.
+func SetVisibility(c Caller, from, to string) error {
+	if from == to || c.Role == RoleAdmin {
+		return nil
+	}
+	if to == Public || from == Restricted || to == Restricted {
+		return ErrVisibilityNeedsAdmin
 	}
 	return nil
 }

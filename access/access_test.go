@@ -121,3 +121,27 @@ func BenchmarkUseKey(b *testing.B) {
 		})
 	}
 }
+
+// Who may move a dataset between visibilities: every pair, for an admin and an editor.
+func TestSetVisibility(t *testing.T) {
+	admin := access.Caller{Account: uuid.New(), Role: access.RoleAdmin}
+	editor := access.Caller{Account: admin.Account, Role: "editor"}
+	all := []string{access.Private, access.Restricted, access.Public}
+	// editorMay[from][to]: only no change and public -> private are an editor's.
+	editorMay := map[string]map[string]bool{
+		access.Private:    {access.Private: true},
+		access.Restricted: {access.Restricted: true},
+		access.Public:     {access.Public: true, access.Private: true},
+	}
+	for _, from := range all {
+		for _, to := range all {
+			if err := access.SetVisibility(admin, from, to); err != nil {
+				t.Errorf("admin %s -> %s: %v", from, to, err)
+			}
+			err := access.SetVisibility(editor, from, to)
+			if editorMay[from][to] != (err == nil) || (err != nil && !errors.Is(err, access.ErrVisibilityNeedsAdmin)) {
+				t.Errorf("editor %s -> %s: %v", from, to, err)
+			}
+		}
+	}
+}

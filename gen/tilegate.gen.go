@@ -620,6 +620,7 @@ type Dataset struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility Visibility `json:"visibility"`
 }
 
@@ -651,6 +652,7 @@ type DatasetCreate struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -689,6 +691,7 @@ type DatasetUpdate struct {
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
+	// Only admins make a dataset `public` or move it into or out of `restricted`.
 	Visibility *Visibility `json:"visibility,omitempty"`
 }
 
@@ -956,6 +959,7 @@ type VectorTileTokenKind string
 
 // Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 // admins and principals granted it may use it. `public`: anyone, no credential needed.
+// Only admins make a dataset `public` or move it into or out of `restricted`.
 type Visibility string
 
 // Cursor defines model for Cursor.
@@ -1997,12 +2001,18 @@ type ClientInterface interface {
 
 	// CreateDatasetWithBody Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateDataset Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2022,7 +2032,9 @@ type ClientInterface interface {
 	// UpdateDatasetWithBody Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2032,7 +2044,9 @@ type ClientInterface interface {
 	// UpdateDataset Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2312,6 +2326,9 @@ func (c *Client) ListDatasets(ctx context.Context, params *ListDatasetsParams, r
 
 // CreateDatasetWithBody Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -2328,6 +2345,9 @@ func (c *Client) CreateDatasetWithBody(ctx context.Context, contentType string, 
 }
 
 // CreateDataset Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2377,7 +2397,9 @@ func (c *Client) GetDataset(ctx context.Context, datasetId DatasetID, reqEditors
 // UpdateDatasetWithBody Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2397,7 +2419,9 @@ func (c *Client) UpdateDatasetWithBody(ctx context.Context, datasetId DatasetID,
 // UpdateDataset Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4183,12 +4207,18 @@ type ClientWithResponsesInterface interface {
 
 	// CreateDatasetWithBodyWithResponse Create a dataset
 	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
 	CreateDatasetWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateDatasetResponse, error)
 
 	// CreateDatasetWithResponse Create a dataset
+	//
+	// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+	// role (403 otherwise).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4212,7 +4242,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithBodyWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4222,7 +4254,9 @@ type ClientWithResponsesInterface interface {
 	// UpdateDatasetWithResponse Update a dataset
 	//
 	// An absent field is left unchanged; `null` clears it. A visibility change bumps
-	// `access_version`, which retires every outstanding tile token of the dataset.
+	// `access_version`, which retires every outstanding tile token of the dataset. Making a
+	// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+	// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6348,6 +6382,9 @@ func (c *ClientWithResponses) ListDatasetsWithResponse(ctx context.Context, para
 
 // CreateDatasetWithBodyWithResponse Create a dataset
 //
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/datasets/ (the `CreateDataset` operationId).
@@ -6360,6 +6397,9 @@ func (c *ClientWithResponses) CreateDatasetWithBodyWithResponse(ctx context.Cont
 }
 
 // CreateDatasetWithResponse Create a dataset
+//
+// Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+// role (403 otherwise).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6401,7 +6441,9 @@ func (c *ClientWithResponses) GetDatasetWithResponse(ctx context.Context, datase
 // UpdateDatasetWithBodyWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -6417,7 +6459,9 @@ func (c *ClientWithResponses) UpdateDatasetWithBodyWithResponse(ctx context.Cont
 // UpdateDatasetWithResponse Update a dataset
 //
 // An absent field is left unchanged; `null` clears it. A visibility change bumps
-// `access_version`, which retires every outstanding tile token of the dataset.
+// `access_version`, which retires every outstanding tile token of the dataset. Making a
+// dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+// an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -12085,175 +12129,177 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchs3tuCvoLhbZXKqSVGynM1IlUoptpLoxrFdljyZrVDFBrsPSYyaQAdAi2K8qrofsd+wH3a/ZAsH",
-	"QL/YzYcty/Fcz1TFIonnwcF5n4P3nUgsUsGBa9U5ed9JqaQL0CDx0/NMKiHNXzGoSLJUM8E7J503dAYk",
-	"wh8DQhWRoDPJISaMEz0HEtrfQiKm+DmVcMtEpkhKZzDoBB1mRvkjA7nqBB1OF9A56dg+naCjojksqJl1",
-	"KuSC6s5JZ7LS0Ak6C3r3EvhMzzsnzw6Pgo5epaan0pLxWSfo3PVnol/98v4+6LygmirQFy/MmDh1SvW8",
-	"mDm2v49Z3Ak6Ev7ImIS4c6JlBo2ryTJsuT7R+V26DqwrlgDR4gY4gbuUyRXpZpzdEQWR4LHqBQgibPBE",
-	"kRDu0tDAdMG4hrgNWHCXNkOKcf3NsQEV42yRLTonw3yhZsAZSFzpT5LyLKGS6dX6in/IohvQRLE/4ZRM",
-	"8IMiSlOpCdVkORcJkLnIpCJCkpiuVEDeXT1vW+qsNFV5yf9TwrRz0vkfBwUGHthf1UF5eWa5v0DDMs84",
-	"OXtzQW5g9URZ+LUt4QaqU5fw6OjZN00n+QusLLpUp7yIgWs2ZSANapvZf4FVPmsVq25g9fEY9ZItmG65",
-	"gIn5rW3L+GNl0zFMaZbozsmzId4kix6Hw2EJWQ6bseUyEua7DZitTIu2teCPex7AJZttnpDNONWZbJ+U",
-	"zfac8p2iM/hRisX6xJeI/J6agWQiJl3GoyRT7BZOCdPKXZQn7qb0BuSFBbjBTfK/8J6QCUyFBBJqEbat",
-	"e2oW0IgkMdXQ12wBndbVX4n1tZ/zuL5yuHMrr62Si2XbsrTYf1H3BvdVKrgCy04EnyYsQnyOBNfA8U+a",
-	"pgmLqFnuwb+UWfP7HcnEuZRC2olqiDIHEs0pN2zKTarIkuk5oYYKM6UZnxEx+RdEetC5Dzo/CjlhcQz8",
-	"kdYmASkJTQhT5JYmLCaTTJMFXREuNIkF0XOmcGmvhP5RZDz+9Ct7JYjKormDi2fmEU0SkE8UoVEkMm7h",
-	"ZW7iI8LszMGoBLclyh3TTEE8IOE/+2ZFM4OMb4EqwUMDWMHBoH6IfBfiMCDhhMbjnHaEwYiHSJ1C0s25",
-	"sBFXDForQj0Sialhe3g8EmiMcHFSQy8goZBsxrgZPlMgx3QGXOPYGb/hYsnHroGd5AZWJGFKG/ZpvlaE",
-	"cjuk4RSgNJlTRTgwPQdJwteuLxdyxMO3MAUJMjTT+tFvYBWSLk2UIJRIoamG2LHFXPJyO6NKI7GaSRpB",
-	"zyxRgrmvkYY4JN3ig9+eIpreANE55VUBYqjjvEZ8CQ2n8yDOtzjiTBXzuSNQY6pD3yVmik6Sch+Uf7j7",
-	"kikypYmyq/QiGhd6TJNELOvdChlOheb6mDUaINePiqWuX5Qw4HrEaRxLUMpMxzjhDmVKI7N0LA0SqLA3",
-	"GPFO0JkDjZ2AfBZFoFT/ueBaiqR/ZlbWtwdWxfp1er2GsZs73LtLhwIBxI9Dptwh41W6BYknKal2ogfp",
-	"rl+7E/x9nNhVhj0jIZpeC8H1PFmRPzKh6Yh3Q/xjDHcRQIw3M+OaJQh3DnfadrCs1IqXvQEJ34KWq/7Z",
-	"VIMM3YE5KfrUXA2qLXj6b0TColWI96r4OiRTYQ6IxJJOdZ+BnvbnWqc0ZX2zalx0351uf/h3s8yRF5tG",
-	"ndM/vhtlw+HTyN1SZdipmx9/gNPld4du0nI/+d3wVLu+brm2vVmQtBefahhxXEBgOjtwlSa1gPPTVAbz",
-	"hBo7+ZHdKoqBNq9ixM0IOMmDYnkO/J0busPb2r5AhWrTQpZtFGW3XDvgpuvvnTIWd4JOFVs710Hr/XzH",
-	"aabnQrI/4XE4doklNt7HBVOK8ZmhukISShY0McIbxMgdu2H+OTwhoWIzw8WMDjriiEKOOxpySpOEzNgt",
-	"cDOQ+WIJSUJsZzs4J7BI9QrJ++enlkK8pHIGj0MqPeueiBjppRaCJGZ6FJceFyvWJUyHBEiNOYpSflm3",
-	"lCWG4T7OqgwjnlAFZk0Zl0CjuZn8lEhznUlCNUi3slQKgy3m53OunZ3iQVb489XVm38YGGDn1vUWTYhv",
-	"4zUgi81vLpxZIpUiBamZ1XKsyBi3aklGgHzNk5U3B7QasfrqhqV9geuhST8Vho5J2+0+6EQSqH6EeUqS",
-	"VYNGPgcieLIqiYtOws1l5a4wcqw6IY1CXO+UhDxLkpDALcjViLtGKDU4jQPHyhQMyBmJIYGSeEpiKVJF",
-	"RJZr50bos5SHaVioHcwsQccswF6CCqiolHTVqSPG+7bmxXhOhl0HV4gSbegUlwJY3apA3HPSENPmorjR",
-	"CJ1RhiYuN99EiAQoxwlz6brBTGZ4JKqTxGBGPifL9Sc3vRfhiyPh5kzMjI0IthUMLG6C/kPhZS6Xr2/5",
-	"+cWLt4p0L97cHqMgdPHm9hujtsgFTZiCuEcKDYB4BWCRKW00jsTIUxZpl0wBqgw9I19amFC+8l1qaLY3",
-	"WiVU6bE5gPUd/DYHTqhVuzxrMc1JRKVkENvzRNSREAkZQ4z2DWZ6LRjPNPR2PriHOhEnbI5RWmq23lXp",
-	"wwSIAnkLMYrSEU2Ax1Q62b9rhP4cFacoc1gJtbKxJoN3C+BzOdBbtRrOzKnk6CloPdj6QXote4wa8njT",
-	"bXyHF3tpjrcwOEhIExpBTCYrS8PMSaMib7iP0ixJyFLIG5WDAwdAZTUWoB79pAvxGFlxHDPb8E2JEyKp",
-	"axICrF5d1iOpg4M1oZ6Q0KtY4xTk2GorIV4GRahTuYjghN6CpDMISJYSLUg4yaTSIaGaCB7BKaGRFEqR",
-	"VwhgFlFFjMRBaLww3OXw4FVAFFiK+Pb87MWv53V842herkOxyu9xUmdhzm3q5n/BRl3E+gVqm2wYJtim",
-	"0RTuhd8bhwzcCgulxdr3av6yQlMzCG6Oo5nbp9kkYRFeYS1Imlk7oaFT796+VKQbfn8Dq+9CpD4PhW6Z",
-	"ojMYG5I3RtrQRlscMUFDb04g8Y8m2nJClpJpDZzg+EaAQBnEY8uIp0mmyHJOrRWJcrUEs3LfwNrpjCLk",
-	"xlmBEz3WqFMLJPw57ggK00wYndRoWe6GIXi80XEH6aSGMVYgwuN2VLF6ZSujF+SxED+DXOAtM7SKSFII",
-	"RFVpsszDNxHRCr2ps5kG7FjD9PvASetvqNUHaxJ7i5vbur+9YIlmqZTOIKcRghfU2nu26y7rzafR7LIu",
-	"yRT5H5sUGqeJNDAmLTRNxihEr2/vVbaYWEfmDaxyK1Ju5d9KbHKHfXkWv/b2M7gErRmfqT05h+9m1kvN",
-	"igfkjK8IymnEIG5FoD0+OiIh3GlJx1Pvpgh7AYG7CFLtjO007hvdZcSnDJJYOZfuL7AKyHLODKOQCA9I",
-	"jcZhBEk240JCTJQg2pAFXAihikxBR3OISUS5kWpSoUyXCY1uRhzJkWE49qKoAelezU03CSSGKKFmxDlI",
-	"QMJlVJnQk4vwxDo+qBZSWecMVeSG8b5IgdOUjbjdMqGlTsSh94qkEpSRcVEsdMxh0EMS1aq0VsH+1kPJ",
-	"jGGhc9IIk1YZZA25S4rrJ59ro/KK7C4XSLU5U1BQqLJdlBZQL5gAmstKF8RIDqpVey03dNrrKQl/vw6t",
-	"ULGnfrqgdxe28SFKBHvqqyXX98b+eyiwTlXNxflTEpqhQtIV0oGk5xRXZdRYiv9dUjVop4k76rO/ednZ",
-	"HJrSRv03srHhy11/Vo6WTTOdSXhgffYhcLbtoLfqtFv11vBwOMD/H3wbBiQ8Gg4PT+LJtycnB0+PwlNC",
-	"yQSJmu2LPjokZAa53Ze9sqZseJyRbqAY+fDg25BMIBILUKQ8XQ7nES8pyWW0J1fry2duU4JziMxenyiS",
-	"AsiACBkUipL5CpfLOAmvLl6e/3R2dT6+evvu8ur8xfjN29f/vDi/DG0slWSzue4vhNIk41pmSIvDf/Z/",
-	"FHJJjaps/grJXKS1i1i6KMd/R8E7vzfbbuVHafsfT/i24u5OuvlWLVzCQty6W48jke4wN2ZZ4dmoAr1m",
-	"Db2mH61pSXtp7jWiYFTkCZAZcJDo/6aZFguqWUSTZEUynhhkS6W4ZTHEBO6MBM90gtFbVQJZP/itsC3Z",
-	"DGoySwoRmzJQTp74+erqTeH0N/fQWkEN76HoHEHInr25GBjphS7SBAaRWIS2ob2rIz4XSgck/Nug0sRI",
-	"GCqbxGJBzfBdo5ggG0rhrheQcK51enJwkIiIJmaEk6fD4TC01x8lSQjs0IhwqZA6sF7E70OSuzxta+Bx",
-	"Y3wCycMTBuQcPUF23SNuccNuvf3SHT17+tC3bg/TzCPcwge1m6zdShsN+NVa8SHnuXZU220OH4Yvnhqu",
-	"Q7iqxtcCPq03DJT1tuT3cYl6g7nm7xTI/pnpbcmM9bsavqqRHqAZBO5opIMRj6iCvgKumGa3YMiG3fiA",
-	"/MaSOKIytvTJ0BCVpYYYQHxq56ZEMT5LgNguhoE7MjYY8ZdAb8F5gcuioCFwGHuRr3wqxQKN6Wbbfdy2",
-	"JQz1QM3t9ox1RZOvzhNYeE8hX72edk5+3+64yU29HFXj8jeFcLqrUs5Xr8BIHn4l6+p5GwXYOvA/aJJB",
-	"Z33n18F6iDTY6VFt5sR3JriGEzyA/7h8/cqomRkExECIYGBrDPGAnJlWisRMQqQR0RWLYcSp/d5qsGbC",
-	"iWFiS0ESuIVEkRggJd06CHqYLFCw6KtVCpe4WqM3c6FHHO5SlAolRJlUDC0sUmSzOfFTJoLDqQtR9O0K",
-	"zdnGRI+4w4LqCXxKXPhLnC5O7Q5p/bRJVwGQ4m70Bg5KdsLPeVM+7x3ZcAVsrKCYToHHSOx4mqE2q4Dr",
-	"U9vW6ygSMCjVaDq9wYhfppBo9ExTRcwiYjKRlEdzUEZ9opkC8vrskjwdDJ8oSygNxI2WCob8ktB0MqoW",
-	"HmeB1lnM9PmtQ+gqd6eR1/l9IBNN2fgGVgNrdOkExRdo8Sl9YQNHS19YV3thsy3GyL/wY/gv1rpkaSKo",
-	"4eozSXlpBPvRNb9uYL800k0m2d8wCje2LM9OX3HZmK/RC4Bhh5BM7QHSeME4ef7yorddQmr2Wq87d5s9",
-	"iE3mdWzaZBB1BsF2WXD3G5SjeyEfH6EwVnzYaCXqnNNo7iAaEzSIIrUOf7c5CwGhUw3yOiTdwgUpDVqS",
-	"mMUoKGBcfa8kTBUb3RGmmsoZNKD1rt1XNkulhvsFOnrEawrgq54b/orrbjo3FPd3T81Y97fYlhbHA39r",
-	"8/0XiNFoRTf3/6MdGV2RxCB7f1GHRkHiPtypAaZ/3a3xRBEtKUs+hXvjB5HxJjPz70sw+roSmZ4HBKj5",
-	"wIXU82uzuBhmEqwL36nznZPf+4ffDoP+t88Gw2eHh4H54P6+bjIbxyIzBxKs8eQSMTguE4PjdaA+B+5C",
-	"aWuLTwSfMZ3FEJCEavfXn0IsrgedD13M0/JinjYsZg7RzVurKWxVlKtXoJTLuQvJYGmzl7tmpLShREJi",
-	"JFGvZjI6ftZqE2oe3OlATxSxthOnq9WGPRoef9tkQrAWlm0jO0PMXkNvUkCro5eUzcYJDodHx9soYemk",
-	"mm6TwwGFKYtrco5VOEv8t+Q8kHmA8PoWGhOFNFmKLIkxtmpVDbHxBjohyfHweLCLjUdpqrOWUEn7m438",
-	"KYd22flnYGNhMNdmTh1HVadmakJJ2bdkbUHewxQLsIEICqzt1XHAo+EwOB4eBsfDp8Hx8Ph6K83zcM13",
-	"kUOz6YhcXnWTGBqBUuNbQBWuKcF4YcRhA2EwolpbbpX3mJ6S1OVfOhuzS5bOs053sK44WO1KGKjWkk2y",
-	"nUM+Jx9D/MuKhEvq+nDiWqf0Gy2kVX7tOJiRTPdnBw+6iTqH2GMTjpPdB1sjsTd5pnd0L+8ZGOxHfV/w",
-	"+k46mTYNPadqjBFvjYnvv/5gPTZTQyvm1GiUBuyobVUMmiW6uCPm3zBr2d0koLmb/4tpas/NoECJHJcu",
-	"3oLx9h9b4zDN1seK/Qkb4Foa5xaMLD1O6MrlmuwkZ/4De700nXaJ171lik1Y4nIRNg5ctGxUAErEqCXq",
-	"Ck+hMmWOPQVIC8jnBCi/ulUSVodQGcBBnV6Xka8p0GsDL3huFfz9ZLYard0/XOEr8f3rEd/2GJSj3Q61",
-	"oJVVKJQLFoTpZGoNPxa9rcMy5TP7paRKW9nUmwQssU1RU/1Xav67hEnaaIH6ODrYvubD40HZGX50vLlY",
-	"S4WAto863HNQT3ir57LV+1ohyzV3GAIbfUSnJC4t7ejZN2WZ9Nk3wbPDo+vgsaj6vsFTD0LlHU1HHNpA",
-	"Ln9xOObR024YA14NMBvx0nXdZgH6HHYbrxBsN9o8tO3FzfwujXdhP2viFJ1gmCSaPW1uouN1uTYYJUAl",
-	"BrF1DWEBpYVEl7vyuI6K11fG9pWx7aEEbOVK2+O6CpbzYSzlkXnGvz0XaCVNqpFg72mvnFXrtu1cQ+0D",
-	"KTku2sBtnaS3W/OCWsm37VQ7n2UNPIZ5NdC/H8zX6M8w+u9ExCzP/tnRHHQDK29JdC7vTeDAFT43XEg1",
-	"eJAryUcpyKJuik2ztylTbUGXmM/gsqq83auUyIQOZMx32G1jLgXiofb21mVU5HE7ru4dpoxM0GSnBMdt",
-	"2kVvyc3qGopBjoY2Mfcp/quWIFVvx/1hSZhm62q1ApsNXd09VcBWN9qyfC3KpZB2WnLtotj159AKHIoX",
-	"B+dwM19Qjj9NN8hWJlinKqApS6p2Jo+UXGgyxYJiWy30dpSmeX9CN2qT4bdkZF0/IW+wLtt4mSJqjjkw",
-	"Bt2bwuS3MsH97XZ7eol2a5ZKxiOW0qR1/3kLa993mSGYm1MvvPUBgGiyNFXocsXsVFltAcPW097RtFOL",
-	"KrijGDjmK7EVKwhJl3KbveW+xGJRYXlZpk0JZs5/7bZU+D+aJO/9rP31k9temLMZRi+Zagpf2Iv12qu1",
-	"jd+2M9W10q6u7GdnLjJZMoW4jzFdNaqZTVVSNtCZ3WSyetWVbUJFOwH6GWhig3KrKyq8bwXlEzdbSZ3r",
-	"1jTTL7Bqkd0eSxjzK2gWxAJfaXYnvC1vOq9Qu6u8VlnI48lqPiHvk8lrOSuy8tqnFqFysampYleIpbRC",
-	"LvQYubS1ZFJyPDzuffli1v7CUH74TQhpbY5m51c+B2CjBea/m8FlTzkHbP3yHdDD59HYEJf13wsbR6td",
-	"vSi112rq/HC/ovIVq9fDM2xh6c1WivUB8edMJi1xHWzGjXbgymAQDYs0oRpI9/2f9wfv7+4P3q/ue415",
-	"JrmPd9dyM3Uibh2FFTkvX2zgymD7cvG2Dnfp8Ep+wyanYtlJmHsfvWOwfLeaL2ep9uM+9timCjE28dNm",
-	"2QyKNKowyONQFXFp/FQCUXnwtQu1HvE3kqlFESqDZW1LUdcuzDpEih/2Tki1KE3QXJRmxPetSjNoyL7/",
-	"YpOyzClj2PiHBethFWI3iaoIq99+c2zWXUWMn8WSJILPXPkGVzPJntINQDkRfEgk3Iobm3zOxfLUgB8z",
-	"gp8OsRR7r+ove/b3o7Vc1AZAre3esJ7/uHz9aivn2cBpNkkWTbbzTe1bzdQbrNAPSHZbwzlsgmmZ7N+t",
-	"/myk+eY++XqOvu3TwXAwbG29Z7GuBzEnbyTJ+RYKWtlEXB1MrlvQKpdoYmZOcsE4dSkRC5qmZnMn7z3z",
-	"bFl0XTzym9+8yaL9fX5hV6/coxbO0y047CAXr4+3uX19vffXZVj8QHU0LxGampphfs0DKjEXpDDUkf/6",
-	"z//rUjOVI8vPhrnYf/FCrVsQNlYOeVH0NGP5lDY/21TIAXmR2QKlYDmSTdKNXXZK3zCbAKmWoVdTJpXu",
-	"K8Daui6c9kPKgzwblqXGw51t9mozFjrI26cc1qHxK01dZbUYX1aINCmGJt1ELEH2I6rA5oE6im1OSGDN",
-	"YCmFXD+Awh7blhvzSEi4pX3e0tk0rtf5RJ0+2J1tBHmLwQX814V1w+PiBrtuOSjZ0dSdQ4LtjMEmC0lZ",
-	"/d1wXDuoFWtDb7VARfqufU6rKbVoTqXsJJ5mep8cq0REFcZR5E225knmm7xuYEkLNdvAurblmJnV2DFc",
-	"j6YzKvOvLfCqm/i2yBEodG869zaOXE8PezA5ZN0O3g6Rr7aDv5zt4KY5KOqvYCBoCsaeKJFkGoJWI4Aa",
-	"bKwS/PjyaZPJYKudYJMkm9sQ6kHG20wE/6hEWdRKjaWS3VIN4Umlmhrlsf8blTv0HdrHnQak/JrNCUnY",
-	"DbrczCgBvq9ky/1hNrB9dSd3/OCTOFxDbMb0fjmmByS03tcQayUIDubulqvrc3wSwmr1eTyPnRPtmH49",
-	"TX7cEkFXEGWS6dUlKgV43Jcgb1lU0gNqVhJlf3fiVDfUMzX+r//8f2HP1tYItTMsu+xn6+DrO9iFaGV2",
-	"3+EI4WDEwzP3TAGy3BOCcxP7aAg28k+GMFWqdKLsSxDd8oJ/xrQw9waE1/46E6ASY9MdAOZapwYP1nu2",
-	"2NnoAmr7Zpz8SlNDxuUT5aueGCpk0QaT+n2RsaWQMQlxljBAn6RKaQT2qYuiHHO3GQw5fAfk/I+M3dIE",
-	"uDYybHn1pGv36HaOT6nZRRVvqVVGL4BBU4ZlPO9RJJk2POWWn2hkn9BQeeZUImiMj3ukxNAcs/8nylZM",
-	"PrEYzenMFe5ysSZ5FAe6opcwGfEFCvKLCcSki1UrbRYj3pSiTAuRWQKqF+ATlYqouZC6nzBUbkoksNCF",
-	"8oqKgYU0qkBudbamjBa1ElOYikeoe/brBlZWXbgBPhjxEf8Vt4OVLyKaJApvIRrhqleido4/4NE04PMp",
-	"aTzyEd+C+loIzJL3GOjyRpUtkcV0b0Cs2xyRzYB0xDffS9LvYzHTV2e/noe4V6fx+kKgTHAypSzJpFMs",
-	"rWPHlz3+29+Oj47+9jdzLX6kSp+9uXiC8RUpjHg3fD9yPtWRkVZHRnQcdYKRER7xX4OJ+AeKxPhXpO9G",
-	"RmoNe6cu+8467VEvMMCoDEpGncFgMOrchxb/NdOopPg9I49wWYGdQzTr3AcdV8y0c4KWnqeGVFI9RyJ4",
-	"QFN2QLOY6QO0GEKD6n+Oy7JwDFzOYFDUTzcoh5UmzAdXBsfivi1wBk3dR9wmU633zs0G5pfifTj3qhrX",
-	"KrAnYa5mzGLLRFwiY+jv2FqxBbQU12stnBIFkQTtijFhrmRRmYTmWxxx+wiAuzxMkzlNU+AQ28factKm",
-	"DO2yefFmxBtItX39qSipePbuxcXV+O351fmrq4vXr0LSdUZZcjz0plM8WiMq4+wXMdZSVRrT9vHwikeE",
-	"W5TzosmBe2S4Tc0utXQFv65rz0oeDYcP9jZMUVyh8RXC1NUJR4BKypKAcFiiwYlJZZ9GPB4ets2SL/ug",
-	"8iAQdnq6vVPx4KLpcXS0yzTrz+jcB51nu8xWfhwIJZRssaByVY3keqIIXs4maGBBi5nBAVuzwgg+d31P",
-	"CfpSIGVAIogT4FX3rKJ829cx7YV3Cn/RyFbO5NiIbjn/JCKJHwLbPh/uvKy9yaj8dao/M+oexRQKyuGB",
-	"hJXR6kUpNmAds24ZLK02lArVgEiWM7/IS8M4CeQHEa8e+ohd7Nx9VRPzj2lU8evwoSdve4yLw7IINnxE",
-	"wnW4Q4/88bbPi61OeMt5/s64BzHT7smwKll7X2jd9wdWlMEaWGvY+QK/L2NnBUuOm9IB8Wks+xp1WQTn",
-	"At2mIMktSDZdPepp25Vu7pE/cfx5T9sCsDjtoCTU2XqeDrBqbzwImnnZT6BbT3j4WHTgAWjAl3PGPxnB",
-	"vVJKxTIeLOf/IaxlL/HDjXrxAgWLlOpo3ljeoZ6PmMBUb0pKHJAzUmQsea1kki1SNeJhNb0/9K9bSNBM",
-	"5nW7RaaVprbKYUE8ajHXTZK/zbl8FDbq0jt3YqOPdn0yXFT8WVjp3hfvC+K99rA/Ge+1ZH2zmoGh+OpT",
-	"kuYia2AzcX5SGBceSAX4t+bkqGXQNeDtjEJOKf1I8r5B67BJHp+GWJazdR5Z43C5K+36hq37+pfG2uHf",
-	"t3d4Lvg0YdaH9SXR1Ms5Woxz+QdV6loaFuYfJCgmFalXbVlq+96onWjye/x3Rw2puEnb9KO3GBEan3q1",
-	"aMHQ35fxGKsFf1WTdkQiC0dC7WV+RJoavLf+tJTqeeFN88jSqRO6oES0tiVGXW9GTFT6EBk/iiFkbRk1",
-	"/tH4OVQru9ka1gFRWgJd2PzjmKmbAbnQPgLaOfXcOyfYb8SpFgv79M0poegvMphuPRoJ0Nt6L50nD+Er",
-	"EFXJwwLPFuRQwYhbd39AbEhyQEpeflSTXS0mGwWAjgZNjS6Bbml8l4sl8ESRBWhqZhmM+G/2NT3ctHsZ",
-	"uJsmlHES+lahLe6EKw2JxqfFkFaZEcMFTcODkC3ozPya0JXI9OmIc0Fiar6M0ZiqTv0rsjzOp/cPJ2NC",
-	"gTo1dODVu5f4Zh5fuVcuTsubtF7M6i7dGPYFcnxeVkxJWDH/hT1zxtEcohuIiXX12Ce+R9x7FE88ENCR",
-	"M5FAb5QhvFmCTmxKjo+OyBKtomEiotDmYNnpSWjwyILJ3A014oUHnGpivThdGMwGJPx91DGtR52AjDoe",
-	"EvZTeaed67DXrPQZVLpytpDdpBgRadB9i8pVkaKoVcS4oTHr9/OvpPDl1iGv+bXi9VdV8KFUQSRc1eTv",
-	"MqF8YN0w8/m+je7mSqKluWyYtIiJpDZXyKZEBvZhNJq01MywzmddGmzES8VDnBe5bMc17bs2G7RaL6RX",
-	"VArhq1Jw0oC8xuiKOeQvUz5RRCx55RFLLGp1PDzGUA0UBVWA1dOd+4XVazT0BuQH3Kiyj5uaibWk0ymL",
-	"kNqLBdNoiPY5N4fBcDh0wFH2cdYJrASPG2lLYRS1edf7SgzY60cpFru4+bDxldilaSWH+xH8gnb3W+0C",
-	"iKy5WcBh4EdbB74ccdSJDtXSOQFex7nIJMH4o9WjmnY9dbFiI97edcdPm0OgnK7zyVCslN7Q5Hj2cVym",
-	"hSNEaCU2Ms6MUPIrTV+yiQSiRCYjsE/WfNWXNrkcSjZ1pLMcGnToq4LaPyp2Ot1GtCZW9YsUp1psXz2b",
-	"ChN1ze6cUBgUAWqTVb7tCVUw4kpTjVF8rdlSrQlS5A3Ivr/zGIumkIkF5Hj4tEdiYWR/jZoPyg0Ts4uT",
-	"mggBXMuVj2HDQUohbEYUtkkv5svj4dP/czw8vg8H5LmN8RtxNbfPBhiJ3oZ02QH9Q0QhDhli8a5mPpdf",
-	"Q4VQ/kQGweYMukcWqluSyRrIz2WG/qpplpCi2YdSli9IyjV0AgmAxQjiUWJv4lC94GuGDHNuA394jRLu",
-	"JV1ASYxU+IIZ8/p2Lcx2YBf97u1L5cJ2K+E84Q2sbE0TOuJTCWqerLzprUQTMfEFO7lAnwrFbJi1/UJh",
-	"PvbHmZm2NMYw7e3NLtlsl2bnd+lOo2FWxicVPHPoNQmd7rfdubzp8UGc3nT80ri9S98wqGbOspq78ft1",
-	"/Tuf5PD7tTnQUmilgzLBlHfkJF7WqlEC1bnedNFLdUcG76195d4+U3kwx9JZf7bKoD+73z8hornqXS26",
-	"jTsWLMScDurwva46+m6Bgyp79l77zXgIuejyOsmrbvq1beRox0dtvJ7827hHM5/R9GMRZSgBbdzm1Zwp",
-	"m/RBI40ZB26hWze9ootk26b/99mvL/fbtB+12HT7Dp8OhvkuzcrNbETDXbXC4SbL38NDz+24FXoSaLxq",
-	"vyFv7c+f5YLg3EbkRkV38BAU67rq3aEx4/jomReWjbCe1w/bBLbbwwP35qLaGFdhy/h84dHbdhO75QoU",
-	"0fIGNv8uYdyFTROwgDufYUWHyJfrz6P/Xbtdw7TXXznG98TRS9blmIMpJAmf21Ps29rjJ2QY9lwWj7IV",
-	"k0uGC6JAa7RdaMKM7uaSWuwbp+/vQywM1SRUWt+NPexPpJ/ZwS/tCpXBpvtPjrebgjSw2PRj2nL+jSMu",
-	"XAS5A+vOl6LspyhR1YP3tmbn/fa4iBLGriNSm8KdrGyumz/Kr7a85hDxmRE7P+hA2wPBNx7YI9z8j7z1",
-	"X5Y9dp+j+1Cb6y+wyu2tTXf4wIZpj5Un/HuHl/gZNrDOfSPJSTfkdAEnxH7vzb6Go6LxBiMLghEPbWq4",
-	"8g3x5dA8ltyljc8o4wEJfR0Jqn1rm8rqvjctuDmn2P084vaz+aVUo6pxqnIkv3dquvINAQlZOpaYeJuP",
-	"TPnKv+rbG5AzXl5d6B+LTrFGC63MHjrjbnmi8rurNiiE8tKkRReKLlTTkpLnFy/eoo37+OgoMOBkrqKh",
-	"PaOuTzRhPIY7s0YUZagiU9DRHGIfH2OOHGIyodGNT41TI3ewmPSv8D3VPibYu9KY3ZDFYUBC7UoguAIQ",
-	"+J1DCfNnQpUeZ8p8GPHQBwmNsde4BK+AhOh9HOs5U+OF4Hoe9mxSel4cwuxmxoX0NTJq0hVOWhOAHkvK",
-	"ekzz92ba6yNJHl3y+hocu5Zw8OG8fQOhh+jmE5B3EssVkRk/IUtDYvJnpYHHqWDcvysdQ8RiIJLN5lgM",
-	"1VUU97US0WhviRBTI26L70aZlLa8yQ1w4uujWNjYeiY2HqX+ULr2VVrMpIoJbisQ0BGPRLo68ayBC7mg",
-	"CVN4lQISfh8Glh2sAhIzc66Mz4LCqR+JFHC+izfEEtfegLwS6I8ecWZIXSQklkUoUa+CQC/ELfQGhjZj",
-	"AQ8bj0htEGRtC1RhRF63KIlw9fbd5dX5i/Gbt6//eXF+WRrW0INV7zQPv2G6rHmWOQEuEWuaN5NBiG4+",
-	"qY5ZeVL/kWlf+Sn3tnAWhy2PKYF+QaTpN7zHtPZoPMaHzRkalYxEYENfvt9bsG2lW1hfBB6ecDl1g8yw",
-	"tAkqx04ksaHHrrJTKcS5Ut7Zh8Z5UoP1iIIRz7hmCdkgr5BuWCk5HdrQTS6WvcAMx0vXlFA14qErxWfg",
-	"Eg4I1rpGK5KRbMlybo6DlqKo7boxBMKlDkdIjV1hFpHE4MoYjbirB37iKMacqjxeTi+Ff2GKVFd8QoZh",
-	"XtraAEAkvgI2F8vBiL/GVA4DNxZRrIclbXWacoQyolFEozk8MWstVRbC0O4mCmXLfH9SElWtJP5ZrWA5",
-	"CTenaNDT+py/xvM+kAbObgERETUbp1i6YDMf8eORW3Bw8oq9TSlIJuKHk80eOtZ3Q3xv+a2ZwYi7GFqy",
-	"IYR2QDAI1JCUpTTfcKf2TpNMzQnjGuQtTSrSyrvLs5/Oxz++fHf58/ji1dX523+cvQwD/0otORwS1bOB",
-	"UEZQIlNYurcLFGqWRqyZgKVgZIULPfvQMF57yf6bRvHmO2+nMV+jd330riEEpVs2p7Hnw5sieT+x3a4W",
-	"17FvUAcWerczNlSyxF+tWODrIRpRrvBoBx18bqZzgGjqttxQeh0LD/bNVqhmkwQKt9zZm4tBqeqkB5ZZ",
-	"9jqVI7bAlC8oqQB82UdDKxaB1wGZrGReqNIMeWD1+gyXDUUiixhSnQeQdX8C8RK4Ku2nV5qhHALXvA2r",
-	"lfowmsCyjrzgH+mG39/A6ruwZ0PKSiFm3fB7xWbfjbLh8OgbuEvdX6h5fhfWF9E0/W9zkdf0Q33cSVvO",
-	"Wlg+CiyHtj6C9foHaLezPnivePvoBZcRWBqr5IS/v77//wEAAP//",
+	"7H2NbhtH0uCrNHgHmFwMKUqWc1kJQaDYSqIvjm1Y8mYPoaBpzhTJXg27J909khifgO8h7hnuwb4nOVR1",
+	"zx85wx9bluP9vAvEItm/1dX1X9XvO5Gap0qCtKZz9L6Tcs3nYEHTp+eZNkrjXzGYSIvUCiU7R503fAos",
+	"oh8Dxg3TYDMtIWZCMjsDFrrfQqYm9DnVcCNUZljKpzDoBB2Bo/yRgV50go7kc+gcdVyfTtAx0QzmHGed",
+	"KD3ntnPUGS8sdILOnN+9BDm1s87Rs/2DoGMXKfY0Vgs57QSdu/5U9etf3t8HnRfccgP27AWOSVOn3M7K",
+	"mWP3+5WIO0FHwx+Z0BB3jqzOoHE1WUYtVyc6vUtXgXUhEmBWXYNkcJcKvWDdTIo7ZiBSMja9gEBEDZ4Y",
+	"FsJdGiJM50JaiNuABXdpM6SEtN8cIqiEFPNs3jkaFgvFAaegaaU/aS6zhGthF6sr/iGLrsEyI/6EYzam",
+	"D4YZy7Vl3LLbmUqAzVSmDVOaxXxhAvbu4nnbUqeVqapL/p8aJp2jzv/YKzFwz/1q9qrLw+X+Ag3LPJHs",
+	"5M0Zu4bFE+Pg17aEa6hPXcGjg2ffNJ3kL7Bw6FKf8iwGacVEgEbUxtl/gUUxax2rrmHx8Rj1UsyFbbmA",
+	"Cf7WtmX6sbbpGCY8S2zn6NmQbpJDj/3hsIIs+83Ych4p/G4NZhts0bYW+nHHAzgX0/UTiqnkNtPtk4rp",
+	"jlO+M3wKP2o1X534nJA/p2aghYpZV8goyYy4gWMmrPEX5Ym/Kb0Be+EAjrjJ/hfdEzaGidLAQqvCtnVP",
+	"cAGNSBJzC30r5tBpXf2FWl37qYyXVw53fuVLq5Tqtm1ZVu2+qHvEfZMqacCxEyUniYgInyMlLUj6k6dp",
+	"IiKOy937l8E1v9+STJxqrbSbaAlRZsCiGZfIpvykht0KO2McqbAwVsgpU+N/QWQHnfug86PSYxHHIB9p",
+	"bRqIkvCECcNueCJiNs4sm/MFk8qyWDE7E4aW9krZH1Um40+/sleKmSyaebjkzDziSQL6iWE8ilQmHbzw",
+	"Jj4izE48jCpwuyW5Y5IZiAcs/GcfVzRFZHwL3CgZImCVBET9kPguxGHAwjGPrwraEQYjGRJ1Clm34MIo",
+	"riBaG8ZzJFITZHt0PBp4THDxUkMvYKHSYiokDp8Z0Fd8CtLS2Jm8lupWXvkGbpJrWLBEGIvsE782jEs3",
+	"JHIKMJbNuGEShJ2BZuFr31cqPZLhW5iABh3itPno17AIWZcnRjHOtLLcQuzZYiF5+Z1xY4lYTTWPoIdL",
+	"1ID3NbIQh6xbfsi3Z5jl18BsQXlNQBjqOS+KLyFyuhzExRZHUphyPn8E5orbMO8SC8PHSbUPyT/SfykM",
+	"m/DEuFXmIppU9oonibpd7lbKcCbE64NrRCAvH5VIfb8oESDtSPI41mAMTickkx5lKiOL9EojEpiwNxjJ",
+	"TtCZAY+9gHwSRWBM/7mSVqukf4Ir67sDq2P9Kr1ewdj1He79pSOBAOLHIVP+kOkq3YCmk9TcetGDdVev",
+	"3RH9fpW4VYY9lBCx11xJO0sW7I9MWT6S3ZD+uIK7CCCmm5lJKxKCu4Q76zo4VurEy96AhW/B6kX/ZGJB",
+	"h/7AvBR9jFeDWwee/huViGgR0r0qvw7ZROEBsVjzie0LsJP+zNqUp6KPq6ZF9/3p9od/x2WOcrFp1Dn+",
+	"47tRNhw+jfwtNchO/fz0AxzffrfvJ632098Nj63v65fr2uOCtLv43MJI0gIC7OzBVZnUAS6fpjZYTqip",
+	"Uz6yX0U50PpVjCSOQJM8KJYXwN+6oT+8je1LVKg3LWXZRlF2w7UDiV1/71SxuBN06tjauQxa7+c7yTM7",
+	"U1r8CY/DsSsssfE+zoUxQk6R6irNOJvzBIU3iIk7dsPic3jEQiOmyMVQBx1JQiHPHZGc8iRhU3EDEgfC",
+	"L24hSZjr7AaXDOapXRB5//zUUqmXXE/hcUhlzrrHKiZ6aZViCU5P4tLjYsWqhOmRgKixJFEqX9YNFwky",
+	"3MdZFTLiMTeAa8qkBh7NcPJjpvE6s4Rb0H5lqVaILfjzqbTeTvEgK/z54uLNPxAG1Ll1vWUTlrfJNSCH",
+	"zW/OvFki1SoFbYXTcpzIGLdqSShAvpbJIjcHtBqx+uZapH1F6+FJP1VIx7Trdh90Ig3cPsI8FcmqQSOf",
+	"AVMyWVTERS/hFrJyV6Eca45YoxDXO2ahzJIkZHADejGSvhFJDV7joLEyAwN2wmJIoCKeslir1DCVFdo5",
+	"Cn2O8ggLc7OFmSXo4ALcJaiBimvNF51lxHjf1rwcz8uwq+AKSaINveJSAqtbF4h7XhoSFi+KH43xKRdk",
+	"4vLzjZVKgEuasJCuG8xkyCNJnWSIGcWcotCf/PS5CF8eicQzwRkbEWwjGETcBP2HwstCLl/d8vOzF28N",
+	"6569uTkkQejszc03qLboOU+EgbjHSg2A5QrAPDMWNY4E5SmHtLfCAKkMPZQvHUy4XORdltBsZ7RKuLFX",
+	"eACrO/htBpJxp3blrAWbs4hrLSB250mooyFSOoaY7BsCe82FzCz0tj64hzoRL2xekbTUbL2r04cxMAP6",
+	"BmISpSOegIy59rJ/F4X+AhUnJHM4CbW2sSaDdwvgCzkwt2o1nJlXyclT0HqwyweZa9lXpCFfrbuN7+hi",
+	"3+LxlgYHDWnCI4jZeOFoGJ40KfLIfYwVScJulb42BThoAFJWYwXm0U+6FI+JFcexcA3fVDghkbomIcDp",
+	"1VU9kns4OBPqEQtzFesqBX3ltJWQLoNh3KtcTEnGb0DzKQQsS5lVLBxn2tiQccuUjOCY8UgrY9grArCI",
+	"uGEocTAez5G77O+9CpgBRxHfnp68+PV0Gd8kmZeXoVjn9zSptzAXNnX8X7BWF3F+gaVNNgwTbNJoSvfC",
+	"741DBn6FpdLi7HtL/rJSU0MEx+No5vZpNk5ERFfYKpZmzk6IdOrd25eGdcPvr2HxXUjU56HQLTN8CldI",
+	"8q6INrTRFk9MyNBbEEj6o4m2HLFbLawFyWh8FCBIBsmxZSTTJDPsdsadFYlLcwu48ryBs9OhIuTHWYAX",
+	"PVaoUwsk8nPcEhTYTKFOilqWv2EEntzouIV0soQxTiCi4/ZUsX5la6OX5LEUP4NC4K0ytJpIUgpEdWmy",
+	"ysPXEdEavVlmMw3YsYLp94GX1t9wpw8uSewtbm7n/s4FSzJLpXwKBY1QsqTWuWd72WW9/jSaXdYVmaL4",
+	"Y51C4zWRBsZkleXJFQnRq9t7lc3HzpF5DYvCilRY+TcSm8JhX50lX3v7GZyDtUJOzY6cI++G6+W44gE7",
+	"kQtGchpDxK0JtIcHByyEO6v51SR3U4S9gMFdBKn1xnYe91F3GcmJgCQ23qX7CywCdjsTyCg0wQNS1DhQ",
+	"kBRTqTTEzChmkSzQQhg3bAI2mkHMIi5RqkmVwS5jHl2PJJEjZDjuopgB617MsJsGFkOUcBxxBhqIcKEq",
+	"E+bkIjxyjg9ulTbOOcMNuxayr1KQPBUj6bbMeKUT8+i9YKkGgzIuiYWeOQx6RKJaldY62N/mUMIxHHSO",
+	"GmHSKoOsIHdFcf3kc61VXondFQKpxTMFA6Uq2yVpgfSCMZC5rHJBUHIwrdprtaHXXo9Z+Ptl6ISKHfXT",
+	"Ob87c433SSLYUV+tuL7X9t9BgfWqaiHOH7MQhwpZV2kPkp5XXA2qsZz+e8vNoJ0mbqnP/pbLznhoxqL6",
+	"j7Ix8uVuflaelk0ym2l4YH32IXC27aA36rQb9dZwfzig/+99GwYsPBgO94/i8bdHR3tPD8JjxtmYiJrr",
+	"Sz46ImSI3P7LXlVTRh6H0g2UI+/vfRuyMURqDoZVpyvgPJIVJbmK9uxidfnCb0pJCRHu9YlhKYAOmNJB",
+	"qSjhV7RcIVl4cfby9KeTi9Ori7fvzi9OX1y9efv6n2en56GLpdJiOrP9uTKWZdLqjGhx+M/+j0rfclSV",
+	"8a+QzVS6dBErF+Xw7yR4F/dm0638KG3/4wnfRtzdSjffqIVrmKsbf+tpJNYdFsYsJzyjKtBr1tCX9KMV",
+	"LWknzX2JKKCKPAY2BQma/N88s2rOrYh4kixYJhNEtlSrGxFDzOAOJXhhE4reqhPI5YPfCNuKzWBJZkkh",
+	"EhMBxssTP19cvCmd/ngPnRUUeQ8n5whB9uTN2QClFz5PExhEah66hu6ujuRMGRuw8G+DWhOUMEw2jtWc",
+	"4/BdVEyIDaVw1wtYOLM2PdrbS1TEExzh6OlwOAzd9SdJEgI3NCFcqrQNnBfx+5AVLk/XGmTcGJ/AivCE",
+	"ATslT5Bb90g63HBbb790B8+ePvSt28E08wi38EHtJiu30kUDfrVWfMh5rhzVZpvDh+FLTg1XIVxX45cC",
+	"Pp03DIzzthT38Zb0Brzm7wzo/gn2dmTG+V2Rr1qiB2QGgTse2WAkI26gb0AaYcUNINlwGx+w30QSR1zH",
+	"jj4hDTFZisQA4mM3N2dGyGkCzHVBBu7J2GAkXwK/Ae8FroqCSOAo9qJY+USrORnTcdt92rYjDMuBmpvt",
+	"GauKplycJjDPPYVy8XrSOfp9s+OmMPVKUo2r35TC6bZKuVy8ApQ88pWsqudtFGDjwP/gSQad1Z1fBqsh",
+	"0uCmJ7VZsrwzozUc0QH8x/nrV6hmZhAwhBCjwNYY4gE7wVaGxUJDZAnRjYhhJLn73mmwOOEYmditYgnc",
+	"QGJYDJCy7jIIepQsULLoi0UK57Ra1JulsiMJdylJhRqiTBtBFhatsumM5VMmSsKxD1HM25Was4uJHkmP",
+	"BfUT+JS48Jc4XZraH9LqabOuAWDl3egNPJTchJ/zpnzeO7LmCrhYQTWZgIyJ2Mk0I23WgLTHrm2uo2ig",
+	"oFTUdHqDkTxPIbHkmeaG4SJiNtZcRjMwqD7xzAB7fXLOng6GT4wjlAhx1FIByS8LsROqWnScJVpnsbCn",
+	"Nx6h69ydR7nOnwcy8VRcXcNi4IwunaD8giw+lS9c4GjlC+dqL2225RjFF/kY+RcrXbI0URy5+lRzWRnB",
+	"ffTNLxvYL49sk0n2N4rCjR3Lc9PXXDb4NXkBKOwQkok7QB7PhWTPX571NktIzV7rVeduswexybxOTZsM",
+	"ot4g2C4Lbn+DCnQv5eMDEsbKD2utRJ1THs08RGNGBlGi1uHvLmchYHxiQV+GrFu6IDWiJYtFTIICxdX3",
+	"KsJUudEtYWq5nkIDWm/bfeGyVJZwv0THHPGaAvjq50a/0rqbzo3E/e1TM1b9La6lw/Egv7XF/kvEaLSi",
+	"4/3/aEdGVyUx6N5f1KFRkrgPd2oA9l92azwxzGoukk/h3vhBZbLJzPz7LaC+blRmZwEDjh+k0nZ2iYuL",
+	"YarBufC9Ot85+r2//+0w6H/7bDB8tr8f4Af/92WT2ThWGR5IsMKTK8TgsEoMDleB+hykD6VdWnyi5FTY",
+	"LIaAJdz6v/5Uan456HzoYp5WF/O0YTEziK7fOk1ho6JcvwKVXM5tSIZIm73cS0ZKF0qkNEUS9ZZMRofP",
+	"Wm1CzYN7HeiJYc524nW1pWEPhoffNpkQnIVl08jeELPT0OsU0ProFWWzcYL94cHhJkpYOamm2+RxwFDK",
+	"4oqc4xTOCv+tOA90ESC8uoXGRCHLblWWxBRbtaiH2OQGOqXZ4fBwsI2Nx1hus5ZQSfebi/yphna5+afg",
+	"YmEo12bGPUc1xzg146zqW3K2oNzDFCtwgQgGnO3Vc8CD4TA4HO4Hh8OnweHw8HIjzcvhWuyigGbTEfm8",
+	"6iYxNAJjrm6AVLimBOM5isMIYUBRrS23KveYHrPU5196G7NPli6yTrewrnhYbUsYuLVajLOtQz7HH0P8",
+	"q4qET+r6cOK6TOnXWkjr/NpzMJRMd2cHD7qJZQ6xwyY8J7sPNkZir/NMb+le3jEwOB/1fcnrO+l40jT0",
+	"jJsrinhrTHz/9QfnsZkgrZhx1CgR7KRt1QyaFbq4JeZfC2fZXSeg+Zv/CzZ154YoUCHHlYs3F7L9x9Y4",
+	"TNz6lRF/whq4Vsa5AZSlrxK+8LkmW8mZ/6BeL7HTNvG6N8KIsUh8LsLagcuWjQpAhRi1RF3RKdSmLLCn",
+	"BGkJ+YIAFVe3TsKWIVQFcLBMr6vI1xTotYYXPHcK/m4y2xKt3T1c4Svx/esR3/YYlIPtDrWklXUoVAsW",
+	"hOl44gw/Dr2dwzKVU/el5sY62TQ3CThim5Km+q8U/3sL47TRAvVxdLB9zfuHg6oz/OBwfbGWGgFtH3W4",
+	"46A54a2fy0bva40sL7nDCNjkIzpmcWVpB8++qcqkz74Jnu0fXAaPRdV3DZ56ECrvaTrh0Bpy+YvHsRw9",
+	"3YYp4BWB2YiXvusmC9DnsNvkCsFmo81D2178zO/SeBv2syJO8TGFSZLZ0+Umel5XaINRAlxTEFsXCQsY",
+	"qzS53E2O66R4fWVsXxnbDkrARq60Oa6rZDkfxlIemWf823OBVtJkGgn2jvbKab1u29Y11D6QktOiEW6r",
+	"JL3dmhcslXzbTLWLWVbAg8yrgf79gF+TPwP137GKRZH9s6U56BoWuSXRu7zXgYNW+By5kGnwINeSj1LQ",
+	"Zd0Ul2bvUqbagi4pn8FnVeV2r0oiEzmQKd9hu435FIiH2ttbn1FRxO34uneUMjImk51RkrbpFr0hN6uL",
+	"FIMdDF1i7lP619yCNr0t90clYZqtq/UKbC50dftUAVfdaMPyraqWQtpqyUsXxa2/gFbgUbw8OI+bxYIK",
+	"/Gm6Qa4ywSpVActFUrcz5UgplWUTKii20ULvRmma9ydyozYZfitG1tUTyg3WVRuvMMzMKAcG0b0pTH4j",
+	"E9zdbrejl2i7ZqkWMhIpT1r3X7Rw9n2fGUK5OcuFtz4AEE2WphpdrpmdaqstYdh62luadpaiCu44BY7l",
+	"ldjKFYSsy6XL3vJfUrGosLosbFOBmfdf+y2V/o8myXs3a//yyW0uzNkMo5fCNIUv7MR63dXaxG/bmepK",
+	"aVdf9rMzU5mumEL8x5gvGtXMpiopa+jMdjLZctWVTUJFOwH6GXjignLrKyq9byXlU9cbSZ3v1jTTL7Bo",
+	"kd0eSxjLV9AsiAV5pdmt8La66aJC7bbyWm0hjyer5Ql5n0xeK1iRk9c+tQhViE1NFbtCKqUVSmWviEs7",
+	"SyZnh8PD3pcvZu0uDBWH34SQzuaIO7/IcwDWWmD+uxlcdpRzwNUv3wI98jwaF+Ky+ntp42i1q5el9lpN",
+	"nR/uVzR5xerV8AxXWHq9lWJ1QPo500lLXIeYStQOfBkMZmGeJtwC677/837v/d393vvFfa8xz6Tw8W5b",
+	"bmaZiDtHYU3OKxYb+DLYebl4V4e7cngVv2GTU7HqJCy8j7ljsHq3mi9npfbjLvbYpgoxLvHTZdkMyjSq",
+	"MCjiUA3zafxcAzNF8LUPtR7JN1qYeRkqQ2VtK1HXPsw6JIof9o5YvShN0FyUZiR3rUozaMi+/2KTsvCU",
+	"KWz8w4L1qAqxn8TUhNVvvznEddcR42d1yxIlp758g6+Z5E7pGqCaCD5kGm7UtUs+l+r2GMFPGcFPh1SK",
+	"vVf3lz37+8FKLmoDoFZ2j6znP85fv9rIedZwmnWSRZPtfF37VjP1Giv0A5Ld1nAOl2BaJft3iz8baT7e",
+	"p7yeY9726WA4GLa23rFY14OYk9eS5GILJa1sIq4eJpctaFVINLHAk5wLyX1KxJynKW7u6H3OPFsWvSwe",
+	"5Ztfv8my/X1xYRev/KMW3tOtJGwhF6+Ot7798nrvL6uw+IHbaFYhNEtqBv5aBFRSLkhpqGP/9Z//16dm",
+	"Gk+Wnw0Lsf/shVm1IKytHPKi7Ilj5Slt+WwTpQfsReYKlILjSC5JN/bZKX1kNgFRLaRXE6GN7Rug2ro+",
+	"nPZDyoM8G1alxv2tbfZmPRZ6yLunHFah8StPfWW1mF5WiCwrh2bdRN2C7kfcgMsD9RQbT0hRzWCtlV49",
+	"gNIe25Yb80hIuKF90dLbNC5X+cQyfXA7WwvyFoML5F+X1o0cF9fYdatByZ6mbh0S7GYM1llIqurvmuPa",
+	"Qq1YGXqjBSqyd+1zOk2pRXOqZCfJNLO75FglKqoxjjJvsjVPstjkZQNLmpvpGta1KccMV+PG8D2azqjK",
+	"vzbAa9nEt0GOIKF73bm3ceTl9LAHk0NW7eDtEPlqO/jL2Q6um4Oi/goGgqZg7LFRSWYhaDUCmMHaKsGP",
+	"L582mQw22gnWSbKFDWE5yHiTieAftSiLpVJjqRY33EJ4VKumxmWc/03KHfkO3eNOA1Z9zeaIJeKaXG44",
+	"SkDvK7lyf5QN7F7dKRw/9CSOtBDjmLlfTtgBC533NaRaCUoC3t1qdX1JT0IMRvI1FcdwQ8/5NVQydvIx",
+	"UOZBKZAKe0ur8LMvXV5duTMRFMFBbgNkFM2bNDmFK9zBQJRpYRfnpGEQ7pyDvhFRRalYMrkY97uXzbqh",
+	"nZqr//rP/xf2XKGO0HortU+ldt7Cvj8I2ljov6MRcA/hiX/zgPj3EaO5mXuBhBrl748IUymbYtyzEt3q",
+	"gn+mHDP/oESuSnbGwDUFunsAzKxNEalWe7YY7fgclvYtJPuVp8gT9BOTl1BBkuZwkCoE5BXLbpWOWUiz",
+	"hAE5OE3KI3DvZpS1nbvNYCjgO2Cnf2TihicgLQrE1dWzrtuj3zm9y+YWVT7MVhu9BAZPBdUEvSf5ZtLw",
+	"LlxxopF7j8MUaViJ4jG9FJIyJGC4/yfGlV8+ctdD8qmvAuYDV4qQEPJr38J4JOekFczHELMulcB0KZF0",
+	"7cqaL0xnCZheQO9dGmZmStt+IkhTqtDTUrEqyjMGDtKkT/nVuQI1Vi3Vq6K8Psb9G2LXsHC6xzXIwUiO",
+	"5K+0HSqjEfEkMXSlyaJXvxJL5/gDHU0DPh+zxiMfyQ2ob5WilPscA30SqnH1toTtDZjzwROyIUhHcv29",
+	"ZP0+VUZ9dfLraUh79epzXlVUKMkmXCSZ9lqq8xLlNZT/9rfDg4O//Q2vxY/c2JM3Z08oWCOFkeyG70fe",
+	"QTtC0XeEcuioE4xQEqV/ERPpD5Kv6a/I3o1QBA57xz6Vz0UAkJKBwKgNykadwWAw6tx7imiFJY0n3zMx",
+	"HJ9i2NknG9F90PGVUTtHZDZ6iqSS2xkRwT2eij2excLukfkRGuwIp7QsB8fAJyAGZTF2RDkqW4EffE0d",
+	"h/uuWho0dR9Jl5m12rtgEfhL+dicf6JNWhO4k8CrGYvYcSSfFRnmd2ylcgOZnZcLNxwzA5EG6ys7UeJl",
+	"WeaEF1scSfeigL88wrIZT1OQELuX3wrSZpB2uSR7HPEaUuuekirrM568e3F2cfX29OL01cXZ61ch63oL",
+	"Lzsc5nZYOlqUu2n2s5gKsxpLNQDo8MoXiVs0/bLJnn+xuE1nr7T01cMul96oPBgOH+yhmbJSQ+OThqkv",
+	"Ok4A1VwkAZNwS9YroY17Z/FwuN82S7HsvdrrQtTp6eZO5euN2OPgYJtpVt/kuQ86z7aZrfrSEEko2XzO",
+	"9aIeFvbEMLqcTdCg6hhTxAFXAAMFn7t+Tgn6WhFlICJIE9BVz1lF9bavYtqL3MP8RSNbNS1kLboV/JOp",
+	"JH4IbPt8uPNy6YFHk1+n5TdL/QubykA11pCJKlq9qAQarGLWjYBbp1qlqsn8fBoLqtHtKD8rlJdiacfu",
+	"J3qFS0JNJai9wemqPxVFi0YSF8C6h8OnrHiTppFoOtngRVHpxstAP6h48dBI5kMB7+uKZf42SB3D9x96",
+	"8ra3xSTclrGTj0g697foUbxF93nvixcfC6lja+wHwu4Gwvq+NCLc77lbQSW9VgjtC/q+ip01LDlsym6k",
+	"l77c49pVJUAq8gKDZjegxWTxqKftVrq+R/Fi8+c9bQfA8rSDiljpypN6wJqd8SBo5qY/gW094eFj0YEH",
+	"oAFfzhn/hKpDrTKMY330OsGHMLedBCA/6tkLEm1SbqNZY7WK5fTKBCZ2XY7lgJ2wMgEr14vG2Tw1IxnW",
+	"qxWE+WMdGqzQRRlylVljuSvaWBKPpRDyAfuVU7wIL19uyBlz4I11VPVxrbkuWObZrGTZpA9xydzFcSqi",
+	"VHbmC+d6CPSOWdGGLDDW2Q8LISFf3JhH1y7v3YsXTYKAS4J9FEHA59tuJQg8GgHIaFHxZxEGdiYdX5D0",
+	"4A77k0kPjjGtV9UoN8J8SuZSpnGsZy9PSgPNA6lR/9ayCGlqfAV4W6OQV+w/kkF5za1Jb3JZN5+GWFbT",
+	"px5ZZ/LJRO0akyvE+5fG2uHfN3d4ruQkEc6p+CXR1PMZWd0LBk9miaW8OJJEEhL0yly4trTBXW/UVjT5",
+	"Pf27pY5X3qRNGt5bCtGNj3PFbi7IAZvJmMo3f1X0tkQiB0fG3WV+RJoavHc+yZTbWemRzJGls0zoggrR",
+	"2pSpdrkeMUltJWT8KIaQtaU45a/4z6Beas8VFQ+YsRr43CWEx8JcD9iZzUPSvWPUPzxD/UaSWzV3bxEd",
+	"M04+N8R05xVKgN8s97JFNhc9y1GXPBzwXIUUE4yki78ImIsRD1gl7II0Dl8cy4VlkLMGFQzpXPv0UJpI",
+	"4Ilhc7AcZxmM5G/ueUPatH+quZsmXEgW5q1CV22LVhoyS2+9Ea3CEcM5T8O9UMz5FH9N+EJl9ngkpWIx",
+	"xy9jMkib4/xZXxkX0+cvWVOGhzlGOvDq3Ut6xFAu/LMjx9VNOk9wfZd+DPckPL33i2pbzYAZ9pwOBtE1",
+	"xMy5y9yb6yOZe2WPciCQM2ysgV8bJLxZQoEAnB0eHLBbsiyHiYpClxTnpmch4pEDE94NM5JlFAG3zHnC",
+	"ujCYDlj4+6iDrUedgI06OSTcp+pOO5dhr1npQ1S68Nac7aQYFVmwfYfKdZGiLB4lJNKY1fv5V1L4CvtW",
+	"rvm14vVXVfChVEEiXPVs/CqhfGDdMMsTsBtd9rXMV7xslEVKmb0uecvlqAbupTqetBQxcdYZWxlsJCvV",
+	"XLwnvmqJxvZdl55bL+DSK0u3yEUlWmzAKErMzqAwOD0xTN3K2quiVGXscHhI4S4kCpqAytl7F5ZYLprR",
+	"G7AfaKPGvTaLE1vNJxMREbVXc2HJlJ4nQe0Hw+HQA8e413LHsFAybqQtpVnXJcLvKjFQrx+1mm/jKqXG",
+	"F2qbprWk+kfwrbrdb7QLELIWZgGPgR9tHfhyxFEvOtRrGQV0HWcq04xiuBaPapzOqYsTG+n2rrqu2lwa",
+	"1fypT4ZilXyTJud9HguHLTwhIju3syRz9itPX4qxBmZUpiNwFumv+tI6p0nFK0B0VkKDDn1RUvtHxU6v",
+	"26jWTLd+mXO2FB+5nN5GmdO4Oy8UBmWQ33hRbHvMDYyksdxSJGRr+lprxhp7A7qf33mK5zPExAJ2OHza",
+	"Y7FC2d+S5kNywxh3cbQkQoC0epHHAdIglTBAFIVdFhJ+eTh8+n8Oh4f34YA9d3GSI2lm7h0HlOhdWJwb",
+	"MH8ZKqQhQ6qm1sznimtoCMqfyCDYnNL4yEJ1S3ZfA/k5z8jjNskSVjb7UMryBUm5SCeIADiMYDlK7Ewc",
+	"6hd8xZCB5zbID69Rwj3nc6iIkYaelBO5vr0Uqjxwi3739qXxoc+1kKjwGhbOu8lHcqLBzJJFbnqr0ETK",
+	"RKJOPliqRjEbZm2/UJQg/3Fmpg2NKdR9c7NzMd2m2eldutVolCbzSQXPAnpNQqf/bXsujz0+iNNjxy+N",
+	"2/sUGEQ1PMt6/svvl8vf5Ykiv1/igVbCUz2UGdUgIE6Sy1pLlMB0Ltdd9EohmMF7Z1+5d++G7s2oltmf",
+	"rTLoz/73T4hovpxai27jj4UqY6eDZfhe1h19NyDBVD17r/PN5BDyEfrLJK++6deukacdH7Xx5Wzsxj3i",
+	"fKjpxyrKSAJau82LmTAucYZHlrI2/EI3bnrB58mmTf/vk19f7rbpfNRy0+07fDoYFrvEleNszMJdveTk",
+	"Osvfw0PP77gVehp4vGi/IW/dz5/lgtDcKHKTojt4CIp1Wffu8FhIeoUuF5ZRWC8Kuq0D283+nn8E06yN",
+	"q3B1lb7wCHi3ie3yLcqMA4TNv0sofGnTBKqoL6dUYiPK308oMih8uw8LdT+R/oF38pJ1JSXFKs3C5+4U",
+	"+64Y/BEbhj0fD29cCeuK4YIZsBQMTylGZiR9YpB7dPb9fUiVutrj3N1hfyL9zA1+7lZoEJvuPznergvS",
+	"oOrfj2nL+TeOuPAx8B6sW1+Kqp+iQlX33rsiqveb4yIqGLuKSG0Kd7Jw+YL5UX615TUHuU9R7PygA20P",
+	"ZV97YI9w8z/y1n9Z9thdju5Dba6/wKKwtzbd4T0Xjn1lcsK/c3hJPsMa1rlrLDzrhpLP4Yi573OzL3JU",
+	"Mt5QZEEwkqFLrzd5Q3rKtYiG96n3Uy5kwMK8sAe3eWuXDuy/xxYSzyn2P4+k+4y/VIqGNU5VzUXInZq+",
+	"nkbAQpFeaUpeLkbmcpE/s9wbsBNZXV2Yv96dUtEcXps99Mbd6kTVh3BdUAiXlUnLLpxcqNiSs+dnL96S",
+	"jfvw4CBAcApfYtKdUTdPlREyhjtcI4ky3LAJ2GgGcR4fg0cOsYvR9+mFZuQPlgonGHrgtk9FCnyt0m4o",
+	"4jBgofVlJHwRDfrOowT+mXBjrzKDH0YyzIOErqjXVQVeAQvJ+3hlZ8JczZW0s7DnEvuLAhu4m6lUmoqW",
+	"rEpXNOmSAPRYUtZjmr/X0948kuTRJa+vwbErCQcfztvXEHqIrj8BeWexXjCdySN2iySmeOcbZJwqIfOH",
+	"vmOIRAxMi+mMqtP6Eu958Uoy2jsiJMxIumrIUaa1KxFzDZLlNWYcbFxNGBePsvxyvc0r3eCkRijpqjjw",
+	"kYxUujjKWYNUes4TYegqBSz8PgwcO1gELBZ4rkJOg9KpH6kUaL6zN8wR196AvXKZTSMpkNRFSlNpiQr1",
+	"Kgn0XN1Ab4C0mYqguHhE7oIgl7bADUXkdcuyEhdv351fnL64evP29T/PTs8rwyI9WPSOi/AbYauaZ5UT",
+	"0BKpyHwzGYTo+pPqmP59+8/i+qu+rd8WzuKx5TEl0C+INP1G95gvveJP8WEzQUYllAhc6Mv3Owu2rXSL",
+	"arTAwxMur26wKZWHIeXYiyQu9NhXx6qEONfqbeehcTmpoZpOwUhm0oqErZFXWDes1QAPXeimVLe9AIeT",
+	"lWvKuBnJ0NdGRLiEA0bFx8mKhJItu53hcfBKFLVbN4VA+OTniKixL26jkhh8KaiR9AXajzzFmHFTxMvZ",
+	"W5U/+cXqKz5iw7CoNY4AUEleklyq28FIvqZUDoSbiDjVFNOuwk81QpnQKOLRDJ7gWivVmSi0u4lCubrr",
+	"n5RE1Uu7f1YrWEHC8RQRPZ3P+Ws87wNp4OIGCBFJs/GKpQ82yyN+cuRWEry84m5TClqo+OFks4eO9V0T",
+	"31t9/Gcwkj6Glq0JoR0wCgJFknKr8Rvp1d5JkpkZE9KCvuFJTVp5d37y0+nVjy/fnf98dfbq4vTtP05e",
+	"hkH+bDDbHzLTc4FQKCixCdz6xyQMaZYo1ozBUTC2oIWefGgYr7tk/02jeIudt9OYr9G7efQuEoLKLZvx",
+	"OOfD6yJ5P7HdbimuY9egDqq872ZsqAZKvzqxIK8piaJc6dEOOvT+T2eP0NRvuaEWPhVv7ONWuBXjBEq3",
+	"3Mmbs0GlcmcOLFz2KpVjrkhXXpTTAOSlM5FWzINcBxS6lnlhKjMUgdWrM5w3FNosY0htEUDW/QnUS5Cm",
+	"sp9eZYZqCFzzNpxWmofRBI51FEUTWTf8/hoW34U9F1JWCTHrht8bMf1ulA2HB9/AXer/Is3zu3B5EU3T",
+	"/zZTRV1E0se9tOWthdWjoJJyqyM4r39Adjvng88V7zx6wWcEVsaqOOHvL+//fwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -31,6 +31,10 @@ func forbiddenOwner() gen.ForbiddenJSONResponse {
 	return gen.ForbiddenJSONResponse{Detail: "Only the dataset's own account may change it"}
 }
 
+func forbiddenVisibility() gen.ForbiddenJSONResponse {
+	return gen.ForbiddenJSONResponse{Detail: "Only an admin may make a dataset public or move it into or out of restricted"}
+}
+
 func (s *Server) ListDatasets(ctx context.Context, req gen.ListDatasetsRequestObject) (gen.ListDatasetsResponseObject, error) {
 	limit, cur, err := pageParams(req.Params.Limit, req.Params.Cursor)
 	if err != nil {
@@ -64,6 +68,9 @@ func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequest
 	}
 	if in.Visibility != nil {
 		d.Visibility = string(*in.Visibility)
+	}
+	if err := access.SetVisibility(callerOf(ctx).Policy(), store.Private, d.Visibility); err != nil {
+		return gen.CreateDataset403JSONResponse{ForbiddenJSONResponse: forbiddenVisibility()}, nil
 	}
 	if in.Format != nil {
 		d.Format = string(*in.Format)
@@ -157,6 +164,10 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 			d.Description = optional(in.Description)
 		}
 		if in.Visibility != nil && string(*in.Visibility) != d.Visibility {
+			// Decided on the locked row: the visibility it moves from is the committed one.
+			if err := access.SetVisibility(callerOf(ctx).Policy(), d.Visibility, string(*in.Visibility)); err != nil {
+				return false, err
+			}
 			d.Visibility = string(*in.Visibility)
 			accessChanged = true
 		}
@@ -213,6 +224,9 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return gen.UpdateDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+	}
+	if errors.Is(err, access.ErrVisibilityNeedsAdmin) {
+		return gen.UpdateDataset403JSONResponse{ForbiddenJSONResponse: forbiddenVisibility()}, nil
 	}
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // ListAPIKeys returns a page of an account's keys, oldest first.
@@ -68,14 +69,9 @@ func (s *Store) CreateAPIKey(ctx context.Context, accountID uuid.UUID, name *str
 			return err
 		}
 		k.Token = token
-		if name != nil {
-			k.Name = *name
-		} else if k.Name, err = uniqueName(tx, accountID); err != nil {
-			return err
-		}
 		k.DatasetScoped = k.DatasetIDs != nil
-		if err := tx.Omit("DatasetIDs").Create(&k).Error; err != nil {
-			return fmt.Errorf("create api key: %w", err)
+		if err := insertAPIKey(tx, &k, name); err != nil {
+			return err
 		}
 		if err := s.writeScope(tx, &k, false); err != nil {
 			return err
@@ -112,14 +108,16 @@ func (s *Store) UpdateAPIKey(ctx context.Context, accountID, id uuid.UUID, chang
 			return err
 		}
 		if regenerate {
-			if k.Name, err = uniqueName(tx, accountID); err != nil {
+			if err := renameGenerated(tx, &k); err != nil {
 				return err
 			}
+		} else if k.Name != before.Name {
+			k.NameGenerated = false // the client's choice now
 		}
 		k.Changed = later(k.Changed)
 		k.DatasetScoped = k.DatasetIDs != nil
 		res := tx.Model(&APIKey{}).Where("account_id = ? AND id = ?", accountID, id).Updates(map[string]any{
-			"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
+			"name": k.Name, "name_generated": k.NameGenerated, "description": k.Description, "user_agent": k.UserAgent,
 			"origins": k.Origins, "changed": k.Changed, "expires_at": k.ExpiresAt, "enabled": k.Enabled,
 			"dataset_scoped": k.DatasetScoped, "ip_ranges": k.IPRanges,
 			"rate_limit_rps": k.RateLimitRPS, "rate_limit_burst": k.RateLimitBurst, "monthly_quota": k.MonthlyQuota,
@@ -327,22 +325,99 @@ var (
 		"reef", "ridge", "river", "summit", "tundra", "valley", "volcano", "atoll", "marsh", "strait"}
 )
 
-// uniqueName makes a readable name ("swift-harbor-4821") not used by another key of the account.
-func uniqueName(tx *gorm.DB, accountID uuid.UUID) (string, error) {
-	for range 10 {
-		name, err := readableName()
+// nameAttempts bounds the tries at a free generated name. The name space holds 9.7 million
+// names: even an account of a million keys finds one within a try or two.
+const nameAttempts = 10
+
+// generateName is readableName; tests replace it to force collisions.
+var generateName = readableName
+
+// insertAPIKey inserts k with the client's name, or, when name is nil, with a generated one
+// ("swift-harbor-4821") that no other key of the account has. Each try costs two index lookups
+// whatever the account's size: the name is first looked up in api_keys_name (it must not repeat
+// any name, chosen or generated), then inserted with ON CONFLICT DO NOTHING against the unique
+// api_keys_generated_name, which settles a race between two creates that drew the same name
+// (the loser draws again; DO NOTHING leaves a PostgreSQL transaction usable, where a failed
+// insert would abort it).
+func insertAPIKey(tx *gorm.DB, k *APIKey, name *string) error {
+	if name != nil {
+		k.Name, k.NameGenerated = *name, false
+		if err := tx.Omit("DatasetIDs").Create(k).Error; err != nil {
+			return fmt.Errorf("create api key: %w", err)
+		}
+		return nil
+	}
+	k.NameGenerated = true
+	onConflict := clause.OnConflict{
+		Columns:     []clause.Column{{Name: "account_id"}, {Name: "name"}},
+		TargetWhere: clause.Where{Exprs: []clause.Expression{clause.Expr{SQL: "name_generated"}}},
+		DoNothing:   true,
+	}
+	for range nameAttempts {
+		free, err := freeName(tx, k.AccountID)
 		if err != nil {
-			return "", err
+			return err
 		}
-		var n int64
-		if err := tx.Model(&APIKey{}).Where("account_id = ? AND name = ?", accountID, name).Count(&n).Error; err != nil {
-			return "", fmt.Errorf("check name: %w", err)
+		if free == "" {
+			continue
 		}
-		if n == 0 {
-			return name, nil
+		k.Name = free
+		res := tx.Omit("DatasetIDs").Clauses(onConflict).Create(k)
+		if res.Error != nil {
+			return fmt.Errorf("create api key: %w", res.Error)
+		}
+		if res.RowsAffected == 1 {
+			return nil
 		}
 	}
-	return "", fmt.Errorf("generate a unique key name: %w", ErrConflict)
+	return fmt.Errorf("generate a unique key name: %w", ErrConflict)
+}
+
+// renameGenerated gives the (locked) key k a fresh generated name, as insertAPIKey does. A
+// conflicting UPDATE cannot do nothing, so each try runs in a savepoint that a unique violation
+// rolls back (on PostgreSQL it would otherwise abort the whole transaction).
+func renameGenerated(tx *gorm.DB, k *APIKey) error {
+	for range nameAttempts {
+		free, err := freeName(tx, k.AccountID)
+		if err != nil {
+			return err
+		}
+		if free == "" {
+			continue
+		}
+		err = tx.Transaction(func(sp *gorm.DB) error {
+			return sp.Model(&APIKey{}).Where("id = ?", k.ID).
+				Updates(map[string]any{"name": free, "name_generated": true}).Error
+		})
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rename api key %s: %w", k.ID, err)
+		}
+		k.Name, k.NameGenerated = free, true
+		return nil
+	}
+	return fmt.Errorf("generate a unique key name: %w", ErrConflict)
+}
+
+// freeName draws a readable name and returns it when no key of the account has it (an index
+// lookup in api_keys_name), "" when one does.
+func freeName(tx *gorm.DB, accountID uuid.UUID) (string, error) {
+	name, err := generateName()
+	if err != nil {
+		return "", err
+	}
+	var taken bool
+	err = tx.Raw("SELECT EXISTS (SELECT 1 FROM api_keys WHERE account_id = ? AND name = ?)", accountID.String(), name).
+		Scan(&taken).Error
+	if err != nil {
+		return "", fmt.Errorf("check key name: %w", err)
+	}
+	if taken {
+		return "", nil
+	}
+	return name, nil
 }
 
 func readableName() (string, error) {

@@ -118,12 +118,18 @@ func keyFields(k APIKey) map[string]any {
 	if k.ID == uuid.Nil {
 		return map[string]any{}
 	}
-	m := map[string]any{
+	// Named and shaped as APIKey in the API, so a change reads as the setting it was
+	// (TestAuditListsEverySetting holds this list to the spec's settable fields).
+	var rateLimit any
+	if k.RateLimitRPS != nil && k.RateLimitBurst != nil {
+		rateLimit = map[string]int{"requests_per_second": *k.RateLimitRPS, "burst": *k.RateLimitBurst}
+	}
+	return map[string]any{
 		"name": k.Name, "description": k.Description, "user_agent": k.UserAgent,
 		"origins": []string(k.Origins), "expires_at": k.ExpiresAt, "enabled": k.Enabled,
 		"dataset_ids": k.DatasetIDs, "ip_ranges": k.IPRanges,
+		"rate_limit": rateLimit, "monthly_quota": k.MonthlyQuota,
 	}
-	return m
 }
 
 func keyDiff(before, after APIKey) map[string][2]any {

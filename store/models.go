@@ -41,16 +41,19 @@ type ServiceToken struct {
 }
 
 type APIKey struct {
-	ID          uuid.UUID `gorm:"primaryKey"`
-	AccountID   uuid.UUID
-	Token       string
-	Name        string
-	Description *string
-	UserAgent   *string
-	Origins     StringList
-	Created     time.Time
-	Changed     time.Time
-	LastUsed    *time.Time
+	ID        uuid.UUID `gorm:"primaryKey"`
+	AccountID uuid.UUID
+	Token     string
+	Name      string
+	// NameGenerated: tilegate made Name (unique within the account, by an index); a name a
+	// client chose may repeat.
+	NameGenerated bool
+	Description   *string
+	UserAgent     *string
+	Origins       StringList
+	Created       time.Time
+	Changed       time.Time
+	LastUsed      *time.Time
 	// ExpiresAt is when the key stops working; nil: never.
 	ExpiresAt *time.Time
 	Enabled   bool

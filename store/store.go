@@ -219,23 +219,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Migrate applies every pending migration of the store's dialect. On PostgreSQL a session
 // lock keeps replicas that start together from migrating twice.
 func (s *Store) Migrate(ctx context.Context) error {
-	sub, err := fs.Sub(migrations, "migrations/"+string(s.dialect))
+	provider, err := s.migrations()
 	if err != nil {
-		return fmt.Errorf("migrations for %s: %w", s.dialect, err)
-	}
-	gooseDialect := goose.DialectSQLite3
-	var opts []goose.ProviderOption
-	if s.dialect == Postgres {
-		gooseDialect = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker()
-		if err != nil {
-			return fmt.Errorf("migration lock: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
-	}
-	provider, err := goose.NewProvider(gooseDialect, s.sqlDB, sub, opts...)
-	if err != nil {
-		return fmt.Errorf("load migrations: %w", err)
+		return err
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {
@@ -245,6 +231,28 @@ func (s *Store) Migrate(ctx context.Context) error {
 		slog.Info("migration applied", "version", r.Source.Version, "path", r.Source.Path)
 	}
 	return nil
+}
+
+func (s *Store) migrations() (*goose.Provider, error) {
+	sub, err := fs.Sub(migrations, "migrations/"+string(s.dialect))
+	if err != nil {
+		return nil, fmt.Errorf("migrations for %s: %w", s.dialect, err)
+	}
+	gooseDialect := goose.DialectSQLite3
+	var opts []goose.ProviderOption
+	if s.dialect == Postgres {
+		gooseDialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, fmt.Errorf("migration lock: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	provider, err := goose.NewProvider(gooseDialect, s.sqlDB, sub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return provider, nil
 }
 
 // Now is the store's clock: UTC at microsecond precision, what both engines keep exactly.

@@ -190,7 +190,11 @@ export interface paths {
         /** List the datasets of the caller's account and those shared with it */
         get: operations["listDatasets"];
         put?: never;
-        /** Create a dataset */
+        /**
+         * Create a dataset
+         * @description Editors create `private` datasets; creating one `public` or `restricted` needs the admin
+         *     role (403 otherwise).
+         */
         post: operations["createDataset"];
         delete?: never;
         options?: never;
@@ -218,7 +222,9 @@ export interface paths {
         /**
          * Update a dataset
          * @description An absent field is left unchanged; `null` clears it. A visibility change bumps
-         *     `access_version`, which retires every outstanding tile token of the dataset.
+         *     `access_version`, which retires every outstanding tile token of the dataset. Making a
+         *     dataset `public`, or moving it into or out of `restricted`, needs the admin role (403 for
+         *     an editor, and nothing is changed); an editor may take a `public` dataset back to `private`.
          */
         patch: operations["updateDataset"];
         trace?: never;
@@ -561,6 +567,7 @@ export interface components {
         /**
          * @description `private`: the account and accounts it shares with. `restricted`: like private, but only
          *     admins and principals granted it may use it. `public`: anyone, no credential needed.
+         *     Only admins make a dataset `public` or move it into or out of `restricted`.
          * @enum {string}
          */
         Visibility: "private" | "restricted" | "public";
