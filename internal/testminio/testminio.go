@@ -174,7 +174,7 @@ func launch(ctx context.Context, bin, dir string) (*Server, error) {
 		"MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION="+Region)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start MinIO: %w", err)
 	}
@@ -289,4 +289,38 @@ func (s *Server) Bucket(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	return name
+}
+
+// shared is one server for a whole test package (Shared, StopShared).
+var shared struct {
+	once sync.Once
+	dir  string
+	s    *Server
+	err  error
+}
+
+// Shared returns the package's one server, started by the first caller (each test takes its
+// own bucket: Bucket). The test package's TestMain must call StopShared after m.Run.
+func Shared(tb testing.TB) *Server {
+	tb.Helper()
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "testminio-")
+		if shared.err == nil {
+			shared.s, shared.err = Launch(context.Background(), shared.dir)
+		}
+	})
+	if shared.err != nil {
+		Unavailable(tb, shared.err)
+	}
+	return shared.s
+}
+
+// StopShared stops the shared server, if one was started, and removes its data.
+func StopShared() {
+	if shared.s != nil {
+		shared.s.Close()
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
 }
