@@ -383,7 +383,12 @@ type APIKey struct {
 	// PreviousTokenExpiresAt Until when the token replaced by the last rotation still works; `null` when none does.
 	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
-	// RateLimit The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none.
+	// RateLimit A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
+	// on average, up to `burst` at once; across N replicas each admits 1/N (see the README).
+	// `null`: none (in a change, `null` removes it).
+	//
+	//
+	// Example: {"burst":200,"requests_per_second":50}
 	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit"`
 
 	// Token The public key to put in tile URLs (`?key=`).
@@ -454,7 +459,12 @@ type APIKeySettings struct {
 	// PreviousTokenExpiresAt Read-only in APIKey: accepted and ignored.
 	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
-	// RateLimit The key's rate limit; `null` removes it.
+	// RateLimit A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
+	// on average, up to `burst` at once; across N replicas each admits 1/N (see the README).
+	// `null`: none (in a change, `null` removes it).
+	//
+	//
+	// Example: {"burst":200,"requests_per_second":50}
 	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
 
 	// Token Read-only in APIKey: accepted and ignored.
@@ -915,9 +925,11 @@ type RasterTileToken struct {
 // RasterTileTokenKind defines model for RasterTileToken.Kind.
 type RasterTileTokenKind string
 
-// RateLimit A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
-// Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
-// tiles a second on average, up to `burst` at once.
+// RateLimit A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
+// on average, up to `burst` at once; across N replicas each admits 1/N (see the README).
+// `null`: none (in a change, `null` removes it).
+//
+// Example: {"burst":200,"requests_per_second":50}
 type RateLimit struct {
 	Burst             int `json:"burst"`
 	RequestsPerSecond int `json:"requests_per_second"`
@@ -1102,17 +1114,53 @@ type UsageFrom = time.Time
 // UsageTo defines model for UsageTo.
 type UsageTo = time.Time
 
+// AdminRequiredApplicationJSON An error answer other than a validation failure.
+type AdminRequiredApplicationJSON = Error
+
+// AdminRequiredApplicationProblemPlusJSON An error answer other than a validation failure.
+type AdminRequiredApplicationProblemPlusJSON = Error
+
 // ConflictApplicationJSON An error answer other than a validation failure.
 type ConflictApplicationJSON = Error
 
 // ConflictApplicationProblemPlusJSON An error answer other than a validation failure.
 type ConflictApplicationProblemPlusJSON = Error
 
-// ForbiddenApplicationJSON An error answer other than a validation failure.
-type ForbiddenApplicationJSON = Error
+// DatasetForbiddenApplicationJSON An error answer other than a validation failure.
+type DatasetForbiddenApplicationJSON = Error
 
-// ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
-type ForbiddenApplicationProblemPlusJSON = Error
+// DatasetForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type DatasetForbiddenApplicationProblemPlusJSON = Error
+
+// EditorRequiredApplicationJSON An error answer other than a validation failure.
+type EditorRequiredApplicationJSON = Error
+
+// EditorRequiredApplicationProblemPlusJSON An error answer other than a validation failure.
+type EditorRequiredApplicationProblemPlusJSON = Error
+
+// GrantConflictApplicationJSON An error answer other than a validation failure.
+type GrantConflictApplicationJSON = Error
+
+// GrantConflictApplicationProblemPlusJSON An error answer other than a validation failure.
+type GrantConflictApplicationProblemPlusJSON = Error
+
+// GrantNotFoundApplicationJSON An error answer other than a validation failure.
+type GrantNotFoundApplicationJSON = Error
+
+// GrantNotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type GrantNotFoundApplicationProblemPlusJSON = Error
+
+// GrantsForbiddenApplicationJSON An error answer other than a validation failure.
+type GrantsForbiddenApplicationJSON = Error
+
+// GrantsForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type GrantsForbiddenApplicationProblemPlusJSON = Error
+
+// KeyNotFoundApplicationJSON An error answer other than a validation failure.
+type KeyNotFoundApplicationJSON = Error
+
+// KeyNotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type KeyNotFoundApplicationProblemPlusJSON = Error
 
 // MintLimitedApplicationJSON An error answer other than a validation failure.
 type MintLimitedApplicationJSON = Error
@@ -1182,7 +1230,8 @@ type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
-	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	// Cursor Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+	// passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Limit Page limit.
@@ -1191,7 +1240,8 @@ type ListAuditParams struct {
 
 // ListDatasetsParams defines parameters for ListDatasets.
 type ListDatasetsParams struct {
-	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	// Cursor Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+	// passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Limit Page limit.
@@ -1227,7 +1277,8 @@ type GetTileJSONParams struct {
 
 // ListAPIKeysParams defines parameters for ListAPIKeys.
 type ListAPIKeysParams struct {
-	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	// Cursor Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+	// passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Limit Page limit.
@@ -2154,6 +2205,8 @@ type ClientInterface interface {
 
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	//
+	// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+	//
 	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
 	ListDatasets(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2179,10 +2232,14 @@ type ClientInterface interface {
 
 	// DeleteDataset Delete a dataset, its grants and its tiles
 	//
+	// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+	//
 	// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
 	DeleteDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetDataset Get a dataset the caller sees
+	//
+	// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 	//
 	// Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
 	GetDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2213,10 +2270,14 @@ type ClientInterface interface {
 
 	// ListGrants List a dataset's grants
 	//
+	// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+	//
 	// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
 	ListGrants(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateGrantWithBody Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2225,12 +2286,16 @@ type ClientInterface interface {
 
 	// CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
 	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
 	CreateGrant(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteGrant Revoke a grant
+	//
+	// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 	//
 	// Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
 	DeleteGrant(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2323,25 +2388,35 @@ type ClientInterface interface {
 
 	// Healthz Liveness
 	//
+	// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// OpenapiJSON This contract, as JSON
+	//
+	// This contract, as JSON (Swagger UI at /docs reads it).
 	//
 	// Corresponds with GET /openapi.json (the `OpenapiJSON` operationId).
 	OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// OpenapiYAML This contract, as YAML
 	//
+	// This contract, as YAML: the source of truth that the server validates requests against.
+	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Readyz Readiness (the database answers)
 	//
+	// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAPIKeys List API keys belonging to account
+	//
+	// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 	//
 	// Corresponds with GET /v1/api_keys (the `ListAPIKeys` operationId).
 	ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2368,10 +2443,14 @@ type ClientInterface interface {
 
 	// DeleteAPIKey Delete given key
 	//
+	// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+	//
 	// Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
 	DeleteAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetAPIKey Get key
+	//
+	// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 	//
 	// Corresponds with GET /v1/api_keys/{key_id} (the `GetAPIKey` operationId).
 	GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2496,6 +2575,8 @@ func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEdit
 
 // ListDatasets List the datasets of the caller's account and those shared with it
 //
+// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+//
 // Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
 func (c *Client) ListDatasets(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListDatasetsRequest(c.Server, params)
@@ -2551,6 +2632,8 @@ func (c *Client) CreateDataset(ctx context.Context, body CreateDatasetJSONReques
 
 // DeleteDataset Delete a dataset, its grants and its tiles
 //
+// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+//
 // Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
 func (c *Client) DeleteDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteDatasetRequest(c.Server, datasetId)
@@ -2565,6 +2648,8 @@ func (c *Client) DeleteDataset(ctx context.Context, datasetId DatasetID, reqEdit
 }
 
 // GetDataset Get a dataset the caller sees
+//
+// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 //
 // Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
 func (c *Client) GetDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2625,6 +2710,8 @@ func (c *Client) UpdateDataset(ctx context.Context, datasetId DatasetID, body Up
 
 // ListGrants List a dataset's grants
 //
+// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+//
 // Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
 func (c *Client) ListGrants(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListGrantsRequest(c.Server, datasetId)
@@ -2639,6 +2726,8 @@ func (c *Client) ListGrants(ctx context.Context, datasetId DatasetID, reqEditors
 }
 
 // CreateGrantWithBody Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2657,6 +2746,8 @@ func (c *Client) CreateGrantWithBody(ctx context.Context, datasetId DatasetID, c
 
 // CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
 //
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
@@ -2673,6 +2764,8 @@ func (c *Client) CreateGrant(ctx context.Context, datasetId DatasetID, body Crea
 }
 
 // DeleteGrant Revoke a grant
+//
+// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 //
 // Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
 func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2835,6 +2928,8 @@ func (c *Client) GetTileJSON(ctx context.Context, datasetId DatasetID, params *G
 
 // Healthz Liveness
 //
+// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+//
 // Corresponds with GET /healthz (the `Healthz` operationId).
 func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthzRequest(c.Server)
@@ -2849,6 +2944,8 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 }
 
 // OpenapiJSON This contract, as JSON
+//
+// This contract, as JSON (Swagger UI at /docs reads it).
 //
 // Corresponds with GET /openapi.json (the `OpenapiJSON` operationId).
 func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2865,6 +2962,8 @@ func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // OpenapiYAML This contract, as YAML
 //
+// This contract, as YAML: the source of truth that the server validates requests against.
+//
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewOpenapiYAMLRequest(c.Server)
@@ -2880,6 +2979,8 @@ func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // Readyz Readiness (the database answers)
 //
+// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+//
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReadyzRequest(c.Server)
@@ -2894,6 +2995,8 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 }
 
 // ListAPIKeys List API keys belonging to account
+//
+// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 //
 // Corresponds with GET /v1/api_keys (the `ListAPIKeys` operationId).
 func (c *Client) ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2950,6 +3053,8 @@ func (c *Client) CreateAPIKey(ctx context.Context, body CreateAPIKeyJSONRequestB
 
 // DeleteAPIKey Delete given key
 //
+// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+//
 // Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
 func (c *Client) DeleteAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteAPIKeyRequest(c.Server, keyId)
@@ -2964,6 +3069,8 @@ func (c *Client) DeleteAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Re
 }
 
 // GetAPIKey Get key
+//
+// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 //
 // Corresponds with GET /v1/api_keys/{key_id} (the `GetAPIKey` operationId).
 func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3174,7 +3281,7 @@ func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request,
 
 		if params.Cursor != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3240,7 +3347,7 @@ func NewListDatasetsRequest(server string, params *ListDatasetsParams) (*http.Re
 
 		if params.Cursor != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3983,7 +4090,7 @@ func NewListAPIKeysRequest(server string, params *ListAPIKeysParams) (*http.Requ
 
 		if params.Cursor != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4412,6 +4519,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 	//
+	// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
@@ -4439,12 +4548,16 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteDatasetWithResponse Delete a dataset, its grants and its tiles
 	//
+	// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
 	DeleteDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*DeleteDatasetResponse, error)
 
 	// GetDatasetWithResponse Get a dataset the caller sees
+	//
+	// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4477,12 +4590,16 @@ type ClientWithResponsesInterface interface {
 
 	// ListGrantsWithResponse List a dataset's grants
 	//
+	// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
 	ListGrantsWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*ListGrantsResponse, error)
 
 	// CreateGrantWithBodyWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4491,12 +4608,16 @@ type ClientWithResponsesInterface interface {
 
 	// CreateGrantWithResponse Share a dataset with another account, or let a principal use a restricted dataset
 	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
 	CreateGrantWithResponse(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGrantResponse, error)
 
 	// DeleteGrantWithResponse Revoke a grant
+	//
+	// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4597,12 +4718,16 @@ type ClientWithResponsesInterface interface {
 
 	// HealthzWithResponse Liveness
 	//
+	// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
 
 	// OpenapiJSONWithResponse This contract, as JSON
+	//
+	// This contract, as JSON (Swagger UI at /docs reads it).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4611,6 +4736,8 @@ type ClientWithResponsesInterface interface {
 
 	// OpenapiYAMLWithResponse This contract, as YAML
 	//
+	// This contract, as YAML: the source of truth that the server validates requests against.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
@@ -4618,12 +4745,16 @@ type ClientWithResponsesInterface interface {
 
 	// ReadyzWithResponse Readiness (the database answers)
 	//
+	// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
 
 	// ListAPIKeysWithResponse List API keys belonging to account
+	//
+	// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4652,12 +4783,16 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteAPIKeyWithResponse Delete given key
 	//
+	// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
 	DeleteAPIKeyWithResponse(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*DeleteAPIKeyResponse, error)
 
 	// GetAPIKeyWithResponse Get key
+	//
+	// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4773,9 +4908,9 @@ type ListAuditResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *AdminRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *AdminRequiredApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -4802,12 +4937,12 @@ func (r ListAuditResponse) GetApplicationproblemJSON401() *UnauthorizedApplicati
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListAuditResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r ListAuditResponse) GetJSON403() *AdminRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ListAuditResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r ListAuditResponse) GetApplicationproblemJSON403() *AdminRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -4953,9 +5088,9 @@ type CreateDatasetResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4986,12 +5121,12 @@ func (r CreateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedAppli
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r CreateDatasetResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r CreateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r CreateDatasetResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5062,9 +5197,9 @@ type DeleteDatasetResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5090,12 +5225,12 @@ func (r DeleteDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedAppli
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r DeleteDatasetResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5265,9 +5400,9 @@ type UpdateDatasetResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5302,12 +5437,12 @@ func (r UpdateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedAppli
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UpdateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r UpdateDatasetResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5390,9 +5525,9 @@ type ListGrantsResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *GrantsForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *GrantsForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5423,12 +5558,12 @@ func (r ListGrantsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicat
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListGrantsResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r ListGrantsResponse) GetJSON403() *GrantsForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ListGrantsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r ListGrantsResponse) GetApplicationproblemJSON403() *GrantsForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5501,17 +5636,17 @@ type CreateGrantResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *GrantsForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *GrantsForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *ConflictApplicationJSON
+	JSON409 *GrantConflictApplicationJSON
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
-	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
+	ApplicationproblemJSON409 *GrantConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5542,12 +5677,12 @@ func (r CreateGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r CreateGrantResponse) GetJSON403() *GrantsForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r CreateGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r CreateGrantResponse) GetApplicationproblemJSON403() *GrantsForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5562,12 +5697,12 @@ func (r CreateGrantResponse) GetApplicationproblemJSON404() *NotFoundApplication
 }
 
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateGrantResponse) GetJSON409() *ConflictApplicationJSON {
+func (r CreateGrantResponse) GetJSON409() *GrantConflictApplicationJSON {
 	return r.JSON409
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
-func (r CreateGrantResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+func (r CreateGrantResponse) GetApplicationproblemJSON409() *GrantConflictApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON409
 }
 
@@ -5638,13 +5773,13 @@ type DeleteGrantResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *GrantsForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *GrantsForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *GrantNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *GrantNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -5666,22 +5801,22 @@ func (r DeleteGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r DeleteGrantResponse) GetJSON403() *GrantsForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r DeleteGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r DeleteGrantResponse) GetApplicationproblemJSON403() *GrantsForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteGrantResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r DeleteGrantResponse) GetJSON404() *GrantNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r DeleteGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r DeleteGrantResponse) GetApplicationproblemJSON404() *GrantNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -5744,9 +5879,9 @@ type UploadTilesResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5785,12 +5920,12 @@ func (r UploadTilesResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UploadTilesResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r UploadTilesResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r UploadTilesResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r UploadTilesResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -6632,9 +6767,9 @@ type CreateAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *ConflictApplicationJSON
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -6669,12 +6804,12 @@ func (r CreateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r CreateAPIKeyResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -6755,13 +6890,13 @@ type DeleteAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -6783,22 +6918,22 @@ func (r DeleteAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r DeleteAPIKeyResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r DeleteAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -6861,9 +6996,9 @@ type GetAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -6890,12 +7025,12 @@ func (r GetAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicati
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r GetAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -6958,13 +7093,13 @@ type ChangeAPIKeySettingsResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *ConflictApplicationJSON
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -6999,22 +7134,22 @@ func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON401() *Unauthoriz
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r ChangeAPIKeySettingsResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r ChangeAPIKeySettingsResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7097,9 +7232,9 @@ type CheckAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -7130,12 +7265,12 @@ func (r CheckAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r CheckAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7208,13 +7343,13 @@ type RotateAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -7245,22 +7380,22 @@ func (r RotateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r RotateAPIKeyResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r RotateAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7333,9 +7468,9 @@ type GetAPIKeyUsageResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -7362,12 +7497,12 @@ func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON401() *UnauthorizedAppl
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r GetAPIKeyUsageResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7441,6 +7576,8 @@ func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params 
 
 // ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 //
+// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
@@ -7486,6 +7623,8 @@ func (c *ClientWithResponses) CreateDatasetWithResponse(ctx context.Context, bod
 
 // DeleteDatasetWithResponse Delete a dataset, its grants and its tiles
 //
+// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
@@ -7498,6 +7637,8 @@ func (c *ClientWithResponses) DeleteDatasetWithResponse(ctx context.Context, dat
 }
 
 // GetDatasetWithResponse Get a dataset the caller sees
+//
+// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7548,6 +7689,8 @@ func (c *ClientWithResponses) UpdateDatasetWithResponse(ctx context.Context, dat
 
 // ListGrantsWithResponse List a dataset's grants
 //
+// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
@@ -7560,6 +7703,8 @@ func (c *ClientWithResponses) ListGrantsWithResponse(ctx context.Context, datase
 }
 
 // CreateGrantWithBodyWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7574,6 +7719,8 @@ func (c *ClientWithResponses) CreateGrantWithBodyWithResponse(ctx context.Contex
 
 // CreateGrantWithResponse Share a dataset with another account, or let a principal use a restricted dataset
 //
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
@@ -7586,6 +7733,8 @@ func (c *ClientWithResponses) CreateGrantWithResponse(ctx context.Context, datas
 }
 
 // DeleteGrantWithResponse Revoke a grant
+//
+// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7728,6 +7877,8 @@ func (c *ClientWithResponses) GetTileJSONWithResponse(ctx context.Context, datas
 
 // HealthzWithResponse Liveness
 //
+// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /healthz (the `Healthz` operationId).
@@ -7740,6 +7891,8 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 }
 
 // OpenapiJSONWithResponse This contract, as JSON
+//
+// This contract, as JSON (Swagger UI at /docs reads it).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7754,6 +7907,8 @@ func (c *ClientWithResponses) OpenapiJSONWithResponse(ctx context.Context, reqEd
 
 // OpenapiYAMLWithResponse This contract, as YAML
 //
+// This contract, as YAML: the source of truth that the server validates requests against.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
@@ -7767,6 +7922,8 @@ func (c *ClientWithResponses) OpenapiYAMLWithResponse(ctx context.Context, reqEd
 
 // ReadyzWithResponse Readiness (the database answers)
 //
+// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
@@ -7779,6 +7936,8 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 }
 
 // ListAPIKeysWithResponse List API keys belonging to account
+//
+// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7825,6 +7984,8 @@ func (c *ClientWithResponses) CreateAPIKeyWithResponse(ctx context.Context, body
 
 // DeleteAPIKeyWithResponse Delete given key
 //
+// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
@@ -7837,6 +7998,8 @@ func (c *ClientWithResponses) DeleteAPIKeyWithResponse(ctx context.Context, keyI
 }
 
 // GetAPIKeyWithResponse Get key
+//
+// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -8025,14 +8188,14 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest AdminRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest AdminRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8175,14 +8338,14 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8267,14 +8430,14 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8445,14 +8608,14 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8555,14 +8718,14 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest GrantsForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest GrantsForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8651,14 +8814,14 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest GrantsForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest GrantsForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8679,14 +8842,14 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		response.ApplicationproblemJSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
-		var dest ConflictApplicationJSON
+		var dest GrantConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
-		var dest ConflictApplicationProblemPlusJSON
+		var dest GrantConflictApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8771,28 +8934,28 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest GrantsForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest GrantsForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest GrantNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest GrantNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8867,14 +9030,14 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9683,14 +9846,14 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9789,28 +9952,28 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9885,14 +10048,14 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9967,28 +10130,28 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10091,14 +10254,14 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10187,28 +10350,28 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10297,14 +10460,14 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10438,7 +10601,7 @@ func (w *ServerInterfaceWrapper) ListAudit(ctx echo.Context) error {
 	var params ListAuditParams
 	// ------------- Optional query parameter "cursor" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
@@ -10463,7 +10626,7 @@ func (w *ServerInterfaceWrapper) ListDatasets(ctx echo.Context) error {
 	var params ListDatasetsParams
 	// ------------- Optional query parameter "cursor" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
@@ -10763,7 +10926,7 @@ func (w *ServerInterfaceWrapper) ListAPIKeys(ctx echo.Context) error {
 	var params ListAPIKeysParams
 	// ------------- Optional query parameter "cursor" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
@@ -10984,11 +11147,29 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 
 }
 
+type AdminRequiredJSONResponse Error
+type AdminRequiredApplicationProblemPlusJSONResponse Error
+
 type ConflictJSONResponse Error
 type ConflictApplicationProblemPlusJSONResponse Error
 
-type ForbiddenJSONResponse Error
-type ForbiddenApplicationProblemPlusJSONResponse Error
+type DatasetForbiddenJSONResponse Error
+type DatasetForbiddenApplicationProblemPlusJSONResponse Error
+
+type EditorRequiredJSONResponse Error
+type EditorRequiredApplicationProblemPlusJSONResponse Error
+
+type GrantConflictJSONResponse Error
+type GrantConflictApplicationProblemPlusJSONResponse Error
+
+type GrantNotFoundJSONResponse Error
+type GrantNotFoundApplicationProblemPlusJSONResponse Error
+
+type GrantsForbiddenJSONResponse Error
+type GrantsForbiddenApplicationProblemPlusJSONResponse Error
+
+type KeyNotFoundJSONResponse Error
+type KeyNotFoundApplicationProblemPlusJSONResponse Error
 
 type MintLimitedResponseHeaders struct {
 	RateLimit       *string
@@ -11150,7 +11331,7 @@ func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	return err
 }
 
-type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
+type ListAudit403JSONResponse struct{ AdminRequiredJSONResponse }
 
 func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
@@ -11165,7 +11346,7 @@ func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseW
 }
 
 type ListAudit403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	AdminRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -11408,7 +11589,7 @@ func (response CreateDataset401ApplicationProblemPlusJSONResponse) VisitCreateDa
 	return err
 }
 
-type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
+type CreateDataset403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
@@ -11423,7 +11604,7 @@ func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.R
 }
 
 type CreateDataset403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response CreateDataset403ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -11576,7 +11757,7 @@ func (response DeleteDataset401ApplicationProblemPlusJSONResponse) VisitDeleteDa
 	return err
 }
 
-type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
+type DeleteDataset403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
@@ -11591,7 +11772,7 @@ func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.R
 }
 
 type DeleteDataset403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteDataset403ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -11895,7 +12076,7 @@ func (response UpdateDataset401ApplicationProblemPlusJSONResponse) VisitUpdateDa
 	return err
 }
 
-type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
+type UpdateDataset403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
@@ -11910,7 +12091,7 @@ func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.R
 }
 
 type UpdateDataset403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response UpdateDataset403ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -12099,7 +12280,7 @@ func (response ListGrants401ApplicationProblemPlusJSONResponse) VisitListGrantsR
 	return err
 }
 
-type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
+type ListGrants403JSONResponse struct{ GrantsForbiddenJSONResponse }
 
 func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
@@ -12114,7 +12295,7 @@ func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.Respons
 }
 
 type ListGrants403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	GrantsForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response ListGrants403ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -12274,7 +12455,7 @@ func (response CreateGrant401ApplicationProblemPlusJSONResponse) VisitCreateGran
 	return err
 }
 
-type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
+type CreateGrant403JSONResponse struct{ GrantsForbiddenJSONResponse }
 
 func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
@@ -12289,7 +12470,7 @@ func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.Respo
 }
 
 type CreateGrant403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	GrantsForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response CreateGrant403ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -12334,7 +12515,7 @@ func (response CreateGrant404ApplicationProblemPlusJSONResponse) VisitCreateGran
 	return err
 }
 
-type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
+type CreateGrant409JSONResponse struct{ GrantConflictJSONResponse }
 
 func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
@@ -12349,7 +12530,7 @@ func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.Respo
 }
 
 type CreateGrant409ApplicationProblemPlusJSONResponse struct {
-	ConflictApplicationProblemPlusJSONResponse
+	GrantConflictApplicationProblemPlusJSONResponse
 }
 
 func (response CreateGrant409ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -12503,7 +12684,7 @@ func (response DeleteGrant401ApplicationProblemPlusJSONResponse) VisitDeleteGran
 	return err
 }
 
-type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
+type DeleteGrant403JSONResponse struct{ GrantsForbiddenJSONResponse }
 
 func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
@@ -12518,7 +12699,7 @@ func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.Respo
 }
 
 type DeleteGrant403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	GrantsForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -12533,7 +12714,7 @@ func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGran
 	return err
 }
 
-type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
+type DeleteGrant404JSONResponse struct{ GrantNotFoundJSONResponse }
 
 func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
@@ -12548,7 +12729,7 @@ func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.Respo
 }
 
 type DeleteGrant404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	GrantNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteGrant404ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -12678,7 +12859,7 @@ func (response UploadTiles401ApplicationProblemPlusJSONResponse) VisitUploadTile
 	return err
 }
 
-type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
+type UploadTiles403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
@@ -12693,7 +12874,7 @@ func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.Respo
 }
 
 type UploadTiles403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response UploadTiles403ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -13934,7 +14115,7 @@ func (response CreateAPIKey401ApplicationProblemPlusJSONResponse) VisitCreateAPI
 	return err
 }
 
-type CreateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+type CreateAPIKey403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -13949,7 +14130,7 @@ func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 }
 
 type CreateAPIKey403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response CreateAPIKey403ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -14132,7 +14313,7 @@ func (response DeleteAPIKey401ApplicationProblemPlusJSONResponse) VisitDeleteAPI
 	return err
 }
 
-type DeleteAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+type DeleteAPIKey403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14147,7 +14328,7 @@ func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 }
 
 type DeleteAPIKey403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -14162,7 +14343,7 @@ func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPI
 	return err
 }
 
-type DeleteAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type DeleteAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14177,7 +14358,7 @@ func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 }
 
 type DeleteAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteAPIKey404ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -14306,7 +14487,7 @@ func (response GetAPIKey401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyRes
 	return err
 }
 
-type GetAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type GetAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14321,7 +14502,7 @@ func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 }
 
 type GetAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response GetAPIKey404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -14451,7 +14632,7 @@ func (response ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
-type ChangeAPIKeySettings403JSONResponse struct{ ForbiddenJSONResponse }
+type ChangeAPIKeySettings403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
@@ -14466,7 +14647,7 @@ func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsRes
 }
 
 type ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -14481,7 +14662,7 @@ func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
-type ChangeAPIKeySettings404JSONResponse struct{ NotFoundJSONResponse }
+type ChangeAPIKeySettings404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
@@ -14496,7 +14677,7 @@ func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsRes
 }
 
 type ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -14686,7 +14867,7 @@ func (response CheckAPIKey401ApplicationProblemPlusJSONResponse) VisitCheckAPIKe
 	return err
 }
 
-type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type CheckAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14701,7 +14882,7 @@ func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 }
 
 type CheckAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response CheckAPIKey404ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -14861,7 +15042,7 @@ func (response RotateAPIKey401ApplicationProblemPlusJSONResponse) VisitRotateAPI
 	return err
 }
 
-type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+type RotateAPIKey403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14876,7 +15057,7 @@ func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 }
 
 type RotateAPIKey403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -14891,7 +15072,7 @@ func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPI
 	return err
 }
 
-type RotateAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type RotateAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14906,7 +15087,7 @@ func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 }
 
 type RotateAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response RotateAPIKey404ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -15066,7 +15247,7 @@ func (response GetAPIKeyUsage401ApplicationProblemPlusJSONResponse) VisitGetAPIK
 	return err
 }
 
-type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
+type GetAPIKeyUsage404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
@@ -15081,7 +15262,7 @@ func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http
 }
 
 type GetAPIKeyUsage404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response GetAPIKeyUsage404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -16092,219 +16273,268 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2LcttGl+ardHG3yqQXoihZziRUpf5SbDnRxLe15D+ZDVxCE2iRPQK7EXRDEuNV1TzEPsM82DzJ1jmn",
-	"GxcSIClbduKM/78qFkmg732u3znnfS/W80wroazpjd/3Mp7zubAix09PitzoHP5KhIlzmVmpVW/ce82n",
-	"gsX4Y8C4YbmwRa5EwqRidiZYRL9FTF/g5ywXV1IXhmV8Koa9oCehld8LkS96QU/xueiNe/ROL+iZeCbm",
-	"HHq90Pmc2964N1lY0Qt6c37zXKipnfXGj/f2g55dZPCmsblU017Qu9mZ6p3ml7e3Qe8pt9wIe/IU2sSu",
-	"M25nVc8J/X4uk17Qy8XvhcxF0hvbvBCtoykKfHK1o+ObbHWxzmQqmNWXQjFxk8l8wfqFkjfMiFirxAwC",
-	"XCJ84IFhkbjJIljTuVRWJF2LJW6y9pWSyn5zAEsllZwX8954VA4UGpyKHEf6TKbinyI3OMSVEc8Ec2vy",
-	"wLALGP8VPRuw65mMZ8zCd2/fPDdsxlUiEqYLyyYL/H7KrWB9mPW/nr56GdDMzIDFPM8XzOhQ2Rm3jLNc",
-	"7BRZqnnC4hlXU2GYuBL5omyccZUwzp48fckU/MKMyK+EweXSaYIDe2DwcTNkL7UNVTwT8aVIxoxjA9fS",
-	"zmBk0gZM5/iRcQUvi5xpJQI2FZYajIs8F8rWGx2GqmP1rxprXzuV3xy0HYsfc66KlOfSLlYX+4civhSW",
-	"GfmHOGQT/GCYsTy3jFt2PdOpYDNd5AZmkPCFCdjbsydd52Ja66o+xv+Zi4veuPc/dqvrvku/mt368GC4",
-	"P4uWYR4pdvT6hF2KBawObGnXEC7Fomt59h9/07Y+P4sF3c1mlyeJUFZeSNirC+z9Z7Eoe21e4Uux+Pjr",
-	"+1zOpe2gdin81jVl/LEx6URc8CK1vfHjEZItuot7o1HtZu61X83TWMN3a8iIgSe6xoI/3nEDTuV0fYdy",
-	"qrgt8u5O5fSOXb41fCqe5Xq+2vEpHn7POkQudcL6UsVpYeSVOGTSGndRHribMhiyp7TgcDbZv+A9YRNx",
-	"oXPBIqujrnFfwABaD0nCrdixci56naM/06tjP1bJ8sjFjRv50iiVvu4altV3H9QtnH2TaWUE8W6tLlIZ",
-	"43mOtbJC4Z88y1IZcxju7r8bov7bkYnjPNd0QuttZLmepGL+vz6srdughfUQN2Cxm4Ap6ba4kcZKNWV6",
-	"8u8itsMeMDKdT2SSCPUFzjMXSOF4yqRhVzyVCZsUls35giltWaKZnUmD03whlUXyBJTtS5ooDBy2LBcX",
-	"hREJu9A5nPwxXhHHUWD6Ghg83OwcxAckqMDw5lrZWbpgvxfa8lD1o193zpyMsfNGcKNVxCJ45Tyl1Yng",
-	"rQgfPxc3sRCJSKKAjhCKpm+4FbiSEbuQIk0MCFtahQrliAEKClwxrrRazEFmjXmaivyBYTxJcmFMOVpo",
-	"rnps7ifKrYCBlr+cN4Y3GLI3wuYLxi+syFmEH3aO4EPkRUISPGaCJ04OL8fc3JBVulQ+uPNapzJebHy+",
-	"6r35aMWkWnnUyi403xYKXv2tV595L+g1d6UX9NrXqPeuhbrdBr2X2j7ThfrCLsBLzUwRzxzN8hpSdaji",
-	"WBeKaBms6RdKz44c/arRtGtUDPHWD1nbvYV7pASwywgVI7yo0YQn56W8EQWhilCiiVi/VJNAnwRWaBj3",
-	"zEJfgKiMpDMXPME1dirMIGCRzuVUKmi+MCI/51OhLLZdqEulr9W5e4A6AZKUSmNB5IavDWoi8AtIl8JY",
-	"NuOGKSHtDK7wK/eu0nmoojfiQuQij6Bb3/qlWESsz1OjQe3RlluROFG6VI3dzLixSAanOY/FAIaYC7gF",
-	"MdK2fvXBT88wyy8FKU2kagXIPRxtBYoWgXTsl7icYqikqfpzW2DOuY38K4k0fJLW30EFVbkvpWEXPDU0",
-	"Sq9DK23PeZrq6+XXKiXbRMDaYIywyMtbJTP3XpxKoWyoamRXKqbckam1LLPzHPXHaLBCOY/iWBiz80Qr",
-	"m+t05whGtkMbtok2bqBxbRQKXvgiufTZZmbcwnrHrMnagHXCWytMe4UdF8BtcQ+VuLH0AonypN4Ohkuc",
-	"kTbf8cdDuGZLnC7CO9rg7ho2myU5v7A7UtiLnZm1Gc/kDowaB73jTsrO6DsYZujVtrB3+Pv3YTEaPYrd",
-	"jTcgzrv+8QdxeP39nuu0/l7+/ejQunfdcOn5CEUfJCIoIeAAAnjZLVetU1o4302jMc9A8CXfshtF1dD6",
-	"UYQKWsBOBkP2jASeIjM2F3zu7yKQL/fV+aQwi2iMe4t0Bg0xOeMp0NoFUMNQnZ08P/7x6Oz4/O3r07M3",
-	"x0cvzl8c/Xp+8vL82fOTH386Y+VCSsUuUjmdwZFq7LFW6eJeb/DfVWxq7EuXtAQ9vVW8sDOdyz/Elyc1",
-	"1USJVtozl8ZINY2cyM7mPAVFWSQoVfSj8nM0ZpGRU+D+4iaLQoXXxUkVwIZ4mrKpvBKKoXJi2bVIU0Yv",
-	"e31AzDO7QLb453MZrZ/zfCq+PBbjxaeJTpDPWK1ZClNB8ffLPa2r2rw7nMgRFYrGfopXXKYgQH15MwTG",
-	"MOFGwPwKlQsez2AihyxHhTblVuRullmu4UbAz8fKOrv3vcz2p7Oz1/+E9cSX73Pu7S2vrET1CHPPBL23",
-	"jiA/4zL90s7u0Srrf7DE5pW5FrlIkAxCMwEzei7sDA846kB2xhXj9BYJ56GqeZDQfhmUD3jjiZF/OOkS",
-	"qWysizRB+jsBUsHjmUhYX+elQWwixoyrSiNYFTmOnj9/9QtLtDCesOvrwZDB6fWTfGCYvlZuUnCUybeU",
-	"cWOQddwfcb+tnYwzORe6sH+3o5FI2jC3mtcSDkXLvpydvDh+9fZseG8re+vt49TQ6xPntMpynYncSrKB",
-	"k3Eg6bShg/j6SqUL7yzq9CfvmEuZ7WhcGJ7uZBqkupxeuw16cS64/Qz91HTodq8tiNA1w4CzZZRWkT7e",
-	"VjNmrer64JBFqkjTiPyw5Q1Gud/ZqbCtwoghO2KJSEXNEMGSXGcGPcFOPwf13jlRrZibLZxwQQ8GQOyx",
-	"sVQ8z/mit3xC33c9XrXnrBWryxWh7SJyJqpqsfpN08fA6arSAq1wrTE+5RIdoK6/idap4Ao7LO0oLU5U",
-	"tPnaGYg+ci7KPmVpKXPde2NNtSVIpaDH1gO2cRlk0rb693UuSwvM6pSfnDx9Y1j/5PXVAaqpJ6+vvgmY",
-	"goGk0ohkwCpbT2lhnxfGsgsQy6Vyh/ZaGoHGoQFo/7QmXC38K0vH7M7HKuXGnsMGrM7gl5koeZsXYOFx",
-	"BDRIkdB+4tHJRazzRCSeEHI2l6qwYrD1xt3XjjhTwDnqju2+3SZ9mDianqChI+apUAl3/hfWf3v2pDqK",
-	"5MIh+0FjYm3Yk46FL7Vi7/Ns2TNnfEXQTufGLm+kt6eeoy30fN1tfIsX+xq2tzIt5yJLeSwSRLMADYOd",
-	"RpMtSHzGyjRl1zq/NOVyYANolgS547PvdGUsQIkiSSQ9+LrGCZHUtYn0ZEGtW/m4WwdysI9Z5O0255nI",
-	"z8mWFBHmhnFnEGNaMX4lcj4VASsyZjWLJkVubMS4ZVrF4pDxONfGsJe4wDLmhoGAx3gyB+6yt/syYEYQ",
-	"RXxzfPT0xfHyeVMIPlhexSa/x04d/qBEXMD/grWWGUKNLE2ypZlgk32nAp/81tpk4EZYmWzIK7QEXavs",
-	"VnDAYTvauX1WTFIZ4xW2mmUFeZdKaFY/+selWHwfIfW5r+NWGD4V50DyzpE2dNEWR0yc39URSPyjjbaM",
-	"2XUurRWKYfsgQBAWzJ2WUGVpYdj1jFvndgV5k/zK+AB5ZLQt21kIJ3qsUKeOlfD7uOVSwGN6DnQpA+0W",
-	"bxguj3cvbSGdLJ0YEohwux1VbF7ZRusVeazEz6AUeOsMrSGSVAJRU5qs8/B1RLRBb5bZTMvpWDnpt4GT",
-	"1l9zsmAtSewdiFNConrBEp0GGZ+KkkZoVVFrDzJdRo+u34129GhNpij/WKdLOU2khTFZbXl6jkL06vRe",
-	"FvMJwdwuxaK08Ze+4Y3EpsTO1nvxY+/eg1NhrVRTc0fO4V+D8XIY8ZAdqYUzBcDBbQi0B/v7LBI3Nufn",
-	"F965HQ0CJm5ikVnnVuXJDuguoXKYDAL8/SwWHnHKc1wPkVk0RCRMTpXORcKMZg5PChSGG3YhLFoOYq5A",
-	"qsm0gVcmPL4MFZIjYDgOcTpk/bMZvJYLlog45dDiTOSihI5GnlxEY3Jxc6tzQy59btilVDs6E4pnMlQ0",
-	"ZcZrLzF3vBcsy4UBGRfFQscchgMkUZ1Ka3PZ3/hVgjZodcata9Ipg6wc7pri+sn7Wqu8IrsrBVILeyqM",
-	"qFTZPkoLqBdMBBr4axcEJAfTqb3WH3Ta6yGLfnsXkVBxR/10zm9O6OE9lAjuqK/WgJFr37+DAutU1VKc",
-	"P2QRNBWh6YyWZOAUVwNqLMf/XnMz7KaJW+qzv3jZGTbNWFD/QTYGvtz3e+Vo2UVhi1zcsz57H2e2a6M3",
-	"6rQb9dZobzTE/+9+GwUs2h+N9sbJ5NvxePfRfnTIOJsgUaN3EY2BhAwOt/tyUNeUgceBdCOqlvd2v43Y",
-	"RMR6Lgyrd1euc6hqSnL92KNNdGn40k1KKyVimOsDwzIh8oDpPKgUJfgKhysVi0pb39mbt6dnx0/PX795",
-	"9evJ8WlEYQ25nM7szlwbywpl8wJpcfTrzjOdX3NQleGviM10tnQRaxfl4DsUvMt7s+lWfpS2//GEb+PZ",
-	"3Uo336iF52KufTQEtsT6o9KYVQVSDNo19CX9aEVLupPmvkQUQEWeCDYVSuSIdOKF1XNuZczTdMEKlcJh",
-	"y3J9JRORMHEDEry0KWL7mwRyeeM3rm3NZrAks2QilhdSGCdP/HR29rqCd8E9JCso8B6OdmmPUB2C9MLn",
-	"WSqGsZ5H9CDd1VDNtLEBix4OG4+AhGGKSaLnHJrvg2KCbCgTN4OARTNrs/HubqpjnkIL40ej0Sii64+S",
-	"pAioaTxwmc5tQBiPf0QVjoKeFippRaKxEog2ZMfou6Zxh4rOBk29+9LtP35037fuDqaZz3AL79VusnIr",
-	"KVbkq7XiQ/ZzZas22xw+7Lx4ari6wk01fikciHzbwpC3pbyP16g3wDV/a0S+cwRvE5khlxfwVYv0AM0g",
-	"4obHNghVzI3YMUIZaeWVALJBEx+yX2SaxDxPiD4BDTFFBsRAJIfUN2dGqmkqGL0CDNyRsWGongt+JRxu",
-	"pS4KAoFDZFw58otcz9GYDtPewWkTYVgO49lsz1hVNNXiOBVz7/BUi1cXvfFvmx03palXoWpc/6YSTrdV",
-	"ytXipQDJw49kVT3vogAbG/4nTwvRW535uxZnqqDuUW1WzL/McAxj3IB/PX31EtTMQgQMVohh2FMikiE7",
-	"gqcMS2QuYosH3chEhIrT96TBQocTYGLXmqXiSqSGJUJkrL+8BAOM261Y9NkiE6c4WtCblbahEjcZSoW5",
-	"iAsM/mR2lutiOmO+y1QrceiA7f65SnOmiLlQuVPQ3IFPeRb+EruLXbtNWt1t1jdCsOpuDIZulajDP/Om",
-	"/Ll3ZM0VIFS4vrgQKkFip7ICtVkjlD2kZ72OkgsMPwBNZzAM1WkmUoueaW4YDCJhk5yreCYMqE+8MIK9",
-	"Ojplj4ajB4YIJaw4aKkCyC+L4CVQtXA7q2NdJNIeX7kD3eTuPPY6v4d18kyeX4rFkIwuvaD6Ai0+tS8o",
-	"RKD2BbnaK5tt1Ub5hW/Df7HyCsVa9wKMEa61QB/d4+9a2C+PbZtJ9heMt0iI5VH3DZcNInwIJiKtEekF",
-	"bSBP5lKxJ89PBpslpHav9apzt92D2GZex0fbDKLOINgtC25/g8rjXsnH+yiMVR/WWol6xzyeuRVNKEgN",
-	"qXX0G0W0BhQ79i5i/coFmcOxLPE4GCk5qAlT1US3XFPL86loOdbbvr6gGOals18dR3/w2uDLzX3DX3Hc",
-	"bfuG4v72gbur/hZ6ks544G9tOf/qYLRa0eH+f7Qjo4/5CAZ/UYdGReI+3Kkh4P1lt8YDw2zOZfop3Bs/",
-	"6EK1mZl/uxagrxtd2FnABIcPSud29g4Gl4hpLsiF79T53vi3nb1vR8HOt4+Ho8d7ewF8cH+/azMbJ7qA",
-	"DQlWeHKNGBzUicHB6qI+EcoFFiwNPtVqKm2RiICl3Lq//tB6/m7Y+9DBPKoP5lHLYGYivnxDmsJGRbl5",
-	"BWppVbYhGTJr93IvGSkJSqRzRBINlkxGB487bULtjTsd6IFhZDtxutpSs/ujg2/bTAhkYdnUsjPE3Knp",
-	"dQpos/Wastnawd5o/2ATJaztVNttcmfAYEKLFTmHFM4a/605D/IypGF1Cq0hoZZdIwoYk8U0ITbeQKdz",
-	"djA6GG5j4zGW26IDKkm/EfKnDu2i/qeCsDAYVTnjjqOaQ+iacVb3LZEtyHuYSuyxEWR7dRxwfzQKDkZ7",
-	"wcHoUXAwOni3keb5dS1nUa5m2xa5FEdtYmgsjDm/6sr180MxB3EYVhhx0F1RtN5jesgyl53D2Zhd3qIy",
-	"J8kW1hW3VtsSBm5tLifF1pDPyccQ/7oi4cJ3P5y4LlP6tRbSJr92HAwk07uzg3udxDKHuMMkHCe7DTYi",
-	"sdd5prd0L98RGOxbfV/x+l42uWhresbNOSLeWtMivfiBPDaYJ2vGQaOEZUdtq2HQrNHFLU/+pSTL7joB",
-	"zd38n+FR2jc4AjVyXLt4c6m6f+zEYcLUz438Q6xZ17rt1IUMfIBZvYw2qMcYeAptWKzngoyVUhkLBIps",
-	"LX6taQv6ztyKNgTD5txciqSJJuT0pNeMN+qhtZiFLuWwLoSMvvtm0wHtnQLDRjgK0dFy6p4PobK8FLRy",
-	"KRYBM3wxGLJTEefCmjEzlmAwgqciCUJFZLzMyPdf//H/HFrOMDPT1wS7RJBOmRMFV4pFDx8+jNzziYuK",
-	"SfV0KhLoDW0uoaKHuGHcvXUpREZc1A0E06phogPPOZCVQJsemzfh8aV7UVrjxBYH4S4v4/vekYsG5J5V",
-	"CQ5i1H/9x3+6g17fgb1vWriii8Jrs11w2wh6Brauc7Y/OvD+9DGL0HYesf7+6CCgOeOx8QZOlAvgZB4S",
-	"o6QYcIyCj5S25xdAwiPWPxgd1CWBHkEGg175TKvVpcjTVnLz67/9H8xtZ8U8S7kVAZtZm0Gn8K9xqW7e",
-	"/3EbsPc3t7ju7xe3iMJ1kFvY3Xp4LSpm5LCqSCE2Nt7dpex6CHxUPN3NNU/M7vs/bnff39zuvl/cDolm",
-	"bpJol4QbmNwGt5KPnIK1uBKgnp+nfOFu4Vaq6z/xrefw0jYhAFfSyIlMXbDi2oarJ1ttCjX5pgPIiYS9",
-	"0WXJkCoqXRHzUqYppYGmVLS8QnWaHSyLgHV+VqPWbTDSNZLmEzIf3k0jXJLk7g6G+ira/fVEu26E2/52",
-	"m1pJYs1VqCfLi7LJBfFuOukEh8jUlL7MubGk+XoiS2QpQzvYv2fw32sxyVop7cdJWd1j3jsY1qE2+wfr",
-	"s7I2xLPuVkd3bNSLdc192YjtaAh9S852XGz0QB96rodD23/8TV3jffxN8Hhv/13w6WTGU5AQawKic2S3",
-	"y5F9kUjE7mJa2WQulRkcOiBvpdDzS9TfnUwJzPu7wVcB8auA+FVA/NsLiHeFdt+LwOjEQ+RBa8Stnx2P",
-	"8keEJozhOECMWw+Ie3WTf+rP8Cp5c+Vml9J9e4Zcz2+zZBvxdeVy8YmhLOEiTSgPipOVS/tCnAqeI8S+",
-	"D4KJQKpHdMwTgGHvq2D8VTC+k4lyo1S7GXVeiawfJpJ+ZpnzrylFltd8joKitEu2xCozxFeB8avA+FVg",
-	"/Cow3ofA2CnFmFbZ7o7Ai2mzPMnWpUI+UOjDQcO6rUp/3bCEYKmyyWYBr+xlZXlAzm0RlX6ArxGYBVdy",
-	"ohNZpjHY0q99KRYeEuGwu+uWA0f4BARW0wKFbWRRyERepeelTIKU+6EregwDs116CE80axkZEAmLgdvb",
-	"TczFct/X3N640PAyAMGVd8HY9wliD4xWOE0a9IYkE30QLpDSAiV6hP8ifxpsOT/MPNwOE2kWGqEYvO1j",
-	"nikh94bhW13P3r3VkJcuCo2/XK3AHfFq49zZLAdUnp+2G0T54Lbe69eUdA4B4kt0SFgu0w5eeY3iSq7V",
-	"NHA+2UzkuO11puFuMyJqiLNtxDJRp++2w+zDVH32ukYqw6sqzeMFlynWvnGlnNpRNjVEy+op8uigOqBG",
-	"gviECQfgSrbFJG+U6e8OkrgjJG+7x7JcqlhmPO2cf/kEiTguDB8TISzns/+AhWjzwTV4R8Mh1xhttYZt",
-	"NwF3e0tP1xKE+4ZjlI4vcFCNIGJ9ruiouS9JvqsPC56prZkDC1cpGP2LLYaEu0Grlnduc42s9jV6Lk0b",
-	"VvxO4gFdrU0yQTfjX6my5ipw9Wa6yGvCsvuY8EWrlNyWBvZeaeF2kuZyItpNotL2VK/UB1dJXABy+zNu",
-	"7NHrkwdInrKaUueyi7qyOUgOfxI8pXjM5mwr4GVFyvXlRtrtXmvb3Z/FokPa/Vziqx9Bu+ga+BJ0W92i",
-	"+qTL0nXbSriNgXw+6dbnYvlkEm7JGEnC/dRCZylotqWXj4JlpZtkFNK8v3TB9O7iY7n5bQfSU71VT/Gz",
-	"J+y7g8f/UpIOIlOGcoO4VE9krWpIYpRZ0wx93J00LOITXdjxJOXq0qfwt9KmInKmIqActBoq4XnCslnO",
-	"MdMP9RlRyOWx6yZhLXR+wKQJFSaZc0TQBR8YtDgNWSkxSoo6xKisrgTMURmNGKoKrh8dYVR6hAYzl8QB",
-	"Jsm4ZangBtvMMLIAU24vdYANH7IyJWqo+kqXjQYserj7EP5ZeWfQ3hTlgSnz8cNK8rlLitRF0lfPIka5",
-	"O0B9rJOyQA9tZ0OiPxgd1OALj7/7rmZLPhi1WpNxmzd2vLr3TU3ipbbsWbsGUYWrLbPKt29OGEV5qFjA",
-	"lkk1bfBCePGweThZH5OBTsRCu6pRNMBBczy1V3pbhsDRQgTr2CRhM4AInbVnYjiq6Zp0+jBpAJpXX/Ds",
-	"uZzkwsFpmNFFHguXMEqacaiiOc+GPElO8Ze+TAL2HsYwZnZ4KVUSsOFwaG8H0ZC91FXuM0m3HD00YxbV",
-	"vF14t1NxYUOlC1vlGPK8YOaieIEUyFScyj9ExPp4RavRCp6YQUkTnA/BFwyTqdih2SY6LuYCA8/g8vmK",
-	"xP7Qk/m57egveeeaC/rT2YvnrPYE61txQ4lbUqkuzeDQOw27J9e7f48e9EPFg38RE/ZC5DG3OmfXOk+T",
-	"rpEw6rMq3vyg6bP8BOFuXQ7AOyqqggpvb8FRfdYZCghb/b3yuXXixKoyPZ2u9w9H4Rtf/Xc1mImK9LZ6",
-	"zU5bgVpYwVckU0zClskbAZyXm6Wbg67q6gJgiLy/RIOW4Ey3Za5UrW/rzI9iPXasZUgb7+mw184VUnHe",
-	"6tLA6C45VSKpSol73wbr1zwNg9aLV0Z6bJt0elmeJ2xvwwBRDjZwpZJ9/Xaq1Vw7lDWobxsOuI7rLTe+",
-	"hh2mwbdzhloxrLuAHtqSRFPuN0q0M6wyKUVBGYpuyuqquWCmzL/gsi2E6nUuzbyKlsMahrXECy7TQoSS",
-	"fzQYs2Ze6qA9L7Ur4nqHxNRt5P6LzcsEu4yZIz4sXhdLTrpOTMOE8u03KJotMT59zVLt5KEybTrtErli",
-	"y1yQI5aLK+0c5kpfH8LyY1LARyOs1T1ogloff7e/ko6uZaFWZu/5VouBtsnC13DbdRpmG0Bl3fOdWJA1",
-	"UI975CWdEV2UY67Oy24Wf7Qysm7m4lDAXjEcV5G023Ccbprua9f4kT0ajoajzrHdsTrAvbh911L/cgp+",
-	"fO103O3Au45DXAnvEtZ8LhV3OVjmPMscAMHJHx2DXtYE/OTXT7J6/rYkD4uXxOovHfhdK7GFNWa1vfXP",
-	"L4/39l19LX7gNp7VyNqScQt+Le2amHymcqgRAAUVZOOYwONRKfmePDWrVvS1qYqfVm9CWz6Hlu/tQudD",
-	"9rQgPVsQ/6OsgInDEO0AawuQRgJ1vJC5sTtGYPlBF7//IfmIH4/qgvbe1r51s/4UupU3mVamhQy84Jkr",
-	"5ZBgcf7Ysqpp1k/1tch3Ym4EJZ5z/AF2SJf1xFY3oPKbdqGjPtMh3PB8+aSz0r9b5UrL9IFmtnbJS6dD",
-	"c1GE//pO7tF6FgRHU7fOQUA9rjU4vP0wzN1RzZvVHq3hZMynZfYqemijiBkqn9HrbiJmmyR4Lyi9O8LK",
-	"PgjTdR9gKdjMmgV9zZy3ULNXmm5xqS0B0u1Nd5/k9u1wA9dyW6mMauxtm6Er1XFDCqiy7nVm2Ssn+a5F",
-	"vpib6Ro5ZFOGMhgNteHeaNujujCyYb2WPZAbRFC8TOv2vUu8Wk4udm8i7Kpjv3tFPtbm6eIK/0o2z6+m",
-	"yP/WpsjL9pifv4K9sS0TysTotLAi6LS9meHaEn2fX1drs9RtNM+t0+pK011z7K1Eq4EFXqrskeXyilsR",
-	"jRvFSzBulf5G6oToMUPoMRZVSKpozFJ5iaCrK4RzTwrLqLoOhb1SVnkP/TEMEzGKBNr0yCxphywijGCE",
-	"qYkRhN8AeWNyVMw0/QpzUVPTc5CyKqS+bwMkftCBkKoqq+GzqxRaH7lD7PtoF5oAOqL9I23QxRo7NSIu",
-	"cmkXp6hfU3HYTP4sFj+hKNeKf3fQ0weGOATBEedSWXT21RTJ/o9CPxfKPKBqZiQduvLCzkhaoPkxy3Cx",
-	"DWZxRLg75dmHDuktnxhi3Pt15yiTOz9jbkx/WnHEmGAS//rfhcgX2wydQgp+h8dZxnM+F1bkaIApB+KH",
-	"gQ9Vo7hs7/9U5Fcy7uarhn53vfcjOzXn//Uf/xkNKIgGvXFTUI4p6yth7XbcIcZDEbnvsAXY/6gRpDFm",
-	"2DcLi9HoUYwP4Z8ECqgyvBuq2d+vD/gntz+49t7k1ZtgzEc12Zm12fJUuw7LmXcVNuctFYgRwKnyBz74",
-	"BItej2vBMM69fq3zhEXYSxQgPNBkPBbkvazKUPbbl6Fc3yE7/r2QVzwFbm41q4+e9WmOgzWnrhkJs7Lz",
-	"tyhMX+jVJSh3NKaqzabMGIfx8pzNecaA3MP8XbVoMybSovjUFSxx0PQS9G0JETwJ1RztCfOJSFgfkWeU",
-	"vRFJVpWeni7aIMBrimFIud1JJdpYatynMsmUdsqAVhq1TDc6yqVv9VJpDfIOOyQwXni0WlwKNQxVqF7g",
-	"dDDjd8zT1CA5RM9D80os7aMLOVo9z4esdctDteHoW629iRVPYAlZwdIg0g6GjBCseNhgSUO1/l6yHXTu",
-	"sZdHL44jnOvxKkQHhqDYCsCnT4idwINzAhaR8SAaEJCwRBeGyiNzxmsQiaTcP3x4sL//8GEFRfTwnFQa",
-	"G6p+9D50CMgQlLcQNKmwF4SgS+G/MCj8AzVE/Cu2N2Hv9h1K77dYj47qoiAyl6Y64zDKetss7A2Hw7B3",
-	"Gw0JSkTj24QBKkE/3Fwalxzb4X5C1b8D8mfg6sCs/FAhglhfaaCimxFBRJ1asD+vuZ1VVpWUBkPpvEVS",
-	"umcN/Qo/wL7vXu3tuizPZvc9gRpvd7F0R1QFnYQKc/4CZzUpN7OARfDWrr+eu/Qsw8TtyFhpQ7AreAsz",
-	"vgF3s7MyCvHhw0ejbx8+ZFaHCpORc6WVjHlKoYPED12JjEuRWdZ/NPq2Fmc4F3amKaAQVsPRTQc7Kike",
-	"inUui2ZvD70St0HPFf/rjdFR8QjEE1g9IJw4MV4k0u6ie020WK7pZtH9C1yOzaCqNwxDwszs8MGVjSCa",
-	"SQdBtL0eKpe8ZOXtKkpVJe5p+F5aJwP6WD8g6YlMSAp0iT8jT5tXkpOjW3U5N/khMxRPSsVLUBWuMvnz",
-	"coqhoqLZjuhKUACzTCiRBMyXTSIyDjyP8khDi7iPFzoPVVWC7Ojt05Oz8zfHZ8cvz05evYxY36mM7GDk",
-	"/Yy4taBRY+8nCdYeNBbTXOPmOanJdNqWq0d2KZl3p5W49qQrkPMORVk0peMR2R+N0PallfVVMZauKULv",
-	"ULfZKlM3JntA9r0sqmWuri4uKNzBgClxjf4SmRuLoNaD0V5XL+Wwd98q7viUSOilR5tfeuYrf+Ib+/vb",
-	"dJNRoR0+ScWxsg6z/Xib3t4qfsUl2QpRKyjmcw4idD0Y54FheDnbVgMTwE/hDFCOd1A2bnY8JdjJNUH4",
-	"gHliB00aVrvtqyftqUfSftGHrZ5bZO1xK+UuptPkPk7bn3d2YPfqpirjrxPIfyj61zV1O9NG1CO8mKwf",
-	"q6c1QPXqybqS4poMGJluc3geu1RWRPlZaTAoh3ZIPyHHVKKhhtf1bVfgpKzLESoYAOsfjB5VEkUr0SSZ",
-	"8mlZzMGJcD/oZHHfh8wFYN02zTe+/H3zhO/dd+dtp/sMKzdcVxFrn5F07m3xxpnWz3k+FX/yfXFqRyl1",
-	"bH36KVFbC2F9X5nqbnfpVmDVmhVC+xS/r5/Oxik5aEuxB28khygM1ZVHpRHlJHJ2JXJ5sfisu00jXf/G",
-	"S20J1/7n7jYtYLXbQU2spAp8bmHNnc9B0M5NfxS2c4dHn4sO3AMN+HL2+EdQHRrFD4j1YQHuD2FudxKA",
-	"XKsnT1G0ybiNZ61G0eUcXam4sOsSdQ3ZEatSc3i9aFLMM1D/m9lzI1+PPhdW5mWlXV1YDD5pWoyXAneH",
-	"7AVHPCSvipN7xhw4AzkWNltrIg+WeTarWDbqQ1wxujiBS8xiZ642pFuBwSErn0HLnSWbfSkk+MFhVh1M",
-	"vurEizZBgDKpfRZBwCVt20oQ+GwEoMBBJX+KMHBn0vEFSQ+02Z9MeiDGtF5Vw4h08ymZSxU8v569PKgM",
-	"NPekRv2tZRHU1PjK4m19hJxi/5EMymlubXoT5Tr4NMSynrTiM+tMLoVDt8ZEtSb/0qd29N3mF55odZFK",
-	"cuR/STT1dIaV7ksGj2aJpWwkKImkKOhVGUi6krXc9UZtRZPf479b6njVTdqk4b3BEJTk0Ct2c4mgh0Il",
-	"WKH0q6K35SGidWScLvNnpKnBe/JlZ9zOKk+2Pyy9ZUIX1IjWpowc79YfTFRb8TB+FEMoulI51FxwjWpS",
-	"VDc3YAR9plRhiTSXQ3ZifciVc6jn4krqgt4LFbd6LkE3Wxwyjr5UOOnkFUoFv1p+y5ZZK7DyfFPyoMWj",
-	"NLsmCBWhnAJGMVBBA3EIGodDUhL4CZ01oGAogoRQ4odUPDBsLiyHXoahouyZNGnQSCaC9bOUS8Ui/1TE",
-	"yvhuEzELB9MgrYIWoznPot1IzvkUfk35Qhf2MFRKs4TDlwkapM2hmyk05RtGKigVxTaaQ6ADL98+Z4g5",
-	"8G7Dw/okCUHQnKVrA0u2YjuotjUMmNGAdDARX4qEkbuMQKah8t78sV8EdIZNcsEvDRDeIkUACWcH+/vs",
-	"Gi3LUarjiJJ/UPcsgnNEy4TJJcgZ6oJ6LSNPWF8Mp0MW/Rb24OmwF7Cw51eCPtVn2nsXDdqVPjhKZ86a",
-	"s50Uo2Mr7E4VLdByOydS8XzRcj//Sgpfad/yml/nuf4C5Jx7WTAX/HIb9LpwEHdva4M2tFIQztbiSPpo",
-	"WSkjRoBqYm5w1Jkofc+XpQkj3W6mgKvziXtWjQufZ6sVsdBIcISQCcwslYncxWZTKqKAYfIgnnZk9yTj",
-	"lK01FqpamlMHRKgb4uH5vssU2chsOqjgJWpRA6gOGQJTMQFPtXD6WpV+OiMoJLl/MDpAWA5KwgaxQMp5",
-	"8ORypsbBkP2AEzWhKhM35/ziQsbI7PRcWvQk+BjnvWA0GrnFMawPJJySw7SS1sqqTfnO7iow4VvPcj3f",
-	"xlOMD5/pbR5t5E77DK5lmv1GQoCHtbSKuBP40caRL0cad5JTM8lvgNdxpoucIfRx8Vlt8566kNQMS9sb",
-	"v29+iVd61Z3XSnB+cfhS0NfGqwBLuPNl5jhrakqrw7KTudvRlVD1oxJxHXmsrs5Z9I9Lsfg+GgQOnlfz",
-	"8qMsdikWvsGgnmUfRTOy84cKHsKDT5A5D7pmfQKxmgAhrAwhrAE7ec1yhFYF1fbFOhMBEwp2OgkYRh4s",
-	"glDVsm8AHfy90JYPDhniMQmbD8Nu0kXD+vDaDr7mcuw1i6kDAfqlzAfdXNhWPw+sgNIuAb807GB0EFBB",
-	"7kceWtpS1ZvKd9fR6rhqLruc88DUAgt8iFaWC/TkTAqMcA0VQXH7vKzw4ZBwbMKT5vAHNLq9IXuC4Fxn",
-	"6SizaOscw52AYIM4b65FCdN48urNqa8ggKs6yfW1Ebk5dEBfErYbYN3IIdx4Ljpoej0Q/5ORzlrgchsm",
-	"x0OjKcqhOsTkIKrFwrkgOHQ0fWIpFob855lCDva3sPa9kMo+pzv04QTbxaUgLW1GVfz2DrhvW/gB/dKM",
-	"X6l/5+JC8CtgycuO2ponEoUbJVrsdmeViPW5WAL1RvYU3ZnPYafKrLCE5V9O4oCR4jA7p4gGrLzRk0U5",
-	"7Qk3IlTGcouo/c4kDZ15Gdhrke94oigI/d1HCngwejRgiQ4VxuFzmRKyGmYxXpLbhbI5Gnui9yHF19dg",
-	"5aB+E1wevjwYPfq/B6OD22jInhCmP1Rmpos0ISsCQXGpQc+0Imwywtz+oQpVnXmiBcGURwEXdIWhBnUq",
-	"2eCVFZM8DBVlfHBrkYhYJrTYdjkUquKCg6BiV23casgcKwrVMi9aYsft7Aj2EOR4WBApDHnE/QfHgkLV",
-	"wYPsTMwHgafiwDnKJaXQVdzMQ8brfKrGn2jriT95ztOIz2pj4KxKCg8TwoRUIKxotZjrwhC7CRUezvWM",
-	"HLSK7wZD4l3Le7yJIxm8bp/IG9WeweUzW3Q6kpm0MMnTAuEeF0XKqsc+lP99ThvD35mTIYuio8r8Wb0z",
-	"+2qyoBXzPhyooT9VrXrIKZ+LRo0jlyiRrNBLJGtIg3775rmppRktgcLRpVgQ5oeH6iIXZpYuvEOqxrWR",
-	"auFLTjZt8PSWXrtvOqZF+zjny4aHKWR042OncrrNY8c32VatYYj2J7VHlKvXZotwv20vJMMbX6Cg/NGk",
-	"YpkybKAWDRrgV5lhLjhkbl5VWaIEpvdu3UWvVxl7T16HW2ebmGElgz868UA/ud8/4UFzxRQ6TF5uW7Do",
-	"aDZcXt93TfjLlVDC1PEur/xk/Aq5uLVlktec9Ct6yNGOj5r4clas1jlCfyAy+RDD9dM8m0lDYcg8thgD",
-	"6wa6cdILPk83Tfrfjl48v9ukfavVpLtn+Gg4KmcJI4femBU3zfI36/xh9796bsadqwdS9qL7hryhn/+U",
-	"C4J9g1KI9s/hfVCsd03MA0+kQkHb6yKgTpblHNYtWy0udi3akLLpfuFxYTSJ7aIQqzg8WJu/S4BY5eoS",
-	"WKxYTTHVYexLU5dxhe65DwsAO1IME8QRdgQrDlDFkie0izuUDm7MRtHARYkZKvlXN14bYTFEDANvTahc",
-	"uCxSg+j9bYTJ87qjv2izP5HiSI2f0ggNnKbbT35u10EXsVri53To/41xiC4yzC3r1pei7r5uyzawGS1Y",
-	"O7GrB6nLEpAuKIreb+VXRGB76NcUxM4P2tDuAK+1G/YZbv5H3vovK7TrLlv3oV6Bn8Wi9Ai0ZgyhIKVz",
-	"4wn/nUGXvoc1rPOuEWKsHyk+F2NG33vHBNbvzoWh6udBqCLn5/UP8jTV12WMmEtkNOVSBSzySeW49U+T",
-	"8dl9D0+QF9j9HCr6DL/Ukje3dlX33HqsS+m8jmR2Tn7nsmWuFpVLmB2p+ugi5nCNGeZ35I3eI+d+qHdU",
-	"Jtw1wqW14qrWafUKOXnhSc6enDx9Qxb8/f2gXmiJ9qjvA0ilSsQNjBFFGW7YhbDxTCQeNQpbLhKKXHNB",
-	"9yZ0G4tpqKiU1w6mfHLpg/uRTDBjkUvK5VKS4XfuSMCfKTf2vDDwIVSRh86e41vntfUKWISglHM7k+Z8",
-	"rpWdRQOcW5WuDGYzVToXCSYNRSim6teSiOnrqg4K5tTDY6gzSss6CNoEPZT/QGpz0/Whf2MCgmLxaFO5",
-	"xnyK06BWEho4cjlncte4JBniCjTKNlEQn16S1v7+IqEHf352sfBrPMtKjOCHCx5ruJCILz8B72EJYobU",
-	"mGENs6pmhkoyLZVl1+jfJY8qy+V0hgVTXPVJnycNPQpEIaVB2NEDw+IizykbIMJ3XDpBWhsPZ8G8T0ue",
-	"w7L+GXRqpFaUeImHKtbZYuz5ltL5nKfS4FUKWPSPqIQnsUTCvko1XUIyYX8lzGkAtA4pUqgk0OFY55gN",
-	"qkZaK+4x11diMATGgfnuKITA5SFbmgJQMhOqfpUJ6uzN29Oz46fnr9+8+vXk+LTWLObmHByWNE/aulpc",
-	"Z1M4RPQOt5M9EV9+UgUYe/iTHKaub1Ok3TB4d1o+p3j8BZGmX/AeO3+dv7cuf6Gk/LETV+wg+cedpe5O",
-	"uoVp1cT9Ey6nC7EpZnQjOcGlbMVoIZcItRaV1CgBFVSpG5HUIDgkCFWhrEzZGmGK9aNGWaqI4P5KXw+w",
-	"iKyqXVOG6RodMhDWJRoyrIeFJi4Qu9n1DLaD1wKfaNyIIHL5SmKkxg72qdNEuKyfoXI1w8aOYsy4KTHe",
-	"9lo7L/SQNUeMkpkvfwULoFNfJUvp62GoXmH0JaybjDmmj80pKV89qAiPUczjmXgAY60lysRorDYKRaXA",
-	"PimJalYb+1PlsZKEwy7C8SSH+NdsDPdkHpBXwoO7Sq3XAcY8YM4fbo/v4u42ZSKXOrk/2ey+41PWxKTU",
-	"65IPQ+XiPtiasI8hw8AFICnXOXyjnE5+kRZmxqSyIr/iaUNaeXt69OPx+bPnb09/Oj95eXb85p9Hz6PA",
-	"1ztgeyNmXLJWEJTYhbh29Q1NiYCbCKJgbIEDPfrQ0BO6ZP9NI0/KmXfTmK8RJz7iBAhB7ZbNeOL58Lro",
-	"k09sVPwIfNo7V//e9diS+J0KU6FY4NOHgyhXudtdOabeLh5TN+WWgmlo5NmBqXArJ6mofIZHr0+GtSTt",
-	"frFg2C11dCmvps+/boTwWdIRzhp4HVDmjWhBU+uhDAZa7eG0Jad6BcG2JbrNF0WozWdQ66GOz2ufBmml",
-	"HuNDgSwNDLKLzCG8Ww3/1o/+YeT0+7AYjfa/ETeZ+ws1z++j5UG0df/LTJepjFEfd9KWM2XWtwKzwK62",
-	"QJCEAI2KBBDwireHVrgg/lpbNYTA7bvb/x8AAP//",
+	"7L2Jchs5tjb4KgjO/GGyJkmRFCVLVFR0qGxVlbq8/Zbc1X1NhxLMBEm0kkBWApTE8ijiPsQ8w42Y15hH",
+	"uU8ygXOATCSZXLR4q+vuiLJI5oLl4OznOx9rkZymUjChVa3/sZbSjE6ZZhl8ejbLlMzMXzFTUcZTzaWo",
+	"9Wtv6JiRCH4MCFUkY3qWCRYTLoieMBLibyGRI/icZuyKy5kiKR2zPqGCyJT+MWNE6YyLMakPqWL7vUYw",
+	"EClVisVkSKNL82SuWqT+SmoSsyihGYtJOJLZlOo+Gc41CwNyPeHRhJxd0/GYZeTdKZGjEcuUuZmSEU8Y",
+	"maWJpHGrMRC1oMbN+P+YsWxeC2qCTlmtX8PR1oKaiiZsSs18p/TmBRNjPan19zrdoKbnqbkSx1sLajfN",
+	"sWyWv7y9DWrPqaaK6dPn5hnwqpTqSfGmGH+/4HEtqGXsjxnPWFzr62zG/LfjFGv92mwGVy6/6OQmXd6W",
+	"czNbLS+ZIOwm5dmc1GeC3xDFIili1QhgM+CCJ4qE7CYNzTJNudAsbq1YHHaT1irHxoXe79WC2pQLPp1N",
+	"a/12PlDzwDHLYKQ/84T9g2UKhrg04gkjdk2eKNytK7zWbaw23717+0KRCRUxi4mcaTKcw/djqhmpm1n/",
+	"/ez1qwBnphokolk2J0oOhJ5QTSjJWBOJgEQTKsZMEXbFsnn+cEJFTCh59vwVEeYXolh2xRQsl0xiGNgT",
+	"BZerFnkl9UBEExZdsrhPKDzgmuuJGRnXAZEZfAQyT2KWESlYQMZM4wOjWZYxof2HtlaS5tUqqtzvVZHF",
+	"LxkVs4RmXM+XF/unWXTJNFH8T3ZEhvBBEaVppgnV5HoiE0YmcpYpM4OYzlVA3p0/W0UXY+9V/hj/z4yN",
+	"av3a/7FTMJYd/FXt+MMzw/2NVQzzWJDjN6fkks3N6pgtXTWESzZftTzdvf2q9fmNzfFsll95GjOh+Yib",
+	"vRrB239j8/yt5SN8yeYPP74v+JTrFXw1Mb+tmjL8WJp0zEZ0luhaf68dmBXAs9hpt72T2ak+mmeRNN+t",
+	"YSPKXLFqLPDjHTfgjI/Xv5CPBdWzbPVL+fiOr3yn6Jj9nMnp8ovPgPidkGIZlzGpcxElM8Wv2BHhWtmD",
+	"8sSelEaLPMcFN7RJnsI5IUM2khkjoZbhqnGPzAAqiSSmmjU1n7LaytGfy+Wxn4h4ceTsxo58YZRCXq8a",
+	"lpZ3H9StoX2VSqEYaAnH8ZSLt/lpMCqF0EwAfdM0TXhEzZh3/q1QBLAbOk0TS3ia8gQEAVdEpiyDS4lg",
+	"LEZuSc3DSWZ4k8zIhI8nDCS1pnqmav1eezeoaa7N42o/y2zI45iJYtB0KGe6P0youKzdbsumTrJM4gnx",
+	"h59mcpiw6f/1zU3jNlggndcimeOookjOhCFuGJ8iUzonsSR6wlXLvOiZFKOER/reu8qsxCWRfZJC2egL",
+	"QrMI7MgokUCZxZocFmuSD+TL7exXOpWl3V09Umr0Qq60Ubnl8N8s0rDJVmktyO5+mw1URYUldUNJU3rJ",
+	"CHUKHklnw4RHhv6n8ooRrgkXWprPRnOSI5Ixw2MizeKv94R/i7OsJhGaJCyDGQipHcWYk++mYnTbK86u",
+	"mTHy8vnJEaFC6gnLHPsgdTUB00xmdvYNUILN3YoPecL1nMildVMMye8k5lpmn0p+MHj6ty9Avug81hDQ",
+	"E4VjWqAjq8ErUkcKUiRjNAYqaMCuG1NAP1i8UE2MHaIJTczz58jf1FcsRb7siCs30p1srvJB2QNt5Zux",
+	"oe1RN0c84yLiKU2KfXwl9c9yJu57eOEZQD0jeIq/Fr1iLV5JTX62F3yZ7ftCA13atVeSqFk0yXeuDnuk",
+	"C66uGFMNs1lAa8VGqUcR8rrktZHXIicP5OsMDCd4tfrKJfnXOJWl7catIzQzbFbQMYvBA+bMCuXswMqJ",
+	"wOb/xuYPPKOWoX8Lp/SLDXXlOXUjsu7xXHL6W/SSCw1uofvrQFIa+rBuTfSnZOyPGVNakVEmp6jd0TjO",
+	"mFLWSiF0pFlG3pq/m8fwt3UXgw43U8xobXYC/kJ2PSll3vzSvPmtfd2XE7B/uTVYIipDKMaCy9hoplhM",
+	"RjIjQl73gbRySlNEXrEMuFdGtfUqolUi9CSZkz9mUtOBqIf/bJ5bX3rzLaNKipCE5paLBKkxNHeFcPkF",
+	"u4kYi1kcBoXtG76lmgHlhmTEWRJD7EWKgQB/ubUFhLEaxHwqZ8qjf9yGfLTA0vLLpm6iVDMz0PyXi9Lw",
+	"Gi3cObuLobeNodtHdLBPGI1tZCsfs/lQbMiy/y2/sPlGJjyab7y+eHv50sIZW+mLXdqF8t1MmFvf1/yZ",
+	"14JaeVdqQa16jWofKrx4t0HtgTLBOg6+BZnwxYa6UiagA2atSDAU8VCFDQxKxxViyRQsAU0SeY3hrYyP",
+	"uSATrVPV39lhVzxp2ee0BNNfuaX89U9saf+PyRVNeEyijEHUiSbkGkLowM1bpIofG/4omFHzQgjsAgMO",
+	"hzS+yOMlYTAQIURkQmMOONmXZiymmilCnWUuR+R6IkG9BZPcUxwbAQlx2czjZ4plF3TMhIZnz8SlkNfi",
+	"wl6ALzFrnxj71S63gkiq+cUKXTKhigjGwV8Uvrb3CpkNRPiWjVjGstC81j39ks1DUqeJkoSSTGqqWWxD",
+	"gXkSgZ0ZVdop5xFrmCEWnrWQ1IsPbnqKaHrJPM1ABUAzzldhxnHJ5hduifMpDgRXxfvsFqgLqkN3S8wV",
+	"HSb+PRBgF/ZLrsiIJgpH6XIAhNQXQK6LtxVJAioksYQxmkVe3Cqe2vuihDOhB8ITp1wQYUnGezJPLzKI",
+	"f4eNJYl4HEVMqeYzKXQmk+axGVkTN2yTzNsgu6okj7nhgdqud/6flJQcroiTiBsVvG9Ao/0m51npaNqg",
+	"nFaoon1SVvWMKmnuWlJil9TTmdE+gfYFu9F4A4ZwMa2h0VrQFPHQ2OU6MuxpQfMLgbeVtF0J0ibO6Eg3",
+	"OdOjppE2NOVNM2oYdNOesGb70Axz4ML1g9rRHz8OZu32bpSbJ2m+XfADO7r+sWNf6t+X/dg+0vZeO1y8",
+	"PgRTAJgvaMwwgMDcbJfLeykunHtN6WFOJYGb3JPtKIoHrR/FQJgnwEsaLfIzGgCzVOmM0anjYYbt268u",
+	"hjM1D/uwt8CfIQEny/2RE6oG4vz0xckvx+cnF+/enJ2/PTl+efHy+J8Xp68ufn5x+suv54WdxwUZJXw8",
+	"MSRV2mN0Pz8i5/urmhGlfVllPZg3vRN0picy438+jJE7TyYGPAprm9T/dsnmPzYwnuQZ9fW/KT4G+uvu",
+	"s5vU/gUK0I+NknLXKbhdabRflKF/s/Otsmc8VbaSh0+5UlyMQxcWnNJkJLMpi0GrrYf557BPQsXHRvtk",
+	"N2k4EMB2rFZr1Xsy5ldMEHB6aHLNkoTgzc7PwKapnoNa9uW1HClf0GzM7nkyrEwmQxnPiZaSJPAwb7M7",
+	"nuXirj4Rmus5MZL9hb3+yxD6VzX8SoUk80fIVTFIML8fgbe9RMoHtUWg3WckG4/ssf6qGdVXNPjqAHTB",
+	"drhyTMYbrdvEK8oTY4g9IInJsOshVcy8aFY80andaiIznfiu4T3fp3BmV80fy5fMY/paZ7MyOl0MNmM0",
+	"mviDTahmmd3pNJOGu5ufkYvcb8fff6xF+gZ+hIH1a5SkVE/MCHIfExY7UGEdH2YAXKQzDRnz6GWK5HRn",
+	"SlNjUiUyMmqX4TO1oGZ9JbWg8yGoTdW41q/9gyYzRuB9AdnidfmCX5kbL3Cgtx98K6/rn0hvaSyHfeCe",
+	"/Xp+/uYf5pTBct6bHr+v9b3Xeum0FJcQe01Qe2cV+Z8pTx6gofux5dyMG+EzfTbhrcNPNCa/UM2u6fyL",
+	"M7svPPBlH/CyMfxkwfAV6pplLAaFFilVySnTExBx4E3VEyqcjYBuvoHwamkgkzvIL3DhNcX/tP4W0Jcj",
+	"OUtiIP2hUYdoNGExqcsiL3AI9VqFb3HZCD9+8eL17wse+EaLmLV3k3QZCTApOGtQZWNrvaR4PDX91qP5",
+	"cz5lcqYfl+hjjsvl5iKIzZIvaMmLJlk6Im4oX9lB+Bomc4/DsTDsa26ORQVlnp++PHn97rz1aLSVTw4f",
+	"9ObUFjClmUxZpjnWQ2CgJV5ZT5ExGr8WydwVDq2sLWyqS542JSwMTZqp5AL8Qea226AWZYzqz/AeLx5R",
+	"XcEHub1FkMXGhfIIUx34leqTytBH44iEYpYkIdbk5TwMfIF+MtZMsRY5JjFLmBfUIXEmU+Vyq827E660",
+	"LajTbKq2KMgKamYAaCKUlopmGZ3XFin046rLi+fZyM/ycoUQBwptuK9YrHo5jNSw/mvr5cenETqmHIrh",
+	"7PuGUiaMgj5UxKQqCuogEAB5L4Yy8nfyPOpoX+8CX8WWAJ82b6wksI3LwOOq1X8susyjWctTfnb6/K0i",
+	"9dM3Vz1wXZ++udoPiDADSbhicYMUcbM8C2U6U5qMaJIYRohEe80Vg0Bb42gg7JpQMXe3LJDZnckqoUpf",
+	"mA1YnsHvE5ZLd+emMJdDcStnMe4nkE7GIpnFNl3XaK5kysVMs8bWG/dYO2LDAxfgT66u8yvzh6Hl6TEE",
+	"PyKaMBFTm6NE6u/OnxWkiGlOGFMoTayqDnnFwueeclf/VrFnzmDof1yzsYsb6WLTF+AYuVh3Gt/Bwb42",
+	"21uE6TOWJjQq8jphpyH8bbR5pXmSkGuZXap8OeABEOI1mtdn3+kigLBJzhchErNu4DeqFCK2bsZQhpYk",
+	"nWFqTF79XQ/BMR4CUT/WLGaKjtmFOUkXQHKrSNbSqE15s+cO/qgi2T65zrjWTBB4vpFLWG5udplHdCDS",
+	"ZKbItcvZRjUGU/rgAkyakDp/zpxZibZE9CtWwhH6lkthLpNTQ+6pntf6IKNgeVwGyBZC79aviH5fQzlr",
+	"3YRw2MpStPR0z0zPtZog16N8PlmSdIWcLSspvmhYdzZLZLzIvSqoo4iDYfKWoWhUAt9QdPIvKIIr4DMQ",
+	"VsPpKxCfTumY5WdbioIJmB9Kp3s415tlbzVAhSeq8j/WHV2r4FbwOy01TS5AN1ue3qvZdIiV9FABZMPJ",
+	"eWJbZdzSJ50cjsN/ixv76j04Y1pzMYZZ0TjmSOhvvB0Bul40N9xtUNhmRtwix2JubWxDuCU9qdftkpDd",
+	"6IxejFymWNgIIBEj1TbzicZNoxIPhE2HRUyB39jcgVrQDNaDpRos/JjwsZDG2lfSltsAh6GKjJgGkzyi",
+	"wgjLVCpt0VEGAtiR0ZItqEWL1M8n5raMFXApE5axHJ0idOwi7GMWGtUyU5iPSBW55KIpUyZoygcCp0yo",
+	"dxOx5D0nacaUUZ1A27DqiQVYWWkLlZf9rVsl8wxcnX7lmqwUbUvE7dlDn/xda20iEHe5nqPNnjLFCgup",
+	"zmg0QXVzyCAG6h0QrN1ZZRT5F1qj6IiE7z+EoAvc1eyZ0ptTvLjTbrfvbAZ52Atr77+DXWQtoFxLPCKh",
+	"eVQIPilckoa1h5Sxjij895qCBrTi9VuaSb87lcxsmtLGqjQqF+ATub2yvGw007OMPbKZ9Bg0u2qjN5pK",
+	"G82hsNNuwf93DsKAhN12u9OPhwf9/s5uNzwilAyBqeG9kDAJjMwQt/2y4RtgRsYZ7YYVT+7sHIRkyCI5",
+	"ZYr4r8vXeSA828sne3A2Lgyf20lJIVhk5vpEkZSxLCAyCwr923wFw+WChLkL6fztu7Pzk+cXb96+/ufp",
+	"yVmIyEkZH090cyqVNuZ5NgNeHP6z+bPMrqmxwMxfIZnIdOEgegeldwiWSn5uNp3KBxmRD2d8G2l3K5Nv",
+	"o3GXsal0gEvwJFJv5z6SAqupUW34eaA3xf/uaxAuMAVjeQ0ZGTPBMkhGpjMtp1TziCbJnMxEYogtzeQV",
+	"NyY4uzEaPNcJwAeVGeTixm9cW88UXdBZUhbxEWfK6hO/np+/KTKwzTm0cSwtYbuVcsVBLaO95CGzEC/E",
+	"szoQE6l0QMIfWqVLjIahZsNYTql5fN0YJiCGUnbTCEg40Trt7+wkMqKJeUJ/t91uh3j8QZNkAT4aCC6V",
+	"mQ4wnfBvYZGyh1czEVcmi5M8V7xFTiC9B8c9EEgbOPXVh667t/vYp+4OFv9nOIWPa47facBLY9lsVN9v",
+	"QdxxXz66ZTt1AVILg7FMoZc6J7hrUIwNHb9TLGsem7vxHGGowAgODQQPdj67oZEOBiKiijUVE4prfsXM",
+	"ucCJt8jvPIkjmsV4AM0hUbPUUDuLjyz6BVFcjJMc9RDq7eGctgbiBaNXzOau+bqOOcGQZVyuYjSC0Ey7",
+	"CdNGyl+EwtpssC9bUmJ+krCpC5WJ+esRxOg3EWDuIhNg+/nfFNrXtlanmL9iRrS6kSzbn6sMvI0PhtB/",
+	"bXnmHyqCUAxfj4AnxN1MYAx92IC/n71+RSApICBmhQhAh8UsbpFjc5UiMc9YpIHQFY/ZQFD8Hk0088Kh",
+	"4dLXkiTsiiWKxIylpL64BA1A2Sxk0Pk8ZWcwWmMYCqkHgt2koPZkzJjPHFwImZyNJ8S9MpGCHdmyM3dd",
+	"YRoi6txAWCoo78CnpIWvYnfh1XaTlneb1BVjpDgbiGCSv/BLnpQve0bWHAGsTJKjERMxMDuRzsBcU0zo",
+	"I7zWKeEZgxI4o8o3WgNxlrJEQ0SPKmIGEZNhRkU0YcrYB3SmGHl9fEZ2W+0nChmlWfHQJVOT0NxkbAnY",
+	"zoKsZzHXJ1eWoMt+Cho5o9alyNOUX1yyeQu9CrWg+AJcGt4XWKbmfYEhysIpWTwj/8I9w32xdAvildaC",
+	"GiJ45E/Aj/byDxXil0a6yuf4O9T8xSjy8PWl0ArkhmB4nWvFkhFuIMI1PXtx2qgysMtrWB3tWw6KVUde",
+	"qvzHcGmVx896vFa7+rY/QTm5FwpgF5TF4sNaN0jthEYTu6IxFsADtw7fIypkgEVZH0JSL0I3GQCDuTwG",
+	"gABqeMpUMdEt11TTbMwqyHrb2+eIA7pA+wU5OsKrKgUp7xv8CuOu2jfQZ7cHv1wOKOCVSOOBO7X5/AvC",
+	"qHQTm/P/YE99HTB9G1+px75gcff32jNz/6Lf/okiOqM8+RT++5/kTFT5Ud9fM2OQKjnTk4Awaj4ImenJ",
+	"BzO4mI0zhqHPPOXpfbNz0A6aB3ut9l6nE5gP9u8PVX7RWM5K2cu5TPaYQc9nBr3lRX3GhC3SWhh8IsWY",
+	"61nMApJQbf/6U8rph1btvoPZ9QezWzGYCYsubSXFxjhI+Qh40OTbsAyeVodxF7xwmIIhM8jAaCz4RHp7",
+	"K50e1Q+3NtATRV7b6n6w1RYe2233DqpsZHQhbHqy9TTc6dHrDNDy0z1js/IFnXa3t4kTejtVdZosDSgA",
+	"hV7Sc9Dg9OSv5x3P8rKm5SlUwhJocg35owC4Xk5NcB4omZFeu9faxonhkg6rXo+/YcaEnxKD7x8zTequ",
+	"XG5CrURVR+bVHnRlUQnvQih51qpi6Fy0ErDbbge9difotXeDXrv3YSPPc+uazyJfzaotsmgkVWpoxJS6",
+	"uFqFl//TbGrUYbPCkEG7CsnBhQSPSGoRrq0T1WL/57jeW3hX7Fptyxio1hkfzrZOlRs+hPn7hoSFkLg/",
+	"c13k9GtdgGV5bSWY0UzvLg4edRKLEuIOk7CS7DbYmMG6LvS6Zfz0jgmV7qleenMtHY6qHj2h6gKQpypb",
+	"C7z8CUMS0GtiQo1FaZYdrK2SQ9Pji1tS/iVHJKV1Cpo9+b+ZS3HfDAl47Ng7eFMuVv+4Mn/NTP1C8T/Z",
+	"mnX1fac21fqOWRN+dn8pN9txaEUiOWXorORCaUB/HSEMAK41bkHdulvBh6DIlKpLFpez/mwbF2cZb7RD",
+	"vVzvVcahr4S0D/c3EWjtzAhsyLdAPppP3ckhMJYXyh0u2Twgis4bLXLGooxp1SdKY54HowmLg4FANp73",
+	"z/nv//x/bDqYImoirwlkCkAWSo63BitFwh9++CG018e2niKR4zGLzdvA5zIQeBF0wsG7LhlLUYragUBr",
+	"EgDbcZIDRIl5pks+g1Y8eCPXyqotNvXVqzU4tjWf1IkqRo0a9d//+V+W0P0d6OxXSEVbwVnlu6C6BCBh",
+	"xLrMSLfdcwHjPgnBdx6SerfdC7zuP87BiRCpPGFHKCgRTwMK7UMh9QWggoWk3mv3fE2ghjlxQS2/ptLr",
+	"MsuSSnbzz3/9B/SH0WyaJlSzAACpAMFZ61RZGL2Pf94G5OPNLaz7x/ktkSJiuPewu36JPRhm2CCkYIUO",
+	"5Qo71EBmn6DJTiZprHY+/nm78/Hmdufj/LaFPHOTRrug3JjJLakxZdnham7MWlwxY55fJHRuT+FWpus/",
+	"4K4X5qZtUqcLaPGNDy6urPQpePrNikxFYOylV+YCqeDSBTPPdZpcGyhrRYsr5PPsYFEF9OWZx62r8iTX",
+	"aJrP0H14N4twQZO7e7bPd9Xu61PtVqdwdbfb1EITK6+C33AmTIcjlN1I6RjvT8UYv8yo0mj5OiaLbCkF",
+	"P9i/U/PfazZMKzntw7Ss1WPu9Fp+Lkm3t76zWUk9W/3U9h0f6tS68r5sTF4oKX0LwXZYbIhAHzmpB0Pr",
+	"7u37Fu/efrDX6X4IPp3OeGY0RE9BtIHsaj2yjg0PEFAQYa4bRzZTtTDo6SXY71anNML7sPFdQfyuIH5X",
+	"EP/yCuJdc5cfRWG06iHIoDXq1m9WRjkSwQlDvYlhxpUEYm/dFJ/6ElEl567cHFJ67MiQffO7NN5GfV06",
+	"XHSosNMmS2LEj7G6cu5fiBJGM8ghrxvFhAHXQz7mGECr9l0x/q4Y38lFuVGr3ZxWXais91NJP7PO+XVq",
+	"kfkxn4KiyPWCL7GoqP+uMH5XGL8rjN8VxsdQGFdqMapSt7tj4sW43OJ763bb91T6YNBm3Za1v9VpCcFC",
+	"d/DNCl7+lqXlMXpuhar0k/kaErPMkRzKmOd1+lvGtS/Z3KVE2NzddcsBI3xmFFZVkQpbgglIWVZAnSMK",
+	"JYIbrCqPgspji3/gmKYHOQCZsFCZvN3EbLHyY83tra19zgsQbIt0KO4eQu6BkgKmiYPegKJQN8oFcFrD",
+	"iXbhX5BPjS3nByju1Wki5WbdWGS2fVEvNoXYMHwt/Q4SWw154aDg+PPVCiyJFxtnaTMfUE4/VScIcbS2",
+	"3us3iBYGCeILfMiChVXKymtQVzIpxoGNyaYsg233hUZVl50NuUz40g/b5eybqTrUrxII3lUBfTiiPIH+",
+	"8a7nYWWWjZfRskxFLjtIl5tjek0xq4puN+r0d0+SuGNK3naX5f07V84/vwJVHFtnDpX+iz1V7rEQVTG4",
+	"kuwoBeRKoy3WsOokYEvZ7SJdCyncNxSqdFyTnWIEIakvdDtG/c4flrnGW7OlZozuxgpHwt1SqxZ3bsMN",
+	"t6vW6AVXVbnid1IP8Ght0glWC/5fymqMVZ6N4ilnmacs248xnVdqyVXQqI/KC7fTNBfBWTepSttzvdwe",
+	"XGZxgdHbf6ZKH785fQLsKfWMOgsLaVvyATv8ldEE6zHLsy0SLwtWLi838m57W9Xu/sbmK7Tdz6W+uhFU",
+	"q64gYbc+Rf6k7X3ba7ilgXw+7daBjXwyDTcXjKjhfmqlM1c0q1pMhMGi0Y06Clre37pienf1Md/8KoJ0",
+	"XG85UvzzM3LY23uasw5kUwrBLyyWEXqrSpoYIhKqlqu744qEHiSsa+MBMLKhdRUZzoGrIWKaxSSdZBSg",
+	"bPCdIZZcntjXxKSCzzcIVwMBKGqWCdriA+w13yK5xsix6hCqslYh54Z5NeJAFOn64TFUpYfgMLMoBWaS",
+	"hGqSMKrgmSlUFgBY88IL4MFHJIeSHIi6kPlDAxL+sPOD+Wfpnkb1oxDoJO9WYVaSTi3qzyqWvkyLUOVu",
+	"E+ojGedN4nA7Sxo9tMbMXcl7h4eeL7nXrvQmW7TgDS9e3vuyJVHRhnO5XG1RVL57e0qwykNEzGwZF+OS",
+	"LDQ3HpWJk9QBRHHI5tJ2LsQBNsrj8SGOtyyBw4UI1olJzM0wTOi8Gonh2G8BBNQHoAHgXn1J0xd8mDGb",
+	"TkOUnGURs4hIXPUHIpzStEXj+Ax+qfM4IB/NGPpEty65iAPSarX0bSNskVeyAPfieMohQtMnoRftgrOd",
+	"sJEeCDnTBYiOkwUTW8VrWAFP2Bn/k4WkDke0GC2jsWrkPMHGEFzTSp6wJs42ltFsyqDwzBy+BhaZ5ESP",
+	"7ucq0l+IzpUX9Nfzly+IdwWpa3aDyCQJF5eqceSChqsnV3v8iJ55z/VEJoz8zobkJcsiqmVGrmWWxKtG",
+	"QvCdpG7o5+9nr189KccsP0G526oA4B0NVXaTlq5bLVEdrAoWhC3/XsTcVuaJFS3PVobe75+FD3U0la9X",
+	"fLwyPf+sMlHLbCNh8RhQxlJ+w4zkpWrh5ECoujgAUCLvDlGjojjTbhnG+GruWeduFOtzxyqGtPGctmrV",
+	"UiFhF5UhDaju4mPB4hztNY9tkLoXaWhUHry80mNbsN5FfR5ze0sOiHywuI1IsG6zS0TppfpW5QH7eb35",
+	"xnu5wzj4asngNRa8S9LDUptQaAEBO4U6aJ+ETqm+SFl2gc0bQxtNrUP/Xrg8okmiGoS6npRCCkKvWEbH",
+	"LCCzFPI8h7NM6ZAA0FvEjgiNMqkUeeWQbJUNOcVTrhXp7LxCvc6Q0NuT4+cvTxoth6vdRzTjOkBKYppG",
+	"sAgPxnVjKUoIQ7AR64qJ1fp77dtN8V37jI9LUGLB2n6LK1649JhgU9dGnyCrHhnYEVZSCqBP3K/mF1on",
+	"X7gWsb4b5mAf1LsF4SmvSSKtTpVDViO1YDg3B0xsk4xdSRt0F/L6yNAIIOfttklM56pRTozdO+wuYbZV",
+	"LNTS7J3sq3DyltWANRJ7nZValeSy7vqV+SRr0kUeUR6trApDIDZfHt7M/6wUhqsFlM0kdsZlv6jG3UZq",
+	"rZYLeeMSO7LdVrvVXjm2OyKzP0roeK0EyafgxlctC+wOfFhBxIUBwM2aT7mgFsdlStPUJjFYHWYltFvZ",
+	"mnCTXz/J4vrbnD3MX6G6cGkT6KVgW3h0lp+3CYquPN7bD/5a/ER1NPHY2oKDzPya+0YBwKYIymESCxjZ",
+	"ykqqvXauPZ8+V8ue+LV4vs+LO82zHA6Xe9tIZi3yfIa2OkNwL5RYsc1DaioeswB4pOGOI54p3VQM2pha",
+	"DID7gPbutX1lvbN1fF6tp0K78iqVQlWwgZc0tWI95kpzEWlSPJrUE3nNsmZEFUPwOisfzA7JvJvV8gYU",
+	"sddVGVafiQg3XJ9faT39H5al0iJ/wJmtXfI8cFFeFOa+vlOI1UdSsDx1axwDfONap8W7++XtHVc1oCpV",
+	"fFAE4X2eI2DhRWGQIyYp54U0R0w5mLCBcKhgbzKupgWog6aXzMcHs4BgITioXXPgT5Dpd8fUtHvlhT1G",
+	"wpXZTM8Lv2bOW5jqS4+uCMstJLVj48fqd6KaviKU7OFjYR/I7VG+oDukpwUUyH0rkfrySX6o0C+gpeTH",
+	"1T7K9dtiRoPPsHdU7ZGvjGxYr8Uo5gYVFA7Tun1fpV4tApQ9mgq7nBywekUe6je1tYlfk9/0uzvzf7Q7",
+	"87K6buhr8FlWoakMlUxmmgUr/XeqtbY92ue31aq8fRtdfOusutz9Vx57JdMq5RMvtL9IM35FNQv7pQ4f",
+	"UPuKfwN3ggw0hRloJCyyscI+SfglJG5dQUr4cKYJtqDB0lmEXnfpQ4oAmCOLzTNddhfXLRJinmEI8MaQ",
+	"yF9KFAeAVUCrfg141vjoqdGyimx/9wyj8RsbCLiq0NJ8tl0a/ZFbf56rmMEJQDDbXVKV/uiJU8WiWcb1",
+	"/Azsa2zMmfLf2PxXUOUqc+ht+uoThRICUxqnXGgIGHqGZP0XJl8woZ5gyy/UDm1zW+tonSXG5EtTWGwF",
+	"SJCQMo9g9OaFeJcDl+jX/tk8TnnzN+a3F4YRA0gl/PW/ZyybbzN0LEv4w1xOUprRKdMsAwdMPhA3DLio",
+	"GMVl9fttd/eVclXZ7u/49nqox+riv//zv8IGFuJARG9sjGNEjsV8vaYlYiCK0H4HTzD7H5YKPfoE3k0G",
+	"s3Z7N4KL4E9MLChQ4hW5ZklC6v6Af7X7A2vvXF61IdSNFJOdaJ0uTnUVsZy7cGN53lwYNcJIquyJK2CB",
+	"lst9r6DGhuivZRaTEN4SBpBiqFIaMYyAFi0A69XLkK9vi5z8MeNXNDHSXEvij57UcY6NNVRXrqZZ2vlb",
+	"UKZH0nVLphE2fcOb812dUg6w+IhbArZIXioy5noyG0Irdnd98QdXasbUch1U/uQI+/GqHNMOKvopmdKU",
+	"GGFiVtf2AVZ9ZFyCjm3PEJs8n6ela8xZHg7EFLwV0yGLSR1y4xBfEhhiAaCPx7gRABOAQqlMNxMOHhxP",
+	"thUOn9wLGuA+gg1rR4do/1oudLfA+LXNVQZ2Aj6RSyZaAzEQL2E6gEkOkRdgthB9KR+4BSqxRVHLp+WI",
+	"VBLUQGw4WFpK58AF+s6TaqA7B9eNFsEcWyBls6QDsf7UkyaEH8mr45cnIcz1ZDmJyAxBkKUUpDrmFAUu",
+	"fSggIbomwgamOub5jwPhcof6a3Im0XXwww+9bveHH4pkSZdAlHClB6IefhzYHM2BMQ0Hxk4b1IKBsdTg",
+	"XzMo+APsT/gr0jeD2u0HsA1uoSUctiaB3GGc6oSaUfrPJoNaq9Ua1G7DFiY74fg2ZSnlaUlUXSoL320z",
+	"kwaifofcpIZtxbL0Q5GzROpCGh69OWcJeV9FdtIbqieFzybBwSDgOIvzALLCX80PZt93rjo7Foda7XzE",
+	"tMvbHWguEhZlMQMBqMRGbquEqklAQnPXjjueO3gtAWh5ENu4IfAq6KU/glYOKdWTvE7yhx922wc//EC0",
+	"HAiAS6dCCh7RBIsbUdraJh6XLNWkvts+8Cohp0xPJJY8mtWwXDnhEbMOVctVja2dcaZpNif1d69enD47",
+	"eXV28rzhpVHl/BFUTIsKWutAhOQ2qNlufbU+BE12japk1tq8A5aBzmKudyDUxyq86HgO8bQGedA17ztr",
+	"JgBI8+aDbYOBHBbJhlXdPhAWjGXp7qLqVsT2avM911YfdbWLRgDEPEaN1AKZho6TL4GtQxx6EWv9iCis",
+	"j8VmLGCWF50JaD7FgcDmyZZFc2OMpikTLA6I63OETN/IX8TFNk+EXR/JbCCKnmHH756fnl+8PTk/eXV+",
+	"+vpVSOrWfCW9tot5AiEY6x7efhpDs0ClAbYbNs9qcGqln7u4ZAfByVd6rL0rbcOfD6BWg1sfSKTbbjtx",
+	"77p8LBzqku+5gKEQsyTJDbv3RfeEih4JrhuBsaVr7VGHdePdqNkb7tFm73D/oHnw9Ol+k+4Ne9Fu3GWd",
+	"UbvQWECWLKD95y2x3r+vXV9f+52qah+C5e+C2g/laz5Yn1XtabQ/3KO9w+buQfdps9fZ32se0oNh82m0",
+	"H++x3miXdoc1H1kf7toddaIuPWTNveHTuNljB6PmIe20m93hbtSL99j+6Gm7pFwBjn6OfF/rtrv7zU6n",
+	"2e6etw/7u+1+u/0fsDElII2Oi9jSrQDfATMENLhFbT21/YeBjg2jDIhg1xAy45nSkBvda3dWvSWnlp13",
+	"glplgsV40+7mm47NBr515re5q9vd5lUp9myiw4SdCG3T//e2eeM7Qa8oR5cxGIez6ZQaS8qv63qiCPDF",
+	"qhWBHR8b+sJ2AcbmvGk6JtzMZOJR5m1QKwublYz2fOK1/0SRkhjdSjGmSN1wwHxsgVNmpWBot+uJVCw3",
+	"2bU0SlhAZBLnow4Ixa2G1rHQ5B/ybEI8sNg0e5ntPHdp4t8O56mx+d/T/3h2un/671fTl7+/nP/rPElO",
+	"RfvHWpkflWG0O2UU61pn2I124x5r7o32283e085B86B7uNukveFetB8/ZQejwwXQxn7t//t/yQkOyOjG",
+	"KcLrOEfp+73WYdDbax0EnXZrL+g9bR18KHJG3h+0ukFvv3UQPP3goStXcwOvUHDVBQt5GUbaCqavZXaJ",
+	"8CqKtJudnl9egFX6HjQyxgtgNQ7i7mg/6rBmm/aGTcOIm4eGsT2l+8O9qBfvsu7IgR71Cyyj3APZ6Xke",
+	"x3bOvs2wyuCWVm4UwB/4ecHt9/6jF5iIEqpUrV87K1U51jL77BVjMPTml+/nfqUlTru3Pav1AZrWMtvc",
+	"NCyd0Qfw2i/HNQ2X8H31ygkT5F8ekn7BqLwyWcJ9hvrcq0pZ5qlXnF2jBzeVVRkfJxYPEA8HyT2m+dCO",
+	"8CdQ6gUr+SF9h6PtEpU3NxoIMwBS77V3C6OnUlNDs/d53hHHWpk/yXh+N2a2BV+572Grpvo7kritob0t",
+	"e88Nx7hd4uOdO079s3Nm5DGOE9tPj8uB8aGrea3Nh/gama398jGopoopnkPXpOuiWvyT6pt2ID+7xvxw",
+	"Y2eLG8+lfGH0/C/Mba1fLTeUt+adiJVaoZB+LCJdtzvIU6FxXAVmrfleleKyoJfKa5HzeCmSeQP7s2rr",
+	"6zwicqahkmsxdKK0TMkVy/hobn6yKeIt8hYMbhbn/aUKVXxZS8Vh+Sy3xHx6qyYSH+VDdOMREnKXWWYH",
+	"9SVoEQe8/sZXUmPh25elRVzHghYDz09TJoE7U2lQbSO9FqzUqcczkfrwtinT1FwQkIJfIa7YhCEYCHjf",
+	"r1nGioYexDyWlzv9EK5cU6Iyuf3C9Epaa3/tgu67CfJtmCCPJFYfQaR+O9zoF6YX+nh53OE+Jsad3B32",
+	"qafPwX5MqY4mlbH5RbjZhI30OszZFjn2WZl1iQ9n01QNRFjmIJAFyyHnXfOMuUL8aum7gEHTIi8plOXQ",
+	"gVhM0whsngb06F2bqREsWk6kMJzAFU4FQRYfWIxBPbFtzu0KNI5Ifg2EeDWmjuSmmhscAERCHwFr5FWZ",
+	"YwgK/Ajm2NasrHyeMSflrsfZQhlvZVs9UOR0v3aR0zvv7Pfb30XOJxM59yPRVRJnBqQbf0lj7s4i6xuy",
+	"/pAzfDLrD1X31SGK3ydyDeBdn5RA0FSwmFFoA7m+uVgfLbre3MgaLXKMyYOrwNLA1qyOWgDymHqwgl6K",
+	"FhRMcp/txb1od9js0s5hs9c+eNo8HO2zJn5rvmwfbMWsvBzibXkNXHtID4ZPo/24ucd6o2aP7g6bB1E3",
+	"bnZYe+R+W8TFA5YC5QnbHfQCBW69cvmkiMw/kit7myOCG/zNWs7gM6dLS7j1cc7D3g9SUit96GeYP+wf",
+	"c3DTL0AckrqPgNggRqNDQK2q02yzNhYgEJeYQRkysdEnrAy6qCds2iI/GeWXLOq+rRW+eAQhfIgn/s5H",
+	"/25n7NN60v8SXOtO67nOxwzH7FtgTe3DLV/0TIpRwrF64FvSZIDNePZ6FY8BuzMBs77gG6tQZu/KO7fS",
+	"hD7Cvxs942dapqgKOTQx+yxMd8S0DPZEbeH8Rr7qMzajZQ2hp3djlfO74HGbXN9vAXEjPnKDmHJIGJmJ",
+	"mGUIw/FZPeD3PStw31ciy3FJCcVt/owiPPiIWfwp1ZMiI85RbG1RmvhMdBOe6Yf1pwMsZTgRD9I/ZquA",
+	"ML304FIvbq4VS0YBQSsZE51iri5b5FQ7sBmb7J+xKy5neN9AUC2nPKJJMj8iFPK8DdFjDmrC6NXiXTrH",
+	"/ORijDnBha6Gi2f9CcFAoKcjIOjTCEq1lsYCsjWkaMVDaqiml0xgMQzCZiaGObjYRWsgsPcITnpK52TI",
+	"SD1NKBckdFeFJEfHUyHRhjAVMEzzxHBK03An5FM6Nr8mdC5n+mgghCQxNV/GkImijuxMzaPcg4EVc4HI",
+	"UOrIsIRX714QqIdwKc1H/iSxuqE8S/sMMxZ8DngKS7kDYQPdfiy6ZDHB5Fwsrx0IV2nQd4sAqbfDjNFL",
+	"Zbj/LIEADSW9bpdcQ0pJmMgoROhUfD0JDR3hMgE0JyZqW0g0TTDvts5a4xYJ3w9q5upBLSCDmlsJ/OTP",
+	"tPYhbFT7GQ0pndtQ13aqpow0080CJ6HidA65oNm84nx+esfg91jU91jUp4hFBbmLcCX7+xZ8hqif3yV+",
+	"gGDxtfMJV54sQfYbySnD9eC6QD45IkYxLnBQJPbDs5wSpRdojrCCBSBLv9c+LIpDcgOhyDj3cGq33l0L",
+	"ZXMb1FbVHf1VZ7zB+bVuPqQOYbQcpSafEbjIEHb823I/g8ZU9sb6Gtoj+6Nnrj9AdcK8D8wOhVSAiJ+y",
+	"zMJYIoR6QAD03Dqgl7sSoZtaew8bCK89k3Vd+Zabub5uO9yUOjI1iqIzMfeK4lsEiuEBOLxYON/1BUn+",
+	"XEMjOPCjgSGsoEJQ2KRZvuhwb7TITzBRNRB5w7mMjkY8AjVTTrmGPCeHq9gJ2u22XRxF6kZ5QlDrSqWm",
+	"yHTBPg13NVXgrp8zOd2mCAAuPpfbXFrq+fDgqoH7uLNKDSpc+5EiWGAbNjxtP+0itKdrI7ZVZVC/s9dt",
+	"e/3A9tqlzglY3VTr73otC7rdTjtvLVBoQLvn7adF7NShp+332ncIA5QoYCMzhAObBwLsKXxwPODb8etb",
+	"u63coC0AlmSohEBR+PyzJqM4Dos2u1naWv9j+UugjOU80JUhQGORTrnQ/eXSc8P38uigVp7fzmKIYH6H",
+	"5a0DUQ9zpIvQYSTIjIR/u2TzH8NGYAuXS5VRVENlvH1g4HdIBcMQAwUDYS6Cw4/FxA7sgtRtgWAAxf0E",
+	"ivsDcvqGZFBCGBTbF8mUBYQJs9NxQADxZR4MRIGcDLLgj5nUtHFEoFIdMVHMsMuyQZG6ua0Jt9n+KFg2",
+	"T2gcZ0xB6efveS+/8sJWJjaZFRDSNk/FfEXwAPTau67ofrkNClaHUx8lBFbNshibcuQBujhorDRjkLo0",
+	"nAGy4EAgSEGd5t2ZbdUvGdK4PPwGjq7TIs8AtsA6e/MOiDJDYGeaAeSFumZ5dciz12/PXPdXWNVhJq8V",
+	"y9SRhUBAU78EYxDaal6asRVyzQdAfaDd/FCD9z7yB9CkOk/3e0/39jpGwPigUQe93TtYnhbpaSv7vr/N",
+	"8Podi5fUr+2N2qwXPR126WF8wDqj3Wh/2Ka9+Cnrjg6jg2GH7sZ77OnocNiNevE+Oxi1aWe4G+3FT9nh",
+	"qNvOcZX67xd6zXrluh4f22Z4i31p/6b4+MeHDnQwa7e7++wm/bHYFPwOlvfHbRb3f+0ebzP+/7V73DHC",
+	"YtkDsJ2Vv7Xg9+BOqwrZHOQJYiMVLBjz+TwEPQudB3mBn9i0N0P+cikBve4WMbuXXOgXKAHur25YNCvY",
+	"9TIW0/sPRn+uAi3CX8qoV/53Fk0KvjJK9WJerZc4CuZJkYjvaTPnhZH0uRQafBvGIuRKFOhmgce8gNGz",
+	"CP0M+LJmdtaJG5BcHg3n+bSHVLGBUJpqQONZCe28Es2ZvGFZ04l0hqgudZDfvfZug8RyIAC9l/IEEVPM",
+	"LPoLljcTOoNASfhxgKi8HlxMQAbWPWK+7LV3/+9eu3cbtsgzxOoZCDWRsyRGDzyCZuADncoVwiND6Co8",
+	"EAPhq37gfVc5KcCCLqmDgS/jS5peoeIdDQTiRNu1iFnEY1xsvQigVuhwjaBQtqp0rRaxitRALGpSekWZ",
+	"fUmZMntoLHGzIJwpTGB2H6wCNRArNCg9YdNG4HQQo/fkS4qAl7CZR4T6WpanXeHWo3bl9KYSqluV+kmK",
+	"drRmQq7XhpBiPpUzhcrSQABxrldDSb3XPWy0UPNa3ONN+pSC4/agTGsfZf39thpR1Bvu0u5hp3nAno6a",
+	"vXg/ag73aK95uMu6cSdqDw/pQe0ewq+EMP8p4i4FpvlWM/2ucX7XOL89jXOr01lg2VcC2Beu/h6cw/sd",
+	"ZNuwoEKlPZtBBHQ0S0hx2X211c/p0/8r652gUKJgIU6y3FnZLCuMS4kshim3HGeu9Hmd0SnzZLVyDdUw",
+	"32JBwWjhoN+9faG8doQ5FkZ4yeZYUEUHYpQxNUnmLgvL07FBx4CbYpc665duLb91tVyG1kcPSzPacDHC",
+	"wm687IyPt7ns5Cbd6mkgRh7u//9EGQsLaQTbRv5zQNqb+Z81v/WR7Xj0XT59WY8IHKaqMIj9bXsPh7nj",
+	"G/RyPFhyLAqKDcKjJBLcKhM4DGCZOD/TgmBQtQ/r+L5P8h/xqN7asMgEGuD/uVIYvOBXTDCl+qTbbpPr",
+	"CWanQf9gs1oO5ffX8/M3kJaYgwokUl4SWkAlDamyEGw7xuac/1mR3vurHcxDmZxTnmryDgkQ+PJVQT83",
+	"X67ILG0tbvOHcrULLpm3R6/dNN1GWZTS9YIYUkkABJpGGhCIgRrqZ9d0PGYZeXdqFngnlpHKe8pVrOpr",
+	"fJcVjA8sEbN42A/FYi2rtIvdoip3wEzj+M1pDo67fhOq126bLZnTaXKHLfnX8csX6Kmyrl85IjqbAYqy",
+	"JX/bzclCLzNVoGDTMeVC6ZV7Zh5+tz1zoy8Wd/VK7rba+Wq6qRDNbnSpDf+6rMzH3yU745W7hLxj5f68",
+	"ZTTmPr/yXGDAgSygcUD2fHAzUodMnyFNqIhYprAM3/X05BF11f8OJbfimL3FkX1lvAtGRbREImw9hkz7",
+	"UC4HsAuOXZAX17mxbi89OOu1MKEFSKlLZ9qE9dknKVXo73SAn2b3pGB4IbQsxMMp2I0mdYtDIW0ON1Ua",
+	"Lmy0SOiBI4bENh7B8DvEckd+e5Lq8tzjN6e/mTl+u2jGj5CQ7Ps58fHLGz2lqdmCZcRim5PgkpKdN87w",
+	"JzvUOyAR8/Qis+jJeLPZ7gtMOFrIJup0+709M/ypFHqSzC/A+ezuc5jl6IxXHJpBpIYEckjmzejLQc2V",
+	"YVyAaXuxPLmManaRuNbX23V31qhs1vT48uJg+r+7N/94mr7oibeH6rxz/a/9P493h8/24pP26JfupBbU",
+	"IJPpQk+4uoCp1vqdg95u1/zAsgvIGXEl1fcHZoZjsB0yc3Hkl4/7twsbWmRjskSKMVTPSTdXH2fZXnc/",
+	"WNBjQaBvIhYW1QVk6MiMhM+QDzSxS2KftMOGxQ5VhAI383KLFNPaFupxrQbCIreDkA4/3oag6a/GBMXN",
+	"fjwMmrXs4ZEO4t3P2R1p/wzXVBn6f3Ao5TtP/s6T71gwbg/lmorxS/apa2ARtLgEgb9N9fe3WvhtAUzt",
+	"2m7N4/2CgaquL9sCl16yed/mgVq6LHCobeoGRvFdeZIwh73uqrNBH+bKWUGBX+gY0WjCyPn5C8ISxaAf",
+	"ceNeWKaeqFjmh6uiVskcO6k4Evqc5LqF//E3Nv+6UEvH/IqJe5HgGmzSPKG1pLQFjsBcQ7466DyG2mze",
+	"ytBsnuJj0bAg6VwRYHEup75FjsvYCLbb4BqU0rVU9F2qfpeqX0iqPlCiflO85hem78Ri7psf+Rub57mR",
+	"lT3R8BRfKKdv3xm6wb1hjY11V2hTUg/NMeoT/N6laBrTCwLjULUfDERoz5S7kCaJvM7BTW2rxjHlIiBh",
+	"cYLc1ZiGZ783VyA/sT8PBH42v3h8qvJVfgWGq9vLi1DCnLXkT6ZiXpR2kGPhjy506kBK0V3nvz20iZj+",
+	"i3xsagRcoMJ7aXELFmuYKyl5dvr8LeYydruBWU4HT4N7VHcY3VzE7MaMEWQKVWTEdDRhscOeMFvOYoRc",
+	"daJsYDfWAm9njMZNaGqJleikHvIYejLapqa2pSt8Z0nC/Jkz4NDs9Ep+aC5dZFRhA+ZWtHs1sxkLmbEY",
+	"mq4DoIOoe01Y5bUo/PtTeok1lzLFtvaNoMojAI4CY97b6TrM2j7CSVghnCcJuxbxQVEKCrpuPmdMXLVq",
+	"ILtiQlf6DODqBSP5Ab6DtWJponXa39lJZESTiVS6v9tutw2DeqAE+NTW/V2xYb/rIZs2/H+iPuLwKL6M",
+	"pX8Pdeav7B2wALf3N87WaEAsuvwEeg+Joe5U9Mm1C29Dph4TcSq50OQaqiywroFkfDzRRMhrC5bpuhBD",
+	"piBKZ66gdPWJItEsy7CTN5SA2lbguDauJBL6pC7k77u2uvBSxaXARqV0ICKZzvtOZxIym9KEK2C5AQn/",
+	"FuYlriTmZl+5GC9Uw8L78lLZhpGzIA0HApwi1tVR98R6oblM5RXED3kKmHYIgmW7/C5MwUhRNRD1onPq",
+	"+dt3Z+cnzy/evH39z9OTM++x0Fe/cZTLW659372vIsEQwbtTLXJZdPkIXvr7wGOmwPZ3W+1Wp7Pbeprz",
+	"b69z+jIX9/lh7aX8kycJ3dnDRJPtGCNM+VNWN4D+bJ5m21sh4kat76bnp3Xv3nXYapasRhuylP+ZLc1v",
+	"iNP+DmzJphU7NmSbnXN0Lg1tpk78tzsbsCvZMOSLsMfnw9azQMbQ0BlVbjQ9EL4PeSj3YAKxF/e1zC6B",
+	"zeV93oFzQsVZMBAzoXlC1tglpB6OMxoxq/KoEB3HQl43AnQfF1yHQG93Wyxv1iVskbeQPyPGaMHafELq",
+	"IRHiuKEs0XZXikC4WCQEmcQsw6sGwnqp+5YBTqjKoV/0tbTJ8i1SHjEYORmAWCIvlomt6zWzaA3Ea/A7",
+	"Wo+3MpInQ/Rm3/kNZAQe8CdmrF5XfciermK4MPVHiIuWZlPr7+6321uzEhyDxwK/2ynfqL+0tNwe7M1D",
+	"LZbdyW8HV686f/y+x94+1f86nJ125ZsePduPf26Pf+38+8t4UIuIguF0WALyTRgv35CE/IVfMRczzH2S",
+	"trDZFXY7funqkKll0CnLuIwfz3p5bCS0NehncJvr3zIQFmGMrAEYaxGAhzJS6joz3wjrMR0lMzUhXGiW",
+	"XdGkpM+/Ozv+5eTi5xfvzn69OH11fvL2H8cvwoDYpBrSaRPV6Be5hyN2TSyHzyu1hwyFIpnDQI/vC3KG",
+	"h+2vjHG2HV5Z72C/h3hlrj5++7Jki1m2AafMXLUBp8xMFol+Wym1NVPNN3k1W/2SEGZfT9TKopgZtufx",
+	"lAmNnSK7DtHsEwe4HlCH+sESon3jMgHYsgTQq20ZD9hCRep+UJtlSa1f28Eu8TjlxUe5gEPTTIVqPkxY",
+	"keh4/Oa0VSTo5Ytlhr3M0wm2iL+2wBuKof9lpkAuTQPnE+JZCYVTeW/IAeaW33A2kZluJtxssA/ng5AP",
+	"Oq9irf/C5AsmlDefhvcGvw63ehropXLFW7ZPjI8MYtHesK7Vq3Oth1CMWBQT+iWE4eIgql7/+0S6zoLo",
+	"n3NZOEV6utuKWcx1xROwkiCAABfm9TtHnCvTsLD03rO8xP7bD7f/fwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
