@@ -2307,6 +2307,22 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PreviewDataset A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Readyz Readiness (the database answers)
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
@@ -2816,6 +2832,42 @@ func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn)
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewOpenapiYAMLRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *Client) PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewAssetRequest(c.Server, file)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewDataset A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *Client) PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewDatasetRequest(c.Server, datasetId)
 	if err != nil {
 		return nil, err
 	}
@@ -3874,6 +3926,74 @@ func NewOpenapiYAMLRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewPreviewAssetRequest constructs an http.Request for the PreviewAsset method
+func NewPreviewAssetRequest(server string, file string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "file", file, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/assets/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPreviewDatasetRequest constructs an http.Request for the PreviewDataset method
+func NewPreviewDatasetRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewReadyzRequest constructs an http.Request for the Readyz method
 func NewReadyzRequest(server string) (*http.Request, error) {
 	var err error
@@ -4540,6 +4660,26 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAMLWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiYAMLResponse, error)
+
+	// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error)
+
+	// PreviewDatasetWithResponse A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error)
 
 	// ReadyzWithResponse Readiness (the database answers)
 	//
@@ -6353,6 +6493,109 @@ func (r OpenapiYAMLResponse) ContentType() string {
 	return ""
 }
 
+type PreviewAssetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PreviewAssetResponse) GetJSON404() *NotFoundApplicationJSON {
+	return r.JSON404
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PreviewAssetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewAssetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewAssetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewAssetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PreviewDatasetResponse200Headers the declared response headers of an HTTP 200 response for PreviewDataset
+type PreviewDatasetResponse200Headers struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PreviewDatasetResponse200Headers
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r PreviewDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
+	return r.JSON422
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PreviewDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7609,6 +7852,38 @@ func (c *ClientWithResponses) OpenapiYAMLWithResponse(ctx context.Context, reqEd
 		return nil, err
 	}
 	return ParseOpenapiYAMLResponse(rsp)
+}
+
+// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *ClientWithResponses) PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error) {
+	rsp, err := c.PreviewAsset(ctx, file, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewAssetResponse(rsp)
+}
+
+// PreviewDatasetWithResponse A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *ClientWithResponses) PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error) {
+	rsp, err := c.PreviewDataset(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewDatasetResponse(rsp)
 }
 
 // ReadyzWithResponse Readiness (the database answers)
@@ -9272,6 +9547,85 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 	return response, nil
 }
 
+// ParsePreviewAssetResponse parses an HTTP response from a PreviewAssetWithResponse call
+func ParsePreviewAssetResponse(rsp *http.Response) (*PreviewAssetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewAssetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePreviewDatasetResponse parses an HTTP response from a PreviewDatasetWithResponse call
+func ParsePreviewDatasetResponse(rsp *http.Response) (*PreviewDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PreviewDatasetResponse200Headers
+		if values := rsp.Header.Values("Content-Security-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Security-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentSecurityPolicy = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseReadyzResponse parses an HTTP response from a ReadyzWithResponse call
 func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10129,6 +10483,12 @@ type ServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx echo.Context) error
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx echo.Context, file string) error
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx echo.Context, datasetId DatasetID) error
 	// Readyz Readiness (the database answers)
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
@@ -10479,6 +10839,38 @@ func (w *ServerInterfaceWrapper) OpenapiYAML(ctx echo.Context) error {
 	return err
 }
 
+// PreviewAsset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewAsset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "file" -------------
+	var file string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "file", ctx.Param("file"), &file, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter file: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewAsset(ctx, file)
+	return err
+}
+
+// PreviewDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewDataset(ctx, datasetId)
+	return err
+}
+
 // Readyz converts echo context to params.
 func (w *ServerInterfaceWrapper) Readyz(ctx echo.Context) error {
 	var err error
@@ -10710,6 +11102,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/tiles/token/:dataset_id/", wrapper.GetTileToken, options.OperationMiddlewares["getTileToken"]...)
 	router.POST(options.BaseURL+"/api/tiles/tokens/", wrapper.GetTileTokensBatch, options.OperationMiddlewares["getTileTokensBatch"]...)
 	router.GET(options.BaseURL+"/api/tiles/:dataset_id/tilejson.json", wrapper.GetTileJSON, options.OperationMiddlewares["getTileJSON"]...)
+	router.GET(options.BaseURL+"/preview/:dataset_id", wrapper.PreviewDataset, options.OperationMiddlewares["previewDataset"]...)
+	router.GET(options.BaseURL+"/preview/assets/:file", wrapper.PreviewAsset, options.OperationMiddlewares["previewAsset"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.OpenapiYAML, options.OperationMiddlewares["openapiYAML"]...)
@@ -13313,6 +13707,163 @@ func (response OpenapiYAML200ApplicationyamlResponse) VisitOpenapiYAMLResponse(w
 	return err
 }
 
+type PreviewAssetRequestObject struct {
+	File string `json:"file"`
+}
+
+type PreviewAssetResponseObject interface {
+	VisitPreviewAssetResponse(w http.ResponseWriter) error
+}
+
+type PreviewAsset200TextcssResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextcssResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/css")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextjavascriptResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextjavascriptResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/javascript")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextResponse string
+
+func (response PreviewAsset200TextResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type PreviewAsset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response PreviewAsset404JSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewAsset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewAsset404ApplicationProblemPlusJSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type PreviewDatasetResponseObject interface {
+	VisitPreviewDatasetResponse(w http.ResponseWriter) error
+}
+
+type PreviewDataset200ResponseHeaders struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDataset200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       PreviewDataset200ResponseHeaders
+	ContentLength int64
+}
+
+func (response PreviewDataset200TexthtmlResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentSecurityPolicy != nil {
+		w.Header().Set("Content-Security-Policy", fmt.Sprint(*response.Headers.ContentSecurityPolicy))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response PreviewDataset422JSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDataset422ApplicationProblemPlusJSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReadyzRequestObject struct {
 }
 
@@ -14807,6 +15358,12 @@ type StrictServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx context.Context, request OpenapiYAMLRequestObject) (OpenapiYAMLResponseObject, error)
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx context.Context, request PreviewAssetRequestObject) (PreviewAssetResponseObject, error)
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx context.Context, request PreviewDatasetRequestObject) (PreviewDatasetResponseObject, error)
 	// Readyz Readiness (the database answers)
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
@@ -15360,6 +15917,56 @@ func (sh *strictHandler) OpenapiYAML(ctx echo.Context) error {
 	return nil
 }
 
+// PreviewAsset operation middleware
+func (sh *strictHandler) PreviewAsset(ctx echo.Context, file string) error {
+	var request PreviewAssetRequestObject
+
+	request.File = file
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewAsset(ctx.Request().Context(), request.(PreviewAssetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewAsset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewAssetResponseObject); ok {
+		return validResponse.VisitPreviewAssetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PreviewDataset operation middleware
+func (sh *strictHandler) PreviewDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request PreviewDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewDataset(ctx.Request().Context(), request.(PreviewDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewDatasetResponseObject); ok {
+		return validResponse.VisitPreviewDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Readyz operation middleware
 func (sh *strictHandler) Readyz(ctx echo.Context) error {
 	var request ReadyzRequestObject
@@ -15688,206 +16295,213 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQqTGs8dgsAvdCaCWjaqermqCsA4j9iHOM+yDzZOc",
-	"qMyqvgDdAChRsuXVTIRFAN11zcr88lrvO5Gap0qCNLozfN9JecbnYCDDT0/zTKvM/hWDjjKRGqFkZ9h5",
-	"w6fAIvwxYFyzDEyeSYiZkMzMgIX0W8jUBD+nGdwIlWuW8in0O0FH2Fb+mUO27AQdyefQGXbonU7Q0dEM",
-	"5tz2OlHZnJvOsDNeGugEnTm/fQFyamad4ZODw6Bjlql9U5tMyGkn6NzuTdVe/cu7u6DzjBuuwZw9s21i",
-	"1yk3s7LnmH6/EnEn6GTwz1xkEHeGJsuhcTR5jk+ud3R6m64v1oVIgBl1DZLBbSqyJevmUtwyDZGSse4F",
-	"uET4wCPNQrhNQ7umcyENxG2LBbdp80oJab49skslpJjn885wUAzUNjiFDEf6XCTwd8g0DnFtxDNgbk0e",
-	"aTax47+hZwO2mIloxoz97t3bF5rNuIwhZio3bLzE76fcAOvaWf/7+etXAc1M91jEs2zJtBpJM+OGcZbB",
-	"Xp4miscsmnE5Bc3gBrJl0TjjMmacPX32ikn7C9OQ3YDG5VJJjAN7pPFx3WevlBnJaAbRNcRDxrGBhTAz",
-	"OzJhAqYy/Mi4tC9DxpSEgE3BUINRnmUgTbXR/ki2rP5Nbe0rVPntURNZ/JRxmSc8E2a5vtg/5tE1GKbF",
-	"73DMxvhBM214Zhg3bDFTCbCZyjNtZxDzpQ7Yu4unbXQxrXRVHeP/n8GkM+z8f/vlcd+nX/V+dXh2uL9A",
-	"wzBPJDt5c8auYWlXx25p2xCuYdm2PIdPvm1an19gSWez3uVZDNKIibB7NcHef4Fl0Wv9CF/D8uOP7wsx",
-	"F6aF2yX2t7Yp44+1Sccw4XliOsMnA2RbdBYPBoPKyTxoPprnkbLfbWAj2j7RNhb88Z4bcC6mmzsUU8lN",
-	"nrV3Kqb37PKd5lN4nqn5esfnSPxedEAmVMy6QkZJrsUNHDNhtDsoj9xJ6fXZM1pwS5vs3/CcsDFMVAYs",
-	"NCpsG/fEDqCRSGJuYM+IOXRaR3+h1sd+KuPVkcOtG/nKKKVatA3LqPsP6s7Svk6V1ECyW8lJIiKk50hJ",
-	"AxL/5GmaiIjb4e7/pybuvxubOM0yRRRabSPN1DiB+f/6sLbuggbRQ9KARW4CuuDbcCu0EXLK1Pg/ITL9",
-	"jhVkKhuLOAb5Bc4zA+RwPGFCsxueiJiNc8PmfMmkMixWzMyExmm+Uua5ymX8Zc3ylWI6j2Zuvzw6jHiS",
-	"QPZIMx5FKpe0j5bbfKF7eeL2rrKfCwTFk1xD3GfhP/YuHC7aewtcKxnaDVcSLKsIERRCHAYsHPP4quC1",
-	"YTCSIXLzkHULiGixtGUDmnF/UNTEwgQkmwx4jGvs4FsvYKHKxFRI23yuIbviU5AG287ltVQLeeUeoE6u",
-	"YckSoY2FG/ZrjSjM/mIlK2jDZlwzCcLMIGPha/euVNlIhm9hAhlkoe3Wt34Ny5B1eaKVhXzKcAOxgxGF",
-	"WuBmxrVB5j7NeAQ9O8QMLH+LDMQh65Yf/PQ0M/waCDASzAzw5DikYrF1aJGBX+JiiiMpdNmf2wJ9xU3o",
-	"X4mF5uOk+g6Cc+m+FJpNeKJplF5/kMpc8SRRi9XXSgVDh/ZY2zHaRV7dKpG696JEgDQjyeM4A61td0Iy",
-	"6Uim0rJIrzLEzmGP4OoMeOy0t5MoAq33nippMpXsndiR7dGG1al+Xb6tUezmF+7cAUYABfGXx4odweCx",
-	"tJqGpYrM6jGI7Fh3/QgP8ferhGYc9iw6t2/NlTSzZMn+mSvDR7Ib4h9XcBsBxHjKc2lEgnso4dbQCwRj",
-	"CNr3+ix8CyZb7p1MDGSh23ynLh7bY8YNLfXeG5WIaBniGS2/DtlE2c1mccYnZk+AmezNjEl5KvbsqHHQ",
-	"e45S9gbf22GOPGQddY7/+cMoHwweR+7EawtlXP/4AxwvfjhwnVbfy34YHBv3rhsuPW8HlBET4QZGEgcQ",
-	"2JfdclU6pYXz3dQa8wIEX/Itu1GUDW0ehdU+gXan12fPVWaBRZ5qkwGf+7No2Zf76mqc62U4xL1FPoNK",
-	"aMZ4Ynnt0nLDkbw4e3H608nF6dW7N+cXb09PXl69PPnH1dmrq+cvzn76+YIVCykkmyRiOrMkVdtjJZPl",
-	"g57gghh2ftAR09bny2HXHy31mka1ZgtLAWlf/a1TPVWdoFM/PZ2gU9uXzmXQyoveSZ6bmcrE7/DloaYK",
-	"lGjkPXOhtZBTK60sBbM5T6ySADGiim5YfA6HLNRiaqU/3KbhSOJxcajCiiGeJGwqbkDahuwXC0gSRi9T",
-	"45LBPDVLFIt/vJRR6gXPpvDliRgPn8YqRjljlGKJnQrC3y+XWtc1GUecKBElQmM/xRsuEgugvrwZWsEw",
-	"5hrs/HKZAY9mdiLHLLPskCXcQOZmmWbKngj786k0zub3ILP9+eLizd/teuLLDzn35pbXVqJ8hLlngs47",
-	"x5Cfc5F8abR7si76H62IeakXkEGMbNA2EzCt5mBmSOCoA5kZl4zTWwTOR7JiPUfbTVA8cAMEhLT43aFL",
-	"5LKRypMY+e/YsgoezSBmXZUVxoAxDBmXpUawDjlOXrx4/SuLFWjP2NWi12eWev0kH2mmFtJNypIy2dVT",
-	"rjWKjodj7ncVyrgQc1C5+auRRixow9xqLoQlioZ9uTh7efr63UX/wVb2ztsGqaE3Z85gn2YqhcwIsv+R",
-	"cSButR9a+PpaJktvKG/1pe3pa5HuKVwYnuylyqK6jF67CzpRBtx8hn4qOnSzx8pC6IphwNkyCqtIF0+r",
-	"HrJGdb13zEKZJ0lIPqjiBCPud3YqbCvX0GcnLIYEKoYIFmcq1egFc/q5Ve+dA8nAXO/ggAg6dgAkHmtL",
-	"xbOMLzurFPq+7fGyPWetWF+uEG0XoTNRlYvVrZs+ek5XFcbyCtca41Mu0Pnj+hsrlQCX2GFhR2lwIFmN",
-	"AQ2azFJG0acoLGWue2+sKbcEuZTtsZHAti6DiJtW/6HosrDArE/56dmzt5p1z97cHKGaevbm5tuASTuQ",
-	"RGiIe6y09TDP2Oe5NmxiYbmQjmgXQgMah3pW+6c14XLpX1khs3uTVcK1ubIbsD6DX2dQyDYPYO3j6MwV",
-	"ENN+IulkEKkshtgzQs7mQuYGejtv3EPtiDMFXKHu2OzXqvOHsePpMRo6Ip6AjHnmLDPddxdPS1KcoJZE",
-	"9oPaxJr87i0LX2jF3t/TsGfO+IoBC60bu7qR3p56hbbQq02n8R0e7IXd3tK0nEGa8Ahi9ORbHmZ3Gk22",
-	"FvFpI5KELVR2rYvlwAbQLGlxx2ff6dJYgIgijgU9+KYiCZHVNUF6sqBWrXzcrQM5F4cs9HabqxSyK7Il",
-	"hRRvwLgziDElGb+BjE8hYHnKjGLhOM+0CRk3TMkIjhmPMqU1e4ULLCKumQV4jMdzK10O9l8FTANxxLen",
-	"J89enq7Sm0TH6+oq1uU9dup8r4W32f4v2GiZIY/5yiQbmgm22XdKx/tvjU0GboSlyYa8QithO6XdyhK4",
-	"3Y5maZ/m40REeISNYmlO3qUiLKUb/u0alj+EyH0eitxyzadwZVneFfKGNt7imAm6LQsGiX808ZYhW2TC",
-	"GJAM27cAguJgHLWMZJrkmi1mnPwFhDet/uEeII+MMkU7S3DQY407tayE38cdl8I+puaWL6VWu8UThsvj",
-	"3Us7oJMViiFAhNvtuGL9yNZaL9ljCT+DAvBWBVoNkpSAqI4mqzJ8ExOt8ZtVMdNAHWuUfhc4tP6GkwVr",
-	"BbG3RNtRFJ4Hlug0SPkUCh6hZMmtfYDdauTc5t1ojpyrYIrij026lNNEGgSTUYYnVwii16f3Kp+PKcTn",
-	"GpaFjb/wDW9lNkXcYLUXP/b2PTgHY4Sc6ntKDv+aHS+3I+6zE7l0pgBLuDVAe3R4yEK4NRm/mnjndtgL",
-	"GNxGkBrnVuXxntVdRnIiIIm1C3b6BZY+2o5nuB6QGjRExExMpcogZloxF0tnOQzXbAIGLQcRlxbVpErb",
-	"V8Y8uh5JZEdW4Lhouz7rXszsaxmwGKKE2xZnkEERNhd6dhEOycXNjco0ufS5ZtdC7qkUJE/FSNKUGa+8",
-	"xBx5L1magbYYF2GhEw79HrKoVqW1vuxv/SrZNmh1ho1r0opB1oi7orh+8r42Kq8o7gpAauyegoZSle0i",
-	"WkC9YAxo4K8cEIscdKv2Wn3Qaa/HLPztMiRQcU/9dM5vz+jhA0QE99RXK0FhG9+/hwLrVNUCzh+z0DYV",
-	"oumMlqTnFFdt1ViO/11w3W/niTvqs7967Gw3TRur/ltsbOVy1++V42WT3OQZPLA++xA027bRW3XarXpr",
-	"eDDo4//3vwsDFh4OBgfDePzdcLj/+DA8ZpyNkanRuxiNgYzMErf7slfVlK2Ms+gGypYP9r8L2RgiNQfN",
-	"qt0V6zySFSW5SvZoE10ZvnCTUlJCZOf6SLMUIAuYyoJSUbJf4XCFZGFh67t4++784vTZ1Zu3r/9xdnoe",
-	"Ukh3JqYzszdX2rBcmixHXhz+Y++5yhbcqsr2r5DNVLpyECsH5eh7BN7Fudl2Kj9K2/94xreVdnfSzbdq",
-	"4RnMlY8Ex5ZYd1AYs8og8l6zhr6iH61pSffS3FeYglWRx8CmICHDSCeeGzXnRkQ8SZYsl4kltjRTNyKG",
-	"mMGtRfDCJBjXXGeQqxu/dW0rNoMVzJJCJCYCtMMTP19cvCnDu+w5JCuolT0c7dK4sidvzvoWvfB5mkA/",
-	"UvOQHqSzOpIzpU3Awm/6tUcswtD5OFZzbpvvWsUExVAKt72AhTNj0uH+fqIintgWho8Hg0FIxx+RJATU",
-	"NBJcqjITUIzH38IyjoKeBhk3RqKxIhCtz07Rd03jHkmiDZp6+6E7fPL4oU/dPUwzn+EUPqjdZO1UUpz8",
-	"V2vFh+zn2lZttzl8GL14bri+wnU1fiUVgnzboMnbUpzHBeoN9pi/05Dtndi3ic2Qy8vKVYP8AM0gcMsj",
-	"E4xkxDXsaZBaGHEDlm3QxPvsV5HEEc9i4k+Wh+g8tcwA4mPqmzMt5DQBRq9YAe7YWH8kXwC/ARe3UoWC",
-	"lsFhZFwx8kmm5mhMt9Pew2kTY1hNYdhuz1hXNOXyNIG5d3jK5etJZ/jbdsdNYeqVqBpXvynB6a5KuVy+",
-	"Aos8/EjW1fM2DrC14b/zJIfO+swvG5ypQN2j2iyZf5nhGIa4Af9+/vqVVTNzCJhdIYYpHzHEfXZin9Is",
-	"FhlEBgldixhGktP3pMHaDsdWiC0US+AGEs1igJR1V5eghzmLpYi+WKZwjqO1erNUZiThNkVUmEGUY+Ib",
-	"M7NM5dMZ810mSsKxC2z3z5WaM2ULjaSjgvoOfEpa+FPsLnbtNml9t1lXA7DybPT6bpWowz/ypPyxZ2TD",
-	"EaCocDWZgIyR2ck0R21WgzTH9KzXUTLA9AOr6fT6I3meQmLQM801s4OI2TjjMpqBtuoTzzWw1yfn7HF/",
-	"8EgTo7QrbrVUsOyXhfYlq2rhdpZkncfCnN44gq5Ldx55nd+HdfJUXF3Dsk9Gl05QfoEWn8oXlCJQ+YJc",
-	"7aXNtmyj+MK34b9Ye4XyTDsB5kdWWqCP7vHLBvHLI9Nkkv0V8y1iEnnUfc1lgxE+FCYijIZkQhvI47mQ",
-	"7OmLs952hNTstV537jZ7EJvM6/hok0HUGQTbseDuJ6gg9xIfHyIYKz9stBJ1Tnk0cysaMzSIIrcOf6Ns",
-	"voDxiYHsMmTd0gWZWbIs4nEwS6xXAVPlRHdcU8OzKTSQ9a6vLyl/c4X2S3L0hNcUvlzfN/wVx920bwj3",
-	"d09aXPe30JNE44E/tcX8S8JotKLb8//Rjowu5mL3/qQOjZLFfbhTA+z7q26NR5qZjIvkU7g3flS5bDIz",
-	"/7YAq69rlZtZwIDbD1JlZnZpBxfDNANy4Tt1vjP8be/gu0Gw992T/uDJwUFgP7i/L5vMxrHK7YYEazK5",
-	"wgyOqszgaH1Rn4J0iQUrg0+UnAqTxxCwhBv31+9KzS/7nQ8dzOPqYB43DGYG0fVb0hS2Ksr1I1ApKbEL",
-	"yxBps5d7xUhJoUQqw0ii3orJ6OhJq02ouXGnAz3SjGwnTldbafZwcPRdkwmBLCzbWnaGmHs1vUkBrbde",
-	"UTYbOzgYHB5t44SVnWo6TY4GNCbzr+EcUjgr8rfiPMiKlIb1KTSmhBq2wChgLJRRD7HxBjqVsaPBUX8X",
-	"G4823OQtoZL0G0X+VEO7qP8pUCwMZlXOuJOo+th2zTir+pbIFuQ9TEXssQayvToJeDgYBEeDg+Bo8Dg4",
-	"GhxdbuV5fl2LWRSr2bRFrrxLEwyNQOurm7Y6Jz/mcwuH7QpjHHRbFq33mB6z1FUmcDZmV7OlqMewg3XF",
-	"rdWujIEbk4lxvnPI5/hjmH9VkXDpux/OXFc5/UYLaV1eOwlmken9xcGDTmJVQtxjEk6S3QVbI7E3eaZ3",
-	"dC/fMzDYt/q+lPWddDxpanrG9RVGvDWWhHn5I3lssEbQjFuN0i47als1g2aFL+5I+deCLLubAJo7+b/Y",
-	"R2nfLAlU2HHl4M2FbP+xNQ7TTv1Ki99hw7pWbacuZeADzOpFtkE1x8BzaM0iNQcyVgqpjWVQZGvxa01b",
-	"0HXmVrQhaDbn+hriejQhpye9ZrxVD63kLLQph1UQMvj+220E2jm3AhvDUYiPFlP3cgiV5ZWklWtYBkzz",
-	"Za/PziHKwOgh04bCYIAnEAcjSWy8qEb2r//6vy5aTjM9UwsKu8QgHRebB7RSLPzmm29C93zssmISNZ1C",
-	"bHtDm8tI0kNcM+7eugZISYq6gWBJKSx04CUHihLbpo/NG/Po2r0ojHawxYVwF4fxfefEZQNyL6qAWxj1",
-	"r//6b0fo1R04+LZBKrosvCbbBTe1pGcr1lXGDgdH3p8+ZCHazkPWPRwcBTRnJBtv4ERcYCnzmAQl5YBj",
-	"FnwolbmaWBYesu7R4KiKBDoUMhh0imcarS55ljSym3/8x//Gul4G5mnCDQRsZkxqO7X/6oC29f3vdwF7",
-	"f3uH6/5+eYdRuC7k1u5uNb0WFTNyWJWsEBsb7u9TZTEMfJQ82c8Uj/X++9/v9t/f3u2/X971iWduQ7Qr",
-	"4MZObotbyWdO2bW4AaueXyV86U7hTqrr3/GtF/alXVIAboQWY5G4ZMWNDZdPNtoUKvimJZATGXuty0Ig",
-	"lVy6ZOYFpinQQB0Vra5QlWcHqxCwKs8q3LopjHQD0nxK5sP7aYQrSO7+wVBfod2fD9q1R7gd7rapJRKr",
-	"r0K1UFiYjicku4nSKRwilVP6MuPakObrmSyxpRTtYP+Z2v8uYJw2ctqPQ1ntYz446ldDbQ6PNlekrMGz",
-	"9lYH92zUw7r6vmyN7aiBvhVnOy42eqCPvdTDoR0++baq8T75NnhycHgZfDrMeG4RYgUgOkd2M47sQiww",
-	"dhdLasZzIXXv2AXylgo9v0b93WFKK7y/730FiF8B4leA+JcHiPcN7X4QwOjgIcqgDXDrFyejPInQhDEd",
-	"xzLjRgJxr27zT/0RXiVvrtzuUnpoz5Dr+V0a7wJf1w4XH2uqkAxJTHVQHFYu7AtRAjzDEPuuBSaAXI/4",
-	"mGcA/c5XYPwVGN/LRLkV1W6POi8h64dB0s+MOf+cKLI45nMEisKs2BLLyhBfAeNXwPgVMH4FjA8BGFtR",
-	"jG7EdvcMvJjWr2bY+ZqEDwR9OGi7buvorz0sIVi51WE7wCt6WVsei3MboNKP9msMzLJHcqxiUZQx2NGv",
-	"fQ1LHxLhYnc3LQeO8KkFrLohFLZWRSGFrCzPS5UEqfZDW/YYJma78hCeaVYqMmAkLCZu7zYxl8v9UHN7",
-	"61LDiwQEd7UF5r6PMfZAK4nTpEFvKTLRteACOa3lRI/xX5RPvR3nh5WHm8NE6pcsUA7e7jnPVJB7y/CN",
-	"qlbv3mnIKweFxl+sVuBIvNw4R5vFgAr6aTpBVA9u571+Q0XnMEB8hQ+B4SJpkZULhCuZktPA+WRTyHDb",
-	"q0LDnWaMqCHJtjWWiTq93C1m307VV6+rlTK8Kcs8TrhI8N4Pd41Nc5RNJaJlnYp8dFA1oEZY+IQFB+yR",
-	"bMpJ3orp7x8kcc+QvN0eSzMhI5HypHX+xRMEcVwaPhZCWK1n/wEL0eSDq8mOmkOuNtpyDZtOAu72jp6u",
-	"lRDuW45ZOv6Cg3IEIetySaTmviR8Vx2WfaayZi5YuCzB6F9sMCTcL7Rqdee23w/UvEYvhG6KFb8XPKCj",
-	"tQ0TtAv+tRum3O1DnZnKswpYdh9jvmxEyU1lYB+UF+6GNFcL0W6DSrtzvUIfXGdxgcXtz7k2J2/OHiF7",
-	"SitKnasuSsYvupLlZ+AJ5WPWZ1sGXpasXF1v5d3utabd/QWWLWj3c8FXP4Jm6Br467d2OkXVSRfXdu2K",
-	"cGsD+Xzo1tdi+WQItxCMhHA/NegsgGZTefkwWFW6CaOQ5v2lA9P7w8di85sI0nO9dU/x86fs+6Mn/1aw",
-	"DmJTmmqDuFJPZK2qITGqrKn7Pu9OaBbyscrNcJxwee1L+BthEgidqchyDloNGfMsZuks41jph/oMKeXy",
-	"1HUTswY+32NCjyQWmXNM0CUfaLQ49VmBGAVlHWJWVlsB5rDIRhzJMlw/PMGs9BANZq6Ig50k44YlwDW2",
-	"mWJmAZbcXukAGz5mRUnUkexKVTQasPCb/W/sP2vv9JqbojowRT1+u5J87ooitbH0dVrELHcXUB+puLig",
-	"h7azhuiPBkeV8IUn339fsSUfDRqtybjNWzte3/u6JvFKGfa8WYMo09VWReW7t2eMsjxkBHbLhJzWZKF9",
-	"8bhOnKyLxUDHsFTu1igaYK8+nsornR1T4Gghgk1ikmIzLBO6aK7EcFLRNYn6sGgAmldf8vSFGGfgwmmY",
-	"VnkWgSsYJfRwJMM5T/s8js/xl66IA/bejmHITP9ayDhg/X7f3PXCPnulytpngk45emiGLKx4u/BsJzAx",
-	"I6lyU9YY8rJg5rJ4LSsQCZyL3yFkXTyi5WiBx7pX8ATnQ/AXhokE9mi2sYryOWDimT18/jZWT/Rkfm4i",
-	"/RXvXH1Bf754+YJVnmBdA7dUuCUR8lr3jr3TsH1ynYf36Nl+6OLUX2HMXkIWcaMytlBZEreNhFGf5cW1",
-	"j+o+y0+Q7tbmALynogp06fAOEtVXnaGEsPXfS59ba5xYeU1Pq+v9w6Pwtb/5dD2ZiS4obfSanTcGauHt",
-	"pRBPsQhbKm7BSl6uV04OuqrLA4Ap8v4Q9RqSM92WuWs6fVsXfhSbY8cahrT1nPY7zVIhgatGlwZmd4mp",
-	"hLi8Rtn7Nli34mnoNR68ItNj16LTq3ieYntrBohisIG7JtbfXU331FaIshLq2xQHXI3rLTa+EjtMg2+W",
-	"DJXLsO4T9NBUJJpqv1GhnX5ZSSkMilR07eEdz4Dpov6Cq7Ywkm8yoedlthzeYVgpvOAqLYSI/MPekNXr",
-	"UgfNdalH8r6FqZvY/Rdbl8nuMlaO+LB8Xbxy0nWiayaU775FaLYi+NSCJcrhoaJsOu0SuWKLWpADlsGN",
-	"cg5zqRbHdvmxKODjAd5T3KsHtT75/nCtHF3DQq3N3sutBgNtXYRvkLabNMymAJVNz7fGgmwI9XhAWdKa",
-	"0UU15qqy7Hb5e6MgaxcuLgrYK4bDMpN2F4nTztP93TV+ZI/7g/6gdWz3vB3gQdy+G7l/MQU/vmY+7nbg",
-	"soWIS/Au7JrPheSuBsucp6kLQHD4o2XQq5qAn/zmSZbP3xXsYfnK3S/vgt+VhB2sMevtbX5+dbx3l9W1",
-	"+JGbaFZhayvGLftrYdfE4jOlQ40CUFBB1k4IPBkUyPfsmV63om8sVfysfNO25Wto+d4mKuuzZznp2UDy",
-	"j6oCxi6GaM+KtgB5pOWOE5Fps6cBrx90+fsfUo/4yaAKtA929q3rzVToVp5uVV9fjZc8dVc5xHgxeWRY",
-	"2TTrJmoB2V7ENVDhOScf7A6p4j6x9Q0o/aZt0VGfiQi3PF886az0l+tSaZU/0Mw2LnnhdKgvCviv7+Ue",
-	"rVZBcDx15xoE1ONGg8O7D4u5O6l4s5qzNRzGfFZUr6KHtkLMkfQVve4HMZuQ4INE6d0zrOyDYroeIljK",
-	"bmbFgr5hzjuo2WtNN7jUVgLSzW17n+T2bXEDV2pbyZTu2Nu1QleiohoKKKvutVbZKyZ52YAv5nq6AYds",
-	"q1BmR0NtuDea9qgKRras16oHcgsExcO0ad/b4NVqcbEHg7Drjv32FflYm6fLK/wz2Ty/miL/R5sir5tz",
-	"fv4M9samSihjrZLcQNBqe9P9jVf0fX5drclSt9U8t0mrK0x39bE3Mq1aLPDKzR5pJm64gXBYu7wE81bp",
-	"b+ROGD2mKXqMhWUkVThkibjGoKsbDOce54bR7TqU9kpV5X3oj2ZYiBFi26aPzBKmz0KKEQyxNDEG4deC",
-	"vLE4Klaafo21qKnpuUVZZaS+b8MifqsDIVeVRtnP7qbQ6shdxL7PdqEJoCPaP9IUulgRpxqiPBNmeY76",
-	"NVLLOWQ3ImqXDZp+d+KhG5qpvvrXf/132KNEEPQoTa2CR5VLKV5sz20ETix032ELdg5hLdFgyLBvNsoH",
-	"g8cRPoR/kmO7rFKu6d75bnXAPyMCdeDUm206Y8xbKJnKzJjUEtX6my3WcT6HlXkLaUWh5bbZI59AgRc3",
-	"DysJHc5FvFBZzELsJQwwxE2nPALywJVXKXabl6FY3z47/WcubnhiJZJRrDp61qU5uplbFunQuC+pMVzJ",
-	"5ijPeirwCq47BIQTtb4ExY5GdPOwLqqeYc43Z3OeMsuy7Pzdjcd6SMdD8qm7dMOFVxeBy4aiWscjOUed",
-	"eD6GmHUxeooqEOKxK0ussyxPQPcCNhf2QOuZysxeItBOUOGgpVmhsLUFtNKoKbnRUT14o1auhyAPp4tm",
-	"xfBx1LyvQfZHciRf4nSwanXEk0TjkUbref1IrOyjS5tZp+dj1rjlI7mF9I1S3kyIFFiEXeD1FsL0+oyi",
-	"MJHY7JKO5OZzyfbQQcVenbw8DXGup+thJnYIkq0FqXQp6iTwASYBC0kBDnsUDFdEyI2kjy4ZboiqIwX1",
-	"m2+ODg+/+aYMp/MhJonQZiS74fuRi+IbWQVkZLWBUScYWX0A/7WDwj9Qy8G/InM76txdIgK9wzvV6G4P",
-	"jC6lqc64HWW1bTbq9Pv9Uecu7FM4DI1vWxxLEbjC9bV2BZ5d7MpIdu8RvdJzd5ms/VBGtbCuVJaLbo9q",
-	"Ie7UHL/i4kaK445y2ZVB7BygWfku6Ljb2zpDtDQ/tvKFmxlKjn2ein2ex8Lso38EGkyPRFZEfIErkhiU",
-	"F8bamWJpbfvB1f0nhkGrAE2vj6SrPrH2dplmKGP3tP1eGCfEfbKW5WexiEmMu8qNoWdMa9Wl0S+2Wlz6",
-	"mGlKCKTbJ1CXKUux82KKI0m3HjuOIyyCT1OQEAfM33tDPMwyfCoEbFu8hhRNtSNZ3iF18u7Z2cXV29OL",
-	"01cXZ69fhazrMD87GnhHEW6tVYmw97MYL4/TBusU4+ZlfA4GIWOLcbB8ZJ+qMbea+SpPuhtOLhGLoC0U",
-	"SeRwMHiwO/3LatJNd/FjFWgfWIWFkwMmYYEGb5Fpg1GJR4ODtl6KYe+/k9wxaYjppcfbX3rur27ENw4P",
-	"d+kmpZtS+DiBU2lc0O2TXXp7J/kNF2TsQViXz+c8W9azKR5phoezaTWwgvfU0gAV6bZo8XbPc4K9TFEM",
-	"lpUc2AEedS9fq6d9ndKe+VDIL5rYqsUhNpJbATqYSuKHoLY/jnbs7lVtDdofJwt+EPdWVS0zUxqqKTpM",
-	"VMnqWSUidp2ybgQsSANNVZPH6tTVIiLOzwqNrxjaMf0k5BQxT1WPqipM7oaK4mKFkbQDYN2jweNSnDYy",
-	"TQJUz4pq/A6//Kji5UMTmcuguavr3/7+8jqFHzx0503UfYGl9xdlytFnZJ0HO7xxodQLnk3hDz4vDnMX",
-	"qGNn6qdKWw2M9X1pa7nbp1OB146sMdpn+H2VOmtUctRUI82+ER8jGKpqTlJhmApk7AYyMVl+1t2mkW5+",
-	"45UyFJj8x+42LWC520EFVtIVam5h9b3pIGiWpj+Bad3hwefiAw/AA76cPf7Jqg616vUk+vAG5Q8RbvcC",
-	"QK7Vs2cIbVJuolljQYrVIksJTMymSkt9dsLK2gpeLxrn89TqvvXyp6G/UDwDI7LiqlSVG8wewPj+0llU",
-	"z7zss5ccA9p4ebu0F8yBs3DizVQbbZzBqsxmpchGfYhLRgcncJU1zMxd7udWoHfMimfQbGXI6FqABD84",
-	"LIuC1TMdvGgCAlQK67MAAVd1aycg8NkYQI6Div8QMHBv1vEFoQfa7E+GHkgwbVbVMKVYf0rhUmY/bxYv",
-	"j0oDzQOpUX9pLIKaGl9bvJ1JyCn2HymgnObWpDdRsvqnYZbVqgOfWWdyOfjtGhNdFvinptrB99tfeKrk",
-	"JBHkif2SeOr5DK8qLwQ8miVWykkgEkkQ6JUlJNqqbdz3RO3Ek9/jvzvqeOVJ2qbhvcUcgvjYK3ZzgV7r",
-	"XMZ4xeRXRW9HIqJ1ZJwO82fkqcF7cuSm3MxKN64nls4qowsqTGtbSYXLzYSJaisS40cJhLwtF7/if6pd",
-	"B0QXnwaMYlep1lMs9HWfnRmfM+O8ye5yfHxvJLlRc2F1s+Ux4+hItJROXqEE+M3qW6YoO4BXh9eRBy0e",
-	"1UnVwUhSmErAKIklqIWMWY3DhcJR9Ao6a6yCISkegjL3E3ik2RwMt730R5LKH9KkrUYyBtZNEy4kC/1T",
-	"ISsSdHXIjCVMjbzKthjOeRruh2LOp/bXhC9Vbo5HUioWc/tljAZpfexmapvyDSMXFJKS0/Sx5QOv3r1g",
-	"6HBfuqvRj6uTJPd5fZauDbxzE9tBta1mwAx7pINBdA0xI3cZRQmOpHdlD/0ioDNsnAG/1pbx5glGT3B2",
-	"dHjIFmhZDhMVhVS9gbpnoaUjWiasDjCSZegFN4w8YV3oT/ss/G3UsU+POgEbdfxK0KfqTDuXYa9Z6bOk",
-	"dOGsObuhGBUZMHtluHfD6RwLaXnM+vn8Myl8hX3La36tdP0F4JwHWTCXvXAXdNqCAO7f1hZtaO1GL1NJ",
-	"BOiiZaUI+bdcE4s7o85E9Ve+LE0Y+Xa9hldVTjywapz7QkmNEQu1CjWW12C1F6zAQ8m1VEsmYFj9hSct",
-	"5RnJOGUqjY1kpU6lC0SoGuLt811X6q9WmrJXFqWUy0qEYZ9hZCFWUCkXTi1k4afTQDml3aPBEcakIBLW",
-	"GAgjnQdPrJba6/XZjzhRPZJF5d2MTyYiQmGn5sKgJ8EnqR4Eg8HALY5mXcvCqbpHI2strdpUsOq+gAnf",
-	"ep6p+S6eYnz4Qu3yaK341WdwLdPstzICJNbCKuIo8KONI18OGnfIqV6lNcDjOFN5xjDub/lZbfOeuxBq",
-	"tkvbGb6vf4lHet2d1+bmqaahfjK6q6TtNQU0+KBK+0RQKZRO1vVKJohLAUEr/VcdcpMjqeIpQeYrocGu",
-	"cFGKgM9FstQb6XuqNWF4r0zdXQm0Xc0SxlREOzsHlAMXQWrVgGUx7THXMJLacIMhta1ZwK2Jv+wNZHue",
-	"EQCFZlrJFrCjweMei5XVhwxqgxT2aGcxXMEVIE2Gymj4fkQJnJWYT6seUCyr/fJo8Pj/HA2O7sI+e0oB",
-	"tyOpZ3T/ttVyKFSQGpx4RQ2bDLF4dLPwK46hxlX+REbS5szwz6xotCRJN7Cf8xy9kJM8YeVjH8pZviDo",
-	"a/kEMgCiCOZJ4t7MoX7A14w7dt/6fvMaYe85n0PtigJX54hsECsx730a9Lu3L3SlSlgRJhZew5I8vnwk",
-	"JxnoWbL05sgKT8S4aXzJBZDVOGZDr+0HCquafJzpbcvDmDOx/bFzMd3lsdPbdKfWMMPqk6LRYvWakKj7",
-	"bXcpb9/4IElvX/zSpL3LpbKkZveynkj12+Xqdz7j6LdLu6GVkF23ygxLuaAk8VhrhRPozuWmg169JOQ9",
-	"2ZzuHDKdYSHi31sx6M/u909IaK4WcovC47YF7wxL+6vre1l3ft6ABF31dr72k/Er5LIWVllefdKv6SHH",
-	"Oz5q4qtFLRrnaPuz6r8v4LZ5mhczoSkDi0cG03/cQLdOesnnybZJ/8fJyxf3m7RvtZx0+wwf9wfFLO3I",
-	"bW/MwG29ev0ma+jDr56bcevqZcDjZfsJeUs//yEHBPu2kBu13/5DcKzLuseLx8IeKao16MF6UY1507Ld",
-	"HFh2dOXvdmmNNaFieF94VgBNYrcclDILw67NXyU9oDR0At41KKdYqSjyN0sWWSXuuQ8L/z+RDOu7kOcQ",
-	"CwZTwfGntIt7VM1lyAZhz+UIaLqxp3rDmwaDCQKYdqVH0iVLITcI39+FWPumPfafNvsT6WfU+DmNUFtq",
-	"uvvkdLspcAUvO/qctpy/cBSKywtwy7rzoag6Lypcdf893YBwtz1WpEKx64TUpnAnS8qh9Fv51ZbXHPg/",
-	"tbDzgza0Pbx/44Z9hpP/kaf+y7LH3mfrPtTm+gssC3tr0xnepxD1K+0Z/71DbnwPG0TnffMDWDeUfA5D",
-	"Rt97sy9ev5mBpstLg5EMqU6D9g/yJFGLIkPA1XCYciEDFvqaMNz4pylF2n1vn5B2n2L380jSZ/tLpfZi",
-	"Y1fV/Azv6XSFWQIWivQqw4TuomUul4zHcQZa9/CSisroQuaiWlIsz8RrvYfOuFvtqKiXp8FV9OCy0mn5",
-	"CpXRsk9y9vTs2Vu0cR8dHgbVexJoj7o+fUjIGG7tGBHKcM0mYKIZxD5myG45xJS34FIu9chtLFbgoJs4",
-	"9rDahav+1w1FjMUaXD0SV40Fv3MkYf9MuDZXubYfRjL0gVNX+NZVZb0CFqJL8srMhL6aK2lmYQ/nVlZq",
-	"sbOZSpVBjDW/MBBHdiv1U9SiLGNeXhWsUqqq1guagB7iP4va3HR94seQwoDw7kddOh58hbKgcqOjlcjF",
-	"nNHAKF2KNNxYjbIJCuLTK2jtrw8JfejPZ4eFX6OZ1zJEPhx4bJBCEF1/AtnD4mzJslwOGV5BUpa8lnGq",
-	"hDRsgd6zGCIRA8vEdIb1zt3lUb5EDHoUiEMKPZJUXz/Ks4wKIV2DZL6SEq2Nq0NKVT/QU+f5PRk0sJ6T",
-	"7VQLJansBh/JSKXLoZdbUmVzngiNRylg4d/CgGTVMmCxsPsq5DQowxAilQL2d/aGEefvWV6HHGkkheXD",
-	"kcqwFkiFtZbSY65uoNe3ggNL/VAAKaeo1ZUpWE6mR7Jb1gG5ePvu/OL02dWbt6//cXZ6XmnW8oNl77jg",
-	"ecJU1eKqmMIh4vVVzWwPoutPqgBjD3+QX9L1rfOkPQjSUcvnhMdfEGv6Fc+x89f5c+tKNwm0eFm4QsE6",
-	"f7s36m7lW1hUBx6ecTldiE2xng/hBFetDmPFXQ24Skx67QaHoKxahawGK5cFI5lLIxK2AUyxbli7VSKk",
-	"YE+pFj28A05WjinDSlW5vJZqIe26hH2G11mgicvCbraY2e3glbB3Gre7bx7TxCLkxq4akUpicAXPRtJd",
-	"+TF0HGPGdRHhZxbKX7/M6iNGZOZvr7ALoBJ/yYVUi/5IvsbcG7tuIuJYOS+jkkzVkHIko4hHM3hkx1qp",
-	"EYax+E0cim7y+KQsqn5ZyB+KxwoWbnfRkic5xL/m4j6QeUDcAPNahNd6XSScD0fyxK0kOLxCpymFTKj4",
-	"4bDZQ0cnb4hIrl4r2h9JF/XLNgT99hmGrVqWssjsN9Lp5JMk1zMmpIHshic1tPLu/OSn06vnL96d/3x1",
-	"9uri9O3fT16EgS9XzA4GTLs6dRYosQks3PVEGtVeC2vGQByMLXGgJx8aeEyH7H9o3HEx83Ye8zXe2Mcb",
-	"W0ZQOWUzHns5vCn2+BMbFVeCTu4bcYI3R1CPDTVv6V4JhAW+cqqFcqW73d2m0NlHMnVTbrjvBI08e3Yq",
-	"3IhxAqXP8OTNWb9Sn9Yvlh12wzV4VFXNl57VAL5ArOUV88DrgCKr5YroSg9FKPh6D+cN5WTLAFdTRLd1",
-	"fwL1AqSuzKdX6aEan9c8DdJKfYxPQKKjqHLJuuHfrmH5Q9ijeLdK/Fs3/JsW0x9G+WBw+C3cpu4v1Dx/",
-	"CFcH0dT9rzNVFLJEfdyhLWfKrG4F1gBcb4FCEgI0KlKAgFe8fWiFS+GstFWJELi7vPt/AQAA//8=",
+	"7H2NcttGsu6rTPHcKpO5EEXJck5CVSql2HKiE/+VJW9ybqgShkCTnBU4g8UMJDG+qtqHuM+wD7ZPcmu6",
+	"Z/BDAiQly06c492qWCSB+e3p/vp33nciNU+VBGl0Z/i+k/KMz8FAhp+e5plWmf0rBh1lIjVCyc6w84ZP",
+	"gUX4Y8C4ZhmYPJMQMyGZmQEL6beQqQl+TjO4EirXLOVT6HeCjrCt/COHbNEJOpLPoTPs0DudoKOjGcy5",
+	"7XWisjk3nWFnvDDQCTpzfvMC5NTMOsMne/tBxyxS+6Y2mZDTTtC52ZmqnfqXt7dB5xk3XIM5eWbbxK5T",
+	"bmZlzzH9fiHiTtDJ4B+5yCDuDE2WQ+No8hyfXO3o+CZdXawzkQAz6hIkg5tUZAvWzaW4YRoiJWPdC3CJ",
+	"8IFHmoVwk4Z2TedCGojbFgtu0uaVEtJ8fWCXSkgxz+ed4aAYqG1wChmO9LlI4G+QaRziyohnwNyaPNJs",
+	"Ysd/Rc8G7Homohkz9rt3b19oNuMyhpip3LDxAr+fcgOsa2f9X6evXwU0M91jEc+yBdNqJM2MG8ZZBjt5",
+	"miges2jG5RQ0gyvIFkXjjMuYcfb02Ssm7S9MQ3YFGpdLJTEO7JHGx3WfvVJmJKMZRJcQDxnHBq6FmdmR",
+	"CRMwleFHxqV9GTKmJARsCoYajPIsA2mqjfZHsmX1r2prX6HKrw+ayOLHjMs84Zkwi9XF/iGPLsEwLX6H",
+	"QzbGD5ppwzPDuGHXM5UAm6k803YGMV/ogL07e9pGF9NKV9Ux/q8MJp1h5z92y+O+S7/q3erw7HB/hoZh",
+	"Hkl29OaEXcLCro7d0rYhXMKibXn2n3zdtD4/w4LOZr3LkxikERNh92qCvf8Mi6LX+hG+hMWHH98XYi5M",
+	"C7dL7G9tU8Yfa5OOYcLzxHSGTwbItugs7g0GlZO513w0TyNlv1vDRrR9om0s+OMdN+BUTNd3KKaSmzxr",
+	"71RM79jlO82n8DxT89WOT5H4veiATKiYdYWMklyLKzhkwmh3UB65k9Lrs2e04JY22X/iOWFjmKgMWGhU",
+	"2DbuiR1AI5HE3MCOEXPotI7+TK2O/VjGyyOHGzfypVFKdd02LKPuPqhbS/s6VVIDyW4lJ4mIkJ4jJQ1I",
+	"/JOnaSIiboe7+3dN3H87NnGcZYootNpGmqlxAvP/fb+2boMG0UPSgEVuArrg23AjtBFyytT47xCZfscK",
+	"MpWNRRyD/AznmQFyOJ4wodkVT0TMxrlhc75gUhkWK2ZmQuM0XynzXOUy/rxm+UoxnUczt18eHUY8SSB7",
+	"pBmPIpVL2kfLbT7TvTxye1fZz2sExZNcQ9xn4a87Zw4X7bwFrpUM7YYrCZZVhAgKIQ4DFo55fFHw2jAY",
+	"yRC5eci6BUS0WNqyAc24PyhqYmECkk0GPMY1dvCtF7BQZWIqpG0+15Bd8ClIg23n8lKqa3nhHqBOLmHB",
+	"EqGNhRv2a40ozP5iJStow2ZcMwnCzCBj4Wv3rlTZSIZvYQIZZKHt1rd+CYuQdXmilYV8ynADsYMRhVrg",
+	"Zsa1QeY+zXgEPTvEDCx/iwzEIeuWH/z0NDP8EggwEswM8OQ4pGKxdWiRgV/iYoojKXTZn9sCfcFN6F+J",
+	"hebjpPoOgnPpvhSaTXiiaZRef5DKXPAkUdfLr5UKhg7tsbZjtIu8vFUide9FiQBpRpLHcQZa2+6EZNKR",
+	"TKVlkV5kiJ3DHsHVGfDYaW9HUQRa7zxV0mQq2TmyI9uhDatT/ap8W6HY9S/cugOMAAriz48VO4LBY2k1",
+	"DUsVmdVjENmx7uoRHuLvFwnNOOxZdG7fmitpZsmC/SNXho9kN8Q/LuAmAojxlOfSiAT3UMKNoRcIxhC0",
+	"7/VZ+BZMttg5mhjIQrf5Tl08tMeMG1rqnTcqEdEixDNafh2yibKbzeKMT8yOADPZmRmT8lTs2FHjoHcc",
+	"pewMvrXDHHnIOuoc/uO7UT4YPI7cidcWyrj+8Qc4vP5uz3VafS/7bnBo3LtuuPS8HVBGTIQbGEkcQGBf",
+	"dstV6ZQWzndTa8wLEHzJt+xGUTa0fhRW+wTanV6fPVeZBRZ5qk0GfO7PomVf7quLca4X4RD3FvkMKqEZ",
+	"44nltQvLDUfy7OTF8Y9HZ8cX796cnr09Pnp58fLo14uTVxfPX5z8+NMZKxZSSDZJxHRmSaq2x0omiwc9",
+	"wQUxbP2gI6aNz5fDrj9a6jWNas0GlgLSvvpbp3qqOkGnfno6Qae2L53zoJUXvZM8NzOVid/h80NNFSjR",
+	"yHvmQmshp1ZaWQpmc55YJQFiRBXdsPgcDlmoxdRKf7hJw5HE4+JQhRVDPEnYVFyBtA3ZL64hSRi9TI1L",
+	"BvPULFAs/vFSRqkXPJvC5ydiPHwaqxjljFGKJXYqCH8/X2pd1WQccaJElAiN/RSvuEgsgPr8ZmgFw5hr",
+	"sPPLZQY8mtmJHLLMskOWcAOZm2WaKXsi7M/H0jib34PM9qezszd/s+uJLz/k3JtbXlmJ8hHmngk67xxD",
+	"fs5F8rnR7tGq6H+0JOalvoYMYmSDtpmAaTUHM0MCRx3IzLhknN4icD6SFes52m6C4oErICCkxe8OXSKX",
+	"jVSexMh/x5ZV8GgGMeuqrDAGjGHIuCw1glXIcfTixetfWKxAe8aurnt9ZqnXT/KRZupauklZUia7esq1",
+	"RtHxcMz9tkIZZ2IOKjd/NdKIBW2YW81rYYmiYV/OTl4ev3531n+wlb31tkFq6M2JM9inmUohM4Lsf2Qc",
+	"iFvthxa+vpbJwhvKW31pO/pSpDsKF4YnO6myqC6j126DTpQBN5+gn4oO3eyxshC6YhhwtozCKtLF06qH",
+	"rFFd7x2yUOZJEpIPqjjBiPudnQrbyjX02RGLIYGKIYLFmUo1esGcfm7Ve+dAMjDXWzgggo4dAInH2lLx",
+	"LOOLzjKFvm97vGzPWStWlytE20XoTFTlYnXrpo+e01WFsbzCtcb4lAt0/rj+xkolwCV2WNhRGhxIVmNA",
+	"gyazlFH0KQpLmeveG2vKLUEuZXtsJLCNyyDiptV/KLosLDCrU3568uytZt2TN1cHqKaevLn6OmDSDiQR",
+	"GuIeK209zDP2ea4Nm1hYLqQj2muhAY1DPav905pwufCvLJHZnckq4dpc2A1YncEvMyhkmwew9nF05gqI",
+	"aT+RdDKIVBZD7BkhZ3MhcwO9rTfuoXbEmQIuUHds9mvV+cPY8fQYDR0RT0DGPHOWme67s6clKU5QSyL7",
+	"QW1iTX73loUvtGLv72nYM2d8xYCF1o1d3khvT71AW+jFutP4Dg/2td3e0rScQZrwCGL05FseZncaTbYW",
+	"8WkjkoRdq+xSF8uBDaBZ0uKOT77TpbEAEUUcC3rwTUUSIqtrgvRkQa1a+bhbB3IuDlno7TYXKWQXZEsK",
+	"Kd6AcWcQY0oyfgUZn0LA8pQZxcJxnmkTMm6YkhEcMh5lSmv2ChdYRFwzC/AYj+dWuuztvgqYBuKIb4+P",
+	"nr08XqY3iY7X5VWsy3vs1PleC2+z/V+w1jJDHvOlSTY0E2yy75SO998amwzcCEuTDXmFlsJ2SruVJXC7",
+	"Hc3SPs3HiYjwCBvF0py8S0VYSjf8/hIW34XIfR6K3HLNp3BhWd4F8oY23uKYCbotCwaJfzTxliG7zoQx",
+	"IBm2bwEExcE4ahnJNMk1u55x8hcQ3rT6h3uAPDLKFO0swEGPFe7UshJ+H7dcCvuYmlu+lFrtFk8YLo93",
+	"L22BTpYohgARbrfjivUjW2u9ZI8l/AwKwFsVaDVIUgKiOpqsyvB1TLTGb5bFTAN1rFD6beDQ+htOFqwl",
+	"xN4SbUdReB5YotMg5VMoeISSJbf2AXbLkXPrd6M5cq6CKYo/1ulSThNpEExGGZ5cIIhend6rfD6mEJ9L",
+	"WBQ2/sI3vJHZFHGD1V782Nv34BSMEXKq7yg5/Gt2vNyOuM+O5MKZAizh1gDtwf4+C+HGZPxi4p3bYS9g",
+	"cBNBapxblcc7VncZyYmAJNYu2OlnWPhoO57hekBq0BARMzGVKoOYacVcLJ3lMFyzCRi0HERcWlSTKm1f",
+	"GfPociSRHVmB46Lt+qx7NrOvZcBiiBJuW5xBBkXYXOjZRTgkFzc3KtPk0ueaXQq5o1KQPBUjSVNmvPIS",
+	"c+S9YGkG2mJchIVOOPR7yKJaldb6sr/1q2TboNUZNq5JKwZZIe6K4vrR+1qrvKK4KwCpsXsKGkpVtoto",
+	"AfWCMaCBv3JALHLQrdpr9UGnvR6y8LfzkEDFHfXTOb85oYf3EBHcUV+tBIWtff8OCqxTVQs4f8hC21SI",
+	"pjNakp5TXLVVYzn+95rrfjtP3FKf/cVjZ7tp2lj132JjK5e7fq8cL5vkJs/ggfXZh6DZto3eqNNu1FvD",
+	"vUEf/7/7TRiwcH8w2BvG42+Gw93H++Eh42yMTI3exWgMZGSWuN2XvaqmbGWcRTdQtry3+03IxhCpOWhW",
+	"7a5Y55GsKMlVskeb6NLwhZuUkhIiO9dHmqUAWcBUFpSKkv0KhyskCwtb39nbd6dnx88u3rx9/evJ8WlI",
+	"Id2ZmM7Mzlxpw3Jpshx5cfjrznOVXXOrKtu/QjZT6dJBrByUg28ReBfnZtOp/CBt/8MZ30ba3Uo336iF",
+	"ZzBXPhIcW2LdQWHMKoPIe80a+pJ+tKIl3UlzX2IKVkUeA5uChAwjnXhu1JwbEfEkWbBcJpbY0kxdiRhi",
+	"BjcWwQuTYFxznUEub/zGta3YDJYwSwqRmAjQDk/8dHb2pgzvsueQrKBW9nC0S+PKHr056Vv0wudpAv1I",
+	"zUN6kM7qSM6UNgELv+rXHrEIQ+fjWM25bb5rFRMUQync9AIWzoxJh7u7iYp4YlsYPh4MBiEdf0SSEFDT",
+	"SHCpykxAMR7fh2UcBT0NMm6MRGNFIFqfHaPvmsY9kkQbNPX2Q7f/5PFDn7o7mGY+wSl8ULvJyqmkOPkv",
+	"1or77OfKVm22OdyPXjw3XF3huhq/lApBvm3Q5G0pzuM16g32mL/TkO0c2beJzZDLy8pVg/wAzSBwwyMT",
+	"jGTENexokFoYcQWWbdDE++wXkcQRz2LiT5aH6Dy1zADiQ+qbMy3kNAFGr1gB7thYfyRfAL8CF7dShYKW",
+	"wWFkXDHySabmaEy3097BaRNjWE5h2GzPWFU05eI4gbl3eMrF60ln+Ntmx01h6pWoGle/KcHptkq5XLwC",
+	"izz8SFbV8zYOsLHhv/Ekh87qzM8bnKlA3aPaLJl/meEYhrgB/3X6+pVVM3MImF0hhikfMcR9dmSf0iwW",
+	"GUQGCV2LGEaS0/ekwdoOx1aIXSuWwBUkmsUAKesuL0EPcxZLEX22SOEUR2v1ZqnMSMJNiqgwgyjHxDdm",
+	"ZpnKpzPmu0yUhEMX2O6fKzVnyhYaSUcF9R34mLTwp9hd7Npt0upus64GYOXZ6PXdKlGHf+RJ+WPPyJoj",
+	"QFHhajIBGSOzk2mO2qwGaQ7pWa+jZIDpB1bT6fVH8jSFxKBnmmtmBxGzccZlNANt1Seea2Cvj07Z4/7g",
+	"kSZGaVfcaqlg2S8L7UtW1cLtLMk6j4U5vnIEXZfuPPI6vw/r5Km4uIRFn4wunaD8Ai0+lS8oRaDyBbna",
+	"S5tt2UbxhW/Df7HyCuWZdgLMj6y0QB/d4+cN4pdHpskk+wvmW8Qk8qj7mssGI3woTEQYDcmENpDHcyHZ",
+	"0xcnvc0IqdlrvercbfYgNpnX8dEmg6gzCLZjwe1PUEHuJT7eRzBWflhrJeoc82jmVjRmaBBFbh3+Rtl8",
+	"AeMTA9l5yLqlCzKzZFnE42CWWK8CpsqJbrmmhmdTaCDrbV9fUP7mEu2X5OgJryl8ub5v+CuOu2nfEO5v",
+	"n7S46m+hJ4nGA39qi/mXhNFoRbfn/4MdGV3Mxe79SR0aJYu7v1MD7PvLbo1HmpmMi+RjuDd+ULlsMjP/",
+	"dg1WX9cqN7OAAbcfpMrM7NwOLoZpBuTCd+p8Z/jbzt43g2Dnmyf9wZO9vcB+cH+fN5mNY5XbDQlWZHKF",
+	"GRxUmcHB6qI+BekSC5YGnyg5FSaPIWAJN+6v35Wan/c79x3M4+pgHjcMZgbR5VvSFDYqyvUjUCkpsQ3L",
+	"EGmzl3vJSEmhRCrDSKLeksno4EmrTai5cacDPdKMbCdOV1tqdn9w8E2TCYEsLJtadoaYOzW9TgGtt15R",
+	"Nhs72BvsH2zihJWdajpNjgY0JvOv4BxSOCvyt+I8yIqUhtUpNKaEGnaNUcBYKKMeYuMNdCpjB4OD/jY2",
+	"Hm24yVtCJek3ivyphnZR/1OgWBjMqpxxJ1H1oe2acVb1LZEtyHuYithjDWR7dRJwfzAIDgZ7wcHgcXAw",
+	"ODjfyPP8uhazKFazaYtceZcmGBqB1hdXbXVOfsjnFg7bFcY46LYsWu8xPWSpq0zgbMyuZktRj2EL64pb",
+	"q20ZAzcmE+N865DP8Ycw/6oi4dJ3789clzn9WgtpXV47CWaR6d3FwYNOYllC3GESTpLdBhsjsdd5prd0",
+	"L98xMNi3+r6U9Z10PGlqesb1BUa8NZaEefkDeWywRtCMW43SLjtqWzWDZoUvbkn5l4Isu+sAmjv5P9tH",
+	"ad8sCVTYceXgzYVs/7E1DtNO/UKL32HNulZtpy5l4B5m9SLboJpj4Dm0ZpGaAxkrhdTGMiiytfi1pi3o",
+	"OnMr2hA0m3N9CXE9mpDTk14z3qiHVnIW2pTDKggZfPv1JgLtnFqBjeEoxEeLqXs5hMryUtLKJSwCpvmi",
+	"12enEGVg9JBpQ2EwwBOIg5EkNl5UI/v3P/+fi5bTTM/UNYVdYpCOi80DWikWfvXVV6F7PnZZMYmaTiG2",
+	"vaHNZSTpIa4Zd29dAqQkRd1AsKQUFjrwkgNFiW3Tx+aNeXTpXhRGO9jiQriLw/i+c+SyAbkXVcAtjPr3",
+	"P//lCL26A3tfN0hFl4XXZLvgppb0bMW6ytj+4MD704csRNt5yLr7g4OA5oxk4w2ciAssZR6SoKQccMyC",
+	"D6UyFxPLwkPWPRgcVJFAh0IGg07xTKPVJc+SRnbz63//H6zrZWCeJtxAwGbGpLZT+68OaFvf/34bsPc3",
+	"t7ju7xe3GIXrQm7t7lbTa1ExI4dVyQqxseHuLlUWw8BHyZPdTPFY777//Xb3/c3t7vvFbZ945iZEuwRu",
+	"7OQ2uJV85pRdiyuw6vlFwhfuFG6luv4N33phX9omBeBKaDEWiUtWXNtw+WSjTaGCb1oCOZGx17osBFLJ",
+	"pUtmXmCaAg3UUdHyClV5drAMAavyrMKtm8JI1yDNp2Q+vJtGuITk7h4M9QXa/fmgXXuE2/52m1oisfoq",
+	"VAuFhel4QrKbKJ3CIVI5pS8zrg1pvp7JEltK0Q7299T+9xrGaSOn/TCU1T7mvYN+NdRm/2B9RcoaPGtv",
+	"dXDHRj2sq+/LxtiOGuhbcrbjYqMH+tBLPRza/pOvqxrvk6+DJ3v758HHw4ynFiFWAKJzZDfjyC7EAmN3",
+	"saRmPBdS9w5dIG+p0PNL1N8dprTC+9veF4D4BSB+AYh/eYB419DuBwGMDh6iDFoDt352MsqTCE0Y03Es",
+	"M24kEPfqJv/UH+FV8ubKzS6lh/YMuZ7fpfE28HXlcPGxpgrJkMRUB8Vh5cK+ECXAMwyx71pgAsj1iI95",
+	"BtDvfAHGX4DxnUyUG1Ht5qjzErLeD5J+Ysz550SRxTGfI1AUZsmWWFaG+AIYvwDGL4DxC2B8CMDYimJ0",
+	"I7a7Y+DFtH41w9bXJNwT9OGg7bqtor/2sIRg6VaHzQCv6GVleSzObYBKP9ivMTDLHsmxikVRxmBLv/Yl",
+	"LHxIhIvdXbccOMKnFrDqhlDYWhWFFLKyPC9VEqTaD23ZY5iY7cpDeKZZqciAkbCYuL3dxFwu90PN7a1L",
+	"DS8SENzVFpj7PsbYA60kTpMGvaHIRNeCC+S0lhM9xn9RPvW2nB9WHm4OE6lfskA5eNvnPFNB7g3DN6pa",
+	"vXurIS8dFBp/sVqBI/Fy4xxtFgMq6KfpBFE9uK33+g0VncMA8SU+BIaLpEVWXiNcyZScBs4nm0KG214V",
+	"Gu40Y0QNSbaNsUzU6fl2Mft2qr56Xa2U4VVZ5nHCRYL3frhrbJqjbCoRLatU5KODqgE1wsInLDhgj2RT",
+	"TvJGTH/3IIk7huRt91iaCRmJlCet8y+eIIjj0vCxEMJyPft7LESTD64mO2oOudpoyzVsOgm421t6upZC",
+	"uG84Zun4Cw7KEYSsyyWRmvuS8F11WPaZypq5YOGyBKN/scGQcLfQquWd23w/UPMavRC6KVb8TvCAjtYm",
+	"TNAu+FdumHK3D3VmKs8qYNl9jPmiESU3lYF9UF64HdJcLkS7CSptz/UKfXCVxQUWtz/n2hy9OXmE7Cmt",
+	"KHWuuigZv+hKlp+AJ5SPWZ9tGXhZsnJ1uZF3u9eadvdnWLSg3U8FX/0ImqFr4K/f2uoUVSddXNu1LcKt",
+	"DeTToVtfi+WjIdxCMBLC/digswCaTeXlw2BZ6SaMQpr35w5M7w4fi81vIkjP9VY9xc+fsm8PnvxnwTqI",
+	"TWmqDeJKPZG1qobEqLKm7vu8O6FZyMcqN8NxwuWlL+FvhEkgdKYiyzloNWTMs5ils4xjpR/qM6SUy2PX",
+	"Tcwa+HyPCT2SWGTOMUGXfKDR4tRnBWIUlHWIWVltBZjDIhtxJMtw/fAIs9JDNJi5Ig52kowblgDX2GaK",
+	"mQVYcnupA2z4kBUlUUeyK1XRaMDCr3a/sv+svNNrborqwBT1+O1K8rkritTG0ldpEbPcXUB9pOLigh7a",
+	"zhqiPxgcVMIXnnz7bcWWfDBotCbjNm/seHXv65rEK2XY82YNokxXWxaV796eMMrykBHYLRNyWpOF9sXD",
+	"OnGyLhYDHcNCuVujaIC9+ngqr3S2TIGjhQjWiUmKzbBM6Ky5EsNRRdck6sOiAWhefcnTF2KcgQunYVrl",
+	"WQSuYJTQw5EM5zzt8zg+xV+6Ig7YezuGITP9SyHjgPX7fXPbC/vslSprnwk65eihGbKw4u3Cs53AxIyk",
+	"yk1ZY8jLgpnL4rWsQCRwKn6HkHXxiJajBR7rXsETnA/BXxgmEtih2cYqyueAiWf28PnbWD3Rk/m5ifSX",
+	"vHP1Bf3p7OULVnmCdQ3cUOGWRMhL3Tv0TsP2yXUe3qNn+6GLU3+BMXsJWcSNyti1ypK4bSSM+iwvrn1U",
+	"91l+hHS3NgfgHRVVoEuHt5CovuoMJYSt/l763FrjxMprelpd7/ePwtf+5tPVZCa6oLTRa3baGKiFt5dC",
+	"PMUibKm4ASt5uV46OeiqLg8Apsj7Q9RrSM50W+au6fRtnflRrI8daxjSxnPa7zRLhQQuGl0amN0lphLi",
+	"8hpl79tg3Yqnodd48IpMj22LTi/jeYrtrRkgisEG7ppYf3c13VNbIcpKqG9THHA1rrfY+ErsMA2+WTJU",
+	"LsO6S9BDU5Foqv1GhXb6ZSWlMChS0bWHdzwDpov6C67awki+yYSel9lyeIdhpfCCq7QQIvIPe0NWr0sd",
+	"NNelHsm7FqZuYvefbV0mu8tYOeJ++bp45aTrRNdMKN98jdBsSfCpa5Yoh4eKsum0S+SKLWpBDlgGV8o5",
+	"zKW6PrTLj0UBHw/wnuJePaj1ybf7K+XoGhZqZfZebjUYaOsifI20XadhNgWorHu+NRZkTajHA8qS1owu",
+	"qjFXlWU3i98bBVm7cHFRwF4xHJaZtNtInHae7u+u8SN73B/0B61ju+PtAA/i9l3L/Ysp+PE183G3A+ct",
+	"RFyCd2HXfC4kdzVY5jxNXQCCwx8tg17WBPzk10+yfP62YA+LV+5+eRf8riRsYY1ZbW/988vjvT2vrsUP",
+	"3ESzCltbMm7ZXwu7JhafKR1qFICCCrJ2QuDJoEC+J8/0qhV9baniZ+Wbti1fQ8v3NlFZnz3LSc8Gkn9U",
+	"FTB2MUQ7VrQFyCMtd5yITJsdDXj9oMvfv0894ieDKtDe29q3rtdToVt5ulV9dTVe8tRd5RDjxeSRYWXT",
+	"rJuoa8h2Iq6BCs85+WB3SBX3ia1uQOk3bYuO+kREuOH54klnpT9flUrL/IFmtnbJC6dDfVHAf30n92i1",
+	"CoLjqVvXIKAe1xoc3t0v5u6o4s1qztZwGPNZUb2KHtoIMUfSV/S6G8RsQoIPEqV3x7Cye8V0PUSwlN3M",
+	"igV9zZy3ULNXmm5wqS0FpJub9j7J7dviBq7UtpIp3bG3bYWuREU1FFBW3WutsldM8rwBX8z1dA0O2VSh",
+	"zI6G2nBvNO1RFYxsWK9lD+QGCIqHad2+t8Gr5eJiDwZhVx377SvyoTZPl1f4Z7J5fjFF/o82RV425/z8",
+	"GeyNTZVQxloluYGg1fam+2uv6Pv0ulqTpW6jeW6dVleY7upjb2RatVjgpZs90kxccQPhsHZ5Ceat0t/I",
+	"nTB6TFP0GAvLSKpwyBJxiUFXVxjOPc4No9t1KO2Vqsr70B/NsBAjxLZNH5klTJ+FFCMYYmliDMKvBXlj",
+	"cVSsNP0aa1FT03OLsspIfd+GRfxWB0KuKo2yn91NodWRu4h9n+1CE0BHtH+kKXSxIk41RHkmzOIU9Wuk",
+	"llPIrkTULhs0/e7EQzc0U33x73/+K+xRIgh6lKZWwaPKpRQvtuM2AicWuu+wBTuHsJZoMGTYNxvlg8Hj",
+	"CB/CP8mxXVYp13TvfLc64J8QgTpw6s02nTHmLZRMZWZMaolq9c0W6zifw9K8hbSi0HLb7JFPoMCLm4eV",
+	"hA7nIr5WWcxC7CUMMMRNpzwC8sCVVyl2m5ehWN8+O/5HLq54YiWSUaw6etalObqZWxbp0LgvqTFcyuYo",
+	"z3oq8AquWwSEE7W6BMWORnTzsC6qnmHON2dznjLLsuz83Y3HekjHQ/Kpu3TDhVcXgcuGolrHIzlHnXg+",
+	"hph1MXqKKhDisStLrLMsT0D3AjYX9kDrmcrMTiLQTlDhoKVZobC1BbTSqCm50VE9eKOWrocgD6eLZsXw",
+	"cdS8L0H2R3IkX+J0sGp1xJNE45FG63n9SCzto0ubWaXnQ9a45SO5gfSNUt5MiBRYhF3g9RbC9PqMojCR",
+	"2OySjuT6c8l20EHFXh29PA5xrserYSZ2CJKtBKl0Keok8AEmAQtJAQ57FAxXRMiNpI8uGa6JqiMF9auv",
+	"Dvb3v/qqDKfzISaJ0GYku+H7kYviG1kFZGS1gVEnGFl9AP+1g8I/UMvBvyJzM+rcniMCvcU71ehuD4wu",
+	"panOuB1ltW026vT7/VHnNuxTOAyNb1McSxG4wvWldgWeXezKSHbvEL3Sc3eZrPxQRrWwrlSWi26OaiHu",
+	"1By/4uJGiuOOctmVQezsoVn5Nui429s6Q7Q0P7byhZsZSo5dnopdnsfC7KJ/BBpMj0RWRHyBK5IYlBfG",
+	"2pliaW37wdX9J4ZBqwBNr4+kqz6x8naZZihj97T9XhgnxH2yluVnsYhJjLvKjaFnTCvVpdEvtlxc+pBp",
+	"Sgik2ydQlylLsfNiiiNJtx47jiMsgk9TkBAHzN97QzzMMnwqBGxbvIQUTbUjWd4hdfTu2cnZxdvjs+NX",
+	"ZyevX4Ws6zA/Oxh4RxFurVWJsPeTGC+P0wbrFOPmZXwOBiFji3GwfGSXqjG3mvkqT7obTs4Ri6AtFElk",
+	"fzB4sDv9y2rSTXfxYxVoH1iFhZMDJuEaDd4i0wajEg8Ge229FMPefSe5Y9IQ00uPN7/03F/diG/s72/T",
+	"TUo3pfBxAsfSuKDbJ9v09k7yKy7I2IOwLp/PebaoZ1M80gwPZ9NqYAXvqaUBKtJt0eLNjucEO5miGCwr",
+	"ObADPOpevlZP+yqlPfOhkJ81sVWLQ6wltwJ0MJXED0Ftfxzt2N2r2hq0P04W/CDurapaZqY0VFN0mKiS",
+	"1bNKROwqZV0JuCYNNFVNHqtjV4uIOD8rNL5iaIf0k5BTxDxVPaqqMLkbKoqLFUbSDoB1DwaPS3HayDQJ",
+	"UD0rqvE7/PKDihcPTWQug+a2rn/7+8vrFL730J03UfcZlt6/LlOOPiHr3NvijTOlXvBsCn/weXGYu0Ad",
+	"W1M/VdpqYKzvS1vL7S6dCrx2ZIXRPsPvq9RZo5KDphpp9o34EMFQVXOSCsNUIGNXkInJ4pPuNo10/Ruv",
+	"lKHA5D92t2kBy90OKrCSrlBzC6vvTAdBszT9EUzrDg8+FR94AB7w+ezxj1Z1qFWvJ9GHNyjfR7jdCQC5",
+	"Vk+eIbRJuYlmjQUplossJTAx6yot9dkRK2sreL1onM9Tq/vWy5+G/kLxDIzIiqtSVW4wewDj+0tnUT3z",
+	"ss9ecgxo4+Xt0l4wB87CiTdTrbVxBssym5UiG/UhLhkdnMBV1jAzd7mfW4HeISueQbOVIaNrARL84LAs",
+	"ClbPdPCiCQhQKaxPAgRc1a2tgMAnYwA5Dir+Q8DAnVnHZ4QeaLM/GnogwbReVcOUYv0xhUuZ/bxevDwq",
+	"DTQPpEb9pbEIamp8ZfG2JiGn2H+ggHKaW5PeRMnqH4dZVqsOfGKdyeXgt2tMdFngn5pqB99ufuGpkpNE",
+	"kCf2c+KppzO8qrwQ8GiWWCongUgkQaBXlpBoq7Zx1xO1FU9+j/9uqeOVJ2mThvcWcwjiQ6/YzQV6rXMZ",
+	"4xWTXxS9LYmI1pFxOsyfkKcG78mRm3IzK924nlg6y4wuqDCtTSUVztcTJqqtSIwfJBDytlz8iv+pdh0Q",
+	"XXwaMIpdpVpPsdCXfXZifM6M8ya7y/HxvZHkRs2F1c0Wh4yjI9FSOnmFEuBXy2+ZouwAXh1eRx60eFQn",
+	"VQcjSWEqAaMklqAWMmY1DhcKR9Er6KyxCoakeAjK3E/gkWZzMNz20h9JKn9Ik7YayRhYN024kCz0T4Ws",
+	"SNDVITOWMDXyKttiOOdpuBuKOZ/aXxO+ULk5HEmpWMztlzEapPWhm6ltyjeMXFBISk7Th5YPvHr3gqHD",
+	"feGuRj+sTpLc5/VZujbwzk1sB9W2mgEz7JEOBtElxIzcZRQlOJLelT30i4DOsHEG/FJbxpsnGD3B2cH+",
+	"PrtGy3KYqCik6g3UPQstHdEyYXWAkSxDL7hh5AnrQn/aZ+Fvo459etQJ2KjjV4I+VWfaOQ97zUqfJaUz",
+	"Z83ZDsWoyIDZKcO9G07nWEjLY1bP559J4SvsW17za6XrzwDnPMiCueyF26DTFgRw97Y2aEMrN3qZSiJA",
+	"Fy0rRci/5ZpY3Bl1Jqq/8nlpwsi36zW8qnLigVXj3BdKaoxYqFWosbwGq71gBR5KrqVaMgHD6i88aSnP",
+	"SMYpU2lsJCt1Kl0gQtUQb5/vulJ/tdKUvbIopVxUIgz7DCMLsYJKuXDqWhZ+Og2UU9o9GBxgTAoiYY2B",
+	"MNJ58MRyqb1en/2AE9UjWVTezfhkIiIUdmouDHoSfJLqXjAYDNziaNa1LJyqezSy1tKqTQWr7gqY8K3n",
+	"mZpv4ynGh8/UNo/Wil99AtcyzX4jI0BiLawijgI/2Djy+aBxh5zqVVoDPI4zlWcM4/4Wn9Q277kLoWa7",
+	"tJ3h+/qXeKRX3Xltbp5qGupHo7tK2l5TQIMPqrRPBJVC6WRdr2SCuBQQtNJ/0SHXOZIqnhJkvhIa7Apn",
+	"pQj4VCRLvZG+p1oThnfK1N2lQNvlLGFMRbSzc0A5cBGkVg1YFNMecw0jqQ03GFLbmgXcmvjL3kC24xkB",
+	"UGimlWwBOxg87rFYWX3IoDZIYY92FsMlXAHSZKiMhu9HlMBZifm06gHFstovDwaP/+/B4OA27LOnFHA7",
+	"knpG929bLYdCBanBiVfUsMkQi0c3C7/iGGpc5Y9kJG3ODP/EikZLknQD+znN0Qs5yRNWPnZfzvIZQV/L",
+	"J5ABEEUwTxJ3Zg71A75i3LH71veb1wh7T/kcalcUuDpHZINYinnv06DfvX2hK1XCijCx8BIW5PHlIznJ",
+	"QM+ShTdHVngixk3jSy6ArMYxG3ptP1BY1eTDTG8bHsacic2PnYrpNo8d36RbtYYZVh8VjRar14RE3W/b",
+	"S3n7xr0kvX3xc5P2LpfKkprdy3oi1W/ny9/5jKPfzu2GVkJ23SozLOWCksRjrSVOoDvn6w569ZKQ92Rz",
+	"unXIdIaFiH9vxaA/ud8/IqG5WsgtCo/bFrwzLO0vr+953fl5BRJ01dv52k/Gr5DLWlhmefVJv6aHHO/4",
+	"oIkvF7VonKPtz6r/voDb+mmezYSmDCweGUz/cQPdOOkFnyebJv3fRy9f3G3SvtVy0u0zfNwfFLO0I7e9",
+	"MQM39er166yhD796bsatq4e+Arje5ZosRhORwG3rMr6hp480gfklwdPgxnF2rHYXTv1SuwYXzsbdsgu8",
+	"G2ndSJrVGvX2ub/zK05LvNXj6KxY/2Tjrtlp9+/Bz9durXPswDU6PR5pRr0GTJtFAs5HI2O8HatQW398",
+	"wf7rtIWh+r2vstNWpHQkmZpMEiGBEfpi3Xon3ng4XrAiCY88Xb2hK2ZcpDlZmJNybcBCpQr6wQA5dGGh",
+	"+YfiS/E+MV0rB+AC7zXzTqvflZqzjNKsvIdKxsFIUiUBPx4qXe0qTbsLZdAthnkNM5XEGBlsu8HMzkTx",
+	"WLNCVJW2Tco2RPhXpj5PLYsOnOu5KCCLCZ14rZf0SXiUyEg9V96f8wUVoBjDSGJjzDmfJhmfIlfphv9x",
+	"CYvv/v3Pf1HQ/39oMbWfRvlgsP813KTlB8xTxyd7PrrR39nGo5mrh5hdQdYEMN1BL+P/PsRDus0Bnpll",
+	"PrvVQSM6oRXnjOIY2FNqe+fUHaWdNyoREV5rVKnd0/LUhkF8EORac7xdag06CIneS+ufkpR93HKMM+Dx",
+	"oh3kvKWf/xCMg30zo4jS+g8BOs/rQQs8FhYVUblYb28pCuqvk3xXexZRXvjruVrDBame6Wee2EWT2C6N",
+	"sEyks2vzV8nwKn1VgNfFyikWm4v85cBFYqB77n4ZXEeSYYkuCv7Amu90Z4TnNgR2hmwQ9lyal6ZL16qX",
+	"dGowmOOFmbN6JF2+KwK68P1tiOXL2tO3aLM/komNGj+lEWrHEj8y3a6LPcT76j6lOf4vHEjoUrvcsm59",
+	"KKr+5wpX3X1Pl9jcbg73q1DsKiG12UyTBaXB+6384o5pzt0iJHmfDW3P0Fq7YZ/g5H/gqf+8XGp32br7",
+	"us1+hkXhMms6w7uUZXShPeO/c9Sk72GN6LxrihfrhpLPYcjoe++5wxuUM9B0/3QwkiGV2tH+QZ4kFmG7",
+	"JC9XhmfKhQxY6Mt6ceOfJq3JfW+fkHafYvfzSNJn+0ulfG5jV9UUOx+s4mprBSwU6QVqsLpo2WqMPI4z",
+	"0LqH9wxVRhd63TDFCnu81nvo/HPVjoqSpxpcUSYuK52Wr1AlRPskZ09Pnr1FN+XB/n5QveqG9qjrM0CF",
+	"jOHGjhGhDNdsAiaaQezDPu2WQ0ypZ155H7mNxSJKdJnSDhYscgVcu6GIsd6OKynlCmrhd44k7J8J1+Yi",
+	"1/bDSIY+9vUC37qorFfAQowquTAzoS/mSppZ2MO5lcW27GymUmUQY9lGjKWU3UoJLHVd3kRR3vauUiqM",
+	"2QuagB7iP4va3HR97t6QDAh4fa8ufce+yGRQuZTXSuRizugjkq7KBVyBNI1QEJ9eQmt/fUjoozc/OSz8",
+	"kpCykuR3f+CxRgpBdPkRZA+LswXLcjlkeItUeWuBjFMlpGHXGAARQyRiYJmYzvDKCnf/n6/yhU5h4pBC",
+	"jyRdkRLlWUa17C5BMl8Mj9bGmaOocBMaBT2/J4MGGhBtp1ooSZWT+EhGKl0MvdySKpvzRGg8SgELvw8D",
+	"klWLgMXC7quQ06CMJItUSrbikzdkMLWi5RVxpJEUlg9HKsNyThXWWkqPubqCXt8KDqzWRjkAnMyzS1Ow",
+	"nEyPZLcs5XT29t3p2fGzizdvX/96cnxaadbyg0XvsOB5wlTV4qqYwiHiDYTNbA+iy4+qAGMPf1Boietb",
+	"50l7HLujlk8Jjz8j1vQLnmMXcuHPrau+J9DiZeEKuTK+vzPqbuVbWBcNHp5xOV2ITbEkG+EEV3AUvQvO",
+	"rVJJK6pdwhOUhQdLX0Uwkrk0ImFrwBTrhrWLgUKK15fquofOFVk5pgyLDebyUqpradcl7DO8kQhNXBZ2",
+	"s+uZ3Q5eyVyicWOInSs4EiE3dgXlVII+Fqoj6W5tGjqOMeO6CNI218rfoM/qI0Zk5i8gsgugEn9PkVTX",
+	"/ZF8ja4au24i4lj8NKOqetWsICSjiEczeGTHWinziJ6pJg5FlzF9VBZVv+/pD8VjBQu3u2jJk2KavpRT",
+	"eCDzgLgC5rUIr/W6YGYfUeqJW0lweIVOUwqZUPHDYbOHTjBZk1RSvRm6P5IucYOtydvoM8w8sCzlOrPf",
+	"SKeTT5Jcz5iQBrIrntTQyrvTox+PL56/eHf608XJq7Pjt387ehEGvuI82xsw7UqNWqDEJnDtbpjTqPZa",
+	"WDMG4mBsgQM9um/uCB2y/6GpI8XM23nMl5QRnzJiGUHllM147OXwuvSRj2xUXIobvGvQIIYpUI8NZcvp",
+	"aiDynLvi1xbKlRFT7kKczi6SqZtyw5VVaOTZsVPhRowTKH2GR29O+pUS436x7LAbbjKlwpi+ergG8DW+",
+	"La+YB14HFFkt3U9XeiiyeVZ7OG2oCF7mKJgiQLn7I6gXIHVlPr1KD9UQ6+ZpkFbqY18CEh1lBE83/P4S",
+	"Ft+FPQpZrgTxdMPvtZh+V4akVONRwuVBNHX/y0wVtYhRH3doy5kyq1uBZVxXW6CQhACNihQg4BVvHx3n",
+	"YpMqbVUiBG7Pb/9/AAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
