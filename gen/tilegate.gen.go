@@ -1114,6 +1114,12 @@ type ForbiddenApplicationJSON = Error
 // ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
 type ForbiddenApplicationProblemPlusJSON = Error
 
+// MintLimitedApplicationJSON An error answer other than a validation failure.
+type MintLimitedApplicationJSON = Error
+
+// MintLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type MintLimitedApplicationProblemPlusJSON = Error
+
 // NotFoundApplicationJSON An error answer other than a validation failure.
 type NotFoundApplicationJSON = Error
 
@@ -2257,6 +2263,15 @@ type ClientInterface interface {
 
 	// GetTileToken Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 	GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2266,6 +2281,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2278,6 +2300,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2722,6 +2751,15 @@ func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, param
 
 // GetTileToken Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTileTokenRequest(c.Server, datasetId)
@@ -2741,6 +2779,13 @@ func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEdito
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2763,6 +2808,13 @@ func (c *Client) GetTileTokensBatchWithBody(ctx context.Context, contentType str
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4601,6 +4653,15 @@ type ClientWithResponsesInterface interface {
 
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -4613,6 +4674,13 @@ type ClientWithResponsesInterface interface {
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
 	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -4624,6 +4692,13 @@ type ClientWithResponsesInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6035,6 +6110,20 @@ func (r GetDatasetUsageResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokenResponse403Headers the declared response headers of an HTTP 403 response for GetTileToken
+type GetTileTokenResponse403Headers struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+
+// GetTileTokenResponse429Headers the declared response headers of an HTTP 429 response for GetTileToken
+type GetTileTokenResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6045,9 +6134,9 @@ type GetTileTokenResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *TileForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6056,10 +6145,18 @@ type GetTileTokenResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetTileTokenResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokenResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6078,12 +6175,12 @@ func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r GetTileTokenResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -6105,6 +6202,16 @@ func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokenResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -6146,6 +6253,14 @@ func (r GetTileTokenResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokensBatchResponse429Headers the declared response headers of an HTTP 429 response for GetTileTokensBatch
+type GetTileTokensBatchResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 type GetTileTokensBatchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6163,10 +6278,16 @@ type GetTileTokensBatchResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokensBatchResponse429Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6202,6 +6323,16 @@ func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplication
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -7752,6 +7883,15 @@ func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, d
 
 // GetTileTokenWithResponse Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -7770,6 +7910,13 @@ func (c *ClientWithResponses) GetTileTokenWithResponse(ctx context.Context, data
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
 //
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -7787,6 +7934,13 @@ func (c *ClientWithResponses) GetTileTokensBatchWithBodyWithResponse(ctx context
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9194,14 +9348,14 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest TileForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9235,6 +9389,20 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9249,6 +9417,57 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 403:
+		var headers GetTileTokenResponse403Headers
+		if values := rsp.Header.Values("Access-Control-Allow-Origin"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Access-Control-Allow-Origin", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AccessControlAllowOrigin = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTileTokenResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -9317,6 +9536,20 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9331,6 +9564,40 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers GetTileTokensBatchResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -11116,6 +11383,23 @@ type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
 type ForbiddenApplicationProblemPlusJSONResponse Error
+
+type MintLimitedResponseHeaders struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+type MintLimitedJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
+type MintLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
 
 type NotFoundJSONResponse Error
 type NotFoundApplicationProblemPlusJSONResponse Error
@@ -13173,31 +13457,43 @@ func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	return err
 }
 
-type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
+type GetTileToken403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
 type GetTileToken403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	TileForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13261,6 +13557,60 @@ func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileToken429JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken429ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -13405,6 +13755,60 @@ func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGet
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileTokensBatch429JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch429ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -16295,213 +16699,225 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2NcttGsu6rTPHcKpO5EEXJck5CVSql2HKiE/+VJW9ybqgShkCTnBU4g8UMJDG+qtqHuM+wD7ZPcmu6",
-	"Z/BDAiQly06c492qWCSB+e3p/vp33nciNU+VBGl0Z/i+k/KMz8FAhp+e5plWmf0rBh1lIjVCyc6w84ZP",
-	"gUX4Y8C4ZhmYPJMQMyGZmQEL6beQqQl+TjO4EirXLOVT6HeCjrCt/COHbNEJOpLPoTPs0DudoKOjGcy5",
-	"7XWisjk3nWFnvDDQCTpzfvMC5NTMOsMne/tBxyxS+6Y2mZDTTtC52ZmqnfqXt7dB5xk3XIM5eWbbxK5T",
-	"bmZlzzH9fiHiTtDJ4B+5yCDuDE2WQ+No8hyfXO3o+CZdXawzkQAz6hIkg5tUZAvWzaW4YRoiJWPdC3CJ",
-	"8IFHmoVwk4Z2TedCGojbFgtu0uaVEtJ8fWCXSkgxz+ed4aAYqG1wChmO9LlI4G+QaRziyohnwNyaPNJs",
-	"Ysd/Rc8G7Homohkz9rt3b19oNuMyhpip3LDxAr+fcgOsa2f9X6evXwU0M91jEc+yBdNqJM2MG8ZZBjt5",
-	"miges2jG5RQ0gyvIFkXjjMuYcfb02Ssm7S9MQ3YFGpdLJTEO7JHGx3WfvVJmJKMZRJcQDxnHBq6FmdmR",
-	"CRMwleFHxqV9GTKmJARsCoYajPIsA2mqjfZHsmX1r2prX6HKrw+ayOLHjMs84Zkwi9XF/iGPLsEwLX6H",
-	"QzbGD5ppwzPDuGHXM5UAm6k803YGMV/ogL07e9pGF9NKV9Ux/q8MJp1h5z92y+O+S7/q3erw7HB/hoZh",
-	"Hkl29OaEXcLCro7d0rYhXMKibXn2n3zdtD4/w4LOZr3LkxikERNh92qCvf8Mi6LX+hG+hMWHH98XYi5M",
-	"C7dL7G9tU8Yfa5OOYcLzxHSGTwbItugs7g0GlZO513w0TyNlv1vDRrR9om0s+OMdN+BUTNd3KKaSmzxr",
-	"71RM79jlO82n8DxT89WOT5H4veiATKiYdYWMklyLKzhkwmh3UB65k9Lrs2e04JY22X/iOWFjmKgMWGhU",
-	"2DbuiR1AI5HE3MCOEXPotI7+TK2O/VjGyyOHGzfypVFKdd02LKPuPqhbS/s6VVIDyW4lJ4mIkJ4jJQ1I",
-	"/JOnaSIiboe7+3dN3H87NnGcZYootNpGmqlxAvP/fb+2boMG0UPSgEVuArrg23AjtBFyytT47xCZfscK",
-	"MpWNRRyD/AznmQFyOJ4wodkVT0TMxrlhc75gUhkWK2ZmQuM0XynzXOUy/rxm+UoxnUczt18eHUY8SSB7",
-	"pBmPIpVL2kfLbT7TvTxye1fZz2sExZNcQ9xn4a87Zw4X7bwFrpUM7YYrCZZVhAgKIQ4DFo55fFHw2jAY",
-	"yRC5eci6BUS0WNqyAc24PyhqYmECkk0GPMY1dvCtF7BQZWIqpG0+15Bd8ClIg23n8lKqa3nhHqBOLmHB",
-	"EqGNhRv2a40ozP5iJStow2ZcMwnCzCBj4Wv3rlTZSIZvYQIZZKHt1rd+CYuQdXmilYV8ynADsYMRhVrg",
-	"Zsa1QeY+zXgEPTvEDCx/iwzEIeuWH/z0NDP8EggwEswM8OQ4pGKxdWiRgV/iYoojKXTZn9sCfcFN6F+J",
-	"hebjpPoOgnPpvhSaTXiiaZRef5DKXPAkUdfLr5UKhg7tsbZjtIu8vFUide9FiQBpRpLHcQZa2+6EZNKR",
-	"TKVlkV5kiJ3DHsHVGfDYaW9HUQRa7zxV0mQq2TmyI9uhDatT/ap8W6HY9S/cugOMAAriz48VO4LBY2k1",
-	"DUsVmdVjENmx7uoRHuLvFwnNOOxZdG7fmitpZsmC/SNXho9kN8Q/LuAmAojxlOfSiAT3UMKNoRcIxhC0",
-	"7/VZ+BZMttg5mhjIQrf5Tl08tMeMG1rqnTcqEdEixDNafh2yibKbzeKMT8yOADPZmRmT8lTs2FHjoHcc",
-	"pewMvrXDHHnIOuoc/uO7UT4YPI7cidcWyrj+8Qc4vP5uz3VafS/7bnBo3LtuuPS8HVBGTIQbGEkcQGBf",
-	"dstV6ZQWzndTa8wLEHzJt+xGUTa0fhRW+wTanV6fPVeZBRZ5qk0GfO7PomVf7quLca4X4RD3FvkMKqEZ",
-	"44nltQvLDUfy7OTF8Y9HZ8cX796cnr09Pnp58fLo14uTVxfPX5z8+NMZKxZSSDZJxHRmSaq2x0omiwc9",
-	"wQUxbP2gI6aNz5fDrj9a6jWNas0GlgLSvvpbp3qqOkGnfno6Qae2L53zoJUXvZM8NzOVid/h80NNFSjR",
-	"yHvmQmshp1ZaWQpmc55YJQFiRBXdsPgcDlmoxdRKf7hJw5HE4+JQhRVDPEnYVFyBtA3ZL64hSRi9TI1L",
-	"BvPULFAs/vFSRqkXPJvC5ydiPHwaqxjljFGKJXYqCH8/X2pd1WQccaJElAiN/RSvuEgsgPr8ZmgFw5hr",
-	"sPPLZQY8mtmJHLLMskOWcAOZm2WaKXsi7M/H0jib34PM9qezszd/s+uJLz/k3JtbXlmJ8hHmngk67xxD",
-	"fs5F8rnR7tGq6H+0JOalvoYMYmSDtpmAaTUHM0MCRx3IzLhknN4icD6SFes52m6C4oErICCkxe8OXSKX",
-	"jVSexMh/x5ZV8GgGMeuqrDAGjGHIuCw1glXIcfTixetfWKxAe8aurnt9ZqnXT/KRZupauklZUia7esq1",
-	"RtHxcMz9tkIZZ2IOKjd/NdKIBW2YW81rYYmiYV/OTl4ev3531n+wlb31tkFq6M2JM9inmUohM4Lsf2Qc",
-	"iFvthxa+vpbJwhvKW31pO/pSpDsKF4YnO6myqC6j126DTpQBN5+gn4oO3eyxshC6YhhwtozCKtLF06qH",
-	"rFFd7x2yUOZJEpIPqjjBiPudnQrbyjX02RGLIYGKIYLFmUo1esGcfm7Ve+dAMjDXWzgggo4dAInH2lLx",
-	"LOOLzjKFvm97vGzPWStWlytE20XoTFTlYnXrpo+e01WFsbzCtcb4lAt0/rj+xkolwCV2WNhRGhxIVmNA",
-	"gyazlFH0KQpLmeveG2vKLUEuZXtsJLCNyyDiptV/KLosLDCrU3568uytZt2TN1cHqKaevLn6OmDSDiQR",
-	"GuIeK209zDP2ea4Nm1hYLqQj2muhAY1DPav905pwufCvLJHZnckq4dpc2A1YncEvMyhkmwew9nF05gqI",
-	"aT+RdDKIVBZD7BkhZ3MhcwO9rTfuoXbEmQIuUHds9mvV+cPY8fQYDR0RT0DGPHOWme67s6clKU5QSyL7",
-	"QW1iTX73loUvtGLv72nYM2d8xYCF1o1d3khvT71AW+jFutP4Dg/2td3e0rScQZrwCGL05FseZncaTbYW",
-	"8WkjkoRdq+xSF8uBDaBZ0uKOT77TpbEAEUUcC3rwTUUSIqtrgvRkQa1a+bhbB3IuDlno7TYXKWQXZEsK",
-	"Kd6AcWcQY0oyfgUZn0LA8pQZxcJxnmkTMm6YkhEcMh5lSmv2ChdYRFwzC/AYj+dWuuztvgqYBuKIb4+P",
-	"nr08XqY3iY7X5VWsy3vs1PleC2+z/V+w1jJDHvOlSTY0E2yy75SO998amwzcCEuTDXmFlsJ2SruVJXC7",
-	"Hc3SPs3HiYjwCBvF0py8S0VYSjf8/hIW34XIfR6K3HLNp3BhWd4F8oY23uKYCbotCwaJfzTxliG7zoQx",
-	"IBm2bwEExcE4ahnJNMk1u55x8hcQ3rT6h3uAPDLKFO0swEGPFe7UshJ+H7dcCvuYmlu+lFrtFk8YLo93",
-	"L22BTpYohgARbrfjivUjW2u9ZI8l/AwKwFsVaDVIUgKiOpqsyvB1TLTGb5bFTAN1rFD6beDQ+htOFqwl",
-	"xN4SbUdReB5YotMg5VMoeISSJbf2AXbLkXPrd6M5cq6CKYo/1ulSThNpEExGGZ5cIIhend6rfD6mEJ9L",
-	"WBQ2/sI3vJHZFHGD1V782Nv34BSMEXKq7yg5/Gt2vNyOuM+O5MKZAizh1gDtwf4+C+HGZPxi4p3bYS9g",
-	"cBNBapxblcc7VncZyYmAJNYu2OlnWPhoO57hekBq0BARMzGVKoOYacVcLJ3lMFyzCRi0HERcWlSTKm1f",
-	"GfPociSRHVmB46Lt+qx7NrOvZcBiiBJuW5xBBkXYXOjZRTgkFzc3KtPk0ueaXQq5o1KQPBUjSVNmvPIS",
-	"c+S9YGkG2mJchIVOOPR7yKJaldb6sr/1q2TboNUZNq5JKwZZIe6K4vrR+1qrvKK4KwCpsXsKGkpVtoto",
-	"AfWCMaCBv3JALHLQrdpr9UGnvR6y8LfzkEDFHfXTOb85oYf3EBHcUV+tBIWtff8OCqxTVQs4f8hC21SI",
-	"pjNakp5TXLVVYzn+95rrfjtP3FKf/cVjZ7tp2lj132JjK5e7fq8cL5vkJs/ggfXZh6DZto3eqNNu1FvD",
-	"vUEf/7/7TRiwcH8w2BvG42+Gw93H++Eh42yMTI3exWgMZGSWuN2XvaqmbGWcRTdQtry3+03IxhCpOWhW",
-	"7a5Y55GsKMlVskeb6NLwhZuUkhIiO9dHmqUAWcBUFpSKkv0KhyskCwtb39nbd6dnx88u3rx9/evJ8WlI",
-	"Id2ZmM7Mzlxpw3Jpshx5cfjrznOVXXOrKtu/QjZT6dJBrByUg28ReBfnZtOp/CBt/8MZ30ba3Uo336iF",
-	"ZzBXPhIcW2LdQWHMKoPIe80a+pJ+tKIl3UlzX2IKVkUeA5uChAwjnXhu1JwbEfEkWbBcJpbY0kxdiRhi",
-	"BjcWwQuTYFxznUEub/zGta3YDJYwSwqRmAjQDk/8dHb2pgzvsueQrKBW9nC0S+PKHr056Vv0wudpAv1I",
-	"zUN6kM7qSM6UNgELv+rXHrEIQ+fjWM25bb5rFRMUQync9AIWzoxJh7u7iYp4YlsYPh4MBiEdf0SSEFDT",
-	"SHCpykxAMR7fh2UcBT0NMm6MRGNFIFqfHaPvmsY9kkQbNPX2Q7f/5PFDn7o7mGY+wSl8ULvJyqmkOPkv",
-	"1or77OfKVm22OdyPXjw3XF3huhq/lApBvm3Q5G0pzuM16g32mL/TkO0c2beJzZDLy8pVg/wAzSBwwyMT",
-	"jGTENexokFoYcQWWbdDE++wXkcQRz2LiT5aH6Dy1zADiQ+qbMy3kNAFGr1gB7thYfyRfAL8CF7dShYKW",
-	"wWFkXDHySabmaEy3097BaRNjWE5h2GzPWFU05eI4gbl3eMrF60ln+Ntmx01h6pWoGle/KcHptkq5XLwC",
-	"izz8SFbV8zYOsLHhv/Ekh87qzM8bnKlA3aPaLJl/meEYhrgB/3X6+pVVM3MImF0hhikfMcR9dmSf0iwW",
-	"GUQGCV2LGEaS0/ekwdoOx1aIXSuWwBUkmsUAKesuL0EPcxZLEX22SOEUR2v1ZqnMSMJNiqgwgyjHxDdm",
-	"ZpnKpzPmu0yUhEMX2O6fKzVnyhYaSUcF9R34mLTwp9hd7Npt0upus64GYOXZ6PXdKlGHf+RJ+WPPyJoj",
-	"QFHhajIBGSOzk2mO2qwGaQ7pWa+jZIDpB1bT6fVH8jSFxKBnmmtmBxGzccZlNANt1Seea2Cvj07Z4/7g",
-	"kSZGaVfcaqlg2S8L7UtW1cLtLMk6j4U5vnIEXZfuPPI6vw/r5Km4uIRFn4wunaD8Ai0+lS8oRaDyBbna",
-	"S5tt2UbxhW/Df7HyCuWZdgLMj6y0QB/d4+cN4pdHpskk+wvmW8Qk8qj7mssGI3woTEQYDcmENpDHcyHZ",
-	"0xcnvc0IqdlrvercbfYgNpnX8dEmg6gzCLZjwe1PUEHuJT7eRzBWflhrJeoc82jmVjRmaBBFbh3+Rtl8",
-	"AeMTA9l5yLqlCzKzZFnE42CWWK8CpsqJbrmmhmdTaCDrbV9fUP7mEu2X5OgJryl8ub5v+CuOu2nfEO5v",
-	"n7S46m+hJ4nGA39qi/mXhNFoRbfn/4MdGV3Mxe79SR0aJYu7v1MD7PvLbo1HmpmMi+RjuDd+ULlsMjP/",
-	"dg1WX9cqN7OAAbcfpMrM7NwOLoZpBuTCd+p8Z/jbzt43g2Dnmyf9wZO9vcB+cH+fN5mNY5XbDQlWZHKF",
-	"GRxUmcHB6qI+BekSC5YGnyg5FSaPIWAJN+6v35Wan/c79x3M4+pgHjcMZgbR5VvSFDYqyvUjUCkpsQ3L",
-	"EGmzl3vJSEmhRCrDSKLeksno4EmrTai5cacDPdKMbCdOV1tqdn9w8E2TCYEsLJtadoaYOzW9TgGtt15R",
-	"Nhs72BvsH2zihJWdajpNjgY0JvOv4BxSOCvyt+I8yIqUhtUpNKaEGnaNUcBYKKMeYuMNdCpjB4OD/jY2",
-	"Hm24yVtCJek3ivyphnZR/1OgWBjMqpxxJ1H1oe2acVb1LZEtyHuYithjDWR7dRJwfzAIDgZ7wcHgcXAw",
-	"ODjfyPP8uhazKFazaYtceZcmGBqB1hdXbXVOfsjnFg7bFcY46LYsWu8xPWSpq0zgbMyuZktRj2EL64pb",
-	"q20ZAzcmE+N865DP8Ycw/6oi4dJ3789clzn9WgtpXV47CWaR6d3FwYNOYllC3GESTpLdBhsjsdd5prd0",
-	"L98xMNi3+r6U9Z10PGlqesb1BUa8NZaEefkDeWywRtCMW43SLjtqWzWDZoUvbkn5l4Isu+sAmjv5P9tH",
-	"ad8sCVTYceXgzYVs/7E1DtNO/UKL32HNulZtpy5l4B5m9SLboJpj4Dm0ZpGaAxkrhdTGMiiytfi1pi3o",
-	"OnMr2hA0m3N9CXE9mpDTk14z3qiHVnIW2pTDKggZfPv1JgLtnFqBjeEoxEeLqXs5hMryUtLKJSwCpvmi",
-	"12enEGVg9JBpQ2EwwBOIg5EkNl5UI/v3P/+fi5bTTM/UNYVdYpCOi80DWikWfvXVV6F7PnZZMYmaTiG2",
-	"vaHNZSTpIa4Zd29dAqQkRd1AsKQUFjrwkgNFiW3Tx+aNeXTpXhRGO9jiQriLw/i+c+SyAbkXVcAtjPr3",
-	"P//lCL26A3tfN0hFl4XXZLvgppb0bMW6ytj+4MD704csRNt5yLr7g4OA5oxk4w2ciAssZR6SoKQccMyC",
-	"D6UyFxPLwkPWPRgcVJFAh0IGg07xTKPVJc+SRnbz63//H6zrZWCeJtxAwGbGpLZT+68OaFvf/34bsPc3",
-	"t7ju7xe3GIXrQm7t7lbTa1ExI4dVyQqxseHuLlUWw8BHyZPdTPFY777//Xb3/c3t7vvFbZ945iZEuwRu",
-	"7OQ2uJV85pRdiyuw6vlFwhfuFG6luv4N33phX9omBeBKaDEWiUtWXNtw+WSjTaGCb1oCOZGx17osBFLJ",
-	"pUtmXmCaAg3UUdHyClV5drAMAavyrMKtm8JI1yDNp2Q+vJtGuITk7h4M9QXa/fmgXXuE2/52m1oisfoq",
-	"VAuFhel4QrKbKJ3CIVI5pS8zrg1pvp7JEltK0Q7299T+9xrGaSOn/TCU1T7mvYN+NdRm/2B9RcoaPGtv",
-	"dXDHRj2sq+/LxtiOGuhbcrbjYqMH+tBLPRza/pOvqxrvk6+DJ3v758HHw4ynFiFWAKJzZDfjyC7EAmN3",
-	"saRmPBdS9w5dIG+p0PNL1N8dprTC+9veF4D4BSB+AYh/eYB419DuBwGMDh6iDFoDt352MsqTCE0Y03Es",
-	"M24kEPfqJv/UH+FV8ubKzS6lh/YMuZ7fpfE28HXlcPGxpgrJkMRUB8Vh5cK+ECXAMwyx71pgAsj1iI95",
-	"BtDvfAHGX4DxnUyUG1Ht5qjzErLeD5J+Ysz550SRxTGfI1AUZsmWWFaG+AIYvwDGL4DxC2B8CMDYimJ0",
-	"I7a7Y+DFtH41w9bXJNwT9OGg7bqtor/2sIRg6VaHzQCv6GVleSzObYBKP9ivMTDLHsmxikVRxmBLv/Yl",
-	"LHxIhIvdXbccOMKnFrDqhlDYWhWFFLKyPC9VEqTaD23ZY5iY7cpDeKZZqciAkbCYuL3dxFwu90PN7a1L",
-	"DS8SENzVFpj7PsbYA60kTpMGvaHIRNeCC+S0lhM9xn9RPvW2nB9WHm4OE6lfskA5eNvnPFNB7g3DN6pa",
-	"vXurIS8dFBp/sVqBI/Fy4xxtFgMq6KfpBFE9uK33+g0VncMA8SU+BIaLpEVWXiNcyZScBs4nm0KG214V",
-	"Gu40Y0QNSbaNsUzU6fl2Mft2qr56Xa2U4VVZ5nHCRYL3frhrbJqjbCoRLatU5KODqgE1wsInLDhgj2RT",
-	"TvJGTH/3IIk7huRt91iaCRmJlCet8y+eIIjj0vCxEMJyPft7LESTD64mO2oOudpoyzVsOgm421t6upZC",
-	"uG84Zun4Cw7KEYSsyyWRmvuS8F11WPaZypq5YOGyBKN/scGQcLfQquWd23w/UPMavRC6KVb8TvCAjtYm",
-	"TNAu+FdumHK3D3VmKs8qYNl9jPmiESU3lYF9UF64HdJcLkS7CSptz/UKfXCVxQUWtz/n2hy9OXmE7Cmt",
-	"KHWuuigZv+hKlp+AJ5SPWZ9tGXhZsnJ1uZF3u9eadvdnWLSg3U8FX/0ImqFr4K/f2uoUVSddXNu1LcKt",
-	"DeTToVtfi+WjIdxCMBLC/digswCaTeXlw2BZ6SaMQpr35w5M7w4fi81vIkjP9VY9xc+fsm8PnvxnwTqI",
-	"TWmqDeJKPZG1qobEqLKm7vu8O6FZyMcqN8NxwuWlL+FvhEkgdKYiyzloNWTMs5ils4xjpR/qM6SUy2PX",
-	"Tcwa+HyPCT2SWGTOMUGXfKDR4tRnBWIUlHWIWVltBZjDIhtxJMtw/fAIs9JDNJi5Ig52kowblgDX2GaK",
-	"mQVYcnupA2z4kBUlUUeyK1XRaMDCr3a/sv+svNNrborqwBT1+O1K8rkritTG0ldpEbPcXUB9pOLigh7a",
-	"zhqiPxgcVMIXnnz7bcWWfDBotCbjNm/seHXv65rEK2XY82YNokxXWxaV796eMMrykBHYLRNyWpOF9sXD",
-	"OnGyLhYDHcNCuVujaIC9+ngqr3S2TIGjhQjWiUmKzbBM6Ky5EsNRRdck6sOiAWhefcnTF2KcgQunYVrl",
-	"WQSuYJTQw5EM5zzt8zg+xV+6Ig7YezuGITP9SyHjgPX7fXPbC/vslSprnwk65eihGbKw4u3Cs53AxIyk",
-	"yk1ZY8jLgpnL4rWsQCRwKn6HkHXxiJajBR7rXsETnA/BXxgmEtih2cYqyueAiWf28PnbWD3Rk/m5ifSX",
-	"vHP1Bf3p7OULVnmCdQ3cUOGWRMhL3Tv0TsP2yXUe3qNn+6GLU3+BMXsJWcSNyti1ypK4bSSM+iwvrn1U",
-	"91l+hHS3NgfgHRVVoEuHt5CovuoMJYSt/l763FrjxMprelpd7/ePwtf+5tPVZCa6oLTRa3baGKiFt5dC",
-	"PMUibKm4ASt5uV46OeiqLg8Apsj7Q9RrSM50W+au6fRtnflRrI8daxjSxnPa7zRLhQQuGl0amN0lphLi",
-	"8hpl79tg3Yqnodd48IpMj22LTi/jeYrtrRkgisEG7ppYf3c13VNbIcpKqG9THHA1rrfY+ErsMA2+WTJU",
-	"LsO6S9BDU5Foqv1GhXb6ZSWlMChS0bWHdzwDpov6C67awki+yYSel9lyeIdhpfCCq7QQIvIPe0NWr0sd",
-	"NNelHsm7FqZuYvefbV0mu8tYOeJ++bp45aTrRNdMKN98jdBsSfCpa5Yoh4eKsum0S+SKLWpBDlgGV8o5",
-	"zKW6PrTLj0UBHw/wnuJePaj1ybf7K+XoGhZqZfZebjUYaOsifI20XadhNgWorHu+NRZkTajHA8qS1owu",
-	"qjFXlWU3i98bBVm7cHFRwF4xHJaZtNtInHae7u+u8SN73B/0B61ju+PtAA/i9l3L/Ysp+PE183G3A+ct",
-	"RFyCd2HXfC4kdzVY5jxNXQCCwx8tg17WBPzk10+yfP62YA+LV+5+eRf8riRsYY1ZbW/988vjvT2vrsUP",
-	"3ESzCltbMm7ZXwu7JhafKR1qFICCCrJ2QuDJoEC+J8/0qhV9baniZ+Wbti1fQ8v3NlFZnz3LSc8Gkn9U",
-	"FTB2MUQ7VrQFyCMtd5yITJsdDXj9oMvfv0894ieDKtDe29q3rtdToVt5ulV9dTVe8tRd5RDjxeSRYWXT",
-	"rJuoa8h2Iq6BCs85+WB3SBX3ia1uQOk3bYuO+kREuOH54klnpT9flUrL/IFmtnbJC6dDfVHAf30n92i1",
-	"CoLjqVvXIKAe1xoc3t0v5u6o4s1qztZwGPNZUb2KHtoIMUfSV/S6G8RsQoIPEqV3x7Cye8V0PUSwlN3M",
-	"igV9zZy3ULNXmm5wqS0FpJub9j7J7dviBq7UtpIp3bG3bYWuREU1FFBW3WutsldM8rwBX8z1dA0O2VSh",
-	"zI6G2nBvNO1RFYxsWK9lD+QGCIqHad2+t8Gr5eJiDwZhVx377SvyoTZPl1f4Z7J5fjFF/o82RV425/z8",
-	"GeyNTZVQxloluYGg1fam+2uv6Pv0ulqTpW6jeW6dVleY7upjb2RatVjgpZs90kxccQPhsHZ5Ceat0t/I",
-	"nTB6TFP0GAvLSKpwyBJxiUFXVxjOPc4No9t1KO2Vqsr70B/NsBAjxLZNH5klTJ+FFCMYYmliDMKvBXlj",
-	"cVSsNP0aa1FT03OLsspIfd+GRfxWB0KuKo2yn91NodWRu4h9n+1CE0BHtH+kKXSxIk41RHkmzOIU9Wuk",
-	"llPIrkTULhs0/e7EQzc0U33x73/+K+xRIgh6lKZWwaPKpRQvtuM2AicWuu+wBTuHsJZoMGTYNxvlg8Hj",
-	"CB/CP8mxXVYp13TvfLc64J8QgTpw6s02nTHmLZRMZWZMaolq9c0W6zifw9K8hbSi0HLb7JFPoMCLm4eV",
-	"hA7nIr5WWcxC7CUMMMRNpzwC8sCVVyl2m5ehWN8+O/5HLq54YiWSUaw6etalObqZWxbp0LgvqTFcyuYo",
-	"z3oq8AquWwSEE7W6BMWORnTzsC6qnmHON2dznjLLsuz83Y3HekjHQ/Kpu3TDhVcXgcuGolrHIzlHnXg+",
-	"hph1MXqKKhDisStLrLMsT0D3AjYX9kDrmcrMTiLQTlDhoKVZobC1BbTSqCm50VE9eKOWrocgD6eLZsXw",
-	"cdS8L0H2R3IkX+J0sGp1xJNE45FG63n9SCzto0ubWaXnQ9a45SO5gfSNUt5MiBRYhF3g9RbC9PqMojCR",
-	"2OySjuT6c8l20EHFXh29PA5xrserYSZ2CJKtBKl0Keok8AEmAQtJAQ57FAxXRMiNpI8uGa6JqiMF9auv",
-	"Dvb3v/qqDKfzISaJ0GYku+H7kYviG1kFZGS1gVEnGFl9AP+1g8I/UMvBvyJzM+rcniMCvcU71ehuD4wu",
-	"panOuB1ltW026vT7/VHnNuxTOAyNb1McSxG4wvWldgWeXezKSHbvEL3Sc3eZrPxQRrWwrlSWi26OaiHu",
-	"1By/4uJGiuOOctmVQezsoVn5Nui429s6Q7Q0P7byhZsZSo5dnopdnsfC7KJ/BBpMj0RWRHyBK5IYlBfG",
-	"2pliaW37wdX9J4ZBqwBNr4+kqz6x8naZZihj97T9XhgnxH2yluVnsYhJjLvKjaFnTCvVpdEvtlxc+pBp",
-	"Sgik2ydQlylLsfNiiiNJtx47jiMsgk9TkBAHzN97QzzMMnwqBGxbvIQUTbUjWd4hdfTu2cnZxdvjs+NX",
-	"ZyevX4Ws6zA/Oxh4RxFurVWJsPeTGC+P0wbrFOPmZXwOBiFji3GwfGSXqjG3mvkqT7obTs4Ri6AtFElk",
-	"fzB4sDv9y2rSTXfxYxVoH1iFhZMDJuEaDd4i0wajEg8Ge229FMPefSe5Y9IQ00uPN7/03F/diG/s72/T",
-	"TUo3pfBxAsfSuKDbJ9v09k7yKy7I2IOwLp/PebaoZ1M80gwPZ9NqYAXvqaUBKtJt0eLNjucEO5miGCwr",
-	"ObADPOpevlZP+yqlPfOhkJ81sVWLQ6wltwJ0MJXED0Ftfxzt2N2r2hq0P04W/CDurapaZqY0VFN0mKiS",
-	"1bNKROwqZV0JuCYNNFVNHqtjV4uIOD8rNL5iaIf0k5BTxDxVPaqqMLkbKoqLFUbSDoB1DwaPS3HayDQJ",
-	"UD0rqvE7/PKDihcPTWQug+a2rn/7+8vrFL730J03UfcZlt6/LlOOPiHr3NvijTOlXvBsCn/weXGYu0Ad",
-	"W1M/VdpqYKzvS1vL7S6dCrx2ZIXRPsPvq9RZo5KDphpp9o34EMFQVXOSCsNUIGNXkInJ4pPuNo10/Ruv",
-	"lKHA5D92t2kBy90OKrCSrlBzC6vvTAdBszT9EUzrDg8+FR94AB7w+ezxj1Z1qFWvJ9GHNyjfR7jdCQC5",
-	"Vk+eIbRJuYlmjQUplossJTAx6yot9dkRK2sreL1onM9Tq/vWy5+G/kLxDIzIiqtSVW4wewDj+0tnUT3z",
-	"ss9ecgxo4+Xt0l4wB87CiTdTrbVxBssym5UiG/UhLhkdnMBV1jAzd7mfW4HeISueQbOVIaNrARL84LAs",
-	"ClbPdPCiCQhQKaxPAgRc1a2tgMAnYwA5Dir+Q8DAnVnHZ4QeaLM/GnogwbReVcOUYv0xhUuZ/bxevDwq",
-	"DTQPpEb9pbEIamp8ZfG2JiGn2H+ggHKaW5PeRMnqH4dZVqsOfGKdyeXgt2tMdFngn5pqB99ufuGpkpNE",
-	"kCf2c+KppzO8qrwQ8GiWWCongUgkQaBXlpBoq7Zx1xO1FU9+j/9uqeOVJ2mThvcWcwjiQ6/YzQV6rXMZ",
-	"4xWTXxS9LYmI1pFxOsyfkKcG78mRm3IzK924nlg6y4wuqDCtTSUVztcTJqqtSIwfJBDytlz8iv+pdh0Q",
-	"XXwaMIpdpVpPsdCXfXZifM6M8ya7y/HxvZHkRs2F1c0Wh4yjI9FSOnmFEuBXy2+ZouwAXh1eRx60eFQn",
-	"VQcjSWEqAaMklqAWMmY1DhcKR9Er6KyxCoakeAjK3E/gkWZzMNz20h9JKn9Ik7YayRhYN024kCz0T4Ws",
-	"SNDVITOWMDXyKttiOOdpuBuKOZ/aXxO+ULk5HEmpWMztlzEapPWhm6ltyjeMXFBISk7Th5YPvHr3gqHD",
-	"feGuRj+sTpLc5/VZujbwzk1sB9W2mgEz7JEOBtElxIzcZRQlOJLelT30i4DOsHEG/FJbxpsnGD3B2cH+",
-	"PrtGy3KYqCik6g3UPQstHdEyYXWAkSxDL7hh5AnrQn/aZ+Fvo459etQJ2KjjV4I+VWfaOQ97zUqfJaUz",
-	"Z83ZDsWoyIDZKcO9G07nWEjLY1bP559J4SvsW17za6XrzwDnPMiCueyF26DTFgRw97Y2aEMrN3qZSiJA",
-	"Fy0rRci/5ZpY3Bl1Jqq/8nlpwsi36zW8qnLigVXj3BdKaoxYqFWosbwGq71gBR5KrqVaMgHD6i88aSnP",
-	"SMYpU2lsJCt1Kl0gQtUQb5/vulJ/tdKUvbIopVxUIgz7DCMLsYJKuXDqWhZ+Og2UU9o9GBxgTAoiYY2B",
-	"MNJ58MRyqb1en/2AE9UjWVTezfhkIiIUdmouDHoSfJLqXjAYDNziaNa1LJyqezSy1tKqTQWr7gqY8K3n",
-	"mZpv4ynGh8/UNo/Wil99AtcyzX4jI0BiLawijgI/2Djy+aBxh5zqVVoDPI4zlWcM4/4Wn9Q277kLoWa7",
-	"tJ3h+/qXeKRX3Xltbp5qGupHo7tK2l5TQIMPqrRPBJVC6WRdr2SCuBQQtNJ/0SHXOZIqnhJkvhIa7Apn",
-	"pQj4VCRLvZG+p1oThnfK1N2lQNvlLGFMRbSzc0A5cBGkVg1YFNMecw0jqQ03GFLbmgXcmvjL3kC24xkB",
-	"UGimlWwBOxg87rFYWX3IoDZIYY92FsMlXAHSZKiMhu9HlMBZifm06gHFstovDwaP/+/B4OA27LOnFHA7",
-	"knpG929bLYdCBanBiVfUsMkQi0c3C7/iGGpc5Y9kJG3ODP/EikZLknQD+znN0Qs5yRNWPnZfzvIZQV/L",
-	"J5ABEEUwTxJ3Zg71A75i3LH71veb1wh7T/kcalcUuDpHZINYinnv06DfvX2hK1XCijCx8BIW5PHlIznJ",
-	"QM+ShTdHVngixk3jSy6ArMYxG3ptP1BY1eTDTG8bHsacic2PnYrpNo8d36RbtYYZVh8VjRar14RE3W/b",
-	"S3n7xr0kvX3xc5P2LpfKkprdy3oi1W/ny9/5jKPfzu2GVkJ23SozLOWCksRjrSVOoDvn6w569ZKQ92Rz",
-	"unXIdIaFiH9vxaA/ud8/IqG5WsgtCo/bFrwzLO0vr+953fl5BRJ01dv52k/Gr5DLWlhmefVJv6aHHO/4",
-	"oIkvF7VonKPtz6r/voDb+mmezYSmDCweGUz/cQPdOOkFnyebJv3fRy9f3G3SvtVy0u0zfNwfFLO0I7e9",
-	"MQM39er166yhD796bsatq4e+Arje5ZosRhORwG3rMr6hp480gfklwdPgxnF2rHYXTv1SuwYXzsbdsgu8",
-	"G2ndSJrVGvX2ub/zK05LvNXj6KxY/2Tjrtlp9+/Bz9durXPswDU6PR5pRr0GTJtFAs5HI2O8HatQW398",
-	"wf7rtIWh+r2vstNWpHQkmZpMEiGBEfpi3Xon3ng4XrAiCY88Xb2hK2ZcpDlZmJNybcBCpQr6wQA5dGGh",
-	"+YfiS/E+MV0rB+AC7zXzTqvflZqzjNKsvIdKxsFIUiUBPx4qXe0qTbsLZdAthnkNM5XEGBlsu8HMzkTx",
-	"WLNCVJW2Tco2RPhXpj5PLYsOnOu5KCCLCZ14rZf0SXiUyEg9V96f8wUVoBjDSGJjzDmfJhmfIlfphv9x",
-	"CYvv/v3Pf1HQ/39oMbWfRvlgsP813KTlB8xTxyd7PrrR39nGo5mrh5hdQdYEMN1BL+P/PsRDus0Bnpll",
-	"PrvVQSM6oRXnjOIY2FNqe+fUHaWdNyoREV5rVKnd0/LUhkF8EORac7xdag06CIneS+ufkpR93HKMM+Dx",
-	"oh3kvKWf/xCMg30zo4jS+g8BOs/rQQs8FhYVUblYb28pCuqvk3xXexZRXvjruVrDBame6Wee2EWT2C6N",
-	"sEyks2vzV8nwKn1VgNfFyikWm4v85cBFYqB77n4ZXEeSYYkuCv7Amu90Z4TnNgR2hmwQ9lyal6ZL16qX",
-	"dGowmOOFmbN6JF2+KwK68P1tiOXL2tO3aLM/komNGj+lEWrHEj8y3a6LPcT76j6lOf4vHEjoUrvcsm59",
-	"KKr+5wpX3X1Pl9jcbg73q1DsKiG12UyTBaXB+6384o5pzt0iJHmfDW3P0Fq7YZ/g5H/gqf+8XGp32br7",
-	"us1+hkXhMms6w7uUZXShPeO/c9Sk72GN6LxrihfrhpLPYcjoe++5wxuUM9B0/3QwkiGV2tH+QZ4kFmG7",
-	"JC9XhmfKhQxY6Mt6ceOfJq3JfW+fkHafYvfzSNJn+0ulfG5jV9UUOx+s4mprBSwU6QVqsLpo2WqMPI4z",
-	"0LqH9wxVRhd63TDFCnu81nvo/HPVjoqSpxpcUSYuK52Wr1AlRPskZ09Pnr1FN+XB/n5QveqG9qjrM0CF",
-	"jOHGjhGhDNdsAiaaQezDPu2WQ0ypZ155H7mNxSJKdJnSDhYscgVcu6GIsd6OKynlCmrhd44k7J8J1+Yi",
-	"1/bDSIY+9vUC37qorFfAQowquTAzoS/mSppZ2MO5lcW27GymUmUQY9lGjKWU3UoJLHVd3kRR3vauUiqM",
-	"2QuagB7iP4va3HR97t6QDAh4fa8ufce+yGRQuZTXSuRizugjkq7KBVyBNI1QEJ9eQmt/fUjoozc/OSz8",
-	"kpCykuR3f+CxRgpBdPkRZA+LswXLcjlkeItUeWuBjFMlpGHXGAARQyRiYJmYzvDKCnf/n6/yhU5h4pBC",
-	"jyRdkRLlWUa17C5BMl8Mj9bGmaOocBMaBT2/J4MGGhBtp1ooSZWT+EhGKl0MvdySKpvzRGg8SgELvw8D",
-	"klWLgMXC7quQ06CMJItUSrbikzdkMLWi5RVxpJEUlg9HKsNyThXWWkqPubqCXt8KDqzWRjkAnMyzS1Ow",
-	"nEyPZLcs5XT29t3p2fGzizdvX/96cnxaadbyg0XvsOB5wlTV4qqYwiHiDYTNbA+iy4+qAGMPf1Boietb",
-	"50l7HLujlk8Jjz8j1vQLnmMXcuHPrau+J9DiZeEKuTK+vzPqbuVbWBcNHp5xOV2ITbEkG+EEV3AUvQvO",
-	"rVJJK6pdwhOUhQdLX0Uwkrk0ImFrwBTrhrWLgUKK15fquofOFVk5pgyLDebyUqpradcl7DO8kQhNXBZ2",
-	"s+uZ3Q5eyVyicWOInSs4EiE3dgXlVII+Fqoj6W5tGjqOMeO6CNI218rfoM/qI0Zk5i8gsgugEn9PkVTX",
-	"/ZF8ja4au24i4lj8NKOqetWsICSjiEczeGTHWinziJ6pJg5FlzF9VBZVv+/pD8VjBQu3u2jJk2KavpRT",
-	"eCDzgLgC5rUIr/W6YGYfUeqJW0lweIVOUwqZUPHDYbOHTjBZk1RSvRm6P5IucYOtydvoM8w8sCzlOrPf",
-	"SKeTT5Jcz5iQBrIrntTQyrvTox+PL56/eHf608XJq7Pjt387ehEGvuI82xsw7UqNWqDEJnDtbpjTqPZa",
-	"WDMG4mBsgQM9um/uCB2y/6GpI8XM23nMl5QRnzJiGUHllM147OXwuvSRj2xUXIobvGvQIIYpUI8NZcvp",
-	"aiDynLvi1xbKlRFT7kKczi6SqZtyw5VVaOTZsVPhRowTKH2GR29O+pUS436x7LAbbjKlwpi+ergG8DW+",
-	"La+YB14HFFkt3U9XeiiyeVZ7OG2oCF7mKJgiQLn7I6gXIHVlPr1KD9UQ6+ZpkFbqY18CEh1lBE83/P4S",
-	"Ft+FPQpZrgTxdMPvtZh+V4akVONRwuVBNHX/y0wVtYhRH3doy5kyq1uBZVxXW6CQhACNihQg4BVvHx3n",
-	"YpMqbVUiBG7Pb/9/AAAA//8=",
+	"7L2NcttGsi/+KlM8/yqT/kMUJcs5CVVbKcWWE53461ryJueGKmEIDMlZgTMIZiCJ8VXVPsR9hn2wfZJb",
+	"3T2DDxIgKVu24xzvVsUiCcz39Oevu991Ij1PtRLKms7wXSflGZ8LKzL89CTPjM7gr1iYKJOplVp1hp3X",
+	"fCpYhD8GjBuWCZtnSsRMKmZngoX0W8j0BD+nmbiSOjcs5VPR7wQdCa38nots0Qk6is9FZ9ihdzpBx0Qz",
+	"MefQ60Rnc247w854YUUn6Mz5zXOhpnbWGT7e2w86dpHCm8ZmUk07QedmZ6p36l/e3gadp9xyI+zJU2gT",
+	"u065nZU9x/T7hYw7QScTv+cyE3FnaLNcNI4mz/HJ1Y6Ob9LVxTqTiWBWXwrFxE0qswXr5kreMCMirWLT",
+	"C3CJ8IEHhoXiJg1hTedSWRG3LZa4SZtXSir7zQEslVRyns87w0ExUGhwKjIc6TOZiL+LzOAQV0Y8E8yt",
+	"yQPDJjD+K3o2YNczGc2Yhe/evnlu2IyrWMRM55aNF/j9lFvBujDr/zp99TKgmZkei3iWLZjRI2Vn3DLO",
+	"MrGTp4nmMYtmXE2FYeJKZIuiccZVzDh78vQlU/ALMyK7EgaXSycxDuyBwcdNn73UdqSimYguRTxkHBu4",
+	"lnYGI5M2YDrDj4wreFlkTCsRsKmw1GCUZ5lQttpof6RaVv+qtvaVU/nNQdOx+DHjKk94Ju1idbF/yKNL",
+	"YZmRf4hDNsYPhhnLM8u4ZdcznQg203lmYAYxX5iAvT170nYuppWuqmP8/zIx6Qw7/7FbXvdd+tXsVocH",
+	"w/1ZNAzzSLGj1yfsUixgdWBL24ZwKRZty7P/+Jum9flZLOhu1rs8iYWyciJhrybY+89iUfRav8KXYvHh",
+	"1/e5nEvbQu0S+K1tyvhjbdKxmPA8sZ3h4wGSLbqLe4NB5WbuNV/N00jDd2vIiIEn2saCP95xA07ldH2H",
+	"cqq4zbP2TuX0jl2+NXwqnmV6vtrxKR5+zzpEJnXMulJFSW7klThk0hp3UR64m9Lrs6e04HA22X/iPWFj",
+	"MdGZYKHVYdu4JzCAxkMScyt2rJyLTuvoz/Tq2I9VvDxyceNGvjRKpa/bhmX13Qd1C2ffpFoZQbxbq0ki",
+	"IzzPkVZWKPyTp2kiIw7D3f2HIeq/HZk4zjJNJ7TaRprpcSLm///7tXUbNLAe4gYschMwBd0WN9JYqaZM",
+	"j/8hItvvACPT2VjGsVBf4DwzgRSOJ0wadsUTGbNxbtmcL5jSlsWa2Zk0OM0XUlkkT0DZvqSJwsBhyzIx",
+	"yY2I2URncPKHeEUcR4Hpa2DwcLMzEB+QoALDm2tlZ8mC/Z5ry0eqG/66c+ZkjJ03ghutQhbCKxcJrU4I",
+	"b4X4+IW4iYSIRRwGdIRQNH3DrcCVDNlEiiQ2IGxpNVIoR/RQUOCKcaXVYg4ya8STRGQPDONxnAljitFC",
+	"c+Vjcz9RbgUMtPjloja8Xp+9ETZbMD6xImMhftg5gg+hFwlJ8JgJHjs5vBhzfUNW6VLx4M5rnchosfH5",
+	"svf6oyWTauRRK7tQf1soePW3TnXmnaBT35VO0Gleo855A3W7DTovtX2mc/WFXYCXmpk8mjma5TWk8lBF",
+	"kc4V0TJY0y+Unh05+lWhadeoGOKt77Omewv3SAlglyEqRnhRwzGPLwp5IwxGKkSJJmTdQk0CfRJYoWHc",
+	"Mws9AVEZSWcmeIxr7FSYXsBCncmpVNB8bkR2wadCWWw7V5dKX6sL9wB1AiQpkcaCyA1fG9RE4BeQLoWx",
+	"bMYNU0LaGVzhV+5dpbORCt+IichEFkK3vvVLsQhZlydGg9qjLbcidqJ0oRq7mXFjkQxOMx6JHgwxE3AL",
+	"IqRt3fKDn55hll8KUppI1QqQezjaChQtBOnYL3ExxZGSpuzPbYG54Db0r8TS8HFSfQcVVOW+lIZNeGJo",
+	"lF6HVtpe8CTR18uvlUq2CYG1wRhhkZe3SqbuvSiRQtmRqpBdqZhyR6bSskwvMtQfw94K5TyKImHMzhOt",
+	"bKaTnSMY2Q5t2CbauIHGNVEoeOGL5NJnm5lxA+sdsjprA9YJb60w7RV2nAO3xT1U4sbSCyTKk3rb6y9x",
+	"Rtp8xx8P4ZotcboQ72iNu2vYbBZnfGJ3pLCTnZm1KU/lDowaB73jTsrO4DsY5sirbaPO4e9/G+WDwaPI",
+	"3XgD4rzrH38Qh9d/23OdVt/L/jY4tO5dN1x6PkTRB4kISgg4gABedstV6ZQWzndTa8wzEHzJt+xGUTa0",
+	"fhQjBS1gJ70+e0YCT54amwk+93cRyJf76mKcm0U4xL1FOoOGmIzxBGjtAqjhSJ2dPD/+8ejs+OLt69Oz",
+	"N8dHLy5eHP16cfLy4tnzkx9/OmPFQkrFJomczuBI1fZYq2Rxrzf4ryo21falTVqCnt4qntuZzuQf4suT",
+	"miqiRCPtmUtjpJqGTmRnc56AoixilCq6YfE5HLLQyClwf3GThiOF18VJFcCGeJKwqbwSiqFyYtm1SBJG",
+	"L3t9QMxTu0C2+Pm5jNbPeTYVXx6L8eLTWMfIZ6zWLIGpoPj75Z7WVW3eHU7kiApFYz/FKy4TEKC+vBkC",
+	"YxhzI2B+ucoEj2YwkUOWoUKbcCsyN8s003Aj4OdjZZ3d+15m+9PZ2eu/w3riy/c59+aWV1aifIS5Z4LO",
+	"W0eQn3GZfGln92iV9T9YYvPKXItMxEgGoZmAGT0XdoYHHHUgO+OKcXqLhPORqniQ0H4ZFA9444mRfzjp",
+	"EqlspPMkRvo7BlLBo5mIWVdnhUFsLIaMq1IjWBU5jp4/f/ULi7UwnrDr616fwen1k3xgmL5WblJwlMm3",
+	"lHJjkHXcH3G/rZyMMzkXOrd/taMRS9owt5rXEg5Fw76cnbw4fvX2rH9vK3vr7ePU0OsT57RKM52KzEqy",
+	"gZNxIG61oYP4+kolC+8savUn75hLme5oXBie7KQapLqMXrsNOlEmuP0E/VR06GavLYjQFcOAs2UUVpEu",
+	"3lYzZI3qeu+QhSpPkpD8sMUNRrnf2amwrdyIPjtisUhExRDB4kynBj3BTj8H9d45Ua2Ymy2ccEEHBkDs",
+	"sbZUPMv4orN8Qt+1PV6256wVq8sVou0idCaqcrG6ddNHz+mq0gKtcK0xPuUSHaCuv7HWieAKOyzsKA1O",
+	"VLT52hmIPnIuij5lYSlz3XtjTbklSKWgx8YDtnEZZNy0+vd1LgsLzOqUn5w8fWNY9+T11QGqqSevr74J",
+	"mIKBJNKIuMdKW09hYZ/nxrIJiOVSuUN7LY1A41APtH9aE64W/pWlY3bnY5VwYy9gA1Zn8MtMFLzNC7Dw",
+	"OAIapIhpP/HoZCLSWSxiTwg5m0uVW9HbeuPua0ecKeACdcdm326dPowdTY/R0BHxRKiYO/8L6749e1Ie",
+	"RXLhkP2gNrEm7EnLwhdasfd5NuyZM74iaKd1Y5c30ttTL9AWerHuNr7Fi30N21ualjORJjwSMaJZgIbB",
+	"TqPJFiQ+Y2WSsGudXZpiObABNEuC3PHJd7o0FqBEEceSHnxd4YRI6ppEerKgVq183K0DOdiHLPR2m4tU",
+	"ZBdkSwoJc8O4M4gxrRi/EhmfioDlKbOaheM8MzZk3DKtInHIeJRpY9hLXGAZccNAwGM8ngN32dt9GTAj",
+	"iCK+OT56+uJ4+bwpBB8sr2Kd32OnDn9QIC7gf8FaywyhRpYm2dBMsMm+U4JPfmtsMnAjLE025BVagq6V",
+	"dis44LAdzdw+zceJjPAKW83SnLxLBTSrG35/KRZ/C5H63Ndxyw2figsgeRdIG9poiyMmzu/qCCT+0URb",
+	"huw6k9YKxbB9ECAIC+ZOy0ilSW7Y9Yxb53YFeZP8yvgAeWS0LdpZCCd6rFCnlpXw+7jlUsBjeg50KQXt",
+	"Fm8YLo93L20hnSydGBKIcLsdVaxf2VrrJXksxc+gEHirDK0mkpQCUV2arPLwdUS0Rm+W2UzD6Vg56beB",
+	"k9Zfc7JgLUnsLYhTQqJ6wRKdBimfioJGaFVSaw8yXUaPrt+NZvRoRaYo/linSzlNpIExWW15coFC9Or0",
+	"XubzMcHcLsWisPEXvuGNxKbAzlZ78WNv34NTYa1UU3NHzuFfg/FyGHGfHamFMwXAwa0JtAf7+ywUNzbj",
+	"FxPv3A57ARM3kUitc6vyeAd0l5FymAwC/P0sFh5xyjNcD5FaNETETE6VzkTMjGYOTwoUhhs2ERYtBxFX",
+	"INWk2sArYx5djhSSI2A4DnHaZ92zGbyWCRaLKOHQ4kxkooCOhp5chENycXOrM0MufW7YpVQ7OhWKp3Kk",
+	"aMqMV15i7ngvWJoJAzIuioWOOfR7SKJaldb6sr/xqwRt0OoMG9ekVQZZOdwVxfWj97VWeUV2VwikFvZU",
+	"GFGqsl2UFlAvGAs08FcuCEgOplV7rT7otNdDFv52HpJQcUf9dM5vTujhPZQI7qivVoCRa9+/gwLrVNVC",
+	"nD9kITQVoumMlqTnFFcDaizH/15z02+niVvqs7942Rk2zVhQ/0E2Br7c9XvlaNkkt3km7lmfvY8z27bR",
+	"G3XajXpruDfo4/93vw0DFu4PBnvDePztcLj7aD88ZJyNkajRu4jGQEIGh9t92atqysDjQLoRZct7u9+G",
+	"bCwiPReGVbsr1nmkKkpy9dijTXRp+NJNSislIpjrA8NSIbKA6SwoFSX4CocrFQsLW9/Zm7enZ8dPL16/",
+	"efXryfFpSGENmZzO7M5cG8tyZbMcaXH4684znV1zUJXhr5DNdLp0ESsX5eA7FLyLe7PpVn6Qtv/hhG/j",
+	"2d1KN9+ohWdirn00BLbEuoPCmFUGUvSaNfQl/WhFS7qT5r5EFEBFHgs2FUpkiHTiudVzbmXEk2TBcpXA",
+	"YUszfSVjETNxAxK8tAli++sEcnnjN65txWawJLOkIpITKYyTJ346O3tdwrvgHpIVFHgPR7u0R6j2QXrh",
+	"8zQR/UjPQ3qQ7upIzbSxAQsf9muPgIRh8nGs5xya74JigmwoFTe9gIUza9Ph7m6iI55AC8NHg8EgpOuP",
+	"kqQIqGk8cKnObEAYj+/DEkdBTwsVNyLRWAFE67Nj9F3TuEeKzgZNvf3S7T9+dN+37g6mmU9wC+/VbrJy",
+	"KylW5Ku14n32c2WrNtsc3u+8eGq4usJ1NX4pHIh828KQt6W4j9eoN8A1f2tEtnMEbxOZIZcX8FWL9ADN",
+	"IOKGRzYYqYgbsWOEMtLKKwFkgybeZ7/IJI54FhN9Ahpi8hSIgYgPqW/OjFTTRDB6BRi4I2P9kXou+JVw",
+	"uJWqKAgEDpFxxcgnmZ6jMR2mvYPTJsKwHMaz2Z6xqmiqxXEi5t7hqRavJp3hb5sdN4WpV6FqXP2mFE63",
+	"VcrV4qUAycOPZFU9b6MAGxv+O09y0Vmd+XmDM1VQ96g2K+ZfZjiGIW7Af52+eglqZi4CBivEMOwpFnGf",
+	"HcFThsUyE5HFg25kLEaK0/ekwUKHY2Bi15ol4kokhsVCpKy7vAQ9jNstWfTZIhWnOFrQm5W2IyVuUpQK",
+	"MxHlGPzJ7CzT+XTGfJeJVuLQAdv9c6XmTBFzI+VOQX0HPuZZ+FPsLnbtNml1t1nXCMHKu9Hru1WiDj/n",
+	"Tfm8d2TNFSBUuJ5MhIqR2Kk0R23WCGUP6Vmvo2QCww9A0+n1R+o0FYlFzzQ3DAYRs3HGVTQTBtQnnhvB",
+	"Xh2dskf9wQNDhBJWHLRUAeSXhfASqFq4neWxzmNpj6/cga5zdx55nd/DOnkqLy7Fok9Gl05QfoEWn8oX",
+	"FCJQ+YJc7aXNtmyj+MK34b9YeYVirTsBxghXWqCP7vHzBvbLI9tkkv0F4y1iYnnUfc1lgwgfgolIa0Qy",
+	"oQ3k8Vwq9uT5SW+zhNTstV517jZ7EJvM6/hok0HUGQTbZcHtb1Bx3Ev5eB+FsfLDWitR55hHM7eiMQWp",
+	"IbUOf6OI1oBix85D1i1dkBkcywKPg5GSvYowVU50yzW1PJuKhmO97esLimFeOvvlcfQHrwm+XN83/BXH",
+	"3bRvKO5vH7i76m+hJ+mMB/7WFvMvD0ajFR3u/wc7MrqYj6D3J3VolCTu/Z0aAt5fdms8MMxmXCYfw73x",
+	"g85Vk5n5t2sB+rrRuZ0FTHD4oHRmZ+cwuFhMM0EufKfOd4a/7ex9Owh2vn3cHzze2wvgg/v7vMlsHOsc",
+	"NiRY4ckVYnBQJQYHq4v6RCgXWLA0+ESrqbR5LAKWcOv++kPr+Xm/876DeVQdzKOGwcxEdPmGNIWNinL9",
+	"ClTSqmxDMmTa7OVeMlISlEhniCTqLZmMDh632oSaG3c60APDyHbidLWlZvcHB982mRDIwrKpZWeIuVPT",
+	"6xTQeusVZbOxg73B/sEmSljZqabb5M6AwYQWK3IOKZwV/ltxHmRFSMPqFBpDQi27RhQwJoupQ2y8gU5n",
+	"7GBw0N/GxmMst3kLVJJ+I+RPFdpF/U8FYWEwqnLGHUc1h9A146zqWyJbkPcwFdhjI8j26jjg/mAQHAz2",
+	"goPBo+BgcHC+keb5dS1mUaxm0xa5FEdNYmgkjLm4asv180M+B3EYVhhx0G1RtN5jeshSl53D2Zhd3qIi",
+	"J8kW1hW3VtsSBm5tJsf51pDP8YcQ/6oi4cJ335+4LlP6tRbSOr92HAwk07uzg3udxDKHuMMkHCe7DTYi",
+	"sdd5prd0L98RGOxbfVfy+k46njQ1PePmAhFvjWmRXvxAHhvMkzXjoFHCsqO2VTNoVujilif/UpJld52A",
+	"5m7+z/Ao7RscgQo5rly8uVTtP7biMGHqF0b+Idasa9V26kIG3sOsXkQbVGMMPIU2LNJzQcZKqYwFAkW2",
+	"Fr/WtAVdZ25FG4Jhc24uRVxHE3J60mvGG/XQSsxCm3JYFUIG332z6YB2ToFhIxyF6Ggxdc+HUFleClq5",
+	"FIuAGb7o9dmpiDJhzZAZSzAYwRMRByNFZLzIyPfvf/5fh5YzzMz0NcEuEaRT5ETBlWLhw4cPQ/d87KJi",
+	"Ej2dihh6Q5vLSNFD3DDu3roUIiUu6gaCadUw0YHnHMhKoE2PzRvz6NK9KK1xYouDcBeX8V3nyEUDcs+q",
+	"BAcx6t///Jc76NUd2PumgSu6KLwm2wW3taBnYOs6Y/uDA+9PH7IQbech6+4PDgKaMx4bb+BEuQBO5iEx",
+	"SooBxyj4UGl7MQESHrLuweCgKgl0CDIYdIpnGq0ueZY0kptf//t/Y247K+Zpwq0I2MzaFDqFf41LdfPu",
+	"j9uAvbu5xXV/t7hFFK6D3MLuVsNrUTEjh1VJCrGx4e4uZddD4KPiyW6meWx23/1xu/vu5nb33eK2TzRz",
+	"k0S7JNzA5Da4lXzkFKzFlQD1/CLhC3cLt1Jd/45vPYeXtgkBuJJGjmXighXXNlw+2WhTqMg3LUBOJOy1",
+	"LguGVFLpkpgXMk0hDdSlouUVqtLsYFkErPKzCrVugpGukTSfkPnwbhrhkiR3dzDUV9HuzyfatSPc9rfb",
+	"1FISq69CNVlemI4nxLvppBMcIlVT+jLjxpLm64kskaUU7WD/SOG/12KcNlLaD5Oy2se8d9CvQm32D9Zn",
+	"Za2JZ+2tDu7YqBfr6vuyEdtRE/qWnO242OiBPvRcD4e2//ibqsb7+Jvg8d7+efDxZMZTkBArAqJzZDfL",
+	"kV0RS8TuYlrZeC6V6R06IG+p0PNL1N+dTAnM+7veVwHxq4D4VUD8ywuId4V234vA6MRD5EFrxK2fHY/y",
+	"R4QmjOE4QIwbD4h7dZN/6nN4lby5crNL6b49Q67nt2m8jfi6crn42FCWcJHElAfFycqFfSFKBM8QYt8F",
+	"wUQg1SM65glAv/NVMP4qGN/JRLlRqt2MOi9F1vcTST+xzPnnlCKLaz5HQVHaJVtimRniq8D4VWD8KjB+",
+	"FRjvQ2BslWJMo2x3R+DFtF6eZOtSIe8p9OGgYd1Wpb92WEKwVNlks4BX9LKyPCDnNohKP8DXCMyCKznW",
+	"sSzSGGzp174UCw+JcNjddcuBI3wCAqtpgMLWsiikIivT81ImQcr90BY9hoHZLj2EJ5qVjAyIhMXA7e0m",
+	"5mK572tub1xoeBGA4Mq7YOz7GLEHRiucJg16Q5KJLggXSGmBEj3Cf5E/9bacH2YeboaJ1AuNUAze9jHP",
+	"lJB7w/Ctrmbv3mrISxeFxl+sVuCOeLlx7mwWAyrOT9MNonxwW+/1a0o6hwDxJTokLJdJC6+8RnEl02oa",
+	"OJ9sKjLc9irTcLcZETXE2TZimajT8+0w+zBVn72ulsrwqkzzOOEywdo3rpRTM8qmgmhZPUUeHVQF1EgQ",
+	"nzDhAFzJppjkjTL93UESd4TkbfdYmkkVyZQnrfMvniARx4XhYyKE5Xz277EQTT64Gu+oOeRqoy3XsOkm",
+	"4G5v6elagnDfcIzS8QUOyhGErMsVHTX3Jcl31WHBM5U1c2DhMgWjf7HBkHA3aNXyzm2ukdW8Rs+lacKK",
+	"30k8oKu1SSZoZ/wrVdZcBa7OTOdZRVh2H2O+aJSSm9LA3ist3E7SXE5Eu0lU2p7qFfrgKokLQG5/xo09",
+	"en3yAMlTWlHqXHZRVzYHyeFPgicUj1mfbQm8LEm5vtxIu91rTbv7s1i0SLufSnz1I2gWXQNfgm6rW1Sd",
+	"dFG6blsJtzaQTyfd+lwsH03CLRgjSbgfW+gsBM2m9PJhsKx0k4xCmveXLpjeXXwsNr/pQHqqt+opfvaE",
+	"fXfw+D8L0kFkylBuEJfqiaxVNUmMMmuavo+7k4aFfKxzOxwnXF36FP5W2kSEzlQElINWQ8U8i1k6yzhm",
+	"+qE+Qwq5PHbdxKyBzveYNCOFSeYcEXTBBwYtTn1WSIySog4xKqstAXNYRCOOVAnXD48wKj1Eg5lL4gCT",
+	"ZNyyRHCDbaYYWYApt5c6wIYPWZESdaS6SheNBix8uPsQ/ll5p9fcFOWBKfLxw0ryuUuK1EbSV88iRrk7",
+	"QH2k46JAD21nTaI/GBxU4AuPv/uuYks+GDRak3GbN3a8uvd1TeKltuxZswZRhqsts8q3b04YRXmoSMCW",
+	"STWt8UJ48bB+OFkXk4GOxUK7qlE0wF59PJVXOluGwNFCBOvYJGEzgAidNWdiOKromnT6MGkAmldf8PS5",
+	"HGfCwWmY0XkWCZcwSprhSIVznvZ5HJ/iL10ZB+wdjGHIbP9Sqjhg/X7f3vbCPnupy9xnkm45emiGLKx4",
+	"u/BuJ2JiR0rntswx5HnBzEXxAimQiTiVf4iQdfGKlqMVPDa9giY4H4IvGCYTsUOzjXWUzwUGnsHl8xWJ",
+	"/aEn83PT0V/yztUX9KezF89Z5QnWteKGErckUl2a3qF3GrZPrnP/Hj3oh4oH/yLG7IXIIm51xq51lsRt",
+	"I2HUZ1m8+UHdZ/kRwt3aHIB3VFQFFd7egqP6rDMUELb6e+lza8WJlWV6Wl3v74/CN77672owExXpbfSa",
+	"nTYCtbCCr4inmIQtlTcCOC83SzcHXdXlBcAQeX+Jeg3BmW7LXKla39aZH8V67FjDkDbe036nmSsk4qLR",
+	"pYHRXXKqRFyWEve+DdateBp6jReviPTYNun0sjxP2N6aAaIYbOBKJfv67VSruXIoK1DfJhxwFddbbHwF",
+	"O0yDb+YMlWJYdwE9NCWJptxvlGinX2ZSCoMiFN0U1VUzwUyRf8FlWxip15k08zJaDmsYVhIvuEwLIUr+",
+	"YW/I6nmpg+a81K6I6x0SUzeR+y82LxPsMmaOeL94XSw56ToxNRPKt9+gaLbE+PQ1S7STh4q06bRL5Iot",
+	"ckEOWCautHOYK319CMuPSQEfDbBWd68Oan383f5KOrqGhVqZvedbDQbaOgtfw23XaZhNAJV1z7diQdZA",
+	"Pe6Rl7RGdFGOuSovu1n80cjI2pmLQwF7xXBYRtJuw3HaabqvXeNH9qg/6A9ax3bH6gD34vZdS/2LKfjx",
+	"NdNxtwPnLYe4FN4lrPlcKu5ysMx5mjoAgpM/Wga9rAn4ya+fZPn8bUEeFi+J1V868LtWYgtrzGp7659f",
+	"Hu/teXUtfuA2mlXI2pJxC34t7JqYfKZ0qBEABRVk45jA40Eh+Z48NatW9LWpip+Wb0JbPoeW722isz57",
+	"mpOeLYj/UVbA2GGIdoC1BUgjgTpOZGbsjhFYftDF779PPuLHg6qgvbe1b92sP4Vu5U2qlWkgAy946ko5",
+	"xFicP7KsbJp1E30tsp2IG0GJ5xx/gB3SRT2x1Q0o/aZt6KhPdAg3PF886az056tcaZk+0MzWLnnhdKgv",
+	"ivBf38k9Ws2C4Gjq1jkIqMe1Boe374e5O6p4s5qjNZyM+bTIXkUPbRQxR8pn9LqbiNkkCd4LSu+OsLL3",
+	"wnTdB1gKNrNiQV8z5y3U7JWmG1xqS4B0e9PeJ7l9W9zAldxWKqUae9tm6Ep0VJMCyqx7rVn2ikmeN8gX",
+	"czNdI4dsylAGo6E23BtNe1QVRjas17IHcoMIipdp3b63iVfLycXuTYRddey3r8iH2jxdXOGfyeb51RT5",
+	"P9oUedkc8/NnsDc2ZUIZG53kVgSttjfTX1ui79Prak2Wuo3muXVaXWG6q4+9kWjVsMBLlT3STF5xK8Jh",
+	"rXgJxq3S30idED1mCD3GwhJJFQ5ZIi8RdHWFcO5xbhlV16GwV8oq76E/hmEiRhFDmx6ZJW2fhYQRDDE1",
+	"MYLwayBvTI6KmaZfYS5qanoOUlaJ1PdtgMQPOhBSVWU1fHaVQqsjd4h9H+1CE0BHtH+kCbpYYadGRHkm",
+	"7eIU9WsqDpvKn8XiJxTlGvHvDnr6wBCHIDjiXCqLzr6KItn9UejnQpkHVM2MpENXXtgZSXM0P6YpLrbB",
+	"LI4Id6c8+9AhveUTQww7v+4cpXLnZ8yN6U8rjhgTTOJf/ysX2WKboVNIwe/wOEt5xufCigwNMMVA/DDw",
+	"oXIUl839n4rsSkbtfNXQ7673bmin5uLf//xX2KMgGvTGTUE5pqyvhLXbcYcYD0XovsMWYP/DWpDGkGHf",
+	"bJQPBo8ifAj/JFBAmeHdUM3+bnXAP7n9wbX3Jq/OGGM+ysnOrE2Xp9p2WM68q7A+b6lAjABOlT3wwSdY",
+	"9HpYCYZx7vVrncUsxF7CAOGBJuWRIO9lWYay27wMxfr22fHvubziCXBzq1l19KxLc+ytOXX1SJiVnb9F",
+	"YXqiV5eg2NGIqjabImMcxstzNucpA3IP83fVos2QSIviU1ewxEHTC9C3JUTweKTmaE+Yj0XMuog8o+yN",
+	"SLLK9PR00XoBXlMMQ8rsTiLRxlLhPqVJprBTBrTSqGW60VEufauXSmuQd9ghgfHCo9XiUqj+SI3UC5wO",
+	"ZvyOeJIYJIfoeahfiaV9dCFHq+f5kDVu+UhtOPpWa29ixRNYQFawNIi0vT4jBCseNljSkVp/L9kOOvfY",
+	"y6MXxyHO9XgVogNDUGwF4NMlxE7gwTkBC8l4EPYISFigC0fKI3OGaxCJpNw/fHiwv//wYQlF9PCcRBo7",
+	"Ut3w3cghIEegvI1Akxp1ghHoUvgvDAr/QA0R/4rszahze47S+y3Wo6O6KIjMpanOOIyy2jYbdfr9/qhz",
+	"G/YJSkTj24QBKkA/3Fwalxzb4X5GqnsH5E/P1YFZ+aFEBLGu0kBFNyOCiDo1YH9eczsrrSoJDYbSeYu4",
+	"cM8a+hV+gH3fvdrbdVmeze47AjXe7mLpjrAMOhkpzPkLnNUk3MwCFsJbu/567tKzDBO3I2OlDcGu4C3M",
+	"+Abczc6KKMSHDx8Nvn34kFk9UpiMnCutZMQTCh0kfuhKZFyK1LLuo8G3lTjDubAzTQGFsBqObjrYUUHx",
+	"UKxzWTQ7e+iVuA06rvhfZ4iOikcgnsDqAeHEifE8lnYX3WuiwXJNN4vuX+BybAZlvWEYEmZmhw+ubATR",
+	"TDoIoun1kXLJS1beLqNUVeyehu+ldTKgj/UDkh7LmKRAl/gz9LR5JTk5ulWXc5MfMkPxpFS8BFXhMpM/",
+	"L6Y4UlQ02xFdCQpgmgol4oD5sklExoHnUR5paBH3caKzkSpLkB29fXpydvHm+Oz45dnJq5ch6zqVkR0M",
+	"vJ8RtxY0auz9JMbag8ZimmvcPCc1mVbbcvnILiXzbrUSV550BXLOUZRFUzoekf3BAG1fWllfFWPpmiL0",
+	"DnWbrTJ1Y7IHZN/Lolrq6urigsIdDJgS1+gvkZmxCGo9GOy19VIMe/et4o5PiZheerT5pWe+8ie+sb+/",
+	"TTcpFdrh40QcK+sw24+36e2t4ldckq0QtYJ8PucgQleDcR4YhpezaTUwAfwUzgDleAdl42bHU4KdTBOE",
+	"D5gndlCnYZXbvnrSnnok7Rd92Kq5RdYet0LuYjqJ7+O0fb6zA7tXNVUZf51A/kPRv6qp25k2ohrhxWT1",
+	"WD2tAKpXT9aVFNdkwEh1k8Pz2KWyIsrPCoNBMbRD+gk5phI1Nbyqb7sCJ0VdjpGCAbDuweBRKVE0Ek2S",
+	"KZ8WxRycCPeDjhf3fchcANZt3Xzjy9/XT/jefXfedLrPsHLDdRmx9glJ594Wb5xp/ZxnU/GZ74tTOwqp",
+	"Y+vTT4naGgjru9JUd7tLtwKr1qwQ2qf4ffV01k7JQVOKPXgjPkRhqKo8Ko0oJ5GxK5HJyeKT7jaNdP0b",
+	"L7UlXPvn3W1awHK3g4pYSRX43MKaO5+DoJmb/ihs6w4PPhUduAca8OXs8Y+gOtSKHxDrwwLc78Pc7iQA",
+	"uVZPnqJok3IbzRqNoss5uhIxsesSdfXZEStTc3i9aJzPU1D/69lzQ1+PPhNWZkWlXZ1bDD6pW4yXAnf7",
+	"7AVHPCQvi5N7xhw4AzkWNltrIg+WeTYrWTbqQ1wxujiBS8xiZ642pFuB3iErnkHLnSWbfSEk+MFhVh1M",
+	"vurEiyZBgDKpfRJBwCVt20oQ+GQEIMdBxZ9FGLgz6fiCpAfa7I8mPRBjWq+qYUS6+ZjMpQyeX89eHpQG",
+	"mntSo/7Ssghqanxl8bY+Qk6x/0AG5TS3Jr2Jch18HGJZTVrxiXUml8KhXWOiWpN/6lM7+G7zC0+0miSS",
+	"HPlfEk09nWGl+4LBo1liKRsJSiIJCnplBpK2ZC13vVFb0eR3+O+WOl55kzZpeG8wBCU+9IrdXCLoIVcx",
+	"Vij9quhteYhoHRmny/wJaWrwjnzZKbez0pPtD0tnmdAFFaK1KSPH+fqDiWorHsYPYgh5WyqHiguuVk2K",
+	"6uYGjKDPlCosluayz06sD7lyDvVMXEmd03sjxa2eS9DNFoeMoy8VTjp5hRLBr5bfskXWCqw8X5c8aPEo",
+	"za4JRopQTgGjGKighjgEjcMhKQn8hM4aUDAUQUIo8UMiHhg2F5ZDL/2RouyZNGnQSMaCddOES8VC/1TI",
+	"ivhuEzILB9MgrYIWwzlPw91QzvkUfk34Quf2cKSUZjGHL2M0SJtDN1NoyjeMVFAqim00h0AHXr59zhBz",
+	"4N2Gh9VJEoKgPkvXBpZsxXZQbasZMMMe6WAiuhQxI3cZgUxHynvzh34R0Bk2zgS/NEB48wQBJJwd7O+z",
+	"a7Qsh4mOQkr+Qd2zEM4RLRMmlyBnqAvqtYw8YV3Rn/ZZ+NuoA0+POgEbdfxK0KfqTDvnYa9Z6YOjdOas",
+	"OdtJMTqywu6U0QINt3MsFc8WDffzz6TwFfYtr/m1nusvQM65lwVzwS+3QacNB3H3tjZoQysF4WwljqSL",
+	"lpUiYgSoJuYGR52J0vd8WZow0u16Crgqn7hn1Tj3ebYaEQu1BEcImcDMUqnIXGw2pSIKGCYP4klLdk8y",
+	"TtlKYyNVSXPqgAhVQzw833WZImuZTXslvEQtKgDVPkNgKibgKRdOX6vCT2cEhSR3DwYHCMtBSdggFkg5",
+	"D55cztTY67MfcKJmpIrEzRmfTGSEzE7PpUVPgo9x3gsGg4FbHMO6QMIpOUwjaS2t2pTv7K4CE771LNPz",
+	"bTzF+PCZ3ubRWu60T+BaptlvJAR4WAuriDuBH2wc+XKkcSc51ZP8BngdZzrPGEIfF5/UNu+pC0nNsLSd",
+	"4bv6l3ilV915jQTnF4cvBX1tuAqwhDtfZI6zpqK0Oiw7mbsdXRmpblggrkOP1dUZC7+/FIu/hb3AwfMq",
+	"Xn6UxS7FwjcYVLPso2hGdv6Rgofw4BNkzoOuWZdArCZACCtDCGvATl6zDKFVQbl9kU5FwISCnY4DhpEH",
+	"i2CkKtk3gA7+nmvLe4cM8ZiEzYdh1+miYV14bQdfczn26sXUgQD9UuSDri9so58HVkBpl4BfGnYwOAio",
+	"IPcjDy1tqOpN5buraHVcNZddznlgKoEFPkQrzQR6csY5RriOFEFxu7yo8OGQcGzM4/rwezS6vT57guBc",
+	"Z+kosmjrDMOdgGCDOG+uRQHTePLqzamvIICrOs70tRGZOXRAXxK2a2Dd0CHceCZaaHo1EP+jkc5K4HIT",
+	"JsdDoynKoTzE5CCqxMK5IDh0NH1kKRaG/PlMIQf7W1j7Xkhln9Mden+C7eJSkJbWoyp+Owfu2xR+QL/U",
+	"41eq37m4EPwKWPKyo7biiUThRokGu91ZKWJ9KpZAvZE9Rbfmc9gpMyssYfmXkzhgpDjMzimiAStu9HhR",
+	"THvMjRgpY7lF1H5rkobWvAzstch2PFEUhP7uIgU8GDzqsViPFMbhc5kQshpmMVyS24WyGRp7wncjiq+v",
+	"wMpB/Sa4PHx5MHj0fw4GB7dhnz0hTP9ImZnOk5isCATFpQY90wqxyRBz+4/USFWZJ1oQTHEUcEFXGGpQ",
+	"pZI1XlkyycORoowPbi1iEcmYFtsuh0KVXLAXlOyqiVv1mWNFI7XMi5bYcTM7gj0EOR4WRApDHnH/wbGg",
+	"kWrhQXYm5r3AU3HgHMWSUugqbuYh41U+VeFPtPXEnzznqcVnNTFwViaFhwlhQioQVrRazHVuiN2MFB7O",
+	"9YwctIrven3iXct7vIkjGbxuH8kb1ZzB5RNbdFqSmTQwydMc4R6TPGHlY+/L/z6ljeGvzMmQRdFRZf6s",
+	"3pl91VnQinkfDlTfn6pGPeSUz0WtxpFLlEhW6CWS1adBv33z3FTSjBZA4fBSLAjzw0dqkgkzSxbeIVXh",
+	"2ki18CUnm9Z4ekOv7Tcd06J9mPNlw8MUMrrxsVM53eax45t0q9YwRPuj2iOK1WuyRbjftheS4Y0vUFD+",
+	"YFKxTBk2UIsaDfCrzDAXHDI3r6osUQLTOV930atVxt6R1+HW2SZmWMngj1Y80E/u94940FwxhRaTl9sW",
+	"LDqa9pfX97wOf7kSSpgq3uWVn4xfIRe3tkzy6pN+RQ852vFBE1/OitU4R+gPRCYfYrh+mmczaSgMmUcW",
+	"Y2DdQDdOesHnyaZJ//fRi+d3m7RvtZx0+wwf9QfFLGHk0Buz4qZe/madP+z+V8/NuHX10Fssrne5IZ/B",
+	"RCbitnUZX9PTR4bUzSXG0+DId56Mdid+vSpugxN/427BAu9GxjQezWqRG3juH/yK0xJv9Ti6q9c/2bhr",
+	"MO3+e9DztVvrXPviGt3eDwyjXgNm7CIRzkuvYiyvWVh9fnzO/uu0haD6va+S01ZJ6UgxPZkkUglG0hfr",
+	"1jvx7iNQGH0kOmEdekNXDaFmqku5sQKDh0vpByHSCGJABwBFGGBBUlPLJ+RCrwzzsIU/tJ6T4TUoMAoq",
+	"DkaKUhH58ZBm6EpVuIp0CIzAyLaZTmKMDYFuML1BonlsWMGqSu8W2UVR/CtVxymQ6MCBj4oM9IXOzJWP",
+	"RCc9j3quvA+aL2awGouRwsaYgx9MMj5FqtIN/wO09X//81+ku/+HkVP4NMoHg/1vxE1afkCzMz7Z8/h2",
+	"X/SVRzOXUDm7ElmTgOkueokA/xCMzDYXeGaX6exWF43OCa04Z4RkY0+o7Z1Td5V2XutERlgXsZL8r+Wp",
+	"DYP4IJFrzfV2wZVoJafzXtrqtaIUHC3XOBM8XrQLOW/o588i42DfzGo6af37EDrP67A1HkuFthJPHsbc",
+	"iKIizzrOV0ltsBYwTgnRv/DQXprEdoHkZSg1rM1fJca3RCsIrDevppitluZaDQ13z71fDO+RYpjjk+B/",
+	"WDSGik55akPCzpANwp4L9DVUtbXqfzTCYpQv5k4wI+UyHqBAF767DTH/aXsAL232R7L9UeOnNELjSOJH",
+	"Prfr0OdY8PZTYrL+wlByF9zrlnXrS1FFIDUljNkM+K6c2NWD1GbMTRaUCMVv5VdQd3P0LkmS77Oh7TG6",
+	"azfsE9z8D7z1X1Z07l227n0duz+LReHUbUz6RHGmF8YT/jvj5n0Pa1jnXYN8WTdUfC6GjL73vmXgqGh/",
+	"R8h0MFKhg+r4B3mSgITtwnxdLroplypgoc8Lyq1/mrQm9z08QUAe9/NI0Wf4pZJ/v7GrKvjGwxUL/FEo",
+	"0wuCDhUtg8ZYoHrYkaqOLvS6YYopenmt99B5kKsdFTnTjXCZCbmqdFq+QjgdeJKzJydP35ATdn8/qNbK",
+	"oz3q+hwAUsXiBsaIogw3bCJsNBOxB/7DlouYgo+98j5yG4uZBKka4w5m7XMZ4LuhjDHpnMur6LJK4nfu",
+	"SMCfCTf2IjfwYaRCH/1wgW9dVNYrYCHiCi/sTJqLuVZ2FvZwbmXGSZjNVOlMxJj3GdH0qlvJA6mvy1JW",
+	"mBYVj6FOKbN2L2gS9FD+A6nNTddHbw/JgID1/02JbvBZqoNKVX/gyMWcyePu8hyJK6FsoyiITy9Ja399",
+	"kdDj9z+5WPg1JHElzPv9BY81XEhElx+B97AYYZ9qyLAMZVn2SMWplsqya4ToECiGZXI6w5pXroCwT3WJ",
+	"TmGikNIgcvSBYVGeZZTQFRGYLiMsrY1HJGLqviXwR2FAhE6N1Ipy5/GRinS6GHq+pXQ254k0eJUCFn4f",
+	"FghTFkvYV6mmS2BU7K9AqvaA1iFFGikJdDjSGSb0q5DWknvM9ZXo9YFxYMpSigJzqSSXpgCUzIxUt0zm",
+	"d/bm7enZ8dOL129e/XpyfFppFtMr9w4LmidtVS2usikcIgJ8msmeiC4/qgKMPXwmzIvr2+RJeySTOy2f",
+	"Ujz+gkjTL3iPHeTC31uXglZSCvCxq1cTf39nqbuVbmFmTHH/hMvpQmyKSTlJTnBZt9G74NwqlcDSWhW/",
+	"oMy+W/oqgpHKlZUJWyNMsW5YqywYUsSW0tc9dK6oyjVlmHHXgbthXcI+w5KGaOICsZtdz2A7eCV2lcaN",
+	"IFCXcipCauyQ+zpBHwslU3ZlH4eOYsy4KcJ07LV2QKI+q48YJTNfwRAWQCe+0KHS1/2ReoWuGlg3GXHM",
+	"AJ5RXtVqXCgeo4hHM/EAxlrJdYyeqSYKRdUcPyqJqheM/KzyWEHCYRfheBKm6WtCnXsyD8gr4fG5hdbr",
+	"ML8e8+wPt4focnebUpFJHd+fbHbfIYZrwgrxNZ+caaRc6B5bE7nXZxh7BiTlOoNvlNPJJ0luZkwqK7Ir",
+	"ntSklbenRz8eXzx7/vb0p4uTl2fHb/5+9DwMfMkatjdgxuXbBkGJTcS1K1FrChDzWBAFYwsc6NH7Rg/S",
+	"JfsfGjxYzLydxnwNGvRBg0AIKrdsxmPPh9cFEH5ko+IHQIzP4dXsyvfYULuDaguS59xVgABRrkRMuYp6",
+	"nV08pm7KDTUv0cizA1PhVo4TUfoMj16f9Ct1NvxiwbAbSqFTamRfQsMI4QtdYERC4HVAmdUCvk2lhyKe",
+	"c7WH04ayGGUUjS0Ayr6uTWU+vUoPVYh18zRIK/XYF4pFrIWRuOBKgixXQDzd8Hsjp38rISlVPEq4PIim",
+	"7n+Z6SIbPerjTtpypszqVmAi79UWCJIQoFGRAAJe8fboOIdNqrRVQQjcnt/+vwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
