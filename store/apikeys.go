@@ -21,8 +21,9 @@ import (
 func (s *Store) ListAPIKeys(ctx context.Context, accountID uuid.UUID, cur *Cursor, limit int) (Page[APIKey], error) {
 	var page Page[APIKey]
 	db := s.db.WithContext(ctx)
-	if err := db.Model(&APIKey{}).Where("account_id = ?", accountID).Count(&page.Total).Error; err != nil {
-		return page, fmt.Errorf("count api keys: %w", err)
+	var err error
+	if page.Total, err = accountCount(db, accountID, "api_keys"); err != nil {
+		return page, err
 	}
 	if err := keyPage(db, accountID, cur, limit).Find(&page.Items).Error; err != nil {
 		return page, fmt.Errorf("list api keys: %w", err)
