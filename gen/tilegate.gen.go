@@ -2336,6 +2336,22 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PreviewDataset A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Readyz Readiness (the database answers)
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
@@ -2868,6 +2884,42 @@ func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn)
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewOpenapiYAMLRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *Client) PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewAssetRequest(c.Server, file)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewDataset A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *Client) PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewDatasetRequest(c.Server, datasetId)
 	if err != nil {
 		return nil, err
 	}
@@ -3926,6 +3978,74 @@ func NewOpenapiYAMLRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewPreviewAssetRequest constructs an http.Request for the PreviewAsset method
+func NewPreviewAssetRequest(server string, file string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "file", file, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/assets/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPreviewDatasetRequest constructs an http.Request for the PreviewDataset method
+func NewPreviewDatasetRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewReadyzRequest constructs an http.Request for the Readyz method
 func NewReadyzRequest(server string) (*http.Request, error) {
 	var err error
@@ -4615,6 +4735,26 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAMLWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiYAMLResponse, error)
+
+	// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error)
+
+	// PreviewDatasetWithResponse A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error)
 
 	// ReadyzWithResponse Readiness (the database answers)
 	//
@@ -6484,6 +6624,109 @@ func (r OpenapiYAMLResponse) ContentType() string {
 	return ""
 }
 
+type PreviewAssetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PreviewAssetResponse) GetJSON404() *NotFoundApplicationJSON {
+	return r.JSON404
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PreviewAssetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewAssetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewAssetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewAssetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PreviewDatasetResponse200Headers the declared response headers of an HTTP 200 response for PreviewDataset
+type PreviewDatasetResponse200Headers struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PreviewDatasetResponse200Headers
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r PreviewDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
+	return r.JSON422
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PreviewDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7763,6 +8006,38 @@ func (c *ClientWithResponses) OpenapiYAMLWithResponse(ctx context.Context, reqEd
 		return nil, err
 	}
 	return ParseOpenapiYAMLResponse(rsp)
+}
+
+// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *ClientWithResponses) PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error) {
+	rsp, err := c.PreviewAsset(ctx, file, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewAssetResponse(rsp)
+}
+
+// PreviewDatasetWithResponse A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *ClientWithResponses) PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error) {
+	rsp, err := c.PreviewDataset(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewDatasetResponse(rsp)
 }
 
 // ReadyzWithResponse Readiness (the database answers)
@@ -9539,6 +9814,85 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 	return response, nil
 }
 
+// ParsePreviewAssetResponse parses an HTTP response from a PreviewAssetWithResponse call
+func ParsePreviewAssetResponse(rsp *http.Response) (*PreviewAssetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewAssetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePreviewDatasetResponse parses an HTTP response from a PreviewDatasetWithResponse call
+func ParsePreviewDatasetResponse(rsp *http.Response) (*PreviewDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PreviewDatasetResponse200Headers
+		if values := rsp.Header.Values("Content-Security-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Security-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentSecurityPolicy = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseReadyzResponse parses an HTTP response from a ReadyzWithResponse call
 func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10396,6 +10750,12 @@ type ServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx echo.Context) error
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx echo.Context, file string) error
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx echo.Context, datasetId DatasetID) error
 	// Readyz Readiness (the database answers)
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
@@ -10746,6 +11106,38 @@ func (w *ServerInterfaceWrapper) OpenapiYAML(ctx echo.Context) error {
 	return err
 }
 
+// PreviewAsset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewAsset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "file" -------------
+	var file string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "file", ctx.Param("file"), &file, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter file: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewAsset(ctx, file)
+	return err
+}
+
+// PreviewDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewDataset(ctx, datasetId)
+	return err
+}
+
 // Readyz converts echo context to params.
 func (w *ServerInterfaceWrapper) Readyz(ctx echo.Context) error {
 	var err error
@@ -10977,6 +11369,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/tiles/token/:dataset_id/", wrapper.GetTileToken, options.OperationMiddlewares["getTileToken"]...)
 	router.POST(options.BaseURL+"/api/tiles/tokens/", wrapper.GetTileTokensBatch, options.OperationMiddlewares["getTileTokensBatch"]...)
 	router.GET(options.BaseURL+"/api/tiles/:dataset_id/tilejson.json", wrapper.GetTileJSON, options.OperationMiddlewares["getTileJSON"]...)
+	router.GET(options.BaseURL+"/preview/:dataset_id", wrapper.PreviewDataset, options.OperationMiddlewares["previewDataset"]...)
+	router.GET(options.BaseURL+"/preview/assets/:file", wrapper.PreviewAsset, options.OperationMiddlewares["previewAsset"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.OpenapiYAML, options.OperationMiddlewares["openapiYAML"]...)
@@ -13717,6 +14111,163 @@ func (response OpenapiYAML200ApplicationyamlResponse) VisitOpenapiYAMLResponse(w
 	return err
 }
 
+type PreviewAssetRequestObject struct {
+	File string `json:"file"`
+}
+
+type PreviewAssetResponseObject interface {
+	VisitPreviewAssetResponse(w http.ResponseWriter) error
+}
+
+type PreviewAsset200TextcssResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextcssResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/css")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextjavascriptResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextjavascriptResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/javascript")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextResponse string
+
+func (response PreviewAsset200TextResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type PreviewAsset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response PreviewAsset404JSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewAsset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewAsset404ApplicationProblemPlusJSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type PreviewDatasetResponseObject interface {
+	VisitPreviewDatasetResponse(w http.ResponseWriter) error
+}
+
+type PreviewDataset200ResponseHeaders struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDataset200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       PreviewDataset200ResponseHeaders
+	ContentLength int64
+}
+
+func (response PreviewDataset200TexthtmlResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentSecurityPolicy != nil {
+		w.Header().Set("Content-Security-Policy", fmt.Sprint(*response.Headers.ContentSecurityPolicy))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response PreviewDataset422JSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDataset422ApplicationProblemPlusJSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReadyzRequestObject struct {
 }
 
@@ -15211,6 +15762,12 @@ type StrictServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx context.Context, request OpenapiYAMLRequestObject) (OpenapiYAMLResponseObject, error)
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx context.Context, request PreviewAssetRequestObject) (PreviewAssetResponseObject, error)
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx context.Context, request PreviewDatasetRequestObject) (PreviewDatasetResponseObject, error)
 	// Readyz Readiness (the database answers)
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
@@ -15764,6 +16321,56 @@ func (sh *strictHandler) OpenapiYAML(ctx echo.Context) error {
 	return nil
 }
 
+// PreviewAsset operation middleware
+func (sh *strictHandler) PreviewAsset(ctx echo.Context, file string) error {
+	var request PreviewAssetRequestObject
+
+	request.File = file
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewAsset(ctx.Request().Context(), request.(PreviewAssetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewAsset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewAssetResponseObject); ok {
+		return validResponse.VisitPreviewAssetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PreviewDataset operation middleware
+func (sh *strictHandler) PreviewDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request PreviewDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewDataset(ctx.Request().Context(), request.(PreviewDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewDatasetResponseObject); ok {
+		return validResponse.VisitPreviewDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Readyz operation middleware
 func (sh *strictHandler) Readyz(ctx echo.Context) error {
 	var request ReadyzRequestObject
@@ -16092,219 +16699,225 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2LcttGl+ardHG3yqQXoihZziRUpf5SbDnRxLe15D+ZDVxCE2iRPQK7EXRDEuNV1TzEPsM82DzJ1jmn",
-	"GxcSIClbduKM/78qFkmg732u3znnfS/W80wroazpjd/3Mp7zubAix09PitzoHP5KhIlzmVmpVW/ce82n",
-	"gsX4Y8C4YbmwRa5EwqRidiZYRL9FTF/g5ywXV1IXhmV8Koa9oCehld8LkS96QU/xueiNe/ROL+iZeCbm",
-	"HHq90Pmc2964N1lY0Qt6c37zXKipnfXGj/f2g55dZPCmsblU017Qu9mZ6p3ml7e3Qe8pt9wIe/IU2sSu",
-	"M25nVc8J/X4uk17Qy8XvhcxF0hvbvBCtoykKfHK1o+ObbHWxzmQqmNWXQjFxk8l8wfqFkjfMiFirxAwC",
-	"XCJ84IFhkbjJIljTuVRWJF2LJW6y9pWSyn5zAEsllZwX8954VA4UGpyKHEf6TKbinyI3OMSVEc8Ec2vy",
-	"wLALGP8VPRuw65mMZ8zCd2/fPDdsxlUiEqYLyyYL/H7KrWB9mPW/nr56GdDMzIDFPM8XzOhQ2Rm3jLNc",
-	"7BRZqnnC4hlXU2GYuBL5omyccZUwzp48fckU/MKMyK+EweXSaYIDe2DwcTNkL7UNVTwT8aVIxoxjA9fS",
-	"zmBk0gZM5/iRcQUvi5xpJQI2FZYajIs8F8rWGx2GqmP1rxprXzuV3xy0HYsfc66KlOfSLlYX+4civhSW",
-	"GfmHOGQT/GCYsTy3jFt2PdOpYDNd5AZmkPCFCdjbsydd52Ja66o+xv+Zi4veuPc/dqvrvku/mt368GC4",
-	"P4uWYR4pdvT6hF2KBawObGnXEC7Fomt59h9/07Y+P4sF3c1mlyeJUFZeSNirC+z9Z7Eoe21e4Uux+Pjr",
-	"+1zOpe2gdin81jVl/LEx6URc8CK1vfHjEZItuot7o1HtZu61X83TWMN3a8iIgSe6xoI/3nEDTuV0fYdy",
-	"qrgt8u5O5fSOXb41fCqe5Xq+2vEpHn7POkQudcL6UsVpYeSVOGTSGndRHribMhiyp7TgcDbZv+A9YRNx",
-	"oXPBIqujrnFfwABaD0nCrdixci56naM/06tjP1bJ8sjFjRv50iiVvu4altV3H9QtnH2TaWUE8W6tLlIZ",
-	"43mOtbJC4Z88y1IZcxju7r8bov7bkYnjPNd0QuttZLmepGL+vz6srdughfUQN2Cxm4Ap6ba4kcZKNWV6",
-	"8u8itsMeMDKdT2SSCPUFzjMXSOF4yqRhVzyVCZsUls35giltWaKZnUmD03whlUXyBJTtS5ooDBy2LBcX",
-	"hREJu9A5nPwxXhHHUWD6Ghg83OwcxAckqMDw5lrZWbpgvxfa8lD1o193zpyMsfNGcKNVxCJ45Tyl1Yng",
-	"rQgfPxc3sRCJSKKAjhCKpm+4FbiSEbuQIk0MCFtahQrliAEKClwxrrRazEFmjXmaivyBYTxJcmFMOVpo",
-	"rnps7ifKrYCBlr+cN4Y3GLI3wuYLxi+syFmEH3aO4EPkRUISPGaCJ04OL8fc3JBVulQ+uPNapzJebHy+",
-	"6r35aMWkWnnUyi403xYKXv2tV595L+g1d6UX9NrXqPeuhbrdBr2X2j7ThfrCLsBLzUwRzxzN8hpSdaji",
-	"WBeKaBms6RdKz44c/arRtGtUDPHWD1nbvYV7pASwywgVI7yo0YQn56W8EQWhilCiiVi/VJNAnwRWaBj3",
-	"zEJfgKiMpDMXPME1dirMIGCRzuVUKmi+MCI/51OhLLZdqEulr9W5e4A6AZKUSmNB5IavDWoi8AtIl8JY",
-	"NuOGKSHtDK7wK/eu0nmoojfiQuQij6Bb3/qlWESsz1OjQe3RlluROFG6VI3dzLixSAanOY/FAIaYC7gF",
-	"MdK2fvXBT88wyy8FKU2kagXIPRxtBYoWgXTsl7icYqikqfpzW2DOuY38K4k0fJLW30EFVbkvpWEXPDU0",
-	"Sq9DK23PeZrq6+XXKiXbRMDaYIywyMtbJTP3XpxKoWyoamRXKqbckam1LLPzHPXHaLBCOY/iWBiz80Qr",
-	"m+t05whGtkMbtok2bqBxbRQKXvgiufTZZmbcwnrHrMnagHXCWytMe4UdF8BtcQ+VuLH0AonypN4Ohkuc",
-	"kTbf8cdDuGZLnC7CO9rg7ho2myU5v7A7UtiLnZm1Gc/kDowaB73jTsrO6DsYZujVtrB3+Pv3YTEaPYrd",
-	"jTcgzrv+8QdxeP39nuu0/l7+/ejQunfdcOn5CEUfJCIoIeAAAnjZLVetU1o4302jMc9A8CXfshtF1dD6",
-	"UYQKWsBOBkP2jASeIjM2F3zu7yKQL/fV+aQwi2iMe4t0Bg0xOeMp0NoFUMNQnZ08P/7x6Oz4/O3r07M3",
-	"x0cvzl8c/Xp+8vL82fOTH386Y+VCSsUuUjmdwZFq7LFW6eJeb/DfVWxq7EuXtAQ9vVW8sDOdyz/Elyc1",
-	"1USJVtozl8ZINY2cyM7mPAVFWSQoVfSj8nM0ZpGRU+D+4iaLQoXXxUkVwIZ4mrKpvBKKoXJi2bVIU0Yv",
-	"e31AzDO7QLb453MZrZ/zfCq+PBbjxaeJTpDPWK1ZClNB8ffLPa2r2rw7nMgRFYrGfopXXKYgQH15MwTG",
-	"MOFGwPwKlQsez2AihyxHhTblVuRullmu4UbAz8fKOrv3vcz2p7Oz1/+E9cSX73Pu7S2vrET1CHPPBL23",
-	"jiA/4zL90s7u0Srrf7DE5pW5FrlIkAxCMwEzei7sDA846kB2xhXj9BYJ56GqeZDQfhmUD3jjiZF/OOkS",
-	"qWysizRB+jsBUsHjmUhYX+elQWwixoyrSiNYFTmOnj9/9QtLtDCesOvrwZDB6fWTfGCYvlZuUnCUybeU",
-	"cWOQddwfcb+tnYwzORe6sH+3o5FI2jC3mtcSDkXLvpydvDh+9fZseG8re+vt49TQ6xPntMpynYncSrKB",
-	"k3Eg6bShg/j6SqUL7yzq9CfvmEuZ7WhcGJ7uZBqkupxeuw16cS64/Qz91HTodq8tiNA1w4CzZZRWkT7e",
-	"VjNmrer64JBFqkjTiPyw5Q1Gud/ZqbCtwoghO2KJSEXNEMGSXGcGPcFOPwf13jlRrZibLZxwQQ8GQOyx",
-	"sVQ8z/mit3xC33c9XrXnrBWryxWh7SJyJqpqsfpN08fA6arSAq1wrTE+5RIdoK6/idap4Ao7LO0oLU5U",
-	"tPnaGYg+ci7KPmVpKXPde2NNtSVIpaDH1gO2cRlk0rb693UuSwvM6pSfnDx9Y1j/5PXVAaqpJ6+vvgmY",
-	"goGk0ohkwCpbT2lhnxfGsgsQy6Vyh/ZaGoHGoQFo/7QmXC38K0vH7M7HKuXGnsMGrM7gl5koeZsXYOFx",
-	"BDRIkdB+4tHJRazzRCSeEHI2l6qwYrD1xt3XjjhTwDnqju2+3SZ9mDianqChI+apUAl3/hfWf3v2pDqK",
-	"5MIh+0FjYm3Yk46FL7Vi7/Ns2TNnfEXQTufGLm+kt6eeoy30fN1tfIsX+xq2tzIt5yJLeSwSRLMADYOd",
-	"RpMtSHzGyjRl1zq/NOVyYANolgS547PvdGUsQIkiSSQ9+LrGCZHUtYn0ZEGtW/m4WwdysI9Z5O0255nI",
-	"z8mWFBHmhnFnEGNaMX4lcj4VASsyZjWLJkVubMS4ZVrF4pDxONfGsJe4wDLmhoGAx3gyB+6yt/syYEYQ",
-	"RXxzfPT0xfHyeVMIPlhexSa/x04d/qBEXMD/grWWGUKNLE2ypZlgk32nAp/81tpk4EZYmWzIK7QEXavs",
-	"VnDAYTvauX1WTFIZ4xW2mmUFeZdKaFY/+selWHwfIfW5r+NWGD4V50DyzpE2dNEWR0yc39URSPyjjbaM",
-	"2XUurRWKYfsgQBAWzJ2WUGVpYdj1jFvndgV5k/zK+AB5ZLQt21kIJ3qsUKeOlfD7uOVSwGN6DnQpA+0W",
-	"bxguj3cvbSGdLJ0YEohwux1VbF7ZRusVeazEz6AUeOsMrSGSVAJRU5qs8/B1RLRBb5bZTMvpWDnpt4GT",
-	"1l9zsmAtSewdiFNConrBEp0GGZ+KkkZoVVFrDzJdRo+u34129GhNpij/WKdLOU2khTFZbXl6jkL06vRe",
-	"FvMJwdwuxaK08Ze+4Y3EpsTO1nvxY+/eg1NhrVRTc0fO4V+D8XIY8ZAdqYUzBcDBbQi0B/v7LBI3Nufn",
-	"F965HQ0CJm5ikVnnVuXJDuguoXKYDAL8/SwWHnHKc1wPkVk0RCRMTpXORcKMZg5PChSGG3YhLFoOYq5A",
-	"qsm0gVcmPL4MFZIjYDgOcTpk/bMZvJYLlog45dDiTOSihI5GnlxEY3Jxc6tzQy59btilVDs6E4pnMlQ0",
-	"ZcZrLzF3vBcsy4UBGRfFQscchgMkUZ1Ka3PZ3/hVgjZodcata9Ipg6wc7pri+sn7Wqu8IrsrBVILeyqM",
-	"qFTZPkoLqBdMBBr4axcEJAfTqb3WH3Ta6yGLfnsXkVBxR/10zm9O6OE9lAjuqK/WgJFr37+DAutU1VKc",
-	"P2QRNBWh6YyWZOAUVwNqLMf/XnMz7KaJW+qzv3jZGTbNWFD/QTYGvtz3e+Vo2UVhi1zcsz57H2e2a6M3",
-	"6rQb9dZobzTE/+9+GwUs2h+N9sbJ5NvxePfRfnTIOJsgUaN3EY2BhAwOt/tyUNeUgceBdCOqlvd2v43Y",
-	"RMR6Lgyrd1euc6hqSnL92KNNdGn40k1KKyVimOsDwzIh8oDpPKgUJfgKhysVi0pb39mbt6dnx0/PX795",
-	"9evJ8WlEYQ25nM7szlwbywpl8wJpcfTrzjOdX3NQleGviM10tnQRaxfl4DsUvMt7s+lWfpS2//GEb+PZ",
-	"3Uo336iF52KufTQEtsT6o9KYVQVSDNo19CX9aEVLupPmvkQUQEWeCDYVSuSIdOKF1XNuZczTdMEKlcJh",
-	"y3J9JRORMHEDEry0KWL7mwRyeeM3rm3NZrAks2QilhdSGCdP/HR29rqCd8E9JCso8B6OdmmPUB2C9MLn",
-	"WSqGsZ5H9CDd1VDNtLEBix4OG4+AhGGKSaLnHJrvg2KCbCgTN4OARTNrs/HubqpjnkIL40ej0Sii64+S",
-	"pAioaTxwmc5tQBiPf0QVjoKeFippRaKxEog2ZMfou6Zxh4rOBk29+9LtP35037fuDqaZz3AL79VusnIr",
-	"KVbkq7XiQ/ZzZas22xw+7Lx4ari6wk01fikciHzbwpC3pbyP16g3wDV/a0S+cwRvE5khlxfwVYv0AM0g",
-	"4obHNghVzI3YMUIZaeWVALJBEx+yX2SaxDxPiD4BDTFFBsRAJIfUN2dGqmkqGL0CDNyRsWGongt+JRxu",
-	"pS4KAoFDZFw58otcz9GYDtPewWkTYVgO49lsz1hVNNXiOBVz7/BUi1cXvfFvmx03palXoWpc/6YSTrdV",
-	"ytXipQDJw49kVT3vogAbG/4nTwvRW535uxZnqqDuUW1WzL/McAxj3IB/PX31EtTMQgQMVohh2FMikiE7",
-	"gqcMS2QuYosH3chEhIrT96TBQocTYGLXmqXiSqSGJUJkrL+8BAOM261Y9NkiE6c4WtCblbahEjcZSoW5",
-	"iAsM/mR2lutiOmO+y1QrceiA7f65SnOmiLlQuVPQ3IFPeRb+EruLXbtNWt1t1jdCsOpuDIZulajDP/Om",
-	"/Ll3ZM0VIFS4vrgQKkFip7ICtVkjlD2kZ72OkgsMPwBNZzAM1WkmUoueaW4YDCJhk5yreCYMqE+8MIK9",
-	"Ojplj4ajB4YIJaw4aKkCyC+L4CVQtXA7q2NdJNIeX7kD3eTuPPY6v4d18kyeX4rFkIwuvaD6Ai0+tS8o",
-	"RKD2BbnaK5tt1Ub5hW/Df7HyCsVa9wKMEa61QB/d4+9a2C+PbZtJ9heMt0iI5VH3DZcNInwIJiKtEekF",
-	"bSBP5lKxJ89PBpslpHav9apzt92D2GZex0fbDKLOINgtC25/g8rjXsnH+yiMVR/WWol6xzyeuRVNKEgN",
-	"qXX0G0W0BhQ79i5i/coFmcOxLPE4GCk5qAlT1US3XFPL86loOdbbvr6gGOals18dR3/w2uDLzX3DX3Hc",
-	"bfuG4v72gbur/hZ6ks544G9tOf/qYLRa0eH+f7Qjo4/5CAZ/UYdGReI+3Kkh4P1lt8YDw2zOZfop3Bs/",
-	"6EK1mZl/uxagrxtd2FnABIcPSud29g4Gl4hpLsiF79T53vi3nb1vR8HOt4+Ho8d7ewF8cH+/azMbJ7qA",
-	"DQlWeHKNGBzUicHB6qI+EcoFFiwNPtVqKm2RiICl3Lq//tB6/m7Y+9DBPKoP5lHLYGYivnxDmsJGRbl5",
-	"BWppVbYhGTJr93IvGSkJSqRzRBINlkxGB487bULtjTsd6IFhZDtxutpSs/ujg2/bTAhkYdnUsjPE3Knp",
-	"dQpos/Wastnawd5o/2ATJaztVNttcmfAYEKLFTmHFM4a/605D/IypGF1Cq0hoZZdIwoYk8U0ITbeQKdz",
-	"djA6GG5j4zGW26IDKkm/EfKnDu2i/qeCsDAYVTnjjqOaQ+iacVb3LZEtyHuYSuyxEWR7dRxwfzQKDkZ7",
-	"wcHoUXAwOni3keb5dS1nUa5m2xa5FEdtYmgsjDm/6sr180MxB3EYVhhx0F1RtN5jesgyl53D2Zhd3qIy",
-	"J8kW1hW3VtsSBm5tLifF1pDPyccQ/7oi4cJ3P5y4LlP6tRbSJr92HAwk07uzg3udxDKHuMMkHCe7DTYi",
-	"sdd5prd0L98RGOxbfV/x+l42uWhresbNOSLeWtMivfiBPDaYJ2vGQaOEZUdtq2HQrNHFLU/+pSTL7joB",
-	"zd38n+FR2jc4AjVyXLt4c6m6f+zEYcLUz438Q6xZ17rt1IUMfIBZvYw2qMcYeAptWKzngoyVUhkLBIps",
-	"LX6taQv6ztyKNgTD5txciqSJJuT0pNeMN+qhtZiFLuWwLoSMvvtm0wHtnQLDRjgK0dFy6p4PobK8FLRy",
-	"KRYBM3wxGLJTEefCmjEzlmAwgqciCUJFZLzMyPdf//H/HFrOMDPT1wS7RJBOmRMFV4pFDx8+jNzziYuK",
-	"SfV0KhLoDW0uoaKHuGHcvXUpREZc1A0E06phogPPOZCVQJsemzfh8aV7UVrjxBYH4S4v4/vekYsG5J5V",
-	"CQ5i1H/9x3+6g17fgb1vWriii8Jrs11w2wh6Brauc7Y/OvD+9DGL0HYesf7+6CCgOeOx8QZOlAvgZB4S",
-	"o6QYcIyCj5S25xdAwiPWPxgd1CWBHkEGg175TKvVpcjTVnLz67/9H8xtZ8U8S7kVAZtZm0Gn8K9xqW7e",
-	"/3EbsPc3t7ju7xe3iMJ1kFvY3Xp4LSpm5LCqSCE2Nt7dpex6CHxUPN3NNU/M7vs/bnff39zuvl/cDolm",
-	"bpJol4QbmNwGt5KPnIK1uBKgnp+nfOFu4Vaq6z/xrefw0jYhAFfSyIlMXbDi2oarJ1ttCjX5pgPIiYS9",
-	"0WXJkCoqXRHzUqYppYGmVLS8QnWaHSyLgHV+VqPWbTDSNZLmEzIf3k0jXJLk7g6G+ira/fVEu26E2/52",
-	"m1pJYs1VqCfLi7LJBfFuOukEh8jUlL7MubGk+XoiS2QpQzvYv2fw32sxyVop7cdJWd1j3jsY1qE2+wfr",
-	"s7I2xLPuVkd3bNSLdc192YjtaAh9S852XGz0QB96rodD23/8TV3jffxN8Hhv/13w6WTGU5AQawKic2S3",
-	"y5F9kUjE7mJa2WQulRkcOiBvpdDzS9TfnUwJzPu7wVcB8auA+FVA/NsLiHeFdt+LwOjEQ+RBa8Stnx2P",
-	"8keEJozhOECMWw+Ie3WTf+rP8Cp5c+Vml9J9e4Zcz2+zZBvxdeVy8YmhLOEiTSgPipOVS/tCnAqeI8S+",
-	"D4KJQKpHdMwTgGHvq2D8VTC+k4lyo1S7GXVeiawfJpJ+ZpnzrylFltd8joKitEu2xCozxFeB8avA+FVg",
-	"/Cow3ofA2CnFmFbZ7o7Ai2mzPMnWpUI+UOjDQcO6rUp/3bCEYKmyyWYBr+xlZXlAzm0RlX6ArxGYBVdy",
-	"ohNZpjHY0q99KRYeEuGwu+uWA0f4BARW0wKFbWRRyERepeelTIKU+6EregwDs116CE80axkZEAmLgdvb",
-	"TczFct/X3N640PAyAMGVd8HY9wliD4xWOE0a9IYkE30QLpDSAiV6hP8ifxpsOT/MPNwOE2kWGqEYvO1j",
-	"nikh94bhW13P3r3VkJcuCo2/XK3AHfFq49zZLAdUnp+2G0T54Lbe69eUdA4B4kt0SFgu0w5eeY3iSq7V",
-	"NHA+2UzkuO11puFuMyJqiLNtxDJRp++2w+zDVH32ukYqw6sqzeMFlynWvnGlnNpRNjVEy+op8uigOqBG",
-	"gviECQfgSrbFJG+U6e8OkrgjJG+7x7JcqlhmPO2cf/kEiTguDB8TISzns/+AhWjzwTV4R8Mh1xhttYZt",
-	"NwF3e0tP1xKE+4ZjlI4vcFCNIGJ9ruiouS9JvqsPC56prZkDC1cpGP2LLYaEu0Grlnduc42s9jV6Lk0b",
-	"VvxO4gFdrU0yQTfjX6my5ipw9Wa6yGvCsvuY8EWrlNyWBvZeaeF2kuZyItpNotL2VK/UB1dJXABy+zNu",
-	"7NHrkwdInrKaUueyi7qyOUgOfxI8pXjM5mwr4GVFyvXlRtrtXmvb3Z/FokPa/Vziqx9Bu+ga+BJ0W92i",
-	"+qTL0nXbSriNgXw+6dbnYvlkEm7JGEnC/dRCZylotqWXj4JlpZtkFNK8v3TB9O7iY7n5bQfSU71VT/Gz",
-	"J+y7g8f/UpIOIlOGcoO4VE9krWpIYpRZ0wx93J00LOITXdjxJOXq0qfwt9KmInKmIqActBoq4XnCslnO",
-	"MdMP9RlRyOWx6yZhLXR+wKQJFSaZc0TQBR8YtDgNWSkxSoo6xKisrgTMURmNGKoKrh8dYVR6hAYzl8QB",
-	"Jsm4ZangBtvMMLIAU24vdYANH7IyJWqo+kqXjQYserj7EP5ZeWfQ3hTlgSnz8cNK8rlLitRF0lfPIka5",
-	"O0B9rJOyQA9tZ0OiPxgd1OALj7/7rmZLPhi1WpNxmzd2vLr3TU3ipbbsWbsGUYWrLbPKt29OGEV5qFjA",
-	"lkk1bfBCePGweThZH5OBTsRCu6pRNMBBczy1V3pbhsDRQgTr2CRhM4AInbVnYjiq6Zp0+jBpAJpXX/Ds",
-	"uZzkwsFpmNFFHguXMEqacaiiOc+GPElO8Ze+TAL2HsYwZnZ4KVUSsOFwaG8H0ZC91FXuM0m3HD00YxbV",
-	"vF14t1NxYUOlC1vlGPK8YOaieIEUyFScyj9ExPp4RavRCp6YQUkTnA/BFwyTqdih2SY6LuYCA8/g8vmK",
-	"xP7Qk/m57egveeeaC/rT2YvnrPYE61txQ4lbUqkuzeDQOw27J9e7f48e9EPFg38RE/ZC5DG3OmfXOk+T",
-	"rpEw6rMq3vyg6bP8BOFuXQ7AOyqqggpvb8FRfdYZCghb/b3yuXXixKoyPZ2u9w9H4Rtf/Xc1mImK9LZ6",
-	"zU5bgVpYwVckU0zClskbAZyXm6Wbg67q6gJgiLy/RIOW4Ey3Za5UrW/rzI9iPXasZUgb7+mw184VUnHe",
-	"6tLA6C45VSKpSol73wbr1zwNg9aLV0Z6bJt0elmeJ2xvwwBRDjZwpZJ9/Xaq1Vw7lDWobxsOuI7rLTe+",
-	"hh2mwbdzhloxrLuAHtqSRFPuN0q0M6wyKUVBGYpuyuqquWCmzL/gsi2E6nUuzbyKlsMahrXECy7TQoSS",
-	"fzQYs2Ze6qA9L7Ur4nqHxNRt5P6LzcsEu4yZIz4sXhdLTrpOTMOE8u03KJotMT59zVLt5KEybTrtErli",
-	"y1yQI5aLK+0c5kpfH8LyY1LARyOs1T1ogloff7e/ko6uZaFWZu/5VouBtsnC13DbdRpmG0Bl3fOdWJA1",
-	"UI975CWdEV2UY67Oy24Wf7Qysm7m4lDAXjEcV5G023Ccbprua9f4kT0ajoajzrHdsTrAvbh911L/cgp+",
-	"fO103O3Au45DXAnvEtZ8LhV3OVjmPMscAMHJHx2DXtYE/OTXT7J6/rYkD4uXxOovHfhdK7GFNWa1vfXP",
-	"L4/39l19LX7gNp7VyNqScQt+Le2amHymcqgRAAUVZOOYwONRKfmePDWrVvS1qYqfVm9CWz6Hlu/tQudD",
-	"9rQgPVsQ/6OsgInDEO0AawuQRgJ1vJC5sTtGYPlBF7//IfmIH4/qgvbe1r51s/4UupU3mVamhQy84Jkr",
-	"5ZBgcf7Ysqpp1k/1tch3Ym4EJZ5z/AF2SJf1xFY3oPKbdqGjPtMh3PB8+aSz0r9b5UrL9IFmtnbJS6dD",
-	"c1GE//pO7tF6FgRHU7fOQUA9rjU4vP0wzN1RzZvVHq3hZMynZfYqemijiBkqn9HrbiJmmyR4Lyi9O8LK",
-	"PgjTdR9gKdjMmgV9zZy3ULNXmm5xqS0B0u1Nd5/k9u1wA9dyW6mMauxtm6Er1XFDCqiy7nVm2Ssn+a5F",
-	"vpib6Ro5ZFOGMhgNteHeaNujujCyYb2WPZAbRFC8TOv2vUu8Wk4udm8i7Kpjv3tFPtbm6eIK/0o2z6+m",
-	"yP/WpsjL9pifv4K9sS0TysTotLAi6LS9meHaEn2fX1drs9RtNM+t0+pK011z7K1Eq4EFXqrskeXyilsR",
-	"jRvFSzBulf5G6oToMUPoMRZVSKpozFJ5iaCrK4RzTwrLqLoOhb1SVnkP/TEMEzGKBNr0yCxphywijGCE",
-	"qYkRhN8AeWNyVMw0/QpzUVPTc5CyKqS+bwMkftCBkKoqq+GzqxRaH7lD7PtoF5oAOqL9I23QxRo7NSIu",
-	"cmkXp6hfU3HYTP4sFj+hKNeKf3fQ0weGOATBEedSWXT21RTJ/o9CPxfKPKBqZiQduvLCzkhaoPkxy3Cx",
-	"DWZxRLg75dmHDuktnxhi3Pt15yiTOz9jbkx/WnHEmGAS//rfhcgX2wydQgp+h8dZxnM+F1bkaIApB+KH",
-	"gQ9Vo7hs7/9U5Fcy7uarhn53vfcjOzXn//Uf/xkNKIgGvXFTUI4p6yth7XbcIcZDEbnvsAXY/6gRpDFm",
-	"2DcLi9HoUYwP4Z8ECqgyvBuq2d+vD/gntz+49t7k1ZtgzEc12Zm12fJUuw7LmXcVNuctFYgRwKnyBz74",
-	"BItej2vBMM69fq3zhEXYSxQgPNBkPBbkvazKUPbbl6Fc3yE7/r2QVzwFbm41q4+e9WmOgzWnrhkJs7Lz",
-	"tyhMX+jVJSh3NKaqzabMGIfx8pzNecaA3MP8XbVoMybSovjUFSxx0PQS9G0JETwJ1RztCfOJSFgfkWeU",
-	"vRFJVpWeni7aIMBrimFIud1JJdpYatynMsmUdsqAVhq1TDc6yqVv9VJpDfIOOyQwXni0WlwKNQxVqF7g",
-	"dDDjd8zT1CA5RM9D80os7aMLOVo9z4esdctDteHoW629iRVPYAlZwdIg0g6GjBCseNhgSUO1/l6yHXTu",
-	"sZdHL44jnOvxKkQHhqDYCsCnT4idwINzAhaR8SAaEJCwRBeGyiNzxmsQiaTcP3x4sL//8GEFRfTwnFQa",
-	"G6p+9D50CMgQlLcQNKmwF4SgS+G/MCj8AzVE/Cu2N2Hv9h1K77dYj47qoiAyl6Y64zDKetss7A2Hw7B3",
-	"Gw0JSkTj24QBKkE/3Fwalxzb4X5C1b8D8mfg6sCs/FAhglhfaaCimxFBRJ1asD+vuZ1VVpWUBkPpvEVS",
-	"umcN/Qo/wL7vXu3tuizPZvc9gRpvd7F0R1QFnYQKc/4CZzUpN7OARfDWrr+eu/Qsw8TtyFhpQ7AreAsz",
-	"vgF3s7MyCvHhw0ejbx8+ZFaHCpORc6WVjHlKoYPED12JjEuRWdZ/NPq2Fmc4F3amKaAQVsPRTQc7Kike",
-	"inUui2ZvD70St0HPFf/rjdFR8QjEE1g9IJw4MV4k0u6ie020WK7pZtH9C1yOzaCqNwxDwszs8MGVjSCa",
-	"SQdBtL0eKpe8ZOXtKkpVJe5p+F5aJwP6WD8g6YlMSAp0iT8jT5tXkpOjW3U5N/khMxRPSsVLUBWuMvnz",
-	"coqhoqLZjuhKUACzTCiRBMyXTSIyDjyP8khDi7iPFzoPVVWC7Ojt05Oz8zfHZ8cvz05evYxY36mM7GDk",
-	"/Yy4taBRY+8nCdYeNBbTXOPmOanJdNqWq0d2KZl3p5W49qQrkPMORVk0peMR2R+N0PallfVVMZauKULv",
-	"ULfZKlM3JntA9r0sqmWuri4uKNzBgClxjf4SmRuLoNaD0V5XL+Wwd98q7viUSOilR5tfeuYrf+Ib+/vb",
-	"dJNRoR0+ScWxsg6z/Xib3t4qfsUl2QpRKyjmcw4idD0Y54FheDnbVgMTwE/hDFCOd1A2bnY8JdjJNUH4",
-	"gHliB00aVrvtqyftqUfSftGHrZ5bZO1xK+UuptPkPk7bn3d2YPfqpirjrxPIfyj61zV1O9NG1CO8mKwf",
-	"q6c1QPXqybqS4poMGJluc3geu1RWRPlZaTAoh3ZIPyHHVKKhhtf1bVfgpKzLESoYAOsfjB5VEkUr0SSZ",
-	"8mlZzMGJcD/oZHHfh8wFYN02zTe+/H3zhO/dd+dtp/sMKzdcVxFrn5F07m3xxpnWz3k+FX/yfXFqRyl1",
-	"bH36KVFbC2F9X5nqbnfpVmDVmhVC+xS/r5/Oxik5aEuxB28khygM1ZVHpRHlJHJ2JXJ5sfisu00jXf/G",
-	"S20J1/7n7jYtYLXbQU2spAp8bmHNnc9B0M5NfxS2c4dHn4sO3AMN+HL2+EdQHRrFD4j1YQHuD2FudxKA",
-	"XKsnT1G0ybiNZ61G0eUcXam4sOsSdQ3ZEatSc3i9aFLMM1D/m9lzI1+PPhdW5mWlXV1YDD5pWoyXAneH",
-	"7AVHPCSvipN7xhw4AzkWNltrIg+WeTarWDbqQ1wxujiBS8xiZ642pFuBwSErn0HLnSWbfSkk+MFhVh1M",
-	"vurEizZBgDKpfRZBwCVt20oQ+GwEoMBBJX+KMHBn0vEFSQ+02Z9MeiDGtF5Vw4h08ymZSxU8v569PKgM",
-	"NPekRv2tZRHU1PjK4m19hJxi/5EMymlubXoT5Tr4NMSynrTiM+tMLoVDt8ZEtSb/0qd29N3mF55odZFK",
-	"cuR/STT1dIaV7ksGj2aJpWwkKImkKOhVGUi6krXc9UZtRZPf479b6njVTdqk4b3BEJTk0Ct2c4mgh0Il",
-	"WKH0q6K35SGidWScLvNnpKnBe/JlZ9zOKk+2Pyy9ZUIX1IjWpowc79YfTFRb8TB+FEMoulI51FxwjWpS",
-	"VDc3YAR9plRhiTSXQ3ZifciVc6jn4krqgt4LFbd6LkE3Wxwyjr5UOOnkFUoFv1p+y5ZZK7DyfFPyoMWj",
-	"NLsmCBWhnAJGMVBBA3EIGodDUhL4CZ01oGAogoRQ4odUPDBsLiyHXoahouyZNGnQSCaC9bOUS8Ui/1TE",
-	"yvhuEzELB9MgrYIWoznPot1IzvkUfk35Qhf2MFRKs4TDlwkapM2hmyk05RtGKigVxTaaQ6ADL98+Z4g5",
-	"8G7Dw/okCUHQnKVrA0u2YjuotjUMmNGAdDARX4qEkbuMQKah8t78sV8EdIZNcsEvDRDeIkUACWcH+/vs",
-	"Gi3LUarjiJJ/UPcsgnNEy4TJJcgZ6oJ6LSNPWF8Mp0MW/Rb24OmwF7Cw51eCPtVn2nsXDdqVPjhKZ86a",
-	"s50Uo2Mr7E4VLdByOydS8XzRcj//Sgpfad/yml/nuf4C5Jx7WTAX/HIb9LpwEHdva4M2tFIQztbiSPpo",
-	"WSkjRoBqYm5w1Jkofc+XpQkj3W6mgKvziXtWjQufZ6sVsdBIcISQCcwslYncxWZTKqKAYfIgnnZk9yTj",
-	"lK01FqpamlMHRKgb4uH5vssU2chsOqjgJWpRA6gOGQJTMQFPtXD6WpV+OiMoJLl/MDpAWA5KwgaxQMp5",
-	"8ORypsbBkP2AEzWhKhM35/ziQsbI7PRcWvQk+BjnvWA0GrnFMawPJJySw7SS1sqqTfnO7iow4VvPcj3f",
-	"xlOMD5/pbR5t5E77DK5lmv1GQoCHtbSKuBP40caRL0cad5JTM8lvgNdxpoucIfRx8Vlt8566kNQMS9sb",
-	"v29+iVd61Z3XSnB+cfhS0NfGqwBLuPNl5jhrakqrw7KTudvRlVD1oxJxHXmsrs5Z9I9Lsfg+GgQOnlfz",
-	"8qMsdikWvsGgnmUfRTOy84cKHsKDT5A5D7pmfQKxmgAhrAwhrAE7ec1yhFYF1fbFOhMBEwp2OgkYRh4s",
-	"glDVsm8AHfy90JYPDhniMQmbD8Nu0kXD+vDaDr7mcuw1i6kDAfqlzAfdXNhWPw+sgNIuAb807GB0EFBB",
-	"7kceWtpS1ZvKd9fR6rhqLruc88DUAgt8iFaWC/TkTAqMcA0VQXH7vKzw4ZBwbMKT5vAHNLq9IXuC4Fxn",
-	"6SizaOscw52AYIM4b65FCdN48urNqa8ggKs6yfW1Ebk5dEBfErYbYN3IIdx4Ljpoej0Q/5ORzlrgchsm",
-	"x0OjKcqhOsTkIKrFwrkgOHQ0fWIpFob855lCDva3sPa9kMo+pzv04QTbxaUgLW1GVfz2DrhvW/gB/dKM",
-	"X6l/5+JC8CtgycuO2ponEoUbJVrsdmeViPW5WAL1RvYU3ZnPYafKrLCE5V9O4oCR4jA7p4gGrLzRk0U5",
-	"7Qk3IlTGcouo/c4kDZ15Gdhrke94oigI/d1HCngwejRgiQ4VxuFzmRKyGmYxXpLbhbI5Gnui9yHF19dg",
-	"5aB+E1wevjwYPfq/B6OD22jInhCmP1Rmpos0ISsCQXGpQc+0Imwywtz+oQpVnXmiBcGURwEXdIWhBnUq",
-	"2eCVFZM8DBVlfHBrkYhYJrTYdjkUquKCg6BiV23casgcKwrVMi9aYsft7Aj2EOR4WBApDHnE/QfHgkLV",
-	"wYPsTMwHgafiwDnKJaXQVdzMQ8brfKrGn2jriT95ztOIz2pj4KxKCg8TwoRUIKxotZjrwhC7CRUezvWM",
-	"HLSK7wZD4l3Le7yJIxm8bp/IG9WeweUzW3Q6kpm0MMnTAuEeF0XKqsc+lP99ThvD35mTIYuio8r8Wb0z",
-	"+2qyoBXzPhyooT9VrXrIKZ+LRo0jlyiRrNBLJGtIg3775rmppRktgcLRpVgQ5oeH6iIXZpYuvEOqxrWR",
-	"auFLTjZt8PSWXrtvOqZF+zjny4aHKWR042OncrrNY8c32VatYYj2J7VHlKvXZotwv20vJMMbX6Cg/NGk",
-	"YpkybKAWDRrgV5lhLjhkbl5VWaIEpvdu3UWvVxl7T16HW2ebmGElgz868UA/ud8/4UFzxRQ6TF5uW7Do",
-	"aDZcXt93TfjLlVDC1PEur/xk/Aq5uLVlktec9Ct6yNGOj5r4clas1jlCfyAy+RDD9dM8m0lDYcg8thgD",
-	"6wa6cdILPk83Tfrfjl48v9ukfavVpLtn+Gg4KmcJI4femBU3zfI36/xh9796bsadqwdS9qL7hryhn/+U",
-	"C4J9g1KI9s/hfVCsd03MA0+kQkHb6yKgTpblHNYtWy0udi3akLLpfuFxYTSJ7aIQqzg8WJu/S4BY5eoS",
-	"WKxYTTHVYexLU5dxhe65DwsAO1IME8QRdgQrDlDFkie0izuUDm7MRtHARYkZKvlXN14bYTFEDANvTahc",
-	"uCxSg+j9bYTJ87qjv2izP5HiSI2f0ggNnKbbT35u10EXsVri53To/41xiC4yzC3r1pei7r5uyzawGS1Y",
-	"O7GrB6nLEpAuKIreb+VXRGB76NcUxM4P2tDuAK+1G/YZbv5H3vovK7TrLlv3oV6Bn8Wi9Ai0ZgyhIKVz",
-	"4wn/nUGXvoc1rPOuEWKsHyk+F2NG33vHBNbvzoWh6udBqCLn5/UP8jTV12WMmEtkNOVSBSzySeW49U+T",
-	"8dl9D0+QF9j9HCr6DL/Ukje3dlX33HqsS+m8jmR2Tn7nsmWuFpVLmB2p+ugi5nCNGeZ35I3eI+d+qHdU",
-	"Jtw1wqW14qrWafUKOXnhSc6enDx9Qxb8/f2gXmiJ9qjvA0ilSsQNjBFFGW7YhbDxTCQeNQpbLhKKXHNB",
-	"9yZ0G4tpqKiU1w6mfHLpg/uRTDBjkUvK5VKS4XfuSMCfKTf2vDDwIVSRh86e41vntfUKWISglHM7k+Z8",
-	"rpWdRQOcW5WuDGYzVToXCSYNRSim6teSiOnrqg4K5tTDY6gzSss6CNoEPZT/QGpz0/Whf2MCgmLxaFO5",
-	"xnyK06BWEho4cjlncte4JBniCjTKNlEQn16S1v7+IqEHf352sfBrPMtKjOCHCx5ruJCILz8B72EJYobU",
-	"mGENs6pmhkoyLZVl1+jfJY8qy+V0hgVTXPVJnycNPQpEIaVB2NEDw+IizykbIMJ3XDpBWhsPZ8G8T0ue",
-	"w7L+GXRqpFaUeImHKtbZYuz5ltL5nKfS4FUKWPSPqIQnsUTCvko1XUIyYX8lzGkAtA4pUqgk0OFY55gN",
-	"qkZaK+4x11diMATGgfnuKITA5SFbmgJQMhOqfpUJ6uzN29Oz46fnr9+8+vXk+LTWLObmHByWNE/aulpc",
-	"Z1M4RPQOt5M9EV9+UgUYe/iTHKaub1Ok3TB4d1o+p3j8BZGmX/AeO3+dv7cuf6Gk/LETV+wg+cedpe5O",
-	"uoVp1cT9Ey6nC7EpZnQjOcGlbMVoIZcItRaV1CgBFVSpG5HUIDgkCFWhrEzZGmGK9aNGWaqI4P5KXw+w",
-	"iKyqXVOG6RodMhDWJRoyrIeFJi4Qu9n1DLaD1wKfaNyIIHL5SmKkxg72qdNEuKyfoXI1w8aOYsy4KTHe",
-	"9lo7L/SQNUeMkpkvfwULoFNfJUvp62GoXmH0JaybjDmmj80pKV89qAiPUczjmXgAY60lysRorDYKRaXA",
-	"PimJalYb+1PlsZKEwy7C8SSH+NdsDPdkHpBXwoO7Sq3XAcY8YM4fbo/v4u42ZSKXOrk/2ey+41PWxKTU",
-	"65IPQ+XiPtiasI8hw8AFICnXOXyjnE5+kRZmxqSyIr/iaUNaeXt69OPx+bPnb09/Oj95eXb85p9Hz6PA",
-	"1ztgeyNmXLJWEJTYhbh29Q1NiYCbCKJgbIEDPfrQ0BO6ZP9NI0/KmXfTmK8RJz7iBAhB7ZbNeOL58Lro",
-	"k09sVPwIfNo7V//e9diS+J0KU6FY4NOHgyhXudtdOabeLh5TN+WWgmlo5NmBqXArJ6mofIZHr0+GtSTt",
-	"frFg2C11dCmvps+/boTwWdIRzhp4HVDmjWhBU+uhDAZa7eG0Jad6BcG2JbrNF0WozWdQ66GOz2ufBmml",
-	"HuNDgSwNDLKLzCG8Ww3/1o/+YeT0+7AYjfa/ETeZ+ws1z++j5UG0df/LTJepjFEfd9KWM2XWtwKzwK62",
-	"QJCEAI2KBBDwireHVrgg/lpbNYTA7bvb/x8AAP//",
+	"7L2NcttGsi/+KlM8/yqT/kMUJcs5CVVbKcWWE53461ryJueGKmEIDMlZgTMIZiCJ8VXVPsR9hn2wfZJb",
+	"3T2DDxIgKVu24xzvVsUiCcz39Oevu991Ij1PtRLKms7wXSflGZ8LKzL89CTPjM7gr1iYKJOplVp1hp3X",
+	"fCpYhD8GjBuWCZtnSsRMKmZngoX0W8j0BD+nmbiSOjcs5VPR7wQdCa38nots0Qk6is9FZ9ihdzpBx0Qz",
+	"MefQ60Rnc247w854YUUn6Mz5zXOhpnbWGT7e2w86dpHCm8ZmUk07QedmZ6p36l/e3gadp9xyI+zJU2gT",
+	"u065nZU9x/T7hYw7QScTv+cyE3FnaLNcNI4mz/HJ1Y6Ob9LVxTqTiWBWXwrFxE0qswXr5kreMCMirWLT",
+	"C3CJ8IEHhoXiJg1hTedSWRG3LZa4SZtXSir7zQEslVRyns87w0ExUGhwKjIc6TOZiL+LzOAQV0Y8E8yt",
+	"yQPDJjD+K3o2YNczGc2Yhe/evnlu2IyrWMRM55aNF/j9lFvBujDr/zp99TKgmZkei3iWLZjRI2Vn3DLO",
+	"MrGTp4nmMYtmXE2FYeJKZIuiccZVzDh78vQlU/ALMyK7EgaXSycxDuyBwcdNn73UdqSimYguRTxkHBu4",
+	"lnYGI5M2YDrDj4wreFlkTCsRsKmw1GCUZ5lQttpof6RaVv+qtvaVU/nNQdOx+DHjKk94Ju1idbF/yKNL",
+	"YZmRf4hDNsYPhhnLM8u4ZdcznQg203lmYAYxX5iAvT170nYuppWuqmP8/zIx6Qw7/7FbXvdd+tXsVocH",
+	"w/1ZNAzzSLGj1yfsUixgdWBL24ZwKRZty7P/+Jum9flZLOhu1rs8iYWyciJhrybY+89iUfRav8KXYvHh",
+	"1/e5nEvbQu0S+K1tyvhjbdKxmPA8sZ3h4wGSLbqLe4NB5WbuNV/N00jDd2vIiIEn2saCP95xA07ldH2H",
+	"cqq4zbP2TuX0jl2+NXwqnmV6vtrxKR5+zzpEJnXMulJFSW7klThk0hp3UR64m9Lrs6e04HA22X/iPWFj",
+	"MdGZYKHVYdu4JzCAxkMScyt2rJyLTuvoz/Tq2I9VvDxyceNGvjRKpa/bhmX13Qd1C2ffpFoZQbxbq0ki",
+	"IzzPkVZWKPyTp2kiIw7D3f2HIeq/HZk4zjJNJ7TaRprpcSLm///7tXUbNLAe4gYschMwBd0WN9JYqaZM",
+	"j/8hItvvACPT2VjGsVBf4DwzgRSOJ0wadsUTGbNxbtmcL5jSlsWa2Zk0OM0XUlkkT0DZvqSJwsBhyzIx",
+	"yY2I2URncPKHeEUcR4Hpa2DwcLMzEB+QoALDm2tlZ8mC/Z5ry0eqG/66c+ZkjJ03ghutQhbCKxcJrU4I",
+	"b4X4+IW4iYSIRRwGdIRQNH3DrcCVDNlEiiQ2IGxpNVIoR/RQUOCKcaXVYg4ya8STRGQPDONxnAljitFC",
+	"c+Vjcz9RbgUMtPjloja8Xp+9ETZbMD6xImMhftg5gg+hFwlJ8JgJHjs5vBhzfUNW6VLx4M5rnchosfH5",
+	"svf6oyWTauRRK7tQf1soePW3TnXmnaBT35VO0Gleo855A3W7DTovtX2mc/WFXYCXmpk8mjma5TWk8lBF",
+	"kc4V0TJY0y+Unh05+lWhadeoGOKt77Omewv3SAlglyEqRnhRwzGPLwp5IwxGKkSJJmTdQk0CfRJYoWHc",
+	"Mws9AVEZSWcmeIxr7FSYXsBCncmpVNB8bkR2wadCWWw7V5dKX6sL9wB1AiQpkcaCyA1fG9RE4BeQLoWx",
+	"bMYNU0LaGVzhV+5dpbORCt+IichEFkK3vvVLsQhZlydGg9qjLbcidqJ0oRq7mXFjkQxOMx6JHgwxE3AL",
+	"IqRt3fKDn55hll8KUppI1QqQezjaChQtBOnYL3ExxZGSpuzPbYG54Db0r8TS8HFSfQcVVOW+lIZNeGJo",
+	"lF6HVtpe8CTR18uvlUq2CYG1wRhhkZe3SqbuvSiRQtmRqpBdqZhyR6bSskwvMtQfw94K5TyKImHMzhOt",
+	"bKaTnSMY2Q5t2CbauIHGNVEoeOGL5NJnm5lxA+sdsjprA9YJb60w7RV2nAO3xT1U4sbSCyTKk3rb6y9x",
+	"Rtp8xx8P4ZotcboQ72iNu2vYbBZnfGJ3pLCTnZm1KU/lDowaB73jTsrO4DsY5sirbaPO4e9/G+WDwaPI",
+	"3XgD4rzrH38Qh9d/23OdVt/L/jY4tO5dN1x6PkTRB4kISgg4gABedstV6ZQWzndTa8wzEHzJt+xGUTa0",
+	"fhQjBS1gJ70+e0YCT54amwk+93cRyJf76mKcm0U4xL1FOoOGmIzxBGjtAqjhSJ2dPD/+8ejs+OLt69Oz",
+	"N8dHLy5eHP16cfLy4tnzkx9/OmPFQkrFJomczuBI1fZYq2Rxrzf4ryo21falTVqCnt4qntuZzuQf4suT",
+	"miqiRCPtmUtjpJqGTmRnc56AoixilCq6YfE5HLLQyClwf3GThiOF18VJFcCGeJKwqbwSiqFyYtm1SBJG",
+	"L3t9QMxTu0C2+Pm5jNbPeTYVXx6L8eLTWMfIZ6zWLIGpoPj75Z7WVW3eHU7kiApFYz/FKy4TEKC+vBkC",
+	"YxhzI2B+ucoEj2YwkUOWoUKbcCsyN8s003Aj4OdjZZ3d+15m+9PZ2eu/w3riy/c59+aWV1aifIS5Z4LO",
+	"W0eQn3GZfGln92iV9T9YYvPKXItMxEgGoZmAGT0XdoYHHHUgO+OKcXqLhPORqniQ0H4ZFA9444mRfzjp",
+	"EqlspPMkRvo7BlLBo5mIWVdnhUFsLIaMq1IjWBU5jp4/f/ULi7UwnrDr616fwen1k3xgmL5WblJwlMm3",
+	"lHJjkHXcH3G/rZyMMzkXOrd/taMRS9owt5rXEg5Fw76cnbw4fvX2rH9vK3vr7ePU0OsT57RKM52KzEqy",
+	"gZNxIG61oYP4+kolC+8savUn75hLme5oXBie7KQapLqMXrsNOlEmuP0E/VR06GavLYjQFcOAs2UUVpEu",
+	"3lYzZI3qeu+QhSpPkpD8sMUNRrnf2amwrdyIPjtisUhExRDB4kynBj3BTj8H9d45Ua2Ymy2ccEEHBkDs",
+	"sbZUPMv4orN8Qt+1PV6256wVq8sVou0idCaqcrG6ddNHz+mq0gKtcK0xPuUSHaCuv7HWieAKOyzsKA1O",
+	"VLT52hmIPnIuij5lYSlz3XtjTbklSKWgx8YDtnEZZNy0+vd1LgsLzOqUn5w8fWNY9+T11QGqqSevr74J",
+	"mIKBJNKIuMdKW09hYZ/nxrIJiOVSuUN7LY1A41APtH9aE64W/pWlY3bnY5VwYy9gA1Zn8MtMFLzNC7Dw",
+	"OAIapIhpP/HoZCLSWSxiTwg5m0uVW9HbeuPua0ecKeACdcdm326dPowdTY/R0BHxRKiYO/8L6749e1Ie",
+	"RXLhkP2gNrEm7EnLwhdasfd5NuyZM74iaKd1Y5c30ttTL9AWerHuNr7Fi30N21ualjORJjwSMaJZgIbB",
+	"TqPJFiQ+Y2WSsGudXZpiObABNEuC3PHJd7o0FqBEEceSHnxd4YRI6ppEerKgVq183K0DOdiHLPR2m4tU",
+	"ZBdkSwoJc8O4M4gxrRi/EhmfioDlKbOaheM8MzZk3DKtInHIeJRpY9hLXGAZccNAwGM8ngN32dt9GTAj",
+	"iCK+OT56+uJ4+bwpBB8sr2Kd32OnDn9QIC7gf8FaywyhRpYm2dBMsMm+U4JPfmtsMnAjLE025BVagq6V",
+	"dis44LAdzdw+zceJjPAKW83SnLxLBTSrG35/KRZ/C5H63Ndxyw2figsgeRdIG9poiyMmzu/qCCT+0URb",
+	"huw6k9YKxbB9ECAIC+ZOy0ilSW7Y9Yxb53YFeZP8yvgAeWS0LdpZCCd6rFCnlpXw+7jlUsBjeg50KQXt",
+	"Fm8YLo93L20hnSydGBKIcLsdVaxf2VrrJXksxc+gEHirDK0mkpQCUV2arPLwdUS0Rm+W2UzD6Vg56beB",
+	"k9Zfc7JgLUnsLYhTQqJ6wRKdBimfioJGaFVSaw8yXUaPrt+NZvRoRaYo/linSzlNpIExWW15coFC9Or0",
+	"XubzMcHcLsWisPEXvuGNxKbAzlZ78WNv34NTYa1UU3NHzuFfg/FyGHGfHamFMwXAwa0JtAf7+ywUNzbj",
+	"FxPv3A57ARM3kUitc6vyeAd0l5FymAwC/P0sFh5xyjNcD5FaNETETE6VzkTMjGYOTwoUhhs2ERYtBxFX",
+	"INWk2sArYx5djhSSI2A4DnHaZ92zGbyWCRaLKOHQ4kxkooCOhp5chENycXOrM0MufW7YpVQ7OhWKp3Kk",
+	"aMqMV15i7ngvWJoJAzIuioWOOfR7SKJaldb6sr/xqwRt0OoMG9ekVQZZOdwVxfWj97VWeUV2VwikFvZU",
+	"GFGqsl2UFlAvGAs08FcuCEgOplV7rT7otNdDFv52HpJQcUf9dM5vTujhPZQI7qivVoCRa9+/gwLrVNVC",
+	"nD9kITQVoumMlqTnFFcDaizH/15z02+niVvqs7942Rk2zVhQ/0E2Br7c9XvlaNkkt3km7lmfvY8z27bR",
+	"G3XajXpruDfo4/93vw0DFu4PBnvDePztcLj7aD88ZJyNkajRu4jGQEIGh9t92atqysDjQLoRZct7u9+G",
+	"bCwiPReGVbsr1nmkKkpy9dijTXRp+NJNSislIpjrA8NSIbKA6SwoFSX4CocrFQsLW9/Zm7enZ8dPL16/",
+	"efXryfFpSGENmZzO7M5cG8tyZbMcaXH4684znV1zUJXhr5DNdLp0ESsX5eA7FLyLe7PpVn6Qtv/hhG/j",
+	"2d1KN9+ohWdirn00BLbEuoPCmFUGUvSaNfQl/WhFS7qT5r5EFEBFHgs2FUpkiHTiudVzbmXEk2TBcpXA",
+	"YUszfSVjETNxAxK8tAli++sEcnnjN65txWawJLOkIpITKYyTJ346O3tdwrvgHpIVFHgPR7u0R6j2QXrh",
+	"8zQR/UjPQ3qQ7upIzbSxAQsf9muPgIRh8nGs5xya74JigmwoFTe9gIUza9Ph7m6iI55AC8NHg8EgpOuP",
+	"kqQIqGk8cKnObEAYj+/DEkdBTwsVNyLRWAFE67Nj9F3TuEeKzgZNvf3S7T9+dN+37g6mmU9wC+/VbrJy",
+	"KylW5Ku14n32c2WrNtsc3u+8eGq4usJ1NX4pHIh828KQt6W4j9eoN8A1f2tEtnMEbxOZIZcX8FWL9ADN",
+	"IOKGRzYYqYgbsWOEMtLKKwFkgybeZ7/IJI54FhN9Ahpi8hSIgYgPqW/OjFTTRDB6BRi4I2P9kXou+JVw",
+	"uJWqKAgEDpFxxcgnmZ6jMR2mvYPTJsKwHMaz2Z6xqmiqxXEi5t7hqRavJp3hb5sdN4WpV6FqXP2mFE63",
+	"VcrV4qUAycOPZFU9b6MAGxv+O09y0Vmd+XmDM1VQ96g2K+ZfZjiGIW7Af52+eglqZi4CBivEMOwpFnGf",
+	"HcFThsUyE5HFg25kLEaK0/ekwUKHY2Bi15ol4kokhsVCpKy7vAQ9jNstWfTZIhWnOFrQm5W2IyVuUpQK",
+	"MxHlGPzJ7CzT+XTGfJeJVuLQAdv9c6XmTBFzI+VOQX0HPuZZ+FPsLnbtNml1t1nXCMHKu9Hru1WiDj/n",
+	"Tfm8d2TNFSBUuJ5MhIqR2Kk0R23WCGUP6Vmvo2QCww9A0+n1R+o0FYlFzzQ3DAYRs3HGVTQTBtQnnhvB",
+	"Xh2dskf9wQNDhBJWHLRUAeSXhfASqFq4neWxzmNpj6/cga5zdx55nd/DOnkqLy7Fok9Gl05QfoEWn8oX",
+	"FCJQ+YJc7aXNtmyj+MK34b9YeYVirTsBxghXWqCP7vHzBvbLI9tkkv0F4y1iYnnUfc1lgwgfgolIa0Qy",
+	"oQ3k8Vwq9uT5SW+zhNTstV517jZ7EJvM6/hok0HUGQTbZcHtb1Bx3Ev5eB+FsfLDWitR55hHM7eiMQWp",
+	"IbUOf6OI1oBix85D1i1dkBkcywKPg5GSvYowVU50yzW1PJuKhmO97esLimFeOvvlcfQHrwm+XN83/BXH",
+	"3bRvKO5vH7i76m+hJ+mMB/7WFvMvD0ajFR3u/wc7MrqYj6D3J3VolCTu/Z0aAt5fdms8MMxmXCYfw73x",
+	"g85Vk5n5t2sB+rrRuZ0FTHD4oHRmZ+cwuFhMM0EufKfOd4a/7ex9Owh2vn3cHzze2wvgg/v7vMlsHOsc",
+	"NiRY4ckVYnBQJQYHq4v6RCgXWLA0+ESrqbR5LAKWcOv++kPr+Xm/876DeVQdzKOGwcxEdPmGNIWNinL9",
+	"ClTSqmxDMmTa7OVeMlISlEhniCTqLZmMDh632oSaG3c60APDyHbidLWlZvcHB982mRDIwrKpZWeIuVPT",
+	"6xTQeusVZbOxg73B/sEmSljZqabb5M6AwYQWK3IOKZwV/ltxHmRFSMPqFBpDQi27RhQwJoupQ2y8gU5n",
+	"7GBw0N/GxmMst3kLVJJ+I+RPFdpF/U8FYWEwqnLGHUc1h9A146zqWyJbkPcwFdhjI8j26jjg/mAQHAz2",
+	"goPBo+BgcHC+keb5dS1mUaxm0xa5FEdNYmgkjLm4asv180M+B3EYVhhx0G1RtN5jeshSl53D2Zhd3qIi",
+	"J8kW1hW3VtsSBm5tJsf51pDP8YcQ/6oi4cJ335+4LlP6tRbSOr92HAwk07uzg3udxDKHuMMkHCe7DTYi",
+	"sdd5prd0L98RGOxbfVfy+k46njQ1PePmAhFvjWmRXvxAHhvMkzXjoFHCsqO2VTNoVujilif/UpJld52A",
+	"5m7+z/Ao7RscgQo5rly8uVTtP7biMGHqF0b+Idasa9V26kIG3sOsXkQbVGMMPIU2LNJzQcZKqYwFAkW2",
+	"Fr/WtAVdZ25FG4Jhc24uRVxHE3J60mvGG/XQSsxCm3JYFUIG332z6YB2ToFhIxyF6Ggxdc+HUFleClq5",
+	"FIuAGb7o9dmpiDJhzZAZSzAYwRMRByNFZLzIyPfvf/5fh5YzzMz0NcEuEaRT5ETBlWLhw4cPQ/d87KJi",
+	"Ej2dihh6Q5vLSNFD3DDu3roUIiUu6gaCadUw0YHnHMhKoE2PzRvz6NK9KK1xYouDcBeX8V3nyEUDcs+q",
+	"BAcx6t///Jc76NUd2PumgSu6KLwm2wW3taBnYOs6Y/uDA+9PH7IQbech6+4PDgKaMx4bb+BEuQBO5iEx",
+	"SooBxyj4UGl7MQESHrLuweCgKgl0CDIYdIpnGq0ueZY0kptf//t/Y247K+Zpwq0I2MzaFDqFf41LdfPu",
+	"j9uAvbu5xXV/t7hFFK6D3MLuVsNrUTEjh1VJCrGx4e4uZddD4KPiyW6meWx23/1xu/vu5nb33eK2TzRz",
+	"k0S7JNzA5Da4lXzkFKzFlQD1/CLhC3cLt1Jd/45vPYeXtgkBuJJGjmXighXXNlw+2WhTqMg3LUBOJOy1",
+	"LguGVFLpkpgXMk0hDdSlouUVqtLsYFkErPKzCrVugpGukTSfkPnwbhrhkiR3dzDUV9HuzyfatSPc9rfb",
+	"1FISq69CNVlemI4nxLvppBMcIlVT+jLjxpLm64kskaUU7WD/SOG/12KcNlLaD5Oy2se8d9CvQm32D9Zn",
+	"Za2JZ+2tDu7YqBfr6vuyEdtRE/qWnO242OiBPvRcD4e2//ibqsb7+Jvg8d7+efDxZMZTkBArAqJzZDfL",
+	"kV0RS8TuYlrZeC6V6R06IG+p0PNL1N+dTAnM+7veVwHxq4D4VUD8ywuId4V234vA6MRD5EFrxK2fHY/y",
+	"R4QmjOE4QIwbD4h7dZN/6nN4lby5crNL6b49Q67nt2m8jfi6crn42FCWcJHElAfFycqFfSFKBM8QYt8F",
+	"wUQg1SM65glAv/NVMP4qGN/JRLlRqt2MOi9F1vcTST+xzPnnlCKLaz5HQVHaJVtimRniq8D4VWD8KjB+",
+	"FRjvQ2BslWJMo2x3R+DFtF6eZOtSIe8p9OGgYd1Wpb92WEKwVNlks4BX9LKyPCDnNohKP8DXCMyCKznW",
+	"sSzSGGzp174UCw+JcNjddcuBI3wCAqtpgMLWsiikIivT81ImQcr90BY9hoHZLj2EJ5qVjAyIhMXA7e0m",
+	"5mK572tub1xoeBGA4Mq7YOz7GLEHRiucJg16Q5KJLggXSGmBEj3Cf5E/9bacH2YeboaJ1AuNUAze9jHP",
+	"lJB7w/Ctrmbv3mrISxeFxl+sVuCOeLlx7mwWAyrOT9MNonxwW+/1a0o6hwDxJTokLJdJC6+8RnEl02oa",
+	"OJ9sKjLc9irTcLcZETXE2TZimajT8+0w+zBVn72ulsrwqkzzOOEywdo3rpRTM8qmgmhZPUUeHVQF1EgQ",
+	"nzDhAFzJppjkjTL93UESd4TkbfdYmkkVyZQnrfMvniARx4XhYyKE5Xz277EQTT64Gu+oOeRqoy3XsOkm",
+	"4G5v6elagnDfcIzS8QUOyhGErMsVHTX3Jcl31WHBM5U1c2DhMgWjf7HBkHA3aNXyzm2ukdW8Rs+lacKK",
+	"30k8oKu1SSZoZ/wrVdZcBa7OTOdZRVh2H2O+aJSSm9LA3ist3E7SXE5Eu0lU2p7qFfrgKokLQG5/xo09",
+	"en3yAMlTWlHqXHZRVzYHyeFPgicUj1mfbQm8LEm5vtxIu91rTbv7s1i0SLufSnz1I2gWXQNfgm6rW1Sd",
+	"dFG6blsJtzaQTyfd+lwsH03CLRgjSbgfW+gsBM2m9PJhsKx0k4xCmveXLpjeXXwsNr/pQHqqt+opfvaE",
+	"fXfw+D8L0kFkylBuEJfqiaxVNUmMMmuavo+7k4aFfKxzOxwnXF36FP5W2kSEzlQElINWQ8U8i1k6yzhm",
+	"+qE+Qwq5PHbdxKyBzveYNCOFSeYcEXTBBwYtTn1WSIySog4xKqstAXNYRCOOVAnXD48wKj1Eg5lL4gCT",
+	"ZNyyRHCDbaYYWYApt5c6wIYPWZESdaS6SheNBix8uPsQ/ll5p9fcFOWBKfLxw0ryuUuK1EbSV88iRrk7",
+	"QH2k46JAD21nTaI/GBxU4AuPv/uuYks+GDRak3GbN3a8uvd1TeKltuxZswZRhqsts8q3b04YRXmoSMCW",
+	"STWt8UJ48bB+OFkXk4GOxUK7qlE0wF59PJVXOluGwNFCBOvYJGEzgAidNWdiOKromnT6MGkAmldf8PS5",
+	"HGfCwWmY0XkWCZcwSprhSIVznvZ5HJ/iL10ZB+wdjGHIbP9Sqjhg/X7f3vbCPnupy9xnkm45emiGLKx4",
+	"u/BuJ2JiR0rntswx5HnBzEXxAimQiTiVf4iQdfGKlqMVPDa9giY4H4IvGCYTsUOzjXWUzwUGnsHl8xWJ",
+	"/aEn83PT0V/yztUX9KezF89Z5QnWteKGErckUl2a3qF3GrZPrnP/Hj3oh4oH/yLG7IXIIm51xq51lsRt",
+	"I2HUZ1m8+UHdZ/kRwt3aHIB3VFQFFd7egqP6rDMUELb6e+lza8WJlWV6Wl3v74/CN77672owExXpbfSa",
+	"nTYCtbCCr4inmIQtlTcCOC83SzcHXdXlBcAQeX+Jeg3BmW7LXKla39aZH8V67FjDkDbe036nmSsk4qLR",
+	"pYHRXXKqRFyWEve+DdateBp6jReviPTYNun0sjxP2N6aAaIYbOBKJfv67VSruXIoK1DfJhxwFddbbHwF",
+	"O0yDb+YMlWJYdwE9NCWJptxvlGinX2ZSCoMiFN0U1VUzwUyRf8FlWxip15k08zJaDmsYVhIvuEwLIUr+",
+	"YW/I6nmpg+a81K6I6x0SUzeR+y82LxPsMmaOeL94XSw56ToxNRPKt9+gaLbE+PQ1S7STh4q06bRL5Iot",
+	"ckEOWCautHOYK319CMuPSQEfDbBWd68Oan383f5KOrqGhVqZvedbDQbaOgtfw23XaZhNAJV1z7diQdZA",
+	"Pe6Rl7RGdFGOuSovu1n80cjI2pmLQwF7xXBYRtJuw3HaabqvXeNH9qg/6A9ax3bH6gD34vZdS/2LKfjx",
+	"NdNxtwPnLYe4FN4lrPlcKu5ysMx5mjoAgpM/Wga9rAn4ya+fZPn8bUEeFi+J1V868LtWYgtrzGp7659f",
+	"Hu/teXUtfuA2mlXI2pJxC34t7JqYfKZ0qBEABRVk45jA40Eh+Z48NatW9LWpip+Wb0JbPoeW722isz57",
+	"mpOeLYj/UVbA2GGIdoC1BUgjgTpOZGbsjhFYftDF779PPuLHg6qgvbe1b92sP4Vu5U2qlWkgAy946ko5",
+	"xFicP7KsbJp1E30tsp2IG0GJ5xx/gB3SRT2x1Q0o/aZt6KhPdAg3PF886az056tcaZk+0MzWLnnhdKgv",
+	"ivBf38k9Ws2C4Gjq1jkIqMe1Boe374e5O6p4s5qjNZyM+bTIXkUPbRQxR8pn9LqbiNkkCd4LSu+OsLL3",
+	"wnTdB1gKNrNiQV8z5y3U7JWmG1xqS4B0e9PeJ7l9W9zAldxWKqUae9tm6Ep0VJMCyqx7rVn2ikmeN8gX",
+	"czNdI4dsylAGo6E23BtNe1QVRjas17IHcoMIipdp3b63iVfLycXuTYRddey3r8iH2jxdXOGfyeb51RT5",
+	"P9oUedkc8/NnsDc2ZUIZG53kVgSttjfTX1ui79Prak2Wuo3muXVaXWG6q4+9kWjVsMBLlT3STF5xK8Jh",
+	"rXgJxq3S30idED1mCD3GwhJJFQ5ZIi8RdHWFcO5xbhlV16GwV8oq76E/hmEiRhFDmx6ZJW2fhYQRDDE1",
+	"MYLwayBvTI6KmaZfYS5qanoOUlaJ1PdtgMQPOhBSVWU1fHaVQqsjd4h9H+1CE0BHtH+kCbpYYadGRHkm",
+	"7eIU9WsqDpvKn8XiJxTlGvHvDnr6wBCHIDjiXCqLzr6KItn9UejnQpkHVM2MpENXXtgZSXM0P6YpLrbB",
+	"LI4Id6c8+9AhveUTQww7v+4cpXLnZ8yN6U8rjhgTTOJf/ysX2WKboVNIwe/wOEt5xufCigwNMMVA/DDw",
+	"oXIUl839n4rsSkbtfNXQ7673bmin5uLf//xX2KMgGvTGTUE5pqyvhLXbcYcYD0XovsMWYP/DWpDGkGHf",
+	"bJQPBo8ifAj/JFBAmeHdUM3+bnXAP7n9wbX3Jq/OGGM+ysnOrE2Xp9p2WM68q7A+b6lAjABOlT3wwSdY",
+	"9HpYCYZx7vVrncUsxF7CAOGBJuWRIO9lWYay27wMxfr22fHvubziCXBzq1l19KxLc+ytOXX1SJiVnb9F",
+	"YXqiV5eg2NGIqjabImMcxstzNucpA3IP83fVos2QSIviU1ewxEHTC9C3JUTweKTmaE+Yj0XMuog8o+yN",
+	"SLLK9PR00XoBXlMMQ8rsTiLRxlLhPqVJprBTBrTSqGW60VEufauXSmuQd9ghgfHCo9XiUqj+SI3UC5wO",
+	"ZvyOeJIYJIfoeahfiaV9dCFHq+f5kDVu+UhtOPpWa29ixRNYQFawNIi0vT4jBCseNljSkVp/L9kOOvfY",
+	"y6MXxyHO9XgVogNDUGwF4NMlxE7gwTkBC8l4EPYISFigC0fKI3OGaxCJpNw/fHiwv//wYQlF9PCcRBo7",
+	"Ut3w3cghIEegvI1Akxp1ghHoUvgvDAr/QA0R/4rszahze47S+y3Wo6O6KIjMpanOOIyy2jYbdfr9/qhz",
+	"G/YJSkTj24QBKkA/3Fwalxzb4X5GqnsH5E/P1YFZ+aFEBLGu0kBFNyOCiDo1YH9eczsrrSoJDYbSeYu4",
+	"cM8a+hV+gH3fvdrbdVmeze47AjXe7mLpjrAMOhkpzPkLnNUk3MwCFsJbu/567tKzDBO3I2OlDcGu4C3M",
+	"+Abczc6KKMSHDx8Nvn34kFk9UpiMnCutZMQTCh0kfuhKZFyK1LLuo8G3lTjDubAzTQGFsBqObjrYUUHx",
+	"UKxzWTQ7e+iVuA06rvhfZ4iOikcgnsDqAeHEifE8lnYX3WuiwXJNN4vuX+BybAZlvWEYEmZmhw+ubATR",
+	"TDoIoun1kXLJS1beLqNUVeyehu+ldTKgj/UDkh7LmKRAl/gz9LR5JTk5ulWXc5MfMkPxpFS8BFXhMpM/",
+	"L6Y4UlQ02xFdCQpgmgol4oD5sklExoHnUR5paBH3caKzkSpLkB29fXpydvHm+Oz45dnJq5ch6zqVkR0M",
+	"vJ8RtxY0auz9JMbag8ZimmvcPCc1mVbbcvnILiXzbrUSV550BXLOUZRFUzoekf3BAG1fWllfFWPpmiL0",
+	"DnWbrTJ1Y7IHZN/Lolrq6urigsIdDJgS1+gvkZmxCGo9GOy19VIMe/et4o5PiZheerT5pWe+8ie+sb+/",
+	"TTcpFdrh40QcK+sw24+36e2t4ldckq0QtYJ8PucgQleDcR4YhpezaTUwAfwUzgDleAdl42bHU4KdTBOE",
+	"D5gndlCnYZXbvnrSnnok7Rd92Kq5RdYet0LuYjqJ7+O0fb6zA7tXNVUZf51A/kPRv6qp25k2ohrhxWT1",
+	"WD2tAKpXT9aVFNdkwEh1k8Pz2KWyIsrPCoNBMbRD+gk5phI1Nbyqb7sCJ0VdjpGCAbDuweBRKVE0Ek2S",
+	"KZ8WxRycCPeDjhf3fchcANZt3Xzjy9/XT/jefXfedLrPsHLDdRmx9glJ594Wb5xp/ZxnU/GZ74tTOwqp",
+	"Y+vTT4naGgjru9JUd7tLtwKr1qwQ2qf4ffV01k7JQVOKPXgjPkRhqKo8Ko0oJ5GxK5HJyeKT7jaNdP0b",
+	"L7UlXPvn3W1awHK3g4pYSRX43MKaO5+DoJmb/ihs6w4PPhUduAca8OXs8Y+gOtSKHxDrwwLc78Pc7iQA",
+	"uVZPnqJok3IbzRqNoss5uhIxsesSdfXZEStTc3i9aJzPU1D/69lzQ1+PPhNWZkWlXZ1bDD6pW4yXAnf7",
+	"7AVHPCQvi5N7xhw4AzkWNltrIg+WeTYrWTbqQ1wxujiBS8xiZ642pFuB3iErnkHLnSWbfSEk+MFhVh1M",
+	"vurEiyZBgDKpfRJBwCVt20oQ+GQEIMdBxZ9FGLgz6fiCpAfa7I8mPRBjWq+qYUS6+ZjMpQyeX89eHpQG",
+	"mntSo/7Ssghqanxl8bY+Qk6x/0AG5TS3Jr2Jch18HGJZTVrxiXUml8KhXWOiWpN/6lM7+G7zC0+0miSS",
+	"HPlfEk09nWGl+4LBo1liKRsJSiIJCnplBpK2ZC13vVFb0eR3+O+WOl55kzZpeG8wBCU+9IrdXCLoIVcx",
+	"Vij9quhteYhoHRmny/wJaWrwjnzZKbez0pPtD0tnmdAFFaK1KSPH+fqDiWorHsYPYgh5WyqHiguuVk2K",
+	"6uYGjKDPlCosluayz06sD7lyDvVMXEmd03sjxa2eS9DNFoeMoy8VTjp5hRLBr5bfskXWCqw8X5c8aPEo",
+	"za4JRopQTgGjGKighjgEjcMhKQn8hM4aUDAUQUIo8UMiHhg2F5ZDL/2RouyZNGnQSMaCddOES8VC/1TI",
+	"ivhuEzILB9MgrYIWwzlPw91QzvkUfk34Quf2cKSUZjGHL2M0SJtDN1NoyjeMVFAqim00h0AHXr59zhBz",
+	"4N2Gh9VJEoKgPkvXBpZsxXZQbasZMMMe6WAiuhQxI3cZgUxHynvzh34R0Bk2zgS/NEB48wQBJJwd7O+z",
+	"a7Qsh4mOQkr+Qd2zEM4RLRMmlyBnqAvqtYw8YV3Rn/ZZ+NuoA0+POgEbdfxK0KfqTDvnYa9Z6YOjdOas",
+	"OdtJMTqywu6U0QINt3MsFc8WDffzz6TwFfYtr/m1nusvQM65lwVzwS+3QacNB3H3tjZoQysF4WwljqSL",
+	"lpUiYgSoJuYGR52J0vd8WZow0u16Crgqn7hn1Tj3ebYaEQu1BEcImcDMUqnIXGw2pSIKGCYP4klLdk8y",
+	"TtlKYyNVSXPqgAhVQzw833WZImuZTXslvEQtKgDVPkNgKibgKRdOX6vCT2cEhSR3DwYHCMtBSdggFkg5",
+	"D55cztTY67MfcKJmpIrEzRmfTGSEzE7PpUVPgo9x3gsGg4FbHMO6QMIpOUwjaS2t2pTv7K4CE771LNPz",
+	"bTzF+PCZ3ubRWu60T+BaptlvJAR4WAuriDuBH2wc+XKkcSc51ZP8BngdZzrPGEIfF5/UNu+pC0nNsLSd",
+	"4bv6l3ilV915jQTnF4cvBX1tuAqwhDtfZI6zpqK0Oiw7mbsdXRmpblggrkOP1dUZC7+/FIu/hb3AwfMq",
+	"Xn6UxS7FwjcYVLPso2hGdv6Rgofw4BNkzoOuWZdArCZACCtDCGvATl6zDKFVQbl9kU5FwISCnY4DhpEH",
+	"i2CkKtk3gA7+nmvLe4cM8ZiEzYdh1+miYV14bQdfczn26sXUgQD9UuSDri9so58HVkBpl4BfGnYwOAio",
+	"IPcjDy1tqOpN5buraHVcNZddznlgKoEFPkQrzQR6csY5RriOFEFxu7yo8OGQcGzM4/rwezS6vT57guBc",
+	"Z+kosmjrDMOdgGCDOG+uRQHTePLqzamvIICrOs70tRGZOXRAXxK2a2Dd0CHceCZaaHo1EP+jkc5K4HIT",
+	"JsdDoynKoTzE5CCqxMK5IDh0NH1kKRaG/PlMIQf7W1j7Xkhln9Mden+C7eJSkJbWoyp+Owfu2xR+QL/U",
+	"41eq37m4EPwKWPKyo7biiUThRokGu91ZKWJ9KpZAvZE9Rbfmc9gpMyssYfmXkzhgpDjMzimiAStu9HhR",
+	"THvMjRgpY7lF1H5rkobWvAzstch2PFEUhP7uIgU8GDzqsViPFMbhc5kQshpmMVyS24WyGRp7wncjiq+v",
+	"wMpB/Sa4PHx5MHj0fw4GB7dhnz0hTP9ImZnOk5isCATFpQY90wqxyRBz+4/USFWZJ1oQTHEUcEFXGGpQ",
+	"pZI1XlkyycORoowPbi1iEcmYFtsuh0KVXLAXlOyqiVv1mWNFI7XMi5bYcTM7gj0EOR4WRApDHnH/wbGg",
+	"kWrhQXYm5r3AU3HgHMWSUugqbuYh41U+VeFPtPXEnzznqcVnNTFwViaFhwlhQioQVrRazHVuiN2MFB7O",
+	"9YwctIrven3iXct7vIkjGbxuH8kb1ZzB5RNbdFqSmTQwydMc4R6TPGHlY+/L/z6ljeGvzMmQRdFRZf6s",
+	"3pl91VnQinkfDlTfn6pGPeSUz0WtxpFLlEhW6CWS1adBv33z3FTSjBZA4fBSLAjzw0dqkgkzSxbeIVXh",
+	"2ki18CUnm9Z4ekOv7Tcd06J9mPNlw8MUMrrxsVM53eax45t0q9YwRPuj2iOK1WuyRbjftheS4Y0vUFD+",
+	"YFKxTBk2UIsaDfCrzDAXHDI3r6osUQLTOV930atVxt6R1+HW2SZmWMngj1Y80E/u94940FwxhRaTl9sW",
+	"LDqa9pfX97wOf7kSSpgq3uWVn4xfIRe3tkzy6pN+RQ852vFBE1/OitU4R+gPRCYfYrh+mmczaSgMmUcW",
+	"Y2DdQDdOesHnyaZJ//fRi+d3m7RvtZx0+wwf9QfFLGHk0Buz4qZe/madP+z+V8/NuHX10Fssrne5IZ/B",
+	"RCbitnUZX9PTR4bUzSXG0+DId56Mdid+vSpugxN/427BAu9GxjQezWqRG3juH/yK0xJv9Ti6q9c/2bhr",
+	"MO3+e9DztVvrXPviGt3eDwyjXgNm7CIRzkuvYiyvWVh9fnzO/uu0haD6va+S01ZJ6UgxPZkkUglG0hfr",
+	"1jvx7iNQGH0kOmEdekNXDaFmqku5sQKDh0vpByHSCGJABwBFGGBBUlPLJ+RCrwzzsIU/tJ6T4TUoMAoq",
+	"DkaKUhH58ZBm6EpVuIp0CIzAyLaZTmKMDYFuML1BonlsWMGqSu8W2UVR/CtVxymQ6MCBj4oM9IXOzJWP",
+	"RCc9j3quvA+aL2awGouRwsaYgx9MMj5FqtIN/wO09X//81+ku/+HkVP4NMoHg/1vxE1afkCzMz7Z8/h2",
+	"X/SVRzOXUDm7ElmTgOkueokA/xCMzDYXeGaX6exWF43OCa04Z4RkY0+o7Z1Td5V2XutERlgXsZL8r+Wp",
+	"DYP4IJFrzfV2wZVoJafzXtrqtaIUHC3XOBM8XrQLOW/o588i42DfzGo6af37EDrP67A1HkuFthJPHsbc",
+	"iKIizzrOV0ltsBYwTgnRv/DQXprEdoHkZSg1rM1fJca3RCsIrDevppitluZaDQ13z71fDO+RYpjjk+B/",
+	"WDSGik55akPCzpANwp4L9DVUtbXqfzTCYpQv5k4wI+UyHqBAF767DTH/aXsAL232R7L9UeOnNELjSOJH",
+	"Prfr0OdY8PZTYrL+wlByF9zrlnXrS1FFIDUljNkM+K6c2NWD1GbMTRaUCMVv5VdQd3P0LkmS77Oh7TG6",
+	"azfsE9z8D7z1X1Z07l227n0duz+LReHUbUz6RHGmF8YT/jvj5n0Pa1jnXYN8WTdUfC6GjL73vmXgqGh/",
+	"R8h0MFKhg+r4B3mSgITtwnxdLroplypgoc8Lyq1/mrQm9z08QUAe9/NI0Wf4pZJ/v7GrKvjGwxUL/FEo",
+	"0wuCDhUtg8ZYoHrYkaqOLvS6YYopenmt99B5kKsdFTnTjXCZCbmqdFq+QjgdeJKzJydP35ATdn8/qNbK",
+	"oz3q+hwAUsXiBsaIogw3bCJsNBOxB/7DlouYgo+98j5yG4uZBKka4w5m7XMZ4LuhjDHpnMur6LJK4nfu",
+	"SMCfCTf2IjfwYaRCH/1wgW9dVNYrYCHiCi/sTJqLuVZ2FvZwbmXGSZjNVOlMxJj3GdH0qlvJA6mvy1JW",
+	"mBYVj6FOKbN2L2gS9FD+A6nNTddHbw/JgID1/02JbvBZqoNKVX/gyMWcyePu8hyJK6FsoyiITy9Ja399",
+	"kdDj9z+5WPg1JHElzPv9BY81XEhElx+B97AYYZ9qyLAMZVn2SMWplsqya4ToECiGZXI6w5pXroCwT3WJ",
+	"TmGikNIgcvSBYVGeZZTQFRGYLiMsrY1HJGLqviXwR2FAhE6N1Ipy5/GRinS6GHq+pXQ254k0eJUCFn4f",
+	"FghTFkvYV6mmS2BU7K9AqvaA1iFFGikJdDjSGSb0q5DWknvM9ZXo9YFxYMpSigJzqSSXpgCUzIxUt0zm",
+	"d/bm7enZ8dOL129e/XpyfFppFtMr9w4LmidtVS2usikcIgJ8msmeiC4/qgKMPXwmzIvr2+RJeySTOy2f",
+	"Ujz+gkjTL3iPHeTC31uXglZSCvCxq1cTf39nqbuVbmFmTHH/hMvpQmyKSTlJTnBZt9G74NwqlcDSWhW/",
+	"oMy+W/oqgpHKlZUJWyNMsW5YqywYUsSW0tc9dK6oyjVlmHHXgbthXcI+w5KGaOICsZtdz2A7eCV2lcaN",
+	"IFCXcipCauyQ+zpBHwslU3ZlH4eOYsy4KcJ07LV2QKI+q48YJTNfwRAWQCe+0KHS1/2ReoWuGlg3GXHM",
+	"AJ5RXtVqXCgeo4hHM/EAxlrJdYyeqSYKRdUcPyqJqheM/KzyWEHCYRfheBKm6WtCnXsyD8gr4fG5hdbr",
+	"ML8e8+wPt4focnebUpFJHd+fbHbfIYZrwgrxNZ+caaRc6B5bE7nXZxh7BiTlOoNvlNPJJ0luZkwqK7Ir",
+	"ntSklbenRz8eXzx7/vb0p4uTl2fHb/5+9DwMfMkatjdgxuXbBkGJTcS1K1FrChDzWBAFYwsc6NH7Rg/S",
+	"JfsfGjxYzLydxnwNGvRBg0AIKrdsxmPPh9cFEH5ko+IHQIzP4dXsyvfYULuDaguS59xVgABRrkRMuYp6",
+	"nV08pm7KDTUv0cizA1PhVo4TUfoMj16f9Ct1NvxiwbAbSqFTamRfQsMI4QtdYERC4HVAmdUCvk2lhyKe",
+	"c7WH04ayGGUUjS0Ayr6uTWU+vUoPVYh18zRIK/XYF4pFrIWRuOBKgixXQDzd8Hsjp38rISlVPEq4PIim",
+	"7n+Z6SIbPerjTtpypszqVmAi79UWCJIQoFGRAAJe8fboOIdNqrRVQQjcnt/+vwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
