@@ -2407,6 +2407,24 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	//
+	// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PreviewDataset A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Readyz Readiness (the database answers)
 	//
 	// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
@@ -2967,6 +2985,44 @@ func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn)
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewOpenapiYAMLRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+//
+// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *Client) PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewAssetRequest(c.Server, file)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewDataset A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *Client) PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewDatasetRequest(c.Server, datasetId)
 	if err != nil {
 		return nil, err
 	}
@@ -4033,6 +4089,74 @@ func NewOpenapiYAMLRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewPreviewAssetRequest constructs an http.Request for the PreviewAsset method
+func NewPreviewAssetRequest(server string, file string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "file", file, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/assets/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPreviewDatasetRequest constructs an http.Request for the PreviewDataset method
+func NewPreviewDatasetRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewReadyzRequest constructs an http.Request for the Readyz method
 func NewReadyzRequest(server string) (*http.Request, error) {
 	var err error
@@ -4742,6 +4866,28 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAMLWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiYAMLResponse, error)
+
+	// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+	//
+	// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error)
+
+	// PreviewDatasetWithResponse A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error)
 
 	// ReadyzWithResponse Readiness (the database answers)
 	//
@@ -6619,6 +6765,109 @@ func (r OpenapiYAMLResponse) ContentType() string {
 	return ""
 }
 
+type PreviewAssetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PreviewAssetResponse) GetJSON404() *NotFoundApplicationJSON {
+	return r.JSON404
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PreviewAssetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewAssetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewAssetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewAssetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PreviewDatasetResponse200Headers the declared response headers of an HTTP 200 response for PreviewDataset
+type PreviewDatasetResponse200Headers struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PreviewDatasetResponse200Headers
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r PreviewDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
+	return r.JSON422
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PreviewDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7918,6 +8167,40 @@ func (c *ClientWithResponses) OpenapiYAMLWithResponse(ctx context.Context, reqEd
 		return nil, err
 	}
 	return ParseOpenapiYAMLResponse(rsp)
+}
+
+// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+//
+// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *ClientWithResponses) PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error) {
+	rsp, err := c.PreviewAsset(ctx, file, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewAssetResponse(rsp)
+}
+
+// PreviewDatasetWithResponse A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *ClientWithResponses) PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error) {
+	rsp, err := c.PreviewDataset(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewDatasetResponse(rsp)
 }
 
 // ReadyzWithResponse Readiness (the database answers)
@@ -9702,6 +9985,85 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 	return response, nil
 }
 
+// ParsePreviewAssetResponse parses an HTTP response from a PreviewAssetWithResponse call
+func ParsePreviewAssetResponse(rsp *http.Response) (*PreviewAssetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewAssetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePreviewDatasetResponse parses an HTTP response from a PreviewDatasetWithResponse call
+func ParsePreviewDatasetResponse(rsp *http.Response) (*PreviewDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PreviewDatasetResponse200Headers
+		if values := rsp.Header.Values("Content-Security-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Security-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentSecurityPolicy = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseReadyzResponse parses an HTTP response from a ReadyzWithResponse call
 func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10559,6 +10921,12 @@ type ServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx echo.Context) error
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx echo.Context, file string) error
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx echo.Context, datasetId DatasetID) error
 	// Readyz Readiness (the database answers)
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
@@ -10909,6 +11277,38 @@ func (w *ServerInterfaceWrapper) OpenapiYAML(ctx echo.Context) error {
 	return err
 }
 
+// PreviewAsset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewAsset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "file" -------------
+	var file string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "file", ctx.Param("file"), &file, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter file: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewAsset(ctx, file)
+	return err
+}
+
+// PreviewDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewDataset(ctx, datasetId)
+	return err
+}
+
 // Readyz converts echo context to params.
 func (w *ServerInterfaceWrapper) Readyz(ctx echo.Context) error {
 	var err error
@@ -11140,6 +11540,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/tiles/token/:dataset_id/", wrapper.GetTileToken, options.OperationMiddlewares["getTileToken"]...)
 	router.POST(options.BaseURL+"/api/tiles/tokens/", wrapper.GetTileTokensBatch, options.OperationMiddlewares["getTileTokensBatch"]...)
 	router.GET(options.BaseURL+"/api/tiles/:dataset_id/tilejson.json", wrapper.GetTileJSON, options.OperationMiddlewares["getTileJSON"]...)
+	router.GET(options.BaseURL+"/preview/:dataset_id", wrapper.PreviewDataset, options.OperationMiddlewares["previewDataset"]...)
+	router.GET(options.BaseURL+"/preview/assets/:file", wrapper.PreviewAsset, options.OperationMiddlewares["previewAsset"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.OpenapiYAML, options.OperationMiddlewares["openapiYAML"]...)
@@ -13898,6 +14300,163 @@ func (response OpenapiYAML200ApplicationyamlResponse) VisitOpenapiYAMLResponse(w
 	return err
 }
 
+type PreviewAssetRequestObject struct {
+	File string `json:"file"`
+}
+
+type PreviewAssetResponseObject interface {
+	VisitPreviewAssetResponse(w http.ResponseWriter) error
+}
+
+type PreviewAsset200TextcssResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextcssResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/css")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextjavascriptResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextjavascriptResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/javascript")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextResponse string
+
+func (response PreviewAsset200TextResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type PreviewAsset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response PreviewAsset404JSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewAsset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewAsset404ApplicationProblemPlusJSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type PreviewDatasetResponseObject interface {
+	VisitPreviewDatasetResponse(w http.ResponseWriter) error
+}
+
+type PreviewDataset200ResponseHeaders struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDataset200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       PreviewDataset200ResponseHeaders
+	ContentLength int64
+}
+
+func (response PreviewDataset200TexthtmlResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentSecurityPolicy != nil {
+		w.Header().Set("Content-Security-Policy", fmt.Sprint(*response.Headers.ContentSecurityPolicy))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response PreviewDataset422JSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDataset422ApplicationProblemPlusJSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReadyzRequestObject struct {
 }
 
@@ -15392,6 +15951,12 @@ type StrictServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx context.Context, request OpenapiYAMLRequestObject) (OpenapiYAMLResponseObject, error)
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx context.Context, request PreviewAssetRequestObject) (PreviewAssetResponseObject, error)
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx context.Context, request PreviewDatasetRequestObject) (PreviewDatasetResponseObject, error)
 	// Readyz Readiness (the database answers)
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
@@ -15945,6 +16510,56 @@ func (sh *strictHandler) OpenapiYAML(ctx echo.Context) error {
 	return nil
 }
 
+// PreviewAsset operation middleware
+func (sh *strictHandler) PreviewAsset(ctx echo.Context, file string) error {
+	var request PreviewAssetRequestObject
+
+	request.File = file
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewAsset(ctx.Request().Context(), request.(PreviewAssetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewAsset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewAssetResponseObject); ok {
+		return validResponse.VisitPreviewAssetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PreviewDataset operation middleware
+func (sh *strictHandler) PreviewDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request PreviewDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewDataset(ctx.Request().Context(), request.(PreviewDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewDatasetResponseObject); ok {
+		return validResponse.VisitPreviewDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Readyz operation middleware
 func (sh *strictHandler) Readyz(ctx echo.Context) error {
 	var request ReadyzRequestObject
@@ -16273,268 +16888,276 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Jchs5tjb4KgjO/GGyJkmRFCVLVFR0qGxVlbq8/Zbc1X1NhxLMBEm0kkBWApTE8ijiPsQ8w42Y15hH",
-	"uU8ygXOATCSZXLR4q+vuiLJI5oLl4OznOx9rkZymUjChVa3/sZbSjE6ZZhl8ejbLlMzMXzFTUcZTzaWo",
-	"9Wtv6JiRCH4MCFUkY3qWCRYTLoieMBLibyGRI/icZuyKy5kiKR2zPqGCyJT+MWNE6YyLMakPqWL7vUYw",
-	"EClVisVkSKNL82SuWqT+SmoSsyihGYtJOJLZlOo+Gc41CwNyPeHRhJxd0/GYZeTdKZGjEcuUuZmSEU8Y",
-	"maWJpHGrMRC1oMbN+P+YsWxeC2qCTlmtX8PR1oKaiiZsSs18p/TmBRNjPan19zrdoKbnqbkSx1sLajfN",
-	"sWyWv7y9DWrPqaaK6dPn5hnwqpTqSfGmGH+/4HEtqGXsjxnPWFzr62zG/LfjFGv92mwGVy6/6OQmXd6W",
-	"czNbLS+ZIOwm5dmc1GeC3xDFIili1QhgM+CCJ4qE7CYNzTJNudAsbq1YHHaT1irHxoXe79WC2pQLPp1N",
-	"a/12PlDzwDHLYKQ/84T9g2UKhrg04gkjdk2eKNytK7zWbaw23717+0KRCRUxi4mcaTKcw/djqhmpm1n/",
-	"/ez1qwBnphokolk2J0oOhJ5QTSjJWBOJgEQTKsZMEXbFsnn+cEJFTCh59vwVEeYXolh2xRQsl0xiGNgT",
-	"BZerFnkl9UBEExZdsrhPKDzgmuuJGRnXAZEZfAQyT2KWESlYQMZM4wOjWZYxof2HtlaS5tUqqtzvVZHF",
-	"LxkVs4RmXM+XF/unWXTJNFH8T3ZEhvBBEaVppgnV5HoiE0YmcpYpM4OYzlVA3p0/W0UXY+9V/hj/z4yN",
-	"av3a/7FTMJYd/FXt+MMzw/2NVQzzWJDjN6fkks3N6pgtXTWESzZftTzdvf2q9fmNzfFsll95GjOh+Yib",
-	"vRrB239j8/yt5SN8yeYPP74v+JTrFXw1Mb+tmjL8WJp0zEZ0luhaf68dmBXAs9hpt72T2ak+mmeRNN+t",
-	"YSPKXLFqLPDjHTfgjI/Xv5CPBdWzbPVL+fiOr3yn6Jj9nMnp8ovPgPidkGIZlzGpcxElM8Wv2BHhWtmD",
-	"8sSelEaLPMcFN7RJnsI5IUM2khkjoZbhqnGPzAAqiSSmmjU1n7LaytGfy+Wxn4h4ceTsxo58YZRCXq8a",
-	"lpZ3H9StoX2VSqEYaAnH8ZSLt/lpMCqF0EwAfdM0TXhEzZh3/q1QBLAbOk0TS3ia8gQEAVdEpiyDS4lg",
-	"LEZuSc3DSWZ4k8zIhI8nDCS1pnqmav1eezeoaa7N42o/y2zI45iJYtB0KGe6P0youKzdbsumTrJM4gnx",
-	"h59mcpiw6f/1zU3jNlggndcimeOookjOhCFuGJ8iUzonsSR6wlXLvOiZFKOER/reu8qsxCWRfZJC2egL",
-	"QrMI7MgokUCZxZocFmuSD+TL7exXOpWl3V09Umr0Qq60Ubnl8N8s0rDJVmktyO5+mw1URYUldUNJU3rJ",
-	"CHUKHklnw4RHhv6n8ooRrgkXWprPRnOSI5Ixw2MizeKv94R/i7OsJhGaJCyDGQipHcWYk++mYnTbK86u",
-	"mTHy8vnJEaFC6gnLHPsgdTUB00xmdvYNUILN3YoPecL1nMildVMMye8k5lpmn0p+MHj6ty9Avug81hDQ",
-	"E4VjWqAjq8ErUkcKUiRjNAYqaMCuG1NAP1i8UE2MHaIJTczz58jf1FcsRb7siCs30p1srvJB2QNt5Zux",
-	"oe1RN0c84yLiKU2KfXwl9c9yJu57eOEZQD0jeIq/Fr1iLV5JTX62F3yZ7ftCA13atVeSqFk0yXeuDnuk",
-	"C66uGFMNs1lAa8VGqUcR8rrktZHXIicP5OsMDCd4tfrKJfnXOJWl7catIzQzbFbQMYvBA+bMCuXswMqJ",
-	"wOb/xuYPPKOWoX8Lp/SLDXXlOXUjsu7xXHL6W/SSCw1uofvrQFIa+rBuTfSnZOyPGVNakVEmp6jd0TjO",
-	"mFLWSiF0pFlG3pq/m8fwt3UXgw43U8xobXYC/kJ2PSll3vzSvPmtfd2XE7B/uTVYIipDKMaCy9hoplhM",
-	"RjIjQl73gbRySlNEXrEMuFdGtfUqolUi9CSZkz9mUtOBqIf/bJ5bX3rzLaNKipCE5paLBKkxNHeFcPkF",
-	"u4kYi1kcBoXtG76lmgHlhmTEWRJD7EWKgQB/ubUFhLEaxHwqZ8qjf9yGfLTA0vLLpm6iVDMz0PyXi9Lw",
-	"Gi3cObuLobeNodtHdLBPGI1tZCsfs/lQbMiy/y2/sPlGJjyab7y+eHv50sIZW+mLXdqF8t1MmFvf1/yZ",
-	"14JaeVdqQa16jWofKrx4t0HtgTLBOg6+BZnwxYa6UiagA2atSDAU8VCFDQxKxxViyRQsAU0SeY3hrYyP",
-	"uSATrVPV39lhVzxp2ee0BNNfuaX89U9saf+PyRVNeEyijEHUiSbkGkLowM1bpIofG/4omFHzQgjsAgMO",
-	"hzS+yOMlYTAQIURkQmMOONmXZiymmilCnWUuR+R6IkG9BZPcUxwbAQlx2czjZ4plF3TMhIZnz8SlkNfi",
-	"wl6ALzFrnxj71S63gkiq+cUKXTKhigjGwV8Uvrb3CpkNRPiWjVjGstC81j39ks1DUqeJkoSSTGqqWWxD",
-	"gXkSgZ0ZVdop5xFrmCEWnrWQ1IsPbnqKaHrJPM1ABUAzzldhxnHJ5hduifMpDgRXxfvsFqgLqkN3S8wV",
-	"HSb+PRBgF/ZLrsiIJgpH6XIAhNQXQK6LtxVJAioksYQxmkVe3Cqe2vuihDOhB8ITp1wQYUnGezJPLzKI",
-	"f4eNJYl4HEVMqeYzKXQmk+axGVkTN2yTzNsgu6okj7nhgdqud/6flJQcroiTiBsVvG9Ao/0m51npaNqg",
-	"nFaoon1SVvWMKmnuWlJil9TTmdE+gfYFu9F4A4ZwMa2h0VrQFPHQ2OU6MuxpQfMLgbeVtF0J0ibO6Eg3",
-	"OdOjppE2NOVNM2oYdNOesGb70Axz4ML1g9rRHz8OZu32bpSbJ2m+XfADO7r+sWNf6t+X/dg+0vZeO1y8",
-	"PgRTAJgvaMwwgMDcbJfLeykunHtN6WFOJYGb3JPtKIoHrR/FQJgnwEsaLfIzGgCzVOmM0anjYYbt268u",
-	"hjM1D/uwt8CfIQEny/2RE6oG4vz0xckvx+cnF+/enJ2/PTl+efHy+J8Xp68ufn5x+suv54WdxwUZJXw8",
-	"MSRV2mN0Pz8i5/urmhGlfVllPZg3vRN0picy438+jJE7TyYGPAprm9T/dsnmPzYwnuQZ9fW/KT4G+uvu",
-	"s5vU/gUK0I+NknLXKbhdabRflKF/s/Otsmc8VbaSh0+5UlyMQxcWnNJkJLMpi0GrrYf557BPQsXHRvtk",
-	"N2k4EMB2rFZr1Xsy5ldMEHB6aHLNkoTgzc7PwKapnoNa9uW1HClf0GzM7nkyrEwmQxnPiZaSJPAwb7M7",
-	"nuXirj4Rmus5MZL9hb3+yxD6VzX8SoUk80fIVTFIML8fgbe9RMoHtUWg3WckG4/ssf6qGdVXNPjqAHTB",
-	"drhyTMYbrdvEK8oTY4g9IInJsOshVcy8aFY80andaiIznfiu4T3fp3BmV80fy5fMY/paZ7MyOl0MNmM0",
-	"mviDTahmmd3pNJOGu5ufkYvcb8fff6xF+gZ+hIH1a5SkVE/MCHIfExY7UGEdH2YAXKQzDRnz6GWK5HRn",
-	"SlNjUiUyMmqX4TO1oGZ9JbWg8yGoTdW41q/9gyYzRuB9AdnidfmCX5kbL3Cgtx98K6/rn0hvaSyHfeCe",
-	"/Xp+/uYf5pTBct6bHr+v9b3Xeum0FJcQe01Qe2cV+Z8pTx6gofux5dyMG+EzfTbhrcNPNCa/UM2u6fyL",
-	"M7svPPBlH/CyMfxkwfAV6pplLAaFFilVySnTExBx4E3VEyqcjYBuvoHwamkgkzvIL3DhNcX/tP4W0Jcj",
-	"OUtiIP2hUYdoNGExqcsiL3AI9VqFb3HZCD9+8eL17wse+EaLmLV3k3QZCTApOGtQZWNrvaR4PDX91qP5",
-	"cz5lcqYfl+hjjsvl5iKIzZIvaMmLJlk6Im4oX9lB+Bomc4/DsTDsa26ORQVlnp++PHn97rz1aLSVTw4f",
-	"9ObUFjClmUxZpjnWQ2CgJV5ZT5ExGr8WydwVDq2sLWyqS542JSwMTZqp5AL8Qea226AWZYzqz/AeLx5R",
-	"XcEHub1FkMXGhfIIUx34leqTytBH44iEYpYkIdbk5TwMfIF+MtZMsRY5JjFLmBfUIXEmU+Vyq827E660",
-	"LajTbKq2KMgKamYAaCKUlopmGZ3XFin046rLi+fZyM/ycoUQBwptuK9YrHo5jNSw/mvr5cenETqmHIrh",
-	"7PuGUiaMgj5UxKQqCuogEAB5L4Yy8nfyPOpoX+8CX8WWAJ82b6wksI3LwOOq1X8susyjWctTfnb6/K0i",
-	"9dM3Vz1wXZ++udoPiDADSbhicYMUcbM8C2U6U5qMaJIYRohEe80Vg0Bb42gg7JpQMXe3LJDZnckqoUpf",
-	"mA1YnsHvE5ZLd+emMJdDcStnMe4nkE7GIpnFNl3XaK5kysVMs8bWG/dYO2LDAxfgT66u8yvzh6Hl6TEE",
-	"PyKaMBFTm6NE6u/OnxWkiGlOGFMoTayqDnnFwueeclf/VrFnzmDof1yzsYsb6WLTF+AYuVh3Gt/Bwb42",
-	"21uE6TOWJjQq8jphpyH8bbR5pXmSkGuZXap8OeABEOI1mtdn3+kigLBJzhchErNu4DeqFCK2bsZQhpYk",
-	"nWFqTF79XQ/BMR4CUT/WLGaKjtmFOUkXQHKrSNbSqE15s+cO/qgi2T65zrjWTBB4vpFLWG5udplHdCDS",
-	"ZKbItcvZRjUGU/rgAkyakDp/zpxZibZE9CtWwhH6lkthLpNTQ+6pntf6IKNgeVwGyBZC79aviH5fQzlr",
-	"3YRw2MpStPR0z0zPtZog16N8PlmSdIWcLSspvmhYdzZLZLzIvSqoo4iDYfKWoWhUAt9QdPIvKIIr4DMQ",
-	"VsPpKxCfTumY5WdbioIJmB9Kp3s415tlbzVAhSeq8j/WHV2r4FbwOy01TS5AN1ue3qvZdIiV9FABZMPJ",
-	"eWJbZdzSJ50cjsN/ixv76j04Y1pzMYZZ0TjmSOhvvB0Bul40N9xtUNhmRtwix2JubWxDuCU9qdftkpDd",
-	"6IxejFymWNgIIBEj1TbzicZNoxIPhE2HRUyB39jcgVrQDNaDpRos/JjwsZDG2lfSltsAh6GKjJgGkzyi",
-	"wgjLVCpt0VEGAtiR0ZItqEWL1M8n5raMFXApE5axHJ0idOwi7GMWGtUyU5iPSBW55KIpUyZoygcCp0yo",
-	"dxOx5D0nacaUUZ1A27DqiQVYWWkLlZf9rVsl8wxcnX7lmqwUbUvE7dlDn/xda20iEHe5nqPNnjLFCgup",
-	"zmg0QXVzyCAG6h0QrN1ZZRT5F1qj6IiE7z+EoAvc1eyZ0ptTvLjTbrfvbAZ52Atr77+DXWQtoFxLPCKh",
-	"eVQIPilckoa1h5Sxjij895qCBrTi9VuaSb87lcxsmtLGqjQqF+ATub2yvGw007OMPbKZ9Bg0u2qjN5pK",
-	"G82hsNNuwf93DsKAhN12u9OPhwf9/s5uNzwilAyBqeG9kDAJjMwQt/2y4RtgRsYZ7YYVT+7sHIRkyCI5",
-	"ZYr4r8vXeSA828sne3A2Lgyf20lJIVhk5vpEkZSxLCAyCwr923wFw+WChLkL6fztu7Pzk+cXb96+/ufp",
-	"yVmIyEkZH090cyqVNuZ5NgNeHP6z+bPMrqmxwMxfIZnIdOEgegeldwiWSn5uNp3KBxmRD2d8G2l3K5Nv",
-	"o3GXsal0gEvwJFJv5z6SAqupUW34eaA3xf/uaxAuMAVjeQ0ZGTPBMkhGpjMtp1TziCbJnMxEYogtzeQV",
-	"NyY4uzEaPNcJwAeVGeTixm9cW88UXdBZUhbxEWfK6hO/np+/KTKwzTm0cSwtYbuVcsVBLaO95CGzEC/E",
-	"szoQE6l0QMIfWqVLjIahZsNYTql5fN0YJiCGUnbTCEg40Trt7+wkMqKJeUJ/t91uh3j8QZNkAT4aCC6V",
-	"mQ4wnfBvYZGyh1czEVcmi5M8V7xFTiC9B8c9EEgbOPXVh667t/vYp+4OFv9nOIWPa47facBLY9lsVN9v",
-	"QdxxXz66ZTt1AVILg7FMoZc6J7hrUIwNHb9TLGsem7vxHGGowAgODQQPdj67oZEOBiKiijUVE4prfsXM",
-	"ucCJt8jvPIkjmsV4AM0hUbPUUDuLjyz6BVFcjJMc9RDq7eGctgbiBaNXzOau+bqOOcGQZVyuYjSC0Ey7",
-	"CdNGyl+EwtpssC9bUmJ+krCpC5WJ+esRxOg3EWDuIhNg+/nfFNrXtlanmL9iRrS6kSzbn6sMvI0PhtB/",
-	"bXnmHyqCUAxfj4AnxN1MYAx92IC/n71+RSApICBmhQhAh8UsbpFjc5UiMc9YpIHQFY/ZQFD8Hk0088Kh",
-	"4dLXkiTsiiWKxIylpL64BA1A2Sxk0Pk8ZWcwWmMYCqkHgt2koPZkzJjPHFwImZyNJ8S9MpGCHdmyM3dd",
-	"YRoi6txAWCoo78CnpIWvYnfh1XaTlneb1BVjpDgbiGCSv/BLnpQve0bWHAGsTJKjERMxMDuRzsBcU0zo",
-	"I7zWKeEZgxI4o8o3WgNxlrJEQ0SPKmIGEZNhRkU0YcrYB3SmGHl9fEZ2W+0nChmlWfHQJVOT0NxkbAnY",
-	"zoKsZzHXJ1eWoMt+Cho5o9alyNOUX1yyeQu9CrWg+AJcGt4XWKbmfYEhysIpWTwj/8I9w32xdAvildaC",
-	"GiJ45E/Aj/byDxXil0a6yuf4O9T8xSjy8PWl0ArkhmB4nWvFkhFuIMI1PXtx2qgysMtrWB3tWw6KVUde",
-	"qvzHcGmVx896vFa7+rY/QTm5FwpgF5TF4sNaN0jthEYTu6IxFsADtw7fIypkgEVZH0JSL0I3GQCDuTwG",
-	"gABqeMpUMdEt11TTbMwqyHrb2+eIA7pA+wU5OsKrKgUp7xv8CuOu2jfQZ7cHv1wOKOCVSOOBO7X5/AvC",
-	"qHQTm/P/YE99HTB9G1+px75gcff32jNz/6Lf/okiOqM8+RT++5/kTFT5Ud9fM2OQKjnTk4Awaj4ImenJ",
-	"BzO4mI0zhqHPPOXpfbNz0A6aB3ut9l6nE5gP9u8PVX7RWM5K2cu5TPaYQc9nBr3lRX3GhC3SWhh8IsWY",
-	"61nMApJQbf/6U8rph1btvoPZ9QezWzGYCYsubSXFxjhI+Qh40OTbsAyeVodxF7xwmIIhM8jAaCz4RHp7",
-	"K50e1Q+3NtATRV7b6n6w1RYe2233DqpsZHQhbHqy9TTc6dHrDNDy0z1js/IFnXa3t4kTejtVdZosDSgA",
-	"hV7Sc9Dg9OSv5x3P8rKm5SlUwhJocg35owC4Xk5NcB4omZFeu9faxonhkg6rXo+/YcaEnxKD7x8zTequ",
-	"XG5CrURVR+bVHnRlUQnvQih51qpi6Fy0ErDbbge9difotXeDXrv3YSPPc+uazyJfzaotsmgkVWpoxJS6",
-	"uFqFl//TbGrUYbPCkEG7CsnBhQSPSGoRrq0T1WL/57jeW3hX7Fptyxio1hkfzrZOlRs+hPn7hoSFkLg/",
-	"c13k9GtdgGV5bSWY0UzvLg4edRKLEuIOk7CS7DbYmMG6LvS6Zfz0jgmV7qleenMtHY6qHj2h6gKQpypb",
-	"C7z8CUMS0GtiQo1FaZYdrK2SQ9Pji1tS/iVHJKV1Cpo9+b+ZS3HfDAl47Ng7eFMuVv+4Mn/NTP1C8T/Z",
-	"mnX1fac21fqOWRN+dn8pN9txaEUiOWXorORCaUB/HSEMAK41bkHdulvBh6DIlKpLFpez/mwbF2cZb7RD",
-	"vVzvVcahr4S0D/c3EWjtzAhsyLdAPppP3ckhMJYXyh0u2Twgis4bLXLGooxp1SdKY54HowmLg4FANp73",
-	"z/nv//x/bDqYImoirwlkCkAWSo63BitFwh9++CG018e2niKR4zGLzdvA5zIQeBF0wsG7LhlLUYragUBr",
-	"EgDbcZIDRIl5pks+g1Y8eCPXyqotNvXVqzU4tjWf1IkqRo0a9d//+V+W0P0d6OxXSEVbwVnlu6C6BCBh",
-	"xLrMSLfdcwHjPgnBdx6SerfdC7zuP87BiRCpPGFHKCgRTwMK7UMh9QWggoWk3mv3fE2ghjlxQS2/ptLr",
-	"MsuSSnbzz3/9B/SH0WyaJlSzAACpAMFZ61RZGL2Pf94G5OPNLaz7x/ktkSJiuPewu36JPRhm2CCkYIUO",
-	"5Qo71EBmn6DJTiZprHY+/nm78/Hmdufj/LaFPHOTRrug3JjJLakxZdnham7MWlwxY55fJHRuT+FWpus/",
-	"4K4X5qZtUqcLaPGNDy6urPQpePrNikxFYOylV+YCqeDSBTPPdZpcGyhrRYsr5PPsYFEF9OWZx62r8iTX",
-	"aJrP0H14N4twQZO7e7bPd9Xu61PtVqdwdbfb1EITK6+C33AmTIcjlN1I6RjvT8UYv8yo0mj5OiaLbCkF",
-	"P9i/U/PfazZMKzntw7Ss1WPu9Fp+Lkm3t76zWUk9W/3U9h0f6tS68r5sTF4oKX0LwXZYbIhAHzmpB0Pr",
-	"7u37Fu/efrDX6X4IPp3OeGY0RE9BtIHsaj2yjg0PEFAQYa4bRzZTtTDo6SXY71anNML7sPFdQfyuIH5X",
-	"EP/yCuJdc5cfRWG06iHIoDXq1m9WRjkSwQlDvYlhxpUEYm/dFJ/6ElEl567cHFJ67MiQffO7NN5GfV06",
-	"XHSosNMmS2LEj7G6cu5fiBJGM8ghrxvFhAHXQz7mGECr9l0x/q4Y38lFuVGr3ZxWXais91NJP7PO+XVq",
-	"kfkxn4KiyPWCL7GoqP+uMH5XGL8rjN8VxsdQGFdqMapSt7tj4sW43OJ763bb91T6YNBm3Za1v9VpCcFC",
-	"d/DNCl7+lqXlMXpuhar0k/kaErPMkRzKmOd1+lvGtS/Z3KVE2NzddcsBI3xmFFZVkQpbgglIWVZAnSMK",
-	"JYIbrCqPgspji3/gmKYHOQCZsFCZvN3EbLHyY83tra19zgsQbIt0KO4eQu6BkgKmiYPegKJQN8oFcFrD",
-	"iXbhX5BPjS3nByju1Wki5WbdWGS2fVEvNoXYMHwt/Q4SWw154aDg+PPVCiyJFxtnaTMfUE4/VScIcbS2",
-	"3us3iBYGCeILfMiChVXKymtQVzIpxoGNyaYsg233hUZVl50NuUz40g/b5eybqTrUrxII3lUBfTiiPIH+",
-	"8a7nYWWWjZfRskxFLjtIl5tjek0xq4puN+r0d0+SuGNK3naX5f07V84/vwJVHFtnDpX+iz1V7rEQVTG4",
-	"kuwoBeRKoy3WsOokYEvZ7SJdCyncNxSqdFyTnWIEIakvdDtG/c4flrnGW7OlZozuxgpHwt1SqxZ3bsMN",
-	"t6vW6AVXVbnid1IP8Ght0glWC/5fymqMVZ6N4ilnmacs248xnVdqyVXQqI/KC7fTNBfBWTepSttzvdwe",
-	"XGZxgdHbf6ZKH785fQLsKfWMOgsLaVvyATv8ldEE6zHLsy0SLwtWLi838m57W9Xu/sbmK7Tdz6W+uhFU",
-	"q64gYbc+Rf6k7X3ba7ilgXw+7daBjXwyDTcXjKjhfmqlM1c0q1pMhMGi0Y06Clre37pienf1Md/8KoJ0",
-	"XG85UvzzM3LY23uasw5kUwrBLyyWEXqrSpoYIhKqlqu744qEHiSsa+MBMLKhdRUZzoGrIWKaxSSdZBSg",
-	"bPCdIZZcntjXxKSCzzcIVwMBKGqWCdriA+w13yK5xsix6hCqslYh54Z5NeJAFOn64TFUpYfgMLMoBWaS",
-	"hGqSMKrgmSlUFgBY88IL4MFHJIeSHIi6kPlDAxL+sPOD+Wfpnkb1oxDoJO9WYVaSTi3qzyqWvkyLUOVu",
-	"E+ojGedN4nA7Sxo9tMbMXcl7h4eeL7nXrvQmW7TgDS9e3vuyJVHRhnO5XG1RVL57e0qwykNEzGwZF+OS",
-	"LDQ3HpWJk9QBRHHI5tJ2LsQBNsrj8SGOtyyBw4UI1olJzM0wTOi8Gonh2G8BBNQHoAHgXn1J0xd8mDGb",
-	"TkOUnGURs4hIXPUHIpzStEXj+Ax+qfM4IB/NGPpEty65iAPSarX0bSNskVeyAPfieMohQtMnoRftgrOd",
-	"sJEeCDnTBYiOkwUTW8VrWAFP2Bn/k4WkDke0GC2jsWrkPMHGEFzTSp6wJs42ltFsyqDwzBy+BhaZ5ESP",
-	"7ucq0l+IzpUX9Nfzly+IdwWpa3aDyCQJF5eqceSChqsnV3v8iJ55z/VEJoz8zobkJcsiqmVGrmWWxKtG",
-	"QvCdpG7o5+9nr189KccsP0G526oA4B0NVXaTlq5bLVEdrAoWhC3/XsTcVuaJFS3PVobe75+FD3U0la9X",
-	"fLwyPf+sMlHLbCNh8RhQxlJ+w4zkpWrh5ECoujgAUCLvDlGjojjTbhnG+GruWeduFOtzxyqGtPGctmrV",
-	"UiFhF5UhDaju4mPB4hztNY9tkLoXaWhUHry80mNbsN5FfR5ze0sOiHywuI1IsG6zS0TppfpW5QH7eb35",
-	"xnu5wzj4asngNRa8S9LDUptQaAEBO4U6aJ+ETqm+SFl2gc0bQxtNrUP/Xrg8okmiGoS6npRCCkKvWEbH",
-	"LCCzFPI8h7NM6ZAA0FvEjgiNMqkUeeWQbJUNOcVTrhXp7LxCvc6Q0NuT4+cvTxoth6vdRzTjOkBKYppG",
-	"sAgPxnVjKUoIQ7AR64qJ1fp77dtN8V37jI9LUGLB2n6LK1649JhgU9dGnyCrHhnYEVZSCqBP3K/mF1on",
-	"X7gWsb4b5mAf1LsF4SmvSSKtTpVDViO1YDg3B0xsk4xdSRt0F/L6yNAIIOfttklM56pRTozdO+wuYbZV",
-	"LNTS7J3sq3DyltWANRJ7nZValeSy7vqV+SRr0kUeUR6trApDIDZfHt7M/6wUhqsFlM0kdsZlv6jG3UZq",
-	"rZYLeeMSO7LdVrvVXjm2OyKzP0roeK0EyafgxlctC+wOfFhBxIUBwM2aT7mgFsdlStPUJjFYHWYltFvZ",
-	"mnCTXz/J4vrbnD3MX6G6cGkT6KVgW3h0lp+3CYquPN7bD/5a/ER1NPHY2oKDzPya+0YBwKYIymESCxjZ",
-	"ykqqvXauPZ8+V8ue+LV4vs+LO82zHA6Xe9tIZi3yfIa2OkNwL5RYsc1DaioeswB4pOGOI54p3VQM2pha",
-	"DID7gPbutX1lvbN1fF6tp0K78iqVQlWwgZc0tWI95kpzEWlSPJrUE3nNsmZEFUPwOisfzA7JvJvV8gYU",
-	"sddVGVafiQg3XJ9faT39H5al0iJ/wJmtXfI8cFFeFOa+vlOI1UdSsDx1axwDfONap8W7++XtHVc1oCpV",
-	"fFAE4X2eI2DhRWGQIyYp54U0R0w5mLCBcKhgbzKupgWog6aXzMcHs4BgITioXXPgT5Dpd8fUtHvlhT1G",
-	"wpXZTM8Lv2bOW5jqS4+uCMstJLVj48fqd6KaviKU7OFjYR/I7VG+oDukpwUUyH0rkfrySX6o0C+gpeTH",
-	"1T7K9dtiRoPPsHdU7ZGvjGxYr8Uo5gYVFA7Tun1fpV4tApQ9mgq7nBywekUe6je1tYlfk9/0uzvzf7Q7",
-	"87K6buhr8FlWoakMlUxmmgUr/XeqtbY92ue31aq8fRtdfOusutz9Vx57JdMq5RMvtL9IM35FNQv7pQ4f",
-	"UPuKfwN3ggw0hRloJCyyscI+SfglJG5dQUr4cKYJtqDB0lmEXnfpQ4oAmCOLzTNddhfXLRJinmEI8MaQ",
-	"yF9KFAeAVUCrfg141vjoqdGyimx/9wyj8RsbCLiq0NJ8tl0a/ZFbf56rmMEJQDDbXVKV/uiJU8WiWcb1",
-	"/Azsa2zMmfLf2PxXUOUqc+ht+uoThRICUxqnXGgIGHqGZP0XJl8woZ5gyy/UDm1zW+tonSXG5EtTWGwF",
-	"SJCQMo9g9OaFeJcDl+jX/tk8TnnzN+a3F4YRA0gl/PW/ZyybbzN0LEv4w1xOUprRKdMsAwdMPhA3DLio",
-	"GMVl9fttd/eVclXZ7u/49nqox+riv//zv8IGFuJARG9sjGNEjsV8vaYlYiCK0H4HTzD7H5YKPfoE3k0G",
-	"s3Z7N4KL4E9MLChQ4hW5ZklC6v6Af7X7A2vvXF61IdSNFJOdaJ0uTnUVsZy7cGN53lwYNcJIquyJK2CB",
-	"lst9r6DGhuivZRaTEN4SBpBiqFIaMYyAFi0A69XLkK9vi5z8MeNXNDHSXEvij57UcY6NNVRXrqZZ2vlb",
-	"UKZH0nVLphE2fcOb812dUg6w+IhbArZIXioy5noyG0Irdnd98QdXasbUch1U/uQI+/GqHNMOKvopmdKU",
-	"GGFiVtf2AVZ9ZFyCjm3PEJs8n6ela8xZHg7EFLwV0yGLSR1y4xBfEhhiAaCPx7gRABOAQqlMNxMOHhxP",
-	"thUOn9wLGuA+gg1rR4do/1oudLfA+LXNVQZ2Aj6RSyZaAzEQL2E6gEkOkRdgthB9KR+4BSqxRVHLp+WI",
-	"VBLUQGw4WFpK58AF+s6TaqA7B9eNFsEcWyBls6QDsf7UkyaEH8mr45cnIcz1ZDmJyAxBkKUUpDrmFAUu",
-	"fSggIbomwgamOub5jwPhcof6a3Im0XXwww+9bveHH4pkSZdAlHClB6IefhzYHM2BMQ0Hxk4b1IKBsdTg",
-	"XzMo+APsT/gr0jeD2u0HsA1uoSUctiaB3GGc6oSaUfrPJoNaq9Ua1G7DFiY74fg2ZSnlaUlUXSoL320z",
-	"kwaifofcpIZtxbL0Q5GzROpCGh69OWcJeV9FdtIbqieFzybBwSDgOIvzALLCX80PZt93rjo7Foda7XzE",
-	"tMvbHWguEhZlMQMBqMRGbquEqklAQnPXjjueO3gtAWh5ENu4IfAq6KU/glYOKdWTvE7yhx922wc//EC0",
-	"HAiAS6dCCh7RBIsbUdraJh6XLNWkvts+8Cohp0xPJJY8mtWwXDnhEbMOVctVja2dcaZpNif1d69enD47",
-	"eXV28rzhpVHl/BFUTIsKWutAhOQ2qNlufbU+BE12japk1tq8A5aBzmKudyDUxyq86HgO8bQGedA17ztr",
-	"JgBI8+aDbYOBHBbJhlXdPhAWjGXp7qLqVsT2avM911YfdbWLRgDEPEaN1AKZho6TL4GtQxx6EWv9iCis",
-	"j8VmLGCWF50JaD7FgcDmyZZFc2OMpikTLA6I63OETN/IX8TFNk+EXR/JbCCKnmHH756fnl+8PTk/eXV+",
-	"+vpVSOrWfCW9tot5AiEY6x7efhpDs0ClAbYbNs9qcGqln7u4ZAfByVd6rL0rbcOfD6BWg1sfSKTbbjtx",
-	"77p8LBzqku+5gKEQsyTJDbv3RfeEih4JrhuBsaVr7VGHdePdqNkb7tFm73D/oHnw9Ol+k+4Ne9Fu3GWd",
-	"UbvQWECWLKD95y2x3r+vXV9f+52qah+C5e+C2g/laz5Yn1XtabQ/3KO9w+buQfdps9fZ32se0oNh82m0",
-	"H++x3miXdoc1H1kf7toddaIuPWTNveHTuNljB6PmIe20m93hbtSL99j+6Gm7pFwBjn6OfF/rtrv7zU6n",
-	"2e6etw/7u+1+u/0fsDElII2Oi9jSrQDfATMENLhFbT21/YeBjg2jDIhg1xAy45nSkBvda3dWvSWnlp13",
-	"glplgsV40+7mm47NBr515re5q9vd5lUp9myiw4SdCG3T//e2eeM7Qa8oR5cxGIez6ZQaS8qv63qiCPDF",
-	"qhWBHR8b+sJ2AcbmvGk6JtzMZOJR5m1QKwublYz2fOK1/0SRkhjdSjGmSN1wwHxsgVNmpWBot+uJVCw3",
-	"2bU0SlhAZBLnow4Ixa2G1rHQ5B/ybEI8sNg0e5ntPHdp4t8O56mx+d/T/3h2un/671fTl7+/nP/rPElO",
-	"RfvHWpkflWG0O2UU61pn2I124x5r7o32283e085B86B7uNukveFetB8/ZQejwwXQxn7t//t/yQkOyOjG",
-	"KcLrOEfp+73WYdDbax0EnXZrL+g9bR18KHJG3h+0ukFvv3UQPP3goStXcwOvUHDVBQt5GUbaCqavZXaJ",
-	"8CqKtJudnl9egFX6HjQyxgtgNQ7i7mg/6rBmm/aGTcOIm4eGsT2l+8O9qBfvsu7IgR71Cyyj3APZ6Xke",
-	"x3bOvs2wyuCWVm4UwB/4ecHt9/6jF5iIEqpUrV87K1U51jL77BVjMPTml+/nfqUlTru3Pav1AZrWMtvc",
-	"NCyd0Qfw2i/HNQ2X8H31ygkT5F8ekn7BqLwyWcJ9hvrcq0pZ5qlXnF2jBzeVVRkfJxYPEA8HyT2m+dCO",
-	"8CdQ6gUr+SF9h6PtEpU3NxoIMwBS77V3C6OnUlNDs/d53hHHWpk/yXh+N2a2BV+572Grpvo7kritob0t",
-	"e88Nx7hd4uOdO079s3Nm5DGOE9tPj8uB8aGrea3Nh/gama398jGopoopnkPXpOuiWvyT6pt2ID+7xvxw",
-	"Y2eLG8+lfGH0/C/Mba1fLTeUt+adiJVaoZB+LCJdtzvIU6FxXAVmrfleleKyoJfKa5HzeCmSeQP7s2rr",
-	"6zwicqahkmsxdKK0TMkVy/hobn6yKeIt8hYMbhbn/aUKVXxZS8Vh+Sy3xHx6qyYSH+VDdOMREnKXWWYH",
-	"9SVoEQe8/sZXUmPh25elRVzHghYDz09TJoE7U2lQbSO9FqzUqcczkfrwtinT1FwQkIJfIa7YhCEYCHjf",
-	"r1nGioYexDyWlzv9EK5cU6Iyuf3C9Epaa3/tgu67CfJtmCCPJFYfQaR+O9zoF6YX+nh53OE+Jsad3B32",
-	"qafPwX5MqY4mlbH5RbjZhI30OszZFjn2WZl1iQ9n01QNRFjmIJAFyyHnXfOMuUL8aum7gEHTIi8plOXQ",
-	"gVhM0whsngb06F2bqREsWk6kMJzAFU4FQRYfWIxBPbFtzu0KNI5Ifg2EeDWmjuSmmhscAERCHwFr5FWZ",
-	"YwgK/Ajm2NasrHyeMSflrsfZQhlvZVs9UOR0v3aR0zvv7Pfb30XOJxM59yPRVRJnBqQbf0lj7s4i6xuy",
-	"/pAzfDLrD1X31SGK3ydyDeBdn5RA0FSwmFFoA7m+uVgfLbre3MgaLXKMyYOrwNLA1qyOWgDymHqwgl6K",
-	"FhRMcp/txb1od9js0s5hs9c+eNo8HO2zJn5rvmwfbMWsvBzibXkNXHtID4ZPo/24ucd6o2aP7g6bB1E3",
-	"bnZYe+R+W8TFA5YC5QnbHfQCBW69cvmkiMw/kit7myOCG/zNWs7gM6dLS7j1cc7D3g9SUit96GeYP+wf",
-	"c3DTL0AckrqPgNggRqNDQK2q02yzNhYgEJeYQRkysdEnrAy6qCds2iI/GeWXLOq+rRW+eAQhfIgn/s5H",
-	"/25n7NN60v8SXOtO67nOxwzH7FtgTe3DLV/0TIpRwrF64FvSZIDNePZ6FY8BuzMBs77gG6tQZu/KO7fS",
-	"hD7Cvxs942dapqgKOTQx+yxMd8S0DPZEbeH8Rr7qMzajZQ2hp3djlfO74HGbXN9vAXEjPnKDmHJIGJmJ",
-	"mGUIw/FZPeD3PStw31ciy3FJCcVt/owiPPiIWfwp1ZMiI85RbG1RmvhMdBOe6Yf1pwMsZTgRD9I/ZquA",
-	"ML304FIvbq4VS0YBQSsZE51iri5b5FQ7sBmb7J+xKy5neN9AUC2nPKJJMj8iFPK8DdFjDmrC6NXiXTrH",
-	"/ORijDnBha6Gi2f9CcFAoKcjIOjTCEq1lsYCsjWkaMVDaqiml0xgMQzCZiaGObjYRWsgsPcITnpK52TI",
-	"SD1NKBckdFeFJEfHUyHRhjAVMEzzxHBK03An5FM6Nr8mdC5n+mgghCQxNV/GkImijuxMzaPcg4EVc4HI",
-	"UOrIsIRX714QqIdwKc1H/iSxuqE8S/sMMxZ8DngKS7kDYQPdfiy6ZDHB5Fwsrx0IV2nQd4sAqbfDjNFL",
-	"Zbj/LIEADSW9bpdcQ0pJmMgoROhUfD0JDR3hMgE0JyZqW0g0TTDvts5a4xYJ3w9q5upBLSCDmlsJ/OTP",
-	"tPYhbFT7GQ0pndtQ13aqpow0080CJ6HidA65oNm84nx+esfg91jU91jUp4hFBbmLcCX7+xZ8hqif3yV+",
-	"gGDxtfMJV54sQfYbySnD9eC6QD45IkYxLnBQJPbDs5wSpRdojrCCBSBLv9c+LIpDcgOhyDj3cGq33l0L",
-	"ZXMb1FbVHf1VZ7zB+bVuPqQOYbQcpSafEbjIEHb823I/g8ZU9sb6Gtoj+6Nnrj9AdcK8D8wOhVSAiJ+y",
-	"zMJYIoR6QAD03Dqgl7sSoZtaew8bCK89k3Vd+Zabub5uO9yUOjI1iqIzMfeK4lsEiuEBOLxYON/1BUn+",
-	"XEMjOPCjgSGsoEJQ2KRZvuhwb7TITzBRNRB5w7mMjkY8AjVTTrmGPCeHq9gJ2u22XRxF6kZ5QlDrSqWm",
-	"yHTBPg13NVXgrp8zOd2mCAAuPpfbXFrq+fDgqoH7uLNKDSpc+5EiWGAbNjxtP+0itKdrI7ZVZVC/s9dt",
-	"e/3A9tqlzglY3VTr73otC7rdTjtvLVBoQLvn7adF7NShp+332ncIA5QoYCMzhAObBwLsKXxwPODb8etb",
-	"u63coC0AlmSohEBR+PyzJqM4Dos2u1naWv9j+UugjOU80JUhQGORTrnQ/eXSc8P38uigVp7fzmKIYH6H",
-	"5a0DUQ9zpIvQYSTIjIR/u2TzH8NGYAuXS5VRVENlvH1g4HdIBcMQAwUDYS6Cw4/FxA7sgtRtgWAAxf0E",
-	"ivsDcvqGZFBCGBTbF8mUBYQJs9NxQADxZR4MRIGcDLLgj5nUtHFEoFIdMVHMsMuyQZG6ua0Jt9n+KFg2",
-	"T2gcZ0xB6efveS+/8sJWJjaZFRDSNk/FfEXwAPTau67ofrkNClaHUx8lBFbNshibcuQBujhorDRjkLo0",
-	"nAGy4EAgSEGd5t2ZbdUvGdK4PPwGjq7TIs8AtsA6e/MOiDJDYGeaAeSFumZ5dciz12/PXPdXWNVhJq8V",
-	"y9SRhUBAU78EYxDaal6asRVyzQdAfaDd/FCD9z7yB9CkOk/3e0/39jpGwPigUQe93TtYnhbpaSv7vr/N",
-	"8Podi5fUr+2N2qwXPR126WF8wDqj3Wh/2Ka9+Cnrjg6jg2GH7sZ77OnocNiNevE+Oxi1aWe4G+3FT9nh",
-	"qNvOcZX67xd6zXrluh4f22Z4i31p/6b4+MeHDnQwa7e7++wm/bHYFPwOlvfHbRb3f+0ebzP+/7V73DHC",
-	"YtkDsJ2Vv7Xg9+BOqwrZHOQJYiMVLBjz+TwEPQudB3mBn9i0N0P+cikBve4WMbuXXOgXKAHur25YNCvY",
-	"9TIW0/sPRn+uAi3CX8qoV/53Fk0KvjJK9WJerZc4CuZJkYjvaTPnhZH0uRQafBvGIuRKFOhmgce8gNGz",
-	"CP0M+LJmdtaJG5BcHg3n+bSHVLGBUJpqQONZCe28Es2ZvGFZ04l0hqgudZDfvfZug8RyIAC9l/IEEVPM",
-	"LPoLljcTOoNASfhxgKi8HlxMQAbWPWK+7LV3/+9eu3cbtsgzxOoZCDWRsyRGDzyCZuADncoVwiND6Co8",
-	"EAPhq37gfVc5KcCCLqmDgS/jS5peoeIdDQTiRNu1iFnEY1xsvQigVuhwjaBQtqp0rRaxitRALGpSekWZ",
-	"fUmZMntoLHGzIJwpTGB2H6wCNRArNCg9YdNG4HQQo/fkS4qAl7CZR4T6WpanXeHWo3bl9KYSqluV+kmK",
-	"drRmQq7XhpBiPpUzhcrSQABxrldDSb3XPWy0UPNa3ONN+pSC4/agTGsfZf39thpR1Bvu0u5hp3nAno6a",
-	"vXg/ag73aK95uMu6cSdqDw/pQe0ewq+EMP8p4i4FpvlWM/2ucX7XOL89jXOr01lg2VcC2Beu/h6cw/sd",
-	"ZNuwoEKlPZtBBHQ0S0hx2X211c/p0/8r652gUKJgIU6y3FnZLCuMS4kshim3HGeu9Hmd0SnzZLVyDdUw",
-	"32JBwWjhoN+9faG8doQ5FkZ4yeZYUEUHYpQxNUnmLgvL07FBx4CbYpc665duLb91tVyG1kcPSzPacDHC",
-	"wm687IyPt7ns5Cbd6mkgRh7u//9EGQsLaQTbRv5zQNqb+Z81v/WR7Xj0XT59WY8IHKaqMIj9bXsPh7nj",
-	"G/RyPFhyLAqKDcKjJBLcKhM4DGCZOD/TgmBQtQ/r+L5P8h/xqN7asMgEGuD/uVIYvOBXTDCl+qTbbpPr",
-	"CWanQf9gs1oO5ffX8/M3kJaYgwokUl4SWkAlDamyEGw7xuac/1mR3vurHcxDmZxTnmryDgkQ+PJVQT83",
-	"X67ILG0tbvOHcrULLpm3R6/dNN1GWZTS9YIYUkkABJpGGhCIgRrqZ9d0PGYZeXdqFngnlpHKe8pVrOpr",
-	"fJcVjA8sEbN42A/FYi2rtIvdoip3wEzj+M1pDo67fhOq126bLZnTaXKHLfnX8csX6Kmyrl85IjqbAYqy",
-	"JX/bzclCLzNVoGDTMeVC6ZV7Zh5+tz1zoy8Wd/VK7rba+Wq6qRDNbnSpDf+6rMzH3yU745W7hLxj5f68",
-	"ZTTmPr/yXGDAgSygcUD2fHAzUodMnyFNqIhYprAM3/X05BF11f8OJbfimL3FkX1lvAtGRbREImw9hkz7",
-	"UC4HsAuOXZAX17mxbi89OOu1MKEFSKlLZ9qE9dknKVXo73SAn2b3pGB4IbQsxMMp2I0mdYtDIW0ON1Ua",
-	"Lmy0SOiBI4bENh7B8DvEckd+e5Lq8tzjN6e/mTl+u2jGj5CQ7Ps58fHLGz2lqdmCZcRim5PgkpKdN87w",
-	"JzvUOyAR8/Qis+jJeLPZ7gtMOFrIJup0+709M/ypFHqSzC/A+ezuc5jl6IxXHJpBpIYEckjmzejLQc2V",
-	"YVyAaXuxPLmManaRuNbX23V31qhs1vT48uJg+r+7N/94mr7oibeH6rxz/a/9P493h8/24pP26JfupBbU",
-	"IJPpQk+4uoCp1vqdg95u1/zAsgvIGXEl1fcHZoZjsB0yc3Hkl4/7twsbWmRjskSKMVTPSTdXH2fZXnc/",
-	"WNBjQaBvIhYW1QVk6MiMhM+QDzSxS2KftMOGxQ5VhAI383KLFNPaFupxrQbCIreDkA4/3oag6a/GBMXN",
-	"fjwMmrXs4ZEO4t3P2R1p/wzXVBn6f3Ao5TtP/s6T71gwbg/lmorxS/apa2ARtLgEgb9N9fe3WvhtAUzt",
-	"2m7N4/2CgaquL9sCl16yed/mgVq6LHCobeoGRvFdeZIwh73uqrNBH+bKWUGBX+gY0WjCyPn5C8ISxaAf",
-	"ceNeWKaeqFjmh6uiVskcO6k4Evqc5LqF//E3Nv+6UEvH/IqJe5HgGmzSPKG1pLQFjsBcQ7466DyG2mze",
-	"ytBsnuJj0bAg6VwRYHEup75FjsvYCLbb4BqU0rVU9F2qfpeqX0iqPlCiflO85hem78Ri7psf+Rub57mR",
-	"lT3R8BRfKKdv3xm6wb1hjY11V2hTUg/NMeoT/N6laBrTCwLjULUfDERoz5S7kCaJvM7BTW2rxjHlIiBh",
-	"cYLc1ZiGZ783VyA/sT8PBH42v3h8qvJVfgWGq9vLi1DCnLXkT6ZiXpR2kGPhjy506kBK0V3nvz20iZj+",
-	"i3xsagRcoMJ7aXELFmuYKyl5dvr8LeYydruBWU4HT4N7VHcY3VzE7MaMEWQKVWTEdDRhscOeMFvOYoRc",
-	"daJsYDfWAm9njMZNaGqJleikHvIYejLapqa2pSt8Z0nC/Jkz4NDs9Ep+aC5dZFRhA+ZWtHs1sxkLmbEY",
-	"mq4DoIOoe01Y5bUo/PtTeok1lzLFtvaNoMojAI4CY97b6TrM2j7CSVghnCcJuxbxQVEKCrpuPmdMXLVq",
-	"ILtiQlf6DODqBSP5Ab6DtWJponXa39lJZESTiVS6v9tutw2DeqAE+NTW/V2xYb/rIZs2/H+iPuLwKL6M",
-	"pX8Pdeav7B2wALf3N87WaEAsuvwEeg+Joe5U9Mm1C29Dph4TcSq50OQaqiywroFkfDzRRMhrC5bpuhBD",
-	"piBKZ66gdPWJItEsy7CTN5SA2lbguDauJBL6pC7k77u2uvBSxaXARqV0ICKZzvtOZxIym9KEK2C5AQn/",
-	"FuYlriTmZl+5GC9Uw8L78lLZhpGzIA0HApwi1tVR98R6oblM5RXED3kKmHYIgmW7/C5MwUhRNRD1onPq",
-	"+dt3Z+cnzy/evH39z9OTM++x0Fe/cZTLW659372vIsEQwbtTLXJZdPkIXvr7wGOmwPZ3W+1Wp7Pbeprz",
-	"b69z+jIX9/lh7aX8kycJ3dnDRJPtGCNM+VNWN4D+bJ5m21sh4kat76bnp3Xv3nXYapasRhuylP+ZLc1v",
-	"iNP+DmzJphU7NmSbnXN0Lg1tpk78tzsbsCvZMOSLsMfnw9azQMbQ0BlVbjQ9EL4PeSj3YAKxF/e1zC6B",
-	"zeV93oFzQsVZMBAzoXlC1tglpB6OMxoxq/KoEB3HQl43AnQfF1yHQG93Wyxv1iVskbeQPyPGaMHafELq",
-	"IRHiuKEs0XZXikC4WCQEmcQsw6sGwnqp+5YBTqjKoV/0tbTJ8i1SHjEYORmAWCIvlomt6zWzaA3Ea/A7",
-	"Wo+3MpInQ/Rm3/kNZAQe8CdmrF5XfciermK4MPVHiIuWZlPr7+6321uzEhyDxwK/2ynfqL+0tNwe7M1D",
-	"LZbdyW8HV686f/y+x94+1f86nJ125ZsePduPf26Pf+38+8t4UIuIguF0WALyTRgv35CE/IVfMRczzH2S",
-	"trDZFXY7funqkKll0CnLuIwfz3p5bCS0NehncJvr3zIQFmGMrAEYaxGAhzJS6joz3wjrMR0lMzUhXGiW",
-	"XdGkpM+/Ozv+5eTi5xfvzn69OH11fvL2H8cvwoDYpBrSaRPV6Be5hyN2TSyHzyu1hwyFIpnDQI/vC3KG",
-	"h+2vjHG2HV5Z72C/h3hlrj5++7Jki1m2AafMXLUBp8xMFol+Wym1NVPNN3k1W/2SEGZfT9TKopgZtufx",
-	"lAmNnSK7DtHsEwe4HlCH+sESon3jMgHYsgTQq20ZD9hCRep+UJtlSa1f28Eu8TjlxUe5gEPTTIVqPkxY",
-	"keh4/Oa0VSTo5Ytlhr3M0wm2iL+2wBuKof9lpkAuTQPnE+JZCYVTeW/IAeaW33A2kZluJtxssA/ng5AP",
-	"Oq9irf/C5AsmlDefhvcGvw63ehropXLFW7ZPjI8MYtHesK7Vq3Oth1CMWBQT+iWE4eIgql7/+0S6zoLo",
-	"n3NZOEV6utuKWcx1xROwkiCAABfm9TtHnCvTsLD03rO8xP7bD7f/fwAAAP//",
+	"7L2Lchs31i76Kij+Z5fJnCZFUZQsUZWaUmwl0cS3bcmTmd90qcFukMSoCXQaoCjGR1XzEOcZpuq8xnmU",
+	"eZJdWAvoRpPNiy6O7fyeqYpFsi+4LKz7+tbHWiQnqRRMaFXrfaylNKMTplkGn55NMyUz81fMVJTxVHMp",
+	"ar3aGzpiJIIfA0IVyZieZoLFhAuix4yE+FtI5BA+pxm75nKqSEpHrEeoIDKlv00ZUTrjYkTqA6rYQbcR",
+	"9EVKlWIxGdDoyjyZqxapv5KaxCxKaMZiEg5lNqG6RwZzzcKAzMY8GpPzGR2NWEbenRE5HLJMmZspGfKE",
+	"kWmaSBq3Gn1RC2rcjP+3KcvmtaAm6ITVejUcbS2oqWjMJtTMd0JvXjAx0uNab3+3E9T0PDVX4nhrQe2m",
+	"OZLN8pe3t0HtOdVUMX323DwDXpVSPS7eFOPvlzyuBbWM/TblGYtrPZ1Nmf92nGKtV5tO4crlF53epMvb",
+	"cmFmq+UVE4TdpDybk/pU8BuiWCRFrBoBbAZc8ESRkN2koVmmCReaxa0Vi8Nu0lrl2LjQB91aUJtwwSfT",
+	"Sa3XzgdqHjhiGYz0R56wv7FMwRCXRjxmxK7JE4W7dY3Xuo3V5rt3b18oMqYiZjGRU00Gc/h+RDUjdTPr",
+	"v56/fhXgzFSDRDTL5kTJvtBjqgklGWsiEZBoTMWIKcKuWTbPH06oiAklz56/IsL8QhTLrpmC5ZJJDAN7",
+	"ouBy1SKvpO6LaMyiKxb3CIUHzLgem5FxHRCZwUcg8yRmGZGCBWTEND4wmmYZE9p/aGslaV6vosqDbhVZ",
+	"/JRRMU1oxvV8ebF/mEZXTBPFf2fHZAAfFFGaZppQTWZjmTAyltNMmRnEdK4C8u7i2Sq6GHmv8sf4f2Vs",
+	"WOvV/munYCw7+Kva8YdnhvsLqxjmiSAnb87IFZub1TFbumoIV2y+ank6+wdV6/MLm+PZLL/yLGZC8yE3",
+	"ezWEt//C5vlby0f4is0ffnxf8AnXK/hqYn5bNWX4sTTpmA3pNNG13n47MCuAZ3G33fZO5m710TyPpPlu",
+	"DRtR5opVY4Ef77gB53y0/oV8JKieZqtfykd3fOU7RUfsx0xOll98DsTvhBTLuIxJnYsomSp+zY4J18oe",
+	"lCf2pDRa5DkuuKFN8hTOCRmwocwYCbUMV417aAZQSSQx1ayp+YTVVo7+Qi6P/VTEiyNnN3bkC6MUcrZq",
+	"WFrefVC3hvZVKoVioCWcxBMu3uanwagUQjMB9E3TNOERNWPe+adCEcBu6CRNLOFpyhMQBFwRmbIMLiWC",
+	"sRi5JTUPJ5nhTTIjYz4aM5DUmuqpqvW67b2gprk2j6v9KLMBj2MmikHTgZzq3iCh4qp2uy2bOs0yiSfE",
+	"H36ayUHCJv/3VzeN22CBdF6LZI6jiiI5FYa4YXyKTOicxJLoMVct86JnUgwTHul77yqzEpdE9kkKZaMv",
+	"CM0isGOjRAJlFmtyVKxJPpDPt7Nf6FSWdnf1SKnRC7nSRuWWg3+ySMMmW6W1ILv7bTZQFRWW1A0lTegV",
+	"I9QpeCSdDhIeGfqfyGtGuCZcaGk+G81JDknGDI+JNIu/3BP+Nc6ymkRokrAMZiCkdhRjTr6bitFtrzmb",
+	"MWPk5fOTQ0KF1GOWOfZB6moMppnM7OwboASbuxUf8ITrOZFL66YYkt9pzLXMPpX8YPD0r1+AfNZ5rCGg",
+	"JwrHtEBHVoNXpI4UpEjGaAxU0IBdN6aAfrB4oZoYO0QTmpjnz5G/qS9YinzeEVdupDvZXOWDsgfayjdj",
+	"Q9ujbo54xkXEU5oU+/hK6h/lVNz38MIzgHqG8BR/LbrFWrySmvxoL/g82/eZBrq0a68kUdNonO9cHfZI",
+	"F1xdMaYaZrOA1oqNUo8i5HXJayNnIicP5OsMDCd4tfrCJfmXOJWl7catIzQzbFbQEYvBA+bMCuXswMqJ",
+	"wOb/wuYPPKOWoX8Np/SzDXXlOXUjsu7xXHL6W/SSCw1uofvrQFIa+rBuTfSnZOy3KVNakWEmJ6jd0TjO",
+	"mFLWSiF0qFlG3pq/myfwt3UXgw43VcxobXYC/kJ2PCll3vzSvPmtfd3nE7B/ujVYIipDKMaCy9hwqlhM",
+	"hjIjQs56QFo5pSkir1kG3Cuj2noV0SoRepzMyW9TqWlf1MO/Ny+sL735llElRUhCc8tlgtQYmrtCuPyS",
+	"3USMxSwOg8L2Dd9SzYByQzLkLIkh9iJFX4C/3NoCwlgNYj6RU+XRP25DPlpgafllEzdRqpkZaP7LZWl4",
+	"jRbunN3F0NvG0O0jOtjHjMY2spWP2XwoNmTZ/5Zf2HwjEx7NN15fvL18aeGMrfTFLu1C+W4mzK3va/7M",
+	"a0GtvCu1oFa9RrUPFV6826D2QJlgHQdfg0z4bENdKRPQAbNWJBiKeKjCBgal4wqxZAqWgCaJnGF4K+Mj",
+	"LshY61T1dnbYNU9a9jktwfQXbil/+RNb2v8Tck0THpMoYxB1ogmZQQgduHmLVPFjwx8FM2peCIFdYMDh",
+	"gMaXebwkDPoihIhMaMwBJ/vSjMVUM0Wos8zlkMzGEtRbMMk9xbERkBCXzTx+qlh2SUdMaHj2VFwJOROX",
+	"9gJ8iVn7xNivdrkVRFLNL1bokjFVRDAO/qLwtb1XyKwvwrdsyDKWhea17ulXbB6SOk2UJJRkUlPNYhsK",
+	"zJMI7Myo0k45j1jDDLHwrIWkXnxw01NE0yvmaQYqAJpxvgozjis2v3RLnE+xL7gq3me3QF1SHbpbYq7o",
+	"IPHvgQC7sF9yRYY0UThKlwMgpL4Ecl28rUgSUCGJJYzRLPLiVvHU3hclnAndF5445YIISzLek3l6mUH8",
+	"O2wsScSTKGJKNZ9JoTOZNE/MyJq4YZtk3gbZVSV5zA0P1Ha98/+kpORwRZxE3KjgfQUa7Vc5z0pH0wbl",
+	"tEIV7ZGyqmdUSXPXkhK7pJ5OjfYJtC/YjcYbMISLaQ2N1oKmiIfGLtexYU8Lml8IvK2k7UqQNnFGh7rJ",
+	"mR42jbShKW+aUcOgm/aENdtHZph9F67v145/+74/bbf3otw8SfPtgh/Y8ez7XftS/77s+/axtvfa4eL1",
+	"IZgCwHxBY4YBBOZmu1zeS3Hh3GtKD3MqCdzknmxHUTxo/Sj6wjwBXtJokR/RAJimSmeMThwPM2zffnU5",
+	"mKp52IO9Bf4MCThZ7o8cU9UXF2cvTn86uTi9fPfm/OLt6cnLy5cnf788e3X544uzn36+KOw8Lsgw4aOx",
+	"IanSHqP7+RE535/VjCjtyyrrwbzpnaBTPZYZ//1hjNx5MjHgUVjbpP6XKzb/voHxJM+or/9F8RHQX+eA",
+	"3aT2L1CAvm+UlLvdgtuVRvtZGfpXO98qe8ZTZSt5+IQrxcUodGHBCU2GMpuwGLTaeph/DnskVHxktE92",
+	"k4Z9AWzHarVWvScjfs0EAaeHJjOWJARvdn4GNkn1HNSyz6/lSPmCZiN2z5NhZTIZyHhOtJQkgYd5m73r",
+	"WS7u6lOhuZ4TI9lf2Os/D6F/UcOvVEgyf4RcFYME8/sReNtLpHxQWwTafUay8cge6y+aUX1Bg68OQBds",
+	"hyvHZLzRuk28pjwxhtgDkpgMux5QxcyLpsUTndqtxjLTie8a3vd9Cud21fyxfM48pi91Niuj08VgM0aj",
+	"sT/YhGqW2Z1OM2m4u/kZucj9dvz9x1qkb+BHGFivRklK9diMIPcxYbEDFdbxYQbARTrVkDGPXqZITnYm",
+	"NDUmVSIjo3YZPlMLatZXUgt2PwS1iRrVerW/0WTKCLwvIFu8Ll/wa3PjJQ709oNv5XX8E+ktjeWwD9yz",
+	"ny8u3vzNnDJYznvT47e1vvdaL52W4hJirwlq76wi/yPlyQM0dD+2nJtxQ3ymzya8dfiBxuQnqtmMzj87",
+	"s/vMA1/2AS8bw08WDF+hZixjMSi0SKlKTpgeg4gDb6oeU+FsBHTz9YVXSwOZ3EF+gQuvKf679beAvhzJ",
+	"aRID6Q+MOkSjMYtJXRZ5gQOo1yp8i8tG+MmLF69/XfDAN1rErL2bpMtIgEnBWYMqG1vrJcXjqem3Hs1f",
+	"8AmTU/24RB9zXC43F0FslnxBS140ydIRcUP5wg7ClzCZexyOhWHPuDkWFZR5cfby9PW7i9aj0VY+OXzQ",
+	"mzNbwJRmMmWZ5lgPgYGWeGU9RcZo/Fokc1c4tLK2sKmueNqUsDA0aaaSC/AHmdtug1qUMar/gPd48Yjq",
+	"Cj7I7S2CLDYulEeY6sCvVI9Uhj4axyQU0yQJsSYv52HgC/STsaaKtcgJiVnCvKAOiTOZKpdbbd6dcKVt",
+	"QZ1mE7VFQVZQMwNAE6G0VDTL6Ly2SKEfV11ePM9GfpaXK4Q4UGjDfcVi1cthpIb1X1svPz6N0BHlUAxn",
+	"3zeQMmEU9KEiJlVRUAeBAMh7MZSRv5PnUUf7ehf4KrYE+LR5YyWBbVwGHlet/mPRZR7NWp7ys7PnbxWp",
+	"n7257oLr+uzN9UFAhBlIwhWLG6SIm+VZKJOp0mRIk8QwQiTaGVcMAm2N476wa0LF3N2yQGZ3JquEKn1p",
+	"NmB5Br+OWS7dnZvCXA7FrZzFuJ9AOhmLZBbbdF2juZIJF1PNGltv3GPtiA0PXII/ubrOr8wfBpanxxD8",
+	"iGjCRExtjhKpv7t4VpAipjlhTKE0sao65BULn3vKXf1bxZ45g6H3cc3GLm6ki01fgmPkct1pfAcHe2a2",
+	"twjTZyxNaFTkdcJOQ/jbaPNK8yQhM5ldqXw54AEQ4jWa1x++00UAYZOcL0IkZt3Ab1QpRGzdjKEMLUk6",
+	"xdSYvPq7HoJjPASifqxZTBUdsUtzki6B5FaRrKVRm/Jmzx38UUWyPTLLuNZMEHi+kUtYbm52mUe0L9Jk",
+	"qsjM5WyjGoMpfXABJk1InT9nzqxEWyL6FSvhCH3LpTCXyYkh91TPaz2QUbA8LgNkC6F361dEv6+hnLVu",
+	"QjhsZSlaerpnpudaTZDrUT6fLEm6Qs6WlRRfNKw7myUyXuReFdRRxMEwectQNCqBbyg6+RcUwRXwGQir",
+	"4fQViE+ndMTysy1FwQTMD6XTPZjrzbK3GqDCE1X5H+uOrlVwK/idlpoml6CbLU/v1XQywEp6qACy4eQ8",
+	"sa0ybumTTg7H4b/FjX31HpwzrbkYwaxoHHMk9DfejgBdL5ob7jYobDMjbpETMbc2tiHckp7U7XRIyG50",
+	"Ri+HLlMsbASQiJFqm/lE46ZRifvCpsMipsAvbO5ALWgG68FSDRZ+TPhISGPtK2nLbYDDUEWGTINJHlFh",
+	"hGUqlbboKH0B7MhoyRbUokXqF2NzW8YKuJQxy1iOThE6dhH2MAuNapkpzEekilxx0ZQpEzTlfYFTJtS7",
+	"iVjynpM0Y8qoTqBtWPXEAqystIXKy/7WrZJ5Bq5Or3JNVoq2JeL27KFP/q61NhGIu1zP0WZPmWKFhVRn",
+	"NBqjujlgEAP1DgjW7qwyivwLrVF0TML3H0LQBe5q9kzozRlevNtut+9sBnnYC2vvv4NdZC2gXEs8JqF5",
+	"VAg+KVyShrWHlLGOKPx3RkEDWvH6Lc2kX51KZjZNaWNVGpUL8IncXlleNpzqacYe2Ux6DJpdtdEbTaWN",
+	"5lC4227B/3cOw4CEnXZ7txcPDnu9nb1OeEwoGQBTw3shYRIYmSFu+2XDN8CMjDPaDSuevLtzGJIBi+SE",
+	"KeK/Ll/nvvBsL5/swdm4MHxuJyWFYJGZ6xNFUsaygMgsKPRv8xUMlwsS5i6ki7fvzi9On1++efv672en",
+	"5yEiJ2V8NNbNiVTamOfZFHhx+PfmjzKbUWOBmb9CMpbpwkH0Dkr3CCyV/NxsOpUPMiIfzvg20u5WJt9G",
+	"4y5jE+kAl+BJpN7OfSQFVlOj2vDzQG+K/93XIFxgCsbyGjAyYoJlkIxMp1pOqOYRTZI5mYrEEFuayWtu",
+	"THB2YzR4rhOADyozyMWN37i2nim6oLOkLOJDzpTVJ36+uHhTZGCbc2jjWFrCdivlioNaRnvJQ2YhXohn",
+	"tS/GUumAhN+1SpcYDUNNB7GcUPP4ujFMQAyl7KYRkHCsddrb2UlkRBPzhN5eu90O8fiDJskCfDQQXCoz",
+	"HWA64V/CImUPr2YirkwWJ3mueIucQnoPjrsvkDZw6qsPXWd/77FP3R0s/j/gFD6uOX6nAS+NZbNRfb8F",
+	"ccd9+eiW7dQFSC0MxjKFXuqc4GagGBs6fqdY1jwxd+M5wlCBERwaCB7sfHZDIx30RUQVayomFNf8mplz",
+	"gRNvkV95Ekc0i/EAmkOipqmhdhYfW/QLorgYJTnqIdTbwzlt9cULRq+ZzV3zdR1zgiHLuFzFaAShmXYT",
+	"po2UvwiFtdlgX7akxPw0YRMXKhPz10OI0W8iwNxFJsD2878ptK9trU4xf8WMaHUjWbY/Vxl4Gx8Mof/a",
+	"8sw/VAShGL4eAU+Iu5nAGHqwAX89f/2KQFJAQMwKEYAOi1ncIifmKkVinrFIA6ErHrO+oPg9mmjmhQPD",
+	"pWeSJOyaJYrEjKWkvrgEDUDZLGTQxTxl5zBaYxgKqfuC3aSg9mTMmM8cXAiZnI7GxL0ykYId27Izd11h",
+	"GiLqXF9YKijvwKekhS9id+HVdpOWd5vUFWOkOBuIYJK/8HOelM97RtYcAaxMksMhEzEwO5FOwVxTTOhj",
+	"vNYp4RmDEjijyjdafXGeskRDRI8qYgYRk0FGRTRmytgHdKoYeX1yTvZa7ScKGaVZ8dAlU5PQ3GRsCdjO",
+	"gqynMden15agy34KGjmj1qXI05RfXrF5C70KtaD4Alwa3hdYpuZ9gSHKwilZPCP/wj3DfbF0C+KV1oIa",
+	"InjkT8CP9vIPFeKXRrrK5/gr1PzFKPLw9aXQCuSGYHida8WSIW4gwjU9e3HWqDKwy2tYHe1bDopVR16q",
+	"/MdwaZXHz3q8Vrv6tj9BObkXCmAHlMXiw1o3SO2URmO7ojEWwAO3Dt8jKmSARVkfQlIvQjcZAIO5PAaA",
+	"AGp4ylQx0S3XVNNsxCrIetvb54gDukD7BTk6wqsqBSnvG/wK467aN9Bntwe/XA4o4JVI44E7tfn8C8Ko",
+	"dBOb8/9gT30dMH0bX6jHvmBx9/faM3P/ot/+iSI6ozz5FP77H+RUVPlR38+YMUiVnOpxQBg1H4TM9PiD",
+	"GVzMRhnD0Gee8vS+uXvYDpqH+632/u5uYD7Yvz9U+UVjOS1lL+cy2WMGXZ8ZdJcX9RkTtkhrYfCJFCOu",
+	"pzELSEK1/et3KScfWrX7DmbPH8xexWDGLLqylRQb4yDlI+BBk2/DMnhaHcZd8MJhCobMIAOjseAT6e6v",
+	"dHpUP9zaQE8UeW2r+8FWW3hsp909rLKR0YWw6cnW03CnR68zQMtP94zNyhfstjvdTZzQ26mq02RpQAEo",
+	"9JKegwanJ38973iWlzUtT6ESlkCTGeSPAuB6OTXBeaBkRrrtbmsbJ4ZLOqx6Pf6GGRN+Sgy+f8Q0qbty",
+	"uTG1ElUdm1d70JVFJbwLoeRZq4qhc9FKwE67HXTbu0G3vRd0290PG3meW9d8FvlqVm2RRSOpUkMjptTl",
+	"9Sq8/B+mE6MOmxWGDNpVSA4uJHhMUotwbZ2oFvs/x/Xewrti12pbxkC1zvhgunWq3OAhzN83JCyExP2Z",
+	"6yKnX+sCLMtrK8GMZnp3cfCok1iUEHeYhJVkt8HGDNZ1odct46d3TKh0T/XSm2vpYFj16DFVl4A8Vdla",
+	"4OUPGJKAXhNjaixKs+xgbZUcmh5f3JLyrzgiKa1T0OzJ/8VcivtmSMBjx97Bm3Cx+seV+Wtm6peK/87W",
+	"rKvvO7Wp1nfMmvCz+0u52Y5DKxLJCUNnJRdKA/rrEGEAcK1xC+rW3Qo+BEUmVF2xuJz1Z9u4OMt4ox3q",
+	"5XqvMg59JaR9dLCJQGvnRmBDvgXy0XzqTg6BsbxQ7nDF5gFRdN5okXMWZUyrHlEa8zwYTVgc9AWy8bx/",
+	"zn/+9f/adDBF1FjOCGQKQBZKjrcGK0XC7777LrTXx7aeIpGjEYvN28Dn0hd4EXTCwbuuGEtRitqBQGsS",
+	"ANtxkgNEiXmmSz6DVjx4I9fKqi029dWrNTixNZ/UiSpGjRr1n3/92xK6vwO7BxVS0VZwVvkuqC4BSBix",
+	"LjPSaXddwLhHQvCdh6TeaXcDr/uPc3AiRCpP2DEKSsTTgEL7UEh9CahgIal3211fE6hhTlxQy6+p9LpM",
+	"s6SS3fz9H/8N/WE0m6QJ1SwAQCpAcNY6VRZG7+PvtwH5eHML6/5xfkukiBjuPeyuX2IPhhk2CClYoUO5",
+	"wg41kNknaLKTSRqrnY+/3+58vLnd+Ti/bSHP3KTRLig3ZnJLakxZdriaG7MW18yY55cJndtTuJXp+je4",
+	"64W5aZvU6QJafOODiysrfQqefrMiUxEYe+mVuUAquHTBzHOdJtcGylrR4gr5PDtYVAF9eeZx66o8yTWa",
+	"5jN0H97NIlzQ5O6e7fNNtfvyVLvVKVyd7Ta10MTKq+A3nAnTwRBlN1I6xvtTMcIvM6o0Wr6OySJbSsEP",
+	"9s/U/HfGBmklp32YlrV6zLvdlp9L0umu72xWUs9WP7V9x4c6ta68LxuTF0pK30KwHRYbItDHTurB0Dr7",
+	"B77Fu38Q7O92PgSfTmc8NxqipyDaQHa1HlnHhgcIKIgw141jm6laGPT0Cux3q1Ma4X3U+KYgflMQvymI",
+	"f3oF8a65y4+iMFr1EGTQGnXrFyujHInghKHexDDjSgKxt26KT32OqJJzV24OKT12ZMi++V0ab6O+Lh0u",
+	"OlDYaZMlMeLHWF059y9ECaMZ5JDXjWLCgOshH3MMoFX7phh/U4zv5KLcqNVuTqsuVNb7qaR/sM75ZWqR",
+	"+TGfgKLI9YIvsaio/6YwflMYvymM3xTGx1AYV2oxqlK3u2Pixajc4nvrdtv3VPpg0GbdlrW/1WkJwUJ3",
+	"8M0KXv6WpeUxem6FqvSD+RoSs8yRHMiY53X6W8a1r9jcpUTY3N11ywEjfGYUVlWRCluCCUhZVkCdIwol",
+	"ghusKo+CymOLf+CYpgc5AJmwUJm83cRssfJjze2trX3OCxBsi3Qo7h5A7oGSAqaJg96AolA3ygVwWsOJ",
+	"9uBfkE+NLecHKO7VaSLlZt1YZLZ9US82hdgwfC39DhJbDXnhoOD489UKLIkXG2dpMx9QTj9VJwhxtLbe",
+	"6zeIFgYJ4gt8yIKFVcrKGagrmRSjwMZkU5bBtvtCo6rLzoZcJnzph+1y9s1UHepXCQTvuoA+HFKeQP94",
+	"1/OwMsvGy2hZpiKXHaTLzTG9pphVRbcbdfq7J0ncMSVvu8vy/p0r559fgSqOrTOHSv/Fnir3WIiqGFxJ",
+	"dpQCcqXRFmtYdRKwpex2ka6FFO4bClU6rslOMYKQ1Be6HaN+5w/LXOOt2VIzRndjhSPhbqlVizu34Ybb",
+	"VWv0gquqXPE7qQd4tDbpBKsF/09lNcYqz0bxlNPMU5btx5jOK7XkKmjUR+WF22mai+Csm1Sl7blebg8u",
+	"s7jA6O0/UqVP3pw9AfaUekadhYW0LfmAHf7MaIL1mOXZFomXBSuXVxt5t72tand/YfMV2u4fpb66EVSr",
+	"riBhtz5F/qTtfdtruKWB/HHarQMb+WQabi4YUcP91EpnrmhWtZgIg0WjG3UUtLy/dsX07upjvvlVBOm4",
+	"3nKk+Mdn5Ki7/zRnHcimFIJfWCwj9FaVNDFEJFQtV3fHFQk9SFjXxgNgZEPrKjKcA1dDxDSLSTrOKEDZ",
+	"4DtDLLk8ta+JSQWfbxCu+gJQ1CwTtMUH2Gu+RXKNkWPVIVRlrULODfNqxL4o0vXDE6hKD8FhZlEKzCQJ",
+	"1SRhVMEzU6gsALDmhRfAg49JDiXZF3Uh84cGJPxu5zvzz9I9jepHIdBJ3q3CrCSdWNSfVSx9mRahyt0m",
+	"1EcyzpvE4XaWNHpojZm7kvePjjxfcrdd6U22aMEbXry892VLoqIN53K52qKofPf2jGCVh4iY2TIuRiVZ",
+	"aG48LhMnqQOI4oDNpe1ciANslMfjQxxvWQKHCxGsE5OYm2GY0EU1EsOJ3wIIqA9AA8C9+pKmL/ggYzad",
+	"hig5zSJmEZG46vVFOKFpi8bxOfxS53FAPpox9IhuXXERB6TVaunbRtgir2QB7sXxlEOEpkdCL9oFZzth",
+	"Q90XcqoLEB0nC8a2itewAp6wc/47C0kdjmgxWkZj1ch5go0huKaVPGFNnG0so+mEQeGZOXwNLDLJiR7d",
+	"z1WkvxCdKy/ozxcvXxDvClLX7AaRSRIurlTj2AUNV0+u9vgRPfOe2VgmjPzKBuQlyyKqZUZmMkviVSMh",
+	"+E5SN/Tz1/PXr56UY5afoNxtVQDwjoYqu0lL162WqA5WBQvCln8vYm4r88SKlmcrQ+/3z8KHOprK1ys+",
+	"Wpmef16ZqGW2kbB4BChjKb9hRvJStXByIFRdHAAokXeHqFFRnGm3DGN8NfesCzeK9bljFUPaeE5btWqp",
+	"kLDLypAGVHfxkWBxjvaaxzZI3Ys0NCoPXl7psS1Y76I+j7m9JQdEPljcRiRYt9klovRSfavygP283nzj",
+	"vdxhHHy1ZPAaC94l6WGpTSi0gICdQh20R0KnVF+mLLvE5o2hjabWoX8vXB7RJFENQl1PSiEFodcsoyMW",
+	"kGkKeZ6DaaZ0SADoLWLHhEaZVIq8cki2yoac4gnXiuzuvEK9zpDQ29OT5y9PGy2Hq91DNOM6QEpimkaw",
+	"CA/GdWMpSghDsBHrionVevvt203xXfuMj0tQYsHafosrXrj0mGBT10afIKseGdgRVlIKoE/cr+YXWidf",
+	"uhaxvhvm8ADUuwXhKWckkVanyiGrkVownJsDJrZJxq6lDboLOTs2NALIeXttEtO5apQTY/ePOkuYbRUL",
+	"tTR7J/sqnLxlNWCNxF5npVYluay7fmU+yZp0kUeURyurwhCIzZeHN/PfK4XhagFlM4mdcdkrqnG3kVqr",
+	"5ULeuMSObK/VbrVXju2OyOyPEjpeK0HyKbjxVcsCuwMfVhBxYQBws+YTLqjFcZnQNLVJDFaHWQntVrYm",
+	"3OTXT7K4/jZnD/NXqC5c2QR6KdgWHp3l522CoiuP9/aDvxY/UB2NPba24CAzv+a+UQCwKYJymMQCRray",
+	"kmq/nWvPZ8/Vsid+LZ7v8+JO8yyHw+XeNpRZizyfoq3OENwLJVZs85CaiscsAB5puOOQZ0o3FYM2phYD",
+	"4D6gvfttX1nf3To+r9ZToV15lUqhKtjAS5pasR5zpbmINCkeTeqJnLGsGVHFELzOygezQzLvZrW8AUXs",
+	"dVWG1R9EhBuuz6+0nv4Py1JpkT/gzNYueR64KC8Kc1/fKcTqIylYnro1jgG+ca3T4t398vZOqhpQlSo+",
+	"KILwPs8RsPCiMMgRk5TzQpojphxMWF84VLA3GVeTAtRB0yvm44NZQLAQHNSuOfAnyPS7Y2ravfLCHiPh",
+	"ymym54VfM+ctTPWlR1eE5RaS2rHxY/U7UU1fEUr28LGwD+T2KF/QHdLTAgrkvpVIffkkP1ToF9BS8uNq",
+	"H+X6bTGjwWfYO6r2yFdGNqzXYhRzgwoKh2ndvq9SrxYByh5NhV1ODli9Ig/1m9raxC/Jb/rNnfk/2p15",
+	"VV039CX4LKvQVAZKJlPNgpX+O9Va2x7tj7fVqrx9G11866y63P1XHnsl0yrlEy+0v0gzfk01C3ulDh9Q",
+	"+4p/A3eCDDSFGWgkLLKxwh5J+BUkbl1DSvhgqgm2oMHSWYRed+lDigCYI4vNM112F9ctEmKeYQjwxpDI",
+	"X0oUB4BVQKt+DXjW+OiJ0bKKbH/3DKPxGxsIuKrQ0ny2XRr9kVt/nquYwQlAMNtdUpX+6IlTxaJpxvX8",
+	"HOxrbMyZ8l/Y/GdQ5Spz6G366hOFEgJTGidcaAgYeoZk/ScmXzChnmDLL9QObXNb62idJsbkS1NYbAVI",
+	"kJAyj2D05oV4lwOX6NX+3jxJefMX5rcXhhEDSCX89b+nLJtvM3QsS/jNXE5SmtEJ0ywDB0w+EDcMuKgY",
+	"xVX1+21395VyVdnu7/j2eqhH6vI///p32MBCHIjojYxxjMixmK/XtEQMRBHa7+AJZv/DUqFHj8C7SX/a",
+	"bu9FcBH8iYkFBUq8IjOWJKTuD/hnuz+w9s7lVRtA3Ugx2bHW6eJUVxHLhQs3lufNhVEjjKTKnrgCFmi5",
+	"3PMKamyIfiazmITwljCAFEOV0ohhBLRoAVivXoZ8fVvk9Lcpv6aJkeZaEn/0pI5zbKyhunI1zdLO34Iy",
+	"PZSuWzKNsOkb3pzv6oRygMVH3BKwRfJSkRHX4+kAWrG764s/uFJTppbroPInR9iPV+WYdlDRT8mEpsQI",
+	"E7O6tg+w6iHjEnRke4bY5Pk8LV1jzvKgLybgrZgMWEzqkBuH+JLAEAsAfTzGjQCYABRKZbqZcPDgeLKt",
+	"cPjkXtAA9xFsWDs6RPvXcqG7Bcavba4ysBPwiVwx0eqLvngJ0wFMcoi8ALOF6Ev5wC1QiS2KWj4tx6SS",
+	"oPpiw8HSUjoHLtB3nlQD3Tm4brQI5tgCKZsl7Yv1p540IfxIXp28PA1hrqfLSURmCIIspSDVMacocOlD",
+	"AQnRNRE2MNUxz3/sC5c71FuTM4mug+++63Y6331XJEu6BKKEK90X9fBj3+Zo9o1p2Dd2Wr8W9I2lBv+a",
+	"QcEfYH/CX5G+6dduP4BtcAst4bA1CeQO41TH1IzSfzbp11qtVr92G7Yw2QnHtylLKU9LoupKWfhum5nU",
+	"F/U75CY1bCuWpR+KnCVSF9Lw6M05S8j7KrKT3lA9Lnw2CQ4GAcdZnAeQFf5qfjD7vnO9u2NxqNXOR0y7",
+	"vN2B5iJhURbTF4BKbOS2SqgaByQ0d+2447mD1xKAlgexjRsCr4Je+kNo5ZBSPc7rJL/7bq99+N13RMu+",
+	"ALh0KqTgEU2wuBGlrW3iccVSTep77UOvEnLC9FhiyaNZDcuVEx4x61C1XNXY2hlnmmZzUn/36sXZs9NX",
+	"56fPG14aVc4fQcW0qKC1XYiQ3AY1262v1oOgyZ5Rlcxam3fAMtBpzPUOhPpYhRcdzyGe1iAPuuZ9Z80E",
+	"AGnefLBtMJDDItmwqtv7woKxLN1dVN2K2F5tvufa6qOudtEIgJjHqJFaINPQcfIlsHWIQy9irR8ThfWx",
+	"2IwFzPKiMwHNp9gX2DzZsmhujNE0ZYLFAXF9jpDpG/mLuNjmibDrQ5n1RdEz7OTd87OLy7enF6evLs5e",
+	"vwpJ3ZqvpNt2MU8gBGPdw9vPYmgWqDTAdsPmWQ1OrfRzF5fsIDj5So+1d6Vt+PMB1Gpw6wOJdNptJ+5d",
+	"l4+FQ13yPRcwFGKaJLlh977onlDRI8F1IzC2dK093GWdeC9qdgf7tNk9OjhsHj59etCk+4NutBd32O6w",
+	"XWgsIEsW0P7zlljv39dms5nfqar2IVj+Lqh9V77mg/VZ1Z5GB4N92j1q7h12nja7uwf7zSN6OGg+jQ7i",
+	"fdYd7tHOoOYj68Nde8PdqEOPWHN/8DRudtnhsHlEd9vNzmAv6sb77GD4tF1SrgBHP0e+r3XanYPm7m6z",
+	"3bloH/X22r12+79hY0pAGrsuYku3AnwHzBDQ4Ba19dT2HwY6NowyIILNIGTGM6UhN7rb3l31lpxadt4J",
+	"apUJFuNNe5tvOjEb+NaZ3+auTmebV6XYs4kOEnYqtE3/39/mje8EvaYcXcZgHE4nE2osKb+u64kiwBer",
+	"VgR2fGToC9sFGJvzpumYcDOTiUeZt0GtLGxWMtqLsdf+E0VKYnQrxZgidcMB87EFTpmVgqHdrsdSsdxk",
+	"19IoYQGRSZyPOiAUtxpax0KTf8izCfHAYtPsZbbz3KWJfz2cp8bmf03/+9nZwdk/X01e/vpy/o+LJDkT",
+	"7e9rZX5UhtHeLaNY13YHnWgv7rLm/vCg3ew+3T1sHnaO9pq0O9iPDuKn7HB4tADa2Kv9//8fOcUBGd04",
+	"RXgd5yh9v986Crr7rcNgt93aD7pPW4cfipyR94etTtA9aB0GTz946MrV3MArFFx1wUJehpG2gumZzK4Q",
+	"XkWRdnO365cXYJW+B42M8QJYjcO4MzyIdlmzTbuDpmHEzSPD2J7Sg8F+1I33WGfoQI96BZZR7oHc7Xoe",
+	"x3bOvs2wyuCWVm4UwB/4ecHt9/6jF5iIEqpUrVc7L1U51jL77BVjMPTml+/nfqUlTru/Pav1AZrWMtvc",
+	"NCyd0Qfw2s/HNQ2X8H31ygkT5F8ekn7BqLwyWcJ9hvrcq0pZ5qnXnM3Qg5vKqoyPU4sHiIeD5B7TfGjH",
+	"+BMo9YKV/JC+w9F2icqbG/WFGQCpd9t7hdFTqamh2fs874hjrcwfZDy/GzPbgq/c97BVU/0dSdzW0N6W",
+	"veeGY9wu8fHdO079D+fMyGMcJ7afHpcD40NX81qbD/ElMlv75WNQTRVTvICuSbOiWvyT6pt2ID+6xvxw",
+	"4+4WN15I+cLo+Z+Z21q/Wm4ob807ESu1QiH9WES6bneQp0LjuArMWvO9KsVlQS+VM5HzeCmSeQP7s2rr",
+	"6zwmcqqhkmsxdKK0TMk1y/hwbn6yKeIt8hYMbhbn/aUKVXxZS8Vh+Sy3xHy6qyYSH+dDdOMREnKXWWYH",
+	"9TloEQe8/sZXUmPh2+elRVzHghYDz09TJoE7U2lQbSO9FqzUqcczkXrwtgnT1FwQkIJfIa7YmCEYCHjf",
+	"ZyxjRUMPYh7Ly51+CFeuKVGZ3H5ieiWttb90QffNBPk6TJBHEquPIFK/Hm70E9MLfbw87nAfE+NO7g77",
+	"1LPnYD+mVEfjytj8ItxswoZ6HeZsi5z4rMy6xAfTSar6IixzEMiC5ZDzrnnGXCF+tfRdwKBpkZcUynJo",
+	"XyymaQQ2TwN69K7N1AgWLSdSGE7gCqeCIIsPLMagHts253YFGsckvwZCvBpTR3JTzQ0OACKhj4A18qrM",
+	"MQQFfgRzbGtWVj7PmJNy1+NsoYy3sq0eKHI6X7rI6V7sHvTa30TOJxM59yPRVRJnCqQbf05j7s4i6yuy",
+	"/pAzfDLrD1X31SGKX8dyDeBdj5RA0FSwmFFoA7m+uVgfLrre3MgaLXKCyYOrwNLA1qyOWgDymHqwgl6K",
+	"FhRM8oDtx91ob9Ds0N2jZrd9+LR5NDxgTfzWfNk+3IpZeTnE2/IauPaIHg6eRgdxc591h80u3Rs0D6NO",
+	"3Nxl7aH7bREXD1gKlCdsd9ALFLj1yuWTIjL/SK7sbY4IbvBXazmDz5wuLeHWxzkPez9ISa30oZ9j/rB/",
+	"zMFNvwBxSOo+AmKDGI0OAbWqTrPN2liAQFxiBmXIxEaPsDLooh6zSYv8YJRfsqj7tlb44hGE8CGe+Dsf",
+	"/budsU/rSf9TcK07rec6HzMcs6+BNbWPtnzRMymGCcfqga9JkwE249nrVTwG7M4EzPqCb6xCmb0r79xK",
+	"E/oI/270jJ9rmaIq5NDE7LMw3RHTMtgTtYXzG/mqz9iMljWAnt6NVc7vgsdtcn2/BcSN+NgNYsIhYWQq",
+	"YpYhDMcf6gG/71mB+74QWY5LSihu8x8owoOPmMWfUj0uMuIcxdYWpYnPRDfhmX5YfzrAUoYT8SD9Y7oK",
+	"CNNLDy714uZasWQYELSSMdEp5uqqRc60A5uxyf4Zu+Zyivf1BdVywiOaJPNjQiHP2xA95qAmjF4v3qVz",
+	"zE8uRpgTXOhquHjWnxD0BXo6AoI+jaBUa2ksIFtDilY8pIZqesUEFsMgbGZimIOLXbT6AnuP4KQndE4G",
+	"jNTThHJBQndVSHJ0PBUSbQhTAcM0TwwnNA13Qj6hI/NrQudyqo/7QkgSU/NlDJko6tjO1DzKPRhYMReI",
+	"DKWODUt49e4FgXoIl9J87E8SqxvKs7TPMGPB54CnsJQ7EDbQ7ceiKxYTTM7F8tq+cJUGPbcIkHo7yBi9",
+	"Uob7TxMI0FDS7XTIDFJKwkRGIUKn4utJaOgIlwmgOTFR20KiaYJ5t3XWGrVI+L5fM1f3awHp19xK4Cd/",
+	"prUPYaPaz2hI6cKGurZTNWWkmW4WOAkVp3PABc3mFefz0zsGv8WivsWiPkUsKshdhCvZ39fgM0T9/C7x",
+	"AwSLr12MufJkCbLfSE4YrgfXBfLJMTGKcYGDIrEfnuWUKL1Ac4QVLABZet32UVEckhsIRca5h1O79e5a",
+	"KJvboLaq7ujPOuMNzq918yF1CKPlKDX5jMBFhrDjX5f7GTSmsjfW19Ae2R89df0BqhPmfWB2KKQCRPyU",
+	"ZRbGEiHUAwKg59YBvdyVCN3U2ntYX3jtmazryrfczPV12+Gm1JGpURSdiblXFN8iUAwPwOHFwvmuL0jy",
+	"5xoawYEfDQxhBRWCwibN8kWHe6NFfoCJqr7IG85ldDjkEaiZcsI15Dk5XMXdoN1u28VRpG6UJwS1rlRq",
+	"ikwX7NNwV1MF7voxk5NtigDg4gu5zaWlng8Prhq4jzur1KDCtR8pggW2YcPT9tMOQnu6NmJbVQb1dvc7",
+	"ba8f2H671DkBq5tqvT2vZUGns9vOWwsUGtDeRftpETt16GkH3fYdwgAlCtjIDOHA5oEAewofHA/4evz6",
+	"1m4rN2gLgCUZKiFQFD7/Q5NRHIdFm90sba33sfwlUMZyHujKEKCxSCdc6N5y6bnhe3l0UCvPb2cxRDC/",
+	"w/LWvqiHOdJF6DASZEbCv1yx+fdhI7CFy6XKKKqhMt4+MPA7pIJhiIGCvjAXweHHYmIHdkHqtkAwgOJ+",
+	"AsX9ATl7QzIoIQyK7YtkygLChNnpOCCA+DIP+qJATgZZ8NtUato4JlCpjpgoZthl2aBI3dzWhNtsfxQs",
+	"myc0jjOmoPTz17yXX3lhKxObzAoIaZunYr4ieAC67T1XdL/cBgWrw6mPEgKrZlmMTTnyAF0cNFaaMUhd",
+	"GkwBWbAvEKSgTvPuzLbqlwxoXB5+A0e32yLPALbAOnvzDogyQ2BnmgHkhZqxvDrk2eu35677K6zqIJMz",
+	"xTJ1bCEQ0NQvwRiEtpqXZmyFXPMBUB9oNz/U4L2P/AE0qd2nB92n+/u7RsD4oFGH3b07WJ4W6Wkr+763",
+	"zfB6uxYvqVfbH7ZZN3o66NCj+JDtDveig0GbduOnrDM8ig4Hu3Qv3mdPh0eDTtSND9jhsE13B3vRfvyU",
+	"HQ077RxXqfd+odesV67r8bFthrfYl/Yvio++f+hA+9N2u3PAbtLvi03B72B5v99mcf/X3sk24/9feye7",
+	"RlgsewC2s/K3Fvwe3GlVIZuDPEFspIIFYz6fh6BnofMgL/ATm/ZmyJ8vJaDb2SJm95IL/QIlwP3VDYtm",
+	"BbtexmJ6/8Hoz1WgRfhLGfXK/86iScFXRqlezKv1EkfBPCkS8T1t5qIwkv4ohQbfhrEIuRIFulngMS9g",
+	"9CxCPwO+rJmddeIGJJdHg3k+7QFVrC+UphrQeFZCO69EcyZvWNZ0Ip0hqksd5He3vdcgsewLQO+lPEHE",
+	"FDOL3oLlzYTOIFASfuwjKq8HFxOQvnWPmC+77b3/p9vu3oYt8gyxevpCjeU0idEDj6AZ+ECncoXwyBC6",
+	"CvdFX/iqH3jfVU4KsKBL6mDgy/iSpleoeMd9gTjRdi1iFvEYF1svAqgVOlwjKJStKl2rRawi1ReLmpRe",
+	"UWZfUqbMHhpL3CwIZwoTmN0Hq0D1xQoNSo/ZpBE4HcToPfmSIuAlbOYxob6W5WlXuPWoXTm9qYTqVqV+",
+	"kqIdrZmQ67UhpJhP5FShstQXQJzr1VBS73aOGi3UvBb3eJM+peC4PSjT2kdZf7+tRhR1B3u0c7TbPGRP",
+	"h81ufBA1B/u02zzaY514N2oPjuhh7R7Cr4Qw/yniLgWm+VYz/aZxftM4vz6Nc6vTWWDZVwLYF67+LpzD",
+	"+x1k27CgQqU9n0IEdDhNSHHZfbXVP9Kn/2fWO0GhRMFCnGS5s7JZVhiXElkMU245zlzp8zqnE+bJauUa",
+	"qmG+xYKC0cJBv3v7QnntCHMsjPCKzbGgivbFMGNqnMxdFpanY4OOATfFLnXWL91afutquQytjx6WZrTh",
+	"YoSF3XjZOR9tc9npTbrV00CMPNz//4kyFhbSCLaN/OeAtDfz32t+6yPb8eibfPq8HhE4TFVhEPvb9h4O",
+	"c8dX6OV4sORYFBQbhEdJJLhVJnAYwDJxfqYFwaBqH9bxfZ/kP+JRvbVhkTE0wP99pTB4wa+ZYEr1SKfd",
+	"JrMxZqdB/2CzWg7l9+eLizeQlpiDCiRSXhFaQCUNqLIQbDvG5pz/XpHe+7MdzEOZnFOeavIOCRD48lVB",
+	"Pzdfrsg0bS1u84dytQsumbdHr9003UZZlNL1ghhSSQAEmkYaEIiBGurnMzoasYy8OzMLvBPLSOU95SpW",
+	"9TW+ywrGB5aIWTzsh2KxllXaxW5RlTtgpnHy5iwHx12/CdVrt82WzOkkucOW/OPk5Qv0VFnXrxwSnU0B",
+	"RdmSv+3mZKGXmSpQsOmIcqH0yj0zD7/bnrnRF4u7eiX3Wu18Nd1UiGY3utSGf11W5uPvkp3xyl2CnGU2",
+	"26EK82eGPGG3a0EmDTPgEeTreGnPbIbgdImRl4YvQVrNYE5y3O48+xqLQOHqmcyuFJHDYcIFxnYdnDXA",
+	"ea8CUXmDbzxR6D9e0E0rstptctHqjHav19Wu13S+yGjfSDRmn3cipcrEstxMAq77J72muK5bXQ652+uv",
+	"rCQeM+3WPWT8Wgorb/gTRfCtAVF6njCbsi5imbG4COP89IL89XyFkHUk6IvYlRR4Ihy5EDTQSL38ErKS",
+	"9Bo9gC9fiBynVGkGKN+FgQQQFY5IA4tFRNRYzioqG7lWxOXwG60Q8wCCPGFfxEFfYEciNx509arAdrml",
+	"xoSEKgE4FGOZxAAmZV4DfQjwUOXqS5FwhmF6sBALX/DIyMvAFuXkzexzJ3hxxtBxi2/27p/QOTayGrC+",
+	"gIc5IK1hRkfA3Orhf12x+ff/+de/0Rn/X0bp/8+//l3o7fkHVNihv4TDF0HXdsZoNDZDsvy8yga1B71A",
+	"4HhIwcg2B3isF9n9VgcN6QRXnBKsLSPP8NnNc3uUmm9kwiMoOfd6AK64asMgHqSGrzneFmIURC3Se5E6",
+	"IgX2ylhxjFELXXlw3zIac1/z9YIpoMtaaPyA7PswmaQOOaMDmlARmfMEgC6uOzSPqMORcXjrFQrbWxzZ",
+	"F6YFw6iIlkj+rcewjj6UC8vsgmM//cV1bqzTCrzGCGt1gQLu2iXGbkKN7hmGi1zUQUeb3ZPCMj9ofotq",
+	"nmA3htMgopG01UBUabiw0SKhB7MbEtvCChO5gLcP/UZX1UAPJ2/OfjFz/Hpx8R+htMWPmOHjlzd6QlOz",
+	"BcvY9za7zWlULq5jNF071Dtg2vP0MrM4/Hiz2e5LTF1dyEvd7fS6+2b4Eyn0OJlfQhjT3ee6X2BYV3Fo",
+	"K2QYVwHuvxnHP6i5gr5LUAsulyeXUc0uIRbq9fjvtNsr2vbvt29tIq0x9UZXl4eT/925+dvT9EVXvD1S",
+	"F7uzfxz8frI3eLYfn7aHP3WMBgs5sZd6zNUlTLXW2z3s7nXMDyy7hOxDB85xf4h/OAbbYfwXR375uH+9",
+	"ANRFXj9LpBhBHbZ0c/UR++119wOYPhEEOvBiiWpdQK6n0Z+cEoA2SI+0w4ZFoTYC2HAzL0tVMa1tyTfX",
+	"qi9sDxAw98KPtyH4jFajS+NmPx6a2Vr28EgH8e7n7I60f45rqqxu9UBe/Y0nf+PJd4MesYdyDfbIFfvU",
+	"aAoIf19qprINjsjXCiFiobDt2m7N4/3Ss6r+YdtCYF+xec9a8ZYui44GNgkQ88Fcoaswh73ucD5AH+bK",
+	"WUGBXzIfGcOaXFy8ICxRDDrbN+6Fiu2JimV+uCr/IZljTy5HQn8kuW7h5fqFzb8s/Gv0sNyHBNegXOcO",
+	"rpLSFhQeK1twAzqPoTabATkwm6f4SDRsuw2uCLA4V53VIidllB3bt3YN3vVaKvomVb9J1c8kVR8oUb8q",
+	"XvMT03diMffNtP+FzfMs+8rumniKL5XTt+8MAuTesMbGuitINqmH5hj1CH7vkv2N6QUpVhCMCvoitGfK",
+	"XUiTRM5ymGzb9HdEuQhIWJwgdzV6ve335grkJ/bnvsDP5hePT1W+yq/lcxXgeTljmLOW/MlUzIsiQXIi",
+	"/NGFTh1IKbrr/LeHNqXff5Hf5QChe6jwXlrcgmV/5kpKnp09f4tZ8Z1OYJbTAZ3hHtVdtwcuYnZjxggy",
+	"hSoyZDoas9ihGJktZzGCdztR1rcba1s4ZIzGTWiPjJgmpB7yGLr72vbYtjk4fGdJwvyZM+DQ7PRKfmgu",
+	"XWRUYQPmVjQON7MZCZmxuEVeSbD2+6LutfOWM1FEiif0Cqv3JdAwTRpBlUcAHAXGvLfTdejnPQwAWSGc",
+	"l5tQhRX/QQEqALpuPmcsgbBqILtmQlf6DODqBSP5Ab6DtWJprHXa29lJZESTsVS6t9dutw2DeqAE+NTW",
+	"/V1Rxr/pIZs2/H+iPuKQjT6PpX8PdebP7B2wUOn3N87WaEAsuvoEeg+JAcFA9MjMJUpBSgMTcSq50GQG",
+	"9XpYIUcyPhprIuTMwi67fvaQc47SmSsAQXiiSDTNMiOpLJiAQAwfXBtXXA8dtxcqwfLkA/NSxaXAlte0",
+	"LyKZzntOZxIym9CEK2C5AQn/EuZgCSTmZl+5GC3gKsD7ctCFhpGzIA37Apwi1tVR98R6oblM5DXED3kK",
+	"6KgIp2j7xS9MwUhR1Rf1ogf3xdt35xenzy/fvH3997PTc++xRm7MG8e5vOXa9937KhIMEbw71SKXRVeP",
+	"4KW/D9ByCmx/r9Vu7e7utZ7m/LvWyxPGl7m4zw9rL+XvPEnozj6mLG7HGGHKn7JODvRn8zTbKBGTbmo9",
+	"Nz2/QGjvrsNW02Q1bp2l/D/Y0vyKOO2vwJZsgYpjQwiaNeboXBrYnM/4L3c2YFeyYcgXYY/Ph61ngYyY",
+	"Vk7lRtMDE61shpkHOHvFWKogFRLYnJ26n7YV9MVUaJ6QNXYJqYejjEbMqjwqRMexkLNGgO7jgusQqvoi",
+	"tLArZl3CFnkL+TNihBaszUynHqYtjhsK3G2fvgiEi8XUkQmkm5mr+sJ6qXuWAY6pykHE9EzasqsWKY8Y",
+	"jJwM4JCRF8vEIkSYWbT64jX4Ha3HWxnJk2EfAN/5DWQEHvAnZqw2SZhLgUl6VQwXpv4IcdHSbGq9vYN2",
+	"e2tWgmPwWOA3O+Ur9ZeWltsDUHuoxbI3/uXw+tXub7/us7dP9T+Opmcd+aZLzw/iH9ujn3f/+Xk8qEVE",
+	"wXA6LCb8KoyXr0hC/sSvmYsZ5j5JC5HhIEIcv3SIFtQy6JRlXMaPZ708NqbmGhxNuM11AusLi1VJ1kBV",
+	"tggADRopNcvMN8J6TIfJVI0JF5pl1zQp6fPvzk9+Or388cW7858vz15dnL7928mLMCA2qYbstolq9Irc",
+	"wyGbEcvhc8yPAUOhSOYw0JP7wmXiYfszo2Vuh3zZPTzoIvKlQ1rZHuDCol9uQLw0V21AvDSTRaLfVkpt",
+	"zVTzTV7NVj8nGOaXE7WyeJiG7Xk8ZUxjp8iuw8b8xAGuByAafLCEaN9YUWKFBW6YhY8FoWALFUVgQW2a",
+	"JbVebQfo1E558VEu4NA0U6GaDxJWJDqevDlrFQl6+WKZYS/zdGIOYUBmFsJJMfS/TBXIpUngfEI8K+E5",
+	"K+8NOVTp8hvOxzLTzYSbDfaB4RA8SOd4CPWfmHzBhPLm0/De4CM6VE8DvVSujsZ2HPMxpixuKCIkeAVB",
+	"9RDK2ovyFr+2JVwcRNXrfx1L16MW/XMuC6dIT3dbMY25rngCVhIEEODCvH7niHMFf7bOyXuWl9h/++H2",
+	"/wQAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
