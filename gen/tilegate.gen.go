@@ -1058,6 +1058,12 @@ type ForbiddenApplicationJSON = Error
 // ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
 type ForbiddenApplicationProblemPlusJSON = Error
 
+// InsufficientStorageApplicationJSON An error answer other than a validation failure.
+type InsufficientStorageApplicationJSON = Error
+
+// InsufficientStorageApplicationProblemPlusJSON An error answer other than a validation failure.
+type InsufficientStorageApplicationProblemPlusJSON = Error
+
 // NotFoundApplicationJSON An error answer other than a validation failure.
 type NotFoundApplicationJSON = Error
 
@@ -2239,7 +2245,12 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
+	//
+	// 200 when this replica can do its work: the database answers and accepts a write (a probe
+	// that changes nothing), and the data directory can be listed and written. A 503's
+	// `detail` names the part that failed: the database unavailable, the database not
+	// writable, or the data directory.
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2754,7 +2765,12 @@ func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
-// Readyz Readiness (the database answers)
+// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
+//
+// 200 when this replica can do its work: the database answers and accepts a write (a probe
+// that changes nothing), and the data directory can be listed and written. A 503's
+// `detail` names the part that failed: the database unavailable, the database not
+// writable, or the data directory.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4465,7 +4481,12 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAMLWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiYAMLResponse, error)
 
-	// ReadyzWithResponse Readiness (the database answers)
+	// ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
+	//
+	// 200 when this replica can do its work: the database answers and accepts a write (a probe
+	// that changes nothing), and the data directory can be listed and written. A 503's
+	// `detail` names the part that failed: the database unavailable, the database not
+	// writable, or the data directory.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4608,6 +4629,11 @@ type ClientWithResponsesInterface interface {
 	GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error)
 }
 
+// ListAuditResponse503Headers the declared response headers of an HTTP 503 response for ListAudit
+type ListAuditResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListAuditResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4629,6 +4655,8 @@ type ListAuditResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAuditResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4705,6 +4733,11 @@ func (r ListAuditResponse) ContentType() string {
 	return ""
 }
 
+// ListDatasetsResponse503Headers the declared response headers of an HTTP 503 response for ListDatasets
+type ListDatasetsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListDatasetsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4722,6 +4755,8 @@ type ListDatasetsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListDatasetsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4788,6 +4823,11 @@ func (r ListDatasetsResponse) ContentType() string {
 	return ""
 }
 
+// CreateDatasetResponse503Headers the declared response headers of an HTTP 503 response for CreateDataset
+type CreateDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4813,6 +4853,8 @@ type CreateDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateDatasetResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4899,6 +4941,11 @@ func (r CreateDatasetResponse) ContentType() string {
 	return ""
 }
 
+// DeleteDatasetResponse503Headers the declared response headers of an HTTP 503 response for DeleteDataset
+type DeleteDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4922,6 +4969,8 @@ type DeleteDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteDatasetResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -5003,6 +5052,11 @@ func (r DeleteDatasetResponse) ContentType() string {
 	return ""
 }
 
+// GetDatasetResponse503Headers the declared response headers of an HTTP 503 response for GetDataset
+type GetDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5024,6 +5078,8 @@ type GetDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDatasetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5100,6 +5156,11 @@ func (r GetDatasetResponse) ContentType() string {
 	return ""
 }
 
+// UpdateDatasetResponse503Headers the declared response headers of an HTTP 503 response for UpdateDataset
+type UpdateDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5129,6 +5190,8 @@ type UpdateDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateDatasetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5225,6 +5288,11 @@ func (r UpdateDatasetResponse) ContentType() string {
 	return ""
 }
 
+// ListGrantsResponse503Headers the declared response headers of an HTTP 503 response for ListGrants
+type ListGrantsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListGrantsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5250,6 +5318,8 @@ type ListGrantsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListGrantsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5336,6 +5406,11 @@ func (r ListGrantsResponse) ContentType() string {
 	return ""
 }
 
+// CreateGrantResponse503Headers the declared response headers of an HTTP 503 response for CreateGrant
+type CreateGrantResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5369,6 +5444,8 @@ type CreateGrantResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateGrantResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5475,6 +5552,11 @@ func (r CreateGrantResponse) ContentType() string {
 	return ""
 }
 
+// DeleteGrantResponse503Headers the declared response headers of an HTTP 503 response for DeleteGrant
+type DeleteGrantResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5498,6 +5580,8 @@ type DeleteGrantResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteGrantResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -5579,6 +5663,11 @@ func (r DeleteGrantResponse) ContentType() string {
 	return ""
 }
 
+// UploadTilesResponse503Headers the declared response headers of an HTTP 503 response for UploadTiles
+type UploadTilesResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UploadTilesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5608,6 +5697,12 @@ type UploadTilesResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// JSON507 the response for an HTTP 507 `application/json` response
+	JSON507 *InsufficientStorageApplicationJSON
+	// ApplicationproblemJSON507 the response for an HTTP 507 `application/problem+json` response
+	ApplicationproblemJSON507 *InsufficientStorageApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UploadTilesResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5675,6 +5770,16 @@ func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicat
 	return r.ApplicationproblemJSON503
 }
 
+// GetJSON507 returns the response for an HTTP 507 `application/json` response
+func (r UploadTilesResponse) GetJSON507() *InsufficientStorageApplicationJSON {
+	return r.JSON507
+}
+
+// GetApplicationproblemJSON507 returns the response for an HTTP 507 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON507() *InsufficientStorageApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON507
+}
+
 // GetBody returns the raw response body bytes
 func (r UploadTilesResponse) GetBody() []byte {
 	return r.Body
@@ -5704,6 +5809,11 @@ func (r UploadTilesResponse) ContentType() string {
 	return ""
 }
 
+// GetDatasetUsageResponse503Headers the declared response headers of an HTTP 503 response for GetDatasetUsage
+type GetDatasetUsageResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetDatasetUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5725,6 +5835,8 @@ type GetDatasetUsageResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDatasetUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5801,6 +5913,11 @@ func (r GetDatasetUsageResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokenResponse503Headers the declared response headers of an HTTP 503 response for GetTileToken
+type GetTileTokenResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5826,6 +5943,8 @@ type GetTileTokenResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileTokenResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5912,6 +6031,11 @@ func (r GetTileTokenResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokensBatchResponse503Headers the declared response headers of an HTTP 503 response for GetTileTokensBatch
+type GetTileTokensBatchResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileTokensBatchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5933,6 +6057,8 @@ type GetTileTokensBatchResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileTokensBatchResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6021,6 +6147,11 @@ type GetTileJSONResponse403Headers struct {
 	XTilegateReason          *string
 }
 
+// GetTileJSONResponse503Headers the declared response headers of an HTTP 503 response for GetTileJSON
+type GetTileJSONResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileJSONResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6050,6 +6181,8 @@ type GetTileJSONResponse struct {
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetTileJSONResponse403Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileJSONResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6259,6 +6392,11 @@ func (r OpenapiYAMLResponse) ContentType() string {
 	return ""
 }
 
+// ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
+type ReadyzResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6268,6 +6406,8 @@ type ReadyzResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ReadyzResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6314,6 +6454,11 @@ func (r ReadyzResponse) ContentType() string {
 	return ""
 }
 
+// ListAPIKeysResponse503Headers the declared response headers of an HTTP 503 response for ListAPIKeys
+type ListAPIKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListAPIKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6331,6 +6476,8 @@ type ListAPIKeysResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAPIKeysResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6397,6 +6544,11 @@ func (r ListAPIKeysResponse) ContentType() string {
 	return ""
 }
 
+// CreateAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for CreateAPIKey
+type CreateAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6426,6 +6578,8 @@ type CreateAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6522,6 +6676,11 @@ func (r CreateAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// DeleteAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for DeleteAPIKey
+type DeleteAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6545,6 +6704,8 @@ type DeleteAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteAPIKeyResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -6626,6 +6787,11 @@ func (r DeleteAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for GetAPIKey
+type GetAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6647,6 +6813,8 @@ type GetAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6723,6 +6891,11 @@ func (r GetAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// ChangeAPIKeySettingsResponse503Headers the declared response headers of an HTTP 503 response for ChangeAPIKeySettings
+type ChangeAPIKeySettingsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ChangeAPIKeySettingsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6756,6 +6929,8 @@ type ChangeAPIKeySettingsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ChangeAPIKeySettingsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6862,6 +7037,11 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+// CheckAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for CheckAPIKey
+type CheckAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CheckAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6887,6 +7067,8 @@ type CheckAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CheckAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6973,6 +7155,11 @@ func (r CheckAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// RotateAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for RotateAPIKey
+type RotateAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type RotateAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7002,6 +7189,8 @@ type RotateAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RotateAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7098,6 +7287,11 @@ func (r RotateAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetAPIKeyUsageResponse503Headers the declared response headers of an HTTP 503 response for GetAPIKeyUsage
+type GetAPIKeyUsageResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetAPIKeyUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7119,6 +7313,8 @@ type GetAPIKeyUsageResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetAPIKeyUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7517,7 +7713,12 @@ func (c *ClientWithResponses) OpenapiYAMLWithResponse(ctx context.Context, reqEd
 	return ParseOpenapiYAMLResponse(rsp)
 }
 
-// ReadyzWithResponse Readiness (the database answers)
+// ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
+//
+// 200 when this replica can do its work: the database answers and accepts a write (a probe
+// that changes nothing), and the data directory can be listed and written. A 503's
+// `detail` names the part that failed: the database unavailable, the database not
+// writable, or the data directory.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7816,6 +8017,19 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListAuditResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -7882,6 +8096,19 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListDatasetsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7980,6 +8207,19 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8072,6 +8312,19 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8152,6 +8405,19 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8264,6 +8530,19 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers UpdateDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8358,6 +8637,19 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListGrantsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8484,6 +8776,19 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateGrantResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8574,6 +8879,19 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteGrantResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8684,6 +9002,33 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 507:
+		var dest InsufficientStorageApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON507 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 507:
+		var dest InsufficientStorageApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON507 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers UploadTilesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8766,6 +9111,19 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetDatasetUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8864,6 +9222,19 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetTileTokenResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8944,6 +9315,19 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetTileTokensBatchResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9077,6 +9461,16 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 			headers.XTilegateReason = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTileJSONResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9197,6 +9591,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ReadyzResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9263,6 +9670,19 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListAPIKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9375,6 +9795,19 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9467,6 +9900,19 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9547,6 +9993,19 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9673,6 +10132,19 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ChangeAPIKeySettingsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9767,6 +10239,19 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CheckAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9879,6 +10364,19 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers RotateAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9961,6 +10459,19 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetAPIKeyUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10017,7 +10528,7 @@ type ServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx echo.Context) error
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
 	// ListAPIKeys List API keys belonging to account
@@ -10611,6 +11122,9 @@ type ConflictApplicationProblemPlusJSONResponse Error
 type ForbiddenJSONResponse Error
 type ForbiddenApplicationProblemPlusJSONResponse Error
 
+type InsufficientStorageJSONResponse Error
+type InsufficientStorageApplicationProblemPlusJSONResponse Error
+
 type NotFoundJSONResponse Error
 type NotFoundApplicationProblemPlusJSONResponse Error
 
@@ -10668,8 +11182,19 @@ type TooLargeApplicationProblemPlusJSONResponse Error
 type UnauthorizedJSONResponse Error
 type UnauthorizedApplicationProblemPlusJSONResponse Error
 
-type UnavailableJSONResponse Error
-type UnavailableApplicationProblemPlusJSONResponse Error
+type UnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type UnavailableJSONResponse struct {
+	Body Error
+
+	Headers UnavailableResponseHeaders
+}
+type UnavailableApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UnavailableResponseHeaders
+}
 
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
@@ -10793,10 +11318,13 @@ type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10809,10 +11337,13 @@ type ListAudit503ApplicationProblemPlusJSONResponse struct {
 func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10907,10 +11438,13 @@ type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10923,10 +11457,13 @@ type ListDatasets503ApplicationProblemPlusJSONResponse struct {
 func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11081,10 +11618,13 @@ type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11097,10 +11637,13 @@ type CreateDataset503ApplicationProblemPlusJSONResponse struct {
 func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11249,10 +11792,13 @@ type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11265,10 +11811,13 @@ type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11393,10 +11942,13 @@ type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11409,10 +11961,13 @@ type GetDataset503ApplicationProblemPlusJSONResponse struct {
 func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11598,10 +12153,13 @@ type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11614,10 +12172,13 @@ type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
 func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11772,10 +12333,13 @@ type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11788,10 +12352,13 @@ type ListGrants503ApplicationProblemPlusJSONResponse struct {
 func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12007,10 +12574,13 @@ type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12023,10 +12593,13 @@ type CreateGrant503ApplicationProblemPlusJSONResponse struct {
 func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12176,10 +12749,13 @@ type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12192,10 +12768,13 @@ type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12381,10 +12960,13 @@ type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12397,11 +12979,46 @@ type UploadTiles503ApplicationProblemPlusJSONResponse struct {
 func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles507JSONResponse struct {
+	InsufficientStorageJSONResponse
+}
+
+func (response UploadTiles507JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(507)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles507ApplicationProblemPlusJSONResponse struct {
+	InsufficientStorageApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles507ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(503)
+	w.WriteHeader(507)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -12526,10 +13143,13 @@ type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12542,10 +13162,13 @@ type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
 func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12708,10 +13331,13 @@ type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12724,10 +13350,13 @@ type GetTileToken503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12852,10 +13481,13 @@ type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12868,10 +13500,13 @@ type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13051,10 +13686,13 @@ type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13067,10 +13705,13 @@ type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13171,10 +13812,13 @@ type Readyz503JSONResponse struct{ UnavailableJSONResponse }
 func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13187,10 +13831,13 @@ type Readyz503ApplicationProblemPlusJSONResponse struct {
 func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13285,10 +13932,13 @@ type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13301,10 +13951,13 @@ type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
 func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13489,10 +14142,13 @@ type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13505,10 +14161,13 @@ type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13657,10 +14316,13 @@ type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13673,10 +14335,13 @@ type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13801,10 +14466,13 @@ type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13817,10 +14485,13 @@ type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14036,10 +14707,13 @@ type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14052,10 +14726,13 @@ type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
 func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14211,10 +14888,13 @@ type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14227,10 +14907,13 @@ type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14416,10 +15099,13 @@ type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14432,10 +15118,13 @@ type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14561,10 +15250,13 @@ type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14577,10 +15269,13 @@ type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
 func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14639,7 +15334,7 @@ type StrictServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx context.Context, request OpenapiYAMLRequestObject) (OpenapiYAMLResponseObject, error)
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
 	// ListAPIKeys List API keys belonging to account
@@ -15517,185 +16212,189 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchu3suCvoLhbZTI7oihZzk2kSp1SbCXRjWO7LPnkbIUqDTjTJHE1BOYAGFGMV1X3I/Yb9sPul2yh",
-	"G/MiZ/iwZTk+1+dUxSKJZ6PR726870RqlioJ0prO8ftOyjWfgQWNn55n2ijt/orBRFqkVijZOe684RNg",
-	"Ef4YMG6YBptpCTETktkpsJB+C5ka4+dUw61QmWEpn0C/E3SEG+WfGehFJ+hIPoPOcYf6dIKOiaYw427W",
-	"sdIzbjvHndHCQifozPjdS5ATO+0cPzs4DDp2kbqexmohJ52gc7c3UXv1L+/vg84LbrkBe/7CjYlTp9xO",
-	"y5lj+v1axJ2go+GfmdAQd46tzqBxNVmGLVcnOrtLV4F1KRJgVt2AZHCXCr1g3UyKO2YgUjI2vQBBhA2e",
-	"GBbCXRo6mM6EtBC3AQvu0mZICWm/PXKgElLMslnneFAs1A04AY0r/VlzmSVcC7tYXfGPWXQDlhnxJ5yw",
-	"EX4wzFiuLeOWzacqATZVmTZMaRbzhQnYu8vnbUudVKaqLvl/ahh3jjv/Y7/EwH361exXl+eW+ys0LPNU",
-	"stM35+wGFk8Mwa9tCTdQn7qCR4fPvm06yV9hQehSn/I8BmnFWIB2qO1m/xUWxax1rLqBxcdj1EsxE7bl",
-	"Aibut7Yt44+1Tccw5lliO8fPBniTCD0OBoMKshw0Y8tFpNx3azDbuBZta8EfdzyACzFZP6GYSG4z3T6p",
-	"mOw45TvDJ/CTVrPViS8Q+XNqBlqomHWFjJLMiFs4YcIaf1Ge+JvS67MXBHCHm+zf8J6wEYyVBhZaFbat",
-	"e+wW0IgkMbewZ8UMOq2rv1Sraz+T8fLK4c6vfGmVUs3blmXV7ou6d7hvUiUNEDtRcpyICPE5UtKCxD95",
-	"miYi4m65+/9h3Jrfb0kmzrRWhKHVMVKtRgnM/teHjXUfLCPdFFg05dKxPL8Bw+bCThl3FF0YK+SEqdF/",
-	"QGT7nfug85PSIxHHIL/AfWpACscTJgy75YmI2SizbMYXTCrLYsXsVBjc5itlf1KZjL+sXb5SzGTR1J9X",
-	"LrBEPElAPzGMR5HKJJ2jozZf6Fme+rOrnOcc5bRxZiDus/Afe253E3d53wI3SobuwJUERypClFMgDgMW",
-	"jnh8XdDaMBjKEKl5yLqF1OLEO0cGDOP5RVFjJyYg2mjgMcLYS1m9gIVKi4mQbvjMgL7mE5AWx87kjVRz",
-	"ee0b0CQ3sGCJMNaJG+5rw7ikIR1nBWPZlBsmQdgpaBa+9n2l0kMZvoUxaNChmzYf/QYWIevyxCjGmVaW",
-	"W4i9GFFIqn5n3Fgk7hPNI+i5JWpw9C2yEIesW37It2eY5TfAbMGpTIA3x0sqTtwLnWSQg7jY4lAKU87n",
-	"j8BccxvmXWJh+Cip9kF5UfovhWFjnhhaZS7SSmWveZKo+XK3UuY1obvWbo0OyMtHJVLfL0oESDuUPI41",
-	"GOOmE5JJjzKVkUV6rR0SmLDXH8pO0JkCj71CcRpFYMzecyWtVsneqVvZHh1YHetX+dsKxq7vcO8vMApQ",
-	"EH95pNgjDF7LW9CIFZpbL/ax7uoVPsbfrxPacdhz0rnrNVPSTpMF+2emLB/Kboh/XMNdBBDjLc+kFQme",
-	"oYQ7Sx1IjCHRvtdn4VuwerF3OragQ3/4XoM5cdeMWwL13huViGgR4h0tvw7ZWLnDZrHmY7snwI73ptam",
-	"PBV7btW46D2PKXuD790yh7nIOuyc/POHYTYYPI38jTdOlPHz4w9wMv/hwE9a7ad/GJxY39cvl9q7BWki",
-	"ItzCUOICAtfZg6syKQEun6Y2WM5AsFM+sl9FOdD6VQylGwEnedAbUwB/64b+8Da2L1Gh3rTUIxrViA1X",
-	"GKTr+kenisWdoFPH1s5V0HrX30me2anS4k/48qSSCqtuvNszYYyQE8cNlGaczXjihHCIkWt3w+JzeMxC",
-	"IyaOu8JdGg4loqPn2o7M8yRhE3EL0g3kvphDkjDqTINLBrPULpDtfH4qrtRLrifw5ZHwXDwZqRjpuFWK",
-	"JW4rKF5+udi6qil45ESOI1H0zLd4y0XiBJQvb4dOCBpxA25/mdTAo6nbyAnTjvyxhFvQfpepVu5GuJ/P",
-	"pPU2tQfZ7S+Xl2/+7uCJnR9y780jr0CibMLK2f0YSAvenHvjXKpVCtoK0vVJEYhbbQVOLXgtk0VuFGs1",
-	"5e6ZG5HuKVwPT/ZS5TiKpm73QSfSwO0jzFORlxvsUlNgSiaLihLg9ZZCA+oqp52YY9YomvdOWCizJAkZ",
-	"3IJeDKVvhPKb10lxrMxAn52yGBKoKB0s1io1TGWFjcqJ8kS3hYWZ2cLYGHTcAuiq1kDFteaLzjJivG9r",
-	"Xo7nNZNVcIWop4ReHS2B1a2rOT0vlwrrrqAfjfEJF2jo9fONlEqAS5yw0JkajMVOWkHjBXOYUcwpCq3Y",
-	"T58rZuWRSHcmbsZGBNsIBhE3Qf+h8LLQtla3/Pz8xVvDuudvbo9QJD1/c/utU0b1jCfCQNxjpV7HcrVu",
-	"lhnr9MjESbaEtHNhABXBnpP0CSZcLvIuS2i2M1ol3NhrdwCrO/h9CpJxUqZzZuqas4hrLSCm80TU0RAp",
-	"HUOMljnhes2EzCz0tj64hzoRL/Zfo9zabMOu04cRMAP6FmJUaiKegIy59lpY16lfBSqOUWIjXaG2sSa3",
-	"TwvgC4k8t+02nJk3tKC/rPVglw8yt51co93jet1tfIcXe+6OtzQjaUgTHkHMRguiYe6k0TzjuI+xIknY",
-	"XOkbU4ADB0ATRKzAPPpJl4oKMvk4FtTwTYUTIqlrEi/IWlLV6LmHAzkSjlmYK7vXKehr0htDvAyGca/8",
-	"MiUZvwXNJxCwLGVWsXCUaWNDxi1TMoITxiOtjGGvEMAi4oY5WYbxeOa4y8H+q4AZIIr49uz0xW9ny/gm",
-	"0cmyDMU6v8dJvZ+l8Cy5/wVrtULyji1tsmGYYJNuWTrZ/mgcMvArLNVHsgAveY1LndkhuDuOZm6fZqNE",
-	"RHiFrWJpRpZkR6fevX1pWDf82w0sfgiR+jwUumWGT+DakbxrpA1ttMUTE3RRFAQS/2iiLcdsroW1IBmO",
-	"7wQIlEFybBnKNMkMm0852Qa5NHNwK88bkPXVqZF+nAV40WOFOrVAIj/HLUHhmqmZo0upk7TxhiF4clPy",
-	"FtLJEsaQQITH7ali/crWRi/JYyl+BoXAW2VoNZGkFIjq0mSVh68jojV6s8xmGrBjBdPvAy+tv+GkTS9J",
-	"7C3BHhQEkguWaCBM+QQKGqFkSa3z+I7lwI31p9EcuFGRKYo/1ik0XhNpYExWWZ5coxC9ur1X2WxE7vwb",
-	"WBT2vMIPtJHYFGEr1VnytbefwQVYK+TE7Mg58m5uvdytuM9O5YKhnMYc4tYE2qPDQxbCndX8epw7ssJe",
-	"wOAugtR6FwqP95zuMpRjAUlsfGDDr7AI2HwqHKPQCA9IncbhBEkxkUpDzIxi1pEFXAjjho3BRlOIWcSl",
-	"k2pSZVyXEY9uhhLJkWM4dFFMn3Uvp66bBhZDlHA34hQ0IOFyqkyYk4vwmNxZ3CptyH3HDbsRck+lIHkq",
-	"hpK2zHilE/PovWCpBuNkXBQLPXPo95BEtSqtdbC/zaHkxiDoHDfCpFUGWUHuiuL6yedaq7wiuysEUuvO",
-	"FAyUqmwXpQXUC0aAxsbKBXGSg2nVXqsNvfZ6wsI/rkISKnbUT2f87pwaH6BEsKO+WgkAWdt/BwXWq6qF",
-	"OH/CQjdUyLpKe5D0vOJqnBrL8b9zbvrtNHFLffb3XHZ2h2asU/+dbOz4cjc/K0/LxpnNNDywPvsQONt2",
-	"0Bt12o16a3gw6OP/978LAxYeDgYHx/Hou+Pj/aeH4QnjbIREjfqi5xUJmUNu/2Wvqik7HuekGyhHPtj/",
-	"LmQjiNQMDKtOV8B5KCtKchXt2eXq8oXflJISIrfXJ4alADpgSgelouS+wuUKycLL85dnP59enl1fvn13",
-	"cXn24vrN29f/OD+7CCmiUIvJ1O7NlLEsk1ZnSIvDf+z9pPScO1XZ/RWyqUqXLmLlohx9j4J3cW823cqP",
-	"0vY/nvBtxN2tdPONWriGmbr1tx5HYt1BYcwi4dmpAr1mDX1JP1rRknbS3JeIglORR8AmIEFjVAPPrJpx",
-	"KyKeJAuWycQhW6rVrYghZnDnJHhhE4xhrBPI5YPfCNuKzWBJZkkhEmMBxssTv1xevilDOdw9JCuo4z0c",
-	"XUsI2dM3530nvfBZmkA/UrOQGtJdHcqpMjZg4Tf9WhMnYZhsFKsZd8N3nWKCbCiFu17Awqm16fH+fqIi",
-	"nrgRjp8OBoOQrj9KkhDQ0IhwqdI2IH/u30JWOJ+pNci4MeqEFUEnfXaGfjRa91ASbtDW2y/d4bOnD33r",
-	"djDNPMItfFC7ycqtpJjYr9aKDznPlaPabHP4MHzJqeEqhOtq/FLYM/nZwJC3pbiPc9Qb3DV/Z0Dvnbre",
-	"RGbIa+34qkV6gGYQuOORDYYy4gb2DEgjrLgFRzZo4332u0jiiOuY6JOjISZLHTGA+ITm5swIOUmAURfH",
-	"wD0Z6w/lS+C34H3oVVHQETiMgilWPtZqhsZ0t+093DYRhuVw5c32jFVFUy7OEpjlPki5eD3uHP+x2XFT",
-	"mHolqsbVb0rhdFulXC5egZM88pWsqudtFGDjwH/nSQad1Z1fBauJAkDTo9osWd6Z4RqO8QD+/eL1K6dm",
-	"ZhAwByGG4d0xxH126loZFgsNkUVENyKGoeT0PWmwbsKRY2JzxRK4hcSwGCBl3WUQ9DBlpmTRl4sULnC1",
-	"Tm+Wyg4l3KUoFWqIMm0EWli0yiZTlk+ZKAknPog1b1dqzpQZMJQeC+on8Clx4S9xuji1P6TV02ZdA8DK",
-	"u9HreyjRhJ/zpnzeO7LmClAEqBqPQcZI7GSaoTZrQNoTapvrKBow1NhpOr3+UF6kkFj0THPD3CJiNtJc",
-	"RlMwTn3imQH2+vSCPe0PnhgilA7iTksFR35Z6Do5VQuPs0TrLBb27NYjdJ278yjX+fOQMp6K6xtY9Mno",
-	"0gnKL9DiU/mCwoErX5CrvbTZlmMUX+Rj5F+sdMnSRHHH1Seay8oI9NE3v2pgvzyyTSbZ3zG2OiaWR9PX",
-	"XDbua/QCYAAoJGM6QB7PhGTPX573NktIzV7rVeduswexybyOTZsMot4g2C4Lbn+DCnQv5eNDFMbKD2ut",
-	"RJ0zHk09RGOGBlGk1uEflLkTMD62oK9C1i1dkNqhJYtFjIICZoT0KsJUudEtYWq5nkADWm/bfUG5Wku4",
-	"X6JjjnhNoZT1c8Nfcd1N54bi/vYJSqv+FmpJOB7kt7bYf4kYjVZ0d/8/2pHRVUkMuvcXdWiUJO7DnRrg",
-	"+i+7NZ4YZjUXyadwb/yoMtlkZv5jDk5fNyqz04ABdx+k0nZ65RYXw0QDufC9Ot85/mPv4LtBsPfds/7g",
-	"2cFB4D74v6+azMaxytyBBCs8uUIMjqrE4GgVqM9B+qDmpcUnSk6EzWIIWMKt/+tPpWZX/c6HLuZpdTFP",
-	"GxYzhejmLWkKGxXl+hWoZDRvQzJE2uzlXjJSUiiR0hhJ1FsyGR09a7UJNQ/udaAnhpHtxOtqS8MeDo6+",
-	"azIhkIVl08jeELPT0OsU0ProFWWzcYKDweHRJkpYOamm2+RxwGDi7oqcQwpnhf9WnAe6CK9e3UJj+pdl",
-	"c5UlMcZWLeohNrmBTml2NDjqb2PjMZbbrCVUkn6jyJ9qaBfNPwGKhcEMqin3HNWcuKkZZ1XfEtmCcg9T",
-	"rIACEQyQ7dVzwMPBIDgaHARHg6fB0eDoaiPNy+Fa7KKAZtMR+eoCTWJoBMZc3wKqcE1p9jMnDjsIgxPV",
-	"2jLmco/pCUt9FrK3MfuSAUXu9RbWFQ+rbQkDt1aLUbZ1yOfoY4h/VZHwqXofTlyXKf1aC2mdX3sO5iTT",
-	"3dnBg25imUPssAnPye6DjZHY6zzTW7qXdwwMzkd9X/L6TjoaNw095eYaI94ayz/89iN5bMaOVky50ygd",
-	"2FHbqhk0K3RxS8y/EWTZXSeg+Zv/q2tK5+ZQoEKOKxdvJmT7j61xmG7r10b8CWvgWhnnFpwsfZ3whc/U",
-	"2UrO/Dv2euk6bROveyuMGInEZzmsHbhs2agAVIhRS9QVnkJtygJ7SpCWkC8IUHF16yRsGUJVAAfL9LqK",
-	"fE2BXmt4wXNS8HeT2ZZo7e7hCl+J71+P+LbHoBxud6glraxDoVq2I0xHYzL8EHqTwzKVE/pSc2NJNs1N",
-	"AkRsU9RU/yN1/53DKG20QH0cHWxf88FRv+oMPzxaX7KoRkDbRx3sOGhOeOvnstH7WiPLS+4wBDb6iE5Y",
-	"XFna4bNvqzLps2+DZweHV8FjUfVdg6cehMp7mo44tIZc/upxLEdP2jAGvDpgNuKl77rJAvQ57Da5QrDZ",
-	"aPPQthc/87s03ob9rIhTfIRhkmj2pKxHz+sKbTBKgGsMYus6wgLGKo0ud5PjOipeXxnbV8a2gxKwkStt",
-	"jusqWc6HsZRH5hn/8lyglTSZRoK9o71yUq9euHUlwQ+k5LhoB7dVkt5uzQuWCh9uptrFLCvgccyrgf79",
-	"6L5Gf4bTf0cqFkX2z5bmoBtY5JZE7/JeBw5c4XPHhUyDB7mWfJSCLivYUDEASplqC7rEfAafVZXbvSqJ",
-	"TOhAxnyH7TbmUyAeam9vfUZFEbfjqz9iysgITXZGSdwmLXpDblbXUQx2OKDE3Kf4r5mDNr0t94fFeZqt",
-	"q/U6hBS6un2qANWs2rB8q6oFrrZa8tJFofUX0Ao8ipcH53GzWFCBP003iCoTbH3Wb6hgAsZVLNEhsFwk",
-	"TQ53btncCUdzreQkQL2KOyzHY684rfLbjIboMdbH2+gCoEmvtgt1cVv12OLTfuyUS8bzFBmhJBtzkWBp",
-	"TF/ptdk4XTEEr2JRblSv2qGFYWaKeTruSjaF8m9k1LvbFnf0ZG3XLNVCRiLlSev+ixbkg/DZK5g/tFzy",
-	"7QMA0WQNq/GOmmmsttoShk03AU97S/PTUuTDHcfgtrwGYLmCkHW5JFTzX2JpsbC6LNemAjPvY/dbKn00",
-	"TdrBbh6J5ZPbXEK3GUYvhWkKsdhJPKCrtUkmaGf8K0WYfYHezlRlumKu8R9jvmhUhZsquTwoLdxO0lyu",
-	"JbNJVNqe6hUOwlUSFzhN7ydu7Omb8ydInlLIM5/dJcbNkUZLVUt/AZ5QGHN9t6W/siTl6mYj7fbdmk73",
-	"V1i0SLuPJb7mK2gWXYO8QvVWt6i66aKy9bYSbm0hjyfd5imMn0zCLRgjSbifWugsBM2mCnEhlm4LpbLX",
-	"KHaEXkY5Ghz1vnzBdHfxsTj8JoTMqd6q+fan5+z7o2f/VpAOIlOGUup8hjS532uSGBWkMf08XFUYFvKR",
-	"yuzxKOHyJq/CZ4VNIKT4TKQcBA0Zcx2zdKo5JsjSnCFFKp/5aWLWQOd7TJihxNoMngj6mB2DUQR9VkiM",
-	"goJ1MZixrXhYWATxDmUZ5RKeYjJHiOnlPvfJbZJxyxLgBsdMMSDHiYbLE+DAJ6yoJDSUXamKQQMWfrP/",
-	"jftnpU+veShKnyxK6jlI8pnPJW4j6au4iMkhPg4lUnFRw5aOsybRHw2OKj6FZ99/XzEQHQ0aTUR4zBsn",
-	"Xj37uibxSln2U7MGUUZ5LrPKd2/PGQVHyQjckQk5qfFC1/GkjpysizV0RrBQvrAyLbBXX0+lS2fLyFEC",
-	"RLCOTZLDxBGhyzyBaa35+L+btXhHBQjoCZItKHWeBEjxeau/lwbaVqdgWbG11U/z4UERJn90YjW2jN6G",
-	"WG9ibbqVCVxnOmkJShMTCXFRw4dZmKUJt8C67/+8339/d7//fnHfa0ySKwJUtq2VtSxPUZRDTQEsFhv4",
-	"lyzyF1/oKY3K4VWCHpoiIqoRDkXoRB7VUL1bzZezUkJ4F2dSU3krylqnFMF+mQMaBkUQvck5LNfATJE5",
-	"4vNEhvKNFmZWxvlhpfVKyojPEQlR+Ap7x6xeUStorqg1lLuW1GpiNl9sRqk7Zcx5+bBIYyyM7ycxNS32",
-	"u2+RO9YR4xc1Z4nyLKko+EandANQrWIxYBpu1Q1VzpBqfuLAj+UMng7wNZVe3dn/7PvDlUT6BkCt7N6x",
-	"nn+/eP1qI+dZw2nWCflNjr917Vt9bGtcaA9Idltj0Sg7vkr27xZ/NtJ8d5/yYrR526f9QX/Q2nrHSoMP",
-	"4gtbS5KLLZS0som4ephctaBVIdHEwp3kTEju87lmPE3d5o7f58yzZdHL4lG++fWbLNvfFxd28cq/S+XD",
-	"dJSELVTU1fHWt19e7/1VFRY/chtNK4RmSeN3vxbGHkxkK70M7L/+8//6vHLjyfKzQaGBn78wq6bFtWWP",
-	"XpQ93Vh5Pm4+21jpPnuRkfIBxJGowkDsU+v2HLMJkGo5ejUW2tg9A1hW3ecCfEhto2eDqtR4sLXD0azH",
-	"Qg95eo1pFRq/8dSXhYzxQaPIsnJo1k3UHPRexA1QErun2O6EFJaLdzrm6gGUzqS2xL5HQsIN7YuW3nR5",
-	"tconlukD7WwtyAtLbB0okH+9k8+omlHhaerW+Qw041otrGqJWnNcW6gVK0M3mKaXorXsXfucpCm1aE6V",
-	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
-	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
-	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
-	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
-	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
-	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
-	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
-	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
-	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
-	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
-	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
-	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
-	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
-	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
-	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
-	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
-	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
-	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
-	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
-	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
-	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
-	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
-	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
-	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
-	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
-	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
-	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
-	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
-	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
-	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
-	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
-	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
-	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
-	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
-	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
-	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
-	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
-	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
-	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
-	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmIj3t5V11WbS6OadPbJUKySpNPkvM8DCF0LT4jQzk2WZM5+",
-	"4+lLMdLAjMp0BGSR/qovrXOaVLwCSGclNOjQlyW1f1Ts9LqNak0P3CsT9ZaCSpdzAjHd3O3OC4WBj5Z0",
-	"Iu+i2PaIGxhKY7nF8NHWnL/WND/2BvRefueBwhAdEwvY0eBpj8XKyf4WNR8K8XO7OF4SIUBajYpX+H5I",
-	"6VqV+EYnClPcpvvyaPD0/xwNju7DPntOwaVDaab0co+T6CksjgbM3wIMccgQ62c287niGhqE8icyCDbn",
-	"gT6yUN2SEtlAfi4y9LiNs4SVzT6UsnxBUq6jE0gACCNYjhI7E4f6BV8xZLhz6+eH1yjhXvAZVMRIg4+I",
-	"ilzfXorv7tOi3719aXy8eC0kKryBBXk3+VCONZhpsshNbxWaiDHC2MkHS9UoZsOs7RcKqwp8nJlpQ2PM",
-	"D9jc7EJMtml2dpduNRrmFn1SwbOAXpPQ6X/bnsu7Hh/E6V3HL43b+7whh2ruLOtJQ39cLX+XZ9f8ceUO",
-	"tBKe6qHMsHADcpJc1lqiBKZzte6iV6rn9N+TfeWeXoren2Itxj9bZdBf/O+fENF8OcgW3cYfC76FkPaX",
-	"4XtVd/TdggRT9ey9zjeTQ8hH6C+TvPqmX1MjTzs+auPLKeyNe3TzOU0/VlGGEtDabV5OhaFsIx5ZTHXx",
-	"C9246QWfJZs2/b9Pf3u526bzUctNt+/waX9Q7NKt3M3GLNzVC/ius/w9PPT8jluhp4HHi/Yb8pZ+/iwX",
-	"BOd2Ijcquv2HoFhXde8Oj4XEd0dzYdkJ60VBynVguz3Y988em7VxFVSM6guPgKdNbJdvUWYcONj8q4TC",
-	"lzZNwDdU5ATrkkT5izlFBoVv92Gh7qeSwSy1C/KSYc1Eqrn6nE5xj57/OGaDsOfj4Q09WlAxXDADFoPh",
-	"McXIDKVPDKJnxt/fh1jerD3OnQ77E+lnNPgFrdA4bLr/5Hi7LkgD33t4TFvOv3DEhY+B92Dd+lJU/RQV",
-	"qrr/nopA32+Oi6hg7CoitSncyYLyBfOj/GrLaw5ynzix84MOtD2Ufe2BPcLN/8hb/2XZY3c5ug+1uf4K",
-	"i8Le2nSH9ykc+9rkhH/n8JJ8hjWsc9dYeNYNJZ/BMaPvc7Ov46hovMHIgmAoQ6pJYPKG+Hh3EQ3v6xVM",
-	"uJABC/NqKNzmrSkd2H/vWkh3TrH/eSjps/ulUmmtcapqLkLu1PRFSAIWivRaY/JyMTKXi/xh/R7W6a6s",
-	"LmQ+giPFSkO8NnvojbvViapPn1NQCJeVScsuHF2oriVnz89fvEUb99HhYVAtFU1n1M1TZYSM4c6tEUUZ",
-	"btgYbDSFOI+PcUcOMcXo+/RCM/QHi9UmqBj5HlZ28AVeu6GIsTCBr73hK4/gdx4l3J8JN/Y6M+7DUIZ5",
-	"kNA19rquwCtgIXofr+1UmOuZknYa9nBvZVUSt5uJVBorvaxKVzjpkgD0WFLWY5q/19PePJLk0SWvr8Gx",
-	"KwkHH87b1xB6iG4+AXlnsV4wncljhm8RYGa/SICBjFMlpGVzdFDFEIkYmBaTKZb09U9U5BVH0GhPREiY",
-	"oaQS0lGmNdXVuQHJ8sI8BBsqpEPxKFRpJSepZDPA8kBuUiOUpCoOfCgjlS6Oc9YglZ7xRBi8SgEL/xYG",
-	"xA4WAYuFO1chJ0Hp1I9UCjjf+RtGxLXXZ68os2kohSN1kdJYWqJCvUoCPVO30Os72oyVYygekVMQ5NIW",
-	"uMGIvG5ZVuLy7buLy7MX12/evv7H+dlFZVhHDxa9kyL8Rtiq5lnlBLhEfCSjmQxCdPNJdUyc4TO5/vzc",
-	"JkvaY+o8tjymBPoFkabf8R57l1h+b30lIIFGJScRUOjL33YWbFvpFtZogYcnXF7dYBMsD4PKsRdJKPTY",
-	"lxSrhDjXipQHZREkJDVYCCsYykxakbA18grrhrXC6SGFbko17+FLM7JyTRkWPvIFJR1cwj7Diu1oRXKS",
-	"LZtP3XHwShQ1rRtDIHzyc4TU2Be3UUkMvn7WUPqq9seeYky5KeLl7Fzljzyy+oqP2SAsCrQ7AKgkr+Mu",
-	"1bw/lK8xlcPBTUQcC7FpqvBTjVBGNIp4NIUnbq2VklMY2t1EoahY/SclUfV6+J/VClaQcHeKDj3J5/w1",
-	"nveBNHBxC4iIqNl4xdIHm+URPzlyKwleXqHblIIWKn442eyhY33XxPdWHy/rD6WPoWVrQmj7DINAHUmZ",
-	"a/eN9GrvOMnMlAlpQd/ypCatvLs4/fns+qeX7y5+uT5/dXn29u+nL8MgfyieHQyY8WXPnKDExjD3L3AY",
-	"1CydWDMComBsgQs9/dAwXrpk/02jeIudt9OYr9G7efSuIwSVWzblcc6H10XyfmK73VJcx65BHfhcAc3Y",
-	"UEIVfyWxIC/E6US50qMddPDRpM4+oqnfcsMDAljxcs9thVsxSqB0y52+Oe9Xyp3mwHLLXqVyjIp05ZVM",
-	"DUBeb9TRilmQ64BC1zIvTGWGIrB6dYaLhuqkZQypLQLIuj+DegnSVPbTq8xQDYFr3gZppXkYjX8xuiia",
-	"yLrh325g8UPYo5CySohZN/ybEZMfhtlgcPgt3KX+L9Q8fwiXF9E0/e9TVdRFRH3cS1veWlg9CiwptzoC",
-	"ef0DtNuRDz5XvPPoBZ8RWBmr4oS/v7r//wEAAP//",
+	"7H2Nchs30uCroHhXZTI3oihZziZSpVKKrST64tguS97sVajSgDNNEqshMAtgRDE+VX0Pcc9wD/Y9yRW6",
+	"MX/kDH9sWYn3825VLJL4bTT6vxvvO5GapUqCtKZz/L6Tcs1nYEHjp+eZNkq7v2IwkRapFUp2jjtv+ARY",
+	"hD8GjBumwWZaQsyEZHYKLKTfQqbG+DnVcCtUZljKJ9DvBB3hRvlXBnrRCTqSz6Bz3KE+naBjoinMuJt1",
+	"rPSM285xZ7Sw0Ak6M373EuTETjvHzw4Og45dpK6nsVrISSfo3O1N1F79y/v7oPOCW27Anr9wY+LUKbfT",
+	"cuaYfr8WcSfoaPhXJjTEnWOrM2hcTZZhy9WJzu7SVWBdigSYVTcgGdylQi9YN5PijhmIlIxNL0AQYYMn",
+	"hoVwl4YOpjMhLcRtwIK7tBlSQtqvjxyohBSzbNY5HhQLdQNOQONKf9JcZgnXwi5WV/xDFt2AZUb8ASds",
+	"hB8MM5Zry7hl86lKgE1Vpg1TmsV8YQL27vJ521InlamqS/6fGsad487/2C8xcJ9+NfvV5bnl/gINyzyV",
+	"7PTNObuBxRND8Gtbwg3Up67g0eGzr5tO8hdYELrUpzyPQVoxFqAdarvZf4FFMWsdq25g8fEY9VLMhG25",
+	"gIn7rW3L+GNt0zGMeZbYzvGzAd4kQo+DwaCCLAfN2HIRKffdGsw2rkXbWvDHHQ/gQkzWTygmkttMt08q",
+	"JjtO+c7wCfyo1Wx14gtE/pyagRYqZl0hoyQz4hZOmLDGX5Qn/qb0+uwFAdzhJvsb3hM2grHSwEKrwrZ1",
+	"j90CGpEk5hb2rJhBp3X1l2p17WcyXl453PmVL61SqnnbsqzafVH3DvdNqqQBYidKjhMRIT5HSlqQ+CdP",
+	"00RE3C13/5/Grfn9lmTiTGtFGFodI9VqlMDsf33YWPfBMtJNgUVTLh3L8xswbC7slHFH0YWxQk6YGv0T",
+	"Itvv3AedH5UeiTgG+RnuUwNSOJ4wYdgtT0TMRpllM75gUlkWK2anwuA2z6XJxmMRCZD2wirNJ/D5bdiA",
+	"vgWNlxZ34LY9zpLkBO/L2NGbOTe4d9cCYsZl7D5O3aETWsQIjlfK/qgyGX9eMHilmMmiqUffXH6LeJIg",
+	"VHgUqUwSWjvi+5mi9qlH5Qp6z1FsHWcG4j4L/7HndjdxtOwtcKNk6BBBSXCUM0SxDeIwYOGIx9cF6wmD",
+	"oQyRuYWsWwhxTtp1VNEwntMNNXZSE94iDTxGGHuhsxewUGkxEdINnxnQ13wC0uLYmbyRai6vfQOa5AYW",
+	"LBHGOunLfW0QJd0vTtAAY9nUYSwIOwXNwte+r1R6KMO3MAYNOnTT5qPfwCJkXZ4YxTjTynILsZeqCsHd",
+	"74wbi7xuonkEPbdEDY7cRxbikHXLD/n2DLP8BpgtGLcJ8DJ5wc1Jv6ETlHIQF1scSmHK+fwRmGtuw7xL",
+	"LAwfJdU+KD5L/6W7yDwxtMpcwpfKXvMkUfPlbqUKYEJH5dwaHZCXj0qkvl+UOLo3lDyONRjjphOSSY8y",
+	"lZFFeq0dEpiw1x/KTtCZAo+9fnUaRWDM3nMlrVbJ3qlb2R4dWB3rV9n9Csau73DvLzDKkxB/foTaIwxe",
+	"y1vQiBWaWy8Fs+7qFT7G368T2nHYc8qK6zVT0k6TBftXpiwfym6If1zDXQQQ4y3PpBUJnqGEO0sdSKoj",
+	"TafXZ+FbsHqxdzq2oEN/+F6hO3HXjFsC9d4blYhoEeIdLb8O2Vi5w2ax5mO7J8CO96bWpjwVe27VuOg9",
+	"jyl7g2/dMoe5BD/snPzru2E2GDyN/I03TrLz8+MPcDL/7sBPWu2nvxucWN/XL5fauwVpIiLcwlDiAgLX",
+	"2YOrMikBLp+mNljOQLBTPrJfRTnQ+lUMpRsBJ3nQG1MAf+uG/vA2ti9Rod60VKsataoNVxik6/p7p4rF",
+	"naBTx9bOVdB6199Jntmp0uIP+PykkgqrbrzbM2GMkBPHDZRmnM144nQSiJFrd8Pic3jMQiMmjrvCXRoO",
+	"JaKj59qOzPMkYRNxC9IN5L6YQ5Iw6kyDSwaz1C6Q7fz5VFypl1x/jrJ2Lp6MVIx03CrFErcVFC8/X2xd",
+	"VZw8ciLHkSh65lu85SJxAsrnt0MnBI24QQ0pkxp4NHUbwRtimzSprmO2rheLhYbIKr3osYhLd8VGgILw",
+	"UCrN5lpYC/KEhTFYLpKQGb4wbD4V0bTPkLiyhFvQrMsdjV3ivTnnmU9B0j1evaFLFHrJtuMHsIrNubC5",
+	"jUa7PkJO+nUr0jqzKpphZKqVowcOOGfSegPrg5z1z5eXb/7usAk7P+TJN4+8ggdlE1bO7sdASvjm3Ftq",
+	"U61S0FaQ4cfrya2GI4cLr2WyyC2krXb9PXMj0j2F6+HJXqoc8DV1uw86kQZuH2GeirbQYKScAlMyWVRU",
+	"IK+1FfpfVzndzByzRsWkd8JCmSVJyOAW9GIofSOUXr1GjmNlBvrslMWQQEXlYrFWqWEqKwyWTpGhOyEs",
+	"zMwWlueg4xZAhKoGKq41X3SWEeN9W/NyPK+XrYIrRC0t9Mp4CaxuXcnrealcWEeA/GiMT7hAq7+fb6RU",
+	"AlzihIXG2OA5QDpip44JiRkUc4rCJuCnz9XS8kikOxM3YyOCbQSDiJug/1B4Weiaq1t+fv7irWHd8ze3",
+	"RyiQn7+5/dqp4nrGE2Eg7rFSq2W5UjvLjHVadOLkekLauTCAanDP6TkEEy4XeZclNNsZrRJu7LU7gNUd",
+	"/OYIPCdTQi5KuOYs4loLiOk8EXU0RErHEKOZVrheMyEzC72tD+6hTsQrPdcotTc7NOr0YeQ5aYwqXcQT",
+	"kDHXXgftOuWzQMUxyqukKdU21uQDbAF8wbxyQ3/DmXkzEzpPWw92+SBzy9E1Wn2u193Gd3ixkX+XRjQN",
+	"acIjiNloQTTMnTQapxz3MVYkCZsrfWMKcOAAaICJFZhHP+lSTUMmH8eCGr6pcEIkdU3CFdmKqvYM7uFA",
+	"XqVjFuaq/nUK+pqEnhAvg2HcC0FMScZvwUlfActSJ9GEo0wbGzJumZIRnDAeaWUMe4UAFhE3zElyjMcz",
+	"x10O9l8FzABRxLdnpy9+PVvGN4ket2Uo1vk9TuqdboWb0f0vWKsTk6t0aZMNwwSbNOvS4/p745CBX2Gp",
+	"PJP9eymEoLQYOAR3x9HM7dNslIgIr7BVLM3Iju7o1Lu3Lw3rht/fwOK7EKnPQ6FbZvgErh3Ju0ba0EZb",
+	"PDFBf1VBIPGPJtpynEvjDMd3AgTKIDm2DGWaZE7W5mQZ5dLMwa08b0C2Z6dE+3EW4EWPFerUAon8HLcE",
+	"hWumZo4upU7SxhuG4MkN6VtIJ0sYQwIRHrenivUrWxu9JI+l+BkUAm+VodVEklIgqkuTVR6+jojW6M0y",
+	"m2nAjhVMvw+8tP7G++2WJPaWyB+KCMoFSzSPpnwCBY1QsqTWebDPchTP+tNojuKpyBTFH+sUGq+JNDAm",
+	"qyxPrlGIXt3eq2w2otiOG1gU1szCC7aR2BQxTNVZ8rW3n8EFWCvkxOzIOfJubr3crbjPTuWCoZzGHOLW",
+	"BNqjw0MWwp3V/Hqcu/HCXsDgLoLUegcSj/ec7jKUYwFJbHyUyy+wCEghZ1wjPCC13hcqJhL9okYx68gC",
+	"LoRxw8ZgoynETuV3Uk2qjOsy4tHNUCI5cgyHLorps+7l1HXTwGKIEu5GnIIGJFxOlQlzchEekzOPW6UN",
+	"OS+5YTdC7qkUJE/FUNKWGa90Yh69FyzVYJyMi2KhZw79HpKoVqW1Dva3OZTcGASd40aYtMogK8hdUVw/",
+	"+VxrlVdkd4VAat2ZgoFSle2itIB6wQjQ1Fq5IE5yMK3aa7Wh115PWPj7VUhCxY766YzfnVPjA5QIdtRX",
+	"K9FAa/vvoMB6VbUQ509Y6IYKWVdpD5KeV1yNU2M5/nfOTb+dJm6pz/6Wy87u0Ix16r+TjR1f7uZn5WnZ",
+	"OLOZhgfWZx8CZ9sOeqNOu1FvDQ8Gffz//jdhwMLDweDgOB59c3y8//QwPGGcjZCoUV/0OyMhc8jtv+xV",
+	"NWXH45x0A+XIB/vfhGwEkZqBYdXpCjgPZUVJrqI9u1xdvvCbUlJC5Pb6xLAUQAdM6aBUlNxXuFwhWXh5",
+	"/vLsp9PLs+vLt+8uLs9eXL95+/of52cXIYWXajGZ2r2ZMpZl0uoMaXH4j70flZ5zpyq7v0I2VenSRaxc",
+	"lKNvUfAu7s2mW/lR2v7HE76NuLuVbr5RC9cwU7f+1uNIrDsojFkkPDtVoNesoS/pRyta0k6a+xJRcCry",
+	"CNgEJGiM6eCZVTNuRcSTZMEymThkS7W6FTHEDO6cBC9sggGtdQK5fPAbYVuxGSzJLClEYizAG/jZz5eX",
+	"b8pAFncPyQrqeA9HxxpC9vTNed9JL3yWJtCP1CykhnRXh3KqjA1Y+FW/1sRJGCYbxWrG3fBdp5ggG0rh",
+	"rhewcGptery/n6iIJ26E46eDwSCk64+SJAQ0NCJcqrQNyJv9fcgK1zu1Bhk3xtywIuSmz87Qi0jrHkrC",
+	"Ddp6+6U7fPb0oW/dDqaZR7iFD2o3WbmVFCD9xVrxIee5clSbbQ4fhi85NVyFcF2NX4qBJz8bGPK2FPdx",
+	"jnqDu+bvDOi9U9ebyAx5BB1ftUgP0AwCdzyywVBG3MCeAWmEFbfgyAZtvM9+E0kccR0TfcJQ0Cx1xADi",
+	"E5qbMyPkJAFGXRwD92SsP5Qvgd+CjyCoioKOwGEMULHysVYzNKa7be/htokwLMeub7ZnrCqacnGWwCz3",
+	"QcrF63Hn+PfNjpvC1CtRNa5+Uwqn2yrlcvEKnOSRr2RVPW+jABsH/jtPMuis7vwqWM0aAZoe1WbJ8s4M",
+	"13CMB/AfF69fOTUzg4A5CDGM9Y8h7rNT18p4nzYiuhExDCWn70mDdROOHBObK5bALSSGxQAp6y6DoIf5",
+	"UyWLvlykcIGr9a7yoYS7FKVCDVGmjUALi1bZZMryKRMl4cSH8ObtSs2Z0kSG0mNB/QQ+JS78JU4Xp/aH",
+	"tHrarGsAWHk3en0PJZrwz7wpf+4dWXMFKP5VjccgYyR2Ms1QmzUg7Qm1zXUUnYfPS+j1h/IihcSiZ5ob",
+	"5hYRs5HmMpqCceoTzwyw16cX7Gl/8MQQoXQQd1oqOPLLQtfJqVp4nCVaZ7GwZ7ceoevcnUe5zp8H1PFU",
+	"XN/Aok9Gl05QfoEWn8oXFAxd+YJc7aXNthyj+CIfI/9ipUuWJoo7rj7RXFZGoI+++VUD++WRbTLJ/oaR",
+	"5TGxPJq+5rIpg3OcPAzJmA6QxzMh2fOX573NElKz13rVudvsQWwyr2PTJoOoNwi2y4Lb36AC3Uv5+BCF",
+	"sfLDWitR54xH0zzHg6FBFKl1+DuFCAUM45GuQtYtXZDaoSWLBSaJUHpQryJMlRvdEqaW6wk0oPW23ReU",
+	"uLeE+yU65ojXFEhaPzf8FdfddG4o7m+frbbqb6GWhONBfmuL/ZeI0WhFd/f/ox0ZXZXEoHt/UYdGSeI+",
+	"3KkBrv+yW+OJYVZzkXwK98YPKpNNZubf5+D0daMyOw0YcPdBKm2nV25xMUw0kAvfq/Od49/3Dr4ZBHvf",
+	"POsPnh0cBO6D//uqyWwcq8wdSLDCkyvE4KhKDI5WgfocZGPA4O+JkhNhsxgClnDr//pDqdlVv/Ohi3la",
+	"XczThsVMIbp5S5rCRkW5fgUq6e3bkAyRNnu5l4yUFEqkNEYS9ZZMRkfPWm1CzYN7HeiJYWQ78bra0rCH",
+	"g6NvmkwIZGHZNLI3xOw09DoFtD56RdlsnOBgcHi0iRJWTqrpNnkcMJjFvSLnkMJZ4b8V54EugstXt9CY",
+	"/GbZXGVJjLFVi3qITW6gU5odDY7629h4jOU2awmVpN8o8qca2kXzT4BiYTB/bMo9RzUnbmrGWdW3RLag",
+	"3MMUK/Bpm0C2V88BDweD4GhwEBwNngZHg6OrjTQvh2uxiwKaTUfkS000iaERGHN9C6jCNdVcmDlx2EEY",
+	"nKjWli+Ye0xPWOpT0r2N2dePKBLxt7CueFhtSxi4tVqMsq1DPkcfQ/yrioRPVPxw4rpM6ddaSOv82nMw",
+	"J5nuzg4edBPLHGKHTXhOdh9sjMRe55ne0r28Y2BwPur7ktd30tG4aegpN9cY8dZYC+TXH8hjg0nbU+40",
+	"Sgd21LZqBs0KXdwS828EWXbXCWj+5v/imtK5ORSokOPKxZsJ2f5jaxym2/q1EX/AGrhWxrnFnIvrhC98",
+	"FsRWcubfsddL12mbeN1bYcRIJD7LYe3AZctGBaBCjFqirvAUalMW2FOCtIR8QYCKq1snYcsQqgI4WKbX",
+	"VeRrCvRawwuek4K/m8y2RGt3D1f4Qnz/esS3PQblcLtDLWllHQrVGi5hOhqT4YfQmxyWqZzQl5obS7Jp",
+	"bhIgYpuipvrP1P13DqO00QL1cXSwfc0HR/2qM/zwaH39qhoBbR91sOOgOeGtn8tG72uNLC+5wxDY6CM6",
+	"YXFlaYfPvq7KpM++Dp4dHF4Fj0XVdw2eehAq72k64tAacvmLx7EcPWnDGPDqgNmIl77rJgvQn2G3yRWC",
+	"zUabh7a9+JnfpfE27GdFnOIjDJNEsyflfHpeV2iDUQJcYxBb1xEWwAI5BoMuPK6j4vWFsX1hbDsoARu5",
+	"0ua4rpLlfBhLeWSe8W/PBVpJk2kk2DvaKyf1UpZbl5X8QEqOi3ZwWyXp7da8YKkK5maqXcyyAh7HvBro",
+	"3w/ua/RnOP13pGJRZP9saQ66gUVuSfQu73XgwBU+d1zINHiQa8lHKeiyfg+VQqCUqbagS8xn8FlVud2r",
+	"ksiEDmTMd9huYz4F4qH29tZnVBRxO74UKKaMjNBkZ5TEbdKiN+RmdR3FYIcDSsx9iv+aOWjT23J/WJqo",
+	"2bpaL0pJoavbpwpQxa4Ny7eqWt5rqyUvXRRafwGtwKN4eXAeN4sFFfjTdIOoMsHWZ/2GCiZgXMUSHcJy",
+	"FE0Od27Z3AlHc63kJEC9ijssx2OvOK3y24yG6DFWB9zoAqBJr7YLdXFb9dji037slEvG8xQZoSQbc5Fg",
+	"nVRf9rfZOF0xBK9iUW5Ur9qhhWFmink67ko2hfJvZNS72xZ39GRt1yzVQkYi5Unr/osW5IPw2SuYP7Rc",
+	"8O4DANFkDavxjppprLbaEoZNNwFPe0vz01Lkwx3H4La8AmK5gpB1uSRU819iYbWwuizXpgIz72P3Wyp9",
+	"NE3awW4eieWT21xPuRlGL4VpCrHYSTygq7VJJmhn/CsVuX215s5UZbpirvEfY75oVIWbKrk8KC3cTtJc",
+	"riWzSVTanuoVDsJVEhc4Te9Hbuzpm/MnSJ5SyDOf3SXGzZFGSyVsfwaeUBhzfbelv7Ik5epmI+323ZpO",
+	"9xdYtEi7jyW+5itoFl2DvFz5VreouumizPm2Em5tIY8n3eYpjJ9Mwi0YI0m4n1roLATNpvp4IZblCqWy",
+	"1yh2hF5GORoc9T5/wXR38bE4/CaEzKneqvn2x+fs26NnfytIB5EpE/ji0JghTe73miRGBWlMPw9XFYaF",
+	"fKQyezxKuLzJaxBaYRMIKT4TKQdBQ8Zcxyydao4JsnlRNIxUPvPTxKyBzveYMEOJtRk8EfQxOwajCPqs",
+	"kBgFBetiMGNb8bCwCOIdyjLKJTzFZI4Q08t97pPbJOOWJcANjpliQA4Wy16aAAc+YUUloaHsSlUMGrDw",
+	"q/2v3D8rfXrNQ1H6ZFFQ0EGSz3wucRtJX8VFTA7xcSiRiosKvnScNYn+aHBU8Sk8+/bbioHoaNBoIsJj",
+	"3jjx6tnXNYlXyrIfmzWIMspzmVW+e3vOKDhKRuCOTMhJjRe6jid15GRdrKEzgoXyZaVpgb36eipdOltG",
+	"jhIggnVskhwmjghd5glMa83H/92sxTsqQEDv0WxBqfMkQIrPW/29NNC2OgXLerWtfpoPD4ow+Qskq7Fl",
+	"9FDIehNr061M4DrTSUtQmphIiIsaPszCLE24BdZ9/8f9/vu7+/33i/teY5JcEaCyba2sZXmKohxqCmCx",
+	"2MA/a5I//0PvqlQOrxL00BQRUY1wKEIn8qiG6t1qvpyVAsq7OJOayltR1jqlCPbLHNAwKILoTc5huQZm",
+	"iswRnycylG+0MLMyzg/rzFdSRnyOSIjCV9g7ZvWKWkFzRa2h3LWkVhOz+WwzSt0pY87Lh0Ua47MAfhJT",
+	"02K/+Rq5Yx0xflZzlijPkoqCb3RKNwDVKhYDpuFW3VDlDKnmJw78WM7g6QCf1unVnf3Pvj1cSaRvANTK",
+	"7h3r+Y+L1682cp41nGadkN/k+FvXvtXHtsaF9oBktzUWjbLjq2T/bvFHI8139ykvRpu3fdof9AetrXes",
+	"NPggvrC1JLnYQkkrm4irh8lVC1oVEk0s3EnOhOQ+n2vG09Rt7vh9zjxbFr0sHuWbX7/Jsv19cWEXr/wj",
+	"ZT5MR0nYQkVdHW99++X13l9VYfEDt9G0QmiWNH73a2HswUS20svA/us//6/PKzeeLD8bFBr4+Quzalpc",
+	"W/boRdnTjZXn4+azjZXusxcZKR9AHIkqDMQ+tW7PMZsAqZajV2Ohjd0zgEXlfS7Ah9Q2ejaoSo0HWzsc",
+	"zXos9JCnp7lWofErT31ZyBhft4osK4dm3UTNQe9F3AAlsXuK7U5IYbF8p2OuHkDpTGpL7HskJNzQvmjp",
+	"TZdXq3ximT7QztaCvLDE1oEC+dc7+YyqGRWepm6dz0AzrtXCqpaoNce1hVqxMnSDaXopWsvetc9JmlKL",
+	"5lRJrZRpZndJEE1UVGMcZdJ3a5J3scmrBpY0M5M1rGtTgqxbDY3hezSdUZV/bYDXsiV/gxyBQve6c2/j",
+	"yMu5rQ8mh6w6yNoh8sV28JezHdw0R3T+FQwETZkkI6OSzELQagQw/bUlzh9fPm0yGWy0E6yTZAsbwnKG",
+	"xCYTwd9rIWJLdRJTLW65hfC4VgqSyzj/G5U7DCqgBzb7rPq83DFLxA364t0oAb5LSbVKsZQBPYNXeITx",
+	"jTppIXZj5g57YfsspNCREAu9KAnu7lafb5H4rlJ/KF9jZR8aesZvoJJumI/hZB4nBeKrBNIq99m/u1Bd",
+	"OZkIishG2gD6J/ImTREtFe5gIMq0sIsL1DAQdy5A34qoolQsmVwM/e5ls25oJ+b6v/7z/4U9qjIUWu8w",
+	"8nUgKIxgzx8Ebiz03+EIbg/hqX+gB/n3McO5GT3jhY3yR7yEqdR8MvSeUre64J8xQda/05Krkp0RcI1Z",
+	"Oh4AU2tTh1SrPVuMdnwGS/sWkv3KU8cT9BOT139yJI1wEMub5J6DudIxC3GWMMDIB5PyCMhZUxam7zaD",
+	"oYBvn539KxO3PAFpnUBcXT3r0h79zvGdXVpU+dBubfQSGDwVWND4HuWbccM7v8WJRvQQlSlySBPFY3wi",
+	"K2WOgLn9PzFUO/6YrofkE1/C0EfdFfFsloKdRkM5Q61gNoKYddGpTvnceO3KglVMZwmYXoDvlxtmpkrb",
+	"vUSgplShp6ViVdSWDQjSqE/51VF1LauWiu1hUnIe5IRRhah73IDsD+VQ/orbwRpAEU8Sg1caLXr1K7F0",
+	"jj/g0TTg8wlrPPKh3ID6VimsF5JjYOGNw2KBwvb6jIJzENkcSIdy/b1ke3tY1vnV6a9nIe71bNX76JYg",
+	"2YrvskvOyCD3OwYsJBUg7FGMRBE4MZS50/F4TbAFacFffXV0ePjVV2WURe55TISxQ9kN3w99cMfQydND",
+	"J9wOO8HQibf4r1sU/oFCO/4V2bth5/4qYP1+/x4rVFOlRAw6oq1OuVtldWw27PT7/WHnPuyTl5TWt8m9",
+	"WfgzubkxvlyOd2kOZXcHp2bPV4Zc+aF0drKuVI6KbnZ2EnVqdmt6d2Jx3ZFL+6TyzgEa1u6Djq+F3TlG",
+	"W9tTx1+4nSLn2Oep2OdZLOw+2myhwfhCaEXIF/iU86B8fsPtFAsVuQ++ihoRDIICNHUfSsrFXe1d8FX3",
+	"S/lkrn9oVloTEH45ehaLmNi4z4MPc8K0UqsHbfXLpXpOmIFIg/W1/DDVvixsxYstDiW9IeMpjrBsytMU",
+	"JMT0fm3BD4wj+FRWxY14A6mlRyzLiryn716cX16/Pbs8e3V5/vpVyLreLM6OBrnxGo/WKSs4+3mMpbiN",
+	"xaoveHiaz8CiANliHimb7FNtm1ZDR6Wlrxd5tfRQ++Fg8GCPlpW1eRofZk79MxMIUM1FEjAJczT5CW3o",
+	"5emjwUHbLMWy92vvB2Knp5s7le9Zux6Hh9tMs/q+233QebbNbNX3/1Csy2Yzrhf1INsnhuHlbIIG1kOa",
+	"OBygkkdOWrzbyynBnlbkmnecAyfAq57z1+ptX8W0F3mEzGeNbNVEwLXoVggdTCXxQ2Dbn4c7L5eeqTb5",
+	"dVp+xd2/E64MVCO3maii1YtKoNQqZt0KmJM+mqomm/1ZLPBVBqL8rND4iqWd0E/4NqaEmh5Ve0mc6v0V",
+	"ZeqG0i2AdY8GT0t22kg0SaB6UdQ28/LLDypePDSS+cDq+7o2nr8GVcfwg4eevO2VTgnzMhL9EUnnwRY9",
+	"ipdr/9z74mXuQurYGvsBsbuBsL4vLS/3+3QrsIjjCqF9gd9XsbOGJUdN+ez4tuMJCkNVzUkqdJ2DZreg",
+	"xXjxqKdNK13f45WyFK/25542AbA87aAiVlJBag9YszMeBM3c9CewrSc8eCw68AA04PM545+c6lCrBUas",
+	"D9+j+RDmtpMA5Ec9f4GiTcptNG2sT7ScUJ/A2K7Lqu+zU1am3OZ60SibpU73rdenCfPnmTRYoYuHJ1Rm",
+	"MagUwz4L4rGUkNNnv3IMsuHlWz05Yw68hRPr/K61cQbLPJuVLBv1IS4ZXRxSEaWyU18q3UOgd8KKNmi2",
+	"smR0LYSEfHEjHt1QpRMvXjQJAlT24FEEAV9hYStB4NEIQIaLiv8UYWBn0vEZSQ902J9MeiDGtF5Vw0wz",
+	"8ymZS5kUt569PCkNNA+kRv1byyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6X",
+	"xtrBt5s7PFdynAjyxH5ONPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjX",
+	"HJ/kit1MoNc6kzEW7P+i6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4oh",
+	"ZG0pmhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2",
+	"Kj7EVJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/kbPWiLm/aP",
+	"83fThAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEh",
+	"KWHGnDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNG",
+	"GviNcYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8fdhxrYedgA07OSTo",
+	"U3Wnnauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxesvquAHcxzX52+b+5xL",
+	"k43HIhIg7YVVmtxRdTUSiV69LkqVyD6wXpnlxSca3f21rH93UTGDHqsaULYc5ecH9K4pT1pKXpFlx1YG",
+	"G8pK7S/vxa9asV37ri+fVCv31SsLfclFJTyvzzAsD7PSS8Cpuay9QY01KY8GRxjQgWKkwSgS6d1fYrl8",
+	"Ua/PfsCNGnqb3E1sNXdniJxCzYRFM3yedXYQDAYDDxxDb6tTxnQjXSpNwlQEZFdpA3v9qNVsGzcrNr5U",
+	"2zStFRR5BL8s7X6jTQGRtTApeAz8aMvC5yPKerGjXvkuwOs4VZlmGDS3eFTDdk5dSOTE27vq9mpzh1QT",
+	"1j4ZilUSfJoc/3nwoWvhCRHayMkKzdmvPH0pRhqYUZmOgKzZX3StdQ6XikcB6ayEBv37sqT2j4qdXi9S",
+	"ramFe2WS31JA6nI+Iaaqu915gTLwkZZOXF4U2x5xA0NpLLcYetqaL9iaIsjegN7L7zxQCKNjYgE7Gjzt",
+	"sVg5vcGi1kThgW4Xx0siBEirUWkL3w8p1asSG+nEaIr5dF8eDZ7+n6PB0X3YZ88pMHUozZRe/XHaAIXU",
+	"0YD5O4IhDhli7c1mPldcQ4NQ/kTGxOYc0kcWyFvSKRvIz0WG3rpxlrCy2YdSls/IsOfoBBIAwgiWo8TO",
+	"xKF+wVeMIO7c+vnhNUq4F3wGFTHS4AOkItfVl2LD+7Tod29fGh9rXgunCm9gQZ5RPpRjDWaaLHKzXYUm",
+	"YnwxdvKBVjWK2TBr+4XCigQfZ6La0BhzCzY3uxCTbZqd3aVbjYZ5SZ9U8Cyg1yR0+t+25/Kuxwdxetfx",
+	"c+P2PufIoZo7y3rC0e9Xy9/lmTm/X7kDrYS2eigzLPqAnCSXtZYogelcrbvolco7/fdkm7mnV6b3p1jH",
+	"8Y9WGfRn//snRDRfSrJFt/HHgu8opP1l+F7VnYS3IMFUvYKv883kEPLR/cskr77p19TI046P2vhy+nvj",
+	"Ht18TtOPVZShBLR2m5dTYShTiUcW02T8QjduesFnyaZN/+/TX1/utul81HLT7Tt82h8Uu3Qrd7MxC3f1",
+	"4r/rrIYPDz2/41boaeDx4o9W/ng4GOT1/oRBG76IOIu4ZLHCELm50jelsOmE3bwYZJ7BibU4OJtrYYEK",
+	"AKsRDCVlbFGyRh7145Nl8tH8Y/pKL3DGEWD2kDdFufGs48mn7NngaTU7qahBCPQWIs5EToWllWYlbQvq",
+	"v+AL+24K+s2LufVFNTHmtwTOP4Wg4NxORUHDQP8hKPxV3ZPGYyHxjdeN542nbYKmoxRoyBkl0FuHl7cH",
+	"+/5NarM26IUqhX3m6Qm0ie2SYcp0EAebf5c8hdJoDPjAjZxg0Zgof86oSG/x7T4sD+FUMpildkEuTCxo",
+	"SQVxn9Mp7tHbLMdsEPZ8soKhFyUqliFmwGKmAuZ/maH0WVv0Bvz7+xBrz7UnIdBhfyIFmAa/oBUah033",
+	"nxxv10XQ4GMcj2ks+zcOh/EJCh6sW1+KqiOoQlX331OF7vvNQSsVjF1FpDaLRrKgZM78KL8YS5szECZO",
+	"rv+gA23PM1h7YI9w8z/y1n9eBu9dju5Djdq/wKIwaDfd4X0SpK9NTvh3jv3JZ1jDOndNVGDd0Enix4y+",
+	"z+3qjqOidQzl9GAoQyoYYfKG+LJ6kargi0lMuJABC/NSNdzmrSlX23/vWkh3TrH/eSjps/ulUgavcapq",
+	"okjuNfYVYgIWivRao7JSjMzlgvE41mBMD4uoV1YXMh9ek2IZKF6bPfTW8+pE1XfpKWKHy8qkZReOPmrX",
+	"krPn5y/eohPh6PAwqNbxpjPq5nlMQsZw59aIogw3bAw2mkKcBy+5I4eYEih87qcZ+oPFUiBUKX4Py274",
+	"6rvdUMRYNcIXRvFlYfA7jxLuz4Qbe50Z92EowzyC6xp7XVfgFbAQ3bvXTtG8nilpp2EP91aWjHG7mUil",
+	"sQzPqnSFky4JQI8lZT2mf2E97c3DfB5d8voSubySDfLhvH0NoYfo5hOQdxbrBdOZPGb4UASWXRAJMJBx",
+	"qoS0bI4ewBgiEQPTYjLFesv+/ZC8HAx6RYgICTOUVN87yrSmokc3IAsDD8GGqhyR7YDK4OQklYwMWLvJ",
+	"TWqEklRigw9lpNLFcc4apNIzngiDVylg4fdhQOxgEbBYuHMVchKUURORSgHnO3/DiLj2+uwVGaCGEq1c",
+	"kdJY96NCvUoCPVO30Os72oxlfShYlJO9aWkL3GC4ZLes+XH59t3F5dmL6zdvX//j/OyiMqyjB4veSRHf",
+	"JGxV86xyAlwivmDSTAYhuvmkOibO8Cf5Vv3cJkvaAx49tjymBPoZkabf8B57n2N+b32ZJoFGJScRUGzR",
+	"9zsLtq10CwvowMMTLq9usAnW7kHl2IskFBfu671V4s9rFeSDskIVkhqsUhYMZSatSNgaeYV1w1pV+5Di",
+	"aqWa99DqKSvXlGFVKl/t08El7DMsp49WJCfZsvnUHQevhLjTujHGxGemR0iNfeUhlcTgi5sNpX9y4NhT",
+	"jCk3RUCinav8BU5WX/ExG4RF9XwHAJXkRfalmveH8jXm2XibP1bJ01R+qRo+jmgU8WgKT9xaK/XAMO6+",
+	"0UaOqPBJSVT9sYI/1QpWkHB3ig49yan/Jdj6gTRwcQuIiKjZeMXSR/PlIVU5cisJXl6h25SCFip+ONns",
+	"oYOp1wRQV1+W6w+lD1Jma2KU+wyjbB1J8a4zr/aOk8xMmZAW9C1PatLKu4vTn86uf3z57uLn6/NXl2dv",
+	"/376MgzyV/zZwYAZX5POCUpsDHP/PIpBzdKJNSMgCsYWuNDTD42Tpkv23zRMuth5O435Eh6dh0c7QlC5",
+	"ZVMe53x4Xaj0J7bbLQXO7Bo1g29J0IwN9W3xVxIL8iqpTpQrQwaCDr5o1dlHNPVbbnjdAcuR7rmtcCtG",
+	"CZRuudM35/1KLdocWG7Zq1SOUQW1vMysAciLwTpaMSuc/ELXUltMZYYicn11houG0rFlkK4tIvS6P4F6",
+	"CdJU9tOrzFCNMWzeBmmleZySf867qGjJuuH3N7D4LuxRzF4lhq8bfm/E5LthNhgcfg13qf8LNc/vwuVF",
+	"NE3/21QVRStRH/fSlrcWVo8C6/2tjkBhAgHa7chpnyveeXiIT9esjFVxwt9f3f//AAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

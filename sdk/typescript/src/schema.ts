@@ -444,7 +444,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness (the database answers) */
+        /**
+         * Readiness (the database answers and accepts writes, the data directory is usable)
+         * @description 200 when this replica can do its work: the database answers and accepts a write (a probe
+         *     that changes nothing), and the data directory can be listed and written. A 503's
+         *     `detail` names the part that failed: the database unavailable, the database not
+         *     writable, or the data directory.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -1210,8 +1216,23 @@ export interface components {
                 "application/problem+json": components["schemas"]["HTTPValidationError"];
             };
         };
-        /** @description The database is unreachable; retry later. */
+        /**
+         * @description The database is unreachable, or the server's storage (its data directory) cannot be read
+         *     or written; `detail` says which. Retry later (after `Retry-After` seconds when given).
+         */
         Unavailable: {
+            headers: {
+                /** @description Seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The server's storage is full; the file was not stored and nothing changed. */
+        InsufficientStorage: {
             headers: {
                 [name: string]: unknown;
             };
@@ -1693,6 +1714,7 @@ export interface operations {
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     getDatasetUsage: {
@@ -2175,7 +2197,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The database is unreachable. */
+            /** @description Not ready (as GET). */
             503: {
                 headers: {
                     [name: string]: unknown;
