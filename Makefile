@@ -61,7 +61,7 @@ check-generate:
 	fi; rm -rf $$tmp; echo "gen/ is up to date"
 	@$(MAKE) --no-print-directory sdk/typescript/node_modules/.installed
 	@tmp=$$(mktemp -d) && \
-	(cd sdk/typescript && npx --no-install openapi-typescript ../../openapi.yaml -o $$tmp/schema.ts >/dev/null) && \
+	(cd sdk/typescript && npx --no-install openapi-typescript ../../openapi.yaml --array-length -o $$tmp/schema.ts >/dev/null) && \
 	if ! cmp -s $$tmp/schema.ts sdk/typescript/src/schema.ts; then \
 		echo "sdk/typescript/src/schema.ts is stale: run 'make generate' and commit the result"; diff -u sdk/typescript/src/schema.ts $$tmp/schema.ts | head -40; rm -rf $$tmp; exit 1; \
 	fi; rm -rf $$tmp; echo "sdk/typescript/src/schema.ts is up to date"

@@ -297,6 +297,24 @@ func (e TileTokenErrorStatus) Valid() bool {
 	}
 }
 
+// Defines values for UpstreamMissing.
+const (
+	Empty    UpstreamMissing = "empty"
+	NotFound UpstreamMissing = "not_found"
+)
+
+// Valid indicates whether the value is a known member of the UpstreamMissing enum.
+func (e UpstreamMissing) Valid() bool {
+	switch e {
+	case Empty:
+		return true
+	case NotFound:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for VectorTileTokenKind.
 const (
 	VectorTileTokenKindVector VectorTileTokenKind = "vector"
@@ -609,13 +627,16 @@ type Dataset struct {
 	Format string `json:"format"`
 
 	// HasTiles An MBTiles file has been uploaded.
-	HasTiles     bool                             `json:"has_tiles"`
-	Id           openapi_types.UUID               `json:"id"`
-	Kind         DatasetKind                      `json:"kind"`
-	Maxzoom      int                              `json:"maxzoom"`
-	Minzoom      int                              `json:"minzoom"`
-	Name         string                           `json:"name"`
-	TileSize     nullable.Nullable[int]           `json:"tile_size"`
+	HasTiles bool                   `json:"has_tiles"`
+	Id       openapi_types.UUID     `json:"id"`
+	Kind     DatasetKind            `json:"kind"`
+	Maxzoom  int                    `json:"maxzoom"`
+	Minzoom  int                    `json:"minzoom"`
+	Name     string                 `json:"name"`
+	TileSize nullable.Nullable[int] `json:"tile_size"`
+
+	// Upstream The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream"`
 	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
@@ -647,8 +668,11 @@ type DatasetCreate struct {
 	Name    string `json:"name"`
 
 	// TileSize Raster only; defaults to 256.
-	TileSize     nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	TileSize nullable.Nullable[DatasetCreateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409).
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -680,14 +704,17 @@ type DatasetUpdate struct {
 	Bounds nullable.Nullable[Bounds] `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom]; null when unknown.
-	Center       nullable.Nullable[Center]                `json:"center,omitempty"`
-	Description  nullable.Nullable[string]                `json:"description,omitempty"`
-	Format       nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
-	Maxzoom      *int                                     `json:"maxzoom,omitempty"`
-	Minzoom      *int                                     `json:"minzoom,omitempty"`
-	Name         *string                                  `json:"name,omitempty"`
-	TileSize     nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
-	VectorLayers nullable.Nullable[[]VectorLayer]         `json:"vector_layers,omitempty"`
+	Center      nullable.Nullable[Center]                `json:"center,omitempty"`
+	Description nullable.Nullable[string]                `json:"description,omitempty"`
+	Format      nullable.Nullable[DatasetUpdateFormat]   `json:"format,omitempty"`
+	Maxzoom     *int                                     `json:"maxzoom,omitempty"`
+	Minzoom     *int                                     `json:"minzoom,omitempty"`
+	Name        *string                                  `json:"name,omitempty"`
+	TileSize    nullable.Nullable[DatasetUpdateTileSize] `json:"tile_size,omitempty"`
+
+	// Upstream Serve the tiles from an upstream tile server; `null` makes it a file dataset again.
+	Upstream     nullable.Nullable[Upstream]      `json:"upstream,omitempty"`
+	VectorLayers nullable.Nullable[[]VectorLayer] `json:"vector_layers,omitempty"`
 
 	// Visibility `private`: the account and accounts it shares with. `restricted`: like private, but only
 	// admins and principals granted it may use it. `public`: anyone, no credential needed.
@@ -854,22 +881,31 @@ type Problem struct {
 	Type string `json:"type"`
 }
 
-// RasterTileToken defines model for RasterTileToken.
+// RasterTileToken A tile token that is also a MapLibre raster source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none. `tileSize` (what MapLibre reads)
+// and `tile_size` (the tile-token document's name) carry the same value.
 type RasterTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Format    string                    `json:"format"`
-	Kind      RasterTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
-	TileSize  int                       `json:"tile_size"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Format    string              `json:"format"`
+	Kind      RasterTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
+
+	// MapLibreTileSize Tile edge in pixels, as MapLibre reads it (same value as tile_size).
+	MapLibreTileSize int `json:"tileSize"`
+
+	// TileSize Tile edge in pixels (the tile-token document's name).
+	TileSize int `json:"tile_size"`
 
 	// TileUrl The signed tile URL template ({z}/{x}/{y}).
 	TileUrl string   `json:"tile_url"`
@@ -903,13 +939,16 @@ type TileJSON struct {
 	Bounds *Bounds `json:"bounds,omitempty"`
 
 	// Center [longitude, latitude, zoom].
-	Center       *Center          `json:"center,omitempty"`
-	Description  *string          `json:"description,omitempty"`
-	Format       *string          `json:"format,omitempty"`
-	Maxzoom      int              `json:"maxzoom"`
-	Minzoom      int              `json:"minzoom"`
-	Name         *string          `json:"name,omitempty"`
-	Scheme       TileJSONScheme   `json:"scheme"`
+	Center      *Center        `json:"center,omitempty"`
+	Description *string        `json:"description,omitempty"`
+	Format      *string        `json:"format,omitempty"`
+	Maxzoom     int            `json:"maxzoom"`
+	Minzoom     int            `json:"minzoom"`
+	Name        *string        `json:"name,omitempty"`
+	Scheme      TileJSONScheme `json:"scheme"`
+
+	// TileSize Raster datasets: the tile edge in pixels, as MapLibre reads it.
+	TileSize     *int             `json:"tileSize,omitempty"`
 	Tilejson     TileJSONTilejson `json:"tilejson"`
 	Tiles        []string         `json:"tiles"`
 	VectorLayers *[]VectorLayer   `json:"vector_layers,omitempty"`
@@ -952,6 +991,17 @@ type TileTokenError struct {
 // TileTokenErrorStatus defines model for TileTokenError.Status.
 type TileTokenErrorStatus int
 
+// Upstream A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+// because Prism does not take `nullable` beside `allOf`).
+type Upstream struct {
+	Headers *map[string]string `json:"headers,omitempty"`
+	Missing *UpstreamMissing   `json:"missing,omitempty"`
+	Url     string             `json:"url"`
+}
+
+// UpstreamMissing defines model for Upstream.Missing.
+type UpstreamMissing string
+
 // UsageCounts defines model for UsageCounts.
 type UsageCounts map[string]int64
 
@@ -988,20 +1038,23 @@ type VectorLayer struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// VectorTileToken defines model for VectorTileToken.
+// VectorTileToken A tile token that is also a MapLibre vector source as it is:
+// `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+// out when the dataset has none.
 type VectorTileToken struct {
-	Attribution nullable.Nullable[string] `json:"attribution"`
+	// Attribution HTML attribution (text and links); absent when the dataset has none.
+	Attribution *string `json:"attribution,omitempty"`
 
-	// Bounds [west, south, east, north] in degrees; null when unknown.
-	Bounds    nullable.Nullable[Bounds] `json:"bounds"`
-	DatasetId openapi_types.UUID        `json:"dataset_id"`
-	Exp       int64                     `json:"exp"`
-	ExpiresIn int                       `json:"expires_in"`
-	Kind      VectorTileTokenKind       `json:"kind"`
-	Maxzoom   int                       `json:"maxzoom"`
-	Minzoom   int                       `json:"minzoom"`
-	Scope     string                    `json:"scope"`
-	Sig       string                    `json:"sig"`
+	// Bounds [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default).
+	Bounds    Bounds              `json:"bounds"`
+	DatasetId openapi_types.UUID  `json:"dataset_id"`
+	Exp       int64               `json:"exp"`
+	ExpiresIn int                 `json:"expires_in"`
+	Kind      VectorTileTokenKind `json:"kind"`
+	Maxzoom   int                 `json:"maxzoom"`
+	Minzoom   int                 `json:"minzoom"`
+	Scope     string              `json:"scope"`
+	Sig       string              `json:"sig"`
 
 	// Tiles Absolute, signed tile URL templates.
 	Tiles        []string      `json:"tiles"`
@@ -1111,6 +1164,18 @@ type UnprocessableEntityApplicationJSON = HTTPValidationError
 
 // UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
 type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
+
+// UpstreamFailedApplicationJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationJSON = Error
+
+// UpstreamFailedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamFailedApplicationProblemPlusJSON = Error
+
+// UpstreamTimeoutApplicationJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationJSON = Error
+
+// UpstreamTimeoutApplicationProblemPlusJSON An error answer other than a validation failure.
+type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -2298,7 +2363,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2313,7 +2380,9 @@ type ClientInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2878,7 +2947,9 @@ func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Reque
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2903,7 +2974,9 @@ func (c *Client) ChangeAPIKeySettingsWithBody(ctx context.Context, keyId KeyID, 
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4542,7 +4615,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4557,7 +4632,9 @@ type ClientWithResponsesInterface interface {
 	// any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 	// and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 	// changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+	// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+	// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+	// the key is answered as it is, without a new `changed` or an audit event.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5685,6 +5762,10 @@ type UploadTilesResponse struct {
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *Error
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Error
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5738,6 +5819,16 @@ func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
+}
+
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r UploadTilesResponse) GetJSON409() *Error {
+	return r.JSON409
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON409() *Error {
+	return r.ApplicationproblemJSON409
 }
 
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
@@ -7810,7 +7901,9 @@ func (c *ClientWithResponses) GetAPIKeyWithResponse(ctx context.Context, keyId K
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7831,7 +7924,9 @@ func (c *ClientWithResponses) ChangeAPIKeySettingsWithBodyWithResponse(ctx conte
 // any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
 // and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
 // changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+// `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+// (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+// the key is answered as it is, without a new `changed` or an audit event.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8959,6 +9054,20 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
 		var dest TooLargeApplicationJSON
@@ -11199,6 +11308,34 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
+type UpstreamFailedResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamFailedJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+type UpstreamFailedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamFailedResponseHeaders
+}
+
+type UpstreamTimeoutResponseHeaders struct {
+	AccessControlAllowOrigin *string
+}
+type UpstreamTimeoutJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+type UpstreamTimeoutApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UpstreamTimeoutResponseHeaders
+}
+
 type ListAuditRequestObject struct {
 	Params ListAuditParams
 }
@@ -12889,6 +13026,34 @@ func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTile
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409JSONResponse Error
+
+func (response UploadTiles409JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles409ApplicationProblemPlusJSONResponse Error
+
+func (response UploadTiles409ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -16059,9 +16224,12 @@ func (sh *strictHandler) ChangeAPIKeySettings(ctx echo.Context, keyId KeyID) err
 		err = ctx.Bind(&body)
 	}
 	if err != nil {
-		return err
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+	} else {
+		request.Body = &body
 	}
-	request.Body = &body
 
 	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
 		return sh.ssi.ChangeAPIKeySettings(ctx.Request().Context(), request.(ChangeAPIKeySettingsRequestObject))
@@ -16212,189 +16380,208 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Nchs30uCroHhXZTI3oihZziZSpVKKrST64tguS97sVajSgDNNEqshMAtgRDE+VX0Pcc9wD/Y9yRW6",
-	"MX/kDH9sWYn3825VLJL4bTT6vxvvO5GapUqCtKZz/L6Tcs1nYEHjp+eZNkq7v2IwkRapFUp2jjtv+ARY",
-	"hD8GjBumwWZaQsyEZHYKLKTfQqbG+DnVcCtUZljKJ9DvBB3hRvlXBnrRCTqSz6Bz3KE+naBjoinMuJt1",
-	"rPSM285xZ7Sw0Ak6M373EuTETjvHzw4Og45dpK6nsVrISSfo3O1N1F79y/v7oPOCW27Anr9wY+LUKbfT",
-	"cuaYfr8WcSfoaPhXJjTEnWOrM2hcTZZhy9WJzu7SVWBdigSYVTcgGdylQi9YN5PijhmIlIxNL0AQYYMn",
-	"hoVwl4YOpjMhLcRtwIK7tBlSQtqvjxyohBSzbNY5HhQLdQNOQONKf9JcZgnXwi5WV/xDFt2AZUb8ASds",
-	"hB8MM5Zry7hl86lKgE1Vpg1TmsV8YQL27vJ521InlamqS/6fGsad487/2C8xcJ9+NfvV5bnl/gINyzyV",
-	"7PTNObuBxRND8Gtbwg3Up67g0eGzr5tO8hdYELrUpzyPQVoxFqAdarvZf4FFMWsdq25g8fEY9VLMhG25",
-	"gIn7rW3L+GNt0zGMeZbYzvGzAd4kQo+DwaCCLAfN2HIRKffdGsw2rkXbWvDHHQ/gQkzWTygmkttMt08q",
-	"JjtO+c7wCfyo1Wx14gtE/pyagRYqZl0hoyQz4hZOmLDGX5Qn/qb0+uwFAdzhJvsb3hM2grHSwEKrwrZ1",
-	"j90CGpEk5hb2rJhBp3X1l2p17WcyXl453PmVL61SqnnbsqzafVH3DvdNqqQBYidKjhMRIT5HSlqQ+CdP",
-	"00RE3C13/5/Grfn9lmTiTGtFGFodI9VqlMDsf33YWPfBMtJNgUVTLh3L8xswbC7slHFH0YWxQk6YGv0T",
-	"Itvv3AedH5UeiTgG+RnuUwNSOJ4wYdgtT0TMRpllM75gUlkWK2anwuA2z6XJxmMRCZD2wirNJ/D5bdiA",
-	"vgWNlxZ34LY9zpLkBO/L2NGbOTe4d9cCYsZl7D5O3aETWsQIjlfK/qgyGX9eMHilmMmiqUffXH6LeJIg",
-	"VHgUqUwSWjvi+5mi9qlH5Qp6z1FsHWcG4j4L/7HndjdxtOwtcKNk6BBBSXCUM0SxDeIwYOGIx9cF6wmD",
-	"oQyRuYWsWwhxTtp1VNEwntMNNXZSE94iDTxGGHuhsxewUGkxEdINnxnQ13wC0uLYmbyRai6vfQOa5AYW",
-	"LBHGOunLfW0QJd0vTtAAY9nUYSwIOwXNwte+r1R6KMO3MAYNOnTT5qPfwCJkXZ4YxTjTynILsZeqCsHd",
-	"74wbi7xuonkEPbdEDY7cRxbikHXLD/n2DLP8BpgtGLcJ8DJ5wc1Jv6ETlHIQF1scSmHK+fwRmGtuw7xL",
-	"LAwfJdU+KD5L/6W7yDwxtMpcwpfKXvMkUfPlbqUKYEJH5dwaHZCXj0qkvl+UOLo3lDyONRjjphOSSY8y",
-	"lZFFeq0dEpiw1x/KTtCZAo+9fnUaRWDM3nMlrVbJ3qlb2R4dWB3rV9n9Csau73DvLzDKkxB/foTaIwxe",
-	"y1vQiBWaWy8Fs+7qFT7G368T2nHYc8qK6zVT0k6TBftXpiwfym6If1zDXQQQ4y3PpBUJnqGEO0sdSKoj",
-	"TafXZ+FbsHqxdzq2oEN/+F6hO3HXjFsC9d4blYhoEeIdLb8O2Vi5w2ax5mO7J8CO96bWpjwVe27VuOg9",
-	"jyl7g2/dMoe5BD/snPzru2E2GDyN/I03TrLz8+MPcDL/7sBPWu2nvxucWN/XL5fauwVpIiLcwlDiAgLX",
-	"2YOrMikBLp+mNljOQLBTPrJfRTnQ+lUMpRsBJ3nQG1MAf+uG/vA2ti9Rod60VKsataoNVxik6/p7p4rF",
-	"naBTx9bOVdB6199Jntmp0uIP+PykkgqrbrzbM2GMkBPHDZRmnM144nQSiJFrd8Pic3jMQiMmjrvCXRoO",
-	"JaKj59qOzPMkYRNxC9IN5L6YQ5Iw6kyDSwaz1C6Q7fz5VFypl1x/jrJ2Lp6MVIx03CrFErcVFC8/X2xd",
-	"VZw8ciLHkSh65lu85SJxAsrnt0MnBI24QQ0pkxp4NHUbwRtimzSprmO2rheLhYbIKr3osYhLd8VGgILw",
-	"UCrN5lpYC/KEhTFYLpKQGb4wbD4V0bTPkLiyhFvQrMsdjV3ivTnnmU9B0j1evaFLFHrJtuMHsIrNubC5",
-	"jUa7PkJO+nUr0jqzKpphZKqVowcOOGfSegPrg5z1z5eXb/7usAk7P+TJN4+8ggdlE1bO7sdASvjm3Ftq",
-	"U61S0FaQ4cfrya2GI4cLr2WyyC2krXb9PXMj0j2F6+HJXqoc8DV1uw86kQZuH2GeirbQYKScAlMyWVRU",
-	"IK+1FfpfVzndzByzRsWkd8JCmSVJyOAW9GIofSOUXr1GjmNlBvrslMWQQEXlYrFWqWEqKwyWTpGhOyEs",
-	"zMwWlueg4xZAhKoGKq41X3SWEeN9W/NyPK+XrYIrRC0t9Mp4CaxuXcnrealcWEeA/GiMT7hAq7+fb6RU",
-	"AlzihIXG2OA5QDpip44JiRkUc4rCJuCnz9XS8kikOxM3YyOCbQSDiJug/1B4Weiaq1t+fv7irWHd8ze3",
-	"RyiQn7+5/dqp4nrGE2Eg7rFSq2W5UjvLjHVadOLkekLauTCAanDP6TkEEy4XeZclNNsZrRJu7LU7gNUd",
-	"/OYIPCdTQi5KuOYs4loLiOk8EXU0RErHEKOZVrheMyEzC72tD+6hTsQrPdcotTc7NOr0YeQ5aYwqXcQT",
-	"kDHXXgftOuWzQMUxyqukKdU21uQDbAF8wbxyQ3/DmXkzEzpPWw92+SBzy9E1Wn2u193Gd3ixkX+XRjQN",
-	"acIjiNloQTTMnTQapxz3MVYkCZsrfWMKcOAAaICJFZhHP+lSTUMmH8eCGr6pcEIkdU3CFdmKqvYM7uFA",
-	"XqVjFuaq/nUK+pqEnhAvg2HcC0FMScZvwUlfActSJ9GEo0wbGzJumZIRnDAeaWUMe4UAFhE3zElyjMcz",
-	"x10O9l8FzABRxLdnpy9+PVvGN4ket2Uo1vk9TuqdboWb0f0vWKsTk6t0aZMNwwSbNOvS4/p745CBX2Gp",
-	"PJP9eymEoLQYOAR3x9HM7dNslIgIr7BVLM3Iju7o1Lu3Lw3rht/fwOK7EKnPQ6FbZvgErh3Ju0ba0EZb",
-	"PDFBf1VBIPGPJtpynEvjDMd3AgTKIDm2DGWaZE7W5mQZ5dLMwa08b0C2Z6dE+3EW4EWPFerUAon8HLcE",
-	"hWumZo4upU7SxhuG4MkN6VtIJ0sYQwIRHrenivUrWxu9JI+l+BkUAm+VodVEklIgqkuTVR6+jojW6M0y",
-	"m2nAjhVMvw+8tP7G++2WJPaWyB+KCMoFSzSPpnwCBY1QsqTWebDPchTP+tNojuKpyBTFH+sUGq+JNDAm",
-	"qyxPrlGIXt3eq2w2otiOG1gU1szCC7aR2BQxTNVZ8rW3n8EFWCvkxOzIOfJubr3crbjPTuWCoZzGHOLW",
-	"BNqjw0MWwp3V/Hqcu/HCXsDgLoLUegcSj/ec7jKUYwFJbHyUyy+wCEghZ1wjPCC13hcqJhL9okYx68gC",
-	"LoRxw8ZgoynETuV3Uk2qjOsy4tHNUCI5cgyHLorps+7l1HXTwGKIEu5GnIIGJFxOlQlzchEekzOPW6UN",
-	"OS+5YTdC7qkUJE/FUNKWGa90Yh69FyzVYJyMi2KhZw79HpKoVqW1Dva3OZTcGASd40aYtMogK8hdUVw/",
-	"+VxrlVdkd4VAat2ZgoFSle2itIB6wQjQ1Fq5IE5yMK3aa7Wh115PWPj7VUhCxY766YzfnVPjA5QIdtRX",
-	"K9FAa/vvoMB6VbUQ509Y6IYKWVdpD5KeV1yNU2M5/nfOTb+dJm6pz/6Wy87u0Ix16r+TjR1f7uZn5WnZ",
-	"OLOZhgfWZx8CZ9sOeqNOu1FvDQ8Gffz//jdhwMLDweDgOB59c3y8//QwPGGcjZCoUV/0OyMhc8jtv+xV",
-	"NWXH45x0A+XIB/vfhGwEkZqBYdXpCjgPZUVJrqI9u1xdvvCbUlJC5Pb6xLAUQAdM6aBUlNxXuFwhWXh5",
-	"/vLsp9PLs+vLt+8uLs9eXL95+/of52cXIYWXajGZ2r2ZMpZl0uoMaXH4j70flZ5zpyq7v0I2VenSRaxc",
-	"lKNvUfAu7s2mW/lR2v7HE76NuLuVbr5RC9cwU7f+1uNIrDsojFkkPDtVoNesoS/pRyta0k6a+xJRcCry",
-	"CNgEJGiM6eCZVTNuRcSTZMEymThkS7W6FTHEDO6cBC9sggGtdQK5fPAbYVuxGSzJLClEYizAG/jZz5eX",
-	"b8pAFncPyQrqeA9HxxpC9vTNed9JL3yWJtCP1CykhnRXh3KqjA1Y+FW/1sRJGCYbxWrG3fBdp5ggG0rh",
-	"rhewcGptery/n6iIJ26E46eDwSCk64+SJAQ0NCJcqrQNyJv9fcgK1zu1Bhk3xtywIuSmz87Qi0jrHkrC",
-	"Ddp6+6U7fPb0oW/dDqaZR7iFD2o3WbmVFCD9xVrxIee5clSbbQ4fhi85NVyFcF2NX4qBJz8bGPK2FPdx",
-	"jnqDu+bvDOi9U9ebyAx5BB1ftUgP0AwCdzyywVBG3MCeAWmEFbfgyAZtvM9+E0kccR0TfcJQ0Cx1xADi",
-	"E5qbMyPkJAFGXRwD92SsP5Qvgd+CjyCoioKOwGEMULHysVYzNKa7be/htokwLMeub7ZnrCqacnGWwCz3",
-	"QcrF63Hn+PfNjpvC1CtRNa5+Uwqn2yrlcvEKnOSRr2RVPW+jABsH/jtPMuis7vwqWM0aAZoe1WbJ8s4M",
-	"13CMB/AfF69fOTUzg4A5CDGM9Y8h7rNT18p4nzYiuhExDCWn70mDdROOHBObK5bALSSGxQAp6y6DoIf5",
-	"UyWLvlykcIGr9a7yoYS7FKVCDVGmjUALi1bZZMryKRMl4cSH8ObtSs2Z0kSG0mNB/QQ+JS78JU4Xp/aH",
-	"tHrarGsAWHk3en0PJZrwz7wpf+4dWXMFKP5VjccgYyR2Ms1QmzUg7Qm1zXUUnYfPS+j1h/IihcSiZ5ob",
-	"5hYRs5HmMpqCceoTzwyw16cX7Gl/8MQQoXQQd1oqOPLLQtfJqVp4nCVaZ7GwZ7ceoevcnUe5zp8H1PFU",
-	"XN/Aok9Gl05QfoEWn8oXFAxd+YJc7aXNthyj+CIfI/9ipUuWJoo7rj7RXFZGoI+++VUD++WRbTLJ/oaR",
-	"5TGxPJq+5rIpg3OcPAzJmA6QxzMh2fOX573NElKz13rVudvsQWwyr2PTJoOoNwi2y4Lb36AC3Uv5+BCF",
-	"sfLDWitR54xH0zzHg6FBFKl1+DuFCAUM45GuQtYtXZDaoSWLBSaJUHpQryJMlRvdEqaW6wk0oPW23ReU",
-	"uLeE+yU65ojXFEhaPzf8FdfddG4o7m+frbbqb6GWhONBfmuL/ZeI0WhFd/f/ox0ZXZXEoHt/UYdGSeI+",
-	"3KkBrv+yW+OJYVZzkXwK98YPKpNNZubf5+D0daMyOw0YcPdBKm2nV25xMUw0kAvfq/Od49/3Dr4ZBHvf",
-	"POsPnh0cBO6D//uqyWwcq8wdSLDCkyvE4KhKDI5WgfocZGPA4O+JkhNhsxgClnDr//pDqdlVv/Ohi3la",
-	"XczThsVMIbp5S5rCRkW5fgUq6e3bkAyRNnu5l4yUFEqkNEYS9ZZMRkfPWm1CzYN7HeiJYWQ78bra0rCH",
-	"g6NvmkwIZGHZNLI3xOw09DoFtD56RdlsnOBgcHi0iRJWTqrpNnkcMJjFvSLnkMJZ4b8V54EugstXt9CY",
-	"/GbZXGVJjLFVi3qITW6gU5odDY7629h4jOU2awmVpN8o8qca2kXzT4BiYTB/bMo9RzUnbmrGWdW3RLag",
-	"3MMUK/Bpm0C2V88BDweD4GhwEBwNngZHg6OrjTQvh2uxiwKaTUfkS000iaERGHN9C6jCNdVcmDlx2EEY",
-	"nKjWli+Ye0xPWOpT0r2N2dePKBLxt7CueFhtSxi4tVqMsq1DPkcfQ/yrioRPVPxw4rpM6ddaSOv82nMw",
-	"J5nuzg4edBPLHGKHTXhOdh9sjMRe55ne0r28Y2BwPur7ktd30tG4aegpN9cY8dZYC+TXH8hjg0nbU+40",
-	"Sgd21LZqBs0KXdwS828EWXbXCWj+5v/imtK5ORSokOPKxZsJ2f5jaxym2/q1EX/AGrhWxrnFnIvrhC98",
-	"FsRWcubfsddL12mbeN1bYcRIJD7LYe3AZctGBaBCjFqirvAUalMW2FOCtIR8QYCKq1snYcsQqgI4WKbX",
-	"VeRrCvRawwuek4K/m8y2RGt3D1f4Qnz/esS3PQblcLtDLWllHQrVGi5hOhqT4YfQmxyWqZzQl5obS7Jp",
-	"bhIgYpuipvrP1P13DqO00QL1cXSwfc0HR/2qM/zwaH39qhoBbR91sOOgOeGtn8tG72uNLC+5wxDY6CM6",
-	"YXFlaYfPvq7KpM++Dp4dHF4Fj0XVdw2eehAq72k64tAacvmLx7EcPWnDGPDqgNmIl77rJgvQn2G3yRWC",
-	"zUabh7a9+JnfpfE27GdFnOIjDJNEsyflfHpeV2iDUQJcYxBb1xEWwAI5BoMuPK6j4vWFsX1hbDsoARu5",
-	"0ua4rpLlfBhLeWSe8W/PBVpJk2kk2DvaKyf1UpZbl5X8QEqOi3ZwWyXp7da8YKkK5maqXcyyAh7HvBro",
-	"3w/ua/RnOP13pGJRZP9saQ66gUVuSfQu73XgwBU+d1zINHiQa8lHKeiyfg+VQqCUqbagS8xn8FlVud2r",
-	"ksiEDmTMd9huYz4F4qH29tZnVBRxO74UKKaMjNBkZ5TEbdKiN+RmdR3FYIcDSsx9iv+aOWjT23J/WJqo",
-	"2bpaL0pJoavbpwpQxa4Ny7eqWt5rqyUvXRRafwGtwKN4eXAeN4sFFfjTdIOoMsHWZ/2GCiZgXMUSHcJy",
-	"FE0Od27Z3AlHc63kJEC9ijssx2OvOK3y24yG6DFWB9zoAqBJr7YLdXFb9dji037slEvG8xQZoSQbc5Fg",
-	"nVRf9rfZOF0xBK9iUW5Ur9qhhWFmink67ko2hfJvZNS72xZ39GRt1yzVQkYi5Unr/osW5IPw2SuYP7Rc",
-	"8O4DANFkDavxjppprLbaEoZNNwFPe0vz01Lkwx3H4La8AmK5gpB1uSRU819iYbWwuizXpgIz72P3Wyp9",
-	"NE3awW4eieWT21xPuRlGL4VpCrHYSTygq7VJJmhn/CsVuX215s5UZbpirvEfY75oVIWbKrk8KC3cTtJc",
-	"riWzSVTanuoVDsJVEhc4Te9Hbuzpm/MnSJ5SyDOf3SXGzZFGSyVsfwaeUBhzfbelv7Ik5epmI+323ZpO",
-	"9xdYtEi7jyW+5itoFl2DvFz5VreouumizPm2Em5tIY8n3eYpjJ9Mwi0YI0m4n1roLATNpvp4IZblCqWy",
-	"1yh2hF5GORoc9T5/wXR38bE4/CaEzKneqvn2x+fs26NnfytIB5EpE/ji0JghTe73miRGBWlMPw9XFYaF",
-	"fKQyezxKuLzJaxBaYRMIKT4TKQdBQ8Zcxyydao4JsnlRNIxUPvPTxKyBzveYMEOJtRk8EfQxOwajCPqs",
-	"kBgFBetiMGNb8bCwCOIdyjLKJTzFZI4Q08t97pPbJOOWJcANjpliQA4Wy16aAAc+YUUloaHsSlUMGrDw",
-	"q/2v3D8rfXrNQ1H6ZFFQ0EGSz3wucRtJX8VFTA7xcSiRiosKvnScNYn+aHBU8Sk8+/bbioHoaNBoIsJj",
-	"3jjx6tnXNYlXyrIfmzWIMspzmVW+e3vOKDhKRuCOTMhJjRe6jid15GRdrKEzgoXyZaVpgb36eipdOltG",
-	"jhIggnVskhwmjghd5glMa83H/92sxTsqQEDv0WxBqfMkQIrPW/29NNC2OgXLerWtfpoPD4ow+Qskq7Fl",
-	"9FDIehNr061M4DrTSUtQmphIiIsaPszCLE24BdZ9/8f9/vu7+/33i/teY5JcEaCyba2sZXmKohxqCmCx",
-	"2MA/a5I//0PvqlQOrxL00BQRUY1wKEIn8qiG6t1qvpyVAsq7OJOayltR1jqlCPbLHNAwKILoTc5huQZm",
-	"iswRnycylG+0MLMyzg/rzFdSRnyOSIjCV9g7ZvWKWkFzRa2h3LWkVhOz+WwzSt0pY87Lh0Ua47MAfhJT",
-	"02K/+Rq5Yx0xflZzlijPkoqCb3RKNwDVKhYDpuFW3VDlDKnmJw78WM7g6QCf1unVnf3Pvj1cSaRvANTK",
-	"7h3r+Y+L1682cp41nGadkN/k+FvXvtXHtsaF9oBktzUWjbLjq2T/bvFHI8139ykvRpu3fdof9AetrXes",
-	"NPggvrC1JLnYQkkrm4irh8lVC1oVEk0s3EnOhOQ+n2vG09Rt7vh9zjxbFr0sHuWbX7/Jsv19cWEXr/wj",
-	"ZT5MR0nYQkVdHW99++X13l9VYfEDt9G0QmiWNH73a2HswUS20svA/us//6/PKzeeLD8bFBr4+Quzalpc",
-	"W/boRdnTjZXn4+azjZXusxcZKR9AHIkqDMQ+tW7PMZsAqZajV2Ohjd0zgEXlfS7Ah9Q2ejaoSo0HWzsc",
-	"zXos9JCnp7lWofErT31ZyBhft4osK4dm3UTNQe9F3AAlsXuK7U5IYbF8p2OuHkDpTGpL7HskJNzQvmjp",
-	"TZdXq3ximT7QztaCvLDE1oEC+dc7+YyqGRWepm6dz0AzrtXCqpaoNce1hVqxMnSDaXopWsvetc9JmlKL",
-	"5lRJrZRpZndJEE1UVGMcZdJ3a5J3scmrBpY0M5M1rGtTgqxbDY3hezSdUZV/bYDXsiV/gxyBQve6c2/j",
-	"yMu5rQ8mh6w6yNoh8sV28JezHdw0R3T+FQwETZkkI6OSzELQagQw/bUlzh9fPm0yGWy0E6yTZAsbwnKG",
-	"xCYTwd9rIWJLdRJTLW65hfC4VgqSyzj/G5U7DCqgBzb7rPq83DFLxA364t0oAb5LSbVKsZQBPYNXeITx",
-	"jTppIXZj5g57YfsspNCREAu9KAnu7lafb5H4rlJ/KF9jZR8aesZvoJJumI/hZB4nBeKrBNIq99m/u1Bd",
-	"OZkIishG2gD6J/ImTREtFe5gIMq0sIsL1DAQdy5A34qoolQsmVwM/e5ls25oJ+b6v/7z/4U9qjIUWu8w",
-	"8nUgKIxgzx8Ebiz03+EIbg/hqX+gB/n3McO5GT3jhY3yR7yEqdR8MvSeUre64J8xQda/05Krkp0RcI1Z",
-	"Oh4AU2tTh1SrPVuMdnwGS/sWkv3KU8cT9BOT139yJI1wEMub5J6DudIxC3GWMMDIB5PyCMhZUxam7zaD",
-	"oYBvn539KxO3PAFpnUBcXT3r0h79zvGdXVpU+dBubfQSGDwVWND4HuWbccM7v8WJRvQQlSlySBPFY3wi",
-	"K2WOgLn9PzFUO/6YrofkE1/C0EfdFfFsloKdRkM5Q61gNoKYddGpTvnceO3KglVMZwmYXoDvlxtmpkrb",
-	"vUSgplShp6ViVdSWDQjSqE/51VF1LauWiu1hUnIe5IRRhah73IDsD+VQ/orbwRpAEU8Sg1caLXr1K7F0",
-	"jj/g0TTg8wlrPPKh3ID6VimsF5JjYOGNw2KBwvb6jIJzENkcSIdy/b1ke3tY1vnV6a9nIe71bNX76JYg",
-	"2YrvskvOyCD3OwYsJBUg7FGMRBE4MZS50/F4TbAFacFffXV0ePjVV2WURe55TISxQ9kN3w99cMfQydND",
-	"J9wOO8HQibf4r1sU/oFCO/4V2bth5/4qYP1+/x4rVFOlRAw6oq1OuVtldWw27PT7/WHnPuyTl5TWt8m9",
-	"WfgzubkxvlyOd2kOZXcHp2bPV4Zc+aF0drKuVI6KbnZ2EnVqdmt6d2Jx3ZFL+6TyzgEa1u6Djq+F3TlG",
-	"W9tTx1+4nSLn2Oep2OdZLOw+2myhwfhCaEXIF/iU86B8fsPtFAsVuQ++ihoRDIICNHUfSsrFXe1d8FX3",
-	"S/lkrn9oVloTEH45ehaLmNi4z4MPc8K0UqsHbfXLpXpOmIFIg/W1/DDVvixsxYstDiW9IeMpjrBsytMU",
-	"JMT0fm3BD4wj+FRWxY14A6mlRyzLiryn716cX16/Pbs8e3V5/vpVyLreLM6OBrnxGo/WKSs4+3mMpbiN",
-	"xaoveHiaz8CiANliHimb7FNtm1ZDR6Wlrxd5tfRQ++Fg8GCPlpW1eRofZk79MxMIUM1FEjAJczT5CW3o",
-	"5emjwUHbLMWy92vvB2Knp5s7le9Zux6Hh9tMs/q+233QebbNbNX3/1Csy2Yzrhf1INsnhuHlbIIG1kOa",
-	"OBygkkdOWrzbyynBnlbkmnecAyfAq57z1+ptX8W0F3mEzGeNbNVEwLXoVggdTCXxQ2Dbn4c7L5eeqTb5",
-	"dVp+xd2/E64MVCO3maii1YtKoNQqZt0KmJM+mqomm/1ZLPBVBqL8rND4iqWd0E/4NqaEmh5Ve0mc6v0V",
-	"ZeqG0i2AdY8GT0t22kg0SaB6UdQ28/LLDypePDSS+cDq+7o2nr8GVcfwg4eevO2VTgnzMhL9EUnnwRY9",
-	"ipdr/9z74mXuQurYGvsBsbuBsL4vLS/3+3QrsIjjCqF9gd9XsbOGJUdN+ez4tuMJCkNVzUkqdJ2DZreg",
-	"xXjxqKdNK13f45WyFK/25542AbA87aAiVlJBag9YszMeBM3c9CewrSc8eCw68AA04PM545+c6lCrBUas",
-	"D9+j+RDmtpMA5Ec9f4GiTcptNG2sT7ScUJ/A2K7Lqu+zU1am3OZ60SibpU73rdenCfPnmTRYoYuHJ1Rm",
-	"MagUwz4L4rGUkNNnv3IMsuHlWz05Yw68hRPr/K61cQbLPJuVLBv1IS4ZXRxSEaWyU18q3UOgd8KKNmi2",
-	"smR0LYSEfHEjHt1QpRMvXjQJAlT24FEEAV9hYStB4NEIQIaLiv8UYWBn0vEZSQ902J9MeiDGtF5Vw0wz",
-	"8ymZS5kUt569PCkNNA+kRv1byyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6X",
-	"xtrBt5s7PFdynAjyxH5ONPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjX",
-	"HJ/kit1MoNc6kzEW7P+i6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4oh",
-	"ZG0pmhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2",
-	"Kj7EVJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/kbPWiLm/aP",
-	"83fThAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEh",
-	"KWHGnDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNG",
-	"GviNcYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8fdhxrYedgA07OSTo",
-	"U3Wnnauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxesvquAHcxzX52+b+5xL",
-	"k43HIhIg7YVVmtxRdTUSiV69LkqVyD6wXpnlxSca3f21rH93UTGDHqsaULYc5ecH9K4pT1pKXpFlx1YG",
-	"G8pK7S/vxa9asV37ri+fVCv31SsLfclFJTyvzzAsD7PSS8Cpuay9QY01KY8GRxjQgWKkwSgS6d1fYrl8",
-	"Ua/PfsCNGnqb3E1sNXdniJxCzYRFM3yedXYQDAYDDxxDb6tTxnQjXSpNwlQEZFdpA3v9qNVsGzcrNr5U",
-	"2zStFRR5BL8s7X6jTQGRtTApeAz8aMvC5yPKerGjXvkuwOs4VZlmGDS3eFTDdk5dSOTE27vq9mpzh1QT",
-	"1j4ZilUSfJoc/3nwoWvhCRHayMkKzdmvPH0pRhqYUZmOgKzZX3StdQ6XikcB6ayEBv37sqT2j4qdXi9S",
-	"ramFe2WS31JA6nI+Iaaqu915gTLwkZZOXF4U2x5xA0NpLLcYetqaL9iaIsjegN7L7zxQCKNjYgE7Gjzt",
-	"sVg5vcGi1kThgW4Xx0siBEirUWkL3w8p1asSG+nEaIr5dF8eDZ7+n6PB0X3YZ88pMHUozZRe/XHaAIXU",
-	"0YD5O4IhDhli7c1mPldcQ4NQ/kTGxOYc0kcWyFvSKRvIz0WG3rpxlrCy2YdSls/IsOfoBBIAwgiWo8TO",
-	"xKF+wVeMIO7c+vnhNUq4F3wGFTHS4AOkItfVl2LD+7Tod29fGh9rXgunCm9gQZ5RPpRjDWaaLHKzXYUm",
-	"YnwxdvKBVjWK2TBr+4XCigQfZ6La0BhzCzY3uxCTbZqd3aVbjYZ5SZ9U8Cyg1yR0+t+25/Kuxwdxetfx",
-	"c+P2PufIoZo7y3rC0e9Xy9/lmTm/X7kDrYS2eigzLPqAnCSXtZYogelcrbvolco7/fdkm7mnV6b3p1jH",
-	"8Y9WGfRn//snRDRfSrJFt/HHgu8opP1l+F7VnYS3IMFUvYKv883kEPLR/cskr77p19TI046P2vhy+nvj",
-	"Ht18TtOPVZShBLR2m5dTYShTiUcW02T8QjduesFnyaZN/+/TX1/utul81HLT7Tt82h8Uu3Qrd7MxC3f1",
-	"4r/rrIYPDz2/41boaeDx4o9W/ng4GOT1/oRBG76IOIu4ZLHCELm50jelsOmE3bwYZJ7BibU4OJtrYYEK",
-	"AKsRDCVlbFGyRh7145Nl8tH8Y/pKL3DGEWD2kDdFufGs48mn7NngaTU7qahBCPQWIs5EToWllWYlbQvq",
-	"v+AL+24K+s2LufVFNTHmtwTOP4Wg4NxORUHDQP8hKPxV3ZPGYyHxjdeN542nbYKmoxRoyBkl0FuHl7cH",
-	"+/5NarM26IUqhX3m6Qm0ie2SYcp0EAebf5c8hdJoDPjAjZxg0Zgof86oSG/x7T4sD+FUMpildkEuTCxo",
-	"SQVxn9Mp7tHbLMdsEPZ8soKhFyUqliFmwGKmAuZ/maH0WVv0Bvz7+xBrz7UnIdBhfyIFmAa/oBUah033",
-	"nxxv10XQ4GMcj2ks+zcOh/EJCh6sW1+KqiOoQlX331OF7vvNQSsVjF1FpDaLRrKgZM78KL8YS5szECZO",
-	"rv+gA23PM1h7YI9w8z/y1n9eBu9dju5Djdq/wKIwaDfd4X0SpK9NTvh3jv3JZ1jDOndNVGDd0Enix4y+",
-	"z+3qjqOidQzl9GAoQyoYYfKG+LJ6kargi0lMuJABC/NSNdzmrSlX23/vWkh3TrH/eSjps/ulUgavcapq",
-	"okjuNfYVYgIWivRao7JSjMzlgvE41mBMD4uoV1YXMh9ek2IZKF6bPfTW8+pE1XfpKWKHy8qkZReOPmrX",
-	"krPn5y/eohPh6PAwqNbxpjPq5nlMQsZw59aIogw3bAw2mkKcBy+5I4eYEih87qcZ+oPFUiBUKX4Py274",
-	"6rvdUMRYNcIXRvFlYfA7jxLuz4Qbe50Z92EowzyC6xp7XVfgFbAQ3bvXTtG8nilpp2EP91aWjHG7mUil",
-	"sQzPqnSFky4JQI8lZT2mf2E97c3DfB5d8voSubySDfLhvH0NoYfo5hOQdxbrBdOZPGb4UASWXRAJMJBx",
-	"qoS0bI4ewBgiEQPTYjLFesv+/ZC8HAx6RYgICTOUVN87yrSmokc3IAsDD8GGqhyR7YDK4OQklYwMWLvJ",
-	"TWqEklRigw9lpNLFcc4apNIzngiDVylg4fdhQOxgEbBYuHMVchKUURORSgHnO3/DiLj2+uwVGaCGEq1c",
-	"kdJY96NCvUoCPVO30Os72oxlfShYlJO9aWkL3GC4ZLes+XH59t3F5dmL6zdvX//j/OyiMqyjB4veSRHf",
-	"JGxV86xyAlwivmDSTAYhuvmkOibO8Cf5Vv3cJkvaAx49tjymBPoZkabf8B57n2N+b32ZJoFGJScRUGzR",
-	"9zsLtq10CwvowMMTLq9usAnW7kHl2IskFBfu671V4s9rFeSDskIVkhqsUhYMZSatSNgaeYV1w1pV+5Di",
-	"aqWa99DqKSvXlGFVKl/t08El7DMsp49WJCfZsvnUHQevhLjTujHGxGemR0iNfeUhlcTgi5sNpX9y4NhT",
-	"jCk3RUCinav8BU5WX/ExG4RF9XwHAJXkRfalmveH8jXm2XibP1bJ01R+qRo+jmgU8WgKT9xaK/XAMO6+",
-	"0UaOqPBJSVT9sYI/1QpWkHB3ig49yan/Jdj6gTRwcQuIiKjZeMXSR/PlIVU5cisJXl6h25SCFip+ONns",
-	"oYOp1wRQV1+W6w+lD1Jma2KU+wyjbB1J8a4zr/aOk8xMmZAW9C1PatLKu4vTn86uf3z57uLn6/NXl2dv",
-	"/376MgzyV/zZwYAZX5POCUpsDHP/PIpBzdKJNSMgCsYWuNDTD42Tpkv23zRMuth5O435Eh6dh0c7QlC5",
-	"ZVMe53x4Xaj0J7bbLQXO7Bo1g29J0IwN9W3xVxIL8iqpTpQrQwaCDr5o1dlHNPVbbnjdAcuR7rmtcCtG",
-	"CZRuudM35/1KLdocWG7Zq1SOUQW1vMysAciLwTpaMSuc/ELXUltMZYYicn11houG0rFlkK4tIvS6P4F6",
-	"CdJU9tOrzFCNMWzeBmmleZySf867qGjJuuH3N7D4LuxRzF4lhq8bfm/E5LthNhgcfg13qf8LNc/vwuVF",
-	"NE3/21QVRStRH/fSlrcWVo8C6/2tjkBhAgHa7chpnyveeXiIT9esjFVxwt9f3f//AAAA//8=",
+	"7L2LchtHki78KhX4/wgBPk0QpCivDYZjgpYom2vdQqTGs8dgsAvdBaCWjaqermqCsA4j9iHOM+yDzZOc",
+	"yMyqvgDdAChRsuXVTIRFAN11zcr88lrvO5Gep1oJZU1n+L6T8ozPhRUZfnqaZ0Zn8FcsTJTJ1EqtOsPO",
+	"Gz4VLMIfA8YNy4TNMyViJhWzM8FC+i1keoKf00zcSJ0blvKp6HeCjoRW/pmLbNkJOorPRWfYoXc6QcdE",
+	"MzHn0OtEZ3NuO8POeGlFJ+jM+e0LoaZ21hk+OTgMOnaZwpvGZlJNO0Hndm+q9+pf3t0FnWfcciPs2TNo",
+	"E7tOuZ2VPcf0+5WMO0EnE//MZSbiztBmuWgcTZ7jk+sdnd6m64t1IRPBrL4WionbVGZL1s2VvGVGRFrF",
+	"phfgEuEDjwwLxW0awprOpbIiblsscZs2r5RU9tsjWCqp5Dyfd4aDYqDQ4FRkONKfMq7yhGfSLtdH/GMe",
+	"XQvLjPxdHLMxfjDMWJ5Zxi1bzHQi2EznmWE6YzFfmoC9u3jaNtRppavqkP//TEw6w87/t19S4D79avar",
+	"w4Ph/iIahnmi2MmbM3Ytlo8MrV/bEK5FvesKHR0++bZpJ38RSyKXepdnsVBWTqTIgLSh91/Esui1TlXX",
+	"YvnxFPVCzqVtOYAJ/NY2ZfyxNulYTHie2M7wyQBPEpHHwWBQIZaDZmo5jzR8t4GyDTzRNhb88Z4bcC6n",
+	"mzuUU8VtnrV3Kqf37PKd4VPxPNPz9Y7Pkfg9NxOZ1DHrShUluZE34phJa9xBeeROSq/PntGCA22yf8Nz",
+	"wsZiojPBQqvDtnFPYACNRBJzK/asnItO6+gv9PrYT1W8OnJx60a+MkqlF23Dsvr+g7oD2jepVkaQONFq",
+	"ksgI6TnSygqFf/I0TWTEYbj7/2lgzO93ZBOnWaaJQqttpJkeJ2L+vz6srbtglehmgkUzrkDkuQkYtpB2",
+	"xjhwdGmsVFOmx/8pItvv3AWd5zobyzgW6gucZyaQw/GEScNueCJjNs4tm/MlU9qyWDM7kwaneaZMPpnI",
+	"SAplz63O+FR8eRM2IrsRGR5anAFMe5InyTGelwnwmwU3OHd4QsSMqxg+zmDTiSxiXI5X2j7XuYq/rDV4",
+	"pZnJo5kjX4/fIp4kuCo8inSuiKyB+X6hpH3iSLlC3guErZPciLjPwn/sweymwMveCm60CoEQtBLAOUOE",
+	"bSIOAxaOeXxViJ4wGKkQhVvIugWIA7QLXNEw7vmGngBqwlOUCR7jGjvQ2QtYqDM5lQqaz43IrvhUKItt",
+	"5+pa6YW6cg9QJ9diyRJpLKAv+NogScIvADSEsWwGFCuknYmMha/du0pnIxW+FRORiSyEbn3r12IZsi5P",
+	"jGacZdpyK2KHqgrg7mbGjUVZN814JHowxEwAu4+siEPWLT/46Rlm+bVgthDcJsDD5IAboN8QgJJf4mKK",
+	"IyVN2Z/bAnPFbehfiaXh46T6DsJn5b6Eg8wTQ6P0CF9pe8WTRC9WXytVABMCl4MxwiKvbpVM3XtRAnxv",
+	"pHgcZ8IY6E4qphzJVFqW6VUGRGDCXn+kOkFnJnjs9KuTKBLG7D3VymY62TuBke3RhtWpfl3cr1Hs5hfu",
+	"3AFGPCniL49RO4LBY3kjMqSKjFuHgll3/QgP8ferhGYc9kBZgbfmWtlZsmT/zLXlI9UN8Y8rcRsJEeMp",
+	"z5WVCe6hEreWXiBUR5pOr8/Ct8Jmy72TiRVZ6DbfKXTHcMy4paXee6MTGS1DPKPl1yGbaNhsFmd8Yvek",
+	"sJO9mbUpT+UejBoHvecoZW/wPQxz5BH8qHP8zx9G+WDwOHIn3gCyc/3jD+J48cOB67T6XvbD4Ni6d91w",
+	"6XkYUEZMhFsxUjiAAF52y1XplBbOd1NrzAsQfMm37EZRNrR5FCMFLWAnvT57rjPAWXlqbCb43J9FYF/u",
+	"q6txbpbhEPcW+QzJdMYT4LVL4IYjdXH24vSnk4vTq3dvzi/enp68vHp58o+rs1dXz1+c/fTzBSsWUio2",
+	"SeR0BiRV22OtkuWDnuCCGHZ+0BHT1ufLYdcfLdW8Ri1vC0sRCl79rVM9VZ2gUz89naBT25fOZdDKi94p",
+	"ntuZzuTv4stDTRUo0ch75tIYqaYgrYCC2ZwnoDOJGFFFNyw+h0MWGjkF6S9u03Ck8Lg4VAFiiCcJm8ob",
+	"oaAh+GIhkoTRy9S4YmKe2iWKxT9eymj9gmdfoi7g4dNYxyhnrNYsgakg/P1yqXVdsXPEiRJRITT2U7zh",
+	"MgEA9eXNEATDmBvU4HKVCR7NYCJ4QmyTptcFgQFvsVhmIrI6W/ZYxBUcsbFAoD5SOmOLTFor1DELY2G5",
+	"TEJm+NKwxUxGsz5DZssSbkXGuhx47go28JJxMROKzvH6CV3h2Cu2J9eA1WzBpfU2pAzekWrar1u5Npl9",
+	"0Uyk0kwDP4DFOVXWGYAfZK9/vrh483egJnz5IXe+ueU1OigfYe6ZoPPOiaPnXCZf2sk9WQc+j1ZAjjIL",
+	"QWYJJqCZgBk9F2Se0KgB2hlXjNNbpJqMVNkYGfKC4oEb4Y6L/N1hazxBkc4TtHu4oxHNRMy6OissQ2Mx",
+	"ZFyV+tA64Dp58eL1ryzWwnixphe9PoOz6yf5yDC9UG5ScJCVgPGk3BgUnA8n2u4qlHEh50Ln9q9GGrGk",
+	"DXOruZBAFA37cnH28vT1u4v+g63snWdI1NCbM+e9STOdisxKMgY721mrMRn472uVLL3XpNXXt2euZbqn",
+	"cWF4spdqYHgZvXYXdKJMcPsZ+qlYEBocFzOBCkTFLOIsOYVNqIun1QxZo7Gid8xClSdJyOBELIsTjFqP",
+	"s9JhW7kRfXbCYpGIihmGxZlODdN54cRIpLF0nKQVc7ODNyrowAAIHNSWimcZX3ZWKfR92+Nle85Ws75c",
+	"IVpuQmegKxerWzf89JymLi3wCtca41Mu0RPo+htrnQiusMPCitTgTUTZbWcA/ORcFH3Kwk7ouvemqnJL",
+	"kEtBj40EtnUZZNy0+g9Fl4X9aX3KT8+evTWse/bm5giV9LM3N98GTMFAEmlE3GOlpYt5xj7PjWUTUEqk",
+	"ckS7kEagaax3PFJuTbha+ldWyOzeZJVwY69gA9Zn8CuAKie6PHyHx1nEs0yKmPYTSScTkc5iEXtGyNlc",
+	"qtyK3s4b91A74gwhV6g5Nzs56/xh7Hh6jGaeiCdCxTxzdqnuu4unJSlOUEck60ltYk1xAS0LXwBG7/xr",
+	"2DNnesaAitaNXd1Ib02+Qkvw1abT+A4PNmLm0rCeiTThkYjZeEk8DHYaDdaA+IyVScIWOrs2xXJgA2iU",
+	"Bdzx2Xe6NJUgoohjSQ++qUhCZHVNCg3Zj6s2Tu7WgTzNQxZ6q9VVKrIrUjRCPAyGcad4MK0YvxGg8QQs",
+	"T0GLCMd5ZmzIuGVaReKY8SjTxrBXuMAy4oYBwGM8noN0Odh/FTAjiCO+PT159vJ0ld4UeuFXV7Eu77FT",
+	"54gvQg/gf8FGuxSFT6xMsqGZYJt1q4zC+K2xycCNsDRYkU9sJayotNoBgcN2NEv7NB8nMsIjbDVLc/Kt",
+	"AZ969/aFYd3wb9di+UOI3OehyC03fCqugOVdIW9o4y2OmaAPu2CQ+EcTbxl6DZhh+wAgEIN4ahmpNMlB",
+	"v+XkLSG8CfqHe4D8UdoW7SyFgx5r3KllJfw+7rgU8JieA19KQbvFE4bL451rO6CTFYohQITb7bhi/cjW",
+	"Wi/ZYwk/gwLwVgVaDZKUgKiOJqsyfBMTrfGbVTHTQB1rlH4XOLT+xvnyVxB7SzQgRQl6YIkuk5RPRcEj",
+	"tCq5tQ8AXI3s27wbzZF9FUxR/LFJl3KaSINgstry5ApB9Pr0XuXzMcV7XYtl4eEoPONbmU0R11jtxY+9",
+	"fQ/OhbVSTc09JYd/DcbLYcR9dqKWzhQAhFsDtEeHhywUtzbjVxPv2g97ARO3kUitcyrzeA90l5GaSJHE",
+	"xkW+/SKWARnBGM9wPURqXXyEnCqMlTCaWWALOBDGDZsIi5aDiCtANak28MqYR9cjhewIBA4dFNNn3YsZ",
+	"vJYJFoso4dDiTGQCGReoMqFnF+GQHPzc6sxQQAM37FqqPZ0KxVM5UjRlxisvMUfeS5ZmwgDGRVjohEO/",
+	"hyyqVWmtL/tbv0rQBq3OsHFNWjHIGnFXFNdP3tdG5RXFXQFILeypMKJUZbuIFlAvGAt0b1QOCCAH06q9",
+	"Vh902usxC3+7DAlU3FM/nfPbM3r4ABHBPfXVSoTgxvfvocA6VbWA88cshKZCNJ3RkvSc4mpAjeX43wU3",
+	"/XaeuKM++6vHzrBpxoL6D9gY5HLX75XjZZPc5pl4YH32IWi2baO36rRb9dbwYNDH/+9/FwYsPBwMDobx",
+	"+LvhcP/xYXjMOBsjU6N3MRYFGRkQt/uyV9WUQcYBuhFlywf734VsLCI9F4ZVuyvWeaQqSnKV7NEmujJ8",
+	"6SallRIRzPWRYakQWcB0FpSKEnyFw5WKhYWt7+Ltu/OL02dXb96+/sfZ6XlIIeeZnM7s3lwby3Jlsxx5",
+	"cfiPvec6W3BQleGvkM10unIQKwfl6HsE3sW52XYqP0rb/3jGt5V2d9LNt2rhmZjrG3fqsSXWHRTGLALP",
+	"oAr0mjX0Ff1oTUu6l+a+whRARR4LNhVKZBjnxXOr59zKiCfJkuUqAWJLM30jYxEzcQsIXtoEg9zrDHJ1",
+	"47eubcVmsIJZUhHJiRTOqcZ+vrh4Uwa3wTkkKyjIHo52aVzZkzdnfUAvfJ4moh/peUgP0lkdqZk2NmDh",
+	"N/3aI4AwTD6O9ZxD811QTFAMpeK2F7BwZm063N9PdMQTaGH4eDAYhHT8EUmKgJpGgkt1ZgOKcPlbWEaR",
+	"0NNCxY1xeKwIw+uzU/Tc07hHimiDpt5+6A6fPH7oU3cP08xnOIUPajdZO5WUNPHVWvEh+7m2VdttDh9G",
+	"L54brq9wXY1fyYsh37Yw5G0pzuMC9QY45u+MyPZO4G1iM+TyArlqkR+gGUTc8sgGIxVxI/aMUEZaeSOA",
+	"bdDE++xXmcQRz2LiTxgenqfADER8TH1zZqSaJoLRKyDAHRvrj9QLwW+Ei9qpQkFgcBgXWIx8kuk5GtNh",
+	"2ns4bWIMq/ks2+0Z64qmWp4mYu4dnmr5etIZ/rbdcVOYehWqxtVvSnC6q1Kulq8EIA8/knX1vI0DbG34",
+	"7zzJRWd95pcNzlRB3aParJh/meEYhrgB/37++hWombkIGKwQw/yfWMR9dgJPGRdHgoRuZCxGitP3pMFC",
+	"h2MQYgvNEnEjEsNiIVLWXV2CHuZUliL6YpmKcxytC08ZKXGbIirMRJRnRqKFJdP5dMZ8l4lW4tiF9fvn",
+	"Ss2ZUsdGylFBfQc+JS38KXYXu3abtL7brGuEYOXZ6PXdKlGHf+RJ+WPPyIYjQDHxejIRKkZmp9IctVkj",
+	"lD2mZ72OkvmUGiV6/ZE6T0Vi0TPNDYNBxGyccRXNhAH1iedGsNcn5+xxf/DIEKOEFQctVQD7ZSG8BKoW",
+	"bmdJ1nks7emNI+i6dOeR1/l9UCtP5dW1WPbJ6NIJyi/Q4lP5ghIkKl+Qq7202ZZtFF/4NvwXa6/kaaI5",
+	"SPVpxlWlBfroHr9sEL88sk0m2V8x2yQmkUfd11w2ZUAc4GGRTGgDeTyXij19cdbbjpCavdbrzt1mD2KT",
+	"eR0fbTKIOoNgOxbc/QQV5F7i40MEY+WHjVaizimPZj7vi6FBFLl1+BuF5QUMYwAvQ9YtXZAZkGURj4Mp",
+	"g70KmConuuOaWp5NRQNZ7/r6kpJ5V2i/JEdPeE3B2/V9w19x3E37hnB/9wzWdX8LPUk0HvhTW8y/JIxG",
+	"Kzqc/492ZHR1Eous9yd1aJQs7sOdGgLeX3VrPDLMZlwmn8K98aPOVZOZ+beFAH3d6NzOAiY4fFA6s7NL",
+	"GFwsppkgF75T5zvD3/YOvhsEe9896Q+eHBwE8MH9fdlkNo51DhsSrMnkCjM4qjKDo/VFfSpUY5Dub4lW",
+	"U2nzWAQs4db99bvW88t+50MH87g6mMcNg5mJ6PotaQpbFeX6EaiUvNiFZci02cu9YqSkUCKdYSRRb8Vk",
+	"dPSk1SbU3LjTgR4ZRrYTp6utNHs4OPquyYRAFpZtLTtDzL2a3qSA1luvKJuNHRwMDo+2ccLKTjWdJkcD",
+	"Bis7rOEcUjgr8rfiPMiKhI71KTQmxFq2wCjgiGfZsh5i4w10OmNHg6P+LjYeY7nNW0Il6TeK/KmGdlH/",
+	"U0GxMJhTOuNOoppj6JpxVvUtkS3Ie5iK2GMjyPbqJODhYBAcDQ6Co8Hj4GhwdLmV5/l1LWZRrGbTFrny",
+	"M00wNBLGXN0IVOGa6rDMAQ7DCmMcdFsOsfeYHrPUlalwNmZXU6YozrGDdcWt1a6MgVubyXG+c8jn+GOY",
+	"f1WRcMnLH85cVzn9RgtpXV47CQbI9P7i4EEnsSoh7jEJJ8nugq2R2Js80zu6l+8ZGOxbfV/K+k46njQ1",
+	"PePmCiPeGusDvfyRPDZYyGHGQaOEZUdtq2bQrPDFHSn/WpJldxNAcyf/F3iU9g1IoMKOKwdvLlX7j61x",
+	"mDD1KyN/FxvWtWo7dSkDH2BWL7INqjkGnkMbFum5IGOlVMYCgyJbi19r2oKuM7eiDcGwOTfXIq5HE3J6",
+	"0mvGW/XQSs5Cm3JYBSGD77/dRqCdcxDYGI5CfLSYupdDqCyvJK1ci2XADF/2+uxcRJmwZuhLhhjBExEH",
+	"I0VsvKiW9q//+r8uWs4wM9MLCrvEIB0XmydopVj4zTffhO752GXFJHo6FTH0hjaXkaKHuGHcvXUtREpS",
+	"1A1EKwE8tiIkUZRAmz42b8yja/eitMbBFhfCXRzG950TlwvJvagSHGDUv/7rvx2hV3fg4NsGqehyEJts",
+	"F9zWUr5BrOuMHQ6OvD99yEK0nYesezg4CmjOVKzFGTgRFwBlUiEXlwGPNQBCpe3VBFh4yLpHg6MqEuhQ",
+	"yGDQKZ5ptLrkWdLIbv7xH/+bvXv7glkxTxNuRcBm1qbQKfxrAtrW97/fBez97R2u+/vlHUbhupBbLC5T",
+	"ydZExYwcViUrxMaG+/t48voY+Kh4sp9pHpv997/f7b+/vdt/v7zrE8/chmhXwA1MbotbyWdOwVrcYOrk",
+	"VcKX7hTupLr+Hd96AS/tkgJwI40cy8QlK25suHyy0aZQwTctgZzI2GtdFgKp5NIlMy8wTYEG6qhodYWq",
+	"PDtYhYBVeVbh1k1hpBuQ5lMyH95PI1xBcvcPhvoK7f580K49wu1wt00tkVh9FapV48J0PCHZTZRO4RCp",
+	"mtKXGTeWNF/PZIktpWgH+88U/rsQ47SR034cymof88FRvxpqc3i0uWJmDZ61tzq4Z6Me1tX3ZWtsRw30",
+	"rTjbcbHRA33spR4O7fDJt1WN98m3wZODw8vg02HGc0CIFYDoHNnNOLIrYomxu0A66IUwvWMXyFsq9Pwa",
+	"9XeHKUF4f9/7ChC/AsSvAPEvDxDvG9r9IIDRwUOUQRvg1i9ORnkSoQljOg4w40YCca9u80/9EV4lb67c",
+	"7lJ6aM+Q6/ldGu8CX9cOFx9jEgc6ZakKjMPKhX0hSgTPMMS+C8BEINcjPuYZQL/zFRh/Bcb3MlFuRbXb",
+	"o85LyPphkPQzY84/J4osjvkcgaK0K7bEsjLEV8D4FTB+BYxfAeNDAMZWFGMasd09Ay+m9Xs6dr4z4wNB",
+	"Hw4a1m0d/bWHJQQrV3xsB3hFL2vLAzi3ASr9CF9jYBYcybGOZVHGYEe/9rVY+pAIF7u7aTlwhE8BsJqG",
+	"UNhaFYVUZGVxYqqjSLUf2rLHMDHblYfwTLNSkQEjYTFxe7eJuVzuh5rbW5caXiQguHtOMPd9jLEHRiuc",
+	"Jg16S5GJLoAL5LTAiR7jvyifejvOD+suN4eJ1G/coBy83XOeqRz5luFbXa1dvtOQVw4Kjb9YrcCReLlx",
+	"jjaLARX003SCqB7cznv9horOYYD4Ch/CWpYtsnKBcCXTaho4n2wqMtz2qtBwpxkjakiybY1lok4vd4vZ",
+	"h6n66nW1UoY3ZZnHCZcJXgLj7jRqjrKpRLSsU5GPDqoG1EiAT1hwAI5kU07yVkx//yCJe4bk7fZYmkkV",
+	"yZQnrfMvniCI49LwsRDCajX/D1iIJh9cTXbUHHK10ZZr2HQScLd39HSthHDfcszS8dc7lCMIWZcrIjX3",
+	"JeG76rDgmcqauWDhsgSjf7HBkHC/0KrVndt+WVTzGr2QpilW/F7wgI7WNkzQLvjXrhtzV1F1ZjrPKmDZ",
+	"fYz5shElN5WBfVBeuBvSXC1Euw0q7c71Cn1wncUFgNufc2NP3pw9QvaUVpQ6V12UjF90P8/PgieUj1mf",
+	"bRl4WbJyfb2Vd7vXmnb3F7FsQbufC776ETRD18DfxbbTKapOurjDbVeEWxvI50O3vhbLJ0O4hWAkhPup",
+	"QWcBNJuK64fBqtJNGIU07y8dmN4fPhab30SQnuute4qfP2XfHz35t4J1EJsygbv5Cks9kbWqhsSosqbp",
+	"+7w7aVjIxzq3w3HC1bW/wMBKm4jQmYqAc9BqqJhnMUtnGcdKP76iOqZcnrpuYtbA53tMmpHCInOOCbrk",
+	"A4MWpz4rEKOkrEPMymorwBwW2YgjVYbrhyeYlR6iwcwVcYBJMm5ZIrjBNlPMLMCS2ysdYMPHrCiJOlJd",
+	"pYtGAxZ+s/8N/LP2Tq+5KaoDU9xGACvJ564oUhtLX6dFzHJ3AfWRjovriWg7a4j+aHBUCV948v33FVvy",
+	"0aDRmozbvLXj9b2vaxKvtGXPmzWIMl1tVVS+e3vGKMtDRQK2TKppTRbCi8d14mRdLAY6Fkvt7syiAfbq",
+	"46m80tkxBY4WItgkJik2A5jQRXMlhpOKrknUh0UD0Lz6kqcv5DgTLpyGGZ1nkXAFo6QZjlQ452mfx/E5",
+	"/tKVccDewxiGzPavpYoD1u/37V0v7LNXuqx9JumUo4dmyMKKtwvPdiImdqR0bssaQ14WzFwWL7ACmYhz",
+	"+bsIWRePaDlawWPTK3iC8yH469JkIvZotrGO8rnAxDM4fD1KMimInszPTaS/4p2rL+jPFy9fsMoTrGvF",
+	"LRVuSaS6Nr1j7zRsn1zn4T160A/dovurGLOXIou41Rlb6CyJ20bCqE/WBfr59/PXrx7VfZafIN2tzQF4",
+	"T0VV0KXIO0hUX3WGEsLWfy99bq1xYuUlRa2u9w+Pwjf+Gtz1ZCa6rbbRa3beGKiFV9mKeIpF2FJ5K0Dy",
+	"crNyctBVXR4ATJH3h6jXkJzptszd2erbuvCj2Bw71jCkree032mWCom4anRpYHaXnCoRF8VwC98G61Y8",
+	"Db3Gg1dkeuxadHoVz1Nsb80AUQw2cHcG+7u16dLiClFWQn2b4oCrcb3Fxldih2nwzZKhchXYfYIemopE",
+	"U+03KrTTLysphUGRim48vOOZYKaov+CqLYzUm0yaeZkthzc4VgovuEoLISL/sDdk9brUQXNd6pG6b2Hq",
+	"Jnb/xdZlgl3GyhEflq+LF266TkzNhPLdtwjNVgSfXrBEOzxUlE2nXSJXbFELcsAycaOdw1zpxTEsPxYF",
+	"fDzAS6t79aDWJ98frpWja1iotdl7udVgoK2L8A3SdpOG2RSgsun51liQDaEeDyhLWjO6qMZcVZbdLn9v",
+	"FGTtwsVFAXvFcFhm0u4icdp5ur+7xo/scX/QH7SO7Z63AzyI23cj9y+m4MfXzMfdDly2EHEJ3iWs+Vwq",
+	"7mqwzHmaugAEhz9aBr2qCfjJb55k+fxdwR6Wr0jUX7vgd63EDtaY9fY2P7863rvL6lr8yG00q7C1FeMW",
+	"/FrYNbH4TOlQowAUVJCNEwJPBgXyPXtm1q3oG0sVPyvfhLZ8DS3f20RnffYsJz1bkPyjqoCxiyHaA9EW",
+	"II8E7jiRmbF7RuDliy5//0PqET8ZVIH2wc6+dbOZCt3K0xX766vxkqfuKocYb6mPLCubZt1EL0S2F3Ej",
+	"qPCckw+wQ7q4T2x9A0q/aVt01Gciwi3PF086K/3lulRa5Q80s41LXjgd6osi/Nf3co9WqyA4nrpzDQLq",
+	"caPB4d2HxdydVLxZzdkaDmM+K6pX0UNbIeZI+Ype94OYTUjwQaL07hlW9kExXQ8RLAWbWbGgb5jzDmr2",
+	"WtMNLrWVgHR7294nuX1b3MCV2lYqpTv2dq3QleiohgLKqnutVfaKSV424Iu5mW7AIdsqlMFoqA33RtMe",
+	"VcHIlvVa9UBugaB4mDbtexu8Wi0u9mAQdt2x374iH2vzdHmFfyab51dT5P9oU+R1c87Pn8He2FQJZWx0",
+	"klsRtNreTH/jFX2fX1drstRtNc9t0uoK01197I1MqxYLvHKzR5rJG25FOKxdXoJ5q/Q3cieMHjMUPcbC",
+	"MpIqHLJEXmPQ1Q2Gc49zy+h2HUp7paryPvTHMCzEKGJo00dmSdtnIcUIhliaGIPwa0HeWBwVK02/xlrU",
+	"1PQcUFYZqe/bAMQPOhByVWU1fHY3hVZH7iL2fbYLTQAd0f6RptDFijg1IsozaZfnqF8jtZyL7EZG7bLB",
+	"0O9OPHRDOzVX//qv/w57lAiCHqUpKHhUuZTixfbcRuDEQvcdtgBzCGuJBkOGfbNRPhg8jvAh/JMc22WV",
+	"ckO37nerA/4ZEagDp95s0xlj3kLJVGbWpkBU62+2WMf5XKzMWyoQhcBts0c+gQIvbh5WEjqci3ihs5iF",
+	"2EsYYIibSXkkyANXXqXYbV6GYn377PSfubzhCUgkq1l19KxLc3QzBxbp0LgvqTFcyeYoz3oq8QquOwSE",
+	"E72+BMWORnTzsCmqnmHON2dznjJgWTB/d+OxGdLxUHzqLt1w4dVF4LKlqNbxSM1RJ56PRcy6GD1FFQjx",
+	"2JUl1lmWJ8L0AjaXcKDNTGd2L5FoJ6hw0NKsUNjaAlpp1JTc6KgevNUr10OQh9NFs2L4OGre10L1R2qk",
+	"XuJ0sGp1xJPE4JFG63n9SKzso0ubWafnY9a45SO1hfSt1t5MiBRYhF3g9RbS9vqMojCR2GBJR2rzuWR7",
+	"6KBir05enoY419P1MBMYgmJrQSpdijoJfIBJwEJSgMMeBcMVEXIj5aNLhhui6khB/eabo8PDb74pw+l8",
+	"iEkijR2pbvh+5KL4RqCAjEAbGHWCEegD+C8MCv9ALQf/iuztqHN3iQj0Du9Uo7s9MLqUpjrjMMpq22zU",
+	"6ff7o85d2KdwGBrftjiWInCFm2vjCjy72JWR6t4jeqXn7jJZ+6GMamFdpYGLbo9qIe7UHL/i4kaK445y",
+	"2ZVB7BygWfku6Ljb2zpDtDQ/BvnC7Qwlxz5P5T7PY2n30T8iGkyPRFZEfIErkhiUF8bCTLG0Nnxwdf+J",
+	"YdAqiKbXR8pVn1h7u0wzVLF7Gr6X1glxn6wF/CyWMYlxV7kx9Ixprbo0+sVWi0sfM0MJgXT7BOoyZSl2",
+	"XkxxpOjWY8dxJCD4NBVKxAHz994QDwOGT4WAocVrkaKpdqTKO6RO3j07u7h6e3px+uri7PWrkHUd5mdH",
+	"A+8owq0FlQh7P4vx8jhjsU4xbl7G58IiZGwxDpaP7FM15lYzX+VJd8PJJWIRtIUiiRwOBg92p39ZTbrp",
+	"Ln6sAu0Dq7BwcsCUWKDBW2bGYlTi0eCgrZdi2PvvFHdMWsT00uPtLz33VzfiG4eHu3ST0k0pfJyIU2Vd",
+	"0O2TXXp7p/gNl2TsQViXz+c8W9azKR4ZhoezaTWwgvcUaICKdANavN3znGAv0xSDBZIDO8Cj7uVr9bSv",
+	"U9ozHwr5RRNbtTjERnIrQAfTSfwQ1PbH0Q7sXtXWYPxxAvCDuLeqatmZNqKaosNklayeVSJi1ynrRooF",
+	"aaCpbvJYnbpaRMT5WaHxFUM7pp+kmiLmqepRVYXJ3VBRXKwwUjAA1j0aPC7FaSPTJED1rKjG7/DLjzpe",
+	"PjSRuQyau7r+7e8vr1P4wUN33kTdF1h6f1GmHH1G1nmwwxsXWr/g2VT8wefFYe4CdexM/VRpq4Gxvi9t",
+	"LXf7dCrw2pE1RvsMv69SZ41KjppqpMEb8TGCoarmpDSGqYiM3YhMTpafdbdppJvfeKUtBSb/sbtNC1ju",
+	"dlCBlXSFmltYc286CJql6U/Ctu7w4HPxgQfgAV/OHv8EqkOtej2JPrxB+UOE270AkGv17BlCm5TbaNZY",
+	"kGK1yFIiJnZTpaU+O2FlbQWvF43zeQq6b738aegvFM+ElVlxVarOLWYPYHx/6SyqZ1722UuOAW28vF3a",
+	"C+bAWTjxZqqNNs5gVWazUmSjPsQVo4MTuMoaduYu93Mr0DtmxTNotrJkdC1Agh8clkXB6pkOXjQBASqF",
+	"9VmAgKu6tRMQ+GwMIMdBxX8IGLg36/iC0ANt9idDDySYNqtqmFJsPqVwKbOfN4uXR6WB5oHUqL80FkFN",
+	"ja8t3s4k5BT7jxRQTnNr0psoWf3TMMtq1YHPrDO5HPx2jYkuC/xTU+3g++0vPNVqkkjyxH5JPPV8hleV",
+	"FwIezRIr5SQQiSQI9MoSEm3VNu57onbiye/x3x11vPIkbdPw3mIOQXzsFbu5RK91rmK8YvKrorcjEdE6",
+	"Mk6H+TPy1OA9OXJTbmelG9cTS2eV0QUVprWtpMLlZsJEtRWJ8aMEQt6Wi1/xP9WuA6KLTwNGsatU6ymW",
+	"5rrPzqzPmXHeZHc5Pr43UtzquQTdbHnMODoSgdLJK5QIfrP6li3KDuDV4XXkQYtHdVJNMFIUphIwSmIJ",
+	"aiFjoHG4UDiKXkFnDSgYiuIhKHM/EY8MmwvLoZf+SFH5Q5o0aCRjwbppwqVioX8qZEWCrgmZBcI0yKug",
+	"xXDO03A/lHM+hV8TvtS5PR4ppVnM4csYDdLm2M0UmvINIxeUipLTzDHwgVfvXjB0uC/d1ejH1UmS+7w+",
+	"S9cG3rmJ7aDaVjNghj3SwUR0LWJG7jKKEhwp78oe+kVAZ9g4E/zaAOPNE4ye4Ozo8JAt0LIcJjoKqXoD",
+	"dc9CoCNaJqwOMFJl6AW3jDxhXdGf9ln426gDT486ARt1/ErQp+pMO5dhr1npA1K6cNac3VCMjqywe2W4",
+	"d8PpHEsFPGb9fP6ZFL7CvuU1v1a6/gJwzoMsmMteuAs6bUEA929riza0dqOXrSQCdNGyUoT8A9fE4s6o",
+	"M1H9lT85aoN3/m37O2fK5JOJjKRQ9tzqjLxxdS0aeX69/ldVxjywWp37IkuN0Q616jbAp7BSDFbvocRc",
+	"qkMTMKwcw5OW0o5k2LKVxkaqUuPSBTFUjfjwfNeVCayVteyVBS3VshKd2GcYlYjVV8qF0wtV+PiMoHzU",
+	"7tHgCONZEEUbDKJRzvsnV8v09frsR5yoGamiam/GYQ9RUOq5tOiF8AmuB8FgMHCLY1gX2D9VBmlky6VF",
+	"nIpd3Rds4VvPMz3fxcuMD1/oXR6tFc76DG5pmv1WJoLEWlhUHAV+tGHly0HyDnXVK7wGeBxnOs8Yxgwu",
+	"P6td33MXQtywtJ3h+/qXeKTXXYFtLqJqCusno7tKyl9TMIQPyIQngkqRdbLMV7JIXPoIWvi/6p+bnFAV",
+	"LwsyXyUabBIXpQj4XCRLvZGuqFuTjffKtN+VIN3VDGNMY4TZOZAduOhTUCGWxbTH3IiRMpZbDMdtzSBu",
+	"TRpmb0S25xmBoLBOkGwBOxo87rFYgy5lUZOkkEmYxXAFVwhlM1Rkw/cjSv6sxIuCakFxsPDl0eDx/zka",
+	"HN2FffaUgnVHyszo7m7QkCjMkBqceCUPmwyx8HSz8CuOocFV/kQG1uas8s+spLQkWDewn/McPZiTPGHl",
+	"Yx/KWb4gYyfwCWQARBHMk8S9mUP9gK8ZhmDf+n7zGmHvOZ+L2vUGrkYS2S9W4uX7NOh3b1+YSoWxIsQs",
+	"vBZL8hbzkZpkwsySpTdlVngixlzjSy74rMYxG3ptP1BYEeXjzHZbHsZ8i+2PncvpLo+d3qY7tYbZWZ8U",
+	"jRar14RE3W+7S3l444MkPbz4pUl7l4cFpAZ7WU/C+u1y9TufrfTbJWxoJdzXrTLDMjAoSTzWWuEEpnO5",
+	"6aBXLxh5T/aqO4dMZ1jE+PdWDPqz+/0TEpqro9yi8LhtwfvG0v7q+l7WHac3QglT9ZS+9pPxK+QyHlZZ",
+	"Xn3Sr+khxzs+auKrBTEa5wj9gfrvi79tnubFTBrK3uKRxdQhN9Ctk17yebJt0v9x8vLF/SbtWy0n3T7D",
+	"x/1BMUsYOfTGrLitV77fZEl9+NVzM25dvUzwePl7q3w8HAx8Irc06NeQEWcRVyzWaNlb6Oy6BJsAdosr",
+	"pFxWK1bn4Xihk6Dq93osRoqy2CiBxUdCuQQi3xqLZYam/CX2OBaYUSVqF0T12Ql7MnhczdgqCvAKlvLM",
+	"3b1EjpaVkeYlbwvqvyhtRwq6oN8czK0Pqkkwv6Xl/EMYCvYNKgpaC/oPweEv695FHktgQVTXceN+426b",
+	"oGkrJVp3xonobaLLmwPg91f+4p3WQCCqVPiFp2zQJHZLECpTZGBt/iq5G6UlWeBFkGqKZaQif+1nkfLj",
+	"nvuw3IwTxbD4Drl1sZozVYN/Sru4R6V2hmwQ9lwCh6HrlKrX7xlhMXsDc+LMSLlMNmS34fu7EAsTtSdm",
+	"0GZ/IgWYGj+nERqgprtPTreboorwJqrPaSz7C4cIuaQNt6w7H4qqd6jCVfff0/UUd9sDeSoUu05IbRaN",
+	"ZEkJrn4rvxpLm7MypoDrP2hD23MvNm7YZzj5H3nqvyyD93227kON2r+IZWHQbjrD+wSkr4xn/PeOh/I9",
+	"bBCd903eYN0QkPiQ0ffero53o2bC0M2ywUiFVETD+Ad5kuhFkb7hCmxMuVQBC33BHm7905S/7r6HJxTs",
+	"U+x+Hin6DL9UCmM2dlVNnvGuZFc1J2ChTK8yVFaKlrlaMh7HmTCmhzeIVEYXMhdylGLtLF7rPXTW82pH",
+	"RTFDI1y5Fa4qnZavUI0zeJKzp2fP3qIT4ejwMKheYkF71PW5XVLF4hbGiFCGGzYRNpqJ2Ad0wZaLmJJK",
+	"XD6sGbmNxfIodE3KHpYicaUZu6GMsZKGKxbjSuXgd44k4M+EG3uVG/gwUqGParvCt64q6xWwEH2+V6Bo",
+	"Xs21srOwh3Mry+jAbKZKZyLGgmwYJaW6leI2elHWmC/vcdYplbzrBU1AD/EfoLYVXXRIMVp4MacpPTu+",
+	"fFxQuW4TJHIxZ7TgKpe/Lm5AZW+Cgvj0Clr760NCH5f12WHh11DztfSdDwceG6SQiK4/gexhcbZkWa6G",
+	"DO+HKeuRqzjVUlm2QPdkLCIZC5bJ6QyL0bubvXz9HnTZEIeUZqTo8oMozzKqUnUtVGF9orVxRWKpJAu6",
+	"Qj2/JwsIFtuCTo3Uimqi8JGKdLocermldDbniTR4lAIW/i0MSFYtAxZL2FeppkEZ5xHpVGB/Z28Ycf4e",
+	"8DrkSCOFJrhIZ1iopcJaS+kx1zei1wfBgXWYKLqXkzFsZQrAycxIdcsiLRdv351fnD67evP29T/OTs8r",
+	"zQI/WPaOC54nbVUtroopHCLeLdbM9kR0/UkVYOzhD3L8ur5NnrRHqDpq+Zzw+AtiTb/iOXYOUX9uXV0t",
+	"iRYvgCsUDfW3e6PuVr6FFY/EwzMupwuxKRZbIpzgSgliIL8r0FdJGKhdrxGUJcWQ1WBZuWCkcmVlwjaA",
+	"KdYNa1d+hBSJq/SihyZZVTmmDMuI5epa6YWCdQn7DO8aQRMXwG62mMF28EpOAo0bA2BcKYEIubErFaWT",
+	"WLhqdCPl7mMZOo4x46YIobQL7e/GZvURIzLzV4vAAujE30Ci9KI/Uq8xMco5JLCsYUb1sqrx/khGEY9m",
+	"4hGMtVLADRMlGg34SAqflEXVb3L5Q/FYwcJhF4E8KeLga6L0A5kH5I1gXovwWq8LNfTxXp64tRIOr9Bp",
+	"SkUmdfxw2Oyhw783hHxX73ztj5QLq2Yboqr7DOOCgaU4v57TySdJbmZMKiuyG57U0Mq785OfTq+ev3h3",
+	"/vPV2auL07d/P3kRBr6WNDsYMOOKCAJQYhOxcHdHGVR7AdaMBXEwtsSBnnxoZDcdsv+hgd3FzNt5zNeA",
+	"bh/QDYygcspmPPZyeFNw9yc2Kq5E9dw3pAev9aAeGwoS06UfCAt8WVuAcmU8g7vqorOPZOqm3HAZDRp5",
+	"9mAq3MpxIkqf4cmbs36leLBfLBh2wx2FVPLO1wU2QvjqvcAr5kUEgsxqyTim0kMRa7/ew3lDrd8ygtgW",
+	"4YPdn4R+IZSpzKdX6aEaANk8DdJKfRBVQKKjKEHKuuHfrsXyh7BHAYWVAMNu+Dcjpz+M8sHg8Ftxm7q/",
+	"UPP8IVwdRFP3v850UWUU9XGHtpwps7oVWKBxvQWKYQjQqEgRBV7x9rErLr+20lYlQuDu8u7/BQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

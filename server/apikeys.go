@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -114,6 +115,15 @@ func (s *Server) DeleteAPIKey(ctx context.Context, req gen.DeleteAPIKeyRequestOb
 }
 
 func (s *Server) ChangeAPIKeySettings(ctx context.Context, req gen.ChangeAPIKeySettingsRequestObject) (gen.ChangeAPIKeySettingsResponseObject, error) {
+	if req.Body == nil || reflect.DeepEqual(*req.Body, gen.APIKeySettings{}) {
+		// No body (MapTiler's document makes it optional), or no field in it, changes nothing:
+		// the key as it is, without a write, a new `changed` or an audit event.
+		k, err := s.GetAPIKey(ctx, gen.GetAPIKeyRequestObject{KeyId: req.KeyId})
+		if err != nil {
+			return nil, err
+		}
+		return gen.ChangeAPIKeySettings200JSONResponse(k.(gen.GetAPIKey200JSONResponse)), nil
+	}
 	// Validate before touching the database, so bad input changes nothing.
 	now := s.now()
 	var probe store.APIKey

@@ -46,7 +46,7 @@ func (s *Server) ListDatasets(ctx context.Context, req gen.ListDatasetsRequestOb
 	}
 	out := gen.ListDatasets200JSONResponse{TotalCount: int(page.Total), Items: make([]gen.Dataset, len(page.Items)), Cursor: nullable.NewNullNullable[string]()}
 	for i, d := range page.Items {
-		out.Items[i] = datasetOut(d)
+		out.Items[i] = s.datasetOut(d)
 	}
 	if page.Next != nil {
 		out.Cursor = nullable.NewNullableWithValue(page.Next.Encode())
@@ -97,11 +97,15 @@ func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequest
 	if err := checkDataset(&d); err != nil {
 		return nil, err
 	}
+	d.ID = uuid.New() // the sealed upstream headers are bound to it
+	if err := s.setUpstream(&d, in.Upstream); err != nil {
+		return nil, err
+	}
 	d, err := s.store.CreateDataset(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	return gen.CreateDataset201JSONResponse(datasetOut(d)), nil
+	return gen.CreateDataset201JSONResponse(s.datasetOut(d)), nil
 }
 
 func (s *Server) GetDataset(ctx context.Context, req gen.GetDatasetRequestObject) (gen.GetDatasetResponseObject, error) {
@@ -114,7 +118,7 @@ func (s *Server) GetDataset(ctx context.Context, req gen.GetDatasetRequestObject
 	} else if status != 0 {
 		return nil, notFound()
 	}
-	return gen.GetDataset200JSONResponse(datasetOut(a.Dataset)), nil
+	return gen.GetDataset200JSONResponse(s.datasetOut(a.Dataset)), nil
 }
 
 // ownedDataset resolves a dataset for a change: 404 when the caller does not see it, 403 when
@@ -220,6 +224,9 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 				d.TileSize = &size
 			}
 		}
+		if err := s.setUpstream(d, in.Upstream); err != nil {
+			return false, err
+		}
 		return accessChanged, checkDataset(d)
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -231,7 +238,7 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 	if err != nil {
 		return nil, err
 	}
-	return gen.UpdateDataset200JSONResponse(datasetOut(d)), nil
+	return gen.UpdateDataset200JSONResponse(s.datasetOut(d)), nil
 }
 
 func (s *Server) DeleteDataset(ctx context.Context, req gen.DeleteDatasetRequestObject) (gen.DeleteDatasetResponseObject, error) {

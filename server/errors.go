@@ -65,6 +65,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = detail(c, http.StatusUnprocessableEntity, vf.fields)
 	case errors.Is(err, store.ErrConflict):
 		_ = detail(c, http.StatusConflict, "The change conflicts with the current state; retry")
+	case errors.Is(err, tileaccess.ErrBusy):
+		// Not an outage: the tile path's bound on concurrent loads (made-up keys or ids at
+		// full speed, or a cold cache under load). Nothing to log per request.
+		h := c.Response().Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("Retry-After", "1")
+		_ = detail(c, http.StatusServiceUnavailable, "Too many tile requests are waiting for the database; retry shortly")
 	case store.IsUnavailable(err):
 		// Once per outage and error class, then counts: an outage fails every request.
 		reason := store.UnavailableReason(err)

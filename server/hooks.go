@@ -52,6 +52,7 @@ func (s *Server) Close() error {
 	s.files.close()
 	s.auditPruner.close()
 	s.retired.close()
+	s.upstream.Close()
 	s.closeOnce.Do(func() { err = errors.Join(err, s.tiles.Close()) })
 	return err
 }

@@ -26,8 +26,10 @@ import (
 	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/metrics"
+	"github.com/tilegate/tilegate/sealed"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // Config is what the server needs beyond the store.
@@ -76,6 +78,10 @@ type Config struct {
 	// TileLoadWait is the longest a tile request waits for its key or dataset to be loaded
 	// (default 1s); the load itself goes on (once, shared) for up to DBTimeout.
 	TileLoadWait time.Duration
+	// TileMaxLoads bounds the tile path's key and dataset loads under way at once (default 4):
+	// each holds a database connection, and made-up keys or ids must not take the connections
+	// management calls need. Beyond it a tile that needs a load is 503 with Retry-After.
+	TileMaxLoads int
 	// StaleIfError is how long past TileCacheTTL a cached key or dataset keeps serving when it
 	// cannot be refreshed because the database is unavailable (default 10m; negative: not at all).
 	StaleIfError time.Duration
@@ -101,6 +107,12 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For tells the client address that keys'
 	// ip_ranges are checked against (TILEGATE_TRUSTED_PROXIES); none by default.
 	TrustedProxies []netip.Prefix
+	// SecretKeys seal what datasets store of their upstreams' credentials (package sealed); the
+	// first seals, all open. nil: derived from the signing keys stored in the database.
+	SecretKeys []sealed.Key
+	// Upstream bounds the fetches from upstream tile servers; its Guard decides which addresses
+	// they may reach (nil: the defaults, which refuse loopback and link-local addresses).
+	Upstream upstream.Config
 	// AuditRetention is how long audit events are kept (default 400 days); AuditPruneInterval
 	// how often older ones are deleted (default 1h).
 	AuditRetention, AuditPruneInterval time.Duration
@@ -137,6 +149,8 @@ type Server struct {
 	tileBase  string         // PublicURL, JSON-escaped, for token templates
 	signer    *tiletoken.Signer
 	tiles     *mbtiles.Pool
+	box       *sealed.Box       // opens and seals upstream headers
+	upstream  *upstream.Fetcher // upstream datasets' tiles
 
 	// The tile path: cached keys and datasets, their invalidation, access decisions, key use.
 	access  *tileaccess.Access
@@ -246,6 +260,23 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if cfg.SecretKeys == nil {
+		keys, err := SigningKeys(context.Background(), st, "")
+		if err != nil {
+			return nil, err
+		}
+		cfg.SecretKeys = SecretKeys(keys)
+	}
+	box, err := sealed.New(cfg.SecretKeys)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Upstream.Guard == nil {
+		cfg.Upstream.Guard = upstream.NewGuard(nil, nil)
+	}
+	if cfg.Upstream.MaxTileBytes == 0 {
+		cfg.Upstream.MaxTileBytes = cfg.MaxTileBytes
+	}
 	spec, err := LoadSpec()
 	if err != nil {
 		return nil, err
@@ -276,6 +307,8 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
+		box:       box,
+		upstream:  upstream.New(cfg.Upstream),
 		metrics:   newRequestMetrics(cfg.Metrics, spec),
 		uploads:   make(chan struct{}, cfg.MaxConcurrentUploads),
 	}
@@ -292,12 +325,13 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.access = tileaccess.New(tileaccess.Config{
 		Store: st, Signer: cfg.Signer, Tiles: s.tiles, DataDir: cfg.DataDir,
 		TTL: cfg.TileCacheTTL, StaleIfError: cfg.StaleIfError,
-		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout,
+		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout, MaxLoads: cfg.TileMaxLoads,
 		PublicTileMaxAge: cfg.PublicTileMaxAge, PrivateTileMaxAge: cfg.PrivateTileMaxAge,
 		LastUsedInterval: cfg.LastUsedInterval, Logger: cfg.Logger,
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
 		TrustedProxies: cfg.TrustedProxies,
+		Upstream:       s.upstreamSource,
 	})
 	s.meter = usage.New(usage.Config{
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
@@ -338,6 +372,7 @@ func (s *Server) Handler() http.Handler {
 	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
+	api.GET(authRoute, s.authorizeTile)
 	return &tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}
 }
 

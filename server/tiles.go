@@ -96,9 +96,13 @@ func (s *Server) getTile(c echo.Context) error {
 		return writeRefusal(c, tileaccess.RefuseNotFound)
 	}
 	// 3. may the request read it: its credential, then the key's limits
-	u, answered, err := s.admitTile(c, e, t)
+	u, answered, err := s.admitTile(c, e, t, c.Request().URL.RawQuery)
 	if answered {
 		return err
+	}
+	// an upstream dataset's tiles come from its upstream server
+	if e.HasUpstream() {
+		return s.serveUpstream(c, e, t, u)
 	}
 	// 4. the answers that need no read: another format, no file yet, the client's own copy
 	if answered, err := answerUnread(c, e, t, u); answered {
@@ -122,9 +126,10 @@ func (s *Server) getTile(c echo.Context) error {
 // admitTile decides whether the request may read the dataset's tiles (tileaccess: the one
 // decision for public, key and token requests alike) and, for a key with limits, whether it is
 // within them. answered is true when it has answered the request (a refusal, 429, or err).
-func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) (u tileUse, answered bool, err error) {
+// query is the tile URL's query: the request's own, or the original request's for forward auth.
+func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, query string) (u tileUse, answered bool, err error) {
 	r := c.Request()
-	creds := tileaccess.ParseCredentials(r.URL.RawQuery)
+	creds := tileaccess.ParseCredentials(query)
 	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
 	now := s.meter.Now()
 	dec, err := s.access.Authorize(r.Context(), e, &creds, client, now)
@@ -168,20 +173,24 @@ func answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u t
 // parseTile reads the tile URL's parameters; a refusal (404 or 400, no reason) when they name
 // no tile.
 func parseTile(c echo.Context) (tileRequest, *tileaccess.Refusal) {
+	return parseTileSegments(c.Param("dataset_id"), c.Param("z"), c.Param("x"), c.Param("tile"))
+}
+
+// parseTileSegments reads a tile URL's four segments: dataset id, z, x and y.format.
+func parseTileSegments(dataset, z, x, yf string) (tileRequest, *tileaccess.Refusal) {
 	var t tileRequest
 	var err error
-	if t.dataset, err = uuid.Parse(c.Param("dataset_id")); err != nil {
+	if t.dataset, err = uuid.Parse(dataset); err != nil {
 		return t, tileaccess.RefuseNotFound
 	}
-	yf := c.Param("tile")
 	dot := strings.LastIndexByte(yf, '.')
 	if dot < 0 {
 		return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 	}
 	t.format = yf[dot+1:]
 	var errZ, errX, errY error
-	t.z, errZ = strconv.Atoi(c.Param("z"))
-	t.x, errX = strconv.Atoi(c.Param("x"))
+	t.z, errZ = strconv.Atoi(z)
+	t.x, errX = strconv.Atoi(x)
 	t.y, errY = strconv.Atoi(yf[:dot])
 	if errZ != nil || errX != nil || errY != nil || t.z < 0 || t.z > maxZoom {
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest, Detail: "z must be 0 to 30"}
@@ -432,6 +441,10 @@ func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
 	}
 	if v, err := nullableJSON[gen.Center](d.Center).Get(); err == nil {
 		tj.Center = &v
+	}
+	if d.Kind == "raster" {
+		size := tileSize(&d)
+		tj.TileSize = &size
 	}
 	if d.Kind == "vector" {
 		layers := []gen.VectorLayer{}

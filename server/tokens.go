@@ -246,14 +246,17 @@ func (t tileToken) appendJSON(b []byte) []byte {
 	b = append(b, `,"maxzoom":`...)
 	b = strconv.AppendInt(b, int64(d.MaxZoom), 10)
 	b = append(b, `,"bounds":`...)
-	b = appendRaw(b, json.RawMessage(d.Bounds))
+	if d.Bounds == nil {
+		b = append(b, worldBounds...)
+	} else {
+		b = append(b, d.Bounds...)
+	}
 	if raster {
-		size := 256
-		if d.TileSize != nil {
-			size = *d.TileSize
-		}
+		size := strconv.AppendInt(nil, int64(tileSize(d)), 10)
 		b = append(b, `,"tile_size":`...)
-		b = strconv.AppendInt(b, int64(size), 10)
+		b = append(b, size...)
+		b = append(b, `,"tileSize":`...) // what MapLibre reads; tile_size is the GeoLens name
+		b = append(b, size...)
 		b = append(b, `,"format":`...)
 		b = appendString(b, d.Format)
 	} else {
@@ -264,21 +267,25 @@ func (t tileToken) appendJSON(b []byte) []byte {
 			b = append(b, d.VectorLayers...)
 		}
 	}
-	b = append(b, `,"attribution":`...)
-	if d.Attribution == nil {
-		b = append(b, "null"...)
-	} else {
+	// Never null: MapLibre refuses a source whose attribution is null.
+	if d.Attribution != nil {
+		b = append(b, `,"attribution":`...)
 		b = appendString(b, *d.Attribution)
 	}
 	return append(b, '}')
 }
 
-// appendRaw appends stored JSON (written by this service, so valid), or null.
-func appendRaw(b []byte, raw json.RawMessage) []byte {
-	if raw == nil {
-		return append(b, "null"...)
+// worldBounds is what a token says for a dataset without bounds: TileJSON's default, which is
+// what MapLibre assumes without any. The tile-token document's bounds is always a list, and
+// MapLibre refuses a null one.
+const worldBounds = `[-180,-85.0511287798066,180,85.0511287798066]`
+
+// tileSize is a raster dataset's tile edge in pixels: the stored one, or 256 (MBTiles' usual).
+func tileSize(d *store.Dataset) int {
+	if d.TileSize != nil {
+		return *d.TileSize
 	}
-	return append(b, raw...)
+	return 256
 }
 
 // appendString appends s as a JSON string. Ids, signatures and URLs need no escaping and take

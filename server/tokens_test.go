@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ func TestSingleTileTokens(t *testing.T) {
 		must(t, err)
 		wantScope := fmt.Sprintf("%s:%s:1", acct.ID, v.Id)
 		if vt.Kind != "vector" || vt.DatasetId != v.Id || vt.Scope != wantScope || vt.Minzoom != 2 || vt.Maxzoom != 12 ||
-			mustGet(vt.Attribution) != "© us" || len(vt.VectorLayers) != 1 || vt.VectorLayers[0].Id != "water" {
+			vt.Attribution == nil || *vt.Attribution != "© us" || len(vt.VectorLayers) != 1 || vt.VectorLayers[0].Id != "water" {
 			t.Errorf("vector token: %s", res.Body)
 		}
 		if vt.ExpiresIn <= 60 || vt.ExpiresIn > 960 || vt.Exp%900 != 0 {
@@ -79,8 +80,12 @@ func TestSingleTileTokens(t *testing.T) {
 		must(t, err)
 		rt, err := res.JSON200.AsRasterTileToken()
 		must(t, err)
-		if rt.Kind != "raster" || rt.Format != "webp" || rt.TileSize != 512 || rt.TileUrl != rt.Tiles[0] || !strings.Contains(rt.TileUrl, "/{z}/{x}/{y}.webp?sig=") {
+		if rt.Kind != "raster" || rt.Format != "webp" || rt.TileSize != 512 || rt.MapLibreTileSize != 512 || rt.TileUrl != rt.Tiles[0] || !strings.Contains(rt.TileUrl, "/{z}/{x}/{y}.webp?sig=") {
 			t.Errorf("raster token: %s", res.Body)
+		}
+
+		if fmt.Sprint(rt.Bounds) != "[-180 -85.0511287798066 180 85.0511287798066]" || rt.Attribution != nil {
+			t.Errorf("raster token without bounds and attribution: %s", res.Body)
 		}
 
 		// Tokens minted in one window are byte-identical (cacheable URLs).
@@ -357,4 +362,101 @@ func TestTokensRetireOnAccessChange(t *testing.T) {
 			t.Errorf("partner after revoke: %d", s)
 		}
 	})
+}
+
+// Tokens, batch entries and TileJSON are MapLibre sources as they are: no property is ever null
+// (MapLibre refuses a null attribution or bounds), and rasters say tileSize (MapLibre's default
+// is 512, which loads a 256 px tileset a zoom level too coarse).
+func TestTokensAreMapLibreSources(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		env := testenv.Start(t, db, server.Config{})
+		acct := env.NewAccount(t)
+		c := env.Client(t, acct.Token)
+		hc := env.HTTPClient(t)
+		bare := createDataset(t, c, gen.DatasetCreate{Name: "bare", Kind: gen.DatasetKindVector})
+		ras := createDataset(t, c, gen.DatasetCreate{Name: "ras", Kind: gen.DatasetKindRaster, Format: ptr(gen.DatasetCreateFormatPng)})
+		ras512 := createDataset(t, c, gen.DatasetCreate{Name: "ras512", Kind: gen.DatasetKindRaster,
+			TileSize: nullable.NewNullableWithValue(gen.DatasetCreateTileSizeN512), Attribution: nullable.NewNullableWithValue("© r")})
+
+		get := func(method, path, body string) map[string]any {
+			t.Helper()
+			req, err := http.NewRequest(method, env.URL+path, strings.NewReader(body))
+			must(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+acct.Token)
+			res, err := hc.Do(req)
+			must(t, err)
+			defer res.Body.Close()
+			var out map[string]any
+			must(t, json.NewDecoder(res.Body).Decode(&out))
+			if res.StatusCode != 200 {
+				t.Fatalf("%s %s: %d %v", method, path, res.StatusCode, out)
+			}
+			return out
+		}
+		sources := map[string]map[string]any{}
+		for _, d := range []gen.Dataset{bare, ras, ras512} {
+			sources["token "+d.Name] = get("GET", "/api/tiles/token/"+d.Id.String()+"/", "")
+			sources["tilejson "+d.Name] = get("GET", "/api/tiles/"+d.Id.String()+"/tilejson.json", "")
+		}
+		batch := get("POST", "/api/tiles/tokens/", fmt.Sprintf(`{"dataset_ids":["%s","%s","%s"]}`, bare.Id, ras.Id, ras512.Id))
+		for id, e := range batch["tokens"].(map[string]any) {
+			sources["batch "+id] = e.(map[string]any)
+		}
+		for name, src := range sources {
+			if path := nullIn(src, ""); path != "" {
+				t.Errorf("%s: %s is null: %v", name, path, src)
+			}
+		}
+		for _, name := range []string{"token bare", "tilejson bare"} {
+			if _, ok := sources[name]["attribution"]; ok {
+				t.Errorf("%s: attribution present for a dataset without one: %v", name, sources[name])
+			}
+			if _, ok := sources[name]["tileSize"]; ok {
+				t.Errorf("%s: tileSize on a vector source", name)
+			}
+		}
+		if b := fmt.Sprint(sources["token bare"]["bounds"]); b != "[-180 -85.0511287798066 180 85.0511287798066]" {
+			t.Errorf("token of a dataset without bounds: bounds %s, want the whole world", b)
+		}
+		for name, want := range map[string]float64{"token ras": 256, "tilejson ras": 256, "batch " + ras.Id.String(): 256,
+			"token ras512": 512, "tilejson ras512": 512, "batch " + ras512.Id.String(): 512} {
+			if got := sources[name]["tileSize"]; got != want {
+				t.Errorf("%s: tileSize %v, want %v", name, got, want)
+			}
+			if _, token := sources[name]["sig"]; token && sources[name]["tile_size"] != want {
+				t.Errorf("%s: tile_size %v, want %v (the tile-token document's field)", name, sources[name]["tile_size"], want)
+			}
+		}
+		if sources["token ras512"]["attribution"] != "© r" {
+			t.Errorf("attribution lost: %v", sources["token ras512"])
+		}
+	})
+}
+
+// nullIn returns the path of the first null in a decoded JSON value, or "".
+func nullIn(v any, path string) string {
+	switch v := v.(type) {
+	case nil:
+		return path + "(root)"
+	case map[string]any:
+		for k, e := range v {
+			if e == nil {
+				return path + "." + k
+			}
+			if p := nullIn(e, path+"."+k); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if e == nil {
+				return fmt.Sprintf("%s[%d]", path, i)
+			}
+			if p := nullIn(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }

@@ -106,6 +106,9 @@ func (s *Server) uploadTarget(ctx context.Context, req gen.UploadTilesRequestObj
 	case 403:
 		return a, forbiddenOwner()
 	}
+	if a.Dataset.UpstreamURL != nil {
+		return a, fail(http.StatusConflict, "This dataset's tiles come from its upstream; set upstream to null before uploading a file")
+	}
 	r := requestFrom(ctx)
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/octet-stream" {
 		return a, invalid([]any{"header", "Content-Type"}, nullIfEmpty(r.Header.Get("Content-Type")),
@@ -273,7 +276,7 @@ func (s *Server) commitUpload(up *upload, a store.DatasetAccess, md *mbtiles.Met
 		s.retired.retire(filepath.Join(s.cfg.DataDir, *old))
 	}
 	s.log.Info("tiles uploaded", "dataset", up.dataset, "file", name, "bytes", up.size, "format", md.Format)
-	return gen.UploadTiles200JSONResponse(datasetOut(d)), nil
+	return gen.UploadTiles200JSONResponse(s.datasetOut(d)), nil
 }
 
 // commitFailed answers an upload whose transaction failed. A refusal (the change's own 422, a

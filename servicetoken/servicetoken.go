@@ -8,12 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base32"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"strings"
+
+	"github.com/tilegate/tilegate/internal/checksum"
 )
 
 // Prefix starts every service token.
@@ -22,12 +21,12 @@ const Prefix = "tgs_"
 const (
 	idLen       = 16 // 10 random bytes
 	secretLen   = 32 // 20 random bytes (160 bits)
-	checksumLen = 7  // 4 bytes of CRC-32
+	checksumLen = checksum.Len
 	// Len is the length of every well-formed token.
 	Len = len(Prefix) + idLen + secretLen + checksumLen
 )
 
-var encoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+var encoding = checksum.Encoding
 
 // ErrMalformed means the string cannot be a token this service issued.
 var ErrMalformed = errors.New("malformed service token")
@@ -42,7 +41,7 @@ func New() (token, lookupID string, hash Hash, err error) {
 		return "", "", Hash{}, fmt.Errorf("generate service token: %w", err)
 	}
 	body := Prefix + encoding.EncodeToString(buf[:10]) + encoding.EncodeToString(buf[10:])
-	token = body + checksum(body)
+	token = checksum.Append(body)
 	return token, token[len(Prefix) : len(Prefix)+idLen], sha256.Sum256([]byte(token)), nil
 }
 
@@ -51,13 +50,7 @@ func Parse(token string) (lookupID string, hash Hash, err error) {
 	if len(token) != Len || !strings.HasPrefix(token, Prefix) {
 		return "", Hash{}, ErrMalformed
 	}
-	body, sum := token[:Len-checksumLen], token[Len-checksumLen:]
-	for _, c := range token[len(Prefix):] {
-		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
-			return "", Hash{}, ErrMalformed
-		}
-	}
-	if subtle.ConstantTimeCompare([]byte(checksum(body)), []byte(sum)) != 1 {
+	if !checksum.InAlphabet(token[len(Prefix):]) || !checksum.Valid(token) {
 		return "", Hash{}, ErrMalformed
 	}
 	return token[len(Prefix) : len(Prefix)+idLen], sha256.Sum256([]byte(token)), nil
@@ -65,9 +58,3 @@ func Parse(token string) (lookupID string, hash Hash, err error) {
 
 // Equal compares two hashes in constant time.
 func Equal(a, b Hash) bool { return subtle.ConstantTimeCompare(a[:], b[:]) == 1 }
-
-func checksum(body string) string {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], crc32.ChecksumIEEE([]byte(body)))
-	return encoding.EncodeToString(b[:])
-}

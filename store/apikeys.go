@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/big"
@@ -14,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+
+	"github.com/tilegate/tilegate/keytoken"
 )
 
 // ListAPIKeys returns a page of an account's keys, oldest first.
@@ -306,14 +307,9 @@ func (s *Store) DeleteAPIKey(ctx context.Context, accountID, id uuid.UUID) error
 	})
 }
 
-// newKeyToken makes a public key token: 144 random bits, URL-safe.
-func newKeyToken() (string, error) {
-	b := make([]byte, 18)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generate key token: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
+// newKeyToken makes a public key token of the current form (keytoken: random, with a checksum
+// the tile path checks before any lookup). Created and rotated keys get one.
+func newKeyToken() (string, error) { return keytoken.New() }
 
 var (
 	adjectives = []string{"amber", "bold", "brisk", "calm", "clever", "coral", "crisp", "dusky", "eager", "fair",

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -146,7 +148,21 @@ func datasetFields(d Dataset) map[string]any {
 		"format": d.Format, "minzoom": d.MinZoom, "maxzoom": d.MaxZoom, "bounds": d.Bounds,
 		"center": d.Center, "attribution": d.Attribution, "vector_layers": d.VectorLayers,
 		"tile_size": d.TileSize, "access_version": d.AccessVersion, "has_tiles": d.TileFile != nil,
+		// The upstream's headers are secrets: the trail shows that they changed (their sealed
+		// form changes), never what they are.
+		"upstream_url": d.UpstreamURL, "upstream_missing": d.UpstreamMissing,
+		"upstream_headers": sealedMarker(d.UpstreamHeaders),
 	}
+}
+
+// sealedMarker stands for a sealed secret in the audit trail: a short digest of its sealed
+// form (which changes with every new value), or nil.
+func sealedMarker(sealed *string) any {
+	if sealed == nil {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(*sealed))
+	return "sealed:" + hex.EncodeToString(sum[:4])
 }
 
 // grantFields is what the audit trail shows of a grant.

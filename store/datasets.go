@@ -65,7 +65,7 @@ func (s *Store) datasetsAccess(db *gorm.DB, c Caller, ids []uuid.UUID, full bool
 	}
 	cols := "d.id, d.account_id, d.kind, d.visibility, d.format, d.minzoom, d.maxzoom, d.bounds, d.attribution, d.vector_layers, d.tile_size, d.access_version"
 	if full {
-		cols += ", d.name, d.description, d.center, d.tile_file, d.created, d.changed"
+		cols += ", d.name, d.description, d.center, d.tile_file, d.created, d.changed, d.upstream_url, d.upstream_headers, d.upstream_missing"
 	}
 	rows, err := db.Raw(`SELECT `+cols+`,
 			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.account_id = ?),
@@ -81,7 +81,8 @@ func (s *Store) datasetsAccess(db *gorm.DB, c Caller, ids []uuid.UUID, full bool
 		dest := []any{&d.ID, &d.AccountID, &d.Kind, &d.Visibility, &d.Format, &d.MinZoom, &d.MaxZoom,
 			&d.Bounds, &d.Attribution, &d.VectorLayers, &d.TileSize, &d.AccessVersion}
 		if full {
-			dest = append(dest, &d.Name, &d.Description, &d.Center, &d.TileFile, &d.Created, &d.Changed)
+			dest = append(dest, &d.Name, &d.Description, &d.Center, &d.TileFile, &d.Created, &d.Changed,
+				&d.UpstreamURL, &d.UpstreamHeaders, &d.UpstreamMissing)
 		}
 		if err := rows.Scan(append(dest, &a.AccountGrant, &a.PrincipalGrant)...); err != nil {
 			return nil, fmt.Errorf("scan dataset: %w", err)
@@ -142,7 +143,9 @@ func (s *Store) ListDatasets(ctx context.Context, accountID uuid.UUID, cur *Curs
 
 // CreateDataset stores a new dataset of the account.
 func (s *Store) CreateDataset(ctx context.Context, d Dataset) (Dataset, error) {
-	d.ID = uuid.New()
+	if d.ID == uuid.Nil {
+		d.ID = uuid.New()
+	}
 	d.Created = Now()
 	d.Changed = d.Created
 	d.AccessVersion = 1

@@ -173,6 +173,12 @@ type Dataset struct {
 	AccessVersion int64
 	// TileFile is the MBTiles file's name under the data directory; nil before the first upload.
 	TileFile *string
+	// UpstreamURL is the XYZ template of an upstream tile server the tiles come from instead of
+	// a file; UpstreamHeaders the headers sent to it, sealed (package sealed); UpstreamMissing what
+	// an upstream 404 becomes ("empty" or "not_found").
+	UpstreamURL     *string
+	UpstreamHeaders *string
+	UpstreamMissing *string
 	Created  time.Time
 	Changed  time.Time
 }

@@ -4,7 +4,7 @@
 //	scope = "<account_id>:<dataset_id>:<access_version>"
 //	sig   = lowercase hex(HMAC-SHA256(K, scope + ":" + exp))
 //
-// exp is a unix time in seconds aligned to a 900 s window, so every token
+// exp is a unix time in seconds aligned to a window (900 s by default), so every token
 // minted for a scope within the same window is byte-identical and tile URLs
 // stay cacheable by browsers and CDNs. Bumping a dataset's access_version
 // changes the scope and thereby revokes all outstanding tokens for it.
@@ -23,24 +23,28 @@ import (
 )
 
 const (
-	// Window is the token alignment period: exp is always a multiple of it.
+	// Window is the default token alignment period (TILEGATE_TOKEN_WINDOW): exp is always a
+	// multiple of the window in force.
 	Window = 900 * time.Second
-	// MinRemaining is the least lifetime a freshly minted token gets. When the
-	// next boundary is this close or closer, exp moves one window further so
-	// clients never receive a token about to expire mid-page-load.
+	// MinWindow and MaxWindow bound a configured window. Below 10 s a map would refresh its
+	// tokens more often than it loads tiles; above a day a token is no longer short-lived.
+	MinWindow = 10 * time.Second
+	MaxWindow = 24 * time.Hour
+	// MinRemaining is the least lifetime a freshly minted token gets with the default window;
+	// other windows scale it (window/15, rounded up to a second). When the next boundary is this
+	// close or closer, exp moves one window further so clients never receive a token about to
+	// expire mid-page-load.
 	MinRemaining = 60 * time.Second
-	// ClockSkew is the extra future slack Verify tolerates on top of the
-	// longest lifetime Sign can produce (Window + MinRemaining = 960 s). It
-	// covers another tilegate replica whose clock runs slightly ahead; 30 s is
-	// well above NTP-synchronised drift yet keeps the bound tight.
+	// ClockSkew is the extra future slack Verify tolerates on top of the longest lifetime a
+	// signer can produce. It covers another tilegate replica whose clock runs slightly ahead;
+	// 30 s is well above NTP-synchronised drift yet keeps the bound tight.
 	ClockSkew = 30 * time.Second
-
-	windowSecs  = int64(Window / time.Second)
-	minRemSecs  = int64(MinRemaining / time.Second)
-	maxAheadSec = windowSecs + minRemSecs + int64(ClockSkew/time.Second)
 
 	sigHexLen = 2 * sha256.Size
 )
+
+// ErrWindow is returned by New for a window outside [MinWindow, MaxWindow] or not whole seconds.
+var ErrWindow = errors.New("tiletoken: token window must be whole seconds between 10s and 24h")
 
 // Errors returned by Verify. They are sentinels so handlers can map them to
 // responses with errors.Is; Verify may wrap them with detail.
@@ -87,8 +91,11 @@ type Token struct {
 
 // Signer mints and verifies tokens. It is safe for concurrent use.
 type Signer struct {
-	keys []*signingKey // keys[0] signs; all verify
-	now  func() time.Time
+	keys   []*signingKey // keys[0] signs; all verify
+	now    func() time.Time
+	window time.Duration
+	// windowSecs and minRemSecs place exp (expiryAt); maxAheadSecs is Verify's future limit.
+	windowSecs, minRemSecs, maxAheadSecs int64
 }
 
 // Option configures a Signer.
@@ -104,41 +111,70 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// WithWindow sets the token window (TILEGATE_TOKEN_WINDOW; default Window). New refuses one
+// outside [MinWindow, MaxWindow]; zero keeps the default.
+func WithWindow(d time.Duration) Option {
+	return func(s *Signer) {
+		if d != 0 {
+			s.window = d
+		}
+	}
+}
+
 // New returns a Signer whose first key signs and whose keys all verify. It
-// fails when keys is empty or violates the rules ParseKeys enforces.
+// fails when keys is empty or violates the rules ParseKeys enforces, or when
+// the window is out of range.
 func New(keys []Key, opts ...Option) (*Signer, error) {
 	if err := validateKeys(keys); err != nil {
 		return nil, err
 	}
-	s := &Signer{now: time.Now, keys: make([]*signingKey, len(keys))}
+	s := &Signer{now: time.Now, window: Window, keys: make([]*signingKey, len(keys))}
 	for i, k := range keys {
 		s.keys[i] = newSigningKey(k)
 	}
 	for _, opt := range opts {
 		opt(s)
 	}
+	if s.window < MinWindow || s.window > MaxWindow || s.window%time.Second != 0 {
+		return nil, fmt.Errorf("%w (got %s)", ErrWindow, s.window)
+	}
+	s.windowSecs = int64(s.window / time.Second)
+	s.minRemSecs = minRemaining(s.windowSecs)
+	// A replica configured with another window may have minted the token: accept the longest
+	// lifetime of this window and the default one, so replicas whose windows differ (one of
+	// them the default, as while a setting rolls out) accept each other's tokens.
+	longest := max(s.windowSecs, int64(Window/time.Second))
+	s.maxAheadSecs = longest + minRemaining(longest) + int64(ClockSkew/time.Second)
 	return s, nil
 }
+
+// minRemaining is MinRemaining scaled to a window of w seconds: w/15, rounded up.
+func minRemaining(w int64) int64 {
+	return (w*int64(MinRemaining/time.Second) + int64(Window/time.Second) - 1) / int64(Window/time.Second)
+}
+
+// Window is the token window in force.
+func (s *Signer) Window() time.Duration { return s.window }
 
 // Expiry returns exp and expires_in for the current time. It is exposed so a
 // batch of tokens can be signed with one consistent exp via SignAt, even if
 // the batch straddles a window boundary.
 func (s *Signer) Expiry() (exp int64, expiresIn int) {
-	return expiryAt(s.now().Unix())
+	return expiryAt(s.now().Unix(), s.windowSecs, s.minRemSecs)
 }
 
 // expiryAt places exp on the next window boundary strictly after now, or on
-// the one after that when MinRemaining or less is left (so expires_in is
-// always in (60, 960]).
-func expiryAt(now int64) (exp int64, expiresIn int) {
+// the one after that when minRem or less is left (so expires_in is always in
+// (minRem, window+minRem]: (60, 960] with the default window).
+func expiryAt(now, window, minRem int64) (exp int64, expiresIn int) {
 	// Floor modulo so the arithmetic is right for pre-1970 clocks too.
-	rem := now % windowSecs
+	rem := now % window
 	if rem < 0 {
-		rem += windowSecs
+		rem += window
 	}
-	exp = now - rem + windowSecs
-	if exp-now <= minRemSecs {
-		exp += windowSecs
+	exp = now - rem + window
+	if exp-now <= minRem {
+		exp += window
 	}
 	return exp, int(exp - now)
 }
@@ -178,7 +214,8 @@ func (s *Signer) SignAt(scope string, exp int64) string {
 //  2. scope: scope != expectedScope. This covers a different account or
 //     dataset and a stale access_version (revocation). Scopes are not secret,
 //     so a plain comparison is fine.
-//  3. expired: exp <= now, or exp > now+Window+MinRemaining+ClockSkew. The
+//  3. expired: exp <= now, or exp beyond the longest lifetime (of this
+//     signer's window or the default one, whichever is longer) plus ClockSkew. The
 //     latter is reported as ErrExpired wrapped with "too far in the future":
 //     such a token cannot come from a correct signer, and to the client the
 //     remedy is the same (fetch a new token).
@@ -205,7 +242,7 @@ func (s *Signer) Verify(expectedScope, scope, sig, exp string) error {
 	if expV <= now {
 		return ErrExpired
 	}
-	if expV > now+maxAheadSec {
+	if expV > now+s.maxAheadSecs {
 		return errTooFar
 	}
 	// exp is canonical, so the client's text is exactly what SignAt would

@@ -109,7 +109,7 @@ func TestExpiryWindows(t *testing.T) {
 
 func TestExpiryBounds(t *testing.T) {
 	for off := int64(-1); off <= 1801; off++ {
-		exp, in := expiryAt(boundary + off)
+		exp, in := expiryAt(boundary+off, 900, 60)
 		if in <= 60 || in > 960 {
 			t.Fatalf("now=boundary%+d: expires_in=%d, want (60, 960]", off, in)
 		}
@@ -156,7 +156,7 @@ func TestSignMatchesReference(t *testing.T) {
 func TestVerify(t *testing.T) {
 	now := boundary + 100
 	scope := Scope(accountID, datasetID, 2)
-	exp, _ := expiryAt(now)
+	exp, _ := expiryAt(now, 900, 60)
 	expS := strconv.FormatInt(exp, 10)
 	sigA := referenceSig(keyA.Secret, scope, exp)
 	sigB := referenceSig(keyB.Secret, scope, exp)
@@ -471,4 +471,81 @@ func BenchmarkMACStrategies(b *testing.B) {
 			h.Sum(sum[:0])
 		}
 	})
+}
+
+func TestWindowConfigured(t *testing.T) {
+	at := func(now int64, window time.Duration) *Signer {
+		t.Helper()
+		s, err := New([]Key{keyA}, WithClock(func() time.Time { return time.Unix(now, 0) }), WithWindow(window))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The minimum remaining scales with the window: 60 s of 900, 1 s of 10, 20 s of 300.
+	for _, tc := range []struct {
+		window       time.Duration
+		minRem, maxN int64
+	}{{10 * time.Second, 1, 11}, {300 * time.Second, 20, 320}, {Window, 60, 960}, {time.Hour, 240, 3840}} {
+		w := int64(tc.window / time.Second)
+		for off := int64(-1); off <= 2*w+1; off++ {
+			s := at(boundary+off, tc.window)
+			exp, in := s.Expiry()
+			if int64(in) <= tc.minRem || int64(in) > tc.maxN || exp%w != 0 || exp-int64(in) != boundary+off {
+				t.Fatalf("window %s, now=boundary%+d: exp=%d expires_in=%d, want a multiple of %d in (%d, %d]",
+					tc.window, off, exp, in, w, tc.minRem, tc.maxN)
+			}
+		}
+		if s := at(boundary, tc.window); s.Window() != tc.window {
+			t.Errorf("Window() = %s, want %s", s.Window(), tc.window)
+		}
+	}
+	// 10 s window: 1 s left is too little, the token reaches to the boundary after.
+	if exp, in := at(boundary+9, 10*time.Second).Expiry(); exp != boundary+20 || in != 11 {
+		t.Errorf("10 s window, 1 s before a boundary: exp %d expires_in %d", exp-boundary, in)
+	}
+	for _, bad := range []time.Duration{9 * time.Second, -time.Second, 25 * time.Hour, 10500 * time.Millisecond} {
+		if _, err := New([]Key{keyA}, WithWindow(bad)); !errors.Is(err, ErrWindow) {
+			t.Errorf("window %s: %v, want ErrWindow", bad, err)
+		}
+	}
+	if s, err := New([]Key{keyA}, WithWindow(0)); err != nil || s.Window() != Window {
+		t.Errorf("window 0 keeps the default: %v %v", s, err)
+	}
+}
+
+// Replicas whose windows differ (one of them the default) accept each other's tokens until exp.
+func TestWindowAcrossReplicas(t *testing.T) {
+	scope := Scope(accountID, datasetID, 1)
+	signer := func(now int64, window time.Duration) *Signer {
+		s, err := New([]Key{keyA}, WithClock(func() time.Time { return time.Unix(now, 0) }), WithWindow(window))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	now := boundary + 899 // the default window's longest token: 901 s
+	long := signer(now, Window).Sign(scope)
+	short := signer(now, 10*time.Second).Sign(scope)
+	if long.ExpiresIn != 901 || short.ExpiresIn != 11 {
+		t.Fatalf("expires_in %d and %d", long.ExpiresIn, short.ExpiresIn)
+	}
+	for _, verifier := range []time.Duration{10 * time.Second, Window} {
+		for name, tok := range map[string]Token{"900 s": long, "10 s": short} {
+			if err := signer(now, verifier).Verify(scope, tok.Scope, tok.Sig, strconv.FormatInt(tok.Exp, 10)); err != nil {
+				t.Errorf("a %s token on a replica with window %s: %v", name, verifier, err)
+			}
+			if err := signer(tok.Exp, verifier).Verify(scope, tok.Scope, tok.Sig, strconv.FormatInt(tok.Exp, 10)); !errors.Is(err, ErrExpired) {
+				t.Errorf("a %s token at its exp on a replica with window %s: %v, want ErrExpired", name, verifier, err)
+			}
+		}
+	}
+	// The 10 s replica's future limit is the default window's longest lifetime plus the skew.
+	edge := now + 960 + 30
+	for exp, want := range map[int64]error{edge: nil, edge + 1: ErrExpired} {
+		err := signer(now, 10*time.Second).Verify(scope, scope, referenceSig(keyA.Secret, scope, exp), strconv.FormatInt(exp, 10))
+		if !errors.Is(err, want) && (want != nil || err != nil) {
+			t.Errorf("exp now+%d on the 10 s replica: %v, want %v", exp-now, err, want)
+		}
+	}
 }

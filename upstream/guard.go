@@ -30,7 +30,7 @@ type Guard struct {
 }
 
 // NewGuard returns a guard allowing the given ranges on top of the defaults and refusing
-// tilegate's own listener addresses.
+// tilegate's own listener addresses (see ListenerAddrs for a listener on every interface).
 func NewGuard(allow []netip.Prefix, own []netip.AddrPort) *Guard {
 	return &Guard{allow: allow, own: own}
 }
@@ -60,7 +60,7 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 func (g *Guard) Check(ap netip.AddrPort) error {
 	addr := ap.Addr().Unmap()
 	for _, own := range g.own {
-		if own.Port() == ap.Port() && (own.Addr().Unmap() == addr || own.Addr().IsUnspecified()) {
+		if own.Port() == ap.Port() && own.Addr().Unmap() == addr {
 			return fmt.Errorf("%w: %s is one of tilegate's own listeners", ErrAddressDenied, ap)
 		}
 	}
@@ -99,4 +99,32 @@ func (g *Guard) control(network, address string, _ syscall.RawConn) error {
 func (g *Guard) dialer(d *net.Dialer) *net.Dialer {
 	d.Control = g.control
 	return d
+}
+
+// ListenerAddrs are the addresses a listener on addr (host:port) can be reached at: the host's,
+// or, for an unspecified or empty host (":8080", "0.0.0.0:8080"), every address of every
+// interface of this machine.
+func ListenerAddrs(addr string) []netip.AddrPort {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	port, err := netip.ParseAddrPort(netip.IPv4Unspecified().String() + ":" + portText)
+	if err != nil {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
+		return []netip.AddrPort{netip.AddrPortFrom(a.Unmap(), port.Port())}
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.AddrPort
+	for _, ia := range ifaddrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil {
+			out = append(out, netip.AddrPortFrom(p.Addr().Unmap(), port.Port()))
+		}
+	}
+	return out
 }

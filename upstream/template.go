@@ -103,6 +103,16 @@ func expand(raw string, z, x, y int) string {
 	return r.Replace(raw)
 }
 
+// Source is a dataset's upstream as the tile path uses it.
+type Source struct {
+	Template Template
+	Headers  map[string]string // opened (plain) values: never log them
+	// NotFound: an upstream 404 or 204 is answered 404 (else 204, an empty tile).
+	NotFound bool
+	// Key identifies this setting of this dataset, for the cache (Request.Source).
+	Key string
+}
+
 // hopHeaders may not be set by a dataset: they belong to the connection or to tilegate.
 var hopHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Authorization": true, "Proxy-Connection": true,

@@ -110,6 +110,20 @@ func TestGuard(t *testing.T) {
 	if err := g.Check(own); !errors.Is(err, ErrAddressDenied) {
 		t.Errorf("own admin listener allowed by range: %v", err)
 	}
+	if ap := ListenerAddrs("127.0.0.1:9464"); len(ap) != 1 || ap[0] != own {
+		t.Errorf("ListenerAddrs(127.0.0.1:9464) = %v", ap)
+	}
+	all := ListenerAddrs(":8080")
+	if len(all) == 0 {
+		t.Fatal("ListenerAddrs(:8080) found no interface address")
+	}
+	g = NewGuard(allow, all)
+	if err := g.Check(netip.MustParseAddrPort("127.0.0.1:8080")); !errors.Is(err, ErrAddressDenied) {
+		t.Errorf("a listener on every interface is reachable on loopback: %v", err)
+	}
+	if err := g.Check(netip.MustParseAddrPort("93.184.216.34:8080")); err != nil {
+		t.Errorf("another host on the same port refused: %v", err)
+	}
 	if _, err := ParsePrefixes("10.0.0.0/8,nonsense"); err == nil {
 		t.Error("ParsePrefixes accepted nonsense")
 	}

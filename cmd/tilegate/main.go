@@ -23,6 +23,7 @@ import (
 	"github.com/tilegate/tilegate/server"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 type dbFlags struct {
@@ -52,33 +53,39 @@ type cli struct {
 
 type serveCmd struct {
 	dbFlags
-	Addr               string        `env:"TILEGATE_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
-	PublicURL          string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
-	AuthCacheTTL       time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
-	TrustedProxies     []string      `name:"trusted-proxies" env:"TILEGATE_TRUSTED_PROXIES" sep:"," help:"CIDRs of proxies whose X-Forwarded-For gives the client address for keys' ip_ranges (default none: the peer address)."`
-	AuditRetention     time.Duration `name:"audit-retention" env:"TILEGATE_AUDIT_RETENTION" default:"9600h" help:"How long audit events are kept (default 400 days)."`
-	ShutdownTimeout    time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM; what remains is then cut (logged at WARN) and tilegate exits 0."`
-	ReadTimeout        time.Duration `name:"read-timeout" env:"TILEGATE_READ_TIMEOUT" default:"30s" help:"How long a request's headers and body may take to arrive; an authenticated upload gets an hour."`
-	SigningKeys        string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
-	DataDir            string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas)."`
-	MaxUpload          int64         `name:"max-upload" env:"TILEGATE_MAX_UPLOAD" default:"2147483648" help:"Largest MBTiles upload, in bytes."`
-	MaxUploads         int           `name:"max-concurrent-uploads" env:"TILEGATE_MAX_CONCURRENT_UPLOADS" default:"4" help:"Uploads this process receives and checks at once; one more is answered 503 with Retry-After."`
-	TileCacheTTL       time.Duration `name:"tile-cache-ttl" env:"TILEGATE_TILE_CACHE_TTL" default:"60s" help:"How long the tile path trusts a cached API key or dataset when no change notification arrives (PostgreSQL LISTEN/NOTIFY invalidates at once; this bounds staleness while it is reconnecting)."`
-	LastUsedInterval   time.Duration `name:"last-used-interval" env:"TILEGATE_LAST_USED_INTERVAL" default:"30s" help:"How often API keys' last_used times are written."`
-	TileMaxAge         time.Duration `name:"tile-max-age" env:"TILEGATE_TILE_MAX_AGE" default:"1h" help:"Cache-Control max-age of public datasets' tiles."`
-	PrivateTileMaxAge  time.Duration `name:"private-tile-max-age" env:"TILEGATE_PRIVATE_TILE_MAX_AGE" default:"10m" help:"Cache-Control max-age (private) of other datasets' tiles."`
-	ReplacedTilesGrace time.Duration `name:"replaced-tiles-grace" env:"TILEGATE_REPLACED_TILES_GRACE" default:"30s" help:"How long a replaced MBTiles file stays on disk for reads in flight (here and on replicas)."`
-	MaxTileBytes       int64         `name:"max-tile-bytes" env:"TILEGATE_MAX_TILE_BYTES" default:"4194304" help:"Largest tile an uploaded MBTiles file may hold (422 beyond) and a read returns."`
-	HotTileCacheBytes  int64         `name:"hot-tile-cache-bytes" env:"TILEGATE_HOT_TILE_CACHE_BYTES" default:"67108864" help:"Memory for recently served tiles kept for reuse, in bytes (tile bytes plus ~150 per tile); 0 turns it off."`
-	FileSweepInterval  time.Duration `name:"file-sweep-interval" env:"TILEGATE_FILE_SWEEP_INTERVAL" default:"5m" help:"How often the data directory is swept of abandoned uploads and tile files no dataset references."`
-	DBTimeout          time.Duration `name:"db-timeout" env:"TILEGATE_DB_TIMEOUT" default:"3s" help:"Deadline of a request's database work; past it the request answers 503 (uploads exempt)."`
-	TileLoadWait       time.Duration `name:"tile-load-wait" env:"TILEGATE_TILE_LOAD_WAIT" default:"1s" help:"Longest a tile request waits for its API key or dataset to be loaded from the database."`
-	AdminAddr          string        `name:"admin-addr" env:"TILEGATE_ADMIN_ADDR" default:"127.0.0.1:9464" help:"Listen address of /metrics (Prometheus) and /debug/pprof/; empty disables. Keep it off the public network."`
-	StaleIfError       time.Duration `name:"stale-if-error" env:"TILEGATE_STALE_IF_ERROR" default:"10m" help:"How long past the tile cache TTL a cached API key or dataset keeps serving while the database is unavailable (0: not at all)."`
-	UsageFlushInterval time.Duration `name:"usage-flush-interval" env:"TILEGATE_USAGE_FLUSH_INTERVAL" default:"10s" help:"How often tile usage counts are written to the database (one statement); a crash loses at most this much usage."`
-	UsageRetention     time.Duration `name:"usage-retention" env:"TILEGATE_USAGE_RETENTION" default:"9600h" help:"How long hourly usage rows are kept (default 400 days); older ones are deleted hourly by one replica at a time."`
-	UsageOff           bool          `name:"usage-off" env:"TILEGATE_USAGE_OFF" help:"Count no usage and enforce no rate limits or monthly quotas (a baseline for benchmarks; not for production)."`
-	ReplicaHeartbeat   time.Duration `name:"replica-heartbeat" env:"TILEGATE_REPLICA_HEARTBEAT" default:"2s" help:"How often a replica announces itself in PostgreSQL; each of N live replicas (seen within 3 heartbeats) admits 1/N of a key's rate limit."`
+	Addr                string        `env:"TILEGATE_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
+	PublicURL           string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
+	AuthCacheTTL        time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
+	TrustedProxies      []string      `name:"trusted-proxies" env:"TILEGATE_TRUSTED_PROXIES" sep:"," help:"CIDRs of proxies whose X-Forwarded-For gives the client address for keys' ip_ranges (default none: the peer address)."`
+	AuditRetention      time.Duration `name:"audit-retention" env:"TILEGATE_AUDIT_RETENTION" default:"9600h" help:"How long audit events are kept (default 400 days)."`
+	ShutdownTimeout     time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM; what remains is then cut (logged at WARN) and tilegate exits 0."`
+	ReadTimeout         time.Duration `name:"read-timeout" env:"TILEGATE_READ_TIMEOUT" default:"30s" help:"How long a request's headers and body may take to arrive; an authenticated upload gets an hour."`
+	SigningKeys         string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
+	TokenWindow         time.Duration `name:"token-window" env:"TILEGATE_TOKEN_WINDOW" default:"900s" help:"Tile tokens' alignment window (10s to 24h): exp is the next multiple of it, or the one after when less than window/15 remains."`
+	DataDir             string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas)."`
+	MaxUpload           int64         `name:"max-upload" env:"TILEGATE_MAX_UPLOAD" default:"2147483648" help:"Largest MBTiles upload, in bytes."`
+	MaxUploads          int           `name:"max-concurrent-uploads" env:"TILEGATE_MAX_CONCURRENT_UPLOADS" default:"4" help:"Uploads this process receives and checks at once; one more is answered 503 with Retry-After."`
+	TileCacheTTL        time.Duration `name:"tile-cache-ttl" env:"TILEGATE_TILE_CACHE_TTL" default:"60s" help:"How long the tile path trusts a cached API key or dataset when no change notification arrives (PostgreSQL LISTEN/NOTIFY invalidates at once; this bounds staleness while it is reconnecting)."`
+	LastUsedInterval    time.Duration `name:"last-used-interval" env:"TILEGATE_LAST_USED_INTERVAL" default:"30s" help:"How often API keys' last_used times are written."`
+	TileMaxAge          time.Duration `name:"tile-max-age" env:"TILEGATE_TILE_MAX_AGE" default:"1h" help:"Cache-Control max-age of public datasets' tiles."`
+	PrivateTileMaxAge   time.Duration `name:"private-tile-max-age" env:"TILEGATE_PRIVATE_TILE_MAX_AGE" default:"10m" help:"Cache-Control max-age (private) of other datasets' tiles."`
+	ReplacedTilesGrace  time.Duration `name:"replaced-tiles-grace" env:"TILEGATE_REPLACED_TILES_GRACE" default:"30s" help:"How long a replaced MBTiles file stays on disk for reads in flight (here and on replicas)."`
+	MaxTileBytes        int64         `name:"max-tile-bytes" env:"TILEGATE_MAX_TILE_BYTES" default:"4194304" help:"Largest tile an uploaded MBTiles file may hold (422 beyond) and a read returns."`
+	HotTileCacheBytes   int64         `name:"hot-tile-cache-bytes" env:"TILEGATE_HOT_TILE_CACHE_BYTES" default:"67108864" help:"Memory for recently served tiles kept for reuse, in bytes (tile bytes plus ~150 per tile); 0 turns it off."`
+	FileSweepInterval   time.Duration `name:"file-sweep-interval" env:"TILEGATE_FILE_SWEEP_INTERVAL" default:"5m" help:"How often the data directory is swept of abandoned uploads and tile files no dataset references."`
+	DBTimeout           time.Duration `name:"db-timeout" env:"TILEGATE_DB_TIMEOUT" default:"3s" help:"Deadline of a request's database work; past it the request answers 503 (uploads exempt)."`
+	TileLoadWait        time.Duration `name:"tile-load-wait" env:"TILEGATE_TILE_LOAD_WAIT" default:"1s" help:"Longest a tile request waits for its API key or dataset to be loaded from the database."`
+	TileMaxLoads        int           `name:"tile-max-loads" env:"TILEGATE_TILE_MAX_LOADS" default:"4" help:"Most API key and dataset loads the tile path runs at once (each holds a database connection); beyond it a tile that needs one is answered 503."`
+	AdminAddr           string        `name:"admin-addr" env:"TILEGATE_ADMIN_ADDR" default:"127.0.0.1:9464" help:"Listen address of /metrics (Prometheus) and /debug/pprof/; empty disables. Keep it off the public network."`
+	StaleIfError        time.Duration `name:"stale-if-error" env:"TILEGATE_STALE_IF_ERROR" default:"10m" help:"How long past the tile cache TTL a cached API key or dataset keeps serving while the database is unavailable (0: not at all)."`
+	UsageFlushInterval  time.Duration `name:"usage-flush-interval" env:"TILEGATE_USAGE_FLUSH_INTERVAL" default:"10s" help:"How often tile usage counts are written to the database (one statement); a crash loses at most this much usage."`
+	UsageRetention      time.Duration `name:"usage-retention" env:"TILEGATE_USAGE_RETENTION" default:"9600h" help:"How long hourly usage rows are kept (default 400 days); older ones are deleted hourly by one replica at a time."`
+	UsageOff            bool          `name:"usage-off" env:"TILEGATE_USAGE_OFF" help:"Count no usage and enforce no rate limits or monthly quotas (a baseline for benchmarks; not for production)."`
+	UpstreamAllow       []string      `name:"upstream-allow" env:"TILEGATE_UPSTREAM_ALLOW" sep:"," help:"CIDRs upstream tile servers may be at besides the default (which refuses loopback, link-local and tilegate's own listeners), e.g. 127.0.0.1/32 for a tile server on this host."`
+	UpstreamTimeout     time.Duration `name:"upstream-timeout" env:"TILEGATE_UPSTREAM_TIMEOUT" default:"5s" help:"Deadline of a request to an upstream tile server (504 beyond)."`
+	UpstreamMaxInFlight int           `name:"upstream-max-in-flight" env:"TILEGATE_UPSTREAM_MAX_IN_FLIGHT" default:"64" help:"Requests in flight per upstream host; beyond, tiles answer 429 with Retry-After."`
+	UpstreamCacheBytes  int64         `name:"upstream-cache-bytes" env:"TILEGATE_UPSTREAM_CACHE_BYTES" default:"67108864" help:"Memory for upstream tiles kept for reuse (their Cache-Control and ETag honoured); 0 turns it off."`
+	ReplicaHeartbeat    time.Duration `name:"replica-heartbeat" env:"TILEGATE_REPLICA_HEARTBEAT" default:"2s" help:"How often a replica announces itself in PostgreSQL; each of N live replicas (seen within 3 heartbeats) admits 1/N of a key's rate limit."`
 }
 
 func (c *serveCmd) Run() error {
@@ -101,21 +108,28 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return err
 	}
-	signer, err := tiletoken.New(keys)
+	signer, err := tiletoken.New(keys, tiletoken.WithWindow(c.TokenWindow))
 	if err != nil {
-		return err
+		return fmt.Errorf("TILEGATE_TOKEN_WINDOW: %w", err)
 	}
 	proxies, err := trustedProxies(c.TrustedProxies)
 	if err != nil {
 		return err
 	}
+	guard, err := upstreamGuard(c.UpstreamAllow, ln.Addr().String(), c.AdminAddr)
+	if err != nil {
+		return err
+	}
 	m := metrics.New()
 	srv, err := server.New(st, server.Config{
+		SecretKeys: server.SecretKeys(keys),
+		Upstream: upstream.Config{Guard: guard, Timeout: c.UpstreamTimeout, MaxInFlight: c.UpstreamMaxInFlight,
+			CacheBytes: c.UpstreamCacheBytes},
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
 		MaxUpload: c.MaxUpload, MaxConcurrentUploads: c.MaxUploads, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
 		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,
-		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, StaleIfError: staleIfError(c.StaleIfError),
+		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, TileMaxLoads: c.TileMaxLoads, StaleIfError: staleIfError(c.StaleIfError),
 		TrustedProxies: proxies, AuditRetention: c.AuditRetention,
 		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
 		UsageOff: c.UsageOff,
@@ -159,6 +173,20 @@ func (c *serveCmd) Run() error {
 
 // staleIfError maps the flag's 0 ("not at all") to the server's negative (its 0 is the default).
 // trustedProxies parses TILEGATE_TRUSTED_PROXIES: CIDRs or single addresses.
+// upstreamGuard is the address rule of upstream requests: the allowed ranges given, and never
+// tilegate's own listeners (the public one, and the admin one with /metrics and pprof).
+func upstreamGuard(allow []string, public, admin string) (*upstream.Guard, error) {
+	ranges, err := upstream.ParsePrefixes(strings.Join(allow, ","))
+	if err != nil {
+		return nil, fmt.Errorf("TILEGATE_UPSTREAM_ALLOW: %w", err)
+	}
+	var own []netip.AddrPort
+	for _, a := range []string{public, admin} {
+		own = append(own, upstream.ListenerAddrs(a)...)
+	}
+	return upstream.NewGuard(ranges, own), nil
+}
+
 func trustedProxies(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {

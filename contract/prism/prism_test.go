@@ -141,6 +141,8 @@ var notProducible = map[string]string{
 	"createAPIKey 409":         "only when generating a unique key name fails repeatedly",
 	"changeAPIKeySettings 409": "only when generating a unique key name (name: null) fails repeatedly",
 	"uploadTiles 507":          "only when the data directory's file system is full (server's TestUploadDiskFull injects it)",
+	"getTile 504":              "needs an upstream that does not answer (server TestUpstreamFaults black-holes one)",
+	"headTile 504":             "needs an upstream that does not answer (server TestUpstreamFaults black-holes one)",
 }
 
 // coverage fails when an operation of the contract was not driven, or a status it declares
@@ -284,6 +286,17 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "uploadTiles", method: "PUT", path: up(vec.ID), auth: A, ctype: "application/octet-stream", body: bytes.Repeat([]byte{0}, 2<<20), want: 413, direct: true})
 	s.do(call{op: "uploadTiles", method: "PUT", path: up(vec.ID), auth: A, ctype: "application/octet-stream", body: []byte("not an mbtiles file"), want: 422, direct: true})
 
+	// An upstream dataset takes no upload; its upstream here is on loopback, which the default
+	// address rule refuses: 502.
+	var live struct {
+		ID string `json:"id"`
+	}
+	s.decode(s.do(call{op: "createDataset", method: "POST", path: "/api/datasets/", auth: A, ctype: "application/json",
+		body: []byte(`{"name":"live","kind":"vector","visibility":"public","upstream":{"url":"http://127.0.0.1:9/{z}/{x}/{y}.pbf","headers":{"Authorization":"Bearer x"}}}`), want: 201}), &live)
+	s.do(call{op: "uploadTiles", method: "PUT", path: up(live.ID), auth: A, ctype: "application/octet-stream", body: vecFile, want: 409, direct: true})
+	s.do(call{op: "getTile", method: "GET", path: "/api/tiles/" + live.ID + "/0/0/0.pbf", want: 502})
+	s.do(call{op: "headTile", method: "HEAD", path: "/api/tiles/" + live.ID + "/0/0/0.pbf", want: 502, direct: true})
+
 	// Grants.
 	gp := func(id string) string { return "/api/datasets/" + id + "/grants/" }
 	var grant struct {
@@ -361,6 +374,23 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 200})
 	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429})
 	s.do(call{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429, direct: true})
+
+	// Forward auth: the decision a tile request would get, for the URI a proxy passes on.
+	fa := func(uri string, h map[string]string) map[string]string {
+		out := map[string]string{"X-Original-URI": uri}
+		for k, v := range h {
+			out[k] = v
+		}
+		return out
+	}
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", tok), nil), want: 200})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", keyQ), origin), want: 200})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", want: 400})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", ""), nil), want: 401})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", keyQ), map[string]string{"Origin": "https://evil.test"}), want: 403})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(ras.ID, "0/0/0", "pbf", keyQ), origin), want: 404})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), nil), want: 429})
+	s.do(call{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: fa(tile(vec.ID, "0/0/0", "pbf", tok), map[string]string{"X-Original-Method": "GETGETGETGETGETGETGET"}), want: 422, invalid: true})
 
 	// Usage of a key and of a dataset.
 	kup := "/v1/api_keys/" + key.ID + "/usage"
@@ -476,6 +506,7 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 		{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key"), header: origin},
 		{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key-2"), header: origin, direct: true},
 		{op: "getTileJSON", method: "GET", path: tj(vec.ID, "?key=uncached-key-3"), header: origin},
+		{op: "authorizeTile", method: "GET", path: "/api/tiles/auth", header: map[string]string{"X-Original-URI": tile(vec.ID, "0/0/0", "pbf", "?key=uncached-key-4"), "Origin": "https://maps.example.com"}},
 		{op: "getAPIKeyUsage", method: "GET", path: kup, auth: A},
 		{op: "getDatasetUsage", method: "GET", path: dup, auth: A},
 	} {

@@ -17,6 +17,7 @@ import (
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // Config is what Access needs; every duration must be set (the server applies the defaults).
@@ -32,6 +33,11 @@ type Config struct {
 	TTL, StaleIfError time.Duration
 	// LoadWait is the longest a request waits for an entry to load; DBTimeout the load's deadline.
 	LoadWait, DBTimeout time.Duration
+	// MaxLoads bounds the loads under way at once (each holds a database connection); a load
+	// beyond it is refused at once with ErrBusy. 0: 4.
+	MaxLoads int
+	// Entries are the caches' sizes; zero fields take the defaults.
+	Entries Entries
 	// PublicTileMaxAge and PrivateTileMaxAge are the tiles' Cache-Control max-ages.
 	PublicTileMaxAge, PrivateTileMaxAge time.Duration
 	// LastUsedInterval is how often keys' last_used is written.
@@ -48,6 +54,15 @@ type Config struct {
 	// Evicted is told of every entry dropped from a cache (invalidated, expired or over
 	// capacity); nil: nobody. Same constraints as Observe.
 	Evicted func(Kind)
+	// Upstream opens a dataset's upstream setting (its sealed headers) when the entry is built,
+	// once per load rather than per tile; nil: datasets have no upstream.
+	Upstream func(store.Dataset) (*upstream.Source, error)
+}
+
+// Entries are the tile caches' sizes: Keys and Datasets found (defaults 100,000 and 20,000),
+// Missing the negative entries of each (unknown tokens, unknown ids; default 20,000 each).
+type Entries struct {
+	Keys, Datasets, Missing int
 }
 
 // Kind names a cache for Observe.
@@ -70,8 +85,8 @@ type Outcome uint8
 
 const (
 	Hit     Outcome = iota // a fresh entry
-	Miss                   // loaded from the database (new, expired or invalidated)
-	Stale                  // served past its TTL: the database is unavailable
+	Miss                   // loaded from the database (new or invalidated; expired with none usable)
+	Stale                  // served past its TTL while it is refreshed (or cannot be: the database is unavailable)
 	Failed                 // nothing could be loaded (the request answers 503)
 	Invalid                // a key that cannot exist, refused without a lookup
 )
@@ -143,7 +158,8 @@ func (a *Access) Listening() bool { return a.listener.connected.Load() }
 
 // CacheEntries is how many keys and datasets the caches hold (negative entries included).
 func (a *Access) CacheEntries() (keys, datasets int) {
-	return a.cache.keys.Len(), a.cache.datasets.Len()
+	c := a.cache
+	return c.keys.Len() + c.missingKeys.Len(), c.datasets.Len() + c.missingDatasets.Len()
 }
 
 // Reconnects is how many times the listener connected again after its first connection.

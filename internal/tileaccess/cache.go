@@ -20,10 +20,12 @@ import (
 
 	"github.com/tilegate/tilegate/access"
 	usagemeter "github.com/tilegate/tilegate/internal/usage"
+	"github.com/tilegate/tilegate/keytoken"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/upstream"
 )
 
 // tileCache keeps what the tile path needs of API keys and datasets in process, so a tile
@@ -32,21 +34,36 @@ import (
 // LISTEN/NOTIFY (listener.go), all at once whenever that listener (re)connects, and in any case
 // after ttl: the bound on staleness while notifications cannot arrive.
 //
-// Unknown tokens and ids are cached too (negative entries), so a flood of made-up keys costs one
-// query per distinct key per ttl, not one per request.
+// Unknown tokens and ids are cached too (negative entries), so a repeated made-up key costs one
+// query per ttl, not one per request. They live in caches of their own (missingKeys,
+// missingDatasets): a flood of distinct made-up keys or ids churns those and can never push a
+// real key or dataset out. A token whose form no issued key has (keytoken.Check: a bad checksum,
+// the wrong length) is refused without a query or an entry at all, and at most maxLoads loads
+// run at once (the rest are refused at once with ErrBusy, a 503), so the tile path cannot take
+// the connections management calls need.
 //
 // The database being away must not stop tiles: an entry past its ttl that cannot be refreshed
 // because the database is unavailable keeps serving (stale-if-error) for up to staleIfError
 // more; a load never holds a tile request longer than loadWait (concurrent loads of one entry
 // share one query, which has dbTimeout); and what cannot be loaded is an error (503), never a
-// negative entry. Invalidations still apply at once: an evicted entry is gone, stale or not.
+// negative entry. An entry past its ttl whose freshness is merely unknown (no notification
+// dropped it: the ttl ran out, or the listener reconnected and may have missed some) serves at
+// once while it is refreshed in the background; only a request with no usable entry (never
+// loaded, or dropped by a notification) waits for a load. Invalidations still apply at once: an
+// evicted entry is gone, stale or not.
 type tileCache struct {
 	store    *store.Store
 	keys     *expirable.LRU[string, *KeyEntry]
 	datasets *expirable.LRU[uuid.UUID, *DatasetEntry]
-	loads    singleflight.Group
+	// missingKeys and missingDatasets are the negative entries.
+	missingKeys     *expirable.LRU[string, *KeyEntry]
+	missingDatasets *expirable.LRU[uuid.UUID, *DatasetEntry]
+	loads           singleflight.Group
+	// loading holds a slot per load under way (at most maxLoads).
+	loading  chan struct{}
 	dataDir  string
 	tiles    *mbtiles.Pool
+	upstream func(store.Dataset) (*upstream.Source, error)
 	// publicCC and privateCC are the Cache-Control of public and of other datasets' tiles.
 	publicCC, privateCC string
 
@@ -63,9 +80,6 @@ type tileCache struct {
 	started func()
 
 	ttl, staleIfError, loadWait, dbTimeout time.Duration
-	// down is set while refreshes fail because the database is unavailable: stale entries are
-	// then served at once (refreshed in the background) instead of each waiting loadWait.
-	down atomic.Bool
 	// refreshFailed is told of refresh failures for want of a database (an aggregated log).
 	refreshFailed func(kind string, began time.Time, attrs ...slog.Attr)
 	// observe is told how every lookup was answered (metrics).
@@ -109,11 +123,21 @@ type DatasetEntry struct {
 	// a header from a string allocates its []string each time.
 	CacheControl, ContentType           string
 	CacheControlValue, ContentTypeValue []string
+	// Upstream is where an upstream dataset's tiles come from; UpstreamErr why it could not be
+	// opened (its headers sealed under a key no longer configured). Both nil for a file dataset.
+	Upstream    *upstream.Source
+	UpstreamErr error
 }
 
+// HasUpstream: the dataset's tiles come from an upstream server, not a file.
+func (e *DatasetEntry) HasUpstream() bool { return e.Dataset.UpstreamURL != nil }
+
+// The caches' default sizes (Config.Entries) and the default bound on concurrent loads.
 const (
 	keyCacheSize     = 100_000
 	datasetCacheSize = 20_000
+	missCacheSize    = 20_000
+	defaultMaxLoads  = 4
 )
 
 func newTileCache(cfg Config) *tileCache {
@@ -123,23 +147,42 @@ func newTileCache(cfg Config) *tileCache {
 	if evicted == nil {
 		evicted = func(Kind) {}
 	}
+	size := cfg.Entries
+	if size.Keys <= 0 {
+		size.Keys = keyCacheSize
+	}
+	if size.Datasets <= 0 {
+		size.Datasets = datasetCacheSize
+	}
+	if size.Missing <= 0 {
+		size.Missing = missCacheSize
+	}
+	if cfg.MaxLoads <= 0 {
+		cfg.MaxLoads = defaultMaxLoads
+	}
+	onKey := func(string, *KeyEntry) { evicted(KindKey) }
+	onDataset := func(uuid.UUID, *DatasetEntry) { evicted(KindDataset) }
 	c := &tileCache{
-		store:         cfg.Store,
-		keys:          expirable.NewLRU(keyCacheSize, func(string, *KeyEntry) { evicted(KindKey) }, keep),
-		datasets:      expirable.NewLRU(datasetCacheSize, func(uuid.UUID, *DatasetEntry) { evicted(KindDataset) }, keep),
-		ttl:           cfg.TTL,
-		staleIfError:  cfg.StaleIfError,
-		loadWait:      cfg.LoadWait,
-		dbTimeout:     cfg.DBTimeout,
-		refreshFailed: cfg.RefreshFailed,
-		observe:       cfg.Observe,
-		dataDir:       cfg.DataDir,
-		tiles:         cfg.Tiles,
-		publicCC:      "public, max-age=" + seconds(cfg.PublicTileMaxAge),
-		privateCC:     "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
-		paths:         map[uuid.UUID]string{},
-		tokens:        map[uuid.UUID][]string{},
-		started:       func() {},
+		store:           cfg.Store,
+		keys:            expirable.NewLRU(size.Keys, onKey, keep),
+		datasets:        expirable.NewLRU(size.Datasets, onDataset, keep),
+		missingKeys:     expirable.NewLRU(size.Missing, onKey, keep),
+		missingDatasets: expirable.NewLRU(size.Missing, onDataset, keep),
+		loading:         make(chan struct{}, cfg.MaxLoads),
+		ttl:             cfg.TTL,
+		staleIfError:    cfg.StaleIfError,
+		loadWait:        cfg.LoadWait,
+		dbTimeout:       cfg.DBTimeout,
+		refreshFailed:   cfg.RefreshFailed,
+		observe:         cfg.Observe,
+		dataDir:         cfg.DataDir,
+		tiles:           cfg.Tiles,
+		upstream:        cfg.Upstream,
+		publicCC:        "public, max-age=" + seconds(cfg.PublicTileMaxAge),
+		privateCC:       "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
+		paths:           map[uuid.UUID]string{},
+		tokens:          map[uuid.UUID][]string{},
+		started:         func() {},
 	}
 	if c.refreshFailed == nil {
 		c.refreshFailed = func(string, time.Time, ...slog.Attr) {}
@@ -153,31 +196,23 @@ func newTileCache(cfg Config) *tileCache {
 
 func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
 
-// validKeyToken reports whether s can be a key token at all (store.newKeyToken: 18 random bytes,
-// base64url without padding), so garbage is refused without a query or a cache entry.
-func validKeyToken(s string) bool {
-	if len(s) != 24 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+// ErrBusy means an entry could not be loaded because maxLoads loads are under way already: the
+// request is answered 503 with Retry-After, as for a database outage.
+var ErrBusy = errors.New("tile cache: too many loads under way")
 
 var unknownKey = &KeyEntry{}
 
 // key returns the key with that token; a negative entry when there is none.
 func (c *tileCache) key(ctx context.Context, token string) (*KeyEntry, error) {
 	e, ok := c.keys.Get(token)
+	if !ok {
+		e, ok = c.missingKeys.Get(token)
+	}
 	if ok && c.fresh(e.loaded) {
 		c.observe(KindKey, Hit)
 		return e, nil
 	}
-	if !validKeyToken(token) {
+	if keytoken.Check(token) == keytoken.Invalid {
 		c.observe(KindKey, Invalid)
 		return unknownKey, nil
 	}
@@ -185,14 +220,14 @@ func (c *tileCache) key(ctx context.Context, token string) (*KeyEntry, error) {
 		return c.loadKey(lctx, token)
 	})
 	if err != nil {
-		if ok && c.usable(e.loaded) && store.IsUnavailable(err) {
+		if ok && c.usable(e.loaded) && unavailable(err) {
 			c.observe(KindKey, Stale)
 			return e, nil
 		}
 		c.observe(KindKey, Failed)
 		return nil, err
 	}
-	if v == nil { // served stale while the database is down; a refresh is under way
+	if v == nil { // served stale; a refresh is under way
 		c.observe(KindKey, Stale)
 		return e, nil
 	}
@@ -261,6 +296,9 @@ func keyRules(k store.APIKey, previous bool) access.Key {
 // dataset returns the dataset's entry; a negative one when there is no such dataset.
 func (c *tileCache) dataset(ctx context.Context, id uuid.UUID) (*DatasetEntry, error) {
 	e, ok := c.datasets.Get(id)
+	if !ok {
+		e, ok = c.missingDatasets.Get(id)
+	}
 	if ok && c.fresh(e.loaded) {
 		c.observe(KindDataset, Hit)
 		return e, nil
@@ -269,7 +307,7 @@ func (c *tileCache) dataset(ctx context.Context, id uuid.UUID) (*DatasetEntry, e
 		return c.loadDataset(lctx, id)
 	})
 	if err != nil {
-		if ok && c.usable(e.loaded) && store.IsUnavailable(err) {
+		if ok && c.usable(e.loaded) && unavailable(err) {
 			c.observe(KindDataset, Stale)
 			return e, nil
 		}
@@ -299,7 +337,13 @@ func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*DatasetEntr
 	var stale string
 	c.mu.Lock()
 	if c.epoch == epoch {
-		c.datasets.Add(id, e)
+		if e.Found {
+			c.datasets.Add(id, e)
+			c.missingDatasets.Remove(id)
+		} else {
+			c.missingDatasets.Add(id, e)
+			c.datasets.Remove(id)
+		}
 	}
 	// A replaced or deleted file stays open in the pool until told otherwise; whoever
 	// first sees the dataset without it lets it go (the uploading process already has).
@@ -329,11 +373,17 @@ func (c *tileCache) usable(loaded time.Time) bool {
 }
 
 // load runs fn (one call at a time per key, shared by every request that wants it) with
-// dbTimeout, and waits for it at most loadWait or until ctx ends. With a usable stale entry
-// while the database is known to be down it does not wait at all: it starts the refresh and
-// returns (nil, nil), and the caller serves the stale entry.
+// dbTimeout, and waits for it at most loadWait or until ctx ends. With a usable stale entry it
+// does not wait at all: it starts the refresh and returns (nil, nil), and the caller serves the
+// stale entry. Beyond maxLoads loads under way fn does not run: ErrBusy.
 func (c *tileCache) load(ctx context.Context, key string, haveStale bool, fn func(context.Context) (any, error)) (any, error) {
 	ch := c.loads.DoChan(key, func() (any, error) {
+		select {
+		case c.loading <- struct{}{}:
+			defer func() { <-c.loading }()
+		default:
+			return nil, ErrBusy
+		}
 		began := time.Now()
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.dbTimeout)
 		defer cancel()
@@ -341,7 +391,7 @@ func (c *tileCache) load(ctx context.Context, key string, haveStale bool, fn fun
 		c.loaded(err, began)
 		return v, err
 	})
-	if haveStale && c.down.Load() {
+	if haveStale {
 		return nil, nil
 	}
 	t := time.NewTimer(c.loadWait)
@@ -356,14 +406,14 @@ func (c *tileCache) load(ctx context.Context, key string, haveStale bool, fn fun
 	}
 }
 
+// unavailable: err is the database's absence or the load bound (ErrBusy): a usable stale
+// entry serves instead.
+func unavailable(err error) bool { return errors.Is(err, ErrBusy) || store.IsUnavailable(err) }
+
 // loaded notes how a load went: refresh failures for want of a database start (or continue)
-// an outage, logged once, and make stale entries serve without waiting.
+// an outage, logged once.
 func (c *tileCache) loaded(err error, began time.Time) {
-	switch {
-	case err == nil:
-		c.down.Store(false)
-	case store.IsUnavailable(err):
-		c.down.Store(true)
+	if store.IsUnavailable(err) {
 		c.refreshFailed("refresh", began, slog.String("reason", store.UnavailableReason(err)),
 			slog.String("stale_if_error", c.staleIfError.String()), slog.String("err", err.Error()))
 	}
@@ -382,6 +432,12 @@ func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 		e.CacheControl = c.publicCC
 	}
 	e.CacheControlValue, e.ContentTypeValue = []string{e.CacheControl}, []string{e.ContentType}
+	if d.UpstreamURL != nil && c.upstream != nil {
+		e.Upstream, e.UpstreamErr = c.upstream(d)
+		if e.UpstreamErr != nil {
+			e.Upstream = nil
+		}
+	}
 	if d.TileFile != nil {
 		e.Path = filepath.Join(c.dataDir, *d.TileFile)
 		// "<dataset>-<random>.mbtiles": the random part is unique per upload.
@@ -417,13 +473,17 @@ func (c *tileCache) evictKey(id uuid.UUID) {
 	delete(c.tokens, id)
 }
 
-// addKey caches e under token and indexes it by the key's id; the caller holds mu. Tokens the
-// LRU has let go are dropped from the index on the way, so it holds a key's live tokens only.
+// addKey caches e under token (a negative entry among the negative ones) and indexes it by the
+// key's id; the caller holds mu. Tokens the LRU has let go are dropped from the index on the
+// way, so it holds a key's live tokens only.
 func (c *tileCache) addKey(token string, e *KeyEntry) {
-	c.keys.Add(token, e)
 	if !e.Found {
+		c.missingKeys.Add(token, e)
+		c.keys.Remove(token)
 		return
 	}
+	c.keys.Add(token, e)
+	c.missingKeys.Remove(token)
 	list := c.tokens[e.ID][:0:0]
 	for _, t := range c.tokens[e.ID] {
 		if _, ok := c.keys.Peek(t); ok && t != token {
@@ -438,6 +498,7 @@ func (c *tileCache) evictDataset(id uuid.UUID) {
 	defer c.mu.Unlock()
 	c.epoch++
 	c.datasets.Remove(id)
+	c.missingDatasets.Remove(id)
 }
 
 // evictDatasetEntry drops the dataset's entry if it is still e: a reader that found e stale
@@ -445,11 +506,16 @@ func (c *tileCache) evictDataset(id uuid.UUID) {
 func (c *tileCache) evictDatasetEntry(id uuid.UUID, e *DatasetEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur, ok := c.datasets.Peek(id); ok && cur != e {
+	cur, ok := c.datasets.Peek(id)
+	if !ok {
+		cur, ok = c.missingDatasets.Peek(id)
+	}
+	if ok && cur != e {
 		return
 	}
 	c.epoch++
 	c.datasets.Remove(id)
+	c.missingDatasets.Remove(id)
 }
 
 // apply evicts what a committed change (this process's, or another replica's NOTIFY) affects.

@@ -78,6 +78,8 @@ export interface Tilegate {
   listDatasets(opts?: { limit?: number }): AsyncGenerator<Dataset>;
   /** Tile tokens for up to 50 datasets: one entry per distinct id (use isTokenError). */
   getTileTokens(datasetIds: string[]): Promise<Record<string, TileTokenEntry>>;
+  /** The tile token of one dataset (throws TilegateError on 403/404). */
+  getTileToken(datasetId: string): Promise<TileToken>;
 }
 
 export function createTilegate(opts: TilegateOptions): Tilegate {
@@ -100,13 +102,19 @@ export function createTilegate(opts: TilegateOptions): Tilegate {
       let cursor: string | undefined;
       do {
         const page = await unwrap(client.GET("/api/datasets/", { params: { query: { limit, cursor } } }));
-        yield* page.items;
+        yield* page.items as Dataset[]; // openapi-fetch's Readable<> widens tuples (bounds) to arrays
         cursor = page.cursor ?? undefined;
       } while (cursor);
     },
     async getTileTokens(datasetIds) {
       const res = await unwrap(client.POST("/api/tiles/tokens/", { body: { dataset_ids: datasetIds } }));
-      return res.tokens;
+      // The schema's types, whose bounds is a 4-tuple as MapLibre wants it (openapi-fetch's
+      // Readable<> widens tuples to arrays).
+      return res.tokens as Record<string, TileTokenEntry>;
+    },
+    async getTileToken(datasetId) {
+      const res = await unwrap(client.GET("/api/tiles/token/{dataset_id}/", { params: { path: { dataset_id: datasetId } } }));
+      return res as TileToken;
     },
   };
 }

@@ -67,7 +67,9 @@ export interface paths {
          *     any address). An `expires_at` in the past, a `dataset_ids` entry the account does not see
          *     and an `ip_ranges` entry that is not a CIDR are 422, naming the field (and its index). A key as fetched may be posted back with its
          *     changes: its read-only fields (`id`, `token`, `created`, `changed`, `last_used`,
-         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored.
+         *     `previous_token_expires_at`, `usage_this_month`) are accepted and ignored. No body
+         *     (MapTiler's own document makes it optional), `Content-Length: 0` or `{}` changes nothing:
+         *     the key is answered as it is, without a new `changed` or an audit event.
          */
         post: operations["changeAPIKeySettings"];
         delete?: never;
@@ -395,6 +397,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/tiles/auth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Forward-auth decision for a proxy in front of a tile server
+         * @description For nginx `auth_request`, Envoy `ext_authz` (HTTP service, with `x-original-uri` added from
+         *     `%REQ(:PATH)%`) and Traefik ForwardAuth. The proxy passes the original tile URL (path and
+         *     query) in `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik), and the original
+         *     request's `Origin`, `Referer`, `User-Agent` and client address (`X-Forwarded-For`, honoured
+         *     from `TILEGATE_TRUSTED_PROXIES` only). The answer is the decision a tile request would get
+         *     from tilegate — same credentials, rules, reasons (`X-Tilegate-Reason`), rate limits and
+         *     usage counting (an allowed decision counts the tile once, as served) — with no body on 200.
+         *     Token decisions may be cached by the proxy until the token's `exp` (`Cache-Control`), public
+         *     ones for a minute; API-key decisions depend on the caller's headers and address and are
+         *     `no-store`.
+         */
+        get: operations["authorizeTile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/tiles/{dataset_id}/tilejson.json": {
         parameters: {
             query?: never;
@@ -583,9 +614,18 @@ export interface components {
          *       85.0511
          *     ]
          */
-        Bounds: number[];
+        Bounds: [
+            number,
+            number,
+            number,
+            number
+        ];
         /** @description [longitude, latitude, zoom]. */
-        Center: number[];
+        Center: [
+            number,
+            number,
+            number
+        ];
         VectorLayer: {
             id: string;
             description?: string;
@@ -620,9 +660,18 @@ export interface components {
             minzoom: number;
             maxzoom: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center: number[] | null;
+            center: [
+                number,
+                number,
+                number
+            ] | null;
             attribution: string | null;
             vector_layers: components["schemas"]["VectorLayer"][] | null;
             tile_size: number | null;
@@ -633,6 +682,30 @@ export interface components {
             access_version: number;
             /** @description An MBTiles file has been uploaded. */
             has_tiles: boolean;
+            /** @description The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset. */
+            upstream: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
             /** Format: date-time */
             created: string;
             /** Format: date-time */
@@ -653,9 +726,18 @@ export interface components {
             /** @description Defaults to 14. */
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /**
@@ -663,6 +745,30 @@ export interface components {
              * @enum {integer|null}
              */
             tile_size?: 256 | 512 | null;
+            /** @description Serve the tiles from an upstream tile server (editors and admins); such a dataset takes no upload (409). */
+            upstream?: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
         };
         /** @description An absent field is unchanged; `null` clears it (or restores its default). */
         DatasetUpdate: {
@@ -674,13 +780,46 @@ export interface components {
             minzoom?: number;
             maxzoom?: number;
             /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds?: number[] | null;
+            bounds?: [
+                number,
+                number,
+                number,
+                number
+            ] | null;
             /** @description [longitude, latitude, zoom]; null when unknown. */
-            center?: number[] | null;
+            center?: [
+                number,
+                number,
+                number
+            ] | null;
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /** @enum {integer|null} */
             tile_size?: 256 | 512 | null;
+            /** @description Serve the tiles from an upstream tile server; `null` makes it a file dataset again. */
+            upstream?: {
+                /**
+                 * @description An XYZ URL template, http or https, with {z}, {x} and {y} once each and no credentials in it.
+                 * @example https://tiles.internal/roads/{z}/{x}/{y}.pbf
+                 */
+                url: string;
+                /**
+                 * @description Sent with every upstream request (the upstream's own key, say). Secrets: stored sealed,
+                 *     never returned — answers show each name with the value `***` — and never logged. Sending
+                 *     `***` as a value keeps the stored one, so a dataset read and written back keeps its headers.
+                 * @example {
+                 *       "Authorization": "Bearer …"
+                 *     }
+                 */
+                headers?: {
+                    [key: string]: string;
+                };
+                /**
+                 * @description What an upstream 404 or 204 becomes: `empty` (204, as a file without that tile; the default) or `not_found` (404).
+                 * @enum {string}
+                 */
+                missing?: "empty" | "not_found";
+            } | null;
         };
         DatasetPage: {
             /** Format: byte */
@@ -716,6 +855,11 @@ export interface components {
         GrantList: {
             items: components["schemas"]["Grant"][];
         };
+        /**
+         * @description A tile token that is also a MapLibre vector source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none.
+         */
         VectorTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -733,11 +877,23 @@ export interface components {
             tiles: string[];
             minzoom: number;
             maxzoom: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             vector_layers: components["schemas"]["VectorLayer"][];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
+        /**
+         * @description A tile token that is also a MapLibre raster source as it is:
+         *     `map.addSource(id, {type: t.kind, ...t})`. No property is ever null: `attribution` is left
+         *     out when the dataset has none. `tileSize` (what MapLibre reads)
+         *     and `tile_size` (the tile-token document's name) carry the same value.
+         */
         RasterTileToken: {
             /**
              * @description discriminator enum property added by openapi-typescript
@@ -753,14 +909,23 @@ export interface components {
             exp: number;
             scope: string;
             expires_in: number;
-            /** @description [west, south, east, north] in degrees; null when unknown. */
-            bounds: number[] | null;
+            /** @description [west, south, east, north] in degrees; the whole Web Mercator world when the dataset has no bounds (TileJSON's default). */
+            bounds: [
+                number,
+                number,
+                number,
+                number
+            ];
             minzoom: number;
             maxzoom: number;
+            /** @description Tile edge in pixels (the tile-token document's name). */
             tile_size: number;
+            /** @description Tile edge in pixels, as MapLibre reads it (same value as tile_size). */
+            tileSize: number;
             format: string;
             tiles: string[];
-            attribution: string | null;
+            /** @description HTML attribution (text and links); absent when the dataset has none. */
+            attribution?: string;
         };
         TileToken: components["schemas"]["VectorTileToken"] | components["schemas"]["RasterTileToken"];
         TileTokenError: {
@@ -794,6 +959,8 @@ export interface components {
             /** @enum {string} */
             scheme: "xyz";
             format?: string;
+            /** @description Raster datasets: the tile edge in pixels, as MapLibre reads it. */
+            tileSize?: number;
             vector_layers?: components["schemas"]["VectorLayer"][];
         };
         Health: {
@@ -871,6 +1038,18 @@ export interface components {
              * @description Tiles of a public dataset served without a key.
              */
             public: number;
+        };
+        /**
+         * @description A dataset's upstream tile server (as in `Dataset.upstream`, where its fields are spelt out
+         *     because Prism does not take `nullable` beside `allOf`).
+         */
+        Upstream: {
+            url: string;
+            headers?: {
+                [key: string]: string;
+            };
+            /** @enum {string} */
+            missing?: "empty" | "not_found";
         };
         /**
          * @description A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
@@ -1093,7 +1272,10 @@ export interface components {
             };
             /** @description Each changed field, as `[before, after]` (`null` where it did not exist). */
             changes: {
-                [key: string]: components["schemas"]["AnyValue"][];
+                [key: string]: [
+                    components["schemas"]["AnyValue"],
+                    components["schemas"]["AnyValue"]
+                ];
             };
         };
     };
@@ -1140,14 +1322,15 @@ export interface components {
          *     `RateLimit-Policy` and `RateLimit` follow draft-ietf-httpapi-ratelimit-headers-09
          *     (`"default";q=<requests per second>;w=1` and `"default";r=0;t=<seconds>` for the rate
          *     limit, `"monthly";q=<quota>;w=<seconds in the month>` and `"monthly";r=0;t=<seconds>` for
-         *     the quota).
+         *     the quota). For an upstream dataset, `upstream_busy`: its tile server already has
+         *     TILEGATE_UPSTREAM_MAX_IN_FLIGHT requests in flight (`Retry-After` only).
          */
         TileLimited: {
             headers: {
                 "Retry-After"?: number;
                 "RateLimit-Policy"?: string;
                 RateLimit?: string;
-                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded";
+                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded" | "upstream_busy";
                 "Access-Control-Allow-Origin"?: string;
                 [name: string]: unknown;
             };
@@ -1214,6 +1397,32 @@ export interface components {
             content: {
                 "application/json": components["schemas"]["HTTPValidationError"];
                 "application/problem+json": components["schemas"]["HTTPValidationError"];
+            };
+        };
+        /**
+         * @description An upstream dataset's tile server answered an error, something other than a tile of the
+         *     dataset's format, a tile over the size limit, or could not be reached (or may not be: an
+         *     address TILEGATE_UPSTREAM_ALLOW does not allow). The upstream's own answer is never passed on.
+         */
+        UpstreamFailed: {
+            headers: {
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description An upstream dataset's tile server did not answer within TILEGATE_UPSTREAM_TIMEOUT. */
+        UpstreamTimeout: {
+            headers: {
+                "Access-Control-Allow-Origin"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /**
@@ -1392,7 +1601,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["APIKeySettings"];
             };
@@ -1711,6 +1920,16 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            /** @description The dataset's tiles come from its upstream (set `upstream` to null first). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -1974,7 +2193,9 @@ export interface operations {
             };
             422: components["responses"]["UnprocessableEntity"];
             429: components["responses"]["TileLimited"];
+            502: components["responses"]["UpstreamFailed"];
             503: components["responses"]["Unavailable"];
+            504: components["responses"]["UpstreamTimeout"];
         };
     };
     headTile: {
@@ -2077,6 +2298,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description An upstream dataset's upstream failed (see GET). */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description The database is unavailable. */
             503: {
                 headers: {
@@ -2084,6 +2312,78 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description An upstream dataset's upstream did not answer in time (see GET). */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    authorizeTile: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The original request's path and query (nginx). */
+                "X-Original-URI"?: string;
+                /** @description The original request's path and query (Traefik); used when X-Original-URI is absent. */
+                "X-Forwarded-Uri"?: string;
+                /** @description The original request's method; GET or HEAD are tile requests. */
+                "X-Original-Method"?: string;
+                /** @description The original request's method (Traefik). */
+                "X-Forwarded-Method"?: string;
+                /**
+                 * @description `nginx`: answer every refusal as 401 or 403 with the real status in `X-Tilegate-Status`.
+                 *     nginx's `auth_request` passes on only 401 and 403 and turns other statuses (404, 429) into
+                 *     500; the README's nginx configuration reads `X-Tilegate-Status` and answers the real one.
+                 */
+                "X-Tilegate-Auth-Request"?: "nginx";
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed. The proxy serves the tile. */
+            200: {
+                headers: {
+                    "Cache-Control"?: string;
+                    /** @description The dataset the URL names. */
+                    "X-Tilegate-Dataset"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The proxy sent no original URI, or one that is not a tile URL of tilegate's form. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["TileUnauthorized"];
+            /**
+             * @description A valid credential was refused (`X-Tilegate-Reason` as for tiles), or, with
+             *     `X-Tilegate-Auth-Request: nginx`, any refusal, its real status in `X-Tilegate-Status`.
+             */
+            403: {
+                headers: {
+                    "X-Tilegate-Reason"?: string;
+                    "X-Tilegate-Status"?: number;
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["TileLimited"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getTileJSON: {

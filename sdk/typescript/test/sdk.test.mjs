@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { validateStyleMin } from "@maplibre/maplibre-gl-style-spec";
+
 import { createTilegate, isTokenError, tileURL, TilegateError, unwrap } from "../dist/index.js";
 
 const root = resolve(fileURLToPath(new URL("../../..", import.meta.url)));
@@ -131,4 +133,47 @@ test("a 422 throws TilegateError with FastAPI's detail", async () => {
     unwrap(tg.client.GET("/v1/api_keys/{key_id}", { params: { path: { key_id: "00000000-0000-4000-8000-000000000000" } } })),
     (err) => err instanceof TilegateError && err.status === 404 && err.detail === "API key not found",
   );
+});
+
+// Every token, batch entry and TileJSON is a valid MapLibre source as it is ({type: kind, ...t}
+// for tokens), checked with MapLibre's own style validator: no null property (MapLibre refuses a
+// null attribution), and rasters carry tileSize.
+test("tokens, batch entries and TileJSON are valid MapLibre sources", async () => {
+  const tg = createTilegate({ baseUrl, token: a.token });
+  const made = [
+    await unwrap(tg.client.POST("/api/datasets/", { body: { name: "bare vector", kind: "vector" } })),
+    await unwrap(tg.client.POST("/api/datasets/", {
+      body: { name: "full vector", kind: "vector", attribution: "© <a href=\"https://example.com\">us</a>", bounds: [1, 2, 3, 4] },
+    })),
+    await unwrap(tg.client.POST("/api/datasets/", { body: { name: "bare raster", kind: "raster", format: "png" } })),
+    await unwrap(tg.client.POST("/api/datasets/", { body: { name: "512 raster", kind: "raster", format: "webp", tile_size: 512 } })),
+  ];
+  const key = await unwrap(tg.client.POST("/v1/api_keys"));
+  const sources = {};
+  const batch = await tg.getTileTokens(made.map((d) => d.id));
+  for (const d of made) {
+    const entry = batch[d.id];
+    assert.ok(!isTokenError(entry), `${d.name}: a token`);
+    sources[`batch ${d.name}`] = { type: entry.kind, ...entry };
+    const single = await tg.getTileToken(d.id);
+    sources[`token ${d.name}`] = { type: single.kind, ...single };
+    const res = await fetch(`${baseUrl}/api/tiles/${d.id}/tilejson.json?key=${key.token}`);
+    assert.equal(res.status, 200);
+    sources[`tilejson ${d.name}`] = { type: d.kind, ...(await res.json()) };
+  }
+  const style = { version: 8, sources, layers: [] };
+  assert.deepEqual(validateStyleMin(style).map((e) => e.message), []);
+  for (const [name, src] of Object.entries(sources)) {
+    assert.ok(!Object.values(src).includes(null), `${name}: no null property`);
+  }
+  assert.equal(sources["batch bare raster"].tileSize, 256);
+  assert.equal(sources["batch bare raster"].tile_size, 256, "tile_size stays for the tile-token document's clients");
+  assert.equal(sources["token 512 raster"].tileSize, 512);
+  assert.equal(sources["tilejson 512 raster"].tileSize, 512);
+  assert.equal("attribution" in sources["token bare vector"], false);
+  assert.equal(sources["token full vector"].attribution, "© <a href=\"https://example.com\">us</a>");
+
+  // The validator does refuse what the issue saw before: a null attribution.
+  const broken = { ...sources["token bare vector"], attribution: null };
+  assert.match(validateStyleMin({ version: 8, sources: { broken }, layers: [] })[0].message, /attribution: string expected, null found/);
 });

@@ -1,6 +1,7 @@
 // Compiled by `npm test` (tsc -p tsconfig.check.json): request bodies type-check with
 // openapi-typescript's default output, as a user writes them.
-import { createTilegate, type APIKey } from "../src/index.js";
+import type { Map as MapLibreMap } from "maplibre-gl";
+import { createTilegate, isTokenError, type APIKey, type TileToken, type TileTokenEntry } from "../src/index.js";
 
 const { client } = createTilegate({ baseUrl: "http://127.0.0.1:8080", token: "tgs_x" });
 
@@ -18,4 +19,17 @@ export async function typecheck(key: APIKey): Promise<void> {
   await client.GET("/api/tiles/{dataset_id}/tilejson.json", {
     params: { path: { dataset_id: key.id }, query: { exp: 1_700_000_100, sig: "s", scope: "a:b:1" } },
   });
+}
+
+// The README's token line compiles under `strict`: a token (or a batch entry that is not an
+// error) is a MapLibre source as it is.
+export function addTokenSources(map: MapLibreMap, tokens: Record<string, TileTokenEntry>): void {
+  for (const [id, t] of Object.entries(tokens)) {
+    if (isTokenError(t)) continue;
+    map.addSource(id, { type: t.kind, ...t });
+  }
+}
+
+export function addOne(map: MapLibreMap, t: TileToken): void {
+  map.addSource(t.dataset_id, { type: t.kind, ...t });
 }

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/internal/tileaccess"
+)
+
+// authRoute is the forward-auth endpoint for proxies that serve tiles themselves (nginx
+// auth_request, Envoy ext_authz, Traefik ForwardAuth).
+const authRoute = "/api/tiles/auth"
+
+// publicDecisionMaxAge is how long a proxy may reuse an allowed decision on a public dataset: a
+// dataset made private again is refused by proxies within this time.
+const publicDecisionMaxAge = 60
+
+// authorizeTile answers whether the tile request the proxy describes would be served: the tile
+// path's own steps (parse, dataset, credential, limits), on the original URI, with the original
+// request's headers (the proxy forwards them) and client address (trusted-proxy rule). An
+// allowed decision is counted as a served tile, without bytes (the proxy sends them).
+func (s *Server) authorizeTile(c echo.Context) error {
+	r := c.Request()
+	if r.Header.Get("X-Tilegate-Auth-Request") == "nginx" {
+		refuseAsNginxUnderstands(c.Response())
+	}
+	uri := r.Header.Get("X-Original-URI")
+	if uri == "" {
+		uri = r.Header.Get("X-Forwarded-Uri")
+	}
+	if uri == "" {
+		return tileError(c, http.StatusBadRequest, "Send the original request's path and query in X-Original-URI (nginx) or X-Forwarded-Uri (Traefik)")
+	}
+	method := r.Header.Get("X-Original-Method")
+	if method == "" {
+		method = r.Header.Get("X-Forwarded-Method")
+	}
+	if method != "" && method != http.MethodGet && method != http.MethodHead {
+		return tileError(c, http.StatusBadRequest, "Only GET and HEAD are tile requests")
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil || u.RawPath != "" || u.Host != "" {
+		return tileError(c, http.StatusBadRequest, notATileURL)
+	}
+	segs, ok := tileSegments(u.Path)
+	if !ok {
+		return tileError(c, http.StatusBadRequest, notATileURL)
+	}
+	t, bad := parseTileSegments(segs[0], segs[1], segs[2], segs[3])
+	if bad != nil {
+		return writeRefusal(c, bad)
+	}
+	e, err := s.access.Dataset(r.Context(), t.dataset)
+	if err != nil {
+		return err
+	}
+	if !e.Found {
+		return writeRefusal(c, tileaccess.RefuseNotFound)
+	}
+	use, answered, err := s.admitTile(c, e, t, u.RawQuery)
+	if answered {
+		return err
+	}
+	if t.format != e.Dataset.Format {
+		use.notServed()
+		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
+	}
+	use.served(0)
+	h := c.Response().Header()
+	creds := tileaccess.ParseCredentials(u.RawQuery)
+	h.Set("Cache-Control", s.decisionCacheControl(e, use, &creds))
+	h.Set("X-Tilegate-Dataset", t.dataset.String())
+	return c.NoContent(http.StatusOK)
+}
+
+// refuseAsNginxUnderstands makes every refusal a 401 or 403 carrying the real status in
+// X-Tilegate-Status. nginx's auth_request passes on only 401 and 403 and turns any other
+// status (404, 429, 400) into a 500 without reading its headers; with this, the nginx
+// configuration reads the real status and reason (auth_request_set) and answers them itself.
+func refuseAsNginxUnderstands(w *echo.Response) {
+	w.Before(func() {
+		if w.Status < 400 {
+			return
+		}
+		w.Header().Set("X-Tilegate-Status", strconv.Itoa(w.Status))
+		if w.Status != http.StatusUnauthorized {
+			w.Status = http.StatusForbidden
+		}
+	})
+}
+
+const notATileURL = "The original URI is not a tile URL (/api/tiles/{dataset_id}/{z}/{x}/{y}.{format})"
+
+// decisionCacheControl says how long a proxy may reuse an allowed decision: a token's until its
+// exp (the URL carries the token, so the decision is the same for everyone in the window), a
+// public dataset's for a minute, an API key's not at all (it depends on the caller's Origin,
+// Referer, User-Agent and address, and on the key's limits).
+func (s *Server) decisionCacheControl(e *tileaccess.DatasetEntry, use tileUse, creds *tileaccess.Credentials) string {
+	switch {
+	case use.dec.Key != nil:
+		return "no-store"
+	case e.Public:
+		return "max-age=" + strconv.Itoa(publicDecisionMaxAge)
+	}
+	if creds.Token() {
+		// Verified by now: exp is a canonical integer in the token's lifetime.
+		if exp, err := strconv.ParseInt(creds.Exp, 10, 64); err == nil {
+			if left := exp - s.now().Unix(); left > 0 {
+				return "max-age=" + strconv.FormatInt(left, 10)
+			}
+		}
+	}
+	return "no-store"
+}
