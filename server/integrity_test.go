@@ -188,15 +188,17 @@ func TestReadyzDatabaseNotWritable(t *testing.T) {
 		e := tlStart(t, db, server.Config{})
 		wantStatus(t, e.get(t, "GET", "/readyz").status, 200, nil)
 
+		// A store of one connection, made read-only once the server has started (it writes
+		// its settings at start).
 		ro, err := store.Open(context.Background(), db.URL, store.Options{MaxOpenConns: 1})
 		must(t, err)
 		t.Cleanup(func() { _ = ro.Close() })
+		re := testenv.Start(t, &testenv.Database{Name: db.Name, URL: db.URL, Store: ro}, server.Config{DataDir: e.dataDir})
 		readOnly := "SET default_transaction_read_only = on"
 		if db.Name == "sqlite" {
 			readOnly = "PRAGMA query_only = 1"
 		}
 		must(t, ro.DB().Exec(readOnly).Error)
-		re := testenv.Start(t, &testenv.Database{Name: db.Name, URL: db.URL, Store: ro}, server.Config{DataDir: e.dataDir})
 		hc := re.HTTPClient(t)
 		for _, method := range []string{"GET", "HEAD"} {
 			req, err := http.NewRequest(method, re.URL+"/readyz", nil)

@@ -250,7 +250,11 @@ export interface paths {
          *     no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
          *     and vector layers within the limits of `DatasetCreate`) is checked before it is
          *     accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-         *     the value at fault (e.g. `["body", "metadata", "attribution"]`).
+         *     the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+         *     its SQLite header says, or whose metadata rows exceed 4 MiB together.
+         *     A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+         *     answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+         *     directory that cannot be written a 503 naming the storage.
          */
         put: operations["uploadTiles"];
         post?: never;
