@@ -66,7 +66,8 @@ func TestTileJSON(t *testing.T) {
 			(*tj.VectorLayers)[0].Id != "roads" || tj.Bounds == nil || (*tj.Bounds)[3] != 40 || tj.Center == nil {
 			t.Errorf("TileJSON: %s", r.body)
 		}
-		want := e.URL + "/api/tiles/" + vec.Id.String() + "/{z}/{x}/{y}.pbf?key=" + url.QueryEscape(key)
+		want := e.URL + "/api/tiles/" + vec.Id.String() + "/{z}/{x}/{y}.pbf?key=" + url.QueryEscape(key) +
+			"&v=" + tlFileVersion(t, e, vec.Id, "key="+key, "Origin: https://example.com")
 		if len(tj.Tiles) != 1 || tj.Tiles[0] != want {
 			t.Errorf("tiles %v, want [%s]", tj.Tiles, want)
 		}
@@ -123,7 +124,7 @@ func TestTileJSON(t *testing.T) {
 		// A public dataset: no credential needed, none in the URLs; raster has no vector_layers.
 		r, tj = e.tileJSON(t, ras.Id, "", "")
 		tlCheck(t, "public", r, 200, "")
-		if tj == nil || strings.Contains(tj.Tiles[0], "?") || !strings.HasSuffix(tj.Tiles[0], ".png") ||
+		if tj == nil || !strings.HasSuffix(tj.Tiles[0], ".png?v="+tlFileVersion(t, e, ras.Id, "")) ||
 			tj.VectorLayers != nil || r.header.Get("Cache-Control") != "public, max-age=60" {
 			t.Fatalf("public TileJSON: %v %s", r.header, r.body)
 		}

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tilegate/tilegate/internal/usage"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -146,7 +148,11 @@ func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileReq
 			return u, true, writeLimited(c, v)
 		}
 	}
-	return tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec), dec: dec}, false, nil
+	u = tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec), dec: dec}
+	if u.cred == usage.Token {
+		setTokenCacheControl(c.Response().Header(), &creds, now)
+	}
+	return u, false, nil
 }
 
 // answerUnread answers what needs no read of the file: a format other than the dataset's
@@ -281,7 +287,9 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 	w := c.Response()
 	h := w.Header()
 	h.Set("ETag", tileETag(e.ETag, t.z, t.x, t.y))
-	h.Set("Cache-Control", e.CacheControl)
+	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
+		h.Set("Cache-Control", e.CacheControl)
+	}
 	w.WriteHeader(http.StatusNotModified)
 	return nil
 }
@@ -295,7 +303,9 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data []byte) error {
 	w := c.Response()
 	h := w.Header()
-	h["Cache-Control"] = e.CacheControlValue
+	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
+		h["Cache-Control"] = e.CacheControlValue
+	}
 	if len(data) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -436,6 +446,11 @@ func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
 		Minzoom: d.MinZoom, Maxzoom: d.MaxZoom, Attribution: d.Attribution,
 		Tiles: []string{s.cfg.PublicURL + "/api/tiles/" + d.ID.String() + "/{z}/{x}/{y}." + d.Format + credential},
 	}
+	sep := byte('&')
+	if credential == "" {
+		sep = '?'
+	}
+	tj.Tiles[0] = string(appendFileVersion([]byte(tj.Tiles[0]), sep, &d))
 	if v, err := nullableJSON[gen.Bounds](d.Bounds).Get(); err == nil {
 		tj.Bounds = &v
 	}
@@ -476,4 +491,23 @@ func (t tileJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error 
 	w.WriteHeader(http.StatusOK)
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// setTokenCacheControl lets shared caches (CDNs) keep a tile served for a tile token until the
+// token's exp: every token minted for a dataset in a window is byte-identical, so the URL (the
+// cache key) is the same for everyone the owner gave access to, and it stops working at exp. What
+// that costs revocation: a CDN may serve a retired token's URL for the rest of its window (at most
+// the token window plus the minimum remaining). Tiles for API keys stay private (the key's origin
+// rules depend on the browser's headers, which a shared cache does not see); public datasets'
+// tiles are public already.
+func setTokenCacheControl(h http.Header, creds *tileaccess.Credentials, now time.Time) {
+	exp, err := strconv.ParseInt(creds.Exp, 10, 64)
+	if err != nil {
+		return
+	}
+	left := exp - now.Unix()
+	if left <= 0 {
+		return
+	}
+	h["Cache-Control"] = []string{"public, max-age=" + strconv.FormatInt(left, 10)}
 }

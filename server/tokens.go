@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -215,7 +217,38 @@ func (t tileToken) appendTemplate(b []byte) []byte {
 	b = append(b, "/{z}/{x}/{y}."...)
 	b = append(b, t.d.Format...)
 	b = appendTokenQuery(b, t.sig, t.exp, t.scope)
+	b = appendFileVersion(b, '&', t.d)
 	return append(b, '"')
+}
+
+// appendFileVersion appends v=<the dataset's file version> to a tile URL's query (sep is '?' or
+// '&'): a re-upload changes every tile URL handed out, so a CDN never serves the old file's
+// tiles under them. Nothing for a dataset without a file.
+func appendFileVersion(b []byte, sep byte, d *store.Dataset) []byte {
+	v := fileVersion(d)
+	if v == "" {
+		return b
+	}
+	b = append(b, sep, 'v', '=')
+	return append(b, v...)
+}
+
+// fileVersion is the unique part of the dataset's tile file name ("<dataset>-<random>.mbtiles"),
+// the part its tiles' ETags carry too; "" without a file.
+func fileVersion(d *store.Dataset) string {
+	if d.TileFile == nil {
+		return ""
+	}
+	name := strings.TrimSuffix(*d.TileFile, filepath.Ext(*d.TileFile))
+	if i := strings.LastIndexByte(name, '-'); i >= 0 {
+		name = name[i+1:]
+	}
+	if len(name) > 64 || strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_')
+	}) {
+		return "" // not a name tilegate made: no version rather than an unsafe one
+	}
+	return name
 }
 
 // appendJSON encodes the token: VectorTileToken or RasterTileToken by the dataset's kind.

@@ -218,7 +218,9 @@ const reasonUpstreamBusy = "upstream_busy"
 func writeUpstreamTile(c echo.Context, e *tileaccess.DatasetEntry, data []byte) error {
 	w := c.Response()
 	h := w.Header()
-	h["Cache-Control"] = e.CacheControlValue
+	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
+		h["Cache-Control"] = e.CacheControlValue
+	}
 	if len(data) == 0 {
 		w.WriteHeader(http.StatusNoContent)
 		return nil

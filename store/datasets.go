@@ -63,9 +63,9 @@ func (s *Store) datasetsAccess(db *gorm.DB, c Caller, ids []uuid.UUID, full bool
 	if len(ids) == 0 {
 		return out, nil
 	}
-	cols := "d.id, d.account_id, d.kind, d.visibility, d.format, d.minzoom, d.maxzoom, d.bounds, d.attribution, d.vector_layers, d.tile_size, d.access_version"
+	cols := "d.id, d.account_id, d.kind, d.visibility, d.format, d.minzoom, d.maxzoom, d.bounds, d.attribution, d.vector_layers, d.tile_size, d.access_version, d.tile_file"
 	if full {
-		cols += ", d.name, d.description, d.center, d.tile_file, d.created, d.changed, d.upstream_url, d.upstream_headers, d.upstream_missing"
+		cols += ", d.name, d.description, d.center, d.created, d.changed, d.upstream_url, d.upstream_headers, d.upstream_missing"
 	}
 	rows, err := db.Raw(`SELECT `+cols+`,
 			EXISTS (SELECT 1 FROM grants g WHERE g.dataset_id = d.id AND g.account_id = ?),
@@ -79,9 +79,9 @@ func (s *Store) datasetsAccess(db *gorm.DB, c Caller, ids []uuid.UUID, full bool
 		var a DatasetAccess
 		d := &a.Dataset
 		dest := []any{&d.ID, &d.AccountID, &d.Kind, &d.Visibility, &d.Format, &d.MinZoom, &d.MaxZoom,
-			&d.Bounds, &d.Attribution, &d.VectorLayers, &d.TileSize, &d.AccessVersion}
+			&d.Bounds, &d.Attribution, &d.VectorLayers, &d.TileSize, &d.AccessVersion, &d.TileFile}
 		if full {
-			dest = append(dest, &d.Name, &d.Description, &d.Center, &d.TileFile, &d.Created, &d.Changed,
+			dest = append(dest, &d.Name, &d.Description, &d.Center, &d.Created, &d.Changed,
 				&d.UpstreamURL, &d.UpstreamHeaders, &d.UpstreamMissing)
 		}
 		if err := rows.Scan(append(dest, &a.AccountGrant, &a.PrincipalGrant)...); err != nil {

@@ -112,6 +112,9 @@ func Vector(maxZoom int) (mbtiles.TestFile, error) {
 		for x := 0; x < n; x++ {
 			for y := 0; y < n; y++ {
 				layers := mvt.NewLayers(clone(fcs))
+				for _, l := range layers {
+					l.Version = 2 // orb defaults to 1; the geometry follows 2's winding rules (holes render)
+				}
 				layers.ProjectToTile(maptile.New(uint32(x), uint32(y), maptile.Zoom(z)))
 				layers.Clip(mvt.MapboxGLDefaultExtentBound)
 				data, err := mvt.Marshal(layers)

@@ -1469,6 +1469,12 @@ export interface components {
         Exp: number;
         /** @description Tile token scope. */
         Scope: string;
+        /**
+         * @description The dataset's file version, which tile URLs handed out by tilegate (TileJSON, tokens) carry so
+         *     that a re-upload changes every tile URL and a CDN never serves the old file's tiles. Not
+         *     checked: a URL without it, or with an older one, gets the current file's tile.
+         */
+        FileVersion: string;
         /** @description Start of the period (inclusive; its bucket's start). Defaults to 7 days before `to`. */
         UsageFrom: string;
         /** @description End of the period (exclusive). Defaults to now. */
@@ -2125,6 +2131,12 @@ export interface operations {
                 exp?: components["parameters"]["Exp"];
                 /** @description Tile token scope. */
                 scope?: components["parameters"]["Scope"];
+                /**
+                 * @description The dataset's file version, which tile URLs handed out by tilegate (TileJSON, tokens) carry so
+                 *     that a re-upload changes every tile URL and a CDN never serves the old file's tiles. Not
+                 *     checked: a URL without it, or with an older one, gets the current file's tile.
+                 */
+                v?: components["parameters"]["FileVersion"];
             };
             header?: {
                 "If-None-Match"?: string;
@@ -2213,6 +2225,12 @@ export interface operations {
                 exp?: components["parameters"]["Exp"];
                 /** @description Tile token scope. */
                 scope?: components["parameters"]["Scope"];
+                /**
+                 * @description The dataset's file version, which tile URLs handed out by tilegate (TileJSON, tokens) carry so
+                 *     that a re-upload changes every tile URL and a CDN never serves the old file's tiles. Not
+                 *     checked: a URL without it, or with an older one, gets the current file's tile.
+                 */
+                v?: components["parameters"]["FileVersion"];
             };
             header?: {
                 "If-None-Match"?: string;
