@@ -302,7 +302,7 @@ func (s *Server) commitFailed(up *upload, name string, md *mbtiles.Metadata, err
 	if rerr == nil && status == 0 && a.TileFile != nil && *a.TileFile == name {
 		s.log.Warn("upload committed though its commit failed", "dataset", up.dataset, "file", name, "err", err)
 		s.log.Info("tiles uploaded", "dataset", up.dataset, "file", name, "bytes", up.size, "format", md.Format)
-		return gen.UploadTiles200JSONResponse(datasetOut(a.Dataset)), nil
+		return gen.UploadTiles200JSONResponse(s.datasetOut(a.Dataset)), nil
 	}
 	s.log.Warn("upload's commit failed; its file is left to the sweep", "dataset", up.dataset, "file", name, "err", err, "reread_err", rerr)
 	return nil, err
