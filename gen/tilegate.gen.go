@@ -1120,6 +1120,12 @@ type InsufficientStorageApplicationJSON = Error
 // InsufficientStorageApplicationProblemPlusJSON An error answer other than a validation failure.
 type InsufficientStorageApplicationProblemPlusJSON = Error
 
+// MintLimitedApplicationJSON An error answer other than a validation failure.
+type MintLimitedApplicationJSON = Error
+
+// MintLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type MintLimitedApplicationProblemPlusJSON = Error
+
 // NotFoundApplicationJSON An error answer other than a validation failure.
 type NotFoundApplicationJSON = Error
 
@@ -2267,6 +2273,15 @@ type ClientInterface interface {
 
 	// GetTileToken Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 	GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2276,6 +2291,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2288,6 +2310,13 @@ type ClientInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2725,6 +2754,15 @@ func (c *Client) GetDatasetUsage(ctx context.Context, datasetId DatasetID, param
 
 // GetTileToken Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
 func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetTileTokenRequest(c.Server, datasetId)
@@ -2744,6 +2782,13 @@ func (c *Client) GetTileToken(ctx context.Context, datasetId DatasetID, reqEdito
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2766,6 +2811,13 @@ func (c *Client) GetTileTokensBatchWithBody(ctx context.Context, contentType str
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4509,6 +4561,15 @@ type ClientWithResponsesInterface interface {
 
 	// GetTileTokenWithResponse Get a tile token for one dataset
 	//
+	// Who may mint: a service token (any dataset its principal may use); an API key
+	// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+	// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+	// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+	// Without a service token a dataset the caller may not read is 404, or 403 with
+	// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+	// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+	// answered with CORS headers for browsers; calls with `Authorization` never are.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -4521,6 +4582,13 @@ type ClientWithResponsesInterface interface {
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
 	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -4532,6 +4600,13 @@ type ClientWithResponsesInterface interface {
 	// statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 	// not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 	// should check each entry for the `error` key.
+	//
+	// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+	// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+	// a service token the datasets the caller may not read are 404 entries (403 entries when an
+	// API key's rule refused them), never a 401 for the whole batch; a credential present but
+	// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+	// are rate-limited per client address (429). CORS as for one token.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6019,6 +6094,20 @@ func (r GetDatasetUsageResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokenResponse403Headers the declared response headers of an HTTP 403 response for GetTileToken
+type GetTileTokenResponse403Headers struct {
+	AccessControlAllowOrigin *string
+	XTilegateReason          *string
+}
+
+// GetTileTokenResponse429Headers the declared response headers of an HTTP 429 response for GetTileToken
+type GetTileTokenResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 // GetTileTokenResponse503Headers the declared response headers of an HTTP 503 response for GetTileToken
 type GetTileTokenResponse503Headers struct {
 	RetryAfter *int
@@ -6034,9 +6123,9 @@ type GetTileTokenResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *TileForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6045,10 +6134,18 @@ type GetTileTokenResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *GetTileTokenResponse403Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokenResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *GetTileTokenResponse503Headers
 }
@@ -6069,12 +6166,12 @@ func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r GetTileTokenResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -6096,6 +6193,16 @@ func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokenResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -6137,6 +6244,14 @@ func (r GetTileTokenResponse) ContentType() string {
 	return ""
 }
 
+// GetTileTokensBatchResponse429Headers the declared response headers of an HTTP 429 response for GetTileTokensBatch
+type GetTileTokensBatchResponse429Headers struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+
 // GetTileTokensBatchResponse503Headers the declared response headers of an HTTP 503 response for GetTileTokensBatch
 type GetTileTokensBatchResponse503Headers struct {
 	RetryAfter *int
@@ -6159,10 +6274,16 @@ type GetTileTokensBatchResponse struct {
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *MintLimitedApplicationJSON
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *MintLimitedApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetTileTokensBatchResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *GetTileTokensBatchResponse503Headers
 }
@@ -6200,6 +6321,16 @@ func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplication
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON422
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetTileTokensBatchResponse) GetJSON429() *MintLimitedApplicationJSON {
+	return r.JSON429
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON429() *MintLimitedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON429
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -7721,6 +7852,15 @@ func (c *ClientWithResponses) GetDatasetUsageWithResponse(ctx context.Context, d
 
 // GetTileTokenWithResponse Get a tile token for one dataset
 //
+// Who may mint: a service token (any dataset its principal may use); an API key
+// (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+// key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+// rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+// Without a service token a dataset the caller may not read is 404, or 403 with
+// `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+// valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+// answered with CORS headers for browsers; calls with `Authorization` never are.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/tiles/token/{dataset_id}/ (the `GetTileToken` operationId).
@@ -7739,6 +7879,13 @@ func (c *ClientWithResponses) GetTileTokenWithResponse(ctx context.Context, data
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
 //
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/tiles/tokens/ (the `GetTileTokensBatch` operationId).
@@ -7756,6 +7903,13 @@ func (c *ClientWithResponses) GetTileTokensBatchWithBodyWithResponse(ctx context
 // statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
 // not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
 // should check each entry for the `error` key.
+//
+// Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+// each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+// a service token the datasets the caller may not read are 404 entries (403 entries when an
+// API key's rule refused them), never a 401 for the whole batch; a credential present but
+// not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+// are rate-limited per client address (429). CORS as for one token.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9293,14 +9447,14 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest TileForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9334,6 +9488,20 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9351,6 +9519,54 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 	}
 
 	switch {
+	case rsp.StatusCode == 403:
+		var headers GetTileTokenResponse403Headers
+		if values := rsp.Header.Values("Access-Control-Allow-Origin"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Access-Control-Allow-Origin", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.AccessControlAllowOrigin = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetTileTokenResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetTileTokenResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -9429,6 +9645,20 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 429:
+		var dest MintLimitedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
 		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -9446,6 +9676,37 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 	}
 
 	switch {
+	case rsp.StatusCode == 429:
+		var headers GetTileTokensBatchResponse429Headers
+		if values := rsp.Header.Values("RateLimit"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimit = &value
+		}
+		if values := rsp.Header.Values("RateLimit-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "RateLimit-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RateLimitPolicy = &value
+		}
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("X-Tilegate-Reason"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Tilegate-Reason", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XTilegateReason = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetTileTokensBatchResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -11252,6 +11513,23 @@ type ForbiddenApplicationProblemPlusJSONResponse Error
 
 type InsufficientStorageJSONResponse Error
 type InsufficientStorageApplicationProblemPlusJSONResponse Error
+
+type MintLimitedResponseHeaders struct {
+	RateLimit       *string
+	RateLimitPolicy *string
+	RetryAfter      *int
+	XTilegateReason *string
+}
+type MintLimitedJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
+type MintLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers MintLimitedResponseHeaders
+}
 
 type NotFoundJSONResponse Error
 type NotFoundApplicationProblemPlusJSONResponse Error
@@ -13418,31 +13696,43 @@ func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	return err
 }
 
-type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
+type GetTileToken403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
 type GetTileToken403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	TileForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13506,6 +13796,60 @@ func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileToken429JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken429ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -13656,6 +14000,60 @@ func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGet
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429JSONResponse struct{ MintLimitedJSONResponse }
+
+func (response GetTileTokensBatch429JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch429ApplicationProblemPlusJSONResponse struct {
+	MintLimitedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch429ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RateLimit != nil {
+		w.Header().Set("RateLimit", fmt.Sprint(*response.Headers.RateLimit))
+	}
+	if response.Headers.RateLimitPolicy != nil {
+		w.Header().Set("RateLimit-Policy", fmt.Sprint(*response.Headers.RateLimitPolicy))
+	}
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -16399,213 +16797,226 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2LcttG1uardHG3ymQWoihZziRUpVKKLSf649ta0iT/hiqhCRySPQK7MeiGJMarqnmIfYb/weZJtvqc",
-	"blxIgKRs2Ynze6YqFkmgr6fP9Tun33UiNU+VBGl0Z/iuk/KMz8FAhp+e5plWmf0rBh1lIjVCyc6w84ZP",
-	"gUX4Y8C4ZhmYPJMQMyGZmQEL6beQqQl+TjO4FirXLOVT6HeCjrCt/DOHbNEJOpLPoTPs0DudoKOjGcy5",
-	"7XWisjk3nWFnvDDQCTpzfvsC5NTMOsMne/tBxyxS+6Y2mZDTTtC53ZmqnfqXd3dB5xk3XIM5eWbbxK5T",
-	"bmZlzzH9finiTtDJ4J+5yCDuDE2WQ+No8hyfXO3o+DZdXawzkQAz6gokg9tUZAvWzaW4ZRoiJWPdC3CJ",
-	"8IFHmoVwm4Z2TedCGojbFgtu0+aVEtJ8fWCXSkgxz+ed4aAYqG1wChmO9LlI4O+QaRziyohnwNyaPNJs",
-	"Ysd/Tc8G7GYmohkz9rvzty80m3EZQ8xUbth4gd9PuQHWtbP+j9PXrwKame6xiGfZgmk1kmbGDeMsg508",
-	"TRSPWTTjcgqawTVki6JxxmXMOHv67BWT9hemIbsGjculkhgH9kjj47rPXikzktEMoiuIh4xjAzfCzOzI",
-	"hAmYyvAj49K+DBlTEgI2BUMNRnmWgTTVRvsj2bL617W1r1Dl1wdNZPFjxmWe8EyYxepi/5BHV2CYFr/D",
-	"IRvjB8204Zlh3LCbmUqAzVSeaTuDmC90wM7PnrbRxbTSVXWM/zODSWfY+R+75XHfpV/1bnV4drg/Q8Mw",
-	"jyQ7enPCrmBhV8duadsQrmDRtjz7T75uWp+fYUFns97lSQzSiImwezXB3n+GRdFr/QhfweLDj+8LMRem",
-	"hdsl9re2KeOPtUnHMOF5YjrDJwNkW3QW9waDysncaz6ap5Gy361hI9o+0TYW/PGeG3Aqpus7FFPJTZ61",
-	"dyqm9+zyXPMpPM/UfLXjUyR+LzogEypmXSGjJNfiGg6ZMNodlEfupPT67BktuKVN9jc8J2wME5UBC40K",
-	"28Y9sQNoJJKYG9gxYg6d1tGfqdWxH8t4eeRw60a+NEqpbtqGZdT9B3VnaV+nSmog2a3kJBER0nOkpAGJ",
-	"f/I0TUTE7XB3/6GJ+2/HJo6zTBGFVttIMzVOYP6/3q+tu6BB9JA0YJGbgC74NtwKbYScMjX+B0Sm37GC",
-	"TGVjEccgP8N5ZoAcjidMaHbNExGzcW7YnC+YVIbFipmZ0DjNE6nzyUREAqQ5NSrjU/j8JozyO8NDizOw",
-	"057kSXKI5wX1jBuuce72CYhRA5DKzOymE1nEuByvlHmuchl/XmvwSjGdRzNHvl5ZjniS4KrwKFK5JLK2",
-	"zPczJe0jR8oV8r5BG2GSa4j7LPx158ypiTtvgWslQ0sISoLlnCHqyBCHAQvHPL4sRE8YjGSIwi1k3UJj",
-	"tqaF5Yqacc831MRqTXiKMuAxrrHTZnsBC1UmpkLa5nMN2SWfgjTYdi6vpLqRl+4B6uQKFiwR2ljty36t",
-	"kSTtL1bRAG3YzFIsCDODjIWv3btSZSMZvoUJZJCFtlvf+hUsQtbliVZWA1aGG4idVlVYSW5mXBuUddOM",
-	"R9CzQ8zAsvvIQByybvnBT08zw6+A9GfSugM8TE5xs6ZGaBUlv8TFFEdS6LI/twX6kpvQvxILzcdJ9R20",
-	"VaT70h5knmgapTenpDKXPEnUzfJrpb2lQ8vl7BjtIi9vlUjde1Fi+d5I8jjOQGvbnZBMOpKptCzSywxN",
-	"ibBH2vsMeOyM2aMoAq13nippMpXsHNmR7dCG1al+VdyvUOz6F+7cAUZ9EuLPj1E7gsFjaQ0vSxWZNetQ",
-	"0WXd1SM8xN8vE5px2LPGin1rrqSZJQv2z1wZPpLdEP+4hNsIIMZTnksjEtxDCbeGXiCtjiydXp+Fb8Fk",
-	"i52jiYEsdJvvrOdDe8y4oaXeeaMSES1CPKPl1yGbKLvZLM74xOwIMJOdmTEpT8WOHTUOesdRys7gWzvM",
-	"kdfgR53Df343ygeDx5E78dpqdq5//AEOb77bc51W38u+Gxwa964bLj1vB5QRE+EGRhIHENiX3XJVOqWF",
-	"893UGvMCBF/yLbtRlA2tH4U1xoF2p9dnz1Vm9aw81SYDPvdn0bIv99XlONeLcIh7i3yGZDrjieW1C8sN",
-	"R/Ls5MXxj0dnx5fnb07P3h4fvbx8efTr5cmry+cvTn786YwVCykkmyRiOrMkVdtjJZPFg57gghi2ftAR",
-	"08bny2HXHy3NvEYrbwNLAWlf/a1TPVWdoFM/PZ2gU9uXzkXQyovOJc/NTGXid/j8tKaKKtHIe+ZCayGn",
-	"VlpZCmZznlibCWLUKrph8TkcslCLqZX+cJuGI4nHxWkVVgzxJGFTcQ3SNmS/uIEkYfQyNS4ZzFOzQLH4",
-	"x0sZpV7w7HO0Bbz6NFYxyhmjFEvsVFD9/XypddWwc8SJElGiauyneM1FYhWoz2+GVjCMuUYLLpcZ8Ghm",
-	"J4InxDRZel0rMOxbLBYZREZlix6LuLRHbAyoqI+kythNJowBecjCGAwXScg0X2jyOvcZMluWcAMZ63LL",
-	"c5d0Ay8Zb2Yg6RyvntAljr3ke3INGMVuuDDeh5TZd4Sc9uternU+dnQTyTRTlh/YxTmWxjmAH2Svfzo7",
-	"e/N3S0348kPufHPLK3RQPsLcM0Hn3Imj51wkn9vJPVpVfB4tKTlS3wC5JRjYZgKm1RzIPaHQAjQzLhmn",
-	"t8g0GclKKAUdeUHxwDW44yJ+d7o1nqBI5Qn6PdzRiGYQs67KCs/QGIaMy9IeWlW4jl68eP0LixVoL9bU",
-	"Ta/P7Nn1k3ykmbqRblL2IFOQJeVao+B8ONF2V6GMMzEHlZu/GmnEgjbMreaNsETRsC9nJy+PX5+f9R9s",
-	"Ze88Q6KG3py46E2aqRQyI8gZ7Hxnrc5ky39fy2ThoyatgdUdfSXSHYULw5OdVFmGl9Frd0EnyoCbT9BP",
-	"xYPQHL60BkTFLeI8OYVPqIunVQ9Zo7Oid8hCmSdJSAHJ4gSj1eO8dNhWrqHPjlgMCVTcMCzOVKoxJOq8",
-	"E4nQxkUTDcz1FtGooGMHQMpBbal4lvFFZ5lC37U9XrbnfDWryxWi5yZ0Drpysbp1x0/PWerCWF7hWmN8",
-	"ygVGAl1/Y6US4BI7LLxIDdFElN1mZhU/MYeiT1H4CV333lVVbglyKdtjI4FtXAYRN63+Q9Fl4X9anfLT",
-	"k2dvNeuevLk+QCP95M311wGTdiCJ0BD3WOnpYp6xz3Nt2MQaJUI6or0RGtA11jscSbcmXC78K0tkdm+y",
-	"Srg2l3YDVmfwi1WqnOjy6rt9HCP7AmLaTySdDCKVxRB7RsjZXMjcQG/rjXuoHXGOkEu0nJuDnHX+MHY8",
-	"PUY3T8QTkDHPnF+qe372tCTFCdqI5D2pTawJhNGy8IXC6IN/DXvmXM+IXmnd2OWN9N7kS/QEX647jed4",
-	"sFFnLh3rGaQJjyBGWIflYXan0WFtNT5tRJKwG5Vd6WI5sAF0ylq945PvdOkqQY0ijgU9+KYiCZHVNRk0",
-	"5D+u+ji5WweKNA9Z6L1Wlylkl2RohAQ+YdwZHkxJxq/BWjwBy1NrRYTjPNMmZNwwJSM4ZDzKlNbsFS6w",
-	"iLhmVsFjPJ5b6bK3+ypgGogjvj0+evbyeJneJEbhl1exLu+xUxeIL6AH9n/BWr8UwSeWJtnQTLDJu1Wi",
-	"MH5rbDJwIywdVhQTW8JwlV47S+B2O5qlfZqPExHhETaKpTnF1gqMUjf8/goW34XIfR6K3HLNp3BpWd4l",
-	"8oY23uKYCcawCwaJfzTxlqG3gBm2bxUIAkU5ahnJNMmtfcspWkL6prU/3AMUj1KmaGcBTvVY4U4tK+H3",
-	"cculsI+pueVLqbVu8YTh8vjg2hbayRLFkEKE2+24Yv3I1lov2WOpfgaFwlsVaDWVpFSI6tpkVYavY6I1",
-	"frMsZhqoY4XS7wKnrb9xsfwljb0FekmQTK9YYsgk5VMoeISSJbf2aMtlGOX63WiGUVZ0iuKPdbaUs0Qa",
-	"BJNRhieXqESvTu9VPh8T3usKFkWEo4iMb2Q2BYi02osfe/senIIxQk71PSWHf82Ol9sR99mRXDhXgCXc",
-	"mkJ7sL/PQrg1Gb+c+NB+2AsY3EaQGhdU5vGOtV1GciIgibVDvv0MCw+95BmuB6TG4SPEVCJWQivmgJWW",
-	"w3DNJmDQcxBxabWaVGn7yphHVyOJ7MgKHAe97LPu2cy+lgGLIUq4bXEGGRQYytCzi3BIAX5uVKYJ0MA1",
-	"uxJyR6UgeSpGkqbMeOUl5sh7wdIMtNVxUS10wqHfQxbVarTWl/2tXyXbBq3OsHFNWnWQFeKuGK4fva+1",
-	"xiuKu0IhNXZPQUNpynZRW0C7YAwY3qgcEKs56Fbrtfqgs14PWfjbRUhKxT3t0zm/PaGH91AjuKe9WkEI",
-	"rn3/HgasM1ULdf6QhbapEF1ntCQ9Z7hqa8Zy/O8N1/12nrilPfuL153tpmljzX+rG1u53PV75XjZJDd5",
-	"Bg9szz4EzbZt9EabdqPdGu4N+vj/3W/CgIX7g8HeMB5/MxzuPt4PDxlnY2Rq9C5iUZCRWeJ2X/aqlrKV",
-	"cVa7gbLlvd1vQjaGSM1Bs2p3xTqPZMVIrpI9+kSXhi/cpJSUENm5PtIsBcgCprKgNJTsVzhcIVlY+PrO",
-	"3p6fnh0/u3zz9vWvJ8enIeH7MzGdmZ250obl0mQ58uLw153nKrvh1lS2f4VsptKlg1g5KAffouJdnJtN",
-	"p/KDrP0PZ3wbaXcr23yjFZ7BXPm0AGyJdQeFM6vMKOg1W+hL9tGKlXQvy32JKVgTeQxsChIyxHnx3Kg5",
-	"NyLiSbJguUwssaWZuhYxxAxurQYvTIIg9zqDXN74jWtb8Rks6SwpRGIiwAXV2E9nZ29KcJs9h+QFtbKH",
-	"o18aV/bozUnfai98nibQj9Q8pAfprI7kTGkTsPCrfu0Rq2HofByrObfNd61hgmIohdtewMKZMelwdzdR",
-	"EU9sC8PHg8EgpOOPmiQE1DQSXKoyExDC5fuwRJHQ0yDjRhweK2B4fXaMkXsa90gSbdDU2w/d/pPHD33q",
-	"7uGa+QSn8EH9JiunkpImvngr3mc/V7Zqs8/h/ejFc8PVFa6b8Ut5MRTbBk3RluI83qDdYI/5uYZs58i+",
-	"TWyGQl5WrhrkB+gGgVsemWAkI65hR4PUwohrsGyDJt5nv4gkjngWE39CeHieWmYA8SH1zZkWcpoAo1es",
-	"AHdsrD+SL4Bfg0PtVFVBy+AQF1iMfJKpOTrT7bR3cNrEGJbzWTb7M1YNTbk4TmDuA55y8XrSGf62OXBT",
-	"uHolmsbVb0rldFujXC5egdU8/EhWzfM2DrCx4b/zJIfO6swvGoKpQN2j2SyZf5nhGIa4Af9x+vqVNTNz",
-	"CJhdIYb5PzHEfXZkn9IOR4KErkUMI8npe7JgbYdjK8RuFEvgGhLNYoCUdZeXoIcJrKWIPlukcIqjdfCU",
-	"kYTbFLXCDKIcsyCZmWUqn86Y7zJREg4drN8/V1rOlDo2ko4K6jvwMWnhT7G72LXbpNXdZl0NwMqz0eu7",
-	"VaIO/8iT8seekTVHgDDxajIBGSOzk2mO1qwGaQ7pWW+jZD6lRkKvP5KnKSQGI9NcMzuImI0zLqMZaGs+",
-	"8VwDe310yh73B480MUq74tZKBct+WWhfsqYWbmdJ1nkszPG1I+i6dOeRt/k9qJWn4vIKFn1yunSC8gv0",
-	"+FS+oASJyhcUai99tmUbxRe+Df/FyiuUdNwJMFm20gJ9dI9fNIhfHpkml+wvmG0Sk8ij7mshmxIQZ/Vh",
-	"SCa0gTyeC8mevjjpbdaQmqPWq8Hd5ghik3sdH21yiDqHYLsuuP0JKsi91I/3URkrP6z1EnWOeTTzeV8M",
-	"HaLIrcPfCJYXMMQAXoSsW4YgM0uWBR4HUwZ7FWWqnOiWa2p4NoUGst729QUl8y7RfkmOnvCawNv1fcNf",
-	"cdxN+4bq/vYZrKvxFnqSaDzwp7aYf0kYjV50e/4/OJDRxcT83p80oFGyuPcPaoB9fzms8Ugzk3GRfIzw",
-	"xg8ql01u5t9uwNrrWuVmFjDg9oNUmZld2MHFMM2AQvjOnO8Mf9vZ+2YQ7HzzpD94srcX2A/u74smt3Gs",
-	"crshwYpMrjCDgyozOFhd1KcgG0G6vyVKToXJYwhYwo3763el5hf9zvsO5nF1MI8bBjOD6OotWQobDeX6",
-	"EajUF9mGZYi0Ocq95KQkKJHKEEnUW3IZHTxp9Qk1N+5soEeake/E2WpLze4PDr5pciGQh2VTy84Rc6+m",
-	"1xmg9dYrxmZjB3uD/YNNnLCyU02nydGAxsoOK3oOGZwV+VsJHmRFQsfqFBoTYg27QRQwVk2pQ2y8g05l",
-	"7GBw0N/Gx6MNN3kLVJJ+I+RPFdpF/U+BsDCYUzrjTqLqQ9s146waWyJfkI8wFdhjDeR7dRJwfzAIDgZ7",
-	"wcHgcXAwOLjYyPP8uhazKFazaYtcrZ8mNTQCrS+v24re/JDPrTpsVxhx0G05xD5ieshSV6bC+ZhdAZ+i",
-	"OMcW3hW3VtsyBm5MJsb51pDP8Ycw/6oh4ZKX35+5LnP6tR7Surx2EsxqpvcXBw86iWUJcY9JOEl2F2xE",
-	"Yq+LTG8ZXr4nMNi3+q6U9Z10PGlqesb1JSLeGusDvfyBIjZYyGHGrUVplx2trZpDs8IXt6T8K0Ge3XUK",
-	"mjv5P9tHad8sCVTYceXgzYVs/7EVh2mnfqnF77BmXau+U5cy8B5u9SLboJpj4Dm0ZpGaAzkrhdTGMijy",
-	"tfi1pi3oOncr+hA0m3N9BXEdTcjpSW8Zb7RDKzkLbcZhVQkZfPv1JgLtnFqBjXAU4qPF1L0cQmN5KWnl",
-	"ChYB03zR67NTiDIweuhLhmjgCcTBSBIbL0rT/ftf/8+h5TTTM3VDsEsE6ThsHtBKsfCrr74K3fOxy4pJ",
-	"1HQKse0NfS4jSQ9xzbh76wogJSnqBoL1xbDMg5ccKEpsmx6bN+bRlXtRGO3UFgfhLg7ju86Ry4XkXlQB",
-	"t2rUv//1X47Qqzuw93WDVHQ5iE2+C25qKd9WrKuM7Q8OfDx9yEL0nYesuz84CGjOVKzFOThRL7CUSYVc",
-	"XAY81gAIpTKXE8vCQ9Y9GBxUNYEOQQaDTvFMo9clz5JGdvPrf/4fLPJmYJ4m3EDAZsaktlP7rw5oW9/9",
-	"fhewd7d3uO7vFneIwnWQWywuU8nWRMOMAlYlK8TGhru7VGYOgY+SJ7uZ4rHefff73e6727vdd4u7PvHM",
-	"TRrtknJjJ7chrOQzp+xaXGPq5GXCF+4UbmW6/h3femFf2iYF4FpoMRaJS1Zc23D5ZKNPoaLftAA5kbHX",
-	"uiwEUsmlS2Ze6DSFNlDXipZXqMqzg2UVsCrPKty6CUa6RtN8Su7D+1mES5rc/cFQX1S7P59q145w299u",
-	"U0tNrL4K1apxYTqekOwmSic4RCqn9GXGtSHL1zNZYksp+sH+kdr/3sA4beS0H6ZltY9576BfhdrsH6wv",
-	"T1pTz9pbHdyzUa/W1fdlI7ajpvQtBdtxsTECfeilHg5t/8nXVYv3ydfBk739i+Dj6YynVkOsKIgukN2s",
-	"R3YhFojdxfqq8VxI3Tt0QN7SoOdXaL87ndIK7297XxTELwriFwXxL68g3hfa/SAKo1MPUQatUbd+djLK",
-	"kwhNGNNxLDNuJBD36qb41B8RVfLuys0hpYeODLmez9N4G/V15XDxsaZy2ZDEVAXG6cqFfyFKgGcIse9a",
-	"xQSQ6xEf8wyg3/miGH9RjO/lotyo1W5GnZcq6/uppJ9Y5/xzapHFMZ+joijMki+xrAzxRWH8ojB+URi/",
-	"KIwPoTC2ajG6Ube7J/BiWr+nY+s7M95T6cNB23Vb1f7aYQnB0hUfmxW8opeV5bF6boOq9IP9GoFZ9kiO",
-	"VSyKMgZbxrWvYOEhEQ67u245cIRPrcKqG6CwtSoKKWRlcWKqo0i1H9qyxzAx25WH8EyzUpEBkbCYuL3d",
-	"xFwu90PN7a1LDS8SENw9J5j7PkbsgVYSp0mD3lBkomuVC+S0lhM9xn9RPvW2nB/WXW6GidRv3KAcvO1z",
-	"nqkc+YbhG1WtXb7VkJcOCo2/WK3AkXi5cY42iwEV9NN0gqge3NZ7/YaKziFAfIkPYS3LFll5g+pKpuQ0",
-	"cDHZFDLc9qrQcKcZETUk2TZimajTi+0w+3aqvnpdrZThdVnmccJFgpfAuDuNmlE2FUTLKhV5dFAVUCOs",
-	"+oQFB+yRbMpJ3qjT3x8kcU9I3naPpZmQkUh50jr/4glScVwaPhZCWK7m/x4L0RSDq8mOWkCuNtpyDZtO",
-	"Au72lpGuJQj3LccsHX+9QzmCkHW5JFJzX5J+Vx2WfaayZg4sXJZg9C82OBLuB61a3rnNl0U1r9ELoZuw",
-	"4vdSD+hobdIJ2gX/ynVj7iqqzkzlWUVZdh9jvmjUkpvKwD4oL9xO01wuRLtJVdqe6xX24CqLC6ze/pxr",
-	"c/Tm5BGyp7Ri1LnqouT8ovt5fgKeUD5mfbYl8LJk5epqI+92rzXt7s+waNF2P5X66kfQrLoG/i62rU5R",
-	"ddLFHW7bari1gXw67dbXYvloGm4hGEnD/dhKZ6FoNhXXD4Nlo5t0FLK8P3fF9P7qY7H5TQTpud5qpPj5",
-	"U/btwZO/FayD2JQO3M1XWOqJvFU1TYwqa+q+z7sTmoV8rHIzHCdcXvkLDIwwCYTOVWQ5B62GjHkWs3SW",
-	"caz04yuqY8rlsesmZg18vseEHkksMueYoEs+0Ohx6rNCYxSUdYhZWW0FmMMiG3EkS7h+eIRZ6SE6zFwR",
-	"BztJxg1LgGtsM8XMAiy5vdQBNnzIipKoI9mVqmg0YOFXu1/Zf1be6TU3RXVgitsI7EryuSuK1MbSV2kR",
-	"s9wdoD5ScXE9EW1nTaM/GBxU4AtPvv224ks+GDR6k3GbN3a8uvd1S+KVMux5swVRpqsti8rztyeMsjxk",
-	"BHbLhJzWZKF98bBOnKyLxUDHsFDuziwaYK8+nsornS1T4GghgnVikrAZlgmdNVdiOKrYmkR9WDQA3asv",
-	"efpCjDNwcBqmVZ5F4ApGCT0cyXDO0z6P41P8pSvigL2zYxgy078SMg5Yv983d72wz16psvaZoFOOEZoh",
-	"CyvRLjzbCUzMSKrclDWGvCyYuSxeywpEAqfidwhZF49oOVrgse4VPMHFEPx1aSKBHZptrKJ8Dph4Zg+f",
-	"v5rXEz25n5tIfyk6V1/Qn85evmCVJ1jXwC0VbkmEvNK9Qx80bJ9c5+EjerYfukX3Fxizl5BF3KiM3ags",
-	"idtGwqjP8hbjR/WY5UdId2sLAN7TUAW6gXoLieqrzlBC2OrvZcytFSdWXlLUGnp/fxS+9tfgriYz0W21",
-	"jVGz00agFl5lC/EUi7Cl4has5OV66eRgqLo8AJgi7w9RryE5022Zu7PVt3XmR7EeO9YwpI3ntN9plgoJ",
-	"XDaGNDC7S0wlxOWd2j62wbqVSEOv8eAVmR7bFp1e1ucJ21tzQBSDDdydwf4ic7q0uEKUFahvEw64iust",
-	"Nr6CHabBN0uGylVg9wE9NBWJptpvVGinX1ZSCoMiFV179Y5nwHRRf8FVWxjJN5nQ8zJbDm9wrBRecJUW",
-	"QtT8w96Q1etSB811qUfyvoWpm9j9Z1uXye4yVo54v3xdvHDTdaJrLpRvvkbVbEnwqRuWKKcPFWXTaZco",
-	"FFvUghywDK6VC5hLdXNolx+LAj4e4KXVvTqo9cm3+yvl6BoWamX2Xm41OGjrInyNtF1nYTYBVNY934oF",
-	"WQP1eEBZ0prRRTXmqrLsdvF7oyBrFy4OBewNw2GZSbuNxGnn6f7uGj+yx/1Bf9A6tnveDvAgYd+13L+Y",
-	"gh9fMx93O3DRQsSl8i7sms+F5K4Gy5ynqQMgOP2jZdDLloCf/PpJls/fFexh8YpE/ZUDvysJW3hjVttb",
-	"//zyeO8uqmvxAzfRrMLWlpxb9tfCr4nFZ8qAGgFQ0EDWTgg8GRSa78kzvepFX1uq+Fn5pm3L19DyvU1U",
-	"1mfPcrKzgeQfVQWMHYZox4q2AHmk5Y4TkWmzowEvX3T5++9Tj/jJoKpo720dW9frqdCtPF2xv7oaL3nq",
-	"rnKI8Zb6yLCyadZN1A1kOxHXQIXnnHywO6SK+8RWN6CMm7ahoz4REW54vnjSeekvVqXSMn+gma1d8iLo",
-	"UF8U8F/fKzxarYLgeOrWNQiox7UOh/P3w9wdVaJZzdkaTsd8VlSvooc2qpgj6St63U/FbNIEHwSld09Y",
-	"2Xthuh4CLGU3s+JBXzPnLczslaYbQmpLgHRz294nhX1bwsCV2lYypTv2tq3QlaiopgWUVfdaq+wVk7xo",
-	"0C/merpGD9lUocyOhtpwbzTtUVUZ2bBeyxHIDSooHqZ1+96mXi0XF3swFXY1sN++Ih/q83R5hX8mn+cX",
-	"V+R/a1fkVXPOz5/B39hUCWWsVZIbCFp9b7q/9oq+T2+rNXnqNrrn1ll1heuuPvZGplXDAi/d7JFm4pob",
-	"CIe1y0swb5X+Ru6E6DFN6DEWlkiqcMgScYWgq2uEc49zw+h2HUp7paryHvqjGRZihNi26ZFZwvRZSBjB",
-	"EEsTIwi/BvLG4qhYafo11qKmpudWyyqR+r4Nq/FbGwi5qjTKfnY3hVZH7hD7PtuFJoCBaP9IE3SxIk41",
-	"RHkmzOIU7WukllPIrkXULhs0/e7EQzc0U33573/9V9ijRBCMKE2tgUeVSwkvtuM2AicWuu+wBTuHsJZo",
-	"MGTYNxvlg8HjCB/CPymwXVYp13Trfrc64J9QA3XKqXfbdMaYt1AylZkxqSWq1TdbvON8DkvzFtKKQstt",
-	"s0c+gQIvbh5WEjpciPhGZTELsZcwQIibTnkEFIErr1LsNi9Dsb59dvzPXFzzxEoko1h19KxLc3QztyzS",
-	"aeO+pMZwKZujPOupwCu47lAhnKjVJSh2NKKbh3VR9Qxzvjmb85RZlmXn72481kM6HpJP3aUbDl5dAJcN",
-	"oVrHIzlHm3g+hph1ET1FFQjx2JUl1lmWJ6B7AZsLe6D1TGVmJxHoJ6hw0NKtUPjaAlpptJTc6KgevFFL",
-	"10NQhNOhWRE+jpb3Fcj+SI7kS5wOVq2OeJJoPNLoPa8fiaV9dGkzq/R8yBq3fCQ3kL5RyrsJkQIL2AVe",
-	"byFMr88IhYnEZpd0JNefS7aDASr26ujlcYhzPV6FmdghSLYCUukS6iTwAJOAhWQAhz0CwxUIuZH06JLh",
-	"GlQdGahffXWwv//VVyWczkNMEqHNSHbDdyOH4htZA2RkrYFRJxhZewD/tYPCP9DKwb8iczvq3F2gBnqH",
-	"d6rR3R6ILqWpzrgdZbVtNur0+/1R5y7sExyGxrcJx1IAV7i+0q7As8OujGT3HuiVnrvLZOWHEtXCulJZ",
-	"LroZ1ULcqRm/4nAjxXFHuezKIHb20K18F3Tc7W2dIXqaH1v5ws0MJccuT8Uuz2NhdjE+Ag2uRyIrIr7A",
-	"FUkMygtj7UyxtLb94Or+E8OgVYCm10fSVZ9YebtMM5Sxe9p+L4wT4j5Zy/KzWMQkxl3lxtAzppXq0hgX",
-	"Wy4ufcg0JQTS7RNoy5Sl2HkxxZGkW48dxxFWg09TkBAHzN97QzzMMnwqBGxbvIIUXbUjWd4hdXT+7OTs",
-	"8u3x2fGrs5PXr0LWdTo/Oxj4QBFurTWJsPeTGC+P0wbrFOPmZXwOBlXGFudg+cguVWNudfNVnnQ3nFyg",
-	"LoK+UCSR/cHgwe70L6tJN93Fj1WgPbAKCycHTMINOrxFpg2iEg8Ge229FMPePZfcMWmI6aXHm1967q9u",
-	"xDf297fpJqWbUvg4gWNpHOj2yTa9nUt+zQU5e1Cty+dzni3q2RSPNMPD2bQaWMF7ammAinRbbfF2x3OC",
-	"nUwRBstKDuwAj7qXr9XTvkppzzwU8rMmtmpxiLXkVigdTCXxQ1DbH0c7dveqvgbtj5NVflDvrZpaZqY0",
-	"VFN0mKiS1bMKInaVsq4F3JAFmqqmiNWxq0VEnJ8VFl8xtEP6Scgp6jxVO6pqMLkbKoqLFUbSDoB1DwaP",
-	"S3HayDRJoXpWVON3+ssPKl48NJG5DJq7uv3t7y+vU/jeQ3feRN1nWHr/pkw5+oSsc2+LN86UesGzKfzB",
-	"58Xp3IXWsTX1U6WtBsb6rvS13O3SqcBrR1YY7TP8vkqdNSo5aKqRZt+ID1EZqlpOUiFMBTJ2DZmYLD7p",
-	"btNI17/xShkCJv+xu00LWO52UFEr6Qo1t7D63nQQNEvTH8G07vDgU/GBB+ABn88e/2hNh1r1ehJ9eIPy",
-	"+wi3eylArtWTZ6japNxEs8aCFMtFlhKYmHWVlvrsiJW1FbxdNM7nqbV96+VPQ3+heAZGZMVVqSo3mD2A",
-	"+P4yWFTPvOyzlxwBbby8XdoL5sB5OPFmqrU+zmBZZrNSZKM9xCWjgxO4yhpm5i73cyvQO2TFM+i2MuR0",
-	"LZQEPzgsi4LVM5160aQIUCmsT6IIuKpbWykCn4wB5Dio+A9RBu7NOj4j7YE2+6NpDySY1ptqmFKsP6Zw",
-	"KbOf14uXR6WD5oHMqL+0LoKWGl9ZvK1JyBn2HyignOXWZDdRsvrHYZbVqgOf2GZyOfjtFhNdFvinptrB",
-	"t5tfeKrkJBEUif2ceOrpDK8qLwQ8uiWWykmgJpKgoleWkGirtnHfE7UVT36H/25p45UnaZOF9xZzCOJD",
-	"b9jNBUatcxnjFZNfDL0tiYjWkXE6zJ+QpwbvKJCbcjMrw7ieWDrLjC6oMK1NJRUu1hMmmq1IjB8kEPK2",
-	"XPxK/Kl2HRBdfBowwq5SradY6Ks+OzE+Z8ZFk93l+PjeSHKj5sLaZotDxjGQaCmdokIJ8Ovlt0xRdgCv",
-	"Dq9rHrR4VCdVByNJMJWAURJLUIOMWYvDQeEIvYLBGmtgSMJDUOZ+Ao80m4Phtpf+SFL5Q5q0tUjGwLpp",
-	"woVkoX8qZEWCrg6ZsYSpkVfZFsM5T8PdUMz51P6a8IXKzeFISsVibr+M0SGtD91MbVO+YeSCQlJymj60",
-	"fODV+QuGAfeFuxr9sDpJCp/XZ+nawDs3sR0022oOzLBHNhhEVxAzCpcRSnAkfSh76BcBg2HjDPiVtow3",
-	"TxA9wdnB/j67Qc9ymKgopOoN1D0LLR3RMmF1gJEsoRfcMIqEdaE/7bPwt1HHPj3qBGzU8StBn6oz7VyE",
-	"vUOmFXWOI3M80sy4HEk70dP//UIY8JgPzRe0LTTKYpEzdaMZ3EYAMTtgL8UPzKgpWMHTH8kj5hgVyyAC",
-	"YcnTZ3iV0b2XR79ePn396un527fHr84uz9+8eH307DR0ZK19St4QHd5zXFy7shirh5g9GTx2y/QWTLbY",
-	"OZoYyMKg3AhdnENXrYFN8iTB80bTfzL426ETniNJF6krTADn/tZzS7e+pijHHis5/9qojE+h2Ya2Uzhz",
-	"zrHtlEIVGTA7JXq+gdmNhbQse5Xd/Zns58Jd6A3pVjbxGaiND7JgLhnkLui0YSru39YG43LlgjRTyavo",
-	"oqOqyKCwQghrZaMJSuVs/uRKsH3nb5vfOZE6n0xEJECaUzqtK04JFKH1cmpVkf3AXorc16xqBI/UigVZ",
-	"to+Fd7AYEuU5U1mfgGEhHp60VMokP6GpNDaSlZKhDhNSjYnY57uu6mKtSmivrA8qFxWwZ58hyBOL2ZQL",
-	"p25kETLVQOm93YPBAcKD0CjRiEmSLpgqlqse9vrsB5yoHsmiCHLG7R6i3qHmlhfHZb7wXjAYDNziaNa1",
-	"0pQKrTTGOMsAA9UOu6/uim89z9R8m6A9Pnymtnm0VofsE0T5afYbmQgSa+GgchT4wX6qz8cwckpsvWBu",
-	"gMdxpvKMIQRz8UnDJJ67kAFjl7YzfFf/Eo/0amS1LeJWzQj+aHRXyaBswpZ4fKt9IqjUrKdARyUpx2Xj",
-	"YMDkizm/LqZXCVoh85XQ4OI5K0XApyJZ6o1Mb9Wau71TZlEvYZ6XE7YxK9TOzinZASsMhPGimPaYaxhJ",
-	"bbhBdHNrQnZrDjZ7A9mOZwRAKFkr2QJ2MHjcY7EaoblgDXNCoNpZDJf0CpAmQ3skfDeiXNoK/NZaagQr",
-	"tl8eDB7/34PBwV3YZ08J+zySekZXoVuDk1Cb1ODE28zYZIh1vJuFX3EMNa7yR/JXNyfpf2IjpSVfvYH9",
-	"nOYYEJ7kCSsfe1/O8hn5ji2fQAZAFME8SdybOdQP+Iqfze5b329eo9p7yudQuy3ClZwiv8NS+kGfBn3+",
-	"9oWuFGwrEHvhFSwo+M5HcpKBniUL7xmu8ESEsONLDstX45gNvbYfKCww82Fe0A0PY/rK5sdOxXSbx45v",
-	"061aw2S3j6qNFqvXpIm637aX8vaN95L09sXPTdq7tDZLanYv6zltv10sf+eTv367sBtaQU+7VWZYVQcl",
-	"ide1ljiB7lysO+jV+1rekb/qzmmmM6wJ/XurDvqT+/0jEporS91i8HhXpdAsT/vL63tRj0NfgwRdDTy/",
-	"9pPxK+QSSJZZXn3Sr+khxzs+aOLL9UUa52j7s+a/r6W3fppnM6EpGY5HBjOx3EA3TnrB58mmSf/n0csX",
-	"95u0b7WcdPsMH/cHxSztyG1vzMBt/SKBdZ7Uh189N+PW1cuAx4vfW+Xj/mDg8+LRmY0LwyIuWazQs3ej",
-	"sqtS2bTKbnEjl0sSxmJHHH3ZQJcJqDGMJLm6KR/IA8tcPpZvjZWOcdvjGDBBDWr3bfXZEXsyeFxNgCvq",
-	"GQNLeeausqK41dJI85K3BfVfpDIjabug35yaWx9Uk2B+S8v5hzAU7NuaKOgt6D8Eh7+oB2t5LCwLojKZ",
-	"a/cbd1sHTVsp0LszTqC3ji6v9yy/v/T3GLXiqqjw42eeAUOT2C7fqsw4smvzV0mFKT3JgPdqyilW5Yr8",
-	"LapFBpV77v1SXY4kw1pGFJ3D4thUXP8p7eIOVS4askHYc/kwmm6nqt5mqMFgMgymGOqRdImByG7Dd3ch",
-	"1nlqz3Ohzf5IBjA1fkoj1Jaa7j463a4DaeHFXp/SWfYXRly5HBi3rFsfimp0qMJVd9/RbR93m3FRFYpd",
-	"JaQ2j0ayoHxhv5VfnKXNSS5Tq9e/14a2p7Ks3bBPcPI/8NR/Xg7v+2zd+zq1f4ZF4dBuOsO7pEhfas/4",
-	"7w0v8z2sEZ33zYVh3dBq4kNG33u/OqJ/MtB0UW8wkiHVJNH+QZ4kCPChbBhXr2TKhQxY6OsfceOfpnIA",
-	"7nv7hLT7FLufR5I+218qdUYbu6rmIvlQsitCFLBQpJcZGitFy1wuGI/jDLTu4YUsldGFzCG4UixFxmu9",
-	"h857Xu2oqA2pwVWv4bLSafkKlYyzT3L29OTZWwwiHOzvB1V8EO1R16fKCRnDrR0jqjJcswmYaAaxx8fZ",
-	"LYeYcnRcerEeuY3FajOEY9rByi6u0mU3FDEWJnG1d1zlIfzOkYT9M+HaXObafhjJ0IMEL/Gty8p6BSzE",
-	"mO+lNTQv50qaWdjDuZVViexsplJlEGN9OwSdyW6lVpC6KUv2l9diq5QqCPaCJkUP9T+rtS3ZokOCvOE9",
-	"p7qM7PhqfEHl9lIrkYs5owdXunIAcG1N9iZVEJ9e0tb++iqhx2V9crXwC3J/JRvq/RWPNVIIoquPIHtY",
-	"nC1Ylsshw+t2yvLuMk6VkIbdYHgyhkjEwDIxnWFtf3dRmi+HhCEb4pBCjyTdJRHlWUZFv65AFt4nWhtX",
-	"c5cq3GAo1PN78oBg7TLbqRZKUokZPpKRShdDL7ekyuY8ERqPUsDC78OAZNUiYLGw+yrkNChxHpFKAfs7",
-	"ecOI8/csr0OONJLogotUhnVvKqy1lB5zdQ29vhUcWNaKwNKcnGFLU7CcTI9kt0TFnr09Pz07fnb55u3r",
-	"X0+OTyvNWn6w6B0WPE+YqllcFVM4RLyqrZntQXT1UQ1g7OEPCvy6vnWetCNUHbV8SvX4M2JNv+A5dgFR",
-	"f25dmTKBHi+rrhAa6vt7a92tfAsLSMHDMy5nC7Ep1q4iPcFVZsS8CFfvsJJ/UbutJCgrtCGrwSp9wUjm",
-	"0oiErVGmWDes3aASEhJXqpseumRl5ZgyrMqWyyupbqRdl7DP8OoWdHFZtZvdzOx28EqKB40bATCuMkOE",
-	"3NhV3lJJDK6430gWWHriGDNeAvLNjfJXjbP6iFEz8ze12AVQib/QRaqb/ki+xjwzF5DAKpEZlR+rpk8g",
-	"GUU8msEjO9ZKPTzMO2l04CMpfFQWVb8Y5w/VxwoWbnfRkichDr7knT+Qe0BcA/NWhLd6HdTQ4708cSsJ",
-	"Tl+h05RCJlT8cLrZQ8O/10C+q1fo9kfSwarZGlR1nyEu2LIUn/NCNvkkyfWMCWkgu+ZJTVs5Pz368fjy",
-	"+Yvz058uT16dHb/9+9GLMPCludnegGlXk9EqSmwCN+4qLo1mr0uxQQ7GFjjQo/dFdtMh+28K7C5m3s5j",
-	"vgC6PaDbMoLKKZvx2MvhdeDuj+xUXEL13BfSg7ekUI8N9Z3pDhVUC3yVYKvKlXgGd3NIZxfJ1E254W4f",
-	"dPLs2KlwI8YJlDHDozcn/UotZr9YdtgNVz5SBUFfZlkD+GLIllfMCwSCyGrJOLrSQ4G1X+3htKF0cokg",
-	"NgV8sPsjqBcgdWU+vUoPVQBk8zTIKvUgqoBER1HRlXXD769g8V3YI0BhBWDYDb/XYvrdKB8M9r+G29T9",
-	"hZbnd+HyIJq6/2WmiqKtaI87bcu5MqtbgfUuV1sgDEOATkVCFHjD22NXXLpypa0KQuDu4u7/BwAA//8=",
+	"7L2LcttGkz/6KlM8p8qkD0RRspwvoSr1lWLLiTa+rSR/yZ5AJQyBITkrcAbBDCQxPqrahzjPsA+2T/Kv",
+	"7p7BhQQvsmUnzvr7qmKRBOY+ff119/tOrGeZVkJZ0xm+72Q85zNhRY6fnhW50Tn8lQgT5zKzUqvOsPOW",
+	"TwSL8ceAccNyYYtciYRJxexUsIh+i5ge4+csF9dSF4ZlfCL6naAjoZXfC5HPO0FH8ZnoDDv0TifomHgq",
+	"Zhx6Het8xm1n2BnNregEnRm/fSnUxE47w6d7+0HHzjN409hcqkkn6NzuTPRO88u7u6DznFtuhD15Dm1i",
+	"1xm306rnhH6/lEkn6OTi90LmIukMbV6I1tEUBT653NHxbba8WOcyFczqK6GYuM1kPmfdQslbZkSsVWJ6",
+	"AS4RPvDIsEjcZhGs6UwqK5JViyVus/aVksp+cwBLJZWcFbPOcFAOFBqciBxH+kKm4l8iNzjEpRFPBXNr",
+	"8siwMYz/mp4N2M1UxlNm4bt3py8Nm3KViITpwrLRHL+fcCtYF2b9b2dvXgc0M9NjMc/zOTM6VHbKLeMs",
+	"FztFlmqesHjK1UQYJq5FPi8bZ1wljLNnz18zBb8wI/JrYXC5dJrgwB4ZfNz02WttQxVPRXwlkiHj2MCN",
+	"tFMYmbQB0zl+ZFzByyJnWomATYSlBuMiz4Wy9Ub7oVqx+teNta+dym8O2o7FjzlXRcpzaefLi/1DEV8J",
+	"y4z8QxyyEX4wzFieW8Ytu5nqVLCpLnIDM0j43ATs3fmzVediUuuqPsb/OxfjzrDzf+1W132XfjW79eHB",
+	"cH8WLcM8Uuzo7Qm7EnNYHdjSVUO4EvNVy7P/9Ju29flZzOluNrs8SYSycixhr8bY+89iXvbavMJXYv7x",
+	"1/elnEm7gtql8NuqKeOPjUknYsyL1HaGTwdItugu7g0GtZu51341z2IN360hIwaeWDUW/PGeG3AmJ+s7",
+	"lBPFbZGv7lRO7tnlO8Mn4kWuZ8sdn+Hh96xD5FInrCtVnBZGXotDJq1xF+WRuym9PntOCw5nk/0D7wkb",
+	"ibHOBYusjlaNewwDaD0kCbdix8qZ6Kwc/bleHvuxShZHLm7dyBdGqfTNqmFZff9B3cHZN5lWRhDv1mqc",
+	"yhjPc6yVFQr/5FmWypjDcHf/0xD1345MHOe5phNabyPL9SgVs//nw9q6C1pYD3EDFrsJmJJui1tprFQT",
+	"pkf/KWLb7wAj0/lIJolQX+A8c4EUjqdMGnbNU5mwUWHZjM+Z0pYlmtmpNDjNE2WK8VjGUih7ZnXOJ+LL",
+	"mzDy7xwvLc4Apj0u0vQQ7wvKGTfc4NzhCZGgBKC0ncKm07FIcDleSWWRWgOh/5KWAQYOk8nFuDAiYWOd",
+	"AyEY4go4BgvLokHeAUKXgzSF/AX4/0wrO03n7PdCWx6qbvTrzrkTuXZOBTdaRSyCVy5TWp0I3orw8Utx",
+	"GwuRiCQK6EahpH7KrcCVjNhYijQxIHtqFSoUq3ooN3HFuNJqPgMRPuZpipvIkyQXxpSjheaqx2Z+otwK",
+	"GGj5y2VjeL0+OxU2nzM+tiJnEX7YOYIPkZeQSQ6bCp44taQcc3NDlsl0+eDOW53KeL7x+ar35qMVz25l",
+	"2Uu70HxbKHj1t0595p2g09yVTtBpX6PORQuxvws6r7V9oQv1hV2A15qZIp46Eu4VxupQxbEuFJF2WNMv",
+	"lLwfOXJeI/E3qCfjre+ztnsL90gJkB4i1BPxokYjnlyW4lcUhCpCAS9i3VJrBPUaJAPDuOedegyaA3KS",
+	"XPAE19hpdL2ARTqXE6mg+cKI/JJPhLLYdqGulL5Rl+4B6gRIUiqNBQ0EvjZIluEXELaFsWwKVFtIO4Ur",
+	"/Ma9q3QequhUjEUu8gi69a1fiXnEujw1GrRAbbkVidMsSkuBmxk3FsngJOex6MEQcwG3IEba1q0++OkZ",
+	"ZvmVIB2SNM8AGYqjrUDRIlAW/BKXUwyVNFV/bgvMJbeRfyWRho/S+juoryv3JTAznhoapTcpKG0veZrq",
+	"m8XXKpuDiYDTwxhhkRe3SmbuvTgF3h+qGtmViil3ZGoty+wyR3U66i1RzqM4FsbsPNPK5jrdOYKR7dCG",
+	"baKNG2hcG4WCF75ILn2+mRm3sN4ha7I2YJ3w1hLTXmLHBXBb3EMlbi29QJoNafu9/gJnpM13/PEQrtkC",
+	"p4vwjja4u4bNZknOx3ZHCjvemVqb8UzuwKhx0DvupOwMvoNhhl6LDTuHv38fFoPBk9jdeAPajesffxCH",
+	"N9/vuU7r7+XfDw6te9cNl56PUPRBIoISAg4ggJfdctU6pYXz3TQa8wwEX/Itu1FUDa0fRaigBeyk12cv",
+	"SOApMmNzwWf+LgL5cl9djgozj4a4t0hnSK5lPAVaOwdqGKrzk5fHPx6dH1++e3t2fnp89Ory1dGvlyev",
+	"L1+8PPnxp3NWLqRUbJzKyRSOVGOPtUrnD3qD/65iU2NfVklL0NM7xQs71bn8Q3x5UlNNlGilPTNpjFST",
+	"yInsbMbTsc5nIkGpohuVn6Mhi4ycAPcXt1kUKrwuTqoANsTTlE3ktVAMlRPLbkSaMnrZ6wNiltk5ssU/",
+	"n8to/ZLnX6I+7MWnkU6Qz1itWQpTQfH3yz2ty8YNdziRIyoUjf0Ur7lMQYD68mYIjGHEDVoxCpULHk9h",
+	"InhDbJu1owsMA95iicxFbHU+77GYK7hiI4GCeqh0zm5yaa1QhyxKhOUyjZjhc0OeF68upxzU5e4arZnd",
+	"TIWie7x8Qxco9oL91TVgNbvh0no7ag7vSDXpNy296/xMaCpVWa6BHsDiHCvrnCAPstc/nZ+//RecJnz5",
+	"IXe+veWlc1A9wtwzQeedY0cvuEy/tJt7tCz4PFoQcpS5EWSaYwKaCZjRM0EmOo0aoJ1yxTi9RapJqGru",
+	"RDRmB+UD3nRk5B9OtsYbFOsiRdufuxrxVCSsq/PSOjoSQ8ZVpQ8tC1xHL1+++YUlWhjP1vRNr8/g7vpJ",
+	"PjJM3yg3KbjI5GjMuDHIOB+Otd3VTsa5nAld2L/b0UgkbZhbzRsJh6JlX85PXh2/eXfef7CVvfMEiRp6",
+	"e+I8mFmuM5FbSQ4RZz9e6VAB+vtGpXPvOVwJLtgxVzLb0bgwPN3JNBC8nF67CzpxLrj9DP3ULAjtLnxQ",
+	"IGpmEWfJKW1CXbytZshajRW9QxapIk0jcsqXNxi1Hmelw7YKI/rsiCUiFTUzDEtynRmEBTjrRCqNdR51",
+	"K2ZmC49s0IEBkHDQWCqe53zeWTyh71c9XrXnbDXLyxWh5SZyBrpqsbpNw0/PaerSAq1wrTE+4RK94a6/",
+	"kdap4Ao7LK1ILR515N12CoKfnImyT1naCV333lRVbQlSKeix9YBtXAaZtK3+Q53L0v60POVnJ89PDeue",
+	"vL0+QCX95O31NwFTMJBUGpH0WGXpKv0Ls8JYNgalRCp3aG+kEWga6x2Gyq0JV3P/ysIxu/exSrmxl7AB",
+	"yzP4BYQqx7q8+A6PI7pFioT2E49OLmKdJyLxhJCzmVSFFb2tN+6hdsQZQi5Rc2539Dfpw8jR9ATNPDFP",
+	"hUq48z6x7rvzZ9VRJAcWWU8aE2sDIq1Y+FJg9A7wlj1zpmdEcK3c2MWN9NbkS7QEX667je/wYqPMXBnW",
+	"c5GlPBYJQpuAhsFOo8EaJD5jZZqyG51fmXI5sAE0yoLc8dl3ujKVoESRJJIefFvjhEjq2hQash/XbZzc",
+	"rQOhLYYs8lary0zkl6RoRATAYtwpHkwrxq8FaDwBKzLQIqJRkRsbMW6ZVrE4ZDzOtTHsNS6wjLlhIOAx",
+	"nsyAu+ztvg6YEUQRT4+Pnr86XjxvCpEoi6vY5PfYqQOjlPAb+F+w1i5FEKKFSbY0E2yyblVIpN9amwzc",
+	"CCuDFfnEFnCMldUODjhsRzu3z4pRKmO8wlazrCDfWonT60b/vBLz7yOkPg913ArDJ+ISSN4l0oZVtMUR",
+	"E+d1dgQS/2ijLUOvATNsHwQIAga60xKqLC1Av+XWOZ1B3iSvOj5A/ihty3bmwokeS9RpxUr4fdxyKeAx",
+	"PQO6lIF2izcMl8c717aQThZODAlEuN2OKjavbKP1ijxW4mdQCrx1htYQSSqBqClN1nn4OiLaoDeLbKbl",
+	"dCyd9LvASetvHZ5lQWJfAT8mWLIXLNFlkvGJKGmEVhW19ojjRSjx+t1ohxLXZIryj3W6lNNEWhiT1Zan",
+	"lyhEL0/vdTEbEebxSsxLD0fpGd9IbEogdb0XP/bVe3AmrJVqYu7JOfxrMF4OI+6zIzV3pgA4uA2B9mB/",
+	"n0Xi1ub8cuxd+1EvYOI2Fpl1TmWe7IDuEiqHSCH0589i7uHHPMf1EJl1GCE5UYgXMpo5cDFQGG7YWFi0",
+	"HMRcgVSTaQOvjHh8FSokR8BwHPy4z7rnU3gtFywRccqhxanIRYkjjjy5iIbk4OdW54YADdywK6l2dCYU",
+	"z2SoaMqM115i7njPWZYLAzIuioWOOfR7SKJWKq3NZT/1qwRt0OoMW9dkpQyydLhriusn72ut8orsrhRI",
+	"LeypMKJSZbsoLaBeMBLo3qhdEJAczErttf6g014PWfTbRURCxT310xm/PaGH91AiuKe+WkPJrn3/Hgqs",
+	"U1VLcf6QRdBUhKYzWpKeU1wNqLEc/3vDTX81TdxSn/3Fy86wacaC+g+yMfDlrt8rR8vGhS1y8cD67EOc",
+	"2VUbvVGn3ai3RnuDPv5/99soYNH+YLA3TEbfDoe7T/ajQ8bZCIkavYtYFCRkcLjdl726pgw8DqQbUbW8",
+	"t/ttxEYi1jNhWL27cp1DVVOS68cebaILw5duUlopEcNcHxmWCZEHTOdBpSjBVzhcqVhU2vrOT9+dnR8/",
+	"v3x7+ubXk+OziGJccjmZ2p2ZNpYVyuYF0uLo150XOr/hoCrDXxGb6mzhItYuysF3KHiX92bTrfwobf/j",
+	"Cd/Gs7uVbr5RC8/FTPvQGGyJdQelMauKqum1a+gL+tGSlnQvzX2BKICKPBJsIpTIEefFC6tn3MqYp+mc",
+	"FSqFw5bl+lomImHiFiR4aVMM9GgSyMWN37i2NZvBgsySiViOpXBONfbT+fnbCtwG95CsoMB7ONqlPT63",
+	"D9ILn2Wp6Md6FtGDdFdDNdXGBix63G88AhKGKUaJnnFovguKCbKhTNz2AhZNrc2Gu7upjnkKLQyfDAaD",
+	"iK4/SpIioKbxwGU6twEhXP4ZVSgSelqopBWHx0oYXp8do+eexh0qOhs09dWXbv/pk4e+dfcwzXyGW/ig",
+	"dpOlW0mBQ1+tFR+yn0tbtdnm8GHnxVPD5RVuqvELsWHk2xaGvC3lfbxBvQGu+Tsj8p0jeJvIDLm8gK9a",
+	"pAdoBhG3PLZBqGJuxI4RykgrrwWQDZp4n/0i0yTmeUL0CUMkigyIgUgOqW/OjFSTVDB6BRi4I2P9UL0U",
+	"/Fo41E5dFAQCh7jAcuTjXM/QmA7T3sFpE2FYjOnabM9YVjTV/DgVM+/wVPM3487wt82Om9LUq1A1rn9T",
+	"CafbKuVq/lqA5OFHsqyer6IAGxv+F08L0Vme+UWLM1VQ96g2K+ZfZjiGIW7Av529eQ1qZiECBivEMAYu",
+	"EUmfHcFTxuFI8KAbmYhQcfqeNFjocARM7EazVFyL1LBEiIx1F5egh0HcFYs+n2fiDEfr4CmhErcZSoW5",
+	"iAuMBGZ2mutiMmW+y1Qrcehg/f65SnOm8MlQuVPQ3IFPeRb+EruLXbtNWt5t1jVCsOpu9PpulajDP/Om",
+	"/Ll3ZM0VIEy8Ho+FSpDYqaxAbdYIZQ/pWa+j5D6sTIleP1RnmUgteqa5YTCIhI1yruKpMKA+8cII9ubo",
+	"jD3pDx4ZIpSw4qClCiC/LIKXQNXC7ayOdZFIe3ztDnSTu/PY6/we1MozeXkl5n0yunSC6gu0+NS+oACJ",
+	"2hfkaq9stlUb5Re+Df/F0isUeN8JMGC81gJ9dI9ftLBfHts2k+wvGG2SEMuj7hsumwoQB/KwSMe0gTyZ",
+	"ScWevTzpbZaQ2r3Wy87ddg9im3kdH20ziDqD4GpZcPsbVB73Sj7eR2Gs+rDWStQ55vHUxz5SiB5S6+g3",
+	"guUFFDl3EbFu5YLM4ViWeBwMm+3VhKlqoluuqeX5RLQc621fn1NA+8LZr46jP3ht4O3mvuGvOO62fUNx",
+	"f/so7mV/Cz1JZzzwt7acf3UwWq3ocP8/2pHRxeQUvb+oQ6MicR/u1BDw/qJb45FhNucy/RTujR90odrM",
+	"zL/dCNDXjS7sNGCCwwelczu9gMElYpILcuE7db4z/G1n79tBsPPt0/7g6d5eAB/c3xdtZuNEF7AhwRJP",
+	"rhGDgzoxOFhe1GdCtYJ0f0u1mkhbJCJgKbfurz+0nl30Ox86mCf1wTxpGcxUxFenpClsVJSbV6CWY2cb",
+	"kiGzdi/3gpGSoEQ6RyRRb8FkdPB0pU2ovXGnAz0yjGwnTldbaHZ/cPBtmwmBLCybWnaGmHs1vU4BbbZe",
+	"UzZbO9gb7B9sooS1nWq7Te4MGMxusiTnkMJZ478150FeBnQsT6E1INayG0QBY+agJsTGG+h0zg4GB/1t",
+	"bDzGclusgErSb4T8qUO7qP+JICwMxpROueOo5hC6ZpzVfUtkC/IephJ7bATZXh0H3B8MgoPBXnAweBIc",
+	"DA4uNtI8v67lLMrVbNsil++qTQyNhTGX16sSP/1QzEAchhVGHPSqGGLvMT1kmUvV4mzMLolVmaBmC+uK",
+	"W6ttCQO3NpejYmvI5+hjiH9dkXDByx9OXBcp/VoLaZNfOw4Gkun92cGDTmKRQ9xjEo6T3QUbkdjrPNNb",
+	"upfvCQz2rb6veH0nG43bmp5yc4mIt9YcWa9+II8NJjOZctAoYdlR22oYNGt0ccuTfyXJsrtOQHM3/2d4",
+	"lPYNjkCNHNcu3kyq1T+uxGHC1C+N/EOsWde67dSFDHyAWb2MNqjHGHgKbVisZ4KMlVIZCwSKbC1+rWkL",
+	"us7cijYEw2bcXImkiSbk9KTXjDfqobWYhVXKYV0IGXz3zaYD2jkDho1wFKKj5dQ9H0JleSFo5UrMA2b4",
+	"vNdnZyLOhTVDnzbHCJ6KJAgVkfEyPeP//Nf/79ByhpmpviHYJYJ0yowwuFIsevz4ceSeT1xUTKonE5FA",
+	"b2hzCRU9xA3j7q0rITLiom4gmGMP0zx4zoGsBNr02LwRj6/ci9IaJ7Y4CHd5Gd93jlwsJPesSnAQo/7n",
+	"v/7bHfT6Dux908IVXQxim+2C20bIN7B1nbP9wYH3pw9ZhLbziHX3BwcBzZkSFjkDJ8oFcDIpmZGLgMcc",
+	"AJHS9nIMJDxi3YPBQV0S6BBkMOiUz7RaXYo8bSU3v/7H/4uJDq2YZSm3ImBTazPoFP41LtHP+z/uAvb+",
+	"9g7X/f38DlG4DnKLCZZq0ZqomJHDqiKF2Nhwd5dSLSLwUfF0N9c8Mbvv/7jbfX97t/t+ftcnmrlJol0Q",
+	"bmByG9xKPnIK1uIaQycvUz53t3Ar1fVf+NZLeGmbEIBraeRIpi5YcW3D1ZOtNoWafLMCyImEvdFlyZAq",
+	"Kl0R81KmKaWBplS0uEJ1mh0sioB1flaj1m0w0jWS5jMyH95PI1yQ5O4Phvoq2v31RLvVCLf97Ta1ksSa",
+	"q1DPnBhlozHxbjrpBIfI1IS+zLmxpPl6IktkKUM72H9m8N8bMcpaKe3HSVmrx7x30K9DbfYP1qfobYhn",
+	"q1sd3LNRL9Y192UjtqMh9C0423Gx0QN96LkeDm3/6Td1jffpN8HTvf2L4NPJjGcgIdYEROfIbpcjuyKR",
+	"iN3FHMPJTCrTO3RA3kqh51eovzuZEpj3d72vAuJXAfGrgPi3FxDvC+1+EIHRiYfIg9aIWz87HuWPCE0Y",
+	"w3GAGLceEPfqJv/Un+FV8ubKzS6lh/YMuZ7fZck24uvS5eIjQynjRZpQFhgnK5f2hTgVPEeIfRcEE4FU",
+	"j+iYJwD9zlfB+KtgfC8T5UapdjPqvBJZP0wk/cwy519Tiiyv+QwFRWkXbIlVZoivAuNXgfGrwPhVYHwI",
+	"gXGlFGNaZbt7Ai8mzVo1W9eN+UChDwcN67Ys/a2GJQQLZW42C3hlL0vLA3Jui6j0A3yNwCy4kiOdyDKN",
+	"wZZ+7Ssx95AIh91dtxw4wmcgsJoWKGwji0Im8io5MeVRpNwPq6LHMDDbpYfwRLOWkQGRsBi4vd3EXCz3",
+	"Q83t1IWGlwEIrtYPxr6PEHtgtMJp0qA3JJnognCBlBYo0RP8F/lTb8v5Yd7ldphIs+oMxeBtH/NM6cg3",
+	"DN/qeu7yrYa8cFFo/OVqBe6IVxvnzmY5oPL8tN0gyge39V6/paRzCBBfoEOYy3IFr7xBcSXXahI4n2wm",
+	"ctz2OtNwtxkRNcTZNmKZqNOL7TD7MFWfva6RyvC6SvM45jLFQkiurlc7yqaGaFk+RR4dVAfUSBCfMOEA",
+	"XMm2mOSNMv39QRL3hORt91iWSxXLjKcr518+QSKOC8PHRAiL2fw/YCHafHAN3tFwyDVGW61h203A3d7S",
+	"07UA4b7lGKXjyztUI4hYlys6au5Lku/qw4JnamvmwMJVCkb/Yosh4X7QqsWd21wwrX2NXkrThhW/l3hA",
+	"V2uTTLCa8S+V3HPl2DpTXeQ1Ydl9TPi8VUpuSwP7oLRwO0lzMRHtJlFpe6pX6oPLJC4Auf0FN/bo7ckj",
+	"JE9ZTalz2UVd0SAkhz8JnlI8ZnO2FfCyIuX6aiPtdq+17e7PYr5C2v1c4qsfQbvoGvh6hFvdovqkyzqG",
+	"20q4jYF8PunW52L5ZBJuyRhJwv3UQmcpaLYl14+CRaWbZBTSvL90wfT+4mO5+W0H0lO9ZU/xi2fsu4On",
+	"/yhJB5EpE7jqb5jqiaxVDUmMMmuavo+7k4ZFfKQLOxylXF35AgZW2lREzlQElINWQyU8T1g2zTlm+vEZ",
+	"1THk8th1k7AWOt9j0oQKk8w5IuiCDwxanPqslBglRR1iVNaqBMxRGY0YqgquHx1hVHqEBjOXxAEmybhl",
+	"qeAG28wwsgBTbi90gA0fsjIlaqi6SpeNBix6vPsY/ll6p9feFOWBKasRwErymUuKtIqkL59FjHJ3gPpY",
+	"J2V5ItrOhkR/MDiowReefvddzZZ8MGi1JuM2b+x4ee+bmsRrbdmLdg2iCldbZJXvTk8YRXmoWMCWSTVp",
+	"8EJ48bB5OFkXk4GOxFy7mlk0wF5zPLVXOluGwNFCBOvYJGEzgAidt2diOKrpmnT6MGkAmldf8eylHOXC",
+	"wWmY0UUeC5cwSpphqKIZz/o8Sc7wl65MAvYexjBktn8lVRKwfr9v73pRn73WVe4zSbccPTRDFtW8XXi3",
+	"UzG2odKFrXIMeV4wdVG8QApkKs7kHyJiXbyi1WgFT0yvpAnOh+DLpclU7NBsEx0XM4GBZ3D5fHlqf+jJ",
+	"/Nx29Be8c80F/en81UtWe4J1rbilxC2pVFemd+idhqsn13l4jx70Q5WkfxEj9krkMbc6Zzc6T5NVI2HU",
+	"Z1XJ+1HTZ/kJwt1WOQDvqagKqsK+BUf1WWcoIGz598rnthInVhUpWul6/3AUvvGloJeDmahic6vX7KwV",
+	"qIXlnEUywSRsmbwVwHm5Wbg56KquLgCGyPtL1GsJznRb5uoW+7bO/SjWY8dahrTxnvY77VwhFZetLg2M",
+	"7pITJZKqrrz3bbBuzdPQa714ZaTHtkmnF+V5wvY2DBDlYANXN9sX86fC3bVDWYP6tuGA67jecuNr2GEa",
+	"fDtnqJUCuw/ooS1JNOV+o0Q7/SqTUhSUoeimrC2bC2bK/Asu20Ko3ubSzKpoOazgWEu84DItRCj5R70h",
+	"a+alDtrzUrsStvdITN1G7r/YvEywy5g54sPidbHgpuvENEwo336DotkC49M3LNVOHirTptMukSu2zAU5",
+	"YLm41s5hrvTNISw/JgV8MsDC7b0mqPXpd/tL6ehaFmpp9p5vtRhomyx8Dbddp2G2AVTWPb8SC7IG6vGA",
+	"vGRlRBflmKvzstv5H62MbDVzcShgrxgOq0jabTjOaprua9f4kT3pD/qDlWO7Z3WAB3H7rqX+5RT8+Nrp",
+	"uNuBixWHuBLeJaz5TCrucrDMeJY5AIKTP1YMelET8JNfP8nq+buSPMxfE6u/cuB3rcQW1pjl9tY/vzje",
+	"u4v6WvzAbTytkbUF4xb8Wto1MflM5VAjAAoqyMYxgaeDUvI9eW6WrehrUxU/r96EtnwOLd/bWOd99rwg",
+	"PVsQ/6OsgInDEO0AawuQRgJ1HMvc2B0jsPiii9//kHzETwd1QXtva9+6WX8K3cqbTCvTQgZe8cyVckik",
+	"sVLFllVNs26qb0S+E3MjKPGc4w+wQ7qsJ7a8AZXfdBU66jMdwg3Pl086K/3FMldapA80s7VLXjodmosi",
+	"/Nf3co/WsyA4mrp1DgLqca3B4d2HYe6Oat6s9mgNJ2M+L7NX0UMbRcxQ+Yxe9xMx2yTBB0Hp3RNW9kGY",
+	"rocAS8Fm1izoa+a8hZq91HSLS20BkG5vV/dJbt8VbuBabiuVUY29bTN0pTpuSAFV1r2VWfbKSV60yBcz",
+	"M1kjh2zKUAajoTbcG217VBdGNqzXogdygwiKl2ndvq8SrxaTiz2YCLvs2F+9Ih9r83RxhX8lm+dXU+T/",
+	"alPkVXvMz1/B3tiWCWVkdFpYEay0vZn+2hJ9n19Xa7PUbTTPrdPqStNdc+ytRKuBBV6o7JHl8ppbEQ0b",
+	"xUswbpX+RuqE6DFD6DEWVUiqaMhSeYWgq2uEc48Ky6i6DoW9UlZ5D/0xDBMxigTa9MgsafssIoxghKmJ",
+	"EYTfAHljclTMNP0Gc1FT0zOQsiqkvm8DJH7QgZCqKqvhs6sUWh+5Q+z7aBeaADqi/SNt0MUaOzUiLnJp",
+	"52eoX1Nx2Ez+LOY/oSjXin930NNHhjgEwRFnUll09tUUye6PQr8UyjyiamYkHbryws5IWqD5MctwsQ1m",
+	"cUS4O+XZhw7pLZ8YYtj5decokzs/Y25Mf1pxxJhgEv/690Lk822GTiEFv8PjLOM5nwkrcjTAlAPxw8CH",
+	"qlFctfd/JvJrGa/mq4Z+d713Izsxl//zX/8d9SiIBr1xE1COKesrYe123CHGQxG577AF2P+oEaQxZNg3",
+	"C4vB4EmMD+GfBAqoMrwbdiPSlHXrA/7J7Q+uvTd5dUYY81FNdmpttjjVVYfl3LsKm/OWCsQI4FT5Ix98",
+	"gkWvh7VgGOdev9F5wiLsJQoQHmgyHgvyXlZlKLvty1Cub58d/17Ia54CN7ea1UfPujTH3ppT14yEWdr5",
+	"OxSmx3p5CcodjalqsykzxmG8PGcznjEg9zB/Vy3aDIm0KD5xBUscNL0EfVtCBI9CNUN7wmwkEtZF5Bll",
+	"b0SSVaWnp4vWC/CaYhhSbndSiTaWGvepTDKlnTKglUYt042OculbvVBag7zDDgmMFx6tFldC9UMVqlc4",
+	"Hcz4HfM0NUgO0fPQvBIL++hCjpbP8yFr3fJQbTj6VmtvYsUTWEJWsDSItL0+IwQrHjZY0lCtv5dsB517",
+	"7PXRq+MI53q8DNGBISi2BPDpEmIn8OCcgEVkPIh6BCQs0YWh8sic4RpEIin3jx8f7O8/flxBET08J5XG",
+	"hqobvQ8dAjIE5S0ETSrsBCHoUvgvDAr/QA0R/4rtbdi5u0Dp/Q7r0VFdFETm0lSnHEZZb5uFnX6/H3bu",
+	"oj5BiWh8mzBAJeiHmyvjkmM73E+ouvdA/vRcHZilHypEEOsqDVR0MyKIqFML9uctt9PKqpLSYCidt0hK",
+	"96yhX+EH2Pfd671dl+XZ7L4nUOPdLpbuiKqgk1Bhzl/grCblZhqwCN7a9ddzl55lmLgdGSttCHYFb2HG",
+	"N+BudlpGIT5+/GTw7ePHzOpQYTJyrrSSMU8pdJD4oSuRcSUyy7pPBt/W4gxnwk41BRTCaji66WBHJcVD",
+	"sc5l0ezsoVfiLui44n+dIToqnoB4AqsHhBMnxotE2l10r4kWyzXdLLp/gcuxGVT1hmFImJkdPriyEUQz",
+	"6SCIttdD5ZKXLL1dRamqxD0N30vrZEAf6wckPZEJSYEu8WfkafNScnJ0qy7mJj9khuJJqXgJqsJVJn9e",
+	"TjFUVDTbEV0JCmCWCSWSgPmySUTGgedRHmloEfdxrPNQVSXIjt49Pzm/PD0+P359fvLmdcS6TmVkBwPv",
+	"Z8StBY0aez9JsPagsZjmGjfPSU1mpW25emSXknmvtBLXnnQFci5QlEVTOh6R/cEAbV9aWV8VY+GaIvQO",
+	"dZutMnVjsgdk34uiWubq6uKCwh0MmBI36C+RubEIaj0Y7K3qpRz27jvFHZ8SCb30ZPNLL3zlT3xjf3+b",
+	"bjIqtMNHqThW1mG2n27T2zvFr7kkWyFqBcVsxkGErgfjPDIML2fbamAC+AmcAcrxDsrG7Y6nBDu5Jggf",
+	"ME/soEnDard9+aQ990jaL/qw1XOLrD1updzFdJo8xGn7884O7F7dVGX8dQL5D0X/uqZup9qIeoQXk/Vj",
+	"9bwGqF4+WddS3JABI9NtDs9jl8qKKD8rDQbl0A7pJ+SYSjTU8Lq+7QqclHU5QgUDYN2DwZNKomglmiRT",
+	"Pi+LOTgR7gedzB/6kLkArLum+caXv2+e8L2H7rztdJ9j5YabKmLtM5LOvS3eONf6Jc8n4k++L07tKKWO",
+	"rU8/JWprIazvK1Pd3S7dCqxas0Ron+P39dPZOCUHbSn24I3kEIWhuvKoNKKcRM6uRS7H88+62zTS9W+8",
+	"1pZw7X/ubtMCVrsd1MRKqsDnFtbc+xwE7dz0R2FX7vDgc9GBB6ABX84e/wiqQ6P4AbE+LMD9IcztXgKQ",
+	"a/XkOYo2GbfxtNUoupijKxVjuy5RV58dsSo1h9eLRsUsA/W/mT038vXoc2FlXlba1YXF4JOmxXghcLfP",
+	"XnHEQ/KqOLlnzIEzkGNhs7Um8mCRZ7OKZaM+xBWjixO4xCx26mpDuhXoHbLyGbTcWbLZl0KCHxxm1cHk",
+	"q068aBMEKJPaZxEEXNK2rQSBz0YAChxU8qcIA/cmHV+Q9ECb/cmkB2JM61U1jEg3n5K5VMHz69nLo8pA",
+	"80Bq1N9aFkFNjS8t3tZHyCn2H8mgnObWpjdRroNPQyzrSSs+s87kUjis1pio1uRf+tQOvtv8wjOtxqkk",
+	"R/6XRFPPpljpvmTwaJZYyEaCkkiKgl6VgWRVspb73qitaPJ7/HdLHa+6SZs0vFMMQUkOvWI3kwh6KFSC",
+	"FUq/KnpbHiJaR8bpMn9Gmhq8J192xu208mT7w9JZJHRBjWhtyshxsf5gotqKh/GjGEKxKpVDzQXXqCZF",
+	"dXMDRtBnShWWSHPVZyfWh1w5h3ourqUu6L1QcatnEnSz+SHj6EuFk05eoVTw68W3bJm1AivPNyUPWjxK",
+	"s2uCUBHKKWAUAxU0EIegcTgkJYGf0FkDCoYiSAglfkjFI8NmwnLopR8qyp5JkwaNZCRYN0u5VCzyT0Ws",
+	"jO82EbNwMA3SKmgxmvEs2o3kjE/g15TPdWEPQ6U0Szh8maBB2hy6mUJTvmGkglJRbKM5BDrw+t1LhpgD",
+	"7zY8rE+SEATNWbo2sGQrtoNqW8OAGfVIBxPxlUgYucsIZBoq780f+kVAZ9goF/zKAOEtUgSQcHawv89u",
+	"0LIcpTqOKPkHdc8iOEe0TJhcgpyhLqjXMvKEdUV/0mfRb2EHng47AQs7fiXoU32mnYuod8iMps5xZI5G",
+	"2ilXoYKJnv37S2mFh70YPqdtoVGWi5zrG8PEbSxEwg7YK/kDs3oigPH0Q3XEHKFiuYiFhOPpAwQr796r",
+	"o18vn715/ezd6enx6/PLd29fvjl6fha5Y218ROcQDd4zXFxYWfQRi4Q9HTxxy3QqbD7fORpbkUdBtRGm",
+	"vIcu2QcbF2mK942m/3Twj0PHPENFdfg15g/gvmg+nFufkpZjj7WUEcbqnE9Euw4NUzh3xrHthEIdW2F3",
+	"quCLFmI3korn8xZy91fSn0tzoVekV5KJL0BsfJAFc7FEd0FnFazk/m1tUC6X6uvZWlhOFw1VZQAOMCFM",
+	"tY4qKGVD+osLwfDOPza/c6JMMR7LWAplz+i2LhklkIU2s/HVWfYDWykKn/KsFTzSyDWF6BVM8pWJ3IXJ",
+	"U1aogGEeJ56uSLRKdkJbayxUtYyzDhNS94nA812XtLORZLZXIX3UvIYV7jPECGMupGrh9I0qXaZGUHR4",
+	"92BwgAgpVEoMwrKUc6bKxaSZvT77ASdqQlXm0M457CHKHXoGtDipws33gsFg4BbHsC5wU8rT0+rjrBwM",
+	"lHruvrIrvvUi17NtnPb48Lne5tFGGrvP4OWn2W8kInhYSwOVO4Efbaf6chQjJ8Q28y0HeB2nusgZolDn",
+	"n9VN4qkLKTCwtJ3h++aXeKWXPautBOcXB/UF1Xm4jHWFO18m8bOmZj9wYQXkeXB0JVTdqAS/R15+1DmL",
+	"/nkl5t9HvcAhJWuAC5S1rsTcNxjUCx6glEwul1DBQ3jwCb3o8e+sS3hiEyCamCGaOGAnb1mOKLeg2r5Y",
+	"ZyJgQsFOJwHDIJB5EKpaIhSgg78X2vLeIUNoLIVJwLCbdNGwLry2g6+5dIfNuvZAgH4pU3M3F7bV5QYr",
+	"ACIn1kKQhh0MDgKqjf7Eo3xbCqxTJfV64ACumkv055xhtRgPHy2X5QKdaqMCg41DRajoLi+LrThQIhvx",
+	"pDn8Ho1ur8+eIU7aGZ3KhOY6x8gzINg1cR2fevbm9MwXc8BVHYEaIXJz6DDXJNA3cNORAxvyXKyg6fWc",
+	"CJ+MdNZiyNvgUR6lTgEn1SEmX10tLNHFI6LP7xNLwDDkP88qdbC/heH1lVT2Jd2hDyfYLkQIaWkzwOW3",
+	"C+C+bZEg9EszlKj+nQvRwa+AJS/6zGtOYRRulGgxoZ5XItbnYgnUG5m29MrUGjtVkouFsIrFfBoYtA+z",
+	"c0pswMobPZqX0x5xI0JlLLcYQLEyX8bKFBnsrch3PFEUBMTvIgU8GDzpsUSHqI6PuUwJ5A6zGC7I7ULZ",
+	"HPX96H1IqQ5qCP+AhS7tAXx5MHjy/x0MDu6iPntG4RWhMlNdpAkZdAgVTQ16phVhkxGWWQhVqOrMEw0K",
+	"pjwKuKBLDDWoU8kGr6yY5GGoKPmGW4tExDKhxbaLUWkVF+wFFbtq41Z95lhRqBZ50QI7bmdHsIcgx8OC",
+	"SGEInOA/OBYUqhU8yE7FrBd4Kg6co1xSiiLGzTxkvM6navyJtp74k+c8jVC5NgbOqvz8MCG0JIGwotV8",
+	"pgtD7CZUeDjXM3LQKr7r9Yl3Le7xJo5k8Lp9IsdgezKdz2wNWpFXpoVJnhWIvBkXKase+1D+9zntE39n",
+	"ToYsio4q82f13uyryYKWPC1woPr+VLXqIWd8JhrlplzOSrI8L5CsPg363elLU8v4WmK2oysxJ/gVD9U4",
+	"F2aazr1vsMa1kWrhS042bfD0ll5X33TMUPdxfrAND1P07sbHzuRkm8eOb7OtWsNo+U9qjyhXr80W4X7b",
+	"XkiGN75AQfmjScUiZdhALRo0wK8yw7R8yNy8qrJACUznYt1Frxd8e08eiztnm5hiUYk/VkKzfnK/f8KD",
+	"5uparDB5eWeVNKzI+ovre9FEIl0LJUwdevTGT8avkAshXCR5zUm/oYcc7fioiS8mKGudI/QHIpOP9lw/",
+	"zfOpNBQRzmOL4chuoBsnPeezdNOk/+Po1cv7Tdq3Wk169Qyf9AflLGHk0Buz4rZZiWidL+3hV8/NeOXq",
+	"gZQ9/2Mlf9wfDHxiHXRn4sKwmCuWaLTM3ej8qlKHQB0rg2ldlhHMlsjRmymoGpEeiVCRs5MiQj202AUl",
+	"+9ZY5RqFHkcCo7RFo2Bnnx2xp4Mn9SjwsiCCYBnPXS1MQi4sjLSoaFvQ/AUtU9AF/VazHlaDamPMp7Sc",
+	"fwpBwb5BiUZ7cf8hKPxFE67DE6lQMdm437jbJmjbSon2/VEqeuvOZS0GfC2yljJHf+ExkDSJ7SJuq5hT",
+	"WJu/SzBk5UsUWJhbTTCtZ+zLsJcxtO65Dwt2PFIMkyESPgOra1B1nme0izuU+nDIBlHPRUQaKm9Z9w4Y",
+	"YTEcEoPMTahcaDiS2+j9XYSJIldHOtJmfyLNnBo/oxEaOE13n/zcroPpYmXQz4m2+Btjbl0UpFvWrS9F",
+	"HR/QllljMzK2dmKXD9IqU0s6p4wRfiu/ol/bwxwnINd/0IauDmZcu2Gf4eZ/5K3/ssIY77N1H+p2+VnM",
+	"S5dLa3YcEqQvjSf89wYY+x7WsM77RkOybgSS+JDR997zg/jPXBiq9B+EKnKOdP8gT1OEeFI8pEvaNeFS",
+	"BSzyCRS59U+Tdd99D0+Qm939HCr6DL/UEpW3dlV3jXswUYkOiGR2SY79smWu5pXPnR2p+ugi5jC8GeYy",
+	"5Y3eI+ffqXdUJpc2wqVw46rWafUKedHhSc6enTw/JRfJ/n5QR4jSHnV9sLRUibiFMaIoww0bCxtPReIR",
+	"0rDlIqEoTZdgwoRuYzHlGiFZdzC9mUuV3Y1kgtm5XAI6l34Pv3NHAv5MubGXhYEPoYo8TPwS37qsrVfA",
+	"IkT9XIKieTnTyk6jHs6tSs0Hs5konYsEE+Qi7Fh1awnz9E1V8wfzR+Ix1BmlIO4FbYIeyn8gtS3ookMC",
+	"PWOhdFP5Hn0636BW/hw4cjln8oe5hDDiGlT2NlEQn16Q1v7+IqFH5n52sfBr7NZSPOyHCx5ruJCIrz4B",
+	"72EJgrLUkGG9vqo+jEoyLZVlN+hAJ5c1y+VkisWBXKVVnxMQXTZEIaVBXNcjw+IizynzJeKjnPWJ1sbj",
+	"hTDH2YJrtqz1B50aqRUlGeOhinU2H3q+pXQ+46k0eJUCFv0zKvFfLJGwr1JNFqBi2F+JI+sBrUOKFCo0",
+	"wcU6x8xnNdJacY+Zvha9PjAOzO1I4TIu597CFICSmVB1q7iI89N3Z+fHzy/fnr759eT4rNYs5qHtHZY0",
+	"T9q6WlxnUzhEdL+3kz0RX31SBRh7+JM80q5vU6SrYxTcafmc4vEXRJp+wXvsHKL+3rpcnZJyJY9cYY/k",
+	"n/eWulfSLUwhKB6ecDldiE0weyHJCS49MUbGuaS/tQi8RrmzoEpTiqQG0TdBqAplZcrWCFOsGzVKsEUU",
+	"i6H0TQ9Nsqp2TRmmJnXQS1iXqM+w9huauEDsZjdT2A5eC/KjcSNEy+XmiZEaO1ytThPhMtyGqoymIoox",
+	"5VVIlr3Rzs3fZ80Ro2TmS73BAujUV4RT+qYfqjcYaewcEpgqOacElPUAOjxGMY+n4hGMtZYUFiMPWw34",
+	"eBQ+KYlqVtb7U+WxkoTDLsLxJMTB18wjD2QekNfCo+dKrdch8jwi0R9uD6Dj7jZlIpc6eTjZ7KEDgNYE",
+	"/dRr8PdD5QJr2Jq4mj7DyBAgKT7qkXTycVqYKZPKivyapw1p5d3Z0Y/Hly9evjv76fLk9fnx6b+OXkaB",
+	"r+3B9gbMuMTEICixsbhxtTxNCTEcCaJgbI4DPfrQ2B66ZP9LQ3vKma+mMV9DenxIDxCC2i2b8sTz4XXh",
+	"PZ/YqPgRAMALeDW/9j22FDmgImwoFvhU+SDKVXgGV3qss4vH1E25pTggGnl2YCrcylEqKp/h0duTfq0g",
+	"gV8sGHZLzWjKIetrDRghfEUAxAuXCASZN8IxTa2HMtpquYezlvoBFcbdlvBBXwCkNp9erYc6ALJ9GqSV",
+	"ehAVRQo1QN4u9IkAhTWAYTf6p5GT78NiMNj/Rtxm7i/UPL+PFgfR1v0vU12m7UZ93ElbzpRZ3wrMeLzc",
+	"AmEYAjQqEqLAK94eu+ISVtTaqiEE7i7u/k8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -29,7 +30,7 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 		r := c.Request()
 		// Tiles, the hot path: a request the compiled check accepts is valid as the spec says
 		// (tilecheck.go), and getTile needs no authentication; any other goes the full way.
-		if s.tileCheck != nil && c.Path() == tileRoute &&
+		if s.tileCheck != nil && c.Path() == tileRoute && !strings.HasSuffix(r.URL.Path, "/") &&
 			s.tileCheck.accepts(c.Param("dataset_id"), c.Param("z"), c.Param("x"), c.Param("tile"), r.URL.RawQuery, r.Header) {
 			return next(c)
 		}
@@ -37,6 +38,9 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			if errors.Is(err, routers.ErrMethodNotAllowed) {
 				return detail(c, http.StatusMethodNotAllowed, "Method Not Allowed")
+			}
+			if to, ok := s.otherSpelling(r); ok {
+				return redirectSpelling(c, to)
 			}
 			return detail(c, http.StatusNotFound, "Not Found")
 		}

@@ -53,6 +53,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	var he *echo.HTTPError
 	var f *failure
 	var ref refused
+	var lim limited
 	switch {
 	case errors.As(err, &f):
 		if f.retryAfter > 0 {
@@ -61,6 +62,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = detail(c, f.status, f.detail)
 	case errors.As(err, &ref):
 		_ = writeRefusal(c, ref.Refusal)
+	case errors.As(err, &lim):
+		_ = writeLimited(c, lim.Verdict)
 	case errors.As(err, &vf):
 		_ = detail(c, http.StatusUnprocessableEntity, vf.fields)
 	case errors.Is(err, store.ErrConflict):

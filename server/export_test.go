@@ -8,7 +8,7 @@ import (
 
 // EchoOnly returns h (a Server's Handler) without its tile dispatch: every request goes through
 // echo's router, as before tileDispatch.
-func EchoOnly(h http.Handler) http.Handler { return h.(*tileDispatch).e }
+func EchoOnly(h http.Handler) http.Handler { return h.(geolensAlias).next.(*tileDispatch).e }
 
 // TakesTile reports whether the tile dispatch serves a GET of path itself.
 func TakesTile(path string) bool {

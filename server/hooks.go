@@ -20,11 +20,12 @@ func requestFrom(ctx context.Context) *http.Request {
 	return r
 }
 
-// strictHooks wraps the generated handlers: it hands UploadTiles and GetTileJSON their request.
+// strictHooks wraps the generated handlers: it hands UploadTiles, GetTileJSON and the token
+// endpoints (API keys, client addresses) their request.
 // (Tile cache entries are evicted by the store's changes, see Server.New.)
 func (s *Server) strictHooks(f gen.StrictHandlerFunc, operationID string) gen.StrictHandlerFunc {
 	switch operationID {
-	case "UploadTiles", "GetTileJSON":
+	case "UploadTiles", "GetTileJSON", "GetTileToken", "GetTileTokensBatch":
 		return func(c echo.Context, req any) (any, error) {
 			r := c.Request()
 			if operationID == "UploadTiles" {

@@ -104,6 +104,12 @@ type Config struct {
 	// one nobody scrapes.
 	Metrics *metrics.Metrics
 
+	// AnonymousMintRate is how many tile token calls without a credential one client address
+	// may make per second on this replica (default 5; negative: unlimited), AnonymousMintBurst how
+	// many at once (default 50). The address follows TrustedProxies.
+	AnonymousMintRate  float64
+	AnonymousMintBurst int
+
 	// TrustedProxies are the peers whose X-Forwarded-For tells the client address that keys'
 	// ip_ranges are checked against (TILEGATE_TRUSTED_PROXIES); none by default.
 	TrustedProxies []netip.Prefix
@@ -153,10 +159,11 @@ type Server struct {
 	upstream  *upstream.Fetcher // upstream datasets' tiles
 
 	// The tile path: cached keys and datasets, their invalidation, access decisions, key use.
-	access  *tileaccess.Access
-	meter   *usage.Meter // tile usage counts, rate limits and quotas
-	retired *retiredFiles
-	files   *tileFiles // sweeps of the data directory, unservable files logged
+	access   *tileaccess.Access
+	meter    *usage.Meter // tile usage counts, rate limits and quotas
+	anonMint *anonLimiter // token calls without a credential, per client address
+	retired  *retiredFiles
+	files    *tileFiles // sweeps of the data directory, unservable files logged
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
 	// (other replicas hear of them through the listener).
 	unsubscribe func()
@@ -245,6 +252,12 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	case cfg.StaleIfError < 0:
 		cfg.StaleIfError = 0
 	}
+	if cfg.AnonymousMintRate == 0 {
+		cfg.AnonymousMintRate = DefaultAnonymousMintRate
+	}
+	if cfg.AnonymousMintBurst <= 0 {
+		cfg.AnonymousMintBurst = DefaultAnonymousMintBurst
+	}
 	if cfg.OutageLogEvery <= 0 {
 		cfg.OutageLogEvery = 10 * time.Second
 	}
@@ -312,6 +325,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		metrics:   newRequestMetrics(cfg.Metrics, spec),
 		uploads:   make(chan struct{}, cfg.MaxConcurrentUploads),
 	}
+	s.anonMint = newAnonLimiter(cfg.AnonymousMintRate, cfg.AnonymousMintBurst)
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
 	s.readiness.log = cfg.Logger
 	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
@@ -358,7 +372,7 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// The tile dispatch runs the same middleware, in the same order (tileChain).
-	pre := []echo.MiddlewareFunc{closeOnUnreadBody, s.tileHeaders, headAsGet}
+	pre := []echo.MiddlewareFunc{closeOnUnreadBody, s.tileHeaders, s.tokenHeaders, headAsGet}
 	use := []echo.MiddlewareFunc{restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline}
 	e.Pre(pre...)
 	e.Use(use...)
@@ -373,7 +387,7 @@ func (s *Server) Handler() http.Handler {
 	api.GET(tileRoute, s.getTile)
 	api.HEAD(tileRoute, s.getTile)
 	api.GET(authRoute, s.authorizeTile)
-	return &tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}
+	return geolensAlias{&tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}}
 }
 
 // uploadRoute streams a file for minutes: its database work is not under DBTimeout.

@@ -29,7 +29,7 @@ func (s *Server) findRoute(c echo.Context) (*routers.Route, map[string]string, e
 	}
 	tile := c.Param("tile")
 	dot := strings.LastIndexByte(tile, '.')
-	if dot <= 0 || dot == len(tile)-1 {
+	if dot <= 0 || dot == len(tile)-1 || strings.HasSuffix(c.Request().URL.Path, "/") {
 		return nil, nil, routers.ErrPathNotFound
 	}
 	return s.tileOp, map[string]string{

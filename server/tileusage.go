@@ -62,6 +62,7 @@ func (s *Server) countRefusal(now time.Time, e *tileaccess.DatasetEntry, creds *
 var limitedDetail = map[string]string{
 	usage.ReasonRateLimited:   "This API key's rate limit is exceeded; retry after Retry-After seconds",
 	usage.ReasonQuotaExceeded: "This API key's monthly quota is used up; it renews at the start of next month (UTC)",
+	reasonAnonymousLimited:    "Too many tile token requests from this address; retry after Retry-After seconds, or use an API key",
 }
 
 // writeLimited answers 429 for a key over its rate limit or quota: Retry-After, the reason, and

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
 )
@@ -60,6 +61,20 @@ func (s *Server) usableDataset(ctx context.Context, id uuid.UUID) (store.Dataset
 }
 
 func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestObject) (gen.GetTileTokenResponseObject, error) {
+	if principalFrom(ctx).AccountID == uuid.Nil {
+		entries := make([]batchEntry, 1)
+		if err := s.openMint(ctx, requestFrom(ctx), []uuid.UUID{req.DatasetId}, entries); err != nil {
+			return nil, err
+		}
+		switch ref := entries[0].refusal; {
+		case ref == nil:
+			return tokenResponse{entries[0].token}, nil
+		case ref.Status == http.StatusNotFound:
+			return nil, notFound()
+		default:
+			return nil, refused{ref}
+		}
+	}
 	a, status, err := s.usableDataset(ctx, req.DatasetId)
 	switch {
 	case err != nil:
@@ -89,6 +104,13 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 	c := callerOf(ctx)
 	ids := distinct(req.Body.DatasetIds)
 	s.metrics.m.TokenBatch(len(ids))
+	if c.AccountID == uuid.Nil {
+		out := batchResponse{ids: ids, entries: make([]batchEntry, len(ids))}
+		if err := s.openMint(ctx, requestFrom(ctx), ids, out.entries); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	access, err := s.store.DatasetsAccess(ctx, c, ids)
 	if err != nil {
 		return nil, err
@@ -106,7 +128,7 @@ func (s *Server) GetTileTokensBatch(ctx context.Context, req gen.GetTileTokensBa
 			return nil, err
 		}
 		if status != 0 {
-			out.entries[i].status = status
+			out.entries[i].refusal = batchRefusals[status]
 			continue
 		}
 		datasets[i] = a.Dataset
@@ -122,15 +144,16 @@ type batchResponse struct {
 	entries []batchEntry
 }
 
-// batchEntry is a token, or the status (403, 404) of a dataset that gets none.
+// batchEntry is a token, or the refusal (403, 404) of a dataset that gets none.
 type batchEntry struct {
-	token  tileToken
-	status int
+	token   tileToken
+	refusal *tileaccess.Refusal
 }
 
-var batchErrors = map[int]string{
-	http.StatusNotFound:  `{"error":"` + datasetNotFound + `","status":404}`,
-	http.StatusForbidden: `{"error":"` + notUsable + `","status":403}`,
+// batchRefusals are the service token path's refusals by status.
+var batchRefusals = map[int]*tileaccess.Refusal{
+	http.StatusNotFound:  tileaccess.RefuseNotFound,
+	http.StatusForbidden: {Status: http.StatusForbidden, Detail: notUsable},
 }
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
@@ -145,10 +168,14 @@ func (b batchResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) er
 		buf = append(buf, '"')
 		buf = append(buf, id.String()...)
 		buf = append(buf, `":`...)
-		if e := b.entries[i]; e.status != 0 {
-			buf = append(buf, batchErrors[e.status]...)
+		if ref := b.entries[i].refusal; ref != nil {
+			buf = append(buf, `{"error":`...)
+			buf = appendString(buf, ref.Detail)
+			buf = append(buf, `,"status":`...)
+			buf = strconv.AppendInt(buf, int64(ref.Status), 10)
+			buf = append(buf, '}')
 		} else {
-			buf = e.token.appendJSON(buf)
+			buf = b.entries[i].token.appendJSON(buf)
 		}
 	}
 	buf = append(buf, "}}\n"...)

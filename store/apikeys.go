@@ -24,19 +24,17 @@ func (s *Store) ListAPIKeys(ctx context.Context, accountID uuid.UUID, cur *Curso
 	if err := db.Model(&APIKey{}).Where("account_id = ?", accountID).Count(&page.Total).Error; err != nil {
 		return page, fmt.Errorf("count api keys: %w", err)
 	}
-	q := after(db.Where("account_id = ?", accountID), "", cur).Order("created, id").Limit(limit + 1)
-	if err := q.Find(&page.Items).Error; err != nil {
+	if err := keyPage(db, accountID, cur, limit).Find(&page.Items).Error; err != nil {
 		return page, fmt.Errorf("list api keys: %w", err)
 	}
-	if err := loadScopes(db, page.Items); err != nil {
-		return page, err
-	}
-	if len(page.Items) > limit {
-		page.Items = page.Items[:limit]
-		last := page.Items[limit-1]
-		page.Next = &Cursor{Created: last.Created, ID: last.ID}
-	}
-	return page, nil
+	pageOf(&page, limit, func(k *APIKey) Cursor { return Cursor{Created: k.Created, ID: k.ID} })
+	return page, loadScopes(db, page.Items)
+}
+
+// keyPage is the statement of a page of keys (and one row more, which tells whether there is
+// a next page): a range of api_keys_page.
+func keyPage(db *gorm.DB, accountID uuid.UUID, cur *Cursor, limit int) *gorm.DB {
+	return after(db.Model(&APIKey{}).Where("account_id = ?", accountID.String()), "", cur).Order("created, id").Limit(limit + 1)
 }
 
 // GetAPIKey returns one key of the account, or ErrNotFound.
@@ -397,6 +395,12 @@ func renameGenerated(tx *gorm.DB, k *APIKey) error {
 	return fmt.Errorf("generate a unique key name: %w", ErrConflict)
 }
 
+// nameTaken is the statement that tells whether a key of the account has the name: one lookup
+// in api_keys_name.
+func nameTaken(db *gorm.DB, accountID uuid.UUID, name string) *gorm.DB {
+	return db.Raw("SELECT EXISTS (SELECT 1 FROM api_keys WHERE account_id = ? AND name = ?)", accountID.String(), name)
+}
+
 // freeName draws a readable name and returns it when no key of the account has it (an index
 // lookup in api_keys_name), "" when one does.
 func freeName(tx *gorm.DB, accountID uuid.UUID) (string, error) {
@@ -405,9 +409,7 @@ func freeName(tx *gorm.DB, accountID uuid.UUID) (string, error) {
 		return "", err
 	}
 	var taken bool
-	err = tx.Raw("SELECT EXISTS (SELECT 1 FROM api_keys WHERE account_id = ? AND name = ?)", accountID.String(), name).
-		Scan(&taken).Error
-	if err != nil {
+	if err := nameTaken(tx, accountID, name).Scan(&taken).Error; err != nil {
 		return "", fmt.Errorf("check key name: %w", err)
 	}
 	if taken {

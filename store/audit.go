@@ -91,19 +91,17 @@ func (s *Store) ListAudit(ctx context.Context, accountID uuid.UUID, cur *Cursor,
 	if err := db.Model(&AuditEvent{}).Where("account_id = ?", accountID).Count(&page.Total).Error; err != nil {
 		return page, fmt.Errorf("count audit events: %w", err)
 	}
-	q := db.Where("account_id = ?", accountID)
-	if cur != nil {
-		q = q.Where("(at < ? OR (at = ? AND id < ?))", cur.Created, cur.Created, cur.ID)
-	}
-	if err := q.Order("at DESC, id DESC").Limit(limit + 1).Find(&page.Items).Error; err != nil {
+	if err := auditPage(db, accountID, cur, limit).Find(&page.Items).Error; err != nil {
 		return page, fmt.Errorf("list audit events: %w", err)
 	}
-	if len(page.Items) > limit {
-		page.Items = page.Items[:limit]
-		last := page.Items[limit-1]
-		page.Next = &Cursor{Created: last.At, ID: last.ID}
-	}
+	pageOf(&page, limit, func(e *AuditEvent) Cursor { return Cursor{Created: e.At, ID: e.ID} })
 	return page, nil
+}
+
+// auditPage is the statement of a page of the trail: a range of audit_events_page, walked
+// backwards.
+func auditPage(db *gorm.DB, accountID uuid.UUID, cur *Cursor, limit int) *gorm.DB {
+	return before(db.Model(&AuditEvent{}).Where("account_id = ?", accountID.String()), cur).Order("at DESC, id DESC").Limit(limit + 1)
 }
 
 // PruneAudit deletes the audit events older than before, and returns how many.

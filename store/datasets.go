@@ -124,21 +124,28 @@ func (s *Store) DatasetAccessOne(ctx context.Context, c Caller, id uuid.UUID) (D
 func (s *Store) ListDatasets(ctx context.Context, accountID uuid.UUID, cur *Cursor, limit int) (Page[Dataset], error) {
 	var page Page[Dataset]
 	db := s.db.WithContext(ctx)
-	visible := func() *gorm.DB {
-		return db.Model(&Dataset{}).Where("account_id = ? OR id IN (SELECT dataset_id FROM grants WHERE account_id = ?)", accountID, accountID)
-	}
-	if err := visible().Count(&page.Total).Error; err != nil {
+	visible := db.Model(&Dataset{}).Where("account_id = ? OR id IN (SELECT dataset_id FROM grants WHERE account_id = ?)", accountID, accountID)
+	if err := visible.Count(&page.Total).Error; err != nil {
 		return page, fmt.Errorf("count datasets: %w", err)
 	}
-	if err := after(visible(), "", cur).Order("created, id").Limit(limit + 1).Find(&page.Items).Error; err != nil {
+	if err := datasetPage(db, accountID, cur, limit).Scan(&page.Items).Error; err != nil {
 		return page, fmt.Errorf("list datasets: %w", err)
 	}
-	if len(page.Items) > limit {
-		page.Items = page.Items[:limit]
-		last := page.Items[limit-1]
-		page.Next = &Cursor{Created: last.Created, ID: last.ID}
-	}
+	pageOf(&page, limit, func(d *Dataset) Cursor { return Cursor{Created: d.Created, ID: d.ID} })
 	return page, nil
+}
+
+// datasetPage is the statement of a page of datasets. "Owned or shared" as one predicate (an
+// OR) is no index range, so the page is the first rows of two walks merged: the account's own
+// datasets (a range of datasets_page) and those granted to it (its grants, by
+// grants_grantee_account; a grant is never to the owning account, and UNION would drop a
+// duplicate anyway).
+func datasetPage(db *gorm.DB, accountID uuid.UUID, cur *Cursor, limit int) *gorm.DB {
+	acct := accountID.String()
+	own := after(db.Model(&Dataset{}).Where("account_id = ?", acct), "", cur).Order("created, id").Limit(limit + 1)
+	shared := after(db.Table("grants g").Select("d.*").Joins("JOIN datasets d ON d.id = g.dataset_id").
+		Where("g.account_id = ?", acct), "d.", cur).Order("d.created, d.id").Limit(limit + 1)
+	return db.Raw("SELECT * FROM (?) AS own UNION SELECT * FROM (?) AS shared ORDER BY created, id LIMIT ?", own, shared, limit+1)
 }
 
 // CreateDataset stores a new dataset of the account.
@@ -217,10 +224,15 @@ func (s *Store) DeleteDataset(ctx context.Context, accountID, id uuid.UUID) (Dat
 // ListGrants returns a dataset's grants, oldest first.
 func (s *Store) ListGrants(ctx context.Context, datasetID uuid.UUID) ([]Grant, error) {
 	var gs []Grant
-	if err := s.db.WithContext(ctx).Where("dataset_id = ?", datasetID).Order("created, id").Find(&gs).Error; err != nil {
+	if err := grantsOf(s.db.WithContext(ctx), datasetID).Find(&gs).Error; err != nil {
 		return nil, fmt.Errorf("list grants of %s: %w", datasetID, err)
 	}
 	return gs, nil
+}
+
+// grantsOf is the statement listing a dataset's grants: a range of grants_page.
+func grantsOf(db *gorm.DB, datasetID uuid.UUID) *gorm.DB {
+	return db.Model(&Grant{}).Where("dataset_id = ?", datasetID.String()).Order("created, id")
 }
 
 // ErrGrantTarget: the account or principal to grant to does not exist, or is not a valid target.

@@ -3,6 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
 )
 
 // SetNameSource makes generated key names come from next until the returned restore runs.
@@ -23,4 +27,68 @@ func (s *Store) MigrateTo(ctx context.Context, version int64) error {
 		return fmt.Errorf("migrate to %d: %w", version, err)
 	}
 	return nil
+}
+
+// Plans returns the plan the database chooses for each statement the plan test holds to an
+// index, by name, built exactly as the store builds it.
+func (s *Store) Plans(ctx context.Context, accountID, datasetID uuid.UUID, cur Cursor) (map[string]string, error) {
+	dry := s.db.Session(&gorm.Session{DryRun: true, NewDB: true})
+	var taken bool
+	stmts := map[string]*gorm.Statement{
+		"key page 1":          keyPage(dry, accountID, nil, 100).Find(&[]APIKey{}).Statement,
+		"key page after":      keyPage(dry, accountID, &cur, 100).Find(&[]APIKey{}).Statement,
+		"audit page 1":        auditPage(dry, accountID, nil, 100).Find(&[]AuditEvent{}).Statement,
+		"audit page after":    auditPage(dry, accountID, &cur, 100).Find(&[]AuditEvent{}).Statement,
+		"dataset page after":  datasetPage(dry, accountID, &cur, 100).Scan(&[]Dataset{}).Statement,
+		"grants of a dataset": grantsOf(dry, datasetID).Find(&[]Grant{}).Statement,
+		"key name lookup":     nameTaken(dry, accountID, "swift-harbor-4821").Scan(&taken).Statement,
+	}
+	out := map[string]string{}
+	for name, st := range stmts {
+		plan, err := s.explain(ctx, st.SQL.String(), st.Vars)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = plan
+	}
+	return out, nil
+}
+
+func (s *Store) explain(ctx context.Context, query string, vars []any) (string, error) {
+	tx, err := s.sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = tx.Rollback() }()
+	prefix := "EXPLAIN QUERY PLAN "
+	if s.dialect == Postgres {
+		prefix = "EXPLAIN "
+		// The test's grants table holds a few dozen rows, where a sequential scan is right;
+		// without one the planner shows which index it takes.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+			return "", err
+		}
+	}
+	rows, err := tx.QueryContext(ctx, prefix+query, vars...)
+	if err != nil {
+		return "", fmt.Errorf("explain %s: %w", query, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for rows.Next() {
+		cells := make([]any, len(cols))
+		for i := range cells {
+			cells[i] = new(any)
+		}
+		if err := rows.Scan(cells...); err != nil {
+			return "", err
+		}
+		// PostgreSQL: one column of text; SQLite: id, parent, notused, detail.
+		fmt.Fprintln(&b, *cells[len(cells)-1].(*any))
+	}
+	return b.String(), rows.Err()
 }

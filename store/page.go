@@ -63,10 +63,32 @@ type Page[T any] struct {
 	Total int64
 }
 
-// after restricts a query to rows after the cursor, in (created, id) order.
+// after restricts a query to rows after the cursor, in (created, id) order. It is a row
+// comparison, which both engines answer as one range of an index on (account_id, created, id)
+// (SQLite since 3.15): the equivalent `created > ? OR (created = ? AND id > ?)` is not a range on
+// PostgreSQL, which then filters every row of the account up to the cursor (issue #20). The plan
+// tests (TestPagedListsUseIndexRanges) hold every paged list to this.
 func after(q *gorm.DB, prefix string, c *Cursor) *gorm.DB {
 	if c == nil {
 		return q
 	}
-	return q.Where("("+prefix+"created > ? OR ("+prefix+"created = ? AND "+prefix+"id > ?))", c.Created, c.Created, c.ID)
+	return q.Where("("+prefix+"created, "+prefix+"id) > (?, ?)", c.Created, c.ID.String())
+}
+
+// before is after for walks newest first, over (at, id).
+func before(q *gorm.DB, c *Cursor) *gorm.DB {
+	if c == nil {
+		return q
+	}
+	return q.Where("(at, id) < (?, ?)", c.Created, c.ID.String())
+}
+
+// pageOf cuts the extra row a list reads (limit+1) and makes the cursor of the next page from
+// the last row kept.
+func pageOf[T any](page *Page[T], limit int, key func(*T) Cursor) {
+	if len(page.Items) > limit {
+		page.Items = page.Items[:limit]
+		c := key(&page.Items[limit-1])
+		page.Next = &c
+	}
 }

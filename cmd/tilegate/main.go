@@ -86,6 +86,8 @@ type serveCmd struct {
 	UpstreamMaxInFlight int           `name:"upstream-max-in-flight" env:"TILEGATE_UPSTREAM_MAX_IN_FLIGHT" default:"64" help:"Requests in flight per upstream host; beyond, tiles answer 429 with Retry-After."`
 	UpstreamCacheBytes  int64         `name:"upstream-cache-bytes" env:"TILEGATE_UPSTREAM_CACHE_BYTES" default:"67108864" help:"Memory for upstream tiles kept for reuse (their Cache-Control and ETag honoured); 0 turns it off."`
 	ReplicaHeartbeat    time.Duration `name:"replica-heartbeat" env:"TILEGATE_REPLICA_HEARTBEAT" default:"2s" help:"How often a replica announces itself in PostgreSQL; each of N live replicas (seen within 3 heartbeats) admits 1/N of a key's rate limit."`
+	AnonMintRate        float64       `name:"anonymous-mint-rate" env:"TILEGATE_ANONYMOUS_MINT_RATE" default:"5" help:"Tile token calls without a credential (public datasets) one client address may make per second on each replica; negative: unlimited."`
+	AnonMintBurst       int           `name:"anonymous-mint-burst" env:"TILEGATE_ANONYMOUS_MINT_BURST" default:"50" help:"How many such calls one address may make at once."`
 }
 
 func (c *serveCmd) Run() error {
@@ -132,8 +134,8 @@ func (c *serveCmd) Run() error {
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, TileMaxLoads: c.TileMaxLoads, StaleIfError: staleIfError(c.StaleIfError),
 		TrustedProxies: proxies, AuditRetention: c.AuditRetention,
 		UsageFlushInterval: c.UsageFlushInterval, UsageRetention: c.UsageRetention, ReplicaHeartbeat: c.ReplicaHeartbeat,
-		UsageOff: c.UsageOff,
-		Metrics:  m,
+		UsageOff: c.UsageOff, AnonymousMintRate: c.AnonMintRate, AnonymousMintBurst: c.AnonMintBurst,
+		Metrics: m,
 	})
 	if err != nil {
 		return err

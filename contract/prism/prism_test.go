@@ -334,6 +334,10 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", auth: viewer, ctype: "application/json", body: []byte(batch), want: 200})
 	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", auth: B, ctype: "application/json", body: []byte(batch), want: 200})
 	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", auth: badToken, ctype: "application/json", body: []byte(batch), want: 401})
+	// Without a service token: anonymous (public datasets only, the rest 404 entries), or an API key.
+	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", ctype: "application/json", body: []byte(batch), want: 200})
+	s.do(call{op: "getTileToken", method: "GET", path: tp(pub.ID), want: 200})
+	s.do(call{op: "getTileToken", method: "GET", path: tp(vec.ID), want: 404})
 	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", auth: A, ctype: "application/json", body: []byte(`{"dataset_ids":["` + huge + `"]}`), want: 413, invalid: true})
 	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", auth: A, ctype: "application/json", body: []byte(`{"dataset_ids":[]}`), want: 422, invalid: true})
 
@@ -374,6 +378,10 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 200})
 	s.do(call{op: "getTile", method: "GET", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429})
 	s.do(call{op: "headTile", method: "HEAD", path: tile(vec.ID, "0/0/0", "pbf", "?key="+spent.Token), want: 429, direct: true})
+	// The same key mints no more tokens this month.
+	s.do(call{op: "getTileToken", method: "GET", path: tp(vec.ID) + "?key=" + spent.Token, want: 429})
+	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", header: map[string]string{"X-Api-Key": spent.Token},
+		ctype: "application/json", body: []byte(fmt.Sprintf(`{"dataset_ids":["%s"]}`, vec.ID)), want: 429})
 
 	// Forward auth: the decision a tile request would get, for the URI a proxy passes on.
 	fa := func(uri string, h map[string]string) map[string]string {

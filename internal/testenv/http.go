@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -171,6 +172,19 @@ func (v *ValidatingTransport) check(req *http.Request, reqBody []byte, res *http
 	r := req.Clone(context.Background())
 	r.Body = io.NopCloser(bytes.NewReader(reqBody))
 	route, params, err := v.router.FindRoute(r)
+	if err != nil && res.StatusCode == http.StatusPermanentRedirect {
+		// The other spelling of a path (trailing slash): 308 to a path of the contract, query kept.
+		loc, lerr := url.Parse(res.Header.Get("Location"))
+		if lerr != nil || loc.IsAbs() || loc.RawQuery != req.URL.RawQuery {
+			return fmt.Errorf("308 to %q, want the canonical path with the query %q", res.Header.Get("Location"), req.URL.RawQuery)
+		}
+		to := r.Clone(context.Background())
+		to.URL.Path, to.URL.RawPath = loc.Path, ""
+		if _, _, err := v.router.FindRoute(to); err != nil {
+			return fmt.Errorf("308 to %q, which is not in the contract: %w", loc, err)
+		}
+		return nil
+	}
 	if err != nil {
 		// Not in the contract (unknown path or method): only the uniform error shape is allowed.
 		var e struct {

@@ -134,6 +134,13 @@ func (a *Access) Reload(ctx context.Context, id uuid.UUID, stale *DatasetEntry) 
 	return a.cache.dataset(ctx, id)
 }
 
+// Key returns the API key whose token this is; Found is false when there is none. For callers
+// that need the key before any dataset is decided (minting tile tokens with a key: an unknown key
+// is refused even for public datasets). The error means it could not be loaded (503).
+func (a *Access) Key(ctx context.Context, token string) (*KeyEntry, error) {
+	return a.cache.key(ctx, token)
+}
+
 // NamedKey is the id of the existing API key a request named (uuid.Nil: none, or no such key),
 // for counting its refusals. Decide has just looked the key up: it peeks at the cache without
 // counting a lookup.

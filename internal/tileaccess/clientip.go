@@ -5,6 +5,10 @@ import (
 	"strings"
 )
 
+// ClientIP is the client's address under the trusted-proxy rule below (rate limits per address
+// use it as keys' ip_ranges do).
+func (a *Access) ClientIP(cl Client) netip.Addr { return a.clientIP(cl) }
+
 // clientIP is the address a key's ip_ranges are checked against: the connection's peer, unless
 // the peer is a trusted proxy (TILEGATE_TRUSTED_PROXIES); then the right-most X-Forwarded-For
 // hop that is not a trusted proxy (hops left of it were written by whoever the untrusted hop

@@ -338,7 +338,17 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Get a tile token for one dataset */
+        /**
+         * Get a tile token for one dataset
+         * @description Who may mint: a service token (any dataset its principal may use); an API key
+         *     (`X-Api-Key` header or `?key=`), for the datasets that key may use, with every rule of the
+         *     key applied as on tiles (origins, user agent, IP ranges, dataset scope, enabled, expiry,
+         *     rate limit and quota); or anyone, for public datasets (rate-limited per client address).
+         *     Without a service token a dataset the caller may not read is 404, or 403 with
+         *     `X-Tilegate-Reason` when an API key's rule refused it. A credential that is present but not
+         *     valid (an unknown key, a bad service token) is 401. Calls with an API key or none are
+         *     answered with CORS headers for browsers; calls with `Authorization` never are.
+         */
         get: operations["getTileToken"];
         put?: never;
         post?: never;
@@ -363,6 +373,13 @@ export interface paths {
          *     statement. Duplicates are removed keeping first-seen order. Per-dataset errors (404, 403) do
          *     not fail the batch: the dataset's entry is `{"error": "...", "status": 403|404}`. Clients
          *     should check each entry for the `error` key.
+         *
+         *     Who may mint is as for one token: a service token, an API key (`X-Api-Key` or `?key=`;
+         *     each dataset decided by the key's rules as on tiles), or anyone for public datasets. Without
+         *     a service token the datasets the caller may not read are 404 entries (403 entries when an
+         *     API key's rule refused them), never a 401 for the whole batch; a credential present but
+         *     not valid is 401. An API key's rate limit and quota count the call once; anonymous calls
+         *     are rate-limited per client address (429). CORS as for one token.
          */
         post: operations["getTileTokensBatch"];
         delete?: never;
@@ -387,6 +404,13 @@ export interface paths {
          *     `Content-Encoding: gzip`. An unknown dataset, one the credential's account does not see and
          *     a format other than the dataset's are 404. An API key over its rate limit or monthly quota is
          *     answered 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`).
+         *
+         *     GeoLens's vector tile URL, `/api/tiles/data.<table>/{z}/{x}/{y}.pbf?sig=&exp=&scope=` (its
+         *     front end builds it from a dataset's table name, which a single-tenant GeoLens also uses as
+         *     the token's scope), is served as this operation: tilegate datasets have no table names, so
+         *     `<table>` is the dataset id, or a tile token's `scope` (which names the dataset). The
+         *     credential is checked against that dataset exactly as here, so the alias grants nothing
+         *     more; any other `<table>` is a 422 on `dataset_id`.
          */
         get: operations["getTile"];
         put?: never;
@@ -1343,6 +1367,25 @@ export interface components {
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description Minting refused for now: the API key is over its rate limit or monthly quota
+         *     (`X-Tilegate-Reason` `rate_limited` or `quota_exceeded`, with the `RateLimit` fields as on
+         *     tiles), or an anonymous caller's address is over the anonymous minting rate
+         *     (`anonymous_rate_limited`). Retry after `Retry-After` seconds.
+         */
+        MintLimited: {
+            headers: {
+                "Retry-After"?: number;
+                "RateLimit-Policy"?: string;
+                RateLimit?: string;
+                "X-Tilegate-Reason"?: "rate_limited" | "quota_exceeded" | "anonymous_rate_limited";
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
         /** @description The credential is missing or invalid. */
         Unauthorized: {
             headers: {
@@ -2086,9 +2129,10 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["TileForbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["MintLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -2117,6 +2161,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
+            429: components["responses"]["MintLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
