@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 # The race detector needs cgo and a C compiler; a machine with only Go still runs the suite.
 RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test bench-peers bench-faults
+.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test bench-peers bench-faults bench-flood
 
 ## run: serve on an embedded SQLite database (./data/tilegate.db)
 run:
@@ -82,3 +82,7 @@ bench-peers:
 ## bench-faults: database faults (black hole, cut, restart) under a mixed load, through a TCP proxy (needs PostgreSQL)
 bench-faults:
 	$(GO) run ./bench/faults
+## bench-flood: random API keys and dataset ids at full speed beside a legitimate tile client and
+## management calls, PostgreSQL 1.5 ms away through a proxy; BENCH_FLOOD_FLAGS="-duration 5s" for a quick run
+bench-flood:
+	$(GO) run ./bench/flood $(BENCH_FLOOD_FLAGS)

@@ -2346,6 +2346,22 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PreviewDataset A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	//
 	// 200 when this replica can do its work: the database answers and accepts a write (a probe
@@ -2887,6 +2903,42 @@ func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn)
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewOpenapiYAMLRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *Client) PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewAssetRequest(c.Server, file)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewDataset A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *Client) PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewDatasetRequest(c.Server, datasetId)
 	if err != nil {
 		return nil, err
 	}
@@ -3950,6 +4002,74 @@ func NewOpenapiYAMLRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewPreviewAssetRequest constructs an http.Request for the PreviewAsset method
+func NewPreviewAssetRequest(server string, file string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "file", file, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/assets/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPreviewDatasetRequest constructs an http.Request for the PreviewDataset method
+func NewPreviewDatasetRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewReadyzRequest constructs an http.Request for the Readyz method
 func NewReadyzRequest(server string) (*http.Request, error) {
 	var err error
@@ -4643,6 +4763,26 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAMLWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiYAMLResponse, error)
+
+	// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error)
+
+	// PreviewDatasetWithResponse A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error)
 
 	// ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
 	//
@@ -6629,6 +6769,109 @@ func (r OpenapiYAMLResponse) ContentType() string {
 	return ""
 }
 
+type PreviewAssetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PreviewAssetResponse) GetJSON404() *NotFoundApplicationJSON {
+	return r.JSON404
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PreviewAssetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewAssetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewAssetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewAssetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PreviewDatasetResponse200Headers the declared response headers of an HTTP 200 response for PreviewDataset
+type PreviewDatasetResponse200Headers struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PreviewDatasetResponse200Headers
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r PreviewDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
+	return r.JSON422
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PreviewDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
 type ReadyzResponse503Headers struct {
 	RetryAfter *int
@@ -7975,6 +8218,38 @@ func (c *ClientWithResponses) OpenapiYAMLWithResponse(ctx context.Context, reqEd
 		return nil, err
 	}
 	return ParseOpenapiYAMLResponse(rsp)
+}
+
+// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *ClientWithResponses) PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error) {
+	rsp, err := c.PreviewAsset(ctx, file, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewAssetResponse(rsp)
+}
+
+// PreviewDatasetWithResponse A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *ClientWithResponses) PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error) {
+	rsp, err := c.PreviewDataset(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewDatasetResponse(rsp)
 }
 
 // ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
@@ -9943,6 +10218,85 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 	return response, nil
 }
 
+// ParsePreviewAssetResponse parses an HTTP response from a PreviewAssetWithResponse call
+func ParsePreviewAssetResponse(rsp *http.Response) (*PreviewAssetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewAssetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePreviewDatasetResponse parses an HTTP response from a PreviewDatasetWithResponse call
+func ParsePreviewDatasetResponse(rsp *http.Response) (*PreviewDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PreviewDatasetResponse200Headers
+		if values := rsp.Header.Values("Content-Security-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Security-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentSecurityPolicy = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseReadyzResponse parses an HTTP response from a ReadyzWithResponse call
 func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10917,6 +11271,12 @@ type ServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx echo.Context) error
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx echo.Context, file string) error
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx echo.Context, datasetId DatasetID) error
 	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
@@ -11267,6 +11627,38 @@ func (w *ServerInterfaceWrapper) OpenapiYAML(ctx echo.Context) error {
 	return err
 }
 
+// PreviewAsset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewAsset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "file" -------------
+	var file string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "file", ctx.Param("file"), &file, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter file: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewAsset(ctx, file)
+	return err
+}
+
+// PreviewDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewDataset(ctx, datasetId)
+	return err
+}
+
 // Readyz converts echo context to params.
 func (w *ServerInterfaceWrapper) Readyz(ctx echo.Context) error {
 	var err error
@@ -11498,6 +11890,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/tiles/token/:dataset_id/", wrapper.GetTileToken, options.OperationMiddlewares["getTileToken"]...)
 	router.POST(options.BaseURL+"/api/tiles/tokens/", wrapper.GetTileTokensBatch, options.OperationMiddlewares["getTileTokensBatch"]...)
 	router.GET(options.BaseURL+"/api/tiles/:dataset_id/tilejson.json", wrapper.GetTileJSON, options.OperationMiddlewares["getTileJSON"]...)
+	router.GET(options.BaseURL+"/preview/:dataset_id", wrapper.PreviewDataset, options.OperationMiddlewares["previewDataset"]...)
+	router.GET(options.BaseURL+"/preview/assets/:file", wrapper.PreviewAsset, options.OperationMiddlewares["previewAsset"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.OpenapiYAML, options.OperationMiddlewares["openapiYAML"]...)
@@ -14368,6 +14762,163 @@ func (response OpenapiYAML200ApplicationyamlResponse) VisitOpenapiYAMLResponse(w
 	return err
 }
 
+type PreviewAssetRequestObject struct {
+	File string `json:"file"`
+}
+
+type PreviewAssetResponseObject interface {
+	VisitPreviewAssetResponse(w http.ResponseWriter) error
+}
+
+type PreviewAsset200TextcssResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextcssResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/css")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextjavascriptResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextjavascriptResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/javascript")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextResponse string
+
+func (response PreviewAsset200TextResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type PreviewAsset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response PreviewAsset404JSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewAsset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewAsset404ApplicationProblemPlusJSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type PreviewDatasetResponseObject interface {
+	VisitPreviewDatasetResponse(w http.ResponseWriter) error
+}
+
+type PreviewDataset200ResponseHeaders struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDataset200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       PreviewDataset200ResponseHeaders
+	ContentLength int64
+}
+
+func (response PreviewDataset200TexthtmlResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentSecurityPolicy != nil {
+		w.Header().Set("Content-Security-Policy", fmt.Sprint(*response.Headers.ContentSecurityPolicy))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response PreviewDataset422JSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDataset422ApplicationProblemPlusJSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReadyzRequestObject struct {
 }
 
@@ -15916,6 +16467,12 @@ type StrictServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx context.Context, request OpenapiYAMLRequestObject) (OpenapiYAMLResponseObject, error)
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx context.Context, request PreviewAssetRequestObject) (PreviewAssetResponseObject, error)
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx context.Context, request PreviewDatasetRequestObject) (PreviewDatasetResponseObject, error)
 	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
@@ -16469,6 +17026,56 @@ func (sh *strictHandler) OpenapiYAML(ctx echo.Context) error {
 	return nil
 }
 
+// PreviewAsset operation middleware
+func (sh *strictHandler) PreviewAsset(ctx echo.Context, file string) error {
+	var request PreviewAssetRequestObject
+
+	request.File = file
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewAsset(ctx.Request().Context(), request.(PreviewAssetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewAsset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewAssetResponseObject); ok {
+		return validResponse.VisitPreviewAssetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PreviewDataset operation middleware
+func (sh *strictHandler) PreviewDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request PreviewDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewDataset(ctx.Request().Context(), request.(PreviewDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewDatasetResponseObject); ok {
+		return validResponse.VisitPreviewDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Readyz operation middleware
 func (sh *strictHandler) Readyz(ctx echo.Context) error {
 	var request ReadyzRequestObject
@@ -16797,226 +17404,232 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2LcttGkz/6KlM8p8qkD0RRspwvoSr1lWLLiTa+rSR/yZ5AJQyBITkrcAbBDCQxPqrahzjPsA+2T/Kv",
-	"7p7BhQQvsmUnzvr7qmKRBOY+ff119/tOrGeZVkJZ0xm+72Q85zNhRY6fnhW50Tn8lQgT5zKzUqvOsPOW",
-	"TwSL8ceAccNyYYtciYRJxexUsIh+i5ge4+csF9dSF4ZlfCL6naAjoZXfC5HPO0FH8ZnoDDv0TifomHgq",
-	"Zhx6Het8xm1n2BnNregEnRm/fSnUxE47w6d7+0HHzjN409hcqkkn6NzuTPRO88u7u6DznFtuhD15Dm1i",
-	"1xm306rnhH6/lEkn6OTi90LmIukMbV6I1tEUBT653NHxbba8WOcyFczqK6GYuM1kPmfdQslbZkSsVWJ6",
-	"AS4RPvDIsEjcZhGs6UwqK5JViyVus/aVksp+cwBLJZWcFbPOcFAOFBqciBxH+kKm4l8iNzjEpRFPBXNr",
-	"8siwMYz/mp4N2M1UxlNm4bt3py8Nm3KViITpwrLRHL+fcCtYF2b9b2dvXgc0M9NjMc/zOTM6VHbKLeMs",
-	"FztFlmqesHjK1UQYJq5FPi8bZ1wljLNnz18zBb8wI/JrYXC5dJrgwB4ZfNz02WttQxVPRXwlkiHj2MCN",
-	"tFMYmbQB0zl+ZFzByyJnWomATYSlBuMiz4Wy9Ub7oVqx+teNta+dym8O2o7FjzlXRcpzaefLi/1DEV8J",
-	"y4z8QxyyEX4wzFieW8Ytu5nqVLCpLnIDM0j43ATs3fmzVediUuuqPsb/OxfjzrDzf+1W132XfjW79eHB",
-	"cH8WLcM8Uuzo7Qm7EnNYHdjSVUO4EvNVy7P/9Ju29flZzOluNrs8SYSycixhr8bY+89iXvbavMJXYv7x",
-	"1/elnEm7gtql8NuqKeOPjUknYsyL1HaGTwdItugu7g0GtZu51341z2IN360hIwaeWDUW/PGeG3AmJ+s7",
-	"lBPFbZGv7lRO7tnlO8Mn4kWuZ8sdn+Hh96xD5FInrCtVnBZGXotDJq1xF+WRuym9PntOCw5nk/0D7wkb",
-	"ibHOBYusjlaNewwDaD0kCbdix8qZ6Kwc/bleHvuxShZHLm7dyBdGqfTNqmFZff9B3cHZN5lWRhDv1mqc",
-	"yhjPc6yVFQr/5FmWypjDcHf/0xD1345MHOe5phNabyPL9SgVs//nw9q6C1pYD3EDFrsJmJJui1tprFQT",
-	"pkf/KWLb7wAj0/lIJolQX+A8c4EUjqdMGnbNU5mwUWHZjM+Z0pYlmtmpNDjNE2WK8VjGUih7ZnXOJ+LL",
-	"mzDy7xwvLc4Apj0u0vQQ7wvKGTfc4NzhCZGgBKC0ncKm07FIcDleSWWRWgOh/5KWAQYOk8nFuDAiYWOd",
-	"AyEY4go4BgvLokHeAUKXgzSF/AX4/0wrO03n7PdCWx6qbvTrzrkTuXZOBTdaRSyCVy5TWp0I3orw8Utx",
-	"GwuRiCQK6EahpH7KrcCVjNhYijQxIHtqFSoUq3ooN3HFuNJqPgMRPuZpipvIkyQXxpSjheaqx2Z+otwK",
-	"GGj5y2VjeL0+OxU2nzM+tiJnEX7YOYIPkZeQSQ6bCp44taQcc3NDlsl0+eDOW53KeL7x+ar35qMVz25l",
-	"2Uu70HxbKHj1t0595p2g09yVTtBpX6PORQuxvws6r7V9oQv1hV2A15qZIp46Eu4VxupQxbEuFJF2WNMv",
-	"lLwfOXJeI/E3qCfjre+ztnsL90gJkB4i1BPxokYjnlyW4lcUhCpCAS9i3VJrBPUaJAPDuOedegyaA3KS",
-	"XPAE19hpdL2ARTqXE6mg+cKI/JJPhLLYdqGulL5Rl+4B6gRIUiqNBQ0EvjZIluEXELaFsWwKVFtIO4Ur",
-	"/Ma9q3QequhUjEUu8gi69a1fiXnEujw1GrRAbbkVidMsSkuBmxk3FsngJOex6MEQcwG3IEba1q0++OkZ",
-	"ZvmVIB2SNM8AGYqjrUDRIlAW/BKXUwyVNFV/bgvMJbeRfyWRho/S+juoryv3JTAznhoapTcpKG0veZrq",
-	"m8XXKpuDiYDTwxhhkRe3SmbuvTgF3h+qGtmViil3ZGoty+wyR3U66i1RzqM4FsbsPNPK5jrdOYKR7dCG",
-	"baKNG2hcG4WCF75ILn2+mRm3sN4ha7I2YJ3w1hLTXmLHBXBb3EMlbi29QJoNafu9/gJnpM13/PEQrtkC",
-	"p4vwjja4u4bNZknOx3ZHCjvemVqb8UzuwKhx0DvupOwMvoNhhl6LDTuHv38fFoPBk9jdeAPajesffxCH",
-	"N9/vuU7r7+XfDw6te9cNl56PUPRBIoISAg4ggJfdctU6pYXz3TQa8wwEX/Itu1FUDa0fRaigBeyk12cv",
-	"SOApMmNzwWf+LgL5cl9djgozj4a4t0hnSK5lPAVaOwdqGKrzk5fHPx6dH1++e3t2fnp89Ory1dGvlyev",
-	"L1+8PPnxp3NWLqRUbJzKyRSOVGOPtUrnD3qD/65iU2NfVklL0NM7xQs71bn8Q3x5UlNNlGilPTNpjFST",
-	"yInsbMbTsc5nIkGpohuVn6Mhi4ycAPcXt1kUKrwuTqoANsTTlE3ktVAMlRPLbkSaMnrZ6wNiltk5ssU/",
-	"n8to/ZLnX6I+7MWnkU6Qz1itWQpTQfH3yz2ty8YNdziRIyoUjf0Ur7lMQYD68mYIjGHEDVoxCpULHk9h",
-	"InhDbJu1owsMA95iicxFbHU+77GYK7hiI4GCeqh0zm5yaa1QhyxKhOUyjZjhc0OeF68upxzU5e4arZnd",
-	"TIWie7x8Qxco9oL91TVgNbvh0no7ag7vSDXpNy296/xMaCpVWa6BHsDiHCvrnCAPstc/nZ+//RecJnz5",
-	"IXe+veWlc1A9wtwzQeedY0cvuEy/tJt7tCz4PFoQcpS5EWSaYwKaCZjRM0EmOo0aoJ1yxTi9RapJqGru",
-	"RDRmB+UD3nRk5B9OtsYbFOsiRdufuxrxVCSsq/PSOjoSQ8ZVpQ8tC1xHL1+++YUlWhjP1vRNr8/g7vpJ",
-	"PjJM3yg3KbjI5GjMuDHIOB+Otd3VTsa5nAld2L/b0UgkbZhbzRsJh6JlX85PXh2/eXfef7CVvfMEiRp6",
-	"e+I8mFmuM5FbSQ4RZz9e6VAB+vtGpXPvOVwJLtgxVzLb0bgwPN3JNBC8nF67CzpxLrj9DP3ULAjtLnxQ",
-	"IGpmEWfJKW1CXbytZshajRW9QxapIk0jcsqXNxi1Hmelw7YKI/rsiCUiFTUzDEtynRmEBTjrRCqNdR51",
-	"K2ZmC49s0IEBkHDQWCqe53zeWTyh71c9XrXnbDXLyxWh5SZyBrpqsbpNw0/PaerSAq1wrTE+4RK94a6/",
-	"kdap4Ao7LK1ILR515N12CoKfnImyT1naCV333lRVbQlSKeix9YBtXAaZtK3+Q53L0v60POVnJ89PDeue",
-	"vL0+QCX95O31NwFTMJBUGpH0WGXpKv0Ls8JYNgalRCp3aG+kEWga6x2Gyq0JV3P/ysIxu/exSrmxl7AB",
-	"yzP4BYQqx7q8+A6PI7pFioT2E49OLmKdJyLxhJCzmVSFFb2tN+6hdsQZQi5Rc2539Dfpw8jR9ATNPDFP",
-	"hUq48z6x7rvzZ9VRJAcWWU8aE2sDIq1Y+FJg9A7wlj1zpmdEcK3c2MWN9NbkS7QEX667je/wYqPMXBnW",
-	"c5GlPBYJQpuAhsFOo8EaJD5jZZqyG51fmXI5sAE0yoLc8dl3ujKVoESRJJIefFvjhEjq2hQash/XbZzc",
-	"rQOhLYYs8lary0zkl6RoRATAYtwpHkwrxq8FaDwBKzLQIqJRkRsbMW6ZVrE4ZDzOtTHsNS6wjLlhIOAx",
-	"nsyAu+ztvg6YEUQRT4+Pnr86XjxvCpEoi6vY5PfYqQOjlPAb+F+w1i5FEKKFSbY0E2yyblVIpN9amwzc",
-	"CCuDFfnEFnCMldUODjhsRzu3z4pRKmO8wlazrCDfWonT60b/vBLz7yOkPg913ArDJ+ISSN4l0oZVtMUR",
-	"E+d1dgQS/2ijLUOvATNsHwQIAga60xKqLC1Av+XWOZ1B3iSvOj5A/ihty3bmwokeS9RpxUr4fdxyKeAx",
-	"PQO6lIF2izcMl8c717aQThZODAlEuN2OKjavbKP1ijxW4mdQCrx1htYQSSqBqClN1nn4OiLaoDeLbKbl",
-	"dCyd9LvASetvHZ5lQWJfAT8mWLIXLNFlkvGJKGmEVhW19ojjRSjx+t1ohxLXZIryj3W6lNNEWhiT1Zan",
-	"lyhEL0/vdTEbEebxSsxLD0fpGd9IbEogdb0XP/bVe3AmrJVqYu7JOfxrMF4OI+6zIzV3pgA4uA2B9mB/",
-	"n0Xi1ub8cuxd+1EvYOI2Fpl1TmWe7IDuEiqHSCH0589i7uHHPMf1EJl1GCE5UYgXMpo5cDFQGG7YWFi0",
-	"HMRcgVSTaQOvjHh8FSokR8BwHPy4z7rnU3gtFywRccqhxanIRYkjjjy5iIbk4OdW54YADdywK6l2dCYU",
-	"z2SoaMqM115i7njPWZYLAzIuioWOOfR7SKJWKq3NZT/1qwRt0OoMW9dkpQyydLhriusn72ut8orsrhRI",
-	"LeypMKJSZbsoLaBeMBLo3qhdEJAczErttf6g014PWfTbRURCxT310xm/PaGH91AiuKe+WkPJrn3/Hgqs",
-	"U1VLcf6QRdBUhKYzWpKeU1wNqLEc/3vDTX81TdxSn/3Fy86wacaC+g+yMfDlrt8rR8vGhS1y8cD67EOc",
-	"2VUbvVGn3ai3RnuDPv5/99soYNH+YLA3TEbfDoe7T/ajQ8bZCIkavYtYFCRkcLjdl726pgw8DqQbUbW8",
-	"t/ttxEYi1jNhWL27cp1DVVOS68cebaILw5duUlopEcNcHxmWCZEHTOdBpSjBVzhcqVhU2vrOT9+dnR8/",
-	"v3x7+ubXk+OziGJccjmZ2p2ZNpYVyuYF0uLo150XOr/hoCrDXxGb6mzhItYuysF3KHiX92bTrfwobf/j",
-	"Cd/Gs7uVbr5RC8/FTPvQGGyJdQelMauKqum1a+gL+tGSlnQvzX2BKICKPBJsIpTIEefFC6tn3MqYp+mc",
-	"FSqFw5bl+lomImHiFiR4aVMM9GgSyMWN37i2NZvBgsySiViOpXBONfbT+fnbCtwG95CsoMB7ONqlPT63",
-	"D9ILn2Wp6Md6FtGDdFdDNdXGBix63G88AhKGKUaJnnFovguKCbKhTNz2AhZNrc2Gu7upjnkKLQyfDAaD",
-	"iK4/SpIioKbxwGU6twEhXP4ZVSgSelqopBWHx0oYXp8do+eexh0qOhs09dWXbv/pk4e+dfcwzXyGW/ig",
-	"dpOlW0mBQ1+tFR+yn0tbtdnm8GHnxVPD5RVuqvELsWHk2xaGvC3lfbxBvQGu+Tsj8p0jeJvIDLm8gK9a",
-	"pAdoBhG3PLZBqGJuxI4RykgrrwWQDZp4n/0i0yTmeUL0CUMkigyIgUgOqW/OjFSTVDB6BRi4I2P9UL0U",
-	"/Fo41E5dFAQCh7jAcuTjXM/QmA7T3sFpE2FYjOnabM9YVjTV/DgVM+/wVPM3487wt82Om9LUq1A1rn9T",
-	"CafbKuVq/lqA5OFHsqyer6IAGxv+F08L0Vme+UWLM1VQ96g2K+ZfZjiGIW7Av529eQ1qZiECBivEMAYu",
-	"EUmfHcFTxuFI8KAbmYhQcfqeNFjocARM7EazVFyL1LBEiIx1F5egh0HcFYs+n2fiDEfr4CmhErcZSoW5",
-	"iAuMBGZ2mutiMmW+y1Qrcehg/f65SnOm8MlQuVPQ3IFPeRb+EruLXbtNWt5t1jVCsOpu9PpulajDP/Om",
-	"/Ll3ZM0VIEy8Ho+FSpDYqaxAbdYIZQ/pWa+j5D6sTIleP1RnmUgteqa5YTCIhI1yruKpMKA+8cII9ubo",
-	"jD3pDx4ZIpSw4qClCiC/LIKXQNXC7ayOdZFIe3ztDnSTu/PY6/we1MozeXkl5n0yunSC6gu0+NS+oACJ",
-	"2hfkaq9stlUb5Re+Df/F0isUeN8JMGC81gJ9dI9ftLBfHts2k+wvGG2SEMuj7hsumwoQB/KwSMe0gTyZ",
-	"ScWevTzpbZaQ2r3Wy87ddg9im3kdH20ziDqD4GpZcPsbVB73Sj7eR2Gs+rDWStQ55vHUxz5SiB5S6+g3",
-	"guUFFDl3EbFu5YLM4ViWeBwMm+3VhKlqoluuqeX5RLQc621fn1NA+8LZr46jP3ht4O3mvuGvOO62fUNx",
-	"f/so7mV/Cz1JZzzwt7acf3UwWq3ocP8/2pHRxeQUvb+oQ6MicR/u1BDw/qJb45FhNucy/RTujR90odrM",
-	"zL/dCNDXjS7sNGCCwwelczu9gMElYpILcuE7db4z/G1n79tBsPPt0/7g6d5eAB/c3xdtZuNEF7AhwRJP",
-	"rhGDgzoxOFhe1GdCtYJ0f0u1mkhbJCJgKbfurz+0nl30Ox86mCf1wTxpGcxUxFenpClsVJSbV6CWY2cb",
-	"kiGzdi/3gpGSoEQ6RyRRb8FkdPB0pU2ovXGnAz0yjGwnTldbaHZ/cPBtmwmBLCybWnaGmHs1vU4BbbZe",
-	"UzZbO9gb7B9sooS1nWq7Te4MGMxusiTnkMJZ478150FeBnQsT6E1INayG0QBY+agJsTGG+h0zg4GB/1t",
-	"bDzGclusgErSb4T8qUO7qP+JICwMxpROueOo5hC6ZpzVfUtkC/IephJ7bATZXh0H3B8MgoPBXnAweBIc",
-	"DA4uNtI8v67lLMrVbNsil++qTQyNhTGX16sSP/1QzEAchhVGHPSqGGLvMT1kmUvV4mzMLolVmaBmC+uK",
-	"W6ttCQO3NpejYmvI5+hjiH9dkXDByx9OXBcp/VoLaZNfOw4Gkun92cGDTmKRQ9xjEo6T3QUbkdjrPNNb",
-	"upfvCQz2rb6veH0nG43bmp5yc4mIt9YcWa9+II8NJjOZctAoYdlR22oYNGt0ccuTfyXJsrtOQHM3/2d4",
-	"lPYNjkCNHNcu3kyq1T+uxGHC1C+N/EOsWde67dSFDHyAWb2MNqjHGHgKbVisZ4KMlVIZCwSKbC1+rWkL",
-	"us7cijYEw2bcXImkiSbk9KTXjDfqobWYhVXKYV0IGXz3zaYD2jkDho1wFKKj5dQ9H0JleSFo5UrMA2b4",
-	"vNdnZyLOhTVDnzbHCJ6KJAgVkfEyPeP//Nf/79ByhpmpviHYJYJ0yowwuFIsevz4ceSeT1xUTKonE5FA",
-	"b2hzCRU9xA3j7q0rITLiom4gmGMP0zx4zoGsBNr02LwRj6/ci9IaJ7Y4CHd5Gd93jlwsJPesSnAQo/7n",
-	"v/7bHfT6Dux908IVXQxim+2C20bIN7B1nbP9wYH3pw9ZhLbziHX3BwcBzZkSFjkDJ8oFcDIpmZGLgMcc",
-	"AJHS9nIMJDxi3YPBQV0S6BBkMOiUz7RaXYo8bSU3v/7H/4uJDq2YZSm3ImBTazPoFP41LtHP+z/uAvb+",
-	"9g7X/f38DlG4DnKLCZZq0ZqomJHDqiKF2Nhwd5dSLSLwUfF0N9c8Mbvv/7jbfX97t/t+ftcnmrlJol0Q",
-	"bmByG9xKPnIK1uIaQycvUz53t3Ar1fVf+NZLeGmbEIBraeRIpi5YcW3D1ZOtNoWafLMCyImEvdFlyZAq",
-	"Kl0R81KmKaWBplS0uEJ1mh0sioB1flaj1m0w0jWS5jMyH95PI1yQ5O4Phvoq2v31RLvVCLf97Ta1ksSa",
-	"q1DPnBhlozHxbjrpBIfI1IS+zLmxpPl6IktkKUM72H9m8N8bMcpaKe3HSVmrx7x30K9DbfYP1qfobYhn",
-	"q1sd3LNRL9Y192UjtqMh9C0423Gx0QN96LkeDm3/6Td1jffpN8HTvf2L4NPJjGcgIdYEROfIbpcjuyKR",
-	"iN3FHMPJTCrTO3RA3kqh51eovzuZEpj3d72vAuJXAfGrgPi3FxDvC+1+EIHRiYfIg9aIWz87HuWPCE0Y",
-	"w3GAGLceEPfqJv/Un+FV8ubKzS6lh/YMuZ7fZck24uvS5eIjQynjRZpQFhgnK5f2hTgVPEeIfRcEE4FU",
-	"j+iYJwD9zlfB+KtgfC8T5UapdjPqvBJZP0wk/cwy519Tiiyv+QwFRWkXbIlVZoivAuNXgfGrwPhVYHwI",
-	"gXGlFGNaZbt7Ai8mzVo1W9eN+UChDwcN67Ys/a2GJQQLZW42C3hlL0vLA3Jui6j0A3yNwCy4kiOdyDKN",
-	"wZZ+7Ssx95AIh91dtxw4wmcgsJoWKGwji0Im8io5MeVRpNwPq6LHMDDbpYfwRLOWkQGRsBi4vd3EXCz3",
-	"Q83t1IWGlwEIrtYPxr6PEHtgtMJp0qA3JJnognCBlBYo0RP8F/lTb8v5Yd7ldphIs+oMxeBtH/NM6cg3",
-	"DN/qeu7yrYa8cFFo/OVqBe6IVxvnzmY5oPL8tN0gyge39V6/paRzCBBfoEOYy3IFr7xBcSXXahI4n2wm",
-	"ctz2OtNwtxkRNcTZNmKZqNOL7TD7MFWfva6RyvC6SvM45jLFQkiurlc7yqaGaFk+RR4dVAfUSBCfMOEA",
-	"XMm2mOSNMv39QRL3hORt91iWSxXLjKcr518+QSKOC8PHRAiL2fw/YCHafHAN3tFwyDVGW61h203A3d7S",
-	"07UA4b7lGKXjyztUI4hYlys6au5Lku/qw4JnamvmwMJVCkb/Yosh4X7QqsWd21wwrX2NXkrThhW/l3hA",
-	"V2uTTLCa8S+V3HPl2DpTXeQ1Ydl9TPi8VUpuSwP7oLRwO0lzMRHtJlFpe6pX6oPLJC4Auf0FN/bo7ckj",
-	"JE9ZTalz2UVd0SAkhz8JnlI8ZnO2FfCyIuX6aiPtdq+17e7PYr5C2v1c4qsfQbvoGvh6hFvdovqkyzqG",
-	"20q4jYF8PunW52L5ZBJuyRhJwv3UQmcpaLYl14+CRaWbZBTSvL90wfT+4mO5+W0H0lO9ZU/xi2fsu4On",
-	"/yhJB5EpE7jqb5jqiaxVDUmMMmuavo+7k4ZFfKQLOxylXF35AgZW2lREzlQElINWQyU8T1g2zTlm+vEZ",
-	"1THk8th1k7AWOt9j0oQKk8w5IuiCDwxanPqslBglRR1iVNaqBMxRGY0YqgquHx1hVHqEBjOXxAEmybhl",
-	"qeAG28wwsgBTbi90gA0fsjIlaqi6SpeNBix6vPsY/ll6p9feFOWBKasRwErymUuKtIqkL59FjHJ3gPpY",
-	"J2V5ItrOhkR/MDiowReefvddzZZ8MGi1JuM2b+x4ee+bmsRrbdmLdg2iCldbZJXvTk8YRXmoWMCWSTVp",
-	"8EJ48bB5OFkXk4GOxFy7mlk0wF5zPLVXOluGwNFCBOvYJGEzgAidt2diOKrpmnT6MGkAmldf8eylHOXC",
-	"wWmY0UUeC5cwSpphqKIZz/o8Sc7wl65MAvYexjBktn8lVRKwfr9v73pRn73WVe4zSbccPTRDFtW8XXi3",
-	"UzG2odKFrXIMeV4wdVG8QApkKs7kHyJiXbyi1WgFT0yvpAnOh+DLpclU7NBsEx0XM4GBZ3D5fHlqf+jJ",
-	"/Nx29Be8c80F/en81UtWe4J1rbilxC2pVFemd+idhqsn13l4jx70Q5WkfxEj9krkMbc6Zzc6T5NVI2HU",
-	"Z1XJ+1HTZ/kJwt1WOQDvqagKqsK+BUf1WWcoIGz598rnthInVhUpWul6/3AUvvGloJeDmahic6vX7KwV",
-	"qIXlnEUywSRsmbwVwHm5Wbg56KquLgCGyPtL1GsJznRb5uoW+7bO/SjWY8dahrTxnvY77VwhFZetLg2M",
-	"7pITJZKqrrz3bbBuzdPQa714ZaTHtkmnF+V5wvY2DBDlYANXN9sX86fC3bVDWYP6tuGA67jecuNr2GEa",
-	"fDtnqJUCuw/ooS1JNOV+o0Q7/SqTUhSUoeimrC2bC2bK/Asu20Ko3ubSzKpoOazgWEu84DItRCj5R70h",
-	"a+alDtrzUrsStvdITN1G7r/YvEywy5g54sPidbHgpuvENEwo336DotkC49M3LNVOHirTptMukSu2zAU5",
-	"YLm41s5hrvTNISw/JgV8MsDC7b0mqPXpd/tL6ehaFmpp9p5vtRhomyx8Dbddp2G2AVTWPb8SC7IG6vGA",
-	"vGRlRBflmKvzstv5H62MbDVzcShgrxgOq0jabTjOaprua9f4kT3pD/qDlWO7Z3WAB3H7rqX+5RT8+Nrp",
-	"uNuBixWHuBLeJaz5TCrucrDMeJY5AIKTP1YMelET8JNfP8nq+buSPMxfE6u/cuB3rcQW1pjl9tY/vzje",
-	"u4v6WvzAbTytkbUF4xb8Wto1MflM5VAjAAoqyMYxgaeDUvI9eW6WrehrUxU/r96EtnwOLd/bWOd99rwg",
-	"PVsQ/6OsgInDEO0AawuQRgJ1HMvc2B0jsPiii9//kHzETwd1QXtva9+6WX8K3cqbTCvTQgZe8cyVckik",
-	"sVLFllVNs26qb0S+E3MjKPGc4w+wQ7qsJ7a8AZXfdBU66jMdwg3Pl086K/3FMldapA80s7VLXjodmosi",
-	"/Nf3co/WsyA4mrp1DgLqca3B4d2HYe6Oat6s9mgNJ2M+L7NX0UMbRcxQ+Yxe9xMx2yTBB0Hp3RNW9kGY",
-	"rocAS8Fm1izoa+a8hZq91HSLS20BkG5vV/dJbt8VbuBabiuVUY29bTN0pTpuSAFV1r2VWfbKSV60yBcz",
-	"M1kjh2zKUAajoTbcG217VBdGNqzXogdygwiKl2ndvq8SrxaTiz2YCLvs2F+9Ih9r83RxhX8lm+dXU+T/",
-	"alPkVXvMz1/B3tiWCWVkdFpYEay0vZn+2hJ9n19Xa7PUbTTPrdPqStNdc+ytRKuBBV6o7JHl8ppbEQ0b",
-	"xUswbpX+RuqE6DFD6DEWVUiqaMhSeYWgq2uEc48Ky6i6DoW9UlZ5D/0xDBMxigTa9MgsafssIoxghKmJ",
-	"EYTfAHljclTMNP0Gc1FT0zOQsiqkvm8DJH7QgZCqKqvhs6sUWh+5Q+z7aBeaADqi/SNt0MUaOzUiLnJp",
-	"52eoX1Nx2Ez+LOY/oSjXin930NNHhjgEwRFnUll09tUUye6PQr8UyjyiamYkHbryws5IWqD5MctwsQ1m",
-	"cUS4O+XZhw7pLZ8YYtj5decokzs/Y25Mf1pxxJhgEv/690Lk822GTiEFv8PjLOM5nwkrcjTAlAPxw8CH",
-	"qlFctfd/JvJrGa/mq4Z+d713Izsxl//zX/8d9SiIBr1xE1COKesrYe123CHGQxG577AF2P+oEaQxZNg3",
-	"C4vB4EmMD+GfBAqoMrwbdiPSlHXrA/7J7Q+uvTd5dUYY81FNdmpttjjVVYfl3LsKm/OWCsQI4FT5Ix98",
-	"gkWvh7VgGOdev9F5wiLsJQoQHmgyHgvyXlZlKLvty1Cub58d/17Ia54CN7ea1UfPujTH3ppT14yEWdr5",
-	"OxSmx3p5CcodjalqsykzxmG8PGcznjEg9zB/Vy3aDIm0KD5xBUscNL0EfVtCBI9CNUN7wmwkEtZF5Bll",
-	"b0SSVaWnp4vWC/CaYhhSbndSiTaWGvepTDKlnTKglUYt042OculbvVBag7zDDgmMFx6tFldC9UMVqlc4",
-	"Hcz4HfM0NUgO0fPQvBIL++hCjpbP8yFr3fJQbTj6VmtvYsUTWEJWsDSItL0+IwQrHjZY0lCtv5dsB517",
-	"7PXRq+MI53q8DNGBISi2BPDpEmIn8OCcgEVkPIh6BCQs0YWh8sic4RpEIin3jx8f7O8/flxBET08J5XG",
-	"hqobvQ8dAjIE5S0ETSrsBCHoUvgvDAr/QA0R/4rtbdi5u0Dp/Q7r0VFdFETm0lSnHEZZb5uFnX6/H3bu",
-	"oj5BiWh8mzBAJeiHmyvjkmM73E+ouvdA/vRcHZilHypEEOsqDVR0MyKIqFML9uctt9PKqpLSYCidt0hK",
-	"96yhX+EH2Pfd671dl+XZ7L4nUOPdLpbuiKqgk1Bhzl/grCblZhqwCN7a9ddzl55lmLgdGSttCHYFb2HG",
-	"N+BudlpGIT5+/GTw7ePHzOpQYTJyrrSSMU8pdJD4oSuRcSUyy7pPBt/W4gxnwk41BRTCaji66WBHJcVD",
-	"sc5l0ezsoVfiLui44n+dIToqnoB4AqsHhBMnxotE2l10r4kWyzXdLLp/gcuxGVT1hmFImJkdPriyEUQz",
-	"6SCIttdD5ZKXLL1dRamqxD0N30vrZEAf6wckPZEJSYEu8WfkafNScnJ0qy7mJj9khuJJqXgJqsJVJn9e",
-	"TjFUVDTbEV0JCmCWCSWSgPmySUTGgedRHmloEfdxrPNQVSXIjt49Pzm/PD0+P359fvLmdcS6TmVkBwPv",
-	"Z8StBY0aez9JsPagsZjmGjfPSU1mpW25emSXknmvtBLXnnQFci5QlEVTOh6R/cEAbV9aWV8VY+GaIvQO",
-	"dZutMnVjsgdk34uiWubq6uKCwh0MmBI36C+RubEIaj0Y7K3qpRz27jvFHZ8SCb30ZPNLL3zlT3xjf3+b",
-	"bjIqtMNHqThW1mG2n27T2zvFr7kkWyFqBcVsxkGErgfjPDIML2fbamAC+AmcAcrxDsrG7Y6nBDu5Jggf",
-	"ME/soEnDard9+aQ990jaL/qw1XOLrD1updzFdJo8xGn7884O7F7dVGX8dQL5D0X/uqZup9qIeoQXk/Vj",
-	"9bwGqF4+WddS3JABI9NtDs9jl8qKKD8rDQbl0A7pJ+SYSjTU8Lq+7QqclHU5QgUDYN2DwZNKomglmiRT",
-	"Pi+LOTgR7gedzB/6kLkArLum+caXv2+e8L2H7rztdJ9j5YabKmLtM5LOvS3eONf6Jc8n4k++L07tKKWO",
-	"rU8/JWprIazvK1Pd3S7dCqxas0Ron+P39dPZOCUHbSn24I3kEIWhuvKoNKKcRM6uRS7H88+62zTS9W+8",
-	"1pZw7X/ubtMCVrsd1MRKqsDnFtbc+xwE7dz0R2FX7vDgc9GBB6ABX84e/wiqQ6P4AbE+LMD9IcztXgKQ",
-	"a/XkOYo2GbfxtNUoupijKxVjuy5RV58dsSo1h9eLRsUsA/W/mT038vXoc2FlXlba1YXF4JOmxXghcLfP",
-	"XnHEQ/KqOLlnzIEzkGNhs7Um8mCRZ7OKZaM+xBWjixO4xCx26mpDuhXoHbLyGbTcWbLZl0KCHxxm1cHk",
-	"q068aBMEKJPaZxEEXNK2rQSBz0YAChxU8qcIA/cmHV+Q9ECb/cmkB2JM61U1jEg3n5K5VMHz69nLo8pA",
-	"80Bq1N9aFkFNjS8t3tZHyCn2H8mgnObWpjdRroNPQyzrSSs+s87kUjis1pio1uRf+tQOvtv8wjOtxqkk",
-	"R/6XRFPPpljpvmTwaJZYyEaCkkiKgl6VgWRVspb73qitaPJ7/HdLHa+6SZs0vFMMQUkOvWI3kwh6KFSC",
-	"FUq/KnpbHiJaR8bpMn9Gmhq8J192xu208mT7w9JZJHRBjWhtyshxsf5gotqKh/GjGEKxKpVDzQXXqCZF",
-	"dXMDRtBnShWWSHPVZyfWh1w5h3ourqUu6L1QcatnEnSz+SHj6EuFk05eoVTw68W3bJm1AivPNyUPWjxK",
-	"s2uCUBHKKWAUAxU0EIegcTgkJYGf0FkDCoYiSAglfkjFI8NmwnLopR8qyp5JkwaNZCRYN0u5VCzyT0Ws",
-	"jO82EbNwMA3SKmgxmvEs2o3kjE/g15TPdWEPQ6U0Szh8maBB2hy6mUJTvmGkglJRbKM5BDrw+t1LhpgD",
-	"7zY8rE+SEATNWbo2sGQrtoNqW8OAGfVIBxPxlUgYucsIZBoq780f+kVAZ9goF/zKAOEtUgSQcHawv89u",
-	"0LIcpTqOKPkHdc8iOEe0TJhcgpyhLqjXMvKEdUV/0mfRb2EHng47AQs7fiXoU32mnYuod8iMps5xZI5G",
-	"2ilXoYKJnv37S2mFh70YPqdtoVGWi5zrG8PEbSxEwg7YK/kDs3oigPH0Q3XEHKFiuYiFhOPpAwQr796r",
-	"o18vn715/ezd6enx6/PLd29fvjl6fha5Y218ROcQDd4zXFxYWfQRi4Q9HTxxy3QqbD7fORpbkUdBtRGm",
-	"vIcu2QcbF2mK942m/3Twj0PHPENFdfg15g/gvmg+nFufkpZjj7WUEcbqnE9Euw4NUzh3xrHthEIdW2F3",
-	"quCLFmI3korn8xZy91fSn0tzoVekV5KJL0BsfJAFc7FEd0FnFazk/m1tUC6X6uvZWlhOFw1VZQAOMCFM",
-	"tY4qKGVD+osLwfDOPza/c6JMMR7LWAplz+i2LhklkIU2s/HVWfYDWykKn/KsFTzSyDWF6BVM8pWJ3IXJ",
-	"U1aogGEeJ56uSLRKdkJbayxUtYyzDhNS94nA812XtLORZLZXIX3UvIYV7jPECGMupGrh9I0qXaZGUHR4",
-	"92BwgAgpVEoMwrKUc6bKxaSZvT77ASdqQlXm0M457CHKHXoGtDipws33gsFg4BbHsC5wU8rT0+rjrBwM",
-	"lHruvrIrvvUi17NtnPb48Lne5tFGGrvP4OWn2W8kInhYSwOVO4Efbaf6chQjJ8Q28y0HeB2nusgZolDn",
-	"n9VN4qkLKTCwtJ3h++aXeKWXPautBOcXB/UF1Xm4jHWFO18m8bOmZj9wYQXkeXB0JVTdqAS/R15+1DmL",
-	"/nkl5t9HvcAhJWuAC5S1rsTcNxjUCx6glEwul1DBQ3jwCb3o8e+sS3hiEyCamCGaOGAnb1mOKLeg2r5Y",
-	"ZyJgQsFOJwHDIJB5EKpaIhSgg78X2vLeIUNoLIVJwLCbdNGwLry2g6+5dIfNuvZAgH4pU3M3F7bV5QYr",
-	"ACIn1kKQhh0MDgKqjf7Eo3xbCqxTJfV64ACumkv055xhtRgPHy2X5QKdaqMCg41DRajoLi+LrThQIhvx",
-	"pDn8Ho1ur8+eIU7aGZ3KhOY6x8gzINg1cR2fevbm9MwXc8BVHYEaIXJz6DDXJNA3cNORAxvyXKyg6fWc",
-	"CJ+MdNZiyNvgUR6lTgEn1SEmX10tLNHFI6LP7xNLwDDkP88qdbC/heH1lVT2Jd2hDyfYLkQIaWkzwOW3",
-	"C+C+bZEg9EszlKj+nQvRwa+AJS/6zGtOYRRulGgxoZ5XItbnYgnUG5m29MrUGjtVkouFsIrFfBoYtA+z",
-	"c0pswMobPZqX0x5xI0JlLLcYQLEyX8bKFBnsrch3PFEUBMTvIgU8GDzpsUSHqI6PuUwJ5A6zGC7I7ULZ",
-	"HPX96H1IqQ5qCP+AhS7tAXx5MHjy/x0MDu6iPntG4RWhMlNdpAkZdAgVTQ16phVhkxGWWQhVqOrMEw0K",
-	"pjwKuKBLDDWoU8kGr6yY5GGoKPmGW4tExDKhxbaLUWkVF+wFFbtq41Z95lhRqBZ50QI7bmdHsIcgx8OC",
-	"SGEInOA/OBYUqhU8yE7FrBd4Kg6co1xSiiLGzTxkvM6navyJtp74k+c8jVC5NgbOqvz8MCG0JIGwotV8",
-	"pgtD7CZUeDjXM3LQKr7r9Yl3Le7xJo5k8Lp9IsdgezKdz2wNWpFXpoVJnhWIvBkXKase+1D+9zntE39n",
-	"ToYsio4q82f13uyryYKWPC1woPr+VLXqIWd8JhrlplzOSrI8L5CsPg363elLU8v4WmK2oysxJ/gVD9U4",
-	"F2aazr1vsMa1kWrhS042bfD0ll5X33TMUPdxfrAND1P07sbHzuRkm8eOb7OtWsNo+U9qjyhXr80W4X7b",
-	"XkiGN75AQfmjScUiZdhALRo0wK8yw7R8yNy8qrJACUznYt1Frxd8e08eiztnm5hiUYk/VkKzfnK/f8KD",
-	"5uparDB5eWeVNKzI+ovre9FEIl0LJUwdevTGT8avkAshXCR5zUm/oYcc7fioiS8mKGudI/QHIpOP9lw/",
-	"zfOpNBQRzmOL4chuoBsnPeezdNOk/+Po1cv7Tdq3Wk169Qyf9AflLGHk0Buz4rZZiWidL+3hV8/NeOXq",
-	"gZQ9/2Mlf9wfDHxiHXRn4sKwmCuWaLTM3ej8qlKHQB0rg2ldlhHMlsjRmymoGpEeiVCRs5MiQj202AUl",
-	"+9ZY5RqFHkcCo7RFo2Bnnx2xp4Mn9SjwsiCCYBnPXS1MQi4sjLSoaFvQ/AUtU9AF/VazHlaDamPMp7Sc",
-	"fwpBwb5BiUZ7cf8hKPxFE67DE6lQMdm437jbJmjbSon2/VEqeuvOZS0GfC2yljJHf+ExkDSJ7SJuq5hT",
-	"WJu/SzBk5UsUWJhbTTCtZ+zLsJcxtO65Dwt2PFIMkyESPgOra1B1nme0izuU+nDIBlHPRUQaKm9Z9w4Y",
-	"YTEcEoPMTahcaDiS2+j9XYSJIldHOtJmfyLNnBo/oxEaOE13n/zcroPpYmXQz4m2+Btjbl0UpFvWrS9F",
-	"HR/QllljMzK2dmKXD9IqU0s6p4wRfiu/ol/bwxwnINd/0IauDmZcu2Gf4eZ/5K3/ssIY77N1H+p2+VnM",
-	"S5dLa3YcEqQvjSf89wYY+x7WsM77RkOybgSS+JDR997zg/jPXBiq9B+EKnKOdP8gT1OEeFI8pEvaNeFS",
-	"BSzyCRS59U+Tdd99D0+Qm939HCr6DL/UEpW3dlV3jXswUYkOiGR2SY79smWu5pXPnR2p+ugi5jC8GeYy",
-	"5Y3eI+ffqXdUJpc2wqVw46rWafUKedHhSc6enTw/JRfJ/n5QR4jSHnV9sLRUibiFMaIoww0bCxtPReIR",
-	"0rDlIqEoTZdgwoRuYzHlGiFZdzC9mUuV3Y1kgtm5XAI6l34Pv3NHAv5MubGXhYEPoYo8TPwS37qsrVfA",
-	"IkT9XIKieTnTyk6jHs6tSs0Hs5konYsEE+Qi7Fh1awnz9E1V8wfzR+Ix1BmlIO4FbYIeyn8gtS3ookMC",
-	"PWOhdFP5Hn0636BW/hw4cjln8oe5hDDiGlT2NlEQn16Q1v7+IqFH5n52sfBr7NZSPOyHCx5ruJCIrz4B",
-	"72EJgrLUkGG9vqo+jEoyLZVlN+hAJ5c1y+VkisWBXKVVnxMQXTZEIaVBXNcjw+IizynzJeKjnPWJ1sbj",
-	"hTDH2YJrtqz1B50aqRUlGeOhinU2H3q+pXQ+46k0eJUCFv0zKvFfLJGwr1JNFqBi2F+JI+sBrUOKFCo0",
-	"wcU6x8xnNdJacY+Zvha9PjAOzO1I4TIu597CFICSmVB1q7iI89N3Z+fHzy/fnr759eT4rNYs5qHtHZY0",
-	"T9q6WlxnUzhEdL+3kz0RX31SBRh7+JM80q5vU6SrYxTcafmc4vEXRJp+wXvsHKL+3rpcnZJyJY9cYY/k",
-	"n/eWulfSLUwhKB6ecDldiE0weyHJCS49MUbGuaS/tQi8RrmzoEpTiqQG0TdBqAplZcrWCFOsGzVKsEUU",
-	"i6H0TQ9Nsqp2TRmmJnXQS1iXqM+w9huauEDsZjdT2A5eC/KjcSNEy+XmiZEaO1ytThPhMtyGqoymIoox",
-	"5VVIlr3Rzs3fZ80Ro2TmS73BAujUV4RT+qYfqjcYaewcEpgqOacElPUAOjxGMY+n4hGMtZYUFiMPWw34",
-	"eBQ+KYlqVtb7U+WxkoTDLsLxJMTB18wjD2QekNfCo+dKrdch8jwi0R9uD6Dj7jZlIpc6eTjZ7KEDgNYE",
-	"/dRr8PdD5QJr2Jq4mj7DyBAgKT7qkXTycVqYKZPKivyapw1p5d3Z0Y/Hly9evjv76fLk9fnx6b+OXkaB",
-	"r+3B9gbMuMTEICixsbhxtTxNCTEcCaJgbI4DPfrQ2B66ZP9LQ3vKma+mMV9DenxIDxCC2i2b8sTz4XXh",
-	"PZ/YqPgRAMALeDW/9j22FDmgImwoFvhU+SDKVXgGV3qss4vH1E25pTggGnl2YCrcylEqKp/h0duTfq0g",
-	"gV8sGHZLzWjKIetrDRghfEUAxAuXCASZN8IxTa2HMtpquYezlvoBFcbdlvBBXwCkNp9erYc6ALJ9GqSV",
-	"ehAVRQo1QN4u9IkAhTWAYTf6p5GT78NiMNj/Rtxm7i/UPL+PFgfR1v0vU12m7UZ93ElbzpRZ3wrMeLzc",
-	"AmEYAjQqEqLAK94eu+ISVtTaqiEE7i7u/k8AAAD//w==",
+	"7L2LcttGsj/8KlM8X5XJfBBFy3I2oWprS7GVRCe+HUve5HyBSxgCQ3JW4AwWM5DE+FPVPsT/Gc6D7ZP8",
+	"q7tncCEBkrJlJ87xblUsksDcp6+/7n7Xi/Ui00ooa3rjd72M53whrMjx05MiNzqHvxJh4lxmVmrVG/de",
+	"8ZlgMf4YMG5YLmyRK5EwqZidCxbRbxHTU/yc5eJK6sKwjM/EsBf0JLTyz0Lky17QU3wheuMevdMLeiae",
+	"iwWHXqc6X3DbG/cmSyt6QW/Bb54JNbPz3vjxw4OgZ5cZvGlsLtWsF/Ru9mZ6r/nl7W3Qe8otN8KePoU2",
+	"seuM23nVc0K/X8ikF/Ry8c9C5iLpjW1eiNbRFAU+ud7RyU22vljnMhXM6kuhmLjJZL5k/ULJG2ZErFVi",
+	"BgEuET7wwLBI3GQRrOlCKiuSrsUSN1n7Skllvz6EpZJKLopFbzwqBwoNzkSOI/1epuLvIjc4xLURzwVz",
+	"a/LAsCmM/4qeDdj1XMZzZuG7N6+fGTbnKhEJ04VlkyV+P+NWsD7M+j/PXr4IaGZmwGKe50tmdKjsnFvG",
+	"WS72iizVPGHxnKuZMExciXxZNs64ShhnT56+YAp+YUbkV8Lgcuk0wYE9MPi4GbIX2oYqnov4UiRjxrGB",
+	"a2nnMDJpA6Zz/Mi4gpdFzrQSAZsJSw3GRZ4LZeuNDkPVsfpXjbWvncqvD9uOxQ85V0XKc2mX64v9XRFf",
+	"CsuM/E0csQl+MMxYnlvGLbue61SwuS5yAzNI+NIE7M35k65zMat1VR/j/5OLaW/c+4/96rrv069mvz48",
+	"GO5PomWYx4odvzpll2IJqwNb2jWES7HsWp6Dx1+3rc9PYkl3s9nlaSKUlVMJezXF3n8Sy7LX5hW+FMsP",
+	"v77P5ELaDmqXwm9dU8YfG5NOxJQXqe2NH4+QbNFdfDga1W7mw/areRZr+G4DGTHwRNdY8Mc7bsCZnG3u",
+	"UM4Ut0Xe3amc3bHLN4bPxPe5Xqx3fIaH37MOkUudsL5UcVoYeSWOmLTGXZQH7qYMhuwpLTicTfYXvCds",
+	"IqY6FyyyOuoa9xQG0HpIEm7FnpUL0esc/bleH/uJSlZHLm7cyFdGqfR117CsvvugbuHsm0wrI4h3azVN",
+	"ZYznOdbKCoV/8ixLZcxhuPv/MET9dyMTJ3mu6YTW28hyPUnF4v99v7ZugxbWQ9yAxW4CpqTb4kYaK9WM",
+	"6ck/RGyHPWBkOp/IJBHqM5xnLpDC8ZRJw654KhM2KSxb8CVT2rJEMzuXBqd5qkwxncpYCmXPrM75THx+",
+	"E0b+neOlxRnAtKdFmh7hfUE545obnDs8IRKUAJS2c9h0OhYJLsdzqSxSayD0n9MywMBhMrmYFkYkbKpz",
+	"IARjXAHHYGFZNMg7QOhykKaQvwD/X2hl5+mS/bPQloeqH/2yd+5Err3XghutIhbBKxcprU4Eb0X4+IW4",
+	"iYVIRBIFdKNQUn/NrcCVjNhUijQxIHtqFSoUqwYoN3HFuNJquQARPuZpipvIkyQXxpSjheaqxxZ+otwK",
+	"GGj5y0VjeIMhey1svmR8akXOIvywdwwfIi8hkxw2Fzxxakk55uaGrJPp8sG9VzqV8XLr81XvzUcrnt3K",
+	"std2ofm2UPDqr736zHtBr7krvaDXvka9ty3E/jbovdD2e12oz+wCvNDMFPHckXCvMFaHKo51oYi0w5p+",
+	"puT92JHzGom/Rj0Zb/2Qtd1buEdKgPQQoZ6IFzWa8OSiFL+iIFQRCngR65daI6jXIBkYxj3v1FPQHJCT",
+	"5IInuMZOoxsELNK5nEkFzRdG5Bd8JpTFtgt1qfS1unAPUCdAklJpLGgg8LVBsgy/gLAtjGVzoNpC2jlc",
+	"4ZfuXaXzUEWvxVTkIo+gW9/6pVhGrM9To0EL1JZbkTjNorQUuJlxY5EMznIeiwEMMRdwC2Kkbf3qg5+e",
+	"YZZfCtIhSfMMkKE42goULQJlwS9xOcVQSVP157bAXHAb+VcSafgkrb+D+rpyXwIz46mhUXqTgtL2gqep",
+	"vl59rbI5mAg4PYwRFnl1q2Tm3otT4P2hqpFdqZhyR6bWsswuclSno8Ea5TyOY2HM3hOtbK7TvWMY2R5t",
+	"2DbauIXGtVEoeOGz5NLn25lxC+sdsyZrA9YJb60x7TV2XAC3xT1U4sbSC6TZkLY/GK5wRtp8xx+P4Jqt",
+	"cLoI72iDu2vYbJbkfGr3pLDTvbm1Gc/kHowaB73nTsre6FsYZui12LB39M+/hsVo9Ch2N96AduP6xx/E",
+	"0fVfH7pO6+/lfx0dWfeuGy49H6Hog0QEJQQcQAAvu+WqdUoL57tpNOYZCL7kW3ajqBraPIpQQQvYyWDI",
+	"vieBp8iMzQVf+LsI5Mt9dTEpzDIa494inSG5lvEUaO0SqGGozk+fnfxwfH5y8ebV2fnrk+PnF8+Pf7k4",
+	"fXHx/bPTH348Z+VCSsWmqZzN4Ug19lirdHmvN/jPKjY19qVLWoKe3ihe2LnO5W/i85OaaqJEK+1ZSGOk",
+	"mkVOZGcLnk51vhAJShX9qPwcjVlk5Ay4v7jJolDhdXFSBbAhnqZsJq+EYqicWHYt0pTRy14fEIvMLpEt",
+	"/v5cRutnPP8c9WEvPk10gnzGas1SmAqKv5/vaV03brjDiRxRoWjsp3jFZQoC1Oc3Q2AME27QilGoXPB4",
+	"DhPBG2LbrB19YBjwFktkLmKr8+WAxVzBFZsIFNRDpXN2nUtrhTpiUSIsl2nEDF8a8rx4dTnloC73N2jN",
+	"7HouFN3j9Ru6QrFX7K+uAavZNZfW21FzeEeq2bBp6d3kZ0JTqcpyDfQAFudEWecEuZe9/vH8/NXf4TTh",
+	"y/e58+0tr52D6hHmngl6bxw7+p7L9HO7ucfrgs+DFSFHmWtBpjkmoJmAGb0QZKLTqAHaOVeM01ukmoSq",
+	"5k5EY3ZQPuBNR0b+5mRrvEGxLlK0/bmrEc9Fwvo6L62jEzFmXFX60LrAdfzs2cufWaKF8WxNXw+GDO6u",
+	"n+QDw/S1cpOCi0yOxowbg4zz/ljbbe1knMuF0IX9sx2NRNKGudW8lnAoWvbl/PT5ycs358N7W9lbT5Co",
+	"oVenzoOZ5ToTuZXkEHH2406HCtDflypdes9hJ7hgz1zKbE/jwvB0L9NA8HJ67Tboxbng9hP0U7MgtLvw",
+	"QYGomUWcJae0CfXxtpoxazVWDI5YpIo0jcgpX95g1HqclQ7bKowYsmOWiFTUzDAsyXVmEBbgrBOpNNZ5",
+	"1K1YmB08skEPBkDCQWOpeJ7zZW/1hL7rerxqz9lq1pcrQstN5Ax01WL1m4afgdPUpQVa4VpjfMYlesNd",
+	"fxOtU8EVdlhakVo86si77RwEP7kQZZ+ytBO67r2pqtoSpFLQY+sB27oMMmlb/fs6l6X9aX3KT06fvjas",
+	"f/rq6hCV9NNXV18HTMFAUmlEMmCVpav0LywKY9kUlBKp3KG9lkagaWxwFCq3Jlwt/Ssrx+zOxyrlxl7A",
+	"BqzP4GcQqhzr8uI7PI7oFikS2k88OrmIdZ6IxBNCzhZSFVYMdt64+9oRZwi5QM253dHfpA8TR9MTNPPE",
+	"PBUq4c77xPpvzp9UR5EcWGQ9aUysDYjUsfClwOgd4C175kzPiODq3NjVjfTW5Au0BF9suo1v8GKjzFwZ",
+	"1nORpTwWCUKbgIbBTqPBGiQ+Y2WasmudX5pyObABNMqC3PHJd7oylaBEkSSSHnxV44RI6toUGrIf122c",
+	"3K0DoS3GLPJWq4tM5BekaEQEwGLcKR5MK8avBGg8ASsy0CKiSZEbGzFumVaxOGI8zrUx7AUusIy5YSDg",
+	"MZ4sgLs83H8RMCOIIr4+OX76/GT1vClEoqyuYpPfY6cOjFLCb+B/wUa7FEGIVibZ0kywzbpVIZF+bW0y",
+	"cCOsDFbkE1vBMVZWOzjgsB3t3D4rJqmM8QpbzbKCfGslTq8f/e1SLP8aIfW5r+NWGD4TF0DyLpA2dNEW",
+	"R0yc19kRSPyjjbaMvQbMsH0QIAgY6E5LqLK0AP2WW+d0BnmTvOr4APmjtC3bWQoneqxRp46V8Pu441LA",
+	"Y3oBdCkD7RZvGC6Pd67tIJ2snBgSiHC7HVVsXtlG6xV5rMTPoBR46wytIZJUAlFTmqzz8E1EtEFvVtlM",
+	"y+lYO+m3gZPWXzk8y4rE3gE/JliyFyzRZZLxmShphFYVtfaI41Uo8ebdaIcS12SK8o9NupTTRFoYk9WW",
+	"pxcoRK9P70WxmBDm8VIsSw9H6RnfSmxKIHW9Fz/27j04E9ZKNTN35Bz+NRgvhxEP2bFaOlMAHNyGQHt4",
+	"cMAicWNzfjH1rv1oEDBxE4vMOqcyT/ZAdwmVQ6QQ+vMnsfTwY57jeojMOoyQnCnECxnNHLgYKAw3bCos",
+	"Wg5irkCqybSBVyY8vgwVkiNgOA5+PGT98zm8lguWiDjl0OJc5KLEEUeeXERjcvBzq3NDgAZu2KVUezoT",
+	"imcyVDRlxmsvMXe8lyzLhQEZF8VCxxyGAyRRnUprc9lf+1WCNmh1xq1r0imDrB3umuL60fvaqLwiuysF",
+	"Ugt7KoyoVNk+SguoF0wEujdqFwQkB9OpvdYfdNrrEYt+fRuRUHFH/XTBb07p4YcoEdxRX62hZDe+fwcF",
+	"1qmqpTh/xCJoKkLTGS3JwCmuBtRYjv+95mbYTRN31Gd/9rIzbJqxoP6DbAx8ue/3ytGyaWGLXNyzPnsf",
+	"Z7Zro7fqtFv11ujhaIj/3/8mClh0MBo9HCeTb8bj/UcH0RHjbIJEjd5FLAoSMjjc7stBXVMGHgfSjaha",
+	"frj/TcQmItYLYVi9u3KdQ1VTkuvHHm2iK8OXblJaKRHDXB8YlgmRB0znQaUowVc4XKlYVNr6zl+/OTs/",
+	"eXrx6vXLX05PziKKccnlbG73FtpYViibF0iLo1/2vtf5NQdVGf6K2FxnKxexdlEOv0XBu7w3227lB2n7",
+	"H074tp7dnXTzrVp4Lhbah8ZgS6w/Ko1ZVVTNoF1DX9GP1rSkO2nuK0QBVOSJYDOhRI44L15YveBWxjxN",
+	"l6xQKRy2LNdXMhEJEzcgwUubYqBHk0CubvzWta3ZDFZklkzEciqFc6qxH8/PX1XgNriHZAUF3sPRLu3x",
+	"uUOQXvgiS8Uw1ouIHqS7Gqq5NjZg0VfDxiMgYZhikugFh+b7oJggG8rEzSBg0dzabLy/n+qYp9DC+NFo",
+	"NIro+qMkKQJqGg9cpnMbEMLlb1GFIqGnhUpacXishOEN2Ql67mncoaKzQVPvvnQHjx/d9627g2nmE9zC",
+	"e7WbrN1KChz6Yq14n/1c26rtNof3Oy+eGq6vcFONX4kNI9+2MORtKe/jNeoNcM3fGJHvHcPbRGbI5QV8",
+	"1SI9QDOIuOGxDUIVcyP2jFBGWnklgGzQxIfsZ5kmMc8Tok8YIlFkQAxEckR9c2akmqWC0SvAwB0ZG4bq",
+	"meBXwqF26qIgEDjEBZYjn+Z6gcZ0mPYeTpsIw2pM13Z7xrqiqZYnqVh4h6davpz2xr9ud9yUpl6FqnH9",
+	"m0o43VUpV8sXAiQPP5J19byLAmxt+O88LURvfeZvW5ypgrpHtVkx/zLDMYxxA/7z7OULUDMLETBYIYYx",
+	"cIlIhuwYnjIOR4IH3chEhIrT96TBQocTYGLXmqXiSqSGJUJkrL+6BAMM4q5Y9PkyE2c4WgdPCZW4yVAq",
+	"zEVcYCQws/NcF7M5812mWokjB+v3z1WaM4VPhsqdguYOfMyz8IfYXezabdL6brO+EYJVd2MwdKtEHf6e",
+	"N+X3vSMbrgBh4vV0KlSCxE5lBWqzRih7RM96HSX3YWVKDIahOstEatEzzQ2DQSRsknMVz4UB9YkXRrCX",
+	"x2fs0XD0wBChhBUHLVUA+WURvASqFm5ndayLRNqTK3egm9ydx17n96BWnsmLS7EcktGlF1RfoMWn9gUF",
+	"SNS+IFd7ZbOt2ii/8G34L9ZeocD7XoAB47UW6KN7/G0L++WxbTPJ/ozRJgmxPOq+4bKpAHEgD4t0ShvI",
+	"k4VU7Mmz08F2Canda73u3G33ILaZ1/HRNoOoMwh2y4K736DyuFfy8QEKY9WHjVai3gmP5z72kUL0kFpH",
+	"vxIsL6DIubcR61cuyByOZYnHwbDZQU2Yqia645pans9Ey7He9fUlBbSvnP3qOPqD1wbebu4b/orjbts3",
+	"FPd3j+Je97fQk3TGA39ry/lXB6PVig73/4MdGX1MTjH4gzo0KhL3/k4NAe+vujUeGGZzLtOP4d74Theq",
+	"zcz867UAfd3ows4DJjh8UDq387cwuETMckEufKfO98a/7j38ZhTsffN4OHr88GEAH9zfb9vMxokuYEOC",
+	"NZ5cIwaHdWJwuL6oT4RqBen+mmo1k7ZIRMBSbt1fv2m9eDvsve9gHtUH86hlMHMRX74mTWGroty8ArUc",
+	"O7uQDJm1e7lXjJQEJdI5IokGKyajw8edNqH2xp0O9MAwsp04XW2l2YPR4TdtJgSysGxr2Rli7tT0JgW0",
+	"2XpN2Wzt4OHo4HAbJaztVNttcmfAYHaTNTmHFM4a/605D/IyoGN9Cq0BsZZdIwoYMwc1ITbeQKdzdjg6",
+	"HO5i4zGW26IDKkm/EfKnDu2i/meCsDAYUzrnjqOaI+iacVb3LZEtyHuYSuyxEWR7dRzwYDQKDkcPg8PR",
+	"o+BwdPh2K83z61rOolzNti1y+a7axNBYGHNx1ZX46btiAeIwrDDioLtiiL3H9IhlLlWLszG7JFZlgpod",
+	"rCturXYlDNzaXE6KnSGfkw8h/nVFwgUvvz9xXaX0Gy2kTX7tOBhIpndnB/c6iVUOcYdJOE52G2xFYm/y",
+	"TO/oXr4jMNi3+q7i9b1sMm1res7NBSLeWnNkPf+OPDaYzGTOQaOEZUdtq2HQrNHFHU/+pSTL7iYBzd38",
+	"n+BR2jc4AjVyXLt4C6m6f+zEYcLUL4z8TWxY17rt1IUMvIdZvYw2qMcYeAptWKwXgoyVUhkLBIpsLX6t",
+	"aQv6ztyKNgTDFtxciqSJJuT0pNeMt+qhtZiFLuWwLoSMvv162wHtnQHDRjgK0dFy6p4PobK8ErRyKZYB",
+	"M3w5GLIzEefCmrFPm2MET0UShIrIeJme8d//+j8OLWeYmetrgl0iSKfMCIMrxaKvvvoqcs8nLiom1bOZ",
+	"SKA3tLmEih7ihnH31qUQGXFRNxDMsYdpHjznQFYCbXps3oTHl+5FaY0TWxyEu7yM73rHLhaSe1YlOIhR",
+	"//7X/7iDXt+Bh1+3cEUXg9hmu+C2EfINbF3n7GB06P3pYxah7Txi/YPRYUBzpoRFzsCJcgGcTEpm5CLg",
+	"MQdApLS9mAIJj1j/cHRYlwR6BBkMeuUzrVaXIk9byc0v//3/YaJDKxZZyq0I2NzaDDqFf41L9PPut9uA",
+	"vbu5xXV/t7xFFK6D3GKCpVq0Jipm5LCqSCE2Nt7fp1SLCHxUPN3PNU/M/rvfbvff3dzuv1veDolmbpNo",
+	"V4QbmNwWt5KPnIK1uMLQyYuUL90t3El1/Tu+9Qxe2iUE4EoaOZGpC1bc2HD1ZKtNoSbfdAA5kbA3uiwZ",
+	"UkWlK2JeyjSlNNCUilZXqE6zg1URsM7PatS6DUa6QdJ8QubDu2mEK5Lc3cFQX0S7P55o141wO9htUytJ",
+	"rLkK9cyJUTaZEu+mk05wiEzN6MucG0uaryeyRJYytIP9I4P/XotJ1kppP0zK6h7zw8NhHWpzcLg5RW9D",
+	"POtudXTHRr1Y19yXrdiOhtC34mzHxUYP9JHneji0g8df1zXex18Hjx8evA0+nsx4BhJiTUB0jux2ObIv",
+	"EonYXcwxnCykMoMjB+StFHp+ifq7kymBeX87+CIgfhEQvwiIf3oB8a7Q7nsRGJ14iDxog7j1k+NR/ojQ",
+	"hDEcB4hx6wFxr27zT/0eXiVvrtzuUrpvz5Dr+U2W7CK+rl0uPjGUMl6kCWWBcbJyaV+IU8FzhNj3QTAR",
+	"SPWIjnkCMOx9EYy/CMZ3MlFulWq3o84rkfX9RNJPLHP+MaXI8povUFCUdsWWWGWG+CIwfhEYvwiMXwTG",
+	"+xAYO6UY0yrb3RF4MWvWqtm5bsx7Cn04aFi3demvG5YQrJS52S7glb2sLQ/IuS2i0nfwNQKz4EpOdCLL",
+	"NAY7+rUvxdJDIhx2d9Ny4AifgMBqWqCwjSwKmcir5MSUR5FyP3RFj2FgtksP4YlmLSMDImExcHu3iblY",
+	"7vua22sXGl4GILhaPxj7PkHsgdEKp0mD3pJkog/CBVJaoESP8F/kT4Md54d5l9thIs2qMxSDt3vMM6Uj",
+	"3zJ8q+u5y3ca8spFofGXqxW4I15tnDub5YDK89N2gygf3M57/YqSziFAfIUOYS7LDl55jeJKrtUscD7Z",
+	"TOS47XWm4W4zImqIs23FMlGnb3fD7MNUffa6RirDqyrN45TLFAshubpe7SibGqJl/RR5dFAdUCNBfMKE",
+	"A3Al22KSt8r0dwdJ3BGSt9tjWS5VLDOeds6/fIJEHBeGj4kQVrP5v8dCtPngGryj4ZBrjLZaw7abgLu9",
+	"o6drBcJ9wzFKx5d3qEYQsT5XdNTclyTf1YcFz9TWzIGFqxSM/sUWQ8LdoFWrO7e9YFr7Gj2Tpg0rfifx",
+	"gK7WNpmgm/Gvldxz5dh6c13kNWHZfUz4slVKbksDe6+0cDdJczUR7TZRaXeqV+qD6yQuALn9e27s8avT",
+	"B0iesppS57KLuqJBSA5/FDyleMzmbCvgZUXK9eVW2u1ea9vdn8SyQ9r9VOKrH0G76Br4eoQ73aL6pMs6",
+	"hrtKuI2BfDrp1udi+WgSbskYScL92EJnKWi2JdePglWlm2QU0rw/d8H07uJjufltB9JTvXVP8fdP2LeH",
+	"j/9Skg4iUyZw1d8w1RNZqxqSGGXWNEMfdycNi/hEF3Y8Sbm69AUMrLSpiJypCCgHrYZKeJ6wbJ5zzPTj",
+	"M6pjyOWJ6yZhLXR+wKQJFSaZc0TQBR8YtDgNWSkxSoo6xKisrgTMURmNGKoKrh8dY1R6hAYzl8QBJsm4",
+	"ZangBtvMMLIAU26vdIANH7EyJWqo+kqXjQYs+mr/K/hn7Z1Be1OUB6asRgAryRcuKVIXSV8/ixjl7gD1",
+	"sU7K8kS0nQ2J/nB0WIMvPP7225ot+XDUak3Gbd7a8freNzWJF9qy79s1iCpcbZVVvnl9yijKQ8UCtkyq",
+	"WYMXwotHzcPJ+pgMdCKW2tXMogEOmuOpvdLbMQSOFiLYxCYJmwFE6Lw9E8NxTdek04dJA9C8+pxnz+Qk",
+	"Fw5Ow4wu8li4hFHSjEMVLXg25Elyhr/0ZRKwdzCGMbPDS6mSgA2HQ3s7iIbsha5yn0m65eihGbOo5u3C",
+	"u52KqQ2VLmyVY8jzgrmL4gVSIFNxJn8TEevjFa1GK3hiBiVNcD4EXy5NpmKPZpvouFgIDDyDy+fLU/tD",
+	"T+bntqO/4p1rLuiP58+fsdoTrG/FDSVuSaW6NIMj7zTsnlzv/j160A9Vkv5ZTNhzkcfc6pxd6zxNukbC",
+	"qM+qkveDps/yI4S7dTkA76ioCqrCvgNH9VlnKCBs/ffK59aJE6uKFHW63t8fhW98Kej1YCaq2NzqNTtr",
+	"BWphOWeRzDAJWyZvBHBeblZuDrqqqwuAIfL+Eg1agjPdlrm6xb6tcz+KzdixliFtvafDXjtXSMVFq0sD",
+	"o7vkTImkqivvfRusX/M0DFovXhnpsWvS6VV5nrC9DQNEOdjA1c32xfypcHftUNagvm044Dqut9z4GnaY",
+	"Bt/OGWqlwO4CemhLEk253yjRzrDKpBQFZSi6KWvL5oKZMv+Cy7YQqle5NIsqWg4rONYSL7hMCxFK/tFg",
+	"zJp5qYP2vNSuhO0dElO3kfvPNi8T7DJmjni/eF0suOk6MQ0Tyjdfo2i2wvj0NUu1k4fKtOm0S+SKLXNB",
+	"jlgurrRzmCt9fQTLj0kBH42wcPugCWp9/O3BWjq6loVam73nWy0G2iYL38BtN2mYbQCVTc93YkE2QD3u",
+	"kZd0RnRRjrk6L7tZ/tbKyLqZi0MBe8VwXEXS7sJxumm6r13jR/ZoOBqOOsd2x+oA9+L23Uj9yyn48bXT",
+	"cbcDbzsOcSW8S1jzhVTc5WBZ8CxzAAQnf3QMelUT8JPfPMnq+duSPCxfEKu/dOB3rcQO1pj19jY/vzre",
+	"27f1tfiO23heI2srxi34tbRrYvKZyqFGABRUkI1jAo9HpeR7+tSsW9E3pip+Wr0JbfkcWr63qc6H7GlB",
+	"erYg/kdZAROHIdoD1hYgjQTqOJW5sXtGYPFFF7//PvmIH4/qgvbDnX3rZvMpdCtvMq1MCxl4zjNXyiGR",
+	"xkoVW1Y1zfqpvhb5XsyNoMRzjj/ADumyntj6BlR+0y501Cc6hFueL590Vvq361xplT7QzDYueel0aC6K",
+	"8F/fyT1az4LgaOrOOQiox40Ghzfvh7k7rnmz2qM1nIz5tMxeRQ9tFTFD5TN63U3EbJME7wWld0dY2Xth",
+	"uu4DLAWbWbOgb5jzDmr2WtMtLrUVQLq96e6T3L4dbuBabiuVUY29XTN0pTpuSAFV1r3OLHvlJN+2yBcL",
+	"M9sgh2zLUAajoTbcG217VBdGtqzXqgdyiwiKl2nTvneJV6vJxe5NhF137HevyIfaPF1c4R/J5vnFFPm/",
+	"2hR52R7z80ewN7ZlQpkYnRZWBJ22NzPcWKLv0+tqbZa6rea5TVpdabprjr2VaDWwwCuVPbJcXnEronGj",
+	"eAnGrdLfSJ0QPWYIPcaiCkkVjVkqLxF0dYVw7klhGVXXobBXyirvoT+GYSJGkUCbHpkl7ZBFhBGMMDUx",
+	"gvAbIG9MjoqZpl9iLmpqegFSVoXU922AxA86EFJVZTV8dpVC6yN3iH0f7UITQEe0f6QNulhjp0bERS7t",
+	"8gz1ayoOm8mfxPJHFOVa8e8OevrAEIcgOOJCKovOvpoi2f9B6GdCmQdUzYykQ1de2BlJCzQ/ZhkutsEs",
+	"jgh3pzz70CG95RNDjHu/7B1ncu8nzI3pTyuOGBNM4l//VYh8ucvQKaTgn/A4y3jOF8KKHA0w5UD8MPCh",
+	"ahSX7f2fifxKxt181dDvrvd+ZGfm4t//+p9oQEE06I2bgXJMWV8Ja7fnDjEeish9hy3A/keNII0xw75Z",
+	"WIxGj2J8CP8kUECV4d2wa5GmrF8f8I9uf3DtvcmrN8GYj2qyc2uz1al2HZZz7ypszlsqECOAU+UPfPAJ",
+	"Fr0e14JhnHv9WucJi7CXKEB4oMl4LMh7WZWh7LcvQ7m+Q3byz0Je8RS4udWsPnrWpzkONpy6ZiTM2s7f",
+	"ojA91etLUO5oTFWbTZkxDuPlOVvwjAG5h/m7atFmTKRF8ZkrWOKg6SXo2xIieBKqBdoTFhORsD4izyh7",
+	"I5KsKj09XbRBgNcUw5Byu5dKtLHUuE9lkintlAGtNGqZbnSUS9/qldIa5B12SGC88Gi1uBRqGKpQPcfp",
+	"YMbvmKepQXKInofmlVjZRxdytH6ej1jrlodqy9G3WnsTK57AErKCpUGkHQwZIVjxsMGShmrzvWR76Nxj",
+	"L46fn0Q415N1iA4MQbE1gE+fEDuBB+cELCLjQTQgIGGJLgyVR+aMNyASSbn/6qvDg4OvvqqgiB6ek0pj",
+	"Q9WP3oUOARmC8haCJhX2ghB0KfwXBoV/oIaIf8X2JuzdvkXp/Rbr0VFdFETm0lTnHEZZb5uFveFwGPZu",
+	"oyFBiWh82zBAJeiHm0vjkmM73E+o+ndA/gxcHZi1HypEEOsrDVR0OyKIqFML9ucVt/PKqpLSYCidt0hK",
+	"96yhX+EH2Pf9q4f7Lsuz2X9HoMbbfSzdEVVBJ6HCnL/AWU3KzTxgEby176/nPj3LMHE7MlbaEOwK3sKM",
+	"b8Dd7LyMQvzqq0ejb776ilkdKkxGzpVWMuYphQ4SP3QlMi5FZln/0eibWpzhQti5poBCWA1HNx3sqKR4",
+	"KNa5LJq9h+iVuA16rvhfb4yOikcgnsDqAeHEifEikXYf3WuixXJNN4vuX+BybAZVvWEYEmZmhw+ubATR",
+	"TDoIou31ULnkJWtvV1GqKnFPw/fSOhnQx/oBSU9kQlKgS/wZedq8lpwc3aqrucmPmKF4Uipegqpwlcmf",
+	"l1MMFRXNdkRXggKYZUKJJGC+bBKRceB5lEcaWsR9nOo8VFUJsuM3T0/PL16fnJ+8OD99+SJifacyssOR",
+	"9zPi1oJGjb2fJlh70FhMc42b56Qm02lbrh7Zp2TenVbi2pOuQM5bFGXRlI5H5GA0QtuXVtZXxVi5pgi9",
+	"Q91mp0zdmOwB2feqqJa5urq4oHAHA6bENfpLZG4sgloPRw+7eimHvf9GccenREIvPdr+0ve+8ie+cXCw",
+	"SzcZFdrhk1ScKOsw24936e2N4ldckq0QtYJiseAgQteDcR4YhpezbTUwAfwMzgDleAdl42bPU4K9XBOE",
+	"D5gndtCkYbXbvn7Snnok7Wd92Oq5RTYet1LuYjpN7uO0/X5nB3avbqoy/jqB/Ieif11Tt3NtRD3Ci8n6",
+	"sXpaA1Svn6wrKa7JgJHpNofniUtlRZSflQaDcmhH9BNyTCUaanhd33YFTsq6HKGCAbD+4ehRJVG0Ek2S",
+	"KZ+WxRycCPedTpb3fchcANZt03zjy983T/jD++687XSfY+WG6ypi7ROSzoc7vHGu9TOez8TvfF+c2lFK",
+	"HTuffkrU1kJY31Wmutt9uhVYtWaN0D7F7+uns3FKDttS7MEbyREKQ3XlUWlEOYmcXYlcTpefdLdppJvf",
+	"eKEt4dp/392mBax2O6iJlVSBzy2sufM5CNq56Q/Cdu7w6FPRgXugAZ/PHv8AqkOj+AGxPizA/T7M7U4C",
+	"kGv19CmKNhm38bzVKLqaoysVU7spUdeQHbMqNYfXiybFIgP1v5k9N/L16HNhZV5W2tWFxeCTpsV4JXB3",
+	"yJ5zxEPyqji5Z8yBM5BjYbONJvJglWezimWjPsQVo4sTuMQsdu5qQ7oVGByx8hm03Fmy2ZdCgh8cZtXB",
+	"5KtOvGgTBCiT2icRBFzStp0EgU9GAAocVPK7CAN3Jh2fkfRAm/3RpAdiTJtVNYxINx+TuVTB85vZy4PK",
+	"QHNPatSfWhZBTY2vLd7OR8gp9h/IoJzm1qY3Ua6Dj0Ms60krPrHO5FI4dGtMVGvyD31qR99uf+GJVtNU",
+	"kiP/c6KpZ3OsdF8yeDRLrGQjQUkkRUGvykDSlazlrjdqJ5r8Dv/dUcerbtI2De81hqAkR16xW0gEPRQq",
+	"wQqlXxS9HQ8RrSPjdJk/IU0N3pEvO+N2Xnmy/WHprRK6oEa0tmXkeLv5YKLaiofxgxhC0ZXKoeaCa1ST",
+	"orq5ASPoM6UKS6S5HLJT60OunEM9F1dSF/ReqLjVCwm62fKIcfSlwkknr1Aq+NXqW7bMWoGV55uSBy0e",
+	"pdk1QagI5RQwioEKGohD0DgckpLAT+isAQVDESSEEj+k4oFhC2E59DIMFWXPpEmDRjIRrJ+lXCoW+aci",
+	"VsZ3m4hZOJgGaRW0GC14Fu1HcsFn8GvKl7qwR6FSmiUcvkzQIG2O3EyhKd8wUkGpKLbRHAEdePHmGUPM",
+	"gXcbHtUnSQiC5ixdG1iyFdtBta1hwIwGpIOJ+FIkjNxlBDINlffmj/0ioDNskgt+aYDwFikCSDg7PDhg",
+	"12hZjlIdR5T8g7pnEZwjWiZMLkHOUBfUaxl5wvpiOBuy6NewB0+HvYCFPb8S9Kk+097baHDEjKbOcWSO",
+	"Rto5V6GCiZ791zNphYe9GL6kbaFRlouc62vDxE0sRMIO2XP5HbN6JoDxDEN1zByhYrmIhYTj6QMEK+/e",
+	"8+NfLp68fPHkzevXJy/OL968evby+OlZ5I618RGdYzR4L3BxYWXRRywS9nj0yC3Ta2Hz5d7x1Io8CqqN",
+	"MOU9dMk+2LRIU7xvNP3Ho78cOeYZKqrDrzF/APdF8+Hc+pS0HHuspYwwVud8Jtp1aJjCuTOO7SYU6tgK",
+	"u1cFX7QQu4lUPF+2kLs/kv5cmgu9It1JJj4DsfFeFszFEt0GvS5Yyd3b2qJcrtXXs7WwnD4aqsoAHGBC",
+	"mGodVVDKhvQHF4Lhnb9sf+dUmWI6lbEUyp7RbV0zSiALbWbjq7Pse7ZSFD7lWSt4pJFrCtErmOQrE7kL",
+	"k6esUAHDPE487Ui0SnZCW2ssVLWMsw4TUveJwPN9l7SzkWR2UCF91LKGFR4yxAhjLqRq4fS1Kl2mRlB0",
+	"eP9wdIgIKVRKDMKylHOmytWkmYMh+w4nakJV5tDOOewhyh16AbQ4qcLNHwaj0cgtjmF94KaUp6fVx1k5",
+	"GCj13F1lV3zr+1wvdnHa48PnepdHG2nsPoGXn2a/lYjgYS0NVO4EfrCd6vNRjJwQ28y3HOB1nOsiZ4hC",
+	"XX5SN4mnLqTAwNL2xu+aX+KVXvesthKcnx3UF1Tn8TrWFe58mcTPmpr9wIUVkOfB0ZVQ9aMS/B55+VHn",
+	"LPrbpVj+NRoEDilZA1ygrHUplr7BoF7wAKVkcrmECh7Cg0/oRY9/Z33CE5sA0cQM0cQBO33FckS5BdX2",
+	"xToTARMKdjoJGAaBLINQ1RKhAB38Z6EtHxwxhMZSmAQMu0kXDevDa3v4mkt32KxrDwTo5zI1d3NhW11u",
+	"sAIgcmItBGnY4egwoNrojzzKt6XAOlVSrwcO4Kq5RH/OGVaL8fDRclku0Kk2KTDYOFSEiu7zstiKAyWy",
+	"CU+awx/Q6B4O2RPESTujU5nQXOcYeQYEuyau41NPXr4+88UccFUnoEaI3Bw5zDUJ9A3cdOTAhjwXHTS9",
+	"nhPho5HOWgx5GzzKo9Qp4KQ6xOSrq4UlunhE9Pl9ZAkYhvz7WaUOD3YwvD6Xyj6jO/T+BNuFCCEtbQa4",
+	"/PoWuG9bJAj90gwlqn/nQnTwK2DJqz7zmlMYhRslWkyo55WI9alYAvVGpi3dmVpjr0pysRJWsZpPA4P2",
+	"YXZOiQ1YeaMny3LaE25EqIzlFgMoOvNldKbIYK9EvueJoiAgfh8p4OHo0YAlOkR1fMplSiB3mMV4RW4X",
+	"yuao70fvQkp1UEP4Byx0aQ/gy8PRo///cHR4Gw3ZEwqvCJWZ6yJNyKBDqGhq0DOtCJuMsMxCqEJVZ55o",
+	"UDDlUcAFXWOoQZ1KNnhlxSSPQkXJN9xaJCKWCS22XY1Kq7jgIKjYVRu3GjLHikK1yotW2HE7O4I9BDke",
+	"FkQKQ+AE/8GxoFB18CA7F4tB4Kk4cI5ySSmKGDfziPE6n6rxJ9p64k+e8zRC5doYOKvy88OE0JIEwopW",
+	"y4UuDLGbUOHh3MzIQav4djAk3rW6x9s4ksHr9pEcg+3JdD6xNagjr0wLkzwrEHkzLVJWPfa+/O9T2if+",
+	"zJwMWRQdVebP6p3ZV5MFrXla4EAN/alq1UPO+EI0yk25nJVkeV4hWUMa9JvXz0wt42uJ2Y4uxZLgVzxU",
+	"01yYebr0vsEa10aqhS852bTB01t67b7pmKHuw/xgWx6m6N2tj53J2S6PndxkO7WG0fIf1R5Rrl6bLcL9",
+	"truQDG98hoLyB5OKVcqwhVo0aIBfZYZp+ZC5eVVlhRKY3ttNF71e8O0deSxunW1ijkUlfuuEZv3ofv+I",
+	"B83VtegweXlnlTSsyIar6/u2iUS6EkqYOvTopZ+MXyEXQrhK8pqTfkkPOdrxQRNfTVDWOkfoD0QmH+25",
+	"eZrnc2koIpzHFsOR3UC3TnrJF+m2Sf/38fNnd5u0b7WadPcMHw1H5Sxh5NAbs+KmWYloky/t/lfPzbhz",
+	"9dBxL673uSGfwVSm4rZzGV/R08eG1M0VxtOCqXCejG48RbNAcQueYutuwQLvx8a0Hs16vSF47h/8itMS",
+	"7/Q4Igc2P9m6azDt4XvQ841b61AW4hoRCA8Mo14DZuwyFQ4woRKsdFpafX54xv7zrIOg+r2vk9NOSelY",
+	"MT2dplIJRtIX6zc78e4jUBh9UgCCnQzGrjBFw1SXcWMFxnFX0g+i1RFPgg4ACvbA2rCmkdrJRcEZ5hEk",
+	"v2m9IMNrUMJFVBKEirJC+fGQZuiqhrjigIhRwSDDuU4TDNOBbjDTBOEBSlZVebfILoriX6U6zoBEBw4H",
+	"VhYDKHVmrnxSANLzqOfa+6D5YjKxiQgVNsYcEmSa8xlSlX70H6Ct//tf/0O6+38YOYNPYTEaHXwtbrLq",
+	"A5qd8cmBDzXw9Xd5PHe5rfMrhE2sCZjuoldg/A+BK+1yged2lc7udNHonNCKc0agQvaE2t47c1dp75VO",
+	"ZYwlKmt5GDue2jKIDxK5NlxvF+eKVnI675WtXivKhtJxjXPBk+VvnRf3YDTyudEQkYK8jcVcsUTjHbrW",
+	"+WVl0ZpwI8p8CC5RFCa85QhIEVRQTsMRJbwKBfX76BCXV8K3xip0C/Q4EZhoQzRqLg/ZMXs8elRP5FHW",
+	"tIEdzl05YwKfrYy0qMTToPkLOhegC/qt5gCqBtV29F/Tcv4uMiH2zaymmzm8DyH9bRNxyROp0La0db9x",
+	"t03QtpUSXbSTVAw2iRa1NB4bgyMo+f9nHsZOk9gtaUKVNgDW5s8Sz17BQUSq1QzBatrPtZ4GwT33fvHq",
+	"x4phPluC2GGBJCqw5sk5SZNjNooGLqjdUIXiuoPXCIsR7ZgnxITKZfdAiTl6dxthrt/uYHXa7I9kXKXG",
+	"z2iExvGcj3xuN0VaYHHnTwmY+xOHTbhAdresO1+KOsSrLTnS9uCG2oldP0hd1vJ0SUl//FZ+CWBoj1Qn",
+	"Uf19NrQ7Hn3jhn2Cm/+Bt/7zikS/y9a9r+f8J7EsveatCc5IkL4wnvDfOUbE97CBdd41oJ31I5DEx4y+",
+	"9857hPDnwsxRTg9CFTkslH+Qpymi9Cmk3eVdnHGpAhb5HLjc+qdJLXXfwxOElHI/h4o+wy+1WhOtXdXR",
+	"TR4PWgK8IpldEDarbBlU8hI2xY5VfXSRV74zTEfNG71HzkVf76isD2CEy8LJVa3T6hUCQsGTnD05ffqa",
+	"vNwHB0Ed5E971Pf5LqRKxA2MEUUZbthU2HguEh/kAlsuEgq099aR0G0sZs2kYIQ9zFDpqh30I5lggkWX",
+	"Q9RlUMXv3JGAP1Nu7EVh4EOoIh/pc4FvXdTWK2ARAjcvQNG8WGhl59EA51ZlV4XZzJTORYI5zjFyRPVr",
+	"OU/1dVW2DVMA4zHUGWWRHwRtgh7KfyC1reiiY7LQwIJhkkkHH/EZ2YMKYowcuZwzQRpcTi9xJZRtFQXx",
+	"6RVp7c8vEvrgik8uFn4Jv11LafD+gscGLiTiy4/Ae1iCuFo1ZlhytSrxpZJMS2XZNWKgCHXEcjmbY303",
+	"Vyzbp3VFrztRSGkQmvvAsLjIc0pejBBXZ32itfGQT0xTuYKuKS200KmRWlGeSB6qWGfLsedbSucLnkqD",
+	"Vylg0d+iEsLLEgn7KtVsBe2L/ZVQ4AHQOqRIoUITXKxzTF5ZI60V91joKzEYAuPA9LwU8ejSpq5MASiZ",
+	"CVW/Cm07f/3m7Pzk6cWr1y9/OT05qzWLqcQHRyXNk7auFtfZFA4REVTtZE/Elx9VAcYefidQkevbFGl3",
+	"mJk7LZ9SPP6MSNPPeI8dpsXfW5duWVK6+4mrzZT87c5Sdyfdwiyw4v4Jl9OF2AwT0JKc4DLMo/vG+a1q",
+	"QdSNipVBlWm6cgYFoSqUlSnbIEyxftSoohlROJ3S1wM0yaraNWWYXdqh52FdoiHD8p1o4gKxm13PYTt4",
+	"LU6bxo0oW5deLUZq7EIjdIpOLEocXgbEEsWY8yqq1l5rh9QasuaIUTLz1TphAXTqi3oqfT0M1Uv0hTmH",
+	"BGa7zymHcD0GGo9RzOO5eABjreX1RtdfqwEfj8JHJVHN4qi/qzxWknDYRTieBBr7kjzqnswD8kp4AHSp",
+	"9TpQtQeV+8PtMdDc3aZM5FIn9yeb3XcM54a4TXzNJyILlYuNZBtCI4cMg/uApPjAddLJp2lh5kwqK/Ir",
+	"njaklTdnxz+cXHz/7M3ZjxenL85PXv/9+FkU+PJM7OGIGZdbHgQlNhXXrhyzKVHiE0EUjC1xoMfvG55J",
+	"l+x/aXRmOfNuGvMlKtNHZQIhqN2yOU88H94UofmRjYofgOF+C6/mV77Hljo1VEeToAmu2gmIchUkzVWP",
+	"7O3jMXVTbqnvikaePZgKt3KSispnePzqdFirKeMXC4bdUvaf0oD7cjFGCF/UBUM+SgSCzBsR9abWQxkw",
+	"u97DWUsJmCpMyZYIcF/DqTafQa2HOoa9fRqklXpwEQV7NuJ0XPQqYcJrKKl+9DcjZ3+tMD91wE+0Ooi2",
+	"7n+e67LyAurjTtpypsz6VmDS+vUWCMMQoFGREAVe8fbwQwf+qrVVQwjcvr39vwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

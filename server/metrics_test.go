@@ -50,7 +50,7 @@ func TestMetrics(t *testing.T) {
 		}
 		warm()
 		e.tlListening(t)
-		warm()
+		tlWarmAfterFlush(t, db, warm)
 
 		before := scrape()
 		// Uploads: counted from a fresh registry, so absolute.

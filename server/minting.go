@@ -55,7 +55,7 @@ func (s *Server) openMint(ctx context.Context, r *http.Request, ids []uuid.UUID,
 		if !k.Found {
 			return fail(http.StatusUnauthorized, invalidAPIKey)
 		}
-		if v := s.meter.Admit(now, k.ID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
+		if v := s.meter.Admit(ctx, now, k.ID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
 			return limited{v}
 		}
 		key = k

@@ -349,7 +349,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	})
 	s.meter = usage.New(usage.Config{
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
-		RetentionEvery: cfg.UsageRetentionEvery, Heartbeat: cfg.ReplicaHeartbeat, Now: cfg.Now,
+		RetentionEvery: cfg.UsageRetentionEvery, Heartbeat: cfg.ReplicaHeartbeat, Now: cfg.Now, SyncWait: cfg.TileLoadWait,
 		Logger: cfg.Logger, Flushed: func(at time.Time, rows int) { cfg.Metrics.UsageFlushed(rows, at) },
 		FlushFailed: cfg.Metrics.UsageFlushFailed, Off: cfg.UsageOff,
 	})

@@ -61,13 +61,8 @@ func TestTileHotPathRunsNoSQL(t *testing.T) {
 			}
 		}
 		warm()
-		e.tlListening(t) // connecting flushed the cache: the next uses refresh in the background
-		tlWaitFor(t, 5*time.Second, "the background refreshes", func() bool {
-			before := db.Statements.Load()
-			warm()
-			time.Sleep(20 * time.Millisecond)
-			return db.Statements.Load() == before
-		})
+		e.tlListening(t)
+		tlWarmAfterFlush(t, db, warm)
 		// The first rate-limited request starts the replica heartbeat, the first request with a
 		// quota reads the month's count: both in the background, done before counting.
 		tlWaitFor(t, 5*time.Second, "the replica heartbeat", func() bool { return e.Server.LiveReplicas() > 0 })

@@ -143,7 +143,7 @@ func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileReq
 		return u, true, writeRefusal(c, dec.Refusal)
 	}
 	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {
-		if v := s.meter.Admit(now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
+		if v := s.meter.Admit(r.Context(), now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
 			s.meter.Refused(now, dec.KeyID, t.dataset, v.Reason)
 			return u, true, writeLimited(c, v)
 		}

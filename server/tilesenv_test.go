@@ -219,6 +219,25 @@ func (e *tlEnv) tlListening(t testing.TB) {
 	tlWaitFor(t, 5*time.Second, "the invalidation listener", e.Server.Listening)
 }
 
+// tlWarmAfterFlush warms the caches again after the listener connected and marked every entry
+// for a refresh: such entries serve at once and refresh in the background, so warm runs until
+// two passes in a row, each followed by a pause for refreshes to start, ran no SQL.
+func tlWarmAfterFlush(t testing.TB, db *testenv.Database, warm func()) {
+	t.Helper()
+	clean := 0
+	tlWaitFor(t, 10*time.Second, "the background refreshes", func() bool {
+		before := db.Statements.Load()
+		warm()
+		time.Sleep(100 * time.Millisecond)
+		if db.Statements.Load() == before {
+			clean++
+		} else {
+			clean = 0
+		}
+		return clean == 2
+	})
+}
+
 func tlList(v []string) nullable.Nullable[[]string] { return nullable.NewNullableWithValue(v) }
 
 func tlUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -88,8 +88,9 @@ func (s *Store) audit(ctx context.Context, tx *gorm.DB, accountID uuid.UUID, act
 func (s *Store) ListAudit(ctx context.Context, accountID uuid.UUID, cur *Cursor, limit int) (Page[AuditEvent], error) {
 	var page Page[AuditEvent]
 	db := s.db.WithContext(ctx)
-	if err := db.Model(&AuditEvent{}).Where("account_id = ?", accountID).Count(&page.Total).Error; err != nil {
-		return page, fmt.Errorf("count audit events: %w", err)
+	var err error
+	if page.Total, err = accountCount(db, accountID, "audit_events"); err != nil {
+		return page, err
 	}
 	if err := auditPage(db, accountID, cur, limit).Find(&page.Items).Error; err != nil {
 		return page, fmt.Errorf("list audit events: %w", err)

@@ -34,6 +34,7 @@ func (s *Store) MigrateTo(ctx context.Context, version int64) error {
 func (s *Store) Plans(ctx context.Context, accountID, datasetID uuid.UUID, cur Cursor) (map[string]string, error) {
 	dry := s.db.Session(&gorm.Session{DryRun: true, NewDB: true})
 	var taken bool
+	var n int64
 	stmts := map[string]*gorm.Statement{
 		"key page 1":          keyPage(dry, accountID, nil, 100).Find(&[]APIKey{}).Statement,
 		"key page after":      keyPage(dry, accountID, &cur, 100).Find(&[]APIKey{}).Statement,
@@ -41,6 +42,7 @@ func (s *Store) Plans(ctx context.Context, accountID, datasetID uuid.UUID, cur C
 		"audit page after":    auditPage(dry, accountID, &cur, 100).Find(&[]AuditEvent{}).Statement,
 		"dataset page after":  datasetPage(dry, accountID, &cur, 100).Scan(&[]Dataset{}).Statement,
 		"grants of a dataset": grantsOf(dry, datasetID).Find(&[]Grant{}).Statement,
+		"account count":       accountCountQuery(dry, accountID, "api_keys").Scan(&n).Statement,
 		"key name lookup":     nameTaken(dry, accountID, "swift-harbor-4821").Scan(&taken).Statement,
 	}
 	out := map[string]string{}

@@ -179,8 +179,8 @@ type Dataset struct {
 	UpstreamURL     *string
 	UpstreamHeaders *string
 	UpstreamMissing *string
-	Created  time.Time
-	Changed  time.Time
+	Created         time.Time
+	Changed         time.Time
 }
 
 type Grant struct {

@@ -31,6 +31,7 @@ func TestPagedListsUseIndexRanges(t *testing.T) {
 			"audit page after":    {want: []string{`Index Scan Backward using audit_events_page on audit_events .*\n\s+Index Cond: \(\(account_id = .*\) AND \(ROW\(at, id\) < ROW\(`}},
 			"dataset page after":  {want: []string{`Index Scan using datasets_page on datasets .*\n\s+Index Cond: \(\(account_id = .*\) AND \(ROW\(created, id\) > ROW\(`, `Index Scan using grants_grantee_account on grants g`, `Index Scan using datasets_pkey on datasets d`}},
 			"grants of a dataset": {want: []string{`Index Scan using grants_page on grants .*\n\s+Index Cond: \(dataset_id = `}},
+			"account count":       {want: []string{`Index Scan using account_counts_pkey on account_counts .*\n\s+Index Cond: \(\(account_id = .*\) AND \(kind = `}},
 			"key name lookup":     {want: []string{`Index Only Scan using api_keys_name on api_keys .*\n\s+Index Cond: \(\(account_id = .*\) AND \(name = `}},
 		},
 		"sqlite": {
@@ -40,6 +41,7 @@ func TestPagedListsUseIndexRanges(t *testing.T) {
 			"audit page after":    {want: []string{`^SEARCH audit_events USING INDEX audit_events_page \(account_id=\? AND \(at,id\)<\(\?,\?\)\)$`}},
 			"dataset page after":  {want: []string{`SEARCH datasets USING INDEX datasets_page \(account_id=\? AND \(created,id\)>\(\?,\?\)\)`, `SEARCH g USING INDEX grants_grantee_account \(account_id=\?\)`}},
 			"grants of a dataset": {want: []string{`^SEARCH grants USING INDEX grants_page \(dataset_id=\?\)$`}},
+			"account count":       {want: []string{`^SEARCH account_counts USING INDEX sqlite_autoindex_account_counts_1 \(account_id=\? AND kind=\?\)$`}},
 			"key name lookup":     {want: []string{`SEARCH api_keys USING COVERING INDEX api_keys_name \(account_id=\? AND name=\?\)`}},
 		},
 	}

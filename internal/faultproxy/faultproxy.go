@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,6 +57,8 @@ type Proxy struct {
 	lostReplies int
 	closed      bool
 	wg          sync.WaitGroup
+	// delay is added to every chunk forwarded, each way (SetDelay).
+	delay atomic.Int64
 }
 
 // link is one proxied connection: the client side and the upstream side.
@@ -89,6 +92,10 @@ func (p *Proxy) SetMode(m Mode) {
 	p.mode = m
 	p.changed.Broadcast()
 }
+
+// SetDelay adds d to every chunk of data forwarded, in each direction: a database d away (a
+// round trip of 2d) rather than on the same machine. 0 turns it off.
+func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
 
 // Mode is the current mode.
 func (p *Proxy) Mode() Mode {
@@ -220,6 +227,9 @@ func (p *Proxy) pipe(l *link, dst, src net.Conn, toServer bool) {
 				p.watchRequest(l, buf[:n])
 			} else if p.replyLost(l) {
 				return
+			}
+			if d := p.delay.Load(); d > 0 {
+				time.Sleep(time.Duration(d))
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return

@@ -39,10 +39,12 @@ type Verdict struct {
 type keyLimits struct {
 	mu sync.Mutex
 
-	// The token bucket: tokens at last (unix nanoseconds of the meter's clock), for the limit
-	// and replica share it was computed with.
+	// The token bucket: tokens at last (nanoseconds of the meter's monotonic clock, which a
+	// wall clock set back cannot stop), for the limit and replica share it was computed with;
+	// filled once it was first filled.
 	tokens    float64
 	last      int64
+	filled    bool
 	rate      float64 // tokens per second (this replica's share)
 	capacity  float64
 	configRPS int
@@ -58,6 +60,21 @@ type keyLimits struct {
 	unflushed int64
 	synced    bool
 	quota     bool // the key has (had) a quota: it is synced with the database
+
+	// A fresh quota (the month new here: a new month, a restart, a key idle an hour): requests
+	// wait for the first read of its count until syncDone is closed (the read was tried), but
+	// never past waitUntil (SyncWait after freshAt: a database away is waited for once); and
+	// while capped (until a read at least a flush interval after freshAt, which sees what other
+	// replicas admitted meanwhile) this replica admits at most its share of what was left,
+	// ceil((quota-freshBase)/N), freshBase being the count as first read (0 until then);
+	// sinceFresh counts what it admitted since freshAt (monotonic clock).
+	syncDone   chan struct{}
+	capped     bool
+	freshAt    time.Duration
+	waitUntil  time.Duration
+	freshBase  int64
+	freshRead  bool
+	sinceFresh int64
 
 	lastAdmit int64 // unix seconds of the last request (idle state is forgotten)
 }
@@ -76,10 +93,10 @@ func monthStart(idx int64) time.Time {
 func (k *keyLimits) admitRate(now int64, rl RateLimit, replicas int) Verdict {
 	rate := float64(rl.RPS) / float64(replicas)
 	capacity := math.Max(1, float64(rl.Burst)/float64(replicas))
-	if k.configRPS != rl.RPS || k.configBur != rl.Burst || k.last == 0 {
+	if k.configRPS != rl.RPS || k.configBur != rl.Burst || !k.filled {
 		// New, or the key's limit changed: start full.
 		k.configRPS, k.configBur = rl.RPS, rl.Burst
-		k.tokens, k.last = capacity, now
+		k.tokens, k.last, k.filled = capacity, now, true
 	}
 	k.rate, k.capacity = rate, capacity
 	if now > k.last {
@@ -102,9 +119,9 @@ func (k *keyLimits) admitRate(now int64, rl RateLimit, replicas int) Verdict {
 		Quota: int64(rl.RPS), Window: 1, Remaining: 0, Reset: secs}
 }
 
-// admitQuota reserves one tile of the month's quota; now is the meter's clock. It reports
-// whether the key's month was new here (its count must be read from the database).
-func (k *keyLimits) admitQuota(now time.Time, quota int64) (Verdict, bool) {
+// enterMonth moves the key's quota state to now's month (the meter's wall clock); it reports
+// whether the month is new here (its count must be read from the database).
+func (k *keyLimits) enterMonth(now time.Time) bool {
 	fresh := false
 	if u := now.Unix(); !k.quota || u < k.monthFrom || u >= k.monthTo {
 		month := monthIndex(now)
@@ -114,19 +131,44 @@ func (k *keyLimits) admitQuota(now time.Time, quota int64) (Verdict, bool) {
 		}
 		k.monthFrom, k.monthTo = monthStart(month).Unix(), monthStart(month+1).Unix()
 	}
+	return fresh
+}
+
+// admitQuota reserves one tile of the month's quota (enterMonth first). While the quota is
+// capped this replica admits at most share since it became fresh; retry is when to try again
+// then (the cap lifts with a read of the count), in whole seconds.
+func (k *keyLimits) admitQuota(now time.Time, quota, share, retry int64) Verdict {
 	if k.base+k.unflushed >= quota {
 		secs := max(1, k.monthTo-now.Unix())
 		return Verdict{Reason: ReasonQuotaExceeded, RetryAfter: secs, Policy: "monthly",
-			Quota: quota, Window: k.monthTo - k.monthFrom, Remaining: 0, Reset: secs}, fresh
+			Quota: quota, Window: k.monthTo - k.monthFrom, Remaining: 0, Reset: secs}
+	}
+	if k.capped && k.sinceFresh >= share {
+		secs := max(1, retry)
+		return Verdict{Reason: ReasonQuotaExceeded, RetryAfter: secs, Policy: "monthly",
+			Quota: quota, Window: k.monthTo - k.monthFrom, Remaining: 0, Reset: secs}
 	}
 	k.unflushed++
-	return Verdict{}, fresh
+	if k.capped {
+		k.sinceFresh++
+	}
+	return Verdict{}
+}
+
+// shareOf is a replica's share of what was left of quota when it became fresh here:
+// ceil((quota-freshBase)/n).
+func (k *keyLimits) shareOf(quota int64, n int) int64 {
+	left := max(0, quota-k.freshBase)
+	return (left + int64(n) - 1) / int64(n)
 }
 
 // release gives back a reservation of a request that was not served after all.
 func (k *keyLimits) release(now time.Time) {
 	if k.quota && k.month == monthIndex(now) && k.unflushed > 0 {
 		k.unflushed--
+		if k.capped && k.sinceFresh > 0 {
+			k.sinceFresh--
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,17 @@ type Config struct {
 	// Heartbeat is how often this replica announces itself to the others (default 2s); a replica
 	// not heard of for 3 heartbeats no longer counts.
 	Heartbeat time.Duration
-	// Now is the clock of hours, months and token buckets (default time.Now).
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Now is the wall clock of hours and months (default time.Now).
+	Now func() time.Time
+	// Elapsed is the monotonic clock of token buckets and of the quota's fresh period: the time
+	// since a fixed start, never set back (default: the time since New by Go's monotonic
+	// reading; when only Now is set, it follows Now). A wall clock stepped back therefore
+	// cannot freeze a bucket.
+	Elapsed func() time.Duration
+	// SyncWait is the longest a request for a key whose quota is fresh here waits for the
+	// month's count to be read (default 1s); past it the replica admits its share of the quota.
+	SyncWait time.Duration
+	Logger   *slog.Logger
 	// Flushed is told of every successful flush: when, and how many rows it wrote (metrics).
 	Flushed func(at time.Time, rows int)
 	// FlushFailed is told of every flush that failed (its counts are kept for the next).
@@ -41,6 +50,7 @@ type Meter struct {
 	store   *store.Store
 	log     *slog.Logger
 	now     func() time.Time
+	elapsed func() time.Duration
 	counter *counter
 
 	keys     sync.Map // uuid.UUID → *keyLimits
@@ -74,8 +84,20 @@ func New(cfg Config) *Meter {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 2 * time.Second
 	}
+	switch {
+	case cfg.Elapsed != nil:
+	case cfg.Now == nil:
+		start := time.Now()
+		cfg.Elapsed = func() time.Duration { return time.Since(start) }
+	default:
+		now, start := cfg.Now, cfg.Now()
+		cfg.Elapsed = func() time.Duration { return now().Sub(start) }
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SyncWait <= 0 {
+		cfg.SyncWait = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -86,10 +108,15 @@ func New(cfg Config) *Meter {
 	if cfg.FlushFailed == nil {
 		cfg.FlushFailed = func() {}
 	}
-	m := &Meter{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, counter: newCounter(),
+	m := &Meter{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, elapsed: cfg.Elapsed, counter: newCounter(),
 		id: uuid.New(), kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	m.wg.Add(1)
 	go m.retentionLoop()
+	if !cfg.Off {
+		// From the start, not from the first limited request: a key's first admissions on
+		// this replica take a share of its quota, which needs the number of replicas.
+		m.beatOnce.Do(m.startHeartbeat)
+	}
 	return m
 }
 
@@ -130,36 +157,76 @@ func (m *Meter) limits(key uuid.UUID) *keyLimits {
 	return v.(*keyLimits)
 }
 
-// Admit applies key's rate limit (nil: none) and monthly quota (nil: none) to a request at now.
-// An admitted request with a quota holds a reservation: Release it if it is not served after all.
-func (m *Meter) Admit(now time.Time, key uuid.UUID, rl *RateLimit, quota *int64) Verdict {
+// Admit applies key's rate limit (nil: none) and monthly quota (nil: none) to a request at now
+// (the wall clock: the quota's month). An admitted request with a quota holds a reservation:
+// Release it if it is not served after all. The first requests of a key whose quota is fresh
+// here wait (at most SyncWait, or until ctx ends) for the month's count to be read.
+func (m *Meter) Admit(ctx context.Context, now time.Time, key uuid.UUID, rl *RateLimit, quota *int64) Verdict {
 	if rl == nil && quota == nil || m.cfg.Off {
 		return Verdict{}
 	}
 	k := m.limits(key)
+	if quota != nil {
+		m.awaitCount(ctx, k, key, now)
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.lastAdmit = now.Unix()
 	if rl != nil {
 		m.beatOnce.Do(m.startHeartbeat)
-		if v := k.admitRate(now.UnixNano(), *rl, max(1, int(m.replicas.Load()))); v.Reason != "" {
+		if v := k.admitRate(int64(m.elapsed()), *rl, m.share()); v.Reason != "" {
 			return v
 		}
 	}
 	if quota != nil {
-		v, fresh := k.admitQuota(now, *quota)
-		if fresh {
-			// What this replica counted this month and has not flushed is not in the database.
-			k.unflushed += m.counter.served(key, monthStart(k.month).Unix()) + m.inflightServed(key, monthStart(k.month).Unix())
-			m.loopOnce.Do(m.startLoop)
-			select {
-			case m.kick <- struct{}{}:
-			default:
-			}
+		if k.enterMonth(now) { // the month turned since awaitCount
+			m.fresh(k, key)
 		}
-		return v
+		retry := int64(math.Ceil((m.cfg.FlushInterval - (m.elapsed() - k.freshAt)).Seconds()))
+		return k.admitQuota(now, *quota, k.shareOf(*quota, m.share()), retry)
 	}
 	return Verdict{}
+}
+
+// share is the number of replicas sharing keys' limits (at least 1).
+func (m *Meter) share() int { return max(1, int(m.replicas.Load())) }
+
+// awaitCount waits, if the key's quota is fresh here and its count not read yet, for the read.
+func (m *Meter) awaitCount(ctx context.Context, k *keyLimits, key uuid.UUID, now time.Time) {
+	k.mu.Lock()
+	k.lastAdmit = now.Unix() // in use: not to be forgotten as idle meanwhile
+	if k.enterMonth(now) {
+		m.fresh(k, key)
+	}
+	done, wait := k.syncDone, k.waitUntil-m.elapsed()
+	k.mu.Unlock()
+	if done == nil || wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// fresh starts a key's quota month on this replica (k.mu held): its count is to be read (at once,
+// in the background) and until then, and for a flush interval, it takes a share.
+func (m *Meter) fresh(k *keyLimits, key uuid.UUID) {
+	// What this replica counted this month and has not flushed is not in the database.
+	k.unflushed += m.counter.served(key, monthStart(k.month).Unix()) + m.inflightServed(key, monthStart(k.month).Unix())
+	k.capped, k.freshAt, k.sinceFresh, k.freshBase, k.freshRead = true, m.elapsed(), 0, 0, false
+	k.waitUntil = k.freshAt + m.cfg.SyncWait
+	if k.syncDone == nil {
+		k.syncDone = make(chan struct{})
+	}
+	m.loopOnce.Do(m.startLoop)
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Release gives back the quota reservation of an admitted request that was not served.
@@ -273,6 +340,10 @@ func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool
 			written[r.KeyID] += r.Served
 		}
 	}
+	tried := map[uuid.UUID]bool{}
+	for _, k := range keys {
+		tried[k] = true
+	}
 	read := map[uuid.UUID]bool{}
 	var totals map[uuid.UUID]int64
 	var err error
@@ -293,6 +364,10 @@ func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool
 			// Not used for long (or deleted): forget it; a later request starts afresh (a full
 			// bucket, the month's count read again).
 			m.keys.CompareAndDelete(id, v)
+			if k.syncDone != nil {
+				close(k.syncDone)
+				k.syncDone = nil
+			}
 			return true
 		}
 		if !k.quota || k.month != month {
@@ -302,8 +377,18 @@ func (m *Meter) sync(ctx context.Context, flushed []store.UsageRow, onlyNew bool
 		k.unflushed = max(0, k.unflushed-w)
 		if read[key] {
 			k.base, k.synced = totals[key], true
+			if !k.freshRead {
+				k.freshBase, k.freshRead = k.base, true
+			}
+			if k.capped && m.elapsed()-k.freshAt >= m.cfg.FlushInterval {
+				k.capped = false // this count includes what the others admitted meanwhile
+			}
 		} else {
 			k.base += w // not read (or could not be): at least this replica's own counts
+		}
+		if tried[key] && k.syncDone != nil {
+			close(k.syncDone) // read or failed: nobody waits for it any longer
+			k.syncDone = nil
 		}
 		return true
 	})

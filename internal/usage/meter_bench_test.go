@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -29,19 +30,20 @@ func BenchmarkServed(b *testing.B) {
 }
 
 func BenchmarkAdmit(b *testing.B) {
-	m := &Meter{counter: newCounter(), cfg: Config{}, kick: make(chan struct{}, 1)}
+	start := time.Now()
+	m := &Meter{counter: newCounter(), cfg: Config{FlushInterval: time.Hour}, kick: make(chan struct{}, 1),
+		elapsed: func() time.Duration { return time.Since(start) }}
 	m.loopOnce.Do(func() {})
 	m.beatOnce.Do(func() {}) // no heartbeat: one replica
 	key := uuid.New()
 	rl := &RateLimit{RPS: 100000, Burst: 1000000}
 	quota := int64(1 << 60)
 	b.ReportAllocs()
-	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		now := start // the server passes the time it took for the request
 		for pb.Next() {
 			now = now.Add(time.Microsecond)
-			if v := m.Admit(now, key, rl, &quota); v.Reason == ReasonQuotaExceeded {
+			if v := m.Admit(context.Background(), now, key, rl, &quota); v.Reason == ReasonQuotaExceeded {
 				b.Fatal("quota")
 			}
 		}

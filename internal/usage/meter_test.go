@@ -56,18 +56,22 @@ func TestRateShare(t *testing.T) {
 func TestQuotaMonth(t *testing.T) {
 	var k keyLimits
 	at := time.Date(2028, 2, 29, 23, 0, 0, 0, time.UTC) // a leap year's February
-	if v, fresh := k.admitQuota(at, 1); v.Reason != "" || !fresh {
+	admit := func(at time.Time) (Verdict, bool) {
+		fresh := k.enterMonth(at)
+		return k.admitQuota(at, 1, 1, 1), fresh
+	}
+	if v, fresh := admit(at); v.Reason != "" || !fresh {
 		t.Fatalf("first: %+v fresh %v", v, fresh)
 	}
-	v, fresh := k.admitQuota(at, 1)
+	v, fresh := admit(at)
 	if v.Reason != ReasonQuotaExceeded || fresh || v.RetryAfter != 3600 || v.Window != 29*86400 {
 		t.Errorf("over: %+v fresh %v", v, fresh)
 	}
 	k.release(at) // a reservation given back frees the tile again
-	if v, _ := k.admitQuota(at, 1); v.Reason != "" {
+	if v, _ := admit(at); v.Reason != "" {
 		t.Errorf("after a release: %+v", v)
 	}
-	if v, fresh := k.admitQuota(at.Add(time.Hour), 1); v.Reason != "" || !fresh {
+	if v, fresh := admit(at.Add(time.Hour)); v.Reason != "" || !fresh {
 		t.Errorf("March: %+v fresh %v", v, fresh)
 	}
 }
@@ -124,9 +128,9 @@ func TestIdleLimitsForgotten(t *testing.T) {
 	defer m.Close(ctx)
 	idle, busy := uuid.New(), uuid.New()
 	rl := &RateLimit{RPS: 1, Burst: 1}
-	m.Admit(now, idle, rl, nil)
+	m.Admit(ctx, now, idle, rl, nil)
 	now = now.Add(2 * time.Hour)
-	m.Admit(now, busy, rl, nil)
+	m.Admit(ctx, now, busy, rl, nil)
 	if err := m.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -475,6 +475,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/preview/{dataset_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A page that shows a dataset on a map
+         * @description An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+         *     tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+         *     when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+         *     the credential given, under the same rules as any other client. The credential may also be
+         *     given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+         */
+        get: operations["previewDataset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/preview/assets/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The preview page's script, style and vendored MapLibre GL JS */
+        get: operations["previewAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -2487,6 +2528,55 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    previewDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                dataset_id: components["parameters"]["DatasetID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page, under a strict Content-Security-Policy. */
+            200: {
+                headers: {
+                    "Content-Security-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            422: components["responses"]["UnprocessableEntity"];
+        };
+    };
+    previewAsset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript": string;
+                    "text/css": string;
+                    "text/plain": string;
+                };
+            };
+            404: components["responses"]["NotFound"];
         };
     };
     healthz: {
