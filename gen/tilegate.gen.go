@@ -1156,6 +1156,12 @@ type GrantsForbiddenApplicationJSON = Error
 // GrantsForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
 type GrantsForbiddenApplicationProblemPlusJSON = Error
 
+// InsufficientStorageApplicationJSON An error answer other than a validation failure.
+type InsufficientStorageApplicationJSON = Error
+
+// InsufficientStorageApplicationProblemPlusJSON An error answer other than a validation failure.
+type InsufficientStorageApplicationProblemPlusJSON = Error
+
 // KeyNotFoundApplicationJSON An error answer other than a validation failure.
 type KeyNotFoundApplicationJSON = Error
 
@@ -2309,7 +2315,11 @@ type ClientInterface interface {
 	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 	// and vector layers within the limits of `DatasetCreate`) is checked before it is
 	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+	// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+	// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+	// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+	// directory that cannot be written a 503 naming the storage.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2425,9 +2435,12 @@ type ClientInterface interface {
 	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
 	PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	//
-	// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+	// 200 when this replica can do its work: the database answers and accepts a write (a probe
+	// that changes nothing), and the data directory can be listed and written. A 503's
+	// `detail` names the part that failed: the database unavailable, the database not
+	// writable, or the data directory.
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2807,7 +2820,11 @@ func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId o
 // no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 // and vector layers within the limits of `DatasetCreate`) is checked before it is
 // accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+// directory that cannot be written a 503 naming the storage.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3033,9 +3050,12 @@ func (c *Client) PreviewDataset(ctx context.Context, datasetId DatasetID, reqEdi
 	return c.Client.Do(req)
 }
 
-// Readyz Readiness (the database answers)
+// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 //
-// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+// 200 when this replica can do its work: the database answers and accepts a write (a probe
+// that changes nothing), and the data directory can be listed and written. A 503's
+// `detail` names the part that failed: the database unavailable, the database not
+// writable, or the data directory.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4757,7 +4777,11 @@ type ClientWithResponsesInterface interface {
 	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 	// and vector layers within the limits of `DatasetCreate`) is checked before it is
 	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+	// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+	// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+	// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+	// directory that cannot be written a 503 naming the storage.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4889,9 +4913,12 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
 	PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error)
 
-	// ReadyzWithResponse Readiness (the database answers)
+	// ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
 	//
-	// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+	// 200 when this replica can do its work: the database answers and accepts a write (a probe
+	// that changes nothing), and the data directory can be listed and written. A 503's
+	// `detail` names the part that failed: the database unavailable, the database not
+	// writable, or the data directory.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5044,6 +5071,11 @@ type ClientWithResponsesInterface interface {
 	GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error)
 }
 
+// ListAuditResponse503Headers the declared response headers of an HTTP 503 response for ListAudit
+type ListAuditResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListAuditResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5065,6 +5097,8 @@ type ListAuditResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAuditResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5141,6 +5175,11 @@ func (r ListAuditResponse) ContentType() string {
 	return ""
 }
 
+// ListDatasetsResponse503Headers the declared response headers of an HTTP 503 response for ListDatasets
+type ListDatasetsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListDatasetsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5158,6 +5197,8 @@ type ListDatasetsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListDatasetsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5224,6 +5265,11 @@ func (r ListDatasetsResponse) ContentType() string {
 	return ""
 }
 
+// CreateDatasetResponse503Headers the declared response headers of an HTTP 503 response for CreateDataset
+type CreateDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5249,6 +5295,8 @@ type CreateDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateDatasetResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5335,6 +5383,11 @@ func (r CreateDatasetResponse) ContentType() string {
 	return ""
 }
 
+// DeleteDatasetResponse503Headers the declared response headers of an HTTP 503 response for DeleteDataset
+type DeleteDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5358,6 +5411,8 @@ type DeleteDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteDatasetResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -5439,6 +5494,11 @@ func (r DeleteDatasetResponse) ContentType() string {
 	return ""
 }
 
+// GetDatasetResponse503Headers the declared response headers of an HTTP 503 response for GetDataset
+type GetDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5460,6 +5520,8 @@ type GetDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDatasetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5536,6 +5598,11 @@ func (r GetDatasetResponse) ContentType() string {
 	return ""
 }
 
+// UpdateDatasetResponse503Headers the declared response headers of an HTTP 503 response for UpdateDataset
+type UpdateDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5565,6 +5632,8 @@ type UpdateDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateDatasetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5661,6 +5730,11 @@ func (r UpdateDatasetResponse) ContentType() string {
 	return ""
 }
 
+// ListGrantsResponse503Headers the declared response headers of an HTTP 503 response for ListGrants
+type ListGrantsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListGrantsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5686,6 +5760,8 @@ type ListGrantsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListGrantsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5772,6 +5848,11 @@ func (r ListGrantsResponse) ContentType() string {
 	return ""
 }
 
+// CreateGrantResponse503Headers the declared response headers of an HTTP 503 response for CreateGrant
+type CreateGrantResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5805,6 +5886,8 @@ type CreateGrantResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateGrantResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5911,6 +5994,11 @@ func (r CreateGrantResponse) ContentType() string {
 	return ""
 }
 
+// DeleteGrantResponse503Headers the declared response headers of an HTTP 503 response for DeleteGrant
+type DeleteGrantResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5934,6 +6022,8 @@ type DeleteGrantResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteGrantResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -6015,6 +6105,11 @@ func (r DeleteGrantResponse) ContentType() string {
 	return ""
 }
 
+// UploadTilesResponse503Headers the declared response headers of an HTTP 503 response for UploadTiles
+type UploadTilesResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UploadTilesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6048,6 +6143,12 @@ type UploadTilesResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// JSON507 the response for an HTTP 507 `application/json` response
+	JSON507 *InsufficientStorageApplicationJSON
+	// ApplicationproblemJSON507 the response for an HTTP 507 `application/problem+json` response
+	ApplicationproblemJSON507 *InsufficientStorageApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UploadTilesResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6125,6 +6226,16 @@ func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicat
 	return r.ApplicationproblemJSON503
 }
 
+// GetJSON507 returns the response for an HTTP 507 `application/json` response
+func (r UploadTilesResponse) GetJSON507() *InsufficientStorageApplicationJSON {
+	return r.JSON507
+}
+
+// GetApplicationproblemJSON507 returns the response for an HTTP 507 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON507() *InsufficientStorageApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON507
+}
+
 // GetBody returns the raw response body bytes
 func (r UploadTilesResponse) GetBody() []byte {
 	return r.Body
@@ -6154,6 +6265,11 @@ func (r UploadTilesResponse) ContentType() string {
 	return ""
 }
 
+// GetDatasetUsageResponse503Headers the declared response headers of an HTTP 503 response for GetDatasetUsage
+type GetDatasetUsageResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetDatasetUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6175,6 +6291,8 @@ type GetDatasetUsageResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDatasetUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6265,6 +6383,11 @@ type GetTileTokenResponse429Headers struct {
 	XTilegateReason *string
 }
 
+// GetTileTokenResponse503Headers the declared response headers of an HTTP 503 response for GetTileToken
+type GetTileTokenResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6298,6 +6421,8 @@ type GetTileTokenResponse struct {
 	Headers403 *GetTileTokenResponse403Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetTileTokenResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileTokenResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6402,6 +6527,11 @@ type GetTileTokensBatchResponse429Headers struct {
 	XTilegateReason *string
 }
 
+// GetTileTokensBatchResponse503Headers the declared response headers of an HTTP 503 response for GetTileTokensBatch
+type GetTileTokensBatchResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileTokensBatchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6429,6 +6559,8 @@ type GetTileTokensBatchResponse struct {
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetTileTokensBatchResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileTokensBatchResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6527,6 +6659,11 @@ type GetTileJSONResponse403Headers struct {
 	XTilegateReason          *string
 }
 
+// GetTileJSONResponse503Headers the declared response headers of an HTTP 503 response for GetTileJSON
+type GetTileJSONResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileJSONResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6556,6 +6693,8 @@ type GetTileJSONResponse struct {
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetTileJSONResponse403Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileJSONResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6868,6 +7007,11 @@ func (r PreviewDatasetResponse) ContentType() string {
 	return ""
 }
 
+// ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
+type ReadyzResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6877,6 +7021,8 @@ type ReadyzResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ReadyzResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6923,6 +7069,11 @@ func (r ReadyzResponse) ContentType() string {
 	return ""
 }
 
+// ListAPIKeysResponse503Headers the declared response headers of an HTTP 503 response for ListAPIKeys
+type ListAPIKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListAPIKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6940,6 +7091,8 @@ type ListAPIKeysResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAPIKeysResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7006,6 +7159,11 @@ func (r ListAPIKeysResponse) ContentType() string {
 	return ""
 }
 
+// CreateAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for CreateAPIKey
+type CreateAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7035,6 +7193,8 @@ type CreateAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7131,6 +7291,11 @@ func (r CreateAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// DeleteAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for DeleteAPIKey
+type DeleteAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7154,6 +7319,8 @@ type DeleteAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteAPIKeyResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -7235,6 +7402,11 @@ func (r DeleteAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for GetAPIKey
+type GetAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7256,6 +7428,8 @@ type GetAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7332,6 +7506,11 @@ func (r GetAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// ChangeAPIKeySettingsResponse503Headers the declared response headers of an HTTP 503 response for ChangeAPIKeySettings
+type ChangeAPIKeySettingsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ChangeAPIKeySettingsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7365,6 +7544,8 @@ type ChangeAPIKeySettingsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ChangeAPIKeySettingsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7471,6 +7652,11 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+// CheckAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for CheckAPIKey
+type CheckAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CheckAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7496,6 +7682,8 @@ type CheckAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CheckAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7582,6 +7770,11 @@ func (r CheckAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// RotateAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for RotateAPIKey
+type RotateAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type RotateAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7611,6 +7804,8 @@ type RotateAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RotateAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7707,6 +7902,11 @@ func (r RotateAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetAPIKeyUsageResponse503Headers the declared response headers of an HTTP 503 response for GetAPIKeyUsage
+type GetAPIKeyUsageResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetAPIKeyUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7728,6 +7928,8 @@ type GetAPIKeyUsageResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetAPIKeyUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -8005,7 +8207,11 @@ func (c *ClientWithResponses) DeleteGrantWithResponse(ctx context.Context, datas
 // no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 // and vector layers within the limits of `DatasetCreate`) is checked before it is
 // accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+// directory that cannot be written a 503 naming the storage.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8203,9 +8409,12 @@ func (c *ClientWithResponses) PreviewDatasetWithResponse(ctx context.Context, da
 	return ParsePreviewDatasetResponse(rsp)
 }
 
-// ReadyzWithResponse Readiness (the database answers)
+// ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
 //
-// Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+// 200 when this replica can do its work: the database answers and accepts a write (a probe
+// that changes nothing), and the data directory can be listed and written. A 503's
+// `detail` names the part that failed: the database unavailable, the database not
+// writable, or the data directory.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -8514,6 +8723,19 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListAuditResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8580,6 +8802,19 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListDatasetsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8678,6 +8913,19 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8770,6 +9018,19 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8850,6 +9111,19 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8962,6 +9236,19 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers UpdateDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9056,6 +9343,19 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListGrantsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9182,6 +9482,19 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateGrantResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9272,6 +9585,19 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteGrantResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9396,6 +9722,33 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 507:
+		var dest InsufficientStorageApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON507 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 507:
+		var dest InsufficientStorageApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON507 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers UploadTilesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9478,6 +9831,19 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetDatasetUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9639,6 +10005,16 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 			headers.XTilegateReason = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTileTokenResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9769,6 +10145,16 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 			headers.XTilegateReason = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTileTokensBatchResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9902,6 +10288,16 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 			headers.XTilegateReason = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTileJSONResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -10101,6 +10497,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ReadyzResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10167,6 +10576,19 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListAPIKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -10279,6 +10701,19 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10371,6 +10806,19 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10451,6 +10899,19 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -10577,6 +11038,19 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ChangeAPIKeySettingsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10671,6 +11145,19 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CheckAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -10783,6 +11270,19 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers RotateAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10865,6 +11365,19 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetAPIKeyUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10927,7 +11440,7 @@ type ServerInterface interface {
 	// PreviewDataset A page that shows a dataset on a map
 	// (GET /preview/{dataset_id})
 	PreviewDataset(ctx echo.Context, datasetId DatasetID) error
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
 	// ListAPIKeys List API keys belonging to account
@@ -11570,6 +12083,9 @@ type GrantNotFoundApplicationProblemPlusJSONResponse Error
 type GrantsForbiddenJSONResponse Error
 type GrantsForbiddenApplicationProblemPlusJSONResponse Error
 
+type InsufficientStorageJSONResponse Error
+type InsufficientStorageApplicationProblemPlusJSONResponse Error
+
 type KeyNotFoundJSONResponse Error
 type KeyNotFoundApplicationProblemPlusJSONResponse Error
 
@@ -11647,8 +12163,19 @@ type TooLargeApplicationProblemPlusJSONResponse Error
 type UnauthorizedJSONResponse Error
 type UnauthorizedApplicationProblemPlusJSONResponse Error
 
-type UnavailableJSONResponse Error
-type UnavailableApplicationProblemPlusJSONResponse Error
+type UnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type UnavailableJSONResponse struct {
+	Body Error
+
+	Headers UnavailableResponseHeaders
+}
+type UnavailableApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UnavailableResponseHeaders
+}
 
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
@@ -11800,10 +12327,13 @@ type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11816,10 +12346,13 @@ type ListAudit503ApplicationProblemPlusJSONResponse struct {
 func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11914,10 +12447,13 @@ type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11930,10 +12466,13 @@ type ListDatasets503ApplicationProblemPlusJSONResponse struct {
 func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12088,10 +12627,13 @@ type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12104,10 +12646,13 @@ type CreateDataset503ApplicationProblemPlusJSONResponse struct {
 func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12256,10 +12801,13 @@ type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12272,10 +12820,13 @@ type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12400,10 +12951,13 @@ type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12416,10 +12970,13 @@ type GetDataset503ApplicationProblemPlusJSONResponse struct {
 func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12605,10 +13162,13 @@ type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12621,10 +13181,13 @@ type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
 func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12779,10 +13342,13 @@ type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12795,10 +13361,13 @@ type ListGrants503ApplicationProblemPlusJSONResponse struct {
 func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13014,10 +13583,13 @@ type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13030,10 +13602,13 @@ type CreateGrant503ApplicationProblemPlusJSONResponse struct {
 func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13183,10 +13758,13 @@ type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13199,10 +13777,13 @@ type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13416,10 +13997,13 @@ type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13432,11 +14016,46 @@ type UploadTiles503ApplicationProblemPlusJSONResponse struct {
 func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles507JSONResponse struct {
+	InsufficientStorageJSONResponse
+}
+
+func (response UploadTiles507JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(507)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles507ApplicationProblemPlusJSONResponse struct {
+	InsufficientStorageApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles507ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(503)
+	w.WriteHeader(507)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -13561,10 +14180,13 @@ type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13577,10 +14199,13 @@ type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
 func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13809,10 +14434,13 @@ type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13825,10 +14453,13 @@ type GetTileToken503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14007,10 +14638,13 @@ type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14023,10 +14657,13 @@ type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14206,10 +14843,13 @@ type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14222,10 +14862,13 @@ type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14483,10 +15126,13 @@ type Readyz503JSONResponse struct{ UnavailableJSONResponse }
 func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14499,10 +15145,13 @@ type Readyz503ApplicationProblemPlusJSONResponse struct {
 func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14597,10 +15246,13 @@ type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14613,10 +15265,13 @@ type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
 func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14801,10 +15456,13 @@ type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14817,10 +15475,13 @@ type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14969,10 +15630,13 @@ type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14985,10 +15649,13 @@ type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15113,10 +15780,13 @@ type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15129,10 +15799,13 @@ type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15348,10 +16021,13 @@ type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15364,10 +16040,13 @@ type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
 func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15523,10 +16202,13 @@ type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15539,10 +16221,13 @@ type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15728,10 +16413,13 @@ type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15744,10 +16432,13 @@ type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15873,10 +16564,13 @@ type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15889,10 +16583,13 @@ type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
 func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15957,7 +16654,7 @@ type StrictServerInterface interface {
 	// PreviewDataset A page that shows a dataset on a map
 	// (GET /preview/{dataset_id})
 	PreviewDataset(ctx context.Context, request PreviewDatasetRequestObject) (PreviewDatasetResponseObject, error)
-	// Readyz Readiness (the database answers)
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
 	// ListAPIKeys List API keys belonging to account
@@ -16888,8 +17585,8 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lchs31i76Kij+Z5fJnCZFUZQsUZWaUmwl0cS3bcmTmd90qcFukMSoCXQaoCjGR1XzEOcZpuq8xnmU",
-	"eZJdWAvoRpPNiy6O7fyeqYpFsi+4LKz7+tbHWiQnqRRMaFXrfaylNKMTplkGn55NMyUz81fMVJTxVHMp",
+	"7L2Lchs31i76Kij+Z5fJnCZFUZQsUZWaUmwl0cS335InM7/pUoPdIIlRE+g0QFGMj6rmIc4zTNV5jfMo",
+	"8yS7sBbQjSabF10c29meqYpFsi+4LKz7+tbHWiQnqRRMaFXrfaylNKMTplkGn55NMyUz81fMVJTxVHMp",
 	"ar3aGzpiJIIfA0IVyZieZoLFhAuix4yE+FtI5BA+pxm75nKqSEpHrEeoIDKlv00ZUTrjYkTqA6rYQbcR",
 	"9EVKlWIxGdDoyjyZqxapv5KaxCxKaMZiEg5lNqG6RwZzzcKAzMY8GpPzGR2NWEbenRE5HLJMmZspGfKE",
 	"kWmaSBq3Gn1RC2rcjP+3KcvmtaAm6ITVejUcbS2oqWjMJtTMd0JvXjAx0uNab3+3E9T0PDVX4nhrQe2m",
@@ -16912,252 +17609,258 @@ var swaggerSpec = []string{
 	"JwrHtEBHVoNXpI4UpEjGaAxU0IBdN6aAfrB4oZoYO0QTmpjnz5G/qS9YinzeEVdupDvZXOWDsgfayjdj",
 	"Q9ujbo54xkXEU5oU+/hK6h/lVNz38MIzgHqG8BR/LbrFWrySmvxoL/g82/eZBrq0a68kUdNonO9cHfZI",
 	"F1xdMaYaZrOA1oqNUo8i5HXJayNnIicP5OsMDCd4tfrCJfmXOJWl7catIzQzbFbQEYvBA+bMCuXswMqJ",
-	"wOb/wuYPPKOWoX8Np/SzDXXlOXUjsu7xXHL6W/SSCw1uofvrQFIa+rBuTfSnZOy3KVNakWEmJ6jd0TjO",
-	"mFLWSiF0qFlG3pq/myfwt3UXgw43VcxobXYC/kJ2PCll3vzSvPmtfd3nE7B/ujVYIipDKMaCy9hwqlhM",
-	"hjIjQs56QFo5pSkir1kG3Cuj2noV0SoRepzMyW9TqWlf1MO/Ny+sL735llElRUhCc8tlgtQYmrtCuPyS",
-	"3USMxSwOg8L2Dd9SzYByQzLkLIkh9iJFX4C/3NoCwlgNYj6RU+XRP25DPlpgafllEzdRqpkZaP7LZWl4",
-	"jRbunN3F0NvG0O0jOtjHjMY2spWP2XwoNmTZ/5Zf2HwjEx7NN15fvL18aeGMrfTFLu1C+W4mzK3va/7M",
-	"a0GtvCu1oFa9RrUPFV6826D2QJlgHQdfg0z4bENdKRPQAbNWJBiKeKjCBgal4wqxZAqWgCaJnGF4K+Mj",
-	"LshY61T1dnbYNU9a9jktwfQXbil/+RNb2v8Tck0THpMoYxB1ogmZQQgduHmLVPFjwx8FM2peCIFdYMDh",
-	"gMaXebwkDPoihIhMaMwBJ/vSjMVUM0Wos8zlkMzGEtRbMMk9xbERkBCXzTx+qlh2SUdMaHj2VFwJOROX",
-	"9gJ8iVn7xNivdrkVRFLNL1bokjFVRDAO/qLwtb1XyKwvwrdsyDKWhea17ulXbB6SOk2UJJRkUlPNYhsK",
-	"zJMI7Myo0k45j1jDDLHwrIWkXnxw01NE0yvmaQYqAJpxvgozjis2v3RLnE+xL7gq3me3QF1SHbpbYq7o",
-	"IPHvgQC7sF9yRYY0UThKlwMgpL4Ecl28rUgSUCGJJYzRLPLiVvHU3hclnAndF5445YIISzLek3l6mUH8",
-	"O2wsScSTKGJKNZ9JoTOZNE/MyJq4YZtk3gbZVSV5zA0P1Ha98/+kpORwRZxE3KjgfQUa7Vc5z0pH0wbl",
-	"tEIV7ZGyqmdUSXPXkhK7pJ5OjfYJtC/YjcYbMISLaQ2N1oKmiIfGLtexYU8Lml8IvK2k7UqQNnFGh7rJ",
-	"mR42jbShKW+aUcOgm/aENdtHZph9F67v145/+74/bbf3otw8SfPtgh/Y8ez7XftS/77s+/axtvfa4eL1",
-	"IZgCwHxBY4YBBOZmu1zeS3Hh3GtKD3MqCdzknmxHUTxo/Sj6wjwBXtJokR/RAJimSmeMThwPM2zffnU5",
-	"mKp52IO9Bf4MCThZ7o8cU9UXF2cvTn86uTi9fPfm/OLt6cnLy5cnf788e3X544uzn36+KOw8Lsgw4aOx",
-	"IanSHqP7+RE535/VjCjtyyrrwbzpnaBTPZYZ//1hjNx5MjHgUVjbpP6XKzb/voHxJM+or/9F8RHQX+eA",
-	"3aT2L1CAvm+UlLvdgtuVRvtZGfpXO98qe8ZTZSt5+IQrxcUodGHBCU2GMpuwGLTaeph/DnskVHxktE92",
-	"k4Z9AWzHarVWvScjfs0EAaeHJjOWJARvdn4GNkn1HNSyz6/lSPmCZiN2z5NhZTIZyHhOtJQkgYd5m73r",
-	"WS7u6lOhuZ4TI9lf2Os/D6F/UcOvVEgyf4RcFYME8/sReNtLpHxQWwTafUay8cge6y+aUX1Bg68OQBds",
-	"hyvHZLzRuk28pjwxhtgDkpgMux5QxcyLpsUTndqtxjLTie8a3vd9Cud21fyxfM48pi91Niuj08VgM0aj",
-	"sT/YhGqW2Z1OM2m4u/kZucj9dvz9x1qkb+BHGFivRklK9diMIPcxYbEDFdbxYQbARTrVkDGPXqZITnYm",
-	"NDUmVSIjo3YZPlMLatZXUgt2PwS1iRrVerW/0WTKCLwvIFu8Ll/wa3PjJQ709oNv5XX8E+ktjeWwD9yz",
-	"ny8u3vzNnDJYznvT47e1vvdaL52W4hJirwlq76wi/yPlyQM0dD+2nJtxQ3ymzya8dfiBxuQnqtmMzj87",
-	"s/vMA1/2AS8bw08WDF+hZixjMSi0SKlKTpgeg4gDb6oeU+FsBHTz9YVXSwOZ3EF+gQuvKf679beAvhzJ",
-	"aRID6Q+MOkSjMYtJXRZ5gQOo1yp8i8tG+MmLF69/XfDAN1rErL2bpMtIgEnBWYMqG1vrJcXjqem3Hs1f",
-	"8AmTU/24RB9zXC43F0FslnxBS140ydIRcUP5wg7ClzCZexyOhWHPuDkWFZR5cfby9PW7i9aj0VY+OXzQ",
-	"mzNbwJRmMmWZ5lgPgYGWeGU9RcZo/Fokc1c4tLK2sKmueNqUsDA0aaaSC/AHmdtug1qUMar/gPd48Yjq",
-	"Cj7I7S2CLDYulEeY6sCvVI9Uhj4axyQU0yQJsSYv52HgC/STsaaKtcgJiVnCvKAOiTOZKpdbbd6dcKVt",
-	"QZ1mE7VFQVZQMwNAE6G0VDTL6Ly2SKEfV11ePM9GfpaXK4Q4UGjDfcVi1cthpIb1X1svPz6N0BHlUAxn",
-	"3zeQMmEU9KEiJlVRUAeBAMh7MZSRv5PnUUf7ehf4KrYE+LR5YyWBbVwGHlet/mPRZR7NWp7ys7PnbxWp",
-	"n7257oLr+uzN9UFAhBlIwhWLG6SIm+VZKJOp0mRIk8QwQiTaGVcMAm2N476wa0LF3N2yQGZ3JquEKn1p",
-	"NmB5Br+OWS7dnZvCXA7FrZzFuJ9AOhmLZBbbdF2juZIJF1PNGltv3GPtiA0PXII/ubrOr8wfBpanxxD8",
-	"iGjCRExtjhKpv7t4VpAipjlhTKE0sao65BULn3vKXf1bxZ45g6H3cc3GLm6ki01fgmPkct1pfAcHe2a2",
-	"twjTZyxNaFTkdcJOQ/jbaPNK8yQhM5ldqXw54AEQ4jWa1x++00UAYZOcL0IkZt3Ab1QpRGzdjKEMLUk6",
-	"xdSYvPq7HoJjPASifqxZTBUdsUtzki6B5FaRrKVRm/Jmzx38UUWyPTLLuNZMEHi+kUtYbm52mUe0L9Jk",
-	"qsjM5WyjGoMpfXABJk1InT9nzqxEWyL6FSvhCH3LpTCXyYkh91TPaz2QUbA8LgNkC6F361dEv6+hnLVu",
-	"QjhsZSlaerpnpudaTZDrUT6fLEm6Qs6WlRRfNKw7myUyXuReFdRRxMEwectQNCqBbyg6+RcUwRXwGQir",
-	"4fQViE+ndMTysy1FwQTMD6XTPZjrzbK3GqDCE1X5H+uOrlVwK/idlpoml6CbLU/v1XQywEp6qACy4eQ8",
-	"sa0ybumTTg7H4b/FjX31HpwzrbkYwaxoHHMk9DfejgBdL5ob7jYobDMjbpETMbc2tiHckp7U7XRIyG50",
-	"Ri+HLlMsbASQiJFqm/lE46ZRifvCpsMipsAvbO5ALWgG68FSDRZ+TPhISGPtK2nLbYDDUEWGTINJHlFh",
-	"hGUqlbboKH0B7MhoyRbUokXqF2NzW8YKuJQxy1iOThE6dhH2MAuNapkpzEekilxx0ZQpEzTlfYFTJtS7",
-	"iVjynpM0Y8qoTqBtWPXEAqystIXKy/7WrZJ5Bq5Or3JNVoq2JeL27KFP/q61NhGIu1zP0WZPmWKFhVRn",
-	"NBqjujlgEAP1DgjW7qwyivwLrVF0TML3H0LQBe5q9kzozRlevNtut+9sBnnYC2vvv4NdZC2gXEs8JqF5",
-	"VAg+KVyShrWHlLGOKPx3RkEDWvH6Lc2kX51KZjZNaWNVGpUL8IncXlleNpzqacYe2Ux6DJpdtdEbTaWN",
-	"5lC4227B/3cOw4CEnXZ7txcPDnu9nb1OeEwoGQBTw3shYRIYmSFu+2XDN8CMjDPaDSuevLtzGJIBi+SE",
-	"KeK/Ll/nvvBsL5/swdm4MHxuJyWFYJGZ6xNFUsaygMgsKPRv8xUMlwsS5i6ki7fvzi9On1++efv672en",
-	"5yEiJ2V8NNbNiVTamOfZFHhx+PfmjzKbUWOBmb9CMpbpwkH0Dkr3CCyV/NxsOpUPMiIfzvg20u5WJt9G",
-	"4y5jE+kAl+BJpN7OfSQFVlOj2vDzQG+K/93XIFxgCsbyGjAyYoJlkIxMp1pOqOYRTZI5mYrEEFuayWtu",
-	"THB2YzR4rhOADyozyMWN37i2nim6oLOkLOJDzpTVJ36+uHhTZGCbc2jjWFrCdivlioNaRnvJQ2YhXohn",
-	"tS/GUumAhN+1SpcYDUNNB7GcUPP4ujFMQAyl7KYRkHCsddrb2UlkRBPzhN5eu90O8fiDJskCfDQQXCoz",
-	"HWA64V/CImUPr2YirkwWJ3mueIucQnoPjrsvkDZw6qsPXWd/77FP3R0s/j/gFD6uOX6nAS+NZbNRfb8F",
-	"ccd9+eiW7dQFSC0MxjKFXuqc4GagGBs6fqdY1jwxd+M5wlCBERwaCB7sfHZDIx30RUQVayomFNf8mplz",
-	"gRNvkV95Ekc0i/EAmkOipqmhdhYfW/QLorgYJTnqIdTbwzlt9cULRq+ZzV3zdR1zgiHLuFzFaAShmXYT",
-	"po2UvwiFtdlgX7akxPw0YRMXKhPz10OI0W8iwNxFJsD2878ptK9trU4xf8WMaHUjWbY/Vxl4Gx8Mof/a",
-	"8sw/VAShGL4eAU+Iu5nAGHqwAX89f/2KQFJAQMwKEYAOi1ncIifmKkVinrFIA6ErHrO+oPg9mmjmhQPD",
-	"pWeSJOyaJYrEjKWkvrgEDUDZLGTQxTxl5zBaYxgKqfuC3aSg9mTMmM8cXAiZnI7GxL0ykYId27Izd11h",
-	"GiLqXF9YKijvwKekhS9id+HVdpOWd5vUFWOkOBuIYJK/8HOelM97RtYcAaxMksMhEzEwO5FOwVxTTOhj",
-	"vNYp4RmDEjijyjdafXGeskRDRI8qYgYRk0FGRTRmytgHdKoYeX1yTvZa7ScKGaVZ8dAlU5PQ3GRsCdjO",
-	"gqynMden15agy34KGjmj1qXI05RfXrF5C70KtaD4Alwa3hdYpuZ9gSHKwilZPCP/wj3DfbF0C+KV1oIa",
-	"InjkT8CP9vIPFeKXRrrK5/gr1PzFKPLw9aXQCuSGYHida8WSIW4gwjU9e3HWqDKwy2tYHe1bDopVR16q",
-	"/MdwaZXHz3q8Vrv6tj9BObkXCmAHlMXiw1o3SO2URmO7ojEWwAO3Dt8jKmSARVkfQlIvQjcZAIO5PAaA",
-	"AGp4ylQx0S3XVNNsxCrIetvb54gDukD7BTk6wqsqBSnvG/wK467aN9Bntwe/XA4o4JVI44E7tfn8C8Ko",
-	"dBOb8/9gT30dMH0bX6jHvmBx9/faM3P/ot/+iSI6ozz5FP77H+RUVPlR38+YMUiVnOpxQBg1H4TM9PiD",
-	"GVzMRhnD0Gee8vS+uXvYDpqH+632/u5uYD7Yvz9U+UVjOS1lL+cy2WMGXZ8ZdJcX9RkTtkhrYfCJFCOu",
-	"pzELSEK1/et3KScfWrX7DmbPH8xexWDGLLqylRQb4yDlI+BBk2/DMnhaHcZd8MJhCobMIAOjseAT6e6v",
-	"dHpUP9zaQE8UeW2r+8FWW3hsp909rLKR0YWw6cnW03CnR68zQMtP94zNyhfstjvdTZzQ26mq02RpQAEo",
-	"9JKegwanJ38973iWlzUtT6ESlkCTGeSPAuB6OTXBeaBkRrrtbmsbJ4ZLOqx6Pf6GGRN+Sgy+f8Q0qbty",
-	"uTG1ElUdm1d70JVFJbwLoeRZq4qhc9FKwE67HXTbu0G3vRd0290PG3meW9d8FvlqVm2RRSOpUkMjptTl",
-	"9Sq8/B+mE6MOmxWGDNpVSA4uJHhMUotwbZ2oFvs/x/Xewrti12pbxkC1zvhgunWq3OAhzN83JCyExP2Z",
-	"6yKnX+sCLMtrK8GMZnp3cfCok1iUEHeYhJVkt8HGDNZ1odct46d3TKh0T/XSm2vpYFj16DFVl4A8Vdla",
-	"4OUPGJKAXhNjaixKs+xgbZUcmh5f3JLyrzgiKa1T0OzJ/8VcivtmSMBjx97Bm3Cx+seV+Wtm6peK/87W",
-	"rKvvO7Wp1nfMmvCz+0u52Y5DKxLJCUNnJRdKA/rrEGEAcK1xC+rW3Qo+BEUmVF2xuJz1Z9u4OMt4ox3q",
-	"5XqvMg59JaR9dLCJQGvnRmBDvgXy0XzqTg6BsbxQ7nDF5gFRdN5okXMWZUyrHlEa8zwYTVgc9AWy8bx/",
-	"zn/+9f/adDBF1FjOCGQKQBZKjrcGK0XC7777LrTXx7aeIpGjEYvN28Dn0hd4EXTCwbuuGEtRitqBQGsS",
-	"ANtxkgNEiXmmSz6DVjx4I9fKqi029dWrNTixNZ/UiSpGjRr1n3/92xK6vwO7BxVS0VZwVvkuqC4BSBix",
-	"LjPSaXddwLhHQvCdh6TeaXcDr/uPc3AiRCpP2DEKSsTTgEL7UEh9CahgIal3211fE6hhTlxQy6+p9LpM",
-	"s6SS3fz9H/8N/WE0m6QJ1SwAQCpAcNY6VRZG7+PvtwH5eHML6/5xfkukiBjuPeyuX2IPhhk2CClYoUO5",
-	"wg41kNknaLKTSRqrnY+/3+58vLnd+Ti/bSHP3KTRLig3ZnJLakxZdriaG7MW18yY55cJndtTuJXp+je4",
-	"64W5aZvU6QJafOODiysrfQqefrMiUxEYe+mVuUAquHTBzHOdJtcGylrR4gr5PDtYVAF9eeZx66o8yTWa",
-	"5jN0H97NIlzQ5O6e7fNNtfvyVLvVKVyd7Ta10MTKq+A3nAnTwRBlN1I6xvtTMcIvM6o0Wr6OySJbSsEP",
-	"9s/U/HfGBmklp32YlrV6zLvdlp9L0umu72xWUs9WP7V9x4c6ta68LxuTF0pK30KwHRYbItDHTurB0Dr7",
-	"B77Fu38Q7O92PgSfTmc8NxqipyDaQHa1HlnHhgcIKIgw141jm6laGPT0Cux3q1Ma4X3U+KYgflMQvymI",
-	"f3oF8a65y4+iMFr1EGTQGnXrFyujHInghKHexDDjSgKxt26KT32OqJJzV24OKT12ZMi++V0ab6O+Lh0u",
-	"OlDYaZMlMeLHWF059y9ECaMZ5JDXjWLCgOshH3MMoFX7phh/U4zv5KLcqNVuTqsuVNb7qaR/sM75ZWqR",
-	"+TGfgKLI9YIvsaio/6YwflMYvymM3xTGx1AYV2oxqlK3u2Pixajc4nvrdtv3VPpg0GbdlrW/1WkJwUJ3",
-	"8M0KXv6WpeUxem6FqvSD+RoSs8yRHMiY53X6W8a1r9jcpUTY3N11ywEjfGYUVlWRCluCCUhZVkCdIwol",
-	"ghusKo+CymOLf+CYpgc5AJmwUJm83cRssfJjze2trX3OCxBsi3Qo7h5A7oGSAqaJg96AolA3ygVwWsOJ",
-	"9uBfkE+NLecHKO7VaSLlZt1YZLZ9US82hdgwfC39DhJbDXnhoOD489UKLIkXG2dpMx9QTj9VJwhxtLbe",
-	"6zeIFgYJ4gt8yIKFVcrKGagrmRSjwMZkU5bBtvtCo6rLzoZcJnzph+1y9s1UHepXCQTvuoA+HFKeQP94",
-	"1/OwMsvGy2hZpiKXHaTLzTG9pphVRbcbdfq7J0ncMSVvu8vy/p0r559fgSqOrTOHSv/Fnir3WIiqGFxJ",
-	"dpQCcqXRFmtYdRKwpex2ka6FFO4bClU6rslOMYKQ1Be6HaN+5w/LXOOt2VIzRndjhSPhbqlVizu34Ybb",
-	"VWv0gquqXPE7qQd4tDbpBKsF/09lNcYqz0bxlNPMU5btx5jOK7XkKmjUR+WF22mai+Csm1Sl7blebg8u",
-	"s7jA6O0/UqVP3pw9AfaUekadhYW0LfmAHf7MaIL1mOXZFomXBSuXVxt5t72tand/YfMV2u4fpb66EVSr",
-	"riBhtz5F/qTtfdtruKWB/HHarQMb+WQabi4YUcP91EpnrmhWtZgIg0WjG3UUtLy/dsX07upjvvlVBOm4",
-	"3nKk+Mdn5Ki7/zRnHcimFIJfWCwj9FaVNDFEJFQtV3fHFQk9SFjXxgNgZEPrKjKcA1dDxDSLSTrOKEDZ",
-	"4DtDLLk8ta+JSQWfbxCu+gJQ1CwTtMUH2Gu+RXKNkWPVIVRlrULODfNqxL4o0vXDE6hKD8FhZlEKzCQJ",
-	"1SRhVMEzU6gsALDmhRfAg49JDiXZF3Uh84cGJPxu5zvzz9I9jepHIdBJ3q3CrCSdWNSfVSx9mRahyt0m",
-	"1EcyzpvE4XaWNHpojZm7kvePjjxfcrdd6U22aMEbXry892VLoqIN53K52qKofPf2jGCVh4iY2TIuRiVZ",
-	"aG48LhMnqQOI4oDNpe1ciANslMfjQxxvWQKHCxGsE5OYm2GY0EU1EsOJ3wIIqA9AA8C9+pKmL/ggYzad",
-	"hig5zSJmEZG46vVFOKFpi8bxOfxS53FAPpox9IhuXXERB6TVaunbRtgir2QB7sXxlEOEpkdCL9oFZzth",
-	"Q90XcqoLEB0nC8a2itewAp6wc/47C0kdjmgxWkZj1ch5go0huKaVPGFNnG0so+mEQeGZOXwNLDLJiR7d",
-	"z1WkvxCdKy/ozxcvXxDvClLX7AaRSRIurlTj2AUNV0+u9vgRPfOe2VgmjPzKBuQlyyKqZUZmMkviVSMh",
-	"+E5SN/Tz1/PXr56UY5afoNxtVQDwjoYqu0lL162WqA5WBQvCln8vYm4r88SKlmcrQ+/3z8KHOprK1ys+",
-	"Wpmef16ZqGW2kbB4BChjKb9hRvJStXByIFRdHAAokXeHqFFRnGm3DGN8NfesCzeK9bljFUPaeE5btWqp",
-	"kLDLypAGVHfxkWBxjvaaxzZI3Ys0NCoPXl7psS1Y76I+j7m9JQdEPljcRiRYt9klovRSfavygP283nzj",
-	"vdxhHHy1ZPAaC94l6WGpTSi0gICdQh20R0KnVF+mLLvE5o2hjabWoX8vXB7RJFENQl1PSiEFodcsoyMW",
-	"kGkKeZ6DaaZ0SADoLWLHhEaZVIq8cki2yoac4gnXiuzuvEK9zpDQ29OT5y9PGy2Hq91DNOM6QEpimkaw",
-	"CA/GdWMpSghDsBHrionVevvt203xXfuMj0tQYsHafosrXrj0mGBT10afIKseGdgRVlIKoE/cr+YXWidf",
-	"uhaxvhvm8ADUuwXhKWckkVanyiGrkVownJsDJrZJxq6lDboLOTs2NALIeXttEtO5apQTY/ePOkuYbRUL",
-	"tTR7J/sqnLxlNWCNxF5npVYluay7fmU+yZp0kUeURyurwhCIzZeHN/PfK4XhagFlM4mdcdkrqnG3kVqr",
-	"5ULeuMSObK/VbrVXju2OyOyPEjpeK0HyKbjxVcsCuwMfVhBxYQBws+YTLqjFcZnQNLVJDFaHWQntVrYm",
-	"3OTXT7K4/jZnD/NXqC5c2QR6KdgWHp3l522CoiuP9/aDvxY/UB2NPba24CAzv+a+UQCwKYJymMQCRray",
-	"kmq/nWvPZ8/Vsid+LZ7v8+JO8yyHw+XeNpRZizyfoq3OENwLJVZs85CaiscsAB5puOOQZ0o3FYM2phYD",
-	"4D6gvfttX1nf3To+r9ZToV15lUqhKtjAS5pasR5zpbmINCkeTeqJnLGsGVHFELzOygezQzLvZrW8AUXs",
-	"dVWG1R9EhBuuz6+0nv4Py1JpkT/gzNYueR64KC8Kc1/fKcTqIylYnro1jgG+ca3T4t398vZOqhpQlSo+",
-	"KILwPs8RsPCiMMgRk5TzQpojphxMWF84VLA3GVeTAtRB0yvm44NZQLAQHNSuOfAnyPS7Y2ravfLCHiPh",
-	"ymym54VfM+ctTPWlR1eE5RaS2rHxY/U7UU1fEUr28LGwD+T2KF/QHdLTAgrkvpVIffkkP1ToF9BS8uNq",
-	"H+X6bTGjwWfYO6r2yFdGNqzXYhRzgwoKh2ndvq9SrxYByh5NhV1ODli9Ig/1m9raxC/Jb/rNnfk/2p15",
-	"VV039CX4LKvQVAZKJlPNgpX+O9Va2x7tj7fVqrx9G11866y63P1XHnsl0yrlEy+0v0gzfk01C3ulDh9Q",
-	"+4p/A3eCDDSFGWgkLLKxwh5J+BUkbl1DSvhgqgm2oMHSWYRed+lDigCYI4vNM112F9ctEmKeYQjwxpDI",
-	"X0oUB4BVQKt+DXjW+OiJ0bKKbH/3DKPxGxsIuKrQ0ny2XRr9kVt/nquYwQlAMNtdUpX+6IlTxaJpxvX8",
-	"HOxrbMyZ8l/Y/GdQ5Spz6G366hOFEgJTGidcaAgYeoZk/ScmXzChnmDLL9QObXNb62idJsbkS1NYbAVI",
-	"kJAyj2D05oV4lwOX6NX+3jxJefMX5rcXhhEDSCX89b+nLJtvM3QsS/jNXE5SmtEJ0ywDB0w+EDcMuKgY",
-	"xVX1+21395VyVdnu7/j2eqhH6vI///p32MBCHIjojYxxjMixmK/XtEQMRBHa7+AJZv/DUqFHj8C7SX/a",
-	"bu9FcBH8iYkFBUq8IjOWJKTuD/hnuz+w9s7lVRtA3Ugx2bHW6eJUVxHLhQs3lufNhVEjjKTKnrgCFmi5",
-	"3PMKamyIfiazmITwljCAFEOV0ohhBLRoAVivXoZ8fVvk9Lcpv6aJkeZaEn/0pI5zbKyhunI1zdLO34Iy",
-	"PZSuWzKNsOkb3pzv6oRygMVH3BKwRfJSkRHX4+kAWrG764s/uFJTppbroPInR9iPV+WYdlDRT8mEpsQI",
-	"E7O6tg+w6iHjEnRke4bY5Pk8LV1jzvKgLybgrZgMWEzqkBuH+JLAEAsAfTzGjQCYABRKZbqZcPDgeLKt",
-	"cPjkXtAA9xFsWDs6RPvXcqG7Bcavba4ysBPwiVwx0eqLvngJ0wFMcoi8ALOF6Ev5wC1QiS2KWj4tx6SS",
-	"oPpiw8HSUjoHLtB3nlQD3Tm4brQI5tgCKZsl7Yv1p540IfxIXp28PA1hrqfLSURmCIIspSDVMacocOlD",
-	"AQnRNRE2MNUxz3/sC5c71FuTM4mug+++63Y6331XJEu6BKKEK90X9fBj3+Zo9o1p2Dd2Wr8W9I2lBv+a",
-	"QcEfYH/CX5G+6dduP4BtcAst4bA1CeQO41TH1IzSfzbp11qtVr92G7Yw2QnHtylLKU9LoupKWfhum5nU",
-	"F/U75CY1bCuWpR+KnCVSF9Lw6M05S8j7KrKT3lA9Lnw2CQ4GAcdZnAeQFf5qfjD7vnO9u2NxqNXOR0y7",
-	"vN2B5iJhURbTF4BKbOS2SqgaByQ0d+2447mD1xKAlgexjRsCr4Je+kNo5ZBSPc7rJL/7bq99+N13RMu+",
-	"ALh0KqTgEU2wuBGlrW3iccVSTep77UOvEnLC9FhiyaNZDcuVEx4x61C1XNXY2hlnmmZzUn/36sXZs9NX",
-	"56fPG14aVc4fQcW0qKC1XYiQ3AY1262v1oOgyZ5Rlcxam3fAMtBpzPUOhPpYhRcdzyGe1iAPuuZ9Z80E",
-	"AGnefLBtMJDDItmwqtv7woKxLN1dVN2K2F5tvufa6qOudtEIgJjHqJFaINPQcfIlsHWIQy9irR8ThfWx",
-	"2IwFzPKiMwHNp9gX2DzZsmhujNE0ZYLFAXF9jpDpG/mLuNjmibDrQ5n1RdEz7OTd87OLy7enF6evLs5e",
-	"vwpJ3ZqvpNt2MU8gBGPdw9vPYmgWqDTAdsPmWQ1OrfRzF5fsIDj5So+1d6Vt+PMB1Gpw6wOJdNptJ+5d",
-	"l4+FQ13yPRcwFGKaJLlh977onlDRI8F1IzC2dK093GWdeC9qdgf7tNk9OjhsHj59etCk+4NutBd32O6w",
-	"XWgsIEsW0P7zlljv39dms5nfqar2IVj+Lqh9V77mg/VZ1Z5GB4N92j1q7h12nja7uwf7zSN6OGg+jQ7i",
-	"fdYd7tHOoOYj68Nde8PdqEOPWHN/8DRudtnhsHlEd9vNzmAv6sb77GD4tF1SrgBHP0e+r3XanYPm7m6z",
-	"3bloH/X22r12+79hY0pAGrsuYku3AnwHzBDQ4Ba19dT2HwY6NowyIILNIGTGM6UhN7rb3l31lpxadt4J",
-	"apUJFuNNe5tvOjEb+NaZ3+auTmebV6XYs4kOEnYqtE3/39/mje8EvaYcXcZgHE4nE2osKb+u64kiwBer",
-	"VgR2fGToC9sFGJvzpumYcDOTiUeZt0GtLGxWMtqLsdf+E0VKYnQrxZgidcMB87EFTpmVgqHdrsdSsdxk",
-	"19IoYQGRSZyPOiAUtxpax0KTf8izCfHAYtPsZbbz3KWJfz2cp8bmf03/+9nZwdk/X01e/vpy/o+LJDkT",
-	"7e9rZX5UhtHeLaNY13YHnWgv7rLm/vCg3ew+3T1sHnaO9pq0O9iPDuKn7HB4tADa2Kv9//8fOcUBGd04",
-	"RXgd5yh9v986Crr7rcNgt93aD7pPW4cfipyR94etTtA9aB0GTz946MrV3MArFFx1wUJehpG2gumZzK4Q",
-	"XkWRdnO365cXYJW+B42M8QJYjcO4MzyIdlmzTbuDpmHEzSPD2J7Sg8F+1I33WGfoQI96BZZR7oHc7Xoe",
-	"x3bOvs2wyuCWVm4UwB/4ecHt9/6jF5iIEqpUrVc7L1U51jL77BVjMPTml+/nfqUlTru/Pav1AZrWMtvc",
-	"NCyd0Qfw2s/HNQ2X8H31ygkT5F8ekn7BqLwyWcJ9hvrcq0pZ5qnXnM3Qg5vKqoyPU4sHiIeD5B7TfGjH",
-	"+BMo9YKV/JC+w9F2icqbG/WFGQCpd9t7hdFTqamh2fs874hjrcwfZDy/GzPbgq/c97BVU/0dSdzW0N6W",
-	"veeGY9wu8fHdO079D+fMyGMcJ7afHpcD40NX81qbD/ElMlv75WNQTRVTvICuSbOiWvyT6pt2ID+6xvxw",
-	"4+4WN15I+cLo+Z+Z21q/Wm4ob807ESu1QiH9WES6bneQp0LjuArMWvO9KsVlQS+VM5HzeCmSeQP7s2rr",
-	"6zwmcqqhkmsxdKK0TMk1y/hwbn6yKeIt8hYMbhbn/aUKVXxZS8Vh+Sy3xHy6qyYSH+dDdOMREnKXWWYH",
-	"9TloEQe8/sZXUmPh2+elRVzHghYDz09TJoE7U2lQbSO9FqzUqcczkXrwtgnT1FwQkIJfIa7YmCEYCHjf",
-	"ZyxjRUMPYh7Ly51+CFeuKVGZ3H5ieiWttb90QffNBPk6TJBHEquPIFK/Hm70E9MLfbw87nAfE+NO7g77",
-	"1LPnYD+mVEfjytj8ItxswoZ6HeZsi5z4rMy6xAfTSar6IixzEMiC5ZDzrnnGXCF+tfRdwKBpkZcUynJo",
-	"XyymaQQ2TwN69K7N1AgWLSdSGE7gCqeCIIsPLMagHts253YFGsckvwZCvBpTR3JTzQ0OACKhj4A18qrM",
-	"MQQFfgRzbGtWVj7PmJNy1+NsoYy3sq0eKHI6X7rI6V7sHvTa30TOJxM59yPRVRJnCqQbf05j7s4i6yuy",
-	"/pAzfDLrD1X31SGKX8dyDeBdj5RA0FSwmFFoA7m+uVgfLrre3MgaLXKCyYOrwNLA1qyOWgDymHqwgl6K",
-	"FhRM8oDtx91ob9Ds0N2jZrd9+LR5NDxgTfzWfNk+3IpZeTnE2/IauPaIHg6eRgdxc591h80u3Rs0D6NO",
-	"3Nxl7aH7bREXD1gKlCdsd9ALFLj1yuWTIjL/SK7sbY4IbvBXazmDz5wuLeHWxzkPez9ISa30oZ9j/rB/",
-	"zMFNvwBxSOo+AmKDGI0OAbWqTrPN2liAQFxiBmXIxEaPsDLooh6zSYv8YJRfsqj7tlb44hGE8CGe+Dsf",
-	"/budsU/rSf9TcK07rec6HzMcs6+BNbWPtnzRMymGCcfqga9JkwE249nrVTwG7M4EzPqCb6xCmb0r79xK",
-	"E/oI/270jJ9rmaIq5NDE7LMw3RHTMtgTtYXzG/mqz9iMljWAnt6NVc7vgsdtcn2/BcSN+NgNYsIhYWQq",
-	"YpYhDMcf6gG/71mB+74QWY5LSihu8x8owoOPmMWfUj0uMuIcxdYWpYnPRDfhmX5YfzrAUoYT8SD9Y7oK",
-	"CNNLDy714uZasWQYELSSMdEp5uqqRc60A5uxyf4Zu+Zyivf1BdVywiOaJPNjQiHP2xA95qAmjF4v3qVz",
-	"zE8uRpgTXOhquHjWnxD0BXo6AoI+jaBUa2ksIFtDilY8pIZqesUEFsMgbGZimIOLXbT6AnuP4KQndE4G",
-	"jNTThHJBQndVSHJ0PBUSbQhTAcM0TwwnNA13Qj6hI/NrQudyqo/7QkgSU/NlDJko6tjO1DzKPRhYMReI",
-	"DKWODUt49e4FgXoIl9J87E8SqxvKs7TPMGPB54CnsJQ7EDbQ7ceiKxYTTM7F8tq+cJUGPbcIkHo7yBi9",
-	"Uob7TxMI0FDS7XTIDFJKwkRGIUKn4utJaOgIlwmgOTFR20KiaYJ5t3XWGrVI+L5fM1f3awHp19xK4Cd/",
-	"prUPYaPaz2hI6cKGurZTNWWkmW4WOAkVp3PABc3mFefz0zsGv8WivsWiPkUsKshdhCvZ39fgM0T9/C7x",
-	"AwSLr12MufJkCbLfSE4YrgfXBfLJMTGKcYGDIrEfnuWUKL1Ac4QVLABZet32UVEckhsIRca5h1O79e5a",
-	"KJvboLaq7ujPOuMNzq918yF1CKPlKDX5jMBFhrDjX5f7GTSmsjfW19Ae2R89df0BqhPmfWB2KKQCRPyU",
-	"ZRbGEiHUAwKg59YBvdyVCN3U2ntYX3jtmazryrfczPV12+Gm1JGpURSdiblXFN8iUAwPwOHFwvmuL0jy",
-	"5xoawYEfDQxhBRWCwibN8kWHe6NFfoCJqr7IG85ldDjkEaiZcsI15Dk5XMXdoN1u28VRpG6UJwS1rlRq",
-	"ikwX7NNwV1MF7voxk5NtigDg4gu5zaWlng8Prhq4jzur1KDCtR8pggW2YcPT9tMOQnu6NmJbVQb1dvc7",
-	"ba8f2H671DkBq5tqvT2vZUGns9vOWwsUGtDeRftpETt16GkH3fYdwgAlCtjIDOHA5oEAewofHA/4evz6",
-	"1m4rN2gLgCUZKiFQFD7/Q5NRHIdFm90sba33sfwlUMZyHujKEKCxSCdc6N5y6bnhe3l0UCvPb2cxRDC/",
-	"w/LWvqiHOdJF6DASZEbCv1yx+fdhI7CFy6XKKKqhMt4+MPA7pIJhiIGCvjAXweHHYmIHdkHqtkAwgOJ+",
-	"AsX9ATl7QzIoIQyK7YtkygLChNnpOCCA+DIP+qJATgZZ8NtUato4JlCpjpgoZthl2aBI3dzWhNtsfxQs",
-	"myc0jjOmoPTz17yXX3lhKxObzAoIaZunYr4ieAC67T1XdL/cBgWrw6mPEgKrZlmMTTnyAF0cNFaaMUhd",
-	"GkwBWbAvEKSgTvPuzLbqlwxoXB5+A0e32yLPALbAOnvzDogyQ2BnmgHkhZqxvDrk2eu35677K6zqIJMz",
-	"xTJ1bCEQ0NQvwRiEtpqXZmyFXPMBUB9oNz/U4L2P/AE0qd2nB92n+/u7RsD4oFGH3b07WJ4W6Wkr+763",
-	"zfB6uxYvqVfbH7ZZN3o66NCj+JDtDveig0GbduOnrDM8ig4Hu3Qv3mdPh0eDTtSND9jhsE13B3vRfvyU",
-	"HQ077RxXqfd+odesV67r8bFthrfYl/Yvio++f+hA+9N2u3PAbtLvi03B72B5v99mcf/X3sk24/9feye7",
-	"RlgsewC2s/K3Fvwe3GlVIZuDPEFspIIFYz6fh6BnofMgL/ATm/ZmyJ8vJaDb2SJm95IL/QIlwP3VDYtm",
-	"BbtexmJ6/8Hoz1WgRfhLGfXK/86iScFXRqlezKv1EkfBPCkS8T1t5qIwkv4ohQbfhrEIuRIFulngMS9g",
-	"9CxCPwO+rJmddeIGJJdHg3k+7QFVrC+UphrQeFZCO69EcyZvWNZ0Ip0hqksd5He3vdcgsewLQO+lPEHE",
-	"FDOL3oLlzYTOIFASfuwjKq8HFxOQvnWPmC+77b3/p9vu3oYt8gyxevpCjeU0idEDj6AZ+ECncoXwyBC6",
-	"CvdFX/iqH3jfVU4KsKBL6mDgy/iSpleoeMd9gTjRdi1iFvEYF1svAqgVOlwjKJStKl2rRawi1ReLmpRe",
-	"UWZfUqbMHhpL3CwIZwoTmN0Hq0D1xQoNSo/ZpBE4HcToPfmSIuAlbOYxob6W5WlXuPWoXTm9qYTqVqV+",
-	"kqIdrZmQ67UhpJhP5FShstQXQJzr1VBS73aOGi3UvBb3eJM+peC4PSjT2kdZf7+tRhR1B3u0c7TbPGRP",
-	"h81ufBA1B/u02zzaY514N2oPjuhh7R7Cr4Qw/yniLgWm+VYz/aZxftM4vz6Nc6vTWWDZVwLYF67+LpzD",
-	"+x1k27CgQqU9n0IEdDhNSHHZfbXVP9Kn/2fWO0GhRMFCnGS5s7JZVhiXElkMU245zlzp8zqnE+bJauUa",
-	"qmG+xYKC0cJBv3v7QnntCHMsjPCKzbGgivbFMGNqnMxdFpanY4OOATfFLnXWL91afutquQytjx6WZrTh",
-	"YoSF3XjZOR9tc9npTbrV00CMPNz//4kyFhbSCLaN/OeAtDfz32t+6yPb8eibfPq8HhE4TFVhEPvb9h4O",
-	"c8dX6OV4sORYFBQbhEdJJLhVJnAYwDJxfqYFwaBqH9bxfZ/kP+JRvbVhkTE0wP99pTB4wa+ZYEr1SKfd",
-	"JrMxZqdB/2CzWg7l9+eLizeQlpiDCiRSXhFaQCUNqLIQbDvG5pz/XpHe+7MdzEOZnFOeavIOCRD48lVB",
-	"Pzdfrsg0bS1u84dytQsumbdHr9003UZZlNL1ghhSSQAEmkYaEIiBGurnMzoasYy8OzMLvBPLSOU95SpW",
-	"9TW+ywrGB5aIWTzsh2KxllXaxW5RlTtgpnHy5iwHx12/CdVrt82WzOkkucOW/OPk5Qv0VFnXrxwSnU0B",
-	"RdmSv+3mZKGXmSpQsOmIcqH0yj0zD7/bnrnRF4u7eiX3Wu18Nd1UiGY3utSGf11W5uPvkp3xyl2CnGU2",
-	"26EK82eGPGG3a0EmDTPgEeTreGnPbIbgdImRl4YvQVrNYE5y3O48+xqLQOHqmcyuFJHDYcIFxnYdnDXA",
-	"ea8CUXmDbzxR6D9e0E0rstptctHqjHav19Wu13S+yGjfSDRmn3cipcrEstxMAq77J72muK5bXQ652+uv",
-	"rCQeM+3WPWT8Wgorb/gTRfCtAVF6njCbsi5imbG4COP89IL89XyFkHUk6IvYlRR4Ihy5EDTQSL38ErKS",
-	"9Bo9gC9fiBynVGkGKN+FgQQQFY5IA4tFRNRYzioqG7lWxOXwG60Q8wCCPGFfxEFfYEciNx509arAdrml",
-	"xoSEKgE4FGOZxAAmZV4DfQjwUOXqS5FwhmF6sBALX/DIyMvAFuXkzexzJ3hxxtBxi2/27p/QOTayGrC+",
-	"gIc5IK1hRkfA3Orhf12x+ff/+de/0Rn/X0bp/8+//l3o7fkHVNihv4TDF0HXdsZoNDZDsvy8yga1B71A",
-	"4HhIwcg2B3isF9n9VgcN6QRXnBKsLSPP8NnNc3uUmm9kwiMoOfd6AK64asMgHqSGrzneFmIURC3Se5E6",
-	"IgX2ylhxjFELXXlw3zIac1/z9YIpoMtaaPyA7PswmaQOOaMDmlARmfMEgC6uOzSPqMORcXjrFQrbWxzZ",
-	"F6YFw6iIlkj+rcewjj6UC8vsgmM//cV1bqzTCrzGCGt1gQLu2iXGbkKN7hmGi1zUQUeb3ZPCMj9ofotq",
-	"nmA3htMgopG01UBUabiw0SKhB7MbEtvCChO5gLcP/UZX1UAPJ2/OfjFz/Hpx8R+htMWPmOHjlzd6QlOz",
-	"BcvY9za7zWlULq5jNF071Dtg2vP0MrM4/Hiz2e5LTF1dyEvd7fS6+2b4Eyn0OJlfQhjT3ee6X2BYV3Fo",
-	"K2QYVwHuvxnHP6i5gr5LUAsulyeXUc0uIRbq9fjvtNsr2vbvt29tIq0x9UZXl4eT/925+dvT9EVXvD1S",
-	"F7uzfxz8frI3eLYfn7aHP3WMBgs5sZd6zNUlTLXW2z3s7nXMDyy7hOxDB85xf4h/OAbbYfwXR375uH+9",
-	"ANRFXj9LpBhBHbZ0c/UR++119wOYPhEEOvBiiWpdQK6n0Z+cEoA2SI+0w4ZFoTYC2HAzL0tVMa1tyTfX",
-	"qi9sDxAw98KPtyH4jFajS+NmPx6a2Vr28EgH8e7n7I60f45rqqxu9UBe/Y0nf+PJd4MesYdyDfbIFfvU",
-	"aAoIf19qprINjsjXCiFiobDt2m7N4/3Ss6r+YdtCYF+xec9a8ZYui44GNgkQ88Fcoaswh73ucD5AH+bK",
-	"WUGBXzIfGcOaXFy8ICxRDDrbN+6Fiu2JimV+uCr/IZljTy5HQn8kuW7h5fqFzb8s/Gv0sNyHBNegXOcO",
-	"rpLSFhQeK1twAzqPoTabATkwm6f4SDRsuw2uCLA4V53VIidllB3bt3YN3vVaKvomVb9J1c8kVR8oUb8q",
-	"XvMT03diMffNtP+FzfMs+8rumniKL5XTt+8MAuTesMbGuitINqmH5hj1CH7vkv2N6QUpVhCMCvoitGfK",
-	"XUiTRM5ymGzb9HdEuQhIWJwgdzV6ve335grkJ/bnvsDP5hePT1W+yq/lcxXgeTljmLOW/MlUzIsiQXIi",
-	"/NGFTh1IKbrr/LeHNqXff5Hf5QChe6jwXlrcgmV/5kpKnp09f4tZ8Z1OYJbTAZ3hHtVdtwcuYnZjxggy",
-	"hSoyZDoas9ihGJktZzGCdztR1rcba1s4ZIzGTWiPjJgmpB7yGLr72vbYtjk4fGdJwvyZM+DQ7PRKfmgu",
-	"XWRUYQPmVjQON7MZCZmxuEVeSbD2+6LutfOWM1FEiif0Cqv3JdAwTRpBlUcAHAXGvLfTdejnPQwAWSGc",
-	"l5tQhRX/QQEqALpuPmcsgbBqILtmQlf6DODqBSP5Ab6DtWJprHXa29lJZESTsVS6t9dutw2DeqAE+NTW",
-	"/V1Rxr/pIZs2/H+iPuKQjT6PpX8PdebP7B2wUOn3N87WaEAsuvoEeg+JAcFA9MjMJUpBSgMTcSq50GQG",
-	"9XpYIUcyPhprIuTMwi67fvaQc47SmSsAQXiiSDTNMiOpLJiAQAwfXBtXXA8dtxcqwfLkA/NSxaXAlte0",
-	"LyKZzntOZxIym9CEK2C5AQn/EuZgCSTmZl+5GC3gKsD7ctCFhpGzIA37Apwi1tVR98R6oblM5DXED3kK",
-	"6KgIp2j7xS9MwUhR1Rf1ogf3xdt35xenzy/fvH3997PTc++xRm7MG8e5vOXa9937KhIMEbw71SKXRVeP",
-	"4KW/D9ByCmx/r9Vu7e7utZ7m/LvWyxPGl7m4zw9rL+XvPEnozj6mLG7HGGHKn7JODvRn8zTbKBGTbmo9",
-	"Nz2/QGjvrsNW02Q1bp2l/D/Y0vyKOO2vwJZsgYpjQwiaNeboXBrYnM/4L3c2YFeyYcgXYY/Ph61ngYyY",
-	"Vk7lRtMDE61shpkHOHvFWKogFRLYnJ26n7YV9MVUaJ6QNXYJqYejjEbMqjwqRMexkLNGgO7jgusQqvoi",
-	"tLArZl3CFnkL+TNihBaszUynHqYtjhsK3G2fvgiEi8XUkQmkm5mr+sJ6qXuWAY6pykHE9EzasqsWKY8Y",
-	"jJwM4JCRF8vEIkSYWbT64jX4Ha3HWxnJk2EfAN/5DWQEHvAnZqw2SZhLgUl6VQwXpv4IcdHSbGq9vYN2",
-	"e2tWgmPwWOA3O+Ur9ZeWltsDUHuoxbI3/uXw+tXub7/us7dP9T+Opmcd+aZLzw/iH9ujn3f/+Xk8qEVE",
-	"wXA6LCb8KoyXr0hC/sSvmYsZ5j5JC5HhIEIcv3SIFtQy6JRlXMaPZ708NqbmGhxNuM11AusLi1VJ1kBV",
-	"tggADRopNcvMN8J6TIfJVI0JF5pl1zQp6fPvzk9+Or388cW7858vz15dnL7928mLMCA2qYbstolq9Irc",
-	"wyGbEcvhc8yPAUOhSOYw0JP7wmXiYfszo2Vuh3zZPTzoIvKlQ1rZHuDCol9uQLw0V21AvDSTRaLfVkpt",
-	"zVTzTV7NVj8nGOaXE7WyeJiG7Xk8ZUxjp8iuw8b8xAGuByAafLCEaN9YUWKFBW6YhY8FoWALFUVgQW2a",
-	"JbVebQfo1E558VEu4NA0U6GaDxJWJDqevDlrFQl6+WKZYS/zdGIOYUBmFsJJMfS/TBXIpUngfEI8K+E5",
-	"K+8NOVTp8hvOxzLTzYSbDfaB4RA8SOd4CPWfmHzBhPLm0/De4CM6VE8DvVSujsZ2HPMxpixuKCIkeAVB",
-	"9RDK2ovyFr+2JVwcRNXrfx1L16MW/XMuC6dIT3dbMY25rngCVhIEEODCvH7niHMFf7bOyXuWl9h/++H2",
-	"/wQAAP//",
+	"wOafCTUdDnnEmdDnWmZ0xB6g0pv3DKhihmNMBb2mPKGDxOm9RI1lphNf/933l+ucZdc8YuRdcedn1eq/",
+	"1NlU8mpwTGbgjYBdNIMeTpPkGAgAHKgzqoBFmStYDK5No68ZpR+Fcwwk8QubP5BtWxn/NTDuzzbUlazb",
+	"jchGTHJlyj+1L7nQ4Cm8v1ospWEZ1tONLraM/TZlSisyzOQEFX4axxlTypE8HWqWkbfm7+YJ/G0jCKDW",
+	"TxUzirydgL+QHU9xMW9+ad781r7u853xP90aLBGVIRRzvjM2nCoWk6HMiJCzHpBWTmmKyGuWgUDLqLaO",
+	"ZjRUhR4nc/LbVGraF/Xw780LG15pvmVUSRGS0NxymSA1huauEC6/ZDcRYzGLw6Bwh4RvqWZAuSEZcpbE",
+	"EI6Toi8ghGLNQ2EMSTGfyKny6B+3IR8tSLn8sombKNXMDDT/5bI0vEYLd87uYuhtY+j2EWMuY0ZjG+zM",
+	"x2w+FBuy7JLNL2y+kQmP5huvL95evrTwz1e655d2oXw3E+bW9zV/5rWgVt6VWlCrXqPahwrH7m1Qe6BM",
+	"sL6kr0EmfLahrpQJ6JNbKxIMRTxUhwcfg+MKsWSoLtAkkTOMeGZ8xAUZa52q3s4Ou+ZJyz6nJZj+wp0n",
+	"X/7Elvb/hFzThMckyhgEImkCSpzl5i1SxY8NfxTMaP4hxPqBAYcDGl/mIbQw6IsQgnShsRCd7EszFlPN",
+	"FKHOWSOHZDaWYPGAl8azJRoBCXHZzOOnimWXdMSEhmdPxZWQM3FpL8CXmLVPuJGt+LUCDdT8YoUuGRsF",
+	"lXFwIYav7b1CZn0RvmVDlrEsNK91T79i85DUaaIkoSSTmmoW2+hwnldiZ0aVdvZaxBpmiIWzNST14oOb",
+	"niKaXjFPM1AB0IxzX5lxXLH5pVvifIp9wVXxPrsF6pLq0N0Sc2WMAe8eyLkQ9kujt9NE4ShdWoiQ+hLI",
+	"dfG2Im9EhSSWMEazyItbxVN7X5QYU68vPHHKBRGWZLwn8/Qyg5SIsLEkEU+iiCnVfCaFzmTSPDEja+KG",
+	"bZJ5G2RXleQxNzxQ2/XO/5OSksMVcRJxo4L3FWi0X+U8K+3ZDcpphSraI2VVz6iS5q4lJXZJPZ0a7RNo",
+	"X7AbjTdgVB8zXRqtBU0RD41drmPDnhY0vxB4W0nblSBt4owOdZMzPWwaaUNT3jSjhkE37Qlrto/MMPsu",
+	"g6NfO/7t+/603d6LcvMkzbcLfmDHs+937Uv9+7Lv28fa3muHi9eHYAoA8wWNGQYQmJvtcnkvxYVzryk9",
+	"zKkkcJN7sh1F8aD1o+gL8wR4SaNFfkQDYJoqnTE6cTzMsH371eVgquZhD/YW+DO6PnIX9Ziqvrg4e3H6",
+	"08nF6eW7N+cXb09PXl6+PPn75dmryx9fnP3080Vh53FBhgkfjQ1JlfYYIxKPyPn+rGZEaV9WWQ/mTe8E",
+	"neqxzPjvD2PkzrmNMbDC2ib1v1yx+fcNDDF6Rn39L4qPgP46B+wmtX+BAvR9o6Tc7RbcrjTaz8rQv9r5",
+	"VtkznipbycMnXCkuRqGLFE9oMpTZhMWg1dbD/HPYI6HiI6N9sps07AtgO1arteo9GfFrJgg4PTSZsSQh",
+	"eLPzM7BJquegln1+LUfKFzS7t/vdymQykPGcaClJAg/zNnvXs1zc1adCcz0nRrK/sNd/HkL/ooZfqZBk",
+	"/gi5KgYJ5vcj8LaXSPmgtgi0+5SNIcCx/qIZ1Rc0+OqchILtcOWYjDdat4l5qOZbEOwrDIKVB5sxGo3N",
+	"K4Hb66ogWd0okeYuEvOMRVpm8waJqDDiYsDA6dEXMiOzjGvNxDEJcXFCouhcYSWCcykn1NhQ9TWeZTIb",
+	"M4EyaVnaLGhxC/nI9gFakhnl2uUVwx5wMWqVM5/X1V1A6rBIM2lkm1kc5KH3o/f3H2uRvoEfYVt6NUpS",
+	"qsdm/XMPG1b/UGHdPmaruUinGkpI0McWycnOhKbGoExkZJROw2VrQc16imrB7oegNlGjWq/2N5pMGYH3",
+	"BWSL1+VrcG1uvMSB3n7wbdyOz4+8pbHy5YEU+/PFxZu/GR4Dy3nv0/htre+91ku8oriE2GuC2jtrxvxI",
+	"efIA+8RPtsiN2CE+02eS3jr8QGPyE9VsRuefndV/5oEve8CXXQFPFsx+oWYM8xkcpSo5YZjXgOmoekyF",
+	"s5DQydkXXnEZlDYE+QUuuKj479bbBPIjktMEEiasYIjGLCZ1WSTKDqCAsfCsLrsgTl68eP3rQvyh0SJm",
+	"7d0kXYoOTArOGpSd2eJHKR7PSLn1aP6CT5ic6scl+pjjcrm5CGLLRgpa8mJplo6IG8oXdhC+hMnc43As",
+	"DHvGzbGooMyLs5enr99dtB6NtvLJ4YPenNmKvjSTKcs0xwIhm3a0ssDI6F+vRTJ3lXQri22b6oqnTQkL",
+	"Q5NmKo3Ck+Ftt0EtyhjVf8B7vGhMdUkrJLsXISYbFcvja3XgV6pHKgM/jWMSimmShFikmvMw8IT62YlT",
+	"xVrkhMQsYV5Ii8SZTJUrNjDvTrjStsJUs4naokIxqJkBoIFUWiqaZXReW6TQj6suL55n417LyxVCFCy0",
+	"wc5iserlIFrDeu9tjAOfRuiIcqgOte8bSJkwCvpQEZGrqDAF3R2yfgxl5O/keczVvt6F/YotAT5t3lhJ",
+	"YBuXgcdVq/9YdJnH8pan/Ozs+VtF6mdvrrvguD97c30QEGEGknDF4gYpooZ5Ds5kqjQZ0iQxjBCJdsYV",
+	"gzBj47gv7JpQMXe3LJDZnckqoUpfmg1YnsGvxqiywts5aczlUO3NWYz7CaSTsUhmsc1fN5ormXAx1ayx",
+	"9cY91o7Y4MgleNOrC1/L/GFgeXoMoZ+IJkzE1GZokfq7i2cFKWKSF0ZUShOrKsxfsfC5wegKQiv2zBkM",
+	"vY9rNnZxI11k/hLcQpfrTuM7ONhgMxdJChlLExoVic6w0xD8N9q80jxJyExmVypfDngABLiN5vWH73QR",
+	"Ptkk54sAkVk38JpVChFbSGYoQ0uSTjExKIdDqIcQFgiBqB9rFlNFR+zSnKRLILlVJGtp1Cb82XMHf1SR",
+	"bM85Vgg838glxF8wu8wj2hdpMlVk5ooYUI3BhEa4AFNGpM6fM2dWoi0R/YqVcIS+5VKYy+TEkHuq57Ue",
+	"yChYHpf/soXQu/UhAt7XUM5aJykctrIULT3dM9NzrSbI9SifT5YkXSFny0qKLxrWnc0SGS9yrwrqKKKA",
+	"mLpmKBqVwDe2wmBBEVyBJ4M4M05fgeh8SkcsP9tSFEzA/FA63YO53ix7qxFbPFGV/7Hu6FoFt4Lfaalp",
+	"cgm62fL0Xk0nA4SWgJI4G0zP0/oqo7Y+6eT4NP5b3NhX78E505qLEcyKxjFHQn/j7QjQdbDkhMTboNLT",
+	"jLhFTsTc2tiGcEt6UrfTISG70Rm9HLo8ubARQBpKqm3eF42bRiXuC5sMjCAbv7C5Q3mhGawHS7WtWOAj",
+	"AdULStr6M+AwVJEh02CSR1QYYZlKpS1cUF8AOzJaskV5aZH6xdjclrECP2jMMpbDtYSOXYQ9zMGjWmYK",
+	"szGpIldcNGXKBE15X+CUCfVuIpa85yTNmDKqE2gbVj2xiEMrbaHysr91q2SegavTq1yTlaJtibg9e+iT",
+	"v2utTQTiLtdztNlTplhhIdUZjcaobg4YRIC9A4LFbKuMIv9CaxQdk/D9hxB0gbuaPRN6c4YX77bb7Tub",
+	"QR4Yydr772AXWQso1xKPSWgeFYJPCpekYe0hZawjCv+dUdCAVrx+SzPpV6eSmU1T2liVRuUCwC63V5aX",
+	"Dad6mrFHNpMeg2ZXbfRGU2mjORTutlvw/53DMCBhp93e7cWDw15vZ68THhNKBsDU8F5IFwVGZojbftnw",
+	"DTAj44x2w4on7+4chmTAIjlhivivy9e5Lzzbyyd7cDYuDJ/bSUkhWGTm+kSRlLEsIDILCv3bfAXD5YKE",
+	"uQvp4u2784vT55dv3r7++9npeYhQYhkfjXVzIpU25nk2BV4c/r35o8xm1Fhg5q+QjGW6cBC9g9I9Aksl",
+	"PzebTuWDjMiHM76NtLuVybfRuMvYRDoEMngSqbdzH0kBXtaoNvw8FKjif/c1CBeYgrG8BoyMmGAZpGLT",
+	"qZYTqnlEk2ROpiIxxJZm8pobE5zdGA2e6wTwtMoMcnHjN66tZ4ou6Cwpi/iQMxurJT9fXLwp8s/NObRx",
+	"LC1hu5VypVEto73kIbMQL8Sz2hdjqXRAwu9apUuMhqGmg1hOqHl83RgmIIZSdtMISDjWOu3t7CQyool5",
+	"Qm+v3W6HePxBk2QBPhoILpWZDjCZ8i9hkbCIVzMRV6bKkzxTvkVOIbkJx90XSBs49dWHrrO/99in7g4W",
+	"/x9wCh/XHL/TgJfGstmovt+CuOO+fHTLduoCxhwGY5lCL3VOcDNQjA0dv1Msa56Yu/EcYajACA4NBA92",
+	"PruhkQ76IqKKNRUTimt+zcy5wIm3yK88iSOaxXgAoSJ5mhpqZ/GxhYMhiotRksOAAgAFnNNWX7xg9JrZ",
+	"zD1f1zEnGHKsyzWcRhCaaTdh2kj5i9hwmw32ZUtKzE8TNnGhMjF/PYQY/SYCzF1kAmw//5tC+9rW6hTz",
+	"V8yIVjeSZftzlYG38cEQ+q8tz/xDRRCK4esRAYi4mwmMoQcb8Nfz168IJAUExKwQASy9mMUtcmKuUjb/",
+	"Bghd8Zj1BcXv0UQzLxwYLj2TJGHXLFEkZiwl9cUlaADsbCGDLuYpO4fR2rSevmA3Kag9GTPmMwcXQian",
+	"ozFxr0ykYMe26M5dV5iGCMPYF5YKyjvwKWnhi9hdeLXdpOXdJnXFGCnOBkL65C/8nCfl856RNUcA67Lk",
+	"cMhEDMxOpFMw1xQT+hivdUp45lAcBGu0+uI8ZYmGiB5VxAwiJoOMimjMlLEP6FQx8vrknOy12k8UMkqz",
+	"4qFLJSehucnYErCdBVlPY65Pry1Bl/0UNHJGrSsQoCm/vGLzFnoVakHxBbg0vC+wSM/7AkOUhVOyeEb+",
+	"hXuG+2LpFgTwrQU1hLTJn4Af7eUfKsQvjXSVz/FXqHiMUeTh60uhlSKR0Ch8LBniBiJ+2bMXZ40qA7u8",
+	"htXRvuWgWHXkpcp/DJdWefysx2u1q2/7E5STe6EAdkBZLD6sdYPUTmk0dlAjWP4P3Dp8j+mMAZakfQhJ",
+	"vQjdZICU5/IYABOr4SlTxUS3XFNNsxGrIOttb58jMO4C7Rfk6AivqhCmvG/wK4y7at9An90eDXY5oIBX",
+	"Io0H7tTm8y8Io9JNbM7/gz31dQC5bnyhHvuCxd3fa8/M/Yt++yeK6Izy5FP473+QU1HlR30/Y8YgVXKq",
+	"xwFh1HwQMtPjD2ZwMRtlDEOfecrT++buYTtoHu632vu7u4H5YP/+UOUXjeW0lLudy2SPGXR9ZtBdXtRn",
+	"TFQmN79PpBhxPY1ZQBKq7V+/Szn50KrddzB7/mD2KgYzZtGVrSPZGAcpHwEPq38blsHT6jDughcOUzBk",
+	"BhkYjQWfSHd/pdOj+uHWBnqiyGuLbQC22sJjO+3uYZWNjC6ETU+2noY7PXqdAVp+umdsVr5gt93pbuKE",
+	"3k5VnSZLAwpQ0pf0HDQ4PfnrecezvKhreQqVoAyazCB/FDoQlFMTnAdKZqTb7ra2cWK4pMOq1+NvmDHh",
+	"p8Tg+0dMk7orFhxTK1HVsXm1h+Va4AC4EEqetaoYOhetBOy020G3vRt023tBt939sJHnuXXNZ5GvZtUW",
+	"WSyWKjU0YkpdXq9qIPHDdGLUYbPCkEG7CsfChQSPSWoh360T1TbDyIHut/Cu2LXaljFQrTM+mG6dKjd4",
+	"CPP3DQkLoHF/5rrI6de6AMvy2kowo5neXRw86iQWJcQdJmEl2W2wMYN1Xeh1y/jpHRMq3VO99OZaOhhW",
+	"PXpM1SXgblX22nj5A4YkADtwTI1FaZYdrK2SQ9Pji1tS/hVHHKl1Cpo9+b+YS3HfDAl47Ng7eBMuVv+4",
+	"Mn/NTP1S8d/ZmnX1fac21fqOWRN+dn8pN9txaEUiOWHorORCaYBDHiIIAq41bkHdulvBh6DIhKorFpez",
+	"/mxfI2cZb7RDvVzvVcahr4S0jw42EWjt3AhsyLdAPppP3ckhMJYXyh2u2Dwgis4bLXLOooxp1XMolYrR",
+	"hMVBXyAbzxtK/edf/69NB1NEjeWMQKYAZKHkaHOwUiT87rvvQnt9bOspEjkasdi8DXwufYEXQWsovOuK",
+	"sRSlqB0I9OoBqCEnOUCUmGe65DPoTYU3cq2s2mJTX71agxNb8UqdqGLUqFH/+de/LaH7O7B7UCEVbf1q",
+	"le+C6hJ8hhHrMiOddtcFjHskBN95SOqddjfw2mE5BydiBvOEIXaoRRMBmIFQSH0JmGghqXfbXV8TqGFO",
+	"XFDLr6n0ukyzpJLd/P0f/wMNkzSbpAnVLAA4LoA01zpVFkTw4++3Afl4cwvr/nF+S6SIGO494pl6lb5g",
+	"mGHHnIIVOowvbNkEmX2CJjuZpLHa+fj77c7Hm9udj/PbFvLMTRrtgnJjJrekxpRlh6u5MWtxDSWnlwmd",
+	"21O4len6N7jrhblpm9TpAmt/44OLKyt9Cp5+syJTERh76ZW5QCq4dMHMc50m1wbKWtHiCvk8O1hUAX15",
+	"5nHrqjzJNZrmM3Qf3s0iXNDk7p7t8021+/JUu9UpXJ3tNrXQxMqr4HdgCtPBEGU3UjrG+1Mxwi8zqjRa",
+	"vo7JIltKwQ/2z9T8d8YGaSWnfZiWtXrMu92Wn0vS6a5v9VdSz1Y/tX3Hhzq1rrwvG5MXSkrfQrAdFhsi",
+	"0MdO6sHQOvsHvsW7fxDs73Y+BJ9OZzw3GqKnINpAdrUeWccOIAiniLjvjWObqVoY9PQK7HerUxrhfdT4",
+	"piB+UxC/KYh/egXxrrnLj6IwWvUQZNAadesXK6McieCEod7EMONKArG3bopPfY6oknNXbg4pPXZkyL75",
+	"XRpvo74uHS46UNh6liUxoudYXTn3L0QJoxnkkNeNYsKA6yEfcwygVfumGH9TjO/kotyo1W5Oqy5U1vup",
+	"pH+wzvllapH5MZ+Aosj1gi+xqKj/pjB+Uxi/KYzfFMbHUBhXajGqUre7Y+LFqNzzfuv+8/dU+mDQZt2W",
+	"tb/VaQnBQrv8zQpe/pal5TF6boWq9IP5GhKzzJEcyJjndfpbxrWv2NylRNjc3XXLASN8ZhRWVZEKW4IJ",
+	"SFlWAL0jBieCG6wqj4LKY4t/4JimBzkAmbBQmbzdxGyx8mPN7a2tfc4LELCcGYu7B5B7oKSAaeKgN6Ao",
+	"1I1yAZzWcKI9+BfkU2PL+QGGfXWaSLl7PRaZbV/Uiy0xNgxfS79/xlZDXjgoOP58tQJL4sXGWdrMB5TT",
+	"T9UJQhytrff6DaKFQYL4Ah+yYGGVsnIG6komxSiwMdmUZbDtvtCo6jG0IZcJX/phu5x9M1WH+lUCwbsu",
+	"oA+HlCfTjBVNQCuzbLyMlmUqctlButwt1usSW1V0u1Gnv3uSxB1T8ra7LG9ou3L++RWo4tg6c6j0X+wo",
+	"c4+FqIrBlWRHKSBXGm2xhlUnAXssbxfpWkjhvqFQpeNaDBUjCEl9of036nf+sMw13potdSd1N1Y4Eu6W",
+	"WrW4cxtuuF21Ri+4qsoVv5N6gEdrk06wWvD/VFZjrPJsFE85zTxl2X6M6bxSS66CRn1UXridprkIzrpJ",
+	"Vdqe6+X24DKLC4ze/iNV+uTN2RNgT6ln1FlYSNuQENjhz4wmWI9Znm2ReFmwcnm1kXfb26p29xc2X6Ht",
+	"/lHqqxtBteoKEnbrU+RP2t63vYZbGsgfp906sJFPpuHmghE13E+tdOaKZlWDjTBYNLpRR0HL+2tXTO+u",
+	"PuabX0WQjustR4p/fEaOuvtPc9aBbEoFttkyYBmht6qkiSEioWq5ujuuSOhBwromJgAjG1pXkeEcuBoi",
+	"pllM0nFGAcrGIdFDyeWpfU1MKvh8g3DVF4CiZpmgLT5Q4HFqkVxj5Fh1CFVZq5Bzw7wasS+KdP3wBKrS",
+	"Q3CYWZQCM0lCNUkYVfDMFCoLAKx54QXw4GOSQ0n2RV3I/KEBCb/b+c78s3RPo/pRCHSS9+owK0knFvVn",
+	"FUtfpkWocrcJ9ZGM8xZ5uJ0ljR4ag+au5P2jI8+X3G1XepMtWvCGFy/vfdmSqGhCulyutigq3709I1jl",
+	"ISJmtoyLUUkWmhuPy8RJ6gCiOGBzafs24gAb5fH4EMdblsDhQgTrxCTmZhgmdFGNxHDiN0AC6gPQAHCv",
+	"vqTpCz7ImE2nIUpOs4hZRCSuen0RTmjaonF8Dr/UeRyQj2YMPaJbV1zEAWm1Wvq2EbbIK1mAe3E85RCh",
+	"6ZHQi3bB2U7YUPeFnOoCRMfJgrGt4jWsgCfsnP/OQlKHI1qMltFYNXKeYGMIrmUnT1gTZxvLaDphUHhm",
+	"Dl8Di0xyokf3cxXpL0Tnygv688XLF8S7gtQ1u0FkkoSLK9U4dkHD1ZOrPX5Ez7xnNpYJI7+yAXnJsohq",
+	"mZGZzJJ41UgIvpPUDf389fz1qyflmOUnKHdbFQC8o6HKbtLSdaslqoNVwYKw5d+LmNvKPLGi4dvK0Pv9",
+	"s/Chjqby9YqPVqbnn1cmapltJCweAcpYym+YkbxULZwcCFUXBwBK5N0halQUZ9otwxhfzT3rwo1ife5Y",
+	"xZA2ntNWrVoqJOyyMqQB1V18JFico73msQ1S9yINjcqDl1d6bAvWu6jPY25vyQGRDxa3EQnWbXaJKL1U",
+	"36o8YD+vN994L3cYB18tGby2indJelhqkgotIGCnUAftkdAp1Zcpyy6xi09oo6l16F4Ml0c0SVSDUNeR",
+	"U0hB6DXL6IgFZJpCnudgmikdEgB6i9gxoVEmlSKvHJKtsiGneMK1Irs7r1CvMyT09vTk+cvTRsvhavcQ",
+	"zbgOkJKYphEswoNx3ViKEsIQbMS6YmK13n77dlN81z7j4xKUWLC22+SKFy49JtjUs9InyKpHBnaElZQC",
+	"6BP3q/mFxtGXrkGu74Y5PAD1bkF4yhlJpNWpcshqpBYM5+aAiW2SsWtpg+5Czo4NjQBy3l6bxHSuGuXE",
+	"2P2jzhJmW8VCLc3eyb4KJ29ZDVgjsddZqVVJLuuuX5lPsiZd5BHl0cqqMARi8+Xhzfz3SmG4WkDZTGJn",
+	"XPaKatxtpNZquZA3LrEj22u1W+2VY7sjMvujhI7XSpB8Cm581bLA7sCHFURcGADcrPmEC2pxXCY0TW0S",
+	"g9VhVkK7la0JN/n1kyyuv83Zw/wVqgtXNoFeCraFR2f5eZug6Mrjvf3gr8UPVEdjj60tOMjMr7lvFABs",
+	"iqAcJrGAka2spNpv59rz2XO17Ilfi+f7vLjTPMvhcLm3DWXWIs+naKszBPdCiRXbPKSm4jELgEca7jjk",
+	"mdJNxaCJq8UAuA9o737bV9Z3t47Pq/VUaFdepVKoCjbwkqZWrMdcaS4iTYpHk3oiZyxrRlQxBK+z8sHs",
+	"kMy7WS1vQBF7XZVh9QcR4Ybr8yutp//DslRa5A84s7VLngcuyovC3Nd3CrH6SAqWp26NY4BvXOu0eHe/",
+	"vL2TqgZUpYoPiiC8z3MELLwoDHLEJOW8kOaIKQcT1hcOFexNxtWkAHXQ9Ir5+GAWECwEB7VrjfwJMv3u",
+	"mJp2r7ywx0i4MpvpeeHXzHkLU33p0RVhuYWkdmz8WP1OVNNXhJI9fCzsA7k9yhd0h/S0gAK5byVSXz7J",
+	"DxX6BbSU/LjaR7l+W8xo8Bn2jqo98pWRDeu1GMXcoILCYVq376vUq0WAskdTYZeTA1avyEP9prY28Uvy",
+	"m35zZ/4f7c68qq4b+hJ8llVoKgMlk6lmwUr/nWqtbY/2x9tqVd6+jS6+dVZd7v4rj72SaZXyiRfaX6QZ",
+	"v6aahb1Shw+ofcW/gTtBBprCDDQSFtlYYY8k/AoSt64hJXww1QRb0GDpLEKvu/QhRQDMkcXmmS67i+sW",
+	"CTHPMAR4Y0jkLyWKA8AqoFW/BjxrfPTEaFlFtr97htH4jQ0EXFVoaT7bLo3+yK0/z1XM4AQgmO0uqUp/",
+	"9MSpYtE043p+DvY1NuZM+S9s/jOocpU59DZ99YlCCYEpjRMuNAQMPUOy/hOTL5hQT7DlF2qHtrmtdbRO",
+	"E2PypSkstgIkSEiZRzB680K8y4FL9Gp/b56kvPkL89sLw4gBpBL++u8py+bbDB3LEn4zl5OUZnTCNMvA",
+	"AZMPxA0DLipGcVX9ftvbfqVcVbb3Pb69HuqRuvzPv/4dNrAQByJ6I2McI3Is5us1LREDUYT2O3iC2f+w",
+	"VOjRI/Bu0p+223sRXAR/YmJBgRKvyIwlCan7A/7Z7g+svXN51QZQN1JMdqx1ujjVVcRy4cKN5XlzYdQI",
+	"I6myJ66ABVou97yCGhuin8ksJiG8JQwgxVClNGIYAS1aANarlyFf3xY5/W3Kr2lipLmWxB89qeMcG2uo",
+	"rlxNs7Tzt6BMD6XrlkwjbPqGN+e7OqEcYPERtwRskbxUZMT1eDqAVuzu+uIPrtSUqeU6qPzJEfbjVTmm",
+	"HVT0UzKhKTHCxKyu7QOsesi4BB3ZniE2eT5PS9eYszzoiwl4KyYDFpM65MYhviQwxAJAH49xIwAmAIVS",
+	"mW4mHDw4nmwrHD65FzTAfQQb1o4O0f61XOhugfFrm6sM7AR8IldMtPqiL17CdACTHCIvwGwh+lI+cAtU",
+	"Youilk/LMakkqL7YcLC0lM6BC/SdJ9VAdw6uGy2CObZAymZJ+2L9qSdNCD+SVycvT0OY6+lyEpEZgiBL",
+	"KUh1zCkKXPpQQEJ0TYQNTHXM8x/7wuUO9dbkTKLr4Lvvup3Od98VyZIugSjhSvdFPfzYtzmafWMa9o2d",
+	"1q8FfWOpwb9mUPAH2J/wV6Rv+rXbD2Ab3EJLOGxNArnDONUxNaP0n036tVar1a/dhi1MdsLxbcpSytOS",
+	"qLpSFr7bZib1Rf0OuUkN24pl6YciZ4nUhTQ8enPOEvK+iuykN1SPC59NgoNBwHEW5wFkhb+aH8y+71zv",
+	"7lgcarXzEdMub3eguUhYlMX0BaASG7mtEqrGAQnNXTvueO7gtQSg5UFs44bAq6CX/hBaOaRUj/M6ye++",
+	"22sffvcd0bIvAC6dCil4RBMsbkRpa5t4XLFUk/pe+9CrhJwwPZZY8mhWw3LlhEfMOlQtVzW2dsaZptmc",
+	"1N+9enH27PTV+enzhpdGlfNHUDEtKmhtFyIkt0HNduur9SBosmdUJbPW5h2wDHQac70DoT5W4UXHc4in",
+	"NciDrnnfWTMBQJo3H2wbDOSwSDas6va+sGAsS3cXVbcitleb77m2+qirXTQCIOYxaqQWyDR0nHwJbB3i",
+	"0ItY68dEYX0sNmMBs7zoTEDzKfYFNk+2LJobYzRNmWBxQFyfI2T6Rv4iLrZ5Iuz6UGZ9UfQMO3n3/Ozi",
+	"8u3pxemri7PXr0JSt+Yr6bZdzBMIwVj38PazGJoFKg2w3bB5VoNTK/3cxSU7CE6+0mPtXWkb/nwAtRrc",
+	"+kAinXbbiXvX5WPhUJd8zwUMhZgmSW7YvS+6J1T0SHDdCIwtXWsPd1kn3oua3cE+bXaPDg6bh0+fHjTp",
+	"/qAb7cUdtjtsFxoLyJIFtP+8Jdb797XZbOZ3qqp9CJa/C2rfla/5YH1WtafRwWCfdo+ae4edp83u7sF+",
+	"84geDppPo4N4n3WHe7QzqPnI+nDX3nA36tAj1twfPI2bXXY4bB7R3XazM9iLuvE+Oxg+bZeUK8DRz5Hv",
+	"a51256C5u9tsdy7aR729dq/d/h/YmBKQxq6L2NKtAN8BMwQ0uEVtPbX9h4GODaMMiGAzCJnxTGnIje62",
+	"d1e9JaeWnXeCWmWCxXjT3uabTswGvnXmt7mr09nmVSn2bKKDhJ0KbdP/97d54ztBrylHlzEYh9PJhBpL",
+	"yq/reqII8MWqFYEdHxn6wnYBxua8aTom3Mxk4lHmbVArC5uVjPZi7LX/RJGSGN1KMaZI3XDAfGyBU2al",
+	"YGi367FULDfZtTRKWEBkEuejDgjFrYbWsdDkH/JsQjyw2DR7me08d2niXw/nqbH5X9P/eXZ2cPbPV5OX",
+	"v76c/+MiSc5E+/tamR+VYbR3yyjWtd1BJ9qLu6y5PzxoN7tPdw+bh52jvSbtDvajg/gpOxweLYA29mr/",
+	"//9HTnFARjdOEV7HOUrf77eOgu5+6zDYbbf2g+7T1uGHImfk/WGrE3QPWofB0w8eunI1N/AKBVddsJCX",
+	"YaStYHomsyuEV1Gk3dzt+uUFWKXvQSNjvABW4zDuDA+iXdZs0+6gaRhx88gwtqf0YLAfdeM91hk60KNe",
+	"gWWUeyB3u57HsZ2zbzOsMrillRsF8Ad+XnD7vf/oBSaihCpV69XOS1WOtcw+e8UYDL355fu5X2mJ0+5v",
+	"z2p9gKa1zDY3DUtn9AG89vNxTcMlfF+9csIE+ZeHpF8wKq9MlnCfoT73qlKWeeo1ZzP04KayKuPj1OIB",
+	"4uEgucc0H9ox/gRKvWAlP6TvcLRdovLmRn1hBkDq3fZeYfRUampo9j7PO+JYK/MHGc/vxsy24Cv3PWzV",
+	"VH9HErc1tLdl77nhGLdLfHz3jlP/wzkz8hjHie2nx+XA+NDVvNbmQ3yJzNZ++RhUU8UUL6Br0qyoFv+k",
+	"+qYdyI+uMT/cuLvFjRdSvjB6/mfmttavlhvKW/NOxEqtUEg/FpGu2x3kqdA4rgKz1nyvSnFZ0EvlTOQ8",
+	"Xopk3sD+rNr6Oo+JnGqo5FoMnSgtU3LNMj6cm59siniLvAWDm8V5f6lCFV/WUnFYPsstMZ/uqonEx/kQ",
+	"3XiEhNxlltlBfQ5axAGvv/GV1Fj49nlpEdexoMXA89OUSeDOVBpU20ivBSt16vFMpB68bcI0NRcEpOBX",
+	"iCs2ZggGAt73GctY0dCDmMfycqcfwpVrSlQmt5+YXklr7S9d0H0zQb4OE+SRxOojiNSvhxv9xPRCHy+P",
+	"O9zHxLiTu8M+9ew52I8p1dG4Mja/CDebsKFehznbIic+K7Mu8cF0kqq+CMscBLJgOeS8a54xV4hfLX0X",
+	"MGha5CWFshzaF4tpGoHN04AevWszNYJFy4kUhhO4wqkgyOIDizGox7bNuV2BxjHJr4EQr8bUkdxUc4MD",
+	"gEjoI2CNvCpzDEGBH8Ec25qVlc8z5qTc9ThbKOOtbKsHipzOly5yuhe7B732N5HzyUTO/Uh0lcSZAunG",
+	"n9OYu7PI+oqsP+QMn8z6Q9V9dYji17FcA3jXIyUQNBUsZhTaQK5vLtaHi643N7JGi5xg8uAqsDSwNauj",
+	"FoA8ph6soJeiBQWTPGD7cTfaGzQ7dPeo2W0fPm0eDQ9YE781X7YPt2JWXg7xtrwGrj2ih4On0UHc3Gfd",
+	"YbNL9wbNw6gTN3dZe+h+W8TFA5YC5QnbHfQCBW69cvmkiMw/kit7myOCG/zVWs7gM6dLS7j1cc7D3g9S",
+	"Uit96OeYP+wfc3DTL0AckrqPgNggRqNDQK2q02yzNhYgEJeYQRkysdEjrAy6qMds0iI/GOWXLOq+rRW+",
+	"eAQhfIgn/s5H/25n7NN60v8UXOtO67nOxwzH7GtgTe2jLV/0TIphwrF64GvSZIDNePZ6FY8BuzMBs77g",
+	"G6tQZu/KO7fShD7Cvxs94+dapqgKOTQx+yxMd8S0DPZEbeH8Rr7qMzajZQ2gp3djlfO74HGbXN9vAXEj",
+	"PnaDmHBIGJmKmGUIw/GHesDve1bgvi9EluOSEorb/AeK8OAjZvGnVI+LjDhHsbVFaeIz0U14ph/Wnw6w",
+	"lOFEPEj/mK4CwvTSg0u9uLlWLBkGBK1kTHSKubpqkTPtwGZssn/Grrmc4n19QbWc8IgmyfyYUMjzNkSP",
+	"OagJo9eLd+kc85OLEeYEF7oaLp71JwR9gZ6OgKBPIyjVWhoLyNaQohUPqaGaXjGBxTAIm5kY5uBiF62+",
+	"wN4jOOkJnZMBI/U0oVyQ0F0VkhwdT4VEG8JUwDDNE8MJTcOdkE/oyPya0Lmc6uO+EJLE1HwZQyaKOrYz",
+	"NY9yDwZWzAUiQ6ljwxJevXtBoB7CpTQf+5PE6obyLO0zzFjwOeApLOUOhA10+7HoisUEk3OxvLYvXKVB",
+	"zy0CpN4OMkavlOH+0wQCNJR0Ox0yg5SSMJFRiNCp+HoSGjrCZQJoTkzUtpBommDebZ21Ri0Svu/XzNX9",
+	"WkD6NbcS+Mmfae1D2DgmSuLLYWSWXeoxFX1hJnr+3y+4Zq7gR9E5bguOMl/kTM4UYTcRYzHpkpf8B6Ll",
+	"CEJUrb44IZZRkYxFjBvydNBIRS7xy5O/Xz57/erZu7dvT19dXL578+L1yfPz0JK1cgKlB8rzBBbXrCzk",
+	"r7OY7Lf37DK9ZTqbN0+GmmVhUGyEys+hhUolw2mSwHnD6e+3nx5bCd4XMc+AAOaukEUIqQ3duoY+FN7o",
+	"AW4qLTM6YtVuWzOFCxs53E5zl5FmulnATlQwuwEXNJtXsLtP72f9Ftr7Ftr7FKG9IPe4rpQmX4MLFs2d",
+	"u4RjEHu/djHmyhPNKM0iOWG4HlwXQDLHxNgZBayMxPaClt8h1wRFHFawwLfpddtHRa1Nbm8VCfwe7O/W",
+	"u2uRgW6D2qoyrj/rjDf4EtfNh9QhKpmD/uQzAo8jorh/4Tawuefp5nvOhJoOhzziTOhzlJNLkQBQXsuO",
+	"cV9ZfuTQwNS1aqiuXfAx8qGmDZoTpCyziKKIZh8QwJ+3sYDlBlEYMdDew/rC65RlvYi+EW2ur9tmQ6Xm",
+	"WI2i/k/MPXyCFgFcAsBwLxbO90JCvQXX0JMPXJrgk1BQrCls/jJfjH00WuQHmKjqi7z3X0bNHoLGLydG",
+	"C4oLiMvdoN1u28VRpG70WMQXr0wrLpKOsGXGXa1GuOvHTE62qceAiy/kNpeW2m88uIDjPp7FUq8Q1wmm",
+	"iNvY3hlP2087iLLqOrptVaTV293vtL3WbPvtUhMLLDSr9fa87hGdzm477/JQaE97F+2nRRjbAdkddNt3",
+	"iMiUKGAjI4UDm8dk7Cl8cGjm6wmxWBO63CsvAJZkqIRAff78D80LchwW3SdmaWu9j+UvgTKWU3JXRmMn",
+	"dA4+vN4yCoDhe3mgVivPhWrhXDDVxvLWvqiHOehI6KxXmZHwL1ds/n3YCGwNealIjWoAKbAPDPxmtWCj",
+	"Y8ymL8xFcPixrtvhjpC6rdUMAGeBAM5CQM7ekAyqOYNi+yKZsoAwYXY6DgiA78yDvihArEEW/DaVmjaO",
+	"CYAGIDyNGXZZNihSN7c14TbbqgYRDAiN44wpqML9NW+rWF7YyhwzswLG4IU+tpg6ClZ/11rZfVHRkQYL",
+	"9akP2AKrZlmMzf7ysHUcSlmaMcgiG0wB5LEvEC+iTvNG2bYAmwxoXB5+A0e32yLPAEHC+t3zZpQyQ4xt",
+	"mjHPWQBXPXv99tw14oVVHWRyplimji0aBboTSogSoS2sphlbIdd8LNoH2twPNZbvI38A2Gv36UH36f7+",
+	"rhEwPn7XYXfvDlarBd3ayjfQ22Z4vV0LXdWr7Q/brBs9HXToUXzIdod70cGgTbvxU9YZHkWHg126F++z",
+	"p8OjQSfqxgfscNimu4O9aD9+yo6GnXYOcdV7v9D216uc9vjYNsNbbBH8F8VH3z90oP1pu905YDfp98Wm",
+	"4HewvN9vs7j/a+9km/H/r72TXSMslr0H23kIthb8HvJsVU2hQ59BmKqCBWNqpQdmaFEMIUXzE7sFzJA/",
+	"X3ZGt7NF+PQlF/oFSoD7qxsWWAx2vQyL9f6D0Z+r8KPwlzIAmf+dBfaCr4xSvZji7OXwgnlS1ER42sxF",
+	"YST9UQoNvg3DQnIlIHezgMZegEtaROEGqF8zO+sADkgujwbzfNoDqlhfKE01ACOtRNleCaxN3rCs6UQ6",
+	"Q4CdOsjvbnuvQWLZB1f2kPIEwWvMLHoLljcTOgNfefixjwDJHnJPQPrWtWK+7Lb3/p9uu3sbtsgzhE3q",
+	"CzWW0yTGYAjil+ADncoVwiNDaPDcF33hq37gjFc5KcCCLqmDgS/jS5peoeId9wVCdtu1iFnEY1xsvYhl",
+	"V+hwjaBQtqp0rRaxilRfLGpSegXiQUmZMntoLHGzIJwpzCV3H6wC1RcrNCg9ZpNG4HQQo/fkS4rYo7CZ",
+	"x4T6WpanXeHWo3bl9KYSwF6V+kmKzsBmQq7tiZBiPpFThcpSXwBxrldDSb3bOWq0UPNa3ONN+pSC4/ag",
+	"pHcf8P79thpR1B3s0c7RbvOQPR02u/FB1Bzs027zaI914t2oPTiih7V7CL8S2P+niNkU8PJbzfSbxvlN",
+	"4/z6NM6tTmfRVqCyl0ARJujCObzfQba9IypU2vMpRE+H04QUl91XW/0j4wF/Zr0TFEoULMRJljsrm2WF",
+	"cSmnyDDlluPMlT6vczphnqxWrrcd5lgsKBgtHPS7ty+U1xkyhyUJr9gca9toXwwzpsbJ3CXEeTo26Bhw",
+	"U+yymP0quuW3rpbL0IXqYRlfGy5GhN6Nl53z0TaXnd6kWz0NxMjD/f+fKNthIQVh26yBHBv4Zv57ze9C",
+	"ZZtPfZNPn9cjAoepKgxif9vew2Hu+Aq9HA+WHIuCYoPwKIkEt8oEDgNYJs7PtCAYVO3DOr7vk/xHPKq3",
+	"NiwyZjTR499XCoMX/JoJplSPdNptMhtjoiDLk+cs4PLPFxdvIEM0x3dIpLwitECtGlBl0fB2jM05/70i",
+	"0/pnO5iHMjmnPNXkHZIn8OWrgn5uvlyRadpa3OYP5cIjXDJvj167abqNsoCx6wUxpKEAHjeNNIBBAzXU",
+	"z2d0NGIZeXdmFngnlpHK2/tVrOprfJcVjA+s1rPQ5A+FxS2rtIuNuyp3wEzj5M1ZjlO8fhOq126bLZnT",
+	"SXKHLfnHycsX6Kmyrl85JDqbAqC1JX/bWMuiYDNVAJLTEeVC6ZV7Zh5+tz1zoy8Wd/VK7rXa+Wq6qRDN",
+	"bmA8W2V0Pv4u2Rmv3CVIH2ezHaowf2bIE3a7Fu/TMAMeQb6Ol4HOZogTiHm8dZtWM5iTHEI9T4THely4",
+	"eiazK0XkcJhwgbFdhywOyOqr8Gze4BtPFPqPF3TTigIDm1y0urjAazu26/X/L4oLNhKN2eedSKkysSz3",
+	"9YDr/kmvKa7rVpdDGv36KyuJx0y7dQ8Zv5bCyhv+RBF8a0CUnifMVg+IWGYsLsI4P70gfz1fIWQdCfoi",
+	"diUFnghHLgQNNFIvv4SsJL1GD5DkFyLHKVWaAeB6YSABWogj0sDCQhE1lrOKIlPMOsdyCqMVYh5AkNdO",
+	"iDjoC2wO5caDrl4V2IbD1JiQULABh2IskxhwvcxroCUEHqpcfSkSzjBMDxZi4QseGXkZ2PooB1dfOMGL",
+	"M4aOW3yzd/+EzrGn2ID1BTzMYZoNMzoC5lYP/+uKzb//z7/+jc74/zJK/3/+9e9Cb88/oMIOrT4c1Au6",
+	"tjNGo7EZkuXnVTaoPegFGMpDane2OcBjvcjutzpoSCe44pRgmR95hs9untuj1HwjEx5B9b/XjnHFVRsG",
+	"8SA1fM3xtmivIGqR3ovUESmwbcmKY4xa6MqDi+ouRFCgPANELImoILGEM2RkQa+s3rrGBbZfFPS9pVCd",
+	"wUidQjMNZsifagvFoxw6j20A4Z5GilIP88YBg44YNu/TVnu0yAnZb+/5HTewBsdygkzjsmAl1sJIp4XJ",
+	"EpR/gVwX8wr8zctHKgZVRfpvcTm/MNUdRkW0xDPbegyT7kO5MJHGXEAYaSMlAB2ooGqTOeQSDhLWWKf7",
+	"eJ041mo8Bb66S//dBFPeM2IFCcdhlRs9VgrL4qHbMiqzgt0YfooQWtKWn1Gl4cJGi4QernNIbM80TFcD",
+	"CTb0O6tVI4ucvDn7xczx623E8AjFP35cEB+/vNETmpotWG62YHP4nN7ooldGn7dDvUMTBZ5eZrbxA95s",
+	"tvsSE3QXsm93O73uvhn+RAo9TuaXEKx197l2Kxi8Vhz6WBn2XHST2Nw4Iqi5CtJLUH4ulyeXUc0uIeJr",
+	"9mgwzZSu9Trtdh6mVZcpyy4Vi6SIa7399q1NFzYG7ejq8nDy352bvz1NX3TF2yN1sTv7x8HvJ3uDZ/vx",
+	"aXv4U8fo6ZD5e2lEwyVMtdbbPezudcwPLLuEHEuHBnP/nhJwDLZrKlEc+eXj/vUinhfVCyyRYgRVjdLN",
+	"1W8RYa+7H6L5iSDQ8hlrMesCMlqNluhUHbS0eqQdNizsuRHrhpt5ubiKaW0xBrhWfWGbzoBRG368DcEz",
+	"thrOHDf78eDz1rKHRzqIdz9nd6T9c1xTZTXIB/Lqbzz5G0++G9aNPZRrwG6u2KeG78B+C6XuPdsA13yt",
+	"mDUWe92u7dY83i+wq2pYty3m+hWb96yvwtJl0ULDpjpi1psrBRbmsNcdsIwsm4uBj9EQ0WjMyMXFC8IS",
+	"xWZjlhl1+R4w7J6oWOaHq7I8kjk2gXMk9EeS6xa+vF/Y/MsCXEc/0n1IcA2seu7GKyltQeGXs2VFoPMY",
+	"arN5ngOzeYqPRMN6CbgiwOJcDVqLnJRhnWyj5DUA62up6JtU/SZVP5NUfaBE/ap4zU9M34nF3Lee4Bc2",
+	"z2sJKtu54im+VE7fvjPqlHvDGhvrrqjspB6aY9Qj+L0raQBQoIypMTg7g74I7ZlyF9IkAdwfxGW3XaZH",
+	"lIuAhMUJclejb99+b65AfmJ/7gv8bH7x+FTlq/yKRVfnnhdthjlryZ9MxbwohSQnwh9d6NSBlKK7zn97",
+	"aAsX/Bf5bTUQK4oK76XFLVjcaK6k5NnZ87eY+9/pBD5sEO5R3bUX4SJmN2aMIFOoIkOmozGLHWyW2XIW",
+	"I1q8E2V9u7G2Z0jGaNyEftyI+kLqIY+hnbTtx2670cN3liTMnzkDDs1Or+SH5tJFRhU2YG5Fp3ozm5GQ",
+	"GYtb5JUEa78v6l7/eDkTRTx8Qq8Qo0ACDdOkEVR5BMBRYMz7BYd+D8NcVgjnRTVUIa5BUEAngK6bzxkL",
+	"PawayK6Z0JU+A7h6wUh+gO9grVgaa532dnYSGdFkLJXu7bXbbcOgHigBPrV1f1dY+296yKYN/z9RH3HY",
+	"T5/H0r+HOvNn9g5YbP77G2drNCAWXX0CvYfEgNMgemTm0sEgcYOJOJVcaDKDqkSsAyQZH401EXJmcb7t",
+	"qcHMepTOXAHUwxNFommWGUllIRNs+BjXxkEIQIv3hXq3PMXCvFRxKbDHOu2LSKbzntOZhMwmNOEKWG5A",
+	"wr+EOSQEibnZVy5GC+gR8L4cWqJh5CxIw74Ap4h1ddQ9sV5oLhN5DfFDngIcL+J3Ulu0WJ6CkaKqL+oF",
+	"UOPF23fnF6fPL9+8ff33s9Nz77FGbswbx7m85dr33fsqEgwRvDvVIpdFV4/gpb8PsncKbH+v1W7t7u61",
+	"nub8u9bL0+KXubjPD2sv5e88SejOPiZmbscYYcqfshoQ9GfzNNuZE1OLaj03Pb8Mau+uw1bTZDWyn6X8",
+	"P9jS/Io47a/AlmwZjmNDCA025uhcGtjM1vgvdzZgV7LhTGqKPtrH5cPWs0BGDFJyQOVG0wPTyWwenYdw",
+	"fMVYikk+wObs1P3ktKAvpkLzhKyxS0g9HGU0YlblUSE6joWcNQJ0Hxdch1DVF6EFlzHrErbIW7MeEFY0",
+	"FqzNv6ceiDKOG8r4bWPICISLRQ6SCSTVmav6IkerRQY4pgXkrZ5JW1zWIuURg5GTAf428mKZWBwMM4tW",
+	"X7wGv6P1eCsjeTJsPOE7v4GMwAP+xIzVpkJzKTAVsTKhCEjh4Ry3NJtab++g3d6aleAYPBb4zU75Sv2l",
+	"peX2YOIearHsjX85vH61+9uv++ztU/2Po+lZR77p0vOD+Mf26Ofdf34eD2oRUTCcDksmvwrj5SuSkD/x",
+	"a+ZihrlP0gKBOCAUxy8dbge1DDplGZfx41kvj40cugYtFG5zref6wiJykjWAnC0CcIpGSjmgcvSYDpOp",
+	"GhMuNMuuaVLS59+dn/x0evnji3fnP1+evbo4ffu3kxdhQGxSDdltE9XoFbmHQzYjlsPnyCYDhkKRzGGg",
+	"J/cFBcXD9mfGBN0O37N7eNBFfE+HJ7M9jIfF+NyA62mu2oDraSaLRL+tlNqaqeabvJqtfk7Izy8namVR",
+	"Pw3b83jKmMZOkV2HAPqJA1wPwG34YAnRvrGikAzL+LDWAMtewRYqSt2C2jRLar3aDtCpnfLio1zAoWmm",
+	"QjUfJKxIdDx5c9YqEvTyxTLDXubpxBzCgMwsUJVi6H+ZKpBLk7ykgGcl1GrlvSEHZF1+w/lYZrqZcLPB",
+	"PvwdQiTpHPWh/hOTL5hQ3nwa3ht83IrqaaCXylUL2RZ3PpKWRUdFHAiv7KkeQvF+UcTjV/CEi4Ooev2v",
+	"Y+maIqN/zmXhFOnpbiumMdcVT8DSgwACXFgI4BxxrqzRVnN5z/IS+28/3P7vAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

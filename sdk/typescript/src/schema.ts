@@ -268,7 +268,11 @@ export interface paths {
          *     no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
          *     and vector layers within the limits of `DatasetCreate`) is checked before it is
          *     accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-         *     the value at fault (e.g. `["body", "metadata", "attribution"]`).
+         *     the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+         *     its SQLite header says, or whose metadata rows exceed 4 MiB together.
+         *     A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+         *     answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+         *     directory that cannot be written a 503 naming the storage.
          */
         put: operations["uploadTiles"];
         post?: never;
@@ -574,8 +578,11 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Readiness (the database answers)
-         * @description Readiness: 200 when the database answers, 503 otherwise (load balancers take the replica out of rotation).
+         * Readiness (the database answers and accepts writes, the data directory is usable)
+         * @description 200 when this replica can do its work: the database answers and accepts a write (a probe
+         *     that changes nothing), and the data directory can be listed and written. A 503's
+         *     `detail` names the part that failed: the database unavailable, the database not
+         *     writable, or the data directory.
          */
         get: operations["readyz"];
         put?: never;
@@ -1917,8 +1924,39 @@ export interface components {
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
-        /** @description The database is unreachable; retry later. */
+        /**
+         * @description The database is unreachable, or the server's storage (its data directory) cannot be read
+         *     or written; `detail` says which. Retry later (after `Retry-After` seconds when given).
+         */
         Unavailable: {
+            headers: {
+                /** @description Seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "The database is unavailable; retry shortly"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "The database is unavailable; retry shortly"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The server's storage is full; the file was not stored and nothing changed. */
+        InsufficientStorage: {
             headers: {
                 [name: string]: unknown;
             };
@@ -2904,6 +2942,7 @@ export interface operations {
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     getDatasetUsage: {
@@ -3760,7 +3799,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The database is unreachable. */
+            /** @description Not ready (as GET). */
             503: {
                 headers: {
                     [name: string]: unknown;
