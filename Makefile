@@ -32,10 +32,12 @@ contract/node_modules/.installed: contract/package-lock.json
 	cd contract && npm ci --no-audit --no-fund
 	@touch $@
 
-## contract: Redocly lint (recommended rules, 0 errors), oasdiff breaking-change gate against
-## contract/released.yaml, and every operation through Stoplight Prism against a real tilegate
+## contract: Redocly lint (recommended rules, 0 errors), Spectral lint (spectral:oas, 0 errors),
+## oasdiff breaking-change gate against contract/released.yaml, and every operation through
+## Stoplight Prism against a real tilegate
 contract: contract/node_modules/.installed
 	cd contract && npx --no-install redocly lint ../openapi.yaml --config redocly.yaml --format stylish
+	cd contract && npx --no-install spectral lint ../openapi.yaml --ruleset .spectral.yaml --fail-severity error
 	contract/breaking.sh
 	TILEGATE_CONTRACT=1 $(GO) test -count=1 -v -run TestEveryOperationThroughPrism ./contract/prism/
 

@@ -383,7 +383,12 @@ type APIKey struct {
 	// PreviousTokenExpiresAt Until when the token replaced by the last rotation still works; `null` when none does.
 	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
-	// RateLimit The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none.
+	// RateLimit A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
+	// on average, up to `burst` at once; across N replicas each admits 1/N (see the README).
+	// `null`: none (in a change, `null` removes it).
+	//
+	//
+	// Example: {"burst":200,"requests_per_second":50}
 	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit"`
 
 	// Token The public key to put in tile URLs (`?key=`).
@@ -454,7 +459,12 @@ type APIKeySettings struct {
 	// PreviousTokenExpiresAt Read-only in APIKey: accepted and ignored.
 	PreviousTokenExpiresAt nullable.Nullable[time.Time] `json:"previous_token_expires_at,omitempty"`
 
-	// RateLimit The key's rate limit; `null` removes it.
+	// RateLimit A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
+	// on average, up to `burst` at once; across N replicas each admits 1/N (see the README).
+	// `null`: none (in a change, `null` removes it).
+	//
+	//
+	// Example: {"burst":200,"requests_per_second":50}
 	RateLimit nullable.Nullable[RateLimit] `json:"rate_limit,omitempty"`
 
 	// Token Read-only in APIKey: accepted and ignored.
@@ -915,9 +925,11 @@ type RasterTileToken struct {
 // RasterTileTokenKind defines model for RasterTileToken.Kind.
 type RasterTileTokenKind string
 
-// RateLimit A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
-// Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
-// tiles a second on average, up to `burst` at once.
+// RateLimit A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
+// on average, up to `burst` at once; across N replicas each admits 1/N (see the README).
+// `null`: none (in a change, `null` removes it).
+//
+// Example: {"burst":200,"requests_per_second":50}
 type RateLimit struct {
 	Burst             int `json:"burst"`
 	RequestsPerSecond int `json:"requests_per_second"`
@@ -1102,17 +1114,59 @@ type UsageFrom = time.Time
 // UsageTo defines model for UsageTo.
 type UsageTo = time.Time
 
+// AdminRequiredApplicationJSON An error answer other than a validation failure.
+type AdminRequiredApplicationJSON = Error
+
+// AdminRequiredApplicationProblemPlusJSON An error answer other than a validation failure.
+type AdminRequiredApplicationProblemPlusJSON = Error
+
 // ConflictApplicationJSON An error answer other than a validation failure.
 type ConflictApplicationJSON = Error
 
 // ConflictApplicationProblemPlusJSON An error answer other than a validation failure.
 type ConflictApplicationProblemPlusJSON = Error
 
-// ForbiddenApplicationJSON An error answer other than a validation failure.
-type ForbiddenApplicationJSON = Error
+// DatasetForbiddenApplicationJSON An error answer other than a validation failure.
+type DatasetForbiddenApplicationJSON = Error
 
-// ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
-type ForbiddenApplicationProblemPlusJSON = Error
+// DatasetForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type DatasetForbiddenApplicationProblemPlusJSON = Error
+
+// EditorRequiredApplicationJSON An error answer other than a validation failure.
+type EditorRequiredApplicationJSON = Error
+
+// EditorRequiredApplicationProblemPlusJSON An error answer other than a validation failure.
+type EditorRequiredApplicationProblemPlusJSON = Error
+
+// GrantConflictApplicationJSON An error answer other than a validation failure.
+type GrantConflictApplicationJSON = Error
+
+// GrantConflictApplicationProblemPlusJSON An error answer other than a validation failure.
+type GrantConflictApplicationProblemPlusJSON = Error
+
+// GrantNotFoundApplicationJSON An error answer other than a validation failure.
+type GrantNotFoundApplicationJSON = Error
+
+// GrantNotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type GrantNotFoundApplicationProblemPlusJSON = Error
+
+// GrantsForbiddenApplicationJSON An error answer other than a validation failure.
+type GrantsForbiddenApplicationJSON = Error
+
+// GrantsForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type GrantsForbiddenApplicationProblemPlusJSON = Error
+
+// InsufficientStorageApplicationJSON An error answer other than a validation failure.
+type InsufficientStorageApplicationJSON = Error
+
+// InsufficientStorageApplicationProblemPlusJSON An error answer other than a validation failure.
+type InsufficientStorageApplicationProblemPlusJSON = Error
+
+// KeyNotFoundApplicationJSON An error answer other than a validation failure.
+type KeyNotFoundApplicationJSON = Error
+
+// KeyNotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type KeyNotFoundApplicationProblemPlusJSON = Error
 
 // MintLimitedApplicationJSON An error answer other than a validation failure.
 type MintLimitedApplicationJSON = Error
@@ -1182,7 +1236,8 @@ type UpstreamTimeoutApplicationProblemPlusJSON = Error
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
-	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	// Cursor Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+	// passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Limit Page limit.
@@ -1191,7 +1246,8 @@ type ListAuditParams struct {
 
 // ListDatasetsParams defines parameters for ListDatasets.
 type ListDatasetsParams struct {
-	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	// Cursor Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+	// passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Limit Page limit.
@@ -1227,7 +1283,8 @@ type GetTileJSONParams struct {
 
 // ListAPIKeysParams defines parameters for ListAPIKeys.
 type ListAPIKeysParams struct {
-	// Cursor Page cursor, as returned in the `cursor` of the previous page.
+	// Cursor Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+	// passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
 	Cursor *Cursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 
 	// Limit Page limit.
@@ -2154,6 +2211,8 @@ type ClientInterface interface {
 
 	// ListDatasets List the datasets of the caller's account and those shared with it
 	//
+	// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+	//
 	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
 	ListDatasets(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -2179,10 +2238,14 @@ type ClientInterface interface {
 
 	// DeleteDataset Delete a dataset, its grants and its tiles
 	//
+	// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+	//
 	// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
 	DeleteDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetDataset Get a dataset the caller sees
+	//
+	// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 	//
 	// Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
 	GetDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2213,10 +2276,14 @@ type ClientInterface interface {
 
 	// ListGrants List a dataset's grants
 	//
+	// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+	//
 	// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
 	ListGrants(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// CreateGrantWithBody Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2225,12 +2292,16 @@ type ClientInterface interface {
 
 	// CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
 	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
 	CreateGrant(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// DeleteGrant Revoke a grant
+	//
+	// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 	//
 	// Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
 	DeleteGrant(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2244,7 +2315,11 @@ type ClientInterface interface {
 	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 	// and vector layers within the limits of `DatasetCreate`) is checked before it is
 	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+	// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+	// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+	// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+	// directory that cannot be written a 503 naming the storage.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2323,25 +2398,56 @@ type ClientInterface interface {
 
 	// Healthz Liveness
 	//
+	// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// OpenapiJSON This contract, as JSON
+	//
+	// This contract, as JSON (Swagger UI at /docs reads it).
 	//
 	// Corresponds with GET /openapi.json (the `OpenapiJSON` operationId).
 	OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// OpenapiYAML This contract, as YAML
 	//
+	// This contract, as YAML: the source of truth that the server validates requests against.
+	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// Readyz Readiness (the database answers)
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	//
+	// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PreviewDataset A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
+	//
+	// 200 when this replica can do its work: the database answers and accepts a write (a probe
+	// that changes nothing), and the data directory can be listed and written. A 503's
+	// `detail` names the part that failed: the database unavailable, the database not
+	// writable, or the data directory.
 	//
 	// Corresponds with GET /readyz (the `Readyz` operationId).
 	Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAPIKeys List API keys belonging to account
+	//
+	// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 	//
 	// Corresponds with GET /v1/api_keys (the `ListAPIKeys` operationId).
 	ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2368,10 +2474,14 @@ type ClientInterface interface {
 
 	// DeleteAPIKey Delete given key
 	//
+	// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+	//
 	// Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
 	DeleteAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetAPIKey Get key
+	//
+	// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 	//
 	// Corresponds with GET /v1/api_keys/{key_id} (the `GetAPIKey` operationId).
 	GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2496,6 +2606,8 @@ func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEdit
 
 // ListDatasets List the datasets of the caller's account and those shared with it
 //
+// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+//
 // Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
 func (c *Client) ListDatasets(ctx context.Context, params *ListDatasetsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListDatasetsRequest(c.Server, params)
@@ -2551,6 +2663,8 @@ func (c *Client) CreateDataset(ctx context.Context, body CreateDatasetJSONReques
 
 // DeleteDataset Delete a dataset, its grants and its tiles
 //
+// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+//
 // Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
 func (c *Client) DeleteDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteDatasetRequest(c.Server, datasetId)
@@ -2565,6 +2679,8 @@ func (c *Client) DeleteDataset(ctx context.Context, datasetId DatasetID, reqEdit
 }
 
 // GetDataset Get a dataset the caller sees
+//
+// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 //
 // Corresponds with GET /api/datasets/{dataset_id}/ (the `GetDataset` operationId).
 func (c *Client) GetDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2625,6 +2741,8 @@ func (c *Client) UpdateDataset(ctx context.Context, datasetId DatasetID, body Up
 
 // ListGrants List a dataset's grants
 //
+// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+//
 // Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
 func (c *Client) ListGrants(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListGrantsRequest(c.Server, datasetId)
@@ -2639,6 +2757,8 @@ func (c *Client) ListGrants(ctx context.Context, datasetId DatasetID, reqEditors
 }
 
 // CreateGrantWithBody Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2657,6 +2777,8 @@ func (c *Client) CreateGrantWithBody(ctx context.Context, datasetId DatasetID, c
 
 // CreateGrant Share a dataset with another account, or let a principal use a restricted dataset
 //
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
@@ -2673,6 +2795,8 @@ func (c *Client) CreateGrant(ctx context.Context, datasetId DatasetID, body Crea
 }
 
 // DeleteGrant Revoke a grant
+//
+// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 //
 // Corresponds with DELETE /api/datasets/{dataset_id}/grants/{grant_id}/ (the `DeleteGrant` operationId).
 func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId openapi_types.UUID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2696,7 +2820,11 @@ func (c *Client) DeleteGrant(ctx context.Context, datasetId DatasetID, grantId o
 // no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 // and vector layers within the limits of `DatasetCreate`) is checked before it is
 // accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+// directory that cannot be written a 503 naming the storage.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2835,6 +2963,8 @@ func (c *Client) GetTileJSON(ctx context.Context, datasetId DatasetID, params *G
 
 // Healthz Liveness
 //
+// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+//
 // Corresponds with GET /healthz (the `Healthz` operationId).
 func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthzRequest(c.Server)
@@ -2849,6 +2979,8 @@ func (c *Client) Healthz(ctx context.Context, reqEditors ...RequestEditorFn) (*h
 }
 
 // OpenapiJSON This contract, as JSON
+//
+// This contract, as JSON (Swagger UI at /docs reads it).
 //
 // Corresponds with GET /openapi.json (the `OpenapiJSON` operationId).
 func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2865,6 +2997,8 @@ func (c *Client) OpenapiJSON(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // OpenapiYAML This contract, as YAML
 //
+// This contract, as YAML: the source of truth that the server validates requests against.
+//
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewOpenapiYAMLRequest(c.Server)
@@ -2878,7 +3012,50 @@ func (c *Client) OpenapiYAML(ctx context.Context, reqEditors ...RequestEditorFn)
 	return c.Client.Do(req)
 }
 
-// Readyz Readiness (the database answers)
+// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+//
+// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *Client) PreviewAsset(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewAssetRequest(c.Server, file)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PreviewDataset A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *Client) PreviewDataset(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPreviewDatasetRequest(c.Server, datasetId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
+//
+// 200 when this replica can do its work: the database answers and accepts a write (a probe
+// that changes nothing), and the data directory can be listed and written. A 503's
+// `detail` names the part that failed: the database unavailable, the database not
+// writable, or the data directory.
 //
 // Corresponds with GET /readyz (the `Readyz` operationId).
 func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2894,6 +3071,8 @@ func (c *Client) Readyz(ctx context.Context, reqEditors ...RequestEditorFn) (*ht
 }
 
 // ListAPIKeys List API keys belonging to account
+//
+// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 //
 // Corresponds with GET /v1/api_keys (the `ListAPIKeys` operationId).
 func (c *Client) ListAPIKeys(ctx context.Context, params *ListAPIKeysParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2950,6 +3129,8 @@ func (c *Client) CreateAPIKey(ctx context.Context, body CreateAPIKeyJSONRequestB
 
 // DeleteAPIKey Delete given key
 //
+// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+//
 // Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
 func (c *Client) DeleteAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteAPIKeyRequest(c.Server, keyId)
@@ -2964,6 +3145,8 @@ func (c *Client) DeleteAPIKey(ctx context.Context, keyId KeyID, reqEditors ...Re
 }
 
 // GetAPIKey Get key
+//
+// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 //
 // Corresponds with GET /v1/api_keys/{key_id} (the `GetAPIKey` operationId).
 func (c *Client) GetAPIKey(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3174,7 +3357,7 @@ func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request,
 
 		if params.Cursor != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3240,7 +3423,7 @@ func NewListDatasetsRequest(server string, params *ListDatasetsParams) (*http.Re
 
 		if params.Cursor != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3926,6 +4109,74 @@ func NewOpenapiYAMLRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewPreviewAssetRequest constructs an http.Request for the PreviewAsset method
+func NewPreviewAssetRequest(server string, file string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "file", file, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/assets/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewPreviewDatasetRequest constructs an http.Request for the PreviewDataset method
+func NewPreviewDatasetRequest(server string, datasetId DatasetID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "dataset_id", datasetId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: "uuid"})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/preview/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewReadyzRequest constructs an http.Request for the Readyz method
 func NewReadyzRequest(server string) (*http.Request, error) {
 	var err error
@@ -3983,7 +4234,7 @@ func NewListAPIKeysRequest(server string, params *ListAPIKeysParams) (*http.Requ
 
 		if params.Cursor != nil {
 
-			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: "byte"}); err != nil {
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4412,6 +4663,8 @@ type ClientWithResponsesInterface interface {
 
 	// ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 	//
+	// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
@@ -4439,12 +4692,16 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteDatasetWithResponse Delete a dataset, its grants and its tiles
 	//
+	// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
 	DeleteDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*DeleteDatasetResponse, error)
 
 	// GetDatasetWithResponse Get a dataset the caller sees
+	//
+	// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4477,12 +4734,16 @@ type ClientWithResponsesInterface interface {
 
 	// ListGrantsWithResponse List a dataset's grants
 	//
+	// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
 	ListGrantsWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*ListGrantsResponse, error)
 
 	// CreateGrantWithBodyWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4491,12 +4752,16 @@ type ClientWithResponsesInterface interface {
 
 	// CreateGrantWithResponse Share a dataset with another account, or let a principal use a restricted dataset
 	//
+	// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
 	CreateGrantWithResponse(ctx context.Context, datasetId DatasetID, body CreateGrantJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateGrantResponse, error)
 
 	// DeleteGrantWithResponse Revoke a grant
+	//
+	// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4512,7 +4777,11 @@ type ClientWithResponsesInterface interface {
 	// no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 	// and vector layers within the limits of `DatasetCreate`) is checked before it is
 	// accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-	// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+	// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+	// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+	// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+	// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+	// directory that cannot be written a 503 naming the storage.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4597,12 +4866,16 @@ type ClientWithResponsesInterface interface {
 
 	// HealthzWithResponse Liveness
 	//
+	// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /healthz (the `Healthz` operationId).
 	HealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthzResponse, error)
 
 	// OpenapiJSONWithResponse This contract, as JSON
+	//
+	// This contract, as JSON (Swagger UI at /docs reads it).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4611,12 +4884,41 @@ type ClientWithResponsesInterface interface {
 
 	// OpenapiYAMLWithResponse This contract, as YAML
 	//
+	// This contract, as YAML: the source of truth that the server validates requests against.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
 	OpenapiYAMLWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*OpenapiYAMLResponse, error)
 
-	// ReadyzWithResponse Readiness (the database answers)
+	// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+	//
+	// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+	PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error)
+
+	// PreviewDatasetWithResponse A page that shows a dataset on a map
+	//
+	// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+	// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+	// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+	// the credential given, under the same rules as any other client. The credential may also be
+	// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+	PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error)
+
+	// ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
+	//
+	// 200 when this replica can do its work: the database answers and accepts a write (a probe
+	// that changes nothing), and the data directory can be listed and written. A 503's
+	// `detail` names the part that failed: the database unavailable, the database not
+	// writable, or the data directory.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4624,6 +4926,8 @@ type ClientWithResponsesInterface interface {
 	ReadyzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyzResponse, error)
 
 	// ListAPIKeysWithResponse List API keys belonging to account
+	//
+	// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4652,12 +4956,16 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteAPIKeyWithResponse Delete given key
 	//
+	// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
 	DeleteAPIKeyWithResponse(ctx context.Context, keyId KeyID, reqEditors ...RequestEditorFn) (*DeleteAPIKeyResponse, error)
 
 	// GetAPIKeyWithResponse Get key
+	//
+	// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4763,6 +5071,11 @@ type ClientWithResponsesInterface interface {
 	GetAPIKeyUsageWithResponse(ctx context.Context, keyId KeyID, params *GetAPIKeyUsageParams, reqEditors ...RequestEditorFn) (*GetAPIKeyUsageResponse, error)
 }
 
+// ListAuditResponse503Headers the declared response headers of an HTTP 503 response for ListAudit
+type ListAuditResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListAuditResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4773,9 +5086,9 @@ type ListAuditResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *AdminRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *AdminRequiredApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -4784,6 +5097,8 @@ type ListAuditResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAuditResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4802,12 +5117,12 @@ func (r ListAuditResponse) GetApplicationproblemJSON401() *UnauthorizedApplicati
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListAuditResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r ListAuditResponse) GetJSON403() *AdminRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ListAuditResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r ListAuditResponse) GetApplicationproblemJSON403() *AdminRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -4860,6 +5175,11 @@ func (r ListAuditResponse) ContentType() string {
 	return ""
 }
 
+// ListDatasetsResponse503Headers the declared response headers of an HTTP 503 response for ListDatasets
+type ListDatasetsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListDatasetsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4877,6 +5197,8 @@ type ListDatasetsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListDatasetsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4943,6 +5265,11 @@ func (r ListDatasetsResponse) ContentType() string {
 	return ""
 }
 
+// CreateDatasetResponse503Headers the declared response headers of an HTTP 503 response for CreateDataset
+type CreateDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4953,9 +5280,9 @@ type CreateDatasetResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -4968,6 +5295,8 @@ type CreateDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateDatasetResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4986,12 +5315,12 @@ func (r CreateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedAppli
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r CreateDatasetResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r CreateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r CreateDatasetResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5054,6 +5383,11 @@ func (r CreateDatasetResponse) ContentType() string {
 	return ""
 }
 
+// DeleteDatasetResponse503Headers the declared response headers of an HTTP 503 response for DeleteDataset
+type DeleteDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5062,9 +5396,9 @@ type DeleteDatasetResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5077,6 +5411,8 @@ type DeleteDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteDatasetResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -5090,12 +5426,12 @@ func (r DeleteDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedAppli
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r DeleteDatasetResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5158,6 +5494,11 @@ func (r DeleteDatasetResponse) ContentType() string {
 	return ""
 }
 
+// GetDatasetResponse503Headers the declared response headers of an HTTP 503 response for GetDataset
+type GetDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5179,6 +5520,8 @@ type GetDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDatasetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5255,6 +5598,11 @@ func (r GetDatasetResponse) ContentType() string {
 	return ""
 }
 
+// UpdateDatasetResponse503Headers the declared response headers of an HTTP 503 response for UpdateDataset
+type UpdateDatasetResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5265,9 +5613,9 @@ type UpdateDatasetResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5284,6 +5632,8 @@ type UpdateDatasetResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateDatasetResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5302,12 +5652,12 @@ func (r UpdateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedAppli
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UpdateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r UpdateDatasetResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5380,6 +5730,11 @@ func (r UpdateDatasetResponse) ContentType() string {
 	return ""
 }
 
+// ListGrantsResponse503Headers the declared response headers of an HTTP 503 response for ListGrants
+type ListGrantsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListGrantsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5390,9 +5745,9 @@ type ListGrantsResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *GrantsForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *GrantsForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5405,6 +5760,8 @@ type ListGrantsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListGrantsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5423,12 +5780,12 @@ func (r ListGrantsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicat
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListGrantsResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r ListGrantsResponse) GetJSON403() *GrantsForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ListGrantsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r ListGrantsResponse) GetApplicationproblemJSON403() *GrantsForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5491,6 +5848,11 @@ func (r ListGrantsResponse) ContentType() string {
 	return ""
 }
 
+// CreateGrantResponse503Headers the declared response headers of an HTTP 503 response for CreateGrant
+type CreateGrantResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5501,17 +5863,17 @@ type CreateGrantResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *GrantsForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *GrantsForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *ConflictApplicationJSON
+	JSON409 *GrantConflictApplicationJSON
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
-	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
+	ApplicationproblemJSON409 *GrantConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -5524,6 +5886,8 @@ type CreateGrantResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateGrantResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5542,12 +5906,12 @@ func (r CreateGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r CreateGrantResponse) GetJSON403() *GrantsForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r CreateGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r CreateGrantResponse) GetApplicationproblemJSON403() *GrantsForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5562,12 +5926,12 @@ func (r CreateGrantResponse) GetApplicationproblemJSON404() *NotFoundApplication
 }
 
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateGrantResponse) GetJSON409() *ConflictApplicationJSON {
+func (r CreateGrantResponse) GetJSON409() *GrantConflictApplicationJSON {
 	return r.JSON409
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
-func (r CreateGrantResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+func (r CreateGrantResponse) GetApplicationproblemJSON409() *GrantConflictApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON409
 }
 
@@ -5630,6 +5994,11 @@ func (r CreateGrantResponse) ContentType() string {
 	return ""
 }
 
+// DeleteGrantResponse503Headers the declared response headers of an HTTP 503 response for DeleteGrant
+type DeleteGrantResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5638,13 +6007,13 @@ type DeleteGrantResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *GrantsForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *GrantsForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *GrantNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *GrantNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -5653,6 +6022,8 @@ type DeleteGrantResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteGrantResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -5666,22 +6037,22 @@ func (r DeleteGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r DeleteGrantResponse) GetJSON403() *GrantsForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r DeleteGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r DeleteGrantResponse) GetApplicationproblemJSON403() *GrantsForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteGrantResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r DeleteGrantResponse) GetJSON404() *GrantNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r DeleteGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r DeleteGrantResponse) GetApplicationproblemJSON404() *GrantNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -5734,6 +6105,11 @@ func (r DeleteGrantResponse) ContentType() string {
 	return ""
 }
 
+// UploadTilesResponse503Headers the declared response headers of an HTTP 503 response for UploadTiles
+type UploadTilesResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UploadTilesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5744,9 +6120,9 @@ type UploadTilesResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *DatasetForbiddenApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *DatasetForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *NotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5767,6 +6143,12 @@ type UploadTilesResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// JSON507 the response for an HTTP 507 `application/json` response
+	JSON507 *InsufficientStorageApplicationJSON
+	// ApplicationproblemJSON507 the response for an HTTP 507 `application/problem+json` response
+	ApplicationproblemJSON507 *InsufficientStorageApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UploadTilesResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5785,12 +6167,12 @@ func (r UploadTilesResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UploadTilesResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r UploadTilesResponse) GetJSON403() *DatasetForbiddenApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r UploadTilesResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r UploadTilesResponse) GetApplicationproblemJSON403() *DatasetForbiddenApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -5844,6 +6226,16 @@ func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicat
 	return r.ApplicationproblemJSON503
 }
 
+// GetJSON507 returns the response for an HTTP 507 `application/json` response
+func (r UploadTilesResponse) GetJSON507() *InsufficientStorageApplicationJSON {
+	return r.JSON507
+}
+
+// GetApplicationproblemJSON507 returns the response for an HTTP 507 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON507() *InsufficientStorageApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON507
+}
+
 // GetBody returns the raw response body bytes
 func (r UploadTilesResponse) GetBody() []byte {
 	return r.Body
@@ -5873,6 +6265,11 @@ func (r UploadTilesResponse) ContentType() string {
 	return ""
 }
 
+// GetDatasetUsageResponse503Headers the declared response headers of an HTTP 503 response for GetDatasetUsage
+type GetDatasetUsageResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetDatasetUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5894,6 +6291,8 @@ type GetDatasetUsageResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetDatasetUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5984,6 +6383,11 @@ type GetTileTokenResponse429Headers struct {
 	XTilegateReason *string
 }
 
+// GetTileTokenResponse503Headers the declared response headers of an HTTP 503 response for GetTileToken
+type GetTileTokenResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileTokenResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6017,6 +6421,8 @@ type GetTileTokenResponse struct {
 	Headers403 *GetTileTokenResponse403Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetTileTokenResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileTokenResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6121,6 +6527,11 @@ type GetTileTokensBatchResponse429Headers struct {
 	XTilegateReason *string
 }
 
+// GetTileTokensBatchResponse503Headers the declared response headers of an HTTP 503 response for GetTileTokensBatch
+type GetTileTokensBatchResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileTokensBatchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6148,6 +6559,8 @@ type GetTileTokensBatchResponse struct {
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetTileTokensBatchResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileTokensBatchResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6246,6 +6659,11 @@ type GetTileJSONResponse403Headers struct {
 	XTilegateReason          *string
 }
 
+// GetTileJSONResponse503Headers the declared response headers of an HTTP 503 response for GetTileJSON
+type GetTileJSONResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetTileJSONResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6275,6 +6693,8 @@ type GetTileJSONResponse struct {
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *GetTileJSONResponse403Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetTileJSONResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6484,6 +6904,114 @@ func (r OpenapiYAMLResponse) ContentType() string {
 	return ""
 }
 
+type PreviewAssetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PreviewAssetResponse) GetJSON404() *NotFoundApplicationJSON {
+	return r.JSON404
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r PreviewAssetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewAssetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewAssetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewAssetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PreviewDatasetResponse200Headers the declared response headers of an HTTP 200 response for PreviewDataset
+type PreviewDatasetResponse200Headers struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDatasetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *PreviewDatasetResponse200Headers
+}
+
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r PreviewDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
+	return r.JSON422
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PreviewDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r PreviewDatasetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PreviewDatasetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PreviewDatasetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PreviewDatasetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ReadyzResponse503Headers the declared response headers of an HTTP 503 response for Readyz
+type ReadyzResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ReadyzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6493,6 +7021,8 @@ type ReadyzResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ReadyzResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6539,6 +7069,11 @@ func (r ReadyzResponse) ContentType() string {
 	return ""
 }
 
+// ListAPIKeysResponse503Headers the declared response headers of an HTTP 503 response for ListAPIKeys
+type ListAPIKeysResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListAPIKeysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6556,6 +7091,8 @@ type ListAPIKeysResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAPIKeysResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6622,6 +7159,11 @@ func (r ListAPIKeysResponse) ContentType() string {
 	return ""
 }
 
+// CreateAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for CreateAPIKey
+type CreateAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6632,9 +7174,9 @@ type CreateAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *ConflictApplicationJSON
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -6651,6 +7193,8 @@ type CreateAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6669,12 +7213,12 @@ func (r CreateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r CreateAPIKeyResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
@@ -6747,6 +7291,11 @@ func (r CreateAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// DeleteAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for DeleteAPIKey
+type DeleteAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6755,13 +7304,13 @@ type DeleteAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -6770,6 +7319,8 @@ type DeleteAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteAPIKeyResponse503Headers
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
@@ -6783,22 +7334,22 @@ func (r DeleteAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r DeleteAPIKeyResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r DeleteAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -6851,6 +7402,11 @@ func (r DeleteAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for GetAPIKey
+type GetAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6861,9 +7417,9 @@ type GetAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -6872,6 +7428,8 @@ type GetAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6890,12 +7448,12 @@ func (r GetAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicati
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r GetAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -6948,6 +7506,11 @@ func (r GetAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// ChangeAPIKeySettingsResponse503Headers the declared response headers of an HTTP 503 response for ChangeAPIKeySettings
+type ChangeAPIKeySettingsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ChangeAPIKeySettingsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6958,13 +7521,13 @@ type ChangeAPIKeySettingsResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *ConflictApplicationJSON
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -6981,6 +7544,8 @@ type ChangeAPIKeySettingsResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ChangeAPIKeySettingsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6999,22 +7564,22 @@ func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON401() *Unauthoriz
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r ChangeAPIKeySettingsResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r ChangeAPIKeySettingsResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7087,6 +7652,11 @@ func (r ChangeAPIKeySettingsResponse) ContentType() string {
 	return ""
 }
 
+// CheckAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for CheckAPIKey
+type CheckAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CheckAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7097,9 +7667,9 @@ type CheckAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -7112,6 +7682,8 @@ type CheckAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CheckAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7130,12 +7702,12 @@ func (r CheckAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplica
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r CheckAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7198,6 +7770,11 @@ func (r CheckAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// RotateAPIKeyResponse503Headers the declared response headers of an HTTP 503 response for RotateAPIKey
+type RotateAPIKeyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type RotateAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7208,13 +7785,13 @@ type RotateAPIKeyResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *ForbiddenApplicationJSON
+	JSON403 *EditorRequiredApplicationJSON
 	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
-	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
+	ApplicationproblemJSON403 *EditorRequiredApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *TooLargeApplicationJSON
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -7227,6 +7804,8 @@ type RotateAPIKeyResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RotateAPIKeyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7245,22 +7824,22 @@ func (r RotateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplic
 }
 
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
+func (r RotateAPIKeyResponse) GetJSON403() *EditorRequiredApplicationJSON {
 	return r.JSON403
 }
 
 // GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
-func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *EditorRequiredApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r RotateAPIKeyResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7323,6 +7902,11 @@ func (r RotateAPIKeyResponse) ContentType() string {
 	return ""
 }
 
+// GetAPIKeyUsageResponse503Headers the declared response headers of an HTTP 503 response for GetAPIKeyUsage
+type GetAPIKeyUsageResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetAPIKeyUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7333,9 +7917,9 @@ type GetAPIKeyUsageResponse struct {
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFoundApplicationJSON
+	JSON404 *KeyNotFoundApplicationJSON
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
+	ApplicationproblemJSON404 *KeyNotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
 	JSON422 *UnprocessableEntityApplicationJSON
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
@@ -7344,6 +7928,8 @@ type GetAPIKeyUsageResponse struct {
 	JSON503 *UnavailableApplicationJSON
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetAPIKeyUsageResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7362,12 +7948,12 @@ func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON401() *UnauthorizedAppl
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON404() *NotFoundApplicationJSON {
+func (r GetAPIKeyUsageResponse) GetJSON404() *KeyNotFoundApplicationJSON {
 	return r.JSON404
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *KeyNotFoundApplicationProblemPlusJSON {
 	return r.ApplicationproblemJSON404
 }
 
@@ -7441,6 +8027,8 @@ func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params 
 
 // ListDatasetsWithResponse List the datasets of the caller's account and those shared with it
 //
+// The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/datasets/ (the `ListDatasets` operationId).
@@ -7486,6 +8074,8 @@ func (c *ClientWithResponses) CreateDatasetWithResponse(ctx context.Context, bod
 
 // DeleteDatasetWithResponse Delete a dataset, its grants and its tiles
 //
+// Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /api/datasets/{dataset_id}/ (the `DeleteDataset` operationId).
@@ -7498,6 +8088,8 @@ func (c *ClientWithResponses) DeleteDatasetWithResponse(ctx context.Context, dat
 }
 
 // GetDatasetWithResponse Get a dataset the caller sees
+//
+// One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7548,6 +8140,8 @@ func (c *ClientWithResponses) UpdateDatasetWithResponse(ctx context.Context, dat
 
 // ListGrantsWithResponse List a dataset's grants
 //
+// Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /api/datasets/{dataset_id}/grants/ (the `ListGrants` operationId).
@@ -7560,6 +8154,8 @@ func (c *ClientWithResponses) ListGrantsWithResponse(ctx context.Context, datase
 }
 
 // CreateGrantWithBodyWithResponse Share a dataset with another account, or let a principal use a restricted dataset
+//
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7574,6 +8170,8 @@ func (c *ClientWithResponses) CreateGrantWithBodyWithResponse(ctx context.Contex
 
 // CreateGrantWithResponse Share a dataset with another account, or let a principal use a restricted dataset
 //
+// Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /api/datasets/{dataset_id}/grants/ (the `CreateGrant` operationId).
@@ -7586,6 +8184,8 @@ func (c *ClientWithResponses) CreateGrantWithResponse(ctx context.Context, datas
 }
 
 // DeleteGrantWithResponse Revoke a grant
+//
+// Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7607,7 +8207,11 @@ func (c *ClientWithResponses) DeleteGrantWithResponse(ctx context.Context, datas
 // no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
 // and vector layers within the limits of `DatasetCreate`) is checked before it is
 // accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-// the value at fault (e.g. `["body", "metadata", "attribution"]`).
+// the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+// its SQLite header says, or whose metadata rows exceed 4 MiB together.
+// A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+// answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+// directory that cannot be written a 503 naming the storage.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7728,6 +8332,8 @@ func (c *ClientWithResponses) GetTileJSONWithResponse(ctx context.Context, datas
 
 // HealthzWithResponse Liveness
 //
+// Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /healthz (the `Healthz` operationId).
@@ -7740,6 +8346,8 @@ func (c *ClientWithResponses) HealthzWithResponse(ctx context.Context, reqEditor
 }
 
 // OpenapiJSONWithResponse This contract, as JSON
+//
+// This contract, as JSON (Swagger UI at /docs reads it).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7754,6 +8362,8 @@ func (c *ClientWithResponses) OpenapiJSONWithResponse(ctx context.Context, reqEd
 
 // OpenapiYAMLWithResponse This contract, as YAML
 //
+// This contract, as YAML: the source of truth that the server validates requests against.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /openapi.yaml (the `OpenapiYAML` operationId).
@@ -7765,7 +8375,46 @@ func (c *ClientWithResponses) OpenapiYAMLWithResponse(ctx context.Context, reqEd
 	return ParseOpenapiYAMLResponse(rsp)
 }
 
-// ReadyzWithResponse Readiness (the database answers)
+// PreviewAssetWithResponse The preview page's script, style and vendored MapLibre GL JS
+//
+// The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/assets/{file} (the `PreviewAsset` operationId).
+func (c *ClientWithResponses) PreviewAssetWithResponse(ctx context.Context, file string, reqEditors ...RequestEditorFn) (*PreviewAssetResponse, error) {
+	rsp, err := c.PreviewAsset(ctx, file, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewAssetResponse(rsp)
+}
+
+// PreviewDatasetWithResponse A page that shows a dataset on a map
+//
+// An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+// tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+// when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+// the credential given, under the same rules as any other client. The credential may also be
+// given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /preview/{dataset_id} (the `PreviewDataset` operationId).
+func (c *ClientWithResponses) PreviewDatasetWithResponse(ctx context.Context, datasetId DatasetID, reqEditors ...RequestEditorFn) (*PreviewDatasetResponse, error) {
+	rsp, err := c.PreviewDataset(ctx, datasetId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePreviewDatasetResponse(rsp)
+}
+
+// ReadyzWithResponse Readiness (the database answers and accepts writes, the data directory is usable)
+//
+// 200 when this replica can do its work: the database answers and accepts a write (a probe
+// that changes nothing), and the data directory can be listed and written. A 503's
+// `detail` names the part that failed: the database unavailable, the database not
+// writable, or the data directory.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7779,6 +8428,8 @@ func (c *ClientWithResponses) ReadyzWithResponse(ctx context.Context, reqEditors
 }
 
 // ListAPIKeysWithResponse List API keys belonging to account
+//
+// The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7825,6 +8476,8 @@ func (c *ClientWithResponses) CreateAPIKeyWithResponse(ctx context.Context, body
 
 // DeleteAPIKeyWithResponse Delete given key
 //
+// Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with DELETE /v1/api_keys/{key_id} (the `DeleteAPIKey` operationId).
@@ -7837,6 +8490,8 @@ func (c *ClientWithResponses) DeleteAPIKeyWithResponse(ctx context.Context, keyI
 }
 
 // GetAPIKeyWithResponse Get key
+//
+// One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -8025,14 +8680,14 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest AdminRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest AdminRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8066,6 +8721,19 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListAuditResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8136,6 +8804,19 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListDatasetsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8175,14 +8856,14 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8232,6 +8913,19 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8267,14 +8961,14 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8322,6 +9016,19 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8406,6 +9113,19 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8445,14 +9165,14 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8514,6 +9234,19 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers UpdateDatasetResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8555,14 +9288,14 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest GrantsForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest GrantsForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8610,6 +9343,19 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListGrantsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8651,14 +9397,14 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest GrantsForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest GrantsForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8679,14 +9425,14 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		response.ApplicationproblemJSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
-		var dest ConflictApplicationJSON
+		var dest GrantConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
-		var dest ConflictApplicationProblemPlusJSON
+		var dest GrantConflictApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8736,6 +9482,19 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateGrantResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -8771,28 +9530,28 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest GrantsForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest GrantsForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest GrantNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest GrantNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8826,6 +9585,19 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteGrantResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8867,14 +9639,14 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest DatasetForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest DatasetForbiddenApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -8950,6 +9722,33 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 507:
+		var dest InsufficientStorageApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON507 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 507:
+		var dest InsufficientStorageApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON507 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers UploadTilesResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9032,6 +9831,19 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetDatasetUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9193,6 +10005,16 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 			headers.XTilegateReason = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTileTokenResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9323,6 +10145,16 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 			headers.XTilegateReason = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTileTokensBatchResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9456,6 +10288,16 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 			headers.XTilegateReason = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetTileJSONResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9539,6 +10381,85 @@ func ParseOpenapiYAMLResponse(rsp *http.Response) (*OpenapiYAMLResponse, error) 
 	return response, nil
 }
 
+// ParsePreviewAssetResponse parses an HTTP response from a PreviewAssetWithResponse call
+func ParsePreviewAssetResponse(rsp *http.Response) (*PreviewAssetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewAssetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParsePreviewDatasetResponse parses an HTTP response from a PreviewDatasetWithResponse call
+func ParsePreviewDatasetResponse(rsp *http.Response) (*PreviewDatasetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PreviewDatasetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers PreviewDatasetResponse200Headers
+		if values := rsp.Header.Values("Content-Security-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Content-Security-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ContentSecurityPolicy = &value
+		}
+		response.Headers200 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseReadyzResponse parses an HTTP response from a ReadyzWithResponse call
 func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -9574,6 +10495,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ReadyzResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9644,6 +10578,19 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ListAPIKeysResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9683,14 +10630,14 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9754,6 +10701,19 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CreateAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -9789,28 +10749,28 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9844,6 +10804,19 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers DeleteAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9885,14 +10858,14 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9926,6 +10899,19 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9967,28 +10953,28 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10052,6 +11038,19 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ChangeAPIKeySettingsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10091,14 +11090,14 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10146,6 +11145,19 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers CheckAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -10187,28 +11199,28 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationJSON
+		var dest EditorRequiredApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
-		var dest ForbiddenApplicationProblemPlusJSON
+		var dest EditorRequiredApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON403 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10258,6 +11270,19 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 
 	}
 
+	switch {
+	case rsp.StatusCode == 503:
+		var headers RotateAPIKeyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
 	return response, nil
 }
 
@@ -10297,14 +11322,14 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		response.ApplicationproblemJSON401 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationJSON
+		var dest KeyNotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
 	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
-		var dest NotFoundApplicationProblemPlusJSON
+		var dest KeyNotFoundApplicationProblemPlusJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10338,6 +11363,19 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetAPIKeyUsageResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -10396,7 +11434,13 @@ type ServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx echo.Context) error
-	// Readyz Readiness (the database answers)
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx echo.Context, file string) error
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx echo.Context, datasetId DatasetID) error
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx echo.Context) error
 	// ListAPIKeys List API keys belonging to account
@@ -10438,7 +11482,7 @@ func (w *ServerInterfaceWrapper) ListAudit(ctx echo.Context) error {
 	var params ListAuditParams
 	// ------------- Optional query parameter "cursor" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
@@ -10463,7 +11507,7 @@ func (w *ServerInterfaceWrapper) ListDatasets(ctx echo.Context) error {
 	var params ListDatasetsParams
 	// ------------- Optional query parameter "cursor" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
@@ -10746,6 +11790,38 @@ func (w *ServerInterfaceWrapper) OpenapiYAML(ctx echo.Context) error {
 	return err
 }
 
+// PreviewAsset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewAsset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "file" -------------
+	var file string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "file", ctx.Param("file"), &file, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter file: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewAsset(ctx, file)
+	return err
+}
+
+// PreviewDataset converts echo context to params.
+func (w *ServerInterfaceWrapper) PreviewDataset(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "dataset_id" -------------
+	var datasetId DatasetID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "dataset_id", ctx.Param("dataset_id"), &datasetId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "uuid", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter dataset_id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PreviewDataset(ctx, datasetId)
+	return err
+}
+
 // Readyz converts echo context to params.
 func (w *ServerInterfaceWrapper) Readyz(ctx echo.Context) error {
 	var err error
@@ -10763,7 +11839,7 @@ func (w *ServerInterfaceWrapper) ListAPIKeys(ctx echo.Context) error {
 	var params ListAPIKeysParams
 	// ------------- Optional query parameter "cursor" -------------
 
-	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: "byte"})
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
@@ -10977,6 +12053,8 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/api/tiles/token/:dataset_id/", wrapper.GetTileToken, options.OperationMiddlewares["getTileToken"]...)
 	router.POST(options.BaseURL+"/api/tiles/tokens/", wrapper.GetTileTokensBatch, options.OperationMiddlewares["getTileTokensBatch"]...)
 	router.GET(options.BaseURL+"/api/tiles/:dataset_id/tilejson.json", wrapper.GetTileJSON, options.OperationMiddlewares["getTileJSON"]...)
+	router.GET(options.BaseURL+"/preview/:dataset_id", wrapper.PreviewDataset, options.OperationMiddlewares["previewDataset"]...)
+	router.GET(options.BaseURL+"/preview/assets/:file", wrapper.PreviewAsset, options.OperationMiddlewares["previewAsset"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.Healthz, options.OperationMiddlewares["healthz"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.Readyz, options.OperationMiddlewares["readyz"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.OpenapiYAML, options.OperationMiddlewares["openapiYAML"]...)
@@ -10984,11 +12062,32 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 
 }
 
+type AdminRequiredJSONResponse Error
+type AdminRequiredApplicationProblemPlusJSONResponse Error
+
 type ConflictJSONResponse Error
 type ConflictApplicationProblemPlusJSONResponse Error
 
-type ForbiddenJSONResponse Error
-type ForbiddenApplicationProblemPlusJSONResponse Error
+type DatasetForbiddenJSONResponse Error
+type DatasetForbiddenApplicationProblemPlusJSONResponse Error
+
+type EditorRequiredJSONResponse Error
+type EditorRequiredApplicationProblemPlusJSONResponse Error
+
+type GrantConflictJSONResponse Error
+type GrantConflictApplicationProblemPlusJSONResponse Error
+
+type GrantNotFoundJSONResponse Error
+type GrantNotFoundApplicationProblemPlusJSONResponse Error
+
+type GrantsForbiddenJSONResponse Error
+type GrantsForbiddenApplicationProblemPlusJSONResponse Error
+
+type InsufficientStorageJSONResponse Error
+type InsufficientStorageApplicationProblemPlusJSONResponse Error
+
+type KeyNotFoundJSONResponse Error
+type KeyNotFoundApplicationProblemPlusJSONResponse Error
 
 type MintLimitedResponseHeaders struct {
 	RateLimit       *string
@@ -11064,8 +12163,19 @@ type TooLargeApplicationProblemPlusJSONResponse Error
 type UnauthorizedJSONResponse Error
 type UnauthorizedApplicationProblemPlusJSONResponse Error
 
-type UnavailableJSONResponse Error
-type UnavailableApplicationProblemPlusJSONResponse Error
+type UnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type UnavailableJSONResponse struct {
+	Body Error
+
+	Headers UnavailableResponseHeaders
+}
+type UnavailableApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers UnavailableResponseHeaders
+}
 
 type UnprocessableEntityJSONResponse HTTPValidationError
 type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
@@ -11150,7 +12260,7 @@ func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	return err
 }
 
-type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
+type ListAudit403JSONResponse struct{ AdminRequiredJSONResponse }
 
 func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
@@ -11165,7 +12275,7 @@ func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseW
 }
 
 type ListAudit403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	AdminRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -11217,10 +12327,13 @@ type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11233,10 +12346,13 @@ type ListAudit503ApplicationProblemPlusJSONResponse struct {
 func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11331,10 +12447,13 @@ type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11347,10 +12466,13 @@ type ListDatasets503ApplicationProblemPlusJSONResponse struct {
 func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11408,7 +12530,7 @@ func (response CreateDataset401ApplicationProblemPlusJSONResponse) VisitCreateDa
 	return err
 }
 
-type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
+type CreateDataset403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
@@ -11423,7 +12545,7 @@ func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.R
 }
 
 type CreateDataset403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response CreateDataset403ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -11505,10 +12627,13 @@ type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11521,10 +12646,13 @@ type CreateDataset503ApplicationProblemPlusJSONResponse struct {
 func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11576,7 +12704,7 @@ func (response DeleteDataset401ApplicationProblemPlusJSONResponse) VisitDeleteDa
 	return err
 }
 
-type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
+type DeleteDataset403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
@@ -11591,7 +12719,7 @@ func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.R
 }
 
 type DeleteDataset403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteDataset403ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -11673,10 +12801,13 @@ type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11689,10 +12820,13 @@ type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11817,10 +12951,13 @@ type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11833,10 +12970,13 @@ type GetDataset503ApplicationProblemPlusJSONResponse struct {
 func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11895,7 +13035,7 @@ func (response UpdateDataset401ApplicationProblemPlusJSONResponse) VisitUpdateDa
 	return err
 }
 
-type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
+type UpdateDataset403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
@@ -11910,7 +13050,7 @@ func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.R
 }
 
 type UpdateDataset403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response UpdateDataset403ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -12022,10 +13162,13 @@ type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12038,10 +13181,13 @@ type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
 func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12099,7 +13245,7 @@ func (response ListGrants401ApplicationProblemPlusJSONResponse) VisitListGrantsR
 	return err
 }
 
-type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
+type ListGrants403JSONResponse struct{ GrantsForbiddenJSONResponse }
 
 func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
@@ -12114,7 +13260,7 @@ func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.Respons
 }
 
 type ListGrants403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	GrantsForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response ListGrants403ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -12196,10 +13342,13 @@ type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12212,10 +13361,13 @@ type ListGrants503ApplicationProblemPlusJSONResponse struct {
 func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12274,7 +13426,7 @@ func (response CreateGrant401ApplicationProblemPlusJSONResponse) VisitCreateGran
 	return err
 }
 
-type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
+type CreateGrant403JSONResponse struct{ GrantsForbiddenJSONResponse }
 
 func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
@@ -12289,7 +13441,7 @@ func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.Respo
 }
 
 type CreateGrant403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	GrantsForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response CreateGrant403ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -12334,7 +13486,7 @@ func (response CreateGrant404ApplicationProblemPlusJSONResponse) VisitCreateGran
 	return err
 }
 
-type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
+type CreateGrant409JSONResponse struct{ GrantConflictJSONResponse }
 
 func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
@@ -12349,7 +13501,7 @@ func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.Respo
 }
 
 type CreateGrant409ApplicationProblemPlusJSONResponse struct {
-	ConflictApplicationProblemPlusJSONResponse
+	GrantConflictApplicationProblemPlusJSONResponse
 }
 
 func (response CreateGrant409ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -12431,10 +13583,13 @@ type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12447,10 +13602,13 @@ type CreateGrant503ApplicationProblemPlusJSONResponse struct {
 func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12503,7 +13661,7 @@ func (response DeleteGrant401ApplicationProblemPlusJSONResponse) VisitDeleteGran
 	return err
 }
 
-type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
+type DeleteGrant403JSONResponse struct{ GrantsForbiddenJSONResponse }
 
 func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
@@ -12518,7 +13676,7 @@ func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.Respo
 }
 
 type DeleteGrant403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	GrantsForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -12533,7 +13691,7 @@ func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGran
 	return err
 }
 
-type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
+type DeleteGrant404JSONResponse struct{ GrantNotFoundJSONResponse }
 
 func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
@@ -12548,7 +13706,7 @@ func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.Respo
 }
 
 type DeleteGrant404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	GrantNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteGrant404ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -12600,10 +13758,13 @@ type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12616,10 +13777,13 @@ type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12678,7 +13842,7 @@ func (response UploadTiles401ApplicationProblemPlusJSONResponse) VisitUploadTile
 	return err
 }
 
-type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
+type UploadTiles403JSONResponse struct{ DatasetForbiddenJSONResponse }
 
 func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
@@ -12693,7 +13857,7 @@ func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.Respo
 }
 
 type UploadTiles403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	DatasetForbiddenApplicationProblemPlusJSONResponse
 }
 
 func (response UploadTiles403ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -12833,10 +13997,13 @@ type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12849,11 +14016,46 @@ type UploadTiles503ApplicationProblemPlusJSONResponse struct {
 func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles507JSONResponse struct {
+	InsufficientStorageJSONResponse
+}
+
+func (response UploadTiles507JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(507)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles507ApplicationProblemPlusJSONResponse struct {
+	InsufficientStorageApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles507ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(503)
+	w.WriteHeader(507)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -12978,10 +14180,13 @@ type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12994,10 +14199,13 @@ type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
 func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13226,10 +14434,13 @@ type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13242,10 +14453,13 @@ type GetTileToken503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13424,10 +14638,13 @@ type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13440,10 +14657,13 @@ type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13623,10 +14843,13 @@ type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13639,10 +14862,13 @@ type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
 func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13717,6 +14943,163 @@ func (response OpenapiYAML200ApplicationyamlResponse) VisitOpenapiYAMLResponse(w
 	return err
 }
 
+type PreviewAssetRequestObject struct {
+	File string `json:"file"`
+}
+
+type PreviewAssetResponseObject interface {
+	VisitPreviewAssetResponse(w http.ResponseWriter) error
+}
+
+type PreviewAsset200TextcssResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextcssResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/css")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextjavascriptResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response PreviewAsset200TextjavascriptResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/javascript")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewAsset200TextResponse string
+
+func (response PreviewAsset200TextResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type PreviewAsset404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response PreviewAsset404JSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewAsset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewAsset404ApplicationProblemPlusJSONResponse) VisitPreviewAssetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDatasetRequestObject struct {
+	DatasetId DatasetID `json:"dataset_id"`
+}
+
+type PreviewDatasetResponseObject interface {
+	VisitPreviewDatasetResponse(w http.ResponseWriter) error
+}
+
+type PreviewDataset200ResponseHeaders struct {
+	ContentSecurityPolicy *string
+}
+
+type PreviewDataset200TexthtmlResponse struct {
+	Body          io.Reader
+	Headers       PreviewDataset200ResponseHeaders
+	ContentLength int64
+}
+
+func (response PreviewDataset200TexthtmlResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/html")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ContentSecurityPolicy != nil {
+		w.Header().Set("Content-Security-Policy", fmt.Sprint(*response.Headers.ContentSecurityPolicy))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type PreviewDataset422JSONResponse struct {
+	UnprocessableEntityJSONResponse
+}
+
+func (response PreviewDataset422JSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDataset422ApplicationProblemPlusJSONResponse) VisitPreviewDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ReadyzRequestObject struct {
 }
 
@@ -13743,10 +15126,13 @@ type Readyz503JSONResponse struct{ UnavailableJSONResponse }
 func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13759,10 +15145,13 @@ type Readyz503ApplicationProblemPlusJSONResponse struct {
 func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13857,10 +15246,13 @@ type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13873,10 +15265,13 @@ type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
 func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -13934,7 +15329,7 @@ func (response CreateAPIKey401ApplicationProblemPlusJSONResponse) VisitCreateAPI
 	return err
 }
 
-type CreateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+type CreateAPIKey403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -13949,7 +15344,7 @@ func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 }
 
 type CreateAPIKey403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response CreateAPIKey403ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -14061,10 +15456,13 @@ type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14077,10 +15475,13 @@ type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14132,7 +15533,7 @@ func (response DeleteAPIKey401ApplicationProblemPlusJSONResponse) VisitDeleteAPI
 	return err
 }
 
-type DeleteAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+type DeleteAPIKey403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14147,7 +15548,7 @@ func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 }
 
 type DeleteAPIKey403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -14162,7 +15563,7 @@ func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPI
 	return err
 }
 
-type DeleteAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type DeleteAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14177,7 +15578,7 @@ func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 }
 
 type DeleteAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response DeleteAPIKey404ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -14229,10 +15630,13 @@ type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14245,10 +15649,13 @@ type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14306,7 +15713,7 @@ func (response GetAPIKey401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyRes
 	return err
 }
 
-type GetAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type GetAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14321,7 +15728,7 @@ func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 }
 
 type GetAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response GetAPIKey404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -14373,10 +15780,13 @@ type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14389,10 +15799,13 @@ type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14451,7 +15864,7 @@ func (response ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
-type ChangeAPIKeySettings403JSONResponse struct{ ForbiddenJSONResponse }
+type ChangeAPIKeySettings403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
@@ -14466,7 +15879,7 @@ func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsRes
 }
 
 type ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -14481,7 +15894,7 @@ func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitC
 	return err
 }
 
-type ChangeAPIKeySettings404JSONResponse struct{ NotFoundJSONResponse }
+type ChangeAPIKeySettings404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
@@ -14496,7 +15909,7 @@ func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsRes
 }
 
 type ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -14608,10 +16021,13 @@ type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14624,10 +16040,13 @@ type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
 func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14686,7 +16105,7 @@ func (response CheckAPIKey401ApplicationProblemPlusJSONResponse) VisitCheckAPIKe
 	return err
 }
 
-type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type CheckAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14701,7 +16120,7 @@ func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 }
 
 type CheckAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response CheckAPIKey404ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -14783,10 +16202,13 @@ type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14799,10 +16221,13 @@ type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -14861,7 +16286,7 @@ func (response RotateAPIKey401ApplicationProblemPlusJSONResponse) VisitRotateAPI
 	return err
 }
 
-type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
+type RotateAPIKey403JSONResponse struct{ EditorRequiredJSONResponse }
 
 func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14876,7 +16301,7 @@ func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 }
 
 type RotateAPIKey403ApplicationProblemPlusJSONResponse struct {
-	ForbiddenApplicationProblemPlusJSONResponse
+	EditorRequiredApplicationProblemPlusJSONResponse
 }
 
 func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -14891,7 +16316,7 @@ func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPI
 	return err
 }
 
-type RotateAPIKey404JSONResponse struct{ NotFoundJSONResponse }
+type RotateAPIKey404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
@@ -14906,7 +16331,7 @@ func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 }
 
 type RotateAPIKey404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response RotateAPIKey404ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -14988,10 +16413,13 @@ type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15004,10 +16432,13 @@ type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
 func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15066,7 +16497,7 @@ func (response GetAPIKeyUsage401ApplicationProblemPlusJSONResponse) VisitGetAPIK
 	return err
 }
 
-type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
+type GetAPIKeyUsage404JSONResponse struct{ KeyNotFoundJSONResponse }
 
 func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
@@ -15081,7 +16512,7 @@ func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http
 }
 
 type GetAPIKeyUsage404ApplicationProblemPlusJSONResponse struct {
-	NotFoundApplicationProblemPlusJSONResponse
+	KeyNotFoundApplicationProblemPlusJSONResponse
 }
 
 func (response GetAPIKeyUsage404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -15133,10 +16564,13 @@ type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15149,10 +16583,13 @@ type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
 func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -15211,7 +16648,13 @@ type StrictServerInterface interface {
 	// OpenapiYAML This contract, as YAML
 	// (GET /openapi.yaml)
 	OpenapiYAML(ctx context.Context, request OpenapiYAMLRequestObject) (OpenapiYAMLResponseObject, error)
-	// Readyz Readiness (the database answers)
+	// PreviewAsset The preview page's script, style and vendored MapLibre GL JS
+	// (GET /preview/assets/{file})
+	PreviewAsset(ctx context.Context, request PreviewAssetRequestObject) (PreviewAssetResponseObject, error)
+	// PreviewDataset A page that shows a dataset on a map
+	// (GET /preview/{dataset_id})
+	PreviewDataset(ctx context.Context, request PreviewDatasetRequestObject) (PreviewDatasetResponseObject, error)
+	// Readyz Readiness (the database answers and accepts writes, the data directory is usable)
 	// (GET /readyz)
 	Readyz(ctx context.Context, request ReadyzRequestObject) (ReadyzResponseObject, error)
 	// ListAPIKeys List API keys belonging to account
@@ -15764,6 +17207,56 @@ func (sh *strictHandler) OpenapiYAML(ctx echo.Context) error {
 	return nil
 }
 
+// PreviewAsset operation middleware
+func (sh *strictHandler) PreviewAsset(ctx echo.Context, file string) error {
+	var request PreviewAssetRequestObject
+
+	request.File = file
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewAsset(ctx.Request().Context(), request.(PreviewAssetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewAsset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewAssetResponseObject); ok {
+		return validResponse.VisitPreviewAssetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PreviewDataset operation middleware
+func (sh *strictHandler) PreviewDataset(ctx echo.Context, datasetId DatasetID) error {
+	var request PreviewDatasetRequestObject
+
+	request.DatasetId = datasetId
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PreviewDataset(ctx.Request().Context(), request.(PreviewDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PreviewDataset")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PreviewDatasetResponseObject); ok {
+		return validResponse.VisitPreviewDatasetResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Readyz operation middleware
 func (sh *strictHandler) Readyz(ctx echo.Context) error {
 	var request ReadyzRequestObject
@@ -16092,219 +17585,282 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2LcttGl+ardHG3yqQXoihZziRUpf5SbDnRxLe15D+ZDVxCE2iRPQK7EXRDEuNV1TzEPsM82DzJ1jmn",
-	"GxcSIClbduKM/78qFkmg732u3znnfS/W80wroazpjd/3Mp7zubAix09PitzoHP5KhIlzmVmpVW/ce82n",
-	"gsX4Y8C4YbmwRa5EwqRidiZYRL9FTF/g5ywXV1IXhmV8Koa9oCehld8LkS96QU/xueiNe/ROL+iZeCbm",
-	"HHq90Pmc2964N1lY0Qt6c37zXKipnfXGj/f2g55dZPCmsblU017Qu9mZ6p3ml7e3Qe8pt9wIe/IU2sSu",
-	"M25nVc8J/X4uk17Qy8XvhcxF0hvbvBCtoykKfHK1o+ObbHWxzmQqmNWXQjFxk8l8wfqFkjfMiFirxAwC",
-	"XCJ84IFhkbjJIljTuVRWJF2LJW6y9pWSyn5zAEsllZwX8954VA4UGpyKHEf6TKbinyI3OMSVEc8Ec2vy",
-	"wLALGP8VPRuw65mMZ8zCd2/fPDdsxlUiEqYLyyYL/H7KrWB9mPW/nr56GdDMzIDFPM8XzOhQ2Rm3jLNc",
-	"7BRZqnnC4hlXU2GYuBL5omyccZUwzp48fckU/MKMyK+EweXSaYIDe2DwcTNkL7UNVTwT8aVIxoxjA9fS",
-	"zmBk0gZM5/iRcQUvi5xpJQI2FZYajIs8F8rWGx2GqmP1rxprXzuV3xy0HYsfc66KlOfSLlYX+4civhSW",
-	"GfmHOGQT/GCYsTy3jFt2PdOpYDNd5AZmkPCFCdjbsydd52Ja66o+xv+Zi4veuPc/dqvrvku/mt368GC4",
-	"P4uWYR4pdvT6hF2KBawObGnXEC7Fomt59h9/07Y+P4sF3c1mlyeJUFZeSNirC+z9Z7Eoe21e4Uux+Pjr",
-	"+1zOpe2gdin81jVl/LEx6URc8CK1vfHjEZItuot7o1HtZu61X83TWMN3a8iIgSe6xoI/3nEDTuV0fYdy",
-	"qrgt8u5O5fSOXb41fCqe5Xq+2vEpHn7POkQudcL6UsVpYeSVOGTSGndRHribMhiyp7TgcDbZv+A9YRNx",
-	"oXPBIqujrnFfwABaD0nCrdixci56naM/06tjP1bJ8sjFjRv50iiVvu4altV3H9QtnH2TaWUE8W6tLlIZ",
-	"43mOtbJC4Z88y1IZcxju7r8bov7bkYnjPNd0QuttZLmepGL+vz6srdughfUQN2Cxm4Ap6ba4kcZKNWV6",
-	"8u8itsMeMDKdT2SSCPUFzjMXSOF4yqRhVzyVCZsUls35giltWaKZnUmD03whlUXyBJTtS5ooDBy2LBcX",
-	"hREJu9A5nPwxXhHHUWD6Ghg83OwcxAckqMDw5lrZWbpgvxfa8lD1o193zpyMsfNGcKNVxCJ45Tyl1Yng",
-	"rQgfPxc3sRCJSKKAjhCKpm+4FbiSEbuQIk0MCFtahQrliAEKClwxrrRazEFmjXmaivyBYTxJcmFMOVpo",
-	"rnps7ifKrYCBlr+cN4Y3GLI3wuYLxi+syFmEH3aO4EPkRUISPGaCJ04OL8fc3JBVulQ+uPNapzJebHy+",
-	"6r35aMWkWnnUyi403xYKXv2tV595L+g1d6UX9NrXqPeuhbrdBr2X2j7ThfrCLsBLzUwRzxzN8hpSdaji",
-	"WBeKaBms6RdKz44c/arRtGtUDPHWD1nbvYV7pASwywgVI7yo0YQn56W8EQWhilCiiVi/VJNAnwRWaBj3",
-	"zEJfgKiMpDMXPME1dirMIGCRzuVUKmi+MCI/51OhLLZdqEulr9W5e4A6AZKUSmNB5IavDWoi8AtIl8JY",
-	"NuOGKSHtDK7wK/eu0nmoojfiQuQij6Bb3/qlWESsz1OjQe3RlluROFG6VI3dzLixSAanOY/FAIaYC7gF",
-	"MdK2fvXBT88wyy8FKU2kagXIPRxtBYoWgXTsl7icYqikqfpzW2DOuY38K4k0fJLW30EFVbkvpWEXPDU0",
-	"Sq9DK23PeZrq6+XXKiXbRMDaYIywyMtbJTP3XpxKoWyoamRXKqbckam1LLPzHPXHaLBCOY/iWBiz80Qr",
-	"m+t05whGtkMbtok2bqBxbRQKXvgiufTZZmbcwnrHrMnagHXCWytMe4UdF8BtcQ+VuLH0AonypN4Ohkuc",
-	"kTbf8cdDuGZLnC7CO9rg7ho2myU5v7A7UtiLnZm1Gc/kDowaB73jTsrO6DsYZujVtrB3+Pv3YTEaPYrd",
-	"jTcgzrv+8QdxeP39nuu0/l7+/ejQunfdcOn5CEUfJCIoIeAAAnjZLVetU1o4302jMc9A8CXfshtF1dD6",
-	"UYQKWsBOBkP2jASeIjM2F3zu7yKQL/fV+aQwi2iMe4t0Bg0xOeMp0NoFUMNQnZ08P/7x6Oz4/O3r07M3",
-	"x0cvzl8c/Xp+8vL82fOTH386Y+VCSsUuUjmdwZFq7LFW6eJeb/DfVWxq7EuXtAQ9vVW8sDOdyz/Elyc1",
-	"1USJVtozl8ZINY2cyM7mPAVFWSQoVfSj8nM0ZpGRU+D+4iaLQoXXxUkVwIZ4mrKpvBKKoXJi2bVIU0Yv",
-	"e31AzDO7QLb453MZrZ/zfCq+PBbjxaeJTpDPWK1ZClNB8ffLPa2r2rw7nMgRFYrGfopXXKYgQH15MwTG",
-	"MOFGwPwKlQsez2AihyxHhTblVuRullmu4UbAz8fKOrv3vcz2p7Oz1/+E9cSX73Pu7S2vrET1CHPPBL23",
-	"jiA/4zL90s7u0Srrf7DE5pW5FrlIkAxCMwEzei7sDA846kB2xhXj9BYJ56GqeZDQfhmUD3jjiZF/OOkS",
-	"qWysizRB+jsBUsHjmUhYX+elQWwixoyrSiNYFTmOnj9/9QtLtDCesOvrwZDB6fWTfGCYvlZuUnCUybeU",
-	"cWOQddwfcb+tnYwzORe6sH+3o5FI2jC3mtcSDkXLvpydvDh+9fZseG8re+vt49TQ6xPntMpynYncSrKB",
-	"k3Eg6bShg/j6SqUL7yzq9CfvmEuZ7WhcGJ7uZBqkupxeuw16cS64/Qz91HTodq8tiNA1w4CzZZRWkT7e",
-	"VjNmrer64JBFqkjTiPyw5Q1Gud/ZqbCtwoghO2KJSEXNEMGSXGcGPcFOPwf13jlRrZibLZxwQQ8GQOyx",
-	"sVQ8z/mit3xC33c9XrXnrBWryxWh7SJyJqpqsfpN08fA6arSAq1wrTE+5RIdoK6/idap4Ao7LO0oLU5U",
-	"tPnaGYg+ci7KPmVpKXPde2NNtSVIpaDH1gO2cRlk0rb693UuSwvM6pSfnDx9Y1j/5PXVAaqpJ6+vvgmY",
-	"goGk0ohkwCpbT2lhnxfGsgsQy6Vyh/ZaGoHGoQFo/7QmXC38K0vH7M7HKuXGnsMGrM7gl5koeZsXYOFx",
-	"BDRIkdB+4tHJRazzRCSeEHI2l6qwYrD1xt3XjjhTwDnqju2+3SZ9mDianqChI+apUAl3/hfWf3v2pDqK",
-	"5MIh+0FjYm3Yk46FL7Vi7/Ns2TNnfEXQTufGLm+kt6eeoy30fN1tfIsX+xq2tzIt5yJLeSwSRLMADYOd",
-	"RpMtSHzGyjRl1zq/NOVyYANolgS547PvdGUsQIkiSSQ9+LrGCZHUtYn0ZEGtW/m4WwdysI9Z5O0255nI",
-	"z8mWFBHmhnFnEGNaMX4lcj4VASsyZjWLJkVubMS4ZVrF4pDxONfGsJe4wDLmhoGAx3gyB+6yt/syYEYQ",
-	"RXxzfPT0xfHyeVMIPlhexSa/x04d/qBEXMD/grWWGUKNLE2ypZlgk32nAp/81tpk4EZYmWzIK7QEXavs",
-	"VnDAYTvauX1WTFIZ4xW2mmUFeZdKaFY/+selWHwfIfW5r+NWGD4V50DyzpE2dNEWR0yc39URSPyjjbaM",
-	"2XUurRWKYfsgQBAWzJ2WUGVpYdj1jFvndgV5k/zK+AB5ZLQt21kIJ3qsUKeOlfD7uOVSwGN6DnQpA+0W",
-	"bxguj3cvbSGdLJ0YEohwux1VbF7ZRusVeazEz6AUeOsMrSGSVAJRU5qs8/B1RLRBb5bZTMvpWDnpt4GT",
-	"1l9zsmAtSewdiFNConrBEp0GGZ+KkkZoVVFrDzJdRo+u34129GhNpij/WKdLOU2khTFZbXl6jkL06vRe",
-	"FvMJwdwuxaK08Ze+4Y3EpsTO1nvxY+/eg1NhrVRTc0fO4V+D8XIY8ZAdqYUzBcDBbQi0B/v7LBI3Nufn",
-	"F965HQ0CJm5ikVnnVuXJDuguoXKYDAL8/SwWHnHKc1wPkVk0RCRMTpXORcKMZg5PChSGG3YhLFoOYq5A",
-	"qsm0gVcmPL4MFZIjYDgOcTpk/bMZvJYLlog45dDiTOSihI5GnlxEY3Jxc6tzQy59btilVDs6E4pnMlQ0",
-	"ZcZrLzF3vBcsy4UBGRfFQscchgMkUZ1Ka3PZ3/hVgjZodcata9Ipg6wc7pri+sn7Wqu8IrsrBVILeyqM",
-	"qFTZPkoLqBdMBBr4axcEJAfTqb3WH3Ta6yGLfnsXkVBxR/10zm9O6OE9lAjuqK/WgJFr37+DAutU1VKc",
-	"P2QRNBWh6YyWZOAUVwNqLMf/XnMz7KaJW+qzv3jZGTbNWFD/QTYGvtz3e+Vo2UVhi1zcsz57H2e2a6M3",
-	"6rQb9dZobzTE/+9+GwUs2h+N9sbJ5NvxePfRfnTIOJsgUaN3EY2BhAwOt/tyUNeUgceBdCOqlvd2v43Y",
-	"RMR6Lgyrd1euc6hqSnL92KNNdGn40k1KKyVimOsDwzIh8oDpPKgUJfgKhysVi0pb39mbt6dnx0/PX795",
-	"9evJ8WlEYQ25nM7szlwbywpl8wJpcfTrzjOdX3NQleGviM10tnQRaxfl4DsUvMt7s+lWfpS2//GEb+PZ",
-	"3Uo336iF52KufTQEtsT6o9KYVQVSDNo19CX9aEVLupPmvkQUQEWeCDYVSuSIdOKF1XNuZczTdMEKlcJh",
-	"y3J9JRORMHEDEry0KWL7mwRyeeM3rm3NZrAks2QilhdSGCdP/HR29rqCd8E9JCso8B6OdmmPUB2C9MLn",
-	"WSqGsZ5H9CDd1VDNtLEBix4OG4+AhGGKSaLnHJrvg2KCbCgTN4OARTNrs/HubqpjnkIL40ej0Sii64+S",
-	"pAioaTxwmc5tQBiPf0QVjoKeFippRaKxEog2ZMfou6Zxh4rOBk29+9LtP35037fuDqaZz3AL79VusnIr",
-	"KVbkq7XiQ/ZzZas22xw+7Lx4ari6wk01fikciHzbwpC3pbyP16g3wDV/a0S+cwRvE5khlxfwVYv0AM0g",
-	"4obHNghVzI3YMUIZaeWVALJBEx+yX2SaxDxPiD4BDTFFBsRAJIfUN2dGqmkqGL0CDNyRsWGongt+JRxu",
-	"pS4KAoFDZFw58otcz9GYDtPewWkTYVgO49lsz1hVNNXiOBVz7/BUi1cXvfFvmx03palXoWpc/6YSTrdV",
-	"ytXipQDJw49kVT3vogAbG/4nTwvRW535uxZnqqDuUW1WzL/McAxj3IB/PX31EtTMQgQMVohh2FMikiE7",
-	"gqcMS2QuYosH3chEhIrT96TBQocTYGLXmqXiSqSGJUJkrL+8BAOM261Y9NkiE6c4WtCblbahEjcZSoW5",
-	"iAsM/mR2lutiOmO+y1QrceiA7f65SnOmiLlQuVPQ3IFPeRb+EruLXbtNWt1t1jdCsOpuDIZulajDP/Om",
-	"/Ll3ZM0VIFS4vrgQKkFip7ICtVkjlD2kZ72OkgsMPwBNZzAM1WkmUoueaW4YDCJhk5yreCYMqE+8MIK9",
-	"Ojplj4ajB4YIJaw4aKkCyC+L4CVQtXA7q2NdJNIeX7kD3eTuPPY6v4d18kyeX4rFkIwuvaD6Ai0+tS8o",
-	"RKD2BbnaK5tt1Ub5hW/Df7HyCsVa9wKMEa61QB/d4+9a2C+PbZtJ9heMt0iI5VH3DZcNInwIJiKtEekF",
-	"bSBP5lKxJ89PBpslpHav9apzt92D2GZex0fbDKLOINgtC25/g8rjXsnH+yiMVR/WWol6xzyeuRVNKEgN",
-	"qXX0G0W0BhQ79i5i/coFmcOxLPE4GCk5qAlT1US3XFPL86loOdbbvr6gGOals18dR3/w2uDLzX3DX3Hc",
-	"bfuG4v72gbur/hZ6ks544G9tOf/qYLRa0eH+f7Qjo4/5CAZ/UYdGReI+3Kkh4P1lt8YDw2zOZfop3Bs/",
-	"6EK1mZl/uxagrxtd2FnABIcPSud29g4Gl4hpLsiF79T53vi3nb1vR8HOt4+Ho8d7ewF8cH+/azMbJ7qA",
-	"DQlWeHKNGBzUicHB6qI+EcoFFiwNPtVqKm2RiICl3Lq//tB6/m7Y+9DBPKoP5lHLYGYivnxDmsJGRbl5",
-	"BWppVbYhGTJr93IvGSkJSqRzRBINlkxGB487bULtjTsd6IFhZDtxutpSs/ujg2/bTAhkYdnUsjPE3Knp",
-	"dQpos/Wastnawd5o/2ATJaztVNttcmfAYEKLFTmHFM4a/605D/IypGF1Cq0hoZZdIwoYk8U0ITbeQKdz",
-	"djA6GG5j4zGW26IDKkm/EfKnDu2i/qeCsDAYVTnjjqOaQ+iacVb3LZEtyHuYSuyxEWR7dRxwfzQKDkZ7",
-	"wcHoUXAwOni3keb5dS1nUa5m2xa5FEdtYmgsjDm/6sr180MxB3EYVhhx0F1RtN5jesgyl53D2Zhd3qIy",
-	"J8kW1hW3VtsSBm5tLifF1pDPyccQ/7oi4cJ3P5y4LlP6tRbSJr92HAwk07uzg3udxDKHuMMkHCe7DTYi",
-	"sdd5prd0L98RGOxbfV/x+l42uWhresbNOSLeWtMivfiBPDaYJ2vGQaOEZUdtq2HQrNHFLU/+pSTL7joB",
-	"zd38n+FR2jc4AjVyXLt4c6m6f+zEYcLUz438Q6xZ17rt1IUMfIBZvYw2qMcYeAptWKzngoyVUhkLBIps",
-	"LX6taQv6ztyKNgTD5txciqSJJuT0pNeMN+qhtZiFLuWwLoSMvvtm0wHtnQLDRjgK0dFy6p4PobK8FLRy",
-	"KRYBM3wxGLJTEefCmjEzlmAwgqciCUJFZLzMyPdf//H/HFrOMDPT1wS7RJBOmRMFV4pFDx8+jNzziYuK",
-	"SfV0KhLoDW0uoaKHuGHcvXUpREZc1A0E06phogPPOZCVQJsemzfh8aV7UVrjxBYH4S4v4/vekYsG5J5V",
-	"CQ5i1H/9x3+6g17fgb1vWriii8Jrs11w2wh6Brauc7Y/OvD+9DGL0HYesf7+6CCgOeOx8QZOlAvgZB4S",
-	"o6QYcIyCj5S25xdAwiPWPxgd1CWBHkEGg175TKvVpcjTVnLz67/9H8xtZ8U8S7kVAZtZm0Gn8K9xqW7e",
-	"/3EbsPc3t7ju7xe3iMJ1kFvY3Xp4LSpm5LCqSCE2Nt7dpex6CHxUPN3NNU/M7vs/bnff39zuvl/cDolm",
-	"bpJol4QbmNwGt5KPnIK1uBKgnp+nfOFu4Vaq6z/xrefw0jYhAFfSyIlMXbDi2oarJ1ttCjX5pgPIiYS9",
-	"0WXJkCoqXRHzUqYppYGmVLS8QnWaHSyLgHV+VqPWbTDSNZLmEzIf3k0jXJLk7g6G+ira/fVEu26E2/52",
-	"m1pJYs1VqCfLi7LJBfFuOukEh8jUlL7MubGk+XoiS2QpQzvYv2fw32sxyVop7cdJWd1j3jsY1qE2+wfr",
-	"s7I2xLPuVkd3bNSLdc192YjtaAh9S852XGz0QB96rodD23/8TV3jffxN8Hhv/13w6WTGU5AQawKic2S3",
-	"y5F9kUjE7mJa2WQulRkcOiBvpdDzS9TfnUwJzPu7wVcB8auA+FVA/NsLiHeFdt+LwOjEQ+RBa8Stnx2P",
-	"8keEJozhOECMWw+Ie3WTf+rP8Cp5c+Vml9J9e4Zcz2+zZBvxdeVy8YmhLOEiTSgPipOVS/tCnAqeI8S+",
-	"D4KJQKpHdMwTgGHvq2D8VTC+k4lyo1S7GXVeiawfJpJ+ZpnzrylFltd8joKitEu2xCozxFeB8avA+FVg",
-	"/Cow3ofA2CnFmFbZ7o7Ai2mzPMnWpUI+UOjDQcO6rUp/3bCEYKmyyWYBr+xlZXlAzm0RlX6ArxGYBVdy",
-	"ohNZpjHY0q99KRYeEuGwu+uWA0f4BARW0wKFbWRRyERepeelTIKU+6EregwDs116CE80axkZEAmLgdvb",
-	"TczFct/X3N640PAyAMGVd8HY9wliD4xWOE0a9IYkE30QLpDSAiV6hP8ifxpsOT/MPNwOE2kWGqEYvO1j",
-	"nikh94bhW13P3r3VkJcuCo2/XK3AHfFq49zZLAdUnp+2G0T54Lbe69eUdA4B4kt0SFgu0w5eeY3iSq7V",
-	"NHA+2UzkuO11puFuMyJqiLNtxDJRp++2w+zDVH32ukYqw6sqzeMFlynWvnGlnNpRNjVEy+op8uigOqBG",
-	"gviECQfgSrbFJG+U6e8OkrgjJG+7x7JcqlhmPO2cf/kEiTguDB8TISzns/+AhWjzwTV4R8Mh1xhttYZt",
-	"NwF3e0tP1xKE+4ZjlI4vcFCNIGJ9ruiouS9JvqsPC56prZkDC1cpGP2LLYaEu0Grlnduc42s9jV6Lk0b",
-	"VvxO4gFdrU0yQTfjX6my5ipw9Wa6yGvCsvuY8EWrlNyWBvZeaeF2kuZyItpNotL2VK/UB1dJXABy+zNu",
-	"7NHrkwdInrKaUueyi7qyOUgOfxI8pXjM5mwr4GVFyvXlRtrtXmvb3Z/FokPa/Vziqx9Bu+ga+BJ0W92i",
-	"+qTL0nXbSriNgXw+6dbnYvlkEm7JGEnC/dRCZylotqWXj4JlpZtkFNK8v3TB9O7iY7n5bQfSU71VT/Gz",
-	"J+y7g8f/UpIOIlOGcoO4VE9krWpIYpRZ0wx93J00LOITXdjxJOXq0qfwt9KmInKmIqActBoq4XnCslnO",
-	"MdMP9RlRyOWx6yZhLXR+wKQJFSaZc0TQBR8YtDgNWSkxSoo6xKisrgTMURmNGKoKrh8dYVR6hAYzl8QB",
-	"Jsm4ZangBtvMMLIAU24vdYANH7IyJWqo+kqXjQYserj7EP5ZeWfQ3hTlgSnz8cNK8rlLitRF0lfPIka5",
-	"O0B9rJOyQA9tZ0OiPxgd1OALj7/7rmZLPhi1WpNxmzd2vLr3TU3ipbbsWbsGUYWrLbPKt29OGEV5qFjA",
-	"lkk1bfBCePGweThZH5OBTsRCu6pRNMBBczy1V3pbhsDRQgTr2CRhM4AInbVnYjiq6Zp0+jBpAJpXX/Ds",
-	"uZzkwsFpmNFFHguXMEqacaiiOc+GPElO8Ze+TAL2HsYwZnZ4KVUSsOFwaG8H0ZC91FXuM0m3HD00YxbV",
-	"vF14t1NxYUOlC1vlGPK8YOaieIEUyFScyj9ExPp4RavRCp6YQUkTnA/BFwyTqdih2SY6LuYCA8/g8vmK",
-	"xP7Qk/m57egveeeaC/rT2YvnrPYE61txQ4lbUqkuzeDQOw27J9e7f48e9EPFg38RE/ZC5DG3OmfXOk+T",
-	"rpEw6rMq3vyg6bP8BOFuXQ7AOyqqggpvb8FRfdYZCghb/b3yuXXixKoyPZ2u9w9H4Rtf/Xc1mImK9LZ6",
-	"zU5bgVpYwVckU0zClskbAZyXm6Wbg67q6gJgiLy/RIOW4Ey3Za5UrW/rzI9iPXasZUgb7+mw184VUnHe",
-	"6tLA6C45VSKpSol73wbr1zwNg9aLV0Z6bJt0elmeJ2xvwwBRDjZwpZJ9/Xaq1Vw7lDWobxsOuI7rLTe+",
-	"hh2mwbdzhloxrLuAHtqSRFPuN0q0M6wyKUVBGYpuyuqquWCmzL/gsi2E6nUuzbyKlsMahrXECy7TQoSS",
-	"fzQYs2Ze6qA9L7Ur4nqHxNRt5P6LzcsEu4yZIz4sXhdLTrpOTMOE8u03KJotMT59zVLt5KEybTrtErli",
-	"y1yQI5aLK+0c5kpfH8LyY1LARyOs1T1ogloff7e/ko6uZaFWZu/5VouBtsnC13DbdRpmG0Bl3fOdWJA1",
-	"UI975CWdEV2UY67Oy24Wf7Qysm7m4lDAXjEcV5G023Ccbprua9f4kT0ajoajzrHdsTrAvbh911L/cgp+",
-	"fO103O3Au45DXAnvEtZ8LhV3OVjmPMscAMHJHx2DXtYE/OTXT7J6/rYkD4uXxOovHfhdK7GFNWa1vfXP",
-	"L4/39l19LX7gNp7VyNqScQt+Le2amHymcqgRAAUVZOOYwONRKfmePDWrVvS1qYqfVm9CWz6Hlu/tQudD",
-	"9rQgPVsQ/6OsgInDEO0AawuQRgJ1vJC5sTtGYPlBF7//IfmIH4/qgvbe1r51s/4UupU3mVamhQy84Jkr",
-	"5ZBgcf7Ysqpp1k/1tch3Ym4EJZ5z/AF2SJf1xFY3oPKbdqGjPtMh3PB8+aSz0r9b5UrL9IFmtnbJS6dD",
-	"c1GE//pO7tF6FgRHU7fOQUA9rjU4vP0wzN1RzZvVHq3hZMynZfYqemijiBkqn9HrbiJmmyR4Lyi9O8LK",
-	"PgjTdR9gKdjMmgV9zZy3ULNXmm5xqS0B0u1Nd5/k9u1wA9dyW6mMauxtm6Er1XFDCqiy7nVm2Ssn+a5F",
-	"vpib6Ro5ZFOGMhgNteHeaNujujCyYb2WPZAbRFC8TOv2vUu8Wk4udm8i7Kpjv3tFPtbm6eIK/0o2z6+m",
-	"yP/WpsjL9pifv4K9sS0TysTotLAi6LS9meHaEn2fX1drs9RtNM+t0+pK011z7K1Eq4EFXqrskeXyilsR",
-	"jRvFSzBulf5G6oToMUPoMRZVSKpozFJ5iaCrK4RzTwrLqLoOhb1SVnkP/TEMEzGKBNr0yCxphywijGCE",
-	"qYkRhN8AeWNyVMw0/QpzUVPTc5CyKqS+bwMkftCBkKoqq+GzqxRaH7lD7PtoF5oAOqL9I23QxRo7NSIu",
-	"cmkXp6hfU3HYTP4sFj+hKNeKf3fQ0weGOATBEedSWXT21RTJ/o9CPxfKPKBqZiQduvLCzkhaoPkxy3Cx",
-	"DWZxRLg75dmHDuktnxhi3Pt15yiTOz9jbkx/WnHEmGAS//rfhcgX2wydQgp+h8dZxnM+F1bkaIApB+KH",
-	"gQ9Vo7hs7/9U5Fcy7uarhn53vfcjOzXn//Uf/xkNKIgGvXFTUI4p6yth7XbcIcZDEbnvsAXY/6gRpDFm",
-	"2DcLi9HoUYwP4Z8ECqgyvBuq2d+vD/gntz+49t7k1ZtgzEc12Zm12fJUuw7LmXcVNuctFYgRwKnyBz74",
-	"BItej2vBMM69fq3zhEXYSxQgPNBkPBbkvazKUPbbl6Fc3yE7/r2QVzwFbm41q4+e9WmOgzWnrhkJs7Lz",
-	"tyhMX+jVJSh3NKaqzabMGIfx8pzNecaA3MP8XbVoMybSovjUFSxx0PQS9G0JETwJ1RztCfOJSFgfkWeU",
-	"vRFJVpWeni7aIMBrimFIud1JJdpYatynMsmUdsqAVhq1TDc6yqVv9VJpDfIOOyQwXni0WlwKNQxVqF7g",
-	"dDDjd8zT1CA5RM9D80os7aMLOVo9z4esdctDteHoW629iRVPYAlZwdIg0g6GjBCseNhgSUO1/l6yHXTu",
-	"sZdHL44jnOvxKkQHhqDYCsCnT4idwINzAhaR8SAaEJCwRBeGyiNzxmsQiaTcP3x4sL//8GEFRfTwnFQa",
-	"G6p+9D50CMgQlLcQNKmwF4SgS+G/MCj8AzVE/Cu2N2Hv9h1K77dYj47qoiAyl6Y64zDKetss7A2Hw7B3",
-	"Gw0JSkTj24QBKkE/3Fwalxzb4X5C1b8D8mfg6sCs/FAhglhfaaCimxFBRJ1asD+vuZ1VVpWUBkPpvEVS",
-	"umcN/Qo/wL7vXu3tuizPZvc9gRpvd7F0R1QFnYQKc/4CZzUpN7OARfDWrr+eu/Qsw8TtyFhpQ7AreAsz",
-	"vgF3s7MyCvHhw0ejbx8+ZFaHCpORc6WVjHlKoYPED12JjEuRWdZ/NPq2Fmc4F3amKaAQVsPRTQc7Kike",
-	"inUui2ZvD70St0HPFf/rjdFR8QjEE1g9IJw4MV4k0u6ie020WK7pZtH9C1yOzaCqNwxDwszs8MGVjSCa",
-	"SQdBtL0eKpe8ZOXtKkpVJe5p+F5aJwP6WD8g6YlMSAp0iT8jT5tXkpOjW3U5N/khMxRPSsVLUBWuMvnz",
-	"coqhoqLZjuhKUACzTCiRBMyXTSIyDjyP8khDi7iPFzoPVVWC7Ojt05Oz8zfHZ8cvz05evYxY36mM7GDk",
-	"/Yy4taBRY+8nCdYeNBbTXOPmOanJdNqWq0d2KZl3p5W49qQrkPMORVk0peMR2R+N0PallfVVMZauKULv",
-	"ULfZKlM3JntA9r0sqmWuri4uKNzBgClxjf4SmRuLoNaD0V5XL+Wwd98q7viUSOilR5tfeuYrf+Ib+/vb",
-	"dJNRoR0+ScWxsg6z/Xib3t4qfsUl2QpRKyjmcw4idD0Y54FheDnbVgMTwE/hDFCOd1A2bnY8JdjJNUH4",
-	"gHliB00aVrvtqyftqUfSftGHrZ5bZO1xK+UuptPkPk7bn3d2YPfqpirjrxPIfyj61zV1O9NG1CO8mKwf",
-	"q6c1QPXqybqS4poMGJluc3geu1RWRPlZaTAoh3ZIPyHHVKKhhtf1bVfgpKzLESoYAOsfjB5VEkUr0SSZ",
-	"8mlZzMGJcD/oZHHfh8wFYN02zTe+/H3zhO/dd+dtp/sMKzdcVxFrn5F07m3xxpnWz3k+FX/yfXFqRyl1",
-	"bH36KVFbC2F9X5nqbnfpVmDVmhVC+xS/r5/Oxik5aEuxB28khygM1ZVHpRHlJHJ2JXJ5sfisu00jXf/G",
-	"S20J1/7n7jYtYLXbQU2spAp8bmHNnc9B0M5NfxS2c4dHn4sO3AMN+HL2+EdQHRrFD4j1YQHuD2FudxKA",
-	"XKsnT1G0ybiNZ61G0eUcXam4sOsSdQ3ZEatSc3i9aFLMM1D/m9lzI1+PPhdW5mWlXV1YDD5pWoyXAneH",
-	"7AVHPCSvipN7xhw4AzkWNltrIg+WeTarWDbqQ1wxujiBS8xiZ642pFuBwSErn0HLnSWbfSkk+MFhVh1M",
-	"vurEizZBgDKpfRZBwCVt20oQ+GwEoMBBJX+KMHBn0vEFSQ+02Z9MeiDGtF5Vw4h08ymZSxU8v569PKgM",
-	"NPekRv2tZRHU1PjK4m19hJxi/5EMymlubXoT5Tr4NMSynrTiM+tMLoVDt8ZEtSb/0qd29N3mF55odZFK",
-	"cuR/STT1dIaV7ksGj2aJpWwkKImkKOhVGUi6krXc9UZtRZPf479b6njVTdqk4b3BEJTk0Ct2c4mgh0Il",
-	"WKH0q6K35SGidWScLvNnpKnBe/JlZ9zOKk+2Pyy9ZUIX1IjWpowc79YfTFRb8TB+FEMoulI51FxwjWpS",
-	"VDc3YAR9plRhiTSXQ3ZifciVc6jn4krqgt4LFbd6LkE3Wxwyjr5UOOnkFUoFv1p+y5ZZK7DyfFPyoMWj",
-	"NLsmCBWhnAJGMVBBA3EIGodDUhL4CZ01oGAogoRQ4odUPDBsLiyHXoahouyZNGnQSCaC9bOUS8Ui/1TE",
-	"yvhuEzELB9MgrYIWoznPot1IzvkUfk35Qhf2MFRKs4TDlwkapM2hmyk05RtGKigVxTaaQ6ADL98+Z4g5",
-	"8G7Dw/okCUHQnKVrA0u2YjuotjUMmNGAdDARX4qEkbuMQKah8t78sV8EdIZNcsEvDRDeIkUACWcH+/vs",
-	"Gi3LUarjiJJ/UPcsgnNEy4TJJcgZ6oJ6LSNPWF8Mp0MW/Rb24OmwF7Cw51eCPtVn2nsXDdqVPjhKZ86a",
-	"s50Uo2Mr7E4VLdByOydS8XzRcj//Sgpfad/yml/nuf4C5Jx7WTAX/HIb9LpwEHdva4M2tFIQztbiSPpo",
-	"WSkjRoBqYm5w1Jkofc+XpQkj3W6mgKvziXtWjQufZ6sVsdBIcISQCcwslYncxWZTKqKAYfIgnnZk9yTj",
-	"lK01FqpamlMHRKgb4uH5vssU2chsOqjgJWpRA6gOGQJTMQFPtXD6WpV+OiMoJLl/MDpAWA5KwgaxQMp5",
-	"8ORypsbBkP2AEzWhKhM35/ziQsbI7PRcWvQk+BjnvWA0GrnFMawPJJySw7SS1sqqTfnO7iow4VvPcj3f",
-	"xlOMD5/pbR5t5E77DK5lmv1GQoCHtbSKuBP40caRL0cad5JTM8lvgNdxpoucIfRx8Vlt8566kNQMS9sb",
-	"v29+iVd61Z3XSnB+cfhS0NfGqwBLuPNl5jhrakqrw7KTudvRlVD1oxJxHXmsrs5Z9I9Lsfg+GgQOnlfz",
-	"8qMsdikWvsGgnmUfRTOy84cKHsKDT5A5D7pmfQKxmgAhrAwhrAE7ec1yhFYF1fbFOhMBEwp2OgkYRh4s",
-	"glDVsm8AHfy90JYPDhniMQmbD8Nu0kXD+vDaDr7mcuw1i6kDAfqlzAfdXNhWPw+sgNIuAb807GB0EFBB",
-	"7kceWtpS1ZvKd9fR6rhqLruc88DUAgt8iFaWC/TkTAqMcA0VQXH7vKzw4ZBwbMKT5vAHNLq9IXuC4Fxn",
-	"6SizaOscw52AYIM4b65FCdN48urNqa8ggKs6yfW1Ebk5dEBfErYbYN3IIdx4Ljpoej0Q/5ORzlrgchsm",
-	"x0OjKcqhOsTkIKrFwrkgOHQ0fWIpFob855lCDva3sPa9kMo+pzv04QTbxaUgLW1GVfz2DrhvW/gB/dKM",
-	"X6l/5+JC8CtgycuO2ponEoUbJVrsdmeViPW5WAL1RvYU3ZnPYafKrLCE5V9O4oCR4jA7p4gGrLzRk0U5",
-	"7Qk3IlTGcouo/c4kDZ15Gdhrke94oigI/d1HCngwejRgiQ4VxuFzmRKyGmYxXpLbhbI5Gnui9yHF19dg",
-	"5aB+E1wevjwYPfq/B6OD22jInhCmP1Rmpos0ISsCQXGpQc+0Imwywtz+oQpVnXmiBcGURwEXdIWhBnUq",
-	"2eCVFZM8DBVlfHBrkYhYJrTYdjkUquKCg6BiV23casgcKwrVMi9aYsft7Aj2EOR4WBApDHnE/QfHgkLV",
-	"wYPsTMwHgafiwDnKJaXQVdzMQ8brfKrGn2jriT95ztOIz2pj4KxKCg8TwoRUIKxotZjrwhC7CRUezvWM",
-	"HLSK7wZD4l3Le7yJIxm8bp/IG9WeweUzW3Q6kpm0MMnTAuEeF0XKqsc+lP99ThvD35mTIYuio8r8Wb0z",
-	"+2qyoBXzPhyooT9VrXrIKZ+LRo0jlyiRrNBLJGtIg3775rmppRktgcLRpVgQ5oeH6iIXZpYuvEOqxrWR",
-	"auFLTjZt8PSWXrtvOqZF+zjny4aHKWR042OncrrNY8c32VatYYj2J7VHlKvXZotwv20vJMMbX6Cg/NGk",
-	"YpkybKAWDRrgV5lhLjhkbl5VWaIEpvdu3UWvVxl7T16HW2ebmGElgz868UA/ud8/4UFzxRQ6TF5uW7Do",
-	"aDZcXt93TfjLlVDC1PEur/xk/Aq5uLVlktec9Ct6yNGOj5r4clas1jlCfyAy+RDD9dM8m0lDYcg8thgD",
-	"6wa6cdILPk83Tfrfjl48v9ukfavVpLtn+Gg4KmcJI4femBU3zfI36/xh9796bsadqwdS9qL7hryhn/+U",
-	"C4J9g1KI9s/hfVCsd03MA0+kQkHb6yKgTpblHNYtWy0udi3akLLpfuFxYTSJ7aIQqzg8WJu/S4BY5eoS",
-	"WKxYTTHVYexLU5dxhe65DwsAO1IME8QRdgQrDlDFkie0izuUDm7MRtHARYkZKvlXN14bYTFEDANvTahc",
-	"uCxSg+j9bYTJ87qjv2izP5HiSI2f0ggNnKbbT35u10EXsVri53To/41xiC4yzC3r1pei7r5uyzawGS1Y",
-	"O7GrB6nLEpAuKIreb+VXRGB76NcUxM4P2tDuAK+1G/YZbv5H3vovK7TrLlv3oV6Bn8Wi9Ai0ZgyhIKVz",
-	"4wn/nUGXvoc1rPOuEWKsHyk+F2NG33vHBNbvzoWh6udBqCLn5/UP8jTV12WMmEtkNOVSBSzySeW49U+T",
-	"8dl9D0+QF9j9HCr6DL/Ukje3dlX33HqsS+m8jmR2Tn7nsmWuFpVLmB2p+ugi5nCNGeZ35I3eI+d+qHdU",
-	"Jtw1wqW14qrWafUKOXnhSc6enDx9Qxb8/f2gXmiJ9qjvA0ilSsQNjBFFGW7YhbDxTCQeNQpbLhKKXHNB",
-	"9yZ0G4tpqKiU1w6mfHLpg/uRTDBjkUvK5VKS4XfuSMCfKTf2vDDwIVSRh86e41vntfUKWISglHM7k+Z8",
-	"rpWdRQOcW5WuDGYzVToXCSYNRSim6teSiOnrqg4K5tTDY6gzSss6CNoEPZT/QGpz0/Whf2MCgmLxaFO5",
-	"xnyK06BWEho4cjlncte4JBniCjTKNlEQn16S1v7+IqEHf352sfBrPMtKjOCHCx5ruJCILz8B72EJYobU",
-	"mGENs6pmhkoyLZVl1+jfJY8qy+V0hgVTXPVJnycNPQpEIaVB2NEDw+IizykbIMJ3XDpBWhsPZ8G8T0ue",
-	"w7L+GXRqpFaUeImHKtbZYuz5ltL5nKfS4FUKWPSPqIQnsUTCvko1XUIyYX8lzGkAtA4pUqgk0OFY55gN",
-	"qkZaK+4x11diMATGgfnuKITA5SFbmgJQMhOqfpUJ6uzN29Oz46fnr9+8+vXk+LTWLObmHByWNE/aulpc",
-	"Z1M4RPQOt5M9EV9+UgUYe/iTHKaub1Ok3TB4d1o+p3j8BZGmX/AeO3+dv7cuf6Gk/LETV+wg+cedpe5O",
-	"uoVp1cT9Ey6nC7EpZnQjOcGlbMVoIZcItRaV1CgBFVSpG5HUIDgkCFWhrEzZGmGK9aNGWaqI4P5KXw+w",
-	"iKyqXVOG6RodMhDWJRoyrIeFJi4Qu9n1DLaD1wKfaNyIIHL5SmKkxg72qdNEuKyfoXI1w8aOYsy4KTHe",
-	"9lo7L/SQNUeMkpkvfwULoFNfJUvp62GoXmH0JaybjDmmj80pKV89qAiPUczjmXgAY60lysRorDYKRaXA",
-	"PimJalYb+1PlsZKEwy7C8SSH+NdsDPdkHpBXwoO7Sq3XAcY8YM4fbo/v4u42ZSKXOrk/2ey+41PWxKTU",
-	"65IPQ+XiPtiasI8hw8AFICnXOXyjnE5+kRZmxqSyIr/iaUNaeXt69OPx+bPnb09/Oj95eXb85p9Hz6PA",
-	"1ztgeyNmXLJWEJTYhbh29Q1NiYCbCKJgbIEDPfrQ0BO6ZP9NI0/KmXfTmK8RJz7iBAhB7ZbNeOL58Lro",
-	"k09sVPwIfNo7V//e9diS+J0KU6FY4NOHgyhXudtdOabeLh5TN+WWgmlo5NmBqXArJ6mofIZHr0+GtSTt",
-	"frFg2C11dCmvps+/boTwWdIRzhp4HVDmjWhBU+uhDAZa7eG0Jad6BcG2JbrNF0WozWdQ66GOz2ufBmml",
-	"HuNDgSwNDLKLzCG8Ww3/1o/+YeT0+7AYjfa/ETeZ+ws1z++j5UG0df/LTJepjFEfd9KWM2XWtwKzwK62",
-	"QJCEAI2KBBDwireHVrgg/lpbNYTA7bvb/x8AAP//",
+	"7L2Lchs31i76Kij+Z5fJnCZFUZQsUZWaUmwl0cS335InM7/pUoPdIIlRE+g0QFGMj6rmIc4zTNV5jfMo",
+	"8yS7sBbQjSabF10c29meqYpFsi+4LKz7+tbHWiQnqRRMaFXrfaylNKMTplkGn55NMyUz81fMVJTxVHMp",
+	"ar3aGzpiJIIfA0IVyZieZoLFhAuix4yE+FtI5BA+pxm75nKqSEpHrEeoIDKlv00ZUTrjYkTqA6rYQbcR",
+	"9EVKlWIxGdDoyjyZqxapv5KaxCxKaMZiEg5lNqG6RwZzzcKAzMY8GpPzGR2NWEbenRE5HLJMmZspGfKE",
+	"kWmaSBq3Gn1RC2rcjP+3KcvmtaAm6ITVejUcbS2oqWjMJtTMd0JvXjAx0uNab3+3E9T0PDVX4nhrQe2m",
+	"OZLN8pe3t0HtOdVUMX323DwDXpVSPS7eFOPvlzyuBbWM/TblGYtrPZ1Nmf92nGKtV5tO4crlF53epMvb",
+	"cmFmq+UVE4TdpDybk/pU8BuiWCRFrBoBbAZc8ESRkN2koVmmCReaxa0Vi8Nu0lrl2LjQB91aUJtwwSfT",
+	"Sa3XzgdqHjhiGYz0R56wv7FMwRCXRjxmxK7JE4W7dY3Xuo3V5rt3b18oMqYiZjGRU00Gc/h+RDUjdTPr",
+	"v56/fhXgzFSDRDTL5kTJvtBjqgklGWsiEZBoTMWIKcKuWTbPH06oiAklz56/IsL8QhTLrpmC5ZJJDAN7",
+	"ouBy1SKvpO6LaMyiKxb3CIUHzLgem5FxHRCZwUcg8yRmGZGCBWTEND4wmmYZE9p/aGslaV6vosqDbhVZ",
+	"/JRRMU1oxvV8ebF/mEZXTBPFf2fHZAAfFFGaZppQTWZjmTAyltNMmRnEdK4C8u7i2Sq6GHmv8sf4f2Vs",
+	"WOvV/munYCw7+Kva8YdnhvsLqxjmiSAnb87IFZub1TFbumoIV2y+ank6+wdV6/MLm+PZLL/yLGZC8yE3",
+	"ezWEt//C5vlby0f4is0ffnxf8AnXK/hqYn5bNWX4sTTpmA3pNNG13n47MCuAZ3G33fZO5m710TyPpPlu",
+	"DRtR5opVY4Ef77gB53y0/oV8JKieZqtfykd3fOU7RUfsx0xOll98DsTvhBTLuIxJnYsomSp+zY4J18oe",
+	"lCf2pDRa5DkuuKFN8hTOCRmwocwYCbUMV417aAZQSSQx1ayp+YTVVo7+Qi6P/VTEiyNnN3bkC6MUcrZq",
+	"WFrefVC3hvZVKoVioCWcxBMu3uanwagUQjMB9E3TNOERNWPe+adCEcBu6CRNLOFpyhMQBFwRmbIMLiWC",
+	"sRi5JTUPJ5nhTTIjYz4aM5DUmuqpqvW67b2gprk2j6v9KLMBj2MmikHTgZzq3iCh4qp2uy2bOs0yiSfE",
+	"H36ayUHCJv/3VzeN22CBdF6LZI6jiiI5FYa4YXyKTOicxJLoMVct86JnUgwTHul77yqzEpdE9kkKZaMv",
+	"CM0isGOjRAJlFmtyVKxJPpDPt7Nf6FSWdnf1SKnRC7nSRuWWg3+ySMMmW6W1ILv7bTZQFRWW1A0lTegV",
+	"I9QpeCSdDhIeGfqfyGtGuCZcaGk+G81JDknGDI+JNIu/3BP+Nc6ymkRokrAMZiCkdhRjTr6bitFtrzmb",
+	"MWPk5fOTQ0KF1GOWOfZB6moMppnM7OwboASbuxUf8ITrOZFL66YYkt9pzLXMPpX8YPD0r1+AfNZ5rCGg",
+	"JwrHtEBHVoNXpI4UpEjGaAxU0IBdN6aAfrB4oZoYO0QTmpjnz5G/qS9YinzeEVdupDvZXOWDsgfayjdj",
+	"Q9ujbo54xkXEU5oU+/hK6h/lVNz38MIzgHqG8BR/LbrFWrySmvxoL/g82/eZBrq0a68kUdNonO9cHfZI",
+	"F1xdMaYaZrOA1oqNUo8i5HXJayNnIicP5OsMDCd4tfrCJfmXOJWl7catIzQzbFbQEYvBA+bMCuXswMqJ",
+	"wOafCTUdDnnEmdDnWmZ0xB6g0pv3DKhihmNMBb2mPKGDxOm9RI1lphNf/933l+ucZdc8YuRdcedn1eq/",
+	"1NlU8mpwTGbgjYBdNIMeTpPkGAgAHKgzqoBFmStYDK5No68ZpR+Fcwwk8QubP5BtWxn/NTDuzzbUlazb",
+	"jchGTHJlyj+1L7nQ4Cm8v1ospWEZ1tONLraM/TZlSisyzOQEFX4axxlTypE8HWqWkbfm7+YJ/G0jCKDW",
+	"TxUzirydgL+QHU9xMW9+ad781r7u853xP90aLBGVIRRzvjM2nCoWk6HMiJCzHpBWTmmKyGuWgUDLqLaO",
+	"ZjRUhR4nc/LbVGraF/Xw780LG15pvmVUSRGS0NxymSA1huauEC6/ZDcRYzGLw6Bwh4RvqWZAuSEZcpbE",
+	"EI6Toi8ghGLNQ2EMSTGfyKny6B+3IR8tSLn8sombKNXMDDT/5bI0vEYLd87uYuhtY+j2EWMuY0ZjG+zM",
+	"x2w+FBuy7JLNL2y+kQmP5huvL95evrTwz1e655d2oXw3E+bW9zV/5rWgVt6VWlCrXqPahwrH7m1Qe6BM",
+	"sL6kr0EmfLahrpQJ6JNbKxIMRTxUhwcfg+MKsWSoLtAkkTOMeGZ8xAUZa52q3s4Ou+ZJyz6nJZj+wp0n",
+	"X/7Elvb/hFzThMckyhgEImkCSpzl5i1SxY8NfxTMaP4hxPqBAYcDGl/mIbQw6IsQgnShsRCd7EszFlPN",
+	"FKHOWSOHZDaWYPGAl8azJRoBCXHZzOOnimWXdMSEhmdPxZWQM3FpL8CXmLVPuJGt+LUCDdT8YoUuGRsF",
+	"lXFwIYav7b1CZn0RvmVDlrEsNK91T79i85DUaaIkoSSTmmoW2+hwnldiZ0aVdvZaxBpmiIWzNST14oOb",
+	"niKaXjFPM1AB0IxzX5lxXLH5pVvifIp9wVXxPrsF6pLq0N0Sc2WMAe8eyLkQ9kujt9NE4ShdWoiQ+hLI",
+	"dfG2Im9EhSSWMEazyItbxVN7X5QYU68vPHHKBRGWZLwn8/Qyg5SIsLEkEU+iiCnVfCaFzmTSPDEja+KG",
+	"bZJ5G2RXleQxNzxQ2/XO/5OSksMVcRJxo4L3FWi0X+U8K+3ZDcpphSraI2VVz6iS5q4lJXZJPZ0a7RNo",
+	"X7AbjTdgVB8zXRqtBU0RD41drmPDnhY0vxB4W0nblSBt4owOdZMzPWwaaUNT3jSjhkE37Qlrto/MMPsu",
+	"g6NfO/7t+/603d6LcvMkzbcLfmDHs+937Uv9+7Lv28fa3muHi9eHYAoA8wWNGQYQmJvtcnkvxYVzryk9",
+	"zKkkcJN7sh1F8aD1o+gL8wR4SaNFfkQDYJoqnTE6cTzMsH371eVgquZhD/YW+DO6PnIX9Ziqvrg4e3H6",
+	"08nF6eW7N+cXb09PXl6+PPn75dmryx9fnP3080Vh53FBhgkfjQ1JlfYYIxKPyPn+rGZEaV9WWQ/mTe8E",
+	"neqxzPjvD2PkzrmNMbDC2ib1v1yx+fcNDDF6Rn39L4qPgP46B+wmtX+BAvR9o6Tc7RbcrjTaz8rQv9r5",
+	"VtkznipbycMnXCkuRqGLFE9oMpTZhMWg1dbD/HPYI6HiI6N9sps07AtgO1arteo9GfFrJgg4PTSZsSQh",
+	"eLPzM7BJquegln1+LUfKFzS7t/vdymQykPGcaClJAg/zNnvXs1zc1adCcz0nRrK/sNd/HkL/ooZfqZBk",
+	"/gi5KgYJ5vcj8LaXSPmgtgi0+5SNIcCx/qIZ1Rc0+OqchILtcOWYjDdat4l5qOZbEOwrDIKVB5sxGo3N",
+	"K4Hb66ogWd0okeYuEvOMRVpm8waJqDDiYsDA6dEXMiOzjGvNxDEJcXFCouhcYSWCcykn1NhQ9TWeZTIb",
+	"M4EyaVnaLGhxC/nI9gFakhnl2uUVwx5wMWqVM5/X1V1A6rBIM2lkm1kc5KH3o/f3H2uRvoEfYVt6NUpS",
+	"qsdm/XMPG1b/UGHdPmaruUinGkpI0McWycnOhKbGoExkZJROw2VrQc16imrB7oegNlGjWq/2N5pMGYH3",
+	"BWSL1+VrcG1uvMSB3n7wbdyOz4+8pbHy5YEU+/PFxZu/GR4Dy3nv0/htre+91ku8oriE2GuC2jtrxvxI",
+	"efIA+8RPtsiN2CE+02eS3jr8QGPyE9VsRuefndV/5oEve8CXXQFPFsx+oWYM8xkcpSo5YZjXgOmoekyF",
+	"s5DQydkXXnEZlDYE+QUuuKj479bbBPIjktMEEiasYIjGLCZ1WSTKDqCAsfCsLrsgTl68eP3rQvyh0SJm",
+	"7d0kXYoOTArOGpSd2eJHKR7PSLn1aP6CT5ic6scl+pjjcrm5CGLLRgpa8mJplo6IG8oXdhC+hMnc43As",
+	"DHvGzbGooMyLs5enr99dtB6NtvLJ4YPenNmKvjSTKcs0xwIhm3a0ssDI6F+vRTJ3lXQri22b6oqnTQkL",
+	"Q5NmKo3Ck+Ftt0EtyhjVf8B7vGhMdUkrJLsXISYbFcvja3XgV6pHKgM/jWMSimmShFikmvMw8IT62YlT",
+	"xVrkhMQsYV5Ii8SZTJUrNjDvTrjStsJUs4naokIxqJkBoIFUWiqaZXReW6TQj6suL55n417LyxVCFCy0",
+	"wc5iserlIFrDeu9tjAOfRuiIcqgOte8bSJkwCvpQEZGrqDAF3R2yfgxl5O/keczVvt6F/YotAT5t3lhJ",
+	"YBuXgcdVq/9YdJnH8pan/Ozs+VtF6mdvrrvguD97c30QEGEGknDF4gYpooZ5Ds5kqjQZ0iQxjBCJdsYV",
+	"gzBj47gv7JpQMXe3LJDZnckqoUpfmg1YnsGvxqiywts5aczlUO3NWYz7CaSTsUhmsc1fN5ormXAx1ayx",
+	"9cY91o7Y4MgleNOrC1/L/GFgeXoMoZ+IJkzE1GZokfq7i2cFKWKSF0ZUShOrKsxfsfC5wegKQiv2zBkM",
+	"vY9rNnZxI11k/hLcQpfrTuM7ONhgMxdJChlLExoVic6w0xD8N9q80jxJyExmVypfDngABLiN5vWH73QR",
+	"Ptkk54sAkVk38JpVChFbSGYoQ0uSTjExKIdDqIcQFgiBqB9rFlNFR+zSnKRLILlVJGtp1Cb82XMHf1SR",
+	"bM85Vgg838glxF8wu8wj2hdpMlVk5ooYUI3BhEa4AFNGpM6fM2dWoi0R/YqVcIS+5VKYy+TEkHuq57Ue",
+	"yChYHpf/soXQu/UhAt7XUM5aJykctrIULT3dM9NzrSbI9SifT5YkXSFny0qKLxrWnc0SGS9yrwrqKKKA",
+	"mLpmKBqVwDe2wmBBEVyBJ4M4M05fgeh8SkcsP9tSFEzA/FA63YO53ix7qxFbPFGV/7Hu6FoFt4Lfaalp",
+	"cgm62fL0Xk0nA4SWgJI4G0zP0/oqo7Y+6eT4NP5b3NhX78E505qLEcyKxjFHQn/j7QjQdbDkhMTboNLT",
+	"jLhFTsTc2tiGcEt6UrfTISG70Rm9HLo8ubARQBpKqm3eF42bRiXuC5sMjCAbv7C5Q3mhGawHS7WtWOAj",
+	"AdULStr6M+AwVJEh02CSR1QYYZlKpS1cUF8AOzJaskV5aZH6xdjclrECP2jMMpbDtYSOXYQ9zMGjWmYK",
+	"szGpIldcNGXKBE15X+CUCfVuIpa85yTNmDKqE2gbVj2xiEMrbaHysr91q2SegavTq1yTlaJtibg9e+iT",
+	"v2utTQTiLtdztNlTplhhIdUZjcaobg4YRIC9A4LFbKuMIv9CaxQdk/D9hxB0gbuaPRN6c4YX77bb7Tub",
+	"QR4Yydr772AXWQso1xKPSWgeFYJPCpekYe0hZawjCv+dUdCAVrx+SzPpV6eSmU1T2liVRuUCwC63V5aX",
+	"Dad6mrFHNpMeg2ZXbfRGU2mjORTutlvw/53DMCBhp93e7cWDw15vZ68THhNKBsDU8F5IFwVGZojbftnw",
+	"DTAj44x2w4on7+4chmTAIjlhivivy9e5Lzzbyyd7cDYuDJ/bSUkhWGTm+kSRlLEsIDILCv3bfAXD5YKE",
+	"uQvp4u2784vT55dv3r7++9npeYhQYhkfjXVzIpU25nk2BV4c/r35o8xm1Fhg5q+QjGW6cBC9g9I9Aksl",
+	"PzebTuWDjMiHM76NtLuVybfRuMvYRDoEMngSqbdzH0kBXtaoNvw8FKjif/c1CBeYgrG8BoyMmGAZpGLT",
+	"qZYTqnlEk2ROpiIxxJZm8pobE5zdGA2e6wTwtMoMcnHjN66tZ4ou6Cwpi/iQMxurJT9fXLwp8s/NObRx",
+	"LC1hu5VypVEto73kIbMQL8Sz2hdjqXRAwu9apUuMhqGmg1hOqHl83RgmIIZSdtMISDjWOu3t7CQyool5",
+	"Qm+v3W6HePxBk2QBPhoILpWZDjCZ8i9hkbCIVzMRV6bKkzxTvkVOIbkJx90XSBs49dWHrrO/99in7g4W",
+	"/x9wCh/XHL/TgJfGstmovt+CuOO+fHTLduoCxhwGY5lCL3VOcDNQjA0dv1Msa56Yu/EcYajACA4NBA92",
+	"PruhkQ76IqKKNRUTimt+zcy5wIm3yK88iSOaxXgAoSJ5mhpqZ/GxhYMhiotRksOAAgAFnNNWX7xg9JrZ",
+	"zD1f1zEnGHKsyzWcRhCaaTdh2kj5i9hwmw32ZUtKzE8TNnGhMjF/PYQY/SYCzF1kAmw//5tC+9rW6hTz",
+	"V8yIVjeSZftzlYG38cEQ+q8tz/xDRRCK4esRAYi4mwmMoQcb8Nfz168IJAUExKwQASy9mMUtcmKuUjb/",
+	"Bghd8Zj1BcXv0UQzLxwYLj2TJGHXLFEkZiwl9cUlaADsbCGDLuYpO4fR2rSevmA3Kag9GTPmMwcXQian",
+	"ozFxr0ykYMe26M5dV5iGCMPYF5YKyjvwKWnhi9hdeLXdpOXdJnXFGCnOBkL65C/8nCfl856RNUcA67Lk",
+	"cMhEDMxOpFMw1xQT+hivdUp45lAcBGu0+uI8ZYmGiB5VxAwiJoOMimjMlLEP6FQx8vrknOy12k8UMkqz",
+	"4qFLJSehucnYErCdBVlPY65Pry1Bl/0UNHJGrSsQoCm/vGLzFnoVakHxBbg0vC+wSM/7AkOUhVOyeEb+",
+	"hXuG+2LpFgTwrQU1hLTJn4Af7eUfKsQvjXSVz/FXqHiMUeTh60uhlSKR0Ch8LBniBiJ+2bMXZ40qA7u8",
+	"htXRvuWgWHXkpcp/DJdWefysx2u1q2/7E5STe6EAdkBZLD6sdYPUTmk0dlAjWP4P3Dp8j+mMAZakfQhJ",
+	"vQjdZICU5/IYABOr4SlTxUS3XFNNsxGrIOttb58jMO4C7Rfk6AivqhCmvG/wK4y7at9An90eDXY5oIBX",
+	"Io0H7tTm8y8Io9JNbM7/gz31dQC5bnyhHvuCxd3fa8/M/Yt++yeK6Izy5FP473+QU1HlR30/Y8YgVXKq",
+	"xwFh1HwQMtPjD2ZwMRtlDEOfecrT++buYTtoHu632vu7u4H5YP/+UOUXjeW0lLudy2SPGXR9ZtBdXtRn",
+	"TFQmN79PpBhxPY1ZQBKq7V+/Szn50KrddzB7/mD2KgYzZtGVrSPZGAcpHwEPq38blsHT6jDughcOUzBk",
+	"BhkYjQWfSHd/pdOj+uHWBnqiyGuLbQC22sJjO+3uYZWNjC6ETU+2noY7PXqdAVp+umdsVr5gt93pbuKE",
+	"3k5VnSZLAwpQ0pf0HDQ4PfnrecezvKhreQqVoAyazCB/FDoQlFMTnAdKZqTb7ra2cWK4pMOq1+NvmDHh",
+	"p8Tg+0dMk7orFhxTK1HVsXm1h+Va4AC4EEqetaoYOhetBOy020G3vRt023tBt939sJHnuXXNZ5GvZtUW",
+	"WSyWKjU0YkpdXq9qIPHDdGLUYbPCkEG7CsfChQSPSWoh360T1TbDyIHut/Cu2LXaljFQrTM+mG6dKjd4",
+	"CPP3DQkLoHF/5rrI6de6AMvy2kowo5neXRw86iQWJcQdJmEl2W2wMYN1Xeh1y/jpHRMq3VO99OZaOhhW",
+	"PXpM1SXgblX22nj5A4YkADtwTI1FaZYdrK2SQ9Pji1tS/hVHHKl1Cpo9+b+YS3HfDAl47Ng7eBMuVv+4",
+	"Mn/NTP1S8d/ZmnX1fac21fqOWRN+dn8pN9txaEUiOWHorORCaYBDHiIIAq41bkHdulvBh6DIhKorFpez",
+	"/mxfI2cZb7RDvVzvVcahr4S0jw42EWjt3AhsyLdAPppP3ckhMJYXyh2u2Dwgis4bLXLOooxp1XMolYrR",
+	"hMVBXyAbzxtK/edf/69NB1NEjeWMQKYAZKHkaHOwUiT87rvvQnt9bOspEjkasdi8DXwufYEXQWsovOuK",
+	"sRSlqB0I9OoBqCEnOUCUmGe65DPoTYU3cq2s2mJTX71agxNb8UqdqGLUqFH/+de/LaH7O7B7UCEVbf1q",
+	"le+C6hJ8hhHrMiOddtcFjHskBN95SOqddjfw2mE5BydiBvOEIXaoRRMBmIFQSH0JmGghqXfbXV8TqGFO",
+	"XFDLr6n0ukyzpJLd/P0f/wMNkzSbpAnVLAA4LoA01zpVFkTw4++3Afl4cwvr/nF+S6SIGO494pl6lb5g",
+	"mGHHnIIVOowvbNkEmX2CJjuZpLHa+fj77c7Hm9udj/PbFvLMTRrtgnJjJrekxpRlh6u5MWtxDSWnlwmd",
+	"21O4len6N7jrhblpm9TpAmt/44OLKyt9Cp5+syJTERh76ZW5QCq4dMHMc50m1wbKWtHiCvk8O1hUAX15",
+	"5nHrqjzJNZrmM3Qf3s0iXNDk7p7t8021+/JUu9UpXJ3tNrXQxMqr4HdgCtPBEGU3UjrG+1Mxwi8zqjRa",
+	"vo7JIltKwQ/2z9T8d8YGaSWnfZiWtXrMu92Wn0vS6a5v9VdSz1Y/tX3Hhzq1rrwvG5MXSkrfQrAdFhsi",
+	"0MdO6sHQOvsHvsW7fxDs73Y+BJ9OZzw3GqKnINpAdrUeWccOIAiniLjvjWObqVoY9PQK7HerUxrhfdT4",
+	"piB+UxC/KYh/egXxrrnLj6IwWvUQZNAadesXK6McieCEod7EMONKArG3bopPfY6oknNXbg4pPXZkyL75",
+	"XRpvo74uHS46UNh6liUxoudYXTn3L0QJoxnkkNeNYsKA6yEfcwygVfumGH9TjO/kotyo1W5Oqy5U1vup",
+	"pH+wzvllapH5MZ+Aosj1gi+xqKj/pjB+Uxi/KYzfFMbHUBhXajGqUre7Y+LFqNzzfuv+8/dU+mDQZt2W",
+	"tb/VaQnBQrv8zQpe/pal5TF6boWq9IP5GhKzzJEcyJjndfpbxrWv2NylRNjc3XXLASN8ZhRWVZEKW4IJ",
+	"SFlWAL0jBieCG6wqj4LKY4t/4JimBzkAmbBQmbzdxGyx8mPN7a2tfc4LELCcGYu7B5B7oKSAaeKgN6Ao",
+	"1I1yAZzWcKI9+BfkU2PL+QGGfXWaSLl7PRaZbV/Uiy0xNgxfS79/xlZDXjgoOP58tQJL4sXGWdrMB5TT",
+	"T9UJQhytrff6DaKFQYL4Ah+yYGGVsnIG6komxSiwMdmUZbDtvtCo6jG0IZcJX/phu5x9M1WH+lUCwbsu",
+	"oA+HlCfTjBVNQCuzbLyMlmUqctlButwt1usSW1V0u1Gnv3uSxB1T8ra7LG9ou3L++RWo4tg6c6j0X+wo",
+	"c4+FqIrBlWRHKSBXGm2xhlUnAXssbxfpWkjhvqFQpeNaDBUjCEl9of036nf+sMw13potdSd1N1Y4Eu6W",
+	"WrW4cxtuuF21Ri+4qsoVv5N6gEdrk06wWvD/VFZjrPJsFE85zTxl2X6M6bxSS66CRn1UXridprkIzrpJ",
+	"Vdqe6+X24DKLC4ze/iNV+uTN2RNgT6ln1FlYSNuQENjhz4wmWI9Znm2ReFmwcnm1kXfb26p29xc2X6Ht",
+	"/lHqqxtBteoKEnbrU+RP2t63vYZbGsgfp906sJFPpuHmghE13E+tdOaKZlWDjTBYNLpRR0HL+2tXTO+u",
+	"PuabX0WQjustR4p/fEaOuvtPc9aBbEoFttkyYBmht6qkiSEioWq5ujuuSOhBwromJgAjG1pXkeEcuBoi",
+	"pllM0nFGAcrGIdFDyeWpfU1MKvh8g3DVF4CiZpmgLT5Q4HFqkVxj5Fh1CFVZq5Bzw7wasS+KdP3wBKrS",
+	"Q3CYWZQCM0lCNUkYVfDMFCoLAKx54QXw4GOSQ0n2RV3I/KEBCb/b+c78s3RPo/pRCHSS9+owK0knFvVn",
+	"FUtfpkWocrcJ9ZGM8xZ5uJ0ljR4ag+au5P2jI8+X3G1XepMtWvCGFy/vfdmSqGhCulyutigq3709I1jl",
+	"ISJmtoyLUUkWmhuPy8RJ6gCiOGBzafs24gAb5fH4EMdblsDhQgTrxCTmZhgmdFGNxHDiN0AC6gPQAHCv",
+	"vqTpCz7ImE2nIUpOs4hZRCSuen0RTmjaonF8Dr/UeRyQj2YMPaJbV1zEAWm1Wvq2EbbIK1mAe3E85RCh",
+	"6ZHQi3bB2U7YUPeFnOoCRMfJgrGt4jWsgCfsnP/OQlKHI1qMltFYNXKeYGMIrmUnT1gTZxvLaDphUHhm",
+	"Dl8Di0xyokf3cxXpL0Tnygv688XLF8S7gtQ1u0FkkoSLK9U4dkHD1ZOrPX5Ez7xnNpYJI7+yAXnJsohq",
+	"mZGZzJJ41UgIvpPUDf389fz1qyflmOUnKHdbFQC8o6HKbtLSdaslqoNVwYKw5d+LmNvKPLGi4dvK0Pv9",
+	"s/Chjqby9YqPVqbnn1cmapltJCweAcpYym+YkbxULZwcCFUXBwBK5N0halQUZ9otwxhfzT3rwo1ife5Y",
+	"xZA2ntNWrVoqJOyyMqQB1V18JFico73msQ1S9yINjcqDl1d6bAvWu6jPY25vyQGRDxa3EQnWbXaJKL1U",
+	"36o8YD+vN994L3cYB18tGby2indJelhqkgotIGCnUAftkdAp1Zcpyy6xi09oo6l16F4Ml0c0SVSDUNeR",
+	"U0hB6DXL6IgFZJpCnudgmikdEgB6i9gxoVEmlSKvHJKtsiGneMK1Irs7r1CvMyT09vTk+cvTRsvhavcQ",
+	"zbgOkJKYphEswoNx3ViKEsIQbMS6YmK13n77dlN81z7j4xKUWLC22+SKFy49JtjUs9InyKpHBnaElZQC",
+	"6BP3q/mFxtGXrkGu74Y5PAD1bkF4yhlJpNWpcshqpBYM5+aAiW2SsWtpg+5Czo4NjQBy3l6bxHSuGuXE",
+	"2P2jzhJmW8VCLc3eyb4KJ29ZDVgjsddZqVVJLuuuX5lPsiZd5BHl0cqqMARi8+Xhzfz3SmG4WkDZTGJn",
+	"XPaKatxtpNZquZA3LrEj22u1W+2VY7sjMvujhI7XSpB8Cm581bLA7sCHFURcGADcrPmEC2pxXCY0TW0S",
+	"g9VhVkK7la0JN/n1kyyuv83Zw/wVqgtXNoFeCraFR2f5eZug6Mrjvf3gr8UPVEdjj60tOMjMr7lvFABs",
+	"iqAcJrGAka2spNpv59rz2XO17Ilfi+f7vLjTPMvhcLm3DWXWIs+naKszBPdCiRXbPKSm4jELgEca7jjk",
+	"mdJNxaCJq8UAuA9o737bV9Z3t47Pq/VUaFdepVKoCjbwkqZWrMdcaS4iTYpHk3oiZyxrRlQxBK+z8sHs",
+	"kMy7WS1vQBF7XZVh9QcR4Ybr8yutp//DslRa5A84s7VLngcuyovC3Nd3CrH6SAqWp26NY4BvXOu0eHe/",
+	"vL2TqgZUpYoPiiC8z3MELLwoDHLEJOW8kOaIKQcT1hcOFexNxtWkAHXQ9Ir5+GAWECwEB7VrjfwJMv3u",
+	"mJp2r7ywx0i4MpvpeeHXzHkLU33p0RVhuYWkdmz8WP1OVNNXhJI9fCzsA7k9yhd0h/S0gAK5byVSXz7J",
+	"DxX6BbSU/LjaR7l+W8xo8Bn2jqo98pWRDeu1GMXcoILCYVq376vUq0WAskdTYZeTA1avyEP9prY28Uvy",
+	"m35zZ/4f7c68qq4b+hJ8llVoKgMlk6lmwUr/nWqtbY/2x9tqVd6+jS6+dVZd7v4rj72SaZXyiRfaX6QZ",
+	"v6aahb1Shw+ofcW/gTtBBprCDDQSFtlYYY8k/AoSt64hJXww1QRb0GDpLEKvu/QhRQDMkcXmmS67i+sW",
+	"CTHPMAR4Y0jkLyWKA8AqoFW/BjxrfPTEaFlFtr97htH4jQ0EXFVoaT7bLo3+yK0/z1XM4AQgmO0uqUp/",
+	"9MSpYtE043p+DvY1NuZM+S9s/jOocpU59DZ99YlCCYEpjRMuNAQMPUOy/hOTL5hQT7DlF2qHtrmtdbRO",
+	"E2PypSkstgIkSEiZRzB680K8y4FL9Gp/b56kvPkL89sLw4gBpBL++u8py+bbDB3LEn4zl5OUZnTCNMvA",
+	"AZMPxA0DLipGcVX9ftvbfqVcVbb3Pb69HuqRuvzPv/4dNrAQByJ6I2McI3Is5us1LREDUYT2O3iC2f+w",
+	"VOjRI/Bu0p+223sRXAR/YmJBgRKvyIwlCan7A/7Z7g+svXN51QZQN1JMdqx1ujjVVcRy4cKN5XlzYdQI",
+	"I6myJ66ABVou97yCGhuin8ksJiG8JQwgxVClNGIYAS1aANarlyFf3xY5/W3Kr2lipLmWxB89qeMcG2uo",
+	"rlxNs7Tzt6BMD6XrlkwjbPqGN+e7OqEcYPERtwRskbxUZMT1eDqAVuzu+uIPrtSUqeU6qPzJEfbjVTmm",
+	"HVT0UzKhKTHCxKyu7QOsesi4BB3ZniE2eT5PS9eYszzoiwl4KyYDFpM65MYhviQwxAJAH49xIwAmAIVS",
+	"mW4mHDw4nmwrHD65FzTAfQQb1o4O0f61XOhugfFrm6sM7AR8IldMtPqiL17CdACTHCIvwGwh+lI+cAtU",
+	"Youilk/LMakkqL7YcLC0lM6BC/SdJ9VAdw6uGy2CObZAymZJ+2L9qSdNCD+SVycvT0OY6+lyEpEZgiBL",
+	"KUh1zCkKXPpQQEJ0TYQNTHXM8x/7wuUO9dbkTKLr4Lvvup3Od98VyZIugSjhSvdFPfzYtzmafWMa9o2d",
+	"1q8FfWOpwb9mUPAH2J/wV6Rv+rXbD2Ab3EJLOGxNArnDONUxNaP0n036tVar1a/dhi1MdsLxbcpSytOS",
+	"qLpSFr7bZib1Rf0OuUkN24pl6YciZ4nUhTQ8enPOEvK+iuykN1SPC59NgoNBwHEW5wFkhb+aH8y+71zv",
+	"7lgcarXzEdMub3eguUhYlMX0BaASG7mtEqrGAQnNXTvueO7gtQSg5UFs44bAq6CX/hBaOaRUj/M6ye++",
+	"22sffvcd0bIvAC6dCil4RBMsbkRpa5t4XLFUk/pe+9CrhJwwPZZY8mhWw3LlhEfMOlQtVzW2dsaZptmc",
+	"1N+9enH27PTV+enzhpdGlfNHUDEtKmhtFyIkt0HNduur9SBosmdUJbPW5h2wDHQac70DoT5W4UXHc4in",
+	"NciDrnnfWTMBQJo3H2wbDOSwSDas6va+sGAsS3cXVbcitleb77m2+qirXTQCIOYxaqQWyDR0nHwJbB3i",
+	"0ItY68dEYX0sNmMBs7zoTEDzKfYFNk+2LJobYzRNmWBxQFyfI2T6Rv4iLrZ5Iuz6UGZ9UfQMO3n3/Ozi",
+	"8u3pxemri7PXr0JSt+Yr6bZdzBMIwVj38PazGJoFKg2w3bB5VoNTK/3cxSU7CE6+0mPtXWkb/nwAtRrc",
+	"+kAinXbbiXvX5WPhUJd8zwUMhZgmSW7YvS+6J1T0SHDdCIwtXWsPd1kn3oua3cE+bXaPDg6bh0+fHjTp",
+	"/qAb7cUdtjtsFxoLyJIFtP+8Jdb797XZbOZ3qqp9CJa/C2rfla/5YH1WtafRwWCfdo+ae4edp83u7sF+",
+	"84geDppPo4N4n3WHe7QzqPnI+nDX3nA36tAj1twfPI2bXXY4bB7R3XazM9iLuvE+Oxg+bZeUK8DRz5Hv",
+	"a51256C5u9tsdy7aR729dq/d/h/YmBKQxq6L2NKtAN8BMwQ0uEVtPbX9h4GODaMMiGAzCJnxTGnIje62",
+	"d1e9JaeWnXeCWmWCxXjT3uabTswGvnXmt7mr09nmVSn2bKKDhJ0KbdP/97d54ztBrylHlzEYh9PJhBpL",
+	"yq/reqII8MWqFYEdHxn6wnYBxua8aTom3Mxk4lHmbVArC5uVjPZi7LX/RJGSGN1KMaZI3XDAfGyBU2al",
+	"YGi367FULDfZtTRKWEBkEuejDgjFrYbWsdDkH/JsQjyw2DR7me08d2niXw/nqbH5X9P/eXZ2cPbPV5OX",
+	"v76c/+MiSc5E+/tamR+VYbR3yyjWtd1BJ9qLu6y5PzxoN7tPdw+bh52jvSbtDvajg/gpOxweLYA29mr/",
+	"//9HTnFARjdOEV7HOUrf77eOgu5+6zDYbbf2g+7T1uGHImfk/WGrE3QPWofB0w8eunI1N/AKBVddsJCX",
+	"YaStYHomsyuEV1Gk3dzt+uUFWKXvQSNjvABW4zDuDA+iXdZs0+6gaRhx88gwtqf0YLAfdeM91hk60KNe",
+	"gWWUeyB3u57HsZ2zbzOsMrillRsF8Ad+XnD7vf/oBSaihCpV69XOS1WOtcw+e8UYDL355fu5X2mJ0+5v",
+	"z2p9gKa1zDY3DUtn9AG89vNxTcMlfF+9csIE+ZeHpF8wKq9MlnCfoT73qlKWeeo1ZzP04KayKuPj1OIB",
+	"4uEgucc0H9ox/gRKvWAlP6TvcLRdovLmRn1hBkDq3fZeYfRUampo9j7PO+JYK/MHGc/vxsy24Cv3PWzV",
+	"VH9HErc1tLdl77nhGLdLfHz3jlP/wzkz8hjHie2nx+XA+NDVvNbmQ3yJzNZ++RhUU8UUL6Br0qyoFv+k",
+	"+qYdyI+uMT/cuLvFjRdSvjB6/mfmttavlhvKW/NOxEqtUEg/FpGu2x3kqdA4rgKz1nyvSnFZ0EvlTOQ8",
+	"Xopk3sD+rNr6Oo+JnGqo5FoMnSgtU3LNMj6cm59siniLvAWDm8V5f6lCFV/WUnFYPsstMZ/uqonEx/kQ",
+	"3XiEhNxlltlBfQ5axAGvv/GV1Fj49nlpEdexoMXA89OUSeDOVBpU20ivBSt16vFMpB68bcI0NRcEpOBX",
+	"iCs2ZggGAt73GctY0dCDmMfycqcfwpVrSlQmt5+YXklr7S9d0H0zQb4OE+SRxOojiNSvhxv9xPRCHy+P",
+	"O9zHxLiTu8M+9ew52I8p1dG4Mja/CDebsKFehznbIic+K7Mu8cF0kqq+CMscBLJgOeS8a54xV4hfLX0X",
+	"MGha5CWFshzaF4tpGoHN04AevWszNYJFy4kUhhO4wqkgyOIDizGox7bNuV2BxjHJr4EQr8bUkdxUc4MD",
+	"gEjoI2CNvCpzDEGBH8Ec25qVlc8z5qTc9ThbKOOtbKsHipzOly5yuhe7B732N5HzyUTO/Uh0lcSZAunG",
+	"n9OYu7PI+oqsP+QMn8z6Q9V9dYji17FcA3jXIyUQNBUsZhTaQK5vLtaHi643N7JGi5xg8uAqsDSwNauj",
+	"FoA8ph6soJeiBQWTPGD7cTfaGzQ7dPeo2W0fPm0eDQ9YE781X7YPt2JWXg7xtrwGrj2ih4On0UHc3Gfd",
+	"YbNL9wbNw6gTN3dZe+h+W8TFA5YC5QnbHfQCBW69cvmkiMw/kit7myOCG/zVWs7gM6dLS7j1cc7D3g9S",
+	"Uit96OeYP+wfc3DTL0AckrqPgNggRqNDQK2q02yzNhYgEJeYQRkysdEjrAy6qMds0iI/GOWXLOq+rRW+",
+	"eAQhfIgn/s5H/25n7NN60v8UXOtO67nOxwzH7GtgTe2jLV/0TIphwrF64GvSZIDNePZ6FY8BuzMBs77g",
+	"G6tQZu/KO7fShD7Cvxs94+dapqgKOTQx+yxMd8S0DPZEbeH8Rr7qMzajZQ2gp3djlfO74HGbXN9vAXEj",
+	"PnaDmHBIGJmKmGUIw/GHesDve1bgvi9EluOSEorb/AeK8OAjZvGnVI+LjDhHsbVFaeIz0U14ph/Wnw6w",
+	"lOFEPEj/mK4CwvTSg0u9uLlWLBkGBK1kTHSKubpqkTPtwGZssn/Grrmc4n19QbWc8IgmyfyYUMjzNkSP",
+	"OagJo9eLd+kc85OLEeYEF7oaLp71JwR9gZ6OgKBPIyjVWhoLyNaQohUPqaGaXjGBxTAIm5kY5uBiF62+",
+	"wN4jOOkJnZMBI/U0oVyQ0F0VkhwdT4VEG8JUwDDNE8MJTcOdkE/oyPya0Lmc6uO+EJLE1HwZQyaKOrYz",
+	"NY9yDwZWzAUiQ6ljwxJevXtBoB7CpTQf+5PE6obyLO0zzFjwOeApLOUOhA10+7HoisUEk3OxvLYvXKVB",
+	"zy0CpN4OMkavlOH+0wQCNJR0Ox0yg5SSMJFRiNCp+HoSGjrCZQJoTkzUtpBommDebZ21Ri0Svu/XzNX9",
+	"WkD6NbcS+Mmfae1D2DgmSuLLYWSWXeoxFX1hJnr+3y+4Zq7gR9E5bguOMl/kTM4UYTcRYzHpkpf8B6Ll",
+	"CEJUrb44IZZRkYxFjBvydNBIRS7xy5O/Xz57/erZu7dvT19dXL578+L1yfPz0JK1cgKlB8rzBBbXrCzk",
+	"r7OY7Lf37DK9ZTqbN0+GmmVhUGyEys+hhUolw2mSwHnD6e+3nx5bCd4XMc+AAOaukEUIqQ3duoY+FN7o",
+	"AW4qLTM6YtVuWzOFCxs53E5zl5FmulnATlQwuwEXNJtXsLtP72f9Ftr7Ftr7FKG9IPe4rpQmX4MLFs2d",
+	"u4RjEHu/djHmyhPNKM0iOWG4HlwXQDLHxNgZBayMxPaClt8h1wRFHFawwLfpddtHRa1Nbm8VCfwe7O/W",
+	"u2uRgW6D2qoyrj/rjDf4EtfNh9QhKpmD/uQzAo8jorh/4Tawuefp5nvOhJoOhzziTOhzlJNLkQBQXsuO",
+	"cV9ZfuTQwNS1aqiuXfAx8qGmDZoTpCyziKKIZh8QwJ+3sYDlBlEYMdDew/rC65RlvYi+EW2ur9tmQ6Xm",
+	"WI2i/k/MPXyCFgFcAsBwLxbO90JCvQXX0JMPXJrgk1BQrCls/jJfjH00WuQHmKjqi7z3X0bNHoLGLydG",
+	"C4oLiMvdoN1u28VRpG70WMQXr0wrLpKOsGXGXa1GuOvHTE62qceAiy/kNpeW2m88uIDjPp7FUq8Q1wmm",
+	"iNvY3hlP2087iLLqOrptVaTV293vtL3WbPvtUhMLLDSr9fa87hGdzm477/JQaE97F+2nRRjbAdkddNt3",
+	"iMiUKGAjI4UDm8dk7Cl8cGjm6wmxWBO63CsvAJZkqIRAff78D80LchwW3SdmaWu9j+UvgTKWU3JXRmMn",
+	"dA4+vN4yCoDhe3mgVivPhWrhXDDVxvLWvqiHOehI6KxXmZHwL1ds/n3YCGwNealIjWoAKbAPDPxmtWCj",
+	"Y8ymL8xFcPixrtvhjpC6rdUMAGeBAM5CQM7ekAyqOYNi+yKZsoAwYXY6DgiA78yDvihArEEW/DaVmjaO",
+	"CYAGIDyNGXZZNihSN7c14TbbqgYRDAiN44wpqML9NW+rWF7YyhwzswLG4IU+tpg6ClZ/11rZfVHRkQYL",
+	"9akP2AKrZlmMzf7ysHUcSlmaMcgiG0wB5LEvEC+iTvNG2bYAmwxoXB5+A0e32yLPAEHC+t3zZpQyQ4xt",
+	"mjHPWQBXPXv99tw14oVVHWRyplimji0aBboTSogSoS2sphlbIdd8LNoH2twPNZbvI38A2Gv36UH36f7+",
+	"rhEwPn7XYXfvDlarBd3ayjfQ22Z4vV0LXdWr7Q/brBs9HXToUXzIdod70cGgTbvxU9YZHkWHg126F++z",
+	"p8OjQSfqxgfscNimu4O9aD9+yo6GnXYOcdV7v9D216uc9vjYNsNbbBH8F8VH3z90oP1pu905YDfp98Wm",
+	"4HewvN9vs7j/a+9km/H/r72TXSMslr0H23kIthb8HvJsVU2hQ59BmKqCBWNqpQdmaFEMIUXzE7sFzJA/",
+	"X3ZGt7NF+PQlF/oFSoD7qxsWWAx2vQyL9f6D0Z+r8KPwlzIAmf+dBfaCr4xSvZji7OXwgnlS1ER42sxF",
+	"YST9UQoNvg3DQnIlIHezgMZegEtaROEGqF8zO+sADkgujwbzfNoDqlhfKE01ACOtRNleCaxN3rCs6UQ6",
+	"Q4CdOsjvbnuvQWLZB1f2kPIEwWvMLHoLljcTOgNfefixjwDJHnJPQPrWtWK+7Lb3/p9uu3sbtsgzhE3q",
+	"CzWW0yTGYAjil+ADncoVwiNDaPDcF33hq37gjFc5KcCCLqmDgS/jS5peoeId9wVCdtu1iFnEY1xsvYhl",
+	"V+hwjaBQtqp0rRaxilRfLGpSegXiQUmZMntoLHGzIJwpzCV3H6wC1RcrNCg9ZpNG4HQQo/fkS4rYo7CZ",
+	"x4T6WpanXeHWo3bl9KYSwF6V+kmKzsBmQq7tiZBiPpFThcpSXwBxrldDSb3bOWq0UPNa3ONN+pSC4/ag",
+	"pHcf8P79thpR1B3s0c7RbvOQPR02u/FB1Bzs027zaI914t2oPTiih7V7CL8S2P+niNkU8PJbzfSbxvlN",
+	"4/z6NM6tTmfRVqCyl0ARJujCObzfQba9IypU2vMpRE+H04QUl91XW/0j4wF/Zr0TFEoULMRJljsrm2WF",
+	"cSmnyDDlluPMlT6vczphnqxWrrcd5lgsKBgtHPS7ty+U1xkyhyUJr9gca9toXwwzpsbJ3CXEeTo26Bhw",
+	"U+yymP0quuW3rpbL0IXqYRlfGy5GhN6Nl53z0TaXnd6kWz0NxMjD/f+fKNthIQVh26yBHBv4Zv57ze9C",
+	"ZZtPfZNPn9cjAoepKgxif9vew2Hu+Aq9HA+WHIuCYoPwKIkEt8oEDgNYJs7PtCAYVO3DOr7vk/xHPKq3",
+	"NiwyZjTR499XCoMX/JoJplSPdNptMhtjoiDLk+cs4PLPFxdvIEM0x3dIpLwitECtGlBl0fB2jM05/70i",
+	"0/pnO5iHMjmnPNXkHZIn8OWrgn5uvlyRadpa3OYP5cIjXDJvj167abqNsoCx6wUxpKEAHjeNNIBBAzXU",
+	"z2d0NGIZeXdmFngnlpHK2/tVrOprfJcVjA+s1rPQ5A+FxS2rtIuNuyp3wEzj5M1ZjlO8fhOq126bLZnT",
+	"SXKHLfnHycsX6Kmyrl85JDqbAqC1JX/bWMuiYDNVAJLTEeVC6ZV7Zh5+tz1zoy8Wd/VK7rXa+Wq6qRDN",
+	"bmA8W2V0Pv4u2Rmv3CVIH2ezHaowf2bIE3a7Fu/TMAMeQb6Ol4HOZogTiHm8dZtWM5iTHEI9T4THely4",
+	"eiazK0XkcJhwgbFdhywOyOqr8Gze4BtPFPqPF3TTigIDm1y0urjAazu26/X/L4oLNhKN2eedSKkysSz3",
+	"9YDr/kmvKa7rVpdDGv36KyuJx0y7dQ8Zv5bCyhv+RBF8a0CUnifMVg+IWGYsLsI4P70gfz1fIWQdCfoi",
+	"diUFnghHLgQNNFIvv4SsJL1GD5DkFyLHKVWaAeB6YSABWogj0sDCQhE1lrOKIlPMOsdyCqMVYh5AkNdO",
+	"iDjoC2wO5caDrl4V2IbD1JiQULABh2IskxhwvcxroCUEHqpcfSkSzjBMDxZi4QseGXkZ2PooB1dfOMGL",
+	"M4aOW3yzd/+EzrGn2ID1BTzMYZoNMzoC5lYP/+uKzb//z7/+jc74/zJK/3/+9e9Cb88/oMIOrT4c1Au6",
+	"tjNGo7EZkuXnVTaoPegFGMpDane2OcBjvcjutzpoSCe44pRgmR95hs9untuj1HwjEx5B9b/XjnHFVRsG",
+	"8SA1fM3xtmivIGqR3ovUESmwbcmKY4xa6MqDi+ouRFCgPANELImoILGEM2RkQa+s3rrGBbZfFPS9pVCd",
+	"wUidQjMNZsifagvFoxw6j20A4Z5GilIP88YBg44YNu/TVnu0yAnZb+/5HTewBsdygkzjsmAl1sJIp4XJ",
+	"EpR/gVwX8wr8zctHKgZVRfpvcTm/MNUdRkW0xDPbegyT7kO5MJHGXEAYaSMlAB2ooGqTOeQSDhLWWKf7",
+	"eJ041mo8Bb66S//dBFPeM2IFCcdhlRs9VgrL4qHbMiqzgt0YfooQWtKWn1Gl4cJGi4QernNIbM80TFcD",
+	"CTb0O6tVI4ucvDn7xczx623E8AjFP35cEB+/vNETmpotWG62YHP4nN7ooldGn7dDvUMTBZ5eZrbxA95s",
+	"tvsSE3QXsm93O73uvhn+RAo9TuaXEKx197l2Kxi8Vhz6WBn2XHST2Nw4Iqi5CtJLUH4ulyeXUc0uIeJr",
+	"9mgwzZSu9Trtdh6mVZcpyy4Vi6SIa7399q1NFzYG7ejq8nDy352bvz1NX3TF2yN1sTv7x8HvJ3uDZ/vx",
+	"aXv4U8fo6ZD5e2lEwyVMtdbbPezudcwPLLuEHEuHBnP/nhJwDLZrKlEc+eXj/vUinhfVCyyRYgRVjdLN",
+	"1W8RYa+7H6L5iSDQ8hlrMesCMlqNluhUHbS0eqQdNizsuRHrhpt5ubiKaW0xBrhWfWGbzoBRG368DcEz",
+	"thrOHDf78eDz1rKHRzqIdz9nd6T9c1xTZTXIB/Lqbzz5G0++G9aNPZRrwG6u2KeG78B+C6XuPdsA13yt",
+	"mDUWe92u7dY83i+wq2pYty3m+hWb96yvwtJl0ULDpjpi1psrBRbmsNcdsIwsm4uBj9EQ0WjMyMXFC8IS",
+	"xWZjlhl1+R4w7J6oWOaHq7I8kjk2gXMk9EeS6xa+vF/Y/MsCXEc/0n1IcA2seu7GKyltQeGXs2VFoPMY",
+	"arN5ngOzeYqPRMN6CbgiwOJcDVqLnJRhnWyj5DUA62up6JtU/SZVP5NUfaBE/ap4zU9M34nF3Lee4Bc2",
+	"z2sJKtu54im+VE7fvjPqlHvDGhvrrqjspB6aY9Qj+L0raQBQoIypMTg7g74I7ZlyF9IkAdwfxGW3XaZH",
+	"lIuAhMUJclejb99+b65AfmJ/7gv8bH7x+FTlq/yKRVfnnhdthjlryZ9MxbwohSQnwh9d6NSBlKK7zn97",
+	"aAsX/Bf5bTUQK4oK76XFLVjcaK6k5NnZ87eY+9/pBD5sEO5R3bUX4SJmN2aMIFOoIkOmozGLHWyW2XIW",
+	"I1q8E2V9u7G2Z0jGaNyEftyI+kLqIY+hnbTtx2670cN3liTMnzkDDs1Or+SH5tJFRhU2YG5Fp3ozm5GQ",
+	"GYtb5JUEa78v6l7/eDkTRTx8Qq8Qo0ACDdOkEVR5BMBRYMz7BYd+D8NcVgjnRTVUIa5BUEAngK6bzxkL",
+	"PawayK6Z0JU+A7h6wUh+gO9grVgaa532dnYSGdFkLJXu7bXbbcOgHigBPrV1f1dY+296yKYN/z9RH3HY",
+	"T5/H0r+HOvNn9g5YbP77G2drNCAWXX0CvYfEgNMgemTm0sEgcYOJOJVcaDKDqkSsAyQZH401EXJmcb7t",
+	"qcHMepTOXAHUwxNFommWGUllIRNs+BjXxkEIQIv3hXq3PMXCvFRxKbDHOu2LSKbzntOZhMwmNOEKWG5A",
+	"wr+EOSQEibnZVy5GC+gR8L4cWqJh5CxIw74Ap4h1ddQ9sV5oLhN5DfFDngIcL+J3Ulu0WJ6CkaKqL+oF",
+	"UOPF23fnF6fPL9+8ff33s9Nz77FGbswbx7m85dr33fsqEgwRvDvVIpdFV4/gpb8PsncKbH+v1W7t7u61",
+	"nub8u9bL0+KXubjPD2sv5e88SejOPiZmbscYYcqfshoQ9GfzNNuZE1OLaj03Pb8Mau+uw1bTZDWyn6X8",
+	"P9jS/Io47a/AlmwZjmNDCA025uhcGtjM1vgvdzZgV7LhTGqKPtrH5cPWs0BGDFJyQOVG0wPTyWwenYdw",
+	"fMVYikk+wObs1P3ktKAvpkLzhKyxS0g9HGU0YlblUSE6joWcNQJ0Hxdch1DVF6EFlzHrErbIW7MeEFY0",
+	"FqzNv6ceiDKOG8r4bWPICISLRQ6SCSTVmav6IkerRQY4pgXkrZ5JW1zWIuURg5GTAf428mKZWBwMM4tW",
+	"X7wGv6P1eCsjeTJsPOE7v4GMwAP+xIzVpkJzKTAVsTKhCEjh4Ry3NJtab++g3d6aleAYPBb4zU75Sv2l",
+	"peX2YOIearHsjX85vH61+9uv++ztU/2Po+lZR77p0vOD+Mf26Ofdf34eD2oRUTCcDksmvwrj5SuSkD/x",
+	"a+ZihrlP0gKBOCAUxy8dbge1DDplGZfx41kvj40cugYtFG5zref6wiJykjWAnC0CcIpGSjmgcvSYDpOp",
+	"GhMuNMuuaVLS59+dn/x0evnji3fnP1+evbo4ffu3kxdhQGxSDdltE9XoFbmHQzYjlsPnyCYDhkKRzGGg",
+	"J/cFBcXD9mfGBN0O37N7eNBFfE+HJ7M9jIfF+NyA62mu2oDraSaLRL+tlNqaqeabvJqtfk7Izy8namVR",
+	"Pw3b83jKmMZOkV2HAPqJA1wPwG34YAnRvrGikAzL+LDWAMtewRYqSt2C2jRLar3aDtCpnfLio1zAoWmm",
+	"QjUfJKxIdDx5c9YqEvTyxTLDXubpxBzCgMwsUJVi6H+ZKpBLk7ykgGcl1GrlvSEHZF1+w/lYZrqZcLPB",
+	"PvwdQiTpHPWh/hOTL5hQ3nwa3ht83IrqaaCXylUL2RZ3PpKWRUdFHAiv7KkeQvF+UcTjV/CEi4Ooev2v",
+	"Y+maIqN/zmXhFOnpbiumMdcVT8DSgwACXFgI4BxxrqzRVnN5z/IS+28/3P7vAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +296,49 @@ func TestInspectStopsAtDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d > limit {
 		t.Errorf("Inspect stopped after %v", d)
+	}
+}
+
+// bigMetadata adds rows rows of metadata, each a value of valueBytes, under keys tilegate does
+// not use.
+func bigMetadata(rows, valueBytes int) []string {
+	return []string{fmt.Sprintf(`INSERT INTO metadata SELECT 'extra' || n, hex(randomblob(%d)) FROM (
+		WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c LIMIT %d) SELECT n FROM c)`, valueBytes/2, rows)}
+}
+
+// allocated is the Go heap bytes fn allocates.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// The metadata costs bounded memory (#15 item 9): many large rows together are refused before
+// any is loaded, and the values of keys tilegate does not use are never loaded.
+func TestInspectMetadataMemory(t *testing.T) {
+	huge := vectorFixture()
+	huge.SQL = bigMetadata(40, 512<<10) // 20 MiB in 40 rows, each within the per-value limit
+	path := writeFixture(t, "huge.mbtiles", huge)
+	var err error
+	if n := allocated(func() { _, _, err = inspectSoon(t, path, Limits{}) }); n > 4<<20 {
+		t.Errorf("refusing 20 MiB of metadata allocated %d bytes", n)
+	}
+	var fe *FieldError
+	if !errors.As(err, &fe) || fmt.Sprint(fe.Loc) != "[metadata]" || !strings.Contains(fe.Msg, "bytes together") {
+		t.Fatalf("Inspect: %v, want a FieldError at [metadata] naming the total", err)
+	}
+
+	unused := vectorFixture()
+	unused.SQL = bigMetadata(3, 800<<10) // 2.4 MB, within the total
+	path = writeFixture(t, "unused.mbtiles", unused)
+	var md *Metadata
+	if n := allocated(func() { md, _, err = inspectSoon(t, path, Limits{}) }); n > 1<<20 {
+		t.Errorf("a file with 2.4 MB of unused metadata allocated %d bytes to inspect", n)
+	}
+	if err != nil || md.Name != "Test vector" || md.Attribution != "© tilegate" {
+		t.Fatalf("Inspect: %+v, %v", md, err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,8 +148,14 @@ func checkHeader(path string) error {
 	// matches the version-valid-for number; old writers leave it stale.
 	pages := int64(binary.BigEndian.Uint32(hdr[28:32]))
 	if pages > 0 && binary.BigEndian.Uint32(hdr[24:28]) == binary.BigEndian.Uint32(hdr[92:96]) {
-		if want := pages * pageSize; fi.Size() < want {
+		want := pages * pageSize
+		if fi.Size() < want {
 			return fmt.Errorf("%w: truncated: %d bytes, SQLite header says %d", ErrInvalid, fi.Size(), want)
+		}
+		// SQLite never reads past the header's page count: whatever follows would be stored
+		// and kept for nothing (gigabytes of it, as far as the upload limit goes).
+		if fi.Size() > want {
+			return fmt.Errorf("%w: %d bytes follow the database's last page (the SQLite header says %d bytes)", ErrInvalid, fi.Size()-want, want)
 		}
 	}
 	if fi.Size()%pageSize != 0 {
@@ -207,6 +214,11 @@ func inspect(ctx context.Context, db *sql.DB, lim Limits) (*Metadata, Layout, er
 		return nil, 0, err
 	}
 	defer conn.Close()
+	// The metadata's size first: a file is refused for it before the integrity check reads
+	// every page.
+	if err := checkMetadataSize(ctx, conn, lim); err != nil {
+		return nil, 0, err
+	}
 	if err := checkIntegrity(ctx, conn); err != nil {
 		return nil, 0, err
 	}
@@ -285,25 +297,42 @@ func parseMetadata(rows map[string]string, hasTile bool, firstTile []byte) (*Met
 	return md, nil
 }
 
-// readMetadata returns the metadata table as a map keyed by lower-case name.
-// When a name repeats, the first row wins. NULL values read as "". The row
-// count and every name and value are bounded by lim before anything is loaded
-// (octet_length of a stored value reads its record header only), and a NUL
-// in a name or value is refused.
-func readMetadata(ctx context.Context, conn *sql.Conn, lim Limits) (map[string]string, error) {
+// metadataKeys are the metadata rows parseMetadata reads; the others are never loaded.
+var metadataKeys = []string{"name", "format", "minzoom", "maxzoom", "bounds", "center", "attribution", "json"}
+
+// checkMetadataSize bounds the metadata's row count and total bytes by lim before anything is
+// loaded (octet_length of a stored value reads its record header only).
+func checkMetadataSize(ctx context.Context, conn *sql.Conn, lim Limits) error {
 	var n int
-	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM metadata LIMIT ?)`,
-		lim.MaxMetadataRows+1).Scan(&n); err != nil {
-		return nil, invalid("read metadata", classify(err))
+	var total int64
+	if err := conn.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(l), 0) FROM (
+		SELECT coalesce(octet_length(name), 0) + coalesce(octet_length(value), 0) AS l FROM metadata LIMIT ?)`,
+		lim.MaxMetadataRows+1).Scan(&n, &total); err != nil {
+		return invalid("read metadata", classify(err))
 	}
 	if n > lim.MaxMetadataRows {
-		return nil, &FieldError{Loc: []any{"metadata"},
-			Msg: fmt.Sprintf("more than %d rows", lim.MaxMetadataRows)}
+		return &FieldError{Loc: []any{"metadata"}, Msg: fmt.Sprintf("more than %d rows", lim.MaxMetadataRows)}
 	}
+	if total > lim.MaxMetadataBytes {
+		return &FieldError{Loc: []any{"metadata"},
+			Msg: fmt.Sprintf("the names and values are %d bytes together; the limit is %d", total, lim.MaxMetadataBytes)}
+	}
+	return nil
+}
+
+// readMetadata returns the metadata rows tilegate uses (metadataKeys) as a map keyed by
+// lower-case name, after checkMetadataSize. When a name repeats, the first row wins. NULL values
+// read as "". Every name and value is bounded by lim before it is loaded, only the values of the
+// keys used are loaded, and a NUL in any name or value is refused.
+func readMetadata(ctx context.Context, conn *sql.Conn, lim Limits) (map[string]string, error) {
+	// A key is used when its name, lower-cased and trimmed of ASCII white space, is one of
+	// metadataKeys; the names are matched again in Go below, the same way.
 	rows, err := conn.QueryContext(ctx, `SELECT
-		CASE WHEN octet_length(name) <= ? THEN name END, CASE WHEN octet_length(value) <= ? THEN value END,
-		coalesce(octet_length(name), 0), coalesce(octet_length(value), 0)
-		FROM metadata LIMIT ?`, lim.MaxMetadataValueBytes, lim.MaxMetadataValueBytes, lim.MaxMetadataRows)
+		CASE WHEN octet_length(name) <= ? THEN name END,
+		CASE WHEN octet_length(value) <= ? AND lower(trim(name, ' '||char(9,10,11,12,13))) IN (`+placeholders(len(metadataKeys))+`) THEN value END,
+		coalesce(octet_length(name), 0), coalesce(octet_length(value), 0),
+		coalesce(instr(CAST(value AS BLOB), x'00'), 0) > 0
+		FROM metadata LIMIT ?`, metadataArgs(lim)...)
 	if err != nil {
 		return nil, invalid("read metadata", classify(err))
 	}
@@ -312,14 +341,15 @@ func readMetadata(ctx context.Context, conn *sql.Conn, lim Limits) (map[string]s
 	for i := 0; rows.Next(); i++ {
 		var name, value sql.NullString
 		var nameLen, valueLen int64
-		if err := rows.Scan(&name, &value, &nameLen, &valueLen); err != nil {
+		var valueNUL bool // checked by SQLite: unused values never reach Go
+		if err := rows.Scan(&name, &value, &nameLen, &valueLen, &valueNUL); err != nil {
 			return nil, invalid("read metadata", classify(err))
 		}
 		if nameLen > lim.MaxMetadataValueBytes {
 			return nil, &FieldError{Loc: []any{"metadata", i},
 				Msg: fmt.Sprintf("the name is %d bytes; the limit is %d", nameLen, lim.MaxMetadataValueBytes)}
 		}
-		key := strings.ToLower(strings.TrimSpace(name.String))
+		key := strings.ToLower(strings.Trim(name.String, asciiSpace)) // as the query matched it
 		if strings.IndexByte(key, 0) >= 0 {
 			return nil, &FieldError{Loc: []any{"metadata", i}, Msg: "the name contains a NUL character"}
 		}
@@ -327,10 +357,10 @@ func readMetadata(ctx context.Context, conn *sql.Conn, lim Limits) (map[string]s
 			return nil, &FieldError{Loc: []any{"metadata", key},
 				Msg: fmt.Sprintf("the value is %d bytes; the limit is %d", valueLen, lim.MaxMetadataValueBytes)}
 		}
-		if strings.IndexByte(value.String, 0) >= 0 {
+		if valueNUL || strings.IndexByte(value.String, 0) >= 0 {
 			return nil, &FieldError{Loc: []any{"metadata", key}, Msg: "the value contains a NUL character"}
 		}
-		if _, dup := m[key]; !dup {
+		if _, dup := m[key]; !dup && slices.Contains(metadataKeys, key) {
 			m[key] = value.String
 		}
 	}
@@ -338,6 +368,20 @@ func readMetadata(ctx context.Context, conn *sql.Conn, lim Limits) (map[string]s
 		return nil, invalid("read metadata", classify(err))
 	}
 	return m, nil
+}
+
+// asciiSpace is what metadata names are trimmed of (SQLite's trim() knows no Unicode spaces).
+const asciiSpace = " \t\n\v\f\r"
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+// metadataArgs are readMetadata's query arguments.
+func metadataArgs(lim Limits) []any {
+	args := []any{lim.MaxMetadataValueBytes, lim.MaxMetadataValueBytes}
+	for _, k := range metadataKeys {
+		args = append(args, k)
+	}
+	return append(args, lim.MaxMetadataRows)
 }
 
 // normaliseFormat maps the spellings found in the wild to tilegate's names.

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -188,6 +189,9 @@ func TestInspectInvalid(t *testing.T) {
 		{"SQLite header then garbage", bytesFile(append([]byte("SQLite format 3\x00"), garbage...))},
 		{"truncated", bytesFile(valid[:len(valid)-4096])},
 		{"truncated mid-page", bytesFile(valid[:len(valid)-100])},
+		{"a page of zeros after the end", bytesFile(append(slices.Clone(valid), make([]byte, 4096)...))},
+		{"pages of garbage after the end", bytesFile(append(slices.Clone(valid), garbage...))},
+		{"a valid file after the end", bytesFile(append(slices.Clone(valid), valid...))},
 		{"directory", func(t *testing.T, path string) {
 			if err := os.Mkdir(path, 0o755); err != nil {
 				t.Fatal(err)

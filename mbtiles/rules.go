@@ -34,6 +34,9 @@ type Limits struct {
 	MaxMetadataRows int
 	// MaxMetadataValueBytes is the largest metadata value (DefaultMaxMetadataValueBytes).
 	MaxMetadataValueBytes int64
+	// MaxMetadataBytes bounds the names and values of all metadata rows together
+	// (DefaultMaxMetadataBytes): what reading the metadata may cost in memory.
+	MaxMetadataBytes int64
 }
 
 // Defaults of Limits.
@@ -41,6 +44,9 @@ const (
 	DefaultMaxTileBytes          = 4 << 20
 	DefaultMaxMetadataRows       = 1000
 	DefaultMaxMetadataValueBytes = 1 << 20
+	// DefaultMaxMetadataBytes holds every key tilegate reads at its largest value and more:
+	// real files carry a few KiB (a large vector_layers a few hundred).
+	DefaultMaxMetadataBytes = 4 << 20
 )
 
 func (l Limits) withDefaults() Limits {
@@ -52,6 +58,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxMetadataValueBytes <= 0 {
 		l.MaxMetadataValueBytes = DefaultMaxMetadataValueBytes
+	}
+	if l.MaxMetadataBytes <= 0 {
+		l.MaxMetadataBytes = DefaultMaxMetadataBytes
 	}
 	return l
 }

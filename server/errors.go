@@ -3,9 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -24,8 +28,9 @@ func detail(c echo.Context, status int, msg any) error {
 // failure is an error answer a handler decided on (a 404, 403, 409 or 413): handlers return it
 // as their error, and handleError answers it like every other error.
 type failure struct {
-	status int
-	detail string
+	status     int
+	detail     string
+	retryAfter int // seconds, sent as Retry-After when set
 }
 
 func (f *failure) Error() string { return strconv.Itoa(f.status) + " " + f.detail }
@@ -51,6 +56,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	var lim limited
 	switch {
 	case errors.As(err, &f):
+		if f.retryAfter > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(f.retryAfter))
+		}
 		_ = detail(c, f.status, f.detail)
 	case errors.As(err, &ref):
 		_ = writeRefusal(c, ref.Refusal)
@@ -73,6 +81,16 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.outages.failure(reason, s.requestBegan(c), slog.String("reason", reason), slog.String("path", c.Path()), slog.String("err", err.Error()))
 		c.Response().Header().Set("Cache-Control", "no-store")
 		_ = detail(c, http.StatusServiceUnavailable, "The database is unavailable; retry shortly")
+	case storageFault(err):
+		// The data directory, not the database: no outage probe, and what it is in the answer.
+		s.log.Error("storage failed", "path", c.Path(), "err", err)
+		c.Response().Header().Set("Cache-Control", "no-store")
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			_ = detail(c, http.StatusInsufficientStorage, "The server's storage is full; the file was not stored")
+			return
+		}
+		c.Response().Header().Set("Retry-After", "30")
+		_ = detail(c, http.StatusServiceUnavailable, "The server's storage cannot be read or written right now; retry later")
 	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client went away (during an outage, often by its own timeout): nobody reads
 		// this answer, and it is no server error to log.
@@ -99,6 +117,20 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("request failed", "path", c.Path(), "err", err)
 		_ = detail(c, http.StatusInternalServerError, "Internal Server Error")
 	}
+}
+
+// storageFault reports whether err is a failure of the server's own files (the data directory):
+// an errno the os package wrapped in an *fs.PathError, *os.LinkError or *os.SyscallError.
+// Database errors are classified before (store.IsUnavailable), and network errors are not
+// local I/O even though they carry an errno too.
+func storageFault(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	var se *os.SyscallError
+	var ne *net.OpError
+	var errno syscall.Errno
+	return (errors.As(err, &pe) || errors.As(err, &le) || errors.As(err, &se)) &&
+		errors.As(err, &errno) && !errors.As(err, &ne)
 }
 
 // requestBegan is about when the request's database work began: its deadline less DBTimeout

@@ -1,6 +1,10 @@
 package server
 
-import "net/http"
+import (
+	"io"
+	"net/http"
+	"os"
+)
 
 // EchoOnly returns h (a Server's Handler) without its tile dispatch: every request goes through
 // echo's router, as before tileDispatch.
@@ -11,3 +15,6 @@ func TakesTile(path string) bool {
 	_, ok := tileSegments(path)
 	return ok
 }
+
+// SetUploadWriter wraps the file each upload's body is written to (a full disk is injected there).
+func (s *Server) SetUploadWriter(wrap func(*os.File) io.Writer) { s.uploadWriter = wrap }

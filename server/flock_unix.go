@@ -4,6 +4,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -18,4 +19,22 @@ func lockUpload(f *os.File) error {
 // errLocked is what lockUpload returns when another open file holds the lock.
 func isLocked(err error) bool {
 	return errors.Is(err, syscall.EWOULDBLOCK)
+}
+
+// lockDir takes the data directory's uploads lock, shared or exclusive, waiting for it;
+// release lets it go. The lock is a flock on the directory itself, so it leaves no file.
+func lockDir(dir string, exclusive bool) (release func(), err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open data directory to lock uploads: %w", err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("lock uploads: %w", &os.PathError{Op: "flock", Path: dir, Err: err})
+	}
+	return func() { _ = f.Close() }, nil
 }

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -29,6 +33,8 @@ func (s *Server) Healthz(context.Context, gen.HealthzRequestObject) (gen.Healthz
 	return gen.Healthz200JSONResponse{Status: "ok"}, nil
 }
 
+// Readyz answers 200 when this replica can do its work: the database answers and accepts
+// writes, and the data directory can be read and written. A 503 names the part that failed.
 func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.ReadyzResponseObject, error) {
 	if err := s.store.Ping(ctx); err != nil {
 		// Load balancers ask often: aggregated like the other 503s.
@@ -39,7 +45,75 @@ func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.Rea
 		s.outages.failure(reason, time.Now().Add(-2*time.Second), slog.String("reason", reason), slog.String("path", "/readyz"), slog.String("err", err.Error()))
 		return nil, fail(http.StatusServiceUnavailable, "The database is unavailable")
 	}
+	if err := s.store.Writable(ctx); err != nil {
+		s.readiness.failed("database", err)
+		return nil, fail(http.StatusServiceUnavailable, "The database answers but cannot be written")
+	}
+	if err := probeDataDir(s.cfg.DataDir); err != nil {
+		s.readiness.failed("data directory", err)
+		return nil, fail(http.StatusServiceUnavailable, "The data directory cannot be read or written")
+	}
+	s.readiness.ready()
 	return gen.Readyz200JSONResponse{Status: "ok"}, nil
+}
+
+// probeDataDir checks that the data directory can be listed and written: it writes, syncs and
+// removes a small file (named as uploads are, so a probe cut short is swept like one).
+func probeDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open data directory: %w", err)
+	}
+	_, err = d.Readdirnames(1)
+	_ = d.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("list data directory: %w", err)
+	}
+	f, err := os.CreateTemp(dir, uploadPrefix+"readyz-*")
+	if err != nil {
+		return fmt.Errorf("write data directory: %w", err)
+	}
+	defer func() { _ = os.Remove(f.Name()) }()
+	_, err = f.Write([]byte("ok"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write data directory: %w", err)
+	}
+	return nil
+}
+
+// readiness logs why /readyz fails when that changes, and when it is ready again: probes come
+// every few seconds, and each would otherwise log the same line.
+type readiness struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	failing string // the part that failed last; "" when ready
+}
+
+func (r *readiness) failed(part string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing != part {
+		r.failing = part
+		r.log.Error("not ready: "+part+" failed", "err", err)
+	}
+}
+
+func (r *readiness) ready() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing != "" {
+		r.log.Info("ready again", "was", r.failing)
+		r.failing = ""
+	}
 }
 
 func (s *Server) OpenapiYAML(context.Context, gen.OpenapiYAMLRequestObject) (gen.OpenapiYAMLResponseObject, error) {

@@ -6,9 +6,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -45,6 +47,9 @@ type Config struct {
 	DataDir string
 	// MaxUpload caps an MBTiles upload (413 beyond).
 	MaxUpload int64
+	// MaxConcurrentUploads caps the uploads this process receives and checks at once (default
+	// DefaultMaxConcurrentUploads); one more is answered 503 with Retry-After.
+	MaxConcurrentUploads int
 	// TileCacheTTL is how long the tile path trusts a cached API key or dataset without hearing
 	// of a change: the fallback bound on staleness while PostgreSQL notifications cannot arrive.
 	TileCacheTTL time.Duration
@@ -121,6 +126,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultMaxConcurrentUploads is Config.MaxConcurrentUploads's default. An upload's checks
+// keep a core busy (about 1.3 s per GB) and its metadata takes up to
+// mbtiles.DefaultMaxMetadataBytes of memory.
+const DefaultMaxConcurrentUploads = 4
+
 // DefaultHotTileBytes is Config.HotTileBytes's default: 64 MiB holds ~250,000 small vector
 // tiles or ~1,300 50 KB ones. Side by side with mbtileserver (make bench-peers, 32 MB of tiles
 // cached) tilegate's peak RSS was 112–189 MiB with it, 50 MiB without: the Go heap grows to
@@ -162,6 +172,12 @@ type Server struct {
 	// outages aggregates the 503s' log lines (per error class), cacheOutage the tile cache's
 	// refresh failures: one line per outage and a count every OutageLogEvery, not one a request.
 	outages, cacheOutage *outageLog
+	readiness            readiness // why /readyz fails, logged when that changes
+	// uploadWriter, when set (tests), wraps the file an upload's body is written to: a full
+	// disk is injected there.
+	uploadWriter func(*os.File) io.Writer
+	// uploads holds a token per upload in progress (Config.MaxConcurrentUploads).
+	uploads chan struct{}
 	// metrics are the series requests update, resolved once.
 	metrics *requestMetrics
 }
@@ -217,6 +233,9 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		cfg.HotTileBytes = DefaultHotTileBytes
 	case cfg.HotTileBytes < 0:
 		cfg.HotTileBytes = 0
+	}
+	if cfg.MaxConcurrentUploads <= 0 {
+		cfg.MaxConcurrentUploads = DefaultMaxConcurrentUploads
 	}
 	if cfg.FileSweepInterval <= 0 {
 		cfg.FileSweepInterval = 5 * time.Minute
@@ -304,9 +323,11 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		box:       box,
 		upstream:  upstream.New(cfg.Upstream),
 		metrics:   newRequestMetrics(cfg.Metrics, spec),
+		uploads:   make(chan struct{}, cfg.MaxConcurrentUploads),
 	}
 	s.anonMint = newAnonLimiter(cfg.AnonymousMintRate, cfg.AnonymousMintBurst)
 	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
+	s.readiness.log = cfg.Logger
 	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
 		first: "database unavailable", still: "database still unavailable", recovered: "database available again",
 	})
@@ -351,7 +372,7 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// The tile dispatch runs the same middleware, in the same order (tileChain).
-	pre := []echo.MiddlewareFunc{s.tileHeaders, s.tokenHeaders, headAsGet}
+	pre := []echo.MiddlewareFunc{closeOnUnreadBody, s.tileHeaders, s.tokenHeaders, headAsGet}
 	use := []echo.MiddlewareFunc{restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline}
 	e.Pre(pre...)
 	e.Use(use...)

@@ -16,9 +16,10 @@ import (
 // The data directory is shared by replicas and outlives processes. tileFiles sweeps what
 // crashed or stuck processes leave in it, at start and then every Config.FileSweepInterval:
 //
-//   - uploads (.upload-*): removed when no live upload holds their flock (lockUpload) and they
-//     are older than uploadMinAge (the window between creating a file and locking it); without
-//     flock support, when older than abandonedUploadAge;
+//   - uploads (.upload-*): removed at once when no live upload holds their flock (lockUpload):
+//     an upload creates and locks its file under the uploads lock (lockDir, shared), which the
+//     sweep holds exclusively, so no file is met between the two; a lone SQLite side file once
+//     older than uploadMinAge; without flock support, when older than abandonedUploadAge;
 //   - tile files (<dataset>-<random>.mbtiles): removed when no dataset row references them on
 //     two sweeps at least the replaced-files grace period apart, so that reads in flight on a
 //     file just replaced (here or on a replica) finish, and a file published a moment before
@@ -91,6 +92,15 @@ func (f *tileFiles) sweep() {
 // sweepUploads removes the upload files no live upload owns, with their SQLite side files.
 func (f *tileFiles) sweepUploads() {
 	dir := f.s.cfg.DataDir
+	if _, err := os.Stat(dir); err != nil {
+		return // nothing uploaded yet (or the directory is unusable: /readyz says so)
+	}
+	release, err := lockDir(dir, true)
+	if err != nil {
+		f.s.log.Warn("sweep uploads", "err", err)
+		return
+	}
+	defer release()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
@@ -104,15 +114,15 @@ func (f *tileFiles) sweepUploads() {
 		for _, suffix := range []string{"-journal", "-wal", "-shm"} {
 			base = strings.TrimSuffix(base, suffix)
 		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
 		if base != name {
 			// A side file goes with its upload; alone, once old.
-			if _, err := os.Stat(filepath.Join(dir, base)); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, base)); err == nil || time.Since(info.ModTime()) < uploadMinAge {
 				continue
 			}
-		}
-		info, err := e.Info()
-		if err != nil || time.Since(info.ModTime()) < uploadMinAge {
-			continue
 		}
 		path := filepath.Join(dir, name)
 		if base == name && !f.abandoned(path, info.ModTime()) {
@@ -221,4 +231,4 @@ func unservable(err error) bool {
 	return errors.Is(err, mbtiles.ErrDamaged) || errors.Is(err, mbtiles.ErrTileTooLarge)
 }
 
-const unservableDetail = "This tile cannot be served: the dataset's file is damaged or the tile is over the size limit; the dataset's owner must upload the file again"
+const unservableDetail = "This tile cannot be served: the dataset's file is damaged or missing, or the tile is over the size limit; the dataset's owner must upload the file again"

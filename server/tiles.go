@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/tilegate/tilegate/internal/usage"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
 )
@@ -210,6 +212,9 @@ func parseTileSegments(dataset, z, x, yf string) (tileRequest, *tileaccess.Refus
 var (
 	errDatasetGone = errors.New("dataset deleted meanwhile")
 	errNoTileFile  = errors.New("dataset has no tile file now")
+	// errTileFileMissing: the dataset's file, read again, is not on disk. It is answered as a
+	// damaged file is (410, logged once), not as a passing failure.
+	errTileFileMissing = errors.New("the dataset's tile file is missing from the data directory")
 )
 
 // reloadError is a failure to load the dataset again (the database: the error handler's 503).
@@ -239,6 +244,11 @@ func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t til
 		data, err = s.tiles.Tile(ctx, fresh.Path, t.z, t.x, t.y)
 		return data, fresh, err
 	}
+	if errors.Is(err, fs.ErrNotExist) {
+		// The dataset still names a file that is not there (lost from disk, or removed by
+		// hand): retrying will not bring it back.
+		return nil, e, fmt.Errorf("%w: %w", errTileFileMissing, err)
+	}
 	return nil, e, err // the same file: the error stands
 }
 
@@ -252,7 +262,7 @@ func (s *Server) readFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileRe
 		return tileError(c, http.StatusNotFound, datasetNotFound)
 	case errors.Is(err, errNoTileFile):
 		return noTileYet(c)
-	case unservable(err):
+	case unservable(err), errors.Is(err, errTileFileMissing):
 		// The file will not get better by retrying: 410, logged once per file.
 		s.files.logUnservable(e.Path, t.dataset, err)
 		return tileError(c, http.StatusGone, unservableDetail)

@@ -44,13 +44,20 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 	if err != nil {
 		return nil, err
 	}
-	// 2. the body, to a temporary file
+	// 2. a place among the uploads in progress (Config.MaxConcurrentUploads)
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		return nil, uploadsBusy(cap(s.uploads))
+	}
+	// 3. the body, to a temporary file
 	up, err := s.receiveUpload(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	defer up.cleanup()
-	// 3. the file's checks, under a time budget by size (mbtiles.Inspect, and tilegate's own
+	// 4. the file's checks, under a time budget by size (mbtiles.Inspect, and tilegate's own
 	// limits on what it brings in)
 	up.startChecks(ctx)
 	defer up.cancelChecks()
@@ -58,12 +65,12 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 	if err != nil {
 		return nil, err
 	}
-	// 4. ready for serving (mbtiles.Prepare), synced, and published under a name of its own
+	// 5. ready for serving (mbtiles.Prepare), synced, and published under a name of its own
 	name, err := s.publishUpload(up, layout)
 	if err != nil {
 		return nil, err
 	}
-	// 5. the dataset takes the file; the previous one retires
+	// 6. the dataset takes the file; the previous one retires
 	return s.commitUpload(up, a, md, layers, name)
 }
 
@@ -119,22 +126,17 @@ func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestOb
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(s.cfg.DataDir, uploadPrefix+req.DatasetId.String()+"-*.mbtiles")
+	tmp, up, err := s.createUpload(req.DatasetId)
 	if err != nil {
-		return nil, fmt.Errorf("create upload file: %w", err)
+		return nil, err
 	}
-	up := &upload{ctx: ctx, dataset: req.DatasetId, tmpPath: tmp.Name(), cancelChecks: func() {}}
-	// The lock marks the upload live for sweeps (tileFiles) until it has cleaned up.
-	if up.lock, err = os.Open(up.tmpPath); err != nil {
-		_ = tmp.Close()
-		mbtiles.RemoveFile(up.tmpPath)
-		return nil, fmt.Errorf("open upload file: %w", err)
-	}
-	if err := lockUpload(up.lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		s.log.Warn("lock upload file", "file", up.tmpPath, "err", err)
-	}
+	up.ctx = ctx
 
-	n, err := io.Copy(tmp, io.LimitReader(req.Body, s.cfg.MaxUpload+1))
+	var sink io.Writer = tmp
+	if s.uploadWriter != nil {
+		sink = s.uploadWriter(tmp)
+	}
+	n, err := io.Copy(sink, io.LimitReader(req.Body, s.cfg.MaxUpload+1))
 	if cerr := tmp.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -152,6 +154,32 @@ func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestOb
 		return nil, fmt.Errorf("write upload: %w", err)
 	}
 	return up, nil
+}
+
+// createUpload creates the upload's file and locks it at once: the lock marks the upload live
+// for sweeps (tileFiles) until it has cleaned up. Both happen under the data directory's
+// uploads lock (shared), which a sweep takes exclusively, so a sweep never finds a file not yet
+// locked and may remove every unlocked upload file at once.
+func (s *Server) createUpload(dataset uuid.UUID) (*os.File, *upload, error) {
+	release, err := lockDir(s.cfg.DataDir, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	tmp, err := os.CreateTemp(s.cfg.DataDir, uploadPrefix+dataset.String()+"-*.mbtiles")
+	if err != nil {
+		return nil, nil, fmt.Errorf("create upload file: %w", err)
+	}
+	up := &upload{dataset: dataset, tmpPath: tmp.Name(), cancelChecks: func() {}}
+	if up.lock, err = os.Open(up.tmpPath); err != nil {
+		_ = tmp.Close()
+		mbtiles.RemoveFile(up.tmpPath)
+		return nil, nil, fmt.Errorf("open upload file: %w", err)
+	}
+	if err := lockUpload(up.lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn("lock upload file", "file", up.tmpPath, "err", err)
+	}
+	return tmp, up, nil
 }
 
 // cleanup removes the temporary file (and a published file the dataset did not take) and
@@ -240,11 +268,8 @@ func (s *Server) commitUpload(up *upload, a store.DatasetAccess, md *mbtiles.Met
 		d.TileFile = &name
 		return nil
 	})
-	if isNotFound(err) {
-		return nil, notFound()
-	}
 	if err != nil {
-		return nil, err
+		return s.commitFailed(up, name, md, err)
 	}
 	up.published = "" // the dataset's now: keep it (the store's change evicted the cache entry)
 	if old != nil && *old != name {
@@ -252,6 +277,35 @@ func (s *Server) commitUpload(up *upload, a store.DatasetAccess, md *mbtiles.Met
 	}
 	s.log.Info("tiles uploaded", "dataset", up.dataset, "file", name, "bytes", up.size, "format", md.Format)
 	return gen.UploadTiles200JSONResponse(s.datasetOut(d)), nil
+}
+
+// commitFailed answers an upload whose transaction failed. A refusal (the change's own 422, a
+// dataset deleted meanwhile) left the dataset as it was, and cleanup removes the published
+// file. Any other failure may have met the COMMIT itself: when its reply is lost the
+// transaction may have committed, and the dataset may name the file now. Such a file is never
+// removed here: the dataset is read again, and when it names the file the upload succeeded;
+// otherwise the file is left to the sweep, which removes it once no dataset references it
+// (tileFiles). The previous file is left to the sweep too.
+func (s *Server) commitFailed(up *upload, name string, md *mbtiles.Metadata, err error) (gen.UploadTilesResponseObject, error) {
+	var f *failure
+	var vf *validationFailure
+	switch {
+	case isNotFound(err):
+		return nil, notFound()
+	case errors.As(err, &f), errors.As(err, &vf):
+		return nil, err
+	}
+	up.published = ""
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(up.ctx), s.cfg.DBTimeout)
+	defer cancel()
+	a, status, rerr := s.ownedDataset(ctx, up.dataset)
+	if rerr == nil && status == 0 && a.TileFile != nil && *a.TileFile == name {
+		s.log.Warn("upload committed though its commit failed", "dataset", up.dataset, "file", name, "err", err)
+		s.log.Info("tiles uploaded", "dataset", up.dataset, "file", name, "bytes", up.size, "format", md.Format)
+		return gen.UploadTiles200JSONResponse(s.datasetOut(a.Dataset)), nil
+	}
+	s.log.Warn("upload's commit failed; its file is left to the sweep", "dataset", up.dataset, "file", name, "err", err, "reread_err", rerr)
+	return nil, err
 }
 
 // retiredFiles removes replaced tile files after a grace period (Config.ReplacedTilesGrace), so
@@ -314,6 +368,12 @@ var servedFormats = map[string]bool{"pbf": true, "png": true, "jpg": true, "webp
 
 func tooLarge(limit int64) error {
 	return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("The MBTiles file is larger than the %d bytes this server accepts", limit))
+}
+
+// uploadsBusy answers an upload beyond Config.MaxConcurrentUploads: the body is not read.
+func uploadsBusy(n int) error {
+	return &failure{status: http.StatusServiceUnavailable, retryAfter: 5,
+		detail: fmt.Sprintf("This server is receiving %d uploads already, its most at once; retry after Retry-After seconds", n)}
 }
 
 func nullIfEmpty(s string) any {

@@ -25,11 +25,41 @@ func (s *Store) ListAPIKeys(ctx context.Context, accountID uuid.UUID, cur *Curso
 	if page.Total, err = accountCount(db, accountID, "api_keys"); err != nil {
 		return page, err
 	}
-	if err := keyPage(db, accountID, cur, limit).Find(&page.Items).Error; err != nil {
-		return page, fmt.Errorf("list api keys: %w", err)
+	if page.Items, err = scanKeys(keyPage(db, accountID, cur, limit)); err != nil {
+		return page, err
 	}
 	pageOf(&page, limit, func(k *APIKey) Cursor { return Cursor{Created: k.Created, ID: k.ID} })
 	return page, loadScopes(db, page.Items)
+}
+
+// keyColumns are the columns scanKeys reads, in its order.
+const keyColumns = "id, account_id, token, name, name_generated, description, user_agent, origins, created, changed, " +
+	"last_used, expires_at, enabled, dataset_scoped, ip_ranges, previous_token_hash, previous_token_expires_at, " +
+	"rate_limit_rps, rate_limit_burst, monthly_quota"
+
+// scanKeys runs q (which selects keyColumns) and scans each row straight into an APIKey: GORM's
+// reflective scan was a fifth of a key page's CPU (issue #20). The statement still runs through
+// GORM, so deadlines, statement counting and error translation apply.
+func scanKeys(q *gorm.DB) ([]APIKey, error) {
+	rows, err := q.Select(keyColumns).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("list api keys: %w", err)
+	}
+	defer rows.Close()
+	var out []APIKey
+	for rows.Next() {
+		var k APIKey
+		if err := rows.Scan(&k.ID, &k.AccountID, &k.Token, &k.Name, &k.NameGenerated, &k.Description, &k.UserAgent,
+			&k.Origins, &k.Created, &k.Changed, &k.LastUsed, &k.ExpiresAt, &k.Enabled, &k.DatasetScoped, &k.IPRanges,
+			&k.PreviousTokenHash, &k.PreviousTokenExpiresAt, &k.RateLimitRPS, &k.RateLimitBurst, &k.MonthlyQuota); err != nil {
+			return nil, fmt.Errorf("scan api key: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list api keys: %w", err)
+	}
+	return out, nil
 }
 
 // keyPage is the statement of a page of keys (and one row more, which tells whether there is

@@ -56,14 +56,14 @@ func UnavailableReason(err error) string {
 	if errors.As(err, &sqliteErr) {
 		return sqliteReason(sqliteErr.Code())
 	}
-	var netErr net.Error
+	netErr, isNet := networkError(err)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
 		return ReasonTimeout
-	case errors.As(err, &netErr) && netErr.Timeout():
+	case isNet && netErr.Timeout():
 		return ReasonTimeout
 	}
-	if errors.As(err, &netErr) || pgconn.SafeToRetry(err) {
+	if isNet || pgconn.SafeToRetry(err) {
 		return ReasonConnection
 	}
 	// A connection that went away: refused or reset by the peer, closed under a query (the
@@ -79,6 +79,22 @@ func UnavailableReason(err error) string {
 		}
 	}
 	return ""
+}
+
+// networkError finds a network error in err's chain. A bare syscall.Errno also satisfies
+// net.Error, so a local file system's ENOSPC, EACCES, EMFILE or EROFS (an *fs.PathError around
+// the errno) would otherwise read as a lost database connection: only errors the net package
+// made (an *net.OpError, a DNS error) count; a connection refused or reset without one is
+// matched by its errno in UnavailableReason.
+func networkError(err error) (net.Error, bool) {
+	var netErr net.Error
+	if !errors.As(err, &netErr) {
+		return nil, false
+	}
+	if _, errno := netErr.(syscall.Errno); errno {
+		return nil, false
+	}
+	return netErr, true
 }
 
 // pgReason classifies a PostgreSQL SQLSTATE: class 08 connection exceptions, 57 operator

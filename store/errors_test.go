@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,6 +77,14 @@ func TestUnavailableReason(t *testing.T) {
 		}
 	}
 
+	// A file where a directory should be: the file system's own error.
+	blocker := filepath.Join(t.TempDir(), "file")
+	must(t, os.WriteFile(blocker, nil, 0o600))
+	_, notADirectory := os.Create(filepath.Join(blocker, "x"))
+	if notADirectory == nil {
+		t.Fatal("created a file under a file")
+	}
+
 	cases := []struct {
 		name string
 		err  error
@@ -88,6 +99,18 @@ func TestUnavailableReason(t *testing.T) {
 		{"the words without the type", errors.New("database is locked"), ""},
 		{"the words without the type", errors.New("failed to connect to `user=x`: conn closed"), ""},
 		{"nil", nil, ""},
+		// Local I/O: a syscall.Errno satisfies net.Error, yet a full or read-only disk is no
+		// database outage (#15 item 12).
+		{"disk full", fmt.Errorf("write upload: %w", &fs.PathError{Op: "write", Path: "/data/x", Err: syscall.ENOSPC}), ""},
+		{"permission denied", &fs.PathError{Op: "open", Path: "/data/x", Err: syscall.EACCES}, ""},
+		{"too many open files", &fs.PathError{Op: "open", Path: "/data/x", Err: syscall.EMFILE}, ""},
+		{"read-only file system", &os.LinkError{Op: "rename", Old: "/data/a", New: "/data/b", Err: syscall.EROFS}, ""},
+		{"a real file system error", notADirectory, ""},
+		{"a bare errno", syscall.EIO, ""},
+		// Network errors still are.
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, store.ReasonConnection},
+		{"network timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, store.ReasonTimeout},
+		{"bare connection refused", os.NewSyscallError("connect", syscall.ECONNREFUSED), store.ReasonConnection},
 	}
 	for _, c := range cases {
 		if c.err == nil && c.want != "" {

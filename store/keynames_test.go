@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -228,4 +229,37 @@ func TestMigrateKeepsDuplicateGeneratedNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The key page's hand-written scan reads every field as GORM's does (GetAPIKey): a key with
+// every setting, a scope and a rotated token lists exactly as it reads.
+func TestKeyPageScansEveryField(t *testing.T) {
+	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		ctx := context.Background()
+		acct, err := db.Store.CreateAccount(ctx, "fields")
+		must(t, err)
+		d, err := db.Store.CreateDataset(ctx, store.Dataset{AccountID: acct.AccountID, Name: "d", Kind: "vector", Visibility: store.Private, Format: "pbf", MaxZoom: 14})
+		must(t, err)
+		exp := store.Now().Add(time.Hour)
+		ranges := store.StringList{"10.0.0.0/8"}
+		k, err := db.Store.CreateAPIKey(ctx, acct.AccountID, ptr("full"), store.APIKey{Enabled: false, Description: ptr("desc"),
+			UserAgent: ptr("ua"), Origins: store.StringList{"example.com"}, ExpiresAt: &exp, DatasetIDs: []uuid.UUID{d.ID},
+			IPRanges: &ranges, RateLimitRPS: ptr(5), RateLimitBurst: ptr(10), MonthlyQuota: ptr(int64(1000))})
+		must(t, err)
+		_, err = db.Store.RotateAPIKey(ctx, acct.AccountID, k.ID, time.Hour)
+		must(t, err)
+		createKey(t, db.Store, acct.AccountID, nil) // a plain one too
+		page, err := db.Store.ListAPIKeys(ctx, acct.AccountID, nil, 10)
+		must(t, err)
+		if len(page.Items) != 2 {
+			t.Fatalf("%d keys", len(page.Items))
+		}
+		for _, listed := range page.Items {
+			got, err := db.Store.GetAPIKey(ctx, acct.AccountID, listed.ID)
+			must(t, err)
+			if !reflect.DeepEqual(listed, got) {
+				t.Errorf("listed %+v\nread   %+v", listed, got)
+			}
+		}
+	})
 }

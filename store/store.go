@@ -216,6 +216,23 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Writable checks that the database accepts a change: a PostgreSQL standby or a server in
+// read-only mode, and an SQLite file that cannot be written, answer Ping yet refuse every write.
+// The probe changes nothing: an UPDATE that matches no row, in a transaction rolled back.
+func (s *Store) Writable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	tx, err := s.sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write probe: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, "UPDATE accounts SET name = name WHERE id IS NULL"); err != nil {
+		return fmt.Errorf("write probe: %w", err)
+	}
+	return nil
+}
+
 // Migrate applies every pending migration of the store's dialect. On PostgreSQL a session
 // lock keeps replicas that start together from migrating twice.
 func (s *Store) Migrate(ctx context.Context) error {

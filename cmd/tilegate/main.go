@@ -58,11 +58,13 @@ type serveCmd struct {
 	AuthCacheTTL        time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
 	TrustedProxies      []string      `name:"trusted-proxies" env:"TILEGATE_TRUSTED_PROXIES" sep:"," help:"CIDRs of proxies whose X-Forwarded-For gives the client address for keys' ip_ranges (default none: the peer address)."`
 	AuditRetention      time.Duration `name:"audit-retention" env:"TILEGATE_AUDIT_RETENTION" default:"9600h" help:"How long audit events are kept (default 400 days)."`
-	ShutdownTimeout     time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM."`
+	ShutdownTimeout     time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM; what remains is then cut (logged at WARN) and tilegate exits 0."`
+	ReadTimeout         time.Duration `name:"read-timeout" env:"TILEGATE_READ_TIMEOUT" default:"30s" help:"How long a request's headers and body may take to arrive; an authenticated upload gets an hour."`
 	SigningKeys         string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
 	TokenWindow         time.Duration `name:"token-window" env:"TILEGATE_TOKEN_WINDOW" default:"900s" help:"Tile tokens' alignment window (10s to 24h): exp is the next multiple of it, or the one after when less than window/15 remains."`
 	DataDir             string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas)."`
 	MaxUpload           int64         `name:"max-upload" env:"TILEGATE_MAX_UPLOAD" default:"2147483648" help:"Largest MBTiles upload, in bytes."`
+	MaxUploads          int           `name:"max-concurrent-uploads" env:"TILEGATE_MAX_CONCURRENT_UPLOADS" default:"4" help:"Uploads this process receives and checks at once; one more is answered 503 with Retry-After."`
 	TileCacheTTL        time.Duration `name:"tile-cache-ttl" env:"TILEGATE_TILE_CACHE_TTL" default:"60s" help:"How long the tile path trusts a cached API key or dataset when no change notification arrives (PostgreSQL LISTEN/NOTIFY invalidates at once; this bounds staleness while it is reconnecting)."`
 	LastUsedInterval    time.Duration `name:"last-used-interval" env:"TILEGATE_LAST_USED_INTERVAL" default:"30s" help:"How often API keys' last_used times are written."`
 	TileMaxAge          time.Duration `name:"tile-max-age" env:"TILEGATE_TILE_MAX_AGE" default:"1h" help:"Cache-Control max-age of public datasets' tiles."`
@@ -126,7 +128,7 @@ func (c *serveCmd) Run() error {
 		Upstream: upstream.Config{Guard: guard, Timeout: c.UpstreamTimeout, MaxInFlight: c.UpstreamMaxInFlight,
 			CacheBytes: c.UpstreamCacheBytes},
 		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
-		MaxUpload: c.MaxUpload, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
+		MaxUpload: c.MaxUpload, MaxConcurrentUploads: c.MaxUploads, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
 		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,
 		DBTimeout: c.DBTimeout, TileLoadWait: c.TileLoadWait, TileMaxLoads: c.TileMaxLoads, StaleIfError: staleIfError(c.StaleIfError),
@@ -145,10 +147,11 @@ func (c *serveCmd) Run() error {
 			slog.Warn("close server", "err", err)
 		}
 	}()
+	flight := newInFlight()
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           flight.wrap(srv.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       5 * time.Minute, // uploads stream large files
+		ReadTimeout:       c.ReadTimeout, // an upload extends its own once authenticated
 		WriteTimeout:      5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -162,12 +165,7 @@ func (c *serveCmd) Run() error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	slog.Info("shutting down: finishing in-flight requests", "timeout", c.ShutdownTimeout)
-	shutCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
-	defer cancel()
-	if err := httpSrv.Shutdown(shutCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
+	shutdown(httpSrv, flight, c.ShutdownTimeout)
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -140,6 +140,7 @@ func TestEveryOperationThroughPrism(t *testing.T) {
 var notProducible = map[string]string{
 	"createAPIKey 409":         "only when generating a unique key name fails repeatedly",
 	"changeAPIKeySettings 409": "only when generating a unique key name (name: null) fails repeatedly",
+	"uploadTiles 507":          "only when the data directory's file system is full (server's TestUploadDiskFull injects it)",
 	"getTile 504":              "needs an upstream that does not answer (server TestUpstreamFaults black-holes one)",
 	"headTile 504":             "needs an upstream that does not answer (server TestUpstreamFaults black-holes one)",
 }

@@ -5,6 +5,7 @@
 package faultproxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -50,8 +51,12 @@ type Proxy struct {
 	conns    map[*link]struct{}
 	held     int // bytes read and not yet forwarded (black hole)
 	accepted int
-	closed   bool
-	wg       sync.WaitGroup
+	// loseReply is the armed LoseReply: on the first connection whose client sends each
+	// pattern in turn, the reply to the last one is dropped with the connection.
+	loseReply   [][]byte
+	lostReplies int
+	closed      bool
+	wg          sync.WaitGroup
 	// delay is added to every chunk forwarded, each way (SetDelay).
 	delay atomic.Int64
 }
@@ -60,6 +65,8 @@ type Proxy struct {
 type link struct {
 	client, upstream net.Conn
 	cut              bool // guarded by Proxy.mu
+	matched          int  // patterns of Proxy.loseReply this link's client has sent; guarded by Proxy.mu
+	loseReply        bool // the next reply is dropped, and the link cut; guarded by Proxy.mu
 }
 
 // Start listens on 127.0.0.1 (a free port) and forwards to target ("host:port").
@@ -115,18 +122,34 @@ func (p *Proxy) Cut() int {
 	return len(links)
 }
 
+// LoseReply arms a one-time fault: on the first connection whose client sends patterns in
+// this order (each within one read, e.g. an UPDATE and then its transaction's "commit"), the
+// message with the last pattern reaches the server, and the server's reply to it is dropped
+// and the connection cut, as a network failure at that moment would. The server has done the
+// work; the client cannot know it. Stats.LostReplies counts the replies lost.
+func (p *Proxy) LoseReply(patterns ...[]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.loseReply = patterns
+	for l := range p.conns {
+		l.matched = 0
+	}
+}
+
 // Stats are counters for tests to poll instead of sleeping.
 type Stats struct {
 	Open     int // connections open now
 	Accepted int // connections accepted since Start
 	Held     int // bytes a black hole is holding
+	// LostReplies counts replies dropped by LoseReply.
+	LostReplies int
 }
 
 // Stats returns the current counters.
 func (p *Proxy) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Open: len(p.conns), Accepted: p.accepted, Held: p.held}
+	return Stats{Open: len(p.conns), Accepted: p.accepted, Held: p.held, LostReplies: p.lostReplies}
 }
 
 // Close stops listening, cuts every connection and waits for the proxy's goroutines to end.
@@ -182,21 +205,27 @@ func (p *Proxy) serve(client net.Conn) {
 	p.conns[l] = struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { p.pipe(l, up, client); done <- struct{}{} }()
-	go func() { p.pipe(l, client, up); done <- struct{}{} }()
+	go func() { p.pipe(l, up, client, true); done <- struct{}{} }()
+	go func() { p.pipe(l, client, up, false); done <- struct{}{} }()
 	<-done
 	// One direction ended (EOF, error or cut): close both, as a dropped connection would be.
 	p.drop(l)
 	<-done
 }
 
-// pipe copies src to dst, holding data while the mode is BlackHole.
-func (p *Proxy) pipe(l *link, dst, src net.Conn) {
+// pipe copies src to dst, holding data while the mode is BlackHole; toServer is the client's
+// direction.
+func (p *Proxy) pipe(l *link, dst, src net.Conn, toServer bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if !p.waitPass(l, n) {
+				return
+			}
+			if toServer {
+				p.watchRequest(l, buf[:n])
+			} else if p.replyLost(l) {
 				return
 			}
 			if d := p.delay.Load(); d > 0 {
@@ -210,6 +239,34 @@ func (p *Proxy) pipe(l *link, dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// watchRequest follows an armed LoseReply on the client's data: once the last pattern is
+// seen, the link's next reply is lost. It is marked before the data is forwarded, so the reply
+// cannot pass first.
+func (p *Proxy) watchRequest(l *link, data []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.loseReply) == 0 || !bytes.Contains(data, p.loseReply[min(l.matched, len(p.loseReply)-1)]) {
+		return
+	}
+	l.matched++
+	if l.matched == len(p.loseReply) {
+		l.loseReply = true
+		p.loseReply = nil
+	}
+}
+
+// replyLost reports whether the reply just read from the server is to be lost; the caller
+// then drops it, and the link is cut.
+func (p *Proxy) replyLost(l *link) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !l.loseReply {
+		return false
+	}
+	p.lostReplies++
+	return true
 }
 
 // waitPass blocks while the mode is BlackHole; false when the link was cut meanwhile.

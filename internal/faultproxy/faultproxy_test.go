@@ -182,3 +182,33 @@ func TestRefuse(t *testing.T) {
 		t.Errorf("stats %+v, want 2 accepted and 1 open", s)
 	}
 }
+
+// LoseReply lets the request matching its last pattern through and drops the reply with the
+// connection, once, on the connection that sent the patterns in order.
+func TestLoseReply(t *testing.T) {
+	p := start(t)
+	p.LoseReply([]byte("update"), []byte("commit"))
+	other := dial(t, p)
+	c := dial(t, p)
+	for _, msg := range []string{"commit early", "update row", "select"} {
+		c.send(t, msg)
+		if got, err := c.line(5 * time.Second); err != nil || got != msg+"\n" {
+			t.Fatalf("%q before the lost reply: %q %v", msg, got, err)
+		}
+	}
+	other.send(t, "update elsewhere") // another connection's progress is its own
+	if got, err := other.line(5 * time.Second); err != nil || got != "update elsewhere\n" {
+		t.Fatalf("other connection: %q %v", got, err)
+	}
+	c.send(t, "commit")
+	if got, err := c.line(5 * time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the reply to commit: %q %v, want the connection closed", got, err)
+	}
+	if n := p.Stats().LostReplies; n != 1 {
+		t.Errorf("LostReplies %d, want 1", n)
+	}
+	other.send(t, "commit") // disarmed
+	if got, err := other.line(5 * time.Second); err != nil || got != "commit\n" {
+		t.Fatalf("after the lost reply: %q %v", got, err)
+	}
+}

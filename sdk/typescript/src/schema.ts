@@ -11,7 +11,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List API keys belonging to account */
+        /**
+         * List API keys belonging to account
+         * @description The account's API keys, oldest first, a page at a time: pass the `cursor` of one page to get the next (`null` on the last page). `total_count` counts every key of the account.
+         */
         get: operations["listAPIKeys"];
         put?: never;
         /**
@@ -36,11 +39,17 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Get key */
+        /**
+         * Get key
+         * @description One API key of the account, with its token (keys are public by design) and this month's usage. Another account's key is 404.
+         */
         get: operations["getAPIKey"];
         put?: never;
         post?: never;
-        /** Delete given key */
+        /**
+         * Delete given key
+         * @description Deletes the key: tiles requested with it are refused from then on (at once on this replica, within the cache TTL elsewhere). Recorded in the audit trail.
+         */
         delete: operations["deleteAPIKey"];
         options?: never;
         head?: never;
@@ -189,7 +198,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the datasets of the caller's account and those shared with it */
+        /**
+         * List the datasets of the caller's account and those shared with it
+         * @description The datasets the caller sees (its account's, public ones and those granted to it), oldest first, a page at a time (see `cursor`).
+         */
         get: operations["listDatasets"];
         put?: never;
         /**
@@ -213,11 +225,17 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Get a dataset the caller sees */
+        /**
+         * Get a dataset the caller sees
+         * @description One dataset the caller sees: its metadata, visibility and whether tiles were uploaded. One it does not see is 404.
+         */
         get: operations["getDataset"];
         put?: never;
         post?: never;
-        /** Delete a dataset, its grants and its tiles */
+        /**
+         * Delete a dataset, its grants and its tiles
+         * @description Deletes the dataset (its own account only) and its tiles; outstanding tile tokens stop verifying at once. Recorded in the audit trail.
+         */
         delete: operations["deleteDataset"];
         options?: never;
         head?: never;
@@ -250,7 +268,11 @@ export interface paths {
          *     no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
          *     and vector layers within the limits of `DatasetCreate`) is checked before it is
          *     accepted: a file that breaks a rule is a 422 whose `loc` starts with `body` and names
-         *     the value at fault (e.g. `["body", "metadata", "attribution"]`).
+         *     the value at fault (e.g. `["body", "metadata", "attribution"]`); so is a file longer than
+         *     its SQLite header says, or whose metadata rows exceed 4 MiB together.
+         *     A process receives at most `TILEGATE_MAX_CONCURRENT_UPLOADS` uploads at once: one more is
+         *     answered 503 with `Retry-After`, before its body is read. A full disk is a 507; a data
+         *     directory that cannot be written a 503 naming the storage.
          */
         put: operations["uploadTiles"];
         post?: never;
@@ -294,10 +316,16 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** List a dataset's grants */
+        /**
+         * List a dataset's grants
+         * @description Who the dataset is shared with: other accounts, and principals of its own account (for `restricted` datasets). Admins of the dataset's account only.
+         */
         get: operations["listGrants"];
         put?: never;
-        /** Share a dataset with another account, or let a principal use a restricted dataset */
+        /**
+         * Share a dataset with another account, or let a principal use a restricted dataset
+         * @description Shares the dataset with another account (`account_id`) or, for a `restricted` dataset, with a principal of its own account (`principal_id`): exactly one of them. Bumps `access_version`.
+         */
         post: operations["createGrant"];
         delete?: never;
         options?: never;
@@ -318,7 +346,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke a grant */
+        /**
+         * Revoke a grant
+         * @description Stops sharing the dataset: the grantee's tile tokens stop verifying at once (`access_version` is bumped).
+         */
         delete: operations["deleteGrant"];
         options?: never;
         head?: never;
@@ -471,6 +502,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/preview/{dataset_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A page that shows a dataset on a map
+         * @description An offline viewer (MapLibre GL JS served by tilegate itself): type an API key or paste a
+         *     tile token into the page, and it shows the dataset with its bounds, zoom range, layers and,
+         *     when tilegate refuses, the reason. The page holds no data: it loads TileJSON and tiles with
+         *     the credential given, under the same rules as any other client. The credential may also be
+         *     given in the fragment (`#key=…` or `#sig=…&exp=…&scope=…`), which never reaches a server.
+         */
+        get: operations["previewDataset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/preview/assets/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The preview page's script, style and vendored MapLibre GL JS
+         * @description The static files the preview page loads (served by tilegate itself, so the page works offline); any other name is 404.
+         */
+        get: operations["previewAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -478,7 +553,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness */
+        /**
+         * Liveness
+         * @description Liveness: 200 while the process serves HTTP. It does not look at the database (see /readyz).
+         */
         get: operations["healthz"];
         put?: never;
         post?: never;
@@ -499,7 +577,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness (the database answers) */
+        /**
+         * Readiness (the database answers and accepts writes, the data directory is usable)
+         * @description 200 when this replica can do its work: the database answers and accepts a write (a probe
+         *     that changes nothing), and the data directory can be listed and written. A 503's
+         *     `detail` names the part that failed: the database unavailable, the database not
+         *     writable, or the data directory.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -520,7 +604,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** This contract, as YAML */
+        /**
+         * This contract, as YAML
+         * @description This contract, as YAML: the source of truth that the server validates requests against.
+         */
         get: operations["openapiYAML"];
         put?: never;
         post?: never;
@@ -541,7 +628,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** This contract, as JSON */
+        /**
+         * This contract, as JSON
+         * @description This contract, as JSON (Swagger UI at /docs reads it).
+         */
         get: operations["openapiJSON"];
         put?: never;
         post?: never;
@@ -1070,14 +1160,18 @@ export interface components {
             missing?: "empty" | "not_found";
         };
         /**
-         * @description A key's rate limit (as in `APIKey.rate_limit`, where its fields are spelt out because
-         *     Prism does not take `nullable` beside `allOf`): a token bucket, `requests_per_second`
-         *     tiles a second on average, up to `burst` at once.
+         * @description A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
+         *     on average, up to `burst` at once; across N replicas each admits 1/N (see the README).
+         *     `null`: none (in a change, `null` removes it).
+         * @example {
+         *       "requests_per_second": 50,
+         *       "burst": 200
+         *     }
          */
         RateLimit: {
             requests_per_second: number;
             burst: number;
-        };
+        } | null;
         APIKeyPage: {
             /**
              * Format: byte
@@ -1128,11 +1222,7 @@ export interface components {
              * @description Until when the token replaced by the last rotation still works; `null` when none does.
              */
             readonly previous_token_expires_at: string | null;
-            /** @description The key's rate limit (a token bucket: `requests_per_second` tiles a second on average, up to `burst` at once; across N replicas each admits 1/N, see the README); `null` for none. */
-            rate_limit: {
-                requests_per_second: number;
-                burst: number;
-            } | null;
+            rate_limit: components["schemas"]["RateLimit"];
             /**
              * Format: int64
              * @description Tiles the key may be served per calendar month (UTC); `null` for no quota.
@@ -1184,11 +1274,7 @@ export interface components {
              * @description Read-only in APIKey: accepted and ignored.
              */
             usage_this_month?: number;
-            /** @description The key's rate limit; `null` removes it. */
-            rate_limit?: {
-                requests_per_second: number;
-                burst: number;
-            } | null;
+            rate_limit?: components["schemas"]["RateLimit"];
             /**
              * Format: int64
              * @description Tiles per calendar month (UTC); `null` removes the quota (0 refuses every tile).
@@ -1309,7 +1395,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unauthorized",
+                 *       "status": 401,
+                 *       "detail": "This dataset needs an API key (?key=) or a tile token (?sig=&exp=&scope=)"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unauthorized",
+                 *       "status": 401,
+                 *       "detail": "This dataset needs an API key (?key=) or a tile token (?sig=&exp=&scope=)"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1330,7 +1432,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "This API key does not allow the origin https://evil.example.net"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "This API key does not allow the origin https://evil.example.net"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1353,7 +1471,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Too Many Requests",
+                 *       "status": 429,
+                 *       "detail": "This API key's rate limit is exceeded; retry after Retry-After seconds"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Too Many Requests",
+                 *       "status": 429,
+                 *       "detail": "This API key's rate limit is exceeded; retry after Retry-After seconds"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1372,7 +1506,205 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Too Many Requests",
+                 *       "status": 429,
+                 *       "detail": "Too many tile token requests from this address; retry after Retry-After seconds, or use an API key"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Too Many Requests",
+                 *       "status": 429,
+                 *       "detail": "Too many tile token requests from this address; retry after Retry-After seconds, or use an API key"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description No such API key in the caller's account. */
+        KeyNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "API key not found"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "API key not found"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description No such dataset (that the caller sees) or grant. */
+        GrantNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "Grant not found"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "Grant not found"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The caller's role may not change API keys (viewers read only). */
+        EditorRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "This operation needs the editor role or higher"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "This operation needs the editor role or higher"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Only the account's admins may do this. */
+        AdminRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "This operation needs the admin role or higher"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "This operation needs the admin role or higher"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Grants are managed by the admins of the dataset's own account. */
+        GrantsForbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "Only the dataset's own account may see its grants"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "Only the dataset's own account may see its grants"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The caller may not change this dataset: a viewer, a dataset of another account (shared or public), or a visibility only an admin may set. */
+        DatasetForbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "Only an admin may make a dataset public or move it into or out of restricted"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "Only an admin may make a dataset public or move it into or out of restricted"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The dataset is already shared with that account or principal. */
+        GrantConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "That grant already exists"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "That grant already exists"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1382,17 +1714,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unauthorized",
+                 *       "status": 401,
+                 *       "detail": "Missing or invalid service token"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
-                "application/problem+json": components["schemas"]["Error"];
-            };
-        };
-        /** @description The credential is valid but may not do this. */
-        Forbidden: {
-            headers: {
-                [name: string]: unknown;
-            };
-            content: {
-                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unauthorized",
+                 *       "status": 401,
+                 *       "detail": "Missing or invalid service token"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1402,7 +1740,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "Dataset not found"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "Dataset not found"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1412,7 +1766,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "The change conflicts with the current state; retry"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "The change conflicts with the current state; retry"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1422,7 +1792,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Request Entity Too Large",
+                 *       "status": 413,
+                 *       "detail": "Request body too large"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Request Entity Too Large",
+                 *       "status": 413,
+                 *       "detail": "Request body too large"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1432,7 +1818,51 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unprocessable Entity",
+                 *       "status": 422,
+                 *       "detail": [
+                 *         {
+                 *           "loc": [
+                 *             "body",
+                 *             "origins",
+                 *             1
+                 *           ],
+                 *           "msg": "Value error, a path is not allowed in an origin",
+                 *           "type": "value_error",
+                 *           "input": "example.com/maps",
+                 *           "ctx": {
+                 *             "error": "a path is not allowed in an origin"
+                 *           }
+                 *         }
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["HTTPValidationError"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unprocessable Entity",
+                 *       "status": 422,
+                 *       "detail": [
+                 *         {
+                 *           "loc": [
+                 *             "body",
+                 *             "origins",
+                 *             1
+                 *           ],
+                 *           "msg": "Value error, a path is not allowed in an origin",
+                 *           "type": "value_error",
+                 *           "input": "example.com/maps",
+                 *           "ctx": {
+                 *             "error": "a path is not allowed in an origin"
+                 *           }
+                 *         }
+                 *       ]
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["HTTPValidationError"];
             };
         };
@@ -1447,7 +1877,23 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Bad Gateway",
+                 *       "status": 502,
+                 *       "detail": "The dataset's upstream failed"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Bad Gateway",
+                 *       "status": 502,
+                 *       "detail": "The dataset's upstream failed"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
@@ -1458,24 +1904,90 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Gateway Timeout",
+                 *       "status": 504,
+                 *       "detail": "The dataset's upstream did not answer in time"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Gateway Timeout",
+                 *       "status": 504,
+                 *       "detail": "The dataset's upstream did not answer in time"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
-        /** @description The database is unreachable; retry later. */
+        /**
+         * @description The database is unreachable, or the server's storage (its data directory) cannot be read
+         *     or written; `detail` says which. Retry later (after `Retry-After` seconds when given).
+         */
         Unavailable: {
+            headers: {
+                /** @description Seconds to wait before retrying. */
+                "Retry-After"?: number;
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "The database is unavailable; retry shortly"
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "The database is unavailable; retry shortly"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The server's storage is full; the file was not stored and nothing changed. */
+        InsufficientStorage: {
             headers: {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "The database is unavailable; retry shortly"
+                 *     }
+                 */
                 "application/json": components["schemas"]["Error"];
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "The database is unavailable; retry shortly"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Error"];
             };
         };
     };
     parameters: {
         DatasetID: string;
-        /** @description Page cursor, as returned in the `cursor` of the previous page. */
+        /**
+         * @description Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+         *     passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
+         */
         Cursor: string;
         /** @description Page limit. */
         Limit: number;
@@ -1511,7 +2023,10 @@ export interface operations {
     listAPIKeys: {
         parameters: {
             query?: {
-                /** @description Page cursor, as returned in the `cursor` of the previous page. */
+                /**
+                 * @description Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+                 *     passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
+                 */
                 cursor?: components["parameters"]["Cursor"];
                 /** @description Page limit. */
                 limit?: components["parameters"]["Limit"];
@@ -1528,6 +2043,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "cursor": null,
+                     *       "total_count": 1,
+                     *       "items": [
+                     *         {
+                     *           "id": "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70",
+                     *           "token": "tgk_8mQ2xV7pL4nR9sT1wY6zA3bC5dE0fG2h",
+                     *           "name": "Public site map",
+                     *           "description": "The map on www.example.com",
+                     *           "user_agent": null,
+                     *           "origins": [
+                     *             "www.example.com",
+                     *             "*.example.com"
+                     *           ],
+                     *           "created": "2026-11-02T09:30:00Z",
+                     *           "changed": "2026-11-02T09:30:00Z",
+                     *           "last_used": "2026-11-03T07:12:45Z",
+                     *           "expires_at": null,
+                     *           "enabled": true,
+                     *           "dataset_ids": null,
+                     *           "ip_ranges": null,
+                     *           "previous_token_expires_at": null,
+                     *           "rate_limit": {
+                     *             "requests_per_second": 50,
+                     *             "burst": 200
+                     *           },
+                     *           "monthly_quota": null,
+                     *           "usage_this_month": 18432
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["APIKeyPage"];
                 };
             };
@@ -1545,6 +2093,20 @@ export interface operations {
         };
         requestBody?: {
             content: {
+                /**
+                 * @example {
+                 *       "name": "Public site map",
+                 *       "description": "The map on www.example.com",
+                 *       "origins": [
+                 *         "www.example.com",
+                 *         "*.example.com"
+                 *       ],
+                 *       "rate_limit": {
+                 *         "requests_per_second": 50,
+                 *         "burst": 200
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["APIKeySettings"];
             };
         };
@@ -1555,11 +2117,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70",
+                     *       "token": "tgk_8mQ2xV7pL4nR9sT1wY6zA3bC5dE0fG2h",
+                     *       "name": "Public site map",
+                     *       "description": "The map on www.example.com",
+                     *       "user_agent": null,
+                     *       "origins": [
+                     *         "www.example.com",
+                     *         "*.example.com"
+                     *       ],
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-02T09:30:00Z",
+                     *       "last_used": "2026-11-03T07:12:45Z",
+                     *       "expires_at": null,
+                     *       "enabled": true,
+                     *       "dataset_ids": null,
+                     *       "ip_ranges": null,
+                     *       "previous_token_expires_at": null,
+                     *       "rate_limit": {
+                     *         "requests_per_second": 50,
+                     *         "burst": 200
+                     *       },
+                     *       "monthly_quota": null,
+                     *       "usage_this_month": 18432
+                     *     }
+                     */
                     "application/json": components["schemas"]["APIKey"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["EditorRequired"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1584,11 +2173,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70",
+                     *       "token": "tgk_8mQ2xV7pL4nR9sT1wY6zA3bC5dE0fG2h",
+                     *       "name": "Public site map",
+                     *       "description": "The map on www.example.com",
+                     *       "user_agent": null,
+                     *       "origins": [
+                     *         "www.example.com",
+                     *         "*.example.com"
+                     *       ],
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-02T09:30:00Z",
+                     *       "last_used": "2026-11-03T07:12:45Z",
+                     *       "expires_at": null,
+                     *       "enabled": true,
+                     *       "dataset_ids": null,
+                     *       "ip_ranges": null,
+                     *       "previous_token_expires_at": null,
+                     *       "rate_limit": {
+                     *         "requests_per_second": 50,
+                     *         "burst": 200
+                     *       },
+                     *       "monthly_quota": null,
+                     *       "usage_this_month": 18432
+                     *     }
+                     */
                     "application/json": components["schemas"]["APIKey"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
+            404: components["responses"]["KeyNotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1613,8 +2229,8 @@ export interface operations {
                 content?: never;
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            403: components["responses"]["EditorRequired"];
+            404: components["responses"]["KeyNotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1631,6 +2247,15 @@ export interface operations {
         };
         requestBody?: {
             content: {
+                /**
+                 * @example {
+                 *       "origins": [
+                 *         "www.example.com",
+                 *         "http://localhost:3000"
+                 *       ],
+                 *       "user_agent": null
+                 *     }
+                 */
                 "application/json": components["schemas"]["APIKeySettings"];
             };
         };
@@ -1641,12 +2266,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70",
+                     *       "token": "tgk_8mQ2xV7pL4nR9sT1wY6zA3bC5dE0fG2h",
+                     *       "name": "Public site map",
+                     *       "description": "The map on www.example.com",
+                     *       "user_agent": null,
+                     *       "origins": [
+                     *         "www.example.com",
+                     *         "http://localhost:3000"
+                     *       ],
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-04T16:00:00Z",
+                     *       "last_used": "2026-11-03T07:12:45Z",
+                     *       "expires_at": null,
+                     *       "enabled": true,
+                     *       "dataset_ids": null,
+                     *       "ip_ranges": null,
+                     *       "previous_token_expires_at": null,
+                     *       "rate_limit": {
+                     *         "requests_per_second": 50,
+                     *         "burst": 200
+                     *       },
+                     *       "monthly_quota": null,
+                     *       "usage_this_month": 18432
+                     *     }
+                     */
                     "application/json": components["schemas"]["APIKey"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            403: components["responses"]["EditorRequired"];
+            404: components["responses"]["KeyNotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1665,6 +2317,11 @@ export interface operations {
         };
         requestBody?: {
             content: {
+                /**
+                 * @example {
+                 *       "grace_seconds": 3600
+                 *     }
+                 */
                 "application/json": components["schemas"]["RotateRequest"];
             };
         };
@@ -1675,12 +2332,39 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70",
+                     *       "token": "tgk_3hK8vN1qW5eR7tY9uI2oP4aS6dF0gH1j",
+                     *       "name": "Public site map",
+                     *       "description": "The map on www.example.com",
+                     *       "user_agent": null,
+                     *       "origins": [
+                     *         "www.example.com",
+                     *         "*.example.com"
+                     *       ],
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-04T16:00:00Z",
+                     *       "last_used": "2026-11-03T07:12:45Z",
+                     *       "expires_at": null,
+                     *       "enabled": true,
+                     *       "dataset_ids": null,
+                     *       "ip_ranges": null,
+                     *       "previous_token_expires_at": "2026-11-04T17:00:00Z",
+                     *       "rate_limit": {
+                     *         "requests_per_second": 50,
+                     *         "burst": 200
+                     *       },
+                     *       "monthly_quota": null,
+                     *       "usage_this_month": 18432
+                     *     }
+                     */
                     "application/json": components["schemas"]["APIKey"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            403: components["responses"]["EditorRequired"];
+            404: components["responses"]["KeyNotFound"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -1698,6 +2382,14 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "dataset_id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                 *       "origin": "https://www.example.com",
+                 *       "user_agent": "Mozilla/5.0",
+                 *       "ip": "203.0.113.7"
+                 *     }
+                 */
                 "application/json": components["schemas"]["CheckRequest"];
             };
         };
@@ -1708,11 +2400,18 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "allowed": false,
+                     *       "status": 403,
+                     *       "reason": "origin"
+                     *     }
+                     */
                     "application/json": components["schemas"]["CheckResult"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
+            404: components["responses"]["KeyNotFound"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -1721,7 +2420,10 @@ export interface operations {
     listAudit: {
         parameters: {
             query?: {
-                /** @description Page cursor, as returned in the `cursor` of the previous page. */
+                /**
+                 * @description Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+                 *     passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
+                 */
                 cursor?: components["parameters"]["Cursor"];
                 /** @description Page limit. */
                 limit?: components["parameters"]["Limit"];
@@ -1738,11 +2440,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "cursor": null,
+                     *       "total_count": 1,
+                     *       "items": [
+                     *         {
+                     *           "id": "7c6b5a49-3827-4165-9a8b-7c6d5e4f3a2b",
+                     *           "time": "2026-11-02T09:30:00Z",
+                     *           "actor": {
+                     *             "id": "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+                     *             "name": "admin"
+                     *           },
+                     *           "action": "api_key.change",
+                     *           "target": {
+                     *             "type": "api_key",
+                     *             "id": "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70"
+                     *           },
+                     *           "changes": {
+                     *             "origins": [
+                     *               [
+                     *                 "www.example.com"
+                     *               ],
+                     *               [
+                     *                 "www.example.com",
+                     *                 "*.example.com"
+                     *               ]
+                     *             ]
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["AuditPage"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["AdminRequired"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1772,11 +2506,30 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "key_id": "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70",
+                     *       "granularity": "hour",
+                     *       "items": [
+                     *         {
+                     *           "start": "2026-11-03T07:00:00Z",
+                     *           "served": 1520,
+                     *           "bytes": 48640000,
+                     *           "refused": {
+                     *             "origin": 3
+                     *           },
+                     *           "datasets": {
+                     *             "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f": 1520
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["KeyUsage"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
+            404: components["responses"]["KeyNotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -1784,7 +2537,10 @@ export interface operations {
     listDatasets: {
         parameters: {
             query?: {
-                /** @description Page cursor, as returned in the `cursor` of the previous page. */
+                /**
+                 * @description Page cursor, as returned in the `cursor` of the previous page: an opaque string (base64),
+                 *     passed back as is. (Not declared `format: byte`, which Swagger UI offers as a file upload.)
+                 */
                 cursor?: components["parameters"]["Cursor"];
                 /** @description Page limit. */
                 limit?: components["parameters"]["Limit"];
@@ -1801,6 +2557,53 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "cursor": "eyJpZCI6IjNmMWMyYTllIn0=",
+                     *       "total_count": 51,
+                     *       "items": [
+                     *         {
+                     *           "id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *           "account_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+                     *           "name": "Roads",
+                     *           "description": "Road network, zooms 0-14",
+                     *           "kind": "vector",
+                     *           "visibility": "private",
+                     *           "format": "pbf",
+                     *           "minzoom": 0,
+                     *           "maxzoom": 14,
+                     *           "bounds": [
+                     *             5.9,
+                     *             45.8,
+                     *             10.5,
+                     *             47.8
+                     *           ],
+                     *           "center": [
+                     *             8.2,
+                     *             46.8,
+                     *             7
+                     *           ],
+                     *           "attribution": "© Example Mapping",
+                     *           "vector_layers": [
+                     *             {
+                     *               "id": "roads",
+                     *               "minzoom": 0,
+                     *               "maxzoom": 14,
+                     *               "fields": {
+                     *                 "class": "String"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "tile_size": null,
+                     *           "access_version": 1,
+                     *           "has_tiles": true,
+                     *           "upstream": null,
+                     *           "created": "2026-11-02T09:30:00Z",
+                     *           "changed": "2026-11-02T09:30:00Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["DatasetPage"];
                 };
             };
@@ -1818,6 +2621,16 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "name": "Roads",
+                 *       "kind": "vector",
+                 *       "visibility": "private",
+                 *       "minzoom": 0,
+                 *       "maxzoom": 14,
+                 *       "attribution": "© Example Mapping"
+                 *     }
+                 */
                 "application/json": components["schemas"]["DatasetCreate"];
             };
         };
@@ -1828,11 +2641,34 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *       "account_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+                     *       "name": "Roads",
+                     *       "description": null,
+                     *       "kind": "vector",
+                     *       "visibility": "private",
+                     *       "format": "pbf",
+                     *       "minzoom": 0,
+                     *       "maxzoom": 14,
+                     *       "bounds": null,
+                     *       "center": null,
+                     *       "attribution": "© Example Mapping",
+                     *       "vector_layers": null,
+                     *       "tile_size": null,
+                     *       "access_version": 1,
+                     *       "has_tiles": false,
+                     *       "upstream": null,
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-02T09:30:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["DatasetForbidden"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -1855,6 +2691,47 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *       "account_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+                     *       "name": "Roads",
+                     *       "description": "Road network, zooms 0-14",
+                     *       "kind": "vector",
+                     *       "visibility": "private",
+                     *       "format": "pbf",
+                     *       "minzoom": 0,
+                     *       "maxzoom": 14,
+                     *       "bounds": [
+                     *         5.9,
+                     *         45.8,
+                     *         10.5,
+                     *         47.8
+                     *       ],
+                     *       "center": [
+                     *         8.2,
+                     *         46.8,
+                     *         7
+                     *       ],
+                     *       "attribution": "© Example Mapping",
+                     *       "vector_layers": [
+                     *         {
+                     *           "id": "roads",
+                     *           "minzoom": 0,
+                     *           "maxzoom": 14,
+                     *           "fields": {
+                     *             "class": "String"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "tile_size": null,
+                     *       "access_version": 1,
+                     *       "has_tiles": true,
+                     *       "upstream": null,
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-02T09:30:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
@@ -1883,7 +2760,7 @@ export interface operations {
                 content?: never;
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["DatasetForbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -1900,6 +2777,12 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "description": "Road network, zooms 0-14",
+                 *       "visibility": "public"
+                 *     }
+                 */
                 "application/json": components["schemas"]["DatasetUpdate"];
             };
         };
@@ -1910,11 +2793,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *       "account_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+                     *       "name": "Roads",
+                     *       "description": "Road network, zooms 0-14",
+                     *       "kind": "vector",
+                     *       "visibility": "public",
+                     *       "format": "pbf",
+                     *       "minzoom": 0,
+                     *       "maxzoom": 14,
+                     *       "bounds": [
+                     *         5.9,
+                     *         45.8,
+                     *         10.5,
+                     *         47.8
+                     *       ],
+                     *       "center": [
+                     *         8.2,
+                     *         46.8,
+                     *         7
+                     *       ],
+                     *       "attribution": "© Example Mapping",
+                     *       "vector_layers": [
+                     *         {
+                     *           "id": "roads",
+                     *           "minzoom": 0,
+                     *           "maxzoom": 14,
+                     *           "fields": {
+                     *             "class": "String"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "tile_size": null,
+                     *       "access_version": 2,
+                     *       "has_tiles": true,
+                     *       "upstream": null,
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-04T16:00:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["DatasetForbidden"];
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
@@ -1942,11 +2866,52 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *       "account_id": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9",
+                     *       "name": "Roads",
+                     *       "description": "Road network, zooms 0-14",
+                     *       "kind": "vector",
+                     *       "visibility": "private",
+                     *       "format": "pbf",
+                     *       "minzoom": 0,
+                     *       "maxzoom": 14,
+                     *       "bounds": [
+                     *         5.9,
+                     *         45.8,
+                     *         10.5,
+                     *         47.8
+                     *       ],
+                     *       "center": [
+                     *         8.2,
+                     *         46.8,
+                     *         7
+                     *       ],
+                     *       "attribution": "© Example Mapping",
+                     *       "vector_layers": [
+                     *         {
+                     *           "id": "roads",
+                     *           "minzoom": 0,
+                     *           "maxzoom": 14,
+                     *           "fields": {
+                     *             "class": "String"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "tile_size": null,
+                     *       "access_version": 1,
+                     *       "has_tiles": true,
+                     *       "upstream": null,
+                     *       "created": "2026-11-02T09:30:00Z",
+                     *       "changed": "2026-11-02T09:30:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Dataset"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["DatasetForbidden"];
             404: components["responses"]["NotFound"];
             /** @description The dataset's tiles come from its upstream (set `upstream` to null first). */
             409: {
@@ -1954,13 +2919,30 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Conflict",
+                     *       "status": 409,
+                     *       "detail": "This dataset's tiles come from its upstream; set upstream to null before uploading a file"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Conflict",
+                     *       "status": 409,
+                     *       "detail": "This dataset's tiles come from its upstream; set upstream to null before uploading a file"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Error"];
                 };
             };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     getDatasetUsage: {
@@ -1987,6 +2969,27 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "dataset_id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *       "granularity": "hour",
+                     *       "items": [
+                     *         {
+                     *           "start": "2026-11-03T07:00:00Z",
+                     *           "served": 2210,
+                     *           "bytes": 70720000,
+                     *           "refused": {
+                     *             "origin": 3
+                     *           },
+                     *           "keys": {
+                     *             "3f1c2a9e-5b7d-4e8f-9a10-2b3c4d5e6f70": 1520
+                     *           },
+                     *           "tokens": 640,
+                     *           "public": 50
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["DatasetUsage"];
                 };
             };
@@ -2013,11 +3016,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                     *           "dataset_id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *           "account_id": "6e5d4c3b-2a19-4087-9f6e-5d4c3b2a1908",
+                     *           "principal_id": null,
+                     *           "created": "2026-11-02T09:30:00Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["GrantList"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["GrantsForbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -2034,6 +3050,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "account_id": "6e5d4c3b-2a19-4087-9f6e-5d4c3b2a1908"
+                 *     }
+                 */
                 "application/json": components["schemas"]["GrantCreate"];
             };
         };
@@ -2044,13 +3065,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+                     *       "dataset_id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *       "account_id": "6e5d4c3b-2a19-4087-9f6e-5d4c3b2a1908",
+                     *       "principal_id": null,
+                     *       "created": "2026-11-02T09:30:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Grant"];
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            403: components["responses"]["GrantsForbidden"];
             404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
+            409: components["responses"]["GrantConflict"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
@@ -2076,8 +3106,8 @@ export interface operations {
                 content?: never;
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
+            403: components["responses"]["GrantsForbidden"];
+            404: components["responses"]["GrantNotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
         };
@@ -2099,6 +3129,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "kind": "vector",
+                     *       "dataset_id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *       "sig": "5f0e4c7b2a9d8e1f3c6b0a4d7e2f9c8b1a3d5e7f9b2c4d6e8f0a1b3c5d7e9f20",
+                     *       "exp": 1764755100,
+                     *       "scope": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9:8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f:1",
+                     *       "expires_in": 843,
+                     *       "tiles": [
+                     *         "https://tiles.example.com/api/tiles/8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f/{z}/{x}/{y}.pbf?sig=5f0e4c7b2a9d8e1f3c6b0a4d7e2f9c8b1a3d5e7f9b2c4d6e8f0a1b3c5d7e9f20&exp=1764755100&scope=1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9%3A8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f%3A1"
+                     *       ],
+                     *       "minzoom": 0,
+                     *       "maxzoom": 14,
+                     *       "bounds": [
+                     *         5.9,
+                     *         45.8,
+                     *         10.5,
+                     *         47.8
+                     *       ],
+                     *       "vector_layers": [
+                     *         {
+                     *           "id": "roads",
+                     *           "minzoom": 0,
+                     *           "maxzoom": 14
+                     *         }
+                     *       ],
+                     *       "attribution": "© Example Mapping"
+                     *     }
+                     */
                     "application/json": components["schemas"]["TileToken"];
                 };
             };
@@ -2119,6 +3178,14 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "dataset_ids": [
+                 *         "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                 *         "c4b3a291-8e7f-4d6c-b5a4-93e2d1c0b9a8"
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["TileTokenBatchRequest"];
             };
         };
@@ -2129,6 +3196,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "tokens": {
+                     *         "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f": {
+                     *           "kind": "vector",
+                     *           "dataset_id": "8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f",
+                     *           "sig": "5f0e4c7b2a9d8e1f3c6b0a4d7e2f9c8b1a3d5e7f9b2c4d6e8f0a1b3c5d7e9f20",
+                     *           "exp": 1764755100,
+                     *           "scope": "1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9:8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f:1",
+                     *           "expires_in": 843,
+                     *           "tiles": [
+                     *             "https://tiles.example.com/api/tiles/8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f/{z}/{x}/{y}.pbf?sig=5f0e4c7b2a9d8e1f3c6b0a4d7e2f9c8b1a3d5e7f9b2c4d6e8f0a1b3c5d7e9f20&exp=1764755100&scope=1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9%3A8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f%3A1"
+                     *           ],
+                     *           "minzoom": 0,
+                     *           "maxzoom": 14,
+                     *           "bounds": [
+                     *             5.9,
+                     *             45.8,
+                     *             10.5,
+                     *             47.8
+                     *           ],
+                     *           "vector_layers": [
+                     *             {
+                     *               "id": "roads",
+                     *               "minzoom": 0,
+                     *               "maxzoom": 14
+                     *             }
+                     *           ],
+                     *           "attribution": "© Example Mapping"
+                     *         },
+                     *         "c4b3a291-8e7f-4d6c-b5a4-93e2d1c0b9a8": {
+                     *           "error": "Dataset not found",
+                     *           "status": 404
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["TileTokenBatchResponse"];
                 };
             };
@@ -2205,7 +3309,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "x and y must be 0 to 2^z-1 (1 at zoom 1)"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "x and y must be 0 to 2^z-1 (1 at zoom 1)"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Error"];
                 };
             };
@@ -2222,7 +3342,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Gone",
+                     *       "status": 410,
+                     *       "detail": "This tile cannot be served: the dataset's file is damaged or the tile is over the size limit; the dataset's owner must upload the file again"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Gone",
+                     *       "status": 410,
+                     *       "detail": "This tile cannot be served: the dataset's file is damaged or the tile is over the size limit; the dataset's owner must upload the file again"
+                     *     }
+                     */
                     "application/problem+json": components["schemas"]["Error"];
                 };
             };
@@ -2402,7 +3538,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "Send the original request's path and query in X-Original-URI (nginx) or X-Forwarded-Uri (Traefik)"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "Send the original request's path and query in X-Original-URI (nginx) or X-Forwarded-Uri (Traefik)"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             401: components["responses"]["TileUnauthorized"];
@@ -2418,7 +3571,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This API key does not allow the origin https://evil.example.net"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Error"];
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This API key does not allow the origin https://evil.example.net"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             404: components["responses"]["NotFound"];
@@ -2453,6 +3623,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "tilejson": "3.0.0",
+                     *       "name": "Roads",
+                     *       "tiles": [
+                     *         "https://tiles.example.com/api/tiles/8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f/{z}/{x}/{y}.pbf?sig=5f0e4c7b2a9d8e1f3c6b0a4d7e2f9c8b1a3d5e7f9b2c4d6e8f0a1b3c5d7e9f20&exp=1764755100&scope=1b2c3d4e-5f60-4718-8293-a4b5c6d7e8f9%3A8d2f6c1e-0a4b-4c3d-9e8f-7a6b5c4d3e2f%3A1"
+                     *       ],
+                     *       "minzoom": 0,
+                     *       "maxzoom": 14,
+                     *       "bounds": [
+                     *         5.9,
+                     *         45.8,
+                     *         10.5,
+                     *         47.8
+                     *       ],
+                     *       "center": [
+                     *         8.2,
+                     *         46.8,
+                     *         7
+                     *       ],
+                     *       "attribution": "© Example Mapping",
+                     *       "scheme": "xyz",
+                     *       "format": "pbf",
+                     *       "vector_layers": [
+                     *         {
+                     *           "id": "roads",
+                     *           "minzoom": 0,
+                     *           "maxzoom": 14
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["TileJSON"];
                 };
             };
@@ -2461,6 +3663,55 @@ export interface operations {
             404: components["responses"]["NotFound"];
             422: components["responses"]["UnprocessableEntity"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    previewDataset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                dataset_id: components["parameters"]["DatasetID"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page, under a strict Content-Security-Policy. */
+            200: {
+                headers: {
+                    "Content-Security-Policy"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            422: components["responses"]["UnprocessableEntity"];
+        };
+    };
+    previewAsset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript": string;
+                    "text/css": string;
+                    "text/plain": string;
+                };
+            };
+            404: components["responses"]["NotFound"];
         };
     };
     healthz: {
@@ -2478,6 +3729,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
@@ -2516,6 +3772,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
@@ -2538,7 +3799,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The database is unreachable. */
+            /** @description Not ready (as GET). */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2600,6 +3861,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "openapi": "3.0.3",
+                     *       "info": {
+                     *         "title": "tilegate",
+                     *         "version": "1.0.0"
+                     *       },
+                     *       "paths": {}
+                     *     }
+                     */
                     "application/json": Record<string, never>;
                 };
             };

@@ -230,3 +230,53 @@ test("a key whose origins do not list the page: the helper warns once, naming th
   assert.match(warning, new RegExp(`dataset ${vector.id}.*403 origin: add this page's origin to the API key's origins`));
   await p.close();
 });
+
+test("the preview page renders a private dataset by key under its CSP, and shows the reason for a wrong key", { skip }, async () => {
+  const tgc = createTilegate({ baseUrl: tg.baseUrl, token: tg.account.token });
+  const previewKey = await unwrap(tgc.client.POST("/v1/api_keys", { body: { name: "preview", origins: [tg.baseUrl] } }));
+  const p = await browser.newPage({ viewport: { width: 900, height: 600 } });
+  const problems = [];
+  p.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
+  p.on("pageerror", (e) => problems.push(String(e)));
+  await p.goto(`${tg.baseUrl}/preview/${vector.id}#key=${previewKey.token}`);
+  await p.waitForFunction(() => document.getElementById("status").className === "ok", null, { timeout: 30_000 });
+  await p.evaluate(() => new Promise((ok) => { previewMap.once("idle", ok); previewMap.triggerRepaint(); }));
+  const info = await p.evaluate(() => ({
+    bounds: document.getElementById("bounds").textContent,
+    zoom: document.getElementById("zoom").textContent,
+    layers: [...document.querySelectorAll("#layers li")].map((li) => li.textContent),
+  }));
+  assert.equal(info.bounds, shapes.bounds.join(", "));
+  assert.equal(info.zoom, `0 – ${shapes.maxzoom}`);
+  assert.deepEqual(info.layers.map((l) => l.split(" ")[0]), ["regions", "labels", "roads"]);
+  const px = await p.evaluate((ll) => {
+    const pt = previewMap.project(ll);
+    const c = document.createElement("canvas");
+    const src = previewMap.getCanvas();
+    c.width = src.width; c.height = src.height;
+    const ctx = c.getContext("2d");
+    ctx.drawImage(src, 0, 0);
+    return Array.from(ctx.getImageData(Math.round(pt.x * devicePixelRatio), Math.round(pt.y * devicePixelRatio), 1, 1).data.slice(0, 3));
+  }, region("Mediterra"));
+  assert.ok(!near(px, white, 10), `Mediterra is drawn: pixel ${px}`);
+  assert.deepEqual(problems, [], "no CSP violation or script error");
+
+  await p.close();
+
+  // A key whose origins do not list the page's: the page shows tilegate's reason.
+  const q = await browser.newPage();
+  await q.goto(`${tg.baseUrl}/preview/${vector.id}#key=${key.token}`);
+  await q.waitForFunction(() => document.getElementById("status").className === "refused", null, { timeout: 30_000 });
+  assert.match(await q.textContent("#status"), /Refused \(403, reason: origin\)/);
+  await q.close();
+});
+
+// The preview page embeds MapLibre GL JS vendored from npm: the copy is the pinned package's.
+test("preview/assets/maplibre is maplibre-gl as package.json pins it", () => {
+  const pinned = JSON.parse(readFileSync(join(sdk, "package.json"), "utf8")).devDependencies["maplibre-gl"];
+  assert.equal(JSON.parse(readFileSync(join(sdk, "node_modules/maplibre-gl/package.json"), "utf8")).version, pinned);
+  for (const f of ["maplibre-gl.mjs", "maplibre-gl-worker.mjs", "maplibre-gl.css"]) {
+    assert.ok(readFileSync(join(root, "preview/assets/maplibre", f)).equals(readFileSync(join(vendor, f))),
+      `preview/assets/maplibre/${f} differs from maplibre-gl ${pinned}: copy it from sdk/typescript/node_modules/maplibre-gl/dist`);
+  }
+});
