@@ -193,7 +193,7 @@ func TestReadyzDatabaseNotWritable(t *testing.T) {
 		ro, err := store.Open(context.Background(), db.URL, store.Options{MaxOpenConns: 1})
 		must(t, err)
 		t.Cleanup(func() { _ = ro.Close() })
-		re := testenv.Start(t, &testenv.Database{Name: db.Name, URL: db.URL, Store: ro}, server.Config{DataDir: e.dataDir})
+		re := testenv.Start(t, &testenv.Database{Name: db.Name, URL: db.URL, Store: ro}, server.Config{DataDir: e.dataDir, UsageOff: true})
 		readOnly := "SET default_transaction_read_only = on"
 		if db.Name == "sqlite" {
 			readOnly = "PRAGMA query_only = 1"
