@@ -337,8 +337,10 @@ func etagMatches(header, etag string) bool {
 }
 
 // GetTileJSON answers TileJSON 3.0.0 for MapLibre. Credentials are those of tiles, or a service
-// token (then the usual may-use rules apply). Tile URLs carry the caller's key, or a freshly
-// minted tile token when called with a token or a service token; a public dataset's carry none.
+// token (then the usual may-use rules apply). Tile URLs carry the caller's key, the caller's own
+// tile token unchanged (same exp: a token must not renew itself, or its holder would keep access
+// after the principal that minted it is revoked), or, for a service token, a freshly minted one;
+// a public dataset's carry none. Only service tokens and API keys lead to a new token.
 func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObject) (gen.GetTileJSONResponseObject, error) {
 	var d store.Dataset
 	credential := "" // the query every tile URL carries
@@ -377,8 +379,9 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		d = e.Dataset
 		if dec.KeyID != uuid.Nil {
 			credential = "?key=" + url.QueryEscape(cr.Key)
-		} else {
-			mint = true
+		} else if cr.HasSig {
+			// Verified as it stands, so passed on as it stands.
+			credential = "?sig=" + url.QueryEscape(cr.Sig) + "&exp=" + url.QueryEscape(cr.Exp) + "&scope=" + url.QueryEscape(cr.Scope)
 		}
 	}
 	if d.Visibility == store.Public {
