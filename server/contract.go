@@ -38,6 +38,9 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 			if errors.Is(err, routers.ErrMethodNotAllowed) {
 				return detail(c, http.StatusMethodNotAllowed, "Method Not Allowed")
 			}
+			if c.Path() == tileRoute {
+				return tileError(c, http.StatusNotFound, "Not Found") // as every tile error: never cached
+			}
 			return detail(c, http.StatusNotFound, "Not Found")
 		}
 		ctx := r.Context()

@@ -1,10 +1,10 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -27,14 +27,18 @@ func (s *Server) findRoute(c echo.Context) (*routers.Route, map[string]string, e
 	if c.Path() != tileRoute {
 		return s.router.FindRoute(c.Request())
 	}
-	tile := c.Param("tile")
-	dot := strings.LastIndexByte(tile, '.')
-	if dot <= 0 || dot == len(tile)-1 {
+	// Another spelling of a tile is no route (404) before validation could word it as a bad
+	// parameter (%30 is no integer to kin-openapi).
+	if _, err := parseTilePath(c.Request().URL.EscapedPath()); errors.Is(err, errTileSpelling) {
+		return nil, nil, routers.ErrPathNotFound
+	}
+	y, format, ok := splitTileName(c.Param("tile"))
+	if !ok {
 		return nil, nil, routers.ErrPathNotFound
 	}
 	return s.tileOp, map[string]string{
 		"dataset_id": c.Param("dataset_id"), "z": c.Param("z"), "x": c.Param("x"),
-		"y": tile[:dot], "format": tile[dot+1:],
+		"y": y, "format": format,
 	}, nil
 }
 

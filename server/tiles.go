@@ -65,16 +65,6 @@ func writeRefusal(c echo.Context, r *tileaccess.Refusal) error {
 	return tileError(c, r.Status, r.Detail)
 }
 
-// maxZoom is the highest zoom a tile URL may name.
-const maxZoom = 30
-
-// tileRequest is a tile URL's dataset, coordinates and format.
-type tileRequest struct {
-	dataset uuid.UUID
-	z, x, y int
-	format  string
-}
-
 // getTile serves GET (and HEAD) /api/tiles/{dataset_id}/{z}/{x}/{y}.{format}. The contract
 // middleware has routed and validated the request (dataset_id a UUID, z, x, y integers).
 // Public, key and token requests take the same steps.
@@ -163,32 +153,20 @@ func answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u t
 	return false, nil
 }
 
-// parseTile reads the tile URL's parameters; a refusal (404 or 400, no reason) when they name
-// no tile.
+// parseTile reads the tile URL (parseTilePath, on the path as sent); a refusal (404 or 400, no
+// reason) when it names no tile.
 func parseTile(c echo.Context) (tileRequest, *tileaccess.Refusal) {
-	var t tileRequest
-	var err error
-	if t.dataset, err = uuid.Parse(c.Param("dataset_id")); err != nil {
-		return t, tileaccess.RefuseNotFound
-	}
-	yf := c.Param("tile")
-	dot := strings.LastIndexByte(yf, '.')
-	if dot < 0 {
-		return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
-	}
-	t.format = yf[dot+1:]
-	var errZ, errX, errY error
-	t.z, errZ = strconv.Atoi(c.Param("z"))
-	t.x, errX = strconv.Atoi(c.Param("x"))
-	t.y, errY = strconv.Atoi(yf[:dot])
-	if errZ != nil || errX != nil || errY != nil || t.z < 0 || t.z > maxZoom {
+	t, err := parseTilePath(c.Request().URL.EscapedPath())
+	switch {
+	case err == nil:
+		return t, nil
+	case errors.Is(err, errTileZoom):
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest, Detail: "z must be 0 to 30"}
-	}
-	if t.x < 0 || t.y < 0 || t.x >= 1<<t.z || t.y >= 1<<t.z {
+	case errors.Is(err, errTileXY):
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest,
 			Detail: "x and y must be 0 to 2^z-1 (" + strconv.Itoa(1<<t.z-1) + " at zoom " + strconv.Itoa(t.z) + ")"}
 	}
-	return t, nil
+	return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 }
 
 // Why readTile read nothing after looking at the dataset again: it is gone, or has no file now.
