@@ -732,10 +732,27 @@ type DatasetUsageItem struct {
 	Tokens int64 `json:"tokens"`
 }
 
-// Error defines model for Error.
+// Error An error answer other than a validation failure.
 type Error struct {
-	// Detail Example: API key not found
+	// Detail What went wrong, for a person.
+	//
+	// Example: Dataset not found
 	Detail string `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Grant defines model for Grant.
@@ -764,9 +781,24 @@ type GrantList struct {
 // Granularity defines model for Granularity.
 type Granularity string
 
-// HTTPValidationError defines model for HTTPValidationError.
+// HTTPValidationError A request validation failure, in FastAPI's shape with the problem fields.
 type HTTPValidationError struct {
 	Detail []ValidationError `json:"detail"`
+
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // Health defines model for Health.
@@ -798,6 +830,28 @@ type KeyUsageItem struct {
 
 	// Start The bucket's start (UTC).
 	Start time.Time `json:"start"`
+}
+
+// Problem RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+// and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+// what FastAPI clients read. An error is sent as `application/problem+json` when the
+// request's `Accept` names that type at least as preferred as `application/json`; otherwise
+// (no `Accept`, `*/*`, `application/json`) as `application/json`. The body is the same.
+type Problem struct {
+	// Status The HTTP status code of the answer.
+	//
+	// Example: 404
+	Status int `json:"status"`
+
+	// Title The HTTP status's standard phrase.
+	//
+	// Example: Not Found
+	Title string `json:"title"`
+
+	// Type A URI reference naming the problem type; `about:blank` (none beyond the status).
+	//
+	// Example: about:blank
+	Type string `json:"type"`
 }
 
 // RasterTileToken defines model for RasterTileToken.
@@ -992,35 +1046,65 @@ type UsageFrom = time.Time
 // UsageTo defines model for UsageTo.
 type UsageTo = time.Time
 
-// Conflict defines model for Conflict.
-type Conflict = Error
+// ConflictApplicationJSON An error answer other than a validation failure.
+type ConflictApplicationJSON = Error
 
-// Forbidden defines model for Forbidden.
-type Forbidden = Error
+// ConflictApplicationProblemPlusJSON An error answer other than a validation failure.
+type ConflictApplicationProblemPlusJSON = Error
 
-// NotFound defines model for NotFound.
-type NotFound = Error
+// ForbiddenApplicationJSON An error answer other than a validation failure.
+type ForbiddenApplicationJSON = Error
 
-// TileForbidden defines model for TileForbidden.
-type TileForbidden = Error
+// ForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type ForbiddenApplicationProblemPlusJSON = Error
 
-// TileLimited defines model for TileLimited.
-type TileLimited = Error
+// NotFoundApplicationJSON An error answer other than a validation failure.
+type NotFoundApplicationJSON = Error
 
-// TileUnauthorized defines model for TileUnauthorized.
-type TileUnauthorized = Error
+// NotFoundApplicationProblemPlusJSON An error answer other than a validation failure.
+type NotFoundApplicationProblemPlusJSON = Error
 
-// TooLarge defines model for TooLarge.
-type TooLarge = Error
+// TileForbiddenApplicationJSON An error answer other than a validation failure.
+type TileForbiddenApplicationJSON = Error
 
-// Unauthorized defines model for Unauthorized.
-type Unauthorized = Error
+// TileForbiddenApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileForbiddenApplicationProblemPlusJSON = Error
 
-// Unavailable defines model for Unavailable.
-type Unavailable = Error
+// TileLimitedApplicationJSON An error answer other than a validation failure.
+type TileLimitedApplicationJSON = Error
 
-// UnprocessableEntity defines model for UnprocessableEntity.
-type UnprocessableEntity = HTTPValidationError
+// TileLimitedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileLimitedApplicationProblemPlusJSON = Error
+
+// TileUnauthorizedApplicationJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationJSON = Error
+
+// TileUnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type TileUnauthorizedApplicationProblemPlusJSON = Error
+
+// TooLargeApplicationJSON An error answer other than a validation failure.
+type TooLargeApplicationJSON = Error
+
+// TooLargeApplicationProblemPlusJSON An error answer other than a validation failure.
+type TooLargeApplicationProblemPlusJSON = Error
+
+// UnauthorizedApplicationJSON An error answer other than a validation failure.
+type UnauthorizedApplicationJSON = Error
+
+// UnauthorizedApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnauthorizedApplicationProblemPlusJSON = Error
+
+// UnavailableApplicationJSON An error answer other than a validation failure.
+type UnavailableApplicationJSON = Error
+
+// UnavailableApplicationProblemPlusJSON An error answer other than a validation failure.
+type UnavailableApplicationProblemPlusJSON = Error
+
+// UnprocessableEntityApplicationJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationJSON = HTTPValidationError
+
+// UnprocessableEntityApplicationProblemPlusJSON A request validation failure, in FastAPI's shape with the problem fields.
+type UnprocessableEntityApplicationProblemPlusJSON = HTTPValidationError
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -4533,13 +4617,21 @@ type ListAuditResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *AuditPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4548,23 +4640,43 @@ func (r ListAuditResponse) GetJSON200() *AuditPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAuditResponse) GetJSON401() *Unauthorized {
+func (r ListAuditResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListAuditResponse) GetJSON403() *Forbidden {
+func (r ListAuditResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAuditResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAuditResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAuditResponse) GetJSON503() *Unavailable {
+func (r ListAuditResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4602,11 +4714,17 @@ type ListDatasetsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4615,18 +4733,33 @@ func (r ListDatasetsResponse) GetJSON200() *DatasetPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListDatasetsResponse) GetJSON401() *Unauthorized {
+func (r ListDatasetsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListDatasetsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListDatasetsResponse) GetJSON503() *Unavailable {
+func (r ListDatasetsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListDatasetsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4664,15 +4797,25 @@ type CreateDatasetResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4681,28 +4824,53 @@ func (r CreateDatasetResponse) GetJSON201() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateDatasetResponse) GetJSON401() *Unauthorized {
+func (r CreateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateDatasetResponse) GetJSON403() *Forbidden {
+func (r CreateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateDatasetResponse) GetJSON413() *TooLarge {
+func (r CreateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateDatasetResponse) GetJSON503() *Unavailable {
+func (r CreateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4738,40 +4906,75 @@ type DeleteDatasetResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteDatasetResponse) GetJSON401() *Unauthorized {
+func (r DeleteDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteDatasetResponse) GetJSON403() *Forbidden {
+func (r DeleteDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteDatasetResponse) GetJSON404() *NotFound {
+func (r DeleteDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteDatasetResponse) GetJSON503() *Unavailable {
+func (r DeleteDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4809,13 +5012,21 @@ type GetDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4824,23 +5035,43 @@ func (r GetDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetResponse) GetJSON404() *NotFound {
+func (r GetDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetResponse) GetJSON503() *Unavailable {
+func (r GetDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4878,17 +5109,29 @@ type UpdateDatasetResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4897,33 +5140,63 @@ func (r UpdateDatasetResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UpdateDatasetResponse) GetJSON401() *Unauthorized {
+func (r UpdateDatasetResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UpdateDatasetResponse) GetJSON403() *Forbidden {
+func (r UpdateDatasetResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UpdateDatasetResponse) GetJSON404() *NotFound {
+func (r UpdateDatasetResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UpdateDatasetResponse) GetJSON413() *TooLarge {
+func (r UpdateDatasetResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntity {
+func (r UpdateDatasetResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UpdateDatasetResponse) GetJSON503() *Unavailable {
+func (r UpdateDatasetResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UpdateDatasetResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -4961,15 +5234,25 @@ type ListGrantsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *GrantList
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4978,28 +5261,53 @@ func (r ListGrantsResponse) GetJSON200() *GrantList {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListGrantsResponse) GetJSON401() *Unauthorized {
+func (r ListGrantsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ListGrantsResponse) GetJSON403() *Forbidden {
+func (r ListGrantsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ListGrantsResponse) GetJSON404() *NotFound {
+func (r ListGrantsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListGrantsResponse) GetJSON422() *UnprocessableEntity {
+func (r ListGrantsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListGrantsResponse) GetJSON503() *Unavailable {
+func (r ListGrantsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListGrantsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5037,19 +5345,33 @@ type CreateGrantResponse struct {
 	// JSON201 the response for an HTTP 201 `application/json` response
 	JSON201 *Grant
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5058,38 +5380,73 @@ func (r CreateGrantResponse) GetJSON201() *Grant {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateGrantResponse) GetJSON401() *Unauthorized {
+func (r CreateGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateGrantResponse) GetJSON403() *Forbidden {
+func (r CreateGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CreateGrantResponse) GetJSON404() *NotFound {
+func (r CreateGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateGrantResponse) GetJSON409() *Conflict {
+func (r CreateGrantResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateGrantResponse) GetJSON413() *TooLarge {
+func (r CreateGrantResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateGrantResponse) GetJSON503() *Unavailable {
+func (r CreateGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5125,40 +5482,75 @@ type DeleteGrantResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteGrantResponse) GetJSON401() *Unauthorized {
+func (r DeleteGrantResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteGrantResponse) GetJSON403() *Forbidden {
+func (r DeleteGrantResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteGrantResponse) GetJSON404() *NotFound {
+func (r DeleteGrantResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteGrantResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteGrantResponse) GetJSON503() *Unavailable {
+func (r DeleteGrantResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteGrantResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5196,17 +5588,29 @@ type UploadTilesResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Dataset
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5215,33 +5619,63 @@ func (r UploadTilesResponse) GetJSON200() *Dataset {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r UploadTilesResponse) GetJSON401() *Unauthorized {
+func (r UploadTilesResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r UploadTilesResponse) GetJSON403() *Forbidden {
+func (r UploadTilesResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r UploadTilesResponse) GetJSON404() *NotFound {
+func (r UploadTilesResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r UploadTilesResponse) GetJSON413() *TooLarge {
+func (r UploadTilesResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r UploadTilesResponse) GetJSON422() *UnprocessableEntity {
+func (r UploadTilesResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r UploadTilesResponse) GetJSON503() *Unavailable {
+func (r UploadTilesResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UploadTilesResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5279,13 +5713,21 @@ type GetDatasetUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *DatasetUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5294,23 +5736,43 @@ func (r GetDatasetUsageResponse) GetJSON200() *DatasetUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON401() *Unauthorized {
+func (r GetDatasetUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON404() *NotFound {
+func (r GetDatasetUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetDatasetUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetDatasetUsageResponse) GetJSON503() *Unavailable {
+func (r GetDatasetUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetDatasetUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5348,15 +5810,25 @@ type GetTileTokenResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileToken
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5365,28 +5837,53 @@ func (r GetTileTokenResponse) GetJSON200() *TileToken {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokenResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokenResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileTokenResponse) GetJSON403() *Forbidden {
+func (r GetTileTokenResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileTokenResponse) GetJSON404() *NotFound {
+func (r GetTileTokenResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokenResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokenResponse) GetJSON503() *Unavailable {
+func (r GetTileTokenResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokenResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5424,13 +5921,21 @@ type GetTileTokensBatchResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileTokenBatchResponse
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5439,23 +5944,43 @@ func (r GetTileTokensBatchResponse) GetJSON200() *TileTokenBatchResponse {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON401() *Unauthorized {
+func (r GetTileTokensBatchResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON413() *TooLarge {
+func (r GetTileTokensBatchResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileTokensBatchResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileTokensBatchResponse) GetJSON503() *Unavailable {
+func (r GetTileTokensBatchResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileTokensBatchResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5505,15 +6030,25 @@ type GetTileJSONResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TileJSON
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *TileUnauthorized
+	JSON401 *TileUnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *TileUnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *TileForbidden
+	JSON403 *TileForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *TileForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetTileJSONResponse401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
@@ -5526,28 +6061,53 @@ func (r GetTileJSONResponse) GetJSON200() *TileJSON {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetTileJSONResponse) GetJSON401() *TileUnauthorized {
+func (r GetTileJSONResponse) GetJSON401() *TileUnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON401() *TileUnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r GetTileJSONResponse) GetJSON403() *TileForbidden {
+func (r GetTileJSONResponse) GetJSON403() *TileForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON403() *TileForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetTileJSONResponse) GetJSON404() *NotFound {
+func (r GetTileJSONResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntity {
+func (r GetTileJSONResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetTileJSONResponse) GetJSON503() *Unavailable {
+func (r GetTileJSONResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetTileJSONResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5708,7 +6268,9 @@ type ReadyzResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5717,8 +6279,13 @@ func (r ReadyzResponse) GetJSON200() *Health {
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ReadyzResponse) GetJSON503() *Unavailable {
+func (r ReadyzResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ReadyzResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5756,11 +6323,17 @@ type ListAPIKeysResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKeyPage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5769,18 +6342,33 @@ func (r ListAPIKeysResponse) GetJSON200() *APIKeyPage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ListAPIKeysResponse) GetJSON401() *Unauthorized {
+func (r ListAPIKeysResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntity {
+func (r ListAPIKeysResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ListAPIKeysResponse) GetJSON503() *Unavailable {
+func (r ListAPIKeysResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListAPIKeysResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5818,17 +6406,29 @@ type CreateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5837,33 +6437,63 @@ func (r CreateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CreateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r CreateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON409() *Conflict {
+func (r CreateAPIKeyResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CreateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CreateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CreateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CreateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5899,40 +6529,75 @@ type DeleteAPIKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r DeleteAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON403() *Forbidden {
+func (r DeleteAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON404() *NotFound {
+func (r DeleteAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r DeleteAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r DeleteAPIKeyResponse) GetJSON503() *Unavailable {
+func (r DeleteAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r DeleteAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -5970,13 +6635,21 @@ type GetAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5985,23 +6658,43 @@ func (r GetAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6039,19 +6732,33 @@ type ChangeAPIKeySettingsResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON409 the response for an HTTP 409 `application/json` response
-	JSON409 *Conflict
+	JSON409 *ConflictApplicationJSON
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *ConflictApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6060,38 +6767,73 @@ func (r ChangeAPIKeySettingsResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON401() *Unauthorized {
+func (r ChangeAPIKeySettingsResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON403() *Forbidden {
+func (r ChangeAPIKeySettingsResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFound {
+func (r ChangeAPIKeySettingsResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON409() *Conflict {
+func (r ChangeAPIKeySettingsResponse) GetJSON409() *ConflictApplicationJSON {
 	return r.JSON409
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON409() *ConflictApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON409
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLarge {
+func (r ChangeAPIKeySettingsResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntity {
+func (r ChangeAPIKeySettingsResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r ChangeAPIKeySettingsResponse) GetJSON503() *Unavailable {
+func (r ChangeAPIKeySettingsResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ChangeAPIKeySettingsResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6129,15 +6871,25 @@ type CheckAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CheckResult
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6146,28 +6898,53 @@ func (r CheckAPIKeyResponse) GetJSON200() *CheckResult {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r CheckAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON404() *NotFound {
+func (r CheckAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON413() *TooLarge {
+func (r CheckAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r CheckAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r CheckAPIKeyResponse) GetJSON503() *Unavailable {
+func (r CheckAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CheckAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6205,17 +6982,29 @@ type RotateAPIKeyResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *APIKey
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON403 the response for an HTTP 403 `application/json` response
-	JSON403 *Forbidden
+	JSON403 *ForbiddenApplicationJSON
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *ForbiddenApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON413 the response for an HTTP 413 `application/json` response
-	JSON413 *TooLarge
+	JSON413 *TooLargeApplicationJSON
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLargeApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6224,33 +7013,63 @@ func (r RotateAPIKeyResponse) GetJSON200() *APIKey {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON401() *Unauthorized {
+func (r RotateAPIKeyResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON403() *Forbidden {
+func (r RotateAPIKeyResponse) GetJSON403() *ForbiddenApplicationJSON {
 	return r.JSON403
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON403() *ForbiddenApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON403
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON404() *NotFound {
+func (r RotateAPIKeyResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON413() *TooLarge {
+func (r RotateAPIKeyResponse) GetJSON413() *TooLargeApplicationJSON {
 	return r.JSON413
 }
 
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON413() *TooLargeApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON413
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntity {
+func (r RotateAPIKeyResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r RotateAPIKeyResponse) GetJSON503() *Unavailable {
+func (r RotateAPIKeyResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RotateAPIKeyResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6288,13 +7107,21 @@ type GetAPIKeyUsageResponse struct {
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *KeyUsage
 	// JSON401 the response for an HTTP 401 `application/json` response
-	JSON401 *Unauthorized
+	JSON401 *UnauthorizedApplicationJSON
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *UnauthorizedApplicationProblemPlusJSON
 	// JSON404 the response for an HTTP 404 `application/json` response
-	JSON404 *NotFound
+	JSON404 *NotFoundApplicationJSON
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFoundApplicationProblemPlusJSON
 	// JSON422 the response for an HTTP 422 `application/json` response
-	JSON422 *UnprocessableEntity
+	JSON422 *UnprocessableEntityApplicationJSON
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *UnprocessableEntityApplicationProblemPlusJSON
 	// JSON503 the response for an HTTP 503 `application/json` response
-	JSON503 *Unavailable
+	JSON503 *UnavailableApplicationJSON
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *UnavailableApplicationProblemPlusJSON
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6303,23 +7130,43 @@ func (r GetAPIKeyUsageResponse) GetJSON200() *KeyUsage {
 }
 
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON401() *Unauthorized {
+func (r GetAPIKeyUsageResponse) GetJSON401() *UnauthorizedApplicationJSON {
 	return r.JSON401
 }
 
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON401() *UnauthorizedApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON401
+}
+
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON404() *NotFound {
+func (r GetAPIKeyUsageResponse) GetJSON404() *NotFoundApplicationJSON {
 	return r.JSON404
 }
 
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON404() *NotFoundApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON404
+}
+
 // GetJSON422 returns the response for an HTTP 422 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntity {
+func (r GetAPIKeyUsageResponse) GetJSON422() *UnprocessableEntityApplicationJSON {
 	return r.JSON422
 }
 
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON422() *UnprocessableEntityApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON422
+}
+
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
-func (r GetAPIKeyUsageResponse) GetJSON503() *Unavailable {
+func (r GetAPIKeyUsageResponse) GetJSON503() *UnavailableApplicationJSON {
 	return r.JSON503
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r GetAPIKeyUsageResponse) GetApplicationproblemJSON503() *UnavailableApplicationProblemPlusJSON {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -6915,33 +7762,61 @@ func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -6969,26 +7844,47 @@ func ParseListDatasetsResponse(rsp *http.Response) (*ListDatasetsResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7016,40 +7912,75 @@ func ParseCreateDatasetResponse(rsp *http.Response) (*CreateDatasetResponse, err
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7073,40 +8004,75 @@ func ParseDeleteDatasetResponse(rsp *http.Response) (*DeleteDatasetResponse, err
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7134,33 +8100,61 @@ func ParseGetDatasetResponse(rsp *http.Response) (*GetDatasetResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7188,47 +8182,89 @@ func ParseUpdateDatasetResponse(rsp *http.Response) (*UpdateDatasetResponse, err
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7256,40 +8292,75 @@ func ParseListGrantsResponse(rsp *http.Response) (*ListGrantsResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7317,54 +8388,103 @@ func ParseCreateGrantResponse(rsp *http.Response) (*CreateGrantResponse, error) 
 		}
 		response.JSON201 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7388,40 +8508,75 @@ func ParseDeleteGrantResponse(rsp *http.Response) (*DeleteGrantResponse, error) 
 	case rsp.StatusCode == 204:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7449,47 +8604,89 @@ func ParseUploadTilesResponse(rsp *http.Response) (*UploadTilesResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7517,33 +8714,61 @@ func ParseGetDatasetUsageResponse(rsp *http.Response) (*GetDatasetUsageResponse,
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7571,40 +8796,75 @@ func ParseGetTileTokenResponse(rsp *http.Response) (*GetTileTokenResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7632,33 +8892,61 @@ func ParseGetTileTokensBatchResponse(rsp *http.Response) (*GetTileTokensBatchRes
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7686,40 +8974,75 @@ func ParseGetTileJSONResponse(rsp *http.Response) (*GetTileJSONResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest TileUnauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest TileForbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest TileUnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest TileForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7862,12 +9185,19 @@ func ParseReadyzResponse(rsp *http.Response) (*ReadyzResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7895,26 +9225,47 @@ func ParseListAPIKeysResponse(rsp *http.Response) (*ListAPIKeysResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -7942,47 +9293,89 @@ func ParseCreateAPIKeyResponse(rsp *http.Response) (*CreateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8006,40 +9399,75 @@ func ParseDeleteAPIKeyResponse(rsp *http.Response) (*DeleteAPIKeyResponse, error
 	case rsp.StatusCode == 200:
 		break // No content-type
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8067,33 +9495,61 @@ func ParseGetAPIKeyResponse(rsp *http.Response) (*GetAPIKeyResponse, error) {
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8121,54 +9577,103 @@ func ParseChangeAPIKeySettingsResponse(rsp *http.Response) (*ChangeAPIKeySetting
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Conflict
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 409:
+		var dest ConflictApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8196,40 +9701,75 @@ func ParseCheckAPIKeyResponse(rsp *http.Response) (*CheckAPIKeyResponse, error) 
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8257,47 +9797,89 @@ func ParseRotateAPIKeyResponse(rsp *http.Response) (*RotateAPIKeyResponse, error
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
-		var dest Forbidden
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON403 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 403:
+		var dest ForbiddenApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest TooLarge
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON413 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 413:
+		var dest TooLargeApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -8325,33 +9907,61 @@ func ParseGetAPIKeyUsageResponse(rsp *http.Response) (*GetAPIKeyUsageResponse, e
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Unauthorized
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON401 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest NotFound
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 401:
+		var dest UnauthorizedApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON404 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest UnprocessableEntity
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 404:
+		var dest NotFoundApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON422 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Unavailable
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 422:
+		var dest UnprocessableEntityApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationJSON
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON503 = &dest
+
+	case rsp.Header.Get("Content-Type") == "application/problem+json" && rsp.StatusCode == 503:
+		var dest UnavailableApplicationProblemPlusJSON
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 
@@ -9000,16 +10610,24 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 }
 
 type ConflictJSONResponse Error
+type ConflictApplicationProblemPlusJSONResponse Error
 
 type ForbiddenJSONResponse Error
+type ForbiddenApplicationProblemPlusJSONResponse Error
 
 type NotFoundJSONResponse Error
+type NotFoundApplicationProblemPlusJSONResponse Error
 
 type TileForbiddenResponseHeaders struct {
 	AccessControlAllowOrigin *string
 	XTilegateReason          *string
 }
 type TileForbiddenJSONResponse struct {
+	Body Error
+
+	Headers TileForbiddenResponseHeaders
+}
+type TileForbiddenApplicationProblemPlusJSONResponse struct {
 	Body Error
 
 	Headers TileForbiddenResponseHeaders
@@ -9027,6 +10645,11 @@ type TileLimitedJSONResponse struct {
 
 	Headers TileLimitedResponseHeaders
 }
+type TileLimitedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileLimitedResponseHeaders
+}
 
 type TileUnauthorizedResponseHeaders struct {
 	AccessControlAllowOrigin *string
@@ -9037,14 +10660,23 @@ type TileUnauthorizedJSONResponse struct {
 
 	Headers TileUnauthorizedResponseHeaders
 }
+type TileUnauthorizedApplicationProblemPlusJSONResponse struct {
+	Body Error
+
+	Headers TileUnauthorizedResponseHeaders
+}
 
 type TooLargeJSONResponse Error
+type TooLargeApplicationProblemPlusJSONResponse Error
 
 type UnauthorizedJSONResponse Error
+type UnauthorizedApplicationProblemPlusJSONResponse Error
 
 type UnavailableJSONResponse Error
+type UnavailableApplicationProblemPlusJSONResponse Error
 
 type UnprocessableEntityJSONResponse HTTPValidationError
+type UnprocessableEntityApplicationProblemPlusJSONResponse HTTPValidationError
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -9082,6 +10714,22 @@ func (response ListAudit401JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9091,6 +10739,22 @@ func (response ListAudit403JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit403ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9112,6 +10776,22 @@ func (response ListAudit422JSONResponse) VisitListAuditResponse(w http.ResponseW
 	return err
 }
 
+type ListAudit422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit422ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAudit503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
@@ -9121,6 +10801,22 @@ func (response ListAudit503JSONResponse) VisitListAuditResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9162,6 +10858,22 @@ func (response ListDatasets401JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets401ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -9178,6 +10890,22 @@ func (response ListDatasets422JSONResponse) VisitListDatasetsResponse(w http.Res
 	return err
 }
 
+type ListDatasets422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets422ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListDatasets503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
@@ -9187,6 +10915,22 @@ func (response ListDatasets503JSONResponse) VisitListDatasetsResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDatasets503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListDatasets503ApplicationProblemPlusJSONResponse) VisitListDatasetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9228,6 +10972,22 @@ func (response CreateDataset401JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset401ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9242,6 +11002,22 @@ func (response CreateDataset403JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset403ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9251,6 +11027,22 @@ func (response CreateDataset413JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset413ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9272,6 +11064,22 @@ func (response CreateDataset422JSONResponse) VisitCreateDatasetResponse(w http.R
 	return err
 }
 
+type CreateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset422ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
@@ -9281,6 +11089,22 @@ func (response CreateDataset503JSONResponse) VisitCreateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDataset503ApplicationProblemPlusJSONResponse) VisitCreateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9316,6 +11140,22 @@ func (response DeleteDataset401JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset401ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9330,6 +11170,22 @@ func (response DeleteDataset403JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset403ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9339,6 +11195,22 @@ func (response DeleteDataset404JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset404ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9360,6 +11232,22 @@ func (response DeleteDataset422JSONResponse) VisitDeleteDatasetResponse(w http.R
 	return err
 }
 
+type DeleteDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset422ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
@@ -9369,6 +11257,22 @@ func (response DeleteDataset503JSONResponse) VisitDeleteDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDataset503ApplicationProblemPlusJSONResponse) VisitDeleteDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9410,6 +11314,22 @@ func (response GetDataset401JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset401ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9419,6 +11339,22 @@ func (response GetDataset404JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset404ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9440,6 +11376,22 @@ func (response GetDataset422JSONResponse) VisitGetDatasetResponse(w http.Respons
 	return err
 }
 
+type GetDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset422ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
@@ -9449,6 +11401,22 @@ func (response GetDataset503JSONResponse) VisitGetDatasetResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDataset503ApplicationProblemPlusJSONResponse) VisitGetDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9491,6 +11459,22 @@ func (response UpdateDataset401JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset401ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9500,6 +11484,22 @@ func (response UpdateDataset403JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset403ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9519,6 +11519,22 @@ func (response UpdateDataset404JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset404ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9528,6 +11544,22 @@ func (response UpdateDataset413JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset413ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9549,6 +11581,22 @@ func (response UpdateDataset422JSONResponse) VisitUpdateDatasetResponse(w http.R
 	return err
 }
 
+type UpdateDataset422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset422ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateDataset503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
@@ -9558,6 +11606,22 @@ func (response UpdateDataset503JSONResponse) VisitUpdateDatasetResponse(w http.R
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UpdateDataset503ApplicationProblemPlusJSONResponse) VisitUpdateDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9599,6 +11663,22 @@ func (response ListGrants401JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants401ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9613,6 +11693,22 @@ func (response ListGrants403JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants403ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9622,6 +11718,22 @@ func (response ListGrants404JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants404ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9643,6 +11755,22 @@ func (response ListGrants422JSONResponse) VisitListGrantsResponse(w http.Respons
 	return err
 }
 
+type ListGrants422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants422ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListGrants503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
@@ -9652,6 +11780,22 @@ func (response ListGrants503JSONResponse) VisitListGrantsResponse(w http.Respons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListGrants503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListGrants503ApplicationProblemPlusJSONResponse) VisitListGrantsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9694,6 +11838,22 @@ func (response CreateGrant401JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant401ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9703,6 +11863,22 @@ func (response CreateGrant403JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant403ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9722,6 +11898,22 @@ func (response CreateGrant404JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant404ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant409JSONResponse struct{ ConflictJSONResponse }
 
 func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9736,6 +11928,22 @@ func (response CreateGrant409JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant409ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9745,6 +11953,22 @@ func (response CreateGrant413JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant413ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9766,6 +11990,22 @@ func (response CreateGrant422JSONResponse) VisitCreateGrantResponse(w http.Respo
 	return err
 }
 
+type CreateGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant422ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
@@ -9775,6 +12015,22 @@ func (response CreateGrant503JSONResponse) VisitCreateGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateGrant503ApplicationProblemPlusJSONResponse) VisitCreateGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9811,6 +12067,22 @@ func (response DeleteGrant401JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant401ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9825,6 +12097,22 @@ func (response DeleteGrant403JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant403ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9834,6 +12122,22 @@ func (response DeleteGrant404JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant404ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9855,6 +12159,22 @@ func (response DeleteGrant422JSONResponse) VisitDeleteGrantResponse(w http.Respo
 	return err
 }
 
+type DeleteGrant422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant422ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteGrant503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
@@ -9864,6 +12184,22 @@ func (response DeleteGrant503JSONResponse) VisitDeleteGrantResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteGrant503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteGrant503ApplicationProblemPlusJSONResponse) VisitDeleteGrantResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9906,6 +12242,22 @@ func (response UploadTiles401JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles401ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9915,6 +12267,22 @@ func (response UploadTiles403JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles403ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9934,6 +12302,22 @@ func (response UploadTiles404JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles404ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9943,6 +12327,22 @@ func (response UploadTiles413JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles413ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9964,6 +12364,22 @@ func (response UploadTiles422JSONResponse) VisitUploadTilesResponse(w http.Respo
 	return err
 }
 
+type UploadTiles422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles422ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UploadTiles503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
@@ -9973,6 +12389,22 @@ func (response UploadTiles503JSONResponse) VisitUploadTilesResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UploadTiles503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response UploadTiles503ApplicationProblemPlusJSONResponse) VisitUploadTilesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10015,6 +12447,22 @@ func (response GetDatasetUsage401JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage401ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10024,6 +12472,22 @@ func (response GetDatasetUsage404JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage404ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10045,6 +12509,22 @@ func (response GetDatasetUsage422JSONResponse) VisitGetDatasetUsageResponse(w ht
 	return err
 }
 
+type GetDatasetUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage422ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetDatasetUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
@@ -10054,6 +12534,22 @@ func (response GetDatasetUsage503JSONResponse) VisitGetDatasetUsageResponse(w ht
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetDatasetUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetDatasetUsage503ApplicationProblemPlusJSONResponse) VisitGetDatasetUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10103,6 +12599,22 @@ func (response GetTileToken401JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken401ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10117,6 +12629,22 @@ func (response GetTileToken403JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken403ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10126,6 +12654,22 @@ func (response GetTileToken404JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken404ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10147,6 +12691,22 @@ func (response GetTileToken422JSONResponse) VisitGetTileTokenResponse(w http.Res
 	return err
 }
 
+type GetTileToken422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken422ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileToken503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
@@ -10156,6 +12716,22 @@ func (response GetTileToken503JSONResponse) VisitGetTileTokenResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileToken503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileToken503ApplicationProblemPlusJSONResponse) VisitGetTileTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10197,6 +12773,22 @@ func (response GetTileTokensBatch401JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch401ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10206,6 +12798,22 @@ func (response GetTileTokensBatch413JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch413ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10227,6 +12835,22 @@ func (response GetTileTokensBatch422JSONResponse) VisitGetTileTokensBatchRespons
 	return err
 }
 
+type GetTileTokensBatch422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch422ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileTokensBatch503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
@@ -10236,6 +12860,22 @@ func (response GetTileTokensBatch503JSONResponse) VisitGetTileTokensBatchRespons
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileTokensBatch503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileTokensBatch503ApplicationProblemPlusJSONResponse) VisitGetTileTokensBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10284,6 +12924,28 @@ func (response GetTileJSON401JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON401ApplicationProblemPlusJSONResponse struct {
+	TileUnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON401ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON403JSONResponse struct{ TileForbiddenJSONResponse }
 
 func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10293,6 +12955,28 @@ func (response GetTileJSON403JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.AccessControlAllowOrigin != nil {
+		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
+	}
+	if response.Headers.XTilegateReason != nil {
+		w.Header().Set("X-Tilegate-Reason", fmt.Sprint(*response.Headers.XTilegateReason))
+	}
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON403ApplicationProblemPlusJSONResponse struct {
+	TileForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON403ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	if response.Headers.AccessControlAllowOrigin != nil {
 		w.Header().Set("Access-Control-Allow-Origin", fmt.Sprint(*response.Headers.AccessControlAllowOrigin))
 	}
@@ -10318,6 +13002,22 @@ func (response GetTileJSON404JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON404ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10334,6 +13034,22 @@ func (response GetTileJSON422JSONResponse) VisitGetTileJSONResponse(w http.Respo
 	return err
 }
 
+type GetTileJSON422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON422ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTileJSON503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
@@ -10343,6 +13059,22 @@ func (response GetTileJSON503JSONResponse) VisitGetTileJSONResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTileJSON503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTileJSON503ApplicationProblemPlusJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10452,6 +13184,22 @@ func (response Readyz503JSONResponse) VisitReadyzResponse(w http.ResponseWriter)
 	return err
 }
 
+type Readyz503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Readyz503ApplicationProblemPlusJSONResponse) VisitReadyzResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeysRequestObject struct {
 	Params ListAPIKeysParams
 }
@@ -10488,6 +13236,22 @@ func (response ListAPIKeys401JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys401ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys422JSONResponse struct {
 	UnprocessableEntityJSONResponse
 }
@@ -10504,6 +13268,22 @@ func (response ListAPIKeys422JSONResponse) VisitListAPIKeysResponse(w http.Respo
 	return err
 }
 
+type ListAPIKeys422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys422ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListAPIKeys503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
@@ -10513,6 +13293,22 @@ func (response ListAPIKeys503JSONResponse) VisitListAPIKeysResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAPIKeys503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAPIKeys503ApplicationProblemPlusJSONResponse) VisitListAPIKeysResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10554,6 +13350,22 @@ func (response CreateAPIKey401JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey401ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10563,6 +13375,22 @@ func (response CreateAPIKey403JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey403ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10582,6 +13410,22 @@ func (response CreateAPIKey409JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey409ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10591,6 +13435,22 @@ func (response CreateAPIKey413JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey413ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10612,6 +13472,22 @@ func (response CreateAPIKey422JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 	return err
 }
 
+type CreateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey422ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
@@ -10621,6 +13497,22 @@ func (response CreateAPIKey503JSONResponse) VisitCreateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateAPIKey503ApplicationProblemPlusJSONResponse) VisitCreateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10656,6 +13548,22 @@ func (response DeleteAPIKey401JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey401ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10670,6 +13578,22 @@ func (response DeleteAPIKey403JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey403ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10679,6 +13603,22 @@ func (response DeleteAPIKey404JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey404ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10700,6 +13640,22 @@ func (response DeleteAPIKey422JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 	return err
 }
 
+type DeleteAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey422ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
@@ -10709,6 +13665,22 @@ func (response DeleteAPIKey503JSONResponse) VisitDeleteAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAPIKey503ApplicationProblemPlusJSONResponse) VisitDeleteAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10750,6 +13722,22 @@ func (response GetAPIKey401JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10759,6 +13747,22 @@ func (response GetAPIKey404JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10780,6 +13784,22 @@ func (response GetAPIKey422JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 	return err
 }
 
+type GetAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
@@ -10789,6 +13809,22 @@ func (response GetAPIKey503JSONResponse) VisitGetAPIKeyResponse(w http.ResponseW
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKey503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10831,6 +13867,22 @@ func (response ChangeAPIKeySettings401JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings401ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10840,6 +13892,22 @@ func (response ChangeAPIKeySettings403JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings403ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10859,6 +13927,22 @@ func (response ChangeAPIKeySettings404JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings404ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings409JSONResponse struct{ ConflictJSONResponse }
 
 func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10873,6 +13957,22 @@ func (response ChangeAPIKeySettings409JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings409ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10882,6 +13982,22 @@ func (response ChangeAPIKeySettings413JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings413ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10903,6 +14019,22 @@ func (response ChangeAPIKeySettings422JSONResponse) VisitChangeAPIKeySettingsRes
 	return err
 }
 
+type ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings422ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ChangeAPIKeySettings503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
@@ -10912,6 +14044,22 @@ func (response ChangeAPIKeySettings503JSONResponse) VisitChangeAPIKeySettingsRes
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ChangeAPIKeySettings503ApplicationProblemPlusJSONResponse) VisitChangeAPIKeySettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10954,6 +14102,22 @@ func (response CheckAPIKey401JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey401ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10968,6 +14132,22 @@ func (response CheckAPIKey404JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey404ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -10977,6 +14157,22 @@ func (response CheckAPIKey413JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey413ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10998,6 +14194,22 @@ func (response CheckAPIKey422JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 	return err
 }
 
+type CheckAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey422ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CheckAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
@@ -11007,6 +14219,22 @@ func (response CheckAPIKey503JSONResponse) VisitCheckAPIKeyResponse(w http.Respo
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CheckAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CheckAPIKey503ApplicationProblemPlusJSONResponse) VisitCheckAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11049,6 +14277,22 @@ func (response RotateAPIKey401JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey401ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey403JSONResponse struct{ ForbiddenJSONResponse }
 
 func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11058,6 +14302,22 @@ func (response RotateAPIKey403JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey403ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11077,6 +14337,22 @@ func (response RotateAPIKey404JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey404ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey413JSONResponse struct{ TooLargeJSONResponse }
 
 func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11086,6 +14362,22 @@ func (response RotateAPIKey413JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey413ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(413)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11107,6 +14399,22 @@ func (response RotateAPIKey422JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 	return err
 }
 
+type RotateAPIKey422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey422ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RotateAPIKey503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
@@ -11116,6 +14424,22 @@ func (response RotateAPIKey503JSONResponse) VisitRotateAPIKeyResponse(w http.Res
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RotateAPIKey503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RotateAPIKey503ApplicationProblemPlusJSONResponse) VisitRotateAPIKeyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11158,6 +14482,22 @@ func (response GetAPIKeyUsage401JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage401ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage404JSONResponse struct{ NotFoundJSONResponse }
 
 func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11167,6 +14507,22 @@ func (response GetAPIKeyUsage404JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage404ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11188,6 +14544,22 @@ func (response GetAPIKeyUsage422JSONResponse) VisitGetAPIKeyUsageResponse(w http
 	return err
 }
 
+type GetAPIKeyUsage422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableEntityApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage422ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetAPIKeyUsage503JSONResponse struct{ UnavailableJSONResponse }
 
 func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
@@ -11197,6 +14569,22 @@ func (response GetAPIKeyUsage503JSONResponse) VisitGetAPIKeyUsageResponse(w http
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetAPIKeyUsage503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetAPIKeyUsage503ApplicationProblemPlusJSONResponse) VisitGetAPIKeyUsageResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12133,178 +15521,186 @@ func (sh *strictHandler) GetAPIKeyUsage(ctx echo.Context, keyId KeyID, params Ge
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lchs3tuCvoLhbZXKqSVGynM1QlUoptpLoxrFdljyZrVClBrsPSYyaQAdAi2K8qrofsd+wH3a/ZAsH",
-	"QL/YzYcty/Fcz1TFIonnwcF5n4P3nUgsUsGBa9UZve+kVNIFaJD46XkmlZDmrxhUJFmqmeCdUecNnQGJ",
-	"8MeAUEUk6ExyiAnjRM+BhPa3kIgpfk4l3DKRKZLSGQw6QYeZUf7IQK46QYfTBXRGHdunE3RUNIcFNbNO",
-	"hVxQ3Rl1JisNnaCzoHcvgc/0vDN6dngUdPQqNT2VlozPOkHnrj8T/eqX9/dB5wXVVIE+f2HGxKlTqufF",
-	"zLH9/ZrFnaAj4Y+MSYg7Iy0zaFxNlmHL9YnO7tJ1YF2yBIgWN8AJ3KVMrkg34+yOKIgEj1UvQBBhgyeK",
-	"hHCXhgamC8Y1xG3Agru0GVKM62+ODagYZ4ts0RkN84WaAWcgcaU/ScqzhEqmV+sr/iGLbkATxf6EEzLB",
-	"D4ooTaUmVJPlXCRA5iKTighJYrpSAXl3+bxtqbPSVOUl/08J086o8z8OCgw8sL+qg/LyzHJ/gYZlnnJy",
-	"+uac3MDqibLwa1vCDVSnLuHR0bNvmk7yF1hZdKlOeR4D12zKQBrUNrP/Aqt81ipW3cDq4zHqJVsw3XIB",
-	"E/Nb25bxx8qmY5jSLNGd0bMh3iSLHofDYQlZDpux5SIS5rsNmK1Mi7a14I97HsAFm22ekM041Zlsn5TN",
-	"9pzynaIz+FGKxfrEF4j8npqBZCImXcajJFPsFk4I08pdlCfupvQG5IUFuMFN8r/wnpAJTIUEEmoRtq17",
-	"ahbQiCQx1dDXbAGd1tVfivW1n/G4vnK4cyuvrZKLZduytNh/UfcG91UquALLTgSfJixCfI4E18DxT5qm",
-	"CYuoWe7Bv5RZ8/sdycSZlELaiWqIMgcSzSk3bMpNqsiS6TmhhgozpRmfETH5F0R60LkPOj8KOWFxDPyR",
-	"1iYBKQlNCFPkliYsJpNMkwVdES40iQXRc6Zwaa+E/lFkPP70K3sliMqiuYOLZ+YRTRKQTxShUSQybuFl",
-	"buIjwuzUwagEtyXKHdNMQTwg4T/7ZkUzg4xvgSrBQwNYwcGgfoh8F+IwIOGExtc57QiDMQ+ROoWkm3Nh",
-	"I64YtFaEeiQSU8P28Hgk0Bjh4qSGXkBCIdmMcTN8pkBe0xlwjWNn/IaLJb92DewkN7AiCVPasE/ztSKU",
-	"2yENpwClyZwqwoHpOUgSvnZ9uZBjHr6FKUiQoZnWj34Dq5B0aaIEoUQKTTXEji3mkpfbGVUaidVM0gh6",
-	"ZokSzH2NNMQh6RYf/PYU0fQGiM4prwoQQx3nNeJLaDidB3G+xTFnqpjPHYG6pjr0XWKm6CQp90H5h7sv",
-	"mSJTmii7Si+icaGvaZKIZb1bIcOp0Fwfs0YD5PpRsdT1ixIGXI85jWMJSpnpGCfcoUxpZJZeS4MEKuwN",
-	"xrwTdOZAYycgn0YRKNV/LriWIumfmpX17YFVsX6dXq9h7OYO9+7SoUAA8eOQKXfIeJVuQeJJSqqd6EG6",
-	"69duhL9fJ3aVYc9IiKbXQnA9T1bkj0xoOubdEP+4hrsIIMabmXHNEoQ7hzttO1hWasXL3oCEb0HLVf90",
-	"qkGG7sCcFH1irgbVFjz9NyJh0SrEe1V8HZKpMAdEYkmnus9AT/tzrVOasr5ZNS667063P/y7WebYi03j",
-	"zskf342z4fBp5G6pMuzUzY8/wMnyu0M3abmf/G54ol1ft1zb3ixI2otPNYw5LiAwnR24SpNawPlpKoN5",
-	"Qo2d/MhuFcVAm1cx5mYEnORBsTwH/s4N3eFtbV+gQrVpIcs2irJbrh1w0/X3ThmLO0Gniq2dq6D1fr7j",
-	"NNNzIdmf8Dgcu8QSG+/jginF+MxQXSEJJQuaGOENYuSO3TD/HI5IqNjMcDGjg445opDjjoac0iQhM3YL",
-	"3AxkvlhCkhDb2Q7OCSxSvULy/vmppRAvqZzB45BKz7onIkZ6qYUgiZkexaXHxYp1CdMhAVJjjqKUX9Yt",
-	"ZYlhuI+zKsOIJ1SBWVPGJdBobiY/IdJcZ5JQDdKtLJXCYIv5+YxrZ6d4kBX+fHn55h8GBti5db1FE+Lb",
-	"eA3IYvObc2eWSKVIQWpmtRwrMsatWpIRIF/zZOXNAa1GrL66YWlf4Hpo0k+FoWPSdrsPOpEEqh9hnpJk",
-	"1aCRz4EInqxK4qKTcHNZuSuMHKtGpFGI652QkGdJEhK4Bbkac9cIpQanceBYmYIBOSUxJFAST0ksRaqI",
-	"yHLt3Ah9lvIwDQu1g5kl6JgF2EtQARWVkq46dcR439a8GM/JsOvgClGiDZ3iUgCrWxWIe04aYtpcFDca",
-	"oTPK0MTl5psIkQDlOGEuXTeYyQyPRHWSGMzI52S5/uSm9yJ8cSTcnImZsRHBtoKBxU3Qfyi8zOXy9S0/",
-	"P3/xVpHu+ZvbYxSEzt/cfmPUFrmgCVMQ90ihARCvACwypY3GkRh5yiLtkilAlaFn5EsLE8pXvksNzfZG",
-	"q4QqfW0OYH0Hv82BE2rVLs9aTHMSUSkZxPY8EXUkRELGEKN9g5leC8YzDb2dD+6hTsQJm9coLTVb76r0",
-	"YQJEgbyFGEXpiCbAYyqd7N81Qn+OilOUOayEWtlYk8G7BfC5HOitWg1n5lRy9BS0Hmz9IL2WfY0a8vWm",
-	"2/gOL/bSHG9hcJCQJjSCmExWloaZk0ZF3nAfpVmSkKWQNyoHBw6AymosQD36SRfiMbLiOGa24ZsSJ0RS",
-	"1yQEWL26rEdSBwdrQh2R0KtY1ynIa6uthHgZFKFO5SKCE3oLks4gIFlKtCDhJJNKh4RqIngEJ4RGUihF",
-	"XiGAWUQVMRIHofHCcJfDg1cBUWAp4tuz0xe/ntXxjaN5uQ7FKr/HSZ2FObepm/8FG3UR6xeobbJhmGCb",
-	"RlO4F35vHDJwKyyUFmvfq/nLCk3NILg5jmZun2aThEV4hbUgaWbthIZOvXv7UpFu+P0NrL4Lkfo8FLpl",
-	"is7g2pC8a6QNbbTFERM09OYEEv9ooi0jspRMa+AExzcCBMogHlvGPE0yRZZzaq1IlKslmJX7BtZOZxQh",
-	"N84KnOixRp1aIOHPcUdQmGbC6KRGy3I3DMHjjY47SCc1jLECER63o4rVK1sZvSCPhfgZ5AJvmaFVRJJC",
-	"IKpKk2UevomIVuhNnc00YMcapt8HTlp/Q60+WJPYW9zc1v3tBUs0S6V0BjmNELyg1t6zXXdZbz6NZpd1",
-	"SabI/9ik0DhNpIExaaFpco1C9Pr2XmWLiXVk3sAqtyLlVv6txCZ32Jdn8WtvP4ML0JrxmdqTc/huZr3U",
-	"rHhATvmKoJxGDOJWBNrjoyMSwp2W9Hrq3RRhLyBwF0GqnbGdxn2ju4z5lEESK+fS/QVWAVnOmWEUEuEB",
-	"qdE4jCDJZlxIiIkSRBuygAshVJEp6GgOMYkoN1JNKpTpMqHRzZgjOTIMx14UNSDdy7npJoHEECXUjDgH",
-	"CUi4jCoTenIRjqzjg2ohlXXOUEVuGO+LFDhN2ZjbLRNa6kQceq9IKkEZGRfFQsccBj0kUa1KaxXsbz2U",
-	"zBgWOqNGmLTKIGvIXVJcP/lcG5VXZHe5QKrNmYKCQpXtorSAesEE0FxWuiBGclCt2mu5odNeT0j4+1Vo",
-	"hYo99dMFvTu3jQ9RIthTXy25vjf230OBdapqLs6fkNAMFZKukA4kPae4KqPGUvzvkqpBO03cUZ/9zcvO",
-	"5tCUNuq/kY0NX+76s3K0bJrpTMID67MPgbNtB71Vp92qt4aHwwH+/+DbMCDh0XB4OIon345GB0+PwhNC",
-	"yQSJmu2LPjokZAa53Ze9sqZseJyRbqAY+fDg25BMIBILUKQ8XQ7nMS8pyWW0J5fry2duU4JziMxenyiS",
-	"AsiACBkUipL5CpfLOAkvz1+e/XR6eXZ9+fbdxeXZi+s3b1//8/zsIrSxVJLN5rq/EEqTjGuZIS0O/9n/",
-	"UcglNaqy+Sskc5HWLmLpohz/HQXv/N5su5Ufpe1/POHbirs76eZbtXAJC3Hrbj2ORLrD3JhlhWejCvSa",
-	"NfSafrSmJe2ludeIglGRJ0BmwEGi/5tmWiyoZhFNkhXJeGKQLZXilsUQE7gzEjzTCUZvVQlk/eC3wrZk",
-	"M6jJLClEbMpAOXni58vLN4XT39xDawU1vIeicwQhe/rmfGCkF7pIExhEYhHahvaujvlcKB2Q8G+DShMj",
-	"YahsEosFNcN3jWKCbCiFu15AwrnW6ejgIBERTcwIo6fD4TC01x8lSQjs0IhwqZA6sF7E70OSuzxta+Bx",
-	"Y3wCycMTBuQMPUF23WNuccNuvf3SHT17+tC3bg/TzCPcwge1m6zdShsN+NVa8SHnuXZU220OH4Yvnhqu",
-	"Q7iqxtcCPq03DJT1tuT3cYl6g7nm7xTI/qnpbcmM9bsavqqRHqAZBO5opIMxj6iCvgKumGa3YMiG3fiA",
-	"/MaSOKIytvTJ0BCVpYYYQHxi56ZEMT5LgNguhoE7MjYY85dAb8F5gcuioCFwGHuRr3wqxQKN6Wbbfdy2",
-	"JQz1QM3t9ox1RZOvzhJYeE8hX72edka/b3fc5KZejqpx+ZtCON1VKeerV2AkD7+SdfW8jQJsHfgfNMmg",
-	"s77zq2A9RBrs9Kg2c+I7E1zDCA/gPy5evzJqZgYBMRAiGNgaQzwgp6aVIjGTEGlEdMViGHNqv7carJlw",
-	"YpjYUpAEbiFRJAZISbcOgh4mCxQs+nKVwgWu1ujNXOgxh7sUpUIJUSYVQwuLFNlsTvyUieBw4kIUfbtC",
-	"c7Yx0WPusKB6Ap8SF/4Sp4tTu0NaP23SVQCkuBu9gYOSnfBz3pTPe0c2XAEbKyimU+AxEjueZqjNKuD6",
-	"xLb1OooEDEo1mk5vMOYXKSQaPdNUEbOImEwk5dEclFGfaKaAvD69IE8HwyfKEkoDcaOlgiG/JDSdjKqF",
-	"x1mgdRYzfXbrELrK3WnkdX4fyERTdn0Dq4E1unSC4gu0+JS+sIGjpS+sq72w2RZj5F/4MfwXa12yNBHU",
-	"cPWZpLw0gv3oml81sF8a6SaT7G8YhRtblmenr7hszNfoBcCwQ0im9gBpvGCcPH953tsuITV7rdedu80e",
-	"xCbzOjZtMog6g2C7LLj7DcrRvZCPj1AYKz5stBJ1zmg0dxCNCRpEkVqHv9uchYDQqQZ5FZJu4YKUBi1J",
-	"zGIUFDCuvlcSpoqN7ghTTeUMGtB61+4rm6VSw/0CHT3iNQXwVc8Nf8V1N50bivu7p2as+1tsS4vjgb+1",
-	"+f4LxGi0opv7/9GOjK5IYpC9v6hDoyBxH+7UANO/7tZ4ooiWlCWfwr3xg8h4k5n59yUYfV2JTM8DAtR8",
-	"4ELq+ZVZXAwzCdaF79T5zuj3/uG3w6D/7bPB8NnhYWA+uL+vmszGscjMgQRrPLlEDI7LxOB4HajPgbtQ",
-	"2triE8FnTGcxBCSh2v31pxCLq0HnQxfztLyYpw2LmUN089ZqClsV5eoVKOVy7kIyWNrs5a4ZKW0okZAY",
-	"SdSrmYyOn7XahJoHdzrQE0Ws7cTparVhj4bH3zaZEKyFZdvIzhCz19CbFNDq6CVls3GCw+HR8TZKWDqp",
-	"ptvkcEBhyuKanGMVzhL/LTkPZB4gvL6FxkQhTZYiS2KMrVpVQ2y8gU5Icjw8Huxi41Ga6qwlVNL+ZiN/",
-	"yqFddv4Z2FgYzLWZU8dR1YmZmlBS9i1ZW5D3MMUCbCCCAmt7dRzwaDgMjoeHwfHwaXA8PL7aSvM8XPNd",
-	"5NBsOiKXV90khkag1PUtoArXlGC8MOKwgTAYUa0tt8p7TE9I6vIvnY3ZJUvnWac7WFccrHYlDFRrySbZ",
-	"ziGfk48h/mVFwiV1fThxrVP6jRbSKr92HMxIpvuzgwfdRJ1D7LEJx8nug62R2Js80zu6l/cMDPajvi94",
-	"fSedTJuGnlN1jRFvjYnvv/5gPTZTQyvm1GiUBuyobVUMmiW6uCPm3zBr2d0koLmb/4tpas/NoECJHJcu",
-	"3oLx9h9b4zDN1q8V+xM2wLU0zi0YWfo6oSuXa7KTnPkP7PXSdNolXveWKTZhictF2Dhw0bJRASgRo5ao",
-	"KzyFypQ59hQgLSCfE6D86lZJWB1CZQAHdXpdRr6mQK8NvOC5VfD3k9lqtHb/cIWvxPevR3zbY1COdjvU",
-	"glZWoVAuWBCmk6k1/Fj0tg7LlM/sl5IqbWVTbxKwxDZFTfVfqfnvEiZpowXq4+hg+5oPjwdlZ/jR8eZi",
-	"LRUC2j7qcM9BPeGtnstW72uFLNfcYQhs9BGdkLi0tKNn35Rl0mffBM8Oj66Cx6Lq+wZPPQiVdzQdcWgD",
-	"ufzF4ZhHT7thDHg1wGzES9d1mwXoc9htvEKw3Wjz0LYXN/O7NN6F/ayJU3SCYZJo9rS5iY7X5dpglACV",
-	"GMTWNYQFlBYSXe7K4zoqXl8Z21fGtocSsJUrbY/rKljOh7GUR+YZ//ZcoJU0qUaCvae9clat27ZzDbUP",
-	"pOS4aAO3dZLebs0LaiXftlPtfJY18Bjm1UD/fjBfoz/D6L8TEbM8+2dHc9ANrLwl0bm8N4EDV/jccCHV",
-	"4EGuJB+lIIu6KTbN3qZMtQVdYj6Dy6rydq9SIhM6kDHfYbeNuRSIh9rbW5dRkcftuLp3mDIyQZOdEhy3",
-	"aRe9JTeraygGORraxNyn+K9aglS9HfeHJWGaravVCmw2dHX3VAFb3WjL8rUol0Laacm1i2LXn0MrcChe",
-	"HJzDzXxBOf403SBbmWCdqoCmLKnamTxScqHJFAuKbbXQ21Ga5v0J3ahNht+SkXX9hLzBumzjZYqoOebA",
-	"GHRvCpPfygT3t9vt6SXarVkqGY9YSpPW/ectrH3fZYZgbk698NYHAKLJ0lShyxWzU2W1BQxbT3tH004t",
-	"quCOYuCYr8RWrCAkXcpt9pb7EotFheVlmTYlmDn/tdtS4f9okrz3s/bXT257Yc5mGL1kqil8YS/Wa6/W",
-	"Nn7bzlTXSru6sp+duchkyRTiPsZ01ahmNlVJ2UBndpPJ6lVXtgkV7QToZ6CJDcqtrqjwvhWUT9xsJXWu",
-	"W9NMv8CqRXZ7LGHMr6BZEAt8pdmd8La86bxC7a7yWmUhjyer+YS8Tyav5azIymufWoTKxaamil0hltIK",
-	"udDXyKWtJZOS4+Fx78sXs/YXhvLDb0JIa3M0O7/0OQAbLTD/3Qwue8o5YOuX74AePo/Ghris/17YOFrt",
-	"6kWpvVZT54f7FZWvWL0enmELS2+2UqwPiD9nMmmJ62AzbrQDVwaDaFikCdVAuu//vD94f3d/8H5132vM",
-	"M8l9vLuWm6kTcesorMh5+WIDVwbbl4u3dbhLh1fyGzY5FctOwtz76B2D5bvVfDlLtR/3scc2VYixiZ82",
-	"y2ZQpFGFQR6HqohL46cSiMqDr12o9Zi/kUwtilAZLGtbirp2YdYhUvywNyLVojRBc1GaMd+3Ks2gIfv+",
-	"i03KMqeMYeMfFqyHVYjdJKoirH77zbFZdxUxfhZLkgg+c+UbXM0ke0o3AOVE8CGRcCtubPI5F8sTA37M",
-	"CH46xFLsvaq/7Nnfj9ZyURsAtbZ7w3r+4+L1q62cZwOn2SRZNNnON7VvNVNvsEI/INltDeewCaZlsn+3",
-	"+rOR5pv75Os5+rZPB8PBsLX1nsW6HsScvJEk51soaGUTcXUwuWpBq1yiiZk5yQXj1KVELGiams2N3nvm",
-	"2bLounjkN795k0X7+/zCrl65Ry2cp1tw2EEuXh9vc/v6eu+vyrD4gepoXiI0NTXD/JoHVGIuSGGoI//1",
-	"n//XpWYqR5afDXOx//yFWrcgbKwc8qLoacbyKW1+tqmQA/IiswVKwXIkm6Qbu+yUvmE2AVItQ6+mTCrd",
-	"V4C1dV047YeUB3k2LEuNhzvb7NVmLHSQt085rEPjV5q6ymoxvqwQaVIMTbqJWILsR1SBzQN1FNuckMCa",
-	"wVIKuX4AhT22LTfmkZBwS/u8pbNpXK3ziTp9sDvbCPIWgwv4rwvrhsfFDXbdclCyo6k7hwTbGYNNFpKy",
-	"+rvhuHZQK9aG3mqBivRd+5xWU2rRnErZSTzN9D45VomIKoyjyJtszZPMN3nVwJIWaraBdW3LMTOrsWO4",
-	"Hk1nVOZfW+BVN/FtkSNQ6N507m0cuZ4e9mByyLodvB0iX20HfznbwU1zUNRfwUDQFIw9USLJNAStRgA1",
-	"2Fgl+PHl0yaTwVY7wSZJNrch1IOMt5kI/lGJsqiVGkslu6UawlGlmhrlsf8blTv0HdrHnQak/JrNiCTs",
-	"Bl1uZpQA31ey5f4wG9i+upM7fvBJHK4hNmN6vxzTAxJa72uItRIEB3N3y9X1OT4JMRjz11gcww69oDdQ",
-	"ytjxYxiZx0iBWNiba2E+u9Ll5ZVbE0EeHGQ3gEZR36TJKVziDgqiTDK9ukANA3HnAuQti0pKRc3kouzv",
-	"Tjbrhnqmrv/rP/9f2LOFOkLtrNQuldp6C/vuIHBjofsORzB7CE/dmwfIv0cE5yb2BRJs5N8fYapUNkXZ",
-	"ZyW65QX/jDlm7kEJr0p2JkAlBro7AMy1Tg1SrfdsMdrRBdT2zTj5laaGJ8gnypdQMSTN4iBWCPAVy5ZC",
-	"xiTEWcIAHZwqpRHYdzOK2s7dZjDk8B2Qsz8ydksT4NoIxOXVk67do9s5vstmF1U8zFYZvQAGTRnWBL1H",
-	"+Wba8C5cfqKRfY9D5WlYiaAxvhSSEkPAzP6fKFt+eWSvB6czVwXMBa7kISHo117CZMwXqBUsJhCTLpbA",
-	"tCmReO2Kmi9EZgmoXoDvXSqi5kLqfsJQUyrR00KxysszBhbSqE+51dkCNVrU6lVhXh+h7g2xG1hZ3eMG",
-	"+GDMx/xX3A6W0Yhokii80mjRq16J2jn+gEfTgM8npPHIx3wL6mshMOXeY6BLQlW23hbTvQGxPnhENgPS",
-	"Md98L0m/j5VRX53+ehbiXp367KuKMsHJlLIkk05LtV4iX0P5b387Pjr629/MtfiRKn365vwJBmukMObd",
-	"8P3YOWjHRvQdGzl03AnGRhLFfw0m4h8oX+Nfkb4bGxE47J24VD4bAYBKhgFGZVAy7gwGg3Hn3lFEzTRq",
-	"PH7PyHBcimHnEG1E90HHVUbtjNBs9NSQSqrnSAQPaMoOaBYzfYDmR2iwI5zhsiwcA5eAGBTF2A3KYdkK",
-	"88HV1LG4b6ulQVP3MbeZWeu9cxZhfikem3NPtHGtAnsS5mrGLLYcyWVFhv6OrVVuQLNzvXDDCVEQSdCu",
-	"shMmXhZlTmi+xTG3Lwq4y8M0mdM0BQ6xffktJ23K0C6bZG9GvIFU26ekivqMp+9enF9evz27PHt1ef76",
-	"VUi6zsJLjofeDotHa+RunP08xsKsSmMNADy84kXiFk2/aHLgXixu09lLLV31sKvaG5VHw+GDPTRTVGpo",
-	"fNIwdUXHEaCSsiQgHJZovWJS2XcWj4eHbbPkyz6ovC6EnZ5u71S83mh6HB3tMs36mzz3QefZLrOVXxpC",
-	"CSVbLKhcVcPCniiCl7MJGlgdY2ZwwBbAMILPXd9Tgr4USBmQCOIEeNU9qyjf9nVMe+E9zF80spXTQjai",
-	"W84/iUjih8C2z4c7L2sPPCp/nepvlroXNoWCcqwhYWW0elEKNFjHrFsGS6tapaLJ/HwWM6zRbSk/yZWX",
-	"fGkn9id8hYtDRSWovMFpqz/lRYvG3CyAdI+HT0n+Jk0j0bSywYu80o2TgX4Q8eqhkcyFAt5XFUv/NkgV",
-	"ww8fevK2t8U4LIvYyUcknYc79Mjfovu898WJj7nUsTP2A2J3A2F9XxgR7g/srcCSXmuE9gV+X8bOCpYc",
-	"N2U34ktf9nHtshLABXqBQZJbkGy6etTTtivd3CN/sfnznrYFYHHaQUmstOVJHWDV3ngQNHPTn0C3nvDw",
-	"sejAA9CAL+eMfzKqQ6UyjGV9+DrBhzC3vQQgN+r5CxRtUqqjeWO1inp6ZQJTvSnHckBOSZGA5fWiSbZI",
-	"1ZiH1WoFoX+sQ4JmMi9DLjKtNLVFGwviUQshH5BfKcaL0OLlBs+YA2esw6qPG811QZ1nk4Jloz5EObEX",
-	"x6qIXOi5K5zrINA7IXkbtMBoaz/MhQS/uAmNbmzeuxMvmgQBmwT7KIKAy7fdSRB4NAKQ4aLizyIM7E06",
-	"viDpwR72J5MeLGParKphboT6lMylSOPYzF6eFAaaB1Kj/q1lEdTU6BrwdkYhp9h/JINymluT3mSzbj4N",
-	"sSynTz2yzuSSido1JluI9y+NtcO/b+/wXPBpwqxT8UuiqRdztLrnDB7NErW8OJREEhT0ily4trTBfW/U",
-	"TjT5Pf67o45X3KRtGt5bDNGNT7xit2DogM14jOWbvyp6OyKRhSOh9jI/Ik0N3lufZEr1vPBIemTp1Ald",
-	"UCJa2zLVrjYjJqqtiIwfxRCythQn/4r/HKql9mxR8YAoLYEubEJ4zNTNgJxrH5LuHKPu4RnsN+ZUi4V9",
-	"i+iEUPS5GUy3XqEE6G29l86zufBZjqrkYYFnK6SoYMxt/EVAbIx4QEphF6hxuOJYNiwDnTVGweDWtY8P",
-	"pbEEniiyAE3NLIMx/80+b4ibdk81d9OEMk5C3yq01bZwpSHR+NYb0iozYrigaXgQsgWdmV8TuhKZPhlz",
-	"LkhMzZcxGqTViX/Wl8f59P4la8zwUCeGDrx69xIfMeQr9+zISXmT1hNc3aUbwz4Jj+/9GrWtYsAMe1YH",
-	"g+gGYmLdZfbN9TH3XtmRBwI6wyYS6I0yhDdLMBCAkuOjI7JEy3KYiCi0SXF2ehIaPLJgMndDjXkRRUA1",
-	"sZ6wLgxmAxL+Pu6Y1uNOQMYdDwn7qbzTzlXYa1b6DCpdOmvOblKMiDTovkXlqkhRFI9i3NCY9fv5V1L4",
-	"cvuW1/xa8fqrKvhQqiASrmo2fplQPrBumPkE7EaXfSXz1Vw2zCLFzF6bvGVzVAP7Uh1NWoqYWOuMLg02",
-	"5qVqLs4TX7ZEm/Zdm55bLeDSK0q38FUpWmxAMEpMzyE3OD1RRCx55VVRrDJ2PDzGcBcUBVWA5eydC4vV",
-	"i2b0BuQH3Kiyr82aibWk0ymLkNqLBdNoSvdJUIfBcDh0wFH2tdwJrASPG2lLYda1ifD7SgzY60cpFru4",
-	"SrHxpdilaSWp/hF8q3b3W+0CiKy5WcBh4EdbB74ccdSJDtVaRgFex7nIJMEYrtWjGqc9dbFiI97edddV",
-	"m0ujnD/1yVCslG/S5Lz3sXCmhSNEaOe2lmRKfqXpSzaRQJTIZATWIv1VX9rkNCl5BZDOcmjQoS8Lav+o",
-	"2Ol0G9Ga6dYvcs5q8ZH19DbMnDa7c0JhUAT5TVb5tidUwZgrTTVGQramr7VmrJE3IPv+zmM8n0ImFpDj",
-	"4dMeiYWR/TVqPig3TMwuRjURAriWKx8HiIOUwgCNKGyzkMyXx8On/+d4eHwfDshzGyc55mpu33EwEr0N",
-	"i7MD+pehQhwyxGpqzXwuv4YKofyJDILNKY2PLFS3ZPc1kJ+LDD1u0ywhRbMPpSxfkJRr6AQSAIsRxKPE",
-	"3sShesHXDBnm3Ab+8Bol3Au6gJIYqfBJOeb17Vqo8sAu+t3bl8qFPldCosIbWNmHssc8/9KIoCWCmPtm",
-	"SRej5EO4S8NRlWjaCFIJHJbK2UV6djljPpWg5snKW/RKvTDBCad1MVj1xbffS8yz/zhr1ZbGGDG/vdkF",
-	"m+3S7Owu3Wk0zLb5pPJrDr0m2dX9truwYHp8kMBgOn5pQoPLpDGoZs6ymkbz+1X9O59v8vuVOdBSlKuD",
-	"MsFSBsiQvMhWIyiqc7WJXpTqyQzeWzPNvX1+9GCOJdH+bBVlf3a/f0JEc1XZWlQkdyxYYDsd1OF7VfUX",
-	"3gIHVXYQvvab8RBygf51ylnd9GvbyNGOj9p4Pam7cY9mvtM35yQWUYaC1MZtXs6Zsvk3NNKY/OEWunXT",
-	"K7pItm36f5/++nK/TftRi0237/DpYJjv0qzczEY03FUrV24yID489NyOW6Engcar9hvy1v78WS4Izm0k",
-	"d9SXBw9Bsa6qTiIaM46P2XmZ28j8eV24TWC7PTxwb2mqjeEZtjzTFx5IbzexW9pGkbhgYPPvElFfmEYB",
-	"C/PzGVbqiPwzDHkihmv3YRHzp9y9E4/Oti7H3FohSfjcnmLf1pQfkWHYc2H1ylbCLtk/iAKNMfWYqaTG",
-	"3OUX2bdr39+HWPCrPVzeHvYnUvPs4Bd2hcpg0/0nx9tNsR5YRPwxTUL/xoEbLpTegXXnS1F2d5So6sF7",
-	"W4v1fnt4RQlj1xGpTW9PVjbt0B/lV5Ngc6z8zIidH3Sg7RHxGw/sEW7+R976L8usu8/Rfajp9hdY5Wbb",
-	"pjt8YG0n18oT/r2jVPwMG1jnviH1pBtyuoARsd9767HhqGiswQCFYMxDm6WvfEN8ETYPqncZ/DPKeIBG",
-	"IawPQrVvbW1C7nvTgptzit3PY24/m19KtccapyqnNHjfqCvLEZCQpdcSc6DzkSlf+deaewNyysurC/0j",
-	"4CnW3qGV2UNnIy5PVH5P18aWUF6atOhC0RNrWlLy/PzFWzSVHx8dBQaczFWqtGfU9Rk3jMdwZ9aIogxV",
-	"ZAo6mkPsw2zMkUNsQ/1dlqIau4PF+gsK38ntY60DV/K0G7I4DEioXTUKV4sDv3MoYf5MqNLXmTIfxjz0",
-	"sUbX2Ou6BK+AhOjEvNZzpq4Xgut52LP1AfI6HWY3My4k1j5Zl65w0poA9FhS1mNa0TfTXh+Q8uiS19cY",
-	"27W8hQ/n7RsIPUQ3n4C8k1iuiMz4iCwNicmfCwcep4Jx/154DBGLgUg2m2ORW1cp3tfARNu/JUJMjbkt",
-	"qhxlUtpKMzfAiS9VY2FjS8vYsJb6A/jaF8wxkyomuC0GQcc8Eulq5FkDF3JBE6bwKgUk/D4MLDtYBSRm",
-	"5lwZnwVFbEAkUsD5zt8QS1x7A/LKJkiNOTOkLhISK1SUqFdBoBfiFnoDQ5uxlooNa6Q2lrK2BaowsK9b",
-	"VKe4fPvu4vLsxfWbt6//eX52URrW0INV7ySP4mG6rHmWOQEuEWvVN5NBiG4+qY7pnsn/LB7E8hP9bVEx",
-	"DlseUwL9gkjTb3iPnVvN31sbZjZnaFQyEoGNoPl+b8G2lW5hqRd4eMLl1A0ywyozqBw7kcRGMLsiW6VI",
-	"6UrZbh9h50kNloYKxjzjmiVkg7xCumGllHhoI0C5WPbQ0clL15RQNeahK7Fo4BIOCNYwRyuSkWzJcm6O",
-	"g5aCse26MZLC5VBHSI1djRyRxOAqSo25q/M+chRjTlUedqeXwr8cRqorHpFhmJcsNwAQia9szsVyMOav",
-	"MSPEwI1FFEuTSVsoqBzojGgU0WgOT8xaS0WeMEK8iULZ8u2flERVK8R/VitYTsLNKRr0tD7nr2HBD6SB",
-	"s1tARETNximWLmbNBw555BYcnLxib1MKkon44WSzhw4Z3hAmXH5DaDDmLhSXbIjEHRCMJTUkZSnNN9yp",
-	"vdMkU3PCuAZ5S5OKtPLu4vSns+sfX767+Pn6/NXl2dt/nL4MA//6MDkcEtWz8VRGUCJTWLo3KRRqlkas",
-	"mYClYGSFCz390Ghge8n+mwYD5ztvpzFfg4B9ELAhBKVbNqex58ObAoI/sd2uFtexb1AHFvC3MzYUFcVf",
-	"rVjgS1MaUa7waAcdfEaoc4Bo6rbcUFIfa0D2zVaoZpMECrfc6ZvzQakAqAeWWfY6lSO21pev7akAfAVO",
-	"QysWgdcBmawkcKjSDHl89voMFw31OotQVJ3HoXV/AvESuCrtp1eaoRxJ17wNq5X6MJrAso689iLpht/f",
-	"wOq7sGfj4UoBZ93we8Vm342z4fDoG7hL3V+oeX4X1hfRNP1vc5GXV0R93ElbzlpYPgqsTLc+gvX6B2i3",
-	"sz54r3j76AUXQFcaq+SEv7+6//8BAAD//w==",
+	"7H2Lchu3suCvoLhbZTI7oihZzk2kSp1SbCXRjWO7LPnkbIUqDTjTJHE1BOYAGFGMV1X3I/Yb9sPul2yh",
+	"G/MiZ/iwZTk+1+dUxSKJZ6PR726870RqlioJ0prO8ftOyjWfgQWNn55n2ijt/orBRFqkVijZOe684RNg",
+	"Ef4YMG6YBptpCTETktkpsJB+C5ka4+dUw61QmWEpn0C/E3SEG+WfGehFJ+hIPoPOcYf6dIKOiaYw427W",
+	"sdIzbjvHndHCQifozPjdS5ATO+0cPzs4DDp2kbqexmohJ52gc7c3UXv1L+/vg84LbrkBe/7CjYlTp9xO",
+	"y5lj+v1axJ2go+GfmdAQd46tzqBxNVmGLVcnOrtLV4F1KRJgVt2AZHCXCr1g3UyKO2YgUjI2vQBBhA2e",
+	"GBbCXRo6mM6EtBC3AQvu0mZICWm/PXKgElLMslnneFAs1A04AY0r/VlzmSVcC7tYXfGPWXQDlhnxJ5yw",
+	"EX4wzFiuLeOWzacqATZVmTZMaRbzhQnYu8vnbUudVKaqLvl/ahh3jjv/Y7/EwH361exXl+eW+ys0LPNU",
+	"stM35+wGFk8Mwa9tCTdQn7qCR4fPvm06yV9hQehSn/I8BmnFWIB2qO1m/xUWxax1rLqBxcdj1EsxE7bl",
+	"Aibut7Yt44+1Tccw5lliO8fPBniTCD0OBoMKshw0Y8tFpNx3azDbuBZta8EfdzyACzFZP6GYSG4z3T6p",
+	"mOw45TvDJ/CTVrPViS8Q+XNqBlqomHWFjJLMiFs4YcIaf1Ge+JvS67MXBHCHm+zf8J6wEYyVBhZaFbat",
+	"e+wW0IgkMbewZ8UMOq2rv1Sraz+T8fLK4c6vfGmVUs3blmXV7ou6d7hvUiUNEDtRcpyICPE5UtKCxD95",
+	"miYi4m65+/9h3Jrfb0kmzrRWhKHVMVKtRgnM/teHjXUfLCPdFFg05dKxPL8Bw+bCThl3FF0YK+SEqdF/",
+	"QGT7nfug85PSIxHHIL/AfWpACscTJgy75YmI2SizbMYXTCrLYsXsVBjc5itlf1KZjL+sXb5SzGTR1J9X",
+	"LrBEPElAPzGMR5HKJJ2jozZf6Fme+rOrnOcc5bRxZiDus/Afe253E3d53wI3SobuwJUERypClFMgDgMW",
+	"jnh8XdDaMBjKEKl5yLqF1OLEO0cGDOP5RVFjJyYg2mjgMcLYS1m9gIVKi4mQbvjMgL7mE5AWx87kjVRz",
+	"ee0b0CQ3sGCJMNaJG+5rw7ikIR1nBWPZlBsmQdgpaBa+9n2l0kMZvoUxaNChmzYf/QYWIevyxCjGmVaW",
+	"W4i9GFFIqn5n3Fgk7hPNI+i5JWpw9C2yEIesW37It2eY5TfAbMGpTIA3x0sqTtwLnWSQg7jY4lAKU87n",
+	"j8BccxvmXWJh+Cip9kF5UfovhWFjnhhaZS7SSmWveZKo+XK3UuY1obvWbo0OyMtHJVLfL0oESDuUPI41",
+	"GOOmE5JJjzKVkUV6rR0SmLDXH8pO0JkCj71CcRpFYMzecyWtVsneqVvZHh1YHetX+dsKxq7vcO8vMApQ",
+	"EH95pNgjDF7LW9CIFZpbL/ax7uoVPsbfrxPacdhz0rnrNVPSTpMF+2emLB/Kboh/XMNdBBDjLc+kFQme",
+	"oYQ7Sx1IjCHRvtdn4VuwerF3OragQ3/4XoM5cdeMWwL13huViGgR4h0tvw7ZWLnDZrHmY7snwI73ptam",
+	"PBV7btW46D2PKXuD790yh7nIOuyc/POHYTYYPI38jTdOlPHz4w9wMv/hwE9a7ad/GJxY39cvl9q7BWki",
+	"ItzCUOICAtfZg6syKQEun6Y2WM5AsFM+sl9FOdD6VQylGwEnedAbUwB/64b+8Da2L1Gh3rTUIxrViA1X",
+	"GKTr+kenisWdoFPH1s5V0HrX30me2anS4k/48qSSCqtuvNszYYyQE8cNlGaczXjihHCIkWt3w+JzeMxC",
+	"IyaOu8JdGg4loqPn2o7M8yRhE3EL0g3kvphDkjDqTINLBrPULpDtfH4qrtRLrifw5ZHwXDwZqRjpuFWK",
+	"JW4rKF5+udi6qil45ESOI1H0zLd4y0XiBJQvb4dOCBpxA25/mdTAo6nbyAnTjvyxhFvQfpepVu5GuJ/P",
+	"pPU2tQfZ7S+Xl2/+7uCJnR9y780jr0CibMLK2f0YSAvenHvjXKpVCtoK0vVJEYhbbQVOLXgtk0VuFGs1",
+	"5e6ZG5HuKVwPT/ZS5TiKpm73QSfSwO0jzFORlxvsUlNgSiaLihLg9ZZCA+oqp52YY9YomvdOWCizJAkZ",
+	"3IJeDKVvhPKb10lxrMxAn52yGBKoKB0s1io1TGWFjcqJ8kS3hYWZ2cLYGHTcAuiq1kDFteaLzjJivG9r",
+	"Xo7nNZNVcIWop4ReHS2B1a2rOT0vlwrrrqAfjfEJF2jo9fONlEqAS5yw0JkajMVOWkHjBXOYUcwpCq3Y",
+	"T58rZuWRSHcmbsZGBNsIBhE3Qf+h8LLQtla3/Pz8xVvDuudvbo9QJD1/c/utU0b1jCfCQNxjpV7HcrVu",
+	"lhnr9MjESbaEtHNhABXBnpP0CSZcLvIuS2i2M1ol3NhrdwCrO/h9CpJxUqZzZuqas4hrLSCm80TU0RAp",
+	"HUOMljnhes2EzCz0tj64hzoRL/Zfo9zabMOu04cRMAP6FmJUaiKegIy59lpY16lfBSqOUWIjXaG2sSa3",
+	"TwvgC4k8t+02nJk3tKC/rPVglw8yt51co93jet1tfIcXe+6OtzQjaUgTHkHMRguiYe6k0TzjuI+xIknY",
+	"XOkbU4ADB0ATRKzAPPpJl4oKMvk4FtTwTYUTIqlrEi/IWlLV6LmHAzkSjlmYK7vXKehr0htDvAyGca/8",
+	"MiUZvwXNJxCwLGVWsXCUaWNDxi1TMoITxiOtjGGvEMAi4oY5WYbxeOa4y8H+q4AZIIr49uz0xW9ny/gm",
+	"0cmyDMU6v8dJvZ+l8Cy5/wVrtULyji1tsmGYYJNuWTrZ/mgcMvArLNVHsgAveY1LndkhuDuOZm6fZqNE",
+	"RHiFrWJpRpZkR6fevX1pWDf82w0sfgiR+jwUumWGT+DakbxrpA1ttMUTE3RRFAQS/2iiLcdsroW1IBmO",
+	"7wQIlEFybBnKNMkMm0852Qa5NHNwK88bkPXVqZF+nAV40WOFOrVAIj/HLUHhmqmZo0upk7TxhiF4clPy",
+	"FtLJEsaQQITH7ali/crWRi/JYyl+BoXAW2VoNZGkFIjq0mSVh68jojV6s8xmGrBjBdPvAy+tv+GkTS9J",
+	"7C3BHhQEkguWaCBM+QQKGqFkSa3z+I7lwI31p9EcuFGRKYo/1ik0XhNpYExWWZ5coxC9ur1X2WxE7vwb",
+	"WBT2vMIPtJHYFGEr1VnytbefwQVYK+TE7Mg58m5uvdytuM9O5YKhnMYc4tYE2qPDQxbCndX8epw7ssJe",
+	"wOAugtR6FwqP95zuMpRjAUlsfGDDr7AI2HwqHKPQCA9IncbhBEkxkUpDzIxi1pEFXAjjho3BRlOIWcSl",
+	"k2pSZVyXEY9uhhLJkWM4dFFMn3Uvp66bBhZDlHA34hQ0IOFyqkyYk4vwmNxZ3CptyH3HDbsRck+lIHkq",
+	"hpK2zHilE/PovWCpBuNkXBQLPXPo95BEtSqtdbC/zaHkxiDoHDfCpFUGWUHuiuL6yedaq7wiuysEUuvO",
+	"FAyUqmwXpQXUC0aAxsbKBXGSg2nVXqsNvfZ6wsI/rkISKnbUT2f87pwaH6BEsKO+WgkAWdt/BwXWq6qF",
+	"OH/CQjdUyLpKe5D0vOJqnBrL8b9zbvrtNHFLffb3XHZ2h2asU/+dbOz4cjc/K0/LxpnNNDywPvsQONt2",
+	"0Bt12o16a3gw6OP/978LAxYeDgYHx/Hou+Pj/aeH4QnjbIREjfqi5xUJmUNu/2Wvqik7HuekGyhHPtj/",
+	"LmQjiNQMDKtOV8B5KCtKchXt2eXq8oXflJISIrfXJ4alADpgSgelouS+wuUKycLL85dnP59enl1fvn13",
+	"cXn24vrN29f/OD+7CCmiUIvJ1O7NlLEsk1ZnSIvDf+z9pPScO1XZ/RWyqUqXLmLlohx9j4J3cW823cqP",
+	"0vY/nvBtxN2tdPONWriGmbr1tx5HYt1BYcwi4dmpAr1mDX1JP1rRknbS3JeIglORR8AmIEFjVAPPrJpx",
+	"KyKeJAuWycQhW6rVrYghZnDnJHhhE4xhrBPI5YPfCNuKzWBJZkkhEmMBxssTv1xevilDOdw9JCuo4z0c",
+	"XUsI2dM3530nvfBZmkA/UrOQGtJdHcqpMjZg4Tf9WhMnYZhsFKsZd8N3nWKCbCiFu17Awqm16fH+fqIi",
+	"nrgRjp8OBoOQrj9KkhDQ0IhwqdI2IH/u30JWOJ+pNci4MeqEFUEnfXaGfjRa91ASbtDW2y/d4bOnD33r",
+	"djDNPMItfFC7ycqtpJjYr9aKDznPlaPabHP4MHzJqeEqhOtq/FLYM/nZwJC3pbiPc9Qb3DV/Z0Dvnbre",
+	"RGbIa+34qkV6gGYQuOORDYYy4gb2DEgjrLgFRzZo4332u0jiiOuY6JOjISZLHTGA+ITm5swIOUmAURfH",
+	"wD0Z6w/lS+C34H3oVVHQETiMgilWPtZqhsZ0t+093DYRhuVw5c32jFVFUy7OEpjlPki5eD3uHP+x2XFT",
+	"mHolqsbVb0rhdFulXC5egZM88pWsqudtFGDjwH/nSQad1Z1fBauJAkDTo9osWd6Z4RqO8QD+/eL1K6dm",
+	"ZhAwByGG4d0xxH126loZFgsNkUVENyKGoeT0PWmwbsKRY2JzxRK4hcSwGCBl3WUQ9DBlpmTRl4sULnC1",
+	"Tm+Wyg4l3KUoFWqIMm0EWli0yiZTlk+ZKAknPog1b1dqzpQZMJQeC+on8Clx4S9xuji1P6TV02ZdA8DK",
+	"u9HreyjRhJ/zpnzeO7LmClAEqBqPQcZI7GSaoTZrQNoTapvrKBow1NhpOr3+UF6kkFj0THPD3CJiNtJc",
+	"RlMwTn3imQH2+vSCPe0PnhgilA7iTksFR35Z6Do5VQuPs0TrLBb27NYjdJ278yjX+fOQMp6K6xtY9Mno",
+	"0gnKL9DiU/mCwoErX5CrvbTZlmMUX+Rj5F+sdMnSRHHH1Seay8oI9NE3v2pgvzyyTSbZ3zG2OiaWR9PX",
+	"XDbua/QCYAAoJGM6QB7PhGTPX573NktIzV7rVeduswexybyOTZsMot4g2C4Lbn+DCnQv5eNDFMbKD2ut",
+	"RJ0zHk09RGOGBlGk1uEflLkTMD62oK9C1i1dkNqhJYtFjIICZoT0KsJUudEtYWq5nkADWm/bfUG5Wku4",
+	"X6JjjnhNoZT1c8Nfcd1N54bi/vYJSqv+FmpJOB7kt7bYf4kYjVZ0d/8/2pHRVUkMuvcXdWiUJO7DnRrg",
+	"+i+7NZ4YZjUXyadwb/yoMtlkZv5jDk5fNyqz04ABdx+k0nZ65RYXw0QDufC9Ot85/mPv4LtBsPfds/7g",
+	"2cFB4D74v6+azMaxytyBBCs8uUIMjqrE4GgVqM9B+qDmpcUnSk6EzWIIWMKt/+tPpWZX/c6HLuZpdTFP",
+	"GxYzhejmLWkKGxXl+hWoZDRvQzJE2uzlXjJSUiiR0hhJ1FsyGR09a7UJNQ/udaAnhpHtxOtqS8MeDo6+",
+	"azIhkIVl08jeELPT0OsU0ProFWWzcYKDweHRJkpYOamm2+RxwGDi7oqcQwpnhf9WnAe6CK9e3UJj+pdl",
+	"c5UlMcZWLeohNrmBTml2NDjqb2PjMZbbrCVUkn6jyJ9qaBfNPwGKhcEMqin3HNWcuKkZZ1XfEtmCcg9T",
+	"rIACEQyQ7dVzwMPBIDgaHARHg6fB0eDoaiPNy+Fa7KKAZtMR+eoCTWJoBMZc3wKqcE1p9jMnDjsIgxPV",
+	"2jLmco/pCUt9FrK3MfuSAUXu9RbWFQ+rbQkDt1aLUbZ1yOfoY4h/VZHwqXofTlyXKf1aC2mdX3sO5iTT",
+	"3dnBg25imUPssAnPye6DjZHY6zzTW7qXdwwMzkd9X/L6TjoaNw095eYaI94ayz/89iN5bMaOVky50ygd",
+	"2FHbqhk0K3RxS8y/EWTZXSeg+Zv/q2tK5+ZQoEKOKxdvJmT7j61xmG7r10b8CWvgWhnnFpwsfZ3whc/U",
+	"2UrO/Dv2euk6bROveyuMGInEZzmsHbhs2agAVIhRS9QVnkJtygJ7SpCWkC8IUHF16yRsGUJVAAfL9LqK",
+	"fE2BXmt4wXNS8HeT2ZZo7e7hCl+J71+P+LbHoBxud6glraxDoVq2I0xHYzL8EHqTwzKVE/pSc2NJNs1N",
+	"AkRsU9RU/yN1/53DKG20QH0cHWxf88FRv+oMPzxaX7KoRkDbRx3sOGhOeOvnstH7WiPLS+4wBDb6iE5Y",
+	"XFna4bNvqzLps2+DZweHV8FjUfVdg6cehMp7mo44tIZc/upxLEdP2jAGvDpgNuKl77rJAvQ57Da5QrDZ",
+	"aPPQthc/87s03ob9rIhTfIRhkmj2pKxHz+sKbTBKgGsMYus6wgLGKo0ud5PjOipeXxnbV8a2gxKwkStt",
+	"jusqWc6HsZRH5hn/8lyglTSZRoK9o71yUq9euHUlwQ+k5LhoB7dVkt5uzQuWCh9uptrFLCvgccyrgf79",
+	"6L5Gf4bTf0cqFkX2z5bmoBtY5JZE7/JeBw5c4XPHhUyDB7mWfJSCLivYUDEASplqC7rEfAafVZXbvSqJ",
+	"TOhAxnyH7TbmUyAeam9vfUZFEbfjqz9iysgITXZGSdwmLXpDblbXUQx2OKDE3Kf4r5mDNr0t94fFeZqt",
+	"q/U6hBS6un2qANWs2rB8q6oFrrZa8tJFofUX0Ao8ipcH53GzWFCBP003iCoTbH3Wb6hgAsZVLNEhsFwk",
+	"TQ53btncCUdzreQkQL2KOyzHY684rfLbjIboMdbH2+gCoEmvtgt1cVv12OLTfuyUS8bzFBmhJBtzkWBp",
+	"TF/ptdk4XTEEr2JRblSv2qGFYWaKeTruSjaF8m9k1LvbFnf0ZG3XLNVCRiLlSev+ixbkg/DZK5g/tFzy",
+	"7QMA0WQNq/GOmmmsttoShk03AU97S/PTUuTDHcfgtrwGYLmCkHW5JFTzX2JpsbC6LNemAjPvY/dbKn00",
+	"TdrBbh6J5ZPbXEK3GUYvhWkKsdhJPKCrtUkmaGf8K0WYfYHezlRlumKu8R9jvmhUhZsquTwoLdxO0lyu",
+	"JbNJVNqe6hUOwlUSFzhN7ydu7Omb8ydInlLIM5/dJcbNkUZLVUt/AZ5QGHN9t6W/siTl6mYj7fbdmk73",
+	"V1i0SLuPJb7mK2gWXYO8QvVWt6i66aKy9bYSbm0hjyfd5imMn0zCLRgjSbifWugsBM2mCnEhlm4LpbLX",
+	"KHaEXkY5Ghz1vnzBdHfxsTj8JoTMqd6q+fan5+z7o2f/VpAOIlOGUup8hjS532uSGBWkMf08XFUYFvKR",
+	"yuzxKOHyJq/CZ4VNIKT4TKQcBA0Zcx2zdKo5JsjSnCFFKp/5aWLWQOd7TJihxNoMngj6mB2DUQR9VkiM",
+	"goJ1MZixrXhYWATxDmUZ5RKeYjJHiOnlPvfJbZJxyxLgBsdMMSDHiYbLE+DAJ6yoJDSUXamKQQMWfrP/",
+	"jftnpU+veShKnyxK6jlI8pnPJW4j6au4iMkhPg4lUnFRw5aOsybRHw2OKj6FZ99/XzEQHQ0aTUR4zBsn",
+	"Xj37uibxSln2U7MGUUZ5LrPKd2/PGQVHyQjckQk5qfFC1/GkjpysizV0RrBQvrAyLbBXX0+lS2fLyFEC",
+	"RLCOTZLDxBGhyzyBaa35+L+btXhHBQjoCZItKHWeBEjxeau/lwbaVqdgWbG11U/z4UERJn90YjW2jN6G",
+	"WG9ibbqVCVxnOmkJShMTCXFRw4dZmKUJt8C67/+8339/d7//fnHfa0ySKwJUtq2VtSxPUZRDTQEsFhv4",
+	"lyzyF1/oKY3K4VWCHpoiIqoRDkXoRB7VUL1bzZezUkJ4F2dSU3krylqnFMF+mQMaBkUQvck5LNfATJE5",
+	"4vNEhvKNFmZWxvlhpfVKyojPEQlR+Ap7x6xeUStorqg1lLuW1GpiNl9sRqk7Zcx5+bBIYyyM7ycxNS32",
+	"u2+RO9YR4xc1Z4nyLKko+EandANQrWIxYBpu1Q1VzpBqfuLAj+UMng7wNZVe3dn/7PvDlUT6BkCt7N6x",
+	"nn+/eP1qI+dZw2nWCflNjr917Vt9bGtcaA9Idltj0Sg7vkr27xZ/NtJ8d5/yYrR526f9QX/Q2nrHSoMP",
+	"4gtbS5KLLZS0som4ephctaBVIdHEwp3kTEju87lmPE3d5o7f58yzZdHL4lG++fWbLNvfFxd28cq/S+XD",
+	"dJSELVTU1fHWt19e7/1VFRY/chtNK4RmSeN3vxbGHkxkK70M7L/+8//6vHLjyfKzQaGBn78wq6bFtWWP",
+	"XpQ93Vh5Pm4+21jpPnuRkfIBxJGowkDsU+v2HLMJkGo5ejUW2tg9A1hW3ecCfEhto2eDqtR4sLXD0azH",
+	"Qg95eo1pFRq/8dSXhYzxQaPIsnJo1k3UHPRexA1QErun2O6EFJaLdzrm6gGUzqS2xL5HQsIN7YuW3nR5",
+	"tconlukD7WwtyAtLbB0okH+9k8+omlHhaerW+Qw041otrGqJWnNcW6gVK0M3mKaXorXsXfucpCm1aE6V",
+	"1EqZZnaXBNFERTXGUSZ9tyZ5F5u8amBJMzNZw7o2Jci61dAYvkfTGVX51wZ4LVvyN8gRKHSvO/c2jryc",
+	"2/pgcsiqg6wdIl9tB38528FNc0TnX8FA0JRJMjIqySwErUYA019b4vzx5dMmk8FGO8E6SbawISxnSGwy",
+	"Efy9FiK2VCcx1eKWWwiPa6UguYzzv1G5w6ACelOxz6oPrB2zRNygL96NEuBThFSrFEsZ0ENwhUcYX2mT",
+	"FmI3Zu6wF7bPQgodCbHQi5Lg7m71AROJLwv1h/I1VvahoWf8BirphvkYTuZxUiC+SiCtcp/9uwvVlZOJ",
+	"oIhspA2gfyJv0hTRUuEOBqJMC7u4QA0DcecC9K2IKkrFksnF0O9eNuuGdmKu/+s//1/YoypDofUOI18H",
+	"gsII9vxB4MZC/x2O4PYQnvonapB/HzOcm9FDVtgof8ZKmErNJ0MvCnWrC/4FE2T9W0K5KtkZAdeYpeMB",
+	"MLU2dUi12rPFaMdnsLRvIdlvPHU8QT8xef0nR9IIB7G8Se45mCsdsxBnCQOMfDApj4CcNWVh+m4zGAr4",
+	"9tnZPzNxyxOQ1gnE1dWzLu3R7xyfVqVFlW+r1kYvgcFTgQWN71G+GTc87VqcaERPMZkihzRRPMZHolLm",
+	"CJjb/xNDteOP6XpIPvElDH3UXRHPZinYaTSUM9QKZiOIWRed6pTPjdeuLFjFdJaA6QX4ZLVhZqq03UsE",
+	"akoVeloqVkVt2YAgjfqUXx1V17JqqdgeJiXnQU4YVYi6xw3I/lAO5W+4HawBFPEkMXil0aJXvxJL5/gj",
+	"Hk0DPp+wxiMfyg2ob5XCeiE5BhbeOCwWKGyvzyg4B5HNgXQo199LtreHZZ1fnf52FuJez1a9j24Jkq34",
+	"LrvkjAxyv2PAQlIBwh7FSBSBE0OZOx2P1wRbkBb8zTdHh4fffFNGWeSex0QYO5Td8P3QB3cMnTw9dMLt",
+	"sBMMnXiL/7pF4R8otONfkb0bdu6vAtbv9++xQjVVSsSgI9rqlLtVVsdmw06/3x927sM+eUlpfZvcm4U/",
+	"k5sb48vleJfmUHZ3cGr2fGXIlR9KZyfrSuWo6GZnJ1GnZremdycW1x25tE8q7xygYe0+6Pha2J1jtLU9",
+	"dfyF2ylyjn2ein2excLuo80WGowvhFaEfIFPOQ/K5zfcTrFQkfvgq6gRwSAoQFP3oaRc3NXeBV91v5SP",
+	"xvqnVqU1AeGXo2exiImN+zz4MCdMK7V60Fa/XKrnhBmINFhfyw9T7cvCVrzY4lDSGzKe4gjLpjxNQUJM",
+	"L7gW/MA4gk9lVdyIN5BaesaxrMh7+u7F+eX127PLs1eX569fhazrzeLsaJAbr/FonbKCs5/HWIrbWKz6",
+	"goen+QwsCpAt5pGyyT7Vtmk1dFRa+nqRV0tvcx8OBg/2aFlZm6fxaeLUPzOBANVcJAGTMEeTn9CG3l4+",
+	"Ghy0zVIse7/2gh52erq5U/mis+txeLjNNKvvu90HnWfbzFZ9AQ/Fumw243pRD7J9YhheziZoYD2kicMB",
+	"KnnkpMW7vZwS7GlFrnnHOXACvOo5f63e9lVMe5FHyHzRyFZNBFyLboXQwVQSPwS2fT7cebn0ULPJr9Py",
+	"O+b+pWxloBq5zUQVrV5UAqVWMetWwJz00VQ12ezPYoGvMhDlZ4XGVyzthH7C1yEl1PSo2lvaVO+vKFM3",
+	"lG4BrHs0eFqy00aiSQLVi6K2mZdfflTx4qGRzAdW39e18fw1qDqGHzz05G3vVEqYl5Hoj0g6D7boUbzd",
+	"+nnvi5e5C6lja+wHxO4Gwvq+tLzc79OtwCKOK4T2BX5fxc4alhw15bPj244nKAxVNSep0HUOmt2CFuPF",
+	"o542rXR9j1fKUrza5z1tAmB52kFFrKSC1B6wZmc8CJq56c9gW0948Fh04AFowJdzxj871aFWC4xYH75H",
+	"8yHMbScByI96/gJFm5TbaNpYn2g5oT6BsV2XVd9np6xMuc31olE2S53uW69PE+bPM2mwQhcPT6jMYlAp",
+	"hn0WxGMpIafPfuMYZMPLt3pyxhx4CyfW+V1r4wyWeTYrWTbqQ1wyujikIkplp75UuodA74QVbdBsZcno",
+	"WggJ+eJGPLqhSidevGgSBKjswaMIAr7CwlaCwKMRgAwXFX8WYWBn0vEFSQ902J9MeiDGtF5Vw0wz8ymZ",
+	"S5kUt569PCkNNA+kRv1LyyKoqfEV4G2NQl6x/0gG5TW3Jr2Jchg/DbGsJqM+ss7kUzPbNSYqvf6XxtrB",
+	"95s7PFdynAjyxH5JNPViig8/FQwezRJLWcYoiSQo6JWZxW1J2LveqK1o8nv8d0sdr7xJmzS8txjXHJ/k",
+	"it1MoNc6kzEW7P+q6G2JRARHxukyPyJNDd6TIzfldlq6cXNk6SwTuqBCtDZl2l6tR0xUWxEZP4ohZG0p",
+	"mhX/U624Kj0jETBjNfAZlQCJhbnps3Obx/F7b7J/agz7DSW3akavz50wjo5Eh+nkFUqA3y73skU2Kj7E",
+	"VJc8CHhUE8sEQ0lBKwGjwPqAVWJVUOPw5RAplgWdNU7BkBQPQQmdCTwxbAaWu1n6Q/k7PWiLm/aP83fT",
+	"hAvJwrxVyHwuZwImZBZf90Ra5UYMZzwN90Mx4xP3a8IXKrMnQykVi7n7MkaDtDnJH3KXcTE9UkEhKWHG",
+	"nDg68OrdS3y2Vi78Q1Mn1U2S+7y+Sz8GvmCA46DaVjNghj3SwSC6gZiRuwx1PTOUuSv7OAcCOsNGGviN",
+	"cYQ3SzB6grOjw0M2R8tymKgopKRemp6FDo8ITJg0OpRl6AW3jDxhXehP+iz8Y9hxrYedgA07OSToU3Wn",
+	"nauw16z0OVS69Nac7aQYFVmwe4TKdZGiLBcopKMxq/fzr6TwFfatXPNrxeuvquBDqYJIuOq1TaqE8oF1",
+	"wywvINHosq9l7rvLhlnwWJmAMt4oxz6gt0l50lK2iqwztjLYUFbqd3lPfNUS7dp3fQmkWsmuXlmsSy4q",
+	"IXZ9hqF1mFleAk7NZe0daawreTQ4wqAMFAUNRoJI78ISyyWIen32I27U0PvibmKr+XgsIqT2aiYsmtLz",
+	"zLGDYDAYeOAYeh+dsp4baUtp1qVCHrtKDNjrJ61m27hKsfGl2qZprSjII/hWafcb7QKIrIVZwGPgR1sH",
+	"vhxx1IsO9ep1AV7Hqco0w8C3xaMap3PqQmIj3t5V11WbS6OadPbJUKySpNPkvM8DCF0LT4jQzk2WZM5+",
+	"4+lLMdLAjMp0BGSR/qovrXOaVLwCSGclNOjQlyW1f1Ts9LqNak0P3CsT9ZaCSpdzAjHd3O3OC4WBj5Z0",
+	"Iu+i2PaIGxhKY7nF8NHWnL/WND/2BvRefueBwhAdEwvY0eBpj8XKyf4WNR8K8XO7OF4SIUBajYpX+H5I",
+	"6VqV+EYnClPcpvvyaPD0/xwNju7DPntOwaVDaab0co+T6CksjgbM3wIMccgQ62c287niGhqE8icyCDbn",
+	"gT6yUN2SEtlAfi4y9LiNs4SVzT6UsnxBUq6jE0gACCNYjhI7E4f6BV8xZLhz6+eH1yjhXvAZVMRIg4+I",
+	"ilzfXorv7tOi3719aXy8eC0kKryBRRiQDFp86UTQCkEsfLOsi6kFIdyl4XGdaFIEqQYJc+PtIj1azlCO",
+	"NZhpssgtepVeGHqM0/oYrOXFt99LLE7wcdaqDY0xzWBzswsx2abZ2V261WiYovRJ5dcCek2yq/9te2HB",
+	"9fgggcF1/NKEBp9+5FDNnWU99+iPq+Xv8iSdP67cgVaiXD2UGdZ/QIaUi2xLBMV0rtbRi0oRnv57MtPc",
+	"04PT+1Ms6fhnqyj7i//9EyKaryrZoiL5Y8EnFdL+Mnyv6v7CW5Bgqg7C1/lmcgj5QP9lylnf9Gtq5GnH",
+	"R218ORO+cY9uvtM35yxWUYaC1NptXk6FoaQlHlnMmPEL3bjpBZ8lmzb9v09/e7nbpvNRy0237/Bpf1Ds",
+	"0q3czcYs3NXrAK8zID489PyOW6GngceL9hvyln7+LBcE53aSO+rL/YegWFd1JxGPhcTnS3OZ28n8RV3L",
+	"dWC7Pdj3ryebteEZVNPqCw+kp01sl7ZRJi442PyrRNSXplHAp1jkBMubRPnDO0Uihm/3YRHzp5LBLLUL",
+	"crZh6UUq3fqcTnGPXhE5ZoOw58PqDb19ULF/MAMWY+oxU8kMpc8votfK39+HWCWtPVyeDvsTqXk0+AWt",
+	"0Dhsuv/keLsu1gOfjXhMk9C/cOCGD6X3YN36UlTdHRWquv+eaknfbw6vqGDsKiK16e3JgtIO86P8ahJs",
+	"jpWfOLHzgw60PSJ+7YE9ws3/yFv/ZZl1dzm6DzXd/gqLwmzbdIf3yXZybXLCv3OUSj7DGta5a0g964aS",
+	"z+CY0fe59dhxVDTWYIBCMJQhlTYweUN8A7wIqvdlDyZcyACNQlhUhdu8NdmE/PeuhXTnFPufh5I+u18q",
+	"Bdsap6qmNOS+UV/LJGChSK815kAXI3O5yN/n72G578rqQuYDQVIsWMRrs4feRlydqPqCOsWWcFmZtOzC",
+	"0RPrWnL2/PzFWzSVHx0eBtWK03RG3TzjRsgY7twaUZThho3BRlOI8zAbd+QQU6i/z1I0Q3+wWLSCaprv",
+	"YYEIXye2G4oY6xv4Eh6+gAl+51HC/ZlwY68z4z4MZZjHGl1jr+sKvAIWohPz2k6FuZ4paadhD/dWFjdx",
+	"u5lIpbFgzKp0hZMuCUCPJWU9phV9Pe3NA1IeXfL6GmO7krfw4bx9DaGH6OYTkHcW6wXTmTxm+KQBFggQ",
+	"CTCQcaqEtGyOfq4YIhED02IyxcrA/qWLvHAJ2v6JCAkzlFSJOsq0pvI8NyBZXt+HYEP1eCishQq25CSV",
+	"bAboCnCTGqEkFYPgQxmpdHGcswap9IwnwuBVClj4tzAgdrAIWCzcuQo5CcrYgEilgPOdv2FEXHt99ooS",
+	"pIZSOFIXKY0VKirUqyTQM3ULvb6jzViAhsIaOcVSLm2BGwzs65bVKS7fvru4PHtx/ebt63+cn11UhnX0",
+	"YNE7KaJ4hK1qnlVOgEvEtzaaySBEN59Ux8QZPpMH0c9tsqQ9NM9jy2NKoF8Qafod77F3q+X31hcUEmhU",
+	"chIBRdD8bWfBtpVuYakXeHjC5dUNNsEqM6gce5GEIph9ZbJKpHSt1nlQ1lJCUoP1tIKhzKQVCVsjr7Bu",
+	"WKu/HlIEqFTzHjo6ZeWaMqyf5OtSOriEfYaF39GK5CRbNp+64+CVYGxaN0ZS+BzqCKmxr5Gjkhh8Ga6h",
+	"9MXxjz3FmHJThN3ZucrfimT1FR+zQVjUeXcAUEleDl6qeX8oX2NGiIObiDjWc9NUKKga6IxoFPFoCk/c",
+	"WiuVqzBCvIlCUc37T0qi6mX1P6sVrCDh7hQdepLP+WtY8ANp4OIWEBFRs/GKpY9ZywOHcuRWEry8Qrcp",
+	"BS1U/HCy2UOHDK8JE66+gdYfSh+Ky9ZE4vYZxpI6kjLX7hvp1d5xkpkpE9KCvuVJTVp5d3H689n1Ty/f",
+	"Xfxyff7q8uzt309fhkH+3jw7GDDjq6c5QYmNYe4f8jCoWTqxZgREwdgCF3r6odHAdMn+mwYDFztvpzFf",
+	"g4DzIGBHCCq3bMrjnA+vCwj+xHa7pbiOXYM68NUDmrGhEiv+SmJBXs/TiXKlRzvo4NtLnX1EU7/lhncI",
+	"sHDmntsKt2KUQOmWO31z3q9UTc2B5Za9SuUY1frKC6IagLxsqaMVsyDXAYWuJXCYygxFfPbqDBcNRU7L",
+	"UFRbxKF1fwb1EqSp7KdXmaEaSde8DdJK8zAa//B0UXuRdcO/3cDih7BH8XCVgLNu+DcjJj8Ms8Hg8Fu4",
+	"S/1fqHn+EC4vomn636eqKK+I+riXtry1sHoUWJludQTy+gdotyMffK5459ELPoCuMlbFCX9/df//AwAA",
+	"//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,7 +90,7 @@ func keyError(err error) error {
 func (s *Server) GetAPIKey(ctx context.Context, req gen.GetAPIKeyRequestObject) (gen.GetAPIKeyResponseObject, error) {
 	k, err := s.store.GetAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.GetAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -104,7 +105,7 @@ func (s *Server) GetAPIKey(ctx context.Context, req gen.GetAPIKeyRequestObject) 
 func (s *Server) DeleteAPIKey(ctx context.Context, req gen.DeleteAPIKeyRequestObject) (gen.DeleteAPIKeyResponseObject, error) {
 	err := s.store.DeleteAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.DeleteAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -125,7 +126,7 @@ func (s *Server) ChangeAPIKeySettings(ctx context.Context, req gen.ChangeAPIKeyS
 		return req.Body.Name.IsNull(), applySettings(k, &name, *req.Body, now)
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.ChangeAPIKeySettings404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, keyError(err)
@@ -144,7 +145,7 @@ func (s *Server) RotateAPIKey(ctx context.Context, req gen.RotateAPIKeyRequestOb
 	}
 	k, err := s.store.RotateAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId, time.Duration(grace)*time.Second)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.RotateAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, err

@@ -25,14 +25,14 @@ func callerOf(ctx context.Context) store.Caller {
 	return store.Caller{AccountID: p.AccountID, PrincipalID: p.ID, Role: p.Role}
 }
 
-func notFound() gen.NotFoundJSONResponse { return gen.NotFoundJSONResponse{Detail: datasetNotFound} }
+func notFound() error { return fail(http.StatusNotFound, datasetNotFound) }
 
-func forbiddenOwner() gen.ForbiddenJSONResponse {
-	return gen.ForbiddenJSONResponse{Detail: "Only the dataset's own account may change it"}
+func forbiddenOwner() error {
+	return fail(http.StatusForbidden, "Only the dataset's own account may change it")
 }
 
-func forbiddenVisibility() gen.ForbiddenJSONResponse {
-	return gen.ForbiddenJSONResponse{Detail: "Only an admin may make a dataset public or move it into or out of restricted"}
+func forbiddenVisibility() error {
+	return fail(http.StatusForbidden, "Only an admin may make a dataset public or move it into or out of restricted")
 }
 
 func (s *Server) ListDatasets(ctx context.Context, req gen.ListDatasetsRequestObject) (gen.ListDatasetsResponseObject, error) {
@@ -70,7 +70,7 @@ func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequest
 		d.Visibility = string(*in.Visibility)
 	}
 	if err := access.SetVisibility(callerOf(ctx).Policy(), store.Private, d.Visibility); err != nil {
-		return gen.CreateDataset403JSONResponse{ForbiddenJSONResponse: forbiddenVisibility()}, nil
+		return nil, forbiddenVisibility()
 	}
 	if in.Format != nil {
 		d.Format = string(*in.Format)
@@ -112,7 +112,7 @@ func (s *Server) GetDataset(ctx context.Context, req gen.GetDatasetRequestObject
 	if status, err := accessStatus(err); err != nil {
 		return nil, err
 	} else if status != 0 {
-		return gen.GetDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	}
 	return gen.GetDataset200JSONResponse(datasetOut(a.Dataset)), nil
 }
@@ -150,9 +150,9 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 	}
 	switch status {
 	case 404:
-		return gen.UpdateDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	case 403:
-		return gen.UpdateDataset403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+		return nil, forbiddenOwner()
 	}
 	in := req.Body
 	d, err := s.store.UpdateDataset(ctx, callerOf(ctx).AccountID, req.DatasetId, func(d *store.Dataset) (bool, error) {
@@ -223,10 +223,10 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 		return accessChanged, checkDataset(d)
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.UpdateDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	}
 	if errors.Is(err, access.ErrVisibilityNeedsAdmin) {
-		return gen.UpdateDataset403JSONResponse{ForbiddenJSONResponse: forbiddenVisibility()}, nil
+		return nil, forbiddenVisibility()
 	}
 	if err != nil {
 		return nil, err
@@ -241,13 +241,13 @@ func (s *Server) DeleteDataset(ctx context.Context, req gen.DeleteDatasetRequest
 	}
 	switch status {
 	case 404:
-		return gen.DeleteDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	case 403:
-		return gen.DeleteDataset403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+		return nil, forbiddenOwner()
 	}
 	d, err := s.store.DeleteDataset(ctx, callerOf(ctx).AccountID, req.DatasetId)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.DeleteDataset404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	}
 	if err != nil {
 		return nil, err
@@ -371,9 +371,9 @@ func (s *Server) ListGrants(ctx context.Context, req gen.ListGrantsRequestObject
 	}
 	switch status {
 	case 404:
-		return gen.ListGrants404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	case 403:
-		return gen.ListGrants403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Detail: "Only the dataset's own account may see its grants"}}, nil
+		return nil, fail(http.StatusForbidden, "Only the dataset's own account may see its grants")
 	}
 	gs, err := s.store.ListGrants(ctx, req.DatasetId)
 	if err != nil {
@@ -397,9 +397,9 @@ func (s *Server) CreateGrant(ctx context.Context, req gen.CreateGrantRequestObje
 	}
 	switch status {
 	case 404:
-		return gen.CreateGrant404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	case 403:
-		return gen.CreateGrant403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+		return nil, forbiddenOwner()
 	}
 	g, err := s.store.CreateGrant(ctx, a.AccountID, req.DatasetId, in.AccountId, in.PrincipalId)
 	switch {
@@ -411,7 +411,7 @@ func (s *Server) CreateGrant(ctx context.Context, req gen.CreateGrantRequestObje
 		}
 		return nil, invalid([]any{"body", field}, input, strings.TrimPrefix(err.Error(), store.ErrGrantTarget.Error()+": "))
 	case errors.Is(err, store.ErrConflict):
-		return gen.CreateGrant409JSONResponse{ConflictJSONResponse: gen.ConflictJSONResponse{Detail: "That grant already exists"}}, nil
+		return nil, fail(http.StatusConflict, "That grant already exists")
 	case err != nil:
 		return nil, err
 	}
@@ -425,13 +425,13 @@ func (s *Server) DeleteGrant(ctx context.Context, req gen.DeleteGrantRequestObje
 	}
 	switch status {
 	case 404:
-		return gen.DeleteGrant404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	case 403:
-		return gen.DeleteGrant403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+		return nil, forbiddenOwner()
 	}
 	err = s.store.DeleteGrant(ctx, req.DatasetId, req.GrantId)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.DeleteGrant404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: "Grant not found"}}, nil
+		return nil, fail(http.StatusNotFound, "Grant not found")
 	}
 	if err != nil {
 		return nil, err

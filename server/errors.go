@@ -5,17 +5,38 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tilegate/tilegate/gen"
+	"github.com/tilegate/tilegate/internal/problem"
+	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
 )
 
-func detail(c echo.Context, status int, msg string) error {
-	return c.JSON(status, gen.Error{Detail: msg})
+// detail answers an error: every error body is built by problem.Write, labelled for the
+// request's Accept header.
+func detail(c echo.Context, status int, msg any) error {
+	return problem.Write(c.Response(), c.Request().Header.Get("Accept"), status, msg)
 }
+
+// failure is an error answer a handler decided on (a 404, 403, 409 or 413): handlers return it
+// as their error, and handleError answers it like every other error.
+type failure struct {
+	status int
+	detail string
+}
+
+func (f *failure) Error() string { return strconv.Itoa(f.status) + " " + f.detail }
+
+func fail(status int, detail string) error { return &failure{status: status, detail: detail} }
+
+// refused is a tile refusal (TileJSON's) returned as a handler's error: answered as a refused
+// tile is, with its reason header.
+type refused struct{ *tileaccess.Refusal }
+
+func (r refused) Error() string { return strconv.Itoa(r.Status) + " " + r.Detail }
 
 // handleError answers every error a handler or middleware returned: never a stack trace, and
 // never a 500 for something the client did.
@@ -25,9 +46,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	var vf *validationFailure
 	var he *echo.HTTPError
+	var f *failure
+	var ref refused
 	switch {
+	case errors.As(err, &f):
+		_ = detail(c, f.status, f.detail)
+	case errors.As(err, &ref):
+		_ = writeRefusal(c, ref.Refusal)
 	case errors.As(err, &vf):
-		_ = c.JSON(http.StatusUnprocessableEntity, validationBody{Detail: vf.fields})
+		_ = detail(c, http.StatusUnprocessableEntity, vf.fields)
 	case errors.Is(err, store.ErrConflict):
 		_ = detail(c, http.StatusConflict, "The change conflicts with the current state; retry")
 	case store.IsUnavailable(err):
@@ -51,9 +78,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		case http.StatusBadRequest:
 			// Binding failures: the validator lets nothing through that cannot bind, but if it
 			// ever does, the client hears it in the contract's validation shape.
-			_ = c.JSON(http.StatusUnprocessableEntity, validationBody{Detail: []fieldError{{
+			_ = detail(c, http.StatusUnprocessableEntity, []fieldError{{
 				Loc: []any{"body"}, Type: "value_error", Msg: "Value error, the request could not be decoded",
-			}}})
+			}})
 		default:
 			s.log.Error("request failed", "path", c.Path(), "status", he.Code, "err", err)
 			_ = detail(c, he.Code, http.StatusText(he.Code))

@@ -41,7 +41,7 @@ func (s *Server) CheckAPIKey(ctx context.Context, req gen.CheckAPIKeyRequestObje
 	}
 	k, err := s.store.GetAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId)
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.CheckAPIKey404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	}
 	if err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.Rea
 			reason = "ping"
 		}
 		s.outages.failure(reason, time.Now().Add(-2*time.Second), slog.String("reason", reason), slog.String("path", "/readyz"), slog.String("err", err.Error()))
-		return gen.Readyz503JSONResponse{UnavailableJSONResponse: gen.UnavailableJSONResponse{Detail: "The database is unavailable"}}, nil
+		return nil, fail(http.StatusServiceUnavailable, "The database is unavailable")
 	}
 	return gen.Readyz200JSONResponse{Status: "ok"}, nil
 }

@@ -48,7 +48,7 @@ func isTilePath(p string) bool {
 	return ok && !strings.HasPrefix(rest, "token/") && !strings.HasPrefix(rest, "tokens/")
 }
 
-// tileError answers a tile request with {"detail"}; errors are never cached.
+// tileError answers a tile request with an error; errors are never cached.
 func tileError(c echo.Context, status int, msg string) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return detail(c, status, msg)
@@ -329,9 +329,9 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		case err != nil:
 			return nil, err
 		case status == http.StatusNotFound:
-			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
+			return nil, refused{tileaccess.RefuseNotFound}
 		case status == http.StatusForbidden:
-			return tileJSONRefusal{&tileaccess.Refusal{Status: 403, Reason: tileaccess.ReasonRestricted, Detail: notUsable}}, nil
+			return nil, refused{&tileaccess.Refusal{Status: 403, Reason: tileaccess.ReasonRestricted, Detail: notUsable}}
 		}
 		d, mint = a.Dataset, true
 	} else {
@@ -340,7 +340,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 			return nil, err
 		}
 		if !e.Found {
-			return tileJSONRefusal{tileaccess.RefuseNotFound}, nil
+			return nil, refused{tileaccess.RefuseNotFound}
 		}
 		cr := tileJSONCredentials(req.Params)
 		var client tileaccess.Client
@@ -352,7 +352,7 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 			return nil, err
 		}
 		if dec.Refusal != nil {
-			return tileJSONRefusal{dec.Refusal}, nil
+			return nil, refused{dec.Refusal}
 		}
 		d = e.Dataset
 		if dec.KeyID != uuid.Nil {
@@ -432,27 +432,6 @@ func (t tileJSONResponse) VisitGetTileJSONResponse(w http.ResponseWriter) error 
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", t.cacheControl)
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
-
-// tileJSONRefusal is GetTileJSON's 401, 403 or 404 with the same headers as a refused tile.
-type tileJSONRefusal struct{ *tileaccess.Refusal }
-
-func (t tileJSONRefusal) VisitGetTileJSONResponse(w http.ResponseWriter) error {
-	b, err := json.Marshal(gen.Error{Detail: t.Detail})
-	if err != nil {
-		return err
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h["Access-Control-Allow-Origin"] = allowAnyOrigin
-	if t.Reason != "" {
-		h.Set("X-Tilegate-Reason", t.Reason)
-		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason")
-	}
-	w.WriteHeader(t.Status)
 	_, err = w.Write(append(b, '\n'))
 	return err
 }

@@ -63,9 +63,9 @@ func (s *Server) GetTileToken(ctx context.Context, req gen.GetTileTokenRequestOb
 	case err != nil:
 		return nil, err
 	case status == http.StatusNotFound:
-		return gen.GetTileToken404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	case status == http.StatusForbidden:
-		return gen.GetTileToken403JSONResponse{ForbiddenJSONResponse: gen.ForbiddenJSONResponse{Detail: notUsable}}, nil
+		return nil, fail(http.StatusForbidden, notUsable)
 	}
 	exp, expiresIn := s.signer.Expiry()
 	return tokenResponse{s.token(&a.Dataset, exp, expiresIn)}, nil

@@ -37,18 +37,17 @@ const uploadPrefix = ".upload-"
 // way — a bad file, a client that hangs up mid-body — leaves the previous tiles serving and no
 // file behind.
 //
-// Each step answers the request itself when it stops it (a response, or an error the error
-// handler maps); the steps run in this order.
+// Each step that stops the request returns an error the error handler answers; the steps run in this order.
 func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObject) (gen.UploadTilesResponseObject, error) {
 	// 1. the dataset (its owner only) and the request's form
-	a, stop, err := s.uploadTarget(ctx, req)
-	if stop != nil || err != nil {
-		return stop, err
+	a, err := s.uploadTarget(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	// 2. the body, to a temporary file
-	up, stop, err := s.receiveUpload(ctx, req)
-	if stop != nil || err != nil {
-		return stop, err
+	up, err := s.receiveUpload(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	defer up.cleanup()
 	// 3. the file's checks, under a time budget by size (mbtiles.Inspect, and tilegate's own
@@ -85,48 +84,48 @@ type upload struct {
 }
 
 // uploadTarget finds the dataset (its owner only: 404/403) and checks the request's form.
-func (s *Server) uploadTarget(ctx context.Context, req gen.UploadTilesRequestObject) (store.DatasetAccess, gen.UploadTilesResponseObject, error) {
+func (s *Server) uploadTarget(ctx context.Context, req gen.UploadTilesRequestObject) (store.DatasetAccess, error) {
 	// The route is outside dbDeadline (its body streams for minutes), so each database call
 	// takes its own DBTimeout.
 	dbCtx, cancel := context.WithTimeout(ctx, s.cfg.DBTimeout)
 	a, status, err := s.ownedDataset(dbCtx, req.DatasetId)
 	cancel()
 	if err != nil {
-		return a, nil, err
+		return a, err
 	}
 	switch status {
 	case 404:
-		return a, gen.UploadTiles404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return a, notFound()
 	case 403:
-		return a, gen.UploadTiles403JSONResponse{ForbiddenJSONResponse: forbiddenOwner()}, nil
+		return a, forbiddenOwner()
 	}
 	r := requestFrom(ctx)
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/octet-stream" {
-		return a, nil, invalid([]any{"header", "Content-Type"}, nullIfEmpty(r.Header.Get("Content-Type")),
+		return a, invalid([]any{"header", "Content-Type"}, nullIfEmpty(r.Header.Get("Content-Type")),
 			"send the MBTiles file as application/octet-stream")
 	}
 	if r.ContentLength > s.cfg.MaxUpload {
-		return a, tooLarge(s.cfg.MaxUpload), nil
+		return a, tooLarge(s.cfg.MaxUpload)
 	}
-	return a, nil, nil
+	return a, nil
 }
 
 // receiveUpload streams the body to a temporary file in the data directory, at most MaxUpload
 // bytes. The caller must call cleanup on the upload returned.
-func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestObject) (*upload, gen.UploadTilesResponseObject, error) {
+func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestObject) (*upload, error) {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
-		return nil, nil, fmt.Errorf("create data directory: %w", err)
+		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	tmp, err := os.CreateTemp(s.cfg.DataDir, uploadPrefix+req.DatasetId.String()+"-*.mbtiles")
 	if err != nil {
-		return nil, nil, fmt.Errorf("create upload file: %w", err)
+		return nil, fmt.Errorf("create upload file: %w", err)
 	}
 	up := &upload{ctx: ctx, dataset: req.DatasetId, tmpPath: tmp.Name(), cancelChecks: func() {}}
 	// The lock marks the upload live for sweeps (tileFiles) until it has cleaned up.
 	if up.lock, err = os.Open(up.tmpPath); err != nil {
 		_ = tmp.Close()
 		mbtiles.RemoveFile(up.tmpPath)
-		return nil, nil, fmt.Errorf("open upload file: %w", err)
+		return nil, fmt.Errorf("open upload file: %w", err)
 	}
 	if err := lockUpload(up.lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		s.log.Warn("lock upload file", "file", up.tmpPath, "err", err)
@@ -140,16 +139,16 @@ func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestOb
 	switch {
 	case n > s.cfg.MaxUpload:
 		up.cleanup()
-		return nil, tooLarge(s.cfg.MaxUpload), nil
+		return nil, tooLarge(s.cfg.MaxUpload)
 	case err != nil:
 		up.cleanup()
 		if ctx.Err() != nil || isBodyReadError(err) {
 			s.log.Info("upload interrupted", "dataset", req.DatasetId, "bytes", n, "err", err)
-			return nil, nil, invalid([]any{"body"}, nil, "the request body could not be read to its end")
+			return nil, invalid([]any{"body"}, nil, "the request body could not be read to its end")
 		}
-		return nil, nil, fmt.Errorf("write upload: %w", err)
+		return nil, fmt.Errorf("write upload: %w", err)
 	}
-	return up, nil, nil
+	return up, nil
 }
 
 // cleanup removes the temporary file (and a published file the dataset did not take) and
@@ -239,7 +238,7 @@ func (s *Server) commitUpload(up *upload, a store.DatasetAccess, md *mbtiles.Met
 		return nil
 	})
 	if isNotFound(err) {
-		return gen.UploadTiles404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	}
 	if err != nil {
 		return nil, err
@@ -310,9 +309,8 @@ func (r *retiredFiles) remove(path string) {
 // servedFormats are the tile formats the tile endpoint declares (openapi.yaml).
 var servedFormats = map[string]bool{"pbf": true, "png": true, "jpg": true, "webp": true}
 
-func tooLarge(limit int64) gen.UploadTilesResponseObject {
-	return gen.UploadTiles413JSONResponse{TooLargeJSONResponse: gen.TooLargeJSONResponse{
-		Detail: fmt.Sprintf("The MBTiles file is larger than the %d bytes this server accepts", limit)}}
+func tooLarge(limit int64) error {
+	return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("The MBTiles file is larger than the %d bytes this server accepts", limit))
 }
 
 func nullIfEmpty(s string) any {

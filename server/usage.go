@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,7 +52,7 @@ func (s *Server) usagePeriod(from, to *time.Time, g *gen.Granularity) (store.Usa
 
 func (s *Server) GetAPIKeyUsage(ctx context.Context, req gen.GetAPIKeyUsageRequestObject) (gen.GetAPIKeyUsageResponseObject, error) {
 	if _, err := s.store.GetAPIKey(ctx, principalFrom(ctx).AccountID, req.KeyId); errors.Is(err, store.ErrNotFound) {
-		return gen.GetAPIKeyUsage404JSONResponse{NotFoundJSONResponse: gen.NotFoundJSONResponse{Detail: keyNotFound}}, nil
+		return nil, fail(http.StatusNotFound, keyNotFound)
 	} else if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func (s *Server) GetDatasetUsage(ctx context.Context, req gen.GetDatasetUsageReq
 		return nil, err
 	} else if status != 0 {
 		// Only the owner sees usage; to every other account (shared with or not) it does not exist.
-		return gen.GetDatasetUsage404JSONResponse{NotFoundJSONResponse: notFound()}, nil
+		return nil, notFound()
 	}
 	q, gran, err := s.usagePeriod(req.Params.From, req.Params.To, req.Params.Granularity)
 	if err != nil {

@@ -10,10 +10,7 @@ import (
 
 // The FastAPI 422 shape and the translation of kin-openapi's errors into it live in
 // internal/fastapi; the server only wires them in (contract.go, errors.go).
-type (
-	fieldError     = fastapi.Error
-	validationBody = fastapi.Body
-)
+type fieldError = fastapi.Error
 
 // translate turns openapi3filter's errors into FastAPI's shape (see fastapi.FromValidation).
 func translate(err error, r *http.Request, pathParams map[string]string, body []byte) []fieldError {

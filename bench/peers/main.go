@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/tilegate/tilegate/internal/scratchdb"
+	"github.com/tilegate/tilegate/internal/testpeer"
 )
 
 type options struct {
@@ -122,7 +123,7 @@ func run(o options) error {
 		}
 	}
 
-	peerBin, err := buildPeer(o.peer, o.cache)
+	peerBin, err := testpeer.Build(o.peer, o.cache)
 	if err != nil {
 		return err
 	}

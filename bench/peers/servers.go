@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -26,40 +25,6 @@ const (
 	serverCPU = "0"
 	loadCPU   = "1"
 )
-
-// buildPeer extracts the mbtileserver source tarball and builds it into a cache directory
-// keyed by the tarball's hash, so later runs reuse the binary. Nothing of it enters the repo.
-func buildPeer(tarball, cacheDir string) (string, error) {
-	raw, err := os.ReadFile(tarball)
-	if err != nil {
-		return "", fmt.Errorf("read peer source: %w", err)
-	}
-	sum := sha256.Sum256(raw)
-	dir := filepath.Join(cacheDir, "mbtileserver-"+hex.EncodeToString(sum[:6]))
-	bin := filepath.Join(dir, "mbtileserver")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
-	}
-	if out, err := exec.Command("tar", "-xzf", tarball, "-C", src).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("extract %s: %v\n%s", tarball, err, out)
-	}
-	mods, err := filepath.Glob(filepath.Join(src, "*", "go.mod"))
-	if err != nil || len(mods) != 1 {
-		return "", fmt.Errorf("extract %s: expected one module directory, found %v", tarball, mods)
-	}
-	fmt.Fprintf(os.Stderr, "building mbtileserver into %s (once)\n", dir)
-	cmd := exec.Command("go", "build", "-o", bin+".tmp", ".")
-	cmd.Dir = filepath.Dir(mods[0])
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build mbtileserver: %v\n%s", err, out)
-	}
-	return bin, os.Rename(bin+".tmp", bin)
-}
 
 // buildTilegate builds this checkout's tilegate binary into dir.
 func buildTilegate(dir string) (string, error) {

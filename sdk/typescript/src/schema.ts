@@ -505,11 +505,40 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        Error: {
-            /** @example API key not found */
+        /**
+         * @description RFC 9457 problem details, the fields every error answer carries. `type` is `about:blank`
+         *     and `title` the status's standard phrase; `detail` (see Error and HTTPValidationError) is
+         *     what FastAPI clients read. An error is sent as `application/problem+json` when the
+         *     request's `Accept` names that type at least as preferred as `application/json`; otherwise
+         *     (no `Accept`, `*\/*`, `application/json`) as `application/json`. The body is the same.
+         */
+        Problem: {
+            /**
+             * @description A URI reference naming the problem type; `about:blank` (none beyond the status).
+             * @example about:blank
+             */
+            type: string;
+            /**
+             * @description The HTTP status's standard phrase.
+             * @example Not Found
+             */
+            title: string;
+            /**
+             * @description The HTTP status code of the answer.
+             * @example 404
+             */
+            status: number;
+        };
+        /** @description An error answer other than a validation failure. */
+        Error: components["schemas"]["Problem"] & {
+            /**
+             * @description What went wrong, for a person.
+             * @example Dataset not found
+             */
             detail: string;
         };
-        HTTPValidationError: {
+        /** @description A request validation failure, in FastAPI's shape with the problem fields. */
+        HTTPValidationError: components["schemas"]["Problem"] & {
             detail: components["schemas"]["ValidationError"][];
         };
         ValidationError: {
@@ -1076,6 +1105,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /**
@@ -1096,6 +1126,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /**
@@ -1117,6 +1148,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The credential is missing or invalid. */
@@ -1126,6 +1158,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The credential is valid but may not do this. */
@@ -1135,6 +1168,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description No such object in the caller's account. */
@@ -1144,6 +1178,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The change conflicts with an existing object. */
@@ -1153,6 +1188,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description The request body is too large. */
@@ -1162,6 +1198,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
         /** @description Validation Error */
@@ -1171,6 +1208,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["HTTPValidationError"];
+                "application/problem+json": components["schemas"]["HTTPValidationError"];
             };
         };
         /** @description The database is unreachable; retry later. */
@@ -1180,6 +1218,7 @@ export interface components {
             };
             content: {
                 "application/json": components["schemas"]["Error"];
+                "application/problem+json": components["schemas"]["Error"];
             };
         };
     };
@@ -1892,6 +1931,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             401: components["responses"]["TileUnauthorized"];
@@ -1908,6 +1948,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                    "application/problem+json": components["schemas"]["Error"];
                 };
             };
             422: components["responses"]["UnprocessableEntity"];
