@@ -2390,8 +2390,9 @@ type ClientInterface interface {
 
 	// GetTileJSON TileJSON 3.0.0 for MapLibre
 	//
-	// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
-	// freshly minted tile token when called with a tile token or a service token.
+	// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, the
+	// caller's own tile token unchanged (same `exp`: a tile token never renews itself), or a
+	// freshly minted tile token when called with a service token.
 	//
 	// Corresponds with GET /api/tiles/{dataset_id}/tilejson.json (the `GetTileJSON` operationId).
 	GetTileJSON(ctx context.Context, datasetId DatasetID, params *GetTileJSONParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2945,8 +2946,9 @@ func (c *Client) GetTileTokensBatch(ctx context.Context, body GetTileTokensBatch
 
 // GetTileJSON TileJSON 3.0.0 for MapLibre
 //
-// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
-// freshly minted tile token when called with a tile token or a service token.
+// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, the
+// caller's own tile token unchanged (same `exp`: a tile token never renews itself), or a
+// freshly minted tile token when called with a service token.
 //
 // Corresponds with GET /api/tiles/{dataset_id}/tilejson.json (the `GetTileJSON` operationId).
 func (c *Client) GetTileJSON(ctx context.Context, datasetId DatasetID, params *GetTileJSONParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4856,8 +4858,9 @@ type ClientWithResponsesInterface interface {
 
 	// GetTileJSONWithResponse TileJSON 3.0.0 for MapLibre
 	//
-	// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
-	// freshly minted tile token when called with a tile token or a service token.
+	// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, the
+	// caller's own tile token unchanged (same `exp`: a tile token never renews itself), or a
+	// freshly minted tile token when called with a service token.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8316,8 +8319,9 @@ func (c *ClientWithResponses) GetTileTokensBatchWithResponse(ctx context.Context
 
 // GetTileJSONWithResponse TileJSON 3.0.0 for MapLibre
 //
-// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
-// freshly minted tile token when called with a tile token or a service token.
+// Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, the
+// caller's own tile token unchanged (same `exp`: a tile token never renews itself), or a
+// freshly minted tile token when called with a service token.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -17811,56 +17815,57 @@ var swaggerSpec = []string{
 	"x4T6WpanXeHWo3bl9KYSwF6V+kmKzsBmQq7tiZBiPpFThcpSXwBxrldDSb3bOWq0UPNa3ONN+pSC4/ag",
 	"pHcf8P79thpR1B3s0c7RbvOQPR02u/FB1Bzs027zaI914t2oPTiih7V7CL8S2P+niNkU8PJbzfSbxvlN",
 	"4/z6NM6tTmfRVqCyl0ARJujCObzfQba9IypU2vMpRE+H04QUl91XW/0j4wF/Zr0TFEoULMRJljsrm2WF",
-	"cSmnyDDlluPMlT6vczphnqxWrrcd5lgsKBgtHPS7ty+U1xkyhyUJr9gca9toXwwzpsbJ3CXEeTo26Bhw",
-	"U+yymP0quuW3rpbL0IXqYRlfGy5GhN6Nl53z0TaXnd6kWz0NxMjD/f+fKNthIQVh26yBHBv4Zv57ze9C",
-	"ZZtPfZNPn9cjAoepKgxif9vew2Hu+Aq9HA+WHIuCYoPwKIkEt8oEDgNYJs7PtCAYVO3DOr7vk/xHPKq3",
-	"NiwyZjTR499XCoMX/JoJplSPdNptMhtjoiDLk+cs4PLPFxdvIEM0x3dIpLwitECtGlBl0fB2jM05/70i",
-	"0/pnO5iHMjmnPNXkHZIn8OWrgn5uvlyRadpa3OYP5cIjXDJvj167abqNsoCx6wUxpKEAHjeNNIBBAzXU",
-	"z2d0NGIZeXdmFngnlpHK2/tVrOprfJcVjA+s1rPQ5A+FxS2rtIuNuyp3wEzj5M1ZjlO8fhOq126bLZnT",
-	"SXKHLfnHycsX6Kmyrl85JDqbAqC1JX/bWMuiYDNVAJLTEeVC6ZV7Zh5+tz1zoy8Wd/VK7rXa+Wq6qRDN",
-	"bmA8W2V0Pv4u2Rmv3CVIH2ezHaowf2bIE3a7Fu/TMAMeQb6Ol4HOZogTiHm8dZtWM5iTHEI9T4THely4",
-	"eiazK0XkcJhwgbFdhywOyOqr8Gze4BtPFPqPF3TTigIDm1y0urjAazu26/X/L4oLNhKN2eedSKkysSz3",
-	"9YDr/kmvKa7rVpdDGv36KyuJx0y7dQ8Zv5bCyhv+RBF8a0CUnifMVg+IWGYsLsI4P70gfz1fIWQdCfoi",
-	"diUFnghHLgQNNFIvv4SsJL1GD5DkFyLHKVWaAeB6YSABWogj0sDCQhE1lrOKIlPMOsdyCqMVYh5AkNdO",
-	"iDjoC2wO5caDrl4V2IbD1JiQULABh2IskxhwvcxroCUEHqpcfSkSzjBMDxZi4QseGXkZ2PooB1dfOMGL",
-	"M4aOW3yzd/+EzrGn2ID1BTzMYZoNMzoC5lYP/+uKzb//z7/+jc74/zJK/3/+9e9Cb88/oMIOrT4c1Au6",
-	"tjNGo7EZkuXnVTaoPegFGMpDane2OcBjvcjutzpoSCe44pRgmR95hs9untuj1HwjEx5B9b/XjnHFVRsG",
-	"8SA1fM3xtmivIGqR3ovUESmwbcmKY4xa6MqDi+ouRFCgPANELImoILGEM2RkQa+s3rrGBbZfFPS9pVCd",
-	"wUidQjMNZsifagvFoxw6j20A4Z5GilIP88YBg44YNu/TVnu0yAnZb+/5HTewBsdygkzjsmAl1sJIp4XJ",
-	"EpR/gVwX8wr8zctHKgZVRfpvcTm/MNUdRkW0xDPbegyT7kO5MJHGXEAYaSMlAB2ooGqTOeQSDhLWWKf7",
-	"eJ041mo8Bb66S//dBFPeM2IFCcdhlRs9VgrL4qHbMiqzgt0YfooQWtKWn1Gl4cJGi4QernNIbM80TFcD",
-	"CTb0O6tVI4ucvDn7xczx623E8AjFP35cEB+/vNETmpotWG62YHP4nN7ooldGn7dDvUMTBZ5eZrbxA95s",
-	"tvsSE3QXsm93O73uvhn+RAo9TuaXEKx197l2Kxi8Vhz6WBn2XHST2Nw4Iqi5CtJLUH4ulyeXUc0uIeJr",
-	"9mgwzZSu9Trtdh6mVZcpyy4Vi6SIa7399q1NFzYG7ejq8nDy352bvz1NX3TF2yN1sTv7x8HvJ3uDZ/vx",
-	"aXv4U8fo6ZD5e2lEwyVMtdbbPezudcwPLLuEHEuHBnP/nhJwDLZrKlEc+eXj/vUinhfVCyyRYgRVjdLN",
-	"1W8RYa+7H6L5iSDQ8hlrMesCMlqNluhUHbS0eqQdNizsuRHrhpt5ubiKaW0xBrhWfWGbzoBRG368DcEz",
-	"thrOHDf78eDz1rKHRzqIdz9nd6T9c1xTZTXIB/Lqbzz5G0++G9aNPZRrwG6u2KeG78B+C6XuPdsA13yt",
-	"mDUWe92u7dY83i+wq2pYty3m+hWb96yvwtJl0ULDpjpi1psrBRbmsNcdsIwsm4uBj9EQ0WjMyMXFC8IS",
-	"xWZjlhl1+R4w7J6oWOaHq7I8kjk2gXMk9EeS6xa+vF/Y/MsCXEc/0n1IcA2seu7GKyltQeGXs2VFoPMY",
-	"arN5ngOzeYqPRMN6CbgiwOJcDVqLnJRhnWyj5DUA62up6JtU/SZVP5NUfaBE/ap4zU9M34nF3Lee4Bc2",
-	"z2sJKtu54im+VE7fvjPqlHvDGhvrrqjspB6aY9Qj+L0raQBQoIypMTg7g74I7ZlyF9IkAdwfxGW3XaZH",
-	"lIuAhMUJclejb99+b65AfmJ/7gv8bH7x+FTlq/yKRVfnnhdthjlryZ9MxbwohSQnwh9d6NSBlKK7zn97",
-	"aAsX/Bf5bTUQK4oK76XFLVjcaK6k5NnZ87eY+9/pBD5sEO5R3bUX4SJmN2aMIFOoIkOmozGLHWyW2XIW",
-	"I1q8E2V9u7G2Z0jGaNyEftyI+kLqIY+hnbTtx2670cN3liTMnzkDDs1Or+SH5tJFRhU2YG5Fp3ozm5GQ",
-	"GYtb5JUEa78v6l7/eDkTRTx8Qq8Qo0ACDdOkEVR5BMBRYMz7BYd+D8NcVgjnRTVUIa5BUEAngK6bzxkL",
-	"PawayK6Z0JU+A7h6wUh+gO9grVgaa532dnYSGdFkLJXu7bXbbcOgHigBPrV1f1dY+296yKYN/z9RH3HY",
-	"T5/H0r+HOvNn9g5YbP77G2drNCAWXX0CvYfEgNMgemTm0sEgcYOJOJVcaDKDqkSsAyQZH401EXJmcb7t",
-	"qcHMepTOXAHUwxNFommWGUllIRNs+BjXxkEIQIv3hXq3PMXCvFRxKbDHOu2LSKbzntOZhMwmNOEKWG5A",
-	"wr+EOSQEibnZVy5GC+gR8L4cWqJh5CxIw74Ap4h1ddQ9sV5oLhN5DfFDngIcL+J3Ulu0WJ6CkaKqL+oF",
-	"UOPF23fnF6fPL9+8ff33s9Nz77FGbswbx7m85dr33fsqEgwRvDvVIpdFV4/gpb8PsncKbH+v1W7t7u61",
-	"nub8u9bL0+KXubjPD2sv5e88SejOPiZmbscYYcqfshoQ9GfzNNuZE1OLaj03Pb8Mau+uw1bTZDWyn6X8",
-	"P9jS/Io47a/AlmwZjmNDCA025uhcGtjM1vgvdzZgV7LhTGqKPtrH5cPWs0BGDFJyQOVG0wPTyWwenYdw",
-	"fMVYikk+wObs1P3ktKAvpkLzhKyxS0g9HGU0YlblUSE6joWcNQJ0Hxdch1DVF6EFlzHrErbIW7MeEFY0",
-	"FqzNv6ceiDKOG8r4bWPICISLRQ6SCSTVmav6IkerRQY4pgXkrZ5JW1zWIuURg5GTAf428mKZWBwMM4tW",
-	"X7wGv6P1eCsjeTJsPOE7v4GMwAP+xIzVpkJzKTAVsTKhCEjh4Ry3NJtab++g3d6aleAYPBb4zU75Sv2l",
-	"peX2YOIearHsjX85vH61+9uv++ztU/2Po+lZR77p0vOD+Mf26Ofdf34eD2oRUTCcDksmvwrj5SuSkD/x",
-	"a+ZihrlP0gKBOCAUxy8dbge1DDplGZfx41kvj40cugYtFG5zref6wiJykjWAnC0CcIpGSjmgcvSYDpOp",
-	"GhMuNMuuaVLS59+dn/x0evnji3fnP1+evbo4ffu3kxdhQGxSDdltE9XoFbmHQzYjlsPnyCYDhkKRzGGg",
-	"J/cFBcXD9mfGBN0O37N7eNBFfE+HJ7M9jIfF+NyA62mu2oDraSaLRL+tlNqaqeabvJqtfk7Izy8namVR",
-	"Pw3b83jKmMZOkV2HAPqJA1wPwG34YAnRvrGikAzL+LDWAMtewRYqSt2C2jRLar3aDtCpnfLio1zAoWmm",
-	"QjUfJKxIdDx5c9YqEvTyxTLDXubpxBzCgMwsUJVi6H+ZKpBLk7ykgGcl1GrlvSEHZF1+w/lYZrqZcLPB",
-	"PvwdQiTpHPWh/hOTL5hQ3nwa3ht83IrqaaCXylUL2RZ3PpKWRUdFHAiv7KkeQvF+UcTjV/CEi4Ooev2v",
-	"Y+maIqN/zmXhFOnpbiumMdcVT8DSgwACXFgI4BxxrqzRVnN5z/IS+28/3P7vAAAA//8=",
+	"cSmnyDDlluPMlT6vczphnqxWrrcd5lgsKBgtHPS7ty+U1xkyhyUJr9g8DNBBlX8pZ8JXsPPKPNtQL2Q3",
+	"adgrK+GoXWRMsJmyKUpWKeqLYcbUOJm7PDvvLlBd4LWxS44uD361eIdmVg9LHNtwMQL9brzsnI+2uez0",
+	"Jt3qaSCNHh5G+ERJEwuZDNsmH+QQwzfz32t+Myvbw+qbmPu8jhU4TFXRFPvb9o4Sc8dX6Cx5sABalDcb",
+	"ZFBJsrhVJnAYwMBx7qoF+aJqH9aJD5/kP+JRvbXRlTGjiR7/vlKmvODXTDCleqTTbpPZGPMNWZ6DZ3Gb",
+	"f764eAOJpjlMRCLlFaEF+NWAKguqt2NM1/nvFQnbP9vBPJTJOR2sJu+Qg4EvXxU7dPPlikzT1uI2fyjX",
+	"L+GSeXv02k3TbZTFnV0vzyGbBWC9aaQBUxqooX4+o6MRy8i7M7PAO7GMVN4lsGJVX+O7rGB8YNGfRTh/",
+	"KLpuWTNe7P9VuQNmGidvznK44/WbUL1222zJnE6SO2zJP05evkCHl/UgyyHR2RRwsS352/5cFkybqQLX",
+	"nI4oF0qv3DPz8LvtmRt9sbirV3Kv1c5X002FaHYD49kqMfTxd8nOeOUuQRY6m+1QhWk4Q56w27WwoYYZ",
+	"8AjSfrxEdjZDuEFMB67b7JzBnORI7Hk+PZb1wtUzmV0pIofDhAsMETuAcgBoXwWL8wbfeKLQDb2gm1bU",
+	"KdgcpdU1Cl73MnBzLNUobCQas887kVJlYlluDwLX/ZNeU1zXrS6HbPz1V1YSj5l26x4yfi2FlTf8iSL4",
+	"1oAoPU+YLUIQscxYXESDfnpB/nq+Qsg6EvRF7EoKPBGOXAjaeaRefglZSXqNHgDSLwSgU6o0A9z2wlwC",
+	"0BFHpIFFlyJqLGcVtaqYvI5VGUYrxHSCIC/BEHHQF9hjyo0HPcYqsH2LqbFEoe4DDsVYJjHAg5nXQGcJ",
+	"PFS5+lLkrWG0HwzNwqU8MvIysGVWDvW+8KUXZwz9v/hm7/4JnWNrsgHrC3iYg0YbZnQEzK0e/tcVm3//",
+	"n3/9G336/2WU/v/869+F3p5/QIUdOoY4xBhnw9JobIZk+XmVDWoPeoGp8pASoG0O8FgvsvutDhrSCa44",
+	"JVgtSJ7hs5vn9ig138iERwAi4HV1XHHVhkE8SA1fc7wtaCyIWqT3IgNFCux+suIYoxa68uCiuguBGKjy",
+	"ABFLIipILOEMGVnQK6u3rv+BbTsF7XMpFHkwUqfQk4MZ8qfaIvooB/Jj+0i4p5GiYsS8ccCgsYZNH7VF",
+	"Iy1yQvbbe37jDizlsZwg07gsWNC1MNJpYbIE5V8gZca8An/z0pqKQVWR/ltczi9MdYdRES3xzLYew6T7",
+	"UK5vpDEXEI3aSAlAByqo2mQOKYmDhDXW6T5eQ4+1Gk8B0+6yiDehnfeMWEHCcZDnRo+VwrJ4aNqMyqxg",
+	"N4afIhKXtFVsVGm4sNEioQcPHRLbeg2z3kCCDf0GbdUAJSdvzn4xc/x6+zk8Qg2RH17Exy9v9ISmZguW",
+	"ezbYVECnN7ogmNHn7VDv0IuBp5eZ7R+BN5vtvsQ834Uk3t1Or7tvhj+RQo+T+SXEfN19rmsLxsAVh3ZY",
+	"hj0XTSk2958Iaq4Q9RKUn8vlyWVUs0sIHJs9GkwzpWu9TrudR3vVZcqyS8UiKeJab799a7OOjUE7uro8",
+	"nPx35+ZvT9MXXfH2SF3szv5x8PvJ3uDZfnzaHv7UMXo6JBBfGtFwCVOt9XYPu3sd8wPLLiFV04HK3L81",
+	"BRyD7XpTFEd++bh/vcDpRREES6QYQXGkdHP1O03Y6+4HjH4iCHSOxpLOuoDEWKMlOlUHLa0eaYcNi55u",
+	"xLrhZl5Kr2JaW6gCrlVf2N41YNSGH29D8IytRkXHzX48FL617OGRDuLdz9kdaf8c11RZDfKBvPobT/7G",
+	"k+8GmWMP5RrMnCv2qVFAsG1DqQnQNvg3Xyv0jYVwt2u7NY/36/Sq+t5tC91+xeY966uwdFl04rAZk5g8",
+	"5yqKhTnsdYdPI8vmYuBDPUQ0GjNycfGCsESx2ZhlRl2+B5q7JyqW+eGqZJFkjr3kHAn9keS6hS/vFzb/",
+	"snDb0Y90HxJcg86eu/FKSltQ+OVsdRLoPIbabLrowGye4iPRsF4CrgiwOFfK1iInZXQo2295DU77Wir6",
+	"JlW/SdXPJFUfKFG/Kl7zE9N3YjH3LUv4hc3zkoTKrrB4ii+V07fvDF7l3rDGxroruDuph+YY9Qh+7yoj",
+	"AFsoY2oMzs6gL0J7ptyFNEkAPgjh3W2z6hHlIoAENXuC3NXo27ffmyuQn9if+wI/m188PlX5Kr/w0ZXL",
+	"57WfYc5a8idTMS8qKsmJ8EcXOnUgpeiu898e2voH/0V+dw6EnKLCe2lxC9ZImispeXb2/C2WEHQ6gY8+",
+	"hHtUd11KuIjZjRkjyBSqyJDpaMxih75ltpzFCDrvRFnfbqxtPZIxGjehrTeCx5B6yGPoSm3butum9vCd",
+	"JQnzZ86AQ7PTK/mhuXSRUYUNmFvR8N7MZiRkxuIWeSXB2u+LuteGXs5EEQ+f0CuEOpBAwzRpBFUeAXAU",
+	"GPN+waHfwzCXFcJ5bQ5VCI8QFAgMoOvmc8Z6EasGsmsmdKXPAK5eMJIf4DtYK5bGWqe9nZ1ERjQZS6V7",
+	"e+122zCoB0qAT23d3xUd/5sesmnD/0/URxyE1Oex9O+hzvyZvQMW4v/+xtkaDYhFV59A7yExwD2IHpm5",
+	"dDBI3GAiTiUXmsyguBHLCUnGR2NNhJxZuHB7ajBBH6UzV4AY8USRaJplRlJZ5AUbPsa1cUgE0Cl+oWwu",
+	"T7EwL1VcCmzVTvsikum853QmIbMJTbgClhuQ8C9hjixBYm72lYvRAggFvC9HqGgYOQvSsC/AKWJdHXVP",
+	"rBeay0ReQ/yQp4DqizCg1NY+lqdgpKjqi3qB93jx9t35xenzyzdvX//97PTce6yRG/PGcS5vufZ9976K",
+	"BEME7061yGXR1SN46e8DEJ4C299rtVu7u3utpzn/rvXytPhlLu7zw9pL+TtPErqzj4mZ2zFGmPKnLCoE",
+	"/dk8zTb4xNSiWs9Nz6+m2rvrsNU0WQ0QaCn/D7Y0vyJO+yuwJVvK49gQIoyNOTqXBjazNf7LnQ3YlWw4",
+	"k5qij/Zx+bD1LJARg5QcULnR9MB0MptH5wElXzGWYpIPsDk7dT85LeiLqdA8IWvsElIPRxmNmFV5VIiO",
+	"YyFnjQDdxwXXIVT1RWgxasy6hC3y1qwHhBWNBWvz76mHxYzjBjQA218yAuFiAYhkAkl15qq+yEFvkQGO",
+	"aYGcq2fS1qi1SHnEYORkAOONvFgmsavtkrNWX7wGv6P1eCsjeTLsX+E7v4GMwAP+xIzVpkJzKTAVsTKh",
+	"CEjh4Ry3NJtab++g3d6aleAYPBb4zU75Sv2lpeX20OYearHsjX85vH61+9uv++ztU/2Po+lZR77p0vOD",
+	"+Mf26Ofdf34eD2oRUTCcDksmvwrj5SuSkD/xa+ZihrlP0uKJODwVxy8d/Ae1DDplGZfx41kvjw1AugZ0",
+	"FG5zHez6wgJ7kjW4ni0CqIxGSjm8c/SYDpOpGhMuNMuuaVLS59+dn/x0evnji3fnP1+evbo4ffu3kxdh",
+	"QGxSDdltE9XoFbmHQzYjlsPnACkDhkKRzGGgJ/fFFsXD9meGFt0OJrR7eNBFmFAHS7M9GoiFCt0AD2qu",
+	"2gAPaiaLRL+tlNqaqeabvJqtfk7k0C8namXBQw3b83jKmMZOkV0HJPqJA1wPgH/4YAnRvrGikAzL+LDW",
+	"AMtewRYqSt2C2jRLar3aDtCpnfLio1zAoWmmQjUfJKxIdDx5c9YqEvTyxTLDXubpxBzCgMws3pVi6H+Z",
+	"KpBLk7ykgGcl8GvlvSHHdV1+w/lYZrqZcLPBPooeIi3pHDyi/hOTL5hQ3nwa3ht8+IvqaaCXylUL2U55",
+	"PiCXBVlFEAuv7KkeQvF+UcTjV/CEi4Ooev2vY+l6K6N/zmXhFOnpbiumMdcVT8DSgwACXFgI4BxxrqzR",
+	"VnN5z/IS+28/3P7vAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -42,6 +42,9 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 			if to, ok := s.otherSpelling(r); ok {
 				return redirectSpelling(c, to)
 			}
+			if c.Path() == tileRoute {
+				return tileError(c, http.StatusNotFound, "Not Found") // as every tile error: never cached
+			}
 			return detail(c, http.StatusNotFound, "Not Found")
 		}
 		ctx := r.Context()

@@ -45,11 +45,10 @@ func (s *Server) authorizeTile(c echo.Context) error {
 	if err != nil || u.RawPath != "" || u.Host != "" {
 		return tileError(c, http.StatusBadRequest, notATileURL)
 	}
-	segs, ok := tileSegments(u.Path)
-	if !ok {
+	if _, ok := tileSegments(u.Path); !ok {
 		return tileError(c, http.StatusBadRequest, notATileURL)
 	}
-	t, bad := parseTileSegments(segs[0], segs[1], segs[2], segs[3])
+	t, bad := parseTileURL(u.EscapedPath())
 	if bad != nil {
 		return writeRefusal(c, bad)
 	}

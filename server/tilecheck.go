@@ -134,14 +134,14 @@ func unconstrained(sc *openapi3.Schema) bool {
 // accepts reports whether the tile request is valid for sure; false means "let the full
 // validation decide" (it may still be valid). tile is the route's {y}.{format} segment.
 func (tc *tileCheck) accepts(datasetID, z, x, tile, rawQuery string, h http.Header) bool {
-	dot := strings.LastIndexByte(tile, '.')
-	if dot <= 0 || dot == len(tile)-1 || !plainSegment(tile[dot+1:]) {
+	y, format, ok := splitTileName(tile)
+	if !ok || !plainSegment(format) {
 		return false
 	}
 	if _, err := uuid.Parse(datasetID); err != nil {
 		return false
 	}
-	for _, n := range [...]string{z, x, tile[:dot]} {
+	for _, n := range [...]string{z, x, y} {
 		if !decimal(n) {
 			return false
 		}

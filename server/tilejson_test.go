@@ -90,7 +90,7 @@ func TestTileJSON(t *testing.T) {
 		r, _ = e.tileJSON(t, restricted.Id, "key="+key, "", "Origin: https://example.com")
 		tlCheck(t, "restricted, key", r, 403, "restricted")
 
-		// With a tile token: a fresh token in the URLs.
+		// With a tile token: that same token in the URLs (TestTileJSONKeepsTheTileToken).
 		tok := e.token(t, e.c, vec.Id)
 		r, tj = e.tileJSON(t, vec.Id, tok, "")
 		tlCheck(t, "token", r, 200, "")

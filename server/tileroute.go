@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -27,14 +28,18 @@ func (s *Server) findRoute(c echo.Context) (*routers.Route, map[string]string, e
 	if c.Path() != tileRoute {
 		return s.router.FindRoute(c.Request())
 	}
-	tile := c.Param("tile")
-	dot := strings.LastIndexByte(tile, '.')
-	if dot <= 0 || dot == len(tile)-1 || strings.HasSuffix(c.Request().URL.Path, "/") {
+	// Another spelling of a tile is no route (404) before validation could word it as a bad
+	// parameter (%30 is no integer to kin-openapi).
+	if _, err := parseTilePath(c.Request().URL.EscapedPath()); errors.Is(err, errTileSpelling) {
+		return nil, nil, routers.ErrPathNotFound
+	}
+	y, format, ok := splitTileName(c.Param("tile"))
+	if !ok || strings.HasSuffix(c.Request().URL.Path, "/") {
 		return nil, nil, routers.ErrPathNotFound
 	}
 	return s.tileOp, map[string]string{
 		"dataset_id": c.Param("dataset_id"), "z": c.Param("z"), "x": c.Param("x"),
-		"y": tile[:dot], "format": tile[dot+1:],
+		"y": y, "format": format,
 	}, nil
 }
 

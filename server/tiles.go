@@ -69,16 +69,6 @@ func writeRefusal(c echo.Context, r *tileaccess.Refusal) error {
 	return tileError(c, r.Status, r.Detail)
 }
 
-// maxZoom is the highest zoom a tile URL may name.
-const maxZoom = 30
-
-// tileRequest is a tile URL's dataset, coordinates and format.
-type tileRequest struct {
-	dataset uuid.UUID
-	z, x, y int
-	format  string
-}
-
 // getTile serves GET (and HEAD) /api/tiles/{dataset_id}/{z}/{x}/{y}.{format}. The contract
 // middleware has routed and validated the request (dataset_id a UUID, z, x, y integers).
 // Public, key and token requests take the same steps.
@@ -176,36 +166,26 @@ func answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u t
 	return false, nil
 }
 
-// parseTile reads the tile URL's parameters; a refusal (404 or 400, no reason) when they name
-// no tile.
+// parseTile reads the tile URL (parseTilePath, on the path as sent); a refusal (404 or 400, no
+// reason) when it names no tile.
 func parseTile(c echo.Context) (tileRequest, *tileaccess.Refusal) {
-	return parseTileSegments(c.Param("dataset_id"), c.Param("z"), c.Param("x"), c.Param("tile"))
+	return parseTileURL(c.Request().URL.EscapedPath())
 }
 
-// parseTileSegments reads a tile URL's four segments: dataset id, z, x and y.format.
-func parseTileSegments(dataset, z, x, yf string) (tileRequest, *tileaccess.Refusal) {
-	var t tileRequest
-	var err error
-	if t.dataset, err = uuid.Parse(dataset); err != nil {
-		return t, tileaccess.RefuseNotFound
-	}
-	dot := strings.LastIndexByte(yf, '.')
-	if dot < 0 {
-		return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
-	}
-	t.format = yf[dot+1:]
-	var errZ, errX, errY error
-	t.z, errZ = strconv.Atoi(z)
-	t.x, errX = strconv.Atoi(x)
-	t.y, errY = strconv.Atoi(yf[:dot])
-	if errZ != nil || errX != nil || errY != nil || t.z < 0 || t.z > maxZoom {
+// parseTileURL reads a tile URL's path as sent (parseTilePath) into a tile, or the refusal a tile
+// request gets for it: the tile path's and forward auth's one reading.
+func parseTileURL(path string) (tileRequest, *tileaccess.Refusal) {
+	t, err := parseTilePath(path)
+	switch {
+	case err == nil:
+		return t, nil
+	case errors.Is(err, errTileZoom):
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest, Detail: "z must be 0 to 30"}
-	}
-	if t.x < 0 || t.y < 0 || t.x >= 1<<t.z || t.y >= 1<<t.z {
+	case errors.Is(err, errTileXY):
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest,
 			Detail: "x and y must be 0 to 2^z-1 (" + strconv.Itoa(1<<t.z-1) + " at zoom " + strconv.Itoa(t.z) + ")"}
 	}
-	return t, nil
+	return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 }
 
 // Why readTile read nothing after looking at the dataset again: it is gone, or has no file now.
@@ -366,8 +346,10 @@ func etagMatches(header, etag string) bool {
 }
 
 // GetTileJSON answers TileJSON 3.0.0 for MapLibre. Credentials are those of tiles, or a service
-// token (then the usual may-use rules apply). Tile URLs carry the caller's key, or a freshly
-// minted tile token when called with a token or a service token; a public dataset's carry none.
+// token (then the usual may-use rules apply). Tile URLs carry the caller's key, the caller's own
+// tile token unchanged (same exp: a token must not renew itself, or its holder would keep access
+// after the principal that minted it is revoked), or, for a service token, a freshly minted one;
+// a public dataset's carry none. Only service tokens and API keys lead to a new token.
 func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObject) (gen.GetTileJSONResponseObject, error) {
 	var d store.Dataset
 	credential := "" // the query every tile URL carries
@@ -406,8 +388,9 @@ func (s *Server) GetTileJSON(ctx context.Context, req gen.GetTileJSONRequestObje
 		d = e.Dataset
 		if dec.KeyID != uuid.Nil {
 			credential = "?key=" + url.QueryEscape(cr.Key)
-		} else {
-			mint = true
+		} else if cr.HasSig {
+			// Verified as it stands, so passed on as it stands.
+			credential = "?sig=" + url.QueryEscape(cr.Sig) + "&exp=" + url.QueryEscape(cr.Exp) + "&scope=" + url.QueryEscape(cr.Scope)
 		}
 	}
 	if d.Visibility == store.Public {

@@ -490,8 +490,9 @@ export interface paths {
         };
         /**
          * TileJSON 3.0.0 for MapLibre
-         * @description Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, or a
-         *     freshly minted tile token when called with a tile token or a service token.
+         * @description Same credentials as tiles, or a service token. Tile URLs carry the caller's `key`, the
+         *     caller's own tile token unchanged (same `exp`: a tile token never renews itself), or a
+         *     freshly minted tile token when called with a service token.
          */
         get: operations["getTileJSON"];
         put?: never;
