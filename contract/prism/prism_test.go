@@ -383,6 +383,12 @@ func (s *scenario) run(a, b issued, viewer, editor string, proxy *cutProxy, srv 
 	s.do(call{op: "getTileTokensBatch", method: "POST", path: "/api/tiles/tokens/", header: map[string]string{"X-Api-Key": spent.Token},
 		ctype: "application/json", body: []byte(fmt.Sprintf(`{"dataset_ids":["%s"]}`, vec.ID)), want: 429})
 
+	// The preview page and its assets (the page holds no data: the same for every id).
+	s.do(call{op: "previewDataset", method: "GET", path: "/preview/" + vec.ID, want: 200, direct: true})
+	s.do(call{op: "previewDataset", method: "GET", path: "/preview/not-a-uuid", want: 422, direct: true})
+	s.do(call{op: "previewAsset", method: "GET", path: "/preview/assets/maplibre-gl.css", want: 200, direct: true})
+	s.do(call{op: "previewAsset", method: "GET", path: "/preview/assets/nope.js", want: 404, direct: true})
+
 	// Forward auth: the decision a tile request would get, for the URI a proxy passes on.
 	fa := func(uri string, h map[string]string) map[string]string {
 		out := map[string]string{"X-Original-URI": uri}
