@@ -132,7 +132,8 @@ func TestNULRefusedEverywhere(t *testing.T) {
 			{"dataset cursor", "GET", "/api/datasets/?cursor=a%00b", "", []any{"query", "cursor"}},
 			{"tile key", "GET", "/api/tiles/" + ds.Id.String() + "/0/0/0.pbf?key=a%00b", "", []any{"query", "key"}},
 			{"tilejson key", "GET", "/api/tiles/" + ds.Id.String() + "/tilejson.json?key=a%00b", "", []any{"query", "key"}},
-			{"tile format", "GET", "/api/tiles/" + ds.Id.String() + "/0/0/0.pbf%00", "", []any{"path", "format"}},
+			// A NUL in a tile URL's path (…/0.pbf%00) is not a tile's one spelling: 404 (issue #15
+			// item 7, TestTileURLIsCanonical), before any parameter is validated.
 		}
 		hc := env.HTTPClient(t)
 		for _, tc := range cases {

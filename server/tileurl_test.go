@@ -51,6 +51,7 @@ func TestTileURLIsCanonical(t *testing.T) {
 				base + "0/0/+0.png",
 				base + "-0/0/0.png",
 				base + "0/0/0%2Epng",
+				base + "0/0/0.png%00",
 				base + "0/0/0%2epng",
 				base + "%30/0/0.png",
 				base + "0/0/0.%70ng",
