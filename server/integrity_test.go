@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/faultproxy"
@@ -246,8 +247,18 @@ func TestUploadConcurrencyCap(t *testing.T) {
 			}
 			first <- r
 		}()
-		_, err := pw.Write(file[:100]) // returns once the server has read it: the upload is in
+		_, err := pw.Write(file[:100])
 		must(t, err)
+		// The write returns once the client's transport has the bytes, not once the server
+		// holds its place; the place is taken before the upload's temporary file is created,
+		// so that file's appearance is the sign (CI once raced here: 200, want 503).
+		deadline := time.Now().Add(10 * time.Second)
+		for len(e.tlFiles(t)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the first upload's temporary file never appeared")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 
 		r := e.upload(t, e.c, d.Id, file)
 		wantStatus(t, r.StatusCode(), 503, r.Body)
