@@ -23,24 +23,16 @@ func (s *Server) ListAPIKeys(ctx context.Context, req gen.ListAPIKeysRequestObje
 	if err != nil {
 		return nil, err
 	}
-	page, err := s.store.ListAPIKeys(ctx, principalFrom(ctx).AccountID, cur, limit)
+	since := s.meter.MonthStart()
+	page, served, err := s.store.ListAPIKeysServed(ctx, principalFrom(ctx).AccountID, cur, limit, since)
 	if err != nil {
 		return nil, err
 	}
-	used, err := s.keysUsedThisMonth(ctx, page.Items)
-	if err != nil {
-		return nil, err
-	}
-	out := gen.ListAPIKeys200JSONResponse{TotalCount: int(page.Total), Items: make([]gen.APIKey, len(page.Items))}
+	used := make(map[uuid.UUID]int64, len(page.Items))
 	for i, k := range page.Items {
-		out.Items[i] = apiKeyOut(k, used[k.ID])
+		used[k.ID] = served[i] + s.meter.Pending(k.ID, since)
 	}
-	if page.Next != nil {
-		out.Cursor = nullable.NewNullableWithValue(page.Next.Encode())
-	} else {
-		out.Cursor = nullable.NewNullNullable[string]()
-	}
-	return out, nil
+	return keyPageJSON{page: page, used: used, now: store.Now()}, nil
 }
 
 // pageParams reads the paging parameters shared by every list: limit (default 50; the spec

@@ -41,17 +41,32 @@ const keyColumns = "id, account_id, token, name, name_generated, description, us
 // reflective scan was a fifth of a key page's CPU (issue #20). The statement still runs through
 // GORM, so deadlines, statement counting and error translation apply.
 func scanKeys(q *gorm.DB) ([]APIKey, error) {
-	rows, err := q.Select(keyColumns).Rows()
+	return scanKeysWith(q.Select(keyColumns), 0, nil)
+}
+
+// scanKeysWith scans rows of keyColumns followed by the columns extra returns destinations for
+// (row i's); capacity is the rows expected.
+func scanKeysWith(q *gorm.DB, capacity int, extra func(i int) []any) ([]APIKey, error) {
+	rows, err := q.Rows()
 	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
 	defer rows.Close()
-	var out []APIKey
+	out := make([]APIKey, 0, capacity)
+	// One set of destinations for every row (k is cleared before each): per-row slices and
+	// the page's growth were most of a page's garbage (issue #20).
+	var k APIKey
+	dest := []any{&k.ID, &k.AccountID, &k.Token, &k.Name, &k.NameGenerated, &k.Description, &k.UserAgent,
+		&k.Origins, &k.Created, &k.Changed, &k.LastUsed, &k.ExpiresAt, &k.Enabled, &k.DatasetScoped, &k.IPRanges,
+		&k.PreviousTokenHash, &k.PreviousTokenExpiresAt, &k.RateLimitRPS, &k.RateLimitBurst, &k.MonthlyQuota}
+	fixed := len(dest)
 	for rows.Next() {
-		var k APIKey
-		if err := rows.Scan(&k.ID, &k.AccountID, &k.Token, &k.Name, &k.NameGenerated, &k.Description, &k.UserAgent,
-			&k.Origins, &k.Created, &k.Changed, &k.LastUsed, &k.ExpiresAt, &k.Enabled, &k.DatasetScoped, &k.IPRanges,
-			&k.PreviousTokenHash, &k.PreviousTokenExpiresAt, &k.RateLimitRPS, &k.RateLimitBurst, &k.MonthlyQuota); err != nil {
+		k = APIKey{}
+		dest = dest[:fixed]
+		if extra != nil {
+			dest = append(dest, extra(len(out))...)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("scan api key: %w", err)
 		}
 		out = append(out, k)
@@ -60,6 +75,44 @@ func scanKeys(q *gorm.DB) ([]APIKey, error) {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
 	return out, nil
+}
+
+// ListAPIKeysServed is ListAPIKeys with, for each key of the page, the tiles it served from
+// since (unix seconds) on as flushed by every replica (ServedSince's figure). The page, its
+// usage and the account's total come from one statement (plus the scopes' when a key is
+// scoped): a page of keys is the management call an account's size must not slow (issue #20).
+func (s *Store) ListAPIKeysServed(ctx context.Context, accountID uuid.UUID, cur *Cursor, limit int, since int64) (Page[APIKey], []int64, error) {
+	var page Page[APIKey]
+	db := s.db.WithContext(ctx)
+	served := make([]int64, 0, limit+1)
+	var total int64
+	extra := []any{nil, &total}
+	var err error
+	page.Items, err = scanKeysWith(keyPageServed(db, accountID, cur, limit, since), limit+1, func(i int) []any {
+		served = append(served, 0)
+		extra[0] = &served[i]
+		return extra
+	})
+	if err != nil {
+		return page, nil, err
+	}
+	page.Total = total
+	if len(page.Items) == 0 { // no row carried the total
+		if page.Total, err = accountCount(db, accountID, "api_keys"); err != nil {
+			return page, nil, err
+		}
+	}
+	pageOf(&page, limit, func(k *APIKey) Cursor { return Cursor{Created: k.Created, ID: k.ID} })
+	return page, served[:len(page.Items)], loadScopes(db, page.Items)
+}
+
+// keyPageServed is keyPage with two more columns: the key's tiles served from since on
+// (usage_hours_key answers it per key) and the account's number of keys (account_counts).
+func keyPageServed(db *gorm.DB, accountID uuid.UUID, cur *Cursor, limit int, since int64) *gorm.DB {
+	return keyPage(db, accountID, cur, limit).Select(keyColumns+
+		", (SELECT COALESCE(SUM(u.served), 0) FROM usage_hours u WHERE u.key_id = api_keys.id AND u.hour >= ? AND u.reason = '')"+
+		", (SELECT COALESCE(SUM(c.n), 0) FROM account_counts c WHERE c.account_id = ? AND c.kind = 'api_keys')",
+		since, accountID.String())
 }
 
 // keyPage is the statement of a page of keys (and one row more, which tells whether there is

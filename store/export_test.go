@@ -38,6 +38,7 @@ func (s *Store) Plans(ctx context.Context, accountID, datasetID uuid.UUID, cur C
 	stmts := map[string]*gorm.Statement{
 		"key page 1":          keyPage(dry, accountID, nil, 100).Find(&[]APIKey{}).Statement,
 		"key page after":      keyPage(dry, accountID, &cur, 100).Find(&[]APIKey{}).Statement,
+		"key page with usage": keyPageServed(dry, accountID, &cur, 100, cur.Created.Unix()).Find(&[]APIKey{}).Statement,
 		"audit page 1":        auditPage(dry, accountID, nil, 100).Find(&[]AuditEvent{}).Statement,
 		"audit page after":    auditPage(dry, accountID, &cur, 100).Find(&[]AuditEvent{}).Statement,
 		"dataset page after":  datasetPage(dry, accountID, &cur, 100).Scan(&[]Dataset{}).Statement,

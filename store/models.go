@@ -113,6 +113,10 @@ func (l *StringList) Scan(src any) error {
 	default:
 		return fmt.Errorf("scan string list from %T", src)
 	}
+	if len(b) == 2 && b[0] == '[' && b[1] == ']' { // most keys' origins: no decoder needed
+		*l = StringList{}
+		return nil
+	}
 	var out []string
 	if err := json.Unmarshal(b, &out); err != nil {
 		return fmt.Errorf("scan string list: %w", err)
