@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 # The race detector needs cgo and a C compiler; a machine with only Go still runs the suite.
 RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test bench-peers bench-faults bench-flood
+.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test bench-peers bench-faults bench-flood bench-scale
 
 ## run: serve on an embedded SQLite database (./data/tilegate.db)
 run:
@@ -81,6 +81,10 @@ bench:
 ## for the peer; PostgreSQL modes are skipped without one); BENCH_PEERS_FLAGS="-rounds 1 -duration 2s" for a quick run
 bench-peers:
 	$(GO) run ./bench/peers $(BENCH_PEERS_FLAGS)
+## bench-scale: management calls in accounts of 1,000, 100,000 and 1,000,000 keys, PostgreSQL and
+## SQLite side by side (server on CPU 0, this load on CPU 1; needs PostgreSQL and taskset)
+bench-scale:
+	taskset -c 1 $(GO) run ./bench/scale $(BENCH_SCALE_FLAGS)
 ## bench-faults: database faults (black hole, cut, restart) under a mixed load, through a TCP proxy (needs PostgreSQL)
 bench-faults:
 	$(GO) run ./bench/faults
