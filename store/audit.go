@@ -105,13 +105,36 @@ func auditPage(db *gorm.DB, accountID uuid.UUID, cur *Cursor, limit int) *gorm.D
 	return before(db.Model(&AuditEvent{}).Where("account_id = ?", accountID.String()), cur).Order("at DESC, id DESC").Limit(limit + 1)
 }
 
-// PruneAudit deletes the audit events older than before, and returns how many.
+// PruneAudit deletes the audit events older than before, and returns how many. It deletes in
+// batches of RetentionBatch rows (audit_events_at finds them), each its own statement: one
+// statement over millions of rows would hold SQLite's only writer, and PostgreSQL's row locks
+// and the account counters' rows, for as long as it ran (issue #20).
 func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Where("at < ?", before.UTC()).Delete(&AuditEvent{})
-	if res.Error != nil {
-		return 0, fmt.Errorf("prune audit events: %w", res.Error)
+	return s.deleteBatches(ctx, "prune audit events",
+		"DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE at < ? ORDER BY at LIMIT ?)", before.UTC())
+}
+
+// deleteBatches runs stmt (whose last parameter is the batch size) until a batch deletes fewer
+// rows than the batch size, and returns the rows deleted.
+func (s *Store) deleteBatches(ctx context.Context, what, stmt string, args ...any) (int64, error) {
+	batch := s.retentionBatch
+	if batch <= 0 {
+		batch = RetentionBatch
 	}
-	return res.RowsAffected, nil
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("%s: %w", what, err)
+		}
+		res := s.db.WithContext(ctx).Exec(stmt, append(args, batch)...)
+		if res.Error != nil {
+			return total, fmt.Errorf("%s: %w", what, res.Error)
+		}
+		total += res.RowsAffected
+		if res.RowsAffected < int64(batch) {
+			return total, nil
+		}
+	}
 }
 
 // keyFields is what the audit trail shows of a key: every setting, never the token.

@@ -46,6 +46,27 @@ func (s *Store) Plans(ctx context.Context, accountID, datasetID uuid.UUID, cur C
 		"account count":       accountCountQuery(dry, accountID, "api_keys").Scan(&n).Statement,
 		"key name lookup":     nameTaken(dry, accountID, "swift-harbor-4821").Scan(&taken).Statement,
 	}
+	var batch []string
+	if err := s.db.WithContext(ctx).Model(&Dataset{}).Where("account_id = ?", accountID.String()).Order("id").Limit(50).Pluck("id", &batch).Error; err != nil {
+		return nil, err
+	}
+	ids := make([]uuid.UUID, len(batch))
+	for i, id := range batch {
+		ids[i] = uuid.MustParse(id)
+	}
+	caller := Caller{AccountID: accountID, PrincipalID: uuid.New()}
+	stmts["token batch of 50"] = accessQuery(dry, "d.id", caller, ids).Scan(&[]struct{ ID string }{}).Statement
+	month := Now().Unix() - 30*86400
+	for name, q := range map[string]UsageQuery{
+		"usage of a key":     {KeyID: &ids[0], From: month, To: Now().Unix(), Bucket: 86400},
+		"usage of a dataset": {DatasetID: &ids[0], From: month, To: Now().Unix(), Bucket: 3600},
+	} {
+		stmt, err := usageQuery(dry, q)
+		if err != nil {
+			return nil, err
+		}
+		stmts[name] = stmt.Scan(&[]usageRaw{}).Statement
+	}
 	out := map[string]string{}
 	for name, st := range stmts {
 		plan, err := s.explain(ctx, st.SQL.String(), st.Vars)
@@ -95,3 +116,6 @@ func (s *Store) explain(ctx context.Context, query string, vars []any) (string, 
 	}
 	return b.String(), rows.Err()
 }
+
+// SetRetentionBatch sets the rows a retention delete removes per statement.
+func (s *Store) SetRetentionBatch(n int) { s.retentionBatch = n }

@@ -37,7 +37,7 @@ func TestListAPIKeysServedMatchesServedSince(t *testing.T) {
 			rows = append(rows,
 				store.UsageRow{Hour: since + int64(i)*3600, KeyID: id, DatasetID: d, Credential: "key", Served: int64(10 * (i + 1))},
 				store.UsageRow{Hour: since + int64(i)*3600, KeyID: id, DatasetID: uuid.New(), Credential: "token", Served: int64(i)},
-				store.UsageRow{Hour: since - 3600, KeyID: id, DatasetID: d, Credential: "key", Served: 1000},                      // before since
+				store.UsageRow{Hour: since - 3600, KeyID: id, DatasetID: d, Credential: "key", Served: 1000},                            // before since
 				store.UsageRow{Hour: since + 7200, KeyID: id, DatasetID: d, Credential: "key", Reason: "origin", Served: 0, Refused: 5}, // a refusal
 			)
 		}

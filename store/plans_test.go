@@ -28,6 +28,9 @@ func TestPagedListsUseIndexRanges(t *testing.T) {
 			"key page 1":          {want: []string{`Index Scan using api_keys_page on api_keys .*\n\s+Index Cond: \(account_id = `}},
 			"key page after":      {want: []string{`Index Scan using api_keys_page on api_keys .*\n\s+Index Cond: \(\(account_id = .*\) AND \(ROW\(created, id\) > ROW\(`}},
 			"key page with usage": {want: []string{`Index Scan using api_keys_page on api_keys .*\n\s+Index Cond: \(\(account_id = .*\) AND \(ROW\(created, id\) > ROW\(`, `(Index Scan using usage_hours_key on usage_hours u|Bitmap Index Scan on usage_hours_key) .*\n\s+Index Cond: \(\(key_id = api_keys.id\) AND \(hour >= `, `Index Scan using account_counts_pkey on account_counts c`}},
+			"usage of a key":      {want: []string{`(Bitmap Index Scan on|Index Scan using) usage_hours_key .*\n\s+Index Cond: \(\(key_id = .*\) AND \(hour >= .*\) AND \(hour < `}},
+			"usage of a dataset":  {want: []string{`(Bitmap Index Scan on|Index Scan using) usage_hours_dataset .*\n\s+Index Cond: \(\(dataset_id = .*\) AND \(hour >= .*\) AND \(hour < `}},
+			"token batch of 50":   {want: []string{`(Bitmap Index Scan on|Index Scan using) datasets_pkey.*\n\s+Index Cond: \(id = ANY `, `Index Scan using grants_(grantee_account|account) on grants g `, `Index (Only )?Scan using grants_principal on grants g_1`}},
 			"audit page 1":        {want: []string{`Index Scan Backward using audit_events_page on audit_events .*\n\s+Index Cond: \(account_id = `}},
 			"audit page after":    {want: []string{`Index Scan Backward using audit_events_page on audit_events .*\n\s+Index Cond: \(\(account_id = .*\) AND \(ROW\(at, id\) < ROW\(`}},
 			"dataset page after":  {want: []string{`Index Scan using datasets_page on datasets .*\n\s+Index Cond: \(\(account_id = .*\) AND \(ROW\(created, id\) > ROW\(`, `Index Scan using grants_grantee_account on grants g`, `Index Scan using datasets_pkey on datasets d`}},
@@ -39,6 +42,9 @@ func TestPagedListsUseIndexRanges(t *testing.T) {
 			"key page 1":          {want: []string{`^SEARCH api_keys USING INDEX api_keys_page \(account_id=\?\)$`}},
 			"key page after":      {want: []string{`^SEARCH api_keys USING INDEX api_keys_page \(account_id=\? AND \(created,id\)>\(\?,\?\)\)$`}},
 			"key page with usage": {want: []string{`SEARCH api_keys USING INDEX api_keys_page \(account_id=\? AND \(created,id\)>\(\?,\?\)\)`, `SEARCH u USING INDEX usage_hours_key \(key_id=\? AND hour>\?\)`, `SEARCH c USING INDEX sqlite_autoindex_account_counts_1 \(account_id=\? AND kind=\?\)`}},
+			"usage of a key":      {want: []string{`^SEARCH usage_hours USING INDEX usage_hours_key \(key_id=\? AND hour>\? AND hour<\?\)$`}},
+			"usage of a dataset":  {want: []string{`^SEARCH usage_hours USING INDEX usage_hours_dataset \(dataset_id=\? AND hour>\? AND hour<\?\)$`}},
+			"token batch of 50":   {want: []string{`SEARCH d USING (COVERING )?INDEX sqlite_autoindex_datasets_1 \(id=\?\)`, `SEARCH g USING COVERING INDEX grants_account \(dataset_id=\? AND account_id=\?\)`, `SEARCH g USING COVERING INDEX grants_principal \(dataset_id=\? AND principal_id=\?\)`}},
 			"audit page 1":        {want: []string{`^SEARCH audit_events USING INDEX audit_events_page \(account_id=\?\)$`}},
 			"audit page after":    {want: []string{`^SEARCH audit_events USING INDEX audit_events_page \(account_id=\? AND \(at,id\)<\(\?,\?\)\)$`}},
 			"dataset page after":  {want: []string{`SEARCH datasets USING INDEX datasets_page \(account_id=\? AND \(created,id\)>\(\?,\?\)\)`, `SEARCH g USING INDEX grants_grantee_account \(account_id=\?\)`}},
@@ -56,7 +62,9 @@ func TestPagedListsUseIndexRanges(t *testing.T) {
 	}
 	// The shared half of a dataset page reads the account's grants and filters their datasets
 	// by the cursor (a handful of rows: shares, not the account's own datasets).
-	sortAllowed := map[string]bool{"dataset page after": true}
+	// A usage range groups and orders one key's (or dataset's) rows of the range: bounded by its
+	// hours, not by the account.
+	sortAllowed := map[string]bool{"dataset page after": true, "usage of a key": true, "usage of a dataset": true}
 	// A key's usage rows within the month are read by the index and filtered on reason (the
 	// refusals of that key's hours: bounded by the key's own traffic, not the account's size).
 	filterAllowed := map[string]bool{"key page with usage": true}

@@ -48,7 +48,13 @@ type Store struct {
 	dialect Dialect
 	dsn     string
 	subs    subscribers
+	// retentionBatch is the rows a retention delete removes per statement (0: RetentionBatch).
+	retentionBatch int
 }
+
+// RetentionBatch is the rows PruneAudit and DeleteUsageBefore delete per statement: small
+// enough that a statement ends in milliseconds, large enough that a day's rows take a few.
+const RetentionBatch = 5000
 
 // Options tune the connection pool; zero values take the defaults.
 type Options struct {

@@ -119,8 +119,15 @@ type UsageQuery struct {
 	Bucket           int64
 }
 
-// Usage returns the query's sums per bucket, oldest first.
-func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error) {
+type usageRaw struct {
+	Start                  int64
+	KeyID, DatasetID       string
+	Credential, Reason     string
+	Served, Bytes, Refused int64
+}
+
+// usageQuery is Usage's statement: a range of usage_hours_key or usage_hours_dataset.
+func usageQuery(db *gorm.DB, q UsageQuery) (*gorm.DB, error) {
 	where, arg := "key_id = ?", ""
 	switch {
 	case q.KeyID != nil:
@@ -138,13 +145,17 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error) 
 		" SUM(served) AS served, SUM(bytes) AS bytes, SUM(refused) AS refused FROM usage_hours" +
 		" WHERE " + where + " AND hour >= ? AND hour < ?" +
 		" GROUP BY " + bucket + ", key_id, dataset_id, credential, reason ORDER BY start"
-	var raw []struct {
-		Start                  int64
-		KeyID, DatasetID       string
-		Credential, Reason     string
-		Served, Bytes, Refused int64
+	return db.Raw(sql, arg, q.From, q.To), nil
+}
+
+// Usage returns the query's sums per bucket, oldest first.
+func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error) {
+	var raw []usageRaw
+	stmt, err := usageQuery(s.db.WithContext(ctx), q)
+	if err != nil {
+		return nil, err
 	}
-	if err := s.db.WithContext(ctx).Raw(sql, arg, q.From, q.To).Scan(&raw).Error; err != nil {
+	if err := stmt.Scan(&raw).Error; err != nil {
 		return nil, fmt.Errorf("read usage: %w", err)
 	}
 	out := make([]UsageBucket, len(raw))
@@ -191,13 +202,15 @@ func (s *Store) ServedSince(ctx context.Context, keys []uuid.UUID, since int64) 
 	return out, nil
 }
 
-// DeleteUsageBefore deletes the usage rows of hours before (unix seconds) and returns how many.
+// DeleteUsageBefore deletes the usage rows of hours before (unix seconds) and returns how many,
+// in batches as PruneAudit does (the primary key, which starts with hour, finds them).
 func (s *Store) DeleteUsageBefore(ctx context.Context, before int64) (int64, error) {
-	res := s.db.WithContext(ctx).Exec("DELETE FROM usage_hours WHERE hour < ?", before)
-	if res.Error != nil {
-		return 0, fmt.Errorf("delete usage before %d: %w", before, res.Error)
+	row := "rowid" // SQLite's
+	if s.dialect == Postgres {
+		row = "ctid"
 	}
-	return res.RowsAffected, nil
+	return s.deleteBatches(ctx, fmt.Sprintf("delete usage before %d", before),
+		"DELETE FROM usage_hours WHERE "+row+" IN (SELECT "+row+" FROM usage_hours WHERE hour < ? LIMIT ?)", before)
 }
 
 // WithUsageLock runs fn unless another replica is running it: on PostgreSQL under a transaction
