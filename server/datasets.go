@@ -94,6 +94,15 @@ func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequest
 		size := int(v)
 		d.TileSize = &size
 	}
+	meta, err := s.upstreamMetadata(ctx, store.Dataset{}, in.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	if err := applyUpstreamMetadata(&d, meta, given{minzoom: in.Minzoom != nil, maxzoom: in.Maxzoom != nil,
+		bounds: in.Bounds.IsSpecified(), center: in.Center.IsSpecified(), attribution: in.Attribution.IsSpecified(),
+		vectorLayers: in.VectorLayers.IsSpecified()}); err != nil {
+		return nil, err
+	}
 	if err := checkDataset(&d); err != nil {
 		return nil, err
 	}
@@ -101,7 +110,7 @@ func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequest
 	if err := s.setUpstream(&d, in.Upstream); err != nil {
 		return nil, err
 	}
-	d, err := s.store.CreateDataset(ctx, d)
+	d, err = s.store.CreateDataset(ctx, d)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +157,7 @@ func accessStatus(err error) (int, error) {
 }
 
 func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequestObject) (gen.UpdateDatasetResponseObject, error) {
-	_, status, err := s.ownedDataset(ctx, req.DatasetId)
+	current, status, err := s.ownedDataset(ctx, req.DatasetId)
 	if err != nil {
 		return nil, err
 	}
@@ -159,6 +168,10 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 		return nil, forbiddenOwner()
 	}
 	in := req.Body
+	meta, err := s.upstreamMetadata(ctx, current.Dataset, in.Upstream)
+	if err != nil {
+		return nil, err
+	}
 	d, err := s.store.UpdateDataset(ctx, callerOf(ctx).AccountID, req.DatasetId, func(d *store.Dataset) (bool, error) {
 		accessChanged := false
 		if in.Name != nil {
@@ -225,6 +238,11 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 			}
 		}
 		if err := s.setUpstream(d, in.Upstream); err != nil {
+			return false, err
+		}
+		if err := applyUpstreamMetadata(d, meta, given{minzoom: in.Minzoom != nil, maxzoom: in.Maxzoom != nil,
+			bounds: in.Bounds.IsSpecified(), center: in.Center.IsSpecified(), attribution: in.Attribution.IsSpecified(),
+			vectorLayers: in.VectorLayers.IsSpecified()}); err != nil {
 			return false, err
 		}
 		return accessChanged, checkDataset(d)

@@ -36,7 +36,7 @@ func (s *Server) setUpstream(d *store.Dataset, in nullable.Nullable[gen.Upstream
 	}
 	v, err := in.Get()
 	if err != nil { // null: a file dataset again
-		d.UpstreamURL, d.UpstreamHeaders, d.UpstreamMissing = nil, nil, nil
+		d.UpstreamURL, d.UpstreamHeaders, d.UpstreamMissing, d.UpstreamTileJSON = nil, nil, nil, nil
 		return nil
 	}
 	tpl, err := upstream.ParseTemplate(v.Url)
@@ -65,7 +65,10 @@ func (s *Server) setUpstream(d *store.Dataset, in nullable.Nullable[gen.Upstream
 		missing = string(*v.Missing)
 	}
 	url := tpl.String()
-	d.UpstreamURL, d.UpstreamMissing, d.UpstreamHeaders = &url, &missing, nil
+	d.UpstreamURL, d.UpstreamMissing, d.UpstreamHeaders, d.UpstreamTileJSON = &url, &missing, nil, nil
+	if tj, err := v.Tilejson.Get(); err == nil {
+		d.UpstreamTileJSON = &tj
+	}
 	if len(headers) > 0 {
 		raw, err := json.Marshal(headers)
 		if err != nil {
@@ -133,6 +136,9 @@ func (s *Server) upstreamOut(d store.Dataset) nullable.Nullable[gen.Upstream] {
 		return nullable.NewNullNullable[gen.Upstream]()
 	}
 	out := gen.Upstream{Url: *d.UpstreamURL}
+	if d.UpstreamTileJSON != nil {
+		out.Tilejson = nullable.NewNullableWithValue(*d.UpstreamTileJSON)
+	}
 	if d.UpstreamMissing != nil {
 		m := gen.UpstreamMissing(*d.UpstreamMissing)
 		out.Missing = &m

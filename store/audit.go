@@ -172,7 +172,7 @@ func datasetFields(d Dataset) map[string]any {
 		"tile_size": d.TileSize, "access_version": d.AccessVersion, "has_tiles": d.TileFile != nil,
 		// The upstream's headers are secrets: the trail shows that they changed (their sealed
 		// form changes), never what they are.
-		"upstream_url": d.UpstreamURL, "upstream_missing": d.UpstreamMissing,
+		"upstream_url": d.UpstreamURL, "upstream_missing": d.UpstreamMissing, "upstream_tilejson": d.UpstreamTileJSON,
 		"upstream_headers": sealedMarker(d.UpstreamHeaders),
 	}
 }

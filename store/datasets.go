@@ -65,7 +65,7 @@ func (s *Store) datasetsAccess(db *gorm.DB, c Caller, ids []uuid.UUID, full bool
 	}
 	cols := "d.id, d.account_id, d.kind, d.visibility, d.format, d.minzoom, d.maxzoom, d.bounds, d.attribution, d.vector_layers, d.tile_size, d.access_version, d.tile_file"
 	if full {
-		cols += ", d.name, d.description, d.center, d.created, d.changed, d.upstream_url, d.upstream_headers, d.upstream_missing"
+		cols += ", d.name, d.description, d.center, d.created, d.changed, d.upstream_url, d.upstream_headers, d.upstream_missing, d.upstream_tilejson"
 	}
 	rows, err := accessQuery(db, cols, c, ids).Rows()
 	if err != nil {
@@ -79,7 +79,7 @@ func (s *Store) datasetsAccess(db *gorm.DB, c Caller, ids []uuid.UUID, full bool
 			&d.Bounds, &d.Attribution, &d.VectorLayers, &d.TileSize, &d.AccessVersion, &d.TileFile}
 		if full {
 			dest = append(dest, &d.Name, &d.Description, &d.Center, &d.Created, &d.Changed,
-				&d.UpstreamURL, &d.UpstreamHeaders, &d.UpstreamMissing)
+				&d.UpstreamURL, &d.UpstreamHeaders, &d.UpstreamMissing, &d.UpstreamTileJSON)
 		}
 		if err := rows.Scan(append(dest, &a.AccountGrant, &a.PrincipalGrant)...); err != nil {
 			return nil, fmt.Errorf("scan dataset: %w", err)

@@ -183,7 +183,9 @@ type Dataset struct {
 	UpstreamURL     *string
 	UpstreamHeaders *string
 	UpstreamMissing *string
-	Created         time.Time
+	// UpstreamTileJSON is the upstream's own TileJSON URL, read when a write sends it.
+	UpstreamTileJSON *string `gorm:"column:upstream_tilejson"`
+	Created          time.Time
 	Changed         time.Time
 }
 

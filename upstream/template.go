@@ -49,16 +49,8 @@ type Template struct {
 // present, no user:password part (credentials belong in headers, which are kept secret), no
 // fragment, no control characters.
 func ParseTemplate(raw string) (Template, error) {
-	if raw == "" {
-		return Template{}, invalid("url", "must not be empty")
-	}
-	if len(raw) > MaxURLLength {
-		return Template{}, invalid("url", "longer than %d characters", MaxURLLength)
-	}
-	for _, r := range raw {
-		if r < 0x21 || r == 0x7f {
-			return Template{}, invalid("url", "contains a space or control character")
-		}
+	if err := checkURLText("url", raw); err != nil {
+		return Template{}, err
 	}
 	for _, p := range []string{placeholderZ, placeholderX, placeholderY} {
 		if n := strings.Count(raw, p); n != 1 {
@@ -66,30 +58,64 @@ func ParseTemplate(raw string) (Template, error) {
 		}
 	}
 	// Parse with sample coordinates so the placeholders' braces don't upset the URL parser.
-	u, err := url.Parse(expand(raw, 0, 0, 0))
+	if err := checkURL("url", expand(raw, 0, 0, 0)); err != nil {
+		return Template{}, err
+	}
+	return Template{raw: raw}, nil
+}
+
+// ParseTileJSONURL checks the URL of an upstream's own TileJSON with the template's rules
+// (http or https, a host, no credentials, no fragment), without placeholders.
+func ParseTileJSONURL(raw string) (string, error) {
+	if err := checkURLText("tilejson", raw); err != nil {
+		return "", err
+	}
+	if err := checkURL("tilejson", raw); err != nil {
+		return "", err
+	}
+	return raw, nil
+}
+
+func checkURLText(field, raw string) error {
+	if raw == "" {
+		return invalid(field, "must not be empty")
+	}
+	if len(raw) > MaxURLLength {
+		return invalid(field, "longer than %d characters", MaxURLLength)
+	}
+	for _, r := range raw {
+		if r < 0x21 || r == 0x7f {
+			return invalid(field, "contains a space or control character")
+		}
+	}
+	return nil
+}
+
+func checkURL(field, raw string) error {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return Template{}, invalid("url", "not a URL")
+		return invalid(field, "not a URL")
 	}
 	switch u.Scheme {
 	case "http", "https":
 	default:
-		return Template{}, invalid("url", "scheme must be http or https")
+		return invalid(field, "scheme must be http or https")
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return Template{}, invalid("url", "must name a host")
+		return invalid(field, "must name a host")
 	}
 	if u.User != nil {
-		return Template{}, invalid("url", "must not carry credentials; send them as a header")
+		return invalid(field, "must not carry credentials; send them as a header")
 	}
 	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return Template{}, invalid("url", "must not have a fragment")
+		return invalid(field, "must not have a fragment")
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return Template{}, invalid("url", "port out of range")
+			return invalid(field, "port out of range")
 		}
 	}
-	return Template{raw: raw}, nil
+	return nil
 }
 
 // String is the template as stored.

@@ -129,6 +129,16 @@ type Server struct {
 
 // Launch starts mbtileserver serving every .mbtiles file in dir (tiles only, public).
 func Launch(ctx context.Context, dir string) (*Server, error) {
+	return launchWith(ctx, dir, "--tiles-only")
+}
+
+// LaunchWithTileJSON is Launch with mbtileserver's TileJSON endpoints on: URL/services/<file
+// name> answers each tileset's TileJSON.
+func LaunchWithTileJSON(ctx context.Context, dir string) (*Server, error) {
+	return launchWith(ctx, dir, "--disable-preview")
+}
+
+func launchWith(ctx context.Context, dir string, flags ...string) (*Server, error) {
 	wd, _ := os.Getwd()
 	tarball, err := Tarball(wd)
 	if err != nil {
@@ -144,7 +154,7 @@ func Launch(ctx context.Context, dir string) (*Server, error) {
 	}
 	var last error
 	for range 3 { // a free port may be taken before the server binds it
-		s, err := launch(ctx, bin, dir)
+		s, err := launch(ctx, bin, dir, flags)
 		if err == nil {
 			return s, nil
 		}
@@ -153,14 +163,14 @@ func Launch(ctx context.Context, dir string) (*Server, error) {
 	return nil, last
 }
 
-func launch(ctx context.Context, bin, dir string) (*Server, error) {
+func launch(ctx context.Context, bin, dir string, flags []string) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	cmd := exec.Command(bin, "--host", "127.0.0.1", "-p", fmt.Sprint(port), "-d", dir, "--tiles-only")
+	cmd := exec.Command(bin, append([]string{"--host", "127.0.0.1", "-p", fmt.Sprint(port), "-d", dir}, flags...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start mbtileserver: %w", err)
@@ -211,7 +221,18 @@ func (s *Server) Close() {
 // test is skipped, except in CI (CI=true), where it fails.
 func Start(tb testing.TB, dir string) *Server {
 	tb.Helper()
-	s, err := Launch(context.Background(), dir)
+	return start(tb, Launch, dir)
+}
+
+// StartWithTileJSON is Start with the TileJSON endpoints on (LaunchWithTileJSON).
+func StartWithTileJSON(tb testing.TB, dir string) *Server {
+	tb.Helper()
+	return start(tb, LaunchWithTileJSON, dir)
+}
+
+func start(tb testing.TB, launch func(context.Context, string) (*Server, error), dir string) *Server {
+	tb.Helper()
+	s, err := launch(context.Background(), dir)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			tb.Fatalf("mbtileserver fixture unavailable (required in CI): %v", err)

@@ -814,6 +814,16 @@ export interface components {
                  * @enum {string}
                  */
                 missing?: "empty" | "not_found";
+                /**
+                 * @description The upstream's own TileJSON URL (http or https, no credentials; fetched with `headers`,
+                 *     through the same address rules as tiles). Read once, when a create or change sends it:
+                 *     its minzoom, maxzoom, bounds, center, attribution and vector_layers fill the dataset's
+                 *     fields that the same request does not set, under the same rules as if they were sent
+                 *     (an attribution outside the attribution rule is refused). 422 at
+                 *     `["body", "upstream", "tilejson"]` when it cannot be read or is not TileJSON.
+                 * @example https://tiles.internal/roads.json
+                 */
+                tilejson?: string | null;
             } | null;
             /** Format: date-time */
             created: string;
@@ -877,6 +887,16 @@ export interface components {
                  * @enum {string}
                  */
                 missing?: "empty" | "not_found";
+                /**
+                 * @description The upstream's own TileJSON URL (http or https, no credentials; fetched with `headers`,
+                 *     through the same address rules as tiles). Read once, when a create or change sends it:
+                 *     its minzoom, maxzoom, bounds, center, attribution and vector_layers fill the dataset's
+                 *     fields that the same request does not set, under the same rules as if they were sent
+                 *     (an attribution outside the attribution rule is refused). 422 at
+                 *     `["body", "upstream", "tilejson"]` when it cannot be read or is not TileJSON.
+                 * @example https://tiles.internal/roads.json
+                 */
+                tilejson?: string | null;
             } | null;
         };
         /** @description An absent field is unchanged; `null` clears it (or restores its default). */
@@ -928,6 +948,16 @@ export interface components {
                  * @enum {string}
                  */
                 missing?: "empty" | "not_found";
+                /**
+                 * @description The upstream's own TileJSON URL (http or https, no credentials; fetched with `headers`,
+                 *     through the same address rules as tiles). Read once, when a create or change sends it:
+                 *     its minzoom, maxzoom, bounds, center, attribution and vector_layers fill the dataset's
+                 *     fields that the same request does not set, under the same rules as if they were sent
+                 *     (an attribution outside the attribution rule is refused). 422 at
+                 *     `["body", "upstream", "tilejson"]` when it cannot be read or is not TileJSON.
+                 * @example https://tiles.internal/roads.json
+                 */
+                tilejson?: string | null;
             } | null;
         };
         DatasetPage: {
@@ -1159,6 +1189,7 @@ export interface components {
             };
             /** @enum {string} */
             missing?: "empty" | "not_found";
+            tilejson?: string | null;
         };
         /**
          * @description A key's rate limit, a token bucket: `requests_per_second` tiles (and token calls) a second
