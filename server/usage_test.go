@@ -147,8 +147,20 @@ func equalCounts(a, b map[string]int64) bool {
 // The usage endpoints: a viewer reads them; hour and day buckets; refusals by reason; per
 // dataset and per key; empty buckets omitted; another account's key or dataset is 404 (a
 // dataset shared with it too); more than 1,000 buckets is 422.
+// awayFromHourBoundary waits, when the next UTC hour is less than margin away, until it has
+// begun: a test that counts traffic into "this hour's" bucket must not straddle two (CI once
+// ran TestUsageEndpoints across an hour and saw its traffic split).
+func awayFromHourBoundary(t testing.TB, margin time.Duration) {
+	now := time.Now()
+	if left := now.Truncate(time.Hour).Add(time.Hour).Sub(now); left < margin {
+		t.Logf("waiting %s for the next hour to begin", left)
+		time.Sleep(left + 100*time.Millisecond)
+	}
+}
+
 func TestUsageEndpoints(t *testing.T) {
 	testenv.ForEach(t, func(t *testing.T, db *testenv.Database) {
+		awayFromHourBoundary(t, 30*time.Second)
 		e := tlStart(t, db, server.Config{})
 		ctx := t.Context()
 		d := e.dataset(t, e.c, gen.DatasetKindVector, gen.Private)
