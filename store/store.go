@@ -63,20 +63,90 @@ type Options struct {
 	// ConnectTimeout bounds a new PostgreSQL connection, TCP and startup together (default
 	// 5s), unless the URL sets connect_timeout.
 	ConnectTimeout time.Duration
+	// MustExist refuses (ErrNoDatabase) a SQLite file that does not exist yet instead of
+	// creating it: commands other than serve and migrate must not leave a second, empty
+	// database behind when run from another directory.
+	MustExist bool
 }
 
 // ParseURL tells which dialect a DATABASE_URL selects and the DSN its driver takes:
-// postgres:// and postgresql:// are PostgreSQL, sqlite:PATH or a bare path is SQLite.
-func ParseURL(databaseURL string) (Dialect, string) {
-	switch {
-	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
-		return Postgres, databaseURL
+// postgres:// and postgresql:// are PostgreSQL, sqlite:PATH or a bare path is SQLite. Any other
+// scheme (postgress://, mysql://, file:) is ErrDatabaseURL: read as a path it would silently
+// become a new SQLite file named after the URL. The error names the scheme, never the URL (it
+// may hold a password).
+func ParseURL(databaseURL string) (Dialect, string, error) {
+	scheme, _, hasScheme := strings.Cut(databaseURL, ":")
+	// A one-letter scheme is a Windows drive (C:\data\tilegate.db); a scheme has no '/' or '.'
+	// before its colon, so ./a:b and dir/x:y stay paths.
+	if !hasScheme || len(scheme) < 2 || !isScheme(scheme) {
+		scheme = ""
+	}
+	switch lower := strings.ToLower(scheme); {
 	case databaseURL == "":
-		return SQLite, DefaultSQLitePath
+		return SQLite, DefaultSQLitePath, nil
+	case lower == "postgres" || lower == "postgresql":
+		if !strings.HasPrefix(databaseURL[len(scheme)+1:], "//") {
+			return "", "", fmt.Errorf("%w: a PostgreSQL URL is written postgres://user@host:port/dbname", ErrDatabaseURL)
+		}
+		return Postgres, lower + databaseURL[len(scheme):], nil
+	case lower == "sqlite":
+		path := strings.TrimPrefix(databaseURL[len(scheme)+1:], "//")
+		if path == "" {
+			return "", "", fmt.Errorf("%w: sqlite: names no file (write sqlite:PATH)", ErrDatabaseURL)
+		}
+		return SQLite, path, nil
+	case scheme != "":
+		return "", "", fmt.Errorf("%w: scheme %q is not supported: use postgres://…, postgresql://… or sqlite:PATH", ErrDatabaseURL, scheme)
 	default:
-		return SQLite, strings.TrimPrefix(strings.TrimPrefix(databaseURL, "sqlite://"), "sqlite:")
+		return SQLite, databaseURL, nil
 	}
 }
+
+// isScheme reports whether s is an RFC 3986 scheme: a letter, then letters, digits, + - .
+func isScheme(s string) bool {
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case i > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Location says where a DATABASE_URL points, for the line every command logs: the SQLite
+// file's absolute path, or PostgreSQL's host, port and database (never the user's password).
+func Location(databaseURL string) (string, error) {
+	dialect, dsn, err := ParseURL(databaseURL)
+	if err != nil {
+		return "", err
+	}
+	if dialect == SQLite {
+		abs, err := filepath.Abs(dsn)
+		if err != nil {
+			return "", fmt.Errorf("SQLite database path %s: %w", dsn, err)
+		}
+		return "sqlite:" + abs, nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", urlParseError(err) // never quotes the URL
+	}
+	// pgx knows the defaults (port 5432, a host= parameter); a setting it refuses is Open's
+	// to report, with its reason, so the URL's own parts are enough here.
+	host, port, db := u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/")
+	if cfg, err := pgx.ParseConfig(dsn); err == nil {
+		host, port, db = cfg.Host, fmt.Sprint(cfg.Port), cfg.Database
+	}
+	if port == "" {
+		port = "5432"
+	}
+	return "postgres://" + net.JoinHostPort(host, port) + "/" + db, nil
+}
+
+// ErrNoDatabase: Options.MustExist was set and the SQLite file does not exist.
+var ErrNoDatabase = errors.New("database does not exist")
 
 // Open connects to the database a DATABASE_URL names. It does not migrate; call Migrate.
 func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
@@ -89,7 +159,10 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if opts.ConnectTimeout == 0 {
 		opts.ConnectTimeout = 5 * time.Second
 	}
-	dialect, dsn := ParseURL(databaseURL)
+	dialect, dsn, err := ParseURL(databaseURL)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &gorm.Config{
 		Logger:                 logger.Discard,
 		NowFunc:                Now,
@@ -112,6 +185,12 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		}
 		dialector = postgres.New(postgres.Config{Conn: stdlib.OpenDB(*pgCfg)})
 	case SQLite:
+		if opts.MustExist {
+			if _, err := os.Stat(dsn); errors.Is(err, fs.ErrNotExist) {
+				abs, _ := filepath.Abs(dsn)
+				return nil, fmt.Errorf("%w: no SQLite file at %s (tilegate migrate or serve creates it; set DATABASE_URL to use another)", ErrNoDatabase, abs)
+			}
+		}
 		if dir := filepath.Dir(dsn); dir != "." {
 			if err := os.MkdirAll(dir, 0o750); err != nil {
 				return nil, fmt.Errorf("create database directory %s: %w", dir, err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,15 +35,65 @@ func TestParseURL(t *testing.T) {
 		"":                         {store.SQLite, store.DefaultSQLitePath},
 		"postgres://u@h/db":        {store.Postgres, "postgres://u@h/db"},
 		"postgresql://u@h/db?x=1":  {store.Postgres, "postgresql://u@h/db?x=1"},
+		"POSTGRES://u@h/db":        {store.Postgres, "postgres://u@h/db"},
 		"sqlite:/var/lib/tg.db":    {store.SQLite, "/var/lib/tg.db"},
 		"sqlite:///var/lib/tg.db":  {store.SQLite, "/var/lib/tg.db"},
+		"sqlite:tg.db":             {store.SQLite, "tg.db"},
 		"./relative/path/tilegate": {store.SQLite, "./relative/path/tilegate"},
+		"./a:b.db":                 {store.SQLite, "./a:b.db"},
+		`C:\data\tilegate.db`:      {store.SQLite, `C:\data\tilegate.db`},
 	}
 	for in, want := range cases {
-		d, dsn := store.ParseURL(in)
-		if d != want.dialect || dsn != want.dsn {
-			t.Errorf("ParseURL(%q) = %s %q, want %s %q", in, d, dsn, want.dialect, want.dsn)
+		d, dsn, err := store.ParseURL(in)
+		if err != nil || d != want.dialect || dsn != want.dsn {
+			t.Errorf("ParseURL(%q) = %s %q %v, want %s %q", in, d, dsn, err, want.dialect, want.dsn)
 		}
+	}
+	// Unknown schemes are refused, named, and the URL (its password) is never repeated.
+	for in, want := range map[string]string{
+		"postgress://u:hunter2@h/db": `scheme "postgress"`,
+		"mysql://u:hunter2@h/db":     `scheme "mysql"`,
+		"file:tg.db":                 `scheme "file"`,
+		"postgres:hunter2":           "postgres://user@host",
+		"sqlite:":                    "names no file",
+	} {
+		_, _, err := store.ParseURL(in)
+		if !errors.Is(err, store.ErrDatabaseURL) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("ParseURL(%q): %v, want ErrDatabaseURL mentioning %s", in, err, want)
+		}
+	}
+}
+
+func TestLocation(t *testing.T) {
+	wd, err := os.Getwd()
+	must(t, err)
+	for in, want := range map[string]string{
+		"":                      "sqlite:" + filepath.Join(wd, store.DefaultSQLitePath),
+		"sqlite:x/t.db":         "sqlite:" + filepath.Join(wd, "x/t.db"),
+		"sqlite:/var/lib/tg.db": "sqlite:/var/lib/tg.db",
+		"postgres://u:hunter2@db.example:6543/tg": "postgres://db.example:6543/tg",
+		"postgresql://u@[::1]/tg?sslmode=disable": "postgres://[::1]:5432/tg",
+	} {
+		got, err := store.Location(in)
+		if err != nil || got != want {
+			t.Errorf("Location(%q) = %q %v, want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestOpenMustExist: a SQLite file that is not there is refused and not created.
+func TestOpenMustExist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "none.db")
+	_, err := store.Open(context.Background(), "sqlite:"+path, store.Options{MustExist: true})
+	if !errors.Is(err, store.ErrNoDatabase) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open(MustExist) of a missing file: %v, want ErrNoDatabase naming %s", err, path)
+	}
+	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("refused open created %s (%v)", filepath.Dir(path), err)
+	}
+	_, err = store.Open(context.Background(), "mysql://u@h/db", store.Options{})
+	if !errors.Is(err, store.ErrDatabaseURL) {
+		t.Errorf("Open(mysql://): %v, want ErrDatabaseURL", err)
 	}
 }
 

@@ -425,7 +425,7 @@ func TestFaultOutageLogIsAggregated(t *testing.T) {
 // not the upload (whose body here arrives over more than twice that time).
 func TestUploadOutlastsDBTimeout(t *testing.T) {
 	t.Parallel()
-	dbURL := "sqlite:" + t.TempDir() + "/t.db"
+	dbURL := migratedSQLite(t)
 	acct := createAccount(t, dbURL)
 	srv := startServer(t, dbURL, "TILEGATE_DB_TIMEOUT=500ms", "TILEGATE_DATA_DIR="+t.TempDir())
 	dataset := repCreateDataset(t, srv, acct.Token)

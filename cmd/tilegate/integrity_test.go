@@ -59,7 +59,7 @@ func uploadFiles(t *testing.T, dir string) []string {
 // starts on the data directory, at once (it was a minute old at least before).
 func TestKilledUploadSweptAtStart(t *testing.T) {
 	t.Parallel()
-	dbURL := "sqlite:" + t.TempDir() + "/t.db"
+	dbURL := migratedSQLite(t)
 	dataDir := t.TempDir()
 	acct := createAccount(t, dbURL)
 	srv := startServer(t, dbURL, "TILEGATE_DATA_DIR="+dataDir)
@@ -87,7 +87,7 @@ func TestKilledUploadSweptAtStart(t *testing.T) {
 // and a WARN line names what was cut (method and path, never the query).
 func TestShutdownPastTimeoutExitsZero(t *testing.T) {
 	t.Parallel()
-	dbURL := "sqlite:" + t.TempDir() + "/t.db"
+	dbURL := migratedSQLite(t)
 	acct := createAccount(t, dbURL)
 	srv := startServer(t, dbURL, "TILEGATE_DATA_DIR="+t.TempDir(), "TILEGATE_SHUTDOWN_TIMEOUT=500ms")
 	dataset := repCreateDataset(t, srv, acct.Token)
@@ -134,7 +134,7 @@ func TestShutdownPastTimeoutExitsZero(t *testing.T) {
 // size limit, whose body has barely begun is answered at once and its connection closed.
 func TestRefusedUploadAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
-	dbURL := "sqlite:" + t.TempDir() + "/t.db"
+	dbURL := migratedSQLite(t)
 	acct := createAccount(t, dbURL)
 	srv := startServer(t, dbURL, "TILEGATE_DATA_DIR="+t.TempDir(), "TILEGATE_MAX_UPLOAD=1048576")
 	dataset := repCreateDataset(t, srv, acct.Token)
@@ -164,7 +164,7 @@ func TestRefusedUploadAnsweredAtOnce(t *testing.T) {
 // no answer), while an authenticated upload may take longer than that.
 func TestSlowBodyCut(t *testing.T) {
 	t.Parallel()
-	dbURL := "sqlite:" + t.TempDir() + "/t.db"
+	dbURL := migratedSQLite(t)
 	acct := createAccount(t, dbURL)
 	srv := startServer(t, dbURL, "TILEGATE_DATA_DIR="+t.TempDir(), "TILEGATE_READ_TIMEOUT=1s")
 	dataset := repCreateDataset(t, srv, acct.Token)

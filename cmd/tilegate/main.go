@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -30,8 +31,17 @@ type dbFlags struct {
 	DatabaseURL string `name:"database-url" env:"DATABASE_URL" help:"postgres://… for PostgreSQL; sqlite:PATH or a path for SQLite (default ${default_sqlite})."`
 }
 
-func (f dbFlags) open(ctx context.Context) (*store.Store, error) {
-	st, err := store.Open(ctx, f.DatabaseURL, store.Options{})
+// open opens and migrates the database. create is for serve and migrate only: other commands
+// refuse a SQLite file that does not exist rather than leave a new, empty one behind in
+// whatever directory they ran from. Every command logs the absolute location it uses, so a
+// second database is noticed at once.
+func (f dbFlags) open(ctx context.Context, create bool) (*store.Store, error) {
+	loc, err := store.Location(f.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	slog.Info("database", "location", loc)
+	st, err := store.Open(ctx, f.DatabaseURL, store.Options{MustExist: !create})
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +64,7 @@ type cli struct {
 type serveCmd struct {
 	dbFlags
 	Addr                string        `env:"TILEGATE_ADDR" default:"127.0.0.1:8080" help:"Listen address."`
-	PublicURL           string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links (default http:// + the listen address)."`
+	PublicURL           string        `name:"public-url" env:"TILEGATE_PUBLIC_URL" help:"Absolute base URL of tile links, as clients reach tilegate (https://tiles.example.com). Default http:// + the listen address; required when that is all interfaces (:8080, 0.0.0.0:8080, [::]:8080)."`
 	AuthCacheTTL        time.Duration `name:"auth-cache-ttl" env:"TILEGATE_AUTH_CACHE_TTL" default:"10s" help:"How long a resolved service token is trusted; the longest a revoked token keeps working."`
 	TrustedProxies      []string      `name:"trusted-proxies" env:"TILEGATE_TRUSTED_PROXIES" sep:"," help:"CIDRs of proxies whose X-Forwarded-For gives the client address for keys' ip_ranges (default none: the peer address)."`
 	AuditRetention      time.Duration `name:"audit-retention" env:"TILEGATE_AUDIT_RETENTION" default:"9600h" help:"How long audit events are kept (default 400 days)."`
@@ -93,7 +103,15 @@ type serveCmd struct {
 func (c *serveCmd) Run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	st, err := c.open(ctx)
+	// Configuration first: a refusal leaves nothing behind (no database file, no listener).
+	if _, _, err := store.ParseURL(c.DatabaseURL); err != nil {
+		return err
+	}
+	public, err := publicURL(c.PublicURL, c.Addr)
+	if err != nil {
+		return err
+	}
+	st, err := c.open(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -102,7 +120,6 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
 	}
-	public := c.PublicURL
 	if public == "" {
 		public = "http://" + ln.Addr().String()
 	}
@@ -173,6 +190,36 @@ func (c *serveCmd) Run() error {
 	return nil
 }
 
+// errPublicURL: TILEGATE_PUBLIC_URL is missing where it cannot be guessed, or is not a base URL.
+var errPublicURL = errors.New("TILEGATE_PUBLIC_URL")
+
+// publicURL checks TILEGATE_PUBLIC_URL: an absolute http(s) URL with a host and no query, its
+// trailing slash dropped. Unset, it is "" (the caller uses the listen address), except when
+// the listen address is all interfaces: http://[::]:8080 is no address a client can use, and
+// tilegate refuses to start rather than hand out tokens and TileJSON carrying it. It does not
+// derive the base from each request's Host or X-Forwarded-Host instead: those are the client's
+// (or a proxy's) to choose, TileJSON and tile URLs are cached by CDNs and browsers, and one
+// setting the operator reads in the environment is easier to get right than a chain of
+// forwarded headers (README, Deployment).
+func publicURL(raw, addr string) (string, error) {
+	if raw == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", fmt.Errorf("TILEGATE_ADDR %q: %w", addr, err)
+		}
+		if ip, perr := netip.ParseAddr(host); host == "" || perr == nil && ip.IsUnspecified() {
+			return "", fmt.Errorf("%w is required when listening on all interfaces (TILEGATE_ADDR %s): set it to the URL clients reach tilegate at, e.g. https://tiles.example.com", errPublicURL, addr)
+		}
+		return "", nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", fmt.Errorf("%w %q is not a base URL: want http(s)://host[:port][/path], without a query", errPublicURL, raw)
+	}
+	return strings.TrimRight(raw, "/"), nil
+}
+
 // staleIfError maps the flag's 0 ("not at all") to the server's negative (its 0 is the default).
 // trustedProxies parses TILEGATE_TRUSTED_PROXIES: CIDRs or single addresses.
 // upstreamGuard is the address rule of upstream requests: the allowed ranges given, and never
@@ -227,7 +274,7 @@ func hotTileBytes(n int64) int64 {
 type migrateCmd struct{ dbFlags }
 
 func (c *migrateCmd) Run() error {
-	st, err := c.open(context.Background())
+	st, err := c.open(context.Background(), true)
 	if err != nil {
 		return err
 	}
@@ -247,7 +294,7 @@ type createAccountCmd struct {
 
 func (c *createAccountCmd) Run() error {
 	ctx := context.Background()
-	st, err := c.open(ctx)
+	st, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -272,7 +319,7 @@ func (c *createTokenCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("--account: %w", err)
 	}
-	st, err := c.open(ctx)
+	st, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -299,7 +346,7 @@ func (c *revokeTokenCmd) Run() error {
 	if err != nil {
 		return fmt.Errorf("--principal: %w", err)
 	}
-	st, err := c.open(ctx)
+	st, err := c.open(ctx, false)
 	if err != nil {
 		return err
 	}

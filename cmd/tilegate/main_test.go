@@ -180,7 +180,7 @@ type issued struct {
 
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "t.db")
+	dbURL := migratedSQLite(t)
 	acct := createAccount(t, dbURL)
 	srv := startServer(t, dbURL, "TILEGATE_SHUTDOWN_TIMEOUT=10s")
 
@@ -425,14 +425,20 @@ func runCLI(t *testing.T, dbURL string, args ...string) cliResult {
 	return runCLIEnv(t, environ(dbURL), args...)
 }
 
-// runCLIEnv runs the binary with exactly env.
+// runCLIEnv runs the binary with exactly env, in a directory of its own.
 func runCLIEnv(t *testing.T, env []string, args ...string) cliResult {
+	t.Helper()
+	return runCLIDir(t, t.TempDir(), env, args...)
+}
+
+// runCLIDir runs the binary in dir with exactly env.
+func runCLIDir(t *testing.T, dir string, env []string, args ...string) cliResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = env
-	cmd.Dir = t.TempDir()
+	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -787,4 +793,13 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// migratedSQLite is a new SQLite database made by `tilegate migrate`, as an operator makes
+// one: admin commands refuse a file that does not exist.
+func migratedSQLite(t *testing.T) string {
+	t.Helper()
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "t.db")
+	runCLI(t, dbURL, "migrate").wantOK(t)
+	return dbURL
 }

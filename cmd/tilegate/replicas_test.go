@@ -122,7 +122,7 @@ func TestReplicasShareInvalidations(t *testing.T) {
 
 // `tilegate datasets upload`: the updated dataset on stdout, the server's detail on failure.
 func TestDatasetsUploadCLI(t *testing.T) {
-	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "t.db")
+	dbURL := migratedSQLite(t)
 	acct := createAccount(t, dbURL)
 	p := startServer(t, dbURL, "TILEGATE_DATA_DIR="+t.TempDir())
 	dataset := repCreateDataset(t, p, acct.Token)
