@@ -558,15 +558,8 @@ func TestEviction(t *testing.T) {
 
 // TestConcurrent reads from many goroutines while files are forgotten and
 // evicted underneath them; run it with -race.
+// (The hot-tile cache in front of the pool has its own: tilesource.TestHotTilesConcurrent.)
 func TestConcurrent(t *testing.T) {
-	// Without the hot-tile cache, with one so small it evicts all the time, and with one that
-	// holds everything.
-	for _, hot := range []int64{0, 4 << 10, 1 << 20} {
-		t.Run(fmt.Sprintf("hot=%d", hot), func(t *testing.T) { testConcurrent(t, hot) })
-	}
-}
-
-func testConcurrent(t *testing.T, hotBytes int64) {
 	dir := t.TempDir()
 	const files = 3
 	var paths []string
@@ -587,7 +580,6 @@ func testConcurrent(t *testing.T, hotBytes int64) {
 		paths = append(paths, path)
 	}
 	p := NewPool(files - 1) // force evictions
-	p.SetHotTileBytes(hotBytes)
 	defer p.Close()
 	ctx := context.Background()
 
@@ -621,9 +613,6 @@ func testConcurrent(t *testing.T, hotBytes int64) {
 	close(errc)
 	for err := range errc {
 		t.Error(err)
-	}
-	if st := p.HotTileStats(); st.Bytes > st.MaxBytes {
-		t.Errorf("hot tiles hold %d bytes, bound %d", st.Bytes, st.MaxBytes)
 	}
 }
 
@@ -659,17 +648,15 @@ func TestContentType(t *testing.T) {
 
 // BenchmarkTile reads random tiles of a file whose pages are in the OS cache, from parallel
 // goroutines, as a busy server does: small tiles (100 B, where the per-read cost is all there
-// is) and large ones (48 KiB, where copying dominates); without the hot-tile cache and with a
-// 64 MiB one (which holds all 5,461 small tiles, and ~1,300 of the large ones).
+// is) and large ones (48 KiB, where copying dominates). The hot-tile cache in front of the
+// pool has its own: tilesource.BenchmarkHotTile.
 func BenchmarkTile(b *testing.B) {
 	for _, size := range []int{100, 48 << 10} {
-		for _, hot := range []int64{0, 64 << 20} {
-			b.Run(fmt.Sprintf("%dB/hot=%dMiB", size, hot>>20), func(b *testing.B) { benchmarkTile(b, size, hot) })
-		}
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) { benchmarkTile(b, size) })
 	}
 }
 
-func benchmarkTile(b *testing.B, size int, hotBytes int64) {
+func benchmarkTile(b *testing.B, size int) {
 	const maxZoom = 6
 	tile := make([]byte, size)
 	rand.NewChaCha8([32]byte{2}).Read(tile)
@@ -683,7 +670,6 @@ func benchmarkTile(b *testing.B, size int, hotBytes int64) {
 	}
 	path := writeFixture(b, "bench.mbtiles", TestFile{Format: "pbf", MaxZoom: maxZoom, Tiles: tiles})
 	p := NewPool(8)
-	p.SetHotTileBytes(hotBytes)
 	defer p.Close()
 	ctx, cancel := context.WithCancel(context.Background()) // cancellable, like a request's
 	defer cancel()

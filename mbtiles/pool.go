@@ -33,18 +33,13 @@ var errPoolClosed = errors.New("mbtiles: pool closed")
 // Close is closed only when the last read using it has finished, so in-flight
 // reads always complete against the file they started on.
 //
-// Tiles read are kept in memory up to a bound (SetHotTileBytes; none by default), dropped with
-// their file's handle.
-//
 // Create Pools with NewPool; the zero value is not usable.
 type Pool struct {
 	maxOpen int
 	conns   int // SQLite connections per file
 	maxTile atomic.Int64
-	hot     atomic.Pointer[hotTiles] // nil: no hot-tile cache
 
 	mu     sync.Mutex
-	nextID uint64                   // the last handle's id; guarded by mu
 	files  map[string]*list.Element // value *handle; guarded by mu
 	lru    *list.List               // front is most recently used; guarded by mu
 	closed bool                     // guarded by mu
@@ -53,7 +48,6 @@ type Pool struct {
 // handle is one open MBTiles file.
 type handle struct {
 	pool  *Pool
-	id    uint64 // unique in the pool: the hot-tile cache's file identity
 	path  string
 	ready chan struct{} // closed once db, stmt and err are set
 
@@ -91,31 +85,14 @@ func (p *Pool) SetMaxTileBytes(n int64) {
 		n = DefaultMaxTileBytes
 	}
 	p.maxTile.Store(n)
-	if hot := p.hot.Load(); hot != nil { // what it holds was read under the old limit
-		p.SetHotTileBytes(hot.maxBytes)
-	}
-}
-
-// SetHotTileBytes bounds the memory of tiles kept for reuse (tile bytes plus ~150 bytes per
-// tile; see hotTiles) to n, emptying it; n < 1 turns the cache off.
-func (p *Pool) SetHotTileBytes(n int64) {
-	p.hot.Store(newHotTiles(n))
-}
-
-// HotTileStats reports the hot-tile cache's counters (zero when it is off).
-func (p *Pool) HotTileStats() HotTileStats {
-	if hot := p.hot.Load(); hot != nil {
-		return hot.stats()
-	}
-	return HotTileStats{}
 }
 
 // Tile returns the tile at XYZ z/x/y, or (nil, nil) when the file has no such
 // tile; coordinates outside the tile grid also yield (nil, nil). A tile stored
 // as empty or NULL is returned as a non-nil empty slice, so callers can tell
 // it from a missing one. Errors opening the file keep their cause, so
-// errors.Is(err, fs.ErrNotExist) works for a missing file. The returned slice may be shared
-// with other callers (the hot-tile cache): it must not be modified.
+// errors.Is(err, fs.ErrNotExist) works for a missing file. (The hot-tile cache is above the
+// pool, in tilesource: it serves every kind of tile source.)
 func (p *Pool) Tile(ctx context.Context, path string, z, x, y int) ([]byte, error) {
 	if z < 0 || z > maxTileZoom || x < 0 || y < 0 || x >= 1<<z || y >= 1<<z {
 		return nil, nil
@@ -128,18 +105,7 @@ func (p *Pool) Tile(ctx context.Context, path string, z, x, y int) ([]byte, erro
 		return nil, err
 	}
 	defer h.release()
-	hot := p.hot.Load()
-	key := tileKey{file: h.id, z: uint32(z), x: uint32(x), y: uint32(y)}
-	if hot != nil {
-		if data, ok := hot.get(key); ok {
-			return data, nil
-		}
-	}
-	data, err := p.read(ctx, h, z, x, y)
-	if err == nil && hot != nil {
-		hot.put(key, data)
-	}
-	return data, err
+	return p.read(ctx, h, z, x, y)
 }
 
 // read reads the tile from h's file.
@@ -228,8 +194,7 @@ func (p *Pool) acquire(ctx context.Context, path string) (*handle, error) {
 		// Register the handle before opening so that concurrent readers
 		// of the same file wait for this open instead of starting their
 		// own, then open outside the lock.
-		p.nextID++
-		h = &handle{pool: p, id: p.nextID, path: path, ready: make(chan struct{})}
+		h = &handle{pool: p, path: path, ready: make(chan struct{})}
 		h.refs.Store(2) // the pool's and ours
 		p.files[path] = p.lru.PushFront(h)
 		evicted := p.evictLocked()
@@ -311,10 +276,6 @@ func (h *handle) release() error {
 	<-h.ready // refs cannot reach zero while the opener holds its reference
 	if h.conns == nil {
 		return nil
-	}
-	// Nobody reads through h any more, so nobody adds its tiles: drop them for good.
-	if hot := h.pool.hot.Load(); hot != nil {
-		hot.dropFile(h.id)
 	}
 	return h.conns.close()
 }

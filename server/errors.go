@@ -17,6 +17,7 @@ import (
 	"github.com/tilegate/tilegate/internal/problem"
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilesource"
 )
 
 // detail answers an error: every error body is built by problem.Write, labelled for the
@@ -117,6 +118,40 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("request failed", "path", c.Path(), "err", err)
 		_ = detail(c, http.StatusInternalServerError, "Internal Server Error")
 	}
+}
+
+// sourceFailed answers a tile request whose tile source failed: the one place where tile
+// sources' errors (tilesource's sentinels, whatever the source's kind) become statuses.
+func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, err error) error {
+	switch {
+	case errors.Is(err, tilesource.ErrDamaged), errors.Is(err, tilesource.ErrMissing):
+		// Bytes that will not get better by retrying (ErrMissing reaches here only once the
+		// dataset, looked at again, still names them): 410, logged once per source.
+		s.files.logUnservable(e.SourceKey, t.dataset, err)
+		return tileError(c, http.StatusGone, unservableDetail)
+	case errors.Is(err, tilesource.ErrNotFound):
+		return tileError(c, http.StatusNotFound, "The dataset's source has no tile at these coordinates")
+	case errors.Is(err, tilesource.ErrBusy):
+		// Only upstreams refuse work today: their admission control's Retry-After.
+		h := c.Response().Header()
+		h.Set("Retry-After", strconv.Itoa(int(s.upstream.RetryAfter().Seconds()+0.999)))
+		h.Set("X-Tilegate-Reason", reasonUpstreamBusy)
+		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason, Retry-After")
+		return tileError(c, http.StatusTooManyRequests, "The dataset's upstream is busy; retry after Retry-After seconds")
+	case errors.Is(err, tilesource.ErrTimeout):
+		return tileError(c, http.StatusGatewayTimeout, "The dataset's tile source did not answer in time")
+	case errors.Is(err, errUpstreamSealed):
+		s.files.logUnservable(e.SourceKey, t.dataset, err)
+		return tileError(c, http.StatusBadGateway, "This dataset's upstream headers cannot be opened (sealed with a signing key no longer configured); set them again")
+	case errors.Is(err, tilesource.ErrBadGateway):
+		s.log.Warn("upstream tile", "dataset", t.dataset, "err", err) // never the URL's headers
+		return tileError(c, http.StatusBadGateway, "The dataset's upstream failed")
+	}
+	// ErrUnavailable, or the request's own end.
+	if c.Request().Context().Err() == nil { // (else the client has gone)
+		s.log.Error("read tile", "dataset", t.dataset, "err", err)
+	}
+	return tileError(c, http.StatusServiceUnavailable, "The tiles cannot be read right now; retry shortly")
 }
 
 // storageFault reports whether err is a failure of the server's own files (the data directory):

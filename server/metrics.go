@@ -243,7 +243,7 @@ func (s *Server) registerMetrics() error {
 	s.cfg.Metrics.CacheSize("key", func() int { k, _ := s.access.CacheEntries(); return k })
 	s.cfg.Metrics.CacheSize("dataset", func() int { _, d := s.access.CacheEntries(); return d })
 	s.cfg.Metrics.CacheSource("tile", func() metrics.CacheStats {
-		st := s.tiles.HotTileStats()
+		st := s.hot.Stats()
 		return metrics.CacheStats{Hits: st.Hits, Misses: st.Misses, Evictions: st.Evictions,
 			Entries: st.Entries, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
 	})

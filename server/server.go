@@ -28,6 +28,7 @@ import (
 	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/sealed"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilesource"
 	"github.com/tilegate/tilegate/tiletoken"
 	"github.com/tilegate/tilegate/upstream"
 )
@@ -65,7 +66,7 @@ type Config struct {
 	// mbtiles.DefaultMaxTileBytes).
 	MaxTileBytes int64
 	// HotTileBytes bounds the memory of recently served tiles kept for reuse (tile bytes plus
-	// ~150 bytes each; see mbtiles.Pool.SetHotTileBytes): default DefaultHotTileBytes, negative
+	// ~150 bytes each; see tilesource.Hot): default DefaultHotTileBytes, negative
 	// turns the cache off.
 	HotTileBytes int64
 	// FileSweepInterval is how often the data directory is swept of abandoned uploads and
@@ -154,7 +155,8 @@ type Server struct {
 	specJSON  map[string]any // /openapi.json
 	tileBase  string         // PublicURL, JSON-escaped, for token templates
 	signer    *tiletoken.Signer
-	tiles     *mbtiles.Pool
+	tiles     *mbtiles.Pool     // the MBTiles files open
+	hot       *tilesource.Hot   // the hot-tile cache, in front of every file-backed source
 	box       *sealed.Box       // opens and seals upstream headers
 	upstream  *upstream.Fetcher // upstream datasets' tiles
 
@@ -320,6 +322,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		tileBase:  jsonEscaped(cfg.PublicURL),
 		signer:    cfg.Signer,
 		tiles:     mbtiles.NewPool(64),
+		hot:       tilesource.NewHot(0),
 		box:       box,
 		upstream:  upstream.New(cfg.Upstream),
 		metrics:   newRequestMetrics(cfg.Metrics, spec),
@@ -337,7 +340,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		recovered: "tile cache: database available again",
 	})
 	s.access = tileaccess.New(tileaccess.Config{
-		Store: st, Signer: cfg.Signer, Tiles: s.tiles, DataDir: cfg.DataDir,
+		Store: st, Signer: cfg.Signer, Sources: tileSources{s},
 		TTL: cfg.TileCacheTTL, StaleIfError: cfg.StaleIfError,
 		LoadWait: cfg.TileLoadWait, DBTimeout: cfg.DBTimeout, MaxLoads: cfg.TileMaxLoads,
 		PublicTileMaxAge: cfg.PublicTileMaxAge, PrivateTileMaxAge: cfg.PrivateTileMaxAge,
@@ -345,7 +348,6 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		RefreshFailed: s.cacheOutage.failure,
 		Observe:       s.metrics.cacheLookup, Evicted: s.metrics.cacheEvicted,
 		TrustedProxies: cfg.TrustedProxies,
-		Upstream:       s.upstreamSource,
 	})
 	s.meter = usage.New(usage.Config{
 		Store: st, FlushInterval: cfg.UsageFlushInterval, Retention: cfg.UsageRetention,
@@ -359,7 +361,7 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	}
 	s.unsubscribe = st.Subscribe(s.access.Apply)
 	s.tiles.SetMaxTileBytes(cfg.MaxTileBytes)
-	s.tiles.SetHotTileBytes(cfg.HotTileBytes)
+	s.hot.SetBytes(cfg.HotTileBytes)
 	s.files = newTileFiles(s, cfg.FileSweepInterval, cfg.ReplacedTilesGrace)
 	s.files.start()
 	s.auditPruner = startAuditPruner(st, cfg.AuditRetention, cfg.AuditPruneInterval, cfg.Now, cfg.Logger)

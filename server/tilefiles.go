@@ -225,10 +225,4 @@ func (f *tileFiles) logUnservable(path string, dataset any, err error) {
 	f.s.log.Error("tile file cannot be served; upload it again", "dataset", dataset, "file", path, "err", err)
 }
 
-// unservable tells read errors that retrying cannot cure (a damaged file, a tile over the size
-// limit) from passing ones.
-func unservable(err error) bool {
-	return errors.Is(err, mbtiles.ErrDamaged) || errors.Is(err, mbtiles.ErrTileTooLarge)
-}
-
 const unservableDetail = "This tile cannot be served: the dataset's file is damaged or missing, or the tile is over the size limit; the dataset's owner must upload the file again"

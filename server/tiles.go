@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,8 +16,8 @@ import (
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/internal/usage"
-	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilesource"
 )
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
@@ -92,27 +90,23 @@ func (s *Server) getTile(c echo.Context) error {
 	if answered {
 		return err
 	}
-	// an upstream dataset's tiles come from its upstream server
-	if e.HasUpstream() {
-		return s.serveUpstream(c, e, t, u)
-	}
-	// 4. the answers that need no read: another format, no file yet, the client's own copy
-	if answered, err := answerUnread(c, e, t, u); answered {
+	// 4. the answers that need no read: another format, no source yet, the client's own copy
+	if answered, err := s.answerUnread(c, e, t, u); answered {
 		return err
 	}
-	// 5. read
-	data, e, err := s.readTile(ctx, e, t)
+	// 5. read, from whatever the dataset's source is
+	tile, e, err := s.readTile(ctx, e, t)
 	if err != nil {
 		u.notServed()
 		return s.readFailed(c, e, t, err)
 	}
 	// 6. write
 	if c.Request().Method == http.MethodGet {
-		u.served(len(data))
+		u.served(len(tile.Data))
 	} else {
 		u.served(0)
 	}
-	return writeTile(c, e, t, data)
+	return writeTile(c, e, t, tile)
 }
 
 // admitTile decides whether the request may read the dataset's tiles (tileaccess: the one
@@ -145,21 +139,27 @@ func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileReq
 	return u, false, nil
 }
 
-// answerUnread answers what needs no read of the file: a format other than the dataset's
-// (404), a dataset without a file yet (204), a client that has the tile (304). answered is
-// false when the tile must be read.
-func answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u tileUse) (answered bool, err error) {
+// answerUnread answers what needs no read of the source: a format other than the dataset's
+// (404), a dataset without a source yet (204) or whose source cannot be opened, a client that
+// has the tile (304). answered is false when the tile must be read.
+func (s *Server) answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u tileUse) (answered bool, err error) {
 	switch {
 	case t.format != e.Dataset.Format:
 		u.notServed()
 		return true, tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
-	case e.Path == "":
+	case e.Source == nil && e.SourceErr != nil:
+		u.notServed()
+		return true, s.sourceFailed(c, e, t, e.SourceErr)
+	case e.Source == nil:
 		u.served(0)
 		return true, noTileYet(c)
 	}
+	if e.ETag == "" {
+		return false, nil // no validator (an upstream's tiles)
+	}
 	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.z, t.x, t.y)) {
-		// The ETag names this very file (files are never changed in place) and tile, which
-		// the client had: no need to read it.
+		// The ETag names this very version of the source (its bytes never change in place)
+		// and tile, which the client had: no need to read it.
 		u.served(0)
 		return true, notModified(c, e, t)
 	}
@@ -188,13 +188,10 @@ func parseTileURL(path string) (tileRequest, *tileaccess.Refusal) {
 	return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 }
 
-// Why readTile read nothing after looking at the dataset again: it is gone, or has no file now.
+// Why readTile read nothing after looking at the dataset again: it is gone, or has no source now.
 var (
 	errDatasetGone = errors.New("dataset deleted meanwhile")
-	errNoTileFile  = errors.New("dataset has no tile file now")
-	// errTileFileMissing: the dataset's file, read again, is not on disk. It is answered as a
-	// damaged file is (410, logged once), not as a passing failure.
-	errTileFileMissing = errors.New("the dataset's tile file is missing from the data directory")
+	errNoTileFile  = errors.New("dataset has no tile source now")
 )
 
 // reloadError is a failure to load the dataset again (the database: the error handler's 503).
@@ -203,33 +200,33 @@ type reloadError struct{ err error }
 func (e reloadError) Error() string { return e.err.Error() }
 func (e reloadError) Unwrap() error { return e.err }
 
-// readTile reads the tile from e's file. A read that fails for a passing reason may have met a
-// file replaced or deleted meanwhile (by another replica whose notification has not arrived
-// yet, or here): it looks at the dataset again and, when its file has changed, reads from the
-// new one. It returns the entry it read with.
-func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t tileRequest) ([]byte, *tileaccess.DatasetEntry, error) {
-	data, err := s.tiles.Tile(ctx, e.Path, t.z, t.x, t.y)
-	if err == nil || ctx.Err() != nil || unservable(err) {
-		return data, e, err
+// readTile reads the tile from e's source. A read that failed because storage could not be
+// read, or did not have the bytes, may have met a source replaced or deleted meanwhile (by
+// another replica whose notification has not arrived yet, or here): it looks at the dataset
+// again and, when its source has changed, reads from the new one. It returns the entry it read
+// with. Other failures (damaged bytes, an upstream's answers) stand as they are.
+func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t tileRequest) (tilesource.Tile, *tileaccess.DatasetEntry, error) {
+	tile, err := e.Source.Tile(ctx, t.z, t.x, t.y)
+	if err == nil || ctx.Err() != nil ||
+		!errors.Is(err, tilesource.ErrUnavailable) && !errors.Is(err, tilesource.ErrMissing) {
+		return tile, e, err
 	}
 	fresh, ferr := s.access.Reload(ctx, t.dataset, e)
 	switch {
 	case ferr != nil:
-		return nil, e, reloadError{ferr}
+		return tile, e, reloadError{ferr}
 	case !fresh.Found:
-		return nil, e, errDatasetGone
-	case fresh.Path == "":
-		return nil, e, errNoTileFile
-	case fresh.Path != e.Path:
-		data, err = s.tiles.Tile(ctx, fresh.Path, t.z, t.x, t.y)
-		return data, fresh, err
+		return tile, e, errDatasetGone
+	case fresh.Source == nil && fresh.SourceErr == nil:
+		return tile, e, errNoTileFile
+	case fresh.SourceKey != e.SourceKey:
+		if fresh.Source == nil {
+			return tile, fresh, fresh.SourceErr
+		}
+		tile, err = fresh.Source.Tile(ctx, t.z, t.x, t.y)
+		return tile, fresh, err
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		// The dataset still names a file that is not there (lost from disk, or removed by
-		// hand): retrying will not bring it back.
-		return nil, e, fmt.Errorf("%w: %w", errTileFileMissing, err)
-	}
-	return nil, e, err // the same file: the error stands
+	return tile, e, err // the same source: the error stands
 }
 
 // readFailed answers a tile whose read failed.
@@ -242,15 +239,8 @@ func (s *Server) readFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileRe
 		return tileError(c, http.StatusNotFound, datasetNotFound)
 	case errors.Is(err, errNoTileFile):
 		return noTileYet(c)
-	case unservable(err), errors.Is(err, errTileFileMissing):
-		// The file will not get better by retrying: 410, logged once per file.
-		s.files.logUnservable(e.Path, t.dataset, err)
-		return tileError(c, http.StatusGone, unservableDetail)
 	}
-	if c.Request().Context().Err() == nil { // (else the client has gone)
-		s.log.Error("read tile", "dataset", t.dataset, "err", err)
-	}
-	return tileError(c, http.StatusServiceUnavailable, "The tiles cannot be read right now; retry shortly")
+	return s.sourceFailed(c, e, t, err)
 }
 
 // noTileYet answers a dataset with nothing uploaded yet: an empty tile for map clients, not
@@ -280,7 +270,8 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 // (tileHeaderValues), not with Header.Set, which allocates a []string per header: a served
 // tile took 8 allocations for its headers, now 2 (go test ./server -run XXX -bench
 // BenchmarkTileRequest -benchmem: 23 → 18 allocs per public tile request, 2026-11-24).
-func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data []byte) error {
+func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, tile tilesource.Tile) error {
+	data := tile.Data
 	w := c.Response()
 	h := w.Header()
 	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
@@ -291,10 +282,18 @@ func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, data [
 		return nil
 	}
 	h["Content-Type"] = e.ContentTypeValue
-	if mbtiles.IsGzip(data) {
+	switch tile.Encoding {
+	case "":
+	case "gzip":
 		h["Content-Encoding"] = gzipValue
+	default:
+		h["Content-Encoding"] = []string{tile.Encoding}
 	}
-	h["Etag"], h["Content-Length"] = tileHeaderValues(e.ETag, t, len(data))
+	if e.ETag == "" { // a source without versions: no ETag
+		h["Content-Length"] = []string{strconv.Itoa(len(data))}
+	} else {
+		h["Etag"], h["Content-Length"] = tileHeaderValues(e.ETag, t, len(data))
+	}
 	w.WriteHeader(http.StatusOK)
 	if c.Request().Method == http.MethodHead {
 		return nil

@@ -2,15 +2,11 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
-	"net/http"
 	"strconv"
 
-	"github.com/labstack/echo/v4"
 	"github.com/oapi-codegen/nullable"
 
 	"github.com/tilegate/tilegate/gen"
-	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/sealed"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
@@ -169,77 +165,8 @@ var mediaTypes = map[string][]string{
 	"webp": {"image/webp"},
 }
 
-// serveUpstream answers an admitted tile request of an upstream dataset.
-func (s *Server) serveUpstream(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u tileUse) error {
-	if t.format != e.Dataset.Format {
-		u.notServed()
-		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
-	}
-	src := e.Upstream
-	if src == nil {
-		u.notServed()
-		s.files.logUnservable("upstream:"+e.Dataset.ID.String(), t.dataset, e.UpstreamErr)
-		return tileError(c, http.StatusBadGateway, "This dataset's upstream headers cannot be opened (sealed with a signing key no longer configured); set them again")
-	}
-	tile, err := s.upstream.Get(c.Request().Context(), upstream.Request{
-		Source: src.Key, Template: src.Template, Headers: src.Headers, Z: t.z, X: t.x, Y: t.y, Accept: mediaTypes[t.format],
-	})
-	switch {
-	case errors.Is(err, upstream.ErrNoTile):
-		if src.NotFound {
-			u.notServed()
-			return tileError(c, http.StatusNotFound, "The upstream has no tile at these coordinates")
-		}
-		u.served(0)
-		return writeTile(c, e, t, nil)
-	case errors.Is(err, upstream.ErrSaturated):
-		u.notServed()
-		h := c.Response().Header()
-		h.Set("Retry-After", strconv.Itoa(int(s.upstream.RetryAfter().Seconds()+0.999)))
-		h.Set("X-Tilegate-Reason", reasonUpstreamBusy)
-		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason, Retry-After")
-		return tileError(c, http.StatusTooManyRequests, "The dataset's upstream is busy; retry after Retry-After seconds")
-	case errors.Is(err, upstream.ErrTimeout):
-		u.notServed()
-		return tileError(c, http.StatusGatewayTimeout, "The dataset's upstream did not answer in time")
-	case err != nil:
-		u.notServed()
-		s.log.Warn("upstream tile", "dataset", t.dataset, "err", err) // never the URL's headers
-		return tileError(c, http.StatusBadGateway, "The dataset's upstream failed")
-	}
-	if c.Request().Method == http.MethodGet {
-		u.served(len(tile.Data))
-	} else {
-		u.served(0)
-	}
-	if tile.Encoding != "" {
-		c.Response().Header().Set("Content-Encoding", tile.Encoding)
-	}
-	return writeUpstreamTile(c, e, tile.Data)
-}
-
+// reasonUpstreamBusy is a saturated upstream's X-Tilegate-Reason.
 const reasonUpstreamBusy = "upstream_busy"
-
-// writeUpstreamTile answers an upstream's tile with the dataset's headers.
-func writeUpstreamTile(c echo.Context, e *tileaccess.DatasetEntry, data []byte) error {
-	w := c.Response()
-	h := w.Header()
-	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
-		h["Cache-Control"] = e.CacheControlValue
-	}
-	if len(data) == 0 {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	h["Content-Type"] = e.ContentTypeValue
-	h.Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(http.StatusOK)
-	if c.Request().Method == http.MethodHead {
-		return nil
-	}
-	_, err := w.Write(data)
-	return err
-}
 
 // SecretKeys are the sealing keys of the signing keys (the same ids; sealed derives its own key
 // from each): the first seals, all open, so rotating the signing keys keeps sealed values open as

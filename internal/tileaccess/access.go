@@ -14,20 +14,18 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilesource"
 	"github.com/tilegate/tilegate/tiletoken"
-	"github.com/tilegate/tilegate/upstream"
 )
 
 // Config is what Access needs; every duration must be set (the server applies the defaults).
 type Config struct {
 	Store  *store.Store
 	Signer *tiletoken.Signer
-	// Tiles holds the MBTiles files open: a file a dataset no longer uses is forgotten there.
-	Tiles *mbtiles.Pool
-	// DataDir is where the datasets' tile files are (their names are relative to it).
-	DataDir string
+	// Sources opens the datasets' tile sources (nil: entries have none). A source a dataset no
+	// longer uses is closed by the first load that sees it gone.
+	Sources Sources
 	// TTL is how long a cached key or dataset is trusted without hearing of a change;
 	// StaleIfError how long past it an entry keeps serving while the database is unavailable.
 	TTL, StaleIfError time.Duration
@@ -54,9 +52,18 @@ type Config struct {
 	// Evicted is told of every entry dropped from a cache (invalidated, expired or over
 	// capacity); nil: nobody. Same constraints as Observe.
 	Evicted func(Kind)
-	// Upstream opens a dataset's upstream setting (its sealed headers) when the entry is built,
-	// once per load rather than per tile; nil: datasets have no upstream.
-	Upstream func(store.Dataset) (*upstream.Source, error)
+}
+
+// Sources opens the tile sources of datasets as their entries are loaded: once per change of
+// the dataset's source, not per tile nor per reload.
+type Sources interface {
+	// Key names the source d's row points at: an equal key means the same bytes, and the
+	// source loaded before is kept. "" when d has none (nothing uploaded yet).
+	Key(d store.Dataset) string
+	// Open builds the source Key(d) names, without I/O (sources open lazily). An error (such as
+	// an upstream's headers sealed under a key no longer configured) is kept in the entry and
+	// answered to its tile requests.
+	Open(d store.Dataset) (tilesource.Source, error)
 }
 
 // Entries are the tile caches' sizes: Keys and Datasets found (defaults 100,000 and 20,000),

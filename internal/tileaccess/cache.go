@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,8 +23,8 @@ import (
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/origin"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilesource"
 	"github.com/tilegate/tilegate/tiletoken"
-	"github.com/tilegate/tilegate/upstream"
 )
 
 // tileCache keeps what the tile path needs of API keys and datasets in process, so a tile
@@ -60,18 +59,18 @@ type tileCache struct {
 	missingDatasets *expirable.LRU[uuid.UUID, *DatasetEntry]
 	loads           singleflight.Group
 	// loading holds a slot per load under way (at most maxLoads).
-	loading  chan struct{}
-	dataDir  string
-	tiles    *mbtiles.Pool
-	upstream func(store.Dataset) (*upstream.Source, error)
+	loading chan struct{}
+	sources Sources // nil: entries have no source
 	// publicCC and privateCC are the Cache-Control of public and of other datasets' tiles.
 	publicCC, privateCC string
 
 	// mu orders loads against invalidations: a load that began before an invalidation must not
 	// store what it read, or a change could be undone until the ttl ran out.
 	mu    sync.Mutex
-	epoch uint64               // guarded by mu; bumped by every invalidation
-	paths map[uuid.UUID]string // dataset id → the tile file its last load saw; guarded by mu
+	epoch uint64 // guarded by mu; bumped by every invalidation
+	// srcs: dataset id → the source its last load saw, reused while the key stays the same
+	// (its hot tiles, open files and cached directories stay warm across reloads); guarded by mu.
+	srcs map[uuid.UUID]sourceRef
 	// tokens: key id → the tokens its entries are cached under (evictKey); guarded by mu.
 	tokens map[uuid.UUID][]string
 
@@ -110,10 +109,13 @@ type DatasetEntry struct {
 	Dataset store.Dataset
 	granted []uuid.UUID // accounts the dataset is shared with
 	Public  bool
-	// Path is the MBTiles file (absolute or relative to the working directory); "" before the
-	// first upload.
-	Path string
-	// ETag is the quoted ETag prefix: the tile file's unique part; a tile's ETag appends z/x/y.
+	// Source is where the dataset's tiles come from (whatever its kind); nil before the first
+	// upload, or when it could not be opened (SourceErr says why). SourceKey names it (Sources.Key).
+	Source    tilesource.Source
+	SourceKey string
+	SourceErr error
+	// ETag is the quoted ETag prefix: the source's version; a tile's ETag appends z/x/y. "" when
+	// the source has no version (no ETag, no 304).
 	ETag string
 	// scope is the scope a valid token must carry now; scopePrefix is its account:dataset part,
 	// which tells a stale token (403 scope) from one for another dataset (404).
@@ -123,14 +125,13 @@ type DatasetEntry struct {
 	// a header from a string allocates its []string each time.
 	CacheControl, ContentType           string
 	CacheControlValue, ContentTypeValue []string
-	// Upstream is where an upstream dataset's tiles come from; UpstreamErr why it could not be
-	// opened (its headers sealed under a key no longer configured). Both nil for a file dataset.
-	Upstream    *upstream.Source
-	UpstreamErr error
 }
 
-// HasUpstream: the dataset's tiles come from an upstream server, not a file.
-func (e *DatasetEntry) HasUpstream() bool { return e.Dataset.UpstreamURL != nil }
+// sourceRef is the source a dataset's entries share.
+type sourceRef struct {
+	key string
+	src tilesource.Source
+}
 
 // The caches' default sizes (Config.Entries) and the default bound on concurrent loads.
 const (
@@ -175,12 +176,10 @@ func newTileCache(cfg Config) *tileCache {
 		dbTimeout:       cfg.DBTimeout,
 		refreshFailed:   cfg.RefreshFailed,
 		observe:         cfg.Observe,
-		dataDir:         cfg.DataDir,
-		tiles:           cfg.Tiles,
-		upstream:        cfg.Upstream,
+		sources:         cfg.Sources,
 		publicCC:        "public, max-age=" + seconds(cfg.PublicTileMaxAge),
 		privateCC:       "private, max-age=" + seconds(cfg.PrivateTileMaxAge),
-		paths:           map[uuid.UUID]string{},
+		srcs:            map[uuid.UUID]sourceRef{},
 		tokens:          map[uuid.UUID][]string{},
 		started:         func() {},
 	}
@@ -334,8 +333,27 @@ func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*DatasetEntr
 		e = c.entry(src)
 	}
 	e.loaded = time.Now()
-	var stale string
+	var stale tilesource.Source
 	c.mu.Lock()
+	// A replaced or deleted dataset's source stays open until told otherwise; whoever first
+	// sees the dataset without it lets it go (the uploading process already has). A reload
+	// that finds the same key keeps the source the entries share.
+	old, had := c.srcs[id]
+	switch {
+	case had && old.key == e.SourceKey:
+		if e.Source != nil && e.Source != old.src {
+			stale, e.Source = e.Source, old.src
+		}
+	default:
+		if had {
+			stale = old.src
+		}
+		if e.Source != nil {
+			c.srcs[id] = sourceRef{key: e.SourceKey, src: e.Source}
+		} else {
+			delete(c.srcs, id)
+		}
+	}
 	if c.epoch == epoch {
 		if e.Found {
 			c.datasets.Add(id, e)
@@ -345,19 +363,9 @@ func (c *tileCache) loadDataset(ctx context.Context, id uuid.UUID) (*DatasetEntr
 			c.datasets.Remove(id)
 		}
 	}
-	// A replaced or deleted file stays open in the pool until told otherwise; whoever
-	// first sees the dataset without it lets it go (the uploading process already has).
-	if old, ok := c.paths[id]; ok && old != e.Path {
-		stale = old
-	}
-	if e.Path != "" {
-		c.paths[id] = e.Path
-	} else {
-		delete(c.paths, id)
-	}
 	c.mu.Unlock()
-	if stale != "" {
-		c.tiles.Forget(stale)
+	if stale != nil {
+		_ = stale.Close()
 	}
 	c.started()
 	return e, nil
@@ -432,20 +440,28 @@ func (c *tileCache) entry(src store.TileSource) *DatasetEntry {
 		e.CacheControl = c.publicCC
 	}
 	e.CacheControlValue, e.ContentTypeValue = []string{e.CacheControl}, []string{e.ContentType}
-	if d.UpstreamURL != nil && c.upstream != nil {
-		e.Upstream, e.UpstreamErr = c.upstream(d)
-		if e.UpstreamErr != nil {
-			e.Upstream = nil
+	if c.sources == nil {
+		return e
+	}
+	if e.SourceKey = c.sources.Key(d); e.SourceKey == "" {
+		return e // nothing uploaded yet
+	}
+	// Reuse the source the dataset already has under this key (no need to open another).
+	c.mu.Lock()
+	ref, ok := c.srcs[d.ID]
+	c.mu.Unlock()
+	if ok && ref.key == e.SourceKey {
+		e.Source = ref.src
+	} else {
+		e.Source, e.SourceErr = c.sources.Open(d)
+		if e.SourceErr != nil {
+			e.Source = nil
 		}
 	}
-	if d.TileFile != nil {
-		e.Path = filepath.Join(c.dataDir, *d.TileFile)
-		// "<dataset>-<random>.mbtiles": the random part is unique per upload.
-		name := strings.TrimSuffix(*d.TileFile, filepath.Ext(*d.TileFile))
-		if i := strings.LastIndexByte(name, '-'); i >= 0 {
-			name = name[i+1:]
+	if e.Source != nil {
+		if v := e.Source.Version(); v != "" {
+			e.ETag = `"` + v + "-"
 		}
-		e.ETag = `"` + name + "-"
 	}
 	return e
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/tilegate/tilegate/internal/testenv"
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/keytoken"
-	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
 )
@@ -51,7 +50,7 @@ func newAccess(t *testing.T, st *store.Store, cfg tileaccess.Config) *tileaccess
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store, cfg.Signer, cfg.Tiles, cfg.DataDir = st, signer, mbtiles.NewPool(4), t.TempDir()
+	cfg.Store, cfg.Signer = st, signer
 	if cfg.TTL == 0 {
 		cfg.TTL = time.Hour
 	}

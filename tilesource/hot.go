@@ -1,14 +1,89 @@
-package mbtiles
+package tilesource
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 )
 
+// Hot is the hot-tile cache in front of sources (Wrap): it sits above the Source interface, so
+// every kind of source that serves immutable bytes gets it, and a hit costs no call into the
+// source at all. Sources whose tiles expire (an upstream's, which has its own cache with the
+// upstream's freshness) are not wrapped.
+type Hot struct {
+	cur  atomic.Pointer[hotTiles] // nil: off
+	next atomic.Uint64            // the last wrapped source's id
+}
+
+// NewHot returns a hot-tile cache bounded to maxBytes (tile bytes plus ~150 bytes per tile);
+// maxBytes < 1: off.
+func NewHot(maxBytes int64) *Hot {
+	h := &Hot{}
+	h.SetBytes(maxBytes)
+	return h
+}
+
+// SetBytes replaces the cache with an empty one bounded to n bytes; n < 1 turns it off.
+func (h *Hot) SetBytes(n int64) { h.cur.Store(newHotTiles(n)) }
+
+// Stats reports the cache's counters (zero when it is off).
+func (h *Hot) Stats() HotStats {
+	if c := h.cur.Load(); c != nil {
+		return c.stats()
+	}
+	return HotStats{}
+}
+
+// Wrap returns src with its tiles kept in the cache. The wrapped source's id is never reused,
+// and Close drops its tiles: a tile is never served for a source the dataset no longer uses.
+func (h *Hot) Wrap(src Source) Source {
+	return &hotSource{hot: h, id: h.next.Add(1), src: src}
+}
+
+type hotSource struct {
+	hot    *Hot
+	id     uint64
+	src    Source
+	closed atomic.Bool
+}
+
+func (s *hotSource) Tile(ctx context.Context, z, x, y int) (Tile, error) {
+	c := s.hot.cur.Load()
+	if c == nil {
+		return s.src.Tile(ctx, z, x, y)
+	}
+	key := tileKey{file: s.id, z: uint32(z), x: uint32(x), y: uint32(y)}
+	if t, ok := c.get(key); ok {
+		return t, nil
+	}
+	t, err := s.src.Tile(ctx, z, x, y)
+	if err == nil {
+		c.put(key, t)
+		if s.closed.Load() { // closed while reading: what was just put must not stay
+			c.dropFile(s.id)
+		}
+	}
+	return t, err
+}
+
+func (s *hotSource) Version() string { return s.src.Version() }
+
+func (s *hotSource) Close() error {
+	s.closed.Store(true)
+	if c := s.hot.cur.Load(); c != nil {
+		c.dropFile(s.id)
+	}
+	return s.src.Close()
+}
+
+// Unwrap returns the source under the cache.
+func (s *hotSource) Unwrap() Source { return s.src }
+
 // hotTiles keeps recently read tiles in memory, at most maxBytes of them (tile bytes plus a
-// fixed overhead per entry), least recently used evicted first. Entries are keyed by the open
-// file they were read from (its handle's id, never reused) and its coordinates, and a file's
-// entries are dropped when its handle closes (Forget after a replacement or delete, eviction,
-// Close): a tile is never served from a file that is no longer the dataset's.
+// fixed overhead per entry), least recently used evicted first. Entries are keyed by the
+// source they were read from (its id, never reused) and its coordinates, and a source's
+// entries are dropped when it is closed (the dataset no longer uses it): a tile is never served
+// from bytes that are no longer the dataset's. ("file" below is that source id.)
 //
 // Why: a tile read from SQLite costs ~2 µs and a copy of the tile; a hit costs a map lookup and
 // no allocation. go test ./mbtiles -run XXX -bench 'BenchmarkTile$' -benchmem -cpu 1: 100 B
@@ -39,14 +114,14 @@ const hotShards = 16
 const hotEntryOverhead = 144
 
 type tileKey struct {
-	file uint64 // handle.id
+	file uint64 // hotSource.id
 	z    uint32
 	x, y uint32
 }
 
 type hotEntry struct {
 	key  tileKey
-	data []byte // nil: the file has no such tile
+	tile Tile // Data nil: the source has no such tile
 	cost int64
 	// prev/next: the shard's recency list (front most recent); fprev/fnext: the file's entries.
 	prev, next   *hotEntry
@@ -85,28 +160,27 @@ func (c *hotTiles) shard(k tileKey) *hotShard {
 	return &c.shards[(h^h>>29)%hotShards]
 }
 
-// get returns the cached tile: ok false when it is not cached; data nil (with ok) when the file
+// get returns the cached tile: ok false when it is not cached; Data nil (with ok) when the source
 // is known to have no such tile. The slice is shared: callers must not modify it.
-func (c *hotTiles) get(k tileKey) (data []byte, ok bool) {
+func (c *hotTiles) get(k tileKey) (t Tile, ok bool) {
 	s := c.shard(k)
 	s.mu.Lock()
 	e, ok := s.items[k]
 	if !ok {
 		s.misses++
 		s.mu.Unlock()
-		return nil, false
+		return Tile{}, false
 	}
 	s.hits++
 	s.unlink(e)
 	s.pushFront(e)
 	s.mu.Unlock()
-	return e.data, true
+	return e.tile, true
 }
 
-// put caches a tile read from the file (data nil: it has none). The caller must hold the file's
-// handle, so that the handle's close (which drops its entries) comes after.
-func (c *hotTiles) put(k tileKey, data []byte) {
-	cost := int64(len(data)) + hotEntryOverhead
+// put caches a tile read from the source (Data nil: it has none).
+func (c *hotTiles) put(k tileKey, t Tile) {
+	cost := int64(len(t.Data)) + hotEntryOverhead
 	if cost > c.maxEntry {
 		return
 	}
@@ -116,7 +190,7 @@ func (c *hotTiles) put(k tileKey, data []byte) {
 	if _, ok := s.items[k]; ok {
 		return // a concurrent read of the same tile got here first
 	}
-	e := &hotEntry{key: k, data: data, cost: cost}
+	e := &hotEntry{key: k, tile: t, cost: cost}
 	s.items[k] = e
 	s.pushFront(e)
 	e.fnext = s.files[k.file]
@@ -142,16 +216,16 @@ func (c *hotTiles) dropFile(file uint64) {
 	}
 }
 
-// HotTileStats are the hot-tile cache's counters: lookups answered from memory (Hits) or not
+// HotStats are the hot-tile cache's counters: lookups answered from memory (Hits) or not
 // (Misses), and the bytes held (tiles plus per-entry overhead) against the bound.
-type HotTileStats struct {
+type HotStats struct {
 	Hits, Misses, Evictions uint64 // Evictions: over the bound, or dropped with their file
 	Bytes, MaxBytes         int64
 	Entries                 int
 }
 
-func (c *hotTiles) stats() HotTileStats {
-	var st HotTileStats
+func (c *hotTiles) stats() HotStats {
+	var st HotStats
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()

@@ -1,0 +1,55 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilesource"
+)
+
+// tileSources opens datasets' tile sources for the tile path (tileaccess.Sources): an upstream
+// dataset's through the upstream fetcher, a tile file's through the MBTiles pool behind the
+// hot-tile cache. The tile path asks them for tiles without knowing their kind.
+type tileSources struct{ s *Server }
+
+// errUpstreamSealed: the dataset's upstream headers do not open (sealed with a signing key no
+// longer configured); its tiles answer 502 until they are set again.
+var errUpstreamSealed = errors.New("the dataset's upstream headers cannot be opened")
+
+func (t tileSources) Key(d store.Dataset) string {
+	switch {
+	case d.UpstreamURL != nil:
+		// A change of the setting (or the dataset) changes Changed: a new source.
+		return "upstream:" + d.ID.String() + "@" + strconv.FormatInt(d.Changed.UnixMicro(), 10)
+	case d.TileFile != nil:
+		return *d.TileFile
+	}
+	return ""
+}
+
+func (t tileSources) Open(d store.Dataset) (tilesource.Source, error) {
+	s := t.s
+	if d.UpstreamURL != nil {
+		src, err := s.upstreamSource(d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w: %w", tilesource.ErrBadGateway, errUpstreamSealed, err)
+		}
+		return tilesource.Upstream(s.upstream, src, mediaTypes[d.Format]), nil
+	}
+	name := *d.TileFile
+	return s.hot.Wrap(tilesource.MBTiles(s.tiles, filepath.Join(s.cfg.DataDir, name), tileFileVersion(name))), nil
+}
+
+// tileFileVersion is the random part of a tile file's name ("<dataset>-<random>.mbtiles"),
+// unique per upload: the ETag's stem.
+func tileFileVersion(name string) string {
+	name = strings.TrimSuffix(name, filepath.Ext(name))
+	if i := strings.LastIndexByte(name, '-'); i >= 0 {
+		name = name[i+1:]
+	}
+	return name
+}
