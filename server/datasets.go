@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/google/uuid"
@@ -283,14 +281,10 @@ func (s *Server) DeleteDataset(ctx context.Context, req gen.DeleteDatasetRequest
 
 // datasetGone forgets a deleted dataset's tiles: the open file handle and the file itself.
 func (s *Server) datasetGone(d store.Dataset) {
-	if d.TileFile == nil || s.cfg.DataDir == "" {
+	if d.TileFile == nil {
 		return
 	}
-	path := filepath.Join(s.cfg.DataDir, *d.TileFile)
-	if s.tiles != nil {
-		s.tiles.Forget(path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.tilestore.Remove(*d.TileFile); err != nil {
 		s.log.Warn("remove tiles of deleted dataset", "dataset", d.ID, "err", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -127,7 +128,7 @@ func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tile
 	case errors.Is(err, tilesource.ErrDamaged), errors.Is(err, tilesource.ErrMissing):
 		// Bytes that will not get better by retrying (ErrMissing reaches here only once the
 		// dataset, looked at again, still names them): 410, logged once per source.
-		s.files.logUnservable(e.SourceKey, t.dataset, err)
+		s.unservable.log(s.log, e.SourceKey, t.dataset, err)
 		return tileError(c, http.StatusGone, unservableDetail)
 	case errors.Is(err, tilesource.ErrNotFound):
 		return tileError(c, http.StatusNotFound, "The dataset's source has no tile at these coordinates")
@@ -141,7 +142,7 @@ func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tile
 	case errors.Is(err, tilesource.ErrTimeout):
 		return tileError(c, http.StatusGatewayTimeout, "The dataset's tile source did not answer in time")
 	case errors.Is(err, errUpstreamSealed):
-		s.files.logUnservable(e.SourceKey, t.dataset, err)
+		s.unservable.log(s.log, e.SourceKey, t.dataset, err)
 		return tileError(c, http.StatusBadGateway, "This dataset's upstream headers cannot be opened (sealed with a signing key no longer configured); set them again")
 	case errors.Is(err, tilesource.ErrBadGateway):
 		s.log.Warn("upstream tile", "dataset", t.dataset, "err", err) // never the URL's headers
@@ -153,6 +154,19 @@ func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tile
 	}
 	return tileError(c, http.StatusServiceUnavailable, "The tiles cannot be read right now; retry shortly")
 }
+
+// unservableLog logs that a source cannot serve (damaged, missing, a tile over the size limit,
+// headers that do not open) once per source and process, however many requests find out.
+type unservableLog struct{ logged sync.Map } // source key → struct{}
+
+func (u *unservableLog) log(l *slog.Logger, key string, dataset any, err error) {
+	if _, seen := u.logged.LoadOrStore(key, struct{}{}); seen {
+		return
+	}
+	l.Error("tile file cannot be served; upload it again", "dataset", dataset, "file", key, "err", err)
+}
+
+const unservableDetail = "This tile cannot be served: the dataset's file is damaged or missing, or the tile is over the size limit; the dataset's owner must upload the file again"
 
 // storageFault reports whether err is a failure of the server's own files (the data directory):
 // an errno the os package wrapped in an *fs.PathError, *os.LinkError or *os.SyscallError.

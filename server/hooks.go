@@ -50,9 +50,8 @@ func (s *Server) Close() error {
 	err = errors.Join(err, s.meter.Close(ctx))
 	s.outages.close()
 	s.cacheOutage.close()
-	s.files.close()
+	s.tilestore.Close()
 	s.auditPruner.close()
-	s.retired.close()
 	s.upstream.Close()
 	s.closeOnce.Do(func() { err = errors.Join(err, s.tiles.Close()) })
 	return err

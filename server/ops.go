@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -49,45 +46,12 @@ func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.Rea
 		s.readiness.failed("database", err)
 		return nil, fail(http.StatusServiceUnavailable, "The database answers but cannot be written")
 	}
-	if err := probeDataDir(s.cfg.DataDir); err != nil {
+	if err := s.tilestore.Check(ctx); err != nil {
 		s.readiness.failed("data directory", err)
 		return nil, fail(http.StatusServiceUnavailable, "The data directory cannot be read or written")
 	}
 	s.readiness.ready()
 	return gen.Readyz200JSONResponse{Status: "ok"}, nil
-}
-
-// probeDataDir checks that the data directory can be listed and written: it writes, syncs and
-// removes a small file (named as uploads are, so a probe cut short is swept like one).
-func probeDataDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open data directory: %w", err)
-	}
-	_, err = d.Readdirnames(1)
-	_ = d.Close()
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("list data directory: %w", err)
-	}
-	f, err := os.CreateTemp(dir, uploadPrefix+"readyz-*")
-	if err != nil {
-		return fmt.Errorf("write data directory: %w", err)
-	}
-	defer func() { _ = os.Remove(f.Name()) }()
-	_, err = f.Write([]byte("ok"))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write data directory: %w", err)
-	}
-	return nil
 }
 
 // readiness logs why /readyz fails when that changes, and when it is ready again: probes come

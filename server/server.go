@@ -29,6 +29,7 @@ import (
 	"github.com/tilegate/tilegate/sealed"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tilesource"
+	"github.com/tilegate/tilegate/tilestore"
 	"github.com/tilegate/tilegate/tiletoken"
 	"github.com/tilegate/tilegate/upstream"
 )
@@ -164,8 +165,9 @@ type Server struct {
 	access   *tileaccess.Access
 	meter    *usage.Meter // tile usage counts, rate limits and quotas
 	anonMint *anonLimiter // token calls without a credential, per client address
-	retired  *retiredFiles
-	files    *tileFiles // sweeps of the data directory, unservable files logged
+	// tilestore is the datasets' tile files: uploads, publishing, retiring, sweeps.
+	tilestore  *tilestore.Store
+	unservable unservableLog // sources that cannot serve, logged once each
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
 	// (other replicas hear of them through the listener).
 	unsubscribe func()
@@ -329,7 +331,6 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		uploads:   make(chan struct{}, cfg.MaxConcurrentUploads),
 	}
 	s.anonMint = newAnonLimiter(cfg.AnonymousMintRate, cfg.AnonymousMintBurst)
-	s.retired = newRetiredFiles(s.tiles, cfg.Logger, cfg.ReplacedTilesGrace)
 	s.readiness.log = cfg.Logger
 	s.outages = newOutageLog(cfg.Logger, cfg.OutageLogEvery, st.Ping, outageMessages{
 		first: "database unavailable", still: "database still unavailable", recovered: "database available again",
@@ -362,8 +363,11 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.unsubscribe = st.Subscribe(s.access.Apply)
 	s.tiles.SetMaxTileBytes(cfg.MaxTileBytes)
 	s.hot.SetBytes(cfg.HotTileBytes)
-	s.files = newTileFiles(s, cfg.FileSweepInterval, cfg.ReplacedTilesGrace)
-	s.files.start()
+	s.tilestore = tilestore.New(tilestore.Config{
+		Dir: cfg.DataDir, Pool: s.tiles, Grace: cfg.ReplacedTilesGrace, SweepInterval: cfg.FileSweepInterval,
+		Referenced: st.TileFiles, Logger: cfg.Logger,
+	})
+	s.tilestore.Start()
 	s.auditPruner = startAuditPruner(st, cfg.AuditRetention, cfg.AuditPruneInterval, cfg.Now, cfg.Logger)
 	return s, nil
 }

@@ -3,9 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tilesource"
@@ -40,16 +38,5 @@ func (t tileSources) Open(d store.Dataset) (tilesource.Source, error) {
 		}
 		return tilesource.Upstream(s.upstream, src, mediaTypes[d.Format]), nil
 	}
-	name := *d.TileFile
-	return s.hot.Wrap(tilesource.MBTiles(s.tiles, filepath.Join(s.cfg.DataDir, name), tileFileVersion(name))), nil
-}
-
-// tileFileVersion is the random part of a tile file's name ("<dataset>-<random>.mbtiles"),
-// unique per upload: the ETag's stem.
-func tileFileVersion(name string) string {
-	name = strings.TrimSuffix(name, filepath.Ext(name))
-	if i := strings.LastIndexByte(name, '-'); i >= 0 {
-		name = name[i+1:]
-	}
-	return name
+	return s.hot.Wrap(s.tilestore.Source(*d.TileFile)), nil
 }

@@ -2,21 +2,16 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"mime"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -25,10 +20,8 @@ import (
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilestore"
 )
-
-// uploadPrefix starts the name of every upload in progress in the data directory.
-const uploadPrefix = ".upload-"
 
 // UploadTiles replaces a dataset's MBTiles file. The body is streamed to a temporary file in the
 // data directory (never held in memory), validated, given the tile index reads need, synced, and
@@ -78,11 +71,8 @@ func (s *Server) UploadTiles(ctx context.Context, req gen.UploadTilesRequestObje
 type upload struct {
 	ctx     context.Context // the request's: it ends when the client hangs up
 	dataset uuid.UUID
-	tmpPath string
-	lock    *os.File // held open (and locked) while the upload is live, for sweeps (tileFiles)
+	file    *tilestore.Upload // the temporary file, then the published one
 	size    int64
-	// published is the final file while the dataset does not have it yet (removed on cleanup).
-	published string
 
 	// checkCtx bounds the checks and preparation: budget by size, and ctx.
 	checkCtx     context.Context
@@ -123,14 +113,12 @@ func (s *Server) uploadTarget(ctx context.Context, req gen.UploadTilesRequestObj
 // receiveUpload streams the body to a temporary file in the data directory, at most MaxUpload
 // bytes. The caller must call cleanup on the upload returned.
 func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestObject) (*upload, error) {
-	if err := os.MkdirAll(s.cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	tmp, up, err := s.createUpload(req.DatasetId)
+	file, err := s.tilestore.NewUpload(req.DatasetId)
 	if err != nil {
 		return nil, err
 	}
-	up.ctx = ctx
+	up := &upload{ctx: ctx, dataset: req.DatasetId, file: file, cancelChecks: func() {}}
+	tmp := file.File
 
 	var sink io.Writer = tmp
 	if s.uploadWriter != nil {
@@ -156,41 +144,9 @@ func (s *Server) receiveUpload(ctx context.Context, req gen.UploadTilesRequestOb
 	return up, nil
 }
 
-// createUpload creates the upload's file and locks it at once: the lock marks the upload live
-// for sweeps (tileFiles) until it has cleaned up. Both happen under the data directory's
-// uploads lock (shared), which a sweep takes exclusively, so a sweep never finds a file not yet
-// locked and may remove every unlocked upload file at once.
-func (s *Server) createUpload(dataset uuid.UUID) (*os.File, *upload, error) {
-	release, err := lockDir(s.cfg.DataDir, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer release()
-	tmp, err := os.CreateTemp(s.cfg.DataDir, uploadPrefix+dataset.String()+"-*.mbtiles")
-	if err != nil {
-		return nil, nil, fmt.Errorf("create upload file: %w", err)
-	}
-	up := &upload{dataset: dataset, tmpPath: tmp.Name(), cancelChecks: func() {}}
-	if up.lock, err = os.Open(up.tmpPath); err != nil {
-		_ = tmp.Close()
-		mbtiles.RemoveFile(up.tmpPath)
-		return nil, nil, fmt.Errorf("open upload file: %w", err)
-	}
-	if err := lockUpload(up.lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		s.log.Warn("lock upload file", "file", up.tmpPath, "err", err)
-	}
-	return tmp, up, nil
-}
-
 // cleanup removes the temporary file (and a published file the dataset did not take) and
-// lets the lock go.
-func (up *upload) cleanup() {
-	mbtiles.RemoveFile(up.tmpPath)
-	if up.published != "" {
-		_ = os.Remove(up.published)
-	}
-	_ = up.lock.Close()
-}
+// lets the upload's lock go.
+func (up *upload) cleanup() { up.file.Cleanup() }
 
 // startChecks sets the time budget of the checks. ctx ends when the client hangs up (net/http
 // watches the connection once the body is read): every scan then stops, and cleanup removes
@@ -205,7 +161,7 @@ func (up *upload) startChecks(ctx context.Context) {
 // rules) and holds what it brings in to the dataset's kind, the served formats and the API's
 // limits. It returns the metadata, the tile layout and the vector layers (nil for none).
 func (s *Server) checkUpload(up *upload, a store.DatasetAccess) (*mbtiles.Metadata, mbtiles.Layout, store.JSON, error) {
-	md, layout, err := mbtiles.Inspect(up.checkCtx, up.tmpPath, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
+	md, layout, err := mbtiles.Inspect(up.checkCtx, up.file.Path, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
 	if err != nil {
 		return nil, 0, nil, s.uploadError(up, err)
 	}
@@ -231,28 +187,13 @@ func (s *Server) checkUpload(up *upload, a store.DatasetAccess) (*mbtiles.Metada
 	return md, layout, layers, nil
 }
 
-// publishUpload readies the file for serving (mbtiles.Prepare), syncs it and renames it to a
-// name of its own in the data directory, and returns that name.
+// publishUpload readies the file for serving (mbtiles.Prepare) and publishes it under a name
+// of its own (tilestore), and returns that name.
 func (s *Server) publishUpload(up *upload, layout mbtiles.Layout) (string, error) {
-	if err := mbtiles.Prepare(up.checkCtx, up.tmpPath, layout); err != nil {
+	if err := mbtiles.Prepare(up.checkCtx, up.file.Path, layout); err != nil {
 		return "", s.uploadError(up, err)
 	}
-	if err := syncFile(up.tmpPath); err != nil {
-		return "", err
-	}
-	name, err := tileFileName(up.dataset)
-	if err != nil {
-		return "", err
-	}
-	final := filepath.Join(s.cfg.DataDir, name)
-	if err := os.Rename(up.tmpPath, final); err != nil {
-		return "", fmt.Errorf("publish upload: %w", err)
-	}
-	up.published = final
-	if err := syncFile(s.cfg.DataDir); err != nil {
-		return "", err
-	}
-	return name, nil
+	return up.file.Publish(up.checkCtx)
 }
 
 // commitUpload gives the dataset the published file and its metadata in one transaction, then
@@ -271,9 +212,9 @@ func (s *Server) commitUpload(up *upload, a store.DatasetAccess, md *mbtiles.Met
 	if err != nil {
 		return s.commitFailed(up, name, md, err)
 	}
-	up.published = "" // the dataset's now: keep it (the store's change evicted the cache entry)
+	up.file.Keep() // the dataset's now (the store's change evicted the cache entry)
 	if old != nil && *old != name {
-		s.retired.retire(filepath.Join(s.cfg.DataDir, *old))
+		s.tilestore.Retire(*old)
 	}
 	s.log.Info("tiles uploaded", "dataset", up.dataset, "file", name, "bytes", up.size, "format", md.Format)
 	return gen.UploadTiles200JSONResponse(s.datasetOut(d)), nil
@@ -285,7 +226,7 @@ func (s *Server) commitUpload(up *upload, a store.DatasetAccess, md *mbtiles.Met
 // transaction may have committed, and the dataset may name the file now. Such a file is never
 // removed here: the dataset is read again, and when it names the file the upload succeeded;
 // otherwise the file is left to the sweep, which removes it once no dataset references it
-// (tileFiles). The previous file is left to the sweep too.
+// (tilestore). The previous file is left to the sweep too.
 func (s *Server) commitFailed(up *upload, name string, md *mbtiles.Metadata, err error) (gen.UploadTilesResponseObject, error) {
 	var f *failure
 	var vf *validationFailure
@@ -295,7 +236,7 @@ func (s *Server) commitFailed(up *upload, name string, md *mbtiles.Metadata, err
 	case errors.As(err, &f), errors.As(err, &vf):
 		return nil, err
 	}
-	up.published = ""
+	up.file.Keep()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(up.ctx), s.cfg.DBTimeout)
 	defer cancel()
 	a, status, rerr := s.ownedDataset(ctx, up.dataset)
@@ -306,61 +247,6 @@ func (s *Server) commitFailed(up *upload, name string, md *mbtiles.Metadata, err
 	}
 	s.log.Warn("upload's commit failed; its file is left to the sweep", "dataset", up.dataset, "file", name, "err", err, "reread_err", rerr)
 	return nil, err
-}
-
-// retiredFiles removes replaced tile files after a grace period (Config.ReplacedTilesGrace), so
-// reads in flight on them finish — here, and on replicas that have not heard of the upload yet
-// (a reader that fails on a vanished file reads the dataset again) — or at once on close.
-type retiredFiles struct {
-	tiles *mbtiles.Pool
-	log   *slog.Logger
-	grace time.Duration
-	mu    sync.Mutex
-	timer map[string]*time.Timer // guarded by mu; nil once closed
-}
-
-func newRetiredFiles(tiles *mbtiles.Pool, log *slog.Logger, grace time.Duration) *retiredFiles {
-	return &retiredFiles{tiles: tiles, log: log, grace: grace, timer: map[string]*time.Timer{}}
-}
-
-// retire stops new reads of path here at once and removes the file after the grace period.
-func (r *retiredFiles) retire(path string) {
-	r.tiles.Forget(path)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.timer == nil || r.grace < 0 {
-		r.remove(path)
-		return
-	}
-	if _, ok := r.timer[path]; ok {
-		return
-	}
-	r.timer[path] = time.AfterFunc(r.grace, func() {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.timer != nil {
-			delete(r.timer, path)
-			r.remove(path)
-		}
-	})
-}
-
-// close removes every file still waiting.
-func (r *retiredFiles) close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for path, t := range r.timer {
-		t.Stop()
-		r.remove(path)
-	}
-	r.timer = nil
-}
-
-func (r *retiredFiles) remove(path string) {
-	r.tiles.Forget(path) // a read may have reopened it meanwhile
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		r.log.Warn("remove replaced tiles", "file", path, "err", err)
-	}
 }
 
 // servedFormats are the tile formats the tile endpoint declares (openapi.yaml).
@@ -517,28 +403,6 @@ func applyMetadata(d *store.Dataset, md *mbtiles.Metadata, layers store.JSON) {
 	if layers != nil {
 		d.VectorLayers = layers
 	}
-}
-
-// tileFileName is "<dataset>-<random>.mbtiles": unique per upload, so a new file never replaces
-// one that open handles (here or on other replicas) still read, and ETags change with the file.
-func tileFileName(id uuid.UUID) (string, error) {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return id.String() + "-" + hex.EncodeToString(b) + ".mbtiles", nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
 }
 
 // extendUploadDeadline lets an upload take longer than the server's read and write timeouts

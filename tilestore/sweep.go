@@ -1,11 +1,10 @@
-package server
+package tilestore
 
 import (
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -13,21 +12,19 @@ import (
 	"github.com/tilegate/tilegate/mbtiles"
 )
 
-// The data directory is shared by replicas and outlives processes. tileFiles sweeps what
-// crashed or stuck processes leave in it, at start and then every Config.FileSweepInterval:
+// sweeper sweeps what crashed or stuck processes leave in the data directory, at start and
+// then every Config.SweepInterval:
 //
 //   - uploads (.upload-*): removed at once when no live upload holds their flock (lockUpload):
 //     an upload creates and locks its file under the uploads lock (lockDir, shared), which the
 //     sweep holds exclusively, so no file is met between the two; a lone SQLite side file once
 //     older than uploadMinAge; without flock support, when older than abandonedUploadAge;
-//   - tile files (<dataset>-<random>.mbtiles): removed when no dataset row references them on
+//   - tile files (Name): removed when no dataset row references them on
 //     two sweeps at least the replaced-files grace period apart, so that reads in flight on a
 //     file just replaced (here or on a replica) finish, and a file published a moment before
 //     its row commits is not taken.
-//
-// It also remembers which files were logged as unservable, so that each is logged once.
-type tileFiles struct {
-	s        *Server
+type sweeper struct {
+	s        *Store
 	interval time.Duration
 	grace    time.Duration
 
@@ -35,8 +32,6 @@ type tileFiles struct {
 	orphanSeen map[string]time.Time // tile file → first sweep that found it unreferenced
 	stop       chan struct{}
 	done       chan struct{}
-
-	logged sync.Map // path → struct{}: unservable files already logged
 }
 
 const (
@@ -44,15 +39,12 @@ const (
 	abandonedUploadAge = 24 * time.Hour
 )
 
-// tileFileRE matches the names tileFileName gives.
-var tileFileRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{16}\.mbtiles$`)
-
-func newTileFiles(s *Server, interval, grace time.Duration) *tileFiles {
-	return &tileFiles{s: s, interval: interval, grace: max(grace, 0), orphanSeen: map[string]time.Time{}}
+func newSweeper(s *Store, interval, grace time.Duration) *sweeper {
+	return &sweeper{s: s, interval: interval, grace: max(grace, 0), orphanSeen: map[string]time.Time{}}
 }
 
 // start sweeps uploads at once, then everything in the background every interval.
-func (f *tileFiles) start() {
+func (f *sweeper) start() {
 	f.sweepUploads()
 	f.stop, f.done = make(chan struct{}), make(chan struct{})
 	go func() {
@@ -70,7 +62,7 @@ func (f *tileFiles) start() {
 	}()
 }
 
-func (f *tileFiles) close() {
+func (f *sweeper) close() {
 	if f.stop == nil {
 		return
 	}
@@ -82,7 +74,7 @@ func (f *tileFiles) close() {
 	<-f.done
 }
 
-func (f *tileFiles) sweep() {
+func (f *sweeper) sweep() {
 	f.sweepUploads()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -90,8 +82,8 @@ func (f *tileFiles) sweep() {
 }
 
 // sweepUploads removes the upload files no live upload owns, with their SQLite side files.
-func (f *tileFiles) sweepUploads() {
-	dir := f.s.cfg.DataDir
+func (f *sweeper) sweepUploads() {
+	dir := f.s.cfg.Dir
 	if _, err := os.Stat(dir); err != nil {
 		return // nothing uploaded yet (or the directory is unusable: /readyz says so)
 	}
@@ -139,7 +131,7 @@ func (f *tileFiles) sweepUploads() {
 
 // abandoned reports whether no live upload holds path's lock. The lock taken to find out is
 // released when the function returns (the caller then removes the file).
-func (f *tileFiles) abandoned(path string, modTime time.Time) bool {
+func (f *sweeper) abandoned(path string, modTime time.Time) bool {
 	file, err := os.Open(path)
 	if err != nil {
 		return false
@@ -162,22 +154,22 @@ func (f *tileFiles) abandoned(path string, modTime time.Time) bool {
 // sweepTiles removes tile files no dataset references on two sweeps grace apart. The directory
 // is listed before the references are read, so a file published and committed meanwhile is
 // seen referenced.
-func (f *tileFiles) sweepTiles(ctx context.Context, now time.Time) {
-	dir := f.s.cfg.DataDir
+func (f *sweeper) sweepTiles(ctx context.Context, now time.Time) {
+	dir := f.s.cfg.Dir
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	var names []string
 	for _, e := range entries {
-		if tileFileRE.MatchString(e.Name()) && e.Type().IsRegular() {
+		if IsName(e.Name()) && e.Type().IsRegular() {
 			names = append(names, e.Name())
 		}
 	}
 	if len(names) == 0 {
 		return
 	}
-	refs, err := f.s.store.TileFiles(ctx)
+	refs, err := f.s.cfg.Referenced(ctx)
 	if err != nil {
 		f.s.log.Warn("sweep tile files: read the datasets' files", "err", err)
 		return
@@ -200,13 +192,12 @@ func (f *tileFiles) sweepTiles(ctx context.Context, now time.Time) {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		f.s.tiles.Forget(path)
+		f.s.cfg.Pool.Forget(path)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			f.s.log.Warn("remove unreferenced tile file", "file", path, "err", err)
 			continue
 		}
 		delete(f.orphanSeen, name)
-		f.logged.Delete(path)
 		f.s.log.Info("removed unreferenced tile file", "file", path)
 	}
 	for name := range f.orphanSeen {
@@ -215,14 +206,3 @@ func (f *tileFiles) sweepTiles(ctx context.Context, now time.Time) {
 		}
 	}
 }
-
-// logUnservable logs that a file cannot serve (damaged, or a tile over the size limit) once
-// per file and process, however many requests find out.
-func (f *tileFiles) logUnservable(path string, dataset any, err error) {
-	if _, seen := f.logged.LoadOrStore(path, struct{}{}); seen {
-		return
-	}
-	f.s.log.Error("tile file cannot be served; upload it again", "dataset", dataset, "file", path, "err", err)
-}
-
-const unservableDetail = "This tile cannot be served: the dataset's file is damaged or missing, or the tile is over the size limit; the dataset's owner must upload the file again"

@@ -1,0 +1,105 @@
+package tilestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/mbtiles"
+)
+
+// Upload is one upload in progress: a temporary file in the data directory the body is written
+// to (File), checked in place (Path), then published under a name of its own. The caller must
+// call Cleanup when done.
+type Upload struct {
+	s       *Store
+	Dataset uuid.UUID
+	// File is the temporary file, open for writing the body; the caller closes it.
+	File *os.File
+	// Path is the temporary file's path, for the checks (SQLite reads files by path).
+	Path string
+	lock *os.File // held open (and locked) while the upload is live, for sweeps
+	// published is the final file while the dataset does not have it yet (removed on cleanup).
+	published string
+}
+
+// NewUpload creates the upload's file and locks it at once: the lock marks the upload live
+// for sweeps until it has cleaned up. Both happen under the data directory's uploads lock
+// (shared), which a sweep takes exclusively, so a sweep never finds a file not yet locked and
+// may remove every unlocked upload file at once.
+func (s *Store) NewUpload(dataset uuid.UUID) (*Upload, error) {
+	if err := os.MkdirAll(s.cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	release, err := lockDir(s.cfg.Dir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	tmp, err := os.CreateTemp(s.cfg.Dir, uploadPrefix+dataset.String()+"-*.mbtiles")
+	if err != nil {
+		return nil, fmt.Errorf("create upload file: %w", err)
+	}
+	up := &Upload{s: s, Dataset: dataset, File: tmp, Path: tmp.Name()}
+	if up.lock, err = os.Open(up.Path); err != nil {
+		_ = tmp.Close()
+		mbtiles.RemoveFile(up.Path)
+		return nil, fmt.Errorf("open upload file: %w", err)
+	}
+	if err := lockUpload(up.lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn("lock upload file", "file", up.Path, "err", err)
+	}
+	return up, nil
+}
+
+// Cleanup removes the temporary file (and a published file the dataset did not take, unless
+// Keep was called) and lets the lock go.
+func (up *Upload) Cleanup() {
+	mbtiles.RemoveFile(up.Path)
+	if up.published != "" {
+		_ = os.Remove(up.published)
+	}
+	_ = up.lock.Close()
+}
+
+// Publish syncs the checked file and renames it to a name of its own in the data directory,
+// and returns that name. Until Keep, Cleanup removes it.
+func (up *Upload) Publish(ctx context.Context) (string, error) {
+	s := up.s
+	if err := syncFile(up.Path); err != nil {
+		return "", err
+	}
+	name, err := Name(up.Dataset)
+	if err != nil {
+		return "", err
+	}
+	final := s.path(name)
+	if err := os.Rename(up.Path, final); err != nil {
+		return "", fmt.Errorf("publish upload: %w", err)
+	}
+	up.published = final
+	if err := syncFile(s.cfg.Dir); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// Keep leaves the published file in place on Cleanup: the dataset has it now, or may have it
+// (a commit whose reply was lost), in which case the sweep removes it once no dataset
+// references it.
+func (up *Upload) Keep() { up.published = "" }
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
