@@ -59,6 +59,9 @@ type cli struct {
 	Migrate  migrateCmd  `cmd:"" help:"Apply pending database migrations and exit."`
 	Admin    adminCmd    `cmd:"" help:"Bootstrap accounts and service tokens."`
 	Datasets datasetsCmd `cmd:"" help:"Datasets, through a running server's API (TILEGATE_URL, TILEGATE_TOKEN)."`
+
+	Version     versionCmd     `cmd:"" help:"Print the version, VCS revision and Go version this binary was built from."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when a running server's /readyz answers 200 (for container health checks: no curl needed)."`
 }
 
 type serveCmd struct {
@@ -285,7 +288,39 @@ type adminCmd struct {
 	CreateAccount createAccountCmd `cmd:"" name:"create-account" help:"Create an account with an admin service token; prints JSON."`
 	CreateToken   createTokenCmd   `cmd:"" name:"create-token" help:"Create a principal with a role and a service token; prints JSON."`
 	RevokeToken   revokeTokenCmd   `cmd:"" name:"revoke-token" help:"Revoke every service token of a principal."`
+	List          listCmd          `cmd:"" help:"List accounts, their principals and their service tokens' ids and dates (never secrets); prints JSON."`
 }
+
+type listCmd struct {
+	dbFlags
+	Account string `help:"Only this account id."`
+}
+
+func (c *listCmd) Run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
+	var id uuid.UUID
+	if c.Account != "" {
+		var err error
+		if id, err = uuid.Parse(c.Account); err != nil {
+			return fmt.Errorf("--account: %w", err)
+		}
+	}
+	st, err := c.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	accounts, err := st.ListAccounts(ctx, id)
+	if err != nil {
+		return err
+	}
+	return printJSON(map[string]any{"accounts": accounts})
+}
+
+// adminTimeout bounds an admin command's database work: a database that does not answer
+// makes the command fail, not hang.
+const adminTimeout = time.Minute
 
 type createAccountCmd struct {
 	dbFlags
@@ -293,7 +328,8 @@ type createAccountCmd struct {
 }
 
 func (c *createAccountCmd) Run() error {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
 	st, err := c.open(ctx, false)
 	if err != nil {
 		return err
@@ -314,7 +350,8 @@ type createTokenCmd struct {
 }
 
 func (c *createTokenCmd) Run() error {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
 	accountID, err := uuid.Parse(c.Account)
 	if err != nil {
 		return fmt.Errorf("--account: %w", err)
@@ -341,7 +378,8 @@ type revokeTokenCmd struct {
 }
 
 func (c *revokeTokenCmd) Run() error {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+	defer cancel()
 	id, err := uuid.Parse(c.Principal)
 	if err != nil {
 		return fmt.Errorf("--principal: %w", err)
