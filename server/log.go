@@ -13,7 +13,9 @@ import (
 // requestLog records every request in the metrics and writes one structured line for it. It
 // logs the route template, never the query string: tile URLs carry keys and signatures. Tiles
 // served (2xx, 304) are logged at Debug: a map view loads dozens per second and an Info line
-// each would drown everything else; refused and failed tiles stay at Info.
+// each would drown everything else. Refused tiles are logged by refusalLog (reason, dataset, key
+// id, client, request id; one line per reason per second), their request line at Debug too;
+// failed tiles (5xx) stay at Info.
 func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -29,8 +31,14 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 			s.metrics.upload(upload, res.Status, elapsed)
 		}
 		level := slog.LevelInfo
-		if c.Path() == tileRoute && res.Status < http.StatusBadRequest {
-			level = slog.LevelDebug
+		if isTileDecision(c.Path()) {
+			// Served tiles, and refused ones: those have their own line, rate-limited.
+			if reason, refused := tileRefusal(c, res.Status); refused {
+				s.refusals.refused(c, s.access, reason, res.Status)
+				level = slog.LevelDebug
+			} else if res.Status < http.StatusBadRequest {
+				level = slog.LevelDebug
+			}
 		}
 		r := c.Request()
 		if !s.log.Enabled(r.Context(), level) {
@@ -41,7 +49,8 @@ func (s *Server) requestLog(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("route", c.Path()),
 			slog.Int("status", res.Status),
 			slog.Int64("bytes", res.Size),
-			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+			slog.Duration("duration", elapsed),
+			slog.String("request_id", res.Header().Get(RequestIDHeader)),
 		)
 		return nil
 	}

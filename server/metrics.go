@@ -136,23 +136,36 @@ func (rm *requestMetrics) tile(c echo.Context, status int, size int64) {
 		if size > 0 {
 			f.Bytes.Add(float64(size))
 		}
-	case status >= 400 && status < 500 && status != http.StatusGone:
-		reason := c.Response().Header().Get("X-Tilegate-Reason")
-		if reason == "" {
-			switch status {
-			case http.StatusNotFound:
-				reason = reasonNotFound
-			case http.StatusBadRequest, http.StatusUnprocessableEntity:
-				reason = reasonBadRequest
-			default:
-				reason = reasonOther
-			}
+	default:
+		reason, refused := tileRefusal(c, status)
+		if !refused {
+			return
 		}
 		ctr, ok := rm.refusals[reason]
 		if !ok {
 			ctr = rm.m.TileRefused(reason) // a reason added since (the server's own constants)
 		}
 		ctr.Inc()
+	}
+}
+
+// tileRefusal tells whether a tile answer is a refusal and its reason: X-Tilegate-Reason, or one
+// told by the status. 5xx and 410 are failures, not refusals. The metrics and the refusal log
+// both count by it.
+func tileRefusal(c echo.Context, status int) (reason string, refused bool) {
+	if status < 400 || status >= 500 || status == http.StatusGone {
+		return "", false
+	}
+	if reason = c.Response().Header().Get("X-Tilegate-Reason"); reason != "" {
+		return reason, true
+	}
+	switch status {
+	case http.StatusNotFound:
+		return reasonNotFound, true
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return reasonBadRequest, true
+	default:
+		return reasonOther, true
 	}
 }
 

@@ -90,6 +90,9 @@ type Config struct {
 	// OutageLogEvery is how often a continuing database outage logs its count of failures
 	// (default 10s).
 	OutageLogEvery time.Duration
+	// RefusalLogEvery is the least time between two "tile refused" lines of one reason (default
+	// 1s); the refusals in between are counted in the next line's "suppressed".
+	RefusalLogEvery time.Duration
 	// UsageFlushInterval is how often tile usage counts are written (default 10s): what a crash
 	// loses at most. UsageRetention is how long usage is kept (default 400 days),
 	// UsageRetentionEvery how often older usage is deleted (default 1h, one replica at a time).
@@ -184,6 +187,9 @@ type Server struct {
 	uploads chan struct{}
 	// metrics are the series requests update, resolved once.
 	metrics *requestMetrics
+	// ids number the requests (X-Request-Id); refusals logs refused tiles, rate-limited.
+	ids      *requestIDs
+	refusals *refusalLog
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -262,6 +268,9 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	if cfg.AnonymousMintBurst <= 0 {
 		cfg.AnonymousMintBurst = DefaultAnonymousMintBurst
 	}
+	if cfg.RefusalLogEvery <= 0 {
+		cfg.RefusalLogEvery = time.Second
+	}
 	if cfg.OutageLogEvery <= 0 {
 		cfg.OutageLogEvery = 10 * time.Second
 	}
@@ -329,6 +338,8 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		upstream:  upstream.New(cfg.Upstream),
 		metrics:   newRequestMetrics(cfg.Metrics, spec),
 		uploads:   make(chan struct{}, cfg.MaxConcurrentUploads),
+		ids:       newRequestIDs(),
+		refusals:  newRefusalLog(cfg.Logger, cfg.RefusalLogEvery),
 	}
 	s.anonMint = newAnonLimiter(cfg.AnonymousMintRate, cfg.AnonymousMintBurst)
 	s.readiness.log = cfg.Logger
@@ -378,7 +389,7 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// The tile dispatch runs the same middleware, in the same order (tileChain).
-	pre := []echo.MiddlewareFunc{closeOnUnreadBody, s.tileHeaders, s.tokenHeaders, headAsGet}
+	pre := []echo.MiddlewareFunc{s.requestID, closeOnUnreadBody, s.tileHeaders, s.tokenHeaders, headAsGet}
 	use := []echo.MiddlewareFunc{restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline}
 	e.Pre(pre...)
 	e.Use(use...)

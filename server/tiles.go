@@ -123,12 +123,13 @@ func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileReq
 		return u, true, err
 	}
 	if dec.Refusal != nil {
-		s.countRefusal(now, e, &creds, dec.Refusal)
+		noteRefusal(c, e.Dataset.ID, s.countRefusal(now, e, &creds, dec.Refusal))
 		return u, true, writeRefusal(c, dec.Refusal)
 	}
 	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {
 		if v := s.meter.Admit(r.Context(), now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
 			s.meter.Refused(now, dec.KeyID, t.dataset, v.Reason)
+			noteRefusal(c, t.dataset, dec.KeyID)
 			return u, true, writeLimited(c, v)
 		}
 	}

@@ -45,17 +45,18 @@ func credentialOf(e *tileaccess.DatasetEntry, dec tileaccess.Decision) usage.Cre
 }
 
 // countRefusal counts a refusal of a request that named an existing API key (others are not
-// counted: there is no key to count them for).
-func (s *Server) countRefusal(now time.Time, e *tileaccess.DatasetEntry, creds *tileaccess.Credentials, r *tileaccess.Refusal) {
+// counted: there is no key to count them for). It returns that key's id (uuid.Nil: none).
+func (s *Server) countRefusal(now time.Time, e *tileaccess.DatasetEntry, creds *tileaccess.Credentials, r *tileaccess.Refusal) uuid.UUID {
 	id := s.access.NamedKey(e, creds)
 	if id == uuid.Nil {
-		return
+		return id
 	}
 	reason := r.Reason
 	if reason == "" {
 		reason = reasonNotFound // 404: the key's account does not see the dataset
 	}
 	s.meter.Refused(now, id, e.Dataset.ID, reason)
+	return id
 }
 
 // limitedDetail are the {"detail"} texts of the limits' 429s.

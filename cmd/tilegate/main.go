@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/google/uuid"
+	"golang.org/x/term"
 
 	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/server"
@@ -53,7 +55,8 @@ func (f dbFlags) open(ctx context.Context, create bool) (*store.Store, error) {
 }
 
 type cli struct {
-	LogLevel slog.Level `name:"log-level" env:"TILEGATE_LOG_LEVEL" default:"info" help:"debug, info, warn or error; served tiles are logged at debug."`
+	LogLevel  slog.Level `name:"log-level" env:"TILEGATE_LOG_LEVEL" default:"info" help:"debug, info, warn or error; served tiles are logged at debug."`
+	LogFormat string     `name:"log-format" env:"TILEGATE_LOG_FORMAT" enum:"auto,json,text" default:"auto" help:"auto: text lines when stderr is a terminal, JSON lines otherwise (the journal, containers, pipes); json; text."`
 
 	Serve    serveCmd    `cmd:"" help:"Serve the API and tiles."`
 	Migrate  migrateCmd  `cmd:"" help:"Apply pending database migrations and exit."`
@@ -410,9 +413,39 @@ func main() {
 		kong.Vars{"default_sqlite": store.DefaultSQLitePath},
 		kong.UsageOnError(),
 	)
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: c.LogLevel})))
+	text := c.LogFormat == "text" || c.LogFormat == "auto" && term.IsTerminal(int(os.Stderr.Fd()))
+	slog.SetDefault(slog.New(logHandler(os.Stderr, text, c.LogLevel)))
 	if err := k.Run(); err != nil {
-		slog.Error("tilegate failed", "err", err)
+		if text {
+			// A person reads this: one line, the error itself.
+			fmt.Fprintln(os.Stderr, "tilegate: "+oneLine(err.Error()))
+		} else {
+			slog.Error("tilegate failed", "err", oneLine(err.Error()))
+		}
 		os.Exit(1)
 	}
+}
+
+// logHandler writes the log: JSON lines, or text lines for a person at a terminal. Durations
+// are written as durations ("1.5s", "250ms"), not as slog's nanosecond integers.
+func logHandler(w io.Writer, text bool, level slog.Leveler) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			d := a.Value.Duration()
+			if d >= time.Millisecond || d <= -time.Millisecond {
+				d = d.Round(time.Microsecond)
+			}
+			return slog.String(a.Key, d.String())
+		}
+		return a
+	}}
+	if text {
+		return slog.NewTextHandler(w, opts)
+	}
+	return slog.NewJSONHandler(w, opts)
+}
+
+// oneLine keeps an error on one line (a wrapped driver error can hold newlines).
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }

@@ -9,6 +9,10 @@ import (
 // use it as keys' ip_ranges do).
 func (a *Access) ClientIP(cl Client) netip.Addr { return a.clientIP(cl) }
 
+// TrustedPeer reports whether a request's peer (its RemoteAddr) is a trusted proxy, whose
+// forwarded headers may be believed.
+func (a *Access) TrustedPeer(remoteAddr string) bool { return a.trusted(peerAddr(remoteAddr)) }
+
 // clientIP is the address a key's ip_ranges are checked against: the connection's peer, unless
 // the peer is a trusted proxy (TILEGATE_TRUSTED_PROXIES); then the right-most X-Forwarded-For
 // hop that is not a trusted proxy (hops left of it were written by whoever the untrusted hop
