@@ -152,6 +152,9 @@ func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tile
 	if c.Request().Context().Err() == nil { // (else the client has gone)
 		s.log.Error("read tile", "dataset", t.dataset, "err", err)
 	}
+	// Storage that cannot be read now (a bucket outage, a file still being fetched): the
+	// client may retry soon.
+	c.Response().Header().Set("Retry-After", "5")
 	return tileError(c, http.StatusServiceUnavailable, "The tiles cannot be read right now; retry shortly")
 }
 

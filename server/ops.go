@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/tilegate/tilegate"
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilestore"
 )
 
 func init() {
@@ -47,6 +49,10 @@ func (s *Server) Readyz(ctx context.Context, _ gen.ReadyzRequestObject) (gen.Rea
 		return nil, fail(http.StatusServiceUnavailable, "The database answers but cannot be written")
 	}
 	if err := s.tilestore.Check(ctx); err != nil {
+		if errors.Is(err, tilestore.ErrBucket) {
+			s.readiness.failed("storage bucket", err)
+			return nil, fail(http.StatusServiceUnavailable, "The tile storage bucket cannot be reached")
+		}
 		s.readiness.failed("data directory", err)
 		return nil, fail(http.StatusServiceUnavailable, "The data directory cannot be read or written")
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/swaggest/swgui/v5emb"
 
+	"github.com/tilegate/tilegate/blobstore"
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/internal/usage"
@@ -45,8 +46,17 @@ type Config struct {
 	AuthCacheTTL time.Duration
 	// Signer mints and verifies tile tokens; nil loads SigningKeys("") from the store.
 	Signer *tiletoken.Signer
-	// DataDir holds the datasets' MBTiles files.
+	// DataDir holds the datasets' MBTiles files; with a Bucket, it is this replica's own:
+	// uploads being received and checked, and the cache of the bucket's files.
 	DataDir string
+	// Bucket, when set, is where the datasets' tile files live, shared by the replicas
+	// (TILEGATE_STORAGE_URL s3://…; see tilestore).
+	Bucket blobstore.Store
+	// StorageCacheBytes bounds this replica's cache of the bucket's files (default 10 GiB).
+	StorageCacheBytes int64
+	// StorageFetchWait is the longest a tile waits for its file to come from the bucket
+	// (default 10s); past it, 503 with Retry-After while the fetch goes on.
+	StorageFetchWait time.Duration
 	// MaxUpload caps an MBTiles upload (413 beyond).
 	MaxUpload int64
 	// MaxConcurrentUploads caps the uploads this process receives and checks at once (default
@@ -136,6 +146,10 @@ type Config struct {
 // mbtiles.DefaultMaxMetadataBytes of memory.
 const DefaultMaxConcurrentUploads = 4
 
+// DefaultStorageCacheBytes is Config.StorageCacheBytes's default: 10 GiB of the bucket's
+// files on each replica's disk.
+const DefaultStorageCacheBytes = 10 << 30
+
 // DefaultHotTileBytes is Config.HotTileBytes's default: 64 MiB holds ~250,000 small vector
 // tiles or ~1,300 50 KB ones. Side by side with mbtileserver (make bench-peers, 32 MB of tiles
 // cached) tilegate's peak RSS was 112–189 MiB with it, 50 MiB without: the Go heap grows to
@@ -219,6 +233,12 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxUpload == 0 {
 		cfg.MaxUpload = 2 << 30
+	}
+	if cfg.StorageCacheBytes <= 0 {
+		cfg.StorageCacheBytes = DefaultStorageCacheBytes
+	}
+	if cfg.StorageFetchWait <= 0 {
+		cfg.StorageFetchWait = 10 * time.Second
 	}
 	if cfg.TileCacheTTL == 0 {
 		cfg.TileCacheTTL = time.Minute
@@ -367,6 +387,16 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		Logger: cfg.Logger, Flushed: func(at time.Time, rows int) { cfg.Metrics.UsageFlushed(rows, at) },
 		FlushFailed: cfg.Metrics.UsageFlushFailed, Off: cfg.UsageOff,
 	})
+	s.tilestore, err = tilestore.New(tilestore.Config{
+		Dir: cfg.DataDir, Pool: s.tiles, Grace: cfg.ReplacedTilesGrace, SweepInterval: cfg.FileSweepInterval,
+		Referenced: st.TileFiles, Logger: cfg.Logger,
+		Bucket: cfg.Bucket, CacheBytes: cfg.StorageCacheBytes, FetchWait: cfg.StorageFetchWait,
+		CommitTimeout: cfg.DBTimeout, MaxUpload: cfg.MaxUpload,
+	})
+	if err != nil {
+		_ = s.access.Close(context.Background())
+		return nil, err
+	}
 	if err := s.registerMetrics(); err != nil {
 		_ = s.access.Close(context.Background())
 		return nil, err
@@ -374,10 +404,6 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 	s.unsubscribe = st.Subscribe(s.access.Apply)
 	s.tiles.SetMaxTileBytes(cfg.MaxTileBytes)
 	s.hot.SetBytes(cfg.HotTileBytes)
-	s.tilestore = tilestore.New(tilestore.Config{
-		Dir: cfg.DataDir, Pool: s.tiles, Grace: cfg.ReplacedTilesGrace, SweepInterval: cfg.FileSweepInterval,
-		Referenced: st.TileFiles, Logger: cfg.Logger,
-	})
 	s.tilestore.Start()
 	s.auditPruner = startAuditPruner(st, cfg.AuditRetention, cfg.AuditPruneInterval, cfg.Now, cfg.Logger)
 	return s, nil

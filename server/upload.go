@@ -17,6 +17,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/uuid"
 
+	"github.com/tilegate/tilegate/blobstore"
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/mbtiles"
 	"github.com/tilegate/tilegate/store"
@@ -188,12 +189,26 @@ func (s *Server) checkUpload(up *upload, a store.DatasetAccess) (*mbtiles.Metada
 }
 
 // publishUpload readies the file for serving (mbtiles.Prepare) and publishes it under a name
-// of its own (tilestore), and returns that name.
+// of its own (tilestore: in the data directory, or streamed to the bucket under the request's
+// context and a deadline by size), and returns that name. A bucket that cannot be written is a
+// 503 with Retry-After; nothing is visible and the previous tiles keep serving.
 func (s *Server) publishUpload(up *upload, layout mbtiles.Layout) (string, error) {
 	if err := mbtiles.Prepare(up.checkCtx, up.file.Path, layout); err != nil {
 		return "", s.uploadError(up, err)
 	}
-	return up.file.Publish(up.checkCtx)
+	name, err := up.file.Publish(up.ctx)
+	switch {
+	case err == nil:
+		return name, nil
+	case up.ctx.Err() != nil:
+		s.log.Info("upload abandoned by the client", "dataset", up.dataset, "err", err)
+		return "", invalid([]any{"body"}, nil, "the client went away")
+	case errors.Is(err, blobstore.ErrUnavailable):
+		s.log.Error("upload not stored: the bucket cannot be written", "dataset", up.dataset, "err", err)
+		return "", &failure{status: http.StatusServiceUnavailable, retryAfter: 30,
+			detail: "The tile storage (bucket) cannot be written right now; the file was not stored; retry later"}
+	}
+	return "", err
 }
 
 // commitUpload gives the dataset the published file and its metadata in one transaction, then

@@ -30,6 +30,7 @@ type sweeper struct {
 
 	mu         sync.Mutex
 	orphanSeen map[string]time.Time // tile file → first sweep that found it unreferenced
+	copySeen   map[string]time.Time // cached copy (with a bucket) → the same
 	stop       chan struct{}
 	done       chan struct{}
 }
@@ -40,7 +41,7 @@ const (
 )
 
 func newSweeper(s *Store, interval, grace time.Duration) *sweeper {
-	return &sweeper{s: s, interval: interval, grace: max(grace, 0), orphanSeen: map[string]time.Time{}}
+	return &sweeper{s: s, interval: interval, grace: max(grace, 0), orphanSeen: map[string]time.Time{}, copySeen: map[string]time.Time{}}
 }
 
 // start sweeps uploads at once, then everything in the background every interval.
@@ -78,6 +79,10 @@ func (f *sweeper) sweep() {
 	f.sweepUploads()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if f.s.cfg.Bucket != nil {
+		f.sweepBucket(ctx, time.Now())
+		return
+	}
 	f.sweepTiles(ctx, time.Now())
 }
 

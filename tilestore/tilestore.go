@@ -28,8 +28,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tilegate/tilegate/blobstore"
 	"github.com/tilegate/tilegate/mbtiles"
-	"github.com/tilegate/tilegate/tilesource"
 )
 
 // Config is what a Store needs.
@@ -46,6 +46,24 @@ type Config struct {
 	// Referenced returns the names of the tile files datasets reference (the database's view).
 	Referenced func(ctx context.Context) (map[string]bool, error)
 	Logger     *slog.Logger
+
+	// Bucket, when set, is where the tile files live (TILEGATE_STORAGE_URL s3://…), shared by
+	// the replicas (bucket.go); Dir is then this replica's own: uploads being received and
+	// checked, and the cache of the bucket's files (Dir/cache). nil: Dir is where they live.
+	Bucket blobstore.Store
+	// CacheBytes bounds the cache of the bucket's files (with a bucket).
+	CacheBytes int64
+	// FetchWait is the longest a tile waits for its file to be fetched from the bucket; past
+	// it the tile is answered 503 while the fetch goes on.
+	FetchWait time.Duration
+	// CommitTimeout is the longest a dataset row may take to take an upload's object once it
+	// is in the bucket (the database deadline of the commit): unreferenced objects younger
+	// than it are never swept.
+	CommitTimeout time.Duration
+	// MaxUpload is the largest upload: incomplete bucket uploads are aborted by the sweep once
+	// older than its Put may take. IncompleteAge, when set, is that age instead.
+	MaxUpload     int64
+	IncompleteAge time.Duration
 }
 
 // Store is the datasets' tile files.
@@ -54,17 +72,33 @@ type Store struct {
 	log     *slog.Logger
 	retired *retiredFiles
 	sweeper *sweeper
+
+	// With a bucket (else nil):
+	cache         *cache         // this replica's copies of the bucket's files
+	bucketRetired *bucketRetired // replaced files' objects waiting for their grace period
 }
 
-// New returns the store of cfg.Dir; Start begins its sweeps.
-func New(cfg Config) *Store {
+// New returns the store of cfg.Dir (and cfg.Bucket); Start begins its sweeps.
+func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger}
 	s.retired = newRetiredFiles(cfg.Pool, cfg.Logger, cfg.Grace)
 	s.sweeper = newSweeper(s, cfg.SweepInterval, cfg.Grace)
-	return s
+	if cfg.Bucket != nil {
+		if cfg.FetchWait <= 0 {
+			cfg.FetchWait = 10 * time.Second
+		}
+		c, err := openCache(filepath.Join(cfg.Dir, "cache"), cfg.Bucket, cfg.Pool, cfg.CacheBytes, cfg.FetchWait, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		s.cfg = cfg
+		s.cache = c
+		s.bucketRetired = &bucketRetired{s: s, timer: map[string]*time.Timer{}}
+	}
+	return s, nil
 }
 
 // Start sweeps abandoned uploads at once, then everything in the background every SweepInterval.
@@ -74,6 +108,9 @@ func (s *Store) Start() { s.sweeper.start() }
 func (s *Store) Close() {
 	s.sweeper.close()
 	s.retired.close()
+	if s.bucketRetired != nil {
+		s.bucketRetired.close()
+	}
 }
 
 // Dir is the data directory.
@@ -111,18 +148,26 @@ func Version(name string) string {
 // path is the file of name in the data directory.
 func (s *Store) path(name string) string { return filepath.Join(s.cfg.Dir, name) }
 
-// Source is the tile source of the published file name (tilesource.MBTiles; no I/O until its
-// first tile).
-func (s *Store) Source(name string) tilesource.Source {
-	return tilesource.MBTiles(s.cfg.Pool, s.path(name), Version(name))
-}
-
 // Retire stops new reads of the replaced file name here at once and removes it after the grace
 // period (replicas' reads that meet it gone read the dataset again).
-func (s *Store) Retire(name string) { s.retired.retire(s.path(name)) }
+func (s *Store) Retire(name string) {
+	if s.cfg.Bucket != nil {
+		s.bucketRetired.retire(name)
+		return
+	}
+	s.retired.retire(s.path(name))
+}
 
-// Remove removes the file of a deleted dataset at once.
+// Remove removes the file of a deleted dataset: at once from the data directory; with a
+// bucket, this replica's copy at once and the object after the grace period (other replicas
+// may not have heard of the deletion yet).
 func (s *Store) Remove(name string) error {
+	if s.cfg.Bucket != nil {
+		s.cache.forget(name)
+		s.cache.drop(name)
+		s.bucketRetired.retire(name)
+		return nil
+	}
 	path := s.path(name)
 	s.cfg.Pool.Forget(path)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -132,8 +177,19 @@ func (s *Store) Remove(name string) error {
 }
 
 // Check reports whether the data directory can be listed and written: it writes, syncs and
-// removes a small file (named as uploads are, so a probe cut short is swept like one).
-func (s *Store) Check(context.Context) error {
+// removes a small file (named as uploads are, so a probe cut short is swept like one). With a
+// bucket, it also asks the bucket (ErrBucket when it does not answer).
+func (s *Store) Check(ctx context.Context) error {
+	if err := s.checkDir(); err != nil {
+		return err
+	}
+	if s.cfg.Bucket != nil {
+		return s.checkBucket(ctx)
+	}
+	return nil
+}
+
+func (s *Store) checkDir() error {
 	dir := s.cfg.Dir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)

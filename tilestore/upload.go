@@ -24,6 +24,8 @@ type Upload struct {
 	lock *os.File // held open (and locked) while the upload is live, for sweeps
 	// published is the final file while the dataset does not have it yet (removed on cleanup).
 	published string
+	// object is the bucket object while the dataset does not have it yet (deleted on cleanup).
+	object string
 }
 
 // NewUpload creates the upload's file and locks it at once: the lock marks the upload live
@@ -62,11 +64,15 @@ func (up *Upload) Cleanup() {
 	if up.published != "" {
 		_ = os.Remove(up.published)
 	}
+	if up.object != "" {
+		up.s.deleteObject(up.object)
+	}
 	_ = up.lock.Close()
 }
 
 // Publish syncs the checked file and renames it to a name of its own in the data directory,
-// and returns that name. Until Keep, Cleanup removes it.
+// and returns that name; with a bucket, streams it there under that name instead (bucket.go).
+// Until Keep, Cleanup removes it. ctx bounds a bucket's Put (with putTimeout by size).
 func (up *Upload) Publish(ctx context.Context) (string, error) {
 	s := up.s
 	if err := syncFile(up.Path); err != nil {
@@ -75,6 +81,9 @@ func (up *Upload) Publish(ctx context.Context) (string, error) {
 	name, err := Name(up.Dataset)
 	if err != nil {
 		return "", err
+	}
+	if s.cfg.Bucket != nil {
+		return up.publishBucket(ctx, name)
 	}
 	final := s.path(name)
 	if err := os.Rename(up.Path, final); err != nil {
@@ -89,8 +98,14 @@ func (up *Upload) Publish(ctx context.Context) (string, error) {
 
 // Keep leaves the published file in place on Cleanup: the dataset has it now, or may have it
 // (a commit whose reply was lost), in which case the sweep removes it once no dataset
-// references it.
-func (up *Upload) Keep() { up.published = "" }
+// references it. With a bucket, the checked file becomes this replica's cached copy.
+func (up *Upload) Keep() {
+	up.published = ""
+	if up.object != "" {
+		up.s.cache.adopt(up.object, up.Path)
+		up.object = ""
+	}
+}
 
 func syncFile(path string) error {
 	f, err := os.Open(path)

@@ -78,7 +78,10 @@ type serveCmd struct {
 	ReadTimeout         time.Duration `name:"read-timeout" env:"TILEGATE_READ_TIMEOUT" default:"30s" help:"How long a request's headers and body may take to arrive; an authenticated upload gets an hour."`
 	SigningKeys         string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
 	TokenWindow         time.Duration `name:"token-window" env:"TILEGATE_TOKEN_WINDOW" default:"900s" help:"Tile tokens' alignment window (10s to 24h): exp is the next multiple of it, or the one after when less than window/15 remains."`
-	DataDir             string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas)."`
+	StorageURL          string        `name:"storage-url" env:"TILEGATE_STORAGE_URL" help:"Where the datasets' tile files live: a directory (the default: TILEGATE_DATA_DIR) or an S3-compatible bucket, s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=REGION&use_path_style=true, with credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the AWS shared files, or the instance's role)."`
+	DataDir             string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas); with a bucket (TILEGATE_STORAGE_URL), this replica's own: uploads being checked and the cache of the bucket's files."`
+	StorageCacheBytes   int64         `name:"storage-cache-bytes" env:"TILEGATE_STORAGE_CACHE_BYTES" default:"10737418240" help:"With a bucket: the most disk this replica's copies of the bucket's files take, in bytes; least recently used copies not being read are removed beyond."`
+	StorageFetchWait    time.Duration `name:"storage-fetch-wait" env:"TILEGATE_STORAGE_FETCH_WAIT" default:"10s" help:"With a bucket: the longest a tile waits for its dataset's file to be fetched; past it, 503 with Retry-After while the fetch goes on."`
 	MaxUpload           int64         `name:"max-upload" env:"TILEGATE_MAX_UPLOAD" default:"2147483648" help:"Largest MBTiles upload, in bytes."`
 	MaxUploads          int           `name:"max-concurrent-uploads" env:"TILEGATE_MAX_CONCURRENT_UPLOADS" default:"4" help:"Uploads this process receives and checks at once; one more is answered 503 with Retry-After."`
 	TileCacheTTL        time.Duration `name:"tile-cache-ttl" env:"TILEGATE_TILE_CACHE_TTL" default:"60s" help:"How long the tile path trusts a cached API key or dataset when no change notification arrives (PostgreSQL LISTEN/NOTIFY invalidates at once; this bounds staleness while it is reconnecting)."`
@@ -117,6 +120,10 @@ func (c *serveCmd) Run() error {
 	if err != nil {
 		return err
 	}
+	dataDir, bucket, err := openStorage(ctx, c.StorageURL, c.DataDir)
+	if err != nil {
+		return err
+	}
 	st, err := c.open(ctx, true)
 	if err != nil {
 		return err
@@ -150,7 +157,8 @@ func (c *serveCmd) Run() error {
 		SecretKeys: server.SecretKeys(keys),
 		Upstream: upstream.Config{Guard: guard, Timeout: c.UpstreamTimeout, MaxInFlight: c.UpstreamMaxInFlight,
 			CacheBytes: c.UpstreamCacheBytes},
-		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: c.DataDir,
+		PublicURL: public, AuthCacheTTL: c.AuthCacheTTL, Signer: signer, DataDir: dataDir,
+		Bucket: bucket, StorageCacheBytes: c.StorageCacheBytes, StorageFetchWait: c.StorageFetchWait,
 		MaxUpload: c.MaxUpload, MaxConcurrentUploads: c.MaxUploads, TileCacheTTL: c.TileCacheTTL, LastUsedInterval: c.LastUsedInterval,
 		PublicTileMaxAge: c.TileMaxAge, PrivateTileMaxAge: c.PrivateTileMaxAge, ReplacedTilesGrace: c.ReplacedTilesGrace,
 		MaxTileBytes: c.MaxTileBytes, HotTileBytes: hotTileBytes(c.HotTileCacheBytes), FileSweepInterval: c.FileSweepInterval,

@@ -29,6 +29,7 @@ import (
 
 	"github.com/tilegate/tilegate/internal/scratchdb"
 	"github.com/tilegate/tilegate/internal/testenv"
+	"github.com/tilegate/tilegate/internal/testminio"
 )
 
 // binary is the tilegate executable built once by TestMain.
@@ -50,7 +51,9 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build tilegate:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	testminio.StopShared() // the bucket tests' MinIO
+	return code
 }
 
 // ---------------------------------------------------------------------------------------------

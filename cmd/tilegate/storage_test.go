@@ -1,0 +1,296 @@
+package main_test
+
+// Tile files in an S3-compatible bucket (#18 item 2), with real binaries on a real MinIO
+// (internal/testminio): replicas that share only the database and the bucket, each starting
+// with an empty local cache.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/tilegate/tilegate/internal/testminio"
+	"github.com/tilegate/tilegate/mbtiles"
+)
+
+// bucketFixture is a MinIO bucket for one test, and how tilegate reaches it.
+type bucketFixture struct {
+	srv    *testminio.Server
+	bucket string
+	prefix string
+}
+
+func newBucketFixture(t *testing.T) bucketFixture {
+	t.Helper()
+	srv := testminio.Shared(t)
+	return bucketFixture{srv: srv, bucket: srv.Bucket(t), prefix: "tiles/"}
+}
+
+// env is a replica's environment: the bucket at endpoint (MinIO's, or a fault proxy's in front
+// of it), its own empty data directory, short grace and sweeps.
+func (b bucketFixture) env(t *testing.T, endpoint string, extra ...string) []string {
+	url := fmt.Sprintf("s3://%s/%s?endpoint=%s&region=%s&use_path_style=true", b.bucket, strings.TrimSuffix(b.prefix, "/"), endpoint, testminio.Region)
+	return append([]string{
+		"TILEGATE_STORAGE_URL=" + url,
+		"AWS_ACCESS_KEY_ID=" + testminio.AccessKey, "AWS_SECRET_ACCESS_KEY=" + testminio.SecretKey,
+		"TILEGATE_DATA_DIR=" + t.TempDir(),
+		"TILEGATE_TILE_CACHE_TTL=1h",
+		"TILEGATE_REPLACED_TILES_GRACE=1s", "TILEGATE_FILE_SWEEP_INTERVAL=300ms",
+	}, extra...)
+}
+
+// objects lists the bucket's complete objects under the prefix.
+func (b bucketFixture) objects(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var keys []string
+	for o := range b.srv.Client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Recursive: true}) {
+		must(t, o.Err)
+		keys = append(keys, o.Key)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// incomplete counts the bucket's unfinished multipart uploads.
+func (b bucketFixture) incomplete(t *testing.T) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n := 0
+	for up := range b.srv.Client.ListIncompleteUploads(ctx, b.bucket, "", true) {
+		must(t, up.Err)
+		n++
+	}
+	return n
+}
+
+// dataDirOf is the data directory a replica was started with.
+func dataDirOf(p *serverProc) string {
+	for _, kv := range p.cmd.Env {
+		if v, ok := strings.CutPrefix(kv, "TILEGATE_DATA_DIR="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// cachedFiles lists a replica's cached copies of the bucket's files.
+func cachedFiles(t *testing.T, p *serverProc) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dataDirOf(p), "cache"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	must(t, err)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// tileSet is an MBTiles fixture's tiles, and the file.
+type tileSet struct {
+	path  string
+	tiles map[[3]int][]byte
+}
+
+// bucketTiles writes an MBTiles file: n tiles of size bytes each (random, so incompressible:
+// the file is about n×size), at zoom 3, plus 0/0/0 holding tag.
+func bucketTiles(t *testing.T, n, size int, tag string) tileSet {
+	t.Helper()
+	tiles := map[[3]int][]byte{{0, 0, 0}: []byte("\x1a\x08" + tag)}
+	for i := range n {
+		b := make([]byte, size)
+		_, _ = rand.Read(b)
+		b[0] = 0x1a
+		tiles[[3]int{3, i % 8, i / 8}] = b
+	}
+	path := filepath.Join(t.TempDir(), tag+".mbtiles")
+	must(t, mbtiles.WriteTestFile(path, mbtiles.TestFile{Format: "pbf", MinZoom: 0, MaxZoom: 6, Tiles: tiles}))
+	return tileSet{path: path, tiles: tiles}
+}
+
+func createPublicDataset(t *testing.T, p *serverProc, token string) string {
+	t.Helper()
+	status, body := p.do(t, validatingClient(t), "POST", "/api/datasets/", token, `{"name":"in a bucket","kind":"vector","visibility":"public"}`)
+	if status != 201 {
+		t.Fatalf("create dataset: %d %s", status, body)
+	}
+	var d struct{ ID string }
+	must(t, json.Unmarshal(body, &d))
+	return d.ID
+}
+
+type tileAnswer struct {
+	status int
+	body   []byte
+	etag   string
+	retry  string
+}
+
+func getTile(t *testing.T, hc *http.Client, p *serverProc, dataset string, zxy [3]int) tileAnswer {
+	t.Helper()
+	res, err := hc.Get(fmt.Sprintf("%s/api/tiles/%s/%d/%d/%d.pbf", p.url, dataset, zxy[0], zxy[1], zxy[2]))
+	if err != nil {
+		t.Fatalf("tile %v: %v", zxy, err)
+	}
+	defer res.Body.Close()
+	var buf bytes.Buffer
+	_, err = buf.ReadFrom(res.Body)
+	must(t, err)
+	return tileAnswer{status: res.StatusCode, body: buf.Bytes(), etag: res.Header.Get("ETag"), retry: res.Header.Get("Retry-After")}
+}
+
+// wantTiles checks that p serves every tile of ts, byte for byte.
+func wantTiles(t *testing.T, hc *http.Client, p *serverProc, dataset string, ts tileSet) {
+	t.Helper()
+	for zxy, data := range ts.tiles {
+		a := getTile(t, hc, p, dataset, zxy)
+		if a.status != 200 || !bytes.Equal(a.body, data) {
+			t.Fatalf("tile %v: %d, %d bytes (want 200, the %d bytes uploaded)", zxy, a.status, len(a.body), len(data))
+		}
+	}
+}
+
+// Two replicas sharing only PostgreSQL and one bucket, each with its own empty data directory:
+// an upload through A is stored in the bucket and served by B, byte for byte, from one fetch
+// however many first requests arrive at once; tiles replaced through B reach A; the replaced
+// and deleted files' objects (and the replicas' copies) are gone after the grace period; an
+// upload cut mid-body leaves nothing in the bucket or the data directory.
+func TestBucketReplicas(t *testing.T) {
+	t.Parallel()
+	bf := newBucketFixture(t)
+	dbURL, _ := freshPostgres(t)
+	acct := createAccount(t, dbURL)
+	a := startServer(t, dbURL, bf.env(t, bf.srv.Endpoint)...)
+	b := startServer(t, dbURL, bf.env(t, bf.srv.Endpoint)...)
+	hc := validatingClient(t)
+	hc.Timeout = 60 * time.Second
+
+	// 1. Upload through A: a file above the 16 MiB part size, so a multipart upload.
+	dataset := createPublicDataset(t, a, acct.Token)
+	first := bucketTiles(t, 6, 3<<20, "first")
+	repUploadCLI(t, a.url, acct.Token, dataset, first.path).wantOK(t)
+	objs := bf.objects(t)
+	if len(objs) != 1 || !strings.HasPrefix(objs[0], bf.prefix+dataset+"-") || !strings.HasSuffix(objs[0], ".mbtiles") {
+		t.Fatalf("bucket after the upload: %v, want one object %s<dataset>-<random>.mbtiles", objs, bf.prefix)
+	}
+	if n := bf.incomplete(t); n != 0 {
+		t.Fatalf("%d incomplete uploads after a complete one", n)
+	}
+	firstObj := objs[0]
+	if left := uploadFiles(t, dataDirOf(a)); len(left) != 0 {
+		t.Errorf("A's data directory still holds uploads %v", left)
+	}
+	if c := cachedFiles(t, a); len(c) != 1 || bf.prefix+c[0] != objs[0] {
+		t.Errorf("A's cache %v, want the uploaded file (kept, not fetched back)", c)
+	}
+	if c := cachedFiles(t, b); len(c) != 0 {
+		t.Fatalf("B's cache before any tile: %v", c)
+	}
+
+	// 2. B, empty, serves every tile identical: eight first requests at once make one fetch.
+	var wg sync.WaitGroup
+	answers := make([]tileAnswer, 8)
+	keys := make([][3]int, 0, len(first.tiles))
+	for zxy := range first.tiles {
+		keys = append(keys, zxy)
+	}
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = getTile(t, hc, b, dataset, keys[i%len(keys)])
+		}()
+	}
+	wg.Wait()
+	for i, ans := range answers {
+		if want := first.tiles[keys[i%len(keys)]]; ans.status != 200 || !bytes.Equal(ans.body, want) {
+			t.Fatalf("B's first tiles: %v answered %d with %d bytes", keys[i%len(keys)], ans.status, len(ans.body))
+		}
+	}
+	wantTiles(t, hc, b, dataset, first)
+	if n := len(b.logsWith("tile file fetched from the bucket")); n != 1 {
+		t.Errorf("B fetched the file %d times, want once", n)
+	}
+	if n := len(a.logsWith("tile file fetched from the bucket")); n != 0 {
+		t.Errorf("A fetched back the file it took: %d fetches", n)
+	}
+	if ea, eb := getTile(t, hc, a, dataset, [3]int{0, 0, 0}).etag, getTile(t, hc, b, dataset, [3]int{0, 0, 0}).etag; ea == "" || ea != eb {
+		t.Errorf("ETags differ between replicas: %q, %q", ea, eb)
+	}
+
+	// 3. Replaced through B: A serves the new tiles once its cache hears of it.
+	second := bucketTiles(t, 2, 1000, "second")
+	repUploadCLI(t, b.url, acct.Token, dataset, second.path).wantOK(t)
+	waitFor(t, 2*time.Second, "A to serve the replaced tiles", func() (bool, string) {
+		ans := getTile(t, hc, a, dataset, [3]int{0, 0, 0})
+		return ans.status == 200 && bytes.Equal(ans.body, second.tiles[[3]int{0, 0, 0}]), strconv.Itoa(ans.status)
+	})
+	wantTiles(t, hc, a, dataset, second)
+	if ans := getTile(t, hc, a, dataset, [3]int{3, 5, 0}); ans.status != 204 {
+		t.Errorf("A serves a tile only the replaced file had: %d", ans.status)
+	}
+	// The replaced object goes after the grace period (B's own timer, or any sweep), and the
+	// replicas' copies of it with it.
+	waitFor(t, 15*time.Second, "the replaced object to go", func() (bool, string) {
+		objs := bf.objects(t)
+		return len(objs) == 1 && objs[0] != firstObj, fmt.Sprint(objs)
+	})
+	waitFor(t, 15*time.Second, "the replicas' copies of the replaced file to go", func() (bool, string) {
+		ca, cb := cachedFiles(t, a), cachedFiles(t, b)
+		return len(ca) == 1 && len(cb) == 1 && ca[0] == cb[0], fmt.Sprint(ca, cb)
+	})
+
+	// 4. An upload cut mid-body (A) leaves nothing: no object, no multipart upload, no file.
+	before := bf.objects(t)
+	file, err := os.ReadFile(bucketTiles(t, 6, 3<<20, "cut").path)
+	must(t, err)
+	conn := rawUpload(t, a, dataset, acct.Token, len(file), file[:len(file)/2])
+	waitFor(t, 10*time.Second, "the upload's spool file", func() (bool, string) {
+		return len(uploadFiles(t, dataDirOf(a))) == 1, fmt.Sprint(uploadFiles(t, dataDirOf(a)))
+	})
+	conn.Close()
+	a.waitLog(t, "upload interrupted", 10*time.Second)
+	time.Sleep(time.Second) // sweeps run every 300 ms
+	if objs := bf.objects(t); strings.Join(objs, " ") != strings.Join(before, " ") {
+		t.Errorf("bucket after a cut upload: %v, want %v", objs, before)
+	}
+	if n := bf.incomplete(t); n != 0 {
+		t.Errorf("%d incomplete uploads after a cut one", n)
+	}
+	if left := uploadFiles(t, dataDirOf(a)); len(left) != 0 {
+		t.Errorf("A's data directory holds %v after a cut upload", left)
+	}
+
+	// 5. Deleted through A: B refuses it at once; the object and the copies go.
+	start := time.Now()
+	if status, body := a.do(t, hc, "DELETE", "/api/datasets/"+dataset, acct.Token, ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, body)
+	}
+	waitFor(t, time.Second, "B to refuse the deleted dataset", func() (bool, string) {
+		s := getTile(t, hc, b, dataset, [3]int{0, 0, 0}).status
+		return s == 404, strconv.Itoa(s)
+	})
+	t.Logf("B refused the deleted dataset %v after the DELETE returned", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 15*time.Second, "the deleted dataset's object and copies to go", func() (bool, string) {
+		objs, ca, cb := bf.objects(t), cachedFiles(t, a), cachedFiles(t, b)
+		return len(objs) == 0 && len(ca) == 0 && len(cb) == 0, fmt.Sprint(objs, ca, cb)
+	})
+}

@@ -1,0 +1,19 @@
+package tilestore
+
+import (
+	"github.com/tilegate/tilegate/tilesource"
+)
+
+// Source is the tile source of the published file name, and the one place where a file's kind
+// and where it lives choose how it is read (no I/O until its first tile):
+//
+//   - an MBTiles file in the data directory: read in place (tilesource.MBTiles);
+//   - an MBTiles file in a bucket: read from this replica's cached copy, fetched whole on the
+//     first tile (SQLite reads only local files; cache.go).
+func (s *Store) Source(name string) tilesource.Source {
+	if s.cache != nil {
+		return &cachedSource{c: s.cache, name: name,
+			mbtiles: tilesource.MBTiles(s.cfg.Pool, s.cache.path(name), Version(name))}
+	}
+	return tilesource.MBTiles(s.cfg.Pool, s.path(name), Version(name))
+}
