@@ -278,3 +278,38 @@ func s3Err(what string, err error) error {
 		return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
 	}
 }
+
+// AbortIncomplete aborts the multipart uploads of key still in progress, whatever their age,
+// and returns how many it aborted: for a caller that knows the Put of key has failed (keys are
+// written once) and whose own abort could not reach the bucket.
+func (s *S3) AbortIncomplete(ctx context.Context, key string) (int, error) {
+	name, err := s.name(key)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	// The listing goroutine sends its last error without watching ctx: drain it.
+	ch := s.client.ListIncompleteUploads(ctx, s.loc.Bucket, name, false)
+	defer func() {
+		cancel()
+		for range ch {
+		}
+	}()
+	n := 0
+	for up := range ch {
+		if up.Err != nil {
+			return n, s3Err("list incomplete uploads of "+key, up.Err)
+		}
+		if up.Key != name {
+			continue
+		}
+		if err := s.core.AbortMultipartUpload(ctx, s.loc.Bucket, up.Key, up.UploadID); err != nil {
+			if err = s3Err("abort upload of "+key, err); !errors.Is(err, ErrNotExist) {
+				return n, err
+			}
+			continue
+		}
+		n++
+	}
+	return n, nil
+}

@@ -76,6 +76,7 @@ func (up *Upload) publishBucket(ctx context.Context, name string) (string, error
 	defer body.stop()
 	info, err := up.s.cfg.Bucket.Put(body.ctx, name, body)
 	if err != nil {
+		up.s.deadPut(name)
 		if body.stalled() {
 			err = fmt.Errorf("%w: no progress for %v: %w", blobstore.ErrUnavailable, stallTimeout, err)
 		}
@@ -164,6 +165,7 @@ func (s *Store) checkBucket(ctx context.Context) error {
 // only what it has seen unreferenced for orphanAge, and deleting a deleted object is no error.
 func (f *sweeper) sweepBucket(ctx context.Context, now time.Time) {
 	s := f.s
+	s.abortDeadPuts(ctx)
 	if n, err := s.cfg.Bucket.SweepIncomplete(ctx, now.Add(-s.incompleteAge())); err != nil {
 		s.log.Warn("sweep the bucket's incomplete uploads", "err", err)
 	} else if n > 0 {
@@ -284,4 +286,52 @@ func (s *stallReader) stalled() bool { return s.gaveUp.Load() }
 func (s *stallReader) stop() {
 	close(s.done)
 	s.cancel()
+}
+
+// incompleteAborter is a bucket that can abort one key's multipart uploads (blobstore.S3).
+type incompleteAborter interface {
+	AbortIncomplete(ctx context.Context, key string) (int, error)
+}
+
+// deadPut remembers that the Put of name failed here: when the bucket could not be reached, the
+// client's own abort of its multipart upload may not have either, and waiting for
+// incompleteAge to sweep it would leave its parts for hours. Names are written once, so any
+// upload of name still in progress is this dead one.
+func (s *Store) deadPut(name string) {
+	if _, ok := s.cfg.Bucket.(incompleteAborter); !ok {
+		return
+	}
+	s.deadMu.Lock()
+	defer s.deadMu.Unlock()
+	if s.deadPuts == nil {
+		s.deadPuts = map[string]time.Time{}
+	}
+	s.deadPuts[name] = time.Now()
+}
+
+// abortDeadPuts aborts what the failed Puts may have left, forgetting each once done (or once
+// incompleteAge has passed, when SweepIncomplete takes it).
+func (s *Store) abortDeadPuts(ctx context.Context) {
+	ab, ok := s.cfg.Bucket.(incompleteAborter)
+	if !ok {
+		return
+	}
+	s.deadMu.Lock()
+	names := make(map[string]time.Time, len(s.deadPuts))
+	for k, v := range s.deadPuts {
+		names[k] = v
+	}
+	s.deadMu.Unlock()
+	for name, at := range names {
+		n, err := ab.AbortIncomplete(ctx, name)
+		if err != nil && time.Since(at) < s.incompleteAge() {
+			continue // the bucket still cannot be reached: next sweep
+		}
+		if n > 0 {
+			s.log.Info("aborted a failed upload's parts in the bucket", "file", name, "uploads", n)
+		}
+		s.deadMu.Lock()
+		delete(s.deadPuts, name)
+		s.deadMu.Unlock()
+	}
 }

@@ -76,6 +76,8 @@ type Store struct {
 	// With a bucket (else nil):
 	cache         *cache         // this replica's copies of the bucket's files
 	bucketRetired *bucketRetired // replaced files' objects waiting for their grace period
+	deadMu        sync.Mutex
+	deadPuts      map[string]time.Time // failed Puts whose parts may be left (bucket.go)
 }
 
 // New returns the store of cfg.Dir (and cfg.Bucket); Start begins its sweeps.

@@ -293,4 +293,101 @@ func TestBucketReplicas(t *testing.T) {
 		objs, ca, cb := bf.objects(t), cachedFiles(t, a), cachedFiles(t, b)
 		return len(objs) == 0 && len(ca) == 0 && len(cb) == 0, fmt.Sprint(objs, ca, cb)
 	})
+	for _, p := range []*serverProc{a, b} {
+		if strings.Contains(p.stderr.String(), testminio.SecretKey) {
+			t.Errorf("a replica logged the bucket's secret key")
+		}
+	}
+}
+
+// The cache of the bucket's files is bounded (TILEGATE_STORAGE_CACHE_BYTES): with room for
+// one file (and no hot-tile cache in front), serving two datasets in turn fetches and evicts, never holds more than the limit,
+// and serves every tile right. On both databases.
+func TestBucketCacheBounded(t *testing.T) {
+	t.Parallel()
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			t.Parallel()
+			bf := newBucketFixture(t)
+			dbURL := migratedSQLite(t)
+			if db == "postgres" {
+				dbURL, _ = freshPostgres(t)
+			}
+			acct := createAccount(t, dbURL)
+			one := bucketTiles(t, 4, 200_000, "one")
+			two := bucketTiles(t, 4, 200_000, "two")
+			fi, err := os.Stat(one.path)
+			must(t, err)
+			limit := fi.Size() * 3 / 2
+			p := startServer(t, dbURL, bf.env(t, bf.srv.Endpoint, "TILEGATE_STORAGE_CACHE_BYTES="+strconv.FormatInt(limit, 10),
+				"TILEGATE_HOT_TILE_CACHE_BYTES=0")...)
+			hc := validatingClient(t)
+			d1, d2 := createPublicDataset(t, p, acct.Token), createPublicDataset(t, p, acct.Token)
+			repUploadCLI(t, p.url, acct.Token, d1, one.path).wantOK(t)
+			repUploadCLI(t, p.url, acct.Token, d2, two.path).wantOK(t)
+			cacheBytes := func() (n int64) {
+				entries, err := os.ReadDir(filepath.Join(dataDirOf(p), "cache"))
+				must(t, err)
+				for _, e := range entries {
+					info, err := e.Info()
+					must(t, err)
+					n += info.Size()
+				}
+				return n
+			}
+			for round := range 3 {
+				for _, d := range []struct {
+					id string
+					ts tileSet
+				}{{d1, one}, {d2, two}} {
+					wantTiles(t, hc, p, d.id, d.ts)
+					if n := cacheBytes(); n > limit {
+						t.Fatalf("round %d: the cache holds %d bytes, over its %d", round, n, limit)
+					}
+					if c := cachedFiles(t, p); len(c) != 1 {
+						t.Fatalf("round %d: cache %v, want the one file being served", round, c)
+					}
+				}
+			}
+			if n := len(p.logsWith("tile file fetched from the bucket")); n < 5 {
+				t.Errorf("%d fetches for 6 turns between two files that do not fit together, want at least 5", n)
+			}
+			if n := len(p.logsWith("tile file evicted from the cache")); n < 5 {
+				t.Errorf("%d evictions, want at least 5", n)
+			}
+		})
+	}
+}
+
+// The bucket's credentials are never logged, not even at debug level when the bucket refuses
+// them and every request that needs it fails.
+func TestBucketCredentialsNeverLogged(t *testing.T) {
+	t.Parallel()
+	bf := newBucketFixture(t)
+	dbURL := migratedSQLite(t)
+	acct := createAccount(t, dbURL)
+	const secret = "wrong-secret-9f8e7d6c5b4a"
+	env := append(bf.env(t, bf.srv.Endpoint), "AWS_SECRET_ACCESS_KEY="+secret, "AWS_SESSION_TOKEN=session-token-1a2b3c4d", "TILEGATE_LOG_LEVEL=debug")
+	p := startServer(t, dbURL, env...)
+	hc := validatingClient(t)
+	status, body := p.do(t, hc, "GET", "/readyz", "", "")
+	if status != 503 || !strings.Contains(string(body), "bucket") {
+		t.Fatalf("/readyz with refused credentials: %d %s", status, body)
+	}
+	d := createPublicDataset(t, p, acct.Token)
+	file, err := os.ReadFile(bucketTiles(t, 1, 100, "creds").path)
+	must(t, err)
+	if r := <-goDo(t, p, hc, "PUT", "/api/datasets/"+d+"/tiles/", acct.Token, string(file)); r.status != 503 {
+		t.Errorf("upload with refused credentials: %d %s", r.status, r.body)
+	}
+	p.waitLog(t, "upload not stored: the bucket cannot be written", 5*time.Second)
+	logs := p.stderr.String()
+	for _, s := range []string{secret, "session-token-1a2b3c4d", testminio.SecretKey} {
+		if strings.Contains(logs, s) {
+			t.Errorf("the log holds a credential %q:\n%s", s, logs)
+		}
+	}
+	if !strings.Contains(logs, `"location":"s3://`+bf.bucket) {
+		t.Errorf("the log does not name the storage:\n%s", logs)
+	}
 }
