@@ -37,7 +37,10 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 		route, pathParams, err := s.findRoute(c)
 		if err != nil {
 			if errors.Is(err, routers.ErrMethodNotAllowed) {
-				return detail(c, http.StatusMethodNotAllowed, "Method Not Allowed")
+				return s.methodNotAllowed(c)
+			}
+			if isDocsPath(r.URL.Path) { // Swagger UI is echo's GET route, outside the contract
+				return s.methodNotAllowed(c)
 			}
 			if to, ok := s.otherSpelling(r); ok {
 				return redirectSpelling(c, to)

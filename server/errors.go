@@ -102,7 +102,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		case http.StatusNotFound:
 			_ = detail(c, http.StatusNotFound, "Not Found")
 		case http.StatusMethodNotAllowed:
-			_ = detail(c, http.StatusMethodNotAllowed, "Method Not Allowed")
+			_ = s.methodNotAllowed(c)
 		case http.StatusRequestEntityTooLarge:
 			_ = detail(c, http.StatusRequestEntityTooLarge, "Request body too large")
 		case http.StatusBadRequest:

@@ -19,7 +19,6 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"github.com/swaggest/swgui/v5emb"
 
 	"github.com/tilegate/tilegate/blobstore"
 	"github.com/tilegate/tilegate/gen"
@@ -415,14 +414,14 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// The tile dispatch runs the same middleware, in the same order (tileChain).
-	pre := []echo.MiddlewareFunc{s.requestID, closeOnUnreadBody, s.tileHeaders, s.tokenHeaders, headAsGet}
+	pre := []echo.MiddlewareFunc{securityHeaders, s.requestID, closeOnUnreadBody, s.tileHeaders, s.tokenHeaders, headAsGet}
 	use := []echo.MiddlewareFunc{restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline}
 	e.Pre(pre...)
 	e.Use(use...)
 
-	docs := v5emb.New("tilegate API", "/openapi.json", "/docs")
-	e.GET("/docs", echo.WrapHandler(docs))
-	e.GET("/docs/*", echo.WrapHandler(docs))
+	docs := docsHandler()
+	e.GET(docsPath, docs)
+	e.GET(docsPath+"/*", docs)
 
 	api := e.Group("", s.contract) // tileChain applies s.contract too
 	gen.RegisterHandlers(api, gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{s.strictHooks}))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tilegate/tilegate/metrics"
+	"github.com/tilegate/tilegate/server"
 )
 
 // adminHandler serves the admin listener: /metrics and the runtime profiles under
@@ -24,7 +25,7 @@ func adminHandler(m *metrics.Metrics) http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
+	return server.NoSniff(mux)
 }
 
 // adminServer is the running admin listener; a nil one (disabled) does nothing.

@@ -59,6 +59,21 @@ func TestAdminListener(t *testing.T) {
 		t.Errorf("pool statistics or build info missing: %v %v", after["go_sql_open_connections"], after["tilegate_build_info"])
 	}
 
+	// nosniff on the admin listener's answers too (issue #15 item 6), and Allow on its 405.
+	for _, m := range []string{"GET", "POST"} {
+		req, err := http.NewRequest(m, "http://"+admin+"/metrics", nil)
+		must(t, err)
+		res, err := hc.Do(req)
+		must(t, err)
+		res.Body.Close()
+		if res.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("admin %s /metrics (%d): X-Content-Type-Options %q", m, res.StatusCode, res.Header.Get("X-Content-Type-Options"))
+		}
+		if m == "POST" && (res.StatusCode != 405 || res.Header.Get("Allow") != "GET, HEAD") {
+			t.Errorf("admin POST /metrics: %d, Allow %q", res.StatusCode, res.Header.Get("Allow"))
+		}
+	}
+
 	// pprof on the admin listener: the index and a named profile; not the command line.
 	if code, body := get("http://" + admin + "/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
 		t.Errorf("admin /debug/pprof/ = %d %.200s", code, body)
