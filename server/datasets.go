@@ -64,6 +64,9 @@ func (s *Server) CreateDataset(ctx context.Context, req gen.CreateDatasetRequest
 		MaxZoom:     14,
 		Attribution: optional(in.Attribution),
 	}
+	if err := checkAttribution(attributionLoc, d.Attribution); err != nil {
+		return nil, err
+	}
 	if in.Visibility != nil {
 		d.Visibility = string(*in.Visibility)
 	}
@@ -221,6 +224,9 @@ func (s *Server) UpdateDataset(ctx context.Context, req gen.UpdateDatasetRequest
 		}
 		if in.Attribution.IsSpecified() {
 			d.Attribution = optional(in.Attribution)
+			if err := checkAttribution(attributionLoc, d.Attribution); err != nil {
+				return false, err
+			}
 		}
 		if in.VectorLayers.IsSpecified() {
 			d.VectorLayers = nil

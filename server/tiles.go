@@ -426,7 +426,7 @@ func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
 	format := d.Format
 	tj := gen.TileJSON{
 		Tilejson: "3.0.0", Scheme: "xyz", Name: &d.Name, Description: d.Description, Format: &format,
-		Minzoom: d.MinZoom, Maxzoom: d.MaxZoom, Attribution: d.Attribution,
+		Minzoom: d.MinZoom, Maxzoom: d.MaxZoom, Attribution: safeAttribution(d.Attribution),
 		Tiles: []string{s.cfg.PublicURL + "/api/tiles/" + d.ID.String() + "/{z}/{x}/{y}." + d.Format + credential},
 	}
 	sep := byte('&')

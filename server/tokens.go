@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tilegate/tilegate/attribution"
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
@@ -330,7 +331,7 @@ func (t tileToken) appendJSON(b []byte) []byte {
 	// Never null: MapLibre refuses a source whose attribution is null.
 	if d.Attribution != nil {
 		b = append(b, `,"attribution":`...)
-		b = appendString(b, *d.Attribution)
+		b = appendString(b, attribution.Safe(*d.Attribution))
 	}
 	return append(b, '}')
 }

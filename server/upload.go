@@ -327,6 +327,9 @@ func (s *Server) checkUploadLimits(md *mbtiles.Metadata) error {
 		if err := props["attribution"].Value.VisitJSON(md.Attribution); err != nil {
 			return invalid([]any{"body", "metadata", "attribution"}, nil, schemaReason(err))
 		}
+		if err := checkAttribution([]any{"body", "metadata", "attribution"}, &md.Attribution); err != nil {
+			return err
+		}
 	}
 	if md.VectorLayers != nil {
 		var v any

@@ -89,6 +89,12 @@ func TestUploadRefusesHostileFiles(t *testing.T) {
 				f.VectorLayers = "[" + strings.Join(manyLayers, ",") + "]"
 			})), "[body metadata json vector_layers]"},
 			{"NUL in name", tlFile(t, edit(func(f *mbtiles.TestFile) { f.Name = "ro\x00ads" })), "[body metadata name]"},
+			{"script in attribution", tlFile(t, edit(func(f *mbtiles.TestFile) {
+				f.Attribution = `<img src=x onerror="alert(1)">`
+			})), "[body metadata attribution]"},
+			{"javascript: link in attribution", tlFile(t, edit(func(f *mbtiles.TestFile) {
+				f.Attribution = `<a href="javascript:alert(1)">©</a>`
+			})), "[body metadata attribution]"},
 			{"NUL in attribution", tlFile(t, edit(func(f *mbtiles.TestFile) { f.Attribution = "©\x00" })), "[body metadata attribution]"},
 			{"NUL in description", tlFile(t, edit(func(f *mbtiles.TestFile) { f.Description = "\x00" })), "[body metadata description]"},
 			{"NUL in a vector layer id", tlFile(t, edit(func(f *mbtiles.TestFile) {

@@ -82,6 +82,9 @@ func applyUpstreamMetadata(d *store.Dataset, m *upstream.Metadata, g given) erro
 		d.Center = mustJSON(m.Center)
 	}
 	if m.Attribution != nil && !g.attribution {
+		if err := checkAttributionHint(tileJSONLoc, m.Attribution, " (in the upstream's TileJSON; set attribution in the request)"); err != nil {
+			return err
+		}
 		a := *m.Attribution
 		d.Attribution = &a
 	}

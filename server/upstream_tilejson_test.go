@@ -95,6 +95,9 @@ func TestUpstreamTileJSONRefusals(t *testing.T) {
 			case "/deep.json":
 				w.Header().Set("Content-Type", "application/json")
 				_, _ = w.Write([]byte(`{"maxzoom":28}`))
+			case "/xss.json":
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"attribution":"<img src=x onerror=alert(1)>"}`))
 			case "/bad.json":
 				w.Header().Set("Content-Type", "application/json")
 				_, _ = w.Write([]byte(`{"bounds":[1,2,3]}`))
@@ -111,6 +114,7 @@ func TestUpstreamTileJSONRefusals(t *testing.T) {
 			{origin.URL + "/html", "content type"},
 			{origin.URL + "/deep.json", "above 24"},
 			{origin.URL + "/bad.json", "bounds"},
+			{origin.URL + "/xss.json", "attribution <img> is not allowed"},
 			{"ftp://example.com/x.json", "scheme"},
 			{"http://user:pw@127.0.0.1/x.json", "credentials"},
 		} {

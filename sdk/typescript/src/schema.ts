@@ -857,6 +857,13 @@ export interface components {
                 number,
                 number
             ] | null;
+            /**
+             * @description Shown by map clients as HTML (MapLibre sets it as innerHTML on the embedding page), so only
+             *     text and these elements are taken: `<a>` with an absolute `http`/`https` `href` (and
+             *     optionally `title`, `target`, `rel`), and `b`, `strong`, `i`, `em`, `small`, `br` without
+             *     attributes, every element closed. Anything else (another element or attribute, a
+             *     `javascript:` or relative link, a comment) is refused with a 422 naming this field.
+             */
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /**
@@ -921,6 +928,13 @@ export interface components {
                 number,
                 number
             ] | null;
+            /**
+             * @description Shown by map clients as HTML (MapLibre sets it as innerHTML on the embedding page), so only
+             *     text and these elements are taken: `<a>` with an absolute `http`/`https` `href` (and
+             *     optionally `title`, `target`, `rel`), and `b`, `strong`, `i`, `em`, `small`, `br` without
+             *     attributes, every element closed. Anything else (another element or attribute, a
+             *     `javascript:` or relative link, a comment) is refused with a 422 naming this field.
+             */
             attribution?: string | null;
             vector_layers?: components["schemas"]["VectorLayer"][] | null;
             /** @enum {integer|null} */
