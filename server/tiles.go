@@ -208,27 +208,34 @@ func (e reloadError) Unwrap() error { return e.err }
 // with. Other failures (damaged bytes, an upstream's answers) stand as they are.
 func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t tileRequest) (tilesource.Tile, *tileaccess.DatasetEntry, error) {
 	tile, err := e.Source.Tile(ctx, t.z, t.x, t.y)
-	if err == nil || ctx.Err() != nil ||
-		!errors.Is(err, tilesource.ErrUnavailable) && !errors.Is(err, tilesource.ErrMissing) {
-		return tile, e, err
-	}
-	fresh, ferr := s.access.Reload(ctx, t.dataset, e)
-	switch {
-	case ferr != nil:
-		return tile, e, reloadError{ferr}
-	case !fresh.Found:
-		return tile, e, errDatasetGone
-	case fresh.Source == nil && fresh.SourceErr == nil:
-		return tile, e, errNoTileFile
-	case fresh.SourceKey != e.SourceKey:
-		if fresh.Source == nil {
+	// The source may be replaced again while the new one is being read (uploads in quick
+	// succession with no grace period): follow it a few times, never for ever.
+	for range maxSourceFollows {
+		if err == nil || ctx.Err() != nil ||
+			!errors.Is(err, tilesource.ErrUnavailable) && !errors.Is(err, tilesource.ErrMissing) {
+			return tile, e, err
+		}
+		fresh, ferr := s.access.Reload(ctx, t.dataset, e)
+		switch {
+		case ferr != nil:
+			return tile, e, reloadError{ferr}
+		case !fresh.Found:
+			return tile, e, errDatasetGone
+		case fresh.Source == nil && fresh.SourceErr == nil:
+			return tile, e, errNoTileFile
+		case fresh.SourceKey == e.SourceKey:
+			return tile, e, err // the same source: the error stands
+		case fresh.Source == nil:
 			return tile, fresh, fresh.SourceErr
 		}
-		tile, err = fresh.Source.Tile(ctx, t.z, t.x, t.y)
-		return tile, fresh, err
+		e = fresh
+		tile, err = e.Source.Tile(ctx, t.z, t.x, t.y)
 	}
-	return tile, e, err // the same source: the error stands
+	return tile, e, err
 }
+
+// maxSourceFollows bounds how many replaced sources one tile read follows.
+const maxSourceFollows = 3
 
 // readFailed answers a tile whose read failed.
 func (s *Server) readFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, err error) error {
