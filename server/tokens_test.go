@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -320,13 +321,20 @@ func TestSigningKeysPersistAcrossRestarts(t *testing.T) {
 		if len(first) != 1 || !bytes.Equal(first[0].Secret, second[0].Secret) {
 			t.Fatalf("a restart would sign with a different key")
 		}
-		configured, err := server.SigningKeys(ctx, db.Store, "new:"+strings.Repeat("ab", 32)+",old:"+strings.Repeat("cd", 32))
+		newKey, err := tiletoken.GenerateKey("new")
+		must(t, err)
+		oldKey, err := tiletoken.GenerateKey("old")
+		must(t, err)
+		configured, err := server.SigningKeys(ctx, db.Store, tiletoken.EncodeKeys([]tiletoken.Key{newKey, oldKey}))
 		must(t, err)
 		if len(configured) != 2 || configured[0].ID != "new" {
 			t.Errorf("configured keys: %+v", configured)
 		}
 		if _, err := server.SigningKeys(ctx, db.Store, "short:abcd"); err == nil {
 			t.Errorf("a 2-byte key was accepted")
+		}
+		if _, err := server.SigningKeys(ctx, db.Store, "weak:"+strings.Repeat("ab", 32)); !errors.Is(err, tiletoken.ErrWeakKey) {
+			t.Errorf("a key of one byte value: %v, want ErrWeakKey", err)
 		}
 	})
 }

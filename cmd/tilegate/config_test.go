@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -33,6 +34,13 @@ func TestBrokenConfigurationRefused(t *testing.T) {
 		{"public URL not a URL", []string{"serve"}, []string{"TILEGATE_PUBLIC_URL=tiles.example.com"},
 			`TILEGATE_PUBLIC_URL "tiles.example.com" is not a base URL`},
 		{"public URL with a query", []string{"serve"}, []string{"TILEGATE_PUBLIC_URL=https://tiles.example.com/?a=1"}, "is not a base URL"},
+		{"all-zero signing key", []string{"serve"}, []string{"TILEGATE_SIGNING_KEYS=prod_2026:" + strings.Repeat("00", 32)},
+			`TILEGATE_SIGNING_KEYS: tiletoken: signing key #1 ("prod_2026"): secret is not random: every byte is the same value; use 32 random bytes, e.g. openssl rand -hex 32`},
+		{"patterned signing key after a good one", []string{"serve"},
+			[]string{"TILEGATE_SIGNING_KEYS=new:" + randHex(32) + ",old:" + strings.Repeat("c0ffee", 11)},
+			`signing key #2 ("old"): secret is not random: a pattern of 3 bytes repeated`},
+		{"passphrase as signing key", []string{"serve", "--signing-keys", "k1:" + hex.EncodeToString([]byte("our tile signing key, keep it safe!"))}, nil,
+			`signing key #1 ("k1"): secret is not random: every byte is printable text`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -45,8 +53,8 @@ func TestBrokenConfigurationRefused(t *testing.T) {
 			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "ERROR" || !strings.Contains(last.Err, tt.want) {
 				t.Errorf("last stderr line %q, want an ERROR whose err has %q", lines[len(lines)-1], tt.want)
 			}
-			if strings.Contains(cmd.stderr, ":pw@") {
-				t.Errorf("the password was printed:\n%s", cmd.stderr)
+			if strings.Contains(cmd.stderr, ":pw@") || strings.Contains(cmd.stderr, "c0ffeec0ffee") || strings.Contains(cmd.stderr, "0000000000000000") {
+				t.Errorf("a password or key was printed:\n%s", cmd.stderr)
 			}
 			entries, err := os.ReadDir(dir)
 			must(t, err)

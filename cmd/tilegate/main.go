@@ -76,7 +76,7 @@ type serveCmd struct {
 	AuditRetention      time.Duration `name:"audit-retention" env:"TILEGATE_AUDIT_RETENTION" default:"9600h" help:"How long audit events are kept (default 400 days)."`
 	ShutdownTimeout     time.Duration `name:"shutdown-timeout" env:"TILEGATE_SHUTDOWN_TIMEOUT" default:"20s" help:"How long in-flight requests may take to finish on SIGTERM; what remains is then cut (logged at WARN) and tilegate exits 0."`
 	ReadTimeout         time.Duration `name:"read-timeout" env:"TILEGATE_READ_TIMEOUT" default:"30s" help:"How long a request's headers and body may take to arrive; an authenticated upload gets an hour."`
-	SigningKeys         string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify). Unset: a generated key stored in the database."`
+	SigningKeys         string        `name:"signing-keys" env:"TILEGATE_SIGNING_KEYS" help:"Tile token keys, id:hex,id:hex (the first signs, all verify), each at least 32 random bytes (e.g. openssl rand -hex 32): one byte value, a repeated pattern, a counting sequence, printable text or under 4 bits of estimated entropy per byte is refused. Unset: a generated key stored in the database."`
 	TokenWindow         time.Duration `name:"token-window" env:"TILEGATE_TOKEN_WINDOW" default:"900s" help:"Tile tokens' alignment window (10s to 24h): exp is the next multiple of it, or the one after when less than window/15 remains."`
 	StorageURL          string        `name:"storage-url" env:"TILEGATE_STORAGE_URL" help:"Where the datasets' tile files live: a directory (the default: TILEGATE_DATA_DIR) or an S3-compatible bucket, s3://BUCKET/PREFIX?endpoint=http://HOST:PORT&region=REGION&use_path_style=true, with credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the AWS shared files, or the instance's role)."`
 	DataDir             string        `name:"data-dir" env:"TILEGATE_DATA_DIR" default:"data" help:"Directory of the datasets' MBTiles files (shared by all replicas); with a bucket (TILEGATE_STORAGE_URL), this replica's own: uploads being checked and the cache of the bucket's files."`
@@ -119,6 +119,11 @@ func (c *serveCmd) Run() error {
 	public, err := publicURL(c.PublicURL, c.Addr)
 	if err != nil {
 		return err
+	}
+	if c.SigningKeys != "" { // a weak or malformed key, before anything is opened (again below, with the store's)
+		if _, err := tiletoken.ParseKeys(c.SigningKeys); err != nil {
+			return fmt.Errorf("TILEGATE_SIGNING_KEYS: %w", err)
+		}
 	}
 	dataDir, bucket, err := openStorage(ctx, c.StorageURL, c.DataDir)
 	if err != nil {
