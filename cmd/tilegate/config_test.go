@@ -41,6 +41,12 @@ func TestBrokenConfigurationRefused(t *testing.T) {
 			`signing key #2 ("old"): secret is not random: a pattern of 3 bytes repeated`},
 		{"passphrase as signing key", []string{"serve", "--signing-keys", "k1:" + hex.EncodeToString([]byte("our tile signing key, keep it safe!"))}, nil,
 			`signing key #1 ("k1"): secret is not random: every byte is printable text`},
+		{"storage URL of another cloud", []string{"serve"}, []string{"TILEGATE_STORAGE_URL=gs://tiles"},
+			`TILEGATE_STORAGE_URL: invalid storage URL: scheme "gs" (want a directory or s3://)`},
+		{"storage URL with credentials", []string{"serve"}, []string{"TILEGATE_STORAGE_URL=s3://AKIDEXAMPLE:pw@tiles"},
+			"credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"},
+		{"storage URL with a misspelt parameter", []string{"serve"}, []string{"TILEGATE_STORAGE_URL=s3://tiles?endpont=http://127.0.0.1:9000"},
+			`unknown parameter "endpont"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()

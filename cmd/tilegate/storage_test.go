@@ -391,3 +391,22 @@ func TestBucketCredentialsNeverLogged(t *testing.T) {
 		t.Errorf("the log does not name the storage:\n%s", logs)
 	}
 }
+
+// TILEGATE_STORAGE_URL naming a directory (a path or file:///path) is the data directory:
+// uploads are published there, as with TILEGATE_DATA_DIR.
+func TestStorageURLDirectory(t *testing.T) {
+	t.Parallel()
+	dbURL := migratedSQLite(t)
+	acct := createAccount(t, dbURL)
+	dir := filepath.Join(t.TempDir(), "tiles")
+	p := startServer(t, dbURL, "TILEGATE_STORAGE_URL=file://"+dir, "TILEGATE_DATA_DIR="+t.TempDir())
+	d := createPublicDataset(t, p, acct.Token)
+	ts := bucketTiles(t, 1, 100, "dir")
+	repUploadCLI(t, p.url, acct.Token, d, ts.path).wantOK(t)
+	entries, err := os.ReadDir(dir)
+	must(t, err)
+	if len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), d+"-") {
+		t.Fatalf("%s holds %v, want the uploaded file", dir, entries)
+	}
+	wantTiles(t, validatingClient(t), p, d, ts)
+}
