@@ -163,7 +163,7 @@ func TestBucketSweepTwoReplicas(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	both() // first seen unreferenced: kept
+	both()                                     // first seen unreferenced: kept
 	putObject(t, bucket, late, []byte("late")) // complete, its row not committed yet
 	both()
 	if got, want := keys(t, bucket), sortedJoin(ref, orphan, late, "notes/readme.txt"); got != want {
