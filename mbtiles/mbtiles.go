@@ -40,6 +40,10 @@ type Metadata struct {
 	Center       *[3]float64 // lon,lat,zoom
 	Attribution  string
 	VectorLayers json.RawMessage // the "vector_layers" array from the "json" metadata row, nil if absent
+	// VectorLayersLoc is where VectorLayers came from in the file, for errors about them:
+	// ["metadata", "json", "vector_layers"] here, ["metadata", "vector_layers"] in a PMTiles
+	// archive.
+	VectorLayersLoc []any
 }
 
 // ErrInvalid is wrapped by every error that blames the file's content, so that
@@ -254,7 +258,8 @@ func inspect(ctx context.Context, db *sql.DB, lim Limits) (*Metadata, Layout, er
 }
 
 func parseMetadata(rows map[string]string, hasTile bool, firstTile []byte) (*Metadata, error) {
-	md := &Metadata{Name: rows["name"], Attribution: rows["attribution"]}
+	md := &Metadata{Name: rows["name"], Attribution: rows["attribution"],
+		VectorLayersLoc: []any{"metadata", "json", "vector_layers"}}
 
 	md.Format = normaliseFormat(rows["format"])
 	if md.Format == "" {

@@ -49,6 +49,10 @@ const (
 	DefaultMaxMetadataBytes = 4 << 20
 )
 
+// WithDefaults is l with its zero fields set to the defaults (the PMTiles checks share these
+// limits).
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }
+
 func (l Limits) withDefaults() Limits {
 	if l.MaxTileBytes <= 0 {
 		l.MaxTileBytes = DefaultMaxTileBytes
