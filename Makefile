@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 # The race detector needs cgo and a C compiler; a machine with only Go still runs the suite.
 RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test bench-peers bench-faults bench-flood bench-scale
+.PHONY: run test generate check-generate build bench vet contract release-contract sdk-test bench-peers bench-faults bench-flood bench-scale bench-storage
 
 ## run: serve on an embedded SQLite database (./data/tilegate.db)
 run:
@@ -88,6 +88,10 @@ bench-scale:
 ## bench-faults: database faults (black hole, cut, restart) under a mixed load, through a TCP proxy (needs PostgreSQL)
 bench-faults:
 	$(GO) run ./bench/faults
+## bench-storage: a 1 GiB MBTiles upload into a MinIO bucket beside one into a data directory (MB/s,
+## bucket Put, peak RSS), then a second replica's first tile; BENCH_STORAGE_FLAGS="-size 100000000 -rounds 1" for a quick run
+bench-storage:
+	$(GO) run ./bench/storage $(BENCH_STORAGE_FLAGS)
 ## bench-flood: random API keys and dataset ids at full speed beside a legitimate tile client and
 ## management calls, PostgreSQL 1.5 ms away through a proxy; BENCH_FLOOD_FLAGS="-duration 5s" for a quick run
 bench-flood:

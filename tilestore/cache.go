@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -113,13 +114,7 @@ func openCache(dir string, bucket blobstore.Store, pool *mbtiles.Pool, limit int
 		present = append(present, found{name, info.Size(), info.ModTime()})
 	}
 	// Oldest first, each pushed to the front: the newest ends at the front.
-	for i := range present {
-		for j := i + 1; j < len(present); j++ {
-			if present[j].mod.Before(present[i].mod) {
-				present[i], present[j] = present[j], present[i]
-			}
-		}
-	}
+	sort.Slice(present, func(i, j int) bool { return present[i].mod.Before(present[j].mod) })
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range present {
