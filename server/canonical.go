@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // otherSpelling is the canonical URL of a request that matches no operation as spelled but does
@@ -52,7 +54,7 @@ func (a geolensAlias) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rest, ok := strings.CutPrefix(r.URL.Path, geolensPrefix); ok {
 		if table, tail, ok := strings.Cut(rest, "/"); ok {
 			if id, ok := aliasDataset(table); ok {
-				r.URL.Path, r.URL.RawPath = "/api/tiles/"+id.String()+"/"+tail, ""
+				r.URL.Path, r.URL.RawPath = tileurl.Prefix+id.String()+"/"+tail, ""
 			}
 		}
 	}

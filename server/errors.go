@@ -19,6 +19,7 @@ import (
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tilesource"
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // detail answers an error: every error body is built by problem.Write, labelled for the
@@ -123,12 +124,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 
 // sourceFailed answers a tile request whose tile source failed: the one place where tile
 // sources' errors (tilesource's sentinels, whatever the source's kind) become statuses.
-func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, err error) error {
+func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileurl.Tile, err error) error {
 	switch {
 	case errors.Is(err, tilesource.ErrDamaged), errors.Is(err, tilesource.ErrMissing):
 		// Bytes that will not get better by retrying (ErrMissing reaches here only once the
 		// dataset, looked at again, still names them): 410, logged once per source.
-		s.unservable.log(s.log, e.SourceKey, t.dataset, err)
+		s.unservable.log(s.log, e.SourceKey, t.Dataset, err)
 		return tileError(c, http.StatusGone, unservableDetail)
 	case errors.Is(err, tilesource.ErrNotFound):
 		return tileError(c, http.StatusNotFound, "The dataset's source has no tile at these coordinates")
@@ -142,15 +143,15 @@ func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tile
 	case errors.Is(err, tilesource.ErrTimeout):
 		return tileError(c, http.StatusGatewayTimeout, "The dataset's tile source did not answer in time")
 	case errors.Is(err, errUpstreamSealed):
-		s.unservable.log(s.log, e.SourceKey, t.dataset, err)
+		s.unservable.log(s.log, e.SourceKey, t.Dataset, err)
 		return tileError(c, http.StatusBadGateway, "This dataset's upstream headers cannot be opened (sealed with a signing key no longer configured); set them again")
 	case errors.Is(err, tilesource.ErrBadGateway):
-		s.log.Warn("upstream tile", "dataset", t.dataset, "err", err) // never the URL's headers
+		s.log.Warn("upstream tile", "dataset", t.Dataset, "err", err) // never the URL's headers
 		return tileError(c, http.StatusBadGateway, "The dataset's upstream failed")
 	}
 	// ErrUnavailable, or the request's own end.
 	if c.Request().Context().Err() == nil { // (else the client has gone)
-		s.log.Error("read tile", "dataset", t.dataset, "err", err)
+		s.log.Error("read tile", "dataset", t.Dataset, "err", err)
 	}
 	// Storage that cannot be read now (a bucket outage, a file still being fetched): the
 	// client may retry soon.

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // EchoOnly returns h (a Server's Handler) without its tile dispatch: every request goes through
@@ -12,7 +14,7 @@ func EchoOnly(h http.Handler) http.Handler { return h.(geolensAlias).next.(*tile
 
 // TakesTile reports whether the tile dispatch serves a GET of path itself.
 func TakesTile(path string) bool {
-	_, ok := tileSegments(path)
+	_, ok := tileurl.Segments(path)
 	return ok
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // authRoute is the forward-auth endpoint for proxies that serve tiles themselves (nginx
@@ -45,14 +46,14 @@ func (s *Server) authorizeTile(c echo.Context) error {
 	if err != nil || u.RawPath != "" || u.Host != "" {
 		return tileError(c, http.StatusBadRequest, notATileURL)
 	}
-	if _, ok := tileSegments(u.Path); !ok {
+	if _, ok := tileurl.Segments(u.Path); !ok {
 		return tileError(c, http.StatusBadRequest, notATileURL)
 	}
 	t, bad := parseTileURL(u.EscapedPath())
 	if bad != nil {
 		return writeRefusal(c, bad)
 	}
-	e, err := s.access.Dataset(r.Context(), t.dataset)
+	e, err := s.access.Dataset(r.Context(), t.Dataset)
 	if err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func (s *Server) authorizeTile(c echo.Context) error {
 	if answered {
 		return err
 	}
-	if t.format != e.Dataset.Format {
+	if t.Format != e.Dataset.Format {
 		use.notServed()
 		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
 	}
@@ -71,7 +72,7 @@ func (s *Server) authorizeTile(c echo.Context) error {
 	h := c.Response().Header()
 	creds := tileaccess.ParseCredentials(u.RawQuery)
 	h.Set("Cache-Control", s.decisionCacheControl(e, use, &creds))
-	h.Set("X-Tilegate-Dataset", t.dataset.String())
+	h.Set("X-Tilegate-Dataset", t.Dataset.String())
 	return c.NoContent(http.StatusOK)
 }
 
@@ -91,7 +92,7 @@ func refuseAsNginxUnderstands(w *echo.Response) {
 	})
 }
 
-const notATileURL = "The original URI is not a tile URL (/api/tiles/{dataset_id}/{z}/{x}/{y}.{format})"
+const notATileURL = "The original URI is not a tile URL (" + tileurl.Prefix + "{dataset_id}/{z}/{x}/{y}.{format})"
 
 // decisionCacheControl says how long a proxy may reuse an allowed decision: a token's until its
 // exp (the URL carries the token, so the decision is the same for everyone in the window), a

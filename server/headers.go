@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // noSniff is the header every answer carries: browsers then use the Content-Type tilegate
@@ -50,7 +52,7 @@ func (s *Server) allowedMethods(r *http.Request) string {
 			allow = append(allow, http.MethodHead)
 		}
 	}
-	if len(allow) > 0 && (isTilePath(p) || isTokenPath(p)) {
+	if len(allow) > 0 && (tileurl.UnderTiles(p) || tileurl.IsTokenEndpoint(p)) {
 		allow = append(allow, http.MethodOptions)
 	}
 	return strings.Join(allow, ", ")

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -11,6 +10,7 @@ import (
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // Minting tile tokens without a service token (DESIGN "Who may mint tile tokens"): with an API
@@ -109,12 +109,6 @@ func (s *Server) openMint(ctx context.Context, r *http.Request, ids []uuid.UUID,
 	return nil
 }
 
-// isTokenPath reports whether p is one of the two token endpoints.
-func isTokenPath(p string) bool {
-	rest, ok := strings.CutPrefix(p, "/api/tiles/")
-	return ok && (strings.HasPrefix(rest, "token/") || rest == "tokens/" || rest == "tokens")
-}
-
 // tokenHeaders lets browser pages call the token endpoints with an API key or none (a map that
 // refreshes its own tokens with its public key), and answers their CORS preflight. A request
 // with Authorization (a service token, a secret) gets no CORS allowance, and the preflight
@@ -122,7 +116,7 @@ func isTokenPath(p string) bool {
 func (s *Server) tokenHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if !isTokenPath(r.URL.Path) {
+		if !tileurl.IsTokenEndpoint(r.URL.Path) {
 			return next(c)
 		}
 		h := c.Response().Header()

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tilestore"
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 func init() {
@@ -115,7 +115,7 @@ func specDocument(spec *openapi3.T) (map[string]any, error) {
 func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if r.Method == http.MethodHead && !isTileFilePath(r.URL.Path) {
+		if r.Method == http.MethodHead && !tileurl.IsTileFile(r.URL.Path) {
 			g := r.Clone(r.Context())
 			g.Method = http.MethodGet
 			c.SetRequest(g)
@@ -136,10 +136,4 @@ func restoreHead(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
-}
-
-// isTileFilePath matches /api/tiles/{dataset_id}/{z}/{x}/{y}.{format}.
-func isTileFilePath(p string) bool {
-	rest, ok := strings.CutPrefix(p, "/api/tiles/")
-	return ok && strings.Count(rest, "/") == 3
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/google/uuid"
+
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // tileCheck accepts a tile request whose parameters are valid without running kin-openapi. It
@@ -134,7 +136,7 @@ func unconstrained(sc *openapi3.Schema) bool {
 // accepts reports whether the tile request is valid for sure; false means "let the full
 // validation decide" (it may still be valid). tile is the route's {y}.{format} segment.
 func (tc *tileCheck) accepts(datasetID, z, x, tile, rawQuery string, h http.Header) bool {
-	y, format, ok := splitTileName(tile)
+	y, format, ok := tileurl.SplitName(tile)
 	if !ok || !plainSegment(format) {
 		return false
 	}

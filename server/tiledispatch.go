@@ -2,9 +2,10 @@ package server
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // tileDispatch serves tile requests through the same middleware and handler as echo would, but
@@ -30,7 +31,7 @@ func (d *tileDispatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.e.ServeHTTP(w, r)
 		return
 	}
-	segs, ok := tileSegments(r.URL.Path)
+	segs, ok := tileurl.Segments(r.URL.Path)
 	if !ok {
 		d.e.ServeHTTP(w, r)
 		return
@@ -47,23 +48,6 @@ func (d *tileDispatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.e.HTTPErrorHandler(err, c)
 	}
 	d.e.ReleaseContext(c)
-}
-
-// tileSegments splits /api/tiles/{dataset_id}/{z}/{x}/{y}.{format} into its four segments,
-// when they are non-empty and the first is not one of the static routes' under /api/tiles/.
-func tileSegments(p string) (segs [4]string, ok bool) {
-	rest, ok := strings.CutPrefix(p, "/api/tiles/")
-	if !ok {
-		return segs, false
-	}
-	for i := range segs {
-		seg, after, found := strings.Cut(rest, "/")
-		if seg == "" || found == (i == len(segs)-1) {
-			return segs, false
-		}
-		segs[i], rest = seg, after
-	}
-	return segs, segs[0] != "token" && segs[0] != "tokens"
 }
 
 // tileChain is what echo runs for a request routed to tileRoute, in the same order: the

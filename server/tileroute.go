@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 // tileRoute is GET /api/tiles/{dataset_id}/{z}/{x}/{y}.{format} for echo, which cannot split one
@@ -30,10 +31,10 @@ func (s *Server) findRoute(c echo.Context) (*routers.Route, map[string]string, e
 	}
 	// Another spelling of a tile is no route (404) before validation could word it as a bad
 	// parameter (%30 is no integer to kin-openapi).
-	if _, err := parseTilePath(c.Request().URL.EscapedPath()); errors.Is(err, errTileSpelling) {
+	if _, err := tileurl.Parse(c.Request().URL.EscapedPath()); errors.Is(err, tileurl.ErrSpelling) {
 		return nil, nil, routers.ErrPathNotFound
 	}
-	y, format, ok := splitTileName(c.Param("tile"))
+	y, format, ok := tileurl.SplitName(c.Param("tile"))
 	if !ok || strings.HasSuffix(c.Request().URL.Path, "/") {
 		return nil, nil, routers.ErrPathNotFound
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tilesource"
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
@@ -28,7 +29,7 @@ func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 func (s *Server) tileHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if !isTilePath(r.URL.Path) {
+		if !tileurl.UnderTiles(r.URL.Path) {
 			return next(c)
 		}
 		h := c.Response().Header()
@@ -44,11 +45,6 @@ func (s *Server) tileHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 var allowAnyOrigin = []string{"*"}
-
-func isTilePath(p string) bool {
-	rest, ok := strings.CutPrefix(p, "/api/tiles/")
-	return ok && !strings.HasPrefix(rest, "token/") && !strings.HasPrefix(rest, "tokens/")
-}
 
 // tileError answers a tile request with an error; errors are never cached.
 func tileError(c echo.Context, status int, msg string) error {
@@ -78,7 +74,7 @@ func (s *Server) getTile(c echo.Context) error {
 		return writeRefusal(c, bad)
 	}
 	// 2. the dataset
-	e, err := s.access.Dataset(ctx, t.dataset)
+	e, err := s.access.Dataset(ctx, t.Dataset)
 	if err != nil {
 		return err
 	}
@@ -113,7 +109,7 @@ func (s *Server) getTile(c echo.Context) error {
 // decision for public, key and token requests alike) and, for a key with limits, whether it is
 // within them. answered is true when it has answered the request (a refusal, 429, or err).
 // query is the tile URL's query: the request's own, or the original request's for forward auth.
-func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, query string) (u tileUse, answered bool, err error) {
+func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileurl.Tile, query string) (u tileUse, answered bool, err error) {
 	r := c.Request()
 	creds := tileaccess.ParseCredentials(query)
 	client := tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}
@@ -128,12 +124,12 @@ func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileReq
 	}
 	if k := dec.Key; k != nil && (k.RateLimit != nil || k.MonthlyQuota != nil) {
 		if v := s.meter.Admit(r.Context(), now, dec.KeyID, k.RateLimit, k.MonthlyQuota); v.Reason != "" {
-			s.meter.Refused(now, dec.KeyID, t.dataset, v.Reason)
-			noteRefusal(c, t.dataset, dec.KeyID)
+			s.meter.Refused(now, dec.KeyID, t.Dataset, v.Reason)
+			noteRefusal(c, t.Dataset, dec.KeyID)
 			return u, true, writeLimited(c, v)
 		}
 	}
-	u = tileUse{s: s, now: now, key: dec.KeyID, dataset: t.dataset, cred: credentialOf(e, dec), dec: dec}
+	u = tileUse{s: s, now: now, key: dec.KeyID, dataset: t.Dataset, cred: credentialOf(e, dec), dec: dec}
 	if u.cred == usage.Token {
 		setTokenCacheControl(c.Response().Header(), &creds, now)
 	}
@@ -143,9 +139,9 @@ func (s *Server) admitTile(c echo.Context, e *tileaccess.DatasetEntry, t tileReq
 // answerUnread answers what needs no read of the source: a format other than the dataset's
 // (404), a dataset without a source yet (204) or whose source cannot be opened, a client that
 // has the tile (304). answered is false when the tile must be read.
-func (s *Server) answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, u tileUse) (answered bool, err error) {
+func (s *Server) answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tileurl.Tile, u tileUse) (answered bool, err error) {
 	switch {
-	case t.format != e.Dataset.Format:
+	case t.Format != e.Dataset.Format:
 		u.notServed()
 		return true, tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
 	case e.Source == nil && e.SourceErr != nil:
@@ -158,7 +154,7 @@ func (s *Server) answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tile
 	if e.ETag == "" {
 		return false, nil // no validator (an upstream's tiles)
 	}
-	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.z, t.x, t.y)) {
+	if inm := c.Request().Header.Get("If-None-Match"); inm != "" && etagMatches(inm, tileETag(e.ETag, t.Z, t.X, t.Y)) {
 		// The ETag names this very version of the source (its bytes never change in place)
 		// and tile, which the client had: no need to read it.
 		u.served(0)
@@ -167,24 +163,24 @@ func (s *Server) answerUnread(c echo.Context, e *tileaccess.DatasetEntry, t tile
 	return false, nil
 }
 
-// parseTile reads the tile URL (parseTilePath, on the path as sent); a refusal (404 or 400, no
+// parseTile reads the tile URL (tileurl.Parse, on the path as sent); a refusal (404 or 400, no
 // reason) when it names no tile.
-func parseTile(c echo.Context) (tileRequest, *tileaccess.Refusal) {
+func parseTile(c echo.Context) (tileurl.Tile, *tileaccess.Refusal) {
 	return parseTileURL(c.Request().URL.EscapedPath())
 }
 
-// parseTileURL reads a tile URL's path as sent (parseTilePath) into a tile, or the refusal a tile
+// parseTileURL reads a tile URL's path as sent (tileurl.Parse) into a tile, or the refusal a tile
 // request gets for it: the tile path's and forward auth's one reading.
-func parseTileURL(path string) (tileRequest, *tileaccess.Refusal) {
-	t, err := parseTilePath(path)
+func parseTileURL(path string) (tileurl.Tile, *tileaccess.Refusal) {
+	t, err := tileurl.Parse(path)
 	switch {
 	case err == nil:
 		return t, nil
-	case errors.Is(err, errTileZoom):
+	case errors.Is(err, tileurl.ErrZoom):
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest, Detail: "z must be 0 to 30"}
-	case errors.Is(err, errTileXY):
+	case errors.Is(err, tileurl.ErrXY):
 		return t, &tileaccess.Refusal{Status: http.StatusBadRequest,
-			Detail: "x and y must be 0 to 2^z-1 (" + strconv.Itoa(1<<t.z-1) + " at zoom " + strconv.Itoa(t.z) + ")"}
+			Detail: "x and y must be 0 to 2^z-1 (" + strconv.Itoa(1<<t.Z-1) + " at zoom " + strconv.Itoa(t.Z) + ")"}
 	}
 	return t, &tileaccess.Refusal{Status: http.StatusNotFound, Detail: "Not Found"}
 }
@@ -206,8 +202,8 @@ func (e reloadError) Unwrap() error { return e.err }
 // another replica whose notification has not arrived yet, or here): it looks at the dataset
 // again and, when its source has changed, reads from the new one. It returns the entry it read
 // with. Other failures (damaged bytes, an upstream's answers) stand as they are.
-func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t tileRequest) (tilesource.Tile, *tileaccess.DatasetEntry, error) {
-	tile, err := e.Source.Tile(ctx, t.z, t.x, t.y)
+func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t tileurl.Tile) (tilesource.Tile, *tileaccess.DatasetEntry, error) {
+	tile, err := e.Source.Tile(ctx, t.Z, t.X, t.Y)
 	// The source may be replaced again while the new one is being read (uploads in quick
 	// succession with no grace period): follow it a few times, never for ever.
 	for range maxSourceFollows {
@@ -215,7 +211,7 @@ func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t til
 			!errors.Is(err, tilesource.ErrUnavailable) && !errors.Is(err, tilesource.ErrMissing) {
 			return tile, e, err
 		}
-		fresh, ferr := s.access.Reload(ctx, t.dataset, e)
+		fresh, ferr := s.access.Reload(ctx, t.Dataset, e)
 		switch {
 		case ferr != nil:
 			return tile, e, reloadError{ferr}
@@ -229,7 +225,7 @@ func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t til
 			return tile, fresh, fresh.SourceErr
 		}
 		e = fresh
-		tile, err = e.Source.Tile(ctx, t.z, t.x, t.y)
+		tile, err = e.Source.Tile(ctx, t.Z, t.X, t.Y)
 	}
 	return tile, e, err
 }
@@ -238,7 +234,7 @@ func (s *Server) readTile(ctx context.Context, e *tileaccess.DatasetEntry, t til
 const maxSourceFollows = 3
 
 // readFailed answers a tile whose read failed.
-func (s *Server) readFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, err error) error {
+func (s *Server) readFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileurl.Tile, err error) error {
 	var re reloadError
 	switch {
 	case errors.As(err, &re):
@@ -261,10 +257,10 @@ func noTileYet(c echo.Context) error {
 }
 
 // notModified answers 304 to a client that has the tile.
-func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) error {
+func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileurl.Tile) error {
 	w := c.Response()
 	h := w.Header()
-	h.Set("ETag", tileETag(e.ETag, t.z, t.x, t.y))
+	h.Set("ETag", tileETag(e.ETag, t.Z, t.X, t.Y))
 	if _, set := h["Cache-Control"]; !set { // a token tile's was set at admission
 		h.Set("Cache-Control", e.CacheControl)
 	}
@@ -278,7 +274,7 @@ func notModified(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest) erro
 // (tileHeaderValues), not with Header.Set, which allocates a []string per header: a served
 // tile took 8 allocations for its headers, now 2 (go test ./server -run XXX -bench
 // BenchmarkTileRequest -benchmem: 23 → 18 allocs per public tile request, 2026-11-24).
-func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileRequest, tile tilesource.Tile) error {
+func writeTile(c echo.Context, e *tileaccess.DatasetEntry, t tileurl.Tile, tile tilesource.Tile) error {
 	data := tile.Data
 	w := c.Response()
 	h := w.Header()
@@ -314,9 +310,9 @@ var gzipValue = []string{"gzip"}
 
 // tileHeaderValues returns the ETag (see tileETag) and Content-Length header values, built in
 // one string and one []string.
-func tileHeaderValues(etagPrefix string, t tileRequest, size int) (etag, contentLength []string) {
+func tileHeaderValues(etagPrefix string, t tileurl.Tile, size int) (etag, contentLength []string) {
 	var buf [128]byte
-	b := appendTileETag(buf[:0], etagPrefix, t.z, t.x, t.y)
+	b := appendTileETag(buf[:0], etagPrefix, t.Z, t.X, t.Y)
 	n := len(b)
 	b = strconv.AppendInt(b, int64(size), 10)
 	s := string(b)
@@ -434,7 +430,7 @@ func (s *Server) tileJSON(d store.Dataset, credential string) tileJSONResponse {
 	tj := gen.TileJSON{
 		Tilejson: "3.0.0", Scheme: "xyz", Name: &d.Name, Description: d.Description, Format: &format,
 		Minzoom: d.MinZoom, Maxzoom: d.MaxZoom, Attribution: safeAttribution(d.Attribution),
-		Tiles: []string{s.cfg.PublicURL + "/api/tiles/" + d.ID.String() + "/{z}/{x}/{y}." + d.Format + credential},
+		Tiles: []string{string(tileurl.AppendTemplate(nil, s.cfg.PublicURL, d.ID, d.Format)) + credential},
 	}
 	sep := byte('&')
 	if credential == "" {

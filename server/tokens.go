@@ -19,6 +19,7 @@ import (
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tiletoken"
+	"github.com/tilegate/tilegate/tileurl"
 )
 
 const signingKeySetting = "tile_signing_keys"
@@ -239,11 +240,7 @@ func (s *Server) token(d *store.Dataset, exp int64, expiresIn int) tileToken {
 // appendTemplate appends the signed tile URL template as a JSON string.
 func (t tileToken) appendTemplate(b []byte) []byte {
 	b = append(b, '"')
-	b = append(b, t.base...)
-	b = append(b, "/api/tiles/"...)
-	b = append(b, t.d.ID.String()...)
-	b = append(b, "/{z}/{x}/{y}."...)
-	b = append(b, t.d.Format...)
+	b = tileurl.AppendTemplate(b, t.base, t.d.ID, t.d.Format)
 	b = appendTokenQuery(b, t.sig, t.exp, t.scope)
 	b = appendFileVersion(b, '&', t.d)
 	return append(b, '"')
