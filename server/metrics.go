@@ -260,5 +260,14 @@ func (s *Server) registerMetrics() error {
 		return metrics.CacheStats{Hits: st.Hits, Misses: st.Misses, Evictions: st.Evictions,
 			Entries: st.Entries, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
 	})
+	if _, ok := s.tilestore.CacheStats(); ok {
+		// The disk cache of the bucket's files: a hit is a tile whose file was here, a miss
+		// a fetch from the bucket.
+		s.cfg.Metrics.CacheSource("storage", func() metrics.CacheStats {
+			st, _ := s.tilestore.CacheStats()
+			return metrics.CacheStats{Hits: st.Hits, Misses: st.Fetches, Evictions: st.Evictions,
+				Entries: st.Files, Bytes: st.Bytes, MaxBytes: st.MaxBytes}
+		})
+	}
 	return nil
 }

@@ -26,6 +26,15 @@ import (
 //   - a replaced or deleted file's object is deleted after the grace period by the replica that
 //     replaced it, and by the sweep of any replica otherwise (bucketSweep).
 
+// CacheStats reads the counters of the cache of the bucket's files; ok is false without a
+// bucket.
+func (s *Store) CacheStats() (st CacheStats, ok bool) {
+	if s.cache == nil {
+		return CacheStats{}, false
+	}
+	return s.cache.stats(), true
+}
+
 // ErrBucket wraps a failure to reach the bucket (Check): /readyz names it.
 var ErrBucket = errors.New("tile storage bucket unavailable")
 

@@ -43,6 +43,23 @@ type cache struct {
 	lru   list.List             // of *cacheFile present; front: most recently used
 	fails map[string]fetchFail  // recent failed fetches, answered without a new one
 	over  bool                  // the overshoot was logged
+
+	// counters for CacheStats: tiles that found their copy, fetches started, copies evicted
+	hits, fetches, evictions uint64
+}
+
+// CacheStats are the counters of the cache of the bucket's files (metrics).
+type CacheStats struct {
+	Hits, Fetches, Evictions uint64 // tiles that found their copy; fetches started; copies evicted
+	Files                    int
+	Bytes, MaxBytes          int64
+}
+
+func (c *cache) stats() CacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return CacheStats{Hits: c.hits, Fetches: c.fetches, Evictions: c.evictions,
+		Files: c.lru.Len(), Bytes: c.used, MaxBytes: c.limit}
 }
 
 type cacheFile struct {
@@ -140,6 +157,7 @@ func (c *cache) acquire(ctx context.Context, name string) (path string, release 
 		c.mu.Lock()
 		f := c.files[name]
 		if f != nil && f.fetch == nil {
+			c.hits++
 			f.inUse++
 			c.lru.MoveToFront(f.elem)
 			c.mu.Unlock()
@@ -152,6 +170,7 @@ func (c *cache) acquire(ctx context.Context, name string) (path string, release 
 			}
 			f = &cacheFile{name: name, fetch: &fetch{done: make(chan struct{})}}
 			c.files[name] = f
+			c.fetches++
 			go c.run(f)
 		}
 		fe := f.fetch
@@ -294,6 +313,7 @@ func (c *cache) evictLocked() {
 		prev := e.Prev()
 		if f.inUse == 0 {
 			c.removeLocked(f)
+			c.evictions++
 			c.log.Info("tile file evicted from the cache", "file", f.name, "bytes", f.size)
 		}
 		e = prev

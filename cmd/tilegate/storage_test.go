@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -354,6 +355,35 @@ func TestBucketCacheBounded(t *testing.T) {
 			}
 			if n := len(p.logsWith("tile file evicted from the cache")); n < 5 {
 				t.Errorf("%d evictions, want at least 5", n)
+			}
+			// The same, on /metrics.
+			res, err := http.Get("http://" + p.adminAddr() + "/metrics")
+			must(t, err)
+			raw, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			must(t, err)
+			metric := func(name string) float64 {
+				for _, line := range strings.Split(string(raw), "\n") {
+					if v, ok := strings.CutPrefix(line, name+" "); ok {
+						f, err := strconv.ParseFloat(v, 64)
+						must(t, err)
+						return f
+					}
+				}
+				t.Fatalf("/metrics has no %s", name)
+				return 0
+			}
+			if n := metric(`tilegate_cache_lookups_total{cache="storage",outcome="miss"}`); n < 5 {
+				t.Errorf("storage cache misses %v, want at least 5", n)
+			}
+			if n := metric(`tilegate_cache_lookups_total{cache="storage",outcome="hit"}`); n < 20 {
+				t.Errorf("storage cache hits %v, want a tile's worth per request at least", n)
+			}
+			if n := metric(`tilegate_cache_evictions_total{cache="storage"}`); n < 5 {
+				t.Errorf("storage cache evictions %v, want at least 5", n)
+			}
+			if b, m := metric(`tilegate_cache_bytes{cache="storage"}`), metric(`tilegate_cache_max_bytes{cache="storage"}`); b > m || m != float64(limit) {
+				t.Errorf("storage cache bytes %v of %v, want at most the limit %d", b, m, limit)
 			}
 		})
 	}
