@@ -387,7 +387,8 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		FlushFailed: cfg.Metrics.UsageFlushFailed, Off: cfg.UsageOff,
 	})
 	s.tilestore, err = tilestore.New(tilestore.Config{
-		Dir: cfg.DataDir, Pool: s.tiles, Grace: cfg.ReplacedTilesGrace, SweepInterval: cfg.FileSweepInterval,
+		Dir: cfg.DataDir, Pool: s.tiles, MaxTileBytes: cfg.MaxTileBytes,
+		Grace: cfg.ReplacedTilesGrace, SweepInterval: cfg.FileSweepInterval,
 		Referenced: st.TileFiles, Logger: cfg.Logger,
 		Bucket: cfg.Bucket, CacheBytes: cfg.StorageCacheBytes, FetchWait: cfg.StorageFetchWait,
 		CommitTimeout: cfg.DBTimeout, MaxUpload: cfg.MaxUpload,

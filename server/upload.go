@@ -20,6 +20,7 @@ import (
 	"github.com/tilegate/tilegate/blobstore"
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/mbtiles"
+	"github.com/tilegate/tilegate/pmtiles"
 	"github.com/tilegate/tilegate/store"
 	"github.com/tilegate/tilegate/tilestore"
 )
@@ -103,7 +104,7 @@ func (s *Server) uploadTarget(ctx context.Context, req gen.UploadTilesRequestObj
 	r := requestFrom(ctx)
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/octet-stream" {
 		return a, invalid([]any{"header", "Content-Type"}, nullIfEmpty(r.Header.Get("Content-Type")),
-			"send the MBTiles file as application/octet-stream")
+			"send the MBTiles or PMTiles file as application/octet-stream")
 	}
 	if r.ContentLength > s.cfg.MaxUpload {
 		return a, tooLarge(s.cfg.MaxUpload)
@@ -158,11 +159,12 @@ func (up *upload) startChecks(ctx context.Context) {
 	up.checkCtx, up.cancelChecks = context.WithTimeout(ctx, up.budget)
 }
 
-// checkUpload inspects the file (mbtiles.Inspect: a valid MBTiles file, within the upload
-// rules) and holds what it brings in to the dataset's kind, the served formats and the API's
-// limits. It returns the metadata, the tile layout and the vector layers (nil for none).
+// checkUpload inspects the file (inspectUpload: a valid MBTiles file or PMTiles archive, within
+// the upload rules) and holds what it brings in to the dataset's kind, the served formats and
+// the API's limits. It returns the metadata, the tile layout (MBTiles) and the vector layers
+// (nil for none).
 func (s *Server) checkUpload(up *upload, a store.DatasetAccess) (*mbtiles.Metadata, mbtiles.Layout, store.JSON, error) {
-	md, layout, err := mbtiles.Inspect(up.checkCtx, up.file.Path, mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes})
+	md, layout, err := s.inspectUpload(up)
 	if err != nil {
 		return nil, 0, nil, s.uploadError(up, err)
 	}
@@ -178,14 +180,43 @@ func (s *Server) checkUpload(up *upload, a store.DatasetAccess) (*mbtiles.Metada
 	var layers store.JSON
 	if md.Kind == "vector" && md.VectorLayers != nil {
 		if layers, err = vectorLayers(md.VectorLayers); err != nil {
-			return nil, 0, nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, err.Error())
+			return nil, 0, nil, invalid(layersLoc(md), nil, err.Error())
 		}
 		if int64(len(layers)) > s.cfg.BodyLimit {
-			return nil, 0, nil, invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, fmt.Sprintf(
+			return nil, 0, nil, invalid(layersLoc(md), nil, fmt.Sprintf(
 				"the vector layers are %d bytes of JSON; the API accepts at most %d", len(layers), s.cfg.BodyLimit))
 		}
 	}
 	return md, layout, layers, nil
+}
+
+// inspectUpload checks the file as what its content says it is (tilestore.DetectKind, never
+// its name): a PMTiles archive (pmtiles.Inspect) or else an MBTiles file (mbtiles.Inspect),
+// under the same limits; both describe themselves alike.
+func (s *Server) inspectUpload(up *upload) (*mbtiles.Metadata, mbtiles.Layout, error) {
+	kind, err := up.file.Detect()
+	if err != nil {
+		return nil, 0, err
+	}
+	lim := mbtiles.Limits{MaxTileBytes: s.cfg.MaxTileBytes}
+	if kind == tilestore.PMTiles {
+		f, err := pmtiles.OpenFile(up.file.Path)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer f.Close()
+		md, _, err := pmtiles.Inspect(up.checkCtx, f, lim)
+		return md, 0, err
+	}
+	return mbtiles.Inspect(up.checkCtx, up.file.Path, lim)
+}
+
+// layersLoc is where the file keeps its vector layers, as a 422's loc.
+func layersLoc(md *mbtiles.Metadata) []any {
+	if md.VectorLayersLoc == nil {
+		return []any{"body", "metadata", "json", "vector_layers"}
+	}
+	return append([]any{"body"}, md.VectorLayersLoc...)
 }
 
 // publishUpload readies the file for serving (mbtiles.Prepare) and publishes it under a name
@@ -193,8 +224,10 @@ func (s *Server) checkUpload(up *upload, a store.DatasetAccess) (*mbtiles.Metada
 // context and a deadline by size), and returns that name. A bucket that cannot be written is a
 // 503 with Retry-After; nothing is visible and the previous tiles keep serving.
 func (s *Server) publishUpload(up *upload, layout mbtiles.Layout) (string, error) {
-	if err := mbtiles.Prepare(up.checkCtx, up.file.Path, layout); err != nil {
-		return "", s.uploadError(up, err)
+	if up.file.Kind == tilestore.MBTiles { // a PMTiles archive is served as uploaded
+		if err := mbtiles.Prepare(up.checkCtx, up.file.Path, layout); err != nil {
+			return "", s.uploadError(up, err)
+		}
 	}
 	name, err := up.file.Publish(up.ctx)
 	switch {
@@ -268,7 +301,7 @@ func (s *Server) commitFailed(up *upload, name string, md *mbtiles.Metadata, err
 var servedFormats = map[string]bool{"pbf": true, "png": true, "jpg": true, "webp": true}
 
 func tooLarge(limit int64) error {
-	return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("The MBTiles file is larger than the %d bytes this server accepts", limit))
+	return fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("The tile file is larger than the %d bytes this server accepts", limit))
 }
 
 // uploadsBusy answers an upload beyond Config.MaxConcurrentUploads: the body is not read.
@@ -295,6 +328,7 @@ func isBodyReadError(err error) bool {
 // goes nowhere); the rest is the server's.
 func (s *Server) uploadError(up *upload, err error) error {
 	var fe *mbtiles.FieldError
+	var pfe *pmtiles.FieldError
 	switch {
 	case up.ctx.Err() != nil:
 		s.log.Info("upload abandoned by the client", "dataset", up.dataset, "err", err)
@@ -305,8 +339,12 @@ func (s *Server) uploadError(up *upload, err error) error {
 			"checking the file took longer than the %s allowed for its size; it may only hold plain tables and indexes", up.budget))
 	case errors.As(err, &fe):
 		return invalid(append([]any{"body"}, fe.Loc...), nil, fe.Msg)
+	case errors.As(err, &pfe):
+		return invalid(append([]any{"body"}, pfe.Loc...), nil, pfe.Msg)
 	case errors.Is(err, mbtiles.ErrInvalid):
-		return invalid([]any{"body"}, nil, invalidReason(err))
+		return invalid([]any{"body"}, nil, invalidReason(err, mbtiles.ErrInvalid))
+	case errors.Is(err, pmtiles.ErrInvalid):
+		return invalid([]any{"body"}, nil, invalidReason(err, pmtiles.ErrInvalid))
 	}
 	return err
 }
@@ -334,10 +372,10 @@ func (s *Server) checkUploadLimits(md *mbtiles.Metadata) error {
 	if md.VectorLayers != nil {
 		var v any
 		if err := json.Unmarshal(md.VectorLayers, &v); err != nil {
-			return invalid([]any{"body", "metadata", "json", "vector_layers"}, nil, err.Error())
+			return invalid(layersLoc(md), nil, err.Error())
 		}
 		if err := props["vector_layers"].Value.VisitJSON(v); err != nil {
-			loc := []any{"body", "metadata", "json", "vector_layers"}
+			loc := layersLoc(md)
 			var se *openapi3.SchemaError
 			if errors.As(err, &se) {
 				for _, p := range se.JSONPointer() {
@@ -363,10 +401,11 @@ func schemaReason(err error) string {
 	return err.Error()
 }
 
-// invalidReason is the client's part of an mbtiles.ErrInvalid error, without server paths.
-func invalidReason(err error) string {
+// invalidReason is the client's part of an error wrapping sentinel (mbtiles.ErrInvalid,
+// pmtiles.ErrInvalid), without server paths.
+func invalidReason(err, sentinel error) string {
 	msg := err.Error()
-	if i := strings.Index(msg, mbtiles.ErrInvalid.Error()); i >= 0 {
+	if i := strings.Index(msg, sentinel.Error()); i >= 0 {
 		msg = msg[i:]
 	}
 	return msg

@@ -128,7 +128,7 @@ func putObject(t *testing.T, s blobstore.Store, key string, data []byte) {
 
 func newName(t *testing.T) string {
 	t.Helper()
-	n, err := Name(uuid.New())
+	n, err := Name(uuid.New(), MBTiles)
 	if err != nil {
 		t.Fatal(err)
 	}

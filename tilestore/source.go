@@ -9,12 +9,17 @@ import (
 //
 //   - an MBTiles file in the data directory: read in place (tilesource.MBTiles);
 //   - an MBTiles file in a bucket: read from this replica's cached copy, fetched whole on the
-//     first tile (SQLite reads only local files; cache.go).
-//
-// A kind read by ranges (a PMTiles archive) needs no local copy: in a bucket it reads the
-// object itself (blobstore.Object.ReadAt); its case goes here, before the cache's, and
-// Upload.Keep need not adopt its upload into the cache.
+//     first tile (SQLite reads only local files; cache.go);
+//   - a PMTiles archive, in the data directory or a bucket: read in place with range reads,
+//     its header and directories kept in the shared Config.PMTiles cache
+//     (tilesource.PMTilesFile, tilesource.PMTilesObject).
 func (s *Store) Source(name string) tilesource.Source {
+	if KindOf(name) == PMTiles {
+		if s.cfg.Bucket != nil {
+			return tilesource.PMTilesObject(s.cfg.PMTiles, s.cfg.Bucket, name, Version(name), s.cfg.MaxTileBytes)
+		}
+		return tilesource.PMTilesFile(s.cfg.PMTiles, s.path(name), Version(name), s.cfg.MaxTileBytes)
+	}
 	if s.cache != nil {
 		return &cachedSource{c: s.cache, name: name,
 			mbtiles: tilesource.MBTiles(s.cfg.Pool, s.cache.path(name), Version(name))}

@@ -5,7 +5,8 @@
 //
 // The data directory is shared by replicas and outlives processes. Its names:
 //
-//   - <dataset>-<random>.mbtiles: a published tile file (Name), immutable: a new upload gets a
+//   - <dataset>-<random>.mbtiles or .pmtiles: a published tile file (Name; the extension says
+//     its kind, told from its content at upload: kind.go), immutable: a new upload gets a
 //     new name, so open handles (here and on replicas) keep reading the old one until it is
 //     retired, and ETags change with the file (Version);
 //   - .upload-*: an upload in progress (or a crashed one's leftover), and readiness probes.
@@ -30,6 +31,7 @@ import (
 
 	"github.com/tilegate/tilegate/blobstore"
 	"github.com/tilegate/tilegate/mbtiles"
+	"github.com/tilegate/tilegate/pmtiles"
 )
 
 // Config is what a Store needs.
@@ -38,6 +40,10 @@ type Config struct {
 	Dir string
 	// Pool holds the tile files open for reading.
 	Pool *mbtiles.Pool
+	// PMTiles keeps PMTiles archives' headers and directories (nil: a cache of
+	// pmtiles.DefaultCacheBytes); MaxTileBytes bounds their tiles (0: the MBTiles default).
+	PMTiles      *pmtiles.Cache
+	MaxTileBytes int64
 	// Grace is how long a replaced or unreferenced file stays for reads in flight (here and on
 	// replicas that have not heard of the change yet); negative: removed at once.
 	Grace time.Duration
@@ -85,6 +91,9 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.PMTiles == nil {
+		cfg.PMTiles = pmtiles.NewCache(0)
+	}
 	s := &Store{cfg: cfg, log: cfg.Logger}
 	s.retired = newRetiredFiles(cfg.Pool, cfg.Logger, cfg.Grace)
 	s.sweeper = newSweeper(s, cfg.SweepInterval, cfg.Grace)
@@ -122,17 +131,17 @@ func (s *Store) Dir() string { return s.cfg.Dir }
 const uploadPrefix = ".upload-"
 
 // nameRE matches the names Name gives.
-var nameRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{16}\.mbtiles$`)
+var nameRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9a-f]{16}\.(mbtiles|pmtiles)$`)
 
-// Name is a new tile file's name, "<dataset>-<random>.mbtiles": unique per upload, so a new file
-// never replaces one that open handles (here or on other replicas) still read, and ETags change
-// with the file.
-func Name(dataset uuid.UUID) (string, error) {
+// Name is a new tile file's name, "<dataset>-<random>.mbtiles" (or .pmtiles, after kind):
+// unique per upload, so a new file never replaces one that open handles (here or on other
+// replicas) still read, and ETags change with the file.
+func Name(dataset uuid.UUID, kind Kind) (string, error) {
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return dataset.String() + "-" + hex.EncodeToString(b) + ".mbtiles", nil
+	return dataset.String() + "-" + hex.EncodeToString(b) + kind.ext(), nil
 }
 
 // IsName reports whether name is one Name gives.

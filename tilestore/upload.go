@@ -21,6 +21,8 @@ type Upload struct {
 	File *os.File
 	// Path is the temporary file's path, for the checks (SQLite reads files by path).
 	Path string
+	// Kind is what the file holds (Detect), which its published name says.
+	Kind Kind
 	lock *os.File // held open (and locked) while the upload is live, for sweeps
 	// published is the final file while the dataset does not have it yet (removed on cleanup).
 	published string
@@ -78,7 +80,7 @@ func (up *Upload) Publish(ctx context.Context) (string, error) {
 	if err := syncFile(up.Path); err != nil {
 		return "", err
 	}
-	name, err := Name(up.Dataset)
+	name, err := Name(up.Dataset, up.Kind)
 	if err != nil {
 		return "", err
 	}
@@ -102,7 +104,9 @@ func (up *Upload) Publish(ctx context.Context) (string, error) {
 func (up *Upload) Keep() {
 	up.published = ""
 	if up.object != "" {
-		up.s.cache.adopt(up.object, up.Path)
+		if up.Kind == MBTiles { // a PMTiles archive is read from the bucket by range: no copy
+			up.s.cache.adopt(up.object, up.Path)
+		}
 		up.object = ""
 	}
 }

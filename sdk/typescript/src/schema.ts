@@ -260,10 +260,16 @@ export interface paths {
         };
         get?: never;
         /**
-         * Upload the dataset's MBTiles file
-         * @description The body is the MBTiles file itself, streamed to disk. It replaces the previous file
+         * Upload the dataset's MBTiles file or PMTiles archive
+         * @description The body is the MBTiles file or PMTiles (version 3) archive itself, streamed to disk; which
+         *     of the two it is is told by its content, never a name. It replaces the previous file
          *     atomically; a failed upload leaves the previous tiles serving. The dataset's format, zooms,
-         *     bounds, center, attribution and vector layers are taken from the file's metadata.
+         *     bounds, center, attribution and vector layers are taken from the file's metadata (an
+         *     archive's header and JSON metadata).
+         *     A PMTiles archive is checked as strictly: header and sections inside the file, gzip or
+         *     uncompressed directories (brotli and zstd are refused), directories bounded and at most
+         *     3 levels deep, every tile inside the tile data, within the zooms and the tile size limit,
+         *     metadata within the MBTiles limits (`loc` e.g. `["body", "metadata", "vector_layers", 0, "id"]`).
          *     What a file may be (plain `metadata` and `tiles` tables, or the `map`/`images` layout;
          *     no damaged pages; tiles and metadata within limits; no NUL in any string; attribution
          *     and vector layers within the limits of `DatasetCreate`) is checked before it is
@@ -789,7 +795,7 @@ export interface components {
              * @description Bumped whenever who may read the dataset changes; part of every token's scope.
              */
             access_version: number;
-            /** @description An MBTiles file has been uploaded. */
+            /** @description A tile file (MBTiles or PMTiles) has been uploaded. */
             has_tiles: boolean;
             /** @description The upstream tile server the tiles come from instead of an uploaded file (header values masked); `null` for a file dataset. */
             upstream: {
