@@ -4,11 +4,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/internal/testenv"
@@ -20,24 +21,22 @@ import (
 )
 
 // BenchmarkUpstreamTiles compares, over loopback HTTP with one keep-alive client, the same tile
-// served by tilegate from a local MBTiles file, by tilegate from an upstream (warm: from its cache;
+// served by tilegate from a local MBTiles file, by tilegate from an upstream tile server
+// (mbtileserver, the peer in ../shared/peers, serving the same file; warm: from tilegate's cache;
 // cold: cache off, one upstream request per tile), by the upstream alone, and a forward-auth
-// decision. go test ./server -run '^$' -bench BenchmarkUpstreamTiles -benchtime 3s
+// decision. Sub-benchmarks interleave with -count; pin it to one core with taskset:
+// taskset -c 1 go test ./server -run '^$' -bench BenchmarkUpstreamTiles -benchtime 3s -count 5
 func BenchmarkUpstreamTiles(b *testing.B) {
 	db := testenv.Databases()[len(testenv.Databases())-1]
-	tile := tlVectorTiles[[3]int{1, 1, 1}]
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		w.Header().Set("Cache-Control", "max-age=3600")
-		_, _ = w.Write(tile)
-	}))
-	defer origin.Close()
+	dir := b.TempDir()
+	must(b, mbtiles.WriteTestFile(filepath.Join(dir, "roads.mbtiles"), tlVectorFile()))
+	peer := testpeer.Start(b, dir)
+	tpl := peer.URL + "/services/roads/tiles/{z}/{x}/{y}.pbf"
 	quiet := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	warm := tlStart(b, db, server.Config{Logger: quiet, UsageOff: true, Upstream: loopbackUpstreams(b, upstream.Config{CacheBytes: 64 << 20})})
 	cold := tlStart(b, db, server.Config{Logger: quiet, UsageOff: true, Upstream: loopbackUpstreams(b, upstream.Config{})})
 	file := warm.dataset(b, warm.c, gen.DatasetKindVector, gen.Public)
 	warm.uploadOK(b, file.Id, tlVectorFile())
-	tpl := origin.URL + "/{z}/{x}/{y}.pbf"
 	wup := warm.upstreamDataset(b, gen.Public, upstreamSetting(tpl, nil, ""))
 	cup := cold.upstreamDataset(b, gen.Public, upstreamSetting(tpl, nil, ""))
 	priv := warm.dataset(b, warm.c, gen.DatasetKindVector, gen.Private)
@@ -67,15 +66,19 @@ func BenchmarkUpstreamTiles(b *testing.B) {
 		{"file", warm.URL + tlTilePath(file.Id, "1/1/1", "pbf", ""), nil},
 		{"upstream-warm", warm.URL + tlTilePath(wup.Id, "1/1/1", "pbf", ""), nil},
 		{"upstream-cold", cold.URL + tlTilePath(cup.Id, "1/1/1", "pbf", ""), nil},
-		{"upstream-alone", origin.URL + "/1/1/1.pbf", nil},
+		{"upstream-alone", peer.URL + "/services/roads/tiles/1/1/1.pbf", nil},
 		{"forward-auth-token", warm.URL + "/api/tiles/auth", []string{"X-Original-URI", tlTilePath(priv.Id, "1/1/1", "pbf", tok)}},
 	} {
 		b.Run(m.name, func(b *testing.B) {
 			get(b, m.url, m.header...) // warm
 			b.ReportAllocs()
+			var took []time.Duration
 			for b.Loop() {
+				start := time.Now()
 				get(b, m.url, m.header...)
+				took = append(took, time.Since(start))
 			}
+			reportP50(b, took)
 		})
 	}
 }
@@ -110,7 +113,9 @@ func BenchmarkNginxForwardAuth(b *testing.B) {
 		{"nginx+auth-key", edge.URL + tlTilePath(d.Id, "1/1/1", "pbf", "key="+k.Token)},
 	} {
 		b.Run(m.name, func(b *testing.B) {
+			var took []time.Duration
 			for b.Loop() {
+				start := time.Now()
 				res, err := client.Get(m.url)
 				if err != nil {
 					b.Fatal(err)
@@ -120,7 +125,19 @@ func BenchmarkNginxForwardAuth(b *testing.B) {
 				if res.StatusCode != 200 {
 					b.Fatalf("%s: %d", m.url, res.StatusCode)
 				}
+				took = append(took, time.Since(start))
 			}
+			reportP50(b, took)
 		})
 	}
+}
+
+// reportP50 reports the median request time (µs) and the requests a second one client makes.
+func reportP50(b *testing.B, took []time.Duration) {
+	if len(took) == 0 {
+		return
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
