@@ -300,8 +300,13 @@ func TestCacheEvictsOnlyUnused(t *testing.T) {
 		t.Fatalf("used %d of %d, want one copy", used, limit)
 	}
 
-	// A restart keeps the copies present.
-	s2, err := New(Config{Dir: s.cfg.Dir, Pool: s.cfg.Pool, Referenced: r.get, Bucket: bucket, CacheBytes: size * 3 / 2})
+	// Another process cannot take the cache while this one has it; a restart keeps the copies.
+	again := Config{Dir: s.cfg.Dir, Pool: s.cfg.Pool, Referenced: r.get, Bucket: bucket, CacheBytes: size * 3 / 2}
+	if _, err := New(again); !errors.Is(err, ErrCacheInUse) {
+		t.Fatalf("a second store on the same cache: %v, want ErrCacheInUse", err)
+	}
+	s.Close()
+	s2, err := New(again)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,13 @@ type cache struct {
 
 	// counters for CacheStats: tiles that found their copy, fetches started, copies evicted
 	hits, fetches, evictions uint64
+
+	lock *os.File // the directory, flocked while this process owns the cache
 }
+
+// ErrCacheInUse: another process has the cache directory (two replicas given one data
+// directory with a bucket: each must have its own, the accounting of the cache is per process).
+var ErrCacheInUse = errors.New("the cache of the bucket's files is in use by another tilegate process; with a bucket, give each replica its own TILEGATE_DATA_DIR")
 
 // CacheStats are the counters of the cache of the bucket's files (metrics).
 type CacheStats struct {
@@ -105,8 +111,21 @@ func openCache(dir string, bucket blobstore.Store, pool *mbtiles.Pool, limit int
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create cache directory: %w", err)
 	}
+	lock, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open cache directory: %w", err)
+	}
+	if err := lockUpload(lock); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		_ = lock.Close()
+		if isLocked(err) {
+			return nil, fmt.Errorf("%w (%s)", ErrCacheInUse, dir)
+		}
+		return nil, fmt.Errorf("lock cache directory: %w", err)
+	}
+	c.lock = lock
 	entries, err := os.ReadDir(dir)
 	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("read cache directory: %w", err)
 	}
 	type found struct {
@@ -390,6 +409,9 @@ func (c *cache) names() []string {
 	}
 	return out
 }
+
+// close lets the cache directory go (for another process).
+func (c *cache) close() { _ = c.lock.Close() }
 
 // usage reports the bytes the copies take and the limit.
 func (c *cache) usage() (used, limit int64) {

@@ -121,6 +121,7 @@ func (s *Store) Close() {
 	s.retired.close()
 	if s.bucketRetired != nil {
 		s.bucketRetired.close()
+		s.cache.close()
 	}
 }
 

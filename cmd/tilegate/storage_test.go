@@ -440,3 +440,17 @@ func TestStorageURLDirectory(t *testing.T) {
 	}
 	wantTiles(t, validatingClient(t), p, d, ts)
 }
+
+// With a bucket, a data directory is one replica's: a second process given the same one refuses
+// to start, naming the fix (their caches would evict each other's files unaccounted).
+func TestBucketDataDirOfOneReplica(t *testing.T) {
+	t.Parallel()
+	bf := newBucketFixture(t)
+	dbURL := migratedSQLite(t)
+	env := bf.env(t, bf.srv.Endpoint)
+	startServer(t, dbURL, env...)
+	r := runCLIEnv(t, environ(dbURL, append(env, "TILEGATE_ADMIN_ADDR=")...), "serve", "--addr", "127.0.0.1:0")
+	if r.code != 1 || !strings.Contains(r.stderr, "give each replica its own TILEGATE_DATA_DIR") {
+		t.Errorf("a second replica on the same data directory: exit %d\n%s", r.code, r.stderr)
+	}
+}
