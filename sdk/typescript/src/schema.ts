@@ -585,11 +585,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Readiness (the database answers and accepts writes, the data directory is usable)
+         * Readiness (the database answers and accepts writes, the tile storage is usable)
          * @description 200 when this replica can do its work: the database answers and accepts a write (a probe
-         *     that changes nothing), and the data directory can be listed and written. A 503's
-         *     `detail` names the part that failed: the database unavailable, the database not
-         *     writable, or the data directory.
+         *     that changes nothing), the data directory can be listed and written, and, when the tile
+         *     files live in a bucket (`TILEGATE_STORAGE_URL`), the bucket answers and accepts the
+         *     credentials. A 503's `detail` names the part that failed: the database unavailable, the
+         *     database not writable, the data directory, or the tile storage bucket.
          */
         get: operations["readyz"];
         put?: never;
@@ -1977,8 +1978,9 @@ export interface components {
             };
         };
         /**
-         * @description The database is unreachable, or the server's storage (its data directory) cannot be read
-         *     or written; `detail` says which. Retry later (after `Retry-After` seconds when given).
+         * @description The database is unreachable, or the server's storage (its data directory, or the bucket
+         *     its tile files live in) cannot be read or written; `detail` says which. Retry later
+         *     (after `Retry-After` seconds when given).
          */
         Unavailable: {
             headers: {
