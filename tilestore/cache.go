@@ -172,11 +172,13 @@ func (c *cache) path(name string) string { return filepath.Join(c.dir, name) }
 func (c *cache) acquire(ctx context.Context, name string) (path string, release func(), err error) {
 	timer := time.NewTimer(c.wait)
 	defer timer.Stop()
-	for {
+	for waited := false; ; waited = true {
 		c.mu.Lock()
 		f := c.files[name]
 		if f != nil && f.fetch == nil {
-			c.hits++
+			if !waited {
+				c.hits++ // (a tile that waited for the fetch counted in it)
+			}
 			f.inUse++
 			c.lru.MoveToFront(f.elem)
 			c.mu.Unlock()
