@@ -10,10 +10,11 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tilegate/tilegate/internal/usage"
+	"github.com/tilegate/tilegate/tilehttp"
 )
 
 // reasonAnonymousLimited is X-Tilegate-Reason of an anonymous token call over its address's rate.
-const reasonAnonymousLimited = "anonymous_rate_limited"
+const reasonAnonymousLimited = tilehttp.ReasonAnonymousLimited
 
 // The anonymous minting rate's defaults (Config.AnonymousMintRate, AnonymousMintBurst): a map
 // page mints one batch per load and one every ~15 minutes after; 50 at once allows an office

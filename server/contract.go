@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tilegate/tilegate/internal/fastapi"
+	"github.com/tilegate/tilegate/tilehttp"
 )
 
 // roleExtension names the least role an operation needs, declared next to it in openapi.yaml.
@@ -46,7 +47,7 @@ func (s *Server) contract(next echo.HandlerFunc) echo.HandlerFunc {
 				return redirectSpelling(c, to)
 			}
 			if c.Path() == tileRoute {
-				return tileError(c, http.StatusNotFound, "Not Found") // as every tile error: never cached
+				return tilehttp.WriteError(c, http.StatusNotFound, "Not Found") // as every tile error: never cached
 			}
 			return detail(c, http.StatusNotFound, "Not Found")
 		}

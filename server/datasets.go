@@ -14,9 +14,10 @@ import (
 	"github.com/tilegate/tilegate/access"
 	"github.com/tilegate/tilegate/gen"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilehttp"
 )
 
-const datasetNotFound = "Dataset not found"
+const datasetNotFound = tilehttp.DatasetNotFound
 
 func callerOf(ctx context.Context) store.Caller {
 	p := principalFrom(ctx)

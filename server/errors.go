@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -18,8 +17,7 @@ import (
 	"github.com/tilegate/tilegate/internal/problem"
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/store"
-	"github.com/tilegate/tilegate/tilesource"
-	"github.com/tilegate/tilegate/tileurl"
+	"github.com/tilegate/tilegate/tilehttp"
 )
 
 // detail answers an error: every error body is built by problem.Write, labelled for the
@@ -64,9 +62,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 		_ = detail(c, f.status, f.detail)
 	case errors.As(err, &ref):
-		_ = writeRefusal(c, ref.Refusal)
+		_ = tilehttp.WriteRefusal(c, ref.Refusal)
 	case errors.As(err, &lim):
-		_ = writeLimited(c, lim.Verdict)
+		_ = tilehttp.WriteLimited(c, lim.Verdict)
 	case errors.As(err, &vf):
 		_ = detail(c, http.StatusUnprocessableEntity, vf.fields)
 	case errors.Is(err, store.ErrConflict):
@@ -121,56 +119,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = detail(c, http.StatusInternalServerError, "Internal Server Error")
 	}
 }
-
-// sourceFailed answers a tile request whose tile source failed: the one place where tile
-// sources' errors (tilesource's sentinels, whatever the source's kind) become statuses.
-func (s *Server) sourceFailed(c echo.Context, e *tileaccess.DatasetEntry, t tileurl.Tile, err error) error {
-	switch {
-	case errors.Is(err, tilesource.ErrDamaged), errors.Is(err, tilesource.ErrMissing):
-		// Bytes that will not get better by retrying (ErrMissing reaches here only once the
-		// dataset, looked at again, still names them): 410, logged once per source.
-		s.unservable.log(s.log, e.SourceKey, t.Dataset, err)
-		return tileError(c, http.StatusGone, unservableDetail)
-	case errors.Is(err, tilesource.ErrNotFound):
-		return tileError(c, http.StatusNotFound, "The dataset's source has no tile at these coordinates")
-	case errors.Is(err, tilesource.ErrBusy):
-		// Only upstreams refuse work today: their admission control's Retry-After.
-		h := c.Response().Header()
-		h.Set("Retry-After", strconv.Itoa(int(s.upstream.RetryAfter().Seconds()+0.999)))
-		h.Set("X-Tilegate-Reason", reasonUpstreamBusy)
-		h.Set("Access-Control-Expose-Headers", "X-Tilegate-Reason, Retry-After")
-		return tileError(c, http.StatusTooManyRequests, "The dataset's upstream is busy; retry after Retry-After seconds")
-	case errors.Is(err, tilesource.ErrTimeout):
-		return tileError(c, http.StatusGatewayTimeout, "The dataset's tile source did not answer in time")
-	case errors.Is(err, errUpstreamSealed):
-		s.unservable.log(s.log, e.SourceKey, t.Dataset, err)
-		return tileError(c, http.StatusBadGateway, "This dataset's upstream headers cannot be opened (sealed with a signing key no longer configured); set them again")
-	case errors.Is(err, tilesource.ErrBadGateway):
-		s.log.Warn("upstream tile", "dataset", t.Dataset, "err", err) // never the URL's headers
-		return tileError(c, http.StatusBadGateway, "The dataset's upstream failed")
-	}
-	// ErrUnavailable, or the request's own end.
-	if c.Request().Context().Err() == nil { // (else the client has gone)
-		s.log.Error("read tile", "dataset", t.Dataset, "err", err)
-	}
-	// Storage that cannot be read now (a bucket outage, a file still being fetched): the
-	// client may retry soon.
-	c.Response().Header().Set("Retry-After", "5")
-	return tileError(c, http.StatusServiceUnavailable, "The tiles cannot be read right now; retry shortly")
-}
-
-// unservableLog logs that a source cannot serve (damaged, missing, a tile over the size limit,
-// headers that do not open) once per source and process, however many requests find out.
-type unservableLog struct{ logged sync.Map } // source key → struct{}
-
-func (u *unservableLog) log(l *slog.Logger, key string, dataset any, err error) {
-	if _, seen := u.logged.LoadOrStore(key, struct{}{}); seen {
-		return
-	}
-	l.Error("tile file cannot be served; upload it again", "dataset", dataset, "file", key, "err", err)
-}
-
-const unservableDetail = "This tile cannot be served: the dataset's file is damaged or missing, or the tile is over the size limit; the dataset's owner must upload the file again"
 
 // storageFault reports whether err is a failure of the server's own files (the data directory):
 // an errno the os package wrapped in an *fs.PathError, *os.LinkError or *os.SyscallError.

@@ -15,6 +15,7 @@ import (
 	"github.com/tilegate/tilegate/internal/tileaccess"
 	"github.com/tilegate/tilegate/internal/usage"
 	"github.com/tilegate/tilegate/metrics"
+	"github.com/tilegate/tilegate/tilehttp"
 )
 
 // requestMetrics holds every series a request updates, resolved once at start: a tile request
@@ -53,9 +54,9 @@ var refusalReasons = []string{
 
 // The refusal reasons of tile answers that carry no X-Tilegate-Reason.
 const (
-	reasonNotFound   = "not_found"   // 404: no such dataset (or not seen), or the wrong format
-	reasonBadRequest = "bad_request" // 400, 422: coordinates or query out of range
-	reasonOther      = "other"       // any other 4xx
+	reasonNotFound   = tilehttp.ReasonNotFound // 404: no such dataset (or not seen), or the wrong format
+	reasonBadRequest = "bad_request"           // 400, 422: coordinates or query out of range
+	reasonOther      = "other"                 // any other 4xx
 )
 
 func newRequestMetrics(m *metrics.Metrics, spec *openapi3.T) *requestMetrics {

@@ -84,14 +84,14 @@ func (s *Server) openMint(ctx context.Context, r *http.Request, ids []uuid.UUID,
 			// A rotated key's previous token past its grace: not a valid credential.
 			return fail(http.StatusUnauthorized, invalidAPIKey)
 		case ref.Status == http.StatusForbidden && key != nil:
-			s.countRefusal(now, e, &creds, ref)
+			s.tileHTTP.CountRefusal(now, e, &creds, ref)
 			entries[i].refusal = ref
 			continue
 		default:
 			// No credential for a dataset that is not public, or the key's account does not
 			// see it: as far as the caller knows, it does not exist.
 			if key != nil {
-				s.countRefusal(now, e, &creds, ref)
+				s.tileHTTP.CountRefusal(now, e, &creds, ref)
 			}
 			entries[i].refusal = tileaccess.RefuseNotFound
 			continue
@@ -108,6 +108,9 @@ func (s *Server) openMint(ctx context.Context, r *http.Request, ids []uuid.UUID,
 	}
 	return nil
 }
+
+// allowAnyOrigin is the Access-Control-Allow-Origin value "*", built once.
+var allowAnyOrigin = []string{"*"}
 
 // tokenHeaders lets browser pages call the token endpoints with an API key or none (a map that
 // refreshes its own tokens with its public key), and answers their CORS preflight. A request

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tilegate/tilegate/internal/tileaccess"
+	"github.com/tilegate/tilegate/tilehttp"
 )
 
 // RequestIDHeader carries every answer's request id, which its log lines carry too: a user
@@ -72,19 +73,6 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// refusedTile is what the tile path knows of a refusal beyond the answer: the dataset and the
-// API key it named (the key's id; never the key's token or a tile token's signature).
-type refusedTile struct {
-	dataset, key uuid.UUID
-}
-
-const refusedTileKey = "tilegate.refused"
-
-// noteRefusal records, for the refusal log, the dataset and key of a refused tile request.
-func noteRefusal(c echo.Context, dataset, key uuid.UUID) {
-	c.Set(refusedTileKey, refusedTile{dataset: dataset, key: key})
-}
-
 // refusalLog writes refused tile requests at Info, at most one line per reason per second: a
 // flood of bad keys or expired tokens is thousands a second, and the log must stay readable.
 // Each line says how many refusals of its reason were left out since the previous one.
@@ -126,17 +114,17 @@ func (l *refusalLog) refused(c echo.Context, access *tileaccess.Access, reason s
 	r := c.Request()
 	attrs := make([]slog.Attr, 0, 8)
 	attrs = append(attrs, slog.String("reason", reason), slog.Int("status", status))
-	var rt refusedTile
-	if v, ok := c.Get(refusedTileKey).(refusedTile); ok {
-		rt = v
-	} else if id, err := uuid.Parse(c.Param("dataset_id")); err == nil {
-		rt.dataset = id
+	dataset, key, ok := tilehttp.Refused(c)
+	if !ok {
+		if id, err := uuid.Parse(c.Param("dataset_id")); err == nil {
+			dataset = id
+		}
 	}
-	if rt.dataset != uuid.Nil {
-		attrs = append(attrs, slog.String("dataset_id", rt.dataset.String()))
+	if dataset != uuid.Nil {
+		attrs = append(attrs, slog.String("dataset_id", dataset.String()))
 	}
-	if rt.key != uuid.Nil {
-		attrs = append(attrs, slog.String("key_id", rt.key.String()))
+	if key != uuid.Nil {
+		attrs = append(attrs, slog.String("key_id", key.String()))
 	}
 	if ip := access.ClientIP(tileaccess.Client{Header: r.Header, RemoteAddr: r.RemoteAddr}); ip.IsValid() {
 		attrs = append(attrs, slog.String("client", ip.String()))
@@ -150,4 +138,4 @@ func (l *refusalLog) refused(c echo.Context, access *tileaccess.Access, reason s
 
 // isTileDecision: the routes whose refusals are tile refusals (tiles, and forward auth's answer
 // for a tile).
-func isTileDecision(path string) bool { return path == tileRoute || path == authRoute }
+func isTileDecision(path string) bool { return path == tileRoute || path == tilehttp.AuthRoute }

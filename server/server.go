@@ -28,6 +28,7 @@ import (
 	"github.com/tilegate/tilegate/metrics"
 	"github.com/tilegate/tilegate/sealed"
 	"github.com/tilegate/tilegate/store"
+	"github.com/tilegate/tilegate/tilehttp"
 	"github.com/tilegate/tilegate/tilesource"
 	"github.com/tilegate/tilegate/tilestore"
 	"github.com/tilegate/tilegate/tiletoken"
@@ -182,8 +183,9 @@ type Server struct {
 	meter    *usage.Meter // tile usage counts, rate limits and quotas
 	anonMint *anonLimiter // token calls without a credential, per client address
 	// tilestore is the datasets' tile files: uploads, publishing, retiring, sweeps.
-	tilestore  *tilestore.Store
-	unservable unservableLog // sources that cannot serve, logged once each
+	tilestore *tilestore.Store
+	// tileHTTP answers tile requests and forward-auth decisions (package tilehttp).
+	tileHTTP *tilehttp.Handler
 	// unsubscribe stops the store's change events, which evict tile cache entries at once here
 	// (other replicas hear of them through the listener).
 	unsubscribe func()
@@ -397,6 +399,8 @@ func New(st *store.Store, cfg Config) (*Server, error) {
 		_ = s.access.Close(context.Background())
 		return nil, err
 	}
+	s.tileHTTP = &tilehttp.Handler{Access: s.access, Meter: s.meter, Log: cfg.Logger, Now: s.now,
+		UpstreamRetryAfter: s.upstream.RetryAfter}
 	if err := s.registerMetrics(); err != nil {
 		_ = s.access.Close(context.Background())
 		return nil, err
@@ -415,7 +419,7 @@ func (s *Server) Handler() http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// The tile dispatch runs the same middleware, in the same order (tileChain).
-	pre := []echo.MiddlewareFunc{securityHeaders, s.requestID, closeOnUnreadBody, s.tileHeaders, s.tokenHeaders, headAsGet}
+	pre := []echo.MiddlewareFunc{securityHeaders, s.requestID, closeOnUnreadBody, s.tileHTTP.Headers, s.tokenHeaders, headAsGet}
 	use := []echo.MiddlewareFunc{restoreHead, middleware.Recover(), s.requestLog, s.dbDeadline}
 	e.Pre(pre...)
 	e.Use(use...)
@@ -427,10 +431,10 @@ func (s *Server) Handler() http.Handler {
 	api := e.Group("", s.contract) // tileChain applies s.contract too
 	gen.RegisterHandlers(api, gen.NewStrictHandler(s, []gen.StrictMiddlewareFunc{s.strictHooks}))
 	// getTile is not generated (echo cannot route {y}.{format}); it still goes through the contract.
-	api.GET(tileRoute, s.getTile)
-	api.HEAD(tileRoute, s.getTile)
-	api.GET(authRoute, s.authorizeTile)
-	return geolensAlias{&tileDispatch{e: e, tiles: tileChain(s.contract(s.getTile), pre, use)}}
+	api.GET(tileRoute, s.tileHTTP.ServeTile)
+	api.HEAD(tileRoute, s.tileHTTP.ServeTile)
+	api.GET(tilehttp.AuthRoute, s.tileHTTP.Authorize)
+	return geolensAlias{&tileDispatch{e: e, tiles: tileChain(s.contract(s.tileHTTP.ServeTile), pre, use)}}
 }
 
 // uploadRoute streams a file for minutes: its database work is not under DBTimeout.

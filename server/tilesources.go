@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -13,10 +12,6 @@ import (
 // dataset's through the upstream fetcher, a tile file's through the MBTiles pool behind the
 // hot-tile cache. The tile path asks them for tiles without knowing their kind.
 type tileSources struct{ s *Server }
-
-// errUpstreamSealed: the dataset's upstream headers do not open (sealed with a signing key no
-// longer configured); its tiles answer 502 until they are set again.
-var errUpstreamSealed = errors.New("the dataset's upstream headers cannot be opened")
 
 func (t tileSources) Key(d store.Dataset) string {
 	switch {
@@ -34,7 +29,7 @@ func (t tileSources) Open(d store.Dataset) (tilesource.Source, error) {
 	if d.UpstreamURL != nil {
 		src, err := s.upstreamSource(d)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w: %w", tilesource.ErrBadGateway, errUpstreamSealed, err)
+			return nil, fmt.Errorf("%w: %w: %w", tilesource.ErrBadGateway, tilesource.ErrSealed, err)
 		}
 		return tilesource.Upstream(s.upstream, src, mediaTypes[d.Format]), nil
 	}

@@ -165,9 +165,6 @@ var mediaTypes = map[string][]string{
 	"webp": {"image/webp"},
 }
 
-// reasonUpstreamBusy is a saturated upstream's X-Tilegate-Reason.
-const reasonUpstreamBusy = "upstream_busy"
-
 // SecretKeys are the sealing keys of the signing keys (the same ids; sealed derives its own key
 // from each): the first seals, all open, so rotating the signing keys keeps sealed values open as
 // long as the previous key stays configured.

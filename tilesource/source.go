@@ -51,6 +51,9 @@ var (
 	ErrBusy = errors.New("tilesource: source busy")
 	// ErrTimeout: the source did not answer in time (504).
 	ErrTimeout = errors.New("tilesource: source timed out")
+	// ErrSealed: a remote source's secrets (an upstream's headers, sealed with a signing key no
+	// longer configured) do not open; it answers nothing until they are set again (502).
+	ErrSealed = errors.New("tilesource: the source's sealed headers cannot be opened")
 	// ErrBadGateway: a remote source answered wrongly or could not be reached (502).
 	ErrBadGateway = errors.New("tilesource: remote source failed")
 )

@@ -1,4 +1,4 @@
-package server
+package tilehttp
 
 import (
 	"net/http"
@@ -11,19 +11,19 @@ import (
 	"github.com/tilegate/tilegate/tileurl"
 )
 
-// authRoute is the forward-auth endpoint for proxies that serve tiles themselves (nginx
+// AuthRoute is the forward-auth endpoint for proxies that serve tiles themselves (nginx
 // auth_request, Envoy ext_authz, Traefik ForwardAuth).
-const authRoute = "/api/tiles/auth"
+const AuthRoute = "/api/tiles/auth"
 
 // publicDecisionMaxAge is how long a proxy may reuse an allowed decision on a public dataset: a
 // dataset made private again is refused by proxies within this time.
 const publicDecisionMaxAge = 60
 
-// authorizeTile answers whether the tile request the proxy describes would be served: the tile
+// Authorize answers whether the tile request the proxy describes would be served: the tile
 // path's own steps (parse, dataset, credential, limits), on the original URI, with the original
 // request's headers (the proxy forwards them) and client address (trusted-proxy rule). An
 // allowed decision is counted as a served tile, without bytes (the proxy sends them).
-func (s *Server) authorizeTile(c echo.Context) error {
+func (h *Handler) Authorize(c echo.Context) error {
 	r := c.Request()
 	if r.Header.Get("X-Tilegate-Auth-Request") == "nginx" {
 		refuseAsNginxUnderstands(c.Response())
@@ -33,46 +33,46 @@ func (s *Server) authorizeTile(c echo.Context) error {
 		uri = r.Header.Get("X-Forwarded-Uri")
 	}
 	if uri == "" {
-		return tileError(c, http.StatusBadRequest, "Send the original request's path and query in X-Original-URI (nginx) or X-Forwarded-Uri (Traefik)")
+		return WriteError(c, http.StatusBadRequest, "Send the original request's path and query in X-Original-URI (nginx) or X-Forwarded-Uri (Traefik)")
 	}
 	method := r.Header.Get("X-Original-Method")
 	if method == "" {
 		method = r.Header.Get("X-Forwarded-Method")
 	}
 	if method != "" && method != http.MethodGet && method != http.MethodHead {
-		return tileError(c, http.StatusBadRequest, "Only GET and HEAD are tile requests")
+		return WriteError(c, http.StatusBadRequest, "Only GET and HEAD are tile requests")
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil || u.RawPath != "" || u.Host != "" {
-		return tileError(c, http.StatusBadRequest, notATileURL)
+		return WriteError(c, http.StatusBadRequest, notATileURL)
 	}
 	if _, ok := tileurl.Segments(u.Path); !ok {
-		return tileError(c, http.StatusBadRequest, notATileURL)
+		return WriteError(c, http.StatusBadRequest, notATileURL)
 	}
 	t, bad := parseTileURL(u.EscapedPath())
 	if bad != nil {
-		return writeRefusal(c, bad)
+		return WriteRefusal(c, bad)
 	}
-	e, err := s.access.Dataset(r.Context(), t.Dataset)
+	e, err := h.Access.Dataset(r.Context(), t.Dataset)
 	if err != nil {
 		return err
 	}
 	if !e.Found {
-		return writeRefusal(c, tileaccess.RefuseNotFound)
+		return WriteRefusal(c, tileaccess.RefuseNotFound)
 	}
-	use, answered, err := s.admitTile(c, e, t, u.RawQuery)
+	use, answered, err := h.admit(c, e, t, u.RawQuery)
 	if answered {
 		return err
 	}
 	if t.Format != e.Dataset.Format {
 		use.notServed()
-		return tileError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
+		return WriteError(c, http.StatusNotFound, "This dataset's tiles are ."+e.Dataset.Format)
 	}
 	use.served(0)
-	h := c.Response().Header()
+	hdr := c.Response().Header()
 	creds := tileaccess.ParseCredentials(u.RawQuery)
-	h.Set("Cache-Control", s.decisionCacheControl(e, use, &creds))
-	h.Set("X-Tilegate-Dataset", t.Dataset.String())
+	hdr.Set("Cache-Control", h.decisionCacheControl(e, use, &creds))
+	hdr.Set("X-Tilegate-Dataset", t.Dataset.String())
 	return c.NoContent(http.StatusOK)
 }
 
@@ -98,7 +98,7 @@ const notATileURL = "The original URI is not a tile URL (" + tileurl.Prefix + "{
 // exp (the URL carries the token, so the decision is the same for everyone in the window), a
 // public dataset's for a minute, an API key's not at all (it depends on the caller's Origin,
 // Referer, User-Agent and address, and on the key's limits).
-func (s *Server) decisionCacheControl(e *tileaccess.DatasetEntry, use tileUse, creds *tileaccess.Credentials) string {
+func (h *Handler) decisionCacheControl(e *tileaccess.DatasetEntry, use tileUse, creds *tileaccess.Credentials) string {
 	switch {
 	case use.dec.Key != nil:
 		return "no-store"
@@ -108,7 +108,7 @@ func (s *Server) decisionCacheControl(e *tileaccess.DatasetEntry, use tileUse, c
 	if creds.Token() {
 		// Verified by now: exp is a canonical integer in the token's lifetime.
 		if exp, err := strconv.ParseInt(creds.Exp, 10, 64); err == nil {
-			if left := exp - s.now().Unix(); left > 0 {
+			if left := exp - h.Now().Unix(); left > 0 {
 				return "max-age=" + strconv.FormatInt(left, 10)
 			}
 		}
