@@ -530,15 +530,15 @@ func parseVectorLayers(rows map[string]string) (json.RawMessage, error) {
 	if err := dec.Decode(&arr); err != nil {
 		return nil, fmt.Errorf("%w: metadata json: vector_layers is not an array", ErrInvalid)
 	}
-	if loc := findNUL(arr, []any{"metadata", "json", "vector_layers"}); loc != nil {
+	if loc := FindNUL(arr, []any{"metadata", "json", "vector_layers"}); loc != nil {
 		return nil, &FieldError{Loc: loc, Msg: "contains a NUL character"}
 	}
 	return layers, nil
 }
 
-// findNUL returns the location of the first string (or object key) in v that contains a NUL
-// character ("\u0000" in JSON), or nil.
-func findNUL(v any, loc []any) []any {
+// FindNUL returns the location of the first string (or object key) in v (decoded JSON) that
+// contains a NUL character ("\u0000" in JSON), or nil: loc followed by the path to it.
+func FindNUL(v any, loc []any) []any {
 	switch v := v.(type) {
 	case string:
 		if strings.IndexByte(v, 0) >= 0 {
@@ -546,7 +546,7 @@ func findNUL(v any, loc []any) []any {
 		}
 	case []any:
 		for i, e := range v {
-			if l := findNUL(e, append(loc[:len(loc):len(loc)], i)); l != nil {
+			if l := FindNUL(e, append(loc[:len(loc):len(loc)], i)); l != nil {
 				return l
 			}
 		}
@@ -561,7 +561,7 @@ func findNUL(v any, loc []any) []any {
 			if strings.IndexByte(k, 0) >= 0 {
 				return at
 			}
-			if l := findNUL(v[k], at); l != nil {
+			if l := FindNUL(v[k], at); l != nil {
 				return l
 			}
 		}

@@ -154,7 +154,7 @@ func readMetadata(ctx context.Context, src Storage, h Header, lim mbtiles.Limits
 		if err := dec.Decode(&v); err != nil {
 			return nil, &FieldError{Loc: []any{"metadata", k}, Msg: "not JSON"}
 		}
-		if loc := findNUL(v, []any{"metadata", k}); loc != nil {
+		if loc := mbtiles.FindNUL(v, []any{"metadata", k}); loc != nil {
 			return nil, &FieldError{Loc: loc, Msg: "contains a NUL character"}
 		}
 	}
@@ -201,37 +201,4 @@ func metadataString(doc map[string]json.RawMessage, key string) (string, error) 
 		return "", nil
 	}
 	return *s, nil
-}
-
-// findNUL returns the location of the first string (or object key) in v that holds a NUL
-// character ("\u0000" in JSON), or nil.
-func findNUL(v any, loc []any) []any {
-	switch v := v.(type) {
-	case string:
-		if strings.IndexByte(v, 0) >= 0 {
-			return loc
-		}
-	case []any:
-		for i, e := range v {
-			if l := findNUL(e, append(loc[:len(loc):len(loc)], i)); l != nil {
-				return l
-			}
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			at := append(loc[:len(loc):len(loc)], k)
-			if strings.IndexByte(k, 0) >= 0 {
-				return at
-			}
-			if l := findNUL(v[k], at); l != nil {
-				return l
-			}
-		}
-	}
-	return nil
 }
