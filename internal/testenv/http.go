@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,17 @@ func Start(t testing.TB, db *Database, cfg server.Config) *Env {
 		cfg.AuthCacheTTL = time.Minute
 	}
 	e := &Env{DB: db, t: t}
-	e.HTTP = httptest.NewUnstartedServer(nil)
+	// The listener (and so the URL, the server's PublicURL) exists before the server: a request
+	// that arrives in between (a browser of an earlier test reusing the port) is answered 503 by
+	// the holder, never raced with setting the handler.
+	var handler atomic.Pointer[http.Handler]
+	e.HTTP = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := handler.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	}))
 	e.HTTP.Start()
 	e.URL = e.HTTP.URL
 	if cfg.PublicURL == "" {
@@ -62,7 +73,8 @@ func Start(t testing.TB, db *Database, cfg server.Config) *Env {
 		t.Fatalf("server.New: %v", err)
 	}
 	e.Server = srv
-	e.HTTP.Config.Handler = srv.Handler()
+	h := srv.Handler()
+	handler.Store(&h)
 	// Cleanups run last-in first-out: the HTTP server stops first, then the server's listener and
 	// last_used flusher.
 	t.Cleanup(func() { _ = srv.Close() })
