@@ -440,22 +440,27 @@ func TestSweepIncomplete(t *testing.T) {
 }
 
 // A reader never mixes versions: on a directory it keeps reading the version it opened (the
-// file is replaced by rename); in a bucket every read is conditional on the opened ETag and a
-// replaced object is ErrChanged.
+// file is replaced by rename); in a bucket the first bytes come from the opening request and
+// every later read is conditional on the opened ETag, so a replaced object is ErrChanged.
 func TestReadAfterReplace(t *testing.T) {
 	forEachStore(t, func(t *testing.T, f fixture) {
 		ctx := ctxT(t)
-		put(t, f.store, "v", []byte("version one"))
+		pad := bytes.Repeat([]byte{'.'}, 20<<10) // past what a bucket's Open reads
+		one := append([]byte("version one"), append(pad, "old end"...)...)
+		put(t, f.store, "v", one)
 		o, err := f.store.Open(ctx, "v")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer o.Close()
-		put(t, f.store, "v", []byte("VERSION TWO"))
+		put(t, f.store, "v", append([]byte("VERSION TWO"), append(pad, "NEW END"...)...))
 		p := make([]byte, 7)
-		n, err := o.ReadAt(ctx, p, 0)
+		if n, err := o.ReadAt(ctx, p, 0); err != nil || string(p[:n]) != "version" {
+			t.Fatalf("read at 0: %q, %v; want the opened version", p[:n], err)
+		}
+		n, err := o.ReadAt(ctx, p, int64(len(one)-7))
 		if f.requests == nil {
-			if err != nil || string(p[:n]) != "version" {
+			if err != nil || string(p[:n]) != "old end" {
 				t.Fatalf("read %q, %v; want the opened version", p[:n], err)
 			}
 			return
