@@ -236,6 +236,10 @@ func TestCacheFetchOnce(t *testing.T) {
 		}
 	}
 	close(g.gate)
+	// The fetch goes on after the gate opens: the next tile waits for it (a busy machine, the
+	// race detector: more than the 300 ms above). Every acquire above has returned (wg.Wait), so
+	// nothing reads wait while it changes.
+	s.cache.wait = 30 * time.Second
 	path, release, err := s.cache.acquire(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
