@@ -23,7 +23,8 @@ type PMTilesStorage interface {
 // bytes in cache, which keeps the archive's header and directories: a warm tile costs one range
 // read, of its bytes. version is the ETag's stem; tiles above maxTileBytes are damaged.
 func PMTiles(cache *pmtiles.Cache, key, version string, maxTileBytes int64, open func(context.Context) (PMTilesStorage, error)) Source {
-	return &pmtilesSource{cache: cache, key: key, version: version, maxTileBytes: maxTileBytes, open: open}
+	return &pmtilesSource{cache: cache, key: key, version: version, maxTileBytes: maxTileBytes, open: open,
+		opening: make(chan struct{}, 1)}
 }
 
 // PMTilesFile is the source of the archive in the local file at path.
@@ -54,6 +55,7 @@ type pmtilesSource struct {
 	key, version string
 	maxTileBytes int64
 	open         func(context.Context) (PMTilesStorage, error)
+	opening      chan struct{} // held by the one caller opening the storage
 	mu           sync.Mutex
 	storage      PMTilesStorage // nil until the first tile (or after a failed open)
 	archive      *pmtiles.Archive
@@ -93,20 +95,42 @@ func (s *pmtilesSource) Tile(ctx context.Context, z, x, y int) (Tile, error) {
 	return t, nil
 }
 
-// acquire opens the archive's storage on first use and counts a read in flight.
+// acquire opens the archive's storage on first use and counts a read in flight. One caller
+// opens (a bucket's open is a request); the others wait for it, each no longer than its ctx.
 func (s *pmtilesSource) acquire(ctx context.Context) (*pmtiles.Archive, error) {
+	if a := s.use(); a != nil {
+		return a, nil
+	}
+	select {
+	case s.opening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.opening }()
+	if a := s.use(); a != nil { // opened while this one waited
+		return a, nil
+	}
+	st, err := s.open(ctx)
+	if err != nil {
+		return nil, err // not kept: the next tile tries again (storage may be back)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.storage == nil {
-		st, err := s.open(ctx)
-		if err != nil {
-			return nil, err // not kept: the next tile tries again (storage may be back)
-		}
-		s.storage = st
-		s.archive = pmtiles.NewArchive(st, s.key, s.cache, s.maxTileBytes)
-	}
+	s.storage = st
+	s.archive = pmtiles.NewArchive(st, s.key, s.cache, s.maxTileBytes)
 	s.users++
 	return s.archive, nil
+}
+
+// use counts a read in flight on the open storage; nil when it is not open.
+func (s *pmtilesSource) use() *pmtiles.Archive {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.archive == nil {
+		return nil
+	}
+	s.users++
+	return s.archive
 }
 
 func (s *pmtilesSource) release() {

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tilegate/tilegate/blobstore"
 	"github.com/tilegate/tilegate/mbtiles"
@@ -186,3 +188,45 @@ func (s *blockingStorage) ReadAt(_ context.Context, p []byte, off int64) (int, e
 }
 func (s *blockingStorage) Size() int64  { return int64(len(s.b)) }
 func (s *blockingStorage) Close() error { s.closed.Add(1); return nil }
+
+// The first tiles of a source open its storage once however many ask at once, and a caller
+// waiting for that open gives up when its own context ends.
+func TestPMTilesOpensOnce(t *testing.T) {
+	b, err := pmtiles.BuildTestArchive(pmtiles.TestArchive{TileType: pmtiles.TileTypePNG, Tiles: map[[3]int][]byte{{0, 0, 0}: []byte("png")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opens atomic.Int32
+	release := make(chan struct{})
+	src := PMTiles(pmtiles.NewCache(0), "k", "v", 1<<20, func(context.Context) (PMTilesStorage, error) {
+		opens.Add(1)
+		<-release
+		st := &blockingStorage{b: b}
+		st.once.Store(true) // never blocks a read
+		return st, nil
+	})
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := src.Tile(context.Background(), 0, 0, 0)
+			errs <- err
+		}()
+	}
+	for opens.Load() == 0 {
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := src.Tile(ctx, 0, 0, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a waiter past its deadline: %v", err)
+	}
+	close(release)
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := opens.Load(); n != 1 {
+		t.Fatalf("opened %d times", n)
+	}
+}
